@@ -1,0 +1,1 @@
+"""Load-benchmark harness: bundled backends, load generators, peers, scenarios, reports (issue #5)."""

@@ -1,0 +1,111 @@
+"""Where the CPU went during a cell, and how much of the machine was busy with something else.
+
+A process tree's CPU is the sum, over its live processes, of user + system time plus the
+time of the children each has already reaped (psutil's ``children_user/children_system``).
+That sum stays right across a reload: when an old worker exits, its time moves into its
+master's ``children_*`` instead of vanishing.
+
+The machine's busy time comes from /proc/stat (user, nice, system, irq, softirq and steal:
+a hypervisor taking our CPU is load from outside too). Whatever of it is not the harness
+and its descendants (load generators, backend, proxies, wrk) is load from outside the run;
+a cell where it exceeds a threshold is marked disturbed.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+import psutil
+
+BUSY_FIELDS = ("user", "nice", "system", "irq", "softirq", "steal")
+
+
+def tree(pid: int) -> list[psutil.Process]:
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds used so far by ``pid`` and its descendants, the reaped ones included."""
+    total = 0.0
+    for proc in tree(pid):
+        try:
+            t = proc.cpu_times()
+        except psutil.Error:
+            continue
+        total += t.user + t.system + t.children_user + t.children_system
+    return total
+
+
+def tree_rss(pid: int) -> int:
+    """Resident bytes of ``pid`` and its descendants (shared pages count once per process, as ps shows)."""
+    total = 0
+    for proc in tree(pid):
+        try:
+            total += proc.memory_info().rss
+        except psutil.Error:
+            continue
+    return total
+
+
+def tree_pids(pid: int) -> list[int]:
+    return [p.pid for p in tree(pid)]
+
+
+def machine_busy() -> float:
+    """Busy CPU seconds of the CPUs this process may run on (all of them on a plain host)."""
+    allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    per_cpu = psutil.cpu_times(percpu=True)
+    if allowed is not None and len(allowed) < len(per_cpu):
+        per_cpu = [t for i, t in enumerate(per_cpu) if i in allowed]
+    return sum(getattr(t, f, 0.0) for t in per_cpu for f in BUSY_FIELDS)
+
+
+@dataclass
+class Snapshot:
+    wall: float
+    busy: float
+    ours: float
+    peer: float
+    backend: float
+
+
+class Meter:
+    """Snapshots of the machine, the whole run, one peer and the backend around a measured window."""
+
+    def __init__(self, peer_pids: list[int], backend_pid: int | None) -> None:
+        self.peer_pids = peer_pids
+        self.backend_pid = backend_pid
+
+    def snapshot(self) -> Snapshot:
+        return Snapshot(
+            wall=time.monotonic(),
+            busy=machine_busy(),
+            ours=tree_cpu(os.getpid()),
+            peer=sum(tree_cpu(p) for p in self.peer_pids),
+            backend=tree_cpu(self.backend_pid) if self.backend_pid else 0.0,
+        )
+
+    @staticmethod
+    def window(before: Snapshot, after: Snapshot) -> dict:
+        wall = max(after.wall - before.wall, 1e-9)
+        outside = max(0.0, (after.busy - before.busy) - (after.ours - before.ours))
+        return {
+            "wall_s": wall,
+            "proxy_cpu_s": max(0.0, after.peer - before.peer),
+            "backend_cpu_s": max(0.0, after.backend - before.backend),
+            "run_cpu_s": max(0.0, after.ours - before.ours),
+            "outside_load_cores": outside / wall,
+        }
+
+
+def loadavg() -> float:
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return 0.0

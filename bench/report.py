@@ -1,0 +1,257 @@
+"""From measured cells to what an operator reads: a summary per (scenario, peer), the checks,
+a markdown table, a JSON file and PNG plots of the ratios to the direct connection.
+
+A figure is the median over rounds. A ratio is always peer ÷ direct from the same run, so
+for throughput below 1 is slower than direct and for latency above 1 is slower. A cell
+measured while something outside the run kept the machine busy is marked †; a cell whose
+own checks failed (errors, mismatched echoes, drops) is marked !.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from dataclasses import dataclass
+
+from bench import stats
+from bench.scenarios import SCENARIOS
+
+# (scenario, label, key, higher is better, format)
+LINES = [
+    ("S1", "requests/s", "rps", True, "int"),
+    ("S1", "latency p99", "p99_s", False, "time"),
+    ("S2", "requests/s", "rps", True, "int"),
+    ("S2", "MiB/s", "mib_s", True, "int"),
+    ("S3", "messages/s", "msgs_s", True, "int"),
+    ("S3", "round trip p50", "p50_s", False, "time"),
+    ("S3", "round trip p99", "p99_s", False, "time"),
+    ("S4", "MiB/s", "mib_s", True, "int"),
+    ("S4", "round trip p99", "p99_s", False, "time"),
+    ("S5", "proxy RSS KiB/conn", "rss_per_conn_kib", False, "float"),
+    ("S5", "connections opened/s", "connect_rate", True, "int"),
+    ("S5", "failed to echo", "echo_failed", False, "int"),
+    ("S6", "connections dropped", "dropped", False, "int"),
+    ("S6", "bytes lost", "lost_bytes", False, "int"),
+    ("S6", "MiB/s while reloading", "mib_s", True, "int"),
+    ("S7a", "messages/s", "msgs_s", True, "int"),
+    ("S7a", "round trip p99", "p99_s", False, "time"),
+    ("S7b", "MiB/s", "mib_s", True, "int"),
+]
+HEADLINE = {"S1": "rps", "S2": "rps", "S3": "msgs_s", "S4": "mib_s", "S5": "connect_rate", "S6": "mib_s",
+            "S7a": "msgs_s", "S7b": "mib_s"}
+CPU_UNITS = {"req": ("µs/req", 1e6), "msg": ("µs/msg", 1e6), "MiB": ("ms/MiB", 1e3)}
+
+
+@dataclass
+class Summary:
+    scenario: str
+    peer: str
+    values: dict          # median of every numeric field over the rounds
+    rounds: int
+    disturbed: int        # rounds measured under outside load
+    failed: int           # rounds whose own checks failed (or that could not run)
+    notes: list
+
+
+def summarize(cells: list[dict], scenario_ids: list[str], peer_names: list[str]) -> list[Summary]:
+    out = []
+    for sid in scenario_ids:
+        for peer in peer_names:
+            mine = [c for c in cells if c["scenario"] == sid and c["peer"] == peer]
+            if not mine:
+                continue
+            measured = [c for c in mine if "error" not in c]
+            keys = {k for c in measured for k, v in c.items() if isinstance(v, (int, float))
+                    and not isinstance(v, bool)}
+            values = {k: stats.median([c.get(k) for c in measured]) for k in sorted(keys)}
+            notes = sorted({n for c in mine for n in c.get("notes", []) + ([c["error"]] if "error" in c else [])})
+            out.append(Summary(sid, peer, values, len(mine), sum(1 for c in mine if c.get("disturbed")),
+                               sum(1 for c in mine if not c.get("ok")), notes[:5]))
+    return out
+
+
+def ratio(summaries: list[Summary], sid: str, peer: str, key: str) -> float | None:
+    direct = find(summaries, sid, "direct")
+    mine = find(summaries, sid, peer)
+    if not direct or not mine:
+        return None
+    d, v = direct.values.get(key), mine.values.get(key)
+    return v / d if d and v is not None else None
+
+
+def find(summaries: list[Summary], sid: str, peer: str) -> Summary | None:
+    return next((s for s in summaries if s.scenario == sid and s.peer == peer), None)
+
+
+def checks(cells: list[dict], scenario_ids: list[str]) -> list[dict]:
+    """Direct must beat every proxy in every throughput cell of the same round; say so when it does not."""
+    out = []
+    for sid in scenario_ids:
+        key = HEADLINE[sid]
+        if SCENARIOS[sid].kind not in ("http", "echo"):
+            continue
+        for rnd in sorted({c["round"] for c in cells if c["scenario"] == sid}):
+            row = {c["peer"]: c.get(key) for c in cells if c["scenario"] == sid and c["round"] == rnd
+                   and "error" not in c}
+            direct = row.pop("direct", None)
+            if direct is None:
+                continue
+            beaten = {p: v for p, v in row.items() if v is not None and v >= direct}
+            out.append({"scenario": sid, "round": rnd, "ok": not beaten,
+                        "message": (f"{sid} round {rnd}: direct beat every proxy on {key}" if not beaten else
+                                    f"{sid} round {rnd}: direct ({fmt(direct, 'int')}) did NOT beat "
+                                    + ", ".join(f"{p} ({fmt(v, 'int')})" for p, v in beaten.items())
+                                    + ": the backend or the load generator may be the bottleneck here")})
+    return out
+
+
+def fmt(value, kind: str) -> str:
+    if value is None:
+        return "—"
+    if kind == "time":
+        return f"{value * 1e3:.2f} ms" if value >= 1e-3 else f"{value * 1e6:.0f} µs"
+    if kind == "float":
+        return f"{value:.2f}"
+    return f"{value:,.0f}"
+
+
+def cell_text(summaries, sid, peer, key, kind) -> str:
+    s = find(summaries, sid, peer)
+    if s is None:
+        return "—"
+    value = s.values.get(key)
+    text = fmt(value, kind)
+    r = ratio(summaries, sid, peer, key) if peer != "direct" else None
+    if r is not None:
+        text += f" ({r:.2f}×)"
+    if key == "rss_per_conn_kib" and peer == "direct":
+        text = "— (no proxy)"
+    if s.failed:
+        text += " !"
+    if s.disturbed:
+        text += " †"
+    return text
+
+
+def markdown(results: dict) -> str:
+    meta, summaries = results["meta"], [Summary(**s) for s in results["summary"]]
+    peers = [p for p in meta["peers_run"]]
+    ids = meta["scenarios"]
+    lines = [f"# Benchmark results — {meta['started']} ({meta['mode']})", ""]
+    lines.append(f"Machine: {meta['machine']['cpus']} CPUs, {meta['machine']['cpu_model']}, "
+                 f"Linux {meta['machine']['kernel']}, Python {meta['machine']['python']}; "
+                 f"load average at start {meta['machine']['loadavg_start']:.2f}. HTTP load: {meta['http_tool']}; "
+                 f"WebSocket load: bench/loadgen_ws.py. Rounds: {meta['rounds']}, {meta['duration']} s per cell, "
+                 f"peers interleaved (order rotated each round).")
+    lines.append("")
+    lines.append("Peers: " + ", ".join(f"{p} {meta['versions'].get(p, '')}".strip() for p in peers))
+    for name, why in meta["not_run"].items():
+        lines.append(f"- **{name}: not measured** — {why}")
+    lines += ["", "## Summary", "",
+              "Median over rounds; (ratio) = peer ÷ direct from the same run. "
+              "† = measured under outside load; ! = the cell's own checks failed (see notes).", ""]
+    lines.append("| scenario | figure | " + " | ".join(peers) + " |")
+    lines.append("|---|---|" + "---|" * len(peers))
+    for sid, label, key, _hib, kind in LINES:
+        if sid in ids:
+            lines.append(f"| {sid} {SCENARIOS[sid].title} | {label} | "
+                         + " | ".join(cell_text(summaries, sid, p, key, kind) for p in peers) + " |")
+    proxies = [p for p in peers if p != "direct"]
+    if proxies:
+        lines += ["", "## Proxy CPU", "",
+                  "CPU of all the proxy's processes during the measured window, per unit of work "
+                  "(and in cores used). Ratio = proxy ÷ the lowest proxy.", ""]
+        lines.append("| scenario | unit | " + " | ".join(proxies) + " |")
+        lines.append("|---|---|" + "---|" * len(proxies))
+        for sid in ids:
+            unit = SCENARIOS[sid].cpu_unit
+            if not unit:
+                continue
+            label, scale = CPU_UNITS[unit]
+            vals = {p: (find(summaries, sid, p).values if find(summaries, sid, p) else {}) for p in proxies}
+            per = {p: v.get("proxy_cpu_per_unit") for p, v in vals.items()}
+            best = min([x for x in per.values() if x] or [None]) if any(per.values()) else None
+            row = []
+            for p in proxies:
+                x, v = per[p], vals[p]
+                if x is None:
+                    row.append("—")
+                    continue
+                cores = v.get("proxy_cpu_s", 0) / v["wall_s"] if v.get("wall_s") else 0
+                row.append(f"{x * scale:.1f} ({x / best:.2f}×; {cores:.2f} cores)" if best else f"{x * scale:.1f}")
+            lines.append(f"| {sid} | {label} | " + " | ".join(row) + " |")
+    lines += ["", "## Checks", ""]
+    for c in results["checks"]:
+        lines.append(f"- {'ok' if c['ok'] else '**WARNING**'}: {c['message']}")
+    if not results["checks"]:
+        lines.append("- (no throughput scenario with both direct and a proxy)")
+    disturbed = [c for c in results["cells"] if c.get("disturbed")]
+    lines.append(f"- outside load: {len(disturbed)} of {len(results['cells'])} cells measured while more than "
+                 f"{meta['disturbed_threshold']} cores were busy outside the run" + (" (marked †)" if disturbed else ""))
+    notes = [(s.scenario, s.peer, n) for s in summaries for n in s.notes]
+    if notes:
+        lines += ["", "## Notes", ""]
+        lines += [f"- {sid} {peer}: {n}" for sid, peer, n in notes]
+    lines += ["", "Configs: generated by bench/configs.py (2 workers each, access logs off, keep-alive limits "
+              "lifted, TLS terminated at the proxy with the backend plain).", ""]
+    return "\n".join(lines)
+
+
+def plots(results: dict, outdir: str) -> list[str]:
+    """PNG bar charts of the ratios; none (and a note) when matplotlib is missing."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    summaries = [Summary(**s) for s in results["summary"]]
+    proxies = [p for p in results["meta"]["peers_run"] if p != "direct"]
+    ids = [sid for sid in results["meta"]["scenarios"] if find(summaries, sid, "direct")]
+    written = []
+    charts = [("ratios.png", "throughput ÷ direct (higher is better)", lambda sid: HEADLINE[sid]),
+              ("latency.png", "round-trip p99 ÷ direct (lower is better)",
+               lambda sid: "p99_s" if SCENARIOS[sid].kind in ("http", "echo") else None)]
+    for name, title, key_of in charts:
+        shown = [sid for sid in ids if key_of(sid)]
+        if not shown or not proxies:
+            continue
+        fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(shown) * max(1, len(proxies)) / 2), 4))
+        width = 0.8 / len(proxies)
+        for i, peer in enumerate(proxies):
+            vals = [ratio(summaries, sid, peer, key_of(sid)) or 0 for sid in shown]
+            ax.bar([x + i * width for x in range(len(shown))], vals, width, label=peer)
+        ax.axhline(1.0, color="black", linewidth=0.8)
+        ax.set_xticks([x + width * (len(proxies) - 1) / 2 for x in range(len(shown))])
+        ax.set_xticklabels([f"{sid}\n{HEADLINE[sid] if name == 'ratios.png' else 'p99'}" for sid in shown])
+        ax.set_title(title)
+        ax.legend()
+        fig.tight_layout()
+        path = os.path.join(outdir, name)
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def machine_info(loadavg_start: float) -> dict:
+    model = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), model)
+    except OSError:
+        pass
+    return {"cpus": os.cpu_count(), "cpu_model": model or "?", "kernel": platform.release(),
+            "python": platform.python_version(), "loadavg_start": loadavg_start}
+
+
+def write(results: dict, outdir: str) -> dict:
+    os.makedirs(outdir, exist_ok=True)
+    results["files"] = {"json": os.path.join(outdir, "results.json"), "markdown": os.path.join(outdir, "results.md")}
+    results["files"]["plots"] = plots(results, outdir)
+    with open(results["files"]["markdown"], "w") as f:
+        f.write(markdown(results))
+    with open(results["files"]["json"], "w") as f:
+        json.dump(results, f, indent=1, default=str)
+    return results["files"]

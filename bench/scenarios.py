@@ -1,0 +1,290 @@
+"""The scenarios (issue #5, S1-S7) and how one cell — one scenario against one peer — is measured.
+
+Every cell has the same shape: start the load generators and let them connect, take a CPU
+snapshot (bench/accounting.py), say "go", collect the results, take another snapshot. So
+the CPU figures cover exactly the measured window, not the set-up, and every row reads as
+proxy CPU per request, per message or per MiB.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import time
+from dataclasses import dataclass
+
+from bench import procs, stats
+from bench.accounting import Meter, tree_rss
+from bench.loadgen_http import parse_wrk, wrk_argv, wrk_path
+from bench.peers import Peer, ws_probe
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Scenario:
+    id: str
+    title: str
+    kind: str                 # http | echo | idle | reload
+    metric: str               # the headline figure, compared with direct
+    unit: str
+    higher_is_better: bool = True
+    path: str = "/small"
+    size: int = 64            # WebSocket payload bytes (http: expected body bytes)
+    conns: int = 64
+    tls: bool = False
+    cpu_unit: str = ""        # "req" | "msg" | "MiB": what proxy CPU is divided by
+
+
+SCENARIOS = {
+    "S1": Scenario("S1", "small keep-alive requests (c64)", "http", "rps", "req/s", path="/small", size=100,
+                   cpu_unit="req"),
+    "S2": Scenario("S2", "64 KiB responses (c64)", "http", "rps", "req/s", path="/64k", size=65536,
+                   cpu_unit="MiB"),
+    "S3": Scenario("S3", "64 B WebSocket echo, 64 conns", "echo", "msgs_s", "msg/s", size=64, cpu_unit="msg"),
+    "S4": Scenario("S4", "1 MiB WebSocket messages", "echo", "mib_s", "MiB/s", size=MiB, conns=16,
+                   cpu_unit="MiB"),
+    "S5": Scenario("S5", "idle WebSockets", "idle", "rss_per_conn_kib", "KiB/conn", higher_is_better=False,
+                   size=32, conns=5000),
+    "S6": Scenario("S6", "WebSockets streaming through reloads", "reload", "dropped", "conns dropped",
+                   higher_is_better=False, size=4096, conns=200, cpu_unit="MiB"),
+    "S7a": Scenario("S7a", "S3 over TLS (wss, 64 B)", "echo", "msgs_s", "msg/s", size=64, tls=True,
+                    cpu_unit="msg"),
+    "S7b": Scenario("S7b", "S4 over TLS (wss, 1 MiB)", "echo", "mib_s", "MiB/s", size=MiB, conns=16, tls=True,
+                    cpu_unit="MiB"),
+}
+ORDER = ["S1", "S2", "S3", "S4", "S7a", "S7b", "S5", "S6"]   # S5/S6 (memory, reloads) last in a round
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How long and how big, per mode."""
+    duration: float       # seconds of load per cell
+    rounds: int
+    idle_conns: int       # S5
+    reload_conns: int     # S6
+    reloads: int
+    reload_duration: float
+    procs: int            # load generator processes (S5 uses more)
+    conn_cap: int = 0     # at most this many WebSockets in echo scenarios (0: as the scenario says)
+
+
+BUDGETS = {
+    "tiny": Budget(duration=1.0, rounds=1, idle_conns=20, reload_conns=4, reloads=1, reload_duration=2.0, procs=1,
+                   conn_cap=8),
+    "quick": Budget(duration=2.0, rounds=1, idle_conns=1000, reload_conns=50, reloads=2, reload_duration=4.0,
+                    procs=2),
+    "full": Budget(duration=10.0, rounds=3, idle_conns=5000, reload_conns=200, reloads=5, reload_duration=15.0,
+                   procs=2),
+}
+
+
+def expand(names: list[str]) -> list[str]:
+    """'S7' means both S7a and S7b; keep the run order of ORDER."""
+    wanted = set()
+    for name in names:
+        name = name.strip()
+        if name.upper() == "S7":
+            wanted |= {"S7a", "S7b"}
+        elif name in SCENARIOS or name.upper() in SCENARIOS:
+            wanted.add(name if name in SCENARIOS else name.upper())
+        elif name:
+            raise ValueError(f"unknown scenario {name!r} (choose from S1-S7, S7a, S7b)")
+    return [s for s in ORDER if s in wanted]
+
+
+def max_conns(ids: list[str], budget: Budget) -> int:
+    most = 64
+    for sid in ids:
+        sc = SCENARIOS[sid]
+        most = max(most, budget.idle_conns if sc.kind == "idle" else
+                   budget.reload_conns if sc.kind == "reload" else sc.conns)
+    return most
+
+
+# -- load generator fleets -----------------------------------------------------------------------------
+
+class Fleet:
+    """Several load generator processes, driven together over their stdin/stdout."""
+
+    def __init__(self, argvs: list[list[str]]) -> None:
+        self.procs = [procs.spawn(a, stdin=subprocess.PIPE, stdout=subprocess.PIPE) for a in argvs]
+
+    def wait(self, timeout: float) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        out = []
+        for p in self.procs:
+            msg = procs.read_json(p, max(0.1, deadline - time.monotonic()))
+            out.append(msg or {"event": "timeout", "notes": ["no answer from a load generator"]})
+        return out
+
+    def say(self, command: str) -> None:
+        for p in self.procs:
+            procs.send_line(p, command)
+
+    def close(self) -> None:
+        self.say("exit")
+        for p in self.procs:
+            procs.stop(p, timeout=5)
+
+
+def ws_url(peer: Peer, tls: bool) -> str:
+    return f"wss://127.0.0.1:{peer.site.tls_port}/ws" if tls else f"ws://127.0.0.1:{peer.site.port}/ws"
+
+
+def ws_fleet(url: str, conns: int, size: int, duration: float, nprocs: int) -> Fleet:
+    nprocs = max(1, min(nprocs, conns))
+    shares = [conns // nprocs + (1 if i < conns % nprocs else 0) for i in range(nprocs)]
+    return Fleet([[procs.python(), "-m", "bench.loadgen_ws", "--url", url, "--conns", str(n), "--size",
+                   str(size), "--duration", str(duration)] for n in shares])
+
+
+def merge_ready(ready: list[dict]) -> tuple[int, int, list[str]]:
+    errors = [e for r in ready for e in r.get("notes", [])]
+    return sum(r.get("connected", 0) for r in ready), sum(r.get("failed", 0) for r in ready), errors[:5]
+
+
+def merge_results(results: list[dict]) -> dict:
+    hist = stats.merge([r.get("hist", {}) for r in results])
+    elapsed = max([r.get("elapsed", 0.0) for r in results] or [0.0]) or 1e-9
+    total = {k: sum(r.get(k, 0) for r in results)
+             for k in ("messages", "payload_bytes", "dropped", "lost_bytes", "mismatches", "bytes_echoed",
+                       "requests", "bytes", "errors") if any(k in r for r in results)}
+    total["elapsed"] = elapsed
+    total["p50_s"] = stats.percentile(hist, 50)
+    total["p99_s"] = stats.percentile(hist, 99)
+    total["notes"] = [e for r in results for e in r.get("notes", [])][:5]
+    return total
+
+
+# -- the cells ---------------------------------------------------------------------------------------
+
+def measure(sc: Scenario, peer: Peer, budget: Budget, backend_pid: int) -> dict:
+    meter = Meter(peer.pids(), backend_pid)
+    kind = {"http": http_cell, "echo": echo_cell, "idle": idle_cell, "reload": reload_cell}[sc.kind]
+    cell = kind(sc, peer, budget, meter)
+    cpu = cell.get("proxy_cpu_s")
+    if cpu is not None and peer.name != "direct":
+        units = {"req": cell.get("requests"), "msg": cell.get("messages"),
+                 "MiB": (cell.get("payload_bytes") or cell.get("bytes") or 0) / MiB}.get(sc.cpu_unit)
+        if units:
+            cell["proxy_cpu_per_unit"] = cpu / units
+    return cell
+
+
+def http_cell(sc: Scenario, peer: Peer, budget: Budget, meter: Meter) -> dict:
+    url = f"http://127.0.0.1:{peer.site.port}{sc.path}"
+    if wrk_path():
+        argv = wrk_argv(url, sc.conns, budget.duration)
+        before = meter.snapshot()
+        proc = procs.spawn(argv, stdout=subprocess.PIPE)
+        try:
+            out, _ = proc.communicate(timeout=budget.duration + 30)
+        except subprocess.TimeoutExpired:
+            out = b""
+        procs.stop(proc)
+        after = meter.snapshot()
+        result = parse_wrk(out.decode(errors="replace"))
+        result["payload_bytes"] = result.get("requests", 0) * sc.size
+    else:
+        nprocs = max(1, budget.procs)
+        shares = [sc.conns // nprocs + (1 if i < sc.conns % nprocs else 0) for i in range(nprocs)]
+        fleet = Fleet([[procs.python(), "-m", "bench.loadgen_http", "--url", url, "--conns", str(n),
+                        "--duration", str(budget.duration), "--expect", str(sc.size)] for n in shares])
+        try:
+            fleet.wait(30)
+            before = meter.snapshot()
+            fleet.say("go")
+            result = merge_results(fleet.wait(budget.duration + 30))
+            after = meter.snapshot()
+        finally:
+            fleet.close()
+        result["tool"] = "builtin"
+        result["seconds"] = result.pop("elapsed")
+        result["payload_bytes"] = result.get("requests", 0) * sc.size
+    cell = {**result, **Meter.window(before, after)}
+    seconds = cell.get("seconds") or cell["wall_s"]
+    cell["rps"] = cell.get("requests", 0) / seconds
+    cell["mib_s"] = cell["payload_bytes"] / MiB / seconds
+    cell["ok"] = cell.get("requests", 0) > 0 and not cell.get("errors")
+    return cell
+
+
+def echo_cell(sc: Scenario, peer: Peer, budget: Budget, meter: Meter) -> dict:
+    conns = min(sc.conns, budget.conn_cap or sc.conns)
+    fleet = ws_fleet(ws_url(peer, sc.tls), conns, sc.size, budget.duration, budget.procs)
+    try:
+        connected, failed, errors = merge_ready(fleet.wait(60))
+        before = meter.snapshot()
+        fleet.say("go")
+        result = merge_results(fleet.wait(budget.duration + 60))
+        after = meter.snapshot()
+    finally:
+        fleet.close()
+    cell = {**result, **Meter.window(before, after), "conns": connected, "connect_failed": failed}
+    cell["msgs_s"] = cell.get("messages", 0) / cell["elapsed"]
+    cell["mib_s"] = cell.get("payload_bytes", 0) / MiB / cell["elapsed"]
+    cell["notes"] = errors + cell.get("notes", [])
+    cell["ok"] = (cell.get("messages", 0) > 0 and not failed and not cell.get("mismatches")
+                  and not cell.get("dropped"))
+    return cell
+
+
+def idle_cell(sc: Scenario, peer: Peer, budget: Budget, meter: Meter) -> dict:
+    total = budget.idle_conns
+    nprocs = max(budget.procs, math.ceil(total / 1000))
+    rss_before = sum(tree_rss(p) for p in meter.peer_pids)
+    backend_before = tree_rss(meter.backend_pid)
+    before = meter.snapshot()
+    fleet = ws_fleet(ws_url(peer, False), total, sc.size, 0, nprocs)
+    try:
+        connected, failed, errors = merge_ready(fleet.wait(120))
+        after_connect = meter.snapshot()
+        time.sleep(0.5)   # let lazily allocated buffers settle before reading memory
+        rss_after = sum(tree_rss(p) for p in peer.pids())
+        backend_after = tree_rss(meter.backend_pid)
+        fleet.say("check")
+        result = merge_results(fleet.wait(60))
+    finally:
+        fleet.close()
+    window = Meter.window(before, after_connect)
+    cell = {"conns": connected, "connect_failed": failed, "connect_s": window["wall_s"],
+            "connect_rate": connected / window["wall_s"], "echo_ok": result.get("messages", 0),
+            "echo_failed": connected - result.get("messages", 0), "mismatches": result.get("mismatches", 0),
+            "rss_before": rss_before, "rss_after": rss_after,
+            "backend_rss_per_conn_kib": (backend_after - backend_before) / 1024 / max(connected, 1),
+            **window, "notes": errors + result.get("notes", [])}
+    if peer.name != "direct":
+        cell["rss_per_conn_kib"] = (rss_after - rss_before) / 1024 / max(connected, 1)
+    cell["ok"] = connected == total and cell["echo_failed"] == 0 and not cell["mismatches"]
+    return cell
+
+
+def reload_cell(sc: Scenario, peer: Peer, budget: Budget, meter: Meter) -> dict:
+    conns, reloads, duration = budget.reload_conns, budget.reloads, budget.reload_duration
+    fleet = ws_fleet(ws_url(peer, False), conns, sc.size, duration, budget.procs)
+    done = 0
+    try:
+        connected, failed, errors = merge_ready(fleet.wait(60))
+        before = meter.snapshot()
+        start = time.monotonic()
+        fleet.say("go")
+        if peer.reload_signal is not None:
+            for i in range(1, reloads + 1):
+                time.sleep(max(0.0, start + duration * i / (reloads + 1) - time.monotonic()))
+                peer.reload()
+                done += 1
+        result = merge_results(fleet.wait(duration + 60))
+        after = meter.snapshot()
+    finally:
+        fleet.close()
+    time.sleep(0.2)
+    new_conn = ws_probe(ws_url(peer, False))
+    cell = {**result, **Meter.window(before, after), "conns": connected, "connect_failed": failed,
+            "reloads": done, "new_conn_after_reloads": new_conn is None, "peer_alive": peer.alive() or
+            peer.name == "direct", "notes": errors + result.get("notes", []) + ([new_conn] if new_conn else [])}
+    cell["msgs_s"] = cell.get("messages", 0) / cell["elapsed"]
+    cell["mib_s"] = cell.get("payload_bytes", 0) / MiB / cell["elapsed"]
+    cell["ok"] = (not cell.get("dropped") and not cell.get("mismatches") and cell["new_conn_after_reloads"]
+                  and not failed)
+    return cell

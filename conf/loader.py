@@ -1,0 +1,285 @@
+"""load_config(): a YAML file -> a validated, immutable `Config`, or ConfigError.
+
+The whole file is checked before anything starts (and before a reload replaces a
+running generation): every problem is collected with its line, and only a file
+with none becomes a Config.  Sections are read in file-independent order; the
+errors are sorted by line at the end.
+"""
+
+from __future__ import annotations
+
+import os
+
+from .addresses import Resolver, parse_listen
+from .errors import ConfigError
+from .fields import Errors, Section, describe
+from .model import (
+    LOG_FORMATS,
+    LOG_LEVELS,
+    MPM,
+    CertFiles,
+    Config,
+    Control,
+    Limits,
+    Listener,
+    ListenerTLS,
+    Log,
+    Timeouts,
+)
+from .routes import BALANCER_NAME, build_balancers, build_routes
+from .tlsfiles import ca_problem, cert_key_problem, unreadable
+from .yamlnodes import Map, Scalar, YamlProblem, parse
+
+DEFAULT_CONFIG_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "default.yaml")
+DEFAULT_CONFIG_NAME = "<default>"   # Config.file of the embedded default
+
+TOP_KEYS = ("listen", "mpm", "timeouts", "limits", "control", "log", "routes", "balancers")
+MPM_KEYS = ("workers", "server_limit", "threads_per_child", "max_request_workers", "graceful_timeout",
+            "max_connections_per_child")
+TIMEOUT_KEYS = ("connect", "proxy", "client_header", "keepalive", "handshake")
+LIMIT_KEYS = ("request_line", "header_field", "header_fields", "request_body")
+CONTROL_KEYS = ("pidfile", "socket")
+LOG_KEYS = ("level", "access", "error", "format")
+LISTEN_KEYS = ("address", "tls")
+LISTEN_TLS_KEYS = ("cert", "key", "sni", "client_ca")
+
+SERVER_LIMIT_MAX = 256          # the scoreboard is a fixed table sized before fork
+SUN_PATH_MAX = 108              # sizeof(sockaddr_un.sun_path) on Linux, terminating NUL included
+
+
+def load_config(path: str | None) -> Config:
+    """Read and validate `path` (None: the embedded default.yaml); raise ConfigError listing every problem.
+
+    Relative paths inside the file resolve against the file's directory; for the
+    embedded default, against the current directory (its `run/` is the operator's).
+    """
+    if path is None:
+        file, name, base_dir = DEFAULT_CONFIG_PATH, DEFAULT_CONFIG_NAME, os.getcwd()
+    else:
+        file = os.path.abspath(path)
+        name, base_dir = file, os.path.dirname(file)
+    try:
+        with open(file, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise ConfigError([f"{file}:1: cannot read the configuration file: {exc.strerror or exc}"]) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError([f"{file}:{line}: the configuration file is not UTF-8 text"]) from None
+    try:
+        tree = parse(text)
+    except YamlProblem as problem:
+        raise ConfigError(_format(file, problem.problems)) from None
+    errors = Errors(base_dir)
+    config = _build(tree, errors, name) if tree is not None else None
+    if tree is None:
+        errors.add(1, "the configuration file is empty (at least a 'listen' section is needed)")
+    if errors.items:
+        raise ConfigError(_format(file, errors.items))
+    return config
+
+
+def _format(file: str, problems: list[tuple[int, str]]) -> list[str]:
+    return [f"{file}:{line}: {message}" for line, message in sorted(problems, key=lambda p: p[0])]
+
+
+def _build(tree, errors: Errors, name: str) -> Config | None:
+    if not isinstance(tree, Map):
+        errors.add(tree.line, f"the configuration must be a mapping of sections ({', '.join(TOP_KEYS)}), "
+                              f"got {describe(tree)}")
+        return None
+    top = Section(errors, tree, "", TOP_KEYS)
+    resolver = Resolver()
+    listeners = _listeners(top)
+    mpm = _mpm(_section(top, "mpm", MPM_KEYS))
+    timeouts = _timeouts(_section(top, "timeouts", TIMEOUT_KEYS))
+    limits = _limits(_section(top, "limits", LIMIT_KEYS))
+    control = _control(_section(top, "control", CONTROL_KEYS))
+    log = _log(_section(top, "log", LOG_KEYS))
+    balancers = build_balancers(top, resolver)
+    declared = set(_declared_balancers(top))
+    routes = build_routes(top, balancers, declared, resolver)
+    if errors.items:
+        return None
+    return Config(name, listeners, mpm, timeouts, limits, control, log, routes, balancers)
+
+
+def _section(top: Section, key: str, allowed: tuple[str, ...]) -> Section:
+    """A top-level section; absent, null or (after an error) the wrong type reads as empty."""
+    sec = top.mapping(key, key, allowed)
+    return sec if sec is not None else Section(top.errors, Map(line=top.line(key)), key, allowed)
+
+
+def _declared_balancers(top: Section):
+    node = top.raw("balancers")
+    return [k for k in node.entries if BALANCER_NAME.match(k)] if isinstance(node, Map) else []
+
+
+# -- listen -----------------------------------------------------------------------------
+
+
+def _listeners(top: Section) -> tuple[Listener, ...]:
+    if "listen" not in top:
+        top.errors.add(1, "no 'listen' section: at least one listener (e.g. \"127.0.0.1:8080\") is needed")
+        return ()
+    items = top.sequence("listen")
+    if items is None:
+        return ()
+    if not items:
+        top.error("listen", "listen is empty: at least one listener (e.g. \"127.0.0.1:8080\") is needed")
+    listeners: list[Listener] = []
+    first_at: dict[tuple[str, int], int] = {}
+    for item in items:
+        listener = _listener(top.errors, item)
+        if listener is None:
+            continue
+        if listener.address in first_at:
+            top.errors.add(listener.line, f"duplicate listener {listener} (first at line {first_at[listener.address]})")
+            continue
+        first_at[listener.address] = listener.line
+        listeners.append(listener)
+    return tuple(listeners)
+
+
+def _listener(errors: Errors, item) -> Listener | None:
+    tls = None
+    if isinstance(item, Scalar) and isinstance(item.value, str):
+        text, line = item.value, item.line
+    elif isinstance(item, Map):
+        sec = Section(errors, item, "listen", LISTEN_KEYS)
+        if not sec.require("address"):
+            return None
+        text, line = sec.string("address"), sec.line("address")
+        if "tls" in sec:
+            tls = _listener_tls(sec.mapping("tls", "listen.tls", LISTEN_TLS_KEYS))
+            if tls is None:
+                return None
+        if text is None:
+            return None
+    else:
+        errors.add(item.line, f"each listen entry must be a \"HOST:PORT\" string or a mapping with 'address', "
+                              f"got {describe(item)}")
+        return None
+    try:
+        host, port, family = parse_listen(text)
+    except ValueError as exc:
+        errors.add(line, str(exc))
+        return None
+    return Listener(host, port, family, tls, line)
+
+
+def _listener_tls(sec: Section | None) -> ListenerTLS | None:
+    """SSLCertificateFile/KeyFile, per-name pairs for SNI, SSLCACertificateFile for client certs."""
+    if sec is None:
+        return None
+    errors_before = len(sec.errors)
+    default = _cert_pair(sec)
+    sni: dict[str, CertFiles] = {}
+    names = sec.mapping("sni", "listen.tls.sni", None)
+    for name, entry in names.entries() if names else ():
+        server_name = name.lower().rstrip(".")
+        if server_name in sni:
+            sec.errors.add(entry.key_line, f"listen.tls.sni names '{name}' twice")
+            continue
+        pair_sec = Section.of(sec.errors, entry.value, f"listen.tls.sni.{name}", ("cert", "key"))
+        pair = _cert_pair(pair_sec) if pair_sec else None
+        if pair is not None:
+            sni[server_name] = pair
+    client_ca = sec.path("client_ca", None)
+    if client_ca is not None:
+        problem = unreadable(client_ca) or ca_problem(client_ca)
+        if problem:
+            sec.error("client_ca", f"listen.tls.client_ca: {problem}")
+    if default is None or len(sec.errors) > errors_before:
+        return None
+    return ListenerTLS(default.cert, default.key, sni, client_ca)
+
+
+def _cert_pair(sec: Section) -> CertFiles | None:
+    has_both = sec.require("cert") & sec.require("key")   # & not and: report both when both are missing
+    cert, key = sec.path("cert", None), sec.path("key", None)
+    if not has_both or cert is None or key is None:
+        return None
+    missing = False
+    for field, path in (("cert", cert), ("key", key)):
+        problem = unreadable(path)
+        if problem:
+            sec.error(field, f"{sec.name(field)}: {problem}")
+            missing = True
+    if missing:
+        return None
+    problem = cert_key_problem(cert, key)
+    if problem:
+        sec.error("cert", f"{sec.label}: {problem}")
+        return None
+    return CertFiles(cert, key)
+
+
+# -- mpm, timeouts, limits, control, log ---------------------------------------------------
+
+
+def _mpm(sec: Section) -> MPM:
+    d = MPM()
+    workers = sec.integer("workers", d.workers, 1)
+    server_limit = sec.integer("server_limit", d.server_limit, 1, SERVER_LIMIT_MAX)
+    threads = sec.integer("threads_per_child", d.threads_per_child, 1)
+    # Like Apache, an unset MaxRequestWorkers follows ServerLimit x ThreadsPerChild down
+    # rather than making a small setup spell out a third number.
+    implicit_max = min(d.max_request_workers, (server_limit or 1) * (threads or 1))
+    max_workers = sec.integer("max_request_workers", implicit_max, 1)
+    graceful = sec.number("graceful_timeout", d.graceful_timeout, positive=False)
+    per_child = sec.integer("max_connections_per_child", d.max_connections_per_child, 0)
+    if workers and server_limit and workers > server_limit:
+        sec.errors.add(sec.first_line("workers", "server_limit"),
+                       f"workers ({workers}) exceeds server_limit ({server_limit})")
+    explicit = "max_request_workers" in sec   # the implicit value fits by construction
+    if explicit and max_workers and server_limit and threads and max_workers > server_limit * threads:
+        sec.errors.add(sec.first_line("max_request_workers", "threads_per_child", "server_limit"),
+                       f"max_request_workers ({max_workers}) exceeds server_limit x threads_per_child "
+                       f"({server_limit} x {threads} = {server_limit * threads})")
+    if explicit and max_workers and workers and max_workers < workers:
+        sec.errors.add(sec.first_line("max_request_workers", "workers"),
+                       f"max_request_workers ({max_workers}) is less than workers ({workers}): "
+                       "each worker needs room for at least one connection")
+    return MPM(workers or d.workers, server_limit or d.server_limit, threads or d.threads_per_child,
+               max_workers or d.max_request_workers, d.graceful_timeout if graceful is None else graceful,
+               d.max_connections_per_child if per_child is None else per_child)
+
+
+def _timeouts(sec: Section) -> Timeouts:
+    d = Timeouts()
+    values = {key: sec.number(key, getattr(d, key)) for key in TIMEOUT_KEYS}
+    return Timeouts(**{key: getattr(d, key) if v is None else v for key, v in values.items()})
+
+
+def _limits(sec: Section) -> Limits:
+    d = Limits()
+    minimum = {"request_line": 64, "header_field": 1, "header_fields": 1, "request_body": 0}
+    values = {key: sec.integer(key, getattr(d, key), minimum[key]) for key in LIMIT_KEYS}
+    return Limits(**{key: getattr(d, key) if v is None else v for key, v in values.items()})
+
+
+def _control(sec: Section) -> Control:
+    pidfile = sec.path("pidfile", "run/mpm.pid")
+    socket_path = sec.path("socket", "run/mpm.sock")
+    if socket_path is not None and len(os.fsencode(socket_path)) >= SUN_PATH_MAX:
+        sec.error("socket", f"control.socket path is {len(os.fsencode(socket_path))} bytes once made absolute "
+                            f"('{socket_path}'); a Unix socket path must be under {SUN_PATH_MAX}")
+    return Control(pidfile or "", socket_path or "")
+
+
+def _log(sec: Section) -> Log:
+    d = Log()
+    level = sec.choice("level", d.level, LOG_LEVELS)
+    log_format = sec.choice("format", d.format, LOG_FORMATS)
+    access = sec.string("access", d.access)
+    if access not in (None, "-", "off"):
+        access = sec.path("access", None)
+    error = sec.string("error", d.error)
+    if error == "off":
+        sec.error("error", "log.error cannot be off; use \"-\" for stderr or a file path")
+    elif error not in (None, "-"):
+        error = sec.path("error", None)
+    return Log(level or d.level, access or d.access, error or d.error, log_format or d.format)

@@ -1,0 +1,210 @@
+"""Typed, immutable configuration objects.
+
+Everything a worker needs is decided here, before any process forks: addresses are
+parsed, backend host names are resolved to socket addresses (a worker loop must
+never do a DNS lookup), regular expressions are compiled, and `$N` templates are
+checked against their regex's groups.  The loader (`conf.loader`) builds these from
+YAML; nothing else constructs them except tests.
+
+Names follow the Apache directives they stand for, in the comments.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+# Route.upgrade values besides a set of protocol names (Apache mod_proxy_wstunnel's meanings).
+UPGRADE_ANY = "ANY"    # tunnel whatever the client asked for
+UPGRADE_NONE = "NONE"  # skip the header check and always tunnel
+
+BALANCER_METHODS = ("byrequests", "bytraffic", "bybusyness", "hash")
+MEMBER_STATUSES = ("enabled", "disabled", "drain", "hot-standby")
+LOG_FORMATS = ("combined", "json")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True, slots=True)
+class CertFiles:
+    cert: str   # absolute path
+    key: str    # absolute path
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerTLS:
+    """SSLEngine on a listener: default certificate, per-name certificates (SNI)."""
+    cert: str
+    key: str
+    sni: Mapping[str, CertFiles] = field(default_factory=dict)
+    client_ca: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Listener:
+    """Listen: one address the master binds before forking."""
+    host: str            # numeric address as given ("127.0.0.1", "::1", "0.0.0.0")
+    port: int
+    family: int          # socket.AF_INET or socket.AF_INET6
+    tls: ListenerTLS | None = None
+    line: int = 0        # line in the config file, for messages
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """Identity across reloads: a listener with the same address is never re-bound."""
+        return (self.host, self.port)
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if self.family == socket.AF_INET6 else self.host
+        return f"{host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class MPM:
+    workers: int = 2                   # StartServers
+    server_limit: int = 16             # ServerLimit
+    threads_per_child: int = 1024      # ThreadsPerChild: concurrent connections per worker loop
+    max_request_workers: int = 2048    # MaxRequestWorkers: server-wide connection cap
+    graceful_timeout: float = 30.0     # GracefulShutdownTimeout
+    max_connections_per_child: int = 0  # MaxConnectionsPerChild (0 = never recycle)
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    connect: float = 5.0          # ProxyPass connectiontimeout=
+    proxy: float = 300.0          # ProxyTimeout: backend read/write, and tunnel idle
+    client_header: float = 20.0   # RequestReadTimeout header=
+    keepalive: float = 5.0        # KeepAliveTimeout
+    handshake: float = 10.0       # TLS handshake on a listener
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    request_line: int = 8190       # LimitRequestLine (414 beyond)
+    header_field: int = 8190       # LimitRequestFieldSize (431 beyond)
+    header_fields: int = 100       # LimitRequestFields (431 beyond)
+    request_body: int = 0          # LimitRequestBody, bytes; 0 = unlimited (413 beyond)
+
+
+@dataclass(frozen=True, slots=True)
+class Control:
+    pidfile: str   # absolute
+    socket: str    # absolute
+
+
+@dataclass(frozen=True, slots=True)
+class Log:
+    level: str = "info"       # LogLevel
+    access: str = "-"         # CustomLog; "-" = stdout, "off" = none, else an absolute path
+    error: str = "-"          # ErrorLog; "-" = stderr, else an absolute path
+    format: str = "combined"  # combined | json
+
+
+@dataclass(frozen=True, slots=True)
+class BackendTLS:
+    """SSLProxyEngine settings for an https:// or wss:// target."""
+    verify: bool = True
+    ca: str | None = None            # absolute path; None = system CAs
+    server_name: str | None = None   # SNI and host-name check; None = the target's host
+
+
+@dataclass(frozen=True, slots=True)
+class Backend:
+    """One origin: the scheme/host/port part of a target URL, resolved up front."""
+    scheme: str                  # http | https | ws | wss
+    host: str                    # as written (used for Host: and TLS SNI)
+    port: int
+    sockaddr: tuple              # resolved, ready for socket.connect()
+    family: int                  # AF_INET / AF_INET6
+    tls: BackendTLS | None = None  # set for https/wss
+
+    @property
+    def host_header(self) -> str:
+        """The Host header a request to this backend carries (port omitted when default)."""
+        default = 443 if self.scheme in ("https", "wss") else 80
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return host if self.port == default else f"{host}:{self.port}"
+
+    @property
+    def origin(self) -> str:
+        """`http://host:port` form, for logs and for `reverse:` rewriting."""
+        plain = {"ws": "http", "wss": "https"}.get(self.scheme, self.scheme)
+        return f"{plain}://{self.host_header}"
+
+    @property
+    def key(self) -> tuple:
+        """Identity of the connection pool this backend's connections go back to."""
+        return (self.sockaddr, self.tls is not None, self.host)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where a route sends a request: a backend plus a base path, or a balancer."""
+    url: str                      # as written in the config (`to:`)
+    backend: Backend | None       # None when balancer is set
+    path: str                     # base path (ProxyPass) or `$N` template (ProxyPassMatch); "/" at least
+    balancer: str | None = None   # name, for balancer://NAME/
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderCondition:
+    """RewriteCond %{HTTP:Name} regex [NC]."""
+    name: bytes                   # lower-case header name, e.g. b"upgrade"
+    pattern: re.Pattern           # compiled from bytes, re.IGNORECASE; matched with .search()
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """ProxyPass / ProxyPassMatch (+ RewriteCond), first match wins in file order."""
+    target: Target
+    path: bytes | None = None            # prefix (ProxyPass), as bytes, compared to the raw request path
+    match: re.Pattern | None = None      # ProxyPassMatch, compiled from bytes, matched against the raw path
+    when: tuple[HeaderCondition, ...] = ()
+    upgrade: frozenset[str] | str = frozenset({"websocket"})  # lower-case names, or UPGRADE_ANY / UPGRADE_NONE
+    reverse: bool = False                # ProxyPassReverse
+    preserve_host: bool = False          # ProxyPreserveHost
+    timeout: float | None = None         # per-route ProxyTimeout (and tunnel idle); None = timeouts.proxy
+    line: int = 0
+
+    @property
+    def name(self) -> str:
+        """How logs name this route: its prefix or pattern."""
+        if self.match is not None:
+            return self.match.pattern.decode("latin-1")
+        return (self.path or b"/").decode("latin-1")
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """BalancerMember."""
+    url: str
+    backend: Backend
+    route: str | None = None      # route= (sticky sessions)
+    weight: int = 1               # loadfactor=
+    status: str = "enabled"       # enabled | disabled | drain | hot-standby
+    max_connections: int = 0      # max= ; 0 = unlimited
+    line: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Balancer:
+    """<Proxy balancer://NAME>."""
+    name: str
+    members: tuple[Member, ...]
+    method: str = "byrequests"    # lbmethod=
+    sticky: str | None = None     # stickysession=
+    line: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    file: str                            # absolute path of the YAML file ("<default>" for the embedded one)
+    listeners: tuple[Listener, ...]
+    mpm: MPM
+    timeouts: Timeouts
+    limits: Limits
+    control: Control
+    log: Log
+    routes: tuple[Route, ...]
+    balancers: Mapping[str, Balancer] = field(default_factory=dict)

@@ -1,0 +1,153 @@
+"""YAML to a tree of nodes that remember their line numbers.
+
+Plain `yaml.safe_load` throws line numbers away, and every config error must say
+`FILE:LINE`.  So the document is composed (`yaml.compose`: a node graph that still
+carries marks) and then walked into three small node types, each with its 1-based
+line.  Scalars are converted with PyYAML's own constructors, so `8`, `2.5` and
+`"8"` come out as int, float and str as usual.
+
+Two deliberate departures from PyYAML's YAML 1.1 defaults, because both silently
+turn an operator's value into something else:
+
+- only `true`/`false` are booleans: YAML 1.1 reads `access: off` as False and
+  `reverse: yes` as True.  Here `off` stays the string "off" (which `log.access`
+  understands) and `yes` is a type error with a line number.
+- no base-60 numbers: YAML 1.1 reads `1:30` as the integer 90.
+
+Duplicate keys, which PyYAML quietly lets the last one win, are reported.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import yaml
+
+_BOOL = "tag:yaml.org,2002:bool"
+_INT = "tag:yaml.org,2002:int"
+_FLOAT = "tag:yaml.org,2002:float"
+
+
+class LineLoader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2-style booleans and numbers (see the module docstring)."""
+
+
+LineLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag not in (_BOOL, _INT, _FLOAT)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+LineLoader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+LineLoader.add_implicit_resolver(
+    _INT, re.compile(r"^(?:[-+]?(?:0|[1-9][0-9_]*)|0x[0-9a-fA-F_]+)$"), list("-+0123456789")
+)
+LineLoader.add_implicit_resolver(
+    _FLOAT,
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+            |[-+]?(?:[0-9][0-9_]*)[eE][-+]?[0-9]+
+            |[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+            |[-+]?\.(?:inf|Inf|INF)
+            |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+@dataclass
+class Scalar:
+    value: object   # str, int, float, bool, None (or a date, which no setting accepts)
+    line: int
+
+
+@dataclass
+class Seq:
+    items: list     # of Scalar | Seq | Map
+    line: int
+
+
+@dataclass
+class Entry:
+    key_line: int
+    value: Scalar | Seq | Map
+
+
+@dataclass
+class Map:
+    entries: dict[str, Entry] = field(default_factory=dict)
+    line: int = 1
+
+
+Node = Scalar | Seq | Map
+
+
+class YamlProblem(Exception):
+    """The text is not usable YAML; `problems` is a list of (line, message)."""
+
+    def __init__(self, problems: list[tuple[int, str]]):
+        super().__init__(problems)
+        self.problems = problems
+
+
+def parse(text: str) -> Node | None:
+    """Parse one YAML document; None when it holds nothing (empty or only comments)."""
+    loader = LineLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return None
+        problems: list[tuple[int, str]] = []
+        tree = _walk(loader, root, problems, frozenset())
+    except yaml.MarkedYAMLError as exc:
+        raise YamlProblem([(_line_of(exc), _describe(exc))]) from None
+    except yaml.YAMLError as exc:   # no mark (rare): still give the operator a line
+        raise YamlProblem([(1, str(exc))]) from None
+    finally:
+        loader.dispose()
+    if problems:
+        raise YamlProblem(problems)
+    return tree
+
+
+def _walk(loader: LineLoader, node: yaml.Node, problems: list, active: frozenset) -> Node:
+    line = node.start_mark.line + 1
+    if id(node) in active:   # an alias that refers to its own ancestor
+        raise yaml.MarkedYAMLError(problem="recursive alias", problem_mark=node.start_mark)
+    active = active | {id(node)}
+    if isinstance(node, yaml.ScalarNode):
+        return Scalar(loader.construct_object(node, deep=True), line)
+    if isinstance(node, yaml.SequenceNode):
+        return Seq([_walk(loader, item, problems, active) for item in node.value], line)
+    loader.flatten_mapping(node)   # resolve `<<: *anchor` merge keys the way safe_load would
+    result = Map(line=line)
+    for key_node, value_node in node.value:
+        key_line = key_node.start_mark.line + 1
+        key = loader.construct_object(key_node, deep=True) if isinstance(key_node, yaml.ScalarNode) else None
+        if not isinstance(key, str):
+            shown = "a complex key" if key is None and not isinstance(key_node, yaml.ScalarNode) else repr(key)
+            problems.append((key_line, f"keys must be strings, got {shown}"))
+            continue
+        if key in result.entries:
+            first = result.entries[key].key_line
+            problems.append((key_line, f"duplicate key '{key}' (first given at line {first})"))
+            continue
+        result.entries[key] = Entry(key_line, _walk(loader, value_node, problems, active))
+    return result
+
+
+def _line_of(exc: yaml.MarkedYAMLError) -> int:
+    mark = exc.problem_mark or exc.context_mark
+    return mark.line + 1 if mark is not None else 1
+
+
+def _describe(exc: yaml.MarkedYAMLError) -> str:
+    """PyYAML's problem text, with its context (e.g. 'while parsing a block mapping') first."""
+    problem = exc.problem or "invalid YAML"
+    if exc.context:
+        where = ""
+        if exc.context_mark is not None and exc.problem_mark is not None \
+                and exc.context_mark.line != exc.problem_mark.line:
+            where = f" (started at line {exc.context_mark.line + 1})"
+        return f"YAML syntax error {exc.context}{where}: {problem}"
+    return f"YAML syntax error: {problem}"

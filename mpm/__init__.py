@@ -1,0 +1,1 @@
+"""The master and the control plane: listeners, fork, signals, respawn, reload, scoreboard, mpmctl."""

@@ -1,0 +1,224 @@
+"""mpmctl: start | stop [--now] | reload | status [--json] | configtest, each with -c FILE.
+
+Without -c the embedded conf/default.yaml is used.  stop/reload/status talk to the
+master over the control socket (JSON lines) and fall back to the pidfile and signals
+when the socket does not answer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import time
+
+from conf import ConfigError, load_config
+from mpm import control
+from mpm.pidfile import AlreadyRunning, pid_alive, read_pid
+
+EXIT_OK, EXIT_FAIL, EXIT_NOT_RUNNING = 0, 1, 3
+
+
+def _load(args):
+    try:
+        return load_config(args.config)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return None
+
+
+def _setup_logging(config) -> None:
+    target = config.log.error
+    handler = logging.StreamHandler(sys.stderr) if target == "-" else logging.FileHandler(target)
+    handler.setFormatter(logging.Formatter(f"[%(asctime)s] [%(levelname)s] [master pid {os.getpid()}] %(message)s",
+                                           "%Y-%m-%d %H:%M:%S"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(config.log.level.upper())
+
+
+def cmd_configtest(args) -> int:
+    config = _load(args)
+    if config is None:
+        return EXIT_FAIL
+    print("Syntax OK")
+    return EXIT_OK
+
+
+def cmd_start(args) -> int:
+    config = _load(args)
+    if config is None:
+        return EXIT_FAIL
+    pid = read_pid(config.control.pidfile)
+    if pid is not None and pid_alive(pid):
+        print(f"mpmctl: already running (pid {pid}, pidfile {config.control.pidfile})", file=sys.stderr)
+        return EXIT_FAIL
+    if args.detach:
+        if _daemonize():
+            return _wait_started(config)
+    from mpm.master import Master  # imported here: configtest and status stay light
+    _setup_logging(config)
+    try:
+        return Master(args.config, config).run()
+    except AlreadyRunning as exc:
+        print(f"mpmctl: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    except OSError as exc:
+        logging.getLogger("mpm.master").error("cannot start: %s", exc)
+        return EXIT_FAIL
+
+
+def _daemonize() -> bool:
+    """Double fork; True in the original process, False in the detached one."""
+    if os.fork() > 0:
+        return True
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    return False
+
+
+def _wait_started(config) -> int:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        pid = read_pid(config.control.pidfile)
+        if pid and pid_alive(pid) and os.path.exists(config.control.socket):
+            print(f"mpm started, master pid {pid}")
+            return EXIT_OK
+        time.sleep(0.05)
+    print("mpmctl: the master did not come up within 10 s (see the error log)", file=sys.stderr)
+    return EXIT_FAIL
+
+
+def _ask(config, payload: dict, timeout: float = 30.0) -> dict | None:
+    try:
+        return control.request(config.control.socket, payload, timeout)
+    except (OSError, ValueError):
+        return None
+
+
+def _master_pid(config) -> int | None:
+    pid = read_pid(config.control.pidfile)
+    return pid if pid and pid_alive(pid) else None
+
+
+def cmd_stop(args) -> int:
+    config = _load(args)
+    if config is None:
+        return EXIT_FAIL
+    pid = _master_pid(config)
+    if pid is None:
+        print("mpmctl: not running", file=sys.stderr)
+        return EXIT_NOT_RUNNING
+    if _ask(config, {"cmd": "stop", "now": args.now}, timeout=5) is None:
+        os.kill(pid, signal.SIGINT if args.now else signal.SIGTERM)
+    deadline = time.monotonic() + (2 if args.now else config.mpm.graceful_timeout) + 10
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if pid_alive(pid):
+        print(f"mpmctl: master {pid} is still running", file=sys.stderr)
+        return EXIT_FAIL
+    print("stopped")
+    return EXIT_OK
+
+
+def cmd_reload(args) -> int:
+    config = _load(args)
+    if config is None:
+        return EXIT_FAIL      # checked here too, so the operator sees the error at once
+    pid = _master_pid(config)
+    if pid is None:
+        print("mpmctl: not running", file=sys.stderr)
+        return EXIT_NOT_RUNNING
+    answer = _ask(config, {"cmd": "reload"})
+    if answer is None:
+        os.kill(pid, signal.SIGHUP)
+        print("reload signalled (SIGHUP)")
+        return EXIT_OK
+    if not answer.get("ok"):
+        print("\n".join(answer.get("errors", ["reload failed"])), file=sys.stderr)
+        return EXIT_FAIL
+    print(f"reloaded: generation {answer['generation']}")
+    return EXIT_OK
+
+
+def cmd_status(args) -> int:
+    config = _load(args)
+    if config is None:
+        return EXIT_FAIL
+    answer = _ask(config, {"cmd": "status"}, timeout=10)
+    if answer is None:
+        pid = _master_pid(config)
+        print(f"mpmctl: master pid {pid} does not answer on {config.control.socket}" if pid
+              else "mpmctl: not running", file=sys.stderr)
+        return EXIT_NOT_RUNNING if pid is None else EXIT_FAIL
+    if args.json:
+        print(json.dumps(answer, indent=2))
+        return EXIT_OK
+    print(_format_status(answer))
+    return EXIT_OK
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "K", "M", "G"):
+        if n < 1024:
+            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
+        n /= 1024
+    return f"{n:.1f}T"
+
+
+def _format_status(s: dict) -> str:
+    lines = [
+        f"master pid {s['master_pid']}  generation {s['generation']}  up {s['uptime']:.0f}s  {s['state']}",
+        f"config     {s['config']}",
+        f"listeners  {', '.join(s['listeners'])}",
+        "",
+        f"{'PID':>7} {'GEN':>4} {'SLOT':>4} {'STATE':<9} {'CONNS':>6} {'TUNNELS':>7} {'REQUESTS':>9} "
+        f"{'IN':>8} {'OUT':>8} {'RSS':>7} {'CPU s':>7}",
+    ]
+    for w in s["workers"]:
+        lines.append(f"{w['pid']:>7} {w['generation']:>4} {w['slot']:>4} {w['state']:<9} {w['connections']:>6} "
+                     f"{w['tunnels']:>7} {w['requests']:>9} {_size(w['bytes_in']):>8} {_size(w['bytes_out']):>8} "
+                     f"{_size(w['rss']):>7} {w['cpu_seconds']:>7.1f}")
+    t = s["totals"]
+    lines.append(f"{'total':>7} {'':>4} {'':>4} {'':<9} {t['connections']:>6} {t['tunnels']:>7} "
+                 f"{t['requests']:>9} {_size(t['bytes_in']):>8} {_size(t['bytes_out']):>8} {_size(t['rss']):>7}")
+    if s.get("old_generation_workers"):
+        lines.append(f"\n{s['old_generation_workers']} worker(s) of older generations still finishing")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mpmctl", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, helptext in (("start", "run the master (foreground unless -d)"),
+                           ("stop", "graceful stop (--now: immediate)"),
+                           ("reload", "graceful reload into a new generation"),
+                           ("status", "show the master and its workers"),
+                           ("configtest", "check a config file")):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("-c", "--config", help="config file (default: the embedded conf/default.yaml)")
+        if name == "start":
+            p.add_argument("-d", "--detach", action="store_true", help="detach and write the pidfile")
+        if name == "stop":
+            p.add_argument("--now", action="store_true", help="immediate stop (SIGINT)")
+        if name == "status":
+            p.add_argument("--json", action="store_true", help="machine-readable output")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.config is not None:
+        args.config = os.path.abspath(args.config)
+    return globals()["cmd_" + args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""The control socket: JSON lines over a Unix socket, one request per connection.
+
+`{"cmd": "status"}`, `{"cmd": "reload"}`, `{"cmd": "stop", "now": false}`; the answer
+is one JSON line.  The master's loop serves it with non-blocking sockets, so a stuck
+client costs a descriptor until CLIENT_TIMEOUT, never the master's attention.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import socket
+import time
+
+MAX_REQUEST = 64 * 1024
+CLIENT_TIMEOUT = 5.0
+
+
+class ControlServer:
+    def __init__(self, path: str, selector, handler):
+        self.path = path
+        self.selector = selector
+        self.handler = handler
+        self.clients: dict[socket.socket, list] = {}    # sock -> [buffer, deadline]
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        if os.path.exists(path):
+            os.unlink(path)   # the pidfile check already proved no live master owns it
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(path)
+        os.chmod(path, 0o600)
+        self.sock.listen(16)
+        self.sock.setblocking(False)
+        selector.register(self.sock, selectors.EVENT_READ, self._accept)
+
+    def _accept(self) -> None:
+        self._expire()
+        try:
+            client, _ = self.sock.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        client.setblocking(False)
+        self.clients[client] = [b"", time.monotonic() + CLIENT_TIMEOUT]
+        self.selector.register(client, selectors.EVENT_READ, lambda: self._read(client))
+
+    def _read(self, client: socket.socket) -> None:
+        state = self.clients[client]
+        try:
+            data = client.recv(4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._drop(client)
+            return
+        state[0] += data
+        if b"\n" not in state[0] and len(state[0]) < MAX_REQUEST:
+            return
+        try:
+            request = json.loads(state[0].split(b"\n", 1)[0])
+            answer = self.handler(request if isinstance(request, dict) else {})
+        except ValueError as exc:
+            answer = {"ok": False, "errors": [f"bad request: {exc}"]}
+        try:
+            client.setblocking(True)
+            client.settimeout(1.0)   # answers are small; a client that will not read is dropped
+            client.sendall(json.dumps(answer).encode() + b"\n")
+        except OSError:
+            pass
+        self._drop(client)
+
+    def _drop(self, client: socket.socket) -> None:
+        self.clients.pop(client, None)
+        try:
+            self.selector.unregister(client)
+        except (KeyError, ValueError):
+            pass
+        client.close()
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        for client, (_, deadline) in list(self.clients.items()):
+            if deadline < now:
+                self._drop(client)
+
+    def close_in_child(self) -> None:
+        """In a forked worker: drop our copies without unlinking the master's socket file."""
+        for client in list(self.clients):
+            client.close()
+        self.sock.close()
+
+    def close(self) -> None:
+        if self.sock.fileno() < 0:
+            return
+        for client in list(self.clients):
+            self._drop(client)
+        try:
+            self.selector.unregister(self.sock)
+        except (KeyError, ValueError):
+            pass
+        self.sock.close()
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+
+def request(path: str, payload: dict, timeout: float = 30.0) -> dict:
+    """Client side (mpmctl): send one request, read one answer."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(path)
+        sock.sendall(json.dumps(payload).encode() + b"\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    return json.loads(data)

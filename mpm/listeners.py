@@ -1,0 +1,83 @@
+"""The master's listening sockets: for each listener address, one SO_REUSEPORT socket
+per worker slot (DESIGN.md: the kernel then spreads accepts evenly, and a respawned
+or next-generation worker of a slot inherits that slot's queue, so nothing queued is
+lost across a reload or a respawn).
+
+`prepare(config)` binds whatever a new config adds *before* anything else changes,
+so a bind failure aborts a reload cleanly; `commit()` then closes what the new config
+no longer has (an address it dropped, or slots beyond its `workers`).
+"""
+
+from __future__ import annotations
+
+import socket
+
+LISTEN_BACKLOG = 511   # Apache's ListenBacklog default
+
+
+def bind_socket(listener) -> socket.socket:
+    sock = socket.socket(listener.family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if listener.family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((listener.host, listener.port))
+        sock.listen(LISTEN_BACKLOG)
+        sock.set_inheritable(True)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class ListenerSet:
+    def __init__(self) -> None:
+        self.sockets: dict[tuple, list[socket.socket]] = {}   # address -> socket per slot
+        self.listeners: dict[tuple, object] = {}               # address -> conf.Listener in force
+        self._pending: tuple | None = None
+
+    def prepare(self, config) -> None:
+        """Bind every socket `config` needs that we do not hold yet; raise OSError on failure."""
+        workers = config.mpm.workers
+        added: list[tuple] = []    # (address, socket) bound by this call, undone on failure
+        try:
+            for listener in config.listeners:
+                have = self.sockets.get(listener.address, [])
+                for _ in range(len(have), workers):
+                    added.append((listener.address, bind_socket(listener)))
+        except OSError:
+            for _, sock in added:
+                sock.close()
+            raise
+        self._pending = (config, added)
+
+    def commit(self) -> list[socket.socket]:
+        """Adopt the prepared config; return the sockets to close once the old workers
+        have been told to stop."""
+        config, added = self._pending
+        self._pending = None
+        for address, sock in added:
+            self.sockets.setdefault(address, []).append(sock)
+        workers = config.mpm.workers
+        wanted = {listener.address: listener for listener in config.listeners}
+        retired: list[socket.socket] = []
+        for address in list(self.sockets):
+            if address not in wanted:
+                retired += self.sockets.pop(address)
+            else:
+                retired += self.sockets[address][workers:]
+                del self.sockets[address][workers:]
+        self.listeners = wanted
+        return retired
+
+    def for_slot(self, slot: int) -> list[tuple]:
+        return [(socks[slot], self.listeners[address]) for address, socks in self.sockets.items()]
+
+    def all_sockets(self) -> list[socket.socket]:
+        return [sock for socks in self.sockets.values() for sock in socks]
+
+    def close_all(self) -> None:
+        for sock in self.all_sockets():
+            sock.close()
+        self.sockets.clear()

@@ -1,0 +1,343 @@
+"""The master (gunicorn's arbiter pattern): it binds, forks, watches, and never serves.
+
+Signal handlers only enqueue; the loop dispatches `handle_<signal>`:
+    SIGHUP, SIGUSR1    graceful reload into a new generation (nginx/gunicorn style; Apache's
+                       own SIGHUP is a hard restart, its SIGUSR1 the graceful one)
+    SIGTERM, SIGWINCH  graceful stop
+    SIGINT, SIGQUIT    immediate stop
+    SIGCHLD            reap, and respawn what should be running
+
+A reload validates the new config and binds what it adds before touching anything; on
+any error the running generation keeps serving, untouched, and the error is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import selectors
+import signal
+import time
+
+import setproctitle
+
+from conf import ConfigError, load_config
+from mpm.control import ControlServer
+from mpm.listeners import ListenerSet
+from mpm.pidfile import remove_pidfile, write_pidfile
+from mpm.scoreboard import Scoreboard
+from mpm.status import build_status
+
+TICK = 0.25                   # seconds between housekeeping passes
+CRASH_WINDOW = 5.0            # a worker dying sooner than this after its start counts as a crash
+KILL_GRACE = 5.0              # seconds past graceful_timeout before stragglers get SIGKILL
+MRW_WARNING_INTERVAL = 60.0   # Apache logs "reached MaxRequestWorkers" at most this often
+
+log = logging.getLogger("mpm.master")
+
+
+class WorkerRecord:
+    __slots__ = ("pid", "generation", "slot", "row", "started", "retired", "kill_at")
+
+    def __init__(self, pid, generation, slot, row):
+        self.pid = pid
+        self.generation = generation
+        self.slot = slot
+        self.row = row
+        self.started = time.monotonic()
+        self.retired = False      # told to stop (reload, recycle, stop): never respawned
+        self.kill_at = None       # when it gets SIGKILL if still alive
+
+
+class Master:
+    def __init__(self, config_path: str | None, config):
+        self.config_path = config_path
+        self.config = config
+        self.generation = 0
+        self.workers: dict[int, WorkerRecord] = {}
+        self.slots: dict[int, int] = {}            # current generation: slot -> pid
+        self.crashes: dict[int, int] = {}          # slot -> consecutive crashes
+        self.respawn_at: dict[int, float] = {}     # slot -> monotonic time to start it
+        self.listeners = ListenerSet()
+        self.scoreboard = Scoreboard()
+        self.signals: list[int] = []
+        self.stopping = None                       # None, "graceful" or "now"
+        self.stop_deadline = 0.0
+        self.started = time.time()
+        self.last_mrw_warning = 0.0
+
+    # == running ========================================================================
+    def run(self) -> int:
+        write_pidfile(self.config.control.pidfile)
+        try:
+            self._setup()
+            self.listeners.prepare(self.config)
+            self.listeners.commit()
+            self._new_generation()
+            self._loop()
+        finally:
+            self._cleanup()
+        return 0
+
+    def _setup(self) -> None:
+        self._set_title()
+        self.selector = selectors.DefaultSelector()
+        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(self.wake_w)
+        for signum in (signal.SIGHUP, signal.SIGUSR1, signal.SIGTERM, signal.SIGWINCH,
+                       signal.SIGINT, signal.SIGQUIT, signal.SIGCHLD):
+            signal.signal(signum, lambda signum, frame: self.signals.append(signum))
+        self.selector.register(self.wake_r, selectors.EVENT_READ, None)
+        # Workers watch the read end; only we hold the write end, so our death is their EOF.
+        self.parent_r, self.parent_w = os.pipe2(os.O_CLOEXEC)
+        self.control = ControlServer(self.config.control.socket, self.selector, self._control_request)
+        log.info("master pid %d started with %s", os.getpid(), self.config.file)
+
+    def _set_title(self) -> None:
+        setproctitle.setproctitle(f"mpm: master -c {self.config.file} gen {self.generation}")
+
+    def _loop(self) -> None:
+        next_tick = time.monotonic()
+        while True:
+            timeout = max(next_tick - time.monotonic(), 0)
+            for key, _ in self.selector.select(timeout):
+                if key.data is None:
+                    self._drain_wakeup()
+                else:
+                    key.data()
+            while self.signals:
+                signum = self.signals.pop(0)
+                getattr(self, "handle_" + signal.Signals(signum).name.lower())()
+            if time.monotonic() >= next_tick:
+                next_tick = time.monotonic() + TICK
+                self._housekeeping()
+            if self.stopping and not self.workers:
+                log.info("all workers gone: master exiting")
+                return
+
+    def _drain_wakeup(self) -> None:
+        try:
+            while os.read(self.wake_r, 512):
+                pass
+        except BlockingIOError:
+            pass
+
+    # == signals ================================================================================
+    def handle_sighup(self) -> None:
+        self.reload()
+
+    handle_sigusr1 = handle_sighup
+
+    def handle_sigterm(self) -> None:
+        self.stop(now=False)
+
+    handle_sigwinch = handle_sigterm
+
+    def handle_sigint(self) -> None:
+        self.stop(now=True)
+
+    handle_sigquit = handle_sigint
+
+    def handle_sigchld(self) -> None:
+        self._reap()
+
+    # == generations =============================================================================
+    def reload(self) -> list[str]:
+        """Graceful reload; returns config errors (empty on success)."""
+        if self.stopping:
+            return ["the server is stopping"]
+        try:
+            config = load_config(self.config_path)
+        except ConfigError as exc:
+            for line in exc.errors:
+                log.error("reload refused, still serving the old configuration: %s", line)
+            return exc.errors
+        if config.control != self.config.control:
+            log.warning("control paths changed: they take effect at the next restart")
+            config = _with_control(config, self.config.control)
+        try:
+            self.listeners.prepare(config)
+        except OSError as exc:
+            message = f"{config.file}: cannot bind a listener: {exc.strerror or exc}"
+            log.error("reload refused, still serving the old configuration: %s", message)
+            return [message]
+        old = [record for record in self.workers.values() if not record.retired]
+        self.config = config
+        retired_sockets = self.listeners.commit()
+        self._new_generation()
+        for record in old:
+            self._retire(record)
+        for sock in retired_sockets:
+            sock.close()
+        log.info("reloaded: generation %d, %d workers", self.generation, config.mpm.workers)
+        return []
+
+    def _new_generation(self) -> None:
+        self.generation += 1
+        self._set_title()
+        self.slots = {}
+        self.crashes = {}
+        self.respawn_at = {}
+        for slot in range(self.config.mpm.workers):
+            self._spawn(slot)
+
+    def _spawn(self, slot: int) -> None:
+        generation = self.generation
+        row = self.scoreboard.claim(generation, slot)
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                code = self._child(slot, generation, row)
+            except BaseException:   # noqa: B036 - a forked child must never return into our loop
+                logging.getLogger("mpm.worker").exception("worker crashed")
+            finally:
+                os._exit(code)
+        self.scoreboard.bind(row, pid)
+        self.workers[pid] = WorkerRecord(pid, generation, slot, row)
+        self.slots[slot] = pid
+
+    def _child(self, slot: int, generation: int, row: int) -> int:
+        """In the forked worker: shed the master's descriptors, then serve."""
+        from worker.process import Worker
+        signal.set_wakeup_fd(-1)
+        for signum in (signal.SIGHUP, signal.SIGUSR1, signal.SIGTERM, signal.SIGWINCH,
+                       signal.SIGINT, signal.SIGQUIT, signal.SIGCHLD):
+            signal.signal(signum, signal.SIG_DFL)
+        mine = self.listeners.for_slot(slot)
+        keep = {id(sock) for sock, _ in mine}
+        for sock in self.listeners.all_sockets():
+            if id(sock) not in keep:
+                sock.close()
+        self.control.close_in_child()
+        self.selector.close()
+        for fd in (self.wake_r, self.wake_w, self.parent_w):
+            os.close(fd)
+        scoreboard_row = self.scoreboard.row_for_child(row, os.getpid(), generation, slot)
+        return Worker(self.config, mine, slot, generation, scoreboard_row, self.parent_r).run()
+
+    def _retire(self, record: WorkerRecord, sig: int = signal.SIGTERM) -> None:
+        record.retired = True
+        record.kill_at = time.monotonic() + self.config.mpm.graceful_timeout + KILL_GRACE
+        try:
+            os.kill(record.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            record = self.workers.pop(pid, None)
+            if record is None:
+                continue
+            self.scoreboard.free(record.row)
+            if record.retired or self.stopping or record.generation != self.generation:
+                continue
+            if self.slots.get(record.slot) == pid:
+                del self.slots[record.slot]
+            self._schedule_respawn(record, status)
+
+    def _schedule_respawn(self, record: WorkerRecord, status: int) -> None:
+        lived = time.monotonic() - record.started
+        how = (f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
+               else f"exit code {os.waitstatus_to_exitcode(status)}")
+        crashes = self.crashes.get(record.slot, 0) + 1 if lived < CRASH_WINDOW else 1
+        self.crashes[record.slot] = crashes
+        delay = 0.0 if crashes == 1 else min(0.5 * 2 ** (crashes - 2), 30.0)
+        if crashes > 1:
+            log.error("worker slot %d is crash-looping (%d deaths in a row, last by %s): next start in %.1fs",
+                      record.slot, crashes, how, delay)
+        else:
+            log.warning("worker pid %d (slot %d) died by %s: respawning", record.pid, record.slot, how)
+        self.respawn_at[record.slot] = time.monotonic() + delay
+
+    # == housekeeping ==============================================================================
+    def _housekeeping(self) -> None:
+        now = time.monotonic()
+        if not self.stopping:
+            for slot, when in list(self.respawn_at.items()):
+                if when <= now and slot not in self.slots:
+                    del self.respawn_at[slot]
+                    self._spawn(slot)
+            self._recycle_stopping_workers()
+            self._check_max_request_workers()
+        for record in self.workers.values():
+            if record.kill_at is not None and now >= record.kill_at:
+                log.warning("worker pid %d outlived graceful_timeout: SIGKILL", record.pid)
+                record.kill_at = None
+                try:
+                    os.kill(record.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+    def _recycle_stopping_workers(self) -> None:
+        """A current worker that stopped on its own (MaxConnectionsPerChild) gets its
+        replacement now, not when its last tunnel ends."""
+        for slot, pid in list(self.slots.items()):
+            record = self.workers[pid]
+            if self.scoreboard.read(record.row)["state"] == "stopping" and not record.retired:
+                record.retired = True
+                record.kill_at = time.monotonic() + self.config.mpm.graceful_timeout + KILL_GRACE
+                del self.slots[slot]
+                self._spawn(slot)
+
+    def _check_max_request_workers(self) -> None:
+        mpm = self.config.mpm
+        busy = sum(self.scoreboard.read(record.row)["connections"] for record in self.workers.values())
+        now = time.monotonic()
+        if busy >= mpm.max_request_workers and now - self.last_mrw_warning >= MRW_WARNING_INTERVAL:
+            self.last_mrw_warning = now
+            log.error("server reached MaxRequestWorkers setting (%d connections), consider raising "
+                      "mpm.max_request_workers", mpm.max_request_workers)
+
+    # == stopping =====================================================================================
+    def stop(self, now: bool) -> None:
+        if self.stopping == "now" or (self.stopping and not now):
+            return
+        self.stopping = "now" if now else "graceful"
+        log.info("%s stop requested", "immediate" if now else "graceful")
+        self.respawn_at.clear()
+        for record in self.workers.values():
+            self._retire(record, signal.SIGQUIT if now else signal.SIGTERM)
+            if now:
+                record.kill_at = time.monotonic() + 2.0
+        self.listeners.close_all()   # stop means refuse new clients; the control socket stays for status
+
+    def _cleanup(self) -> None:
+        for record in self.workers.values():
+            try:
+                os.kill(record.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for pid in list(self.workers):
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+        self.listeners.close_all()
+        if hasattr(self, "control"):
+            self.control.close()
+        remove_pidfile(self.config.control.pidfile)
+
+    # == control socket ===================================================================================
+    def _control_request(self, request: dict) -> dict:
+        command = request.get("cmd")
+        if command == "status":
+            return build_status(self)
+        if command == "reload":
+            errors = self.reload()
+            return {"ok": not errors, "errors": errors, "generation": self.generation}
+        if command == "stop":
+            self.stop(now=bool(request.get("now")))
+            return {"ok": True}
+        return {"ok": False, "errors": [f"unknown command {command!r}"]}
+
+
+def _with_control(config, control):
+    import dataclasses
+    return dataclasses.replace(config, control=control)

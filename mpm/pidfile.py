@@ -1,0 +1,47 @@
+"""The pidfile: written atomically, a stale one replaced, a live one respected."""
+
+from __future__ import annotations
+
+import os
+
+
+class AlreadyRunning(Exception):
+    pass
+
+
+def read_pid(path: str) -> int | None:
+    try:
+        with open(path) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def write_pidfile(path: str) -> None:
+    pid = read_pid(path)
+    if pid is not None and pid != os.getpid() and pid_alive(pid):
+        raise AlreadyRunning(f"a master is already running with pid {pid} (pidfile {path}); "
+                             f"if it is not an mpm master, remove the pidfile")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    temp = f"{path}.{os.getpid()}.tmp"
+    with open(temp, "w") as f:
+        f.write(f"{os.getpid()}\n")
+    os.replace(temp, path)   # atomic: a reader sees the old pid or the new one, never half
+
+
+def remove_pidfile(path: str) -> None:
+    if read_pid(path) == os.getpid():
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass

@@ -1,0 +1,59 @@
+"""`mpmctl status`: the scoreboard plus what psutil sees of each process."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import psutil
+
+_processes: dict[int, psutil.Process] = {}   # kept so cpu_percent measures since the last status
+
+
+def _process_figures(pid: int) -> dict:
+    try:
+        proc = _processes.get(pid)
+        if proc is None:
+            proc = _processes[pid] = psutil.Process(pid)
+        with proc.oneshot():
+            times = proc.cpu_times()
+            return {"rss": proc.memory_info().rss, "cpu_seconds": round(times.user + times.system, 3),
+                    "cpu_percent": proc.cpu_percent(None), "fds": proc.num_fds()}
+    except (psutil.Error, OSError):
+        _processes.pop(pid, None)
+        return {"rss": 0, "cpu_seconds": 0.0, "cpu_percent": 0.0, "fds": 0}
+
+
+def build_status(master) -> dict:
+    workers = []
+    for record in sorted(master.workers.values(), key=lambda r: (r.generation, r.slot)):
+        row = master.scoreboard.read(record.row)
+        row.pop("updated", None)
+        row["pid"] = record.pid
+        row["generation"] = record.generation
+        row["slot"] = record.slot
+        row["started"] = round(row["started"], 3)
+        row.update(_process_figures(record.pid))
+        workers.append(row)
+    for pid in list(_processes):
+        if pid not in master.workers and pid != os.getpid():
+            del _processes[pid]
+    totals = {key: sum(w[key] for w in workers)
+              for key in ("connections", "tunnels", "requests", "bytes_in", "bytes_out", "rss")}
+    config = master.config
+    return {
+        "ok": True,
+        "master_pid": os.getpid(),
+        "master": _process_figures(os.getpid()),
+        "generation": master.generation,
+        "config": config.file,
+        "uptime": round(time.time() - master.started, 3),
+        "state": master.stopping or "running",
+        "listeners": [str(listener) for listener in config.listeners],
+        "mpm": {"workers": config.mpm.workers, "server_limit": config.mpm.server_limit,
+                "threads_per_child": config.mpm.threads_per_child,
+                "max_request_workers": config.mpm.max_request_workers},
+        "workers": workers,
+        "totals": totals,
+        "old_generation_workers": sum(1 for w in workers if w["generation"] != master.generation),
+    }

@@ -1,0 +1,244 @@
+"""A tunnel: two connected sockets spliced both ways after `101 Switching Protocols`.
+
+Theory of operation
+-------------------
+Each direction is a copy from one socket (the *source*) to the other (the *sink*)
+through one buffer shared by the whole process (`SHARED_VIEW`): `recv_into` the
+buffer, `send` from it.  Only when the sink takes part of what was read does the
+remainder get copied into a per-direction *leftover*; that direction then stops
+reading its source and watches its sink for writability until the leftover has
+drained.  So an idle or fast-flowing tunnel owns no buffer at all, and a slow sink
+bounds what we hold to one read's worth (back-pressure).
+
+Per socket, the epoll interest is derived from the state, never tracked apart:
+    EPOLLIN   while its direction as a source is open and has no leftover
+    EPOLLOUT  while the other direction has a leftover for it
+
+Half-close: EOF from a source is passed to its sink as `shutdown(SHUT_WR)` once the
+leftover (if any) is out; the other direction keeps flowing until it ends too.  An
+error or reset on either socket closes both.  Any traffic pushes the idle deadline.
+
+Everything a tunnel is fits in `__slots__`: two sockets, two leftovers, two EOF flags
+and counters.  That is deliberate: it is what a hand-over to another process must
+carry (see `export_state`).
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+
+from tunnel.buffer import SHARED_VIEW
+
+EPOLLIN = select.EPOLLIN
+EPOLLOUT = select.EPOLLOUT
+EPOLLHUP = select.EPOLLHUP
+EPOLLERR = select.EPOLLERR
+SHUT_WR = socket.SHUT_WR
+_WOULD_BLOCK = (BlockingIOError, InterruptedError)
+
+
+class Tunnel:
+    """`client` and `backend` are connected non-blocking sockets.
+
+    `loop` needs `add(fd, events, handler)`, `modify(fd, events)`, `remove(fd)`,
+    a `now` attribute and a `timed` set; `on_close(tunnel, reason)` is called once.
+    """
+
+    __slots__ = (
+        "loop", "client", "backend", "cfd", "bfd",
+        "to_backend", "to_client",          # leftovers (bytes) or None
+        "client_eof", "backend_eof",        # EOF seen from that side
+        "cmask", "bmask",                   # current epoll interest, None = not registered
+        "bytes_in", "bytes_out",            # client->backend, backend->client
+        "started", "deadline", "idle_timeout", "on_close", "closed", "context",
+    )
+
+    def __init__(self, loop, client: socket.socket, backend: socket.socket, idle_timeout: float,
+                 on_close, *, to_backend: bytes = b"", to_client: bytes = b"", context=None):
+        self.loop = loop
+        self.client = client
+        self.backend = backend
+        self.cfd = client.fileno()
+        self.bfd = backend.fileno()
+        self.to_backend = None
+        self.to_client = None
+        self.client_eof = False
+        self.backend_eof = False
+        self.cmask = None
+        self.bmask = None
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.started = loop.now
+        self.idle_timeout = idle_timeout
+        self.deadline = loop.now + idle_timeout
+        self.on_close = on_close
+        self.closed = False
+        self.context = context              # the owner's data (route, request line) for its log line
+        loop.timed.add(self)
+        # Bytes that arrived behind either head go first, through the normal path.
+        if to_backend:
+            self.to_backend = to_backend
+            self.bytes_in += len(to_backend)
+        if to_client:
+            self.to_client = to_client
+            self.bytes_out += len(to_client)
+        self._flush_early()
+
+    def _flush_early(self) -> None:
+        for attr, sock in (("to_backend", self.backend), ("to_client", self.client)):
+            data = getattr(self, attr)
+            if data:
+                try:
+                    sent = sock.send(data)
+                except _WOULD_BLOCK:
+                    sent = 0
+                except OSError as exc:
+                    self.close(f"send failed: {exc.strerror or exc}")
+                    return
+                setattr(self, attr, data[sent:] or None)
+        self._update_interest()
+
+    # -- interest ------------------------------------------------------------------
+    def _update_interest(self) -> None:
+        """Derive both sockets' epoll interest from the state (see module docstring)."""
+        if self.closed:
+            return
+        cmask = (0 if self.client_eof or self.to_backend else EPOLLIN) | (EPOLLOUT if self.to_client else 0)
+        bmask = (0 if self.backend_eof or self.to_client else EPOLLIN) | (EPOLLOUT if self.to_backend else 0)
+        loop = self.loop
+        if cmask != self.cmask:
+            if self.cmask is None:
+                loop.add(self.cfd, cmask, self.on_client_event)
+            else:
+                loop.modify(self.cfd, cmask)
+            self.cmask = cmask
+        if bmask != self.bmask:
+            if self.bmask is None:
+                loop.add(self.bfd, bmask, self.on_backend_event)
+            else:
+                loop.modify(self.bfd, bmask)
+            self.bmask = bmask
+
+    # -- events ----------------------------------------------------------------------
+    def on_client_event(self, mask: int) -> None:
+        if mask & EPOLLOUT and self.to_client:
+            self._drain(self.client, "to_client")
+        if mask & (EPOLLIN | EPOLLHUP | EPOLLERR) and not self.closed:
+            if self.cmask & EPOLLIN:
+                self._copy(self.client, self.backend, True)
+            elif mask & (EPOLLHUP | EPOLLERR):
+                self._hangup(mask)
+
+    def on_backend_event(self, mask: int) -> None:
+        if mask & EPOLLOUT and self.to_backend:
+            self._drain(self.backend, "to_backend")
+        if mask & (EPOLLIN | EPOLLHUP | EPOLLERR) and not self.closed:
+            if self.bmask & EPOLLIN:
+                self._copy(self.backend, self.client, False)
+            elif mask & (EPOLLHUP | EPOLLERR):
+                self._hangup(mask)
+
+    def _hangup(self, mask: int) -> None:
+        """HUP/ERR on a socket we are not reading: epoll reports it whatever the
+        interest, so waiting would spin.  The peer is gone both ways: end the tunnel."""
+        self.close("reset" if mask & EPOLLERR else "hangup")
+
+    def _copy(self, source: socket.socket, sink: socket.socket, upstream: bool) -> None:
+        """One read from `source`, passed to `sink`; the remainder becomes a leftover."""
+        try:
+            n = source.recv_into(SHARED_VIEW)
+        except _WOULD_BLOCK:
+            return
+        except OSError as exc:
+            self.close(f"recv failed: {exc.strerror or exc}")
+            return
+        self.deadline = self.loop.now + self.idle_timeout
+        if n == 0:
+            self._source_eof(sink, upstream)
+            return
+        if upstream:
+            self.bytes_in += n
+        else:
+            self.bytes_out += n
+        try:
+            sent = sink.send(SHARED_VIEW[:n])
+        except _WOULD_BLOCK:
+            sent = 0
+        except OSError as exc:
+            self.close(f"send failed: {exc.strerror or exc}")
+            return
+        if sent < n:
+            leftover = bytes(SHARED_VIEW[sent:n])
+            if upstream:
+                self.to_backend = leftover
+            else:
+                self.to_client = leftover
+            self._update_interest()
+
+    def _drain(self, sink: socket.socket, attr: str) -> None:
+        data = getattr(self, attr)
+        try:
+            sent = sink.send(data)
+        except _WOULD_BLOCK:
+            return
+        except OSError as exc:
+            self.close(f"send failed: {exc.strerror or exc}")
+            return
+        self.deadline = self.loop.now + self.idle_timeout
+        if sent < len(data):
+            setattr(self, attr, data[sent:])
+            return
+        setattr(self, attr, None)
+        # The source paused for this leftover may have hit EOF meanwhile: pass it on now.
+        if attr == "to_backend" and self.client_eof:
+            self._shutdown(self.backend)
+        elif attr == "to_client" and self.backend_eof:
+            self._shutdown(self.client)
+        self._update_interest()
+
+    def _source_eof(self, sink: socket.socket, upstream: bool) -> None:
+        if upstream:
+            self.client_eof = True
+        else:
+            self.backend_eof = True
+        if self.client_eof and self.backend_eof:
+            self.close("closed")
+            return
+        self._shutdown(sink)
+        self._update_interest()
+
+    def _shutdown(self, sink: socket.socket) -> None:
+        try:
+            sink.shutdown(SHUT_WR)
+        except OSError:
+            pass   # the peer already went away; its own EOF or error will end the tunnel
+
+    # -- deadlines and closing ---------------------------------------------------------
+    def on_deadline(self) -> None:
+        self.close("idle timeout")
+
+    def close(self, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        loop = self.loop
+        loop.timed.discard(self)
+        for fd, mask, sock in ((self.cfd, self.cmask, self.client), (self.bfd, self.bmask, self.backend)):
+            if mask is not None:
+                loop.remove(fd)
+            try:
+                sock.close()
+            except OSError:
+                pass
+        self.on_close(self, reason)
+
+    # -- hand-over -------------------------------------------------------------------
+    def export_state(self) -> dict:
+        """Everything but the two sockets, for passing this tunnel to another process."""
+        return {
+            "to_backend": self.to_backend or b"", "to_client": self.to_client or b"",
+            "client_eof": self.client_eof, "backend_eof": self.backend_eof,
+            "bytes_in": self.bytes_in, "bytes_out": self.bytes_out,
+            "idle_left": max(self.deadline - self.loop.now, 0.0),
+        }

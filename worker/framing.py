@@ -1,0 +1,129 @@
+"""Where a message body ends: Content-Length, chunked, or the connection's close.
+
+Bodies are relayed as they are, chunked framing included (both sides speak HTTP/1.1),
+so a framing object only *scans*: `feed(buf, pos, end)` looks at `buf[pos:end]` and
+returns the offset just past the body's last byte when the body ends inside that span,
+or -1 when all of it belongs to the body and more is to come.  `wanted(size)` caps a
+read so a Content-Length body never reads into what follows it.
+
+The chunked scanner is strict (RFC 9112 §7.1): hex sizes only, CRLF line ends, a CRLF
+after each chunk's data, bounded size lines and trailers; anything else raises
+`BadFraming`, which the caller answers with 400 (request) or 502 (response).
+"""
+
+from __future__ import annotations
+
+import re
+
+_HEX = re.compile(rb"[0-9A-Fa-f]{1,15}")
+MAX_LINE = 4096           # a chunk-size line, extensions included
+MAX_TRAILERS = 16 * 1024  # all trailer lines together
+
+
+class BadFraming(Exception):
+    pass
+
+
+class LengthFraming:
+    __slots__ = ("remaining",)
+
+    def __init__(self, length: int):
+        self.remaining = length
+
+    def wanted(self, size: int) -> int:
+        return self.remaining if self.remaining < size else size
+
+    def feed(self, buf, pos: int, end: int) -> int:
+        n = end - pos
+        if n < self.remaining:
+            self.remaining -= n
+            return -1
+        stop = pos + self.remaining
+        self.remaining = 0
+        return stop
+
+
+class CloseFraming:
+    """Read-until-close (a response with neither Content-Length nor chunked)."""
+
+    __slots__ = ()
+
+    def wanted(self, size: int) -> int:
+        return size
+
+    def feed(self, buf, pos: int, end: int) -> int:
+        return -1
+
+
+_SIZE, _DATA, _DATA_END, _TRAILER = range(4)
+
+
+class ChunkedFraming:
+    __slots__ = ("state", "remaining", "partial", "trailer_bytes")
+
+    def __init__(self) -> None:
+        self.state = _SIZE
+        self.remaining = 0
+        self.partial = b""       # a line cut by the end of a read
+        self.trailer_bytes = 0
+
+    def wanted(self, size: int) -> int:
+        return size
+
+    def feed(self, buf, pos: int, end: int) -> int:
+        while pos < end:
+            if self.state == _DATA:
+                take = end - pos
+                if take < self.remaining:
+                    self.remaining -= take
+                    return -1
+                pos += self.remaining
+                self.remaining = 0
+                self.state = _DATA_END
+                continue
+            newline = buf.find(b"\n", pos, end)
+            if newline < 0:
+                self.partial += bytes(buf[pos:end])
+                if len(self.partial) > MAX_LINE:
+                    raise BadFraming("chunk line too long")
+                return -1
+            line = self.partial + bytes(buf[pos:newline + 1]) if self.partial else bytes(buf[pos:newline + 1])
+            self.partial = b""
+            pos = newline + 1
+            if len(line) > MAX_LINE:
+                raise BadFraming("chunk line too long")
+            if not line.endswith(b"\r\n") or b"\r" in line[:-2]:
+                raise BadFraming("chunk line must end with CRLF")
+            line = line[:-2]
+            if self.state == _SIZE:
+                size_text = line.split(b";", 1)[0]
+                if not _HEX.fullmatch(size_text):
+                    raise BadFraming(f"bad chunk size {size_text[:20]!r}")
+                self.remaining = int(size_text, 16)
+                self.state = _DATA if self.remaining else _TRAILER
+            elif self.state == _DATA_END:
+                if line:
+                    raise BadFraming("chunk data longer than its size")
+                self.state = _SIZE
+            else:  # _TRAILER
+                if not line:
+                    return pos
+                self.trailer_bytes += len(line)
+                if self.trailer_bytes > MAX_TRAILERS or b":" not in line:
+                    raise BadFraming("bad or oversized trailer")
+        return -1
+
+
+class NoBody:
+    """HEAD responses, 204, 304, requests without a body."""
+
+    __slots__ = ()
+
+    def wanted(self, size: int) -> int:
+        return 0
+
+    def feed(self, buf, pos: int, end: int) -> int:
+        return pos
+
+
+NO_BODY = NoBody()

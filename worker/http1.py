@@ -1,0 +1,191 @@
+"""HTTP/1.1 message heads: strict parsing with llhttp (`httptools`), limits, framing.
+
+Only heads go through llhttp.  We find a head's end ourselves and feed the parser
+exactly the head, so it can never swallow a body or the next pipelined request;
+bodies are framed by `worker.framing`.  While a head is still incomplete its bytes
+are fed as they arrive, so garbage (bare LF, NUL, bad tokens) is rejected at once
+instead of waiting for the header timeout.
+
+llhttp already rejects the request-smuggling shapes (CL with TE, duplicate or signed
+Content-Length, space before the colon, obs-fold, bare CR, NUL).  What it leaves to
+us (DESIGN.md): HTTP/0.9 and 2.x request lines, Transfer-Encoding on HTTP/1.0,
+exactly one Host, and no body framing on an upgrade request.
+"""
+
+from __future__ import annotations
+
+import httptools
+
+HEAD_END = b"\r\n\r\n"
+
+
+class HttpError(Exception):
+    """A request we answer with `status` and then close."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def connection_tokens(value: bytes) -> set[bytes]:
+    return {token.strip().lower() for token in value.split(b",") if token.strip()}
+
+
+class _HeadCollector:
+    """The callback object llhttp calls while it parses one head."""
+
+    __slots__ = ("url", "headers", "complete", "reason")
+
+    def __init__(self) -> None:
+        self.url = b""
+        self.headers: list = []       # (lower-case name, name, value)
+        self.complete = False
+        self.reason = b""
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_status(self, reason: bytes) -> None:
+        self.reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name.lower(), name, value))
+
+    def on_headers_complete(self) -> None:
+        self.complete = True
+
+
+class RequestHead:
+    __slots__ = ("method", "target", "version", "headers", "keep_alive", "content_length",
+                 "chunked", "upgrade", "host", "expect_continue", "raw_size")
+
+    def get(self, lname: bytes) -> bytes | None:
+        for name, _, value in self.headers:
+            if name == lname:
+                return value
+        return None
+
+    @property
+    def has_body(self) -> bool:
+        return self.chunked or bool(self.content_length)
+
+
+class ResponseHead:
+    __slots__ = ("status", "reason", "version", "headers", "keep_alive", "content_length",
+                 "chunked", "raw_size")
+
+    def get(self, lname: bytes) -> bytes | None:
+        for name, _, value in self.headers:
+            if name == lname:
+                return value
+        return None
+
+
+class HeadReader:
+    """Reads one head from a growing buffer: `feed(buffer)` returns the head length
+    once the head is complete (the bytes after it stay in the buffer), else 0."""
+
+    __slots__ = ("collector", "parser", "fed", "is_request", "limits")
+
+    def __init__(self, is_request: bool, limits=None):
+        self.collector = _HeadCollector()
+        self.is_request = is_request
+        self.limits = limits
+        factory = httptools.HttpRequestParser if is_request else httptools.HttpResponseParser
+        self.parser = factory(self.collector)
+        self.fed = 0
+
+    def feed(self, buffer: bytearray) -> int:
+        end = buffer.find(HEAD_END, max(self.fed - 3, 0))
+        stop = end + 4 if end >= 0 else len(buffer)
+        if self.is_request:
+            self._check_limits(buffer, stop, end >= 0)
+        if stop > self.fed:
+            try:
+                self.parser.feed_data(bytes(buffer[self.fed:stop]))
+            except httptools.HttpParserUpgrade:
+                pass   # the head is complete; what follows belongs to the tunnel
+            except httptools.HttpParserInvalidMethodError as exc:
+                raise HttpError(501 if self.is_request else 502, f"invalid method: {exc}") from None
+            except httptools.HttpParserError as exc:
+                raise HttpError(400 if self.is_request else 502, f"malformed head: {exc}") from None
+            self.fed = stop
+        if end < 0:
+            return 0
+        if not self.collector.complete:   # "\r\n\r\n" inside a request line: llhttp would have said so
+            raise HttpError(400 if self.is_request else 502, "malformed head")
+        return stop
+
+    def _check_limits(self, buffer: bytearray, stop: int, complete: bool) -> None:
+        """LimitRequestLine (414), LimitRequestFieldSize and LimitRequestFields (431)."""
+        limits = self.limits
+        line_end = buffer.find(b"\r\n", 0, stop)
+        if (line_end if line_end >= 0 else stop) > limits.request_line:
+            raise HttpError(414, "request line too long")
+        head_size = stop - (line_end + 2 if line_end >= 0 else stop)
+        if not complete:
+            if head_size > limits.header_fields * (limits.header_field + 2) + 2:
+                raise HttpError(431, "request header fields too large")
+            return
+        if head_size > limits.header_field:   # only then can one field be over the limit
+            for line in bytes(buffer[line_end + 2:stop]).split(b"\r\n"):
+                if len(line) > limits.header_field:
+                    raise HttpError(431, "request header field too large")
+
+    def request(self, head_size: int) -> RequestHead:
+        parser, collector = self.parser, self.collector
+        head = RequestHead()
+        head.raw_size = head_size
+        head.method = parser.get_method()
+        head.target = collector.url
+        head.version = version = parser.get_http_version()
+        if version not in ("1.1", "1.0"):
+            raise HttpError(505 if version.startswith("2") else 400, f"unsupported HTTP version {version}")
+        headers = head.headers = collector.headers
+        if len(headers) > self.limits.header_fields:
+            raise HttpError(431, "too many request header fields")
+        _frame(head, headers)
+        hosts = [value for name, _, value in headers if name == b"host"]
+        if len(hosts) > 1 or (version == "1.1" and not hosts):
+            raise HttpError(400, "exactly one Host header is required")
+        head.host = hosts[0] if hosts else b""
+        if head.chunked and version == "1.0":
+            raise HttpError(400, "Transfer-Encoding in an HTTP/1.0 request")
+        head.keep_alive = parser.should_keep_alive()
+        connection = head.get(b"connection")
+        upgrade = head.get(b"upgrade")
+        head.upgrade = None
+        if upgrade is not None and connection is not None and b"upgrade" in connection_tokens(connection):
+            head.upgrade = upgrade
+            if head.has_body:
+                raise HttpError(400, "an upgrade request cannot carry a body")
+        expect = head.get(b"expect")
+        head.expect_continue = expect is not None and expect.lower() == b"100-continue"
+        self.parser = None   # break the parser <-> collector cycle early
+        return head
+
+    def response(self, head_size: int) -> ResponseHead:
+        parser, collector = self.parser, self.collector
+        head = ResponseHead()
+        head.raw_size = head_size
+        head.status = parser.get_status_code()
+        head.reason = collector.reason
+        head.version = parser.get_http_version()
+        head.headers = collector.headers
+        _frame(head, collector.headers)
+        head.keep_alive = parser.should_keep_alive()
+        self.parser = None
+        return head
+
+
+def _frame(head, headers) -> None:
+    """Content-Length / chunked, as llhttp validated them."""
+    head.content_length = None
+    head.chunked = False
+    for name, _, value in headers:
+        if name == b"content-length":
+            head.content_length = int(value)
+        elif name == b"transfer-encoding":
+            # llhttp checked that chunked, if present, is the final coding.
+            head.chunked = value.rstrip().lower().endswith(b"chunked")

@@ -1,0 +1,259 @@
+"""One event worker process: accept, serve, publish to the scoreboard, stop gracefully.
+
+The master forks us with the listening sockets of our slot already bound (one
+SO_REUSEPORT socket per listener per slot), a scoreboard row to write, and the read
+end of a pipe whose write end only the master holds: EOF on it means the master is
+gone and we must not outlive it.
+
+Signals only set flags (and wake the loop through `signal.set_wakeup_fd`):
+    SIGTERM            graceful stop: stop accepting, finish exchanges, let tunnels end
+                       until graceful_timeout, then close what remains and exit 0
+    SIGQUIT, SIGINT    immediate stop
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import socket
+
+import setproctitle
+
+from worker.backend import BackendPool
+from worker.balancer import BalancerState
+from worker.exchange import ClientConnection, Phase
+from worker.logs import AccessLog, ErrorLog, LogSink
+from worker.loop import EPOLLIN, EventLoop
+from worker.routing import Router
+
+ACCEPT_BATCH = 32            # accepts per readiness event: fairness against busy connections
+PUBLISH_INTERVAL = 0.5       # seconds between scoreboard updates
+EMFILE_BACKOFF = 0.1         # seconds to stop accepting when out of file descriptors
+
+
+class Worker:
+    def __init__(self, config, listeners, slot: int, generation: int, scoreboard_row, parent_fd: int):
+        self.config = config
+        self.listeners = listeners          # [(socket, conf.Listener)]
+        self.slot = slot
+        self.generation = generation
+        self.row = scoreboard_row
+        self.parent_fd = parent_fd
+        mpm = config.mpm
+        share = -(-mpm.max_request_workers // mpm.workers)   # MaxRequestWorkers spread over the slots
+        self.capacity = min(mpm.threads_per_child, share)
+        self.timeouts = config.timeouts
+        self.limits = config.limits
+        self.proto = b"http"
+        self.connections = 0
+        self.tunnels = 0
+        self.requests = 0
+        self.accepted = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.stopping = False
+        self.accepting = False
+        self._host_headers: dict = {}
+        self._reverse: dict = {}
+        self._signals: list[int] = []
+
+    # == setup and run ===================================================================
+    def run(self) -> int:
+        setproctitle.setproctitle(f"mpm: worker gen {self.generation} slot {self.slot}")
+        loop = self.loop = EventLoop()
+        log = self.config.log
+        self.access_sink = LogSink(log.access, 1)
+        self.error_sink = LogSink(log.error, 2)
+        self.access = AccessLog(self.access_sink, log.format) if self.access_sink.enabled else None
+        self.log_error = ErrorLog(self.error_sink, log.level,
+                                  f"pid {os.getpid()} slot {self.slot} gen {self.generation}")
+        loop.after_poll.append(self._flush_logs)
+        self.router = Router(self.config.routes, self.timeouts.proxy)
+        self.balancers = {name: BalancerState(b) for name, b in self.config.balancers.items()}
+        self.pool = BackendPool(loop)
+        self._install_signals()
+        loop.add(self.parent_fd, EPOLLIN, self._on_parent_event)
+        for sock, _ in self.listeners:
+            sock.setblocking(False)
+            loop.add(sock.fileno(), EPOLLIN, lambda mask, sock=sock: self._accept(sock))
+        self.accepting = True
+        self._publish()
+        self.log_error("debug", f"serving {', '.join(str(listener) for _, listener in self.listeners)}")
+        loop.run()
+        self._shutdown()
+        return 0
+
+    def _install_signals(self) -> None:
+        rfd, wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._wakeup = rfd
+        signal.set_wakeup_fd(wfd)
+        for signum in (signal.SIGTERM, signal.SIGQUIT, signal.SIGINT):
+            signal.signal(signum, lambda signum, frame: self._signals.append(signum))
+        for signum in (signal.SIGHUP, signal.SIGUSR1, signal.SIGWINCH):
+            signal.signal(signum, signal.SIG_IGN)    # the master's business
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        self.loop.add(rfd, EPOLLIN, self._on_wakeup)
+
+    def _on_wakeup(self, mask: int) -> None:
+        try:
+            while os.read(self._wakeup, 512):
+                pass
+        except BlockingIOError:
+            pass
+        while self._signals:
+            signum = self._signals.pop(0)
+            if signum == signal.SIGTERM:
+                self.graceful_stop()
+            else:
+                self.loop.running = False
+
+    def _on_parent_event(self, mask: int) -> None:
+        self.log_error("error", "master process is gone: exiting")
+        self.loop.running = False
+
+    # == accepting ===========================================================================
+    def _accept(self, lsock: socket.socket) -> None:
+        for _ in range(ACCEPT_BATCH):
+            try:
+                sock, addr = lsock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    self.log_error("error", f"accept: {exc.strerror}; pausing accepts")
+                    self._pause_accepting()
+                    self.loop.call_later(EMFILE_BACKOFF, self._maybe_resume)
+                return
+            sock.setblocking(False)
+            if sock.family != socket.AF_UNIX:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.connections += 1
+            self.accepted += 1
+            ClientConnection(self, sock, addr[0].encode())
+            if self.connections >= self.capacity:
+                self._pause_accepting()
+                return
+            max_per_child = self.config.mpm.max_connections_per_child
+            if max_per_child and self.accepted >= max_per_child:
+                self.log_error("info", f"MaxConnectionsPerChild ({max_per_child}) reached: recycling")
+                self.graceful_stop()
+                return
+
+    def _pause_accepting(self) -> None:
+        if self.accepting:
+            self.accepting = False
+            for sock, _ in self.listeners:
+                self.loop.modify(sock.fileno(), 0)
+
+    def _maybe_resume(self) -> None:
+        if not self.accepting and not self.stopping and self.connections < self.capacity:
+            self.accepting = True
+            for sock, _ in self.listeners:
+                self.loop.modify(sock.fileno(), EPOLLIN)
+
+    # == what connections tell us ===============================================================
+    def connection_closed(self) -> None:
+        self.connections -= 1
+        if not self.accepting and self.connections < self.capacity:
+            self._maybe_resume()
+        if self.stopping and self.connections == 0:
+            self.loop.running = False
+
+    def exchange_done(self, conn: ClientConnection) -> None:
+        self.requests += 1
+        self.bytes_in += conn.received
+        self.bytes_out += conn.sent
+        if self.access is not None:
+            self.access.exchange(conn.client_ip, conn.head, conn.status, conn.sent, conn.received,
+                                 self.loop.now - conn.started,
+                                 conn.route.name if conn.route is not None else "-",
+                                 conn.backend.origin if conn.backend is not None else "-")
+
+    def tunnel_opened(self) -> None:
+        self.tunnels += 1
+        self.requests += 1
+
+    def tunnel_closed(self, tunnel, reason: str) -> None:
+        self.tunnels -= 1
+        self.bytes_in += tunnel.bytes_in
+        self.bytes_out += tunnel.bytes_out
+        if self.access is not None:
+            client_ip, head, route, backend, started = tunnel.context
+            self.access.exchange(client_ip, head, 101, tunnel.bytes_out, tunnel.bytes_in,
+                                 self.loop.now - started, route.name, backend.origin,
+                                 tunnel=(tunnel.bytes_in, tunnel.bytes_out, reason))
+        self.connection_closed()
+
+    # == helpers for exchanges =================================================================
+    def pick_backend(self, route, head):
+        target = route.route.target
+        if target.backend is not None:
+            return target.backend
+        return self.balancers[target.balancer].pick(head)
+
+    def host_header(self, backend) -> bytes:
+        host = self._host_headers.get(backend)
+        if host is None:
+            host = self._host_headers[backend] = backend.host_header.encode("idna")
+        return host
+
+    def reverse_map(self, route, backend, head) -> tuple:
+        """(backend URL prefix, client URL prefix) for ProxyPassReverse."""
+        key = (route, backend, head.host)
+        pair = self._reverse.get(key)
+        if pair is None:
+            base = route.base if route.prefix is not None else b"/"
+            client_path = route.prefix if route.prefix is not None else b"/"
+            host = head.host or self.host_header(backend)
+            pair = self._reverse[key] = (backend.origin.encode() + base, self.proto + b"://" + host + client_path)
+        return pair
+
+    # == stopping ===================================================================================
+    def graceful_stop(self) -> None:
+        if self.stopping:
+            return
+        self.stopping = True
+        self._pause_accepting()
+        for sock, _ in self.listeners:
+            self.loop.remove(sock.fileno())
+            sock.close()
+        self.listeners = []
+        # Idle keep-alive connections hold no request: close them now.
+        for obj in list(self.loop.timed):
+            if isinstance(obj, ClientConnection) and obj.phase is Phase.HEAD and not obj.inbuf \
+                    and obj.reader is None and not obj.to_client:
+                obj.close()
+        if self.connections == 0:
+            self.loop.running = False
+            return
+        self.log_error("info", f"graceful stop: {self.connections} connections "
+                               f"({self.tunnels} tunnels) left, {self.config.mpm.graceful_timeout:g}s to go")
+        self._publish()
+        self.loop.call_later(self.config.mpm.graceful_timeout, self._graceful_timeout)
+
+    def _graceful_timeout(self) -> None:
+        self.log_error("info", f"graceful timeout: closing {self.connections} connections")
+        self.loop.running = False
+
+    def _shutdown(self) -> None:
+        for obj in list(self.loop.timed):
+            obj.close() if isinstance(obj, ClientConnection) else obj.close("worker stopping")
+        self.pool.close_all()
+        self.row.publish(state="exiting", connections=0, tunnels=0, requests=self.requests,
+                         bytes_in=self.bytes_in, bytes_out=self.bytes_out)
+        self.access_sink.close()
+        self.error_sink.close()
+
+    # == scoreboard and logs ========================================================================
+    def _publish(self) -> None:
+        state = "stopping" if self.stopping else ("busy" if not self.accepting else "ready")
+        self.row.publish(state=state, connections=self.connections, tunnels=self.tunnels,
+                         requests=self.requests, bytes_in=self.bytes_in, bytes_out=self.bytes_out)
+        self.loop.call_later(PUBLISH_INTERVAL, self._publish)
+
+    def _flush_logs(self) -> None:
+        if self.access_sink.pending:
+            self.access_sink.flush()
+        if self.error_sink.pending:
+            self.error_sink.flush()
