@@ -204,7 +204,7 @@ mpm:
   max_request_workers: {2 * per_child}
 timeouts: {{proxy: 300, keepalive: 300}}
 control: {{pidfile: "{w}/mpm.pid", socket: "{w}/mpm.sock"}}
-log: {{access: "off", error: "{w}/mpm-error.log", level: warn}}
+log: {{access: "off", error: "{w}/mpm-error.log", level: warning}}
 routes:
   - {{path: /, to: "http://127.0.0.1:{site.backend_port}/"}}
 """

@@ -42,12 +42,19 @@ def log_tail(path: str, lines: int = 6) -> str:
 
 
 def http_probe(port: int, path: str = "/small") -> str | None:
-    """One GET through the peer; None if it answered 200 with the 100-byte body."""
+    """One GET through the peer; None if it answered 200 with the 100-byte body.
+
+    The body is read by its Content-Length, not until the peer closes: whether a peer
+    honours ``Connection: close`` is not what this probe is for.
+    """
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
             sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
             data = b""
-            while chunk := sock.recv(65536):
+            while b"\r\n\r\n" not in data or len(data.partition(b"\r\n\r\n")[2]) < 100:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
                 data += chunk
     except OSError as exc:
         return f"GET {path}: {exc}"
@@ -80,6 +87,7 @@ class Peer:
         self.site: Site | None = None
         self.version = ""
         self.log = ""
+        self.tls_problem: str | None = None   # why wss:// failed its probe, if it did
 
     # -- what a subclass says ---------------------------------------------------------------------
 
@@ -125,9 +133,12 @@ class Peer:
         return self.probe()
 
     def probe(self) -> str | None:
+        """Plain HTTP and WebSocket must work; TLS trouble only keeps the peer out of the TLS cells."""
         site = self.site
-        return (http_probe(site.port) or ws_probe(f"ws://127.0.0.1:{site.port}/ws")
-                or ws_probe(f"wss://127.0.0.1:{site.tls_port}/ws"))
+        problem = http_probe(site.port) or ws_probe(f"ws://127.0.0.1:{site.port}/ws")
+        if not problem and site.tls_port:
+            self.tls_problem = ws_probe(f"wss://127.0.0.1:{site.tls_port}/ws")
+        return problem
 
     def pids(self) -> list[int]:
         """Roots of the process trees whose CPU and memory are this peer's."""

@@ -217,7 +217,7 @@ def plots(results: dict, outdir: str) -> list[str]:
         shown = [sid for sid in ids if key_of(sid)]
         if not shown or not proxies:
             continue
-        fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(shown) * max(1, len(proxies)) / 2), 4))
+        fig, ax = plt.subplots(figsize=(min(12, max(6, 0.35 * len(shown) * len(proxies) + 2)), 4.5))
         width = 0.8 / len(proxies)
         for i, peer in enumerate(proxies):
             vals = [ratio(summaries, sid, peer, key_of(sid)) or 0 for sid in shown]

@@ -5,6 +5,7 @@
 """
 
 from .errors import ConfigError
+from .fallback import control_only_config
 from .loader import DEFAULT_CONFIG_NAME, DEFAULT_CONFIG_PATH, load_config
 from .model import (
     BALANCER_METHODS,
@@ -34,6 +35,6 @@ from .model import (
 __all__ = [
     "BALANCER_METHODS", "DEFAULT_CONFIG_NAME", "DEFAULT_CONFIG_PATH", "LOG_FORMATS", "LOG_LEVELS",
     "MEMBER_STATUSES", "MPM", "UPGRADE_ANY", "UPGRADE_NONE", "Backend", "BackendTLS", "Balancer", "CertFiles",
-    "Config", "ConfigError", "Control", "HeaderCondition", "Limits", "Listener", "ListenerTLS", "Log", "Member",
+    "Config", "ConfigError", "control_only_config", "Control", "HeaderCondition", "Limits", "Listener", "ListenerTLS", "Log", "Member",
     "Route", "Target", "Timeouts", "load_config",
 ]

@@ -15,7 +15,7 @@ import signal
 import sys
 import time
 
-from conf import ConfigError, load_config
+from conf import ConfigError, control_only_config, load_config
 from mpm import control
 from mpm.pidfile import AlreadyRunning, pid_alive, read_pid
 
@@ -28,6 +28,18 @@ def _load(args):
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return None
+
+
+def _load_for_control(args):
+    """stop/status must work while the file on disk is being edited and broken: fall back
+    to reading only its control paths (or the defaults) so the running master is found."""
+    try:
+        return load_config(args.config)
+    except ConfigError as exc:
+        config = control_only_config(args.config)
+        if config is None:
+            print(str(exc), file=sys.stderr)
+        return config
 
 
 def _setup_logging(config) -> None:
@@ -109,7 +121,7 @@ def _master_pid(config) -> int | None:
 
 
 def cmd_stop(args) -> int:
-    config = _load(args)
+    config = _load_for_control(args)
     if config is None:
         return EXIT_FAIL
     pid = _master_pid(config)
@@ -149,7 +161,7 @@ def cmd_reload(args) -> int:
 
 
 def cmd_status(args) -> int:
-    config = _load(args)
+    config = _load_for_control(args)
     if config is None:
         return EXIT_FAIL
     answer = _ask(config, {"cmd": "status"}, timeout=10)

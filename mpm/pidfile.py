@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+import psutil
+
 
 class AlreadyRunning(Exception):
     pass
@@ -18,13 +20,13 @@ def read_pid(path: str) -> int | None:
 
 
 def pid_alive(pid: int) -> bool:
+    """Running, and not a zombie waiting for its parent to reap it."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
+    except psutil.AccessDenied:
         return True
-    return True
 
 
 def write_pidfile(path: str) -> None:

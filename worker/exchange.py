@@ -420,7 +420,8 @@ class ClientConnection:
         backend_keeps = resp.keep_alive and framing.__class__ is not CloseFraming
         if not backend_keeps:
             self.backend_clean = False
-        self.keep_alive = self.keep_alive and not self.client_eof and framing.__class__ is not CloseFraming
+        self.keep_alive = (self.keep_alive and not self.client_eof and not self.worker.stopping
+                           and framing.__class__ is not CloseFraming)
         reverse = self.worker.reverse_map(self.route, self.backend, head) if self.route.route.reverse else None
         out = response_head(resp, self.keep_alive, head.version == "1.0", True, reverse)
         self.resp_phase = _Resp.BODY

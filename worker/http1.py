@@ -152,8 +152,8 @@ class HeadReader:
         head.host = hosts[0] if hosts else b""
         if head.chunked and version == "1.0":
             raise HttpError(400, "Transfer-Encoding in an HTTP/1.0 request")
-        head.keep_alive = parser.should_keep_alive()
         connection = head.get(b"connection")
+        head.keep_alive = _persistent(version, connection)
         upgrade = head.get(b"upgrade")
         head.upgrade = None
         if upgrade is not None and connection is not None and b"upgrade" in connection_tokens(connection):
@@ -174,9 +174,19 @@ class HeadReader:
         head.version = parser.get_http_version()
         head.headers = collector.headers
         _frame(head, collector.headers)
-        head.keep_alive = parser.should_keep_alive()
+        head.keep_alive = _persistent(head.version, head.get(b"connection"))
         self.parser = None
         return head
+
+
+def _persistent(version: str, connection: bytes | None) -> bool:
+    """RFC 9112 §9.3 (llhttp's own answer is not final until the message is)."""
+    if connection is None:
+        return version == "1.1"
+    tokens = connection_tokens(connection)
+    if b"close" in tokens:
+        return False
+    return version == "1.1" or b"keep-alive" in tokens
 
 
 def _frame(head, headers) -> None:

@@ -219,10 +219,11 @@ class Worker:
             self.loop.remove(sock.fileno())
             sock.close()
         self.listeners = []
-        # Idle keep-alive connections hold no request: close them now.
+        # Keep-alive connections idle between requests: close them now.  A connection
+        # that has not sent its first request yet is not idle; it gets client_header.
         for obj in list(self.loop.timed):
-            if isinstance(obj, ClientConnection) and obj.phase is Phase.HEAD and not obj.inbuf \
-                    and obj.reader is None and not obj.to_client:
+            if isinstance(obj, ClientConnection) and obj.phase is Phase.HEAD and obj.requests \
+                    and not obj.inbuf and obj.reader is None and not obj.to_client:
                 obj.close()
         if self.connections == 0:
             self.loop.running = False

@@ -1,0 +1,78 @@
+"""python -m bench [--quick | --tiny] [--peers direct,mpm,...] [--scenarios S1,S3,...] [--out DIR]
+
+Runs the load benchmark (issue #5) and writes results.md, results.json and PNG plots to
+bench/results/DATE-MODE/ (or --out). See bench/README.md for what each scenario measures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import subprocess
+import sys
+
+from bench import report, runner
+from bench.peers import ALL
+from bench.scenarios import ORDER, expand
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m bench", description="Reverse-proxy load benchmark: "
+                                 "direct vs mpm vs nginx vs HAProxy vs Apache, same backend, same load.")
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--quick", dest="mode", action="store_const", const="quick",
+                      help="short cells, one round, smaller S5/S6 (under 2 minutes)")
+    mode.add_argument("--tiny", dest="mode", action="store_const", const="tiny",
+                      help="smallest counts, for the test suite: checks that it runs, measures nothing useful")
+    ap.set_defaults(mode="full")
+    ap.add_argument("--peers", default=",".join(ALL), help=f"comma-separated, from {','.join(ALL)}")
+    ap.add_argument("--scenarios", default=",".join(ORDER), help="comma-separated: S1..S7 (S7 = S7a,S7b)")
+    ap.add_argument("--out", help="directory for the results (default bench/results/DATE-MODE)")
+    ap.add_argument("--duration", type=float, help="seconds per cell (overrides the mode)")
+    ap.add_argument("--rounds", type=int, help="interleaved rounds (overrides the mode)")
+    ap.add_argument("--idle-conns", type=int, help="S5: idle WebSockets (overrides the mode)")
+    ap.add_argument("--reload-conns", type=int, help="S6: streaming WebSockets (overrides the mode)")
+    ap.add_argument("--reloads", type=int, help="S6: reloads during the stream (overrides the mode)")
+    ap.add_argument("--backend-processes", type=int, default=1, help="processes of the bundled backend")
+    ap.add_argument("--disturbed-threshold", type=float, default=0.25,
+                    help="cores busy outside the run above which a cell is marked disturbed")
+    ap.add_argument("--settle", type=float, help="before each cell, wait up to this many seconds for outside "
+                    "load to pass (default: 10 in a full run, 0 otherwise)")
+    ap.add_argument("--setup", action="store_true", help="run bench/setup first (installs missing peers)")
+    ap.add_argument("--keep", action="store_true", help="keep the temp dir with configs and logs")
+    opts = ap.parse_args(argv)
+    opts.peers = [p.strip() for p in opts.peers.split(",") if p.strip()]
+    unknown = [p for p in opts.peers if p not in ALL]
+    if unknown:
+        ap.error(f"unknown peer(s) {', '.join(unknown)}; choose from {', '.join(ALL)}")
+    if "direct" not in opts.peers:
+        opts.peers.insert(0, "direct")   # every figure needs its baseline
+    opts.scenarios = opts.scenarios.split(",")
+    return opts
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = parse(argv)
+    if opts.setup:
+        subprocess.run(["bash", os.path.join(HERE, "setup")], check=False)
+    try:
+        expand(opts.scenarios)
+    except ValueError as exc:
+        print(f"python -m bench: {exc}", file=sys.stderr)
+        return 2
+    outdir = opts.out or os.path.join(HERE, "results",
+                                      datetime.datetime.now().strftime("%Y%m%d-%H%M%S") + f"-{opts.mode}")
+    results = runner.run(opts)
+    files = report.write(results, outdir)
+    print(report.markdown(results))
+    print(f"results: {files['markdown']}, {files['json']}" + "".join(f", {p}" for p in files["plots"]),
+          file=sys.stderr)
+    measured = results["cells"]
+    return 0 if measured and all(c.get("ok") for c in measured) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,348 @@
+"""The WebSocket handshake through the proxy (issue #4): what reaches the backend, what
+is negotiated end to end, the bytes that travel behind either head, and upgrades the
+backend turns down (the connection goes on as HTTP).
+
+Routes of the module's proxy:
+    /ws/     -> a `websockets` echo backend that records each handshake request
+    /raw/    -> a raw-socket backend (what it does is chosen by the path)
+    /plain/  -> ws:// target on an h11 HTTP backend (404 for paths with "missing")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+
+import pytest
+from conftest import HttpBackend, WebSocketBackend, wait_for
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+from wsutil import (
+    CLIENT_OPTIONS,
+    OP_CLOSE,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    RawBackend,
+    echo,
+    echo_after_101,
+    frame,
+    header_values,
+    http_response_body,
+    read_frame,
+    read_head,
+    recv_exact,
+    running_proxy,
+    status_of,
+    switch_response,
+    tokens,
+    tunnel_lines,
+    upgrade_request,
+    ws_accept,
+    ws_key,
+)
+
+WELCOME = frame(b"welcome from the backend", OP_TEXT, masked=False)
+
+
+def _raw_behaviour(conn, head, rest, backend):
+    path = head.split(b" ", 2)[1].decode()
+    if path.startswith("/raw/welcome"):
+        # The 101 and the first frame in one write: they arrive in one segment.
+        conn.sendall(switch_response("websocket", head) + WELCOME)
+        if path == "/raw/welcome-lib":       # a real client: answer its close handshake
+            while True:
+                opcode, payload = read_frame(conn, rest)
+                if opcode == OP_CLOSE:
+                    conn.sendall(frame(payload, OP_CLOSE, masked=False))
+                    return
+        echo(conn, rest)
+    elif path.startswith("/raw/delayed"):
+        # The client sends a frame while we think: it must wait for our 101, not vanish.
+        time.sleep(0.5)
+        conn.sendall(switch_response("websocket", head))
+        backend.results[path] = recv_exact(conn, len(frame(b"sent before the 101")), rest)
+    elif path.startswith("/raw/split"):
+        # The 101 head dribbles out in pieces; the last piece carries the first frame.
+        response = switch_response("websocket", head) + WELCOME
+        for piece in (response[:9], response[9:40], response[40:-10], response[-10:]):
+            conn.sendall(piece)
+            time.sleep(0.05)
+        echo(conn, rest)
+    else:
+        echo_after_101(conn, head, rest, backend)
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    def select(connection, offered):
+        return "chat.v1" if "chat.v1" in offered else None
+    ws = WebSocketBackend(select_subprotocol=select)
+    raw = RawBackend(_raw_behaviour)
+    http = HttpBackend(lambda req, body: (404, [("Content-Type", "text/plain")], b"no such thing")
+                       if "missing" in req["target"] else (200, [("Content-Type", "text/plain")], b"plain hello"))
+    routes = [
+        {"path": "/ws/", "to": f"ws://127.0.0.1:{ws.port}/back/"},
+        {"path": "/raw/", "to": raw.url("ws", "/raw/")},
+        {"path": "/plain/", "to": f"ws://127.0.0.1:{http.port}/plain/"},
+    ]
+    try:
+        with running_proxy(tmp_path_factory.mktemp("ws-handshake"), routes) as proxy:
+            yield proxy, ws, raw, http
+    finally:
+        ws.close()
+        raw.close()
+        http.close()
+
+
+def _run(coro, timeout: float = 20):
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+# == what the backend sees =======================================================================
+def test_handshake_reaches_backend_intact(env):
+    proxy, ws_backend, _, _ = env
+    query = "a=1&b=two%20words&c=%E2%9C%93&empty="
+    sent = {}
+
+    async def main():
+        async with connect(proxy.url(f"/ws/handshake?{query}", "ws"), origin="https://app.example",
+                           subprotocols=["chat.v2", "chat.v1"],
+                           additional_headers=[("Cookie", "session=abc123; theme=dark"),
+                                               ("X-Forwarded-For", "203.0.113.7")],
+                           **CLIENT_OPTIONS) as ws:
+            sent.update(ws.request.headers.raw_items())
+            await ws.send("hi")
+            assert await ws.recv() == "hi"
+    _run(main())
+    request = next(r for r in ws_backend.requests if r.path.startswith("/back/handshake"))
+    headers = request.headers
+    assert request.path == f"/back/handshake?{query}"
+    assert headers["Upgrade"].lower() == "websocket"
+    assert "upgrade" in {t.strip().lower() for t in headers["Connection"].split(",")}
+    for name in ("Sec-WebSocket-Key", "Sec-WebSocket-Version", "Sec-WebSocket-Extensions", "Sec-WebSocket-Protocol"):
+        assert headers.get_all(name) == [sent[name]], name
+    assert headers["Origin"] == "https://app.example"
+    assert headers.get_all("Cookie") == ["session=abc123; theme=dark"]
+    assert headers.get_all("X-Forwarded-For") == ["203.0.113.7, 127.0.0.1"]
+    assert headers.get_all("X-Forwarded-Proto") == ["http"]
+    assert headers.get_all("X-Forwarded-Host") == [f"127.0.0.1:{proxy.port}"]
+
+
+def test_browser_style_handshake_with_keep_alive_upgrade_and_repeated_headers(env):
+    """Firefox sends `Connection: keep-alive, Upgrade` and `Upgrade: websocket`; some
+    clients spell it `WebSocket`; extensions may come on two lines: all must pass."""
+    proxy, _, raw, _ = env
+    key = ws_key()
+    extra = ("Origin: http://origin.test\r\nCookie: a=1\r\nSec-WebSocket-Protocol: one, two\r\n"
+             "Sec-WebSocket-Extensions: permessage-deflate\r\nSec-WebSocket-Extensions: x-custom; p=1\r\n"
+             "User-Agent: firefox-ish\r\n")
+    request = upgrade_request("/raw/browser?q=%2Fx", upgrade="WebSocket", connection="keep-alive, Upgrade",
+                              key=key, extra=extra)
+    with proxy.connect() as sock:
+        sock.sendall(request)
+        head, buf = read_head(sock)
+        assert status_of(head) == 101, head
+        assert header_values(head, "Sec-WebSocket-Accept") == [ws_accept(key)]
+        assert "upgrade" in tokens(head, "Connection")
+        sock.sendall(frame(b"hello raw", OP_TEXT))
+        # The raw backend echoes bytes verbatim, so our own masked frame comes back.
+        opcode, payload = read_frame(sock, buf)
+        assert (opcode, payload) == (OP_TEXT, b"hello raw")
+    seen = next(h for h in raw.heads if b"/raw/browser" in h)
+    assert seen.startswith(b"GET /raw/browser?q=%2Fx HTTP/1.1\r\n")
+    assert [v.lower() for v in header_values(seen, "Upgrade")] == ["websocket"]
+    assert tokens(seen, "Connection") == {"upgrade"}      # keep-alive is hop-by-hop: not forwarded
+    assert header_values(seen, "Sec-WebSocket-Key") == [key]
+    assert header_values(seen, "Sec-WebSocket-Version") == ["13"]
+    assert header_values(seen, "Sec-WebSocket-Protocol") == ["one, two"]
+    assert header_values(seen, "Sec-WebSocket-Extensions") == ["permessage-deflate", "x-custom; p=1"]
+    assert header_values(seen, "Origin") == ["http://origin.test"]
+    assert header_values(seen, "Cookie") == ["a=1"]
+    assert header_values(seen, "X-Forwarded-For") == ["127.0.0.1"]
+    assert header_values(seen, "X-Forwarded-Proto") == ["http"]
+    assert header_values(seen, "X-Forwarded-Host") == ["proxy.test"]
+
+
+# == negotiation passes through =====================================================================
+def test_subprotocol_negotiation_passes_through(env):
+    proxy, _, _, _ = env
+
+    async def main():
+        async with connect(proxy.url("/ws/sub", "ws"), subprotocols=["chat.v2", "chat.v1"], **CLIENT_OPTIONS) as ws:
+            assert ws.subprotocol == "chat.v1"
+            assert ws.response.headers.get_all("Sec-WebSocket-Protocol") == ["chat.v1"]
+            await ws.send("with a subprotocol")
+            assert await ws.recv() == "with a subprotocol"
+        async with connect(proxy.url("/ws/nosub", "ws"), **CLIENT_OPTIONS) as ws:
+            assert ws.subprotocol is None
+            assert "Sec-WebSocket-Protocol" not in ws.response.headers
+    _run(main())
+
+
+def test_permessage_deflate_negotiated_end_to_end(env):
+    proxy, ws_backend, _, _ = env
+    payload = "compress me " * 100_000          # 1.2 MB that deflates to a few KB
+
+    async def main():
+        async with connect(proxy.url("/ws/deflate?id=pmd1", "ws"), max_size=None, **CLIENT_OPTIONS) as ws:
+            assert ws.response.headers["Sec-WebSocket-Extensions"].startswith("permessage-deflate")
+            await ws.send(payload)
+            assert await ws.recv() == payload
+        async with connect(proxy.url("/ws/deflate?id=pmd0", "ws"), compression=None, **CLIENT_OPTIONS) as ws:
+            assert "Sec-WebSocket-Extensions" not in ws.response.headers
+            await ws.send("uncompressed")
+            assert await ws.recv() == "uncompressed"
+    _run(main())
+    request = next(r for r in ws_backend.requests if r.path == "/back/deflate?id=pmd1")
+    assert "permessage-deflate" in request.headers["Sec-WebSocket-Extensions"]
+    # The frames really crossed the tunnel compressed: far fewer bytes than the text.
+    line = wait_for(lambda: tunnel_lines(proxy, "/ws/deflate?id=pmd1"), 5, what="access-log line")[0]
+    fields = dict(part.split("=", 1) for part in line.split() if part.startswith("tunnel_"))
+    assert 0 < int(fields["tunnel_in"]) < len(payload) // 20, line
+    assert 0 < int(fields["tunnel_out"]) < len(payload) // 20, line
+
+
+# == bytes behind either head =========================================================================
+def test_client_frame_in_the_same_packet_as_the_handshake(env):
+    proxy, _, _, _ = env
+    early = frame(b"early bird", OP_TEXT) + frame(b"are you there", OP_PING) + frame(b"\x00\x01", 0x2)
+    with proxy.connect() as sock:
+        sock.sendall(upgrade_request("/ws/early") + early)      # one write: one segment
+        head, buf = read_head(sock)
+        assert status_of(head) == 101, head
+        frames = [read_frame(sock, buf) for _ in range(3)]
+    # The backend answers the ping at once but echoes data from its handler, so the
+    # pong may come first; the two data frames keep their order.
+    assert [f for f in frames if f[0] != OP_PONG] == [(OP_TEXT, b"early bird"), (0x2, b"\x00\x01")]
+    assert (OP_PONG, b"are you there") in frames
+
+
+def test_backend_data_in_the_same_write_as_its_101(env):
+    proxy, _, _, _ = env
+    key = ws_key()
+    with proxy.connect() as sock:
+        sock.sendall(upgrade_request("/raw/welcome", key=key))
+        head, buf = read_head(sock)
+        assert status_of(head) == 101, head
+        assert header_values(head, "Sec-WebSocket-Accept") == [ws_accept(key)]
+        assert read_frame(sock, buf) == (OP_TEXT, b"welcome from the backend")
+        sock.sendall(frame(b"and back", OP_TEXT))
+        assert read_frame(sock, buf) == (OP_TEXT, b"and back")
+
+    async def main():       # the same through a real client library
+        async with connect(proxy.url("/raw/welcome-lib", "ws"), compression=None, **CLIENT_OPTIONS) as ws:
+            assert await ws.recv() == "welcome from the backend"
+    _run(main())
+
+
+def test_backend_101_split_across_writes_with_data_in_the_last(env):
+    proxy, _, _, _ = env
+    with proxy.connect() as sock:
+        sock.sendall(upgrade_request("/raw/split"))
+        head, buf = read_head(sock)
+        assert status_of(head) == 101, head
+        assert read_frame(sock, buf) == (OP_TEXT, b"welcome from the backend")
+
+
+def test_client_bytes_sent_while_the_101_is_awaited_reach_the_backend(env):
+    proxy, _, raw, _ = env
+    early = frame(b"sent before the 101")
+    with proxy.connect() as sock:
+        sock.sendall(upgrade_request("/raw/delayed"))
+        time.sleep(0.15)                 # the backend holds its 101 for 0.5 s
+        sock.sendall(early)
+        head, _ = read_head(sock)
+        assert status_of(head) == 101, head
+        wait_for(lambda: "/raw/delayed" in raw.results, 5, what="backend to read the early frame")
+    assert raw.results["/raw/delayed"] == early
+
+
+# == upgrades the backend declines; ws:// targets and plain HTTP ==================================
+@pytest.mark.parametrize("status", [200, 404])
+def test_backend_declining_the_upgrade_is_relayed_and_connection_stays_http(env, status):
+    proxy, _, _, http = env
+    path = "/plain/decline" + ("-missing" if status == 404 else "") + f"?s={status}"
+    with proxy.connect() as sock:
+        sock.settimeout(5)
+        sock.sendall(upgrade_request(path))
+        head, buf = read_head(sock)
+        assert status_of(head) == status, head
+        assert http_response_body(sock, head, buf) == (b"no such thing" if status == 404 else b"plain hello")
+        assert "close" not in tokens(head, "Connection"), head
+        assert not header_values(head, "Upgrade"), head
+        # A second request on the same connection is served as plain HTTP.
+        sock.sendall(f"GET /plain/second?s={status} HTTP/1.1\r\nHost: proxy.test\r\n\r\n".encode())
+        head2, buf = read_head(sock, buf)
+        assert status_of(head2) == 200, head2
+        assert http_response_body(sock, head2, buf) == b"plain hello"
+    first = next(r for r in http.requests if r["target"] == path)
+    assert any(k.lower() == "upgrade" for k, _ in first["headers"])       # it was offered the upgrade
+    second = next(r for r in http.requests if r["target"] == f"/plain/second?s={status}")
+    assert not any(k.lower() == "upgrade" for k, _ in second["headers"])
+
+
+def test_websocket_client_sees_the_backends_refusal(env):
+    proxy, _, _, _ = env
+
+    async def main():
+        with pytest.raises(InvalidStatus) as info:
+            async with connect(proxy.url("/plain/missing", "ws"), **CLIENT_OPTIONS):
+                pass
+        assert info.value.response.status_code == 404
+        assert info.value.response.body == b"no such thing"
+    _run(main())
+
+
+def test_ws_target_serves_plain_http_gets(env):
+    proxy, _, _, http = env
+    with proxy.connect() as sock:
+        sock.settimeout(5)
+        for i in range(3):
+            sock.sendall(f"GET /plain/page{i}?x=y HTTP/1.1\r\nHost: proxy.test\r\n\r\n".encode())
+            head, buf = read_head(sock)
+            assert status_of(head) == 200, head
+            assert http_response_body(sock, head, buf) == b"plain hello"
+    request = next(r for r in http.requests if r["target"] == "/plain/page0?x=y")
+    names = {k.lower() for k, _ in request["headers"]}
+    assert "upgrade" not in names
+    assert all("upgrade" not in v.lower() for k, v in request["headers"] if k.lower() == "connection")
+
+
+def test_many_handshakes_in_parallel_each_get_their_own_accept(env):
+    """Every client gets the Sec-WebSocket-Accept for its own key (no cross-wiring)."""
+    proxy, _, _, _ = env
+    errors = []
+
+    def one(i):
+        try:
+            key = ws_key()
+            with proxy.connect() as sock:
+                sock.sendall(upgrade_request(f"/raw/parallel{i}", key=key) + frame(f"n{i}".encode(), OP_TEXT))
+                head, buf = read_head(sock)
+                assert header_values(head, "Sec-WebSocket-Accept") == [ws_accept(key)]
+                assert read_frame(sock, buf) == (OP_TEXT, f"n{i}".encode())
+        except BaseException as exc:
+            errors.append(exc)
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(15)
+    assert not errors, errors
+
+
+def test_backend_gets_nothing_but_the_frames_after_its_101(env):
+    """Bytes relayed after the 101 are exactly what the client sent (no head residue)."""
+    proxy, _, _, _ = env
+    payload = bytes(range(256)) * 64
+    with proxy.connect() as sock:
+        sock.sendall(upgrade_request("/raw/exact"))
+        head, buf = read_head(sock)
+        assert status_of(head) == 101
+        sock.sendall(payload)
+        assert recv_exact(sock, len(payload), buf) == payload
+        sock.shutdown(socket.SHUT_WR)
+        assert sock.recv(10) == b""
