@@ -511,6 +511,7 @@ class ClientConnection:
             return
         self.phase = Phase.HEAD
         self.resp_phase = _Resp.DONE
+        self.resp_started = False
         self.to_backend = None
         self.deadline = self.loop.now + worker.timeouts.keepalive
         if self.inbuf:
@@ -523,6 +524,7 @@ class ClientConnection:
         self.status = status
         self.keep_alive = self.keep_alive and not self.head.has_body
         self.phase = Phase.HEAD
+        self.resp_started = False
         self.worker.exchange_done(self)
         self._send_client(error_response(status, REASONS.get(status, "Error"), message, self.keep_alive))
         self.deadline = self.loop.now + self.worker.timeouts.keepalive

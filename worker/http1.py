@@ -14,9 +14,15 @@ exactly one Host, and no body framing on an upgrade request.
 
 from __future__ import annotations
 
+import re
+
 import httptools
 
 HEAD_END = b"\r\n\r\n"
+_SPECIAL = frozenset({b"host", b"content-length", b"transfer-encoding", b"connection", b"upgrade", b"expect"})
+_TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# RFC 9112 §3.2: uri-host [ ":" port ]; reg-name, IPv4 or [IPv6] (empty allowed for 1.1 only as "Host:")
+_HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(?::[0-9]*)?")
 
 
 class HttpError(Exception):
@@ -35,11 +41,13 @@ def connection_tokens(value: bytes) -> set[bytes]:
 class _HeadCollector:
     """The callback object llhttp calls while it parses one head."""
 
-    __slots__ = ("url", "headers", "complete", "reason")
+    __slots__ = ("url", "headers", "special", "hosts", "complete", "reason")
 
     def __init__(self) -> None:
         self.url = b""
         self.headers: list = []       # (lower-case name, name, value)
+        self.special: dict = {}       # the headers framing and routing need, gathered in one pass
+        self.hosts = 0
         self.complete = False
         self.reason = b""
 
@@ -50,7 +58,16 @@ class _HeadCollector:
         self.reason += reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name.lower(), name, value))
+        lname = name.lower()
+        self.headers.append((lname, name, value))
+        if lname in _SPECIAL:
+            special = self.special
+            if lname == b"host":
+                self.hosts += 1
+            if lname in special:     # repeated list-valued fields combine (RFC 9110 §5.3)
+                special[lname] += b", " + value
+            else:
+                special[lname] = value
 
     def on_headers_complete(self) -> None:
         self.complete = True
@@ -106,8 +123,12 @@ class HeadReader:
                 self.parser.feed_data(bytes(buffer[self.fed:stop]))
             except httptools.HttpParserUpgrade:
                 pass   # the head is complete; what follows belongs to the tunnel
-            except httptools.HttpParserInvalidMethodError as exc:
-                raise HttpError(501 if self.is_request else 502, f"invalid method: {exc}") from None
+            except httptools.HttpParserInvalidMethodError:
+                # A well-formed token llhttp does not know is 501; anything else is a bad line.
+                method = bytes(buffer[:buffer.find(b" ")]) if b" " in buffer else b""
+                if self.is_request and _TOKEN.fullmatch(method):
+                    raise HttpError(501, f"method {method[:20]!r} not implemented") from None
+                raise HttpError(400 if self.is_request else 502, "malformed request line") from None
             except httptools.HttpParserError as exc:
                 raise HttpError(400 if self.is_request else 502, f"malformed head: {exc}") from None
             self.fed = stop
@@ -124,6 +145,11 @@ class HeadReader:
         if (line_end if line_end >= 0 else stop) > limits.request_line:
             raise HttpError(414, "request line too long")
         head_size = stop - (line_end + 2 if line_end >= 0 else stop)
+        if line_end >= 0 and self.fed <= line_end:
+            # Apache's HttpProtocolOptions Strict: exactly "method SP target SP version".
+            if (buffer.count(b" ", 0, line_end) != 2 or buffer.find(b"  ", 0, line_end) >= 0
+                    or buffer[0] == 32 or buffer[line_end - 1] == 32):
+                raise HttpError(400, "malformed request line")
         if not complete:
             if head_size > limits.header_fields * (limits.header_field + 2) + 2:
                 raise HttpError(431, "request header fields too large")
@@ -145,22 +171,24 @@ class HeadReader:
         headers = head.headers = collector.headers
         if len(headers) > self.limits.header_fields:
             raise HttpError(431, "too many request header fields")
-        _frame(head, headers)
-        hosts = [value for name, _, value in headers if name == b"host"]
-        if len(hosts) > 1 or (version == "1.1" and not hosts):
+        special = collector.special
+        _frame(head, special)
+        if collector.hosts > 1 or (version == "1.1" and not collector.hosts):
             raise HttpError(400, "exactly one Host header is required")
-        head.host = hosts[0] if hosts else b""
+        head.host = host = special.get(b"host", b"")
+        if host and not _HOST.fullmatch(host):
+            raise HttpError(400, "invalid Host header")
         if head.chunked and version == "1.0":
             raise HttpError(400, "Transfer-Encoding in an HTTP/1.0 request")
-        connection = head.get(b"connection")
+        connection = special.get(b"connection")
         head.keep_alive = _persistent(version, connection)
-        upgrade = head.get(b"upgrade")
+        upgrade = special.get(b"upgrade")
         head.upgrade = None
         if upgrade is not None and connection is not None and b"upgrade" in connection_tokens(connection):
             head.upgrade = upgrade
             if head.has_body:
                 raise HttpError(400, "an upgrade request cannot carry a body")
-        expect = head.get(b"expect")
+        expect = special.get(b"expect")
         head.expect_continue = expect is not None and expect.lower() == b"100-continue"
         self.parser = None   # break the parser <-> collector cycle early
         return head
@@ -173,8 +201,8 @@ class HeadReader:
         head.reason = collector.reason
         head.version = parser.get_http_version()
         head.headers = collector.headers
-        _frame(head, collector.headers)
-        head.keep_alive = _persistent(head.version, head.get(b"connection"))
+        _frame(head, collector.special)
+        head.keep_alive = _persistent(head.version, collector.special.get(b"connection"))
         self.parser = None
         return head
 
@@ -189,13 +217,9 @@ def _persistent(version: str, connection: bytes | None) -> bool:
     return version == "1.1" or b"keep-alive" in tokens
 
 
-def _frame(head, headers) -> None:
-    """Content-Length / chunked, as llhttp validated them."""
-    head.content_length = None
-    head.chunked = False
-    for name, _, value in headers:
-        if name == b"content-length":
-            head.content_length = int(value)
-        elif name == b"transfer-encoding":
-            # llhttp checked that chunked, if present, is the final coding.
-            head.chunked = value.rstrip().lower().endswith(b"chunked")
+def _frame(head, special: dict) -> None:
+    """Content-Length / chunked, as llhttp validated them (chunked, if present, is last)."""
+    length = special.get(b"content-length")
+    head.content_length = int(length) if length is not None else None
+    coding = special.get(b"transfer-encoding")
+    head.chunked = coding is not None and coding.rstrip().lower().endswith(b"chunked")
