@@ -107,13 +107,13 @@ class Tunnel:
         cmask = (0 if self.client_eof or self.to_backend else EPOLLIN) | (EPOLLOUT if self.to_client else 0)
         bmask = (0 if self.backend_eof or self.to_client else EPOLLIN) | (EPOLLOUT if self.to_backend else 0)
         loop = self.loop
-        if cmask != self.cmask:
+        if cmask != self.cmask and (cmask or self.cmask is not None):
             if self.cmask is None:
                 loop.add(self.cfd, cmask, self.on_client_event)
             else:
                 loop.modify(self.cfd, cmask)
             self.cmask = cmask
-        if bmask != self.bmask:
+        if bmask != self.bmask and (bmask or self.bmask is not None):
             if self.bmask is None:
                 loop.add(self.bfd, bmask, self.on_backend_event)
             else:
@@ -128,7 +128,7 @@ class Tunnel:
             if self.cmask & EPOLLIN:
                 self._copy(self.client, self.backend, True)
             elif mask & (EPOLLHUP | EPOLLERR):
-                self._hangup(mask)
+                self._hangup(mask, True)
 
     def on_backend_event(self, mask: int) -> None:
         if mask & EPOLLOUT and self.to_backend:
@@ -137,12 +137,24 @@ class Tunnel:
             if self.bmask & EPOLLIN:
                 self._copy(self.backend, self.client, False)
             elif mask & (EPOLLHUP | EPOLLERR):
-                self._hangup(mask)
+                self._hangup(mask, False)
 
-    def _hangup(self, mask: int) -> None:
-        """HUP/ERR on a socket we are not reading: epoll reports it whatever the
-        interest, so waiting would spin.  The peer is gone both ways: end the tunnel."""
-        self.close("reset" if mask & EPOLLERR else "hangup")
+    def _hangup(self, mask: int, client_side: bool) -> None:
+        """HUP/ERR on a socket we are not reading (its direction is paused on a leftover).
+
+        epoll reports both whatever the interest, so leaving the fd registered would
+        spin.  An error ends the tunnel.  A plain HUP is the peer's FIN after our own
+        half-close: what it sent before is still queued, so take the fd out of epoll
+        until the leftover drains; `_update_interest` then adds it back for reading."""
+        if mask & EPOLLERR:
+            self.close("reset")
+            return
+        if client_side:
+            self.loop.remove(self.cfd)
+            self.cmask = None
+        else:
+            self.loop.remove(self.bfd)
+            self.bmask = None
 
     def _copy(self, source: socket.socket, sink: socket.socket, upstream: bool) -> None:
         """One read from `source`, passed to `sink`; the remainder becomes a leftover."""

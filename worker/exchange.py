@@ -65,7 +65,7 @@ class ClientConnection:
         "to_backend", "to_client", "req_framing", "request_copy", "retried",
         "respbuf", "resp_reader", "resp", "resp_phase", "resp_framing", "resp_started",
         "keep_alive", "client_eof", "backend_clean", "started", "status", "sent", "received",
-        "requests",
+        "requests", "head_sent",
     )
 
     def __init__(self, worker, sock, client_ip: bytes):
@@ -88,7 +88,7 @@ class ClientConnection:
         self.keep_alive = True
         self.head = self.route = self.backend = self.upgrade = None
         self.started = loop.now
-        self.status = self.sent = self.received = 0
+        self.status = self.sent = self.received = self.head_sent = 0
         self.deadline = loop.now + worker.timeouts.client_header
         self.mask = EPOLLIN
         loop.add(self.fd, EPOLLIN, self.on_client_event)
@@ -211,7 +211,7 @@ class ClientConnection:
         self.head = head
         self.started = self.loop.now
         self.status = 0
-        self.sent = 0
+        self.sent = self.head_sent = 0
         self.received = head.raw_size
         self.route = None
         self.backend = None
@@ -236,7 +236,7 @@ class ClientConnection:
         if backend is None:
             self._local_response(503, "No balancer member is available.")
             return
-        upgrade = self.upgrade = _upgrade_value(head.upgrade, route.upgrade, head.has_body)
+        upgrade = self.upgrade = _upgrade_value(head.upgrade, route.upgrade, head.has_body or head.version != "1.1")
         limit = worker.limits.request_body
         if head.chunked:
             self.req_framing = ChunkedFraming()
@@ -378,16 +378,19 @@ class ClientConnection:
                 self.backend_clean = False   # bytes after the body: not a connection to reuse
             n = stop
             self.resp_phase = _Resp.DONE
-        self._send_client(SHARED_VIEW[:n])
+        if framing.__class__ is ChunkedFraming and framing.spans is not None:
+            self._send_client(_data_of(framing, SHARED_VIEW))
+        else:
+            self._send_client(SHARED_VIEW[:n])
         self._after_response_bytes()
 
     def _process_response_head(self) -> None:
         while True:
             try:
                 size = self.resp_reader.feed(self.respbuf)
+                if (size or len(self.respbuf)) > MAX_RESPONSE_HEAD:
+                    raise HttpError(502, "response head too large")
                 if not size:
-                    if len(self.respbuf) > MAX_RESPONSE_HEAD:
-                        raise HttpError(502, "response head too large")
                     return
                 resp = self.resp_reader.response(size)
             except HttpError as exc:
@@ -406,12 +409,12 @@ class ClientConnection:
                 return
         self.resp = resp
         self.status = resp.status
-        self.resp_started = True
         head = self.head
         if head.method == b"HEAD" or resp.status in (204, 304):
             framing = NO_BODY
         elif resp.chunked:
-            framing = ChunkedFraming()
+            # An HTTP/1.0 client cannot take chunked: relay the data, end it with the close.
+            framing = ChunkedFraming(decode=head.version == "1.0")
         elif resp.content_length is not None:
             framing = LengthFraming(resp.content_length)
         else:
@@ -422,8 +425,12 @@ class ClientConnection:
             self.backend_clean = False
         self.keep_alive = (self.keep_alive and not self.client_eof and not self.worker.stopping
                            and framing.__class__ is not CloseFraming)
+        dechunk = framing.__class__ is ChunkedFraming and framing.spans is not None
+        if dechunk:
+            self.keep_alive = False
         reverse = self.worker.reverse_map(self.route, self.backend, head) if self.route.route.reverse else None
-        out = response_head(resp, self.keep_alive, head.version == "1.0", True, reverse)
+        out = response_head(resp, self.keep_alive, head.version == "1.0", not dechunk, reverse)
+        self.head_sent = len(out)
         self.resp_phase = _Resp.BODY
         if self.respbuf:
             try:
@@ -434,13 +441,15 @@ class ClientConnection:
             if stop >= 0:
                 if stop < len(self.respbuf):
                     self.backend_clean = False
-                out += self.respbuf[:stop]
+                body = self.respbuf[:stop]
                 self.resp_phase = _Resp.DONE
             else:
-                out += self.respbuf
+                body = self.respbuf
+            out += _data_of(framing, body) if dechunk else body
             self.respbuf = bytearray()
         elif framing is NO_BODY or (framing.__class__ is LengthFraming and framing.remaining == 0):
             self.resp_phase = _Resp.DONE
+        self.resp_started = True    # from here on, an error can only be told by closing
         self._send_client(out)
         self._after_response_bytes()
 
@@ -525,8 +534,10 @@ class ClientConnection:
         self.keep_alive = self.keep_alive and not self.head.has_body
         self.phase = Phase.HEAD
         self.resp_started = False
+        out = error_response(status, REASONS.get(status, "Error"), message, self.keep_alive)
+        self.head_sent = out.find(b"\r\n\r\n") + 4
+        self._send_client(out)
         self.worker.exchange_done(self)
-        self._send_client(error_response(status, REASONS.get(status, "Error"), message, self.keep_alive))
         self.deadline = self.loop.now + self.worker.timeouts.keepalive
         if self.phase is Phase.CLOSED:
             return
@@ -563,12 +574,14 @@ class ClientConnection:
             self.requests = 1
             self.started = self.loop.now
             self.head = None
-        self.worker.exchange_done(self)
         self.phase = Phase.HEAD
         self.resp_phase = _Resp.DONE
         self.req_framing = None
         self.to_backend = None
-        self._send_client(error_response(status, REASONS.get(status, "Error"), message))
+        out = error_response(status, REASONS.get(status, "Error"), message)
+        self.head_sent = out.find(b"\r\n\r\n") + 4
+        self._send_client(out)
+        self.worker.exchange_done(self)
         if self.phase is not Phase.CLOSED:
             if self.to_client:
                 self.deadline = self.loop.now + self.worker.timeouts.keepalive
@@ -627,6 +640,13 @@ class ClientConnection:
                 conn.mask = bmask
 
 
+def _data_of(framing: ChunkedFraming, buf) -> bytes:
+    """The chunk data among what the scan just passed over (de-chunking)."""
+    data = b"".join(buf[start:stop] for start, stop in framing.spans)
+    framing.spans.clear()
+    return data
+
+
 def _origin_form(target: bytes) -> bytes | None:
     """absolute-form "http://host/path?q" -> "/path?q" (RFC 9112 §3.2.2)."""
     lower = target[:8].lower()
@@ -636,10 +656,11 @@ def _origin_form(target: bytes) -> bytes | None:
     return target[slash:] if slash >= 0 else b"/"
 
 
-def _upgrade_value(asked: bytes | None, allowed, has_body: bool) -> bytes | None:
-    """The Upgrade header to send to the backend, or None to forward as plain HTTP."""
+def _upgrade_value(asked: bytes | None, allowed, plain_only: bool) -> bytes | None:
+    """The Upgrade header to send to the backend, or None to forward as plain HTTP
+    (`plain_only`: a request with a body, or an HTTP/1.0 one, is never upgraded)."""
     if allowed is UPGRADE_NONE or allowed == UPGRADE_NONE:
-        return None if has_body else (asked or b"websocket")
+        return None if plain_only else (asked or b"websocket")
     if asked is None:
         return None
     if allowed is UPGRADE_ANY or allowed == UPGRADE_ANY:

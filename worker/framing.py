@@ -59,13 +59,17 @@ _SIZE, _DATA, _DATA_END, _TRAILER = range(4)
 
 
 class ChunkedFraming:
-    __slots__ = ("state", "remaining", "partial", "trailer_bytes")
+    """With `decode=True` the scan also records the data spans of each fed range in
+    `spans`, so the caller can relay the body de-chunked (to an HTTP/1.0 client)."""
 
-    def __init__(self) -> None:
+    __slots__ = ("state", "remaining", "partial", "trailer_bytes", "spans")
+
+    def __init__(self, decode: bool = False) -> None:
         self.state = _SIZE
         self.remaining = 0
         self.partial = b""       # a line cut by the end of a read
         self.trailer_bytes = 0
+        self.spans: list | None = [] if decode else None
 
     def wanted(self, size: int) -> int:
         return size
@@ -76,7 +80,11 @@ class ChunkedFraming:
                 take = end - pos
                 if take < self.remaining:
                     self.remaining -= take
+                    if self.spans is not None:
+                        self.spans.append((pos, end))
                     return -1
+                if self.spans is not None:
+                    self.spans.append((pos, pos + self.remaining))
                 pos += self.remaining
                 self.remaining = 0
                 self.state = _DATA_END

@@ -184,7 +184,9 @@ class HeadReader:
         head.keep_alive = _persistent(version, connection)
         upgrade = special.get(b"upgrade")
         head.upgrade = None
-        if upgrade is not None and connection is not None and b"upgrade" in connection_tokens(connection):
+        # RFC 9110 §7.8: Upgrade in an HTTP/1.0 request is ignored.
+        if upgrade is not None and connection is not None and version == "1.1" \
+                and b"upgrade" in connection_tokens(connection):
             head.upgrade = upgrade
             if head.has_body:
                 raise HttpError(400, "an upgrade request cannot carry a body")

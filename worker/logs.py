@@ -99,13 +99,15 @@ def _quote(value: bytes | None) -> str:
 
 
 class AccessLog:
-    """Apache's combined format plus %D (microseconds), route and backend; or JSON."""
+    """Apache's combined format (%b: body bytes) plus %D (microseconds), route and backend;
+    or JSON, whose bytes_sent counts the head too (Apache's %O)."""
 
     def __init__(self, sink: LogSink, fmt: str):
         self.sink = sink
         self.json = fmt == "json"
 
-    def exchange(self, client_ip: bytes, head, status: int, sent: int, received: int, duration: float,
+    def exchange(self, client_ip: bytes, head, status: int, sent: int, body_sent: int, received: int,
+                 duration: float,
                  route: str, backend: str, tunnel: tuple | None = None) -> None:
         if head is not None:
             request = f"{head.method.decode('latin-1')} {head.target.decode('latin-1')} HTTP/{head.version}"
@@ -126,7 +128,7 @@ class AccessLog:
         extra = f" tunnel_in={tunnel[0]} tunnel_out={tunnel[1]} end=\"{tunnel[2]}\"" if tunnel else ""
         self.sink.write(
             f'{client_ip.decode()} - - {_clock.apache()} "{_quote(request.encode("latin-1"))}" {status} '
-            f'{sent or "-"} "{_quote(referer)}" "{_quote(agent)}" {micros} "{route}" "{backend}"{extra}\n')
+            f'{body_sent or "-"} "{_quote(referer)}" "{_quote(agent)}" {micros} "{route}" "{backend}"{extra}\n')
 
 
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}

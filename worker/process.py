@@ -165,8 +165,8 @@ class Worker:
         self.bytes_in += conn.received
         self.bytes_out += conn.sent
         if self.access is not None:
-            self.access.exchange(conn.client_ip, conn.head, conn.status, conn.sent, conn.received,
-                                 self.loop.now - conn.started,
+            self.access.exchange(conn.client_ip, conn.head, conn.status, conn.sent, conn.sent - conn.head_sent,
+                                 conn.received, self.loop.now - conn.started,
                                  conn.route.name if conn.route is not None else "-",
                                  conn.backend.origin if conn.backend is not None else "-")
 
@@ -180,7 +180,7 @@ class Worker:
         self.bytes_out += tunnel.bytes_out
         if self.access is not None:
             client_ip, head, route, backend, started = tunnel.context
-            self.access.exchange(client_ip, head, 101, tunnel.bytes_out, tunnel.bytes_in,
+            self.access.exchange(client_ip, head, 101, tunnel.bytes_out, tunnel.bytes_out, tunnel.bytes_in,
                                  self.loop.now - started, route.name, backend.origin,
                                  tunnel=(tunnel.bytes_in, tunnel.bytes_out, reason))
         self.connection_closed()
