@@ -1,0 +1,1 @@
+"""The README's first command: the proxy in front of the bundled demo backend."""
