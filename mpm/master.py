@@ -92,6 +92,7 @@ class Master:
         self.parent_r, self.parent_w = os.pipe2(os.O_CLOEXEC)
         self.control = ControlServer(self.config.control.socket, self.selector, self._control_request)
         log.info("master pid %d started with %s", os.getpid(), self.config.file)
+        _warn_unverified(self.config)
 
     def _set_title(self) -> None:
         setproctitle.setproctitle(f"mpm: master -c {self.config.file} gen {self.generation}")
@@ -170,6 +171,7 @@ class Master:
         for sock in retired_sockets:
             sock.close()
         log.info("reloaded: generation %d, %d workers", self.generation, config.mpm.workers)
+        _warn_unverified(config)
         return []
 
     def _new_generation(self) -> None:
@@ -336,6 +338,14 @@ class Master:
             self.stop(now=bool(request.get("now")))
             return {"ok": True}
         return {"ok": False, "errors": [f"unknown command {command!r}"]}
+
+
+def _warn_unverified(config) -> None:
+    """SSLProxyVerify none is allowed, never silently."""
+    backends = [route.target.backend for route in config.routes if route.target.backend is not None]
+    backends += [member.backend for balancer in config.balancers.values() for member in balancer.members]
+    for backend in {b.origin: b for b in backends if b.tls is not None and not b.tls.verify}.values():
+        log.warning("TLS to backend %s is not verified (tls.verify: false)", backend.origin)
 
 
 def _with_control(config, control):

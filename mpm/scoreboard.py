@@ -16,8 +16,9 @@ import time
 
 ROWS = 1024   # rows for every generation at once: ServerLimit is capped at 256 (see conf)
 
-# pid, generation, slot, state, connections, tunnels, requests, bytes_in, bytes_out, started, updated
-_ROW = struct.Struct("<iiiiiiQQQdd")
+# pid, generation, slot, state, connections, tunnels, requests, bytes_in, bytes_out, tls_failures,
+# started, updated
+_ROW = struct.Struct("<iiiiiiQQQQdd")
 STATES = ("free", "starting", "ready", "busy", "stopping", "exiting")
 _STATE_CODE = {name: code for code, name in enumerate(STATES)}
 
@@ -33,10 +34,10 @@ class ScoreboardRow:
         self._ident = (pid, generation, slot, started)
 
     def publish(self, state: str, connections: int, tunnels: int, requests: int,
-                bytes_in: int, bytes_out: int) -> None:
+                bytes_in: int, bytes_out: int, tls_failures: int = 0) -> None:
         pid, generation, slot, started = self._ident
         _ROW.pack_into(self._map, self._offset, pid, generation, slot, _STATE_CODE[state], connections,
-                       tunnels, requests, bytes_in, bytes_out, started, time.time())
+                       tunnels, requests, bytes_in, bytes_out, tls_failures, started, time.time())
 
 
 class Scoreboard:
@@ -51,7 +52,7 @@ class Scoreboard:
             if pid == 0:
                 self.owner[index] = -1
                 _ROW.pack_into(self.shared, index * _ROW.size, 0, generation, slot, _STATE_CODE["starting"],
-                               0, 0, 0, 0, 0, time.time(), time.time())
+                               0, 0, 0, 0, 0, 0, time.time(), time.time())
                 return index
         raise RuntimeError("scoreboard is full: too many worker processes at once")
 
@@ -64,15 +65,16 @@ class Scoreboard:
 
     def free(self, index: int) -> None:
         self.owner[index] = 0
-        _ROW.pack_into(self.shared, index * _ROW.size, *([0] * 9), 0.0, 0.0)
+        _ROW.pack_into(self.shared, index * _ROW.size, *([0] * 10), 0.0, 0.0)
 
     def read(self, index: int) -> dict:
-        (pid, generation, slot, state, connections, tunnels, requests, bytes_in, bytes_out,
+        (pid, generation, slot, state, connections, tunnels, requests, bytes_in, bytes_out, tls_failures,
          started, updated) = _ROW.unpack_from(self.shared, index * _ROW.size)
         return {"pid": pid, "generation": generation, "slot": slot,
                 "state": STATES[state] if 0 <= state < len(STATES) else "unknown",
                 "connections": connections, "tunnels": tunnels, "requests": requests,
-                "bytes_in": bytes_in, "bytes_out": bytes_out, "started": started, "updated": updated}
+                "bytes_in": bytes_in, "bytes_out": bytes_out, "tls_failures": tls_failures,
+                "started": started, "updated": updated}
 
     def rows_in_use(self) -> list[int]:
         return [index for index, pid in enumerate(self.owner) if pid != 0]

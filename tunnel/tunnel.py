@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import select
 import socket
+import ssl
 
 from tunnel.buffer import SHARED_VIEW
 
@@ -35,7 +36,30 @@ EPOLLOUT = select.EPOLLOUT
 EPOLLHUP = select.EPOLLHUP
 EPOLLERR = select.EPOLLERR
 SHUT_WR = socket.SHUT_WR
-_WOULD_BLOCK = (BlockingIOError, InterruptedError)
+_WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+TLS_WRITE_MAX = 64 * 1024   # OpenSSL wants a want-write retried with the same bytes: keep writes small
+_plain_shutdown = socket.socket.shutdown   # SSLSocket.shutdown() would drop the TLS state
+
+
+def pending_bytes(sock) -> int:
+    """Decrypted bytes an SSLSocket holds: epoll cannot see them."""
+    return sock.pending() if sock.__class__ is ssl.SSLSocket else 0
+
+
+def send_some(sock, data) -> int:
+    """send(), in TLS-record-sized pieces for an SSLSocket; returns what went out."""
+    if sock.__class__ is not ssl.SSLSocket:
+        return sock.send(data)
+    total, size = 0, len(data)
+    view = memoryview(data)
+    while total < size:
+        try:
+            total += sock.send(view[total:total + TLS_WRITE_MAX])
+        except _WOULD_BLOCK:
+            if total == 0:
+                raise
+            break
+    return total
 
 
 class Tunnel:
@@ -51,7 +75,7 @@ class Tunnel:
         "client_eof", "backend_eof",        # EOF seen from that side
         "cmask", "bmask",                   # current epoll interest, None = not registered
         "bytes_in", "bytes_out",            # client->backend, backend->client
-        "started", "deadline", "idle_timeout", "on_close", "closed", "context",
+        "started", "deadline", "idle_timeout", "on_close", "closed", "context", "tls",
     )
 
     def __init__(self, loop, client: socket.socket, backend: socket.socket, idle_timeout: float,
@@ -75,6 +99,7 @@ class Tunnel:
         self.on_close = on_close
         self.closed = False
         self.context = context              # the owner's data (route, request line) for its log line
+        self.tls = client.__class__ is ssl.SSLSocket or backend.__class__ is ssl.SSLSocket
         loop.timed.add(self)
         # Bytes that arrived behind either head go first, through the normal path.
         if to_backend:
@@ -90,7 +115,7 @@ class Tunnel:
             data = getattr(self, attr)
             if data:
                 try:
-                    sent = sock.send(data)
+                    sent = send_some(sock, data)
                 except _WOULD_BLOCK:
                     sent = 0
                 except OSError as exc:
@@ -157,41 +182,47 @@ class Tunnel:
             self.bmask = None
 
     def _copy(self, source: socket.socket, sink: socket.socket, upstream: bool) -> None:
-        """One read from `source`, passed to `sink`; the remainder becomes a leftover."""
-        try:
-            n = source.recv_into(SHARED_VIEW)
-        except _WOULD_BLOCK:
-            return
-        except OSError as exc:
-            self.close(f"recv failed: {exc.strerror or exc}")
-            return
-        self.deadline = self.loop.now + self.idle_timeout
-        if n == 0:
-            self._source_eof(sink, upstream)
-            return
-        if upstream:
-            self.bytes_in += n
-        else:
-            self.bytes_out += n
-        try:
-            sent = sink.send(SHARED_VIEW[:n])
-        except _WOULD_BLOCK:
-            sent = 0
-        except OSError as exc:
-            self.close(f"send failed: {exc.strerror or exc}")
-            return
-        if sent < n:
-            leftover = bytes(SHARED_VIEW[sent:n])
+        """One read from `source`, passed to `sink`; the remainder becomes a leftover.
+        A TLS source is read again while it holds decrypted bytes (one read returns at
+        most one 16 KiB record, and epoll will not report the rest)."""
+        while True:
+            try:
+                n = source.recv_into(SHARED_VIEW)
+            except _WOULD_BLOCK:
+                return
+            except OSError as exc:
+                self.close(f"recv failed: {exc.strerror or exc}")
+                return
+            self.deadline = self.loop.now + self.idle_timeout
+            if n == 0:
+                self._source_eof(sink, upstream)
+                return
             if upstream:
-                self.to_backend = leftover
+                self.bytes_in += n
             else:
-                self.to_client = leftover
-            self._update_interest()
+                self.bytes_out += n
+            try:
+                sent = sink.send(SHARED_VIEW[:n]) if not self.tls else send_some(sink, SHARED_VIEW[:n])
+            except _WOULD_BLOCK:
+                sent = 0
+            except OSError as exc:
+                self.close(f"send failed: {exc.strerror or exc}")
+                return
+            if sent < n:
+                leftover = bytes(SHARED_VIEW[sent:n])
+                if upstream:
+                    self.to_backend = leftover
+                else:
+                    self.to_client = leftover
+                self._update_interest()
+                return
+            if not self.tls or not pending_bytes(source):
+                return
 
     def _drain(self, sink: socket.socket, attr: str) -> None:
         data = getattr(self, attr)
         try:
-            sent = sink.send(data)
+            sent = send_some(sink, data)
         except _WOULD_BLOCK:
             return
         except OSError as exc:
@@ -208,6 +239,17 @@ class Tunnel:
         elif attr == "to_client" and self.backend_eof:
             self._shutdown(self.client)
         self._update_interest()
+        if self.tls:   # the source paused for this leftover may hold decrypted bytes
+            source = self.client if attr == "to_backend" else self.backend
+            if pending_bytes(source):
+                self.loop.call_soon(lambda: self._resume(attr == "to_backend"))
+
+    def _resume(self, upstream: bool) -> None:
+        if not self.closed and ((self.cmask or 0) if upstream else (self.bmask or 0)) & EPOLLIN:
+            if upstream:
+                self._copy(self.client, self.backend, True)
+            else:
+                self._copy(self.backend, self.client, False)
 
     def _source_eof(self, sink: socket.socket, upstream: bool) -> None:
         if upstream:
@@ -222,7 +264,7 @@ class Tunnel:
 
     def _shutdown(self, sink: socket.socket) -> None:
         try:
-            sink.shutdown(SHUT_WR)
+            _plain_shutdown(sink, SHUT_WR)
         except OSError:
             pass   # the peer already went away; its own EOF or error will end the tunnel
 

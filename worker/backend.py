@@ -11,29 +11,64 @@ failure before any response byte may be retried on a fresh connection.
 from __future__ import annotations
 
 import errno
+import os
 import socket
+import ssl
 
 from worker.loop import EPOLLIN, EPOLLOUT
+from worker.tls import backend_context, handshake_step
 
 POOL_IDLE_TIMEOUT = 60.0   # nginx's upstream keepalive_timeout default
 POOL_MAX_IDLE = 64         # idle connections kept per backend per worker
 
 
 class BackendConnection:
-    __slots__ = ("sock", "fd", "backend", "mask", "reused", "deadline", "connected", "idle_handler")
+    """`connected` means ready for HTTP: TCP up and, for https/wss, the TLS handshake done."""
 
-    def __init__(self, sock: socket.socket, backend, connected: bool):
+    __slots__ = ("sock", "fd", "backend", "mask", "reused", "deadline", "connected", "tcp_up",
+                 "handshaking", "tls", "idle_handler")
+
+    def __init__(self, sock: socket.socket, backend, tcp_up: bool):
         self.sock = sock
         self.fd = sock.fileno()
         self.backend = backend
         self.mask = 0
         self.reused = False
-        self.connected = connected
+        self.tcp_up = tcp_up
+        self.tls = backend.tls is not None
+        self.handshaking = False
+        self.connected = False
         self.deadline = 0.0
         self.idle_handler = None   # bound once, by the pool, for while it sits idle
+        if tcp_up:
+            self._tcp_ready()
 
-    def connect_error(self) -> int:
-        return self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    def _tcp_ready(self) -> None:
+        self.tcp_up = True
+        if self.tls:
+            settings = self.backend.tls
+            self.sock = backend_context(settings).wrap_socket(
+                self.sock, server_hostname=settings.server_name or self.backend.host,
+                do_handshake_on_connect=False)
+            self.handshaking = True
+        else:
+            self.connected = True
+
+    def advance(self) -> int:
+        """Drive the connect and the TLS handshake: 0 when ready, else the epoll interest
+        to wait for.  Raises OSError (connect) or ssl.SSLError (handshake) on failure."""
+        if not self.tcp_up:
+            error = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if error:
+                raise ConnectionError(error, f"connect failed: {os.strerror(error)}")
+            self._tcp_ready()
+        if self.handshaking:
+            wanted = handshake_step(self.sock)
+            if wanted:
+                return wanted
+            self.handshaking = False
+            self.connected = True
+        return 0
 
     def close(self) -> None:
         try:
@@ -51,7 +86,7 @@ def open_connection(backend) -> BackendConnection:
     if err not in (0, errno.EINPROGRESS):
         sock.close()
         raise OSError(err, errno.errorcode.get(err, str(err)))
-    return BackendConnection(sock, backend, connected=(err == 0))
+    return BackendConnection(sock, backend, tcp_up=(err == 0))
 
 
 class BackendPool:
@@ -97,7 +132,15 @@ class BackendPool:
         conn.close()
 
     def _on_idle_event(self, conn: BackendConnection) -> None:
-        """Readable while idle: the backend closed it (or misbehaves). Drop it."""
+        """Readable while idle: the backend closed it (or misbehaves). Drop it.
+        On TLS, a record without application data (a TLS 1.3 session ticket) is not that."""
+        if conn.tls:
+            try:
+                conn.sock.recv(1)
+            except ssl.SSLWantReadError:
+                return
+            except OSError:
+                pass
         stack = self.idle.get(conn.backend.key)
         if stack and conn in stack:
             stack.remove(conn)

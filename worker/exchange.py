@@ -26,19 +26,19 @@ Bytes the client sends ahead (pipelining) wait in `inbuf`, up to READ_AHEAD.
 from __future__ import annotations
 
 import enum
-import os
 
 from conf.model import UPGRADE_ANY, UPGRADE_NONE
 from tunnel.buffer import SHARED_BUFFER, SHARED_BUFFER_SIZE, SHARED_VIEW
-from tunnel.tunnel import Tunnel
+from tunnel.tunnel import Tunnel, send_some
 from worker.framing import NO_BODY, BadFraming, ChunkedFraming, CloseFraming, LengthFraming
 from worker.http1 import HeadReader, HttpError, connection_tokens
 from worker.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT
 from worker.rewrite import error_response, request_head, response_head
+from worker.tls import WOULD_BLOCK, describe
 
 READ_AHEAD = 64 * 1024          # pipelined bytes we hold before we stop reading a client
 MAX_RESPONSE_HEAD = 64 * 1024   # a backend head larger than this is invalid (502)
-_WOULD_BLOCK = (BlockingIOError, InterruptedError)
+_WOULD_BLOCK = WOULD_BLOCK
 REASONS = {400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
            413: "Content Too Large", 414: "URI Too Long", 431: "Request Header Fields Too Large",
            501: "Not Implemented", 502: "Bad Gateway", 504: "Gateway Timeout",
@@ -65,15 +65,17 @@ class ClientConnection:
         "to_backend", "to_client", "req_framing", "request_copy", "retried",
         "respbuf", "resp_reader", "resp", "resp_phase", "resp_framing", "resp_started",
         "keep_alive", "client_eof", "backend_clean", "started", "status", "sent", "received",
-        "requests", "head_sent",
+        "requests", "head_sent", "tls", "proto",
     )
 
-    def __init__(self, worker, sock, client_ip: bytes):
+    def __init__(self, worker, sock, client_ip: bytes, tls: bool = False):
         self.worker = worker
         self.loop = loop = worker.loop
         self.sock = sock
         self.fd = sock.fileno()
         self.client_ip = client_ip
+        self.tls = tls
+        self.proto = b"https" if tls else b"http"    # X-Forwarded-Proto, ProxyPassReverse
         self.phase = Phase.HEAD
         self.inbuf = bytearray()
         self.reader = None
@@ -102,29 +104,52 @@ class ClientConnection:
             return
         if self.mask & EPOLLIN and mask & (EPOLLIN | EPOLLHUP | EPOLLERR):
             self._read_client()
+            if self.tls:
+                self._read_client_pending()
         elif mask & (EPOLLHUP | EPOLLERR):
             self._abort("client went away")
+
+    def _read_client_pending(self) -> None:
+        """TLS: read what the SSL object holds decrypted; epoll will not report it."""
+        while self.phase is not Phase.CLOSED and self.mask & EPOLLIN and self.sock.pending():
+            self._read_client()
 
     def on_backend_event(self, mask: int) -> None:
         conn = self.conn
         if not conn.connected:
-            error = conn.connect_error()
-            if error:
-                self._backend_failed(502, f"connect failed: {_strerror(error)}")
+            try:
+                wanted = conn.advance()
+            except ConnectionError as exc:
+                self._backend_failed(502, exc.strerror or str(exc))
                 return
-            conn.connected = True
+            except OSError as exc:    # ssl.SSLError included
+                self._backend_failed(502, f"TLS handshake with the backend failed: {describe(exc)}")
+                return
+            if wanted:
+                if wanted != conn.mask:
+                    self.loop.modify(conn.fd, wanted)
+                    conn.mask = wanted
+                return
             self.phase = Phase.EXCHANGE
             self.deadline = self.loop.now + self.route.timeout
+            mask |= EPOLLOUT
         if mask & EPOLLOUT and self.to_backend:
             self._drain_backend()
         if self.phase is Phase.CLOSED or self.conn is None:
             return
         if conn.mask & EPOLLIN and mask & (EPOLLIN | EPOLLHUP | EPOLLERR):
             self._read_backend()
+            if conn.tls:
+                self._read_backend_pending()
         elif mask & (EPOLLHUP | EPOLLERR) and not conn.mask & EPOLLOUT:
             self._backend_failed(502, "backend connection reset")
         else:
             self._update_interest()
+
+    def _read_backend_pending(self) -> None:
+        while self.phase is not Phase.CLOSED and self.conn is not None and self.conn.mask & EPOLLIN \
+                and self.conn.sock.pending():
+            self._read_backend()
 
     def on_deadline(self) -> None:
         if self.phase is Phase.HEAD:
@@ -170,8 +195,9 @@ class ClientConnection:
                 self._update_interest()
 
     def _relay_request_body(self, n: int) -> None:
+        framing = self.req_framing
         try:
-            stop = self.req_framing.feed(SHARED_BUFFER, 0, n)
+            stop = framing.feed(SHARED_BUFFER, 0, n)
         except BadFraming as exc:
             self._reject(400, str(exc))
             return
@@ -181,7 +207,7 @@ class ClientConnection:
             n = stop
             self.req_framing = None
         limit = self.worker.limits.request_body
-        if limit and self.received - self.head.raw_size > limit:
+        if limit and framing.__class__ is ChunkedFraming and framing.data_bytes > limit:
             self._reject(413, "request body larger than LimitRequestBody")
             return
         self._send_backend(SHARED_VIEW[:n])
@@ -248,7 +274,7 @@ class ClientConnection:
         else:
             self.req_framing = None
         host = head.host if route.route.preserve_host and head.host else worker.host_header(backend)
-        out = request_head(head, mapped, host, self.client_ip, worker.proto, upgrade)
+        out = request_head(head, mapped, host, self.client_ip, self.proto, upgrade)
         if head.version == "1.0":   # a 1.0 client cannot take chunked back: ask the backend for 1.0
             out = out.replace(b" HTTP/1.1\r\n", b" HTTP/1.0\r\n", 1)
         if self.req_framing is not None and self.inbuf:
@@ -256,6 +282,9 @@ class ClientConnection:
                 stop = self.req_framing.feed(self.inbuf, 0, len(self.inbuf))
             except BadFraming as exc:
                 self._reject(400, str(exc))
+                return
+            if limit and head.chunked and self.req_framing.data_bytes > limit:
+                self._reject(413, "request body larger than LimitRequestBody")
                 return
             body_end = len(self.inbuf) if stop < 0 else stop
             out += self.inbuf[:body_end]
@@ -294,7 +323,7 @@ class ClientConnection:
             self.to_backend += bytes(data)
             return
         try:
-            sent = self.conn.sock.send(data)
+            sent = send_some(self.conn.sock, data)
         except _WOULD_BLOCK:
             sent = 0
         except OSError as exc:
@@ -305,7 +334,7 @@ class ClientConnection:
 
     def _drain_backend(self) -> None:
         try:
-            sent = self.conn.sock.send(self.to_backend)
+            sent = send_some(self.conn.sock, self.to_backend)
         except _WOULD_BLOCK:
             return
         except OSError as exc:
@@ -320,7 +349,7 @@ class ClientConnection:
             self.to_client += bytes(data)
             return
         try:
-            sent = self.sock.send(data)
+            sent = send_some(self.sock, data)
         except _WOULD_BLOCK:
             sent = 0
         except OSError:
@@ -331,7 +360,7 @@ class ClientConnection:
 
     def _drain_client(self) -> None:
         try:
-            sent = self.sock.send(self.to_client)
+            sent = send_some(self.sock, self.to_client)
         except _WOULD_BLOCK:
             return
         except OSError:
@@ -428,7 +457,8 @@ class ClientConnection:
         dechunk = framing.__class__ is ChunkedFraming and framing.spans is not None
         if dechunk:
             self.keep_alive = False
-        reverse = self.worker.reverse_map(self.route, self.backend, head) if self.route.route.reverse else None
+        reverse = self.worker.reverse_map(self.route, self.backend, head, self.proto) \
+            if self.route.route.reverse else None
         out = response_head(resp, self.keep_alive, head.version == "1.0", not dechunk, reverse)
         self.head_sent = len(out)
         self.resp_phase = _Resp.BODY
@@ -628,16 +658,17 @@ class ClientConnection:
         if mask != self.mask:
             self.loop.modify(self.fd, mask)
             self.mask = mask
+        if self.tls and mask & EPOLLIN and self.sock.pending():
+            self.loop.call_soon(self._read_client_pending)
         conn = self.conn
-        if conn is not None:
-            if not conn.connected:
-                bmask = EPOLLOUT
-            else:
-                bmask = (EPOLLIN if self.resp_phase is not _Resp.DONE and not self.to_client else 0) | \
-                        (EPOLLOUT if self.to_backend else 0)
+        if conn is not None and conn.connected:   # before that, advance() owns its interest
+            bmask = (EPOLLIN if self.resp_phase is not _Resp.DONE and not self.to_client else 0) | \
+                    (EPOLLOUT if self.to_backend else 0)
             if bmask != conn.mask:
                 self.loop.modify(conn.fd, bmask)
                 conn.mask = bmask
+            if conn.tls and bmask & EPOLLIN and conn.sock.pending():
+                self.loop.call_soon(self._read_backend_pending)
 
 
 def _data_of(framing: ChunkedFraming, buf) -> bytes:
@@ -671,5 +702,4 @@ def _upgrade_value(asked: bytes | None, allowed, plain_only: bool) -> bytes | No
     return None
 
 
-def _strerror(code: int) -> str:
-    return os.strerror(code)
+

@@ -62,13 +62,14 @@ class ChunkedFraming:
     """With `decode=True` the scan also records the data spans of each fed range in
     `spans`, so the caller can relay the body de-chunked (to an HTTP/1.0 client)."""
 
-    __slots__ = ("state", "remaining", "partial", "trailer_bytes", "spans")
+    __slots__ = ("state", "remaining", "partial", "trailer_bytes", "spans", "data_bytes")
 
     def __init__(self, decode: bool = False) -> None:
         self.state = _SIZE
         self.remaining = 0
         self.partial = b""       # a line cut by the end of a read
         self.trailer_bytes = 0
+        self.data_bytes = 0      # the body without its framing (what LimitRequestBody counts)
         self.spans: list | None = [] if decode else None
 
     def wanted(self, size: int) -> int:
@@ -80,11 +81,13 @@ class ChunkedFraming:
                 take = end - pos
                 if take < self.remaining:
                     self.remaining -= take
+                    self.data_bytes += take
                     if self.spans is not None:
                         self.spans.append((pos, end))
                     return -1
                 if self.spans is not None:
                     self.spans.append((pos, pos + self.remaining))
+                self.data_bytes += self.remaining
                 pos += self.remaining
                 self.remaining = 0
                 self.state = _DATA_END

@@ -38,6 +38,7 @@ class EventLoop:
         self.timed: set = set()              # objects with .deadline and .on_deadline()
         self._next_sweep = self.now + SWEEP_INTERVAL
         self.after_poll: list = []           # callables run once per iteration (log flush)
+        self.soon: list = []                 # one-shot callables for the next iteration (TLS pending data)
         self.running = True
 
     # -- registration --------------------------------------------------------------
@@ -60,6 +61,11 @@ class EventLoop:
         self.handlers[fd] = handler
 
     # -- time ------------------------------------------------------------------------
+    def call_soon(self, callback) -> None:
+        """Run `callback` on the next iteration without waiting in poll (bytes that a TLS
+        object holds decrypted are invisible to epoll)."""
+        self.soon.append(callback)
+
     def call_later(self, delay: float, callback) -> list:
         """One-shot timer; returns an entry that `cancel()` accepts."""
         entry = [self.now + delay, next(self._seq), callback]
@@ -94,6 +100,8 @@ class EventLoop:
             timeout = self._next_sweep - self.now
             if self._timers:
                 timeout = min(timeout, self._timers[0][0] - self.now)
+            if self.soon:
+                timeout = 0.0
             try:
                 events = poll(max(timeout, 0.0))
             except InterruptedError:
@@ -108,6 +116,10 @@ class EventLoop:
             if now >= self._next_sweep:
                 self._next_sweep = now + SWEEP_INTERVAL
                 self._sweep()
+            if self.soon:
+                soon, self.soon = self.soon, []
+                for callback in soon:
+                    callback()
             for callback in self.after_poll:
                 callback()
 

@@ -26,6 +26,7 @@ from worker.exchange import ClientConnection, Phase
 from worker.logs import AccessLog, ErrorLog, LogSink
 from worker.loop import EPOLLIN, EventLoop
 from worker.routing import Router
+from worker.tls import ServerHandshake, listener_context
 
 ACCEPT_BATCH = 32            # accepts per readiness event: fairness against busy connections
 PUBLISH_INTERVAL = 0.5       # seconds between scoreboard updates
@@ -45,7 +46,7 @@ class Worker:
         self.capacity = min(mpm.threads_per_child, share)
         self.timeouts = config.timeouts
         self.limits = config.limits
-        self.proto = b"http"
+        self.tls_failures = 0
         self.connections = 0
         self.tunnels = 0
         self.requests = 0
@@ -74,9 +75,10 @@ class Worker:
         self.pool = BackendPool(loop)
         self._install_signals()
         loop.add(self.parent_fd, EPOLLIN, self._on_parent_event)
-        for sock, _ in self.listeners:
+        for sock, listener in self.listeners:
             sock.setblocking(False)
-            loop.add(sock.fileno(), EPOLLIN, lambda mask, sock=sock: self._accept(sock))
+            context = listener_context(listener.tls) if listener.tls is not None else None
+            loop.add(sock.fileno(), EPOLLIN, lambda mask, sock=sock, context=context: self._accept(sock, context))
         self.accepting = True
         self._publish()
         self.log_error("debug", f"serving {', '.join(str(listener) for _, listener in self.listeners)}")
@@ -113,7 +115,7 @@ class Worker:
         self.loop.running = False
 
     # == accepting ===========================================================================
-    def _accept(self, lsock: socket.socket) -> None:
+    def _accept(self, lsock: socket.socket, context) -> None:
         for _ in range(ACCEPT_BATCH):
             try:
                 sock, addr = lsock.accept()
@@ -130,7 +132,11 @@ class Worker:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.connections += 1
             self.accepted += 1
-            ClientConnection(self, sock, addr[0].encode())
+            if context is None:
+                ClientConnection(self, sock, addr[0].encode())
+            else:
+                ServerHandshake(self, context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False),
+                                addr[0].encode())
             if self.connections >= self.capacity:
                 self._pause_accepting()
                 return
@@ -170,6 +176,12 @@ class Worker:
                                  conn.route.name if conn.route is not None else "-",
                                  conn.backend.origin if conn.backend is not None else "-")
 
+    def handshake_done(self, handshake) -> None:
+        ClientConnection(self, handshake.sock, handshake.client_ip, tls=True)
+
+    def handshake_failed(self) -> None:
+        self.tls_failures += 1
+
     def tunnel_opened(self) -> None:
         self.tunnels += 1
         self.requests += 1
@@ -198,15 +210,15 @@ class Worker:
             host = self._host_headers[backend] = backend.host_header.encode("idna")
         return host
 
-    def reverse_map(self, route, backend, head) -> tuple:
+    def reverse_map(self, route, backend, head, proto: bytes) -> tuple:
         """(backend URL prefix, client URL prefix) for ProxyPassReverse."""
-        key = (route, backend, head.host)
+        key = (route, backend, head.host, proto)
         pair = self._reverse.get(key)
         if pair is None:
             base = route.base if route.prefix is not None else b"/"
             client_path = route.prefix if route.prefix is not None else b"/"
             host = head.host or self.host_header(backend)
-            pair = self._reverse[key] = (backend.origin.encode() + base, self.proto + b"://" + host + client_path)
+            pair = self._reverse[key] = (backend.origin.encode() + base, proto + b"://" + host + client_path)
         return pair
 
     # == stopping ===================================================================================
@@ -239,10 +251,13 @@ class Worker:
 
     def _shutdown(self) -> None:
         for obj in list(self.loop.timed):
-            obj.close() if isinstance(obj, ClientConnection) else obj.close("worker stopping")
+            if isinstance(obj, ClientConnection):
+                obj.close()
+            else:
+                obj.close("worker stopping")
         self.pool.close_all()
         self.row.publish(state="exiting", connections=0, tunnels=0, requests=self.requests,
-                         bytes_in=self.bytes_in, bytes_out=self.bytes_out)
+                         bytes_in=self.bytes_in, bytes_out=self.bytes_out, tls_failures=self.tls_failures)
         self.access_sink.close()
         self.error_sink.close()
 
@@ -250,7 +265,8 @@ class Worker:
     def _publish(self) -> None:
         state = "stopping" if self.stopping else ("busy" if not self.accepting else "ready")
         self.row.publish(state=state, connections=self.connections, tunnels=self.tunnels,
-                         requests=self.requests, bytes_in=self.bytes_in, bytes_out=self.bytes_out)
+                         requests=self.requests, bytes_in=self.bytes_in, bytes_out=self.bytes_out,
+                         tls_failures=self.tls_failures)
         self.loop.call_later(PUBLISH_INTERVAL, self._publish)
 
     def _flush_logs(self) -> None:
