@@ -1,0 +1,250 @@
+"""TLS (issue #6): https/wss listeners with SNI, TLS to backends, and what fails cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import socket
+import ssl
+import threading
+import time
+
+import pytest
+import trustme
+from conftest import wait_for
+from websockets.asyncio.client import connect
+
+
+@pytest.fixture(scope="module")
+def ca():
+    return trustme.CA()
+
+
+def _files(tmp_path, cert, name: str) -> tuple[str, str]:
+    cert_path, key_path = tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
+    cert.private_key_pem.write_to_path(str(key_path))
+    cert.cert_chain_pems[0].write_to_path(str(cert_path))
+    with open(cert_path, "ab") as f:
+        for pem in cert.cert_chain_pems[1:]:
+            f.write(pem.bytes())
+    return str(cert_path), str(key_path)
+
+
+def _client_context(ca, alpn: bool = False) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    if alpn:
+        context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
+def _tls_proxy(proxy_factory, tmp_path, ca, routes, sni=None, **kwargs):
+    cert, key = _files(tmp_path, ca.issue_cert("localhost", "127.0.0.1"), "default")
+    tls = {"cert": cert, "key": key}
+    if sni:
+        tls["sni"] = {name: dict(zip(("cert", "key"), _files(tmp_path, ca.issue_cert(name), name), strict=True))
+                      for name in sni}
+    proxy = proxy_factory(routes, start=False, **kwargs)
+    proxy.config["listen"] = [{"address": f"127.0.0.1:{proxy.port}", "tls": tls}]
+    return proxy.start()
+
+
+def _https_get(proxy, ca, path="/", server_hostname="localhost") -> tuple[bytes, dict]:
+    """(the whole answer, what the handshake agreed: alpn, version, peer certificate)."""
+    raw = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
+    with _client_context(ca, alpn=True).wrap_socket(raw, server_hostname=server_hostname) as sock:
+        agreed = {"alpn": sock.selected_alpn_protocol(), "version": sock.version(), "cert": sock.getpeercert()}
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {server_hostname}\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    return data, agreed
+
+
+@pytest.mark.timeout(30)
+def test_https_get_and_wss_echo_through_a_tls_listener(proxy_factory, http_backend, ws_backend, tmp_path, ca):
+    backend, echo = http_backend(), ws_backend()
+    proxy = _tls_proxy(proxy_factory, tmp_path, ca,
+                       [{"path": "/ws/", "to": echo.url + "/"}, {"path": "/", "to": backend.url + "/"}])
+    data, agreed = _https_get(proxy, ca, "/page")
+    assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"hello")
+    assert agreed["alpn"] == "http/1.1" and agreed["version"] in ("TLSv1.2", "TLSv1.3")
+    assert backend.header(0, "X-Forwarded-Proto") == ["https"]
+
+    async def talk():
+        async with connect(proxy.url("/ws/chat", "wss").replace("127.0.0.1", "localhost"),
+                           ssl=_client_context(ca), max_size=None) as ws:
+            await ws.send("over wss")
+            small = await ws.recv()
+            big = bytes(range(256)) * (16 * 4096)       # 16 MiB both ways
+            await ws.send(big)
+            return small, await ws.recv() == big
+    assert asyncio.run(talk()) == ("over wss", True)
+    # The backend saw a plain ws upgrade, told the client's scheme by X-Forwarded-Proto.
+    assert echo.requests[0].headers["X-Forwarded-Proto"] == "https"
+
+
+@pytest.mark.timeout(30)
+def test_sni_picks_the_certificate_for_each_name(proxy_factory, http_backend, tmp_path, ca):
+    backend = http_backend()
+    proxy = _tls_proxy(proxy_factory, tmp_path, ca, [{"path": "/", "to": backend.url + "/"}],
+                       sni=["api.example.test", "www.example.test"])
+    for name in ("api.example.test", "www.example.test"):
+        data, agreed = _https_get(proxy, ca, server_hostname=name)   # verifies the name against the cert
+        assert data.startswith(b"HTTP/1.1 200")
+        assert agreed["cert"]["subjectAltName"] == (("DNS", name),)
+    data, agreed = _https_get(proxy, ca, server_hostname="localhost")   # unknown name: the default one
+    assert ("DNS", "localhost") in agreed["cert"]["subjectAltName"]
+
+
+@pytest.mark.timeout(30)
+def test_wrong_protocol_on_either_listener_is_refused_cleanly(proxy_factory, http_backend, tmp_path, ca):
+    backend = http_backend()
+    tls_proxy = _tls_proxy(proxy_factory, tmp_path, ca, [{"path": "/", "to": backend.url + "/"}])
+    plain_proxy = proxy_factory([{"path": "/", "to": backend.url + "/"}])
+    # A plain client on the TLS listener: the handshake fails, the connection closes, nothing reaches a backend.
+    with socket.create_connection(("127.0.0.1", tls_proxy.port), timeout=5) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        answer = b""
+        try:
+            while chunk := sock.recv(4096):
+                answer += chunk
+        except ConnectionResetError:
+            pass
+        assert not answer.startswith(b"HTTP/1.1 200")
+    # A TLS client on the plain listener: its ClientHello is not HTTP, so it gets a 400 and the close.
+    raw = socket.create_connection(("127.0.0.1", plain_proxy.port), timeout=5)
+    with pytest.raises(ssl.SSLError):
+        _client_context(ca).wrap_socket(raw, server_hostname="localhost")
+    raw.close()
+    assert backend.requests == []
+    wait_for(lambda: "TLS handshake failed" in tls_proxy.error_text(), 5, what="handshake failure logged")
+    time.sleep(0.6)
+    assert sum(w["tls_failures"] for w in tls_proxy.status()["workers"]) >= 1
+    # Both listeners still serve.
+    assert _https_get(tls_proxy, ca)[0].startswith(b"HTTP/1.1 200")
+
+
+@pytest.mark.timeout(30)
+def test_stalled_handshake_is_dropped_while_others_are_served(proxy_factory, http_backend, tmp_path, ca):
+    backend = http_backend()
+    proxy = _tls_proxy(proxy_factory, tmp_path, ca, [{"path": "/", "to": backend.url + "/"}],
+                       workers=1, timeouts={"handshake": 1})
+    stalled = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
+    stalled.sendall(b"\x16\x03\x01")          # the start of a ClientHello, and then nothing
+    assert _https_get(proxy, ca)[0].startswith(b"HTTP/1.1 200")
+    started = time.monotonic()
+    assert stalled.recv(100) == b""           # closed by the proxy after its handshake timeout
+    assert 0.5 < time.monotonic() - started < 4
+    stalled.close()
+    wait_for(lambda: "handshake timed out" in proxy.error_text(), 5, what="timeout logged")
+
+
+class TlsBackend:
+    """A minimal HTTPS server in a thread (the stdlib ssl module, nothing of ours)."""
+
+    def __init__(self, cert_files: tuple[str, str]):
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(*cert_files)
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.served = 0
+        self.connections = 0
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        while True:
+            try:
+                raw, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(raw,), daemon=True).start()
+
+    def _serve(self, raw):
+        try:
+            with self.context.wrap_socket(raw, server_side=True) as conn:
+                conn.settimeout(10)
+                while True:
+                    data = b""
+                    while b"\r\n\r\n" not in data:
+                        chunk = conn.recv(4096)
+                        if not chunk:
+                            return
+                        data += chunk
+                    self.served += 1
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nover https")
+        except (OSError, ssl.SSLError):
+            return
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.mark.timeout(40)
+def test_tls_to_backends_verifies_and_reuses(proxy_factory, tmp_path, ca):
+    good = TlsBackend(_files(tmp_path, ca.issue_cert("127.0.0.1", "localhost"), "good"))
+    wrong_host = TlsBackend(_files(tmp_path, ca.issue_cert("elsewhere.test"), "wrong"))
+    expired_cert = ca.issue_cert("127.0.0.1", not_after=datetime.datetime.now(datetime.timezone.utc)
+                                 - datetime.timedelta(days=1))
+    expired = TlsBackend(_files(tmp_path, expired_cert, "expired"))
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    tls = {"ca": str(ca_file)}
+    proxy = proxy_factory([
+        {"path": "/good/", "to": f"https://127.0.0.1:{good.port}/", "tls": tls},
+        {"path": "/wrong/", "to": f"https://127.0.0.1:{wrong_host.port}/", "tls": tls},
+        {"path": "/expired/", "to": f"https://127.0.0.1:{expired.port}/", "tls": tls},
+        {"path": "/unverified/", "to": f"https://127.0.0.1:{wrong_host.port}/", "tls": {"verify": False}},
+    ], workers=1)
+    try:
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
+            for _ in range(5):
+                sock.sendall(b"GET /good/x HTTP/1.1\r\nHost: t\r\n\r\n")
+                data = b""
+                while not data.endswith(b"over https"):
+                    data += sock.recv(4096)
+                assert data.startswith(b"HTTP/1.1 200")
+        assert good.served == 5
+        assert good.connections == 1      # the pool reused one backend TLS connection for all five
+        for path, why in (("/wrong/", "address mismatch"), ("/expired/", "certificate has expired")):
+            with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
+                sock.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+                assert sock.recv(4096).startswith(b"HTTP/1.1 502")
+            wait_for(lambda why=why: why in proxy.error_text(), 5, what=f"log line naming {why}")
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
+            sock.sendall(b"GET /unverified/ HTTP/1.1\r\nHost: t\r\n\r\n")
+            data = b""
+            while not data.endswith(b"over https"):
+                data += sock.recv(4096)
+            assert data.startswith(b"HTTP/1.1 200")
+        assert "is not verified" in proxy.error_text()
+    finally:
+        for backend in (good, wrong_host, expired):
+            backend.close()
+
+
+@pytest.mark.timeout(40)
+def test_reload_rereads_certificates_and_refuses_a_mismatched_pair(proxy_factory, http_backend, tmp_path, ca):
+    backend = http_backend()
+    proxy = _tls_proxy(proxy_factory, tmp_path, ca, [{"path": "/", "to": backend.url + "/"}])
+    first = _https_get(proxy, ca)[1]["cert"]["serialNumber"]
+    # New files at the same paths: a reload picks them up for new connections.
+    tls = proxy.config["listen"][0]["tls"]
+    renewed = ca.issue_cert("localhost", "127.0.0.1")
+    renewed.private_key_pem.write_to_path(tls["key"])
+    renewed.cert_chain_pems[0].write_to_path(tls["cert"])
+    assert proxy.reload().returncode == 0
+    proxy.wait_ready(generation=2)
+    second = _https_get(proxy, ca)[1]["cert"]["serialNumber"]
+    assert second != first
+    # A key that does not match its certificate is a FILE:LINE error; generation 2 keeps serving.
+    other = ca.issue_cert("localhost")
+    other.private_key_pem.write_to_path(tls["key"])
+    result = proxy.reload()
+    assert result.returncode == 1 and f"{proxy.config_path}:" in result.stderr
+    assert "do not match" in result.stderr
+    assert proxy.status()["generation"] == 2
+    assert _https_get(proxy, ca)[1]["cert"]["serialNumber"] == second
