@@ -46,6 +46,7 @@ except ImportError:  # pragma: no cover
     _np = None
 
 RECV_SIZE = 256 * 1024
+TLS_RECORD = 16 * 1024
 HIGH_WATER = 1024 * 1024  # pending output above which a connection stops being read
 MAX_HEAD = 64 * 1024
 MAX_BODY = 16 * 1024 * 1024  # request bodies are read and dropped; bigger ones are refused
@@ -185,19 +186,32 @@ class Connection:
             self.update_events()
 
     def read(self) -> None:
-        buf, view = self.server.buf, self.server.view
-        while True:
+        """Read what has arrived, answer it, and write the answers at once.
+
+        Plain sockets: one recv per readiness event (level-triggered epoll calls again for the
+        rest). TLS: OpenSSL hands out one record (at most 16 KiB) per call and epoll cannot see
+        what it has buffered, so full records are gathered until it would block (or the buffer
+        is full).
+        """
+        view = self.server.view
+        n = 0
+        eof = False
+        while n < RECV_SIZE:
             try:
-                n = self.sock.recv_into(buf)
+                got = self.sock.recv_into(view[n:])
             except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError, InterruptedError):
-                return
+                break
             except (OSError, ssl.SSLError):
                 return self.close()
-            if n == 0:
-                if self.out:  # peer half-closed: finish what we owe it
-                    self.closing = True
-                    return
-                return self.close()
+            if got == 0:
+                eof = True
+                break
+            n += got
+            # A short TLS record with nothing decrypted behind it: the sender paused (a small
+            # message); asking again would only raise SSLWantReadError.
+            if not self.tls_socket or (got < TLS_RECORD and not self.sock.pending()):
+                break
+        if n:
             data = view[:n]
             if self.inbuf:
                 data = self.inbuf + data
@@ -209,14 +223,12 @@ class Connection:
             self.write_replies()
             if self.fd < 0:
                 return
-            if self.closing and not self.out:
+        if eof:
+            if not self.out:
                 return self.close()
-            if self.fd < 0 or self.closing or self.out:
-                return
-            # Level-triggered epoll wakes us again for bytes still in the kernel; only bytes
-            # OpenSSL has already decrypted into its own buffer need another turn here.
-            if not (self.tls_socket and self.sock.pending()):
-                return
+            self.closing = True   # the peer half-closed: finish sending what we owe it
+        if self.closing and not self.out:
+            self.close()
 
     def write_replies(self) -> None:
         """Send the replies straight from their own buffers (one sendmsg); keep only what did not fit.

@@ -24,7 +24,7 @@ import sys
 import time
 from urllib.parse import urlsplit
 
-from bench.stats import bucket
+from bench.stats import bucket, require_loopback
 
 IN, OUT = select.EPOLLIN, select.EPOLLOUT
 
@@ -207,6 +207,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--expect", type=int, default=-1, help="body bytes every response must have")
     ap.add_argument("--standalone", action="store_true", help="do not wait for 'go' on stdin")
     args = ap.parse_args(argv)
+    require_loopback(urlsplit(args.url).hostname or "127.0.0.1")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

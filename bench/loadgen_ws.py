@@ -36,7 +36,7 @@ import sys
 import time
 from urllib.parse import urlsplit
 
-from bench.stats import bucket
+from bench.stats import bucket, require_loopback
 
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 VARIANTS = 4
@@ -332,7 +332,7 @@ class LoadGen:
                     self.kill(conn)
                     return False
                 return True
-            if self.tls is None or not conn.sock.pending():
+            if self.tls is None:   # TLS: OpenSSL returns one record per call; read on until it would block
                 return False
 
     def finish_message(self, conn: Conn) -> None:
@@ -405,6 +405,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--standalone", action="store_true", help="do not wait for 'go' on stdin; run and exit")
     args = ap.parse_args(argv)
 
+    require_loopback(urlsplit(args.url).hostname or "127.0.0.1")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

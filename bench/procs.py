@@ -21,6 +21,13 @@ import sys
 import time
 
 _started: list[subprocess.Popen] = []
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # so "python -m bench.x" works from any cwd
+
+
+def child_env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
 
 
 def spawn(argv: list[str], *, log: str | None = None, stdin=subprocess.DEVNULL, stdout=None,
@@ -29,7 +36,8 @@ def spawn(argv: list[str], *, log: str | None = None, stdin=subprocess.DEVNULL, 
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - handed to the child
     try:
         proc = subprocess.Popen(argv, stdin=stdin, stdout=stdout if stdout is not None else out,
-                                stderr=out, env=env, cwd=cwd, start_new_session=True, bufsize=0)
+                                stderr=out, env=env if env is not None else child_env(), cwd=cwd,
+                                start_new_session=True, bufsize=0)
     finally:
         if log:
             out.close()

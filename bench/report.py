@@ -33,6 +33,7 @@ LINES = [
     ("S5", "failed to echo", "echo_failed", False, "int"),
     ("S6", "connections dropped", "dropped", False, "int"),
     ("S6", "bytes lost", "lost_bytes", False, "int"),
+    ("S6", "connections stalled", "stalled", False, "int"),
     ("S6", "MiB/s while reloading", "mib_s", True, "int"),
     ("S7a", "messages/s", "msgs_s", True, "int"),
     ("S7a", "round trip p99", "p99_s", False, "time"),
@@ -92,17 +93,20 @@ def checks(cells: list[dict], scenario_ids: list[str]) -> list[dict]:
         if SCENARIOS[sid].kind not in ("http", "echo"):
             continue
         for rnd in sorted({c["round"] for c in cells if c["scenario"] == sid}):
-            row = {c["peer"]: c.get(key) for c in cells if c["scenario"] == sid and c["round"] == rnd
-                   and "error" not in c}
+            these = [c for c in cells if c["scenario"] == sid and c["round"] == rnd and "error" not in c]
+            row = {c["peer"]: c.get(key) for c in these}
             direct = row.pop("direct", None)
             if direct is None:
                 continue
             beaten = {p: v for p, v in row.items() if v is not None and v >= direct}
+            disturbed = [c["peer"] for c in these if c.get("disturbed") and (c["peer"] in beaten or
+                                                                             c["peer"] == "direct")]
             out.append({"scenario": sid, "round": rnd, "ok": not beaten,
                         "message": (f"{sid} round {rnd}: direct beat every proxy on {key}" if not beaten else
                                     f"{sid} round {rnd}: direct ({fmt(direct, 'int')}) did NOT beat "
                                     + ", ".join(f"{p} ({fmt(v, 'int')})" for p, v in beaten.items())
-                                    + ": the backend or the load generator may be the bottleneck here")})
+                                    + ": the backend or the load generator may be the bottleneck here"
+                                    + (f" (or outside load: {', '.join(disturbed)} disturbed)" if disturbed else ""))})
     return out
 
 

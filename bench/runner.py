@@ -37,8 +37,7 @@ def start_backend(workdir: str, processes: int, tls: tuple[str, str] | None = No
             "--processes", str(processes)]
     if tls:
         argv += ["--tls-cert", tls[0], "--tls-key", tls[1]]
-    proc = procs.spawn(argv, stdout=subprocess.PIPE, cwd=os.path.dirname(os.path.dirname(__file__)),
-                       log=os.path.join(workdir, "backend.log"))
+    proc = procs.spawn(argv, stdout=subprocess.PIPE, log=os.path.join(workdir, "backend.log"))
     line = procs.read_line(proc, 15) or ""
     if "listening on" not in line:
         procs.stop(proc)
@@ -55,7 +54,8 @@ def headline(sid: str, cell: dict) -> str:
     if sc.kind == "idle" and "rss_per_conn_kib" in cell:
         parts.append(f"{cell['rss_per_conn_kib']:.1f} KiB/conn, {cell['echo_ok']}/{cell['conns']} echo")
     if sc.kind == "reload":
-        parts.append(f"{cell.get('reloads', 0)} reloads, {cell.get('dropped', 0)} dropped, "
+        parts.append(f"{cell.get('reloads', 0)} reloads ({cell.get('new_processes', 0)} new processes), "
+                     f"{cell.get('dropped', 0)} dropped, "
                      f"{cell.get('lost_bytes', 0)} B lost")
     if cell.get("p99_s"):
         parts.append(f"p99 {report.fmt(cell['p99_s'], 'time')}")

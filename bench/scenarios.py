@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 
 from bench import procs, stats
-from bench.accounting import Meter, tree_rss
+from bench.accounting import Meter, tree_pids, tree_rss
 from bench.loadgen_http import parse_wrk, wrk_argv, wrk_path
 from bench.peers import Peer, ws_probe
 
@@ -125,8 +125,13 @@ class Fleet:
 
     def close(self) -> None:
         self.say("exit")
+        deadline = time.monotonic() + 5
         for p in self.procs:
-            procs.stop(p, timeout=5)
+            try:
+                p.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+            procs.stop(p, timeout=2)
 
 
 def ws_url(peer: Peer, tls: bool) -> str:
@@ -155,7 +160,9 @@ def merge_results(results: list[dict]) -> dict:
     elapsed = max([r.get("elapsed", 0.0) for r in results] or [0.0]) or 1e-9
     total = {k: sum(r.get(k, 0) for r in results)
              for k in ("messages", "payload_bytes", "dropped", "lost_bytes", "mismatches", "bytes_echoed",
-                       "requests", "bytes", "errors") if any(k in r for r in results)}
+                       "still_busy", "requests", "bytes", "errors") if any(k in r for r in results)}
+    if "still_busy" in total:   # connections whose echo never came back, even 10 s after the end
+        total["stalled"] = total.pop("still_busy")
     total["elapsed"] = elapsed
     total["p50_s"] = stats.percentile(hist, 50)
     total["p99_s"] = stats.percentile(hist, 99)
@@ -232,7 +239,7 @@ def echo_cell(sc: Scenario, peer: Peer, budget: Budget, meter: Meter) -> dict:
     cell["mib_s"] = cell.get("payload_bytes", 0) / MiB / cell["elapsed"]
     cell["notes"] = errors + cell.get("notes", [])
     cell["ok"] = (cell.get("messages", 0) > 0 and not failed and not cell.get("mismatches")
-                  and not cell.get("dropped"))
+                  and not cell.get("dropped") and not cell.get("stalled"))
     return cell
 
 
@@ -272,16 +279,25 @@ def reload_cell(sc: Scenario, peer: Peer, budget: Budget, meter: Meter) -> dict:
     conns, reloads, duration = budget.reload_conns, budget.reloads, budget.reload_duration
     fleet = ws_fleet(ws_url(peer, False), conns, sc.size, duration, budget.procs)
     done = 0
+    pids_before = {p for root in peer.pids() for p in tree_pids(root)}
+    pids_seen: set[int] = set()
     try:
         connected, failed, errors = merge_ready(fleet.wait(60))
         before = meter.snapshot()
         start = time.monotonic()
         fleet.say("go")
-        if peer.reload_signal is not None:
-            for i in range(1, reloads + 1):
-                time.sleep(max(0.0, start + duration * i / (reloads + 1) - time.monotonic()))
+        # Reload at even intervals; between reloads, watch the peer's process tree so the report
+        # can say whether a reload visibly happened (new worker processes).
+        times = [start + duration * i / (reloads + 1) for i in range(1, reloads + 1)]
+        if peer.reload_signal is None:
+            times = []
+        while time.monotonic() < start + duration:
+            if times and time.monotonic() >= times[0]:
+                times.pop(0)
                 peer.reload()
                 done += 1
+            pids_seen |= {p for root in peer.pids() for p in tree_pids(root)}
+            time.sleep(0.05)
         result = merge_results(fleet.wait(duration + 60))
         after = meter.snapshot()
     finally:
@@ -289,10 +305,14 @@ def reload_cell(sc: Scenario, peer: Peer, budget: Budget, meter: Meter) -> dict:
     time.sleep(0.2)
     new_conn = ws_probe(ws_url(peer, False))
     cell = {**result, **Meter.window(before, after), "conns": connected, "connect_failed": failed,
-            "reloads": done, "new_conn_after_reloads": new_conn is None, "peer_alive": peer.alive() or
+            "reloads": done, "new_processes": len(pids_seen - pids_before),
+            "new_conn_after_reloads": new_conn is None, "peer_alive": peer.alive() or
             peer.name == "direct", "notes": errors + result.get("notes", []) + ([new_conn] if new_conn else [])}
     cell["msgs_s"] = cell.get("messages", 0) / cell["elapsed"]
     cell["mib_s"] = cell.get("payload_bytes", 0) / MiB / cell["elapsed"]
-    cell["ok"] = (not cell.get("dropped") and not cell.get("mismatches") and cell["new_conn_after_reloads"]
-                  and not failed)
+    if done and not cell["new_processes"]:
+        cell["notes"].append(f"{done} reload signals, but no new process appeared: did it reload?")
+    cell["ok"] = (not cell.get("dropped") and not cell.get("mismatches") and not cell.get("stalled")
+                  and cell["new_conn_after_reloads"]
+                  and not failed and (cell["new_processes"] > 0 or not done))
     return cell

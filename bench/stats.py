@@ -7,7 +7,9 @@ numbers, and the histograms of several processes simply add up.
 
 from __future__ import annotations
 
+import ipaddress
 import math
+import socket
 import statistics
 
 _STEP = math.log(1.01)
@@ -49,3 +51,13 @@ def percentile(hist: dict[int, int], q: float) -> float | None:
 def median(values: list[float]) -> float | None:
     values = [v for v in values if v is not None]
     return statistics.median(values) if values else None
+
+
+def require_loopback(host: str) -> None:
+    """The load generators only ever talk to this machine: refuse anything but a loopback address."""
+    try:
+        addr = ipaddress.ip_address(socket.getaddrinfo(host, None)[0][4][0])
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"cannot resolve {host!r}: {exc}") from exc
+    if not addr.is_loopback:
+        raise SystemExit(f"{host} is not a loopback address: this load generator is for 127.0.0.1/::1 only")

@@ -216,7 +216,8 @@ class Master:
         for fd in (self.wake_r, self.wake_w, self.parent_w):
             os.close(fd)
         scoreboard_row = self.scoreboard.row_for_child(row, os.getpid(), generation, slot)
-        return Worker(self.config, mine, slot, generation, scoreboard_row, self.parent_r).run()
+        return Worker(self.config, mine, slot, generation, scoreboard_row, self.parent_r,
+                      peers=self.scoreboard.live_rows).run()
 
     def _retire(self, record: WorkerRecord, sig: int = signal.SIGTERM) -> None:
         record.retired = True

@@ -76,5 +76,14 @@ class Scoreboard:
                 "bytes_in": bytes_in, "bytes_out": bytes_out, "tls_failures": tls_failures,
                 "started": started, "updated": updated}
 
+    def live_rows(self) -> list[dict]:
+        """Every occupied row, read from the shared pages themselves (so it works in a
+        worker, whose copy of `owner` froze at fork): how a stopping worker finds its successor."""
+        rows = []
+        for index in range(self.rows):
+            if struct.unpack_from("<i", self.shared, index * _ROW.size)[0]:
+                rows.append(self.read(index))
+        return rows
+
     def rows_in_use(self) -> list[int]:
         return [index for index, pid in enumerate(self.owner) if pid != 0]

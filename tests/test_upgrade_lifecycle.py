@@ -32,6 +32,7 @@ from wsutil import (
     running_proxy,
     status_of,
     switch_response,
+    total_tunnels,
     upgrade_request,
 )
 
@@ -62,8 +63,13 @@ def _reset(sock: socket.socket) -> None:
 
 def _raw_behaviour(conn, head, rest, backend):
     path = head.split(b" ", 2)[1].decode()
-    conn.sendall(switch_response("websocket", head))
     name = path.split("?")[0]
+    if name == "/raw/count":
+        time.sleep(0.3)                      # the client's bytes pile up behind the head meanwhile
+    if name == "/raw/late":
+        backend.event(path + "#request").set()
+        time.sleep(0.5)                      # the client is gone before this 101
+    conn.sendall(switch_response("websocket", head))
     if name == "/raw/die-fin":
         recv_exact(conn, 5, rest)
         conn.sendall(b"bye!!")
@@ -106,14 +112,69 @@ def _raw_behaviour(conn, head, rest, backend):
         backend.results[path] = received
         conn.sendall(b"R" * size + b"END")
         conn.shutdown(socket.SHUT_WR)
+    elif name == "/raw/push":
+        # As much as the client will take, as fast as we can: the proxy must hold back.
+        size = int(path.split("size=")[1])
+        block = bytes(range(256)) * 4096            # 1 MiB
+        for _ in range(size // len(block)):
+            conn.sendall(block)
+        conn.shutdown(socket.SHUT_WR)
+        recv_until_eof(conn, limit=15)
+    elif name == "/raw/duplex":
+        # Send our stream while reading the client's, both at full speed.
+        size = int(path.split("size=")[1])
+        got = bytearray(rest)
+
+        def reader():
+            while True:
+                data = conn.recv(1 << 20)
+                if not data:
+                    return
+                got.extend(data)
+        thread = threading.Thread(target=reader)
+        thread.start()
+        conn.sendall(_pattern(size, 7))
+        conn.shutdown(socket.SHUT_WR)
+        thread.join(20)
+        backend.results[path] = bytes(got)
+        backend.event(path).set()
+    elif name == "/raw/late":
+        conn.settimeout(10)
+        try:
+            while conn.recv(65536):
+                pass
+            backend.results[path] = "eof"
+        except ConnectionResetError:
+            backend.results[path] = "reset"
+        except TimeoutError:
+            backend.results[path] = "timeout"
+        backend.event(path).set()
+    elif name == "/raw/count":
+        # Count what the client sent, before and after our 101, up to its EOF.
+        backend.results[path] = bytes(rest) + recv_until_eof(conn, limit=15)
+        backend.event(path).set()
     elif name == "/raw/eof-first":
         # Say goodbye and half-close at once, then read what the client still sends.
         conn.sendall(b"server done")
         conn.shutdown(socket.SHUT_WR)
-        delay = float(path.split("delay=")[1])
-        time.sleep(delay)                    # a slow reader: the proxy has to hold back
-        backend.results[path] = bytes(rest) + recv_until_eof(conn, limit=15)
+        slow = path.endswith("slow")
+        received = bytearray(rest)
+        if slow:
+            time.sleep(0.5)
+        while True:                          # a slow reader: the proxy has to hold back
+            data = conn.recv(65536)
+            if not data:
+                break
+            received += data
+            if slow:
+                time.sleep(0.002)
+        backend.results[path] = bytes(received)
         backend.event(path).set()
+
+
+def _pattern(size: int, seed: int) -> bytes:
+    block = bytes((i * seed + (i >> 8)) & 0xFF for i in range(65536))
+    return (block * (size // len(block) + 1))[:size]
 
 
 @pytest.fixture(scope="module")
@@ -230,12 +291,12 @@ def test_client_half_close_still_carries_the_backends_answer(env, size):
     assert answer == b"R" * size + b"END"
 
 
-@pytest.mark.parametrize("size,delay", [(100_000, 0.0), (BIG, 1.0)])
-def test_backend_half_close_still_carries_the_clients_data(env, size, delay):
+@pytest.mark.parametrize("size,pace", [(100_000, "fast"), (BIG, "slow")])
+def test_backend_half_close_still_carries_the_clients_data(env, size, pace):
     """The backend says goodbye and shuts down its writing side; the client reads the
     goodbye and EOF, then still sends its data and closes: the backend gets all of it."""
     proxy, raw = env
-    path = f"/raw/eof-first?size={size}&delay={delay}"
+    path = f"/raw/eof-first?size={size}&{pace}"
     payload = os.urandom(size)
     sock, buf = _open(proxy, path)
     with sock:
@@ -256,3 +317,105 @@ def test_backend_half_close_still_carries_the_clients_data(env, size, delay):
     received = raw.results[path]
     assert len(received) == size
     assert received == payload
+
+
+# == back-pressure ==========================================================================================
+def _worker_rss(proxy) -> int:
+    return max(w["rss"] for w in proxy.status()["workers"])
+
+
+def test_slow_client_holds_the_backend_back_without_buffering_in_the_proxy(env):
+    """64 MiB pushed at a client that does not read for a while: the proxy keeps at most
+    a read's worth per direction, so its workers' memory stays flat."""
+    proxy, _ = env
+    size = 64 * 1024 * 1024
+    before = _worker_rss(proxy)
+    sock, buf = _open(proxy, f"/raw/push?size={size}", rcvbuf=64 * 1024)
+    with sock:
+        time.sleep(1.0)                       # the backend fills every buffer on the way
+        during = _worker_rss(proxy)
+        block = bytes(range(256)) * 4096
+        received = 0
+        data = bytes(buf)
+        sock.settimeout(15)
+        while True:
+            if data:
+                expected = (block * 2)[received % len(block):received % len(block) + len(data)]
+                assert data == expected, f"corrupted stream at byte {received}"
+                received += len(data)
+            data = sock.recv(1 << 20)
+            if not data:
+                break
+    assert received == size
+    assert during - before < 16 * 1024 * 1024, f"a worker grew by {(during - before) >> 20} MiB"
+
+
+@pytest.mark.parametrize("size", [10, 1 << 20])
+def test_client_bytes_and_eof_sent_while_the_101_is_awaited(env, size):
+    """The client sends its data right behind its handshake and half-closes; the backend
+    answers 0.3 s later.  Every byte (1 MiB is beyond the proxy's read-ahead) reaches it
+    after the 101, in order, and then the client's EOF does."""
+    proxy, raw = env
+    payload = os.urandom(size)
+    path = f"/raw/count?{size}"
+    with proxy.connect(timeout=10) as sock:
+        def send():
+            sock.sendall(upgrade_request(path) + payload)
+            sock.shutdown(socket.SHUT_WR)
+        thread = threading.Thread(target=send)
+        thread.start()
+        head, _ = read_head(sock)
+        assert status_of(head) == 101, head
+        thread.join(10)
+        assert raw.event(path).wait(10)
+    received = raw.results[path]
+    assert len(received) == len(payload)
+    assert received == payload
+
+
+def test_full_duplex_bulk_both_ways_at_once(env):
+    """16 MiB each way at the same time: both directions under back-pressure at once."""
+    proxy, raw = env
+    size = 16 * 1024 * 1024
+    path = f"/raw/duplex?size={size}"
+    mine = _pattern(size, 13)
+    sock, buf = _open(proxy, path)
+    with sock:
+        got = bytearray(buf)
+        errors = []
+
+        def reader():
+            try:
+                got.extend(recv_until_eof(sock, limit=20))
+            except OSError as exc:
+                errors.append(exc)
+        thread = threading.Thread(target=reader)
+        thread.start()
+        sock.sendall(mine)
+        sock.shutdown(socket.SHUT_WR)
+        thread.join(25)
+        assert not errors, errors
+    assert raw.event(path).wait(10)
+    assert len(got) == size and bytes(got) == _pattern(size, 7)
+    assert len(raw.results[path]) == size and raw.results[path] == mine
+
+
+@pytest.mark.parametrize("how", ["fin", "rst"])
+def test_client_gone_before_the_101_ends_the_backend_connection(env, how):
+    proxy, raw = env
+    path = f"/raw/late?{how}"
+    sock = proxy.connect()
+    sock.sendall(upgrade_request(path))
+    assert raw.event(path + "#request").wait(5)
+    _reset(sock) if how == "rst" else sock.close()
+    assert raw.event(path).wait(8), "the backend's connection outlived the client"
+    assert raw.results[path] in ("eof", "reset")
+
+
+def test_no_tunnel_is_left_open_after_every_ending_above(env):
+    """Runs last in this module: whatever way the tunnels above ended (FIN, RST, half-close,
+    idle client, dead backend), the scoreboard has counted every one of them closed."""
+    proxy, _ = env
+    wait_for(lambda: total_tunnels(proxy) == 0, 10, 0.2, "the scoreboard to count no open tunnel")
+    status = proxy.status()
+    assert status["totals"]["connections"] == 0, status["workers"]

@@ -37,6 +37,14 @@ def _backend(conn, head, rest, backend):
         conn.sendall(switch_response("myproto") + GREETING)
         echo(conn, rest)
         return
+    if target.endswith(b"/no-upgrade-header"):  # a 101 that does not say what it switches to
+        conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n\r\n" + GREETING)
+        echo(conn, rest)
+        return
+    if target.endswith(b"/switch-to-other"):   # a 101 to a protocol the client did not offer
+        conn.sendall(switch_response("other") + GREETING)
+        echo(conn, rest)
+        return
     if asked is None or "upgrade" not in tokens(head, "Connection"):
         body = b"plain " + target
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
@@ -204,3 +212,33 @@ def test_none_keeps_the_protocol_the_client_asked_for(env):
         assert header_values(head, "Upgrade") == ["myproto"]
         _check_tunnel(sock, buf, 65536)
     assert header_values(_seen(raw, "/none/custom"), "Upgrade") == ["myproto"]
+
+
+def test_backend_101_to_a_protocol_the_client_did_not_offer_is_a_502(env):
+    """RFC 9110 §7.8: the server switches to one of the protocols the client listed."""
+    proxy, _ = env
+    sock, head, buf = _open(proxy, "/allowed/switch-to-other", "myproto")
+    with sock:
+        assert status_of(head) == 502, head
+        assert GREETING not in bytes(buf)
+
+
+def test_backend_101_without_an_upgrade_header_is_a_502(env):
+    """RFC 9110 §15.2.2: a 101 MUST say, in Upgrade, which protocol it switches to."""
+    proxy, _ = env
+    sock, head, buf = _open(proxy, "/allowed/no-upgrade-header", "myproto")
+    with sock:
+        assert status_of(head) == 502, head
+        assert GREETING not in bytes(buf)
+
+
+def test_upgrade_header_without_connection_upgrade_is_plain_http(env):
+    """`Upgrade` not named in `Connection` is not an upgrade request; Upgrade is
+    hop-by-hop and does not reach the backend."""
+    proxy, raw = env
+    sock, head, buf = _open(proxy, "/allowed/no-connection-token", "myproto", connection="keep-alive")
+    with sock:
+        assert status_of(head) == 200, head
+        assert http_response_body(sock, head, buf) == b"plain /allowed/no-connection-token"
+    seen = _seen(raw, "/allowed/no-connection-token")
+    assert not header_values(seen, "Upgrade"), seen

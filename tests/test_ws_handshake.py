@@ -3,9 +3,12 @@ is negotiated end to end, the bytes that travel behind either head, and upgrades
 backend turns down (the connection goes on as HTTP).
 
 Routes of the module's proxy:
+    /dead/   -> a port nobody listens on
     /ws/     -> a `websockets` echo backend that records each handshake request
     /raw/    -> a raw-socket backend (what it does is chosen by the path)
     /plain/  -> ws:// target on an h11 HTTP backend (404 for paths with "missing")
+    /cond/   -> the WebSocket backend when `Upgrade: websocket`, else the HTTP backend
+    ^/app/([a-z]+)/socket$ -> the WebSocket backend's /back/$1
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import threading
 import time
 
 import pytest
-from conftest import HttpBackend, WebSocketBackend, wait_for
+from conftest import HttpBackend, WebSocketBackend, free_port, wait_for
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 from wsutil import (
@@ -71,6 +74,20 @@ def _raw_behaviour(conn, head, rest, backend):
             conn.sendall(piece)
             time.sleep(0.05)
         echo(conn, rest)
+    elif path.startswith("/raw/headers101"):
+        # End-to-end headers in the 101 pass; hop-by-hop ones stop at the proxy.
+        conn.sendall(switch_response("websocket", head, extra=(
+            "Sec-WebSocket-Protocol: one\r\nSec-WebSocket-Extensions: x-custom; p=1\r\n"
+            "Set-Cookie: sid=42; Path=/\r\nX-Backend: raw\r\n"
+            "Keep-Alive: timeout=5\r\nX-Hop: secret\r\nConnection: X-Hop\r\n")))
+        echo(conn, rest)
+    elif path.startswith("/raw/keepalive-first"):
+        # A plain answer that keeps the connection, then (if the proxy reuses this
+        # connection for the client's next request) whatever comes next.
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst")
+        head, rest = read_head(conn, rest)
+        backend.heads.append(head)
+        echo_after_101(conn, head, rest, backend)
     else:
         echo_after_101(conn, head, rest, backend)
 
@@ -84,9 +101,15 @@ def env(tmp_path_factory):
     http = HttpBackend(lambda req, body: (404, [("Content-Type", "text/plain")], b"no such thing")
                        if "missing" in req["target"] else (200, [("Content-Type", "text/plain")], b"plain hello"))
     routes = [
+        {"path": "/dead/", "to": f"ws://127.0.0.1:{free_port()}/"},
         {"path": "/ws/", "to": f"ws://127.0.0.1:{ws.port}/back/"},
         {"path": "/raw/", "to": raw.url("ws", "/raw/")},
         {"path": "/plain/", "to": f"ws://127.0.0.1:{http.port}/plain/"},
+        # RewriteCond %{HTTP:Upgrade} websocket [NC] -> the WebSocket backend, else plain HTTP
+        {"path": "/cond/", "when": {"header": {"Upgrade": "websocket"}}, "to": f"ws://127.0.0.1:{ws.port}/back/"},
+        {"path": "/cond/", "to": f"http://127.0.0.1:{http.port}/plain/"},
+        # ProxyPassMatch
+        {"match": "^/app/([a-z]+)/socket$", "to": f"ws://127.0.0.1:{ws.port}/back/$1"},
     ]
     try:
         with running_proxy(tmp_path_factory.mktemp("ws-handshake"), routes) as proxy:
@@ -164,6 +187,42 @@ def test_browser_style_handshake_with_keep_alive_upgrade_and_repeated_headers(en
     assert header_values(seen, "X-Forwarded-For") == ["127.0.0.1"]
     assert header_values(seen, "X-Forwarded-Proto") == ["http"]
     assert header_values(seen, "X-Forwarded-Host") == ["proxy.test"]
+
+
+def test_backend_101_headers_reach_the_client_without_hop_by_hop_ones(env):
+    proxy, _, _, _ = env
+    key = ws_key()
+    with proxy.connect() as sock:
+        sock.sendall(upgrade_request("/raw/headers101", key=key, extra="Sec-WebSocket-Protocol: one, two\r\n"))
+        head, buf = read_head(sock)
+        assert status_of(head) == 101, head
+        assert header_values(head, "Sec-WebSocket-Accept") == [ws_accept(key)]
+        assert header_values(head, "Sec-WebSocket-Protocol") == ["one"]
+        assert header_values(head, "Sec-WebSocket-Extensions") == ["x-custom; p=1"]
+        assert header_values(head, "Set-Cookie") == ["sid=42; Path=/"]
+        assert header_values(head, "X-Backend") == ["raw"]
+        assert [v.lower() for v in header_values(head, "Upgrade")] == ["websocket"]
+        assert tokens(head, "Connection") == {"upgrade"}
+        assert not header_values(head, "Keep-Alive"), head
+        assert not header_values(head, "X-Hop"), head
+        sock.sendall(b"x")
+        assert recv_exact(sock, 1, buf) == b"x"
+
+
+def test_connection_split_over_two_header_lines_is_one_list(env):
+    """RFC 9110 §5.3: `Connection: keep-alive` + `Connection: Upgrade, X-Hop` is the list
+    "keep-alive, Upgrade, X-Hop": it is an upgrade, and X-Hop is hop-by-hop."""
+    proxy, _, raw, _ = env
+    request = (b"GET /raw/two-connection-lines HTTP/1.1\r\nHost: proxy.test\r\nConnection: keep-alive\r\n"
+               b"Upgrade: websocket\r\nConnection: Upgrade, X-Hop\r\nX-Hop: secret\r\n"
+               b"Sec-WebSocket-Key: " + ws_key().encode() + b"\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    with proxy.connect() as sock:
+        sock.sendall(request)
+        head, buf = read_head(sock)
+        assert status_of(head) == 101, head
+    seen = next(h for h in raw.heads if b"/raw/two-connection-lines" in h)
+    assert not header_values(seen, "X-Hop"), seen
+    assert [v.lower() for v in header_values(seen, "Upgrade")] == ["websocket"]
 
 
 # == negotiation passes through =====================================================================
@@ -346,3 +405,95 @@ def test_backend_gets_nothing_but_the_frames_after_its_101(env):
         assert recv_exact(sock, len(payload), buf) == payload
         sock.shutdown(socket.SHUT_WR)
         assert sock.recv(10) == b""
+
+
+# == upgrades among other requests on one connection =================================================
+def test_upgrade_pipelined_behind_a_plain_request(env):
+    proxy, _, _, _ = env
+    with proxy.connect() as sock:
+        sock.sendall(b"GET /plain/before-upgrade HTTP/1.1\r\nHost: proxy.test\r\n\r\n"
+                     + upgrade_request("/ws/pipelined") + frame(b"after both heads", OP_TEXT))
+        head, buf = read_head(sock)
+        assert status_of(head) == 200, head
+        assert http_response_body(sock, head, buf) == b"plain hello"
+        head, buf = read_head(sock, buf)
+        assert status_of(head) == 101, head
+        assert read_frame(sock, buf) == (OP_TEXT, b"after both heads")
+
+
+def test_upgrade_after_a_keep_alive_exchange_on_the_same_connections(env):
+    """A plain exchange first (its backend connection goes back to the pool), then an
+    upgrade on the same client connection to the same backend."""
+    proxy, _, _, _ = env
+    with proxy.connect() as sock:
+        sock.sendall(b"GET /raw/keepalive-first HTTP/1.1\r\nHost: proxy.test\r\n\r\n")
+        head, buf = read_head(sock)
+        assert status_of(head) == 200, head
+        assert http_response_body(sock, head, buf) == b"first"
+        sock.sendall(upgrade_request("/raw/keepalive-second"))
+        head, buf = read_head(sock, buf)
+        assert status_of(head) == 101, head
+        sock.sendall(b"tunnel after keep-alive")
+        assert recv_exact(sock, 23, buf) == b"tunnel after keep-alive"
+
+
+def test_http10_upgrade_request_is_not_upgraded(env):
+    """RFC 9110 §7.8: a server that receives Upgrade in an HTTP/1.0 request MUST ignore it.
+    The backend gets a plain request and the client a plain answer."""
+    proxy, _, _, http = env
+    with proxy.connect() as sock:
+        sock.settimeout(5)
+        sock.sendall(b"GET /plain/http10-upgrade HTTP/1.0\r\nHost: proxy.test\r\nUpgrade: websocket\r\n"
+                     b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                     b"Sec-WebSocket-Version: 13\r\n\r\n")
+        head, buf = read_head(sock)
+        assert status_of(head) == 200, head
+    request = next(r for r in http.requests if r["target"] == "/plain/http10-upgrade")
+    assert not [v for k, v in request["headers"] if k.lower() == "upgrade"], request["headers"]
+    assert all("upgrade" not in v.lower() for k, v in request["headers"] if k.lower() == "connection")
+
+
+def test_upgrade_to_a_backend_that_is_down_is_a_gateway_error(env):
+    proxy, _, _, _ = env
+
+    async def main():
+        with pytest.raises(InvalidStatus) as info:
+            async with connect(proxy.url("/dead/x", "ws"), **CLIENT_OPTIONS):
+                pass
+        assert info.value.response.status_code in (502, 503)
+    _run(main())
+
+
+# == routing upgrades ==================================================================================
+def test_rewritecond_style_route_sends_upgrades_to_the_websocket_backend(env):
+    proxy, ws_backend, _, http = env
+
+    async def main():
+        async with connect(proxy.url("/cond/chat?room=1", "ws"), **CLIENT_OPTIONS) as ws:
+            await ws.send("conditional")
+            assert await ws.recv() == "conditional"
+    _run(main())
+    assert any(r.path == "/back/chat?room=1" for r in ws_backend.requests)
+    with proxy.connect() as sock:
+        sock.settimeout(5)
+        sock.sendall(b"GET /cond/page HTTP/1.1\r\nHost: proxy.test\r\n\r\n")
+        head, buf = read_head(sock)
+        assert status_of(head) == 200, head
+        assert http_response_body(sock, head, buf) == b"plain hello"
+        # [NC]: the condition matches whatever the case of the header's value.
+        sock.sendall(upgrade_request("/cond/shout", upgrade="WEBSOCKET") + frame(b"loud", OP_TEXT))
+        head, buf = read_head(sock, buf)
+        assert status_of(head) == 101, head
+        assert read_frame(sock, buf) == (OP_TEXT, b"loud")
+    assert any(r["target"] == "/plain/page" for r in http.requests)
+
+
+def test_proxypassmatch_route_tunnels_websockets(env):
+    proxy, ws_backend, _, _ = env
+
+    async def main():
+        async with connect(proxy.url("/app/orders/socket?since=5", "ws"), **CLIENT_OPTIONS) as ws:
+            await ws.send("matched")
+            assert await ws.recv() == "matched"
+    _run(main())
+    assert any(r.path == "/back/orders?since=5" for r in ws_backend.requests)

@@ -100,6 +100,18 @@ def test_sixteen_mebibyte_message(ws_proxy):
     _run(main(), 50)
 
 
+def test_fragmented_message_is_reassembled(ws_proxy):
+    fragments = ["frag-one ", "frag-two ", "", "frag-three"]
+
+    async def main():
+        async with connect(_url(ws_proxy, "echo"), compression=None, **CLIENT_OPTIONS) as ws:
+            await ws.send(iter(fragments))          # one message, four frames (FIN on the last)
+            assert await ws.recv() == "".join(fragments)
+            await ws.send([b"\x01" * 70000, b"\x02" * 3])
+            assert await ws.recv() == b"\x01" * 70000 + b"\x02" * 3
+    _run(main())
+
+
 def test_ten_thousand_small_messages_keep_their_order(ws_proxy):
     count = 10_000
 

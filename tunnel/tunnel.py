@@ -288,11 +288,53 @@ class Tunnel:
         self.on_close(self, reason)
 
     # -- hand-over -------------------------------------------------------------------
-    def export_state(self) -> dict:
-        """Everything but the two sockets, for passing this tunnel to another process."""
-        return {
-            "to_backend": self.to_backend or b"", "to_client": self.to_client or b"",
+    @property
+    def movable(self) -> bool:
+        """A plain tunnel is two sockets and bytes: another process can carry on with it.
+        A TLS session lives in this process's memory and cannot move."""
+        return not self.tls and not self.closed
+
+    def detach(self) -> tuple[socket.socket, socket.socket, dict]:
+        """Stop relaying and give up both sockets with everything needed to resume.
+
+        The fds leave epoll *before* the caller closes its copies: an epoll registration
+        belongs to the open file description, which lives on in the receiving process,
+        so a registration left behind would keep reporting events here."""
+        loop = self.loop
+        loop.timed.discard(self)
+        for fd, mask in ((self.cfd, self.cmask), (self.bfd, self.bmask)):
+            if mask is not None:
+                loop.remove(fd)
+        self.closed = True
+        state = {
             "client_eof": self.client_eof, "backend_eof": self.backend_eof,
             "bytes_in": self.bytes_in, "bytes_out": self.bytes_out,
-            "idle_left": max(self.deadline - self.loop.now, 0.0),
+            "idle_timeout": self.idle_timeout, "idle_left": max(self.deadline - loop.now, 0.0),
+            "age": loop.now - self.started,
         }
+        return self.client, self.backend, state
+
+    @classmethod
+    def resume(cls, loop, client: socket.socket, backend: socket.socket, state: dict, on_close,
+               to_backend: bytes = b"", to_client: bytes = b"", context=None) -> Tunnel:
+        """The receiving side of `detach`: carry on exactly where the other process stopped."""
+        tunnel = cls.__new__(cls)
+        tunnel.loop = loop
+        tunnel.client, tunnel.backend = client, backend
+        tunnel.cfd, tunnel.bfd = client.fileno(), backend.fileno()
+        tunnel.to_backend = to_backend or None
+        tunnel.to_client = to_client or None
+        tunnel.client_eof = state["client_eof"]
+        tunnel.backend_eof = state["backend_eof"]
+        tunnel.cmask = tunnel.bmask = None
+        tunnel.bytes_in, tunnel.bytes_out = state["bytes_in"], state["bytes_out"]
+        tunnel.started = loop.now - state["age"]
+        tunnel.idle_timeout = state["idle_timeout"]
+        tunnel.deadline = loop.now + state["idle_left"]
+        tunnel.on_close = on_close
+        tunnel.closed = False
+        tunnel.context = context
+        tunnel.tls = False
+        loop.timed.add(tunnel)
+        tunnel._update_interest()
+        return tunnel

@@ -518,7 +518,7 @@ class ClientConnection:
             return
         worker, loop = self.worker, self.loop
         head101 = response_head(resp, True, False, True, None, upgrade=True)
-        to_client = head101 + bytes(self.respbuf)
+        to_client = (self.to_client or b"") + head101 + bytes(self.respbuf)   # an unsent 1xx goes first
         to_backend = (self.to_backend or b"") + bytes(self.inbuf)
         self.status = 101
         self.phase = Phase.CLOSED
@@ -526,10 +526,15 @@ class ClientConnection:
         loop.remove(self.fd)
         conn, self.conn = self.conn, None
         loop.remove(conn.fd)
-        worker.tunnel_opened()
-        Tunnel(loop, self.sock, conn.sock, self.route.timeout, worker.tunnel_closed,
-               to_backend=to_backend, to_client=to_client,
-               context=(self.client_ip, self.head, self.route, self.backend, self.started))
+        head = self.head
+        context = {"client": self.client_ip.decode(), "method": head.method.decode("latin-1"),
+                   "target": head.target.decode("latin-1"), "version": head.version,
+                   "referer": (head.get(b"referer") or b"").decode("latin-1"),
+                   "agent": (head.get(b"user-agent") or b"").decode("latin-1"),
+                   "route": self.route.name, "backend": self.backend.origin, "head_size": head.raw_size}
+        tunnel = Tunnel(loop, self.sock, conn.sock, self.route.timeout, worker.tunnel_closed,
+                        to_backend=to_backend, to_client=to_client, context=context)
+        worker.tunnel_opened(tunnel)
 
     # == endings ============================================================================
     def _finish_exchange(self) -> None:

@@ -131,6 +131,26 @@ class AccessLog:
             f'{body_sent or "-"} "{_quote(referer)}" "{_quote(agent)}" {micros} "{route}" "{backend}"{extra}\n')
 
 
+    def tunnel(self, context: dict, bytes_in: int, bytes_out: int, duration: float, reason: str) -> None:
+        """One line when a tunnel ends: the upgrade request, 101, bytes each way (heads included)."""
+        received = bytes_in + context.get("head_size", 0)
+        request = f"{context['method']} {context['target']} HTTP/{context['version']}"
+        micros = int(duration * 1_000_000)
+        if self.json:
+            self.sink.write(json.dumps({
+                "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "client": context["client"], "request": request,
+                "status": 101, "bytes_sent": bytes_out, "bytes_received": received, "duration_us": micros,
+                "route": context["route"], "backend": context["backend"], "referer": context["referer"] or "-",
+                "user_agent": context["agent"] or "-", "tunnel": True, "tunnel_bytes_in": bytes_in,
+                "tunnel_bytes_out": bytes_out, "tunnel_end": reason}) + "\n")
+            return
+        self.sink.write(
+            f'{context["client"]} - - {_clock.apache()} "{_quote(request.encode("latin-1"))}" 101 {bytes_out or "-"} '
+            f'"{_quote(context["referer"].encode("latin-1"))}" "{_quote(context["agent"].encode("latin-1"))}" '
+            f'{micros} "{context["route"]}" "{context["backend"]}" tunnel_in={bytes_in} tunnel_out={bytes_out} '
+            f'end="{reason}"\n')
+
+
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 
 

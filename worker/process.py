@@ -17,12 +17,15 @@ import errno
 import os
 import signal
 import socket
+import time
 
 import setproctitle
 
+from tunnel.tunnel import Tunnel
 from worker.backend import BackendPool
 from worker.balancer import BalancerState
 from worker.exchange import ClientConnection, Phase
+from worker.handover import CONNECT_PATIENCE, HandoverReceiver, connect_successor, send_tunnel
 from worker.logs import AccessLog, ErrorLog, LogSink
 from worker.loop import EPOLLIN, EventLoop
 from worker.routing import Router
@@ -34,13 +37,18 @@ EMFILE_BACKOFF = 0.1         # seconds to stop accepting when out of file descri
 
 
 class Worker:
-    def __init__(self, config, listeners, slot: int, generation: int, scoreboard_row, parent_fd: int):
+    def __init__(self, config, listeners, slot: int, generation: int, scoreboard_row, parent_fd: int,
+                 peers=lambda: []):
         self.config = config
         self.listeners = listeners          # [(socket, conf.Listener)]
         self.slot = slot
         self.generation = generation
         self.row = scoreboard_row
         self.parent_fd = parent_fd
+        self.peers = peers                  # the scoreboard's live rows: where a successor is found
+        self.started_wall = time.time()
+        self.handover = None                # connection to the successor while handing over
+        self.handover_deadline = 0.0
         mpm = config.mpm
         share = -(-mpm.max_request_workers // mpm.workers)   # MaxRequestWorkers spread over the slots
         self.capacity = min(mpm.threads_per_child, share)
@@ -73,6 +81,7 @@ class Worker:
         self.router = Router(self.config.routes, self.timeouts.proxy)
         self.balancers = {name: BalancerState(b) for name, b in self.config.balancers.items()}
         self.pool = BackendPool(loop)
+        self.receiver = HandoverReceiver(self)      # bound before we report ready
         self._install_signals()
         loop.add(self.parent_fd, EPOLLIN, self._on_parent_event)
         for sock, listener in self.listeners:
@@ -182,19 +191,26 @@ class Worker:
     def handshake_failed(self) -> None:
         self.tls_failures += 1
 
-    def tunnel_opened(self) -> None:
+    def tunnel_opened(self, tunnel) -> None:
         self.tunnels += 1
         self.requests += 1
+        if self.stopping and self.handover is not None:
+            self.loop.call_soon(lambda: self._hand_over([tunnel]))
+
+    def tunnel_adopted(self, tunnel) -> None:
+        """A tunnel handed over by a worker that is stopping."""
+        self.connections += 1
+        self.tunnels += 1
+        if self.connections >= self.capacity:
+            self._pause_accepting()
 
     def tunnel_closed(self, tunnel, reason: str) -> None:
         self.tunnels -= 1
         self.bytes_in += tunnel.bytes_in
         self.bytes_out += tunnel.bytes_out
         if self.access is not None:
-            client_ip, head, route, backend, started = tunnel.context
-            self.access.exchange(client_ip, head, 101, tunnel.bytes_out, tunnel.bytes_out, tunnel.bytes_in,
-                                 self.loop.now - started, route.name, backend.origin,
-                                 tunnel=(tunnel.bytes_in, tunnel.bytes_out, reason))
+            self.access.tunnel(tunnel.context, tunnel.bytes_in, tunnel.bytes_out, self.loop.now - tunnel.started,
+                               reason)
         self.connection_closed()
 
     # == helpers for exchanges =================================================================
@@ -244,12 +260,76 @@ class Worker:
                                f"({self.tunnels} tunnels) left, {self.config.mpm.graceful_timeout:g}s to go")
         self._publish()
         self.loop.call_later(self.config.mpm.graceful_timeout, self._graceful_timeout)
+        if self.tunnels:
+            self.handover_deadline = self.loop.now + CONNECT_PATIENCE
+            self._find_successor()
+
+    # == hand-over ====================================================================================
+    def _successors(self) -> list[int]:
+        """Workers that took over from us: a newer generation, or our slot's replacement
+        (recycling); our own slot's first.  Empty when the whole server is stopping."""
+        me = os.getpid()
+        found = []
+        for row in self.peers():
+            if row["pid"] in (0, me) or row["state"] not in ("ready", "busy"):
+                continue
+            newer = row["generation"] > self.generation or (
+                row["generation"] == self.generation and row["slot"] == self.slot
+                and row["started"] > self.started_wall)
+            if newer:
+                found.append((row["slot"] != self.slot, -row["generation"], row["pid"]))
+        return [pid for *_, pid in sorted(found)]
+
+    def _find_successor(self) -> None:
+        pids = self._successors()
+        same_slot = any(row["pid"] in pids and row["slot"] == self.slot for row in self.peers())
+        if pids and not same_slot and self.loop.now < self.handover_deadline - CONNECT_PATIENCE + 1.0:
+            pids = []      # our slot's successor is probably still starting: give it a second
+        sock = connect_successor(pids) if pids else None
+        if sock is None:
+            if self.loop.now < self.handover_deadline and self.tunnels:
+                self.loop.call_later(0.05, self._find_successor)
+            elif self.tunnels:
+                self.log_error("info", f"no successor to hand {self.tunnels} tunnels to: "
+                                       "they stay here until they close or graceful_timeout")
+            return
+        self.handover = sock
+        self._hand_over([obj for obj in self.loop.timed if isinstance(obj, Tunnel)])
+
+    def _hand_over(self, tunnels: list) -> None:
+        moved = kept = 0
+        for tunnel in tunnels:
+            if not tunnel.movable:
+                kept += 1
+                continue
+            try:
+                if not send_tunnel(self.handover, tunnel, self.loop):
+                    kept += 1
+                    self.log_error("error", "hand-over: the successor stopped taking tunnels")
+                    break
+            except OSError as exc:
+                self.log_error("error", f"hand-over: a tunnel was lost mid-record: {exc}")
+                self.tunnels -= 1
+                self.connections -= 1
+                break
+            moved += 1
+            self.tunnels -= 1
+            self.connections -= 1
+        left = sum(1 for obj in self.loop.timed if isinstance(obj, Tunnel))
+        self.log_error("info", f"hand-over: passed {moved} tunnels to the successor; "
+                               f"{left} stay here (TLS or not passed)")
+        self._publish()
+        if self.connections == 0:
+            self.loop.running = False
 
     def _graceful_timeout(self) -> None:
         self.log_error("info", f"graceful timeout: closing {self.connections} connections")
         self.loop.running = False
 
     def _shutdown(self) -> None:
+        if self.handover is not None:
+            self.handover.close()
+        self.receiver.close()
         for obj in list(self.loop.timed):
             if isinstance(obj, ClientConnection):
                 obj.close()

@@ -17,10 +17,12 @@ CRLF = b"\r\n"
 
 
 def _skip_set(headers, base: frozenset) -> frozenset:
+    """`base` plus every header named by any Connection line (there may be several)."""
+    named = None
     for name, _, value in headers:
         if name == b"connection":
-            return base | connection_tokens(value)
-    return base
+            named = connection_tokens(value) if named is None else named | connection_tokens(value)
+    return base if named is None else base | named
 
 
 def request_head(head, target: bytes, host: bytes, client_ip: bytes, proto: bytes,

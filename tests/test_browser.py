@@ -1,0 +1,186 @@
+"""A real browser through the proxy (issue #4): headless Chromium opens the demo page
+served by the bundled backend, and the page's WebSocket sends 100 messages and
+counts the echoes.
+
+Chromium is driven over the DevTools protocol (CDP) with the `websockets` library: no
+Playwright and no browser download.  It is Debian's /usr/bin/chromium (CI installs it
+with apt).  Without it the test is skipped, unless the CI environment variable is set:
+then it fails, because CI must run it."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import psutil
+import pytest
+from conftest import wait_for
+from websockets.asyncio.client import connect
+from wsutil import BenchBackend, tunnel_lines
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+MESSAGES = 100
+
+
+def _chromium() -> str:
+    for candidate in ("/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser")):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    reason = "Chromium is not installed (Debian: apt-get install chromium); the browser test needs it"
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}, and CI is set: CI must run this test")
+    pytest.skip(reason)
+
+
+class Chromium:
+    """A headless Chromium in its own session; `close()` kills it and every child."""
+
+    def __init__(self, binary: str, profile: str):
+        self.profile = profile
+        self.log = open(os.path.join(profile + "-chromium.log"), "wb")
+        self.proc = subprocess.Popen(
+            [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0", "about:blank"],
+            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.known: set[psutil.Process] = set()
+
+    def devtools_url(self, timeout: float = 30.0) -> str:
+        """The browser's CDP endpoint, from the DevToolsActivePort file it writes."""
+        path = os.path.join(self.profile, "DevToolsActivePort")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._remember_children()
+            if self.proc.poll() is not None:
+                raise AssertionError(f"chromium exited with {self.proc.returncode}: {self.output()[-2000:]}")
+            try:
+                with open(path) as f:
+                    lines = f.read().split("\n")
+                if len(lines) >= 2 and lines[0].strip() and lines[1].strip():
+                    return f"ws://127.0.0.1:{lines[0].strip()}{lines[1].strip()}"
+            except FileNotFoundError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"chromium wrote no DevToolsActivePort in {timeout}s: {self.output()[-2000:]}")
+
+    def output(self) -> str:
+        with open(self.log.name, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def _remember_children(self) -> None:
+        try:
+            self.known.update(psutil.Process(self.proc.pid).children(recursive=True))
+        except psutil.NoSuchProcess:
+            pass
+
+    def close(self) -> None:
+        if self.log.closed:
+            return
+        self._remember_children()
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(5)
+        # Children that left the process group (zygotes, crashpad) go too.
+        for child in self.known:
+            try:
+                child.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(list(self.known), timeout=5)
+        self.log.close()
+
+
+class Cdp:
+    """Just enough of the DevTools protocol: commands over one browser connection,
+    addressed to a page through a flattened session."""
+
+    def __init__(self, ws):
+        self.ws = ws
+        self.ids = itertools.count(1)
+
+    async def call(self, method: str, params: dict | None = None, session: str | None = None) -> dict:
+        message_id = next(self.ids)
+        message = {"id": message_id, "method": method, "params": params or {}}
+        if session:
+            message["sessionId"] = session
+        await self.ws.send(json.dumps(message))
+        while True:                                 # events are skipped: we poll instead
+            reply = json.loads(await self.ws.recv())
+            if reply.get("id") == message_id:
+                if "error" in reply:
+                    raise AssertionError(f"CDP {method} failed: {reply['error']}")
+                return reply["result"]
+
+    async def evaluate(self, expression: str, session: str):
+        result = await self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True}, session)
+        return result["result"].get("value")
+
+
+@pytest.fixture
+def chromium(tmp_path):
+    binary = _chromium()
+    browser = Chromium(binary, str(tmp_path / "chromium-profile"))
+    yield browser
+    browser.close()
+
+
+@pytest.fixture
+def bench_backend(tmp_path):
+    backend = BenchBackend(str(tmp_path))
+    yield backend
+    backend.close()
+
+
+@pytest.mark.timeout(90)
+def test_demo_page_echoes_100_messages_in_headless_chromium(proxy_factory, bench_backend, chromium):
+    proxy = proxy_factory([
+        {"path": "/ws", "to": f"ws://127.0.0.1:{bench_backend.port}/ws"},
+        {"path": "/", "to": f"http://127.0.0.1:{bench_backend.port}/"},
+    ])
+    page_url = proxy.url(f"/?n={MESSAGES}")
+    devtools = chromium.devtools_url()
+
+    async def main():
+        async with connect(devtools, max_size=None, proxy=None, ping_interval=None) as ws:
+            cdp = Cdp(ws)
+            target = await cdp.call("Target.createTarget", {"url": "about:blank"})
+            attached = await cdp.call("Target.attachToTarget", {"targetId": target["targetId"], "flatten": True})
+            session = attached["sessionId"]
+            await cdp.call("Page.enable", session=session)
+            navigated = await cdp.call("Page.navigate", {"url": page_url}, session)
+            assert "errorText" not in navigated, navigated
+            state = {}
+            for _ in range(300):                 # up to 30 s: a cold Chromium can be slow here
+                state = await cdp.evaluate(
+                    "({title: document.title, count: (document.getElementById('count') || {}).textContent,"
+                    " state: (document.getElementById('state') || {}).textContent})", session)
+                if state and state.get("title") == f"done {MESSAGES}":
+                    break
+                await asyncio.sleep(0.1)
+            return state
+    state = asyncio.run(asyncio.wait_for(main(), 60))
+    assert state.get("title") == f"done {MESSAGES}", f"page state: {state}"
+    assert state.get("count") == str(MESSAGES), f"page state: {state}"
+    assert state.get("state") == "open", f"page state: {state}"
+    # The page really came through the proxy, and so did its WebSocket.
+    assert any(f'"GET /?n={MESSAGES} HTTP/1.1" 200' in line for line in proxy.access_lines()), proxy.access_lines()
+    chromium.close()      # ends the page's WebSocket: its tunnel's log line is written
+    lines = wait_for(lambda: tunnel_lines(proxy, '"GET /ws HTTP/1.1" 101'), 10, what="the tunnel's log line")
+    assert len(lines) == 1, lines

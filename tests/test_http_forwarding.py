@@ -1,0 +1,611 @@
+"""Routing, forwarding and access logs (issue #3).
+
+One master (workers=1, so its backend pool is the only one) serves most tests here,
+with routes onto a module-wide h11 backend (`B`, records every request and its raw
+bytes) and a raw-socket backend (`R`, whose per-connection script each test sets).
+R's scripts answer with `Connection: close` unless a test wants its connection pooled,
+so no test inherits another's pooled raw connection.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import threading
+import time
+
+import psutil
+import pytest
+from conftest import HttpBackend, wait_for
+from httpclient import (
+    Client,
+    RawBackend,
+    RawConn,
+    Reader,
+    get,
+    is_closed,
+    recv_until_close,
+    respond,
+    running_proxy,
+    serve_simple,
+    wait_access,
+)
+
+
+def _b_handler(req, body):
+    target = req["target"]
+    if target.startswith("/back/"):          # reached through /rev/ and /norev/
+        origin = f"http://127.0.0.1:{_b_handler.port}"
+        return 302, [("Location", f"{origin}/back/there?x=1"),
+                     ("Content-Location", f"{origin}/back/cl"),
+                     ("URI", f"{origin}/back/u"),
+                     ("X-Other", f"{origin}/back/not-rewritten"),
+                     ("Link", "<http://elsewhere.test/back/x>")], b""
+    if target.startswith("/echo/slow"):
+        time.sleep(0.25)
+    if target.startswith("/echo/chunked"):
+        return 200, [("Transfer-Encoding", "chunked")], b"0123456789" * 100
+    if target.startswith("/echo/hop-response"):
+        return 200, [("Connection", "X-Secret"), ("X-Secret", "s"), ("Keep-Alive", "timeout=3"),
+                     ("Proxy-Connection", "keep-alive"), ("Upgrade", "h2c"), ("X-Kept", "yes")], b"hop"
+    if target.startswith("/echo/elsewhere"):
+        return 301, [("Location", "http://elsewhere.test/back/x")], b""
+    return 200, [("Content-Type", "text/plain")], f"echo:{target}:".encode() + body
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    b = HttpBackend(_b_handler)
+    _b_handler.port = b.port
+    r = RawBackend()
+    stale = RawBackend()
+    idle = RawBackend()
+    routes = [
+        {"path": "/app/", "to": b.url + "/x/"},
+        {"match": r"^/m/(\w+)/(\d+)$", "to": b.url + "/mm/$2/$1"},
+        {"path": "/cond/", "when": {"header": {"Upgrade": "websocket"}}, "to": b.url + "/ws-side/"},
+        {"path": "/cond/", "to": b.url + "/plain-side/"},
+        {"path": "/first/", "to": b.url + "/one/"},
+        {"match": "^/first/(.*)$", "to": b.url + "/two/$1"},
+        {"path": "/enc/", "to": b.url + "/enc/"},
+        {"path": "/pres/", "to": b.url + "/", "preserve_host": True},
+        {"path": "/rev/", "to": b.url + "/back/", "reverse": True},
+        {"path": "/norev/", "to": b.url + "/back/"},
+        {"path": "/echo/", "to": b.url + "/echo/"},
+        {"path": "/raw/", "to": r.url + "/raw/"},
+        {"path": "/stale/", "to": stale.url + "/stale/"},
+        {"path": "/idle/", "to": idle.url + "/idle/"},
+    ]
+    with running_proxy(tmp_path_factory.mktemp("forwarding"), routes, workers=1,
+                       timeouts={"client_header": 5, "keepalive": 5, "proxy": 10, "connect": 2}) as proxy:
+        yield type("Env", (), {"proxy": proxy, "b": b, "r": r, "stale": stale, "idle": idle})
+    for backend in (b, r, stale, idle):
+        backend.close()
+
+
+def _last(b: HttpBackend, target: str) -> dict:
+    wait_for(lambda: any(req["target"] == target for req in b.requests), 3, what=f"{target} at the backend")
+    return [req for req in b.requests if req["target"] == target][-1]
+
+
+def _headers(record: dict, name: str) -> list[str]:
+    return [v for k, v in record["headers"] if k.lower() == name.lower()]
+
+
+def _raw_handler(r: RawBackend, fn) -> None:
+    r.reset_records()
+    r.handler = fn
+
+
+# == routing ====================================================================================
+def test_prefix_route_maps_onto_the_target_path(env):
+    response = get(env.proxy, "/app/foo?q=1")
+    assert response.status == 200
+    assert response.body == b"echo:/x/foo?q=1:"
+
+
+def test_prefix_route_does_not_match_without_its_trailing_slash(env):
+    assert get(env.proxy, "/app").status == 404
+
+
+def test_match_route_substitutes_groups_and_keeps_the_query(env):
+    response = get(env.proxy, "/m/abc/42?z=1")
+    assert response.body == b"echo:/mm/42/abc?z=1:"
+
+
+def test_when_header_condition_is_a_case_insensitive_regex(env):
+    assert get(env.proxy, "/cond/a", [("Upgrade", "websocket")]).body == b"echo:/ws-side/a:"
+    assert get(env.proxy, "/cond/b", [("Upgrade", "WebSocket")]).body == b"echo:/ws-side/b:"
+    assert get(env.proxy, "/cond/c").body == b"echo:/plain-side/c:"
+    assert get(env.proxy, "/cond/d", [("Upgrade", "h2c")]).body == b"echo:/plain-side/d:"
+
+
+def test_first_matching_route_wins(env):
+    assert get(env.proxy, "/first/z").body == b"echo:/one/z:"
+
+
+def test_no_route_is_404_and_the_connection_stays_usable(env):
+    with Client(env.proxy) as client:
+        response = client.request("GET", "/nowhere/at/all")
+        assert response.status == 404
+        assert len(response.body) < 1024
+        again = client.request("GET", "/echo/after-404")
+        assert again.status == 200 and again.body == b"echo:/echo/after-404:"
+
+
+def test_request_target_is_passed_byte_for_byte(env):
+    target = "/enc/a%2Fb/%7e?x=%20&y=%2F%3f&z=a+b"
+    assert get(env.proxy, target).status == 200
+    assert _last(env.b, target)["target"] == target
+    assert get(env.proxy, "/app/a%2Fb/%7e?x=%20").body == b"echo:/x/a%2Fb/%7e?x=%20:"
+
+
+def test_absolute_form_target_is_routed_by_its_path(env):
+    with env.proxy.connect() as sock:
+        sock.sendall(b"GET http://client.test/app/abs?q=1 HTTP/1.1\r\nHost: client.test\r\n\r\n")
+        response = Reader(sock).response()
+    assert response.status == 200 and response.body == b"echo:/x/abs?q=1:"
+
+
+# == client keep-alive and pipelining ===========================================================
+def test_keep_alive_client_and_pooled_backend_connection(env):
+    """Ten requests on one client connection, then five on five client connections:
+    every one of them rides the same pooled backend connection (workers=1)."""
+    b = env.b
+    start = len(b.requests)
+    with Client(env.proxy) as client:
+        for i in range(10):
+            response = client.request("GET", f"/echo/ka{i}")
+            assert response.body == f"echo:/echo/ka{i}:".encode()
+    for i in range(5):
+        assert get(env.proxy, f"/echo/fresh{i}").status == 200
+    conns = {req["conn"] for req in b.requests[start:]}
+    assert len(b.requests) - start == 15
+    assert len(conns) == 1, f"backend connections used: {conns}"
+
+
+def test_pipelined_requests_are_answered_in_order(env):
+    with env.proxy.connect() as sock:
+        sock.sendall(b"GET /echo/p1 HTTP/1.1\r\nHost: t\r\n\r\n"
+                     b"POST /echo/p2 HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello"
+                     b"GET /echo/slow-p3 HTTP/1.1\r\nHost: t\r\n\r\n"
+                     b"GET /echo/p4 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        reader = Reader(sock)
+        bodies = [reader.response().body for _ in range(4)]
+        rest, closed = recv_until_close(sock, 3)
+    assert bodies == [b"echo:/echo/p1:", b"echo:/echo/p2:hello", b"echo:/echo/slow-p3:", b"echo:/echo/p4:"]
+    assert closed and rest == b""
+
+
+# == backend pool =================================================================================
+@pytest.mark.timeout(20)
+def test_pooled_connection_closed_by_the_idle_backend_is_not_used(env):
+    """The backend closes a keep-alive connection while it sits in the pool: the next
+    request goes out on a fresh connection and succeeds."""
+    def close_after_one(conn: RawConn) -> None:
+        head = conn.read_head()
+        conn.read_body(head)
+        conn.send(respond(200, b"idle-" + str(conn.index).encode()))
+        time.sleep(0.2)                        # then an idle-timeout close, no Connection: close
+    _raw_handler(env.idle, close_after_one)
+    assert get(env.proxy, "/idle/1").body == b"idle-0"
+    time.sleep(0.6)
+    assert get(env.proxy, "/idle/2").body == b"idle-1"
+    assert len(env.idle.conns) == 2
+
+
+@pytest.mark.timeout(20)
+def test_pooled_connection_that_dies_under_a_request_is_retried_on_a_fresh_one(env):
+    """The keep-alive race: the backend takes the second request on a pooled connection and
+    closes without answering (as a backend whose keep-alive timer fired would). The proxy
+    retries it once on a fresh connection; the client sees only the 200."""
+    def racy(conn: RawConn) -> None:
+        if conn.index == 0:
+            conn.read_head()
+            conn.send(respond(200, b"first"))
+            conn.read_head()                   # the second request arrives ... and we close
+            return
+        serve_simple(conn, lambda head, body: respond(200, b"retried:" + head.target.encode(),
+                                                     [("Connection", "close")]))
+    _raw_handler(env.stale, racy)
+    with Client(env.proxy) as client:
+        assert client.request("GET", "/stale/one").body == b"first"
+        second = client.request("GET", "/stale/two")
+    assert second.status == 200 and second.body == b"retried:/stale/two"
+    assert [c.index for c in env.stale.conns] == [0, 1]
+    assert [h.target for h in env.stale.conns[0].requests] == ["/stale/one", "/stale/two"]
+
+
+# == bodies =====================================================================================
+def test_content_length_bodies_both_ways(env):
+    body = bytes(range(256)) * 4096          # 1 MiB
+    response = get(env.proxy, "/echo/upload", method="POST", body=body)
+    assert response.status == 200
+    assert response.body == b"echo:/echo/upload:" + body
+
+
+def test_chunked_request_with_trailers_reaches_the_backend(env):
+    with env.proxy.connect() as sock:
+        sock.sendall(b"POST /echo/chunked-up HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     b"5\r\nhello\r\n6\r\n world\r\n0\r\nX-Up-Trailer: t1\r\n\r\n")
+        response = Reader(sock).response()
+    assert response.status == 200
+    assert _last(env.b, "/echo/chunked-up")["body"] == b"hello world"
+    assert any(b"X-Up-Trailer: t1\r\n" in raw for raw in env.b.raw), "the request trailer was not passed on"
+
+
+def test_chunked_response_with_trailers_and_the_connection_stays_usable(env):
+    def chunked(conn: RawConn) -> None:
+        conn.read_head()
+        conn.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\nConnection: close\r\n\r\n"
+                  b"5\r\nhello\r\n6\r\n world\r\n0\r\nX-Sum: 42\r\n\r\n")
+    _raw_handler(env.r, chunked)
+    with Client(env.proxy) as client:
+        response = client.request("GET", "/raw/chunked")
+        assert response.status == 200
+        assert response.body == b"hello world"
+        assert response.trailers == [("x-sum", "42")]
+        assert response.get("trailer") is None, "Trailer is hop-by-hop"
+        assert client.request("GET", "/echo/after-chunked").body == b"echo:/echo/after-chunked:"
+
+
+@pytest.mark.parametrize("status_line", ["HTTP/1.1 200 OK", "HTTP/1.0 200 OK"])
+def test_read_until_close_response_is_relayed_whole(env, status_line):
+    payload = b"x" * 300_000 + b"END"
+
+    def until_close(conn: RawConn) -> None:
+        conn.read_head()
+        conn.send(status_line.encode() + b"\r\nContent-Type: text/plain\r\n\r\n")
+        for i in range(0, len(payload), 50_000):
+            conn.send(payload[i:i + 50_000])
+        # then close: the close is the end of the body
+    _raw_handler(env.r, until_close)
+    with Client(env.proxy) as client:
+        response = client.request("GET", "/raw/until-close")
+        assert response.status == 200 and response.body == payload
+        if client.reusable():        # chunked to the client: then the connection must still work
+            assert client.request("GET", "/echo/after-close").status == 200
+
+
+@pytest.mark.timeout(20)
+def test_chunked_upload_is_streamed_to_the_backend(env):
+    """The backend sees the first chunk before the client sends the last one."""
+    first_chunk_seen = threading.Event()
+    got = {}
+
+    def streaming(conn: RawConn) -> None:
+        head = conn.read_head()
+        got["head"] = head
+        size = int(conn.line(), 16)
+        got["first"] = conn.exactly(size)
+        conn.exactly(2)
+        first_chunk_seen.set()
+        rest = b""
+        while True:
+            size = int(conn.line().split(b";")[0], 16)
+            if size == 0:
+                while conn.line():
+                    pass
+                break
+            rest += conn.exactly(size)
+            conn.exactly(2)
+        conn.send(respond(200, b"got:" + got["first"] + rest, [("Connection", "close")]))
+    _raw_handler(env.r, streaming)
+    with env.proxy.connect() as sock:
+        sock.sendall(b"POST /raw/stream HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+        assert first_chunk_seen.wait(5), "the first chunk was held back until the body was complete"
+        sock.sendall(b"4\r\nlast\r\n0\r\n\r\n")
+        response = Reader(sock).response()
+    assert response.status == 200 and response.body == b"got:firstlast"
+
+
+def _rss(pid: int) -> int:
+    return psutil.Process(pid).memory_info().rss
+
+
+@pytest.mark.timeout(40)
+def test_100_mib_response_is_relayed_in_bounded_memory(env):
+    size = 100 * 1024 * 1024
+    block = b"\xab" * (1024 * 1024)
+
+    def big(conn: RawConn) -> None:
+        conn.read_head()
+        conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % size)
+        for _ in range(size // len(block)):
+            conn.sock.sendall(block)
+    _raw_handler(env.r, big)
+    pid = env.proxy.worker_pids()[0]
+    baseline = peak = _rss(pid)
+    with env.proxy.connect(10) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 * 1024)
+        sock.sendall(b"GET /raw/big HTTP/1.1\r\nHost: t\r\n\r\n")
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sock.recv(4096)
+        assert head.startswith(b"HTTP/1.1 200")
+        received = len(head.split(b"\r\n\r\n", 1)[1])
+        time.sleep(0.5)                         # a slow reader: the backend keeps pushing
+        peak = max(peak, _rss(pid))
+        buf = bytearray(1024 * 1024)
+        next_sample = received + 8 * 1024 * 1024
+        while received < size:
+            n = sock.recv_into(buf)
+            assert n, f"EOF after {received} of {size} bytes"
+            received += n
+            if received >= next_sample:
+                peak = max(peak, _rss(pid))
+                next_sample += 8 * 1024 * 1024
+    assert received == size
+    growth = (peak - baseline) / 2**20
+    assert growth < 30, f"worker RSS grew by {growth:.1f} MiB while relaying 100 MiB"
+
+
+@pytest.mark.timeout(40)
+def test_large_upload_is_relayed_in_bounded_memory(env):
+    size = 64 * 1024 * 1024
+
+    def slow_sink(conn: RawConn) -> None:
+        head = conn.read_head()
+        time.sleep(0.5)                        # a slow backend: the client keeps pushing
+        left = int(head.get("content-length")) - len(conn.buf)
+        buf = bytearray(1024 * 1024)
+        while left > 0:
+            n = conn.sock.recv_into(buf, min(left, len(buf)))
+            if not n:
+                return
+            left -= n
+        conn.send(respond(200, b"sunk", [("Connection", "close")]))
+    _raw_handler(env.r, slow_sink)
+    pid = env.proxy.worker_pids()[0]
+    baseline = _rss(pid)
+    peak = [baseline]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss(pid))
+            time.sleep(0.05)
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        with env.proxy.connect(10) as sock:
+            sock.sendall(b"POST /raw/upload HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % size)
+            block = b"\xcd" * (1024 * 1024)
+            for _ in range(size // len(block)):
+                sock.sendall(block)
+            response = Reader(sock, 10).response()
+    finally:
+        done.set()
+        sampler.join(2)
+    assert response.status == 200 and response.body == b"sunk"
+    growth = (peak[0] - baseline) / 2**20
+    assert growth < 30, f"worker RSS grew by {growth:.1f} MiB while relaying a 64 MiB upload"
+
+
+# == Expect, bodiless responses =================================================================
+@pytest.mark.timeout(20)
+def test_expect_100_continue_round_trip(env):
+    def continuing(conn: RawConn) -> None:
+        head = conn.read_head()
+        if (head.get("expect") or "").lower() == "100-continue":
+            conn.send(b"HTTP/1.1 100 Continue\r\n\r\n")
+        body = conn.read_body(head)
+        conn.send(respond(200, b"body:" + body, [("Connection", "close")]))
+    _raw_handler(env.r, continuing)
+    with env.proxy.connect() as sock:
+        sock.sendall(b"POST /raw/expect HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 11\r\n\r\n")
+        reader = Reader(sock, 5)
+        interim = reader.head()
+        assert interim[0] == 100, "no 100 Continue before the body was sent"
+        sock.sendall(b"hello world")
+        response = reader.response()
+    assert response.status == 200 and response.body == b"body:hello world"
+
+
+@pytest.mark.timeout(20)
+def test_expect_100_continue_refused_by_the_backend(env):
+    """The backend answers at once without 100: the client gets that answer without
+    having to send its body."""
+    def refusing(conn: RawConn) -> None:
+        conn.read_head()
+        conn.send(respond(413, b"too big", [("Connection", "close")], reason="Content Too Large"))
+    _raw_handler(env.r, refusing)
+    with env.proxy.connect() as sock:
+        sock.sendall(b"PUT /raw/expect HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 5000000\r\n\r\n")
+        response = Reader(sock, 5).response()
+    assert response.status == 413 and response.body == b"too big"
+
+
+def test_head_204_304_have_no_body_and_the_connections_stay_usable(env):
+    def bodiless(conn: RawConn) -> None:
+        def answer(head, body):
+            if head.method == "HEAD":
+                return b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\nContent-Type: text/plain\r\n\r\n"
+            if head.target.endswith("/204"):
+                return b"HTTP/1.1 204 No Content\r\nX-A: 1\r\n\r\n"
+            if head.target.endswith("/304"):
+                return b"HTTP/1.1 304 Not Modified\r\nContent-Length: 500\r\nETag: \"e\"\r\n\r\n"
+            return respond(200, b"after", [("Connection", "close")])
+        serve_simple(conn, answer)
+    _raw_handler(env.r, bodiless)
+    with Client(env.proxy, timeout=3) as client:
+        head = client.request("HEAD", "/raw/head")
+        assert head.status == 200 and head.body == b"" and head.get("content-length") == "1234"
+        no_content = client.request("GET", "/raw/204")
+        assert no_content.status == 204 and no_content.body == b""
+        not_modified = client.request("GET", "/raw/304")
+        assert not_modified.status == 304 and not_modified.body == b""
+        after = client.request("GET", "/raw/after")
+        assert after.status == 200 and after.body == b"after"
+    assert len(env.r.conns) == 1, "the backend connection was not kept across the bodiless responses"
+    assert [h.target for h in env.r.conns[0].requests] == ["/raw/head", "/raw/204", "/raw/304", "/raw/after"]
+
+
+# == header rewriting =============================================================================
+def test_hop_by_hop_request_headers_are_dropped(env):
+    with env.proxy.connect() as sock:
+        sock.sendall(b"GET /echo/hop HTTP/1.1\r\nHost: client.test\r\n"
+                     b"Connection: keep-alive, X-Hop-A, x-hop-b\r\nX-Hop-A: 1\r\nX-Hop-B: 2\r\n"
+                     b"Keep-Alive: timeout=5\r\nTE: trailers\r\nTrailer: X-T\r\nProxy-Connection: keep-alive\r\n"
+                     b"Upgrade: h2c\r\nX-End: kept\r\n\r\n")
+        assert Reader(sock).response().status == 200
+    names = {k.lower() for k, _ in _last(env.b, "/echo/hop")["headers"]}
+    for hop in ("x-hop-a", "x-hop-b", "keep-alive", "te", "trailer", "proxy-connection", "upgrade"):
+        assert hop not in names, f"{hop} reached the backend"
+    connection = ",".join(_headers(_last(env.b, "/echo/hop"), "connection")).lower()
+    assert "x-hop" not in connection
+    assert _headers(_last(env.b, "/echo/hop"), "x-end") == ["kept"]
+
+
+def test_upgrade_the_route_does_not_allow_is_forwarded_as_plain_http(env):
+    with env.proxy.connect() as sock:
+        sock.sendall(b"GET /echo/up HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n")
+        assert Reader(sock).response().status == 200
+    record = _last(env.b, "/echo/up")
+    assert not _headers(record, "upgrade")
+    assert "upgrade" not in ",".join(_headers(record, "connection")).lower()
+
+
+def test_hop_by_hop_response_headers_are_dropped(env):
+    response = get(env.proxy, "/echo/hop-response")
+    assert response.status == 200 and response.body == b"hop"
+    for hop in ("x-secret", "keep-alive", "proxy-connection", "upgrade"):
+        assert response.get(hop) is None, f"{hop} reached the client"
+    assert "x-secret" not in (response.get("connection") or "").lower()
+    assert response.get("x-kept") == "yes"
+
+
+def test_x_forwarded_headers(env):
+    get(env.proxy, "/echo/xff1", host="front.test")
+    record = _last(env.b, "/echo/xff1")
+    assert _headers(record, "x-forwarded-for") == ["127.0.0.1"]
+    assert _headers(record, "x-forwarded-proto") == ["http"]
+    assert _headers(record, "x-forwarded-host") == ["front.test"]
+
+    get(env.proxy, "/echo/xff2", [("X-Forwarded-For", "203.0.113.9"), ("X-Forwarded-Proto", "https"),
+                                  ("X-Forwarded-Host", "spoofed.test")], host="front.test")
+    record = _last(env.b, "/echo/xff2")
+    assert _headers(record, "x-forwarded-for") == ["203.0.113.9, 127.0.0.1"]
+    assert _headers(record, "x-forwarded-proto") == ["http"]
+    assert _headers(record, "x-forwarded-host") == ["front.test"]
+
+    get(env.proxy, "/echo/xff3", [("X-Forwarded-For", "198.51.100.1"), ("X-Forwarded-For", "198.51.100.2")])
+    record = _last(env.b, "/echo/xff3")
+    assert _headers(record, "x-forwarded-for") == ["198.51.100.1, 198.51.100.2, 127.0.0.1"]
+
+
+def test_host_is_the_backends_unless_preserve_host(env):
+    get(env.proxy, "/echo/host", host="front.test:8080")
+    assert _headers(_last(env.b, "/echo/host"), "host") == [f"127.0.0.1:{env.b.port}"]
+    get(env.proxy, "/pres/echo/preserved", host="front.test:8080")
+    assert _headers(_last(env.b, "/echo/preserved"), "host") == ["front.test:8080"]
+
+
+def test_reverse_rewrites_location_content_location_and_uri(env):
+    response = get(env.proxy, "/rev/anything", host="front.test:8080")
+    assert response.status == 302
+    assert response.get("location") == "http://front.test:8080/rev/there?x=1"
+    assert response.get("content-location") == "http://front.test:8080/rev/cl"
+    assert response.get("uri") == "http://front.test:8080/rev/u"
+    assert response.get("x-other") == f"http://127.0.0.1:{env.b.port}/back/not-rewritten"
+
+
+def test_without_reverse_location_is_untouched(env):
+    response = get(env.proxy, "/norev/anything", host="front.test")
+    assert response.get("location") == f"http://127.0.0.1:{env.b.port}/back/there?x=1"
+    assert get(env.proxy, "/echo/elsewhere").get("location") == "http://elsewhere.test/back/x"
+
+
+# == HTTP/1.0 clients ===========================================================================
+def test_http10_client_gets_no_chunked_encoding(env):
+    with env.proxy.connect() as sock:
+        sock.sendall(b"GET /echo/chunked-10 HTTP/1.0\r\nHost: t\r\n\r\n")
+        reader = Reader(sock)
+        response = reader.response()
+    assert response.status == 200
+    assert response.get("transfer-encoding") is None
+    assert response.body == b"0123456789" * 100
+
+
+def test_http10_client_gets_no_chunked_encoding_even_from_a_chunking_backend(env):
+    """A backend that answers chunked anyway (mod_proxy_http talks HTTP/1.1 to backends
+    and de-chunks for a 1.0 client): the 1.0 client must still not see chunked framing."""
+    def chunking(conn: RawConn) -> None:
+        conn.read_head()
+        conn.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                  b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+    _raw_handler(env.r, chunking)
+    with env.proxy.connect() as sock:
+        sock.sendall(b"GET /raw/chunked-10 HTTP/1.0\r\nHost: t\r\n\r\n")
+        data, closed = recv_until_close(sock, 5)
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.")
+    assert b"chunked" not in head.lower(), head
+    assert body == b"hello world", body
+
+
+def test_http10_keep_alive_client(env):
+    with env.proxy.connect() as sock:
+        reader = Reader(sock)
+        for i in range(2):
+            sock.sendall(b"GET /echo/ten%d HTTP/1.0\r\nHost: t\r\nConnection: keep-alive\r\n\r\n" % i)
+            response = reader.response()
+            assert response.status == 200 and response.body == b"echo:/echo/ten%d:" % i
+            assert (response.get("connection") or b"").lower() == b"keep-alive"
+        sock.sendall(b"GET /echo/ten-close HTTP/1.0\r\nHost: t\r\n\r\n")
+        assert reader.response().status == 200
+        assert is_closed(sock, 3), "an HTTP/1.0 request without keep-alive must end with a close"
+
+
+# == access log ===================================================================================
+COMBINED = re.compile(
+    r'^(?P<ip>\S+) - - \[(?P<time>\d{2}/\w{3}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4})\] "(?P<request>[^"]*)" '
+    r'(?P<status>\d{3}) (?P<bytes>\d+|-) "(?P<referer>[^"]*)" "(?P<agent>[^"]*)" '
+    r'(?P<micros>\d+) "(?P<route>[^"]*)" "(?P<backend>[^"]*)"$')
+
+
+def test_access_log_is_combined_plus_duration_route_and_backend(env):
+    get(env.proxy, "/echo/slow-log?x=1", [("Referer", "http://ref.test/page"), ("User-Agent", "agent/1.0")])
+    lines = wait_access(env.proxy, "/echo/slow-log?x=1")
+    assert len(lines) == 1, env.proxy.access_lines()[-5:]
+    m = COMBINED.match(lines[0])
+    assert m, lines[0]
+    assert m["ip"] == "127.0.0.1"
+    assert m["request"] == "GET /echo/slow-log?x=1 HTTP/1.1"
+    assert m["status"] == "200"
+    assert m["bytes"] == str(len(b"echo:/echo/slow-log?x=1:")), "%b is the response body size, headers excluded"
+    assert m["referer"] == "http://ref.test/page" and m["agent"] == "agent/1.0"
+    assert 250_000 <= int(m["micros"]) < 5_000_000
+    assert m["route"] == "/echo/"
+    assert m["backend"] == f"http://127.0.0.1:{env.b.port}"
+
+
+def test_access_log_for_a_404_names_no_route(env):
+    get(env.proxy, "/unrouted-log")
+    lines = wait_access(env.proxy, "/unrouted-log")
+    assert len(lines) == 1
+    m = COMBINED.match(lines[0])
+    assert m, lines[0]
+    assert m["status"] == "404" and m["route"] == "-" and m["backend"] == "-"
+
+
+def test_access_log_json_format(proxy_factory, http_backend):
+    b = http_backend()
+    proxy = proxy_factory([{"path": "/", "to": b.url + "/"}], workers=1, log={"format": "json"})
+    get(proxy, "/j?x=1", [("User-Agent", "agent/2.0")])
+    get(proxy, "/j2", method="POST", body=b"12345")
+    lines = wait_access(proxy, "/j2")
+    records = [json.loads(line) for line in proxy.access_lines()]
+    assert len(records) == 2
+    first = records[0]
+    assert first["status"] == 200
+    assert first["request"] == "GET /j?x=1 HTTP/1.1"
+    assert first["client"] == "127.0.0.1"
+    assert first["route"] == "/"
+    assert first["backend"] == b.url
+    assert first["user_agent"] == "agent/2.0"
+    assert isinstance(first["duration_us"], int) and first["duration_us"] >= 0
+    assert records[1]["request"].startswith("POST /j2 ")
+    assert records[1]["bytes_received"] >= 5
+    assert lines
