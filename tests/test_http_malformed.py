@@ -24,7 +24,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import HttpBackend, wait_for
+from conftest import HttpBackend, raw_exchange, wait_for
 from httpclient import (
     RawBackend,
     RawConn,
@@ -253,3 +253,20 @@ def test_valid_chunked_upload_with_extensions_and_trailers_is_accepted(setup):
         response = Reader(sock, 4).response()
     assert response.status == 200, response
     assert seen["body"] == b"hello0123456789"
+
+
+@pytest.mark.parametrize("target", [b"/app/../admin", b"/app/./x", b"/app/%2e%2e/admin", b"/app/.%2E/admin",
+                                    b"/app/..", b"/app/%2E?x=1"])
+def test_dot_segments_are_refused_before_routing(setup, target):
+    """A ProxyPass prefix must bind what the backend resolves: dot-segments get 400."""
+    proxy, backend, _ = setup
+    before = _snapshot(backend)
+    data = raw_exchange(proxy, b"GET " + target + b" HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 400"), data[:100]
+    assert _snapshot(backend) == before
+
+
+def test_dots_inside_names_are_fine(setup):
+    proxy, _, _ = setup
+    data = raw_exchange(proxy, b"GET /app/a..b/.well-known/x.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 200"), data[:100]

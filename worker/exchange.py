@@ -34,6 +34,7 @@ from worker.framing import NO_BODY, BadFraming, ChunkedFraming, CloseFraming, Le
 from worker.http1 import HeadReader, HttpError, connection_tokens
 from worker.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT
 from worker.rewrite import error_response, request_head, response_head
+from worker.routing import has_dot_segment
 from worker.tls import WOULD_BLOCK, describe
 
 READ_AHEAD = 64 * 1024          # pipelined bytes we hold before we stop reading a client
@@ -253,6 +254,9 @@ class ClientConnection:
             if target is None:
                 self._reject(400, "request target must be origin-form or absolute-form")
                 return
+        if has_dot_segment(target):
+            self._reject(400, "dot-segments in the request path")
+            return
         route, mapped = worker.router.resolve(target, head)
         if route is None:
             self._local_response(404, "No route matches this URL.")

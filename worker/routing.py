@@ -66,6 +66,16 @@ class CompiledRoute:
         return mapped or b"/"
 
 
+_DOT_SEGMENT = re.compile(rb"(?:^|/)(?:\.|%2e){1,2}(?:/|$)", re.IGNORECASE)
+
+
+def has_dot_segment(target: bytes) -> bool:
+    """"/a/../b", "/a/./b", "/a/%2e%2E/b": a route prefix would not bind what the backend
+    resolves, and we pass targets byte for byte, so such requests are refused (400)."""
+    path = target.split(b"?", 1)[0]
+    return (b"/." in path or b"%2" in path) and _DOT_SEGMENT.search(path) is not None
+
+
 class Router:
     def __init__(self, routes, default_timeout: float):
         self.routes = tuple(CompiledRoute(route, default_timeout) for route in routes)
