@@ -114,3 +114,69 @@ def test_killed_successor_loses_only_its_share(proxy_factory, echo_backend):
     assert 0 < result["closed"] <= 150
     assert survivors == 200 - result["closed"]
     assert "hand-over: passed" in proxy.error_text()
+
+
+@pytest.mark.timeout(60)
+def test_tls_tunnels_stay_on_the_old_worker_until_graceful_timeout(proxy_factory, ws_backend, tmp_path):
+    """A TLS session lives in the old process: it cannot move, so it stays (and status says so)."""
+    import asyncio
+    import ssl
+
+    import trustme
+    from websockets.asyncio.client import connect
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost")
+    cert_path, key_path = tmp_path / "c.pem", tmp_path / "c.key"
+    cert.cert_chain_pems[0].write_to_path(str(cert_path))
+    cert.private_key_pem.write_to_path(str(key_path))
+    echo = ws_backend()
+    proxy = proxy_factory([{"path": "/", "to": echo.url + "/"}], start=False, workers=1,
+                          mpm={"graceful_timeout": 3})
+    proxy.config["listen"] = [{"address": f"127.0.0.1:{proxy.port}",
+                               "tls": {"cert": str(cert_path), "key": str(key_path)}}]
+    proxy.start()
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+
+    async def scenario():
+        async with connect(f"wss://localhost:{proxy.port}/x", ssl=context) as ws:
+            await ws.send("before")
+            assert await ws.recv() == "before"
+            old = proxy.worker_pids()[0]
+            os.kill(proxy.proc.pid, signal.SIGHUP)
+            await asyncio.sleep(1.0)
+            status = proxy.status()
+            stayed = [w for w in status["workers"] if w["pid"] == old]
+            assert stayed and stayed[0]["tunnels"] == 1 and status["old_generation_workers"] == 1
+            await ws.send("still here")
+            assert await ws.recv() == "still here"       # served by the old worker meanwhile
+            started = time.monotonic()
+            try:
+                await asyncio.wait_for(ws.recv(), 10)
+            except Exception:    # noqa: BLE001 - the close, however the library reports it
+                pass
+            return old, time.monotonic() - started
+    old, waited = asyncio.run(scenario())
+    assert waited < 5                                  # closed at graceful_timeout (3 s), not later
+    wait_for(lambda: _gone(old), 5, 0.05, "old worker exits")
+    assert "hand-over: passed 0 tunnels to the successor; 1 stay here" in proxy.error_text()
+
+
+@pytest.mark.timeout(90)
+def test_recycled_worker_hands_its_tunnels_to_its_replacement(proxy_factory, echo_backend):
+    """MaxConnectionsPerChild: the worker stops itself, its replacement adopts its tunnels."""
+    proxy = proxy_factory([{"path": "/", "to": echo_backend + "/"}], workers=1,
+                          mpm={"max_connections_per_child": 50, "graceful_timeout": 30}, log={"access": "off"})
+    first = proxy.worker_pids()[0]
+    streamer = Streamer(proxy.port, 50, 4)          # the 50th connection triggers the recycle
+    try:
+        wait_for(lambda: _gone(first), 10, 0.05, "the recycled worker exits")
+        time.sleep(1.0)
+        status = proxy.status()
+        assert [w["pid"] for w in status["workers"]] != [first]
+        assert sum(w["tunnels"] for w in status["workers"]) == 50
+    finally:
+        result = streamer.finish()
+    assert result["errors"] == [] and result["closed"] == 0 and result["echoed"] == result["sent"]
+    assert "MaxConnectionsPerChild (50) reached" in proxy.error_text()
+    assert "hand-over: passed 50 tunnels" in proxy.error_text()
