@@ -65,7 +65,7 @@ def cmd_start(args) -> int:
     if config is None:
         return EXIT_FAIL
     pid = read_pid(config.control.pidfile)
-    if pid is not None and pid_alive(pid):
+    if pid is not None and pid_alive(pid) and str(pid) != os.environ.get("MPM_UPGRADE_FROM"):
         print(f"mpmctl: already running (pid {pid}, pidfile {config.control.pidfile})", file=sys.stderr)
         return EXIT_FAIL
     if args.detach:
@@ -160,6 +160,33 @@ def cmd_reload(args) -> int:
     return EXIT_OK
 
 
+def cmd_upgrade(args) -> int:
+    """Hot upgrade: a new master from the installed code takes the sockets and the tunnels."""
+    config = _load(args)
+    if config is None:
+        return EXIT_FAIL
+    old = _master_pid(config)
+    if old is None:
+        print("mpmctl: not running", file=sys.stderr)
+        return EXIT_NOT_RUNNING
+    answer = _ask(config, {"cmd": "upgrade"})
+    if answer is None or not answer.get("ok"):
+        print("\n".join((answer or {}).get("errors", ["the master did not answer"])), file=sys.stderr)
+        return EXIT_FAIL
+    new = answer["new_master"]
+    deadline = time.monotonic() + config.mpm.graceful_timeout + 40
+    while time.monotonic() < deadline and (pid_alive(old) or read_pid(config.control.pidfile) != new):
+        if not pid_alive(new):
+            print(f"mpmctl: the new master {new} exited; {old} still serves", file=sys.stderr)
+            return EXIT_FAIL
+        time.sleep(0.1)
+    if pid_alive(old):
+        print(f"mpmctl: master {old} is still finishing; {new} serves", file=sys.stderr)
+        return EXIT_FAIL
+    print(f"upgraded: master {old} -> {new}")
+    return EXIT_OK
+
+
 def cmd_status(args) -> int:
     config = _load_for_control(args)
     if config is None:
@@ -212,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, helptext in (("start", "run the master (foreground unless -d)"),
                            ("stop", "graceful stop (--now: immediate)"),
                            ("reload", "graceful reload into a new generation"),
+                           ("upgrade", "hot upgrade: re-exec the master, keep sockets and tunnels"),
                            ("status", "show the master and its workers"),
                            ("configtest", "check a config file")):
         p = sub.add_parser(name, help=helptext)

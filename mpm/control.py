@@ -90,7 +90,8 @@ class ControlServer:
             client.close()
         self.sock.close()
 
-    def close(self) -> None:
+    def close(self, unlink: bool = True) -> None:
+        """`unlink=False` when the path now belongs to the master that replaced us."""
         if self.sock.fileno() < 0:
             return
         for client in list(self.clients):
@@ -100,10 +101,11 @@ class ControlServer:
         except (KeyError, ValueError):
             pass
         self.sock.close()
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
+        if unlink:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
 
 
 def request(path: str, payload: dict, timeout: float = 30.0) -> dict:

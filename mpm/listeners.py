@@ -32,10 +32,18 @@ def bind_socket(listener) -> socket.socket:
 
 
 class ListenerSet:
-    def __init__(self) -> None:
+    def __init__(self, inherited: dict | None = None) -> None:
         self.sockets: dict[tuple, list[socket.socket]] = {}   # address -> socket per slot
         self.listeners: dict[tuple, object] = {}               # address -> conf.Listener in force
         self._pending: tuple | None = None
+        # From the master we replace (`mpmctl upgrade`): address -> fds, adopted instead of bound.
+        self._inherited = {address: [socket.socket(fileno=fd) for fd in fds]
+                           for address, fds in (inherited or {}).items()}
+
+    def export(self) -> dict:
+        """address -> fds, for the next master (`mpmctl upgrade`)."""
+        return {f"{host}|{port}": [sock.fileno() for sock in socks]
+                for (host, port), socks in self.sockets.items()}
 
     def prepare(self, config) -> None:
         """Bind every socket `config` needs that we do not hold yet; raise OSError on failure."""
@@ -44,8 +52,11 @@ class ListenerSet:
         try:
             for listener in config.listeners:
                 have = self.sockets.get(listener.address, [])
+                adopt = self._inherited.pop(listener.address, [])
                 for _ in range(len(have), workers):
-                    added.append((listener.address, bind_socket(listener)))
+                    added.append((listener.address, adopt.pop(0) if adopt else bind_socket(listener)))
+                for sock in adopt:    # the old master had more slots: their queues are drained by it
+                    sock.close()
         except OSError:
             for _, sock in added:
                 sock.close()

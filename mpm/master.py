@@ -13,10 +13,13 @@ any error the running generation keeps serving, untouched, and the error is logg
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import selectors
 import signal
+import subprocess
+import sys
 import time
 
 import setproctitle
@@ -53,13 +56,17 @@ class Master:
     def __init__(self, config_path: str | None, config):
         self.config_path = config_path
         self.config = config
-        self.generation = 0
         self.workers: dict[int, WorkerRecord] = {}
         self.slots: dict[int, int] = {}            # current generation: slot -> pid
         self.crashes: dict[int, int] = {}          # slot -> consecutive crashes
         self.respawn_at: dict[int, float] = {}     # slot -> monotonic time to start it
-        self.listeners = ListenerSet()
-        self.scoreboard = Scoreboard()
+        inherit = json.loads(os.environ.pop("MPM_INHERIT", "{}"))   # from the master we replace
+        self.listeners = ListenerSet({(address.rsplit("|", 1)[0], int(address.rsplit("|", 1)[1])): fds
+                                      for address, fds in inherit.get("listeners", {}).items()})
+        self.scoreboard = Scoreboard(fd=inherit.get("scoreboard"))
+        self.generation = inherit.get("generation", 0)
+        self.successor = None                      # the new master while `mpmctl upgrade` runs
+        self.successor_deadline = 0.0
         self.signals: list[int] = []
         self.stopping = None                       # None, "graceful" or "now"
         self.stop_deadline = 0.0
@@ -262,6 +269,8 @@ class Master:
     # == housekeeping ==============================================================================
     def _housekeeping(self) -> None:
         now = time.monotonic()
+        if self.successor is not None:
+            self._watch_successor(now)
         if not self.stopping:
             for slot, when in list(self.respawn_at.items()):
                 if when <= now and slot not in self.slots:
@@ -297,6 +306,46 @@ class Master:
             self.last_mrw_warning = now
             log.error("server reached MaxRequestWorkers setting (%d connections), consider raising "
                       "mpm.max_request_workers", mpm.max_request_workers)
+
+    # == hot upgrade (mpmctl upgrade) ================================================================
+    def upgrade(self) -> dict:
+        """Start the next master (a fresh exec of the installed code) with our listening
+        sockets and our scoreboard; once its workers serve, ours stop and hand it their
+        tunnels, and we exit.  Until then nothing changes, and a failure changes nothing."""
+        if self.stopping or self.successor is not None:
+            return {"ok": False, "errors": ["an upgrade or a stop is already under way"]}
+        env = dict(os.environ, MPM_UPGRADE_FROM=str(os.getpid()), MPM_INHERIT=json.dumps({
+            "listeners": self.listeners.export(), "scoreboard": self.scoreboard.fd,
+            "generation": self.generation}))
+        fds = [sock.fileno() for sock in self.listeners.all_sockets()] + [self.scoreboard.fd]
+        argv = [sys.executable, "-m", "mpm", "start"] + (["-c", self.config_path] if self.config_path else [])
+        self.successor = subprocess.Popen(argv, env=env, pass_fds=fds)
+        self.successor_deadline = time.monotonic() + 30
+        log.info("upgrade: started master pid %d; waiting for its workers", self.successor.pid)
+        return {"ok": True, "new_master": self.successor.pid}
+
+    def _watch_successor(self, now: float) -> None:
+        successor = self.successor
+        if successor.poll() is not None:
+            log.error("upgrade failed: the new master exited with %s; still serving", successor.returncode)
+            self.successor = None
+            return
+        ready = [row for row in self.scoreboard.live_rows()
+                 if row["generation"] > self.generation and row["state"] == "ready"]
+        if len(ready) >= self.config.mpm.workers:
+            log.info("upgrade: master pid %d serves; our workers hand their tunnels over", successor.pid)
+            self.successor = None
+            self.stopping = "upgrade"
+            self.respawn_at.clear()
+            for record in self.workers.values():
+                self._retire(record)
+            self.listeners.close_all()        # the new master holds the same sockets
+            self.control.close(unlink=False)  # the path is the new master's now
+        elif now > self.successor_deadline:
+            log.error("upgrade failed: master pid %d did not become ready in time; still serving",
+                      successor.pid)
+            successor.terminate()
+            self.successor = None
 
     # == stopping =====================================================================================
     def stop(self, now: bool) -> None:
@@ -335,6 +384,8 @@ class Master:
         if command == "reload":
             errors = self.reload()
             return {"ok": not errors, "errors": errors, "generation": self.generation}
+        if command == "upgrade":
+            return self.upgrade()
         if command == "stop":
             self.stop(now=bool(request.get("now")))
             return {"ok": True}

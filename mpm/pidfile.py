@@ -31,7 +31,8 @@ def pid_alive(pid: int) -> bool:
 
 def write_pidfile(path: str) -> None:
     pid = read_pid(path)
-    if pid is not None and pid != os.getpid() and pid_alive(pid):
+    replacing = os.environ.get("MPM_UPGRADE_FROM")    # `mpmctl upgrade`: the master we take over from
+    if pid is not None and pid != os.getpid() and pid_alive(pid) and str(pid) != replacing:
         raise AlreadyRunning(f"a master is already running with pid {pid} (pidfile {path}); "
                              f"if it is not an mpm master, remove the pidfile")
     os.makedirs(os.path.dirname(path), exist_ok=True)

@@ -11,6 +11,7 @@ field is a counter or a state, so a torn read is off by one update at most.
 from __future__ import annotations
 
 import mmap
+import os
 import struct
 import time
 
@@ -41,15 +42,25 @@ class ScoreboardRow:
 
 
 class Scoreboard:
-    def __init__(self, rows: int = ROWS):
+    """Backed by a memfd rather than an anonymous mapping so that `mpmctl upgrade` can hand
+    it to the next master: old and new workers then see each other (that is how an old
+    worker finds the successor its tunnels go to)."""
+
+    def __init__(self, rows: int = ROWS, fd: int | None = None):
         self.rows = rows
-        self.shared = mmap.mmap(-1, rows * _ROW.size, flags=mmap.MAP_SHARED)
+        size = rows * _ROW.size
+        if fd is None:
+            fd = os.memfd_create("mpm-scoreboard")
+            os.ftruncate(fd, size)
+        self.fd = fd
+        self.shared = mmap.mmap(fd, size, flags=mmap.MAP_SHARED)
         self.owner = [0] * rows          # master's own view: pid holding each row (0 = free)
 
     def claim(self, generation: int, slot: int) -> int:
-        """Reserve a free row (before fork); the pid is filled in by `bind`."""
+        """Reserve a free row (before fork); the pid is filled in by `bind`.  A row is free
+        when neither we nor another master sharing the table (an upgrade) holds it."""
         for index, pid in enumerate(self.owner):
-            if pid == 0:
+            if pid == 0 and struct.unpack_from("<i", self.shared, index * _ROW.size)[0] == 0:
                 self.owner[index] = -1
                 _ROW.pack_into(self.shared, index * _ROW.size, 0, generation, slot, _STATE_CODE["starting"],
                                0, 0, 0, 0, 0, 0, time.time(), time.time())

@@ -180,3 +180,58 @@ def test_recycled_worker_hands_its_tunnels_to_its_replacement(proxy_factory, ech
     assert result["errors"] == [] and result["closed"] == 0 and result["echoed"] == result["sent"]
     assert "MaxConnectionsPerChild (50) reached" in proxy.error_text()
     assert "hand-over: passed 50 tunnels" in proxy.error_text()
+
+
+@pytest.mark.timeout(120)
+def test_mpmctl_upgrade_moves_every_tunnel_to_the_new_master(proxy_factory, echo_backend):
+    """Hot upgrade (nginx's USR2, gunicorn's re-exec): a new master from a fresh exec takes the
+    listening sockets and, through its workers, every tunnel; nothing is refused or dropped."""
+    import threading
+    proxy = proxy_factory([{"path": "/", "to": echo_backend + "/"}], workers=2, log={"access": "off"})
+    old_master = proxy.proc.pid
+    old_workers = proxy.worker_pids()
+    streamer = Streamer(proxy.port, 300, 4)
+    refused: list = []
+    served = [0]
+    stop = threading.Event()
+
+    def hammer():
+        import socket
+        while not stop.is_set():
+            try:
+                with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
+                    sock.sendall(b"GET /small HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                    data = b""
+                    while chunk := sock.recv(65536):
+                        data += chunk
+                    if not data.startswith(b"HTTP/1.1 200"):
+                        refused.append(data[:40])
+                    served[0] += 1
+            except OSError as exc:
+                refused.append(repr(exc))
+    thread = threading.Thread(target=hammer)
+    thread.start()
+    new_master = None
+    try:
+        time.sleep(0.5)
+        result = proxy.mpmctl("upgrade", timeout=90)
+        assert result.returncode == 0, result.stderr + result.stdout
+        new_master = int(open(os.path.join(proxy.dir, "run", "mpm.pid")).read())
+        assert new_master != old_master
+        assert proxy.proc.wait(5) == 0                      # the old master finished and left
+        assert all(_gone(pid) for pid in old_workers)
+        time.sleep(1.0)
+        status = proxy.status()
+        assert status["master_pid"] == new_master and status["generation"] == 2
+        assert sum(w["tunnels"] for w in status["workers"]) == 300
+        stop.set()
+        thread.join(10)
+        streamed = streamer.finish()
+    finally:
+        stop.set()
+        if new_master is not None:
+            proxy.mpmctl("stop")
+            wait_for(lambda: not psutil.pid_exists(new_master) or _gone(new_master), 20, 0.1, "new master stops")
+    assert refused == [] and served[0] > 0
+    assert streamed["errors"] == [] and streamed["closed"] == 0 and streamed["echoed"] == streamed["sent"]
+    assert "upgrade: master pid" in proxy.error_text() and "hand-over: passed" in proxy.error_text()
