@@ -38,9 +38,10 @@ LINES = [
     ("S7a", "messages/s", "msgs_s", True, "int"),
     ("S7a", "round trip p99", "p99_s", False, "time"),
     ("S7b", "MiB/s", "mib_s", True, "int"),
+    ("S7c", "handshakes/s", "rps", True, "int"),
 ]
 HEADLINE = {"S1": "rps", "S2": "rps", "S3": "msgs_s", "S4": "mib_s", "S5": "connect_rate", "S6": "mib_s",
-            "S7a": "msgs_s", "S7b": "mib_s"}
+            "S7a": "msgs_s", "S7b": "mib_s", "S7c": "rps"}
 CPU_UNITS = {"req": ("µs/req", 1e6), "msg": ("µs/msg", 1e6), "MiB": ("ms/MiB", 1e3)}
 
 

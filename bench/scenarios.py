@@ -33,6 +33,7 @@ class Scenario:
     size: int = 64            # WebSocket payload bytes (http: expected body bytes)
     conns: int = 64
     tls: bool = False
+    close: bool = False       # http: "Connection: close", so every request is a new connection
     cpu_unit: str = ""        # "req" | "msg" | "MiB": what proxy CPU is divided by
 
 
@@ -50,10 +51,12 @@ SCENARIOS = {
                    higher_is_better=False, size=4096, conns=200, cpu_unit="MiB"),
     "S7a": Scenario("S7a", "S3 over TLS (wss, 64 B)", "echo", "msgs_s", "msg/s", size=64, tls=True,
                     cpu_unit="msg"),
+    "S7c": Scenario("S7c", "TLS handshakes (https, a new connection per request, c64)", "http", "rps",
+                    "handshakes/s", path="/small", size=100, tls=True, close=True, cpu_unit="req"),
     "S7b": Scenario("S7b", "S4 over TLS (wss, 1 MiB)", "echo", "mib_s", "MiB/s", size=MiB, conns=16, tls=True,
                     cpu_unit="MiB"),
 }
-ORDER = ["S1", "S2", "S3", "S4", "S7a", "S7b", "S5", "S6"]   # S5/S6 (memory, reloads) last in a round
+ORDER = ["S1", "S2", "S3", "S4", "S7a", "S7b", "S7c", "S5", "S6"]   # S5/S6 (memory, reloads) last in a round
 
 
 @dataclass(frozen=True)
@@ -81,16 +84,16 @@ BUDGETS = {
 
 
 def expand(names: list[str]) -> list[str]:
-    """'S7' means both S7a and S7b; keep the run order of ORDER."""
+    """'S7' means S7a, S7b and S7c; keep the run order of ORDER."""
     wanted = set()
     for name in names:
         name = name.strip()
         if name.upper() == "S7":
-            wanted |= {"S7a", "S7b"}
+            wanted |= {"S7a", "S7b", "S7c"}
         elif name in SCENARIOS or name.upper() in SCENARIOS:
             wanted.add(name if name in SCENARIOS else name.upper())
         elif name:
-            raise ValueError(f"unknown scenario {name!r} (choose from S1-S7, S7a, S7b)")
+            raise ValueError(f"unknown scenario {name!r} (choose from S1-S7, S7a, S7b, S7c)")
     return [s for s in ORDER if s in wanted]
 
 
@@ -186,9 +189,14 @@ def measure(sc: Scenario, peer: Peer, budget: Budget, backend_pid: int) -> dict:
 
 
 def http_cell(sc: Scenario, peer: Peer, budget: Budget, meter: Meter) -> dict:
-    url = f"http://127.0.0.1:{peer.site.port}{sc.path}"
+    url = (f"https://127.0.0.1:{peer.site.tls_port}{sc.path}" if sc.tls
+           else f"http://127.0.0.1:{peer.site.port}{sc.path}")
+    if sc.tls and not wrk_path():
+        return {"ok": False, "notes": ["TLS handshakes need wrk (apt-get install wrk)"]}
     if wrk_path():
         argv = wrk_argv(url, sc.conns, budget.duration)
+        if sc.close:
+            argv[1:1] = ["-H", "Connection: close"]
         before = meter.snapshot()
         proc = procs.spawn(argv, stdout=subprocess.PIPE)
         try:

@@ -288,6 +288,16 @@ def http_backend():
         backend.close()
 
 
+@pytest.fixture
+def bench_backend(tmp_path):
+    """The bundled backend (`python -m bench.backends`, raw epoll, its own process): the demo
+    page at /, a streaming WebSocket echo at /ws, /small and /64k."""
+    from wsutil import BenchBackend
+    backend = BenchBackend(str(tmp_path))
+    yield backend
+    backend.close()
+
+
 class WebSocketBackend:
     """The `websockets` library's server in a thread: echo by default."""
 

@@ -22,7 +22,7 @@ import psutil
 import pytest
 from conftest import wait_for
 from websockets.asyncio.client import connect
-from wsutil import BenchBackend, tunnel_lines
+from wsutil import tunnel_lines
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -139,13 +139,6 @@ def chromium(tmp_path):
     browser = Chromium(binary, str(tmp_path / "chromium-profile"))
     yield browser
     browser.close()
-
-
-@pytest.fixture
-def bench_backend(tmp_path):
-    backend = BenchBackend(str(tmp_path))
-    yield backend
-    backend.close()
 
 
 @pytest.mark.timeout(90)

@@ -16,15 +16,8 @@ from conftest import ROOT, wait_for
 
 
 @pytest.fixture
-def echo_backend(tmp_path):
-    """The bundled backend (its own processes, raw epoll): a WebSocket echo at /ws."""
-    proc = subprocess.Popen([sys.executable, "-m", "bench.backends", "--host", "127.0.0.1", "--port", "0",
-                             "--processes", "2"], stdout=subprocess.PIPE, text=True, cwd=ROOT)
-    line = proc.stdout.readline().strip()
-    assert line.startswith("listening on http://"), line
-    yield line.rsplit(" ", 1)[-1]
-    proc.terminate()
-    proc.wait(10)
+def echo_backend(bench_backend):
+    return f"http://127.0.0.1:{bench_backend.port}"
 
 
 class Streamer:

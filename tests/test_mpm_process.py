@@ -334,3 +334,28 @@ def test_capacity_cap_queues_instead_of_refusing(proxy_factory, http_backend):
     assert waiting.recv(100).startswith(b"HTTP/1.1 200")
     waiting.close()
     held[1].close()
+    # The master told the operator, as Apache does, once.
+    wait_for(lambda: "server reached MaxRequestWorkers setting" in proxy.error_text(), 5, 0.05, "warning")
+    assert proxy.error_text().count("reached MaxRequestWorkers") == 1
+
+
+@pytest.mark.timeout(30)
+def test_stop_now_cuts_in_flight_exchanges_at_once(proxy_factory, http_backend):
+    """SIGINT/SIGQUIT (mpmctl stop --now): no waiting for slow exchanges."""
+    def slow(request, body):
+        time.sleep(5)
+        return 200, [], b"too late"
+    backend = http_backend(slow)
+    proxy = proxy_factory([{"path": "/", "to": backend.url + "/"}])
+    pids = [proxy.proc.pid, *proxy.worker_pids()]
+    sock = proxy.connect()
+    sock.sendall(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")
+    wait_for(lambda: backend.requests, 5, 0.01, "request at the backend")
+    started = time.monotonic()
+    result = proxy.mpmctl("stop", "--now")
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - started < 3.5
+    assert sock.recv(100) == b""       # cut, not answered
+    sock.close()
+    for pid in pids:
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE

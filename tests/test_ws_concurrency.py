@@ -11,16 +11,9 @@ import resource
 import pytest
 from conftest import wait_for
 from websockets.asyncio.client import connect
-from wsutil import CLIENT_OPTIONS, BenchBackend, total_tunnels
+from wsutil import CLIENT_OPTIONS, total_tunnels
 
 TUNNELS = 1000
-
-
-@pytest.fixture
-def bench_backend(tmp_path):
-    backend = BenchBackend(str(tmp_path))
-    yield backend
-    backend.close()
 
 
 @pytest.mark.timeout(90)
