@@ -22,6 +22,8 @@ UPGRADE_NONE = "NONE"  # skip the header check and always tunnel
 
 BALANCER_METHODS = ("byrequests", "bytraffic", "bybusyness", "hash")
 MEMBER_STATUSES = ("enabled", "disabled", "drain", "hot-standby")
+HEALTH_METHODS = ("TCP", "GET", "HEAD", "OPTIONS")
+HASH_SOURCES = ("client", "header", "cookie")
 LOG_FORMATS = ("combined", "json")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -188,13 +190,39 @@ class Member:
 
 
 @dataclass(frozen=True, slots=True)
+class HealthCheck:
+    """mod_proxy_hcheck, run by the master: hcmethod=, hcuri=, hcexpr= (here a regex on the
+    status code), hcinterval=, hcpasses=, hcfails=; `timeout` bounds one check."""
+    method: str = "TCP"                  # TCP (connect only) | GET | HEAD | OPTIONS
+    path: str = "/"                      # hcuri
+    expect: re.Pattern | None = None     # searched in the status code ("200"); None = 2xx or 3xx
+    interval: float = 5.0                # hcinterval
+    passes: int = 1                      # hcpasses: successes in a row to come back
+    fails: int = 1                       # hcfails: failures in a row to go down
+    timeout: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class HashKey:
+    """What lbmethod `hash` hashes: the client address, a request header, or a cookie."""
+    source: str = "client"               # client | header | cookie
+    name: str | None = None              # header or cookie name
+
+
+@dataclass(frozen=True, slots=True)
 class Balancer:
     """<Proxy balancer://NAME>."""
     name: str
     members: tuple[Member, ...]
     method: str = "byrequests"    # lbmethod=
-    sticky: str | None = None     # stickysession=
+    sticky: str | None = None     # stickysession= (the cookie / URL parameter name)
     line: int = 0
+    sticky_insert: bool = False   # the proxy sets the sticky cookie itself (HAProxy's `cookie NAME insert`)
+    nofailover: bool = False      # nofailover=On: a sticky client whose member is down gets 503
+    failonstatus: tuple[int, ...] = ()   # failonstatus=: these statuses put the member in error state
+    retry: float = 60.0           # retry=: seconds a member stays in error state
+    health: HealthCheck | None = None    # mod_proxy_hcheck; None = passive detection only
+    hash_key: HashKey = field(default_factory=HashKey)   # for method: hash
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,13 +22,17 @@ from .addresses import (
 from .fields import Errors, Section, describe, did_you_mean
 from .model import (
     BALANCER_METHODS,
+    HASH_SOURCES,
+    HEALTH_METHODS,
     MEMBER_STATUSES,
     UPGRADE_ANY,
     UPGRADE_NONE,
     Backend,
     BackendTLS,
     Balancer,
+    HashKey,
     HeaderCondition,
+    HealthCheck,
     Member,
     Route,
     Target,
@@ -37,7 +41,9 @@ from .tlsfiles import ca_problem, unreadable
 from .yamlnodes import Map, Node, Scalar, Seq
 
 ROUTE_KEYS = ("path", "match", "to", "when", "upgrade", "reverse", "preserve_host", "timeout", "tls")
-BALANCER_KEYS = ("method", "sticky", "members")
+BALANCER_KEYS = ("method", "sticky", "members", "nofailover", "failonstatus", "retry", "health", "hash_key")
+HEALTH_KEYS = ("method", "path", "expect", "interval", "passes", "fails", "timeout")
+HASH_KEYS = ("source", "name")
 STICKY_KEYS = ("cookie", "insert")
 MEMBER_KEYS = ("url", "route", "weight", "status", "max_connections", "tls")
 BACKEND_TLS_KEYS = ("verify", "ca", "server_name")
@@ -101,7 +107,12 @@ def _balancer(sec: Section, name: str, line: int, resolver: Resolver) -> Balance
     """The Balancer, or None if anything in it was wrong (the errors are recorded)."""
     errors_before = len(sec.errors)
     method = sec.choice("method", "byrequests", BALANCER_METHODS)
-    sticky = _sticky(sec)
+    sticky, sticky_insert = _sticky(sec)
+    nofailover = sec.boolean("nofailover", False)
+    failonstatus = _statuses(sec, "failonstatus")
+    retry = sec.number("retry", 60.0, positive=False)
+    health = _health(sec)
+    hash_key = _hash_key(sec, method)
     members: list[Member] = []
     items = sec.sequence("members") if sec.require("members") else None
     if items == []:
@@ -129,19 +140,106 @@ def _balancer(sec: Section, name: str, line: int, resolver: Resolver) -> Balance
         sec.error("sticky", f"balancer '{name}' has sticky '{sticky}' but no member has a 'route' "
                             "for sessions to stick to")
         return None
-    return Balancer(name, tuple(members), method, sticky, line)
+    return Balancer(name, tuple(members), method, sticky, line, sticky_insert=bool(sticky_insert),
+                    nofailover=bool(nofailover), failonstatus=failonstatus or (),
+                    retry=60.0 if retry is None else retry, health=health, hash_key=hash_key or HashKey())
 
 
-def _sticky(sec: Section) -> str | None:
-    """stickysession=: a cookie name, or {cookie: NAME, insert: bool} (the cookie name is what is kept)."""
+def _sticky(sec: Section) -> tuple[str | None, bool]:
+    """stickysession=: a cookie (or URL parameter) name, or {cookie: NAME, insert: bool}."""
     node = sec.raw("sticky")
     if node is None or (isinstance(node, Scalar) and node.value is None):
-        return None
+        return None, False
     if isinstance(node, Map):
         inner = Section(sec.errors, node, sec.name("sticky"), STICKY_KEYS)
-        inner.boolean("insert", False)
-        return inner.string("cookie") if inner.require("cookie") else None
-    return sec.string("sticky")
+        insert = inner.boolean("insert", False)
+        name = inner.string("cookie") if inner.require("cookie") else None
+        if name is not None and not TOKEN.match(name):
+            inner.error("cookie", f"{inner.name('cookie')} '{name}' is not a valid cookie name")
+        return name, bool(insert)
+    name = sec.string("sticky")
+    if name is not None and not TOKEN.match(name):
+        sec.error("sticky", f"balancer sticky '{name}' is not a valid cookie or parameter name")
+    return name, False
+
+
+def _statuses(sec: Section, key: str) -> tuple[int, ...] | None:
+    """failonstatus=: one status code or a list of them."""
+    node = sec.raw(key)
+    if node is None or (isinstance(node, Scalar) and node.value is None):
+        return ()
+    items = node.items if isinstance(node, Seq) else [node]
+    codes = []
+    for item in items:
+        value = item.value if isinstance(item, Scalar) else None
+        if not isinstance(value, int) or isinstance(value, bool) or not 100 <= value <= 599:
+            sec.errors.add(item.line, f"{sec.name(key)} must be HTTP status codes (100 to 599), "
+                                      f"got {describe(item)}")
+            return None
+        codes.append(value)
+    return tuple(codes)
+
+
+def _health(sec: Section) -> HealthCheck | None:
+    """health: {method, path, expect, interval, passes, fails, timeout} (mod_proxy_hcheck)."""
+    hc = sec.mapping("health", sec.name("health"), HEALTH_KEYS)
+    if hc is None:
+        return None
+    d = HealthCheck()
+    method = hc.string("method", d.method)
+    if method is not None:
+        method = method.upper()
+        if method not in HEALTH_METHODS:
+            hc.error("method", f"{hc.name('method')} must be one of {', '.join(HEALTH_METHODS)}; got '{method}'")
+            method = None
+    path = hc.string("path", d.path)
+    if path is not None and (not path.startswith("/") or any(c.isspace() or not c.isascii() for c in path)):
+        hc.error("path", f"{hc.name('path')} must start with '/' and be ASCII without spaces, got '{path}'")
+    expect = None
+    if "expect" in hc:
+        text = hc.string("expect")
+        if text is not None:
+            try:
+                expect = re.compile(text)
+            except re.error as exc:
+                hc.error("expect", f"{hc.name('expect')} is not a valid regular expression: {exc}")
+    if method == "TCP":
+        for key in ("path", "expect"):
+            if key in hc:
+                hc.error(key, f"{hc.name(key)} only applies to GET, HEAD and OPTIONS checks (method is TCP)")
+    interval = hc.number("interval", d.interval)
+    timeout = hc.number("timeout", d.timeout)
+    passes = hc.integer("passes", d.passes, 1, 100)
+    fails = hc.integer("fails", d.fails, 1, 100)
+    if None in (method, interval, timeout, passes, fails):
+        return None
+    return HealthCheck(method, path or d.path, expect, interval, passes, fails, timeout)
+
+
+def _hash_key(sec: Section, method: str | None) -> HashKey | None:
+    """hash_key: {source: client|header|cookie, name: ...}, for method: hash."""
+    hk = sec.mapping("hash_key", sec.name("hash_key"), HASH_KEYS)
+    if hk is None:
+        return HashKey()
+    if method is not None and method != "hash":
+        sec.error("hash_key", f"{sec.name('hash_key')} only applies to method: hash (method is {method})")
+        return None
+    source = hk.choice("source", "client", HASH_SOURCES)
+    name = hk.string("name")
+    if source in ("header", "cookie"):
+        if name is None:
+            if "name" not in hk:
+                hk.error(None, f"{hk.label} with source {source} needs a 'name'")
+            return None
+        if not TOKEN.match(name):
+            hk.error("name", f"{hk.name('name')} '{name}' is not a valid {source} name")
+            return None
+    elif source == "client" and "name" in hk:
+        hk.error("name", f"{hk.name('name')} only applies to source header or cookie")
+        return None
+    if source is None:
+        return None
+    return HashKey(source, name.lower() if source == "header" and name else name)
 
 
 def _member(errors: Errors, item: Node, label: str, resolver: Resolver) -> Member | None:

@@ -1,4 +1,4 @@
-"""mpmctl: start | stop [--now] | reload | status [--json] | configtest, each with -c FILE.
+"""mpmctl: start | stop [--now] | reload | status [--json] | balancer | configtest, each with -c FILE.
 
 Without -c the embedded conf/default.yaml is used.  stop/reload/status talk to the
 master over the control socket (JSON lines) and fall back to the pidfile and signals
@@ -233,6 +233,59 @@ def _format_status(s: dict) -> str:
     return "\n".join(lines)
 
 
+def cmd_balancer(args) -> int:
+    """balancer-manager: list balancers and members, or `set NAME MEMBER drain|disable|enable|weight N`."""
+    config = _load_for_control(args)
+    if config is None:
+        return EXIT_FAIL
+    words = args.action
+    if words and (words[0] != "set" or len(words) < 4):
+        print("usage: mpmctl balancer [--json] [set NAME MEMBER drain|disable|enable|hot-standby|weight N]",
+              file=sys.stderr)
+        return EXIT_FAIL
+    answer = _ask(config, {"cmd": "balancer", "set": words[1:]} if words else {"cmd": "balancer"}, timeout=10)
+    if answer is None:
+        pid = _master_pid(config)
+        print(f"mpmctl: master pid {pid} does not answer on {config.control.socket}" if pid
+              else "mpmctl: not running", file=sys.stderr)
+        return EXIT_NOT_RUNNING if pid is None else EXIT_FAIL
+    if not answer.get("ok"):
+        print("\n".join(answer.get("errors", ["refused"])), file=sys.stderr)
+        return EXIT_FAIL
+    if args.json:
+        print(json.dumps(answer, indent=2))
+    elif words:
+        m = answer["member"]
+        print(f"balancer {answer['balancer']} member {m['url']}: {m['status']}, weight {m['weight']}, {m['state']}")
+    else:
+        print(_format_balancers(answer["balancers"]))
+    return EXIT_OK
+
+
+def _format_balancers(balancers: list) -> str:
+    if not balancers:
+        return "no balancers configured"
+    lines = []
+    for b in balancers:
+        sticky = b["sticky"] and (b["sticky"] + (" (insert)" if b["sticky_insert"] else "")
+                                  + (" nofailover" if b["nofailover"] else ""))
+        hc = b["health"]
+        check = "passive only" if hc is None else \
+            f"{hc['method']} {hc['path'] or ''} every {hc['interval']:g}s".replace("  ", " ")
+        lines.append(f"balancer://{b['name']}  method {b['method']}  sticky {sticky or '-'}  "
+                     f"retry {b['retry']:g}s  health {check}")
+        lines.append(f"  {'MEMBER':<28} {'ROUTE':<10} {'STATUS':<11} {'STATE':<8} {'WEIGHT':>6} {'BUSY':>5} "
+                     f"{'REQUESTS':>9} {'TRAFFIC':>8} {'FAILS':>6} {'MAX':>5}  CHECK")
+        for m in b["members"]:
+            state = m["state"] + (f" {m['error_for']:.0f}s" if m["state"] == "error" else "")
+            check = m["check"]["last"] + (f" {m['check']['age']:.0f}s ago" if m["check"]["age"] is not None else "")
+            lines.append(f"  {m['url']:<28} {m['route'] or '-':<10} {m['status']:<11} {state:<8} {m['weight']:>6} "
+                         f"{m['busy']:>5} {m['requests']:>9} {_size(m['bytes']):>8} {m['failures']:>6} "
+                         f"{m['max_connections'] or '-':>5}  {check}")
+        lines.append("")
+    return "\n".join(lines).rstrip()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mpmctl", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -241,6 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
                            ("reload", "graceful reload into a new generation"),
                            ("upgrade", "hot upgrade: re-exec the master, keep sockets and tunnels"),
                            ("status", "show the master and its workers"),
+                           ("balancer", "balancer members and their state; set NAME MEMBER drain|disable|"
+                                        "enable|weight N"),
                            ("configtest", "check a config file")):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("-c", "--config", help="config file (default: the embedded conf/default.yaml)")
@@ -248,8 +303,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("-d", "--detach", action="store_true", help="detach and write the pidfile")
         if name == "stop":
             p.add_argument("--now", action="store_true", help="immediate stop (SIGINT)")
-        if name == "status":
+        if name in ("status", "balancer"):
             p.add_argument("--json", action="store_true", help="machine-readable output")
+        if name == "balancer":
+            p.add_argument("action", nargs="*", help="set NAME MEMBER drain|disable|enable|hot-standby|weight N")
     return parser
 
 

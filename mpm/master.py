@@ -25,6 +25,7 @@ import time
 import setproctitle
 
 from conf import ConfigError, load_config
+from mpm.balancer_manager import BalancerManager
 from mpm.control import ControlServer
 from mpm.listeners import ListenerSet
 from mpm.pidfile import remove_pidfile, write_pidfile
@@ -98,6 +99,7 @@ class Master:
         # Workers watch the read end; only we hold the write end, so our death is their EOF.
         self.parent_r, self.parent_w = os.pipe2(os.O_CLOEXEC)
         self.control = ControlServer(self.config.control.socket, self.selector, self._control_request)
+        self.balancers = BalancerManager(self.config, self.selector)   # shared member table, before any fork
         log.info("master pid %d started with %s", os.getpid(), self.config.file)
         _warn_unverified(self.config)
 
@@ -171,6 +173,7 @@ class Master:
             return [message]
         old = [record for record in self.workers.values() if not record.retired]
         self.config = config
+        self.balancers.configure(config)
         retired_sockets = self.listeners.commit()
         self._new_generation()
         for record in old:
@@ -182,6 +185,12 @@ class Master:
         return []
 
     def _new_generation(self) -> None:
+        # Built here, before the fork, so a generation's workers share one session-ticket key
+        # and a client resumes its TLS session on whichever worker it reaches next (nginx
+        # makes its ticket keys in the master for the same reason); re-read at every reload.
+        from worker.tls import listener_context
+        self.tls_contexts = {listener.address: listener_context(listener.tls)
+                             for listener in self.config.listeners if listener.tls is not None}
         self.generation += 1
         self._set_title()
         self.slots = {}
@@ -219,12 +228,14 @@ class Master:
             if id(sock) not in keep:
                 sock.close()
         self.control.close_in_child()
+        self.balancers.close_in_child()
         self.selector.close()
         for fd in (self.wake_r, self.wake_w, self.parent_w):
             os.close(fd)
         scoreboard_row = self.scoreboard.row_for_child(row, os.getpid(), generation, slot)
         return Worker(self.config, mine, slot, generation, scoreboard_row, self.parent_r,
-                      peers=self.scoreboard.live_rows).run()
+                      peers=self.scoreboard.live_rows, balancer_table=self.balancers.table,
+                      tls_contexts=self.tls_contexts).run()
 
     def _retire(self, record: WorkerRecord, sig: int = signal.SIGTERM) -> None:
         record.retired = True
@@ -278,6 +289,7 @@ class Master:
                     self._spawn(slot)
             self._recycle_stopping_workers()
             self._check_max_request_workers()
+            self.balancers.tick(self.workers)     # free dead workers' cells, run health checks
         for record in self.workers.values():
             if record.kill_at is not None and now >= record.kill_at:
                 log.warning("worker pid %d outlived graceful_timeout: SIGKILL", record.pid)
@@ -386,6 +398,8 @@ class Master:
             return {"ok": not errors, "errors": errors, "generation": self.generation}
         if command == "upgrade":
             return self.upgrade()
+        if command == "balancer":
+            return self.balancers.control(request)
         if command == "stop":
             self.stop(now=bool(request.get("now")))
             return {"ok": True}

@@ -30,6 +30,7 @@ import enum
 from conf.model import UPGRADE_ANY, UPGRADE_NONE
 from tunnel.buffer import SHARED_BUFFER, SHARED_BUFFER_SIZE, SHARED_VIEW
 from tunnel.tunnel import Tunnel, send_some
+from worker.balancer import IDEMPOTENT
 from worker.framing import NO_BODY, BadFraming, ChunkedFraming, CloseFraming, LengthFraming
 from worker.http1 import HeadReader, HttpError, connection_tokens
 from worker.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT
@@ -67,6 +68,7 @@ class ClientConnection:
         "respbuf", "resp_reader", "resp", "resp_phase", "resp_framing", "resp_started",
         "keep_alive", "client_eof", "backend_clean", "started", "status", "sent", "received",
         "requests", "head_sent", "tls", "proto",
+        "member", "tried", "mapped", "body_prefix", "set_cookie",   # balancer member, failover, sticky insert
     )
 
     def __init__(self, worker, sock, client_ip: bytes, tls: bool = False):
@@ -90,6 +92,7 @@ class ClientConnection:
         self.resp_started = False
         self.keep_alive = True
         self.head = self.route = self.backend = self.upgrade = None
+        self.member = self.set_cookie = None
         self.started = loop.now
         self.status = self.sent = self.received = self.head_sent = 0
         self.deadline = loop.now + worker.timeouts.client_header
@@ -136,11 +139,11 @@ class ClientConnection:
             mask |= EPOLLOUT
         if mask & EPOLLOUT and self.to_backend:
             self._drain_backend()
-        if self.phase is Phase.CLOSED or self.conn is None:
+        if self.phase is Phase.CLOSED or self.conn is not conn:   # closed, or failed over to another
             return
         if conn.mask & EPOLLIN and mask & (EPOLLIN | EPOLLHUP | EPOLLERR):
             self._read_backend()
-            if conn.tls:
+            if conn.tls and self.conn is conn:
                 self._read_backend_pending()
         elif mask & (EPOLLHUP | EPOLLERR) and not conn.mask & EPOLLOUT:
             self._backend_failed(502, "backend connection reset")
@@ -262,11 +265,14 @@ class ClientConnection:
             self._local_response(404, "No route matches this URL.")
             return
         self.route = route
-        backend = self.backend = worker.pick_backend(route, head)
+        self.tried = ()
+        self.body_prefix = b""
+        backend, self.member, self.set_cookie = worker.pick_backend(route, head, self.client_ip)
+        self.backend = backend
         if backend is None:
             self._local_response(503, "No balancer member is available.")
             return
-        upgrade = self.upgrade = _upgrade_value(head.upgrade, route.upgrade, head.has_body or head.version != "1.1")
+        self.upgrade = _upgrade_value(head.upgrade, route.upgrade, head.has_body or head.version != "1.1")
         limit = worker.limits.request_body
         if head.chunked:
             self.req_framing = ChunkedFraming()
@@ -277,10 +283,8 @@ class ClientConnection:
             self.req_framing = LengthFraming(head.content_length)
         else:
             self.req_framing = None
-        host = head.host if route.route.preserve_host and head.host else worker.host_header(backend)
-        out = request_head(head, mapped, host, self.client_ip, self.proto, upgrade)
-        if head.version == "1.0":   # a 1.0 client cannot take chunked back: ask the backend for 1.0
-            out = out.replace(b" HTTP/1.1\r\n", b" HTTP/1.0\r\n", 1)
+        self.mapped = mapped
+        out = self._request_head(backend)
         if self.req_framing is not None and self.inbuf:
             try:
                 stop = self.req_framing.feed(self.inbuf, 0, len(self.inbuf))
@@ -291,7 +295,8 @@ class ClientConnection:
                 self._reject(413, "request body larger than LimitRequestBody")
                 return
             body_end = len(self.inbuf) if stop < 0 else stop
-            out += self.inbuf[:body_end]
+            self.body_prefix = bytes(self.inbuf[:body_end])   # kept for a failover to another member
+            out += self.body_prefix
             del self.inbuf[:body_end]
             if stop >= 0:
                 self.req_framing = None
@@ -302,6 +307,14 @@ class ClientConnection:
         self.resp_phase = _Resp.HEAD
         self.backend_clean = True
         self._connect_and_send(out)
+
+    def _request_head(self, backend) -> bytes:
+        head = self.head
+        host = head.host if self.route.route.preserve_host and head.host else self.worker.host_header(backend)
+        out = request_head(head, self.mapped, host, self.client_ip, self.proto, self.upgrade)
+        if head.version == "1.0":   # a 1.0 client cannot take chunked back: ask the backend for 1.0
+            out = out.replace(b" HTTP/1.1\r\n", b" HTTP/1.0\r\n", 1)
+        return out
 
     def _connect_and_send(self, out: bytes, fresh: bool = False) -> None:
         try:
@@ -442,6 +455,8 @@ class ClientConnection:
                 return
         self.resp = resp
         self.status = resp.status
+        if self.member is not None:
+            self.worker.lb.response(self.member, resp.status)   # failonstatus=
         head = self.head
         if head.method == b"HEAD" or resp.status in (204, 304):
             framing = NO_BODY
@@ -464,6 +479,8 @@ class ClientConnection:
         reverse = self.worker.reverse_map(self.route, self.backend, head, self.proto) \
             if self.route.route.reverse else None
         out = response_head(resp, self.keep_alive, head.version == "1.0", not dechunk, reverse)
+        if self.set_cookie is not None:    # sticky: {insert: true}
+            out = out[:-2] + self.set_cookie + b"\r\n"
         self.head_sent = len(out)
         self.resp_phase = _Resp.BODY
         if self.respbuf:
@@ -522,6 +539,8 @@ class ClientConnection:
             return
         worker, loop = self.worker, self.loop
         head101 = response_head(resp, True, False, True, None, upgrade=True)
+        if self.set_cookie is not None:
+            head101 = head101[:-2] + self.set_cookie + b"\r\n"
         to_client = (self.to_client or b"") + head101 + bytes(self.respbuf)   # an unsent 1xx goes first
         to_backend = (self.to_backend or b"") + bytes(self.inbuf)
         self.status = 101
@@ -536,7 +555,12 @@ class ClientConnection:
                    "referer": (head.get(b"referer") or b"").decode("latin-1"),
                    "agent": (head.get(b"user-agent") or b"").decode("latin-1"),
                    "route": self.route.name, "backend": self.backend.origin, "head_size": head.raw_size}
-        tunnel = Tunnel(loop, self.sock, conn.sock, self.route.timeout, worker.tunnel_closed,
+        on_close = worker.tunnel_closed
+        if self.member is not None:        # the member counts the tunnel as busy until it closes
+            context["lb"] = worker.lb.key(self.member)
+            on_close = worker.lb.tunnel_closer(self.member, on_close)
+            self.member = None
+        tunnel = Tunnel(loop, self.sock, conn.sock, self.route.timeout, on_close,
                         to_backend=to_backend, to_client=to_client, context=context)
         worker.tunnel_opened(tunnel)
 
@@ -545,6 +569,8 @@ class ClientConnection:
         """The response is out: log it, pool or drop the backend, then next request or close."""
         worker = self.worker
         worker.exchange_done(self)
+        if self.member is not None:
+            self._release_member()
         conn, self.conn = self.conn, None
         if conn is not None:
             if self.backend_clean and self.req_framing is None and not self.to_backend:
@@ -593,12 +619,16 @@ class ClientConnection:
         self._fail_response(status, message)
 
     def _backend_failed(self, status: int, why: str) -> None:
+        if self.member is not None and self._failover(status, why):
+            return
         route = self.route.name if self.route is not None else "-"
         backend = self.backend.origin if self.backend is not None else "-"
         self.worker.log_error("error", f"route {route} backend {backend}: {why} ({status})")
         self._fail_response(status, why)
 
     def _fail_response(self, status: int, message: str) -> None:
+        if self.member is not None:
+            self._release_member()
         if self.conn is not None:
             self.worker.pool.discard(self.conn)
             self.conn = None
@@ -628,6 +658,52 @@ class ClientConnection:
             else:
                 self.close()
 
+    def _release_member(self) -> None:
+        self.worker.lb.end(self.member, self.received + self.sent)
+        self.member = None
+
+    def _failover(self, status: int, why: str) -> bool:
+        """mod_proxy_balancer's failover: a request nothing of which a backend has taken (the
+        connect failed) or may safely take twice (an idempotent request or an upgrade handshake
+        we hold whole, cut off before any response byte) is sent to another member.  False:
+        fail as usual.  When every member has been tried, the answer is 503."""
+        worker, member = self.worker, self.member
+        connecting = self.phase is Phase.CONNECTING or self.conn is None
+        worker.lb.failed(member, why, connecting)
+        if not connecting and not (
+                status == 502 and self.request_copy is not None and not self.sent and not self.resp_started
+                and self.resp_phase is _Resp.HEAD and not self.respbuf and not self.resp_reader.fed
+                and (self.upgrade is not None or self.head.method in IDEMPOTENT)):
+            return False
+        failed_origin = self.backend.origin
+        worker.lb.end(member, 0)
+        self.member = None
+        if self.conn is not None:
+            worker.pool.discard(self.conn)
+            self.conn = None
+        self.tried += (member,)
+        backend, self.member, cookie = worker.pick_backend(self.route, self.head, self.client_ip, self.tried)
+        if backend is None:
+            worker.log_error("error", f"route {self.route.name} backend {failed_origin}: {why}; "
+                                      "no other balancer member can take the request (503)")
+            self._fail_response(503, "No balancer member could take the request.")
+            return True
+        worker.log_error("warning", f"route {self.route.name} backend {failed_origin}: {why}; "
+                                    f"failing over to {backend.origin}")
+        self.backend = backend
+        self.set_cookie = cookie
+        out = self._request_head(backend) + self.body_prefix
+        if self.request_copy is not None:
+            self.request_copy = out
+        self.to_backend = None
+        self.retried = False
+        self.respbuf = bytearray()
+        self.resp_reader = HeadReader(False)
+        self.resp_phase = _Resp.HEAD
+        self.backend_clean = True
+        self._connect_and_send(out)
+        return True
+
     def _abort(self, why: str) -> None:
         """The client is gone: drop its backend connection (never pooled) and close."""
         if self.conn is not None:
@@ -642,6 +718,8 @@ class ClientConnection:
         loop = self.loop
         loop.timed.discard(self)
         loop.remove(self.fd)
+        if self.member is not None:
+            self._release_member()
         if self.conn is not None:
             self.worker.pool.discard(self.conn)
             self.conn = None

@@ -30,6 +30,9 @@ from worker.loop import EPOLLIN
 CHUNK = 64 * 1024
 SEND_TIMEOUT = 2.0           # a successor that cannot take a record within this is given up on
 CONNECT_PATIENCE = 3.0       # how long to look for a successor that is still starting
+# Records in flight are tunnels paused: a small send buffer keeps the queue at the receiver
+# short (about 50 records), and the sender's other tunnels relay on while it waits.
+SEND_BUFFER = 32 * 1024
 
 
 def address(pid: int) -> bytes:
@@ -113,7 +116,8 @@ class _Inbound:
         split = header["to_backend"]
         client.setblocking(False)
         backend.setblocking(False)
-        tunnel = Tunnel.resume(self.worker.loop, client, backend, header["state"], self.worker.tunnel_closed,
+        on_close = self.worker.lb.adopt(header["context"], self.worker.tunnel_closed)   # counted busy here now
+        tunnel = Tunnel.resume(self.worker.loop, client, backend, header["state"], on_close,
                                to_backend=bytes(data[:split]), to_client=bytes(data[split:]),
                                context=header["context"])
         self.received += 1
@@ -141,19 +145,22 @@ def connect_successor(pids: list[int]) -> socket.socket | None:
     """A connection to the first successor that answers."""
     for pid in pids:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
         sock.settimeout(SEND_TIMEOUT)
         try:
             sock.connect(address(pid))
+            sock.setblocking(False)
             return sock
         except OSError:
             sock.close()
     return None
 
 
-def send_tunnel(sock: socket.socket, tunnel: Tunnel, loop) -> bool:
-    """Detach `tunnel` and send it to the successor.  True: its sockets are the successor's
-    now.  False: the successor did not take it, and it carries on here as before.
-    Raises OSError when a record broke off half-sent (that tunnel is lost)."""
+def send_tunnel(sock: socket.socket, tunnel: Tunnel, loop) -> tuple[Tunnel, OSError] | None:
+    """Detach `tunnel` and send it to the successor (a non-blocking socket).  None: its
+    sockets are the successor's now.  (tunnel, error): the successor did not take it (its
+    queue is full: BlockingIOError; or it is gone), and that tunnel carries on here as
+    before.  Raises OSError when a record broke off half-sent (that tunnel is lost)."""
     to_backend, to_client = tunnel.to_backend or b"", tunnel.to_client or b""
     client, backend, state = tunnel.detach()
     header = json.dumps({"state": state, "context": tunnel.context, "to_backend": len(to_backend),
@@ -161,14 +168,16 @@ def send_tunnel(sock: socket.socket, tunnel: Tunnel, loop) -> bool:
     data = to_backend + to_client
     try:
         socket.send_fds(sock, [b"T" + header + b"\0" + data[:CHUNK]], [client.fileno(), backend.fileno()])
-    except OSError:
-        Tunnel.resume(loop, client, backend, state, tunnel.on_close, to_backend=to_backend,
-                      to_client=to_client, context=tunnel.context)
-        return False
+    except OSError as exc:
+        return Tunnel.resume(loop, client, backend, state, tunnel.on_close, to_backend=to_backend,
+                             to_client=to_client, context=tunnel.context), exc
     try:
-        for start in range(CHUNK, len(data), CHUNK):
-            sock.sendall(b"D" + data[start:start + CHUNK])
+        if len(data) > CHUNK:            # rare (a large leftover): finish this record at once
+            sock.settimeout(SEND_TIMEOUT)
+            for start in range(CHUNK, len(data), CHUNK):
+                sock.sendall(b"D" + data[start:start + CHUNK])
+            sock.setblocking(False)
     finally:
         client.close()
         backend.close()
-    return True
+    return None

@@ -13,6 +13,7 @@ Signals only set flags (and wake the loop through `signal.set_wakeup_fd`):
 
 from __future__ import annotations
 
+import collections
 import errno
 import os
 import signal
@@ -23,11 +24,11 @@ import setproctitle
 
 from tunnel.tunnel import Tunnel
 from worker.backend import BackendPool
-from worker.balancer import BalancerState
+from worker.balancer import Balancers
 from worker.exchange import ClientConnection, Phase
 from worker.handover import CONNECT_PATIENCE, HandoverReceiver, connect_successor, send_tunnel
 from worker.logs import AccessLog, ErrorLog, LogSink
-from worker.loop import EPOLLIN, EventLoop
+from worker.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EventLoop
 from worker.routing import Router
 from worker.tls import ServerHandshake, listener_context
 
@@ -38,7 +39,7 @@ EMFILE_BACKOFF = 0.1         # seconds to stop accepting when out of file descri
 
 class Worker:
     def __init__(self, config, listeners, slot: int, generation: int, scoreboard_row, parent_fd: int,
-                 peers=lambda: []):
+                 peers=lambda: [], balancer_table=None, tls_contexts: dict | None = None):
         self.config = config
         self.listeners = listeners          # [(socket, conf.Listener)]
         self.slot = slot
@@ -46,6 +47,8 @@ class Worker:
         self.row = scoreboard_row
         self.parent_fd = parent_fd
         self.peers = peers                  # the scoreboard's live rows: where a successor is found
+        self.tls_contexts = tls_contexts or {}   # listener address -> SSLContext, made by the master
+        self.balancer_table = balancer_table  # worker.balancer.MemberTable in shared memory (None: our own)
         self.started_wall = time.time()
         self.handover = None                # connection to the successor while handing over
         self.handover_deadline = 0.0
@@ -79,14 +82,16 @@ class Worker:
                                   f"pid {os.getpid()} slot {self.slot} gen {self.generation}")
         loop.after_poll.append(self._flush_logs)
         self.router = Router(self.config.routes, self.timeouts.proxy)
-        self.balancers = {name: BalancerState(b) for name, b in self.config.balancers.items()}
+        self.lb = Balancers(self.config.balancers, self.balancer_table, self.log_error, os.getpid())
         self.pool = BackendPool(loop)
         self.receiver = HandoverReceiver(self)      # bound before we report ready
         self._install_signals()
         loop.add(self.parent_fd, EPOLLIN, self._on_parent_event)
         for sock, listener in self.listeners:
             sock.setblocking(False)
-            context = listener_context(listener.tls) if listener.tls is not None else None
+            context = self.tls_contexts.get(listener.address) if listener.tls is not None else None
+            if listener.tls is not None and context is None:
+                context = listener_context(listener.tls)
             loop.add(sock.fileno(), EPOLLIN, lambda mask, sock=sock, context=context: self._accept(sock, context))
         self.accepting = True
         self._publish()
@@ -214,11 +219,13 @@ class Worker:
         self.connection_closed()
 
     # == helpers for exchanges =================================================================
-    def pick_backend(self, route, head):
+    def pick_backend(self, route, head, client_ip: bytes = b"", tried=()):
+        """(backend, balancer member index or None, Set-Cookie line or None); backend None: 503.
+        A member stays counted busy until `self.lb.end(member, ...)`."""
         target = route.route.target
         if target.backend is not None:
-            return target.backend
-        return self.balancers[target.balancer].pick(head)
+            return target.backend, None, None
+        return self.lb.pick(target.balancer, head, client_ip, tried)
 
     def host_header(self, backend) -> bytes:
         host = self._host_headers.get(backend)
@@ -294,29 +301,55 @@ class Worker:
                                        "they stay here until they close or graceful_timeout")
             return
         self.handover = sock
+        self.handover_queue = collections.deque()
+        self.handover_moved = 0
         self._hand_over([obj for obj in self.loop.timed if isinstance(obj, Tunnel)])
 
     def _hand_over(self, tunnels: list) -> None:
-        moved = kept = 0
-        for tunnel in tunnels:
-            if not tunnel.movable:
-                kept += 1
+        """Queue tunnels for the successor; they go as fast as it takes them (EPOLLOUT)."""
+        if self.handover is None:
+            return
+        self.handover_queue.extend(tunnel for tunnel in tunnels if tunnel.movable)
+        if not self.handover_queue:
+            self._handover_report()
+        elif self.handover.fileno() not in self.loop.handlers:
+            self.loop.add(self.handover.fileno(), EPOLLOUT, self._on_handover_writable)
+
+    def _on_handover_writable(self, mask: int) -> None:
+        queue = self.handover_queue
+        failure = "the successor went away" if mask & (EPOLLERR | EPOLLHUP) else None
+        while queue and failure is None:
+            tunnel = queue.popleft()
+            if tunnel.closed:
                 continue
             try:
-                if not send_tunnel(self.handover, tunnel, self.loop):
-                    kept += 1
-                    self.log_error("error", "hand-over: the successor stopped taking tunnels")
-                    break
+                kept = send_tunnel(self.handover, tunnel, self.loop)
             except OSError as exc:
-                self.log_error("error", f"hand-over: a tunnel was lost mid-record: {exc}")
+                failure = f"a tunnel was lost mid-record: {exc}"
                 self.tunnels -= 1
                 self.connections -= 1
                 break
-            moved += 1
+            if kept is not None:
+                local, error = kept
+                queue.appendleft(local)
+                if isinstance(error, BlockingIOError):
+                    return                          # its queue is full: wait for EPOLLOUT
+                failure = f"the successor stopped taking tunnels: {error}"
+                break
+            self.handover_moved += 1
             self.tunnels -= 1
             self.connections -= 1
+        self.loop.remove(self.handover.fileno())
+        if failure is not None:
+            self.log_error("error", f"hand-over: {failure}; the rest stay here")
+            queue.clear()
+            self.handover.close()
+            self.handover = None
+        self._handover_report()
+
+    def _handover_report(self) -> None:
         left = sum(1 for obj in self.loop.timed if isinstance(obj, Tunnel))
-        self.log_error("info", f"hand-over: passed {moved} tunnels to the successor; "
+        self.log_error("info", f"hand-over: passed {self.handover_moved} tunnels to the successor; "
                                f"{left} stay here (TLS or not passed)")
         self._publish()
         if self.connections == 0:
