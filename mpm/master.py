@@ -70,7 +70,6 @@ class Master:
         self.successor_deadline = 0.0
         self.signals: list[int] = []
         self.stopping = None                       # None, "graceful" or "now"
-        self.stop_deadline = 0.0
         self.started = time.time()
         self.last_mrw_warning = 0.0
 

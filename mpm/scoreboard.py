@@ -96,5 +96,3 @@ class Scoreboard:
                 rows.append(self.read(index))
         return rows
 
-    def rows_in_use(self) -> list[int]:
-        return [index for index, pid in enumerate(self.owner) if pid != 0]

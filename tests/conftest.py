@@ -6,6 +6,7 @@ master or worker process is left behind."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -167,6 +168,17 @@ class Proxy:
         self.stdout.close()
         self.stderr.close()
         self.proc = None
+
+
+@contextlib.contextmanager
+def running_proxy(directory, routes, **sections):
+    """A real master for a whole module (starting one costs about a second)."""
+    proxy = Proxy(directory, routes, **sections)
+    try:
+        proxy.start()
+        yield proxy
+    finally:
+        proxy.stop()
 
 
 @pytest.fixture

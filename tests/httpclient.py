@@ -11,27 +11,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import struct
 import threading
 import time
 
 import h11
-from conftest import Proxy
+from conftest import Proxy, running_proxy  # noqa: F401 - running_proxy is re-exported
 
 HEAD_END = b"\r\n\r\n"
 
 
 # == proxies shared by a module ================================================================
-@contextlib.contextmanager
-def running_proxy(directory, routes, **sections):
-    proxy = Proxy(directory, routes, **sections)
-    try:
-        proxy.start()
-        yield proxy
-    finally:
-        proxy.stop()
 
 
 def wait_log(proxy: Proxy, needle: str, timeout: float = 3.0) -> str:

@@ -7,7 +7,6 @@ which write (early bytes behind a head, half-close, resets)."""
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import os
 import re
@@ -18,7 +17,7 @@ import sys
 import threading
 import time
 
-from conftest import ROOT, Proxy, wait_for
+from conftest import ROOT, Proxy, running_proxy, wait_for  # noqa: F401 - running_proxy is re-exported
 
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 HEAD_END = b"\r\n\r\n"
@@ -29,15 +28,6 @@ CLIENT_OPTIONS = {"proxy": None, "ping_interval": None, "open_timeout": 10, "clo
 
 
 # == proxies shared by a module ================================================================
-@contextlib.contextmanager
-def running_proxy(directory, routes, **sections):
-    """A real master for a whole module (starting one costs about a second)."""
-    proxy = Proxy(directory, routes, **sections)
-    try:
-        proxy.start()
-        yield proxy
-    finally:
-        proxy.stop()
 
 
 def tunnel_lines(proxy: Proxy, marker: str) -> list[str]:

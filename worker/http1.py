@@ -19,7 +19,7 @@ import re
 import httptools
 
 HEAD_END = b"\r\n\r\n"
-_SPECIAL = frozenset({b"host", b"content-length", b"transfer-encoding", b"connection", b"upgrade", b"expect"})
+_SPECIAL = frozenset({b"host", b"content-length", b"transfer-encoding", b"connection", b"upgrade"})
 _TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 # RFC 9112 §3.2: uri-host [ ":" port ]; reg-name, IPv4 or [IPv6] (empty allowed for 1.1 only as "Host:")
 _HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(?::[0-9]*)?")
@@ -75,7 +75,7 @@ class _HeadCollector:
 
 class RequestHead:
     __slots__ = ("method", "target", "version", "headers", "keep_alive", "content_length",
-                 "chunked", "upgrade", "host", "expect_continue", "raw_size")
+                 "chunked", "upgrade", "host", "raw_size")
 
     def get(self, lname: bytes) -> bytes | None:
         for name, _, value in self.headers:
@@ -190,8 +190,6 @@ class HeadReader:
             head.upgrade = upgrade
             if head.has_body:
                 raise HttpError(400, "an upgrade request cannot carry a body")
-        expect = special.get(b"expect")
-        head.expect_continue = expect is not None and expect.lower() == b"100-continue"
         self.parser = None   # break the parser <-> collector cycle early
         return head
 

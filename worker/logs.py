@@ -61,6 +61,11 @@ class LogSink:
         rest = data[written:]
         self.pending = [rest] if rest else []
         self.size = len(rest)
+        if self.dropped and not rest:     # say what a stuck reader cost, once it reads again
+            self.pending.append(f"[{self.dropped} log lines dropped: the log destination was not reading]\n"
+                                .encode())
+            self.size = len(self.pending[-1])
+            self.dropped = 0
 
     def close(self) -> None:
         if self.fd is not None:
@@ -107,8 +112,7 @@ class AccessLog:
         self.json = fmt == "json"
 
     def exchange(self, client_ip: bytes, head, status: int, sent: int, body_sent: int, received: int,
-                 duration: float,
-                 route: str, backend: str, tunnel: tuple | None = None) -> None:
+                 duration: float, route: str, backend: str) -> None:
         if head is not None:
             request = f"{head.method.decode('latin-1')} {head.target.decode('latin-1')} HTTP/{head.version}"
             referer, agent = head.get(b"referer"), head.get(b"user-agent")
@@ -120,15 +124,11 @@ class AccessLog:
                       "request": request, "status": status, "bytes_sent": sent, "bytes_received": received,
                       "duration_us": micros, "route": route, "backend": backend,
                       "referer": _quote(referer), "user_agent": _quote(agent)}
-            if tunnel is not None:
-                record.update(tunnel=True, tunnel_bytes_in=tunnel[0], tunnel_bytes_out=tunnel[1],
-                              tunnel_end=tunnel[2])
             self.sink.write(json.dumps(record) + "\n")
             return
-        extra = f" tunnel_in={tunnel[0]} tunnel_out={tunnel[1]} end=\"{tunnel[2]}\"" if tunnel else ""
         self.sink.write(
             f'{client_ip.decode()} - - {_clock.apache()} "{_quote(request.encode("latin-1"))}" {status} '
-            f'{body_sent or "-"} "{_quote(referer)}" "{_quote(agent)}" {micros} "{route}" "{backend}"{extra}\n')
+            f'{body_sent or "-"} "{_quote(referer)}" "{_quote(agent)}" {micros} "{route}" "{backend}"\n')
 
 
     def tunnel(self, context: dict, bytes_in: int, bytes_out: int, duration: float, reason: str) -> None:

@@ -23,7 +23,6 @@ EPOLLHUP = select.EPOLLHUP
 EPOLLRDHUP = select.EPOLLRDHUP
 
 SWEEP_INTERVAL = 0.25   # seconds between deadline sweeps: the resolution of every timeout
-INFINITY = float("inf")
 
 
 class EventLoop:
@@ -71,10 +70,6 @@ class EventLoop:
         entry = [self.now + delay, next(self._seq), callback]
         heapq.heappush(self._timers, entry)
         return entry
-
-    @staticmethod
-    def cancel(entry: list) -> None:
-        entry[2] = None
 
     def _run_timers(self) -> None:
         timers = self._timers
