@@ -52,8 +52,9 @@ def _merge(base: dict, extra: dict) -> dict:
 class Proxy:
     """A real mpm master and its workers, driven through `mpmctl`."""
 
-    def __init__(self, directory, routes, workers: int = 2, **sections):
+    def __init__(self, directory, routes, workers: int = 2, environ: dict | None = None, **sections):
         self.dir = str(directory)
+        self.environ = None if environ is None else {**os.environ, **environ}   # the master's and workers' own
         os.makedirs(self.dir, exist_ok=True)
         self.port = free_port()
         self.config_path = os.path.join(self.dir, "mpm.yaml")
@@ -83,7 +84,7 @@ class Proxy:
         self.stdout = open(os.path.join(self.dir, "stdout.log"), "wb")
         self.stderr = open(os.path.join(self.dir, "stderr.log"), "wb")
         self.proc = subprocess.Popen([sys.executable, "-m", "mpm", "start", "-c", self.config_path],
-                                     stdout=self.stdout, stderr=self.stderr, cwd=ROOT)
+                                     stdout=self.stdout, stderr=self.stderr, cwd=ROOT, env=self.environ)
         self.seen_pids.add(self.proc.pid)
         self.wait_ready()
         return self

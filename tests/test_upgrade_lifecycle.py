@@ -9,6 +9,7 @@ Routes of the module's proxy:
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import socket
 import struct
@@ -177,8 +178,11 @@ def _pattern(size: int, seed: int) -> bytes:
     return (block * (size // len(block) + 1))[:size]
 
 
-@pytest.fixture(scope="module")
-def env(tmp_path_factory):
+# Every test here runs twice: tunnels relaying with os.splice (the default on Linux) and
+# with recv_into + send (MPM_SPLICE=0, and always for TLS), so both copy paths meet every
+# ending, half-close and back-pressure case.
+@pytest.fixture(scope="module", params=["splice", "recv"])
+def env(tmp_path_factory, request):
     ws = WebSocketBackend(_ws_behaviour)
     raw = RawBackend(_raw_behaviour)
     routes = [
@@ -186,7 +190,8 @@ def env(tmp_path_factory):
         {"path": "/raw/", "to": raw.url("ws", "/raw/")},
     ]
     try:
-        with running_proxy(tmp_path_factory.mktemp("upgrade-lifecycle"), routes) as proxy:
+        with running_proxy(tmp_path_factory.mktemp("upgrade-lifecycle"), routes,
+                           environ={"MPM_SPLICE": "1" if request.param == "splice" else "0"}) as proxy:
             yield proxy, raw
     finally:
         ws.close()
@@ -419,3 +424,34 @@ def test_no_tunnel_is_left_open_after_every_ending_above(env):
     wait_for(lambda: total_tunnels(proxy) == 0, 10, 0.2, "the scoreboard to count no open tunnel")
     status = proxy.status()
     assert status["totals"]["connections"] == 0, status["workers"]
+
+
+def test_tunnels_relayed_through_the_copy_path_asked_for(env, request):
+    """splice mode: a worker holds the 256 KiB pipe it splices through; recv mode: no
+    worker has one (its other pipes, to the master and for signals, have the default size)."""
+    proxy, _ = env
+    spliced = request.node.callspec.params["env"] == "splice"
+    sock, buf = _open(proxy, f"/raw/push?size={2 << 20}")
+    with sock:
+        assert len(buf) + len(recv_until_eof(sock, limit=10)) == 2 << 20
+
+    def splice_pipes(pid: int) -> int:
+        found = set()
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            path = f"/proc/{pid}/fd/{fd}"
+            try:
+                target = os.readlink(path)
+                if not target.startswith("pipe:"):
+                    continue
+                probe = os.open(path, os.O_RDONLY | os.O_NONBLOCK)   # the same pipe, opened anew
+            except OSError:
+                continue
+            try:
+                if fcntl.fcntl(probe, fcntl.F_GETPIPE_SZ) == 256 * 1024:
+                    found.add(target)
+            finally:
+                os.close(probe)
+        return len(found)
+
+    counts = [splice_pipes(worker["pid"]) for worker in proxy.status()["workers"]]
+    assert (max(counts) == 1) if spliced else (counts == [0] * len(counts)), counts

@@ -2,13 +2,15 @@
 
 Theory of operation
 -------------------
-Each direction is a copy from one socket (the *source*) to the other (the *sink*)
-through one buffer shared by the whole process (`SHARED_VIEW`): `recv_into` the
-buffer, `send` from it.  Only when the sink takes part of what was read does the
-remainder get copied into a per-direction *leftover*; that direction then stops
-reading its source and watches its sink for writability until the leftover has
-drained.  So an idle or fast-flowing tunnel owns no buffer at all, and a slow sink
-bounds what we hold to one read's worth (back-pressure).
+Each direction is a copy from one socket (the *source*) to the other (the *sink*).
+Between two plain sockets it is two `os.splice` calls through one pipe shared by the
+whole process (`tunnel.pipes`), so the bytes never enter Python; with TLS on either
+side (or MPM_SPLICE=0) it is `recv_into` one buffer shared by the whole process
+(`SHARED_VIEW`) and `send` from it.  Only when the sink takes part of what was read
+does the remainder become a per-direction *leftover* (bytes); that direction then
+stops reading its source and watches its sink for writability until the leftover
+has drained.  So an idle or fast-flowing tunnel owns no buffer at all, and a slow
+sink bounds what we hold to one read's worth (back-pressure).
 
 Per socket, the epoll interest is derived from the state, never tracked apart:
     EPOLLIN   while its direction as a source is open and has no leftover
@@ -25,10 +27,13 @@ carry (see `export_state`).
 
 from __future__ import annotations
 
+import errno
+import os
 import select
 import socket
 import ssl
 
+from tunnel import pipes
 from tunnel.buffer import SHARED_VIEW
 
 EPOLLIN = select.EPOLLIN
@@ -39,6 +44,16 @@ SHUT_WR = socket.SHUT_WR
 _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 TLS_WRITE_MAX = 64 * 1024   # OpenSSL wants a want-write retried with the same bytes: keep writes small
 _plain_shutdown = socket.socket.shutdown   # SSLSocket.shutdown() would drop the TLS state
+_splice = os.splice if pipes.AVAILABLE else None
+_SPLICE_FLAGS = pipes.SPLICE_FLAGS
+_PIPE = pipes.SHARED_PIPE
+_SPLICE_UNSUPPORTED = (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP)
+
+
+def _stop_splicing() -> None:
+    """Every tunnel of this process copies through the shared buffer from now on."""
+    global _splice
+    _splice = None
 
 
 def pending_bytes(sock) -> int:
@@ -151,7 +166,10 @@ class Tunnel:
             self._drain(self.client, "to_client")
         if mask & (EPOLLIN | EPOLLHUP | EPOLLERR) and not self.closed:
             if self.cmask & EPOLLIN:
-                self._copy(self.client, self.backend, True)
+                if self.tls or _splice is None:
+                    self._copy(self.client, self.backend, True)
+                else:
+                    self._splice(self.cfd, self.bfd, True)
             elif mask & (EPOLLHUP | EPOLLERR):
                 self._hangup(mask, True)
 
@@ -160,7 +178,10 @@ class Tunnel:
             self._drain(self.backend, "to_backend")
         if mask & (EPOLLIN | EPOLLHUP | EPOLLERR) and not self.closed:
             if self.bmask & EPOLLIN:
-                self._copy(self.backend, self.client, False)
+                if self.tls or _splice is None:
+                    self._copy(self.backend, self.client, False)
+                else:
+                    self._splice(self.bfd, self.cfd, False)
             elif mask & (EPOLLHUP | EPOLLERR):
                 self._hangup(mask, False)
 
@@ -219,6 +240,58 @@ class Tunnel:
             if not self.tls or not pending_bytes(source):
                 return
 
+    def _copy_way(self, upstream: bool) -> None:
+        if upstream:
+            self._copy(self.client, self.backend, True)
+        else:
+            self._copy(self.backend, self.client, False)
+
+    def _splice(self, source_fd: int, sink_fd: int, upstream: bool) -> None:
+        """`_copy` for two plain sockets: source -> the process's pipe -> sink, the bytes
+        never entering Python.  The pipe is left empty: a part the sink did not take is
+        read out into the leftover, so the leftover rules stay those of `_copy`."""
+        pipe = _PIPE
+        if not pipe.size:
+            try:
+                pipe.open()
+            except OSError:   # out of fds: this copy goes through the shared buffer
+                self._copy_way(upstream)
+                return
+        try:
+            n = _splice(source_fd, pipe.w, pipe.size, None, None, _SPLICE_FLAGS)
+        except _WOULD_BLOCK:
+            return
+        except OSError as exc:
+            if exc.errno in _SPLICE_UNSUPPORTED:   # a kernel or sandbox without socket splice
+                _stop_splicing()
+                self._copy_way(upstream)
+                return
+            self.close(f"recv failed: {exc.strerror or exc}")
+            return
+        self.deadline = self.loop.now + self.idle_timeout
+        if n == 0:
+            self._source_eof(self.backend if upstream else self.client, upstream)
+            return
+        if upstream:
+            self.bytes_in += n
+        else:
+            self.bytes_out += n
+        try:
+            sent = _splice(pipe.r, sink_fd, n, None, None, _SPLICE_FLAGS)
+        except _WOULD_BLOCK:
+            sent = 0
+        except OSError as exc:
+            pipe.discard()
+            self.close(f"send failed: {exc.strerror or exc}")
+            return
+        if sent < n:
+            leftover = pipe.read_out(n - sent)
+            if upstream:
+                self.to_backend = leftover
+            else:
+                self.to_client = leftover
+            self._update_interest()
+
     def _drain(self, sink: socket.socket, attr: str) -> None:
         data = getattr(self, attr)
         try:
@@ -246,10 +319,7 @@ class Tunnel:
 
     def _resume(self, upstream: bool) -> None:
         if not self.closed and ((self.cmask or 0) if upstream else (self.bmask or 0)) & EPOLLIN:
-            if upstream:
-                self._copy(self.client, self.backend, True)
-            else:
-                self._copy(self.backend, self.client, False)
+            self._copy_way(upstream)
 
     def _source_eof(self, sink: socket.socket, upstream: bool) -> None:
         if upstream:
