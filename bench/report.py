@@ -1,7 +1,9 @@
 """From measured cells to what an operator reads: a summary per (scenario, peer), the checks,
 a markdown table, a JSON file and PNG plots of the ratios to the direct connection.
 
-A figure is the median over rounds. A ratio is always peer ÷ direct from the same run, so
+A figure is the median over rounds, except memory growth (S5), which is the largest: a
+process keeps the pages it touched, so a round that follows another without a reload
+reuses them and would show next to nothing. A ratio is always peer ÷ direct from the same run, so
 for throughput below 1 is slower than direct and for latency above 1 is slower. A cell
 measured while something outside the run kept the machine busy is marked †; a cell whose
 own checks failed (errors, mismatched echoes, drops) is marked !.
@@ -49,11 +51,18 @@ CPU_UNITS = {"req": ("µs/req", 1e6), "msg": ("µs/msg", 1e6), "MiB": ("ms/MiB",
 class Summary:
     scenario: str
     peer: str
-    values: dict          # median of every numeric field over the rounds
+    values: dict          # every numeric field over the rounds: median (memory growth: largest)
     rounds: int
     disturbed: int        # rounds measured under outside load
     failed: int           # rounds whose own checks failed (or that could not run)
     notes: list
+
+
+WORST_OVER_ROUNDS = {"rss_per_conn_kib", "backend_rss_per_conn_kib"}
+
+
+def _largest(values: list) -> float | None:
+    return max((v for v in values if v is not None), default=None)
 
 
 def summarize(cells: list[dict], scenario_ids: list[str], peer_names: list[str]) -> list[Summary]:
@@ -66,7 +75,8 @@ def summarize(cells: list[dict], scenario_ids: list[str], peer_names: list[str])
             measured = [c for c in mine if "error" not in c]
             keys = {k for c in measured for k, v in c.items() if isinstance(v, (int, float))
                     and not isinstance(v, bool)}
-            values = {k: stats.median([c.get(k) for c in measured]) for k in sorted(keys)}
+            values = {k: (_largest if k in WORST_OVER_ROUNDS else stats.median)([c.get(k) for c in measured])
+                      for k in sorted(keys)}
             notes = sorted({n for c in mine for n in c.get("notes", []) + ([c["error"]] if "error" in c else [])})
             out.append(Summary(sid, peer, values, len(mine), sum(1 for c in mine if c.get("disturbed")),
                                sum(1 for c in mine if not c.get("ok")), notes[:5]))
@@ -154,7 +164,7 @@ def markdown(results: dict) -> str:
     for name, why in meta["not_run"].items():
         lines.append(f"- **{name}: not measured** — {why}")
     lines += ["", "## Summary", "",
-              "Median over rounds; (ratio) = peer ÷ direct from the same run. "
+              "Median over rounds (memory growth: the largest round); (ratio) = peer ÷ direct from the same run. "
               "† = measured under outside load; ! = the cell's own checks failed (see notes).", ""]
     lines.append("| scenario | figure | " + " | ".join(peers) + " |")
     lines.append("|---|---|" + "---|" * len(peers))
