@@ -260,6 +260,9 @@ class Tunnel:
         try:
             n = _splice(source_fd, pipe.w, pipe.size, None, None, _SPLICE_FLAGS)
         except _WOULD_BLOCK:
+            # Readable, yet nothing to splice: TCP urgent data (MSG_OOB).  Splice stops at
+            # the urgent mark for good; recv steps over it, as the copy path and nginx do.
+            self._copy_way(upstream)
             return
         except OSError as exc:
             if exc.errno in _SPLICE_UNSUPPORTED:   # a kernel or sandbox without socket splice
@@ -268,10 +271,12 @@ class Tunnel:
                 return
             self.close(f"recv failed: {exc.strerror or exc}")
             return
-        self.deadline = self.loop.now + self.idle_timeout
         if n == 0:
-            self._source_eof(self.backend if upstream else self.client, upstream)
+            # EOF, or the urgent mark once the peer's FIN is in (splice says 0 for both):
+            # recv tells them apart.
+            self._copy_way(upstream)
             return
+        self.deadline = self.loop.now + self.idle_timeout
         if upstream:
             self.bytes_in += n
         else:

@@ -27,12 +27,15 @@ import time
 from tunnel.tunnel import Tunnel
 from worker.loop import EPOLLIN
 
-CHUNK = 64 * 1024
+CHUNK = 16 * 1024            # leftover bytes per record: with the header, well under a record's limit
 SEND_TIMEOUT = 2.0           # a successor that cannot take a record within this is given up on
 CONNECT_PATIENCE = 3.0       # how long to look for a successor that is still starting
 # Records in flight are tunnels paused: a small send buffer keeps the queue at the receiver
 # short (about 50 records), and the sender's other tunnels relay on while it waits.
 SEND_BUFFER = 32 * 1024
+# The kernel doubles SO_SNDBUF, and a SEQPACKET record larger than the sender's buffer is
+# refused (EMSGSIZE): no record is longer than this, so the receiver never truncates one.
+RECORD_MAX = 2 * SEND_BUFFER
 
 
 def address(pid: int) -> bytes:
@@ -79,7 +82,7 @@ class _Inbound:
     def _on_event(self, mask: int) -> None:
         while True:
             try:
-                message, fds, _, _ = socket.recv_fds(self.conn, CHUNK + 4096, 2)
+                message, fds, _, _ = socket.recv_fds(self.conn, RECORD_MAX, 2)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:

@@ -331,6 +331,8 @@ class Worker:
                 break
             if kept is not None:
                 local, error = kept
+                if getattr(error, "errno", None) == errno.EMSGSIZE:
+                    continue                        # a record too big for the socket: this one stays here
                 queue.appendleft(local)
                 if isinstance(error, BlockingIOError):
                     return                          # its queue is full: wait for EPOLLOUT
