@@ -31,8 +31,8 @@ def config(tmp_path, balancer: str, n: int = 3, weights=None, extra_member: str 
 
 def head(headers: str = "", target: str = "/"):
     reader = HeadReader(True, Limits())
-    buf = bytearray(f"GET {target} HTTP/1.1\r\nHost: x\r\n{headers}\r\n".encode())
-    return reader.request(reader.feed(buf))
+    raw = f"GET {target} HTTP/1.1\r\nHost: x\r\n{headers}\r\n".encode()
+    return reader.request(raw[:reader.feed(raw)])
 
 
 def balancers(cfg, logs=None, cells: int = 4) -> Balancers:

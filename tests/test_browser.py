@@ -172,8 +172,10 @@ def test_demo_page_echoes_100_messages_in_headless_chromium(proxy_factory, bench
     assert state.get("title") == f"done {MESSAGES}", f"page state: {state}"
     assert state.get("count") == str(MESSAGES), f"page state: {state}"
     assert state.get("state") == "open", f"page state: {state}"
-    # The page really came through the proxy, and so did its WebSocket.
-    assert any(f'"GET /?n={MESSAGES} HTTP/1.1" 200' in line for line in proxy.access_lines()), proxy.access_lines()
+    # The page really came through the proxy, and so did its WebSocket.  (The access log is
+    # buffered: a line may take up to ACCESS_FLUSH seconds to be written while traffic flows.)
+    wait_for(lambda: any(f'"GET /?n={MESSAGES} HTTP/1.1" 200' in line for line in proxy.access_lines()), 5,
+             what="the page's access-log line")
     chromium.close()      # ends the page's WebSocket: its tunnel's log line is written
     lines = wait_for(lambda: tunnel_lines(proxy, '"GET /ws HTTP/1.1" 101'), 10, what="the tunnel's log line")
     assert len(lines) == 1, lines

@@ -562,7 +562,7 @@ def test_http10_keep_alive_client(env):
 COMBINED = re.compile(
     r'^(?P<ip>\S+) - - \[(?P<time>\d{2}/\w{3}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4})\] "(?P<request>[^"]*)" '
     r'(?P<status>\d{3}) (?P<bytes>\d+|-) "(?P<referer>[^"]*)" "(?P<agent>[^"]*)" '
-    r'(?P<micros>\d+) "(?P<route>[^"]*)" "(?P<backend>[^"]*)"$')
+    r'(?P<micros>\d+) "(?P<route>[^"]*)" "(?P<backend>[^"]*)" (?P<conn>[X+-])$')
 
 
 def test_access_log_is_combined_plus_duration_route_and_backend(env):
@@ -579,6 +579,7 @@ def test_access_log_is_combined_plus_duration_route_and_backend(env):
     assert 250_000 <= int(m["micros"]) < 5_000_000
     assert m["route"] == "/echo/"
     assert m["backend"] == f"http://127.0.0.1:{env.b.port}"
+    assert m["conn"] == "+", "%X: the connection stays open after a keep-alive response"
 
 
 def test_access_log_for_a_404_names_no_route(env):

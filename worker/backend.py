@@ -1,11 +1,16 @@
-"""Connections to backends, and the worker's pool of idle keep-alive ones.
+"""Backends: what a worker precomputes about each, its connections, and their pool.
 
-A backend connection stays registered with epoll for its whole life; only the
-handler changes hands (`loop.set_handler`), so checking one out of the pool or back
-in costs no syscall.  While idle it is watched for reads: a backend that closes an
-idle connection (or sends anything unasked) is noticed and the connection dropped,
-so a request is rarely sent on a dead one; `reused` tells the exchange that a
-failure before any response byte may be retried on a fresh connection.
+An `Origin` is a configured backend (`conf.model.Backend`) with everything a request to
+it needs that does not depend on the request, built once per worker: the pool key, the
+`Host:` line, the name for logs.  (The configuration object's own properties build
+strings and tuples on every call, and hashing a frozen dataclass hashes all its fields.)
+
+A backend connection stays registered with epoll for its whole life; only the handler
+changes hands (`Endpoint.hand_to`), so checking one out of the pool or back in costs no
+syscall.  While idle it is watched for reads: a backend that closes an idle connection
+(or sends anything unasked) is noticed and the connection dropped, so a request is
+rarely sent on a dead one; `reused` tells the exchange that a failure before any
+response byte may be retried on a fresh connection.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import os
 import socket
 import ssl
 
+from tunnel.endpoint import Endpoint
 from worker.loop import EPOLLIN, EPOLLOUT
 from worker.tls import backend_context, handshake_step
 
@@ -22,20 +28,41 @@ POOL_IDLE_TIMEOUT = 60.0   # nginx's upstream keepalive_timeout default
 POOL_MAX_IDLE = 64         # idle connections kept per backend per worker
 
 
-class BackendConnection:
+class Origin:
+    __slots__ = ("backend", "key", "host_line", "name", "origin_bytes", "tls")
+
+    def __init__(self, backend):
+        self.backend = backend
+        self.key = backend.key
+        self.host_line = b"Host: " + backend.host_header.encode("idna") + b"\r\n"
+        self.name = backend.origin                 # "http://host:port", for logs
+        self.origin_bytes = backend.origin.encode()
+        self.tls = backend.tls
+
+
+class Origins:
+    """One `Origin` per configured backend, by identity of the configuration object."""
+
+    def __init__(self):
+        self._by_id: dict[int, Origin] = {}
+
+    def __call__(self, backend) -> Origin:
+        origin = self._by_id.get(id(backend))
+        if origin is None:
+            origin = self._by_id[id(backend)] = Origin(backend)
+        return origin
+
+
+class BackendConnection(Endpoint):
     """`connected` means ready for HTTP: TCP up and, for https/wss, the TLS handshake done."""
 
-    __slots__ = ("sock", "fd", "backend", "mask", "reused", "deadline", "connected", "tcp_up",
-                 "handshaking", "tls", "idle_handler")
+    __slots__ = ("origin", "reused", "deadline", "connected", "tcp_up", "handshaking", "idle_handler")
 
-    def __init__(self, sock: socket.socket, backend, tcp_up: bool):
-        self.sock = sock
-        self.fd = sock.fileno()
-        self.backend = backend
-        self.mask = 0
+    def __init__(self, loop, sock: socket.socket, origin: Origin, tcp_up: bool):
+        super().__init__(loop, sock)
+        self.origin = origin
         self.reused = False
         self.tcp_up = tcp_up
-        self.tls = backend.tls is not None
         self.handshaking = False
         self.connected = False
         self.deadline = 0.0
@@ -45,11 +72,12 @@ class BackendConnection:
 
     def _tcp_ready(self) -> None:
         self.tcp_up = True
-        if self.tls:
-            settings = self.backend.tls
+        if self.origin.tls:
+            settings = self.origin.tls
             self.sock = backend_context(settings).wrap_socket(
-                self.sock, server_hostname=settings.server_name or self.backend.host,
+                self.sock, server_hostname=settings.server_name or self.origin.backend.host,
                 do_handshake_on_connect=False)
+            self.tls = True
             self.handshaking = True
         else:
             self.connected = True
@@ -70,15 +98,10 @@ class BackendConnection:
             self.connected = True
         return 0
 
-    def close(self) -> None:
-        try:
-            self.sock.close()
-        except OSError:
-            pass
 
-
-def open_connection(backend) -> BackendConnection:
+def open_connection(loop, origin: Origin) -> BackendConnection:
     """Start a non-blocking connect; raises OSError if it fails at once."""
+    backend = origin.backend
     sock = socket.socket(backend.family, socket.SOCK_STREAM)
     sock.setblocking(False)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -86,7 +109,7 @@ def open_connection(backend) -> BackendConnection:
     if err not in (0, errno.EINPROGRESS):
         sock.close()
         raise OSError(err, errno.errorcode.get(err, str(err)))
-    return BackendConnection(sock, backend, tcp_up=(err == 0))
+    return BackendConnection(loop, sock, origin, tcp_up=(err == 0))
 
 
 class BackendPool:
@@ -95,41 +118,31 @@ class BackendPool:
     def __init__(self, loop):
         self.loop = loop
         self.idle: dict[tuple, list[BackendConnection]] = {}
-        self.count = 0
         loop.call_later(POOL_IDLE_TIMEOUT / 4, self._expire)
 
-    def acquire(self, backend, owner_handler, fresh: bool = False) -> BackendConnection:
-        """A connection to `backend` handed to `owner_handler`: pooled unless `fresh`."""
-        stack = None if fresh else self.idle.get(backend.key)
+    def acquire(self, origin: Origin, owner_handler, fresh: bool = False) -> BackendConnection:
+        """A connection to `origin` handed to `owner_handler`: pooled unless `fresh`."""
+        stack = None if fresh else self.idle.get(origin.key)
         if stack:
             conn = stack.pop()
-            self.count -= 1
             conn.reused = True
-            self.loop.set_handler(conn.fd, owner_handler)
+            conn.hand_to(owner_handler)
             return conn
-        conn = open_connection(backend)
+        conn = open_connection(self.loop, origin)
         conn.idle_handler = lambda mask: self._on_idle_event(conn)
-        conn.mask = EPOLLOUT if not conn.connected else EPOLLIN
-        self.loop.add(conn.fd, conn.mask, owner_handler)
+        conn.register(EPOLLIN if conn.connected else EPOLLOUT, owner_handler)
         return conn
 
     def release(self, conn: BackendConnection) -> None:
-        """Take a connection back after a complete exchange; it must be idle (mask IN)."""
-        stack = self.idle.setdefault(conn.backend.key, [])
+        """Take a connection back after a complete exchange; it must be idle."""
+        stack = self.idle.setdefault(conn.origin.key, [])
         if len(stack) >= POOL_MAX_IDLE:
-            self.discard(conn)
+            conn.close()
             return
-        if conn.mask != EPOLLIN:
-            self.loop.modify(conn.fd, EPOLLIN)
-            conn.mask = EPOLLIN
+        conn.want(True)
         conn.deadline = self.loop.now + POOL_IDLE_TIMEOUT
         stack.append(conn)
-        self.count += 1
-        self.loop.set_handler(conn.fd, conn.idle_handler)
-
-    def discard(self, conn: BackendConnection) -> None:
-        self.loop.remove(conn.fd)
-        conn.close()
+        conn.hand_to(conn.idle_handler)
 
     def _on_idle_event(self, conn: BackendConnection) -> None:
         """Readable while idle: the backend closed it (or misbehaves). Drop it.
@@ -141,23 +154,20 @@ class BackendPool:
                 return
             except OSError:
                 pass
-        stack = self.idle.get(conn.backend.key)
+        stack = self.idle.get(conn.origin.key)
         if stack and conn in stack:
             stack.remove(conn)
-            self.count -= 1
-        self.discard(conn)
+        conn.close()
 
     def _expire(self) -> None:
         now = self.loop.now
         for stack in self.idle.values():
             while stack and stack[0].deadline <= now:
-                self.discard(stack.pop(0))
-                self.count -= 1
+                stack.pop(0).close()
         self.loop.call_later(POOL_IDLE_TIMEOUT / 4, self._expire)
 
     def close_all(self) -> None:
         for stack in self.idle.values():
             for conn in stack:
-                self.discard(conn)
+                conn.close()
             stack.clear()
-        self.count = 0

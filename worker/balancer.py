@@ -57,8 +57,6 @@ BUSY, REQUESTS, BYTES, FAILURES = range(4)
 _COUNTERS = 4
 _FOLDED = ((REQUESTS, _REQUESTS), (BYTES, _BYTES), (FAILURES, _FAILURES))
 
-IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})   # RFC 9110 §9.2.2
-
 
 class MemberInfo:
     """What does not change while a table lives: where a member is, and who it is."""
@@ -341,8 +339,7 @@ class _Picker:
     def _sticky_member(self, head) -> int | None:
         """The member a sticky cookie or URL parameter names: `NAME=anything.ROUTE`
         (Apache, Tomcat's jsessionid) or, with `insert`, `NAME=ROUTE` as we set it."""
-        values = [m.group(1) for name, _, value in head.headers if name == b"cookie"
-                  for m in self.cookie_re.finditer(value)]
+        values = [m.group(1) for value in head.values(b"cookie") for m in self.cookie_re.finditer(value)]
         m = self.param_re.search(head.target)
         if m:
             values.append(m.group(1))
@@ -421,12 +418,11 @@ class _Picker:
         if self.hash_source == "header":
             key = head.get(self.hash_name)
         elif self.hash_source == "cookie":
-            for name, _, value in head.headers:
-                if name == b"cookie":
-                    m = self.hash_cookie_re.search(value)
-                    if m:
-                        key = m.group(1)
-                        break
+            for value in head.values(b"cookie"):
+                m = self.hash_cookie_re.search(value)
+                if m:
+                    key = m.group(1)
+                    break
         if not key:
             key = client_ip       # no such header or cookie: the client address
         q = self.table.q
@@ -448,7 +444,7 @@ def _cookie_re(name: str) -> re.Pattern:
 class Balancers:
     """A worker's side: choose members, keep its own cell of counters, report failures."""
 
-    def __init__(self, balancers, table: MemberTable | None, log_error, pid: int):
+    def __init__(self, balancers, table: MemberTable | None, log_error, pid: int, origins=None):
         self.table = table if table is not None else MemberTable(balancers)
         self.log_error = log_error
         self.cell = self.table.claim(pid)
@@ -456,7 +452,9 @@ class Balancers:
             log_error("error", "balancer table: no free counter cell; this worker's connections are not counted")
         self.pickers = {name: _Picker(self.table, balancer) for name, balancer in self.table.balancers.items()}
         self.by_index = [self.pickers[info.balancer.name] for info in self.table.members]
-        self.backends = [info.member.backend for info in self.table.members]
+        # What `pick` returns for each member: the worker's precomputed Origin, or the backend itself.
+        origins = origins if origins is not None else (lambda backend: backend)
+        self.backends = [origins(info.member.backend) for info in self.table.members]
         cell, table = max(self.cell, 0), self.table
         self.busy_at = [table.counter(i, BUSY, cell) for i in range(len(table.members))]
         if self.cell < 0:    # counts go to a scratch copy nobody reads

@@ -4,7 +4,13 @@ Bodies are relayed as they are, chunked framing included (both sides speak HTTP/
 so a framing object only *scans*: `feed(buf, pos, end)` looks at `buf[pos:end]` and
 returns the offset just past the body's last byte when the body ends inside that span,
 or -1 when all of it belongs to the body and more is to come.  `wanted(size)` caps a
-read so a Content-Length body never reads into what follows it.
+read so a Content-Length body never reads into what follows it; `opaque()` says how
+many of the next bytes are body data the scan need not see (what may be spliced).
+
+Each framing answers for itself what the exchange asks of it (no class tests):
+`close_delimited` (the body ends with the connection, which then cannot be reused),
+`finished` (nothing left to read), `over(limit)` (LimitRequestBody), `data_of(buf)`
+(the bytes to relay from what was just fed: the data alone when de-chunking).
 
 The chunked scanner is strict (RFC 9112 §7.1): hex sizes only, CRLF line ends, a CRLF
 after each chunk's data, bounded size lines and trailers; anything else raises
@@ -26,12 +32,24 @@ class BadFraming(Exception):
 
 class LengthFraming:
     __slots__ = ("remaining",)
+    close_delimited = False
+    dechunks = False
 
     def __init__(self, length: int):
         self.remaining = length
 
+    @property
+    def finished(self) -> bool:
+        return self.remaining == 0
+
     def wanted(self, size: int) -> int:
         return self.remaining if self.remaining < size else size
+
+    def opaque(self) -> int:
+        return self.remaining
+
+    def over(self, limit: int) -> bool:
+        return False          # checked against the head's Content-Length up front
 
     def feed(self, buf, pos: int, end: int) -> int:
         n = end - pos
@@ -47,22 +65,32 @@ class CloseFraming:
     """Read-until-close (a response with neither Content-Length nor chunked)."""
 
     __slots__ = ()
+    close_delimited = True
+    dechunks = False
+    finished = False
 
     def wanted(self, size: int) -> int:
         return size
+
+    def opaque(self) -> int:
+        return 1 << 62
+
+    def over(self, limit: int) -> bool:
+        return False
 
     def feed(self, buf, pos: int, end: int) -> int:
         return -1
 
 
-_SIZE, _DATA, _DATA_END, _TRAILER = range(4)
+_SIZE, _DATA, _DATA_END, _TRAILER, _END = range(5)
 
 
 class ChunkedFraming:
-    """With `decode=True` the scan also records the data spans of each fed range in
-    `spans`, so the caller can relay the body de-chunked (to an HTTP/1.0 client)."""
+    """With `decode=True` the scan also records the data spans of each fed range, so the
+    body can be relayed de-chunked (to an HTTP/1.0 client): see `data_of`."""
 
     __slots__ = ("state", "remaining", "partial", "trailer_bytes", "spans", "data_bytes")
+    close_delimited = False
 
     def __init__(self, decode: bool = False) -> None:
         self.state = _SIZE
@@ -72,8 +100,28 @@ class ChunkedFraming:
         self.data_bytes = 0      # the body without its framing (what LimitRequestBody counts)
         self.spans: list | None = [] if decode else None
 
+    @property
+    def finished(self) -> bool:
+        return self.state == _END
+
+    @property
+    def dechunks(self) -> bool:
+        return self.spans is not None
+
     def wanted(self, size: int) -> int:
         return size
+
+    def opaque(self) -> int:
+        return self.remaining if self.state == _DATA else 0
+
+    def over(self, limit: int) -> bool:
+        return self.data_bytes > limit
+
+    def data_of(self, buf) -> bytes:
+        """The chunk data among what the last `feed` passed over (de-chunking)."""
+        data = b"".join(buf[start:stop] for start, stop in self.spans)
+        self.spans.clear()
+        return data
 
     def feed(self, buf, pos: int, end: int) -> int:
         while pos < end:
@@ -101,37 +149,51 @@ class ChunkedFraming:
             line = self.partial + bytes(buf[pos:newline + 1]) if self.partial else bytes(buf[pos:newline + 1])
             self.partial = b""
             pos = newline + 1
-            if len(line) > MAX_LINE:
-                raise BadFraming("chunk line too long")
-            if not line.endswith(b"\r\n") or b"\r" in line[:-2]:
-                raise BadFraming("chunk line must end with CRLF")
-            line = line[:-2]
-            if self.state == _SIZE:
-                size_text = line.split(b";", 1)[0]
-                if not _HEX.fullmatch(size_text):
-                    raise BadFraming(f"bad chunk size {size_text[:20]!r}")
-                self.remaining = int(size_text, 16)
-                self.state = _DATA if self.remaining else _TRAILER
-            elif self.state == _DATA_END:
-                if line:
-                    raise BadFraming("chunk data longer than its size")
-                self.state = _SIZE
-            else:  # _TRAILER
-                if not line:
-                    return pos
-                self.trailer_bytes += len(line)
-                if self.trailer_bytes > MAX_TRAILERS or b":" not in line:
-                    raise BadFraming("bad or oversized trailer")
+            self._line(line)
+            if self.state == _END:
+                return pos
         return -1
+
+    def _line(self, line: bytes) -> None:
+        if len(line) > MAX_LINE:
+            raise BadFraming("chunk line too long")
+        if not line.endswith(b"\r\n") or b"\r" in line[:-2]:
+            raise BadFraming("chunk line must end with CRLF")
+        line = line[:-2]
+        if self.state == _SIZE:
+            size_text = line.split(b";", 1)[0]
+            if not _HEX.fullmatch(size_text):
+                raise BadFraming(f"bad chunk size {size_text[:20]!r}")
+            self.remaining = int(size_text, 16)
+            self.state = _DATA if self.remaining else _TRAILER
+        elif self.state == _DATA_END:
+            if line:
+                raise BadFraming("chunk data longer than its size")
+            self.state = _SIZE
+        elif not line:          # _TRAILER: the empty line ends the body
+            self.state = _END
+        else:
+            self.trailer_bytes += len(line)
+            if self.trailer_bytes > MAX_TRAILERS or b":" not in line:
+                raise BadFraming("bad or oversized trailer")
 
 
 class NoBody:
-    """HEAD responses, 204, 304, requests without a body."""
+    """HEAD responses, 204, 304."""
 
     __slots__ = ()
+    close_delimited = False
+    dechunks = False
+    finished = True
 
     def wanted(self, size: int) -> int:
         return 0
+
+    def opaque(self) -> int:
+        return 0
+
+    def over(self, limit: int) -> bool:
+        return False
 
     def feed(self, buf, pos: int, end: int) -> int:
         return pos

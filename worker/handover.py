@@ -24,6 +24,7 @@ import os
 import socket
 import time
 
+from tunnel.endpoint import Endpoint
 from tunnel.tunnel import Tunnel
 from worker.loop import EPOLLIN
 
@@ -120,9 +121,10 @@ class _Inbound:
         client.setblocking(False)
         backend.setblocking(False)
         on_close = self.worker.lb.adopt(header["context"], self.worker.tunnel_closed)   # counted busy here now
-        tunnel = Tunnel.resume(self.worker.loop, client, backend, header["state"], on_close,
-                               to_backend=bytes(data[:split]), to_client=bytes(data[split:]),
-                               context=header["context"])
+        loop = self.worker.loop
+        tunnel = Tunnel(loop, Endpoint(loop, client), Endpoint(loop, backend), 0.0, on_close,
+                        to_backend=bytes(data[:split]), to_client=bytes(data[split:]),
+                        context=header["context"], state=header["state"])
         self.received += 1
         self.receiver.pauses.append(time.time() - header["sent_at"])
         self.worker.tunnel_adopted(tunnel)
@@ -164,16 +166,16 @@ def send_tunnel(sock: socket.socket, tunnel: Tunnel, loop) -> tuple[Tunnel, OSEr
     sockets are the successor's now.  (tunnel, error): the successor did not take it (its
     queue is full: BlockingIOError; or it is gone), and that tunnel carries on here as
     before.  Raises OSError when a record broke off half-sent (that tunnel is lost)."""
-    to_backend, to_client = tunnel.to_backend or b"", tunnel.to_client or b""
-    client, backend, state = tunnel.detach()
+    client, backend = tunnel.client, tunnel.backend
+    to_backend, to_client = backend.out or b"", client.out or b""
+    state = tunnel.detach()
     header = json.dumps({"state": state, "context": tunnel.context, "to_backend": len(to_backend),
                          "to_client": len(to_client), "sent_at": time.time()}).encode()
     data = to_backend + to_client
     try:
-        socket.send_fds(sock, [b"T" + header + b"\0" + data[:CHUNK]], [client.fileno(), backend.fileno()])
-    except OSError as exc:
-        return Tunnel.resume(loop, client, backend, state, tunnel.on_close, to_backend=to_backend,
-                             to_client=to_client, context=tunnel.context), exc
+        socket.send_fds(sock, [b"T" + header + b"\0" + data[:CHUNK]], [client.fd, backend.fd])
+    except OSError as exc:      # carry on here: the endpoints still hold their leftovers
+        return Tunnel(loop, client, backend, 0.0, tunnel.on_close, context=tunnel.context, state=state), exc
     try:
         if len(data) > CHUNK:            # rare (a large leftover): finish this record at once
             sock.settimeout(SEND_TIMEOUT)

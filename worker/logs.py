@@ -1,19 +1,29 @@
 """Access and error logs that never block the loop.
 
-Lines are queued and written once per loop iteration with non-blocking writes; what
-the destination cannot take stays queued, and past MAX_PENDING bytes new lines are
-dropped and counted (a stuck log reader must not stall traffic).  For stdout/stderr
-we reopen the descriptor through /proc so O_NONBLOCK is ours alone and does not leak
-into the shell or the master that share the original open file description.
+Lines are queued and written with non-blocking writes; what the destination cannot
+take stays queued, and past MAX_PENDING bytes new lines are dropped and counted (a
+stuck log reader must not stall traffic).  For stdout/stderr we reopen the descriptor
+through /proc so O_NONBLOCK is ours alone and does not leak into the shell or the
+master that share the original open file description.
+
+The access log is buffered as nginx's `access_log ... buffer= flush=` is: written when
+ACCESS_BUFFER bytes are queued, the oldest queued line is ACCESS_FLUSH seconds old or
+the loop has an idle moment,
+and at once when the worker starts to stop (reload, recycle, `mpmctl stop`) and when it
+exits, so no graceful path loses a line.  Lines are built as bytes straight from the
+request head (no decoding), the request line as the client sent it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import time
 
 MAX_PENDING = 4 * 1024 * 1024
+ACCESS_BUFFER = 64 * 1024    # bytes of access-log lines written at once
+ACCESS_FLUSH = 1.0           # seconds a queued access-log line may wait while the loop is busy
 
 
 def _open_target(target: str, std_fd: int) -> int | None:
@@ -33,22 +43,34 @@ class LogSink:
         self.pending: list[bytes] = []
         self.size = 0
         self.dropped = 0
+        self.due = 0.0           # when the oldest queued line must be written (buffered sinks)
 
     @property
     def enabled(self) -> bool:
         return self.fd is not None
 
     def write(self, line: str) -> None:
+        self.write_bytes(line.encode("utf-8", "backslashreplace"))
+
+    def write_bytes(self, data: bytes) -> None:
         if self.fd is None:
             return
         if self.size > MAX_PENDING:
             self.dropped += 1
             return
-        data = line.encode("utf-8", "backslashreplace")
         self.pending.append(data)
         self.size += len(data)
 
+    def flush_due(self, now: float, idle: bool) -> None:
+        """Buffered: write once enough is queued, the oldest line has waited long enough, or
+        the loop has nothing else to do."""
+        if idle or self.size >= ACCESS_BUFFER or (self.due and now >= self.due):
+            self.flush()
+        elif not self.due:
+            self.due = now + ACCESS_FLUSH
+
     def flush(self) -> None:
+        self.due = 0.0
         if not self.pending:
             return
         data = b"".join(self.pending)
@@ -84,52 +106,73 @@ class _Clock:
 
     def __init__(self) -> None:
         self.second = -1
-        self.text = ""
+        self.text = b""
 
-    def apache(self) -> str:
+    def apache(self) -> bytes:
         now = int(time.time())
         if now != self.second:
             self.second = now
-            self.text = time.strftime("[%d/%b/%Y:%H:%M:%S %z]", time.localtime(now))
+            self.text = time.strftime("[%d/%b/%Y:%H:%M:%S %z]", time.localtime(now)).encode()
         return self.text
 
 
 _clock = _Clock()
 
 
-def _quote(value: bytes | None) -> str:
+# Apache's ap_escape_logitem: quotes and backslashes escaped, other unprintables as \xhh.
+_UNSAFE = re.compile(rb'[^\x20-\x7e]|["\\]')
+
+
+def _escape(match: re.Match) -> bytes:
+    char = match.group()
+    return b"\\" + char if char in b'"\\' else b"\\x%02x" % char[0]
+
+
+def _quote(value: bytes | None) -> bytes:
     if not value:
-        return "-"
-    return value.decode("latin-1").replace("\\", "\\\\").replace('"', '\\"')
+        return b"-"
+    return _UNSAFE.sub(_escape, value) if _UNSAFE.search(value) else value
+
+
+def _text(value: bytes | None) -> str:
+    return _quote(value).decode("latin-1")
 
 
 class AccessLog:
-    """Apache's combined format (%b: body bytes) plus %D (microseconds), route and backend;
-    or JSON, whose bytes_sent counts the head too (Apache's %O)."""
+    """Apache's combined format (%b: body bytes) plus %D (microseconds), route, backend and
+    %X (X: aborted before the response was complete, +: kept alive, -: closed); or JSON,
+    whose bytes_sent counts the head too (Apache's %O)."""
 
     def __init__(self, sink: LogSink, fmt: str):
         self.sink = sink
         self.json = fmt == "json"
 
-    def exchange(self, client_ip: bytes, head, status: int, sent: int, body_sent: int, received: int,
-                 duration: float, route: str, backend: str) -> None:
+    def exchange(self, ex, duration: float) -> None:
+        """One line per exchange, whatever its end; bytes sent are those that left us."""
+        head = ex.head
         if head is not None:
-            request = f"{head.method.decode('latin-1')} {head.target.decode('latin-1')} HTTP/{head.version}"
+            request = head.raw[:head.line_end]
             referer, agent = head.get(b"referer"), head.get(b"user-agent")
         else:
-            request, referer, agent = "-", None, None
+            request = referer = agent = None
+        route = ex.route.name if ex.route is not None else "-"
+        backend = ex.origin.name if ex.origin is not None else "-"
+        status = ex.status or (499 if ex.aborted else 0)
+        mark = b"X" if ex.aborted else (b"+" if ex.keep_alive else b"-")
         micros = int(duration * 1_000_000)
         if self.json:
-            record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "client": client_ip.decode(),
-                      "request": request, "status": status, "bytes_sent": sent, "bytes_received": received,
-                      "duration_us": micros, "route": route, "backend": backend,
-                      "referer": _quote(referer), "user_agent": _quote(agent)}
-            self.sink.write(json.dumps(record) + "\n")
+            self.sink.write(json.dumps({
+                "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "client": ex.client.client_ip.decode(),
+                "request": _text(request), "status": status, "bytes_sent": ex.sent, "bytes_received": ex.received,
+                "duration_us": micros, "route": route, "backend": backend, "referer": _text(referer),
+                "user_agent": _text(agent), "connection": {b"X": "aborted", b"+": "keep-alive", b"-": "close"}[mark],
+            }) + "\n")
             return
-        self.sink.write(
-            f'{client_ip.decode()} - - {_clock.apache()} "{_quote(request.encode("latin-1"))}" {status} '
-            f'{body_sent or "-"} "{_quote(referer)}" "{_quote(agent)}" {micros} "{route}" "{backend}"\n')
-
+        body = ex.sent - ex.head_sent
+        self.sink.write_bytes(b'%s - - %s "%s" %d %s "%s" "%s" %d "%s" "%s" %s\n' % (
+            ex.client.client_ip, _clock.apache(), _quote(request), status,
+            b"%d" % body if body > 0 else b"-", _quote(referer), _quote(agent), micros,
+            route.encode(), backend.encode(), mark))
 
     def tunnel(self, context: dict, bytes_in: int, bytes_out: int, duration: float, reason: str) -> None:
         """One line when a tunnel ends: the upgrade request, 101, bytes each way (heads included)."""
@@ -145,10 +188,10 @@ class AccessLog:
                 "tunnel_bytes_out": bytes_out, "tunnel_end": reason}) + "\n")
             return
         self.sink.write(
-            f'{context["client"]} - - {_clock.apache()} "{_quote(request.encode("latin-1"))}" 101 {bytes_out or "-"} '
-            f'"{_quote(context["referer"].encode("latin-1"))}" "{_quote(context["agent"].encode("latin-1"))}" '
-            f'{micros} "{context["route"]}" "{context["backend"]}" tunnel_in={bytes_in} tunnel_out={bytes_out} '
-            f'end="{reason}"\n')
+            f'{context["client"]} - - {_clock.apache().decode()} "{_text(request.encode("latin-1"))}" 101 '
+            f'{bytes_out or "-"} "{_text(context["referer"].encode("latin-1"))}" '
+            f'"{_text(context["agent"].encode("latin-1"))}" {micros} "{context["route"]}" "{context["backend"]}" '
+            f'tunnel_in={bytes_in} tunnel_out={bytes_out} end="{reason}"\n')
 
 
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}

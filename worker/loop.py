@@ -38,6 +38,7 @@ class EventLoop:
         self._next_sweep = self.now + SWEEP_INTERVAL
         self.after_poll: list = []           # callables run once per iteration (log flush)
         self.soon: list = []                 # one-shot callables for the next iteration (TLS pending data)
+        self.idle = False                    # the last poll returned no event
         self.running = True
 
     # -- registration --------------------------------------------------------------
@@ -102,6 +103,7 @@ class EventLoop:
             except InterruptedError:
                 events = ()
             self.now = now = monotonic()
+            self.idle = not events
             for fd, mask in events:
                 handler = handlers.get(fd)
                 if handler is not None:

@@ -22,10 +22,9 @@ import time
 
 import setproctitle
 
-from tunnel.tunnel import Tunnel
-from worker.backend import BackendPool
+from worker.backend import BackendPool, Origins
 from worker.balancer import Balancers
-from worker.exchange import ClientConnection, Phase
+from worker.client import ClientConnection
 from worker.handover import CONNECT_PATIENCE, HandoverReceiver, connect_successor, send_tunnel
 from worker.logs import AccessLog, ErrorLog, LogSink
 from worker.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EventLoop
@@ -66,8 +65,11 @@ class Worker:
         self.bytes_out = 0
         self.stopping = False
         self.accepting = False
-        self._host_headers: dict = {}
         self._reverse: dict = {}
+        # The live objects, by kind (the loop's `timed` set is for deadlines only).
+        self.clients: set = set()
+        self.tunnel_set: set = set()
+        self.handshakes: set = set()
         self._signals: list[int] = []
 
     # == setup and run ===================================================================
@@ -81,8 +83,9 @@ class Worker:
         self.log_error = ErrorLog(self.error_sink, log.level,
                                   f"pid {os.getpid()} slot {self.slot} gen {self.generation}")
         loop.after_poll.append(self._flush_logs)
-        self.router = Router(self.config.routes, self.timeouts.proxy)
-        self.lb = Balancers(self.config.balancers, self.balancer_table, self.log_error, os.getpid())
+        self.origins = Origins()
+        self.router = Router(self.config.routes, self.timeouts.proxy, self.origins)
+        self.lb = Balancers(self.config.balancers, self.balancer_table, self.log_error, os.getpid(), self.origins)
         self.pool = BackendPool(loop)
         self.receiver = HandoverReceiver(self)      # bound before we report ready
         self._install_signals()
@@ -149,8 +152,9 @@ class Worker:
             if context is None:
                 ClientConnection(self, sock, addr[0].encode())
             else:
-                ServerHandshake(self, context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False),
-                                addr[0].encode())
+                self.handshakes.add(ServerHandshake(
+                    self, context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False),
+                    addr[0].encode()))
             if self.connections >= self.capacity:
                 self._pause_accepting()
                 return
@@ -180,17 +184,15 @@ class Worker:
         if self.stopping and self.connections == 0:
             self.loop.running = False
 
-    def exchange_done(self, conn: ClientConnection) -> None:
+    def exchange_done(self, exchange) -> None:
         self.requests += 1
-        self.bytes_in += conn.received
-        self.bytes_out += conn.sent
+        self.bytes_in += exchange.received
+        self.bytes_out += exchange.sent
         if self.access is not None:
-            self.access.exchange(conn.client_ip, conn.head, conn.status, conn.sent, conn.sent - conn.head_sent,
-                                 conn.received, self.loop.now - conn.started,
-                                 conn.route.name if conn.route is not None else "-",
-                                 conn.backend.origin if conn.backend is not None else "-")
+            self.access.exchange(exchange, self.loop.now - exchange.started)
 
     def handshake_done(self, handshake) -> None:
+        self.handshakes.discard(handshake)
         ClientConnection(self, handshake.sock, handshake.client_ip, tls=True)
 
     def handshake_failed(self) -> None:
@@ -199,6 +201,7 @@ class Worker:
     def tunnel_opened(self, tunnel) -> None:
         self.tunnels += 1
         self.requests += 1
+        self.tunnel_set.add(tunnel)
         if self.stopping and self.handover is not None:
             self.loop.call_soon(lambda: self._hand_over([tunnel]))
 
@@ -206,11 +209,13 @@ class Worker:
         """A tunnel handed over by a worker that is stopping."""
         self.connections += 1
         self.tunnels += 1
+        self.tunnel_set.add(tunnel)
         if self.connections >= self.capacity:
             self._pause_accepting()
 
     def tunnel_closed(self, tunnel, reason: str) -> None:
         self.tunnels -= 1
+        self.tunnel_set.discard(tunnel)
         self.bytes_in += tunnel.bytes_in
         self.bytes_out += tunnel.bytes_out
         if self.access is not None:
@@ -220,28 +225,22 @@ class Worker:
 
     # == helpers for exchanges =================================================================
     def pick_backend(self, route, head, client_ip: bytes = b"", tried=()):
-        """(backend, balancer member index or None, Set-Cookie line or None); backend None: 503.
+        """(Origin, balancer member index or None, Set-Cookie line or None); Origin None: 503.
         A member stays counted busy until `self.lb.end(member, ...)`."""
-        target = route.route.target
-        if target.backend is not None:
-            return target.backend, None, None
-        return self.lb.pick(target.balancer, head, client_ip, tried)
+        if route.origin is not None:
+            return route.origin, None, None
+        return self.lb.pick(route.balancer, head, client_ip, tried)
 
-    def host_header(self, backend) -> bytes:
-        host = self._host_headers.get(backend)
-        if host is None:
-            host = self._host_headers[backend] = backend.host_header.encode("idna")
-        return host
-
-    def reverse_map(self, route, backend, head, proto: bytes) -> tuple:
+    def reverse_map(self, route, origin, head, proto_line: bytes) -> tuple:
         """(backend URL prefix, client URL prefix) for ProxyPassReverse."""
-        key = (route, backend, head.host, proto)
+        key = (id(route), id(origin), head.host, proto_line)
         pair = self._reverse.get(key)
         if pair is None:
             base = route.base if route.prefix is not None else b"/"
             client_path = route.prefix if route.prefix is not None else b"/"
-            host = head.host or self.host_header(backend)
-            pair = self._reverse[key] = (backend.origin.encode() + base, proto + b"://" + host + client_path)
+            host = head.host or origin.host_line[6:-2]
+            proto = b"https" if b"https" in proto_line else b"http"
+            pair = self._reverse[key] = (origin.origin_bytes + base, proto + b"://" + host + client_path)
         return pair
 
     # == stopping ===================================================================================
@@ -249,6 +248,7 @@ class Worker:
         if self.stopping:
             return
         self.stopping = True
+        self.access_sink.flush()       # what is logged so far goes out now, not at the exit
         self._pause_accepting()
         for sock, _ in self.listeners:
             self.loop.remove(sock.fileno())
@@ -256,10 +256,9 @@ class Worker:
         self.listeners = []
         # Keep-alive connections idle between requests: close them now.  A connection
         # that has not sent its first request yet is not idle; it gets client_header.
-        for obj in list(self.loop.timed):
-            if isinstance(obj, ClientConnection) and obj.phase is Phase.HEAD and obj.requests \
-                    and not obj.inbuf and obj.reader is None and not obj.to_client:
-                obj.close()
+        for client in list(self.clients):
+            if client.idle:
+                client.close()
         if self.connections == 0:
             self.loop.running = False
             return
@@ -303,7 +302,7 @@ class Worker:
         self.handover = sock
         self.handover_queue = collections.deque()
         self.handover_moved = 0
-        self._hand_over([obj for obj in self.loop.timed if isinstance(obj, Tunnel)])
+        self._hand_over(list(self.tunnel_set))
 
     def _hand_over(self, tunnels: list) -> None:
         """Queue tunnels for the successor; they go as fast as it takes them (EPOLLOUT)."""
@@ -339,6 +338,7 @@ class Worker:
                 failure = f"the successor stopped taking tunnels: {error}"
                 break
             self.handover_moved += 1
+            self.tunnel_set.discard(tunnel)
             self.tunnels -= 1
             self.connections -= 1
         self.loop.remove(self.handover.fileno())
@@ -350,7 +350,7 @@ class Worker:
         self._handover_report()
 
     def _handover_report(self) -> None:
-        left = sum(1 for obj in self.loop.timed if isinstance(obj, Tunnel))
+        left = len(self.tunnel_set)
         self.log_error("info", f"hand-over: passed {self.handover_moved} tunnels to the successor; "
                                f"{left} stay here (TLS or not passed)")
         self._publish()
@@ -365,11 +365,12 @@ class Worker:
         if self.handover is not None:
             self.handover.close()
         self.receiver.close()
-        for obj in list(self.loop.timed):
-            if isinstance(obj, ClientConnection):
-                obj.close()
-            else:
-                obj.close("worker stopping")
+        for client in list(self.clients):
+            client.close()
+        for handshake in list(self.handshakes):
+            handshake.close()
+        for tunnel in list(self.tunnel_set):
+            tunnel.close("worker stopping")
         self.pool.close_all()
         self.row.publish(state="exiting", connections=0, tunnels=0, requests=self.requests,
                          bytes_in=self.bytes_in, bytes_out=self.bytes_out, tls_failures=self.tls_failures)
@@ -386,6 +387,6 @@ class Worker:
 
     def _flush_logs(self) -> None:
         if self.access_sink.pending:
-            self.access_sink.flush()
+            self.access_sink.flush_due(self.loop.now, self.loop.idle)
         if self.error_sink.pending:
             self.error_sink.flush()

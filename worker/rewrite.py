@@ -1,83 +1,132 @@
 """Rewriting heads as they cross the proxy (mod_proxy_http's rules).
 
-Hop-by-hop headers (RFC 9110 §7.6.1) stop here: Connection and every header it
-names, Keep-Alive, TE, Trailer, Proxy-Connection, and Upgrade unless the exchange is
-an upgrade.  Transfer-Encoding stays, because bodies are relayed with their framing.
+Hop-by-hop fields (RFC 9110 §7.6.1) stop here: Connection and every field it names,
+Keep-Alive, TE, Trailer, Proxy-Connection, and Upgrade unless the exchange is an
+upgrade.  Transfer-Encoding stays, because bodies are relayed with their framing.
+Toward the backend, Host and X-Forwarded-For/-Proto/-Host are ours to set.
+
+A head is rewritten from the bytes it arrived as: one regular expression removes the
+fields we replace or drop, and the rest is copied in one slice, so the usual head
+(no Connection naming other fields) costs a few C calls whatever its size.  The field
+lines that do not depend on the request (`X-Forwarded-Proto`, `Host` toward a given
+backend, `X-Forwarded-For` for a client that sent none) are built once, by the caller.
 """
 
 from __future__ import annotations
+
+import http
+import re
 
 from worker.http1 import connection_tokens
 
 HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"te", b"trailer", b"proxy-connection", b"upgrade"})
 _SET_BY_US = frozenset({b"host", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"})
-_REQUEST_SKIP = HOP_BY_HOP | _SET_BY_US
+_KNOWN_TOKENS = frozenset({b"keep-alive", b"close", b"upgrade"})   # Connection values naming no field
 REVERSED = frozenset({b"location", b"content-location", b"uri"})
+_CHUNKED = frozenset({b"transfer-encoding"})
+_UPGRADE = frozenset({b"upgrade"})
 CRLF = b"\r\n"
 
+# "\r\n" + a field line, for every field of its set; `sub` leaves the CRLF that ends the
+# previous line, so what remains is still a valid sequence of lines.
+_REQUEST_DROP = re.compile(rb"\r\n(?:host|connection|keep-alive|te|trailer|proxy-connection|upgrade"
+                           rb"|x-forwarded-for|x-forwarded-proto|x-forwarded-host):[^\r]*", re.IGNORECASE)
+_RESPONSE_DROP = re.compile(rb"\r\n(?:connection|keep-alive|te|trailer|proxy-connection|upgrade):[^\r]*",
+                            re.IGNORECASE)
+_RESPONSE_DROP_101 = re.compile(rb"\r\n(?:connection|keep-alive|te|trailer|proxy-connection):[^\r]*",
+                                re.IGNORECASE)
 
-def _skip_set(headers, base: frozenset) -> frozenset:
-    """`base` plus every header named by any Connection line (there may be several)."""
-    named = None
-    for name, _, value in headers:
-        if name == b"connection":
-            named = connection_tokens(value) if named is None else named | connection_tokens(value)
-    return base if named is None else base | named
+
+def reason_phrase(status: int) -> str:
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"
 
 
-def request_head(head, target: bytes, host: bytes, client_ip: bytes, proto: bytes,
+def _names_fields(connection: bytes | None) -> bool:
+    """Whether a Connection value names fields besides keep-alive/close/upgrade."""
+    return connection is not None and not connection_tokens(connection) <= _KNOWN_TOKENS
+
+
+def _kept_lines(head, drop: re.Pattern, also: frozenset = frozenset(), keep: frozenset = frozenset()) -> bytes:
+    """The head's field lines minus those `drop` matches and the fields its Connection
+    names (and `also`, but never `keep`), as CRLF-led lines: b"" or b"\\r\\nName: v\\r\\nName: v"."""
+    raw = head.raw
+    if not _names_fields(head.connection) and not also:
+        return drop.sub(b"", raw[head.line_end:-4])
+    skip = connection_tokens(head.connection) if head.connection else set()
+    skip = (skip | also) - keep
+    lines = drop.sub(b"", raw[head.line_end:-4]).split(CRLF)
+    return b"".join(CRLF + line for line in lines[1:]
+                    if line.partition(b":")[0].lower() not in skip)
+
+
+def request_head(head, target: bytes, host_line: bytes, xff_line: bytes, proto_line: bytes,
                  upgrade: bytes | None) -> bytes:
-    """The head sent to the backend: always HTTP/1.1, keep-alive by default."""
-    skip = _skip_set(head.headers, _REQUEST_SKIP)
-    out = [head.method, b" ", target, b" HTTP/1.1\r\nHost: ", host, CRLF]
-    forwarded_for = None
-    for name, raw_name, value in head.headers:
-        if name in skip:
-            if name == b"x-forwarded-for":
-                forwarded_for = value if forwarded_for is None else forwarded_for + b", " + value
-            continue
-        out += (raw_name, b": ", value, CRLF)
-    out += (b"X-Forwarded-For: ", forwarded_for + b", " + client_ip if forwarded_for else client_ip, CRLF,
-            b"X-Forwarded-Proto: ", proto, CRLF)
-    if head.host:
-        out += (b"X-Forwarded-Host: ", head.host, CRLF)
-    if upgrade is not None:
-        out += (b"Upgrade: ", upgrade, b"\r\nConnection: Upgrade\r\n")
-    out.append(CRLF)
-    return b"".join(out)
+    """The head sent to the backend: HTTP/1.1 (1.0 for a 1.0 client, so the backend never
+    chunks to it), keep-alive by default.  `host_line` is b"Host: ...\\r\\n"; `xff_line`
+    is b"X-Forwarded-For: client\\r\\n" for a client that sent none (else appended to)."""
+    if head.forwarded:
+        prior = b", ".join(head.values(b"x-forwarded-for"))
+        xff_line = b"X-Forwarded-For: " + prior + b", " + xff_line[17:]
+    version = b" HTTP/1.1\r\n" if head.version == "1.1" else b" HTTP/1.0\r\n"
+    forwarded_host = b"X-Forwarded-Host: " + head.host + CRLF if head.host else b""
+    upgrade_lines = b"Upgrade: " + upgrade + b"\r\nConnection: Upgrade\r\n" if upgrade is not None else b""
+    kept = _kept_lines(head, _REQUEST_DROP)
+    return b"".join((head.method, b" ", target, version, host_line, kept[2:], CRLF if kept else b"",
+                     xff_line, proto_line, forwarded_host, upgrade_lines, CRLF))
 
 
 def response_head(resp, keep_alive: bool, client_http10: bool, keep_chunked: bool,
-                  reverse: tuple | None, upgrade: bool = False) -> bytes:
+                  reverse: tuple | None, upgrade: bool = False, extra: bytes = b"") -> bytes:
     """The head sent to the client.
 
     `reverse` is (backend URL prefix, client URL prefix) for ProxyPassReverse, or None.
     `keep_chunked` False drops Transfer-Encoding (a chunked body de-chunked for an
     HTTP/1.0 client).  `upgrade` keeps Upgrade and says `Connection: Upgrade` (101).
-    """
-    skip = _skip_set(resp.headers, HOP_BY_HOP)
+    `extra` is field lines of ours (a sticky Set-Cookie), CRLF-terminated."""
+    raw = resp.raw
+    if raw.startswith(b"HTTP/1.1 "):
+        status_line = raw[:resp.line_end]
+    else:
+        status_line = b"HTTP/1.1 %d %s" % (resp.status, resp.reason)
+    if not resp.hop and keep_chunked and reverse is None:
+        lines = raw[resp.line_end:-4]          # the usual case: forwarded as it came
+    else:
+        lines = _kept_lines(resp, _RESPONSE_DROP_101 if upgrade else _RESPONSE_DROP,
+                            frozenset() if keep_chunked else _CHUNKED, _UPGRADE if upgrade else frozenset())
+        if reverse is not None:
+            lines = _reverse(lines, reverse)
     if upgrade:
-        skip = skip - {b"upgrade"}
-    out = [b"HTTP/1.1 ", str(resp.status).encode(), b" ", resp.reason, CRLF]
-    for name, raw_name, value in resp.headers:
-        if name in skip:
-            continue
-        if name == b"transfer-encoding" and not keep_chunked:
-            continue
-        if reverse is not None and name in REVERSED and value.startswith(reverse[0]):
-            value = reverse[1] + value[len(reverse[0]):]
-        out += (raw_name, b": ", value, CRLF)
-    if upgrade:
-        out.append(b"Connection: Upgrade\r\n")
+        connection = b"\r\nConnection: Upgrade\r\n"
     elif not keep_alive:
-        out.append(b"Connection: close\r\n")
+        connection = b"\r\nConnection: close\r\n"
     elif client_http10:
-        out.append(b"Connection: keep-alive\r\n")
-    out.append(CRLF)
-    return b"".join(out)
+        connection = b"\r\nConnection: keep-alive\r\n"
+    else:
+        connection = CRLF
+    return b"".join((status_line, lines, connection, extra, CRLF))
 
 
-def error_response(status: int, reason: str, message: str, keep_alive: bool = False) -> bytes:
+def _reverse(lines: bytes, reverse: tuple) -> bytes:
+    """ProxyPassReverse on Location, Content-Location and URI."""
+    backend_prefix, client_prefix = reverse
+    if backend_prefix not in lines:
+        return lines
+    out = []
+    for line in lines.split(CRLF):
+        name, sep, value = line.partition(b":")
+        if sep and name.lower() in REVERSED:
+            stripped = value.lstrip(b" \t")
+            if stripped.startswith(backend_prefix):
+                line = name + b": " + client_prefix + stripped[len(backend_prefix):]
+        out.append(line)
+    return CRLF.join(out)
+
+
+def error_response(status: int, message: str, keep_alive: bool = False) -> bytes:
+    reason = reason_phrase(status)
     body = f"<!DOCTYPE html>\n<title>{status} {reason}</title>\n<h1>{reason}</h1>\n<p>{message}</p>\n".encode()
     connection = b"keep-alive" if keep_alive else b"close"
     return b"".join((

@@ -4,45 +4,45 @@ The request target is mapped byte for byte: the part after a ProxyPass prefix is
 appended to the target's path untouched (no decoding, no re-encoding), and a
 ProxyPassMatch template has its `$N` replaced by the raw groups of the match against
 the raw path, with the query string carried over unless the template has its own.
+
+Everything about a route that does not depend on the request is decided when the
+worker starts (`CompiledRoute`): the backend's precomputed `Origin`, the upgrade
+policy, the prefix lengths.
 """
 
 from __future__ import annotations
 
 import re
 
-from conf.model import Route
-
-_DOLLAR = re.compile(r"\$(\d)")
-
-
-def _compile_template(path: str) -> tuple:
-    """"/x/$1/y" -> (b"/x/", 1, b"/y"): literals and group numbers, in order."""
-    parts: list = []
-    pos = 0
-    for m in _DOLLAR.finditer(path):
-        parts.append(path[pos:m.start()].encode("latin-1"))
-        parts.append(int(m.group(1)))
-        pos = m.end()
-    parts.append(path[pos:].encode("latin-1"))
-    return tuple(p for p in parts if p != b"")
+from conf.addresses import compile_template
+from conf.model import UPGRADE_ANY, UPGRADE_NONE, Route
+from worker.http1 import connection_tokens
 
 
 class CompiledRoute:
-    __slots__ = ("route", "prefix", "prefix_len", "base", "identity", "regex", "template",
-                 "when", "timeout", "upgrade", "name")
+    __slots__ = ("prefix", "prefix_len", "base", "identity", "regex", "template", "when", "timeout",
+                 "upgrade", "any_protocol", "always_upgrade", "name", "origin", "balancer", "preserve_host",
+                 "reverse")
 
-    def __init__(self, route: Route, default_timeout: float):
-        self.route = route
+    def __init__(self, route: Route, default_timeout: float, origins):
         self.prefix = route.path
         self.prefix_len = len(route.path or b"")
         self.base = route.target.path.encode("latin-1")
         self.identity = route.path is not None and self.base == route.path
         self.regex = route.match
-        self.template = _compile_template(route.target.path) if route.match is not None else ()
+        self.template = compile_template(route.target.path) if route.match is not None else ()
         self.when = route.when
         self.timeout = route.timeout if route.timeout is not None else default_timeout
         self.upgrade = route.upgrade
+        # Compared by value: conf builds these strings (`.upper()`), so `is` would not hold.
+        self.always_upgrade = route.upgrade == UPGRADE_NONE
+        self.any_protocol = route.upgrade == UPGRADE_ANY or self.always_upgrade
         self.name = route.name
+        target = route.target
+        self.origin = origins(target.backend) if target.backend is not None else None
+        self.balancer = target.balancer
+        self.preserve_host = route.preserve_host
+        self.reverse = route.reverse
 
     def map(self, target: bytes, head) -> bytes | None:
         """The backend's request target for `target`, or None when this route does not apply."""
@@ -65,6 +65,21 @@ class CompiledRoute:
             mapped += b"?" + query
         return mapped or b"/"
 
+    def upgrade_header(self, head) -> bytes | None:
+        """The Upgrade header to send to the backend, or None to forward as plain HTTP.
+        A request with a body, or an HTTP/1.0 one, is never upgraded."""
+        asked = head.upgrade
+        if self.always_upgrade:
+            return None if head.has_body or head.version != "1.1" else (asked or b"websocket")
+        if asked is None:
+            return None
+        if self.any_protocol:
+            return asked
+        for token in connection_tokens(asked):
+            if token.split(b"/", 1)[0].decode("latin-1") in self.upgrade:
+                return asked
+        return None
+
 
 _DOT_SEGMENT = re.compile(rb"(?:^|/)(?:\.|%2e){1,2}(?:/|$)", re.IGNORECASE)
 
@@ -76,9 +91,18 @@ def has_dot_segment(target: bytes) -> bool:
     return (b"/." in path or b"%2" in path) and _DOT_SEGMENT.search(path) is not None
 
 
+def origin_form(target: bytes) -> bytes | None:
+    """absolute-form "http://host/path?q" -> "/path?q" (RFC 9112 §3.2.2)."""
+    lower = target[:8].lower()
+    if not (lower.startswith(b"http://") or lower.startswith(b"https://")):
+        return None
+    slash = target.find(b"/", target.find(b"//") + 2)
+    return target[slash:] if slash >= 0 else b"/"
+
+
 class Router:
-    def __init__(self, routes, default_timeout: float):
-        self.routes = tuple(CompiledRoute(route, default_timeout) for route in routes)
+    def __init__(self, routes, default_timeout: float, origins):
+        self.routes = tuple(CompiledRoute(route, default_timeout, origins) for route in routes)
 
     def resolve(self, target: bytes, head):
         """(CompiledRoute, backend target) for the first route that matches, else (None, None)."""

@@ -22,9 +22,6 @@ import ssl
 
 from worker.loop import EPOLLIN, EPOLLOUT
 
-WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
-TLS_WRITE_MAX = 64 * 1024    # keep want-write retries small (OpenSSL wants the same bytes again)
-
 
 def _server_context(cert: str, key: str, client_ca: str | None) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -128,7 +125,8 @@ class ServerHandshake:
         self.worker.handshake_failed()
         self.close()
 
-    def close(self, reason: str = "") -> None:
+    def close(self) -> None:
+        self.worker.handshakes.discard(self)
         self.loop.timed.discard(self)
         self.loop.remove(self.fd)
         try:

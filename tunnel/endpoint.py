@@ -1,0 +1,142 @@
+"""One socket's transport: send now and keep the rest, flush, half-close, epoll interest.
+
+Every connection the worker holds is an `Endpoint`: the client side and the backend
+side of an HTTP exchange, and both sides of a tunnel.  So sending, keeping what the
+socket did not take, and deriving the epoll interest from that are written once
+(CPython's `asyncio/selector_events.py` is the model: a write is tried at once and only
+the remainder is kept).
+
+`out` is the one piece of state: bytes accepted for sending that the socket has not
+taken yet (None when there are none).  While it exists, `want()` adds EPOLLOUT, and the
+owner stops reading whatever feeds it (back-pressure), so what an endpoint holds is
+bounded by one read's worth.  The owner says whether it wants to read; the mask is
+derived from that and `out`, and changed in the kernel only when it differs, so a
+keep-alive exchange on a pooled connection costs no epoll_ctl at all.
+
+The handler (whoever owns the endpoint now: a client connection, an exchange, a pool,
+a tunnel) changes with `hand_to`, which costs no system call.
+
+TLS: decrypted bytes an SSLSocket holds are invisible to epoll (`pending()`); a write
+that raised want-write must be retried with the same leading bytes, so TLS writes go in
+pieces of TLS_WRITE_MAX; a half-close goes through `socket.socket.shutdown`, because
+`SSLSocket.shutdown()` throws the TLS state away.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import ssl
+
+EPOLLIN = select.EPOLLIN
+EPOLLOUT = select.EPOLLOUT
+WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+TLS_WRITE_MAX = 64 * 1024
+_plain_shutdown = socket.socket.shutdown
+_SSLSocket = ssl.SSLSocket
+
+
+def send_some(sock, data) -> int:
+    """send(), in pieces of TLS_WRITE_MAX for an SSLSocket; returns what went out.
+    Raises the would-block errors only when nothing went out."""
+    if sock.__class__ is not _SSLSocket:
+        return sock.send(data)
+    total, size = 0, len(data)
+    view = memoryview(data)
+    while total < size:
+        try:
+            total += sock.send(view[total:total + TLS_WRITE_MAX])
+        except WOULD_BLOCK:
+            if total == 0:
+                raise
+            break
+    return total
+
+
+class Endpoint:
+    """`loop` needs add/modify/remove/set_handler (worker.loop.EventLoop)."""
+
+    __slots__ = ("loop", "sock", "fd", "mask", "out", "tls", "handler")
+
+    def __init__(self, loop, sock) -> None:
+        self.loop = loop
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.mask = None            # epoll interest now; None: not registered
+        self.out = None             # bytes the socket has not taken yet
+        self.tls = sock.__class__ is _SSLSocket
+        self.handler = None
+
+    # -- registration --------------------------------------------------------------------
+    def register(self, mask: int, handler) -> None:
+        self.handler = handler
+        self.mask = mask
+        self.loop.add(self.fd, mask, handler)
+
+    def hand_to(self, handler) -> None:
+        """A new owner for the events; the interest stays as it is."""
+        self.handler = handler
+        if self.mask is not None:
+            self.loop.set_handler(self.fd, handler)
+
+    def unregister(self) -> None:
+        if self.mask is not None:
+            self.loop.remove(self.fd)
+            self.mask = None
+
+    def want(self, reading: bool) -> None:
+        """Derive the interest: EPOLLIN if the owner reads, EPOLLOUT while `out` holds bytes.
+        Not registered and nothing wanted: stays out of epoll (a paused tunnel side)."""
+        mask = (EPOLLIN if reading else 0) | (EPOLLOUT if self.out else 0)
+        if mask != self.mask:
+            if self.mask is None:
+                if mask:
+                    self.mask = mask
+                    self.loop.add(self.fd, mask, self.handler)
+            else:
+                self.mask = mask
+                self.loop.modify(self.fd, mask)
+
+    # -- bytes -----------------------------------------------------------------------------
+    def send(self, data) -> None:
+        """Send what the socket takes now and keep the rest, behind anything already kept.
+        Raises OSError when the connection failed."""
+        if self.out:
+            self.out += bytes(data)
+            return
+        try:
+            sent = self.sock.send(data) if not self.tls else send_some(self.sock, data)
+        except WOULD_BLOCK:
+            sent = 0
+        if sent < len(data):
+            self.out = bytes(data[sent:])
+
+    def flush(self) -> bool:
+        """Send what is kept; True once nothing is left.  Raises OSError."""
+        out = self.out
+        try:
+            sent = self.sock.send(out) if not self.tls else send_some(self.sock, out)
+        except WOULD_BLOCK:
+            return False
+        if sent < len(out):
+            self.out = out[sent:]
+            return False
+        self.out = None
+        return True
+
+    def pending(self) -> int:
+        """Decrypted bytes a TLS socket holds: epoll will not report them."""
+        return self.sock.pending() if self.tls else 0
+
+    def shutdown_write(self) -> None:
+        try:
+            _plain_shutdown(self.sock, socket.SHUT_WR)
+        except OSError:
+            pass    # the peer already went away; its own EOF or error will say so
+
+    def close(self) -> None:
+        self.unregister()
+        try:
+            self.sock.close()
+        except OSError:
+            pass

@@ -1,0 +1,194 @@
+"""Message bodies on their way through: the request body to the backend, the response
+body to the client, one read's worth per readiness event.
+
+Between two plain sockets, body data the framing need not look at (the rest of a
+Content-Length body, the inside of a chunk, a read-until-close body) moves with two
+`os.splice` calls through the worker's pipe, as tunnels do (`tunnel.pipes`): the bytes
+never enter Python.  Anything else (TLS on either side, chunk-size lines, de-chunking
+for an HTTP/1.0 client, a short remainder) is read into the shared buffer, scanned by
+the framing, and sent.  Either way a part the sink did not take becomes its `out`, and
+the direction stops reading until that has drained.
+"""
+
+from __future__ import annotations
+
+import os
+
+from tunnel import pipes, tunnel
+from tunnel.buffer import SHARED_BUFFER, SHARED_BUFFER_SIZE, SHARED_VIEW
+from tunnel.endpoint import WOULD_BLOCK
+from worker.framing import BadFraming
+
+SPLICE_MIN = 16 * 1024     # shorter remainders go through the buffer: two syscalls either way
+_PIPE = pipes.SHARED_PIPE
+_FLAGS = pipes.SPLICE_FLAGS
+
+
+def _splice_in(source_fd: int, count: int) -> int:
+    """Up to `count` bytes from a socket into the pipe: how many, or 0 when the buffer
+    path must decide (nothing there, EOF or TCP urgent data: recv tells them apart)."""
+    if not tunnel.splicing():
+        return 0
+    pipe = _PIPE
+    if not pipe.size:
+        try:
+            pipe.open()
+        except OSError:      # out of fds: this read goes through the buffer
+            return 0
+    try:
+        return os.splice(source_fd, pipe.w, min(count, pipe.size), None, None, _FLAGS)
+    except WOULD_BLOCK:
+        return 0
+    except OSError as exc:
+        if tunnel.splice_error(exc):
+            return 0
+        raise
+
+
+def _splice_out(sink, n: int) -> None:
+    """The `n` bytes in the pipe to `sink`; what it does not take becomes `sink.out`.
+    Raises OSError (the pipe is then dropped: it may hold stray bytes)."""
+    pipe = _PIPE
+    try:
+        sent = os.splice(pipe.r, sink.fd, n, None, None, _FLAGS)
+    except WOULD_BLOCK:
+        sent = 0
+    except OSError:
+        pipe.discard()
+        raise
+    if sent < n:
+        sink.out = pipe.read_out(n - sent)
+
+
+def _spliceable(source, sink, framing) -> int:
+    """How many of the next body bytes may be spliced (0: use the buffer)."""
+    if source.tls or sink.tls or sink.out or framing.dechunks:
+        return 0
+    count = framing.opaque()
+    return count if count >= SPLICE_MIN else 0
+
+
+# == the response body, backend -> client ===================================================
+def relay_response(ex) -> None:
+    conn, client_ep, framing = ex.conn, ex.client.ep, ex.resp_framing
+    count = _spliceable(conn, client_ep, framing)
+    n = 0
+    if count:
+        try:
+            n = _splice_in(conn.fd, count)
+        except OSError as exc:
+            _response_cut(ex, f"backend reset the connection: {exc.strerror or exc}")
+            return
+    if n:
+        ex.client.deadline = ex.loop.now + ex.route.timeout
+        stop = framing.feed(None, 0, n)
+        ex.sent += n
+        try:
+            _splice_out(client_ep, n)
+        except OSError:
+            ex.client.close()
+            return
+    else:
+        stop = _read_response(ex, conn, client_ep, framing)
+        if stop == -2:
+            return
+    if stop >= 0:
+        ex.response_read()
+    else:
+        ex.update_interest()
+
+
+def _read_response(ex, conn, client_ep, framing) -> int:
+    """The buffer path: -1 (more to come), the end offset (the body ended), -2 (handled)."""
+    try:
+        n = conn.sock.recv_into(SHARED_VIEW, framing.wanted(SHARED_BUFFER_SIZE))
+    except WOULD_BLOCK:
+        return -1
+    except OSError as exc:
+        _response_cut(ex, f"backend reset the connection: {exc.strerror or exc}")
+        return -2
+    if n == 0:
+        if framing.close_delimited:     # read-until-close: EOF is the end
+            ex.reusable = False
+            return 0
+        _response_cut(ex, "backend closed the connection")
+        return -2
+    ex.client.deadline = ex.loop.now + ex.route.timeout
+    try:
+        stop = framing.feed(SHARED_BUFFER, 0, n)
+    except BadFraming as exc:
+        _response_cut(ex, f"invalid response body: {exc}")
+        return -2
+    if stop >= 0:
+        if stop < n:
+            ex.reusable = False    # bytes after the body: not a connection to reuse
+        n = stop
+    data = framing.data_of(SHARED_VIEW) if framing.dechunks else SHARED_VIEW[:n]
+    ex.sent += len(data)
+    try:
+        client_ep.send(data)
+    except OSError:
+        ex.client.close()
+        return -2
+    return stop
+
+
+def _response_cut(ex, why: str) -> None:
+    """The backend failed mid-body: the client can only be told by closing."""
+    ex.worker.log_error("error", f"route {ex.route.name} backend {ex.origin.name}: {why} (response cut)")
+    ex.client.close()
+
+
+# == the request body, client -> backend ===================================================
+def relay_request(ex) -> None:
+    client, conn, framing = ex.client, ex.conn, ex.req_framing
+    count = _spliceable(client.ep, conn, framing)
+    n = 0
+    if count:
+        try:
+            n = _splice_in(client.ep.fd, count)
+        except OSError:
+            client.close()
+            return
+    if n:
+        framing.feed(None, 0, n)
+        limit = ex.worker.limits.request_body
+        if limit and framing.over(limit):
+            ex.answer(413, "request body larger than LimitRequestBody")
+            return
+        if framing.finished:
+            ex.req_framing = None
+        ex.received += n
+        try:
+            _splice_out(conn, n)
+        except OSError as exc:
+            ex.backend_failed(502, f"send failed: {exc.strerror or exc}")
+            return
+    elif not _read_request(ex, client, conn):
+        return
+    ex.update_interest()
+
+
+def _read_request(ex, client, conn) -> bool:
+    """The buffer path; False when the exchange was answered or the client closed."""
+    try:
+        n = client.ep.sock.recv_into(SHARED_VIEW, ex.req_framing.wanted(SHARED_BUFFER_SIZE))
+    except WOULD_BLOCK:
+        return True
+    except OSError:
+        n = 0
+    if n == 0:           # mid-body: nothing more will come, nothing to answer
+        client.close()
+        return False
+    stop = ex.scan_body(SHARED_BUFFER, 0, n)
+    if stop < 0:
+        return False
+    if stop < n:         # the next pipelined request
+        client.inbuf += SHARED_VIEW[stop:n]
+    ex.received += stop
+    try:
+        conn.send(SHARED_VIEW[:stop])
+    except OSError as exc:
+        ex.backend_failed(502, f"send failed: {exc.strerror or exc}")
+        return False
+    return True

@@ -1,0 +1,241 @@
+"""One client connection: what outlives a request (keep-alive, pipelined bytes, counts).
+
+Theory of operation
+-------------------
+A client connection is in one `State` at a time:
+
+    IDLE ──bytes──> HEAD ──head parsed──> BUSY ──exchange done, keep-alive──> IDLE (or HEAD
+      │               │                     │                               if bytes wait)
+      └─ keepalive ───┴── 4xx, timeout ─────┴── close, abort, 101 ──> CLOSED
+
+In BUSY one `worker.exchange.Exchange` carries the request and its response; it owns
+the request body (the client's reads go to it while it has one to relay) and the
+deadline.  Bytes the client sends ahead (pipelining) wait in `inbuf`, up to READ_AHEAD,
+and are parsed when the exchange is done.  Heads that are answered at once (a 404, a
+400) are served in a loop, not by recursion, so a burst of pipelined requests costs no
+stack.
+
+The deadline is the one `loop.timed` entry of the connection: keepalive in IDLE,
+client_header in HEAD, the exchange's own while BUSY.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from tunnel.buffer import SHARED_BUFFER, SHARED_BUFFER_SIZE, SHARED_VIEW
+from tunnel.endpoint import WOULD_BLOCK, Endpoint
+from worker.exchange import Exchange
+from worker.http1 import HEAD_END, HeadReader, HttpError
+from worker.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT
+
+READ_AHEAD = 64 * 1024          # pipelined bytes we hold before we stop reading a client
+_READABLE = EPOLLIN | EPOLLHUP | EPOLLERR
+
+
+class State(enum.IntEnum):
+    IDLE = 0     # between requests, nothing received
+    HEAD = 1     # part of a request head received
+    BUSY = 2     # an exchange is under way
+    CLOSED = 3   # closed, or handed to a tunnel
+
+
+class ClientConnection:
+    __slots__ = ("worker", "loop", "ep", "client_ip", "proto_line", "xff_line", "state", "deadline",
+                 "inbuf", "reader", "requests", "exchange", "eof", "serving")
+
+    def __init__(self, worker, sock, client_ip: bytes, tls: bool = False):
+        self.worker = worker
+        self.loop = loop = worker.loop
+        self.ep = Endpoint(loop, sock)
+        self.client_ip = client_ip
+        # The X-Forwarded-* lines that depend only on the connection, built once.
+        self.proto_line = b"X-Forwarded-Proto: https\r\n" if tls else b"X-Forwarded-Proto: http\r\n"
+        self.xff_line = b"X-Forwarded-For: " + client_ip + b"\r\n"
+        self.inbuf = bytearray()
+        self.reader = None           # the HeadReader of a head that arrived in part
+        self.requests = 0
+        self.exchange = None
+        self.eof = False             # the client shut its sending side
+        self.serving = False         # inside the loop that serves buffered heads
+        self.state = State.IDLE
+        self.deadline = loop.now + worker.timeouts.client_header   # a new connection owes its head
+        self.ep.register(EPOLLIN, self.on_event)
+        worker.clients.add(self)
+        loop.timed.add(self)
+
+    @property
+    def idle(self) -> bool:
+        """Between requests with nothing received or owed: safe to close (graceful stop)."""
+        return self.state is State.IDLE and self.requests > 0 and not self.ep.out
+
+    # == events ===========================================================================
+    def on_event(self, mask: int) -> None:
+        ep = self.ep
+        if mask & EPOLLOUT and ep.out:
+            self._flush()
+            if self.state is State.CLOSED:
+                return
+        if mask & _READABLE:
+            if ep.mask & EPOLLIN:
+                self._read()
+                if ep.tls:
+                    self.read_pending()
+            elif mask & (EPOLLHUP | EPOLLERR):
+                self.close()
+
+    def read_pending(self) -> None:
+        """TLS: read what the SSL object holds decrypted; epoll will not report it."""
+        ep = self.ep
+        while self.state is not State.CLOSED and ep.mask & EPOLLIN and ep.sock.pending():
+            self._read()
+
+    def on_deadline(self) -> None:
+        if self.state is State.BUSY:
+            self.exchange.on_deadline()
+        elif self.state is State.HEAD:
+            self.refuse(HttpError(408, "timed out reading the request head"))
+        else:
+            self.close()       # idle keep-alive or silent connection: close quietly
+
+    def _flush(self) -> None:
+        try:
+            done = self.ep.flush()
+        except OSError:
+            self.close()
+            return
+        if self.exchange is not None:
+            self.exchange.client_flushed(done)
+        else:
+            self.update_interest()
+
+    # == reading ============================================================================
+    def _read(self) -> None:
+        exchange = self.exchange
+        if exchange is not None and exchange.req_framing is not None:
+            exchange.read_request_body()     # the request direction belongs to the exchange
+            return
+        try:
+            n = self.ep.sock.recv_into(SHARED_VIEW, SHARED_BUFFER_SIZE)
+        except WOULD_BLOCK:
+            return
+        except OSError:
+            n = -1
+        if n <= 0:
+            if exchange is None:
+                self.close()        # mid-head or idle: nothing more will come, nothing to answer
+            else:
+                self.eof = True     # the exchange finishes its response, then we close
+                exchange.update_interest()
+            return
+        if exchange is not None or self.inbuf:
+            self.inbuf += SHARED_VIEW[:n]
+            if exchange is None:
+                self.serve_buffered()
+            elif len(self.inbuf) >= READ_AHEAD:
+                exchange.update_interest()
+            return
+        if self.state is State.IDLE:
+            self.deadline = self.loop.now + self.worker.timeouts.client_header
+        # The usual case: one whole head in one read, nothing after it.
+        end = SHARED_BUFFER.find(HEAD_END, 0, n)
+        if end == n - 4 and self.reader is None:
+            self._parse(bytes(SHARED_VIEW[:n]), end)
+        else:
+            self.inbuf += SHARED_VIEW[:n]
+            self.serve_buffered()
+
+    def serve_buffered(self) -> None:
+        """Parse and serve the heads in `inbuf`, one after another while each is answered at once."""
+        if self.serving:
+            return
+        self.serving = True
+        try:
+            while self.exchange is None and self.inbuf and self.state is not State.CLOSED:
+                if not self._parse(self.inbuf, -1):
+                    break
+        finally:
+            self.serving = False
+
+    def _parse(self, buffer, end: int) -> bool:
+        """One head from `buffer` (the bytes after it go to `inbuf`); False while incomplete."""
+        reader = self.reader
+        if reader is None:
+            reader = self.reader = HeadReader(True, self.worker.limits)
+        try:
+            size = reader.feed(buffer, end)
+            if not size:
+                self.state = State.HEAD
+                self.update_interest()
+                return False
+            raw = bytes(buffer[:size]) if size < len(buffer) or buffer is self.inbuf else buffer
+            head = reader.request(raw)
+        except HttpError as error:
+            self.reader = None
+            self.refuse(error)
+            return False
+        self.reader = None
+        if buffer is self.inbuf:
+            del self.inbuf[:size]
+        self.requests += 1
+        self.state = State.BUSY
+        self.exchange = exchange = Exchange(self, head)
+        exchange.start()
+        return True
+
+    # == what the exchange tells us =============================================================
+    def exchange_done(self, exchange, keep_alive: bool) -> None:
+        """The response is delivered (or given up on): logged, then the next request or close."""
+        self.exchange = None
+        self.worker.exchange_done(exchange)
+        if self.state is State.CLOSED:
+            return
+        if not keep_alive or self.eof or self.worker.stopping:
+            self.close()
+            return
+        self.state = State.HEAD if self.inbuf else State.IDLE
+        self.deadline = self.loop.now + self.worker.timeouts.keepalive
+        if self.inbuf:
+            self.serve_buffered()
+        else:
+            self.update_interest()
+
+    def refuse(self, error: HttpError) -> None:
+        """A head we will not serve: answer its status and close (nothing reaches a backend)."""
+        self.worker.log_error("info", f"{self.client_ip.decode()} {error.status}: {error.message}")
+        if self.exchange is None:
+            self.requests += 1
+            self.state = State.BUSY
+            self.exchange = Exchange(self, None)
+        self.exchange.answer(error.status, error.message)
+
+    def reading(self) -> bool:
+        """Whether to read ahead while an exchange needs nothing more from the client."""
+        return not self.eof and len(self.inbuf) < READ_AHEAD
+
+    def update_interest(self) -> None:
+        """Between exchanges: read unless closing (the exchange derives it while BUSY)."""
+        if self.exchange is not None:
+            self.exchange.update_interest()
+        elif self.state is not State.CLOSED:
+            self.ep.want(not self.eof)
+
+    # == endings ==============================================================================
+    def handed_over(self) -> None:
+        """The endpoint belongs to a tunnel now: forget it without closing the socket."""
+        self.state = State.CLOSED
+        self.loop.timed.discard(self)
+        self.worker.clients.discard(self)
+        self.exchange = None
+
+    def close(self) -> None:
+        """Close now; an exchange under way is logged as aborted."""
+        if self.state is State.CLOSED:
+            return
+        self.state = State.CLOSED
+        self.loop.timed.discard(self)
+        self.worker.clients.discard(self)
+        if self.exchange is not None:
+            self.exchange.abort()
+        self.ep.close()
+        self.worker.connection_closed()

@@ -1,0 +1,53 @@
+"""mod_proxy_balancer's failover: a request that failed on one member tries another.
+
+A request nothing of which a backend has taken (the connect failed) or may safely take
+twice (an idempotent request or an upgrade handshake we hold whole, cut off before any
+response byte) is sent to another member of the balancer.  When every member has been
+tried, the answer is 503.
+"""
+
+from __future__ import annotations
+
+# RFC 9110 §9.2.2: the methods a client may repeat, so a proxy may too.
+IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
+
+
+def _may_retry(ex, status: int, connecting: bool) -> bool:
+    if connecting:
+        return True
+    return (status == 502 and ex.request_copy is not None and not ex.sent and not ex.resp_started
+            and not ex.respbuf and ex.reader is None
+            and (ex.upgrade is not None or ex.head.method in IDEMPOTENT))
+
+
+def next_member(ex, status: int, why: str) -> bool:
+    """Try the request on another member: True if that is under way (or answered 503),
+    False to fail as usual."""
+    worker, member = ex.worker, ex.member
+    connecting = ex.connecting
+    worker.lb.failed(member, why, connecting)
+    if not _may_retry(ex, status, connecting):
+        return False
+    failed_origin = ex.origin.name
+    worker.lb.end(member, 0)
+    ex.member = None
+    if ex.conn is not None:
+        ex.conn.close()
+        ex.conn = None
+    ex.tried += (member,)
+    route_name = ex.route.name
+    if not ex.pick():
+        worker.log_error("error", f"route {route_name} backend {failed_origin}: {why}; "
+                                  "no other balancer member can take the request (503)")
+        ex.answer(503, "No balancer member could take the request.")
+        return True
+    worker.log_error("warning", f"route {route_name} backend {failed_origin}: {why}; "
+                                f"failing over to {ex.origin.name}")
+    out = ex.request_head() + ex.body_prefix
+    if ex.request_copy is not None:
+        ex.request_copy = out
+    ex.retried = False
+    ex.respbuf = ex.reader = None
+    ex.reusable = True
+    ex.connect(out)
+    return True

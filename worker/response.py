@@ -1,0 +1,152 @@
+"""The response head: read from the backend, checked, rewritten, relayed to the client.
+
+The first read of a response usually holds its whole head and, for a small response,
+its whole body: then the head is parsed straight from the worker's shared buffer and
+head and body leave in one send.  Interim 1xx heads are relayed and the reading goes
+on; a 101 the route allows turns the exchange into a tunnel.
+"""
+
+from __future__ import annotations
+
+from tunnel.buffer import SHARED_BUFFER, SHARED_VIEW
+from tunnel.endpoint import WOULD_BLOCK
+from worker.framing import BadFraming
+from worker.http1 import HEAD_END, HeadReader, HttpError, connection_tokens
+from worker.rewrite import response_head
+
+MAX_RESPONSE_HEAD = 64 * 1024   # a backend head larger than this is invalid (502)
+FIRST_READ = 64 * 1024          # the read that looks for the head (the rest of a body may be spliced)
+
+
+def read_head(ex) -> None:
+    """The backend is readable while the exchange waits for the response head."""
+    conn = ex.conn
+    try:
+        n = conn.sock.recv_into(SHARED_VIEW, FIRST_READ)
+    except WOULD_BLOCK:
+        return
+    except OSError as exc:
+        backend_eof(ex, f"backend reset the connection: {exc.strerror or exc}")
+        return
+    if n == 0:
+        backend_eof(ex, "backend closed the connection")
+        return
+    ex.client.deadline = ex.loop.now + ex.route.timeout
+    if ex.respbuf is None:
+        _process(ex, SHARED_BUFFER, n)
+    else:
+        ex.respbuf += SHARED_VIEW[:n]
+        _process(ex, ex.respbuf, len(ex.respbuf))
+
+
+def _process(ex, buf, size: int) -> None:
+    """Heads in buf[:size]: 1xx relayed, then the final one (or a 101) acted on."""
+    while True:
+        reader = ex.reader
+        if reader is None:
+            reader = ex.reader = HeadReader(False)
+        end = buf.find(HEAD_END, 0, size)
+        try:
+            if end < 0 or end + 4 > MAX_RESPONSE_HEAD:
+                if (size if end < 0 else end + 4) > MAX_RESPONSE_HEAD:
+                    raise HttpError(502, "response head too large")
+                if buf is SHARED_BUFFER:
+                    ex.respbuf = buf = bytearray(SHARED_VIEW[:size])
+                reader.feed(buf)       # reject garbage now, not at the timeout
+                return
+            head_size = reader.feed(buf, end)
+            resp = reader.response(bytes(buf[:head_size]))
+        except HttpError as exc:
+            ex.backend_failed(502, f"invalid response: {exc.message}")
+            return
+        ex.reader = None
+        if resp.status >= 200 or resp.status == 101:
+            break
+        # 1xx interim (100 Continue, 103 Early Hints): relay it and read on.
+        if not _to_client(ex, response_head(resp, True, False, True, None)):
+            return
+        ex.respbuf = buf = bytearray(buf[head_size:size])
+        size = len(buf)
+        if not size:
+            return
+    ex.respbuf = None
+    if resp.status == 101:
+        _switch_protocols(ex, resp, bytes(buf[head_size:size]))
+    else:
+        _relay(ex, resp, buf, head_size, size)
+
+
+def _relay(ex, resp, buf, start: int, size: int) -> None:
+    """Send the rewritten head, with the body bytes that came with it."""
+    head, worker, client = ex.head, ex.worker, ex.client
+    ex.status = resp.status
+    if ex.member is not None:
+        worker.lb.response(ex.member, resp.status)   # failonstatus=
+    # An HTTP/1.0 client cannot take chunked: relay the data, end it with the close.
+    dechunk = resp.chunked and head.version == "1.0"
+    framing = ex.resp_framing = resp.body_framing(head.method, dechunk)
+    if not resp.keep_alive or framing.close_delimited:
+        ex.reusable = False
+    ex.keep_alive = (ex.keep_alive and not client.eof and not worker.stopping
+                     and not framing.close_delimited and not dechunk)
+    reverse = worker.reverse_map(ex.route, ex.origin, head, client.proto_line) if ex.route.reverse else None
+    out = response_head(resp, ex.keep_alive, head.version == "1.0", not dechunk, reverse, extra=ex.cookie or b"")
+    ex.head_sent = len(out)
+    ended = framing.finished
+    if start < size:
+        try:
+            stop = framing.feed(buf, start, size)
+        except BadFraming as exc:
+            ex.backend_failed(502, f"invalid response body: {exc}")
+            return
+        if stop >= 0:
+            ended = True
+            if stop < size:
+                ex.reusable = False    # bytes after the body: not a connection to reuse
+        else:
+            stop = size
+        out += framing.data_of(buf) if dechunk else buf[start:stop]
+    ex.response_started()
+    if not _to_client(ex, out):
+        return
+    if ended:
+        ex.response_read()
+    else:
+        ex.relaying()
+
+
+def _to_client(ex, data) -> bool:
+    ex.sent += len(data)
+    try:
+        ex.client.ep.send(data)
+    except OSError:
+        ex.client.close()
+        return False
+    return True
+
+
+def _switch_protocols(ex, resp, rest: bytes) -> None:
+    """A 101: only for an upgrade we asked for, in a protocol the client asked for (unless
+    the route says ANY or NONE, which tunnel whatever the backend switched to)."""
+    asked = ex.upgrade
+    offered = resp.get(b"upgrade")
+    if asked is None or (not ex.route.any_protocol
+                         and (offered is None or not connection_tokens(offered) & connection_tokens(asked))):
+        ex.backend_failed(502, "backend switched protocols without an agreed upgrade")
+        return
+    head101 = response_head(resp, True, False, True, None, upgrade=True, extra=ex.cookie or b"")
+    ex.switch_protocols(head101, rest)
+
+
+def backend_eof(ex, why: str) -> None:
+    """The backend closed (or reset) before the response head."""
+    if (not ex.respbuf and ex.conn.reused and ex.request_copy is not None and not ex.retried
+            and ex.reader is None):
+        # A pooled connection the backend had closed: nothing of the request was
+        # processed, so send it again on a fresh connection (once).
+        ex.retried = True
+        ex.conn.close()
+        ex.conn = None
+        ex.connect(ex.request_copy, fresh=True)
+    else:
+        ex.backend_failed(502, why)
