@@ -17,7 +17,7 @@ from conf import ConfigError, load_config
 from conf.model import Limits
 from mpm.health import HealthChecker
 from worker.balancer import Balancers, MemberTable
-from worker.http1 import HeadReader
+from worker.http1 import parse_request
 
 
 def config(tmp_path, balancer: str, n: int = 3, weights=None, extra_member: str = ""):
@@ -30,9 +30,7 @@ def config(tmp_path, balancer: str, n: int = 3, weights=None, extra_member: str 
 
 
 def head(headers: str = "", target: str = "/"):
-    reader = HeadReader(True, Limits())
-    raw = f"GET {target} HTTP/1.1\r\nHost: x\r\n{headers}\r\n".encode()
-    return reader.request(raw[:reader.feed(raw)])
+    return parse_request(f"GET {target} HTTP/1.1\r\nHost: x\r\n{headers}\r\n".encode(), Limits())
 
 
 def balancers(cfg, logs=None, cells: int = 4) -> Balancers:

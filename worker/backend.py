@@ -5,9 +5,10 @@ it needs that does not depend on the request, built once per worker: the pool ke
 `Host:` line, the name for logs.  (The configuration object's own properties build
 strings and tuples on every call, and hashing a frozen dataclass hashes all its fields.)
 
-A backend connection stays registered with epoll for its whole life; only the handler
-changes hands (`Endpoint.hand_to`), so checking one out of the pool or back in costs no
-syscall.  While idle it is watched for reads: a backend that closes an idle connection
+A backend connection stays registered with epoll for its whole life, with its own
+`on_event` as the handler, which passes events to whoever owns it now (`owner`, an
+exchange) or, while it sits in the pool, to the pool: checking one out or back in is an
+attribute store, no syscall.  While idle it is watched for reads: a backend that closes an idle connection
 (or sends anything unasked) is noticed and the connection dropped, so a request is
 rarely sent on a dead one; `reused` tells the exchange that a failure before any
 response byte may be retried on a fresh connection.
@@ -56,7 +57,7 @@ class Origins:
 class BackendConnection(Endpoint):
     """`connected` means ready for HTTP: TCP up and, for https/wss, the TLS handshake done."""
 
-    __slots__ = ("origin", "reused", "deadline", "connected", "tcp_up", "handshaking", "idle_handler")
+    __slots__ = ("origin", "reused", "deadline", "connected", "tcp_up", "handshaking", "owner", "on_idle")
 
     def __init__(self, loop, sock: socket.socket, origin: Origin, tcp_up: bool):
         super().__init__(loop, sock)
@@ -66,7 +67,8 @@ class BackendConnection(Endpoint):
         self.handshaking = False
         self.connected = False
         self.deadline = 0.0
-        self.idle_handler = None   # bound once, by the pool, for while it sits idle
+        self.owner = None          # the exchange's event handler while one uses it
+        self.on_idle = None        # the pool's, for while it sits idle
         if tcp_up:
             self._tcp_ready()
 
@@ -81,6 +83,13 @@ class BackendConnection(Endpoint):
             self.handshaking = True
         else:
             self.connected = True
+
+    def on_event(self, mask: int) -> None:
+        owner = self.owner
+        if owner is not None:
+            owner(mask)
+        else:
+            self.on_idle(self)
 
     def advance(self) -> int:
         """Drive the connect and the TLS handshake: 0 when ready, else the epoll interest
@@ -126,11 +135,12 @@ class BackendPool:
         if stack:
             conn = stack.pop()
             conn.reused = True
-            conn.hand_to(owner_handler)
+            conn.owner = owner_handler
             return conn
         conn = open_connection(self.loop, origin)
-        conn.idle_handler = lambda mask: self._on_idle_event(conn)
-        conn.register(EPOLLIN if conn.connected else EPOLLOUT, owner_handler)
+        conn.owner = owner_handler
+        conn.on_idle = self._on_idle_event
+        conn.register(EPOLLIN if conn.connected else EPOLLOUT, conn.on_event)
         return conn
 
     def release(self, conn: BackendConnection) -> None:
@@ -142,7 +152,7 @@ class BackendPool:
         conn.want(True)
         conn.deadline = self.loop.now + POOL_IDLE_TIMEOUT
         stack.append(conn)
-        conn.hand_to(conn.idle_handler)
+        conn.owner = None
 
     def _on_idle_event(self, conn: BackendConnection) -> None:
         """Readable while idle: the backend closed it (or misbehaves). Drop it.

@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-A client connection is in one `State` at a time:
+A client connection is in one state at a time:
 
     IDLE ──bytes──> HEAD ──head parsed──> BUSY ──exchange done, keep-alive──> IDLE (or HEAD
       │               │                     │                               if bytes wait)
@@ -21,23 +21,20 @@ client_header in HEAD, the exchange's own while BUSY.
 
 from __future__ import annotations
 
-import enum
-
 from tunnel.buffer import SHARED_BUFFER, SHARED_BUFFER_SIZE, SHARED_VIEW
 from tunnel.endpoint import WOULD_BLOCK, Endpoint
-from worker.exchange import Exchange
-from worker.http1 import HEAD_END, HeadReader, HttpError
+from worker.exchange import READ_AHEAD, Exchange
+from worker.http1 import HEAD_END, HeadReader, HttpError, parse_request
 from worker.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT
 
-READ_AHEAD = 64 * 1024          # pipelined bytes we hold before we stop reading a client
 _READABLE = EPOLLIN | EPOLLHUP | EPOLLERR
 
 
-class State(enum.IntEnum):
-    IDLE = 0     # between requests, nothing received
-    HEAD = 1     # part of a request head received
-    BUSY = 2     # an exchange is under way
-    CLOSED = 3   # closed, or handed to a tunnel
+# The states, as plain ints (see worker.exchange: an IntEnum costs more than the transition).
+IDLE = 0     # between requests, nothing received
+HEAD = 1     # part of a request head received
+BUSY = 2     # an exchange is under way
+CLOSED = 3   # closed, or handed to a tunnel
 
 
 class ClientConnection:
@@ -58,7 +55,7 @@ class ClientConnection:
         self.exchange = None
         self.eof = False             # the client shut its sending side
         self.serving = False         # inside the loop that serves buffered heads
-        self.state = State.IDLE
+        self.state = IDLE
         self.deadline = loop.now + worker.timeouts.client_header   # a new connection owes its head
         self.ep.register(EPOLLIN, self.on_event)
         worker.clients.add(self)
@@ -67,14 +64,14 @@ class ClientConnection:
     @property
     def idle(self) -> bool:
         """Between requests with nothing received or owed: safe to close (graceful stop)."""
-        return self.state is State.IDLE and self.requests > 0 and not self.ep.out
+        return self.state is IDLE and self.requests > 0 and not self.ep.out
 
     # == events ===========================================================================
     def on_event(self, mask: int) -> None:
         ep = self.ep
         if mask & EPOLLOUT and ep.out:
             self._flush()
-            if self.state is State.CLOSED:
+            if self.state is CLOSED:
                 return
         if mask & _READABLE:
             if ep.mask & EPOLLIN:
@@ -87,13 +84,13 @@ class ClientConnection:
     def read_pending(self) -> None:
         """TLS: read what the SSL object holds decrypted; epoll will not report it."""
         ep = self.ep
-        while self.state is not State.CLOSED and ep.mask & EPOLLIN and ep.sock.pending():
+        while self.state is not CLOSED and ep.mask & EPOLLIN and ep.sock.pending():
             self._read()
 
     def on_deadline(self) -> None:
-        if self.state is State.BUSY:
+        if self.state is BUSY:
             self.exchange.on_deadline()
-        elif self.state is State.HEAD:
+        elif self.state is HEAD:
             self.refuse(HttpError(408, "timed out reading the request head"))
         else:
             self.close()       # idle keep-alive or silent connection: close quietly
@@ -135,65 +132,76 @@ class ClientConnection:
             elif len(self.inbuf) >= READ_AHEAD:
                 exchange.update_interest()
             return
-        if self.state is State.IDLE:
+        if self.state is IDLE:
             self.deadline = self.loop.now + self.worker.timeouts.client_header
         # The usual case: one whole head in one read, nothing after it.
-        end = SHARED_BUFFER.find(HEAD_END, 0, n)
-        if end == n - 4 and self.reader is None:
-            self._parse(bytes(SHARED_VIEW[:n]), end)
+        if SHARED_BUFFER.find(HEAD_END, 0, n) == n - 4 and self.reader is None:
+            try:
+                head = parse_request(bytes(SHARED_VIEW[:n]), self.worker.limits)
+            except HttpError as error:
+                self.refuse(error)
+                return
+            self._start(head)
         else:
             self.inbuf += SHARED_VIEW[:n]
             self.serve_buffered()
 
     def serve_buffered(self) -> None:
-        """Parse and serve the heads in `inbuf`, one after another while each is answered at once."""
+        """Serve the heads in `inbuf`, one after another while each is answered at once."""
         if self.serving:
             return
         self.serving = True
         try:
-            while self.exchange is None and self.inbuf and self.state is not State.CLOSED:
-                if not self._parse(self.inbuf, -1):
+            while self.exchange is None and self.inbuf and self.state is not CLOSED:
+                try:
+                    head = self._buffered_head()
+                except HttpError as error:
+                    self.reader = None
+                    self.refuse(error)
                     break
+                if head is None:
+                    self.state = HEAD
+                    self.update_interest()
+                    break
+                self._start(head)
         finally:
             self.serving = False
 
-    def _parse(self, buffer, end: int) -> bool:
-        """One head from `buffer` (the bytes after it go to `inbuf`); False while incomplete."""
-        reader = self.reader
+    def _buffered_head(self):
+        """The next complete head in `inbuf` (taken out of it), or None while it is incomplete."""
+        inbuf, reader = self.inbuf, self.reader
         if reader is None:
+            end = inbuf.find(HEAD_END)
+            if end >= 0:
+                raw = bytes(inbuf[:end + 4])
+                del inbuf[:end + 4]
+                return parse_request(raw, self.worker.limits)
             reader = self.reader = HeadReader(True, self.worker.limits)
-        try:
-            size = reader.feed(buffer, end)
-            if not size:
-                self.state = State.HEAD
-                self.update_interest()
-                return False
-            raw = bytes(buffer[:size]) if size < len(buffer) or buffer is self.inbuf else buffer
-            head = reader.request(raw)
-        except HttpError as error:
-            self.reader = None
-            self.refuse(error)
-            return False
+        size = reader.feed(inbuf)
+        if not size:
+            return None
+        raw = bytes(inbuf[:size])
+        del inbuf[:size]
         self.reader = None
-        if buffer is self.inbuf:
-            del self.inbuf[:size]
+        return reader.head(raw)
+
+    def _start(self, head) -> None:
         self.requests += 1
-        self.state = State.BUSY
+        self.state = BUSY
         self.exchange = exchange = Exchange(self, head)
         exchange.start()
-        return True
 
     # == what the exchange tells us =============================================================
     def exchange_done(self, exchange, keep_alive: bool) -> None:
         """The response is delivered (or given up on): logged, then the next request or close."""
         self.exchange = None
         self.worker.exchange_done(exchange)
-        if self.state is State.CLOSED:
+        if self.state is CLOSED:
             return
         if not keep_alive or self.eof or self.worker.stopping:
             self.close()
             return
-        self.state = State.HEAD if self.inbuf else State.IDLE
+        self.state = HEAD if self.inbuf else IDLE
         self.deadline = self.loop.now + self.worker.timeouts.keepalive
         if self.inbuf:
             self.serve_buffered()
@@ -205,34 +213,30 @@ class ClientConnection:
         self.worker.log_error("info", f"{self.client_ip.decode()} {error.status}: {error.message}")
         if self.exchange is None:
             self.requests += 1
-            self.state = State.BUSY
+            self.state = BUSY
             self.exchange = Exchange(self, None)
         self.exchange.answer(error.status, error.message)
-
-    def reading(self) -> bool:
-        """Whether to read ahead while an exchange needs nothing more from the client."""
-        return not self.eof and len(self.inbuf) < READ_AHEAD
 
     def update_interest(self) -> None:
         """Between exchanges: read unless closing (the exchange derives it while BUSY)."""
         if self.exchange is not None:
             self.exchange.update_interest()
-        elif self.state is not State.CLOSED:
+        elif self.state is not CLOSED:
             self.ep.want(not self.eof)
 
     # == endings ==============================================================================
     def handed_over(self) -> None:
         """The endpoint belongs to a tunnel now: forget it without closing the socket."""
-        self.state = State.CLOSED
+        self.state = CLOSED
         self.loop.timed.discard(self)
         self.worker.clients.discard(self)
         self.exchange = None
 
     def close(self) -> None:
         """Close now; an exchange under way is logged as aborted."""
-        if self.state is State.CLOSED:
+        if self.state is CLOSED:
             return
-        self.state = State.CLOSED
+        self.state = CLOSED
         self.loop.timed.discard(self)
         self.worker.clients.discard(self)
         if self.exchange is not None:

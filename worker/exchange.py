@@ -24,8 +24,6 @@ interest is derived from the state in `update_interest`, never tracked apart.
 
 from __future__ import annotations
 
-import enum
-
 from tunnel.endpoint import EPOLLIN, EPOLLOUT
 from tunnel.tunnel import Tunnel
 from worker import bodies, failover, response, routing
@@ -34,27 +32,31 @@ from worker.loop import EPOLLERR, EPOLLHUP
 from worker.rewrite import error_response, request_head
 from worker.tls import describe
 
+READ_AHEAD = 64 * 1024          # pipelined bytes we hold before we stop reading a client
 
-class Phase(enum.IntEnum):
-    ROUTING = 0      # the head is being routed (no backend yet)
-    CONNECTING = 1   # backend connect or TLS handshake under way; the request waits in conn.out
-    WAITING = 2      # request sent (its body may still stream): waiting for the response head
-    RELAYING = 3     # the response head went to the client; the body streams
-    FLUSHING = 4     # the response is complete here; the client has yet to take the rest
-    DONE = 5         # delivered or given up on, and logged
-    TUNNEL = 6       # 101: both endpoints belong to a tunnel (logged when it ends)
+# The phases, as plain ints: an IntEnum's attribute access and hash go through Python code
+# on 3.11 (EnumType.__getattr__, Enum.__hash__), which cost more than the rest of a transition.
+PHASES = ("ROUTING", "CONNECTING", "WAITING", "RELAYING", "FLUSHING", "DONE", "TUNNEL")
+ROUTING = 0      # the head is being routed (no backend yet)
+CONNECTING = 1   # backend connect or TLS handshake under way; the request waits in conn.out
+WAITING = 2      # request sent (its body may still stream): waiting for the response head
+RELAYING = 3     # the response head went to the client; the body streams
+FLUSHING = 4     # the response is complete here; the client has yet to take the rest
+DONE = 5         # delivered or given up on, and logged
+TUNNEL = 6       # 101: both endpoints belong to a tunnel (logged when it ends)
 
-
-NEXT = {
-    Phase.ROUTING: frozenset({Phase.CONNECTING, Phase.WAITING, Phase.FLUSHING, Phase.DONE}),
-    Phase.CONNECTING: frozenset({Phase.CONNECTING, Phase.WAITING, Phase.FLUSHING, Phase.DONE}),
-    Phase.WAITING: frozenset({Phase.CONNECTING, Phase.WAITING, Phase.RELAYING, Phase.FLUSHING, Phase.TUNNEL, Phase.DONE}),
-    Phase.RELAYING: frozenset({Phase.FLUSHING, Phase.DONE}),
-    Phase.FLUSHING: frozenset({Phase.DONE}),
-    Phase.DONE: frozenset(),
-    Phase.TUNNEL: frozenset(),
-}
-_BACKEND_READS = (Phase.WAITING, Phase.RELAYING)
+# NEXT[phase]: the phases it may change to (CONNECTING again: a failover; WAITING again: a
+# failover onto a pooled connection).
+NEXT = (
+    frozenset({CONNECTING, WAITING, FLUSHING, DONE}),                        # ROUTING
+    frozenset({CONNECTING, WAITING, FLUSHING, DONE}),                        # CONNECTING
+    frozenset({CONNECTING, WAITING, RELAYING, FLUSHING, TUNNEL, DONE}),      # WAITING
+    frozenset({FLUSHING, DONE}),                                             # RELAYING
+    frozenset({DONE}),                                                       # FLUSHING
+    frozenset(),                                                             # DONE
+    frozenset(),                                                             # TUNNEL
+)
+_BACKEND_READS = (WAITING, RELAYING)
 
 
 class Exchange:
@@ -71,7 +73,7 @@ class Exchange:
         self.worker = client.worker
         self.loop = client.loop
         self.head = head
-        self.phase = Phase.ROUTING
+        self.phase = ROUTING
         self.started = self.loop.now
         self.route = self.origin = self.member = self.cookie = self.upgrade = None
         self.tried = ()
@@ -85,21 +87,21 @@ class Exchange:
         self.status = self.sent = self.head_sent = 0
         self.received = len(head.raw) if head is not None else 0
 
-    def enter(self, phase: Phase) -> None:
+    def enter(self, phase: int) -> None:
         """The one place the phase changes: checked against NEXT, and the deadline set."""
         if phase not in NEXT[self.phase]:
-            raise AssertionError(f"exchange: {self.phase.name} -> {phase.name} is not a transition")
+            raise AssertionError(f"exchange: {PHASES[self.phase]} -> {PHASES[phase]} is not a transition")
         self.phase = phase
-        if phase is Phase.CONNECTING:
+        if phase is CONNECTING:
             self.client.deadline = self.loop.now + self.worker.timeouts.connect
-        elif phase is not Phase.DONE and phase is not Phase.TUNNEL:
+        elif phase is not DONE and phase is not TUNNEL:
             self.client.deadline = self.loop.now + (self.route.timeout if self.route is not None
                                                     else self.worker.timeouts.keepalive)
 
     @property
     def connecting(self) -> bool:
         """Nothing of the request has reached a backend yet."""
-        return self.phase is Phase.CONNECTING or self.conn is None
+        return self.phase is CONNECTING or self.conn is None
 
     # == routing =========================================================================
     def start(self) -> None:
@@ -165,10 +167,10 @@ class Exchange:
             self.backend_failed(502, f"connect failed: {exc.strerror or exc}")
             return
         if conn.connected:
-            self.enter(Phase.WAITING)
+            self.enter(WAITING)
             self._send_backend(out)
         else:
-            self.enter(Phase.CONNECTING)
+            self.enter(CONNECTING)
             conn.out = out
         self.update_interest()
 
@@ -204,7 +206,7 @@ class Exchange:
     # == backend events =======================================================================
     def on_backend_event(self, mask: int) -> None:
         conn = self.conn
-        if self.phase is Phase.CONNECTING:
+        if self.phase is CONNECTING:
             if not self._advance_connect(conn):
                 return
             mask |= EPOLLOUT
@@ -228,7 +230,7 @@ class Exchange:
             self.update_interest()
 
     def _read_backend(self) -> None:
-        if self.phase is Phase.WAITING:
+        if self.phase is WAITING:
             response.read_head(self)
         else:
             bodies.relay_response(self)
@@ -248,13 +250,13 @@ class Exchange:
                 conn.mask = wanted
                 self.loop.modify(conn.fd, wanted)
             return False
-        self.enter(Phase.WAITING)
+        self.enter(WAITING)
         return True
 
     def on_deadline(self) -> None:
-        if self.phase is Phase.CONNECTING:
+        if self.phase is CONNECTING:
             self.backend_failed(504, "connect timed out")
-        elif self.phase is Phase.FLUSHING and self.conn is None:
+        elif self.phase is FLUSHING and self.conn is None:
             self.client.close()        # our own answer, and the client does not take it
         else:
             self.backend_failed(504, "backend timed out")
@@ -265,12 +267,12 @@ class Exchange:
 
     def relaying(self) -> None:
         """The head went to the client; the body follows."""
-        self.enter(Phase.RELAYING)
+        self.enter(RELAYING)
         self.update_interest()
 
     def response_read(self) -> None:
         """The backend has sent the whole response."""
-        self.enter(Phase.FLUSHING)
+        self.enter(FLUSHING)
         if not self.client.ep.out:
             self._done()
         else:
@@ -280,9 +282,9 @@ class Exchange:
         """The client took some of what we held for it."""
         if self.route is not None:
             self.client.deadline = self.loop.now + self.route.timeout
-        if done and self.phase is Phase.FLUSHING:
+        if done and self.phase is FLUSHING:
             self._done()
-        elif self.phase is not Phase.DONE:
+        elif self.phase is not DONE:
             self.update_interest()
 
     def switch_protocols(self, head101: bytes, rest: bytes) -> None:
@@ -290,7 +292,7 @@ class Exchange:
         either head sent first."""
         worker, client, conn = self.worker, self.client, self.conn
         self.status = 101
-        self.enter(Phase.TUNNEL)
+        self.enter(TUNNEL)
         self.conn = None
         client.handed_over()
         head = self.head
@@ -311,7 +313,7 @@ class Exchange:
     # == endings ================================================================================
     def _done(self) -> None:
         """The response is out: release the member, pool or drop the backend, log."""
-        self.enter(Phase.DONE)
+        self.enter(DONE)
         if self.member is not None:
             self._release_member()
         conn, self.conn = self.conn, None
@@ -338,7 +340,7 @@ class Exchange:
         out = error_response(status, message, self.keep_alive)
         self.head_sent = out.find(b"\r\n\r\n") + 4
         self.sent += len(out)
-        self.enter(Phase.FLUSHING)
+        self.enter(FLUSHING)
         try:
             self.client.ep.send(out)
         except OSError:
@@ -370,7 +372,7 @@ class Exchange:
 
     def abort(self) -> None:
         """The client is gone (or the response cannot be finished): log what reached it."""
-        if self.phase is Phase.DONE or self.phase is Phase.TUNNEL:
+        if self.phase is DONE or self.phase is TUNNEL:
             return
         self.aborted = True
         self.keep_alive = False
@@ -378,24 +380,25 @@ class Exchange:
         if out:
             self.sent -= len(out)        # what never left us did not reach the client
         self._drop_backend()
-        self.enter(Phase.DONE)
+        self.enter(DONE)
         self.client.exchange_done(self, False)
 
     # == interest =================================================================================
     def update_interest(self) -> None:
         """Derive both endpoints' epoll interest from the state (module docstring)."""
         phase = self.phase
-        if phase is Phase.DONE or phase is Phase.TUNNEL:
+        if phase is DONE or phase is TUNNEL:
             return
         client, conn = self.client, self.conn
         if self.req_framing is not None:
-            reading = phase is not Phase.CONNECTING and conn is not None and not conn.out
-        else:
-            reading = client.reading()
-        client.ep.want(reading)
-        if client.ep.tls and reading and client.ep.sock.pending():
+            reading = phase is not CONNECTING and conn is not None and not conn.out
+        else:   # read ahead (pipelining), up to a bound
+            reading = not client.eof and len(client.inbuf) < READ_AHEAD
+        ep = client.ep
+        ep.want(reading)
+        if ep.tls and reading and ep.sock.pending():
             self.loop.call_soon(client.read_pending)
-        if conn is not None and phase is not Phase.CONNECTING:   # before that, advance() owns it
+        if conn is not None and phase is not CONNECTING:   # before that, advance() owns it
             backend_reading = phase in _BACKEND_READS and not client.ep.out
             conn.want(backend_reading)
             if conn.tls and backend_reading and conn.sock.pending():

@@ -11,7 +11,7 @@ from __future__ import annotations
 from tunnel.buffer import SHARED_BUFFER, SHARED_VIEW
 from tunnel.endpoint import WOULD_BLOCK
 from worker.framing import BadFraming
-from worker.http1 import HEAD_END, HeadReader, HttpError, connection_tokens
+from worker.http1 import HEAD_END, HeadReader, HttpError, connection_tokens, parse_response
 from worker.rewrite import response_head
 
 MAX_RESPONSE_HEAD = 64 * 1024   # a backend head larger than this is invalid (502)
@@ -42,9 +42,6 @@ def read_head(ex) -> None:
 def _process(ex, buf, size: int) -> None:
     """Heads in buf[:size]: 1xx relayed, then the final one (or a 101) acted on."""
     while True:
-        reader = ex.reader
-        if reader is None:
-            reader = ex.reader = HeadReader(False)
         end = buf.find(HEAD_END, 0, size)
         try:
             if end < 0 or end + 4 > MAX_RESPONSE_HEAD:
@@ -52,10 +49,16 @@ def _process(ex, buf, size: int) -> None:
                     raise HttpError(502, "response head too large")
                 if buf is SHARED_BUFFER:
                     ex.respbuf = buf = bytearray(SHARED_VIEW[:size])
-                reader.feed(buf)       # reject garbage now, not at the timeout
+                if ex.reader is None:
+                    ex.reader = HeadReader(False)
+                ex.reader.feed(buf)       # reject garbage now, not at the timeout
                 return
-            head_size = reader.feed(buf, end)
-            resp = reader.response(bytes(buf[:head_size]))
+            head_size = end + 4
+            if ex.reader is None:         # the usual case: the whole head in one read
+                resp = parse_response(bytes(buf[:head_size]))
+            else:
+                ex.reader.feed(buf, end)
+                resp = ex.reader.head(bytes(buf[:head_size]))
         except HttpError as exc:
             ex.backend_failed(502, f"invalid response: {exc.message}")
             return

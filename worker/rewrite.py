@@ -15,26 +15,17 @@ backend, `X-Forwarded-For` for a client that sent none) are built once, by the c
 from __future__ import annotations
 
 import http
-import re
 
 from worker.http1 import connection_tokens
 
 HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"te", b"trailer", b"proxy-connection", b"upgrade"})
-_SET_BY_US = frozenset({b"host", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"})
+_REQUEST_DROP = HOP_BY_HOP | {b"host", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"}
+_RESPONSE_DROP_101 = HOP_BY_HOP - {b"upgrade"}
 _KNOWN_TOKENS = frozenset({b"keep-alive", b"close", b"upgrade"})   # Connection values naming no field
-REVERSED = frozenset({b"location", b"content-location", b"uri"})
 _CHUNKED = frozenset({b"transfer-encoding"})
 _UPGRADE = frozenset({b"upgrade"})
+REVERSED = frozenset({b"location", b"content-location", b"uri"})
 CRLF = b"\r\n"
-
-# "\r\n" + a field line, for every field of its set; `sub` leaves the CRLF that ends the
-# previous line, so what remains is still a valid sequence of lines.
-_REQUEST_DROP = re.compile(rb"\r\n(?:host|connection|keep-alive|te|trailer|proxy-connection|upgrade"
-                           rb"|x-forwarded-for|x-forwarded-proto|x-forwarded-host):[^\r]*", re.IGNORECASE)
-_RESPONSE_DROP = re.compile(rb"\r\n(?:connection|keep-alive|te|trailer|proxy-connection|upgrade):[^\r]*",
-                            re.IGNORECASE)
-_RESPONSE_DROP_101 = re.compile(rb"\r\n(?:connection|keep-alive|te|trailer|proxy-connection):[^\r]*",
-                                re.IGNORECASE)
 
 
 def reason_phrase(status: int) -> str:
@@ -44,22 +35,34 @@ def reason_phrase(status: int) -> str:
         return "Unknown"
 
 
-def _names_fields(connection: bytes | None) -> bool:
-    """Whether a Connection value names fields besides keep-alive/close/upgrade."""
-    return connection is not None and not connection_tokens(connection) <= _KNOWN_TOKENS
+def _named_by_connection(connection: bytes | None) -> set:
+    """The fields a Connection value names besides keep-alive/close/upgrade."""
+    if connection is None:
+        return set()
+    lower = connection.lower()
+    if lower in _KNOWN_TOKENS:
+        return set()
+    return connection_tokens(lower) - _KNOWN_TOKENS
 
 
-def _kept_lines(head, drop: re.Pattern, also: frozenset = frozenset(), keep: frozenset = frozenset()) -> bytes:
-    """The head's field lines minus those `drop` matches and the fields its Connection
-    names (and `also`, but never `keep`), as CRLF-led lines: b"" or b"\\r\\nName: v\\r\\nName: v"."""
+def _kept_lines(head, drop: frozenset, keep: frozenset = frozenset()) -> bytes:
+    """The head's field lines minus the fields in `drop` and those its Connection names
+    (never those in `keep`), as CRLF-led lines: b"" or b"\\r\\nName: v\\r\\nName: v"."""
     raw = head.raw
-    if not _names_fields(head.connection) and not also:
-        return drop.sub(b"", raw[head.line_end:-4])
-    skip = connection_tokens(head.connection) if head.connection else set()
-    skip = (skip | also) - keep
-    lines = drop.sub(b"", raw[head.line_end:-4]).split(CRLF)
-    return b"".join(CRLF + line for line in lines[1:]
-                    if line.partition(b":")[0].lower() not in skip)
+    cuts = [span for name, found in head.spans.items() if name in drop for span in found]
+    for name in _named_by_connection(head.connection) - keep - drop:
+        cuts += head.line_spans(name)
+    if not cuts:
+        return raw[head.line_end:-4]
+    if len(cuts) > 1:
+        cuts.sort()
+    pieces = []
+    pos = head.line_end
+    for start, end, _ in cuts:
+        pieces.append(raw[pos:start])
+        pos = end
+    pieces.append(raw[pos:-4])
+    return b"".join(pieces)
 
 
 def request_head(head, target: bytes, host_line: bytes, xff_line: bytes, proto_line: bytes,
@@ -67,8 +70,8 @@ def request_head(head, target: bytes, host_line: bytes, xff_line: bytes, proto_l
     """The head sent to the backend: HTTP/1.1 (1.0 for a 1.0 client, so the backend never
     chunks to it), keep-alive by default.  `host_line` is b"Host: ...\\r\\n"; `xff_line`
     is b"X-Forwarded-For: client\\r\\n" for a client that sent none (else appended to)."""
-    if head.forwarded:
-        prior = b", ".join(head.values(b"x-forwarded-for"))
+    if b"x-forwarded-for" in head.spans:
+        prior = head.joined(b"x-forwarded-for")
         xff_line = b"X-Forwarded-For: " + prior + b", " + xff_line[17:]
     version = b" HTTP/1.1\r\n" if head.version == "1.1" else b" HTTP/1.0\r\n"
     forwarded_host = b"X-Forwarded-Host: " + head.host + CRLF if head.host else b""
@@ -91,13 +94,12 @@ def response_head(resp, keep_alive: bool, client_http10: bool, keep_chunked: boo
         status_line = raw[:resp.line_end]
     else:
         status_line = b"HTTP/1.1 %d %s" % (resp.status, resp.reason)
-    if not resp.hop and keep_chunked and reverse is None:
-        lines = raw[resp.line_end:-4]          # the usual case: forwarded as it came
+    if upgrade:
+        lines = _kept_lines(resp, _RESPONSE_DROP_101, _UPGRADE)
     else:
-        lines = _kept_lines(resp, _RESPONSE_DROP_101 if upgrade else _RESPONSE_DROP,
-                            frozenset() if keep_chunked else _CHUNKED, _UPGRADE if upgrade else frozenset())
-        if reverse is not None:
-            lines = _reverse(lines, reverse)
+        lines = _kept_lines(resp, HOP_BY_HOP if keep_chunked else HOP_BY_HOP | _CHUNKED)
+    if reverse is not None:
+        lines = _reverse(lines, reverse)
     if upgrade:
         connection = b"\r\nConnection: Upgrade\r\n"
     elif not keep_alive:
