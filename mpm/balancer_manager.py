@@ -71,7 +71,8 @@ class BalancerManager:
                     discovery.adopt(self.inherited.pop(name))
             kept[name] = discovery
             if discovery.found is not None:
-                slots.place(self.table, name, discovery.found, balancer.health is not None)
+                slots.place(self.table, name, discovery.found, balancer.health is not None,
+                            discovery.answered or time.time())
         for dropped in self.discoveries.values():
             dropped.close()
         self.discoveries = kept
@@ -79,7 +80,7 @@ class BalancerManager:
     def _found(self, discovery: Discovery) -> None:
         """A good DNS answer: the balancer's rows follow it."""
         health = self.table.balancers[discovery.name].health
-        if slots.place(self.table, discovery.name, discovery.found, health is not None):
+        if slots.place(self.table, discovery.name, discovery.found, health is not None, discovery.answered):
             self.health.refresh()
 
     def tick(self, alive, checks: bool = True) -> None:

@@ -236,15 +236,19 @@ class Discovery:
 
     def export(self) -> dict:
         """What the next master (`mpmctl upgrade`) starts from."""
-        return {"source": list(self.discover.source), "found": [list(f) for f in self.found or ()]}
+        return {"source": list(self.discover.source), "answered": self.answered,
+                "found": [list(f) for f in self.found or ()]}
 
     def adopt(self, exported: dict) -> None:
         if exported.get("source") == list(self.discover.source) and self.found is None:
             try:
-                self.found = self._cut([Found(str(n), str(ipaddress.ip_address(a)), int(p), int(w), int(pr))
-                                        for n, a, p, w, pr in exported.get("found", ())])
+                found = [Found(str(n), str(ipaddress.ip_address(a)), int(p), int(w), int(pr))
+                         for n, a, p, w, pr in exported.get("found", ())]
+                answered = float(exported.get("answered") or 0.0)
             except (TypeError, ValueError):
                 return
+            if found:
+                self.found, self.answered = self._cut(found), answered
 
     def close(self) -> None:
         if self.lookup is not None:

@@ -33,12 +33,12 @@ _CARRIED = ("status", "weight", "health", "hc_passes", "hc_fails", "hc_last", "c
             "seen", "leaving", "dns_weight", "dns_status")
 
 
-def place(table, name: str, wanted: list, health_checks: bool) -> bool:
-    """Make balancer `name`'s DNS rows hold `wanted` (already cut to the slots).  True when
-    anything a worker derives from changed."""
+def place(table, name: str, wanted: list, health_checks: bool, seen: float) -> bool:
+    """Make balancer `name`'s DNS rows hold `wanted` (already cut to the slots), as DNS gave
+    them at wall time `seen`.  True when anything a worker derives from changed."""
     held = _held(table, name)
     top = min((f.priority for f in wanted), default=0)
-    now, wall = time.monotonic(), time.time()
+    now = time.monotonic()
     changed = False
     waiting = []
     for f in wanted:
@@ -47,7 +47,7 @@ def place(table, name: str, wanted: list, health_checks: bool) -> bool:
             waiting.append(f)
             continue
         changed |= _update(table, index, f, ENABLED if f.priority == top else STANDBY)
-        table.seen[index] = wall
+        table.seen[index] = seen
     for index in held.values():       # no longer in DNS: drain
         if not table.leaving[index]:
             table.leaving[index] = now
@@ -62,6 +62,7 @@ def place(table, name: str, wanted: list, health_checks: bool) -> bool:
                         name, f.name, f.port)
             break
         _occupy(table, index, f, ENABLED if f.priority == top else STANDBY, health_checks)
+        table.seen[index] = seen
         log.info("balancer %s: member %s found in DNS (weight %d%s)", name, table.url(index), table.weight[index],
                  ", hot-standby" if table.status[index] == STANDBY else "")
         changed = True
@@ -165,7 +166,6 @@ def _occupy(table, index: int, f, status: int, health_checks: bool) -> None:
     for counter in ("requests", "bytes", "failures"):   # counts start at zero for the newcomer
         start = index * table.cells
         getattr(table, counter + "_past")[index] = -sum(getattr(table, counter)[start:start + table.cells])
-    table.seen[index] = time.time()
     table.epoch[index] += 1
     table.status[index] = status
 

@@ -21,6 +21,9 @@ import time
 
 from wsutil import OP_CLOSE, frame, read_frame, read_head, status_of, switch_response, upgrade_request
 
+from conf.model import Limits
+from worker.http1 import HeadReader
+
 
 class Member:
     """A backend that answers `name` to every request and echoes WebSocket messages."""
@@ -151,6 +154,13 @@ def members_section(members: list[Member], weights=None, routes: bool = True, **
             entry["route"] = member.name
         entries.append(entry)
     return {**extra, "members": entries}
+
+
+def request_head(headers: str = "", target: str = "/"):
+    """A parsed request head, as a worker hands it to the balancer's pick."""
+    reader = HeadReader(True, Limits())
+    raw = f"GET {target} HTTP/1.1\r\nHost: x\r\n{headers}\r\n".encode()
+    return reader.request(raw[:reader.feed(raw)])
 
 
 def ws_open(proxy, path: str = "/ws", headers: str = "") -> tuple[socket.socket, bytes, bytearray]:

@@ -12,13 +12,12 @@ import time
 
 import pytest
 from balancer_util import Member
+from balancer_util import request_head as head
 
 from conf import ConfigError, load_config
-from conf.model import Limits
 from mpm.health import HealthChecker
 from shm.members import DOWN, MemberTable
 from worker.balancer import Balancers
-from worker.http1 import HeadReader
 
 
 def config(tmp_path, balancer: str, n: int = 3, weights=None, extra_member: str = ""):
@@ -28,12 +27,6 @@ def config(tmp_path, balancer: str, n: int = 3, weights=None, extra_member: str 
     path.write_text(f'listen: ["127.0.0.1:8000"]\nbalancers:\n  c:\n{textwrap.indent(balancer, "    ")}'
                     f'    members:\n{members}\nroutes:\n  - {{path: /, to: "balancer://c/"}}\n')
     return load_config(str(path))
-
-
-def head(headers: str = "", target: str = "/"):
-    reader = HeadReader(True, Limits())
-    raw = f"GET {target} HTTP/1.1\r\nHost: x\r\n{headers}\r\n".encode()
-    return reader.request(raw[:reader.feed(raw)])
 
 
 def balancers(cfg, logs=None, cells: int = 4) -> Balancers:
