@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import collections
 import json
+import os
 import time
 
+import psutil
 import pytest
 from balancer_util import KeepAlive, Member, ws_close, ws_echo, ws_open
 from conftest import wait_for
@@ -84,6 +86,9 @@ def test_members_appear_within_interval_and_after_their_first_good_check(proxy_f
     for m in listed["members"]:
         assert m["source"] == "A app.test" and m["seen"] is not None and m["seen"] < 3
         assert m["status"] == "enabled" and m["health"] == "up" and m["route"].startswith("d")
+    text = proxy.mpmctl("balancer").stdout
+    assert f"discover A app.test port {fleet[0].port} via {dns_server.resolver} every 1s: 3 members" in text
+    assert f"{fleet[1].url}" in text and "dns, seen" in text
 
 
 def test_a_member_gone_from_dns_keeps_its_tunnels_while_new_requests_avoid_it(proxy_factory, dns_server, fleet):
@@ -169,6 +174,23 @@ def test_a_dead_resolver_or_nxdomain_keeps_the_last_set_across_a_reload(proxy_fa
     a_records(dns_server, fleet[2:3])
     wait_for(lambda: set(members(proxy)) == {fleet[2].url}, INTERVAL + 1, 0.1, "the new answer applied")
     assert "DNS answers again for app.test" in proxy.error_text()
+
+
+def test_an_upgrade_starts_the_next_master_with_the_members_found(proxy_factory, dns_server, fleet):
+    a_records(dns_server, fleet[:2])
+    proxy = proxy_factory(ROUTES, balancers=discovering(dns_server, dns="app.test", type="A", port=fleet[0].port))
+    wait_for(lambda: set(served(proxy, 4)) == {"m2", "m3"}, 5, 0.1, "both members")
+    dns_server.stop()                                  # the next master cannot ask: it starts from ours
+    result = proxy.mpmctl("upgrade", timeout=60)
+    assert result.returncode == 0, result.stderr + result.stdout
+    new_master = int(open(os.path.join(proxy.dir, "run", "mpm.pid")).read())
+    try:
+        assert proxy.proc.wait(10) == 0 and new_master != proxy.proc.pid
+        assert set(served(proxy, 8)) == {"m2", "m3"}
+        assert set(members(proxy)) == {fleet[0].url, fleet[1].url}
+    finally:
+        proxy.mpmctl("stop")
+        wait_for(lambda: not psutil.pid_exists(new_master), 20, 0.1, "the new master to stop")
 
 
 def test_40_records_for_30_slots_fill_them_and_say_so_once(proxy_factory, dns_server):
