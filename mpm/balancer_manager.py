@@ -71,17 +71,26 @@ class BalancerManager:
                     discovery.adopt(self.inherited.pop(name))
             kept[name] = discovery
             if discovery.found is not None:
-                slots.place(self.table, name, discovery.found, balancer.health is not None,
-                            discovery.answered or time.time())
+                self._place(discovery, discovery.answered or time.time())
         for dropped in self.discoveries.values():
             dropped.close()
         self.discoveries = kept
 
     def _found(self, discovery: Discovery) -> None:
         """A good DNS answer: the balancer's rows follow it."""
-        health = self.table.balancers[discovery.name].health
-        if slots.place(self.table, discovery.name, discovery.found, health is not None, discovery.answered):
+        if self._place(discovery, discovery.answered):
             self.health.refresh()
+
+    def _place(self, discovery: Discovery, seen: float) -> bool:
+        name = discovery.name
+        health = self.table.balancers[name].health
+        changed, waiting = slots.place(self.table, name, discovery.found, health is not None, seen)
+        if waiting and not discovery.waiting:
+            log.warning("balancer %s: %d members found in DNS wait for a row: every one of the %d is held, "
+                        "some by members that left DNS and still drain (raise discover.slots)",
+                        name, waiting, discovery.discover.slots)
+        discovery.waiting = waiting
+        return changed
 
     def tick(self, alive, checks: bool = True) -> None:
         """Housekeeping: free the cells of dead workers, drop tables nobody uses, ask DNS and
@@ -95,6 +104,8 @@ class BalancerManager:
         for discovery in self.discoveries.values():
             discovery.tick(now)
             if slots.settle(self.table, discovery.name, self._busy):
+                if discovery.waiting:            # a row came free: whoever waits for one takes it now
+                    self._place(discovery, discovery.answered)
                 self.health.refresh()
         if checks:
             self.health.tick()

@@ -165,6 +165,7 @@ class Discovery:
         self.last_error = ""
         self.records = 0                     # members in the last good answer, before the cut
         self.overflow_said = False
+        self.waiting = 0                     # members found that wait for a free row
 
     def reconfigure(self, discover) -> None:
         """A reload kept the source (name, type, port, scheme): the set stays, settings change."""

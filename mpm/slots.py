@@ -33,9 +33,10 @@ _CARRIED = ("status", "weight", "health", "hc_passes", "hc_fails", "hc_last", "c
             "seen", "leaving", "dns_weight", "dns_status")
 
 
-def place(table, name: str, wanted: list, health_checks: bool, seen: float) -> bool:
+def place(table, name: str, wanted: list, health_checks: bool, seen: float) -> tuple[bool, int]:
     """Make balancer `name`'s DNS rows hold `wanted` (already cut to the slots), as DNS gave
-    them at wall time `seen`.  True when anything a worker derives from changed."""
+    them at wall time `seen`.  Returns whether anything a worker derives from changed, and how
+    many members wait for a row (every row held, some by members still draining)."""
     held = _held(table, name)
     top = min((f.priority for f in wanted), default=0)
     now = time.monotonic()
@@ -55,12 +56,11 @@ def place(table, name: str, wanted: list, health_checks: bool, seen: float) -> b
                 table.status[index] = DRAIN
             log.warning("balancer %s: member %s left DNS: draining (hold %gs)", name, table.url(index),
                         table.rows[index].discover.hold)
-    for f in waiting:
+    while waiting:
         index = _free_row(table, name)
         if index is None:
-            log.warning("balancer %s: no free row for %s:%d yet (members that left DNS still drain)",
-                        name, f.name, f.port)
             break
+        f = waiting.pop(0)
         _occupy(table, index, f, ENABLED if f.priority == top else STANDBY, health_checks)
         table.seen[index] = seen
         log.info("balancer %s: member %s found in DNS (weight %d%s)", name, table.url(index), table.weight[index],
@@ -68,7 +68,7 @@ def place(table, name: str, wanted: list, health_checks: bool, seen: float) -> b
         changed = True
     if changed:
         table.membership[0] += 1
-    return changed
+    return changed, len(waiting)
 
 
 def settle(table, name: str, busy) -> bool:

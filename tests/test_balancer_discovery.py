@@ -63,7 +63,7 @@ def test_found_members_take_rows_drain_and_free_them(tmp_path):
     lb = workers_side(cfg, table)
     assert [pick(lb) for _ in range(2)] == [0, 0]            # only the static member yet
     found = [Found(a, a, 8080, 1, 0) for a in ("10.0.0.1", "10.0.0.2")]
-    assert slots.place(table, "app", found, health_checks=False, seen=time.time())
+    assert slots.place(table, "app", found, health_checks=False, seen=time.time()) == (True, 0)
     assert table.listed("app") == [0, 1, 2] and table.url(1) == "http://10.0.0.1:8080"
     assert {pick(lb) for _ in range(6)} == {0, 1, 2}        # the worker sees the new membership at once
     assert lb.backends[1].backend.sockaddr == ("10.0.0.1", 8080)
@@ -85,6 +85,19 @@ def test_found_members_take_rows_drain_and_free_them(tmp_path):
     slots.place(table, "app", [Found("10.0.0.3", "10.0.0.3", 8080, 1, 0)] + found[1:], False, time.time())
     assert table.url(1) == "http://10.0.0.3:8080" and table.total(1, "requests") == 0    # counts start at zero
     assert {pick(lb) for _ in range(6)} == {0, 1, 2}
+
+
+def test_newcomers_wait_for_rows_that_departed_members_still_hold(tmp_path):
+    table = MemberTable(config(tmp_path, A).balancers, 2)             # 4 slots
+    first = [Found(f"10.0.0.{i}", f"10.0.0.{i}", 8080, 1, 0) for i in range(1, 5)]
+    slots.place(table, "app", first, False, time.time())
+    table.cell_view("busy", table.claim(4321))[0] += 1              # .1 still has a tunnel open
+    second = first[2:] + [Found(f"10.0.0.{i}", f"10.0.0.{i}", 8080, 1, 0) for i in (5, 6)]
+    assert slots.place(table, "app", second, False, time.time()) == (False, 2)   # all 4 rows held
+    assert slots.settle(table, "app", table.busy_of)                 # .2 had nothing open: freed
+    assert slots.place(table, "app", second, False, time.time()) == (True, 1)
+    assert sorted(table.url(i) for i in table.listed("app")) == \
+        [f"http://10.0.0.{i}:8080" for i in (1, 3, 4, 5)]
 
 
 def test_srv_priority_weight_address_change_and_health_gate(tmp_path):
@@ -109,7 +122,7 @@ def test_srv_priority_weight_address_change_and_health_gate(tmp_path):
     assert table.weight[0] == 50
     moved = [Found("a.test", "10.0.0.9", 81, 20, 0)] + found[1:]   # ... until DNS changes it; a new address
     before = lb.backends[0]
-    assert slots.place(table, "app", moved, True, time.time())
+    assert slots.place(table, "app", moved, True, time.time())[0]
     assert table.weight[0] == 20 and table.health[0] == table.health[1]   # same member, same row, health kept
     assert lb.pick("app", head(f"Cookie: S={table.route(0)}\r\n"), b"")[0].backend.sockaddr == ("10.0.0.9", 81)
     assert lb.backends[0] is not before and lb.backends[0].name == "http://a.test:81"   # a fresh Origin
