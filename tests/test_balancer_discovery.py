@@ -8,8 +8,11 @@ import os
 import selectors
 import socket
 import textwrap
+import threading
 import time
 
+import dns.message
+import dns.rcode
 import pytest
 from balancer_util import request_head as head
 
@@ -141,10 +144,36 @@ def test_a_reload_carries_the_found_members(tmp_path):
     assert new.find(("app", "http://10.0.0.2:8080")) == 1 and new.membership[0] > 0
 
 
-def test_a_question_that_gets_no_answer_goes_to_the_next_resolver(dns_server):
-    """A resolver that never answers (a bound UDP socket nobody reads) costs `timeout`, then the
-    next one answers; when none answers, the question fails after its attempts."""
+class Servfail:
+    """A resolver that answers every question with SERVFAIL: a thread on a real UDP socket."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.asked = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                data, peer = self.sock.recvfrom(4096)
+            except OSError:
+                return
+            self.asked += 1
+            answer = dns.message.make_response(dns.message.from_wire(data))
+            answer.set_rcode(dns.rcode.SERVFAIL)
+            self.sock.sendto(answer.to_wire(), peer)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_a_question_goes_to_the_next_resolver_after_servfail_or_silence(dns_server):
+    """A resolver that answers SERVFAIL is left at once; one that never answers (a bound UDP
+    socket nobody reads) costs `timeout`; then the next one answers.  When none answers, the
+    question fails after its attempts, with every socket closed."""
     dns_server.records({"app.test": ["10.1.2.3"]})
+    servfail = Servfail()
     silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     silent.bind(("127.0.0.1", 0))
     selector = selectors.DefaultSelector()
@@ -158,10 +187,11 @@ def test_a_question_that_gets_no_answer_goes_to_the_next_resolver(dns_server):
             query.tick(time.monotonic())
         return time.monotonic() - started
     try:
-        resolvers = [silent.getsockname(), ("127.0.0.1", dns_server.port)]
+        resolvers = [servfail.sock.getsockname(), silent.getsockname(), ("127.0.0.1", dns_server.port)]
         took = run(DnsQuery(selector, "app.test", "A", resolvers, 0.3, lambda *r: results.append(r)), 5)
         answer, error = results.pop()
         assert error == "" and [rd.address for rd in answer.answer[0]] == ["10.1.2.3"] and took >= 0.3
+        assert servfail.asked == 1
         dns_server.stop()                                    # refused, at once, by the kernel
         took = run(DnsQuery(selector, "app.test", "A", resolvers, 0.3, lambda *r: results.append(r)), 5)
         answer, error = results.pop()
@@ -170,6 +200,7 @@ def test_a_question_that_gets_no_answer_goes_to_the_next_resolver(dns_server):
     finally:
         selector.close()
         silent.close()
+        servfail.close()
 
 
 BAD = {
