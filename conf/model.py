@@ -4,7 +4,8 @@ Everything a worker needs is decided here, before any process forks: addresses a
 parsed, backend host names are resolved to socket addresses (a worker loop must
 never do a DNS lookup), regular expressions are compiled, and `$N` templates are
 checked against their regex's groups.  The loader (`conf.loader`) builds these from
-YAML; nothing else constructs them except tests.
+YAML; nothing else constructs them except tests, and `Discover.backend`, which makes
+the Backend of a balancer member the master found in DNS while it runs.
 
 Names follow the Apache directives they stand for, in the comments.
 """
