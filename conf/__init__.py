@@ -21,6 +21,7 @@ from .model import (
     CertFiles,
     Config,
     Control,
+    Discover,
     HeaderCondition,
     Limits,
     Listener,
@@ -35,6 +36,6 @@ from .model import (
 __all__ = [
     "BALANCER_METHODS", "DEFAULT_CONFIG_NAME", "DEFAULT_CONFIG_PATH", "LOG_FORMATS", "LOG_LEVELS",
     "MEMBER_STATUSES", "MPM", "UPGRADE_ANY", "UPGRADE_NONE", "Backend", "BackendTLS", "Balancer", "CertFiles",
-    "Config", "ConfigError", "control_only_config", "Control", "HeaderCondition", "Limits", "Listener", "ListenerTLS", "Log", "Member",
+    "Config", "ConfigError", "control_only_config", "Control", "Discover", "HeaderCondition", "Limits", "Listener", "ListenerTLS", "Log", "Member",
     "Route", "Target", "Timeouts", "load_config",
 ]

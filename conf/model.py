@@ -4,13 +4,15 @@ Everything a worker needs is decided here, before any process forks: addresses a
 parsed, backend host names are resolved to socket addresses (a worker loop must
 never do a DNS lookup), regular expressions are compiled, and `$N` templates are
 checked against their regex's groups.  The loader (`conf.loader`) builds these from
-YAML; nothing else constructs them except tests.
+YAML; nothing else constructs them except tests, and `Discover.backend`, which makes
+the Backend of a balancer member the master found in DNS while it runs.
 
 Names follow the Apache directives they stand for, in the comments.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import socket
 from collections.abc import Mapping
@@ -24,6 +26,7 @@ BALANCER_METHODS = ("byrequests", "bytraffic", "bybusyness", "hash")
 MEMBER_STATUSES = ("enabled", "disabled", "drain", "hot-standby")
 HEALTH_METHODS = ("TCP", "GET", "HEAD", "OPTIONS")
 HASH_SOURCES = ("client", "header", "cookie")
+DISCOVER_TYPES = ("SRV", "A", "AAAA")
 LOG_FORMATS = ("combined", "json")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -210,6 +213,45 @@ class HashKey:
 
 
 @dataclass(frozen=True, slots=True)
+class Discover:
+    """Members from DNS, resolved by the master (HAProxy's server-template + resolvers, nginx's
+    `server ... resolve`): each answer fills up to `slots` member rows of the balancer."""
+    dns: str                         # the name asked, without the trailing dot
+    rtype: str = "SRV"               # SRV (port, weight, priority from each record) | A | AAAA
+    port: int = 0                    # A/AAAA: the members' port (an SRV record carries its own)
+    scheme: str = "http"             # http | https | ws | wss, as a member URL's
+    tls: BackendTLS | None = None    # for https/wss
+    slots: int = 32                  # member rows kept for what DNS finds (server-template's count)
+    interval: float = 5.0            # seconds between lookups; longer when the records' TTL says so
+    resolvers: tuple[tuple[str, int], ...] = ()   # (address, port); default: /etc/resolv.conf's
+    hold: float = 30.0               # seconds a member gone from DNS keeps draining before it is cut
+    weight: int = 1                  # A/AAAA members' weight (SRV members: the record's)
+    timeout: float = 2.0             # seconds one query waits before the next resolver is asked
+    line: int = 0
+
+    @property
+    def source(self) -> tuple:
+        """What the members found depend on: a reload that keeps it keeps them."""
+        return (self.dns, self.rtype, self.port, self.scheme)
+
+    def url(self, name: str, port: int) -> str:
+        """How a found member is named: the SRV target, or the address an A/AAAA record gave."""
+        host = f"[{name}]" if ":" in name else name
+        return f"{self.scheme}://{host}:{port}"
+
+    def route(self, name: str, port: int) -> str:
+        """A sticky route every instance derives alike from the same record (no names leak to cookies)."""
+        return "d" + hashlib.blake2b(f"{name}:{port}".encode(), digest_size=5).hexdigest()
+
+    def backend(self, name: str, address: str, port: int) -> Backend:
+        """The Backend of a found member; `Host:` and SNI are the SRV target, or the name asked."""
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        sockaddr = (address, port, 0, 0) if family == socket.AF_INET6 else (address, port)
+        host = name if self.rtype == "SRV" else self.dns
+        return Backend(self.scheme, host, port, sockaddr, family, self.tls)
+
+
+@dataclass(frozen=True, slots=True)
 class Balancer:
     """<Proxy balancer://NAME>."""
     name: str
@@ -223,6 +265,7 @@ class Balancer:
     retry: float = 60.0           # retry=: seconds a member stays in error state
     health: HealthCheck | None = None    # mod_proxy_hcheck; None = passive detection only
     hash_key: HashKey = field(default_factory=HashKey)   # for method: hash
+    discover: Discover | None = None     # members from DNS besides (or instead of) `members`
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from .addresses import (
     Resolver,
     parse_url,
 )
+from .discover import DISCOVER_KEYS, build_discover
 from .fields import Errors, Section, describe, did_you_mean
 from .model import (
     BALANCER_METHODS,
@@ -37,16 +38,16 @@ from .model import (
     Route,
     Target,
 )
-from .tlsfiles import ca_problem, unreadable
+from .tlsfiles import backend_tls
 from .yamlnodes import Map, Node, Scalar, Seq
 
 ROUTE_KEYS = ("path", "match", "to", "when", "upgrade", "reverse", "preserve_host", "timeout", "tls")
-BALANCER_KEYS = ("method", "sticky", "members", "nofailover", "failonstatus", "retry", "health", "hash_key")
+BALANCER_KEYS = ("method", "sticky", "members", "nofailover", "failonstatus", "retry", "health", "hash_key",
+                 "discover")
 HEALTH_KEYS = ("method", "path", "expect", "interval", "passes", "fails", "timeout")
 HASH_KEYS = ("source", "name")
 STICKY_KEYS = ("cookie", "insert")
 MEMBER_KEYS = ("url", "route", "weight", "status", "max_connections", "tls")
-BACKEND_TLS_KEYS = ("verify", "ca", "server_name")
 
 # RFC 9110 token: what a header name or an Upgrade protocol name may be made of.
 TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
@@ -56,7 +57,7 @@ def build_backend(sec: Section, key: str, url: ParsedURL, resolver: Resolver) ->
     """Resolve a URL's host now; TLS settings from the sibling `tls:` mapping (https/wss only)."""
     tls = None
     if url.scheme in TLS_SCHEMES:
-        tls = _backend_tls(sec) or BackendTLS()
+        tls = backend_tls(sec) or BackendTLS()
     elif "tls" in sec:
         sec.error("tls", f"{sec.name('tls')} only applies to https:// and wss:// targets")
     try:
@@ -65,19 +66,6 @@ def build_backend(sec: Section, key: str, url: ParsedURL, resolver: Resolver) ->
         sec.error(key, str(exc))
         return None
     return Backend(url.scheme, url.host, url.port, sockaddr, family, tls)
-
-
-def _backend_tls(sec: Section) -> BackendTLS | None:
-    tls = sec.mapping("tls", sec.name("tls"), BACKEND_TLS_KEYS)
-    if tls is None:
-        return None
-    ca = tls.path("ca", None)
-    if ca is not None:
-        problem = unreadable(ca) or ca_problem(ca)
-        if problem:
-            tls.error("ca", f"{tls.name('ca')}: {problem}")
-    verify = tls.boolean("verify", True)
-    return BackendTLS(verify=True if verify is None else verify, ca=ca, server_name=tls.string("server_name"))
 
 
 # -- balancers --------------------------------------------------------------------------
@@ -113,10 +101,14 @@ def _balancer(sec: Section, name: str, line: int, resolver: Resolver) -> Balance
     retry = sec.number("retry", 60.0, positive=False)
     health = _health(sec)
     hash_key = _hash_key(sec, method)
+    discover = build_discover(sec.mapping("discover", sec.name("discover"), DISCOVER_KEYS))
     members: list[Member] = []
-    items = sec.sequence("members") if sec.require("members") else None
-    if items == []:
-        sec.error("members", f"balancer '{name}' needs at least one member")
+    if "discover" in sec:       # DNS may be all the members there are
+        items = sec.sequence("members")
+    else:
+        items = sec.sequence("members") if sec.require("members") else None
+        if items == []:
+            sec.error("members", f"balancer '{name}' needs at least one member (or a 'discover' section)")
     seen_urls: dict[tuple, int] = {}
     seen_routes: dict[str, int] = {}
     for item in items or ():
@@ -136,13 +128,14 @@ def _balancer(sec: Section, name: str, line: int, resolver: Resolver) -> Balance
         members.append(member)
     if len(sec.errors) > errors_before:
         return None
-    if sticky and not seen_routes:
+    if sticky and not seen_routes and discover is None:     # found members get routes of their own
         sec.error("sticky", f"balancer '{name}' has sticky '{sticky}' but no member has a 'route' "
                             "for sessions to stick to")
         return None
     return Balancer(name, tuple(members), method, sticky, line, sticky_insert=bool(sticky_insert),
                     nofailover=bool(nofailover), failonstatus=failonstatus or (),
-                    retry=60.0 if retry is None else retry, health=health, hash_key=hash_key or HashKey())
+                    retry=60.0 if retry is None else retry, health=health, hash_key=hash_key or HashKey(),
+                    discover=discover)
 
 
 def _sticky(sec: Section) -> tuple[str | None, bool]:

@@ -10,6 +10,11 @@ from __future__ import annotations
 
 import ssl
 
+from .fields import Section
+from .model import BackendTLS
+
+BACKEND_TLS_KEYS = ("verify", "ca", "server_name")
+
 
 def unreadable(path: str) -> str | None:
     """Why `path` cannot be read, or None."""
@@ -59,3 +64,18 @@ def _reason(exc: Exception) -> str:
     if isinstance(exc, ssl.SSLError):
         return exc.reason or exc.strerror or str(exc)
     return getattr(exc, "strerror", None) or str(exc)
+
+
+def backend_tls(sec: Section) -> BackendTLS | None:
+    """SSLProxyEngine settings from the `tls:` mapping beside a backend URL (a route's, a
+    member's, a discover section's), or None when there is none."""
+    tls = sec.mapping("tls", sec.name("tls"), BACKEND_TLS_KEYS)
+    if tls is None:
+        return None
+    ca = tls.path("ca", None)
+    if ca is not None:
+        problem = unreadable(ca) or ca_problem(ca)
+        if problem:
+            tls.error("ca", f"{tls.name('ca')}: {problem}")
+    verify = tls.boolean("verify", True)
+    return BackendTLS(verify=True if verify is None else verify, ca=ca, server_name=tls.string("server_name"))

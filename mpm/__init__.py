@@ -1,1 +1,2 @@
-"""The master and the control plane: listeners, fork, signals, respawn, reload, scoreboard, mpmctl."""
+"""The master and the control plane: listeners, fork, signals, respawn, reload, the shared-memory
+tables it owns (shm/: scoreboard, balancer members), health checks, DNS discovery, mpmctl."""

@@ -1,21 +1,25 @@
-"""The master's side of the balancers: the shared member table, its health checks, and
-`mpmctl balancer` (Apache's balancer-manager).
+"""The master's side of the balancers: the shared member table, its health checks, DNS
+discovery, and `mpmctl balancer` (Apache's balancer-manager).
 
-The table (worker/balancer.py) is created before a generation forks and handed to its
+The table (shm/members.py) is created before a generation forks and handed to its
 workers; a reload makes a new one (members may have changed) that keeps what the old
-one knew of each member's health, while the old generation finishes on its own table.
-Each housekeeping tick frees the counter cells of workers that are gone and runs the
-health checks.  `mpmctl balancer set` writes a member's status or weight into the
-current table, where every worker sees it at its next pick; the next reload re-reads
-the file and so undoes it.
+one knew of each member's health, and the members DNS found when the balancer still asks
+the same name, while the old generation finishes on its own table.  Each housekeeping
+tick frees the counter cells of workers that are gone, drives the DNS lookups and the
+drain of members that left DNS, and runs the health checks.  `mpmctl balancer set` writes
+a member's status or weight into the current table, where every worker sees it at its
+next pick; the next reload re-reads the file and so undoes it.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 
+from mpm import slots
+from mpm.discovery import Discovery
 from mpm.health import HealthChecker
-from worker.balancer import MemberTable
+from shm.members import MemberTable
 
 log = logging.getLogger("mpm.master")
 
@@ -25,10 +29,13 @@ ACTIONS = {"enable": "enabled", "disable": "disabled", "drain": "drain", "hot-st
 
 
 class BalancerManager:
-    def __init__(self, config, selector):
+    def __init__(self, config, selector, inherited: dict | None = None):
+        self.selector = selector
         self.table: MemberTable | None = None
         self.retired: list[MemberTable] = []     # older generations' tables, while their workers live
         self.health = HealthChecker(selector)
+        self.discoveries: dict[str, Discovery] = {}
+        self.inherited = dict(inherited or {})    # members found by the master we replace (upgrade)
         self.configure(config)
 
     def configure(self, config) -> None:
@@ -36,24 +43,93 @@ class BalancerManager:
         self.config = config
         cells = min(max(CELLS_PER_SLOT * config.mpm.server_limit, 8), 1024)
         table = MemberTable(config.balancers, cells)
-        if self.table is not None:
-            table.carry_from(self.table)
-            self.retired.append(self.table)
+        old = self.table
+        if old is not None:
+            table.carry_from(old)
+            self.retired.append(old)
         self.table = table
+        self._configure_discovery(config, old)
         self.health.configure(table)
 
+    def _configure_discovery(self, config, old: MemberTable | None) -> None:
+        """Keep each balancer's Discovery (and the members it found) while it asks the same name."""
+        kept = {}
+        for name, balancer in config.balancers.items():
+            discover = balancer.discover
+            if discover is None:
+                continue
+            discovery = self.discoveries.pop(name, None)
+            if discovery is not None and discovery.discover.source == discover.source:
+                discovery.reconfigure(discover)
+                if old is not None:
+                    slots.carry(old, self.table, name)
+            else:
+                if discovery is not None:
+                    discovery.close()
+                discovery = Discovery(self.selector, name, discover, self._found)
+                if name in self.inherited:
+                    discovery.adopt(self.inherited.pop(name))
+            kept[name] = discovery
+            if discovery.found is not None:
+                self._place(discovery, discovery.answered or time.time())
+        for dropped in self.discoveries.values():
+            dropped.close()
+        self.discoveries = kept
+
+    def _found(self, discovery: Discovery) -> None:
+        """A good DNS answer: the balancer's rows follow it."""
+        if self._place(discovery, discovery.answered):
+            self.health.refresh()
+
+    def _place(self, discovery: Discovery, seen: float) -> bool:
+        name = discovery.name
+        health = self.table.balancers[name].health
+        changed, waiting = slots.place(self.table, name, discovery.found, health is not None, seen)
+        if waiting and not discovery.waiting:
+            log.warning("balancer %s: %d members found in DNS wait for a row: every one of the %d is held, "
+                        "some by members that left DNS and still drain (raise discover.slots)",
+                        name, waiting, discovery.discover.slots)
+        discovery.waiting = waiting
+        return changed
+
     def tick(self, alive, checks: bool = True) -> None:
-        """Housekeeping: free the cells of dead workers, drop tables nobody uses, run checks."""
+        """Housekeeping: free the cells of dead workers, drop tables nobody uses, ask DNS and
+        settle departed members, run checks."""
         self.table.release_dead(alive)
         for table in list(self.retired):
             if not table.release_dead(alive):
                 self.retired.remove(table)
                 table.close()
+        now = time.monotonic()
+        for discovery in self.discoveries.values():
+            discovery.tick(now)
+            if slots.settle(self.table, discovery.name, self._busy):
+                if discovery.waiting:            # a row came free: whoever waits for one takes it now
+                    self._place(discovery, discovery.answered)
+                self.health.refresh()
         if checks:
             self.health.tick()
 
+    def _busy(self, index: int) -> int:
+        """What is open on a member in every generation still running (a reload's old workers
+        count on the old table until their tunnels are handed over or end)."""
+        total = self.table.busy_of(index)
+        if self.retired:
+            key = self.table.key(index)
+            for old in self.retired:
+                found = old.find(key)
+                if found is not None:
+                    total += old.busy_of(found)
+        return total
+
+    def export(self) -> dict:
+        """For the next master (`mpmctl upgrade`): what DNS gave, so it starts from there."""
+        return {name: discovery.export() for name, discovery in self.discoveries.items()}
+
     def close_in_child(self) -> None:
         self.health.close_in_child()
+        for discovery in self.discoveries.values():
+            discovery.close_in_child()
         for table in self.retired:
             table.close()
         self.retired = []
@@ -79,7 +155,8 @@ class BalancerManager:
                     "expect": health.expect.pattern if health.expect is not None else None,
                     "interval": health.interval, "passes": health.passes, "fails": health.fails,
                     "timeout": health.timeout},
-                "members": [table.state(i) for i in range(table.first[name], table.first[name] + len(balancer.members))],
+                "discover": self.discoveries[name].snapshot() if name in self.discoveries else None,
+                "members": [table.state(i) for i in table.listed(name)],
             })
         return out
 
@@ -94,9 +171,11 @@ class BalancerManager:
             return _refused(f"no balancer '{name}' (there are: {', '.join(table.balancers) or 'none'})")
         index = _find_member(table, name, who)
         if index is None:
-            known = ", ".join(m.route or m.url for m in balancer.members)
-            return _refused(f"balancer '{name}' has no member '{who}' (members: {known})")
-        url = table.members[index].url
+            known = ", ".join(table.route(i) or table.url(i) for i in table.listed(name))
+            return _refused(f"balancer '{name}' has no member '{who}' (members: {known or 'none yet'})")
+        url = table.url(index)
+        if table.state(index)["status"] == "gone":
+            return _refused(f"member {url} left DNS and its hold has passed: its row is being freed")
         if action == "weight":
             try:
                 weight = int(args[3]) if len(args) > 3 else None
@@ -118,16 +197,19 @@ class BalancerManager:
 
 
 def _find_member(table: MemberTable, name: str, who: str) -> int | None:
-    """A member by route, by URL (trailing slash or not), by host:port, or by 1-based position."""
-    first = table.first[name]
-    members = table.balancers[name].members
-    for i, member in enumerate(members):
-        backend = member.backend
-        if who in (member.route, member.url, member.url.rstrip("/"), f"{backend.host}:{backend.port}") \
-                or who.rstrip("/") == member.url.rstrip("/"):
-            return first + i
-    if who.isdigit() and 1 <= int(who) <= len(members):
-        return first + int(who) - 1
+    """A member by route, by URL (trailing slash or not), by host:port (or address:port for one
+    found in DNS), or by 1-based position in the listing."""
+    listed = table.listed(name)
+    for index in listed:
+        url, backend = table.url(index), table.backend(index)
+        names = {table.route(index), url, url.rstrip("/"), f"{backend.sockaddr[0]}:{backend.port}"}
+        discover = table.rows[index].discover
+        if discover is None or discover.rtype == "SRV":     # A/AAAA members all share the name asked
+            names.add(f"{backend.host}:{backend.port}")
+        if who in names or who.rstrip("/") == url.rstrip("/"):
+            return index
+    if who.isdigit() and 1 <= int(who) <= len(listed):
+        return listed[int(who) - 1]
     return None
 
 

@@ -274,16 +274,35 @@ def _format_balancers(balancers: list) -> str:
             f"{hc['method']} {hc['path'] or ''} every {hc['interval']:g}s".replace("  ", " ")
         lines.append(f"balancer://{b['name']}  method {b['method']}  sticky {sticky or '-'}  "
                      f"retry {b['retry']:g}s  health {check}")
-        lines.append(f"  {'MEMBER':<28} {'ROUTE':<10} {'STATUS':<11} {'STATE':<8} {'WEIGHT':>6} {'BUSY':>5} "
-                     f"{'REQUESTS':>9} {'TRAFFIC':>8} {'FAILS':>6} {'MAX':>5}  CHECK")
+        if b.get("discover"):
+            found = sum(1 for m in b["members"] if m["source"] != "static")
+            lines.append("  " + _format_discovery(b["discover"], found))
+        lines.append(f"  {'MEMBER':<28} {'ROUTE':<11} {'STATUS':<12} {'STATE':<8} {'WEIGHT':>6} {'BUSY':>5} "
+                     f"{'REQUESTS':>9} {'TRAFFIC':>8} {'FAILS':>6} {'MAX':>5}  {'FROM':<18} CHECK")
         for m in b["members"]:
             state = m["state"] + (f" {m['error_for']:.0f}s" if m["state"] == "error" else "")
             check = m["check"]["last"] + (f" {m['check']['age']:.0f}s ago" if m["check"]["age"] is not None else "")
-            lines.append(f"  {m['url']:<28} {m['route'] or '-':<10} {m['status']:<11} {state:<8} {m['weight']:>6} "
+            source = "static" if m["source"] == "static" else \
+                "dns, " + (f"left {m['leaving_for']:.0f}s ago" if m["leaving_for"] is not None
+                           else f"seen {m['seen']:.0f}s ago")
+            lines.append(f"  {m['url']:<28} {m['route'] or '-':<11} {m['status']:<12} {state:<8} {m['weight']:>6} "
                          f"{m['busy']:>5} {m['requests']:>9} {_size(m['bytes']):>8} {m['failures']:>6} "
-                         f"{m['max_connections'] or '-':>5}  {check}")
+                         f"{m['max_connections'] or '-':>5}  {source:<18} {check}")
         lines.append("")
     return "\n".join(lines).rstrip()
+
+
+def _format_discovery(d: dict, listed: int) -> str:
+    """One line: what is asked, how it went."""
+    asked = f"{d['type']} {d['dns']}" + (f" port {d['port']}" if d["port"] else "")
+    answered = f"last answer {d['answered']:.0f}s ago" if d["answered"] is not None else "no answer yet"
+    line = (f"discover {asked} via {', '.join(d['resolvers'])} every {d['interval']:g}s: {listed} members "
+            f"in {d['slots']} slots, {answered}, {d['failures']} failed lookups")
+    if d["left_out"]:
+        line += f", {d['left_out']} records left out (slots)"
+    if d["failing"]:
+        line += f"; failing now: {d['last_error']}"
+    return line
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,6 +11,10 @@ written into the shared member table, where every worker's next pick sees them.
 A member that passive detection put in error state (a worker saw a connect fail) comes
 back as soon as `passes` probes started after that error succeed, rather than waiting
 out `retry`: with active checks configured, they are the authority on "up".
+
+Members found in DNS are checked too, from the moment they take a row (they start down
+and take traffic after `passes` good checks); a probe whose row changed hands while it ran
+is not counted (`epoch`).
 """
 
 from __future__ import annotations
@@ -24,24 +28,25 @@ import socket
 import ssl
 import time
 
-from worker.tls import backend_context  # the same TLS settings and verification the workers apply
+from conf.tlscontext import backend_context  # the same TLS settings and verification the workers apply
+from tunnel.endpoint import WOULD_BLOCK
 
 log = logging.getLogger("mpm.health")
 
 DEFAULT_EXPECT = re.compile(r"^[23]\d\d$")   # mod_proxy_hcheck without hcexpr: 2xx or 3xx
 MAX_STATUS_LINE = 4096
-_WANT = (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError, InterruptedError)
 
 
 class _Probe:
     """One check of one member, from connect to verdict."""
 
-    __slots__ = ("checker", "index", "check", "backend", "sock", "started", "deadline", "stage",
+    __slots__ = ("checker", "index", "epoch", "check", "backend", "sock", "started", "deadline", "stage",
                  "out", "buf", "events")
 
-    def __init__(self, checker: HealthChecker, index: int, check, backend):
+    def __init__(self, checker: HealthChecker, index: int, epoch: int, check, backend):
         self.checker = checker
         self.index = index
+        self.epoch = epoch
         self.check = check
         self.backend = backend
         self.started = time.monotonic()
@@ -68,7 +73,7 @@ class _Probe:
     def on_event(self) -> None:
         try:
             self._step()
-        except _WANT:
+        except WOULD_BLOCK:
             pass
         except (OSError, ValueError) as exc:
             self.finish(False, _describe(exc))
@@ -159,8 +164,8 @@ class HealthChecker:
     def __init__(self, selector):
         self.selector = selector
         self.table = None
-        self.checks: list[tuple] = []          # (member index, HealthCheck, Backend, balancer name)
-        self.due: dict[int, float] = {}
+        self.checks: list[tuple] = []          # (row index, HealthCheck, epoch of whoever holds the row)
+        self.due: dict[tuple, float] = {}      # (row index, epoch) -> next check
         self.probes: dict[int, _Probe] = {}
         self.passes_since_error: dict[int, tuple[float, int]] = {}   # index -> (error_at, passes)
 
@@ -168,22 +173,33 @@ class HealthChecker:
         """Check the members of `table` from now on (a reload brings a new table)."""
         self.close()
         self.table = table
-        self.checks = [(info.index, info.balancer.health, info.member.backend, info.balancer.name)
-                       for info in table.members if info.balancer.health is not None]
-        now = time.monotonic()
-        self.due = {index: now for index, *_ in self.checks}    # the first round at once
+        self.due = {}
         self.passes_since_error = {}
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Who is there to check: every static member and every DNS row somebody holds, of the
+        balancers with `health:`; a newcomer's first check is due at once."""
+        table, now = self.table, time.monotonic()
+        self.checks = [(row.index, row.balancer.health, table.epoch[row.index]) for row in table.rows
+                       if row.balancer.health is not None and table.held(row.index)]
+        current = {(index, epoch) for index, _, epoch in self.checks}
+        self.due = {key: self.due.get(key, now) for key in current}
+        for index, probe in list(self.probes.items()):
+            if (index, probe.epoch) not in current:
+                probe.close()
+                del self.probes[index]
 
     def tick(self) -> None:
         now = time.monotonic()
         for probe in list(self.probes.values()):
             if now >= probe.deadline:
                 probe.finish(False, f"no answer within {probe.check.timeout:g}s")
-        for index, check, backend, _ in self.checks:
-            if index in self.probes or now < self.due[index]:
+        for index, check, epoch in self.checks:
+            if index in self.probes or now < self.due[(index, epoch)]:
                 continue
-            self.due[index] = now + check.interval
-            probe = _Probe(self, index, check, backend)
+            self.due[(index, epoch)] = now + check.interval
+            probe = _Probe(self, index, epoch, check, self.table.backend(index))
             if probe.stage != "done":
                 self.probes[index] = probe
 
@@ -192,8 +208,9 @@ class HealthChecker:
         if self.probes.get(probe.index) is probe:
             del self.probes[probe.index]
         table, index, check = self.table, probe.index, probe.check
-        info = table.members[index]
-        where = f"balancer {info.balancer.name}: member {info.url}"
+        if table.epoch[index] != probe.epoch or not table.held(index):
+            return                     # the row changed hands while the probe ran
+        where = f"balancer {table.rows[index].balancer.name}: member {table.url(index)}"
         change = table.record_check(index, ok, check.passes, check.fails)
         if change == "down":
             log.error("%s is down: health check %s failed %d time(s) in a row (%s)",
@@ -203,7 +220,7 @@ class HealthChecker:
                         where, check.method, check.passes, detail)
         now = time.monotonic()
         if ok and table.in_error(index, now):
-            error_at = table.error_at(index)
+            error_at = table.error_at[index]
             seen_at, passes = self.passes_since_error.get(index, (error_at, 0))
             if seen_at != error_at:      # a newer error: count again
                 passes = 0

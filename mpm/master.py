@@ -25,12 +25,13 @@ import time
 import setproctitle
 
 from conf import ConfigError, load_config
+from conf.tlscontext import listener_context
 from mpm.balancer_manager import BalancerManager
 from mpm.control import ControlServer
 from mpm.listeners import ListenerSet
 from mpm.pidfile import remove_pidfile, write_pidfile
-from mpm.scoreboard import Scoreboard
 from mpm.status import build_status
+from shm.scoreboard import Scoreboard
 
 TICK = 0.25                   # seconds between housekeeping passes
 CRASH_WINDOW = 5.0            # a worker dying sooner than this after its start counts as a crash
@@ -65,6 +66,7 @@ class Master:
         self.listeners = ListenerSet({(address.rsplit("|", 1)[0], int(address.rsplit("|", 1)[1])): fds
                                       for address, fds in inherit.get("listeners", {}).items()})
         self.scoreboard = Scoreboard(fd=inherit.get("scoreboard"))
+        self.inherited_discovery = inherit.get("discovered", {})   # what DNS gave the master we replace
         self.generation = inherit.get("generation", 0)
         self.successor = None                      # the new master while `mpmctl upgrade` runs
         self.successor_deadline = 0.0
@@ -98,7 +100,8 @@ class Master:
         # Workers watch the read end; only we hold the write end, so our death is their EOF.
         self.parent_r, self.parent_w = os.pipe2(os.O_CLOEXEC)
         self.control = ControlServer(self.config.control.socket, self.selector, self._control_request)
-        self.balancers = BalancerManager(self.config, self.selector)   # shared member table, before any fork
+        # the shared member table, before any fork
+        self.balancers = BalancerManager(self.config, self.selector, self.inherited_discovery)
         log.info("master pid %d started with %s", os.getpid(), self.config.file)
         _warn_unverified(self.config)
 
@@ -187,7 +190,6 @@ class Master:
         # Built here, before the fork, so a generation's workers share one session-ticket key
         # and a client resumes its TLS session on whichever worker it reaches next (nginx
         # makes its ticket keys in the master for the same reason); re-read at every reload.
-        from worker.tls import listener_context
         self.tls_contexts = {listener.address: listener_context(listener.tls)
                              for listener in self.config.listeners if listener.tls is not None}
         self.generation += 1
@@ -327,7 +329,7 @@ class Master:
             return {"ok": False, "errors": ["an upgrade or a stop is already under way"]}
         env = dict(os.environ, MPM_UPGRADE_FROM=str(os.getpid()), MPM_INHERIT=json.dumps({
             "listeners": self.listeners.export(), "scoreboard": self.scoreboard.fd,
-            "generation": self.generation}))
+            "generation": self.generation, "discovered": self.balancers.export()}))
         fds = [sock.fileno() for sock in self.listeners.all_sockets()] + [self.scoreboard.fd]
         argv = [sys.executable, "-m", "mpm", "start"] + (["-c", self.config_path] if self.config_path else [])
         self.successor = subprocess.Popen(argv, env=env, pass_fds=fds)
@@ -411,6 +413,11 @@ def _warn_unverified(config) -> None:
     backends += [member.backend for balancer in config.balancers.values() for member in balancer.members]
     for backend in {b.origin: b for b in backends if b.tls is not None and not b.tls.verify}.values():
         log.warning("TLS to backend %s is not verified (tls.verify: false)", backend.origin)
+    for balancer in config.balancers.values():
+        discover = balancer.discover
+        if discover is not None and discover.tls is not None and not discover.tls.verify:
+            log.warning("TLS to the members of balancer %s found in DNS (%s) is not verified (tls.verify: false)",
+                        balancer.name, discover.dns)
 
 
 def _with_control(config, control):

@@ -5,21 +5,34 @@
   survives `kill()` (listener closed, every open connection reset) and `restart()`.
 - `balancer_config`: the `balancers:` + `routes:` sections for a list of members.
 - `ws_open`: a WebSocket handshake through the proxy, raw sockets (wsutil's frames).
+- `DnsServer`: Debian's dnsmasq on a free loopback port, answering from records we write
+  (issue #18: members found in DNS).
 """
 
 from __future__ import annotations
 
+import os
+import pwd
+import shutil
+import signal
 import socket
+import subprocess
 import threading
+import time
 
+import pytest
 from wsutil import OP_CLOSE, frame, read_frame, read_head, status_of, switch_response, upgrade_request
+
+from conf.model import Limits
+from worker.http1 import parse_request
 
 
 class Member:
     """A backend that answers `name` to every request and echoes WebSocket messages."""
 
-    def __init__(self, name: str, port: int = 0, status: int = 200):
+    def __init__(self, name: str, port: int = 0, status: int = 200, host: str = "127.0.0.1"):
         self.name = name
+        self.host = host                     # any 127.0.0.0/8 address: DNS can give several with one port
         self.status = status                 # what plain HTTP requests get
         self.requests: list[dict] = []       # {"method", "target", "headers" (lower-case), "ws"}
         self.tunnels = 0                     # WebSocket connections open right now
@@ -31,7 +44,7 @@ class Member:
     def _listen(self) -> None:
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", self.port))
+        self.sock.bind((self.host, self.port))
         self.sock.listen(128)
         self.port = self.sock.getsockname()[1]
         self.alive = True
@@ -39,7 +52,7 @@ class Member:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def _accept_loop(self, lsock: socket.socket) -> None:
         while True:
@@ -145,6 +158,11 @@ def members_section(members: list[Member], weights=None, routes: bool = True, **
     return {**extra, "members": entries}
 
 
+def request_head(headers: str = "", target: str = "/"):
+    """A parsed request head, as a worker hands it to the balancer's pick."""
+    return parse_request(f"GET {target} HTTP/1.1\r\nHost: x\r\n{headers}\r\n".encode(), Limits())
+
+
 def ws_open(proxy, path: str = "/ws", headers: str = "") -> tuple[socket.socket, bytes, bytearray]:
     """A WebSocket through the proxy: (socket, 101 head, bytes behind it)."""
     sock = proxy.connect()
@@ -203,3 +221,111 @@ class KeepAlive:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
+
+
+class DnsServer:
+    """dnsmasq in the foreground on 127.0.0.1:`port` (UDP and TCP), answering only for `.test`
+    from what `records` wrote: A records from a hosts file (re-read on SIGHUP), SRV records
+    from the config file (dnsmasq re-reads that only when restarted).  Names under `.test`
+    that it does not know get NXDOMAIN."""
+
+    def __init__(self, directory):
+        self.binary = _dnsmasq()
+        self.dir = str(directory)
+        os.makedirs(self.dir, exist_ok=True)
+        self.port = _free_udp_and_tcp_port()
+        self.hosts = os.path.join(self.dir, "hosts")
+        self.conf = os.path.join(self.dir, "dnsmasq.conf")
+        self.log = open(os.path.join(self.dir, "dnsmasq.log"), "ab")
+        self.proc: subprocess.Popen | None = None
+        self.conf_text = None
+
+    @property
+    def resolver(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def records(self, a: dict[str, list[str]] | None = None, srv: list[tuple] = (), extra: str = "") -> None:
+        """`a`: name -> addresses; `srv`: (name, target, port, priority, weight).  Applied at
+        once: SIGHUP when only A records changed, else a restart on the same port."""
+        with open(self.hosts + ".new", "w") as f:
+            for name, addresses in (a or {}).items():
+                f.writelines(f"{address} {name}\n" for address in addresses)
+        os.replace(self.hosts + ".new", self.hosts)
+        conf = "local=/test/\n" + "".join(f"srv-host={n},{t},{p},{pr},{w}\n" for n, t, p, pr, w in srv) + extra
+        if self.proc is not None and self.proc.poll() is None and conf == self.conf_text:
+            self.proc.send_signal(signal.SIGHUP)
+            time.sleep(0.1)              # dnsmasq re-reads the file in its own loop
+            return
+        self.stop()
+        with open(self.conf, "w") as f:
+            f.write(conf)
+        self.conf_text = conf
+        self.start()
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [self.binary, "--no-daemon", f"--port={self.port}", "--listen-address=127.0.0.1", "--bind-interfaces",
+             "--no-resolv", "--no-hosts", f"--conf-file={self.conf}", f"--addn-hosts={self.hosts}", "--pid-file=",
+             f"--user={_user()}", "--log-queries"], stdout=self.log, stderr=self.log)
+        deadline = time.monotonic() + 5
+        while not _answers(self.port):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"dnsmasq did not start (see {self.dir}/dnsmasq.log)")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        """Dead: nothing listens on the port any more (the proxy's queries are refused)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def close(self) -> None:
+        self.stop()
+        self.log.close()
+
+
+def _dnsmasq() -> str:
+    """Debian's /usr/sbin/dnsmasq; without it the DNS tests are skipped, unless CI is set
+    (then they fail: CI installs it, see .ci/run)."""
+    for candidate in (shutil.which("dnsmasq"), "/usr/sbin/dnsmasq"):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    reason = "dnsmasq is not installed (Debian: apt-get install dnsmasq-base); the DNS discovery tests need it"
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}, and CI is set: CI must run these tests")
+    pytest.skip(reason)
+
+
+def _user() -> str:
+    return pwd.getpwuid(os.getuid()).pw_name      # root would otherwise become "nobody" and lose our files
+
+
+def _free_udp_and_tcp_port() -> int:
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind(("127.0.0.1", 0))
+            port = udp.getsockname()[1]
+            with socket.socket() as tcp:
+                try:
+                    tcp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            return port
+    raise AssertionError("no port free for both UDP and TCP")
+
+
+def _answers(port: int) -> bool:
+    """dnsmasq is up when it answers a query (for a name it knows nothing about)."""
+    query = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x05probe\x04test\x00\x00\x01\x00\x01"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(0.2)
+        try:
+            sock.sendto(query, ("127.0.0.1", port))
+            return sock.recv(512)[:2] == b"\x12\x34"
+        except OSError:
+            return False

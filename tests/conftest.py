@@ -361,6 +361,15 @@ def ws_backend():
         backend.close()
 
 
+@pytest.fixture
+def dns_server(tmp_path):
+    """Debian's dnsmasq on a free loopback port (balancer_util.DnsServer), stopped by pid at teardown."""
+    from balancer_util import DnsServer
+    server = DnsServer(tmp_path / "dns")
+    yield server
+    server.close()
+
+
 def raw_exchange(proxy: Proxy, data: bytes, timeout: float = 5.0, until_close: bool = True) -> bytes:
     """Send raw bytes, return everything the proxy answers until it closes (or times out)."""
     with proxy.connect(timeout) as sock:

@@ -1,5 +1,5 @@
-"""Issue #7, in one process: the shared member table and the pick logic (worker/balancer.py),
-and the configuration keys that feed them (conf/routes.py)."""
+"""Issue #7, in one process: the shared member table (shm/members.py), the pick logic
+(worker/balancer.py), and the configuration keys that feed them (conf/routes.py)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ import time
 
 import pytest
 from balancer_util import Member
+from balancer_util import request_head as head
 
 from conf import ConfigError, load_config
-from conf.model import Limits
 from mpm.health import HealthChecker
-from worker.balancer import Balancers, MemberTable
-from worker.http1 import parse_request
+from shm.members import DOWN, MemberTable
+from worker.balancer import Balancers
 
 
 def config(tmp_path, balancer: str, n: int = 3, weights=None, extra_member: str = ""):
@@ -27,10 +27,6 @@ def config(tmp_path, balancer: str, n: int = 3, weights=None, extra_member: str 
     path.write_text(f'listen: ["127.0.0.1:8000"]\nbalancers:\n  c:\n{textwrap.indent(balancer, "    ")}'
                     f'    members:\n{members}\nroutes:\n  - {{path: /, to: "balancer://c/"}}\n')
     return load_config(str(path))
-
-
-def head(headers: str = "", target: str = "/"):
-    return parse_request(f"GET {target} HTTP/1.1\r\nHost: x\r\n{headers}\r\n".encode(), Limits())
 
 
 def balancers(cfg, logs=None, cells: int = 4) -> Balancers:
@@ -65,9 +61,9 @@ def test_bybusyness_counts_every_workers_open_exchanges(tmp_path):
     assert first != second
     one.end(first, 0)
     assert two.pick("c", head(), b"")[1] == first     # now the least busy
-    assert table.busy(first) == 1 and table.busy(second) == 1
+    assert table.busy_of(first) == 1 and table.busy_of(second) == 1
     table.release_dead({1001})                         # worker two died: its counts go, its requests stay
-    assert table.busy(second) == 0 and table.total(first, 1) + table.total(second, 1) == 3
+    assert table.busy_of(second) == 0 and table.total(first, "requests") + table.total(second, "requests") == 3
 
 
 def test_rendezvous_hash_moves_only_the_keys_a_new_member_wins(tmp_path):
@@ -88,7 +84,7 @@ def test_hash_sources_and_a_member_down_moves_only_its_keys(tmp_path):
     before = [pick(lb, f"Cookie: a=1; {k}; b=2\r\n") for k in keys]
     assert pick(lb, "Cookie: sid=s7\r\n") == before[7]
     assert len({pick(lb, client=b"10.0.0.%d" % i) for i in range(40)}) > 1   # no cookie: the client address
-    lb.table.d[8 + 2 * 16 + 3] = 1e18                 # member 2 in error state
+    lb.table.error_until[2] = 1e18                     # member 2 in error state
     after = [pick(lb, f"Cookie: {k}\r\n") for k in keys]
     assert all(was == now for was, now in zip(before, after, strict=True) if was != 2)
     assert 2 not in after
@@ -133,7 +129,7 @@ def test_statuses_standby_drain_nofailover_and_forced_recovery(tmp_path):
     lb = balancers(cfg)
     assert {pick(lb) for _ in range(6)} == {1, 2}
     lb.table.set_status(1, "disabled")
-    lb.table.q[8 + 2 * 16 + 2] = 1                                 # m2: a health check holds it down
+    lb.table.health[2] = DOWN                                      # m2: a health check holds it down
     assert {pick(lb) for _ in range(3)} == {0}                     # only now the standby
 
 

@@ -1,14 +1,10 @@
 """TLS for the worker: contexts, and handshakes that never block the loop.
 
-Server side (mod_ssl): one context per listener certificate, the SNI callback swaps in
-the context for the name the client asked for, TLS 1.2 minimum, ALPN `http/1.1`,
-optional client-certificate verification.  An accepted socket is wrapped without a
+The contexts themselves (mod_ssl's listener certificates with SNI, SSLProxyEngine's
+client settings) are built by `conf.tlscontext`, which the master uses too; they are
+re-exported here for the worker's modules.  An accepted socket is wrapped without a
 handshake and `ServerHandshake` drives it from epoll events under its own deadline
 (`timeouts.handshake`); only then does it become an HTTP connection.
-
-Client side (SSLProxyEngine): one context per distinct `BackendTLS` setting, with the
-system CAs or the configured CA file, SNI and host-name check against the target (or
-`server_name`); `verify: false` turns both off (the master warns about it at start).
 
 Pitfalls (measured with a prototype, see issue #6): decrypted bytes held inside an
 SSLSocket are invisible to epoll, so readers drain `pending()`; a write that raised
@@ -20,49 +16,9 @@ from __future__ import annotations
 
 import ssl
 
+from conf.tlscontext import backend_context as backend_context  # re-exported: worker.backend uses it
+from conf.tlscontext import listener_context as listener_context  # re-exported: worker.process uses it
 from worker.loop import EPOLLIN, EPOLLOUT
-
-
-def _server_context(cert: str, key: str, client_ca: str | None) -> ssl.SSLContext:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(cert, key)
-    context.set_alpn_protocols(["http/1.1"])
-    if client_ca:
-        context.verify_mode = ssl.CERT_REQUIRED
-        context.load_verify_locations(client_ca)
-    return context
-
-
-def listener_context(tls) -> ssl.SSLContext:
-    """The default context of a listener, with SNI choosing among its named certificates."""
-    default = _server_context(tls.cert, tls.key, tls.client_ca)
-    by_name = {name.lower(): _server_context(files.cert, files.key, tls.client_ca)
-               for name, files in tls.sni.items()}
-    if by_name:
-        def choose(sslobj, server_name, _context):
-            chosen = by_name.get((server_name or "").lower())
-            if chosen is not None:
-                sslobj.context = chosen
-            return None
-        default.sni_callback = choose
-    return default
-
-
-_client_contexts: dict = {}
-
-
-def backend_context(settings) -> ssl.SSLContext:
-    context = _client_contexts.get(settings)
-    if context is None:
-        context = ssl.create_default_context(cafile=settings.ca)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        context.set_alpn_protocols(["http/1.1"])
-        if not settings.verify:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        _client_contexts[settings] = context
-    return context
 
 
 def handshake_step(sock: ssl.SSLSocket) -> int:

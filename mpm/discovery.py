@@ -1,0 +1,262 @@
+"""Balancer members from DNS: the master asks, every `interval`, and fills the balancer's rows.
+
+Per balancer with `discover:`, a `Discovery` keeps the last good answer and a schedule; a
+`Lookup` is one round of questions (the SRV or A/AAAA question, then, for SRV targets whose
+addresses the answer's additional section did not carry, their A records, or AAAA when
+there is no A).  Everything runs in the master's selector loop through `DnsQuery`; the
+housekeeping tick drives timeouts and schedules.  What a round finds goes to
+`mpm.slots.place`, which fills, updates and drains the balancer's rows in the shared
+member table.
+
+A failed round (no resolver answered, SERVFAIL, REFUSED, NXDOMAIN, or an answer with no
+usable record) changes nothing: the last good set stays, the failure is counted and logged
+(the first of a streak at error level, then one line a minute), and the next round comes
+after `interval`.  An empty answer is taken for an accident rather than an order to empty
+the balancer.  A good round's next one comes after `interval`, or the smallest TTL of the
+records used when that is longer.  More records than slots: the first `slots` by (priority,
+name, port), the same choice on every instance, and one warning until it fits again.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+from typing import NamedTuple
+
+import dns.rcode
+import dns.rdatatype
+
+from mpm.dnsquery import DnsQuery
+
+log = logging.getLogger("mpm.dns")
+
+STREAK_LOG_EVERY = 60.0      # seconds between log lines while a name keeps failing
+
+
+class Found(NamedTuple):
+    """One member as DNS gave it."""
+    name: str          # the SRV target, or the address an A/AAAA record gave
+    address: str
+    port: int
+    weight: int
+    priority: int      # SRV: lowest first, the others hot standby; A/AAAA: 0
+
+
+class Lookup:
+    """One round of questions for one balancer; `done(found, ttl, error)` once, at the end."""
+
+    def __init__(self, selector, discover, done):
+        self.selector = selector
+        self.discover = discover
+        self.done = done
+        self.queries: list[DnsQuery] = []
+        self.records: list[tuple] = []            # SRV: (target, port, weight, priority)
+        self.addresses: dict[str, list[str]] = {}  # SRV target -> addresses
+        self.waiting = 0                          # follow-up questions not answered yet
+        self.ttl = None
+        self.finished = False
+        self._ask(discover.dns, discover.rtype, self._on_answer)
+
+    def _ask(self, name: str, rdtype: str, callback) -> None:
+        d = self.discover
+        self.queries.append(DnsQuery(self.selector, name, rdtype, d.resolvers, d.timeout, callback))
+
+    def _rrsets(self, answer, section, rdtype: int):
+        for rrset in section:
+            if rrset.rdtype == rdtype:
+                self.ttl = rrset.ttl if self.ttl is None else min(self.ttl, rrset.ttl)
+                yield rrset
+
+    def _on_answer(self, answer, error: str) -> None:
+        d = self.discover
+        if answer is None:
+            self._finish(None, error)
+            return
+        if answer.rcode() == dns.rcode.NXDOMAIN:
+            self._finish(None, f"{d.dns} does not exist (NXDOMAIN)")
+            return
+        if d.rtype != "SRV":
+            rdtype = dns.rdatatype.from_text(d.rtype)
+            addresses = sorted({rd.address for rrset in self._rrsets(answer, answer.answer, rdtype) for rd in rrset})
+            self._finish([Found(a, a, d.port, d.weight, 0) for a in addresses], "")
+            return
+        for rrset in self._rrsets(answer, answer.answer, dns.rdatatype.SRV):
+            for rd in rrset:
+                target = rd.target.to_text(omit_final_dot=True)
+                if target and target != ".":       # "." = the service is decidedly not here (RFC 2782)
+                    self.records.append((target.lower(), rd.port, rd.weight, rd.priority))
+        for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):   # IPv4 first, as glibc prefers
+            for rrset in answer.additional:
+                if rrset.rdtype == rdtype:
+                    owner = rrset.name.to_text(omit_final_dot=True).lower()
+                    self.addresses.setdefault(owner, []).extend(sorted(rd.address for rd in rrset))
+        for target in sorted({record[0] for record in self.records} - set(self.addresses)):
+            self.waiting += 1
+            self._ask(target, "A", lambda answer, error, target=target: self._on_address(target, "A", answer, error))
+        if not self.waiting:
+            self._complete()
+
+    def _on_address(self, target: str, rdtype: str, answer, error: str) -> None:
+        if self.finished:
+            return
+        if answer is None:
+            self._finish(None, f"{target} {rdtype}: {error}")
+            return
+        code = dns.rdatatype.from_text(rdtype)
+        found = sorted(rd.address for rrset in self._rrsets(answer, answer.answer, code) for rd in rrset)
+        if not found and rdtype == "A":
+            self._ask(target, "AAAA", lambda answer, error: self._on_address(target, "AAAA", answer, error))
+            return
+        if found:
+            self.addresses[target] = found
+        else:
+            log.warning("balancer discovery %s: SRV target %s has no address; left out", self.discover.dns, target)
+        self.waiting -= 1
+        if not self.waiting:
+            self._complete()
+
+    def _complete(self) -> None:
+        found = {}
+        for target, port, weight, priority in self.records:
+            addresses = self.addresses.get(target)
+            if addresses and (target, port) not in found:
+                # RFC 2782: weight 0 is "very rarely"; here it is the smallest weight there is.
+                found[(target, port)] = Found(target, addresses[0], port, max(weight, 1), priority)
+        self._finish(list(found.values()), "")
+
+    def _finish(self, found, error: str) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        self.close()
+        self.done(found, self.ttl or 0, error)
+
+    def tick(self, now: float) -> None:
+        for query in list(self.queries):
+            query.tick(now)
+
+    def close(self) -> None:
+        for query in self.queries:
+            query.close()
+        self.queries = []
+
+    def close_in_child(self) -> None:
+        for query in self.queries:
+            query.close_in_child()
+        self.queries = []
+
+
+class Discovery:
+    """One balancer's members from DNS: the schedule, the last good set, the failures."""
+
+    def __init__(self, selector, name: str, discover, on_found):
+        self.selector = selector
+        self.name = name
+        self.discover = discover
+        self.on_found = on_found             # called with us after every good round
+        self.found: list[Found] | None = None   # the last good set, cut to the slots
+        self.due = 0.0                       # the first round at once
+        self.lookup: Lookup | None = None
+        self.answered = 0.0                  # wall time of the last good answer
+        self.failures = 0                    # rounds that failed, since the master started
+        self.failing = 0                     # ... in a row, now
+        self.failing_logged = 0.0
+        self.last_error = ""
+        self.records = 0                     # members in the last good answer, before the cut
+        self.overflow_said = False
+        self.waiting = 0                     # members found that wait for a free row
+
+    def reconfigure(self, discover) -> None:
+        """A reload kept the source (name, type, port, scheme): the set stays, settings change."""
+        if discover != self.discover and self.lookup is not None:
+            self.lookup.close()
+            self.lookup = None
+            self.due = 0.0
+        self.discover = discover
+        if self.found is not None:
+            self.found = self._cut(self.found)
+
+    def tick(self, now: float) -> None:
+        if self.lookup is not None:
+            self.lookup.tick(now)
+        elif now >= self.due:
+            self.lookup = Lookup(self.selector, self.discover, self._done)
+
+    def _done(self, found, ttl: int, error: str) -> None:
+        self.lookup = None
+        now = time.monotonic()
+        d = self.discover
+        if found is not None and not found:
+            error = f"the answer for {d.dns} ({d.rtype}) has no usable record"
+        if error:
+            self._failed(error, now)
+            return
+        if self.failing:
+            log.warning("balancer %s: DNS answers again for %s after %d failed lookups", self.name, d.dns,
+                        self.failing)
+        self.failing = 0
+        self.answered = time.time()
+        self.records = len(found)
+        self.found = self._cut(found)
+        self.due = now + max(d.interval, ttl)
+        self.on_found(self)
+
+    def _failed(self, error: str, now: float) -> None:
+        d = self.discover
+        self.failures += 1
+        self.failing += 1
+        self.last_error = error
+        self.due = now + d.interval
+        kept = f"keeping the last {len(self.found)} members" if self.found is not None else "no members found yet"
+        if self.failing == 1:
+            log.error("balancer %s: DNS lookup of %s (%s) failed: %s; %s", self.name, d.dns, d.rtype, error, kept)
+            self.failing_logged = now
+        elif now - self.failing_logged >= STREAK_LOG_EVERY:
+            log.error("balancer %s: DNS lookup of %s still failing (%d in a row): %s; %s", self.name, d.dns,
+                      self.failing, error, kept)
+            self.failing_logged = now
+
+    def _cut(self, found: list[Found]) -> list[Found]:
+        """At most `slots` members, chosen the same way on every instance."""
+        slots = self.discover.slots
+        ordered = sorted(found, key=lambda f: (f.priority, f.name, f.port))
+        if len(ordered) > slots and not self.overflow_said:
+            log.warning("balancer %s: DNS gives %d members for %s but discover.slots is %d: the other %d are "
+                        "left out (raise slots)", self.name, len(ordered), self.discover.dns, slots, len(ordered) - slots)
+        self.overflow_said = len(ordered) > slots
+        return ordered[:slots]
+
+    def snapshot(self) -> dict:
+        d = self.discover
+        return {"dns": d.dns, "type": d.rtype, "port": d.port or None, "scheme": d.scheme, "slots": d.slots,
+                "interval": d.interval, "hold": d.hold, "resolvers": [f"{a}:{p}" for a, p in d.resolvers],
+                "records": self.records, "left_out": max(self.records - d.slots, 0),
+                "answered": round(time.time() - self.answered, 1) if self.answered else None,
+                "failures": self.failures, "failing": self.failing, "last_error": self.last_error or None}
+
+    def export(self) -> dict:
+        """What the next master (`mpmctl upgrade`) starts from."""
+        return {"source": list(self.discover.source), "answered": self.answered,
+                "found": [list(f) for f in self.found or ()]}
+
+    def adopt(self, exported: dict) -> None:
+        if exported.get("source") == list(self.discover.source) and self.found is None:
+            try:
+                found = [Found(str(n), str(ipaddress.ip_address(a)), int(p), int(w), int(pr))
+                         for n, a, p, w, pr in exported.get("found", ())]
+                answered = float(exported.get("answered") or 0.0)
+            except (TypeError, ValueError):
+                return
+            if found:
+                self.found, self.answered = self._cut(found), answered
+
+    def close(self) -> None:
+        if self.lookup is not None:
+            self.lookup.close()
+            self.lookup = None
+
+    def close_in_child(self) -> None:
+        if self.lookup is not None:
+            self.lookup.close_in_child()
+            self.lookup = None
