@@ -40,13 +40,13 @@ class BalancerTranslator:
         for scope in self.scopes:
             for d in scope.own("Proxy"):
                 if d.words and d.words[0].lower().startswith("balancer://"):
-                    self._section(d)
+                    self._section(self.ctx.take(d))
             for d in scope.own("BalancerMember"):
-                self._member_line(d, d.words[0].lower() if d.words else "", d.words[1:])
+                self._member_line(self.ctx.take(d), d.words[0].lower() if d.words else "", d.words[1:])
         for scope in self.scopes:
             for d in scope.own("ProxySet"):
                 if d.words and d.words[0].lower().startswith("balancer://"):
-                    self._params(self._name(d.words[0]), d.words[1:], d)
+                    self._params(self._name(d.words[0]), d.words[1:], self.ctx.take(d))
         for name, entries in self.ctx.balancer_params.items():
             for key, value, d in entries:
                 self._param(name, key, value, d)
@@ -68,6 +68,7 @@ class BalancerTranslator:
         name = self._name(section.words[0])
         self._balancer(name, section)
         for d in section.children or []:
+            self.ctx.take(d)
             if d.key == "balancermember":
                 self._member_line(d, "balancer://" + name, d.words)
             elif d.key == "proxyset":
@@ -187,6 +188,7 @@ class BalancerTranslator:
     def _insert_cookies(self) -> None:
         for scope in self.scopes:
             for d in scope.own("Header"):
+                self.ctx.take(d)
                 words = d.words
                 if len(words) >= 3 and words[0].lower() in ("add", "set", "always") and \
                         words[-1] == "env=BALANCER_ROUTE_CHANGED":
@@ -265,6 +267,7 @@ class BalancerTranslator:
     def _expect(self, name: str, d: Directive) -> str | None:
         for scope in self.scopes:
             for expr in scope.own("ProxyHCExpr"):
+                self.ctx.take(expr)
                 words = expr.words
                 if words and words[0] == name:
                     m = _STATUS_EXPR.match(" ".join(words[1:]))

@@ -37,6 +37,7 @@ REASONS = {
     "proxyvia": "mpm-proxy adds no Via header", "header": "mpm-proxy does not edit headers",
     "requestheader": "mpm-proxy does not edit headers",
     "proxywebsocketfallbacktoproxyhttp": "read to decide how ws:// URLs upgrade",
+    "defaultruntimedir": "mpm-proxy keeps its pidfile and control socket where control: says",
 }
 FILE_SECTIONS = ("Directory", "DirectoryMatch", "Files", "FilesMatch")
 

@@ -13,7 +13,6 @@ ProxyPass for a URL defines and later ones whose URL starts with it share.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from . import patterns
@@ -253,12 +252,11 @@ class PassTranslator:
 
 
 def _template(p: Pass, ctx: Context) -> tuple[str, str]:
-    """(pattern, URL template) with httpd's substitution rules (ap_pregsub): `&` is the whole
-    match, a $N past the groups is empty, and a URL that substitutes nothing gets the whole
-    path appended (mod_proxy's "$1 is implied" case)."""
+    """(pattern, URL template) with httpd's substitution rules: a $N past the groups is empty,
+    and a URL without any $N gets the whole path appended (mod_proxy's "$1 is implied" case)."""
     groups = patterns.group_count(p.fake)
-    real = re.sub(r"(?<!\\)&", "$0", p.real)
-    if real == p.real and "$" not in real:
+    real = p.real
+    if "$" not in real:
         scheme, authority, path = split_url(real)
         capture = "(.*)" if path else "/(.*)"
         if groups + 1 > 9:

@@ -151,7 +151,7 @@ class RewriteTranslator:
         return specs
 
     def _spec(self, rule, cond_lines, combo: list[Cond], body: str, nocase: bool, target: str,
-              uses_uri: bool) -> RouteSpec:
+              uses_uri: str | None) -> RouteSpec:
         uri_guards, when = [], {}
         for c in combo:
             if c.header is None:
@@ -165,7 +165,7 @@ class RewriteTranslator:
         lead = f"(?{flags})" if flags else ""
         pattern = rest
         if uri_guards or uses_uri:
-            pattern = "^" + ("(?=(.*))" if uses_uri else "") + "".join(uri_guards) + f".*?(?:{rest})"
+            pattern = "^" + (uses_uri or "") + "".join(uri_guards) + f".*?(?:{rest})"
         spec = RouteSpec([rule] + cond_lines, pattern=lead + pattern, to=target, when=when)
         scheme = split_url(target)[0]
         if scheme != "balancer":
@@ -173,9 +173,14 @@ class RewriteTranslator:
             spec.options["upgrade"] = upgrade_option(scheme, worker.params if worker else {}, self.fallback)
         return spec
 
-    def _target(self, substitution: str, groups: int, rule: Directive) -> tuple[str, bool]:
-        """The route's `to` for a [P] substitution, and whether it uses %{REQUEST_URI}."""
-        uses_uri = "%{REQUEST_URI}" in substitution
+    def _target(self, substitution: str, groups: int, rule: Directive) -> tuple[str, str | None]:
+        """The route's `to` for a [P] substitution, and the capture %{REQUEST_URI} needs (or None):
+        right after the host the path's leading '/' stays out of the group, so `to` keeps its own."""
+        uses_uri = None
+        if "%{REQUEST_URI}" in substitution:
+            at_host = re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/]*%\{REQUEST_URI\}", substitution) is not None
+            uses_uri = "(?=/(.*))" if at_host else "(?=(.*))"
+            substitution = substitution.replace("%{REQUEST_URI}", "/%{REQUEST_URI}", 1) if at_host else substitution
         text = substitution.replace("%{REQUEST_URI}", "\0")
         leftover = re.search(r"%\{[^}]*\}|%\d|\$\{[^}]*\}", text)
         if leftover:

@@ -239,7 +239,9 @@ def _control(ctx: Context, main: Scope, out: Settings) -> None:
     ctx.handled.add(id(d))
     runtime = main.last("DefaultRuntimeDir")
     base = ctx.path(runtime.words[0]) if runtime is not None and runtime.words else ctx.tree.server_root
-    pidfile = os.path.normpath(os.path.join(base, d.words[0]))
-    out.set("control", "pidfile", pidfile, f"{d.where}  {d.text()}")
-    out.set("control", "socket", os.path.join(os.path.dirname(pidfile), "mpm.sock"),
+    directory = os.path.dirname(os.path.normpath(os.path.join(base, d.words[0])))
+    out.set("control", "pidfile", os.path.join(directory, "mpm-proxy.pid"),
+            f"{d.where}  {d.text()} (in the same directory, not the same file: httpd may still be running "
+            "there during the migration, and mpmctl stop signals the pid it finds)")
+    out.set("control", "socket", os.path.join(directory, "mpm-proxy.sock"),
             "no Apache equivalent: mpmctl talks to the master here (next to the pidfile)")

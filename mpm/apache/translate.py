@@ -191,7 +191,10 @@ def _with_balancers(ctx: Context, emitted: list[Emitted], balancers: BalancerTra
                     ctx.report.dropped(where, e.comments[0].split("  ", 1)[-1], f"balancer://{name} has no "
                                        "members (httpd answers 503)", routing=True)
                     continue
-                e.route["to"] = e.route["to"].replace(f"balancer://{parts[1]}", f"balancer://{name}", 1)
-                e.route.setdefault("upgrade", balancers.upgrade.get(name, []))
+                to = e.route.pop("to").replace(f"balancer://{parts[1]}", f"balancer://{name}", 1)
+                rest = e.route.copy()
+                e.route.clear()
+                e.route.update({k: rest.pop(k) for k in ("path", "match", "when") if k in rest})
+                e.route.update(to=to, upgrade=balancers.upgrade.get(name, []), **rest)
         out.append(e)
     return out
