@@ -155,20 +155,24 @@ def _client_ca(ctx: Context, scope: Scope) -> str | None:
 
 
 def backend_tls(ctx: Context, scope: Scope, d: Directive) -> dict | None:
-    """`tls:` for an https/wss target of `scope` (SSLProxyEngine, SSLProxyVerify, SSLProxyCACertificateFile)."""
-    engine = scope.last("SSLProxyEngine")
-    verify = scope.last("SSLProxyVerify")
-    ca = scope.last("SSLProxyCACertificateFile")
-    for x in (engine, verify, ca):
+    """`tls:` for an https/wss target of `scope`: SSLProxyEngine, SSLProxyVerify (httpd's
+    default: none), SSLProxyCheckPeerName (default On), SSLProxyCACertificateFile."""
+    engine, verify, ca, name = (scope.last(n) for n in ("SSLProxyEngine", "SSLProxyVerify",
+                                                         "SSLProxyCACertificateFile", "SSLProxyCheckPeerName"))
+    for x in (engine, verify, ca, name):
         if x is not None:
             ctx.take(x)
     if engine is None or on_off(engine, ctx.report) is not True:
         ctx.report.warn(d.where, "an https/wss backend without SSLProxyEngine On: httpd answers these requests "
                         "with 500; mpm-proxy will proxy them over TLS", routing=True)
-    tls: dict = {}
     level = verify.words[0].lower() if verify is not None and verify.words else "none"
+    check_name = name is None or (name.words[:1] != ["off"] and name.words[:1] != ["Off"])
     if level in ("none", "optional_no_ca"):
-        tls["verify"] = False
-    elif ca is not None and ca.words:
-        tls["ca"] = ctx.path(ca.words[0])
-    return tls
+        if check_name:
+            ctx.report.warn(d.where, "httpd checks this backend's certificate name (SSLProxyCheckPeerName On) but "
+                            "not its issuer (SSLProxyVerify none); mpm-proxy checks both or neither: translated "
+                            "as neither (verify: false); set SSLProxyVerify require with a CA to check both")
+        return {"verify": False}
+    if ca is not None and ca.words:
+        return {"ca": ctx.path(ca.words[0])}
+    return {}

@@ -76,6 +76,7 @@ class Reader:
         self.unavailable: list[str] = []   # directives whose module is not loaded (decided at the end)
         self.tree: list[Directive] = []
         self.count = 0
+        self.sections: list[str] = []      # the (non-conditional) sections being read, innermost last
 
     # -- files -------------------------------------------------------------------------------
 
@@ -148,7 +149,11 @@ class Reader:
             self._soak(lines, spelled, where, file)
             return []
         section = Directive(spelled, inner, file, int(where.rsplit(":", 1)[1]), [], self._next())
-        section.children = self._block(lines, file, spelled, where)
+        self.sections.append(spelled)
+        try:
+            section.children = self._block(lines, file, spelled, where)
+        finally:
+            self.sections.pop()
         return [section]
 
     def _soak(self, lines, name: str, opener: str, file: str) -> None:
@@ -217,6 +222,8 @@ class Reader:
         elif key in ("include", "includeoptional"):
             return self._include(words, key == "includeoptional", where)
         elif key == "loadmodule":
+            if self.sections:
+                raise ApacheConfigError([f"{where}: LoadModule cannot occur within <{self.sections[-1]}> section"])
             if len(words) != 2:
                 raise ApacheConfigError([f"{where}: LoadModule takes two arguments, a module name and a path"])
             self.modules.load(words[0])

@@ -122,18 +122,25 @@ def drop_shadowed(emitted: list[Emitted], report) -> list[Emitted]:
     """A `path:` route after an unconditional one that covers it never matches (httpd never
     reaches such a ProxyPass either); mpm-proxy's configtest refuses it, so it goes, with a note."""
     out: list[Emitted] = []
-    earlier: list[tuple[str, str]] = []
+    earlier: list[tuple[str, Emitted]] = []
     for e in emitted:
-        route = e.route
-        path = route.get("path") if route else None
-        if path is not None:
-            cover = next((w for p, w in earlier if path == p or (path.startswith(p) and p.endswith("/"))), None)
-            if cover is not None:
-                where, text = e.comments[0].split("  ", 1) if "  " in e.comments[0] else (e.comments[0], "")
-                report.dropped(where, text, f"never used: the rule at {cover} takes all its requests first, "
-                                            "as in httpd")
-                continue
-            if "when" not in route:
-                earlier.append((path, e.comments[0].split("  ", 1)[0]))
-        out.append(e)
+        path = e.route.get("path") if e.route else None
+        cover = next((c for p, c in earlier if path is not None and (path == p or (path.startswith(p) and
+                                                                                  p.endswith("/")))), None)
+        if cover is None:
+            if path is not None and "when" not in e.route:
+                earlier.append((path, e))
+            out.append(e)
+            continue
+        where, text = _split(e.comments[0])
+        cover_where, cover_text = _split(cover.comments[0])
+        why = f"never used: {cover_text} at {cover_where} takes all its requests first, as in httpd"
+        if text.startswith("<Location") and cover_text.startswith("<Location"):
+            why += " (the last matching <Location> wins: put the more general section first)"
+        report.dropped(where, text, why)
     return out
+
+
+def _split(comment: str) -> tuple[str, str]:
+    where, _, text = comment.partition("  ")
+    return where, text
