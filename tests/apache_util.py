@@ -96,10 +96,12 @@ class Apache:
         self.proc = None
 
 
-def import_apache(conf: str, out: str | None = None, *extra: str) -> subprocess.CompletedProcess:
+def import_apache(conf: str, out: str | None = None, *extra: str, env: dict | None = None
+                  ) -> subprocess.CompletedProcess:
     """`python -m mpm import-apache CONF [-o OUT]`, the real command line."""
     argv = [sys.executable, "-m", "mpm", "import-apache", conf, *extra] + (["-o", out] if out else [])
-    return subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=ROOT,
+                          env=None if env is None else {**os.environ, **env})
 
 
 # == the corpus ==================================================================================

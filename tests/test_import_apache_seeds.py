@@ -358,6 +358,7 @@ def test_tutorial_as_written_reports_its_typos(tmp_path, proxy_factory, members,
         proxy=TUTORIAL_PLAIN.format(backend=backend.port)), SSL_MODULES)
     assert "did you mean %{HTTP:Upgrade}?" in stderr and "did you mean %{HTTP:Connection}?" in stderr
     assert "it never applies: its conditions are always false" in stderr
+    assert "(did you mean 'wss://localhost:3000/'?)" in stderr
     assert [r["to"] for r in generated["routes"]] == [f"https://127.0.0.1:{backend.port}/"]
     proxy = serve(proxy_factory, generated, tls=True)
     assert http_get(proxy.port, "/page", certs["client"]) == (200, b"backend")

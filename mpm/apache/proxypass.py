@@ -23,7 +23,13 @@ from .scope import Scope
 
 SCHEMES = ("http", "https", "ws", "wss", "balancer")
 BALANCER_PARAMS = ("lbmethod", "stickysession", "nofailover", "failonstatus", "failontimeout", "maxattempts",
-                   "growth", "forcerecovery", "scolonpathdelim", "timeout", "stickysessionsep")
+                   "growth", "forcerecovery", "scolonpathdelim", "timeout", "stickysessionsep", "nonce")
+# What mod_proxy accepts on a worker (set_worker_param, and mod_proxy_hcheck's); httpd refuses others.
+WORKER_PARAMS = ("acquire", "addressttl", "connectiontimeout", "disablereuse", "enablereuse", "flusher",
+                 "flushpackets", "flushwait", "iobuffersize", "keepalive", "lbset", "loadfactor", "max", "min", "ping",
+                 "receivebuffersize", "redirect", "responsefieldsize", "retry", "route", "secret", "smax", "status",
+                 "timeout", "ttl", "upgrade", "hcmethod", "hcinterval", "hcpasses", "hcfails", "hcuri", "hcexpr",
+                 "hctemplate")
 UNSUPPORTED_WORKER_PARAMS = {
     "retry": "retry is kept per balancer in mpm-proxy; a plain backend is retried on the next request",
     "max": "mpm-proxy has no connection cap per backend outside balancers",
@@ -74,6 +80,14 @@ def parse_pass(d: Directive, location: Directive | None, ctx: Context) -> Pass |
         return None
     if location is not None and regex:
         is_regex = True
+    known = BALANCER_PARAMS if real.lower().startswith("balancer://") else WORKER_PARAMS
+    unknown = [k for k in params if k not in known]
+    if unknown and real != "!":
+        kind = "Balancer" if known is BALANCER_PARAMS else "Worker"
+        ctx.report.error(d.where, f"{d.name}: unknown {kind} parameter '{unknown[0]}' (httpd refuses it)"
+                                  + (" (put it on the BalancerMember lines)" if kind == "Balancer" and
+                                     unknown[0] in WORKER_PARAMS else ""))
+        return None
     if is_regex:
         problem = patterns.check(fake)
         if problem:

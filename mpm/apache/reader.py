@@ -306,7 +306,9 @@ class Reader:
 
 def read_config(path: str, report: Report, cli_defines: tuple[str, ...] = ()) -> Tree:
     """Read `path` as httpd would.  A configuration that loads no module at all (a site file on
-    its own) is read again as if every module httpd ships were loaded, and the report says so."""
+    its own) is read again as if every module httpd ships were loaded, and the report says so.
+    Broken structure raises ApacheConfigError; other errors are left in the report, so the
+    translation can add its own and the operator sees them all at once."""
     reader = _read(path, report, cli_defines, fragment=False)
     if not reader.loaded_any:
         report.errors.clear()
@@ -316,7 +318,6 @@ def read_config(path: str, report: Report, cli_defines: tuple[str, ...] = ()) ->
     else:
         for problem in reader.unavailable:
             report.errors.append(problem)
-    report.raise_errors()
     return Tree(reader.tree, reader.server_root, reader.modules, reader.defines)
 
 

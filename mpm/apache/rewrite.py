@@ -140,8 +140,13 @@ class RewriteTranslator:
         groups = 0 if negate else patterns.group_count(pattern)
         combos = _expand(conds)
         if combos is None:
-            self.ctx.report.dropped(rule.where, rule.text(), "it never applies: its conditions are always false "
-                                    "(as httpd evaluates them)")
+            try:
+                self._target(substitution, groups, rule)
+                also = ""
+            except Untranslatable as why:
+                also = f"; and {why}"
+            self.ctx.report.dropped(rule.where, rule.text(), "it never applies: its conditions are always false, "
+                                    f"as httpd evaluates them{also}")
             return []
         target, uses_uri = self._target(substitution, groups, rule)
         body = f"^(?!.*?{patterns.scoped(patterns.non_capturing(pattern), None)})" if negate else pattern

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 from . import patterns
 from .reader import Directive
@@ -74,10 +75,17 @@ def _all_of(values: list[str]) -> str:
     return "".join(f"(?=.*?{patterns.scoped(v, None)})" for v in values)
 
 
+def _encoded(text: str) -> str:
+    """A path as it travels (httpd compares and builds decoded paths, mpm-proxy raw ones)."""
+    return quote(text, safe="/%:@!$&'()*+,;=-._~")
+
+
 def _prefix_route(spec: RouteSpec, guards: list[str]) -> dict:
     """ProxyPass fake -> real: httpd sends `real + rest of the path`."""
-    fake, real = spec.prefix, spec.to
-    scheme, authority, path = split_url(real)
+    fake = _encoded(spec.prefix)
+    scheme, authority, path = split_url(spec.to)
+    path = _encoded(path)
+    real = f"{scheme}://{authority}{path}"
     if not guards and (fake.endswith("/") or fake == "/") and path:
         return {"path": fake, "to": real}
     base = f"{scheme}://{authority}"
