@@ -38,8 +38,14 @@ REASONS = {
     "requestheader": "mpm-proxy does not edit headers",
     "proxywebsocketfallbacktoproxyhttp": "read to decide how ws:// URLs upgrade",
     "defaultruntimedir": "mpm-proxy keeps its pidfile and control socket where control: says",
+    "maxkeepaliverequests": "mpm-proxy serves any number of requests on a kept-alive connection",
 }
 FILE_SECTIONS = ("Directory", "DirectoryMatch", "Files", "FilesMatch")
+# Settings mpm-proxy has once for all listeners: a virtual host's own value is not used.
+SERVER_WIDE = ("errorlog", "customlog", "transferlog", "loglevel", "timeout", "keepalivetimeout", "limitrequestline",
+               "limitrequestfieldsize", "limitrequestfields", "limitrequestbody", "requestreadtimeout", "logformat")
+MPM_TUNING = ("minsparethreads", "maxsparethreads", "threadlimit", "asyncrequestworkerfactor", "minspareservers",
+              "maxspareservers", "threadstacksize", "listenbacklog", "startthreads")
 
 
 def report_untranslated(ctx: Context, directives: list[Directive], inside: Directive | None = None) -> None:
@@ -82,6 +88,12 @@ def _plain(ctx: Context, d: Directive, inside: Directive | None) -> None:
     elif key in ("proxypassreverse", "proxypreservehost") and inside is not None:
         ctx.report.dropped(d.where, d.text(), f"mpm-proxy sets it per route; <{inside.name} {inside.args}> has no "
                                               "ProxyPass of its own")
+    elif key in SERVER_WIDE and inside is not None and inside.name == "VirtualHost":
+        ctx.report.dropped(d.where, d.text(), "mpm-proxy has one of these for all listeners: the main server's "
+                                              "(or its default) applies")
+    elif key in MPM_TUNING:
+        ctx.report.dropped(d.where, d.text(), "mpm-proxy's workers are event loops without a pool of spare threads "
+                                              "(see mpm.workers and mpm.threads_per_child)")
     elif key in REASONS:
         if key not in ("servername", "serveralias", "rewriteengine", "rewriteoptions",
                        "proxywebsocketfallbacktoproxyhttp") and not (key == "proxyrequests" and d.args.lower() == "off"):

@@ -139,27 +139,34 @@ def _connect(ctx: Context, proxy_timeout: float, out: Settings) -> None:
 
 
 def _client_header(ctx: Context, main: Scope, timeout: float, out: Settings) -> None:
-    d = main.last("RequestReadTimeout")
-    if d is None:
-        if not ctx.tree.modules.has("reqtimeout_module"):
-            out.set("timeouts", "client_header", timeout, "no mod_reqtimeout: httpd waits Timeout for a request head")
-        return
-    ctx.handled.add(id(d))
-    for word in d.words:
-        key, _, value = word.partition("=")
-        if key.lower() != "header":
-            continue
-        first = value.split(",")[0].split("-")[0]
-        t = seconds(first)
-        if t is None:
-            ctx.report.error(d.where, f"RequestReadTimeout: header={value} is not a timeout")
-        elif t == 0:
-            ctx.report.dropped(d.where, d.text(), "header=0 turns the limit off; mpm-proxy always has one")
-        else:
-            out.set("timeouts", "client_header", t, f"{d.where}  {d.text()}")
-            if value != first:
-                ctx.report.warn(d.where, f"RequestReadTimeout header={value}: mpm-proxy allows {t:g} s for the "
-                                "head, without the extension by MinRate")
+    """RequestReadTimeout header=N[-M][,MinRate=R]: each line sets the keys it names."""
+    lines = main.own("RequestReadTimeout")
+    if not lines and not ctx.tree.modules.has("reqtimeout_module"):
+        out.set("timeouts", "client_header", timeout, "no mod_reqtimeout: httpd waits Timeout for a request head")
+    for d in lines:
+        ctx.take(d)
+        for word in d.args.replace(" ", "").split(","):
+            key, _, value = word.partition("=")
+            if key.lower() in ("body", "handshake"):
+                ctx.report.dropped(d.where, f"RequestReadTimeout {word}", f"mpm-proxy has no {key.lower()} timeout "
+                                   "of this kind (timeouts.proxy bounds a stalled body)")
+            elif key.lower() == "header":
+                _header_timeout(ctx, d, value, out)
+
+
+def _header_timeout(ctx: Context, d: Directive, value: str, out: Settings) -> None:
+    first = value.split("-")[0]
+    t = seconds(first)
+    if t is None:
+        ctx.report.error(d.where, f"RequestReadTimeout: header={value} is not a timeout")
+    elif t == 0:
+        ctx.report.dropped(d.where, f"RequestReadTimeout header={value}", "0 turns the limit off; mpm-proxy always "
+                                                                          "has one")
+    else:
+        out.set("timeouts", "client_header", t, f"{d.where}  {d.text()}")
+        if value != first:
+            ctx.report.warn(d.where, f"RequestReadTimeout header={value}: mpm-proxy allows {t:g} s for the head, "
+                            "without the extension by MinRate")
 
 
 def _limits(ctx: Context, main: Scope, out: Settings) -> None:
