@@ -62,7 +62,7 @@ def report_untranslated(ctx: Context, directives: list[Directive], inside: Direc
 def _section(ctx: Context, d: Directive) -> None:
     if d.name in FILE_SECTIONS:
         ctx.report.dropped(d.where, d.text(), "applies to files httpd serves itself; mpm-proxy serves none")
-        _mark(ctx, d.children)
+        mark(ctx, d.children)
         return
     if d.name in ("VirtualHost", "Location", "LocationMatch", "Proxy", "ProxyMatch"):
         report_untranslated(ctx, d.children or [], d)     # the translators took what they read
@@ -73,7 +73,7 @@ def _section(ctx: Context, d: Directive) -> None:
            "Limit": "per-method sections are not translated",
            "LimitExcept": "per-method sections are not translated"}.get(d.name, "this section is not translated")
     ctx.report.dropped(d.where, d.text(), why, routing=routing)
-    _mark(ctx, d.children)
+    mark(ctx, d.children)
 
 
 def _plain(ctx: Context, d: Directive, inside: Directive | None) -> None:
@@ -85,6 +85,13 @@ def _plain(ctx: Context, d: Directive, inside: Directive | None) -> None:
         granted = d.args.lower() in ("all granted",)
         why = "mpm-proxy does no access control (use its admin allow-list, or a firewall)"
         ctx.report.dropped(d.where, d.text(), why, routing=not (granted or in_files))
+    elif key in ("rewriterule", "rewritecond") and inside is None:
+        ctx.report.dropped(d.where, d.text(), "the main server's rewrite rules apply in a virtual host only with "
+                                              "RewriteOptions Inherit, and no listener is served by the main server")
+    elif key in ("rewriterule", "rewritecond", "rewritebase") and inside.name != "VirtualHost":
+        ctx.report.dropped(d.where, d.text(), f"rewrite rules in <{inside.name}> run after ProxyPass has chosen "
+                                              "(per-directory rewriting); move them to the server or virtual host",
+                           routing=key == "rewriterule")
     elif key in ("proxypassreverse", "proxypreservehost") and inside is not None:
         ctx.report.dropped(d.where, d.text(), f"mpm-proxy sets it per route; <{inside.name} {inside.args}> has no "
                                               "ProxyPass of its own")
@@ -112,7 +119,8 @@ def _routes(directives: list[Directive]) -> bool:
     return False
 
 
-def _mark(ctx: Context, directives: list[Directive] | None) -> None:
+def mark(ctx: Context, directives: list[Directive] | None) -> None:
+    """Count these (and what they contain) as reported already."""
     for d in directives or []:
         ctx.handled.add(id(d))
-        _mark(ctx, d.children)
+        mark(ctx, d.children)

@@ -55,7 +55,13 @@ def parse_listens(ctx: Context, main: Scope) -> list[ListenSpec]:
         if not 0 < port < 65536:
             ctx.report.error(d.where, f"Listen: port {port} is out of range")
             continue
-        out.append(ListenSpec(d, None if host in ("*", "0.0.0.0") else host, port))
+        spec = ListenSpec(d, None if host in ("*", "0.0.0.0") else host, port)
+        first = next((o for o in out if o.address == spec.address), None)
+        if first is not None:
+            ctx.report.error(d.where, f"Cannot define multiple Listeners on the same IP:port ({spec.address}, "
+                                      f"first at {first.directive.where})")
+            continue
+        out.append(spec)
     if not out:
         ctx.report.error(f"{ctx.tree_file}:1", "no Listen directive: httpd would not start (no listening sockets)")
     return out

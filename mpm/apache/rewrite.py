@@ -101,11 +101,13 @@ class RewriteTranslator:
 
     def _rule_lines(self) -> list[tuple[list[Directive], Directive]]:
         """(conditions, rule) pairs in the order httpd applies them here (RewriteOptions Inherit*)."""
-        own = _pairs(self.scope.own("RewriteCond", "RewriteRule"))
+        own = _pairs([self.ctx.take(d) for d in self.scope.own("RewriteCond", "RewriteRule")])
         if self.scope.main is None:
             return own
         options = " ".join(d.args.lower() for d in self.scope.own("RewriteOptions"))
-        inherited = _pairs(self.scope.main.own("RewriteCond", "RewriteRule"))
+        if "inherit" not in options:
+            return own
+        inherited = _pairs([self.ctx.take(d) for d in self.scope.main.own("RewriteCond", "RewriteRule")])
         if "inheritbefore" in options:
             return inherited + own
         if "inherit" in options:

@@ -48,6 +48,7 @@ def translate(tree: Tree, report: Report, file: str) -> Translation:
         if not any(vhost in group for group in groups):
             report.dropped(vhost.vhost.where, vhost.vhost.text(), "no Listen matches its address, so httpd never "
                                                                   "uses it")
+            ignored.mark(ctx, vhost.directives)
     balancers = BalancerTranslator(ctx, [main, *vhosts])
     per_group = {group: _group_routes(ctx, list(group), main) for group in groups}
     balancers.translate()
@@ -107,7 +108,7 @@ def _server_specs(ctx: Context, scope: Scope) -> list[RouteSpec]:
     location = passes.location_specs()
     server = passes.server_specs()
     rewrite = RewriteTranslator(scope, ctx, workers, fallback).specs()
-    for d in scope.chain("RewriteCond", "RewriteRule", "RewriteEngine", "RewriteOptions"):
+    for d in scope.chain("RewriteEngine", "RewriteOptions"):
         ctx.take(d)
     specs = rewrite + location + server
     _per_server_options(ctx, scope, specs)
