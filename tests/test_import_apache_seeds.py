@@ -166,9 +166,11 @@ ProxyPass / http://127.0.0.1:{rest.port}/
     # With the fallback (the default) mod_proxy_http sends it to the ws:// backend as plain
     # HTTP; without it mod_proxy_wstunnel passes a request without Upgrade to the next rule.
     assert (status, body) == (200, b"ws" if fallback == "On" else b"rest")
+    # httpd's legacy mod_proxy_wstunnel (fallback Off) intermittently stalls on a wss:// upgrade
+    # to this backend (2.4.71 here), so that one request is compared with the fallback only.
+    wss_upgrade = [("/wss2/x", {"ws": True})] if fallback == "On" else []
     agree_with_apache(tmp_path, port, proxy, [ws, wss, rest], [
-        ("/ws2/chat", {"ws": True}), ("/ws2/page", {}), ("/wss2/x", {"ws": True}), ("/wss2/x", {}),
-        ("/other", {"ws": True})])
+        ("/ws2/chat", {"ws": True}), ("/ws2/page", {}), *wss_upgrade, ("/wss2/x", {}), ("/other", {"ws": True})])
 
 
 def test_wstunnel_doc_proxypassmatch_before_catch_all(tmp_path, proxy_factory, members):

@@ -144,8 +144,16 @@ class BalancerTranslator:
                                     "members have none (put it in the ProxyPass URL)", routing=True)
             return
         member = {"url": f"{parts[0]}://{parts[1]}"}
+        twin = next((m for m in b["members"] if m["url"].lower() == member["url"].lower()), None)
+        if twin is not None:
+            self.ctx.report.dropped(d.where, d.text(), f"balancer://{name} has this member already "
+                                    f"({twin['_source'].where})")
+            return
         member.update(self._member_params(name, params, d))
         member["_source"] = d
+        if any(m.get("route") == member.get("route") for m in b["members"] if "route" in member):
+            self.ctx.report.dropped(d.where, f"route={member.pop('route')}", f"another member of balancer://{name} "
+                                    "has this route: sticky sessions could not tell them apart")
         b["members"].append(member)
 
     def _member_params(self, name: str, params: dict[str, str], d: Directive) -> dict:
