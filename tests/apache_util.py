@@ -122,7 +122,8 @@ def ask(port: int, path: str, headers: dict | None = None, ws: bool = False, hos
 
 def reached(members, port: int, path: str, headers: dict | None = None, ws: bool = False,
             host: str = "proxy.test", connection: str = "Upgrade") -> tuple:
-    """(backend name, path it saw, whether it saw an upgrade) or ('-', status) when no backend did."""
+    """(backend name, path it saw, whether it saw an upgrade, the Host it saw) or ('-', status) when
+    no backend did."""
     before = {m.name: len(m.requests) for m in members}
     status = ask(port, path, headers, ws, host, connection)
     hits = [(m, m.requests[before[m.name]:]) for m in members if len(m.requests) > before[m.name]]
@@ -130,4 +131,4 @@ def reached(members, port: int, path: str, headers: dict | None = None, ws: bool
         return ("-", status)
     assert len(hits) == 1 and len(hits[0][1]) == 1, f"{path}: more than one backend request: {hits}"
     member, (request,) = hits[0]
-    return (member.name, request["target"], request["ws"])
+    return (member.name, request["target"], request["ws"], request["headers"].get("host"))
