@@ -10,7 +10,9 @@ exclusions, ProxyPassMatch (with and without $N), <Location>/<LocationMatch> Pro
 (where the last matching section wins over the server-level rules), upgrade= on http://,
 ws:// targets, balancers with sticky routes, and two name-based virtual hosts (one with
 ProxyPreserveHost On).  The
-requests cover both sides of every rule, with and without Upgrade headers.
+requests cover both sides of every rule, with and without Upgrade headers, and the worker
+sharing that decides which upgrade= applies (a ProxyPass or [P] URL that starts with an
+earlier ProxyPass URL uses that worker and its parameters).
 
 Backends are `balancer_util.Member`s: each records the path it was asked for and whether
 the request asked to upgrade, answers plain requests with its name and echoes WebSocket
@@ -58,6 +60,7 @@ ProxyPass /shared/ http://127.0.0.1:{A}/shared/
     RewriteCond %{{HTTP:X-Tunnel}} ^yes$ [OR]
     RewriteCond %{{HTTP:Upgrade}} ^WebSocket$
     RewriteRule ^/either/(.*)$ ws://127.0.0.1:{W}/either/$1 [P]
+    RewriteRule ^/rwshare/(.*) http://127.0.0.1:{S}/rw/$1 [P]
 
     ProxyPass /static !
     ProxyPassMatch ^/(myApp/ws)$ ws://127.0.0.1:{W}/$1
@@ -69,6 +72,10 @@ ProxyPass /shared/ http://127.0.0.1:{A}/shared/
     ProxyPassReverse /bal/ balancer://cluster/
     ProxyPass /stream/ balancer://live/stream/
     ProxyPass /api/ http://127.0.0.1:{A}/v1/
+    ProxyPass /shareA/ http://127.0.0.1:{S}/ upgrade=websocket
+    ProxyPass /shareB/ http://127.0.0.1:{S}/b/
+    ProxyPass /shareC/ http://127.0.0.1:{S}/c/
+    ProxyPass /shareD/ http://127.0.0.1:{S}/c/d/ upgrade=websocket
     <Location /api/>
         ProxyPass http://127.0.0.1:{C}/v2/
     </Location>
@@ -116,6 +123,8 @@ CORPUS = [
     ("/admin/", {}), ("/admin/users", {}), ("/admin", {}), ("/admin/private/keys", {}),
     ("/admin/private", {}), ("/admin/privateer", {}),
     ("/report/42", {}), ("/report/abc", {}), ("/report/42/x", {}),
+    ("/shareA/x", WS), ("/shareB/x", WS), ("/shareC/x", WS), ("/shareD/x", WS), ("/rwshare/x", WS),
+    ("/rwshare/x", {}),
     ("/shared/z", {}), ("/", {}), ("/other", WS), ("/other?x=%41", {}),
     ("/only-other/p", {"host": "other.test"}), ("/only-other/p", {"host": "www.other.test", "ws": True}),
     ("/only-other/p", {"host": "OTHER.test:8080"}), ("/shared/q", {"host": "other.test"}),
@@ -132,7 +141,7 @@ def setup(tmp_path_factory):
             pytest.fail(f"{reason}, and CI is set: CI must run this test")
         pytest.skip(reason)
     directory = str(tmp_path_factory.mktemp("differential"))
-    members = {name: Member(name) for name in ("A", "B1", "B2", "C", "W")}
+    members = {name: Member(name) for name in ("A", "B1", "B2", "C", "S", "W")}
     port = free_port()
     conf = os.path.join(directory, "httpd.conf")
     with open(conf, "w") as f:

@@ -137,8 +137,8 @@ def upgrade_option(scheme: str, params: dict[str, str], fallback: bool) -> list[
         return ["websocket"] if scheme in ("ws", "wss") else []
     if value.upper() == "ANY" or value == "*":
         return "ANY"
-    if value.upper() == "NONE" and not fallback:
-        return "NONE"
+    if value.upper() == "NONE":
+        return [] if fallback else "NONE"
     return [n.strip() for n in value.split(",") if n.strip()]
 
 
@@ -212,7 +212,11 @@ class PassTranslator:
         if parts[0] == "balancer":
             self._balancer_params(p)
         if p.regex:
-            pattern, to = _template(p, self.ctx)
+            try:
+                pattern, to = _template(p, self.ctx)
+            except patterns.PatternError as why:
+                self.ctx.report.dropped(d.where, d.text(), str(why), routing=True)
+                return None
             spec = RouteSpec(sources, pattern=pattern, to=to)
         else:
             spec = RouteSpec(sources, prefix=p.fake, to=p.real)
@@ -225,31 +229,29 @@ class PassTranslator:
         return spec
 
     def worker_options(self, worker: Worker | None, scheme: str, d: Directive) -> dict:
-        """upgrade/timeout of the worker a request is sent with (the balancer's members: none)."""
+        """upgrade/timeout of the worker a request is sent with (a balancer's come from its members).
+        Parameters are reported (once) on the line that defined the worker."""
         params = worker.params if worker is not None else {}
         options: dict = {}
         if scheme != "balancer":
             options["upgrade"] = upgrade_option(scheme, params, self.fallback)
-            if params.get("upgrade", "").upper() == "NONE" and self.fallback:
-                self.ctx.report.warn(d.where, "upgrade=NONE: mod_proxy_http handles ws:// here "
-                                     "(ProxyWebsocketFallbackToProxyHttp is On), and it takes NONE as a protocol "
-                                     "name, so nothing is tunnelled; translated as that (upgrade: [NONE])")
-        if worker is None or worker.source is not d:
-            return options
+        own = worker is not None and worker.source is d
         for key, value in params.items():
-            if key == "timeout":
+            if key in ("timeout", "connectiontimeout"):
                 t = seconds(value)
                 if t is None or t <= 0:
-                    self.ctx.report.error(d.where, f"{d.name}: timeout={value} is not a valid timeout")
-                else:
+                    if own:
+                        self.ctx.report.error(d.where, f"{d.name}: {key}={value} is not a valid timeout")
+                elif key == "timeout":
                     options["timeout"] = t
-            elif key == "connectiontimeout":
-                t = seconds(value)
-                if t is None or t <= 0:
-                    self.ctx.report.error(d.where, f"{d.name}: connectiontimeout={value} is not a valid timeout")
-                else:
+                elif own:
                     self.ctx.connect_timeouts.append((t, d))
-            elif key != "upgrade":
+            elif key == "upgrade" and value.upper() == "NONE" and self.fallback and own:
+                self.ctx.report.warn(d.where, "upgrade=NONE: mod_proxy_http handles ws:// here "
+                                     "(ProxyWebsocketFallbackToProxyHttp is On) and takes NONE as a protocol name, "
+                                     "so nothing is tunnelled; translated as upgrade: [] (with the fallback Off, "
+                                     "mod_proxy_wstunnel's NONE means: always tunnel)")
+            elif key != "upgrade" and own:
                 why = UNSUPPORTED_WORKER_PARAMS.get(key, "no mpm-proxy equivalent for this worker parameter")
                 self.ctx.report.dropped(d.where, f"{d.name} ... {key}={value}", why)
         return options
