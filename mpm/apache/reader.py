@@ -165,7 +165,7 @@ class Reader:
                 if closing.lower() != name.lower():
                     raise ApacheConfigError([f"{file}:{logical.line}: Expected </{name}> but saw </{closing}>"])
                 return
-            if word.startswith("<") and not word.startswith("<!"):
+            if word.startswith("<"):
                 inner = word[1:-1] if word.endswith(">") else word[1:]
                 self._soak(lines, inner, f"{file}:{logical.line}", file)
         raise ApacheConfigError([f"{opener}: <{name}> was not closed (no </{name}> before the end of {file})"])

@@ -85,17 +85,16 @@ class RewriteTranslator:
                 self.ctx.report.dropped(rule.where, rule.text(), "RewriteEngine is not On here, so httpd ignores it")
             return []
         out: list[RouteSpec] = []
-        rewrote_before: Directive | None = None
+        self.rewrote: Directive | None = None      # an earlier rule, not translated, that may change the path
         for conds, rule in rules:
             try:
                 specs = self._rule(conds, rule)
             except Untranslatable as why:
                 self.ctx.report.dropped(rule.where, rule.text(), str(why), routing=True)
-                rewrote_before = rewrote_before or rule
                 continue
-            if specs and rewrote_before is not None:
-                self.ctx.report.warn(rule.where, f"translated as if the RewriteRule at {rewrote_before.where} "
-                                     "(not translated) had not rewritten the path first")
+            if specs and self.rewrote is not None:
+                self.ctx.report.warn(rule.where, f"translated as if the RewriteRule at {self.rewrote.where} "
+                                     "(not translated) had not changed the path first")
             out.extend(specs)
         return out
 
@@ -217,10 +216,12 @@ class RewriteTranslator:
             self.ctx.report.dropped(rule.where, rule.text(), "no [P] flag and no new path: only environment or "
                                     "cookies would change, which mpm-proxy does not do")
             return
-        raise_why = ("a redirect" if "R" in flags else "a 403" if "F" in flags else "a 410" if "G" in flags
-                     else "an internal rewrite")
-        self.ctx.report.dropped(rule.where, rule.text(), f"{raise_why}, not a proxy rule: mpm-proxy only proxies",
+        what = ("a redirect" if "R" in flags else "a 403" if "F" in flags else "a 410" if "G" in flags
+                else "an internal rewrite")
+        self.ctx.report.dropped(rule.where, rule.text(), f"{what}, not a proxy rule: mpm-proxy only proxies",
                                 routing=True)
+        if what == "an internal rewrite" and self.rewrote is None:
+            self.rewrote = rule
 
     def _cond(self, d: Directive) -> Cond | None:
         words = syntax.rewrite_words(d.args)
