@@ -29,6 +29,7 @@ class Context:
     connect_timeouts: list[tuple[float, Directive]] = field(default_factory=list)
     balancer_params: dict[str, list[tuple[str, str, Directive]]] = field(default_factory=dict)
     handled: set[int] = field(default_factory=set)     # ids of the directives a translator took care of
+    reverse_used: set[int] = field(default_factory=set)  # ProxyPassReverse lines some route took up
 
     def take(self, d: Directive) -> Directive:
         self.handled.add(id(d))

@@ -63,6 +63,7 @@ def translate(tree: Tree, report: Report, file: str) -> Translation:
     out.routes = _with_balancers(ctx, per_group[kept] if kept else [], balancers)
     out.balancers, out.balancer_comments = balancers.result, balancers.comments
     server_settings(ctx, main, out.settings)
+    _report_unused_reverse(ctx, list(dict.fromkeys([main] + [s for group in groups for s in group])))
     ignored.report_untranslated(ctx, main.directives)
     for vhost in vhosts:
         ignored.report_untranslated(ctx, vhost.directives, vhost.vhost)
@@ -118,8 +119,10 @@ def _server_specs(ctx: Context, scope: Scope) -> list[RouteSpec]:
 def _per_server_options(ctx: Context, scope: Scope, specs: list[RouteSpec]) -> None:
     """preserve_host, reverse, a virtual host's own ProxyTimeout, backend TLS."""
     preserve = scope.last("ProxyPreserveHost")
+    for d in scope.chain("ProxyPreserveHost", "ProxyPassReverse"):
+        ctx.take(d)
     timeout = _own_timeout(ctx, scope)
-    reverse = [ctx.take(d) for d in scope.chain("ProxyPassReverse")]
+    server_rules = [(d.words[0], d.words[1], d) for d in scope.chain("ProxyPassReverse") if len(d.words) >= 2]
     for spec in specs:
         if spec.exclusion:
             continue
@@ -128,26 +131,35 @@ def _per_server_options(ctx: Context, scope: Scope, specs: list[RouteSpec]) -> N
         keep = next((d for d in reversed(local) if d.key == "proxypreservehost"), None) or preserve
         if keep is not None and on_off(ctx.take(keep), ctx.report):
             spec.options["preserve_host"] = True
-        rules = [(section.words[-1], ctx.take(d).words[0]) for d in local if d.key == "proxypassreverse" and d.words]
-        rules += [(d.words[0], d.words[1]) for d in reverse if len(d.words) >= 2]
-        if _reverse_applies(spec, rules):
+        rules = [(section.words[-1], ctx.take(d).words[0], d) for d in local if d.key == "proxypassreverse" and d.words]
+        if _reverse_applies(ctx, spec, rules + server_rules):
             spec.options["reverse"] = True
         if timeout is not None and "timeout" not in spec.options:
             spec.options["timeout"] = timeout
-        scheme = split_url(spec.to)[0]
-        if scheme in ("https", "wss"):
+        if split_url(spec.to)[0] in ("https", "wss"):
             spec.options["tls"] = listen.backend_tls(ctx, scope, spec.sources[0])
 
 
-def _reverse_applies(spec: RouteSpec, rules: list[tuple[str, str]]) -> bool:
+def _reverse_applies(ctx: Context, spec: RouteSpec, rules: list[tuple[str, str, object]]) -> bool:
+    """A ProxyPassReverse for this route's path (or any, for a rewrite) and backend."""
     target = split_url(spec.to)
-    for fake, real in rules:
+    found = False
+    for fake, real, d in rules:
         parts = split_url(real)
         if parts is None or target is None or parts[1].lower() != target[1].lower():
             continue
         if spec.prefix is None or fake.rstrip("/") == spec.prefix.rstrip("/"):
-            return True
-    return False
+            ctx.reverse_used.add(id(d))
+            found = True
+    return found
+
+
+def _report_unused_reverse(ctx: Context, scopes: list[Scope]) -> None:
+    for scope in scopes:
+        for d in scope.own("ProxyPassReverse"):
+            if id(d) not in ctx.reverse_used:
+                ctx.report.dropped(d.where, d.text(), "no route has this path and backend: mpm-proxy rewrites "
+                                                      "Location headers per route (reverse: true)")
 
 
 def _own_timeout(ctx: Context, scope: Scope) -> float | None:
