@@ -101,12 +101,15 @@ def test_include_loop(tmp_path):
     ("ProxyPass /a\n", "ProxyPass needs a URL (and a path, when not inside a <Location>)"),
     ("ProxyPass /a http://127.0.0.1:1/ timeout\n", "ProxyPass: parameters must be in the form 'key=value'"),
     ("LoadModule\n", "LoadModule takes two arguments, a module name and a path"),
-    ("ProxyPass / http://127.0.0.1:1/ timeuot=5\n", "ProxyPass: unknown Worker parameter 'timeuot' (httpd refuses it)"),
+    ("ProxyPass / http://127.0.0.1:1/ timeuot=5\n", "ProxyPass: unknown Worker parameter 'timeuot' (httpd refuses it) "
+     "(did you mean 'timeout'?)"),
+    ("RewriteEngine on\nRewriteRule ^/ ws://127.0.0.1:1/ [P,LL]\n", "RewriteRule: unknown flag 'LL' (did you "
+     "mean 'L'?)"),
     ("ProxyPass / balancer://c/ upgrade=websocket\n", "ProxyPass: unknown Balancer parameter 'upgrade' (httpd "
      "refuses it) (put it on the BalancerMember lines)"),
     ("<VirtualHost *:8080>\nLoadModule ssl_module modules/mod_ssl.so\n</VirtualHost>\n",
      "LoadModule cannot occur within <VirtualHost> section"),
-], ids=["locationmatch", "rewritecond", "proxypass-no-url", "proxypass-param", "loadmodule", "worker-param",
+], ids=["locationmatch", "rewritecond", "proxypass-no-url", "proxypass-param", "loadmodule", "worker-param", "flag",
         "balancer-param", "loadmodule-in-vhost"])
 def test_bad_arguments(tmp_path, text, message):
     conf, errors = broken(tmp_path, HEAD + text)

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from conf.fields import did_you_mean
+
 from . import patterns
 from .context import Context, Worker, seconds
 from .reader import Directive
@@ -84,9 +86,9 @@ def parse_pass(d: Directive, location: Directive | None, ctx: Context) -> Pass |
     unknown = [k for k in params if k not in known]
     if unknown and real != "!":
         kind = "Balancer" if known is BALANCER_PARAMS else "Worker"
-        ctx.report.error(d.where, f"{d.name}: unknown {kind} parameter '{unknown[0]}' (httpd refuses it)"
-                                  + (" (put it on the BalancerMember lines)" if kind == "Balancer" and
-                                     unknown[0] in WORKER_PARAMS else ""))
+        hint = " (put it on the BalancerMember lines)" if kind == "Balancer" and unknown[0] in WORKER_PARAMS \
+            else did_you_mean(unknown[0], known)
+        ctx.report.error(d.where, f"{d.name}: unknown {kind} parameter '{unknown[0]}' (httpd refuses it){hint}")
         return None
     if is_regex:
         problem = patterns.check(fake)

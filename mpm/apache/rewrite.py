@@ -22,6 +22,8 @@ import itertools
 import re
 from dataclasses import dataclass
 
+from conf.fields import did_you_mean
+
 from . import patterns, syntax
 from .context import Context, on_off
 from .proxypass import SCHEMES, Workers, upgrade_option
@@ -34,6 +36,8 @@ FLAG_NAMES = {"proxy": "P", "last": "L", "nocase": "NC", "noescape": "NE", "qsap
               "skip": "S", "type": "T", "env": "E", "cookie": "CO", "nosubreq": "NS", "end": "END",
               "ornext": "OR", "novary": "NV", "qslast": "QSL"}
 HARMLESS_WITH_P = {"P", "L", "NC", "NE", "END", "NS"}
+KNOWN_FLAGS = set(FLAG_NAMES.values()) | {"B", "BCTLS", "BNE", "BNP", "DPI", "H", "UNSAFEALLOW3F",
+                                          "UNSAFEPREFIXSTAT"}
 HTTP_VARIABLES = {"HTTP_HOST": "Host", "HTTP_USER_AGENT": "User-Agent", "HTTP_REFERER": "Referer",
                   "HTTP_COOKIE": "Cookie", "HTTP_FORWARDED": "Forwarded", "HTTP_ACCEPT": "Accept",
                   "HTTP_PROXY_CONNECTION": "Proxy-Connection"}
@@ -66,6 +70,8 @@ def flags_of(text: str | None) -> dict[str, str]:
     for item in text[1:-1].split(","):
         key, _, value = item.strip().partition("=")
         key = FLAG_NAMES.get(key.lower(), key.upper())
+        if key and key not in KNOWN_FLAGS:
+            raise ValueError(f"unknown flag '{item.strip()}'{did_you_mean(key, sorted(KNOWN_FLAGS))}")
         if key:
             out[key] = value
     return out
