@@ -109,8 +109,10 @@ def test_include_loop(tmp_path):
      "refuses it) (put it on the BalancerMember lines)"),
     ("<VirtualHost *:8080>\nLoadModule ssl_module modules/mod_ssl.so\n</VirtualHost>\n",
      "LoadModule cannot occur within <VirtualHost> section"),
+    ("<VirtualHost *:8080>\n<Location />\nListen 9090\n</Location>\n</VirtualHost>\n",
+     "Listen cannot occur within <Location> section"),
 ], ids=["locationmatch", "rewritecond", "proxypass-no-url", "proxypass-param", "loadmodule", "worker-param", "flag",
-        "balancer-param", "loadmodule-in-vhost"])
+        "balancer-param", "loadmodule-in-vhost", "listen-in-location"])
 def test_bad_arguments(tmp_path, text, message):
     conf, errors = broken(tmp_path, HEAD + text)
     assert len(errors) == 1 and errors[0].startswith(f"{conf}:") and message in errors[0], errors

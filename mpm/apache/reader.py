@@ -27,6 +27,11 @@ from .report import ApacheConfigError, Report
 HTTPD_VERSION = (2, 4, 71)     # what <IfVersion> compares against: the httpd this importer was checked with
 CONDITIONALS = ("IfModule", "IfDefine", "IfVersion", "IfFile", "IfDirective", "IfSection")
 _GLOB_CHARS = re.compile(r"[*?\[]")
+# Directives httpd accepts only at the top level (ap_check_cmd_context(cmd, GLOBAL_ONLY)).
+GLOBAL_ONLY = {"listen", "pidfile", "startservers", "serverlimit", "threadsperchild", "threadlimit",
+               "maxrequestworkers", "maxclients", "maxconnectionsperchild", "maxrequestsperchild",
+               "gracefulshutdowntimeout", "minsparethreads", "maxsparethreads", "user", "group", "mutex",
+               "defaultruntimedir", "listenbacklog", "scoreboardfile"}
 
 
 @dataclass
@@ -231,6 +236,8 @@ class Reader:
         elif key == "serverroot":
             self._server_root(words, where)
         else:
+            if key in GLOBAL_ONLY and self.sections:
+                self.report.error(where, f"{spelled} cannot occur within <{self.sections[-1]}> section")
             return [Directive(spelled, args, file, line, None, self._next())]
         return []
 

@@ -53,13 +53,7 @@ def translate(tree: Tree, report: Report, file: str) -> Translation:
     per_group = {group: _group_routes(ctx, list(group), main) for group in groups}
     balancers.translate()
     kept = _choose(ctx, groups, per_group)
-    for group in groups:
-        for spec in groups[group]:
-            if group is kept or _same(per_group[group], per_group[kept]):
-                tls = listen.tls_section(ctx, list(group)) if group != (main,) else \
-                    listen.tls_section(ctx, [main])
-                entry = {"address": spec.address, "tls": tls} if tls else spec.address
-                out.listen.append((entry, f"{spec.directive.where}  {spec.directive.text()}"))
+    out.listen = _listeners(ctx, groups, per_group, kept)
     out.routes = _with_balancers(ctx, per_group[kept] if kept else [], balancers)
     out.balancers, out.balancer_comments = balancers.result, balancers.comments
     server_settings(ctx, main, out.settings)
@@ -67,6 +61,19 @@ def translate(tree: Tree, report: Report, file: str) -> Translation:
     ignored.report_untranslated(ctx, main.directives)
     for vhost in vhosts:
         ignored.report_untranslated(ctx, vhost.directives, vhost.vhost)
+    return out
+
+
+def _listeners(ctx: Context, groups: dict, per_group: dict, kept) -> list[tuple[object, str]]:
+    """`listen:` entries (with `tls:` where the virtual hosts serving them have SSLEngine On)."""
+    out = []
+    for group, specs in groups.items():
+        if group is not kept and not _same(per_group[group], per_group[kept]):
+            continue
+        tls = listen.tls_section(ctx, list(group))
+        for spec in specs:
+            entry = {"address": spec.address, "tls": tls} if tls else spec.address
+            out.append((entry, f"{spec.directive.where}  {spec.directive.text()}"))
     return out
 
 
