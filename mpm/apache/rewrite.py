@@ -137,10 +137,16 @@ class RewriteTranslator:
             self.ctx.report.error(rule.where, f"RewriteRule: the regular expression '{pattern}' could not be "
                                   f"compiled: {problem}")
             return []
+        try:        # read even for a rule that is not translated: httpd refuses a bad condition
+            conds = [c for c in (self._cond(d) for d in cond_lines) if c is not None]
+            unexpressed = None
+        except Untranslatable as why:
+            conds, unexpressed = [], why
         if "P" not in flags:
             self._not_proxy(rule, flags, substitution)
             return []
-        conds = [c for c in (self._cond(d) for d in cond_lines) if c is not None]
+        if unexpressed is not None:
+            raise unexpressed
         extra = sorted(set(flags) - HARMLESS_WITH_P)
         if extra:
             raise Untranslatable(f"mpm-proxy cannot do the [{','.join(extra)}] part of a proxied rule")
