@@ -5,7 +5,7 @@ with the same path and the same Host header, and arrive as an upgrade at both or
 HTTP at both.
 
 The configuration uses what the importer translates: [P] rewrite rules on Upgrade headers
-(with [OR], `=` and %{REQUEST_URI}), ProxyPass with and without trailing slashes, `!`
+(with [OR], [NC], `=`, `!`, %{HTTP_HOST} and %{REQUEST_URI}), ProxyPass with and without trailing slashes, `!`
 exclusions, ProxyPassMatch (with and without $N), <Location>/<LocationMatch> ProxyPass
 (where the last matching section wins over the server-level rules), upgrade= on http://,
 ws:// targets, balancers with sticky routes, and two name-based virtual hosts (one with
@@ -61,6 +61,10 @@ ProxyPass /shared/ http://127.0.0.1:{A}/shared/
     RewriteCond %{{HTTP:Upgrade}} ^WebSocket$
     RewriteRule ^/either/(.*)$ ws://127.0.0.1:{W}/either/$1 [P]
     RewriteRule ^/rwshare/(.*) http://127.0.0.1:{S}/rw/$1 [P]
+    RewriteCond %{{HTTP_HOST}} ^ws\\.app\\.test$ [NC]
+    RewriteRule ^/hostws/(.*) ws://127.0.0.1:{W}/h/$1 [P,NC]
+    RewriteCond %{{HTTP:X-Neg}} ^1$
+    RewriteRule !^/keep/ ws://127.0.0.1:{W}/neg [P]
 
     ProxyPass /static !
     ProxyPassMatch ^/(myApp/ws)$ ws://127.0.0.1:{W}/$1
@@ -125,6 +129,8 @@ CORPUS = [
     ("/report/42", {}), ("/report/abc", {}), ("/report/42/x", {}),
     ("/shareA/x", WS), ("/shareB/x", WS), ("/shareC/x", WS), ("/shareD/x", WS), ("/rwshare/x", WS),
     ("/rwshare/x", {}),
+    ("/hostws/a", {"host": "ws.app.test", "ws": True}), ("/HOSTWS/a", {"host": "WS.App.Test:80", "ws": True}),
+    ("/hostws/a", {"ws": True}), ("/x/y?z=1", {"headers": {"X-Neg": "1"}}), ("/keep/y", {"headers": {"X-Neg": "1"}}),
     ("/shared/z", {}), ("/", {}), ("/other", WS), ("/other?x=%41", {}),
     ("/only-other/p", {"host": "other.test"}), ("/only-other/p", {"host": "www.other.test", "ws": True}),
     ("/only-other/p", {"host": "OTHER.test:8080"}), ("/shared/q", {"host": "other.test"}),
