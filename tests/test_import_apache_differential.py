@@ -5,14 +5,14 @@ with the same path and the same Host header, and arrive as an upgrade at both or
 HTTP at both.
 
 The configuration uses what the importer translates: [P] rewrite rules on Upgrade headers
-(with [OR], [NC], `=`, `!`, %{HTTP_HOST} and %{REQUEST_URI}), ProxyPass with and without trailing slashes, `!`
-exclusions, ProxyPassMatch (with and without $N), <Location>/<LocationMatch> ProxyPass
-(where the last matching section wins over the server-level rules), upgrade= on http://,
-ws:// targets, balancers with sticky routes, and two name-based virtual hosts (one with
-ProxyPreserveHost On).  The
-requests cover both sides of every rule, with and without Upgrade headers, and the worker
-sharing that decides which upgrade= applies (a ProxyPass or [P] URL that starts with an
-earlier ProxyPass URL uses that worker and its parameters).
+(with [OR], [NC], `=`, `!`, %{HTTP_HOST} and %{REQUEST_URI}), ProxyPass with and without
+trailing slashes, `!` exclusions, ProxyPassMatch (with and without $N), <Location> and
+<LocationMatch> ProxyPass (where the last matching section wins over the server-level
+rules), upgrade= on http://, ws:// targets, balancers with sticky routes, and two
+name-based virtual hosts (one with ProxyPreserveHost On).  The requests cover both sides
+of every rule, with and without Upgrade headers, and the worker sharing that decides which
+upgrade= applies (a ProxyPass or [P] URL that starts with an earlier ProxyPass URL uses
+that worker and its parameters).
 
 Backends are `balancer_util.Member`s: each records the path it was asked for and whether
 the request asked to upgrade, answers plain requests with its name and echoes WebSocket
