@@ -116,3 +116,10 @@ def test_include_loop(tmp_path):
 def test_bad_arguments(tmp_path, text, message):
     conf, errors = broken(tmp_path, HEAD + text)
     assert len(errors) == 1 and errors[0].startswith(f"{conf}:") and message in errors[0], errors
+
+
+def test_missing_configuration_file(tmp_path):
+    result = import_apache(str(tmp_path / "nope.conf"), str(tmp_path / "out.yaml"))
+    assert result.returncode == 2 and not (tmp_path / "out.yaml").exists()
+    assert result.stderr.splitlines()[0] == f"{tmp_path}/nope.conf:1: Could not open configuration file " \
+                                            f"{tmp_path}/nope.conf: No such file or directory"

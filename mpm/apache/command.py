@@ -51,7 +51,11 @@ def import_apache(file: str, output: str | None, strict: bool, defines: tuple[st
     if output is None:
         sys.stdout.write(text)
     else:
-        _write(output, text)
+        try:
+            _write(output, text)
+        except OSError as exc:
+            print(f"import-apache: cannot write {output}: {exc.strerror or exc}", file=sys.stderr)
+            return EXIT_BROKEN
     status = report.exit_status(strict)
     return 1 if strict and problems else status
 
