@@ -41,11 +41,12 @@ class Settings:
         self.comments[(section, key)] = comment
 
 
-def server_settings(ctx: Context, main: Scope, out: Settings) -> None:
+def server_settings(ctx: Context, main: Scope, out: Settings, vhosts: list[Scope] = ()) -> None:
+    """`vhosts`: the virtual hosts that serve a listener kept (a CustomLog may be only there)."""
     _mpm(ctx, main, out)
     _timeouts(ctx, main, out)
     _limits(ctx, main, out)
-    _logs(ctx, main, out)
+    _logs(ctx, main, out, vhosts)
     _control(ctx, main, out)
 
 
@@ -189,7 +190,7 @@ def _limits(ctx: Context, main: Scope, out: Settings) -> None:
         out.set("limits", name, value, f"{d.where}  {d.text()}")
 
 
-def _logs(ctx: Context, main: Scope, out: Settings) -> None:
+def _logs(ctx: Context, main: Scope, out: Settings, vhosts) -> None:
     error = main.last("ErrorLog")
     if error is not None:
         ctx.handled.add(id(error))
@@ -209,28 +210,29 @@ def _logs(ctx: Context, main: Scope, out: Settings) -> None:
             out.set("log", "level", mapped, f"{level.where}  {level.text()}")
         if len(words) != len(level.words):
             ctx.report.dropped(level.where, level.text(), "per-module levels: mpm-proxy has one level")
-    _access_log(ctx, main, out)
+    _access_log(ctx, main, out, vhosts)
 
 
-def _access_log(ctx: Context, main: Scope, out: Settings) -> None:
+def _access_log(ctx: Context, main: Scope, out: Settings, vhosts) -> None:
+    """The main server's first CustomLog, else the first one of a virtual host; none: off."""
     formats = {}
     for d in main.own("LogFormat"):
-        ctx.handled.add(id(d))
-        words = d.words
-        if len(words) == 2:
-            formats[words[1]] = words[0]
-    logs = main.own("CustomLog", "TransferLog")
-    for d in logs:
-        ctx.handled.add(id(d))
+        ctx.take(d)
+        if len(d.words) == 2:
+            formats[d.words[1]] = d.words[0]
+    logs = main.own("CustomLog", "TransferLog") or next(
+        (v.own("CustomLog", "TransferLog") for v in vhosts if v.own("CustomLog", "TransferLog")), [])
     if not logs:
+        out.set("log", "access", "off", "no CustomLog in the Apache file: httpd writes no access log")
         return
-    d = logs[0]
-    words = d.words
+    for d in logs:
+        ctx.take(d)
+    d, words = logs[0], logs[0].words
     if not words or words[0].startswith("|"):
         ctx.report.dropped(d.where, d.text(), "mpm-proxy logs to a file or stdout")
         return
     out.set("log", "access", ctx.path(words[0]), f"{d.where}  {d.text()}")
-    fmt = words[1] if len(words) > 1 else "combined"
+    fmt = words[1] if len(words) > 1 and d.key == "customlog" else "common"
     spelled = formats.get(fmt, fmt)
     if fmt != "combined" and spelled.replace('"', '\\"') != COMBINED and spelled != COMBINED.replace('\\"', '"'):
         ctx.report.dropped(d.where, f"{d.name} ... {fmt}", "mpm-proxy writes the combined format (or json)")

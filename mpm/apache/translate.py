@@ -56,7 +56,8 @@ def translate(tree: Tree, report: Report, file: str) -> Translation:
     out.listen = _listeners(ctx, groups, per_group, kept)
     out.routes = _with_balancers(ctx, per_group[kept] if kept else [], balancers)
     out.balancers, out.balancer_comments = balancers.result, balancers.comments
-    server_settings(ctx, main, out.settings)
+    serving = [s for group in groups if group is kept or _same(per_group[group], per_group[kept]) for s in group]
+    server_settings(ctx, main, out.settings, [s for s in dict.fromkeys(serving) if s is not main])
     _report_unused_reverse(ctx, list(dict.fromkeys([main] + [s for group in groups for s in group])))
     ignored.report_untranslated(ctx, main.directives)
     for vhost in vhosts:
