@@ -111,8 +111,10 @@ def test_include_loop(tmp_path):
      "LoadModule cannot occur within <VirtualHost> section"),
     ("<VirtualHost *:8080>\n<Location />\nListen 9090\n</Location>\n</VirtualHost>\n",
      "Listen cannot occur within <Location> section"),
+    ("<Location />\n<Location /a>\n</Location>\n</Location>\n", "<Location> cannot occur within <Location> section"),
 ], ids=["locationmatch", "rewritecond", "proxypass-no-url", "proxypass-param", "loadmodule", "worker-param", "flag",
-        "balancer-param", "loadmodule-in-vhost", "listen-in-location"])
+        "balancer-param", "loadmodule-in-vhost", "listen-in-location",
+        "nested-location"])
 def test_bad_arguments(tmp_path, text, message):
     conf, errors = broken(tmp_path, HEAD + text)
     assert len(errors) == 1 and errors[0].startswith(f"{conf}:") and message in errors[0], errors

@@ -153,6 +153,10 @@ class Reader:
                 return self._block(lines, file, spelled, where)
             self._soak(lines, spelled, where, file)
             return []
+        outer = self.sections[-1] if self.sections else None
+        if outer is not None and (spelled == "VirtualHost" or
+                                  (spelled in ("Location", "LocationMatch") and outer != "VirtualHost")):
+            self.report.error(where, f"<{spelled}> cannot occur within <{outer}> section")
         section = Directive(spelled, inner, file, int(where.rsplit(":", 1)[1]), [], self._next())
         self.sections.append(spelled)
         try:
