@@ -1,4 +1,5 @@
-"""mpmctl: start | stop [--now] | reload | status [--json] | balancer | configtest, each with -c FILE.
+"""mpmctl: start | stop [--now] | reload | status [--json] | balancer | configtest, each with -c FILE;
+import-apache FILE [-o OUT.yaml] [--strict] (an httpd configuration -> this proxy's YAML).
 
 Without -c the embedded conf/default.yaml is used.  stop/reload/status talk to the
 master over the control socket (JSON lines) and fall back to the pidfile and signals
@@ -305,6 +306,11 @@ def _format_discovery(d: dict, listed: int) -> str:
     return line
 
 
+def cmd_import_apache(args) -> int:
+    from mpm.apache import import_apache  # imported here: the other verbs stay light
+    return import_apache(args.file, args.output, args.strict, tuple(args.define or ()))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mpmctl", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -326,14 +332,20 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--json", action="store_true", help="machine-readable output")
         if name == "balancer":
             p.add_argument("action", nargs="*", help="set NAME MEMBER drain|disable|enable|hot-standby|weight N")
+    p = sub.add_parser("import-apache", help="translate an Apache httpd configuration into this proxy's YAML")
+    p.add_argument("file", metavar="FILE", help="the httpd configuration (e.g. /etc/apache2/apache2.conf)")
+    p.add_argument("-o", "--output", metavar="OUT.yaml", help="write here (default: standard output)")
+    p.add_argument("--strict", action="store_true", help="exit 1 if anything at all is not translated")
+    p.add_argument("-D", dest="define", action="append", metavar="NAME",
+                   help="define NAME for <IfDefine>, like httpd -D (repeatable)")
     return parser
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    if args.config is not None:
+    if getattr(args, "config", None) is not None:
         args.config = os.path.abspath(args.config)
-    return globals()["cmd_" + args.command](args)
+    return globals()["cmd_" + args.command.replace("-", "_")](args)
 
 
 if __name__ == "__main__":

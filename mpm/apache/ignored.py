@@ -1,0 +1,126 @@
+"""Every directive no translator took: one `not translated` line each, with the reason, and
+whether leaving it out changes where a request goes.
+
+A section (<Directory>, <Files>, <If>, ...) is reported once, as a whole; its content
+counts as routing when it holds anything that would (a Require that refuses, a Redirect).
+"""
+
+from __future__ import annotations
+
+from .context import Context
+from .reader import Directive
+
+# Explicit URL routing or access control that mpm-proxy does not do.
+ROUTING = {
+    "alias": "mpm-proxy serves no files; these paths get 404 unless a route takes them",
+    "aliasmatch": "mpm-proxy serves no files; these paths get 404 unless a route takes them",
+    "scriptalias": "mpm-proxy runs no CGI scripts", "scriptaliasmatch": "mpm-proxy runs no CGI scripts",
+    "redirect": "mpm-proxy does not answer with redirects", "redirectmatch": "mpm-proxy does not answer with redirects",
+    "redirectpermanent": "mpm-proxy does not answer with redirects",
+    "redirecttemp": "mpm-proxy does not answer with redirects",
+    "proxyremote": "mpm-proxy does not chain to another proxy", "proxyremotematch": "mpm-proxy does not chain to "
+    "another proxy",
+    "proxypassinterpolateenv": "no environment interpolation in mpm-proxy",
+    "sethandler": "mpm-proxy has no local handlers (server-status: use the admin listener)",
+    "action": "mpm-proxy runs no handlers", "errordocument": "mpm-proxy sends its own error pages",
+    "use": "mod_macro is not expanded by the importer", "rewritemap": "mpm-proxy has no rewrite maps",
+    "proxyexpress": "mod_proxy_express maps are not read", "vhostdocumentroot": "mpm-proxy serves no files",
+}
+ACCESS = ("require", "deny", "allow", "order", "satisfy", "authtype", "authname", "authuserfile", "authbasicprovider")
+REASONS = {
+    "documentroot": "mpm-proxy serves no files: a request no route takes gets 404",
+    "servername": "used to pick the virtual host and its certificate",
+    "serveralias": "used to pick the virtual host and its certificate",
+    "user": "mpm-proxy runs as the user that starts it", "group": "mpm-proxy runs as the user that starts it",
+    "proxyrequests": "mpm-proxy is a reverse proxy only", "rewriteengine": "read with the rewrite rules",
+    "rewriteoptions": "read with the rewrite rules", "proxyaddheaders": "mpm-proxy always adds X-Forwarded-*",
+    "proxyvia": "mpm-proxy adds no Via header", "header": "mpm-proxy does not edit headers",
+    "requestheader": "mpm-proxy does not edit headers",
+    "proxywebsocketfallbacktoproxyhttp": "read to decide how ws:// URLs upgrade",
+    "defaultruntimedir": "mpm-proxy keeps its pidfile and control socket where control: says",
+    "maxkeepaliverequests": "mpm-proxy serves any number of requests on a kept-alive connection",
+}
+FILE_SECTIONS = ("Directory", "DirectoryMatch", "Files", "FilesMatch")
+# Settings mpm-proxy has once for all listeners: a virtual host's own value is not used.
+SERVER_WIDE = ("errorlog", "customlog", "transferlog", "loglevel", "timeout", "keepalivetimeout", "limitrequestline",
+               "limitrequestfieldsize", "limitrequestfields", "limitrequestbody", "requestreadtimeout", "logformat")
+MPM_TUNING = ("minsparethreads", "maxsparethreads", "threadlimit", "asyncrequestworkerfactor", "minspareservers",
+              "maxspareservers", "threadstacksize", "listenbacklog", "startthreads")
+
+
+def report_untranslated(ctx: Context, directives: list[Directive], inside: Directive | None = None) -> None:
+    for d in directives:
+        if id(d) in ctx.handled:
+            continue
+        ctx.handled.add(id(d))
+        if d.children is not None:
+            _section(ctx, d)
+        else:
+            _plain(ctx, d, inside)
+
+
+def _section(ctx: Context, d: Directive) -> None:
+    if d.name in FILE_SECTIONS:
+        ctx.report.dropped(d.where, d.text(), "applies to files httpd serves itself; mpm-proxy serves none")
+        mark(ctx, d.children)
+        return
+    if d.name in ("VirtualHost", "Location", "LocationMatch", "Proxy", "ProxyMatch"):
+        report_untranslated(ctx, d.children or [], d)     # the translators took what they read
+        return
+    routing = _routes(d.children or [])
+    why = {"If": "runtime conditions are not translated", "ElseIf": "runtime conditions are not translated",
+           "Else": "runtime conditions are not translated", "Macro": "mod_macro is not expanded by the importer",
+           "Limit": "per-method sections are not translated",
+           "LimitExcept": "per-method sections are not translated"}.get(d.name, "this section is not translated")
+    ctx.report.dropped(d.where, d.text(), why, routing=routing)
+    mark(ctx, d.children)
+
+
+def _plain(ctx: Context, d: Directive, inside: Directive | None) -> None:
+    key = d.key
+    if key in ROUTING:
+        ctx.report.dropped(d.where, d.text(), ROUTING[key], routing=True)
+    elif key in ACCESS:
+        in_files = inside is not None and inside.name in FILE_SECTIONS
+        granted = d.args.lower() in ("all granted",)
+        why = "mpm-proxy does no access control (use its admin allow-list, or a firewall)"
+        ctx.report.dropped(d.where, d.text(), why, routing=not (granted or in_files))
+    elif key in ("rewriterule", "rewritecond") and inside is None:
+        ctx.report.dropped(d.where, d.text(), "the main server's rewrite rules apply in a virtual host only with "
+                                              "RewriteOptions Inherit, and no listener is served by the main server")
+    elif key in ("rewriterule", "rewritecond", "rewritebase") and inside.name != "VirtualHost":
+        ctx.report.dropped(d.where, d.text(), f"rewrite rules in <{inside.name}> run after ProxyPass has chosen "
+                                              "(per-directory rewriting); move them to the server or virtual host",
+                           routing=key == "rewriterule")
+    elif key in ("proxypassreverse", "proxypreservehost") and inside is not None:
+        ctx.report.dropped(d.where, d.text(), f"mpm-proxy sets it per route; <{inside.name} {inside.args}> has no "
+                                              "ProxyPass of its own")
+    elif key in SERVER_WIDE and inside is not None and inside.name == "VirtualHost":
+        ctx.report.dropped(d.where, d.text(), "mpm-proxy has one of these for all listeners: the main server's "
+                                              "(or its default) applies")
+    elif key in MPM_TUNING:
+        ctx.report.dropped(d.where, d.text(), "mpm-proxy's workers are event loops without a pool of spare threads "
+                                              "(see mpm.workers and mpm.threads_per_child)")
+    elif key in REASONS:
+        if key not in ("servername", "serveralias", "rewriteengine", "rewriteoptions",
+                       "proxywebsocketfallbacktoproxyhttp") and not (key == "proxyrequests" and d.args.lower() == "off"):
+            ctx.report.dropped(d.where, d.text(), REASONS[key], routing=key == "proxyrequests")
+    else:
+        ctx.report.dropped(d.where, d.text(), "no mpm-proxy equivalent")
+
+
+def _routes(directives: list[Directive]) -> bool:
+    for d in directives:
+        if d.key in ROUTING or d.key in ("proxypass", "proxypassmatch", "rewriterule") or \
+                (d.key in ACCESS and d.args.lower() != "all granted"):
+            return True
+        if d.children and _routes(d.children):
+            return True
+    return False
+
+
+def mark(ctx: Context, directives: list[Directive] | None) -> None:
+    """Count these (and what they contain) as reported already."""
+    for d in directives or []:
+        ctx.handled.add(id(d))
+        mark(ctx, d.children)

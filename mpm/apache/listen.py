@@ -1,0 +1,184 @@
+"""Listen + <VirtualHost> addresses + mod_ssl -> `listen:` entries (TLS and SNI included),
+and the backend TLS settings (SSLProxy*) of a server.
+
+httpd serves a connection with the virtual hosts whose address matches the listening
+socket (`*:443`, `_default_:443`, `10.0.0.1:443`, `*`); with none, the main server.
+Among those, mod_ssl's SNI picks the certificate by ServerName/ServerAlias, the first
+virtual host's being the default: one `listen:` entry with `tls: {cert, key, sni}`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .context import Context, on_off
+from .reader import Directive
+from .scope import Scope
+
+_LISTEN = re.compile(r"^(?:\[([0-9A-Fa-f:.]+)\]|([^:\[\]]+)|([0-9A-Fa-f:]*:[0-9A-Fa-f:]*)):([0-9]+)$")
+TLS_IGNORED = ("SSLProtocol", "SSLCipherSuite", "SSLHonorCipherOrder", "SSLSessionCache", "SSLSessionTickets",
+               "SSLCompression", "SSLUseStapling", "SSLStaplingCache", "SSLOpenSSLConfCmd", "SSLCertificateChainFile",
+               "SSLSessionCacheTimeout", "SSLRandomSeed", "SSLPassPhraseDialog", "SSLStrictSNIVHostCheck")
+
+
+@dataclass
+class ListenSpec:
+    directive: Directive
+    host: str | None        # None: every address
+    port: int
+
+    @property
+    def address(self) -> str:
+        if self.host is None:
+            return f"0.0.0.0:{self.port}"
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_listens(ctx: Context, main: Scope) -> list[ListenSpec]:
+    out = []
+    for d in main.own("Listen"):
+        ctx.take(d)
+        words = d.words
+        if not 1 <= len(words) <= 2:
+            ctx.report.error(d.where, "Listen takes [address:]port and an optional protocol")
+            continue
+        text = words[0]
+        if text.isdigit():
+            host, port = None, int(text)
+        else:
+            m = _LISTEN.match(text)
+            if m is None:
+                ctx.report.error(d.where, f"Listen: '{text}' is not [address:]port")
+                continue
+            host, port = (m.group(1) or m.group(2) or m.group(3)), int(m.group(4))
+        if not 0 < port < 65536:
+            ctx.report.error(d.where, f"Listen: port {port} is out of range")
+            continue
+        spec = ListenSpec(d, None if host in ("*", "0.0.0.0") else host, port)
+        first = next((o for o in out if o.address == spec.address), None)
+        if first is not None:
+            ctx.report.error(d.where, f"Cannot define multiple Listeners on the same IP:port ({spec.address}, "
+                                      f"first at {first.directive.where})")
+            continue
+        out.append(spec)
+    if not out:
+        ctx.report.error(f"{ctx.tree_file}:1", "no Listen directive: httpd would not start (no listening sockets)")
+    return out
+
+
+def _vhost_address(word: str) -> tuple[str | None, int | None]:
+    """'*:443' -> (None, 443); '10.0.0.1' -> ('10.0.0.1', None: any port)."""
+    if word.startswith("["):
+        host, _, port = word[1:].partition("]")
+        port = port.lstrip(":")
+    elif word.count(":") == 1:
+        host, port = word.split(":")
+    else:
+        host, port = word, ""
+    host = None if host in ("*", "_default_") else host
+    return host, (int(port) if port.isdigit() else None)
+
+
+def serving(listen: ListenSpec, vhosts: list[Scope]) -> list[Scope]:
+    """The virtual hosts that answer on this listener, in file order."""
+    found = []
+    for vhost in vhosts:
+        for word in vhost.addresses:
+            host, port = _vhost_address(word)
+            if (port is None or port == listen.port) and (host is None or listen.host in (None, host)):
+                found.append(vhost)
+                break
+    return found
+
+
+def ssl_on(ctx: Context, scope: Scope) -> bool:
+    d = scope.last("SSLEngine")
+    if d is None:
+        return False
+    ctx.take(d)
+    value = d.words[0].lower() if d.words else ""
+    return value in ("on", "optional") or (value != "off" and on_off(d, ctx.report) is True)
+
+
+def tls_section(ctx: Context, group: list[Scope]) -> dict | None:
+    """`tls:` of a listener served by `group` (its first member is the default), or None."""
+    secured = [s for s in group if ssl_on(ctx, s)]
+    if not secured:
+        return None
+    if len(secured) != len(group):
+        plain = next(s for s in group if s not in secured)
+        ctx.report.warn(plain.vhost.where if plain.vhost else "", f"{plain.label} has no SSLEngine On but shares "
+                        "a TLS listener; mpm-proxy serves it over TLS with the default certificate")
+    pairs = [(s, _cert_pair(ctx, s)) for s in secured]
+    default = pairs[0][1]
+    if default is None:
+        return None
+    tls: dict = {"cert": default[0], "key": default[1]}
+    sni = {}
+    for scope, pair in pairs:
+        for name in scope.names:
+            if pair is None or name in sni:
+                continue
+            if "*" in name or "?" in name:
+                ctx.report.dropped(scope.vhost.where, f"ServerAlias {name}", "mpm-proxy's SNI matches exact names; "
+                                   "this name gets the default certificate")
+                continue
+            sni[name] = {"cert": pair[0], "key": pair[1]}
+    if sni and any(v != {"cert": tls["cert"], "key": tls["key"]} for v in sni.values()):
+        tls["sni"] = sni
+    client_ca = _client_ca(ctx, secured[0])
+    if client_ca:
+        tls["client_ca"] = client_ca
+    return tls
+
+
+def _cert_pair(ctx: Context, scope: Scope) -> tuple[str, str] | None:
+    cert, key = scope.last("SSLCertificateFile"), scope.last("SSLCertificateKeyFile")
+    for d in scope.chain("SSLCertificateFile", "SSLCertificateKeyFile"):
+        ctx.take(d)
+    if cert is None or not cert.words:
+        where = scope.vhost.where if scope.vhost else f"{ctx.tree_file}:1"
+        ctx.report.error(where, f"SSLEngine is On for {scope.label} but it has no SSLCertificateFile")
+        return None
+    cert_path = ctx.path(cert.words[0])
+    key_path = ctx.path(key.words[0]) if key is not None and key.words else cert_path
+    return cert_path, key_path
+
+
+def _client_ca(ctx: Context, scope: Scope) -> str | None:
+    verify, ca = scope.last("SSLVerifyClient"), scope.last("SSLCACertificateFile")
+    for d in (verify, ca):
+        if d is not None:
+            ctx.take(d)
+    if verify is None or not verify.words or verify.words[0].lower() == "none":
+        return None
+    if verify.words[0].lower() != "require" or ca is None:
+        ctx.report.dropped(verify.where, verify.text(), "mpm-proxy requires client certificates (require) "
+                           "checked against an SSLCACertificateFile, or none", routing=True)
+        return None
+    return ctx.path(ca.words[0])
+
+
+def backend_tls(ctx: Context, scope: Scope, d: Directive) -> dict | None:
+    """`tls:` for an https/wss target of `scope`: SSLProxyEngine, SSLProxyVerify (httpd's
+    default: none), SSLProxyCheckPeerName (default On), SSLProxyCACertificateFile."""
+    engine, verify, ca, name = (scope.last(n) for n in ("SSLProxyEngine", "SSLProxyVerify",
+                                                         "SSLProxyCACertificateFile", "SSLProxyCheckPeerName"))
+    for x in (engine, verify, ca, name):
+        if x is not None:
+            ctx.take(x)
+    if engine is None or on_off(engine, ctx.report) is not True:
+        ctx.report.warn(d.where, "an https/wss backend without SSLProxyEngine On: httpd answers these requests "
+                        "with 500; mpm-proxy will proxy them over TLS", routing=True)
+    level = verify.words[0].lower() if verify is not None and verify.words else "none"
+    check_name = name is None or (name.words[:1] != ["off"] and name.words[:1] != ["Off"])
+    if level in ("none", "optional_no_ca"):
+        if check_name:
+            ctx.report.warn(d.where, "httpd checks this backend's certificate name (SSLProxyCheckPeerName On) but "
+                            "not its issuer (SSLProxyVerify none); mpm-proxy checks both or neither: translated "
+                            "as neither (verify: false); set SSLProxyVerify require with a CA to check both")
+        return {"verify": False}
+    if ca is not None and ca.words:
+        return {"ca": ctx.path(ca.words[0])}
+    return {}

@@ -1,0 +1,288 @@
+"""import-apache's command line (issue #16): httpd's syntax as httpd reads it, what each
+directive becomes, the report on stderr, the exit status, and where the YAML goes.
+
+Every configuration here is read by the real `python -m mpm import-apache`, and every
+YAML it writes is loaded by `python -m mpm configtest`."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+import trustme
+import yaml
+from apache_util import import_apache
+from conftest import ROOT
+
+pytestmark = pytest.mark.timeout(60)
+LOAD = "".join(f"LoadModule {m}_module modules/mod_{m}.so\n"
+               for m in ("mpm_event", "proxy", "proxy_http", "proxy_wstunnel", "proxy_balancer", "rewrite", "alias"))
+
+
+def run(tmp_path, text: str, *args: str, files: dict | None = None, env: dict | None = None,
+        status: int = 0) -> tuple[dict, str, str]:
+    """Import `text`: (the YAML as data, the YAML text, stderr); configtest must pass."""
+    for name, content in (files or {}).items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+    (tmp_path / "httpd.conf").write_text(text)
+    out = str(tmp_path / "mpm.yaml")
+    result = import_apache(str(tmp_path / "httpd.conf"), out, *args, env=env)
+    assert result.returncode == status, result.stderr
+    check = subprocess.run([sys.executable, "-m", "mpm", "configtest", "-c", out], capture_output=True, text=True,
+                           timeout=30, cwd=ROOT)
+    assert check.stdout.strip() == "Syntax OK", check.stderr
+    with open(out) as f:
+        body = f.read()
+    return yaml.safe_load(body), body, result.stderr
+
+
+def targets(data: dict) -> list[tuple]:
+    return [(r.get("path") or r.get("match"), r["to"]) for r in data["routes"]]
+
+
+def test_httpd_syntax(tmp_path):
+    """Continuations, quotes, case-insensitive names, Define and ${VAR} (Define first, then the
+    environment), <IfModule> by identifier and by source file (negated too), <IfDefine> with
+    -D, <IfVersion>, Include with a glob relative to ServerRoot, IncludeOptional of nothing."""
+    root = tmp_path / "root"
+    text = f"""{LOAD}ServerRoot {root}
+Define backend 127.0.0.1:9001
+Listen \\
+   8080
+# a comment that continues \\
+ProxyPass /not-a-directive http://127.0.0.1:1/
+proxypass "/quoted path/" "http://${{backend}}/with space/"
+PROXYPASS /env/ http://${{MPM_TEST_BACKEND}}/env/
+<IfModule proxy_module>
+    ProxyPass /by-id/ http://${{backend}}/a/
+</IfModule>
+<IfModule !mod_proxy.c>
+    ProxyPass /negated/ http://${{backend}}/b/
+</IfModule>
+<IfModule mod_ssl.c>
+    SSLEngine on
+</IfModule>
+<IfDefine STAGING>
+    ProxyPass /staging/ http://${{backend}}/s/
+</IfDefine>
+<IfDefine !STAGING>
+    ProxyPass /production/ http://${{backend}}/p/
+</IfDefine>
+<IfVersion >= 2.4>
+    ProxyPass /v24/ http://${{backend}}/v/
+</IfVersion>
+Include sites/*.conf
+IncludeOptional optional/*.conf
+IncludeOptional missing.conf
+"""
+    files = {"root/sites/b.conf": "ProxyPass /b/ http://127.0.0.1:9002/b/\n",
+             "root/sites/a.conf": "ProxyPass /a/ http://127.0.0.1:9002/a/\n",
+             "root/sites/a.conf.disabled": "ProxyPass /disabled/ http://127.0.0.1:9002/\n"}
+    data, body, _ = run(tmp_path, text, "-D", "STAGING", files=files, env={"MPM_TEST_BACKEND": "127.0.0.1:9003"})
+    assert data["listen"] == ["0.0.0.0:8080"]
+    assert targets(data) == [
+        ("/quoted%20path/", "http://127.0.0.1:9001/with%20space/"), ("/env/", "http://127.0.0.1:9003/env/"),
+        ("/by-id/", "http://127.0.0.1:9001/a/"), ("/staging/", "http://127.0.0.1:9001/s/"),
+        ("/v24/", "http://127.0.0.1:9001/v/"), ("/a/", "http://127.0.0.1:9002/a/"),
+        ("/b/", "http://127.0.0.1:9002/b/")]
+    assert f"{root}/sites/a.conf:1" in body
+
+
+def test_every_route_names_its_source(tmp_path):
+    text = LOAD + "Listen 8080\nProxyPass /a/ http://127.0.0.1:9001/\nRewriteEngine on\n" \
+                  "RewriteCond %{HTTP:Upgrade} websocket [NC]\nRewriteRule ^/(.*) ws://127.0.0.1:9002/$1 [P]\n" \
+                  "<Location /l/>\n  ProxyPass http://127.0.0.1:9003/\n</Location>\n"
+    data, body, _ = run(tmp_path, text)
+    lines = body.splitlines()
+    conf = tmp_path / "httpd.conf"
+    starts = [i for i, line in enumerate(lines) if line.startswith("  - ") and "routes:" in "\n".join(lines[:i])]
+    sources = []
+    for i in starts:
+        j = i - 1
+        while lines[j].startswith("  # "):
+            j -= 1
+        sources.append(lines[j + 1])
+    assert sources == [f"  # {conf}:12 RewriteRule ^/(.*) ws://127.0.0.1:9002/$1 [P]",
+                       f"  # {conf}:13 <Location /l/>", f"  # {conf}:9 ProxyPass /a/ http://127.0.0.1:9001/"]
+    assert len(data["routes"]) == 3
+
+
+def test_report_and_exit_status(tmp_path):
+    """Notes are `FILE:LINE: not translated: <directive> (<why>)`; 0 unless something that
+    decides where a request goes was left out; --strict: 1 for any note."""
+    conf = tmp_path / "httpd.conf"
+    quiet = LOAD + "Listen 8080\nServerAdmin root@example.com\nProxyPass / http://127.0.0.1:9001/\n"
+    _, _, stderr = run(tmp_path, quiet)
+    assert f"{conf}:9: not translated: ServerAdmin root@example.com (no mpm-proxy equivalent)" in stderr.splitlines()
+    run(tmp_path, quiet, "--strict", status=1)
+    routing = LOAD + "Listen 8080\nRedirect /old https://example.com/new\nProxyPass / http://127.0.0.1:9001/\n"
+    _, _, stderr = run(tmp_path, routing, status=1)
+    assert f"{conf}:9: not translated: Redirect /old https://example.com/new (mpm-proxy does not answer with " \
+           "redirects)" in stderr.splitlines()
+    every = [line for line in stderr.splitlines() if line]
+    assert all(re.match(rf"^{re.escape(str(conf))}:\d+: (not translated|warning): ", line) for line in every), every
+
+
+def test_yaml_on_stdout_without_o(tmp_path):
+    (tmp_path / "httpd.conf").write_text(LOAD + "Listen 8080\nProxyPass / http://127.0.0.1:9001/\n")
+    result = import_apache(str(tmp_path / "httpd.conf"))
+    assert result.returncode == 0, result.stderr
+    assert yaml.safe_load(result.stdout)["routes"] == [{"path": "/", "to": "http://127.0.0.1:9001/", "upgrade": []}]
+
+
+def test_a_site_file_alone_is_read_as_a_fragment(tmp_path):
+    """No LoadModule at all (e.g. a sites-available file): every module counts as loaded."""
+    text = "Listen 8443\n<VirtualHost *:8443>\n  <IfModule mod_proxy_wstunnel.c>\n" \
+           "    ProxyPass /ws/ ws://127.0.0.1:9001/ws/\n  </IfModule>\n</VirtualHost>\n"
+    data, _, stderr = run(tmp_path, text)
+    assert targets(data) == [("/ws/", "ws://127.0.0.1:9001/ws/")]
+    assert "warning: no LoadModule lines: read as a fragment" in stderr
+
+
+def test_server_settings(tmp_path):
+    text = LOAD + f"""Listen 127.0.0.1:8080
+Listen [::1]:8081
+ServerRoot {tmp_path}
+PidFile run/httpd.pid
+ErrorLog logs/error.log
+LogFormat "%h %l %u %t \\"%r\\" %>s %b \\"%{{Referer}}i\\" \\"%{{User-Agent}}i\\"" combined
+CustomLog logs/access.log combined
+LogLevel notice proxy:debug
+Timeout 90
+KeepAliveTimeout 500ms
+LimitRequestLine 4096
+LimitRequestFieldSize 2048
+LimitRequestFields 50
+LimitRequestBody 1048576
+<IfModule mpm_event_module>
+    StartServers 4
+    ServerLimit 8
+    ThreadsPerChild 200
+    MaxRequestWorkers 2000
+    MaxConnectionsPerChild 10000
+    GracefulShutdownTimeout 15
+</IfModule>
+ProxyPass / http://127.0.0.1:9001/ connectiontimeout=3 timeout=120
+"""
+    data, _, stderr = run(tmp_path, text)
+    assert data["listen"] == ["127.0.0.1:8080", "[::1]:8081"]
+    assert data["mpm"] == {"workers": 4, "server_limit": 8, "threads_per_child": 200, "max_request_workers": 1600,
+                           "max_connections_per_child": 10000, "graceful_timeout": 15}
+    assert "MaxRequestWorkers 2000 lowered to 1600 (MaxRequestWorkers cannot exceed ServerLimit x " \
+           "ThreadsPerChild, as httpd does)" in stderr
+    assert data["timeouts"] == {"proxy": 90, "connect": 3, "keepalive": 0.5, "client_header": 90}
+    assert data["routes"][0]["timeout"] == 120
+    assert data["limits"] == {"request_line": 4096, "header_field": 2048, "header_fields": 50,
+                              "request_body": 1048576}
+    assert data["log"] == {"error": f"{tmp_path}/logs/error.log", "level": "info",
+                           "access": f"{tmp_path}/logs/access.log", "format": "combined"}
+    assert data["control"] == {"pidfile": f"{tmp_path}/run/mpm-proxy.pid", "socket": f"{tmp_path}/run/mpm-proxy.sock"}
+    assert "LogLevel notice proxy:debug (per-module levels: mpm-proxy has one level)" in stderr
+
+
+def test_balancer_parameters(tmp_path):
+    text = LOAD + """LoadModule headers_module modules/mod_headers.so
+LoadModule proxy_hcheck_module modules/mod_proxy_hcheck.so
+Listen 8080
+ProxyHCExpr ok234 {%{REQUEST_STATUS} =~ /^[234]/}
+Header add Set-Cookie "SRV=.%{BALANCER_WORKER_ROUTE}e; path=/" env=BALANCER_ROUTE_CHANGED
+<Proxy balancer://app>
+    BalancerMember http://127.0.0.1:9001 route=a loadfactor=3 retry=30 hcmethod=GET hcuri=/health hcexpr=ok234 hcinterval=5 hcpasses=2 hcfails=3
+    BalancerMember http://127.0.0.1:9002 route=b max=100 retry=30 hcmethod=GET hcuri=/health hcexpr=ok234 hcinterval=5 hcpasses=2 hcfails=3
+    BalancerMember http://127.0.0.1:9003 route=c status=+H retry=30 hcmethod=GET hcuri=/health hcexpr=ok234 hcinterval=5 hcpasses=2 hcfails=3
+    ProxySet lbmethod=bybusyness stickysession=SRV nofailover=On failonstatus=502,503
+</Proxy>
+ProxyPass / balancer://app/
+"""
+    data, _, stderr = run(tmp_path, text, status=0)
+    assert data["balancers"] == {"app": {
+        "method": "bybusyness", "sticky": {"cookie": "SRV", "insert": True}, "nofailover": True,
+        "failonstatus": [502, 503], "retry": 30,
+        "health": {"method": "GET", "path": "/health", "expect": "^[234]", "interval": 5, "passes": 2, "fails": 3},
+        "members": [{"url": "http://127.0.0.1:9001", "weight": 3, "route": "a"},
+                    {"url": "http://127.0.0.1:9002", "route": "b", "max_connections": 100},
+                    {"url": "http://127.0.0.1:9003", "route": "c", "status": "hot-standby"}]}}
+    assert data["routes"] == [{"path": "/", "to": "balancer://app/", "upgrade": []}]
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory):
+    ca, directory = trustme.CA(), tmp_path_factory.mktemp("certs")
+    out = {}
+    for name in ("default.test", "api.test"):
+        issued = ca.issue_cert(name)
+        cert, key = str(directory / f"{name}.pem"), str(directory / f"{name}.key")
+        issued.cert_chain_pems[0].write_to_path(cert)
+        issued.private_key_pem.write_to_path(key)
+        out[name] = (cert, key)
+    return out
+
+
+def test_name_based_tls_virtual_hosts_become_sni(tmp_path, pairs):
+    (dcert, dkey), (acert, akey) = pairs["default.test"], pairs["api.test"]
+    text = LOAD + f"""LoadModule ssl_module modules/mod_ssl.so
+Listen 8443 https
+<VirtualHost *:8443>
+    ServerName default.test
+    SSLEngine on
+    SSLCertificateFile {dcert}
+    SSLCertificateKeyFile {dkey}
+    ProxyPass / http://127.0.0.1:9001/
+</VirtualHost>
+<VirtualHost *:8443>
+    ServerName api.test
+    SSLEngine on
+    SSLCertificateFile {acert}
+    SSLCertificateKeyFile {akey}
+    ProxyPass / http://127.0.0.1:9002/
+</VirtualHost>
+"""
+    data, _, _ = run(tmp_path, text)
+    assert data["listen"] == [{"address": "0.0.0.0:8443", "tls": {
+        "cert": dcert, "key": dkey, "sni": {"default.test": {"cert": dcert, "key": dkey},
+                                            "api.test": {"cert": acert, "key": akey}}}}]
+    host = r"^(?:api\.test)\.?(?::[0-9]+)?$"
+    assert data["routes"] == [
+        {"path": "/", "when": {"header": {"Host": host}}, "to": "http://127.0.0.1:9002/", "upgrade": []},
+        {"path": "/", "when": {"header": {"Host": f"^(?!{host[1:]})"}}, "to": "http://127.0.0.1:9001/",
+         "upgrade": []}]
+
+
+def test_listeners_that_would_need_other_routes_are_reported(tmp_path):
+    text = LOAD + """Listen 8080
+Listen 8081
+<VirtualHost *:8080>
+    ProxyPass / http://127.0.0.1:9001/
+</VirtualHost>
+<VirtualHost *:8081>
+    Redirect / https://example.com/
+</VirtualHost>
+"""
+    data, _, stderr = run(tmp_path, text, status=1)
+    assert data["listen"] == ["0.0.0.0:8080"]
+    assert f"{tmp_path}/httpd.conf:9: not translated: Listen 8081 (its virtual hosts route requests differently " \
+           "from the listener kept, and mpm-proxy has one route list for all listeners)" in stderr
+
+
+def test_proxypass_forms(tmp_path):
+    """Trailing slashes as httpd maps them, `!`, ProxyPassMatch with $N past the groups, `~`."""
+    text = LOAD + """Listen 8080
+ProxyPass /a http://127.0.0.1:9001/x
+ProxyPass /b/ http://127.0.0.1:9001
+ProxyPass /c http://127.0.0.1:9001
+ProxyPass ~ ^/d/(.*)$ http://127.0.0.1:9001/d/$1/$2
+ProxyPass /e/private !
+ProxyPass /e/ http://127.0.0.1:9002/
+"""
+    data, _, stderr = run(tmp_path, text)
+    assert targets(data) == [
+        ("^/a((?:/.*)?)$", "http://127.0.0.1:9001/x$1"),
+        ("^/b/(.*)", "http://127.0.0.1:9001/$1"),
+        ("^/c(?:/(.*))?$", "http://127.0.0.1:9001/$1"),
+        ("^/d/(.*)$", "http://127.0.0.1:9001/d/$1/"),
+        ("^(?!/e/private(?=/|$))/e/(.*)", "http://127.0.0.1:9002/$1")]
+    assert "ProxyPass: $2 is empty (the pattern has 1 group(s)), as in httpd" in stderr
