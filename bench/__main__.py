@@ -43,6 +43,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                     "load to pass (default: 10 in a full run, 0 otherwise)")
     ap.add_argument("--setup", action="store_true", help="run bench/setup first (installs missing peers)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir with configs and logs")
+    ap.add_argument("--base", help="another checkout of mpm-proxy, measured as peer mpm-base beside mpm "
+                    "(before/after in one run)")
     opts = ap.parse_args(argv)
     opts.peers = [p.strip() for p in opts.peers.split(",") if p.strip()]
     unknown = [p for p in opts.peers if p not in ALL]
@@ -50,6 +52,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         ap.error(f"unknown peer(s) {', '.join(unknown)}; choose from {', '.join(ALL)}")
     if "direct" not in opts.peers:
         opts.peers.insert(0, "direct")   # every figure needs its baseline
+    if opts.base:
+        from bench.peers import MpmBase
+        MpmBase.src = os.path.abspath(opts.base)
+        if "mpm-base" not in opts.peers:
+            opts.peers.insert(opts.peers.index("mpm") + 1 if "mpm" in opts.peers else 1, "mpm-base")
     opts.scenarios = opts.scenarios.split(",")
     return opts
 

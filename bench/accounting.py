@@ -35,14 +35,20 @@ def tree(pid: int) -> list[psutil.Process]:
 
 def tree_cpu(pid: int) -> float:
     """CPU seconds used so far by ``pid`` and its descendants, the reaped ones included."""
-    total = 0.0
+    return sum(tree_cpu_split(pid))
+
+
+def tree_cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of ``pid`` and its descendants, the reaped ones included."""
+    user = system = 0.0
     for proc in tree(pid):
         try:
             t = proc.cpu_times()
         except psutil.Error:
             continue
-        total += t.user + t.system + t.children_user + t.children_system
-    return total
+        user += t.user + t.children_user
+        system += t.system + t.children_system
+    return user, system
 
 
 def tree_rss(pid: int) -> int:
@@ -77,6 +83,7 @@ class Snapshot:
     irq: float
     ours: float
     peer: float
+    peer_user: float
     backend: float
 
 
@@ -89,12 +96,14 @@ class Meter:
 
     def snapshot(self) -> Snapshot:
         busy, irq = machine_busy()
+        split = [tree_cpu_split(p) for p in self.peer_pids]
         return Snapshot(
             wall=time.monotonic(),
             busy=busy,
             irq=irq,
             ours=tree_cpu(os.getpid()),
-            peer=sum(tree_cpu(p) for p in self.peer_pids),
+            peer=sum(u + s for u, s in split),
+            peer_user=sum(u for u, _ in split),
             backend=tree_cpu(self.backend_pid) if self.backend_pid else 0.0,
         )
 
@@ -105,6 +114,7 @@ class Meter:
         return {
             "wall_s": wall,
             "proxy_cpu_s": max(0.0, after.peer - before.peer),
+            "proxy_user_s": max(0.0, after.peer_user - before.peer_user),
             "backend_cpu_s": max(0.0, after.backend - before.backend),
             "run_cpu_s": max(0.0, after.ours - before.ours),
             "outside_load_cores": outside / wall,

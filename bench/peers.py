@@ -205,6 +205,33 @@ class Mpm(Peer):
         return [self.program, "start", "-c", conf]
 
 
+class MpmBase(Mpm):
+    """Another checkout of mpm-proxy (`--base DIR`), run by the same Python: a before/after
+    comparison inside one run, where the machine's drift falls on both alike."""
+    name = "mpm-base"
+    src = ""
+
+    def missing(self) -> str | None:
+        if not self.src or not os.path.isfile(os.path.join(self.src, "mpm", "__main__.py")):
+            return "--base DIR must name a checkout of mpm-proxy"
+        self.version = f"{self.src}"
+        return None
+
+    def _python(self) -> list[str]:
+        return ["env", f"PYTHONPATH={self.src}", sys.executable, "-m", "mpm"]
+
+    def config(self, site, size):
+        text = configs.mpm_yaml(site, size).replace("/mpm.pid", "/mpm-base.pid").replace("/mpm.sock", "/mpm-base.sock")
+        return "mpm-base.yaml", text
+
+    def check_config(self, conf):
+        out = subprocess.run([*self._python(), "configtest", "-c", conf], capture_output=True, text=True, timeout=30)
+        return None if out.returncode == 0 else f"configtest failed: {(out.stdout + out.stderr).strip()[-400:]}"
+
+    def argv(self, conf):
+        return [*self._python(), "start", "-c", conf]
+
+
 class Nginx(Peer):
     name = "nginx"
     program = "nginx"
@@ -287,4 +314,5 @@ def _config_test(argv: list[str]) -> str | None:
 
 
 def make(name: str) -> Peer:
-    return {"direct": Direct, "mpm": Mpm, "nginx": Nginx, "haproxy": Haproxy, "apache2": Apache}[name]()
+    return {"direct": Direct, "mpm": Mpm, "mpm-base": MpmBase, "nginx": Nginx, "haproxy": Haproxy,
+            "apache2": Apache}[name]()

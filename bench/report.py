@@ -175,8 +175,8 @@ def markdown(results: dict) -> str:
     proxies = [p for p in peers if p != "direct"]
     if proxies:
         lines += ["", "## Proxy CPU", "",
-                  "CPU of all the proxy's processes during the measured window, per unit of work "
-                  "(and in cores used). Ratio = proxy ÷ the lowest proxy.", ""]
+                  "CPU of all the proxy's processes during the measured window, per unit of work, "
+                  "user and kernel time apart (and in cores used). Ratio = proxy ÷ the lowest proxy.", ""]
         lines.append("| scenario | unit | " + " | ".join(proxies) + " |")
         lines.append("|---|---|" + "---|" * len(proxies))
         for sid in ids:
@@ -194,7 +194,11 @@ def markdown(results: dict) -> str:
                     row.append("—")
                     continue
                 cores = v.get("proxy_cpu_s", 0) / v["wall_s"] if v.get("wall_s") else 0
-                row.append(f"{x * scale:.1f} ({x / best:.2f}×; {cores:.2f} cores)" if best else f"{x * scale:.1f}")
+                split = ""
+                if v.get("proxy_user_per_unit") is not None:
+                    split = f" = {v['proxy_user_per_unit'] * scale:.1f} user + {v['proxy_sys_per_unit'] * scale:.1f} sys"
+                row.append(f"{x * scale:.1f}{split} ({x / best:.2f}×; {cores:.2f} cores)" if best
+                           else f"{x * scale:.1f}{split}")
             lines.append(f"| {sid} | {label} | " + " | ".join(row) + " |")
     lines += ["", "## Checks", ""]
     for c in results["checks"]:

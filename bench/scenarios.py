@@ -185,6 +185,9 @@ def measure(sc: Scenario, peer: Peer, budget: Budget, backend_pid: int) -> dict:
                  "MiB": (cell.get("payload_bytes") or cell.get("bytes") or 0) / MiB}.get(sc.cpu_unit)
         if units:
             cell["proxy_cpu_per_unit"] = cpu / units
+            if cell.get("proxy_user_s") is not None:       # user and kernel apart (issue #12)
+                cell["proxy_user_per_unit"] = cell["proxy_user_s"] / units
+                cell["proxy_sys_per_unit"] = (cpu - cell["proxy_user_s"]) / units
     return cell
 
 

@@ -126,7 +126,7 @@ class Tunnel:
         if mask & EPOLLOUT and client.out:
             self._drain(client, self.backend, self.backend_eof)
         if mask & (EPOLLIN | EPOLLHUP | EPOLLERR) and not self.closed:
-            if (client.mask or 0) & EPOLLIN:
+            if client.mask & EPOLLIN:       # an event comes only while registered: mask is set
                 if self.tls or _splice is None:
                     self._copy(client, self.backend, True)
                 else:
@@ -139,7 +139,7 @@ class Tunnel:
         if mask & EPOLLOUT and backend.out:
             self._drain(backend, self.client, self.client_eof)
         if mask & (EPOLLIN | EPOLLHUP | EPOLLERR) and not self.closed:
-            if (backend.mask or 0) & EPOLLIN:
+            if backend.mask & EPOLLIN:
                 if self.tls or _splice is None:
                     self._copy(backend, self.client, False)
                 else:

@@ -1,0 +1,162 @@
+"""python -m bench.instructions [--requests N] [--messages N] [--src DIR] [--json FILE]
+
+Instructions per request (S1's GET /small) and per message (S3's 64-byte WebSocket echo)
+of one mpm worker, counted by `valgrind --tool=callgrind`.  Throughput and CPU time swing
+30-60 % between runs on a shared machine; an instruction count repeats to within a few
+hundredths of a percent whatever else the machine does, so it is the figure to compare a
+change against (before/after: `--src` runs another checkout's code with this harness).
+
+How: the bundled backend runs natively; mpm runs under callgrind with one worker.  Each
+figure is the difference between two whole runs, one with few and one with many units,
+divided by the difference in units, so start-up and shutdown cancel out.  The client sends
+one unit at a time on one keep-alive connection: every unit then costs the worker the same
+loop turns, which is what makes the count repeat (under load a turn serves many events, so
+a real run spends somewhat less per unit on the loop itself).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+from bench import procs
+from bench.runner import start_backend
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SMALL_REQUEST = b"GET /small HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+
+
+def _config(workdir: str, port: int, backend: int) -> str:
+    path = os.path.join(workdir, "mpm.yaml")
+    with open(path, "w") as f:
+        f.write(f'listen: ["127.0.0.1:{port}"]\n'
+                "mpm: {workers: 1}\n"
+                "timeouts: {proxy: 300, keepalive: 300}\n"
+                f'control: {{pidfile: "{workdir}/mpm.pid", socket: "{workdir}/mpm.sock"}}\n'
+                'log: {level: warning, access: "off", error: "' + workdir + '/error.log"}\n'
+                f'routes:\n  - {{path: /, to: "http://127.0.0.1:{backend}/"}}\n')
+    return path
+
+
+def _http(port: int, count: int) -> None:
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        for _ in range(count):
+            sock.sendall(SMALL_REQUEST)
+            data = b""
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise ConnectionError("the proxy closed the connection")
+                data += chunk
+                end = data.find(b"\r\n\r\n")
+                if end >= 0 and len(data) >= end + 4 + _length(data[:end]):
+                    break
+
+
+def _length(head: bytes) -> int:
+    lower = head.lower()
+    at = lower.find(b"content-length:")
+    stop = lower.find(b"\r\n", at)
+    return int(lower[at + 15:stop if stop > 0 else None])
+
+
+def _ws(port: int, count: int) -> None:
+    key = base64.b64encode(os.urandom(16)).decode()
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        sock.sendall(f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                     f"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n\r\n".encode())
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += sock.recv(4096)
+        assert data.startswith(b"HTTP/1.1 101"), data[:80]
+        mask = b"\x01\x02\x03\x04"
+        payload = bytes(range(64))
+        frame = b"\x82\xc0" + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        for _ in range(count):
+            sock.sendall(frame)
+            got = 0
+            while got < 66:
+                got += len(sock.recv(4096))
+
+
+def _run(src: str, workdir: str, backend: int, kind: str, count: int) -> int:
+    """Instructions of the worker over a whole run of `count` units."""
+    out = os.path.join(workdir, f"cg-{kind}-{count}")
+    os.makedirs(out)
+    port = procs.free_port()
+    config = _config(workdir, port, backend)
+    proc = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/callgrind.out.%p", "-q",
+                             procs.python(), "-m", "mpm", "start", "-c", config],
+                            cwd=src, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                _http(port, 1)
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("mpm under valgrind did not start") from None
+                time.sleep(0.5)
+        (_http if kind == "http" else _ws)(port, count)
+    finally:
+        proc.terminate()
+        proc.wait(120)
+    totals = {}
+    for name in os.listdir(out):
+        pid = int(name.rsplit(".", 1)[1])
+        with open(os.path.join(out, name)) as f:
+            for line in f:
+                if line.startswith(("summary:", "totals:")):
+                    totals[pid] = int(line.split()[1])
+                    break
+    workers = [n for pid, n in totals.items() if pid != proc.pid]
+    if len(workers) != 1:
+        raise RuntimeError(f"expected one worker's profile, found {len(workers)}")
+    return workers[0]
+
+
+def measure(src: str, requests: int, messages: int) -> dict:
+    workdir = tempfile.mkdtemp(prefix="mpm-instructions-")
+    backend_proc, backend = start_backend(workdir, 1)
+    try:
+        figures = {}
+        for kind, count, unit in (("http", requests, "request"), ("ws", messages, "message")):
+            few = max(count // 5, 1)
+            low, high = _run(src, workdir, backend, kind, few), _run(src, workdir, backend, kind, count + few)
+            figures[f"instructions_per_{unit}"] = round((high - low) / count)
+        return {"src": os.path.abspath(src), "requests": requests, "messages": messages, **figures}
+    finally:
+        procs.stop(backend_proc)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.instructions", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--requests", type=int, default=2000, help="S1 requests counted (default 2000)")
+    ap.add_argument("--messages", type=int, default=2000, help="S3 messages counted (default 2000)")
+    ap.add_argument("--src", default=os.path.dirname(HERE), help="checkout whose mpm is measured (default: this one)")
+    ap.add_argument("--json", help="also write the figures to this file")
+    opts = ap.parse_args(argv)
+    if not shutil.which("valgrind"):
+        print("python -m bench.instructions: skipped: valgrind is not installed (apt-get install valgrind)",
+              file=sys.stderr)
+        return 2
+    result = measure(opts.src, opts.requests, opts.messages)
+    print(json.dumps(result, indent=1))
+    if opts.json:
+        with open(opts.json, "w") as f:
+            json.dump(result, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
