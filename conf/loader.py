@@ -35,7 +35,7 @@ DEFAULT_CONFIG_NAME = "<default>"   # Config.file of the embedded default
 
 TOP_KEYS = ("listen", "mpm", "timeouts", "limits", "control", "log", "routes", "balancers")
 MPM_KEYS = ("workers", "server_limit", "threads_per_child", "max_request_workers", "graceful_timeout",
-            "max_connections_per_child")
+            "max_connections_per_child", "watchdog")
 TIMEOUT_KEYS = ("connect", "proxy", "client_header", "keepalive", "handshake")
 LIMIT_KEYS = ("request_line", "header_field", "header_fields", "request_body")
 CONTROL_KEYS = ("pidfile", "socket")
@@ -231,6 +231,7 @@ def _mpm(sec: Section) -> MPM:
     max_workers = sec.integer("max_request_workers", implicit_max, 1)
     graceful = sec.number("graceful_timeout", d.graceful_timeout, positive=False)
     per_child = sec.integer("max_connections_per_child", d.max_connections_per_child, 0)
+    watchdog = sec.number("watchdog", d.watchdog, positive=False)
     if workers and server_limit and workers > server_limit:
         sec.errors.add(sec.first_line("workers", "server_limit"),
                        f"workers ({workers}) exceeds server_limit ({server_limit})")
@@ -245,7 +246,8 @@ def _mpm(sec: Section) -> MPM:
                        "each worker needs room for at least one connection")
     return MPM(workers or d.workers, server_limit or d.server_limit, threads or d.threads_per_child,
                max_workers or d.max_request_workers, d.graceful_timeout if graceful is None else graceful,
-               d.max_connections_per_child if per_child is None else per_child)
+               d.max_connections_per_child if per_child is None else per_child,
+               d.watchdog if watchdog is None else watchdog)
 
 
 def _timeouts(sec: Section) -> Timeouts:

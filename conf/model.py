@@ -73,6 +73,7 @@ class MPM:
     max_request_workers: int = 2048    # MaxRequestWorkers: server-wide connection cap
     graceful_timeout: float = 30.0     # GracefulShutdownTimeout
     max_connections_per_child: int = 0  # MaxConnectionsPerChild (0 = never recycle)
+    watchdog: float = 30.0             # seconds without a heartbeat before a worker is replaced (0 = off)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,5 @@
-"""mpmctl: start | stop [--now] | reload | status [--json] | balancer | configtest, each with -c FILE;
+"""mpmctl: start | stop [--now] | reload | upgrade | status [--json] | balancer | configtest, each with
+-c FILE;
 import-apache FILE [-o OUT.yaml] [--strict] (an httpd configuration -> this proxy's YAML).
 
 Without -c the embedded conf/default.yaml is used.  stop/reload/status talk to the
@@ -141,14 +142,25 @@ def cmd_stop(args) -> int:
     return EXIT_OK
 
 
-def cmd_reload(args) -> int:
+def _running(args):
+    """(config, master pid) for a verb that changes a running server, or an exit status.
+    The file must load: reload and upgrade check it here too, so the operator sees its
+    errors at once."""
     config = _load(args)
     if config is None:
-        return EXIT_FAIL      # checked here too, so the operator sees the error at once
+        return EXIT_FAIL
     pid = _master_pid(config)
     if pid is None:
         print("mpmctl: not running", file=sys.stderr)
         return EXIT_NOT_RUNNING
+    return config, pid
+
+
+def cmd_reload(args) -> int:
+    found = _running(args)
+    if isinstance(found, int):
+        return found
+    config, pid = found
     answer = _ask(config, {"cmd": "reload"})
     if answer is None:
         os.kill(pid, signal.SIGHUP)
@@ -163,13 +175,10 @@ def cmd_reload(args) -> int:
 
 def cmd_upgrade(args) -> int:
     """Hot upgrade: a new master from the installed code takes the sockets and the tunnels."""
-    config = _load(args)
-    if config is None:
-        return EXIT_FAIL
-    old = _master_pid(config)
-    if old is None:
-        print("mpmctl: not running", file=sys.stderr)
-        return EXIT_NOT_RUNNING
+    found = _running(args)
+    if isinstance(found, int):
+        return found
+    config, old = found
     answer = _ask(config, {"cmd": "upgrade"})
     if answer is None or not answer.get("ok"):
         print("\n".join((answer or {}).get("errors", ["the master did not answer"])), file=sys.stderr)

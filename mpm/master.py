@@ -37,12 +37,14 @@ TICK = 0.25                   # seconds between housekeeping passes
 CRASH_WINDOW = 5.0            # a worker dying sooner than this after its start counts as a crash
 KILL_GRACE = 5.0              # seconds past graceful_timeout before stragglers get SIGKILL
 MRW_WARNING_INTERVAL = 60.0   # Apache logs "reached MaxRequestWorkers" at most this often
+STACK_DUMP_SIGNAL = signal.SIGUSR2   # a worker's faulthandler writes its stacks to the error log
+STACK_DUMP_GRACE = 0.1        # seconds between that signal and SIGKILL (the dump runs in a C handler)
 
 log = logging.getLogger("mpm.master")
 
 
 class WorkerRecord:
-    __slots__ = ("pid", "generation", "slot", "row", "started", "retired", "kill_at")
+    __slots__ = ("pid", "generation", "slot", "row", "started", "retired", "kill_at", "hung")
 
     def __init__(self, pid, generation, slot, row):
         self.pid = pid
@@ -52,6 +54,7 @@ class WorkerRecord:
         self.started = time.monotonic()
         self.retired = False      # told to stop (reload, recycle, stop): never respawned
         self.kill_at = None       # when it gets SIGKILL if still alive
+        self.hung = False         # the watchdog found it stuck (its replacement is started)
 
 
 class Master:
@@ -71,7 +74,7 @@ class Master:
         self.successor = None                      # the new master while `mpmctl upgrade` runs
         self.successor_deadline = 0.0
         self.signals: list[int] = []
-        self.stopping = None                       # None, "graceful" or "now"
+        self.stopping = None                       # None, "graceful", "now" or "upgrade" (a successor serves)
         self.started = time.time()
         self.last_mrw_warning = 0.0
 
@@ -290,10 +293,12 @@ class Master:
                     self._spawn(slot)
             self._recycle_stopping_workers()
             self._check_max_request_workers()
+            self._watchdog()
             self.balancers.tick(self.workers)     # free dead workers' cells, run health checks
         for record in self.workers.values():
             if record.kill_at is not None and now >= record.kill_at:
-                log.warning("worker pid %d outlived graceful_timeout: SIGKILL", record.pid)
+                if not record.hung:
+                    log.warning("worker pid %d outlived graceful_timeout: SIGKILL", record.pid)
                 record.kill_at = None
                 try:
                     os.kill(record.pid, signal.SIGKILL)
@@ -310,6 +315,35 @@ class Master:
                 record.kill_at = time.monotonic() + self.config.mpm.graceful_timeout + KILL_GRACE
                 del self.slots[slot]
                 self._spawn(slot)
+
+    def _watchdog(self) -> None:
+        """A worker whose heartbeat (its scoreboard row, written every 0.5 s by its loop) is
+        older than mpm.watchdog is stuck: its Python stacks go to the error log (SIGUSR2,
+        faulthandler), it is killed, and a current one is replaced at once (gunicorn's
+        worker timeout).  A busy worker still turns its loop, so it is never taken for stuck."""
+        limit = self.config.mpm.watchdog
+        if not limit:
+            return
+        wall, now = time.time(), time.monotonic()
+        for record in list(self.workers.values()):
+            if record.hung or now - record.started < limit:
+                continue
+            silent = wall - self.scoreboard.read(record.row)["updated"]
+            if silent <= limit:
+                continue
+            log.error("watchdog: worker pid %d (slot %d, generation %d) has sent no heartbeat for %.1fs: "
+                      "its stacks go to the error log, then it is killed%s", record.pid, record.slot,
+                      record.generation, silent, " and replaced" if not record.retired else "")
+            record.hung = True
+            record.kill_at = now + STACK_DUMP_GRACE
+            try:
+                os.kill(record.pid, STACK_DUMP_SIGNAL)
+            except ProcessLookupError:
+                continue
+            if not record.retired and self.slots.get(record.slot) == record.pid:
+                record.retired = True
+                del self.slots[record.slot]
+                self._spawn(record.slot)
 
     def _check_max_request_workers(self) -> None:
         mpm = self.config.mpm

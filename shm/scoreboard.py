@@ -16,7 +16,7 @@ from shm.table import LayoutMismatch, SharedTable
 
 ROWS = 1024   # rows for every generation at once: ServerLimit is capped at 256 (see conf)
 
-STATES = ("free", "starting", "ready", "busy", "stopping", "exiting")
+STATES = ("free", "starting", "ready", "full", "stopping", "exiting")
 _STATE_CODE = {name: code for code, name in enumerate(STATES)}
 _COUNTS = ("connections", "tunnels", "requests", "bytes_in", "bytes_out", "tls_failures")
 
@@ -28,7 +28,7 @@ def _columns(rows: int) -> list:
         ("pid", "q", rows),           # 0: the row is free
         ("generation", "q", rows),
         ("slot", "q", rows),          # the worker slot (ServerLimit index) within its generation
-        ("state", "q", rows),         # STATES; "busy" = at capacity, not accepting
+        ("state", "q", rows),         # STATES; "full" = at capacity, not accepting (Apache's "busy" means serving)
         *((name, "q", rows) for name in _COUNTS),
         ("started", "d", rows),       # wall-clock times
         ("updated", "d", rows),       # the worker's heartbeat: it publishes every 0.5 s

@@ -291,6 +291,12 @@ class Tunnel:
         A TLS session lives in this process's memory and cannot move."""
         return not self.tls and not self.closed
 
+    def reattach(self) -> None:
+        """Undo `detach` when the other process did not take the tunnel: relay on here."""
+        self.closed = False
+        self.loop.timed.add(self)
+        self._update_interest()
+
     def detach(self) -> dict:
         """Stop relaying and give up both endpoints; what `state=` needs to resume.
 

@@ -67,7 +67,8 @@ class EventLoop:
         self.soon.append(callback)
 
     def call_later(self, delay: float, callback) -> list:
-        """One-shot timer; returns an entry that `cancel()` accepts."""
+        """One-shot timer; returns its entry, whose callback (index 2) may be set to None to
+        cancel it."""
         entry = [self.now + delay, next(self._seq), callback]
         heapq.heappush(self._timers, entry)
         return entry
