@@ -15,7 +15,8 @@ from worker.http1 import HEAD_END, HeadReader, HttpError, connection_tokens, par
 from worker.rewrite import response_head
 
 MAX_RESPONSE_HEAD = 64 * 1024   # a backend head larger than this is invalid (502)
-FIRST_READ = 64 * 1024          # the read that looks for the head (the rest of a body may be spliced)
+FIRST_READ = 16 * 1024          # the read that looks for the head; the rest of a body may be spliced
+# (S2, 64 KiB responses: 1.0 against 1.1 ms of proxy CPU per MiB with a 64 KiB first read)
 
 
 def read_head(ex) -> None:
