@@ -271,6 +271,12 @@ class Master:
         lived = time.monotonic() - record.started
         how = (f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
                else f"exit code {os.waitstatus_to_exitcode(status)}")
+        if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
+            # A clean exit is a worker that recycled itself (MaxConnectionsPerChild) before
+            # a tick saw it stopping: replaced at once, and no crash, however soon.
+            self.crashes[record.slot] = 0
+            self.respawn_at[record.slot] = time.monotonic()
+            return
         crashes = self.crashes.get(record.slot, 0) + 1 if lived < CRASH_WINDOW else 1
         self.crashes[record.slot] = crashes
         delay = 0.0 if crashes == 1 else min(0.5 * 2 ** (crashes - 2), 30.0)

@@ -61,10 +61,51 @@ class ClientConnection:
         worker.clients.add(self)
         loop.timed.add(self)
 
+    @classmethod
+    def adopt(cls, worker, sock, state: dict, inbuf: bytes) -> ClientConnection:
+        """A connection handed over by a stopping worker (`detach` there): it goes on
+        between requests here, with the bytes that worker had already read from it."""
+        client = cls(worker, sock, state["client_ip"].encode())
+        client.requests = state["requests"]
+        client.deadline = client.loop.now + state["deadline_in"]
+        if inbuf:
+            client.inbuf += inbuf
+            client.state = HEAD
+            client.loop.call_soon(client.serve_buffered)
+        else:
+            client.state = IDLE
+        return client
+
     @property
     def idle(self) -> bool:
-        """Between requests with nothing received or owed: safe to close (graceful stop)."""
+        """Between requests with nothing received or owed."""
         return self.state is IDLE and self.requests > 0 and not self.ep.out
+
+    @property
+    def movable(self) -> bool:
+        """Another worker can carry on with it: plain (a TLS session lives in this process),
+        between exchanges, nothing owed to the client, its sending side open."""
+        return (not self.ep.tls and (self.state is IDLE or self.state is HEAD) and self.exchange is None
+                and not self.ep.out and not self.eof)
+
+    def detach(self) -> dict:
+        """Stop serving it here and give up the socket; what `adopt` needs elsewhere.  The
+        fd leaves epoll before the caller closes its copy (the registration belongs to the
+        open file description, which lives on in the other process)."""
+        self.ep.unregister()
+        self.loop.timed.discard(self)
+        self.worker.clients.discard(self)
+        self.reader = None          # the head in part is parsed again from `inbuf` there
+        return {"client_ip": self.client_ip.decode(), "requests": self.requests,
+                "deadline_in": max(self.deadline - self.loop.now, 0.0)}
+
+    def reattach(self) -> None:
+        """Undo `detach` when the other worker did not take it."""
+        self.worker.clients.add(self)
+        self.loop.timed.add(self)
+        self.ep.want(not self.eof)
+        if self.inbuf:
+            self.loop.call_soon(self.serve_buffered)
 
     # == events ===========================================================================
     def on_event(self, mask: int) -> None:
@@ -198,11 +239,14 @@ class ClientConnection:
         self.worker.exchange_done(exchange)
         if self.state is CLOSED:
             return
-        if not keep_alive or self.eof or self.worker.stopping:
+        if not keep_alive or self.eof:
             self.close()
             return
         self.state = HEAD if self.inbuf else IDLE
         self.deadline = self.loop.now + self.worker.timeouts.keepalive
+        if self.worker.stopping:      # a successor serves its next request, or nobody does
+            self.worker.client_between_requests(self)
+            return
         if self.inbuf:
             self.serve_buffered()
         else:

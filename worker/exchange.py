@@ -335,7 +335,7 @@ class Exchange:
             return
         self._drop_backend()
         self.status = status
-        self.keep_alive = keep_alive and self.keep_alive
+        self.keep_alive = keep_alive and self.keep_alive and self.worker.keeps_alive(self.client)
         self.req_framing = None      # what the client still sends of its body is not read
         out = error_response(status, message, self.keep_alive)
         self.head_sent = out.find(b"\r\n\r\n") + 4

@@ -57,8 +57,9 @@ class Worker:
         self.limits = config.limits
         # What the scoreboard shows.
         self.connections = self.tunnels = self.requests = self.accepted = 0
-        self.bytes_in = self.bytes_out = self.tls_failures = 0
+        self.bytes_in = self.bytes_out = self.tls_failures = self.moved = 0
         self.stopping = False
+        self.recycling = False              # stopping on our own (MaxConnectionsPerChild)
         self._reverse: dict = {}
         # The live objects, by kind (the loop's `timed` set is for deadlines only).
         self.clients: set = set()
@@ -114,6 +115,7 @@ class Worker:
         max_per_child = self.config.mpm.max_connections_per_child
         if max_per_child and self.accepted >= max_per_child:
             self.log_error("info", f"MaxConnectionsPerChild ({max_per_child}) reached: recycling")
+            self.recycling = True
             self.graceful_stop()
             return False
         return True
@@ -159,6 +161,32 @@ class Worker:
         self.tunnel_set.discard(tunnel)
         self.tunnels -= 1
         self.connections -= 1
+        self.moved += 1
+
+    def client_adopted(self, client) -> None:
+        """A keep-alive connection handed over by a worker that is stopping."""
+        self.connections += 1
+        if self.connections >= self.capacity:
+            self.acceptor.pause()
+
+    def client_moved(self, client) -> None:
+        self.connections -= 1
+        self.moved += 1
+        if self.stopping and self.connections == 0:
+            self.loop.running = False
+
+    def keeps_alive(self, client) -> bool:
+        """Whether a response may leave `client` open: always, except while stopping, when
+        only a plain connection that a successor can take stays (a TLS session cannot move:
+        it is told `Connection: close` on its next response)."""
+        return not self.stopping or (not client.ep.tls and self.sender.takes_connections)
+
+    def client_between_requests(self, client) -> None:
+        """While stopping, a connection whose exchange ended with keep-alive: to the successor."""
+        if client.movable and self.sender.takes_connections:
+            self.sender.offer(client)
+        else:
+            client.close()
 
     def tunnel_closed(self, tunnel, reason: str) -> None:
         self.tunnels -= 1
@@ -197,11 +225,8 @@ class Worker:
         self.stopping = True
         self.access_sink.flush()       # what is logged so far goes out now, not at the exit
         self.acceptor.close()
-        # Keep-alive connections idle between requests: close them now.  A connection
-        # that has not sent its first request yet is not idle; it gets client_header.
-        for client in list(self.clients):
-            if client.idle:
-                client.close()
+        if not self.sender.start():
+            self._close_idle()         # the whole server stops: nobody will serve them
         if self.connections == 0:
             self.loop.running = False
             return
@@ -209,10 +234,19 @@ class Worker:
                                f"({self.tunnels} tunnels) left, {self.config.mpm.graceful_timeout:g}s to go")
         self._publish()
         self.loop.call_later(self.config.mpm.graceful_timeout, self._graceful_timeout)
-        if self.tunnels:
-            self.sender.start()
 
-    def handover_finished(self) -> None:
+    def _close_idle(self) -> None:
+        """Plain keep-alive connections between requests that no successor takes.  One that
+        has not sent its first request yet is not idle (it gets client_header); a TLS one
+        stays until its next response (`Connection: close`) or its keep-alive deadline, so
+        no request it is sending right now meets a closed connection."""
+        for client in list(self.clients):
+            if client.idle and not client.ep.tls:
+                client.close()
+
+    def handover_finished(self, successor_found: bool) -> None:
+        if not successor_found:
+            self._close_idle()
         self._publish()
         if self.connections == 0:
             self.loop.running = False
@@ -232,7 +266,8 @@ class Worker:
             tunnel.close("worker stopping")
         self.pool.close_all()
         self.row.publish(state="exiting", connections=0, tunnels=0, requests=self.requests,
-                         bytes_in=self.bytes_in, bytes_out=self.bytes_out, tls_failures=self.tls_failures)
+                         bytes_in=self.bytes_in, bytes_out=self.bytes_out, tls_failures=self.tls_failures,
+                         moved=self.moved)
         self.access_sink.close()
         self.error_sink.close()
 
@@ -242,7 +277,7 @@ class Worker:
         state = "stopping" if self.stopping else ("full" if not self.acceptor.accepting else "ready")
         self.row.publish(state=state, connections=self.connections, tunnels=self.tunnels,
                          requests=self.requests, bytes_in=self.bytes_in, bytes_out=self.bytes_out,
-                         tls_failures=self.tls_failures)
+                         tls_failures=self.tls_failures, moved=self.moved)
 
     def _heartbeat(self) -> None:
         """The one timer chain that writes the row (other writes are one-off)."""
