@@ -1,5 +1,5 @@
 """Which WebSocket load generator runs: the C one (bench/loadgen_ws.c), built here with gcc, or the
-Python one (bench/loadgen_ws.py) where there is no compiler.
+Python one (bench/loadgen_ws.py) where there is no compiler (or with ``--ws-gen python``).
 
 Both speak the same stdin/stdout protocol and make the same checks, so the harness drives
 either alike; the report names the one that ran (``describe``) and every cell records its
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from bench import procs, tools
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SOURCE = os.path.join(HERE, "loadgen_ws.c")
+SOURCES = [os.path.join(HERE, name) for name in ("loadgen_ws.c", "loadgen_ws_conn.c", "loadgen_ws.h")]
 BINARY = os.path.join(HERE, "build", "loadgen_ws")
 CFLAGS = ["-O2", "-Wall", "-Wextra"]
 TLS_FLAGS = (["-DWITH_OPENSSL"], ["-lssl", "-lcrypto"])
@@ -54,8 +54,9 @@ class Generator:
         return f"bench/loadgen_ws.c (C) for ws://; bench/loadgen_ws.py (Python) for wss:// ({self.why_python})"
 
 
-def build(out: str = BINARY) -> tuple[bool, str]:
+def build(out: str | None = None) -> tuple[bool, str]:
     """Compile the C generator into ``out`` (atomically: two runs may build at once); (ok, message)."""
+    out = out or BINARY
     gcc = tools.which("gcc")
     if not gcc:
         return False, f"no gcc ({tools.INSTALL})"
@@ -66,7 +67,7 @@ def build(out: str = BINARY) -> tuple[bool, str]:
     try:
         # With OpenSSL first; without it when its headers (libssl-dev) are missing.
         for defines, libs in (TLS_FLAGS, ([], [])):
-            argv = [gcc, *CFLAGS, *defines, "-o", tmp, SOURCE, *libs, "-lm"]
+            argv = [gcc, *CFLAGS, *defines, "-o", tmp, *SOURCES[:2], *libs, "-lm"]
             try:
                 done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
             except (OSError, subprocess.TimeoutExpired) as exc:
@@ -90,8 +91,9 @@ def features(binary: str) -> dict | None:
         return None
 
 
-def stale(binary: str = BINARY) -> bool:
-    return not os.path.exists(binary) or os.path.getmtime(binary) < os.path.getmtime(SOURCE)
+def stale(binary: str | None = None) -> bool:
+    binary = binary or BINARY
+    return not os.path.exists(binary) or os.path.getmtime(binary) < max(map(os.path.getmtime, SOURCES))
 
 
 def choose(prefer: str = "auto") -> Generator:
