@@ -133,7 +133,7 @@ static double run(double duration, long long limit, int check, double timeout) {
     for (;;) {
         double t = now();
         int more = t < stop_at && g.completed < limit;
-        if (!more && !g.busy)
+        if (!g.open || (!more && !g.busy))
             break;
         if (t >= give_up) {
             note("%d echoes still missing after %.0f s", g.busy, timeout);
@@ -175,13 +175,10 @@ static void json_notes(void) {
 }
 
 static void emit_result(const char *mode, double elapsed, size_t size) {
-    int open = 0;
-    for (int i = 0; i < g.nconns; i++)
-        open += g.conns[i].state == OPEN;
     printf("{\"event\": \"result\", \"generator\": \"c\", \"mode\": \"%s\", \"elapsed\": %.6f, \"messages\": %lld, "
            "\"bytes_echoed\": %lld, \"payload_bytes\": %lld, \"open_at_end\": %d, \"dropped\": %lld, "
            "\"lost_bytes\": %lld, \"mismatches\": %lld, \"still_busy\": %d, \"hist\": {",
-           mode, elapsed, g.completed, g.bytes_echoed, g.completed * (long long)size, open, g.dropped,
+           mode, elapsed, g.completed, g.bytes_echoed, g.completed * (long long)size, g.open, g.dropped,
            g.lost_bytes, g.mismatches, g.busy);
     const char *sep = "";
     for (int b = 0; b < NBUCKETS; b++)

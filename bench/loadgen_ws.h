@@ -50,7 +50,8 @@ struct conn {
 
 struct gen {                   /* the one generator of this process */
     char host[300], path[256];
-    int port, tls, running, epfd, nconns, busy;
+    int port, tls, running, epfd, nconns;
+    int open, busy;            /* connections open, and of them with a message in flight */
     struct sockaddr_storage addr;
     socklen_t addrlen;
     struct msg variants[VARIANTS];

@@ -166,6 +166,8 @@ static const char *io_error(struct conn *c) {
 void kill_conn(struct conn *c) {
     if (c->state == DEAD)
         return;
+    if (c->state == OPEN)
+        g.open--;
     if (c->state == OPEN && (c->busy || g.running)) {   /* the other side broke an open connection */
         g.dropped++;
         if (c->busy) {
@@ -297,6 +299,7 @@ static void read_upgrade(struct conn *c) {
             free(c->buf);
             c->buf = NULL;
             c->state = OPEN;
+            g.open++;
             return;
         }
         if (c->head_len >= HEAD_MAX - 1) {

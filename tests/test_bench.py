@@ -201,20 +201,21 @@ def test_c_generator_echoes_byte_exact(backend, c_generator):
     assert go["open_at_end"] == 5
 
 
-def test_c_generator_catches_a_corrupt_echo(c_generator):
-    """An echo server that flips one payload byte: the generator counts a mismatch and drops the connection."""
+def fake_echo_server(misbehave: str):
+    """One WebSocket connection served by hand: a correct upgrade, then the first echo goes wrong:
+    ``flip`` sends it back with one payload byte changed, ``close`` closes after half of it."""
     import base64
     import hashlib
     import socket
     import threading
 
-    binary, _ = c_generator
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(20)
 
     def serve():
         conn, _ = listener.accept()
         with conn:
+            conn.settimeout(20)
             head = b""
             while b"\r\n\r\n" not in head:
                 head += conn.recv(4096)
@@ -226,23 +227,37 @@ def test_c_generator_catches_a_corrupt_echo(c_generator):
             frame = b""
             while len(frame) < 2 + 4 + 16:
                 frame += conn.recv(4096)
-            mask, payload = frame[2:6], bytearray(frame[6:22])
-            payload = bytearray(b ^ mask[i % 4] for i, b in enumerate(payload))
-            payload[7] ^= 0x01
-            conn.sendall(bytes([0x82, 16]) + payload)
-            conn.recv(4096)   # until the generator gives up on this connection
+            mask = frame[2:6]
+            payload = bytearray(b ^ mask[i % 4] for i, b in enumerate(frame[6:22]))
+            if misbehave == "flip":
+                payload[7] ^= 0x01
+                conn.sendall(bytes([0x82, 16]) + payload)
+                conn.recv(4096)   # until the generator gives up on this connection
+            else:
+                conn.sendall(bytes([0x82, 16]) + payload[:8])
 
-    server = threading.Thread(target=serve, daemon=True)
-    server.start()
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return listener, thread
+
+
+@pytest.mark.parametrize("misbehave", ["flip", "close"])
+def test_c_generator_catches_a_bad_echo(c_generator, misbehave):
+    """A flipped byte is a mismatch; a connection closed mid-echo is dropped with its bytes counted lost."""
+    binary, _ = c_generator
+    listener, thread = fake_echo_server(misbehave)
     try:
         ready, result = run_generator(binary, f"ws://127.0.0.1:{listener.getsockname()[1]}/ws",
                                       "--conns", "1", "--size", "16", "--count", "5")
     finally:
-        server.join(20)
+        thread.join(20)
         listener.close()
-    assert ready["connected"] == 1
-    assert result["mismatches"] == 1 and result["messages"] == 0
-    assert "echo differs from the message sent" in result["notes"]
+    assert ready["connected"] == 1 and result["messages"] == 0 and result["open_at_end"] == 0
+    if misbehave == "flip":
+        assert result["mismatches"] == 1 and "echo differs from the message sent" in result["notes"]
+    else:
+        assert result["dropped"] == 1 and result["lost_bytes"] == 8 and result["mismatches"] == 0
+        assert "closed by the other side" in result["notes"]
 
 
 def test_c_generator_over_tls(tmp_path, c_generator):
