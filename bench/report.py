@@ -156,6 +156,38 @@ def cell_text(summaries, sid, peer, key, kind) -> str:
     return text
 
 
+def cpu_table(summaries: list[Summary], ids: list[str], proxies: list[str]) -> list[str]:
+    """The "Proxy CPU" section: per unit of work, user and kernel apart, ratio to the lowest proxy."""
+    lines: list[str] = []
+    lines += ["", "## Proxy CPU", "",
+              "CPU of all the proxy's processes during the measured window, per unit of work, "
+              "user and kernel time apart (and in cores used). Ratio = proxy ÷ the lowest proxy.", ""]
+    lines.append("| scenario | unit | " + " | ".join(proxies) + " |")
+    lines.append("|---|---|" + "---|" * len(proxies))
+    for sid in ids:
+        unit = SCENARIOS[sid].cpu_unit
+        if not unit:
+            continue
+        label, scale = CPU_UNITS[unit]
+        vals = {p: (find(summaries, sid, p).values if find(summaries, sid, p) else {}) for p in proxies}
+        per = {p: v.get("proxy_cpu_per_unit") for p, v in vals.items()}
+        best = min([x for x in per.values() if x] or [None]) if any(per.values()) else None
+        row = []
+        for p in proxies:
+            x, v = per[p], vals[p]
+            if x is None:
+                row.append("—")
+                continue
+            cores = v.get("proxy_cpu_s", 0) / v["wall_s"] if v.get("wall_s") else 0
+            split = ""
+            if v.get("proxy_user_per_unit") is not None:
+                split = f" = {v['proxy_user_per_unit'] * scale:.1f} user + {v['proxy_sys_per_unit'] * scale:.1f} sys"
+            row.append(f"{x * scale:.1f}{split} ({x / best:.2f}×; {cores:.2f} cores)" if best
+                       else f"{x * scale:.1f}{split}")
+        lines.append(f"| {sid} | {label} | " + " | ".join(row) + " |")
+    return lines
+
+
 def markdown(results: dict) -> str:
     meta, summaries = results["meta"], [Summary(**s) for s in results["summary"]]
     peers = [p for p in meta["peers_run"]]
@@ -183,32 +215,7 @@ def markdown(results: dict) -> str:
                          + " | ".join(cell_text(summaries, sid, p, key, kind) for p in peers) + " |")
     proxies = [p for p in peers if p != "direct"]
     if proxies:
-        lines += ["", "## Proxy CPU", "",
-                  "CPU of all the proxy's processes during the measured window, per unit of work, "
-                  "user and kernel time apart (and in cores used). Ratio = proxy ÷ the lowest proxy.", ""]
-        lines.append("| scenario | unit | " + " | ".join(proxies) + " |")
-        lines.append("|---|---|" + "---|" * len(proxies))
-        for sid in ids:
-            unit = SCENARIOS[sid].cpu_unit
-            if not unit or sid in meta.get("skipped", {}):
-                continue
-            label, scale = CPU_UNITS[unit]
-            vals = {p: (find(summaries, sid, p).values if find(summaries, sid, p) else {}) for p in proxies}
-            per = {p: v.get("proxy_cpu_per_unit") for p, v in vals.items()}
-            best = min([x for x in per.values() if x] or [None]) if any(per.values()) else None
-            row = []
-            for p in proxies:
-                x, v = per[p], vals[p]
-                if x is None:
-                    row.append("—")
-                    continue
-                cores = v.get("proxy_cpu_s", 0) / v["wall_s"] if v.get("wall_s") else 0
-                split = ""
-                if v.get("proxy_user_per_unit") is not None:
-                    split = f" = {v['proxy_user_per_unit'] * scale:.1f} user + {v['proxy_sys_per_unit'] * scale:.1f} sys"
-                row.append(f"{x * scale:.1f}{split} ({x / best:.2f}×; {cores:.2f} cores)" if best
-                           else f"{x * scale:.1f}{split}")
-            lines.append(f"| {sid} | {label} | " + " | ".join(row) + " |")
+        lines += cpu_table(summaries, [sid for sid in ids if sid not in meta.get("skipped", {})], proxies)
     lines += ["", "## Checks", ""]
     for c in results["checks"]:
         lines.append(f"- {'ok' if c['ok'] else '**WARNING**'}: {c['message']}")

@@ -107,28 +107,13 @@ def run(opts) -> dict:
             # Behind a proxy, TLS runs in the proxy's two workers beside the plain backend; the direct
             # baseline does TLS in the backend itself, so it gets two processes to stay the faster path.
             tls_backend, tls_port = start_backend(workdir, max(2, opts.backend_processes), (cert, key))
-        for name in names:
-            peer = make(name)
-            why = peer.missing()
-            if why:
-                not_run[name] = f"missing: {why}"
-                progress.say(f"{name}: not measured ({why})")
-                continue
-            versions[name] = peer.version
+        def site_for(name: str) -> Site:
             if name == "direct":
-                site = Site(workdir, backend_port, tls_port or 0, backend_port, cert, key, combined)
-            else:
-                site = Site(workdir, procs.free_port(), procs.free_port() if cert else 0, backend_port,
-                            cert, key, combined)
-            why = peer.start(site, size)
-            if why:
-                not_run[name] = f"failed to start: {why}"
-                progress.say(f"{name}: not measured (failed to start: {why})")
-                peer.stop()
-                continue
-            progress.say(f"{name} {peer.version}: up" + (f" on 127.0.0.1:{site.port}" if name != "direct" else "")
-                         + (f" (TLS failed its probe: {peer.tls_problem})" if peer.tls_problem else ""))
-            running.append(peer)
+                return Site(workdir, backend_port, tls_port or 0, backend_port, cert, key, combined)
+            return Site(workdir, procs.free_port(), procs.free_port() if cert else 0, backend_port,
+                        cert, key, combined)
+
+        start_peers(names, site_for, size, progress, running, not_run, versions)
 
         progress.total = budget.rounds * len(ids) * len(running)
         for rnd in range(1, budget.rounds + 1):
@@ -173,6 +158,30 @@ def run(opts) -> dict:
         "checks": report.checks(cells, ids),
     }
     return results
+
+
+def start_peers(names: list[str], site_for, size: Sizing, progress: Progress, running: list[Peer],
+                not_run: dict[str, str], versions: dict[str, str]) -> None:
+    """Start and probe each peer; one that serves joins ``running`` at once (so that an exception
+    half-way still stops it), one that is missing or fails to start is noted in ``not_run``."""
+    for name in names:
+        peer = make(name)
+        why = peer.missing()
+        if why:
+            not_run[name] = f"missing: {why}"
+            progress.say(f"{name}: not measured ({why})")
+            continue
+        versions[name] = peer.version
+        site = site_for(name)
+        why = peer.start(site, size)
+        if why:
+            not_run[name] = f"failed to start: {why}"
+            progress.say(f"{name}: not measured (failed to start: {why})")
+            peer.stop()
+            continue
+        progress.say(f"{name} {peer.version}: up" + (f" on 127.0.0.1:{site.port}" if name != "direct" else "")
+                     + (f" (TLS failed its probe: {peer.tls_problem})" if peer.tls_problem else ""))
+        running.append(peer)
 
 
 def settle(limit: float, threshold: float) -> tuple[float, float | None]:
