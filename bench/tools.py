@@ -21,7 +21,7 @@ import os
 import shutil
 
 SBIN = "/usr/local/sbin:/usr/sbin:/sbin"     # nginx, haproxy and apache2 live here, often off a user's PATH
-INSTALL = "install it with `python -m bench --setup` (runs bench/setup)"
+INSTALL = "install it with `python -m bench --setup`, which runs bench/setup"
 
 
 def hidden() -> set[str]:

@@ -59,7 +59,7 @@ def build(out: str | None = None) -> tuple[bool, str]:
     out = out or BINARY
     gcc = tools.which("gcc")
     if not gcc:
-        return False, f"no gcc ({tools.INSTALL})"
+        return False, f"no gcc: {tools.INSTALL}"
     os.makedirs(os.path.dirname(out), exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(out), prefix=".loadgen_ws-")
     os.close(fd)
