@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 
-from bench import procs
+from bench import procs, tools
 from bench.runner import start_backend
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--src", default=os.path.dirname(HERE), help="checkout whose mpm is measured (default: this one)")
     ap.add_argument("--json", help="also write the figures to this file")
     opts = ap.parse_args(argv)
-    if not shutil.which("valgrind"):
+    if not tools.which("valgrind"):
         print("python -m bench.instructions: skipped: valgrind is not installed (apt-get install valgrind)",
               file=sys.stderr)
         return 2
