@@ -46,9 +46,12 @@ LINES = [
     ("S7a", "round trip p99", "p99_s", False, "time"),
     ("S7b", "MiB/s", "mib_s", True, "int"),
     ("S7c", "handshakes/s", "rps", True, "int"),
+    ("S8", "failed requests", "failed", False, "int"),
+    ("S8", "requests/s while reloading", "rps", True, "int"),
+    ("S8", "reloads", "reloads", True, "int"),
 ]
 HEADLINE = {"S1": "rps", "S2": "rps", "S3": "msgs_s", "S4": "mib_s", "S5": "connect_rate", "S6": "mib_s",
-            "S7a": "msgs_s", "S7b": "mib_s", "S7c": "rps"}
+            "S7a": "msgs_s", "S7b": "mib_s", "S7c": "rps", "S8": "rps"}
 CPU_UNITS = {"req": ("µs/req", 1e6), "msg": ("µs/msg", 1e6), "MiB": ("ms/MiB", 1e3)}
 
 

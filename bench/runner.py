@@ -57,6 +57,8 @@ def headline(sid: str, cell: dict) -> str:
         parts.insert(0, f"proxy CPU {cell['proxy_cpu_per_unit'] * 1e6:.1f} µs/msg")
     if sc.kind == "idle" and "rss_per_conn_kib" in cell:
         parts.append(f"{cell['rss_per_conn_kib']:.1f} KiB/conn, {cell['echo_ok']}/{cell['conns']} echo")
+    if sc.kind == "storm":
+        parts.append(f"{cell.get('failed', 0)} failed requests through {cell.get('reloads', 0)} reloads")
     if sc.kind == "reload":
         parts.append(f"{cell.get('reloads', 0)} reloads ({cell.get('new_processes', 0)} new processes), "
                      f"{cell.get('dropped', 0)} dropped, "

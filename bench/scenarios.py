@@ -25,7 +25,7 @@ MiB = 1024 * 1024
 class Scenario:
     id: str
     title: str
-    kind: str                 # http | echo | idle | reload
+    kind: str                 # http | echo | idle | reload | storm
     metric: str               # the headline figure, compared with direct
     unit: str
     higher_is_better: bool = True
@@ -62,8 +62,13 @@ SCENARIOS = {
                     needs=("wrk",)),
     "S7b": Scenario("S7b", "S4 over TLS (wss, 1 MiB)", "echo", "mib_s", "MiB/s", size=MiB, conns=16, tls=True,
                     cpu_unit="MiB"),
+    # Keep-alive requests back to back while the peer reloads twice a second (issue #19):
+    # the race of a worker closing an idle connection as the client sends on it.  wrk counts
+    # every request that failed (a read or write error, a timeout, a non-2xx answer).
+    "S8": Scenario("S8", "keep-alive requests through reloads (c32)", "storm", "failed", "failed requests",
+                   higher_is_better=False, path="/small", size=100, conns=32, needs=("wrk",)),
 }
-ORDER = ["S1", "S2", "S3", "S4", "S7a", "S7b", "S7c", "S5", "S6"]   # S5/S6 (memory, reloads) last in a round
+ORDER = ["S1", "S2", "S3", "S4", "S7a", "S7b", "S7c", "S5", "S6", "S8"]   # memory and reloads last in a round
 
 
 @dataclass(frozen=True)
@@ -185,7 +190,8 @@ def merge_results(results: list[dict]) -> dict:
 
 def measure(sc: Scenario, peer: Peer, budget: Budget, backend_pid: int) -> dict:
     meter = Meter(peer.pids(), backend_pid)
-    kind = {"http": http_cell, "echo": echo_cell, "idle": idle_cell, "reload": reload_cell}[sc.kind]
+    kind = {"http": http_cell, "echo": echo_cell, "idle": idle_cell, "reload": reload_cell,
+            "storm": storm_cell}[sc.kind]
     cell = kind(sc, peer, budget, meter)
     if sc.kind != "http":
         cell["ws_generator"] = wsgen.current().name(ws_url(peer, sc.tls))
@@ -334,4 +340,32 @@ def reload_cell(sc: Scenario, peer: Peer, budget: Budget, meter: Meter) -> dict:
     cell["ok"] = (not cell.get("dropped") and not cell.get("mismatches") and not cell.get("stalled")
                   and cell["new_conn_after_reloads"]
                   and not failed and (cell["new_processes"] > 0 or not done))
+    return cell
+
+
+def storm_cell(sc: Scenario, peer: Peer, budget: Budget, meter: Meter) -> dict:
+    """wrk keep-alive load for reload_duration seconds with two reloads a second (a peer
+    without reloads, direct, is the baseline: no failure is expected there)."""
+    duration = budget.reload_duration
+    reloads = int(duration * 2) if peer.reload_signal is not None else 0
+    argv = wrk_argv(f"http://127.0.0.1:{peer.site.port}{sc.path}", sc.conns, duration)
+    before = meter.snapshot()
+    proc = procs.spawn(argv, stdout=subprocess.PIPE)
+    start, done = time.monotonic(), 0
+    while done < reloads and proc.poll() is None:
+        time.sleep(max(0.0, start + (done + 1) * duration / (reloads + 1) - time.monotonic()))
+        peer.reload()
+        done += 1
+    try:
+        out, _ = proc.communicate(timeout=duration + 30)
+    except subprocess.TimeoutExpired:
+        out = b""
+    procs.stop(proc)
+    after = meter.snapshot()
+    result = parse_wrk(out.decode(errors="replace"))
+    cell = {**result, **Meter.window(before, after), "reloads": done}
+    cell["failed"] = cell.get("errors", 0)
+    seconds = cell.get("seconds") or cell["wall_s"]
+    cell["rps"] = cell.get("requests", 0) / seconds
+    cell["ok"] = cell.get("requests", 0) > 0 and peer.alive() or peer.name == "direct"
     return cell
