@@ -109,7 +109,7 @@ class AdminServer:
             self._drop(client)
             return
         state[0] += data
-        end = state[0].find(b"\r\n\r\n")
+        end = state[0].find(b"\r\n\r\n", 0, MAX_HEAD + 4)
         if end < 0:
             if len(state[0]) > MAX_HEAD:
                 self._answer(client, 431, "text/plain", b"request head too large\n", head_only=False)

@@ -52,6 +52,9 @@ STACK_DUMP_GRACE = 0.1        # seconds between that signal and SIGKILL (the dum
 
 log = logging.getLogger("mpm.master")
 
+HANDLED = (signal.SIGHUP, signal.SIGUSR1, signal.SIGTERM, signal.SIGWINCH, signal.SIGINT, signal.SIGQUIT,
+           signal.SIGCHLD)
+
 
 class WorkerRecord:
     __slots__ = ("pid", "generation", "slot", "row", "started", "retired", "kill_at", "hung")
@@ -119,8 +122,7 @@ class Master:
         self.selector = selectors.DefaultSelector()
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(self.wake_w)
-        for signum in (signal.SIGHUP, signal.SIGUSR1, signal.SIGTERM, signal.SIGWINCH,
-                       signal.SIGINT, signal.SIGQUIT, signal.SIGCHLD):
+        for signum in HANDLED:
             signal.signal(signum, lambda signum, frame: self.signals.append(signum))
         self.selector.register(self.wake_r, selectors.EVENT_READ, None)
         # Workers watch the read end; only we hold the write end, so our death is their EOF.
@@ -247,8 +249,18 @@ class Master:
         generation = self.generation
         row = self.scoreboard.claim(generation, slot)
         self.metrics.fold(row)          # counts nobody folded (a master that died): they happened
-        pid = os.fork()
-        if pid == 0:
+        # A signal sent to the child before it drops our handlers (a stop right after a reload)
+        # would run them in the child and be lost there: held until the child has the default
+        # ones (an idle new worker stopped that way loses nothing).
+        signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
+        try:
+            pid = os.fork()
+        except OSError:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED)
+            raise
+        if pid:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED)
+        else:
             code = 1
             try:
                 code = self._child(slot, generation, row)
@@ -264,9 +276,9 @@ class Master:
         """In the forked worker: shed the master's descriptors, then serve."""
         from worker.process import Worker
         signal.set_wakeup_fd(-1)
-        for signum in (signal.SIGHUP, signal.SIGUSR1, signal.SIGTERM, signal.SIGWINCH,
-                       signal.SIGINT, signal.SIGQUIT, signal.SIGCHLD):
+        for signum in HANDLED:
             signal.signal(signum, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED)
         mine = self.listeners.for_slot(slot)
         keep = {id(sock) for sock, _ in mine}
         for sock in self.listeners.all_sockets():

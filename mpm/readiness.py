@@ -41,9 +41,11 @@ class Readiness:
         else:
             self.notifier.ready("reload refused: the previous configuration serves on")
 
-    def tick(self, master) -> None:
+    def tick(self, master) -> int:
+        """Note a generation that came up (READY=1) and keep STATUS= current; returns how many
+        workers of the current generation serve."""
         if master.stopping:
-            return
+            return 0
         serving, connections, tunnels = self._count(master)
         status = (f"generation {master.generation}: {serving}/{master.config.mpm.workers} workers serving, "
                   f"{connections} connections, {tunnels} tunnels")
@@ -54,6 +56,7 @@ class Readiness:
         elif self.notifier.enabled and time.monotonic() - self.status_at >= STATUS_INTERVAL:
             self.status_at = time.monotonic()
             self.notifier.status(status)
+        return serving
 
     def stopping(self) -> None:
         self.notifier.stopping()
@@ -62,9 +65,9 @@ class Readiness:
     def health(self, master) -> tuple[int, str]:
         if master.stopping:
             return 503, "stopping"
+        serving = self.tick(master)          # up to date, not as of the last housekeeping pass
         if not self.served:
             return 503, "starting"
-        serving, _, _ = self._count(master)
         if serving:
             return 200, f"ok: generation {master.generation}, {serving} workers serving"
         if self.served == master.generation - 1 and time.monotonic() - self.reloaded_at < RELOAD_GRACE:
