@@ -3,11 +3,13 @@ exactly what the test sends, and totals that survive a reload and a worker's dea
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import time
 
 import pytest
 from admin_util import admin_port, admin_section, get, scrape, value
@@ -206,3 +208,84 @@ def test_openmetrics_when_the_scraper_asks(proxy_factory, http_backend):
         data = recv_until_eof(sock)
     head, _, body = data.partition(b"\r\n\r\n")
     assert b"Content-Type: application/openmetrics-text" in head and body.endswith(b"# EOF\n")
+
+
+def test_handed_over_tunnels_and_their_pause_are_counted(proxy_factory, ws_backend):
+    echo = ws_backend()
+    proxy = proxy_factory([{"path": "/", "to": echo.url + "/"}], admin=admin_section())
+    socks = []
+    try:
+        for _ in range(3):
+            sock = proxy.connect()
+            sock.sendall(upgrade_request("/"))
+            assert status_of(read_head(sock)[0]) == 101
+            socks.append(sock)
+        assert proxy.reload().returncode == 0
+        samples = wait_for(lambda: (s := scrape(proxy)) and value(s, "mpm_tunnels_handed_over_total",
+                                                                  side="adopted") == 3 and s, 10, 0.1, "3 adopted")
+        assert value(samples, "mpm_tunnels_handed_over_total", side="sent") == 3
+        assert value(samples, "mpm_tunnel_handover_pause_seconds_count") == 3
+        assert 0 < value(samples, "mpm_tunnel_handover_pause_seconds_sum") < 3
+        assert value(samples, "mpm_tunnels_opened_total") == 3           # moved, not opened again
+        assert value(samples, "mpm_worker_tunnels", generation="2") == 3 or wait_for(
+            lambda: value(scrape(proxy), "mpm_worker_tunnels", generation="2") == 3, 5, 0.1, "on the scoreboard")
+    finally:
+        for sock in socks:
+            sock.close()
+    wait_for(lambda: value(scrape(proxy), "mpm_tunnels_closed_total") == 3, 10, 0.1, "3 tunnels closed")
+
+
+def test_balancer_member_counters_never_go_back_across_a_reload(proxy_factory, http_backend):
+    backend = http_backend()
+    dead = f"http://127.0.0.1:{free_port()}"
+    proxy = proxy_factory([{"path": "/", "to": "balancer://pool/"}], admin=admin_section(),
+                          balancers={"pool": {"method": "byrequests", "retry": 0,
+                                              "members": [{"url": dead}, {"url": backend.url}]}})
+    for _ in range(4):
+        assert _http(proxy, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").startswith(b"HTTP/1.1 200")
+    before = scrape(proxy)
+    assert value(before, "mpm_balancer_member_failures_total", member=dead) >= 1
+    assert value(before, "mpm_balancer_member_requests_total", member=backend.url) == 4
+    assert value(before, "mpm_balancer_member_traffic_bytes_total", member=backend.url) > 0
+    assert value(before, "mpm_balancer_member_busy") == 0
+    assert proxy.reload().returncode == 0
+    proxy.wait_ready(generation=2)
+    # the old generation's table is closed once its workers are gone: its counts are carried
+    wait_for(lambda: all(dict(labels)["generation"] == "2" for name, labels in scrape(proxy)
+                         if name == "mpm_worker_state"), 15, 0.1, "generation 1 gone")
+    time.sleep(0.6)                                     # a housekeeping pass or two: the table is closed
+    after = scrape(proxy)
+    assert _monotonic(before, after) == []
+    assert _http(proxy, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").startswith(b"HTTP/1.1 200")
+    final = scrape(proxy)
+    requests = value(final, "mpm_balancer_member_requests_total")
+    assert requests > value(before, "mpm_balancer_member_requests_total")
+
+
+def test_tls_handshakes_are_counted_by_result(proxy_factory, http_backend, tmp_path):
+    import ssl
+
+    import trustme
+    backend = http_backend()
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost", "127.0.0.1")
+    cert_path, key_path = tmp_path / "c.pem", tmp_path / "c.key"
+    cert.private_key_pem.write_to_path(str(key_path))
+    cert.cert_chain_pems[0].write_to_path(str(cert_path))
+    proxy = proxy_factory([{"path": "/", "to": backend.url + "/"}], start=False, admin=admin_section())
+    proxy.config["listen"] = [{"address": f"127.0.0.1:{proxy.port}",
+                               "tls": {"cert": str(cert_path), "key": str(key_path)}}]
+    proxy.start()
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    for _ in range(2):
+        with context.wrap_socket(proxy.connect(), server_hostname="localhost") as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            assert recv_until_eof(sock).startswith(b"HTTP/1.1 200")
+    with proxy.connect() as sock:                      # plain HTTP on a TLS port: the handshake fails
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        with contextlib.suppress(ConnectionResetError):      # reset or closed, as the kernel has it
+            recv_until_eof(sock)
+    samples = wait_for(lambda: (s := scrape(proxy)) and value(s, "mpm_tls_handshakes_total", result="failed") == 1
+                       and s, 5, 0.1, "a failed handshake")
+    assert value(samples, "mpm_tls_handshakes_total", result="ok") == 2
