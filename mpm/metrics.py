@@ -148,14 +148,14 @@ class Collector:
         duration = HistogramMetricFamily("mpm_request_duration_seconds", "From the request head to the last "
                                          "byte of the response (to the 101 for a tunnel).", labels=["route"])
         for rid, name in routes:
-            for klass, count in zip(m.CODE_CLASSES, totals.route(rid, "requests", len(m.CODE_CLASSES)), strict=True):
+            for klass, count in zip(m.CODE_CLASSES, totals.requests_by_class(rid), strict=True):
                 requests.add_metric([name, klass], count)
             received.add_metric([name], totals.route(rid, "received")[0])
             sent.add_metric([name], totals.route(rid, "sent")[0])
             for reason, count in zip(m.BACKEND_ERRORS, totals.route(rid, "backend_errors", 3), strict=True):
                 errors.add_metric([name, reason], count)
-            _histogram("", "", None, m.DURATION_BOUNDS, totals.route(rid, "duration", len(m.DURATION_BOUNDS) + 1),
-                       totals.duration_sum(rid), duration, [name])
+            _histogram("", "", None, m.DURATION_BOUNDS, totals.duration_buckets(rid), totals.duration_sum(rid),
+                       duration, [name])
         refused = CounterMetricFamily("mpm_requests_refused", "Requests answered by the proxy itself with a 4xx, "
                                       "by reason: malformed (400), method (405), limits (413, 414, 429, 431), "
                                       "timeout (408), no_route (404).", labels=["reason"])

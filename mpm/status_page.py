@@ -43,7 +43,7 @@ def _figures(master) -> dict:
     requests = sent = received = 0
     duration = 0.0
     for rid, _ in master.metrics.route_names():
-        requests += sum(totals.route(rid, "requests", len(m.CODE_CLASSES)))
+        requests += sum(totals.requests_by_class(rid))
         sent += totals.route(rid, "sent")[0]
         received += totals.route(rid, "received")[0]
         duration += totals.duration_sum(rid)

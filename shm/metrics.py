@@ -10,8 +10,10 @@ keeps it too.  A row is a block of per-worker counters, then one block per route
     worker block    connections accepted, tunnels opened / closed by end reason / handed
                     over (sent, adopted), requests refused by reason, TLS handshakes (done,
                     failed), the hand-over pause histogram
-    route block     requests by status class, backend errors by reason, bytes received
-                    and sent (client side, heads included), the request duration histogram
+    route block     requests by status class and duration bucket (one matrix: a request is
+                    one increment, read as requests by class and as the duration histogram),
+                    backend errors by reason, bytes received and sent (client side, heads
+                    included)
 
 and in the float column `seconds`: the hand-over pause sum, then each route's duration sum.
 Histogram cells count one bucket each (not cumulative: an observation is one increment);
@@ -42,7 +44,7 @@ from shm.table import LayoutMismatch, SharedTable
 log = logging.getLogger("mpm.master")
 
 PAST = ROWS                       # the row that holds the counts of workers gone
-ROUTES = 128                      # route names a master lineage can tell apart
+ROUTES = 64                       # route names a master lineage can tell apart
 NO_ROUTE, OTHER_ROUTE = 0, ROUTES - 1
 ROUTE_NAME_WIDTH = 192
 
@@ -73,9 +75,10 @@ W, WORKER_INTS = _offsets((
     ("accepted", 1), ("tunnels_opened", 1), ("tunnels_closed", len(TUNNEL_ENDS)),
     ("handed_over", len(HANDOVER_SIDES)), ("refused", len(REFUSALS)), ("tls", len(TLS_RESULTS)),
     ("handover_pause", len(HANDOVER_BOUNDS) + 1)))
+BUCKETS = len(DURATION_BOUNDS) + 1              # the last one is +Inf
 R, ROUTE_INTS = _offsets((
-    ("requests", len(CODE_CLASSES)), ("backend_errors", len(BACKEND_ERRORS)), ("received", 1), ("sent", 1),
-    ("duration", len(DURATION_BOUNDS) + 1)))
+    ("requests", len(CODE_CLASSES) * BUCKETS),    # [class * BUCKETS + bucket]
+    ("backend_errors", len(BACKEND_ERRORS)), ("received", 1), ("sent", 1)))
 ROW_INTS = WORKER_INTS + ROUTES * ROUTE_INTS
 ROW_FLOATS = 1 + ROUTES                           # hand-over pause sum, then a duration sum per route
 M, MASTER_INTS = _offsets((("reloads", len(RELOAD_RESULTS)), ("restarts", len(RESTART_CAUSES))))
@@ -133,6 +136,14 @@ class Totals:
     def route(self, route_id: int, field: str, count: int = 1) -> list:
         start = route_base(route_id) + R[field]
         return self.ints[start:start + count]
+
+    def requests_by_class(self, route_id: int) -> list:
+        cells = self.route(route_id, "requests", len(CODE_CLASSES) * BUCKETS)
+        return [sum(cells[k * BUCKETS:(k + 1) * BUCKETS]) for k in range(len(CODE_CLASSES))]
+
+    def duration_buckets(self, route_id: int) -> list:
+        cells = self.route(route_id, "requests", len(CODE_CLASSES) * BUCKETS)
+        return [sum(cells[b::BUCKETS]) for b in range(BUCKETS)]
 
     def duration_sum(self, route_id: int) -> float:
         return self.floats[1 + route_id]

@@ -14,6 +14,7 @@ from __future__ import annotations
 from bisect import bisect_left
 
 from shm.metrics import (
+    BUCKETS,
     DURATION_BOUNDS,
     HANDOVER_BOUNDS,
     NO_ROUTE,
@@ -26,8 +27,9 @@ from shm.metrics import (
     route_base,
 )
 
-_REQUESTS, _BACKEND_ERRORS, _RECEIVED, _SENT, _DURATION = (
-    R["requests"], R["backend_errors"], R["received"], R["sent"], R["duration"])
+# Offsets from the start of a route's requests matrix, which is where `base` points.
+_REQUESTS = R["requests"]
+_BACKEND_ERRORS, _RECEIVED, _SENT = (R[name] - _REQUESTS for name in ("backend_errors", "received", "sent"))
 _ACCEPTED, _OPENED, _CLOSED, _HANDED, _REFUSED, _TLS, _PAUSE = (
     W["accepted"], W["tunnels_opened"], W["tunnels_closed"], W["handed_over"], W["refused"], W["tls"],
     W["handover_pause"])
@@ -45,32 +47,38 @@ _TUNNEL_END = {"closed": 0, "reset": 1, "idle timeout": 2, "worker stopping": 3,
 _OTHER_END = TUNNEL_ENDS.index("other")
 
 
+def _cells(route_id: int) -> tuple[int, int]:
+    """(where the route's requests matrix starts in the row, its duration sum's float cell)."""
+    return route_base(route_id) + _REQUESTS, 1 + route_id
+
+
+_NO_ROUTE, _OTHER_ROUTE = _cells(NO_ROUTE), _cells(OTHER_ROUTE)
+
+
 class WorkerMetrics:
     __slots__ = ("counts", "seconds", "by_name")
 
     def __init__(self, row: WorkerRow):
         self.counts = row.counts
         self.seconds = row.seconds
-        # Route name -> id: every name the lineage counted (adopted tunnels' too).  A str
-        # caches its hash, so this is one cheap dict lookup per request.
-        self.by_name = row.route_ids
+        # Route name -> its cells, for every name the lineage counted (adopted tunnels' too).
+        # A str caches its hash: one cheap dict lookup per request.
+        self.by_name = {name: _cells(route_id) for name, route_id in row.route_ids.items()}
 
     # == per request ==========================================================================
     def exchange(self, ex, elapsed: float) -> None:
         """One request answered (or a 101 that became a tunnel), `elapsed` seconds after its head."""
         route = ex.route
-        rid = NO_ROUTE if route is None else self.by_name.get(route.name, OTHER_ROUTE)
-        base = route_base(rid)
+        base, fcell = _NO_ROUTE if route is None else self.by_name.get(route.name, _OTHER_ROUTE)
         counts = self.counts
         status = ex.status
         klass = status // 100 if status < 600 else 0
         if not status and ex.aborted:
             klass = 4                    # logged as 499, nginx's "client closed the request"
-        counts[base + _REQUESTS + klass] += 1
+        counts[base + klass * BUCKETS + bisect_left(DURATION_BOUNDS, elapsed)] += 1
         counts[base + _RECEIVED] += ex.received
         counts[base + _SENT] += ex.sent
-        counts[base + _DURATION + bisect_left(DURATION_BOUNDS, elapsed)] += 1
-        self.seconds[1 + rid] += elapsed
+        self.seconds[fcell] += elapsed
         if status >= 400 and not ex.resp_started:
             self._own_answer(status, base)
 
@@ -97,7 +105,7 @@ class WorkerMetrics:
         counts[_CLOSED + end] += 1
         context = tunnel.context
         name = context.get("route") if isinstance(context, dict) else None
-        base = route_base(self.by_name.get(name, OTHER_ROUTE) if name is not None else NO_ROUTE)
+        base = (self.by_name.get(name, _OTHER_ROUTE) if name is not None else _NO_ROUTE)[0]
         counts[base + _RECEIVED] += tunnel.bytes_in
         counts[base + _SENT] += tunnel.bytes_out
 
