@@ -187,7 +187,7 @@ class Master:
         """Graceful reload; returns config errors (empty on success)."""
         if self.stopping:
             return ["the server is stopping"]
-        self.readiness.reloading()
+        self.readiness.reloading(self)
         errors = self._reload()
         self.metrics.count("reloads", RELOAD_RESULTS.index("failed" if errors else "ok"))
         self.readiness.reload_done(not errors)

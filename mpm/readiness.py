@@ -31,7 +31,8 @@ class Readiness:
         self.status_at = 0.0
 
     # == what the master tells us ===================================================================
-    def reloading(self) -> None:
+    def reloading(self, master) -> None:
+        self.tick(master)                    # a generation that came up since the last pass is noted first
         self.notifier.reloading()
 
     def reload_done(self, ok: bool) -> None:
@@ -70,7 +71,7 @@ class Readiness:
             return 503, "starting"
         if serving:
             return 200, f"ok: generation {master.generation}, {serving} workers serving"
-        if self.served == master.generation - 1 and time.monotonic() - self.reloaded_at < RELOAD_GRACE:
+        if time.monotonic() - self.reloaded_at < RELOAD_GRACE:      # and an earlier generation served
             return 200, f"ok: reloading into generation {master.generation}"
         return 503, f"no worker of generation {master.generation} serves"
 
