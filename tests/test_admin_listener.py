@@ -171,3 +171,11 @@ def test_admin_section_errors_name_file_and_line(tmp_path, admin, message):
         load_config(str(path))
     assert any(line.startswith(f"{path}:3: ") and message in line for line in caught.value.errors), \
         caught.value.errors
+
+
+def test_the_demo_page_links_to_the_status_page(monkeypatch):
+    from bench import backends
+    monkeypatch.delenv("MPM_DEMO_STATUS_URL", raising=False)
+    assert b"/server-status" not in backends.demo_page()
+    monkeypatch.setenv("MPM_DEMO_STATUS_URL", "http://127.0.0.1:9180/server-status")
+    assert b'<a id="status" href="http://127.0.0.1:9180/server-status">' in backends.demo_page()
