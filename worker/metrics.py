@@ -1,8 +1,9 @@
 """A worker's counters for /metrics: its own row of the shared metrics table (shm/metrics.py).
 
-A request costs a handful of integer increments into shared memory and one float add,
-nothing else: no lock (nobody else writes this row), no allocation, no per-request
-labels (a route's id was decided by the master before the fork).  What a status means
+A request costs three integer increments in shared memory (its cell of the route's status
+class x duration bucket matrix, bytes received, bytes sent) and one float add (the
+duration sum), nothing else: no lock (nobody else writes this row), no allocation, no
+per-request labels (a route's id was decided by the master before the fork).  What a status means
 is decided here from what the exchange already knows, so the HTTP code needs no calls of
 its own: a 4xx or 5xx that no backend sent (`resp_started` false) is our own answer, a
 refusal (malformed, limits, timeout, no route) or a backend error (503 no member, 502,
@@ -42,8 +43,8 @@ _OTHER_REFUSAL = REFUSALS.index("other")
 # ... or which backend failure it reports (index into shm.metrics.BACKEND_ERRORS).
 _BACKEND_ERROR = {503: 0, 502: 1, 504: 2}
 # Tunnel.close reasons ("send failed: Broken pipe" is counted as send_failed).
-_TUNNEL_END = {"closed": 0, "reset": 1, "idle timeout": 2, "worker stopping": 3, "send failed": 4,
-               "recv failed": 5}
+_TUNNEL_END = {reason: TUNNEL_ENDS.index(reason.replace(" ", "_"))
+               for reason in ("closed", "reset", "idle timeout", "worker stopping", "send failed", "recv failed")}
 _OTHER_END = TUNNEL_ENDS.index("other")
 
 
@@ -88,6 +89,11 @@ class WorkerMetrics:
             self.counts[base + _BACKEND_ERRORS + error] += 1
         else:
             self.counts[_REFUSED + _REFUSAL_INDEX.get(status, _OTHER_REFUSAL)] += 1
+
+    def refused(self, reason: str) -> None:
+        """A refusal that never became an exchange (a connection turned away at accept, say):
+        `reason` is one of shm.metrics.REFUSALS."""
+        self.counts[_REFUSED + REFUSALS.index(reason)] += 1
 
     # == connections and tunnels ==================================================================
     def accepted(self) -> None:
