@@ -4,6 +4,7 @@ and `mpmctl upgrade`; socket activation with listeners passed by fd (LISTEN_FDS/
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -191,3 +192,21 @@ def test_socket_activation_uses_the_listeners_passed_by_fd(proxy_factory, http_b
     assert proxy.reload().returncode == 0       # the passed sockets stay across a reload
     proxy.wait_ready(generation=2)
     assert _get(port).startswith(b"HTTP/1.1 200") and _listening(port) == (2 if reuseport else 1)
+
+
+def test_the_shipped_unit_file_is_valid_for_systemd(tmp_path):
+    """conf/systemd/mpm-proxy.service parses (`systemd-analyze verify`, with mpmctl's path made real)
+    and says what the README says: Type=notify, mpmctl reload, a stop timeout past graceful_timeout."""
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed")
+    with open(os.path.join(ROOT, "conf", "systemd", "mpm-proxy.service")) as f:
+        text = f.read()
+    settings = dict(line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith("#"))
+    assert settings["Type"] == "notify" and settings["NotifyAccess"] == "all"
+    assert settings["ExecReload"].split()[1] == "reload" and settings["ExecStart"].split()[1] == "start"
+    assert int(settings["TimeoutStopSec"]) > 30 + 5 and settings["KillMode"] == "mixed"
+    unit = tmp_path / "mpm-proxy.service"
+    unit.write_text(text.replace("/usr/local/bin/mpmctl", shutil.which("true")))
+    result = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "mpm-proxy.service" not in result.stderr, result.stderr
