@@ -47,6 +47,14 @@ class ListenerTLS:
 
 
 @dataclass(frozen=True, slots=True)
+class TLSSettings:
+    """What every TLS listener shares: the session-ticket keys (nginx's ssl_session_ticket_key)."""
+    ticket_key_rotation: float = 43200.0    # seconds a generated key encrypts; 0 = never rotated
+    ticket_key_files: tuple[str, ...] = ()  # the operator's keys (48 or 80 bytes each); the first encrypts
+    ticket_keys: tuple[bytes, ...] = field(default=(), repr=False)   # their bytes, read when the file loaded
+
+
+@dataclass(frozen=True, slots=True)
 class Listener:
     """Listen: one address the master binds before forking."""
     host: str            # numeric address as given ("127.0.0.1", "::1", "0.0.0.0")
@@ -280,3 +288,4 @@ class Config:
     log: Log
     routes: tuple[Route, ...]
     balancers: Mapping[str, Balancer] = field(default_factory=dict)
+    tls: TLSSettings = field(default_factory=TLSSettings)

@@ -25,12 +25,12 @@ import time
 import setproctitle
 
 from conf import ConfigError, load_config
-from conf.tlscontext import listener_context
 from mpm.balancer_manager import BalancerManager
 from mpm.control import ControlServer
 from mpm.listeners import ListenerSet
 from mpm.pidfile import remove_pidfile, write_pidfile
 from mpm.status import build_status
+from mpm.tlskeys import TicketKeys
 from shm.scoreboard import Scoreboard
 
 TICK = 0.25                   # seconds between housekeeping passes
@@ -71,6 +71,8 @@ class Master:
         self.scoreboard = Scoreboard(fd=inherit.get("scoreboard"))
         self.inherited_discovery = inherit.get("discovered", {})   # what DNS gave the master we replace
         self.generation = inherit.get("generation", 0)
+        self.ticket_keys = TicketKeys(inherit.get("ticket_keys"))   # TLS session-ticket keys, carried on
+        self.ticket_keys.configure(config.tls)
         self.successor = None                      # the new master while `mpmctl upgrade` runs
         self.successor_deadline = 0.0
         self.signals: list[int] = []
@@ -179,6 +181,7 @@ class Master:
         old = [record for record in self.workers.values() if not record.retired]
         self.config = config
         self.balancers.configure(config)
+        self.ticket_keys.configure(config.tls)
         retired_sockets = self.listeners.commit()
         self._new_generation()
         for record in old:
@@ -190,11 +193,9 @@ class Master:
         return []
 
     def _new_generation(self) -> None:
-        # Built here, before the fork, so a generation's workers share one session-ticket key
-        # and a client resumes its TLS session on whichever worker it reaches next (nginx
-        # makes its ticket keys in the master for the same reason); re-read at every reload.
-        self.tls_contexts = {listener.address: listener_context(listener.tls)
-                             for listener in self.config.listeners if listener.tls is not None}
+        # Built here, before the fork, re-read at every reload; their session-ticket keys are
+        # the master's (mpm.tlskeys), so a TLS session resumes on any worker of any generation.
+        self.tls_contexts = self.ticket_keys.contexts(self.config)
         self.generation += 1
         self._set_title()
         self.slots = {}
@@ -294,6 +295,8 @@ class Master:
             self._recycle_stopping_workers()
             self._check_max_request_workers()
             self._watchdog()
+            if self.successor is None:      # during an upgrade the next master rotates (one writer)
+                self.ticket_keys.tick()
             self.balancers.tick(self.workers)     # free dead workers' cells, run health checks
         for record in self.workers.values():
             if record.kill_at is not None and now >= record.kill_at:
@@ -361,10 +364,12 @@ class Master:
         tunnels, and we exit.  Until then nothing changes, and a failure changes nothing."""
         if self.stopping or self.successor is not None:
             return {"ok": False, "errors": ["an upgrade or a stop is already under way"]}
+        ticket_keys = self.ticket_keys.export()     # a memfd: the keys never go through a file
         env = dict(os.environ, MPM_UPGRADE_FROM=str(os.getpid()), MPM_INHERIT=json.dumps({
             "listeners": self.listeners.export(), "scoreboard": self.scoreboard.fd,
-            "generation": self.generation, "discovered": self.balancers.export()}))
+            "generation": self.generation, "discovered": self.balancers.export(), "ticket_keys": ticket_keys}))
         fds = [sock.fileno() for sock in self.listeners.all_sockets()] + [self.scoreboard.fd]
+        fds += [ticket_keys] if ticket_keys is not None else []
         argv = [sys.executable, "-m", "mpm", "start"] + (["-c", self.config_path] if self.config_path else [])
         self.successor = subprocess.Popen(argv, env=env, pass_fds=fds)
         self.successor_deadline = time.monotonic() + 30

@@ -18,7 +18,8 @@ ROWS = 1024   # rows for every generation at once: ServerLimit is capped at 256 
 
 STATES = ("free", "starting", "ready", "full", "stopping", "exiting")
 _STATE_CODE = {name: code for code, name in enumerate(STATES)}
-_COUNTS = ("connections", "tunnels", "requests", "bytes_in", "bytes_out", "tls_failures")
+_COUNTS = ("connections", "tunnels", "requests", "bytes_in", "bytes_out", "tls_failures",
+           "tls_full", "tls_resumed")   # TLS handshakes completed: full, and resuming a session
 
 log = logging.getLogger("mpm.master")
 
@@ -45,7 +46,8 @@ class ScoreboardRow:
         self._index = index
 
     def publish(self, state: str, connections: int, tunnels: int, requests: int,
-                bytes_in: int, bytes_out: int, tls_failures: int = 0) -> None:
+                bytes_in: int, bytes_out: int, tls_failures: int = 0, tls_full: int = 0,
+                tls_resumed: int = 0) -> None:
         board, i = self._board, self._index
         board.state[i] = _STATE_CODE[state]
         board.connections[i] = connections
@@ -54,6 +56,8 @@ class ScoreboardRow:
         board.bytes_in[i] = bytes_in
         board.bytes_out[i] = bytes_out
         board.tls_failures[i] = tls_failures
+        board.tls_full[i] = tls_full
+        board.tls_resumed[i] = tls_resumed
         board.updated[i] = time.time()
 
 

@@ -58,6 +58,7 @@ class Worker:
         # What the scoreboard shows.
         self.connections = self.tunnels = self.requests = self.accepted = 0
         self.bytes_in = self.bytes_out = self.tls_failures = 0
+        self.tls_full = self.tls_resumed = 0     # completed handshakes (worker.tls counts them)
         self.stopping = False
         self._reverse: dict = {}
         # The live objects, by kind (the loop's `timed` set is for deadlines only).
@@ -232,7 +233,8 @@ class Worker:
             tunnel.close("worker stopping")
         self.pool.close_all()
         self.row.publish(state="exiting", connections=0, tunnels=0, requests=self.requests,
-                         bytes_in=self.bytes_in, bytes_out=self.bytes_out, tls_failures=self.tls_failures)
+                         bytes_in=self.bytes_in, bytes_out=self.bytes_out, tls_failures=self.tls_failures,
+                         tls_full=self.tls_full, tls_resumed=self.tls_resumed)
         self.access_sink.close()
         self.error_sink.close()
 
@@ -242,7 +244,7 @@ class Worker:
         state = "stopping" if self.stopping else ("full" if not self.acceptor.accepting else "ready")
         self.row.publish(state=state, connections=self.connections, tunnels=self.tunnels,
                          requests=self.requests, bytes_in=self.bytes_in, bytes_out=self.bytes_out,
-                         tls_failures=self.tls_failures)
+                         tls_failures=self.tls_failures, tls_full=self.tls_full, tls_resumed=self.tls_resumed)
 
     def _heartbeat(self) -> None:
         """The one timer chain that writes the row (other writes are one-off)."""

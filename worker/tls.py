@@ -71,7 +71,12 @@ class ServerHandshake:
             return
         self.loop.timed.discard(self)
         self.loop.remove(self.fd)
-        self.worker.handshake_done(self)
+        worker = self.worker
+        if self.sock.session_reused:
+            worker.tls_resumed += 1
+        else:
+            worker.tls_full += 1
+        worker.handshake_done(self)
 
     def on_deadline(self) -> None:
         self.fail("handshake timed out")
