@@ -59,6 +59,10 @@ def headline(sid: str, cell: dict) -> str:
                      f"{cell.get('lost_bytes', 0)} B lost")
     if cell.get("p99_s"):
         parts.append(f"p99 {report.fmt(cell['p99_s'], 'time')}")
+    for key, label in (("resumed_pct", "% of sessions resumed"), ("server_resumed_pct", "% resumed by its count"),
+                       ("resumed_after_reload_pct", "% of sessions from before the reload resumed")):
+        if cell.get(key) is not None:
+            parts.append(f"{cell[key]:.0f}{label}")
     if "proxy_cpu_per_unit" in cell:
         label, scale = report.CPU_UNITS[sc.cpu_unit]
         parts.append(f"proxy CPU {cell['proxy_cpu_per_unit'] * scale:.1f} {label}")
@@ -88,12 +92,16 @@ def run(opts) -> dict:
     progress = Progress(total=0)
     try:
         cert, key, combined = make_cert(workdir)
+        with_ec = any(SCENARIOS[s].tls and SCENARIOS[s].cert == "ec" for s in ids)
+        ec = make_cert(workdir, "ec") if with_ec else ("", "", "")
         backend, backend_port = start_backend(workdir, opts.backend_processes)
-        tls_backend = tls_port = None
+        tls_backend = tls_port = tls_backend_ec = None
         if any(SCENARIOS[s].tls for s in ids):
             # Behind a proxy, TLS runs in the proxy's two workers beside the plain backend; the direct
             # baseline does TLS in the backend itself, so it gets two processes to stay the faster path.
             tls_backend, tls_port = start_backend(workdir, max(2, opts.backend_processes), (cert, key))
+        if with_ec:
+            tls_backend_ec, tls_port_ec = start_backend(workdir, max(2, opts.backend_processes), ec[:2])
         for name in names:
             peer = make(name)
             why = peer.missing()
@@ -102,10 +110,13 @@ def run(opts) -> dict:
                 progress.say(f"{name}: not measured ({why})")
                 continue
             versions[name] = peer.version
+            ec_site = dict(cert_ec=ec[0], key_ec=ec[1], combined_pem_ec=ec[2])
             if name == "direct":
-                site = Site(workdir, backend_port, tls_port or 0, backend_port, cert, key, combined)
+                site = Site(workdir, backend_port, tls_port or 0, backend_port, cert, key, combined,
+                            tls_port_ec=tls_port_ec if with_ec else 0, **ec_site)
             else:
-                site = Site(workdir, procs.free_port(), procs.free_port(), backend_port, cert, key, combined)
+                site = Site(workdir, procs.free_port(), procs.free_port(), backend_port, cert, key, combined,
+                            tls_port_ec=procs.free_port() if with_ec else 0, **ec_site)
             why = peer.start(site, size)
             if why:
                 not_run[name] = f"failed to start: {why}"
@@ -125,7 +136,8 @@ def run(opts) -> dict:
                     progress.start(f"round {rnd} {sid} {sc.title} — {peer.name}")
                     waited, quiet = settle(budget.settle if opts.settle is None else opts.settle,
                                            opts.disturbed_threshold)
-                    cell = run_cell(sid, peer, budget, backend, tls_backend, opts.disturbed_threshold)
+                    cell = run_cell(sid, peer, budget, backend,
+                                    tls_backend_ec if sc.cert == "ec" else tls_backend, opts.disturbed_threshold)
                     cell.update(settle_wait_s=waited, outside_load_before=quiet)
                     cell.update(scenario=sid, peer=peer.name, round=rnd)
                     cells.append(cell)

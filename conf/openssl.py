@@ -48,6 +48,7 @@ _OSSL_PARAM_UTF8_STRING = 4
 _OSSL_PARAM_OCTET_STRING = 5
 _UNMODIFIED = ctypes.c_size_t(-1).value
 _IV_LENGTH = 16
+_TLS1_3_VERSION = 0x0304
 
 _c_void_p, _c_int, _c_long = ctypes.c_void_p, ctypes.c_int, ctypes.c_long
 TicketCallback = ctypes.CFUNCTYPE(_c_int, _c_void_p, _c_void_p, _c_void_p, _c_void_p, _c_void_p, _c_int)
@@ -75,6 +76,7 @@ def _load():
         for name in ("EVP_EncryptInit_ex", "EVP_DecryptInit_ex"):
             getattr(lib, name).argtypes = [_c_void_p] * 5
         lib.EVP_MAC_CTX_set_params.argtypes = [_c_void_p, _c_void_p]
+        lib.SSL_version.argtypes = [_c_void_p]
         lib.RAND_bytes.argtypes = [_c_void_p, _c_int]
     except (ImportError, OSError, AttributeError) as exc:
         return None, f"OpenSSL's ticket-key callback cannot be reached: {exc}"
@@ -149,11 +151,16 @@ def install_ticket_keys(context: ssl.SSLContext, source) -> None:
 
 def _ticket_callback(source):
     """The function OpenSSL calls (with the GIL taken back) for every ticket it issues
-    (enc=1) or is shown (enc=0); returns 1 (done), 2 (done, and issue a fresh ticket:
-    the key is no longer the current one), 0 (unknown key: full handshake), -1 (error)."""
+    (enc=1) or is shown (enc=0); returns 1 (done), 2 (done, and issue a fresh ticket),
+    0 (unknown key: full handshake), -1 (error).
+
+    A fresh ticket follows every TLS 1.3 resumption, as OpenSSL does with its own key (TLS
+    1.3 clients use a ticket once), and a TLS 1.2 one whose key is no longer current.  Not
+    renewing after a TLS 1.3 resumption also costs a client that leaves Nagle on 40 ms:
+    the new ticket is what acknowledges its Finished at once, so its request goes out."""
     lib = _lib
     encrypt_init, decrypt_init = lib.EVP_EncryptInit_ex, lib.EVP_DecryptInit_ex
-    set_params, random_bytes = lib.EVP_MAC_CTX_set_params, lib.RAND_bytes
+    set_params, random_bytes, version_of = lib.EVP_MAC_CTX_set_params, lib.RAND_bytes, lib.SSL_version
     memmove, string_at = ctypes.memmove, ctypes.string_at
     seen = {"version": None, "keys": [], "by_name": {}}
 
@@ -181,7 +188,7 @@ def _ticket_callback(source):
                 return 0
             if set_params(mac_ctx, key.params) != 1 or decrypt_init(cipher_ctx, key.cipher, None, key.aes, iv) != 1:
                 return -1
-            return 1 if key is current[0] else 2
+            return 1 if key is current[0] and version_of(_ssl) != _TLS1_3_VERSION else 2
         except Exception:   # noqa: BLE001 - an exception must not unwind through OpenSSL's C frames
             return -1
 

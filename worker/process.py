@@ -107,8 +107,7 @@ class Worker:
         if context is None:
             ClientConnection(self, sock, client_ip)
         else:
-            self.handshakes.add(ServerHandshake(
-                self, context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), client_ip))
+            ServerHandshake(self, sock, client_ip, context)     # it adds itself to self.handshakes
         if self.connections >= self.capacity:
             self.acceptor.pause()
             return False
