@@ -42,7 +42,7 @@ CONTROL_KEYS = ("pidfile", "socket")
 LOG_KEYS = ("level", "access", "error", "format")
 LISTEN_KEYS = ("address", "tls")
 LISTEN_TLS_KEYS = ("cert", "key", "sni", "client_ca")
-TLS_KEYS = ("ticket_key_rotation", "session_ticket_key")
+TLS_KEYS = ("ticket_key_rotation", "session_ticket_key", "ciphersuites")
 
 SERVER_LIMIT_MAX = 256          # the scoreboard is a fixed table sized before fork
 SUN_PATH_MAX = 108              # sizeof(sockaddr_un.sun_path) on Linux, terminating NUL included

@@ -31,7 +31,7 @@ def _server_context(cert: str, key: str, client_ca: str | None) -> ssl.SSLContex
     return context
 
 
-def listener_context(tls, tickets=None) -> ssl.SSLContext:
+def listener_context(tls, tickets=None, ciphersuites: str = openssl.TLS13_CIPHERSUITES) -> ssl.SSLContext:
     """The default context of a listener (`ListenerTLS`), with SNI choosing among its named
     certificates.  `tickets` (a `shm.ticketkeys.TicketKeyRing`) decides the ticket keys;
     None leaves OpenSSL's random key of this context.  Raises OSError when OpenSSL cannot
@@ -39,9 +39,13 @@ def listener_context(tls, tickets=None) -> ssl.SSLContext:
     default = _server_context(tls.cert, tls.key, tls.client_ca)
     by_name = {name.lower(): _server_context(files.cert, files.key, tls.client_ca)
                for name, files in tls.sni.items()}
+    contexts = (default, *by_name.values())
+    if not openssl.available():
+        for context in contexts:
+            openssl.set_tls13_ciphersuites(context, ciphersuites)
     if tickets is not None:
         identity = repr((tls.cert, tls.key, tls.client_ca, sorted((n, f.cert, f.key) for n, f in tls.sni.items())))
-        for context in (default, *by_name.values()):
+        for context in contexts:
             openssl.isolate(context, identity.encode())
             openssl.install_ticket_keys(context, tickets)
     if by_name:

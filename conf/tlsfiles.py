@@ -85,9 +85,10 @@ def backend_tls(sec: Section) -> BackendTLS | None:
 
 
 def tls_settings(sec: Section) -> TLSSettings:
-    """The `tls:` section: `ticket_key_rotation` (seconds, 0 = never) and
-    `session_ticket_key` (nginx's ssl_session_ticket_key: a file or a list of files of 48
-    or 80 random bytes, the first encrypting; then nothing rotates on its own)."""
+    """The `tls:` section: `ticket_key_rotation` (seconds, 0 = never), `session_ticket_key`
+    (nginx's ssl_session_ticket_key: a file or a list of files of 48 or 80 random bytes, the
+    first encrypting; then nothing rotates on its own) and `ciphersuites` (TLS 1.3, OpenSSL's
+    syntax, in the server's order)."""
     d = TLSSettings()
     rotation = sec.number("ticket_key_rotation", d.ticket_key_rotation, positive=False)
     files, keys = [], []
@@ -110,7 +111,21 @@ def tls_settings(sec: Section) -> TLSSettings:
         sec.error("session_ticket_key", f"tls.session_ticket_key cannot be used here: {openssl.available()}")
     if len(keys) > 8:
         sec.error("session_ticket_key", "tls.session_ticket_key: at most 8 key files")
-    return TLSSettings(d.ticket_key_rotation if rotation is None else rotation, tuple(files), tuple(keys))
+    suites = sec.string("ciphersuites", d.ciphersuites)
+    if "ciphersuites" in sec and suites is not None:
+        problem = openssl.available() or _suites_problem(suites)
+        if problem:
+            sec.error("ciphersuites", f"tls.ciphersuites: {problem}")
+    return TLSSettings(d.ticket_key_rotation if rotation is None else rotation, tuple(files), tuple(keys),
+                       suites or d.ciphersuites)
+
+
+def _suites_problem(suites: str) -> str | None:
+    try:
+        openssl.set_tls13_ciphersuites(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), suites)
+    except (ValueError, OSError) as exc:
+        return str(exc)
+    return None
 
 
 def _ticket_key_file(path: str) -> tuple[str | None, bytes]:

@@ -71,13 +71,14 @@ class TicketKeys:
         for listener in config.listeners:
             if listener.tls is None:
                 continue
+            suites = config.tls.ciphersuites
             try:
-                contexts[listener.address] = listener_context(listener.tls, self.ring)
+                contexts[listener.address] = listener_context(listener.tls, self.ring, suites)
             except OSError as exc:
                 if self.ring is not None:
                     log.warning("TLS sessions resume only within a generation: %s", exc)
                     self.why_not, self.ring = str(exc), None
-                contexts[listener.address] = listener_context(listener.tls)
+                contexts[listener.address] = listener_context(listener.tls, None, suites)
         return contexts
 
     def export(self) -> int | None:
