@@ -9,9 +9,7 @@ proxy CPU per request, per message or per MiB.
 from __future__ import annotations
 
 import math
-import os
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass
 
@@ -70,8 +68,6 @@ SCENARIOS = {
 ORDER = ["S1", "S2", "S3", "S4", "S7a", "S7b", "S7c", "S7c-ec", "S7c-12", "S7c-reload",
          "S5", "S6"]   # S5/S6 (memory, reloads) last in a round
 S7 = ("S7a", "S7b", "S7c", "S7c-ec", "S7c-12", "S7c-reload")
-RESUME_CHECKS = 40          # connections of the resumption check after each TLS-handshake cell
-RELOAD_SETTLE = 2.0         # seconds from a reload signal to the first connection measured after it
 
 
 @dataclass(frozen=True)
@@ -207,24 +203,20 @@ def measure(sc: Scenario, peer: Peer, budget: Budget, backend_pid: int) -> dict:
     return cell
 
 
-def tls_port(peer: Peer, sc: Scenario) -> int:
-    return peer.site.tls_port_ec if sc.cert == "ec" else peer.site.tls_port
-
-
 def http_cell(sc: Scenario, peer: Peer, budget: Budget, meter: Meter) -> dict:
-    url = (f"https://127.0.0.1:{tls_port(peer, sc)}{sc.path}" if sc.tls
+    url = (f"https://127.0.0.1:{tlsresume.tls_port(peer, sc)}{sc.path}" if sc.tls
            else f"http://127.0.0.1:{peer.site.port}{sc.path}")
     if sc.tls and not wrk_path():
         return {"ok": False, "notes": ["TLS handshakes need wrk (apt-get install wrk)"]}
     handshakes = sc.tls and sc.close
-    extra = tlsresume_before(sc, peer) if handshakes else {}
+    extra = tlsresume.before(sc, peer) if handshakes else {}
     if wrk_path():
         argv = wrk_argv(url, sc.conns, budget.duration)
         if sc.close:
             argv[1:1] = ["-H", "Connection: close"]
         counts = peer.tls_counts() if handshakes else None
         before = meter.snapshot()
-        proc = procs.spawn(argv, stdout=subprocess.PIPE, env=wrk_env(sc.tls_version))
+        proc = procs.spawn(argv, stdout=subprocess.PIPE, env=tlsresume.wrk_env(sc.tls_version))
         try:
             out, _ = proc.communicate(timeout=budget.duration + 30)
         except subprocess.TimeoutExpired:
@@ -234,7 +226,7 @@ def http_cell(sc: Scenario, peer: Peer, budget: Budget, meter: Meter) -> dict:
         result = parse_wrk(out.decode(errors="replace"))
         result["payload_bytes"] = result.get("requests", 0) * sc.size
         if counts is not None:
-            extra.update(server_resumed(counts, peer.tls_counts()))
+            extra.update(tlsresume.server_resumed(counts, peer.tls_counts()))
     else:
         nprocs = max(1, budget.procs)
         shares = [sc.conns // nprocs + (1 if i < sc.conns % nprocs else 0) for i in range(nprocs)]
@@ -252,58 +244,13 @@ def http_cell(sc: Scenario, peer: Peer, budget: Budget, meter: Meter) -> dict:
         result["seconds"] = result.pop("elapsed")
         result["payload_bytes"] = result.get("requests", 0) * sc.size
     if handshakes:
-        extra.update(tlsresume_after(sc, peer))
+        extra.update(tlsresume.after(sc, peer))
     cell = {**result, **Meter.window(before, after), **extra}
     seconds = cell.get("seconds") or cell["wall_s"]
     cell["rps"] = cell.get("requests", 0) / seconds
     cell["mib_s"] = cell["payload_bytes"] / MiB / seconds
     cell["ok"] = cell.get("requests", 0) > 0 and not cell.get("errors")
     return cell
-
-
-# -- TLS resumption, beside S7c's handshake rate ----------------------------------------------------
-
-def wrk_env(tls_version: str) -> dict | None:
-    """wrk (OpenSSL's client) capped at TLS 1.2 through an OpenSSL config file, or None."""
-    if tls_version != "1.2":
-        return None
-    path = os.path.join(tempfile.gettempdir(), f"mpm-bench-tls12-{os.getpid()}.cnf")
-    with open(path, "w") as f:
-        f.write("openssl_conf = conf\n[conf]\nssl_conf = ssl\n[ssl]\nsystem_default = sys\n"
-                "[sys]\nMaxProtocol = TLSv1.2\n")
-    return {**procs.child_env(), "OPENSSL_CONF": path}
-
-
-def tlsresume_before(sc: Scenario, peer: Peer) -> dict:
-    """S7c right after a reload: sessions from before it, the reload, and how many still resume."""
-    if not sc.reload_first or peer.reload_signal is None:
-        return {}
-    context = tlsresume.client_context(sc.tls_version)
-    port = tls_port(peer, sc)
-    session = tlsresume.chain(context, port, 2)["session"]
-    peer.reload()
-    time.sleep(RELOAD_SETTLE)
-    resumed = tlsresume.offer(context, port, session, RESUME_CHECKS)
-    return {"resumed_after_reload_pct": 100.0 * resumed / RESUME_CHECKS}
-
-
-def tlsresume_after(sc: Scenario, peer: Peer) -> dict:
-    """The resumption check: RESUME_CHECKS connections, each offering the last one's session."""
-    got = tlsresume.chain(tlsresume.client_context(sc.tls_version), tls_port(peer, sc), RESUME_CHECKS + 1)
-    out = {"resumed_pct": 100.0 * got["resumed"] / RESUME_CHECKS, "tls_version": got["version"]}
-    if got["errors"]:
-        out["notes"] = [f"resumption check: {e}" for e in got["errors"]]
-    return out
-
-
-def server_resumed(before: tuple | None, after: tuple | None) -> dict:
-    """What the peer itself counted during wrk's run (mpm: `mpmctl status`)."""
-    if before is None or after is None:
-        return {}
-    full, resumed = after[0] - before[0], after[1] - before[1]
-    if full < 0 or resumed < 0 or full + resumed == 0:      # a worker left the table in between
-        return {}
-    return {"server_resumed_pct": 100.0 * resumed / (full + resumed)}
 
 
 def echo_cell(sc: Scenario, peer: Peer, budget: Budget, meter: Meter) -> dict:

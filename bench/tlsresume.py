@@ -10,9 +10,16 @@ reload: a session from before it).  Python's `ssl` is OpenSSL's client, like wrk
 
 from __future__ import annotations
 
+import os
 import socket
 import ssl
+import tempfile
+import time
 
+from bench import procs
+
+RESUME_CHECKS = 40          # connections of the resumption check after each TLS-handshake cell
+RELOAD_SETTLE = 2.0         # seconds from a reload signal to the first connection measured after it
 REQUEST = b"GET /small HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
 
 
@@ -62,3 +69,52 @@ def offer(context: ssl.SSLContext, port: int, session, count: int) -> int:
         except (OSError, ssl.SSLError):
             pass
     return resumed
+
+
+# -- what a TLS-handshake cell (bench.scenarios.http_cell) does besides running wrk --------------------
+
+def tls_port(peer, sc) -> int:
+    return peer.site.tls_port_ec if sc.cert == "ec" else peer.site.tls_port
+
+
+def wrk_env(tls_version: str) -> dict | None:
+    """wrk (OpenSSL's client) capped at TLS 1.2 through an OpenSSL config file, or None."""
+    if tls_version != "1.2":
+        return None
+    path = os.path.join(tempfile.gettempdir(), f"mpm-bench-tls12-{os.getpid()}.cnf")
+    with open(path, "w") as f:
+        f.write("openssl_conf = conf\n[conf]\nssl_conf = ssl\n[ssl]\nsystem_default = sys\n"
+                "[sys]\nMaxProtocol = TLSv1.2\n")
+    return {**procs.child_env(), "OPENSSL_CONF": path}
+
+
+def before(sc, peer) -> dict:
+    """S7c right after a reload: sessions from before it, the reload, and how many still resume."""
+    if not sc.reload_first or peer.reload_signal is None:
+        return {}
+    context = client_context(sc.tls_version)
+    port = tls_port(peer, sc)
+    session = chain(context, port, 2)["session"]
+    peer.reload()
+    time.sleep(RELOAD_SETTLE)
+    resumed = offer(context, port, session, RESUME_CHECKS)
+    return {"resumed_after_reload_pct": 100.0 * resumed / RESUME_CHECKS}
+
+
+def after(sc, peer) -> dict:
+    """The resumption check: RESUME_CHECKS connections, each offering the last one's session."""
+    got = chain(client_context(sc.tls_version), tls_port(peer, sc), RESUME_CHECKS + 1)
+    out = {"resumed_pct": 100.0 * got["resumed"] / RESUME_CHECKS, "tls_version": got["version"]}
+    if got["errors"]:
+        out["notes"] = [f"resumption check: {e}" for e in got["errors"]]
+    return out
+
+
+def server_resumed(before: tuple | None, after: tuple | None) -> dict:
+    """What the peer itself counted during wrk's run (mpm: `mpmctl status`)."""
+    if before is None or after is None:
+        return {}
+    full, resumed = after[0] - before[0], after[1] - before[1]
+    if full < 0 or resumed < 0 or full + resumed == 0:      # a worker left the table in between
+        return {}
+    return {"server_resumed_pct": 100.0 * resumed / (full + resumed)}
