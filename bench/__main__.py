@@ -29,7 +29,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                       help="smallest counts, for the test suite: checks that it runs, measures nothing useful")
     ap.set_defaults(mode="full")
     ap.add_argument("--peers", default=",".join(ALL), help=f"comma-separated, from {','.join(ALL)}")
-    ap.add_argument("--scenarios", default=",".join(ORDER), help="comma-separated: S1..S7 (S7 = S7a,S7b,S7c)")
+    ap.add_argument("--scenarios", default=",".join(ORDER), help="comma-separated: S1..S7 (S7 = S7a, S7b, S7c, S7c-ec, S7c-12, S7c-reload)")
     ap.add_argument("--out", help="directory for the results (default bench/results/DATE-MODE)")
     ap.add_argument("--duration", type=float, help="seconds per cell (overrides the mode)")
     ap.add_argument("--rounds", type=int, help="interleaved rounds (overrides the mode)")

@@ -1,4 +1,8 @@
-"""A throw-away self-signed certificate for 127.0.0.1 (S7: TLS terminated at every peer)."""
+"""Throw-away self-signed certificates for 127.0.0.1 (S7: TLS terminated at every peer).
+
+Two kinds, so S7c can show the handshake with each: RSA-2048 (cert.pem, key.pem) and
+ECDSA P-256 (cert-ec.pem, key-ec.pem).  Every peer is given the same files.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +12,21 @@ import subprocess
 
 from bench import tools
 
+KINDS = {"rsa": ("", ["-newkey", "rsa:2048"]),
+         "ec": ("-ec", ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])}
 
-def make_cert(workdir: str) -> tuple[str, str, str]:
-    """Write cert.pem, key.pem and combined.pem (cert then key, for HAProxy); return their paths."""
-    cert, key, combined = (os.path.join(workdir, n) for n in ("cert.pem", "key.pem", "combined.pem"))
+
+def make_cert(workdir: str, kind: str = "rsa") -> tuple[str, str, str]:
+    """Write cert*.pem, key*.pem and combined*.pem (cert then key, for HAProxy); return their paths."""
+    suffix, newkey = KINDS[kind]
+    cert, key, combined = (os.path.join(workdir, f"{n}{suffix}.pem") for n in ("cert", "key", "combined"))
     if tools.which("openssl"):
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        subprocess.run(["openssl", "req", "-x509", *newkey, "-nodes", "-days", "2",
                         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
                         "-addext", "basicConstraints=critical,CA:FALSE",
                         "-keyout", key, "-out", cert], check=True, capture_output=True)
     else:
-        _make_with_cryptography(cert, key)
+        _make_with_cryptography(cert, key, kind)
     os.chmod(key, 0o600)
     with open(combined, "wb") as out:
         for path in (cert, key):
@@ -28,15 +36,16 @@ def make_cert(workdir: str) -> tuple[str, str, str]:
     return cert, key, combined
 
 
-def _make_with_cryptography(cert_path: str, key_path: str) -> None:
+def _make_with_cryptography(cert_path: str, key_path: str, kind: str) -> None:
     import ipaddress
 
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
     from cryptography.x509.oid import NameOID
 
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    key = (ec.generate_private_key(ec.SECP256R1()) if kind == "ec"
+           else rsa.generate_private_key(public_exponent=65537, key_size=2048))
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     now = datetime.datetime.now(datetime.timezone.utc)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())

@@ -1,7 +1,10 @@
-"""python -m bench.instructions [--requests N] [--messages N] [--src DIR] [--json FILE]
+"""python -m bench.instructions [--requests N] [--messages N] [--connections N] [--src DIR] [--json FILE]
 
-Instructions per request (S1's GET /small) and per message (S3's 64-byte WebSocket echo)
-of one mpm worker, counted by `valgrind --tool=callgrind`.  Throughput and CPU time swing
+Instructions per request (S1's GET /small), per message (S3's 64-byte WebSocket echo) and per
+TLS connection (S7c's: a new connection, its handshake, one GET /small with `Connection:
+close`; full handshakes, and handshakes resuming the session of the connection before, as
+wrk does; TLS 1.3, ECDSA P-256 certificate) of one mpm worker, counted by
+`valgrind --tool=callgrind`.  Throughput and CPU time swing
 30-60 % between runs on a shared machine; an instruction count repeats to within a few
 hundredths of a percent whatever else the machine does, so it is the figure to compare a
 change against (before/after: `--src` runs another checkout's code with this harness).
@@ -22,23 +25,27 @@ import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
 import time
 
 from bench import procs, tools
+from bench.certs import make_cert
 from bench.runner import start_backend
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SMALL_REQUEST = b"GET /small HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 
 
-def _config(workdir: str, port: int, backend: int, access_log: bool) -> str:
+def _config(workdir: str, port: int, backend: int, tls: bool, access_log: bool) -> str:
     path = os.path.join(workdir, "mpm.yaml")
     access = f"{workdir}/access.log" if access_log else "off"
+    listen = (f'[{{address: "127.0.0.1:{port}", tls: {{cert: "{workdir}/cert-ec.pem", key: "{workdir}/key-ec.pem"}}}}]'
+              if tls else f'["127.0.0.1:{port}"]')
     with open(path, "w") as f:
-        f.write(f'listen: ["127.0.0.1:{port}"]\n'
+        f.write(f'listen: {listen}\n'
                 "mpm: {workers: 1}\n"
                 "timeouts: {proxy: 300, keepalive: 300}\n"
                 f'control: {{pidfile: "{workdir}/mpm.pid", socket: "{workdir}/mpm.sock"}}\n'
@@ -60,6 +67,22 @@ def _http(port: int, count: int) -> None:
                 end = data.find(b"\r\n\r\n")
                 if end >= 0 and len(data) >= end + 4 + _length(data[:end]):
                     break
+
+
+def _tls(port: int, count: int, resume: bool) -> None:
+    """`count` connections, one request each; with `resume`, each offers the last one's session."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    session = None
+    for _ in range(count):
+        with context.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=60),
+                                 session=session) as sock:
+            sock.sendall(b"GET /small HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            while sock.recv(65536):
+                pass
+            if resume:
+                session = sock.session
 
 
 def _length(head: bytes) -> int:
@@ -88,12 +111,13 @@ def _ws(port: int, count: int) -> None:
                 got += len(sock.recv(4096))
 
 
-def _run(src: str, workdir: str, backend: int, kind: str, count: int, access_log: bool) -> int:
+def _run(src: str, workdir: str, backend: int, kind: str, count: int, access_log: bool = False) -> int:
     """Instructions of the worker over a whole run of `count` units."""
     out = os.path.join(workdir, f"cg-{kind}-{count}")
     os.makedirs(out)
     port = procs.free_port()
-    config = _config(workdir, port, backend, access_log)
+    tls = kind.startswith("tls")
+    config = _config(workdir, port, backend, tls, access_log)
     proc = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/callgrind.out.%p", "-q",
                              procs.python(), "-m", "mpm", "start", "-c", config],
                             cwd=src, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -101,13 +125,16 @@ def _run(src: str, workdir: str, backend: int, kind: str, count: int, access_log
         deadline = time.monotonic() + 120
         while True:
             try:
-                _http(port, 1)
+                _tls(port, 1, False) if tls else _http(port, 1)
                 break
             except OSError:
                 if time.monotonic() > deadline or proc.poll() is not None:
                     raise RuntimeError("mpm under valgrind did not start") from None
                 time.sleep(0.5)
-        (_http if kind == "http" else _ws)(port, count)
+        if tls:
+            _tls(port, count, kind == "tls-resumed")
+        else:
+            (_http if kind == "http" else _ws)(port, count)
     finally:
         proc.terminate()
         proc.wait(120)
@@ -125,17 +152,23 @@ def _run(src: str, workdir: str, backend: int, kind: str, count: int, access_log
     return workers[0]
 
 
-def measure(src: str, requests: int, messages: int, access_log: bool = False) -> dict:
+def measure(src: str, requests: int, messages: int, connections: int = 0, access_log: bool = False) -> dict:
     workdir = tempfile.mkdtemp(prefix="mpm-instructions-")
     backend_proc, backend = start_backend(workdir, 1)
+    make_cert(workdir, "ec")
+    units = [(kind, count, unit) for kind, count, unit in
+             (("http", requests, "request"), ("ws", messages, "message"),
+              ("tls-full", connections, "tls_full_connection"), ("tls-resumed", connections, "tls_resumed_connection"))
+             if count]
     try:
         figures = {}
-        for kind, count, unit in (("http", requests, "request"), ("ws", messages, "message")):
+        for kind, count, unit in units:
             few = max(count // 5, 1)
             low = _run(src, workdir, backend, kind, few, access_log)
             high = _run(src, workdir, backend, kind, count + few, access_log)
             figures[f"instructions_per_{unit}"] = round((high - low) / count)
-        return {"src": os.path.abspath(src), "requests": requests, "messages": messages, "access_log": access_log,
+        return {"src": os.path.abspath(src), "requests": requests, "messages": messages, "connections": connections,
+                "access_log": access_log,
                 **figures}
     finally:
         procs.stop(backend_proc)
@@ -146,15 +179,17 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.instructions", description=__doc__.split("\n\n")[0])
     ap.add_argument("--requests", type=int, default=2000, help="S1 requests counted (default 2000)")
     ap.add_argument("--messages", type=int, default=2000, help="S3 messages counted (default 2000)")
+    ap.add_argument("--access-log", action="store_true", help="with the access log on (to a file)")
+    ap.add_argument("--connections", type=int, default=0,
+                    help="TLS connections counted, full and resumed (default 0: not measured)")
     ap.add_argument("--src", default=os.path.dirname(HERE), help="checkout whose mpm is measured (default: this one)")
     ap.add_argument("--json", help="also write the figures to this file")
-    ap.add_argument("--access-log", action="store_true", help="with the access log on (to a file)")
     opts = ap.parse_args(argv)
     if not tools.which("valgrind"):
         print("python -m bench.instructions: skipped: valgrind is not installed (apt-get install valgrind)",
               file=sys.stderr)
         return 2
-    result = measure(opts.src, opts.requests, opts.messages, opts.access_log)
+    result = measure(opts.src, opts.requests, opts.messages, opts.connections, opts.access_log)
     print(json.dumps(result, indent=1))
     if opts.json:
         with open(opts.json, "w") as f:

@@ -16,6 +16,7 @@ reported as missing, never faked.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -126,7 +127,7 @@ class Peer:
             return problem
         self.log = os.path.join(site.workdir, f"{self.name}.log")
         self.proc = procs.spawn(self.argv(conf), log=self.log, cwd=site.workdir)
-        for port in (p for p in (site.port, site.tls_port) if p):   # tls_port 0: no certificate, no TLS
+        for port in (p for p in (site.port, site.tls_port, site.tls_port_ec) if p):   # 0: no TLS port
             if not procs.wait_port(port, self.proc, timeout=20):
                 why = "exited" if self.proc.poll() is not None else "not listening after 20 s"
                 return f"{self.name} {why} on port {port}: {log_tail(self.log)}"
@@ -146,6 +147,10 @@ class Peer:
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    def tls_counts(self) -> tuple[int, int] | None:
+        """(full, resumed) TLS handshakes so far, when the peer counts them itself."""
+        return None
 
     def reload(self) -> None:
         if self.reload_signal is not None and self.alive():
@@ -204,6 +209,20 @@ class Mpm(Peer):
     def argv(self, conf):
         return [self.program, "start", "-c", conf]
 
+    def _ctl(self) -> list[str]:
+        return [self.program]
+
+    def tls_counts(self):
+        """From `mpmctl status --json`: workers of older generations count while they live."""
+        conf = os.path.join(self.site.workdir, self.config(self.site, Sizing(0, 0))[0])
+        try:
+            out = subprocess.run([*self._ctl(), "status", "--json", "-c", conf], capture_output=True, text=True,
+                                 timeout=10)
+            totals = json.loads(out.stdout)["totals"]
+            return totals["tls_full"], totals["tls_resumed"]
+        except (OSError, subprocess.TimeoutExpired, ValueError, KeyError):
+            return None
+
 
 class MpmBase(Mpm):
     """Another checkout of mpm-proxy (`--base DIR`), run by the same Python: a before/after
@@ -234,6 +253,9 @@ class MpmBase(Mpm):
 
     def argv(self, conf):
         return [*self._python(), "start", "-c", conf]
+
+    def _ctl(self) -> list[str]:
+        return self._python()
 
 
 class Nginx(Peer):

@@ -45,13 +45,18 @@ LINES = [
     ("S7a", "messages/s", "msgs_s", True, "int"),
     ("S7a", "round trip p99", "p99_s", False, "time"),
     ("S7b", "MiB/s", "mib_s", True, "int"),
-    ("S7c", "handshakes/s", "rps", True, "int"),
+    *((sid, label, key, True, kind) for sid in ("S7c", "S7c-ec", "S7c-12", "S7c-reload") for label, key, kind in (
+        ("handshakes/s", "rps", "int"),
+        ("sessions resumed, % (client check)", "resumed_pct", "int"),
+        ("handshakes resumed during wrk, % (server count)", "server_resumed_pct", "int"))),
+    ("S7c-reload", "sessions from before the reload resumed, %", "resumed_after_reload_pct", True, "int"),
     ("S8", "failed requests", "failed", False, "int"),
     ("S8", "requests/s while reloading", "rps", True, "int"),
     ("S8", "reloads", "reloads", True, "int"),
 ]
 HEADLINE = {"S1": "rps", "S2": "rps", "S3": "msgs_s", "S4": "mib_s", "S5": "connect_rate", "S6": "mib_s",
-            "S7a": "msgs_s", "S7b": "mib_s", "S7c": "rps", "S8": "rps"}
+            "S7a": "msgs_s", "S7b": "mib_s", "S7c": "rps", "S7c-ec": "rps", "S7c-12": "rps", "S7c-reload": "rps",
+            "S8": "rps"}
 CPU_UNITS = {"req": ("µs/req", 1e6), "msg": ("µs/msg", 1e6), "MiB": ("ms/MiB", 1e3)}
 
 

@@ -65,6 +65,10 @@ def headline(sid: str, cell: dict) -> str:
                      f"{cell.get('lost_bytes', 0)} B lost")
     if cell.get("p99_s"):
         parts.append(f"p99 {report.fmt(cell['p99_s'], 'time')}")
+    for key, label in (("resumed_pct", "% of sessions resumed"), ("server_resumed_pct", "% resumed by its count"),
+                       ("resumed_after_reload_pct", "% of sessions from before the reload resumed")):
+        if cell.get(key) is not None:
+            parts.append(f"{cell[key]:.0f}{label}")
     if "proxy_cpu_per_unit" in cell and sc.cpu_unit != "msg":
         label, scale = report.CPU_UNITS[sc.cpu_unit]
         parts.append(f"proxy CPU {cell['proxy_cpu_per_unit'] * scale:.1f} {label}")
@@ -103,17 +107,24 @@ def run(opts) -> dict:
         # Without openssl or cryptography there is no certificate: the TLS scenarios are skipped
         # above and the peers listen on plain HTTP only (tls_port 0).
         cert, key, combined = make_cert(workdir) if tools.cert_maker() else ("", "", "")
+        with_ec = bool(cert) and any(SCENARIOS[s].tls and SCENARIOS[s].cert == "ec" for s in ids)
+        ec = make_cert(workdir, "ec") if with_ec else ("", "", "")
         backend, backend_port = start_backend(workdir, opts.backend_processes)
-        tls_backend = tls_port = None
+        tls_backend = tls_port = tls_backend_ec = None
         if any(SCENARIOS[s].tls for s in ids):
             # Behind a proxy, TLS runs in the proxy's two workers beside the plain backend; the direct
             # baseline does TLS in the backend itself, so it gets two processes to stay the faster path.
             tls_backend, tls_port = start_backend(workdir, max(2, opts.backend_processes), (cert, key))
+        if with_ec:
+            tls_backend_ec, tls_port_ec = start_backend(workdir, max(2, opts.backend_processes), ec[:2])
+        ec_site = dict(cert_ec=ec[0], key_ec=ec[1], combined_pem_ec=ec[2])
+
         def site_for(name: str) -> Site:
             if name == "direct":
-                return Site(workdir, backend_port, tls_port or 0, backend_port, cert, key, combined)
+                return Site(workdir, backend_port, tls_port or 0, backend_port, cert, key, combined,
+                            tls_port_ec=tls_port_ec if with_ec else 0, **ec_site)
             return Site(workdir, procs.free_port(), procs.free_port() if cert else 0, backend_port,
-                        cert, key, combined)
+                        cert, key, combined, tls_port_ec=procs.free_port() if with_ec else 0, **ec_site)
 
         start_peers(names, site_for, size, progress, running, not_run, versions)
 
@@ -126,7 +137,8 @@ def run(opts) -> dict:
                     progress.start(f"round {rnd} {sid} {sc.title} — {peer.name}")
                     waited, quiet = settle(budget.settle if opts.settle is None else opts.settle,
                                            opts.disturbed_threshold)
-                    cell = run_cell(sid, peer, budget, backend, tls_backend, opts.disturbed_threshold)
+                    cell = run_cell(sid, peer, budget, backend,
+                                    tls_backend_ec if sc.cert == "ec" else tls_backend, opts.disturbed_threshold)
                     cell.update(settle_wait_s=waited, outside_load_before=quiet)
                     cell.update(scenario=sid, peer=peer.name, round=rnd)
                     cells.append(cell)

@@ -13,7 +13,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 
-from bench import procs, stats, tools, wsgen
+from bench import procs, stats, tlsresume, tools, wsgen
 from bench.accounting import Meter, tree_pids, tree_rss
 from bench.loadgen_http import parse_wrk, wrk_argv, wrk_path
 from bench.peers import Peer, ws_probe
@@ -36,6 +36,9 @@ class Scenario:
     close: bool = False       # http: "Connection: close", so every request is a new connection
     cpu_unit: str = ""        # "req" | "msg" | "MiB": what proxy CPU is divided by
     needs: tuple = ()         # outside tools without which the cell cannot run at all (bench/tools.py)
+    cert: str = "rsa"         # tls: the certificate every peer shows, RSA-2048 or ECDSA P-256 ("ec")
+    tls_version: str = ""     # tls: "" = what the peers negotiate (TLS 1.3), "1.2" = the client caps it
+    reload_first: bool = False   # tls handshakes: measured right after the peer reloads
 
     def unmet(self) -> str | None:
         """Why this scenario cannot run on this machine (it is then reported skipped), or None."""
@@ -57,9 +60,17 @@ SCENARIOS = {
     "S7a": Scenario("S7a", "S3 over TLS (wss, 64 B)", "echo", "msgs_s", "msg/s", size=64, tls=True,
                     cpu_unit="msg"),
     # The built-in HTTP generator keeps its connections: a handshake per request needs wrk.
-    "S7c": Scenario("S7c", "TLS handshakes (https, a new connection per request, c64)", "http", "rps",
+    "S7c": Scenario("S7c", "TLS handshakes (https, a new connection per request, c64; RSA-2048)", "http", "rps",
                     "handshakes/s", path="/small", size=100, tls=True, close=True, cpu_unit="req",
                     needs=("wrk",)),
+    "S7c-ec": Scenario("S7c-ec", "S7c with an ECDSA P-256 certificate", "http", "rps", "handshakes/s",
+                       path="/small", size=100, tls=True, close=True, cpu_unit="req", cert="ec", needs=("wrk",)),
+    "S7c-12": Scenario("S7c-12", "S7c with the client capped at TLS 1.2", "http", "rps", "handshakes/s",
+                       path="/small", size=100, tls=True, close=True, cpu_unit="req", tls_version="1.2",
+                       needs=("wrk",)),
+    "S7c-reload": Scenario("S7c-reload", "S7c right after a reload", "http", "rps", "handshakes/s",
+                           path="/small", size=100, tls=True, close=True, cpu_unit="req", reload_first=True,
+                           needs=("wrk",)),
     "S7b": Scenario("S7b", "S4 over TLS (wss, 1 MiB)", "echo", "mib_s", "MiB/s", size=MiB, conns=16, tls=True,
                     cpu_unit="MiB"),
     # Keep-alive requests back to back while the peer reloads twice a second (issue #19):
@@ -68,7 +79,9 @@ SCENARIOS = {
     "S8": Scenario("S8", "keep-alive requests through reloads (c32)", "storm", "failed", "failed requests",
                    higher_is_better=False, path="/small", size=100, conns=32, needs=("wrk",)),
 }
-ORDER = ["S1", "S2", "S3", "S4", "S7a", "S7b", "S7c", "S5", "S6", "S8"]   # memory and reloads last in a round
+ORDER = ["S1", "S2", "S3", "S4", "S7a", "S7b", "S7c", "S7c-ec", "S7c-12", "S7c-reload",
+         "S5", "S6", "S8"]   # memory and reloads last in a round
+S7 = ("S7a", "S7b", "S7c", "S7c-ec", "S7c-12", "S7c-reload")
 
 
 @dataclass(frozen=True)
@@ -96,16 +109,17 @@ BUDGETS = {
 
 
 def expand(names: list[str]) -> list[str]:
-    """'S7' means S7a, S7b and S7c; keep the run order of ORDER."""
+    """'S7' means S7a, S7b and the S7c rows; keep the run order of ORDER."""
     wanted = set()
+    upper = {sid.upper(): sid for sid in SCENARIOS}
     for name in names:
         name = name.strip()
         if name.upper() == "S7":
-            wanted |= {"S7a", "S7b", "S7c"}
-        elif name in SCENARIOS or name.upper() in SCENARIOS:
-            wanted.add(name if name in SCENARIOS else name.upper())
+            wanted |= set(S7)
+        elif name.upper() in upper:
+            wanted.add(upper[name.upper()])
         elif name:
-            raise ValueError(f"unknown scenario {name!r} (choose from S1-S7, S7a, S7b, S7c)")
+            raise ValueError(f"unknown scenario {name!r} (choose from S1-S8, {', '.join(S7)})")
     return [s for s in ORDER if s in wanted]
 
 
@@ -208,20 +222,26 @@ def measure(sc: Scenario, peer: Peer, budget: Budget, backend_pid: int) -> dict:
 
 
 def http_cell(sc: Scenario, peer: Peer, budget: Budget, meter: Meter) -> dict:
-    url = (f"https://127.0.0.1:{peer.site.tls_port}{sc.path}" if sc.tls
+    url = (f"https://127.0.0.1:{tlsresume.tls_port(peer, sc)}{sc.path}" if sc.tls
            else f"http://127.0.0.1:{peer.site.port}{sc.path}")
+    handshakes = sc.tls and sc.close
+    extra = tlsresume.before(sc, peer) if handshakes else {}
+    counts = None
     if wrk_path():
         argv = wrk_argv(url, sc.conns, budget.duration)
         if sc.close:
             argv[1:1] = ["-H", "Connection: close"]
         before = meter.snapshot()
-        proc = procs.spawn(argv, stdout=subprocess.PIPE)
+        counts = peer.tls_counts() if handshakes else None
+        proc = procs.spawn(argv, stdout=subprocess.PIPE, env=tlsresume.wrk_env(sc.tls_version))
         try:
             out, _ = proc.communicate(timeout=budget.duration + 30)
         except subprocess.TimeoutExpired:
             out = b""
         procs.stop(proc)
         after = meter.snapshot()
+        if counts is not None:
+            extra.update(tlsresume.server_resumed(counts, peer.tls_counts()))
         result = parse_wrk(out.decode(errors="replace"))
         result["payload_bytes"] = result.get("requests", 0) * sc.size
     else:
@@ -240,7 +260,9 @@ def http_cell(sc: Scenario, peer: Peer, budget: Budget, meter: Meter) -> dict:
         result["tool"] = "builtin"
         result["seconds"] = result.pop("elapsed")
         result["payload_bytes"] = result.get("requests", 0) * sc.size
-    cell = {**result, **Meter.window(before, after)}
+    if handshakes:
+        extra.update(tlsresume.after(sc, peer))
+    cell = {**result, **Meter.window(before, after), **extra}
     seconds = cell.get("seconds") or cell["wall_s"]
     cell["rps"] = cell.get("requests", 0) / seconds
     cell["mib_s"] = cell["payload_bytes"] / MiB / seconds

@@ -32,11 +32,12 @@ from .model import (
     Route,
     Target,
     Timeouts,
+    TLSSettings,
 )
 
 __all__ = [
     "BALANCER_METHODS", "DEFAULT_CONFIG_NAME", "DEFAULT_CONFIG_PATH", "LOG_FORMATS", "LOG_LEVELS",
     "MEMBER_STATUSES", "MPM", "UPGRADE_ANY", "UPGRADE_NONE", "Admin", "Backend", "BackendTLS", "Balancer", "CertFiles",
     "Config", "ConfigError", "control_only_config", "Control", "Discover", "HeaderCondition", "Limits", "Listener", "ListenerTLS", "Log", "Member",
-    "Route", "Target", "Timeouts", "load_config",
+    "Route", "Target", "Timeouts", "TLSSettings", "load_config",
 ]

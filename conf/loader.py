@@ -28,13 +28,13 @@ from .model import (
     Timeouts,
 )
 from .routes import BALANCER_NAME, build_balancers, build_routes
-from .tlsfiles import ca_problem, cert_key_problem, unreadable
+from .tlsfiles import ca_problem, cert_key_problem, tls_settings, unreadable
 from .yamlnodes import Map, Scalar, YamlProblem, parse
 
 DEFAULT_CONFIG_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "default.yaml")
 DEFAULT_CONFIG_NAME = "<default>"   # Config.file of the embedded default
 
-TOP_KEYS = ("listen", "mpm", "timeouts", "limits", "control", "log", "routes", "balancers", "admin")
+TOP_KEYS = ("listen", "mpm", "timeouts", "limits", "control", "log", "routes", "balancers", "admin", "tls")
 MPM_KEYS = ("workers", "server_limit", "threads_per_child", "max_request_workers", "graceful_timeout",
             "max_connections_per_child", "watchdog")
 TIMEOUT_KEYS = ("connect", "proxy", "client_header", "keepalive", "handshake")
@@ -43,6 +43,7 @@ CONTROL_KEYS = ("pidfile", "socket")
 LOG_KEYS = ("level", "access", "error", "format")
 LISTEN_KEYS = ("address", "tls")
 LISTEN_TLS_KEYS = ("cert", "key", "sni", "client_ca")
+TLS_KEYS = ("ticket_key_rotation", "session_ticket_key", "ciphersuites")
 
 SERVER_LIMIT_MAX = 256          # the scoreboard is a fixed table sized before fork
 SUN_PATH_MAX = 108              # sizeof(sockaddr_un.sun_path) on Linux, terminating NUL included
@@ -99,13 +100,14 @@ def _build(tree, errors: Errors, name: str) -> Config | None:
     limits = _limits(_section(top, "limits", LIMIT_KEYS))
     control = _control(_section(top, "control", CONTROL_KEYS))
     log = _log(_section(top, "log", LOG_KEYS))
+    tls = tls_settings(_section(top, "tls", TLS_KEYS))
     balancers = build_balancers(top, resolver)
     declared = set(_declared_balancers(top))
     routes = build_routes(top, balancers, declared, resolver)
     admin = build_admin(top, listeners)
     if errors.items:
         return None
-    return Config(name, listeners, mpm, timeouts, limits, control, log, routes, balancers, admin)
+    return Config(name, listeners, mpm, timeouts, limits, control, log, routes, balancers, admin, tls)
 
 
 def _section(top: Section, key: str, allowed: tuple[str, ...]) -> Section:

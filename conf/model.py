@@ -46,6 +46,21 @@ class ListenerTLS:
     client_ca: str | None = None
 
 
+# TLS 1.3 suites in the server's order: AES-128-GCM first, as Mozilla's "intermediate" list,
+# BoringSSL and Go order them (OpenSSL's own default puts AES-256-GCM-SHA384 first; see conf.openssl).
+TLS13_CIPHERSUITES = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
+
+
+@dataclass(frozen=True, slots=True)
+class TLSSettings:
+    """What every TLS listener shares: the session-ticket keys (nginx's ssl_session_ticket_key)
+    and the TLS 1.3 cipher suites (`ssl_conf_command Ciphersuites`)."""
+    ticket_key_rotation: float = 43200.0    # seconds a generated key encrypts; 0 = never rotated
+    ticket_key_files: tuple[str, ...] = ()  # the operator's keys (48 or 80 bytes each); the first encrypts
+    ticket_keys: tuple[bytes, ...] = field(default=(), repr=False)   # their bytes, read when the file loaded
+    ciphersuites: str = TLS13_CIPHERSUITES  # TLS 1.3 only; TLS 1.2 keeps Python's cipher list
+
+
 @dataclass(frozen=True, slots=True)
 class Listener:
     """Listen: one address the master binds before forking."""
@@ -300,3 +315,4 @@ class Config:
     routes: tuple[Route, ...]
     balancers: Mapping[str, Balancer] = field(default_factory=dict)
     admin: Admin | None = None           # off when absent
+    tls: TLSSettings = field(default_factory=TLSSettings)

@@ -1,10 +1,13 @@
 """SSL contexts from the TLS settings: what the master builds before it forks and what a
 worker builds for itself, made the same way in both.
 
-The master makes each listener's context before forking a generation, so the generation's
-workers share one session-ticket key and a client resumes its TLS session on whichever
-worker it reaches next (nginx makes its ticket keys in the master for the same reason); its
-health checks make backend contexts with the verification the workers apply.  Server side:
+The master makes each listener's context before forking a generation and hands it the
+session-ticket keys of `shm.ticketkeys` (through `conf.openssl`'s ticket callback), so a
+client resumes its TLS session on whichever worker, generation or master it reaches next;
+its health checks make backend contexts with the verification the workers apply.  Each
+listener's sessions are its own (a session-id context made from its certificate and
+client-CA files), and no server-side session store is kept: tickets carry the sessions.
+Server side:
 TLS 1.2 minimum, ALPN `http/1.1`, SNI choosing among the listener's named certificates,
 optional client certificates.  Client side: the system CAs or `tls.ca`, SNI and host-name
 check against the target (or `server_name`); `verify: false` turns both off.
@@ -13,6 +16,8 @@ check against the target (or `server_name`); `verify: false` turns both off.
 from __future__ import annotations
 
 import ssl
+
+from conf import openssl
 
 
 def _server_context(cert: str, key: str, client_ca: str | None) -> ssl.SSLContext:
@@ -26,11 +31,23 @@ def _server_context(cert: str, key: str, client_ca: str | None) -> ssl.SSLContex
     return context
 
 
-def listener_context(tls) -> ssl.SSLContext:
-    """The default context of a listener (`ListenerTLS`), with SNI choosing among its named certificates."""
+def listener_context(tls, tickets=None, ciphersuites: str = openssl.TLS13_CIPHERSUITES) -> ssl.SSLContext:
+    """The default context of a listener (`ListenerTLS`), with SNI choosing among its named
+    certificates.  `tickets` (a `shm.ticketkeys.TicketKeyRing`) decides the ticket keys;
+    None leaves OpenSSL's random key of this context.  Raises OSError when OpenSSL cannot
+    be reached for that (`conf.openssl.available()` says why beforehand)."""
     default = _server_context(tls.cert, tls.key, tls.client_ca)
     by_name = {name.lower(): _server_context(files.cert, files.key, tls.client_ca)
                for name, files in tls.sni.items()}
+    contexts = (default, *by_name.values())
+    if not openssl.available():
+        for context in contexts:
+            openssl.set_tls13_ciphersuites(context, ciphersuites)
+    if tickets is not None:
+        identity = repr((tls.cert, tls.key, tls.client_ca, sorted((n, f.cert, f.key) for n, f in tls.sni.items())))
+        for context in contexts:
+            openssl.isolate(context, identity.encode())
+            openssl.install_ticket_keys(context, tickets)
     if by_name:
         def choose(sslobj, server_name, _context):
             chosen = by_name.get((server_name or "").lower())

@@ -8,10 +8,13 @@ number.  Each check returns None when fine, else the message.
 
 from __future__ import annotations
 
+import os
 import ssl
 
+from . import openssl
 from .fields import Section
-from .model import BackendTLS
+from .model import BackendTLS, TLSSettings
+from .yamlnodes import Scalar, Seq
 
 BACKEND_TLS_KEYS = ("verify", "ca", "server_name")
 
@@ -79,3 +82,59 @@ def backend_tls(sec: Section) -> BackendTLS | None:
             tls.error("ca", f"{tls.name('ca')}: {problem}")
     verify = tls.boolean("verify", True)
     return BackendTLS(verify=True if verify is None else verify, ca=ca, server_name=tls.string("server_name"))
+
+
+def tls_settings(sec: Section) -> TLSSettings:
+    """The `tls:` section: `ticket_key_rotation` (seconds, 0 = never), `session_ticket_key`
+    (nginx's ssl_session_ticket_key: a file or a list of files of 48 or 80 random bytes, the
+    first encrypting; then nothing rotates on its own) and `ciphersuites` (TLS 1.3, OpenSSL's
+    syntax, in the server's order)."""
+    d = TLSSettings()
+    rotation = sec.number("ticket_key_rotation", d.ticket_key_rotation, positive=False)
+    files, keys = [], []
+    node = sec.raw("session_ticket_key")
+    items = node.items if isinstance(node, Seq) else [node] if node is not None else []
+    for item in items:
+        if not isinstance(item, Scalar) or not isinstance(item.value, str) or not item.value.strip():
+            sec.errors.add(item.line, "tls.session_ticket_key must be a file path or a list of file paths")
+            continue
+        path = os.path.normpath(os.path.join(sec.errors.base_dir, os.path.expanduser(item.value)))
+        problem, raw = _ticket_key_file(path)
+        if problem:
+            sec.errors.add(item.line, f"tls.session_ticket_key: {problem}")
+        elif raw[:openssl.KEY_NAME] in (key[:openssl.KEY_NAME] for key in keys):
+            sec.errors.add(item.line, f"tls.session_ticket_key: '{path}' has the same key name as another file")
+        else:
+            files.append(path)
+            keys.append(raw)
+    if keys and openssl.available():
+        sec.error("session_ticket_key", f"tls.session_ticket_key cannot be used here: {openssl.available()}")
+    if len(keys) > 8:
+        sec.error("session_ticket_key", "tls.session_ticket_key: at most 8 key files")
+    suites = sec.string("ciphersuites", d.ciphersuites)
+    if "ciphersuites" in sec and suites is not None:
+        problem = openssl.available() or _suites_problem(suites)
+        if problem:
+            sec.error("ciphersuites", f"tls.ciphersuites: {problem}")
+    return TLSSettings(d.ticket_key_rotation if rotation is None else rotation, tuple(files), tuple(keys),
+                       suites or d.ciphersuites)
+
+
+def _suites_problem(suites: str) -> str | None:
+    try:
+        openssl.set_tls13_ciphersuites(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), suites)
+    except (ValueError, OSError) as exc:
+        return str(exc)
+    return None
+
+
+def _ticket_key_file(path: str) -> tuple[str | None, bytes]:
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(openssl.KEY_SIZES[-1] + 1)
+    except OSError as exc:
+        return f"cannot read '{path}': {exc.strerror or exc}", b""
+    if len(raw) not in openssl.KEY_SIZES:
+        return (f"'{path}' must hold 48 or 80 bytes (e.g. `openssl rand 80 > {os.path.basename(path)}`), "
+                f"not {len(raw)}{'+' if len(raw) > openssl.KEY_SIZES[-1] else ''}"), b""
+    return None, raw

@@ -229,18 +229,35 @@ def _format_status(s: dict) -> str:
         f"listeners  {', '.join(s['listeners'])}",
         "",
         f"{'PID':>7} {'GEN':>4} {'SLOT':>4} {'STATE':<9} {'CONNS':>6} {'TUNNELS':>7} {'REQUESTS':>9} "
-        f"{'IN':>8} {'OUT':>8} {'RSS':>7} {'CPU s':>7}",
+        f"{'IN':>8} {'OUT':>8} {'RSS':>7} {'CPU s':>7} {'TLS FULL':>9} {'RESUMED':>9}",
     ]
     for w in s["workers"]:
         lines.append(f"{w['pid']:>7} {w['generation']:>4} {w['slot']:>4} {w['state']:<9} {w['connections']:>6} "
                      f"{w['tunnels']:>7} {w['requests']:>9} {_size(w['bytes_in']):>8} {_size(w['bytes_out']):>8} "
-                     f"{_size(w['rss']):>7} {w['cpu_seconds']:>7.1f}")
+                     f"{_size(w['rss']):>7} {w['cpu_seconds']:>7.1f} {w.get('tls_full', 0):>9} "
+                     f"{w.get('tls_resumed', 0):>9}")
     t = s["totals"]
     lines.append(f"{'total':>7} {'':>4} {'':>4} {'':<9} {t['connections']:>6} {t['tunnels']:>7} "
-                 f"{t['requests']:>9} {_size(t['bytes_in']):>8} {_size(t['bytes_out']):>8} {_size(t['rss']):>7}")
+                 f"{t['requests']:>9} {_size(t['bytes_in']):>8} {_size(t['bytes_out']):>8} {_size(t['rss']):>7} "
+                 f"{'':>7} {t.get('tls_full', 0):>9} {t.get('tls_resumed', 0):>9}")
+    if s.get("tls"):
+        lines.append(_format_tls(s["tls"], t))
     if s.get("old_generation_workers"):
         lines.append(f"\n{s['old_generation_workers']} worker(s) of older generations still finishing")
     return "\n".join(lines)
+
+
+def _format_tls(tls: dict, totals: dict) -> str:
+    """One line: how many handshakes resumed a session, and where the ticket keys come from."""
+    done = totals.get("tls_full", 0) + totals.get("tls_resumed", 0)
+    rate = f"{100 * totals.get('tls_resumed', 0) / done:.0f}% of {done} handshakes resumed" if done else \
+        "no TLS handshakes yet"
+    if tls.get("ticket_keys") != "shared":
+        return f"\ntls        {rate}; ticket keys per generation ({tls.get('why')})"
+    rotation = f", rotated every {tls['rotation']:g}s" if tls.get("rotation") else ""
+    return (f"\ntls        {rate}; ticket keys {tls['source']} ({tls['keys']} in use, current one "
+            f"{tls['key_age'] or 0:.0f}s old{rotation}, {tls['rotations']} rotations), {totals.get('tls_failures', 0)} "
+            "failed handshakes")
 
 
 def cmd_balancer(args) -> int:

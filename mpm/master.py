@@ -31,7 +31,6 @@ import time
 import setproctitle
 
 from conf import ConfigError, load_config
-from conf.tlscontext import listener_context
 from mpm.adminsite import AdminSite
 from mpm.balancer_manager import BalancerManager
 from mpm.control import ControlServer
@@ -40,6 +39,7 @@ from mpm.pidfile import remove_pidfile, write_pidfile
 from mpm.readiness import Readiness
 from mpm.status import build_status
 from mpm.systemd import Notifier, address_of, listen_fds
+from mpm.tlskeys import TicketKeys
 from shm.metrics import RELOAD_RESULTS, RESTART_CAUSES, MetricsTable
 from shm.scoreboard import Scoreboard
 
@@ -91,6 +91,8 @@ class Master:
         self.readiness = Readiness(Notifier())
         self.inherited_discovery = inherit.get("discovered", {})   # what DNS gave the master we replace
         self.generation = inherit.get("generation", 0)
+        self.ticket_keys = TicketKeys(inherit.get("ticket_keys"))   # TLS session-ticket keys, carried on
+        self.ticket_keys.configure(config.tls)
         self.successor = None                      # the new master while `mpmctl upgrade` runs
         self.successor_deadline = 0.0
         self.signals: list[int] = []
@@ -220,6 +222,7 @@ class Master:
         self.config = config
         self.balancers.configure(config)
         self.admin.commit(config.admin)
+        self.ticket_keys.configure(config.tls)
         retired_sockets = self.listeners.commit()
         self._new_generation()
         for record in old:
@@ -231,11 +234,9 @@ class Master:
         return []
 
     def _new_generation(self) -> None:
-        # Built here, before the fork, so a generation's workers share one session-ticket key
-        # and a client resumes its TLS session on whichever worker it reaches next (nginx
-        # makes its ticket keys in the master for the same reason); re-read at every reload.
-        self.tls_contexts = {listener.address: listener_context(listener.tls)
-                             for listener in self.config.listeners if listener.tls is not None}
+        # Built here, before the fork, re-read at every reload; their session-ticket keys are
+        # the master's (mpm.tlskeys), so a TLS session resumes on any worker of any generation.
+        self.tls_contexts = self.ticket_keys.contexts(self.config)
         self.generation += 1
         self._set_title()
         self.route_ids = self.metrics.register_routes(route.name for route in self.config.routes)
@@ -357,6 +358,8 @@ class Master:
             self._recycle_stopping_workers()
             self._check_max_request_workers()
             self._watchdog()
+            if self.successor is None:      # during an upgrade the next master rotates (one writer)
+                self.ticket_keys.tick()
             self.balancers.tick(self.workers)     # free dead workers' cells, run health checks
             self.readiness.tick(self)             # READY=1 / STATUS= to systemd
         self.admin.expire(now)
@@ -429,12 +432,15 @@ class Master:
         if self.stopping or self.successor is not None:
             return {"ok": False, "errors": ["an upgrade or a stop is already under way"]}
         admin = self.admin.export()
+        ticket_keys = self.ticket_keys.export()     # a memfd: the keys never go through a file
         env = dict(os.environ, MPM_UPGRADE_FROM=str(os.getpid()), MPM_INHERIT=json.dumps({
             "listeners": self.listeners.export(), "scoreboard": self.scoreboard.fd,
             "generation": self.generation, "discovered": self.balancers.export(),
-            "metrics": self.metrics.fd, "admin": admin, "member_counts": self.balancers.export_counts()}))
+            "metrics": self.metrics.fd, "admin": admin, "member_counts": self.balancers.export_counts(),
+            "ticket_keys": ticket_keys}))
         fds = [sock.fileno() for sock in self.listeners.all_sockets()] + [self.scoreboard.fd, self.metrics.fd]
         fds += [admin["fd"]] if admin else []
+        fds += [ticket_keys] if ticket_keys is not None else []
         argv = [sys.executable, "-m", "mpm", "start"] + (["-c", self.config_path] if self.config_path else [])
         self.successor = subprocess.Popen(argv, env=env, pass_fds=fds)
         self.successor_deadline = time.monotonic() + 30

@@ -39,7 +39,8 @@ def build_status(master) -> dict:
         if pid not in master.workers and pid != os.getpid():
             del _processes[pid]
     totals = {key: sum(w[key] for w in workers)
-              for key in ("connections", "tunnels", "requests", "bytes_in", "bytes_out", "rss", "moved")}
+              for key in ("connections", "tunnels", "requests", "bytes_in", "bytes_out", "rss", "moved",
+                          "tls_full", "tls_resumed", "tls_failures")}
     config = master.config
     return {
         "ok": True,
@@ -56,4 +57,5 @@ def build_status(master) -> dict:
         "workers": workers,
         "totals": totals,
         "old_generation_workers": sum(1 for w in workers if w["generation"] != master.generation),
+        "tls": master.ticket_keys.status(),   # session-ticket keys (never the keys themselves)
     }

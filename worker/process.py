@@ -62,6 +62,7 @@ class Worker:
         self.bytes_in = self.bytes_out = self.tls_failures = self.moved = 0
         # What /metrics shows: counters in our row of the shared metrics table (shm/metrics.py).
         self.metrics = WorkerMetrics(metrics_row or scratch_row(route.name for route in config.routes))
+        self.tls_full = self.tls_resumed = 0     # completed handshakes (worker.tls counts them)
         self.stopping = False
         self.recycling = False              # stopping on our own (MaxConnectionsPerChild)
         self._reverse: dict = {}
@@ -112,8 +113,7 @@ class Worker:
         if context is None:
             ClientConnection(self, sock, client_ip)
         else:
-            self.handshakes.add(ServerHandshake(
-                self, context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), client_ip))
+            ServerHandshake(self, sock, client_ip, context)     # it adds itself to self.handshakes
         if self.connections >= self.capacity:
             self.acceptor.pause()
             return False
@@ -285,7 +285,7 @@ class Worker:
         self.pool.close_all()
         self.row.publish(state="exiting", connections=0, tunnels=0, requests=self.requests,
                          bytes_in=self.bytes_in, bytes_out=self.bytes_out, tls_failures=self.tls_failures,
-                         moved=self.moved)
+                         moved=self.moved, tls_full=self.tls_full, tls_resumed=self.tls_resumed)
         self.access_sink.close()
         self.error_sink.close()
 
@@ -295,7 +295,8 @@ class Worker:
         state = "stopping" if self.stopping else ("full" if not self.acceptor.accepting else "ready")
         self.row.publish(state=state, connections=self.connections, tunnels=self.tunnels,
                          requests=self.requests, bytes_in=self.bytes_in, bytes_out=self.bytes_out,
-                         tls_failures=self.tls_failures, moved=self.moved)
+                         tls_failures=self.tls_failures, moved=self.moved, tls_full=self.tls_full,
+                         tls_resumed=self.tls_resumed)
 
     def _heartbeat(self) -> None:
         """The one timer chain that writes the row (other writes are one-off)."""

@@ -6,6 +6,16 @@ re-exported here for the worker's modules.  An accepted socket is wrapped withou
 handshake and `ServerHandshake` drives it from epoll events under its own deadline
 (`timeouts.handshake`); only then does it become an HTTP connection.
 
+What a TLS accept costs besides OpenSSL's own work (issue #20, measured with callgrind and
+strace, TLS 1.3, resuming): `SSLContext.wrap_socket` builds the SSLSocket through a second
+socket object, asks the kernel for its type, its name and its peer and sets its timeout
+(4 system calls and about 10 µs of Python); `SSLSocket.do_handshake` sets the timeout again
+on every call (one more ioctl per round).  So the SSLSocket is made here from the accepted
+descriptor with the same attributes `SSLSocket._create` gives it (checked once against
+`wrap_socket` itself; on any difference, `wrap_socket` is used), the handshake is driven on
+the SSL object directly, and it is tried at once: a client's ClientHello is usually
+waiting by the time it is accepted, so its first round needs no turn of the loop.
+
 Pitfalls (measured with a prototype, see issue #6): decrypted bytes held inside an
 SSLSocket are invisible to epoll, so readers drain `pending()`; a write that raised
 want-write is retried with the same leading bytes; `SSLSocket.shutdown()` throws the
@@ -14,6 +24,7 @@ TLS state away, so a half-close goes through `socket.socket.shutdown`.
 
 from __future__ import annotations
 
+import socket
 import ssl
 
 from conf.tlscontext import backend_context as backend_context  # re-exported: worker.backend uses it
@@ -45,33 +56,50 @@ def describe(exc: BaseException) -> str:
 class ServerHandshake:
     """An accepted TLS connection until its handshake completes."""
 
-    __slots__ = ("worker", "loop", "sock", "fd", "client_ip", "deadline", "mask")
+    __slots__ = ("worker", "loop", "sock", "sslobj", "fd", "client_ip", "deadline", "mask")
 
-    def __init__(self, worker, sock: ssl.SSLSocket, client_ip: bytes):
+    def __init__(self, worker, sock, client_ip: bytes, context: ssl.SSLContext):
         self.worker = worker
         self.loop = loop = worker.loop
-        self.sock = sock
-        self.fd = sock.fileno()
+        self.sock = tls = server_socket(context, sock)
+        self.sslobj = tls._sslobj
+        self.fd = tls.fileno()
         self.client_ip = client_ip
         self.deadline = loop.now + worker.timeouts.handshake
-        self.mask = EPOLLIN
-        loop.add(self.fd, EPOLLIN, self.on_event)
+        self.mask = 0                 # not in epoll until a round has to wait
+        worker.handshakes.add(self)
         loop.timed.add(self)
+        self.on_event(EPOLLIN)
 
     def on_event(self, mask: int) -> None:
         try:
-            wanted = handshake_step(self.sock)
+            self.sslobj.do_handshake()
+        except _WANT_READ:
+            self._wait(EPOLLIN)
+            return
+        except _WANT_WRITE:
+            self._wait(EPOLLOUT)
+            return
         except (ssl.SSLError, OSError) as exc:
             self.fail(describe(exc))
             return
-        if wanted:
-            if wanted != self.mask:
-                self.loop.modify(self.fd, wanted)
-                self.mask = wanted
-            return
-        self.loop.timed.discard(self)
-        self.loop.remove(self.fd)
-        self.worker.handshake_done(self)
+        loop = self.loop
+        loop.timed.discard(self)
+        if self.mask:
+            loop.remove(self.fd)
+        worker = self.worker
+        if self.sslobj.session_reused:
+            worker.tls_resumed += 1
+        else:
+            worker.tls_full += 1
+        worker.handshake_done(self)
+
+    def _wait(self, wanted: int) -> None:
+        if not self.mask:
+            self.loop.add(self.fd, wanted, self.on_event)
+        elif wanted != self.mask:
+            self.loop.modify(self.fd, wanted)
+        self.mask = wanted
 
     def on_deadline(self) -> None:
         self.fail("handshake timed out")
@@ -90,3 +118,59 @@ class ServerHandshake:
         except OSError:
             pass
         self.worker.connection_closed()
+
+
+# == the SSLSocket of an accepted connection, made in one step =================================
+_WANT_READ, _WANT_WRITE = ssl.SSLWantReadError, ssl.SSLWantWriteError
+_SSLSocket = ssl.SSLSocket
+_socket_init = socket.socket.__init__
+_fast = None                  # None: not checked yet; then True or False
+
+
+def server_socket(context: ssl.SSLContext, sock: socket.socket) -> ssl.SSLSocket:
+    """`context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)` for a
+    connected, non-blocking socket, without the system calls it makes only to find out
+    what the acceptor already knows."""
+    global _fast
+    if _fast is None:
+        _fast = _same_as_wrap_socket(context)
+    if not _fast:
+        return context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+    family, kind, proto = sock.family, sock.type, sock.proto
+    tls = _SSLSocket.__new__(_SSLSocket)
+    _socket_init(tls, family, kind, proto, sock.detach())
+    tls.settimeout(0.0)           # the descriptor is non-blocking; the object must know it
+    tls._context = context
+    tls._session = None
+    tls._closed = False
+    tls.server_side = True
+    tls.server_hostname = None
+    tls.do_handshake_on_connect = False
+    tls.suppress_ragged_eofs = True
+    tls._connected = True
+    tls._sslobj = context._wrap_socket(tls, True, None, owner=tls, session=None)
+    return tls
+
+
+def _same_as_wrap_socket(context: ssl.SSLContext) -> bool:
+    """Whether this Python's SSLSocket gets from `wrap_socket` exactly the attributes that
+    `server_socket` sets: checked once per process on a socket pair."""
+    pairs = [socket.socketpair(), socket.socketpair()]
+    try:
+        for pair in pairs:
+            pair[0].setblocking(False)
+        global _fast
+        _fast = True
+        ours = server_socket(context, pairs[0][0])
+        theirs = context.wrap_socket(pairs[1][0], server_side=True, do_handshake_on_connect=False)
+        same = (vars(ours).keys() == vars(theirs).keys() and ours.gettimeout() == theirs.gettimeout()
+                and type(ours._sslobj) is type(theirs._sslobj))
+        ours.close()
+        theirs.close()
+        return same
+    except (AttributeError, TypeError, ValueError, OSError):
+        return False
+    finally:
+        for pair in pairs:
+            for end in pair:
+                end.close()
