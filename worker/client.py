@@ -270,7 +270,8 @@ class ClientConnection:
 
     # == endings ==============================================================================
     def handed_over(self) -> None:
-        """The endpoint belongs to a tunnel now: forget it without closing the socket."""
+        """The socket belongs to a tunnel, or to another worker, now: forget it without
+        closing it."""
         self.state = CLOSED
         self.loop.timed.discard(self)
         self.worker.clients.discard(self)

@@ -334,6 +334,7 @@ class HandoverSender:
             item.backend.close()
             self.worker.tunnel_moved(item)
         else:
+            item.handed_over()          # no longer movable: it may still be queued a second time
             item.ep.close()
             self.worker.client_moved(item)
         return True
