@@ -39,7 +39,8 @@ def build_status(master) -> dict:
         if pid not in master.workers and pid != os.getpid():
             del _processes[pid]
     totals = {key: sum(w[key] for w in workers)
-              for key in ("connections", "tunnels", "requests", "bytes_in", "bytes_out", "rss", "moved")}
+              for key in ("connections", "tunnels", "requests", "bytes_in", "bytes_out", "rss", "moved",
+                          "h2_connections", "h2_streams")}
     config = master.config
     return {
         "ok": True,

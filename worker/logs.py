@@ -152,6 +152,8 @@ class AccessLog:
         head = ex.head
         if head is not None:
             request = head.raw[:head.line_end]
+            if ex.client.http2:      # the head was converted for an HTTP/1.1 backend
+                request = request[:-8] + b"HTTP/2.0"
             referer, agent = head.get(b"referer"), head.get(b"user-agent")
         else:
             request = referer = agent = None
@@ -175,20 +177,22 @@ class AccessLog:
             route.encode(), backend.encode(), mark))
 
     def tunnel(self, context: dict, bytes_in: int, bytes_out: int, duration: float, reason: str) -> None:
-        """One line when a tunnel ends: the upgrade request, 101, bytes each way (heads included)."""
+        """One line when a tunnel ends: the upgrade request, 101 (200 for an HTTP/2 stream,
+        RFC 8441), bytes each way (heads included)."""
         received = bytes_in + context.get("head_size", 0)
+        status = context.get("status", 101)
         request = f"{context['method']} {context['target']} HTTP/{context['version']}"
         micros = int(duration * 1_000_000)
         if self.json:
             self.sink.write(json.dumps({
                 "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "client": context["client"], "request": request,
-                "status": 101, "bytes_sent": bytes_out, "bytes_received": received, "duration_us": micros,
+                "status": status, "bytes_sent": bytes_out, "bytes_received": received, "duration_us": micros,
                 "route": context["route"], "backend": context["backend"], "referer": context["referer"] or "-",
                 "user_agent": context["agent"] or "-", "tunnel": True, "tunnel_bytes_in": bytes_in,
                 "tunnel_bytes_out": bytes_out, "tunnel_end": reason}) + "\n")
             return
         self.sink.write(
-            f'{context["client"]} - - {_clock.apache().decode()} "{_text(request.encode("latin-1"))}" 101 '
+            f'{context["client"]} - - {_clock.apache().decode()} "{_text(request.encode("latin-1"))}" {status} '
             f'{bytes_out or "-"} "{_text(context["referer"].encode("latin-1"))}" '
             f'"{_text(context["agent"].encode("latin-1"))}" {micros} "{context["route"]}" "{context["backend"]}" '
             f'tunnel_in={bytes_in} tunnel_out={bytes_out} end="{reason}"\n')
