@@ -60,7 +60,10 @@ class H2Client:
             assert raw.selected_alpn_protocol() == "h2", raw.selected_alpn_protocol()
         self.sock = raw
         self.auto_ack = auto_ack
-        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+        # What a test sends goes out as it is (malformed requests included): no outbound checks.
+        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(
+            client_side=True, header_encoding="utf-8", validate_outbound_headers=False,
+            normalize_outbound_headers=False))
         if settings:
             self.conn.local_settings = h2.settings.Settings(client=True, initial_values=settings)
         self.conn.initiate_connection()

@@ -37,6 +37,7 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
+import h2.stream
 
 from tunnel.buffer import SHARED_VIEW
 from tunnel.endpoint import WOULD_BLOCK, Endpoint
@@ -62,8 +63,19 @@ _CONFIG = h2.config.H2Configuration(
     validate_outbound_headers=False, normalize_outbound_headers=False, split_outbound_cookies=False)
 
 
+class _StreamMachine(h2.stream.H2Stream):
+    def _initialize_content_length(self, headers) -> None:
+        """h2 checks DATA against content-length itself, as a connection error; RFC 9113
+        §8.1.1 makes a mismatch a stream error, which worker.h2.stream raises."""
+
+
 class _Machine(h2.connection.H2Connection):
     MAX_CLOSED_STREAMS = defences.CLOSED_STREAMS_KEPT
+
+    def _begin_new_stream(self, stream_id, allowed_ids):
+        stream = super()._begin_new_stream(stream_id, allowed_ids)
+        stream.__class__ = _StreamMachine      # (h2 < 5: the one place its streams are made)
+        return stream
 
 
 def _goaway_frame(last_stream: int, error: int) -> bytes:

@@ -107,11 +107,11 @@ def read_request(headers) -> Request:
             cookies.append(value)
         elif name == b"host":
             host = value
+        elif name == b"content-length":     # the stream writes the framing line (Request.head)
+            if not value.isdigit() or req.content_length is not None:
+                raise Malformed("invalid or repeated content-length")
+            req.content_length = int(value)
         else:
-            if name == b"content-length":
-                if not value.isdigit() or req.content_length is not None:
-                    raise Malformed("invalid or repeated content-length")
-                req.content_length = int(value)
             lines.append(name + b": " + value + CRLF)
     if cookies:       # RFC 9113 §8.2.3: crumbs joined with "; " for an HTTP/1.1 hop
         lines.append(b"cookie: " + b"; ".join(cookies) + CRLF)

@@ -235,15 +235,14 @@ class H2Stream:
             ex.backend_failed(502, "the backend answered an extended CONNECT without switching protocols")
             return
         fields = response_fields(resp, reverse, ex.cookie or b"")
-        if not self._headers(fields, ended and not body):
+        final = ended and not getattr(ex.resp_framing, "trailers", None)     # else the trailers end it
+        if not self._headers(fields, final and not body):
             return
         ex.response_started()
         ex.head_sent = len(resp.raw)
         ex.sent += ex.head_sent + len(body)
         if body:
-            self.send(body, ended)
-        elif ended:
-            self.complete = True
+            self.send(body, final)
         if self.finished:
             return
         if ended:
