@@ -94,15 +94,17 @@ class H2Client:
         """Sends as the windows allow, pumping meanwhile."""
         view = memoryview(data)
         while True:
-            window = min(self.conn.local_flow_control_window(stream_id), self.conn.max_outbound_frame_size)
-            if window >= len(view):
+            window = self.conn.local_flow_control_window(stream_id)
+            frame = min(window, self.conn.max_outbound_frame_size)
+            if frame >= len(view):
                 self.conn.send_data(stream_id, bytes(view), end_stream=end)
                 break
-            if window > 0:
-                self.conn.send_data(stream_id, bytes(view[:window]))
-                view = view[window:]
-            self.flush()
-            self.pump(0.5)
+            if frame > 0:
+                self.conn.send_data(stream_id, bytes(view[:frame]))
+                view = view[frame:]
+            if window <= frame:          # the window is used up: wait for WINDOW_UPDATE
+                self.flush()
+                self.pump(0.5)
         self.flush()
 
     def ack(self, stream_id: int) -> None:
