@@ -33,7 +33,7 @@ def _app(conn) -> None:
         body = conn.read_body(head)
         path = head.target
         if path.startswith("/slow"):
-            time.sleep(1.0)
+            time.sleep(1.5)
             conn.send(respond(200, b"slow"))
         elif path.startswith("/fast"):
             conn.send(respond(200, b"fast"))
@@ -74,7 +74,7 @@ def ca():
 def env(tmp_path_factory, ca):
     """One proxy, two listeners: TLS (h2 by ALPN, the default) and plain with `http2: h2c`."""
     directory = tmp_path_factory.mktemp("h2")
-    backend = RawBackend(_app)
+    backend = RawBackend(_app, backlog=256)   # 100 streams at once are 100 backend connections
     bench = BenchBackend(str(directory))      # one epoll process: the load test's 1,000 backend connections
     cert = ca.issue_cert("localhost", "127.0.0.1")
     cert_path, key_path, ca_path = (str(directory / name) for name in ("cert.pem", "key.pem", "ca.pem"))

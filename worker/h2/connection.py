@@ -29,7 +29,6 @@ still running), so our GOAWAY is written as raw bytes behind what h2 has framed.
 
 from __future__ import annotations
 
-import logging
 import struct
 
 import h2.config
@@ -38,6 +37,8 @@ import h2.events
 import h2.exceptions
 import h2.settings
 import h2.stream
+import hpack.hpack
+import hyperframe.frame
 
 from tunnel.buffer import SHARED_VIEW
 from tunnel.endpoint import WOULD_BLOCK, Endpoint
@@ -51,9 +52,20 @@ _READABLE = EPOLLIN | EPOLLHUP | EPOLLERR
 WRITE_HIGH = 256 * 1024      # framed bytes that are written at once rather than at the iteration's end
 NO_ERROR, PROTOCOL_ERROR, REFUSED_STREAM, ENHANCE_YOUR_CALM = 0x0, 0x1, 0x7, 0xB
 _FOREVER = float("inf")
-# hpack logs every field it codes at DEBUG through the stdlib's logging, which the master set
-# up for itself: with `log.level: debug` that would be several lines per request.
-logging.getLogger("hpack").setLevel(logging.WARNING)
+
+
+class _Silent:
+    """hpack logs every field it codes at DEBUG through the stdlib's logging (which the master
+    set up for itself: with `log.level: debug`, lines in our error log), about twenty calls a
+    request even when nothing is written; and h2 formats every frame it receives for a trace
+    line its dummy logger drops.  Neither says anything an operator needs."""
+
+    def debug(self, *args, **kwargs) -> None:
+        pass
+
+
+hpack.hpack.log = _Silent()
+hyperframe.frame.Frame.__repr__ = lambda self: f"<{self.__class__.__name__} stream {self.stream_id}>"
 
 _CONFIG = h2.config.H2Configuration(
     client_side=False, header_encoding=None,
