@@ -112,6 +112,7 @@ class H2Connection:
         self.congested = False                 # the socket has bytes kept: streams frame nothing
         self.framed = 0                        # bytes framed since the last write
         self.write_due = False
+        self.acks: dict[int, int] = {}         # stream id -> body bytes consumed, told to h2 in `write`
         self.last_stream = 0                   # the highest stream id we processed
         self.goaway_at: int | None = None      # the last stream id our GOAWAY promised
         self.closed = False
@@ -289,9 +290,12 @@ class H2Connection:
 
     # == what the streams ask ===================================================================
     def acknowledge(self, stream_id: int, size: int) -> None:
-        """Body bytes consumed: the client may send that many more (WINDOW_UPDATE in time)."""
+        """Body bytes consumed: the client may send that many more.  Told to h2 (which sends
+        WINDOW_UPDATE per half window) once per loop iteration, in `write`: a WebSocket of
+        small messages would otherwise cost an h2 call per message."""
         if size and not self.closed:
-            self.h2.acknowledge_received_data(size, stream_id)
+            acks = self.acks
+            acks[stream_id] = acks.get(stream_id, 0) + size
             self.schedule_write()
 
     def send_data(self, stream_id: int, data, end: bool) -> int:
@@ -369,6 +373,10 @@ class H2Connection:
         """Send what h2 has framed; what the socket does not take stays in `ep.out`."""
         if self.closed:
             return
+        if self.acks:
+            acks, self.acks = self.acks, {}
+            for stream_id, size in acks.items():
+                self.h2.acknowledge_received_data(size, stream_id)
         data = self.h2.data_to_send()
         self.framed = 0
         if data:
