@@ -289,5 +289,4 @@ def test_h2load_10000_requests_over_10_connections_of_100_streams(env):
     done = subprocess.run([h2load, "-n", "10000", "-c", "10", "-m", "100", proxy.url("/bench/small")],
                           capture_output=True, text=True, timeout=80)
     assert "10000 succeeded, 0 failed, 0 errored" in done.stdout, done.stdout + done.stderr
-    status = proxy.status()
-    assert status["totals"]["requests"] >= 10000
+    wait_for(lambda: proxy.status()["totals"]["requests"] >= 10000, 5, what="the scoreboard (every 0.5 s)")

@@ -126,6 +126,7 @@ def test_refusals_aborts_and_idle_timeout(env):
     assert client.websocket("/nows/x").status == 405                 # the route does not tunnel websocket
     assert client.websocket("/raw/plain").status == 502              # answered without switching
     assert client.websocket("/raw/badaccept").status == 502          # a Sec-WebSocket-Accept not for our key
+    wait_for(lambda: [x for x in proxy.access_lines() if '"CONNECT /nows/x HTTP/2.0" 405' in x], 5)
     # RST_STREAM from the client closes the backend connection.
     raw.event("echo-eof").clear()
     ws = client.websocket("/raw/echo")
@@ -141,6 +142,20 @@ def test_refusals_aborts_and_idle_timeout(env):
     wait_for(lambda: [x for x in proxy.access_lines() if '"CONNECT /idle/quiet HTTP/2.0" 200' in x
                       and 'end="idle timeout"' in x], 10)
     assert client.get("/raw/still-serving").status in (200, 502)
+    client.close()
+
+
+@pytest.mark.timeout(60)
+def test_data_sent_before_the_answer_reaches_the_backend(env):
+    """A client may send DATA right behind its extended CONNECT: it waits for the tunnel."""
+    proxy, _, raw = env
+    client = H2Client(proxy.port)
+    stream_id = client.request("CONNECT", "/raw/echo", [(":protocol", "websocket"), ("sec-websocket-version", "13")],
+                               end=False)
+    client.send_data(stream_id, b"early bytes")
+    stream = client.streams[stream_id]
+    client.wait(lambda: bytes(stream.body) == b"early bytes", 10, "the early bytes' echo")
+    assert stream.status == 200
     client.close()
 
 

@@ -151,9 +151,8 @@ class AccessLog:
         """One line per exchange, whatever its end; bytes sent are those that left us."""
         head = ex.head
         if head is not None:
-            request = head.raw[:head.line_end]
-            if ex.client.http2:      # the head was converted for an HTTP/1.1 backend
-                request = request[:-8] + b"HTTP/2.0"
+            # (An HTTP/2 stream's head was converted for the HTTP/1.1 backend: the stream says it.)
+            request = head.raw[:head.line_end] if not ex.client.http2 else ex.client.request_line
             referer, agent = head.get(b"referer"), head.get(b"user-agent")
         else:
             request = referer = agent = None

@@ -96,9 +96,7 @@ def _goaway_frame(last_stream: int, error: int) -> bytes:
 
 
 class H2Connection:
-    http2 = True
-
-    def __init__(self, worker, sock, client_ip: bytes, tls: bool, preface: bytes = b""):
+    def __init__(self, worker, sock, client_ip: bytes, tls: bool):
         self.worker = worker
         self.loop = loop = worker.loop
         self.ep = Endpoint(loop, sock)
@@ -130,11 +128,10 @@ class H2Connection:
         machine.initiate_connection()
         machine.increment_flow_control_window(defences.CONNECTION_WINDOW - 65535)
         self.deadline = loop.now + worker.timeouts.client_header     # the preface is due
+        self.greeted = False                   # the client's preface and SETTINGS are in
         worker.h2_connections.add(self)
         loop.timed.add(self)
         self.ep.register(EPOLLIN, self.on_event)
-        if preface:
-            self._received(preface)
         self.write()
         if self.ep.tls and not self.closed and sock.pending():
             loop.call_soon(self._read_pending)
@@ -152,6 +149,8 @@ class H2Connection:
                 self.congested = False
                 self.resume_blocked()
                 self.write()
+            else:
+                self._update_interest()        # below OUT_HIGH again: read the client again
         if mask & _READABLE and not self.closed:
             if ep.mask & EPOLLIN:
                 self._read()
@@ -186,8 +185,10 @@ class H2Connection:
             self.write()
             self.close()
             return
-        if self.deadline != _FOREVER and not self.streams:
-            self.deadline = self.loop.now + self.worker.timeouts.keepalive
+        if not self.greeted and events:   # from now on idle means no stream (frames keep nothing open)
+            self.greeted = True
+            if not self.streams:
+                self.deadline = self.loop.now + self.worker.timeouts.keepalive
         handlers = _HANDLERS
         for event in events:
             handler = handlers.get(event.__class__)
@@ -389,8 +390,13 @@ class H2Connection:
         self._update_interest()
 
     def _update_interest(self) -> None:
-        out = self.ep.out
-        self.ep.want(out is None or len(out) < defences.OUT_HIGH)
+        ep = self.ep
+        out = ep.out
+        reading = out is None or len(out) < defences.OUT_HIGH
+        was_paused = not (ep.mask or 0) & EPOLLIN
+        ep.want(reading)
+        if reading and was_paused and ep.tls and ep.sock.pending():
+            self.loop.call_soon(self._read_pending)     # what TLS held while we did not read
 
     # == endings ==================================================================================
     def goaway(self, error: int = NO_ERROR) -> None:

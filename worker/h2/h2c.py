@@ -15,15 +15,17 @@ browser sends it.
 
 from __future__ import annotations
 
+import select
 import socket
 
 from worker.client import ClientConnection
 from worker.h2.connection import H2Connection
 from worker.loop import EPOLLIN
 
+EPOLLET = select.EPOLLET
+
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 PRIOR_KNOWLEDGE = object()     # the acceptor's "context" for an h2c listener (SSLContext for TLS ones)
-_EPOLLET = 1 << 31
 
 
 class PrefaceSniffer:
@@ -38,7 +40,7 @@ class PrefaceSniffer:
         self.fd = sock.fileno()
         self.client_ip = client_ip
         self.deadline = loop.now + worker.timeouts.client_header
-        loop.add(self.fd, EPOLLIN | _EPOLLET, self.on_event)
+        loop.add(self.fd, EPOLLIN | EPOLLET, self.on_event)
         loop.timed.add(self)
 
     def on_event(self, mask: int) -> None:

@@ -131,9 +131,11 @@ class H2Stream:
             self._malformed("more DATA than content-length")
             return
         exchange = self.exchange
-        if self.finished or (self.started and (exchange is None or exchange.req_framing is None)):
+        if self.finished or (self.started and (exchange is None or (exchange.req_framing is None
+                                                                    and self.request.protocol is None))):
             self.conn.acknowledge(self.id, size)      # answered already: the rest is not read
             return
+        # (An extended CONNECT's early DATA waits here for its tunnel, within the stream's window.)
         self.unacked += size
         if self.chunked and data:
             self.body += b"%x\r\n" % len(data)
@@ -180,14 +182,14 @@ class H2Stream:
     def _feed(self) -> None:
         self.feeding = False
         exchange = self.exchange
-        if exchange is None or self.finished or not self.reading or not self.body:
+        if (exchange is None or self.finished or not self.reading or not self.body
+                or exchange.req_framing is None):
             return
         data = bytes(self.body)
         self.body.clear()
         size, self.unacked = self.unacked, 0
         self.conn.acknowledge(self.id, size)
-        if exchange.req_framing is not None:
-            bodies.push_request(exchange, data)
+        bodies.push_request(exchange, data)
 
     def send(self, data, end: bool = False) -> None:
         """Response (or tunnel) bytes: framed as the windows allow, the rest kept in `out`."""
@@ -342,6 +344,14 @@ class H2Stream:
     def on_deadline(self) -> None:
         if self.exchange is not None:
             self.exchange.on_deadline()
+
+    @property
+    def request_line(self) -> bytes:
+        """For the access log: the request as the client sent it (an extended CONNECT is
+        converted to a GET for the backend, and logged as the CONNECT it was)."""
+        request = self.request
+        target = request.path if request.method != b"CONNECT" or request.protocol is not None else request.authority
+        return request.method + b" " + (target or b"") + b" HTTP/2.0"
 
     def read_pending(self) -> None:
         """Never needed (`tls` is False here): the connection reads TLS."""

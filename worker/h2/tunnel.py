@@ -50,8 +50,7 @@ def open_tunnel(stream, ex, rest: bytes):
 
 
 class StreamTunnel:
-    movable = False      # see the module docstring
-    tls = True           # (what the hand-over sender asks of a tunnel: it stays here)
+    movable = False      # never handed to another worker (module docstring)
 
     __slots__ = ("loop", "stream", "backend", "client_eof", "backend_eof", "bytes_in", "bytes_out", "unacked",
                  "started", "deadline", "idle_timeout", "on_close", "closed", "context")
