@@ -29,22 +29,16 @@ still running), so our GOAWAY is written as raw bytes behind what h2 has framed.
 
 from __future__ import annotations
 
-import struct
-
-import h2.config
-import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
-import h2.stream
-import hpack.hpack
-import hyperframe.frame
 
 from tunnel.buffer import SHARED_VIEW
 from tunnel.endpoint import WOULD_BLOCK, Endpoint
 from worker.h2 import defences
 from worker.h2.defences import Budget
 from worker.h2.fields import Malformed, read_request
+from worker.h2.machine import goaway_frame, new_machine
 from worker.h2.stream import H2Stream
 from worker.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT
 
@@ -52,47 +46,6 @@ _READABLE = EPOLLIN | EPOLLHUP | EPOLLERR
 WRITE_HIGH = 256 * 1024      # framed bytes that are written at once rather than at the iteration's end
 NO_ERROR, PROTOCOL_ERROR, REFUSED_STREAM, ENHANCE_YOUR_CALM = 0x0, 0x1, 0x7, 0xB
 _FOREVER = float("inf")
-
-
-class _Silent:
-    """hpack logs every field it codes at DEBUG through the stdlib's logging (which the master
-    set up for itself: with `log.level: debug`, lines in our error log), about twenty calls a
-    request even when nothing is written; and h2 formats every frame it receives for a trace
-    line its dummy logger drops.  Neither says anything an operator needs."""
-
-    def debug(self, *args, **kwargs) -> None:
-        pass
-
-
-hpack.hpack.log = _Silent()
-hyperframe.frame.Frame.__repr__ = lambda self: f"<{self.__class__.__name__} stream {self.stream_id}>"
-
-_CONFIG = h2.config.H2Configuration(
-    client_side=False, header_encoding=None,
-    # Checked by worker.h2.fields in one pass, as stream errors (h2 makes them connection errors).
-    validate_inbound_headers=False, normalize_inbound_headers=False,
-    # What we send is built from a validated backend head, lower-cased already.
-    validate_outbound_headers=False, normalize_outbound_headers=False, split_outbound_cookies=False)
-
-
-class _StreamMachine(h2.stream.H2Stream):
-    def _initialize_content_length(self, headers) -> None:
-        """h2 checks DATA against content-length itself, as a connection error; RFC 9113
-        §8.1.1 makes a mismatch a stream error, which worker.h2.stream raises."""
-
-
-class _Machine(h2.connection.H2Connection):
-    MAX_CLOSED_STREAMS = defences.CLOSED_STREAMS_KEPT
-
-    def _begin_new_stream(self, stream_id, allowed_ids):
-        stream = super()._begin_new_stream(stream_id, allowed_ids)
-        stream.__class__ = _StreamMachine      # (h2 < 5: the one place its streams are made)
-        return stream
-
-
-def _goaway_frame(last_stream: int, error: int) -> bytes:
-    """RFC 9113 §6.8: length 8, type 7, no flags, stream 0, last stream id, error code."""
-    return b"\x00\x00\x08\x07\x00\x00\x00\x00\x00" + struct.pack(">II", last_stream, error)
 
 
 class H2Connection:
@@ -116,7 +69,7 @@ class H2Connection:
         self.closed = False
         self.resets = Budget(defences.RESET_BURST, defences.RESET_RATE, loop.now)
         self.control = Budget(defences.CONTROL_BURST, defences.CONTROL_RATE, loop.now)
-        self.h2 = machine = _Machine(_CONFIG)
+        self.h2 = machine = new_machine()
         codes = h2.settings.SettingCodes
         machine.local_settings = h2.settings.Settings(client=False, initial_values={
             codes.MAX_CONCURRENT_STREAMS: self.max_streams,
@@ -407,7 +360,7 @@ class H2Connection:
         self.write()
         if not self.closed:
             try:
-                self.ep.send(_goaway_frame(self.last_stream, error))
+                self.ep.send(goaway_frame(self.last_stream, error))
             except OSError:
                 self.close()
                 return
