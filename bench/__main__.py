@@ -48,6 +48,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--keep", action="store_true", help="keep the temp dir with configs and logs")
     ap.add_argument("--base", help="another checkout of mpm-proxy, measured as peer mpm-base beside mpm "
                     "(before/after in one run)")
+    ap.add_argument("--base-access-log", action="store_true", help="mpm-base writes its access log to a file "
+                    "(with --base . : the cost of the access log, in one run)")
     opts = ap.parse_args(argv)
     opts.peers = [p.strip() for p in opts.peers.split(",") if p.strip()]
     unknown = [p for p in opts.peers if p not in ALL]
@@ -58,6 +60,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     if opts.base:
         from bench.peers import MpmBase
         MpmBase.src = os.path.abspath(opts.base)
+        MpmBase.access_log = opts.base_access_log
         if "mpm-base" not in opts.peers:
             opts.peers.insert(opts.peers.index("mpm") + 1 if "mpm" in opts.peers else 1, "mpm-base")
     opts.scenarios = opts.scenarios.split(",")

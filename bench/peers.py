@@ -231,8 +231,12 @@ class MpmBase(Mpm):
     def _python(self) -> list[str]:
         return ["env", f"PYTHONPATH={self.src}", sys.executable, "-m", "mpm"]
 
+    access_log = False      # --base-access-log: this peer writes its access log (what it costs)
+
     def config(self, site, size):
         text = configs.mpm_yaml(site, size).replace("/mpm.pid", "/mpm-base.pid").replace("/mpm.sock", "/mpm-base.sock")
+        if self.access_log:
+            text = text.replace('access: "off"', f'access: "{site.workdir}/mpm-base-access.log"')
         return "mpm-base.yaml", text
 
     def check_config(self, conf):

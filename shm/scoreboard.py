@@ -122,3 +122,8 @@ class Scoreboard(SharedTable):
         """Every occupied row, read from the shared pages themselves (so it works in a
         worker, whose copy of `owner` froze at fork): how a stopping worker finds its successor."""
         return [self.read(index) for index in range(self.rows) if self.pid[index]]
+
+    def live_rows_indexed(self) -> list[tuple[int, dict]]:
+        """(index, row) of every row in use, a worker's from its claim (before it has a pid) to
+        its reaping: what /metrics sums the metrics table over."""
+        return [(index, self.read(index)) for index in range(self.rows) if self.pid[index] or self.state[index]]

@@ -30,14 +30,14 @@ POOL_MAX_IDLE = 64         # idle connections kept per backend per worker
 
 
 class Origin:
-    __slots__ = ("backend", "key", "host_line", "name", "origin_bytes", "tls")
+    __slots__ = ("backend", "key", "host_line", "name", "log_name", "origin_bytes", "tls")
 
     def __init__(self, backend):
         self.backend = backend
         self.key = backend.key
         self.host_line = b"Host: " + backend.host_header.encode("idna") + b"\r\n"
         self.name = backend.origin                 # "http://host:port", for logs
-        self.origin_bytes = backend.origin.encode()
+        self.origin_bytes = self.log_name = backend.origin.encode()
         self.tls = backend.tls
 
 

@@ -308,7 +308,7 @@ class Exchange:
             self.member = None
         tunnel = Tunnel(self.loop, client.ep, conn, self.route.timeout, on_close,
                         to_backend=bytes(client.inbuf), to_client=head101 + rest, context=context)
-        worker.tunnel_opened(tunnel)
+        worker.tunnel_opened(tunnel, self)
 
     # == endings ================================================================================
     def _done(self) -> None:

@@ -23,6 +23,7 @@ import time
 
 import setproctitle
 
+from shm.metrics import scratch_row
 from worker.acceptor import Acceptor
 from worker.backend import BackendPool, Origins
 from worker.balancer import Balancers
@@ -32,6 +33,7 @@ from worker.h2.h2c import PRIOR_KNOWLEDGE, PrefaceSniffer
 from worker.handover import HandoverReceiver, HandoverSender
 from worker.logs import AccessLog, ErrorLog, LogSink
 from worker.loop import EventLoop
+from worker.metrics import WorkerMetrics
 from worker.routing import Router
 from worker.signals import WorkerSignals
 from worker.tls import ServerHandshake
@@ -41,7 +43,7 @@ PUBLISH_INTERVAL = 0.5       # seconds between scoreboard writes (the watchdog's
 
 class Worker:
     def __init__(self, config, listeners, slot: int, generation: int, scoreboard_row, parent_fd: int,
-                 peers=lambda: [], balancer_table=None, tls_contexts: dict | None = None):
+                 peers=lambda: [], balancer_table=None, tls_contexts: dict | None = None, metrics_row=None):
         self.config = config
         self.listeners = listeners          # [(socket, conf.Listener)]
         self.slot = slot
@@ -60,6 +62,8 @@ class Worker:
         # What the scoreboard shows.
         self.connections = self.tunnels = self.requests = self.accepted = 0
         self.bytes_in = self.bytes_out = self.tls_failures = self.moved = 0
+        # What /metrics shows: counters in our row of the shared metrics table (shm/metrics.py).
+        self.metrics = WorkerMetrics(metrics_row or scratch_row(route.name for route in config.routes))
         self.stopping = False
         self.recycling = False              # stopping on our own (MaxConnectionsPerChild)
         self._reverse: dict = {}
@@ -107,6 +111,7 @@ class Worker:
         """A new connection; False when no more should be accepted now."""
         self.connections += 1
         self.accepted += 1
+        self.metrics.accepted()
         if context is None:
             ClientConnection(self, sock, client_ip)
         elif context is PRIOR_KNOWLEDGE:     # an h2c listener: the first bytes say which protocol
@@ -136,11 +141,14 @@ class Worker:
         self.requests += 1
         self.bytes_in += exchange.received
         self.bytes_out += exchange.sent
+        elapsed = self.loop.now - exchange.started
+        self.metrics.exchange(exchange, elapsed)
         if self.access is not None:
-            self.access.exchange(exchange, self.loop.now - exchange.started)
+            self.access.exchange(exchange, elapsed)
 
     def handshake_done(self, handshake) -> None:
         self.handshakes.discard(handshake)
+        self.metrics.handshake(True)
         if handshake.sock.selected_alpn_protocol() == "h2":
             H2Connection(self, handshake.sock, handshake.client_ip, tls=True)
         else:
@@ -148,10 +156,16 @@ class Worker:
 
     def handshake_failed(self) -> None:
         self.tls_failures += 1
+        self.metrics.handshake(False)
 
-    def tunnel_opened(self, tunnel) -> None:
+    def tunnel_opened(self, tunnel, exchange=None) -> None:
+        """A 101: the exchange that asked for it counts as a request (its heads), the tunnel's
+        bytes count when it closes."""
         self.tunnels += 1
         self.requests += 1
+        self.metrics.tunnel_opened()
+        if exchange is not None:
+            self.metrics.exchange(exchange, self.loop.now - exchange.started)
         self.tunnel_set.add(tunnel)
         if self.stopping:
             self.sender.offer(tunnel)
@@ -161,6 +175,8 @@ class Worker:
         self.connections += 1
         self.tunnels += 1
         self.tunnel_set.add(tunnel)
+        pauses = self.receiver.pauses
+        self.metrics.tunnel_adopted(pauses[-1] if pauses else 0.0)
         if self.connections >= self.capacity:
             self.acceptor.pause()
 
@@ -169,6 +185,7 @@ class Worker:
         self.tunnel_set.discard(tunnel)
         self.tunnels -= 1
         self.connections -= 1
+        self.metrics.tunnel_handed_over()
         self.moved += 1
 
     def client_adopted(self, client) -> None:
@@ -207,6 +224,7 @@ class Worker:
         self.tunnel_set.discard(tunnel)
         self.bytes_in += tunnel.bytes_in
         self.bytes_out += tunnel.bytes_out
+        self.metrics.tunnel_closed(tunnel, reason)
         if self.access is not None:
             self.access.tunnel(tunnel.context, tunnel.bytes_in, tunnel.bytes_out, self.loop.now - tunnel.started,
                                reason)

@@ -45,7 +45,7 @@ def open_tunnel(stream, ex, rest: bytes):
         on_close = worker.lb.tunnel_closer(ex.member, on_close)
         ex.member = None
     tunnel = StreamTunnel(stream, conn, ex.route.timeout, on_close, rest, context)
-    worker.tunnel_opened(tunnel)
+    worker.tunnel_opened(tunnel, ex)
     return tunnel
 
 
