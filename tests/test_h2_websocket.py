@@ -5,9 +5,11 @@ and one access-log line with the bytes."""
 
 from __future__ import annotations
 
+import re
 import socket
 import ssl
 import time
+import urllib.request
 
 import pytest
 import trustme
@@ -57,7 +59,9 @@ def env(tmp_path_factory):
               {"path": "/nows/", "to": f"http://127.0.0.1:{raw.port}/", "upgrade": []},
               {"path": "/idle/", "to": f"ws://127.0.0.1:{raw.port}/", "timeout": 1},
               {"path": "/raw/", "to": f"ws://127.0.0.1:{raw.port}/"}]
-    proxy = Proxy(directory, routes, workers=1)
+    admin_port = free_port()
+    proxy = Proxy(directory, routes, workers=1, admin={"listen": f"127.0.0.1:{admin_port}"})
+    proxy.admin_port = admin_port
     tls_port = free_port()
     proxy.config["listen"] = [{"address": f"127.0.0.1:{proxy.port}", "http2": "h2c"},
                               {"address": f"127.0.0.1:{tls_port}", "tls": {"cert": cert_path, "key": key_path}}]
@@ -91,6 +95,9 @@ def test_websocket_over_an_h2_stream_echoes_and_is_logged(env):
     assert request.headers["X-Forwarded-Proto"] == "https" and request.headers["Origin"] == "https://localhost"
     totals = wait_for(lambda: (t := proxy.status()["totals"])["tunnels"] == 1 and t, 5, what="the scoreboard")
     assert totals["h2_streams"] == 1 and totals["h2_connections"] == 1        # published every 0.5 s
+    with urllib.request.urlopen(f"http://127.0.0.1:{proxy.admin_port}/metrics", timeout=5) as answer:
+        metrics = answer.read().decode()
+    assert re.search(r"^mpm_worker_http2_streams\{.*\} 1\.0$", metrics, re.M), metrics[-2000:]
     client.ws_send(ws.id, b"\x03\xe8", opcode=8)                      # close 1000; the echo server answers it
     assert client.ws_recv(ws.id)[0] == 8
     client.send_data(ws.id, b"", end=True)
