@@ -73,12 +73,12 @@ def nginx_conf(site: Site, size: Sizing) -> str:
     user = run_user()
     w = site.workdir
     location = NGINX_LOCATION
-    tls = (f"        listen 127.0.0.1:{site.tls_port} ssl backlog=4096;\n"
+    tls = (f"        listen 127.0.0.1:{site.tls_port} ssl http2 backlog=4096;\n"
            f"        ssl_certificate {site.cert};\n        ssl_certificate_key {site.key};\n"
            "        ssl_protocols TLSv1.2 TLSv1.3;\n") if site.tls_port else ""
     ec_server = "" if not site.tls_port_ec else f"""
     server {{
-        listen 127.0.0.1:{site.tls_port_ec} ssl backlog=4096;
+        listen 127.0.0.1:{site.tls_port_ec} ssl http2 backlog=4096;
         ssl_certificate {site.cert_ec};
         ssl_certificate_key {site.key_ec};
         ssl_protocols TLSv1.2 TLSv1.3;
@@ -147,7 +147,7 @@ defaults
 
 frontend fe
     bind 127.0.0.1:{site.port}
-{f"    bind 127.0.0.1:{site.tls_port} ssl crt {site.combined_pem}" if site.tls_port else ""}
+{f"    bind 127.0.0.1:{site.tls_port} ssl crt {site.combined_pem} alpn h2,http/1.1" if site.tls_port else ""}
 {f"    bind 127.0.0.1:{site.tls_port_ec} ssl crt {site.combined_pem_ec}" if site.tls_port_ec else ""}
     default_backend be
 

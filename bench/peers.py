@@ -82,6 +82,7 @@ class Peer:
     program = ""
     reload_signal: int | None = signal.SIGHUP
     stop_signal = signal.SIGTERM
+    protocols: frozenset = frozenset()     # "h2" (ALPN on the TLS port), "rfc8441" (WebSockets over it)
 
     def __init__(self) -> None:
         self.proc: subprocess.Popen | None = None
@@ -141,6 +142,13 @@ class Peer:
             self.tls_problem = ws_probe(f"wss://127.0.0.1:{site.tls_port}/ws")
         return problem
 
+    def unsupported(self, protocol: str) -> str | None:
+        """Why a cell that needs `protocol` cannot be measured on this peer, or None."""
+        if not protocol or protocol in self.protocols:
+            return None
+        what = {"h2": "HTTP/2", "rfc8441": "WebSockets over HTTP/2 (RFC 8441)"}[protocol]
+        return f"{self.name} does not offer {what}" + (" (the backend is HTTP/1.1)" if self.name == "direct" else "")
+
     def pids(self) -> list[int]:
         """Roots of the process trees whose CPU and memory are this peer's."""
         return [self.proc.pid] if self.proc is not None and self.proc.poll() is None else []
@@ -180,6 +188,7 @@ class Direct(Peer):
 class Mpm(Peer):
     name = "mpm"
     program = "mpmctl"
+    protocols = frozenset({"h2", "rfc8441"})     # TLS listeners offer h2 by default
 
     def missing(self) -> str | None:
         local = Path(sys.executable).with_name("mpmctl")
@@ -234,6 +243,8 @@ class MpmBase(Mpm):
         if not self.src or not os.path.isfile(os.path.join(self.src, "mpm", "__main__.py")):
             return "--base DIR must name a checkout of mpm-proxy"
         self.version = f"{self.src}"
+        if not os.path.isdir(os.path.join(self.src, "worker", "h2")):
+            self.protocols = frozenset()          # a checkout from before issue #17
         return None
 
     def _python(self) -> list[str]:
@@ -261,6 +272,7 @@ class MpmBase(Mpm):
 class Nginx(Peer):
     name = "nginx"
     program = "nginx"
+    protocols = frozenset({"h2"})                # no RFC 8441 (its WebSockets are HTTP/1.1 only)
 
     def read_version(self):
         out = subprocess.run([self.program, "-v"], capture_output=True, text=True).stderr
@@ -283,6 +295,7 @@ class Nginx(Peer):
 class Haproxy(Peer):
     name = "haproxy"
     program = "haproxy"
+    protocols = frozenset({"h2", "rfc8441"})     # 2.4+: h2 frontends advertise extended CONNECT
     reload_signal = signal.SIGUSR2   # master-worker mode: the master re-executes, old workers finish
 
     def read_version(self):

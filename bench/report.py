@@ -50,13 +50,21 @@ LINES = [
         ("sessions resumed, % (client check)", "resumed_pct", "int"),
         ("handshakes resumed during wrk, % (server count)", "server_resumed_pct", "int"))),
     ("S7c-reload", "sessions from before the reload resumed, %", "resumed_after_reload_pct", True, "int"),
+    ("S1h2", "proxy CPU µs/req", "proxy_cpu_per_unit", False, "us"),
+    ("S1h2", "requests/s", "rps", True, "int"),
+    ("S1h2", "latency p99", "p99_s", False, "time"),
+    ("S3h2", "proxy CPU µs/msg", "proxy_cpu_per_unit", False, "us"),
+    ("S3h2", "messages/s", "msgs_s", True, "int"),
+    ("S3h2", "round trip p99", "p99_s", False, "time"),
     ("S8", "failed requests", "failed", False, "int"),
     ("S8", "requests/s while reloading", "rps", True, "int"),
     ("S8", "reloads", "reloads", True, "int"),
 ]
 HEADLINE = {"S1": "rps", "S2": "rps", "S3": "msgs_s", "S4": "mib_s", "S5": "connect_rate", "S6": "mib_s",
             "S7a": "msgs_s", "S7b": "mib_s", "S7c": "rps", "S7c-ec": "rps", "S7c-12": "rps", "S7c-reload": "rps",
-            "S8": "rps"}
+            "S8": "rps", "S1h2": "rps", "S3h2": "msgs_s"}
+# The HTTP/2 scenarios, and the HTTP/1.1 one each is S1 or S3 of: set side by side per peer.
+H2_OF = {"S1h2": "S1", "S3h2": "S3"}
 CPU_UNITS = {"req": ("µs/req", 1e6), "msg": ("µs/msg", 1e6), "MiB": ("ms/MiB", 1e3)}
 
 
@@ -69,6 +77,7 @@ class Summary:
     disturbed: int        # rounds measured under outside load
     failed: int           # rounds whose own checks failed (or that could not run)
     notes: list
+    unsupported: str = ""  # the peer does not speak what the scenario needs (HTTP/2, RFC 8441)
 
 
 WORST_OVER_ROUNDS = {"rss_per_conn_kib", "backend_rss_per_conn_kib"}
@@ -85,7 +94,10 @@ def summarize(cells: list[dict], scenario_ids: list[str], peer_names: list[str])
             mine = [c for c in cells if c["scenario"] == sid and c["peer"] == peer]
             if not mine:
                 continue
-            measured = [c for c in mine if "error" not in c]
+            if all("unsupported" in c for c in mine):
+                out.append(Summary(sid, peer, {}, len(mine), 0, 0, [], mine[0]["unsupported"]))
+                continue
+            measured = [c for c in mine if "error" not in c and "unsupported" not in c]
             keys = {k for c in measured for k, v in c.items() if isinstance(v, (int, float))
                     and not isinstance(v, bool)}
             values = {k: (_largest if k in WORST_OVER_ROUNDS else stats.median)([c.get(k) for c in measured])
@@ -117,7 +129,8 @@ def checks(cells: list[dict], scenario_ids: list[str]) -> list[dict]:
         if SCENARIOS[sid].kind not in ("http", "echo"):
             continue
         for rnd in sorted({c["round"] for c in cells if c["scenario"] == sid}):
-            these = [c for c in cells if c["scenario"] == sid and c["round"] == rnd and "error" not in c]
+            these = [c for c in cells if c["scenario"] == sid and c["round"] == rnd and "error" not in c
+                     and "unsupported" not in c]
             row = {c["peer"]: c.get(key) for c in these}
             direct = row.pop("direct", None)
             if direct is None:
@@ -150,6 +163,8 @@ def cell_text(summaries, sid, peer, key, kind) -> str:
     s = find(summaries, sid, peer)
     if s is None:
         return "—"
+    if s.unsupported:
+        return "not supported"
     value = s.values.get(key)
     text = fmt(value, kind)
     r = ratio(summaries, sid, peer, key) if peer != "direct" else None
@@ -196,6 +211,28 @@ def cpu_table(summaries: list[Summary], ids: list[str], proxies: list[str]) -> l
     return lines
 
 
+def h2_table(summaries: list[Summary], ids: list[str], proxies: list[str]) -> list[str]:
+    """Proxy CPU per unit over HTTP/2 against the same peer over HTTP/1.1 (S1h2/S1, S3h2/S3)."""
+    pairs = [(h2, h1) for h2, h1 in H2_OF.items() if h2 in ids and h1 in ids]
+    if not pairs:
+        return []
+    lines = ["", "## HTTP/2 against HTTP/1.1", "",
+             "Proxy CPU per request (S1) and per message (S3): over HTTP/2 with TLS ÷ over HTTP/1.1 in the clear, "
+             "per peer.", "", "| pair | " + " | ".join(proxies) + " |", "|---|" + "---|" * len(proxies)]
+    for h2, h1 in pairs:
+        row = []
+        for p in proxies:
+            a, b = find(summaries, h2, p), find(summaries, h1, p)
+            if a is not None and a.unsupported:
+                row.append("not supported")
+                continue
+            x = a.values.get("proxy_cpu_per_unit") if a else None
+            y = b.values.get("proxy_cpu_per_unit") if b else None
+            row.append(f"{x * 1e6:.1f} ÷ {y * 1e6:.1f} µs = {x / y:.2f}×" if x and y else "—")
+        lines.append(f"| {h2} ÷ {h1} | " + " | ".join(row) + " |")
+    return lines
+
+
 def markdown(results: dict) -> str:
     meta, summaries = results["meta"], [Summary(**s) for s in results["summary"]]
     peers = [p for p in meta["peers_run"]]
@@ -224,6 +261,7 @@ def markdown(results: dict) -> str:
     proxies = [p for p in peers if p != "direct"]
     if proxies:
         lines += cpu_table(summaries, [sid for sid in ids if sid not in meta.get("skipped", {})], proxies)
+    lines += h2_table(summaries, ids, proxies)
     lines += ["", "## Checks", ""]
     for c in results["checks"]:
         lines.append(f"- {'ok' if c['ok'] else '**WARNING**'}: {c['message']}")
@@ -255,7 +293,8 @@ def plots(results: dict, outdir: str) -> list[str]:
         return []
     summaries = [Summary(**s) for s in results["summary"]]
     proxies = [p for p in results["meta"]["peers_run"] if p != "direct"]
-    ids = [sid for sid in results["meta"]["scenarios"] if find(summaries, sid, "direct")]
+    ids = [sid for sid in results["meta"]["scenarios"]
+           if (d := find(summaries, sid, "direct")) is not None and not d.unsupported]
     written = []
     charts = [("ratios.png", "throughput ÷ direct (higher is better)", lambda sid: HEADLINE[sid]),
               ("latency.png", "round-trip p99 ÷ direct (lower is better)",

@@ -50,6 +50,8 @@ def start_backend(workdir: str, processes: int, tls: tuple[str, str] | None = No
 def headline(sid: str, cell: dict) -> str:
     if "error" in cell:
         return f"FAILED: {cell['error']}"
+    if "unsupported" in cell:
+        return f"not supported: {cell['unsupported']}"
     sc = SCENARIOS[sid]
     key = report.HEADLINE[sid]
     parts = [f"{report.fmt(cell.get(key), 'int')} {dict(rps='req/s', msgs_s='msg/s', mib_s='MiB/s', connect_rate='conn/s')[key]}"]
@@ -212,6 +214,9 @@ def settle(limit: float, threshold: float) -> tuple[float, float | None]:
 
 def run_cell(sid: str, peer: Peer, budget, backend, tls_backend, threshold: float) -> dict:
     sc = SCENARIOS[sid]
+    why = peer.unsupported(sc.protocol)
+    if why:
+        return {"unsupported": why, "ok": True}
     if peer.name != "direct" and not peer.alive():
         return {"error": f"{peer.name} is not running any more: {peer.log and open(peer.log).read()[-300:]}",
                 "ok": False}

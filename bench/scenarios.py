@@ -39,6 +39,7 @@ class Scenario:
     cert: str = "rsa"         # tls: the certificate every peer shows, RSA-2048 or ECDSA P-256 ("ec")
     tls_version: str = ""     # tls: "" = what the peers negotiate (TLS 1.3), "1.2" = the client caps it
     reload_first: bool = False   # tls handshakes: measured right after the peer reloads
+    protocol: str = ""        # "h2" | "rfc8441": what a peer must speak, else its cell is "not supported"
 
     def unmet(self) -> str | None:
         """Why this scenario cannot run on this machine (it is then reported skipped), or None."""
@@ -78,8 +79,13 @@ SCENARIOS = {
     # every request that failed (a read or write error, a timeout, a non-2xx answer).
     "S8": Scenario("S8", "keep-alive requests through reloads (c32)", "storm", "failed", "failed requests",
                    higher_is_better=False, path="/small", size=100, conns=32, needs=("wrk",)),
+    # HTTP/2 to the proxy over TLS (ALPN h2), HTTP/1.1 to the backend (issue #17; bench/h2cells.py).
+    "S1h2": Scenario("S1h2", "S1 over HTTP/2 (h2load, 8 conns x 8 streams, TLS)", "h2load", "rps", "req/s",
+                     path="/small", size=100, tls=True, cpu_unit="req", needs=("h2load",), protocol="h2"),
+    "S3h2": Scenario("S3h2", "S3 over HTTP/2 (RFC 8441, 64 streams on 8 TLS conns)", "h2echo", "msgs_s", "msg/s",
+                     size=64, tls=True, cpu_unit="msg", protocol="rfc8441"),
 }
-ORDER = ["S1", "S2", "S3", "S4", "S7a", "S7b", "S7c", "S7c-ec", "S7c-12", "S7c-reload",
+ORDER = ["S1", "S2", "S3", "S4", "S7a", "S7b", "S7c", "S7c-ec", "S7c-12", "S7c-reload", "S1h2", "S3h2",
          "S5", "S6", "S8"]   # memory and reloads last in a round
 S7 = ("S7a", "S7b", "S7c", "S7c-ec", "S7c-12", "S7c-reload")
 
@@ -119,7 +125,7 @@ def expand(names: list[str]) -> list[str]:
         elif name.upper() in upper:
             wanted.add(upper[name.upper()])
         elif name:
-            raise ValueError(f"unknown scenario {name!r} (choose from S1-S8, {', '.join(S7)})")
+            raise ValueError(f"unknown scenario {name!r} (choose from S1-S8, {', '.join(S7)}, S1h2, S3h2)")
     return [s for s in ORDER if s in wanted]
 
 
@@ -203,11 +209,12 @@ def merge_results(results: list[dict]) -> dict:
 # -- the cells ---------------------------------------------------------------------------------------
 
 def measure(sc: Scenario, peer: Peer, budget: Budget, backend_pid: int) -> dict:
+    from bench.h2cells import h2echo_cell, h2load_cell
     meter = Meter(peer.pids(), backend_pid)
     kind = {"http": http_cell, "echo": echo_cell, "idle": idle_cell, "reload": reload_cell,
-            "storm": storm_cell}[sc.kind]
+            "storm": storm_cell, "h2load": h2load_cell, "h2echo": h2echo_cell}[sc.kind]
     cell = kind(sc, peer, budget, meter)
-    if sc.kind != "http":
+    if sc.kind not in ("http", "h2load", "h2echo"):
         cell["ws_generator"] = wsgen.current().name(ws_url(peer, sc.tls))
     cpu = cell.get("proxy_cpu_s")
     if cpu is not None and peer.name != "direct":

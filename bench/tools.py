@@ -6,6 +6,7 @@ it; uninstalling system packages to find out is not an option on a shared machin
 
 What a missing tool costs, and nothing more (issue #13):
     wrk          S1/S2 use the built-in HTTP generator; S7c (TLS handshakes) is skipped
+    h2load       S1h2 (HTTP/2 requests) is skipped
     gcc          the Python WebSocket generator runs instead of the C one (the report says so)
     libssl-dev   the C generator is built for ws:// only; wss:// cells use the Python one
     openssl      the certificate comes from Python's cryptography; with neither, S7 is skipped

@@ -9,11 +9,12 @@ errors are sorted by line at the end.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 from .addresses import Resolver, parse_listen
 from .admin import build_admin
 from .errors import ConfigError
-from .fields import Errors, Section, describe
+from .fields import Errors, Section, describe, did_you_mean
 from .model import (
     LOG_FORMATS,
     LOG_LEVELS,
@@ -38,10 +39,11 @@ TOP_KEYS = ("listen", "mpm", "timeouts", "limits", "control", "log", "routes", "
 MPM_KEYS = ("workers", "server_limit", "threads_per_child", "max_request_workers", "graceful_timeout",
             "max_connections_per_child", "watchdog")
 TIMEOUT_KEYS = ("connect", "proxy", "client_header", "keepalive", "handshake")
-LIMIT_KEYS = ("request_line", "header_field", "header_fields", "request_body")
+LIMIT_KEYS = ("request_line", "header_field", "header_fields", "request_body", "http2_streams")
 CONTROL_KEYS = ("pidfile", "socket")
 LOG_KEYS = ("level", "access", "error", "format")
-LISTEN_KEYS = ("address", "tls")
+LISTEN_KEYS = ("address", "tls", "http2")
+HTTP2_VALUES = ("true", "false", "h2c")
 LISTEN_TLS_KEYS = ("cert", "key", "sni", "client_ca")
 TLS_KEYS = ("ticket_key_rotation", "session_ticket_key", "ciphersuites")
 
@@ -148,7 +150,7 @@ def _listeners(top: Section) -> tuple[Listener, ...]:
 
 
 def _listener(errors: Errors, item) -> Listener | None:
-    tls = None
+    tls, http2 = None, None
     if isinstance(item, Scalar) and isinstance(item.value, str):
         text, line = item.value, item.line
     elif isinstance(item, Map):
@@ -156,11 +158,12 @@ def _listener(errors: Errors, item) -> Listener | None:
         if not sec.require("address"):
             return None
         text, line = sec.string("address"), sec.line("address")
+        http2 = _http2(sec)
         if "tls" in sec:
             tls = _listener_tls(sec.mapping("tls", "listen.tls", LISTEN_TLS_KEYS))
             if tls is None:
                 return None
-        if text is None:
+        if text is None or http2 is False:
             return None
     else:
         errors.add(item.line, f"each listen entry must be a \"HOST:PORT\" string or a mapping with 'address', "
@@ -171,7 +174,44 @@ def _listener(errors: Errors, item) -> Listener | None:
     except ValueError as exc:
         errors.add(line, str(exc))
         return None
-    return Listener(host, port, family, tls, line)
+    protocols = _protocols(sec if http2 else None, http2, tls is not None)
+    if protocols is None:
+        return None
+    if protocols == "h2":
+        tls = replace(tls, alpn=("h2", "http/1.1"))
+    return Listener(host, port, family, tls, line, protocols)
+
+
+def _http2(sec: Section) -> str | bool | None:
+    """listen.http2 as written: "true", "false", "h2c"; None when absent, False when invalid."""
+    if "http2" not in sec:
+        return None
+    value = sec.raw("http2").value if isinstance(sec.raw("http2"), Scalar) else None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value in HTTP2_VALUES:
+        return value
+    shown = f"'{value}'{did_you_mean(value, HTTP2_VALUES)}" if isinstance(value, str) else describe(sec.raw("http2"))
+    sec.error("http2", f"listen.http2 must be true, false or h2c; got {shown}")
+    return False
+
+
+def _protocols(sec: Section | None, http2: str | None, tls: bool) -> str | None:
+    """What the listener speaks besides HTTP/1.1 (Listener.http2): TLS listeners offer h2 by
+    ALPN unless told not to; cleartext HTTP/2 (h2c, prior knowledge) only when asked."""
+    if http2 is None:
+        return "h2" if tls else ""
+    if http2 == "false":
+        return ""
+    if http2 == "true" and not tls:
+        sec.error("http2", "listen.http2: true needs tls (browsers negotiate HTTP/2 by ALPN); for cleartext "
+                           "HTTP/2 with prior knowledge write http2: h2c")
+        return None
+    if http2 == "h2c" and tls:
+        sec.error("http2", "listen.http2: h2c is cleartext HTTP/2 for plain listeners; a TLS listener "
+                           "negotiates h2 by ALPN (http2: true, the default)")
+        return None
+    return "h2" if tls else "h2c"
 
 
 def _listener_tls(sec: Section | None) -> ListenerTLS | None:
@@ -262,7 +302,7 @@ def _timeouts(sec: Section) -> Timeouts:
 
 def _limits(sec: Section) -> Limits:
     d = Limits()
-    minimum = {"request_line": 64, "header_field": 1, "header_fields": 1, "request_body": 0}
+    minimum = {"request_line": 64, "header_field": 1, "header_fields": 1, "request_body": 0, "http2_streams": 1}
     values = {key: sec.integer(key, getattr(d, key), minimum[key]) for key in LIMIT_KEYS}
     return Limits(**{key: getattr(d, key) if v is None else v for key, v in values.items()})
 

@@ -44,6 +44,7 @@ class ListenerTLS:
     key: str
     sni: Mapping[str, CertFiles] = field(default_factory=dict)
     client_ca: str | None = None
+    alpn: tuple[str, ...] = ("http/1.1",)   # offered in preference order: ("h2", "http/1.1") with http2: true
 
 
 # TLS 1.3 suites in the server's order: AES-128-GCM first, as Mozilla's "intermediate" list,
@@ -69,6 +70,10 @@ class Listener:
     family: int          # socket.AF_INET or socket.AF_INET6
     tls: ListenerTLS | None = None
     line: int = 0        # line in the config file, for messages
+    # Protocols (Apache's `Protocols h2 http/1.1`): "h2" = ALPN offers h2 first (TLS only; the
+    # default on TLS listeners), "h2c" = HTTP/2 with prior knowledge beside HTTP/1.1 (plain only),
+    # "" = HTTP/1.1 only.
+    http2: str = ""
 
     @property
     def address(self) -> tuple[str, int]:
@@ -106,6 +111,7 @@ class Limits:
     header_field: int = 8190       # LimitRequestFieldSize (431 beyond)
     header_fields: int = 100       # LimitRequestFields (431 beyond)
     request_body: int = 0          # LimitRequestBody, bytes; 0 = unlimited (413 beyond)
+    http2_streams: int = 100       # H2MaxSessionStreams: concurrent streams per HTTP/2 connection
 
 
 @dataclass(frozen=True, slots=True)

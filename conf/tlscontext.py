@@ -8,7 +8,7 @@ its health checks make backend contexts with the verification the workers apply.
 listener's sessions are its own (a session-id context made from its certificate and
 client-CA files), and no server-side session store is kept: tickets carry the sessions.
 Server side:
-TLS 1.2 minimum, ALPN `http/1.1`, SNI choosing among the listener's named certificates,
+TLS 1.2 minimum, ALPN `h2` then `http/1.1` (or `http/1.1` alone: the listener's `http2`), SNI choosing among the listener's named certificates,
 optional client certificates.  Client side: the system CAs or `tls.ca`, SNI and host-name
 check against the target (or `server_name`); `verify: false` turns both off.
 """
@@ -20,11 +20,11 @@ import ssl
 from conf import openssl
 
 
-def _server_context(cert: str, key: str, client_ca: str | None) -> ssl.SSLContext:
+def _server_context(cert: str, key: str, client_ca: str | None, alpn: tuple[str, ...]) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(cert, key)
-    context.set_alpn_protocols(["http/1.1"])
+    context.set_alpn_protocols(list(alpn))
     if client_ca:
         context.verify_mode = ssl.CERT_REQUIRED
         context.load_verify_locations(client_ca)
@@ -36,8 +36,8 @@ def listener_context(tls, tickets=None, ciphersuites: str = openssl.TLS13_CIPHER
     certificates.  `tickets` (a `shm.ticketkeys.TicketKeyRing`) decides the ticket keys;
     None leaves OpenSSL's random key of this context.  Raises OSError when OpenSSL cannot
     be reached for that (`conf.openssl.available()` says why beforehand)."""
-    default = _server_context(tls.cert, tls.key, tls.client_ca)
-    by_name = {name.lower(): _server_context(files.cert, files.key, tls.client_ca)
+    default = _server_context(tls.cert, tls.key, tls.client_ca, tls.alpn)
+    by_name = {name.lower(): _server_context(files.cert, files.key, tls.client_ca, tls.alpn)
                for name, files in tls.sni.items()}
     contexts = (default, *by_name.values())
     if not openssl.available():

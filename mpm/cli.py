@@ -222,22 +222,27 @@ def _size(n: float) -> str:
     return f"{n:.1f}T"
 
 
+def _h2(row: dict) -> str:
+    """HTTP/2 connections / the streams open on them."""
+    return f"{row.get('h2_connections', 0)}/{row.get('h2_streams', 0)}"
+
+
 def _format_status(s: dict) -> str:
     lines = [
         f"master pid {s['master_pid']}  generation {s['generation']}  up {s['uptime']:.0f}s  {s['state']}",
         f"config     {s['config']}",
         f"listeners  {', '.join(s['listeners'])}",
         "",
-        f"{'PID':>7} {'GEN':>4} {'SLOT':>4} {'STATE':<9} {'CONNS':>6} {'TUNNELS':>7} {'REQUESTS':>9} "
-        f"{'IN':>8} {'OUT':>8} {'RSS':>7} {'CPU s':>7} {'TLS FULL':>9} {'RESUMED':>9}",
+        f"{'PID':>7} {'GEN':>4} {'SLOT':>4} {'STATE':<9} {'CONNS':>6} {'TUNNELS':>7} {'H2 CONN/STRM':>12} "
+        f"{'REQUESTS':>9} {'IN':>8} {'OUT':>8} {'RSS':>7} {'CPU s':>7} {'TLS FULL':>9} {'RESUMED':>9}",
     ]
     for w in s["workers"]:
         lines.append(f"{w['pid']:>7} {w['generation']:>4} {w['slot']:>4} {w['state']:<9} {w['connections']:>6} "
-                     f"{w['tunnels']:>7} {w['requests']:>9} {_size(w['bytes_in']):>8} {_size(w['bytes_out']):>8} "
-                     f"{_size(w['rss']):>7} {w['cpu_seconds']:>7.1f} {w.get('tls_full', 0):>9} "
-                     f"{w.get('tls_resumed', 0):>9}")
+                     f"{w['tunnels']:>7} {_h2(w):>12} {w['requests']:>9} {_size(w['bytes_in']):>8} "
+                     f"{_size(w['bytes_out']):>8} {_size(w['rss']):>7} {w['cpu_seconds']:>7.1f} "
+                     f"{w.get('tls_full', 0):>9} {w.get('tls_resumed', 0):>9}")
     t = s["totals"]
-    lines.append(f"{'total':>7} {'':>4} {'':>4} {'':<9} {t['connections']:>6} {t['tunnels']:>7} "
+    lines.append(f"{'total':>7} {'':>4} {'':>4} {'':<9} {t['connections']:>6} {t['tunnels']:>7} {_h2(t):>12} "
                  f"{t['requests']:>9} {_size(t['bytes_in']):>8} {_size(t['bytes_out']):>8} {_size(t['rss']):>7} "
                  f"{'':>7} {t.get('tls_full', 0):>9} {t.get('tls_resumed', 0):>9}")
     if s.get("tls"):

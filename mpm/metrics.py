@@ -112,6 +112,10 @@ class Collector:
                                   labels=labels)
         tunnels = GaugeMetricFamily("mpm_worker_tunnels", "Open tunnels (WebSocket and other upgrades).",
                                     labels=labels)
+        h2_conns = GaugeMetricFamily("mpm_worker_http2_connections", "Open HTTP/2 client connections (among "
+                                     "the connections).", labels=labels)
+        h2_streams = GaugeMetricFamily("mpm_worker_http2_streams", "Streams open on them (RFC 8441 WebSockets "
+                                       "among them are tunnels too).", labels=labels)
         rss = GaugeMetricFamily("mpm_worker_resident_memory_bytes", "Resident memory of the worker.", labels=labels)
         cpu = CounterMetricFamily("mpm_worker_cpu_seconds", "CPU time of the worker.", labels=[*labels, "mode"])
         beat = GaugeMetricFamily("mpm_worker_heartbeat_age_seconds", "Seconds since the worker last wrote its "
@@ -123,6 +127,8 @@ class Collector:
             state.add_metric([*values, row["state"]], 1)
             conns.add_metric(values, row["connections"])
             tunnels.add_metric(values, row["tunnels"])
+            h2_conns.add_metric(values, row.get("h2_connections", 0))
+            h2_streams.add_metric(values, row.get("h2_streams", 0))
             beat.add_metric(values, max(now - row["updated"], 0.0))
             figures = _process(row["pid"])
             if figures is not None:
@@ -132,7 +138,7 @@ class Collector:
         for pid in list(_processes):
             if pid not in seen and pid != os.getpid():
                 del _processes[pid]
-        yield from (state, conns, tunnels, rss, cpu, beat)
+        yield from (state, conns, tunnels, h2_conns, h2_streams, rss, cpu, beat)
 
     # == what the workers counted ===================================================================
     def _traffic(self, routes, totals):

@@ -40,7 +40,7 @@ def build_status(master) -> dict:
             del _processes[pid]
     totals = {key: sum(w[key] for w in workers)
               for key in ("connections", "tunnels", "requests", "bytes_in", "bytes_out", "rss", "moved",
-                          "tls_full", "tls_resumed", "tls_failures")}
+                          "tls_full", "tls_resumed", "tls_failures", "h2_connections", "h2_streams")}
     config = master.config
     return {
         "ok": True,

@@ -19,9 +19,10 @@ ROWS = 1024   # rows for every generation at once: ServerLimit is capped at 256 
 STATES = ("free", "starting", "ready", "full", "stopping", "exiting")
 _STATE_CODE = {name: code for code, name in enumerate(STATES)}
 # moved: connections and tunnels this worker passed to its successor while it stopped;
-# tls_full, tls_resumed: TLS handshakes completed, in full and resuming a session
+# tls_full, tls_resumed: TLS handshakes completed, in full and resuming a session;
+# h2_connections (among `connections`) and the streams open on them (RFC 8441 ones among `tunnels`)
 _COUNTS = ("connections", "tunnels", "requests", "bytes_in", "bytes_out", "tls_failures", "moved",
-           "tls_full", "tls_resumed")
+           "tls_full", "tls_resumed", "h2_connections", "h2_streams")
 
 log = logging.getLogger("mpm.master")
 
@@ -49,7 +50,7 @@ class ScoreboardRow:
 
     def publish(self, state: str, connections: int, tunnels: int, requests: int,
                 bytes_in: int, bytes_out: int, tls_failures: int = 0, moved: int = 0, tls_full: int = 0,
-                tls_resumed: int = 0) -> None:
+                tls_resumed: int = 0, h2_connections: int = 0, h2_streams: int = 0) -> None:
         board, i = self._board, self._index
         board.state[i] = _STATE_CODE[state]
         board.connections[i] = connections
@@ -61,6 +62,8 @@ class ScoreboardRow:
         board.moved[i] = moved
         board.tls_full[i] = tls_full
         board.tls_resumed[i] = tls_resumed
+        board.h2_connections[i] = h2_connections
+        board.h2_streams[i] = h2_streams
         board.updated[i] = time.time()
 
 

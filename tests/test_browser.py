@@ -10,6 +10,7 @@ then it fails, because CI must run it."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import json
 import os
@@ -42,11 +43,12 @@ def _chromium() -> str:
 class Chromium:
     """A headless Chromium in its own session; `close()` kills it and every child."""
 
-    def __init__(self, binary: str, profile: str):
+    def __init__(self, binary: str, profile: str, extra_flags=()):
         self.profile = profile
         self.log = open(os.path.join(profile + "-chromium.log"), "wb")
         self.proc = subprocess.Popen(
-            [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0", "about:blank"],
+            [binary, *CHROMIUM_FLAGS, *extra_flags, f"--user-data-dir={profile}", "--remote-debugging-port=0",
+             "about:blank"],
             stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         self.known: set[psutil.Process] = set()
 
@@ -141,13 +143,9 @@ def chromium(tmp_path):
     browser.close()
 
 
-@pytest.mark.timeout(90)
-def test_demo_page_echoes_100_messages_in_headless_chromium(proxy_factory, bench_backend, chromium):
-    proxy = proxy_factory([
-        {"path": "/ws", "to": f"ws://127.0.0.1:{bench_backend.port}/ws"},
-        {"path": "/", "to": f"http://127.0.0.1:{bench_backend.port}/"},
-    ])
-    page_url = proxy.url(f"/?n={MESSAGES}")
+def _run_demo_page(chromium: Chromium, page_url: str) -> dict:
+    """Open the demo page, which sends MESSAGES over its WebSocket; the page's state once the
+    echoes are in (or after 30 s), with the protocol the page itself came over."""
     devtools = chromium.devtools_url()
 
     async def main():
@@ -163,12 +161,22 @@ def test_demo_page_echoes_100_messages_in_headless_chromium(proxy_factory, bench
             for _ in range(300):                 # up to 30 s: a cold Chromium can be slow here
                 state = await cdp.evaluate(
                     "({title: document.title, count: (document.getElementById('count') || {}).textContent,"
-                    " state: (document.getElementById('state') || {}).textContent})", session)
+                    " state: (document.getElementById('state') || {}).textContent,"
+                    " protocol: performance.getEntriesByType('navigation')[0].nextHopProtocol})", session)
                 if state and state.get("title") == f"done {MESSAGES}":
                     break
                 await asyncio.sleep(0.1)
             return state
-    state = asyncio.run(asyncio.wait_for(main(), 60))
+    return asyncio.run(asyncio.wait_for(main(), 60))
+
+
+@pytest.mark.timeout(90)
+def test_demo_page_echoes_100_messages_in_headless_chromium(proxy_factory, bench_backend, chromium):
+    proxy = proxy_factory([
+        {"path": "/ws", "to": f"ws://127.0.0.1:{bench_backend.port}/ws"},
+        {"path": "/", "to": f"http://127.0.0.1:{bench_backend.port}/"},
+    ])
+    state = _run_demo_page(chromium, proxy.url(f"/?n={MESSAGES}"))
     assert state.get("title") == f"done {MESSAGES}", f"page state: {state}"
     assert state.get("count") == str(MESSAGES), f"page state: {state}"
     assert state.get("state") == "open", f"page state: {state}"
@@ -179,3 +187,46 @@ def test_demo_page_echoes_100_messages_in_headless_chromium(proxy_factory, bench
     chromium.close()      # ends the page's WebSocket: its tunnel's log line is written
     lines = wait_for(lambda: tunnel_lines(proxy, '"GET /ws HTTP/1.1" 101'), 10, what="the tunnel's log line")
     assert len(lines) == 1, lines
+
+
+@pytest.mark.timeout(120)
+def test_h2_page_and_its_websocket_as_an_rfc8441_stream_in_headless_chromium(proxy_factory, bench_backend,
+                                                                               tmp_path):
+    """Issue #17: over TLS the page comes by HTTP/2 (ALPN h2), and since the proxy sends
+    SETTINGS_ENABLE_CONNECT_PROTOCOL, Chromium (121+) opens the page's WebSocket as an extended
+    CONNECT on the same connection; 100 messages go both ways."""
+    import trustme
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    ca = trustme.CA()
+    leaf = ca.issue_cert("127.0.0.1", "localhost")
+    cert_path, key_path = str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")
+    leaf.private_key_pem.write_to_path(key_path)
+    leaf.cert_chain_pems[0].write_to_path(cert_path)
+    # Chromium trusts the test CA's certificate by its key (no NSS database to import a CA into).
+    spki = x509.load_pem_x509_certificate(leaf.cert_chain_pems[0].bytes()).public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(spki)
+    pin = base64.b64encode(digest.finalize()).decode()
+    proxy = proxy_factory([
+        {"path": "/ws", "to": f"ws://127.0.0.1:{bench_backend.port}/ws"},
+        {"path": "/", "to": f"http://127.0.0.1:{bench_backend.port}/"},
+    ], start=False)
+    proxy.config["listen"] = [{"address": f"127.0.0.1:{proxy.port}", "tls": {"cert": cert_path, "key": key_path}}]
+    proxy.start()
+    browser = Chromium(_chromium(), str(tmp_path / "chromium-profile"),
+                       [f"--ignore-certificate-errors-spki-list={pin}"])
+    try:
+        state = _run_demo_page(browser, f"https://127.0.0.1:{proxy.port}/?n={MESSAGES}")
+        assert state.get("title") == f"done {MESSAGES}" and state.get("count") == str(MESSAGES), state
+        assert state.get("protocol") == "h2", state
+        # One HTTP/2 connection carries the page and the WebSocket's stream.
+        totals = wait_for(lambda: (t := proxy.status()["totals"])["tunnels"] == 1 and t, 5, what="the tunnel")
+        assert totals["h2_connections"] == 1 and totals["h2_streams"] >= 1 and totals["connections"] == 1, totals
+    finally:
+        browser.close()     # ends the page's WebSocket: its tunnel's log line is written
+    wait_for(lambda: any(f'"GET /?n={MESSAGES} HTTP/2.0" 200' in line for line in proxy.access_lines()), 5,
+             what="the page's access-log line")
+    lines = wait_for(lambda: tunnel_lines(proxy, '"CONNECT /ws HTTP/2.0" 200'), 10, what="the stream tunnel's line")
+    assert len(lines) == 1 and not tunnel_lines(proxy, '"GET /ws HTTP/1.1" 101'), proxy.access_lines()

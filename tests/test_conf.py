@@ -384,3 +384,43 @@ def test_missing_file_and_relative_path_made_absolute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     errors = errors_of("nope.yaml")
     assert errors == [f"{tmp_path}/nope.yaml:1: cannot read the configuration file: No such file or directory"]
+
+
+# -- HTTP/2 (issue #17) ------------------------------------------------------------------------
+
+
+def test_http2_per_listener_defaults_and_mistakes(tmp_path):
+    trustme = pytest.importorskip("trustme")
+    leaf = trustme.CA().issue_cert("localhost")
+    leaf.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    leaf.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+    config = load_config(write(tmp_path, """
+        listen:
+          - "127.0.0.1:8000"
+          - {address: "127.0.0.1:8001", http2: h2c}
+          - {address: "127.0.0.1:8443", tls: {cert: cert.pem, key: key.pem}}
+          - {address: "127.0.0.1:8444", tls: {cert: cert.pem, key: key.pem}, http2: false}
+        limits: {http2_streams: 64}
+        routes: [{path: /, to: "http://127.0.0.1:9001/"}]
+        """))
+    plain, h2c, tls, h1_only = config.listeners
+    assert (plain.http2, h2c.http2, tls.http2, h1_only.http2) == ("", "h2c", "h2", "")
+    assert tls.tls.alpn == ("h2", "http/1.1") and h1_only.tls.alpn == ("http/1.1",)
+    assert config.limits.http2_streams == 64
+    assert errors_of(write(tmp_path, """
+        listen:
+          - {address: "127.0.0.1:8000", http2: true}
+          - {address: "127.0.0.1:8443", tls: {cert: cert.pem, key: key.pem}, http2: h2c}
+          - {address: "127.0.0.1:8001", http2: h2}
+          - {address: "127.0.0.1:8002", htp2: h2c}
+        limits: {http2_streams: 0}
+        routes: [{path: /, to: "http://127.0.0.1:9001/"}]
+        """, "bad.yaml")) == [
+        f"{tmp_path}/bad.yaml:2: listen.http2: true needs tls (browsers negotiate HTTP/2 by ALPN); for cleartext "
+        "HTTP/2 with prior knowledge write http2: h2c",
+        f"{tmp_path}/bad.yaml:3: listen.http2: h2c is cleartext HTTP/2 for plain listeners; a TLS listener "
+        "negotiates h2 by ALPN (http2: true, the default)",
+        f"{tmp_path}/bad.yaml:4: listen.http2 must be true, false or h2c; got 'h2' (did you mean 'h2c'?)",
+        f"{tmp_path}/bad.yaml:5: unknown key 'htp2' in listen (did you mean 'http2'?)",
+        f"{tmp_path}/bad.yaml:6: limits.http2_streams must be an integer >= 1, got integer 0",
+    ]

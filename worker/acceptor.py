@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import socket
 
+from worker.h2.h2c import PRIOR_KNOWLEDGE
 from worker.loop import EPOLLIN
 from worker.tls import listener_context
 
@@ -41,6 +42,8 @@ class Acceptor:
             context = tls_contexts.get(listener.address) if listener.tls is not None else None
             if listener.tls is not None and context is None:
                 context = listener_context(listener.tls)
+            elif listener.http2 == "h2c":
+                context = PRIOR_KNOWLEDGE      # worker.h2.h2c: the first bytes say HTTP/2 or HTTP/1.1
             self.loop.add(sock.fileno(), EPOLLIN, lambda mask, sock=sock, context=context: self._accept(sock, context))
         self.accepting = True
 

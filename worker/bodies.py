@@ -61,8 +61,9 @@ def _splice_out(sink, n: int) -> None:
 
 
 def _spliceable(source, sink, framing) -> int:
-    """How many of the next body bytes may be spliced (0: use the buffer)."""
-    if source.tls or sink.tls or sink.out or framing.dechunks:
+    """How many of the next body bytes may be spliced (0: use the buffer).  An HTTP/2
+    stream as the client side has no socket (fd -1): its bytes become DATA frames."""
+    if source.tls or sink.tls or sink.out or framing.dechunks or sink.fd < 0:
         return 0
     count = framing.opaque()
     return count if count >= SPLICE_MIN else 0
@@ -192,3 +193,19 @@ def _read_request(ex, client, conn) -> bool:
         ex.backend_failed(502, f"send failed: {exc.strerror or exc}")
         return False
     return True
+
+
+def push_request(ex, data) -> None:
+    """Request body bytes a client side hands over itself instead of the exchange reading
+    them from a socket: an HTTP/2 stream, from its DATA frames, when `want(True)` asked for
+    them (worker.h2.stream).  Scanned by the framing, counted, sent to the backend."""
+    stop = ex.scan_body(data, 0, len(data))
+    if stop < 0:
+        return
+    ex.received += stop
+    try:
+        ex.conn.send(data if stop == len(data) else data[:stop])
+    except OSError as exc:
+        ex.backend_failed(502, f"send failed: {exc.strerror or exc}")
+        return
+    ex.update_interest()

@@ -38,6 +38,8 @@ CLOSED = 3   # closed, or handed to a tunnel
 
 
 class ClientConnection:
+    http2 = False    # the client side is one HTTP/1.1 socket (worker.h2.stream.H2Stream: a stream)
+
     __slots__ = ("worker", "loop", "ep", "client_ip", "proto_line", "xff_line", "state", "deadline",
                  "inbuf", "reader", "requests", "exchange", "eof", "serving")
 

@@ -337,6 +337,11 @@ class Exchange:
         self.status = status
         self.keep_alive = keep_alive and self.keep_alive and self.worker.keeps_alive(self.client)
         self.req_framing = None      # what the client still sends of its body is not read
+        if self.client.http2:        # the status as HTTP/2 fields, the page as DATA
+            self.enter(FLUSHING)
+            if self.client.answer(self, status, message):
+                self._done()
+            return
         out = error_response(status, message, self.keep_alive)
         self.head_sent = out.find(b"\r\n\r\n") + 4
         self.sent += len(out)

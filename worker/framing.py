@@ -87,9 +87,10 @@ _SIZE, _DATA, _DATA_END, _TRAILER, _END = range(5)
 
 class ChunkedFraming:
     """With `decode=True` the scan also records the data spans of each fed range, so the
-    body can be relayed de-chunked (to an HTTP/1.0 client): see `data_of`."""
+    body can be relayed de-chunked (to an HTTP/1.0 client, or as HTTP/2 DATA): see
+    `data_of`; and the trailer lines (`trailers`: HTTP/2 sends them as a HEADERS frame)."""
 
-    __slots__ = ("state", "remaining", "partial", "trailer_bytes", "spans", "data_bytes")
+    __slots__ = ("state", "remaining", "partial", "trailer_bytes", "spans", "data_bytes", "trailers")
     close_delimited = False
 
     def __init__(self, decode: bool = False) -> None:
@@ -99,6 +100,7 @@ class ChunkedFraming:
         self.trailer_bytes = 0
         self.data_bytes = 0      # the body without its framing (what LimitRequestBody counts)
         self.spans: list | None = [] if decode else None
+        self.trailers: list | None = [] if decode else None
 
     @property
     def finished(self) -> bool:
@@ -176,6 +178,8 @@ class ChunkedFraming:
             self.trailer_bytes += len(line)
             if self.trailer_bytes > MAX_TRAILERS or b":" not in line:
                 raise BadFraming("bad or oversized trailer")
+            if self.trailers is not None:
+                self.trailers.append(line)
 
 
 class NoBody:

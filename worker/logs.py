@@ -156,7 +156,8 @@ class AccessLog:
         """One line per exchange, whatever its end; bytes sent are those that left us."""
         head = ex.head
         if head is not None:
-            request = head.raw[:head.line_end]
+            # (An HTTP/2 stream's head was converted for the HTTP/1.1 backend: the stream says it.)
+            request = head.raw[:head.line_end] if not ex.client.http2 else ex.client.request_line
             referer, agent = head.get(b"referer"), head.get(b"user-agent")
         else:
             request = referer = agent = None
@@ -179,20 +180,22 @@ class AccessLog:
             b"%d" % body if body > 0 else b"-", _quote(referer), _quote(agent), micros, route, backend, mark))
 
     def tunnel(self, context: dict, bytes_in: int, bytes_out: int, duration: float, reason: str) -> None:
-        """One line when a tunnel ends: the upgrade request, 101, bytes each way (heads included)."""
+        """One line when a tunnel ends: the upgrade request, 101 (200 for an HTTP/2 stream,
+        RFC 8441), bytes each way (heads included)."""
         received = bytes_in + context.get("head_size", 0)
+        status = context.get("status", 101)
         request = f"{context['method']} {context['target']} HTTP/{context['version']}"
         micros = int(duration * 1_000_000)
         if self.json:
             self.sink.write(json.dumps({
                 "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "client": context["client"], "request": request,
-                "status": 101, "bytes_sent": bytes_out, "bytes_received": received, "duration_us": micros,
+                "status": status, "bytes_sent": bytes_out, "bytes_received": received, "duration_us": micros,
                 "route": context["route"], "backend": context["backend"], "referer": context["referer"] or "-",
                 "user_agent": context["agent"] or "-", "tunnel": True, "tunnel_bytes_in": bytes_in,
                 "tunnel_bytes_out": bytes_out, "tunnel_end": reason}) + "\n")
             return
         self.sink.write(
-            f'{context["client"]} - - {_clock.apache().decode()} "{_text(request.encode("latin-1"))}" 101 '
+            f'{context["client"]} - - {_clock.apache().decode()} "{_text(request.encode("latin-1"))}" {status} '
             f'{bytes_out or "-"} "{_text(context["referer"].encode("latin-1"))}" '
             f'"{_text(context["agent"].encode("latin-1"))}" {micros} "{context["route"]}" "{context["backend"]}" '
             f'tunnel_in={bytes_in} tunnel_out={bytes_out} end="{reason}"\n')

@@ -28,6 +28,8 @@ from worker.acceptor import Acceptor
 from worker.backend import BackendPool, Origins
 from worker.balancer import Balancers
 from worker.client import ClientConnection
+from worker.h2.connection import H2Connection
+from worker.h2.h2c import PRIOR_KNOWLEDGE, PrefaceSniffer
 from worker.handover import HandoverReceiver, HandoverSender
 from worker.logs import AccessLog, ErrorLog, LogSink
 from worker.loop import EventLoop
@@ -70,6 +72,7 @@ class Worker:
         self.clients: set = set()
         self.tunnel_set: set = set()
         self.handshakes: set = set()
+        self.h2_connections: set = set()    # worker.h2: HTTP/2 connections (each carries many exchanges)
 
     # == setup and run ===================================================================
     def run(self) -> int:
@@ -112,6 +115,8 @@ class Worker:
         self.metrics.accepted()
         if context is None:
             ClientConnection(self, sock, client_ip)
+        elif context is PRIOR_KNOWLEDGE:     # an h2c listener: the first bytes say which protocol
+            self.handshakes.add(PrefaceSniffer(self, sock, client_ip))
         else:
             ServerHandshake(self, sock, client_ip, context)     # it adds itself to self.handshakes
         if self.connections >= self.capacity:
@@ -144,7 +149,10 @@ class Worker:
     def handshake_done(self, handshake) -> None:
         self.handshakes.discard(handshake)
         self.metrics.handshake(True)
-        ClientConnection(self, handshake.sock, handshake.client_ip, tls=True)
+        if handshake.sock.selected_alpn_protocol() == "h2":
+            H2Connection(self, handshake.sock, handshake.client_ip, tls=True)
+        else:
+            ClientConnection(self, handshake.sock, handshake.client_ip, tls=True)
 
     def handshake_failed(self) -> None:
         self.tls_failures += 1
@@ -206,6 +214,12 @@ class Worker:
             client.close()
 
     def tunnel_closed(self, tunnel, reason: str) -> None:
+        self.stream_tunnel_closed(tunnel, reason)
+        self.connection_closed()
+
+    def stream_tunnel_closed(self, tunnel, reason: str) -> None:
+        """A tunnel ended: counted and logged.  (An RFC 8441 one was a stream of an HTTP/2
+        connection, which stays: only `tunnel_closed` counts the connection as closed too.)"""
         self.tunnels -= 1
         self.tunnel_set.discard(tunnel)
         self.bytes_in += tunnel.bytes_in
@@ -214,7 +228,6 @@ class Worker:
         if self.access is not None:
             self.access.tunnel(tunnel.context, tunnel.bytes_in, tunnel.bytes_out, self.loop.now - tunnel.started,
                                reason)
-        self.connection_closed()
 
     # == helpers for exchanges =================================================================
     def pick_backend(self, route, head, client_ip: bytes = b"", tried=()):
@@ -243,6 +256,10 @@ class Worker:
         self.stopping = True
         self.access_sink.flush()       # what is logged so far goes out now, not at the exit
         self.acceptor.close()
+        # HTTP/2: GOAWAY; the streams under way finish, the connection stays here until they
+        # have (a stream cannot move to another process, nor can the TLS session under it).
+        for h2 in list(self.h2_connections):
+            h2.goaway()
         if not self.sender.start():
             self._close_idle()         # the whole server stops: nobody will serve them
         if self.connections == 0:
@@ -280,6 +297,8 @@ class Worker:
             client.close()
         for handshake in list(self.handshakes):
             handshake.close()
+        for h2 in list(self.h2_connections):
+            h2.close()
         for tunnel in list(self.tunnel_set):
             tunnel.close("worker stopping")
         self.pool.close_all()
@@ -296,7 +315,8 @@ class Worker:
         self.row.publish(state=state, connections=self.connections, tunnels=self.tunnels,
                          requests=self.requests, bytes_in=self.bytes_in, bytes_out=self.bytes_out,
                          tls_failures=self.tls_failures, moved=self.moved, tls_full=self.tls_full,
-                         tls_resumed=self.tls_resumed)
+                         tls_resumed=self.tls_resumed, h2_connections=len(self.h2_connections),
+                         h2_streams=sum(len(h2.streams) for h2 in self.h2_connections))
 
     def _heartbeat(self) -> None:
         """The one timer chain that writes the row (other writes are one-off)."""

@@ -67,7 +67,10 @@ def _process(ex, buf, size: int) -> None:
         if resp.status >= 200 or resp.status == 101:
             break
         # 1xx interim (100 Continue, 103 Early Hints): relay it and read on.
-        if not _to_client(ex, response_head(resp, True, False, True, None)):
+        if ex.client.http2:
+            if not ex.client.send_interim(resp):
+                return
+        elif not _to_client(ex, response_head(resp, True, False, True, None)):
             return
         ex.respbuf = buf = bytearray(buf[head_size:size])
         size = len(buf)
@@ -86,16 +89,22 @@ def _relay(ex, resp, buf, start: int, size: int) -> None:
     ex.status = resp.status
     if ex.member is not None:
         worker.lb.response(ex.member, resp.status)   # failonstatus=
-    # An HTTP/1.0 client cannot take chunked: relay the data, end it with the close.
-    dechunk = resp.chunked and head.version == "1.0"
+    # An HTTP/1.0 client cannot take chunked: relay the data, end it with the close.  HTTP/2
+    # frames the body itself: the data alone too.
+    h2 = client.http2
+    dechunk = resp.chunked and (head.version == "1.0" or h2)
     framing = ex.resp_framing = resp.body_framing(head.method, dechunk)
     if not resp.keep_alive or framing.close_delimited:
         ex.reusable = False
     ex.keep_alive = (ex.keep_alive and not client.eof and worker.keeps_alive(client)
                      and not framing.close_delimited and not dechunk)
     reverse = worker.reverse_map(ex.route, ex.origin, head, client.proto_line) if ex.route.reverse else None
-    out = response_head(resp, ex.keep_alive, head.version == "1.0", not dechunk, reverse, extra=ex.cookie or b"")
-    ex.head_sent = len(out)
+    if h2:
+        out = b""        # the head goes as HTTP/2 fields, from `resp` (worker.h2.stream)
+    else:
+        out = response_head(resp, ex.keep_alive, head.version == "1.0", not dechunk, reverse,
+                            extra=ex.cookie or b"")
+        ex.head_sent = len(out)
     ended = framing.finished
     if start < size:
         try:
@@ -110,6 +119,9 @@ def _relay(ex, resp, buf, start: int, size: int) -> None:
         else:
             stop = size
         out += framing.data_of(buf) if dechunk else buf[start:stop]
+    if h2:
+        client.send_response(ex, resp, reverse, out, ended)
+        return
     ex.response_started()
     if not _to_client(ex, out):
         return
@@ -137,6 +149,9 @@ def _switch_protocols(ex, resp, rest: bytes) -> None:
     if asked is None or (not ex.route.any_protocol
                          and (offered is None or not connection_tokens(offered) & connection_tokens(asked))):
         ex.backend_failed(502, "backend switched protocols without an agreed upgrade")
+        return
+    if ex.client.http2:          # RFC 8441: a 200 on the stream (worker.h2.stream)
+        ex.client.switch_protocols(ex, resp, rest)
         return
     head101 = response_head(resp, True, False, True, None, upgrade=True, extra=ex.cookie or b"")
     ex.switch_protocols(head101, rest)

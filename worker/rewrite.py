@@ -127,9 +127,15 @@ def _reverse(lines: bytes, reverse: tuple) -> bytes:
     return CRLF.join(out)
 
 
+def error_page(status: int, message: str) -> bytes:
+    """The body of an answer of our own (HTTP/1.1 here, HTTP/2 in worker.h2.stream)."""
+    reason = reason_phrase(status)
+    return f"<!DOCTYPE html>\n<title>{status} {reason}</title>\n<h1>{reason}</h1>\n<p>{message}</p>\n".encode()
+
+
 def error_response(status: int, message: str, keep_alive: bool = False) -> bytes:
     reason = reason_phrase(status)
-    body = f"<!DOCTYPE html>\n<title>{status} {reason}</title>\n<h1>{reason}</h1>\n<p>{message}</p>\n".encode()
+    body = error_page(status, message)
     connection = b"keep-alive" if keep_alive else b"close"
     return b"".join((
         f"HTTP/1.1 {status} {reason}\r\n".encode(),

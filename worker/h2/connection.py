@@ -1,0 +1,396 @@
+"""One HTTP/2 client connection: its socket, the `h2` protocol machine, its streams.
+
+Theory of operation
+-------------------
+`h2` (python-hyper) is Sans-IO: bytes read from the socket go in (`receive_data`) and
+come out as events; frames we ask for (`send_headers`, `send_data`, ...) pile up in its
+buffer until we take them (`data_to_send`) and write them.  The worker's loop owns the
+socket, as for every other connection (`tunnel.endpoint.Endpoint`: what the socket does
+not take is kept, and EPOLLOUT is asked for while it is).
+
+Each request is an `H2Stream` (worker.h2.stream), the client side of an ordinary
+`worker.exchange.Exchange`: same routing, balancers, backend pool, rewriting and logs.
+Streams whose HEADERS arrived in one read are started once that read's events are all
+handled, so a stream reset in the same read never reaches a backend.
+
+Writing: what the streams frame during one loop iteration goes out in one `send` at its
+end (`schedule_write`), or sooner once WRITE_HIGH bytes are framed.  Flow control: a
+stream frames what its window and the connection's allow and keeps the rest (`out`);
+while the socket itself has bytes kept (`congested`), streams frame nothing and keep
+what they are given.  Either way the stream's exchange stops reading its backend until
+`resume` has framed the rest (`blocked`, in FIFO order for fairness): a slow stream
+holds at most one backend read beyond its window, and stalls nobody else.
+
+Stopping: `goaway()` says which streams we will still serve (the last one we saw, RFC
+9113 §6.8); they finish, and the connection closes once none is left.  h2's own
+`close_connection` would end its state machine at once (no more frames on the streams
+still running), so our GOAWAY is written as raw bytes behind what h2 has framed.
+"""
+
+from __future__ import annotations
+
+import h2.events
+import h2.exceptions
+import h2.settings
+
+from tunnel.buffer import SHARED_VIEW
+from tunnel.endpoint import WOULD_BLOCK, Endpoint
+from worker.h2 import defences
+from worker.h2.defences import Budget
+from worker.h2.fields import Malformed, read_request
+from worker.h2.machine import goaway_frame, new_machine
+from worker.h2.stream import H2Stream
+from worker.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT
+
+_READABLE = EPOLLIN | EPOLLHUP | EPOLLERR
+WRITE_HIGH = 256 * 1024      # framed bytes that are written at once rather than at the iteration's end
+NO_ERROR, PROTOCOL_ERROR, REFUSED_STREAM, ENHANCE_YOUR_CALM = 0x0, 0x1, 0x7, 0xB
+_FOREVER = float("inf")
+
+
+class H2Connection:
+    def __init__(self, worker, sock, client_ip: bytes, tls: bool):
+        self.worker = worker
+        self.loop = loop = worker.loop
+        self.ep = Endpoint(loop, sock)
+        self.client_ip = client_ip
+        self.proto_line = b"X-Forwarded-Proto: https\r\n" if tls else b"X-Forwarded-Proto: http\r\n"
+        self.xff_line = b"X-Forwarded-For: " + client_ip + b"\r\n"
+        self.streams: dict[int, H2Stream] = {}
+        self.starting: list[H2Stream] = []     # heads of this read, started after its events
+        self.blocked: list[H2Stream] = []      # streams holding data for a window or the socket
+        self.max_streams = worker.limits.http2_streams
+        self.congested = False                 # the socket has bytes kept: streams frame nothing
+        self.framed = 0                        # bytes framed since the last write
+        self.write_due = False
+        self.acks: dict[int, int] = {}         # stream id -> body bytes consumed, told to h2 in `write`
+        self.last_stream = 0                   # the highest stream id we processed
+        self.goaway_at: int | None = None      # the last stream id our GOAWAY promised
+        self.closed = False
+        self.resets = Budget(defences.RESET_BURST, defences.RESET_RATE, loop.now)
+        self.control = Budget(defences.CONTROL_BURST, defences.CONTROL_RATE, loop.now)
+        self.h2 = machine = new_machine()
+        codes = h2.settings.SettingCodes
+        machine.local_settings = h2.settings.Settings(client=False, initial_values={
+            codes.MAX_CONCURRENT_STREAMS: self.max_streams,
+            codes.MAX_HEADER_LIST_SIZE: defences.MAX_HEADER_LIST,
+            codes.HEADER_TABLE_SIZE: defences.HPACK_TABLE,
+            codes.INITIAL_WINDOW_SIZE: defences.STREAM_WINDOW,
+            codes.ENABLE_CONNECT_PROTOCOL: 1,        # RFC 8441: WebSockets as streams
+        })
+        machine.initiate_connection()
+        machine.increment_flow_control_window(defences.CONNECTION_WINDOW - 65535)
+        self.deadline = loop.now + worker.timeouts.client_header     # the preface is due
+        self.greeted = False                   # the client's preface and SETTINGS are in
+        worker.h2_connections.add(self)
+        loop.timed.add(self)
+        self.ep.register(EPOLLIN, self.on_event)
+        self.write()
+        if self.ep.tls and not self.closed and sock.pending():
+            loop.call_soon(self._read_pending)
+
+    # == events ===========================================================================
+    def on_event(self, mask: int) -> None:
+        ep = self.ep
+        if mask & EPOLLOUT and ep.out:
+            try:
+                drained = ep.flush()
+            except OSError:
+                self.close()
+                return
+            if drained:
+                self.congested = False
+                self.resume_blocked()
+                self.write()
+            else:
+                self._update_interest()        # below OUT_HIGH again: read the client again
+        if mask & _READABLE and not self.closed:
+            if ep.mask & EPOLLIN:
+                self._read()
+                self._read_pending()
+            elif mask & (EPOLLHUP | EPOLLERR):
+                self.close()
+
+    def _read_pending(self) -> None:
+        """TLS: decrypted bytes the SSL object holds are invisible to epoll."""
+        ep = self.ep
+        while ep.tls and not self.closed and ep.mask & EPOLLIN and ep.sock.pending():
+            self._read()
+
+    def _read(self) -> None:
+        try:
+            n = self.ep.sock.recv_into(SHARED_VIEW)
+        except WOULD_BLOCK:
+            return
+        except OSError:
+            n = 0
+        if n == 0:          # the client is gone: streams under way are aborted
+            self.close()
+            return
+        self._received(SHARED_VIEW[:n])
+
+    def _received(self, data) -> None:
+        try:
+            events = self.h2.receive_data(data)
+        except h2.exceptions.ProtocolError as exc:
+            # h2 has framed a GOAWAY with the error code; say why, send it, close.
+            self.worker.log_error("info", f"{self.client_ip.decode()} HTTP/2 connection error: {exc}")
+            self.write()
+            self.close()
+            return
+        if not self.greeted and events:   # from now on idle means no stream (frames keep nothing open)
+            self.greeted = True
+            if not self.streams:
+                self.deadline = self.loop.now + self.worker.timeouts.keepalive
+        handlers = _HANDLERS
+        for event in events:
+            handler = handlers.get(event.__class__)
+            if handler is not None:
+                handler(self, event)
+                if self.closed:
+                    return
+        if self.starting:
+            starting, self.starting = self.starting, []
+            for stream in starting:
+                if not stream.finished:
+                    stream.start()
+                if self.closed:
+                    return
+        self.write()
+
+    def on_deadline(self) -> None:
+        if self.streams:              # their own deadlines run; this one only counts when idle
+            self.deadline = _FOREVER
+            return
+        self.goaway(NO_ERROR)
+        self.close()
+
+    # == what the client sent =================================================================
+    def _request(self, event) -> None:
+        stream_id = event.stream_id
+        if self.goaway_at is not None or len(self.streams) >= self.max_streams:
+            # After our GOAWAY, or beyond the streams we run: the client may retry it elsewhere.
+            self.reset_stream(stream_id, REFUSED_STREAM)
+            self._spend(self.resets, "streams refused")
+            return
+        self.last_stream = stream_id
+        try:
+            request = read_request(event.headers)
+        except Malformed as exc:
+            self.worker.log_error("info", f"{self.client_ip.decode()} HTTP/2 stream {stream_id}: malformed "
+                                          f"request: {exc}")
+            self.reset_stream(stream_id, PROTOCOL_ERROR)
+            return
+        stream = self.streams[stream_id] = H2Stream(self, stream_id, request)
+        self.deadline = _FOREVER
+        if event.stream_ended is not None:
+            stream.request_ended = True
+        self.starting.append(stream)
+
+    def _data(self, event) -> None:
+        stream = self.streams.get(event.stream_id)
+        if stream is None:
+            self.acknowledge(event.stream_id, event.flow_controlled_length)
+            return
+        if not event.data and event.stream_ended is None:
+            self._spend(self.control, "empty DATA frames")
+        stream.data(event.data, event.flow_controlled_length)
+
+    def _stream_ended(self, event) -> None:
+        stream = self.streams.get(event.stream_id)
+        if stream is not None:
+            stream.client_ended()
+
+    def _trailers(self, event) -> None:
+        stream = self.streams.get(event.stream_id)
+        if stream is not None:
+            stream.trailers(event.headers)
+
+    def _stream_reset(self, event) -> None:
+        stream = self.streams.get(event.stream_id)
+        if stream is not None:
+            if not stream.complete:
+                self._spend(self.resets, "streams reset by the client (rapid reset)")
+            stream.reset_by_client()
+
+    def _window_updated(self, event) -> None:
+        if event.stream_id == 0:
+            self.resume_blocked()
+        else:
+            stream = self.streams.get(event.stream_id)
+            if stream is not None and stream.blocked and not self.congested:
+                self.blocked.remove(stream)
+                stream.blocked = False
+                stream.resume()
+
+    def _settings(self, event) -> None:
+        self._spend(self.control, "SETTINGS frames")
+        if h2.settings.SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
+            self.resume_blocked()
+
+    def _control_frame(self, event) -> None:
+        self._spend(self.control, f"{event.__class__.__name__} frames")
+
+    def _terminated(self, event) -> None:
+        """The client's GOAWAY: h2 takes no frame after it, so nothing more can be served."""
+        self.close()
+
+    def _spend(self, budget: Budget, what: str) -> None:
+        if not budget.spend(self.loop.now) and not self.closed:
+            self.worker.log_error("warning", f"{self.client_ip.decode()} HTTP/2: too many {what}: GOAWAY "
+                                             "ENHANCE_YOUR_CALM, connection closed")
+            self.goaway(ENHANCE_YOUR_CALM)
+            self.close()
+
+    # == what the streams ask ===================================================================
+    def acknowledge(self, stream_id: int, size: int) -> None:
+        """Body bytes consumed: the client may send that many more.  Told to h2 (which sends
+        WINDOW_UPDATE per half window) once per loop iteration, in `write`: a WebSocket of
+        small messages would otherwise cost an h2 call per message."""
+        if size and not self.closed:
+            acks = self.acks
+            acks[stream_id] = acks.get(stream_id, 0) + size
+            self.schedule_write()
+
+    def send_data(self, stream_id: int, data, end: bool) -> int:
+        """Frame as much of `data` as the windows allow (`end`: END_STREAM on the last frame if
+        all of it fits); how many bytes were framed."""
+        machine = self.h2
+        size = len(data)
+        window = machine.local_flow_control_window(stream_id)
+        if window < size:
+            size, end = window, False
+        step = machine.max_outbound_frame_size
+        if size <= step:
+            if size or end:
+                machine.send_data(stream_id, data if size == len(data) else data[:size], end_stream=end)
+        else:
+            for pos in range(0, size, step):
+                last = pos + step >= size
+                machine.send_data(stream_id, data[pos:pos + step if not last else size], end_stream=end and last)
+        self.framed += size
+        if self.framed >= WRITE_HIGH:
+            self.write()
+        else:
+            self.schedule_write()
+        return size
+
+    def block(self, stream: H2Stream) -> None:
+        if not stream.blocked:
+            stream.blocked = True
+            self.blocked.append(stream)
+
+    def resume_blocked(self) -> None:
+        """Windows opened or the socket drained: let the waiting streams frame, oldest first."""
+        if self.congested or not self.blocked:
+            return
+        waiting, self.blocked = self.blocked, []
+        for stream in waiting:
+            stream.blocked = False
+            if self.congested:
+                self.block(stream)     # its turn comes when the socket drains
+            elif not stream.finished:
+                stream.resume()
+                self.write()
+
+    def stream_done(self, stream: H2Stream) -> None:
+        if self.streams.get(stream.id) is stream:
+            del self.streams[stream.id]
+        if stream.blocked:
+            self.blocked.remove(stream)
+            stream.blocked = False
+        if not self.streams and not self.closed:
+            if self.goaway_at is not None:
+                self.write()
+                self.close()
+            else:
+                self.deadline = self.loop.now + self.worker.timeouts.keepalive
+
+    def reset_stream(self, stream_id: int, code: int) -> None:
+        try:
+            self.h2.reset_stream(stream_id, code)
+        except h2.exceptions.StreamClosedError:
+            pass
+        self.schedule_write()
+
+    # == writing ==================================================================================
+    def schedule_write(self) -> None:
+        if not self.write_due:
+            self.write_due = True
+            self.loop.call_soon(self._write_soon)
+
+    def _write_soon(self) -> None:
+        self.write_due = False
+        self.write()
+
+    def write(self) -> None:
+        """Send what h2 has framed; what the socket does not take stays in `ep.out`."""
+        if self.closed:
+            return
+        if self.acks:
+            acks, self.acks = self.acks, {}
+            for stream_id, size in acks.items():
+                self.h2.acknowledge_received_data(size, stream_id)
+        data = self.h2.data_to_send()
+        self.framed = 0
+        if data:
+            try:
+                self.ep.send(data)
+            except OSError:
+                self.close()
+                return
+        self.congested = self.ep.out is not None
+        self._update_interest()
+
+    def _update_interest(self) -> None:
+        ep = self.ep
+        out = ep.out
+        reading = out is None or len(out) < defences.OUT_HIGH
+        was_paused = not (ep.mask or 0) & EPOLLIN
+        ep.want(reading)
+        if reading and was_paused and ep.tls and ep.sock.pending():
+            self.loop.call_soon(self._read_pending)     # what TLS held while we did not read
+
+    # == endings ==================================================================================
+    def goaway(self, error: int = NO_ERROR) -> None:
+        """No new streams: those up to the last one we saw finish (reload, stop, abuse)."""
+        if self.closed or self.goaway_at is not None:
+            return
+        self.goaway_at = self.last_stream
+        self.write()
+        if not self.closed:
+            try:
+                self.ep.send(goaway_frame(self.last_stream, error))
+            except OSError:
+                self.close()
+                return
+        if not self.streams:
+            self.close()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.loop.timed.discard(self)
+        for stream in list(self.streams.values()):
+            stream.connection_lost()
+        self.streams.clear()
+        self.blocked.clear()
+        self.ep.close()
+        self.worker.h2_connections.discard(self)
+        self.worker.connection_closed()
+
+
+_HANDLERS = {
+    h2.events.RequestReceived: H2Connection._request,
+    h2.events.DataReceived: H2Connection._data,
+    h2.events.StreamEnded: H2Connection._stream_ended,
+    h2.events.TrailersReceived: H2Connection._trailers,
+    h2.events.StreamReset: H2Connection._stream_reset,
+    h2.events.WindowUpdated: H2Connection._window_updated,
+    h2.events.RemoteSettingsChanged: H2Connection._settings,
+    h2.events.PingReceived: H2Connection._control_frame,
+    h2.events.PriorityUpdated: H2Connection._control_frame,
+    h2.events.UnknownFrameReceived: H2Connection._control_frame,
+    h2.events.ConnectionTerminated: H2Connection._terminated,
+}

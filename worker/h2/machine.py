@@ -1,0 +1,66 @@
+"""The `h2` protocol machine as the proxy runs it: its configuration, two departures from
+h2's defaults that RFC 9113 asks for, and two silences that cost CPU for nothing.
+
+Kept apart so that what depends on h2's internals (pinned below 5 in pyproject.toml) is in
+one place: a subclass hook on stream creation, and two module attributes of hpack and
+hyperframe that only concern logging.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import h2.config
+import h2.connection
+import h2.stream
+import hpack.hpack
+import hyperframe.frame
+
+from worker.h2 import defences
+
+CONFIG = h2.config.H2Configuration(
+    client_side=False, header_encoding=None,
+    # Checked by worker.h2.fields in one pass, as stream errors (h2 makes them connection errors).
+    validate_inbound_headers=False, normalize_inbound_headers=False,
+    # What we send is built from a validated backend head, lower-cased already.
+    validate_outbound_headers=False, normalize_outbound_headers=False, split_outbound_cookies=False)
+
+
+class _Silent:
+    """hpack logs every field it codes at DEBUG through the stdlib's logging (which the master
+    set up for itself: with `log.level: debug`, lines in our error log), about twenty calls a
+    request even when nothing is written; and h2 formats every frame it receives for a trace
+    line its dummy logger drops.  Neither says anything an operator needs."""
+
+    def debug(self, *args, **kwargs) -> None:
+        pass
+
+
+hpack.hpack.log = _Silent()
+hyperframe.frame.Frame.__repr__ = lambda self: f"<{self.__class__.__name__} stream {self.stream_id}>"
+
+
+class _StreamMachine(h2.stream.H2Stream):
+    def _initialize_content_length(self, headers) -> None:
+        """h2 checks DATA against content-length itself, as a connection error; RFC 9113
+        §8.1.1 makes a mismatch a stream error, which worker.h2.stream raises."""
+
+
+class _Machine(h2.connection.H2Connection):
+    MAX_CLOSED_STREAMS = defences.CLOSED_STREAMS_KEPT
+
+    def _begin_new_stream(self, stream_id, allowed_ids):
+        stream = super()._begin_new_stream(stream_id, allowed_ids)
+        stream.__class__ = _StreamMachine      # (h2 < 5: the one place its streams are made)
+        return stream
+
+
+def new_machine() -> h2.connection.H2Connection:
+    return _Machine(CONFIG)
+
+
+def goaway_frame(last_stream: int, error: int) -> bytes:
+    """A GOAWAY written by hand (RFC 9113 §6.8: length 8, type 7, no flags, stream 0, last
+    stream id, error code): h2's `close_connection` would also end its state machine, and the
+    streams under way could send nothing more."""
+    return b"\x00\x00\x08\x07\x00\x00\x00\x00\x00" + struct.pack(">II", last_stream, error)
