@@ -223,7 +223,8 @@ def test_h2_page_and_its_websocket_as_an_rfc8441_stream_in_headless_chromium(pro
         assert state.get("protocol") == "h2", state
         # One HTTP/2 connection carries the page and the WebSocket's stream.
         totals = wait_for(lambda: (t := proxy.status()["totals"])["tunnels"] == 1 and t, 5, what="the tunnel")
-        assert totals["h2_connections"] == 1 and totals["h2_streams"] >= 1 and totals["connections"] == 1, totals
+        # (Chromium may also open a spare connection it never uses: only one speaks HTTP/2.)
+        assert totals["h2_connections"] == 1 and totals["h2_streams"] >= 1, totals
     finally:
         browser.close()     # ends the page's WebSocket: its tunnel's log line is written
     wait_for(lambda: any(f'"GET /?n={MESSAGES} HTTP/2.0" 200' in line for line in proxy.access_lines()), 5,
