@@ -24,13 +24,12 @@ import logging
 import os
 import selectors
 import signal
-import subprocess
-import sys
 import time
 
 import setproctitle
 
 from conf import ConfigError, load_config
+from mpm import supervision, upgrade
 from mpm.adminsite import AdminSite
 from mpm.balancer_manager import BalancerManager
 from mpm.control import ControlServer
@@ -38,17 +37,13 @@ from mpm.listeners import ListenerSet
 from mpm.pidfile import remove_pidfile, write_pidfile
 from mpm.readiness import Readiness
 from mpm.status import build_status
+from mpm.supervision import KILL_GRACE
 from mpm.systemd import Notifier, address_of, listen_fds
 from mpm.tlskeys import TicketKeys
-from shm.metrics import RELOAD_RESULTS, RESTART_CAUSES, MetricsTable
+from shm.metrics import RELOAD_RESULTS, MetricsTable
 from shm.scoreboard import Scoreboard
 
 TICK = 0.25                   # seconds between housekeeping passes
-CRASH_WINDOW = 5.0            # a worker dying sooner than this after its start counts as a crash
-KILL_GRACE = 5.0              # seconds past graceful_timeout before stragglers get SIGKILL
-MRW_WARNING_INTERVAL = 60.0   # Apache logs "reached MaxRequestWorkers" at most this often
-STACK_DUMP_SIGNAL = signal.SIGUSR2   # a worker's faulthandler writes its stacks to the error log
-STACK_DUMP_GRACE = 0.1        # seconds between that signal and SIGKILL (the dump runs in a C handler)
 
 log = logging.getLogger("mpm.master")
 
@@ -226,7 +221,7 @@ class Master:
         retired_sockets = self.listeners.commit()
         self._new_generation()
         for record in old:
-            self._retire(record)
+            self.retire(record)
         for sock in retired_sockets:
             sock.close()
         log.info("reloaded: generation %d, %d workers", self.generation, config.mpm.workers)
@@ -244,9 +239,9 @@ class Master:
         self.crashes = {}
         self.respawn_at = {}
         for slot in range(self.config.mpm.workers):
-            self._spawn(slot)
+            self.spawn(slot)
 
-    def _spawn(self, slot: int) -> None:
+    def spawn(self, slot: int) -> None:
         generation = self.generation
         row = self.scoreboard.claim(generation, slot)
         self.metrics.fold(row)          # counts nobody folded (a master that died): they happened
@@ -297,7 +292,7 @@ class Master:
                       peers=self.scoreboard.live_rows, balancer_table=self.balancers.table,
                       tls_contexts=self.tls_contexts, metrics_row=self.metrics.worker_row(row, self.route_ids)).run()
 
-    def _retire(self, record: WorkerRecord, sig: int = signal.SIGTERM) -> None:
+    def retire(self, record: WorkerRecord, sig: int = signal.SIGTERM) -> None:
         record.retired = True
         record.kill_at = time.monotonic() + self.config.mpm.graceful_timeout + KILL_GRACE
         try:
@@ -322,42 +317,21 @@ class Master:
                 continue
             if self.slots.get(record.slot) == pid:
                 del self.slots[record.slot]
-            self._schedule_respawn(record, status)
-
-    def _schedule_respawn(self, record: WorkerRecord, status: int) -> None:
-        lived = time.monotonic() - record.started
-        how = (f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
-               else f"exit code {os.waitstatus_to_exitcode(status)}")
-        if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
-            # A clean exit is a worker that recycled itself (MaxConnectionsPerChild) before
-            # a tick saw it stopping: replaced at once, and no crash, however soon.
-            self.crashes[record.slot] = 0
-            self.respawn_at[record.slot] = time.monotonic()
-            return
-        crashes = self.crashes.get(record.slot, 0) + 1 if lived < CRASH_WINDOW else 1
-        self.metrics.count("restarts", RESTART_CAUSES.index("signal" if os.WIFSIGNALED(status) else "exit"))
-        self.crashes[record.slot] = crashes
-        delay = 0.0 if crashes == 1 else min(0.5 * 2 ** (crashes - 2), 30.0)
-        if crashes > 1:
-            log.error("worker slot %d is crash-looping (%d deaths in a row, last by %s): next start in %.1fs",
-                      record.slot, crashes, how, delay)
-        else:
-            log.warning("worker pid %d (slot %d) died by %s: respawning", record.pid, record.slot, how)
-        self.respawn_at[record.slot] = time.monotonic() + delay
+            supervision.schedule_respawn(self, record, status)
 
     # == housekeeping ==============================================================================
     def _housekeeping(self) -> None:
         now = time.monotonic()
         if self.successor is not None:
-            self._watch_successor(now)
+            upgrade.watch(self, now)
         if not self.stopping:
             for slot, when in list(self.respawn_at.items()):
                 if when <= now and slot not in self.slots:
                     del self.respawn_at[slot]
-                    self._spawn(slot)
-            self._recycle_stopping_workers()
-            self._check_max_request_workers()
-            self._watchdog()
+                    self.spawn(slot)
+            supervision.recycle_stopping_workers(self)
+            supervision.check_max_request_workers(self)
+            supervision.watchdog(self)
             if self.successor is None:      # during an upgrade the next master rotates (one writer)
                 self.ticket_keys.tick()
             self.balancers.tick(self.workers)     # free dead workers' cells, run health checks
@@ -373,104 +347,9 @@ class Master:
                 except ProcessLookupError:
                     pass
 
-    def _recycle_stopping_workers(self) -> None:
-        """A current worker that stopped on its own (MaxConnectionsPerChild) gets its
-        replacement now, not when its last tunnel ends."""
-        for slot, pid in list(self.slots.items()):
-            record = self.workers[pid]
-            if self.scoreboard.read(record.row)["state"] == "stopping" and not record.retired:
-                record.retired = True
-                record.kill_at = time.monotonic() + self.config.mpm.graceful_timeout + KILL_GRACE
-                del self.slots[slot]
-                self.metrics.count("restarts", RESTART_CAUSES.index("recycle"))
-                self._spawn(slot)
-
-    def _watchdog(self) -> None:
-        """A worker whose heartbeat (its scoreboard row, written every 0.5 s by its loop) is
-        older than mpm.watchdog is stuck: its Python stacks go to the error log (SIGUSR2,
-        faulthandler), it is killed, and a current one is replaced at once (gunicorn's
-        worker timeout).  A busy worker still turns its loop, so it is never taken for stuck."""
-        limit = self.config.mpm.watchdog
-        if not limit:
-            return
-        wall, now = time.time(), time.monotonic()
-        for record in list(self.workers.values()):
-            if record.hung or now - record.started < limit:
-                continue
-            silent = wall - self.scoreboard.read(record.row)["updated"]
-            if silent <= limit:
-                continue
-            log.error("watchdog: worker pid %d (slot %d, generation %d) has sent no heartbeat for %.1fs: "
-                      "its stacks go to the error log, then it is killed%s", record.pid, record.slot,
-                      record.generation, silent, " and replaced" if not record.retired else "")
-            record.hung = True
-            record.kill_at = now + STACK_DUMP_GRACE
-            try:
-                os.kill(record.pid, STACK_DUMP_SIGNAL)
-            except ProcessLookupError:
-                continue
-            if not record.retired and self.slots.get(record.slot) == record.pid:
-                record.retired = True
-                del self.slots[record.slot]
-                self.metrics.count("restarts", RESTART_CAUSES.index("watchdog"))
-                self._spawn(record.slot)
-
-    def _check_max_request_workers(self) -> None:
-        mpm = self.config.mpm
-        busy = sum(self.scoreboard.read(record.row)["connections"] for record in self.workers.values())
-        now = time.monotonic()
-        if busy >= mpm.max_request_workers and now - self.last_mrw_warning >= MRW_WARNING_INTERVAL:
-            self.last_mrw_warning = now
-            log.error("server reached MaxRequestWorkers setting (%d connections), consider raising "
-                      "mpm.max_request_workers", mpm.max_request_workers)
-
-    # == hot upgrade (mpmctl upgrade) ================================================================
     def upgrade(self) -> dict:
-        """Start the next master (a fresh exec of the installed code) with our listening
-        sockets and our scoreboard; once its workers serve, ours stop and hand it their
-        tunnels, and we exit.  Until then nothing changes, and a failure changes nothing."""
-        if self.stopping or self.successor is not None:
-            return {"ok": False, "errors": ["an upgrade or a stop is already under way"]}
-        admin = self.admin.export()
-        ticket_keys = self.ticket_keys.export()     # a memfd: the keys never go through a file
-        env = dict(os.environ, MPM_UPGRADE_FROM=str(os.getpid()), MPM_INHERIT=json.dumps({
-            "listeners": self.listeners.export(), "scoreboard": self.scoreboard.fd,
-            "generation": self.generation, "discovered": self.balancers.export(),
-            "metrics": self.metrics.fd, "admin": admin, "member_counts": self.balancers.export_counts(),
-            "ticket_keys": ticket_keys}))
-        fds = [sock.fileno() for sock in self.listeners.all_sockets()] + [self.scoreboard.fd, self.metrics.fd]
-        fds += [admin["fd"]] if admin else []
-        fds += [ticket_keys] if ticket_keys is not None else []
-        argv = [sys.executable, "-m", "mpm", "start"] + (["-c", self.config_path] if self.config_path else [])
-        self.successor = subprocess.Popen(argv, env=env, pass_fds=fds)
-        self.successor_deadline = time.monotonic() + 30
-        log.info("upgrade: started master pid %d; waiting for its workers", self.successor.pid)
-        return {"ok": True, "new_master": self.successor.pid}
-
-    def _watch_successor(self, now: float) -> None:
-        successor = self.successor
-        if successor.poll() is not None:
-            log.error("upgrade failed: the new master exited with %s; still serving", successor.returncode)
-            self.successor = None
-            return
-        ready = [row for row in self.scoreboard.live_rows()
-                 if row["generation"] > self.generation and row["state"] == "ready"]
-        if len(ready) >= self.config.mpm.workers:
-            log.info("upgrade: master pid %d serves; our workers hand their tunnels over", successor.pid)
-            self.readiness.notifier.main_pid(successor.pid)   # systemd follows it, and kills nothing
-            self.admin.close()                # the new master answers there (it holds the same socket)
-            self.successor = None
-            self.stopping = "upgrade"
-            self.respawn_at.clear()
-            for record in self.workers.values():
-                self._retire(record)
-            self.listeners.close_all()        # the new master holds the same sockets
-            self.control.close(unlink=False)  # the path is the new master's now
-        elif now > self.successor_deadline:
-            log.error("upgrade failed: master pid %d did not become ready in time; still serving",
-                      successor.pid)
-            successor.terminate()
-            self.successor = None
+        """`mpmctl upgrade` (mpm.upgrade)."""
+        return upgrade.start(self)
 
     # == stopping =====================================================================================
     def stop(self, now: bool) -> None:
@@ -482,7 +361,7 @@ class Master:
         log.info("%s stop requested", "immediate" if now else "graceful")
         self.respawn_at.clear()
         for record in self.workers.values():
-            self._retire(record, signal.SIGQUIT if now else signal.SIGTERM)
+            self.retire(record, signal.SIGQUIT if now else signal.SIGTERM)
             if now:
                 record.kill_at = time.monotonic() + 2.0
         self.listeners.close_all()   # stop means refuse new clients; the control socket stays for status

@@ -1,0 +1,67 @@
+"""`mpmctl upgrade`: the next master, started from the installed code, takes over without a
+connection lost.
+
+It inherits our listening sockets, the shared tables (scoreboard, metrics, session-ticket
+keys) and the admin socket through `MPM_INHERIT` and passed fds; once its workers serve,
+ours stop and hand it their tunnels and keep-alive connections, and we exit.  Until then
+nothing changes, and a failure changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+
+log = logging.getLogger("mpm.master")
+
+
+def start(master) -> dict:
+    """Start the next master (a fresh exec of the installed code) with our listening
+    sockets and our scoreboard; once its workers serve, ours stop and hand it their
+    tunnels, and we exit.  Until then nothing changes, and a failure changes nothing."""
+    if master.stopping or master.successor is not None:
+        return {"ok": False, "errors": ["an upgrade or a stop is already under way"]}
+    admin = master.admin.export()
+    ticket_keys = master.ticket_keys.export()     # a memfd: the keys never go through a file
+    env = dict(os.environ, MPM_UPGRADE_FROM=str(os.getpid()), MPM_INHERIT=json.dumps({
+        "listeners": master.listeners.export(), "scoreboard": master.scoreboard.fd,
+        "generation": master.generation, "discovered": master.balancers.export(),
+        "metrics": master.metrics.fd, "admin": admin, "member_counts": master.balancers.export_counts(),
+        "ticket_keys": ticket_keys}))
+    fds = [sock.fileno() for sock in master.listeners.all_sockets()] + [master.scoreboard.fd, master.metrics.fd]
+    fds += [admin["fd"]] if admin else []
+    fds += [ticket_keys] if ticket_keys is not None else []
+    argv = [sys.executable, "-m", "mpm", "start"] + (["-c", master.config_path] if master.config_path else [])
+    master.successor = subprocess.Popen(argv, env=env, pass_fds=fds)
+    master.successor_deadline = time.monotonic() + 30
+    log.info("upgrade: started master pid %d; waiting for its workers", master.successor.pid)
+    return {"ok": True, "new_master": master.successor.pid}
+
+def watch(master, now: float) -> None:
+    successor = master.successor
+    if successor.poll() is not None:
+        log.error("upgrade failed: the new master exited with %s; still serving", successor.returncode)
+        master.successor = None
+        return
+    ready = [row for row in master.scoreboard.live_rows()
+             if row["generation"] > master.generation and row["state"] == "ready"]
+    if len(ready) >= master.config.mpm.workers:
+        log.info("upgrade: master pid %d serves; our workers hand their tunnels over", successor.pid)
+        master.readiness.notifier.main_pid(successor.pid)   # systemd follows it, and kills nothing
+        master.admin.close()                # the new master answers there (it holds the same socket)
+        master.successor = None
+        master.stopping = "upgrade"
+        master.respawn_at.clear()
+        for record in master.workers.values():
+            master.retire(record)
+        master.listeners.close_all()        # the new master holds the same sockets
+        master.control.close(unlink=False)  # the path is the new master's now
+    elif now > master.successor_deadline:
+        log.error("upgrade failed: master pid %d did not become ready in time; still serving",
+                  successor.pid)
+        successor.terminate()
+        master.successor = None
