@@ -319,8 +319,11 @@ class Worker:
                          h2_streams=sum(len(h2.streams) for h2 in self.h2_connections))
 
     def _heartbeat(self) -> None:
-        """The one timer chain that writes the row (other writes are one-off)."""
+        """The one timer chain that writes the row (other writes are one-off); also closes
+        the tunnels of balancer members that left DNS longer than `discover.hold` ago."""
         self._publish()
+        for tunnel in self.lb.expired(self.tunnel_set):
+            tunnel.close("balancer member left DNS")
         self.loop.call_later(PUBLISH_INTERVAL, self._heartbeat)
 
     def _flush_logs(self) -> None:
