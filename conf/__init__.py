@@ -28,6 +28,8 @@ from .model import (
     ListenerTLS,
     Log,
     Member,
+    PerClient,
+    RequestRate,
     Route,
     Target,
     Timeouts,
@@ -37,5 +39,5 @@ __all__ = [
     "BALANCER_METHODS", "DEFAULT_CONFIG_NAME", "DEFAULT_CONFIG_PATH", "LOG_FORMATS", "LOG_LEVELS",
     "MEMBER_STATUSES", "MPM", "UPGRADE_ANY", "UPGRADE_NONE", "Backend", "BackendTLS", "Balancer", "CertFiles",
     "Config", "ConfigError", "control_only_config", "Control", "Discover", "HeaderCondition", "Limits", "Listener", "ListenerTLS", "Log", "Member",
-    "Route", "Target", "Timeouts", "load_config",
+    "PerClient", "RequestRate", "Route", "Target", "Timeouts", "load_config",
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 from .addresses import Resolver, parse_listen
+from .clients import per_client, trusted_proxies
 from .errors import ConfigError
 from .fields import Errors, Section, describe
 from .model import (
@@ -38,9 +39,10 @@ MPM_KEYS = ("workers", "server_limit", "threads_per_child", "max_request_workers
             "max_connections_per_child", "watchdog")
 TIMEOUT_KEYS = ("connect", "proxy", "client_header", "keepalive", "handshake")
 LIMIT_KEYS = ("request_line", "header_field", "header_fields", "request_body")
+CLIENT_LIMIT_KEYS = ("per_client", "trusted_proxies")       # conf/clients.py
 CONTROL_KEYS = ("pidfile", "socket")
 LOG_KEYS = ("level", "access", "error", "format")
-LISTEN_KEYS = ("address", "tls")
+LISTEN_KEYS = ("address", "tls", "proxy_protocol")
 LISTEN_TLS_KEYS = ("cert", "key", "sni", "client_ca")
 
 SERVER_LIMIT_MAX = 256          # the scoreboard is a fixed table sized before fork
@@ -95,7 +97,7 @@ def _build(tree, errors: Errors, name: str) -> Config | None:
     listeners = _listeners(top)
     mpm = _mpm(_section(top, "mpm", MPM_KEYS))
     timeouts = _timeouts(_section(top, "timeouts", TIMEOUT_KEYS))
-    limits = _limits(_section(top, "limits", LIMIT_KEYS))
+    limits = _limits(_section(top, "limits", LIMIT_KEYS + CLIENT_LIMIT_KEYS))
     control = _control(_section(top, "control", CONTROL_KEYS))
     log = _log(_section(top, "log", LOG_KEYS))
     balancers = build_balancers(top, resolver)
@@ -145,6 +147,7 @@ def _listeners(top: Section) -> tuple[Listener, ...]:
 
 def _listener(errors: Errors, item) -> Listener | None:
     tls = None
+    proxy_protocol = False
     if isinstance(item, Scalar) and isinstance(item.value, str):
         text, line = item.value, item.line
     elif isinstance(item, Map):
@@ -152,6 +155,7 @@ def _listener(errors: Errors, item) -> Listener | None:
         if not sec.require("address"):
             return None
         text, line = sec.string("address"), sec.line("address")
+        proxy_protocol = bool(sec.boolean("proxy_protocol", False))
         if "tls" in sec:
             tls = _listener_tls(sec.mapping("tls", "listen.tls", LISTEN_TLS_KEYS))
             if tls is None:
@@ -167,7 +171,7 @@ def _listener(errors: Errors, item) -> Listener | None:
     except ValueError as exc:
         errors.add(line, str(exc))
         return None
-    return Listener(host, port, family, tls, line)
+    return Listener(host, port, family, tls, line, proxy_protocol)
 
 
 def _listener_tls(sec: Section | None) -> ListenerTLS | None:
@@ -260,6 +264,8 @@ def _limits(sec: Section) -> Limits:
     d = Limits()
     minimum = {"request_line": 64, "header_field": 1, "header_fields": 1, "request_body": 0}
     values = {key: sec.integer(key, getattr(d, key), minimum[key]) for key in LIMIT_KEYS}
+    values["per_client"] = per_client(sec, "per_client", route=False)
+    values["trusted_proxies"] = trusted_proxies(sec, "trusted_proxies")
     return Limits(**{key: getattr(d, key) if v is None else v for key, v in values.items()})
 
 

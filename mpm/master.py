@@ -27,6 +27,7 @@ import setproctitle
 from conf import ConfigError, load_config
 from conf.tlscontext import listener_context
 from mpm.balancer_manager import BalancerManager
+from mpm.clients import ClientTables
 from mpm.control import ControlServer
 from mpm.listeners import ListenerSet
 from mpm.pidfile import remove_pidfile, write_pidfile
@@ -105,6 +106,7 @@ class Master:
         self.control = ControlServer(self.config.control.socket, self.selector, self._control_request)
         # the shared member table, before any fork
         self.balancers = BalancerManager(self.config, self.selector, self.inherited_discovery)
+        self.clients = ClientTables()          # per-client limits, shared by every worker
         log.info("master pid %d started with %s", os.getpid(), self.config.file)
         _warn_unverified(self.config)
 
@@ -195,6 +197,7 @@ class Master:
         # makes its ticket keys in the master for the same reason); re-read at every reload.
         self.tls_contexts = {listener.address: listener_context(listener.tls)
                              for listener in self.config.listeners if listener.tls is not None}
+        self.client_table = self.clients.for_generation(self.config)
         self.generation += 1
         self._set_title()
         self.slots = {}
@@ -233,12 +236,14 @@ class Master:
                 sock.close()
         self.control.close_in_child()
         self.balancers.close_in_child()
+        self.clients.close_in_child()
         self.selector.close()
         for fd in (self.wake_r, self.wake_w, self.parent_w):
             os.close(fd)
         scoreboard_row = self.scoreboard.row_for_child(row, os.getpid(), generation, slot)
         return Worker(self.config, mine, slot, generation, scoreboard_row, self.parent_r,
                       peers=self.scoreboard.live_rows, balancer_table=self.balancers.table,
+                      client_table=self.client_table,
                       tls_contexts=self.tls_contexts).run()
 
     def _retire(self, record: WorkerRecord, sig: int = signal.SIGTERM) -> None:
@@ -295,6 +300,7 @@ class Master:
             self._check_max_request_workers()
             self._watchdog()
             self.balancers.tick(self.workers)     # free dead workers' cells, run health checks
+            self.clients.tick(self.workers)
         for record in self.workers.values():
             if record.kill_at is not None and now >= record.kill_at:
                 if not record.hung:

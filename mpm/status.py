@@ -56,4 +56,5 @@ def build_status(master) -> dict:
         "workers": workers,
         "totals": totals,
         "old_generation_workers": sum(1 for w in workers if w["generation"] != master.generation),
+        "clients": master.clients.summary(),      # per-client limits: tracked clients, refusals
     }

@@ -17,6 +17,17 @@ stack.
 
 The deadline is the one `loop.timed` entry of the connection: keepalive in IDLE,
 client_header in HEAD, the exchange's own while BUSY.
+
+Until its first head is complete a connection is listed in the worker's `unserved`
+arrivals, and while it waits between requests in `idle` (worker.admission): what a full
+worker closes to make room.  `holds` is what it counts in the shared client table (its
+place under `limits.per_client.connections`), released when it closes or handed to the
+tunnel it becomes.
+
+Memory: what a connection holds is bounded by its head (LimitRequestLine + LimitRequestFields
+x LimitRequestFieldSize: about 800 KiB at Apache's defaults, usually a few hundred bytes),
+READ_AHEAD bytes read past it, and one read's worth of response kept for a slow client
+(SHARED_BUFFER_SIZE): see the README's "Memory" section.
 """
 
 from __future__ import annotations
@@ -39,13 +50,19 @@ CLOSED = 3   # closed, or handed to a tunnel
 
 class ClientConnection:
     __slots__ = ("worker", "loop", "ep", "client_ip", "proto_line", "xff_line", "state", "deadline",
-                 "inbuf", "reader", "requests", "exchange", "eof", "serving")
+                 "inbuf", "reader", "requests", "exchange", "eof", "serving", "since", "holds", "proxied",
+                 "forwarded")
 
-    def __init__(self, worker, sock, client_ip: bytes, tls: bool = False):
+    def __init__(self, worker, sock, client_ip: bytes, tls: bool = False, holds=(), proxied=None,
+                 forwarded: bool = False):
         self.worker = worker
         self.loop = loop = worker.loop
         self.ep = Endpoint(loop, sock)
-        self.client_ip = client_ip
+        self.client_ip = client_ip      # the peer, or the address its PROXY header named
+        self.holds = holds              # its entries in the client table (worker.limits)
+        self.proxied = proxied          # (src, sport, dst, dport) from a PROXY header, or None
+        self.forwarded = forwarded      # from a trusted proxy: each request's X-Forwarded-For names the client
+        self.since = loop.now           # when it arrived, or last went idle (overload's order)
         # The X-Forwarded-* lines that depend only on the connection, built once.
         self.proto_line = b"X-Forwarded-Proto: https\r\n" if tls else b"X-Forwarded-Proto: http\r\n"
         self.xff_line = b"X-Forwarded-For: " + client_ip + b"\r\n"
@@ -59,6 +76,7 @@ class ClientConnection:
         self.deadline = loop.now + worker.timeouts.client_header   # a new connection owes its head
         self.ep.register(EPOLLIN, self.on_event)
         worker.clients.add(self)
+        worker.admission.unserved[self] = None
         loop.timed.add(self)
 
     @property
@@ -112,8 +130,10 @@ class ClientConnection:
         if exchange is not None and exchange.req_framing is not None:
             exchange.read_request_body()     # the request direction belongs to the exchange
             return
+        # Bytes read while an exchange runs wait in inbuf: read no more than READ_AHEAD holds.
+        size = SHARED_BUFFER_SIZE if exchange is None else max(READ_AHEAD - len(self.inbuf), 1)
         try:
-            n = self.ep.sock.recv_into(SHARED_VIEW, SHARED_BUFFER_SIZE)
+            n = self.ep.sock.recv_into(SHARED_VIEW, size)
         except WOULD_BLOCK:
             return
         except OSError:
@@ -186,6 +206,7 @@ class ClientConnection:
         return reader.head(raw)
 
     def _start(self, head) -> None:
+        (self.worker.admission.idle if self.requests else self.worker.admission.unserved).pop(self, None)
         self.requests += 1
         self.state = BUSY
         self.exchange = exchange = Exchange(self, head)
@@ -195,6 +216,9 @@ class ClientConnection:
     def exchange_done(self, exchange, keep_alive: bool) -> None:
         """The response is delivered (or given up on): logged, then the next request or close."""
         self.exchange = None
+        if exchange.holds:
+            self.worker.admission.limits.release(exchange.holds)
+            exchange.holds = None
         self.worker.exchange_done(exchange)
         if self.state is CLOSED:
             return
@@ -203,6 +227,11 @@ class ClientConnection:
             return
         self.state = HEAD if self.inbuf else IDLE
         self.deadline = self.loop.now + self.worker.timeouts.keepalive
+        self.since = self.loop.now
+        admission = self.worker.admission
+        admission.idle[self] = None
+        if not self.worker.acceptor.accepting:     # a full worker may take a client in our place,
+            self.loop.call_later(0.0, self.worker.acceptor.resume)     # from the next loop turn
         if self.inbuf:
             self.serve_buffered()
         else:
@@ -226,10 +255,12 @@ class ClientConnection:
 
     # == endings ==============================================================================
     def handed_over(self) -> None:
-        """The endpoint belongs to a tunnel now: forget it without closing the socket."""
+        """The endpoint belongs to a tunnel now (and our holds too): forget it without closing
+        the socket."""
         self.state = CLOSED
         self.loop.timed.discard(self)
         self.worker.clients.discard(self)
+        self.holds = ()
         self.exchange = None
 
     def close(self) -> None:
@@ -238,8 +269,15 @@ class ClientConnection:
             return
         self.state = CLOSED
         self.loop.timed.discard(self)
-        self.worker.clients.discard(self)
+        worker = self.worker
+        worker.clients.discard(self)
+        admission = worker.admission
+        admission.unserved.pop(self, None)
+        admission.idle.pop(self, None)
         if self.exchange is not None:
             self.exchange.abort()
+        if self.holds:
+            admission.limits.release(self.holds)
+            self.holds = ()
         self.ep.close()
-        self.worker.connection_closed()
+        worker.connection_closed()

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from tunnel.endpoint import EPOLLIN, EPOLLOUT
 from tunnel.tunnel import Tunnel
-from worker import bodies, failover, response, routing
+from worker import bodies, failover, proxyproto, response, routing
 from worker.framing import BadFraming
 from worker.loop import EPOLLERR, EPOLLHUP
 from worker.rewrite import error_response, request_head
@@ -66,6 +66,7 @@ class Exchange:
         "conn", "req_framing", "request_copy", "body_prefix", "retried",
         "reader", "respbuf", "resp_framing", "status", "resp_started",
         "keep_alive", "reusable", "sent", "head_sent", "received", "aborted", "mapped",
+        "client_ip", "holds",      # who the client is for this request; what it counts in the client table
     )
 
     def __init__(self, client, head):
@@ -73,6 +74,8 @@ class Exchange:
         self.worker = client.worker
         self.loop = client.loop
         self.head = head
+        self.client_ip = client.client_ip
+        self.holds = None
         self.phase = ROUTING
         self.started = self.loop.now
         self.route = self.origin = self.member = self.cookie = self.upgrade = None
@@ -119,6 +122,10 @@ class Exchange:
             self.answer(400, "dot-segments in the request path")
             return
         route, mapped = self.worker.router.resolve(target, head)
+        if route is not None:
+            self.upgrade = route.upgrade_header(head)
+        if not self._admit(route):
+            return
         if route is None:
             self.answer(404, "No route matches this URL.", keep_alive=not head.has_body)
             return
@@ -126,7 +133,6 @@ class Exchange:
         if not self.pick():
             self.answer(503, "No balancer member is available.", keep_alive=not head.has_body)
             return
-        self.upgrade = route.upgrade_header(head)
         framing = self.req_framing = head.body_framing()
         limit = self.worker.limits.request_body
         if limit and head.content_length and head.content_length > limit:
@@ -147,9 +153,31 @@ class Exchange:
         self.request_copy = out if self.req_framing is None else None
         self.connect(out)
 
+    def _admit(self, route) -> bool:
+        """Who the client is, the route's WebSocket Origin policy, and the per-client limits;
+        False when the request was answered (403, 429, 503) and goes no further."""
+        client, head = self.client, self.head
+        limits = self.worker.admission.limits
+        if client.forwarded:
+            self.client_ip = limits.forwarded_client(head, client.client_ip)
+        if self.upgrade is not None and route.origin_policy:
+            why = route.refuse_origin(head)
+            if why is not None:
+                self.worker.log_error("info", f"{self.client_ip.decode()} route {route.name}: {why} (403)")
+                self.answer(403, why)
+                return False
+        if limits is not None and limits.enabled:
+            refusal = limits.admit(self, route, self.upgrade)
+            if refusal is not None:
+                status, why, extra = refusal
+                self.answer(status, f"per-client limit: {why}", keep_alive=status == 429 and not head.has_body,
+                            extra=extra)
+                return False
+        return True
+
     def pick(self) -> bool:
         """Choose the backend (a balancer member, counted busy until released)."""
-        origin, self.member, self.cookie = self.worker.pick_backend(self.route, self.head, self.client.client_ip,
+        origin, self.member, self.cookie = self.worker.pick_backend(self.route, self.head, self.client_ip,
                                                                     self.tried)
         self.origin = origin
         return origin is not None
@@ -160,12 +188,17 @@ class Exchange:
         return request_head(head, self.mapped, host_line, client.xff_line, client.proto_line, self.upgrade)
 
     def connect(self, out: bytes, fresh: bool = False) -> None:
+        origin = self.origin
+        # A connection that began with a PROXY header speaks for one client address only.
+        private = self.client_ip if origin.proxy_protocol else None
         try:
-            conn = self.conn = self.worker.pool.acquire(self.origin, self.on_backend_event, fresh)
+            conn = self.conn = self.worker.pool.acquire(origin, self.on_backend_event, fresh, private)
         except OSError as exc:
             self.conn = None
             self.backend_failed(502, f"connect failed: {exc.strerror or exc}")
             return
+        if private is not None and not conn.reused:
+            out = proxyproto.for_exchange(self) + out
         if conn.connected:
             self.enter(WAITING)
             self._send_backend(out)
@@ -294,13 +327,17 @@ class Exchange:
         self.status = 101
         self.enter(TUNNEL)
         self.conn = None
+        holds = [*client.holds, *(self.holds or ())]     # the connection's place and the tunnel's
+        self.holds = None
         client.handed_over()
         head = self.head
-        context = {"client": client.client_ip.decode(), "method": head.method.decode("latin-1"),
+        context = {"client": self.client_ip.decode(), "method": head.method.decode("latin-1"),
                    "target": head.target.decode("latin-1"), "version": head.version,
                    "referer": (head.get(b"referer") or b"").decode("latin-1"),
                    "agent": (head.get(b"user-agent") or b"").decode("latin-1"),
                    "route": self.route.name, "backend": self.origin.name, "head_size": len(head.raw)}
+        if holds:
+            context["limits"] = worker.admission.limits.export(holds)
         on_close = worker.tunnel_closed
         if self.member is not None:        # the member counts the tunnel as busy until it closes
             context["lb"] = worker.lb.key(self.member)
@@ -326,10 +363,10 @@ class Exchange:
             self.keep_alive = False
         self.client.exchange_done(self, self.keep_alive)
 
-    def answer(self, status: int, message: str, keep_alive: bool = False) -> None:
+    def answer(self, status: int, message: str, keep_alive: bool = False, extra: bytes = b"") -> None:
         """An answer of our own: 404/503 (keeping the connection when `keep_alive`), a bad
-        request (4xx), or a backend failure (502/504).  Once the response has begun,
-        closing is all that is honest."""
+        request (4xx), or a backend failure (502/504); `extra` is header lines of ours
+        (Retry-After).  Once the response has begun, closing is all that is honest."""
         if self.resp_started:
             self.client.close()
             return
@@ -337,7 +374,7 @@ class Exchange:
         self.status = status
         self.keep_alive = keep_alive and self.keep_alive
         self.req_framing = None      # what the client still sends of its body is not read
-        out = error_response(status, message, self.keep_alive)
+        out = error_response(status, message, self.keep_alive, extra)
         self.head_sent = out.find(b"\r\n\r\n") + 4
         self.sent += len(out)
         self.enter(FLUSHING)

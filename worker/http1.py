@@ -18,7 +18,19 @@ NUL, bad tokens) is rejected at once instead of waiting for the header timeout.
 What llhttp leaves to us (DESIGN.md): Apache's strict request line (exactly
 "method SP target SP version"), HTTP/0.9 and 2.x request lines, Transfer-Encoding on
 HTTP/1.0, exactly one valid Host, no body framing on an upgrade request, and the
-LimitRequest* limits.
+LimitRequest* limits.  Two more, where peers parse differently:
+
+- Transfer-Encoding: llhttp accepts codings before the final `chunked` ("gzip, chunked");
+  we answer 501 as nginx does for anything but chunked, so no backend can frame the body
+  otherwise; the spellings that mean plain chunked (",chunked", case, spaces, the value
+  split over lines) are forwarded as `Transfer-Encoding: chunked` (`te_odd`).
+- An absolute-form target's authority wins over Host (RFC 9112 §3.2.2: a proxy "MUST
+  ignore the received Host header field ... and instead replace it with the host
+  information of the request-target"): the head is rewritten so that Host *is* the
+  authority, and everything after (routing conditions, preserve_host, X-Forwarded-Host,
+  the backend) sees one host.  Refusing a mismatch with 400 would be the other choice;
+  the RFC asks for the replacement, and a client talking to us as to a forward proxy
+  sends absolute-form with any Host.  userinfo in the authority is refused (400).
 """
 
 from __future__ import annotations
@@ -145,7 +157,7 @@ class Head:
 
 
 class RequestHead(Head):
-    __slots__ = ("method", "target", "host")
+    __slots__ = ("method", "target", "host", "te_odd")
 
     @property
     def has_body(self) -> bool:
@@ -253,13 +265,22 @@ def _request_head(raw: bytes, line_end: int) -> RequestHead:
         raise HttpError(505 if version.startswith(b"HTTP/2") else 400,
                         f"unsupported HTTP version {version[:12].decode('latin-1')}")
     hosts = head._scan().get(b"host")
+    if head.target[:1] != b"/" and head.method != b"CONNECT":
+        hosts = _authority_as_host(head, hosts)
     if (hosts is not None and len(hosts) > 1) or (hosts is None and head.version == "1.1"):
         raise HttpError(400, "exactly one Host header is required")
     head.host = host = head.joined(b"host") if hosts is not None else b""
     if host and not valid_host(host):
         raise HttpError(400, "invalid Host header")
-    if head.chunked and head.version == "1.0":
-        raise HttpError(400, "Transfer-Encoding in an HTTP/1.0 request")
+    head.te_odd = False
+    if head.chunked:
+        if head.version == "1.0":
+            raise HttpError(400, "Transfer-Encoding in an HTTP/1.0 request")
+        coding = head.joined(b"transfer-encoding")
+        if coding != b"chunked":
+            if [t for t in coding.lower().replace(b"\t", b" ").split(b",") if t.strip(b" ")] != [b"chunked"]:
+                raise HttpError(501, "Transfer-Encoding other than chunked is not implemented")
+            head.te_odd = True
     upgrade = head.upgrade
     # RFC 9110 §7.8: Upgrade in an HTTP/1.0 request is ignored.
     if upgrade is not None and (head.connection is None or head.version != "1.1"
@@ -268,6 +289,44 @@ def _request_head(raw: bytes, line_end: int) -> RequestHead:
     elif upgrade is not None and head.has_body:
         raise HttpError(400, "an upgrade request cannot carry a body")
     return head
+
+
+def absolute_form(target: bytes) -> tuple[bytes, bytes] | None:
+    """"http://host:port/path?q" -> (b"host:port", b"/path?q"); None if not http(s) absolute-form."""
+    lower = target[:8].lower()
+    if lower.startswith(b"http://"):
+        start = 7
+    elif lower.startswith(b"https://"):
+        start = 8
+    else:
+        return None
+    end = start
+    while end < len(target) and target[end] not in b"/?":
+        end += 1
+    path = target[end:]
+    return target[start:end], path if path[:1] == b"/" else b"/" + path
+
+
+def _authority_as_host(head: RequestHead, hosts):
+    """Make the head's Host the absolute-form target's authority (see the module's comment)."""
+    found = absolute_form(head.target)
+    if found is None:
+        return hosts            # not http(s): routing refuses it (400)
+    authority = found[0]
+    if not authority or b"@" in authority or not valid_host(authority):
+        raise HttpError(400, "invalid authority in the request target")
+    if hosts is not None and len(hosts) > 1:
+        raise HttpError(400, "exactly one Host header is required")
+    if hosts is not None and head.joined(b"host") == authority:
+        return hosts
+    raw = head.raw
+    if hosts is not None:
+        start, end, _ = hosts[0]
+        raw = raw[:start] + raw[end:]
+    line_end = head.line_end
+    head.raw = raw = raw[:line_end] + b"\r\nHost: " + authority + raw[line_end:]
+    head.lower = raw.lower()
+    return head._scan().get(b"host")
 
 
 def _response_head(raw: bytes, parser) -> ResponseHead:

@@ -162,7 +162,7 @@ class AccessLog:
         micros = int(duration * 1_000_000)
         if self.json:
             self.sink.write(json.dumps({
-                "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "client": ex.client.client_ip.decode(),
+                "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "client": ex.client_ip.decode(),
                 "request": _text(request), "status": status, "bytes_sent": ex.sent, "bytes_received": ex.received,
                 "duration_us": micros, "route": route, "backend": backend, "referer": _text(referer),
                 "user_agent": _text(agent), "connection": {b"X": "aborted", b"+": "keep-alive", b"-": "close"}[mark],
@@ -170,7 +170,7 @@ class AccessLog:
             return
         body = ex.sent - ex.head_sent
         self.sink.write_bytes(b'%s - - %s "%s" %d %s "%s" "%s" %d "%s" "%s" %s\n' % (
-            ex.client.client_ip, _clock.apache(), _quote(request), status,
+            ex.client_ip, _clock.apache(), _quote(request), status,
             b"%d" % body if body > 0 else b"-", _quote(referer), _quote(agent), micros,
             route.encode(), backend.encode(), mark))
 

@@ -24,22 +24,21 @@ import time
 import setproctitle
 
 from worker.acceptor import Acceptor
+from worker.admission import Admission, Arrivals
 from worker.backend import BackendPool, Origins
 from worker.balancer import Balancers
-from worker.client import ClientConnection
 from worker.handover import HandoverReceiver, HandoverSender
 from worker.logs import AccessLog, ErrorLog, LogSink
 from worker.loop import EventLoop
 from worker.routing import Router
 from worker.signals import WorkerSignals
-from worker.tls import ServerHandshake
 
 PUBLISH_INTERVAL = 0.5       # seconds between scoreboard writes (the watchdog's heartbeat)
 
 
 class Worker:
     def __init__(self, config, listeners, slot: int, generation: int, scoreboard_row, parent_fd: int,
-                 peers=lambda: [], balancer_table=None, tls_contexts: dict | None = None):
+                 peers=lambda: [], balancer_table=None, tls_contexts: dict | None = None, client_table=None):
         self.config = config
         self.listeners = listeners          # [(socket, conf.Listener)]
         self.slot = slot
@@ -49,6 +48,7 @@ class Worker:
         self.peers = peers                  # the scoreboard's live rows: where a successor is found
         self.tls_contexts = tls_contexts or {}   # listener address -> SSLContext, made by the master
         self.balancer_table = balancer_table  # shm.members.MemberTable in shared memory (None: our own)
+        self.client_table = client_table      # shm.clients.ClientTable (per-client limits), or None
         self.started_wall = time.time()
         mpm = config.mpm
         share = -(-mpm.max_request_workers // mpm.workers)   # MaxRequestWorkers spread over the slots
@@ -63,7 +63,7 @@ class Worker:
         # The live objects, by kind (the loop's `timed` set is for deadlines only).
         self.clients: set = set()
         self.tunnel_set: set = set()
-        self.handshakes: set = set()
+        self.handshakes = Arrivals()        # a set, oldest first (what a full worker closes first)
 
     # == setup and run ===================================================================
     def run(self) -> int:
@@ -84,6 +84,7 @@ class Worker:
         self.sender = HandoverSender(self)
         self.signals = WorkerSignals(loop, self.parent_fd, self.graceful_stop, self.stop_now, self._parent_gone,
                                      self.error_sink.fd)
+        self.admission = Admission(self, self.client_table)
         self.acceptor = Acceptor(self, self.listeners, self.tls_contexts)
         self._heartbeat()
         self.log_error("debug", f"serving {', '.join(str(listener) for _, listener in self.listeners)}")
@@ -99,17 +100,13 @@ class Worker:
         self.loop.running = False
 
     # == what the acceptor and connections tell us =================================================
-    def connection_accepted(self, sock, client_ip: bytes, context) -> bool:
+    def connection_accepted(self, sock, client_ip: bytes, context, proxy_protocol: bool = False) -> bool:
         """A new connection; False when no more should be accepted now."""
         self.connections += 1
         self.accepted += 1
-        if context is None:
-            ClientConnection(self, sock, client_ip)
-        else:
-            self.handshakes.add(ServerHandshake(
-                self, context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), client_ip))
-        if self.connections >= self.capacity:
-            self.acceptor.pause()
+        self.admission.accepted(sock, client_ip, context, proxy_protocol)   # PROXY header, TLS, limits
+        if self.connections >= self.capacity and not self.admission.may_make_room():
+            self.acceptor.pause()       # full of requests under way: new clients wait in the backlog
             return False
         max_per_child = self.config.mpm.max_connections_per_child
         if max_per_child and self.accepted >= max_per_child:
@@ -134,7 +131,7 @@ class Worker:
 
     def handshake_done(self, handshake) -> None:
         self.handshakes.discard(handshake)
-        ClientConnection(self, handshake.sock, handshake.client_ip, tls=True)
+        self.admission.handshake_done(handshake)
 
     def handshake_failed(self) -> None:
         self.tls_failures += 1
@@ -151,6 +148,7 @@ class Worker:
         self.connections += 1
         self.tunnels += 1
         self.tunnel_set.add(tunnel)
+        self.admission.tunnel_adopted(tunnel)
         if self.connections >= self.capacity:
             self.acceptor.pause()
 
@@ -159,10 +157,12 @@ class Worker:
         self.tunnel_set.discard(tunnel)
         self.tunnels -= 1
         self.connections -= 1
+        self.admission.tunnel_moved(tunnel)
 
     def tunnel_closed(self, tunnel, reason: str) -> None:
         self.tunnels -= 1
         self.tunnel_set.discard(tunnel)
+        self.admission.tunnel_closed(tunnel)
         self.bytes_in += tunnel.bytes_in
         self.bytes_out += tunnel.bytes_out
         if self.access is not None:
