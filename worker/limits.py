@@ -50,10 +50,10 @@ class ClientLimits:
     def __init__(self, worker, table, limits):
         self.worker = worker
         self.loop = worker.loop
-        self.table = table
-        self.cells = table.cells
-        self.cell = table.claim(os.getpid())
-        if self.cell < 0:
+        self.table = table              # None with trusted_proxies alone: nothing is counted
+        self.cells = table.cells if table is not None else 0
+        self.cell = table.claim(os.getpid()) if table is not None else -1
+        if table is not None and self.cell < 0:
             worker.log_error("error", "client table: no free counter cell; this worker enforces no per-client "
                                       "limits until it is replaced")
         per = limits.per_client
