@@ -276,9 +276,10 @@ def _request_head(raw: bytes, line_end: int) -> RequestHead:
     if head.chunked:
         if head.version == "1.0":
             raise HttpError(400, "Transfer-Encoding in an HTTP/1.0 request")
-        coding = head.joined(b"transfer-encoding")
-        if coding != b"chunked":
-            if [t for t in coding.lower().replace(b"\t", b" ").split(b",") if t.strip(b" ")] != [b"chunked"]:
+        spans = head.spans[b"transfer-encoding"]
+        if len(spans) > 1 or head.raw[spans[0][2]:spans[0][1]] != b"chunked":
+            tokens = [t.strip(b" \t") for t in head.joined(b"transfer-encoding").lower().split(b",")]
+            if [t for t in tokens if t] != [b"chunked"]:
                 raise HttpError(501, "Transfer-Encoding other than chunked is not implemented")
             head.te_odd = True
     upgrade = head.upgrade
