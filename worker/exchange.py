@@ -110,10 +110,10 @@ class Exchange:
     def start(self) -> None:
         head = self.head
         target = head.target
+        if head.method == b"CONNECT":       # whatever its target: a backend might take it for a tunnel
+            self.answer(405, "CONNECT is not served by a reverse proxy")
+            return
         if target[:1] != b"/":
-            if head.method == b"CONNECT":
-                self.answer(405, "CONNECT is not served by a reverse proxy")
-                return
             target = routing.origin_form(target)
             if target is None:
                 self.answer(400, "request target must be origin-form or absolute-form")
@@ -376,6 +376,8 @@ class Exchange:
         self.req_framing = None      # what the client still sends of its body is not read
         out = error_response(status, message, self.keep_alive, extra)
         self.head_sent = out.find(b"\r\n\r\n") + 4
+        if self.head is not None and self.head.method == b"HEAD":
+            out = out[:self.head_sent]       # a response to HEAD has no body (RFC 9110 §9.3.2)
         self.sent += len(out)
         self.enter(FLUSHING)
         try:

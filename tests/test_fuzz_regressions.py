@@ -1,0 +1,54 @@
+"""What the fuzz campaign found (tests/fuzz_campaign.py), each kept as the minimal example
+Hypothesis shrank it to, run through the same invariants (tests/fuzz_http.py), plus a plain
+statement of what was wrong."""
+
+from __future__ import annotations
+
+import pytest
+from fuzz_http import FuzzBackend, check
+from httpclient import recv_until_close, running_proxy, status_of
+
+FOUND = [
+    # A HEAD answered by the proxy itself (here a 400) carried the error page as a body: a
+    # client reading the next response would take that body for it.
+    ("head-error-with-body", b"HEAD * HTTP/1.1\r\nHost: t\r\nX-Fuzz-Id: 0000000000\r\n\r\n"),
+    # CONNECT with an origin-form target was forwarded (only absolute and authority forms were
+    # refused): a backend that takes CONNECT for a tunnel would no longer be speaking HTTP with us.
+    ("connect-origin-form", b"CONNECT / HTTP/1.1\r\nHost: t\r\nX-Fuzz-Id: 0000000000\r\n\r\n"),
+]
+
+
+@pytest.fixture(scope="module")
+def target(tmp_path_factory):
+    backend = FuzzBackend()
+    with running_proxy(tmp_path_factory.mktemp("fuzz-found"),
+                       [{"path": "/", "to": backend.url + "/", "preserve_host": True}], workers=1,
+                       timeouts={"client_header": 2, "keepalive": 2, "proxy": 5}) as proxy:
+        yield proxy, backend
+    backend.close()
+
+
+@pytest.mark.parametrize("name, stream", FOUND, ids=[name for name, _ in FOUND])
+def test_found_by_fuzzing(target, name, stream):
+    proxy, backend = target
+    check(proxy.port, backend, stream, [])
+
+
+def test_our_answer_to_head_has_no_body(target):
+    proxy, _ = target
+    with proxy.connect() as sock:
+        sock.sendall(b"HEAD /a/../b HTTP/1.1\r\nHost: t\r\n\r\n")
+        data, closed = recv_until_close(sock)
+    assert status_of(data) == 400 and closed
+    assert data.endswith(b"\r\n\r\n") and b"Content-Length: " in data
+
+
+def test_connect_is_refused_whatever_its_target(target):
+    proxy, backend = target
+    before = len(backend.complete)
+    for request_target in (b"/", b"t:443", b"http://t/"):
+        with proxy.connect() as sock:
+            sock.sendall(b"CONNECT " + request_target + b" HTTP/1.1\r\nHost: t\r\n\r\n")
+            data, _ = recv_until_close(sock)
+        assert status_of(data) == 405, (request_target, data[:80])
+    assert len(backend.complete) == before
