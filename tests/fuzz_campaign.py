@@ -73,12 +73,14 @@ def main() -> int:
                 run()
             except Exception as exc:       # noqa: BLE001 - every failure is a finding
                 state["failures"] += 1
-                message = str(exc)
-                kind = kind_of(message)
-                entry = findings.setdefault(kind, {"kind": kind, "count": 0, "example": message[:4000]})
-                entry["count"] += 1
-                print(f"[{time.strftime('%H:%M:%S')}] {'new' if entry['count'] == 1 else 'again'}: {kind}",
-                      flush=True)
+                # Hypothesis reports several distinct failures of one round as an ExceptionGroup.
+                for one in getattr(exc, "exceptions", None) or [exc]:
+                    message = str(one)
+                    kind = kind_of(message)
+                    entry = findings.setdefault(kind, {"kind": kind, "count": 0, "example": message[:4000]})
+                    entry["count"] += 1
+                    print(f"[{time.strftime('%H:%M:%S')}] {'new' if entry['count'] == 1 else 'again'}: {kind}",
+                          flush=True)
                 if not all(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers):
                     proxy.stop()
                     state["restarts"] += 1

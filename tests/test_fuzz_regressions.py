@@ -18,6 +18,13 @@ FOUND = [
 ]
 
 
+# Found by the 20-minute campaign, and it killed the worker: a head that began with an empty
+# line (which llhttp skips) and arrived with its CR and LF in different reads was never checked
+# for a three-part request line (HeadReader thought it had seen the line end already), and
+# splitting it raised ValueError in the loop.
+CUT = [("leading-crlf-cut-after-cr", b"\r\nGET / HTTP/1.1\r\nHost: t\r\nX-Fuzz-Id: 0000000000\r\n\r\n", [1])]
+
+
 @pytest.fixture(scope="module")
 def target(tmp_path_factory):
     backend = FuzzBackend()
@@ -32,6 +39,14 @@ def target(tmp_path_factory):
 def test_found_by_fuzzing(target, name, stream):
     proxy, backend = target
     check(proxy.port, backend, stream, [])
+
+
+@pytest.mark.parametrize("name, stream, cuts", CUT, ids=[name for name, _, _ in CUT])
+def test_found_by_fuzzing_in_pieces(target, name, stream, cuts):
+    proxy, backend = target
+    pids = proxy.worker_pids()
+    check(proxy.port, backend, stream, cuts)
+    assert proxy.worker_pids() == pids, "the worker died"
 
 
 def test_our_answer_to_head_has_no_body(target):

@@ -259,7 +259,10 @@ def _request_head(raw: bytes, line_end: int) -> RequestHead:
     head.raw = raw
     head.lower = raw.lower()
     head.line_end = line_end
-    head.method, head.target, version = raw[:line_end].split(b" ")
+    parts = raw[:line_end].split(b" ")
+    if len(parts) != 3:            # _check_line saw to it; a worker must not die if it did not
+        raise HttpError(400, "malformed request line")
+    head.method, head.target, version = parts
     head.version = _VERSIONS.get(version)
     if head.version is None:
         raise HttpError(505 if version.startswith(b"HTTP/2") else 400,
@@ -350,13 +353,14 @@ class HeadReader:
     refused at once, not at the header timeout) and returns the head's length once it is
     complete (the bytes after it stay in the buffer), else 0.  Then `head(raw)`."""
 
-    __slots__ = ("parser", "fed", "is_request", "limits")
+    __slots__ = ("parser", "fed", "is_request", "limits", "line_checked")
 
     def __init__(self, is_request: bool, limits=None):
         self.is_request = is_request
         self.limits = limits
         self.parser = (_REQUEST_PARSER if is_request else _RESPONSE_PARSER)(_NO_CALLBACKS)
         self.fed = 0
+        self.line_checked = False
 
     def feed(self, buffer, end: int = -1) -> int:
         """`end`: where HEAD_END starts in `buffer` when the caller knows it already."""
@@ -369,8 +373,9 @@ class HeadReader:
             if line_end < 0:
                 if stop > limits.request_line:
                     raise HttpError(414, "request line too long")
-            elif self.fed <= line_end:
+            elif not self.line_checked:   # (not `fed <= line_end`: a CR fed alone is before its LF)
                 _check_line(buffer, line_end, limits)
+                self.line_checked = True
             if end >= 0:
                 _check_fields(buffer, line_end, stop, limits)
             elif stop - line_end > limits.header_fields * (limits.header_field + 2) + 2:
