@@ -185,16 +185,21 @@ class ClientLimits:
             return None
         ip = ex.client_ip
         own = route.per_client if route is not None else None     # no route: a 404, counted all the same
+        if own is None and upgrade is None:           # the usual request: the global bucket alone
+            rate = self.rate
+            if rate is None:
+                return None
+            holds = ex.client.holds
+            # The connection's own entry is pinned by its count: no lookup needed.
+            row = holds[0][0] if holds and ip is ex.client.client_ip else self.row(ip, 0)[0]
+            return self._over_rate(row, rate, ip) if row >= 0 else None
         scope = route.scope if own is not None else 0
         rate = own.requests if own is not None and own.requests else self.rate
         if rate is not None:
-            rate_scope = scope if own is not None and own.requests else 0
-            row = self.row(ip, rate_scope)[0]
-            if row >= 0:
-                wait = self._take(row, rate)
-                if wait:
-                    self.refused(row, "refused_requests", ip, f"over {rate.rate:g} requests/s (burst {rate.burst})")
-                    return 429, f"over {rate.rate:g} requests/s", b"Retry-After: %d\r\n" % max(1, math.ceil(wait))
+            row = self.row(ip, scope if own is not None and own.requests else 0)[0]
+            refusal = self._over_rate(row, rate, ip) if row >= 0 else None
+            if refusal is not None:
+                return refusal
         holds = []
         if own is not None and own.connections:
             refusal = self._hold(ex, holds, ip, scope, CONNS, own.connections, f"route {route.name}: over "
@@ -203,15 +208,21 @@ class ClientLimits:
                 return refusal
         if upgrade is not None:
             limit = own.tunnels if own is not None and own.tunnels else self.tunnels
-            tunnel_scope = scope if own is not None and own.tunnels else 0
             if limit:
-                refusal = self._hold(ex, holds, ip, tunnel_scope, TUNNELS, limit, f"over {limit} tunnels",
-                                     "refused_tunnels")
+                refusal = self._hold(ex, holds, ip, scope if own is not None and own.tunnels else 0, TUNNELS, limit,
+                                     f"over {limit} tunnels", "refused_tunnels")
                 if refusal:
                     return refusal
         if holds:
             ex.holds = holds
         return None
+
+    def _over_rate(self, row: int, rate, ip: bytes):
+        wait = self._take(row, rate)
+        if not wait:
+            return None
+        self.refused(row, "refused_requests", ip, f"over {rate.rate:g} requests/s (burst {rate.burst})")
+        return 429, f"over {rate.rate:g} requests/s", b"Retry-After: %d\r\n" % max(1, math.ceil(wait))
 
     def _hold(self, ex, holds: list, ip: bytes, scope: int, column: str, limit: int, why: str, kind: str):
         hold, total = self._count_in(ip, scope, column, limit)

@@ -21,6 +21,8 @@ import ipaddress
 import socket
 import struct
 
+from worker.loop import EPOLLIN
+
 V1_MAX = 107                     # the spec's bound, CRLF included
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 V2_MAX = 16 + 2048               # header + addresses + TLVs we accept (SSL and unique-id TLVs fit)
@@ -166,7 +168,7 @@ class HeaderReader:
         self.since = loop.now
         self.deadline = loop.now + worker.timeouts.client_header
         self.data = b""
-        loop.add(self.fd, 1, self.on_event)      # EPOLLIN
+        loop.add(self.fd, EPOLLIN, self.on_event)
         loop.timed.add(self)
         worker.admission.unserved[self] = None
 
