@@ -15,7 +15,9 @@ The invariants, checked for every example:
   2. what comes back is a sequence of well-formed HTTP/1.1 responses, one per request served,
      in order, and nothing after one that says `Connection: close`;
   3. a request the proxy answered itself (4xx/5xx of ours) reached no backend;
-  4. differential: what the proxy forwarded, parsed by h11 (an independent parser) at the
+  4. a WebSocket upgrade the backend accepts (101) carries every byte sent after its head,
+     verbatim, to the backend;
+  5. differential: what the proxy forwarded, parsed by h11 (an independent parser) at the
      backend, is the method, target, headers and body that the proxy's own parser
      (worker.http1 + worker.framing, run here on the same bytes) read from the client,
      with exactly the proxy's documented rewriting: hop-by-hop fields dropped, Host and
@@ -56,6 +58,7 @@ class FuzzBackend:
         self.sock.listen(256)
         self.port = self.sock.getsockname()[1]
         self.complete: dict[int, dict] = {}     # id -> what h11 parsed, body included
+        self.tunnels: dict[int, bytes] = {}     # id of a WebSocket upgrade we accepted -> the bytes after it
         self.started: set[int] = set()          # ids whose head arrived (a body may still be cut)
         self.rejected: list[tuple[str, bytes]] = []   # h11 refused what the proxy forwarded
         self.errors: list[str] = []
@@ -102,6 +105,9 @@ class FuzzBackend:
                     self.complete[fuzz_id] = {
                         "method": request.method, "target": request.target, "version": request.http_version,
                         "headers": [(k, v) for k, v in request.headers], "body": bytes(body)}
+                    if _asks_websocket(request):
+                        self._tunnel(conn, h, fuzz_id)
+                        return
                     out = h.send(h11.Response(status_code=200, headers=[(ECHO, str(fuzz_id)), ("Content-Length", "2")]))
                     if request.method != b"HEAD":
                         out += h.send(h11.Data(data=b"ok"))
@@ -120,6 +126,21 @@ class FuzzBackend:
     def close(self) -> None:
         self.closing = True
         self.sock.close()
+
+
+    def _tunnel(self, conn: socket.socket, h: h11.Connection, fuzz_id: int) -> None:
+        """Accept the upgrade, then keep every byte that follows until the proxy's EOF."""
+        conn.sendall(h.send(h11.InformationalResponse(status_code=101, headers=[
+            (ECHO, str(fuzz_id)), ("Upgrade", "websocket"), ("Connection", "Upgrade")])))
+        data = bytearray(h.trailing_data[0])
+        while chunk := conn.recv(65536):
+            data += chunk
+        self.tunnels[fuzz_id] = bytes(data)
+
+
+def _asks_websocket(request) -> bool:
+    upgrade = [v for k, v in request.headers if k == b"upgrade"]
+    return bool(upgrade) and any(t.strip().lower() == b"websocket" for t in upgrade[0].split(b","))
 
 
 def _fuzz_id(headers) -> int:
@@ -196,8 +217,14 @@ def request(draw, fuzz_id: int) -> bytes:
     hosts = draw(st.sampled_from([[b"t"]] * 6 + [[], [b"t", b"u"], [b"t:80"], [b"bad host"], [b"good.example"]]))
     fields += [(b"Host", b": ", host) for host in hosts]
     framing = draw(st.sampled_from(["none", "none", "length", "length", "chunked", "chunked", "wrong-length",
-                                    "both", "te-odd"]))
+                                    "both", "te-odd", "upgrade", "upgrade"]))
     body = b""
+    if framing == "upgrade":        # what follows the head (the next requests too) is the tunnel's
+        fields.append((b"Upgrade", b": ", draw(st.sampled_from([b"websocket", b"WebSocket", b"websocket, h2c",
+                                                                  b"h2c", b"websocket/13", b""]))))
+        fields.append((b"Connection", b": ", draw(st.sampled_from([b"Upgrade", b"upgrade, keep-alive", b"keep-alive",
+                                                                     b"close, upgrade", b"Upgrade, X-Custom"]))))
+        fields.append((b"Sec-WebSocket-Key", b": ", b"dGhlIHNhbXBsZSBub25jZQ=="))
     if framing in ("length", "wrong-length", "both"):
         body = draw(st.binary(max_size=40))
         length = len(body) if framing != "wrong-length" else draw(st.sampled_from([0, max(len(body) - 1, 0)]))
@@ -227,8 +254,10 @@ def example(draw) -> tuple[bytes, list[int]]:
 class Expected:
     """One request as the proxy parses it (or the refusal that stops the stream)."""
 
-    def __init__(self, head=None, body: bytes = b"", refused: str | None = None, raw: bytes = b""):
+    def __init__(self, head=None, body: bytes = b"", refused: str | None = None, raw: bytes = b"",
+                 tunnel: bytes | None = None):
         self.head, self.body, self.refused, self.raw = head, body, refused, raw
+        self.tunnel = tunnel                 # a WebSocket upgrade: the bytes after its head, for the backend
         self.fuzz_id = _raw_id(raw)
 
 
@@ -256,6 +285,11 @@ def model(stream: bytes) -> tuple[list[Expected], bool]:
             found.append(Expected(refused=f"{exc.status} {exc.message}", raw=raw))
             return found, False
         pos = end + 4
+        upgrade = ROUTE.upgrade_header(head)
+        if upgrade is not None and any(t.strip().lower() == b"websocket" for t in upgrade.split(b",")):
+            # The backend switches: everything after this head is the tunnel's.
+            found.append(Expected(head, raw=raw, tunnel=stream[pos:]))
+            return found, False
         framing = head.body_framing()
         body = b""
         if framing is not None:
@@ -340,6 +374,10 @@ def read_responses(data: bytes, methods: list[bytes]) -> list[dict]:
             pos = len(data)              # read until close
         responses.append({"status": code, "fields": fields, "echo": dict(fields).get(ECHO.encode()),
                           "close": (b"connection", b"close") in [(n, v.lower()) for n, v in fields]})
+        if code == 101:
+            if pos < len(data):              # our backend sends nothing through the tunnel
+                raise Malformed(f"{len(data) - pos} bytes after a 101")
+            break
         if responses[-1]["close"] and pos < len(data):
             raise Malformed(f"{len(data) - pos} bytes after a response that said Connection: close")
     return responses
@@ -435,6 +473,10 @@ def check(port: int, backend: FuzzBackend, stream: bytes, cuts: list[int]) -> No
             f"the proxy's parser refuses request {index} ({want.refused}) but a backend answered it: sent {stream!r}"
         assert int(response["echo"]) == want.fuzz_id, f"response {index} answers another request: sent {stream!r}"
         _differential(backend, want, stream)
+        if response["status"] == 101:
+            assert want.tunnel is not None, f"a 101 the model did not expect: sent {stream!r}"
+            got = backend.tunnels.get(want.fuzz_id)
+            assert got == want.tunnel, f"the tunnel carried {got!r}, not {want.tunnel!r}: sent {stream!r}"
     assert len(backend.rejected) == rejected, \
         f"h11 rejected what the proxy forwarded: {backend.rejected[-1]!r}; sent {stream!r}"
 

@@ -316,3 +316,27 @@ def test_a_small_table_evicts_idle_clients_and_keeps_serving(proxy_factory, http
     clients = proxy.status()["clients"]
     assert clients["entries"] == 64 and clients["tracked"] <= 64
     assert clients["evicted"] >= 200 - 64 and clients["untracked"] == 0
+
+
+# == the request bucket, by the clock ===========================================================
+def test_the_bucket_allows_burst_then_rate_and_says_when_to_retry():
+    import types
+
+    from conf.model import PerClient, RequestRate
+    from worker.limits import ClientLimits
+    table = ClientTable(64, cells=2)
+    try:
+        loop = types.SimpleNamespace(now=1000.0)
+        worker = types.SimpleNamespace(loop=loop, log_error=lambda level, message: None)
+        limits = ClientLimits(worker, table, types.SimpleNamespace(
+            per_client=PerClient(requests=RequestRate(rate=2.0, burst=3)), trusted_proxies=()))
+        row = limits.row(b"192.0.2.1", 0)[0]
+        rate = limits.rate
+        assert [limits._take(row, rate) for _ in range(3)] == [0.0, 0.0, 0.0]      # the burst at once
+        assert limits._take(row, rate) == pytest.approx(0.5)                        # then one every 0.5 s
+        loop.now += 0.5
+        assert limits._take(row, rate) == 0.0 and limits._take(row, rate) == pytest.approx(0.5)
+        loop.now += 10                                                              # idle: full again, no more
+        assert [limits._take(row, rate) == 0.0 for _ in range(4)] == [True, True, True, False]
+    finally:
+        table.close()
