@@ -15,6 +15,13 @@ FOUND = [
     # CONNECT with an origin-form target was forwarded (only absolute and authority forms were
     # refused): a backend that takes CONNECT for a tunnel would no longer be speaking HTTP with us.
     ("connect-origin-form", b"CONNECT / HTTP/1.1\r\nHost: t\r\nX-Fuzz-Id: 0000000000\r\n\r\n"),
+    # A chunked body's trailer section took any line with a colon, so a request line with an
+    # absolute-form target ("http:") passed as a trailer and went to the backend inside the first
+    # request; a peer that ends the body at "0\r\n" reads a second request there (smuggling).
+    # h11 refused it.  Trailers are field lines now, chunk extensions follow their grammar.
+    ("request-line-as-trailer", b"GET / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+                                b"X-Fuzz-Id: 0000000000\r\n\r\n0\r\nGET http://good.example/ HTTP/1.1\r\n"
+                                b"Host: t\r\nX-Fuzz-Id: 0000000001\r\n\r\n"),
 ]
 
 
@@ -47,6 +54,18 @@ def test_found_by_fuzzing_in_pieces(target, name, stream, cuts):
     pids = proxy.worker_pids()
     check(proxy.port, backend, stream, cuts)
     assert proxy.worker_pids() == pids, "the worker died"
+
+
+@pytest.mark.parametrize("body", [b"0\r\nGET http://t/ HTTP/1.1\r\n\r\n", b"0\r\nX T: 1\r\n\r\n",
+                                  b"5;a b\r\nhello\r\n0\r\n\r\n", b"5;\x01\r\nhello\r\n0\r\n\r\n"])
+def test_bad_trailers_and_chunk_extensions_get_400(target, body):
+    proxy, backend = target
+    before = len(backend.complete)
+    with proxy.connect() as sock:
+        sock.sendall(b"POST /t HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n" + body)
+        data, _ = recv_until_close(sock)
+    assert status_of(data) == 400, data[:100]
+    assert len(backend.complete) == before
 
 
 def test_our_answer_to_head_has_no_body(target):
