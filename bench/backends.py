@@ -81,10 +81,17 @@ def add_header(response: bytes, line: bytes) -> bytes:
 
 
 def demo_page() -> bytes:
+    """The page; `python -m demo` sets MPM_DEMO_STATUS_URL so it links to the proxy's status page."""
     try:
-        return DEMO_PAGE.read_bytes()
+        page = DEMO_PAGE.read_bytes()
     except OSError:
         return b"<!doctype html><title>demo</title><p>bench/demo_page.html is missing</p>"
+    status = os.environ.get("MPM_DEMO_STATUS_URL", "").replace('"', "%22").replace("<", "%3C")
+    if status:
+        link = (f'<p><a id="status" href="{status}">Server status</a>: the proxy\'s workers, connections and '
+                f'tunnels (its admin listener also serves /metrics and /healthz)</p>')
+        page = page.replace(b"<!--status-link-->", link.encode())
+    return page
 
 
 class Responses:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import datetime
 import os
-import shutil
 import subprocess
+
+from bench import tools
 
 
 def make_cert(workdir: str) -> tuple[str, str, str]:
     """Write cert.pem, key.pem and combined.pem (cert then key, for HAProxy); return their paths."""
     cert, key, combined = (os.path.join(workdir, n) for n in ("cert.pem", "key.pem", "combined.pem"))
-    if shutil.which("openssl"):
+    if tools.which("openssl"):
         subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
                         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
                         "-addext", "basicConstraints=critical,CA:FALSE",

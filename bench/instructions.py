@@ -27,21 +27,22 @@ import sys
 import tempfile
 import time
 
-from bench import procs
+from bench import procs, tools
 from bench.runner import start_backend
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SMALL_REQUEST = b"GET /small HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 
 
-def _config(workdir: str, port: int, backend: int) -> str:
+def _config(workdir: str, port: int, backend: int, access_log: bool) -> str:
     path = os.path.join(workdir, "mpm.yaml")
+    access = f"{workdir}/access.log" if access_log else "off"
     with open(path, "w") as f:
         f.write(f'listen: ["127.0.0.1:{port}"]\n'
                 "mpm: {workers: 1}\n"
                 "timeouts: {proxy: 300, keepalive: 300}\n"
                 f'control: {{pidfile: "{workdir}/mpm.pid", socket: "{workdir}/mpm.sock"}}\n'
-                'log: {level: warning, access: "off", error: "' + workdir + '/error.log"}\n'
+                'log: {level: warning, access: "' + access + '", error: "' + workdir + '/error.log"}\n'
                 f'routes:\n  - {{path: /, to: "http://127.0.0.1:{backend}/"}}\n')
     return path
 
@@ -87,12 +88,12 @@ def _ws(port: int, count: int) -> None:
                 got += len(sock.recv(4096))
 
 
-def _run(src: str, workdir: str, backend: int, kind: str, count: int) -> int:
+def _run(src: str, workdir: str, backend: int, kind: str, count: int, access_log: bool) -> int:
     """Instructions of the worker over a whole run of `count` units."""
     out = os.path.join(workdir, f"cg-{kind}-{count}")
     os.makedirs(out)
     port = procs.free_port()
-    config = _config(workdir, port, backend)
+    config = _config(workdir, port, backend, access_log)
     proc = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/callgrind.out.%p", "-q",
                              procs.python(), "-m", "mpm", "start", "-c", config],
                             cwd=src, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -124,16 +125,18 @@ def _run(src: str, workdir: str, backend: int, kind: str, count: int) -> int:
     return workers[0]
 
 
-def measure(src: str, requests: int, messages: int) -> dict:
+def measure(src: str, requests: int, messages: int, access_log: bool = False) -> dict:
     workdir = tempfile.mkdtemp(prefix="mpm-instructions-")
     backend_proc, backend = start_backend(workdir, 1)
     try:
         figures = {}
         for kind, count, unit in (("http", requests, "request"), ("ws", messages, "message")):
             few = max(count // 5, 1)
-            low, high = _run(src, workdir, backend, kind, few), _run(src, workdir, backend, kind, count + few)
+            low = _run(src, workdir, backend, kind, few, access_log)
+            high = _run(src, workdir, backend, kind, count + few, access_log)
             figures[f"instructions_per_{unit}"] = round((high - low) / count)
-        return {"src": os.path.abspath(src), "requests": requests, "messages": messages, **figures}
+        return {"src": os.path.abspath(src), "requests": requests, "messages": messages, "access_log": access_log,
+                **figures}
     finally:
         procs.stop(backend_proc)
         shutil.rmtree(workdir, ignore_errors=True)
@@ -145,12 +148,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--messages", type=int, default=2000, help="S3 messages counted (default 2000)")
     ap.add_argument("--src", default=os.path.dirname(HERE), help="checkout whose mpm is measured (default: this one)")
     ap.add_argument("--json", help="also write the figures to this file")
+    ap.add_argument("--access-log", action="store_true", help="with the access log on (to a file)")
     opts = ap.parse_args(argv)
-    if not shutil.which("valgrind"):
+    if not tools.which("valgrind"):
         print("python -m bench.instructions: skipped: valgrind is not installed (apt-get install valgrind)",
               file=sys.stderr)
         return 2
-    result = measure(opts.src, opts.requests, opts.messages)
+    result = measure(opts.src, opts.requests, opts.messages, opts.access_log)
     print(json.dumps(result, indent=1))
     if opts.json:
         with open(opts.json, "w") as f:

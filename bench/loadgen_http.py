@@ -18,13 +18,13 @@ import os
 import re
 import resource
 import select
-import shutil
 import socket
 import sys
 import time
 from urllib.parse import urlsplit
 
 from bench.stats import bucket, require_loopback
+from bench.tools import which
 
 IN, OUT = select.EPOLLIN, select.EPOLLOUT
 
@@ -32,7 +32,7 @@ IN, OUT = select.EPOLLIN, select.EPOLLOUT
 # -- wrk --------------------------------------------------------------------------------------------
 
 def wrk_path() -> str | None:
-    return shutil.which("wrk")
+    return which("wrk")
 
 
 _UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}

@@ -1,4 +1,9 @@
-"""Built-in WebSocket load generator: raw non-blocking sockets, one epoll loop per process.
+"""Python WebSocket load generator: raw non-blocking sockets, one epoll loop per process.
+
+Its C twin, bench/loadgen_ws.c, is what the harness runs when gcc can build it (bench/wsgen.py):
+it costs a third less CPU per message, which on two cores is CPU left to what is measured.
+This one stays as the fallback where there is no compiler, and is what the peers' probes use
+in-process (bench/peers.py). The two must keep the same protocol, options and checks.
 
 Frames are built and masked once, up front: a few payload variants of the requested size,
 each with its masked client frame and the exact unmasked frame an echo server sends back.

@@ -26,7 +26,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from bench import configs, procs
+from bench import configs, procs, tools
 from bench.configs import Site, Sizing
 from bench.loadgen_ws import LoadGen
 
@@ -93,7 +93,7 @@ class Peer:
 
     def missing(self) -> str | None:
         """Why this peer cannot run here, or None (and self.version is set)."""
-        path = shutil.which(self.program) or shutil.which(self.program, path="/usr/sbin:/usr/local/sbin:/sbin")
+        path = tools.which(self.program)
         if not path:
             return f"{self.program} is not installed (bench/setup installs it)"
         self.program = path
@@ -126,7 +126,7 @@ class Peer:
             return problem
         self.log = os.path.join(site.workdir, f"{self.name}.log")
         self.proc = procs.spawn(self.argv(conf), log=self.log, cwd=site.workdir)
-        for port in (site.port, site.tls_port):
+        for port in (p for p in (site.port, site.tls_port) if p):   # tls_port 0: no certificate, no TLS
             if not procs.wait_port(port, self.proc, timeout=20):
                 why = "exited" if self.proc.poll() is not None else "not listening after 20 s"
                 return f"{self.name} {why} on port {port}: {log_tail(self.log)}"
@@ -221,8 +221,12 @@ class MpmBase(Mpm):
     def _python(self) -> list[str]:
         return ["env", f"PYTHONPATH={self.src}", sys.executable, "-m", "mpm"]
 
+    access_log = False      # --base-access-log: this peer writes its access log (what it costs)
+
     def config(self, site, size):
         text = configs.mpm_yaml(site, size).replace("/mpm.pid", "/mpm-base.pid").replace("/mpm.sock", "/mpm-base.sock")
+        if self.access_log:
+            text = text.replace('access: "off"', f'access: "{site.workdir}/mpm-base-access.log"')
         return "mpm-base.yaml", text
 
     def check_config(self, conf):

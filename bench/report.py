@@ -6,7 +6,10 @@ process keeps the pages it touched, so a round that follows another without a re
 reuses them and would show next to nothing. A ratio is always peer ÷ direct from the same run, so
 for throughput below 1 is slower than direct and for latency above 1 is slower. A cell
 measured while something outside the run kept the machine busy is marked †; a cell whose
-own checks failed (errors, mismatched echoes, drops) is marked !.
+own checks failed (errors, mismatched echoes, drops) is marked !. For the 64-byte echo (S3,
+S7a) the first row is the proxy's CPU per message: with one message in flight per connection
+on a two-core machine, messages/s moves with whatever else shares the cores, CPU per message
+much less (issue #13).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import os
 import platform
 from dataclasses import dataclass
 
-from bench import stats
+from bench import stats, tools
 from bench.scenarios import SCENARIOS
 
 # (scenario, label, key, higher is better, format)
@@ -25,6 +28,7 @@ LINES = [
     ("S1", "latency p99", "p99_s", False, "time"),
     ("S2", "requests/s", "rps", True, "int"),
     ("S2", "MiB/s", "mib_s", True, "int"),
+    ("S3", "proxy CPU µs/msg", "proxy_cpu_per_unit", False, "us"),
     ("S3", "messages/s", "msgs_s", True, "int"),
     ("S3", "round trip p50", "p50_s", False, "time"),
     ("S3", "round trip p99", "p99_s", False, "time"),
@@ -37,13 +41,17 @@ LINES = [
     ("S6", "bytes lost", "lost_bytes", False, "int"),
     ("S6", "connections stalled", "stalled", False, "int"),
     ("S6", "MiB/s while reloading", "mib_s", True, "int"),
+    ("S7a", "proxy CPU µs/msg", "proxy_cpu_per_unit", False, "us"),
     ("S7a", "messages/s", "msgs_s", True, "int"),
     ("S7a", "round trip p99", "p99_s", False, "time"),
     ("S7b", "MiB/s", "mib_s", True, "int"),
     ("S7c", "handshakes/s", "rps", True, "int"),
+    ("S8", "failed requests", "failed", False, "int"),
+    ("S8", "requests/s while reloading", "rps", True, "int"),
+    ("S8", "reloads", "reloads", True, "int"),
 ]
 HEADLINE = {"S1": "rps", "S2": "rps", "S3": "msgs_s", "S4": "mib_s", "S5": "connect_rate", "S6": "mib_s",
-            "S7a": "msgs_s", "S7b": "mib_s", "S7c": "rps"}
+            "S7a": "msgs_s", "S7b": "mib_s", "S7c": "rps", "S8": "rps"}
 CPU_UNITS = {"req": ("µs/req", 1e6), "msg": ("µs/msg", 1e6), "MiB": ("ms/MiB", 1e3)}
 
 
@@ -126,6 +134,8 @@ def fmt(value, kind: str) -> str:
         return "—"
     if kind == "time":
         return f"{value * 1e3:.2f} ms" if value >= 1e-3 else f"{value * 1e6:.0f} µs"
+    if kind == "us":
+        return f"{value * 1e6:.1f} µs"
     if kind == "float":
         return f"{value:.2f}"
     return f"{value:,.0f}"
@@ -140,13 +150,45 @@ def cell_text(summaries, sid, peer, key, kind) -> str:
     r = ratio(summaries, sid, peer, key) if peer != "direct" else None
     if r is not None:
         text += f" ({r:.2f}×)"
-    if key == "rss_per_conn_kib" and peer == "direct":
+    if key in ("rss_per_conn_kib", "proxy_cpu_per_unit") and peer == "direct":
         text = "— (no proxy)"
     if s.failed:
         text += " !"
     if s.disturbed:
         text += " †"
     return text
+
+
+def cpu_table(summaries: list[Summary], ids: list[str], proxies: list[str]) -> list[str]:
+    """The "Proxy CPU" section: per unit of work, user and kernel apart, ratio to the lowest proxy."""
+    lines: list[str] = []
+    lines += ["", "## Proxy CPU", "",
+              "CPU of all the proxy's processes during the measured window, per unit of work, "
+              "user and kernel time apart (and in cores used). Ratio = proxy ÷ the lowest proxy.", ""]
+    lines.append("| scenario | unit | " + " | ".join(proxies) + " |")
+    lines.append("|---|---|" + "---|" * len(proxies))
+    for sid in ids:
+        unit = SCENARIOS[sid].cpu_unit
+        if not unit:
+            continue
+        label, scale = CPU_UNITS[unit]
+        vals = {p: (find(summaries, sid, p).values if find(summaries, sid, p) else {}) for p in proxies}
+        per = {p: v.get("proxy_cpu_per_unit") for p, v in vals.items()}
+        best = min([x for x in per.values() if x] or [None]) if any(per.values()) else None
+        row = []
+        for p in proxies:
+            x, v = per[p], vals[p]
+            if x is None:
+                row.append("—")
+                continue
+            cores = v.get("proxy_cpu_s", 0) / v["wall_s"] if v.get("wall_s") else 0
+            split = ""
+            if v.get("proxy_user_per_unit") is not None:
+                split = f" = {v['proxy_user_per_unit'] * scale:.1f} user + {v['proxy_sys_per_unit'] * scale:.1f} sys"
+            row.append(f"{x * scale:.1f}{split} ({x / best:.2f}×; {cores:.2f} cores)" if best
+                       else f"{x * scale:.1f}{split}")
+        lines.append(f"| {sid} | {label} | " + " | ".join(row) + " |")
+    return lines
 
 
 def markdown(results: dict) -> str:
@@ -157,49 +199,26 @@ def markdown(results: dict) -> str:
     lines.append(f"Machine: {meta['machine']['cpus']} CPUs, {meta['machine']['cpu_model']}, "
                  f"Linux {meta['machine']['kernel']}, Python {meta['machine']['python']}; "
                  f"load average at start {meta['machine']['loadavg_start']:.2f}. HTTP load: {meta['http_tool']}; "
-                 f"WebSocket load: bench/loadgen_ws.py. Rounds: {meta['rounds']}, {meta['duration']} s per cell, "
-                 f"peers interleaved (order rotated each round).")
+                 f"WebSocket load: {meta.get('ws_tool', 'bench/loadgen_ws.py')}. Rounds: {meta['rounds']}, "
+                 f"{meta['duration']} s per cell, peers interleaved (order rotated each round).")
     lines.append("")
     lines.append("Peers: " + ", ".join(f"{p} {meta['versions'].get(p, '')}".strip() for p in peers))
     for name, why in meta["not_run"].items():
         lines.append(f"- **{name}: not measured** — {why}")
+    for sid, why in meta.get("skipped", {}).items():
+        lines.append(f"- **{sid} {SCENARIOS[sid].title}: skipped** — {why}")
     lines += ["", "## Summary", "",
               "Median over rounds (memory growth: the largest round); (ratio) = peer ÷ direct from the same run. "
               "† = measured under outside load; ! = the cell's own checks failed (see notes).", ""]
     lines.append("| scenario | figure | " + " | ".join(peers) + " |")
     lines.append("|---|---|" + "---|" * len(peers))
     for sid, label, key, _hib, kind in LINES:
-        if sid in ids:
+        if sid in ids and sid not in meta.get("skipped", {}):
             lines.append(f"| {sid} {SCENARIOS[sid].title} | {label} | "
                          + " | ".join(cell_text(summaries, sid, p, key, kind) for p in peers) + " |")
     proxies = [p for p in peers if p != "direct"]
     if proxies:
-        lines += ["", "## Proxy CPU", "",
-                  "CPU of all the proxy's processes during the measured window, per unit of work, "
-                  "user and kernel time apart (and in cores used). Ratio = proxy ÷ the lowest proxy.", ""]
-        lines.append("| scenario | unit | " + " | ".join(proxies) + " |")
-        lines.append("|---|---|" + "---|" * len(proxies))
-        for sid in ids:
-            unit = SCENARIOS[sid].cpu_unit
-            if not unit:
-                continue
-            label, scale = CPU_UNITS[unit]
-            vals = {p: (find(summaries, sid, p).values if find(summaries, sid, p) else {}) for p in proxies}
-            per = {p: v.get("proxy_cpu_per_unit") for p, v in vals.items()}
-            best = min([x for x in per.values() if x] or [None]) if any(per.values()) else None
-            row = []
-            for p in proxies:
-                x, v = per[p], vals[p]
-                if x is None:
-                    row.append("—")
-                    continue
-                cores = v.get("proxy_cpu_s", 0) / v["wall_s"] if v.get("wall_s") else 0
-                split = ""
-                if v.get("proxy_user_per_unit") is not None:
-                    split = f" = {v['proxy_user_per_unit'] * scale:.1f} user + {v['proxy_sys_per_unit'] * scale:.1f} sys"
-                row.append(f"{x * scale:.1f}{split} ({x / best:.2f}×; {cores:.2f} cores)" if best
-                           else f"{x * scale:.1f}{split}")
-            lines.append(f"| {sid} | {label} | " + " | ".join(row) + " |")
+        lines += cpu_table(summaries, [sid for sid in ids if sid not in meta.get("skipped", {})], proxies)
     lines += ["", "## Checks", ""]
     for c in results["checks"]:
         lines.append(f"- {'ok' if c['ok'] else '**WARNING**'}: {c['message']}")
@@ -212,6 +231,8 @@ def markdown(results: dict) -> str:
     if notes:
         lines += ["", "## Notes", ""]
         lines += [f"- {sid} {peer}: {n}" for sid, peer, n in notes]
+    if not tools.has_module("matplotlib"):
+        lines.append("- no plots: matplotlib is missing (`python -m bench --setup` installs it)")
     lines += ["", "Configs: generated by bench/configs.py (2 workers each, access logs off, keep-alive limits "
               "lifted, TLS terminated at the proxy with the backend plain).", ""]
     return "\n".join(lines)
@@ -219,6 +240,8 @@ def markdown(results: dict) -> str:
 
 def plots(results: dict, outdir: str) -> list[str]:
     """PNG bar charts of the ratios; none (and a note) when matplotlib is missing."""
+    if not tools.has_module("matplotlib"):
+        return []
     try:
         import matplotlib
         matplotlib.use("Agg")

@@ -2,12 +2,14 @@
 
 The order of work, and why:
 1. One temp dir holds every config, pid file, log and the self-signed certificate.
-2. The backend (and, when S7 runs, a TLS copy of it for the direct baseline) starts once;
+2. A scenario that needs a tool this machine lacks (wrk for S7c) is skipped, with the install
+   hint, before anything starts; the WebSocket load generator is chosen (bench/wsgen.py).
+3. The backend (and, when S7 runs, a TLS copy of it for the direct baseline) starts once;
    every peer proxies to the same one.
-3. Every peer that is installed starts and is probed; the others are reported, not faked.
-4. For each round, for each scenario, each peer runs one cell, in an order rotated every
+4. Every peer that is installed starts and is probed; the others are reported, not faked.
+5. For each round, for each scenario, each peer runs one cell, in an order rotated every
    round, so slow drifts of the machine (thermal, neighbours) fall on all peers alike.
-5. Whatever happens (an exception, Ctrl-C, SIGTERM), everything started is stopped by pid.
+6. Whatever happens (an exception, Ctrl-C, SIGTERM), everything started is stopped by pid.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import tempfile
 import time
 import traceback
 
-from bench import procs, report
+from bench import procs, report, tools, wsgen
 from bench.accounting import Meter, loadavg
 from bench.certs import make_cert
 from bench.configs import Site, Sizing
@@ -51,15 +53,19 @@ def headline(sid: str, cell: dict) -> str:
     sc = SCENARIOS[sid]
     key = report.HEADLINE[sid]
     parts = [f"{report.fmt(cell.get(key), 'int')} {dict(rps='req/s', msgs_s='msg/s', mib_s='MiB/s', connect_rate='conn/s')[key]}"]
+    if sc.cpu_unit == "msg" and "proxy_cpu_per_unit" in cell:   # per message, the figure that leads
+        parts.insert(0, f"proxy CPU {cell['proxy_cpu_per_unit'] * 1e6:.1f} µs/msg")
     if sc.kind == "idle" and "rss_per_conn_kib" in cell:
         parts.append(f"{cell['rss_per_conn_kib']:.1f} KiB/conn, {cell['echo_ok']}/{cell['conns']} echo")
+    if sc.kind == "storm":
+        parts.append(f"{cell.get('failed', 0)} failed requests through {cell.get('reloads', 0)} reloads")
     if sc.kind == "reload":
         parts.append(f"{cell.get('reloads', 0)} reloads ({cell.get('new_processes', 0)} new processes), "
                      f"{cell.get('dropped', 0)} dropped, "
                      f"{cell.get('lost_bytes', 0)} B lost")
     if cell.get("p99_s"):
         parts.append(f"p99 {report.fmt(cell['p99_s'], 'time')}")
-    if "proxy_cpu_per_unit" in cell:
+    if "proxy_cpu_per_unit" in cell and sc.cpu_unit != "msg":
         label, scale = report.CPU_UNITS[sc.cpu_unit]
         parts.append(f"proxy CPU {cell['proxy_cpu_per_unit'] * scale:.1f} {label}")
     if not cell.get("ok"):
@@ -72,7 +78,9 @@ def headline(sid: str, cell: dict) -> str:
 def run(opts) -> dict:
     overrides = {k: getattr(opts, k, None) for k in ("duration", "rounds", "idle_conns", "reload_conns", "reloads")}
     budget = dataclasses.replace(BUDGETS[opts.mode], **{k: v for k, v in overrides.items() if v})
-    ids = expand(opts.scenarios)
+    requested = expand(opts.scenarios)
+    skipped = {sid: why for sid in requested if (why := SCENARIOS[sid].unmet())}
+    ids = [sid for sid in requested if sid not in skipped]
     names = opts.peers
     started = datetime.datetime.now().astimezone()
     procs.install_cleanup()
@@ -86,35 +94,28 @@ def run(opts) -> dict:
     cells: list[dict] = []
     load_start = loadavg()
     progress = Progress(total=0)
+    for sid, why in skipped.items():
+        progress.say(f"{sid} {SCENARIOS[sid].title}: skipped ({why})")
+    gen = wsgen.use(getattr(opts, "ws_gen", "auto"))
+    if any(SCENARIOS[s].kind != "http" for s in ids):
+        progress.say(f"WebSocket load: {gen.describe()}")
     try:
-        cert, key, combined = make_cert(workdir)
+        # Without openssl or cryptography there is no certificate: the TLS scenarios are skipped
+        # above and the peers listen on plain HTTP only (tls_port 0).
+        cert, key, combined = make_cert(workdir) if tools.cert_maker() else ("", "", "")
         backend, backend_port = start_backend(workdir, opts.backend_processes)
         tls_backend = tls_port = None
         if any(SCENARIOS[s].tls for s in ids):
             # Behind a proxy, TLS runs in the proxy's two workers beside the plain backend; the direct
             # baseline does TLS in the backend itself, so it gets two processes to stay the faster path.
             tls_backend, tls_port = start_backend(workdir, max(2, opts.backend_processes), (cert, key))
-        for name in names:
-            peer = make(name)
-            why = peer.missing()
-            if why:
-                not_run[name] = f"missing: {why}"
-                progress.say(f"{name}: not measured ({why})")
-                continue
-            versions[name] = peer.version
+        def site_for(name: str) -> Site:
             if name == "direct":
-                site = Site(workdir, backend_port, tls_port or 0, backend_port, cert, key, combined)
-            else:
-                site = Site(workdir, procs.free_port(), procs.free_port(), backend_port, cert, key, combined)
-            why = peer.start(site, size)
-            if why:
-                not_run[name] = f"failed to start: {why}"
-                progress.say(f"{name}: not measured (failed to start: {why})")
-                peer.stop()
-                continue
-            progress.say(f"{name} {peer.version}: up" + (f" on 127.0.0.1:{site.port}" if name != "direct" else "")
-                         + (f" (TLS failed its probe: {peer.tls_problem})" if peer.tls_problem else ""))
-            running.append(peer)
+                return Site(workdir, backend_port, tls_port or 0, backend_port, cert, key, combined)
+            return Site(workdir, procs.free_port(), procs.free_port() if cert else 0, backend_port,
+                        cert, key, combined)
+
+        start_peers(names, site_for, size, progress, running, not_run, versions)
 
         progress.total = budget.rounds * len(ids) * len(running)
         for rnd in range(1, budget.rounds + 1):
@@ -147,16 +148,42 @@ def run(opts) -> dict:
         "meta": {"started": started.isoformat(timespec="seconds"),
                  "finished": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
                  "mode": opts.mode, "rounds": budget.rounds, "duration": budget.duration,
-                 "budget": budget.__dict__, "scenarios": ids, "peers_requested": names, "peers_run": peers_run,
+                 "budget": budget.__dict__, "scenarios": requested, "skipped": skipped,
+                 "peers_requested": names, "peers_run": peers_run,
                  "not_run": not_run, "versions": versions, "http_tool": ("wrk " + _wrk_version()) if wrk_path()
-                 else "built-in (wrk not installed)", "disturbed_threshold": opts.disturbed_threshold,
+                 else f"built-in (wrk not installed: {tools.INSTALL})", "ws_tool": gen.describe(),
+                 "disturbed_threshold": opts.disturbed_threshold,
                  "machine": report.machine_info(load_start), "sizing": size.__dict__,
-                 "scenario_defs": {sid: SCENARIOS[sid].__dict__ for sid in ids}},
+                 "scenario_defs": {sid: SCENARIOS[sid].__dict__ for sid in requested}},
         "cells": cells,
         "summary": [s.__dict__ for s in summaries],
         "checks": report.checks(cells, ids),
     }
     return results
+
+
+def start_peers(names: list[str], site_for, size: Sizing, progress: Progress, running: list[Peer],
+                not_run: dict[str, str], versions: dict[str, str]) -> None:
+    """Start and probe each peer; one that serves joins ``running`` at once (so that an exception
+    half-way still stops it), one that is missing or fails to start is noted in ``not_run``."""
+    for name in names:
+        peer = make(name)
+        why = peer.missing()
+        if why:
+            not_run[name] = f"missing: {why}"
+            progress.say(f"{name}: not measured ({why})")
+            continue
+        versions[name] = peer.version
+        site = site_for(name)
+        why = peer.start(site, size)
+        if why:
+            not_run[name] = f"failed to start: {why}"
+            progress.say(f"{name}: not measured (failed to start: {why})")
+            peer.stop()
+            continue
+        progress.say(f"{name} {peer.version}: up" + (f" on 127.0.0.1:{site.port}" if name != "direct" else "")
+                     + (f" (TLS failed its probe: {peer.tls_problem})" if peer.tls_problem else ""))
+        running.append(peer)
 
 
 def settle(limit: float, threshold: float) -> tuple[float, float | None]:

@@ -13,7 +13,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 
-from bench import procs, stats
+from bench import procs, stats, tools, wsgen
 from bench.accounting import Meter, tree_pids, tree_rss
 from bench.loadgen_http import parse_wrk, wrk_argv, wrk_path
 from bench.peers import Peer, ws_probe
@@ -25,7 +25,7 @@ MiB = 1024 * 1024
 class Scenario:
     id: str
     title: str
-    kind: str                 # http | echo | idle | reload
+    kind: str                 # http | echo | idle | reload | storm
     metric: str               # the headline figure, compared with direct
     unit: str
     higher_is_better: bool = True
@@ -35,6 +35,11 @@ class Scenario:
     tls: bool = False
     close: bool = False       # http: "Connection: close", so every request is a new connection
     cpu_unit: str = ""        # "req" | "msg" | "MiB": what proxy CPU is divided by
+    needs: tuple = ()         # outside tools without which the cell cannot run at all (bench/tools.py)
+
+    def unmet(self) -> str | None:
+        """Why this scenario cannot run on this machine (it is then reported skipped), or None."""
+        return tools.missing_for(self.needs + (("certificate",) if self.tls else ()))
 
 
 SCENARIOS = {
@@ -51,12 +56,19 @@ SCENARIOS = {
                    higher_is_better=False, size=4096, conns=200, cpu_unit="MiB"),
     "S7a": Scenario("S7a", "S3 over TLS (wss, 64 B)", "echo", "msgs_s", "msg/s", size=64, tls=True,
                     cpu_unit="msg"),
+    # The built-in HTTP generator keeps its connections: a handshake per request needs wrk.
     "S7c": Scenario("S7c", "TLS handshakes (https, a new connection per request, c64)", "http", "rps",
-                    "handshakes/s", path="/small", size=100, tls=True, close=True, cpu_unit="req"),
+                    "handshakes/s", path="/small", size=100, tls=True, close=True, cpu_unit="req",
+                    needs=("wrk",)),
     "S7b": Scenario("S7b", "S4 over TLS (wss, 1 MiB)", "echo", "mib_s", "MiB/s", size=MiB, conns=16, tls=True,
                     cpu_unit="MiB"),
+    # Keep-alive requests back to back while the peer reloads twice a second (issue #19):
+    # the race of a worker closing an idle connection as the client sends on it.  wrk counts
+    # every request that failed (a read or write error, a timeout, a non-2xx answer).
+    "S8": Scenario("S8", "keep-alive requests through reloads (c32)", "storm", "failed", "failed requests",
+                   higher_is_better=False, path="/small", size=100, conns=32, needs=("wrk",)),
 }
-ORDER = ["S1", "S2", "S3", "S4", "S7a", "S7b", "S7c", "S5", "S6"]   # S5/S6 (memory, reloads) last in a round
+ORDER = ["S1", "S2", "S3", "S4", "S7a", "S7b", "S7c", "S5", "S6", "S8"]   # memory and reloads last in a round
 
 
 @dataclass(frozen=True)
@@ -142,10 +154,11 @@ def ws_url(peer: Peer, tls: bool) -> str:
 
 
 def ws_fleet(url: str, conns: int, size: int, duration: float, nprocs: int) -> Fleet:
+    """WebSocket load from the generator this run uses (bench/wsgen.py: C, or Python without gcc)."""
     nprocs = max(1, min(nprocs, conns))
     shares = [conns // nprocs + (1 if i < conns % nprocs else 0) for i in range(nprocs)]
-    return Fleet([[procs.python(), "-m", "bench.loadgen_ws", "--url", url, "--conns", str(n), "--size",
-                   str(size), "--duration", str(duration)] for n in shares])
+    gen = wsgen.current()
+    return Fleet([gen.argv(url, n, size, duration) for n in shares])
 
 
 def merge_ready(ready: list[dict]) -> tuple[int, int, list[str]]:
@@ -177,8 +190,11 @@ def merge_results(results: list[dict]) -> dict:
 
 def measure(sc: Scenario, peer: Peer, budget: Budget, backend_pid: int) -> dict:
     meter = Meter(peer.pids(), backend_pid)
-    kind = {"http": http_cell, "echo": echo_cell, "idle": idle_cell, "reload": reload_cell}[sc.kind]
+    kind = {"http": http_cell, "echo": echo_cell, "idle": idle_cell, "reload": reload_cell,
+            "storm": storm_cell}[sc.kind]
     cell = kind(sc, peer, budget, meter)
+    if sc.kind != "http":
+        cell["ws_generator"] = wsgen.current().name(ws_url(peer, sc.tls))
     cpu = cell.get("proxy_cpu_s")
     if cpu is not None and peer.name != "direct":
         units = {"req": cell.get("requests"), "msg": cell.get("messages"),
@@ -194,8 +210,6 @@ def measure(sc: Scenario, peer: Peer, budget: Budget, backend_pid: int) -> dict:
 def http_cell(sc: Scenario, peer: Peer, budget: Budget, meter: Meter) -> dict:
     url = (f"https://127.0.0.1:{peer.site.tls_port}{sc.path}" if sc.tls
            else f"http://127.0.0.1:{peer.site.port}{sc.path}")
-    if sc.tls and not wrk_path():
-        return {"ok": False, "notes": ["TLS handshakes need wrk (apt-get install wrk)"]}
     if wrk_path():
         argv = wrk_argv(url, sc.conns, budget.duration)
         if sc.close:
@@ -326,4 +340,32 @@ def reload_cell(sc: Scenario, peer: Peer, budget: Budget, meter: Meter) -> dict:
     cell["ok"] = (not cell.get("dropped") and not cell.get("mismatches") and not cell.get("stalled")
                   and cell["new_conn_after_reloads"]
                   and not failed and (cell["new_processes"] > 0 or not done))
+    return cell
+
+
+def storm_cell(sc: Scenario, peer: Peer, budget: Budget, meter: Meter) -> dict:
+    """wrk keep-alive load for reload_duration seconds with two reloads a second (a peer
+    without reloads, direct, is the baseline: no failure is expected there)."""
+    duration = budget.reload_duration
+    reloads = int(duration * 2) if peer.reload_signal is not None else 0
+    argv = wrk_argv(f"http://127.0.0.1:{peer.site.port}{sc.path}", sc.conns, duration)
+    before = meter.snapshot()
+    proc = procs.spawn(argv, stdout=subprocess.PIPE)
+    start, done = time.monotonic(), 0
+    while done < reloads and proc.poll() is None:
+        time.sleep(max(0.0, start + (done + 1) * duration / (reloads + 1) - time.monotonic()))
+        peer.reload()
+        done += 1
+    try:
+        out, _ = proc.communicate(timeout=duration + 30)
+    except subprocess.TimeoutExpired:
+        out = b""
+    procs.stop(proc)
+    after = meter.snapshot()
+    result = parse_wrk(out.decode(errors="replace"))
+    cell = {**result, **Meter.window(before, after), "reloads": done}
+    cell["failed"] = cell.get("errors", 0)
+    seconds = cell.get("seconds") or cell["wall_s"]
+    cell["rps"] = cell.get("requests", 0) / seconds
+    cell["ok"] = cell.get("requests", 0) > 0 and peer.alive() or peer.name == "direct"
     return cell

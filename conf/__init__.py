@@ -15,6 +15,7 @@ from .model import (
     MPM,
     UPGRADE_ANY,
     UPGRADE_NONE,
+    Admin,
     Backend,
     BackendTLS,
     Balancer,
@@ -37,7 +38,7 @@ from .model import (
 
 __all__ = [
     "BALANCER_METHODS", "DEFAULT_CONFIG_NAME", "DEFAULT_CONFIG_PATH", "LOG_FORMATS", "LOG_LEVELS",
-    "MEMBER_STATUSES", "MPM", "UPGRADE_ANY", "UPGRADE_NONE", "Backend", "BackendTLS", "Balancer", "CertFiles",
+    "MEMBER_STATUSES", "MPM", "UPGRADE_ANY", "UPGRADE_NONE", "Admin", "Backend", "BackendTLS", "Balancer", "CertFiles",
     "Config", "ConfigError", "control_only_config", "Control", "Discover", "HeaderCondition", "Limits", "Listener", "ListenerTLS", "Log", "Member",
     "PerClient", "RequestRate", "Route", "Target", "Timeouts", "load_config",
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 from .addresses import Resolver, parse_listen
+from .admin import build_admin
 from .clients import per_client, trusted_proxies
 from .errors import ConfigError
 from .fields import Errors, Section, describe
@@ -34,7 +35,7 @@ from .yamlnodes import Map, Scalar, YamlProblem, parse
 DEFAULT_CONFIG_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "default.yaml")
 DEFAULT_CONFIG_NAME = "<default>"   # Config.file of the embedded default
 
-TOP_KEYS = ("listen", "mpm", "timeouts", "limits", "control", "log", "routes", "balancers")
+TOP_KEYS = ("listen", "mpm", "timeouts", "limits", "control", "log", "routes", "balancers", "admin")
 MPM_KEYS = ("workers", "server_limit", "threads_per_child", "max_request_workers", "graceful_timeout",
             "max_connections_per_child", "watchdog")
 TIMEOUT_KEYS = ("connect", "proxy", "client_header", "keepalive", "handshake")
@@ -103,9 +104,10 @@ def _build(tree, errors: Errors, name: str) -> Config | None:
     balancers = build_balancers(top, resolver)
     declared = set(_declared_balancers(top))
     routes = build_routes(top, balancers, declared, resolver)
+    admin = build_admin(top, listeners)
     if errors.items:
         return None
-    return Config(name, listeners, mpm, timeouts, limits, control, log, routes, balancers)
+    return Config(name, listeners, mpm, timeouts, limits, control, log, routes, balancers, admin)
 
 
 def _section(top: Section, key: str, allowed: tuple[str, ...]) -> Section:

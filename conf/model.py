@@ -134,6 +134,25 @@ class Log:
 
 
 @dataclass(frozen=True, slots=True)
+class Admin:
+    """The master's admin listener (Apache's mod_status + `Require ip`, HAProxy's stats socket,
+    Envoy's admin port): /metrics, /server-status, /healthz, served by the master itself."""
+    host: str
+    port: int
+    family: int
+    allow: tuple = ()    # ipaddress networks a client's address must be in (otherwise 403)
+    line: int = 0
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return (self.host, self.port)
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if self.family == socket.AF_INET6 else self.host
+        return f"{host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
 class BackendTLS:
     """SSLProxyEngine settings for an https:// or wss:// target."""
     verify: bool = True
@@ -310,3 +329,4 @@ class Config:
     log: Log
     routes: tuple[Route, ...]
     balancers: Mapping[str, Balancer] = field(default_factory=dict)
+    admin: Admin | None = None           # off when absent

@@ -1,5 +1,6 @@
 """python -m demo [--port 8080]: the bundled backend (a page whose script opens a
-WebSocket, and a WebSocket echo) behind a real mpm master.  Ctrl-C stops both."""
+WebSocket, and a WebSocket echo) behind a real mpm master, whose admin listener serves the
+status page the demo page links to.  Ctrl-C stops both."""
 
 from __future__ import annotations
 
@@ -36,9 +37,12 @@ def main() -> int:
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
     port = args.port if _port_free(args.port) else _free_port()
+    admin_port = 9180 if port != 9180 and _port_free(9180) else _free_port()
+    status_url = f"http://127.0.0.1:{admin_port}/server-status"
     workdir = tempfile.mkdtemp(prefix="mpm-demo-")
     backend = subprocess.Popen([sys.executable, "-m", "bench.backends", "--host", "127.0.0.1", "--port", "0"],
-                               stdout=subprocess.PIPE, text=True, cwd=HERE)
+                               stdout=subprocess.PIPE, text=True, cwd=HERE,
+                               env=dict(os.environ, MPM_DEMO_STATUS_URL=status_url))
     master = None
     try:
         line = backend.stdout.readline()          # "listening on http://127.0.0.1:PORT"
@@ -52,6 +56,7 @@ def main() -> int:
 listen: ["127.0.0.1:{port}"]
 mpm: {{workers: 2}}
 log: {{level: info, access: "-", format: combined}}
+admin: {{listen: "127.0.0.1:{admin_port}"}}    # /server-status, /metrics, /healthz (loopback only)
 routes:
   - {{path: /, to: "{backend_url}/", upgrade: websocket}}
 """)
@@ -66,8 +71,8 @@ routes:
                     return master.returncode
                 time.sleep(0.1)
         print(f"\n  mpm-proxy demo: open http://127.0.0.1:{port}/  (backend {backend_url}, config {config})\n"
-              f"  the page talks WebSocket through the proxy; `mpmctl status -c {config}` shows the workers;"
-              f" Ctrl-C stops both\n", flush=True)
+              f"  the page talks WebSocket through the proxy and links to the status page, {status_url};\n"
+              f"  `mpmctl status -c {config}` shows the workers too; Ctrl-C stops both\n", flush=True)
         master.wait()
     except KeyboardInterrupt:
         pass

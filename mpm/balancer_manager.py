@@ -9,6 +9,11 @@ tick frees the counter cells of workers that are gone, drives the DNS lookups an
 drain of members that left DNS, and runs the health checks.  `mpmctl balancer set` writes
 a member's status or weight into the current table, where every worker sees it at its
 next pick; the next reload re-reads the file and so undoes it.
+
+A member's counters (requests, bytes, failures) start over in each new table; for
+/metrics they are totals that never go backwards: the current table's, plus the tables of
+older generations still running, plus `carried`, where a table's counts go when it is
+closed (and which `mpmctl upgrade` hands to the next master).
 """
 
 from __future__ import annotations
@@ -23,14 +28,17 @@ from shm.members import MemberTable
 
 log = logging.getLogger("mpm.master")
 
+COUNTED = ("requests", "bytes", "failures")
 CELLS_PER_SLOT = 4        # counter cells per ServerLimit slot: room for recycled and handing-over workers
 ACTIONS = {"enable": "enabled", "disable": "disabled", "drain": "drain", "hot-standby": "hot-standby",
            "standby": "hot-standby"}
 
 
 class BalancerManager:
-    def __init__(self, config, selector, inherited: dict | None = None):
+    def __init__(self, config, selector, inherited: dict | None = None, counts: list | None = None):
         self.selector = selector
+        # (balancer, url) -> [requests, bytes, failures] of closed tables (and of the master we replace)
+        self.carried: dict[tuple, list] = {(b, url): list(c) for b, url, *c in counts or ()}
         self.table: MemberTable | None = None
         self.retired: list[MemberTable] = []     # older generations' tables, while their workers live
         self.health = HealthChecker(selector)
@@ -99,6 +107,7 @@ class BalancerManager:
         for table in list(self.retired):
             if not table.release_dead(alive):
                 self.retired.remove(table)
+                self._carry(table)
                 table.close()
         now = time.monotonic()
         for discovery in self.discoveries.values():
@@ -125,6 +134,47 @@ class BalancerManager:
     def export(self) -> dict:
         """For the next master (`mpmctl upgrade`): what DNS gave, so it starts from there."""
         return {name: discovery.export() for name, discovery in self.discoveries.items()}
+
+    # == counters that never go backwards (/metrics) =============================================
+    def member_metrics(self):
+        """((balancer, url), what `mpmctl balancer` shows) for every member listed now, with
+        `busy` over every generation and the counters as running totals."""
+        table, now = self.table, time.monotonic()
+        for name in table.balancers:
+            for index in table.listed(name):
+                key = table.key(index)
+                state = table.state(index, now)
+                state["busy"] = self._busy(index)
+                older = self._older(key)
+                for i, counter in enumerate(COUNTED):
+                    state[counter] += older[i]
+                yield key, state
+
+    def _older(self, key) -> list:
+        counts = list(self.carried.get(key, (0, 0, 0)))
+        for old in self.retired:
+            found = old.find(key)
+            if found is not None:
+                for i, counter in enumerate(COUNTED):
+                    counts[i] += old.total(found, counter)
+        return counts
+
+    def _carry(self, old: MemberTable) -> None:
+        """A table nobody uses any more: what it counted for members still listed is kept."""
+        current = {self.table.key(i) for name in self.table.balancers for i in self.table.listed(name)}
+        self.carried = {key: counts for key, counts in self.carried.items() if key in current}
+        for name in old.balancers:
+            for index in old.listed(name):
+                key = old.key(index)
+                if key in current:
+                    counts = self.carried.setdefault(key, [0, 0, 0])
+                    for i, counter in enumerate(COUNTED):
+                        counts[i] += old.total(index, counter)
+
+    def export_counts(self) -> list:
+        """For the next master: every member's totals now (what our workers count after this is
+        not carried: they are finishing)."""
+        return [[*key, state["requests"], state["bytes"], state["failures"]] for key, state in self.member_metrics()]
 
     def close_in_child(self) -> None:
         self.health.close_in_child()

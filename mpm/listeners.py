@@ -6,6 +6,11 @@ lost across a reload or a respawn).
 `prepare(config)` binds whatever a new config adds *before* anything else changes,
 so a bind failure aborts a reload cleanly; `commit()` then closes what the new config
 no longer has (an address it dropped, or slots beyond its `workers`).
+
+Socket activation (systemd's LISTEN_FDS): a socket passed for a listener's address is used
+instead of binding.  With SO_REUSEPORT on it (`ReusePort=yes` in the .socket unit) it is
+slot 0's and the other slots bind their own beside it, as usual; without, every slot
+shares it (the kernel then wakes every worker per connection, but nothing is refused).
 """
 
 from __future__ import annotations
@@ -32,13 +37,21 @@ def bind_socket(listener) -> socket.socket:
 
 
 class ListenerSet:
-    def __init__(self, inherited: dict | None = None) -> None:
+    def __init__(self, inherited: dict | None = None, activated: dict | None = None) -> None:
         self.sockets: dict[tuple, list[socket.socket]] = {}   # address -> socket per slot
         self.listeners: dict[tuple, object] = {}               # address -> conf.Listener in force
         self._pending: tuple | None = None
-        # From the master we replace (`mpmctl upgrade`): address -> fds, adopted instead of bound.
-        self._inherited = {address: [socket.socket(fileno=fd) for fd in fds]
-                           for address, fds in (inherited or {}).items()}
+        # From the master we replace (`mpmctl upgrade`): address -> fds, adopted instead of bound
+        # (one object per fd: a socket shared by every slot is listed once per slot).
+        by_fd: dict[int, socket.socket] = {}
+        self._inherited = {}
+        for address, fds in (inherited or {}).items():
+            for fd in fds:
+                if fd not in by_fd:
+                    by_fd[fd] = socket.socket(fileno=fd)
+            self._inherited[address] = [by_fd[fd] for fd in fds]
+        self._activated = activated if activated is not None else {}   # address -> socket systemd passed (shared
+        # with the admin listener: what neither takes is left in it)
 
     def export(self) -> dict:
         """address -> fds, for the next master (`mpmctl upgrade`)."""
@@ -53,6 +66,10 @@ class ListenerSet:
             for listener in config.listeners:
                 have = self.sockets.get(listener.address, [])
                 adopt = self._inherited.pop(listener.address, [])
+                passed = self._activated.pop(listener.address, None)
+                if passed is not None and not have and not adopt:
+                    reuseport = passed.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT)
+                    adopt = [passed] if reuseport else [passed] * workers
                 for _ in range(len(have), workers):
                     added.append((listener.address, adopt.pop(0) if adopt else bind_socket(listener)))
                 for sock in adopt:    # the old master had more slots: their queues are drained by it
@@ -80,7 +97,8 @@ class ListenerSet:
                 retired += self.sockets[address][workers:]
                 del self.sockets[address][workers:]
         self.listeners = wanted
-        return retired
+        kept = {id(sock) for sock in self.all_sockets()}      # a shared socket may serve a slot still
+        return list({id(sock): sock for sock in retired if id(sock) not in kept}.values())
 
     def for_slot(self, slot: int) -> list[tuple]:
         return [(socks[slot], self.listeners[address]) for address, socks in self.sockets.items()]

@@ -9,6 +9,12 @@ Signal handlers only enqueue; the loop dispatches `handle_<signal>`:
 
 A reload validates the new config and binds what it adds before touching anything; on
 any error the running generation keeps serving, untouched, and the error is logged.
+
+Operating it (mpm/adminsite.py, mpm/readiness.py, mpm/systemd.py): the admin listener is
+served from this loop; systemd hears READY/RELOADING/STOPPING/MAINPID through
+$NOTIFY_SOCKET and may pass the listening sockets (LISTEN_FDS); the counters the workers
+keep for /metrics live in a shared table (shm/metrics.py) that this master folds a
+worker's row into when it reaps it, and hands to the next master on `mpmctl upgrade`.
 """
 
 from __future__ import annotations
@@ -26,12 +32,16 @@ import setproctitle
 
 from conf import ConfigError, load_config
 from conf.tlscontext import listener_context
+from mpm.adminsite import AdminSite
 from mpm.balancer_manager import BalancerManager
 from mpm.clients import ClientTables
 from mpm.control import ControlServer
 from mpm.listeners import ListenerSet
 from mpm.pidfile import remove_pidfile, write_pidfile
+from mpm.readiness import Readiness
 from mpm.status import build_status
+from mpm.systemd import Notifier, address_of, listen_fds
+from shm.metrics import RELOAD_RESULTS, RESTART_CAUSES, MetricsTable
 from shm.scoreboard import Scoreboard
 
 TICK = 0.25                   # seconds between housekeeping passes
@@ -42,6 +52,9 @@ STACK_DUMP_SIGNAL = signal.SIGUSR2   # a worker's faulthandler writes its stacks
 STACK_DUMP_GRACE = 0.1        # seconds between that signal and SIGKILL (the dump runs in a C handler)
 
 log = logging.getLogger("mpm.master")
+
+HANDLED = (signal.SIGHUP, signal.SIGUSR1, signal.SIGTERM, signal.SIGWINCH, signal.SIGINT, signal.SIGQUIT,
+           signal.SIGCHLD)
 
 
 class WorkerRecord:
@@ -67,9 +80,16 @@ class Master:
         self.crashes: dict[int, int] = {}          # slot -> consecutive crashes
         self.respawn_at: dict[int, float] = {}     # slot -> monotonic time to start it
         inherit = json.loads(os.environ.pop("MPM_INHERIT", "{}"))   # from the master we replace
+        # systemd's sockets (socket activation), by address; what no listener takes is closed
+        self.activated = {address_of(sock): sock for sock in listen_fds()}
         self.listeners = ListenerSet({(address.rsplit("|", 1)[0], int(address.rsplit("|", 1)[1])): fds
-                                      for address, fds in inherit.get("listeners", {}).items()})
+                                      for address, fds in inherit.get("listeners", {}).items()}, self.activated)
         self.scoreboard = Scoreboard(fd=inherit.get("scoreboard"))
+        self.metrics = MetricsTable(fd=inherit.get("metrics"))
+        self.route_ids: dict[str, int] = {}
+        self.inherited_admin = inherit.get("admin")
+        self.inherited_counts = inherit.get("member_counts")
+        self.readiness = Readiness(Notifier())
         self.inherited_discovery = inherit.get("discovered", {})   # what DNS gave the master we replace
         self.generation = inherit.get("generation", 0)
         self.successor = None                      # the new master while `mpmctl upgrade` runs
@@ -84,8 +104,14 @@ class Master:
         write_pidfile(self.config.control.pidfile)
         try:
             self._setup()
+            self.admin.prepare(self.config.admin)
+            self.admin.commit(self.config.admin)
             self.listeners.prepare(self.config)
             self.listeners.commit()
+            for address, sock in self.activated.items():
+                log.warning("socket activation: fd %d (%s) matches no listener in the configuration: closed",
+                            sock.fileno(), address)
+                sock.close()
             self._new_generation()
             self._loop()
         finally:
@@ -97,15 +123,15 @@ class Master:
         self.selector = selectors.DefaultSelector()
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(self.wake_w)
-        for signum in (signal.SIGHUP, signal.SIGUSR1, signal.SIGTERM, signal.SIGWINCH,
-                       signal.SIGINT, signal.SIGQUIT, signal.SIGCHLD):
+        for signum in HANDLED:
             signal.signal(signum, lambda signum, frame: self.signals.append(signum))
         self.selector.register(self.wake_r, selectors.EVENT_READ, None)
         # Workers watch the read end; only we hold the write end, so our death is their EOF.
         self.parent_r, self.parent_w = os.pipe2(os.O_CLOEXEC)
         self.control = ControlServer(self.config.control.socket, self.selector, self._control_request)
         # the shared member table, before any fork
-        self.balancers = BalancerManager(self.config, self.selector, self.inherited_discovery)
+        self.balancers = BalancerManager(self.config, self.selector, self.inherited_discovery, self.inherited_counts)
+        self.admin = AdminSite(self, self.selector, self.inherited_admin, self.activated)
         self.clients = ClientTables()          # per-client limits, shared by every worker
         log.info("master pid %d started with %s", os.getpid(), self.config.file)
         _warn_unverified(self.config)
@@ -163,6 +189,13 @@ class Master:
         """Graceful reload; returns config errors (empty on success)."""
         if self.stopping:
             return ["the server is stopping"]
+        self.readiness.reloading(self)
+        errors = self._reload()
+        self.metrics.count("reloads", RELOAD_RESULTS.index("failed" if errors else "ok"))
+        self.readiness.reload_done(not errors)
+        return errors
+
+    def _reload(self) -> list[str]:
         try:
             config = load_config(self.config_path)
         except ConfigError as exc:
@@ -173,14 +206,22 @@ class Master:
             log.warning("control paths changed: they take effect at the next restart")
             config = _with_control(config, self.config.control)
         try:
+            self.admin.prepare(config.admin)
+        except OSError as exc:
+            message = f"{config.file}:{config.admin.line}: cannot bind admin.listen {config.admin}: {exc.strerror or exc}"
+            log.error("reload refused, still serving the old configuration: %s", message)
+            return [message]
+        try:
             self.listeners.prepare(config)
         except OSError as exc:
+            self.admin.abandon()
             message = f"{config.file}: cannot bind a listener: {exc.strerror or exc}"
             log.error("reload refused, still serving the old configuration: %s", message)
             return [message]
         old = [record for record in self.workers.values() if not record.retired]
         self.config = config
         self.balancers.configure(config)
+        self.admin.commit(config.admin)
         retired_sockets = self.listeners.commit()
         self._new_generation()
         for record in old:
@@ -200,6 +241,7 @@ class Master:
         self.client_table = self.clients.for_generation(self.config)
         self.generation += 1
         self._set_title()
+        self.route_ids = self.metrics.register_routes(route.name for route in self.config.routes)
         self.slots = {}
         self.crashes = {}
         self.respawn_at = {}
@@ -209,8 +251,19 @@ class Master:
     def _spawn(self, slot: int) -> None:
         generation = self.generation
         row = self.scoreboard.claim(generation, slot)
-        pid = os.fork()
-        if pid == 0:
+        self.metrics.fold(row)          # counts nobody folded (a master that died): they happened
+        # A signal sent to the child before it drops our handlers (a stop right after a reload)
+        # would run them in the child and be lost there: held until the child has the default
+        # ones (an idle new worker stopped that way loses nothing).
+        signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
+        try:
+            pid = os.fork()
+        except OSError:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED)
+            raise
+        if pid:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED)
+        else:
             code = 1
             try:
                 code = self._child(slot, generation, row)
@@ -226,9 +279,9 @@ class Master:
         """In the forked worker: shed the master's descriptors, then serve."""
         from worker.process import Worker
         signal.set_wakeup_fd(-1)
-        for signum in (signal.SIGHUP, signal.SIGUSR1, signal.SIGTERM, signal.SIGWINCH,
-                       signal.SIGINT, signal.SIGQUIT, signal.SIGCHLD):
+        for signum in HANDLED:
             signal.signal(signum, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED)
         mine = self.listeners.for_slot(slot)
         keep = {id(sock) for sock, _ in mine}
         for sock in self.listeners.all_sockets():
@@ -236,6 +289,8 @@ class Master:
                 sock.close()
         self.control.close_in_child()
         self.balancers.close_in_child()
+        self.admin.close_in_child()
+        self.readiness.notifier.close()
         self.clients.close_in_child()
         self.selector.close()
         for fd in (self.wake_r, self.wake_w, self.parent_w):
@@ -244,7 +299,7 @@ class Master:
         return Worker(self.config, mine, slot, generation, scoreboard_row, self.parent_r,
                       peers=self.scoreboard.live_rows, balancer_table=self.balancers.table,
                       client_table=self.client_table,
-                      tls_contexts=self.tls_contexts).run()
+                      tls_contexts=self.tls_contexts, metrics_row=self.metrics.worker_row(row, self.route_ids)).run()
 
     def _retire(self, record: WorkerRecord, sig: int = signal.SIGTERM) -> None:
         record.retired = True
@@ -265,6 +320,7 @@ class Master:
             record = self.workers.pop(pid, None)
             if record is None:
                 continue
+            self.metrics.fold(record.row)
             self.scoreboard.free(record.row)
             if record.retired or self.stopping or record.generation != self.generation:
                 continue
@@ -276,7 +332,14 @@ class Master:
         lived = time.monotonic() - record.started
         how = (f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
                else f"exit code {os.waitstatus_to_exitcode(status)}")
+        if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
+            # A clean exit is a worker that recycled itself (MaxConnectionsPerChild) before
+            # a tick saw it stopping: replaced at once, and no crash, however soon.
+            self.crashes[record.slot] = 0
+            self.respawn_at[record.slot] = time.monotonic()
+            return
         crashes = self.crashes.get(record.slot, 0) + 1 if lived < CRASH_WINDOW else 1
+        self.metrics.count("restarts", RESTART_CAUSES.index("signal" if os.WIFSIGNALED(status) else "exit"))
         self.crashes[record.slot] = crashes
         delay = 0.0 if crashes == 1 else min(0.5 * 2 ** (crashes - 2), 30.0)
         if crashes > 1:
@@ -301,6 +364,8 @@ class Master:
             self._watchdog()
             self.balancers.tick(self.workers)     # free dead workers' cells, run health checks
             self.clients.tick(self.workers)
+            self.readiness.tick(self)             # READY=1 / STATUS= to systemd
+        self.admin.expire(now)
         for record in self.workers.values():
             if record.kill_at is not None and now >= record.kill_at:
                 if not record.hung:
@@ -320,6 +385,7 @@ class Master:
                 record.retired = True
                 record.kill_at = time.monotonic() + self.config.mpm.graceful_timeout + KILL_GRACE
                 del self.slots[slot]
+                self.metrics.count("restarts", RESTART_CAUSES.index("recycle"))
                 self._spawn(slot)
 
     def _watchdog(self) -> None:
@@ -349,6 +415,7 @@ class Master:
             if not record.retired and self.slots.get(record.slot) == record.pid:
                 record.retired = True
                 del self.slots[record.slot]
+                self.metrics.count("restarts", RESTART_CAUSES.index("watchdog"))
                 self._spawn(record.slot)
 
     def _check_max_request_workers(self) -> None:
@@ -367,10 +434,13 @@ class Master:
         tunnels, and we exit.  Until then nothing changes, and a failure changes nothing."""
         if self.stopping or self.successor is not None:
             return {"ok": False, "errors": ["an upgrade or a stop is already under way"]}
+        admin = self.admin.export()
         env = dict(os.environ, MPM_UPGRADE_FROM=str(os.getpid()), MPM_INHERIT=json.dumps({
             "listeners": self.listeners.export(), "scoreboard": self.scoreboard.fd,
-            "generation": self.generation, "discovered": self.balancers.export()}))
-        fds = [sock.fileno() for sock in self.listeners.all_sockets()] + [self.scoreboard.fd]
+            "generation": self.generation, "discovered": self.balancers.export(),
+            "metrics": self.metrics.fd, "admin": admin, "member_counts": self.balancers.export_counts()}))
+        fds = [sock.fileno() for sock in self.listeners.all_sockets()] + [self.scoreboard.fd, self.metrics.fd]
+        fds += [admin["fd"]] if admin else []
         argv = [sys.executable, "-m", "mpm", "start"] + (["-c", self.config_path] if self.config_path else [])
         self.successor = subprocess.Popen(argv, env=env, pass_fds=fds)
         self.successor_deadline = time.monotonic() + 30
@@ -387,6 +457,8 @@ class Master:
                  if row["generation"] > self.generation and row["state"] == "ready"]
         if len(ready) >= self.config.mpm.workers:
             log.info("upgrade: master pid %d serves; our workers hand their tunnels over", successor.pid)
+            self.readiness.notifier.main_pid(successor.pid)   # systemd follows it, and kills nothing
+            self.admin.close()                # the new master answers there (it holds the same socket)
             self.successor = None
             self.stopping = "upgrade"
             self.respawn_at.clear()
@@ -404,6 +476,8 @@ class Master:
     def stop(self, now: bool) -> None:
         if self.stopping == "now" or (self.stopping and not now):
             return
+        if not self.stopping:
+            self.readiness.stopping()         # not after an upgrade: the service lives on in the new master
         self.stopping = "now" if now else "graceful"
         log.info("%s stop requested", "immediate" if now else "graceful")
         self.respawn_at.clear()
@@ -419,12 +493,16 @@ class Master:
                 os.kill(record.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        for pid in list(self.workers):
+        for pid, record in list(self.workers.items()):
             try:
                 os.waitpid(pid, 0)
             except ChildProcessError:
                 pass
+            self.metrics.fold(record.row)
+            self.scoreboard.free(record.row)
         self.listeners.close_all()
+        if hasattr(self, "admin"):
+            self.admin.close()
         if hasattr(self, "control"):
             self.control.close()
         remove_pidfile(self.config.control.pidfile)

@@ -39,7 +39,7 @@ def build_status(master) -> dict:
         if pid not in master.workers and pid != os.getpid():
             del _processes[pid]
     totals = {key: sum(w[key] for w in workers)
-              for key in ("connections", "tunnels", "requests", "bytes_in", "bytes_out", "rss")}
+              for key in ("connections", "tunnels", "requests", "bytes_in", "bytes_out", "rss", "moved")}
     config = master.config
     return {
         "ok": True,

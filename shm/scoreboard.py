@@ -18,7 +18,8 @@ ROWS = 1024   # rows for every generation at once: ServerLimit is capped at 256 
 
 STATES = ("free", "starting", "ready", "full", "stopping", "exiting")
 _STATE_CODE = {name: code for code, name in enumerate(STATES)}
-_COUNTS = ("connections", "tunnels", "requests", "bytes_in", "bytes_out", "tls_failures")
+# moved: connections and tunnels this worker passed to its successor while it stopped
+_COUNTS = ("connections", "tunnels", "requests", "bytes_in", "bytes_out", "tls_failures", "moved")
 
 log = logging.getLogger("mpm.master")
 
@@ -45,7 +46,7 @@ class ScoreboardRow:
         self._index = index
 
     def publish(self, state: str, connections: int, tunnels: int, requests: int,
-                bytes_in: int, bytes_out: int, tls_failures: int = 0) -> None:
+                bytes_in: int, bytes_out: int, tls_failures: int = 0, moved: int = 0) -> None:
         board, i = self._board, self._index
         board.state[i] = _STATE_CODE[state]
         board.connections[i] = connections
@@ -54,6 +55,7 @@ class ScoreboardRow:
         board.bytes_in[i] = bytes_in
         board.bytes_out[i] = bytes_out
         board.tls_failures[i] = tls_failures
+        board.moved[i] = moved
         board.updated[i] = time.time()
 
 
@@ -115,3 +117,8 @@ class Scoreboard(SharedTable):
         """Every occupied row, read from the shared pages themselves (so it works in a
         worker, whose copy of `owner` froze at fork): how a stopping worker finds its successor."""
         return [self.read(index) for index in range(self.rows) if self.pid[index]]
+
+    def live_rows_indexed(self) -> list[tuple[int, dict]]:
+        """(index, row) of every row in use, a worker's from its claim (before it has a pid) to
+        its reaping: what /metrics sums the metrics table over."""
+        return [(index, self.read(index)) for index in range(self.rows) if self.pid[index] or self.state[index]]

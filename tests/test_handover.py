@@ -152,7 +152,8 @@ def test_tls_tunnels_stay_on_the_old_worker_until_graceful_timeout(proxy_factory
     old, waited = asyncio.run(scenario())
     assert waited < 5                                  # closed at graceful_timeout (3 s), not later
     wait_for(lambda: _gone(old), 5, 0.05, "old worker exits")
-    assert "hand-over: passed 0 tunnels to the successor; 1 stay here" in proxy.error_text()
+    assert "hand-over: passed 0 tunnels and connections to the successor; 1 tunnels and 0 connections stay" \
+        in proxy.error_text()
 
 
 @pytest.mark.timeout(90)

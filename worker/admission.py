@@ -98,6 +98,7 @@ class Admission:
                     sock.close()
                 except OSError:
                     pass
+                self.worker.metrics.refused("limits")
                 self.worker.connection_closed()
                 return
         ClientConnection(self.worker, sock, ip, tls, holds, addresses, forwarded)

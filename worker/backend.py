@@ -31,14 +31,14 @@ POOL_MAX_PRIVATE = 4       # ... per backend and client address, for connections
 
 
 class Origin:
-    __slots__ = ("backend", "key", "host_line", "name", "origin_bytes", "tls", "proxy_protocol")
+    __slots__ = ("backend", "key", "host_line", "name", "log_name", "origin_bytes", "tls", "proxy_protocol")
 
     def __init__(self, backend):
         self.backend = backend
         self.key = backend.key
         self.host_line = b"Host: " + backend.host_header.encode("idna") + b"\r\n"
         self.name = backend.origin                 # "http://host:port", for logs
-        self.origin_bytes = backend.origin.encode()
+        self.origin_bytes = self.log_name = backend.origin.encode()
         self.tls = backend.tls
         self.proxy_protocol = backend.proxy_protocol    # 1 or 2: a PROXY header opens each connection
 

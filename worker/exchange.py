@@ -345,7 +345,7 @@ class Exchange:
             self.member = None
         tunnel = Tunnel(self.loop, client.ep, conn, self.route.timeout, on_close,
                         to_backend=bytes(client.inbuf), to_client=head101 + rest, context=context)
-        worker.tunnel_opened(tunnel)
+        worker.tunnel_opened(tunnel, self)
 
     # == endings ================================================================================
     def _done(self) -> None:
@@ -372,7 +372,7 @@ class Exchange:
             return
         self._drop_backend()
         self.status = status
-        self.keep_alive = keep_alive and self.keep_alive
+        self.keep_alive = keep_alive and self.keep_alive and self.worker.keeps_alive(self.client)
         self.req_framing = None      # what the client still sends of its body is not read
         out = error_response(status, message, self.keep_alive, extra)
         self.head_sent = out.find(b"\r\n\r\n") + 4

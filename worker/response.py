@@ -91,7 +91,7 @@ def _relay(ex, resp, buf, start: int, size: int) -> None:
     framing = ex.resp_framing = resp.body_framing(head.method, dechunk)
     if not resp.keep_alive or framing.close_delimited:
         ex.reusable = False
-    ex.keep_alive = (ex.keep_alive and not client.eof and not worker.stopping
+    ex.keep_alive = (ex.keep_alive and not client.eof and worker.keeps_alive(client)
                      and not framing.close_delimited and not dechunk)
     reverse = worker.reverse_map(ex.route, ex.origin, head, client.proto_line) if ex.route.reverse else None
     out = response_head(resp, ex.keep_alive, head.version == "1.0", not dechunk, reverse, extra=ex.cookie or b"")

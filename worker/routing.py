@@ -23,8 +23,8 @@ from worker.limits import scope_of
 
 class CompiledRoute:
     __slots__ = ("prefix", "prefix_len", "base", "identity", "regex", "template", "when", "timeout",
-                 "upgrade", "any_protocol", "always_upgrade", "name", "origin", "balancer", "preserve_host",
-                 "reverse", "per_client", "scope", "origin_policy")
+                 "upgrade", "any_protocol", "always_upgrade", "name", "log_name", "origin", "balancer",
+                 "preserve_host", "reverse", "per_client", "scope", "origin_policy")
 
     def __init__(self, route: Route, default_timeout: float, origins):
         self.prefix = route.path
@@ -40,6 +40,7 @@ class CompiledRoute:
         self.always_upgrade = route.upgrade == UPGRADE_NONE
         self.any_protocol = route.upgrade == UPGRADE_ANY or self.always_upgrade
         self.name = route.name
+        self.log_name = route.name.encode("utf-8", "backslashreplace")
         target = route.target
         self.origin = origins(target.backend) if target.backend is not None else None
         self.balancer = target.balancer

@@ -1,0 +1,89 @@
+"""Is the server serving?  What /healthz answers, and what systemd is told (Type=notify).
+
+A generation serves once every one of its workers has reported "ready" (or "full": at
+capacity, still serving) in the scoreboard.  The master calls `tick` every housekeeping
+pass; the first time the current generation serves, systemd hears READY=1 (after start,
+and after each reload, which said RELOADING=1 first).  STATUS= follows the generation,
+the workers and the connections, sent when it changes and at most every STATUS_INTERVAL.
+
+/healthz (`health`): 503 before the first generation served, while stopping, and when no
+worker of the current generation serves; 200 otherwise.  Right after a reload the new
+generation is starting and the old one has stopped accepting: the listening sockets keep
+every connection queued for the new workers, so for RELOAD_GRACE seconds that still
+counts as serving (a load balancer must not pull the instance out on every reload); a
+new generation that has not come up by then is reported.
+"""
+
+from __future__ import annotations
+
+import time
+
+STATUS_INTERVAL = 1.0
+RELOAD_GRACE = 5.0
+SERVING_STATES = ("ready", "full")
+
+
+class Readiness:
+    def __init__(self, notifier):
+        self.notifier = notifier
+        self.served = 0                 # the latest generation all of whose workers were up
+        self.reloaded_at = 0.0          # monotonic time of the last reload that started a generation
+        self.status_at = 0.0
+
+    # == what the master tells us ===================================================================
+    def reloading(self, master) -> None:
+        self.tick(master)                    # a generation that came up since the last pass is noted first
+        self.notifier.reloading()
+
+    def reload_done(self, ok: bool) -> None:
+        """A reload that started a generation waits for it (`tick`); a refused one is over now."""
+        if ok:
+            self.reloaded_at = time.monotonic()
+        else:
+            self.notifier.ready("reload refused: the previous configuration serves on")
+
+    def tick(self, master) -> int:
+        """Note a generation that came up (READY=1) and keep STATUS= current; returns how many
+        workers of the current generation serve."""
+        if master.stopping:
+            return 0
+        serving, connections, tunnels = self._count(master)
+        status = (f"generation {master.generation}: {serving}/{master.config.mpm.workers} workers serving, "
+                  f"{connections} connections, {tunnels} tunnels")
+        if self.served != master.generation and serving >= master.config.mpm.workers:
+            self.served = master.generation
+            self.status_at = time.monotonic()
+            self.notifier.ready(status)
+        elif self.notifier.enabled and time.monotonic() - self.status_at >= STATUS_INTERVAL:
+            self.status_at = time.monotonic()
+            self.notifier.status(status)
+        return serving
+
+    def stopping(self) -> None:
+        self.notifier.stopping()
+
+    # == what /healthz answers ========================================================================
+    def health(self, master) -> tuple[int, str]:
+        if master.stopping:
+            return 503, "stopping"
+        serving = self.tick(master)          # up to date, not as of the last housekeeping pass
+        if not self.served:
+            return 503, "starting"
+        if serving:
+            return 200, f"ok: generation {master.generation}, {serving} workers serving"
+        if time.monotonic() - self.reloaded_at < RELOAD_GRACE:      # and an earlier generation served
+            return 200, f"ok: reloading into generation {master.generation}"
+        return 503, f"no worker of generation {master.generation} serves"
+
+    @staticmethod
+    def _count(master) -> tuple[int, int, int]:
+        """Workers of the current generation serving; connections and tunnels of all."""
+        serving = connections = tunnels = 0
+        board = master.scoreboard
+        for record in master.workers.values():
+            row = board.read(record.row)
+            connections += row["connections"]
+            tunnels += row["tunnels"]
+            if record.generation == master.generation and not record.retired and row["state"] in SERVING_STATES:
+                serving += 1
+        return serving, connections, tunnels

@@ -1,0 +1,105 @@
+"""systemd without libsystemd: sd_notify(3) and sd_listen_fds(3), a few lines each.
+
+`notify("READY=1", ...)` sends one datagram to $NOTIFY_SOCKET (a path, or "@name" for the
+abstract namespace); without it, nothing happens, so the master calls it unconditionally.
+It never blocks: the socket is non-blocking and a message systemd cannot take now is
+dropped (the next STATUS= line replaces it; READY=1 and friends are sent at most a few
+times in a life).
+
+`listen_fds()` takes the sockets systemd passed (LISTEN_FDS from fd 3 on, for us only when
+LISTEN_PID is our pid) and removes those variables, so neither the workers nor a master
+started by `mpmctl upgrade` take them again for their own.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+
+SD_LISTEN_FDS_START = 3
+
+log = logging.getLogger("mpm.master")
+
+
+class Notifier:
+    """$NOTIFY_SOCKET, opened once; `enabled` is False without it."""
+
+    def __init__(self, environ=os.environ):
+        path = environ.get("NOTIFY_SOCKET", "")
+        self.address = "\0" + path[1:] if path.startswith("@") else path
+        self.enabled = bool(path)
+        self.sock = None
+        self.last_status = ""
+
+    def notify(self, *fields: str) -> bool:
+        if not self.enabled:
+            return False
+        if self.sock is None:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
+        try:
+            self.sock.sendto("\n".join(fields).encode(), self.address)
+            return True
+        except OSError as exc:
+            log.warning("sd_notify to %s failed: %s", self.address.lstrip("\0"), exc.strerror or exc)
+            return False
+
+    def status(self, text: str) -> None:
+        """STATUS=, only when it changed."""
+        if self.enabled and text != self.last_status:
+            self.last_status = text
+            self.notify("STATUS=" + text)
+
+    def ready(self, status: str) -> None:
+        self.last_status = status
+        self.notify("READY=1", "STATUS=" + status)
+
+    def reloading(self) -> None:
+        """systemd (253+) waits for the READY=1 that follows; MONOTONIC_USEC says when it began."""
+        usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+        self.notify("RELOADING=1", f"MONOTONIC_USEC={usec}", "STATUS=reloading")
+
+    def stopping(self) -> None:
+        self.notify("STOPPING=1", "STATUS=stopping")
+
+    def main_pid(self, pid: int) -> None:
+        """`mpmctl upgrade`: the new master is the service's main process from now on."""
+        self.notify(f"MAINPID={pid}", f"STATUS=handed over to master pid {pid}")
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+
+def listen_fds(environ=os.environ) -> list[socket.socket]:
+    """The listening sockets systemd passed us (socket activation), in order; [] without any."""
+    try:
+        pid = int(environ.get("LISTEN_PID", ""))
+        count = int(environ.get("LISTEN_FDS", ""))
+    except ValueError:
+        return []
+    finally:
+        for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+            environ.pop(name, None)
+    if pid != os.getpid() or count <= 0:
+        return []
+    sockets = []
+    for fd in range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + count):
+        try:
+            sock = socket.socket(fileno=fd)
+        except OSError as exc:
+            log.error("socket activation: fd %d is not a socket (%s): ignored", fd, exc.strerror or exc)
+            continue
+        sock.set_inheritable(True)          # the workers get it by fork, the next master by exec
+        sockets.append(sock)
+    return sockets
+
+
+def address_of(sock: socket.socket) -> tuple[str, int] | None:
+    """(host, port) as conf.Listener.address spells it, or None for a non-TCP socket."""
+    if sock.family not in (socket.AF_INET, socket.AF_INET6) or sock.type != socket.SOCK_STREAM:
+        return None
+    name = sock.getsockname()
+    return (name[0], name[1])
