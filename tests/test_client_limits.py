@@ -340,3 +340,24 @@ def test_the_bucket_allows_burst_then_rate_and_says_when_to_retry():
         assert [limits._take(row, rate) == 0.0 for _ in range(4)] == [True, True, True, False]
     finally:
         table.close()
+
+
+def test_a_keep_alive_connection_handed_over_keeps_its_count(proxy_factory, http_backend):
+    backend = http_backend()
+    proxy = proxy_factory([{"path": "/", "to": backend.url + "/"}], workers=1,
+                          limits={"per_client": {"connections": 1}})
+    kept = proxy.connect(source="127.0.0.15")
+    try:
+        kept.sendall(b"GET /first HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert read_raw_response(kept).status == 200
+        generation = proxy.status()["generation"]
+        assert proxy.reload().returncode == 0
+        proxy.wait_ready(generation + 1)
+        wait_for(lambda: proxy.status()["old_generation_workers"] == 0, 10, 0.1, "the old worker gone")
+        kept.sendall(b"GET /after HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert read_raw_response(kept).status == 200          # served by the new worker
+        with proxy.connect(source="127.0.0.15") as second:
+            assert _closed_unanswered(second, 1.0) is True     # still the client's one connection
+    finally:
+        kept.close()
+    wait_for(lambda: _get(proxy, "127.0.0.15") == 200, 5, 0.1, "the place freed")
