@@ -51,7 +51,7 @@ CLOSED = 3   # closed, or handed to a tunnel
 class ClientConnection:
     __slots__ = ("worker", "loop", "ep", "client_ip", "proto_line", "xff_line", "state", "deadline",
                  "inbuf", "reader", "requests", "exchange", "eof", "serving", "since", "holds", "proxied",
-                 "forwarded")
+                 "forwarded", "limiter")
 
     def __init__(self, worker, sock, client_ip: bytes, tls: bool = False, holds=(), proxied=None,
                  forwarded: bool = False):
@@ -62,6 +62,7 @@ class ClientConnection:
         self.holds = holds              # its entries in the client table (worker.limits)
         self.proxied = proxied          # (src, sport, dst, dport) from a PROXY header, or None
         self.forwarded = forwarded      # from a trusted proxy: each request's X-Forwarded-For names the client
+        self.limiter = worker.admission.limits     # worker.limits.ClientLimits, None when nothing is configured
         self.since = loop.now           # when it arrived, or last went idle (overload's order)
         # The X-Forwarded-* lines that depend only on the connection, built once.
         self.proto_line = b"X-Forwarded-Proto: https\r\n" if tls else b"X-Forwarded-Proto: http\r\n"

@@ -124,7 +124,7 @@ class Exchange:
         route, mapped = self.worker.router.resolve(target, head)
         if route is not None:
             self.upgrade = route.upgrade_header(head)
-        if not self._admit(route):
+        if (self.upgrade is not None or self.client.limiter is not None) and not self._admit(route):
             return
         if route is None:
             self.answer(404, "No route matches this URL.", keep_alive=not head.has_body)
@@ -157,7 +157,7 @@ class Exchange:
         """Who the client is, the route's WebSocket Origin policy, and the per-client limits;
         False when the request was answered (403, 429, 503) and goes no further."""
         client, head = self.client, self.head
-        limits = self.worker.admission.limits
+        limits = client.limiter
         if client.forwarded:
             self.client_ip = limits.forwarded_client(head, client.client_ip)
         if self.upgrade is not None and route.origin_policy:

@@ -268,7 +268,7 @@ def _request_head(raw: bytes, line_end: int) -> RequestHead:
         raise HttpError(505 if version.startswith(b"HTTP/2") else 400,
                         f"unsupported HTTP version {version[:12].decode('latin-1')}")
     hosts = head._scan().get(b"host")
-    if head.target[:1] != b"/" and head.method != b"CONNECT":
+    if head.target[0] != 47 and head.method != b"CONNECT":      # not "/": _check_line leaves no empty target
         hosts = _authority_as_host(head, hosts)
     if (hosts is not None and len(hosts) > 1) or (hosts is None and head.version == "1.1"):
         raise HttpError(400, "exactly one Host header is required")

@@ -53,6 +53,7 @@ class ClientLimits:
         self.table = table              # None with trusted_proxies alone: nothing is counted
         self.cells = table.cells if table is not None else 0
         self.cell = table.claim(os.getpid()) if table is not None else -1
+        self.enabled = self.cell >= 0       # counting here (a table, and a cell of it)
         if table is not None and self.cell < 0:
             worker.log_error("error", "client table: no free counter cell; this worker enforces no per-client "
                                       "limits until it is replaced")
@@ -60,15 +61,14 @@ class ClientLimits:
         self.connections = per.connections if per else 0
         self.tunnels = per.tunnels if per else 0
         self.rate = per.requests if per else None
+        if self.rate is not None:     # the global bucket's constants, for the inlined check in `admit`
+            self.interval = 1.0 / self.rate.rate
+            self.tau = self.interval * self.rate.burst + 1e-9
         self.trusted_networks = limits.trusted_proxies
         self.keys: dict = {}        # address bytes -> (hi, lo)
         self.rows: dict = {}        # (address bytes, scope) -> (row, epoch)
         self.trusted: dict = {}     # address bytes -> whether it is a trusted proxy
         self.forwarded: dict = {}   # X-Forwarded-For last hop -> canonical address bytes (or None)
-
-    @property
-    def enabled(self) -> bool:
-        return self.cell >= 0
 
     # == who the client is ==============================================================
     def is_trusted(self, ip: bytes) -> bool:
@@ -193,13 +193,20 @@ class ClientLimits:
         ip = ex.client_ip
         own = route.per_client if route is not None else None     # no route: a 404, counted all the same
         if own is None and upgrade is None:           # the usual request: the global bucket alone
-            rate = self.rate
-            if rate is None:
+            if self.rate is None:
                 return None
             holds = ex.client.holds
-            # The connection's own entry is pinned by its count: no lookup needed.
-            row = holds[0][0] if holds and ip is ex.client.client_ip else self.row(ip, 0)[0]
-            return self._over_rate(row, rate, ip) if row >= 0 else None
+            if not holds or ip is not ex.client.client_ip:
+                row = self.row(ip, 0)[0]
+                return self._over_rate(row, self.rate, ip) if row >= 0 else None
+            # The connection's own entry, pinned by its count (so never evicted, and `seen` is
+            # written when it closes): _take inlined, this runs for every request.
+            row, tat, now = holds[0][0], self.table.tat, self.loop.now
+            due = (tat[row] if tat[row] > now else now) + self.interval
+            if due - now > self.tau:
+                return self._over_rate(row, self.rate, ip)
+            tat[row] = due
+            return None
         scope = route.scope if own is not None else 0
         rate = own.requests if own is not None and own.requests else self.rate
         if rate is not None:
