@@ -174,8 +174,10 @@ def _spread(proxy, source: str, count: int) -> list[socket.socket]:
     """`count` connections from `source` that both workers hold some of."""
     for _attempt in range(8):
         socks = [proxy.connect(source=source) for _ in range(count)]
-        time.sleep(0.1)
-        if all(w["connections"] for w in proxy.status()["workers"]):
+        # The scoreboard is written every half second: wait for it to count them all.
+        status = wait_for(lambda: (lambda s: s if s["totals"]["connections"] >= count else None)(proxy.status()),
+                          5, 0.1, "the connections counted")
+        if all(w["connections"] for w in status["workers"]):
             return socks
         for sock in socks:
             sock.close()

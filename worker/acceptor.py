@@ -46,8 +46,23 @@ class Acceptor:
             if listener.tls is not None and context is None:
                 context = listener_context(listener.tls)
             self.loop.add(sock.fileno(), EPOLLIN, lambda mask, sock=sock, context=context, proxy=listener.proxy_protocol:
-                          self._accept(sock, context, proxy))
+                          self._ready(sock, context, proxy))
+        self.ready: list = []               # listeners readable in this loop turn
         self.accepting = True
+
+    def _ready(self, lsock: socket.socket, context, proxy_protocol: bool) -> None:
+        """Accept at the end of the loop turn, after the events of established connections:
+        a flood of new connections (most of them refused, under per-client limits) then
+        delays a request already under way by nothing, instead of by a batch of accepts."""
+        if not self.ready:
+            self.loop.call_soon(self._accept_ready)
+        self.ready.append((lsock, context, proxy_protocol))
+
+    def _accept_ready(self) -> None:
+        ready, self.ready = self.ready, []
+        for lsock, context, proxy_protocol in ready:
+            if self.accepting:
+                self._accept(lsock, context, proxy_protocol)
 
     def _accept(self, lsock: socket.socket, context, proxy_protocol: bool) -> None:
         worker = self.worker

@@ -131,8 +131,21 @@ def _reverse(lines: bytes, reverse: tuple) -> bytes:
     return CRLF.join(out)
 
 
+_ANSWERS: dict = {}      # our own answers, made once: a flood of 429s costs a dict lookup each
+
+
 def error_response(status: int, message: str, keep_alive: bool = False, extra: bytes = b"") -> bytes:
     """Our own answer; `extra` is CRLF-terminated header lines (Retry-After)."""
+    key = (status, message, keep_alive, extra)
+    answer = _ANSWERS.get(key)
+    if answer is None:
+        if len(_ANSWERS) > 256:       # messages can carry request bytes: keep it bounded
+            _ANSWERS.clear()
+        answer = _ANSWERS[key] = _error_response(status, message, keep_alive, extra)
+    return answer
+
+
+def _error_response(status: int, message: str, keep_alive: bool, extra: bytes) -> bytes:
     reason = reason_phrase(status)
     body = f"<!DOCTYPE html>\n<title>{status} {reason}</title>\n<h1>{reason}</h1>\n<p>{message}</p>\n".encode()
     connection = b"keep-alive" if keep_alive else b"close"
