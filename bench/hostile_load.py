@@ -320,6 +320,7 @@ def churn(argv: list[str]) -> int:
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--cycles", type=int, default=50000)
     ap.add_argument("--threads", type=int, default=4)
+    ap.add_argument("--first-source", type=int, default=60, help="threads connect from 127.0.0.N, N+1, ...")
     opts = ap.parse_args(argv)
     counts = collections.Counter()
     lock = threading.Lock()
@@ -344,7 +345,7 @@ def churn(argv: list[str]) -> int:
                 mine[type(exc).__name__] += 1
         with lock:
             counts.update(mine)
-    threads = [threading.Thread(target=cycles, args=(opts.cycles // opts.threads, f"127.0.0.{60 + t}"))
+    threads = [threading.Thread(target=cycles, args=(opts.cycles // opts.threads, f"127.0.0.{opts.first_source + t}"))
                for t in range(opts.threads)]
     for t in threads:
         t.start()

@@ -24,12 +24,16 @@ many were closed.
 
 from __future__ import annotations
 
+import socket
+import struct
+
 from worker.client import ClientConnection
 from worker.limits import ClientLimits
 from worker.proxyproto import HeaderReader
 from worker.tls import ServerHandshake
 
 LOG_INTERVAL = 10.0
+_RESET = struct.pack("ii", 1, 0)       # SO_LINGER on, 0 s: close() sends RST
 
 
 class Arrivals(dict):
@@ -95,6 +99,9 @@ class Admission:
             holds = limits.open_connection(ip)
             if holds is None:
                 try:
+                    # A reset, not a FIN: the client learns at once, and neither side keeps
+                    # the socket in TIME_WAIT (a flood of refused connections would fill it).
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
                     sock.close()
                 except OSError:
                     pass
