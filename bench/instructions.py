@@ -39,7 +39,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SMALL_REQUEST = b"GET /small HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 
 
-def _config(workdir: str, port: int, backend: int, tls: bool, access_log: bool) -> str:
+def _config(workdir: str, port: int, backend: int, tls: bool, access_log: bool, extra: str = "") -> str:
     path = os.path.join(workdir, "mpm.yaml")
     access = f"{workdir}/access.log" if access_log else "off"
     listen = (f'[{{address: "127.0.0.1:{port}", tls: {{cert: "{workdir}/cert-ec.pem", key: "{workdir}/key-ec.pem"}}}}]'
@@ -50,7 +50,7 @@ def _config(workdir: str, port: int, backend: int, tls: bool, access_log: bool) 
                 "timeouts: {proxy: 300, keepalive: 300}\n"
                 f'control: {{pidfile: "{workdir}/mpm.pid", socket: "{workdir}/mpm.sock"}}\n'
                 'log: {level: warning, access: "' + access + '", error: "' + workdir + '/error.log"}\n'
-                f'routes:\n  - {{path: /, to: "http://127.0.0.1:{backend}/"}}\n')
+                f'routes:\n  - {{path: /, to: "http://127.0.0.1:{backend}/"}}\n' + (extra + "\n" if extra else ""))
     return path
 
 
@@ -111,13 +111,14 @@ def _ws(port: int, count: int) -> None:
                 got += len(sock.recv(4096))
 
 
-def _run(src: str, workdir: str, backend: int, kind: str, count: int, access_log: bool = False) -> int:
+def _run(src: str, workdir: str, backend: int, kind: str, count: int, access_log: bool = False,
+         extra: str = "") -> int:
     """Instructions of the worker over a whole run of `count` units."""
     out = os.path.join(workdir, f"cg-{kind}-{count}")
     os.makedirs(out)
     port = procs.free_port()
     tls = kind.startswith("tls")
-    config = _config(workdir, port, backend, tls, access_log)
+    config = _config(workdir, port, backend, tls, access_log, extra)
     proc = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/callgrind.out.%p", "-q",
                              procs.python(), "-m", "mpm", "start", "-c", config],
                             cwd=src, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -152,7 +153,8 @@ def _run(src: str, workdir: str, backend: int, kind: str, count: int, access_log
     return workers[0]
 
 
-def measure(src: str, requests: int, messages: int, connections: int = 0, access_log: bool = False) -> dict:
+def measure(src: str, requests: int, messages: int, connections: int = 0, access_log: bool = False,
+            extra: str = "") -> dict:
     workdir = tempfile.mkdtemp(prefix="mpm-instructions-")
     backend_proc, backend = start_backend(workdir, 1)
     make_cert(workdir, "ec")
@@ -164,12 +166,13 @@ def measure(src: str, requests: int, messages: int, connections: int = 0, access
         figures = {}
         for kind, count, unit in units:
             few = max(count // 5, 1)
-            low = _run(src, workdir, backend, kind, few, access_log)
-            high = _run(src, workdir, backend, kind, count + few, access_log)
+            if not count:
+                continue
+            low = _run(src, workdir, backend, kind, few, access_log, extra)
+            high = _run(src, workdir, backend, kind, count + few, access_log, extra)
             figures[f"instructions_per_{unit}"] = round((high - low) / count)
         return {"src": os.path.abspath(src), "requests": requests, "messages": messages, "connections": connections,
-                "access_log": access_log,
-                **figures}
+                "access_log": access_log, "extra": extra, **figures}
     finally:
         procs.stop(backend_proc)
         shutil.rmtree(workdir, ignore_errors=True)
@@ -184,12 +187,14 @@ def main(argv: list[str] | None = None) -> int:
                     help="TLS connections counted, full and resumed (default 0: not measured)")
     ap.add_argument("--src", default=os.path.dirname(HERE), help="checkout whose mpm is measured (default: this one)")
     ap.add_argument("--json", help="also write the figures to this file")
+    ap.add_argument("--extra", default="", help="YAML appended to the config (e.g. 'limits: {per_client: ...}'); "
+                    "0 requests or messages skips that figure")
     opts = ap.parse_args(argv)
     if not tools.which("valgrind"):
         print("python -m bench.instructions: skipped: valgrind is not installed (apt-get install valgrind)",
               file=sys.stderr)
         return 2
-    result = measure(opts.src, opts.requests, opts.messages, opts.connections, opts.access_log)
+    result = measure(opts.src, opts.requests, opts.messages, opts.connections, opts.access_log, opts.extra)
     print(json.dumps(result, indent=1))
     if opts.json:
         with open(opts.json, "w") as f:

@@ -189,6 +189,7 @@ class Mpm(Peer):
     name = "mpm"
     program = "mpmctl"
     protocols = frozenset({"h2", "rfc8441"})     # TLS listeners offer h2 by default
+    extra = ""          # --mpm-extra: YAML appended to this peer's config (mpm-base has its own)
 
     def missing(self) -> str | None:
         local = Path(sys.executable).with_name("mpmctl")
@@ -203,7 +204,7 @@ class Mpm(Peer):
         return None
 
     def config(self, site, size):
-        return "mpm.yaml", configs.mpm_yaml(site, size)
+        return "mpm.yaml", configs.mpm_yaml(site, size) + (self.extra + "\n" if self.extra else "")
 
     def check_config(self, conf):
         try:

@@ -29,6 +29,8 @@ from .model import (
     ListenerTLS,
     Log,
     Member,
+    PerClient,
+    RequestRate,
     Route,
     Target,
     Timeouts,
@@ -39,5 +41,5 @@ __all__ = [
     "BALANCER_METHODS", "DEFAULT_CONFIG_NAME", "DEFAULT_CONFIG_PATH", "LOG_FORMATS", "LOG_LEVELS",
     "MEMBER_STATUSES", "MPM", "UPGRADE_ANY", "UPGRADE_NONE", "Admin", "Backend", "BackendTLS", "Balancer", "CertFiles",
     "Config", "ConfigError", "control_only_config", "Control", "Discover", "HeaderCondition", "Limits", "Listener", "ListenerTLS", "Log", "Member",
-    "Route", "Target", "Timeouts", "TLSSettings", "load_config",
+    "PerClient", "RequestRate", "Route", "Target", "Timeouts", "TLSSettings", "load_config",
 ]

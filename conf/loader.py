@@ -13,6 +13,7 @@ from dataclasses import replace
 
 from .addresses import Resolver, parse_listen
 from .admin import build_admin
+from .clients import per_client, trusted_proxies
 from .errors import ConfigError
 from .fields import Errors, Section, describe, did_you_mean
 from .model import (
@@ -40,9 +41,10 @@ MPM_KEYS = ("workers", "server_limit", "threads_per_child", "max_request_workers
             "max_connections_per_child", "watchdog")
 TIMEOUT_KEYS = ("connect", "proxy", "client_header", "keepalive", "handshake")
 LIMIT_KEYS = ("request_line", "header_field", "header_fields", "request_body", "http2_streams")
+CLIENT_LIMIT_KEYS = ("per_client", "trusted_proxies")       # conf/clients.py
 CONTROL_KEYS = ("pidfile", "socket")
 LOG_KEYS = ("level", "access", "error", "format")
-LISTEN_KEYS = ("address", "tls", "http2")
+LISTEN_KEYS = ("address", "tls", "http2", "proxy_protocol")
 HTTP2_VALUES = ("true", "false", "h2c")
 LISTEN_TLS_KEYS = ("cert", "key", "sni", "client_ca")
 TLS_KEYS = ("ticket_key_rotation", "session_ticket_key", "ciphersuites")
@@ -99,7 +101,7 @@ def _build(tree, errors: Errors, name: str) -> Config | None:
     listeners = _listeners(top)
     mpm = _mpm(_section(top, "mpm", MPM_KEYS))
     timeouts = _timeouts(_section(top, "timeouts", TIMEOUT_KEYS))
-    limits = _limits(_section(top, "limits", LIMIT_KEYS))
+    limits = _limits(_section(top, "limits", LIMIT_KEYS + CLIENT_LIMIT_KEYS))
     control = _control(_section(top, "control", CONTROL_KEYS))
     log = _log(_section(top, "log", LOG_KEYS))
     tls = tls_settings(_section(top, "tls", TLS_KEYS))
@@ -151,6 +153,7 @@ def _listeners(top: Section) -> tuple[Listener, ...]:
 
 def _listener(errors: Errors, item) -> Listener | None:
     tls, http2 = None, None
+    proxy_protocol = False
     if isinstance(item, Scalar) and isinstance(item.value, str):
         text, line = item.value, item.line
     elif isinstance(item, Map):
@@ -159,6 +162,7 @@ def _listener(errors: Errors, item) -> Listener | None:
             return None
         text, line = sec.string("address"), sec.line("address")
         http2 = _http2(sec)
+        proxy_protocol = bool(sec.boolean("proxy_protocol", False))
         if "tls" in sec:
             tls = _listener_tls(sec.mapping("tls", "listen.tls", LISTEN_TLS_KEYS))
             if tls is None:
@@ -179,7 +183,7 @@ def _listener(errors: Errors, item) -> Listener | None:
         return None
     if protocols == "h2":
         tls = replace(tls, alpn=("h2", "http/1.1"))
-    return Listener(host, port, family, tls, line, protocols)
+    return Listener(host, port, family, tls, line, protocols, proxy_protocol)
 
 
 def _http2(sec: Section) -> str | bool | None:
@@ -304,6 +308,8 @@ def _limits(sec: Section) -> Limits:
     d = Limits()
     minimum = {"request_line": 64, "header_field": 1, "header_fields": 1, "request_body": 0, "http2_streams": 1}
     values = {key: sec.integer(key, getattr(d, key), minimum[key]) for key in LIMIT_KEYS}
+    values["per_client"] = per_client(sec, "per_client", route=False)
+    values["trusted_proxies"] = trusted_proxies(sec, "trusted_proxies")
     return Limits(**{key: getattr(d, key) if v is None else v for key, v in values.items()})
 
 

@@ -29,6 +29,7 @@ HASH_SOURCES = ("client", "header", "cookie")
 DISCOVER_TYPES = ("SRV", "A", "AAAA")
 LOG_FORMATS = ("combined", "json")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+CLIENT_TABLE = 16384     # clients the per-client limits track at once, by default
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +75,7 @@ class Listener:
     # default on TLS listeners), "h2c" = HTTP/2 with prior knowledge beside HTTP/1.1 (plain only),
     # "" = HTTP/1.1 only.
     http2: str = ""
+    proxy_protocol: bool = False   # a PROXY protocol v1/v2 header is required first (HAProxy's accept-proxy)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -106,12 +108,36 @@ class Timeouts:
 
 
 @dataclass(frozen=True, slots=True)
+class RequestRate:
+    """nginx's limit_req: a token bucket refilled at `rate` per second, holding `burst`."""
+    rate: float                    # requests per second (rate=)
+    burst: int                     # requests a client may send at once (burst=)
+
+
+@dataclass(frozen=True, slots=True)
+class PerClient:
+    """Per-client limits (nginx's limit_conn / limit_req, HAProxy's stick tables), counted for
+    all workers together.  0 = no limit.  On a route they replace the global ones for requests
+    on that route, counted apart."""
+    connections: int = 0           # open connections (limit_conn); on a route: its requests and tunnels open
+    tunnels: int = 0               # open tunnels (WebSocket and other upgrades)
+    requests: RequestRate | None = None   # 429 + Retry-After beyond
+    table: int = CLIENT_TABLE      # clients tracked at once (the shared table's size; global only)
+
+    @property
+    def any(self) -> bool:
+        return bool(self.connections or self.tunnels or self.requests)
+
+
+@dataclass(frozen=True, slots=True)
 class Limits:
     request_line: int = 8190       # LimitRequestLine (414 beyond)
     header_field: int = 8190       # LimitRequestFieldSize (431 beyond)
     header_fields: int = 100       # LimitRequestFields (431 beyond)
     request_body: int = 0          # LimitRequestBody, bytes; 0 = unlimited (413 beyond)
     http2_streams: int = 100       # H2MaxSessionStreams: concurrent streams per HTTP/2 connection
+    per_client: PerClient | None = None
+    trusted_proxies: tuple = ()    # ipaddress networks whose X-Forwarded-For names the client (mod_remoteip)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +190,7 @@ class Backend:
     sockaddr: tuple              # resolved, ready for socket.connect()
     family: int                  # AF_INET / AF_INET6
     tls: BackendTLS | None = None  # set for https/wss
+    proxy_protocol: int = 0      # 1 or 2: a PROXY protocol header goes first (HAProxy's send-proxy[-v2])
 
     @property
     def host_header(self) -> str:
@@ -181,7 +208,7 @@ class Backend:
     @property
     def key(self) -> tuple:
         """Identity of the connection pool this backend's connections go back to."""
-        return (self.sockaddr, self.tls is not None, self.host)
+        return (self.sockaddr, self.tls is not None, self.host, self.proxy_protocol)
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +239,9 @@ class Route:
     preserve_host: bool = False          # ProxyPreserveHost
     timeout: float | None = None         # per-route ProxyTimeout (and tunnel idle); None = timeouts.proxy
     line: int = 0
+    origins: tuple[str, ...] | None = None   # WebSocket Origin allow-list ("https://*.example.com"); None: any
+    origins_required: bool = False       # an upgrade without Origin is refused too
+    per_client: PerClient | None = None  # replaces limits.per_client for requests on this route
 
     @property
     def name(self) -> str:

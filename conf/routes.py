@@ -19,6 +19,7 @@ from .addresses import (
     Resolver,
     parse_url,
 )
+from .clients import origins, per_client, proxy_protocol_version
 from .discover import DISCOVER_KEYS, build_discover
 from .fields import Errors, Section, describe, did_you_mean
 from .model import (
@@ -41,20 +42,22 @@ from .model import (
 from .tlsfiles import backend_tls
 from .yamlnodes import Map, Node, Scalar, Seq
 
-ROUTE_KEYS = ("path", "match", "to", "when", "upgrade", "reverse", "preserve_host", "timeout", "tls")
+ROUTE_KEYS = ("path", "match", "to", "when", "upgrade", "reverse", "preserve_host", "timeout", "tls",
+              "origins", "origins_required", "per_client", "proxy_protocol")
 BALANCER_KEYS = ("method", "sticky", "members", "nofailover", "failonstatus", "retry", "health", "hash_key",
                  "discover")
 HEALTH_KEYS = ("method", "path", "expect", "interval", "passes", "fails", "timeout")
 HASH_KEYS = ("source", "name")
 STICKY_KEYS = ("cookie", "insert")
-MEMBER_KEYS = ("url", "route", "weight", "status", "max_connections", "tls")
+MEMBER_KEYS = ("url", "route", "weight", "status", "max_connections", "tls", "proxy_protocol")
 
 # RFC 9110 token: what a header name or an Upgrade protocol name may be made of.
 TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 
 
 def build_backend(sec: Section, key: str, url: ParsedURL, resolver: Resolver) -> Backend | None:
-    """Resolve a URL's host now; TLS settings from the sibling `tls:` mapping (https/wss only)."""
+    """Resolve a URL's host now; TLS settings from the sibling `tls:` mapping (https/wss only),
+    the PROXY protocol version to send from the sibling `proxy_protocol:`."""
     tls = None
     if url.scheme in TLS_SCHEMES:
         tls = backend_tls(sec) or BackendTLS()
@@ -65,7 +68,7 @@ def build_backend(sec: Section, key: str, url: ParsedURL, resolver: Resolver) ->
     except ValueError as exc:
         sec.error(key, str(exc))
         return None
-    return Backend(url.scheme, url.host, url.port, sockaddr, family, tls)
+    return Backend(url.scheme, url.host, url.port, sockaddr, family, tls, proxy_protocol_version(sec))
 
 
 # -- balancers --------------------------------------------------------------------------
@@ -301,9 +304,15 @@ def _route(sec: Section, balancers: dict, declared: set[str], resolver: Resolver
     reverse = sec.boolean("reverse", False)
     preserve_host = sec.boolean("preserve_host", False)
     timeout = sec.number("timeout", None)
+    allowed = origins(sec)
+    origins_required = sec.boolean("origins_required", False)
+    if origins_required and allowed is None and "origins" not in sec:
+        sec.error("origins_required", "route.origins_required needs the route's 'origins' list")
+    limits = per_client(sec, "per_client", route=True)
     if len(sec.errors) > errors_before:
         return None
-    return Route(target, path, match, when, upgrade, reverse, preserve_host, timeout, sec.node.line)
+    return Route(target, path, match, when, upgrade, reverse, preserve_host, timeout, sec.node.line,
+                 allowed, bool(origins_required), limits)
 
 
 def _prefix(sec: Section) -> bytes | None:
@@ -354,8 +363,9 @@ def _target(sec: Section, match: re.Pattern | None, has_match: bool, balancers: 
                 sec.error("to", f"route.to uses ${n} but the match has {match.groups} {plural}")
                 return None
     if url.scheme == "balancer":
-        if "tls" in sec:
-            sec.error("tls", "route.tls does not apply to a balancer:// target; set tls on its members")
+        for key in ("tls", "proxy_protocol"):
+            if key in sec:
+                sec.error(key, f"route.{key} does not apply to a balancer:// target; set {key} on its members")
         if url.host not in balancers:
             if url.host not in declared:   # declared but invalid: already reported at its definition
                 sec.error("to", f"unknown balancer '{url.host}'{did_you_mean(url.host, declared)}")

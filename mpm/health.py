@@ -37,6 +37,9 @@ DEFAULT_EXPECT = re.compile(r"^[23]\d\d$")   # mod_proxy_hcheck without hcexpr: 
 MAX_STATUS_LINE = 4096
 
 
+PROXY_LOCAL = {1: b"PROXY UNKNOWN\r\n", 2: b"\r\n\r\n\x00\r\nQUIT\n\x20\x00\x00\x00"}
+
+
 class _Probe:
     """One check of one member, from connect to verdict."""
 
@@ -83,6 +86,11 @@ class _Probe:
             err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             if err:
                 raise ConnectionError(err, f"connect failed: {os.strerror(err)}")
+            if self.backend.proxy_protocol:
+                # A member that requires the PROXY protocol gets it on checks too, as LOCAL
+                # (HAProxy's check-send-proxy): the check is ours, it carries no client.
+                # 16 bytes or fewer on a fresh socket: a send takes them all.
+                self.sock.send(PROXY_LOCAL[self.backend.proxy_protocol])
             if self.check.method == "TCP":
                 self.finish(True, "connected")
                 return

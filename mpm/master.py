@@ -32,6 +32,7 @@ from conf import ConfigError, load_config
 from mpm import supervision, upgrade
 from mpm.adminsite import AdminSite
 from mpm.balancer_manager import BalancerManager
+from mpm.clients import ClientTables
 from mpm.control import ControlServer
 from mpm.listeners import ListenerSet
 from mpm.pidfile import remove_pidfile, write_pidfile
@@ -128,6 +129,7 @@ class Master:
         # the shared member table, before any fork
         self.balancers = BalancerManager(self.config, self.selector, self.inherited_discovery, self.inherited_counts)
         self.admin = AdminSite(self, self.selector, self.inherited_admin, self.activated)
+        self.clients = ClientTables()          # per-client limits, shared by every worker
         log.info("master pid %d started with %s", os.getpid(), self.config.file)
         _warn_unverified(self.config)
 
@@ -232,6 +234,7 @@ class Master:
         # Built here, before the fork, re-read at every reload; their session-ticket keys are
         # the master's (mpm.tlskeys), so a TLS session resumes on any worker of any generation.
         self.tls_contexts = self.ticket_keys.contexts(self.config)
+        self.client_table = self.clients.for_generation(self.config)
         self.generation += 1
         self._set_title()
         self.route_ids = self.metrics.register_routes(route.name for route in self.config.routes)
@@ -284,12 +287,14 @@ class Master:
         self.balancers.close_in_child()
         self.admin.close_in_child()
         self.readiness.notifier.close()
+        self.clients.close_in_child()
         self.selector.close()
         for fd in (self.wake_r, self.wake_w, self.parent_w):
             os.close(fd)
         scoreboard_row = self.scoreboard.row_for_child(row, os.getpid(), generation, slot)
         return Worker(self.config, mine, slot, generation, scoreboard_row, self.parent_r,
                       peers=self.scoreboard.live_rows, balancer_table=self.balancers.table,
+                      client_table=self.client_table,
                       tls_contexts=self.tls_contexts, metrics_row=self.metrics.worker_row(row, self.route_ids)).run()
 
     def retire(self, record: WorkerRecord, sig: int = signal.SIGTERM) -> None:
@@ -335,6 +340,7 @@ class Master:
             if self.successor is None:      # during an upgrade the next master rotates (one writer)
                 self.ticket_keys.tick()
             self.balancers.tick(self.workers)     # free dead workers' cells, run health checks
+            self.clients.tick(self.workers)
             self.readiness.tick(self)             # READY=1 / STATUS= to systemd
         self.admin.expire(now)
         for record in self.workers.values():

@@ -58,4 +58,5 @@ def build_status(master) -> dict:
         "totals": totals,
         "old_generation_workers": sum(1 for w in workers if w["generation"] != master.generation),
         "tls": master.ticket_keys.status(),   # session-ticket keys (never the keys themselves)
+        "clients": master.clients.summary(),      # per-client limits: tracked clients, refusals
     }

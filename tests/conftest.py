@@ -127,8 +127,10 @@ class Proxy:
     def url(self, path: str = "/", scheme: str = "http") -> str:
         return f"{scheme}://127.0.0.1:{self.port}{path}"
 
-    def connect(self, timeout: float = 5.0) -> socket.socket:
-        sock = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
+    def connect(self, timeout: float = 5.0, source: str | None = None) -> socket.socket:
+        """`source`: a loopback address to connect from (127.0.0.2, ...): a distinct client."""
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=timeout,
+                                        source_address=(source, 0) if source else None)
         return sock
 
     def stderr_text(self) -> str:

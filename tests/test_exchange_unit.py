@@ -42,7 +42,7 @@ def _bare_exchange():
     """An Exchange with just what `enter` reads (no sockets involved)."""
     loop = types.SimpleNamespace(now=100.0)
     worker = types.SimpleNamespace(timeouts=types.SimpleNamespace(connect=5.0, keepalive=7.0))
-    client = types.SimpleNamespace(worker=worker, loop=loop, deadline=0.0)
+    client = types.SimpleNamespace(worker=worker, loop=loop, deadline=0.0, client_ip=b"127.0.0.1")
     return exchange.Exchange(client, None), client
 
 

@@ -317,18 +317,29 @@ def test_reload_adds_and_removes_listeners(proxy_factory, http_backend):
 
 @pytest.mark.timeout(40)
 def test_capacity_cap_queues_instead_of_refusing(proxy_factory, http_backend):
-    """ThreadsPerChild: a full worker stops accepting; the next client waits in the backlog."""
-    backend = http_backend()
+    """ThreadsPerChild: a worker full of requests in progress stops accepting; the next client
+    waits in the backlog.  (Connections that hold no request are closed to make room
+    instead: tests/test_overload.py.)"""
+    release = threading.Event()
+
+    def slow(request, body):
+        if request["target"] == "/hold":
+            release.wait(10)
+        return 200, [], b"ok"
+    backend = http_backend(slow)
     proxy = proxy_factory([{"path": "/", "to": backend.url + "/"}], workers=1,
                           mpm={"threads_per_child": 2, "max_request_workers": 2, "server_limit": 1})
     held = [proxy.connect(), proxy.connect()]
     for sock in held:
-        assert keepalive_get(sock) == 200
+        sock.sendall(b"GET /hold HTTP/1.1\r\nHost: t\r\n\r\n")
+    wait_for(lambda: len(backend.requests) >= 2, 5, 0.01, "both held at the backend")
     waiting = proxy.connect()          # TCP handshake completes in the backlog...
     waiting.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
     waiting.settimeout(0.7)
     with pytest.raises(socket.timeout):
         waiting.recv(100)              # ...but nobody serves it while the worker is full
+    release.set()
+    held[0].recv(100)
     held[0].close()                    # a slot frees up: the queued client is served
     waiting.settimeout(5)
     assert waiting.recv(100).startswith(b"HTTP/1.1 200")

@@ -136,6 +136,10 @@ class Endpoint:
 
     def close(self) -> None:
         self.unregister()
+        # The handler is usually a bound method of our owner, who holds us: a reference cycle
+        # that only the cyclic GC would free, late (a slowloris's long-lived connections reach
+        # its old generations), so memory would stay up long after the connections are gone.
+        self.handler = None
         try:
             self.sock.close()
         except OSError:

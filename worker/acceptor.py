@@ -4,7 +4,11 @@ Each listening socket is this worker's own SO_REUSEPORT socket for its slot, so 
 kernel spreads new connections over the slots.  A worker stops accepting (interest 0 on
 its listeners) while it is at capacity, min(ThreadsPerChild, MaxRequestWorkers shared
 over the slots): new clients then wait in this slot's backlog instead of being taken by
-a worker that cannot serve them, and accepting resumes when a connection closes.
+a worker that cannot serve them, and accepting resumes when a connection closes (or
+goes idle between requests, which makes it one a full worker may close).
+
+At capacity, a worker first makes room by closing a connection that holds no request
+(worker.admission); it stops accepting only when every connection has one.
 
 Out of file descriptors (EMFILE/ENFILE) or kernel memory, accepting pauses for
 EMFILE_BACKOFF and resumes by itself (CPython's asyncio backs off the same way);
@@ -44,12 +48,30 @@ class Acceptor:
                 context = listener_context(listener.tls)
             elif listener.http2 == "h2c":
                 context = PRIOR_KNOWLEDGE      # worker.h2.h2c: the first bytes say HTTP/2 or HTTP/1.1
-            self.loop.add(sock.fileno(), EPOLLIN, lambda mask, sock=sock, context=context: self._accept(sock, context))
+            self.loop.add(sock.fileno(), EPOLLIN, lambda mask, sock=sock, context=context, proxy=listener.proxy_protocol:
+                          self._ready(sock, context, proxy))
+        self.ready: list = []               # listeners readable in this loop turn
         self.accepting = True
 
-    def _accept(self, lsock: socket.socket, context) -> None:
+    def _ready(self, lsock: socket.socket, context, proxy_protocol: bool) -> None:
+        """Accept at the end of the loop turn, after the events of established connections:
+        a flood of new connections (most of them refused, under per-client limits) then
+        delays a request already under way by nothing, instead of by a batch of accepts."""
+        if not self.ready:
+            self.loop.call_soon(self._accept_ready)
+        self.ready.append((lsock, context, proxy_protocol))
+
+    def _accept_ready(self) -> None:
+        ready, self.ready = self.ready, []
+        for lsock, context, proxy_protocol in ready:
+            if self.accepting:
+                self._accept(lsock, context, proxy_protocol)
+
+    def _accept(self, lsock: socket.socket, context, proxy_protocol: bool) -> None:
         worker = self.worker
-        for _ in range(ACCEPT_BATCH):
+        for turn in range(ACCEPT_BATCH):
+            if worker.connections >= worker.capacity and (turn or not self._make_room()):
+                return
             try:
                 sock, addr = lsock.accept()
             except (BlockingIOError, InterruptedError):
@@ -61,8 +83,19 @@ class Acceptor:
             sock.setblocking(False)
             if sock.family != socket.AF_UNIX:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if not worker.connection_accepted(sock, addr[0].encode(), context):
+            if not worker.connection_accepted(sock, addr[0].encode(), context, proxy_protocol):
                 return
+
+    def _make_room(self) -> bool:
+        """Full, and a client waits in the backlog (the socket was readable): close a
+        connection that holds no request for it, or stop accepting until one can be."""
+        admission = self.worker.admission
+        if admission.make_room():
+            return True
+        self.pause()
+        if admission.may_make_room():      # only connections of this loop turn: look again at the next
+            self.loop.call_later(0.0, self.resume)
+        return False
 
     def _shortage(self, exc: OSError) -> None:
         self.shortages += 1
@@ -87,10 +120,11 @@ class Acceptor:
                 self.loop.modify(sock.fileno(), 0)
 
     def resume(self) -> None:
-        """Accept again, unless stopping, at capacity or out of descriptors."""
+        """Accept again, unless stopping, out of descriptors, or at capacity with nothing to
+        close for room (worker.admission)."""
         worker = self.worker
         if (not self.accepting and not self.paused_by_shortage and not worker.stopping
-                and worker.connections < worker.capacity):
+                and (worker.connections < worker.capacity or worker.admission.room())):
             self.accepting = True
             for sock, _ in self.listeners:
                 self.loop.modify(sock.fileno(), EPOLLIN)

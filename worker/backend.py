@@ -27,10 +27,11 @@ from worker.tls import backend_context, handshake_step
 
 POOL_IDLE_TIMEOUT = 60.0   # nginx's upstream keepalive_timeout default
 POOL_MAX_IDLE = 64         # idle connections kept per backend per worker
+POOL_MAX_PRIVATE = 4       # ... per backend and client address, for connections opened with a PROXY header
 
 
 class Origin:
-    __slots__ = ("backend", "key", "host_line", "name", "log_name", "origin_bytes", "tls")
+    __slots__ = ("backend", "key", "host_line", "name", "log_name", "origin_bytes", "tls", "proxy_protocol")
 
     def __init__(self, backend):
         self.backend = backend
@@ -39,6 +40,7 @@ class Origin:
         self.name = backend.origin                 # "http://host:port", for logs
         self.origin_bytes = self.log_name = backend.origin.encode()
         self.tls = backend.tls
+        self.proxy_protocol = backend.proxy_protocol    # 1 or 2: a PROXY header opens each connection
 
 
 class Origins:
@@ -57,11 +59,13 @@ class Origins:
 class BackendConnection(Endpoint):
     """`connected` means ready for HTTP: TCP up and, for https/wss, the TLS handshake done."""
 
-    __slots__ = ("origin", "reused", "deadline", "connected", "tcp_up", "handshaking", "owner", "on_idle")
+    __slots__ = ("origin", "reused", "deadline", "connected", "tcp_up", "handshaking", "owner", "on_idle",
+                 "pool_key")
 
     def __init__(self, loop, sock: socket.socket, origin: Origin, tcp_up: bool):
         super().__init__(loop, sock)
         self.origin = origin
+        self.pool_key = origin.key
         self.reused = False
         self.tcp_up = tcp_up
         self.handshaking = False
@@ -122,22 +126,28 @@ def open_connection(loop, origin: Origin) -> BackendConnection:
 
 
 class BackendPool:
-    """Idle keep-alive connections per backend (LIFO: the warmest one first)."""
+    """Idle keep-alive connections per backend (LIFO: the warmest one first).  A connection that
+    began with a PROXY header names one client to the backend, so it goes back to a pool of
+    its own, for that client address only (HAProxy keeps such connections private too)."""
 
     def __init__(self, loop):
         self.loop = loop
         self.idle: dict[tuple, list[BackendConnection]] = {}
         loop.call_later(POOL_IDLE_TIMEOUT / 4, self._expire)
 
-    def acquire(self, origin: Origin, owner_handler, fresh: bool = False) -> BackendConnection:
-        """A connection to `origin` handed to `owner_handler`: pooled unless `fresh`."""
-        stack = None if fresh else self.idle.get(origin.key)
+    def acquire(self, origin: Origin, owner_handler, fresh: bool = False, private: bytes | None = None
+                ) -> BackendConnection:
+        """A connection to `origin` handed to `owner_handler`: pooled unless `fresh`; `private`:
+        the client address a PROXY-header connection is for."""
+        key = origin.key if private is None else (origin.key, private)
+        stack = None if fresh else self.idle.get(key)
         if stack:
             conn = stack.pop()
             conn.reused = True
             conn.owner = owner_handler
             return conn
         conn = open_connection(self.loop, origin)
+        conn.pool_key = key
         conn.owner = owner_handler
         conn.on_idle = self._on_idle_event
         conn.register(EPOLLIN if conn.connected else EPOLLOUT, conn.on_event)
@@ -145,8 +155,8 @@ class BackendPool:
 
     def release(self, conn: BackendConnection) -> None:
         """Take a connection back after a complete exchange; it must be idle."""
-        stack = self.idle.setdefault(conn.origin.key, [])
-        if len(stack) >= POOL_MAX_IDLE:
+        stack = self.idle.setdefault(conn.pool_key, [])
+        if len(stack) >= (POOL_MAX_IDLE if conn.pool_key is conn.origin.key else POOL_MAX_PRIVATE):
             conn.close()
             return
         conn.want(True)
@@ -164,16 +174,18 @@ class BackendPool:
                 return
             except OSError:
                 pass
-        stack = self.idle.get(conn.origin.key)
+        stack = self.idle.get(conn.pool_key)
         if stack and conn in stack:
             stack.remove(conn)
         conn.close()
 
     def _expire(self) -> None:
         now = self.loop.now
-        for stack in self.idle.values():
+        for key, stack in list(self.idle.items()):
             while stack and stack[0].deadline <= now:
                 stack.pop(0).close()
+            if not stack:
+                del self.idle[key]          # private pools come and go with their clients
         self.loop.call_later(POOL_IDLE_TIMEOUT / 4, self._expire)
 
     def close_all(self) -> None:

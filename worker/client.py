@@ -17,6 +17,17 @@ stack.
 
 The deadline is the one `loop.timed` entry of the connection: keepalive in IDLE,
 client_header in HEAD, the exchange's own while BUSY.
+
+Until its first head is complete a connection is listed in the worker's `unserved`
+arrivals, and while it waits between requests in `idle` (worker.admission): what a full
+worker closes to make room.  `holds` is what it counts in the shared client table (its
+place under `limits.per_client.connections`), released when it closes or handed to the
+tunnel it becomes.
+
+Memory: what a connection holds is bounded by its head (LimitRequestLine + LimitRequestFields
+x LimitRequestFieldSize: about 800 KiB at Apache's defaults, usually a few hundred bytes),
+READ_AHEAD bytes read past it, and one read's worth of response kept for a slow client
+(SHARED_BUFFER_SIZE): see the README's "Memory" section.
 """
 
 from __future__ import annotations
@@ -41,13 +52,20 @@ class ClientConnection:
     http2 = False    # the client side is one HTTP/1.1 socket (worker.h2.stream.H2Stream: a stream)
 
     __slots__ = ("worker", "loop", "ep", "client_ip", "proto_line", "xff_line", "state", "deadline",
-                 "inbuf", "reader", "requests", "exchange", "eof", "serving")
+                 "inbuf", "reader", "requests", "exchange", "eof", "serving", "since", "holds", "proxied",
+                 "forwarded", "limiter")
 
-    def __init__(self, worker, sock, client_ip: bytes, tls: bool = False):
+    def __init__(self, worker, sock, client_ip: bytes, tls: bool = False, holds=(), proxied=None,
+                 forwarded: bool = False):
         self.worker = worker
         self.loop = loop = worker.loop
         self.ep = Endpoint(loop, sock)
-        self.client_ip = client_ip
+        self.client_ip = client_ip      # the peer, or the address its PROXY header named
+        self.holds = holds              # its entries in the client table (worker.limits)
+        self.proxied = proxied          # (src, sport, dst, dport) from a PROXY header, or None
+        self.forwarded = forwarded      # from a trusted proxy: each request's X-Forwarded-For names the client
+        self.limiter = worker.admission.limits     # worker.limits.ClientLimits, None when nothing is configured
+        self.since = loop.now           # when it arrived, or last went idle (overload's order)
         # The X-Forwarded-* lines that depend only on the connection, built once.
         self.proto_line = b"X-Forwarded-Proto: https\r\n" if tls else b"X-Forwarded-Proto: http\r\n"
         self.xff_line = b"X-Forwarded-For: " + client_ip + b"\r\n"
@@ -61,15 +79,21 @@ class ClientConnection:
         self.deadline = loop.now + worker.timeouts.client_header   # a new connection owes its head
         self.ep.register(EPOLLIN, self.on_event)
         worker.clients.add(self)
+        worker.admission.unserved[self] = None
         loop.timed.add(self)
 
     @classmethod
     def adopt(cls, worker, sock, state: dict, inbuf: bytes) -> ClientConnection:
         """A connection handed over by a stopping worker (`detach` there): it goes on
-        between requests here, with the bytes that worker had already read from it."""
-        client = cls(worker, sock, state["client_ip"].encode())
+        between requests here, with the bytes that worker had already read from it, counted
+        for its client here now (never refused: it is no new connection)."""
+        client_ip = state["client_ip"].encode()
+        proxied = state.get("proxied")
+        proxied = (proxied[0].encode(), proxied[1], proxied[2].encode(), proxied[3]) if proxied else None
+        client = cls(worker, sock, client_ip, proxied=proxied, forwarded=state.get("forwarded", False))
         client.requests = state["requests"]
         client.deadline = client.loop.now + state["deadline_in"]
+        client._between_requests()
         if inbuf:
             client.inbuf += inbuf
             client.state = HEAD
@@ -77,6 +101,14 @@ class ClientConnection:
         else:
             client.state = IDLE
         return client
+
+    def _between_requests(self) -> None:
+        """(Again) listed as idle and counted for its client: adopted, or taken back."""
+        admission = self.worker.admission
+        admission.unserved.pop(self, None)
+        admission.idle[self] = None
+        if admission.limits is not None and not self.forwarded:
+            self.holds = admission.limits.count_connection(self.client_ip)
 
     @property
     def idle(self) -> bool:
@@ -96,15 +128,24 @@ class ClientConnection:
         open file description, which lives on in the other process)."""
         self.ep.unregister()
         self.loop.timed.discard(self)
-        self.worker.clients.discard(self)
+        worker = self.worker
+        worker.clients.discard(self)
+        worker.admission.idle.pop(self, None)
+        worker.admission.unserved.pop(self, None)
+        if self.holds:                  # the successor counts it for its client from now on
+            worker.admission.limits.release(self.holds)
+            self.holds = ()
         self.reader = None          # the head in part is parsed again from `inbuf` there
+        proxied = self.proxied
         return {"client_ip": self.client_ip.decode(), "requests": self.requests,
-                "deadline_in": max(self.deadline - self.loop.now, 0.0)}
+                "deadline_in": max(self.deadline - self.loop.now, 0.0), "forwarded": self.forwarded,
+                "proxied": [proxied[0].decode(), proxied[1], proxied[2].decode(), proxied[3]] if proxied else None}
 
     def reattach(self) -> None:
         """Undo `detach` when the other worker did not take it."""
         self.worker.clients.add(self)
         self.loop.timed.add(self)
+        self._between_requests()
         self.ep.want(not self.eof)
         if self.inbuf:
             self.loop.call_soon(self.serve_buffered)
@@ -155,8 +196,10 @@ class ClientConnection:
         if exchange is not None and exchange.req_framing is not None:
             exchange.read_request_body()     # the request direction belongs to the exchange
             return
+        # Bytes read while an exchange runs wait in inbuf: read no more than READ_AHEAD holds.
+        size = SHARED_BUFFER_SIZE if exchange is None else max(READ_AHEAD - len(self.inbuf), 1)
         try:
-            n = self.ep.sock.recv_into(SHARED_VIEW, SHARED_BUFFER_SIZE)
+            n = self.ep.sock.recv_into(SHARED_VIEW, size)
         except WOULD_BLOCK:
             return
         except OSError:
@@ -229,6 +272,7 @@ class ClientConnection:
         return reader.head(raw)
 
     def _start(self, head) -> None:
+        (self.worker.admission.idle if self.requests else self.worker.admission.unserved).pop(self, None)
         self.requests += 1
         self.state = BUSY
         self.exchange = exchange = Exchange(self, head)
@@ -238,6 +282,9 @@ class ClientConnection:
     def exchange_done(self, exchange, keep_alive: bool) -> None:
         """The response is delivered (or given up on): logged, then the next request or close."""
         self.exchange = None
+        if exchange.holds:
+            self.worker.admission.limits.release(exchange.holds)
+            exchange.holds = None
         self.worker.exchange_done(exchange)
         if self.state is CLOSED:
             return
@@ -249,6 +296,10 @@ class ClientConnection:
         if self.worker.stopping:      # a successor serves its next request, or nobody does
             self.worker.client_between_requests(self)
             return
+        self.since = self.loop.now
+        self.worker.admission.idle[self] = None
+        if not self.worker.acceptor.accepting:     # a full worker may take a client in our place,
+            self.loop.call_later(0.0, self.worker.acceptor.resume)     # from the next loop turn
         if self.inbuf:
             self.serve_buffered()
         else:
@@ -272,11 +323,12 @@ class ClientConnection:
 
     # == endings ==============================================================================
     def handed_over(self) -> None:
-        """The socket belongs to a tunnel, or to another worker, now: forget it without
-        closing it."""
+        """The socket belongs to a tunnel, or to another worker, now (and our holds with it):
+        forget it without closing it."""
         self.state = CLOSED
         self.loop.timed.discard(self)
         self.worker.clients.discard(self)
+        self.holds = ()
         self.exchange = None
 
     def close(self) -> None:
@@ -285,8 +337,15 @@ class ClientConnection:
             return
         self.state = CLOSED
         self.loop.timed.discard(self)
-        self.worker.clients.discard(self)
+        worker = self.worker
+        worker.clients.discard(self)
+        admission = worker.admission
+        admission.unserved.pop(self, None)
+        admission.idle.pop(self, None)
         if self.exchange is not None:
             self.exchange.abort()
+        if self.holds:
+            admission.limits.release(self.holds)
+            self.holds = ()
         self.ep.close()
-        self.worker.connection_closed()
+        worker.connection_closed()

@@ -46,5 +46,5 @@ class ClientSide(Protocol):
     # -- HTTP/2 only (`http2` True) ------------------------------------------------------------
     def send_response(self, exchange, resp, reverse, body: bytes, ended: bool) -> None: ...
     def send_interim(self, resp) -> bool: ...                       # 1xx
-    def answer(self, exchange, status: int, message: str) -> bool: ...  # our own; True: all framed
+    def answer(self, exchange, status: int, message: str, extra: bytes = b"") -> bool: ...  # our own; True: all framed
     def switch_protocols(self, exchange, resp, rest: bytes) -> None: ...   # RFC 8441: 101 -> 200

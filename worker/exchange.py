@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from tunnel.endpoint import EPOLLIN, EPOLLOUT
 from tunnel.tunnel import Tunnel
-from worker import bodies, failover, response, routing
+from worker import bodies, failover, proxyproto, response, routing
 from worker.framing import BadFraming
 from worker.loop import EPOLLERR, EPOLLHUP
 from worker.rewrite import error_response, request_head
@@ -66,6 +66,7 @@ class Exchange:
         "conn", "req_framing", "request_copy", "body_prefix", "retried",
         "reader", "respbuf", "resp_framing", "status", "resp_started",
         "keep_alive", "reusable", "sent", "head_sent", "received", "aborted", "mapped",
+        "client_ip", "holds",      # who the client is for this request; what it counts in the client table
     )
 
     def __init__(self, client, head):
@@ -73,6 +74,8 @@ class Exchange:
         self.worker = client.worker
         self.loop = client.loop
         self.head = head
+        self.client_ip = client.client_ip
+        self.holds = None
         self.phase = ROUTING
         self.started = self.loop.now
         self.route = self.origin = self.member = self.cookie = self.upgrade = None
@@ -107,10 +110,10 @@ class Exchange:
     def start(self) -> None:
         head = self.head
         target = head.target
+        if head.method == b"CONNECT":       # whatever its target: a backend might take it for a tunnel
+            self.answer(405, "CONNECT is not served by a reverse proxy")
+            return
         if target[:1] != b"/":
-            if head.method == b"CONNECT":
-                self.answer(405, "CONNECT is not served by a reverse proxy")
-                return
             target = routing.origin_form(target)
             if target is None:
                 self.answer(400, "request target must be origin-form or absolute-form")
@@ -119,6 +122,10 @@ class Exchange:
             self.answer(400, "dot-segments in the request path")
             return
         route, mapped = self.worker.router.resolve(target, head)
+        if route is not None:
+            self.upgrade = route.upgrade_header(head)
+        if (self.upgrade is not None or self.client.limiter is not None) and not self._admit(route):
+            return
         if route is None:
             self.answer(404, "No route matches this URL.", keep_alive=not head.has_body)
             return
@@ -126,7 +133,6 @@ class Exchange:
         if not self.pick():
             self.answer(503, "No balancer member is available.", keep_alive=not head.has_body)
             return
-        self.upgrade = route.upgrade_header(head)
         framing = self.req_framing = head.body_framing()
         limit = self.worker.limits.request_body
         if limit and head.content_length and head.content_length > limit:
@@ -147,9 +153,31 @@ class Exchange:
         self.request_copy = out if self.req_framing is None else None
         self.connect(out)
 
+    def _admit(self, route) -> bool:
+        """Who the client is, the route's WebSocket Origin policy, and the per-client limits;
+        False when the request was answered (403, 429, 503) and goes no further."""
+        client, head = self.client, self.head
+        limits = client.limiter
+        if client.forwarded:
+            self.client_ip = limits.forwarded_client(head, client.client_ip)
+        if self.upgrade is not None and route.origin_policy:
+            why = route.refuse_origin(head)
+            if why is not None:
+                self.worker.log_error("info", f"{self.client_ip.decode()} route {route.name}: {why} (403)")
+                self.answer(403, why)
+                return False
+        if limits is not None and limits.enabled:
+            refusal = limits.admit(self, route, self.upgrade)
+            if refusal is not None:
+                status, why, extra = refusal
+                self.answer(status, f"per-client limit: {why}", keep_alive=status == 429 and not head.has_body,
+                            extra=extra)
+                return False
+        return True
+
     def pick(self) -> bool:
         """Choose the backend (a balancer member, counted busy until released)."""
-        origin, self.member, self.cookie = self.worker.pick_backend(self.route, self.head, self.client.client_ip,
+        origin, self.member, self.cookie = self.worker.pick_backend(self.route, self.head, self.client_ip,
                                                                     self.tried)
         self.origin = origin
         return origin is not None
@@ -160,12 +188,17 @@ class Exchange:
         return request_head(head, self.mapped, host_line, client.xff_line, client.proto_line, self.upgrade)
 
     def connect(self, out: bytes, fresh: bool = False) -> None:
+        origin = self.origin
+        # A connection that began with a PROXY header speaks for one client address only.
+        private = self.client_ip if origin.proxy_protocol else None
         try:
-            conn = self.conn = self.worker.pool.acquire(self.origin, self.on_backend_event, fresh)
+            conn = self.conn = self.worker.pool.acquire(origin, self.on_backend_event, fresh, private)
         except OSError as exc:
             self.conn = None
             self.backend_failed(502, f"connect failed: {exc.strerror or exc}")
             return
+        if private is not None and not conn.reused:
+            out = proxyproto.for_exchange(self) + out
         if conn.connected:
             self.enter(WAITING)
             self._send_backend(out)
@@ -294,13 +327,17 @@ class Exchange:
         self.status = 101
         self.enter(TUNNEL)
         self.conn = None
+        holds = [*client.holds, *(self.holds or ())]     # the connection's place and the tunnel's
+        self.holds = None
         client.handed_over()
         head = self.head
-        context = {"client": client.client_ip.decode(), "method": head.method.decode("latin-1"),
+        context = {"client": self.client_ip.decode(), "method": head.method.decode("latin-1"),
                    "target": head.target.decode("latin-1"), "version": head.version,
                    "referer": (head.get(b"referer") or b"").decode("latin-1"),
                    "agent": (head.get(b"user-agent") or b"").decode("latin-1"),
                    "route": self.route.name, "backend": self.origin.name, "head_size": len(head.raw)}
+        if holds:
+            context["limits"] = worker.admission.limits.export(holds)
         on_close = worker.tunnel_closed
         if self.member is not None:        # the member counts the tunnel as busy until it closes
             context["lb"] = worker.lb.key(self.member)
@@ -326,10 +363,10 @@ class Exchange:
             self.keep_alive = False
         self.client.exchange_done(self, self.keep_alive)
 
-    def answer(self, status: int, message: str, keep_alive: bool = False) -> None:
+    def answer(self, status: int, message: str, keep_alive: bool = False, extra: bytes = b"") -> None:
         """An answer of our own: 404/503 (keeping the connection when `keep_alive`), a bad
-        request (4xx), or a backend failure (502/504).  Once the response has begun,
-        closing is all that is honest."""
+        request (4xx), or a backend failure (502/504); `extra` is header lines of ours
+        (Retry-After).  Once the response has begun, closing is all that is honest."""
         if self.resp_started:
             self.client.close()
             return
@@ -339,11 +376,13 @@ class Exchange:
         self.req_framing = None      # what the client still sends of its body is not read
         if self.client.http2:        # the status as HTTP/2 fields, the page as DATA
             self.enter(FLUSHING)
-            if self.client.answer(self, status, message):
+            if self.client.answer(self, status, message, extra):
                 self._done()
             return
-        out = error_response(status, message, self.keep_alive)
+        out = error_response(status, message, self.keep_alive, extra)
         self.head_sent = out.find(b"\r\n\r\n") + 4
+        if self.head is not None and self.head.method == b"HEAD":
+            out = out[:self.head_sent]       # a response to HEAD has no body (RFC 9110 §9.3.2)
         self.sent += len(out)
         self.enter(FLUSHING)
         try:

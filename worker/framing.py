@@ -12,8 +12,9 @@ Each framing answers for itself what the exchange asks of it (no class tests):
 `finished` (nothing left to read), `over(limit)` (LimitRequestBody), `data_of(buf)`
 (the bytes to relay from what was just fed: the data alone when de-chunking).
 
-The chunked scanner is strict (RFC 9112 §7.1): hex sizes only, CRLF line ends, a CRLF
-after each chunk's data, bounded size lines and trailers; anything else raises
+The chunked scanner is strict (RFC 9112 §7.1): hex sizes only, extensions as the grammar
+says, CRLF line ends, a CRLF after each chunk's data, bounded size lines, trailers that are
+field lines; anything else raises
 `BadFraming`, which the caller answers with 400 (request) or 502 (response).
 """
 
@@ -22,6 +23,11 @@ from __future__ import annotations
 import re
 
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,15}")
+_TOKEN = rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+# RFC 9112 §7.1.1: *( BWS ";" BWS name [ BWS "=" BWS ( token / quoted-string ) ] )
+_EXTENSIONS = re.compile(rb"(?:[ \t]*;[ \t]*" + _TOKEN + rb"(?:[ \t]*=[ \t]*(?:" + _TOKEN
+                         + rb'|"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"))?)*')
+_TRAILER_LINE = re.compile(_TOKEN + rb":[\t \x21-\x7e\x80-\xff]*")     # a field line, as in a head
 MAX_LINE = 4096           # a chunk-size line, extensions included
 MAX_TRAILERS = 16 * 1024  # all trailer lines together
 
@@ -163,9 +169,11 @@ class ChunkedFraming:
             raise BadFraming("chunk line must end with CRLF")
         line = line[:-2]
         if self.state == _SIZE:
-            size_text = line.split(b";", 1)[0]
+            size_text, semicolon, extensions = line.partition(b";")
             if not _HEX.fullmatch(size_text):
                 raise BadFraming(f"bad chunk size {size_text[:20]!r}")
+            if semicolon and not _EXTENSIONS.fullmatch(line, len(size_text)):
+                raise BadFraming("bad chunk extension")
             self.remaining = int(size_text, 16)
             self.state = _DATA if self.remaining else _TRAILER
         elif self.state == _DATA_END:
@@ -176,7 +184,9 @@ class ChunkedFraming:
             self.state = _END
         else:
             self.trailer_bytes += len(line)
-            if self.trailer_bytes > MAX_TRAILERS or b":" not in line:
+            # A trailer must be a field line: "GET http://x/ HTTP/1.1" has a colon too, and a
+            # peer that stops the body at "0\r\n" would read it as the next request.
+            if self.trailer_bytes > MAX_TRAILERS or not _TRAILER_LINE.fullmatch(line):
                 raise BadFraming("bad or oversized trailer")
             if self.trailers is not None:
                 self.trailers.append(line)

@@ -18,7 +18,19 @@ NUL, bad tokens) is rejected at once instead of waiting for the header timeout.
 What llhttp leaves to us (DESIGN.md): Apache's strict request line (exactly
 "method SP target SP version"), HTTP/0.9 and 2.x request lines, Transfer-Encoding on
 HTTP/1.0, exactly one valid Host, no body framing on an upgrade request, and the
-LimitRequest* limits.
+LimitRequest* limits.  Two more, where peers parse differently:
+
+- Transfer-Encoding: llhttp accepts codings before the final `chunked` ("gzip, chunked");
+  we answer 501 as nginx does for anything but chunked, so no backend can frame the body
+  otherwise; the spellings that mean plain chunked (",chunked", case, spaces, the value
+  split over lines) are forwarded as `Transfer-Encoding: chunked` (`te_odd`).
+- An absolute-form target's authority wins over Host (RFC 9112 §3.2.2: a proxy "MUST
+  ignore the received Host header field ... and instead replace it with the host
+  information of the request-target"): the head is rewritten so that Host *is* the
+  authority, and everything after (routing conditions, preserve_host, X-Forwarded-Host,
+  the backend) sees one host.  Refusing a mismatch with 400 would be the other choice;
+  the RFC asks for the replacement, and a client talking to us as to a forward proxy
+  sends absolute-form with any Host.  userinfo in the authority is refused (400).
 """
 
 from __future__ import annotations
@@ -145,7 +157,7 @@ class Head:
 
 
 class RequestHead(Head):
-    __slots__ = ("method", "target", "host")
+    __slots__ = ("method", "target", "host", "te_odd")
 
     @property
     def has_body(self) -> bool:
@@ -247,19 +259,32 @@ def _request_head(raw: bytes, line_end: int) -> RequestHead:
     head.raw = raw
     head.lower = raw.lower()
     head.line_end = line_end
-    head.method, head.target, version = raw[:line_end].split(b" ")
+    parts = raw[:line_end].split(b" ")
+    if len(parts) != 3:            # _check_line saw to it; a worker must not die if it did not
+        raise HttpError(400, "malformed request line")
+    head.method, head.target, version = parts
     head.version = _VERSIONS.get(version)
     if head.version is None:
         raise HttpError(505 if version.startswith(b"HTTP/2") else 400,
                         f"unsupported HTTP version {version[:12].decode('latin-1')}")
     hosts = head._scan().get(b"host")
+    if head.target[0] != 47 and head.method != b"CONNECT":      # not "/": _check_line leaves no empty target
+        hosts = _authority_as_host(head, hosts)
     if (hosts is not None and len(hosts) > 1) or (hosts is None and head.version == "1.1"):
         raise HttpError(400, "exactly one Host header is required")
     head.host = host = head.joined(b"host") if hosts is not None else b""
     if host and not valid_host(host):
         raise HttpError(400, "invalid Host header")
-    if head.chunked and head.version == "1.0":
-        raise HttpError(400, "Transfer-Encoding in an HTTP/1.0 request")
+    head.te_odd = False
+    if head.chunked:
+        if head.version == "1.0":
+            raise HttpError(400, "Transfer-Encoding in an HTTP/1.0 request")
+        spans = head.spans[b"transfer-encoding"]
+        if len(spans) > 1 or head.raw[spans[0][2]:spans[0][1]] != b"chunked":
+            tokens = [t.strip(b" \t") for t in head.joined(b"transfer-encoding").lower().split(b",")]
+            if [t for t in tokens if t] != [b"chunked"]:
+                raise HttpError(501, "Transfer-Encoding other than chunked is not implemented")
+            head.te_odd = True
     upgrade = head.upgrade
     # RFC 9110 §7.8: Upgrade in an HTTP/1.0 request is ignored.
     if upgrade is not None and (head.connection is None or head.version != "1.1"
@@ -268,6 +293,44 @@ def _request_head(raw: bytes, line_end: int) -> RequestHead:
     elif upgrade is not None and head.has_body:
         raise HttpError(400, "an upgrade request cannot carry a body")
     return head
+
+
+def absolute_form(target: bytes) -> tuple[bytes, bytes] | None:
+    """"http://host:port/path?q" -> (b"host:port", b"/path?q"); None if not http(s) absolute-form."""
+    lower = target[:8].lower()
+    if lower.startswith(b"http://"):
+        start = 7
+    elif lower.startswith(b"https://"):
+        start = 8
+    else:
+        return None
+    end = start
+    while end < len(target) and target[end] not in b"/?":
+        end += 1
+    path = target[end:]
+    return target[start:end], path if path[:1] == b"/" else b"/" + path
+
+
+def _authority_as_host(head: RequestHead, hosts):
+    """Make the head's Host the absolute-form target's authority (see the module's comment)."""
+    found = absolute_form(head.target)
+    if found is None:
+        return hosts            # not http(s): routing refuses it (400)
+    authority = found[0]
+    if not authority or b"@" in authority or not valid_host(authority):
+        raise HttpError(400, "invalid authority in the request target")
+    if hosts is not None and len(hosts) > 1:
+        raise HttpError(400, "exactly one Host header is required")
+    if hosts is not None and head.joined(b"host") == authority:
+        return hosts
+    raw = head.raw
+    if hosts is not None:
+        start, end, _ = hosts[0]
+        raw = raw[:start] + raw[end:]
+    line_end = head.line_end
+    head.raw = raw = raw[:line_end] + b"\r\nHost: " + authority + raw[line_end:]
+    head.lower = raw.lower()
+    return head._scan().get(b"host")
 
 
 def _response_head(raw: bytes, parser) -> ResponseHead:
@@ -290,13 +353,14 @@ class HeadReader:
     refused at once, not at the header timeout) and returns the head's length once it is
     complete (the bytes after it stay in the buffer), else 0.  Then `head(raw)`."""
 
-    __slots__ = ("parser", "fed", "is_request", "limits")
+    __slots__ = ("parser", "fed", "is_request", "limits", "line_checked")
 
     def __init__(self, is_request: bool, limits=None):
         self.is_request = is_request
         self.limits = limits
         self.parser = (_REQUEST_PARSER if is_request else _RESPONSE_PARSER)(_NO_CALLBACKS)
         self.fed = 0
+        self.line_checked = False
 
     def feed(self, buffer, end: int = -1) -> int:
         """`end`: where HEAD_END starts in `buffer` when the caller knows it already."""
@@ -309,8 +373,9 @@ class HeadReader:
             if line_end < 0:
                 if stop > limits.request_line:
                     raise HttpError(414, "request line too long")
-            elif self.fed <= line_end:
+            elif not self.line_checked:   # (not `fed <= line_end`: a CR fed alone is before its LF)
                 _check_line(buffer, line_end, limits)
+                self.line_checked = True
             if end >= 0:
                 _check_fields(buffer, line_end, stop, limits)
             elif stop - line_end > limits.header_fields * (limits.header_field + 2) + 2:

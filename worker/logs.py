@@ -168,7 +168,7 @@ class AccessLog:
         micros = int(duration * 1_000_000)
         if self.json:
             self.sink.write(json.dumps({
-                "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "client": ex.client.client_ip.decode(),
+                "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "client": ex.client_ip.decode(),
                 "request": _text(request), "status": status, "bytes_sent": ex.sent, "bytes_received": ex.received,
                 "duration_us": micros, "route": route.decode(), "backend": backend.decode(), "referer": _text(referer),
                 "user_agent": _text(agent), "connection": {b"X": "aborted", b"+": "keep-alive", b"-": "close"}[mark],
@@ -176,7 +176,7 @@ class AccessLog:
             return
         body = ex.sent - ex.head_sent
         self.sink.write_bytes(b'%s - - %s "%s" %d %s "%s" "%s" %d "%s" "%s" %s\n' % (
-            ex.client.client_ip, _clock.apache(), _quote(request), status,
+            ex.client_ip, _clock.apache(), _quote(request), status,
             b"%d" % body if body > 0 else b"-", _quote(referer), _quote(agent), micros, route, backend, mark))
 
     def tunnel(self, context: dict, bytes_in: int, bytes_out: int, duration: float, reason: str) -> None:

@@ -25,25 +25,23 @@ import setproctitle
 
 from shm.metrics import scratch_row
 from worker.acceptor import Acceptor
+from worker.admission import Admission, Arrivals
 from worker.backend import BackendPool, Origins
 from worker.balancer import Balancers
-from worker.client import ClientConnection
-from worker.h2.connection import H2Connection
-from worker.h2.h2c import PRIOR_KNOWLEDGE, PrefaceSniffer
 from worker.handover import HandoverReceiver, HandoverSender
 from worker.logs import AccessLog, ErrorLog, LogSink
 from worker.loop import EventLoop
 from worker.metrics import WorkerMetrics
 from worker.routing import Router
 from worker.signals import WorkerSignals
-from worker.tls import ServerHandshake
 
 PUBLISH_INTERVAL = 0.5       # seconds between scoreboard writes (the watchdog's heartbeat)
 
 
 class Worker:
     def __init__(self, config, listeners, slot: int, generation: int, scoreboard_row, parent_fd: int,
-                 peers=lambda: [], balancer_table=None, tls_contexts: dict | None = None, metrics_row=None):
+                 peers=lambda: [], balancer_table=None, tls_contexts: dict | None = None, metrics_row=None,
+                 client_table=None):
         self.config = config
         self.listeners = listeners          # [(socket, conf.Listener)]
         self.slot = slot
@@ -53,6 +51,7 @@ class Worker:
         self.peers = peers                  # the scoreboard's live rows: where a successor is found
         self.tls_contexts = tls_contexts or {}   # listener address -> SSLContext, made by the master
         self.balancer_table = balancer_table  # shm.members.MemberTable in shared memory (None: our own)
+        self.client_table = client_table      # shm.clients.ClientTable (per-client limits), or None
         self.started_wall = time.time()
         mpm = config.mpm
         share = -(-mpm.max_request_workers // mpm.workers)   # MaxRequestWorkers spread over the slots
@@ -71,7 +70,7 @@ class Worker:
         # The live objects, by kind (the loop's `timed` set is for deadlines only).
         self.clients: set = set()
         self.tunnel_set: set = set()
-        self.handshakes: set = set()
+        self.handshakes = Arrivals()        # a set, oldest first (what a full worker closes first)
         self.h2_connections: set = set()    # worker.h2: HTTP/2 connections (each carries many exchanges)
 
     # == setup and run ===================================================================
@@ -93,6 +92,7 @@ class Worker:
         self.sender = HandoverSender(self)
         self.signals = WorkerSignals(loop, self.parent_fd, self.graceful_stop, self.stop_now, self._parent_gone,
                                      self.error_sink.fd)
+        self.admission = Admission(self, self.client_table)
         self.acceptor = Acceptor(self, self.listeners, self.tls_contexts)
         self._heartbeat()
         self.log_error("debug", f"serving {', '.join(str(listener) for _, listener in self.listeners)}")
@@ -108,19 +108,14 @@ class Worker:
         self.loop.running = False
 
     # == what the acceptor and connections tell us =================================================
-    def connection_accepted(self, sock, client_ip: bytes, context) -> bool:
+    def connection_accepted(self, sock, client_ip: bytes, context, proxy_protocol: bool = False) -> bool:
         """A new connection; False when no more should be accepted now."""
         self.connections += 1
         self.accepted += 1
         self.metrics.accepted()
-        if context is None:
-            ClientConnection(self, sock, client_ip)
-        elif context is PRIOR_KNOWLEDGE:     # an h2c listener: the first bytes say which protocol
-            self.handshakes.add(PrefaceSniffer(self, sock, client_ip))
-        else:
-            ServerHandshake(self, sock, client_ip, context)     # it adds itself to self.handshakes
-        if self.connections >= self.capacity:
-            self.acceptor.pause()
+        self.admission.accepted(sock, client_ip, context, proxy_protocol)   # PROXY header, TLS, limits
+        if self.connections >= self.capacity and not self.admission.may_make_room():
+            self.acceptor.pause()       # full of requests under way: new clients wait in the backlog
             return False
         max_per_child = self.config.mpm.max_connections_per_child
         if max_per_child and self.accepted >= max_per_child:
@@ -149,10 +144,7 @@ class Worker:
     def handshake_done(self, handshake) -> None:
         self.handshakes.discard(handshake)
         self.metrics.handshake(True)
-        if handshake.sock.selected_alpn_protocol() == "h2":
-            H2Connection(self, handshake.sock, handshake.client_ip, tls=True)
-        else:
-            ClientConnection(self, handshake.sock, handshake.client_ip, tls=True)
+        self.admission.handshake_done(handshake)
 
     def handshake_failed(self) -> None:
         self.tls_failures += 1
@@ -177,6 +169,7 @@ class Worker:
         self.tunnel_set.add(tunnel)
         pauses = self.receiver.pauses
         self.metrics.tunnel_adopted(pauses[-1] if pauses else 0.0)
+        self.admission.tunnel_adopted(tunnel)
         if self.connections >= self.capacity:
             self.acceptor.pause()
 
@@ -187,6 +180,7 @@ class Worker:
         self.connections -= 1
         self.metrics.tunnel_handed_over()
         self.moved += 1
+        self.admission.tunnel_moved(tunnel)
 
     def client_adopted(self, client) -> None:
         """A keep-alive connection handed over by a worker that is stopping."""
@@ -222,6 +216,7 @@ class Worker:
         connection, which stays: only `tunnel_closed` counts the connection as closed too.)"""
         self.tunnels -= 1
         self.tunnel_set.discard(tunnel)
+        self.admission.tunnel_closed(tunnel)
         self.bytes_in += tunnel.bytes_in
         self.bytes_out += tunnel.bytes_out
         self.metrics.tunnel_closed(tunnel, reason)

@@ -20,6 +20,7 @@ from worker.http1 import connection_tokens
 
 HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"te", b"trailer", b"proxy-connection", b"upgrade"})
 _REQUEST_DROP = HOP_BY_HOP | {b"host", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"}
+_REQUEST_DROP_TE = _REQUEST_DROP | {b"transfer-encoding"}
 _RESPONSE_DROP_101 = HOP_BY_HOP - {b"upgrade"}
 _KNOWN_TOKENS = frozenset({b"keep-alive", b"close", b"upgrade"})   # Connection values naming no field
 _CHUNKED = frozenset({b"transfer-encoding"})
@@ -76,7 +77,10 @@ def request_head(head, target: bytes, host_line: bytes, xff_line: bytes, proto_l
     version = b" HTTP/1.1\r\n" if head.version == "1.1" else b" HTTP/1.0\r\n"
     forwarded_host = b"X-Forwarded-Host: " + head.host + CRLF if head.host else b""
     upgrade_lines = b"Upgrade: " + upgrade + b"\r\nConnection: Upgrade\r\n" if upgrade is not None else b""
-    kept = _kept_lines(head, _REQUEST_DROP)
+    if head.te_odd:     # a spelling of plain chunked: sent on as the one every parser reads alike
+        kept = _kept_lines(head, _REQUEST_DROP_TE) + b"\r\nTransfer-Encoding: chunked"
+    else:
+        kept = _kept_lines(head, _REQUEST_DROP)
     return b"".join((head.method, b" ", target, version, host_line, kept[2:], CRLF if kept else b"",
                      xff_line, proto_line, forwarded_host, upgrade_lines, CRLF))
 
@@ -133,11 +137,25 @@ def error_page(status: int, message: str) -> bytes:
     return f"<!DOCTYPE html>\n<title>{status} {reason}</title>\n<h1>{reason}</h1>\n<p>{message}</p>\n".encode()
 
 
-def error_response(status: int, message: str, keep_alive: bool = False) -> bytes:
+_ANSWERS: dict = {}      # our own answers, made once: a flood of 429s costs a dict lookup each
+
+
+def error_response(status: int, message: str, keep_alive: bool = False, extra: bytes = b"") -> bytes:
+    """Our own answer; `extra` is CRLF-terminated header lines (Retry-After)."""
+    key = (status, message, keep_alive, extra)
+    answer = _ANSWERS.get(key)
+    if answer is None:
+        if len(_ANSWERS) > 256:       # messages can carry request bytes: keep it bounded
+            _ANSWERS.clear()
+        answer = _ANSWERS[key] = _error_response(status, message, keep_alive, extra)
+    return answer
+
+
+def _error_response(status: int, message: str, keep_alive: bool, extra: bytes) -> bytes:
     reason = reason_phrase(status)
     body = error_page(status, message)
     connection = b"keep-alive" if keep_alive else b"close"
     return b"".join((
         f"HTTP/1.1 {status} {reason}\r\n".encode(),
         b"Content-Type: text/html; charset=utf-8\r\nContent-Length: ", str(len(body)).encode(),
-        b"\r\nConnection: ", connection, b"\r\n\r\n", body))
+        b"\r\nConnection: ", connection, b"\r\n", extra, b"\r\n", body))

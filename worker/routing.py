@@ -15,14 +15,16 @@ from __future__ import annotations
 import re
 
 from conf.addresses import compile_template
+from conf.clients import normalise_origin
 from conf.model import UPGRADE_ANY, UPGRADE_NONE, Route
-from worker.http1 import connection_tokens
+from worker.http1 import absolute_form, connection_tokens
+from worker.limits import scope_of
 
 
 class CompiledRoute:
     __slots__ = ("prefix", "prefix_len", "base", "identity", "regex", "template", "when", "timeout",
                  "upgrade", "any_protocol", "always_upgrade", "name", "log_name", "origin", "balancer",
-                 "preserve_host", "reverse")
+                 "preserve_host", "reverse", "per_client", "scope", "origin_policy")
 
     def __init__(self, route: Route, default_timeout: float, origins):
         self.prefix = route.path
@@ -44,6 +46,14 @@ class CompiledRoute:
         self.balancer = target.balancer
         self.preserve_host = route.preserve_host
         self.reverse = route.reverse
+        self.per_client = route.per_client if route.per_client is not None and route.per_client.any else None
+        self.scope = scope_of(self.name)
+        self.origin_policy = OriginPolicy(route.origins, route.origins_required) \
+            if route.origins is not None or route.origins_required else None
+
+    def refuse_origin(self, head) -> str | None:
+        """Why an upgrade is refused under the route's Origin policy (403), or None."""
+        return self.origin_policy.refuse(head)
 
     def map(self, target: bytes, head) -> bytes | None:
         """The backend's request target for `target`, or None when this route does not apply."""
@@ -82,6 +92,39 @@ class CompiledRoute:
         return None
 
 
+class OriginPolicy:
+    """A route's WebSocket Origin allow-list (Cross-Site WebSocket Hijacking): a browser
+    always sends Origin with a WebSocket handshake and a page cannot forge it, so an upgrade
+    from a page of a listed origin passes and one from any other page gets 403 before it
+    reaches the backend.  Non-browser clients send no Origin: they pass unless `required`.
+    Origins compare normalised (lower case, default port dropped); "https://*.example.com"
+    matches any name under example.com, not example.com itself, over https on port 443."""
+
+    __slots__ = ("exact", "patterns", "required")
+
+    def __init__(self, origins, required: bool):
+        origins = origins or ()
+        self.exact = frozenset(origin for origin in origins if "://*." not in origin)
+        self.patterns = tuple(re.compile(re.escape(origin.split("*.", 1)[0]) + r"[a-z0-9_~-][a-z0-9._~-]*\."
+                                         + re.escape(origin.split("*.", 1)[1]) + r"\Z")
+                              for origin in origins if "://*." in origin)
+        self.required = required
+
+    def refuse(self, head) -> str | None:
+        values = head.values(b"origin")
+        if not values:
+            return "an Origin header is required for this upgrade" if self.required else None
+        if len(values) > 1:
+            return "more than one Origin header"
+        try:
+            origin = normalise_origin(values[0].decode("ascii"))
+        except UnicodeDecodeError:
+            origin = None
+        if origin is not None and (origin in self.exact or any(p.match(origin) for p in self.patterns)):
+            return None
+        return f"Origin {values[0][:100].decode('latin-1')!r} is not allowed here"
+
+
 _DOT_SEGMENT = re.compile(rb"(?:^|/)(?:\.|%2e){1,2}(?:/|$)", re.IGNORECASE)
 
 
@@ -96,12 +139,10 @@ def has_dot_segment(target: bytes) -> bool:
 
 
 def origin_form(target: bytes) -> bytes | None:
-    """absolute-form "http://host/path?q" -> "/path?q" (RFC 9112 §3.2.2)."""
-    lower = target[:8].lower()
-    if not (lower.startswith(b"http://") or lower.startswith(b"https://")):
-        return None
-    slash = target.find(b"/", target.find(b"//") + 2)
-    return target[slash:] if slash >= 0 else b"/"
+    """absolute-form "http://host/path?q" -> "/path?q" (RFC 9112 §3.2.2; its authority is the
+    head's Host already: worker.http1)."""
+    found = absolute_form(target)
+    return found[1] if found is not None else None
 
 
 class Router:

@@ -49,11 +49,16 @@ _FOREVER = float("inf")
 
 
 class H2Connection:
-    def __init__(self, worker, sock, client_ip: bytes, tls: bool):
+    def __init__(self, worker, sock, client_ip: bytes, tls: bool, holds=(), proxied=None, forwarded=False):
         self.worker = worker
         self.loop = loop = worker.loop
         self.ep = Endpoint(loop, sock)
         self.client_ip = client_ip
+        # Per-client limits (worker.admission), read by every stream's exchange as its client's.
+        self.limiter = worker.admission.limits
+        self.holds = holds                     # this connection's count in the client table
+        self.proxied = proxied                 # what a PROXY header carried, or None
+        self.forwarded = forwarded             # the peer is a trusted proxy: X-Forwarded-For names the client
         self.proto_line = b"X-Forwarded-Proto: https\r\n" if tls else b"X-Forwarded-Proto: http\r\n"
         self.xff_line = b"X-Forwarded-For: " + client_ip + b"\r\n"
         self.streams: dict[int, H2Stream] = {}
@@ -377,6 +382,9 @@ class H2Connection:
         self.streams.clear()
         self.blocked.clear()
         self.ep.close()
+        if self.holds:
+            self.limiter.release(self.holds)
+            self.holds = ()
         self.worker.h2_connections.discard(self)
         self.worker.connection_closed()
 

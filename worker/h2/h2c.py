@@ -18,8 +18,6 @@ from __future__ import annotations
 import select
 import socket
 
-from worker.client import ClientConnection
-from worker.h2.connection import H2Connection
 from worker.loop import EPOLLIN
 
 EPOLLET = select.EPOLLET
@@ -31,10 +29,11 @@ PRIOR_KNOWLEDGE = object()     # the acceptor's "context" for an h2c listener (S
 class PrefaceSniffer:
     """An accepted connection on an h2c listener until its first bytes are in."""
 
-    __slots__ = ("worker", "loop", "sock", "fd", "client_ip", "deadline")
+    __slots__ = ("worker", "loop", "sock", "fd", "client_ip", "addresses", "deadline")
 
-    def __init__(self, worker, sock: socket.socket, client_ip: bytes):
+    def __init__(self, worker, sock: socket.socket, client_ip: bytes, addresses=None):
         self.worker = worker
+        self.addresses = addresses      # what a PROXY header carried (worker.proxyproto), or None
         self.loop = loop = worker.loop
         self.sock = sock
         self.fd = sock.fileno()
@@ -62,10 +61,7 @@ class PrefaceSniffer:
         self.loop.remove(self.fd)
         self.loop.timed.discard(self)
         worker.handshakes.discard(self)
-        if http2:
-            H2Connection(worker, self.sock, self.client_ip, tls=False)
-        else:
-            ClientConnection(worker, self.sock, self.client_ip)
+        worker.admission.open_client(self.sock, self.client_ip, False, self.addresses, http2)
 
     def on_deadline(self) -> None:
         self.close()

@@ -52,7 +52,7 @@ class H2Stream:
     __slots__ = ("conn", "id", "worker", "loop", "ep", "client_ip", "proto_line", "xff_line", "deadline",
                  "request", "exchange", "tunnel", "out", "blocked", "reading", "feeding", "body", "unacked",
                  "chunked", "received", "request_ended", "trailer_block", "ws_key", "started", "complete",
-                 "reset_done", "finished")
+                 "reset_done", "finished", "tunnel_holds")
 
     def __init__(self, conn, stream_id: int, request):
         self.conn = conn
@@ -69,6 +69,13 @@ class H2Stream:
         self.body = bytearray()
         self.unacked = self.received = 0
         self.trailer_block = b""
+        self.tunnel_holds = None     # an RFC 8441 tunnel's count in the client table (worker.limits)
+
+    # The connection's, for the exchange's per-client limits (worker.exchange._admit).
+    limiter = property(lambda self: self.conn.limiter)
+    holds = property(lambda self: self.conn.holds)
+    proxied = property(lambda self: self.conn.proxied)
+    forwarded = property(lambda self: self.conn.forwarded)
 
     # == the request ==============================================================================
     def start(self) -> None:
@@ -256,11 +263,16 @@ class H2Stream:
         """A 1xx head (100 Continue, 103 Early Hints) as an informational HEADERS frame."""
         return self._headers(response_fields(resp, None), False)
 
-    def answer(self, ex, status: int, message: str) -> bool:
-        """Our own answer (worker.exchange.Exchange.answer): True when it is all framed."""
+    def answer(self, ex, status: int, message: str, extra: bytes = b"") -> bool:
+        """Our own answer (worker.exchange.Exchange.answer): True when it is all framed.
+        `extra` is HTTP/1.1 header lines (Retry-After), sent as fields."""
         page = error_page(status, message)
         fields = [(b":status", b"%d" % status), (b"content-type", b"text/html; charset=utf-8"),
                   (b"content-length", b"%d" % len(page))]
+        for line in extra.split(b"\r\n"):
+            if line:
+                name, _, value = line.partition(b":")
+                fields.append((name.strip().lower(), value.strip()))
         ex.head_sent = 64
         ex.sent += ex.head_sent + len(page)
         if not self._headers(fields, False):
@@ -299,6 +311,7 @@ class H2Stream:
         ex.status = 200
         ex.enter(TUNNEL)
         self.exchange = None
+        self.tunnel_holds, ex.holds = ex.holds, None     # counted until the tunnel ends
         self.loop.timed.discard(self)      # the tunnel has its idle deadline
         self.tunnel = open_tunnel(self, ex, rest)
 
@@ -307,6 +320,9 @@ class H2Stream:
         """Logged; the stream ends (END_STREAM, or RST_STREAM NO_ERROR when the client was
         still sending a body we no longer read: RFC 9113 §8.1)."""
         self.exchange = None
+        if ex.holds:
+            self.conn.limiter.release(ex.holds)
+            ex.holds = None
         self.worker.exchange_done(ex)
         if self.finished:
             return
@@ -382,6 +398,9 @@ class H2Stream:
         self.finished = True
         self.loop.timed.discard(self)
         self.out = None
+        if self.tunnel_holds:
+            self.conn.limiter.release(self.tunnel_holds)
+            self.tunnel_holds = None
         self.body = bytearray()
         if self.unacked:       # the connection's window must not shrink for what we drop
             size, self.unacked = self.unacked, 0

@@ -1,0 +1,302 @@
+"""Per-client limits, a worker's side (nginx's limit_conn and limit_req, counted server-wide).
+
+Who the client is: the peer address, or the address a PROXY protocol header carried
+(worker.proxyproto), or, when that address is one of `limits.trusted_proxies`, the last
+X-Forwarded-For hop of each request (mod_remoteip's single hop: anything before it was
+written by whoever the proxy talked to, so only the hop our trusted proxy added is believed).
+
+What is counted, in the shared client table (shm.clients), and when:
+
+    connections   at accept (after the PROXY header, after TLS): over the limit, the
+                  connection is closed before anything is read; it counts until it closes,
+                  a tunnel included.  Connections from a trusted proxy are not counted (they
+                  carry many clients).
+    requests      a token bucket (GCRA) checked when a request is routed: 429 + Retry-After
+    tunnels       checked when an upgrade is routed, counted from then (so two upgrades in
+                  flight cannot both slip under the limit) until the tunnel closes or the
+                  upgrade is answered without one: 503
+    route connections   a route's own `connections`: its requests and tunnels in progress (as
+                  limit_conn in an nginx location): 503
+
+A route with `per_client` has its own entry per client (its own scope), so its counts and
+bucket are apart from the global ones; what it leaves out is checked globally.  What a
+request holds (a tunnel count, a route count) is a list of `Hold`s, released when the
+exchange ends or, for a tunnel, when the tunnel closes; a hand-over to another worker
+releases them here and takes them again there (`export` / `adopt`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import os
+import socket
+import zlib
+
+from shm.clients import CONNS, TUNNELS
+
+LOG_EVERY = 1.0          # seconds: at most one refusal line per client this often
+CACHE_MAX = 8192         # cached address conversions and row lookups per worker
+_V4_PREFIX = b"\0" * 10 + b"\xff\xff"
+_COLUMN = {CONNS: 0, TUNNELS: 1}
+
+
+def scope_of(route_name: str) -> int:
+    """A route's scope: derived from its name, so a reload keeps the counts of an unchanged route."""
+    return zlib.crc32(route_name.encode()) | 1 << 32
+
+
+class ClientLimits:
+    def __init__(self, worker, table, limits):
+        self.worker = worker
+        self.loop = worker.loop
+        self.table = table              # None with trusted_proxies alone: nothing is counted
+        self.cells = table.cells if table is not None else 0
+        self.cell = table.claim(os.getpid()) if table is not None else -1
+        self.enabled = self.cell >= 0       # counting here (a table, and a cell of it)
+        if table is not None and self.cell < 0:
+            worker.log_error("error", "client table: no free counter cell; this worker enforces no per-client "
+                                      "limits until it is replaced")
+        per = limits.per_client
+        self.connections = per.connections if per else 0
+        self.tunnels = per.tunnels if per else 0
+        self.rate = per.requests if per else None
+        if self.rate is not None:     # the global bucket's constants, for the inlined check in `admit`
+            self.interval = 1.0 / self.rate.rate
+            self.tau = self.interval * self.rate.burst + 1e-9
+        self.trusted_networks = limits.trusted_proxies
+        self.keys: dict = {}        # address bytes -> (hi, lo)
+        self.rows: dict = {}        # (address bytes, scope) -> (row, epoch)
+        self.trusted: dict = {}     # address bytes -> whether it is a trusted proxy
+        self.forwarded: dict = {}   # X-Forwarded-For last hop -> canonical address bytes (or None)
+
+    # == who the client is ==============================================================
+    def is_trusted(self, ip: bytes) -> bool:
+        found = self.trusted.get(ip)
+        if found is None:
+            if len(self.trusted) > CACHE_MAX:
+                self.trusted.clear()
+            try:
+                address = ipaddress.ip_address(ip.decode("ascii"))
+            except ValueError:
+                address = None
+            if address is not None and address.version == 6 and address.ipv4_mapped is not None:
+                address = address.ipv4_mapped
+            found = self.trusted[ip] = address is not None and any(address in net for net in self.trusted_networks)
+        return found
+
+    def forwarded_client(self, head, peer: bytes) -> bytes:
+        """The last X-Forwarded-For hop of a request from a trusted proxy, or the peer itself."""
+        if b"x-forwarded-for" not in head.spans:
+            return peer
+        last = head.joined(b"x-forwarded-for").rsplit(b",", 1)[-1].strip(b" \t")
+        found = self.forwarded.get(last, False)
+        if found is False:
+            if len(self.forwarded) > CACHE_MAX:
+                self.forwarded.clear()
+            try:
+                found = str(ipaddress.ip_address(last.decode("ascii"))).encode()
+            except (ValueError, UnicodeDecodeError):
+                found = None
+            self.forwarded[last] = found
+        return found or peer
+
+    # == rows ==============================================================================
+    def _key(self, ip: bytes) -> tuple[int, int]:
+        key = self.keys.get(ip)
+        if key is None:
+            if len(self.keys) > CACHE_MAX:
+                self.keys.clear()
+            text = ip.decode("ascii", "replace")
+            try:
+                packed = socket.inet_pton(socket.AF_INET6, text) if ":" in text else \
+                    _V4_PREFIX + socket.inet_pton(socket.AF_INET, text)
+            except OSError:
+                packed = _V4_PREFIX + b"\0\0\0\0"
+            key = self.keys[ip] = (int.from_bytes(packed[:8], "big", signed=True),
+                                   int.from_bytes(packed[8:], "big", signed=True))
+        return key
+
+    def row(self, ip: bytes, scope: int) -> tuple[int, int]:
+        """(row, epoch) of the client's entry in `scope`, inserting it; row -1: untracked."""
+        table = self.table
+        cached = self.rows.get((ip, scope))
+        if cached is not None and table.epoch[cached[0]] == cached[1]:
+            return cached
+        hi, lo = self._key(ip)
+        row = table.find(hi, lo, scope)
+        if row < 0:
+            row, evicted = table.insert(hi, lo, scope, self.loop.now)
+            if row < 0:
+                table.untracked[self.cell] += 1
+                return -1, 0
+            if evicted:
+                table.evicted[self.cell] += 1
+        if len(self.rows) > CACHE_MAX:
+            self.rows.clear()
+        found = self.rows[(ip, scope)] = (row, table.epoch[row])
+        return found
+
+    def _count_in(self, ip: bytes, scope: int, column: str, limit: int):
+        """Count ourselves in the entry's column; (hold, total after) or (None, 0) when untracked.
+        Counting first and reading the total after means two workers racing at the limit may
+        both refuse, never both pass; an epoch that moved meanwhile (the entry was evicted
+        and reused between our lookup and our count) sends us round again."""
+        table, cells, cell = self.table, self.cells, self.cell
+        counts = getattr(table, column)
+        for _ in range(3):
+            row, epoch = self.row(ip, scope)
+            if row < 0:
+                return None, 0
+            start = row * cells
+            counts[start + cell] += 1
+            if table.epoch[row] == epoch:
+                table.seen[row] = self.loop.now
+                total = sum(counts[start:start + table.cells_used[0]]) if limit else 0
+                return [row, epoch, _COLUMN[column], scope], total
+            counts[start + cell] -= 1
+        return None, 0
+
+    def release(self, holds) -> None:
+        table, cells, cell = self.table, self.cells, self.cell
+        for row, _, column, _ in holds:
+            (table.conns if column == 0 else table.tunnels)[row * cells + cell] -= 1
+            table.seen[row] = self.loop.now
+
+    # == connections ===========================================================================
+    def open_connection(self, ip: bytes):
+        """At accept: the connection's hold ([] when not counted), or None: refuse it."""
+        if not self.enabled or (self.trusted_networks and self.is_trusted(ip)):
+            return []
+        hold, total = self._count_in(ip, 0, CONNS, self.connections)
+        if hold is None:
+            return []
+        if self.connections and total > self.connections:
+            self.release([hold])
+            self.refused(hold[0], "refused_connections", ip, f"over {self.connections} connections")
+            return None
+        return [hold]
+
+    def count_connection(self, ip: bytes) -> list:
+        """A connection handed over by another worker: counted here, never refused."""
+        if not self.enabled:
+            return []
+        hold, _ = self._count_in(ip, 0, CONNS, 0)
+        return [hold] if hold is not None else []
+
+    # == requests ===============================================================================
+    def admit(self, ex, route, upgrade) -> tuple | None:
+        """Called when a request is routed.  None: it may go on (what it holds is in
+        `ex.holds`); else (status, reason for the log, extra response header lines)."""
+        if not self.enabled:
+            return None
+        ip = ex.client_ip
+        own = route.per_client if route is not None else None     # no route: a 404, counted all the same
+        if own is None and upgrade is None:           # the usual request: the global bucket alone
+            if self.rate is None:
+                return None
+            holds = ex.client.holds
+            if not holds or ip is not ex.client.client_ip:
+                row = self.row(ip, 0)[0]
+                return self._over_rate(row, self.rate, ip) if row >= 0 else None
+            # The connection's own entry, pinned by its count (so never evicted, and `seen` is
+            # written when it closes): _take inlined, this runs for every request.
+            row, tat, now = holds[0][0], self.table.tat, self.loop.now
+            due = (tat[row] if tat[row] > now else now) + self.interval
+            if due - now > self.tau:
+                return self._over_rate(row, self.rate, ip)
+            tat[row] = due
+            return None
+        scope = route.scope if own is not None else 0
+        rate = own.requests if own is not None and own.requests else self.rate
+        if rate is not None:
+            row = self.row(ip, scope if own is not None and own.requests else 0)[0]
+            refusal = self._over_rate(row, rate, ip) if row >= 0 else None
+            if refusal is not None:
+                return refusal
+        holds = []
+        if own is not None and own.connections:
+            refusal = self._hold(ex, holds, ip, scope, CONNS, own.connections, f"route {route.name}: over "
+                                 f"{own.connections} requests and tunnels in progress", "refused_connections")
+            if refusal:
+                return refusal
+        if upgrade is not None:
+            limit = own.tunnels if own is not None and own.tunnels else self.tunnels
+            if limit:
+                refusal = self._hold(ex, holds, ip, scope if own is not None and own.tunnels else 0, TUNNELS, limit,
+                                     f"over {limit} tunnels", "refused_tunnels")
+                if refusal:
+                    return refusal
+        if holds:
+            ex.holds = holds
+        return None
+
+    def _over_rate(self, row: int, rate, ip: bytes):
+        wait = self._take(row, rate)
+        if not wait:
+            return None
+        self.refused(row, "refused_requests", ip, f"over {rate.rate:g} requests/s (burst {rate.burst})")
+        return 429, f"over {rate.rate:g} requests/s", b"Retry-After: %d\r\n" % max(1, math.ceil(wait))
+
+    def _hold(self, ex, holds: list, ip: bytes, scope: int, column: str, limit: int, why: str, kind: str):
+        hold, total = self._count_in(ip, scope, column, limit)
+        if hold is None:
+            return None
+        if total > limit:
+            self.release([hold, *holds])
+            holds.clear()
+            self.refused(hold[0], kind, ip, why)
+            return 503, why, b""
+        holds.append(hold)
+        return None
+
+    def _take(self, row: int, rate) -> float:
+        """GCRA (a token bucket as one timestamp): 0 when the request may go, else the seconds
+        until it could.  Read-modify-written without a lock: see shm.clients."""
+        table, now = self.table, self.loop.now
+        interval = 1.0 / rate.rate
+        tat = table.tat[row]
+        if tat < now:
+            tat = now
+        tat += interval
+        over = tat - now - interval * rate.burst
+        if over > 1e-9:
+            return over
+        table.tat[row] = tat
+        table.seen[row] = now
+        return 0.0
+
+    # == refusals ================================================================================
+    def refused(self, row: int, kind: str, ip: bytes, why: str) -> None:
+        """Counted always; logged at most once a second per client (whichever worker's turn)."""
+        table, now = self.table, self.loop.now
+        getattr(table, kind)[self.cell] += 1
+        table.refused[row] += 1
+        if now - table.logged[row] >= LOG_EVERY:
+            count, table.refused[row] = table.refused[row], 0
+            table.logged[row] = now
+            self.worker.log_error("warning", f"{ip.decode('latin-1')}: per-client limit: {why}; refused "
+                                             f"({count} refusal{'s' if count != 1 else ''} of this client since "
+                                             f"the last such line)")
+
+    # == tunnels that move between workers ==========================================================
+    def export(self, holds) -> dict:
+        """What a tunnel's context carries to another worker: the table and the entries."""
+        return {"table": self.table.ident[0], "holds": holds}
+
+    def adopt(self, ip: bytes, carried) -> list:
+        """A tunnel handed over by another worker: count its holds in our cell."""
+        if not self.enabled or not isinstance(carried, dict):
+            return []
+        table, holds = self.table, []
+        for row, epoch, column, scope in carried.get("holds", ()):
+            same = carried.get("table") == table.ident[0] and 0 <= row < table.entries and table.epoch[row] == epoch
+            if same:
+                getattr(table, CONNS if column == 0 else TUNNELS)[row * self.cells + self.cell] += 1
+                holds.append([row, epoch, column, scope])
+            else:
+                hold, _ = self._count_in(ip, scope, CONNS if column == 0 else TUNNELS, 0)
+                if hold is not None:
+                    holds.append(hold)
+        return holds
+
