@@ -60,8 +60,9 @@ class Stream:
 class H2Client:
     def __init__(self, port: int, host: str = "127.0.0.1", tls: ssl.SSLContext | None = None,
                  server_name: str = "localhost", auto_ack: bool = True, timeout: float = 10.0,
-                 settings: dict | None = None):
-        raw = socket.create_connection((host, port), timeout=timeout)
+                 settings: dict | None = None, source: str | None = None):
+        raw = socket.create_connection((host, port), timeout=timeout,
+                                       source_address=(source, 0) if source else None)
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if tls is not None:
             tls.set_alpn_protocols(["h2"])

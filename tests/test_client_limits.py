@@ -14,6 +14,7 @@ import time
 
 import pytest
 from conftest import HttpBackend, wait_for
+from h2client import H2Client
 from httpclient import Client, Reader, read_raw_response, running_proxy, status_of, wait_access
 from wsutil import RawBackend, echo_after_101, read_head, upgrade_request
 
@@ -363,3 +364,26 @@ def test_a_keep_alive_connection_handed_over_keeps_its_count(proxy_factory, http
     finally:
         kept.close()
     wait_for(lambda: _get(proxy, "127.0.0.15") == 200, 5, 0.1, "the place freed")
+
+
+def test_http2_connections_and_streams_count_like_http11_ones(proxy_factory, http_backend):
+    """h2c with prior knowledge: an HTTP/2 connection holds its client's one place until it
+    closes, and its streams draw on the client's request bucket (429 with a retry-after field)."""
+    backend = http_backend()
+    proxy = proxy_factory([{"path": "/", "to": backend.url + "/"}], start=False, workers=1,
+                          limits={"per_client": {"connections": 1, "requests": {"rate": 1, "burst": 3}}})
+    proxy.config["listen"] = [{"address": f"127.0.0.1:{proxy.port}", "http2": "h2c"}]
+    proxy.start()
+    client = H2Client(proxy.port, source="127.0.0.16")
+    try:
+        statuses = [client.get(f"/s{i}").status for i in range(5)]
+        assert statuses[:3] == [200, 200, 200] and statuses[3:] == [429, 429], statuses
+        assert int(client.get("/again").header("retry-after")) >= 1
+        with proxy.connect(source="127.0.0.16") as second:    # HTTP/1.1 beside it: over the limit (counted
+            second.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")   # once its first bytes say which protocol)
+            assert _closed_unanswered(second, 1.0) is True
+        assert _get(proxy, "127.0.0.17") == 200                        # another client is not affected
+    finally:
+        client.close()
+    time.sleep(1.1)                                                    # the bucket refills one a second
+    wait_for(lambda: _get(proxy, "127.0.0.16") == 200, 5, 0.2, "the HTTP/2 connection's place freed")
