@@ -94,7 +94,7 @@ class Acceptor:
             return True
         self.pause()
         if admission.may_make_room():      # only connections of this loop turn: look again at the next
-            self.loop.call_later(0.0, self.resume)
+            self.loop.next_turn(self.resume)
         return False
 
     def _shortage(self, exc: OSError) -> None:

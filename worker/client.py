@@ -299,7 +299,7 @@ class ClientConnection:
         self.since = self.loop.now
         self.worker.admission.idle[self] = None
         if not self.worker.acceptor.accepting:     # a full worker may take a client in our place,
-            self.loop.call_later(0.0, self.worker.acceptor.resume)     # from the next loop turn
+            self.loop.next_turn(self.worker.acceptor.resume)
         if self.inbuf:
             self.serve_buffered()
         else:

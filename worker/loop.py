@@ -66,6 +66,12 @@ class EventLoop:
         object holds decrypted are invisible to epoll)."""
         self.soon.append(callback)
 
+    def next_turn(self, callback) -> list:
+        """Run `callback` in a later loop turn, once `now` has moved on: a timer due at `now`
+        itself would run in this very turn (timers run after the events), and what it checks
+        against `now` (an idle connection's `since`, say) would not have changed."""
+        return self.call_later(1e-6, callback)
+
     def call_later(self, delay: float, callback) -> list:
         """One-shot timer; returns its entry, whose callback (index 2) may be set to None to
         cancel it."""
