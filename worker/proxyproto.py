@@ -21,6 +21,7 @@ import ipaddress
 import socket
 import struct
 
+from worker.arrival import Arrival
 from worker.loop import EPOLLIN
 
 V1_MAX = 107                     # the spec's bound, CRLF included
@@ -152,7 +153,7 @@ def for_exchange(ex) -> bytes:
     return header(ex.origin.proxy_protocol, src, sport, dst, dport)
 
 
-class HeaderReader:
+class HeaderReader(Arrival):
     """An accepted connection on a `proxy_protocol` listener until its header is read; then
     `worker.admission.header_read(...)` carries on with TLS or HTTP."""
 
@@ -213,12 +214,3 @@ class HeaderReader:
     def _forget(self) -> None:
         self.loop.timed.discard(self)
         self.worker.admission.unserved.pop(self, None)
-
-    def close(self) -> None:
-        self._forget()
-        self.loop.remove(self.fd)
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-        self.worker.connection_closed()

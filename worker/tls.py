@@ -29,6 +29,7 @@ import ssl
 
 from conf.tlscontext import backend_context as backend_context  # re-exported: worker.backend uses it
 from conf.tlscontext import listener_context as listener_context  # re-exported: worker.process uses it
+from worker.arrival import Arrival
 from worker.loop import EPOLLIN, EPOLLOUT
 
 
@@ -53,7 +54,7 @@ def describe(exc: BaseException) -> str:
     return getattr(exc, "strerror", None) or str(exc) or exc.__class__.__name__
 
 
-class ServerHandshake:
+class ServerHandshake(Arrival):
     """An accepted TLS connection until its handshake completes."""
 
     __slots__ = ("worker", "loop", "sock", "sslobj", "fd", "client_ip", "deadline", "mask")
@@ -108,16 +109,6 @@ class ServerHandshake:
         self.worker.log_error("info", f"{self.client_ip.decode()} TLS handshake failed: {why}")
         self.worker.handshake_failed()
         self.close()
-
-    def close(self) -> None:
-        self.worker.handshakes.discard(self)
-        self.loop.timed.discard(self)
-        self.loop.remove(self.fd)
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-        self.worker.connection_closed()
 
 
 # == the SSLSocket of an accepted connection, made in one step =================================

@@ -18,6 +18,7 @@ from __future__ import annotations
 import select
 import socket
 
+from worker.arrival import Arrival
 from worker.loop import EPOLLIN
 
 EPOLLET = select.EPOLLET
@@ -26,7 +27,7 @@ PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 PRIOR_KNOWLEDGE = object()     # the acceptor's "context" for an h2c listener (SSLContext for TLS ones)
 
 
-class PrefaceSniffer:
+class PrefaceSniffer(Arrival):
     """An accepted connection on an h2c listener until its first bytes are in."""
 
     __slots__ = ("worker", "loop", "sock", "fd", "client_ip", "addresses", "deadline")
@@ -65,13 +66,3 @@ class PrefaceSniffer:
 
     def on_deadline(self) -> None:
         self.close()
-
-    def close(self) -> None:
-        self.worker.handshakes.discard(self)
-        self.loop.timed.discard(self)
-        self.loop.remove(self.fd)
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-        self.worker.connection_closed()

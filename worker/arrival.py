@@ -1,0 +1,23 @@
+"""What an accepted connection is before it is a client: a TLS handshake (worker.tls), a
+PROXY protocol header being read (worker.proxyproto), an h2c listener's first bytes being
+peeked (worker.h2.h2c).  Each waits in one of the worker's lists of connections that hold no
+request yet (`worker.handshakes`, `admission.unserved`: what a full worker closes first) and
+ends the same way when it ends unserved."""
+
+from __future__ import annotations
+
+
+class Arrival:
+    __slots__ = ()      # the subclasses' slots: worker, loop, sock, fd
+
+    def close(self) -> None:
+        worker, loop = self.worker, self.loop
+        worker.handshakes.discard(self)
+        worker.admission.unserved.pop(self, None)
+        loop.timed.discard(self)
+        loop.remove(self.fd)
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        worker.connection_closed()
