@@ -43,10 +43,9 @@ default, 3 MiB of shared memory, touched only as entries are used.
 
 from __future__ import annotations
 
-import fcntl
 import random
 
-from shm.table import SharedTable
+from shm.table import SharedTable, WorkerCells
 
 WAYS = 8
 TOTALS = ("refused_connections", "refused_tunnels", "refused_requests", "evicted", "untracked")
@@ -68,7 +67,7 @@ def cells_for(workers: int) -> int:
     return min(max(4 * workers, 8), 256)
 
 
-class ClientTable(SharedTable):
+class ClientTable(WorkerCells, SharedTable):
     def __init__(self, entries: int, cells: int):
         self.entries = entries - entries % WAYS or WAYS
         self.buckets = self.entries // WAYS
@@ -81,27 +80,7 @@ class ClientTable(SharedTable):
         """Whether a configuration asking for this much can keep this table (a reload)."""
         return self.entries == entries - entries % WAYS and self.cells >= cells
 
-    # -- the lock (insert and evict only) --------------------------------------------------
-    def lock(self) -> None:
-        fcntl.lockf(self.fd, fcntl.LOCK_EX)
-
-    def unlock(self) -> None:
-        fcntl.lockf(self.fd, fcntl.LOCK_UN)
-
-    # -- cells -----------------------------------------------------------------------------
-    def claim(self, pid: int) -> int:
-        """A cell for worker `pid`, or -1 when every cell is taken."""
-        self.lock()
-        try:
-            for cell in range(self.cells):
-                if self.cell_pid[cell] == 0:
-                    self.cell_pid[cell] = pid
-                    self.cells_used[0] = max(self.cells_used[0], cell + 1)
-                    return cell
-            return -1
-        finally:
-            self.unlock()
-
+    # -- cells (claimed in WorkerCells); the lock (SharedTable.lock) is for insert and evict only --
     def release_dead(self, alive) -> None:
         """Master: the cells of workers that are gone count nothing any more (their
         connections died with them, their moved tunnels are counted by whoever took them)."""

@@ -30,11 +30,10 @@ CLOCK_MONOTONIC, which every process on the host shares; `checked` and `seen` ar
 
 from __future__ import annotations
 
-import fcntl
 import socket
 import time
 
-from shm.table import SharedTable
+from shm.table import SharedTable, WorkerCells
 
 STATUSES = ("enabled", "hot-standby", "drain", "disabled", "gone", "empty")
 ENABLED, STANDBY, DRAIN, DISABLED, GONE, EMPTY = range(6)    # ordered: a pick takes <= STANDBY
@@ -69,7 +68,7 @@ class Row:
         self.discover = discover
 
 
-class MemberTable(SharedTable):
+class MemberTable(WorkerCells, SharedTable):
     """The master creates it (before fork) and reads it for `mpmctl`; workers claim a cell
     and pick from it; health checks write `health`; DNS discovery fills the slot rows."""
 
@@ -101,27 +100,7 @@ class MemberTable(SharedTable):
         """One past the balancer's last row."""
         return self.slots[name].stop
 
-    # -- the lock (byrequests / bybusyness accumulators, cell claims) ------------------------
-    def lock(self) -> None:
-        fcntl.lockf(self.fd, fcntl.LOCK_EX)
-
-    def unlock(self) -> None:
-        fcntl.lockf(self.fd, fcntl.LOCK_UN)
-
-    # -- cells -----------------------------------------------------------------------------
-    def claim(self, pid: int) -> int:
-        """A cell for worker `pid`, or -1 when every cell is taken."""
-        self.lock()
-        try:
-            for cell in range(self.cells):
-                if self.cell_pid[cell] == 0:
-                    self.cell_pid[cell] = pid
-                    self.cells_used[0] = max(self.cells_used[0], cell + 1)
-                    return cell
-            return -1
-        finally:
-            self.unlock()
-
+    # -- cells; the lock (SharedTable.lock) guards the byrequests / bybusyness accumulators and claims
     def cell_view(self, counter: str, cell: int):
         """One cell's column of a counter, indexed by row: what a worker writes."""
         return getattr(self, counter)[cell::self.cells]

@@ -33,7 +33,6 @@ still in its place.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import zlib
 from bisect import bisect_left
@@ -173,12 +172,7 @@ class MetricsTable(SharedTable):
             self.set_bytes("route_name", OTHER_ROUTE, b"(other)")
             self.routes_used[0] = 1
 
-    # -- the lock (folds, reads, the master's counters: never a worker) -------------------------
-    def lock(self) -> None:
-        fcntl.lockf(self.fd, fcntl.LOCK_EX)
-
-    def unlock(self) -> None:
-        fcntl.lockf(self.fd, fcntl.LOCK_UN)
+    # The lock (SharedTable.lock) is for folds, reads and the master's counters: never a worker's.
 
     # -- routes ---------------------------------------------------------------------------------
     def register_routes(self, names) -> dict[str, int]:

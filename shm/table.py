@@ -17,6 +17,7 @@ written whole, so a torn read is one update stale at most.
 
 from __future__ import annotations
 
+import fcntl
 import mmap
 import os
 import zlib
@@ -68,6 +69,14 @@ class SharedTable:
             setattr(self, name, view)
         self._widths = {name: kind for name, (kind, _, _) in layout.items() if isinstance(kind, int)}
 
+    # -- the lock: a record lock on the memfd, so it holds across processes (what each table
+    # takes it for is in its own docstring) --------------------------------------------------
+    def lock(self) -> None:
+        fcntl.lockf(self.fd, fcntl.LOCK_EX)
+
+    def unlock(self) -> None:
+        fcntl.lockf(self.fd, fcntl.LOCK_UN)
+
     # -- fixed-width byte strings (names, addresses) ------------------------------------------
     def get_bytes(self, column: str, index: int) -> bytes:
         width = self._widths[column]
@@ -93,3 +102,21 @@ class SharedTable:
             pass
         if not keep_fd:
             os.close(self.fd)
+
+
+class WorkerCells:
+    """For a SharedTable whose counters have one cell per worker (columns `cell_pid` and
+    `cells_used`, attribute `cells`): a worker claims its cell once, and only it writes there."""
+
+    def claim(self, pid: int) -> int:
+        """A cell for worker `pid`, or -1 when every cell is taken."""
+        self.lock()
+        try:
+            for cell in range(self.cells):
+                if self.cell_pid[cell] == 0:
+                    self.cell_pid[cell] = pid
+                    self.cells_used[0] = max(self.cells_used[0], cell + 1)
+                    return cell
+            return -1
+        finally:
+            self.unlock()
