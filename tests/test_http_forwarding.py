@@ -17,20 +17,12 @@ import time
 
 import psutil
 import pytest
-from conftest import HttpBackend, wait_for
-from httpclient import (
-    Client,
-    RawBackend,
-    RawConn,
-    Reader,
-    get,
-    is_closed,
-    recv_until_close,
-    respond,
-    running_proxy,
-    serve_simple,
-    wait_access,
-)
+from backends import HttpBackend
+from httpclient import Client, Reader, get
+from proxyproc import running_proxy, wait_access
+from rawbackend import RawBackend, RawConn, respond, serve_simple
+from rawsock import is_closed, recv_until_close
+from support import wait_for
 
 
 def _b_handler(req, body):

@@ -15,8 +15,11 @@ import threading
 import time
 
 import pytest
-from conftest import HttpBackend, wait_for
-from httpclient import Client, Reader, is_closed, recv_until_close, running_proxy, status_of
+from backends import HttpBackend
+from httpclient import Client, Reader
+from proxyproc import running_proxy
+from rawsock import is_closed, recv_until_close, status_of
+from support import wait_for
 
 
 def _echo(req, body):

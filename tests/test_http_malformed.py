@@ -24,16 +24,12 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import HttpBackend, raw_exchange, wait_for
-from httpclient import (
-    RawBackend,
-    RawConn,
-    Reader,
-    recv_until_close,
-    respond,
-    running_proxy,
-    status_of,
-)
+from backends import HttpBackend
+from httpclient import Reader
+from proxyproc import raw_exchange, running_proxy
+from rawbackend import RawBackend, RawConn, respond
+from rawsock import recv_until_close, status_of
+from support import wait_for
 
 HOST = b"Host: t\r\n"
 

@@ -13,52 +13,45 @@ import socket
 import threading
 
 import pytest
-from wsutil import (
-    RawBackend,
-    echo,
-    header_values,
-    http_response_body,
-    read_head,
-    recv_exact,
-    running_proxy,
-    status_of,
-    switch_response,
-    tokens,
-    upgrade_of,
-)
+from proxyproc import running_proxy
+from rawbackend import RawBackend, RawConn, echo
+from rawsock import header_values, http_response_body, read_head, recv_exact, status_of, tokens
+from wsutil import switch_response, upgrade_of
 
 GREETING = b"\x00\xffgreeting from the other protocol\r\n\r\nHTTP/1.1 200 OK\r\n\r\n"
 
 
-def _backend(conn, head, rest, backend):
+def _backend(conn: RawConn) -> None:
+    request = conn.read_head()
+    sock, head = conn.sock, request.raw
     target = head.split(b" ", 2)[1]
     asked = upgrade_of(head)
     if target.endswith(b"/rogue"):     # a 101 although nobody asked for an upgrade
-        conn.sendall(switch_response("myproto") + GREETING)
-        echo(conn, rest)
+        sock.sendall(switch_response("myproto") + GREETING)
+        echo(conn)
         return
     if target.endswith(b"/no-upgrade-header"):  # a 101 that does not say what it switches to
-        conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n\r\n" + GREETING)
-        echo(conn, rest)
+        sock.sendall(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n\r\n" + GREETING)
+        echo(conn)
         return
     if target.endswith(b"/switch-to-other"):   # a 101 to a protocol the client did not offer
-        conn.sendall(switch_response("other") + GREETING)
-        echo(conn, rest)
+        sock.sendall(switch_response("other") + GREETING)
+        echo(conn)
         return
     if asked is None or "upgrade" not in tokens(head, "Connection"):
         body = b"plain " + target
-        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
+        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
                      % (len(body), body))
         return
     chosen = asked.split(",")[-1].strip()
-    conn.sendall(switch_response(chosen, head))
-    conn.sendall(GREETING)
-    echo(conn, rest)
+    sock.sendall(switch_response(chosen, head))
+    sock.sendall(GREETING)
+    echo(conn)
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    raw = RawBackend(_backend)
+    raw = RawBackend(_backend, timeout=20)
     to = f"http://127.0.0.1:{raw.port}"
     routes = [
         {"path": "/allowed/", "to": to + "/allowed/", "upgrade": ["myproto", "other"]},
