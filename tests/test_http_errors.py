@@ -249,7 +249,9 @@ def test_bad_chunked_response_body_after_the_head_was_relayed_closes_the_client_
 @pytest.mark.timeout(15)
 def test_bad_chunked_response_body_arriving_with_the_head_is_502(env):
     """Head and bad body in one read: nothing has gone to the client yet, so it can still
-    be told the truth (502) instead of getting an empty close."""
+    be told the truth (502) instead of getting an empty close.  Guards against the
+    response being marked as started before its head was sent, which turned the 502
+    into a bare close."""
     def bad_chunks(conn: RawConn) -> None:
         conn.read_head()
         conn.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\nmore\r\n0\r\n\r\n")

@@ -530,15 +530,17 @@ def test_http10_client_gets_no_chunked_encoding(env):
     assert response.body == b"0123456789" * 100
 
 
-def test_http10_client_gets_no_chunked_encoding_even_from_a_chunking_backend(env):
+def test_http10_client_gets_no_chunked_encoding_even_from_a_chunking_backend(scripted):
     """A backend that answers chunked anyway (mod_proxy_http talks HTTP/1.1 to backends
-    and de-chunks for a 1.0 client): the 1.0 client must still not see chunked framing."""
+    and de-chunks for a 1.0 client): the 1.0 client must still not see chunked framing.
+    Guards against the chunked body and its Transfer-Encoding being relayed as-is to a
+    1.0 client, which cannot decode it (RFC 9112 §6.1)."""
     def chunking(conn: RawConn) -> None:
         conn.read_head()
         conn.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
                   b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
-    _raw_handler(env.r, chunking)
-    with env.proxy.connect() as sock:
+    proxy, backend = scripted(chunking)
+    with proxy.connect() as sock:
         sock.sendall(b"GET /raw/chunked-10 HTTP/1.0\r\nHost: t\r\n\r\n")
         data, closed = recv_until_close(sock, 5)
     head, _, body = data.partition(b"\r\n\r\n")
@@ -568,6 +570,8 @@ COMBINED = re.compile(
 
 
 def test_access_log_is_combined_plus_duration_route_and_backend(env):
+    """The combined format, then duration, route and backend.  `%b` is the body size
+    without the response head, as in Apache (it once counted the head too)."""
     get(env.proxy, "/echo/slow-log?x=1", [("Referer", "http://ref.test/page"), ("User-Agent", "agent/1.0")])
     lines = wait_access(env.proxy, "/echo/slow-log?x=1")
     assert len(lines) == 1, env.proxy.access_lines()[-5:]

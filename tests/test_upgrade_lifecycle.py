@@ -302,8 +302,12 @@ def test_streaming_backend_notices_the_client_vanish(env):
 @pytest.mark.parametrize("size", [11, BIG])
 def test_client_half_close_still_carries_the_backends_answer(env, size):
     """The client sends, shuts down its writing side; the backend sees EOF, answers,
-    then closes: the client gets every byte of the answer, then EOF."""
-    proxy, raw = env
+    then closes: the client gets every byte of the answer, then EOF.
+
+    Guards against a half-closed tunnel ending on the EPOLLHUP that the backend's FIN raises
+    while the client side is paused by back-pressure: the pending bytes were dropped (the
+    client got ~14.7 of 16 MiB, then EOF, logged as end="hangup")."""
+    proxy, raw = _use(env, partial(_answer_after_the_clients_eof, size=size))
     path = f"/raw/reply-after-eof?size={size}"
     request = os.urandom(100_000)
     # A small receive buffer and a late reader: the answer has to wait in the proxy.
@@ -322,8 +326,10 @@ def test_client_half_close_still_carries_the_backends_answer(env, size):
 @pytest.mark.parametrize("size,pace", [(100_000, "fast"), (BIG, "slow")])
 def test_backend_half_close_still_carries_the_clients_data(env, size, pace):
     """The backend says goodbye and shuts down its writing side; the client reads the
-    goodbye and EOF, then still sends its data and closes: the backend gets all of it."""
-    proxy, raw = env
+    goodbye and EOF, then still sends its data and closes: the backend gets all of it.
+    The same hangup bug as above, the other way round: a slow-reading backend got 12.5 of
+    16 MiB."""
+    proxy, raw = _use(env, partial(_half_close_first_then_read, slow=pace == "slow"))
     path = f"/raw/eof-first?size={size}&{pace}"
     payload = os.urandom(size)
     sock, buf = _open(proxy, path)

@@ -87,9 +87,10 @@ def test_json_access_log_has_the_tunnel_fields(proxy_factory, raw_echo):
 
 def test_tunnel_log_line_counts_both_heads_like_any_request(proxy_factory, raw_echo, http_backend):
     """bytes_received/bytes_sent of a tunnel's line count the heads as every other line
-    does (Apache's %I/%O): the request head in, the 101 head out."""
+    does (Apache's %I/%O): the request head in, the 101 head out.  Guards against a tunnel's
+    bytes_received leaving out the request head while bytes_sent counted the 101."""
     plain = http_backend()
-    proxy = proxy_factory([{"path": "/ws/", "to": raw_echo.url("ws", "/ws/")},
+    proxy = proxy_factory([{"path": "/ws/", "to": raw_echo.ws_url + "/ws/"},
                            {"path": "/plain/", "to": plain.url + "/plain/"}], log={"format": "json"})
     request = b"GET /plain/ref HTTP/1.1\r\nHost: proxy.test\r\n\r\n"
     with proxy.connect() as sock:

@@ -204,7 +204,9 @@ def test_browser_style_handshake_with_keep_alive_upgrade_and_repeated_headers(en
 
 
 def test_backend_101_headers_reach_the_client_without_hop_by_hop_ones(env):
-    proxy, _, _, _ = env
+    """End-to-end headers of the backend's 101 reach the client; hop-by-hop ones, including
+    one named on a second `Connection` line, do not (that second line was once ignored)."""
+    proxy, _ = _use(env, _101_with_end_to_end_and_hop_by_hop_headers)
     key = ws_key()
     with proxy.connect() as sock:
         sock.sendall(upgrade_request("/raw/headers101", key=key, extra="Sec-WebSocket-Protocol: one, two\r\n"))
@@ -225,8 +227,9 @@ def test_backend_101_headers_reach_the_client_without_hop_by_hop_ones(env):
 
 def test_connection_split_over_two_header_lines_is_one_list(env):
     """RFC 9110 §5.3: `Connection: keep-alive` + `Connection: Upgrade, X-Hop` is the list
-    "keep-alive, Upgrade, X-Hop": it is an upgrade, and X-Hop is hop-by-hop."""
-    proxy, _, raw, _ = env
+    "keep-alive, Upgrade, X-Hop": it is an upgrade, and X-Hop is hop-by-hop.  Guards against
+    the header filter reading only the first `Connection` line and forwarding `X-Hop`."""
+    proxy, raw = _use(env, echo_after_101)
     request = (b"GET /raw/two-connection-lines HTTP/1.1\r\nHost: proxy.test\r\nConnection: keep-alive\r\n"
                b"Upgrade: websocket\r\nConnection: Upgrade, X-Hop\r\nX-Hop: secret\r\n"
                b"Sec-WebSocket-Key: " + ws_key().encode() + b"\r\nSec-WebSocket-Version: 13\r\n\r\n")
@@ -453,7 +456,8 @@ def test_upgrade_after_a_keep_alive_exchange_on_the_same_connections(env):
 
 def test_http10_upgrade_request_is_not_upgraded(env):
     """RFC 9110 §7.8: a server that receives Upgrade in an HTTP/1.0 request MUST ignore it.
-    The backend gets a plain request and the client a plain answer."""
+    The backend gets a plain request and the client a plain answer.  Guards against a 1.0
+    request's Upgrade being forwarded, which let a backend's 101 open a tunnel."""
     proxy, _, _, http = env
     with proxy.connect() as sock:
         sock.settimeout(5)
