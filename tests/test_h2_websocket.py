@@ -24,33 +24,45 @@ from wsutil import switch_response
 CONNECT_ERROR, CANCEL = 0xA, 0x8
 
 
+def _plain_answer(conn: RawConn, head) -> None:
+    """No 101: an ordinary answer."""
+    conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nno")
+    time.sleep(0.5)
+
+
+def _101_with_a_wrong_accept(conn: RawConn, head) -> None:
+    """A 101 whose Sec-WebSocket-Accept is not for the request's key."""
+    conn.send(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+              b"Sec-WebSocket-Accept: bm90IHRoZSByaWdodCBvbmU=\r\n\r\n")
+    time.sleep(0.5)
+
+
+def _hello_then_half_close(conn: RawConn, head) -> None:
+    """Say hello, close our sending side, keep reading: record what came ("halfclose")."""
+    conn.send(switch_response("websocket", head.raw, "Sec-WebSocket-Protocol: chat\r\n") + b"hello")
+    conn.sock.shutdown(socket.SHUT_WR)
+    received = bytearray(conn.take_buffered())
+    while data := conn.sock.recv(65536):
+        received += data
+    conn.backend.results["halfclose"] = bytes(received)
+    conn.backend.event("halfclose").set()
+
+
+def _echo_until_eof(conn: RawConn, head) -> None:
+    """101, echo until EOF, then signal "echo-eof"."""
+    conn.send(switch_response("websocket", head.raw) + conn.take_buffered())
+    while data := conn.sock.recv(65536):
+        conn.sock.sendall(data)
+    conn.backend.event("echo-eof").set()
+
+
+# Tests here meet several of these on one connection, so the path picks one (default: echo).
+BEHAVIOURS = {"/plain": _plain_answer, "/badaccept": _101_with_a_wrong_accept, "/halfclose": _hello_then_half_close}
+
+
 def _scripted(conn: RawConn) -> None:
-    """What the raw backend does depends on the path it is asked for."""
-    request = conn.read_head()
-    sock, head, rest, backend = conn.sock, request.raw, conn.buf, conn.backend
-    path = head.split(b" ", 2)[1]
-    if path == b"/plain":                          # no 101: an ordinary answer
-        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nno")
-        time.sleep(0.5)
-    elif path == b"/badaccept":
-        sock.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                     b"Sec-WebSocket-Accept: bm90IHRoZSByaWdodCBvbmU=\r\n\r\n")
-        time.sleep(0.5)
-    elif path == b"/halfclose":                    # says hello, closes its sending side, keeps reading
-        sock.sendall(switch_response("websocket", head, "Sec-WebSocket-Protocol: chat\r\n") + b"hello")
-        sock.shutdown(socket.SHUT_WR)
-        received = bytearray(rest)
-        while data := sock.recv(65536):
-            received += data
-        backend.results["halfclose"] = bytes(received)
-        backend.event("halfclose").set()
-    else:                                          # /echo, /idle: echo until EOF
-        sock.sendall(switch_response("websocket", head))
-        if rest:
-            sock.sendall(rest)
-        while data := sock.recv(65536):
-            sock.sendall(data)
-        backend.event("echo-eof").set()
+    head = conn.read_head()
+    BEHAVIOURS.get(head.target, _echo_until_eof)(conn, head)
 
 
 @pytest.fixture(scope="module")

@@ -77,68 +77,94 @@ def _read_all(conn: socket.socket, into: bytearray, pace: float = 0.0, chunk: in
 
 
 # == the backend ===================================================================================
+# Tests here open several kinds of tunnel at once, so the backend serves each connection with
+# the behaviour its path names (`BEHAVIOURS`); the query holds that behaviour's arguments, and
+# what it found is recorded under the request target.
+def _push(conn: RawConn, args: dict) -> None:
+    """Our pattern (`size`, `seed`), then EOF, then whatever the client sends up to its EOF."""
+    conn.sock.sendall(pattern(int(args["size"]), int(args["seed"])))
+    conn.sock.shutdown(socket.SHUT_WR)
+    recv_until_eof(conn.sock, limit=20)
+
+
+def _push_then_reset(conn: RawConn, args: dict, key: str) -> None:
+    """Push `size` bytes at a client that does not read (signal "#pushed"), then die with a reset."""
+    try:
+        conn.sock.settimeout(2)
+        conn.sock.sendall(pattern(int(args["size"]), 1))
+    except (TimeoutError, OSError):
+        pass
+    conn.backend.event(key + "#pushed").set()
+    _reset(conn.sock)
+
+
+def _sink(conn: RawConn, args: dict, key: str) -> None:
+    """Read everything up to EOF (after `delay`, at `pace` per `chunk` if asked), record it,
+    answer with the count, close."""
+    if "delay" in args:
+        time.sleep(float(args["delay"]))
+    got = bytearray(conn.take_buffered())
+    how = _read_all(conn.sock, got, float(args.get("pace", 0)), int(args.get("chunk", MiB)))
+    _record(conn, key, (how, bytes(got)))
+    if how == "eof":
+        conn.sock.sendall(b"got %d" % len(got))
+
+
+def _echo_until_the_end(conn: RawConn) -> None:
+    """Echo every byte (256 KiB reads) until EOF or a reset."""
+    try:
+        if early := conn.take_buffered():
+            conn.sock.sendall(early)
+        while data := conn.sock.recv(1 << 18):
+            conn.sock.sendall(data)
+    except ConnectionResetError:
+        pass
+
+
+def _bye_while_the_client_is_blocked(conn: RawConn, key: str) -> None:
+    """Wait until the client has filled the proxy's way to us (a to_backend leftover; the test
+    signals "#filled"), say goodbye and half-close while that direction is blocked, then read
+    it all and record it."""
+    assert conn.backend.event(key + "#filled").wait(10)
+    conn.sock.sendall(b"bye")
+    conn.sock.shutdown(socket.SHUT_WR)
+    got = bytearray(conn.take_buffered())
+    _record(conn, key, (_read_all(conn.sock, got), bytes(got)))
+
+
+def _duplex_with_zero_windows(conn: RawConn, args: dict, key: str) -> None:
+    """Both ways at once (`size` each), and neither side reads for `delay` seconds: zero windows."""
+    size, delay = int(args["size"]), float(args["delay"])
+    got = bytearray(conn.take_buffered())
+    sender = threading.Thread(target=lambda: (conn.sock.sendall(pattern(size, 2)), conn.sock.shutdown(socket.SHUT_WR)))
+    sender.start()
+    time.sleep(delay)
+    how = _read_all(conn.sock, got)
+    sender.join(20)
+    _record(conn, key, (how, bytes(got)))
+
+
+def _record(conn: RawConn, key: str, result) -> None:
+    conn.backend.results[key] = result
+    conn.backend.event(key).set()
+
+
+BEHAVIOURS = {
+    "/raw/push": lambda conn, args, key: _push(conn, args),
+    "/raw/push-rst": _push_then_reset,
+    "/raw/sink": _sink,
+    "/raw/echo": lambda conn, args, key: _echo_until_the_end(conn),
+    "/raw/bye-later": lambda conn, args, key: _bye_while_the_client_is_blocked(conn, key),
+    "/raw/duplex": _duplex_with_zero_windows,
+}
+
+
 def _behaviour(conn: RawConn) -> None:
-    request = conn.read_head()
-    sock, head, rest, backend = conn.sock, request.raw, conn.buf, conn.backend
-    path = head.split(b" ", 2)[1].decode()
-    name, args = path.split("?")[0], _params(path)
-    sock.sendall(switch_response("websocket", head))
-    if name == "/raw/push":
-        # Our pattern, then EOF, then whatever the client sends up to its EOF.
-        sock.sendall(pattern(int(args["size"]), int(args["seed"])))
-        sock.shutdown(socket.SHUT_WR)
-        recv_until_eof(sock, limit=20)
-    elif name == "/raw/push-rst":
-        # Push at a client that does not read, then die with a reset.
-        try:
-            sock.settimeout(2)
-            sock.sendall(pattern(int(args["size"]), 1))
-        except (TimeoutError, OSError):
-            pass
-        backend.event(path + "#pushed").set()
-        _reset(sock)
-    elif name == "/raw/sink":
-        # Read everything up to EOF (slowly if asked), answer with the count, close.
-        if "delay" in args:
-            time.sleep(float(args["delay"]))
-        got = bytearray(rest)
-        how = _read_all(sock, got, float(args.get("pace", 0)), int(args.get("chunk", MiB)))
-        backend.results[path] = (how, bytes(got))
-        backend.event(path).set()
-        if how == "eof":
-            sock.sendall(b"got %d" % len(got))
-    elif name == "/raw/echo":
-        if rest:
-            sock.sendall(rest)
-        try:
-            while True:
-                data = sock.recv(1 << 18)
-                if not data:
-                    break
-                sock.sendall(data)
-        except ConnectionResetError:
-            pass
-    elif name == "/raw/bye-later":
-        # Wait until the client has filled the proxy's way to us (a to_backend leftover),
-        # say goodbye and half-close while that direction is blocked, then read it all.
-        assert backend.event(path + "#filled").wait(10)
-        sock.sendall(b"bye")
-        sock.shutdown(socket.SHUT_WR)
-        got = bytearray(rest)
-        how = _read_all(sock, got)
-        backend.results[path] = (how, bytes(got))
-        backend.event(path).set()
-    elif name == "/raw/duplex":
-        # Both ways at once, and neither side reads for `delay` seconds: zero windows.
-        size, delay = int(args["size"]), float(args["delay"])
-        got = bytearray(rest)
-        sender = threading.Thread(target=lambda: (sock.sendall(pattern(size, 2)), sock.shutdown(socket.SHUT_WR)))
-        sender.start()
-        time.sleep(delay)
-        how = _read_all(sock, got)
-        sender.join(20)
-        backend.results[path] = (how, bytes(got))
-        backend.event(path).set()
+    """101, then the behaviour the path names, with the query as its arguments."""
+    head = conn.read_head()
+    conn.send(switch_response("websocket", head.raw))
+    name = head.target.split("?")[0]
+    BEHAVIOURS[name](conn, _params(head.target), head.target)
 
 
 @pytest.fixture(scope="module")

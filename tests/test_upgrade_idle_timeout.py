@@ -23,9 +23,8 @@ PERIOD, BUSY_FOR = 0.3, 3.0
 
 
 def _backend(conn: RawConn) -> None:
-    request = conn.read_head()
-    sock, head, rest, backend = conn.sock, request.raw, conn.buf, conn.backend
-    path = head.split(b" ", 2)[1].decode()
+    path = conn.read_head().target
+    sock, rest, backend = conn.sock, conn.buf, conn.backend
     if "mute" in path:                    # never answers the upgrade
         sock.recv(1)
         return

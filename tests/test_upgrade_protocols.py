@@ -21,31 +21,37 @@ from wsutil import switch_response, upgrade_of
 GREETING = b"\x00\xffgreeting from the other protocol\r\n\r\nHTTP/1.1 200 OK\r\n\r\n"
 
 
+def _rogue_101(conn: RawConn, response: bytes) -> None:
+    conn.send(response + GREETING)
+    echo(conn)
+
+
+# A misbehaving 101, chosen by the last path segment; any other path gets a correct backend.
+ROGUES = {
+    "/rogue": lambda head: switch_response("myproto"),            # a 101 although nobody asked for one
+    "/no-upgrade-header":                                           # a 101 that does not say what it switches to
+        lambda head: b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n\r\n",
+    "/switch-to-other": lambda head: switch_response("other"),    # a protocol the client did not offer
+}
+
+
 def _backend(conn: RawConn) -> None:
-    request = conn.read_head()
-    sock, head = conn.sock, request.raw
-    target = head.split(b" ", 2)[1]
-    asked = upgrade_of(head)
-    if target.endswith(b"/rogue"):     # a 101 although nobody asked for an upgrade
-        sock.sendall(switch_response("myproto") + GREETING)
-        echo(conn)
+    """A correct backend: 101 to the last protocol offered, a greeting, then echo; a plain 200
+    (and close) when no upgrade is asked for.  The paths in ROGUES get a misbehaving 101."""
+    head = conn.read_head()
+    rogue = next((make for suffix, make in ROGUES.items() if head.target.endswith(suffix)), None)
+    if rogue is not None:
+        _rogue_101(conn, rogue(head))
         return
-    if target.endswith(b"/no-upgrade-header"):  # a 101 that does not say what it switches to
-        sock.sendall(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n\r\n" + GREETING)
-        echo(conn)
-        return
-    if target.endswith(b"/switch-to-other"):   # a 101 to a protocol the client did not offer
-        sock.sendall(switch_response("other") + GREETING)
-        echo(conn)
-        return
-    if asked is None or "upgrade" not in tokens(head, "Connection"):
-        body = b"plain " + target
-        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
-                     % (len(body), body))
+    asked = upgrade_of(head.raw)
+    if asked is None or "upgrade" not in tokens(head.raw, "Connection"):
+        body = b"plain " + head.target.encode("latin-1")
+        conn.send(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
+                  % (len(body), body))
         return
     chosen = asked.split(",")[-1].strip()
-    sock.sendall(switch_response(chosen, head))
-    sock.sendall(GREETING)
+    conn.send(switch_response(chosen, head.raw))
+    conn.send(GREETING)
     echo(conn)
 
 
