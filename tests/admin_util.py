@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import socket
 
-from conftest import free_port
 from prometheus_client.parser import text_string_to_metric_families
+from support import free_port
 
 
 def admin_section(**extra) -> dict:

@@ -15,8 +15,9 @@ import socket
 import subprocess
 import sys
 
-from conftest import ROOT, wait_for
-from wsutil import read_head, status_of, upgrade_request
+from rawsock import read_head, status_of
+from support import ROOT, wait_for
+from wsutil import upgrade_request
 
 APACHE = shutil.which("apache2") or "/usr/sbin/apache2"
 MODULES = "/usr/lib/apache2/modules"

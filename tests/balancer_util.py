@@ -21,7 +21,8 @@ import threading
 import time
 
 import pytest
-from wsutil import OP_CLOSE, frame, read_frame, read_head, status_of, switch_response, upgrade_request
+from rawsock import read_head, status_of
+from wsutil import OP_CLOSE, frame, read_frame, switch_response, upgrade_request
 
 from conf.model import Limits
 from worker.http1 import parse_request

@@ -23,9 +23,9 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 
 import psutil  # noqa: E402
-from conftest import Proxy  # noqa: E402
 from fuzz_http import FuzzBackend, check, example  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
+from proxyproc import Proxy  # noqa: E402
 
 BATCH = 200
 

@@ -11,9 +11,9 @@ import threading
 import time
 
 import pytest
-from conftest import wait_for
-from httpclient import RawBackend, respond, serve_simple
-from wsutil import read_head, status_of
+from rawbackend import RawBackend, respond, serve_simple
+from rawsock import read_head, status_of
+from support import wait_for
 
 LINE = re.compile(r'"GET /n/(?P<id>[\w-]+) HTTP/1\.1" (?P<status>\d{3}) (?P<bytes>\d+|-) .* (?P<conn>[X+-])$')
 

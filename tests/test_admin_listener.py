@@ -11,8 +11,9 @@ import time
 
 import pytest
 from admin_util import admin_port, admin_section, get, scrape, value
-from conftest import free_port, wait_for
-from wsutil import read_head, recv_until_eof, status_of, upgrade_request
+from rawsock import read_head, recv_until_eof, status_of
+from support import free_port, wait_for
+from wsutil import upgrade_request
 
 from conf import ConfigError, load_config
 

@@ -13,8 +13,9 @@ import time
 
 import pytest
 from admin_util import admin_port, admin_section, get, scrape, value
-from conftest import free_port, wait_for
-from wsutil import OP_TEXT, close_frame, frame, read_head, recv_until_eof, status_of, upgrade_request
+from rawsock import read_head, recv_until_eof, status_of
+from support import free_port, wait_for
+from wsutil import OP_TEXT, close_frame, frame, upgrade_request
 
 BODY = b"x" * 123
 

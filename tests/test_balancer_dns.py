@@ -17,7 +17,7 @@ import time
 import psutil
 import pytest
 from balancer_util import KeepAlive, Member, ws_close, ws_echo, ws_open
-from conftest import wait_for
+from support import wait_for
 
 INTERVAL = 1.0
 ROUTES = [{"path": "/", "to": "balancer://app/"}]

@@ -8,8 +8,8 @@ import threading
 
 import pytest
 from balancer_util import KeepAlive, Member, members_section, ws_close, ws_echo, ws_open
-from conftest import wait_for
-from httpclient import wait_log
+from proxyproc import wait_log
+from support import wait_for
 
 HEALTH = {"method": "GET", "path": "/health", "expect": "^200$", "interval": 0.25, "passes": 2, "fails": 1,
           "timeout": 0.5}

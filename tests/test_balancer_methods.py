@@ -11,7 +11,7 @@ import json
 
 import pytest
 from balancer_util import KeepAlive, Member, members_section
-from wsutil import running_proxy
+from proxyproc import running_proxy
 
 WEIGHTS = [1, 2, 3]
 METHODS = ("byrequests", "bytraffic", "bybusyness", "hash")

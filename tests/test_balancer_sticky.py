@@ -9,8 +9,9 @@ import json
 
 import pytest
 from balancer_util import KeepAlive, Member, members_section, ws_close, ws_echo, ws_open
-from conftest import wait_for
-from wsutil import header_values, running_proxy
+from proxyproc import running_proxy
+from rawsock import header_values
+from support import wait_for
 
 
 @pytest.fixture(scope="module")

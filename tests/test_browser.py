@@ -21,9 +21,9 @@ import time
 
 import psutil
 import pytest
-from conftest import wait_for
+from proxyproc import tunnel_lines
+from support import wait_for
 from websockets.asyncio.client import connect
-from wsutil import tunnel_lines
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]

@@ -13,10 +13,14 @@ import threading
 import time
 
 import pytest
-from conftest import HttpBackend, wait_for
+from backends import HttpBackend
 from h2client import H2Client
-from httpclient import Client, Reader, read_raw_response, running_proxy, status_of, wait_access
-from wsutil import RawBackend, echo_after_101, read_head, upgrade_request
+from httpclient import Client, Reader, read_raw_response
+from proxyproc import running_proxy, wait_access
+from rawbackend import RawBackend, echo_after_101
+from rawsock import read_head, status_of
+from support import wait_for
+from wsutil import upgrade_request
 
 from shm.clients import WAYS, ClientTable
 
@@ -38,7 +42,7 @@ def backend():
 
 @pytest.fixture(scope="module")
 def ws():
-    b = RawBackend(echo_after_101)
+    b = RawBackend(echo_after_101, timeout=20)
     yield b
     b.close()
 
@@ -49,7 +53,7 @@ LIMITS = {"per_client": {"connections": 4, "tunnels": 2, "requests": {"rate": 20
 @pytest.fixture(scope="module")
 def proxy(tmp_path_factory, backend, ws):
     routes = [
-        {"path": "/ws/", "to": ws.url("ws", "/ws/")},
+        {"path": "/ws/", "to": ws.ws_url + "/ws/"},
         {"path": "/strict/", "to": backend.url + "/strict/",
          "per_client": {"connections": 1, "requests": {"rate": 1, "burst": 2}}},
         {"path": "/", "to": backend.url + "/"},
@@ -272,7 +276,7 @@ def _upgrade_status(proxy, source, path) -> int:
 
 
 def test_tunnels_keep_their_count_when_a_reload_hands_them_over(proxy_factory, ws):
-    proxy = proxy_factory([{"path": "/ws/", "to": ws.url("ws", "/ws/")}], workers=1,
+    proxy = proxy_factory([{"path": "/ws/", "to": ws.ws_url + "/ws/"}], workers=1,
                           limits={"per_client": {"tunnels": 1}})
     first, status = _upgrade(proxy, "127.0.0.13", "/ws/kept")
     try:

@@ -10,8 +10,8 @@ import time
 import psutil
 import pytest
 from fuzz_http import FuzzBackend, check, example
-from httpclient import running_proxy
 from hypothesis import HealthCheck, given, settings
+from proxyproc import running_proxy
 
 FUZZ_SECONDS = float(os.environ.get("MPM_FUZZ_SECONDS", "60"))
 BATCH = 100                  # examples per Hypothesis run: the granularity of the time budget

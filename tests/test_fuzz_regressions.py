@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 from fuzz_http import FuzzBackend, check
-from httpclient import recv_until_close, running_proxy, status_of
+from proxyproc import running_proxy
+from rawsock import recv_until_close, status_of
 
 FOUND = [
     # A HEAD answered by the proxy itself (here a 400) carried the error page as a body: a

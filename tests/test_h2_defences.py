@@ -12,11 +12,12 @@ import time
 
 import psutil
 import pytest
-from conftest import Proxy, wait_for
 from h2client import H2Client
 from hpack import Encoder
-from httpclient import RawBackend, respond
 from hyperframe.frame import ContinuationFrame, HeadersFrame, PingFrame, RstStreamFrame, SettingsFrame
+from proxyproc import Proxy
+from rawbackend import RawBackend, respond
+from support import wait_for
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 ENHANCE_YOUR_CALM, PROTOCOL_ERROR, NO_ERROR = 0xB, 0x1, 0x0

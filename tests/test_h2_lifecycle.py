@@ -9,9 +9,10 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import Proxy, wait_for
 from h2client import H2Client
-from httpclient import RawBackend, respond
+from proxyproc import Proxy
+from rawbackend import RawBackend, respond
+from support import wait_for
 
 REFUSED_STREAM = 0x7
 

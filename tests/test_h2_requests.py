@@ -12,10 +12,11 @@ import time
 
 import pytest
 import trustme
-from conftest import Proxy, free_port, wait_for
+from backends import BenchBackend
 from h2client import H2Client
-from httpclient import RawBackend, respond
-from wsutil import BenchBackend
+from proxyproc import Proxy
+from rawbackend import RawBackend, respond
+from support import free_port, wait_for
 
 PATTERN = bytes(range(256)) * 4096      # 1 MiB
 

@@ -13,44 +13,62 @@ import urllib.request
 
 import pytest
 import trustme
-from conftest import Proxy, WebSocketBackend, free_port, wait_for
+from backends import WebSocketBackend
 from h2client import H2Client
-from wsutil import RawBackend, header_values, switch_response
+from proxyproc import Proxy
+from rawbackend import RawBackend, RawConn
+from rawsock import header_values
+from support import free_port, wait_for
+from wsutil import switch_response
 
 CONNECT_ERROR, CANCEL = 0xA, 0x8
 
 
-def _scripted(conn: socket.socket, head: bytes, rest: bytearray, backend: RawBackend) -> None:
-    """What the raw backend does depends on the path it is asked for."""
-    path = head.split(b" ", 2)[1]
-    if path == b"/plain":                          # no 101: an ordinary answer
-        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nno")
-        time.sleep(0.5)
-    elif path == b"/badaccept":
-        conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                     b"Sec-WebSocket-Accept: bm90IHRoZSByaWdodCBvbmU=\r\n\r\n")
-        time.sleep(0.5)
-    elif path == b"/halfclose":                    # says hello, closes its sending side, keeps reading
-        conn.sendall(switch_response("websocket", head, "Sec-WebSocket-Protocol: chat\r\n") + b"hello")
-        conn.shutdown(socket.SHUT_WR)
-        received = bytearray(rest)
-        while data := conn.recv(65536):
-            received += data
-        backend.results["halfclose"] = bytes(received)
-        backend.event("halfclose").set()
-    else:                                          # /echo, /idle: echo until EOF
-        conn.sendall(switch_response("websocket", head))
-        if rest:
-            conn.sendall(rest)
-        while data := conn.recv(65536):
-            conn.sendall(data)
-        backend.event("echo-eof").set()
+def _plain_answer(conn: RawConn, head) -> None:
+    """No 101: an ordinary answer."""
+    conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nno")
+    time.sleep(0.5)
+
+
+def _101_with_a_wrong_accept(conn: RawConn, head) -> None:
+    """A 101 whose Sec-WebSocket-Accept is not for the request's key."""
+    conn.send(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+              b"Sec-WebSocket-Accept: bm90IHRoZSByaWdodCBvbmU=\r\n\r\n")
+    time.sleep(0.5)
+
+
+def _hello_then_half_close(conn: RawConn, head) -> None:
+    """Say hello, close our sending side, keep reading: record what came ("halfclose")."""
+    conn.send(switch_response("websocket", head.raw, "Sec-WebSocket-Protocol: chat\r\n") + b"hello")
+    conn.sock.shutdown(socket.SHUT_WR)
+    received = bytearray(conn.take_buffered())
+    while data := conn.sock.recv(65536):
+        received += data
+    conn.backend.results["halfclose"] = bytes(received)
+    conn.backend.event("halfclose").set()
+
+
+def _echo_until_eof(conn: RawConn, head) -> None:
+    """101, echo until EOF, then signal "echo-eof"."""
+    conn.send(switch_response("websocket", head.raw) + conn.take_buffered())
+    while data := conn.sock.recv(65536):
+        conn.sock.sendall(data)
+    conn.backend.event("echo-eof").set()
+
+
+# Tests here meet several of these on one connection, so the path picks one (default: echo).
+BEHAVIOURS = {"/plain": _plain_answer, "/badaccept": _101_with_a_wrong_accept, "/halfclose": _hello_then_half_close}
+
+
+def _scripted(conn: RawConn) -> None:
+    head = conn.read_head()
+    BEHAVIOURS.get(head.target, _echo_until_eof)(conn, head)
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     directory = tmp_path_factory.mktemp("h2ws")
-    echo, raw, ca = WebSocketBackend(), RawBackend(_scripted), trustme.CA()
+    echo, raw, ca = WebSocketBackend(), RawBackend(_scripted, timeout=20), trustme.CA()
     cert = ca.issue_cert("localhost", "127.0.0.1")
     cert_path, key_path = str(directory / "cert.pem"), str(directory / "key.pem")
     cert.private_key_pem.write_to_path(key_path)

@@ -12,7 +12,7 @@ import time
 
 import psutil
 import pytest
-from conftest import ROOT, wait_for
+from support import ROOT, wait_for
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ import os
 import socket
 
 import pytest
-from httpclient import RawBackend, recv_until_close, respond
-from wsutil import read_head, status_of
+from rawbackend import RawBackend, respond
+from rawsock import read_head, recv_until_close, status_of
 
 SIZE = 16 << 20
 PATTERN = bytes(range(256)) * 4096          # 1 MiB, position-stamped modulo 256
@@ -47,7 +47,7 @@ def _backend_handler(conn):
 @pytest.fixture(scope="module", params=["splice", "recv"])
 def env(request, tmp_path_factory):
     backend = RawBackend(_backend_handler)
-    from conftest import Proxy
+    from proxyproc import Proxy
     proxy = Proxy(tmp_path_factory.mktemp(request.param), [{"path": "/", "to": backend.url + "/"}], workers=1,
                   environ={"MPM_SPLICE": "1" if request.param == "splice" else "0"},
                   limits={"request_body": 0}).start()

@@ -18,15 +18,11 @@ import threading
 import time
 
 import pytest
-from conftest import free_port, wait_for
-from httpclient import (
-    RawBackend,
-    RawConn,
-    Reader,
-    recv_until_close,
-    respond,
-    running_proxy,
-)
+from httpclient import Reader
+from proxyproc import running_proxy
+from rawbackend import RawBackend, RawConn, respond
+from rawsock import recv_until_close
+from support import free_port, wait_for
 
 SHORT = 1024   # an error body is a short page, not a backend's
 
@@ -163,6 +159,9 @@ INVALID_RESPONSES = [
 @pytest.mark.timeout(15)
 @pytest.mark.parametrize("answer", [a for _, a in INVALID_RESPONSES], ids=[i for i, _ in INVALID_RESPONSES])
 def test_invalid_response_is_502(env, answer):
+    """Each invalid backend answer is a 502.  `head-too-large` guards against a head over
+    MAX_RESPONSE_HEAD being relayed when it arrived whole in one read (the limit was only
+    checked while the head was incomplete)."""
     def bad(conn: RawConn) -> None:
         conn.read_head()
         if answer:
@@ -250,7 +249,9 @@ def test_bad_chunked_response_body_after_the_head_was_relayed_closes_the_client_
 @pytest.mark.timeout(15)
 def test_bad_chunked_response_body_arriving_with_the_head_is_502(env):
     """Head and bad body in one read: nothing has gone to the client yet, so it can still
-    be told the truth (502) instead of getting an empty close."""
+    be told the truth (502) instead of getting an empty close.  Guards against the
+    response being marked as started before its head was sent, which turned the 502
+    into a bare close."""
     def bad_chunks(conn: RawConn) -> None:
         conn.read_head()
         conn.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\nmore\r\n0\r\n\r\n")

@@ -1,10 +1,9 @@
 """Routing, forwarding and access logs (issue #3).
 
-One master (workers=1, so its backend pool is the only one) serves most tests here,
-with routes onto a module-wide h11 backend (`B`, records every request and its raw
-bytes) and a raw-socket backend (`R`, whose per-connection script each test sets).
-R's scripts answer with `Connection: close` unless a test wants its connection pooled,
-so no test inherits another's pooled raw connection.
+One master (workers=1, so its backend pool is the only one) serves the tests that only
+read, with routes onto a module-wide h11 backend (`B`, records every request and its raw
+bytes).  A test that scripts a raw-socket backend gets its own proxy and backend from the
+`scripted` fixture, so no test inherits another's script or pooled backend connection.
 """
 
 from __future__ import annotations
@@ -17,20 +16,12 @@ import time
 
 import psutil
 import pytest
-from conftest import HttpBackend, wait_for
-from httpclient import (
-    Client,
-    RawBackend,
-    RawConn,
-    Reader,
-    get,
-    is_closed,
-    recv_until_close,
-    respond,
-    running_proxy,
-    serve_simple,
-    wait_access,
-)
+from backends import HttpBackend
+from httpclient import Client, Reader, get
+from proxyproc import running_proxy, wait_access
+from rawbackend import RawBackend, RawConn, respond, serve_simple
+from rawsock import is_closed, recv_until_close
+from support import wait_for
 
 
 def _b_handler(req, body):
@@ -54,13 +45,13 @@ def _b_handler(req, body):
     return 200, [("Content-Type", "text/plain")], f"echo:{target}:".encode() + body
 
 
+TIMEOUTS = {"client_header": 5, "keepalive": 5, "proxy": 10, "connect": 2}
+
+
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     b = HttpBackend(_b_handler)
     _b_handler.port = b.port
-    r = RawBackend()
-    stale = RawBackend()
-    idle = RawBackend()
     routes = [
         {"path": "/app/", "to": b.url + "/x/"},
         {"match": r"^/m/(\w+)/(\d+)$", "to": b.url + "/mm/$2/$1"},
@@ -73,15 +64,11 @@ def env(tmp_path_factory):
         {"path": "/rev/", "to": b.url + "/back/", "reverse": True},
         {"path": "/norev/", "to": b.url + "/back/"},
         {"path": "/echo/", "to": b.url + "/echo/"},
-        {"path": "/raw/", "to": r.url + "/raw/"},
-        {"path": "/stale/", "to": stale.url + "/stale/"},
-        {"path": "/idle/", "to": idle.url + "/idle/"},
     ]
     with running_proxy(tmp_path_factory.mktemp("forwarding"), routes, workers=1,
-                       timeouts={"client_header": 5, "keepalive": 5, "proxy": 10, "connect": 2}) as proxy:
-        yield type("Env", (), {"proxy": proxy, "b": b, "r": r, "stale": stale, "idle": idle})
-    for backend in (b, r, stale, idle):
-        backend.close()
+                       timeouts=TIMEOUTS) as proxy:
+        yield type("Env", (), {"proxy": proxy, "b": b})
+    b.close()
 
 
 def _last(b: HttpBackend, target: str) -> dict:
@@ -93,9 +80,24 @@ def _headers(record: dict, name: str) -> list[str]:
     return [v for k, v in record["headers"] if k.lower() == name.lower()]
 
 
-def _raw_handler(r: RawBackend, fn) -> None:
-    r.reset_records()
-    r.handler = fn
+@pytest.fixture
+def scripted(proxy_factory, env):
+    """`scripted(handler) -> (proxy, backend)`: a proxy of the test's own, whose /raw/, /idle/
+    and /stale/ routes go to a RawBackend running `handler` (and /echo/ to the module's HTTP
+    backend).  A test that scripts a backend gets its own, so no pooled backend connection
+    and no handler outlives it."""
+    backends: list[RawBackend] = []
+
+    def make(handler) -> tuple:
+        backend = RawBackend(handler)
+        backends.append(backend)
+        routes = [{"path": path, "to": backend.url + path} for path in ("/raw/", "/idle/", "/stale/")]
+        routes.append({"path": "/echo/", "to": env.b.url + "/echo/"})
+        proxy = proxy_factory(routes, workers=1, timeouts=TIMEOUTS)
+        return proxy, backend
+    yield make
+    for backend in backends:
+        backend.close()
 
 
 # == routing ====================================================================================
@@ -180,7 +182,7 @@ def test_pipelined_requests_are_answered_in_order(env):
 
 # == backend pool =================================================================================
 @pytest.mark.timeout(20)
-def test_pooled_connection_closed_by_the_idle_backend_is_not_used(env):
+def test_pooled_connection_closed_by_the_idle_backend_is_not_used(scripted):
     """The backend closes a keep-alive connection while it sits in the pool: the next
     request goes out on a fresh connection and succeeds."""
     def close_after_one(conn: RawConn) -> None:
@@ -188,15 +190,15 @@ def test_pooled_connection_closed_by_the_idle_backend_is_not_used(env):
         conn.read_body(head)
         conn.send(respond(200, b"idle-" + str(conn.index).encode()))
         time.sleep(0.2)                        # then an idle-timeout close, no Connection: close
-    _raw_handler(env.idle, close_after_one)
-    assert get(env.proxy, "/idle/1").body == b"idle-0"
+    proxy, backend = scripted(close_after_one)
+    assert get(proxy, "/idle/1").body == b"idle-0"
     time.sleep(0.6)
-    assert get(env.proxy, "/idle/2").body == b"idle-1"
-    assert len(env.idle.conns) == 2
+    assert get(proxy, "/idle/2").body == b"idle-1"
+    assert len(backend.conns) == 2
 
 
 @pytest.mark.timeout(20)
-def test_pooled_connection_that_dies_under_a_request_is_retried_on_a_fresh_one(env):
+def test_pooled_connection_that_dies_under_a_request_is_retried_on_a_fresh_one(scripted):
     """The keep-alive race: the backend takes the second request on a pooled connection and
     closes without answering (as a backend whose keep-alive timer fired would). The proxy
     retries it once on a fresh connection; the client sees only the 200."""
@@ -208,13 +210,13 @@ def test_pooled_connection_that_dies_under_a_request_is_retried_on_a_fresh_one(e
             return
         serve_simple(conn, lambda head, body: respond(200, b"retried:" + head.target.encode(),
                                                      [("Connection", "close")]))
-    _raw_handler(env.stale, racy)
-    with Client(env.proxy) as client:
+    proxy, backend = scripted(racy)
+    with Client(proxy) as client:
         assert client.request("GET", "/stale/one").body == b"first"
         second = client.request("GET", "/stale/two")
     assert second.status == 200 and second.body == b"retried:/stale/two"
-    assert [c.index for c in env.stale.conns] == [0, 1]
-    assert [h.target for h in env.stale.conns[0].requests] == ["/stale/one", "/stale/two"]
+    assert [c.index for c in backend.conns] == [0, 1]
+    assert [h.target for h in backend.conns[0].requests] == ["/stale/one", "/stale/two"]
 
 
 # == bodies =====================================================================================
@@ -235,13 +237,13 @@ def test_chunked_request_with_trailers_reaches_the_backend(env):
     assert any(b"X-Up-Trailer: t1\r\n" in raw for raw in env.b.raw), "the request trailer was not passed on"
 
 
-def test_chunked_response_with_trailers_and_the_connection_stays_usable(env):
+def test_chunked_response_with_trailers_and_the_connection_stays_usable(scripted):
     def chunked(conn: RawConn) -> None:
         conn.read_head()
         conn.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\nConnection: close\r\n\r\n"
                   b"5\r\nhello\r\n6\r\n world\r\n0\r\nX-Sum: 42\r\n\r\n")
-    _raw_handler(env.r, chunked)
-    with Client(env.proxy) as client:
+    proxy, backend = scripted(chunked)
+    with Client(proxy) as client:
         response = client.request("GET", "/raw/chunked")
         assert response.status == 200
         assert response.body == b"hello world"
@@ -251,7 +253,7 @@ def test_chunked_response_with_trailers_and_the_connection_stays_usable(env):
 
 
 @pytest.mark.parametrize("status_line", ["HTTP/1.1 200 OK", "HTTP/1.0 200 OK"])
-def test_read_until_close_response_is_relayed_whole(env, status_line):
+def test_read_until_close_response_is_relayed_whole(scripted, status_line):
     payload = b"x" * 300_000 + b"END"
 
     def until_close(conn: RawConn) -> None:
@@ -260,8 +262,8 @@ def test_read_until_close_response_is_relayed_whole(env, status_line):
         for i in range(0, len(payload), 50_000):
             conn.send(payload[i:i + 50_000])
         # then close: the close is the end of the body
-    _raw_handler(env.r, until_close)
-    with Client(env.proxy) as client:
+    proxy, backend = scripted(until_close)
+    with Client(proxy) as client:
         response = client.request("GET", "/raw/until-close")
         assert response.status == 200 and response.body == payload
         if client.reusable():        # chunked to the client: then the connection must still work
@@ -269,7 +271,7 @@ def test_read_until_close_response_is_relayed_whole(env, status_line):
 
 
 @pytest.mark.timeout(20)
-def test_chunked_upload_is_streamed_to_the_backend(env):
+def test_chunked_upload_is_streamed_to_the_backend(scripted):
     """The backend sees the first chunk before the client sends the last one."""
     first_chunk_seen = threading.Event()
     got = {}
@@ -291,8 +293,8 @@ def test_chunked_upload_is_streamed_to_the_backend(env):
             rest += conn.exactly(size)
             conn.exactly(2)
         conn.send(respond(200, b"got:" + got["first"] + rest, [("Connection", "close")]))
-    _raw_handler(env.r, streaming)
-    with env.proxy.connect() as sock:
+    proxy, backend = scripted(streaming)
+    with proxy.connect() as sock:
         sock.sendall(b"POST /raw/stream HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n")
         assert first_chunk_seen.wait(5), "the first chunk was held back until the body was complete"
         sock.sendall(b"4\r\nlast\r\n0\r\n\r\n")
@@ -305,7 +307,7 @@ def _rss(pid: int) -> int:
 
 
 @pytest.mark.timeout(40)
-def test_100_mib_response_is_relayed_in_bounded_memory(env):
+def test_100_mib_response_is_relayed_in_bounded_memory(scripted):
     size = 100 * 1024 * 1024
     block = b"\xab" * (1024 * 1024)
 
@@ -314,10 +316,10 @@ def test_100_mib_response_is_relayed_in_bounded_memory(env):
         conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % size)
         for _ in range(size // len(block)):
             conn.sock.sendall(block)
-    _raw_handler(env.r, big)
-    pid = env.proxy.worker_pids()[0]
+    proxy, backend = scripted(big)
+    pid = proxy.worker_pids()[0]
     baseline = peak = _rss(pid)
-    with env.proxy.connect(10) as sock:
+    with proxy.connect(10) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 * 1024)
         sock.sendall(b"GET /raw/big HTTP/1.1\r\nHost: t\r\n\r\n")
         head = b""
@@ -342,7 +344,7 @@ def test_100_mib_response_is_relayed_in_bounded_memory(env):
 
 
 @pytest.mark.timeout(40)
-def test_large_upload_is_relayed_in_bounded_memory(env):
+def test_large_upload_is_relayed_in_bounded_memory(scripted):
     size = 64 * 1024 * 1024
 
     def slow_sink(conn: RawConn) -> None:
@@ -356,8 +358,8 @@ def test_large_upload_is_relayed_in_bounded_memory(env):
                 return
             left -= n
         conn.send(respond(200, b"sunk", [("Connection", "close")]))
-    _raw_handler(env.r, slow_sink)
-    pid = env.proxy.worker_pids()[0]
+    proxy, backend = scripted(slow_sink)
+    pid = proxy.worker_pids()[0]
     baseline = _rss(pid)
     peak = [baseline]
     done = threading.Event()
@@ -369,7 +371,7 @@ def test_large_upload_is_relayed_in_bounded_memory(env):
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     try:
-        with env.proxy.connect(10) as sock:
+        with proxy.connect(10) as sock:
             sock.sendall(b"POST /raw/upload HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % size)
             block = b"\xcd" * (1024 * 1024)
             for _ in range(size // len(block)):
@@ -385,15 +387,15 @@ def test_large_upload_is_relayed_in_bounded_memory(env):
 
 # == Expect, bodiless responses =================================================================
 @pytest.mark.timeout(20)
-def test_expect_100_continue_round_trip(env):
+def test_expect_100_continue_round_trip(scripted):
     def continuing(conn: RawConn) -> None:
         head = conn.read_head()
         if (head.get("expect") or "").lower() == "100-continue":
             conn.send(b"HTTP/1.1 100 Continue\r\n\r\n")
         body = conn.read_body(head)
         conn.send(respond(200, b"body:" + body, [("Connection", "close")]))
-    _raw_handler(env.r, continuing)
-    with env.proxy.connect() as sock:
+    proxy, backend = scripted(continuing)
+    with proxy.connect() as sock:
         sock.sendall(b"POST /raw/expect HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 11\r\n\r\n")
         reader = Reader(sock, 5)
         interim = reader.head()
@@ -404,20 +406,20 @@ def test_expect_100_continue_round_trip(env):
 
 
 @pytest.mark.timeout(20)
-def test_expect_100_continue_refused_by_the_backend(env):
+def test_expect_100_continue_refused_by_the_backend(scripted):
     """The backend answers at once without 100: the client gets that answer without
     having to send its body."""
     def refusing(conn: RawConn) -> None:
         conn.read_head()
         conn.send(respond(413, b"too big", [("Connection", "close")], reason="Content Too Large"))
-    _raw_handler(env.r, refusing)
-    with env.proxy.connect() as sock:
+    proxy, backend = scripted(refusing)
+    with proxy.connect() as sock:
         sock.sendall(b"PUT /raw/expect HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 5000000\r\n\r\n")
         response = Reader(sock, 5).response()
     assert response.status == 413 and response.body == b"too big"
 
 
-def test_head_204_304_have_no_body_and_the_connections_stay_usable(env):
+def test_head_204_304_have_no_body_and_the_connections_stay_usable(scripted):
     def bodiless(conn: RawConn) -> None:
         def answer(head, body):
             if head.method == "HEAD":
@@ -428,8 +430,8 @@ def test_head_204_304_have_no_body_and_the_connections_stay_usable(env):
                 return b"HTTP/1.1 304 Not Modified\r\nContent-Length: 500\r\nETag: \"e\"\r\n\r\n"
             return respond(200, b"after", [("Connection", "close")])
         serve_simple(conn, answer)
-    _raw_handler(env.r, bodiless)
-    with Client(env.proxy, timeout=3) as client:
+    proxy, backend = scripted(bodiless)
+    with Client(proxy, timeout=3) as client:
         head = client.request("HEAD", "/raw/head")
         assert head.status == 200 and head.body == b"" and head.get("content-length") == "1234"
         no_content = client.request("GET", "/raw/204")
@@ -438,8 +440,8 @@ def test_head_204_304_have_no_body_and_the_connections_stay_usable(env):
         assert not_modified.status == 304 and not_modified.body == b""
         after = client.request("GET", "/raw/after")
         assert after.status == 200 and after.body == b"after"
-    assert len(env.r.conns) == 1, "the backend connection was not kept across the bodiless responses"
-    assert [h.target for h in env.r.conns[0].requests] == ["/raw/head", "/raw/204", "/raw/304", "/raw/after"]
+    assert len(backend.conns) == 1, "the backend connection was not kept across the bodiless responses"
+    assert [h.target for h in backend.conns[0].requests] == ["/raw/head", "/raw/204", "/raw/304", "/raw/after"]
 
 
 # == header rewriting =============================================================================
@@ -528,15 +530,17 @@ def test_http10_client_gets_no_chunked_encoding(env):
     assert response.body == b"0123456789" * 100
 
 
-def test_http10_client_gets_no_chunked_encoding_even_from_a_chunking_backend(env):
+def test_http10_client_gets_no_chunked_encoding_even_from_a_chunking_backend(scripted):
     """A backend that answers chunked anyway (mod_proxy_http talks HTTP/1.1 to backends
-    and de-chunks for a 1.0 client): the 1.0 client must still not see chunked framing."""
+    and de-chunks for a 1.0 client): the 1.0 client must still not see chunked framing.
+    Guards against the chunked body and its Transfer-Encoding being relayed as-is to a
+    1.0 client, which cannot decode it (RFC 9112 §6.1)."""
     def chunking(conn: RawConn) -> None:
         conn.read_head()
         conn.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
                   b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
-    _raw_handler(env.r, chunking)
-    with env.proxy.connect() as sock:
+    proxy, backend = scripted(chunking)
+    with proxy.connect() as sock:
         sock.sendall(b"GET /raw/chunked-10 HTTP/1.0\r\nHost: t\r\n\r\n")
         data, closed = recv_until_close(sock, 5)
     head, _, body = data.partition(b"\r\n\r\n")
@@ -566,6 +570,8 @@ COMBINED = re.compile(
 
 
 def test_access_log_is_combined_plus_duration_route_and_backend(env):
+    """The combined format, then duration, route and backend.  `%b` is the body size
+    without the response head, as in Apache (it once counted the head too)."""
     get(env.proxy, "/echo/slow-log?x=1", [("Referer", "http://ref.test/page"), ("User-Agent", "agent/1.0")])
     lines = wait_access(env.proxy, "/echo/slow-log?x=1")
     assert len(lines) == 1, env.proxy.access_lines()[-5:]

@@ -8,7 +8,10 @@
 from __future__ import annotations
 
 import pytest
-from httpclient import RawBackend, read_raw_response, recv_until_close, running_proxy, status_of
+from httpclient import read_raw_response
+from proxyproc import running_proxy
+from rawbackend import RawBackend
+from rawsock import recv_until_close, status_of
 
 
 @pytest.fixture(scope="module")

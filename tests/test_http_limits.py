@@ -15,8 +15,11 @@ import threading
 import time
 
 import pytest
-from conftest import HttpBackend, wait_for
-from httpclient import Client, Reader, is_closed, recv_until_close, running_proxy, status_of
+from backends import HttpBackend
+from httpclient import Client, Reader
+from proxyproc import running_proxy
+from rawsock import is_closed, recv_until_close, status_of
+from support import wait_for
 
 
 def _echo(req, body):
@@ -136,7 +139,8 @@ def test_configured_body_limit_with_content_length(small, backend):
 def test_configured_body_limit_counts_chunked_data_not_framing(small, backend):
     """1000 data bytes in 100 chunks (1,500+ bytes on the wire) are within a 1000-byte limit,
     as in Apache, which counts the de-chunked body.  The body is sent after the head has
-    gone out, so it is relayed (and counted) as it streams."""
+    gone out, so it is relayed (and counted) as it streams.  Guards against the chunked
+    framing bytes being counted against the limit (a 413 here)."""
     body = b"".join(b"a\r\n" + b"%010d" % i + b"\r\n" for i in range(100)) + b"0\r\n\r\n"
     with small.connect() as sock:
         sock.sendall(b"POST /counted HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
@@ -150,6 +154,9 @@ def test_configured_body_limit_counts_chunked_data_not_framing(small, backend):
 
 
 def test_configured_body_limit_chunked_over_the_limit_in_one_write(small, backend):
+    """Head and a 2000-byte chunked body in one write, limit 1000: 413, and the backend never
+    gets the request.  Guards against body bytes read together with the head being forwarded
+    without any limit check."""
     before = len(backend.requests)
     answer, closed = _send(small, b"POST /c HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
                                   b"7d0\r\n" + b"x" * 2000 + b"\r\n0\r\n\r\n")
@@ -162,7 +169,8 @@ def test_configured_body_limit_chunked_over_the_limit_in_one_write(small, backen
 def test_configured_body_limit_chunked_over_the_limit_while_streaming(small, backend):
     """The head is already on its way to the backend when the body crosses the limit: the
     client still gets 413 (nothing of the response has started) and the backend never
-    gets a complete request."""
+    gets a complete request.  Guards against the bytes that came with the head being left
+    out of the count."""
     before = len(backend.requests)
     with small.connect() as sock:
         sock.sendall(b"POST /c HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n1f4\r\n" + b"x" * 500 + b"\r\n")

@@ -14,7 +14,7 @@ import pytest
 import trustme
 import yaml
 from apache_util import import_apache
-from conftest import ROOT
+from support import ROOT
 
 pytestmark = pytest.mark.timeout(60)
 LOAD = "".join(f"LoadModule {m}_module modules/mod_{m}.so\n"

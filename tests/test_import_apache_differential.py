@@ -28,7 +28,8 @@ import pytest
 import yaml
 from apache_util import APACHE, Apache, import_apache, preamble, reached
 from balancer_util import Member
-from conftest import free_port, running_proxy
+from proxyproc import running_proxy
+from support import free_port
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -23,8 +23,9 @@ import trustme
 import yaml
 from apache_util import APACHE, PROXY_MODULES, Apache, import_apache, preamble, reached
 from balancer_util import Member
-from conftest import ROOT, free_port
-from wsutil import OP_TEXT, frame, read_frame, read_head, status_of, upgrade_request
+from rawsock import read_head, status_of
+from support import ROOT, free_port
+from wsutil import OP_TEXT, frame, read_frame, upgrade_request
 
 pytestmark = pytest.mark.timeout(60)
 SSL_MODULES = (*PROXY_MODULES, "ssl", "socache_shmcb")

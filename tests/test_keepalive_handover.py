@@ -20,9 +20,9 @@ import threading
 import time
 
 import pytest
-from conftest import wait_for
-from httpclient import RawBackend, respond
-from wsutil import read_head, status_of
+from rawbackend import RawBackend, respond
+from rawsock import read_head, status_of
+from support import wait_for
 
 
 def _numbered(conn):

@@ -13,7 +13,7 @@ import time
 import psutil
 import pytest
 import yaml
-from conftest import ROOT, free_port, wait_for
+from support import ROOT, free_port, wait_for
 
 
 def get(port: int, path: str = "/", timeout: float = 5.0) -> tuple[int, bytes]:

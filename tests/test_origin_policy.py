@@ -10,18 +10,21 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from conftest import HttpBackend
-from httpclient import read_raw_response, running_proxy, wait_log
+from backends import HttpBackend
+from httpclient import read_raw_response
+from proxyproc import running_proxy, wait_log
+from rawbackend import RawBackend, echo_after_101
+from rawsock import read_head, status_of
 from test_browser import Cdp, chromium  # noqa: F401 - chromium is a fixture
 from websockets.asyncio.client import connect
-from wsutil import RawBackend, echo_after_101, read_head, status_of, upgrade_request
+from wsutil import upgrade_request
 
 ALLOWED = ["https://app.example.com", "https://*.example.org", "http://localhost:8080"]
 
 
 @pytest.fixture(scope="module")
 def ws():
-    backend = RawBackend(echo_after_101)
+    backend = RawBackend(echo_after_101, timeout=20)
     yield backend
     backend.close()
 
@@ -36,8 +39,8 @@ def plain():
 @pytest.fixture(scope="module")
 def proxy(tmp_path_factory, ws, plain):
     routes = [
-        {"path": "/ws/", "to": ws.url("ws", "/ws/"), "origins": ALLOWED},
-        {"path": "/strict/", "to": ws.url("ws", "/strict/"), "origins": ALLOWED, "origins_required": True},
+        {"path": "/ws/", "to": ws.ws_url + "/ws/", "origins": ALLOWED},
+        {"path": "/strict/", "to": ws.ws_url + "/strict/", "origins": ALLOWED, "origins_required": True},
         {"path": "/plain/", "to": plain.url + "/plain/", "origins": ALLOWED},
     ]
     with running_proxy(tmp_path_factory.mktemp("origins"), routes, workers=1) as p:

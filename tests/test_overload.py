@@ -15,8 +15,9 @@ import time
 
 import psutil
 import pytest
-from conftest import wait_for
-from httpclient import read_raw_response, recv_until_close
+from httpclient import read_raw_response
+from rawsock import recv_until_close
+from support import wait_for
 
 from worker.proxyproto import header
 

@@ -13,9 +13,11 @@ import time
 
 import pytest
 import trustme
-from conftest import free_port, wait_for
 from haproxy_util import HAProxy
-from httpclient import read_raw_response, recv_until_close, wait_access
+from httpclient import read_raw_response
+from proxyproc import wait_access
+from rawsock import recv_until_close
+from support import free_port, wait_for
 
 from worker.proxyproto import V2_MAX, V2_SIGNATURE, BadHeader, header, parse
 

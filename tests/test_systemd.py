@@ -13,8 +13,8 @@ import time
 import psutil
 import pytest
 from admin_util import admin_port, admin_section, get, scrape, value
-from conftest import ROOT, wait_for
-from wsutil import recv_until_eof
+from rawsock import recv_until_eof
+from support import ROOT, wait_for
 
 
 class NotifySocket:

@@ -11,7 +11,7 @@ import time
 
 import pytest
 import trustme
-from conftest import wait_for
+from support import wait_for
 from websockets.asyncio.client import connect
 
 

@@ -17,7 +17,7 @@ import time
 import psutil
 import pytest
 import trustme
-from conftest import wait_for
+from support import wait_for
 
 VERSIONS = (ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2)
 

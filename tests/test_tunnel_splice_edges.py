@@ -25,18 +25,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psutil
 import pytest
-from conftest import wait_for
-from wsutil import (
-    RawBackend,
-    read_head,
-    recv_exact,
-    recv_until_eof,
-    running_proxy,
-    status_of,
-    switch_response,
-    total_tunnels,
-    upgrade_request,
-)
+from proxyproc import running_proxy, total_tunnels
+from rawbackend import RawBackend, RawConn
+from rawsock import read_head, recv_exact, recv_until_eof, status_of
+from support import wait_for
+from wsutil import switch_response, upgrade_request
 
 MiB = 1 << 20
 PIPE_SIZE = 256 * 1024
@@ -84,72 +77,100 @@ def _read_all(conn: socket.socket, into: bytearray, pace: float = 0.0, chunk: in
 
 
 # == the backend ===================================================================================
-def _behaviour(conn, head, rest, backend):
-    path = head.split(b" ", 2)[1].decode()
-    name, args = path.split("?")[0], _params(path)
-    conn.sendall(switch_response("websocket", head))
-    if name == "/raw/push":
-        # Our pattern, then EOF, then whatever the client sends up to its EOF.
-        conn.sendall(pattern(int(args["size"]), int(args["seed"])))
-        conn.shutdown(socket.SHUT_WR)
-        recv_until_eof(conn, limit=20)
-    elif name == "/raw/push-rst":
-        # Push at a client that does not read, then die with a reset.
-        try:
-            conn.settimeout(2)
-            conn.sendall(pattern(int(args["size"]), 1))
-        except (TimeoutError, OSError):
-            pass
-        backend.event(path + "#pushed").set()
-        _reset(conn)
-    elif name == "/raw/sink":
-        # Read everything up to EOF (slowly if asked), answer with the count, close.
-        if "delay" in args:
-            time.sleep(float(args["delay"]))
-        got = bytearray(rest)
-        how = _read_all(conn, got, float(args.get("pace", 0)), int(args.get("chunk", MiB)))
-        backend.results[path] = (how, bytes(got))
-        backend.event(path).set()
-        if how == "eof":
-            conn.sendall(b"got %d" % len(got))
-    elif name == "/raw/echo":
-        if rest:
-            conn.sendall(rest)
-        try:
-            while True:
-                data = conn.recv(1 << 18)
-                if not data:
-                    break
-                conn.sendall(data)
-        except ConnectionResetError:
-            pass
-    elif name == "/raw/bye-later":
-        # Wait until the client has filled the proxy's way to us (a to_backend leftover),
-        # say goodbye and half-close while that direction is blocked, then read it all.
-        assert backend.event(path + "#filled").wait(10)
-        conn.sendall(b"bye")
-        conn.shutdown(socket.SHUT_WR)
-        got = bytearray(rest)
-        how = _read_all(conn, got)
-        backend.results[path] = (how, bytes(got))
-        backend.event(path).set()
-    elif name == "/raw/duplex":
-        # Both ways at once, and neither side reads for `delay` seconds: zero windows.
-        size, delay = int(args["size"]), float(args["delay"])
-        got = bytearray(rest)
-        sender = threading.Thread(target=lambda: (conn.sendall(pattern(size, 2)), conn.shutdown(socket.SHUT_WR)))
-        sender.start()
-        time.sleep(delay)
-        how = _read_all(conn, got)
-        sender.join(20)
-        backend.results[path] = (how, bytes(got))
-        backend.event(path).set()
+# Tests here open several kinds of tunnel at once, so the backend serves each connection with
+# the behaviour its path names (`BEHAVIOURS`); the query holds that behaviour's arguments, and
+# what it found is recorded under the request target.
+def _push(conn: RawConn, args: dict) -> None:
+    """Our pattern (`size`, `seed`), then EOF, then whatever the client sends up to its EOF."""
+    conn.sock.sendall(pattern(int(args["size"]), int(args["seed"])))
+    conn.sock.shutdown(socket.SHUT_WR)
+    recv_until_eof(conn.sock, limit=20)
+
+
+def _push_then_reset(conn: RawConn, args: dict, key: str) -> None:
+    """Push `size` bytes at a client that does not read (signal "#pushed"), then die with a reset."""
+    try:
+        conn.sock.settimeout(2)
+        conn.sock.sendall(pattern(int(args["size"]), 1))
+    except (TimeoutError, OSError):
+        pass
+    conn.backend.event(key + "#pushed").set()
+    _reset(conn.sock)
+
+
+def _sink(conn: RawConn, args: dict, key: str) -> None:
+    """Read everything up to EOF (after `delay`, at `pace` per `chunk` if asked), record it,
+    answer with the count, close."""
+    if "delay" in args:
+        time.sleep(float(args["delay"]))
+    got = bytearray(conn.take_buffered())
+    how = _read_all(conn.sock, got, float(args.get("pace", 0)), int(args.get("chunk", MiB)))
+    _record(conn, key, (how, bytes(got)))
+    if how == "eof":
+        conn.sock.sendall(b"got %d" % len(got))
+
+
+def _echo_until_the_end(conn: RawConn) -> None:
+    """Echo every byte (256 KiB reads) until EOF or a reset."""
+    try:
+        if early := conn.take_buffered():
+            conn.sock.sendall(early)
+        while data := conn.sock.recv(1 << 18):
+            conn.sock.sendall(data)
+    except ConnectionResetError:
+        pass
+
+
+def _bye_while_the_client_is_blocked(conn: RawConn, key: str) -> None:
+    """Wait until the client has filled the proxy's way to us (a to_backend leftover; the test
+    signals "#filled"), say goodbye and half-close while that direction is blocked, then read
+    it all and record it."""
+    assert conn.backend.event(key + "#filled").wait(10)
+    conn.sock.sendall(b"bye")
+    conn.sock.shutdown(socket.SHUT_WR)
+    got = bytearray(conn.take_buffered())
+    _record(conn, key, (_read_all(conn.sock, got), bytes(got)))
+
+
+def _duplex_with_zero_windows(conn: RawConn, args: dict, key: str) -> None:
+    """Both ways at once (`size` each), and neither side reads for `delay` seconds: zero windows."""
+    size, delay = int(args["size"]), float(args["delay"])
+    got = bytearray(conn.take_buffered())
+    sender = threading.Thread(target=lambda: (conn.sock.sendall(pattern(size, 2)), conn.sock.shutdown(socket.SHUT_WR)))
+    sender.start()
+    time.sleep(delay)
+    how = _read_all(conn.sock, got)
+    sender.join(20)
+    _record(conn, key, (how, bytes(got)))
+
+
+def _record(conn: RawConn, key: str, result) -> None:
+    conn.backend.results[key] = result
+    conn.backend.event(key).set()
+
+
+BEHAVIOURS = {
+    "/raw/push": lambda conn, args, key: _push(conn, args),
+    "/raw/push-rst": _push_then_reset,
+    "/raw/sink": _sink,
+    "/raw/echo": lambda conn, args, key: _echo_until_the_end(conn),
+    "/raw/bye-later": lambda conn, args, key: _bye_while_the_client_is_blocked(conn, key),
+    "/raw/duplex": _duplex_with_zero_windows,
+}
+
+
+def _behaviour(conn: RawConn) -> None:
+    """101, then the behaviour the path names, with the query as its arguments."""
+    head = conn.read_head()
+    conn.send(switch_response("websocket", head.raw))
+    name = head.target.split("?")[0]
+    BEHAVIOURS[name](conn, _params(head.target), head.target)
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    raw = RawBackend(_behaviour)
-    routes = [{"path": "/raw/", "to": raw.url("ws", "/raw/")}]
+    raw = RawBackend(_behaviour, timeout=20)
+    routes = [{"path": "/raw/", "to": raw.ws_url + "/raw/"}]
     try:
         with running_proxy(tmp_path_factory.mktemp("splice-edges"), routes, environ={"MPM_SPLICE": "1"},
                            mpm={"graceful_timeout": 3}) as proxy:
@@ -479,9 +500,9 @@ def test_urgent_byte_does_not_freeze_or_cut_the_tunnel(tmp_path, mode, fin):
     middle of its stream.  Without SO_OOBINLINE that byte is out of band: recv() skips it
     and the in-band bytes behind it flow on.  The tunnel must relay those bytes (and, with
     `fin`, only then the client's EOF), and the worker must not spin meanwhile."""
-    raw = RawBackend(_behaviour)
+    raw = RawBackend(_behaviour, timeout=20)
     try:
-        with running_proxy(tmp_path / "urgent", [{"path": "/raw/", "to": raw.url("ws", "/raw/")}],
+        with running_proxy(tmp_path / "urgent", [{"path": "/raw/", "to": raw.ws_url + "/raw/"}],
                            environ={"MPM_SPLICE": "1" if mode == "splice" else "0"},
                            mpm={"graceful_timeout": 2}) as proxy:
             path = "/raw/sink?urgent"
@@ -520,9 +541,9 @@ def test_reload_hands_over_tunnels_with_leftovers_byte_exact(tmp_path, mode):
     """Streams stalled on slow sinks in both directions (the proxy holds a leftover read
     out of the pipe) when the master is told to reload: the new workers carry on and every
     stream is byte-exact."""
-    raw = RawBackend(_behaviour)
+    raw = RawBackend(_behaviour, timeout=20)
     try:
-        with running_proxy(tmp_path / "reload", [{"path": "/raw/", "to": raw.url("ws", "/raw/")}],
+        with running_proxy(tmp_path / "reload", [{"path": "/raw/", "to": raw.ws_url + "/raw/"}],
                            environ={"MPM_SPLICE": "1" if mode == "splice" else "0"},
                            mpm={"graceful_timeout": 10}) as proxy:
             old = proxy.worker_pids()

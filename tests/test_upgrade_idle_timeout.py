@@ -13,39 +13,33 @@ import threading
 import time
 
 import pytest
-from conftest import wait_for
-from wsutil import (
-    RawBackend,
-    is_closed,
-    read_head,
-    recv_exact,
-    running_proxy,
-    status_of,
-    switch_response,
-    tunnel_lines,
-    upgrade_request,
-)
+from proxyproc import running_proxy, tunnel_lines
+from rawbackend import RawBackend, RawConn
+from rawsock import is_closed, read_head, recv_exact, status_of
+from support import wait_for
+from wsutil import switch_response, upgrade_request
 
 PERIOD, BUSY_FOR = 0.3, 3.0
 
 
-def _backend(conn, head, rest, backend):
-    path = head.split(b" ", 2)[1].decode()
+def _backend(conn: RawConn) -> None:
+    path = conn.read_head().target
+    sock, rest, backend = conn.sock, conn.buf, conn.backend
     if "mute" in path:                    # never answers the upgrade
-        conn.recv(1)
+        sock.recv(1)
         return
-    conn.sendall(switch_response("myproto"))
-    conn.settimeout(15)
+    sock.sendall(switch_response("myproto"))
+    sock.settimeout(15)
     if "push" in path:                    # the backend talks, the client only listens
         for i in range(int(BUSY_FOR / PERIOD) + 1):
-            conn.sendall(b"%03d" % i)
+            sock.sendall(b"%03d" % i)
             time.sleep(PERIOD)
     try:                                  # echo until the tunnel ends
         data = bytes(rest)
         while True:
             if data:
-                conn.sendall(data)
-            data = conn.recv(65536)
+                sock.sendall(data)
+            data = sock.recv(65536)
             if not data:
                 backend.results[path] = ("eof", time.monotonic())
                 return
@@ -55,7 +49,7 @@ def _backend(conn, head, rest, backend):
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    raw = RawBackend(_backend)
+    raw = RawBackend(_backend, timeout=20)
     to = f"http://127.0.0.1:{raw.port}"
     routes = [
         {"path": "/r1/", "to": to + "/r1/", "upgrade": ["myproto"], "timeout": 1},

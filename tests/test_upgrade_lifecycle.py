@@ -2,8 +2,10 @@
 half-close, where one side's EOF must not stop the other direction.
 
 Routes of the module's proxy:
-    /ws/   -> a `websockets` backend (behaviour chosen by the path)
-    /raw/  -> a raw-socket backend (behaviour chosen by the path)
+    /ws/   -> a `websockets` backend
+    /raw/  -> a raw-socket backend
+Each test picks what its backend does (`_use` / `_use_ws` with one of the named behaviours
+below); results are recorded under the request target the test chose.
 """
 
 from __future__ import annotations
@@ -15,162 +17,172 @@ import socket
 import struct
 import threading
 import time
+from functools import partial
+from types import SimpleNamespace
 
 import pytest
-from conftest import WebSocketBackend, wait_for
+from backends import WebSocketBackend
+from proxyproc import running_proxy, total_tunnels
+from rawbackend import RawBackend, RawConn
+from rawsock import is_closed, read_head, recv_exact, recv_until_eof, status_of
+from support import wait_for
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError
-from wsutil import (
-    CLIENT_OPTIONS,
-    OP_TEXT,
-    RawBackend,
-    frame,
-    is_closed,
-    read_frame,
-    read_head,
-    recv_exact,
-    recv_until_eof,
-    running_proxy,
-    status_of,
-    switch_response,
-    total_tunnels,
-    upgrade_request,
-)
+from wsutil import CLIENT_OPTIONS, OP_TEXT, frame, read_frame, switch_response, upgrade_request
 
 BIG = 16 * 1024 * 1024
 CLOSED = {}           # ws path -> (close code seen by the backend, monotonic time)
 
 
-async def _ws_behaviour(connection):
-    path = connection.request.path
-    if path.startswith("/ws/abort"):
-        await connection.recv()
-        connection.transport.abort()          # the backend process "dies": RST, no close frame
-        return
-    if path.startswith("/ws/watch"):
-        try:
-            async for message in connection:
-                await connection.send(message)
-        except ConnectionClosed:
-            pass
-        CLOSED[path] = (connection.close_code, time.monotonic())
+# == what the WebSocket backend does ====================================================================
+async def _abort_after_first_message(connection):
+    """The backend process "dies" after one message: RST, no close frame."""
+    await connection.recv()
+    connection.transport.abort()
 
 
+async def _echo_and_record_close_code(connection):
+    """Echo until the client goes; record the close code it saw, and when."""
+    try:
+        async for message in connection:
+            await connection.send(message)
+    except ConnectionClosed:
+        pass
+    CLOSED[connection.request.path] = (connection.close_code, time.monotonic())
+
+
+# == what the raw backend does ===========================================================================
 def _reset(sock: socket.socket) -> None:
     """Close with RST, as a crashed process's kernel would."""
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     sock.close()
 
 
-def _raw_behaviour(conn, head, rest, backend):
-    path = head.split(b" ", 2)[1].decode()
-    name = path.split("?")[0]
-    if name == "/raw/count":
-        time.sleep(0.3)                      # the client's bytes pile up behind the head meanwhile
-    if name == "/raw/late":
-        backend.event(path + "#request").set()
-        time.sleep(0.5)                      # the client is gone before this 101
-    conn.sendall(switch_response("websocket", head))
-    if name == "/raw/die-fin":
-        recv_exact(conn, 5, rest)
-        conn.sendall(b"bye!!")
-    elif name == "/raw/die-rst":
-        recv_exact(conn, 5, rest)
-        conn.sendall(b"bye!!")
-        time.sleep(0.1)
-        _reset(conn)
-    elif name == "/raw/watch":
-        # Echo until the client side closes; record how we learnt it.
-        conn.settimeout(10)
-        try:
-            while True:
-                data = conn.recv(65536)
-                if not data:
-                    backend.results[path] = "eof"
-                    break
-                conn.sendall(data)
-        except ConnectionResetError:
-            backend.results[path] = "reset"
-        except TimeoutError:
-            backend.results[path] = "timeout"
-        backend.event(path).set()
-    elif name == "/raw/stream":
-        # Send until the client is gone: a send must fail soon after it vanished.
-        conn.settimeout(10)
-        chunk = b"s" * 65536
-        try:
-            while True:
-                conn.sendall(chunk)
-        except (BrokenPipeError, ConnectionResetError):
-            backend.results[path] = "gone"
-        except TimeoutError:
-            backend.results[path] = "timeout"
-        backend.event(path).set()
-    elif name == "/raw/reply-after-eof":
-        # Read the client's data up to its EOF, then answer and close.
-        size = int(path.split("size=")[1])
-        received = bytes(rest) + recv_until_eof(conn)
-        backend.results[path] = received
-        conn.sendall(b"R" * size + b"END")
-        conn.shutdown(socket.SHUT_WR)
-    elif name == "/raw/push":
-        # As much as the client will take, as fast as we can: the proxy must hold back.
-        size = int(path.split("size=")[1])
-        block = bytes(range(256)) * 4096            # 1 MiB
-        for _ in range(size // len(block)):
-            conn.sendall(block)
-        conn.shutdown(socket.SHUT_WR)
-        recv_until_eof(conn, limit=15)
-    elif name == "/raw/duplex":
-        # Send our stream while reading the client's, both at full speed.
-        size = int(path.split("size=")[1])
-        got = bytearray(rest)
+def _switch(conn: RawConn) -> str:
+    """Read the upgrade request, answer 101; the request target (the key of what we record)."""
+    head = conn.read_head()
+    conn.send(switch_response("websocket", head.raw))
+    return head.target
 
-        def reader():
-            while True:
-                data = conn.recv(1 << 20)
-                if not data:
-                    return
-                got.extend(data)
-        thread = threading.Thread(target=reader)
-        thread.start()
-        conn.sendall(_pattern(size, 7))
-        conn.shutdown(socket.SHUT_WR)
-        thread.join(20)
-        backend.results[path] = bytes(got)
-        backend.event(path).set()
-    elif name == "/raw/late":
-        conn.settimeout(10)
-        try:
-            while conn.recv(65536):
-                pass
-            backend.results[path] = "eof"
-        except ConnectionResetError:
-            backend.results[path] = "reset"
-        except TimeoutError:
-            backend.results[path] = "timeout"
-        backend.event(path).set()
-    elif name == "/raw/count":
-        # Count what the client sent, before and after our 101, up to its EOF.
-        backend.results[path] = bytes(rest) + recv_until_eof(conn, limit=15)
-        backend.event(path).set()
-    elif name == "/raw/eof-first":
-        # Say goodbye and half-close at once, then read what the client still sends.
-        conn.sendall(b"server done")
-        conn.shutdown(socket.SHUT_WR)
-        slow = path.endswith("slow")
-        received = bytearray(rest)
+
+def _record(conn: RawConn, key: str, result) -> None:
+    conn.backend.results[key] = result
+    conn.backend.event(key).set()
+
+
+def _say_bye_then_close(conn: RawConn, how: str) -> None:
+    """Read the client's "hello", answer "bye!!", then end with a FIN or, 0.1 s later, an RST."""
+    _switch(conn)
+    conn.exactly(5)
+    conn.send(b"bye!!")
+    if how == "rst":
+        time.sleep(0.1)
+        _reset(conn.sock)
+
+
+def _watch_how_the_client_goes(conn: RawConn) -> None:
+    """Echo until the client side ends; record whether that was an EOF or a reset."""
+    key = _switch(conn)
+    conn.sock.settimeout(10)
+    try:
+        while data := conn.sock.recv(65536):
+            conn.sock.sendall(data)
+        result = "eof"
+    except ConnectionResetError:
+        result = "reset"
+    except TimeoutError:
+        result = "timeout"
+    _record(conn, key, result)
+
+
+def _stream_until_the_client_is_gone(conn: RawConn) -> None:
+    """Send until a send fails: it must fail soon after the client vanished."""
+    key = _switch(conn)
+    conn.sock.settimeout(10)
+    chunk = b"s" * 65536
+    try:
+        while True:
+            conn.sock.sendall(chunk)
+    except (BrokenPipeError, ConnectionResetError):
+        _record(conn, key, "gone")
+    except TimeoutError:
+        _record(conn, key, "timeout")
+
+
+def _answer_after_the_clients_eof(conn: RawConn, size: int) -> None:
+    """Read the client's data up to its EOF (recorded), then answer `size` bytes + END and close."""
+    key = _switch(conn)
+    conn.backend.results[key] = recv_until_eof(conn.sock, conn.buf)
+    conn.send(b"R" * size + b"END")
+    conn.sock.shutdown(socket.SHUT_WR)
+
+
+def _push_as_fast_as_possible(conn: RawConn, size: int) -> None:
+    """`size` bytes as fast as we can, then EOF: the proxy must hold back for a slow client."""
+    _switch(conn)
+    block = bytes(range(256)) * 4096            # 1 MiB
+    for _ in range(size // len(block)):
+        conn.sock.sendall(block)
+    conn.sock.shutdown(socket.SHUT_WR)
+    recv_until_eof(conn.sock, limit=15)
+
+
+def _send_and_read_at_once(conn: RawConn, size: int) -> None:
+    """Send our `size`-byte stream while reading the client's (recorded), both at full speed."""
+    key = _switch(conn)
+    got = bytearray(conn.take_buffered())
+
+    def reader():
+        while data := conn.sock.recv(1 << 20):
+            got.extend(data)
+    thread = threading.Thread(target=reader)
+    thread.start()
+    conn.sock.sendall(_pattern(size, 7))
+    conn.sock.shutdown(socket.SHUT_WR)
+    thread.join(20)
+    _record(conn, key, bytes(got))
+
+
+def _answer_101_late_then_watch(conn: RawConn) -> None:
+    """Signal "#request", wait 0.5 s (the client is gone by then), answer 101, record how the client went."""
+    head = conn.read_head()
+    conn.backend.event(head.target + "#request").set()
+    time.sleep(0.5)
+    conn.send(switch_response("websocket", head.raw))
+    conn.sock.settimeout(10)
+    try:
+        while conn.sock.recv(65536):
+            pass
+        result = "eof"
+    except ConnectionResetError:
+        result = "reset"
+    except TimeoutError:
+        result = "timeout"
+    _record(conn, head.target, result)
+
+
+def _count_after_a_late_101(conn: RawConn) -> None:
+    """Answer 101 after 0.3 s (the client's bytes pile up behind its head), record every byte up to EOF."""
+    head = conn.read_head()
+    time.sleep(0.3)
+    conn.send(switch_response("websocket", head.raw))
+    _record(conn, head.target, recv_until_eof(conn.sock, conn.buf, limit=15))
+
+
+def _half_close_first_then_read(conn: RawConn, slow: bool) -> None:
+    """Say goodbye and half-close at once, then read (slowly if asked: the proxy has to hold
+    back) and record what the client still sends."""
+    key = _switch(conn)
+    conn.send(b"server done")
+    conn.sock.shutdown(socket.SHUT_WR)
+    received = bytearray(conn.take_buffered())
+    if slow:
+        time.sleep(0.5)
+    while data := conn.sock.recv(65536):
+        received += data
         if slow:
-            time.sleep(0.5)
-        while True:                          # a slow reader: the proxy has to hold back
-            data = conn.recv(65536)
-            if not data:
-                break
-            received += data
-            if slow:
-                time.sleep(0.002)
-        backend.results[path] = bytes(received)
-        backend.event(path).set()
+            time.sleep(0.002)
+    _record(conn, key, bytes(received))
 
 
 def _pattern(size: int, seed: int) -> bytes:
@@ -183,19 +195,30 @@ def _pattern(size: int, seed: int) -> bytes:
 # ending, half-close and back-pressure case.
 @pytest.fixture(scope="module", params=["splice", "recv"])
 def env(tmp_path_factory, request):
-    ws = WebSocketBackend(_ws_behaviour)
-    raw = RawBackend(_raw_behaviour)
+    ws = WebSocketBackend()
+    raw = RawBackend(timeout=20)
     routes = [
         {"path": "/ws/", "to": f"ws://127.0.0.1:{ws.port}/ws/"},
-        {"path": "/raw/", "to": raw.url("ws", "/raw/")},
+        {"path": "/raw/", "to": raw.ws_url + "/raw/"},
     ]
     try:
         with running_proxy(tmp_path_factory.mktemp("upgrade-lifecycle"), routes,
                            environ={"MPM_SPLICE": "1" if request.param == "splice" else "0"}) as proxy:
-            yield proxy, raw
+            yield SimpleNamespace(proxy=proxy, raw=raw, ws=ws)
     finally:
         ws.close()
         raw.close()
+
+
+def _use(env, behaviour):
+    """The module's proxy, its raw backend running `behaviour` for the connections this test makes."""
+    env.raw.handler = behaviour
+    return env.proxy, env.raw
+
+
+def _use_ws(env, behaviour):
+    env.ws.handler = behaviour
+    return env.proxy
 
 
 def _open(proxy, path: str, rcvbuf: int | None = None):
@@ -212,7 +235,7 @@ def _open(proxy, path: str, rcvbuf: int | None = None):
 
 # == the backend dies =================================================================================
 def test_websocket_client_sees_the_backend_die(env):
-    proxy, _ = env
+    proxy = _use_ws(env, _abort_after_first_message)
 
     async def main():
         async with connect(proxy.url("/ws/abort", "ws"), **CLIENT_OPTIONS) as ws:
@@ -227,7 +250,7 @@ def test_websocket_client_sees_the_backend_die(env):
 
 @pytest.mark.parametrize("how", ["fin", "rst"])
 def test_raw_client_sees_the_backend_close(env, how):
-    proxy, _ = env
+    proxy, _ = _use(env, partial(_say_bye_then_close, how=how))
     sock, buf = _open(proxy, f"/raw/die-{how}")
     with sock:
         sock.sendall(b"hello")
@@ -238,7 +261,7 @@ def test_raw_client_sees_the_backend_close(env, how):
 # == the client vanishes ===============================================================================
 @pytest.mark.parametrize("how", ["fin", "rst"])
 def test_backend_sees_the_websocket_client_vanish(env, how):
-    proxy, _ = env
+    proxy = _use_ws(env, _echo_and_record_close_code)
     path = f"/ws/watch-{how}"
     with proxy.connect() as sock:
         sock.sendall(upgrade_request(path) + frame(b"hello", OP_TEXT))
@@ -255,7 +278,7 @@ def test_backend_sees_the_websocket_client_vanish(env, how):
 
 @pytest.mark.parametrize("how", ["fin", "rst"])
 def test_raw_backend_sees_the_client_vanish(env, how):
-    proxy, raw = env
+    proxy, raw = _use(env, _watch_how_the_client_goes)
     path = f"/raw/watch?{how}"
     sock, buf = _open(proxy, path)
     sock.sendall(b"ping")
@@ -266,7 +289,7 @@ def test_raw_backend_sees_the_client_vanish(env, how):
 
 
 def test_streaming_backend_notices_the_client_vanish(env):
-    proxy, raw = env
+    proxy, raw = _use(env, _stream_until_the_client_is_gone)
     path = "/raw/stream?1"
     sock, buf = _open(proxy, path)
     recv_exact(sock, 256 * 1024, buf)
@@ -279,8 +302,12 @@ def test_streaming_backend_notices_the_client_vanish(env):
 @pytest.mark.parametrize("size", [11, BIG])
 def test_client_half_close_still_carries_the_backends_answer(env, size):
     """The client sends, shuts down its writing side; the backend sees EOF, answers,
-    then closes: the client gets every byte of the answer, then EOF."""
-    proxy, raw = env
+    then closes: the client gets every byte of the answer, then EOF.
+
+    Guards against a half-closed tunnel ending on the EPOLLHUP that the backend's FIN raises
+    while the client side is paused by back-pressure: the pending bytes were dropped (the
+    client got ~14.7 of 16 MiB, then EOF, logged as end="hangup")."""
+    proxy, raw = _use(env, partial(_answer_after_the_clients_eof, size=size))
     path = f"/raw/reply-after-eof?size={size}"
     request = os.urandom(100_000)
     # A small receive buffer and a late reader: the answer has to wait in the proxy.
@@ -299,8 +326,10 @@ def test_client_half_close_still_carries_the_backends_answer(env, size):
 @pytest.mark.parametrize("size,pace", [(100_000, "fast"), (BIG, "slow")])
 def test_backend_half_close_still_carries_the_clients_data(env, size, pace):
     """The backend says goodbye and shuts down its writing side; the client reads the
-    goodbye and EOF, then still sends its data and closes: the backend gets all of it."""
-    proxy, raw = env
+    goodbye and EOF, then still sends its data and closes: the backend gets all of it.
+    The same hangup bug as above, the other way round: a slow-reading backend got 12.5 of
+    16 MiB."""
+    proxy, raw = _use(env, partial(_half_close_first_then_read, slow=pace == "slow"))
     path = f"/raw/eof-first?size={size}&{pace}"
     payload = os.urandom(size)
     sock, buf = _open(proxy, path)
@@ -332,8 +361,8 @@ def _worker_rss(proxy) -> int:
 def test_slow_client_holds_the_backend_back_without_buffering_in_the_proxy(env):
     """64 MiB pushed at a client that does not read for a while: the proxy keeps at most
     a read's worth per direction, so its workers' memory stays flat."""
-    proxy, _ = env
     size = 64 * 1024 * 1024
+    proxy, _ = _use(env, partial(_push_as_fast_as_possible, size=size))
     before = _worker_rss(proxy)
     sock, buf = _open(proxy, f"/raw/push?size={size}", rcvbuf=64 * 1024)
     with sock:
@@ -360,7 +389,7 @@ def test_client_bytes_and_eof_sent_while_the_101_is_awaited(env, size):
     """The client sends its data right behind its handshake and half-closes; the backend
     answers 0.3 s later.  Every byte (1 MiB is beyond the proxy's read-ahead) reaches it
     after the 101, in order, and then the client's EOF does."""
-    proxy, raw = env
+    proxy, raw = _use(env, _count_after_a_late_101)
     payload = os.urandom(size)
     path = f"/raw/count?{size}"
     with proxy.connect(timeout=10) as sock:
@@ -380,8 +409,8 @@ def test_client_bytes_and_eof_sent_while_the_101_is_awaited(env, size):
 
 def test_full_duplex_bulk_both_ways_at_once(env):
     """16 MiB each way at the same time: both directions under back-pressure at once."""
-    proxy, raw = env
     size = 16 * 1024 * 1024
+    proxy, raw = _use(env, partial(_send_and_read_at_once, size=size))
     path = f"/raw/duplex?size={size}"
     mine = _pattern(size, 13)
     sock, buf = _open(proxy, path)
@@ -407,7 +436,7 @@ def test_full_duplex_bulk_both_ways_at_once(env):
 
 @pytest.mark.parametrize("how", ["fin", "rst"])
 def test_client_gone_before_the_101_ends_the_backend_connection(env, how):
-    proxy, raw = env
+    proxy, raw = _use(env, _answer_101_late_then_watch)
     path = f"/raw/late?{how}"
     sock = proxy.connect()
     sock.sendall(upgrade_request(path))
@@ -420,7 +449,7 @@ def test_client_gone_before_the_101_ends_the_backend_connection(env, how):
 def test_no_tunnel_is_left_open_after_every_ending_above(env):
     """Runs last in this module: whatever way the tunnels above ended (FIN, RST, half-close,
     idle client, dead backend), the scoreboard has counted every one of them closed."""
-    proxy, _ = env
+    proxy = env.proxy
     wait_for(lambda: total_tunnels(proxy) == 0, 10, 0.2, "the scoreboard to count no open tunnel")
     status = proxy.status()
     assert status["totals"]["connections"] == 0, status["workers"]
@@ -429,7 +458,7 @@ def test_no_tunnel_is_left_open_after_every_ending_above(env):
 def test_tunnels_relayed_through_the_copy_path_asked_for(env, request):
     """splice mode: a worker holds the 256 KiB pipe it splices through; recv mode: no
     worker has one (its other pipes, to the master and for signals, have the default size)."""
-    proxy, _ = env
+    proxy, _ = _use(env, partial(_push_as_fast_as_possible, size=2 << 20))
     spliced = request.node.callspec.params["env"] == "splice"
     sock, buf = _open(proxy, f"/raw/push?size={2 << 20}")
     with sock:

@@ -13,52 +13,51 @@ import socket
 import threading
 
 import pytest
-from wsutil import (
-    RawBackend,
-    echo,
-    header_values,
-    http_response_body,
-    read_head,
-    recv_exact,
-    running_proxy,
-    status_of,
-    switch_response,
-    tokens,
-    upgrade_of,
-)
+from proxyproc import running_proxy
+from rawbackend import RawBackend, RawConn, echo
+from rawsock import header_values, http_response_body, read_head, recv_exact, status_of, tokens
+from wsutil import switch_response, upgrade_of
 
 GREETING = b"\x00\xffgreeting from the other protocol\r\n\r\nHTTP/1.1 200 OK\r\n\r\n"
 
 
-def _backend(conn, head, rest, backend):
-    target = head.split(b" ", 2)[1]
-    asked = upgrade_of(head)
-    if target.endswith(b"/rogue"):     # a 101 although nobody asked for an upgrade
-        conn.sendall(switch_response("myproto") + GREETING)
-        echo(conn, rest)
+def _rogue_101(conn: RawConn, response: bytes) -> None:
+    conn.send(response + GREETING)
+    echo(conn)
+
+
+# A misbehaving 101, chosen by the last path segment; any other path gets a correct backend.
+ROGUES = {
+    "/rogue": lambda head: switch_response("myproto"),            # a 101 although nobody asked for one
+    "/no-upgrade-header":                                           # a 101 that does not say what it switches to
+        lambda head: b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n\r\n",
+    "/switch-to-other": lambda head: switch_response("other"),    # a protocol the client did not offer
+}
+
+
+def _backend(conn: RawConn) -> None:
+    """A correct backend: 101 to the last protocol offered, a greeting, then echo; a plain 200
+    (and close) when no upgrade is asked for.  The paths in ROGUES get a misbehaving 101."""
+    head = conn.read_head()
+    rogue = next((make for suffix, make in ROGUES.items() if head.target.endswith(suffix)), None)
+    if rogue is not None:
+        _rogue_101(conn, rogue(head))
         return
-    if target.endswith(b"/no-upgrade-header"):  # a 101 that does not say what it switches to
-        conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n\r\n" + GREETING)
-        echo(conn, rest)
-        return
-    if target.endswith(b"/switch-to-other"):   # a 101 to a protocol the client did not offer
-        conn.sendall(switch_response("other") + GREETING)
-        echo(conn, rest)
-        return
-    if asked is None or "upgrade" not in tokens(head, "Connection"):
-        body = b"plain " + target
-        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
-                     % (len(body), body))
+    asked = upgrade_of(head.raw)
+    if asked is None or "upgrade" not in tokens(head.raw, "Connection"):
+        body = b"plain " + head.target.encode("latin-1")
+        conn.send(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
+                  % (len(body), body))
         return
     chosen = asked.split(",")[-1].strip()
-    conn.sendall(switch_response(chosen, head))
-    conn.sendall(GREETING)
-    echo(conn, rest)
+    conn.send(switch_response(chosen, head.raw))
+    conn.send(GREETING)
+    echo(conn)
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    raw = RawBackend(_backend)
+    raw = RawBackend(_backend, timeout=20)
     to = f"http://127.0.0.1:{raw.port}"
     routes = [
         {"path": "/allowed/", "to": to + "/allowed/", "upgrade": ["myproto", "other"]},

@@ -11,9 +11,9 @@ import threading
 import time
 
 import pytest
-from conftest import wait_for
-from httpclient import RawBackend, respond, serve_simple
-from wsutil import read_head, status_of
+from rawbackend import RawBackend, respond, serve_simple
+from rawsock import read_head, status_of
+from support import wait_for
 
 WATCHDOG = 2.0
 

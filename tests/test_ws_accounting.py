@@ -8,17 +8,11 @@ import re
 import socket
 
 import pytest
-from conftest import wait_for
-from wsutil import (
-    RawBackend,
-    echo,
-    read_head,
-    recv_exact,
-    status_of,
-    switch_response,
-    tunnel_lines,
-    upgrade_request,
-)
+from proxyproc import tunnel_lines
+from rawbackend import RawBackend, RawConn, echo
+from rawsock import read_head, recv_exact, status_of
+from support import wait_for
+from wsutil import switch_response, upgrade_request
 
 GREETING = b"hello from the backend, 37 bytes long"
 COMBINED = re.compile(
@@ -27,15 +21,17 @@ COMBINED = re.compile(
     r'tunnel_in=(?P<tin>\d+) tunnel_out=(?P<tout>\d+) end="(?P<end>[^"]*)"$')
 
 
-def _greet_and_echo(conn, head, rest, backend):
-    conn.sendall(switch_response("websocket", head))
-    conn.sendall(GREETING)
-    echo(conn, rest)
+def _greet_and_echo(conn: RawConn) -> None:
+    request = conn.read_head()
+    sock, head = conn.sock, request.raw
+    sock.sendall(switch_response("websocket", head))
+    sock.sendall(GREETING)
+    echo(conn)
 
 
 @pytest.fixture
 def raw_echo():
-    backend = RawBackend(_greet_and_echo)
+    backend = RawBackend(_greet_and_echo, timeout=20)
     yield backend
     backend.close()
 
@@ -56,7 +52,7 @@ def _tunnel(proxy, path: str, early: bytes, later: bytes) -> int:
 
 
 def test_access_log_has_one_line_per_tunnel_with_101_and_byte_counts(proxy_factory, raw_echo):
-    proxy = proxy_factory([{"path": "/ws/", "to": raw_echo.url("ws", "/ws/")}])
+    proxy = proxy_factory([{"path": "/ws/", "to": raw_echo.ws_url + "/ws/"}])
     sizes = {"a": (b"", b"x" * 10), "b": (b"early" * 7, b"later" * 1000), "c": (b"\x00" * 3, b"")}
     received = {key: _tunnel(proxy, f"/ws/acct-{key}?q=1", early, later) for key, (early, later) in sizes.items()}
     for key, (early, later) in sizes.items():
@@ -76,7 +72,7 @@ def test_access_log_has_one_line_per_tunnel_with_101_and_byte_counts(proxy_facto
 
 
 def test_json_access_log_has_the_tunnel_fields(proxy_factory, raw_echo):
-    proxy = proxy_factory([{"path": "/ws/", "to": raw_echo.url("ws", "/ws/")}], log={"format": "json"})
+    proxy = proxy_factory([{"path": "/ws/", "to": raw_echo.ws_url + "/ws/"}], log={"format": "json"})
     received = _tunnel(proxy, "/ws/json-acct", b"12345", b"678")
     line = wait_for(lambda: tunnel_lines(proxy, "/ws/json-acct"), 5, what="the access-log line")
     assert len(line) == 1, line
@@ -91,9 +87,10 @@ def test_json_access_log_has_the_tunnel_fields(proxy_factory, raw_echo):
 
 def test_tunnel_log_line_counts_both_heads_like_any_request(proxy_factory, raw_echo, http_backend):
     """bytes_received/bytes_sent of a tunnel's line count the heads as every other line
-    does (Apache's %I/%O): the request head in, the 101 head out."""
+    does (Apache's %I/%O): the request head in, the 101 head out.  Guards against a tunnel's
+    bytes_received leaving out the request head while bytes_sent counted the 101."""
     plain = http_backend()
-    proxy = proxy_factory([{"path": "/ws/", "to": raw_echo.url("ws", "/ws/")},
+    proxy = proxy_factory([{"path": "/ws/", "to": raw_echo.ws_url + "/ws/"},
                            {"path": "/plain/", "to": plain.url + "/plain/"}], log={"format": "json"})
     request = b"GET /plain/ref HTTP/1.1\r\nHost: proxy.test\r\n\r\n"
     with proxy.connect() as sock:
@@ -109,7 +106,7 @@ def test_tunnel_log_line_counts_both_heads_like_any_request(proxy_factory, raw_e
 
 
 def test_tunnel_bytes_reach_the_scoreboard(proxy_factory, raw_echo):
-    proxy = proxy_factory([{"path": "/ws/", "to": raw_echo.url("ws", "/ws/")}], workers=1)
+    proxy = proxy_factory([{"path": "/ws/", "to": raw_echo.ws_url + "/ws/"}], workers=1)
     before = proxy.status()["totals"]
     received = _tunnel(proxy, "/ws/bytes", b"", b"b" * 1_000_000)
 
@@ -122,7 +119,7 @@ def test_tunnel_bytes_reach_the_scoreboard(proxy_factory, raw_echo):
 
 def test_tunnels_count_against_threads_per_child(proxy_factory, raw_echo):
     """ThreadsPerChild 3 on one worker: a 4th connection waits until a tunnel closes."""
-    proxy = proxy_factory([{"path": "/ws/", "to": raw_echo.url("ws", "/ws/")}], workers=1,
+    proxy = proxy_factory([{"path": "/ws/", "to": raw_echo.ws_url + "/ws/"}], workers=1,
                           mpm={"threads_per_child": 3, "max_request_workers": 3})
     open_ = []
     try:
@@ -148,7 +145,7 @@ def test_tunnels_count_against_threads_per_child(proxy_factory, raw_echo):
 
 
 def test_status_counts_open_tunnels_and_zero_after_they_close(proxy_factory, raw_echo):
-    proxy = proxy_factory([{"path": "/ws/", "to": raw_echo.url("ws", "/ws/")}])
+    proxy = proxy_factory([{"path": "/ws/", "to": raw_echo.ws_url + "/ws/"}])
     assert proxy.status()["totals"]["tunnels"] == 0
     sockets = []
     try:

@@ -9,9 +9,10 @@ import asyncio
 import resource
 
 import pytest
-from conftest import wait_for
+from proxyproc import total_tunnels
+from support import wait_for
 from websockets.asyncio.client import connect
-from wsutil import CLIENT_OPTIONS, total_tunnels
+from wsutil import CLIENT_OPTIONS
 
 TUNNELS = 1000
 

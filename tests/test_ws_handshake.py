@@ -5,7 +5,7 @@ backend turns down (the connection goes on as HTTP).
 Routes of the module's proxy:
     /dead/   -> a port nobody listens on
     /ws/     -> a `websockets` echo backend that records each handshake request
-    /raw/    -> a raw-socket backend (what it does is chosen by the path)
+    /raw/    -> a raw-socket backend (what it does is chosen by each test: `_use`)
     /plain/  -> ws:// target on an h11 HTTP backend (404 for paths with "missing")
     /cond/   -> the WebSocket backend when `Upgrade: websocket`, else the HTTP backend
     ^/app/([a-z]+)/socket$ -> the WebSocket backend's /back/$1
@@ -19,7 +19,11 @@ import threading
 import time
 
 import pytest
-from conftest import HttpBackend, WebSocketBackend, free_port, wait_for
+from backends import HttpBackend, WebSocketBackend
+from proxyproc import running_proxy, tunnel_lines
+from rawbackend import RawBackend, RawConn, echo, echo_after_101
+from rawsock import header_values, http_response_body, read_head, recv_exact, status_of, tokens
+from support import free_port, wait_for
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 from wsutil import (
@@ -28,20 +32,10 @@ from wsutil import (
     OP_PING,
     OP_PONG,
     OP_TEXT,
-    RawBackend,
-    echo,
-    echo_after_101,
     frame,
-    header_values,
-    http_response_body,
     read_frame,
-    read_head,
-    recv_exact,
-    running_proxy,
-    status_of,
     switch_response,
-    tokens,
-    tunnel_lines,
+    upgrade_of,
     upgrade_request,
     ws_accept,
     ws_key,
@@ -50,46 +44,59 @@ from wsutil import (
 WELCOME = frame(b"welcome from the backend", OP_TEXT, masked=False)
 
 
-def _raw_behaviour(conn, head, rest, backend):
-    path = head.split(b" ", 2)[1].decode()
-    if path.startswith("/raw/welcome"):
-        # The 101 and the first frame in one write: they arrive in one segment.
-        conn.sendall(switch_response("websocket", head) + WELCOME)
-        if path == "/raw/welcome-lib":       # a real client: answer its close handshake
-            while True:
-                opcode, payload = read_frame(conn, rest)
-                if opcode == OP_CLOSE:
-                    conn.sendall(frame(payload, OP_CLOSE, masked=False))
-                    return
-        echo(conn, rest)
-    elif path.startswith("/raw/delayed"):
-        # The client sends a frame while we think: it must wait for our 101, not vanish.
-        time.sleep(0.5)
-        conn.sendall(switch_response("websocket", head))
-        backend.results[path] = recv_exact(conn, len(frame(b"sent before the 101")), rest)
-    elif path.startswith("/raw/split"):
-        # The 101 head dribbles out in pieces; the last piece carries the first frame.
-        response = switch_response("websocket", head) + WELCOME
-        for piece in (response[:9], response[9:40], response[40:-10], response[-10:]):
-            conn.sendall(piece)
-            time.sleep(0.05)
-        echo(conn, rest)
-    elif path.startswith("/raw/headers101"):
-        # End-to-end headers in the 101 pass; hop-by-hop ones stop at the proxy.
-        conn.sendall(switch_response("websocket", head, extra=(
-            "Sec-WebSocket-Protocol: one\r\nSec-WebSocket-Extensions: x-custom; p=1\r\n"
-            "Set-Cookie: sid=42; Path=/\r\nX-Backend: raw\r\n"
-            "Keep-Alive: timeout=5\r\nX-Hop: secret\r\nConnection: X-Hop\r\n")))
-        echo(conn, rest)
-    elif path.startswith("/raw/keepalive-first"):
-        # A plain answer that keeps the connection, then (if the proxy reuses this
-        # connection for the client's next request) whatever comes next.
-        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst")
-        head, rest = read_head(conn, rest)
-        backend.heads.append(head)
-        echo_after_101(conn, head, rest, backend)
-    else:
-        echo_after_101(conn, head, rest, backend)
+# == what the raw backend does (each test picks one with `_use`) ====================================
+def _welcome_with_the_101_then_echo_frames(conn: RawConn) -> None:
+    """The 101 and a first frame in one write (they arrive in one segment), then echo each
+    frame unmasked, answering a close frame with one (so a real client library closes cleanly)."""
+    head = conn.read_head()
+    conn.send(switch_response("websocket", head.raw) + WELCOME)
+    while True:
+        opcode, payload = read_frame(conn.sock, conn.buf)
+        conn.send(frame(payload, opcode, masked=False))
+        if opcode == OP_CLOSE:
+            return
+
+
+def _late_101_then_record_the_early_frame(conn: RawConn) -> None:
+    """Think for 0.5 s before the 101 (the client sends a frame meanwhile: it must wait for
+    our 101, not vanish); record that frame under the request target."""
+    head = conn.read_head()
+    time.sleep(0.5)
+    conn.send(switch_response("websocket", head.raw))
+    conn.backend.results[head.target] = recv_exact(conn.sock, len(frame(b"sent before the 101")), conn.buf)
+
+
+def _dribble_the_101_with_a_frame_in_the_last_piece(conn: RawConn) -> None:
+    """The 101 head goes out in four pieces; the last piece carries the first frame.  Then echo."""
+    head = conn.read_head()
+    response = switch_response("websocket", head.raw) + WELCOME
+    for piece in (response[:9], response[9:40], response[40:-10], response[-10:]):
+        conn.send(piece)
+        time.sleep(0.05)
+    echo(conn)
+
+
+def _101_with_end_to_end_and_hop_by_hop_headers(conn: RawConn) -> None:
+    """A 101 carrying end-to-end headers (which must pass) and hop-by-hop ones, among them one
+    named by `Connection` (which must stop at the proxy).  Then echo."""
+    head = conn.read_head()
+    conn.send(switch_response("websocket", head.raw, extra=(
+        "Sec-WebSocket-Protocol: one\r\nSec-WebSocket-Extensions: x-custom; p=1\r\n"
+        "Set-Cookie: sid=42; Path=/\r\nX-Backend: raw\r\n"
+        "Keep-Alive: timeout=5\r\nX-Hop: secret\r\nConnection: X-Hop\r\n")))
+    echo(conn)
+
+
+def _plain_answers_until_an_upgrade(conn: RawConn) -> None:
+    """Answer plain requests `200 first` on a kept-alive connection; the first upgrade request
+    (on this connection, if the proxy reuses it, or a new one) gets a 101 and an echo."""
+    while (head := conn.read_head()) is not None:
+        if head.get("upgrade") is None:
+            conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst")
+            continue
+        conn.send(switch_response(upgrade_of(head.raw) or "websocket", head.raw))
+        echo(conn)
+        return
 
 
 @pytest.fixture(scope="module")
@@ -97,13 +104,13 @@ def env(tmp_path_factory):
     def select(connection, offered):
         return "chat.v1" if "chat.v1" in offered else None
     ws = WebSocketBackend(select_subprotocol=select)
-    raw = RawBackend(_raw_behaviour)
+    raw = RawBackend(echo_after_101, timeout=20)
     http = HttpBackend(lambda req, body: (404, [("Content-Type", "text/plain")], b"no such thing")
                        if "missing" in req["target"] else (200, [("Content-Type", "text/plain")], b"plain hello"))
     routes = [
         {"path": "/dead/", "to": f"ws://127.0.0.1:{free_port()}/"},
         {"path": "/ws/", "to": f"ws://127.0.0.1:{ws.port}/back/"},
-        {"path": "/raw/", "to": raw.url("ws", "/raw/")},
+        {"path": "/raw/", "to": raw.ws_url + "/raw/"},
         {"path": "/plain/", "to": f"ws://127.0.0.1:{http.port}/plain/"},
         # RewriteCond %{HTTP:Upgrade} websocket [NC] -> the WebSocket backend, else plain HTTP
         {"path": "/cond/", "when": {"header": {"Upgrade": "websocket"}}, "to": f"ws://127.0.0.1:{ws.port}/back/"},
@@ -118,6 +125,13 @@ def env(tmp_path_factory):
         ws.close()
         raw.close()
         http.close()
+
+
+def _use(env, behaviour):
+    """The module's proxy and its raw backend, running `behaviour` for the connections this test makes."""
+    proxy, _, raw, _ = env
+    raw.handler = behaviour
+    return proxy, raw
 
 
 def _run(coro, timeout: float = 20):
@@ -157,7 +171,7 @@ def test_handshake_reaches_backend_intact(env):
 def test_browser_style_handshake_with_keep_alive_upgrade_and_repeated_headers(env):
     """Firefox sends `Connection: keep-alive, Upgrade` and `Upgrade: websocket`; some
     clients spell it `WebSocket`; extensions may come on two lines: all must pass."""
-    proxy, _, raw, _ = env
+    proxy, raw = _use(env, echo_after_101)
     key = ws_key()
     extra = ("Origin: http://origin.test\r\nCookie: a=1\r\nSec-WebSocket-Protocol: one, two\r\n"
              "Sec-WebSocket-Extensions: permessage-deflate\r\nSec-WebSocket-Extensions: x-custom; p=1\r\n"
@@ -190,7 +204,9 @@ def test_browser_style_handshake_with_keep_alive_upgrade_and_repeated_headers(en
 
 
 def test_backend_101_headers_reach_the_client_without_hop_by_hop_ones(env):
-    proxy, _, _, _ = env
+    """End-to-end headers of the backend's 101 reach the client; hop-by-hop ones, including
+    one named on a second `Connection` line, do not (that second line was once ignored)."""
+    proxy, _ = _use(env, _101_with_end_to_end_and_hop_by_hop_headers)
     key = ws_key()
     with proxy.connect() as sock:
         sock.sendall(upgrade_request("/raw/headers101", key=key, extra="Sec-WebSocket-Protocol: one, two\r\n"))
@@ -211,8 +227,9 @@ def test_backend_101_headers_reach_the_client_without_hop_by_hop_ones(env):
 
 def test_connection_split_over_two_header_lines_is_one_list(env):
     """RFC 9110 §5.3: `Connection: keep-alive` + `Connection: Upgrade, X-Hop` is the list
-    "keep-alive, Upgrade, X-Hop": it is an upgrade, and X-Hop is hop-by-hop."""
-    proxy, _, raw, _ = env
+    "keep-alive, Upgrade, X-Hop": it is an upgrade, and X-Hop is hop-by-hop.  Guards against
+    the header filter reading only the first `Connection` line and forwarding `X-Hop`."""
+    proxy, raw = _use(env, echo_after_101)
     request = (b"GET /raw/two-connection-lines HTTP/1.1\r\nHost: proxy.test\r\nConnection: keep-alive\r\n"
                b"Upgrade: websocket\r\nConnection: Upgrade, X-Hop\r\nX-Hop: secret\r\n"
                b"Sec-WebSocket-Key: " + ws_key().encode() + b"\r\nSec-WebSocket-Version: 13\r\n\r\n")
@@ -280,7 +297,7 @@ def test_client_frame_in_the_same_packet_as_the_handshake(env):
 
 
 def test_backend_data_in_the_same_write_as_its_101(env):
-    proxy, _, _, _ = env
+    proxy, _ = _use(env, _welcome_with_the_101_then_echo_frames)
     key = ws_key()
     with proxy.connect() as sock:
         sock.sendall(upgrade_request("/raw/welcome", key=key))
@@ -298,7 +315,7 @@ def test_backend_data_in_the_same_write_as_its_101(env):
 
 
 def test_backend_101_split_across_writes_with_data_in_the_last(env):
-    proxy, _, _, _ = env
+    proxy, _ = _use(env, _dribble_the_101_with_a_frame_in_the_last_piece)
     with proxy.connect() as sock:
         sock.sendall(upgrade_request("/raw/split"))
         head, buf = read_head(sock)
@@ -307,7 +324,7 @@ def test_backend_101_split_across_writes_with_data_in_the_last(env):
 
 
 def test_client_bytes_sent_while_the_101_is_awaited_reach_the_backend(env):
-    proxy, _, raw, _ = env
+    proxy, raw = _use(env, _late_101_then_record_the_early_frame)
     early = frame(b"sent before the 101")
     with proxy.connect() as sock:
         sock.sendall(upgrade_request("/raw/delayed"))
@@ -372,7 +389,7 @@ def test_ws_target_serves_plain_http_gets(env):
 
 def test_many_handshakes_in_parallel_each_get_their_own_accept(env):
     """Every client gets the Sec-WebSocket-Accept for its own key (no cross-wiring)."""
-    proxy, _, _, _ = env
+    proxy, _ = _use(env, echo_after_101)
     errors = []
 
     def one(i):
@@ -395,7 +412,7 @@ def test_many_handshakes_in_parallel_each_get_their_own_accept(env):
 
 def test_backend_gets_nothing_but_the_frames_after_its_101(env):
     """Bytes relayed after the 101 are exactly what the client sent (no head residue)."""
-    proxy, _, _, _ = env
+    proxy, _ = _use(env, echo_after_101)
     payload = bytes(range(256)) * 64
     with proxy.connect() as sock:
         sock.sendall(upgrade_request("/raw/exact"))
@@ -424,7 +441,7 @@ def test_upgrade_pipelined_behind_a_plain_request(env):
 def test_upgrade_after_a_keep_alive_exchange_on_the_same_connections(env):
     """A plain exchange first (its backend connection goes back to the pool), then an
     upgrade on the same client connection to the same backend."""
-    proxy, _, _, _ = env
+    proxy, _ = _use(env, _plain_answers_until_an_upgrade)
     with proxy.connect() as sock:
         sock.sendall(b"GET /raw/keepalive-first HTTP/1.1\r\nHost: proxy.test\r\n\r\n")
         head, buf = read_head(sock)
@@ -439,7 +456,8 @@ def test_upgrade_after_a_keep_alive_exchange_on_the_same_connections(env):
 
 def test_http10_upgrade_request_is_not_upgraded(env):
     """RFC 9110 §7.8: a server that receives Upgrade in an HTTP/1.0 request MUST ignore it.
-    The backend gets a plain request and the client a plain answer."""
+    The backend gets a plain request and the client a plain answer.  Guards against a 1.0
+    request's Upgrade being forwarded, which let a backend's 101 open a tunnel."""
     proxy, _, _, http = env
     with proxy.connect() as sock:
         sock.settimeout(5)

@@ -11,10 +11,11 @@ import os
 import urllib.parse
 
 import pytest
-from conftest import WebSocketBackend
+from backends import WebSocketBackend
+from proxyproc import running_proxy
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
-from wsutil import CLIENT_OPTIONS, running_proxy
+from wsutil import CLIENT_OPTIONS
 
 SERVER_CLOSES = {}     # request path -> (code, reason) the backend received from the client
 
