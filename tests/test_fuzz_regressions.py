@@ -23,6 +23,13 @@ FOUND = [
     ("request-line-as-trailer", b"GET / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
                                 b"X-Fuzz-Id: 0000000000\r\n\r\n0\r\nGET http://good.example/ HTTP/1.1\r\n"
                                 b"Host: t\r\nX-Fuzz-Id: 0000000001\r\n\r\n"),
+    # An upgrade request with a Transfer-Encoding that does not end in chunked ("0") was
+    # forwarded with it: llhttp leaves an upgrade's framing to us, and our check of the field
+    # ran only when it ended in chunked.  A backend may read a body there; h11 refused it.  501.
+    ("upgrade-with-other-transfer-encoding",
+     b"GET / HTTP/1.1\r\nTransfer-Encoding: 0\r\nTransfer-Encoding: 0\r\n0: 0\r\nHost: t\r\n"
+     b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+     b"X-Fuzz-Id: 0000000000\r\n\r\n"),
 ]
 
 

@@ -276,10 +276,12 @@ def _request_head(raw: bytes, line_end: int) -> RequestHead:
     if host and not valid_host(host):
         raise HttpError(400, "invalid Host header")
     head.te_odd = False
-    if head.chunked:
+    spans = head.spans.get(b"transfer-encoding")
+    if spans is not None:
+        # Checked whenever the field is there, not only when it ends in chunked: llhttp leaves
+        # an upgrade request's framing to us, so "Transfer-Encoding: gzip" on one got through.
         if head.version == "1.0":
             raise HttpError(400, "Transfer-Encoding in an HTTP/1.0 request")
-        spans = head.spans[b"transfer-encoding"]
         if len(spans) > 1 or head.raw[spans[0][2]:spans[0][1]] != b"chunked":
             tokens = [t.strip(b" \t") for t in head.joined(b"transfer-encoding").lower().split(b",")]
             if [t for t in tokens if t] != [b"chunked"]:
