@@ -38,8 +38,9 @@ def _open_target(target: str, std_fd: int) -> int | None:
 
 
 class LogSink:
-    def __init__(self, target: str, std_fd: int):
+    def __init__(self, target: str, std_fd: int, buffered: bool = False):
         self.fd = _open_target(target, std_fd)
+        self.buffered = buffered     # flushed by `flush_due` (the access log), else after each loop turn
         self.pending: list[bytes] = []
         self.size = 0
         self.dropped = 0

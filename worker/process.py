@@ -78,12 +78,12 @@ class Worker:
         setproctitle.setproctitle(f"mpm: worker gen {self.generation} slot {self.slot}")
         loop = self.loop = EventLoop()
         log = self.config.log
-        self.access_sink = LogSink(log.access, 1)
+        self.access_sink = LogSink(log.access, 1, buffered=True)
         self.error_sink = LogSink(log.error, 2)
         self.access = AccessLog(self.access_sink, log.format) if self.access_sink.enabled else None
         self.log_error = ErrorLog(self.error_sink, log.level,
                                   f"pid {os.getpid()} slot {self.slot} gen {self.generation}")
-        loop.after_poll.append(self._flush_logs)
+        loop.sinks += (self.access_sink, self.error_sink)
         self.origins = Origins()
         self.router = Router(self.config.routes, self.timeouts.proxy, self.origins)
         self.lb = Balancers(self.config.balancers, self.balancer_table, self.log_error, os.getpid(), self.origins)
@@ -321,8 +321,3 @@ class Worker:
             tunnel.close("balancer member left DNS")
         self.loop.call_later(PUBLISH_INTERVAL, self._heartbeat)
 
-    def _flush_logs(self) -> None:
-        if self.access_sink.pending:
-            self.access_sink.flush_due(self.loop.now, self.loop.idle)
-        if self.error_sink.pending:
-            self.error_sink.flush()
