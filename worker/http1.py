@@ -145,7 +145,9 @@ class Head:
         self.content_length = int(self.raw[length[0][2]:length[0][1]]) if length is not None else None
         self.connection = self.joined(b"connection") if b"connection" in spans else None
         self.upgrade = self.joined(b"upgrade") if b"upgrade" in spans else None
-        self.keep_alive = _persistent(self.version, self.connection)
+        # Without Connection (most heads) the version decides: no call for that.
+        self.keep_alive = self.version == "1.1" if self.connection is None else \
+            _persistent(self.version, self.connection)
         return spans
 
     def joined(self, name: bytes) -> bytes:

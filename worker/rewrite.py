@@ -51,8 +51,9 @@ def _kept_lines(head, drop: frozenset, keep: frozenset = frozenset()) -> bytes:
     (never those in `keep`), as CRLF-led lines: b"" or b"\\r\\nName: v\\r\\nName: v"."""
     raw = head.raw
     cuts = [span for name, found in head.spans.items() if name in drop for span in found]
-    for name in _named_by_connection(head.connection) - keep - drop:
-        cuts += head.line_spans(name)
+    if head.connection is not None:      # tested here: most heads have none, and a call costs
+        for name in _named_by_connection(head.connection) - keep - drop:
+            cuts += head.line_spans(name)
     if not cuts:
         return raw[head.line_end:-4]
     if len(cuts) > 1:
