@@ -131,20 +131,7 @@ def run(opts) -> dict:
         start_peers(names, site_for, size, progress, running, not_run, versions)
 
         progress.total = budget.rounds * len(ids) * len(running)
-        for rnd in range(1, budget.rounds + 1):
-            for sid in ids:
-                sc = SCENARIOS[sid]
-                shift = (rnd - 1) % max(1, len(running))
-                for peer in running[shift:] + running[:shift]:
-                    progress.start(f"round {rnd} {sid} {sc.title} — {peer.name}")
-                    waited, quiet = settle(budget.settle if opts.settle is None else opts.settle,
-                                           opts.disturbed_threshold)
-                    cell = run_cell(sid, peer, budget, backend,
-                                    tls_backend_ec if sc.cert == "ec" else tls_backend, opts.disturbed_threshold)
-                    cell.update(settle_wait_s=waited, outside_load_before=quiet)
-                    cell.update(scenario=sid, peer=peer.name, round=rnd)
-                    cells.append(cell)
-                    progress.done(headline(sid, cell))
+        run_rounds(opts, budget, ids, running, progress, cells, backend, {"rsa": tls_backend, "ec": tls_backend_ec})
     except KeyboardInterrupt:
         progress.say("interrupted: stopping everything and writing what was measured")
     finally:
@@ -156,6 +143,31 @@ def run(opts) -> dict:
         else:
             shutil.rmtree(workdir, ignore_errors=True)
 
+    return _results(opts, budget, requested, skipped, ids, running, not_run, versions, cells, started, gen,
+                    load_start, size)
+
+
+def run_rounds(opts, budget, ids: list[str], running: list[Peer], progress: Progress, cells: list[dict],
+               backend, tls_backends: dict) -> None:
+    """Every scenario for every peer, round after round; the peers' order rotates each round."""
+    for rnd in range(1, budget.rounds + 1):
+        for sid in ids:
+            sc = SCENARIOS[sid]
+            shift = (rnd - 1) % max(1, len(running))
+            for peer in running[shift:] + running[:shift]:
+                progress.start(f"round {rnd} {sid} {sc.title} — {peer.name}")
+                waited, quiet = settle(budget.settle if opts.settle is None else opts.settle,
+                                       opts.disturbed_threshold)
+                cell = run_cell(sid, peer, budget, backend, tls_backends["ec" if sc.cert == "ec" else "rsa"],
+                                opts.disturbed_threshold)
+                cell.update(settle_wait_s=waited, outside_load_before=quiet)
+                cell.update(scenario=sid, peer=peer.name, round=rnd)
+                cells.append(cell)
+                progress.done(headline(sid, cell))
+
+
+def _results(opts, budget, requested, skipped, ids, running, not_run, versions, cells, started, gen,
+             load_start, size) -> dict:
     peers_run = [p.name for p in running]
     summaries = report.summarize(cells, ids, peers_run)
     results = {
@@ -163,7 +175,7 @@ def run(opts) -> dict:
                  "finished": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
                  "mode": opts.mode, "rounds": budget.rounds, "duration": budget.duration,
                  "budget": budget.__dict__, "scenarios": requested, "skipped": skipped,
-                 "peers_requested": names, "peers_run": peers_run,
+                 "peers_requested": opts.peers, "peers_run": peers_run,
                  "not_run": not_run, "versions": versions, "http_tool": ("wrk " + _wrk_version()) if wrk_path()
                  else f"built-in (wrk not installed: {tools.INSTALL})", "ws_tool": gen.describe(),
                  "disturbed_threshold": opts.disturbed_threshold,
