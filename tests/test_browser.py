@@ -221,10 +221,11 @@ def test_h2_page_and_its_websocket_as_an_rfc8441_stream_in_headless_chromium(pro
         state = _run_demo_page(browser, f"https://127.0.0.1:{proxy.port}/?n={MESSAGES}")
         assert state.get("title") == f"done {MESSAGES}" and state.get("count") == str(MESSAGES), state
         assert state.get("protocol") == "h2", state
-        # One HTTP/2 connection carries the page and the WebSocket's stream.
+        # The WebSocket is a stream of an HTTP/2 connection (its access-log line below says CONNECT
+        # over HTTP/2.0, and no HTTP/1.1 upgrade was made).  Chromium may open a spare connection
+        # it never uses, and may negotiate h2 on that one too: so at least one, not exactly one.
         totals = wait_for(lambda: (t := proxy.status()["totals"])["tunnels"] == 1 and t, 5, what="the tunnel")
-        # (Chromium may also open a spare connection it never uses: only one speaks HTTP/2.)
-        assert totals["h2_connections"] == 1 and totals["h2_streams"] >= 1, totals
+        assert totals["h2_connections"] >= 1 and totals["h2_streams"] >= 1, totals
     finally:
         browser.close()     # ends the page's WebSocket: its tunnel's log line is written
     wait_for(lambda: any(f'"GET /?n={MESSAGES} HTTP/2.0" 200' in line for line in proxy.access_lines()), 5,
