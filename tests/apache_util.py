@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 
 from rawsock import read_head, status_of
-from support import ROOT, wait_for
+from support import ROOT, terminate, wait_for
 from wsutil import upgrade_request
 
 APACHE = shutil.which("apache2") or "/usr/sbin/apache2"
@@ -86,13 +85,7 @@ class Apache:
     def stop(self) -> None:
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, 15)
         self.log.close()
         self.proc = None
 

@@ -17,7 +17,7 @@ import time
 
 import psutil
 import yaml
-from support import ROOT, free_port, wait_for
+from support import ROOT, free_port, terminate, wait_for
 
 
 def _merge(base: dict, extra: dict) -> dict:
@@ -134,13 +134,7 @@ class Proxy:
     def stop(self) -> None:
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, 20)
         for pid in self.seen_pids:
             try:
                 if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:

@@ -4,7 +4,9 @@ and polling for a condition with a deadline."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import subprocess
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -25,3 +27,15 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.02, what: str
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def terminate(proc: subprocess.Popen, timeout: float) -> None:
+    """SIGTERM, `timeout` seconds for a graceful exit, then SIGKILL: how every server a test
+    starts (mpm, Apache, HAProxy) is stopped."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
