@@ -143,6 +143,30 @@ def test_open_tunnels_show_per_worker_and_generation(proxy_factory, ws_backend):
             sock.close()
 
 
+def test_an_open_tunnel_counts_its_bytes_while_it_lasts(proxy_factory, ws_backend):
+    """A WebSocket that stays open shows its traffic within ~5 s (counted every tenth heartbeat),
+    not only when it ends; and closing it adds the rest, never twice."""
+    echo = ws_backend()
+    proxy = proxy_factory([{"path": "/ws/", "to": echo.url + "/ws/"}], admin=admin_section(), workers=1)
+    received = lambda: value(scrape(proxy), "mpm_received_bytes_total", route="/ws/") or 0   # noqa: E731
+    with proxy.connect() as sock:
+        out = upgrade_request("/ws/")
+        sock.sendall(out)
+        head, buf = read_head(sock)
+        assert status_of(head) == 101
+        message = frame(b"y" * 50_000, OP_TEXT)
+        sock.sendall(message)
+        echoed = len(buf)
+        while echoed < 50_000:                  # the echo, so the proxy has relayed it both ways
+            echoed += len(sock.recv(65536))
+        # (the upgrade's head counted with its 101 at once, the message's bytes while it is open)
+        wait_for(lambda: received() == len(out) + len(message), 8, 0.2, "the open tunnel's bytes in /metrics")
+        sock.sendall(close_frame(1000))
+        recv_until_eof(sock)
+    wait_for(lambda: value(scrape(proxy), "mpm_tunnels_closed_total") == 1, 5, 0.1, "the tunnel closed")
+    time.sleep(0.6)                             # one more scoreboard write
+    assert received() == len(out) + len(message) + len(close_frame(1000))
+
 def _monotonic(before: dict, after: dict) -> list:
     """Counter samples of `before` that went down (or vanished) in `after`; per-process series
     (pid-labelled) end with their process and are not compared."""

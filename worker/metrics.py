@@ -102,18 +102,21 @@ class WorkerMetrics:
     def tunnel_opened(self) -> None:
         self.counts[_OPENED] += 1
 
-    def tunnel_closed(self, tunnel, reason: str) -> None:
-        """Its bytes count now, on the route of the upgrade (the 101 counted the heads)."""
+    def tunnel_closed(self, reason: str) -> None:
         end = _TUNNEL_END.get(reason)
         if end is None:
             end = _TUNNEL_END.get(reason.partition(":")[0], _OTHER_END)
-        counts = self.counts
-        counts[_CLOSED + end] += 1
+        self.counts[_CLOSED + end] += 1
+
+    def tunnel_bytes(self, tunnel, received: int, sent: int) -> None:
+        """Bytes a tunnel relayed (counted as they pass, worker.process), on the route of the
+        upgrade (the 101 counted the heads)."""
         context = tunnel.context
         name = context.get("route") if isinstance(context, dict) else None
         base = (self.by_name.get(name, _OTHER_ROUTE) if name is not None else _NO_ROUTE)[0]
-        counts[base + _RECEIVED] += tunnel.bytes_in
-        counts[base + _SENT] += tunnel.bytes_out
+        counts = self.counts
+        counts[base + _RECEIVED] += received
+        counts[base + _SENT] += sent
 
     def tunnel_handed_over(self) -> None:
         self.counts[_HANDED] += 1
