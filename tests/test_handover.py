@@ -93,8 +93,12 @@ def test_killed_successor_loses_only_its_share(proxy_factory, echo_backend):
     try:
         time.sleep(0.5)
         os.kill(proxy.proc.pid, signal.SIGHUP)
-        status = proxy.wait_ready(generation=2)
-        victim = next(w["pid"] for w in status["workers"] if w["generation"] == 2)
+        proxy.wait_ready(generation=2)
+
+        def loaded_successor():      # one that holds tunnels already (killed empty, it loses nothing)
+            held = [w for w in proxy.status()["workers"] if w["generation"] == 2 and w["tunnels"]]
+            return min(held, key=lambda w: w["tunnels"])["pid"] if held else None
+        victim = wait_for(loaded_successor, 10, 0.02, "tunnels on a new-generation worker")
         os.kill(victim, signal.SIGKILL)
         proxy.wait_ready(generation=2)        # respawned
         wait_for(lambda: all(w["generation"] == 2 for w in proxy.status()["workers"]), 10, 0.1, "old gone")
