@@ -122,7 +122,7 @@ class Exchange:
             self.answer(400, "dot-segments in the request path")
             return
         route, mapped = self.worker.router.resolve(target, head)
-        if route is not None:
+        if route is not None and (head.upgrade is not None or route.always_upgrade):   # no call for most
             self.upgrade = route.upgrade_header(head)
         if (self.upgrade is not None or self.client.limiter is not None) and not self._admit(route):
             return
@@ -177,8 +177,11 @@ class Exchange:
 
     def pick(self) -> bool:
         """Choose the backend (a balancer member, counted busy until released)."""
-        origin, self.member, self.cookie = self.worker.pick_backend(self.route, self.head, self.client_ip,
-                                                                    self.tried)
+        route = self.route
+        if route.origin is not None:          # a route to one backend: nothing to choose
+            self.origin, self.member, self.cookie = route.origin, None, None
+            return True
+        origin, self.member, self.cookie = self.worker.lb.pick(route.balancer, self.head, self.client_ip, self.tried)
         self.origin = origin
         return origin is not None
 

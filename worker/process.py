@@ -232,13 +232,6 @@ class Worker:
                                reason)
 
     # == helpers for exchanges =================================================================
-    def pick_backend(self, route, head, client_ip: bytes = b"", tried=()):
-        """(Origin, balancer member index or None, Set-Cookie line or None); Origin None: 503.
-        A member stays counted busy until `self.lb.end(member, ...)`."""
-        if route.origin is not None:
-            return route.origin, None, None
-        return self.lb.pick(route.balancer, head, client_ip, tried)
-
     def reverse_map(self, route, origin, head, proto_line: bytes) -> tuple:
         """(backend URL prefix, client URL prefix) for ProxyPassReverse."""
         key = (id(route), id(origin), head.host, proto_line)

@@ -96,7 +96,7 @@ def _relay(ex, resp, buf, start: int, size: int) -> None:
     framing = ex.resp_framing = resp.body_framing(head.method, dechunk)
     if not resp.keep_alive or framing.close_delimited:
         ex.reusable = False
-    ex.keep_alive = (ex.keep_alive and not client.eof and worker.keeps_alive(client)
+    ex.keep_alive = (ex.keep_alive and not client.eof and (not worker.stopping or worker.keeps_alive(client))
                      and not framing.close_delimited and not dechunk)
     reverse = worker.reverse_map(ex.route, ex.origin, head, client.proto_line) if ex.route.reverse else None
     if h2:
