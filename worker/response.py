@@ -105,24 +105,24 @@ def _relay(ex, resp, buf, start: int, size: int) -> None:
         out = response_head(resp, ex.keep_alive, head.version == "1.0", not dechunk, reverse,
                             extra=ex.cookie or b"")
         ex.head_sent = len(out)
-    ended = framing.finished
     if start < size:
         try:
             stop = framing.feed(buf, start, size)
         except BadFraming as exc:
             ex.backend_failed(502, f"invalid response body: {exc}")
             return
-        if stop >= 0:
-            ended = True
-            if stop < size:
-                ex.reusable = False    # bytes after the body: not a connection to reuse
-        else:
+        ended = stop >= 0               # (a body finished before this feed would end at `start`)
+        if not ended:
             stop = size
+        elif stop < size:
+            ex.reusable = False         # bytes after the body: not a connection to reuse
         out += framing.data_of(buf) if dechunk else buf[start:stop]
+    else:
+        ended = framing.finished
     if h2:
         client.send_response(ex, resp, reverse, out, ended)
         return
-    ex.response_started()
+    ex.resp_started = True            # from here on, only closing is honest (Exchange.answer)
     if not _to_client(ex, out):
         return
     if ended:
