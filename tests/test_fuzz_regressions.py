@@ -23,6 +23,11 @@ FOUND = [
     ("request-line-as-trailer", b"GET / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
                                 b"X-Fuzz-Id: 0000000000\r\n\r\n0\r\nGET http://good.example/ HTTP/1.1\r\n"
                                 b"Host: t\r\nX-Fuzz-Id: 0000000001\r\n\r\n"),
+    # A trailer section carrying Content-Length (here empty) was forwarded: a recipient that
+    # merges trailers into the head would take a body length from after the body.  Framing,
+    # routing and connection fields are refused in trailers now (400); h11 refused it.
+    ("content-length-in-trailers", b"GET / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+                                   b"X-Fuzz-Id: 0000000000\r\n\r\n0\r\nContent-Length: \r\n\r\n"),
     # An upgrade request with a Transfer-Encoding that does not end in chunked ("0") was
     # forwarded with it: llhttp leaves an upgrade's framing to us, and our check of the field
     # ran only when it ended in chunked.  A backend may read a body there; h11 refused it.  501.

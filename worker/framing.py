@@ -28,6 +28,11 @@ _TOKEN = rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 _EXTENSIONS = re.compile(rb"(?:[ \t]*;[ \t]*" + _TOKEN + rb"(?:[ \t]*=[ \t]*(?:" + _TOKEN
                          + rb'|"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"))?)*')
 _TRAILER_LINE = re.compile(_TOKEN + rb":[\t \x21-\x7e\x80-\xff]*")     # a field line, as in a head
+# Fields that frame, route or manage the connection have no meaning in a trailer section (RFC
+# 9110 §6.5.1) and are refused there: a recipient that merged trailers into the head (h11
+# rejects them; others may not) would take a body length or a Host from after the body.
+_NOT_IN_TRAILERS = frozenset({b"content-length", b"transfer-encoding", b"host", b"connection", b"keep-alive",
+                              b"te", b"trailer", b"upgrade", b"proxy-connection"})
 MAX_LINE = 4096           # a chunk-size line, extensions included
 MAX_TRAILERS = 16 * 1024  # all trailer lines together
 
@@ -188,6 +193,8 @@ class ChunkedFraming:
             # peer that stops the body at "0\r\n" would read it as the next request.
             if self.trailer_bytes > MAX_TRAILERS or not _TRAILER_LINE.fullmatch(line):
                 raise BadFraming("bad or oversized trailer")
+            if line.partition(b":")[0].lower() in _NOT_IN_TRAILERS:
+                raise BadFraming(f"{line.partition(b':')[0][:30].decode('latin-1')} in a trailer section")
             if self.trailers is not None:
                 self.trailers.append(line)
 
