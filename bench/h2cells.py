@@ -89,7 +89,7 @@ def h2load_cell(sc, peer, budget, meter: Meter) -> dict:
 
 
 def h2echo_cell(sc, peer, budget, meter: Meter) -> dict:
-    from bench.scenarios import Fleet, merge_ready, merge_results  # (scenarios dispatches here)
+    from bench.scenarios import Fleet, run_fleet  # (scenarios dispatches here)
     url = f"wss://127.0.0.1:{peer.site.tls_port}/ws"
     nprocs = max(1, budget.procs)
     conns = min(sc.conns, budget.conn_cap or sc.conns)
@@ -97,16 +97,8 @@ def h2echo_cell(sc, peer, budget, meter: Meter) -> dict:
     fleet = Fleet([[procs.python(), "-m", "bench.loadgen_h2ws", "--url", url, "--conns", str(n),
                     "--streams", str(H2_STREAMS), "--size", str(sc.size), "--duration", str(budget.duration)]
                    for n in shares if n])
-    try:
-        connected, failed, errors = merge_ready(fleet.wait(60))
-        before = meter.snapshot()
-        fleet.say("go")
-        result = merge_results(fleet.wait(budget.duration + 60))
-        after = meter.snapshot()
-    finally:
-        fleet.close()
-    cell = {**result, **Meter.window(before, after), "conns": connected, "connect_failed": failed,
-            "ws_generator": "bench/loadgen_h2ws.py (Python h2)"}
+    cell, errors, failed = run_fleet(fleet, meter, budget.duration)
+    cell["ws_generator"] = "bench/loadgen_h2ws.py (Python h2)"
     cell["msgs_s"] = cell.get("messages", 0) / cell["elapsed"]
     cell["notes"] = errors + cell.get("notes", [])
     cell["ok"] = (cell.get("messages", 0) > 0 and not failed and not cell.get("mismatches")

@@ -186,6 +186,20 @@ def merge_ready(ready: list[dict]) -> tuple[int, int, list[str]]:
     return sum(r.get("connected", 0) for r in ready), sum(r.get("failed", 0) for r in ready), errors[:5]
 
 
+def run_fleet(fleet: Fleet, meter: Meter, duration: float) -> tuple[dict, list[str], int]:
+    """Connect every generator, measure from "go" to the end of their reports, close them:
+    (cell with the merged results and the CPU window, connect notes, failed connections)."""
+    try:
+        connected, failed, errors = merge_ready(fleet.wait(60))
+        before = meter.snapshot()
+        fleet.say("go")
+        result = merge_results(fleet.wait(duration + 60))
+        after = meter.snapshot()
+    finally:
+        fleet.close()
+    return {**result, **Meter.window(before, after), "conns": connected, "connect_failed": failed}, errors, failed
+
+
 def connect_seconds(ready: list[dict]) -> float:
     """How long the slowest load generator took to open its share (they connect in parallel)."""
     return max([r.get("connect_s", 0.0) for r in ready] or [0.0]) or 1e-9
@@ -280,15 +294,7 @@ def http_cell(sc: Scenario, peer: Peer, budget: Budget, meter: Meter) -> dict:
 def echo_cell(sc: Scenario, peer: Peer, budget: Budget, meter: Meter) -> dict:
     conns = min(sc.conns, budget.conn_cap or sc.conns)
     fleet = ws_fleet(ws_url(peer, sc.tls), conns, sc.size, budget.duration, budget.procs)
-    try:
-        connected, failed, errors = merge_ready(fleet.wait(60))
-        before = meter.snapshot()
-        fleet.say("go")
-        result = merge_results(fleet.wait(budget.duration + 60))
-        after = meter.snapshot()
-    finally:
-        fleet.close()
-    cell = {**result, **Meter.window(before, after), "conns": connected, "connect_failed": failed}
+    cell, errors, failed = run_fleet(fleet, meter, budget.duration)
     cell["msgs_s"] = cell.get("messages", 0) / cell["elapsed"]
     cell["mib_s"] = cell.get("payload_bytes", 0) / MiB / cell["elapsed"]
     cell["notes"] = errors + cell.get("notes", [])

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from tunnel.endpoint import EPOLLIN, EPOLLOUT
 from tunnel.tunnel import Tunnel
-from worker import bodies, failover, proxyproto, response, routing
+from worker import bodies, failover, policy, proxyproto, response, routing
 from worker.framing import BadFraming
 from worker.loop import EPOLLERR, EPOLLHUP
 from worker.rewrite import error_response, request_head
@@ -124,7 +124,7 @@ class Exchange:
         route, mapped = self.worker.router.resolve(target, head)
         if route is not None and (head.upgrade is not None or route.always_upgrade):   # no call for most
             self.upgrade = route.upgrade_header(head)
-        if (self.upgrade is not None or self.client.limiter is not None) and not self._admit(route):
+        if (self.upgrade is not None or self.client.limiter is not None) and not policy.admit(self, route):
             return
         if route is None:
             self.answer(404, "No route matches this URL.", keep_alive=not head.has_body)
@@ -152,28 +152,6 @@ class Exchange:
         # A request we hold whole can be sent again on a fresh connection if a pooled one was dead.
         self.request_copy = out if self.req_framing is None else None
         self.connect(out)
-
-    def _admit(self, route) -> bool:
-        """Who the client is, the route's WebSocket Origin policy, and the per-client limits;
-        False when the request was answered (403, 429, 503) and goes no further."""
-        client, head = self.client, self.head
-        limits = client.limiter
-        if client.forwarded:
-            self.client_ip = limits.forwarded_client(head, client.client_ip)
-        if self.upgrade is not None and route.origin_policy:
-            why = route.refuse_origin(head)
-            if why is not None:
-                self.worker.log_error("info", f"{self.client_ip.decode()} route {route.name}: {why} (403)")
-                self.answer(403, why)
-                return False
-        if limits is not None and limits.enabled:
-            refusal = limits.admit(self, route, self.upgrade)
-            if refusal is not None:
-                status, why, extra = refusal
-                self.answer(status, f"per-client limit: {why}", keep_alive=status == 429 and not head.has_body,
-                            extra=extra)
-                return False
-        return True
 
     def pick(self) -> bool:
         """Choose the backend (a balancer member, counted busy until released)."""

@@ -71,7 +71,7 @@ class H2Stream:
         self.trailer_block = b""
         self.tunnel_holds = None     # an RFC 8441 tunnel's count in the client table (worker.limits)
 
-    # The connection's, for the exchange's per-client limits (worker.exchange._admit).
+    # The connection's, for the exchange's per-client limits (worker.policy.admit).
     limiter = property(lambda self: self.conn.limiter)
     holds = property(lambda self: self.conn.holds)
     proxied = property(lambda self: self.conn.proxied)
