@@ -1,4 +1,4 @@
-"""python -m bench.instructions [--requests N] [--messages N] [--connections N] [--src DIR] [--json FILE]
+"""python -m bench.instructions [--requests N] [--messages N] [--connections N] [--peer mpm|nginx] [--src DIR] [--json FILE]
 
 Instructions per request (S1's GET /small), per message (S3's 64-byte WebSocket echo) and per
 TLS connection (S7c's: a new connection, its handshake, one GET /small with `Connection:
@@ -11,7 +11,9 @@ change against (before/after: `--src` runs another checkout's code with this har
 
 How: the bundled backend runs natively; mpm runs under callgrind with one worker.  Each
 figure is the difference between two whole runs, one with few and one with many units,
-divided by the difference in units, so start-up and shutdown cancel out.  The client sends
+divided by the difference in units, so start-up and shutdown cancel out.  `--peer nginx`
+counts nginx (one process, `master_process off`, the bench's proxy settings) under the
+same client and backend: the figure to quote an instruction ratio against.  The client sends
 one unit at a time on one keep-alive connection: every unit then costs the worker the same
 loop turns, which is what makes the count repeat (under load a turn serves many events, so
 a real run spends somewhat less per unit on the loop itself).
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -33,6 +36,7 @@ import time
 
 from bench import procs, tools
 from bench.certs import make_cert
+from bench.configs import NGINX_LOCATION
 from bench.runner import start_backend
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -111,17 +115,54 @@ def _ws(port: int, count: int) -> None:
                 got += len(sock.recv(4096))
 
 
+def _nginx_config(workdir: str, port: int, backend: int, tls: bool) -> str:
+    """bench.configs' nginx location, in one process that serves (master_process off)."""
+    path = os.path.join(workdir, "nginx.conf")
+    listen = (f"listen 127.0.0.1:{port} ssl;\n        ssl_certificate {workdir}/cert-ec.pem;\n"
+              f"        ssl_certificate_key {workdir}/key-ec.pem;\n        ssl_protocols TLSv1.2 TLSv1.3;"
+              if tls else f"listen 127.0.0.1:{port};")
+    temp = " ".join(f"{kind}_temp_path {workdir}/nginx-tmp/{kind};"
+                    for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    with open(path, "w") as f:
+        f.write(f"""worker_processes 1;
+master_process off;
+daemon off;
+pid {workdir}/nginx.pid;
+error_log {workdir}/nginx-error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    {temp}
+    keepalive_requests 1000000000;
+    keepalive_timeout 300s;
+    upstream backend {{ server 127.0.0.1:{backend}; keepalive 256; }}
+    map $http_upgrade $connection_upgrade {{ default upgrade; '' ''; }}
+    server {{
+        {listen}
+{NGINX_LOCATION}    }}
+}}
+""")
+    return path
+
+
+def _command(peer: str, src: str, workdir: str, port: int, backend: int, tls: bool, access_log: bool,
+             extra: str) -> list[str]:
+    if peer == "nginx":
+        os.makedirs(os.path.join(workdir, "nginx-tmp"), exist_ok=True)
+        return ["nginx", "-c", _nginx_config(workdir, port, backend, tls), "-p", workdir]
+    return [procs.python(), "-m", "mpm", "start", "-c", _config(workdir, port, backend, tls, access_log, extra)]
+
+
 def _run(src: str, workdir: str, backend: int, kind: str, count: int, access_log: bool = False,
-         extra: str = "") -> int:
-    """Instructions of the worker over a whole run of `count` units."""
-    out = os.path.join(workdir, f"cg-{kind}-{count}")
+         extra: str = "", peer: str = "mpm") -> int:
+    """Instructions of the worker (nginx: of its one process) over a whole run of `count` units."""
+    out = os.path.join(workdir, f"cg-{peer}-{kind}-{count}")
     os.makedirs(out)
     port = procs.free_port()
     tls = kind.startswith("tls")
-    config = _config(workdir, port, backend, tls, access_log, extra)
+    command = _command(peer, src, workdir, port, backend, tls, access_log, extra)
     proc = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/callgrind.out.%p", "-q",
-                             procs.python(), "-m", "mpm", "start", "-c", config],
-                            cwd=src, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             *command], cwd=src, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -137,8 +178,12 @@ def _run(src: str, workdir: str, backend: int, kind: str, count: int, access_log
         else:
             (_http if kind == "http" else _ws)(port, count)
     finally:
-        proc.terminate()
-        proc.wait(120)
+        if peer == "nginx" and proc.poll() is None:
+            # Under valgrind, nginx's epoll_wait sleeps through SIGTERM; a connection wakes it.
+            proc.terminate()
+            with contextlib.suppress(OSError):
+                socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        procs.stop(proc, timeout=120)
     totals = {}
     for name in os.listdir(out):
         pid = int(name.rsplit(".", 1)[1])
@@ -147,14 +192,14 @@ def _run(src: str, workdir: str, backend: int, kind: str, count: int, access_log
                 if line.startswith(("summary:", "totals:")):
                     totals[pid] = int(line.split()[1])
                     break
-    workers = [n for pid, n in totals.items() if pid != proc.pid]
+    workers = [n for pid, n in totals.items() if pid != proc.pid or peer == "nginx"]
     if len(workers) != 1:
         raise RuntimeError(f"expected one worker's profile, found {len(workers)}")
     return workers[0]
 
 
 def measure(src: str, requests: int, messages: int, connections: int = 0, access_log: bool = False,
-            extra: str = "") -> dict:
+            extra: str = "", peer: str = "mpm") -> dict:
     workdir = tempfile.mkdtemp(prefix="mpm-instructions-")
     backend_proc, backend = start_backend(workdir, 1)
     make_cert(workdir, "ec")
@@ -168,10 +213,10 @@ def measure(src: str, requests: int, messages: int, connections: int = 0, access
             few = max(count // 5, 1)
             if not count:
                 continue
-            low = _run(src, workdir, backend, kind, few, access_log, extra)
-            high = _run(src, workdir, backend, kind, count + few, access_log, extra)
+            low = _run(src, workdir, backend, kind, few, access_log, extra, peer)
+            high = _run(src, workdir, backend, kind, count + few, access_log, extra, peer)
             figures[f"instructions_per_{unit}"] = round((high - low) / count)
-        return {"src": os.path.abspath(src), "requests": requests, "messages": messages, "connections": connections,
+        return {"peer": peer, "src": os.path.abspath(src) if peer == "mpm" else tools.which("nginx"), "requests": requests, "messages": messages, "connections": connections,
                 "access_log": access_log, "extra": extra, **figures}
     finally:
         procs.stop(backend_proc)
@@ -185,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--access-log", action="store_true", help="with the access log on (to a file)")
     ap.add_argument("--connections", type=int, default=0,
                     help="TLS connections counted, full and resumed (default 0: not measured)")
+    ap.add_argument("--peer", choices=("mpm", "nginx"), default="mpm",
+                    help="whose instructions: mpm's worker (default) or nginx's one process")
     ap.add_argument("--src", default=os.path.dirname(HERE), help="checkout whose mpm is measured (default: this one)")
     ap.add_argument("--json", help="also write the figures to this file")
     ap.add_argument("--extra", default="", help="YAML appended to the config (e.g. 'limits: {per_client: ...}'); "
@@ -194,7 +241,11 @@ def main(argv: list[str] | None = None) -> int:
         print("python -m bench.instructions: skipped: valgrind is not installed (apt-get install valgrind)",
               file=sys.stderr)
         return 2
-    result = measure(opts.src, opts.requests, opts.messages, opts.connections, opts.access_log, opts.extra)
+    if opts.peer == "nginx" and not tools.which("nginx"):
+        print("python -m bench.instructions: skipped: nginx is not installed", file=sys.stderr)
+        return 2
+    result = measure(opts.src, opts.requests, opts.messages, opts.connections, opts.access_log, opts.extra,
+                     opts.peer)
     print(json.dumps(result, indent=1))
     if opts.json:
         with open(opts.json, "w") as f:

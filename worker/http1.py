@@ -52,8 +52,12 @@ _VERSIONS = {b"HTTP/1.1": "1.1", b"HTTP/1.0": "1.0"}
 # and the request or status line holds no "\n".  Every Python-level operation costs about
 # a thousand instructions here, so one scan beats a `find` per name (the same pattern with
 # IGNORECASE on the raw head cost twice as much).
+# Referer and User-Agent are there for the access log, which would otherwise look for each.
 _FIELDS_RE = re.compile(rb"\n(host|content-length|transfer-encoding|connection|upgrade|keep-alive|te|trailer"
-                        rb"|proxy-connection|x-forwarded-(?:for|proto|host)):[ \t]*([^\r]*)")
+                        rb"|proxy-connection|x-forwarded-(?:for|proto|host)|referer|user-agent):[ \t]*([^\r]*)")
+_SCANNED = frozenset({b"host", b"content-length", b"transfer-encoding", b"connection", b"upgrade", b"keep-alive",
+                      b"te", b"trailer", b"proxy-connection", b"x-forwarded-for", b"x-forwarded-proto",
+                      b"x-forwarded-host", b"referer", b"user-agent"})
 _KEYS: dict = {}         # lower-case name -> b"\nname:"
 
 
@@ -97,6 +101,11 @@ class Head:
 
     def get(self, lname: bytes) -> bytes | None:
         """The first value of the field `lname` (lower-case), without surrounding whitespace."""
+        found = self.spans.get(lname)
+        if found is not None:
+            return self.raw[found[0][2]:found[0][1]].strip(b" \t")
+        if lname in _SCANNED:          # the scan looked for it: it is not there
+            return None
         key = _key(lname)
         pos = self.lower.find(key, self.line_end)
         if pos < 0:
@@ -155,7 +164,7 @@ class Head:
         raw, found = self.raw, self.spans[name]
         if len(found) == 1:
             return raw[found[0][2]:found[0][1]].rstrip(b" \t")
-        return b", ".join(raw[value_start:end].rstrip(b" \t") for _, end, value_start in found)
+        return b", ".join([raw[value_start:end].rstrip(b" \t") for _, end, value_start in found])
 
 
 class RequestHead(Head):
@@ -345,8 +354,9 @@ def _response_head(raw: bytes, parser) -> ResponseHead:
     head.status = parser.get_status_code()
     if head.status < 100:      # llhttp skipped what came before a status line, or saw none
         raise HttpError(502, "malformed status line")
-    head.version = parser.get_http_version()
     parts = raw[:line_end].split(b" ", 2)
+    # llhttp has read "HTTP/x.y" there; its own get_http_version() formats a new string each time.
+    head.version = _VERSIONS.get(parts[0]) or parser.get_http_version()
     head.reason = parts[2] if len(parts) > 2 else b""
     head._scan()
     return head
