@@ -145,7 +145,7 @@ http {{
     return path
 
 
-def _command(peer: str, src: str, workdir: str, port: int, backend: int, tls: bool, access_log: bool,
+def _command(peer: str, workdir: str, port: int, backend: int, tls: bool, access_log: bool,
              extra: str) -> list[str]:
     if peer == "nginx":
         os.makedirs(os.path.join(workdir, "nginx-tmp"), exist_ok=True)
@@ -160,7 +160,7 @@ def _run(src: str, workdir: str, backend: int, kind: str, count: int, access_log
     os.makedirs(out)
     port = procs.free_port()
     tls = kind.startswith("tls")
-    command = _command(peer, src, workdir, port, backend, tls, access_log, extra)
+    command = _command(peer, workdir, port, backend, tls, access_log, extra)
     proc = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/callgrind.out.%p", "-q",
                              *command], cwd=src, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -216,8 +216,9 @@ def measure(src: str, requests: int, messages: int, connections: int = 0, access
             low = _run(src, workdir, backend, kind, few, access_log, extra, peer)
             high = _run(src, workdir, backend, kind, count + few, access_log, extra, peer)
             figures[f"instructions_per_{unit}"] = round((high - low) / count)
-        return {"peer": peer, "src": os.path.abspath(src) if peer == "mpm" else tools.which("nginx"), "requests": requests, "messages": messages, "connections": connections,
-                "access_log": access_log, "extra": extra, **figures}
+        measured = os.path.abspath(src) if peer == "mpm" else tools.which("nginx")
+        return {"peer": peer, "src": measured, "requests": requests, "messages": messages,
+                "connections": connections, "access_log": access_log, "extra": extra, **figures}
     finally:
         procs.stop(backend_proc)
         shutil.rmtree(workdir, ignore_errors=True)
