@@ -70,8 +70,15 @@ class Endpoint:
     # -- registration --------------------------------------------------------------------
     def register(self, mask: int, handler) -> None:
         self.handler = handler
+        loop = self.loop
+        registered = loop.take_over(self.fd, self.sock) if loop.passed else None
+        if registered is None:
+            loop.add(self.fd, mask, handler)
+        else:                           # still in epoll from its last owner (EventLoop.pass_on)
+            loop.set_handler(self.fd, handler)
+            if registered != mask:
+                loop.modify(self.fd, mask)
         self.mask = mask
-        self.loop.add(self.fd, mask, handler)
 
     def hand_to(self, handler) -> None:
         """A new owner for the events; the interest stays as it is."""
@@ -135,7 +142,9 @@ class Endpoint:
             pass    # the peer already went away; its own EOF or error will say so
 
     def close(self) -> None:
-        self.unregister()
+        if self.mask is not None:       # the close below takes it out of epoll (EventLoop.forget)
+            self.loop.forget(self.fd)
+            self.mask = None
         # The handler is usually a bound method of our owner, who holds us: a reference cycle
         # that only the cyclic GC would free, late (a slowloris's long-lived connections reach
         # its old generations), so memory would stay up long after the connections are gone.

@@ -20,11 +20,12 @@ flood the log.
 from __future__ import annotations
 
 import errno
+import os
 import socket
 
 from worker.h2.h2c import PRIOR_KNOWLEDGE
 from worker.loop import EPOLLIN
-from worker.tls import listener_context
+from worker.tls import accepted_socket, listener_context
 
 ACCEPT_BATCH = 32            # accepts per readiness event: fairness against busy connections
 EMFILE_BACKOFF = 0.1         # seconds to stop accepting when out of file descriptors
@@ -41,8 +42,10 @@ class Acceptor:
         self.paused_by_shortage = False
         self.shortages = 0                  # since the last log line
         self.logged_at = -LOG_INTERVAL
+        self.kinds = {}                     # listening socket -> (family, type, proto) of what it accepts
         for sock, listener in listeners:
             sock.setblocking(False)
+            self.kinds[sock] = (sock.family, sock.type, sock.proto)
             context = tls_contexts.get(listener.address) if listener.tls is not None else None
             if listener.tls is not None and context is None:
                 context = listener_context(listener.tls)
@@ -73,18 +76,34 @@ class Acceptor:
             if worker.connections >= worker.capacity and (turn or not self._make_room()):
                 return
             try:
-                sock, addr = lsock.accept()
+                fd, addr = lsock._accept()
+                sock = self._socket(lsock, fd, context, proxy_protocol)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
                 if exc.errno in _SHORTAGE:
                     self._shortage(exc)
                 return
-            sock.setblocking(False)
-            if sock.family != socket.AF_UNIX:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if not worker.connection_accepted(sock, addr[0].encode(), context, proxy_protocol):
                 return
+
+    def _socket(self, lsock: socket.socket, fd: int, context, proxy_protocol: bool) -> socket.socket:
+        """The socket object of an accepted descriptor, non-blocking, Nagle off for TCP.  For
+        TLS (unless a PROXY header comes first, read from the plain socket) it is the
+        SSLSocket itself: `socket.accept()` would make a plain one first, to be replaced."""
+        family, kind, proto = self.kinds[lsock]
+        if context is not None and context is not PRIOR_KNOWLEDGE and not proxy_protocol:
+            sock = accepted_socket(context, fd, family, kind, proto)
+        else:
+            try:
+                sock = socket.socket(family, kind, proto, fd)
+            except OSError:
+                os.close(fd)
+                raise
+            sock.setblocking(False)
+        if family != socket.AF_UNIX:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
 
     def _make_room(self) -> bool:
         """Full, and a client waits in the backlog (the socket was readable): close a

@@ -41,6 +41,7 @@ class EventLoop:
         # call per loop turn was ~1.5k instructions of a small request's ~190k, twice.
         self.sinks: list = []
         self.soon: list = []                 # one-shot callables for the next iteration (TLS pending data)
+        self.passed: dict = {}               # fd -> (mask, socket) between two owners (`pass_on`)
         self.running = True
 
     # -- registration --------------------------------------------------------------
@@ -57,6 +58,36 @@ class EventLoop:
                 self._epoll.unregister(fd)
             except (OSError, ValueError):
                 pass   # already closed: epoll dropped it on its own
+
+    def pass_on(self, fd: int, mask: int, sock) -> None:
+        """The fd's owner is done with it but the socket lives on (a TLS handshake, its client
+        connection next): it stays in epoll with `mask`, for `take_over` by the next owner,
+        which saves a DEL and an ADD per connection.  The caller calls `passed_on` after
+        handing the socket over, which takes the fd out of epoll if nobody took it."""
+        self.handlers.pop(fd, None)
+        self.passed[fd] = (mask, sock)
+
+    def take_over(self, fd: int, sock) -> int | None:
+        """The mask `sock`'s fd is registered with, if its last owner passed it on; else None."""
+        passed = self.passed.pop(fd, None)
+        if passed is None or passed[1] is not sock:
+            return None
+        return passed[0]
+
+    def passed_on(self, fd: int) -> None:
+        passed = self.passed.pop(fd, None)
+        if passed is not None and passed[1].fileno() == fd:    # not taken, and not closed either
+            try:
+                self._epoll.unregister(fd)
+            except (OSError, ValueError):
+                pass
+
+    def forget(self, fd: int) -> None:
+        """The fd is about to be closed, which takes it out of epoll by itself: drop its
+        handler without the system call.  Only for a descriptor no other process shares
+        (what goes to another worker is `remove`d first: a registration belongs to the open
+        file description, and would outlive our close)."""
+        self.handlers.pop(fd, None)
 
     def set_handler(self, fd: int, handler) -> None:
         """Hand an fd to a new owner without a syscall (pool check-out, tunnel switch)."""
