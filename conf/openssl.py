@@ -17,9 +17,12 @@ offers).  What was weighed (issue #20):
     asks us for the key to encrypt a new ticket with and for the key a presented ticket
     names, so any number of keys can be current or still accepted.  Chosen.  Measured
     here: the callback, written in Python, adds 6-13 µs to a handshake of 200-300 µs
-    (ECDSA P-256, in-memory handshakes), about 3 %; callgrind counts about 30,000 more
-    instructions per resumed TLS 1.3 connection of a worker (2.8 million in all) than
-    OpenSSL's built-in key, which the session store no longer kept makes up for.
+    (ECDSA P-256, in-memory handshakes), about 3 %; callgrind counts about 78,000
+    instructions for its two calls per resumed TLS 1.3 connection (ctypes takes the GIL
+    back and converts six arguments, then makes four foreign calls).  So the same callback
+    is also written in C (`conf/_tickets.c`, built at install when a compiler is there),
+    reading the keys straight from the shared table; the Python one below stays the
+    reference, and serves where nothing was compiled.
 
 The SSL_CTX* of an `ssl.SSLContext` is the first field after the object header in
 CPython's `PySSLContext` (3.10-3.13).  Reading it is checked, not trusted: the pointer
@@ -43,6 +46,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import os
 import ssl
 
 from conf.model import TLS13_CIPHERSUITES as TLS13_CIPHERSUITES  # the default order
@@ -94,6 +98,10 @@ def _load():
 
 
 _lib, _why_not = _load()
+try:
+    from conf import _tickets  # the ticket callback in C (conf/_tickets.c), when it was built
+except ImportError:
+    _tickets = None
 
 
 def available() -> str | None:
@@ -157,12 +165,36 @@ class TicketKey:
 def install_ticket_keys(context: ssl.SSLContext, source) -> None:
     """Let `source` decide the ticket keys of `context`.  `source.current()` returns
     (version, [TicketKey, ...]): the first encrypts new tickets, every one decrypts; it is
-    asked at every ticket, so it must answer from memory (a version check, a list)."""
+    asked at every ticket, so it must answer from memory (a version check, a list).
+
+    A shared key table (shm.ticketkeys.TicketKeyRing) is read by the callback in C
+    (`conf._tickets`, built at install when a compiler is there); else by the one below."""
     pointer = ssl_ctx(context)
+    if callback_language(source) == "C":
+        _tickets.install(pointer, source.address("seq"), source.address("count"), source.address("sizes"),
+                         source.address("material"), source.key_bytes, source.slots, _functions())
+        return
     callback = TicketCallback(_ticket_callback(source))
     if _lib.SSL_CTX_set_tlsext_ticket_key_evp_cb(pointer, callback) != 1:
         raise OSError("SSL_CTX_set_tlsext_ticket_key_evp_cb failed")
     context._mpm_ticket_callback = callback      # it lives as long as the context
+
+
+def callback_language(source) -> str:
+    """"C" when the ticket callback for `source` is conf._tickets, else "Python".
+    MPM_TICKETS_IN_PYTHON=1 keeps the Python one (the reference; the tests run both)."""
+    if _tickets is None or os.environ.get("MPM_TICKETS_IN_PYTHON") or not hasattr(source, "address"):
+        return "Python"
+    return "C"
+
+
+def _functions() -> tuple:
+    """The OpenSSL functions conf._tickets calls, as addresses in the libssl `_ssl` uses."""
+    lib = _lib
+    addresses = [ctypes.cast(getattr(lib, name), _c_void_p).value for name in (
+        "RAND_bytes", "EVP_EncryptInit_ex", "EVP_DecryptInit_ex", "EVP_MAC_CTX_set_params", "SSL_version",
+        "SSL_CTX_set_tlsext_ticket_key_evp_cb")]
+    return (*addresses, lib.EVP_aes_128_cbc(), lib.EVP_aes_256_cbc())
 
 
 def _ticket_callback(source):

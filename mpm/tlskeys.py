@@ -90,6 +90,7 @@ class TicketKeys:
             return {"ticket_keys": "per generation", "why": self.why_not}
         info = self.ring.info()
         info["ticket_keys"] = "shared"
+        info["ticket_callback"] = openssl.callback_language(self.ring)     # C (conf/_tickets.c) or Python
         info["rotation"] = self.rotation if info["source"] == "generated" else None
         return info
 

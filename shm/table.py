@@ -17,6 +17,7 @@ written whole, so a torn read is one update stale at most.
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import mmap
 import os
@@ -68,6 +69,14 @@ class SharedTable:
             self._views.append(view)
             setattr(self, name, view)
         self._widths = {name: kind for name, (kind, _, _) in layout.items() if isinstance(kind, int)}
+
+    def address(self, column: str) -> int:
+        """Where a column starts in this process's memory, for C code that reads the table
+        (conf._tickets); valid while the table is open."""
+        pointer = ctypes.c_char.from_buffer(getattr(self, column))
+        address = ctypes.addressof(pointer)
+        del pointer               # the export ends here: the table can still be closed
+        return address
 
     # -- the lock: a record lock on the memfd, so it holds across processes (what each table
     # takes it for is in its own docstring) --------------------------------------------------

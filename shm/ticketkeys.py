@@ -42,6 +42,9 @@ def _columns() -> list:
 class TicketKeyRing(SharedTable):
     """`make_key` turns raw key bytes into whatever the reader wants (conf.openssl.TicketKey)."""
 
+    key_bytes = KEY_BYTES     # what conf._tickets needs to know of the layout
+    slots = SLOTS
+
     def __init__(self, fd: int | None = None, make_key=bytes):
         try:
             super().__init__("mpm-ticket-keys", _columns(), fd)
