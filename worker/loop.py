@@ -162,12 +162,9 @@ class EventLoop:
                 soon, self.soon = self.soon, []
                 for callback in soon:
                     callback()
-            for sink in sinks:
-                if sink.pending:
-                    if sink.buffered:
-                        sink.flush_due(now, not events)
-                    else:
-                        sink.flush()
+            for sink in sinks:      # worker.logs.LogSink: due, full, or an idle turn
+                if sink.pending and (now >= sink.due or sink.size >= sink.limit or not events):
+                    sink.flush()
 
     def close(self) -> None:
         self._epoll.close()
