@@ -77,6 +77,11 @@ def test_request_head_fields_the_proxy_acts_on():
     (b"GET / HTTP/1.1\r\n\r\n", 400),
     (b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400),
     (b"GET  / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    (b" GET / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    (b"GET / HTTP/1.1 \r\nHost: a\r\n\r\n", 400),
+    (b"GET /  HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    (b"GET / x HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    (b"GET /\r\nHost: a\r\n\r\n", 400),
     (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505),
     (b"get / HTTP/1.1\r\nHost: a\r\n\r\n", 501),
     (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
@@ -133,6 +138,27 @@ def test_response_head_as_it_came_when_nothing_needs_changing():
     assert response_head(resp, True, False, True, None) == b"HTTP/1.1 200 OK\r\nServer: s\r\nContent-Length: 3\r\n\r\n"
     assert response_head(resp, False, False, True, None, extra=b"Set-Cookie: r=a\r\n") == (
         b"HTTP/1.1 200 OK\r\nServer: s\r\nContent-Length: 3\r\nConnection: close\r\nSet-Cookie: r=a\r\n\r\n")
+
+
+@pytest.mark.parametrize("raw, plain", [
+    (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\n", True),
+    (b"HTTP/1.1 204 No Content\r\n\r\n", True),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", True),
+    (b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\n", False),
+    (b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 3\r\n\r\n", False),
+    (b"HTTP/1.1 200 OK\r\nkeep-ALIVE: timeout=5\r\nContent-Length: 3\r\n\r\n", False),
+    (b"HTTP/1.1 200 OK\r\nTrailer: x\r\nTransfer-Encoding: chunked\r\n\r\n", False),
+    (b"HTTP/1.1 200 OK\r\nUpgrade: h2c\r\nContent-Length: 0\r\n\r\n", False),
+])
+def test_a_plain_response_head_is_what_rewriting_it_would_give(raw, plain):
+    """response._relay sends a `plain` head as it came, to a keep-alive HTTP/1.1 client with
+    nothing of ours to add: that must be exactly what response_head would have built."""
+    resp = parse_response(raw)
+    assert resp.plain is plain
+    if plain:
+        assert response_head(resp, True, False, True, None) == raw
+    else:
+        assert response_head(resp, True, False, True, None) != raw
 
 
 def test_response_head_rewrites():

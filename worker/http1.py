@@ -58,6 +58,9 @@ _FIELDS = (b"host", b"content-length", b"transfer-encoding", b"connection", b"up
            b"referer", b"user-agent")
 _FIELDS_RE = re.compile(rb"\n(" + b"|".join(_FIELDS) + rb"):[ \t]*([^\r]*)")
 _SCANNED = frozenset(_FIELDS)     # what `get` need not look for again
+# Hop-by-hop fields (RFC 9110 §7.6.1; worker.rewrite drops them): a response head without
+# any, from an HTTP/1.1 backend, may go to an HTTP/1.1 client as it came (`ResponseHead.plain`).
+HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"te", b"trailer", b"proxy-connection", b"upgrade"})
 _KEYS: dict = {}         # lower-case name -> b"\nname:"
 
 
@@ -184,7 +187,7 @@ class RequestHead(Head):
 
 
 class ResponseHead(Head):
-    __slots__ = ("status", "reason")
+    __slots__ = ("status", "reason", "plain")
 
     def body_framing(self, method: bytes, dechunk: bool):
         """How the response body ends (RFC 9112 §6.3)."""
@@ -252,10 +255,16 @@ def _check_fields(buffer, line_end: int, stop: int, limits) -> None:
 def parse_request(raw: bytes, limits) -> RequestHead:
     """`raw` is exactly one complete head (it ends with the first CRLFCRLF)."""
     line_end = raw.find(b"\r\n")
-    _check_line(raw, line_end, limits)
+    if line_end > limits.request_line:
+        raise HttpError(414, "request line too long")
+    # _check_line's strict form, from the split that is needed anyway: three non-empty parts
+    # are exactly two single spaces, neither at an end.
+    parts = raw[:line_end].split(b" ")
+    if len(parts) != 3 or not parts[0] or not parts[1] or not parts[2]:
+        raise HttpError(400, "malformed request line")
     _check_fields(raw, line_end, len(raw), limits)
     _validate(_REQUEST_PARSER(_NO_CALLBACKS), raw, True)
-    return _request_head(raw, line_end)
+    return _request_head(raw, line_end, parts)
 
 
 def parse_response(raw: bytes) -> ResponseHead:
@@ -265,14 +274,12 @@ def parse_response(raw: bytes) -> ResponseHead:
     return _response_head(raw, parser)
 
 
-def _request_head(raw: bytes, line_end: int) -> RequestHead:
+def _request_head(raw: bytes, line_end: int, parts: list) -> RequestHead:
+    """`parts`: the request line split at its spaces, three of them (_check_line)."""
     head = RequestHead()
     head.raw = raw
     head.lower = raw.lower()
     head.line_end = line_end
-    parts = raw[:line_end].split(b" ")
-    if len(parts) != 3:            # _check_line saw to it; a worker must not die if it did not
-        raise HttpError(400, "malformed request line")
     head.method, head.target, version = parts
     head.version = _VERSIONS.get(version)
     if head.version is None:
@@ -358,7 +365,9 @@ def _response_head(raw: bytes, parser) -> ResponseHead:
     # llhttp has read "HTTP/x.y" there; its own get_http_version() formats a new string each time.
     head.version = _VERSIONS.get(parts[0]) or parser.get_http_version()
     head.reason = parts[2] if len(parts) > 2 else b""
-    head._scan()
+    # Nothing in it for the proxy to rewrite (unless the exchange asks for more: see
+    # response._relay): HTTP/1.1, and no hop-by-hop field.
+    head.plain = HOP_BY_HOP.isdisjoint(head._scan()) and parts[0] == b"HTTP/1.1"
     return head
 
 
@@ -402,7 +411,11 @@ class HeadReader:
     def head(self, raw: bytes):
         """The head `feed` found complete (len(raw) == what it returned)."""
         if self.is_request:
-            return _request_head(raw, raw.find(b"\r\n"))
+            line_end = raw.find(b"\r\n")
+            parts = raw[:line_end].split(b" ")
+            if len(parts) != 3:        # feed's _check_line saw to it; a worker must not die if it did not
+                raise HttpError(400, "malformed request line")
+            return _request_head(raw, line_end, parts)
         return _response_head(raw, self.parser)
 
 

@@ -101,6 +101,10 @@ def _relay(ex, resp, buf, start: int, size: int) -> None:
     reverse = worker.reverse_map(ex.route, ex.origin, head, client.proto_line) if ex.route.reverse else None
     if h2:
         out = b""        # the head goes as HTTP/2 fields, from `resp` (worker.h2.stream)
+    elif (resp.plain and ex.keep_alive and reverse is None and ex.cookie is None and not dechunk
+          and head.version == "1.1"):
+        out = None       # the head goes as it came: rewriting would build the very same bytes
+        ex.head_sent = start
     else:
         out = response_head(resp, ex.keep_alive, head.version == "1.0", not dechunk, reverse,
                             extra=ex.cookie or b"")
@@ -116,9 +120,14 @@ def _relay(ex, resp, buf, start: int, size: int) -> None:
             stop = size
         elif stop < size:
             ex.reusable = False         # bytes after the body: not a connection to reuse
-        out += framing.data_of(buf) if dechunk else buf[start:stop]
+        if out is None:                 # head and body, straight from where they were read
+            out = SHARED_VIEW[:stop] if buf is SHARED_BUFFER else buf[:stop]
+        else:
+            out += framing.data_of(buf) if dechunk else buf[start:stop]
     else:
         ended = framing.finished
+        if out is None:
+            out = resp.raw
     if h2:
         client.send_response(ex, resp, reverse, out, ended)
         return

@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import http
 
-from worker.http1 import connection_tokens
+from worker.http1 import HOP_BY_HOP, connection_tokens
 
-HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"te", b"trailer", b"proxy-connection", b"upgrade"})
 _REQUEST_DROP = HOP_BY_HOP | {b"host", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"}
 _REQUEST_DROP_TE = _REQUEST_DROP | {b"transfer-encoding"}
 _RESPONSE_DROP_101 = HOP_BY_HOP - {b"upgrade"}
