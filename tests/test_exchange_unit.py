@@ -11,7 +11,7 @@ import pytest
 
 from conf import load_config
 from conf.model import Limits
-from worker import exchange
+from worker import exchange, http1
 from worker.backend import Origins
 from worker.framing import NO_BODY, BadFraming, ChunkedFraming, CloseFraming, LengthFraming
 from worker.http1 import HttpError, parse_request, parse_response, valid_host
@@ -110,6 +110,15 @@ def test_upgrade_needs_the_token_in_connection_and_http11():
                                          (b"a:b", False), (b"[::1", False)])
 def test_host_values(host, valid):
     assert valid_host(host) is valid
+    assert valid_host(host) is valid        # again: a remembered answer is the same answer
+
+
+def test_remembered_hosts_are_bounded_and_the_check_goes_on_past_the_bound():
+    for i in range(http1._VALID_HOSTS_MAX + 50):
+        assert valid_host(b"h%d.example" % i)
+    assert len(http1._VALID_HOSTS) == http1._VALID_HOSTS_MAX
+    assert valid_host(b"past.the.bound:8080") and not valid_host(b"past the bound")
+    assert b"past.the.bound:8080" not in http1._VALID_HOSTS
 
 
 # == rewriting ==================================================================================
