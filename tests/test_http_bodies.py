@@ -8,6 +8,7 @@ import fcntl
 import hashlib
 import os
 import socket
+import time
 
 import pytest
 from rawbackend import RawBackend, respond
@@ -36,6 +37,11 @@ def _backend_handler(conn):
         payload = body(int(size))
         if kind == "cl":
             conn.send(respond(200, payload))
+        elif kind == "paused":      # exactly the proxy's first read (FIRST_READ), then the rest later
+            whole = respond(200, payload)
+            conn.send(whole[:16384])
+            time.sleep(0.3)
+            conn.send(whole[16384:])
         else:
             conn.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
             for start in range(0, len(payload), 65536):
@@ -119,6 +125,24 @@ def test_keep_alive_after_a_large_body_then_a_small_one(env):
             data = bytes(buf)
             while len(data) < size:
                 data += sock.recv(1 << 20)
+            assert data == body(size)
+
+
+def test_a_body_that_pauses_after_a_full_first_read(env):
+    """The read that brings the head fills its buffer, so the proxy tries the body's next part
+    at once (response._relay): when that is not there yet, the body still arrives whole
+    once the backend goes on, and the connection serves the next request."""
+    proxy, _ = env
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=20) as sock:
+        for target, size in (("/paused/200000", 200000), ("/cl/100", 100)):
+            sock.sendall(f"GET {target} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+            head, buf = read_head(sock)
+            assert status_of(head) == 200, head
+            data = bytes(buf)
+            while len(data) < size:
+                more = sock.recv(1 << 20)
+                assert more, "the proxy closed mid-body"
+                data += more
             assert data == body(size)
 
 

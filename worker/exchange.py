@@ -279,10 +279,15 @@ class Exchange:
     def response_started(self) -> None:
         self.resp_started = True
 
-    def relaying(self) -> None:
-        """The head went to the client; the body follows."""
+    def relaying(self, more: bool = False) -> None:
+        """The head went to the client; the body follows.  `more`: the read that brought the
+        head was full, so the body's next part is most likely there already (a large response
+        sent at once): relay it in this turn, not after another wait in epoll."""
         self.enter(RELAYING)
-        self.update_interest()
+        if more and not self.client.ep.out:
+            bodies.relay_response(self)
+        else:
+            self.update_interest()
 
     def response_read(self) -> None:
         """The backend has sent the whole response."""

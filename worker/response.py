@@ -137,7 +137,7 @@ def _relay(ex, resp, buf, start: int, size: int) -> None:
     if ended:
         ex.response_read()
     else:
-        ex.relaying()
+        ex.relaying(more=size == FIRST_READ and buf is SHARED_BUFFER)
 
 
 def _to_client(ex, data) -> bool:
