@@ -39,7 +39,7 @@ _SSLSocket = ssl.SSLSocket
 def send_some(sock, data) -> int:
     """send(), in pieces of TLS_WRITE_MAX for an SSLSocket; returns what went out.
     Raises the would-block errors only when nothing went out."""
-    if sock.__class__ is not _SSLSocket:
+    if sock.__class__ is not _SSLSocket or len(data) <= TLS_WRITE_MAX:   # one piece: no loop
         return sock.send(data)
     total, size = 0, len(data)
     view = memoryview(data)
