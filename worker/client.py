@@ -282,28 +282,29 @@ class ClientConnection:
     def exchange_done(self, exchange, keep_alive: bool) -> None:
         """The response is delivered (or given up on): logged, then the next request or close."""
         self.exchange = None
+        worker = self.worker
         if exchange.holds:
-            self.worker.admission.limits.release(exchange.holds)
+            worker.admission.limits.release(exchange.holds)
             exchange.holds = None
-        self.worker.exchange_done(exchange)
+        worker.exchange_done(exchange)
         if self.state is CLOSED:
             return
         if not keep_alive or self.eof:
             self.close()
             return
         self.state = HEAD if self.inbuf else IDLE
-        self.deadline = self.loop.now + self.worker.timeouts.keepalive
-        if self.worker.stopping:      # a successor serves its next request, or nobody does
-            self.worker.client_between_requests(self)
+        self.since = now = self.loop.now
+        self.deadline = now + worker.timeouts.keepalive
+        if worker.stopping:      # a successor serves its next request, or nobody does
+            worker.client_between_requests(self)
             return
-        self.since = self.loop.now
-        self.worker.admission.idle[self] = None
-        if not self.worker.acceptor.accepting:     # a full worker may take a client in our place,
-            self.loop.next_turn(self.worker.acceptor.resume)
+        worker.admission.idle[self] = None
+        if not worker.acceptor.accepting:     # a full worker may take a client in our place,
+            self.loop.next_turn(worker.acceptor.resume)
         if self.inbuf:
             self.serve_buffered()
         else:
-            self.update_interest()
+            self.ep.want(True)        # update_interest's answer here: no exchange, no EOF (above)
 
     def refuse(self, error: HttpError) -> None:
         """A head we will not serve: answer its status and close (nothing reaches a backend)."""

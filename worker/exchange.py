@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 A fresh `Exchange` is made for every request, so nothing is reset by hand.  Its
-`phase` follows the response; every change goes through `_enter`, checked against
+`phase` follows the response; every change goes through `enter`, checked against
 `NEXT` (the table below), which also sets the deadline each phase runs under:
 
     ROUTING ──> CONNECTING ──connected──> WAITING ──head──> RELAYING ──body read──> FLUSHING ──> DONE
@@ -13,8 +13,10 @@ A fresh `Exchange` is made for every request, so nothing is reset by hand.  Its
 The request body runs beside the response (`req_framing`, None once it is all sent):
 a backend may answer before the client finished sending.  FLUSHING means the response
 is complete on our side and waits for the client to take the rest (`client.ep.out`);
-DONE means logged.  The backend connection goes back to the pool only when both
-directions ended cleanly (`reusable`, and no request body left).
+a response the client took whole as it was read goes from WAITING or RELAYING straight
+to DONE (most small ones: one transition fewer).  DONE means logged.  The backend
+connection goes back to the pool only when both directions ended cleanly (`reusable`,
+and no request body left).
 
 Bytes move through the worker's shared buffer, or between two plain sockets through
 `os.splice` (`worker.bodies`); an endpoint keeps a leftover only after a partial send,
@@ -290,12 +292,13 @@ class Exchange:
             self.update_interest()
 
     def response_read(self) -> None:
-        """The backend has sent the whole response."""
-        self.enter(FLUSHING)
-        if not self.client.ep.out:
-            self._done()
-        else:
+        """The backend has sent the whole response: done, or FLUSHING while the client has
+        yet to take the rest."""
+        if self.client.ep.out:
+            self.enter(FLUSHING)
             self.update_interest()
+        else:
+            self._done()
 
     def client_flushed(self, done: bool) -> None:
         """The client took some of what we held for it."""

@@ -244,14 +244,16 @@ def _bad_method(data) -> HttpError:
     return HttpError(400, "malformed request line")
 
 
-def _check_line(buffer, line_end: int, limits) -> None:
+def _request_line(buffer, line_end: int, limits) -> list:
     """LimitRequestLine (414), and Apache's HttpProtocolOptions Strict request line:
-    exactly "method SP target SP version"."""
+    exactly "method SP target SP version".  Returns its three parts: split at the spaces,
+    three non-empty parts are exactly two single spaces, neither at an end."""
     if line_end > limits.request_line:
         raise HttpError(414, "request line too long")
-    if (buffer.count(b" ", 0, line_end) != 2 or buffer.find(b"  ", 0, line_end) >= 0
-            or buffer[0] == 32 or buffer[line_end - 1] == 32):
+    parts = buffer[:line_end].split(b" ")
+    if len(parts) != 3 or not parts[0] or not parts[1] or not parts[2]:
         raise HttpError(400, "malformed request line")
+    return parts
 
 
 def _check_fields(buffer, line_end: int, stop: int, limits) -> None:
@@ -267,13 +269,7 @@ def _check_fields(buffer, line_end: int, stop: int, limits) -> None:
 def parse_request(raw: bytes, limits) -> RequestHead:
     """`raw` is exactly one complete head (it ends with the first CRLFCRLF)."""
     line_end = raw.find(b"\r\n")
-    if line_end > limits.request_line:
-        raise HttpError(414, "request line too long")
-    # _check_line's strict form, from the split that is needed anyway: three non-empty parts
-    # are exactly two single spaces, neither at an end.
-    parts = raw[:line_end].split(b" ")
-    if len(parts) != 3 or not parts[0] or not parts[1] or not parts[2]:
-        raise HttpError(400, "malformed request line")
+    parts = _request_line(raw, line_end, limits)
     _check_fields(raw, line_end, len(raw), limits)
     _validate(_REQUEST_PARSER(_NO_CALLBACKS), raw, True)
     return _request_head(raw, line_end, parts)
@@ -287,7 +283,7 @@ def parse_response(raw: bytes) -> ResponseHead:
 
 
 def _request_head(raw: bytes, line_end: int, parts: list) -> RequestHead:
-    """`parts`: the request line split at its spaces, three of them (_check_line)."""
+    """`parts`: the request line's method, target and version (_request_line)."""
     head = RequestHead()
     head.raw = raw
     head.lower = raw.lower()
@@ -298,7 +294,7 @@ def _request_head(raw: bytes, line_end: int, parts: list) -> RequestHead:
         raise HttpError(505 if version.startswith(b"HTTP/2") else 400,
                         f"unsupported HTTP version {version[:12].decode('latin-1')}")
     hosts = head._scan().get(b"host")
-    if head.target[0] != 47 and head.method != b"CONNECT":      # not "/": _check_line leaves no empty target
+    if head.target[0] != 47 and head.method != b"CONNECT":      # not "/": _request_line leaves no empty target
         hosts = _authority_as_host(head, hosts)
     if (hosts is not None and len(hosts) > 1) or (hosts is None and head.version == "1.1"):
         raise HttpError(400, "exactly one Host header is required")
@@ -412,7 +408,7 @@ class HeadReader:
                 if stop > limits.request_line:
                     raise HttpError(414, "request line too long")
             elif not self.line_checked:   # (not `fed <= line_end`: a CR fed alone is before its LF)
-                _check_line(buffer, line_end, limits)
+                _request_line(buffer, line_end, limits)
                 self.line_checked = True
             if end >= 0:
                 _check_fields(buffer, line_end, stop, limits)
@@ -427,10 +423,7 @@ class HeadReader:
         """The head `feed` found complete (len(raw) == what it returned)."""
         if self.is_request:
             line_end = raw.find(b"\r\n")
-            parts = raw[:line_end].split(b" ")
-            if len(parts) != 3:        # feed's _check_line saw to it; a worker must not die if it did not
-                raise HttpError(400, "malformed request line")
-            return _request_head(raw, line_end, parts)
+            return _request_head(raw, line_end, _request_line(raw, line_end, self.limits))
         return _response_head(raw, self.parser)
 
 
