@@ -160,12 +160,14 @@ def test_response_head_as_it_came_when_nothing_needs_changing():
     (b"HTTP/1.1 200 OK\r\nUpgrade: h2c\r\nContent-Length: 0\r\n\r\n", False),
 ])
 def test_a_plain_response_head_is_what_rewriting_it_would_give(raw, plain):
-    """response._relay sends a `plain` head as it came, to a keep-alive HTTP/1.1 client with
-    nothing of ours to add: that must be exactly what response_head would have built."""
+    """response._relay sends a `plain` head to an HTTP/1.1 client as it came (keep-alive) or
+    with `Connection: close` added, when there is nothing else of ours to add: that must be
+    exactly what response_head would have built."""
     resp = parse_response(raw)
     assert resp.plain is plain
     if plain:
         assert response_head(resp, True, False, True, None) == raw
+        assert response_head(resp, False, False, True, None) == raw[:-2] + b"Connection: close\r\n\r\n"
     else:
         assert response_head(resp, True, False, True, None) != raw
 

@@ -101,10 +101,11 @@ def _relay(ex, resp, buf, start: int, size: int) -> None:
     reverse = worker.reverse_map(ex.route, ex.origin, head, client.proto_line) if ex.route.reverse else None
     if h2:
         out = b""        # the head goes as HTTP/2 fields, from `resp` (worker.h2.stream)
-    elif (resp.plain and ex.keep_alive and reverse is None and ex.cookie is None and not dechunk
-          and head.version == "1.1"):
-        out = None       # the head goes as it came: rewriting would build the very same bytes
-        ex.head_sent = start
+    elif resp.plain and reverse is None and ex.cookie is None and not dechunk and head.version == "1.1":
+        # Nothing to take out of the head: it goes as it came (None: straight from the buffer,
+        # below), or with our Connection: close.  What response_head would build, for less.
+        out = None if ex.keep_alive else resp.raw[:-2] + b"Connection: close\r\n\r\n"
+        ex.head_sent = start if out is None else len(out)
     else:
         out = response_head(resp, ex.keep_alive, head.version == "1.0", not dechunk, reverse,
                             extra=ex.cookie or b"")
