@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import ssl
 
-from conf import openssl
+from conf import openssl, readahead
 
 
 def _server_context(cert: str, key: str, client_ca: str | None, alpn: tuple[str, ...]) -> ssl.SSLContext:
@@ -28,6 +28,7 @@ def _server_context(cert: str, key: str, client_ca: str | None, alpn: tuple[str,
     if client_ca:
         context.verify_mode = ssl.CERT_REQUIRED
         context.load_verify_locations(client_ca)
+    readahead.enable(context)
     return context
 
 

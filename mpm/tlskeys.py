@@ -27,7 +27,7 @@ import logging
 import os
 import time
 
-from conf import openssl
+from conf import openssl, readahead
 from conf.tlscontext import listener_context
 from shm.ticketkeys import KEY_BYTES, TicketKeyRing
 
@@ -86,9 +86,11 @@ class TicketKeys:
         return self.ring.fd if self.ring is not None else None
 
     def status(self) -> dict:
+        read_ahead = readahead.why_not() or True      # conf.readahead: True, or why the listeners do not
         if self.ring is None:
-            return {"ticket_keys": "per generation", "why": self.why_not}
+            return {"ticket_keys": "per generation", "why": self.why_not, "read_ahead": read_ahead}
         info = self.ring.info()
+        info["read_ahead"] = read_ahead
         info["ticket_keys"] = "shared"
         info["ticket_callback"] = openssl.callback_language(self.ring)     # C (conf/_tickets.c) or Python
         info["rotation"] = self.rotation if info["source"] == "generated" else None

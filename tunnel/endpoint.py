@@ -16,7 +16,8 @@ keep-alive exchange on a pooled connection costs no epoll_ctl at all.
 The handler (whoever owns the endpoint now: a client connection, an exchange, a pool,
 a tunnel) changes with `hand_to`, which costs no system call.
 
-TLS: decrypted bytes an SSLSocket holds are invisible to epoll (`pending()`); a write
+TLS: bytes an SSLSocket holds (decrypted, or read ahead) are invisible to epoll
+(`conf.readahead.buffered`); a write
 that raised want-write must be retried with the same leading bytes, so TLS writes go in
 pieces of TLS_WRITE_MAX; a half-close goes through `socket.socket.shutdown`, because
 `SSLSocket.shutdown()` throws the TLS state away.
@@ -27,6 +28,8 @@ from __future__ import annotations
 import select
 import socket
 import ssl
+
+from conf.readahead import buffered
 
 EPOLLIN = select.EPOLLIN
 EPOLLOUT = select.EPOLLOUT
@@ -131,9 +134,9 @@ class Endpoint:
         self.out = None
         return True
 
-    def pending(self) -> int:
-        """Decrypted bytes a TLS socket holds: epoll will not report them."""
-        return self.sock.pending() if self.tls else 0
+    def pending(self) -> bool:
+        """A TLS socket holds bytes (decrypted, or read ahead): epoll will not report them."""
+        return self.tls and buffered(self.sock)
 
     def shutdown_write(self) -> None:
         try:

@@ -32,6 +32,7 @@ READ_AHEAD bytes read past it, and one read's worth of response kept for a slow 
 
 from __future__ import annotations
 
+from conf.readahead import buffered
 from tunnel.buffer import SHARED_BUFFER, SHARED_BUFFER_SIZE, SHARED_VIEW
 from tunnel.endpoint import WOULD_BLOCK, Endpoint
 from worker.exchange import READ_AHEAD, Exchange
@@ -81,6 +82,8 @@ class ClientConnection:
         worker.clients.add(self)
         worker.admission.unserved[self] = None
         loop.timed.add(self)
+        if tls and buffered(sock):      # the request came with the handshake's last flight
+            loop.call_soon(self.read_pending)
 
     @classmethod
     def adopt(cls, worker, sock, state: dict, inbuf: bytes) -> ClientConnection:
@@ -168,7 +171,7 @@ class ClientConnection:
     def read_pending(self) -> None:
         """TLS: read what the SSL object holds decrypted; epoll will not report it."""
         ep = self.ep
-        while self.state is not CLOSED and ep.mask & EPOLLIN and ep.sock.pending():
+        while self.state is not CLOSED and ep.mask & EPOLLIN and buffered(ep.sock):
             self._read()
 
     def on_deadline(self) -> None:

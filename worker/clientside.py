@@ -18,7 +18,7 @@ class ClientEndpoint(Protocol):
     """`client.ep`: where response bytes go (tunnel.endpoint.Endpoint for a socket)."""
 
     out: bytes | None        # bytes accepted but not taken yet: the exchange stops reading its backend
-    tls: bool                # bytes may hide in the TLS object (then `sock.pending()` is asked)
+    tls: bool                # bytes may hide in the TLS object (then `conf.readahead.buffered` is asked)
     fd: int                  # -1: no socket to splice into (an HTTP/2 stream)
 
     def send(self, data) -> None: ...           # take what fits now, keep the rest in `out`

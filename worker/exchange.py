@@ -26,6 +26,7 @@ interest is derived from the state in `update_interest`, never tracked apart.
 
 from __future__ import annotations
 
+from conf.readahead import buffered
 from tunnel.endpoint import EPOLLIN, EPOLLOUT
 from tunnel.tunnel import Tunnel
 from worker import bodies, failover, policy, proxyproto, response, routing
@@ -238,7 +239,7 @@ class Exchange:
         if conn.mask & EPOLLIN and mask & (EPOLLIN | EPOLLHUP | EPOLLERR):
             self._read_backend()
             while conn.tls and self.conn is conn and self.phase in _BACKEND_READS and conn.mask & EPOLLIN \
-                    and conn.sock.pending():
+                    and buffered(conn.sock):
                 self._read_backend()
         elif mask & (EPOLLHUP | EPOLLERR) and not conn.mask & EPOLLOUT:
             self.backend_failed(502, "backend connection reset")
@@ -429,10 +430,10 @@ class Exchange:
             reading = not client.eof and len(client.inbuf) < READ_AHEAD
         ep = client.ep
         ep.want(reading)
-        if ep.tls and reading and ep.sock.pending():
+        if ep.tls and reading and buffered(ep.sock):
             self.loop.call_soon(client.read_pending)
         if conn is not None and phase is not CONNECTING:   # before that, advance() owns it
             backend_reading = phase in _BACKEND_READS and not client.ep.out
             conn.want(backend_reading)
-            if conn.tls and backend_reading and conn.sock.pending():
+            if conn.tls and backend_reading and buffered(conn.sock):
                 self.loop.call_soon(lambda: self.on_backend_event(EPOLLIN))

@@ -17,7 +17,8 @@ the SSL object directly, and it is tried at once: a client's ClientHello is usua
 waiting by the time it is accepted, so its first round needs no turn of the loop.
 
 Pitfalls (measured with a prototype, see issue #6): decrypted bytes held inside an
-SSLSocket are invisible to epoll, so readers drain `pending()`; a write that raised
+SSLSocket are invisible to epoll, so readers drain what `conf.readahead.buffered` sees
+(listeners read ahead: one read() per burst of records, see there); a write that raised
 want-write is retried with the same leading bytes; `SSLSocket.shutdown()` throws the
 TLS state away, so a half-close goes through `socket.socket.shutdown`.
 """

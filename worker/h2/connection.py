@@ -33,6 +33,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
+from conf.readahead import buffered
 from tunnel.buffer import SHARED_VIEW
 from tunnel.endpoint import WOULD_BLOCK, Endpoint
 from worker.h2 import defences
@@ -91,7 +92,7 @@ class H2Connection:
         loop.timed.add(self)
         self.ep.register(EPOLLIN, self.on_event)
         self.write()
-        if self.ep.tls and not self.closed and sock.pending():
+        if self.ep.tls and not self.closed and buffered(sock):
             loop.call_soon(self._read_pending)
 
     # == events ===========================================================================
@@ -119,7 +120,7 @@ class H2Connection:
     def _read_pending(self) -> None:
         """TLS: decrypted bytes the SSL object holds are invisible to epoll."""
         ep = self.ep
-        while ep.tls and not self.closed and ep.mask & EPOLLIN and ep.sock.pending():
+        while ep.tls and not self.closed and ep.mask & EPOLLIN and buffered(ep.sock):
             self._read()
 
     def _read(self) -> None:
@@ -353,7 +354,7 @@ class H2Connection:
         reading = out is None or len(out) < defences.OUT_HIGH
         was_paused = not (ep.mask or 0) & EPOLLIN
         ep.want(reading)
-        if reading and was_paused and ep.tls and ep.sock.pending():
+        if reading and was_paused and ep.tls and buffered(ep.sock):
             self.loop.call_soon(self._read_pending)     # what TLS held while we did not read
 
     # == endings ==================================================================================

@@ -23,6 +23,7 @@ process's HTTP/2 connection, which stays until its streams end or `graceful_time
 
 from __future__ import annotations
 
+from conf.readahead import buffered
 from tunnel.buffer import SHARED_BUFFER_SIZE, SHARED_VIEW
 from tunnel.endpoint import WOULD_BLOCK
 from worker.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT
@@ -97,7 +98,7 @@ class StreamTunnel:
         if mask & (EPOLLIN | EPOLLHUP | EPOLLERR) and not self.closed:
             if backend.mask & EPOLLIN:
                 self._read()
-                while not self.closed and backend.tls and backend.mask & EPOLLIN and backend.sock.pending():
+                while not self.closed and backend.tls and backend.mask & EPOLLIN and buffered(backend.sock):
                     self._read()
             elif mask & EPOLLERR:
                 self.close("reset", error=True)

@@ -1,0 +1,116 @@
+/* Whether an SSL object of Python's ssl module holds bytes epoll cannot see, read-ahead included.
+
+Why: without read-ahead OpenSSL reads a TLS record in two read() calls, its 5-byte header and
+then its body, and a resumed TLS 1.3 connection took 9 reads where nginx, which turns
+read-ahead on, takes 4 (strace of one worker under wrk, one request per connection).  With
+read-ahead one read() takes whatever the kernel holds, possibly several records; but then the
+records after the first wait in OpenSSL's buffer undecrypted, where `SSLSocket.pending()`
+(SSL_pending: decrypted bytes only) does not count them either, and a reader that trusted it
+would wait on epoll for bytes already read.  CPython offers no SSL_has_pending, so here it is,
+for conf.readahead, which turns read-ahead on only once this module answers correctly.
+
+`buffered(sock)` is true when a read now would return bytes without waiting for the network:
+decrypted bytes are there (SSL_pending), or undecrypted ones are (SSL_has_pending) and the last
+operation on the object did not stop for want of more (SSL_want is not SSL_READING).  That last
+test is what keeps a reader from spinning on a partial record: SSL_has_pending says 1 for a
+record whose end has not arrived yet, a read then wants more, and from then on this says 0
+until the object makes progress again.
+
+The SSL* of an `_ssl._SSLSocket` is the field after its weak reference to the socket (CPython
+3.10-3.13's PySSLSocket); conf.readahead checks the offset on a live object against OpenSSL
+(SSL_get_SSL_CTX gives back the context's own SSL_CTX*) before anything relies on it.  The
+OpenSSL functions come as addresses resolved through the libssl `_ssl` links, as in _tickets.c. */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+
+#define SSL_READING 3
+
+static struct {
+    int (*pending)(const void *);
+    int (*has_pending)(const void *);
+    int (*want)(const void *);
+    PyTypeObject *type;         /* _ssl._SSLSocket */
+    Py_ssize_t offset;          /* of its SSL* */
+} ossl;
+
+static PyObject *sslobj_name;   /* "_sslobj": an ssl.SSLSocket's SSL object */
+
+static void *ssl_of(PyObject *obj)
+{
+    return *(void **)((char *)obj + ossl.offset);
+}
+
+static PyObject *buffered(PyObject *module, PyObject *sock)
+{
+    PyObject *sslobj = sock;
+    int result = 0;
+    if (ossl.type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "conf._readahead.install was not called");
+        return NULL;
+    }
+    if (Py_TYPE(sock) != ossl.type) {
+        sslobj = PyObject_GetAttr(sock, sslobj_name);      /* None once the socket is closed */
+        if (sslobj == NULL)
+            return NULL;
+    }
+    if (Py_TYPE(sslobj) == ossl.type) {
+        void *ssl = ssl_of(sslobj);
+        if (ssl != NULL)
+            result = ossl.pending(ssl) > 0 || (ossl.has_pending(ssl) && ossl.want(ssl) != SSL_READING);
+    }
+    if (sslobj != sock)
+        Py_DECREF(sslobj);
+    return PyBool_FromLong(result);
+}
+
+static PyObject *ssl_pointer(PyObject *module, PyObject *sslobj)
+{
+    if (ossl.type == NULL || Py_TYPE(sslobj) != ossl.type) {
+        PyErr_SetString(PyExc_TypeError, "an _ssl._SSLSocket is expected (after install)");
+        return NULL;
+    }
+    return PyLong_FromVoidPtr(ssl_of(sslobj));
+}
+
+static PyObject *install(PyObject *module, PyObject *args)
+{
+    unsigned long long pending, has_pending, want;
+    PyObject *type;
+    Py_ssize_t offset;
+    if (!PyArg_ParseTuple(args, "KKKO!n", &pending, &has_pending, &want, &PyType_Type, &type, &offset))
+        return NULL;
+    if (!pending || !has_pending || !want || offset < (Py_ssize_t)sizeof(PyObject)
+            || offset + (Py_ssize_t)sizeof(void *) > ((PyTypeObject *)type)->tp_basicsize) {
+        PyErr_SetString(PyExc_ValueError, "a null OpenSSL function, or an offset outside the object");
+        return NULL;
+    }
+    ossl.pending = (int (*)(const void *))(uintptr_t)pending;
+    ossl.has_pending = (int (*)(const void *))(uintptr_t)has_pending;
+    ossl.want = (int (*)(const void *))(uintptr_t)want;
+    Py_INCREF(type);
+    Py_XSETREF(ossl.type, (PyTypeObject *)type);
+    ossl.offset = offset;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"install", install, METH_VARARGS,
+     "install(SSL_pending, SSL_has_pending, SSL_want, _ssl._SSLSocket, offset of its SSL*)."},
+    {"buffered", buffered, METH_O,
+     "buffered(sock): a read would return bytes now (an ssl.SSLSocket or its _sslobj)."},
+    {"ssl_pointer", ssl_pointer, METH_O, "ssl_pointer(sslobj): the SSL* (to check the offset)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, .m_name = "conf._readahead", .m_size = -1,
+                                    .m_methods = methods};
+
+PyMODINIT_FUNC PyInit__readahead(void)
+{
+    sslobj_name = PyUnicode_InternFromString("_sslobj");
+    if (sslobj_name == NULL)
+        return NULL;
+    return PyModule_Create(&module);
+}

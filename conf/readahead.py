@@ -1,0 +1,83 @@
+"""TLS read-ahead on the listeners, and the check every TLS reader uses instead of `pending()`.
+
+Why: without read-ahead OpenSSL reads each TLS record with two read() calls (its 5-byte header,
+then its body).  A resumed TLS 1.3 connection carrying one request took 9 reads in a worker
+against nginx's 4 (nginx turns read-ahead on; strace of one worker under wrk, one request per
+connection), and every record of a TLS keep-alive connection or a wss tunnel took two.  With
+read-ahead, one read() takes what the kernel holds.
+
+The catch: records read ahead wait undecrypted in OpenSSL's buffer, invisible to epoll, and
+`SSLSocket.pending()` (decrypted bytes only) does not count them.  So every reader of a TLS
+socket asks `buffered(sock)` instead, which counts both (conf/_readahead.c, which also says
+why it cannot spin on a partial record).  It is installed at import, checked first on a live
+SSL object, and `enable` turns read-ahead on only where it is installed; where the C module was
+not built (no compiler at install), or MPM_TLS_READ_AHEAD=0, `buffered` is `pending()` and
+OpenSSL reads as before.  Client contexts (to TLS backends) are left as OpenSSL makes them:
+what they carry is a response per request, not the handshake-plus-request burst of a client.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import ssl
+
+from conf import openssl
+
+_SSL_CTRL_SET_READ_AHEAD = 41
+_SSL_CTRL_GET_READ_AHEAD = 40
+# CPython's PySSLSocket (3.10-3.13): the object header, a weak reference to the socket, the SSL*.
+_SSL_OFFSET = object.__basicsize__ + ctypes.sizeof(ctypes.c_void_p)
+
+buffered = ssl.SSLSocket.pending      # until install() below replaces it
+
+
+def _install() -> str | None:
+    """Put the C check in place; None when done, else why not."""
+    global buffered
+    if os.environ.get("MPM_TLS_READ_AHEAD", "1") == "0":
+        return "MPM_TLS_READ_AHEAD=0"
+    lib = openssl._lib
+    if lib is None:
+        return openssl.available()
+    try:
+        from conf import _readahead
+    except ImportError:
+        return "conf._readahead was not built (no C compiler at install)"
+    try:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        probe = context.wrap_bio(ssl.MemoryBIO(), ssl.MemoryBIO(), server_side=True)
+        functions = [ctypes.cast(getattr(lib, name), ctypes.c_void_p).value
+                     for name in ("SSL_pending", "SSL_has_pending", "SSL_want")]
+        _readahead.install(*functions, type(probe._sslobj), _SSL_OFFSET)
+        lib.SSL_get_SSL_CTX.argtypes = [ctypes.c_void_p]
+        lib.SSL_get_SSL_CTX.restype = ctypes.c_void_p
+        if lib.SSL_get_SSL_CTX(_readahead.ssl_pointer(probe._sslobj)) != openssl.ssl_ctx(context):
+            return "the SSL object is not laid out as expected"
+        if _readahead.buffered(probe._sslobj):      # a fresh object holds nothing
+            return "SSL_has_pending answers for an empty SSL object"
+    except (AttributeError, TypeError, ValueError, OSError) as exc:
+        return f"SSL_has_pending cannot be reached: {exc}"
+    buffered = _readahead.buffered
+    return None
+
+
+_why_not = _install()
+
+
+def why_not() -> str | None:
+    """None when listeners read ahead; else why they do not."""
+    return _why_not
+
+
+def enable(context: ssl.SSLContext) -> None:
+    """Read-ahead for the SSL objects `context` makes, when `buffered` can see what it holds."""
+    if _why_not is None:
+        openssl._lib.SSL_CTX_ctrl(openssl.ssl_ctx(context), _SSL_CTRL_SET_READ_AHEAD, 1, None)
+
+
+def reads_ahead(context: ssl.SSLContext) -> bool:
+    """Whether `context` has read-ahead on (what `mpmctl status` and the tests look at)."""
+    if openssl._lib is None:
+        return False
+    return bool(openssl._lib.SSL_CTX_ctrl(openssl.ssl_ctx(context), _SSL_CTRL_GET_READ_AHEAD, 0, None))
