@@ -16,11 +16,10 @@ keep-alive exchange on a pooled connection costs no epoll_ctl at all.
 The handler (whoever owns the endpoint now: a client connection, an exchange, a pool,
 a tunnel) changes with `hand_to`, which costs no system call.
 
-TLS: bytes an SSLSocket holds (decrypted, or read ahead) are invisible to epoll
-(`conf.readahead.buffered`); a write
-that raised want-write must be retried with the same leading bytes, so TLS writes go in
-pieces of TLS_WRITE_MAX; a half-close goes through `socket.socket.shutdown`, because
-`SSLSocket.shutdown()` throws the TLS state away.
+TLS: bytes an SSLSocket holds (decrypted, or read ahead) are invisible to epoll, so
+readers ask `conf.readahead.buffered`; a write that raised want-write must be retried with
+the same leading bytes, so TLS writes go in pieces of TLS_WRITE_MAX; a half-close goes
+through `socket.socket.shutdown`, because `SSLSocket.shutdown()` throws the TLS state away.
 """
 
 from __future__ import annotations

@@ -169,7 +169,7 @@ class ClientConnection:
                 self.close()
 
     def read_pending(self) -> None:
-        """TLS: read what the SSL object holds decrypted; epoll will not report it."""
+        """TLS: read what the SSL object holds (decrypted, or read ahead); epoll will not report it."""
         ep = self.ep
         while self.state is not CLOSED and ep.mask & EPOLLIN and buffered(ep.sock):
             self._read()
