@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import socket
 import ssl
+import threading
 import time
 
 import pytest
 import trustme
+import wsutil
 
 from conf import readahead, tlscontext
 
@@ -72,6 +74,22 @@ class MemoryClient:
         else:
             self.incoming.write_eof()
         return bool(data)
+
+    def read_until(self, done, timeout: float) -> bytes:
+        """What arrives until `done(received)` or `timeout` seconds pass."""
+        received = b""
+        deadline = time.monotonic() + timeout
+        while not done(received) and time.monotonic() < deadline:
+            try:
+                received += self.tls.read(65536)
+            except ssl.SSLWantReadError:
+                self.sock.settimeout(max(deadline - time.monotonic(), 0.01))
+                try:
+                    if not self._receive():
+                        break
+                except TimeoutError:
+                    break
+        return received
 
     def read_all(self) -> bytes:
         """Everything until the proxy closes."""
@@ -142,3 +160,61 @@ def test_a_record_cut_in_two_waits_without_spinning(proxy_factory, http_backend,
     # A reader that took SSL_has_pending alone for "readable" would loop on the partial record
     # for the whole second.
     assert spent < 0.3, f"the workers spent {spent:.2f} s of CPU waiting for the rest of a record"
+
+
+class LateUpgradeEcho:
+    """A backend that answers 101 only after `delay` seconds, then echoes every byte: while the
+    exchange waits, the proxy reads the client ahead up to its bound and stops."""
+
+    def __init__(self, delay: float):
+        self.delay = delay
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.listener.accept()
+        with conn:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += conn.recv(65536)
+            head, rest = head.split(b"\r\n\r\n", 1)
+            time.sleep(self.delay)
+            conn.sendall(wsutil.switch_response("websocket", head + b"\r\n\r\n") + rest)
+            while data := conn.recv(65536):
+                conn.sendall(data)
+
+    def close(self) -> None:
+        self.listener.close()
+        self.thread.join(timeout=5)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("frames", [65, 66])
+def test_a_tunnel_starts_with_what_was_read_ahead_before_its_101(proxy_factory, tmp_path, ca, frames):
+    # 65 frames: the proxy's last read before the 101 stops at its 64 KiB bound inside a record
+    # (the rest waits decrypted); 66: whole records wait undecrypted in OpenSSL's read-ahead
+    # buffer.  Neither is seen by epoll, and the client sends nothing more: the tunnel must
+    # start with them.
+    backend = LateUpgradeEcho(0.3)
+    try:
+        cert, key = _listener_files(tmp_path, ca)
+        proxy = proxy_factory([{"path": "/ws/", "to": f"ws://127.0.0.1:{backend.port}/"}], start=False)
+        proxy.config["listen"] = [{"address": f"127.0.0.1:{proxy.port}", "tls": {"cert": cert, "key": key}}]
+        proxy.start()
+        client = MemoryClient(proxy.port, ca)
+        client.handshake_unsent()
+        client.tls.write(wsutil.upgrade_request("/ws/echo", host="localhost"))
+        sent = b""
+        for number in range(frames):               # one TLS record each, all in one TCP send
+            frame = wsutil.frame(b"%04d" % number + b"z" * 1000)
+            client.tls.write(frame)
+            sent += frame
+        client.flush()
+        received = client.read_until(lambda data: len(data.partition(b"\r\n\r\n")[2]) >= len(sent), timeout=5)
+        head, _, echoed = received.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101"), head[:100]
+        assert echoed == sent, f"{len(echoed)} of {len(sent)} bytes echoed"
+    finally:
+        backend.close()

@@ -112,6 +112,11 @@ class Tunnel:
             self.close(f"send failed: {exc.strerror or exc}")
             return
         self._update_interest()
+        # A TLS side may hold bytes epoll will not report: records read ahead while the exchange
+        # waited for its 101, or the rest of a record its last read cut short.
+        for source, sink in ((client, backend), (backend, client)):
+            if source.pending():
+                loop.call_soon(lambda source=source, sink=sink: self._resume(source, sink))
 
     # -- interest ------------------------------------------------------------------
     def _update_interest(self) -> None:
