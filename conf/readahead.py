@@ -29,7 +29,7 @@ _SSL_CTRL_GET_READ_AHEAD = 40
 # CPython's PySSLSocket (3.10-3.13): the object header, a weak reference to the socket, the SSL*.
 _SSL_OFFSET = object.__basicsize__ + ctypes.sizeof(ctypes.c_void_p)
 
-buffered = ssl.SSLSocket.pending      # until install() below replaces it
+buffered = ssl.SSLSocket.pending      # until _install() below replaces it
 
 
 def _install() -> str | None:
