@@ -23,6 +23,12 @@ from conf import openssl, readahead
 def _server_context(cert: str, key: str, client_ca: str | None, alpn: tuple[str, ...]) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    # A client's FIN without close_notify is its EOF, as on a plain connection: OpenSSL 3
+    # would otherwise fail the connection with a decode_error alert, and a request sent
+    # just before the FIN would get no answer.  Requests and WebSocket frames carry their
+    # own framing, so nothing truncated passes for complete (backend contexts keep the check:
+    # a close-delimited response is only whole with close_notify).
+    context.options |= ssl.OP_IGNORE_UNEXPECTED_EOF
     context.load_cert_chain(cert, key)
     context.set_alpn_protocols(list(alpn))
     if client_ca:

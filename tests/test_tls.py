@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import os
 import socket
 import ssl
 import threading
@@ -82,6 +83,31 @@ def test_https_get_and_wss_echo_through_a_tls_listener(proxy_factory, http_backe
     assert asyncio.run(talk()) == ("over wss", True)
     # The backend saw a plain ws upgrade, told the client's scheme by X-Forwarded-Proto.
     assert echo.requests[0].headers["X-Forwarded-Proto"] == "https"
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3], ids=["TLSv1.2", "TLSv1.3"])
+def test_a_request_followed_by_a_fin_without_close_notify_is_answered(proxy_factory, http_backend, tmp_path,
+                                                                       ca, version):
+    # The client half-closes at the TCP level the moment its request is out, as a plain client
+    # may (and as one that skips close_notify does). OpenSSL 3 takes that EOF for a truncation
+    # and fails the connection with a decode_error alert unless told otherwise; the request is
+    # framed, so the proxy answers it, as it does on a plain listener.
+    backend = http_backend()
+    proxy = _tls_proxy(proxy_factory, tmp_path, ca, [{"path": "/", "to": backend.url + "/"}])
+    context = _client_context(ca)
+    context.maximum_version = version
+    raw = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
+    with context.wrap_socket(raw, server_hostname="localhost") as sock:
+        assert sock.version() == {ssl.TLSVersion.TLSv1_2: "TLSv1.2", ssl.TLSVersion.TLSv1_3: "TLSv1.3"}[version]
+        sock.sendall(b"GET /page HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        with socket.socket(fileno=os.dup(sock.fileno())) as same:
+            same.shutdown(socket.SHUT_WR)          # the FIN, with no close_notify before it
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"hello"), answer[:200]
+    assert len(backend.requests) == 1
 
 
 @pytest.mark.timeout(30)
