@@ -26,8 +26,8 @@ def _server_context(cert: str, key: str, client_ca: str | None, alpn: tuple[str,
     # A client's FIN without close_notify is its EOF, as on a plain connection: OpenSSL 3
     # would otherwise fail the connection with a decode_error alert, and a request sent
     # just before the FIN would get no answer.  Requests and WebSocket frames carry their
-    # own framing, so nothing truncated passes for complete (backend contexts keep the check:
-    # a close-delimited response is only whole with close_notify).
+    # own framing, so nothing truncated passes for complete.  (Backend contexts are left as
+    # OpenSSL makes them.)
     context.options |= ssl.OP_IGNORE_UNEXPECTED_EOF
     context.load_cert_chain(cert, key)
     context.set_alpn_protocols(list(alpn))
