@@ -215,9 +215,10 @@ def test_workers_exit_when_the_master_is_killed(proxy_factory, http_backend):
     workers = proxy.worker_pids()
     os.kill(proxy.proc.pid, signal.SIGKILL)
     proxy.proc.wait(5)
-    started = time.monotonic()
-    wait_for(lambda: not any(psutil.pid_exists(pid) for pid in workers), 2.0, 0.02, "workers gone")
-    assert time.monotonic() - started < 2.0
+    # The workers see EOF on the master's pipe at once; the bound leaves room for a loaded CI
+    # machine (2.0 s was exceeded once with the whole suite on 2 cores: exiting, and init
+    # reaping the orphans, both wait for a CPU).
+    wait_for(lambda: not any(psutil.pid_exists(pid) for pid in workers), 5.0, 0.02, "workers gone")
 
 
 @pytest.mark.timeout(30)
