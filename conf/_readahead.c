@@ -1,4 +1,6 @@
-/* Whether an SSL object of Python's ssl module holds bytes epoll cannot see, read-ahead included.
+/* Two things CPython's ssl module does not offer on its SSL objects: whether one holds bytes
+epoll cannot see, read-ahead included (`buffered`), and a close_notify that does not wait for
+the peer's (`close_notify`, at the end of this file).
 
 Why: without read-ahead OpenSSL reads a TLS record in two read() calls, its 5-byte header and
 then its body, and a resumed TLS 1.3 connection took 9 reads where nginx, which turns
@@ -33,6 +35,10 @@ static struct {
     int (*want)(const void *);
     PyTypeObject *type;         /* _ssl._SSLSocket */
     Py_ssize_t offset;          /* of its SSL* */
+    /* close_notify's (install_shutdown) */
+    int (*shutdown)(void *);
+    int (*init_finished)(const void *);
+    void (*clear_errors)(void);
 } ossl;
 
 static PyObject *sslobj_name;   /* "_sslobj": an ssl.SSLSocket's SSL object */
@@ -42,27 +48,62 @@ static void *ssl_of(PyObject *obj)
     return *(void **)((char *)obj + ossl.offset);
 }
 
-static PyObject *buffered(PyObject *module, PyObject *sock)
+/* The _ssl._SSLSocket of `sock` (an ssl.SSLSocket, or that object itself), a new reference;
+   None once the socket is closed; NULL with an exception set. */
+static PyObject *sslobj_of(PyObject *sock)
 {
-    PyObject *sslobj = sock;
-    int result = 0;
     if (ossl.type == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "conf._readahead.install was not called");
         return NULL;
     }
-    if (Py_TYPE(sock) != ossl.type) {
-        sslobj = PyObject_GetAttr(sock, sslobj_name);      /* None once the socket is closed */
-        if (sslobj == NULL)
-            return NULL;
+    if (Py_TYPE(sock) == ossl.type) {
+        Py_INCREF(sock);
+        return sock;
     }
+    return PyObject_GetAttr(sock, sslobj_name);
+}
+
+static PyObject *buffered(PyObject *module, PyObject *sock)
+{
+    PyObject *sslobj = sslobj_of(sock);
+    int result = 0;
+    if (sslobj == NULL)
+        return NULL;
     if (Py_TYPE(sslobj) == ossl.type) {
         void *ssl = ssl_of(sslobj);
         if (ssl != NULL)
             result = ossl.pending(ssl) > 0 || (ossl.has_pending(ssl) && ossl.want(ssl) != SSL_READING);
     }
-    if (sslobj != sock)
-        Py_DECREF(sslobj);
+    Py_DECREF(sslobj);
     return PyBool_FromLong(result);
+}
+
+/* RFC 8446 §6.1: each party MUST send a close_notify alert before closing its write side.
+   CPython's only way, SSLObject.shutdown(), calls SSL_shutdown twice: the first call writes
+   our alert, the second reads for the peer's, which costs a system call on a socket about to
+   close, and would eat the data of a half-closed tunnel's other direction.  This is the first
+   call alone: the alert is written, and the SSL object still reads what the peer sends.
+   Nothing is sent before the handshake has finished; a write that fails (the peer is gone,
+   the buffer is full) is let go, and so is the error OpenSSL queued for it. */
+static PyObject *close_notify(PyObject *module, PyObject *sock)
+{
+    PyObject *sslobj;
+    if (ossl.shutdown == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "conf._readahead.install_shutdown was not called");
+        return NULL;
+    }
+    sslobj = sslobj_of(sock);
+    if (sslobj == NULL)
+        return NULL;
+    if (Py_TYPE(sslobj) == ossl.type) {
+        void *ssl = ssl_of(sslobj);
+        if (ssl != NULL && ossl.init_finished(ssl)) {
+            ossl.shutdown(ssl);
+            ossl.clear_errors();
+        }
+    }
+    Py_DECREF(sslobj);
+    Py_RETURN_NONE;
 }
 
 static PyObject *ssl_pointer(PyObject *module, PyObject *sslobj)
@@ -95,12 +136,31 @@ static PyObject *install(PyObject *module, PyObject *args)
     Py_RETURN_NONE;
 }
 
+static PyObject *install_shutdown(PyObject *module, PyObject *args)
+{
+    unsigned long long shutdown, init_finished, clear_errors;
+    if (!PyArg_ParseTuple(args, "KKK", &shutdown, &init_finished, &clear_errors))
+        return NULL;
+    if (!shutdown || !init_finished || !clear_errors) {
+        PyErr_SetString(PyExc_ValueError, "a null OpenSSL function");
+        return NULL;
+    }
+    ossl.shutdown = (int (*)(void *))(uintptr_t)shutdown;
+    ossl.init_finished = (int (*)(const void *))(uintptr_t)init_finished;
+    ossl.clear_errors = (void (*)(void))(uintptr_t)clear_errors;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"install", install, METH_VARARGS,
      "install(SSL_pending, SSL_has_pending, SSL_want, _ssl._SSLSocket, offset of its SSL*)."},
     {"buffered", buffered, METH_O,
      "buffered(sock): a read would return bytes now (an ssl.SSLSocket or its _sslobj)."},
     {"ssl_pointer", ssl_pointer, METH_O, "ssl_pointer(sslobj): the SSL* (to check the offset)."},
+    {"install_shutdown", install_shutdown, METH_VARARGS,
+     "install_shutdown(SSL_shutdown, SSL_is_init_finished, ERR_clear_error)."},
+    {"close_notify", close_notify, METH_O,
+     "close_notify(sock): write our close_notify now, without reading for the peer's."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -14,6 +14,9 @@ SSL object, and `enable` turns read-ahead on only where it is installed; where t
 not built (no compiler at install), or MPM_TLS_READ_AHEAD=0, `buffered` is `pending()` and
 OpenSSL reads as before.  Client contexts (to TLS backends) are left as OpenSSL makes them:
 what they carry is a response per request, not the handshake-plus-request burst of a client.
+
+The same C module writes the close_notify every TLS endpoint owes before it closes or half-closes
+(`close_notify`, called by `tunnel.endpoint.Endpoint`), without reading for the peer's.
 """
 
 from __future__ import annotations
@@ -32,11 +35,17 @@ _SSL_OFFSET = object.__basicsize__ + ctypes.sizeof(ctypes.c_void_p)
 buffered = ssl.SSLSocket.pending      # until _install() below replaces it
 
 
+def _no_close_notify(sock) -> None:
+    """Without the C module no close_notify is sent: CPython's SSLObject.shutdown() would read
+    for the peer's too, and eat what a half-closed tunnel still has to relay."""
+
+
+close_notify = _no_close_notify       # until _install() below replaces it
+
+
 def _install() -> str | None:
-    """Put the C check in place; None when done, else why not."""
-    global buffered
-    if os.environ.get("MPM_TLS_READ_AHEAD", "1") == "0":
-        return "MPM_TLS_READ_AHEAD=0"
+    """Put the C functions in place; None when read-ahead can be turned on, else why not."""
+    global buffered, close_notify
     lib = openssl._lib
     if lib is None:
         return openssl.available()
@@ -54,10 +63,15 @@ def _install() -> str | None:
         lib.SSL_get_SSL_CTX.restype = ctypes.c_void_p
         if lib.SSL_get_SSL_CTX(_readahead.ssl_pointer(probe._sslobj)) != openssl.ssl_ctx(context):
             return "the SSL object is not laid out as expected"
+        _readahead.install_shutdown(*[ctypes.cast(getattr(lib, name), ctypes.c_void_p).value for name in
+                                      ("SSL_shutdown", "SSL_is_init_finished", "ERR_clear_error")])
+        close_notify = _readahead.close_notify
         if _readahead.buffered(probe._sslobj):      # a fresh object holds nothing
             return "SSL_has_pending answers for an empty SSL object"
     except (AttributeError, TypeError, ValueError, OSError) as exc:
         return f"SSL_has_pending cannot be reached: {exc}"
+    if os.environ.get("MPM_TLS_READ_AHEAD", "1") == "0":
+        return "MPM_TLS_READ_AHEAD=0"
     buffered = _readahead.buffered
     return None
 

@@ -12,8 +12,10 @@ import time
 
 import pytest
 import trustme
+from rawbackend import RawBackend
 from support import wait_for
 from websockets.asyncio.client import connect
+from wsutil import switch_response, upgrade_request
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +110,62 @@ def test_a_request_followed_by_a_fin_without_close_notify_is_answered(proxy_fact
             answer += chunk
     assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"hello"), answer[:200]
     assert len(backend.requests) == 1
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3], ids=["TLSv1.2", "TLSv1.3"])
+def test_the_proxy_ends_its_tls_connections_with_close_notify(proxy_factory, http_backend, tmp_path, ca, version):
+    # RFC 8446 §6.1 (RFC 5246 §7.2.1 for 1.2): each party MUST send close_notify before closing
+    # its write side. A client that does not let ragged EOFs pass (here suppress_ragged_eofs=
+    # False; OpenSSL 3 by default) takes a close without it for a truncation: SSLEOFError.
+    backend = http_backend()
+    proxy = _tls_proxy(proxy_factory, tmp_path, ca, [{"path": "/", "to": backend.url + "/"}])
+    context = _client_context(ca)
+    context.maximum_version = version
+    raw = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
+    with context.wrap_socket(raw, server_hostname="localhost", suppress_ragged_eofs=False) as sock:
+        sock.sendall(b"GET /page HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):        # b"" only at a close_notify
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"hello"), answer[:200]
+
+
+def _half_closing_backend(conn) -> None:
+    """Answer the upgrade, send b"backend done", half-close; then record what still comes."""
+    head = conn.read_head()
+    conn.send(switch_response("websocket", head.raw) + b"backend done")
+    conn.sock.shutdown(socket.SHUT_WR)
+    received = conn.take_buffered()
+    while chunk := conn.sock.recv(65536):
+        received += chunk
+    conn.backend.results["received"] = received
+    conn.backend.event("eof").set()
+
+
+@pytest.mark.timeout(30)
+def test_a_tunnel_half_closed_by_its_backend_is_half_closed_in_tls_too(proxy_factory, tmp_path, ca):
+    # The backend's FIN reaches a TLS 1.3 client as close_notify (then the FIN): a clean end of
+    # what the backend sends, where a bare FIN would be a truncation. The other direction stays
+    # open (TLS 1.3 allows half-close): what the client sends after it still reaches the backend.
+    backend = RawBackend(_half_closing_backend)
+    try:
+        proxy = _tls_proxy(proxy_factory, tmp_path, ca, [{"path": "/", "to": backend.url + "/"}])
+        context = _client_context(ca)
+        context.minimum_version = ssl.TLSVersion.TLSv1_3
+        raw = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
+        with context.wrap_socket(raw, server_hostname="localhost", suppress_ragged_eofs=False) as sock:
+            sock.sendall(upgrade_request("/chat"))
+            received = b""
+            while chunk := sock.recv(65536):    # b"" only at a close_notify
+                received += chunk
+            assert received.startswith(b"HTTP/1.1 101") and received.endswith(b"\r\n\r\nbackend done"), received
+            sock.sendall(b"client after the backend's half-close")
+            sock.unwrap()                       # our close_notify; the proxy's came already
+        assert backend.event("eof").wait(10)
+        assert backend.results["received"] == b"client after the backend's half-close"
+    finally:
+        backend.close()
 
 
 @pytest.mark.timeout(30)

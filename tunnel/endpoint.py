@@ -19,7 +19,8 @@ a tunnel) changes with `hand_to`, which costs no system call.
 TLS: bytes an SSLSocket holds (decrypted, or read ahead) are invisible to epoll, so
 readers ask `conf.readahead.buffered`; a write that raised want-write must be retried with
 the same leading bytes, so TLS writes go in pieces of TLS_WRITE_MAX; a half-close goes
-through `socket.socket.shutdown`, because `SSLSocket.shutdown()` throws the TLS state away.
+through `socket.socket.shutdown`, because `SSLSocket.shutdown()` throws the TLS state away,
+after the TLS close_notify, which closing sends too (conf.readahead.close_notify).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import select
 import socket
 import ssl
 
-from conf.readahead import buffered
+from conf.readahead import buffered, close_notify
 
 EPOLLIN = select.EPOLLIN
 EPOLLOUT = select.EPOLLOUT
@@ -138,6 +139,8 @@ class Endpoint:
         return self.tls and buffered(self.sock)
 
     def shutdown_write(self) -> None:
+        if self.tls:
+            close_notify(self.sock)     # a TLS peer takes a FIN without it for a truncation
         try:
             _plain_shutdown(self.sock, socket.SHUT_WR)
         except OSError:
@@ -151,6 +154,8 @@ class Endpoint:
         # that only the cyclic GC would free, late (a slowloris's long-lived connections reach
         # its old generations), so memory would stay up long after the connections are gone.
         self.handler = None
+        if self.tls:
+            close_notify(self.sock)     # RFC 8446 §6.1; the peer's is not read for (conf.readahead)
         try:
             self.sock.close()
         except OSError:
