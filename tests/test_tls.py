@@ -131,6 +131,33 @@ def test_the_proxy_ends_its_tls_connections_with_close_notify(proxy_factory, htt
     assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"hello"), answer[:200]
 
 
+def _cut_short(conn) -> None:
+    """A body without Content-Length (it ends at the close), reset halfway."""
+    conn.read_head()
+    conn.send(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nthe first half")
+    time.sleep(0.3)                 # relayed before the reset
+    conn.reset()
+
+
+@pytest.mark.timeout(30)
+def test_a_response_cut_short_ends_without_close_notify(proxy_factory, tmp_path, ca):
+    # The client reads the body until the close: with close_notify it would take the first half
+    # for all of it. Without, it sees what it is, a truncation (nginx closes "quietly" too).
+    backend = RawBackend(_cut_short)
+    try:
+        proxy = _tls_proxy(proxy_factory, tmp_path, ca, [{"path": "/", "to": backend.url + "/"}])
+        raw = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
+        with _client_context(ca).wrap_socket(raw, server_hostname="localhost", suppress_ragged_eofs=False) as sock:
+            sock.sendall(b"GET /page HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            received = b""
+            with pytest.raises(ssl.SSLEOFError):
+                while chunk := sock.recv(65536):
+                    received += chunk
+        assert received.startswith(b"HTTP/1.1 200") and received.endswith(b"the first half"), received
+    finally:
+        backend.close()
+
+
 def _half_closing_backend(conn) -> None:
     """Answer the upgrade, send b"backend done", half-close; then record what still comes."""
     head = conn.read_head()

@@ -146,7 +146,8 @@ class Endpoint:
         except OSError:
             pass    # the peer already went away; its own EOF or error will say so
 
-    def close(self) -> None:
+    def close(self, notify: bool = True) -> None:
+        """`notify` False: no TLS close_notify, so the peer sees a truncation (an aborted response)."""
         if self.mask is not None:       # the close below takes it out of epoll (EventLoop.forget)
             self.loop.forget(self.fd)
             self.mask = None
@@ -154,7 +155,7 @@ class Endpoint:
         # that only the cyclic GC would free, late (a slowloris's long-lived connections reach
         # its old generations), so memory would stay up long after the connections are gone.
         self.handler = None
-        if self.tls:
+        if self.tls and notify:
             close_notify(self.sock)     # RFC 8446 §6.1; the peer's is not read for (conf.readahead)
         try:
             self.sock.close()

@@ -336,9 +336,12 @@ class ClientConnection:
         self.exchange = None
 
     def close(self) -> None:
-        """Close now; an exchange under way is logged as aborted."""
+        """Close now; an exchange under way is logged as aborted.  Over TLS, close_notify is
+        sent unless a response is cut short: a client reading until the close (a body without
+        Content-Length) then sees a truncation, not an end."""
         if self.state is CLOSED:
             return
+        complete = self.exchange is None
         self.state = CLOSED
         self.loop.timed.discard(self)
         worker = self.worker
@@ -351,5 +354,5 @@ class ClientConnection:
         if self.holds:
             admission.limits.release(self.holds)
             self.holds = ()
-        self.ep.close()
+        self.ep.close(notify=complete)
         worker.connection_closed()
