@@ -337,6 +337,60 @@ def test_tls_to_backends_verifies_and_reuses(proxy_factory, tmp_path, ca):
             backend.close()
 
 
+class CloseDelimitedTlsBackend(TlsBackend):
+    """Answers with a body that ends at the close (no Content-Length), then closes with
+    close_notify or, when `notify` is False, with a bare FIN."""
+
+    def __init__(self, cert_files: tuple[str, str], notify: bool):
+        self.notify = notify
+        super().__init__(cert_files)
+
+    def _serve(self, raw):
+        conn = self.context.wrap_socket(raw, server_side=True)
+        conn.settimeout(10)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += conn.recv(4096)
+        self.served += 1
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n" + b"x" * 5000 + b"END")
+        if self.notify:
+            conn.unwrap().close()            # close_notify, then the FIN
+        else:
+            with socket.socket(fileno=os.dup(conn.fileno())) as same:
+                same.shutdown(socket.SHUT_RDWR)  # the FIN alone
+            conn.close()
+
+
+@pytest.mark.timeout(40)
+@pytest.mark.parametrize("notify", [True, False], ids=["close_notify", "bare FIN"])
+def test_a_body_until_close_from_a_tls_backend_is_whole_only_with_close_notify(proxy_factory, tmp_path, ca, notify):
+    # RFC 9112 §9.8: a response with neither Content-Length nor chunked "is complete only if a
+    # valid closure alert has been received". Without one, the proxy cuts the response short:
+    # its TLS client gets no close_notify either, and sees the truncation.
+    backend = CloseDelimitedTlsBackend(_files(tmp_path, ca.issue_cert("127.0.0.1"), "backend"), notify)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    try:
+        proxy = _tls_proxy(proxy_factory, tmp_path, ca, [{"path": "/", "to": f"https://127.0.0.1:{backend.port}/",
+                                                          "tls": {"ca": str(ca_file)}}], workers=1)
+        raw = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
+        received = b""
+        with _client_context(ca).wrap_socket(raw, server_hostname="localhost", suppress_ragged_eofs=False) as sock:
+            sock.sendall(b"GET /page HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            try:
+                while chunk := sock.recv(65536):
+                    received += chunk
+                ended = "close_notify"
+            except ssl.SSLEOFError:
+                ended = "truncated"
+        assert received.startswith(b"HTTP/1.1 200") and received.endswith(b"END"), received[:100]
+        assert ended == ("close_notify" if notify else "truncated")
+        if not notify:
+            wait_for(lambda: "without close_notify (response cut)" in proxy.error_text(), 5, what="the cut logged")
+    finally:
+        backend.close()
+
+
 @pytest.mark.timeout(40)
 def test_reload_rereads_certificates_and_refuses_a_mismatched_pair(proxy_factory, http_backend, tmp_path, ca):
     backend = http_backend()

@@ -80,9 +80,14 @@ class BackendConnection(Endpoint):
         self.tcp_up = True
         if self.origin.tls:
             settings = self.origin.tls
+            # A FIN without close_notify raises SSLEOFError instead of reading as an EOF: a
+            # response body without Content-Length or chunks is whole only with close_notify
+            # (RFC 9112 §9.8), so such an ending is a cut (worker.bodies).  In a tunnel it is a
+            # failed receive: OpenSSL 3 has failed the connection by then (a decode_error alert
+            # to the backend), so nothing more could be sent to it anyway.
             self.sock = backend_context(settings).wrap_socket(
                 self.sock, server_hostname=settings.server_name or self.origin.backend.host,
-                do_handshake_on_connect=False)
+                do_handshake_on_connect=False, suppress_ragged_eofs=False)
             self.tls = True
             self.handshaking = True
         else:

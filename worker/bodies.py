@@ -13,6 +13,7 @@ the direction stops reading until that has drained.
 from __future__ import annotations
 
 import os
+import ssl
 
 from tunnel import pipes, tunnel
 from tunnel.buffer import SHARED_BUFFER, SHARED_BUFFER_SIZE, SHARED_VIEW
@@ -105,6 +106,9 @@ def _read_response(ex, conn, client_ep, framing) -> int:
         n = conn.sock.recv_into(SHARED_VIEW, framing.wanted(SHARED_BUFFER_SIZE))
     except WOULD_BLOCK:
         return -1
+    except ssl.SSLEOFError:        # a TLS backend's FIN without close_notify (worker.backend)
+        _response_cut(ex, "backend closed the connection without close_notify")
+        return -2
     except OSError as exc:
         _response_cut(ex, f"backend reset the connection: {exc.strerror or exc}")
         return -2

@@ -8,6 +8,8 @@ on; a 101 the route allows turns the exchange into a tunnel.
 
 from __future__ import annotations
 
+import ssl
+
 from tunnel.buffer import SHARED_BUFFER, SHARED_VIEW
 from tunnel.endpoint import WOULD_BLOCK
 from worker.framing import BadFraming
@@ -26,6 +28,8 @@ def read_head(ex) -> None:
         n = conn.sock.recv_into(SHARED_VIEW, FIRST_READ)
     except WOULD_BLOCK:
         return
+    except ssl.SSLEOFError:       # a TLS backend's FIN without close_notify: before a head, a close
+        n = 0
     except OSError as exc:
         backend_eof(ex, f"backend reset the connection: {exc.strerror or exc}")
         return
