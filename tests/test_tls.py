@@ -12,6 +12,7 @@ import time
 
 import pytest
 import trustme
+from h2client import H2Client
 from rawbackend import RawBackend
 from support import wait_for
 from websockets.asyncio.client import connect
@@ -191,6 +192,37 @@ def test_a_tunnel_half_closed_by_its_backend_is_half_closed_in_tls_too(proxy_fac
             sock.unwrap()                       # our close_notify; the proxy's came already
         assert backend.event("eof").wait(10)
         assert backend.results["received"] == b"client after the backend's half-close"
+        # Both sides ended cleanly: the tunnel's line says so (the client's close_notify, coming
+        # after the proxy's own, is an EOF like any other).
+        wait_for(lambda: any("/chat" in line for line in proxy.access_lines()), 10, what="the tunnel's line")
+        line = next(line for line in proxy.access_lines() if "/chat" in line)
+        assert line.endswith('end="closed"'), line
+    finally:
+        backend.close()
+
+
+def _reset_after_101(conn) -> None:
+    head = conn.read_head()
+    conn.send(switch_response("websocket", head.raw) + b"backend bytes")
+    time.sleep(0.3)                 # relayed before the reset
+    conn.reset()
+
+
+@pytest.mark.timeout(30)
+def test_a_tunnel_ended_by_a_reset_reaches_a_tls_client_as_a_truncation(proxy_factory, tmp_path, ca):
+    # Only a tunnel both sides ended gets close_notify; a reset (or a timeout) must not look
+    # like a clean end to a client of an Upgrade protocol that has no framing of its own.
+    backend = RawBackend(_reset_after_101)
+    try:
+        proxy = _tls_proxy(proxy_factory, tmp_path, ca, [{"path": "/", "to": backend.url + "/"}])
+        raw = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
+        with _client_context(ca).wrap_socket(raw, server_hostname="localhost", suppress_ragged_eofs=False) as sock:
+            sock.sendall(upgrade_request("/raw"))
+            received = b""
+            with pytest.raises(ssl.SSLEOFError):
+                while chunk := sock.recv(65536):
+                    received += chunk
+        assert received.startswith(b"HTTP/1.1 101") and received.endswith(b"backend bytes"), received
     finally:
         backend.close()
 
@@ -387,6 +419,50 @@ def test_a_body_until_close_from_a_tls_backend_is_whole_only_with_close_notify(p
         assert ended == ("close_notify" if notify else "truncated")
         if not notify:
             wait_for(lambda: "without close_notify (response cut)" in proxy.error_text(), 5, what="the cut logged")
+    finally:
+        backend.close()
+
+
+class AnswersAfterEofTlsBackend(TlsBackend):
+    """A WebSocket backend over TLS: 101, then reads to the proxy's EOF (its close_notify),
+    answers after it, and ends with close_notify of its own."""
+
+    def _serve(self, raw):
+        conn = self.context.wrap_socket(raw, server_side=True)
+        conn.settimeout(10)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += conn.recv(4096)
+        conn.sendall(switch_response("websocket", head))
+        received = head.split(b"\r\n\r\n", 1)[1]
+        while chunk := conn.recv(65536):
+            received += chunk
+        conn.sendall(b"after your close: " + received)
+        conn.unwrap().close()
+
+
+@pytest.mark.timeout(40)
+def test_an_h2_websocket_to_a_tls_backend_ends_with_end_stream_after_both_close_notifies(proxy_factory,
+                                                                                         tmp_path, ca):
+    # The client ends its side (END_STREAM): the proxy half-closes the TLS backend with its
+    # close_notify. The backend's own close_notify, coming after it, is a clean EOF: END_STREAM,
+    # not a RST_STREAM.
+    backend = AnswersAfterEofTlsBackend(_files(tmp_path, ca.issue_cert("127.0.0.1"), "backend"))
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    try:
+        proxy = proxy_factory([{"path": "/", "to": f"wss://127.0.0.1:{backend.port}/", "tls": {"ca": str(ca_file)}}],
+                              workers=1, start=False)
+        proxy.config["listen"] = [{"address": f"127.0.0.1:{proxy.port}", "http2": "h2c"}]
+        proxy.start()
+        client = H2Client(proxy.port)
+        ws = client.websocket("/chat")
+        assert ws.status == 200
+        client.send_data(ws.id, b"client bytes", end=True)
+        client.wait(lambda: ws.finished, 10, "the stream's end")
+        assert bytes(ws.body) == b"after your close: client bytes"
+        assert ws.ended and ws.reset is None, ws.reset
+        client.close()
     finally:
         backend.close()
 

@@ -34,6 +34,9 @@ from conf.readahead import buffered, close_notify
 EPOLLIN = select.EPOLLIN
 EPOLLOUT = select.EPOLLOUT
 WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+# The peer's close_notify reads as b"" only while ours is unsent; after our half-close
+# (`shutdown_write`) CPython raises this instead.  Either way it is the peer's clean EOF.
+CLEAN_EOF = ssl.SSLZeroReturnError
 TLS_WRITE_MAX = 64 * 1024
 _plain_shutdown = socket.socket.shutdown
 _SSLSocket = ssl.SSLSocket

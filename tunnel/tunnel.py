@@ -33,7 +33,7 @@ import select
 
 from tunnel import pipes
 from tunnel.buffer import SHARED_VIEW
-from tunnel.endpoint import WOULD_BLOCK, Endpoint, send_some
+from tunnel.endpoint import CLEAN_EOF, WOULD_BLOCK, Endpoint, send_some
 
 EPOLLIN = select.EPOLLIN
 EPOLLOUT = select.EPOLLOUT
@@ -174,6 +174,8 @@ class Tunnel:
                 n = recv_into(SHARED_VIEW)
             except WOULD_BLOCK:
                 return
+            except CLEAN_EOF:
+                n = 0
             except OSError as exc:
                 self.close(f"recv failed: {exc.strerror or exc}")
                 return
@@ -281,12 +283,15 @@ class Tunnel:
         self.close("idle timeout")
 
     def close(self, reason: str) -> None:
+        """Over TLS, only a tunnel both sides ended ("closed") ends with close_notify: a reset,
+        a timeout or a failure reaches the other side as the truncation it is."""
         if self.closed:
             return
         self.closed = True
         self.loop.timed.discard(self)
-        self.client.close()
-        self.backend.close()
+        clean = reason == "closed"
+        self.client.close(notify=clean)
+        self.backend.close(notify=clean)
         self.on_close(self, reason)
 
     # -- hand-over -------------------------------------------------------------------

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from conf.readahead import buffered
 from tunnel.buffer import SHARED_BUFFER_SIZE, SHARED_VIEW
-from tunnel.endpoint import WOULD_BLOCK
+from tunnel.endpoint import CLEAN_EOF, WOULD_BLOCK
 from worker.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT
 
 
@@ -110,6 +110,8 @@ class StreamTunnel:
             n = self.backend.sock.recv_into(SHARED_VIEW, SHARED_BUFFER_SIZE)
         except WOULD_BLOCK:
             return
+        except CLEAN_EOF:
+            n = 0
         except OSError as exc:
             self.close(f"recv failed: {exc.strerror or exc}", error=True)
             return
@@ -187,6 +189,6 @@ class StreamTunnel:
             return
         self.closed = True
         self.loop.timed.discard(self)
-        self.backend.close()
+        self.backend.close(notify=not error)     # an error reaches a TLS backend as a truncation
         self.stream.tunnel_closed(error)
         self.on_close(self, reason)
