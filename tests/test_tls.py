@@ -16,7 +16,7 @@ from h2client import H2Client
 from rawbackend import RawBackend
 from support import wait_for
 from websockets.asyncio.client import connect
-from wsutil import switch_response, upgrade_request
+from wsutil import switch_response, upgrade_of, upgrade_request
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +63,24 @@ def _https_get(proxy, ca, path="/", server_hostname="localhost") -> tuple[bytes,
         while chunk := sock.recv(65536):
             data += chunk
     return data, agreed
+
+
+def _strict_exchange(proxy, ca, request: bytes, version: ssl.TLSVersion | None = None) -> tuple[bytes, str]:
+    """Send `request` as a client that lets no ragged EOF pass (suppress_ragged_eofs=False, as
+    OpenSSL 3 by default) and read to the end: (what came, "close_notify" or "truncated")."""
+    context = _client_context(ca)
+    if version is not None:
+        context.maximum_version = version
+    raw = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
+    received = b""
+    with context.wrap_socket(raw, server_hostname="localhost", suppress_ragged_eofs=False) as sock:
+        sock.sendall(request)
+        try:
+            while chunk := sock.recv(65536):        # b"" only at a close_notify
+                received += chunk
+        except ssl.SSLEOFError:
+            return received, "truncated"
+    return received, "close_notify"
 
 
 @pytest.mark.timeout(30)
@@ -121,40 +139,37 @@ def test_the_proxy_ends_its_tls_connections_with_close_notify(proxy_factory, htt
     # False; OpenSSL 3 by default) takes a close without it for a truncation: SSLEOFError.
     backend = http_backend()
     proxy = _tls_proxy(proxy_factory, tmp_path, ca, [{"path": "/", "to": backend.url + "/"}])
-    context = _client_context(ca)
-    context.maximum_version = version
-    raw = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
-    with context.wrap_socket(raw, server_hostname="localhost", suppress_ragged_eofs=False) as sock:
-        sock.sendall(b"GET /page HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        answer = b""
-        while chunk := sock.recv(65536):        # b"" only at a close_notify
-            answer += chunk
+    answer, ended = _strict_exchange(proxy, ca, b"GET /page HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+                                     version)
     assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"hello"), answer[:200]
+    assert ended == "close_notify"
 
 
-def _cut_short(conn) -> None:
-    """A body without Content-Length (it ends at the close), reset halfway."""
-    conn.read_head()
-    conn.send(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nthe first half")
+def _answer_then_reset(conn) -> None:
+    """A 101 and some bytes for an upgrade, else the first half of a body without
+    Content-Length (it ends at the close); then a reset."""
+    head = conn.read_head()
+    if upgrade_of(head.raw):
+        conn.send(switch_response("websocket", head.raw) + b"backend bytes")
+    else:
+        conn.send(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nbackend bytes")
     time.sleep(0.3)                 # relayed before the reset
     conn.reset()
 
 
 @pytest.mark.timeout(30)
-def test_a_response_cut_short_ends_without_close_notify(proxy_factory, tmp_path, ca):
-    # The client reads the body until the close: with close_notify it would take the first half
-    # for all of it. Without, it sees what it is, a truncation (nginx closes "quietly" too).
-    backend = RawBackend(_cut_short)
+@pytest.mark.parametrize("request_head, status", [(b"GET /page HTTP/1.1\r\nHost: localhost\r\n\r\n", 200),
+                                                  (upgrade_request("/raw"), 101)], ids=["response", "tunnel"])
+def test_what_a_backend_reset_cut_short_ends_without_close_notify(proxy_factory, tmp_path, ca, request_head, status):
+    # A body read until the close, or an Upgrade protocol without framing of its own: with
+    # close_notify the client would take what came for all of it. Without, it sees the
+    # truncation it is (nginx closes "quietly" on errors too).
+    backend = RawBackend(_answer_then_reset)
     try:
         proxy = _tls_proxy(proxy_factory, tmp_path, ca, [{"path": "/", "to": backend.url + "/"}])
-        raw = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
-        with _client_context(ca).wrap_socket(raw, server_hostname="localhost", suppress_ragged_eofs=False) as sock:
-            sock.sendall(b"GET /page HTTP/1.1\r\nHost: localhost\r\n\r\n")
-            received = b""
-            with pytest.raises(ssl.SSLEOFError):
-                while chunk := sock.recv(65536):
-                    received += chunk
-        assert received.startswith(b"HTTP/1.1 200") and received.endswith(b"the first half"), received
+        received, ended = _strict_exchange(proxy, ca, request_head)
+        assert received.startswith(b"HTTP/1.1 %d" % status) and received.endswith(b"backend bytes"), received
+        assert ended == "truncated"
     finally:
         backend.close()
 
@@ -197,32 +212,6 @@ def test_a_tunnel_half_closed_by_its_backend_is_half_closed_in_tls_too(proxy_fac
         wait_for(lambda: any("/chat" in line for line in proxy.access_lines()), 10, what="the tunnel's line")
         line = next(line for line in proxy.access_lines() if "/chat" in line)
         assert line.endswith('end="closed"'), line
-    finally:
-        backend.close()
-
-
-def _reset_after_101(conn) -> None:
-    head = conn.read_head()
-    conn.send(switch_response("websocket", head.raw) + b"backend bytes")
-    time.sleep(0.3)                 # relayed before the reset
-    conn.reset()
-
-
-@pytest.mark.timeout(30)
-def test_a_tunnel_ended_by_a_reset_reaches_a_tls_client_as_a_truncation(proxy_factory, tmp_path, ca):
-    # Only a tunnel both sides ended gets close_notify; a reset (or a timeout) must not look
-    # like a clean end to a client of an Upgrade protocol that has no framing of its own.
-    backend = RawBackend(_reset_after_101)
-    try:
-        proxy = _tls_proxy(proxy_factory, tmp_path, ca, [{"path": "/", "to": backend.url + "/"}])
-        raw = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
-        with _client_context(ca).wrap_socket(raw, server_hostname="localhost", suppress_ragged_eofs=False) as sock:
-            sock.sendall(upgrade_request("/raw"))
-            received = b""
-            with pytest.raises(ssl.SSLEOFError):
-                while chunk := sock.recv(65536):
-                    received += chunk
-        assert received.startswith(b"HTTP/1.1 101") and received.endswith(b"backend bytes"), received
     finally:
         backend.close()
 
@@ -322,6 +311,16 @@ class TlsBackend:
         except (OSError, ssl.SSLError):
             return
 
+    def _handshake_and_head(self, raw) -> tuple[ssl.SSLSocket, bytes]:
+        """For the one-request subclasses: the TLS connection and what it sent up to the end
+        of the first head (and any bytes behind it)."""
+        conn = self.context.wrap_socket(raw, server_side=True)
+        conn.settimeout(10)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += conn.recv(4096)
+        return conn, data
+
     def close(self):
         self.sock.close()
 
@@ -378,11 +377,7 @@ class CloseDelimitedTlsBackend(TlsBackend):
         super().__init__(cert_files)
 
     def _serve(self, raw):
-        conn = self.context.wrap_socket(raw, server_side=True)
-        conn.settimeout(10)
-        data = b""
-        while b"\r\n\r\n" not in data:
-            data += conn.recv(4096)
+        conn, _ = self._handshake_and_head(raw)
         self.served += 1
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n" + b"x" * 5000 + b"END")
         if self.notify:
@@ -405,16 +400,7 @@ def test_a_body_until_close_from_a_tls_backend_is_whole_only_with_close_notify(p
     try:
         proxy = _tls_proxy(proxy_factory, tmp_path, ca, [{"path": "/", "to": f"https://127.0.0.1:{backend.port}/",
                                                           "tls": {"ca": str(ca_file)}}], workers=1)
-        raw = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
-        received = b""
-        with _client_context(ca).wrap_socket(raw, server_hostname="localhost", suppress_ragged_eofs=False) as sock:
-            sock.sendall(b"GET /page HTTP/1.1\r\nHost: localhost\r\n\r\n")
-            try:
-                while chunk := sock.recv(65536):
-                    received += chunk
-                ended = "close_notify"
-            except ssl.SSLEOFError:
-                ended = "truncated"
+        received, ended = _strict_exchange(proxy, ca, b"GET /page HTTP/1.1\r\nHost: localhost\r\n\r\n")
         assert received.startswith(b"HTTP/1.1 200") and received.endswith(b"END"), received[:100]
         assert ended == ("close_notify" if notify else "truncated")
         if not notify:
@@ -428,11 +414,7 @@ class AnswersAfterEofTlsBackend(TlsBackend):
     answers after it, and ends with close_notify of its own."""
 
     def _serve(self, raw):
-        conn = self.context.wrap_socket(raw, server_side=True)
-        conn.settimeout(10)
-        head = b""
-        while b"\r\n\r\n" not in head:
-            head += conn.recv(4096)
+        conn, head = self._handshake_and_head(raw)
         conn.sendall(switch_response("websocket", head))
         received = head.split(b"\r\n\r\n", 1)[1]
         while chunk := conn.recv(65536):
