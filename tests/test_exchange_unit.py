@@ -13,7 +13,15 @@ from conf import load_config
 from conf.model import Limits
 from worker import exchange, http1
 from worker.backend import Origins
-from worker.framing import NO_BODY, BadFraming, ChunkedFraming, CloseFraming, LengthFraming
+from worker.framing import (
+    CLOSE_FRAMING,
+    NO_BODY,
+    BadFraming,
+    ChunkedFraming,
+    CloseFraming,
+    LengthFraming,
+    RechunkedCloseFraming,
+)
 from worker.http1 import HttpError, parse_request, parse_response, valid_host
 from worker.rewrite import error_response, reason_phrase, request_head, response_head
 from worker.routing import Router, has_dot_segment, origin_form
@@ -211,7 +219,7 @@ def test_chunked_framing_de_chunks_and_counts_against_a_limit():
     data = b"3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n"
     assert framing.feed(data, 0, len(data)) == len(data)
     assert framing.data_of(data) == b"abcdefg"
-    assert framing.over(6) and not framing.over(7) and framing.dechunks
+    assert framing.over(6) and not framing.over(7) and framing.reframes
 
 
 @pytest.mark.parametrize("bad", [b"x\r\n", b"5\nhello\r\n", b"2\r\nabc\r\n", b"0\r\nno colon\r\n\r\n"])
@@ -222,10 +230,34 @@ def test_chunked_framing_refuses_bad_framing(bad):
 
 def test_close_and_no_body_framing():
     assert CloseFraming().feed(b"abc", 0, 3) == -1 and CloseFraming.close_delimited
+    assert not CloseFraming.reframes and CloseFraming.last_chunk == b""
     assert NO_BODY.finished and NO_BODY.feed(b"abc", 1, 3) == 1
     head = parse_response(b"HTTP/1.1 204 No Content\r\n\r\n")
     assert head.body_framing(b"GET", False) is NO_BODY
     assert parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n").body_framing(b"HEAD", False) is NO_BODY
+
+
+def test_a_body_until_close_is_rechunked_for_an_http11_client_read_by_read():
+    framing = RechunkedCloseFraming()
+    assert framing.close_delimited and framing.reframes and not framing.finished
+    data = b"HEAD\r\n\r\nhello, world"
+    assert framing.feed(data, 8, len(data)) == -1
+    assert framing.data_of(data) == b"c\r\nhello, world\r\n"
+    assert framing.feed(memoryview(b"x" * 300), 0, 300) == -1
+    assert framing.data_of(memoryview(b"x" * 300)) == b"12c\r\n" + b"x" * 300 + b"\r\n"
+    assert framing.last_chunk == b"0\r\n\r\n"
+
+
+@pytest.mark.parametrize("head, rechunked", [
+    (b"HTTP/1.1 200 OK\r\n\r\n", True),
+    (b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n", True),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", False),   # a coding of its own: as it came
+])
+def test_which_bodies_until_close_are_rechunked(head, rechunked):
+    response = parse_response(head)
+    assert response.body_framing(b"GET", False, False) is CLOSE_FRAMING
+    assert isinstance(response.body_framing(b"GET", False, True), RechunkedCloseFraming) is rechunked
+    assert response.body_framing(b"HEAD", False, True) is NO_BODY
 
 
 # == routing ====================================================================================

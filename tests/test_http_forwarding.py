@@ -252,22 +252,68 @@ def test_chunked_response_with_trailers_and_the_connection_stays_usable(scripted
         assert client.request("GET", "/echo/after-chunked").body == b"echo:/echo/after-chunked:"
 
 
-@pytest.mark.parametrize("status_line", ["HTTP/1.1 200 OK", "HTTP/1.0 200 OK"])
-def test_read_until_close_response_is_relayed_whole(scripted, status_line):
-    payload = b"x" * 300_000 + b"END"
+UNTIL_CLOSE_PAYLOAD = b"x" * 300_000 + b"END"
 
+
+def _until_close(status_line: bytes, fields: bytes = b"Content-Type: text/plain\r\n"):
+    """A backend answering with a body that ends at its close (no Content-Length)."""
     def until_close(conn: RawConn) -> None:
         conn.read_head()
-        conn.send(status_line.encode() + b"\r\nContent-Type: text/plain\r\n\r\n")
-        for i in range(0, len(payload), 50_000):
-            conn.send(payload[i:i + 50_000])
+        conn.send(status_line + b"\r\n" + fields + b"\r\n")
+        for i in range(0, len(UNTIL_CLOSE_PAYLOAD), 50_000):
+            conn.send(UNTIL_CLOSE_PAYLOAD[i:i + 50_000])
         # then close: the close is the end of the body
-    proxy, backend = scripted(until_close)
+    return until_close
+
+
+@pytest.mark.parametrize("status_line", [b"HTTP/1.1 200 OK", b"HTTP/1.0 200 OK"])
+def test_a_body_until_close_goes_chunked_to_an_http11_client_which_keeps_its_connection(scripted, status_line):
+    # As nginx and Apache relay it: the client can tell the end from a cut, and its connection
+    # outlives the backend's.
+    proxy, backend = scripted(_until_close(status_line))
     with Client(proxy) as client:
         response = client.request("GET", "/raw/until-close")
-        assert response.status == 200 and response.body == payload
-        if client.reusable():        # chunked to the client: then the connection must still work
-            assert client.request("GET", "/echo/after-close").status == 200
+        assert response.status == 200 and response.body == UNTIL_CLOSE_PAYLOAD
+        assert response.get("transfer-encoding") == "chunked" and response.get("connection") is None
+        assert client.reusable()
+        assert client.request("GET", "/echo/after-close").body == b"echo:/echo/after-close:"
+
+
+def test_a_body_until_close_goes_as_it_came_to_an_http10_client(scripted):
+    proxy, backend = scripted(_until_close(b"HTTP/1.1 200 OK"))
+    with proxy.connect(5) as sock:
+        sock.sendall(b"GET /raw/until-close HTTP/1.0\r\nHost: client.test\r\n\r\n")
+        data, closed = recv_until_close(sock, 5, limit=1 << 21)
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert closed and head.startswith(b"HTTP/1.1 200") and b"transfer-encoding" not in head.lower()
+    assert body == UNTIL_CLOSE_PAYLOAD
+
+
+def test_a_body_until_close_with_a_transfer_coding_of_its_own_is_not_rechunked(scripted):
+    # "Transfer-Encoding: gzip" without chunked: the body ends at the close (RFC 9112 §6.3).
+    # The proxy does not add chunked after a coding it does not know: the close still ends it.
+    proxy, backend = scripted(_until_close(b"HTTP/1.1 200 OK", b"Transfer-Encoding: gzip\r\n"))
+    with proxy.connect(5) as sock:
+        sock.sendall(b"GET /raw/until-close HTTP/1.1\r\nHost: client.test\r\n\r\n")
+        data, closed = recv_until_close(sock, 5, limit=1 << 21)
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert closed and head.startswith(b"HTTP/1.1 200"), head
+    assert b"transfer-encoding: gzip" in head.lower() and b"connection: close" in head.lower()
+    assert body == UNTIL_CLOSE_PAYLOAD
+
+
+def test_a_body_until_close_cut_by_a_backend_reset_reaches_the_client_without_its_last_chunk(scripted):
+    def answer_then_reset(conn: RawConn) -> None:
+        conn.read_head()
+        conn.send(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nthe first part")
+        time.sleep(0.3)                 # relayed before the reset
+        conn.reset()
+    proxy, backend = scripted(answer_then_reset)
+    with proxy.connect(5) as sock:
+        sock.sendall(b"GET /raw/cut HTTP/1.1\r\nHost: client.test\r\n\r\n")
+        data, closed = recv_until_close(sock, 5)
+    assert closed and data.endswith(b"\r\n\r\ne\r\nthe first part\r\n"), data
+    wait_for(lambda: "(response cut)" in proxy.error_text(), 5, what="the cut logged")
 
 
 @pytest.mark.timeout(20)

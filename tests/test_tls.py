@@ -158,17 +158,20 @@ def _answer_then_reset(conn) -> None:
 
 
 @pytest.mark.timeout(30)
-@pytest.mark.parametrize("request_head, status", [(b"GET /page HTTP/1.1\r\nHost: localhost\r\n\r\n", 200),
-                                                  (upgrade_request("/raw"), 101)], ids=["response", "tunnel"])
-def test_what_a_backend_reset_cut_short_ends_without_close_notify(proxy_factory, tmp_path, ca, request_head, status):
-    # A body read until the close, or an Upgrade protocol without framing of its own: with
-    # close_notify the client would take what came for all of it. Without, it sees the
-    # truncation it is (nginx closes "quietly" on errors too).
+@pytest.mark.parametrize("request_head, status, tail", [
+    (b"GET /page HTTP/1.1\r\nHost: localhost\r\n\r\n", 200, b"\r\n\r\nd\r\nbackend bytes\r\n"),
+    (upgrade_request("/raw"), 101, b"\r\n\r\nbackend bytes")], ids=["response", "tunnel"])
+def test_what_a_backend_reset_cut_short_ends_without_close_notify(proxy_factory, tmp_path, ca, request_head, status,
+                                                                  tail):
+    # A body read until the close (re-chunked to this HTTP/1.1 client: a chunk, no last chunk),
+    # or an Upgrade protocol without framing of its own: with close_notify the client would
+    # take what came for all of it. Without, it sees the truncation it is (nginx closes
+    # "quietly" on errors too).
     backend = RawBackend(_answer_then_reset)
     try:
         proxy = _tls_proxy(proxy_factory, tmp_path, ca, [{"path": "/", "to": backend.url + "/"}])
         received, ended = _strict_exchange(proxy, ca, request_head)
-        assert received.startswith(b"HTTP/1.1 %d" % status) and received.endswith(b"backend bytes"), received
+        assert received.startswith(b"HTTP/1.1 %d" % status) and received.endswith(tail), received
         assert ended == "truncated"
     finally:
         backend.close()
@@ -400,8 +403,11 @@ def test_a_body_until_close_from_a_tls_backend_is_whole_only_with_close_notify(p
     try:
         proxy = _tls_proxy(proxy_factory, tmp_path, ca, [{"path": "/", "to": f"https://127.0.0.1:{backend.port}/",
                                                           "tls": {"ca": str(ca_file)}}], workers=1)
-        received, ended = _strict_exchange(proxy, ca, b"GET /page HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        assert received.startswith(b"HTTP/1.1 200") and received.endswith(b"END"), received[:100]
+        received, ended = _strict_exchange(proxy, ca,
+                                           b"GET /page HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        # Re-chunked for this HTTP/1.1 client: the last chunk only when the body was whole.
+        assert received.startswith(b"HTTP/1.1 200") and b"transfer-encoding: chunked" in received.lower()
+        assert received.endswith(b"END\r\n0\r\n\r\n" if notify else b"END\r\n"), received[-100:]
         assert ended == ("close_notify" if notify else "truncated")
         if not notify:
             wait_for(lambda: "without close_notify (response cut)" in proxy.error_text(), 5, what="the cut logged")

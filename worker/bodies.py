@@ -5,9 +5,9 @@ Between two plain sockets, body data the framing need not look at (the rest of a
 Content-Length body, the inside of a chunk, a read-until-close body) moves with two
 `os.splice` calls through the worker's pipe, as tunnels do (`tunnel.pipes`): the bytes
 never enter Python.  Anything else (TLS on either side, chunk-size lines, de-chunking
-for an HTTP/1.0 client, a short remainder) is read into the shared buffer, scanned by
-the framing, and sent.  Either way a part the sink did not take becomes its `out`, and
-the direction stops reading until that has drained.
+for an HTTP/1.0 client, re-chunking for an HTTP/1.1 one, a short remainder) is read into
+the shared buffer, scanned by the framing, and sent.  Either way a part the sink did not
+take becomes its `out`, and the direction stops reading until that has drained.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from tunnel import pipes, tunnel
 from tunnel.buffer import SHARED_BUFFER, SHARED_BUFFER_SIZE, SHARED_VIEW
 from tunnel.endpoint import WOULD_BLOCK
 from worker.framing import BadFraming
+from worker.response import send_to_client
 
 SPLICE_MIN = 16 * 1024     # shorter remainders go through the buffer: two syscalls either way
 _PIPE = pipes.SHARED_PIPE
@@ -64,7 +65,7 @@ def _splice_out(sink, n: int) -> None:
 def _spliceable(source, sink, framing) -> int:
     """How many of the next body bytes may be spliced (0: use the buffer).  An HTTP/2
     stream as the client side has no socket (fd -1): its bytes become DATA frames."""
-    if source.tls or sink.tls or sink.out or framing.dechunks or sink.fd < 0:
+    if source.tls or sink.tls or sink.out or framing.reframes or sink.fd < 0:
         return 0
     count = framing.opaque()
     return count if count >= SPLICE_MIN else 0
@@ -91,7 +92,7 @@ def relay_response(ex) -> None:
             ex.client.close()
             return
     else:
-        stop = _read_response(ex, conn, client_ep, framing)
+        stop = _read_response(ex, conn, framing)
         if stop == -2:
             return
     if stop >= 0:
@@ -100,7 +101,7 @@ def relay_response(ex) -> None:
         ex.update_interest()
 
 
-def _read_response(ex, conn, client_ep, framing) -> int:
+def _read_response(ex, conn, framing) -> int:
     """The buffer path: -1 (more to come), the end offset (the body ended), -2 (handled)."""
     try:
         n = conn.sock.recv_into(SHARED_VIEW, framing.wanted(SHARED_BUFFER_SIZE))
@@ -113,11 +114,11 @@ def _read_response(ex, conn, client_ep, framing) -> int:
         _response_cut(ex, f"backend reset the connection: {exc.strerror or exc}")
         return -2
     if n == 0:
-        if framing.close_delimited:     # read-until-close: EOF is the end
-            ex.reusable = False
-            return 0
-        _response_cut(ex, "backend closed the connection")
-        return -2
+        if not framing.close_delimited:
+            _response_cut(ex, "backend closed the connection")
+            return -2
+        ex.reusable = False             # read-until-close: EOF is the end
+        return 0 if not framing.last_chunk or send_to_client(ex, framing.last_chunk) else -2
     ex.client.deadline = ex.loop.now + ex.route.timeout
     try:
         stop = framing.feed(SHARED_BUFFER, 0, n)
@@ -128,14 +129,8 @@ def _read_response(ex, conn, client_ep, framing) -> int:
         if stop < n:
             ex.reusable = False    # bytes after the body: not a connection to reuse
         n = stop
-    data = framing.data_of(SHARED_VIEW) if framing.dechunks else SHARED_VIEW[:n]
-    ex.sent += len(data)
-    try:
-        client_ep.send(data)
-    except OSError:
-        ex.client.close()
-        return -2
-    return stop
+    data = framing.data_of(SHARED_VIEW) if framing.reframes else SHARED_VIEW[:n]
+    return stop if send_to_client(ex, data) else -2
 
 
 def _response_cut(ex, why: str) -> None:

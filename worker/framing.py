@@ -9,8 +9,10 @@ many of the next bytes are body data the scan need not see (what may be spliced)
 
 Each framing answers for itself what the exchange asks of it (no class tests):
 `close_delimited` (the body ends with the connection, which then cannot be reused),
-`finished` (nothing left to read), `over(limit)` (LimitRequestBody), `data_of(buf)`
-(the bytes to relay from what was just fed: the data alone when de-chunking).
+`finished` (nothing left to read), `over(limit)` (LimitRequestBody), `reframes` (what is
+relayed is not what was read: then `data_of(buf)` gives the bytes to relay from what was
+just fed, the data alone when de-chunking, chunks when re-chunking), `last_chunk` (what the
+client is sent when a read-until-close body ends).
 
 The chunked scanner is strict (RFC 9112 §7.1): hex sizes only, extensions as the grammar
 says, CRLF line ends, a CRLF after each chunk's data, bounded size lines, trailers that are
@@ -44,7 +46,7 @@ class BadFraming(Exception):
 class LengthFraming:
     __slots__ = ("remaining",)
     close_delimited = False
-    dechunks = False
+    reframes = False
 
     def __init__(self, length: int):
         self.remaining = length
@@ -77,8 +79,9 @@ class CloseFraming:
 
     __slots__ = ()
     close_delimited = True
-    dechunks = False
+    reframes = False
     finished = False
+    last_chunk = b""
 
     def wanted(self, size: int) -> int:
         return size
@@ -91,6 +94,32 @@ class CloseFraming:
 
     def feed(self, buf, pos: int, end: int) -> int:
         return -1
+
+
+CLOSE_FRAMING = CloseFraming()
+
+
+class RechunkedCloseFraming(CloseFraming):
+    """A read-until-close body relayed chunked to an HTTP/1.1 client, as nginx and Apache
+    relay it: the client can then tell the end (the last chunk) from a cut (a backend reset
+    or a TLS backend's missing close_notify reaches it as a body without its last chunk),
+    and its connection outlives the backend's.  Each read becomes one chunk."""
+
+    __slots__ = ("span",)
+    reframes = True
+    last_chunk = b"0\r\n\r\n"
+
+    def __init__(self) -> None:
+        self.span = (0, 0)
+
+    def feed(self, buf, pos: int, end: int) -> int:
+        self.span = (pos, end)
+        return -1
+
+    def data_of(self, buf) -> bytes:
+        """What the last `feed` passed over, as one chunk."""
+        pos, end = self.span
+        return b"%x\r\n%b\r\n" % (end - pos, buf[pos:end])
 
 
 _SIZE, _DATA, _DATA_END, _TRAILER, _END = range(5)
@@ -118,7 +147,7 @@ class ChunkedFraming:
         return self.state == _END
 
     @property
-    def dechunks(self) -> bool:
+    def reframes(self) -> bool:
         return self.spans is not None
 
     def wanted(self, size: int) -> int:
@@ -204,7 +233,7 @@ class NoBody:
 
     __slots__ = ()
     close_delimited = False
-    dechunks = False
+    reframes = False
     finished = True
 
     def wanted(self, size: int) -> int:

@@ -39,7 +39,7 @@ import re
 
 import httptools
 
-from worker.framing import NO_BODY, ChunkedFraming, CloseFraming, LengthFraming
+from worker.framing import CLOSE_FRAMING, NO_BODY, ChunkedFraming, LengthFraming, RechunkedCloseFraming
 
 HEAD_END = b"\r\n\r\n"
 _TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
@@ -201,15 +201,19 @@ class RequestHead(Head):
 class ResponseHead(Head):
     __slots__ = ("status", "reason", "plain")
 
-    def body_framing(self, method: bytes, dechunk: bool):
-        """How the response body ends (RFC 9112 §6.3)."""
+    def body_framing(self, method: bytes, dechunk: bool, rechunk: bool = False):
+        """How the response body ends (RFC 9112 §6.3).  `rechunk`: a body that ends at the
+        close goes chunked to the client, unless the backend named a transfer coding of its
+        own (chunked added after it would be ours to get right, for a rare head)."""
         if method == b"HEAD" or self.status in (204, 304):
             return NO_BODY
         if self.chunked:
             return ChunkedFraming(decode=dechunk)
         if self.content_length is not None:
             return LengthFraming(self.content_length)
-        return CloseFraming()
+        if rechunk and b"transfer-encoding" not in self.spans:
+            return RechunkedCloseFraming()
+        return CLOSE_FRAMING
 
 
 class _NoCallbacks:

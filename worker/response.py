@@ -17,6 +17,7 @@ from worker.http1 import HEAD_END, HeadReader, HttpError, connection_tokens, par
 from worker.rewrite import response_head
 
 MAX_RESPONSE_HEAD = 64 * 1024   # a backend head larger than this is invalid (502)
+_CHUNKED_LINE = b"Transfer-Encoding: chunked\r\n"
 FIRST_READ = 16 * 1024          # the read that looks for the head; the rest of a body may be spliced
 # (S2, 64 KiB responses: 1.0 against 1.1 ms of proxy CPU per MiB with a 64 KiB first read)
 
@@ -74,7 +75,7 @@ def _process(ex, buf, size: int) -> None:
         if ex.client.http2:
             if not ex.client.send_interim(resp):
                 return
-        elif not _to_client(ex, response_head(resp, True, False, True, None)):
+        elif not send_to_client(ex, response_head(resp, True, False, True, None)):
             return
         ex.respbuf = buf = bytearray(buf[head_size:size])
         size = len(buf)
@@ -93,18 +94,23 @@ def _relay(ex, resp, buf, start: int, size: int) -> None:
     ex.status = resp.status
     if ex.member is not None:
         worker.lb.response(ex.member, resp.status)   # failonstatus=
-    # An HTTP/1.0 client cannot take chunked: relay the data, end it with the close.  HTTP/2
-    # frames the body itself: the data alone too.
+    # An HTTP/1.0 client cannot take chunked: relay the data, end it with the close; HTTP/2
+    # frames the body itself.  A body that ends at the close goes chunked to HTTP/1.1.
     h2 = client.http2
-    dechunk = resp.chunked and (head.version == "1.0" or h2)
-    framing = ex.resp_framing = resp.body_framing(head.method, dechunk)
+    http11 = head.version == "1.1" and not h2
+    dechunk = resp.chunked and not http11
+    framing = ex.resp_framing = resp.body_framing(head.method, dechunk, http11)
+    rechunked = framing.reframes and not dechunk
     if not resp.keep_alive or framing.close_delimited:
         ex.reusable = False
     ex.keep_alive = (ex.keep_alive and not client.eof and (not worker.stopping or worker.keeps_alive(client))
-                     and not framing.close_delimited and not dechunk)
+                     and (rechunked or not framing.close_delimited) and not dechunk)
     reverse = worker.reverse_map(ex.route, ex.origin, head, client.proto_line) if ex.route.reverse else None
     if h2:
         out = b""        # the head goes as HTTP/2 fields, from `resp` (worker.h2.stream)
+    elif rechunked:
+        out = response_head(resp, ex.keep_alive, False, True, reverse, extra=_CHUNKED_LINE + (ex.cookie or b""))
+        ex.head_sent = len(out)
     elif resp.plain and reverse is None and ex.cookie is None and not dechunk and head.version == "1.1":
         # Nothing to take out of the head: it goes as it came (None: straight from the buffer,
         # below), or with our Connection: close.  What response_head would build, for less.
@@ -128,7 +134,7 @@ def _relay(ex, resp, buf, start: int, size: int) -> None:
         if out is None:                 # head and body, straight from where they were read
             out = SHARED_VIEW[:stop] if buf is SHARED_BUFFER else buf[:stop]
         else:
-            out += framing.data_of(buf) if dechunk else buf[start:stop]
+            out += framing.data_of(buf) if framing.reframes else buf[start:stop]
     else:
         ended = framing.finished
         if out is None:
@@ -137,7 +143,7 @@ def _relay(ex, resp, buf, start: int, size: int) -> None:
         client.send_response(ex, resp, reverse, out, ended)
         return
     ex.resp_started = True            # from here on, only closing is honest (Exchange.answer)
-    if not _to_client(ex, out):
+    if not send_to_client(ex, out):
         return
     if ended:
         ex.response_read()
@@ -145,7 +151,8 @@ def _relay(ex, resp, buf, start: int, size: int) -> None:
         ex.relaying(more=size == FIRST_READ and buf is SHARED_BUFFER)
 
 
-def _to_client(ex, data) -> bool:
+def send_to_client(ex, data) -> bool:
+    """Head or body bytes to the client; False when it is gone (then closed)."""
     ex.sent += len(data)
     try:
         ex.client.ep.send(data)
