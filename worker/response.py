@@ -100,18 +100,19 @@ def _relay(ex, resp, buf, start: int, size: int) -> None:
     http11 = head.version == "1.1" and not h2
     dechunk = resp.chunked and not http11
     framing = ex.resp_framing = resp.body_framing(head.method, dechunk, http11)
-    rechunked = framing.reframes and not dechunk
-    if not resp.keep_alive or framing.close_delimited:
+    delimited = framing.close_delimited
+    rechunked = delimited and framing.reframes
+    if not resp.keep_alive or delimited:
         ex.reusable = False
     ex.keep_alive = (ex.keep_alive and not client.eof and (not worker.stopping or worker.keeps_alive(client))
-                     and (rechunked or not framing.close_delimited) and not dechunk)
+                     and (rechunked or not delimited) and not dechunk)
     reverse = worker.reverse_map(ex.route, ex.origin, head, client.proto_line) if ex.route.reverse else None
     if h2:
         out = b""        # the head goes as HTTP/2 fields, from `resp` (worker.h2.stream)
     elif rechunked:
         out = response_head(resp, ex.keep_alive, False, True, reverse, extra=_CHUNKED_LINE + (ex.cookie or b""))
         ex.head_sent = len(out)
-    elif resp.plain and reverse is None and ex.cookie is None and not dechunk and head.version == "1.1":
+    elif resp.plain and reverse is None and ex.cookie is None and not dechunk and http11:
         # Nothing to take out of the head: it goes as it came (None: straight from the buffer,
         # below), or with our Connection: close.  What response_head would build, for less.
         out = None if ex.keep_alive else resp.raw[:-2] + b"Connection: close\r\n\r\n"
