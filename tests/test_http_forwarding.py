@@ -180,6 +180,33 @@ def test_pipelined_requests_are_answered_in_order(env):
     assert closed and rest == b""
 
 
+def test_requests_pipelined_before_a_fin_are_all_answered(env):
+    # A client that sends its requests and shuts its sending side (`nc -N`, a script) gets
+    # every response, as from Apache; the last says it closes. nginx answers none.
+    with env.proxy.connect() as sock:
+        sock.sendall(b"GET /echo/f1 HTTP/1.1\r\nHost: t\r\n\r\n"
+                     b"GET /echo/slow-f2 HTTP/1.1\r\nHost: t\r\n\r\n"
+                     b"POST /echo/f3 HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello")
+        sock.shutdown(socket.SHUT_WR)
+        reader = Reader(sock)
+        responses = [reader.response() for _ in range(3)]
+        rest, closed = recv_until_close(sock, 3)
+    assert [r.body for r in responses] == [b"echo:/echo/f1:", b"echo:/echo/slow-f2:", b"echo:/echo/f3:hello"]
+    assert [r.get("connection") for r in responses] == [None, None, b"close"]
+    assert closed and rest == b""
+
+
+def test_a_head_cut_by_a_fin_behind_pipelined_requests_is_dropped_at_once(env):
+    with env.proxy.connect() as sock:
+        sock.sendall(b"GET /echo/g1 HTTP/1.1\r\nHost: t\r\n\r\nGET /echo/g2 HTTP/1.1\r\nHost:")
+        sock.shutdown(socket.SHUT_WR)
+        started = time.monotonic()
+        response = Reader(sock).response()
+        rest, closed = recv_until_close(sock, 3)
+    assert response.body == b"echo:/echo/g1:" and response.get("connection") == b"close"
+    assert closed and rest == b"" and time.monotonic() - started < 2, "no wait for the header timeout"
+
+
 # == backend pool =================================================================================
 @pytest.mark.timeout(20)
 def test_pooled_connection_closed_by_the_idle_backend_is_not_used(scripted):

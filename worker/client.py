@@ -211,7 +211,7 @@ class ClientConnection:
             if exchange is None:
                 self.close()        # mid-head or idle: nothing more will come, nothing to answer
             else:
-                self.eof = True     # the exchange finishes its response, then we close
+                self.eof = True     # the exchange finishes, and those pipelined; then we close
                 exchange.update_interest()
             return
         if exchange is not None or self.inbuf:
@@ -274,6 +274,12 @@ class ClientConnection:
         self.reader = None
         return reader.head(raw)
 
+    def pipelined_head(self) -> bool:
+        """A whole request head waits behind the current exchange.  Once the client has shut
+        its sending side, that is what is still answered, as Apache answers it: requests
+        pipelined before a FIN each get their response, then the connection closes."""
+        return HEAD_END in self.inbuf
+
     def _start(self, head) -> None:
         (self.worker.admission.idle if self.requests else self.worker.admission.unserved).pop(self, None)
         self.requests += 1
@@ -292,7 +298,7 @@ class ClientConnection:
         worker.exchange_done(exchange)
         if self.state is CLOSED:
             return
-        if not keep_alive or self.eof:
+        if not keep_alive or (self.eof and not self.pipelined_head()):
             self.close()
             return
         self.state = HEAD if self.inbuf else IDLE

@@ -104,7 +104,8 @@ def _relay(ex, resp, buf, start: int, size: int) -> None:
     rechunked = delimited and framing.reframes
     if not resp.keep_alive or delimited:
         ex.reusable = False
-    ex.keep_alive = (ex.keep_alive and not client.eof and (not worker.stopping or worker.keeps_alive(client))
+    ex.keep_alive = (ex.keep_alive and (not client.eof or client.pipelined_head())
+                     and (not worker.stopping or worker.keeps_alive(client))
                      and (rechunked or not delimited) and not dechunk)
     reverse = worker.reverse_map(ex.route, ex.origin, head, client.proto_line) if ex.route.reverse else None
     if h2:
