@@ -16,6 +16,19 @@ keep-alive exchange on a pooled connection costs no epoll_ctl at all.
 The handler (whoever owns the endpoint now: a client connection, an exchange, a pool,
 a tunnel) changes with `hand_to`, which costs no system call.
 
+`send_batched` holds a small write to the end of the loop turn (`EventLoop.held`): it
+becomes `out`, as if the socket had taken none of it, without EPOLLOUT (`held`), and the
+loop hands the owner EPOLLOUT itself once the turn's events are done, so the owner's
+partial-send path (drain, then carry on) does the rest.  Why: a send to a peer asleep in
+epoll_wait wakes it, and on this 2-core VM that wake-up (an IPI, in the sender's system time)
+cost a worker ~5 of its ~17 µs of kernel time per small keep-alive request (perf, cpu-clock
+samples in `sock_def_readable`), because between two of our sends the fast peer (wrk, the
+backend) has gone back to sleep.  Sent back to back at the end of a turn, only the first
+send of a burst finds it asleep: 13.9-14.9 against 18.1-20.8 µs of kernel time per request,
+one worker (bench/RESULTS-2026-12-02-batched.md).  Only plain sockets, at most HOLD_MAX
+bytes, and only where the owner asks (a request head with no body behind it, a whole
+response): a TLS write is costlier to copy than to wake, and a bulk one wakes once anyway.
+
 TLS: bytes an SSLSocket holds (decrypted, or read ahead) are invisible to epoll, so
 readers ask `conf.readahead.buffered`; a write that raised want-write must be retried with
 the same leading bytes, so TLS writes go in pieces of TLS_WRITE_MAX; a half-close goes
@@ -25,6 +38,7 @@ after the TLS close_notify, which closing sends too (conf.readahead.close_notify
 
 from __future__ import annotations
 
+import os
 import select
 import socket
 import ssl
@@ -38,6 +52,9 @@ WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLW
 # (`shutdown_write`) CPython raises this instead.  Either way it is the peer's clean EOF.
 CLEAN_EOF = ssl.SSLZeroReturnError
 TLS_WRITE_MAX = 64 * 1024
+HOLD_MAX = 4096          # send_batched: larger writes go at once (their copy would cost more)
+# MPM_BATCH_SENDS=0 sends at once everywhere (the bench's A/B switch, as MPM_SPLICE is).
+BATCHING = os.environ.get("MPM_BATCH_SENDS", "1") != "0"
 _plain_shutdown = socket.socket.shutdown
 _SSLSocket = ssl.SSLSocket
 
@@ -62,7 +79,7 @@ def send_some(sock, data) -> int:
 class Endpoint:
     """`loop` needs add/modify/remove/set_handler (worker.loop.EventLoop)."""
 
-    __slots__ = ("loop", "sock", "fd", "mask", "out", "tls", "handler")
+    __slots__ = ("loop", "sock", "fd", "mask", "out", "tls", "handler", "held")
 
     def __init__(self, loop, sock) -> None:
         self.loop = loop
@@ -72,6 +89,7 @@ class Endpoint:
         self.out = None             # bytes the socket has not taken yet
         self.tls = sock.__class__ is _SSLSocket
         self.handler = None
+        self.held = False           # `out` waits for the end of the loop turn (send_batched)
 
     # -- registration --------------------------------------------------------------------
     def register(self, mask: int, handler) -> None:
@@ -100,7 +118,7 @@ class Endpoint:
     def want(self, reading: bool) -> None:
         """Derive the interest: EPOLLIN if the owner reads, EPOLLOUT while `out` holds bytes.
         Not registered and nothing wanted: stays out of epoll (a paused tunnel side)."""
-        mask = (EPOLLIN if reading else 0) | (EPOLLOUT if self.out else 0)
+        mask = (EPOLLIN if reading else 0) | (EPOLLOUT if self.out and not self.held else 0)
         if mask != self.mask:
             if self.mask is None:
                 if mask:
@@ -123,6 +141,15 @@ class Endpoint:
             sent = 0
         if sent < len(data):
             self.out = bytes(data[sent:])
+
+    def send_batched(self, data) -> None:
+        """`send`, at the end of this loop turn (module docstring) when it may be held."""
+        if self.out is not None or self.tls or len(data) > HOLD_MAX or not BATCHING or self.handler is None:
+            self.send(data)
+            return
+        self.out = bytes(data)
+        self.held = True
+        self.loop.held.append(self)
 
     def flush(self) -> bool:
         """Send what is kept; True once nothing is left.  Raises OSError."""

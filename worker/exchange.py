@@ -215,8 +215,13 @@ class Exchange:
         bodies.relay_request(self)
 
     def _send_backend(self, data) -> None:
+        """The request head (with what of the body came with it); held to the end of the
+        loop turn when nothing more follows it (tunnel.endpoint: send_batched)."""
         try:
-            self.conn.send(data)
+            if self.req_framing is None:
+                self.conn.send_batched(data)
+            else:
+                self.conn.send(data)
         except OSError as exc:
             self.backend_failed(502, f"send failed: {exc.strerror or exc}")
 
@@ -294,8 +299,11 @@ class Exchange:
 
     def response_read(self) -> None:
         """The backend has sent the whole response: done, or FLUSHING while the client has
-        yet to take the rest."""
+        yet to take the rest (the backend connection goes back to the pool meanwhile, unless
+        the request body is still being relayed to it)."""
         if self.client.ep.out:
+            if self.req_framing is None:
+                self._release_backend()
             self.enter(FLUSHING)
             self.update_interest()
         else:
@@ -341,6 +349,13 @@ class Exchange:
     def _done(self) -> None:
         """The response is out: release the member, pool or drop the backend, log."""
         self.enter(DONE)
+        self._release_backend()
+        if self.req_framing is not None:      # answered before the client finished its body
+            self.keep_alive = False
+        self.client.exchange_done(self, self.keep_alive)
+
+    def _release_backend(self) -> None:
+        """The member's count, and the connection pooled if it can serve again, else closed."""
         if self.member is not None:
             self._release_member()
         conn, self.conn = self.conn, None
@@ -349,9 +364,6 @@ class Exchange:
                 self.worker.pool.release(conn)
             else:
                 conn.close()
-        if self.req_framing is not None:      # answered before the client finished its body
-            self.keep_alive = False
-        self.client.exchange_done(self, self.keep_alive)
 
     def answer(self, status: int, message: str, keep_alive: bool = False, extra: bytes = b"") -> None:
         """An answer of our own: 404/503 (keeping the connection when `keep_alive`), a bad

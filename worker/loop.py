@@ -45,6 +45,7 @@ class EventLoop:
         # call per loop turn was ~1.5k instructions of a small request's ~190k, twice.
         self.sinks: list = []
         self.soon: list = []                 # one-shot callables for the next iteration (TLS pending data)
+        self.held: list = []                 # endpoints whose `out` waits for the turn's end (send_batched)
         self.passed: dict = {}               # fd -> (mask, socket) between two owners (`pass_on`)
         self.running = True
 
@@ -145,7 +146,7 @@ class EventLoop:
         sinks = self.sinks        # only ever changed in place
         while self.running:
             timeout = self._wake - self.now
-            if self.soon or timeout < 0.0:
+            if self.soon or self.held or timeout < 0.0:
                 timeout = 0.0
             try:
                 events = poll(timeout)
@@ -162,9 +163,21 @@ class EventLoop:
                 soon, self.soon = self.soon, []
                 for callback in soon:
                     callback()
+            if self.held:
+                self._send_held()
             for sink in sinks:      # worker.logs.LogSink: due, full, or an idle turn
                 if sink.pending and (now >= sink.due or sink.size >= sink.limit or not events):
                     sink.flush()
+
+    def _send_held(self) -> None:
+        """The writes held in this turn (Endpoint.send_batched), back to back: each owner
+        gets the EPOLLOUT epoll was not asked for, and drains as after a partial send.
+        Writes its handlers hold in turn wait for the next turn, which does not sleep."""
+        held, self.held = self.held, []
+        for endpoint in held:
+            endpoint.held = False
+            if endpoint.out is not None and endpoint.handler is not None:   # not closed since
+                endpoint.handler(EPOLLOUT)
 
     def close(self) -> None:
         self._epoll.close()
