@@ -46,6 +46,7 @@ ROUTE = CompiledRoute(Route(Target("http://backend/", None, "/"), path=b"/", pre
 ECHO = "x-fuzz-echo"
 _ID = re.compile(rb"(?i)\r\nx-fuzz-id:[ \t]*([0-9]+)[ \t]*\r\n")
 _KNOWN = frozenset({b"keep-alive", b"close", b"upgrade"})
+_FRAMING = frozenset({b"content-length", b"transfer-encoding"})   # named by Connection, still kept
 _REPLACED = {b"host", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"}
 
 
@@ -317,7 +318,7 @@ def expected_fields(head) -> list[tuple[bytes, bytes]]:
     """The end-to-end fields the backend must see, in order (what rewriting keeps)."""
     named = set()
     if head.connection is not None:
-        named = connection_tokens(head.connection.lower()) - _KNOWN
+        named = connection_tokens(head.connection.lower()) - _KNOWN - _FRAMING
     drop = HOP_BY_HOP | _REPLACED | named
     if head.te_odd:
         drop = drop | {b"transfer-encoding"}

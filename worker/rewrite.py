@@ -22,6 +22,11 @@ _REQUEST_DROP = HOP_BY_HOP | {b"host", b"x-forwarded-for", b"x-forwarded-proto",
 _REQUEST_DROP_TE = _REQUEST_DROP | {b"transfer-encoding"}
 _RESPONSE_DROP_101 = HOP_BY_HOP - {b"upgrade"}
 _KNOWN_TOKENS = frozenset({b"keep-alive", b"close", b"upgrade"})   # Connection values naming no field
+# Fields that frame the message are never hop-by-hop, whatever Connection says (RFC 9110 §7.6.1:
+# a sender MUST NOT name a field meant for every recipient).  Dropped, a relayed body would be
+# read by the next hop as the next message: a request smuggled past the routes.  nginx and
+# HAProxy ignore such options too.
+_NEVER_HOP = frozenset({b"content-length", b"transfer-encoding"})
 _CHUNKED = frozenset({b"transfer-encoding"})
 _UPGRADE = frozenset({b"upgrade"})
 REVERSED = frozenset({b"location", b"content-location", b"uri"})
@@ -42,7 +47,7 @@ def _named_by_connection(connection: bytes | None) -> set:
     lower = connection.lower()
     if lower in _KNOWN_TOKENS:
         return set()
-    return connection_tokens(lower) - _KNOWN_TOKENS
+    return connection_tokens(lower) - _KNOWN_TOKENS - _NEVER_HOP
 
 
 def _kept_lines(head, drop: frozenset, keep: frozenset = frozenset()) -> bytes:
