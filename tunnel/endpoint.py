@@ -17,23 +17,19 @@ The handler (whoever owns the endpoint now: a client connection, an exchange, a 
 a tunnel) changes with `hand_to`, which costs no system call.
 
 `send_batched` holds a small write to the end of the loop turn (`EventLoop.held`): it
-becomes `out`, as if the socket had taken none of it, without EPOLLOUT (`held`), and the
-loop hands the owner EPOLLOUT itself once the turn's events are done, so the owner's
-partial-send path (drain, then carry on) does the rest.  Why: a send to a peer asleep in
-epoll_wait wakes it, and on this 2-core VM that wake-up (an IPI, in the sender's system time)
-cost a worker ~5 of its ~17 µs of kernel time per small keep-alive request (perf, cpu-clock
-samples in `sock_def_readable`), because between two of our sends the fast peer (wrk, the
-backend) has gone back to sleep.  Sent back to back at the end of a turn, only the first
-send of a burst finds it asleep: 13.9-14.9 against 18.1-20.8 µs of kernel time per request,
-one worker (bench/RESULTS-2026-12-02-batched.md).  Only plain sockets, at most HOLD_MAX
-bytes, and only where the owner asks (a request head with no body behind it, a whole
-response): a TLS write is costlier to copy than to wake, and a bulk one wakes once anyway.
-
-TLS: bytes an SSLSocket holds (decrypted, or read ahead) are invisible to epoll, so
-readers ask `conf.readahead.buffered`; a write that raised want-write must be retried with
-the same leading bytes, so TLS writes go in pieces of TLS_WRITE_MAX; a half-close goes
-through `socket.socket.shutdown`, because `SSLSocket.shutdown()` throws the TLS state away,
-after the TLS close_notify, which closing sends too (conf.readahead.close_notify).
+becomes `out`, as if the socket had taken none of it, without EPOLLOUT (`held`); once the
+turn's events are done the loop sends it, and only if the socket does not take it whole
+does the owner get EPOLLOUT, to drain it as after a partial send.  Why: a send to a peer
+asleep in epoll_wait wakes it, and on this 2-core VM that wake-up (an IPI, in the sender's
+system time) was ~5 of a worker's ~17 µs of kernel time per small keep-alive request (perf,
+cpu-clock samples under `sock_def_readable`): between two of our sends the fast peer has
+gone back to sleep.  Sent back to back, only the first send of a burst finds it asleep.
+Used for a request head with no body behind it (the exchange only waits for the answer):
+S1 in four interleaved rounds, 0.94-1.02x the proxy CPU per request, 0.93-1.03x the whole
+machine's, the backend's 0.82-0.96x (bench/RESULTS-2026-12-02-late.md).  Holding whole
+responses as well saved kernel time too but cost as much again in user time (the exchange
+must then wait for the turn's end to finish), so they go at once.  Only plain sockets, at
+most HOLD_MAX bytes: a TLS write, or a larger one, costs more to copy than the wake-up.
 """
 
 from __future__ import annotations
@@ -143,7 +139,9 @@ class Endpoint:
             self.out = bytes(data[sent:])
 
     def send_batched(self, data) -> None:
-        """`send`, at the end of this loop turn (module docstring) when it may be held."""
+        """`send`, at the end of this loop turn (module docstring) when it may be held.
+        Held, it is as if the socket had taken none of it; if the loop cannot send it whole
+        either, the owner gets EPOLLOUT (EventLoop.held)."""
         if self.out is not None or self.tls or len(data) > HOLD_MAX or not BATCHING or self.handler is None:
             self.send(data)
             return

@@ -2,9 +2,9 @@
 body to the client, one read's worth per readiness event.
 
 Between two plain sockets, body data the framing need not look at (the rest of a
-Content-Length body, the inside of a chunk, a read-until-close body) moves with two
-`os.splice` calls through the worker's pipe, as tunnels do (`tunnel.pipes`): the bytes
-never enter Python.  Anything else (TLS on either side, chunk-size lines, de-chunking
+Content-Length body, the inside of a chunk, a read-until-close body toward an HTTP/1.0
+client) moves with two `os.splice` calls through the worker's pipe, as tunnels do
+(`tunnel.pipes`): the bytes never enter Python.  Anything else (TLS on either side, chunk-size lines, de-chunking
 for an HTTP/1.0 client, re-chunking for an HTTP/1.1 one, a short remainder) is read into
 the shared buffer, scanned by the framing, and sent.  Either way a part the sink did not
 take becomes its `out`, and the direction stops reading until that has drained.

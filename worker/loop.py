@@ -170,13 +170,20 @@ class EventLoop:
                     sink.flush()
 
     def _send_held(self) -> None:
-        """The writes held in this turn (Endpoint.send_batched), back to back: each owner
-        gets the EPOLLOUT epoll was not asked for, and drains as after a partial send.
-        Writes its handlers hold in turn wait for the next turn, which does not sleep."""
+        """The writes held in this turn (Endpoint.send_batched), back to back.  One the
+        socket took in part (or refused) gets its owner the EPOLLOUT epoll was not asked for,
+        and the owner drains it as after a partial send.  Writes held by those owners wait
+        for the next turn, which does not sleep."""
         held, self.held = self.held, []
         for endpoint in held:
             endpoint.held = False
-            if endpoint.out is not None and endpoint.handler is not None:   # not closed since
+            if endpoint.out is None or endpoint.handler is None:     # drained or closed since
+                continue
+            try:
+                whole = endpoint.flush()
+            except OSError:
+                whole = False
+            if not whole:
                 endpoint.handler(EPOLLOUT)
 
     def close(self) -> None:

@@ -145,7 +145,7 @@ def _relay(ex, resp, buf, start: int, size: int) -> None:
         client.send_response(ex, resp, reverse, out, ended)
         return
     ex.resp_started = True            # from here on, only closing is honest (Exchange.answer)
-    if not send_to_client(ex, out, batched=ended):
+    if not send_to_client(ex, out):
         return
     if ended:
         ex.response_read()
@@ -153,15 +153,11 @@ def _relay(ex, resp, buf, start: int, size: int) -> None:
         ex.relaying(more=size == FIRST_READ and buf is SHARED_BUFFER)
 
 
-def send_to_client(ex, data, batched: bool = False) -> bool:
-    """Head or body bytes to the client; False when it is gone (then closed).  `batched`: a
-    whole response, which may wait for the end of the loop turn (Endpoint.send_batched)."""
+def send_to_client(ex, data) -> bool:
+    """Head or body bytes to the client; False when it is gone (then closed)."""
     ex.sent += len(data)
     try:
-        if batched:
-            ex.client.ep.send_batched(data)
-        else:
-            ex.client.ep.send(data)
+        ex.client.ep.send(data)
     except OSError:
         ex.client.close()
         return False
