@@ -306,6 +306,27 @@ def test_a_body_until_close_goes_chunked_to_an_http11_client_which_keeps_its_con
         assert client.request("GET", "/echo/after-close").body == b"echo:/echo/after-close:"
 
 
+@pytest.mark.timeout(60)
+def test_a_large_body_until_close_reaches_a_slow_client_whole_and_chunked(scripted):
+    # Spliced a read at a time, each read one chunk: with the client not reading, its socket
+    # fills, and size lines, data and CRLFs must queue behind one another in order.
+    payload = bytes(range(256)) * (32 * 1024) + b"END"          # 8 MiB
+    def until_close(conn: RawConn) -> None:
+        conn.read_head()
+        conn.send(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\r\n")
+        for i in range(0, len(payload), 100_000):
+            conn.send(payload[i:i + 100_000])
+    proxy, backend = scripted(until_close)
+    with Client(proxy, timeout=30) as client:
+        client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+        client.send_request("GET", "/raw/large-until-close")
+        time.sleep(1.0)                       # the proxy's sends fill the socket meanwhile
+        response = client.read_response()
+        assert response.status == 200 and response.get("transfer-encoding") == "chunked"
+        assert len(response.body) == len(payload) and response.body == payload
+        assert client.request("GET", "/echo/after-large").body == b"echo:/echo/after-large:"
+
+
 def test_a_body_until_close_goes_as_it_came_to_an_http10_client(scripted):
     proxy, backend = scripted(_until_close(b"HTTP/1.1 200 OK"))
     with proxy.connect(5) as sock:

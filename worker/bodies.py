@@ -62,10 +62,28 @@ def _splice_out(sink, n: int) -> None:
         sink.out = pipe.read_out(n - sent)
 
 
+def _splice_chunk(sink, n: int) -> int:
+    """The `n` bytes in the pipe to `sink` as one chunk (framing.RechunkedCloseFraming): its
+    size line, the data spliced, its CRLF; what the sink does not take queues in order in
+    `sink.out`.  Returns the bytes framed.  Raises OSError (the pipe is then dropped)."""
+    size_line = b"%x\r\n" % n
+    try:
+        sink.send(size_line)
+    except OSError:
+        _PIPE.discard()
+        raise
+    if sink.out:                   # the size line did not go whole: the data waits behind it
+        sink.out += _PIPE.read_out(n)
+    else:
+        _splice_out(sink, n)
+    sink.send(b"\r\n")            # behind what `out` holds, if anything
+    return len(size_line) + n + 2
+
+
 def _spliceable(source, sink, framing) -> int:
     """How many of the next body bytes may be spliced (0: use the buffer).  An HTTP/2
     stream as the client side has no socket (fd -1): its bytes become DATA frames."""
-    if source.tls or sink.tls or sink.out or framing.reframes or sink.fd < 0:
+    if source.tls or sink.tls or sink.out or sink.fd < 0 or (framing.reframes and not framing.splices_chunks):
         return 0
     count = framing.opaque()
     return count if count >= SPLICE_MIN else 0
@@ -85,9 +103,12 @@ def relay_response(ex) -> None:
     if n:
         ex.client.deadline = ex.loop.now + ex.route.timeout
         stop = framing.feed(None, 0, n)
-        ex.sent += n
         try:
-            _splice_out(client_ep, n)
+            if framing.splices_chunks:
+                ex.sent += _splice_chunk(client_ep, n)
+            else:
+                ex.sent += n
+                _splice_out(client_ep, n)
         except OSError:
             ex.client.close()
             return

@@ -11,8 +11,9 @@ Each framing answers for itself what the exchange asks of it (no class tests):
 `close_delimited` (the body ends with the connection, which then cannot be reused),
 `finished` (nothing left to read), `over(limit)` (LimitRequestBody), `reframes` (what is
 relayed is not what was read: then `data_of(buf)` gives the bytes to relay from what was
-just fed, the data alone when de-chunking, chunks when re-chunking), `last_chunk` (what the
-client is sent when a read-until-close body ends).
+just fed, the data alone when de-chunking, chunks when re-chunking), `splices_chunks` (spliced
+all the same, each read framed as a chunk), `last_chunk` (what the client is sent when a
+read-until-close body ends).
 
 The chunked scanner is strict (RFC 9112 §7.1): hex sizes only, extensions as the grammar
 says, CRLF line ends, a CRLF after each chunk's data, bounded size lines, trailers that are
@@ -47,6 +48,7 @@ class LengthFraming:
     __slots__ = ("remaining",)
     close_delimited = False
     reframes = False
+    splices_chunks = False
 
     def __init__(self, length: int):
         self.remaining = length
@@ -80,6 +82,7 @@ class CloseFraming:
     __slots__ = ()
     close_delimited = True
     reframes = False
+    splices_chunks = False
     finished = False
     last_chunk = b""
 
@@ -107,6 +110,7 @@ class RechunkedCloseFraming(CloseFraming):
 
     __slots__ = ("span",)
     reframes = True
+    splices_chunks = True     # spliced, a read is one chunk: its size line and CRLF sent around it
     last_chunk = b"0\r\n\r\n"
 
     def __init__(self) -> None:
@@ -132,6 +136,7 @@ class ChunkedFraming:
 
     __slots__ = ("state", "remaining", "partial", "trailer_bytes", "spans", "data_bytes", "trailers")
     close_delimited = False
+    splices_chunks = False
 
     def __init__(self, decode: bool = False) -> None:
         self.state = _SIZE
@@ -234,6 +239,7 @@ class NoBody:
     __slots__ = ()
     close_delimited = False
     reframes = False
+    splices_chunks = False
     finished = True
 
     def wanted(self, size: int) -> int:
