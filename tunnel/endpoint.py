@@ -30,6 +30,12 @@ machine's, the backend's 0.82-0.96x (bench/RESULTS-2026-12-02-late.md).  Holding
 responses as well saved kernel time too but cost as much again in user time (the exchange
 must then wait for the turn's end to finish), so they go at once.  Only plain sockets, at
 most HOLD_MAX bytes: a TLS write, or a larger one, costs more to copy than the wake-up.
+
+TLS: bytes an SSLSocket holds (decrypted, or read ahead) are invisible to epoll, so
+readers ask `conf.readahead.buffered`; a write that raised want-write must be retried with
+the same leading bytes, so TLS writes go in pieces of TLS_WRITE_MAX; a half-close goes
+through `socket.socket.shutdown`, because `SSLSocket.shutdown()` throws the TLS state away,
+after the TLS close_notify, which closing sends too (conf.readahead.close_notify).
 """
 
 from __future__ import annotations

@@ -2,12 +2,13 @@
 body to the client, one read's worth per readiness event.
 
 Between two plain sockets, body data the framing need not look at (the rest of a
-Content-Length body, the inside of a chunk, a read-until-close body toward an HTTP/1.0
-client) moves with two `os.splice` calls through the worker's pipe, as tunnels do
-(`tunnel.pipes`): the bytes never enter Python.  Anything else (TLS on either side, chunk-size lines, de-chunking
-for an HTTP/1.0 client, re-chunking for an HTTP/1.1 one, a short remainder) is read into
-the shared buffer, scanned by the framing, and sent.  Either way a part the sink did not
-take becomes its `out`, and the direction stops reading until that has drained.
+Content-Length body, the inside of a chunk, a read-until-close body) moves with two
+`os.splice` calls through the worker's pipe, as tunnels do (`tunnel.pipes`): the bytes
+never enter Python.  A read-until-close body re-chunked for an HTTP/1.1 client is spliced
+too, each read one chunk with its size line and CRLF sent around it.  Anything else (TLS on
+either side, chunk-size lines, de-chunking for an HTTP/1.0 client, a short remainder) is
+read into the shared buffer, scanned by the framing, and sent.  Either way a part the sink
+did not take becomes its `out`, and the direction stops reading until that has drained.
 """
 
 from __future__ import annotations
