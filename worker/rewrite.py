@@ -3,7 +3,8 @@
 Hop-by-hop fields (RFC 9110 §7.6.1) stop here: Connection and every field it names
 (except the two that frame the message), Keep-Alive, TE, Trailer, Proxy-Connection, and
 Upgrade unless the exchange is an upgrade.  Transfer-Encoding stays, because bodies are
-relayed with their framing.  Toward the backend, Host and X-Forwarded-For/-Proto/-Host are ours to set.
+relayed with their framing.  Toward the backend, Host and X-Forwarded-For/-Proto/-Host
+are ours to set.
 
 A head is rewritten from the bytes it arrived as: one regular expression removes the
 fields we replace or drop, and the rest is copied in one slice, so the usual head
