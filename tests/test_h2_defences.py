@@ -162,7 +162,8 @@ def test_continuation_flood_ends_in_goaway_with_memory_bounded(env):
 def test_settings_and_ping_floods_end_in_goaway(env):
     proxy, _ = env
     legit = _legitimate(proxy)
-    for frame in (SettingsFrame(0, settings={4: 65535}), PingFrame(0, opaque_data=b"12345678")):
+    for frame, kind in ((SettingsFrame(0, settings={4: 65535}), "SETTINGS"),
+                        (PingFrame(0, opaque_data=b"12345678"), "PingReceived")):
         attacker = _attacker(proxy)
         try:
             attacker.sendall(frame.serialize() * 5000)      # and never read the acknowledgements
@@ -170,7 +171,12 @@ def test_settings_and_ping_floods_end_in_goaway(env):
             pass
         goaway = _goaway_of(attacker)
         attacker.close()
-        assert goaway is not None and goaway[1] == ENHANCE_YOUR_CALM, (frame, goaway)
+        # The GOAWAY goes behind the acknowledgements the attacker leaves unread. Once those
+        # fill its window, the reset that closing over unread frames sends (TCP) discards it:
+        # then only the log tells why the connection ended. It failed a CI run on a loaded machine.
+        assert goaway is None or goaway[1] == ENHANCE_YOUR_CALM, (frame, goaway)
+        wait_for(lambda kind=kind: f"too many {kind} frames: GOAWAY ENHANCE_YOUR_CALM" in proxy.error_text(), 5,
+                 what=f"the {kind} flood cut")
     assert legit.get("/after").status == 200
     legit.close()
 

@@ -279,7 +279,9 @@ class Exchange:
         if self.phase is CONNECTING:
             self.backend_failed(504, "connect timed out")
         elif self.phase is FLUSHING and self.conn is None:
-            self.client.close()        # our own answer, and the client does not take it
+            # All of the response is read (our own answer, or the backend's, whose connection
+            # went back to the pool) and the client does not take it: no failure of the backend's.
+            self.client.close()
         else:
             self.backend_failed(504, "backend timed out")
 
