@@ -28,7 +28,6 @@ from __future__ import annotations
 
 from conf.readahead import buffered
 from tunnel.endpoint import EPOLLIN, EPOLLOUT
-from tunnel.tunnel import Tunnel
 from worker import bodies, failover, policy, proxyproto, response, routing
 from worker.framing import BadFraming
 from worker.loop import EPOLLERR, EPOLLHUP
@@ -320,33 +319,6 @@ class Exchange:
         elif self.phase is not DONE:
             self.update_interest()
 
-    def switch_protocols(self, head101: bytes, rest: bytes) -> None:
-        """A 101 the route allows: both endpoints become a tunnel, with the bytes read past
-        either head sent first."""
-        worker, client, conn = self.worker, self.client, self.conn
-        self.status = 101
-        self.enter(TUNNEL)
-        self.conn = None
-        holds = [*client.holds, *(self.holds or ())]     # the connection's place and the tunnel's
-        self.holds = None
-        client.handed_over()
-        head = self.head
-        context = {"client": self.client_ip.decode(), "method": head.method.decode("latin-1"),
-                   "target": head.target.decode("latin-1"), "version": head.version,
-                   "referer": (head.get(b"referer") or b"").decode("latin-1"),
-                   "agent": (head.get(b"user-agent") or b"").decode("latin-1"),
-                   "route": self.route.name, "backend": self.origin.name, "head_size": len(head.raw)}
-        if holds:
-            context["limits"] = worker.admission.limits.export(holds)
-        on_close = worker.tunnel_closed
-        if self.member is not None:        # the member counts the tunnel as busy until it closes
-            context["lb"] = worker.lb.key(self.member)
-            on_close = worker.lb.tunnel_closer(self.member, on_close)
-            self.member = None
-        tunnel = Tunnel(self.loop, client.ep, conn, self.route.timeout, on_close,
-                        to_backend=bytes(client.inbuf), to_client=head101 + rest, context=context)
-        worker.tunnel_opened(tunnel, self)
-
     # == endings ================================================================================
     def _done(self) -> None:
         """The response is out: release the member, pool or drop the backend, log."""
@@ -356,13 +328,14 @@ class Exchange:
             self.keep_alive = False
         self.client.exchange_done(self, self.keep_alive)
 
-    def _release_backend(self) -> None:
-        """The member's count, and the connection pooled if it can serve again, else closed."""
+    def _release_backend(self, reuse: bool = True) -> None:
+        """The member's count, and the connection pooled if it can serve again (and `reuse`),
+        else closed."""
         if self.member is not None:
             self._release_member()
         conn, self.conn = self.conn, None
         if conn is not None:
-            if self.reusable and self.req_framing is None and not conn.out:
+            if reuse and self.reusable and self.req_framing is None and not conn.out:
                 self.worker.pool.release(conn)
             else:
                 conn.close()
@@ -374,7 +347,7 @@ class Exchange:
         if self.resp_started:
             self.client.close()
             return
-        self._drop_backend()
+        self._release_backend(reuse=False)
         self.status = status
         self.keep_alive = keep_alive and self.keep_alive and self.worker.keeps_alive(self.client)
         self.req_framing = None      # what the client still sends of its body is not read
@@ -407,13 +380,6 @@ class Exchange:
         self.worker.log_error("error", f"route {route} backend {backend}: {why} ({status})")
         self.answer(status, why)
 
-    def _drop_backend(self) -> None:
-        if self.member is not None:
-            self._release_member()
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
-
     def _release_member(self) -> None:
         self.worker.lb.end(self.member, self.received + self.sent)
         self.member = None
@@ -427,7 +393,7 @@ class Exchange:
         out = self.client.ep.out
         if out:
             self.sent -= len(out)        # what never left us did not reach the client
-        self._drop_backend()
+        self._release_backend(reuse=False)
         self.enter(DONE)
         self.client.exchange_done(self, False)
 

@@ -12,6 +12,7 @@ import ssl
 
 from tunnel.buffer import SHARED_BUFFER, SHARED_VIEW
 from tunnel.endpoint import WOULD_BLOCK
+from worker import upgrade
 from worker.framing import BadFraming
 from worker.http1 import HEAD_END, HeadReader, HttpError, connection_tokens, parse_response
 from worker.rewrite import response_head
@@ -177,7 +178,7 @@ def _switch_protocols(ex, resp, rest: bytes) -> None:
         ex.client.switch_protocols(ex, resp, rest)
         return
     head101 = response_head(resp, True, False, True, None, upgrade=True, extra=ex.cookie or b"")
-    ex.switch_protocols(head101, rest)
+    upgrade.open_tunnel(ex, head101, rest)
 
 
 def backend_eof(ex, why: str) -> None:
