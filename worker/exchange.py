@@ -221,8 +221,8 @@ class Exchange:
                 self.conn.send_batched(data)
             else:
                 self.conn.send(data)
-        except OSError as exc:
-            self.backend_failed(502, f"send failed: {exc.strerror or exc}")
+        except OSError as exc:         # none of `data` left: it may go again, whole
+            self.backend_lost(f"send failed: {exc.strerror or exc}", data)
 
     # == backend events =======================================================================
     def on_backend_event(self, mask: int) -> None:
@@ -235,7 +235,7 @@ class Exchange:
             try:
                 conn.flush()
             except OSError as exc:
-                self.backend_failed(502, f"send failed: {exc.strerror or exc}")
+                self.backend_lost(f"send failed: {exc.strerror or exc}", self.request_copy)
                 return
             self.client.deadline = self.loop.now + self.route.timeout
         if self.conn is not conn or self.phase not in _BACKEND_READS:   # failed, failed over, done
@@ -246,7 +246,7 @@ class Exchange:
                     and buffered(conn.sock):
                 self._read_backend()
         elif mask & (EPOLLHUP | EPOLLERR) and not conn.mask & EPOLLOUT:
-            self.backend_failed(502, "backend connection reset")
+            self.backend_lost("backend connection reset", self.request_copy)
         else:
             self.update_interest()
 
@@ -371,6 +371,21 @@ class Exchange:
             self._done()
         else:
             self.update_interest()
+
+    def backend_lost(self, why: str, request) -> None:
+        """The backend connection failed before any of the response.  A pooled one the
+        backend had closed or reset while it sat idle (its event not seen yet when we sent):
+        nothing of the request was processed, so `request`, what we sent (None: not kept
+        whole), goes again on a fresh connection, once.  Otherwise 502."""
+        conn = self.conn
+        if (request is None or not conn.reused or self.retried or self.phase is not WAITING
+                or self.sent or self.respbuf is not None or self.reader is not None):
+            self.backend_failed(502, why)
+            return
+        self.retried = True
+        conn.close()
+        self.conn = None
+        self.connect(request, fresh=True)
 
     def backend_failed(self, status: int, why: str) -> None:
         if self.member is not None and failover.next_member(self, status, why):

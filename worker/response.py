@@ -33,10 +33,10 @@ def read_head(ex) -> None:
     except ssl.SSLEOFError:       # a TLS backend's FIN without close_notify: before a head, a close
         n = 0
     except OSError as exc:
-        backend_eof(ex, f"backend reset the connection: {exc.strerror or exc}")
+        ex.backend_lost(f"backend reset the connection: {exc.strerror or exc}", ex.request_copy)
         return
     if n == 0:
-        backend_eof(ex, "backend closed the connection")
+        ex.backend_lost("backend closed the connection", ex.request_copy)
         return
     ex.client.deadline = ex.loop.now + ex.route.timeout
     if ex.respbuf is None:
@@ -180,16 +180,3 @@ def _switch_protocols(ex, resp, rest: bytes) -> None:
     head101 = response_head(resp, True, False, True, None, upgrade=True, extra=ex.cookie or b"")
     upgrade.open_tunnel(ex, head101, rest)
 
-
-def backend_eof(ex, why: str) -> None:
-    """The backend closed (or reset) before the response head."""
-    if (not ex.respbuf and ex.conn.reused and ex.request_copy is not None and not ex.retried
-            and ex.reader is None):
-        # A pooled connection the backend had closed: nothing of the request was
-        # processed, so send it again on a fresh connection (once).
-        ex.retried = True
-        ex.conn.close()
-        ex.conn = None
-        ex.connect(ex.request_copy, fresh=True)
-    else:
-        ex.backend_failed(502, why)
