@@ -301,8 +301,11 @@ class Exchange:
     def response_read(self) -> None:
         """The backend has sent the whole response: done, or FLUSHING while the client has
         yet to take the rest (the backend connection goes back to the pool meanwhile, unless
-        the request body is still being relayed to it)."""
-        if self.client.ep.out:
+        the request body is still being relayed to it).  A response held to the end of the
+        turn (response.send_to_client) is as good as sent: the loop sends it, and the client
+        connection drains what the socket does not take, as between any two exchanges."""
+        ep = self.client.ep
+        if ep.out and not ep.held:
             if self.req_framing is None:
                 self._release_backend()
             self.enter(FLUSHING)
@@ -406,7 +409,7 @@ class Exchange:
         self.aborted = True
         self.keep_alive = False
         out = self.client.ep.out
-        if out:
+        if out and not self.client.ep.held:
             self.sent -= len(out)        # what never left us did not reach the client
         self._release_backend(reuse=False)
         self.enter(DONE)
@@ -428,7 +431,8 @@ class Exchange:
         if ep.tls and reading and buffered(ep.sock):
             self.loop.call_soon(client.read_pending)
         if conn is not None and phase is not CONNECTING:   # before that, advance() owns it
-            backend_reading = phase in _BACKEND_READS and not client.ep.out
+            # (a response held to the end of the turn is as good as sent: response_read)
+            backend_reading = phase in _BACKEND_READS and (not ep.out or ep.held)
             conn.want(backend_reading)
             if conn.tls and backend_reading and buffered(conn.sock):
                 self.loop.call_soon(lambda: self.on_backend_event(EPOLLIN))
