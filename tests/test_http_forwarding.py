@@ -318,7 +318,7 @@ def test_a_large_body_until_close_reaches_a_slow_client_whole_and_chunked(script
             conn.send(payload[i:i + 100_000])
     proxy, backend = scripted(until_close)
     with Client(proxy, timeout=30) as client:
-        client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+        client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 128 * 1024)
         client.send_request("GET", "/raw/large-until-close")
         time.sleep(1.0)                       # the proxy's sends fill the socket meanwhile
         response = client.read_response()
