@@ -26,14 +26,12 @@ cpu-clock samples under `sock_def_readable`): between two of our sends the fast 
 gone back to sleep.  Sent back to back, only the first send of a burst finds it asleep.
 Used for a request head with no body behind it (the exchange only waits for the answer):
 S1 in four interleaved rounds, 0.94-1.02x the proxy CPU per request, 0.93-1.03x the whole
-machine's, the backend's 0.82-0.96x (bench/RESULTS-2026-12-02-late.md).  And for a whole
-response on a connection that stays open (worker.response.send_to_client), which counts as
-sent: the exchange is done at once, so nobody waits for the turn's end (a first version
-that made the exchange wait cost as much user time as it saved kernel time).  S1, 4 rounds
-against the commit before: kernel time per request down in all four (1.3-7 µs), CPU per
-request 0.74-1.03x (bench/RESULTS-2026-12-02-night.md).  Behind a held write, a further held one
-joins it and a plain `send` sends both at once, so bytes never pass each other and an owner
-that waits for `out` to drain always has EPOLLOUT to wait for.  Only plain sockets, at
+machine's, the backend's 0.82-0.96x (bench/RESULTS-2026-12-02-late.md).  Holding whole
+small responses as well was tried twice: with the exchange waiting for the turn's end, and
+with the held response counting as sent (the exchange done at once).  Both cut kernel time
+(the second by 0.4-7 µs per S1 request, in 7 rounds of 7) and cost about as much again in
+user time (+5 % instructions: two more calls and a copy), 0.74-1.04x the CPU per request,
+median 0.99 (bench/RESULTS-2026-12-02-night.md), so responses go at once.  Only plain sockets, at
 most HOLD_MAX bytes: a TLS write, or a larger one, costs more to copy than the wake-up.
 
 TLS: bytes an SSLSocket holds (decrypted, or read ahead) are invisible to epoll, so
@@ -139,10 +137,6 @@ class Endpoint:
     def send(self, data) -> None:
         """Send what the socket takes now and keep the rest, behind anything already kept.
         Raises OSError when the connection failed."""
-        if self.held:       # behind a write held to the end of the turn: both go now, in order
-            self.held = False
-            data = self.out + bytes(data)
-            self.out = None
         if self.out:
             self.out += bytes(data)
             return
@@ -156,11 +150,7 @@ class Endpoint:
     def send_batched(self, data) -> None:
         """`send`, at the end of this loop turn (module docstring) when it may be held.
         Held, it is as if the socket had taken none of it; if the loop cannot send it whole
-        either, the owner gets EPOLLOUT (EventLoop.held).  Behind a held write it is held
-        too; a plain `send` behind one sends both."""
-        if self.held:
-            self.out += bytes(data)
-            return
+        either, the owner gets EPOLLOUT (EventLoop.held)."""
         if self.out is not None or self.tls or len(data) > HOLD_MAX or not BATCHING or self.handler is None:
             self.send(data)
             return
@@ -180,16 +170,6 @@ class Endpoint:
             return False
         self.out = None
         return True
-
-    def send_held(self) -> None:
-        """What is held goes now, as much as the socket takes (a client connection closing in
-        the turn that answered it: its response was as good as sent)."""
-        if self.held:
-            self.held = False
-            try:
-                self.flush()
-            except OSError:
-                pass
 
     def pending(self) -> bool:
         """A TLS socket holds bytes (decrypted, or read ahead): epoll will not report them."""

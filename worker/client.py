@@ -360,6 +360,5 @@ class ClientConnection:
         if self.holds:
             admission.limits.release(self.holds)
             self.holds = ()
-        self.ep.send_held()
         self.ep.close(notify=complete)
         worker.connection_closed()

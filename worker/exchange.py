@@ -301,11 +301,8 @@ class Exchange:
     def response_read(self) -> None:
         """The backend has sent the whole response: done, or FLUSHING while the client has
         yet to take the rest (the backend connection goes back to the pool meanwhile, unless
-        the request body is still being relayed to it).  A response held to the end of the
-        turn (response.send_to_client) is as good as sent: the loop sends it, and the client
-        connection drains what the socket does not take, as between any two exchanges."""
-        ep = self.client.ep
-        if ep.out and not ep.held:
+        the request body is still being relayed to it)."""
+        if self.client.ep.out:
             if self.req_framing is None:
                 self._release_backend()
             self.enter(FLUSHING)
@@ -376,19 +373,10 @@ class Exchange:
             self.update_interest()
 
     def backend_lost(self, why: str, request) -> None:
-        """The backend connection failed before any of the response.  A pooled one the
-        backend had closed or reset while it sat idle (its event not seen yet when we sent):
-        nothing of the request was processed, so `request`, what we sent (None: not kept
-        whole), goes again on a fresh connection, once.  Otherwise 502."""
-        conn = self.conn
-        if (request is None or not conn.reused or self.retried or self.phase is not WAITING
-                or self.sent or self.respbuf is not None or self.reader is not None):
+        """The backend connection failed: before any of the response, a pooled one may be
+        replaced by a fresh one (worker.failover), else 502."""
+        if self.phase is not WAITING or not failover.fresh_connection(self, request):
             self.backend_failed(502, why)
-            return
-        self.retried = True
-        conn.close()
-        self.conn = None
-        self.connect(request, fresh=True)
 
     def backend_failed(self, status: int, why: str) -> None:
         if self.member is not None and failover.next_member(self, status, why):
@@ -409,7 +397,7 @@ class Exchange:
         self.aborted = True
         self.keep_alive = False
         out = self.client.ep.out
-        if out and not self.client.ep.held:
+        if out:
             self.sent -= len(out)        # what never left us did not reach the client
         self._release_backend(reuse=False)
         self.enter(DONE)
@@ -431,8 +419,7 @@ class Exchange:
         if ep.tls and reading and buffered(ep.sock):
             self.loop.call_soon(client.read_pending)
         if conn is not None and phase is not CONNECTING:   # before that, advance() owns it
-            # (a response held to the end of the turn is as good as sent: response_read)
-            backend_reading = phase in _BACKEND_READS and (not ep.out or ep.held)
+            backend_reading = phase in _BACKEND_READS and not client.ep.out
             conn.want(backend_reading)
             if conn.tls and backend_reading and buffered(conn.sock):
                 self.loop.call_soon(lambda: self.on_backend_event(EPOLLIN))

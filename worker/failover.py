@@ -1,4 +1,10 @@
-"""mod_proxy_balancer's failover: a request that failed on one member tries another.
+"""A request whose backend failed before answering, sent again: to a fresh connection, or
+to another member of its balancer (mod_proxy_balancer's failover).
+
+A pooled connection the backend had closed or reset while it sat idle is found dead when a
+request goes out on it (its close not seen by epoll yet): that request goes once more, on a
+fresh connection to the same backend (`fresh_connection`).  nginx retries on a cached
+upstream connection likewise, without counting it against `proxy_next_upstream_tries`.
 
 A request nothing of which a backend has taken (the connect failed) or may safely take
 twice (an idempotent request or an upgrade handshake we hold whole, cut off before any
@@ -10,6 +16,21 @@ from __future__ import annotations
 
 # RFC 9110 §9.2.2: the methods a client may repeat, so a proxy may too.
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
+
+
+def fresh_connection(ex, request) -> bool:
+    """A pooled connection failed while the exchange waited for the response, before any
+    of it: nothing of the request was processed, so `request` (what we sent; None: not
+    kept whole) goes again on a fresh connection, once.  False when that is not safe."""
+    conn = ex.conn
+    if (request is None or not conn.reused or ex.retried or ex.sent
+            or ex.respbuf is not None or ex.reader is not None):
+        return False
+    ex.retried = True
+    conn.close()
+    ex.conn = None
+    ex.connect(request, fresh=True)
+    return True
 
 
 def _may_retry(ex, status: int, connecting: bool) -> bool:

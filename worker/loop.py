@@ -176,9 +176,9 @@ class EventLoop:
         for the next turn, which does not sleep."""
         held, self.held = self.held, []
         for endpoint in held:
-            if not endpoint.held or endpoint.handler is None:     # sent or closed since
-                continue
             endpoint.held = False
+            if endpoint.out is None or endpoint.handler is None:     # drained or closed since
+                continue
             try:
                 whole = endpoint.flush()
             except OSError:

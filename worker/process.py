@@ -209,9 +209,7 @@ class Worker:
         return not self.stopping or (not client.ep.tls and self.sender.takes_connections)
 
     def client_between_requests(self, client) -> None:
-        """While stopping, a connection whose exchange ended with keep-alive: to the successor
-        (with its response sent first: one held to the end of the turn goes now)."""
-        client.ep.send_held()
+        """While stopping, a connection whose exchange ended with keep-alive: to the successor."""
         if client.movable and self.sender.takes_connections:
             self.sender.offer(client)
         else:

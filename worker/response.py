@@ -146,7 +146,7 @@ def _relay(ex, resp, buf, start: int, size: int) -> None:
         client.send_response(ex, resp, reverse, out, ended)
         return
     ex.resp_started = True            # from here on, only closing is honest (Exchange.answer)
-    if not send_to_client(ex, out, held=ended and ex.keep_alive):
+    if not send_to_client(ex, out):
         return
     if ended:
         ex.response_read()
@@ -154,16 +154,11 @@ def _relay(ex, resp, buf, start: int, size: int) -> None:
         ex.relaying(more=size == FIRST_READ and buf is SHARED_BUFFER)
 
 
-def send_to_client(ex, data, held: bool = False) -> bool:
-    """Head or body bytes to the client; False when it is gone (then closed).  `held`: the
-    whole response, on a connection that stays open: it may wait for the end of the loop
-    turn (Endpoint.send_batched), and the exchange is done meanwhile (Exchange.response_read)."""
+def send_to_client(ex, data) -> bool:
+    """Head or body bytes to the client; False when it is gone (then closed)."""
     ex.sent += len(data)
     try:
-        if held:
-            ex.client.ep.send_batched(data)
-        else:
-            ex.client.ep.send(data)
+        ex.client.ep.send(data)
     except OSError:
         ex.client.close()
         return False

@@ -48,7 +48,6 @@ class H2Stream:
     eof = False          # the request's end is END_STREAM, a body matter
     tls = False          # as an endpoint: nothing hidden from epoll (the connection reads TLS)
     fd = -1              # as an endpoint: no socket to splice into
-    held = False         # as an endpoint: nothing waits for the end of the loop turn
 
     __slots__ = ("conn", "id", "worker", "loop", "ep", "client_ip", "proto_line", "xff_line", "deadline",
                  "request", "exchange", "tunnel", "out", "blocked", "reading", "feeding", "body", "unacked",

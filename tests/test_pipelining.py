@@ -1,12 +1,13 @@
-"""Whole responses held to the end of the loop turn (worker.response: send_to_client).
+"""Pipelined requests against a backend that writes each response in one send, so each
+response arrives whole in one read and leaves in one write.
 
-A small response that arrived whole, on a connection that stays open, is handed to the
-client endpoint as a held write: the exchange is done at once and the loop sends it after
-the turn's events.  What must hold for the client: pipelined requests behind it are answered
-in order and without waiting for a timeout (the next exchange must not take the held bytes
-for a client that does not read), a FIN behind the requests still gets every response
-before the close, and a reload hands the connection over after its response went.
-A real proxy with one worker and a raw backend that writes each response in one send.
+What must hold for the client: pipelined requests are answered in order and at once (an
+exchange must never wait on bytes owed to the client by the one before it), a FIN behind the
+requests still gets every response before the close, and our own answer to a bad request
+behind a good one goes out and closes at once.  These were written for a build that held
+such responses to the end of the loop turn (measured and dropped: bench/RESULTS-2026-12-02-night.md),
+where the first two hung until a timeout; they guard any later attempt the same way.
+A real proxy with one worker and a raw backend.
 """
 
 from __future__ import annotations
