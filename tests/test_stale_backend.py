@@ -39,19 +39,15 @@ def _reset_when_told(conn: RawConn) -> None:
 
 
 @pytest.fixture
-def stale(proxy_factory):
-    """`stale(environ) -> (proxy, backend)`: one worker, one route to a backend running
-    `_reset_when_told`."""
-    backends: list[RawBackend] = []
+def backend():
+    backend = RawBackend(_reset_when_told)
+    yield backend
+    backend.close()
 
-    def make(environ: dict | None = None) -> tuple:
-        backend = RawBackend(_reset_when_told)
-        backends.append(backend)
-        proxy = proxy_factory([{"path": "/s/", "to": backend.url + "/s/"}], workers=1, environ=environ)
-        return proxy, backend
-    yield make
-    for backend in backends:
-        backend.close()
+
+def _proxy(proxy_factory, backend: RawBackend, environ: dict | None = None):
+    """One worker, so the second request meets the pooled connection of the first."""
+    return proxy_factory([{"path": "/s/", "to": backend.url + "/s/"}], workers=1, environ=environ)
 
 
 def _while_stopped(pid: int, backend: RawBackend, send) -> None:
@@ -69,9 +65,9 @@ def _while_stopped(pid: int, backend: RawBackend, send) -> None:
 
 
 @pytest.mark.timeout(20)
-def test_a_request_sent_on_a_connection_reset_while_pooled_goes_out_again_on_a_fresh_one(stale):
+def test_a_request_sent_on_a_connection_reset_while_pooled_goes_out_again_on_a_fresh_one(proxy_factory, backend):
     """Sent at once (MPM_BATCH_SENDS=0: a held head would meet the reset's event first)."""
-    proxy, backend = stale({"MPM_BATCH_SENDS": "0"})
+    proxy = _proxy(proxy_factory, backend, {"MPM_BATCH_SENDS": "0"})
     [pid] = proxy.worker_pids()
     with Client(proxy) as client:
         assert client.request("GET", "/s/one").body == b"first"
@@ -84,10 +80,10 @@ def test_a_request_sent_on_a_connection_reset_while_pooled_goes_out_again_on_a_f
 
 
 @pytest.mark.timeout(20)
-def test_a_post_whose_body_follows_its_head_goes_out_again_on_a_fresh_one(stale):
+def test_a_post_whose_body_follows_its_head_goes_out_again_on_a_fresh_one(proxy_factory, backend):
     """A head sent ahead of its body is never held: its send fails at once, before any byte
     of the body was read, so the head goes to a fresh connection and the body follows it."""
-    proxy, backend = stale()
+    proxy = _proxy(proxy_factory, backend)
     [pid] = proxy.worker_pids()
     with Client(proxy) as client:
         assert client.request("GET", "/s/one").body == b"first"
