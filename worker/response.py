@@ -179,4 +179,3 @@ def _switch_protocols(ex, resp, rest: bytes) -> None:
         return
     head101 = response_head(resp, True, False, True, None, upgrade=True, extra=ex.cookie or b"")
     upgrade.open_tunnel(ex, head101, rest)
-
