@@ -104,6 +104,43 @@ def test_malformed_request_heads_get_their_status(raw, status):
     assert caught.value.status == status
 
 
+# Heads after which llhttp is not between messages (in a body, after an upgrade or a close,
+# or after an error), and heads after which it is.
+_LEAVES_LLHTTP = [
+    b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    b"GET / HTTP/1.0\r\n\r\n",
+    b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+    b"GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n",
+    b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n",
+    b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+    b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    b"GET / HTTP/1.0\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a\r\nBad Name: x\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
+]
+
+
+@pytest.mark.parametrize("first", _LEAVES_LLHTTP)
+def test_whatever_state_a_head_leaves_llhttp_in_the_next_head_is_judged_alone(first):
+    """parse_request uses a parser again only when its message ended between messages
+    (worker.http1): after any head, a good head parses and a bad one is refused."""
+    for second in (b"GET /next HTTP/1.1\r\nHost: b\r\n\r\n", b"GET /next HTTP/1.1\r\nHost: b\r\nX: a\x00b\r\n\r\n"):
+        for _ in range(2):        # the second round starts from whatever the first left behind
+            try:
+                parse_request(first, LIMITS)
+            except HttpError:
+                pass
+            if b"\x00" in second:
+                with pytest.raises(HttpError) as caught:
+                    parse_request(second, LIMITS)
+                assert caught.value.status == 400
+            else:
+                assert parse_request(second, LIMITS).target == b"/next"
+
+
 def test_upgrade_needs_the_token_in_connection_and_http11():
     asked = parse_request(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\r\n",
                           LIMITS)
