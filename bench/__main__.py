@@ -48,6 +48,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--keep", action="store_true", help="keep the temp dir with configs and logs")
     ap.add_argument("--base", help="another checkout of mpm-proxy, measured as peer mpm-base beside mpm "
                     "(before/after in one run)")
+    ap.add_argument("--base-python", help="the interpreter mpm-base runs under (default: this one); it needs "
+                    "mpm-proxy's dependencies installed (with --base . : two interpreter builds, one code)")
     ap.add_argument("--mpm-extra", help="YAML appended to the generated config of peer mpm only (not mpm-base), "
                     "e.g. 'limits: {per_client: {connections: 5000, requests: {rate: 1000000}}}'")
     ap.add_argument("--base-access-log", action="store_true", help="mpm-base writes its access log to a file "
@@ -63,6 +65,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         from bench.peers import MpmBase
         MpmBase.src = os.path.abspath(opts.base)
         MpmBase.access_log = opts.base_access_log
+        if opts.base_python:
+            MpmBase.python = opts.base_python
         if "mpm-base" not in opts.peers:
             opts.peers.insert(opts.peers.index("mpm") + 1 if "mpm" in opts.peers else 1, "mpm-base")
     opts.scenarios = opts.scenarios.split(",")

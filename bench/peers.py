@@ -235,21 +235,24 @@ class Mpm(Peer):
 
 
 class MpmBase(Mpm):
-    """Another checkout of mpm-proxy (`--base DIR`), run by the same Python: a before/after
-    comparison inside one run, where the machine's drift falls on both alike."""
+    """Another checkout of mpm-proxy (`--base DIR`), run by the same Python unless
+    `--base-python` names another (`--base . --base-python P`: the same code on another
+    interpreter build): a before/after comparison inside one run, where the machine's drift
+    falls on both alike."""
     name = "mpm-base"
     src = ""
+    python = sys.executable
 
     def missing(self) -> str | None:
         if not self.src or not os.path.isfile(os.path.join(self.src, "mpm", "__main__.py")):
             return "--base DIR must name a checkout of mpm-proxy"
-        self.version = f"{self.src}"
+        self.version = f"{self.src}" if self.python == sys.executable else f"{self.src} on {self.python}"
         if not os.path.isdir(os.path.join(self.src, "worker", "h2")):
             self.protocols = frozenset()          # a checkout from before issue #17
         return None
 
     def _python(self) -> list[str]:
-        return ["env", f"PYTHONPATH={self.src}", sys.executable, "-m", "mpm"]
+        return ["env", f"PYTHONPATH={self.src}", self.python, "-m", "mpm"]
 
     access_log = False      # --base-access-log: this peer writes its access log (what it costs)
 
