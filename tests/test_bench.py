@@ -121,6 +121,23 @@ def test_mpm_is_measured(tmp_path):
     assert "mpm" in meta["peers_run"], meta["not_run"].get("mpm")
 
 
+@pytest.mark.timeout(240)
+def test_base_python_runs_mpm_base_under_the_named_interpreter(tmp_path):
+    """`--base . --base-python P`: mpm-base is this code under interpreter P (here a wrapper
+    that leaves a mark, then runs this Python), measured beside mpm."""
+    mark = tmp_path / "used"
+    wrapper = tmp_path / "python"
+    wrapper.write_text(f'#!/bin/sh\necho "$@" >> {mark}\nexec {sys.executable} "$@"\n')
+    wrapper.chmod(0o755)
+    out = tmp_path / "results"
+    subprocess.run([sys.executable, "-m", "bench", "--tiny", "--peers", "mpm", "--scenarios", "S1", "--base", ".",
+                    "--base-python", str(wrapper), "--out", str(out)], cwd=ROOT, capture_output=True, text=True,
+                   timeout=220)
+    meta = json.loads((out / "results.json").read_text())["meta"]
+    assert {"mpm", "mpm-base"} <= set(meta["peers_run"]), meta["not_run"]
+    assert "-m mpm start" in mark.read_text()
+
+
 # -- a fresh machine: a missing tool skips what needs it and fails nothing (issue #13) ---------------
 
 @pytest.mark.timeout(240)
