@@ -276,7 +276,8 @@ def _check_fields(buffer, line_end: int, stop: int, limits) -> None:
 # persistent: `keep_alive` follows llhttp's own rule, a "close" or "keep-alive" token in
 # Connection) is where a fresh one would be, and is used again.  Making one, with its
 # look-ups of the callbacks it never calls, and freeing it was ~1,800 of a small request's
-# ~159,600 instructions (callgrind; ~1 %).  A head that fails, or leaves the parser
+# ~159,900 instructions; with the branch and the store that keep it, the net is ~1,100 (0.7 %,
+# callgrind: bench/RESULTS-2026-12-02-day.md).  A head that fails, or leaves the parser
 # anywhere else (in a body, after an upgrade or a close), takes its parser with it
 # (tests/test_exchange_unit.py: the next head is judged alone after each).
 _spare_request_parser = None
