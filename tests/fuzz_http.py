@@ -36,7 +36,8 @@ from hypothesis import strategies as st
 
 from conf.model import Limits, Route, Target
 from worker.framing import BadFraming, ChunkedFraming
-from worker.http1 import HEAD_END, HeadReader, HttpError, connection_tokens, parse_request
+from worker.headreader import HeadReader
+from worker.http1 import HEAD_END, HttpError, connection_tokens, parse_request
 from worker.rewrite import HOP_BY_HOP
 from worker.routing import CompiledRoute, origin_form
 

@@ -11,7 +11,8 @@ import pytest
 
 from conf import load_config
 from conf.model import Limits
-from worker import exchange, http1
+from worker import authority, exchange
+from worker.authority import valid_host
 from worker.backend import Origins
 from worker.framing import (
     CLOSE_FRAMING,
@@ -22,7 +23,7 @@ from worker.framing import (
     LengthFraming,
     RechunkedCloseFraming,
 )
-from worker.http1 import HttpError, parse_request, parse_response, valid_host
+from worker.http1 import HttpError, parse_request, parse_response
 from worker.rewrite import error_response, reason_phrase, request_head, response_head
 from worker.routing import Router, has_dot_segment, origin_form
 
@@ -159,11 +160,11 @@ def test_host_values(host, valid):
 
 
 def test_remembered_hosts_are_bounded_and_the_check_goes_on_past_the_bound():
-    for i in range(http1._VALID_HOSTS_MAX + 50):
+    for i in range(authority._VALID_HOSTS_MAX + 50):
         assert valid_host(b"h%d.example" % i)
-    assert len(http1._VALID_HOSTS) == http1._VALID_HOSTS_MAX
+    assert len(authority._VALID_HOSTS) == authority._VALID_HOSTS_MAX
     assert valid_host(b"past.the.bound:8080") and not valid_host(b"past the bound")
-    assert b"past.the.bound:8080" not in http1._VALID_HOSTS
+    assert b"past.the.bound:8080" not in authority._VALID_HOSTS
 
 
 # == rewriting ==================================================================================

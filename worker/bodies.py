@@ -162,6 +162,25 @@ def _response_cut(ex, why: str) -> None:
 
 
 # == the request body, client -> backend ===================================================
+def scan_request(ex, buf, start: int, stop: int) -> int:
+    """Feed request body bytes to the exchange's framing: where the body ends in `buf`
+    (`stop` if it goes on), or -1 after answering a framing error or LimitRequestBody."""
+    framing = ex.req_framing
+    try:
+        end = framing.feed(buf, start, stop)
+    except BadFraming as exc:
+        ex.answer(400, str(exc))
+        return -1
+    limit = ex.worker.limits.request_body
+    if limit and framing.over(limit):
+        ex.answer(413, "request body larger than LimitRequestBody")
+        return -1
+    if end >= 0:
+        ex.req_framing = None
+        return end
+    return stop
+
+
 def relay_request(ex) -> None:
     client, conn, framing = ex.client, ex.conn, ex.req_framing
     count = _spliceable(client.ep, conn, framing)
@@ -202,7 +221,7 @@ def _read_request(ex, client, conn) -> bool:
     if n == 0:           # mid-body: nothing more will come, nothing to answer
         client.close()
         return False
-    stop = ex.scan_body(SHARED_BUFFER, 0, n)
+    stop = scan_request(ex, SHARED_BUFFER, 0, n)
     if stop < 0:
         return False
     if stop < n:         # the next pipelined request
@@ -220,7 +239,7 @@ def push_request(ex, data) -> None:
     """Request body bytes a client side hands over itself instead of the exchange reading
     them from a socket: an HTTP/2 stream, from its DATA frames, when `want(True)` asked for
     them (worker.h2.stream).  Scanned by the framing, counted, sent to the backend."""
-    stop = ex.scan_body(data, 0, len(data))
+    stop = scan_request(ex, data, 0, len(data))
     if stop < 0:
         return
     ex.received += stop

@@ -36,7 +36,8 @@ from conf.readahead import buffered
 from tunnel.buffer import SHARED_BUFFER, SHARED_BUFFER_SIZE, SHARED_VIEW
 from tunnel.endpoint import WOULD_BLOCK, Endpoint
 from worker.exchange import READ_AHEAD, Exchange
-from worker.http1 import HEAD_END, HeadReader, HttpError, parse_request
+from worker.headreader import HeadReader
+from worker.http1 import HEAD_END, HttpError, parse_request
 from worker.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT
 
 _READABLE = EPOLLIN | EPOLLHUP | EPOLLERR

@@ -29,7 +29,6 @@ from __future__ import annotations
 from conf.readahead import buffered
 from tunnel.endpoint import EPOLLIN, EPOLLOUT
 from worker import bodies, failover, policy, proxyproto, response, routing
-from worker.framing import BadFraming
 from worker.loop import EPOLLERR, EPOLLHUP
 from worker.rewrite import error_response, request_head
 from worker.tls import describe
@@ -144,7 +143,7 @@ class Exchange:
         out = self.request_head()
         inbuf = self.client.inbuf
         if framing is not None and inbuf:
-            end = self.scan_body(inbuf, 0, len(inbuf))
+            end = bodies.scan_request(self, inbuf, 0, len(inbuf))
             if end < 0:
                 return
             self.body_prefix = bytes(inbuf[:end])   # kept for a failover to another member
@@ -191,24 +190,6 @@ class Exchange:
         self.update_interest()
 
     # == the request direction ==============================================================
-    def scan_body(self, buf, start: int, stop: int) -> int:
-        """Feed request body bytes to its framing: where the body ends in `buf` (`stop` if it
-        goes on), or -1 after answering a framing error or LimitRequestBody."""
-        framing = self.req_framing
-        try:
-            end = framing.feed(buf, start, stop)
-        except BadFraming as exc:
-            self.answer(400, str(exc))
-            return -1
-        limit = self.worker.limits.request_body
-        if limit and framing.over(limit):
-            self.answer(413, "request body larger than LimitRequestBody")
-            return -1
-        if end >= 0:
-            self.req_framing = None
-            return end
-        return stop
-
     def read_request_body(self) -> None:
         """The client is readable while its body is still due: relay a read's worth."""
         bodies.relay_request(self)

@@ -6,7 +6,7 @@ request or status line, every field name and value, and the request-smuggling sh
 CR or LF, NUL); it is given no per-field callback, because calling into Python once per
 field was most of what a head cost (3.9 µs for wrk's two-line request, 4.4 µs for a
 six-field response; now 1.9 and 2.1).  What the proxy itself needs is then read from
-the validated bytes by one regular expression (`_SPECIAL`: Host, framing, Connection,
+the validated bytes by one regular expression (`_FIELDS_RE`: Host, framing, Connection,
 Upgrade, the hop-by-hop fields), and any other field only when asked for (`get`), so a
 head that needs no rewriting is forwarded with a few slices.
 
@@ -39,13 +39,11 @@ import re
 
 import httptools
 
+from worker.authority import absolute_form, valid_host
 from worker.framing import CLOSE_FRAMING, NO_BODY, ChunkedFraming, LengthFraming, RechunkedCloseFraming
 
 HEAD_END = b"\r\n\r\n"
 _TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-# RFC 9112 §3.2: uri-host [ ":" port ]; reg-name, IPv4 or [IPv6]
-_HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(?::[0-9]*)?")
-_REG_NAME = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._~!$&'()*+,;=%-"
 _VERSIONS = {b"HTTP/1.1": "1.1", b"HTTP/1.0": "1.0"}
 # The fields the proxy acts on, found in the lower-cased head by one case-sensitive
 # regular expression: llhttp has validated the lines, so "\nname:" can only start a field,
@@ -82,27 +80,6 @@ class HttpError(Exception):
 
 def connection_tokens(value: bytes) -> set[bytes]:
     return {token.strip().lower() for token in value.split(b",") if token.strip()}
-
-
-# Hosts found valid, remembered up to a bound: a proxy's traffic names a handful, and the
-# check (a translate table built per call) was ~1,300 of a request's ~160,000 instructions;
-# a lookup is ~100.  Once full it only stops remembering: a client sending many names pays
-# the check, nobody else notices.
-_VALID_HOSTS: dict = {}
-_VALID_HOSTS_MAX = 256
-
-
-def valid_host(host: bytes) -> bool:
-    """uri-host [ ":" port ] (RFC 9112 §3.2), the usual reg-name or IPv4 form checked
-    without a regular expression."""
-    if host in _VALID_HOSTS:
-        return True
-    name, colon, port = host.rpartition(b":") if b":" in host else (host, b"", b"")
-    if (not name.translate(None, _REG_NAME) and (not port or port.isdigit())) or _HOST.fullmatch(host) is not None:
-        if len(_VALID_HOSTS) < _VALID_HOSTS_MAX:
-            _VALID_HOSTS[host] = None
-        return True
-    return False
 
 
 class Head:
@@ -222,12 +199,12 @@ class _NoCallbacks:
     __slots__ = ()
 
 
-_NO_CALLBACKS = _NoCallbacks()
-_REQUEST_PARSER = httptools.HttpRequestParser
-_RESPONSE_PARSER = httptools.HttpResponseParser
+NO_CALLBACKS = _NoCallbacks()
+REQUEST_PARSER = httptools.HttpRequestParser
+RESPONSE_PARSER = httptools.HttpResponseParser
 
 
-def _validate(parser, data, is_request: bool) -> bool:
+def validate(parser, data, is_request: bool) -> bool:
     """Feed llhttp; its verdict as an HttpError.  False: it stopped at an upgrade."""
     try:
         parser.feed_data(data)
@@ -249,7 +226,7 @@ def _bad_method(data) -> HttpError:
     return HttpError(400, "malformed request line")
 
 
-def _request_line(buffer, line_end: int, limits) -> list:
+def check_request_line(buffer, line_end: int, limits) -> list:
     """LimitRequestLine (414), and Apache's HttpProtocolOptions Strict request line:
     exactly "method SP target SP version".  Returns its three parts: split at the spaces,
     three non-empty parts are exactly two single spaces, neither at an end."""
@@ -261,7 +238,7 @@ def _request_line(buffer, line_end: int, limits) -> list:
     return parts
 
 
-def _check_fields(buffer, line_end: int, stop: int, limits) -> None:
+def check_fields(buffer, line_end: int, stop: int, limits) -> None:
     """LimitRequestFields and LimitRequestFieldSize (431) on a complete head."""
     if buffer.count(b"\r\n", line_end, stop) - 2 > limits.header_fields:
         raise HttpError(431, "too many request header fields")
@@ -287,15 +264,15 @@ def parse_request(raw: bytes, limits) -> RequestHead:
     """`raw` is exactly one complete head (it ends with the first CRLFCRLF)."""
     global _spare_request_parser
     line_end = raw.find(b"\r\n")
-    parts = _request_line(raw, line_end, limits)
-    _check_fields(raw, line_end, len(raw), limits)
+    parts = check_request_line(raw, line_end, limits)
+    check_fields(raw, line_end, len(raw), limits)
     parser = _spare_request_parser
     if parser is None:
-        parser = _REQUEST_PARSER(_NO_CALLBACKS)
+        parser = REQUEST_PARSER(NO_CALLBACKS)
     else:
         _spare_request_parser = None
-    ended = _validate(parser, raw, True)
-    head = _request_head(raw, line_end, parts)
+    ended = validate(parser, raw, True)
+    head = request_head_from(raw, line_end, parts)
     if ended and not head.has_body and head.keep_alive:
         _spare_request_parser = parser
     return head
@@ -303,13 +280,13 @@ def parse_request(raw: bytes, limits) -> RequestHead:
 
 def parse_response(raw: bytes) -> ResponseHead:
     """`raw` is exactly one complete head (it ends with the first CRLFCRLF)."""
-    parser = _RESPONSE_PARSER(_NO_CALLBACKS)
-    _validate(parser, raw, False)
-    return _response_head(raw, parser)
+    parser = RESPONSE_PARSER(NO_CALLBACKS)
+    validate(parser, raw, False)
+    return response_head_from(raw, parser)
 
 
-def _request_head(raw: bytes, line_end: int, parts: list) -> RequestHead:
-    """`parts`: the request line's method, target and version (_request_line)."""
+def request_head_from(raw: bytes, line_end: int, parts: list) -> RequestHead:
+    """`parts`: the request line's method, target and version (check_request_line)."""
     head = RequestHead()
     head.raw = raw
     head.lower = raw.lower()
@@ -320,7 +297,7 @@ def _request_head(raw: bytes, line_end: int, parts: list) -> RequestHead:
         raise HttpError(505 if version.startswith(b"HTTP/2") else 400,
                         f"unsupported HTTP version {version[:12].decode('latin-1')}")
     hosts = head._scan().get(b"host")
-    if head.target[0] != 47 and head.method != b"CONNECT":      # not "/": _request_line leaves no empty target
+    if head.target[0] != 47 and head.method != b"CONNECT":      # not "/": check_request_line leaves no empty target
         hosts = _authority_as_host(head, hosts)
     if (hosts is not None and len(hosts) > 1) or (hosts is None and head.version == "1.1"):
         raise HttpError(400, "exactly one Host header is required")
@@ -352,22 +329,6 @@ def _request_head(raw: bytes, line_end: int, parts: list) -> RequestHead:
     return head
 
 
-def absolute_form(target: bytes) -> tuple[bytes, bytes] | None:
-    """"http://host:port/path?q" -> (b"host:port", b"/path?q"); None if not http(s) absolute-form."""
-    lower = target[:8].lower()
-    if lower.startswith(b"http://"):
-        start = 7
-    elif lower.startswith(b"https://"):
-        start = 8
-    else:
-        return None
-    end = start
-    while end < len(target) and target[end] not in b"/?":
-        end += 1
-    path = target[end:]
-    return target[start:end], path if path[:1] == b"/" else b"/" + path
-
-
 def _authority_as_host(head: RequestHead, hosts):
     """Make the head's Host the absolute-form target's authority (see the module's comment)."""
     found = absolute_form(head.target)
@@ -390,7 +351,7 @@ def _authority_as_host(head: RequestHead, hosts):
     return head._scan().get(b"host")
 
 
-def _response_head(raw: bytes, parser) -> ResponseHead:
+def response_head_from(raw: bytes, parser) -> ResponseHead:
     head = ResponseHead()
     head.raw = raw
     head.line_end = line_end = raw.find(b"\r\n")
@@ -406,51 +367,6 @@ def _response_head(raw: bytes, parser) -> ResponseHead:
     # response._relay): HTTP/1.1, and no hop-by-hop field.
     head.plain = HOP_BY_HOP.isdisjoint(head._scan()) and parts[0] == b"HTTP/1.1"
     return head
-
-
-class HeadReader:
-    """A head that arrives in parts: `feed(buffer)` gives llhttp what is new (so garbage is
-    refused at once, not at the header timeout) and returns the head's length once it is
-    complete (the bytes after it stay in the buffer), else 0.  Then `head(raw)`."""
-
-    __slots__ = ("parser", "fed", "is_request", "limits", "line_checked")
-
-    def __init__(self, is_request: bool, limits=None):
-        self.is_request = is_request
-        self.limits = limits
-        self.parser = (_REQUEST_PARSER if is_request else _RESPONSE_PARSER)(_NO_CALLBACKS)
-        self.fed = 0
-        self.line_checked = False
-
-    def feed(self, buffer, end: int = -1) -> int:
-        """`end`: where HEAD_END starts in `buffer` when the caller knows it already."""
-        if end < 0:
-            end = buffer.find(HEAD_END, max(self.fed - 3, 0))
-        stop = end + 4 if end >= 0 else len(buffer)
-        if self.is_request:
-            limits = self.limits
-            line_end = buffer.find(b"\r\n", 0, stop)
-            if line_end < 0:
-                if stop > limits.request_line:
-                    raise HttpError(414, "request line too long")
-            elif not self.line_checked:   # (not `fed <= line_end`: a CR fed alone is before its LF)
-                _request_line(buffer, line_end, limits)
-                self.line_checked = True
-            if end >= 0:
-                _check_fields(buffer, line_end, stop, limits)
-            elif stop - line_end > limits.header_fields * (limits.header_field + 2) + 2:
-                raise HttpError(431, "request header fields too large")
-        if stop > self.fed:
-            _validate(self.parser, buffer[self.fed:stop], self.is_request)
-            self.fed = stop
-        return stop if end >= 0 else 0
-
-    def head(self, raw: bytes):
-        """The head `feed` found complete (len(raw) == what it returned)."""
-        if self.is_request:
-            line_end = raw.find(b"\r\n")
-            return _request_head(raw, line_end, _request_line(raw, line_end, self.limits))
-        return _response_head(raw, self.parser)
 
 
 def _persistent(version: str, connection: bytes | None) -> bool:

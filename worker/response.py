@@ -14,7 +14,8 @@ from tunnel.buffer import SHARED_BUFFER, SHARED_VIEW
 from tunnel.endpoint import WOULD_BLOCK
 from worker import upgrade
 from worker.framing import BadFraming
-from worker.http1 import HEAD_END, HeadReader, HttpError, connection_tokens, parse_response
+from worker.headreader import HeadReader
+from worker.http1 import HEAD_END, HttpError, connection_tokens, parse_response
 from worker.rewrite import response_head
 
 MAX_RESPONSE_HEAD = 64 * 1024   # a backend head larger than this is invalid (502)

@@ -17,7 +17,8 @@ import re
 from conf.addresses import compile_template
 from conf.clients import normalise_origin
 from conf.model import UPGRADE_ANY, UPGRADE_NONE, Route
-from worker.http1 import absolute_form, connection_tokens
+from worker.authority import absolute_form
+from worker.http1 import connection_tokens
 from worker.limits import scope_of
 
 
