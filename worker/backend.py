@@ -160,11 +160,14 @@ class BackendPool:
 
     def release(self, conn: BackendConnection) -> None:
         """Take a connection back after a complete exchange; it must be idle."""
-        stack = self.idle.setdefault(conn.pool_key, [])
-        if len(stack) >= (POOL_MAX_IDLE if conn.pool_key is conn.origin.key else POOL_MAX_PRIVATE):
+        stack = self.idle.get(conn.pool_key)
+        if stack is None:
+            stack = self.idle[conn.pool_key] = []
+        elif len(stack) >= (POOL_MAX_IDLE if conn.pool_key is conn.origin.key else POOL_MAX_PRIVATE):
             conn.close()
             return
-        conn.want(True)
+        if conn.mask != EPOLLIN:       # want(True) of a connection with nothing to send: no call when it is so
+            conn.want(True)
         conn.deadline = self.loop.now + POOL_IDLE_TIMEOUT
         stack.append(conn)
         conn.owner = None

@@ -314,7 +314,9 @@ class ClientConnection:
         if self.inbuf:
             self.serve_buffered()
         else:
-            self.ep.want(True)        # update_interest's answer here: no exchange, no EOF (above)
+            ep = self.ep              # update_interest's answer here: no exchange, no EOF (above),
+            if ep.out or ep.mask != EPOLLIN:      # and no call when the interest is that already
+                ep.want(True)
 
     def refuse(self, error: HttpError) -> None:
         """A head we will not serve: answer its status and close (nothing reaches a backend)."""

@@ -76,13 +76,11 @@ class Exchange:
         self.loop = client.loop
         self.head = head
         self.client_ip = client.client_ip
-        self.holds = None
         self.phase = ROUTING
-        self.started = self.loop.now
-        self.route = self.origin = self.member = self.cookie = self.upgrade = None
+        self.started = client.loop.now
+        self.route = self.origin = self.member = self.cookie = self.upgrade = self.holds = None
         self.tried = ()
-        self.conn = self.req_framing = self.request_copy = self.reader = self.respbuf = None
-        self.resp_framing = None
+        self.conn = self.req_framing = self.request_copy = self.reader = self.respbuf = self.resp_framing = None
         self.body_prefix = b""
         self.mapped = b"/"
         self.retried = self.resp_started = self.aborted = False
@@ -131,10 +129,12 @@ class Exchange:
             self.answer(404, "No route matches this URL.", keep_alive=not head.has_body)
             return
         self.route = route
-        if not self.pick():
+        if route.origin is not None:        # a route to one backend: nothing to pick (no call)
+            self.origin = route.origin
+        elif not self.pick():
             self.answer(503, "No balancer member is available.", keep_alive=not head.has_body)
             return
-        framing = self.req_framing = head.body_framing()
+        framing = self.req_framing = head.body_framing() if head.chunked or head.content_length else None
         limit = self.worker.limits.request_body
         if limit and head.content_length and head.content_length > limit:
             self.answer(413, "request body larger than LimitRequestBody")
@@ -183,7 +183,15 @@ class Exchange:
             out = proxyproto.for_exchange(self) + out
         if conn.connected:
             self.enter(WAITING)
-            self._send_backend(out)
+            # The request head (with what of the body came with it), held to the end of the
+            # loop turn when nothing more follows it (tunnel.endpoint: send_batched).
+            try:
+                if self.req_framing is None:
+                    conn.send_batched(out)
+                else:
+                    conn.send(out)
+            except OSError as exc:         # none of `out` left: it may go again, whole
+                self.backend_lost(f"send failed: {exc.strerror or exc}", out)
         else:
             self.enter(CONNECTING)
             conn.out = out
@@ -193,17 +201,6 @@ class Exchange:
     def read_request_body(self) -> None:
         """The client is readable while its body is still due: relay a read's worth."""
         bodies.relay_request(self)
-
-    def _send_backend(self, data) -> None:
-        """The request head (with what of the body came with it); held to the end of the
-        loop turn when nothing more follows it (tunnel.endpoint: send_batched)."""
-        try:
-            if self.req_framing is None:
-                self.conn.send_batched(data)
-            else:
-                self.conn.send(data)
-        except OSError as exc:         # none of `data` left: it may go again, whole
-            self.backend_lost(f"send failed: {exc.strerror or exc}", data)
 
     # == backend events =======================================================================
     def on_backend_event(self, mask: int) -> None:
@@ -222,20 +219,19 @@ class Exchange:
         if self.conn is not conn or self.phase not in _BACKEND_READS:   # failed, failed over, done
             return
         if conn.mask & EPOLLIN and mask & (EPOLLIN | EPOLLHUP | EPOLLERR):
-            self._read_backend()
-            while conn.tls and self.conn is conn and self.phase in _BACKEND_READS and conn.mask & EPOLLIN \
-                    and buffered(conn.sock):
-                self._read_backend()
+            while True:
+                if self.phase is WAITING:
+                    response.read_head(self)
+                else:
+                    bodies.relay_response(self)
+                # TLS: what the SSL object holds (decrypted, or read ahead) epoll will not report.
+                if not (conn.tls and self.conn is conn and self.phase in _BACKEND_READS and conn.mask & EPOLLIN
+                        and buffered(conn.sock)):
+                    break
         elif mask & (EPOLLHUP | EPOLLERR) and not conn.mask & EPOLLOUT:
             self.backend_lost("backend connection reset", self.request_copy)
         else:
             self.update_interest()
-
-    def _read_backend(self) -> None:
-        if self.phase is WAITING:
-            response.read_head(self)
-        else:
-            bodies.relay_response(self)
 
     def _advance_connect(self, conn) -> bool:
         """Drive the connect / TLS handshake; True once the connection is ready."""

@@ -273,7 +273,7 @@ def parse_request(raw: bytes, limits) -> RequestHead:
         _spare_request_parser = None
     ended = validate(parser, raw, True)
     head = request_head_from(raw, line_end, parts)
-    if ended and not head.has_body and head.keep_alive:
+    if ended and head.keep_alive and not head.chunked and not head.content_length:     # no body (has_body, without a call)
         _spare_request_parser = parser
     return head
 
