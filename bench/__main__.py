@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
+import shutil
 import subprocess
 import sys
 
@@ -65,10 +66,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         from bench.peers import MpmBase
         MpmBase.src = os.path.abspath(opts.base)
         MpmBase.access_log = opts.base_access_log
-        if opts.base_python:
-            MpmBase.python = opts.base_python
+        if opts.base_python:      # an absolute path: mpm-base starts in the run's work directory
+            MpmBase.python = os.path.abspath(shutil.which(opts.base_python) or opts.base_python)
         if "mpm-base" not in opts.peers:
             opts.peers.insert(opts.peers.index("mpm") + 1 if "mpm" in opts.peers else 1, "mpm-base")
+    if opts.base_python and not opts.base:
+        ap.error("--base-python names the interpreter of mpm-base: it needs --base DIR (--base . for this checkout)")
     opts.scenarios = opts.scenarios.split(",")
     if opts.mpm_extra:
         from bench.peers import Mpm

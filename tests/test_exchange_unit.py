@@ -11,7 +11,7 @@ import pytest
 
 from conf import load_config
 from conf.model import Limits
-from worker import authority, exchange
+from worker import authority, exchange, http1
 from worker.authority import valid_host
 from worker.backend import Origins
 from worker.framing import (
@@ -110,6 +110,8 @@ def test_malformed_request_heads_get_their_status(raw, status):
 _LEAVES_LLHTTP = [
     b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
     b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a\r\nProxy-Connection: close\r\n\r\n",      # llhttp reads it as Connection
+    b"GET / HTTP/1.1\r\nHost: a\r\nProxy-Connection: keep-alive, Close\r\n\r\n",
     b"GET / HTTP/1.0\r\n\r\n",
     b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
     b"GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n",
@@ -140,6 +142,18 @@ def test_whatever_state_a_head_leaves_llhttp_in_the_next_head_is_judged_alone(fi
                 assert caught.value.status == 400
             else:
                 assert parse_request(second, LIMITS).target == b"/next"
+
+
+def test_a_good_head_is_not_refused_by_a_reused_parser_left_closed():
+    """Should the parser parse_request keeps be left in a state not foreseen (here: closed by
+    a head llhttp took for Connection: close), the next head is judged by a fresh one."""
+    closed = http1.REQUEST_PARSER(http1.NO_CALLBACKS)
+    closed.feed_data(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    http1._spare_request_parser = closed
+    assert parse_request(b"GET /next HTTP/1.1\r\nHost: b\r\n\r\n", LIMITS).target == b"/next"
+    http1._spare_request_parser = closed
+    with pytest.raises(HttpError):
+        parse_request(b"GET /next HTTP/1.1\r\nHost: b\r\nX: a\x00b\r\n\r\n", LIMITS)
 
 
 def test_upgrade_needs_the_token_in_connection_and_http11():

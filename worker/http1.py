@@ -250,13 +250,17 @@ def check_fields(buffer, line_end: int, stop: int, limits) -> None:
 
 # The request parser `parse_request` may use next.  llhttp parses a keep-alive stream one
 # message after another, so a parser whose message ended (a head with no body, no upgrade,
-# persistent: `keep_alive` follows llhttp's own rule, a "close" or "keep-alive" token in
-# Connection) is where a fresh one would be, and is used again.  Making one, with its
-# look-ups of the callbacks it never calls, and freeing it was ~1,800 of a small request's
-# ~159,900 instructions; with the branch and the store that keep it, the net is ~1,100 (0.7 %,
-# callgrind: bench/RESULTS-2026-12-02-day.md).  A head that fails, or leaves the parser
-# anywhere else (in a body, after an upgrade or a close), takes its parser with it
-# (tests/test_exchange_unit.py: the next head is judged alone after each).
+# persistent) is where a fresh one would be, and is used again.  "Persistent" must be
+# llhttp's verdict too, or the parser is left closed: `keep_alive` follows its rule for
+# Connection ("close" and "keep-alive" tokens), and llhttp reads Proxy-Connection the same
+# way, which we do not, so a head with Proxy-Connection keeps no parser.  Should a reused
+# parser refuse a head all the same (a state not foreseen here), the head is judged again by
+# a fresh one: one worker-wide parser must never cost another client its request.  Making a
+# parser, with its look-ups of the callbacks it never calls, and freeing it was ~1,800 of a
+# small request's ~159,900 instructions; with the branch and the store that keep it, the net
+# is ~1,100 (0.7 %, callgrind: bench/RESULTS-2026-12-02-day.md).  A head that fails, or
+# leaves the parser anywhere else (in a body, after an upgrade or a close), takes its parser
+# with it (tests/test_exchange_unit.py: the next head is judged alone after each).
 _spare_request_parser = None
 
 
@@ -267,13 +271,18 @@ def parse_request(raw: bytes, limits) -> RequestHead:
     parts = check_request_line(raw, line_end, limits)
     check_fields(raw, line_end, len(raw), limits)
     parser = _spare_request_parser
+    if parser is not None:
+        _spare_request_parser = None
+        try:
+            ended = validate(parser, raw, True)
+        except HttpError:
+            parser = None             # judged again, below, by a fresh parser
     if parser is None:
         parser = REQUEST_PARSER(NO_CALLBACKS)
-    else:
-        _spare_request_parser = None
-    ended = validate(parser, raw, True)
+        ended = validate(parser, raw, True)
     head = request_head_from(raw, line_end, parts)
-    if ended and head.keep_alive and not head.chunked and not head.content_length:     # no body (has_body, without a call)
+    if ended and head.keep_alive and not head.chunked and not head.content_length \
+            and b"proxy-connection" not in head.spans:       # no body (has_body, without a call)
         _spare_request_parser = parser
     return head
 
