@@ -7,6 +7,9 @@ requests still gets every response before the close, and our own answer to a bad
 behind a good one goes out and closes at once.  These were written for a build that held
 such responses to the end of the loop turn (measured and dropped: bench/RESULTS-2026-12-02-night.md),
 where the first two hung until a timeout; they guard any later attempt the same way.
+Last, heads one after another on one worker from different clients: the worker parses them
+with one llhttp parser while each leaves it between messages (worker.http1), so whatever a
+client's head leaves it in must cost the next client nothing.
 A real proxy with one worker and a raw backend.
 """
 
@@ -100,3 +103,27 @@ def test_a_refused_request_behind_a_held_response_is_answered_and_closed_at_once
     assert (first.status, first.body, second.status) == (200, b"r:/ok:", 400)
     assert closed and rest == b""
     assert elapsed < 2, f"closed after {elapsed:.1f}s"
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("first", [
+    b"GET /a HTTP/1.1\r\nHost: t\r\nProxy-Connection: close\r\n\r\n",
+    b"GET /a HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    b"GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+    b"POST /a HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi",
+    b"GET /a HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: other\r\n\r\n",
+])
+def test_a_clients_head_costs_the_next_client_nothing(one_write, first):
+    """Each first head gets its own answer (for the upgrade the backend does not take, a 200);
+    then another client's plain GET, twice, is forwarded, and a bad one is still refused."""
+    proxy, _ = one_write
+    for _ in range(2):
+        with proxy.connect() as sock:
+            sock.sendall(first)
+            assert Reader(sock).response().status == 200
+        with proxy.connect() as sock:
+            sock.sendall(b"GET /next HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert Reader(sock).response().body == b"r:/next:"
+    with proxy.connect() as sock:
+        sock.sendall(b"GET /bad HTTP/1.1\r\nHost: t\r\nX: a\x00b\r\n\r\n")
+        assert Reader(sock).response().status == 400
