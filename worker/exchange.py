@@ -155,11 +155,10 @@ class Exchange:
         self.connect(out)
 
     def pick(self) -> bool:
-        """Choose the backend (a balancer member, counted busy until released)."""
+        """Choose a member of the route's balancer (counted busy until released).  A route to
+        one backend has nothing to choose: `start` takes its origin, and a failover only
+        happens to a member."""
         route = self.route
-        if route.origin is not None:          # a route to one backend: nothing to choose
-            self.origin, self.member, self.cookie = route.origin, None, None
-            return True
         origin, self.member, self.cookie = self.worker.lb.pick(route.balancer, self.head, self.client_ip, self.tried)
         self.origin = origin
         return origin is not None
