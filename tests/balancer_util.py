@@ -84,8 +84,7 @@ class Member:
                 ws = headers.get("upgrade", "").lower() == "websocket"
                 self.requests.append({"method": method, "target": target, "headers": headers, "ws": ws})
                 if ws:
-                    conn.sendall(switch_response("websocket", head))
-                    self._echo(conn, buf)
+                    self._echo(conn, head, buf)
                     return
                 length = int(headers.get("content-length", "0"))
                 while len(buf) < length:
@@ -104,10 +103,13 @@ class Member:
                 self.conns.discard(conn)
             conn.close()
 
-    def _echo(self, conn: socket.socket, buf: bytearray) -> None:
+    def _echo(self, conn: socket.socket, head: bytes, buf: bytearray) -> None:
+        # Counted before the 101 goes out: a test that has read the 101 may look at `tunnels`
+        # at once, and must find this one (counting after the send lost that race under load).
         with self.lock:
             self.tunnels += 1
         try:
+            conn.sendall(switch_response("websocket", head))
             while True:
                 opcode, payload = read_frame(conn, buf)
                 if opcode == OP_CLOSE:
