@@ -39,7 +39,7 @@ DEFAULT_CONFIG_NAME = "<default>"   # Config.file of the embedded default
 TOP_KEYS = ("listen", "mpm", "timeouts", "limits", "control", "log", "routes", "balancers", "admin", "tls")
 MPM_KEYS = ("workers", "server_limit", "threads_per_child", "max_request_workers", "graceful_timeout",
             "max_connections_per_child", "watchdog")
-TIMEOUT_KEYS = ("connect", "proxy", "client_header", "keepalive", "handshake")
+TIMEOUT_KEYS = ("connect", "proxy", "client_header", "keepalive", "handshake", "lingering")
 LIMIT_KEYS = ("request_line", "header_field", "header_fields", "request_body", "http2_streams")
 CLIENT_LIMIT_KEYS = ("per_client", "trusted_proxies")       # conf/clients.py
 CONTROL_KEYS = ("pidfile", "socket")
@@ -300,7 +300,7 @@ def _mpm(sec: Section) -> MPM:
 
 def _timeouts(sec: Section) -> Timeouts:
     d = Timeouts()
-    values = {key: sec.number(key, getattr(d, key)) for key in TIMEOUT_KEYS}
+    values = {key: sec.number(key, getattr(d, key), positive=key != "lingering") for key in TIMEOUT_KEYS}
     return Timeouts(**{key: getattr(d, key) if v is None else v for key, v in values.items()})
 
 

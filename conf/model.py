@@ -105,6 +105,7 @@ class Timeouts:
     client_header: float = 20.0   # RequestReadTimeout header=
     keepalive: float = 5.0        # KeepAliveTimeout
     handshake: float = 10.0       # TLS handshake on a listener
+    lingering: float = 5.0        # nginx's lingering_timeout: a closed client's quiet time (0 = no lingering)
 
 
 @dataclass(frozen=True, slots=True)

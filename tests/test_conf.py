@@ -67,7 +67,7 @@ def test_full_file_builds_typed_objects(tmp_path):
           - "*:8001"
           - "localhost:8002"
         mpm: {workers: 3, server_limit: 4, threads_per_child: 10, max_request_workers: 40, graceful_timeout: 0.5}
-        timeouts: {connect: 1.5, proxy: 60}
+        timeouts: {connect: 1.5, proxy: 60, lingering: 0}
         limits: {request_body: 1048576}
         control: {pidfile: mpm.pid, socket: /tmp/x.sock}
         log: {level: debug, access: off, error: logs/error.log, format: json}
@@ -94,6 +94,7 @@ def test_full_file_builds_typed_objects(tmp_path):
     assert c.address == ("0.0.0.0", 8001) and d.address == ("127.0.0.1", 8002)
     assert config.mpm == conf.MPM(3, 4, 10, 40, 0.5, 0)
     assert config.timeouts.connect == 1.5 and config.timeouts.keepalive == conf.Timeouts().keepalive
+    assert config.timeouts.lingering == 0.0 and conf.Timeouts().lingering == 5.0
     assert config.limits.request_body == 1048576
     assert config.control.pidfile == str(tmp_path / "mpm.pid") and config.control.socket == "/tmp/x.sock"
     assert config.log == conf.Log("debug", "off", str(tmp_path / "logs" / "error.log"), "json")
@@ -205,6 +206,9 @@ BROKEN = {
     "bool is not a number": (
         LISTEN + "timeouts: {proxy: true}\n",
         2, "timeouts.proxy must be a positive number, got boolean true"),
+    "lingering may be 0, not below": (
+        LISTEN + "timeouts: {lingering: -1}\n",
+        2, "timeouts.lingering must be a number >= 0, got integer -1"),
     "yes is not a boolean": (
         LISTEN + 'routes:\n  - {path: /, to: "http://127.0.0.1:9001/", reverse: yes}\n',
         3, "route.reverse must be true or false, got string 'yes'"),

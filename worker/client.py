@@ -38,6 +38,7 @@ from tunnel.endpoint import WOULD_BLOCK, Endpoint
 from worker.exchange import READ_AHEAD, Exchange
 from worker.headreader import HeadReader
 from worker.http1 import HEAD_END, HttpError, parse_request
+from worker.linger import close_or_linger
 from worker.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT
 
 _READABLE = EPOLLIN | EPOLLHUP | EPOLLERR
@@ -300,7 +301,9 @@ class ClientConnection:
         if self.state is CLOSED:
             return
         if not keep_alive or (self.eof and not self.pipelined_head()):
-            self.close()
+            # An answer of ours (a refused head, a 413, a 502), a request body left unread, or
+            # pipelined bytes dropped: the client may still be sending (worker.linger).
+            self.close(linger=not exchange.resp_started or exchange.req_framing is not None or bool(self.inbuf))
             return
         self.state = HEAD if self.inbuf else IDLE
         self.since = now = self.loop.now
@@ -344,10 +347,11 @@ class ClientConnection:
         self.holds = ()
         self.exchange = None
 
-    def close(self) -> None:
+    def close(self, linger: bool = False) -> None:
         """Close now; an exchange under way is logged as aborted.  Over TLS, close_notify is
         sent unless a response is cut short: a client reading until the close (a body without
-        Content-Length) then sees a truncation, not an end."""
+        Content-Length) then sees a truncation, not an end.  `linger`: the client may still
+        be sending, so its socket is half-closed and drained first (worker.linger)."""
         if self.state is CLOSED:
             return
         complete = self.exchange is None
@@ -363,5 +367,5 @@ class ClientConnection:
         if self.holds:
             admission.limits.release(self.holds)
             self.holds = ()
-        self.ep.close(notify=complete)
+        close_or_linger(worker.lingering, self.ep, complete, worker.timeouts.lingering if linger and not self.eof else 0)
         worker.connection_closed()

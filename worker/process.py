@@ -78,6 +78,7 @@ class Worker:
         self.beats = 0
         self.handshakes = Arrivals()        # a set, oldest first (what a full worker closes first)
         self.h2_connections: set = set()    # worker.h2: HTTP/2 connections (each carries many exchanges)
+        self.lingering: set = set()         # worker.linger: closed client sockets drained before the close
 
     # == setup and run ===================================================================
     def run(self) -> int:
@@ -296,6 +297,8 @@ class Worker:
             h2.close()
         for tunnel in list(self.tunnel_set):
             tunnel.close("worker stopping")
+        for lingering in list(self.lingering):
+            lingering.close()
         self.pool.close_all()
         self.row.publish(state="exiting", connections=0, tunnels=0, requests=self.requests,
                          bytes_in=self.bytes_in, bytes_out=self.bytes_out, tls_failures=self.tls_failures,

@@ -1,0 +1,222 @@
+"""Lingering close (worker.linger): a client that is still sending when the proxy answers and
+closes (a 413 before the body, a refused head) gets the answer, can finish its send, and
+sees the connection end with a FIN, not a reset: the proxy half-closes and reads what comes,
+as nginx's `lingering_close` and Apache's lingering close do.
+
+Closing over unread bytes instead makes the kernel send a RST, which fails the client's
+next send (EPIPE / ECONNRESET: many clients stop there, without reading the answer) and, on
+a real network, throws away whatever of the answer had not left yet."""
+
+from __future__ import annotations
+
+import errno
+import os
+import ssl
+import time
+
+import pytest
+import trustme
+from backends import HttpBackend
+from proxyproc import Proxy
+from rawsock import status_of
+from support import wait_for
+
+BODY = 8 * 1024 * 1024          # more than loopback's socket buffers hold: the proxy must read it
+OVER_LIMIT = b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % BODY
+
+
+def _handler(req, body):
+    return 200, [("Content-Type", "text/plain")], b"len=%d" % len(body)
+
+
+@pytest.fixture(scope="module")
+def backend():
+    b = HttpBackend(_handler)
+    yield b
+    b.close()
+
+
+def _proxy(tmp_path, backend, lingering=None, tls=None) -> Proxy:
+    timeouts = {"lingering": lingering} if lingering is not None else {}
+    proxy = Proxy(tmp_path / "proxy", [{"path": "/", "to": backend.url + "/"}], workers=1,
+                  limits={"request_body": 1000}, timeouts=timeouts)
+    if tls is not None:
+        proxy.config["listen"] = [{"address": f"127.0.0.1:{proxy.port}", "tls": {"cert": tls[0], "key": tls[1]}}]
+    return proxy.start()
+
+
+def _send_all(sock, data: bytes) -> OSError | None:
+    """Send `data` whole, without reading; the error that stopped it, if one did."""
+    view = memoryview(data)
+    try:
+        for pos in range(0, len(data), 65536):
+            sock.sendall(view[pos:pos + 65536])
+    except OSError as exc:
+        return exc
+    return None
+
+
+def _read_to_end(sock, timeout: float = 10.0) -> tuple[bytes, str]:
+    """Everything until the connection ends, and how it ended: 'eof', 'reset' or 'timeout'."""
+    sock.settimeout(timeout)
+    data = b""
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except (ConnectionResetError, BrokenPipeError):
+            return data, "reset"
+        except ssl.SSLEOFError:          # the transport ended without a close_notify
+            return data, "reset"
+        except TimeoutError:
+            return data, "timeout"
+        if not chunk:
+            return data, "eof"
+        data += chunk
+
+
+def test_a_client_still_sending_its_body_gets_the_413_and_a_clean_end(tmp_path, backend):
+    proxy = _proxy(tmp_path, backend)
+    try:
+        with proxy.connect(15) as sock:
+            failed = _send_all(sock, OVER_LIMIT + b"u" * BODY)
+            answer, end = _read_to_end(sock)
+        assert failed is None, f"the proxy stopped reading: the client's send failed with {failed!r}"
+        assert status_of(answer) == 413, answer[:200]
+        assert end == "eof", f"the connection ended with a {end}, not a FIN"
+        assert not any(b"/upload" in raw for raw in backend.raw), "the refused request reached the backend"
+    finally:
+        proxy.stop()
+
+
+def test_over_tls_the_413_and_a_close_notify_reach_a_client_still_sending(tmp_path, backend):
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost", "127.0.0.1")
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.private_key_pem.write_to_path(str(key_path))
+    cert.cert_chain_pems[0].write_to_path(str(cert_path))
+    proxy = _proxy(tmp_path, backend, tls=(str(cert_path), str(key_path)))
+    try:
+        context = ssl.create_default_context()
+        ca.configure_trust(context)
+        with context.wrap_socket(proxy.connect(15), server_hostname="localhost") as sock:
+            failed = _send_all(sock, OVER_LIMIT + b"u" * BODY)
+            answer, end = _read_to_end(sock)
+        assert failed is None, f"the proxy stopped reading: the client's send failed with {failed!r}"
+        assert status_of(answer) == 413, answer[:200]
+        assert end == "eof", f"the connection ended with a {end}, not a close_notify and a FIN"
+    finally:
+        proxy.stop()
+
+
+def test_a_refused_head_with_more_behind_it_ends_with_a_fin(tmp_path, backend):
+    """A malformed head (400) while the client goes on sending: the same drain."""
+    proxy = _proxy(tmp_path, backend)
+    try:
+        with proxy.connect(15) as sock:
+            failed = _send_all(sock, b"GET /x HTTP/1.1\r\nHost: t\r\nBad Header: y\r\n\r\n" + b"z" * BODY)
+            answer, end = _read_to_end(sock)
+        assert failed is None, f"the client's send failed with {failed!r}"
+        assert status_of(answer) == 400, answer[:200]
+        assert end == "eof", f"the connection ended with a {end}, not a FIN"
+    finally:
+        proxy.stop()
+
+
+def test_a_client_that_goes_quiet_is_closed_after_timeouts_lingering(tmp_path, backend):
+    """Half-closed at once (the client reads the end of the answer), then read for as long as
+    the client keeps sending, and closed `timeouts.lingering` after its last byte: a byte sent
+    later meets a closed socket (a reset), one sent before is taken."""
+    proxy = _proxy(tmp_path, backend, lingering=2)
+    try:
+        with proxy.connect(15) as sock:
+            sock.sendall(OVER_LIMIT + b"u" * 5000)       # the head, and part of the body
+            answer, end = _read_to_end(sock, timeout=5)
+            assert status_of(answer) == 413 and end == "eof", (answer[:200], end)
+            time.sleep(0.3)
+            sock.sendall(b"u" * 1000)                     # still read: it resets the quiet time
+            time.sleep(0.3)
+            assert _reset_seen(sock) is False, "closed before timeouts.lingering passed"
+            time.sleep(3.5)
+            sock.sendall(b"u")                            # the socket is gone: the kernel resets
+            time.sleep(0.3)
+            assert _reset_seen(sock) is True, "still open 3.5 s after the client's last byte"
+        wait_for(lambda: proxy.status()["workers"][0]["connections"] == 0, 3, 0.1, "no connection counted")
+    finally:
+        proxy.stop()
+
+
+def _reset_seen(sock) -> bool:
+    """Whether the peer has reset the connection (our side already read its FIN)."""
+    sock.settimeout(0.2)
+    try:
+        sock.recv(1)
+        sock.send(b"u")
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    return False
+
+
+def test_lingering_0_closes_at_once(tmp_path, backend):
+    """The switch: with `timeouts.lingering: 0` the proxy closes over the unread body, and the
+    client meets the reset (what every close did before lingering)."""
+    proxy = _proxy(tmp_path, backend, lingering=0)
+    try:
+        with proxy.connect(15) as sock:
+            failed = _send_all(sock, OVER_LIMIT + b"u" * BODY)
+            _, end = _read_to_end(sock)
+        assert failed is not None and failed.errno in (errno.EPIPE, errno.ECONNRESET), failed
+        assert end in ("reset", "eof")    # the 413 may or may not still be readable after the RST
+    finally:
+        proxy.stop()
+
+
+def test_a_lingering_socket_does_not_hold_up_a_reload(tmp_path, backend):
+    """Lingering is not a connection: the old generation's worker exits at once on a reload."""
+    proxy = _proxy(tmp_path, backend, lingering=30)
+    try:
+        old = proxy.worker_pids()
+        with proxy.connect(15) as sock:
+            sock.sendall(OVER_LIMIT + b"u" * 5000)
+            sock.settimeout(5)
+            assert status_of(sock.recv(65536)) == 413
+            assert proxy.reload().returncode == 0
+            proxy.wait_ready(generation=2)
+            wait_for(lambda: not any(_alive(pid) for pid in old), 5, 0.1, "the old worker to exit")
+            rest, end = _read_to_end(sock, timeout=5)
+        assert end in ("eof", "reset")          # closed by the exiting worker, not left open
+    finally:
+        proxy.stop()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_many_lingering_clients_leave_the_worker_serving(tmp_path, backend):
+    """Fifty clients refused and lingering at once: a normal request is still served."""
+    proxy = _proxy(tmp_path, backend, lingering=30)
+    socks = []
+    try:
+        for _ in range(50):
+            sock = proxy.connect(15)
+            sock.sendall(OVER_LIMIT + b"u" * 1000)
+            socks.append(sock)
+        for sock in socks:
+            sock.settimeout(5)
+            assert status_of(sock.recv(65536)) == 413
+        with proxy.connect(5) as sock:
+            sock.sendall(b"GET /ok HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            answer, end = _read_to_end(sock, timeout=5)
+        assert status_of(answer) == 200 and answer.endswith(b"len=0"), answer[-200:]
+        assert end == "eof"
+    finally:
+        for sock in socks:
+            sock.close()
+        proxy.stop()
+
+
