@@ -17,6 +17,7 @@ import time
 import pytest
 import trustme
 from backends import HttpBackend
+from hyperframe.frame import DataFrame, GoAwayFrame, SettingsFrame
 from proxyproc import Proxy
 from rawsock import status_of
 from support import wait_for
@@ -220,3 +221,34 @@ def test_many_lingering_clients_leave_the_worker_serving(tmp_path, backend):
         proxy.stop()
 
 
+
+
+def test_an_http2_client_sent_a_goaway_for_its_error_reads_it_and_a_clean_end(tmp_path, backend):
+    """HTTP/2: DATA on stream 0 is a connection error (RFC 9113 §6.1): GOAWAY PROTOCOL_ERROR,
+    and the connection ends, while the client still has 8 MiB on its way."""
+    proxy = Proxy(tmp_path / "h2", [{"path": "/", "to": backend.url + "/"}], workers=1)
+    proxy.config["listen"] = [{"address": f"127.0.0.1:{proxy.port}", "http2": "h2c"}]
+    proxy.start()
+    try:
+        with proxy.connect(15) as sock:
+            bad = DataFrame(1).serialize()
+            bad = bad[:5] + b"\x00\x00\x00\x00" + bad[9:]         # stream 0: not allowed for DATA
+            filler = b"\x00" * BODY
+            failed = _send_all(sock, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + SettingsFrame(0).serialize() + bad + filler)
+            answer, end = _read_to_end(sock)
+        assert failed is None, f"the client's send failed with {failed!r}"
+        assert end == "eof", f"the connection ended with a {end}, not a FIN"
+        assert _goaway_error(answer) == 0x1, answer[:200]
+    finally:
+        proxy.stop()
+
+
+def _goaway_error(data: bytes) -> int | None:
+    """The error code of the GOAWAY among the frames in `data`."""
+    pos = 0
+    while pos + 9 <= len(data):
+        length = int.from_bytes(data[pos:pos + 3], "big")
+        if data[pos + 3] == GoAwayFrame.type and pos + 17 <= len(data):
+            return int.from_bytes(data[pos + 13:pos + 17], "big")
+        pos += 9 + length
+    return None

@@ -19,14 +19,16 @@ discard what comes until the client closes or goes quiet.  So do we, with nginx'
 
 A lingering socket is no longer a connection of the worker's (it was counted closed, its
 holds released): it serves nothing.  What bounds it is LINGER_MAX per worker (past that a
-connection closes at once, as before) and the times above.  A stopping worker closes them
-all: a graceful stop waits for connections, not for this.
+connection closes at once, as before) and the times above.  A worker closes them all when
+it exits: a graceful stop waits for connections, not for these.
 
-When: `ClientConnection.close(linger=True)`, which its exchange asks for when the request's
-body was left unread, the head was refused, or bytes past the last head were dropped (what
-nginx's heuristic looks at).  A connection that ends after a complete request (`Connection:
-close`) closes at once: its client sends nothing more, and lingering would cost every such
-connection a shutdown, an epoll round and a read (TLS benchmarks close after each request).
+When: `ClientConnection.close(linger=True)`, which `exchange_done` asks for when an answer of
+ours ends the connection (a refused head, a 413, a 502), the request's body was left unread,
+or bytes past the last head were dropped (what nginx's heuristic looks at); and `H2Connection.close(linger=True)` after a GOAWAY of ours (a
+connection error, abuse, the idle timeout, a reload), when frames may still be on their way.
+A connection that ends after a complete request (`Connection: close`) closes at once: its
+client sends nothing more, and lingering would cost every such connection a shutdown, an
+epoll round and a read (TLS benchmarks close after each request).
 """
 
 from __future__ import annotations

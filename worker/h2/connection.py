@@ -41,6 +41,7 @@ from worker.h2.defences import Budget
 from worker.h2.fields import Malformed, read_request
 from worker.h2.machine import goaway_frame, new_machine
 from worker.h2.stream import H2Stream
+from worker.linger import close_or_linger
 from worker.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT
 
 _READABLE = EPOLLIN | EPOLLHUP | EPOLLERR
@@ -142,7 +143,7 @@ class H2Connection:
             # h2 has framed a GOAWAY with the error code; say why, send it, close.
             self.worker.log_error("info", f"{self.client_ip.decode()} HTTP/2 connection error: {exc}")
             self.write()
-            self.close()
+            self.close(linger=True)
             return
         if not self.greeted and events:   # from now on idle means no stream (frames keep nothing open)
             self.greeted = True
@@ -169,7 +170,7 @@ class H2Connection:
             self.deadline = _FOREVER
             return
         self.goaway(NO_ERROR)
-        self.close()
+        self.close(linger=True)
 
     # == what the client sent =================================================================
     def _request(self, event) -> None:
@@ -246,7 +247,7 @@ class H2Connection:
             self.worker.log_error("warning", f"{self.client_ip.decode()} HTTP/2: too many {what}: GOAWAY "
                                              "ENHANCE_YOUR_CALM, connection closed")
             self.goaway(ENHANCE_YOUR_CALM)
-            self.close()
+            self.close(linger=True)
 
     # == what the streams ask ===================================================================
     def acknowledge(self, stream_id: int, size: int) -> None:
@@ -308,7 +309,7 @@ class H2Connection:
         if not self.streams and not self.closed:
             if self.goaway_at is not None:
                 self.write()
-                self.close()
+                self.close(linger=True)
             else:
                 self.deadline = self.loop.now + self.worker.timeouts.keepalive
 
@@ -371,9 +372,12 @@ class H2Connection:
                 self.close()
                 return
         if not self.streams:
-            self.close()
+            self.close(linger=True)
 
-    def close(self) -> None:
+    def close(self, linger: bool = False) -> None:
+        """`linger`: our GOAWAY ends it while the client may still be sending (frames in
+        flight, a body): half-close and drain first, so the GOAWAY is read, not reset away
+        (worker.linger)."""
         if self.closed:
             return
         self.closed = True
@@ -382,7 +386,7 @@ class H2Connection:
             stream.connection_lost()
         self.streams.clear()
         self.blocked.clear()
-        self.ep.close()
+        close_or_linger(self.worker.lingering, self.ep, True, self.worker.timeouts.lingering if linger else 0)
         if self.holds:
             self.limiter.release(self.holds)
             self.holds = ()
