@@ -211,6 +211,36 @@ def test_413_reaches_a_client_that_is_still_sending_its_body(small, backend):
     assert _snapshot(backend) == before
 
 
+@pytest.mark.timeout(20)
+def test_a_spliced_chunk_refused_with_413_reaches_nobody_else(tmp_path_factory):
+    """A chunk of 100,000 bytes whose size line came first is spliced (it is opaque to the
+    framing) into the worker's one pipe; past LimitRequestBody the request gets its 413, and
+    those bytes must not lead the next body spliced out of that pipe: another client's
+    response (they did, before the pipe was dropped with them)."""
+    page = b"B" * 200_000
+    big = HttpBackend(lambda req, body: (200, [("Content-Type", "text/plain")], page))
+    try:
+        with running_proxy(tmp_path_factory.mktemp("limits-pipe"), [{"path": "/", "to": big.url + "/"}],
+                           workers=1, limits={"request_body": 1000}) as proxy:
+            with proxy.connect() as sock:
+                sock.sendall(b"POST /up HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
+                time.sleep(0.3)                         # the exchange relays the body now
+                sock.sendall(b"%x\r\n" % 100_000)
+                time.sleep(0.3)                         # the size line is read: the data is opaque
+                sock.sendall(b"SECRET-OF-CLIENT-A " * 5000)
+                answer, _ = recv_until_close(sock, 5)
+            assert status_of(answer) == 413, answer[:200]
+            with proxy.connect() as sock:
+                sock.sendall(b"GET /big HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                answer, closed = recv_until_close(sock, 5)
+            assert closed and status_of(answer) == 200, answer[:200]
+            body = answer.split(b"\r\n\r\n", 1)[1]
+            assert b"SECRET" not in body, "another client's request body reached this response"
+            assert body == page
+    finally:
+        big.close()
+
+
 # == timeouts =====================================================================================
 @pytest.mark.timeout(10)
 def test_stalled_request_head_gets_408_after_client_header(defaults, backend):

@@ -195,6 +195,9 @@ def relay_request(ex) -> None:
         framing.feed(None, 0, n)
         limit = ex.worker.limits.request_body
         if limit and framing.over(limit):
+            # The n bytes are in the worker's pipe: left there, they would lead the next
+            # body spliced out of it, another client's (pipes.Pipe.discard).
+            _PIPE.discard()
             ex.answer(413, "request body larger than LimitRequestBody")
             return
         if framing.finished:
