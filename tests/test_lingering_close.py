@@ -10,8 +10,12 @@ a real network, throws away whatever of the answer had not left yet."""
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
+import socket
 import ssl
+import struct
+import termios
 import time
 
 import pytest
@@ -21,6 +25,10 @@ from hyperframe.frame import DataFrame, GoAwayFrame, SettingsFrame
 from proxyproc import Proxy
 from rawsock import status_of
 from support import wait_for
+
+from tunnel.endpoint import Endpoint
+from worker import linger
+from worker.loop import EPOLLIN, EventLoop
 
 BODY = 8 * 1024 * 1024          # more than loopback's socket buffers hold: the proxy must read it
 OVER_LIMIT = b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % BODY
@@ -157,6 +165,24 @@ def _reset_seen(sock) -> bool:
     return False
 
 
+def test_an_answer_of_ours_to_a_whole_request_closes_at_once(tmp_path, backend):
+    """A 404 to a complete GET with `Connection: close` has nothing left to drain: the socket
+    closes at once (a byte sent after it meets a reset), not held for timeouts.lingering."""
+    proxy = Proxy(tmp_path / "proxy", [{"path": "/app/", "to": backend.url + "/"}], workers=1)
+    proxy.start()
+    try:
+        with proxy.connect(15) as sock:
+            sock.sendall(b"GET /elsewhere HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            answer, end = _read_to_end(sock, timeout=5)
+            assert status_of(answer) == 404 and end == "eof", (answer[:100], end)
+            time.sleep(0.2)
+            sock.send(b"u")
+            time.sleep(0.3)
+            assert _reset_seen(sock) is True, "the proxy still holds the connection of a whole request"
+    finally:
+        proxy.stop()
+
+
 def test_lingering_0_closes_at_once(tmp_path, backend):
     """The switch: with `timeouts.lingering: 0` the proxy closes over the unread body, and the
     client meets the reset (what every close did before lingering)."""
@@ -171,8 +197,9 @@ def test_lingering_0_closes_at_once(tmp_path, backend):
         proxy.stop()
 
 
-def test_a_lingering_socket_does_not_hold_up_a_reload(tmp_path, backend):
-    """Lingering is not a connection: the old generation's worker exits at once on a reload."""
+def test_a_reload_lets_a_lingering_client_finish_and_then_the_old_worker_exits(tmp_path, backend):
+    """The refused client is its old worker's last socket: the reload waits for it (it can
+    still send, and reads a FIN), and the worker exits once it has gone."""
     proxy = _proxy(tmp_path, backend, lingering=30)
     try:
         old = proxy.worker_pids()
@@ -182,11 +209,92 @@ def test_a_lingering_socket_does_not_hold_up_a_reload(tmp_path, backend):
             assert status_of(sock.recv(65536)) == 413
             assert proxy.reload().returncode == 0
             proxy.wait_ready(generation=2)
-            wait_for(lambda: not any(_alive(pid) for pid in old), 5, 0.1, "the old worker to exit")
+            time.sleep(0.5)
+            assert all(_alive(pid) for pid in old), "the old worker left its lingering client behind"
+            failed = _send_all(sock, b"u" * BODY)
             rest, end = _read_to_end(sock, timeout=5)
-        assert end in ("eof", "reset")          # closed by the exiting worker, not left open
+            assert failed is None and end == "eof", (failed, end)
+        wait_for(lambda: not any(_alive(pid) for pid in old), 5, 0.1, "the old worker to exit")
     finally:
         proxy.stop()
+
+
+def test_graceful_timeout_ends_the_wait_for_a_silent_lingering_client(tmp_path, backend):
+    proxy = Proxy(tmp_path / "proxy", [{"path": "/", "to": backend.url + "/"}], workers=1,
+                  limits={"request_body": 1000}, timeouts={"lingering": 30}, mpm={"graceful_timeout": 1})
+    proxy.start()
+    try:
+        old = proxy.worker_pids()
+        with proxy.connect(15) as sock:
+            sock.sendall(OVER_LIMIT + b"u" * 5000)
+            sock.settimeout(5)
+            assert status_of(sock.recv(65536)) == 413
+            assert proxy.reload().returncode == 0
+            proxy.wait_ready(generation=2)
+            wait_for(lambda: not any(_alive(pid) for pid in old), 8, 0.1, "the old worker to exit")
+    finally:
+        proxy.stop()
+
+
+def test_a_client_sending_without_pause_is_read_past_timeouts_lingering(tmp_path, backend):
+    """timeouts.lingering is a quiet time: a client that never pauses is read (not reset)
+    until it is done, whatever that timeout says (up to 30 s)."""
+    proxy = _proxy(tmp_path, backend, lingering=1)
+    try:
+        with proxy.connect(15) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)    # never short of bytes to send
+            sock.sendall(OVER_LIMIT)
+            sock.settimeout(5)
+            assert status_of(sock.recv(65536)) == 413
+            chunk, started, failed = b"u" * (1 << 20), time.monotonic(), None
+            try:
+                while time.monotonic() - started < 4.0:
+                    sock.sendall(chunk)
+            except OSError as exc:
+                failed = exc
+            assert failed is None, f"reset after {time.monotonic() - started:.1f}s of sending: {failed!r}"
+    finally:
+        proxy.stop()
+
+
+def test_a_read_that_leaves_more_to_read_counts_as_traffic():
+    """The quiet time restarts with every event that brought bytes, also one that leaves
+    some unread (READS_PER_EVENT reads, then back to the loop): a real TCP pair whose
+    receive queue holds more than one event reads, and the worker's own loop."""
+    loop = EventLoop()
+    listener = socket.create_server(("127.0.0.1", 0))
+    peer = socket.create_connection(listener.getsockname())
+    ours, _ = listener.accept()
+    listener.close()
+    try:
+        ours.setblocking(False)
+        peer.setblocking(False)
+        queued = 0
+        try:
+            while queued < 4 << 20:
+                queued += peer.send(b"u" * 65536)
+        except BlockingIOError:
+            pass
+        time.sleep(0.2)
+        assert queued > (linger.READS_PER_EVENT + 1) * 65536, queued
+        lingering = linger.LingeringSet(lambda: None)
+        linger.close_or_linger(lingering, Endpoint(loop, ours), True, 5.0)
+        (socket_lingering,) = lingering
+        loop.now += 4.0                            # 4 of the 5 quiet seconds have passed
+        socket_lingering.on_event(EPOLLIN)
+        assert _unread(ours) > 0, "the test needs bytes left after one event's reads"
+        assert socket_lingering.deadline >= loop.now + 5.0 - 1e-6, "bytes read, yet the quiet time ran on"
+        socket_lingering.close()
+        assert not lingering
+    finally:
+        peer.close()
+        if ours.fileno() >= 0:
+            ours.close()
+        loop.close()
+
+
+def _unread(sock) -> int:
+    return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0]
 
 
 def _alive(pid: int) -> bool:

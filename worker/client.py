@@ -301,9 +301,10 @@ class ClientConnection:
         if self.state is CLOSED:
             return
         if not keep_alive or (self.eof and not self.pipelined_head()):
-            # An answer of ours (a refused head, a 413, a 502), a request body left unread, or
-            # pipelined bytes dropped: the client may still be sending (worker.linger).
-            self.close(linger=not exchange.resp_started or exchange.req_framing is not None or bool(self.inbuf))
+            # A refused head, a request body left unread, or pipelined bytes dropped: the
+            # client may still be sending (worker.linger).
+            self.close(linger=exchange.head is None or exchange.body_left or exchange.req_framing is not None
+                       or bool(self.inbuf))
             return
         self.state = HEAD if self.inbuf else IDLE
         self.since = now = self.loop.now

@@ -66,7 +66,7 @@ class Exchange:
         "route", "origin", "member", "cookie", "tried", "upgrade",    # where it goes (failover moves it)
         "conn", "req_framing", "request_copy", "body_prefix", "retried",
         "reader", "respbuf", "resp_framing", "status", "resp_started",
-        "keep_alive", "reusable", "sent", "head_sent", "received", "aborted", "mapped",
+        "keep_alive", "reusable", "sent", "head_sent", "received", "aborted", "mapped", "body_left",
         "client_ip", "holds",      # who the client is for this request; what it counts in the client table
     )
 
@@ -83,7 +83,7 @@ class Exchange:
         self.conn = self.req_framing = self.request_copy = self.reader = self.respbuf = self.resp_framing = None
         self.body_prefix = b""
         self.mapped = b"/"
-        self.retried = self.resp_started = self.aborted = False
+        self.retried = self.resp_started = self.aborted = self.body_left = False
         self.keep_alive = head is not None and head.keep_alive
         self.reusable = True
         self.status = self.sent = self.head_sent = 0
@@ -326,7 +326,9 @@ class Exchange:
         self._release_backend(reuse=False)
         self.status = status
         self.keep_alive = keep_alive and self.keep_alive and self.worker.keeps_alive(self.client)
-        self.req_framing = None      # what the client still sends of its body is not read
+        if self.req_framing is not None:     # what the client still sends of its body is not read
+            self.req_framing = None
+            self.body_left = True            # (so its connection lingers: worker.linger)
         if self.client.http2:        # the status as HTTP/2 fields, the page as DATA
             self.enter(FLUSHING)
             if self.client.answer(self, status, message, extra):

@@ -19,11 +19,11 @@ discard what comes until the client closes or goes quiet.  So do we, with nginx'
 
 A lingering socket is no longer a connection of the worker's (it was counted closed, its
 holds released): it serves nothing.  What bounds it is LINGER_MAX per worker (past that a
-connection closes at once, as before) and the times above.  A worker closes them all when
-it exits: a graceful stop waits for connections, not for these.
+connection closes at once, as before) and the times above.  A stopping worker waits for
+them as for connections (within `mpm.graceful_timeout`), so a reload cuts none short.
 
-When: `ClientConnection.close(linger=True)`, which `exchange_done` asks for when an answer of
-ours ends the connection (a refused head, a 413, a 502), the request's body was left unread,
+When: `ClientConnection.close(linger=True)`, which `exchange_done` asks for when the head was
+refused (400, 408, 414, 431), the request's body was left unread (a 413, an early response),
 or bytes past the last head were dropped (what nginx's heuristic looks at); and `H2Connection.close(linger=True)` after a GOAWAY of ours (a
 connection error, abuse, the idle timeout, a reload), when frames may still be on their way.
 A connection that ends after a complete request (`Connection: close`) closes at once: its
@@ -43,12 +43,21 @@ READS_PER_EVENT = 4       # then back to the loop: a fast sender cannot hold the
 _SCRATCH = [bytearray(65536)]    # what is read goes here and is never looked at
 
 
+class LingeringSet(set):
+    """A worker's lingering sockets; `on_empty()` once the last of them has closed (a
+    stopping worker waits for that, as for its connections)."""
+
+    def __init__(self, on_empty) -> None:
+        super().__init__()
+        self.on_empty = on_empty
+
+
 class Lingering:
     """One half-closed client socket, read until it ends (module docstring)."""
 
     __slots__ = ("lingering", "loop", "ep", "quiet", "deadline", "until")
 
-    def __init__(self, lingering: set, ep, quiet: float) -> None:
+    def __init__(self, lingering: LingeringSet, ep, quiet: float) -> None:
         self.lingering = lingering
         self.loop = loop = ep.loop
         self.ep = ep
@@ -64,11 +73,11 @@ class Lingering:
 
     def on_event(self, mask: int) -> None:
         fd = self.ep.fd
+        self.deadline = min(self.loop.now + self.quiet, self.until)     # it sent something
         for _ in range(READS_PER_EVENT):
             try:
                 n = os.readv(fd, _SCRATCH)
             except WOULD_BLOCK:
-                self.deadline = min(self.loop.now + self.quiet, self.until)
                 return
             except OSError:
                 n = 0
@@ -85,9 +94,11 @@ class Lingering:
         self.lingering.discard(self)
         self.loop.timed.discard(self)
         self.ep.close(notify=False)      # the close_notify went with the half-close
+        if not self.lingering:
+            self.lingering.on_empty()
 
 
-def close_or_linger(lingering: set, ep, notify: bool, quiet: float) -> None:
+def close_or_linger(lingering: LingeringSet, ep, notify: bool, quiet: float) -> None:
     """Close `ep` now (`notify`: with a TLS close_notify, i.e. not cut short), or, when
     `quiet` (the seconds a client may stay silent; 0: close now) and the answer went out
     whole, half-close it and read until its client is done."""

@@ -29,6 +29,7 @@ from worker.admission import Admission, Arrivals
 from worker.backend import BackendPool, Origins
 from worker.balancer import Balancers
 from worker.handover import HandoverReceiver, HandoverSender
+from worker.linger import LingeringSet
 from worker.logs import AccessLog, ErrorLog, LogSink
 from worker.loop import EventLoop
 from worker.metrics import WorkerMetrics
@@ -78,7 +79,7 @@ class Worker:
         self.beats = 0
         self.handshakes = Arrivals()        # a set, oldest first (what a full worker closes first)
         self.h2_connections: set = set()    # worker.h2: HTTP/2 connections (each carries many exchanges)
-        self.lingering: set = set()         # worker.linger: closed client sockets drained before the close
+        self.lingering = LingeringSet(self._exit_when_done)    # worker.linger: closed, drained before the close
 
     # == setup and run ===================================================================
     def run(self) -> int:
@@ -136,8 +137,7 @@ class Worker:
         self.connections -= 1
         if not self.acceptor.accepting and self.connections < self.capacity:
             self.acceptor.resume()
-        if self.stopping and self.connections == 0:
-            self.loop.running = False
+        self._exit_when_done()
 
     def exchange_done(self, exchange) -> None:
         self.requests += 1
@@ -200,8 +200,7 @@ class Worker:
     def client_moved(self, client) -> None:
         self.connections -= 1
         self.moved += 1
-        if self.stopping and self.connections == 0:
-            self.loop.running = False
+        self._exit_when_done()
 
     def keeps_alive(self, client) -> bool:
         """Whether a response may leave `client` open: always, except while stopping, when
@@ -258,8 +257,7 @@ class Worker:
             h2.goaway()
         if not self.sender.start():
             self._close_idle()         # the whole server stops: nobody will serve them
-        if self.connections == 0:
-            self.loop.running = False
+        if self._exit_when_done():
             return
         self.log_error("info", f"graceful stop: {self.connections} connections "
                                f"({self.tunnels} tunnels) left, {self.config.mpm.graceful_timeout:g}s to go")
@@ -279,8 +277,16 @@ class Worker:
         if not successor_found:
             self._close_idle()
         self._publish()
-        if self.connections == 0:
-            self.loop.running = False
+        self._exit_when_done()
+
+    def _exit_when_done(self) -> bool:
+        """A stopping worker ends once it holds no connection, and no socket lingers (a
+        client still sending when we closed: worker.linger, bounded by its own times and by
+        graceful_timeout).  True when the loop is told to end."""
+        if not self.stopping or self.connections or self.lingering:
+            return False
+        self.loop.running = False
+        return True
 
     def _graceful_timeout(self) -> None:
         self.log_error("info", f"graceful timeout: closing {self.connections} connections")
