@@ -259,8 +259,8 @@ class Worker:
             self._close_idle()         # the whole server stops: nobody will serve them
         if self._exit_when_done():
             return
-        self.log_error("info", f"graceful stop: {self.connections} connections "
-                               f"({self.tunnels} tunnels) left, {self.config.mpm.graceful_timeout:g}s to go")
+        self.log_error("info", f"graceful stop: {self.connections} connections ({self.tunnels} tunnels) and "
+                               f"{len(self.lingering)} lingering left, {self.config.mpm.graceful_timeout:g}s to go")
         self._publish()
         self.loop.call_later(self.config.mpm.graceful_timeout, self._graceful_timeout)
 
