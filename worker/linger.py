@@ -24,9 +24,10 @@ them as for connections (within `mpm.graceful_timeout`), so a reload cuts none s
 
 When: `ClientConnection.close(linger=True)`, which `exchange_done` asks for when the head was
 refused (400, 408, 414, 431), the request's body was left unread (a 413, an early response),
-or bytes past the last head were dropped (what nginx's heuristic looks at); and `H2Connection.close(linger=True)` after a GOAWAY of ours (a
-connection error, abuse, the idle timeout, a reload), when frames may still be on their way.
-A connection that ends after a complete request (`Connection: close`) closes at once: its
+or bytes past the last head were dropped (what nginx's heuristic looks at); and
+`H2Connection.close(linger=True)` after a GOAWAY of ours (a connection error, abuse, the
+idle timeout, a reload), when frames may still be on their way.  A connection that ends
+after a complete request (`Connection: close`, or a 404 of ours to one) closes at once: its
 client sends nothing more, and lingering would cost every such connection a shutdown, an
 epoll round and a read (TLS benchmarks close after each request).
 """
