@@ -208,8 +208,9 @@ class Backend:
 
     @property
     def key(self) -> tuple:
-        """Identity of the connection pool this backend's connections go back to."""
-        return (self.sockaddr, self.tls is not None, self.host, self.proxy_protocol)
+        """Identity of the connection pool this backend's connections go back to: what the
+        connection is, TLS settings included (its SNI, and the checks its handshake passed)."""
+        return (self.sockaddr, self.tls, self.host, self.proxy_protocol)
 
 
 @dataclass(frozen=True, slots=True)

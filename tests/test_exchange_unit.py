@@ -252,7 +252,8 @@ def test_reason_phrases_come_from_the_standard_table():
 # == framing ====================================================================================
 def test_length_framing_ends_exactly_and_says_what_may_be_spliced():
     framing = LengthFraming(10)
-    assert framing.opaque() == 10 and framing.wanted(4) == 4 and framing.wanted(64) == 10
+    # A read asks for one byte past the body: one there means something follows it.
+    assert framing.opaque() == 10 and framing.wanted(4) == 4 and framing.wanted(64) == 11
     assert framing.feed(b"0123", 0, 4) == -1 and framing.opaque() == 6
     assert framing.feed(b"456789next", 0, 10) == 6 and framing.finished
 

@@ -21,13 +21,14 @@ import os
 import socket
 import ssl
 
+from conf.readahead import buffered
 from tunnel.endpoint import Endpoint
 from worker.loop import EPOLLIN, EPOLLOUT
 from worker.tls import backend_context, handshake_step
 
 POOL_IDLE_TIMEOUT = 60.0   # nginx's upstream keepalive_timeout default
 POOL_MAX_IDLE = 64         # idle connections kept per backend per worker
-POOL_MAX_PRIVATE = 4       # ... per backend and client address, for connections opened with a PROXY header
+POOL_MAX_PRIVATE = 4       # ... per backend and PROXY header (one client connection), for connections opened with one
 
 
 class Origin:
@@ -75,6 +76,20 @@ class BackendConnection(Endpoint):
         self.on_idle = None        # the pool's, for while it sits idle
         if tcp_up:
             self._tcp_ready()
+
+    def holds_more(self) -> bool:
+        """Bytes past the response just read (a backend that sent more than it framed):
+        waiting in the socket (one recv with MSG_PEEK; an EOF counts, the connection is done
+        either way), or decrypted or read ahead in the SSL object."""
+        if self.tls:
+            return buffered(self.sock)
+        try:
+            self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            pass
+        return True
 
     def _tcp_ready(self) -> None:
         self.tcp_up = True
@@ -132,18 +147,22 @@ def open_connection(loop, origin: Origin) -> BackendConnection:
 
 class BackendPool:
     """Idle keep-alive connections per backend (LIFO: the warmest one first).  A connection that
-    began with a PROXY header names one client to the backend, so it goes back to a pool of
-    its own, for that client address only (HAProxy keeps such connections private too)."""
+    began with a PROXY header names one client connection to the backend (its address and
+    port, and where it came to), so it goes back to a pool of its own, keyed by that header:
+    only the same client connection takes it again (HAProxy keeps such connections private to
+    their session too).  It waits there `private_idle` (the client's keep-alive timeout, past
+    which that client cannot send another request), not POOL_IDLE_TIMEOUT."""
 
-    def __init__(self, loop):
+    def __init__(self, loop, private_idle: float = POOL_IDLE_TIMEOUT):
         self.loop = loop
+        self.private_idle = private_idle
         self.idle: dict[tuple, list[BackendConnection]] = {}
         loop.call_later(POOL_IDLE_TIMEOUT / 4, self._expire)
 
     def acquire(self, origin: Origin, owner_handler, fresh: bool = False, private: bytes | None = None
                 ) -> BackendConnection:
         """A connection to `origin` handed to `owner_handler`: pooled unless `fresh`; `private`:
-        the client address a PROXY-header connection is for."""
+        the PROXY header a connection for one client begins with."""
         key = origin.key if private is None else (origin.key, private)
         stack = None if fresh else self.idle.get(key)
         if stack:
@@ -159,7 +178,12 @@ class BackendPool:
         return conn
 
     def release(self, conn: BackendConnection) -> None:
-        """Take a connection back after a complete exchange; it must be idle."""
+        """Take a connection back after a complete exchange; it must be idle.  Over TLS, bytes
+        the SSL object holds past the response (epoll will never report them) would answer
+        the next request: such a connection is closed instead."""
+        if conn.tls and buffered(conn.sock):
+            conn.close()
+            return
         stack = self.idle.get(conn.pool_key)
         if stack is None:
             stack = self.idle[conn.pool_key] = []
@@ -168,7 +192,7 @@ class BackendPool:
             return
         if conn.mask != EPOLLIN:       # want(True) of a connection with nothing to send: no call when it is so
             conn.want(True)
-        conn.deadline = self.loop.now + POOL_IDLE_TIMEOUT
+        conn.deadline = self.loop.now + (POOL_IDLE_TIMEOUT if conn.pool_key is conn.origin.key else self.private_idle)
         stack.append(conn)
         conn.owner = None
 

@@ -113,6 +113,10 @@ def relay_response(ex) -> None:
         except OSError:
             ex.client.close()
             return
+        if stop >= 0 and conn.holds_more():
+            # The body ended exactly where the splice did: bytes after it were not read (the
+            # buffer path reads one past the end to see them, framing.LengthFraming.wanted).
+            ex.reusable = False
     else:
         stop = _read_response(ex, conn, framing)
         if stop == -2:

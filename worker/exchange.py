@@ -170,8 +170,9 @@ class Exchange:
 
     def connect(self, out: bytes, fresh: bool = False) -> None:
         origin = self.origin
-        # A connection that began with a PROXY header speaks for one client address only.
-        private = self.client_ip if origin.proxy_protocol else None
+        # A connection that began with a PROXY header speaks for the one client connection it
+        # names (address, port, and where it came to): the header is its private pool's key.
+        private = proxyproto.for_exchange(self) if origin.proxy_protocol else None
         try:
             conn = self.conn = self.worker.pool.acquire(origin, self.on_backend_event, fresh, private)
         except OSError as exc:
@@ -179,7 +180,7 @@ class Exchange:
             self.backend_failed(502, f"connect failed: {exc.strerror or exc}")
             return
         if private is not None and not conn.reused:
-            out = proxyproto.for_exchange(self) + out
+            out = private + out
         if conn.connected:
             self.enter(WAITING)
             # The request head (with what of the body came with it), held to the end of the

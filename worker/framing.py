@@ -4,8 +4,10 @@ Bodies are relayed as they are, chunked framing included (both sides speak HTTP/
 so a framing object only *scans*: `feed(buf, pos, end)` looks at `buf[pos:end]` and
 returns the offset just past the body's last byte when the body ends inside that span,
 or -1 when all of it belongs to the body and more is to come.  `wanted(size)` caps a
-read so a Content-Length body never reads into what follows it; `opaque()` says how
-many of the next bytes are body data the scan need not see (what may be spliced).
+read at one byte past a Content-Length body: a byte there says something follows the body
+(the next pipelined request; from a backend, bytes no response owns, so its connection is
+not reused: they would answer the next request on it).  `opaque()` says how many of the
+next bytes are body data the scan need not see (what may be spliced).
 
 Each framing answers for itself what the exchange asks of it (no class tests):
 `close_delimited` (the body ends with the connection, which then cannot be reused),
@@ -58,7 +60,7 @@ class LengthFraming:
         return self.remaining == 0
 
     def wanted(self, size: int) -> int:
-        return self.remaining if self.remaining < size else size
+        return self.remaining + 1 if self.remaining < size else size    # +1: see the module docstring
 
     def opaque(self) -> int:
         return self.remaining

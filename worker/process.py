@@ -95,7 +95,7 @@ class Worker:
         self.origins = Origins()
         self.router = Router(self.config.routes, self.timeouts.proxy, self.origins)
         self.lb = Balancers(self.config.balancers, self.balancer_table, self.log_error, os.getpid(), self.origins)
-        self.pool = BackendPool(loop)
+        self.pool = BackendPool(loop, self.timeouts.keepalive)
         self.receiver = HandoverReceiver(self)      # bound before we report ready
         self.sender = HandoverSender(self)
         self.signals = WorkerSignals(loop, self.parent_fd, self.graceful_stop, self.stop_now, self._parent_gone,
