@@ -49,3 +49,13 @@ def terminate(proc: subprocess.Popen, timeout: float) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def cert_files(ca, directory, *names: str) -> tuple[str, str]:
+    """A certificate for `names` issued by `ca` (a trustme.CA), written to `directory`:
+    (certificate path, key path)."""
+    cert = ca.issue_cert(*names)
+    cert_path, key_path = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
+    cert.private_key_pem.write_to_path(key_path)
+    cert.cert_chain_pems[0].write_to_path(cert_path)
+    return cert_path, key_path

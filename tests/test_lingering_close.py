@@ -24,7 +24,7 @@ from backends import HttpBackend
 from hyperframe.frame import DataFrame, GoAwayFrame, SettingsFrame
 from proxyproc import Proxy
 from rawsock import status_of
-from support import wait_for
+from support import cert_files, wait_for
 
 from tunnel.endpoint import Endpoint
 from worker import linger
@@ -45,10 +45,10 @@ def backend():
     b.close()
 
 
-def _proxy(tmp_path, backend, lingering=None, tls=None) -> Proxy:
+def _proxy(tmp_path, backend, lingering=None, tls=None, **sections) -> Proxy:
     timeouts = {"lingering": lingering} if lingering is not None else {}
     proxy = Proxy(tmp_path / "proxy", [{"path": "/", "to": backend.url + "/"}], workers=1,
-                  limits={"request_body": 1000}, timeouts=timeouts)
+                  limits={"request_body": 1000}, timeouts=timeouts, **sections)
     if tls is not None:
         proxy.config["listen"] = [{"address": f"127.0.0.1:{proxy.port}", "tls": {"cert": tls[0], "key": tls[1]}}]
     return proxy.start()
@@ -83,14 +83,16 @@ def _read_to_end(sock, timeout: float = 10.0) -> tuple[bytes, str]:
         data += chunk
 
 
-def test_a_client_still_sending_its_body_gets_the_413_and_a_clean_end(tmp_path, backend):
+@pytest.mark.parametrize("head, status", [(OVER_LIMIT, 413), (b"GET /x HTTP/1.1\r\nHost: t\r\nBad Header: y\r\n\r\n", 400)],
+                         ids=["413 before the body", "400 for the head"])
+def test_a_client_still_sending_gets_the_answer_and_a_clean_end(tmp_path, backend, head, status):
     proxy = _proxy(tmp_path, backend)
     try:
         with proxy.connect(15) as sock:
-            failed = _send_all(sock, OVER_LIMIT + b"u" * BODY)
+            failed = _send_all(sock, head + b"u" * BODY)
             answer, end = _read_to_end(sock)
         assert failed is None, f"the proxy stopped reading: the client's send failed with {failed!r}"
-        assert status_of(answer) == 413, answer[:200]
+        assert status_of(answer) == status, answer[:200]
         assert end == "eof", f"the connection ended with a {end}, not a FIN"
         assert not any(b"/upload" in raw for raw in backend.raw), "the refused request reached the backend"
     finally:
@@ -99,11 +101,7 @@ def test_a_client_still_sending_its_body_gets_the_413_and_a_clean_end(tmp_path, 
 
 def test_over_tls_the_413_and_a_close_notify_reach_a_client_still_sending(tmp_path, backend):
     ca = trustme.CA()
-    cert = ca.issue_cert("localhost", "127.0.0.1")
-    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert.private_key_pem.write_to_path(str(key_path))
-    cert.cert_chain_pems[0].write_to_path(str(cert_path))
-    proxy = _proxy(tmp_path, backend, tls=(str(cert_path), str(key_path)))
+    proxy = _proxy(tmp_path, backend, tls=cert_files(ca, tmp_path, "localhost", "127.0.0.1"))
     try:
         context = ssl.create_default_context()
         ca.configure_trust(context)
@@ -113,20 +111,6 @@ def test_over_tls_the_413_and_a_close_notify_reach_a_client_still_sending(tmp_pa
         assert failed is None, f"the proxy stopped reading: the client's send failed with {failed!r}"
         assert status_of(answer) == 413, answer[:200]
         assert end == "eof", f"the connection ended with a {end}, not a close_notify and a FIN"
-    finally:
-        proxy.stop()
-
-
-def test_a_refused_head_with_more_behind_it_ends_with_a_fin(tmp_path, backend):
-    """A malformed head (400) while the client goes on sending: the same drain."""
-    proxy = _proxy(tmp_path, backend)
-    try:
-        with proxy.connect(15) as sock:
-            failed = _send_all(sock, b"GET /x HTTP/1.1\r\nHost: t\r\nBad Header: y\r\n\r\n" + b"z" * BODY)
-            answer, end = _read_to_end(sock)
-        assert failed is None, f"the client's send failed with {failed!r}"
-        assert status_of(answer) == 400, answer[:200]
-        assert end == "eof", f"the connection ended with a {end}, not a FIN"
     finally:
         proxy.stop()
 
@@ -197,6 +181,15 @@ def test_lingering_0_closes_at_once(tmp_path, backend):
         proxy.stop()
 
 
+def _refused_then_reloaded(proxy, sock) -> None:
+    """`sock` gets a 413 with 5000 bytes of its body sent and the rest not; then a reload."""
+    sock.sendall(OVER_LIMIT + b"u" * 5000)
+    sock.settimeout(5)
+    assert status_of(sock.recv(65536)) == 413
+    assert proxy.reload().returncode == 0
+    proxy.wait_ready(generation=2)
+
+
 def test_a_reload_lets_a_lingering_client_finish_and_then_the_old_worker_exits(tmp_path, backend):
     """The refused client is its old worker's last socket: the reload waits for it (it can
     still send, and reads a FIN), and the worker exits once it has gone."""
@@ -204,11 +197,7 @@ def test_a_reload_lets_a_lingering_client_finish_and_then_the_old_worker_exits(t
     try:
         old = proxy.worker_pids()
         with proxy.connect(15) as sock:
-            sock.sendall(OVER_LIMIT + b"u" * 5000)
-            sock.settimeout(5)
-            assert status_of(sock.recv(65536)) == 413
-            assert proxy.reload().returncode == 0
-            proxy.wait_ready(generation=2)
+            _refused_then_reloaded(proxy, sock)
             time.sleep(0.5)
             assert all(_alive(pid) for pid in old), "the old worker left its lingering client behind"
             failed = _send_all(sock, b"u" * BODY)
@@ -220,17 +209,11 @@ def test_a_reload_lets_a_lingering_client_finish_and_then_the_old_worker_exits(t
 
 
 def test_graceful_timeout_ends_the_wait_for_a_silent_lingering_client(tmp_path, backend):
-    proxy = Proxy(tmp_path / "proxy", [{"path": "/", "to": backend.url + "/"}], workers=1,
-                  limits={"request_body": 1000}, timeouts={"lingering": 30}, mpm={"graceful_timeout": 1})
-    proxy.start()
+    proxy = _proxy(tmp_path, backend, lingering=30, mpm={"graceful_timeout": 1})
     try:
         old = proxy.worker_pids()
         with proxy.connect(15) as sock:
-            sock.sendall(OVER_LIMIT + b"u" * 5000)
-            sock.settimeout(5)
-            assert status_of(sock.recv(65536)) == 413
-            assert proxy.reload().returncode == 0
-            proxy.wait_ready(generation=2)
+            _refused_then_reloaded(proxy, sock)
             wait_for(lambda: not any(_alive(pid) for pid in old), 8, 0.1, "the old worker to exit")
     finally:
         proxy.stop()

@@ -31,6 +31,7 @@ import pytest
 import trustme
 from h2client import H2Client
 from rawbackend import RawBackend, RawConn, respond, serve_simple
+from support import cert_files
 
 # == bytes past a response body ==================================================================
 BODY = b"A" * 40000          # > FIRST_READ (16 KiB): the rest is read or spliced after the head
@@ -47,47 +48,30 @@ def _read_head(sock) -> bytes:
     return buf
 
 
-class TlsLeftoverBackend:
-    """Connection 0: answers request 1 with Content-Length 40000 and 40000 + STRAY_RESPONSE bytes
-    (one sendall: the tail and STRAY_RESPONSE share the last TLS record); then answers every later
-    request on that connection with 'REAL:<target>'."""
+class TlsServer:
+    """A threaded TLS server on a free port: `serve(conn, index)` for each accepted connection
+    (index: 0 for the first), in its own thread."""
 
     def __init__(self, cert, key):
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.load_cert_chain(cert, key)
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
-        self.conns = 0
-        self.targets = []
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self):
+        index = 0
         while True:
             try:
                 raw, _ = self.listener.accept()
             except OSError:
                 return
-            threading.Thread(target=self._serve, args=(raw, self.conns), daemon=True).start()
-            self.conns += 1
+            threading.Thread(target=self._serve, args=(raw, index), daemon=True).start()
+            index += 1
 
     def _serve(self, raw, index):
         try:
-            conn = self.ctx.wrap_socket(raw, server_side=True)
-            first = index == 0
-            while True:
-                head = _read_head(conn)
-                if not head:
-                    return
-                target = head.split(b" ")[1]
-                self.targets.append((index, target))
-                if first:
-                    first = False
-                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(BODY))
-                    time.sleep(0.05)
-                    conn.sendall(BODY + STRAY_RESPONSE)
-                else:
-                    body = b"REAL:" + target
-                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+            self.serve(self.ctx.wrap_socket(raw, server_side=True), index)
         except (OSError, ssl.SSLError):
             return
 
@@ -95,7 +79,27 @@ class TlsLeftoverBackend:
         self.listener.close()
 
 
-def _get_from(proxy, target: bytes, source: str) -> bytes:
+class TlsLeftoverBackend(TlsServer):
+    """Connection 0: answers request 1 with Content-Length 40000 and 40000 + STRAY_RESPONSE bytes
+    (one sendall: the tail and STRAY_RESPONSE share the last TLS record); then answers every later
+    request on that connection with 'REAL:<target>'."""
+
+    def serve(self, conn, index):
+        first = index == 0
+        while head := _read_head(conn):
+            target = head.split(b" ")[1]
+            if first:
+                first = False
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(BODY))
+                time.sleep(0.05)
+                conn.sendall(BODY + STRAY_RESPONSE)
+            else:
+                body = b"REAL:" + target
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+
+
+def _get(proxy, target: bytes, source: str | None = None) -> bytes:
+    """A GET with Connection: close, from `source` (an address of 127.0.0.0/8): all of the answer."""
     with proxy.connect(5, source=source) as sock:
         sock.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         out = b""
@@ -106,19 +110,14 @@ def _get_from(proxy, target: bytes, source: str) -> bytes:
 
 @pytest.mark.timeout(30)
 def test_bytes_past_a_tls_backends_body_never_answer_another_client(proxy_factory, tmp_path):
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1")
-    cert_path, key_path = tmp_path / "b.pem", tmp_path / "b.key"
-    cert.private_key_pem.write_to_path(str(key_path))
-    cert.cert_chain_pems[0].write_to_path(str(cert_path))
-    backend = TlsLeftoverBackend(str(cert_path), str(key_path))
+    backend = TlsLeftoverBackend(*cert_files(trustme.CA(), tmp_path, "127.0.0.1"))
     try:
         proxy = proxy_factory([{"path": "/", "to": f"https://127.0.0.1:{backend.port}/",
                                 "tls": {"verify": False}}], workers=1)
-        first = _get_from(proxy, b"/alice", "127.0.0.2")
+        first = _get(proxy, b"/alice", "127.0.0.2")
         assert first.endswith(BODY)
         time.sleep(1.0)                        # long after: the pool had every chance to notice
-        second = _get_from(proxy, b"/bob", "127.0.0.3")
+        second = _get(proxy, b"/bob", "127.0.0.3")
         assert b"NOT-YOUR-RESPONSE" not in second, second
         assert second.endswith(b"REAL:/bob"), second
     finally:
@@ -227,76 +226,36 @@ def test_a_body_sent_after_an_early_response_head_never_answers_another_client(p
 
 
 # == TLS settings are part of a connection's identity ==============================================
-class SniEchoBackend:
+class SniEchoBackend(TlsServer):
     """Answers every request on a connection with the SNI that connection's handshake named."""
 
-    def __init__(self, cert, key):
-        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.ctx.load_cert_chain(cert, key)
-        self.ctx.sni_callback = self._sni
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
+    _local = threading.local()          # the handshake runs in the connection's own thread
 
-    _local = threading.local()
+    def __init__(self, cert, key):
+        super().__init__(cert, key)
+        self.ctx.sni_callback = self._sni
 
     def _sni(self, sslobj, name, ctx):
         self._local.sni = name
 
-    def _accept(self):
-        while True:
-            try:
-                raw, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(raw,), daemon=True).start()
-
-    def _serve(self, raw):
-        try:
-            conn = self.ctx.wrap_socket(raw, server_side=True)
-            sni = getattr(self._local, "sni", None) or "none"
-            buf = b""
-            while True:
-                while b"\r\n\r\n" not in buf:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        return
-                    buf += chunk
-                head, _, buf = buf.partition(b"\r\n\r\n")
-                body = b"sni=" + sni.encode()
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
-        except (OSError, ssl.SSLError):
-            return
-
-    def close(self):
-        self.listener.close()
-
-
-def _get_path(proxy, path: bytes) -> bytes:
-    with proxy.connect(5) as sock:
-        sock.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        out = b""
-        while chunk := sock.recv(65536):
-            out += chunk
-        return out
+    def serve(self, conn, index):
+        sni = getattr(self._local, "sni", None) or "none"
+        while _read_head(conn):
+            body = b"sni=" + sni.encode()
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
 
 
 @pytest.mark.timeout(30)
 def test_a_route_never_reuses_a_tls_connection_made_for_another_name(proxy_factory, tmp_path):
-    ca = trustme.CA()
-    cert = ca.issue_cert("a.test", "b.test")
-    cert_path, key_path = tmp_path / "b.pem", tmp_path / "b.key"
-    cert.private_key_pem.write_to_path(str(key_path))
-    cert.cert_chain_pems[0].write_to_path(str(cert_path))
-    backend = SniEchoBackend(str(cert_path), str(key_path))
+    backend = SniEchoBackend(*cert_files(trustme.CA(), tmp_path, "a.test", "b.test"))
     try:
         url = f"https://127.0.0.1:{backend.port}/"
         proxy = proxy_factory([
             {"path": "/a", "to": url, "tls": {"verify": False, "server_name": "a.test"}},
             {"path": "/b", "to": url, "tls": {"verify": False, "server_name": "b.test"}},
         ], workers=1)
-        assert _get_path(proxy, b"/a").endswith(b"sni=a.test")
-        second = _get_path(proxy, b"/b")
+        assert _get(proxy, b"/a").endswith(b"sni=a.test")
+        second = _get(proxy, b"/b")
         assert second.endswith(b"sni=b.test"), second
     finally:
         backend.close()
