@@ -104,10 +104,8 @@ def _relay(ex, resp, buf, start: int, size: int) -> None:
     framing = ex.resp_framing = resp.body_framing(head.method, dechunk, http11)
     delimited = framing.close_delimited
     rechunked = delimited and framing.reframes
+    # A head before the request body ended: the backend may read the rest as a request of its own.
     if not resp.keep_alive or delimited or ex.req_framing is not None:
-        # (A final head before the request body ended: the backend answered without waiting
-        # for it, and may read the rest as a request of its own, whose answer would meet the
-        # next request on this connection, perhaps another client's.)
         ex.reusable = False
     ex.keep_alive = (ex.keep_alive and (not client.eof or client.pipelined_head())
                      and (not worker.stopping or worker.keeps_alive(client))
