@@ -21,6 +21,7 @@ import time
 import pytest
 import trustme
 from backends import HttpBackend
+from h2client import H2Client
 from hyperframe.frame import DataFrame, GoAwayFrame, SettingsFrame
 from proxyproc import Proxy
 from rawsock import status_of
@@ -330,6 +331,27 @@ def test_an_http2_client_sent_a_goaway_for_its_error_reads_it_and_a_clean_end(tm
         assert failed is None, f"the client's send failed with {failed!r}"
         assert end == "eof", f"the connection ended with a {end}, not a FIN"
         assert _goaway_error(answer) == 0x1, answer[:200]
+    finally:
+        proxy.stop()
+
+
+def test_an_idle_http2_client_holds_a_reload_for_half_a_second_at_most(tmp_path, backend):
+    """After a reload's GOAWAY an idle HTTP/2 connection lingers only for what may race the
+    GOAWAY (0.5 s of quiet), not timeouts.lingering: a client that neither closes nor sends (a
+    phone asleep) does not keep the old worker 5 s."""
+    proxy = Proxy(tmp_path / "h2", [{"path": "/", "to": backend.url + "/"}], workers=1)
+    proxy.config["listen"] = [{"address": f"127.0.0.1:{proxy.port}", "http2": "h2c"}]
+    proxy.start()
+    try:
+        client = H2Client(proxy.port)
+        assert client.get("/x").status == 200
+        old = proxy.worker_pids()
+        started = time.monotonic()
+        assert proxy.reload().returncode == 0
+        wait_for(lambda: not any(_alive(pid) for pid in old), 10, 0.05, "the old worker to exit")
+        took = time.monotonic() - started
+        assert took < 3.0, f"the old worker stayed {took:.2f}s for an idle HTTP/2 client"
+        client.close()
     finally:
         proxy.stop()
 

@@ -180,6 +180,70 @@ def test_bytes_past_a_plain_backends_body_never_answer_a_request_of_the_same_tur
         backend.close()
 
 
+def _exactly_first_read(kind: str) -> bytes:
+    """A response of exactly FIRST_READ (16 KiB) bytes, head and body: the read that finds
+    the head takes all of it, and nothing past it."""
+    if kind == "length":
+        head = b"HTTP/1.1 200 OK\r\nContent-Length: %05d\r\n\r\n"
+        n = 16 * 1024 - len(head % 0)
+        return (head % n) + b"A" * n
+    head, tail = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", b"\r\n0\r\n\r\n"
+    n = 16 * 1024 - len(head) - len(tail) - len(b"%x\r\n" % 10000)
+    return head + b"%x\r\n" % n + b"A" * n + tail
+
+
+def _first_read_then_stray(kind: str):
+    def serve(conn: RawConn) -> None:
+        backend = conn.backend
+        if conn.index == 0:
+            conn.read_head()
+            backend.event("go").wait(10)
+            conn.send(_exactly_first_read(kind) + STRAY_RESPONSE)
+            backend.event("sent").set()
+        while (head := conn.read_head()) is not None:
+            answer = b"REAL:" + head.target.encode()
+            conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(answer) + answer)
+    return serve
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("kind", ["length", "chunked"])
+def test_a_response_that_fills_the_first_read_exactly_leaves_nothing_for_the_next(proxy_factory, kind):
+    """The body ends where the read that found the head ended: what waits behind it is asked
+    for (BackendConnection.holds_more), not assumed absent."""
+    backend = RawBackend(_first_read_then_stray(kind))
+    try:
+        proxy = proxy_factory([{"path": "/", "to": backend.url + "/"}], workers=1)
+        [pid] = proxy.worker_pids()
+        alice = proxy.connect(5, source="127.0.0.2")
+        alice.sendall(b"GET /alice HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        time.sleep(0.3)
+        bob = proxy.connect(5, source="127.0.0.3")
+        time.sleep(0.1)
+        os.kill(pid, signal.SIGSTOP)           # one epoll batch: Alice's response, then Bob's request
+        try:
+            backend.event("go").set()
+            assert backend.event("sent").wait(5)
+            time.sleep(0.1)
+            bob.sendall(b"GET /bob HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            time.sleep(0.1)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        alice.settimeout(5)
+        while alice.recv(65536):
+            pass
+        bob.settimeout(5)
+        second = b""
+        while chunk := bob.recv(65536):
+            second += chunk
+        assert b"NOT-YOUR-RESPONSE" not in second, second
+        assert second.endswith(b"REAL:/bob"), second
+        alice.close()
+        bob.close()
+    finally:
+        backend.close()
+
+
 # == a body the backend never waited for ==========================================================
 SMUGGLED_REQUEST = b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
 
@@ -287,6 +351,30 @@ def test_a_proxy_header_connection_carries_only_its_own_client(proxy_factory):
         port_b, seen_b = _get_port(proxy, "127.0.0.2")
         assert seen_a.split(b" ")[4] == str(port_a).encode()
         assert seen_b.split(b" ")[4] == str(port_b).encode(), (port_b, seen_b)
+    finally:
+        backend.close()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("closing", [True, False], ids=["Connection: close", "client closes"])
+def test_closed_clients_leave_no_idle_proxy_header_connections_behind(proxy_factory, closing):
+    """A PROXY-header connection can serve only its own client connection: once that client
+    has gone it is closed, not left idle in the pool (200 clients, one after the other, would
+    leave 200 of them)."""
+    backend = RawBackend(_echo_proxy_line)
+    try:
+        proxy = proxy_factory([{"path": "/p/", "to": backend.url + "/", "proxy_protocol": "v1"}], workers=1)
+        [pid] = proxy.worker_pids()
+        before = len(os.listdir(f"/proc/{pid}/fd"))
+        for i in range(200):
+            with proxy.connect(5) as sock:
+                sock.sendall(b"GET /p/%d HTTP/1.1\r\nHost: x\r\n%s\r\n" % (i, b"Connection: close\r\n" if closing else b""))
+                got = b""
+                while b"PROXY" not in got:
+                    got += sock.recv(65536)
+        time.sleep(0.5)
+        after = len(os.listdir(f"/proc/{pid}/fd"))
+        assert after - before <= 8, f"the worker holds {after - before} more descriptors after 200 clients"
     finally:
         backend.close()
 

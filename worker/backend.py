@@ -148,6 +148,11 @@ def open_connection(loop, origin: Origin) -> BackendConnection:
     return BackendConnection(loop, sock, origin, tcp_up=(err == 0))
 
 
+def private_key(origin: Origin, header: bytes) -> tuple:
+    """The pool key of a connection to `origin` that began with the PROXY header `header`."""
+    return (origin.key, header)
+
+
 class BackendPool:
     """Idle keep-alive connections per backend (LIFO: the warmest one first).  A connection that
     began with a PROXY header names one client connection to the backend (its address and
@@ -166,7 +171,7 @@ class BackendPool:
                 ) -> BackendConnection:
         """A connection to `origin` handed to `owner_handler`: pooled unless `fresh`; `private`:
         the PROXY header a connection for one client begins with."""
-        key = origin.key if private is None else (origin.key, private)
+        key = origin.key if private is None else private_key(origin, private)
         stack = None if fresh else self.idle.get(key)
         if stack:
             conn = stack.pop()
@@ -213,6 +218,13 @@ class BackendPool:
         if stack and conn in stack:
             stack.remove(conn)
         conn.close()
+
+    def drop_private(self, keys) -> None:
+        """A client connection closed: the idle connections its PROXY headers opened (their
+        pool keys, `private_key`) can serve nobody else."""
+        for key in keys:
+            for conn in self.idle.pop(key, ()):
+                conn.close()
 
     def _expire(self) -> None:
         now = self.loop.now

@@ -129,8 +129,9 @@ def relay_response(ex) -> None:
 
 def _read_response(ex, conn, framing) -> int:
     """The buffer path: -1 (more to come), the end offset (the body ended), -2 (handled)."""
+    wanted = framing.wanted(SHARED_BUFFER_SIZE)
     try:
-        n = conn.sock.recv_into(SHARED_VIEW, framing.wanted(SHARED_BUFFER_SIZE))
+        n = conn.sock.recv_into(SHARED_VIEW, wanted)
     except WOULD_BLOCK:
         return -1
     except ssl.SSLEOFError:        # a TLS backend's FIN without close_notify (worker.backend)
@@ -154,6 +155,8 @@ def _read_response(ex, conn, framing) -> int:
     if stop >= 0:
         if stop < n:
             ex.reusable = False    # bytes after the body: not a connection to reuse
+        elif n == wanted and conn.holds_more():
+            ex.reusable = False    # the body ended where a full read did: bytes may wait behind it
         n = stop
     data = framing.data_of(SHARED_VIEW) if framing.reframes else SHARED_VIEW[:n]
     return stop if send_to_client(ex, data) else -2

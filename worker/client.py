@@ -56,7 +56,7 @@ class ClientConnection:
 
     __slots__ = ("worker", "loop", "ep", "client_ip", "proto_line", "xff_line", "state", "deadline",
                  "inbuf", "reader", "requests", "exchange", "eof", "serving", "since", "holds", "proxied",
-                 "forwarded", "limiter")
+                 "forwarded", "limiter", "private")
 
     def __init__(self, worker, sock, client_ip: bytes, tls: bool = False, holds=(), proxied=None,
                  forwarded: bool = False):
@@ -67,6 +67,7 @@ class ClientConnection:
         self.holds = holds              # its entries in the client table (worker.limits)
         self.proxied = proxied          # (src, sport, dst, dport) from a PROXY header, or None
         self.forwarded = forwarded      # from a trusted proxy: each request's X-Forwarded-For names the client
+        self.private = None             # PROXY headers of its private backend connections
         self.limiter = worker.admission.limits     # worker.limits.ClientLimits, None when nothing is configured
         self.since = loop.now           # when it arrived, or last went idle (overload's order)
         # The X-Forwarded-* lines that depend only on the connection, built once.
@@ -369,4 +370,6 @@ class ClientConnection:
             admission.limits.release(self.holds)
             self.holds = ()
         close_or_linger(worker.lingering, self.ep, complete, worker.timeouts.lingering if linger and not self.eof else 0)
+        if self.private:
+            worker.pool.drop_private(self.private)
         worker.connection_closed()

@@ -29,6 +29,7 @@ from __future__ import annotations
 from conf.readahead import buffered
 from tunnel.endpoint import EPOLLIN, EPOLLOUT
 from worker import bodies, failover, policy, proxyproto, response, routing
+from worker.backend import private_key
 from worker.loop import EPOLLERR, EPOLLHUP
 from worker.rewrite import error_response, request_head
 from worker.tls import describe
@@ -173,6 +174,11 @@ class Exchange:
         # A connection that began with a PROXY header speaks for the one client connection it
         # names (address, port, and where it came to): the header is its private pool's key.
         private = proxyproto.for_exchange(self) if origin.proxy_protocol else None
+        if private is not None:             # dropped from the pool when its client closes
+            owner = self.client.conn if self.client.http2 else self.client
+            if owner.private is None:
+                owner.private = set()
+            owner.private.add(private_key(origin, private))
         try:
             conn = self.conn = self.worker.pool.acquire(origin, self.on_backend_event, fresh, private)
         except OSError as exc:
@@ -209,7 +215,8 @@ class Exchange:
             if not self._advance_connect(conn):
                 return
             mask |= EPOLLOUT
-        if mask & EPOLLOUT and conn.out:
+        flushed = mask & EPOLLOUT and conn.out
+        if flushed:
             try:
                 conn.flush()
             except OSError as exc:
@@ -228,6 +235,8 @@ class Exchange:
                 if not (conn.tls and self.conn is conn and self.phase in _BACKEND_READS and conn.mask & EPOLLIN
                         and buffered(conn.sock)):
                     break
+            if flushed and self.conn is conn and self.phase in _BACKEND_READS:
+                self.update_interest()      # the drained `out` lets the client's body be read again
         elif mask & (EPOLLHUP | EPOLLERR) and not conn.mask & EPOLLOUT:
             self.backend_lost("backend connection reset", self.request_copy)
         else:
@@ -312,7 +321,8 @@ class Exchange:
             self._release_member()
         conn, self.conn = self.conn, None
         if conn is not None:
-            if reuse and self.reusable and self.req_framing is None and not conn.out:
+            if (reuse and self.reusable and self.req_framing is None and not conn.out
+                    and (conn.pool_key is conn.origin.key or self.keep_alive)):   # private: its client stays
                 self.worker.pool.release(conn)
             else:
                 conn.close()

@@ -64,7 +64,7 @@ class Lingering:
         self.ep = ep
         self.quiet = quiet
         self.until = loop.now + LINGER_MAX_TIME
-        self.deadline = loop.now + quiet
+        self.deadline = min(loop.now + quiet, self.until)
         ep.out = None                # nothing is kept to send: the caller checked
         ep.hand_to(self.on_event)
         ep.shutdown_write()

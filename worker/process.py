@@ -289,7 +289,8 @@ class Worker:
         return True
 
     def _graceful_timeout(self) -> None:
-        self.log_error("info", f"graceful timeout: closing {self.connections} connections")
+        self.log_error("info", f"graceful timeout: closing {self.connections} connections and "
+                               f"{len(self.lingering)} lingering")
         self.loop.running = False
 
     def _shutdown(self) -> None:

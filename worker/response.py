@@ -136,6 +136,8 @@ def _relay(ex, resp, buf, start: int, size: int) -> None:
             stop = size
         elif stop < size:
             ex.reusable = False         # bytes after the body: not a connection to reuse
+        elif (size == FIRST_READ or buf is not SHARED_BUFFER) and ex.conn.holds_more():
+            ex.reusable = False         # the body ended where a full read did: what waits behind it?
         if out is None:                 # head and body, straight from where they were read
             out = SHARED_VIEW[:stop] if buf is SHARED_BUFFER else buf[:stop]
         else:

@@ -45,6 +45,7 @@ from worker.linger import close_or_linger
 from worker.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT
 
 _READABLE = EPOLLIN | EPOLLHUP | EPOLLERR
+IDLE_GOAWAY_QUIET = 0.5      # seconds of quiet an idle connection lingers after our GOAWAY
 WRITE_HIGH = 256 * 1024      # framed bytes that are written at once rather than at the iteration's end
 NO_ERROR, PROTOCOL_ERROR, REFUSED_STREAM, ENHANCE_YOUR_CALM = 0x0, 0x1, 0x7, 0xB
 _FOREVER = float("inf")
@@ -58,6 +59,7 @@ class H2Connection:
         self.client_ip = client_ip
         # Per-client limits (worker.admission), read by every stream's exchange as its client's.
         self.limiter = worker.admission.limits
+        self.private = None
         self.holds = holds                     # this connection's count in the client table
         self.proxied = proxied                 # what a PROXY header carried, or None
         self.forwarded = forwarded             # the peer is a trusted proxy: X-Forwarded-For names the client
@@ -143,7 +145,7 @@ class H2Connection:
             # h2 has framed a GOAWAY with the error code; say why, send it, close.
             self.worker.log_error("info", f"{self.client_ip.decode()} HTTP/2 connection error: {exc}")
             self.write()
-            self.close(linger=True)
+            self.close(self.worker.timeouts.lingering)
             return
         if not self.greeted and events:   # from now on idle means no stream (frames keep nothing open)
             self.greeted = True
@@ -170,7 +172,7 @@ class H2Connection:
             self.deadline = _FOREVER
             return
         self.goaway(NO_ERROR)
-        self.close(linger=True)
+        self._close_idle()
 
     # == what the client sent =================================================================
     def _request(self, event) -> None:
@@ -247,7 +249,7 @@ class H2Connection:
             self.worker.log_error("warning", f"{self.client_ip.decode()} HTTP/2: too many {what}: GOAWAY "
                                              "ENHANCE_YOUR_CALM, connection closed")
             self.goaway(ENHANCE_YOUR_CALM)
-            self.close(linger=True)
+            self.close(self.worker.timeouts.lingering)
 
     # == what the streams ask ===================================================================
     def acknowledge(self, stream_id: int, size: int) -> None:
@@ -309,7 +311,7 @@ class H2Connection:
         if not self.streams and not self.closed:
             if self.goaway_at is not None:
                 self.write()
-                self.close(linger=True)
+                self._close_idle()
             else:
                 self.deadline = self.loop.now + self.worker.timeouts.keepalive
 
@@ -372,12 +374,18 @@ class H2Connection:
                 self.close()
                 return
         if not self.streams:
-            self.close(linger=True)
+            self._close_idle()
 
-    def close(self, linger: bool = False) -> None:
-        """`linger`: our GOAWAY ends it while the client may still be sending (frames in
-        flight, a body): half-close and drain first, so the GOAWAY is read, not reset away
-        (worker.linger)."""
+    def _close_idle(self) -> None:
+        """After our GOAWAY, with no stream left: only a request racing the GOAWAY can be on
+        its way (one round trip), so a short linger; a silent client must not hold a stopping
+        worker for timeouts.lingering (a reload's old worker waits for lingering sockets)."""
+        self.close(min(IDLE_GOAWAY_QUIET, self.worker.timeouts.lingering))
+
+    def close(self, linger: float = 0.0) -> None:
+        """`linger`: seconds of quiet to wait for, half-closed and draining, before the close
+        (worker.linger): our GOAWAY ends it while the client may still be sending (frames in
+        flight, a body), and it should read the GOAWAY rather than a reset.  0: at once."""
         if self.closed:
             return
         self.closed = True
@@ -386,11 +394,13 @@ class H2Connection:
             stream.connection_lost()
         self.streams.clear()
         self.blocked.clear()
-        close_or_linger(self.worker.lingering, self.ep, True, self.worker.timeouts.lingering if linger else 0)
+        close_or_linger(self.worker.lingering, self.ep, True, linger)
         if self.holds:
             self.limiter.release(self.holds)
             self.holds = ()
         self.worker.h2_connections.discard(self)
+        if self.private:
+            self.worker.pool.drop_private(self.private)
         self.worker.connection_closed()
 
 
