@@ -124,18 +124,18 @@ def test_bytes_past_a_tls_backends_body_never_answer_another_client(proxy_factor
         backend.close()
 
 
-def _plain_leftover(body: bytes):
-    """Connection 0 answers with `body` in two parts, the second (when the test says) followed
-    by STRAY_RESPONSE in the same send; later requests get 'REAL:<target>'."""
-    half = len(body) // 2
-
+def _stray_after(first: bytes, rest: bytes):
+    """Connection 0 answers its request with `first` at once, then (once the event "release"
+    is set) `rest` followed by STRAY_RESPONSE in the same send, and sets "sent"; every later
+    request gets 'REAL:<target>'."""
     def serve(conn: RawConn) -> None:
         backend = conn.backend
         if conn.index == 0:
             conn.read_head()
-            conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body[:half])
-            backend.event("tail").wait(10)
-            conn.send(body[half:] + STRAY_RESPONSE)
+            if first:
+                conn.send(first)
+            backend.event("release").wait(10)
+            conn.send(rest + STRAY_RESPONSE)
             backend.event("sent").set()
         while (head := conn.read_head()) is not None:
             answer = b"REAL:" + head.target.encode()
@@ -147,37 +147,46 @@ def _plain_leftover(body: bytes):
 @pytest.mark.parametrize("size", [40000, 12000], ids=["tail spliced", "tail read"])
 def test_bytes_past_a_plain_backends_body_never_answer_a_request_of_the_same_turn(proxy_factory, size):
     body = b"A" * size
-    backend = RawBackend(_plain_leftover(body))
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size
+    backend = RawBackend(_stray_after(head + body[:size // 2], body[size // 2:]))
     try:
         proxy = proxy_factory([{"path": "/", "to": backend.url + "/"}], workers=1)
-        [pid] = proxy.worker_pids()
-        alice = proxy.connect(5, source="127.0.0.2")
-        alice.sendall(b"GET /alice HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        time.sleep(0.3)                        # the head and the first half are relayed
-        bob = proxy.connect(5, source="127.0.0.3")
-        os.kill(pid, signal.SIGSTOP)           # one epoll batch: the tail first, then Bob's request
-        try:
-            backend.event("tail").set()
-            assert backend.event("sent").wait(5)
-            time.sleep(0.1)
-            bob.sendall(b"GET /bob HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            time.sleep(0.1)
-        finally:
-            os.kill(pid, signal.SIGCONT)
-        out = b""
-        while chunk := alice.recv(65536):
-            out += chunk
-        assert out.endswith(body)
-        bob.settimeout(5)
-        second = b""
-        while chunk := bob.recv(65536):
-            second += chunk
+        first, second = _alice_then_bob_in_one_turn(proxy, backend)
+        assert first.endswith(body)
         assert b"NOT-YOUR-RESPONSE" not in second, second
         assert second.endswith(b"REAL:/bob"), second
-        alice.close()
-        bob.close()
     finally:
         backend.close()
+
+
+def _alice_then_bob_in_one_turn(proxy, backend) -> tuple[bytes, bytes]:
+    """Alice's GET is under way; then, with the worker stopped, the backend sends the rest of
+    her answer and the stray bytes (`_stray_after`) and Bob sends his GET, so the worker
+    finds both in one epoll batch.  Each one's whole answer."""
+    [pid] = proxy.worker_pids()
+    alice = proxy.connect(5, source="127.0.0.2")
+    alice.sendall(b"GET /alice HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    time.sleep(0.3)                        # Alice's request is with the backend
+    bob = proxy.connect(5, source="127.0.0.3")
+    time.sleep(0.1)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        backend.event("release").set()
+        assert backend.event("sent").wait(5)
+        time.sleep(0.1)
+        bob.sendall(b"GET /bob HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        time.sleep(0.1)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    answers = []
+    for sock in (alice, bob):
+        with sock:
+            sock.settimeout(5)
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+            answers.append(answer)
+    return answers[0], answers[1]
 
 
 def _exactly_first_read(kind: str) -> bytes:
@@ -192,54 +201,17 @@ def _exactly_first_read(kind: str) -> bytes:
     return head + b"%x\r\n" % n + b"A" * n + tail
 
 
-def _first_read_then_stray(kind: str):
-    def serve(conn: RawConn) -> None:
-        backend = conn.backend
-        if conn.index == 0:
-            conn.read_head()
-            backend.event("go").wait(10)
-            conn.send(_exactly_first_read(kind) + STRAY_RESPONSE)
-            backend.event("sent").set()
-        while (head := conn.read_head()) is not None:
-            answer = b"REAL:" + head.target.encode()
-            conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(answer) + answer)
-    return serve
-
-
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("kind", ["length", "chunked"])
 def test_a_response_that_fills_the_first_read_exactly_leaves_nothing_for_the_next(proxy_factory, kind):
     """The body ends where the read that found the head ended: what waits behind it is asked
     for (BackendConnection.holds_more), not assumed absent."""
-    backend = RawBackend(_first_read_then_stray(kind))
+    backend = RawBackend(_stray_after(b"", _exactly_first_read(kind)))
     try:
         proxy = proxy_factory([{"path": "/", "to": backend.url + "/"}], workers=1)
-        [pid] = proxy.worker_pids()
-        alice = proxy.connect(5, source="127.0.0.2")
-        alice.sendall(b"GET /alice HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        time.sleep(0.3)
-        bob = proxy.connect(5, source="127.0.0.3")
-        time.sleep(0.1)
-        os.kill(pid, signal.SIGSTOP)           # one epoll batch: Alice's response, then Bob's request
-        try:
-            backend.event("go").set()
-            assert backend.event("sent").wait(5)
-            time.sleep(0.1)
-            bob.sendall(b"GET /bob HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            time.sleep(0.1)
-        finally:
-            os.kill(pid, signal.SIGCONT)
-        alice.settimeout(5)
-        while alice.recv(65536):
-            pass
-        bob.settimeout(5)
-        second = b""
-        while chunk := bob.recv(65536):
-            second += chunk
+        _, second = _alice_then_bob_in_one_turn(proxy, backend)
         assert b"NOT-YOUR-RESPONSE" not in second, second
         assert second.endswith(b"REAL:/bob"), second
-        alice.close()
-        bob.close()
     finally:
         backend.close()
 
