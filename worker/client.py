@@ -67,7 +67,7 @@ class ClientConnection:
         self.holds = holds              # its entries in the client table (worker.limits)
         self.proxied = proxied          # (src, sport, dst, dport) from a PROXY header, or None
         self.forwarded = forwarded      # from a trusted proxy: each request's X-Forwarded-For names the client
-        self.private = None             # PROXY headers of its private backend connections
+        self.private = None             # pool keys of its PROXY-header backend connections (dropped at close)
         self.limiter = worker.admission.limits     # worker.limits.ClientLimits, None when nothing is configured
         self.since = loop.now           # when it arrived, or last went idle (overload's order)
         # The X-Forwarded-* lines that depend only on the connection, built once.

@@ -59,7 +59,7 @@ class H2Connection:
         self.client_ip = client_ip
         # Per-client limits (worker.admission), read by every stream's exchange as its client's.
         self.limiter = worker.admission.limits
-        self.private = None
+        self.private = None                    # pool keys of its streams' PROXY-header backend connections
         self.holds = holds                     # this connection's count in the client table
         self.proxied = proxied                 # what a PROXY header carried, or None
         self.forwarded = forwarded             # the peer is a trusted proxy: X-Forwarded-For names the client
