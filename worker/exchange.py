@@ -29,7 +29,6 @@ from __future__ import annotations
 from conf.readahead import buffered
 from tunnel.endpoint import EPOLLIN, EPOLLOUT
 from worker import bodies, failover, policy, proxyproto, response, routing
-from worker.backend import private_key
 from worker.loop import EPOLLERR, EPOLLHUP
 from worker.rewrite import error_response, request_head
 from worker.tls import describe
@@ -171,14 +170,8 @@ class Exchange:
 
     def connect(self, out: bytes, fresh: bool = False) -> None:
         origin = self.origin
-        # A connection that began with a PROXY header speaks for the one client connection it
-        # names (address, port, and where it came to): the header is its private pool's key.
-        private = proxyproto.for_exchange(self) if origin.proxy_protocol else None
-        if private is not None:             # dropped from the pool when its client closes
-            owner = self.client.conn if self.client.http2 else self.client
-            if owner.private is None:
-                owner.private = set()
-            owner.private.add(private_key(origin, private))
+        # A connection that began with a PROXY header speaks for one client connection only.
+        private = proxyproto.private_header(self) if origin.proxy_protocol else None
         try:
             conn = self.conn = self.worker.pool.acquire(origin, self.on_backend_event, fresh, private)
         except OSError as exc:

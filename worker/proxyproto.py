@@ -22,6 +22,7 @@ import socket
 import struct
 
 from worker.arrival import Arrival
+from worker.backend import private_key
 from worker.loop import EPOLLIN
 
 V1_MAX = 107                     # the spec's bound, CRLF included
@@ -151,6 +152,19 @@ def for_exchange(ex) -> bytes:
         src, dst, dport = ex.client_ip, local[0].encode(), local[1]
         sport = peer[1] if ex.client_ip == client.client_ip else 0
     return header(ex.origin.proxy_protocol, src, sport, dst, dport)
+
+
+def private_header(ex) -> bytes:
+    """`for_exchange`, for a connection that speaks for the one client connection it names
+    (address, port, and where it came to): the header is its private pool's key too
+    (worker.backend.private_key).  The client connection (an HTTP/2 stream's: its
+    connection) notes the key, and drops those pooled connections when it closes."""
+    header = for_exchange(ex)
+    owner = ex.client.conn if ex.client.http2 else ex.client
+    if owner.private is None:
+        owner.private = set()
+    owner.private.add(private_key(ex.origin, header))
+    return header
 
 
 class HeaderReader(Arrival):
