@@ -189,7 +189,7 @@ class BackendPool:
         """Take a connection back after a complete exchange; it must be idle.  Over TLS, bytes
         the SSL object holds past the response (epoll will never report them) would answer
         the next request: such a connection is closed instead."""
-        if conn.tls and buffered(conn.sock):
+        if conn.tls and conn.holds_more():
             conn.close()
             return
         stack = self.idle.get(conn.pool_key)
