@@ -246,6 +246,37 @@ def test_pooled_connection_that_dies_under_a_request_is_retried_on_a_fresh_one(s
     assert [h.target for h in backend.conns[0].requests] == ["/stale/one", "/stale/two"]
 
 
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("method, retried", [("POST", False), ("PATCH", False), ("PUT", True)])
+def test_a_request_the_dead_pooled_connection_took_is_retried_only_if_idempotent(scripted, method, retried):
+    """The same race, with a body: the backend read the request, then closed. It may have
+    acted on it, so a POST or PATCH gets the 502 (RFC 9112 §9.3.1; nginx answers a POST on a
+    cached connection so too) and is not sent a second time; a PUT may be, and is."""
+    def racy(conn: RawConn) -> None:
+        if conn.index == 0:
+            conn.read_head()
+            conn.send(respond(200, b"first"))
+            conn.read_body(conn.read_head())   # the whole second request ... and we close
+            return
+        serve_simple(conn, lambda head, body: respond(200, b"again:" + body, [("Connection", "close")]))
+    proxy, backend = scripted(racy)
+    with proxy.connect() as sock:
+        reader = Reader(sock)
+        sock.sendall(b"GET /stale/one HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert reader.response().body == b"first"
+        # head and body in one write: the proxy holds the request whole, so it could resend it
+        sock.sendall(method.encode() + b" /stale/two HTTP/1.1\r\nHost: t\r\nContent-Length: 8\r\n\r\norder #1")
+        second = reader.response()
+    if retried:
+        assert second.status == 200 and second.body == b"again:order #1"
+        assert [c.index for c in backend.conns] == [0, 1]
+    else:
+        assert second.status == 502
+        time.sleep(0.3)                    # a retry, had there been one, would have connected by now
+        assert [c.index for c in backend.conns] == [0], "the request went to the backend twice"
+    assert [h.target for h in backend.conns[0].requests] == ["/stale/one", "/stale/two"]
+
+
 # == bodies =====================================================================================
 def test_content_length_bodies_both_ways(env):
     body = bytes(range(256)) * 4096          # 1 MiB

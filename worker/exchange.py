@@ -190,7 +190,7 @@ class Exchange:
                 else:
                     conn.send(out)
             except OSError as exc:         # none of `out` left: it may go again, whole
-                self.backend_lost(f"send failed: {exc.strerror or exc}", out)
+                self.backend_lost(f"send failed: {exc.strerror or exc}", out, untouched=True)
         else:
             self.enter(CONNECTING)
             conn.out = out
@@ -354,10 +354,11 @@ class Exchange:
         else:
             self.update_interest()
 
-    def backend_lost(self, why: str, request) -> None:
+    def backend_lost(self, why: str, request, untouched: bool = False) -> None:
         """The backend connection failed: before any of the response, a pooled one may be
-        replaced by a fresh one (worker.failover), else 502."""
-        if self.phase is not WAITING or not failover.fresh_connection(self, request):
+        replaced by a fresh one (worker.failover), else 502.  `untouched`: the backend took
+        none of `request`."""
+        if self.phase is not WAITING or not failover.fresh_connection(self, request, untouched):
             self.backend_failed(502, why)
 
     def backend_failed(self, status: int, why: str) -> None:

@@ -3,8 +3,11 @@ to another member of its balancer (mod_proxy_balancer's failover).
 
 A pooled connection the backend had closed or reset while it sat idle is found dead when a
 request goes out on it (its close not seen by epoll yet): that request goes once more, on a
-fresh connection to the same backend (`fresh_connection`).  nginx retries on a cached
-upstream connection likewise, without counting it against `proxy_next_upstream_tries`.
+fresh connection to the same backend (`fresh_connection`), if sending it twice is safe: the
+backend took none of it, or its method is idempotent.  A POST the backend may have read gets
+the 502, as from nginx, whose cached upstream connections "follow the same rules" as any
+(its tests for `proxy_next_upstream non_idempotent`), and as RFC 9112 §9.3.1 asks: "A proxy
+MUST NOT automatically retry non-idempotent requests."
 
 A request nothing of which a backend has taken (the connect failed) or may safely take
 twice (an idempotent request or an upgrade handshake we hold whole, cut off before any
@@ -18,13 +21,17 @@ from __future__ import annotations
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 
 
-def fresh_connection(ex, request) -> bool:
+def fresh_connection(ex, request, untouched: bool) -> bool:
     """A pooled connection failed while the exchange waited for the response, before any
-    of it: nothing of the request was processed, so `request` (what we sent; None: not
-    kept whole) goes again on a fresh connection, once.  False when that is not safe."""
+    of it: `request` (what we sent; None: not kept whole) goes again on a fresh connection,
+    once, if the backend took none of it (`untouched`, or all of it still in the
+    connection's `out`) or may take it twice.  False when that is not safe."""
     conn = ex.conn
     if (request is None or not conn.reused or ex.retried or ex.sent
             or ex.respbuf is not None or ex.reader is not None):
+        return False
+    untouched = untouched or (conn.out is not None and len(conn.out) >= len(request))
+    if not (untouched or ex.upgrade is not None or ex.head.method in IDEMPOTENT):
         return False
     ex.retried = True
     conn.close()
