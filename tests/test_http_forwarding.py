@@ -668,6 +668,27 @@ def test_reverse_rewrites_location_content_location_and_uri(env):
     assert response.get("x-other") == f"http://127.0.0.1:{env.b.port}/back/not-rewritten"
 
 
+def test_reverse_prefixes_stay_right_and_bounded_for_a_new_host_on_every_request(env):
+    """The worker caches ProxyPassReverse's prefixes per client Host: a client sending a new
+    Host each time gets its own Host back every time, past the point where the cache is
+    emptied, and the cache holds at most REVERSE_CACHE_MAX entries."""
+    from types import SimpleNamespace
+
+    from worker.process import REVERSE_CACHE_MAX, Worker
+    stub = SimpleNamespace(_reverse={})
+    route = SimpleNamespace(base=b"/back/", prefix=b"/rev/")
+    origin = SimpleNamespace(origin_bytes=b"http://127.0.0.1:9", host_line=b"Host: 127.0.0.1:9\r\n")
+    for i in range(REVERSE_CACHE_MAX * 2 + 5):
+        host = b"h%d.test" % i
+        pair = Worker.reverse_map(stub, route, origin, SimpleNamespace(host=host), b"X-Forwarded-Proto: http\r\n")
+        assert pair == (b"http://127.0.0.1:9/back/", b"http://" + host + b"/rev/")
+        assert len(stub._reverse) <= REVERSE_CACHE_MAX
+    with Client(env.proxy) as client:          # and through a real worker, across its cache's clear
+        for i in range(REVERSE_CACHE_MAX + 10):
+            host = f"h{i}.test"
+            assert client.request("GET", "/rev/anything", host=host).get("location") == f"http://{host}/rev/there?x=1"
+
+
 def test_without_reverse_location_is_untouched(env):
     response = get(env.proxy, "/norev/anything", host="front.test")
     assert response.get("location") == f"http://127.0.0.1:{env.b.port}/back/there?x=1"
