@@ -14,7 +14,14 @@ import psutil
 import pytest
 from h2client import H2Client
 from hpack import Encoder
-from hyperframe.frame import ContinuationFrame, HeadersFrame, PingFrame, RstStreamFrame, SettingsFrame
+from hyperframe.frame import (
+    ContinuationFrame,
+    DataFrame,
+    HeadersFrame,
+    PingFrame,
+    RstStreamFrame,
+    SettingsFrame,
+)
 from proxyproc import Proxy
 from rawbackend import RawBackend, respond
 from support import wait_for
@@ -129,6 +136,35 @@ def test_rapid_reset_ends_in_goaway_and_costs_the_worker_little(env):
     assert legit.get("/after").status == 200        # the legitimate connection was served throughout
     legit.close()
     assert "too many streams reset by the client" in proxy.error_text()
+
+
+@pytest.mark.timeout(60)
+def test_streams_the_proxy_resets_for_the_clients_errors_cost_as_resets_do(env):
+    """"MadeYouReset" (CVE-2025-8671): the client makes the server reset each stream (here,
+    more DATA than its content-length) instead of resetting it itself. Each such stream has
+    started a backend request, so it spends from the same budget: GOAWAY ENHANCE_YOUR_CALM."""
+    proxy, backend = env
+    legit = _legitimate(proxy)
+    backend_before = len(backend.requests)
+    attacker, encoder = _attacker(proxy), Encoder()
+    post = [(":method", "POST"), (":scheme", "http"), (":authority", "proxy.test"), (":path", "/made-you-reset"),
+            ("content-length", "1")]
+    cycles = 0
+    try:
+        for stream_id in range(1, 3001, 2):
+            attacker.sendall(HeadersFrame(stream_id, data=encoder.encode(post), flags=["END_HEADERS"]).serialize())
+            time.sleep(0.0005)                      # read alone: the stream starts, its backend request goes
+            attacker.sendall(DataFrame(stream_id, data=b"ab").serialize())     # one byte more than announced
+            cycles += 1
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    goaway = _goaway_of(attacker)
+    attacker.close()
+    assert goaway is not None and goaway[1] == ENHANCE_YOUR_CALM, (goaway, cycles)
+    assert len(backend.requests) - backend_before < 400, "the budget did not bound the backend requests"
+    assert legit.get("/after").status == 200
+    legit.close()
+    assert "too many streams reset for protocol errors" in proxy.error_text()
 
 
 @pytest.mark.timeout(60)

@@ -39,7 +39,7 @@ from tunnel.endpoint import WOULD_BLOCK, Endpoint
 from worker.h2 import defences
 from worker.h2.defences import Budget
 from worker.h2.fields import Malformed, read_request
-from worker.h2.machine import goaway_frame, new_machine
+from worker.h2.machine import goaway_frame, local_settings, new_machine
 from worker.h2.stream import H2Stream
 from worker.linger import close_or_linger
 from worker.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT
@@ -80,7 +80,7 @@ class H2Connection:
         self.control = Budget(defences.CONTROL_BURST, defences.CONTROL_RATE, loop.now)
         self.h2 = machine = new_machine()
         codes = h2.settings.SettingCodes
-        machine.local_settings = h2.settings.Settings(client=False, initial_values={
+        machine.local_settings = local_settings({
             codes.MAX_CONCURRENT_STREAMS: self.max_streams,
             codes.MAX_HEADER_LIST_SIZE: defences.MAX_HEADER_LIST,
             codes.HEADER_TABLE_SIZE: defences.HPACK_TABLE,
@@ -189,6 +189,7 @@ class H2Connection:
             self.worker.log_error("info", f"{self.client_ip.decode()} HTTP/2 stream {stream_id}: malformed "
                                           f"request: {exc}")
             self.reset_stream(stream_id, PROTOCOL_ERROR)
+            self.spend_reset()
             return
         stream = self.streams[stream_id] = H2Stream(self, stream_id, request)
         self.deadline = _FOREVER
@@ -240,9 +241,11 @@ class H2Connection:
     def _control_frame(self, event) -> None:
         self._spend(self.control, f"{event.__class__.__name__} frames")
 
-    def _terminated(self, event) -> None:
-        """The client's GOAWAY: h2 takes no frame after it, so nothing more can be served."""
-        self.close()
+    def spend_reset(self) -> None:
+        """A stream we reset for the client's protocol error costs what a reset of its own
+        does: else resetting it is free for the client and costs us the stream's start
+        ("MadeYouReset", CVE-2025-8671)."""
+        self._spend(self.resets, "streams reset for protocol errors")
 
     def _spend(self, budget: Budget, what: str) -> None:
         if not budget.spend(self.loop.now) and not self.closed:
@@ -268,7 +271,9 @@ class H2Connection:
         size = len(data)
         window = machine.local_flow_control_window(stream_id)
         if window < size:
-            size, end = window, False
+            # A client's smaller SETTINGS_INITIAL_WINDOW_SIZE can leave a window below zero:
+            # nothing goes until WINDOW_UPDATEs make it positive (RFC 9113 §6.9.2).
+            size, end = max(window, 0), False
         step = machine.max_outbound_frame_size
         if size <= step:
             if size or end:
@@ -318,8 +323,8 @@ class H2Connection:
     def reset_stream(self, stream_id: int, code: int) -> None:
         try:
             self.h2.reset_stream(stream_id, code)
-        except h2.exceptions.StreamClosedError:
-            pass
+        except h2.exceptions.ProtocolError:
+            pass    # closed already (or h2 will not reset it): nothing more goes on it either way
         self.schedule_write()
 
     # == writing ==================================================================================
@@ -415,5 +420,6 @@ _HANDLERS = {
     h2.events.PingReceived: H2Connection._control_frame,
     h2.events.PriorityUpdated: H2Connection._control_frame,
     h2.events.UnknownFrameReceived: H2Connection._control_frame,
-    h2.events.ConnectionTerminated: H2Connection._terminated,
+    # The client's GOAWAY (worker.h2.machine): its streams finish, as nginx lets them.
+    h2.events.ConnectionTerminated: H2Connection._control_frame,
 }

@@ -1,9 +1,9 @@
-"""The `h2` protocol machine as the proxy runs it: its configuration, two departures from
+"""The `h2` protocol machine as the proxy runs it: its configuration, four departures from
 h2's defaults that RFC 9113 asks for, and two silences that cost CPU for nothing.
 
 Kept apart so that what depends on h2's internals (pinned below 5 in pyproject.toml) is in
-one place: a subclass hook on stream creation, and two module attributes of hpack and
-hyperframe that only concern logging.
+one place: a subclass hook on stream creation, one on a received GOAWAY, a settings property,
+and two module attributes of hpack and hyperframe that only concern logging.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import struct
 
 import h2.config
 import h2.connection
+import h2.events
+import h2.settings
 import h2.stream
 import hpack.hpack
 import hyperframe.frame
@@ -46,8 +48,34 @@ class _StreamMachine(h2.stream.H2Stream):
         §8.1.1 makes a mismatch a stream error, which worker.h2.stream raises."""
 
 
+class _LocalSettings(h2.settings.Settings):
+    """What we advertise.  h2 also enforces SETTINGS_MAX_CONCURRENT_STREAMS itself, and one
+    stream too many is a connection error there: every stream under way would be lost.
+    RFC 9113 §5.1.2 allows a stream error, and nginx refuses that stream alone, so the limit
+    is left to worker.h2.connection (REFUSED_STREAM) and h2's own check never fires."""
+
+    @property
+    def max_concurrent_streams(self) -> int:
+        return 2 ** 31 - 1
+
+
+def local_settings(initial_values: dict) -> h2.settings.Settings:
+    return _LocalSettings(client=False, initial_values=initial_values)
+
+
 class _Machine(h2.connection.H2Connection):
     MAX_CLOSED_STREAMS = defences.CLOSED_STREAMS_KEPT
+
+    def _receive_goaway_frame(self, frame):
+        """The client's GOAWAY says it opens no more streams; those it has may finish (RFC
+        9113 §6.8), and nginx goes on serving them.  h2 would close its state machine and
+        drop what it has framed: only the event is kept (the connection counts it as a
+        control frame)."""
+        event = h2.events.ConnectionTerminated()
+        event.error_code = frame.error_code
+        event.last_stream_id = frame.last_stream_id
+        event.additional_data = frame.additional_data or None
+        return [], [event]
 
     def _begin_new_stream(self, stream_id, allowed_ids):
         stream = super()._begin_new_stream(stream_id, allowed_ids)

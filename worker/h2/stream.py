@@ -112,13 +112,16 @@ class H2Stream:
         if self.request_ended:
             if length is not None and length != self.received:
                 raise Malformed("content-length does not match the DATA frames")
-            return b"content-length: %d\r\n" % self.received if self.received or length is not None else b""
-        if length is not None:
+            if length is not None or not self.trailer_block:
+                return b"content-length: %d\r\n" % self.received if self.received or length is not None else b""
+        elif length is not None:
             return b"content-length: %d\r\n" % length
         self.chunked = True
         if self.body:
             self.body[:0] = b"%x\r\n" % len(self.body)
             self.body += b"\r\n"
+        if self.request_ended:      # trailers that came in the same read go as they would later
+            self.body += b"0\r\n" + self.trailer_block + b"\r\n"
         return b"transfer-encoding: chunked\r\n"
 
     def _tunnel_allowed(self, head) -> bool:
@@ -212,6 +215,9 @@ class H2Stream:
         except _StreamGone:
             self.reset_by_client()
             return
+        except h2.exceptions.ProtocolError as exc:
+            self._refused_by_h2(exc)
+            return
         if sent < len(data):
             self.out = bytes(data[sent:])
             conn.block(self)
@@ -227,6 +233,9 @@ class H2Stream:
             sent = self.conn.send_data(self.id, data, False)
         except _StreamGone:
             self.reset_by_client()
+            return
+        except h2.exceptions.ProtocolError as exc:
+            self._refused_by_h2(exc)
             return
         if sent < len(data):
             self.out = data[sent:]
@@ -273,11 +282,14 @@ class H2Stream:
             if line:
                 name, _, value = line.partition(b":")
                 fields.append((name.strip().lower(), value.strip()))
+        if self.request.method == b"HEAD":
+            page = b""              # a response to HEAD has no content (RFC 9110 §9.3.2)
         ex.head_sent = 64
         ex.sent += ex.head_sent + len(page)
-        if not self._headers(fields, False):
+        if not self._headers(fields, not page):
             return False
-        self.send(page, True)
+        if page:
+            self.send(page, True)
         return self.out is None and not self.finished
 
     def _headers(self, fields: list, end: bool) -> bool:
@@ -285,6 +297,9 @@ class H2Stream:
             self.conn.h2.send_headers(self.id, fields, end_stream=end)
         except _StreamGone:
             self.reset_by_client()
+            return False
+        except h2.exceptions.ProtocolError as exc:
+            self._refused_by_h2(exc)
             return False
         if end:
             self.complete = True
@@ -386,6 +401,14 @@ class H2Stream:
         self.worker.log_error("info", f"{self.client_ip.decode()} HTTP/2 stream {self.id}: malformed request: {why}")
         self._reset(PROTOCOL_ERROR)
         self._abort("malformed")
+        self.conn.spend_reset()     # last: an empty budget closes the connection
+
+    def _refused_by_h2(self, exc: Exception) -> None:
+        """h2 refused a frame we asked for: its state and ours differ, a bug of ours.  This
+        stream ends (INTERNAL_ERROR), not the worker with every other connection on it."""
+        self.worker.log_error("error", f"{self.client_ip.decode()} HTTP/2 stream {self.id}: h2 refused a frame: "
+                                       f"{exc!r}; stream reset")
+        self.close()
 
     def _reset(self, code: int) -> None:
         if not self.reset_done:

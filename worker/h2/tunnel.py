@@ -74,7 +74,10 @@ class StreamTunnel:
         if stream.body:                  # DATA that came before the 101 (the client may send early)
             early, stream.body = bytes(stream.body), bytearray()
             self.unacked, stream.unacked = stream.unacked, 0
+            self.bytes_in = len(early)
             self._to_backend(early)
+        if self.client_eof and not self.closed and self.backend.out is None:
+            self.backend.shutdown_write()   # END_STREAM came early too (else `_backend_drained`)
         if to_client:
             stream.send(to_client)
         self._update_interest()
@@ -189,6 +192,7 @@ class StreamTunnel:
             return
         self.closed = True
         self.loop.timed.discard(self)
+        self._acknowledge()     # what the backend never took still counts against the connection's window
         self.backend.close(notify=not error)     # an error reaches a TLS backend as a truncation
         self.stream.tunnel_closed(error)
         self.on_close(self, reason)
