@@ -85,6 +85,7 @@ def env(tmp_path_factory):
     routes = [{"path": "/down/", "to": f"http://127.0.0.1:{free_port()}/"},
               {"path": "/stuck/", "to": f"ws://127.0.0.1:{stuck.port}/"},
               {"path": "/ws/", "to": f"ws://127.0.0.1:{backend.port}/", "timeout": 20},
+              {"path": "/none/", "to": f"http://127.0.0.1:{backend.port}/", "upgrade": "NONE"},
               {"path": "/", "to": backend.url + "/"}]
     proxy = Proxy(tmp_path_factory.mktemp("h2edges"), routes, workers=1, limits={"http2_streams": STREAMS})
     proxy.config["listen"] = [{"address": f"127.0.0.1:{proxy.port}", "http2": "h2c"}]
@@ -263,4 +264,19 @@ def test_a_reset_tunnel_gives_back_the_window_its_backend_never_took(env):
     stream_id = client.request("POST", "/upload", body=body)
     stream = client.response(stream_id, timeout=20)
     assert stream.status == 200 and bytes(stream.body).endswith(body)
+    client.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_plain_get_on_an_upgrade_none_route_is_not_tunnelled_over_http2(env):
+    """`upgrade: NONE` tunnels an HTTP/1.1 GET without asking (Apache's meaning), but an
+    HTTP/2 stream can only become a tunnel by an extended CONNECT (RFC 8441): a plain GET
+    stream goes as plain HTTP. It went with Upgrade: websocket, and the backend's 101 made
+    the GET a tunnel behind a :status 200."""
+    proxy, backend = env
+    client = H2Client(proxy.port)
+    stream = client.get("/none/plain")
+    assert stream.status == 200 and bytes(stream.body) == b"GET /plain "
+    head = [h for h in backend.heads if b"GET /plain " in h][-1]
+    assert b"upgrade" not in head.lower(), head
     client.close()

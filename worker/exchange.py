@@ -121,7 +121,8 @@ class Exchange:
             self.answer(400, "dot-segments in the request path")
             return
         route, mapped = self.worker.router.resolve(target, head)
-        if route is not None and (head.upgrade is not None or route.always_upgrade):   # no call for most
+        # (An HTTP/2 stream tunnels only by an extended CONNECT, whose head asks: never unasked.)
+        if route is not None and (head.upgrade is not None or (route.always_upgrade and not self.client.http2)):
             self.upgrade = route.upgrade_header(head)
         if (self.upgrade is not None or self.client.limiter is not None) and not policy.admit(self, route):
             return

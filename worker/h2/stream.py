@@ -318,6 +318,9 @@ class H2Stream:
         """RFC 8441: the backend's 101 to our Upgrade becomes `:status 200`, and the stream
         carries the WebSocket's bytes (worker.h2.tunnel)."""
         from worker.h2.tunnel import open_tunnel
+        if self.request.protocol is None:        # only an extended CONNECT becomes a tunnel
+            ex.backend_failed(502, "the backend switched protocols on a request that asked for no tunnel")
+            return
         if self.ws_key is not None and resp.get(b"sec-websocket-accept") != websocket_accept(self.ws_key):
             ex.backend_failed(502, "the backend's Sec-WebSocket-Accept does not match our key")
             return
