@@ -328,10 +328,23 @@ def _log(sec: Section) -> Log:
     log_format = sec.choice("format", d.format, LOG_FORMATS)
     access = sec.string("access", d.access)
     if access not in (None, "-", "off"):
-        access = sec.path("access", None)
+        access = _log_file(sec, "access")
     error = sec.string("error", d.error)
     if error == "off":
         sec.error("error", "log.error cannot be off; use \"-\" for stderr or a file path")
     elif error not in (None, "-"):
-        error = sec.path("error", None)
+        error = _log_file(sec, "error")
     return Log(level or d.level, access or d.access, error or d.error, log_format or d.format)
+
+
+def _log_file(sec: Section, key: str) -> str | None:
+    """A log file path the workers will be able to open, as nginx -t checks its own: workers
+    that could not would crash at every start, after a reload had already retired
+    the generation that served."""
+    path = sec.path(key, None)
+    if path is not None:
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644))
+        except OSError as exc:
+            sec.error(key, f"log.{key}: cannot open {path} for appending: {exc.strerror or exc}")
+    return path

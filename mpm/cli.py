@@ -73,12 +73,16 @@ def cmd_start(args) -> int:
     if args.detach:
         if _daemonize():
             return _wait_started(config)
+    from mpm.listeners import BindError
     from mpm.master import Master  # imported here: configtest and status stay light
     _setup_logging(config)
     try:
         return Master(args.config, config).run()
     except AlreadyRunning as exc:
         print(f"mpmctl: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    except BindError as exc:
+        logging.getLogger("mpm.master").error("cannot start: %s:%d: %s", config.file, exc.line, exc.text)
         return EXIT_FAIL
     except OSError as exc:
         logging.getLogger("mpm.master").error("cannot start: %s", exc)

@@ -20,6 +20,23 @@ import socket
 LISTEN_BACKLOG = 511   # Apache's ListenBacklog default
 
 
+class BindError(OSError):
+    """A listener that cannot be bound: which one, and where the config names it."""
+
+    def __init__(self, listener, exc: OSError):
+        super().__init__(exc.errno, f"line {listener.line}: cannot bind {listener.host}:{listener.port}: "
+                                    f"{exc.strerror or exc}")
+        self.line = listener.line
+        self.text = f"cannot bind listen {listener.host}:{listener.port}: {exc.strerror or exc}"
+
+
+def _bind(listener) -> socket.socket:
+    try:
+        return bind_socket(listener)
+    except OSError as exc:
+        raise BindError(listener, exc) from exc
+
+
 def bind_socket(listener) -> socket.socket:
     sock = socket.socket(listener.family, socket.SOCK_STREAM)
     try:
@@ -71,7 +88,7 @@ class ListenerSet:
                     reuseport = passed.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT)
                     adopt = [passed] if reuseport else [passed] * workers
                 for _ in range(len(have), workers):
-                    added.append((listener.address, adopt.pop(0) if adopt else bind_socket(listener)))
+                    added.append((listener.address, adopt.pop(0) if adopt else _bind(listener)))
                 for sock in adopt:    # the old master had more slots: their queues are drained by it
                     sock.close()
         except OSError:
@@ -81,8 +98,9 @@ class ListenerSet:
         self._pending = (config, added)
 
     def commit(self) -> list[socket.socket]:
-        """Adopt the prepared config; return the sockets to close once the old workers
-        have been told to stop."""
+        """Adopt the prepared config; return the sockets no slot listens on any more, for the
+        master to close before it forks the new generation (a copy a new worker inherited
+        would take connections nobody accepts).  The old workers' copies serve until they stop."""
         config, added = self._pending
         self._pending = None
         for address, sock in added:

@@ -34,7 +34,7 @@ from mpm.adminsite import AdminSite
 from mpm.balancer_manager import BalancerManager
 from mpm.clients import ClientTables
 from mpm.control import ControlServer
-from mpm.listeners import ListenerSet
+from mpm.listeners import BindError, ListenerSet
 from mpm.pidfile import remove_pidfile, write_pidfile
 from mpm.readiness import Readiness
 from mpm.status import build_status
@@ -186,6 +186,8 @@ class Master:
         """Graceful reload; returns config errors (empty on success)."""
         if self.stopping:
             return ["the server is stopping"]
+        if self.successor is not None:   # it inherited our next generation number: both would use it
+            return ["an upgrade is under way (mpmctl upgrade): reload once it is done"]
         self.readiness.reloading(self)
         errors = self._reload()
         self.metrics.count("reloads", RELOAD_RESULTS.index("failed" if errors else "ok"))
@@ -210,6 +212,11 @@ class Master:
             return [message]
         try:
             self.listeners.prepare(config)
+        except BindError as exc:
+            self.admin.abandon()
+            message = f"{config.file}:{exc.line}: {exc.text}"
+            log.error("reload refused, still serving the old configuration: %s", message)
+            return [message]
         except OSError as exc:
             self.admin.abandon()
             message = f"{config.file}: cannot bind a listener: {exc.strerror or exc}"
@@ -220,12 +227,11 @@ class Master:
         self.balancers.configure(config)
         self.admin.commit(config.admin)
         self.ticket_keys.configure(config.tls)
-        retired_sockets = self.listeners.commit()
+        for sock in self.listeners.commit():     # before the fork: no new worker may hold one
+            sock.close()
         self._new_generation()
         for record in old:
             self.retire(record)
-        for sock in retired_sockets:
-            sock.close()
         log.info("reloaded: generation %d, %d workers", self.generation, config.mpm.workers)
         _warn_unverified(config)
         return []

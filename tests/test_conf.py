@@ -60,6 +60,7 @@ def test_default_yaml_comments_every_key_with_its_directive():
 
 
 def test_full_file_builds_typed_objects(tmp_path):
+    (tmp_path / "logs").mkdir()
     path = write(tmp_path, """
         listen:
           - "127.0.0.1:8000"
@@ -428,3 +429,20 @@ def test_http2_per_listener_defaults_and_mistakes(tmp_path):
         f"{tmp_path}/bad.yaml:5: unknown key 'htp2' in listen (did you mean 'http2'?)",
         f"{tmp_path}/bad.yaml:6: limits.http2_streams must be an integer >= 1, got integer 0",
     ]
+
+
+@pytest.mark.parametrize("target, why", [("missing-dir/access.log", "No such file or directory"),
+                                         (".", "Is a directory")])
+def test_a_log_file_that_cannot_be_opened_is_an_error_at_its_line(tmp_path, target, why):
+    """As `nginx -t`: a log the workers could not open is refused when the file is read, so a
+    reload never retires the serving generation for workers that would crash at every start."""
+    path = write(tmp_path, f"""
+        listen: ["127.0.0.1:8000"]
+        log:
+          level: info
+          access: {target}
+        routes:
+          - {{path: /, to: "http://127.0.0.1:9001/"}}
+        """)
+    assert errors_of(path) == [f"{path}:4: log.access: cannot open {os.path.normpath(tmp_path / target)} "
+                               f"for appending: {why}"]

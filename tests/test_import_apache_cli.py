@@ -144,6 +144,7 @@ def test_a_site_file_alone_is_read_as_a_fragment(tmp_path):
 
 
 def test_server_settings(tmp_path):
+    (tmp_path / "logs").mkdir()          # as httpd, mpm opens its logs there: the directory must exist
     text = LOAD + f"""Listen 127.0.0.1:8080
 Listen [::1]:8081
 ServerRoot {tmp_path}

@@ -310,12 +310,13 @@ class ClientConnection:
         self.state = HEAD if self.inbuf else IDLE
         self.since = now = self.loop.now
         self.deadline = now + worker.timeouts.keepalive
-        if worker.stopping:      # a successor serves its next request, or nobody does
+        if worker.stopping and not self.eof:   # a successor serves its next request, or nobody does
             worker.client_between_requests(self)
             return
+        # (Requests pipelined before the client's FIN: it cannot move, so they are served here.)
         worker.admission.idle[self] = None
-        if not worker.acceptor.accepting:     # a full worker may take a client in our place,
-            self.loop.next_turn(worker.acceptor.resume)
+        if not worker.acceptor.accepting and not worker.stopping:   # full a moment ago: one left,
+            self.loop.next_turn(worker.acceptor.resume)                # so accept again
         if self.inbuf:
             self.serve_buffered()
         else:

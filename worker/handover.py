@@ -141,8 +141,8 @@ class _Inbound:
         if kind == b"T":
             self._adopt_tunnel(socks, header, data)
         else:
-            ClientConnection.adopt(self.worker, socks[0], header["state"], bytes(data))
-            self.worker.client_adopted(socks[0])
+            client = ClientConnection.adopt(self.worker, socks[0], header["state"], bytes(data))
+            self.worker.client_adopted(client)
             self.clients += 1
         self.receiver.pauses.append(time.time() - header["sent_at"])
 
@@ -161,6 +161,8 @@ class _Inbound:
             for sock in self.pending[1]:
                 sock.close()
             self.pending = None
+            self.worker.log_error("error", "hand-over: the predecessor went away in the middle of an item: "
+                                           "one connection lost")
         self.worker.loop.remove(self.conn.fileno())
         self.conn.close()
         if self.clients:

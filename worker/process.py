@@ -182,7 +182,9 @@ class Worker:
         pauses = self.receiver.pauses
         self.metrics.tunnel_adopted(pauses[-1] if pauses else 0.0)
         self.admission.tunnel_adopted(tunnel)
-        if self.connections >= self.capacity:
+        if self.stopping:         # a reload came while it was on its way: on to our successor
+            self.sender.offer(tunnel)
+        elif self.connections >= self.capacity:
             self.acceptor.pause()
 
     def tunnel_moved(self, tunnel) -> None:
@@ -196,9 +198,14 @@ class Worker:
         self.admission.tunnel_moved(tunnel)
 
     def client_adopted(self, client) -> None:
-        """A keep-alive connection handed over by a worker that is stopping."""
+        """A keep-alive connection handed over by a worker that is stopping.  Stopping too,
+        an idle one goes on to our successor (one with a request already here is served
+        first, and offered when that exchange ends)."""
         self.connections += 1
-        if self.connections >= self.capacity:
+        if self.stopping:
+            if client.movable and not client.inbuf:
+                self.sender.offer(client)
+        elif self.connections >= self.capacity:
             self.acceptor.pause()
 
     def client_moved(self, client) -> None:
@@ -286,11 +293,12 @@ class Worker:
         self._exit_when_done()
 
     def _exit_when_done(self) -> bool:
-        """A stopping worker ends once it holds no connection, and no socket lingers (a
-        client still sending when we closed: worker.linger, bounded by its own times and by
-        graceful_timeout).  True when the loop is told to end."""
-        if not self.stopping or self.connections or self.lingering:
-            return False
+        """A stopping worker ends once it holds no connection, no socket lingers (a client
+        still sending when we closed: worker.linger, bounded by its own times and by
+        graceful_timeout), and no hand-over record waits to be sent.  True when the loop is
+        told to end."""
+        if not self.stopping or self.connections or self.lingering or self.sender.outgoing:
+            return False      # (outgoing: the rest of a handed-over connection's bytes)
         self.loop.running = False
         return True
 

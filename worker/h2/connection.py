@@ -95,7 +95,9 @@ class H2Connection:
         loop.timed.add(self)
         self.ep.register(EPOLLIN, self.on_event)
         self.write()
-        if self.ep.tls and not self.closed and buffered(sock):
+        if worker.stopping:     # it spoke after our graceful stop began: GOAWAY, no stream processed,
+            self.goaway()       # so the client sends its requests again on a connection to the new workers
+        elif self.ep.tls and not self.closed and buffered(sock):
             loop.call_soon(self._read_pending)
 
     # == events ===========================================================================
