@@ -26,6 +26,9 @@ from mpm.listeners import LISTEN_BACKLOG
 
 MAX_HEAD = 8192
 MAX_CLIENTS = 64
+# Connections from addresses admin.allow does not list (they get their 403) have slots of their
+# own: else 64 idle ones from anywhere would refuse the health probe its connection.
+MAX_STRANGERS = 8
 CLIENT_TIMEOUT = 10.0
 ACCEPT_BATCH = 16
 
@@ -77,7 +80,8 @@ class AdminServer:
         self.sock = sock
         self.config = config                      # conf.Admin in force
         self.handler = handler
-        self.clients: dict[socket.socket, list] = {}   # sock -> [inbuf, outbuf, deadline, peer]
+        self.clients: dict[socket.socket, list] = {}   # sock -> [inbuf, outbuf, deadline, peer, allowed]
+        self.strangers = 0                              # of them, not allowed
         sock.setblocking(False)
         selector.register(sock, selectors.EVENT_READ, self._accept)
 
@@ -90,11 +94,13 @@ class AdminServer:
             except OSError as exc:
                 log.warning("admin listener: accept failed: %s", exc.strerror or exc)
                 return
-            if len(self.clients) >= MAX_CLIENTS:
+            ok = allowed(peer[0], self.config.allow)
+            if (len(self.clients) - self.strangers >= MAX_CLIENTS) if ok else (self.strangers >= MAX_STRANGERS):
                 client.close()                    # the rest are served; this one may retry
                 continue
+            self.strangers += not ok
             client.setblocking(False)
-            self.clients[client] = [b"", b"", time.monotonic() + CLIENT_TIMEOUT, peer[0]]
+            self.clients[client] = [b"", b"", time.monotonic() + CLIENT_TIMEOUT, peer[0], ok]
             self.selector.register(client, selectors.EVENT_READ, lambda c=client: self._read(c))
 
     def _read(self, client: socket.socket) -> None:
@@ -114,9 +120,9 @@ class AdminServer:
             if len(state[0]) > MAX_HEAD:
                 self._answer(client, 431, "text/plain", b"request head too large\n", head_only=False)
             return
-        self._serve(client, state[0][:end].decode("latin-1"), state[3])
+        self._serve(client, state[0][:end].decode("latin-1"), state[4])
 
-    def _serve(self, client: socket.socket, head: str, peer: str) -> None:
+    def _serve(self, client: socket.socket, head: str, permitted: bool) -> None:
         lines = head.split("\r\n")
         words = lines[0].split(" ")
         if len(words) != 3 or not words[2].startswith("HTTP/1."):
@@ -124,7 +130,7 @@ class AdminServer:
             return
         method, target, _ = words
         head_only = method == "HEAD"
-        if not allowed(peer, self.config.allow):
+        if not permitted:
             self._answer(client, 403, "text/plain", b"forbidden: admin.allow does not list your address\n", head_only)
             return
         if method not in ("GET", "HEAD"):
@@ -165,7 +171,9 @@ class AdminServer:
             self._drop(client)
 
     def _drop(self, client: socket.socket) -> None:
-        self.clients.pop(client, None)
+        state = self.clients.pop(client, None)
+        if state is not None and not state[4]:
+            self.strangers -= 1
         try:
             self.selector.unregister(client)
         except (KeyError, ValueError):

@@ -8,11 +8,13 @@ client costs a descriptor until CLIENT_TIMEOUT, never the master's attention.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import selectors
 import socket
 import time
 
+log = logging.getLogger("mpm.master")
 MAX_REQUEST = 64 * 1024
 CLIENT_TIMEOUT = 5.0
 
@@ -59,9 +61,14 @@ class ControlServer:
             return
         try:
             request = json.loads(state[0].split(b"\n", 1)[0])
-            answer = self.handler(request if isinstance(request, dict) else {})
-        except ValueError as exc:
-            answer = {"ok": False, "errors": [f"bad request: {exc}"]}
+        except (ValueError, RecursionError) as exc:     # (deep nesting: "[" * 60000)
+            answer = {"ok": False, "errors": [f"bad request: {str(exc)[:200]}"]}
+        else:
+            try:
+                answer = self.handler(request if isinstance(request, dict) else {})
+            except Exception:       # noqa: BLE001 - one request's failure must not take the master down
+                log.exception("control socket: a request failed")
+                answer = {"ok": False, "errors": ["internal error (see the error log)"]}
         try:
             client.setblocking(True)
             client.settimeout(1.0)   # answers are small; a client that will not read is dropped

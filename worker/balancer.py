@@ -339,10 +339,20 @@ class Balancers:
             on_close(tunnel, reason)
         return closed
 
+    def moved(self, context) -> None:
+        """A tunnel handed to another worker: that worker counts it now (`adopt`), so this one
+        stops (its bytes are counted where it ends, from the totals the tunnel carries)."""
+        index = self._named(context)
+        if index is not None:
+            self.busy[index] -= 1
+
+    def _named(self, context) -> int | None:
+        named = context.get("lb") if isinstance(context, dict) else None
+        return self.table.find(tuple(named)) if isinstance(named, list) else None
+
     def adopt(self, context, on_close):
         """A tunnel handed over by another worker: count it here, under the same member."""
-        named = context.get("lb") if isinstance(context, dict) else None
-        index = self.table.find(tuple(named)) if isinstance(named, list) else None
+        index = self._named(context)
         if index is None:
             return on_close
         self.busy[index] += 1

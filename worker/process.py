@@ -196,6 +196,7 @@ class Worker:
         self.metrics.tunnel_handed_over()
         self.moved += 1
         self.admission.tunnel_moved(tunnel)
+        self.lb.moved(tunnel.context)     # the successor counts it on its member now
 
     def client_adopted(self, client) -> None:
         """A keep-alive connection handed over by a worker that is stopping.  Stopping too,
