@@ -86,6 +86,7 @@ def env(tmp_path_factory):
               {"path": "/stuck/", "to": f"ws://127.0.0.1:{stuck.port}/"},
               {"path": "/ws/", "to": f"ws://127.0.0.1:{backend.port}/", "timeout": 20},
               {"path": "/none/", "to": f"http://127.0.0.1:{backend.port}/", "upgrade": "NONE"},
+              {"path": "/slowup/", "to": f"http://127.0.0.1:{backend.port}/", "timeout": 1},
               {"path": "/", "to": backend.url + "/"}]
     proxy = Proxy(tmp_path_factory.mktemp("h2edges"), routes, workers=1, limits={"http2_streams": STREAMS})
     proxy.config["listen"] = [{"address": f"127.0.0.1:{proxy.port}", "http2": "h2c"}]
@@ -279,4 +280,21 @@ def test_a_plain_get_on_an_upgrade_none_route_is_not_tunnelled_over_http2(env):
     assert stream.status == 200 and bytes(stream.body) == b"GET /plain "
     head = [h for h in backend.heads if b"GET /plain " in h][-1]
     assert b"upgrade" not in head.lower(), head
+    client.close()
+
+
+@pytest.mark.timeout(60)
+def test_an_upload_slower_than_the_routes_timeout_is_not_cut_while_it_flows(env):
+    """As over HTTP/1.1 (test_http_bodies): the timeout counts from the last DATA sent on to
+    the backend, not from the head; 12 frames 0.25 s apart against a timeout of 1 s."""
+    proxy, _ = env
+    client = H2Client(proxy.port)
+    pieces = [bytes([97 + i]) * 4096 for i in range(12)]
+    stream_id = client.request("POST", "/slowup/up", [("content-length", str(4096 * 12))], end=False)
+    for i, piece in enumerate(pieces):
+        time.sleep(0.25)
+        client.send_data(stream_id, piece, end=i == len(pieces) - 1)
+        client.pump(0.01)
+    stream = client.response(stream_id)
+    assert stream.status == 200 and bytes(stream.body) == b"POST /up " + b"".join(pieces)
     client.close()

@@ -209,3 +209,34 @@ def test_any_route_tunnels_whatever_the_backend_switched_to(proxy_factory, upgra
             assert got == b"ping through the tunnel"
     finally:
         backend.close()
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("splice", ["1", "0"])
+@pytest.mark.parametrize("chunked", [False, True])
+def test_an_upload_slower_than_the_routes_timeout_is_not_cut_while_it_flows(proxy_factory, splice, chunked):
+    """The route's timeout (ProxyTimeout) counts from the last body bytes sent to the backend,
+    as Apache's and nginx's count between two writes: 12 pieces 0.25 s apart take 3 s against
+    a timeout of 1 s, and arrive whole. They got a 504 at the first second."""
+    backend = RawBackend(_backend_handler)
+    try:
+        proxy = proxy_factory([{"path": "/", "to": backend.url + "/", "timeout": 1}], workers=1,
+                              environ={"MPM_SPLICE": splice})
+        pieces = [bytes([65 + i]) * 4096 for i in range(12)]
+        framing = b"Transfer-Encoding: chunked" if chunked else b"Content-Length: %d" % sum(map(len, pieces))
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=20) as sock:
+            sock.sendall(b"POST /upload HTTP/1.1\r\nHost: t\r\n" + framing + b"\r\n\r\n")
+            for piece in pieces:
+                time.sleep(0.25)
+                sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
+            if chunked:
+                sock.sendall(b"0\r\n\r\n")
+            head, buf = read_head(sock)
+            assert status_of(head) == 200, head
+            whole = b"".join(pieces)
+            expected = b"%d %s" % (len(whole), hashlib.sha256(whole).hexdigest().encode())
+            while len(buf) < len(expected) and (more := sock.recv(4096)):
+                buf += more
+        assert bytes(buf) == expected
+    finally:
+        backend.close()

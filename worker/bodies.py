@@ -215,9 +215,17 @@ def relay_request(ex) -> None:
         except OSError as exc:
             ex.backend_failed(502, f"send failed: {exc.strerror or exc}")
             return
+        _sent_on(ex)
     elif not _read_request(ex, client, conn):
         return
     ex.update_interest()
+
+
+def _sent_on(ex) -> None:
+    """Request body bytes went to the backend: its timeout counts from the last of them, as
+    ProxyTimeout and nginx's proxy_send_timeout count between two writes.  (From the request
+    head on, an upload slower than the route's timeout got a 504 while every byte flowed.)"""
+    ex.client.deadline = ex.loop.now + ex.route.timeout
 
 
 def _read_request(ex, client, conn) -> bool:
@@ -242,6 +250,7 @@ def _read_request(ex, client, conn) -> bool:
     except OSError as exc:
         ex.backend_failed(502, f"send failed: {exc.strerror or exc}")
         return False
+    _sent_on(ex)
     return True
 
 
@@ -258,4 +267,5 @@ def push_request(ex, data) -> None:
     except OSError as exc:
         ex.backend_failed(502, f"send failed: {exc.strerror or exc}")
         return
+    _sent_on(ex)
     ex.update_interest()
