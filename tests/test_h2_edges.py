@@ -298,3 +298,32 @@ def test_an_upload_slower_than_the_routes_timeout_is_not_cut_while_it_flows(env)
     stream = client.response(stream_id)
     assert stream.status == 200 and bytes(stream.body) == b"POST /up " + b"".join(pieces)
     client.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_full_worker_closes_an_idle_http2_connection_for_a_new_client(proxy_factory):
+    """At capacity a worker makes room by closing a connection that holds nothing (admission):
+    an HTTP/2 connection with no stream open is one, as an idle keep-alive connection is. Twenty
+    of them filled a worker of twenty, and a new client waited for ever."""
+    backend = RawBackend(_app)
+    try:
+        proxy = proxy_factory([{"path": "/", "to": backend.url + "/"}], workers=1,
+                              mpm={"workers": 1, "threads_per_child": 20, "max_request_workers": 20},
+                              timeouts={"keepalive": 30, "client_header": 30}, start=False)
+        proxy.config["listen"] = [{"address": f"127.0.0.1:{proxy.port}", "http2": "h2c"}]
+        proxy.start()
+        idle = [H2Client(proxy.port) for _ in range(20)]
+        for client in idle:            # each has sent its preface and SETTINGS, and had ours
+            client.wait(lambda client=client: client.remote_settings, 5, "SETTINGS")
+        started = time.monotonic()
+        newcomer = H2Client(proxy.port)
+        assert newcomer.response(newcomer.request("GET", "/fresh"), timeout=5).status == 200
+        assert time.monotonic() - started < 3
+        line = wait_for(lambda: [x for x in proxy.error_text().splitlines() if "at capacity" in x], 5,
+                        what="the worker's line about making room")[0]
+        assert "and 1 idle keep-alive ones to make room" in line, line
+        newcomer.close()
+        for client in idle:
+            client.close()
+    finally:
+        backend.close()

@@ -12,9 +12,10 @@ when busy): a worker at capacity used to stop accepting, so a few thousand conne
 never finish a head (slowloris) kept every new client waiting in the listen backlog.  Now a
 full worker makes room for each new connection by closing, first, the connection that has
 been sending its first request head the longest (or reading its PROXY header, or doing its
-TLS handshake), then the keep-alive connection idle the longest.  Both hold nothing: no
-request has been read, no response is owed (RFC 9112 §9.6 lets a server close an idle
-connection at any time; a client retries a request it had not finished sending).  A
+TLS handshake), then the keep-alive connection idle the longest (an HTTP/2 one with no
+stream open is one).  Both hold nothing: no request has been read, no response is owed
+(RFC 9112 §9.6 lets a server close an idle connection at any time; a client retries a
+request it had not finished sending).  A
 connection with a complete request is never closed for room, so it is never kept waiting
 behind them; only when every connection is busy with a request does the worker stop
 accepting, as before.  Connections accepted in the current loop turn are never the ones

@@ -91,6 +91,11 @@ class H2Connection:
         machine.increment_flow_control_window(defences.CONNECTION_WINDOW - 65535)
         self.deadline = loop.now + worker.timeouts.client_header     # the preface is due
         self.greeted = False                   # the client's preface and SETTINGS are in
+        # With no stream open it holds nothing: a full worker may close it for a new client
+        # (worker.admission.make_room), idle longest first, as a keep-alive connection.
+        self.since = loop.now
+        self.idle = worker.admission.idle
+        self.idle.add(self)
         worker.h2_connections.add(self)
         loop.timed.add(self)
         self.ep.register(EPOLLIN, self.on_event)
@@ -193,6 +198,8 @@ class H2Connection:
             self.reset_stream(stream_id, PROTOCOL_ERROR)
             self.spend_reset()
             return
+        if not self.streams:
+            self.idle.discard(self)
         stream = self.streams[stream_id] = H2Stream(self, stream_id, request)
         self.deadline = _FOREVER
         if event.stream_ended is not None:
@@ -320,7 +327,9 @@ class H2Connection:
                 self.write()
                 self._close_idle()
             else:
-                self.deadline = self.loop.now + self.worker.timeouts.keepalive
+                self.since = now = self.loop.now
+                self.idle.add(self)
+                self.deadline = now + self.worker.timeouts.keepalive
 
     def reset_stream(self, stream_id: int, code: int) -> None:
         try:
@@ -397,6 +406,7 @@ class H2Connection:
             return
         self.closed = True
         self.loop.timed.discard(self)
+        self.idle.discard(self)
         for stream in list(self.streams.values()):
             stream.connection_lost()
         self.streams.clear()
