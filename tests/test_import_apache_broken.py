@@ -125,3 +125,33 @@ def test_missing_configuration_file(tmp_path):
     assert result.returncode == 2 and not (tmp_path / "out.yaml").exists()
     assert result.stderr.splitlines()[0] == f"{tmp_path}/nope.conf:1: Could not open configuration file " \
                                             f"{tmp_path}/nope.conf: No such file or directory"
+
+
+# == what a review found (each crashed with a traceback, or was translated wrong) ==================
+@pytest.mark.parametrize("text,message", [
+    ("<Location>\nProxyPass http://127.0.0.1:9001/\n</Location>\n",
+     "5: <Location> directive requires additional arguments"),        # httpd's AH00526; it was a catch-all route
+    ("ProxyPass /a\0b/ http://127.0.0.1:9001/\n",
+     "5: a NUL byte in the line (httpd reads an argument only up to it): remove it"),      # a yaml ReaderError
+    ("ProxyPass /a/ http://${NOT_DEFINED_HERE}/\n",
+     "5: ProxyPass: the host '${NOT_DEFINED_HERE}' holds a '$': mpm-proxy needs the backend's host and port "
+     "written out (is a ${VAR} not defined?)"),                       # "a bug in the importer", at <output>
+    ('<Proxy "balancer://-1">\nBalancerMember http://127.0.0.1:9001\n</Proxy>\nProxyPass /a/ balancer://-1/\n',
+     "5: balancer name '-1': mpm-proxy's begin with a letter or digit and use only letters, digits, '.', '_' "
+     "and '-': rename it"),                                           # -1 went out as a YAML number
+])
+def test_what_httpd_refuses_or_mpm_cannot_name_is_a_file_line_error(tmp_path, text, message):
+    conf, errors = broken(tmp_path, HEAD + text)
+    assert f"{conf}:{message}" in errors, errors
+
+
+def test_a_latin1_byte_in_a_path_goes_percent_encoded(tmp_path):
+    """httpd is byte-oriented: a Latin-1 config's é in a ProxyPass path is the byte 0xE9 on the
+    wire. It crashed the importer (UnicodeEncodeError)."""
+    (tmp_path / "httpd.conf").write_bytes(HEAD.encode() + b"ProxyPass /caf\xe9/ http://127.0.0.1:9001/\xe9t\xe9/\n")
+    out = tmp_path / "mpm.yaml"
+    result = import_apache(str(tmp_path / "httpd.conf"), str(out))
+    assert result.returncode == 0, result.stderr
+    text = out.read_text()
+    assert '"/caf%E9/"' in text and '"http://127.0.0.1:9001/%E9t%E9/"' in text, text
+    assert f"# {tmp_path / 'httpd.conf'}:5 ProxyPass /caf\\xe9/ http://127.0.0.1:9001/\\xe9t\\xe9/" in text, text

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import re
 
+from conf.addresses import BALANCER_NAME
+
 from .context import Context, seconds
 from .reader import Directive
 from .routes import split_url
@@ -58,6 +60,9 @@ class BalancerTranslator:
         return parts[1].lower() if parts else url.lower()
 
     def _balancer(self, name: str, d: Directive) -> dict:
+        if name not in self.result and not BALANCER_NAME.match(name):
+            self.ctx.report.error(d.where, f"balancer name '{name}': mpm-proxy's begin with a letter or digit and "
+                                           "use only letters, digits, '.', '_' and '-': rename it")
         if name not in self.result:
             self.result[name] = {"members": []}
             self.comments[name] = [f"{d.where}  {d.text()}"]

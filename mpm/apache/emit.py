@@ -8,6 +8,7 @@ double-quoted scalar), so nothing in an Apache argument can change the YAML's st
 from __future__ import annotations
 
 import json
+import re
 
 from .translate import Translation
 
@@ -41,13 +42,29 @@ def flow(value) -> str:
     return scalar(value)
 
 
+# A key left plain only if YAML cannot read it as anything but a string: a letter or "_"
+# first (so no -1, .5, .inf), then letters, digits, "_", "-", and none of YAML 1.1's words.
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
+_YAML_WORDS = frozenset(("true", "false", "null", "yes", "no", "on", "off", "y", "n", "nan", "inf"))
+
+
 def _key(key: str) -> str:
-    plain = key.replace("-", "").replace("_", "").replace(".", "").isalnum() and not key[0].isdigit()
-    return key if plain and key.lower() not in ("true", "false", "null", "yes", "no", "on", "off") else json.dumps(key)
+    plain = _PLAIN_KEY.match(key) is not None and key.lower() not in _YAML_WORDS
+    return key if plain else json.dumps(key)
 
 
 def _comment(text: str, indent: str) -> str:
-    return f"{indent}# {' '.join(text.split())}\n"
+    """The directive a line came from, as a comment: control characters, and bytes that are
+    not UTF-8, as \\xNN escapes (PyYAML refuses them raw, even in a comment)."""
+    return f"{indent}# {_CONTROL.sub(_escaped, ' '.join(text.split()))}\n"
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\udc80-\udcff]")
+
+
+def _escaped(match: re.Match) -> str:
+    code = ord(match.group())
+    return "\\x%02x" % (code - 0xDC00 if code >= 0xDC00 else code)    # (a byte the reader kept as a surrogate)
 
 
 def emit(t: Translation, source: str) -> str:

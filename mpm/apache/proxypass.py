@@ -209,6 +209,11 @@ class PassTranslator:
             self.ctx.report.dropped(d.where, d.text(), f"mpm-proxy proxies to http, https, ws, wss and balancer "
                                     f"URLs, not {scheme}", routing=True)
             return None
+        if "$" in parts[1] and parts[0] != "balancer":
+            # (An undefined ${VAR} stays as text, as in httpd; a $N there is not httpd's either.)
+            self.ctx.report.error(d.where, f"{d.name}: the host '{parts[1]}' holds a '$': mpm-proxy needs the "
+                                           "backend's host and port written out (is a ${VAR} not defined?)")
+            return None
         for flag in sorted(p.flags):
             self._flag(d, flag)
         if parts[0] == "balancer":

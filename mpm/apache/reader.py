@@ -111,6 +111,9 @@ class Reader:
             if not logical.text or logical.text.startswith("#"):
                 continue
             where = f"{file}:{logical.line}"
+            if "\x00" in logical.text:
+                raise ApacheConfigError([f"{where}: a NUL byte in the line (httpd reads an argument only up to "
+                                         "it): remove it"])
             text = syntax.resolve_env(logical.text, self.defines, lambda name, w=where: self.report.warn(
                 w, f"${{{name}}} is not defined (Define it, or set it in the environment); "
                    f"httpd leaves the text as it is"))
@@ -148,6 +151,9 @@ class Reader:
             raise ApacheConfigError([f"{where}: <{name}> directive missing closing '>'"])
         known = self._known(name, where, section=True)
         spelled = known or name
+        if not inner.strip() and spelled != "Else":
+            # httpd's AH00526 (without it the importer made a <Location> of "" match every path).
+            raise ApacheConfigError([f"{where}: <{spelled}> directive requires additional arguments"])
         if spelled in CONDITIONALS:
             if self._condition(spelled, inner, where):
                 return self._block(lines, file, spelled, where)

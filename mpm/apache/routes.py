@@ -76,8 +76,10 @@ def _all_of(values: list[str]) -> str:
 
 
 def _encoded(text: str) -> str:
-    """A path as it travels (httpd compares and builds decoded paths, mpm-proxy raw ones)."""
-    return quote(text, safe="/%:@!$&'()*+,;=-._~")
+    """A path as it travels (httpd compares and builds decoded paths, mpm-proxy raw ones).
+    A byte that is not UTF-8 (a Latin-1 config; the reader keeps it as a surrogate) goes
+    as itself, percent-encoded: httpd is byte-oriented."""
+    return quote(text.encode("utf-8", "surrogateescape"), safe="/%:@!$&'()*+,;=-._~")
 
 
 def _prefix_route(spec: RouteSpec, guards: list[str]) -> dict:
