@@ -123,6 +123,12 @@ def test_when_header_condition_is_a_case_insensitive_regex(env):
     assert get(env.proxy, "/cond/d", [("Upgrade", "h2c")]).body == b"echo:/plain-side/d:"
 
 
+def test_when_header_condition_sees_every_line_of_the_field(env):
+    """Lines of one field are one value (RFC 9110 §5.3), as httpd merges them before
+    %{HTTP:name}: a harmless first line must not decide the condition (it did)."""
+    assert get(env.proxy, "/cond/e", [("Upgrade", "h2c"), ("Upgrade", "websocket")]).body == b"echo:/ws-side/e:"
+
+
 def test_first_matching_route_wins(env):
     assert get(env.proxy, "/first/z").body == b"echo:/one/z:"
 

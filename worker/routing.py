@@ -59,8 +59,11 @@ class CompiledRoute:
     def map(self, target: bytes, head) -> bytes | None:
         """The backend's request target for `target`, or None when this route does not apply."""
         for condition in self.when:
-            value = head.get(condition.name)
-            if value is None or condition.pattern.search(value) is None:
+            # Every line of the field, joined (RFC 9110 §5.3), as httpd merges them before
+            # %{HTTP:name} is read: with the first alone, a harmless first copy would decide
+            # a negated condition.
+            values = head.values(condition.name)
+            if not values or condition.pattern.search(b", ".join(values)) is None:
                 return None
         if self.regex is None:
             if not target.startswith(self.prefix):
