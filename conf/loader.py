@@ -339,12 +339,22 @@ def _log(sec: Section) -> Log:
 
 def _log_file(sec: Section, key: str) -> str | None:
     """A log file path the workers will be able to open, as nginx -t checks its own: workers
-    that could not would crash at every start, after a reload had already retired
-    the generation that served."""
+    that could not would crash at every start, after a reload had already retired the
+    generation that served.  Checked without creating it (configtest and import-apache
+    must leave no file behind)."""
     path = sec.path(key, None)
-    if path is not None:
-        try:
-            os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644))
-        except OSError as exc:
-            sec.error(key, f"log.{key}: cannot open {path} for appending: {exc.strerror or exc}")
+    why = _unwritable(path) if path is not None else None
+    if why is not None:
+        sec.error(key, f"log.{key}: cannot open {path} for appending: {why}")
     return path
+
+
+def _unwritable(path: str) -> str | None:
+    if os.path.isdir(path):
+        return "Is a directory"
+    if os.path.exists(path):
+        return None if os.access(path, os.W_OK) else "Permission denied"
+    directory = os.path.dirname(path)
+    if not os.path.isdir(directory):
+        return "No such file or directory"
+    return None if os.access(directory, os.W_OK | os.X_OK) else "Permission denied"

@@ -287,3 +287,16 @@ ProxyPass /e/ http://127.0.0.1:9002/
         ("^/d/(.*)$", "http://127.0.0.1:9001/d/$1/"),
         ("^(?!/e/private(?=/|$))/e/(.*)", "http://127.0.0.1:9002/$1")]
     assert "ProxyPass: $2 is empty (the pattern has 1 group(s)), as in httpd" in stderr
+
+
+def test_a_log_directory_missing_here_is_a_warning_and_no_file_is_made(tmp_path):
+    """An ErrorLog whose directory does not exist on this machine (a config imported on
+    another host): the translation is written, with a warning that configtest would refuse
+    it here; checking it creates no file."""
+    (tmp_path / "httpd.conf").write_text(LOAD + f"Listen 8080\nServerRoot {tmp_path}\nErrorLog logs/error.log\n"
+                                                "ProxyPass / http://127.0.0.1:9001/\n")
+    result = import_apache(str(tmp_path / "httpd.conf"), str(tmp_path / "mpm.yaml"))
+    assert result.returncode == 0, result.stderr
+    assert (f"import-apache: warning: on this machine the result does not pass configtest: log.error: cannot open "
+            f"{tmp_path}/logs/error.log for appending: No such file or directory") in result.stderr, result.stderr
+    assert (tmp_path / "mpm.yaml").exists() and not (tmp_path / "logs").exists()

@@ -24,7 +24,8 @@ from .routes import drop_shadowed
 from .translate import translate
 
 EXIT_BROKEN = 2
-ENVIRONMENT = ("cannot resolve backend host", "cannot read '", "cannot load certificate", "cannot load CA")
+ENVIRONMENT = ("cannot resolve backend host", "cannot read '", "cannot load certificate", "cannot load CA",
+               "for appending: ")
 
 
 def import_apache(file: str, output: str | None, strict: bool, defines: tuple[str, ...] = ()) -> int:
