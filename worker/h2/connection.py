@@ -29,7 +29,6 @@ still running), so our GOAWAY is written as raw bytes behind what h2 has framed.
 
 from __future__ import annotations
 
-import h2.events
 import h2.exceptions
 import h2.settings
 
@@ -38,7 +37,7 @@ from tunnel.buffer import SHARED_VIEW
 from tunnel.endpoint import WOULD_BLOCK, Endpoint
 from worker.h2 import defences
 from worker.h2.defences import Budget
-from worker.h2.fields import Malformed, read_request
+from worker.h2.frames import FOREVER, HANDLERS, NO_ERROR, ClientFrames
 from worker.h2.machine import goaway_frame, local_settings, new_machine
 from worker.h2.stream import H2Stream
 from worker.linger import close_or_linger
@@ -47,11 +46,11 @@ from worker.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT
 _READABLE = EPOLLIN | EPOLLHUP | EPOLLERR
 IDLE_GOAWAY_QUIET = 0.5      # seconds of quiet an idle connection lingers after our GOAWAY
 WRITE_HIGH = 256 * 1024      # framed bytes that are written at once rather than at the iteration's end
-NO_ERROR, PROTOCOL_ERROR, REFUSED_STREAM, ENHANCE_YOUR_CALM = 0x0, 0x1, 0x7, 0xB
-_FOREVER = float("inf")
 
 
-class H2Connection:
+class H2Connection(ClientFrames):
+    """The socket, h2's machine and the streams; what the client sends is `ClientFrames`'."""
+
     def __init__(self, worker, sock, client_ip: bytes, tls: bool, holds=(), proxied=None, forwarded=False):
         self.worker = worker
         self.loop = loop = worker.loop
@@ -158,7 +157,7 @@ class H2Connection:
             self.greeted = True
             if not self.streams:
                 self.deadline = self.loop.now + self.worker.timeouts.keepalive
-        handlers = _HANDLERS
+        handlers = HANDLERS
         for event in events:
             handler = handlers.get(event.__class__)
             if handler is not None:
@@ -176,92 +175,10 @@ class H2Connection:
 
     def on_deadline(self) -> None:
         if self.streams:              # their own deadlines run; this one only counts when idle
-            self.deadline = _FOREVER
+            self.deadline = FOREVER
             return
         self.goaway(NO_ERROR)
         self._close_idle()
-
-    # == what the client sent =================================================================
-    def _request(self, event) -> None:
-        stream_id = event.stream_id
-        if self.goaway_at is not None or len(self.streams) >= self.max_streams:
-            # After our GOAWAY, or beyond the streams we run: the client may retry it elsewhere.
-            self.reset_stream(stream_id, REFUSED_STREAM)
-            self._spend(self.resets, "streams refused")
-            return
-        self.last_stream = stream_id
-        try:
-            request = read_request(event.headers)
-        except Malformed as exc:
-            self.worker.log_error("info", f"{self.client_ip.decode()} HTTP/2 stream {stream_id}: malformed "
-                                          f"request: {exc}")
-            self.reset_stream(stream_id, PROTOCOL_ERROR)
-            self.spend_reset()
-            return
-        if not self.streams:
-            self.idle.discard(self)
-        stream = self.streams[stream_id] = H2Stream(self, stream_id, request)
-        self.deadline = _FOREVER
-        if event.stream_ended is not None:
-            stream.request_ended = True
-        self.starting.append(stream)
-
-    def _data(self, event) -> None:
-        stream = self.streams.get(event.stream_id)
-        if stream is None:
-            self.acknowledge(event.stream_id, event.flow_controlled_length)
-            return
-        if not event.data and event.stream_ended is None:
-            self._spend(self.control, "empty DATA frames")
-        stream.data(event.data, event.flow_controlled_length)
-
-    def _stream_ended(self, event) -> None:
-        stream = self.streams.get(event.stream_id)
-        if stream is not None:
-            stream.client_ended()
-
-    def _trailers(self, event) -> None:
-        stream = self.streams.get(event.stream_id)
-        if stream is not None:
-            stream.trailers(event.headers)
-
-    def _stream_reset(self, event) -> None:
-        stream = self.streams.get(event.stream_id)
-        if stream is not None:
-            if not stream.complete:
-                self._spend(self.resets, "streams reset by the client (rapid reset)")
-            stream.reset_by_client()
-
-    def _window_updated(self, event) -> None:
-        if event.stream_id == 0:
-            self.resume_blocked()
-        else:
-            stream = self.streams.get(event.stream_id)
-            if stream is not None and stream.blocked and not self.congested:
-                self.blocked.remove(stream)
-                stream.blocked = False
-                stream.resume()
-
-    def _settings(self, event) -> None:
-        self._spend(self.control, "SETTINGS frames")
-        if h2.settings.SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
-            self.resume_blocked()
-
-    def _control_frame(self, event) -> None:
-        self._spend(self.control, f"{event.__class__.__name__} frames")
-
-    def spend_reset(self) -> None:
-        """A stream we reset for the client's protocol error costs what a reset of its own
-        does: else resetting it is free for the client and costs us the stream's start
-        ("MadeYouReset", CVE-2025-8671)."""
-        self._spend(self.resets, "streams reset for protocol errors")
-
-    def _spend(self, budget: Budget, what: str) -> None:
-        if not budget.spend(self.loop.now) and not self.closed:
-            self.worker.log_error("warning", f"{self.client_ip.decode()} HTTP/2: too many {what}: GOAWAY "
-                                             "ENHANCE_YOUR_CALM, connection closed")
-            self.goaway(ENHANCE_YOUR_CALM)
-            self.close(self.worker.timeouts.lingering)
 
     # == what the streams ask ===================================================================
     def acknowledge(self, stream_id: int, size: int) -> None:
@@ -420,18 +337,3 @@ class H2Connection:
             self.worker.pool.drop_private(self.private)
         self.worker.connection_closed()
 
-
-_HANDLERS = {
-    h2.events.RequestReceived: H2Connection._request,
-    h2.events.DataReceived: H2Connection._data,
-    h2.events.StreamEnded: H2Connection._stream_ended,
-    h2.events.TrailersReceived: H2Connection._trailers,
-    h2.events.StreamReset: H2Connection._stream_reset,
-    h2.events.WindowUpdated: H2Connection._window_updated,
-    h2.events.RemoteSettingsChanged: H2Connection._settings,
-    h2.events.PingReceived: H2Connection._control_frame,
-    h2.events.PriorityUpdated: H2Connection._control_frame,
-    h2.events.UnknownFrameReceived: H2Connection._control_frame,
-    # The client's GOAWAY (worker.h2.machine): its streams finish, as nginx lets them.
-    h2.events.ConnectionTerminated: H2Connection._control_frame,
-}

@@ -165,6 +165,18 @@ def response_fields(resp, reverse: tuple | None, extra: bytes = b"", upgrade: bo
     return fields
 
 
+def answer_fields(status: int, length: int, extra: bytes) -> list:
+    """The fields of our own HTML answer (worker.rewrite.error_page) of `length` bytes;
+    `extra` is HTTP/1.1 header lines (Retry-After)."""
+    fields = [(b":status", b"%d" % status), (b"content-type", b"text/html; charset=utf-8"),
+              (b"content-length", b"%d" % length)]
+    for line in extra.split(b"\r\n"):
+        if line:
+            name, _, value = line.partition(b":")
+            fields.append((name.strip().lower(), value.strip()))
+    return fields
+
+
 def trailer_fields(lines: list) -> list:
     """A chunked body's trailer section (lines without CRLF) as HTTP/2 trailers."""
     fields: list = []

@@ -52,7 +52,7 @@ class _LocalSettings(h2.settings.Settings):
     """What we advertise.  h2 also enforces SETTINGS_MAX_CONCURRENT_STREAMS itself, and one
     stream too many is a connection error there: every stream under way would be lost.
     RFC 9113 §5.1.2 allows a stream error, and nginx refuses that stream alone, so the limit
-    is left to worker.h2.connection (REFUSED_STREAM) and h2's own check never fires."""
+    is left to worker.h2.frames (REFUSED_STREAM) and h2's own check never fires."""
 
     @property
     def max_concurrent_streams(self) -> int:

@@ -25,15 +25,16 @@ from __future__ import annotations
 import h2.exceptions
 
 from worker import bodies
-from worker.exchange import TUNNEL, Exchange
+from worker.exchange import Exchange
 from worker.h2.fields import (
     Malformed,
+    answer_fields,
     response_fields,
     trailer_fields,
     trailer_lines,
-    websocket_accept,
     websocket_key,
 )
+from worker.h2.tunnel import switch, tunnel_allowed
 from worker.http1 import HttpError, parse_request
 from worker.rewrite import error_page
 
@@ -98,7 +99,7 @@ class H2Stream:
             self.exchange.answer(error.status, error.message)
             return
         self.exchange = exchange = Exchange(self, head)
-        if request.protocol is not None and not self._tunnel_allowed(head):
+        if request.protocol is not None and not tunnel_allowed(self.worker, head):
             exchange.answer(405, f"this URL does not tunnel {request.protocol.decode('latin-1')[:20]}")
         else:
             exchange.start()
@@ -123,11 +124,6 @@ class H2Stream:
         if self.request_ended:      # trailers that came in the same read go as they would later
             self.body += b"0\r\n" + self.trailer_block + b"\r\n"
         return b"transfer-encoding: chunked\r\n"
-
-    def _tunnel_allowed(self, head) -> bool:
-        """An extended CONNECT only on a route that tunnels its protocol (no route: 404 as usual)."""
-        route, _ = self.worker.router.resolve(head.target, head)
-        return route is None or route.upgrade_header(head) is not None
 
     def data(self, data: bytes, size: int) -> None:
         """A DATA frame (`size` counts its padding too: what flow control counts)."""
@@ -254,7 +250,7 @@ class H2Stream:
             return
         fields = response_fields(resp, reverse, ex.cookie or b"")
         final = ended and not getattr(ex.resp_framing, "trailers", None)     # else the trailers end it
-        if not self._headers(fields, final and not body):
+        if not self.send_fields(fields, final and not body):
             return
         ex.response_started()
         ex.head_sent = len(resp.raw)
@@ -270,29 +266,24 @@ class H2Stream:
 
     def send_interim(self, resp) -> bool:
         """A 1xx head (100 Continue, 103 Early Hints) as an informational HEADERS frame."""
-        return self._headers(response_fields(resp, None), False)
+        return self.send_fields(response_fields(resp, None), False)
 
     def answer(self, ex, status: int, message: str, extra: bytes = b"") -> bool:
         """Our own answer (worker.exchange.Exchange.answer): True when it is all framed.
         `extra` is HTTP/1.1 header lines (Retry-After), sent as fields."""
         page = error_page(status, message)
-        fields = [(b":status", b"%d" % status), (b"content-type", b"text/html; charset=utf-8"),
-                  (b"content-length", b"%d" % len(page))]
-        for line in extra.split(b"\r\n"):
-            if line:
-                name, _, value = line.partition(b":")
-                fields.append((name.strip().lower(), value.strip()))
+        fields = answer_fields(status, len(page), extra)
         if self.request.method == b"HEAD":
             page = b""              # a response to HEAD has no content (RFC 9110 §9.3.2)
         ex.head_sent = 64
         ex.sent += ex.head_sent + len(page)
-        if not self._headers(fields, not page):
+        if not self.send_fields(fields, not page):
             return False
         if page:
             self.send(page, True)
         return self.out is None and not self.finished
 
-    def _headers(self, fields: list, end: bool) -> bool:
+    def send_fields(self, fields: list, end: bool) -> bool:
         try:
             self.conn.h2.send_headers(self.id, fields, end_stream=end)
         except _StreamGone:
@@ -310,28 +301,13 @@ class H2Stream:
         """END_STREAM once the body is out: on the backend's trailers if it sent any."""
         trailers = getattr(ex.resp_framing, "trailers", None)
         if trailers:
-            self._headers(trailer_fields(trailers), True)
+            self.send_fields(trailer_fields(trailers), True)
         else:
             self.send(b"", True)
 
     def switch_protocols(self, ex, resp, rest: bytes) -> None:
-        """RFC 8441: the backend's 101 to our Upgrade becomes `:status 200`, and the stream
-        carries the WebSocket's bytes (worker.h2.tunnel)."""
-        from worker.h2.tunnel import open_tunnel
-        if self.request.protocol is None:        # only an extended CONNECT becomes a tunnel
-            ex.backend_failed(502, "the backend switched protocols on a request that asked for no tunnel")
-            return
-        if self.ws_key is not None and resp.get(b"sec-websocket-accept") != websocket_accept(self.ws_key):
-            ex.backend_failed(502, "the backend's Sec-WebSocket-Accept does not match our key")
-            return
-        if not self._headers(response_fields(resp, None, ex.cookie or b"", upgrade=True), False):
-            return
-        ex.status = 200
-        ex.enter(TUNNEL)
-        self.exchange = None
-        self.tunnel_holds, ex.holds = ex.holds, None     # counted until the tunnel ends
-        self.loop.timed.discard(self)      # the tunnel has its idle deadline
-        self.tunnel = open_tunnel(self, ex, rest)
+        """RFC 8441: the backend's 101 becomes `:status 200` and a tunnel (worker.h2.tunnel)."""
+        switch(self, ex, resp, rest)
 
     # == endings ======================================================================================
     def exchange_done(self, ex, keep_alive: bool) -> None:

@@ -26,7 +26,34 @@ from __future__ import annotations
 from conf.readahead import buffered
 from tunnel.buffer import SHARED_BUFFER_SIZE, SHARED_VIEW
 from tunnel.endpoint import CLEAN_EOF, WOULD_BLOCK
+from worker.exchange import TUNNEL
+from worker.h2.fields import response_fields, websocket_accept
 from worker.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT
+
+
+def tunnel_allowed(worker, head) -> bool:
+    """An extended CONNECT only on a route that tunnels its protocol (no route: 404 as usual)."""
+    route, _ = worker.router.resolve(head.target, head)
+    return route is None or route.upgrade_header(head) is not None
+
+
+def switch(stream, ex, resp, rest: bytes) -> None:
+    """The backend's 101 to our Upgrade becomes `:status 200` on `stream`, which from now on
+    carries the WebSocket's bytes; the exchange ends in TUNNEL."""
+    if stream.request.protocol is None:        # only an extended CONNECT becomes a tunnel
+        ex.backend_failed(502, "the backend switched protocols on a request that asked for no tunnel")
+        return
+    if stream.ws_key is not None and resp.get(b"sec-websocket-accept") != websocket_accept(stream.ws_key):
+        ex.backend_failed(502, "the backend's Sec-WebSocket-Accept does not match our key")
+        return
+    if not stream.send_fields(response_fields(resp, None, ex.cookie or b"", upgrade=True), False):
+        return
+    ex.status = 200
+    ex.enter(TUNNEL)
+    stream.exchange = None
+    stream.tunnel_holds, ex.holds = ex.holds, None     # counted until the tunnel ends
+    stream.loop.timed.discard(stream)      # the tunnel has its idle deadline
+    stream.tunnel = open_tunnel(stream, ex, rest)
 
 
 def open_tunnel(stream, ex, rest: bytes):
