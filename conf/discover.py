@@ -37,7 +37,7 @@ def build_discover(sec: Section | None) -> Discover | None:
     name = sec.string("dns") if sec.require("dns") else None
     if name is not None:
         name = name.strip().rstrip(".")
-        problem = _name_problem(name)
+        problem = name_problem(name)
         if problem:
             sec.error("dns", f"{sec.name('dns')} '{name}' {problem}")
     rtype = sec.string("type", d.rtype)
@@ -69,7 +69,8 @@ def build_discover(sec: Section | None) -> Discover | None:
                     weight, timeout, sec.node.line)
 
 
-def _name_problem(name: str) -> str | None:
+def name_problem(name: str) -> str | None:
+    """Why `name` is not a plain DNS host name (the configured one, or an SRV target DNS gave), or None."""
     if not name or len(name) > 253:
         return "is not a DNS name (1 to 253 characters)"
     bad = next((label for label in name.split(".") if not _LABEL.match(label)), None)

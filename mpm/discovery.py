@@ -25,8 +25,10 @@ import time
 from typing import NamedTuple
 
 import dns.rcode
+import dns.rdataclass
 import dns.rdatatype
 
+from conf.discover import name_problem
 from mpm.dnsquery import DnsQuery
 
 log = logging.getLogger("mpm.dns")
@@ -44,12 +46,16 @@ class Found(NamedTuple):
 
 
 class Lookup:
-    """One round of questions for one balancer; `done(found, ttl, error)` once, at the end."""
+    """One round of questions for one balancer; `done(found, ttl, error)` once, at the end.
+    `known`: SRV target -> the address the last good round gave it, kept for a target whose
+    own address question fails this round (one failing name must not freeze the others)."""
 
-    def __init__(self, selector, discover, done):
+    def __init__(self, selector, discover, done, known: dict | None = None):
         self.selector = selector
         self.discover = discover
         self.done = done
+        self.known = known or {}
+        self.left_out: list[str] = []             # why records were left out, for the log
         self.queries: list[DnsQuery] = []
         self.records: list[tuple] = []            # SRV: (target, port, weight, priority)
         self.addresses: dict[str, list[str]] = {}  # SRV target -> addresses
@@ -63,8 +69,10 @@ class Lookup:
         self.queries.append(DnsQuery(self.selector, name, rdtype, d.resolvers, d.timeout, callback))
 
     def _rrsets(self, answer, section, rdtype: int):
+        """The section's records of `rdtype` in class IN: another class (CH, HS, or any number)
+        parses into other fields, and a stub resolver ignores it too."""
         for rrset in section:
-            if rrset.rdtype == rdtype:
+            if rrset.rdtype == rdtype and rrset.rdclass == dns.rdataclass.IN:
                 self.ttl = rrset.ttl if self.ttl is None else min(self.ttl, rrset.ttl)
                 yield rrset
 
@@ -84,11 +92,16 @@ class Lookup:
         for rrset in self._rrsets(answer, answer.answer, dns.rdatatype.SRV):
             for rd in rrset:
                 target = rd.target.to_text(omit_final_dot=True)
-                if target and target != ".":       # "." = the service is decidedly not here (RFC 2782)
-                    self.records.append((target.lower(), rd.port, rd.weight, rd.priority))
+                if not target or target == ".":    # "." = the service is decidedly not here (RFC 2782)
+                    continue
+                problem = name_problem(target)     # it becomes a Host header, SNI and a table row
+                if problem:
+                    self.left_out.append(f"SRV target '{target[:80]}' {problem}")
+                    continue
+                self.records.append((target.lower(), rd.port, rd.weight, rd.priority))
         for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):   # IPv4 first, as glibc prefers
             for rrset in answer.additional:
-                if rrset.rdtype == rdtype:
+                if rrset.rdtype == rdtype and rrset.rdclass == dns.rdataclass.IN:
                     owner = rrset.name.to_text(omit_final_dot=True).lower()
                     self.addresses.setdefault(owner, []).extend(sorted(rd.address for rd in rrset))
         for target in sorted({record[0] for record in self.records} - set(self.addresses)):
@@ -101,7 +114,12 @@ class Lookup:
         if self.finished:
             return
         if answer is None:
-            self._finish(None, f"{target} {rdtype}: {error}")
+            known = self.known.get(target)
+            self.left_out.append(f"{target} {rdtype}: {error}; "
+                                 + (f"kept its last address {known}" if known else "left out"))
+            if known:
+                self.addresses[target] = [known]
+            self._answered()
             return
         code = dns.rdatatype.from_text(rdtype)
         found = sorted(rd.address for rrset in self._rrsets(answer, answer.answer, code) for rd in rrset)
@@ -111,7 +129,10 @@ class Lookup:
         if found:
             self.addresses[target] = found
         else:
-            log.warning("balancer discovery %s: SRV target %s has no address; left out", self.discover.dns, target)
+            self.left_out.append(f"SRV target {target} has no address; left out")
+        self._answered()
+
+    def _answered(self) -> None:
         self.waiting -= 1
         if not self.waiting:
             self._complete()
@@ -166,13 +187,16 @@ class Discovery:
         self.records = 0                     # members in the last good answer, before the cut
         self.overflow_said = False
         self.waiting = 0                     # members found that wait for a free row
+        self.left_out_said: tuple = ()       # what the last round left out, logged when it changes
 
     def reconfigure(self, discover) -> None:
-        """A reload kept the source (name, type, port, scheme): the set stays, settings change."""
+        """A reload kept the source (name, type, port, scheme): the set stays, settings change,
+        and the name is asked again at once (as nginx resolves its names again on a reload):
+        else a long TTL would keep the old answer whatever the operator does."""
         if discover != self.discover and self.lookup is not None:
             self.lookup.close()
             self.lookup = None
-            self.due = 0.0
+        self.due = 0.0
         self.discover = discover
         if self.found is not None:
             self.found = self._cut(self.found)
@@ -181,12 +205,18 @@ class Discovery:
         if self.lookup is not None:
             self.lookup.tick(now)
         elif now >= self.due:
-            self.lookup = Lookup(self.selector, self.discover, self._done)
+            known = {f.name: f.address for f in self.found or ()} if self.discover.rtype == "SRV" else None
+            self.lookup = Lookup(self.selector, self.discover, self._done, known)
 
     def _done(self, found, ttl: int, error: str) -> None:
-        self.lookup = None
+        lookup, self.lookup = self.lookup, None
         now = time.monotonic()
         d = self.discover
+        left_out = tuple(lookup.left_out) if lookup is not None else ()
+        if left_out != self.left_out_said:          # once per change, not every round
+            for why in left_out:
+                log.warning("balancer %s: DNS lookup of %s: %s", self.name, d.dns, why)
+            self.left_out_said = left_out
         if found is not None and not found:
             error = f"the answer for {d.dns} ({d.rtype}) has no usable record"
         if error:
@@ -244,7 +274,8 @@ class Discovery:
         if exported.get("source") == list(self.discover.source) and self.found is None:
             try:
                 found = [Found(str(n), str(ipaddress.ip_address(a)), int(p), int(w), int(pr))
-                         for n, a, p, w, pr in exported.get("found", ())]
+                         for n, a, p, w, pr in exported.get("found", ())
+                         if name_problem(str(n)) is None or str(n) == str(a)]
                 answered = float(exported.get("answered") or 0.0)
             except (TypeError, ValueError):
                 return

@@ -119,6 +119,8 @@ class DnsQuery:
 
     # -- answers -------------------------------------------------------------------------------
     def _on_event(self) -> None:
+        if self.finished or self.sock is None:
+            return      # closed by a callback earlier in the same select() batch (its round ended)
         try:
             if self.tcp:
                 data = self._tcp_step()

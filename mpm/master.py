@@ -144,16 +144,25 @@ class Master:
                 if key.data is None:
                     self._drain_wakeup()
                 else:
-                    key.data()
+                    self._contained(key.data)
             while self.signals:
                 signum = self.signals.pop(0)
                 getattr(self, "handle_" + signal.Signals(signum).name.lower())()
             if time.monotonic() >= next_tick:
                 next_tick = time.monotonic() + TICK
-                self._housekeeping()
+                self._contained(self._housekeeping)
             if self.stopping and not self.workers:
                 log.info("all workers gone: master exiting")
                 return
+
+    @staticmethod
+    def _contained(work) -> None:
+        """One callback's bug (a DNS answer, a health probe, the admin site) is logged with its
+        traceback and the master goes on: its death would take every worker with it."""
+        try:
+            work()
+        except Exception:       # noqa: BLE001 - see the docstring
+            log.exception("master: %s failed; carrying on", getattr(work, "__qualname__", work))
 
     def _drain_wakeup(self) -> None:
         try:
