@@ -75,6 +75,7 @@ class H2Connection(ClientFrames):
         self.last_stream = 0                   # the highest stream id we processed
         self.goaway_at: int | None = None      # the last stream id our GOAWAY promised
         self.closed = False
+        self.failed = False                    # a write failed: closed on the next loop turn
         self.resets = Budget(defences.RESET_BURST, defences.RESET_RATE, loop.now)
         self.control = Budget(defences.CONTROL_BURST, defences.CONTROL_RATE, loop.now)
         self.h2 = machine = new_machine()
@@ -237,8 +238,9 @@ class H2Connection(ClientFrames):
         if self.streams.get(stream.id) is stream:
             del self.streams[stream.id]
         if stream.blocked:
-            self.blocked.remove(stream)
             stream.blocked = False
+            if stream in self.blocked:      # `resume_blocked` may hold it in its own list
+                self.blocked.remove(stream)
         if not self.streams and not self.closed:
             if self.goaway_at is not None:
                 self.write()
@@ -267,7 +269,7 @@ class H2Connection(ClientFrames):
 
     def write(self) -> None:
         """Send what h2 has framed; what the socket does not take stays in `ep.out`."""
-        if self.closed:
+        if self.closed or self.failed:
             return
         if self.acks:
             acks, self.acks = self.acks, {}
@@ -279,7 +281,10 @@ class H2Connection(ClientFrames):
             try:
                 self.ep.send(data)
             except OSError:
-                self.close()
+                # Closed on the next turn, not here: a stream's exchange may be on the stack
+                # (a relay framing DATA, `resume_blocked` going through its streams).
+                self.congested = self.failed = True
+                self.loop.call_soon(self.close)
                 return
         self.congested = self.ep.out is not None
         self._update_interest()
@@ -300,11 +305,14 @@ class H2Connection(ClientFrames):
             return
         self.goaway_at = self.last_stream
         self.write()
+        if self.failed:
+            return
         if not self.closed:
             try:
                 self.ep.send(goaway_frame(self.last_stream, error))
             except OSError:
-                self.close()
+                self.failed = True
+                self.loop.call_soon(self.close)
                 return
         if not self.streams:
             self._close_idle()
