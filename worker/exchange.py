@@ -26,6 +26,8 @@ interest is derived from the state in `update_interest`, never tracked apart.
 
 from __future__ import annotations
 
+import errno
+
 from conf.readahead import buffered
 from tunnel.endpoint import EPOLLIN, EPOLLOUT
 from worker import bodies, failover, policy, proxyproto, response, routing
@@ -58,6 +60,7 @@ NEXT = (
     frozenset(),                                                             # TUNNEL
 )
 _BACKEND_READS = (WAITING, RELAYING)
+_LOCAL_SHORTAGE = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)   # socket() failing here
 
 
 class Exchange:
@@ -177,7 +180,12 @@ class Exchange:
             conn = self.conn = self.worker.pool.acquire(origin, self.on_backend_event, fresh, private)
         except OSError as exc:
             self.conn = None
-            self.backend_failed(502, f"connect failed: {exc.strerror or exc}")
+            if exc.errno in _LOCAL_SHORTAGE:    # ours, not the member's: no failure of its
+                self.worker.log_error("error", f"route {self.route.name}: no socket for a backend connection: "
+                                               f"{exc.strerror} (503)")
+                self.answer(503, "The proxy is out of resources; try again shortly.")
+            else:
+                self.backend_failed(502, f"connect failed: {exc.strerror or exc}")
             return
         if private is not None and not conn.reused:
             out = private + out
@@ -217,7 +225,11 @@ class Exchange:
                 self.backend_lost(f"send failed: {exc.strerror or exc}", self.request_copy)
                 return
             self.client.deadline = self.loop.now + self.route.timeout
-        if self.conn is not conn or self.phase not in _BACKEND_READS:   # failed, failed over, done
+        if self.conn is not conn:       # failed, failed over, done
+            return
+        if self.phase not in _BACKEND_READS:
+            if mask & (EPOLLHUP | EPOLLERR):    # reported whatever the interest: must not spin
+                self._lost_after_response()
             return
         if conn.mask & EPOLLIN and mask & (EPOLLIN | EPOLLHUP | EPOLLERR):
             while True:
@@ -255,12 +267,20 @@ class Exchange:
         return True
 
     def on_deadline(self) -> None:
+        """Whose wait ran out decides the answer: only the backend's is a 504 and a failure
+        of its member's."""
+        conn = self.conn
         if self.phase is CONNECTING:
             self.backend_failed(504, "connect timed out")
-        elif self.phase is FLUSHING and self.conn is None:
-            # All of the response is read (our own answer, or the backend's, whose connection
-            # went back to the pool) and the client does not take it: no failure of the backend's.
+        elif self.phase is FLUSHING or (self.phase is RELAYING and self.client.ep.out):
+            # The client does not take what we hold for it: no failure of the backend's.
             self.client.close()
+        elif self.req_framing is not None and not self.resp_started and conn is not None and not conn.out:
+            # The backend took all we had; the client's body stopped coming (nginx's
+            # client_body_timeout, Apache's RequestReadTimeout: 408).
+            self.worker.log_error("info", f"{self.client.client_ip.decode()} the request body stalled "
+                                          f"for {self.route.timeout:g}s (408)")
+            self.answer(408, "The request body did not arrive in time.")
         else:
             self.backend_failed(504, "backend timed out")
 
@@ -298,6 +318,16 @@ class Exchange:
             self._done()
         elif self.phase is not DONE:
             self.update_interest()
+
+    def _lost_after_response(self) -> None:
+        """The backend went away after its whole response (FLUSHING, the request body still
+        due to it): the rest of the body has nowhere to go.  The client gets the response,
+        then its connection closes, lingering over what it still sends."""
+        self.reusable = self.keep_alive = False
+        self.req_framing = None
+        self.body_left = True
+        self._release_backend(reuse=False)
+        self.update_interest()
 
     # == endings ================================================================================
     def _done(self) -> None:

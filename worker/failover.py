@@ -65,6 +65,11 @@ def next_member(ex, status: int, why: str) -> bool:
     ex.tried += (member,)
     route_name = ex.route.name
     if not ex.pick():
+        if not connecting:      # the member answered, and badly: a 502, as on a route without a balancer
+            worker.log_error("error", f"route {route_name} backend {failed_origin}: {why}; "
+                                      f"no other balancer member can take the request ({status})")
+            ex.answer(status, why)
+            return True
         worker.log_error("error", f"route {route_name} backend {failed_origin}: {why}; "
                                   "no other balancer member can take the request (503)")
         ex.answer(503, "No balancer member could take the request.")
