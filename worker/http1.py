@@ -60,12 +60,15 @@ _SCANNED = frozenset(_FIELDS)     # what `get` need not look for again
 # any, from an HTTP/1.1 backend, may go to an HTTP/1.1 client as it came (`ResponseHead.plain`).
 HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"te", b"trailer", b"proxy-connection", b"upgrade"})
 _KEYS: dict = {}         # lower-case name -> b"\nname:"
+_KEYS_MAX = 256          # names come from messages too (a Connection header's list): bounded
 
 
 def _key(lname: bytes) -> bytes:
     key = _KEYS.get(lname)
     if key is None:
-        key = _KEYS[lname] = b"\n" + lname + b":"
+        key = b"\n" + lname + b":"
+        if len(_KEYS) < _KEYS_MAX:
+            _KEYS[lname] = key
     return key
 
 

@@ -95,7 +95,9 @@ class ClientLimits:
             if len(self.forwarded) > CACHE_MAX:
                 self.forwarded.clear()
             try:
-                found = str(ipaddress.ip_address(last.decode("ascii"))).encode()
+                # No IPv6 scope: "fe80::1%<anything>" parses, and would carry the client's
+                # bytes (spaces, quotes) into the access log's first field.
+                found = None if b"%" in last else str(ipaddress.ip_address(last.decode("ascii"))).encode()
             except (ValueError, UnicodeDecodeError):
                 found = None
             self.forwarded[last] = found

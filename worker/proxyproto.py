@@ -136,6 +136,9 @@ def header(version: int, src: bytes, sport: int, dst: bytes, dport: int) -> byte
         _V2_INET6.pack(source.packed, target.packed, sport, dport)
 
 
+PRIVATE_KEYS_MAX = 4     # clients one connection keeps private backend connections for
+
+
 def for_exchange(ex) -> bytes:
     """The header for an exchange's fresh backend connection: the client as the exchange sees
     it (a PROXY-carried address keeps its port and destination), else the socket's own ends."""
@@ -162,8 +165,16 @@ def private_header(ex) -> bytes:
     header = for_exchange(ex)
     owner = ex.client.conn if ex.client.http2 else ex.client
     if owner.private is None:
-        owner.private = set()
-    owner.private.add(private_key(ex.origin, header))
+        owner.private = {}
+    key = private_key(ex.origin, header)
+    if key not in owner.private:
+        # A trusted proxy's connection speaks for a new client (X-Forwarded-For) per request,
+        # perhaps: its oldest client's idle connections go, not one pool per client it ever named.
+        if len(owner.private) >= PRIVATE_KEYS_MAX:
+            oldest = next(iter(owner.private))
+            del owner.private[oldest]
+            ex.worker.pool.drop_private((oldest,))
+        owner.private[key] = None
     return header
 
 
