@@ -20,9 +20,13 @@ def read_pid(path: str) -> int | None:
 
 
 def pid_alive(pid: int) -> bool:
-    """Running, and not a zombie waiting for its parent to reap it."""
+    """Running mpm (its title "mpm: master ...", or `python -m mpm` / `mpmctl` before it
+    sets one), and not a zombie waiting for its parent to reap it.  A pidfile a crash left
+    behind may name a pid the system has since given to another program: that one is
+    neither respected nor signalled (Apache overwrites such a pidfile with a warning)."""
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        process = psutil.Process(pid)
+        return process.status() != psutil.STATUS_ZOMBIE and any("mpm" in part for part in process.cmdline())
     except psutil.NoSuchProcess:
         return False
     except psutil.AccessDenied:

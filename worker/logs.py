@@ -24,6 +24,7 @@ import time
 MAX_PENDING = 4 * 1024 * 1024
 ACCESS_BUFFER = 64 * 1024    # bytes of access-log lines written at once
 ACCESS_FLUSH = 1.0           # seconds a queued access-log line may wait while the loop is busy
+REOPEN_INTERVAL = 5.0        # seconds between two tries to open a log target that would not open
 
 
 def _open_target(target: str, std_fd: int) -> int | None:
@@ -39,7 +40,10 @@ def _open_target(target: str, std_fd: int) -> int | None:
 
 class LogSink:
     def __init__(self, target: str, std_fd: int, buffered: bool = False):
-        self.fd = _open_target(target, std_fd)
+        self.target, self.std_fd = target, std_fd
+        self.fd = None
+        self.reopen_at = 0.0     # a target that would not open: when to try again
+        self._open()
         # What the loop checks after each turn (worker.loop): queued lines are written once
         # `now >= due`, `size >= limit`, or the turn was idle.  Unbuffered (the error log):
         # due 0 and limit 0, at once.  Buffered (the access log): limit ACCESS_BUFFER, and
@@ -54,14 +58,30 @@ class LogSink:
 
     @property
     def enabled(self) -> bool:
-        return self.fd is not None
+        return self.target != "off"
+
+    def _open(self) -> bool:
+        """A target that will not open (a FIFO nobody reads yet, a full disk after a rotation)
+        must not stop the worker from serving: its lines are dropped and counted, it is said
+        once on stderr, and the open is tried again every REOPEN_INTERVAL seconds."""
+        try:
+            self.fd = _open_target(self.target, self.std_fd)
+        except OSError as exc:
+            if not self.reopen_at:
+                os.write(2, f"mpm worker {os.getpid()}: cannot open log {self.target}: {exc.strerror or exc}; "
+                            f"its lines are dropped until it opens\n".encode())
+            self.reopen_at = time.monotonic() + REOPEN_INTERVAL
+            return False
+        return True
 
     def write(self, line: str) -> None:
         self.write_bytes(line.encode("utf-8", "backslashreplace"))
 
     def write_bytes(self, data: bytes) -> None:
         if self.fd is None:
-            return
+            if not self.enabled or time.monotonic() < self.reopen_at or not self._open():
+                self.dropped += self.enabled
+                return
         if self.size > MAX_PENDING:
             self.dropped += 1
             return
