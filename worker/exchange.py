@@ -26,41 +26,16 @@ interest is derived from the state in `update_interest`, never tracked apart.
 
 from __future__ import annotations
 
-import errno
-
 from conf.readahead import buffered
 from tunnel.endpoint import EPOLLIN, EPOLLOUT
-from worker import bodies, failover, policy, proxyproto, response, routing
+from worker import bodies, connecting, failover, policy, response, routing
 from worker.loop import EPOLLERR, EPOLLHUP
+from worker.phases import CONNECTING, DONE, FLUSHING, NEXT, PHASES, RELAYING, ROUTING, TUNNEL, WAITING
 from worker.rewrite import error_response, request_head
-from worker.tls import describe
 
 READ_AHEAD = 64 * 1024          # pipelined bytes we hold before we stop reading a client
 
-# The phases, as plain ints: an IntEnum's attribute access and hash go through Python code
-# on 3.11 (EnumType.__getattr__, Enum.__hash__), which cost more than the rest of a transition.
-PHASES = ("ROUTING", "CONNECTING", "WAITING", "RELAYING", "FLUSHING", "DONE", "TUNNEL")
-ROUTING = 0      # the head is being routed (no backend yet)
-CONNECTING = 1   # backend connect or TLS handshake under way; the request waits in conn.out
-WAITING = 2      # request sent (its body may still stream): waiting for the response head
-RELAYING = 3     # the response head went to the client; the body streams
-FLUSHING = 4     # the response is complete here; the client has yet to take the rest
-DONE = 5         # delivered or given up on, and logged
-TUNNEL = 6       # 101: both endpoints belong to a tunnel (logged when it ends)
-
-# NEXT[phase]: the phases it may change to (CONNECTING again: a failover; WAITING again: a
-# failover onto a pooled connection).
-NEXT = (
-    frozenset({CONNECTING, WAITING, FLUSHING, DONE}),                        # ROUTING
-    frozenset({CONNECTING, WAITING, FLUSHING, DONE}),                        # CONNECTING
-    frozenset({CONNECTING, WAITING, RELAYING, FLUSHING, TUNNEL, DONE}),      # WAITING
-    frozenset({FLUSHING, DONE}),                                             # RELAYING
-    frozenset({DONE}),                                                       # FLUSHING
-    frozenset(),                                                             # DONE
-    frozenset(),                                                             # TUNNEL
-)
 _BACKEND_READS = (WAITING, RELAYING)
-_LOCAL_SHORTAGE = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)   # socket() failing here
 
 
 class Exchange:
@@ -156,7 +131,7 @@ class Exchange:
             del inbuf[:end]
         # A request we hold whole can be sent again on a fresh connection if a pooled one was dead.
         self.request_copy = out if self.req_framing is None else None
-        self.connect(out)
+        connecting.connect(self, out)
 
     def pick(self) -> bool:
         """Choose a member of the route's balancer (counted busy until released).  A route to
@@ -172,39 +147,6 @@ class Exchange:
         host_line = (b"Host: " + head.host + b"\r\n") if route.preserve_host and head.host else self.origin.host_line
         return request_head(head, self.mapped, host_line, client.xff_line, client.proto_line, self.upgrade)
 
-    def connect(self, out: bytes, fresh: bool = False) -> None:
-        origin = self.origin
-        # A connection that began with a PROXY header speaks for one client connection only.
-        private = proxyproto.private_header(self) if origin.proxy_protocol else None
-        try:
-            conn = self.conn = self.worker.pool.acquire(origin, self.on_backend_event, fresh, private)
-        except OSError as exc:
-            self.conn = None
-            if exc.errno in _LOCAL_SHORTAGE:    # ours, not the member's: no failure of its
-                self.worker.log_error("error", f"route {self.route.name}: no socket for a backend connection: "
-                                               f"{exc.strerror} (503)")
-                self.answer(503, "The proxy is out of resources; try again shortly.")
-            else:
-                self.backend_failed(502, f"connect failed: {exc.strerror or exc}")
-            return
-        if private is not None and not conn.reused:
-            out = private + out
-        if conn.connected:
-            self.enter(WAITING)
-            # The request head (with what of the body came with it), held to the end of the
-            # loop turn when nothing more follows it (tunnel.endpoint: send_batched).
-            try:
-                if self.req_framing is None:
-                    conn.send_batched(out)
-                else:
-                    conn.send(out)
-            except OSError as exc:         # none of `out` left: it may go again, whole
-                self.backend_lost(f"send failed: {exc.strerror or exc}", out, untouched=True)
-        else:
-            self.enter(CONNECTING)
-            conn.out = out
-        self.update_interest()
-
     # == the request direction ==============================================================
     def read_request_body(self) -> None:
         """The client is readable while its body is still due: relay a read's worth."""
@@ -214,7 +156,7 @@ class Exchange:
     def on_backend_event(self, mask: int) -> None:
         conn = self.conn
         if self.phase is CONNECTING:
-            if not self._advance_connect(conn):
+            if not connecting.advance(self, conn):
                 return
             mask |= EPOLLOUT
         flushed = mask & EPOLLOUT and conn.out
@@ -247,24 +189,6 @@ class Exchange:
             self.backend_lost("backend connection reset", self.request_copy)
         else:
             self.update_interest()
-
-    def _advance_connect(self, conn) -> bool:
-        """Drive the connect / TLS handshake; True once the connection is ready."""
-        try:
-            wanted = conn.advance()
-        except ConnectionError as exc:
-            self.backend_failed(502, exc.strerror or str(exc))
-            return False
-        except OSError as exc:    # ssl.SSLError included
-            self.backend_failed(502, f"TLS handshake with the backend failed: {describe(exc)}")
-            return False
-        if wanted:
-            if wanted != conn.mask:
-                conn.mask = wanted
-                self.loop.modify(conn.fd, wanted)
-            return False
-        self.enter(WAITING)
-        return True
 
     def on_deadline(self) -> None:
         """Whose wait ran out decides the answer: only the backend's is a 504 and a failure

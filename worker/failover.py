@@ -17,6 +17,8 @@ tried, the answer is 503.
 
 from __future__ import annotations
 
+from worker import connecting
+
 # RFC 9110 §9.2.2: the methods a client may repeat, so a proxy may too.
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 
@@ -36,12 +38,12 @@ def fresh_connection(ex, request, untouched: bool) -> bool:
     ex.retried = True
     conn.close()
     ex.conn = None
-    ex.connect(request, fresh=True)
+    connecting.connect(ex, request, fresh=True)
     return True
 
 
-def _may_retry(ex, status: int, connecting: bool) -> bool:
-    if connecting:
+def _may_retry(ex, status: int, unsent: bool) -> bool:
+    if unsent:
         return True
     return (status == 502 and ex.request_copy is not None and not ex.sent and not ex.resp_started
             and not ex.respbuf and ex.reader is None
@@ -52,9 +54,9 @@ def next_member(ex, status: int, why: str) -> bool:
     """Try the request on another member: True if that is under way (or answered 503),
     False to fail as usual."""
     worker, member = ex.worker, ex.member
-    connecting = ex.connecting
-    worker.lb.failed(member, why, connecting)
-    if not _may_retry(ex, status, connecting):
+    unsent = ex.connecting       # nothing of the request reached the member
+    worker.lb.failed(member, why, unsent)
+    if not _may_retry(ex, status, unsent):
         return False
     failed_origin = ex.origin.name
     worker.lb.end(member, 0)
@@ -65,7 +67,7 @@ def next_member(ex, status: int, why: str) -> bool:
     ex.tried += (member,)
     route_name = ex.route.name
     if not ex.pick():
-        if not connecting:      # the member answered, and badly: a 502, as on a route without a balancer
+        if not unsent:          # the member answered, and badly: a 502, as on a route without a balancer
             worker.log_error("error", f"route {route_name} backend {failed_origin}: {why}; "
                                       f"no other balancer member can take the request ({status})")
             ex.answer(status, why)
@@ -82,5 +84,5 @@ def next_member(ex, status: int, why: str) -> bool:
     ex.retried = False
     ex.respbuf = ex.reader = None
     ex.reusable = True
-    ex.connect(out)
+    connecting.connect(ex, out)
     return True

@@ -26,9 +26,9 @@ from __future__ import annotations
 from conf.readahead import buffered
 from tunnel.buffer import SHARED_BUFFER_SIZE, SHARED_VIEW
 from tunnel.endpoint import CLEAN_EOF, WOULD_BLOCK
-from worker.exchange import TUNNEL
 from worker.h2.fields import response_fields, websocket_accept
 from worker.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT
+from worker.phases import TUNNEL
 
 
 def tunnel_allowed(worker, head) -> bool:
