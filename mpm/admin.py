@@ -7,8 +7,8 @@ the socket is the master's alone (the workers close their copy at fork).
 
 It must never hold up the master (signals, the control socket, health checks all share
 the loop), so everything is non-blocking and bounded: a request head of at most MAX_HEAD
-bytes, at most MAX_CLIENTS connections at once, CLIENT_TIMEOUT seconds for a connection's
-whole life, one request per connection (`Connection: close`), and an answer that does
+bytes, at most MAX_CLIENTS connections at once (a newcomer closes the oldest one that has
+sent no request yet), CLIENT_TIMEOUT seconds for a connection's whole life, one request per connection (`Connection: close`), and an answer that does
 not fit in the socket buffer waits for EVENT_WRITE instead of a blocking send.  A client
 whose address is not in `admin.allow` gets 403 (Apache's `Require ip` before mod_status).
 """
@@ -95,13 +95,27 @@ class AdminServer:
                 log.warning("admin listener: accept failed: %s", exc.strerror or exc)
                 return
             ok = allowed(peer[0], self.config.allow)
-            if (len(self.clients) - self.strangers >= MAX_CLIENTS) if ok else (self.strangers >= MAX_STRANGERS):
-                client.close()                    # the rest are served; this one may retry
+            if ok and len(self.clients) - self.strangers >= MAX_CLIENTS and not self._make_room():
+                client.close()                    # every slot is busy answering; this one may retry
+                continue
+            if not ok and self.strangers >= MAX_STRANGERS:
+                client.close()
                 continue
             self.strangers += not ok
             client.setblocking(False)
             self.clients[client] = [b"", b"", time.monotonic() + CLIENT_TIMEOUT, peer[0], ok]
             self.selector.register(client, selectors.EVENT_READ, lambda c=client: self._read(c))
+
+    def _make_room(self) -> bool:
+        """All allowed slots taken: the oldest connection still silent (no request head yet)
+        goes, as the data path's make_room closes its longest-idle one.  Else 64 connections
+        that never speak, from any allowed address, would refuse the health probe for
+        CLIENT_TIMEOUT at a time."""
+        silent = next((c for c, state in self.clients.items() if state[4] and not state[1]), None)
+        if silent is None:
+            return False
+        self._drop(silent)
+        return True
 
     def _read(self, client: socket.socket) -> None:
         state = self.clients[client]

@@ -18,7 +18,7 @@ import sys
 import time
 
 from conf import ConfigError, control_only_config, load_config
-from mpm import control
+from mpm import control, masterlog
 from mpm.pidfile import AlreadyRunning, pid_alive, read_pid
 
 EXIT_OK, EXIT_FAIL, EXIT_NOT_RUNNING = 0, 1, 3
@@ -44,16 +44,6 @@ def _load_for_control(args):
         return config
 
 
-def _setup_logging(config) -> None:
-    target = config.log.error
-    handler = logging.StreamHandler(sys.stderr) if target == "-" else logging.FileHandler(target)
-    handler.setFormatter(logging.Formatter(f"[%(asctime)s] [%(levelname)s] [master pid {os.getpid()}] %(message)s",
-                                           "%Y-%m-%d %H:%M:%S"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(config.log.level.upper())
-
-
 def cmd_configtest(args) -> int:
     config = _load(args)
     if config is None:
@@ -75,7 +65,7 @@ def cmd_start(args) -> int:
             return _wait_started(config)
     from mpm.listeners import BindError
     from mpm.master import Master  # imported here: configtest and status stay light
-    _setup_logging(config)
+    masterlog.setup(config)
     try:
         return Master(args.config, config).run()
     except AlreadyRunning as exc:

@@ -29,7 +29,7 @@ import time
 import setproctitle
 
 from conf import ConfigError, load_config
-from mpm import supervision, upgrade
+from mpm import masterlog, supervision, upgrade
 from mpm.adminsite import AdminSite
 from mpm.balancer_manager import BalancerManager
 from mpm.clients import ClientTables
@@ -241,6 +241,11 @@ class Master:
         self._new_generation()
         for record in old:
             self.retire(record)
+        try:
+            masterlog.setup(config)       # afresh: a rotated file is let go
+        except OSError as exc:
+            log.error("reload: cannot open the error log %s: %s; the master keeps its old one",
+                      config.log.error, exc.strerror or exc)
         log.info("reloaded: generation %d, %d workers", self.generation, config.mpm.workers)
         _warn_unverified(config)
         return []

@@ -32,6 +32,7 @@ def schedule_respawn(master, record, status: int) -> None:
         # a tick saw it stopping: replaced at once, and no crash, however soon.
         master.crashes[record.slot] = 0
         master.respawn_at[record.slot] = time.monotonic()
+        master.metrics.count("restarts", RESTART_CAUSES.index("recycle"))
         return
     crashes = master.crashes.get(record.slot, 0) + 1 if lived < CRASH_WINDOW else 1
     master.metrics.count("restarts", RESTART_CAUSES.index("signal" if os.WIFSIGNALED(status) else "exit"))
