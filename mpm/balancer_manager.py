@@ -112,7 +112,7 @@ class BalancerManager:
         now = time.monotonic()
         for discovery in self.discoveries.values():
             discovery.tick(now)
-            if slots.settle(self.table, discovery.name, self._busy):
+            if slots.settle(self.table, discovery.name, self._busy, discovery.waiting > 0):
                 if discovery.waiting:            # a row came free: whoever waits for one takes it now
                     self._place(discovery, discovery.answered)
                 self.health.refresh()

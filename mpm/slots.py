@@ -9,9 +9,11 @@ into the row (the workers rebuild its Origin), not treated as a new member.
                         a check when the balancer has health checks; counters from zero
     still in DNS        `seen` moves; weight and status follow the record when the record
                         changed them (an operator's `mpmctl balancer set` stands until then)
-    gone from DNS       drains: no new requests, its exchanges and tunnels go on; the row is
-                        freed once nothing is open on it, or, when `hold` passes first, it
-                        becomes `gone` and the workers close what is left (then it is freed)
+    gone from DNS       drains: no new requests while a member in DNS can take them, its
+                        exchanges, tunnels and sticky sessions go on; the row is freed when
+                        `hold` passes (or sooner, once nothing is open on it, for a newcomer
+                        that waits for a row); what is still open then is `gone`, and the
+                        workers close it (then the row is freed)
     back within hold    it simply carries on
 
 Writes to a row come before its `epoch` moves, and `membership` moves last, so a worker
@@ -71,10 +73,14 @@ def place(table, name: str, wanted: list, health_checks: bool, seen: float) -> t
     return changed, len(waiting)
 
 
-def settle(table, name: str, busy) -> bool:
-    """Every tick: free the rows of departed members nothing is open on any more; past
-    `hold`, mark the rest gone so the workers close them.  `busy(index)`: what is open on the
-    member in every generation still running.  True when a row was freed."""
+def settle(table, name: str, busy, needed: bool = False) -> bool:
+    """Every tick: a departed member keeps its row (draining) until `hold` passes, or until
+    nothing is open on it and a newcomer (`needed`) waits for a row; past `hold`, what is
+    still open on it is marked gone so the workers close it.  Kept, it serves its sticky
+    sessions, and new requests when no member in DNS can take them (newcomers not yet past
+    their first check: a blue/green switch answers from the old set meanwhile, not 503).
+    `busy(index)`: what is open on the member in every generation still running.  True when
+    a row was freed."""
     now = time.monotonic()
     freed = False
     for index in table.slots[name]:
@@ -82,12 +88,14 @@ def settle(table, name: str, busy) -> bool:
         if not leaving:
             continue
         open_now = busy(index)
-        if open_now == 0:
+        past_hold = now - leaving >= table.rows[index].discover.hold
+        if open_now == 0 and (past_hold or needed):
             log.info("balancer %s: member %s drained: its row is free", name, table.url(index))
             _vacate(table, index)
             freed = True
-        elif table.status[index] != GONE and now - leaving >= table.rows[index].discover.hold:
-            log.warning("balancer %s: member %s left DNS %gs ago; closing its %d open exchanges and tunnels",
+        elif open_now and table.status[index] != GONE and past_hold:
+            log.warning("balancer %s: member %s left DNS %gs ago; closing its tunnels (%d exchanges and tunnels "
+                        "open on it; an HTTP exchange runs to its end)",
                         name, table.url(index), table.rows[index].discover.hold, open_now)
             table.status[index] = GONE
     if freed:

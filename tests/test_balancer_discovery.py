@@ -97,7 +97,8 @@ def test_newcomers_wait_for_rows_that_departed_members_still_hold(tmp_path):
     table.cell_view("busy", table.claim(4321))[0] += 1              # .1 still has a tunnel open
     second = first[2:] + [Found(f"10.0.0.{i}", f"10.0.0.{i}", 8080, 1, 0) for i in (5, 6)]
     assert slots.place(table, "app", second, False, time.time()) == (False, 2)   # all 4 rows held
-    assert slots.settle(table, "app", table.busy_of)                 # .2 had nothing open: freed
+    assert not slots.settle(table, "app", table.busy_of)             # within hold, nobody waiting: kept
+    assert slots.settle(table, "app", table.busy_of, needed=True)    # .2 had nothing open: freed for them
     assert slots.place(table, "app", second, False, time.time()) == (True, 1)
     assert sorted(table.url(i) for i in table.listed("app")) == \
         [f"http://10.0.0.{i}:8080" for i in (1, 3, 4, 5)]

@@ -112,7 +112,11 @@ def test_a_member_gone_from_dns_keeps_its_tunnels_while_new_requests_avoid_it(pr
     finally:
         for sock, _, _ in tunnels:
             ws_close(sock)
-    wait_for(lambda: leaving.url not in members(proxy), 5, 0.1, "its row freed once its tunnels closed")
+    # Nothing open on it any more: it keeps its row (its sticky sessions) for `hold`, and
+    # still takes no new request while a member in DNS can.
+    wait_for(lambda: members(proxy)[leaving.url]["busy"] == 0, 5, 0.1, "its tunnels closed")
+    assert members(proxy)[leaving.url]["status"] == "drain"
+    assert served(proxy, 10) == {"m3": 10}
     assert "left DNS: draining" in proxy.error_text()
 
 
@@ -130,7 +134,7 @@ def test_past_hold_a_departed_member_is_gone_and_its_row_freed_when_it_closes(pr
         # loaded machine may look only after that (the log line below says it was gone).
         wait_for(lambda: members(proxy).get(holder.url, {"status": "gone"})["status"] == "gone", INTERVAL + 3, 0.1,
                  "hold to pass")
-        wait_for(lambda: "closing its 1 open exchanges and tunnels" in proxy.error_text(), 5, 0.1, "the log line")
+        wait_for(lambda: "closing its tunnels (1 exchanges and tunnels open" in proxy.error_text(), 5, 0.1, "the log line")
         # The worker closes it at its next heartbeat past the hold (every 0.5 s; later under load).
         wait_for(lambda: holder.tunnels == 0, 5, 0.05, "the worker to close the tunnel")
         assert set(served(proxy, 6)) == {"m3" if holder is leaving else "m2"}
@@ -177,7 +181,11 @@ def test_a_dead_resolver_or_nxdomain_keeps_the_last_set_across_a_reload(proxy_fa
     log = proxy.error_text()
     assert log.count("DNS lookup of app.test (A) failed") == 1 and "keeping the last 2 members" in log
     a_records(dns_server, fleet[2:3])
-    wait_for(lambda: set(members(proxy)) == {fleet[2].url}, INTERVAL + 1, 0.1, "the new answer applied")
+    # The new member serves; the two that left drain for `hold`, taking no new request.
+    wait_for(lambda: {url: m["status"] for url, m in members(proxy).items()}
+             == {fleet[2].url: "enabled", fleet[0].url: "drain", fleet[1].url: "drain"},
+             INTERVAL + 1, 0.1, "the new answer applied")
+    wait_for(lambda: set(served(proxy, 8)) == {fleet[2].name}, 5, 0.1, "only the new member serving")
     assert "DNS answers again for app.test" in proxy.error_text()
 
 

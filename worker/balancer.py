@@ -97,10 +97,12 @@ class _Picker:
                 if self.nofailover:
                     return -1, None
         status, health, error_until = table.status, table.health, table.error_until
-        candidates, standby, in_error = [], [], []
+        candidates, standby, in_error, departed = [], [], [], []
         for i in self.indexes:
             current = status[i]
             if current > STANDBY or health[i] != UP or (tried and i in tried):
+                if current == DRAIN and table.leaving[i] and health[i] == UP and not (tried and i in tried):
+                    departed.append(i)          # left DNS, within `hold` (mpm.slots.settle)
                 continue
             if error_until[i] > now:
                 in_error.append(i)
@@ -109,11 +111,12 @@ class _Picker:
             else:
                 standby.append(i)
         if self.max:
-            candidates, standby, in_error = ([i for i in group if not self._full(i)]
-                                             for group in (candidates, standby, in_error))
+            candidates, standby, in_error, departed = ([i for i in group if not self._full(i)]
+                                                       for group in (candidates, standby, in_error, departed))
         # hot-standby only when no enabled member is usable; then forcerecovery: members
-        # that only the error state holds back, rather than nobody at all
-        candidates = candidates or standby or in_error
+        # that only the error state holds back; last, members that left DNS and still work
+        # (their successors not up yet), rather than nobody at all
+        candidates = candidates or standby or in_error or [i for i in departed if error_until[i] <= now]
         if not candidates:
             return -1, None
         chosen = candidates[0] if len(candidates) == 1 else self.method(candidates, head, client_ip)
