@@ -60,6 +60,10 @@ class Origins:
             origin = self._by_id[id(backend)] = Origin(backend)
         return origin
 
+    def forget(self, backend) -> None:
+        """`backend` is done with (a member that left DNS): by identity, its id may be reused."""
+        self._by_id.pop(id(backend), None)
+
 
 class BackendConnection(Endpoint):
     """`connected` means ready for HTTP: TCP up and, for https/wss, the TLS handshake done."""
@@ -219,9 +223,9 @@ class BackendPool:
             stack.remove(conn)
         conn.close()
 
-    def drop_private(self, keys) -> None:
-        """A client connection closed: the idle connections its PROXY headers opened (their
-        pool keys, `private_key`) can serve nobody else."""
+    def drop_idle(self, keys) -> None:
+        """The idle connections under these pool keys can serve nobody any more: a client
+        connection's private ones (`private_key`) when it closes, or a member's that left DNS."""
         for key in keys:
             for conn in self.idle.pop(key, ()):
                 conn.close()

@@ -72,14 +72,18 @@ class _Picker:
     def refresh(self) -> None:
         """The rows DNS fills changed hands: who is in, and their routes and hash identities."""
         table = self.table
-        held = tuple(i for i in self.slots if table.held(i))
-        self.indexes = self.static + held
+        held = []
         self.routes = dict(self.static_routes)
         self.ident = dict(self.static_ident)
-        for i in held:
-            route = table.route(i)
-            self.routes[route] = i
-            self.ident[i] = _ident(route)
+        for i in self.slots:
+            # The master writes the table while we read it: a row emptied since `held` said
+            # otherwise has no route (its membership change brings us back here).
+            route = table.route(i) if table.held(i) else None
+            if route is not None:
+                held.append(i)
+                self.routes[route] = i
+                self.ident[i] = _ident(route)
+        self.indexes = self.static + tuple(held)
         sticky = self.balancer.sticky
         self.cookies = {i: f"Set-Cookie: {sticky}={route}; Path=/; HttpOnly\r\n".encode()
                         for route, i in self.routes.items()} if self.insert else {}
@@ -260,6 +264,9 @@ class Balancers:
         # Backends built for found members, by what they were built from: the same object for the
         # same address, so `origins` (which remembers them by identity) never grows without end.
         self.found_backends: dict[tuple, object] = {}
+        # Told of an Origin no row uses any more (a member that left DNS): its idle pooled
+        # connections and the worker's memory of it go (else one of each per address DNS ever gave).
+        self.on_forget = None
         self.membership = -1
         if self.slot_rows:
             self._refresh()
@@ -275,17 +282,28 @@ class Balancers:
                 continue
             self.epochs[i] = epoch
             moved.add(table.rows[i].balancer.name)
+            old = self.backends[i]
             found = table.found(i)
             if found is None:
                 self.backends[i] = None
-                continue
-            where = (table.rows[i].balancer.name, found)
-            backend = self.found_backends.get(where)
-            if backend is None:
-                backend = self.found_backends[where] = table.rows[i].discover.backend(*found)
-            self.backends[i] = self.origins(backend)
+            else:
+                where = (table.rows[i].balancer.name, found)
+                backend = self.found_backends.get(where)
+                if backend is None:
+                    backend = self.found_backends[where] = table.rows[i].discover.backend(*found)
+                self.backends[i] = self.origins(backend)
+            if old is not None and old not in self.backends:
+                self._forget(old)
         for name in moved:
             self.pickers[name].refresh()
+
+    def _forget(self, origin) -> None:
+        backend = getattr(origin, "backend", origin)
+        for where, built in list(self.found_backends.items()):
+            if built is backend:
+                del self.found_backends[where]
+        if self.on_forget is not None:
+            self.on_forget(origin)
 
     def pick(self, name: str, head, client_ip: bytes, tried=()) -> tuple:
         """(backend, member index, Set-Cookie line or None); (None, None, None) when nobody can

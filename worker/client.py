@@ -372,5 +372,5 @@ class ClientConnection:
             self.holds = ()
         close_or_linger(worker.lingering, self.ep, complete, worker.timeouts.lingering if linger and not self.eof else 0)
         if self.private:
-            worker.pool.drop_private(self.private)
+            worker.pool.drop_idle(self.private)
         worker.connection_closed()

@@ -100,6 +100,7 @@ class Worker:
         self.router = Router(self.config.routes, self.timeouts.proxy, self.origins)
         self.lb = Balancers(self.config.balancers, self.balancer_table, self.log_error, os.getpid(), self.origins)
         self.pool = BackendPool(loop, self.timeouts.keepalive)
+        self.lb.on_forget = self._forget_origin
         self.receiver = HandoverReceiver(self)      # bound before we report ready
         self.sender = HandoverSender(self)
         self.signals = WorkerSignals(loop, self.parent_fd, self.graceful_stop, self.stop_now, self._parent_gone,
@@ -337,6 +338,12 @@ class Worker:
                          tls_failures=self.tls_failures, moved=self.moved, tls_full=self.tls_full,
                          tls_resumed=self.tls_resumed, h2_connections=len(self.h2_connections),
                          h2_streams=sum(len(h2.streams) for h2 in self.h2_connections))
+
+    def _forget_origin(self, origin) -> None:
+        """A member that left DNS and holds no row here any more: its idle connections close,
+        and its Origin is forgotten (worker.balancer.Balancers.on_forget)."""
+        self.pool.drop_idle((origin.key,))
+        self.origins.forget(origin.backend)
 
     def _heartbeat(self) -> None:
         """The one timer chain that writes the row (other writes are one-off); also closes

@@ -173,7 +173,7 @@ def private_header(ex) -> bytes:
         if len(owner.private) >= PRIVATE_KEYS_MAX:
             oldest = next(iter(owner.private))
             del owner.private[oldest]
-            ex.worker.pool.drop_private((oldest,))
+            ex.worker.pool.drop_idle((oldest,))
         owner.private[key] = None
     return header
 

@@ -342,6 +342,6 @@ class H2Connection(ClientFrames):
             self.holds = ()
         self.worker.h2_connections.discard(self)
         if self.private:
-            self.worker.pool.drop_private(self.private)
+            self.worker.pool.drop_idle(self.private)
         self.worker.connection_closed()
 
