@@ -138,12 +138,12 @@ class _Picker:
         return bool(limit) and self.table.busy_of(index) >= limit
 
     def _sticky_member(self, head) -> int | None:
-        """The member a sticky cookie or URL parameter names: `NAME=anything.ROUTE`
-        (Apache, Tomcat's jsessionid) or, with `insert`, `NAME=ROUTE` as we set it."""
-        values = [m.group(1) for value in head.values(b"cookie") for m in self.cookie_re.finditer(value)]
+        """The member a sticky URL parameter or cookie names: `NAME=anything.ROUTE` (Apache,
+        Tomcat's jsessionid) or, with `insert`, `NAME=ROUTE` as we set it.  The URL's first,
+        as Apache's find_session_route: Tomcat rewrites URLs when the cookie is not to be trusted."""
         m = self.param_re.search(head.target)
-        if m:
-            values.append(m.group(1))
+        values = [m.group(1)] if m else []
+        values += [m.group(1) for value in head.values(b"cookie") for m in self.cookie_re.finditer(value)]
         for raw in values:
             value = raw.strip(b'" ').decode("latin-1")
             if self.insert and value in self.routes:
