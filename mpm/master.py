@@ -91,6 +91,7 @@ class Master:
         self.ticket_keys.configure(config.tls)
         self.successor = None                      # the new master while `mpmctl upgrade` runs
         self.successor_deadline = 0.0
+        self.successor_kill_at = 0.0
         self.signals: list[int] = []
         self.stopping = None                       # None, "graceful", "now" or "upgrade" (a successor serves)
         self.started = time.time()

@@ -44,8 +44,14 @@ def start(master) -> dict:
 def watch(master, now: float) -> None:
     successor = master.successor
     if successor.poll() is not None:
-        log.error("upgrade failed: the new master exited with %s; still serving", successor.returncode)
+        if master.successor_deadline:
+            log.error("upgrade failed: the new master exited with %s; still serving", successor.returncode)
         master.successor = None
+        _reclaim_control(master)
+        return
+    if not master.successor_deadline:       # told to stop (below): wait for it, kill it if it lingers
+        if now > master.successor_kill_at:
+            successor.kill()
         return
     ready = [row for row in master.scoreboard.live_rows()
              if row["generation"] > master.generation and row["state"] == "ready"]
@@ -64,4 +70,18 @@ def watch(master, now: float) -> None:
         log.error("upgrade failed: master pid %d did not become ready in time; still serving",
                   successor.pid)
         successor.terminate()
-        master.successor = None
+        master.successor_deadline = 0.0     # the control plane is ours again once it has exited
+        master.successor_kill_at = now + 10.0
+
+
+def _reclaim_control(master) -> None:
+    """The successor took the pidfile and the control socket when it started, and removed
+    them when it exited: we serve on, so they are ours again (else `mpmctl` would say "not
+    running" to a master that serves; nginx renames its .oldbin pidfile back the same way)."""
+    from mpm.control import ControlServer
+    from mpm.pidfile import write_pidfile
+    control = master.config.control
+    write_pidfile(control.pidfile)
+    master.control.close(unlink=False)
+    master.control = ControlServer(control.socket, master.selector, master._control_request)
+    log.warning("upgrade: pidfile %s and control socket %s are this master's again", control.pidfile, control.socket)
