@@ -327,17 +327,30 @@ class Balancers:
         self.busy[index] -= 1
         self.bytes[index] += nbytes
 
-    def failed(self, index: int, why: str, connect: bool) -> None:
-        """An attempt on the member failed; a connect failure puts it in error state (retry=)."""
+    def failed(self, index: int, why: str, connect: bool, origin=None) -> None:
+        """An attempt on the member failed; a connect failure puts it in error state (retry=).
+        `origin`: what the exchange was sent to, when the row may have changed hands since."""
+        if not self._holds(index, origin):
+            return
         self.failures[index] += 1
         if connect:
             self._error(index, why)
 
-    def response(self, index: int, status: int) -> None:
+    def response(self, index: int, status: int, origin=None) -> None:
         """failonstatus=: the response is relayed as it is, and the member goes into error state."""
-        if status in self.by_index[index].failonstatus:
+        if status in self.by_index[index].failonstatus and self._holds(index, origin):
             self.failures[index] += 1
             self._error(index, f"status {status} is in failonstatus")
+
+    def _holds(self, index: int, origin) -> bool:
+        """Whether row `index` still holds the member `origin` was picked as: a DNS row may
+        pass to a newcomer while an exchange on the member that left is under way, and the
+        newcomer must not be put in error state for that one's failure."""
+        if origin is None or index not in self.slot_rows:
+            return True
+        if self.table.membership[0] != self.membership or self.epochs[index] != self.table.epoch[index]:
+            self._refresh()
+        return self.backends[index] is origin
 
     def _error(self, index: int, why: str) -> None:
         picker, table = self.by_index[index], self.table

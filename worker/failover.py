@@ -55,7 +55,7 @@ def next_member(ex, status: int, why: str) -> bool:
     False to fail as usual."""
     worker, member = ex.worker, ex.member
     unsent = ex.connecting       # nothing of the request reached the member
-    worker.lb.failed(member, why, unsent)
+    worker.lb.failed(member, why, unsent, ex.origin)
     if not _may_retry(ex, status, unsent):
         return False
     failed_origin = ex.origin.name

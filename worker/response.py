@@ -95,7 +95,7 @@ def _relay(ex, resp, buf, start: int, size: int) -> None:
     head, worker, client = ex.head, ex.worker, ex.client
     ex.status = resp.status
     if ex.member is not None:
-        worker.lb.response(ex.member, resp.status)   # failonstatus=
+        worker.lb.response(ex.member, resp.status, ex.origin)   # failonstatus=
     # An HTTP/1.0 client cannot take chunked: relay the data, end it with the close; HTTP/2
     # frames the body itself.  A body that ends at the close goes chunked to HTTP/1.1.
     h2 = client.http2
