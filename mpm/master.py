@@ -87,6 +87,7 @@ class Master:
         self.readiness = Readiness(Notifier())
         self.inherited_discovery = inherit.get("discovered", {})   # what DNS gave the master we replace
         self.generation = inherit.get("generation", 0)
+        self.predecessor_generation = self.generation if inherit else None   # `mpmctl upgrade`: whose workers serve meanwhile
         self.ticket_keys = TicketKeys(inherit.get("ticket_keys"))   # TLS session-ticket keys, carried on
         self.ticket_keys.configure(config.tls)
         self.successor = None                      # the new master while `mpmctl upgrade` runs

@@ -68,12 +68,21 @@ class Readiness:
             return 503, "stopping"
         serving = self.tick(master)          # up to date, not as of the last housekeeping pass
         if not self.served:
+            # An upgrade's new master shares the admin socket with the one it replaces from its
+            # start: while that one's workers serve, so does the instance (a probe must not flap).
+            if master.predecessor_generation is not None and self._predecessor_serves(master):
+                return 200, f"ok: upgrading; generation {master.predecessor_generation} serves meanwhile"
             return 503, "starting"
         if serving:
             return 200, f"ok: generation {master.generation}, {serving} workers serving"
         if time.monotonic() - self.reloaded_at < RELOAD_GRACE:      # and an earlier generation served
             return 200, f"ok: reloading into generation {master.generation}"
         return 503, f"no worker of generation {master.generation} serves"
+
+    @staticmethod
+    def _predecessor_serves(master) -> bool:
+        return any(row["generation"] == master.predecessor_generation and row["state"] in SERVING_STATES
+                   for row in master.scoreboard.live_rows())
 
     @staticmethod
     def _count(master) -> tuple[int, int, int]:
