@@ -200,6 +200,15 @@ class AdminServer:
             if state[2] < now:
                 self._drop(client)
 
+    def stop_accepting(self) -> None:
+        """Our copy of the listening socket closes (a successor accepts on its own); what we
+        accepted is still answered, or a probe in flight would meet a reset."""
+        try:
+            self.selector.unregister(self.sock)
+        except (KeyError, ValueError):
+            pass
+        self.sock.close()
+
     def close(self, close_socket: bool = True) -> None:
         for client in list(self.clients):
             self._drop(client)

@@ -94,6 +94,11 @@ class AdminSite:
             self.server.close()
             self.server = None
 
+    def hand_over(self) -> None:
+        """`mpmctl upgrade` is done: the new master accepts alone; we answer what we accepted."""
+        if self.server is not None:
+            self.server.stop_accepting()
+
     def close_in_child(self) -> None:
         """In a forked worker: the admin socket is the master's alone."""
         if self.server is not None:

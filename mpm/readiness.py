@@ -64,6 +64,8 @@ class Readiness:
 
     # == what /healthz answers ========================================================================
     def health(self, master) -> tuple[int, str]:
+        if master.stopping == "upgrade":    # a probe we accepted before the hand-over of the socket
+            return 200, "ok: upgraded; the new master serves"
         if master.stopping:
             return 503, "stopping"
         serving = self.tick(master)          # up to date, not as of the last housekeeping pass

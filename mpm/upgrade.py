@@ -58,7 +58,7 @@ def watch(master, now: float) -> None:
     if len(ready) >= master.config.mpm.workers:
         log.info("upgrade: master pid %d serves; our workers hand their tunnels over", successor.pid)
         master.readiness.notifier.main_pid(successor.pid)   # systemd follows it, and kills nothing
-        master.admin.close()                # the new master answers there (it holds the same socket)
+        master.admin.hand_over()            # the new master answers there (it holds the same socket)
         master.successor = None
         master.stopping = "upgrade"
         master.respawn_at.clear()
