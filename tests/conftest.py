@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 from backends import BenchBackend, HttpBackend, WebSocketBackend
+from balancer_util import Member
 from proxyproc import Proxy
 
 
@@ -64,3 +65,13 @@ def dns_server(tmp_path):
     server = DnsServer(tmp_path / "dns")
     yield server
     server.close()
+
+
+@pytest.fixture
+def fleet():
+    """Five members on 127.0.0.2 .. 127.0.0.6, all on one port, named m2 .. m6."""
+    first = Member("m2", host="127.0.0.2")
+    members = [first] + [Member(f"m{i}", port=first.port, host=f"127.0.0.{i}") for i in range(3, 7)]
+    yield members
+    for member in members:
+        member.close()

@@ -104,3 +104,15 @@ def is_closed(sock: socket.socket, timeout: float = 3.0) -> bool:
     """True when the peer closes (EOF or reset) within `timeout` without sending anything more."""
     data, closed = recv_until_close(sock, timeout)
     return closed and not data
+
+
+def get_status(proxy, path: str = "/", headers: str = "", timeout: float = 5.0) -> int | str:
+    """The status of GET `path` on a new connection to `proxy`, or the error met (a proxy with
+    no worker serving leaves the connection unanswered until the timeout)."""
+    try:
+        with proxy.connect(timeout=timeout) as sock:
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n{headers}\r\n".encode())
+            answer = recv_until_eof(sock, limit=timeout)
+    except OSError as exc:
+        return repr(exc)
+    return status_of(answer) or f"no answer ({answer[:40]!r})"

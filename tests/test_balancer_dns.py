@@ -15,23 +15,12 @@ import os
 import time
 
 import psutil
-import pytest
 from balancer_util import KeepAlive, Member, ws_close, ws_echo, ws_open
 from support import wait_for
 
 INTERVAL = 1.0
 ROUTES = [{"path": "/", "to": "balancer://app/"}]
 KEYS = [f"user-{i}" for i in range(300)]
-
-
-@pytest.fixture
-def fleet():
-    """Five members on 127.0.0.2 .. 127.0.0.6, all on one port, named m2 .. m6."""
-    first = Member("m2", host="127.0.0.2")
-    members = [first] + [Member(f"m{i}", port=first.port, host=f"127.0.0.{i}") for i in range(3, 7)]
-    yield members
-    for member in members:
-        member.close()
 
 
 def discovering(server, method: str = "byrequests", extra: dict | None = None, **discover) -> dict:

@@ -17,20 +17,9 @@ import collections
 import threading
 import time
 
-import pytest
-from balancer_util import KeepAlive, Member
+from balancer_util import KeepAlive
 from support import wait_for
 from test_balancer_dns import INTERVAL, ROUTES, a_records, discovering, members
-
-
-@pytest.fixture
-def hosts():
-    """Four members, m2 .. m5 on 127.0.0.2 .. 127.0.0.5, all on one port."""
-    first = Member("m2", host="127.0.0.2")
-    started = [first] + [Member(f"m{i}", port=first.port, host=f"127.0.0.{i}") for i in range(3, 6)]
-    yield started
-    for member in started:
-        member.close()
 
 
 def fresh_get(proxy, headers: str = "") -> tuple[int, dict, bytes]:
@@ -43,21 +32,21 @@ def fresh_get(proxy, headers: str = "") -> tuple[int, dict, bytes]:
 
 
 def test_a_blue_green_switch_with_health_checks_answers_from_blue_until_green_is_up(proxy_factory, dns_server,
-                                                                                      hosts):
+                                                                                      fleet):
     """During a blue/green switch in DNS, clients get no 503 while the green members wait for
     their health checks. DNS stops naming the blue members and names the green ones. The
     green members start down, and need two passing checks 2 s apart. Until they pass, the blue
     members, which still work, answer every request. Once the green members are up, new
     requests go to them only."""
-    blue, green = hosts[:2], hosts[2:]
-    names = {m.name: ("blue" if m in blue else "green") for m in hosts}
+    blue, green = fleet[:2], fleet[2:4]
+    names = {m.name: ("blue" if m in blue else "green") for m in blue + green}
     a_records(dns_server, blue)
     health = {"method": "GET", "path": "/hc", "interval": 2.0, "passes": 2, "timeout": 1.0}
     proxy = proxy_factory(ROUTES, balancers=discovering(dns_server, dns="app.test", type="A", port=blue[0].port,
                                                         hold=30, extra={"health": health}))
 
     def health_of(listed: dict) -> dict[str, str]:
-        return {m.name: listed[m.url]["health"] for m in hosts if m.url in listed}
+        return {m.name: listed[m.url]["health"] for m in blue + green if m.url in listed}
 
     wait_for(lambda: health_of(members(proxy)) == {"m2": "up", "m3": "up"}, 10, 0.1, "the blue members up")
 
@@ -114,11 +103,11 @@ def test_a_blue_green_switch_with_health_checks_answers_from_blue_until_green_is
     assert len(green[0].requests) >= 2 and green[0].requests[0]["target"] == "/hc"
 
 
-def test_a_sticky_session_stays_on_a_member_that_left_dns_within_hold(proxy_factory, dns_server, hosts):
+def test_a_sticky_session_stays_on_a_member_that_left_dns_within_hold(proxy_factory, dns_server, fleet):
     """A sticky session (cookie, insert) stays on its member for `hold` after that member
     left DNS, while the member still works. The user's session state lives on that member. A
     client without the cookie goes to a member that DNS still names."""
-    leaving, staying = hosts[:2]
+    leaving, staying = fleet[:2]
     a_records(dns_server, [leaving, staying])
     proxy = proxy_factory(ROUTES, balancers=discovering(dns_server, dns="app.test", type="A", port=leaving.port,
                                                         hold=30, extra={"sticky": {"cookie": "ROUTEID",

@@ -35,21 +35,13 @@ import pytest
 from admin_util import admin_port, admin_section, scrape, value
 from balancer_util import KeepAlive, Member, members_section
 from h2client import H2Client
-from proxyproc import Proxy
-from rawsock import recv_until_eof, status_of
+from rawsock import get_status, recv_until_eof, status_of
 from support import wait_for
 from test_balancer_dns import ROUTES, a_records, discovering, members
 
 
-def _get(proxy: Proxy, path: str = "/", headers: str = "") -> int | str:
-    """The status of GET `path` on a new connection, or the error met."""
-    try:
-        with proxy.connect(timeout=5) as sock:
-            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n{headers}\r\n".encode())
-            answer = recv_until_eof(sock, limit=5)
-    except OSError as exc:
-        return repr(exc)
-    return status_of(answer) or f"no answer ({answer[:40]!r})"
+def _get(proxy, path: str = "/", headers: str = "") -> int | str:
+    return get_status(proxy, path, headers, timeout=5)
 
 
 def _settled(read, done, what: str, timeout: float):

@@ -26,20 +26,12 @@ import time
 import psutil
 import pytest
 from proxyproc import Proxy, wait_access
-from rawsock import recv_until_eof, status_of
+from rawsock import get_status
 from support import wait_for
 
 
-def _get(proxy: Proxy, path: str, headers: str = "") -> int | str:
-    """The status of GET `path` on a new connection, or the error met (a proxy with no worker
-    serving leaves the connection unanswered until the timeout)."""
-    try:
-        with proxy.connect(timeout=3) as sock:
-            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n{headers}\r\n".encode())
-            answer = recv_until_eof(sock, limit=3)
-    except OSError as exc:
-        return repr(exc)
-    return status_of(answer) or f"no answer ({answer[:40]!r})"
+def _get(proxy, path: str = "/", headers: str = "") -> int | str:
+    return get_status(proxy, path, headers, timeout=3)
 
 
 # == 1. a log target that will not open at worker start ========================================
