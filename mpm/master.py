@@ -93,6 +93,7 @@ class Master:
         self.successor = None                      # the new master while `mpmctl upgrade` runs
         self.successor_deadline = 0.0
         self.successor_kill_at = 0.0
+        self.orphans = False                       # a dead successor's workers may still hold rows
         self.signals: list[int] = []
         self.stopping = None                       # None, "graceful", "now" or "upgrade" (a successor serves)
         self.started = time.time()
@@ -351,6 +352,8 @@ class Master:
         now = time.monotonic()
         if self.successor is not None:
             upgrade.watch(self, now)
+        elif self.orphans:
+            self.orphans = upgrade.forget_orphans(self)
         if not self.stopping:
             for slot, when in list(self.respawn_at.items()):
                 if when <= now and slot not in self.slots:

@@ -47,6 +47,7 @@ def watch(master, now: float) -> None:
         if master.successor_deadline:
             log.error("upgrade failed: the new master exited with %s; still serving", successor.returncode)
         master.successor = None
+        master.orphans = True           # its workers' rows, freed once they are gone (forget_orphans)
         _reclaim_control(master)
         return
     if not master.successor_deadline:       # told to stop (below): wait for it, kill it if it lingers
@@ -85,3 +86,21 @@ def _reclaim_control(master) -> None:
     master.control.close(unlink=False)
     master.control = ControlServer(control.socket, master.selector, master._control_request)
     log.warning("upgrade: pidfile %s and control socket %s are this master's again", control.pidfile, control.socket)
+
+
+def forget_orphans(master) -> bool:
+    """After a successor died: the rows of its workers (a newer generation than ours) go once
+    those workers have exited, their counts folded into the past, so /metrics and the
+    hand-over stop seeing a generation that will never serve.  Nobody else reaps them (their
+    parent is gone).  True while some of them still run."""
+    from mpm.pidfile import pid_alive
+    left = False
+    for index, row in master.scoreboard.live_rows_indexed():
+        if row["generation"] <= master.generation:
+            continue
+        if row["pid"] and pid_alive(row["pid"]):
+            left = True
+            continue
+        master.metrics.fold(index)
+        master.scoreboard.free(index)
+    return left
