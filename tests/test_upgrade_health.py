@@ -53,6 +53,7 @@ def test_healthz_answers_200_throughout_an_upgrade(proxy_factory, http_backend):
         # Whatever master holds the pidfile now, if not the one the fixture stops.
         new_master = int(open(pidfile).read()) if os.path.exists(pidfile) else None
         if new_master is not None and new_master != proxy.proc.pid and psutil.pid_exists(new_master):
+            proxy.seen_pids.add(new_master)       # the fixture's stop kills it if this does not
             proxy.mpmctl("stop")
             wait_for(lambda: not psutil.pid_exists(new_master) or
                      psutil.Process(new_master).status() == psutil.STATUS_ZOMBIE, 20, 0.1, "the new master to stop")
