@@ -336,6 +336,10 @@ class Master:
                 return
             if pid == 0:
                 return
+            if self.successor is not None and pid == self.successor.pid:
+                # reaped here, Popen.poll() would get ECHILD and report 0: its status is kept
+                self.successor.returncode = os.waitstatus_to_exitcode(status)
+                continue
             record = self.workers.pop(pid, None)
             if record is None:
                 continue

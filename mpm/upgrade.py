@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -45,7 +46,7 @@ def watch(master, now: float) -> None:
     successor = master.successor
     if successor.poll() is not None:
         if master.successor_deadline:
-            log.error("upgrade failed: the new master exited with %s; still serving", successor.returncode)
+            log.error("upgrade failed: the new master %s; still serving", _ended(successor.returncode))
         master.successor = None
         master.orphans = True           # its workers' rows, freed once they are gone (forget_orphans)
         _reclaim_control(master)
@@ -73,6 +74,16 @@ def watch(master, now: float) -> None:
         successor.terminate()
         master.successor_deadline = 0.0     # the control plane is ours again once it has exited
         master.successor_kill_at = now + 10.0
+
+
+def _ended(returncode: int) -> str:
+    """How a child ended, from subprocess's returncode (-N: killed by signal N)."""
+    if returncode < 0:
+        try:
+            return f"was killed by signal {-returncode} ({signal.Signals(-returncode).name})"
+        except ValueError:
+            return f"was killed by signal {-returncode}"
+    return f"exited with status {returncode}"
 
 
 def _reclaim_control(master) -> None:

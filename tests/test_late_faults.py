@@ -85,6 +85,10 @@ def test_after_a_failed_upgrade_mpmctl_still_reaches_the_master_that_serves(prox
         wait_for(lambda: not psutil.pid_exists(successor)
                  or psutil.Process(successor).status() == psutil.STATUS_ZOMBIE, 20, 0.1, "the successor to exit")
     assert proxy.proc.poll() is None and _get(proxy, "/after-upgrade") == 200, "the old master does not serve"
+    # its real exit status (our SIGCHLD reaper took it from Popen, which then said 0)
+    failed = _settled(lambda: re.findall(r"upgrade failed: the new master (.*); still serving", proxy.error_text()),
+                      bool, "the failed upgrade in the error log", 5)
+    assert failed == ["exited with status 1"], failed
 
     def status():
         result = proxy.mpmctl("status", "--json")
