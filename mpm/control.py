@@ -31,6 +31,8 @@ class ControlServer:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.bind(path)
         os.chmod(path, 0o600)
+        bound = os.stat(path)
+        self.identity = (bound.st_dev, bound.st_ino)     # a rename() keeps it: how we know our file moved
         self.sock.listen(16)
         self.sock.setblocking(False)
         selector.register(self.sock, selectors.EVENT_READ, self._accept)
@@ -90,6 +92,21 @@ class ControlServer:
         for client, (_, deadline) in list(self.clients.items()):
             if deadline < now:
                 self._drop(client)
+
+    def holds(self, path: str) -> bool:
+        """`path` is our socket's file (bound there, or renamed there since)."""
+        try:
+            found = os.stat(path)
+        except OSError:
+            return False
+        return (found.st_dev, found.st_ino) == self.identity and self.sock.fileno() >= 0
+
+    def moved_to(self, path: str) -> bool:
+        """True once our socket's file is `path` (`mpmctl upgrade`: the master we replace renames
+        it there when it hands over); from then on `close` unlinks that path."""
+        if self.path != path and self.holds(path):
+            self.path = path
+        return self.path == path
 
     def close_in_child(self) -> None:
         """In a forked worker: drop our copies without unlinking the master's socket file."""

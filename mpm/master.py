@@ -68,13 +68,15 @@ class WorkerRecord:
 
 class Master:
     def __init__(self, config_path: str | None, config):
+        inherit = json.loads(os.environ.pop("MPM_INHERIT", "{}"))   # from the master we replace
+        upgrade_from = os.environ.get("MPM_UPGRADE_FROM")
+        self.upgrade_from = int(upgrade_from) if upgrade_from else None   # until we hold the control paths
         self.config_path = config_path
-        self.config = config
+        self.config = config = upgrade.successor_config(config, inherit)
         self.workers: dict[int, WorkerRecord] = {}
         self.slots: dict[int, int] = {}            # current generation: slot -> pid
         self.crashes: dict[int, int] = {}          # slot -> consecutive crashes
         self.respawn_at: dict[int, float] = {}     # slot -> monotonic time to start it
-        inherit = json.loads(os.environ.pop("MPM_INHERIT", "{}"))   # from the master we replace
         # systemd's sockets (socket activation), by address; what no listener takes is closed
         self.activated = {address_of(sock): sock for sock in listen_fds()}
         self.listeners = ListenerSet({(address.rsplit("|", 1)[0], int(address.rsplit("|", 1)[1])): fds
@@ -101,7 +103,8 @@ class Master:
 
     # == running ========================================================================
     def run(self) -> int:
-        write_pidfile(self.config.control.pidfile)
+        if self.upgrade_from is None:     # else the master we replace writes it at the hand-over
+            write_pidfile(self.config.control.pidfile)
         try:
             self._setup()
             self.admin.prepare(self.config.admin)
@@ -128,7 +131,9 @@ class Master:
         self.selector.register(self.wake_r, selectors.EVENT_READ, None)
         # Workers watch the read end; only we hold the write end, so our death is their EOF.
         self.parent_r, self.parent_w = os.pipe2(os.O_CLOEXEC)
-        self.control = ControlServer(self.config.control.socket, self.selector, self._control_request)
+        path = self.config.control.socket
+        self.control = ControlServer(upgrade.staging_path(path) if self.upgrade_from else path, self.selector,
+                                     self._control_request)
         # the shared member table, before any fork
         self.balancers = BalancerManager(self.config, self.selector, self.inherited_discovery, self.inherited_counts)
         self.admin = AdminSite(self, self.selector, self.inherited_admin, self.activated)
@@ -154,7 +159,7 @@ class Master:
             if time.monotonic() >= next_tick:
                 next_tick = time.monotonic() + TICK
                 self._contained(self._housekeeping)
-            if self.stopping and not self.workers:
+            if self.stopping and not self.workers and self.successor is None:
                 log.info("all workers gone: master exiting")
                 return
 
@@ -354,6 +359,8 @@ class Master:
     # == housekeeping ==============================================================================
     def _housekeeping(self) -> None:
         now = time.monotonic()
+        if self.upgrade_from is not None and upgrade.follow(self):
+            self.upgrade_from = None
         if self.successor is not None:
             upgrade.watch(self, now)
         elif self.orphans:
@@ -394,6 +401,8 @@ class Master:
             self.readiness.stopping()         # not after an upgrade: the service lives on in the new master
         self.stopping = "now" if now else "graceful"
         log.info("%s stop requested", "immediate" if now else "graceful")
+        if self.successor is not None:
+            upgrade.abandon(self, now)
         self.respawn_at.clear()
         for record in self.workers.values():
             self.retire(record, signal.SIGQUIT if now else signal.SIGTERM)
@@ -418,6 +427,7 @@ class Master:
         if hasattr(self, "admin"):
             self.admin.close()
         if hasattr(self, "control"):
+            self.control.moved_to(self.config.control.socket)    # handed over since the last pass?
             self.control.close()
         remove_pidfile(self.config.control.pidfile)
 

@@ -33,7 +33,9 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
-def write_pidfile(path: str) -> None:
+def write_pidfile(path: str, owner: int | None = None) -> None:
+    """Our pid, or `owner`'s: the master `mpmctl upgrade` started, named by the one it
+    replaces at the hand-over."""
     pid = read_pid(path)
     replacing = os.environ.get("MPM_UPGRADE_FROM")    # `mpmctl upgrade`: the master we take over from
     if pid is not None and pid != os.getpid() and pid_alive(pid) and str(pid) != replacing:
@@ -42,7 +44,7 @@ def write_pidfile(path: str) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     temp = f"{path}.{os.getpid()}.tmp"
     with open(temp, "w") as f:
-        f.write(f"{os.getpid()}\n")
+        f.write(f"{owner or os.getpid()}\n")
     os.replace(temp, path)   # atomic: a reader sees the old pid or the new one, never half
 
 

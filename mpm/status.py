@@ -50,6 +50,7 @@ def build_status(master) -> dict:
         "config": config.file,
         "uptime": round(time.time() - master.started, 3),
         "state": master.stopping or "running",
+        "upgrading_to": master.successor.pid if master.successor is not None else None,   # `mpmctl upgrade`
         "listeners": [str(listener) for listener in config.listeners],
         "mpm": {"workers": config.mpm.workers, "server_limit": config.mpm.server_limit,
                 "threads_per_child": config.mpm.threads_per_child,

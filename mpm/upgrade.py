@@ -5,6 +5,15 @@ It inherits our listening sockets, the shared tables (scoreboard, metrics, sessi
 keys) and the admin socket through `MPM_INHERIT` and passed fds; once its workers serve,
 ours stop and hand it their tunnels and keep-alive connections, and we exit.  Until then
 nothing changes, and a failure changes nothing.
+
+The control plane too (nginx's pid.oldbin model): until the hand-over, `mpmctl` (stop,
+reload, status) reaches us.  The new master binds its control socket on a staging path
+(`staging_path`) and writes no pidfile; at the hand-over we rename() its socket over ours, so a
+client connects to one master or the other, never to nothing, and write its pid into the
+pidfile.  Our control paths are its (as a reload keeps them too).  A stop asked of us meanwhile
+abandons the upgrade: the new master is told to stop, and we exit after it.  Should we vanish
+without handing over (killed, or a release before this one), the new master takes the paths
+itself once we are gone.
 """
 
 from __future__ import annotations
@@ -18,6 +27,15 @@ import sys
 import time
 
 log = logging.getLogger("mpm.master")
+STAGING = ".new"            # the new master's control socket until the hand-over: SOCKET + STAGING
+
+
+def staging_path(socket_path: str) -> str:
+    """Where the new master binds its control socket until the hand-over: SOCKET.new, or a
+    one-letter sibling when that would be too long for a Unix socket (the real path fits)."""
+    from conf.loader import SUN_PATH_MAX
+    staged = socket_path + STAGING
+    return staged if len(os.fsencode(staged)) < SUN_PATH_MAX else os.path.join(os.path.dirname(socket_path), "~")
 
 
 def start(master) -> dict:
@@ -32,7 +50,8 @@ def start(master) -> dict:
         "listeners": master.listeners.export(), "scoreboard": master.scoreboard.fd,
         "generation": master.generation, "discovered": master.balancers.export(),
         "metrics": master.metrics.fd, "admin": admin, "member_counts": master.balancers.export_counts(),
-        "ticket_keys": ticket_keys}))
+        "ticket_keys": ticket_keys,
+        "control": {"pidfile": master.config.control.pidfile, "socket": master.config.control.socket}}))
     fds = [sock.fileno() for sock in master.listeners.all_sockets()] + [master.scoreboard.fd, master.metrics.fd]
     fds += [admin["fd"]] if admin else []
     fds += [ticket_keys] if ticket_keys is not None else []
@@ -41,6 +60,7 @@ def start(master) -> dict:
     master.successor_deadline = time.monotonic() + 30
     log.info("upgrade: started master pid %d; waiting for its workers", master.successor.pid)
     return {"ok": True, "new_master": master.successor.pid}
+
 
 def watch(master, now: float) -> None:
     successor = master.successor
@@ -67,12 +87,12 @@ def watch(master, now: float) -> None:
         for record in master.workers.values():
             master.retire(record)
         master.listeners.close_all()        # the new master holds the same sockets
-        master.control.close(unlink=False)  # the path is the new master's now
+        _hand_control_over(master, successor.pid)
     elif now > master.successor_deadline:
         log.error("upgrade failed: master pid %d did not become ready in time; still serving",
                   successor.pid)
         successor.terminate()
-        master.successor_deadline = 0.0     # the control plane is ours again once it has exited
+        master.successor_deadline = 0.0     # forgotten once it has exited (the control plane stayed ours)
         master.successor_kill_at = now + 10.0
 
 
@@ -86,13 +106,78 @@ def _ended(returncode: int) -> str:
     return f"exited with status {returncode}"
 
 
-def _reclaim_control(master) -> None:
-    """The successor took the pidfile and the control socket when it started, and removed
-    them when it exited: we serve on, so they are ours again (else `mpmctl` would say "not
-    running" to a master that serves; nginx renames its .oldbin pidfile back the same way)."""
-    from mpm.control import ControlServer
+def abandon(master, now: bool) -> None:
+    """A stop asked of us while the new master starts: it must not take over a service
+    being stopped.  It is told to stop too, and killed if it lingers; we exit after it."""
+    successor = master.successor
+    log.warning("upgrade abandoned: the new master pid %d is told to stop", successor.pid)
+    successor.send_signal(signal.SIGINT if now else signal.SIGTERM)
+    master.successor_deadline = 0.0
+    master.successor_kill_at = time.monotonic() + (2.0 if now else master.config.mpm.graceful_timeout + 5.0)
+
+
+def _hand_control_over(master, successor_pid: int) -> None:
+    """The new master's control socket replaces ours (rename: atomic), then the pidfile names
+    it; what was queued on ours is dropped, and `mpmctl` falls back to the pidfile's pid."""
     from mpm.pidfile import write_pidfile
     control = master.config.control
+    try:
+        os.rename(staging_path(control.socket), control.socket)
+    except FileNotFoundError:       # a release before this one binds the real path at its start
+        pass
+    write_pidfile(control.pidfile, owner=successor_pid)
+    master.control.close(unlink=False)      # the path is the new master's now
+
+
+def follow(master) -> bool:
+    """In a master `mpmctl upgrade` started, each pass until it holds the control paths:
+    True once it does (the master it replaces renamed its socket there, or is gone: then it
+    takes them itself, unless it is stopping)."""
+    from mpm.pidfile import write_pidfile
+    control = master.config.control
+    if master.control.moved_to(control.socket):
+        log.info("upgrade: this master serves; control socket %s and pidfile %s are its own",
+                 control.socket, control.pidfile)
+        return True
+    if os.getppid() == master.upgrade_from:
+        return False
+    if not master.stopping:         # the old master is gone without handing them over
+        try:
+            os.rename(master.control.path, control.socket)
+        except OSError as exc:
+            log.error("upgrade: cannot move the control socket to %s: %s", control.socket, exc.strerror or exc)
+        master.control.moved_to(control.socket)
+        write_pidfile(control.pidfile)
+        log.warning("upgrade: master pid %d is gone without handing over; control socket %s and "
+                    "pidfile %s taken", master.upgrade_from, control.socket, control.pidfile)
+    return True
+
+
+def successor_config(config, inherit: dict):
+    """In the new master: the control paths of the master it replaces (they are renamed into
+    place at the hand-over; a changed one takes effect at the next start, as for a reload)."""
+    paths = inherit.get("control")
+    if not paths or (paths["pidfile"], paths["socket"]) == (config.control.pidfile, config.control.socket):
+        return config
+    import dataclasses
+    log.warning("control paths changed: they take effect at the next restart")
+    return dataclasses.replace(config, control=dataclasses.replace(config.control, **paths))
+
+
+def _reclaim_control(master) -> None:
+    """The new master exited.  A release before this one took the pidfile and the control
+    socket at its start and removed them at its exit: we serve on, so they are ours again
+    (else `mpmctl` would say "not running" to a master that serves).  This release never
+    takes them before the hand-over, so nothing is done then."""
+    from mpm.control import ControlServer
+    from mpm.pidfile import read_pid, write_pidfile
+    control = master.config.control
+    try:
+        os.unlink(staging_path(control.socket))     # a successor that was killed leaves its file
+    except FileNotFoundError:
+        pass
+    if master.control.holds(control.socket) and read_pid(control.pidfile) == os.getpid():
+        return
     write_pidfile(control.pidfile)
     master.control.close(unlink=False)
     master.control = ControlServer(control.socket, master.selector, master._control_request)
