@@ -99,9 +99,12 @@ class Collector:
         if figures is not None:
             yield GaugeMetricFamily("mpm_master_resident_memory_bytes", "Resident memory of the master.",
                                     value=figures[0])
-            cpu = CounterMetricFamily("mpm_master_cpu_seconds", "CPU time of the master.", labels=["mode"])
-            cpu.add_metric(["user"], figures[1])
-            cpu.add_metric(["system"], figures[2])
+            # A series per master process, as per worker: `mpmctl upgrade` starts a new one
+            # (that process's CPU from zero) instead of the one counter going backwards.
+            cpu = CounterMetricFamily("mpm_master_cpu_seconds", "CPU time of the master process.",
+                                      labels=["pid", "mode"])
+            cpu.add_metric([str(os.getpid()), "user"], figures[1])
+            cpu.add_metric([str(os.getpid()), "system"], figures[2])
             yield cpu
 
     def _workers(self, master, rows):

@@ -174,8 +174,6 @@ def _monotonic(before: dict, after: dict) -> list:
     for (name, labels), old in before.items():
         if not name.endswith(("_total", "_bucket", "_count", "_sum")) or any(k == "pid" for k, _ in labels):
             continue
-        if name.startswith("mpm_master_cpu_seconds"):
-            continue                                  # the master's own CPU: the same process here
         new = after.get((name, labels))
         if new is None or new < old:
             bad.append((name, dict(labels), old, new))

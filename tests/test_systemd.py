@@ -115,6 +115,8 @@ def test_mainpid_follows_mpmctl_upgrade_and_the_totals_too(proxy_factory, http_b
         assert "STOPPING=1" not in events             # the service goes on in the new master
         after = scrape(proxy)                         # the admin socket went with the upgrade
         assert value(after, "mpm_generation") == 2
+        # the master's CPU: a series per master (pid), as the workers' have, so none goes backwards
+        assert _master_cpu_pids(before) == {str(old_master)} and _master_cpu_pids(after) == {str(new_master)}
         assert value(after, "mpm_master_start_time_seconds") > value(before, "mpm_master_start_time_seconds")
         assert value(after, "mpm_requests_total") == value(before, "mpm_requests_total") == 3
         assert value(after, "mpm_request_duration_seconds_count") == 3
@@ -126,6 +128,10 @@ def test_mainpid_follows_mpmctl_upgrade_and_the_totals_too(proxy_factory, http_b
             wait_for(lambda: not psutil.pid_exists(new_master) or
                      psutil.Process(new_master).status() == psutil.STATUS_ZOMBIE, 20, 0.1, "new master stops")
     assert notify.events()[-1] == "STOPPING=1"
+
+
+def _master_cpu_pids(samples: dict) -> set:
+    return {dict(labels).get("pid") for name, labels in samples if name == "mpm_master_cpu_seconds_total"}
 
 
 # A stand-in for systemd's exec: the sockets to fd 3, 4, ... and LISTEN_PID = the pid that runs mpm.
