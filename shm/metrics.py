@@ -23,7 +23,9 @@ Routes are named in a registry here (`route_name`), written by the master before
 generation: a route keeps its id across reloads as long as its name (prefix or pattern)
 stays, so its series carry on.  Id 0 is "no route" (what is answered before routing: a
 malformed head, a 404); when ROUTES names have been used, further ones count under the
-last id, "(other)".
+last id, "(other)".  A route is never given those two ids, and a pattern that is literally
+"-" or "(other)" (or starts with "~") is labelled with a "~" in front (`route_label`), so
+every label names one series.
 
 The master's own counters (reloads, worker restarts by cause) are in `master`, written by
 the master only, under the lock (two masters share the table while an upgrade runs).
@@ -91,6 +93,19 @@ def route_base(route_id: int) -> int:
 def bucket(bounds: tuple, seconds: float) -> int:
     """The histogram cell an observation goes to (`le` semantics: the first bound >= it)."""
     return bisect_left(bounds, seconds)
+
+
+RESERVED_LABELS = ("-", "(other)")
+
+
+def route_label(name: str) -> str:
+    """A route's `route` label: its name, with "~" in front when the name is a reserved
+    label or itself starts with "~" (a regex may be anything; paths start with "/")."""
+    return "~" + name if name in RESERVED_LABELS or name.startswith("~") else name
+
+
+def _route_of(label: str) -> str:
+    return label[1:] if label.startswith("~") else label
 
 
 def _name_bytes(name: str) -> bytes:
@@ -180,10 +195,11 @@ class MetricsTable(SharedTable):
         earlier generations are in it too (a tunnel handed over keeps its route's series)."""
         self.lock()
         try:
-            known = {self.get_bytes("route_name", i): i for i in range(self.routes_used[0])}
-            ids = {raw.decode("utf-8", "replace"): index for raw, index in known.items()}
+            # never NO_ROUTE (nor OTHER_ROUTE, past routes_used): a route named "-" is not "no route"
+            known = {self.get_bytes("route_name", i): i for i in range(NO_ROUTE + 1, self.routes_used[0])}
+            ids = {_route_of(raw.decode("utf-8", "replace")): index for raw, index in known.items()}
             for name in names:
-                raw = _name_bytes(name)
+                raw = _name_bytes(route_label(name))
                 index = known.get(raw)
                 if index is None:
                     index = self.routes_used[0]
