@@ -139,7 +139,7 @@ class Master:
         self.admin = AdminSite(self, self.selector, self.inherited_admin, self.activated)
         self.clients = ClientTables()          # per-client limits, shared by every worker
         log.info("master pid %d started with %s", os.getpid(), self.config.file)
-        _warn_unverified(self.config)
+        masterlog.warn_unverified(self.config)
 
     def _set_title(self) -> None:
         setproctitle.setproctitle(f"mpm: master -c {self.config.file} gen {self.generation}")
@@ -196,7 +196,7 @@ class Master:
     handle_sigquit = handle_sigint
 
     def handle_sigchld(self) -> None:
-        self._reap()
+        supervision.reap(self)
 
     # == generations =============================================================================
     def reload(self) -> list[str]:
@@ -255,7 +255,7 @@ class Master:
             log.error("reload: cannot open the error log %s: %s; the master keeps its old one",
                       config.log.error, exc.strerror or exc)
         log.info("reloaded: generation %d, %d workers", self.generation, config.mpm.workers)
-        _warn_unverified(config)
+        masterlog.warn_unverified(config)
         return []
 
     def _new_generation(self) -> None:
@@ -333,29 +333,6 @@ class Master:
         except ProcessLookupError:
             pass
 
-    def _reap(self) -> None:
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            if self.successor is not None and pid == self.successor.pid:
-                # reaped here, Popen.poll() would get ECHILD and report 0: its status is kept
-                self.successor.returncode = os.waitstatus_to_exitcode(status)
-                continue
-            record = self.workers.pop(pid, None)
-            if record is None:
-                continue
-            self.metrics.fold(record.row)
-            self.scoreboard.free(record.row)
-            if record.retired or self.stopping or record.generation != self.generation:
-                continue
-            if self.slots.get(record.slot) == pid:
-                del self.slots[record.slot]
-            supervision.schedule_respawn(self, record, status)
-
     # == housekeeping ==============================================================================
     def _housekeeping(self) -> None:
         now = time.monotonic()
@@ -366,10 +343,7 @@ class Master:
         elif self.orphans:
             self.orphans = upgrade.forget_orphans(self)
         if not self.stopping:
-            for slot, when in list(self.respawn_at.items()):
-                if when <= now and slot not in self.slots:
-                    del self.respawn_at[slot]
-                    self.spawn(slot)
+            supervision.respawn_due(self, now)
             supervision.recycle_stopping_workers(self)
             supervision.check_max_request_workers(self)
             supervision.watchdog(self)
@@ -379,15 +353,7 @@ class Master:
             self.clients.tick(self.workers)
             self.readiness.tick(self)             # READY=1 / STATUS= to systemd
         self.admin.expire(now)
-        for record in self.workers.values():
-            if record.kill_at is not None and now >= record.kill_at:
-                if not record.hung:
-                    log.warning("worker pid %d outlived graceful_timeout: SIGKILL", record.pid)
-                record.kill_at = None
-                try:
-                    os.kill(record.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+        supervision.kill_overdue(self, now)
 
     def upgrade(self) -> dict:
         """`mpmctl upgrade` (mpm.upgrade)."""
@@ -447,19 +413,6 @@ class Master:
             self.stop(now=bool(request.get("now")))
             return {"ok": True}
         return {"ok": False, "errors": [f"unknown command {command!r}"]}
-
-
-def _warn_unverified(config) -> None:
-    """SSLProxyVerify none is allowed, never silently."""
-    backends = [route.target.backend for route in config.routes if route.target.backend is not None]
-    backends += [member.backend for balancer in config.balancers.values() for member in balancer.members]
-    for backend in {b.origin: b for b in backends if b.tls is not None and not b.tls.verify}.values():
-        log.warning("TLS to backend %s is not verified (tls.verify: false)", backend.origin)
-    for balancer in config.balancers.values():
-        discover = balancer.discover
-        if discover is not None and discover.tls is not None and not discover.tls.verify:
-            log.warning("TLS to the members of balancer %s found in DNS (%s) is not verified (tls.verify: false)",
-                        balancer.name, discover.dns)
 
 
 def _with_control(config, control):

@@ -22,3 +22,17 @@ def setup(config) -> None:
         old.close()
     root.handlers[:] = [handler]
     root.setLevel(config.log.level.upper())
+
+
+def warn_unverified(config) -> None:
+    """SSLProxyVerify none is allowed, never silently."""
+    log = logging.getLogger("mpm.master")
+    backends = [route.target.backend for route in config.routes if route.target.backend is not None]
+    backends += [member.backend for balancer in config.balancers.values() for member in balancer.members]
+    for backend in {b.origin: b for b in backends if b.tls is not None and not b.tls.verify}.values():
+        log.warning("TLS to backend %s is not verified (tls.verify: false)", backend.origin)
+    for balancer in config.balancers.values():
+        discover = balancer.discover
+        if discover is not None and discover.tls is not None and not discover.tls.verify:
+            log.warning("TLS to the members of balancer %s found in DNS (%s) is not verified (tls.verify: false)",
+                        balancer.name, discover.dns)

@@ -1,8 +1,9 @@
-"""Watching the workers: respawning the dead (with a back-off for crash loops), replacing
-one that recycles itself, the watchdog for stuck ones, and the MaxRequestWorkers warning.
+"""Watching the workers: reaping them, respawning the dead (with a back-off for crash
+loops), replacing one that recycles itself, the watchdog for stuck ones, SIGKILL for those
+past their deadline, and the MaxRequestWorkers warning.
 
 Functions of the master's state (`mpm.master.Master`), called from its housekeeping tick
-and when it reaps a child.
+and on SIGCHLD.
 """
 
 from __future__ import annotations
@@ -21,6 +22,52 @@ KILL_GRACE = 5.0              # seconds past graceful_timeout before stragglers 
 MRW_WARNING_INTERVAL = 60.0   # Apache logs "reached MaxRequestWorkers" at most this often
 STACK_DUMP_SIGNAL = signal.SIGUSR2   # a worker's faulthandler writes its stacks to the error log
 STACK_DUMP_GRACE = 0.1        # seconds between that signal and SIGKILL (the dump runs in a C handler)
+
+
+def reap(master) -> None:
+    """SIGCHLD: a worker gone has its counts folded and its rows freed, and is respawned if it
+    should run; the upgrade's new master (our child too) keeps its status for upgrade.watch."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        if master.successor is not None and pid == master.successor.pid:
+            # reaped here, Popen.poll() would get ECHILD and report 0: its status is kept
+            master.successor.returncode = os.waitstatus_to_exitcode(status)
+            continue
+        record = master.workers.pop(pid, None)
+        if record is None:
+            continue
+        master.metrics.fold(record.row)
+        master.scoreboard.free(record.row)
+        if record.retired or master.stopping or record.generation != master.generation:
+            continue
+        if master.slots.get(record.slot) == pid:
+            del master.slots[record.slot]
+        schedule_respawn(master, record, status)
+
+
+def respawn_due(master, now: float) -> None:
+    for slot, when in list(master.respawn_at.items()):
+        if when <= now and slot not in master.slots:
+            del master.respawn_at[slot]
+            master.spawn(slot)
+
+
+def kill_overdue(master, now: float) -> None:
+    """SIGKILL for the workers past their kill_at (graceful_timeout, a stop --now, the watchdog)."""
+    for record in master.workers.values():
+        if record.kill_at is not None and now >= record.kill_at:
+            if not record.hung:
+                log.warning("worker pid %d outlived graceful_timeout: SIGKILL", record.pid)
+            record.kill_at = None
+            try:
+                os.kill(record.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 def schedule_respawn(master, record, status: int) -> None:
