@@ -86,13 +86,14 @@ class Master:
         self.route_ids: dict[str, int] = {}
         self.inherited_admin = inherit.get("admin")
         self.inherited_counts = inherit.get("member_counts")
-        self.readiness = Readiness(Notifier())
+        self.readiness = Readiness(Notifier(), inherit.get("ready_fd"))
         self.inherited_discovery = inherit.get("discovered", {})   # what DNS gave the master we replace
         self.generation = inherit.get("generation", 0)
         self.predecessor_generation = self.generation if inherit else None   # `mpmctl upgrade`: whose workers serve meanwhile
         self.ticket_keys = TicketKeys(inherit.get("ticket_keys"))   # TLS session-ticket keys, carried on
         self.ticket_keys.configure(config.tls)
         self.successor = None                      # the new master while `mpmctl upgrade` runs
+        self.successor_ready = None                # a pipe: it writes a byte there once it serves
         self.successor_deadline = 0.0
         self.successor_kill_at = 0.0
         self.orphans = False                       # a dead successor's workers may still hold rows
@@ -314,7 +315,7 @@ class Master:
         self.control.close_in_child()
         self.balancers.close_in_child()
         self.admin.close_in_child()
-        self.readiness.notifier.close()
+        self.readiness.close_in_child()
         self.clients.close_in_child()
         self.selector.close()
         for fd in (self.wake_r, self.wake_w, self.parent_w):

@@ -16,6 +16,7 @@ new generation that has not come up by then is reported.
 
 from __future__ import annotations
 
+import os
 import time
 
 STATUS_INTERVAL = 1.0
@@ -24,8 +25,9 @@ SERVING_STATES = ("ready", "full")
 
 
 class Readiness:
-    def __init__(self, notifier):
+    def __init__(self, notifier, upgrade_fd: int | None = None):
         self.notifier = notifier
+        self.upgrade_fd = upgrade_fd    # `mpmctl upgrade`: a byte there tells the old master we serve
         self.served = 0                 # the latest generation all of whose workers were up
         self.reloaded_at = 0.0          # monotonic time of the last reload that started a generation
         self.status_at = 0.0
@@ -54,6 +56,7 @@ class Readiness:
             self.served = master.generation
             self.status_at = time.monotonic()
             self.notifier.ready(status)
+            self._tell_old_master()
         elif self.notifier.enabled and time.monotonic() - self.status_at >= STATUS_INTERVAL:
             self.status_at = time.monotonic()
             self.notifier.status(status)
@@ -61,6 +64,26 @@ class Readiness:
 
     def stopping(self) -> None:
         self.notifier.stopping()
+
+    def _tell_old_master(self) -> None:
+        """Our first generation serves: the master `mpmctl upgrade` replaces hands over (it
+        cannot tell from the scoreboard: our config may run fewer workers than its)."""
+        if self.upgrade_fd is not None:
+            try:
+                os.write(self.upgrade_fd, b"R")
+            except OSError:
+                pass                        # it is gone (upgrade.follow takes the control paths)
+            self._close_upgrade_fd()
+
+    def _close_upgrade_fd(self) -> None:
+        if self.upgrade_fd is not None:
+            os.close(self.upgrade_fd)
+            self.upgrade_fd = None
+
+    def close_in_child(self) -> None:
+        """In a forked worker: the master's descriptors go."""
+        self.notifier.close()
+        self._close_upgrade_fd()
 
     # == what /healthz answers ========================================================================
     def health(self, master) -> tuple[int, str]:

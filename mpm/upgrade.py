@@ -46,17 +46,25 @@ def start(master) -> dict:
         return {"ok": False, "errors": ["an upgrade or a stop is already under way"]}
     admin = master.admin.export()
     ticket_keys = master.ticket_keys.export()     # a memfd: the keys never go through a file
+    ready_r, ready_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)    # it writes a byte once it serves
     env = dict(os.environ, MPM_UPGRADE_FROM=str(os.getpid()), MPM_INHERIT=json.dumps({
         "listeners": master.listeners.export(), "scoreboard": master.scoreboard.fd,
         "generation": master.generation, "discovered": master.balancers.export(),
         "metrics": master.metrics.fd, "admin": admin, "member_counts": master.balancers.export_counts(),
-        "ticket_keys": ticket_keys,
+        "ticket_keys": ticket_keys, "ready_fd": ready_w,
         "control": {"pidfile": master.config.control.pidfile, "socket": master.config.control.socket}}))
     fds = [sock.fileno() for sock in master.listeners.all_sockets()] + [master.scoreboard.fd, master.metrics.fd]
     fds += [admin["fd"]] if admin else []
     fds += [ticket_keys] if ticket_keys is not None else []
     argv = [sys.executable, "-m", "mpm", "start"] + (["-c", master.config_path] if master.config_path else [])
-    master.successor = subprocess.Popen(argv, env=env, pass_fds=fds)
+    try:
+        master.successor = subprocess.Popen(argv, env=env, pass_fds=[*fds, ready_w])
+    except OSError:
+        os.close(ready_r)
+        raise
+    finally:
+        os.close(ready_w)
+    master.successor_ready = ready_r
     master.successor_deadline = time.monotonic() + 30
     log.info("upgrade: started master pid %d; waiting for its workers", master.successor.pid)
     return {"ok": True, "new_master": master.successor.pid}
@@ -68,6 +76,7 @@ def watch(master, now: float) -> None:
         if master.successor_deadline:
             log.error("upgrade failed: the new master %s; still serving", _ended(successor.returncode))
         master.successor = None
+        _close_ready(master)
         master.orphans = True           # its workers' rows, freed once they are gone (forget_orphans)
         _reclaim_control(master)
         return
@@ -75,9 +84,8 @@ def watch(master, now: float) -> None:
         if now > master.successor_kill_at:
             successor.kill()
         return
-    ready = [row for row in master.scoreboard.live_rows()
-             if row["generation"] > master.generation and row["state"] == "ready"]
-    if len(ready) >= master.config.mpm.workers:
+    if _serves(master):
+        _close_ready(master)
         log.info("upgrade: master pid %d serves; our workers hand their tunnels over", successor.pid)
         master.readiness.notifier.main_pid(successor.pid)   # systemd follows it, and kills nothing
         master.admin.hand_over()            # the new master answers there (it holds the same socket)
@@ -94,6 +102,25 @@ def watch(master, now: float) -> None:
         successor.terminate()
         master.successor_deadline = 0.0     # forgotten once it has exited (the control plane stayed ours)
         master.successor_kill_at = now + 10.0
+
+
+def _serves(master) -> bool:
+    """The new master says its workers serve (a byte on the pipe, whatever its worker count);
+    one of a release before this one, when as many of its workers as ours are ready."""
+    try:
+        if os.read(master.successor_ready, 1):
+            return True
+    except BlockingIOError:
+        pass
+    ready = [row for row in master.scoreboard.live_rows()
+             if row["generation"] > master.generation and row["state"] == "ready"]
+    return len(ready) >= master.config.mpm.workers
+
+
+def _close_ready(master) -> None:
+    if master.successor_ready is not None:
+        os.close(master.successor_ready)
+        master.successor_ready = None
 
 
 def _ended(returncode: int) -> str:

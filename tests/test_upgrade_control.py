@@ -134,3 +134,24 @@ def test_the_new_master_takes_the_control_paths_if_the_old_one_dies_before_the_h
         assert stop.returncode == 0 and _gone(new), stop.stdout + stop.stderr
     finally:
         _finish(upgrade, new)
+
+
+@pytest.mark.timeout(90)
+def test_an_upgrade_to_fewer_workers_hands_over(proxy_factory, http_backend):
+    """The old master took the new one for ready when as many of its workers as its own were:
+    an upgrade whose config lowers mpm.workers failed after 30 s, every time.  The new master
+    now says when its generation serves."""
+    backend = http_backend()
+    proxy = proxy_factory([{"path": "/", "to": backend.url + "/"}], workers=2)
+    proxy.config["mpm"]["workers"] = 1
+    proxy.write_config()
+    result = proxy.mpmctl("upgrade", timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    new = int(re.search(r"-> (\d+)", result.stdout).group(1))
+    proxy.seen_pids.add(new)
+    try:
+        status = proxy.status()
+        assert status["master_pid"] == new and len(proxy.worker_pids()) == 1, status
+    finally:
+        stop = proxy.mpmctl("stop", timeout=40)
+        assert stop.returncode == 0 and _gone(new), stop.stdout + stop.stderr
