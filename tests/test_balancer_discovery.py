@@ -54,10 +54,12 @@ def pick(lb: Balancers, headers: str = "") -> int | None:
 
 
 class FakeTunnel:
-    """What `Balancers.expired` looks at: the context a tunnel carries (and nothing else)."""
+    """What `Balancers.expired` looks at: the context a tunnel carries and its on_close (which
+    knows the row the tunnel counts on), and nothing else."""
 
-    def __init__(self, lb):
-        self.context = {"lb": lb}
+    def __init__(self, lb, index: int | None = None):
+        self.context = {"lb": None if index is None else lb.key(index)}
+        self.on_close = None if index is None else lb.tunnel_closer(index, lambda tunnel, reason: None)
 
 
 def test_found_members_take_rows_drain_and_free_them(tmp_path):
@@ -80,7 +82,7 @@ def test_found_members_take_rows_drain_and_free_them(tmp_path):
     table.leaving[1] -= 10                                   # ... and now hold (5 s) has passed
     slots.settle(table, "app", table.busy_of)
     assert table.state(1)["status"] == "gone"
-    tunnels = [FakeTunnel(lb.key(1)), FakeTunnel(lb.key(2)), FakeTunnel(None)]
+    tunnels = [FakeTunnel(lb, 1), FakeTunnel(lb, 2), FakeTunnel(lb)]
     assert lb.expired(tunnels) == tunnels[:1]                # the worker closes that one
     lb.end(1, 0)
     assert slots.settle(table, "app", table.busy_of)         # nothing open: the row is free

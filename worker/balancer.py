@@ -260,6 +260,8 @@ class Balancers:
         self.origins = origins if origins is not None else (lambda backend: backend)
         self.backends = [self.origins(row.member.backend) if row.member else None for row in table.rows]
         self.slot_rows = [row.index for row in table.rows if row.member is None]
+        self.slot_set = frozenset(self.slot_rows)
+        self.swept = -1               # the membership `expired` last looked at every tunnel under
         self.epochs = [-1 if row.member is None else 0 for row in table.rows]
         # Backends built for found members, by what they were built from: the same object for the
         # same address, so `origins` (which remembers them by identity) never grows without end.
@@ -346,7 +348,7 @@ class Balancers:
         """Whether row `index` still holds the member `origin` was picked as: a DNS row may
         pass to a newcomer while an exchange on the member that left is under way, and the
         newcomer must not be put in error state for that one's failure."""
-        if origin is None or index not in self.slot_rows:
+        if origin is None or index not in self.slot_set:
             return True
         if self.table.membership[0] != self.membership or self.epochs[index] != self.table.epoch[index]:
             self._refresh()
@@ -368,10 +370,7 @@ class Balancers:
 
     def tunnel_closer(self, index: int, on_close):
         """The tunnel's on_close: the member stops counting it, then the worker's own."""
-        def closed(tunnel, reason):
-            self.end(index, tunnel.bytes_in + tunnel.bytes_out)
-            on_close(tunnel, reason)
-        return closed
+        return _CountedClose(self, index, on_close)
 
     def moved(self, context) -> None:
         """A tunnel handed to another worker: that worker counts it now (`adopt`), so this one
@@ -393,12 +392,48 @@ class Balancers:
         return self.tunnel_closer(index, on_close)
 
     def expired(self, tunnels) -> list:
-        """The tunnels still open on members that left DNS longer than `hold` ago: the worker
-        closes them (the master frees the member's row once nothing is open on it)."""
+        """The tunnels to close: those on a member that left DNS longer than `hold` ago (its row
+        is gone), and those whose row has passed to a newcomer since they opened.  The master
+        may give a gone row to a member that waits for one before this worker's heartbeat saw
+        it gone; the departed member's tunnels are known then by their row, which names
+        another member now (the master frees a row once nothing is open on it)."""
         table = self.table
-        gone = {table.key(i) for i in self.slot_rows if table.status[i] == GONE}
-        if not gone:
+        if not self.slot_rows:
             return []
-        return [tunnel for tunnel in tunnels
-                if isinstance(tunnel.context, dict) and tuple(tunnel.context.get("lb") or ()) in gone]
+        membership = table.membership[0]      # read first: a change while we look brings us back
+        gone = {i for i in self.slot_rows if table.status[i] == GONE}
+        if not gone and membership == self.swept:
+            return []
+        holders: dict[int, list] = {}
+        closing = []
+        for tunnel in tunnels:
+            closer = tunnel.on_close
+            index = closer.index if type(closer) is _CountedClose else -1
+            if index not in self.slot_set:
+                continue
+            if index in gone:
+                closing.append(tunnel)
+                continue
+            holder = holders.get(index)
+            if holder is None:
+                holder = holders[index] = list(table.key(index))
+            if holder != tunnel.context.get("lb"):
+                closing.append(tunnel)
+        self.swept = membership
+        return closing
 
+
+class _CountedClose:
+    """A tunnel's on_close while a member counts it as busy: the row it counts on (`expired`
+    knows the tunnel's member by it), then the worker's own on_close."""
+
+    __slots__ = ("balancers", "index", "then")
+
+    def __init__(self, balancers: Balancers, index: int, then):
+        self.balancers = balancers
+        self.index = index
+        self.then = then
+
+    def __call__(self, tunnel, reason) -> None:
+        self.balancers.end(self.index, tunnel.bytes_in + tunnel.bytes_out)
+        self.then(tunnel, reason)
