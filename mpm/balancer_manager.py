@@ -14,17 +14,29 @@ A member's counters (requests, bytes, failures) start over in each new table; fo
 /metrics they are totals that never go backwards: the current table's, plus the tables of
 older generations still running, plus `carried`, where a table's counts go when it is
 closed (and which `mpmctl upgrade` hands to the next master).
+
+`mpmctl upgrade` hands the next master our current table itself (its memfd, and the layout
+that names its rows): our workers go on counting there until they have handed their
+tunnels over and exited, and the next master reads it as one more older table meanwhile
+(`predecessor`), so no count is lost and none goes backwards.  It starts its own table from
+it as a reload does: the members DNS gave with their health and status, and those that left
+DNS and drain, with the time they left (CLOCK_MONOTONIC is the host's), so `hold` still cuts
+their tunnels, which its workers adopt and count on them.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 
+from conf.model import Balancer, Discover, Member
 from mpm import slots
 from mpm.discovery import Discovery
 from mpm.health import HealthChecker
+from mpm.pidfile import pid_alive
 from shm.members import MemberTable
+from shm.table import LayoutMismatch
 
 log = logging.getLogger("mpm.master")
 
@@ -35,8 +47,15 @@ ACTIONS = {"enable": "enabled", "disable": "disabled", "drain": "drain", "hot-st
 
 
 class BalancerManager:
-    def __init__(self, config, selector, inherited: dict | None = None, counts: list | None = None):
+    def __init__(self, config, selector, inherited: dict | None = None, counts: list | dict | None = None):
         self.selector = selector
+        # `mpmctl upgrade`: the table of the master we replace, while its workers count there
+        self.predecessor: MemberTable | None = None
+        self.predecessor_pid = 0
+        if isinstance(counts, dict):            # it handed its table over (export_table)
+            self.predecessor = _read_predecessor(counts)
+            self.predecessor_pid = int(counts.get("pid") or 0)
+            counts = counts.get("older" if self.predecessor is not None else "all")
         # (balancer, url) -> [requests, bytes, failures] of closed tables (and of the master we replace)
         self.carried: dict[tuple, list] = {(b, url): list(c) for b, url, *c in counts or ()}
         self.table: MemberTable | None = None
@@ -55,6 +74,8 @@ class BalancerManager:
         if old is not None:
             table.carry_from(old)
             self.retired.append(old)
+        elif self.predecessor is not None:
+            table.carry_from(self.predecessor)
         self.table = table
         self._configure_discovery(config, old)
         self.health.configure(table)
@@ -77,12 +98,19 @@ class BalancerManager:
                 discovery = Discovery(self.selector, name, discover, self._found)
                 if name in self.inherited:
                     discovery.adopt(self.inherited.pop(name))
+                    if old is None and self._predecessor_asked(name, discover):
+                        slots.carry(self.predecessor, self.table, name)     # its draining members too
             kept[name] = discovery
             if discovery.found is not None:
                 self._place(discovery, discovery.answered or time.time())
         for dropped in self.discoveries.values():
             dropped.close()
         self.discoveries = kept
+
+    def _predecessor_asked(self, name: str, discover) -> bool:
+        """Whether the master we replace asked DNS the same for balancer `name`."""
+        before = self.predecessor.balancers.get(name) if self.predecessor is not None else None
+        return before is not None and before.discover is not None and before.discover.source == discover.source
 
     def _found(self, discovery: Discovery) -> None:
         """A good DNS answer: the balancer's rows follow it."""
@@ -104,6 +132,10 @@ class BalancerManager:
         """Housekeeping: free the cells of dead workers, drop tables nobody uses, ask DNS and
         settle departed members, run checks."""
         self.table.release_dead(alive)
+        if self.predecessor is not None and not pid_alive(self.predecessor_pid):
+            self._carry(self.predecessor)        # its workers are gone with it: its counts are final
+            self.predecessor.close()
+            self.predecessor = None
         for table in list(self.retired):
             if not table.release_dead(alive):
                 self.retired.remove(table)
@@ -123,13 +155,17 @@ class BalancerManager:
         """What is open on a member in every generation still running (a reload's old workers
         count on the old table until their tunnels are handed over or end)."""
         total = self.table.busy_of(index)
-        if self.retired:
+        if self.retired or self.predecessor is not None:
             key = self.table.key(index)
-            for old in self.retired:
+            for old in self._older_tables():
                 found = old.find(key)
                 if found is not None:
                     total += old.busy_of(found)
         return total
+
+    def _older_tables(self) -> list[MemberTable]:
+        """Tables whose workers still count: older generations', and the replaced master's."""
+        return self.retired if self.predecessor is None else [self.predecessor, *self.retired]
 
     def export(self) -> dict:
         """For the next master (`mpmctl upgrade`): what DNS gave, so it starts from there."""
@@ -152,7 +188,7 @@ class BalancerManager:
 
     def _older(self, key) -> list:
         counts = list(self.carried.get(key, (0, 0, 0)))
-        for old in self.retired:
+        for old in self._older_tables():
             found = old.find(key)
             if found is not None:
                 for i, counter in enumerate(COUNTED):
@@ -172,17 +208,30 @@ class BalancerManager:
                         counts[i] += old.total(index, counter)
 
     def export_counts(self) -> list:
-        """For the next master: every member's totals now (what our workers count after this is
-        not carried: they are finishing)."""
+        """For a next master that cannot read our table (export_table): every member's totals
+        now (what our workers count after this is not carried: they are finishing)."""
         return [[*key, state["requests"], state["bytes"], state["failures"]] for key, state in self.member_metrics()]
+
+    def export_table(self) -> dict:
+        """For the next master: our table by its memfd (passed with the upgrade's fds) and the
+        layout that names its rows; `older`: the totals of every other table, which it adds."""
+        table = self.table
+        older = []
+        for name in table.balancers:
+            for index in table.listed(name):
+                key = table.key(index)
+                older.append([*key, *self._older(key)])
+        return {"fd": table.fd, "cells": table.cells, "layout": table.layout(), "pid": os.getpid(),
+                "older": older, "all": self.export_counts()}
 
     def close_in_child(self) -> None:
         self.health.close_in_child()
         for discovery in self.discoveries.values():
             discovery.close_in_child()
-        for table in self.retired:
+        for table in self._older_tables():
             table.close()
         self.retired = []
+        self.predecessor = None
 
     # == mpmctl balancer ========================================================================
     def control(self, request: dict) -> dict:
@@ -265,3 +314,29 @@ def _find_member(table: MemberTable, name: str, who: str) -> int | None:
 
 def _refused(message: str) -> dict:
     return {"ok": False, "errors": [message]}
+
+
+def _read_predecessor(exported: dict) -> MemberTable | None:
+    """The member table `mpmctl upgrade` handed us (export_table), its rows named as the
+    replaced master's configuration named them; None if it cannot be read (its counts then
+    come from the snapshot, `all`)."""
+    fd = exported.get("fd")
+    try:
+        balancers = {}
+        for name, members, source, count in exported["layout"]:
+            discover = Discover(str(source[0]), str(source[1]), int(source[2]), str(source[3]), slots=int(count)) \
+                if source else None
+            balancers[name] = Balancer(str(name), tuple(Member(str(url), None, route) for url, route in members),
+                                       discover=discover)
+        table = MemberTable(balancers, int(exported["cells"]), fd=int(fd))
+        os.set_inheritable(table.fd, False)      # ours now: not for a master we start in turn
+        return table
+    except (LayoutMismatch, KeyError, TypeError, ValueError, OSError) as exc:
+        log.error("upgrade: the member table of the master we replace cannot be read (%s): its members' "
+                  "counts are the ones it had when the upgrade began", exc)
+        if isinstance(fd, int):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        return None

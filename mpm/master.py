@@ -85,7 +85,7 @@ class Master:
         self.metrics = MetricsTable(fd=inherit.get("metrics"))
         self.route_ids: dict[str, int] = {}
         self.inherited_admin = inherit.get("admin")
-        self.inherited_counts = inherit.get("member_counts")
+        self.inherited_counts = inherit.get("member_table") or inherit.get("member_counts")
         self.readiness = Readiness(Notifier(), inherit.get("ready_fd"))
         self.inherited_discovery = inherit.get("discovered", {})   # what DNS gave the master we replace
         self.generation = inherit.get("generation", 0)

@@ -2,7 +2,7 @@
 connection lost.
 
 It inherits our listening sockets, the shared tables (scoreboard, metrics, session-ticket
-keys) and the admin socket through `MPM_INHERIT` and passed fds; once its workers serve,
+keys, the balancers' member table) and the admin socket through `MPM_INHERIT` and passed fds; once its workers serve,
 ours stop and hand it their tunnels and keep-alive connections, and we exit.  Until then
 nothing changes, and a failure changes nothing.
 
@@ -46,14 +46,16 @@ def start(master) -> dict:
         return {"ok": False, "errors": ["an upgrade or a stop is already under way"]}
     admin = master.admin.export()
     ticket_keys = master.ticket_keys.export()     # a memfd: the keys never go through a file
+    members = master.balancers.export_table()     # our workers count on there until they exit
     ready_r, ready_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)    # it writes a byte once it serves
     env = dict(os.environ, MPM_UPGRADE_FROM=str(os.getpid()), MPM_INHERIT=json.dumps({
         "listeners": master.listeners.export(), "scoreboard": master.scoreboard.fd,
         "generation": master.generation, "discovered": master.balancers.export(),
-        "metrics": master.metrics.fd, "admin": admin, "member_counts": master.balancers.export_counts(),
-        "ticket_keys": ticket_keys, "ready_fd": ready_w,
+        "metrics": master.metrics.fd, "admin": admin, "member_counts": members["all"],
+        "member_table": members, "ticket_keys": ticket_keys, "ready_fd": ready_w,
         "control": {"pidfile": master.config.control.pidfile, "socket": master.config.control.socket}}))
-    fds = [sock.fileno() for sock in master.listeners.all_sockets()] + [master.scoreboard.fd, master.metrics.fd]
+    fds = [sock.fileno() for sock in master.listeners.all_sockets()] + [master.scoreboard.fd, master.metrics.fd,
+                                                                         members["fd"]]
     fds += [admin["fd"]] if admin else []
     fds += [ticket_keys] if ticket_keys is not None else []
     argv = [sys.executable, "-m", "mpm", "start"] + (["-c", master.config_path] if master.config_path else [])

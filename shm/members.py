@@ -72,7 +72,8 @@ class MemberTable(WorkerCells, SharedTable):
     """The master creates it (before fork) and reads it for `mpmctl`; workers claim a cell
     and pick from it; health checks write `health`; DNS discovery fills the slot rows."""
 
-    def __init__(self, balancers, cells: int = 1):
+    def __init__(self, balancers, cells: int = 1, fd: int | None = None):
+        """`fd`: the table of the master an upgrade replaces, read as its `layout()` named it."""
         self.balancers = balancers
         self.rows: list[Row] = []
         self.first: dict[str, int] = {}             # balancer -> its first row
@@ -87,14 +88,20 @@ class MemberTable(WorkerCells, SharedTable):
             self.slots[balancer.name] = range(start, len(self.rows))
         self.by_key = {(row.balancer.name, row.member.url): row.index for row in self.rows if row.member}
         self.cells = cells
-        super().__init__("mpm-balancers", _columns(len(self.rows), cells))
-        for row in self.rows:
+        super().__init__("mpm-balancers", _columns(len(self.rows), cells), fd)
+        for row in self.rows if fd is None else ():
             if row.member:
                 self.status[row.index] = STATUSES.index(row.member.status)
                 self.weight[row.index] = row.member.weight
             else:
                 self.status[row.index] = EMPTY
         self._backends: dict[tuple, object] = {}     # (row, epoch) -> Backend, for the master's own use
+
+    def layout(self) -> list:
+        """What the next master (`mpmctl upgrade`) needs to read this table by its memfd: per
+        balancer, its static members (URL, route) and its DNS source and slots, in row order."""
+        return [[b.name, [[m.url, m.route] for m in b.members], list(b.discover.source) if b.discover else None,
+                 len(self.slots[b.name])] for b in self.balancers.values()]
 
     def end(self, name: str) -> int:
         """One past the balancer's last row."""
