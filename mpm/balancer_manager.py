@@ -270,7 +270,7 @@ class BalancerManager:
             return _refused(f"no balancer '{name}' (there are: {', '.join(table.balancers) or 'none'})")
         index = _find_member(table, name, who)
         if index is None:
-            known = ", ".join(table.route(i) or table.url(i) for i in table.listed(name))
+            known = ", ".join(table.url(i) for i in table.listed(name))
             return _refused(f"balancer '{name}' has no member '{who}' (members: {known or 'none yet'})")
         url = table.url(index)
         if table.state(index)["status"] == "gone":
@@ -297,19 +297,26 @@ class BalancerManager:
 
 def _find_member(table: MemberTable, name: str, who: str) -> int | None:
     """A member by route, by URL (trailing slash or not), by host:port (or address:port for one
-    found in DNS), or by 1-based position in the listing."""
+    found in DNS; an IPv6 address in brackets, as in its URL), or by 1-based position in the
+    listing."""
     listed = table.listed(name)
     for index in listed:
         url, backend = table.url(index), table.backend(index)
-        names = {table.route(index), url, url.rstrip("/"), f"{backend.sockaddr[0]}:{backend.port}"}
+        names = {table.route(index), url, url.rstrip("/"), _host_port(backend.sockaddr[0], backend.port)}
         discover = table.rows[index].discover
         if discover is None or discover.rtype == "SRV":     # A/AAAA members all share the name asked
-            names.add(f"{backend.host}:{backend.port}")
+            names.add(_host_port(backend.host, backend.port))
         if who in names or who.rstrip("/") == url.rstrip("/"):
             return index
     if who.isdigit() and 1 <= int(who) <= len(listed):
         return listed[int(who) - 1]
     return None
+
+
+def _host_port(host: str, port: int) -> str:
+    """How a URL writes them: `[::1]:8080` for an IPv6 address (`::1:8080` reads as an address)."""
+    host = host.strip("[]")
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _refused(message: str) -> dict:
