@@ -2,7 +2,7 @@
 
     discover: {dns: "_http._tcp.app.internal", type: SRV, slots: 32, interval: 5, hold: 30,
                resolvers: ["127.0.0.1:53"], scheme: http, timeout: 2}
-    discover: {dns: "app.internal", type: A, port: 3000, weight: 1}
+    discover: {dns: "app.internal", type: A, port: 3000, weight: 1, max_ttl: 60}
 
 Nothing is resolved here (the answer changes while the server runs: the master asks again
 every `interval`); what is checked is that the question can be asked: a valid name, a type,
@@ -20,8 +20,8 @@ from .fields import Section, describe
 from .model import DISCOVER_TYPES, BackendTLS, Discover
 from .tlsfiles import backend_tls
 
-DISCOVER_KEYS = ("dns", "type", "port", "scheme", "tls", "slots", "interval", "resolvers", "hold", "weight",
-                 "timeout")
+DISCOVER_KEYS = ("dns", "type", "port", "scheme", "tls", "slots", "interval", "max_ttl", "resolvers", "hold",
+                 "weight", "timeout")
 RESOLV_CONF = "/etc/resolv.conf"
 SLOTS_MAX = 1024                # rows of the shared member table, per balancer
 INTERVAL_MIN = 0.2              # seconds: asking more often than this is a flood, not discovery
@@ -60,13 +60,14 @@ def build_discover(sec: Section | None) -> Discover | None:
     interval = sec.number("interval", d.interval)
     if interval is not None and interval < INTERVAL_MIN:
         sec.error("interval", f"{sec.name('interval')} must be at least {INTERVAL_MIN:g} seconds, got {interval:g}")
+    max_ttl = sec.number("max_ttl", d.max_ttl, positive=False)     # 0: the TTL is not read, every `interval`
     hold = sec.number("hold", d.hold, positive=False)
     timeout = sec.number("timeout", d.timeout)
     resolvers = _resolvers(sec)
-    if len(sec.errors) > errors_before or None in (name, scheme, port, weight, slots, interval, hold, timeout):
+    if len(sec.errors) > errors_before or None in (name, scheme, port, weight, slots, interval, max_ttl, hold, timeout):
         return None
-    return Discover(name, rtype, port if rtype != "SRV" else 0, scheme, tls, slots, interval, resolvers, hold,
-                    weight, timeout, sec.node.line)
+    return Discover(name, rtype, port if rtype != "SRV" else 0, scheme, tls, slots, interval, max_ttl, resolvers,
+                    hold, weight, timeout, sec.node.line)
 
 
 def name_problem(name: str) -> str | None:

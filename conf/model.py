@@ -295,7 +295,8 @@ class Discover:
     scheme: str = "http"             # http | https | ws | wss, as a member URL's
     tls: BackendTLS | None = None    # for https/wss
     slots: int = 32                  # member rows kept for what DNS finds (server-template's count)
-    interval: float = 5.0            # seconds between lookups; longer when the records' TTL says so
+    interval: float = 5.0            # seconds between lookups; longer when the records' TTL says so ...
+    max_ttl: float = 60.0            # ... up to this (nginx's `resolver valid=` overrides the TTL)
     resolvers: tuple[tuple[str, int], ...] = ()   # (address, port); default: /etc/resolv.conf's
     hold: float = 30.0               # seconds a member gone from DNS keeps draining before it is cut
     weight: int = 1                  # A/AAAA members' weight (SRV members: the record's)

@@ -322,7 +322,10 @@ def _format_discovery(d: dict, listed: int) -> str:
     """One line: what is asked, how it went."""
     asked = f"{d['type']} {d['dns']}" + (f" port {d['port']}" if d["port"] else "")
     answered = f"last answer {d['answered']:.0f}s ago" if d["answered"] is not None else "no answer yet"
-    line = (f"discover {asked} via {', '.join(d['resolvers'])} every {d['interval']:g}s: {listed} members "
+    every = f"every {d['interval']:g}s"
+    if d.get("next_lookup", 0) > d["interval"]:          # the records' TTL stretched it (up to max_ttl)
+        every += f" (TTL: next in {d['next_lookup']:.0f}s)"
+    line = (f"discover {asked} via {', '.join(d['resolvers'])} {every}: {listed} members "
             f"in {d['slots']} slots, {answered}, {d['failures']} failed lookups")
     if d["left_out"]:
         line += f", {d['left_out']} records left out (slots)"

@@ -13,7 +13,9 @@ usable record) changes nothing: the last good set stays, the failure is counted 
 (the first of a streak at error level, then one line a minute), and the next round comes
 after `interval`.  An empty answer is taken for an accident rather than an order to empty
 the balancer.  A good round's next one comes after `interval`, or the smallest TTL of the
-records used when that is longer.  More records than slots: the first `slots` by (priority,
+records used when that is longer, up to `max_ttl` (60 s: a record made to be cached for an
+hour must not hold a departed member that long; nginx's `resolver valid=` overrides the
+TTL the same way, HAProxy and Envoy ask on their own schedule whatever it says).  More records than slots: the first `slots` by (priority,
 name, port), the same choice on every instance, and one warning until it fits again.
 """
 
@@ -229,7 +231,7 @@ class Discovery:
         self.answered = time.time()
         self.records = len(found)
         self.found = self._cut(found)
-        self.due = now + max(d.interval, ttl)
+        self.due = now + max(d.interval, min(ttl, d.max_ttl))     # a TTL stretches the interval, up to max_ttl
         self.on_found(self)
 
     def _failed(self, error: str, now: float) -> None:
@@ -260,7 +262,9 @@ class Discovery:
     def snapshot(self) -> dict:
         d = self.discover
         return {"dns": d.dns, "type": d.rtype, "port": d.port or None, "scheme": d.scheme, "slots": d.slots,
-                "interval": d.interval, "hold": d.hold, "resolvers": [f"{a}:{p}" for a, p in d.resolvers],
+                "interval": d.interval, "max_ttl": d.max_ttl, "hold": d.hold,
+                "next_lookup": round(max(self.due - time.monotonic(), 0.0), 1) if self.lookup is None else 0.0,
+                "resolvers": [f"{a}:{p}" for a, p in d.resolvers],
                 "records": self.records, "left_out": max(self.records - d.slots, 0),
                 "answered": round(time.time() - self.answered, 1) if self.answered else None,
                 "failures": self.failures, "failing": self.failing, "last_error": self.last_error or None}

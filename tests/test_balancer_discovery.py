@@ -217,6 +217,10 @@ BAD = {
     "tls on http": ("{dns: app.test, type: A, tls: {verify: false}}", "discover.tls only applies to scheme https"),
     "unknown key": ("{dns: app.test, type: A, hold_time: 3}", "unknown key 'hold_time' in balancers.app.discover "
                                                               "(did you mean 'hold'?)"),
+    "max_ttl": ("{dns: app.test, type: A, max_ttl: -5}", "discover.max_ttl must be a number >= 0"),
+    "max_ttl text": ("{dns: app.test, type: A, max_ttl: 1h}", "discover.max_ttl must be a number >= 0"),
+    "max_ttl typo": ("{dns: app.test, type: A, max_tll: 30}", "unknown key 'max_tll' in balancers.app.discover "
+                                                              "(did you mean 'max_ttl'?)"),
 }
 
 
@@ -233,8 +237,8 @@ def test_discover_config_keys_and_the_system_resolvers(tmp_path):
     d = config(tmp_path, '{dns: "_http._tcp.app.test.", scheme: wss, tls: {verify: false}, slots: 8, interval: 2, '
                          'hold: 0, timeout: 1, resolvers: ["10.0.0.2", "[::1]:5353", "127.0.0.1:53"]}',
                balancer="sticky: ROUTEID\n").balancers["app"].discover
-    assert (d.dns, d.rtype, d.port, d.scheme, d.tls.verify, d.slots, d.interval, d.hold, d.timeout) == \
-        ("_http._tcp.app.test", "SRV", 0, "wss", False, 8, 2.0, 0.0, 1.0)
+    assert (d.dns, d.rtype, d.port, d.scheme, d.tls.verify, d.slots, d.interval, d.hold, d.timeout, d.max_ttl) == \
+        ("_http._tcp.app.test", "SRV", 0, "wss", False, 8, 2.0, 0.0, 1.0, 60.0)
     assert d.resolvers == (("10.0.0.2", 53), ("::1", 5353), ("127.0.0.1", 53))
     resolv = tmp_path / "resolv.conf"
     resolv.write_text("# comment\nsearch example\nnameserver 10.9.8.7\nnameserver fe80::1%eth0\nnameserver bad\n")
