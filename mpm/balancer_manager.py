@@ -60,6 +60,7 @@ class BalancerManager:
         self.carried: dict[tuple, list] = {(b, url): list(c) for b, url, *c in counts or ()}
         self.table: MemberTable | None = None
         self.retired: list[MemberTable] = []     # older generations' tables, while their workers live
+        self.counted_elsewhere = False           # some member's busy_elsewhere is not 0
         self.health = HealthChecker(selector)
         self.discoveries: dict[str, Discovery] = {}
         self.inherited = dict(inherited or {})    # members found by the master we replace (upgrade)
@@ -74,10 +75,13 @@ class BalancerManager:
         if old is not None:
             table.carry_from(old)
             self.retired.append(old)
+            for index in range(len(old.rows)):     # its workers count what is theirs, as before
+                old.busy_elsewhere[index] = 0
         elif self.predecessor is not None:
             table.carry_from(self.predecessor)
         self.table = table
         self._configure_discovery(config, old)
+        self._count_elsewhere()                   # before the new generation's first pick
         self.health.configure(table)
 
     def _configure_discovery(self, config, old: MemberTable | None) -> None:
@@ -141,6 +145,7 @@ class BalancerManager:
                 self.retired.remove(table)
                 self._carry(table)
                 table.close()
+        self._count_elsewhere()
         now = time.monotonic()
         for discovery in self.discoveries.values():
             discovery.tick(now)
@@ -153,15 +158,42 @@ class BalancerManager:
 
     def _busy(self, index: int) -> int:
         """What is open on a member in every generation still running (a reload's old workers
-        count on the old table until their tunnels are handed over or end)."""
-        total = self.table.busy_of(index)
+        count on the old table until their tunnels are handed over or end), read now."""
+        total = self.table.busy_here(index)
         if self.retired or self.predecessor is not None:
             key = self.table.key(index)
             for old in self._older_tables():
                 found = old.find(key)
                 if found is not None:
-                    total += old.busy_of(found)
+                    total += old.busy_here(found)
         return total
+
+    def _count_elsewhere(self) -> None:
+        """Every tick: what older generations' workers have open on each member goes into the
+        current table's `busy_elsewhere`, which the workers' picks add (`busy_of`): an HTTP/2
+        stream or tunnel stays in a reload's old worker, and max_connections and bybusyness
+        must count it (HTTP/1.1 tunnels are handed over and counted anew)."""
+        table = self.table
+        column = table.busy_elsewhere
+        open_elsewhere: dict[tuple, int] = {}
+        for old in self._older_tables():
+            for name in old.balancers:
+                for index in old.listed(name):
+                    count = old.busy_here(index)
+                    if count:
+                        key = old.key(index)
+                        open_elsewhere[key] = open_elsewhere.get(key, 0) + count
+        if not open_elsewhere and not self.counted_elsewhere:
+            return
+        wanted = {}
+        for key, count in open_elsewhere.items():
+            index = table.find(key)
+            if index is not None:
+                wanted[index] = count
+        for index in range(len(table.rows)):      # only what changed: a pick reads it meanwhile
+            if column[index] != wanted.get(index, 0):
+                column[index] = wanted.get(index, 0)
+        self.counted_elsewhere = bool(wanted)
 
     def _older_tables(self) -> list[MemberTable]:
         """Tables whose workers still count: older generations', and the replaced master's."""
@@ -255,7 +287,7 @@ class BalancerManager:
                     "interval": health.interval, "passes": health.passes, "fails": health.fails,
                     "timeout": health.timeout},
                 "discover": self.discoveries[name].snapshot() if name in self.discoveries else None,
-                "members": [table.state(i) for i in table.listed(name)],
+                "members": [dict(table.state(i), busy=self._busy(i)) for i in table.listed(name)],   # busy: read now
             })
         return out
 

@@ -167,7 +167,7 @@ def _occupy(table, index: int, f, status: int, health_checks: bool) -> None:
     table.weight[index] = table.dns_weight[index] = f.weight
     table.dns_status[index] = status
     table.health[index] = DOWN if health_checks else UP      # traffic after the first good check
-    for column in ("hc_passes", "hc_fails", "hc_last", "lbstatus"):
+    for column in ("hc_passes", "hc_fails", "hc_last", "lbstatus", "busy_elsewhere"):
         getattr(table, column)[index] = 0
     for column in ("checked", "error_until", "error_at", "leaving"):
         getattr(table, column)[index] = 0.0

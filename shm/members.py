@@ -48,7 +48,8 @@ def _columns(rows: int, cells: int) -> list:
         "status", "weight", "health", "lbstatus", "hc_passes", "hc_fails", "hc_last",
         "requests_past", "bytes_past", "failures_past",         # counts of workers that are gone
         "epoch", "family", "port",
-        "dns_weight", "dns_status")]                             # what DNS said last (mpm/slots.py)
+        "dns_weight", "dns_status",                              # what DNS said last (mpm/slots.py)
+        "busy_elsewhere")]                                       # open in older generations' workers
     per_row += [(name, "d", rows) for name in ("error_until", "error_at", "checked", "seen", "leaving")]
     return [("membership", "q", 1), ("cells_used", "q", 1), ("cell_pid", "q", cells), *per_row,
             ("name", NAME_MAX, rows), ("address", 16, rows),
@@ -144,6 +145,14 @@ class MemberTable(WorkerCells, SharedTable):
         return value + past[index] if past is not None else value
 
     def busy_of(self, index: int) -> int:
+        """What is open on the member server-wide, as a pick sees it (max_connections,
+        bybusyness): in this table's workers, and in older generations' (`busy_elsewhere`,
+        which the master rewrites every tick: a reload's old worker keeps its HTTP/2 streams
+        and tunnels, which cannot be handed over)."""
+        return self.busy_here(index) + self.busy_elsewhere[index]
+
+    def busy_here(self, index: int) -> int:
+        """What is open on the member in the workers of this table."""
         start = index * self.cells
         return sum(self.busy[start:start + self.cells_used[0]])
 
