@@ -282,6 +282,10 @@ class Tunnel:
     def on_deadline(self) -> None:
         self.close("idle timeout")
 
+    def abandon(self) -> None:
+        """A handler of ours raised (the worker's loop contains it): both sides close."""
+        self.close("internal error")
+
     def close(self, reason: str) -> None:
         """Over TLS, only a tunnel both sides ended ("closed") ends with close_notify: a reset,
         a timeout or a failure reaches the other side as the truncation it is."""

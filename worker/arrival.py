@@ -10,6 +10,10 @@ from __future__ import annotations
 class Arrival:
     __slots__ = ()      # the subclasses' slots: worker, loop, sock, fd
 
+    def abandon(self) -> None:
+        """A handler of ours raised (worker.faults): closed, as an arrival that ends unserved."""
+        self.close()
+
     def close(self) -> None:
         worker, loop = self.worker, self.loop
         worker.handshakes.discard(self)

@@ -122,6 +122,14 @@ class BackendConnection(Endpoint):
         else:
             self.on_idle(self)
 
+    def abandon(self) -> None:
+        """A handler of ours raised (worker.faults): the exchange using it ends, or, idle,
+        it leaves the pool (`on_idle` is the pool's) and closes."""
+        if self.owner is not None:
+            self.owner.__self__.abandon()
+        else:
+            self.on_idle.__self__.discard(self)
+
     def advance(self) -> int:
         """Drive the connect and the TLS handshake: 0 when ready, else the epoll interest
         to wait for.  Raises OSError (connect) or ssl.SSLError (handshake) on failure."""
@@ -218,6 +226,10 @@ class BackendPool:
                 return
             except OSError:
                 pass
+        self.discard(conn)
+
+    def discard(self, conn: BackendConnection) -> None:
+        """An idle connection that will serve no more: out of the pool, closed."""
         stack = self.idle.get(conn.pool_key)
         if stack and conn in stack:
             stack.remove(conn)

@@ -350,6 +350,10 @@ class ClientConnection:
         self.holds = ()
         self.exchange = None
 
+    def abandon(self) -> None:
+        """A handler of ours raised (worker.faults): closed at once, its exchange aborted."""
+        self.close()
+
     def close(self, linger: bool = False) -> None:
         """Close now; an exchange under way is logged as aborted.  Over TLS, close_notify is
         sent unless a response is cut short: a client reading until the close (a body without

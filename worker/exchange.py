@@ -341,6 +341,13 @@ class Exchange:
         self.enter(DONE)
         self.client.exchange_done(self, False)
 
+    def abandon(self) -> None:
+        """A handler of ours raised (worker.faults): its client connection ends (on HTTP/2,
+        its stream alone), and the backend connection and the member's count go back
+        whatever the phase was."""
+        self.client.close()
+        self._release_backend(reuse=False)
+
     # == interest =================================================================================
     def update_interest(self) -> None:
         """Derive both endpoints' epoll interest from the state (module docstring)."""

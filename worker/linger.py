@@ -89,6 +89,10 @@ class Lingering:
     def on_deadline(self) -> None:
         self.close()
 
+    def abandon(self) -> None:
+        """A handler of ours raised (worker.faults): closed now."""
+        self.close()
+
     def close(self) -> None:
         if self not in self.lingering:
             return

@@ -47,6 +47,9 @@ class EventLoop:
         self.soon: list = []                 # one-shot callables for the next iteration (TLS pending data)
         self.held: list = []                 # endpoints whose `out` waits for the turn's end (send_batched)
         self.passed: dict = {}               # fd -> (mask, socket) between two owners (`pass_on`)
+        # What a callable that raised is handed to (worker.faults: its connection ends, the
+        # loop goes on); until the worker sets it, the exception ends the loop.
+        self.contain = _propagate
         self.running = True
 
     # -- registration --------------------------------------------------------------
@@ -125,7 +128,10 @@ class EventLoop:
         while timers and timers[0][0] <= now:
             callback = heapq.heappop(timers)[2]
             if callback is not None:
-                callback()
+                try:
+                    callback()
+                except Exception as exc:
+                    self.contain(exc, callback, None)
         if now >= self._next_sweep:
             self._next_sweep = now + SWEEP_INTERVAL
             self._sweep()
@@ -136,7 +142,10 @@ class EventLoop:
         expired = [obj for obj in self.timed if obj.deadline <= now]
         for obj in expired:
             if obj.deadline <= now:    # an earlier expiry in this sweep may have moved it
-                obj.on_deadline()
+                try:
+                    obj.on_deadline()
+                except Exception as exc:
+                    self.contain(exc, obj.on_deadline, None)
 
     # -- running ---------------------------------------------------------------------
     def run(self) -> None:
@@ -156,13 +165,19 @@ class EventLoop:
             for fd, mask in events:
                 handler = handlers.get(fd)
                 if handler is not None:
-                    handler(mask)
+                    try:        # free in 3.11 until something raises (worker.faults)
+                        handler(mask)
+                    except Exception as exc:
+                        self.contain(exc, handler, fd)
             if now >= self._wake:
                 self._housekeeping(now)
             if self.soon:
                 soon, self.soon = self.soon, []
                 for callback in soon:
-                    callback()
+                    try:
+                        callback()
+                    except Exception as exc:
+                        self.contain(exc, callback, None)
             if self.held:
                 self._send_held()
             for sink in sinks:      # worker.logs.LogSink: due, full, or an idle turn
@@ -184,7 +199,15 @@ class EventLoop:
             except OSError:
                 whole = False
             if not whole:
-                endpoint.handler(EPOLLOUT)
+                handler = endpoint.handler
+                try:
+                    handler(EPOLLOUT)
+                except Exception as exc:
+                    self.contain(exc, handler, endpoint.fd)
 
     def close(self) -> None:
         self._epoll.close()
+
+
+def _propagate(exc: Exception, callback, fd) -> None:
+    raise exc

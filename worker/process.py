@@ -28,6 +28,7 @@ from worker.acceptor import Acceptor
 from worker.admission import Admission, Arrivals
 from worker.backend import BackendPool, Origins
 from worker.balancer import Balancers
+from worker.faults import Faults
 from worker.handover import HandoverReceiver, HandoverSender
 from worker.linger import LingeringSet
 from worker.logs import AccessLog, ErrorLog, LogSink
@@ -96,6 +97,7 @@ class Worker:
         self.log_error = ErrorLog(self.error_sink, log.level,
                                   f"pid {os.getpid()} slot {self.slot} gen {self.generation}")
         loop.sinks += (self.access_sink, self.error_sink)
+        loop.contain = Faults(loop, self.log_error, self._internal_error).contain
         self.origins = Origins()
         self.router = Router(self.config.routes, self.timeouts.proxy, self.origins)
         self.lb = Balancers(self.config.balancers, self.balancer_table, self.log_error, os.getpid(), self.origins)
@@ -115,6 +117,14 @@ class Worker:
 
     def stop_now(self) -> None:
         self.loop.running = False
+
+    def _internal_error(self) -> None:
+        """A bug in the worker's own machinery, which no one connection's end contains
+        (worker.faults): we go as MaxConnectionsPerChild goes, our tunnels and idle
+        connections handed to the replacement the master starts now."""
+        if not self.stopping:
+            self.recycling = True
+            self.graceful_stop()
 
     def _parent_gone(self) -> None:
         self.log_error("error", "master process is gone: exiting")

@@ -323,6 +323,10 @@ class H2Connection(ClientFrames):
         worker for timeouts.lingering (a reload's old worker waits for lingering sockets)."""
         self.close(min(IDLE_GOAWAY_QUIET, self.worker.timeouts.lingering))
 
+    def abandon(self) -> None:
+        """A handler of ours raised (worker.faults): closed at once, its streams aborted."""
+        self.close()
+
     def close(self, linger: float = 0.0) -> None:
         """`linger`: seconds of quiet to wait for, half-closed and draining, before the close
         (worker.linger): our GOAWAY ends it while the client may still be sending (frames in

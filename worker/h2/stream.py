@@ -336,6 +336,10 @@ class H2Stream:
         self._reset(INTERNAL_ERROR)
         self._abort("closed")
 
+    def abandon(self) -> None:
+        """A handler of ours raised (worker.faults): this stream alone ends (INTERNAL_ERROR)."""
+        self.close()
+
     def tunnel_closed(self, error: bool) -> None:
         if error:
             self._reset(CONNECT_ERROR)

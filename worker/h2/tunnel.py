@@ -214,6 +214,10 @@ class StreamTunnel:
     def on_deadline(self) -> None:
         self.close("idle timeout", error=True)
 
+    def abandon(self) -> None:
+        """A handler of ours raised (worker.faults): the backend closes, the stream is reset."""
+        self.close("internal error", error=True)
+
     def close(self, reason: str, error: bool = False) -> None:
         if self.closed:
             return
