@@ -38,7 +38,7 @@ from tunnel.endpoint import WOULD_BLOCK, Endpoint
 from worker.h2 import defences
 from worker.h2.defences import Budget
 from worker.h2.frames import FOREVER, HANDLERS, NO_ERROR, ClientFrames
-from worker.h2.machine import goaway_frame, local_settings, new_machine
+from worker.h2.machine import goaway_frame, local_settings, new_machine, release
 from worker.h2.stream import H2Stream
 from worker.linger import close_or_linger
 from worker.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT
@@ -340,6 +340,7 @@ class H2Connection(ClientFrames):
             stream.connection_lost()
         self.streams.clear()
         self.blocked.clear()
+        release(self.h2)
         close_or_linger(self.worker.lingering, self.ep, True, linger)
         if self.holds:
             self.limiter.release(self.holds)

@@ -87,6 +87,15 @@ def new_machine() -> h2.connection.H2Connection:
     return _Machine(CONFIG)
 
 
+def release(machine: h2.connection.H2Connection) -> None:
+    """A closed connection's machine, freed by reference counting: h2 keeps its frame handlers
+    as bound methods in a dict of its own (`_frame_dispatch_table`), a cycle that only the
+    cyclic GC breaks, late (a long-lived worker's older generations are collected seldom),
+    and it holds the connection's HPACK tables, windows and closed-stream records until then.
+    No frame is received after the close, so the table is not needed any more."""
+    machine._frame_dispatch_table = None
+
+
 def goaway_frame(last_stream: int, error: int) -> bytes:
     """A GOAWAY written by hand (RFC 9113 §6.8: length 8, type 7, no flags, stream 0, last
     stream id, error code): h2's `close_connection` would also end its state machine, and the

@@ -42,6 +42,27 @@ NO_ERROR, PROTOCOL_ERROR, INTERNAL_ERROR, CANCEL, CONNECT_ERROR = 0x0, 0x1, 0x2,
 _StreamGone = (h2.exceptions.StreamClosedError, h2.exceptions.NoSuchStreamError)
 
 
+class _FinishedEndpoint:
+    """A finished stream's `ep`.  A stream is its own endpoint (`ep = self`), a reference
+    cycle that only the cyclic GC would free, and the stream holds its connection, whose h2
+    machine holds the HPACK tables: every closed connection would wait for the GC.  This
+    stand-in answers as the finished stream did (nothing kept, nothing taken)."""
+
+    __slots__ = ()
+    out = None
+    tls = False
+    fd = -1
+
+    def want(self, reading: bool) -> None:
+        pass
+
+    def send(self, data, end: bool = False) -> None:
+        pass
+
+
+FINISHED = _FinishedEndpoint()
+
+
 class H2Stream:
     # What `Exchange` reads from a client side that is not a socket (worker.clientside).
     http2 = True
@@ -412,3 +433,4 @@ class H2Stream:
             size, self.unacked = self.unacked, 0
             self.conn.acknowledge(self.id, size)
         self.conn.stream_done(self)
+        self.ep = FINISHED          # the cycle `ep = self` broken: refcounting frees the stream
