@@ -91,7 +91,8 @@ def _process(ex, buf, size: int) -> None:
 
 
 def _relay(ex, resp, buf, start: int, size: int) -> None:
-    """Send the rewritten head, with the body bytes that came with it."""
+    """A final head: how its body is framed, whether the connections stay, and the head as
+    it goes to the client (rewritten, or as it came); `_send` sends it."""
     head, worker, client = ex.head, ex.worker, ex.client
     ex.status = resp.status
     if ex.member is not None:
@@ -125,6 +126,13 @@ def _relay(ex, resp, buf, start: int, size: int) -> None:
         out = response_head(resp, ex.keep_alive, head.version == "1.0", not dechunk, reverse,
                             extra=ex.cookie or b"")
         ex.head_sent = len(out)
+    _send(ex, resp, out, reverse, buf, start, size)
+
+
+def _send(ex, resp, out, reverse, buf, start: int, size: int) -> None:
+    """The head `out` (None: the head as it came, from `buf`) with the body bytes that came
+    behind it in buf[start:size], to the client; then the exchange relays the rest, or is done."""
+    framing, client = ex.resp_framing, ex.client
     if start < size:
         try:
             stop = framing.feed(buf, start, size)
@@ -146,11 +154,15 @@ def _relay(ex, resp, buf, start: int, size: int) -> None:
         ended = framing.finished
         if out is None:
             out = resp.raw
-    if h2:
+    if client.http2:
         client.send_response(ex, resp, reverse, out, ended)
         return
     ex.resp_started = True            # from here on, only closing is honest (Exchange.answer)
-    if not send_to_client(ex, out):
+    ex.sent += len(out)               # send_to_client's work, inline: the split costs no call
+    try:
+        client.ep.send(out)
+    except OSError:
+        client.close()
         return
     if ended:
         ex.response_read()
