@@ -39,6 +39,18 @@ def keepalive_get(sock: socket.socket, path: str = "/") -> int:
     return int(head.split(b" ", 2)[1])
 
 
+def _worker_titles(master: psutil.Process) -> list[int]:
+    """The master's children that run a worker already (its title is set as it starts)."""
+    pids = []
+    for child in master.children():
+        try:
+            if "mpm: worker" in " ".join(child.cmdline()):
+                pids.append(child.pid)
+        except psutil.Error:
+            pass      # gone meanwhile
+    return pids
+
+
 def children(pid: int) -> list[psutil.Process]:
     return psutil.Process(pid).children(recursive=True)
 
@@ -65,12 +77,18 @@ def test_killed_worker_is_respawned_and_other_connections_survive(proxy_factory,
             port = sock.getsockname()[1]
             if any(c.raddr and c.raddr.port == port for c in psutil.Process(pid).net_connections("tcp")):
                 by_worker.setdefault(pid, []).append(sock)
-    os.kill(victim, signal.SIGKILL)
-    # Respawned within 1 s (plus status polling slack).
+    master = psutil.Process(proxy.proc.pid)
     started = time.monotonic()
+    os.kill(victim, signal.SIGKILL)
+    # Respawned within a second (the README's promise), watched through /proc: each `mpmctl
+    # status` is a Python start of its own (~0.2 s, over 1 s on a loaded machine), so it says
+    # when the worker is ready, not how soon it came.  (~10 ms here: the master forks in its
+    # SIGCHLD handler, and the child has the worker's modules already.)
+    wait_for(lambda: [pid for pid in _worker_titles(master) if pid not in (victim, survivor)], 5, 0.005,
+             "the new worker running")
+    assert time.monotonic() - started < 1.0
     new = wait_for(lambda: [w for w in (proxy.status() or {"workers": []})["workers"]
                             if w["pid"] not in (victim, survivor) and w["state"] == "ready"], 5, 0.05, "respawn")
-    assert time.monotonic() - started < 2.0
     assert new[0]["slot"] == status["workers"][0]["slot"]
     # The survivor's connections were untouched: each still answers on the same socket.
     for sock in by_worker[survivor]:
