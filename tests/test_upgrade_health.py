@@ -4,6 +4,10 @@ The new master inherits the admin socket and accepts on it from its start, besid
 it replaces, while its own workers are still starting; the old generation serves every
 request meanwhile.  Its "starting" answer (503, mpm_up 0) made a probe flap: 16-74 of the
 probes of one upgrade failed in a review's runs.
+
+The new master's workers start in a few milliseconds (the master imports their modules
+before it forks), too soon for a probe to meet that window every time: here each worker
+waits 0.3 s after its fork (a `sitecustomize.py` on PYTHONPATH), as on a loaded machine.
 """
 
 from __future__ import annotations
@@ -18,11 +22,16 @@ import pytest
 from admin_util import admin_port, admin_section, get
 from support import wait_for
 
+SLOW_WORKER_START = "import os, time\nos.register_at_fork(after_in_child=lambda: time.sleep(0.3))\n"
+
 
 @pytest.mark.timeout(120)
-def test_healthz_answers_200_throughout_an_upgrade(proxy_factory, http_backend):
+def test_healthz_answers_200_throughout_an_upgrade(proxy_factory, http_backend, tmp_path):
     backend = http_backend()
-    proxy = proxy_factory([{"path": "/", "to": backend.url + "/"}], workers=4, admin=admin_section())
+    (tmp_path / "slow").mkdir()
+    (tmp_path / "slow" / "sitecustomize.py").write_text(SLOW_WORKER_START)
+    proxy = proxy_factory([{"path": "/", "to": backend.url + "/"}], workers=4, admin=admin_section(),
+                          environ={"PYTHONPATH": str(tmp_path / "slow")})
     port = admin_port(proxy)
     answers: list = []
     stop = threading.Event()
