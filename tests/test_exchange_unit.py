@@ -351,6 +351,12 @@ def test_upgrade_policy_any_and_none_apply(tmp_path):
     assert listed.upgrade_header(asked) is None
     h2c = parse_request(b"GET / HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n", LIMITS)
     assert listed.upgrade_header(h2c) == b"h2c"
+    # Only what the route allows is forwarded: the backend cannot pick a protocol beside it.
+    websocket_only = _router(tmp_path, '  - {path: /, to: "ws://127.0.0.1:9001/"}\n').routes[0]
+    both = parse_request(b"GET / HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\nUpgrade: WebSocket, h2c\r\n\r\n",
+                         LIMITS)
+    assert websocket_only.upgrade_header(both) == b"WebSocket"
+    assert websocket_only.upgrade_header(h2c) is None
 
 
 def test_targets_other_than_origin_form():

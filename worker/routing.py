@@ -18,7 +18,6 @@ from conf.addresses import compile_template
 from conf.clients import normalise_origin
 from conf.model import UPGRADE_ANY, UPGRADE_NONE, Route
 from worker.authority import absolute_form
-from worker.http1 import connection_tokens
 from worker.limits import scope_of
 
 
@@ -90,10 +89,14 @@ class CompiledRoute:
             return None
         if self.any_protocol:
             return asked
-        for token in connection_tokens(asked):
-            if token.split(b"/", 1)[0].decode("latin-1") in self.upgrade:
-                return asked
-        return None
+        # Only the protocols the route allows go on, so the backend cannot switch to another
+        # one the client listed beside them ("websocket, h2c" on a WebSocket route would tunnel
+        # h2c, past routing, limits and the log: review 2026-12-03-http1 #1).  Apache drops the
+        # whole header unless all of it is allowed; keeping the allowed part serves the same
+        # clients and one more.
+        kept = [token.strip(b" \t") for token in asked.split(b",")
+                if token.strip(b" \t").lower().split(b"/", 1)[0].decode("latin-1") in self.upgrade]
+        return b", ".join(kept) if kept else None
 
 
 class OriginPolicy:
