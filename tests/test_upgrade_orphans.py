@@ -2,7 +2,11 @@
 after forking its workers: the master that serves on frees their scoreboard rows once they
 have exited.  Nobody else reaps them (their parent is gone), and before, /metrics showed them
 for ever (`mpm_worker_state` for pids that no longer existed) and the serving generation's
-workers kept seeing a newer generation that would never come."""
+workers kept seeing a newer generation that would never come.
+
+Every worker waits 1 s after its fork (a `sitecustomize.py` on PYTHONPATH): since the ready
+pipe, a successor can hand over within milliseconds of forking its workers, before the test
+has killed it, and the upgrade then succeeds (CI of stop 34)."""
 
 from __future__ import annotations
 
@@ -36,10 +40,16 @@ def _successor_with_workers(master: int, timeout: float) -> tuple[int, list[int]
     raise AssertionError("the successor never had workers")
 
 
+SLOW_WORKER_START = "import os, time\nos.register_at_fork(after_in_child=lambda: time.sleep(1.0))\n"
+
+
 @pytest.mark.timeout(90)
-def test_the_rows_of_a_dead_successors_workers_are_freed(proxy_factory, http_backend):
+def test_the_rows_of_a_dead_successors_workers_are_freed(proxy_factory, http_backend, tmp_path):
     backend = http_backend()
-    proxy = proxy_factory([{"path": "/", "to": backend.url + "/"}], workers=2, admin=admin_section())
+    (tmp_path / "slow").mkdir()
+    (tmp_path / "slow" / "sitecustomize.py").write_text(SLOW_WORKER_START)
+    proxy = proxy_factory([{"path": "/", "to": backend.url + "/"}], workers=2, admin=admin_section(),
+                          environ={"PYTHONPATH": str(tmp_path / "slow")})
     master = proxy.proc.pid
     upgrade = subprocess.Popen([sys.executable, "-m", "mpm", "upgrade", "-c", proxy.config_path], cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
