@@ -372,10 +372,22 @@ class Balancers:
         """The tunnel's on_close: the member stops counting it, then the worker's own."""
         return _CountedClose(self, index, on_close)
 
-    def moved(self, context) -> None:
+    def count_traffic(self, tunnel) -> None:
+        """What an open tunnel moved since it was last counted, onto its member's bytes: the
+        worker's heartbeat calls this every few seconds (`TUNNEL_BYTES_BEATS`), so bytraffic
+        sees a long WebSocket while it runs, as Apache's counts bytes as they move (before,
+        only when the tunnel closed: a member moving 16 MiB through one looked idle)."""
+        closer = tunnel.on_close
+        if type(closer) is _CountedClose:
+            total = tunnel.bytes_in + tunnel.bytes_out
+            self.bytes[closer.index] += total - closer.counted
+            closer.counted = total
+
+    def moved(self, tunnel) -> None:
         """A tunnel handed to another worker: that worker counts it now (`adopt`), so this one
-        stops (its bytes are counted where it ends, from the totals the tunnel carries)."""
-        index = self._named(context)
+        stops, its bytes counted up to now (the adopter counts from here)."""
+        self.count_traffic(tunnel)
+        index = self._named(tunnel.context)
         if index is not None:
             self.busy[index] -= 1
 
@@ -383,13 +395,16 @@ class Balancers:
         named = context.get("lb") if isinstance(context, dict) else None
         return self.table.find(tuple(named)) if isinstance(named, list) else None
 
-    def adopt(self, context, on_close):
-        """A tunnel handed over by another worker: count it here, under the same member."""
+    def adopt(self, context, on_close, counted: int):
+        """A tunnel handed over by another worker: count it here, under the same member, from
+        the `counted` bytes it has moved so far (its predecessor counted those)."""
         index = self._named(context)
         if index is None:
             return on_close
         self.busy[index] += 1
-        return self.tunnel_closer(index, on_close)
+        closer = self.tunnel_closer(index, on_close)
+        closer.counted = counted
+        return closer
 
     def expired(self, tunnels) -> list:
         """The tunnels to close: those on a member that left DNS longer than `hold` ago (its row
@@ -425,15 +440,17 @@ class Balancers:
 
 class _CountedClose:
     """A tunnel's on_close while a member counts it as busy: the row it counts on (`expired`
-    knows the tunnel's member by it), then the worker's own on_close."""
+    knows the tunnel's member by it), the bytes already on the member's count, then the
+    worker's own on_close."""
 
-    __slots__ = ("balancers", "index", "then")
+    __slots__ = ("balancers", "index", "counted", "then")
 
     def __init__(self, balancers: Balancers, index: int, then):
         self.balancers = balancers
         self.index = index
+        self.counted = 0
         self.then = then
 
     def __call__(self, tunnel, reason) -> None:
-        self.balancers.end(self.index, tunnel.bytes_in + tunnel.bytes_out)
+        self.balancers.end(self.index, tunnel.bytes_in + tunnel.bytes_out - self.counted)
         self.then(tunnel, reason)

@@ -147,8 +147,9 @@ class _Inbound:
         self.receiver.pauses.append(time.time() - header["sent_at"])
 
     def _adopt_tunnel(self, socks: list, header: dict, data: bytearray) -> None:
-        split = header["to_backend"]
-        on_close = self.worker.lb.adopt(header["context"], self.worker.tunnel_closed)   # counted busy here now
+        split, state = header["to_backend"], header["state"]
+        counted = state["bytes_in"] + state["bytes_out"]        # on the member's count by the predecessor
+        on_close = self.worker.lb.adopt(header["context"], self.worker.tunnel_closed, counted)   # busy here now
         loop = self.worker.loop
         tunnel = Tunnel(loop, Endpoint(loop, socks[0]), Endpoint(loop, socks[1]), 0.0, on_close,
                         to_backend=bytes(data[:split]), to_client=bytes(data[split:]),

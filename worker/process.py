@@ -207,7 +207,7 @@ class Worker:
         self.metrics.tunnel_handed_over()
         self.moved += 1
         self.admission.tunnel_moved(tunnel)
-        self.lb.moved(tunnel.context)     # the successor counts it on its member now
+        self.lb.moved(tunnel)     # the successor counts it on its member now
 
     def client_adopted(self, client) -> None:
         """A keep-alive connection handed over by a worker that is stopping.  Stopping too,
@@ -357,12 +357,14 @@ class Worker:
 
     def _heartbeat(self) -> None:
         """The one timer chain that writes the row (other writes are one-off); also closes
-        the tunnels of balancer members that left DNS longer than `discover.hold` ago."""
+        the tunnels of balancer members that left DNS longer than `discover.hold` ago, and every
+        `TUNNEL_BYTES_BEATS` puts what open tunnels moved on the scoreboard and their members."""
         self.beats += 1
         if self.beats % TUNNEL_BYTES_BEATS == 0:
             for tunnel in self.tunnel_set:
                 self._count_tunnel_bytes(tunnel)
                 self.tunnel_counted[tunnel] = (tunnel.bytes_in, tunnel.bytes_out)
+                self.lb.count_traffic(tunnel)
         self._publish()
         for tunnel in self.lb.expired(self.tunnel_set):
             tunnel.close("balancer member left DNS")
