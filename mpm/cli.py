@@ -181,7 +181,7 @@ def cmd_upgrade(args) -> int:
     deadline = time.monotonic() + config.mpm.graceful_timeout + 40
     while time.monotonic() < deadline and (pid_alive(old) or read_pid(config.control.pidfile) != new):
         if not pid_alive(new):
-            print(f"mpmctl: the new master {new} exited; {old} still serves", file=sys.stderr)
+            print(f"mpmctl: {_why_successor_went(config, old, new)}", file=sys.stderr)
             return EXIT_FAIL
         time.sleep(0.1)
     if pid_alive(old):
@@ -189,6 +189,21 @@ def cmd_upgrade(args) -> int:
         return EXIT_FAIL
     print(f"upgraded: master {old} -> {new}")
     return EXIT_OK
+
+
+def _why_successor_went(config, old: int, new: int) -> str:
+    """The new master is gone: it failed while the old one serves on, or a stop that came
+    during the upgrade took both (the old master then says it is stopping, or it has
+    stopped and removed its pidfile), or the old one died too."""
+    if pid_alive(old):
+        answer = _ask(config, {"cmd": "status"}, timeout=3)
+        state = answer.get("state") if answer else None
+        if state in ("graceful", "now"):
+            return f"upgrade abandoned: a stop came during it; the new master {new} exited, {old} is stopping"
+        return f"the new master {new} exited; {old} still serves"
+    if read_pid(config.control.pidfile) is None:
+        return f"upgrade abandoned: a stop came during it; the new master {new} and master {old} have stopped"
+    return f"the new master {new} exited and master {old} is gone too: nothing serves"
 
 
 def cmd_status(args) -> int:
