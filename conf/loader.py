@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 
-from .addresses import Resolver, parse_listen
+from .addresses import BALANCER_NAME, Resolver, parse_listen
 from .admin import build_admin
+from .balancers import build_balancers
 from .clients import per_client, trusted_proxies
 from .errors import ConfigError
 from .fields import Errors, Section, describe, did_you_mean
@@ -29,7 +30,7 @@ from .model import (
     Log,
     Timeouts,
 )
-from .routes import BALANCER_NAME, build_balancers, build_routes
+from .routes import build_routes
 from .tlsfiles import ca_problem, cert_key_problem, tls_settings, unreadable
 from .yamlnodes import Map, Scalar, YamlProblem, parse
 

@@ -1,5 +1,5 @@
 """Issue #7, in one process: the shared member table (shm/members.py), the pick logic
-(worker/balancer.py, worker/lbpick.py), and the configuration keys that feed them (conf/routes.py)."""
+(worker/balancer.py, worker/lbpick.py), and the configuration keys that feed them (conf/balancers.py)."""
 
 from __future__ import annotations
 
