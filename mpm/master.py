@@ -28,13 +28,12 @@ import time
 
 import setproctitle
 
-from conf import ConfigError, load_config
-from mpm import masterlog, supervision, upgrade
+from mpm import masterlog, reloading, supervision, upgrade
 from mpm.adminsite import AdminSite
 from mpm.balancer_manager import BalancerManager
 from mpm.clients import ClientTables
 from mpm.control import ControlServer
-from mpm.listeners import BindError, ListenerSet
+from mpm.listeners import ListenerSet
 from mpm.pidfile import remove_pidfile, write_pidfile
 from mpm.readiness import Readiness
 from mpm.status import build_status
@@ -116,7 +115,7 @@ class Master:
                 log.warning("socket activation: fd %d (%s) matches no listener in the configuration: closed",
                             sock.fileno(), address)
                 sock.close()
-            self._new_generation()
+            self.new_generation()
             self._loop()
         finally:
             self._cleanup()
@@ -216,59 +215,12 @@ class Master:
         if self.successor is not None:   # it inherited our next generation number: both would use it
             return ["an upgrade is under way (mpmctl upgrade): reload once it is done"]
         self.readiness.reloading(self)
-        errors = self._reload()
+        errors = reloading.reload(self)
         self.metrics.count("reloads", RELOAD_RESULTS.index("failed" if errors else "ok"))
         self.readiness.reload_done(not errors)
         return errors
 
-    def _reload(self) -> list[str]:
-        try:
-            config = load_config(self.config_path)
-        except ConfigError as exc:
-            for line in exc.errors:
-                log.error("reload refused, still serving the old configuration: %s", line)
-            return exc.errors
-        if config.control != self.config.control:
-            log.warning("control paths changed: they take effect at the next restart")
-            config = _with_control(config, self.config.control)
-        try:
-            self.admin.prepare(config.admin)
-        except OSError as exc:
-            message = f"{config.file}:{config.admin.line}: cannot bind admin.listen {config.admin}: {exc.strerror or exc}"
-            log.error("reload refused, still serving the old configuration: %s", message)
-            return [message]
-        try:
-            self.listeners.prepare(config)
-        except BindError as exc:
-            self.admin.abandon()
-            message = f"{config.file}:{exc.line}: {exc.text}"
-            log.error("reload refused, still serving the old configuration: %s", message)
-            return [message]
-        except OSError as exc:
-            self.admin.abandon()
-            message = f"{config.file}: cannot bind a listener: {exc.strerror or exc}"
-            log.error("reload refused, still serving the old configuration: %s", message)
-            return [message]
-        old = [record for record in self.workers.values() if not record.retired]
-        self.config = config
-        self.balancers.configure(config)
-        self.admin.commit(config.admin)
-        self.ticket_keys.configure(config.tls)
-        for sock in self.listeners.commit():     # before the fork: no new worker may hold one
-            sock.close()
-        self._new_generation()
-        for record in old:
-            self.retire(record)
-        try:
-            masterlog.setup(config)       # afresh: a rotated file is let go
-        except OSError as exc:
-            log.error("reload: cannot open the error log %s: %s; the master keeps its old one",
-                      config.log.error, exc.strerror or exc)
-        log.info("reloaded: generation %d, %d workers", self.generation, config.mpm.workers)
-        masterlog.warn_unverified(config)
-        return []
-
-    def _new_generation(self) -> None:
+    def new_generation(self) -> None:
         # Built here, before the fork, re-read at every reload; their session-ticket keys are
         # the master's (mpm.tlskeys), so a TLS session resumes on any worker of any generation.
         self.tls_contexts = self.ticket_keys.contexts(self.config)
@@ -424,8 +376,3 @@ class Master:
             self.stop(now=bool(request.get("now")))
             return {"ok": True}
         return {"ok": False, "errors": [f"unknown command {command!r}"]}
-
-
-def _with_control(config, control):
-    import dataclasses
-    return dataclasses.replace(config, control=control)

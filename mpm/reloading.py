@@ -1,0 +1,73 @@
+"""A graceful reload's two steps, as Apache's and nginx's: validate, then commit.
+
+First the new file is read and everything it adds is bound (admin listener, listeners)
+without touching what serves; any error stops there, logged as `FILE:LINE: message`, and the
+running generation serves on.  Only then does the master take the new configuration, fork a
+new generation and retire the old one (its workers hand their tunnels and idle keep-alive
+connections to the new ones).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from conf import ConfigError, load_config
+from mpm import masterlog
+from mpm.listeners import BindError
+
+log = logging.getLogger("mpm.master")
+
+
+def reload(master) -> list[str]:
+    """Validate the file and bind what it adds, then commit: on any error nothing has changed
+    and the running generation serves on (the errors are returned, and logged)."""
+    try:
+        config = load_config(master.config_path)
+    except ConfigError as exc:
+        for line in exc.errors:
+            log.error("reload refused, still serving the old configuration: %s", line)
+        return exc.errors
+    if config.control != master.config.control:
+        log.warning("control paths changed: they take effect at the next restart")
+        config = _with_control(config, master.config.control)
+    try:
+        master.admin.prepare(config.admin)
+    except OSError as exc:
+        message = f"{config.file}:{config.admin.line}: cannot bind admin.listen {config.admin}: {exc.strerror or exc}"
+        log.error("reload refused, still serving the old configuration: %s", message)
+        return [message]
+    try:
+        master.listeners.prepare(config)
+    except BindError as exc:
+        master.admin.abandon()
+        message = f"{config.file}:{exc.line}: {exc.text}"
+        log.error("reload refused, still serving the old configuration: %s", message)
+        return [message]
+    except OSError as exc:
+        master.admin.abandon()
+        message = f"{config.file}: cannot bind a listener: {exc.strerror or exc}"
+        log.error("reload refused, still serving the old configuration: %s", message)
+        return [message]
+    old = [record for record in master.workers.values() if not record.retired]
+    master.config = config
+    master.balancers.configure(config)
+    master.admin.commit(config.admin)
+    master.ticket_keys.configure(config.tls)
+    for sock in master.listeners.commit():     # before the fork: no new worker may hold one
+        sock.close()
+    master.new_generation()
+    for record in old:
+        master.retire(record)
+    try:
+        masterlog.setup(config)       # afresh: a rotated file is let go
+    except OSError as exc:
+        log.error("reload: cannot open the error log %s: %s; the master keeps its old one",
+                  config.log.error, exc.strerror or exc)
+    log.info("reloaded: generation %d, %d workers", master.generation, config.mpm.workers)
+    masterlog.warn_unverified(config)
+    return []
+
+
+def _with_control(config, control):
+    return dataclasses.replace(config, control=control)
