@@ -30,6 +30,7 @@ from __future__ import annotations
 import errno
 import os
 import select
+from functools import partial
 
 from tunnel import pipes
 from tunnel.buffer import SHARED_VIEW
@@ -116,7 +117,7 @@ class Tunnel:
         # waited for its 101, or the rest of a record its last read cut short.
         for source, sink in ((client, backend), (backend, client)):
             if source.pending():
-                loop.call_soon(lambda source=source, sink=sink: self._resume(source, sink))
+                loop.call_soon(partial(self._resume, source, sink))     # a bound method: faults.contain finds its tunnel
 
     # -- interest ------------------------------------------------------------------
     def _update_interest(self) -> None:
@@ -261,7 +262,7 @@ class Tunnel:
             sink.shutdown_write()
         self._update_interest()
         if source.pending():   # the paused TLS source may hold decrypted bytes
-            self.loop.call_soon(lambda: self._resume(source, sink))
+            self.loop.call_soon(partial(self._resume, source, sink))
 
     def _resume(self, source: Endpoint, sink: Endpoint) -> None:
         if not self.closed and (source.mask or 0) & EPOLLIN:

@@ -26,6 +26,8 @@ interest is derived from the state in `update_interest`, never tracked apart.
 
 from __future__ import annotations
 
+from functools import partial
+
 from conf.readahead import buffered
 from tunnel.endpoint import EPOLLIN, EPOLLOUT
 from worker import bodies, connecting, failover, policy, response, routing
@@ -367,4 +369,4 @@ class Exchange:
             backend_reading = phase in _BACKEND_READS and not client.ep.out
             conn.want(backend_reading)
             if conn.tls and backend_reading and buffered(conn.sock):
-                self.loop.call_soon(lambda: self.on_backend_event(EPOLLIN))
+                self.loop.call_soon(partial(self.on_backend_event, EPOLLIN))    # faults.contain finds its owner

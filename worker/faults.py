@@ -5,7 +5,8 @@ exception escaping `EventLoop.run` would end all of them for one bad request.  A
 unwinds Python's stack cleanly; only the state of the object whose handler raised is
 suspect.  So the loop hands it here (`contain`), and:
 
-- the object the raising callable belongs to (the bound method's `__self__`: a client
+- the object the raising callable belongs to (the bound method's `__self__`, also inside a
+  `functools.partial`, which is why callbacks are never lambdas: a client
   connection, an exchange, a backend connection, a tunnel, an HTTP/2 connection or stream,
   an arrival, a lingering socket) is ended through its `abandon()`, the way a reset would
   end it: its exchange aborted, the balancer member's busy count and the backend connection
@@ -32,6 +33,7 @@ something raises, and nothing here runs before then.
 from __future__ import annotations
 
 import traceback
+from functools import partial
 
 REPORT_INTERVAL = 60.0     # seconds between two tracebacks raised from the same place
 PLACES_KEPT = 256          # report times remembered (places in our code: few; bounded all the same)
@@ -50,7 +52,8 @@ class Faults:
         raised `exc`; `fd`: the descriptor whose event it handled, if any."""
         if isinstance(exc, MemoryError):
             raise exc
-        owner = getattr(callback, "__self__", None)
+        method = callback.func if type(callback) is partial else callback     # call_soon(partial(self.m, arg))
+        owner = getattr(method, "__self__", None)
         abandon = getattr(owner, "abandon", None)
         if abandon is not None:
             self._report(exc, f"internal error in {owner.__class__.__name__}: its connection is closed")
