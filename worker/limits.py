@@ -1,9 +1,10 @@
 """Per-client limits, a worker's side (nginx's limit_conn and limit_req, counted server-wide).
 
 Who the client is: the peer address, or the address a PROXY protocol header carried
-(worker.proxyproto), or, when that address is one of `limits.trusted_proxies`, the last
-X-Forwarded-For hop of each request (mod_remoteip's single hop: anything before it was
-written by whoever the proxy talked to, so only the hop our trusted proxy added is believed).
+(worker.proxyproto), or, when that address is one of `limits.trusted_proxies`, the
+X-Forwarded-For hop of each request that the nearest untrusted party wrote: the hops are read
+right to left past trusted proxies (mod_remoteip's rule, nginx's real_ip_recursive on), since
+anything left of the first untrusted hop was written by the client itself.
 
 What is counted, in the shared client table (shm.clients), and when:
 
@@ -37,6 +38,7 @@ from shm.clients import CONNS, TUNNELS
 
 LOG_EVERY = 1.0          # seconds: at most one refusal line per client this often
 CACHE_MAX = 8192         # cached address conversions and row lookups per worker
+MAX_HOPS = 8             # X-Forwarded-For hops read, from the right (forwarded_client)
 _V4_PREFIX = b"\0" * 10 + b"\xff\xff"
 _COLUMN = {CONNS: 0, TUNNELS: 1}
 
@@ -68,7 +70,7 @@ class ClientLimits:
         self.keys: dict = {}        # address bytes -> (hi, lo)
         self.rows: dict = {}        # (address bytes, scope) -> (row, epoch)
         self.trusted: dict = {}     # address bytes -> whether it is a trusted proxy
-        self.forwarded: dict = {}   # X-Forwarded-For last hop -> canonical address bytes (or None)
+        self.forwarded: dict = {}   # X-Forwarded-For hop -> canonical address bytes (or None)
 
     # == who the client is ==============================================================
     def is_trusted(self, ip: bytes) -> bool:
@@ -86,22 +88,41 @@ class ClientLimits:
         return found
 
     def forwarded_client(self, head, peer: bytes) -> bytes:
-        """The last X-Forwarded-For hop of a request from a trusted proxy, or the peer itself."""
+        """Who sent a request that reached us through a trusted proxy: X-Forwarded-For read
+        right to left past the hops that are trusted proxies themselves (two tiers, a CDN and
+        an internal balancer, write "client, balancer"); the first hop that is not trusted is
+        the client.  As mod_remoteip and nginx's real_ip_recursive do: all hops trusted, the
+        leftmost; a hop that is not an address stops the walk at the hop to its right (the
+        peer when it is the last).  At most MAX_HOPS hops are read: the ones to the left of an
+        untrusted hop were written by the client itself, and a longer chain of our own
+        proxies is not a deployment, so a long header costs no more than a short one."""
         if b"x-forwarded-for" not in head.spans:
             return peer
-        last = head.joined(b"x-forwarded-for").rsplit(b",", 1)[-1].strip(b" \t")
-        found = self.forwarded.get(last, False)
+        hops = head.joined(b"x-forwarded-for").rsplit(b",", MAX_HOPS)
+        client = peer
+        for hop in reversed(hops[-MAX_HOPS:]):
+            address = self._forwarded_hop(hop.strip(b" \t"))
+            if address is None:
+                break
+            client = address
+            if not self.is_trusted(address):
+                break
+        return client
+
+    def _forwarded_hop(self, hop: bytes) -> bytes | None:
+        """An X-Forwarded-For hop as canonical address bytes, or None when it is no address."""
+        found = self.forwarded.get(hop, False)
         if found is False:
             if len(self.forwarded) > CACHE_MAX:
                 self.forwarded.clear()
             try:
                 # No IPv6 scope: "fe80::1%<anything>" parses, and would carry the client's
                 # bytes (spaces, quotes) into the access log's first field.
-                found = None if b"%" in last else str(ipaddress.ip_address(last.decode("ascii"))).encode()
+                found = None if b"%" in hop else str(ipaddress.ip_address(hop.decode("ascii"))).encode()
             except (ValueError, UnicodeDecodeError):
                 found = None
-            self.forwarded[last] = found
-        return found or peer
+            self.forwarded[hop] = found
+        return found
 
     # == rows ==============================================================================
     def _key(self, ip: bytes) -> tuple[int, int]:

@@ -1,7 +1,7 @@
 """What a routed request must pass before it goes on to a backend: who the client is (the
-last X-Forwarded-For hop when the peer is a trusted proxy), the route's WebSocket Origin policy
-(403: Cross-Site WebSocket Hijacking), and the per-client limits (worker.limits: 429 with
-Retry-After, 503).  Asked by `Exchange.start` only for an upgrade or when limits are
+X-Forwarded-For hop left of the trusted proxies when the peer is one: worker.limits), the
+route's WebSocket Origin policy (403: Cross-Site WebSocket Hijacking), and the per-client
+limits (worker.limits: 429 with Retry-After, 503).  Asked by `Exchange.start` only for an upgrade or when limits are
 configured, so the usual request pays nothing for it."""
 
 from __future__ import annotations
