@@ -35,9 +35,15 @@ _EXTENSIONS = re.compile(rb"(?:[ \t]*;[ \t]*" + _TOKEN + rb"(?:[ \t]*=[ \t]*(?:"
 _TRAILER_LINE = re.compile(_TOKEN + rb":[\t \x21-\x7e\x80-\xff]*")     # a field line, as in a head
 # Fields that frame, route or manage the connection have no meaning in a trailer section (RFC
 # 9110 §6.5.1) and are refused there: a recipient that merged trailers into the head (h11
-# rejects them; others may not) would take a body length or a Host from after the body.
+# rejects them; others may not) would take a body length or a Host from after the body.  So are
+# the forwarding fields, which mpm writes itself in the head and a client's own copies of are
+# dropped there (worker.rewrite): in a trailer they would reach the backend as the client wrote
+# them (review 2026-12-03-http1 #10).  Relayed bodies are not rewritten, so they cannot be
+# dropped as in the head: 400 (a response trailer with them: 502), as for a Host there; no
+# client writes them after a body.  nginx and Apache forward no request trailers at all.
 _NOT_IN_TRAILERS = frozenset({b"content-length", b"transfer-encoding", b"host", b"connection", b"keep-alive",
-                              b"te", b"trailer", b"upgrade", b"proxy-connection"})
+                              b"te", b"trailer", b"upgrade", b"proxy-connection", b"x-forwarded-for",
+                              b"x-forwarded-proto", b"x-forwarded-host", b"forwarded"})
 MAX_LINE = 4096           # a chunk-size line, extensions included
 MAX_TRAILERS = 16 * 1024  # all trailer lines together
 
