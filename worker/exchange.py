@@ -97,8 +97,9 @@ class Exchange:
             if target is None:
                 self.answer(400, "request target must be origin-form or absolute-form")
                 return
-        if routing.has_dot_segment(target):
-            self.answer(400, "dot-segments in the request path")
+        refused = routing.refused_target(target)
+        if refused is not None:
+            self.answer(400, refused)
             return
         route, mapped = self.worker.router.resolve(target, head)
         # (An HTTP/2 stream tunnels only by an extended CONNECT, whose head asks: never unasked.)
