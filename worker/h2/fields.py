@@ -36,10 +36,13 @@ CONNECTION_SPECIFIC = frozenset({b"connection", b"keep-alive", b"proxy-connectio
 # Never sent to an HTTP/2 client: the above, hop-by-hop ones, and framing (HTTP/2 frames bodies).
 _RESPONSE_DROP = CONNECTION_SPECIFIC | {b"te", b"trailer", b""}
 _RESPONSE_DROP_101 = _RESPONSE_DROP | {b"sec-websocket-accept"}
-# RFC 9110 §6.5.1: fields a trailer section must not carry.
+# RFC 9110 §6.5.1: fields a trailer section must not carry; and the forwarding fields, which a
+# client's head loses too (mpm writes its own): here, unlike in a relayed HTTP/1.1 body, we
+# write the trailer lines ourselves, so they are dropped, not refused (review 2026-12-03-http1 #10).
 _TRAILER_DROP = _RESPONSE_DROP | {b"content-length", b"host", b"content-type", b"content-encoding",
                                   b"authorization", b"set-cookie", b"cache-control", b"expect", b"max-forwards",
-                                  b"pragma", b"range"}
+                                  b"pragma", b"range", b"x-forwarded-for", b"x-forwarded-proto",
+                                  b"x-forwarded-host", b"forwarded"}
 _PSEUDO = frozenset({b":method", b":scheme", b":authority", b":path", b":protocol"})
 _LOWER_TOKEN = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
 _WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
