@@ -17,6 +17,8 @@ import trustme
 from httpclient import Reader
 from rawbackend import RawBackend, respond, serve_simple
 
+from worker.framing import ChunkedFraming
+
 VICTIM_BOUND = 0.05      # seconds: the victim's request, backend round trip included
 
 
@@ -85,6 +87,59 @@ def test_pipelined_404s_do_not_hold_the_worker(one_worker):
     assert min(waits) < VICTIM_BOUND, f"victim waited {[round(w * 1000, 1) for w in waits]} ms"
 
 
+def _uploads_swallowed(bodies: list):
+    """A backend handler: /api/upload's chunked body is read raw (the test's thread must not
+    spend the GIL parsing it, which the victim's timing would pay) and kept whole in `bodies`."""
+    def handle(conn) -> None:
+        while True:
+            head = conn.read_head()
+            if head is None:
+                return
+            if head.target != "/api/upload":
+                conn.send(respond(200, b"r:" + head.target.encode() + b":0"))
+                continue
+            body = bytearray(conn.take_buffered())
+            while not body.endswith(b"0\r\n\r\n"):
+                chunk = conn.sock.recv(1 << 20)
+                if not chunk:
+                    return
+                body += chunk
+            bodies.append(bytes(body))
+            conn.send(respond(200, b"r:/api/upload:%d" % len(body)))
+    return handle
+
+
+@pytest.mark.timeout(30)
+def test_a_body_of_one_byte_chunks_does_not_hold_the_worker(proxy_factory):
+    """Each 512 KiB of `1\\r\\na\\r\\n` (the first with its head, as one write) is scanned in
+    16 KiB reads, one per turn: the victim is served meanwhile, and the body reaches the
+    backend byte for byte."""
+    bodies: list = []
+    backend = RawBackend(_uploads_swallowed(bodies))
+    try:
+        proxy = proxy_factory([{"path": "/api/", "to": backend.url + "/api/"}], workers=1)
+        victim = proxy.connect(source="127.0.0.2")
+        reader = Reader(victim)
+        _timed_request(victim, reader, b"/api/warm")
+        part = b"1\r\na\r\n" * (512 * 1024 // 6)
+        attacker = proxy.connect(timeout=10)
+        attacker.sendall(b"POST /api/upload HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n" + part)
+        waits = []
+        for i in range(3):
+            time.sleep(0.01)          # the worker is at work on it
+            waits.append(_timed_request(victim, reader, b"/api/victim"))
+            attacker.sendall(part if i < 2 else b"0\r\n\r\n")
+        response = Reader(attacker, timeout=10).response()
+        attacker.close()
+        victim.close()
+    finally:
+        backend.close()
+    expected = part * 3 + b"0\r\n\r\n"
+    assert response.body == b"r:/api/upload:%d" % len(expected)
+    assert bodies == [expected]
+    assert min(waits) < VICTIM_BOUND, f"victim waited {[round(w * 1000, 1) for w in waits]} ms"
+
+
 @pytest.mark.timeout(30)
 def test_pipelined_heads_over_tls_are_all_answered_after_the_pauses(proxy_factory, tmp_path):
     """Over TLS the records behind a pause wait in the SSL object (read ahead with the
@@ -129,3 +184,18 @@ def test_pipelined_heads_over_tls_are_all_answered_after_the_pauses(proxy_factor
                     break
                 incoming.write(data)
     assert received.count(b"HTTP/1.1 404 ") == records * per_record
+
+
+def test_chunk_lines_read_in_place_stop_where_the_read_ends():
+    """The scanner matches the common chunk lines inside the read buffer (no copy): it must not
+    look past `end`, where a shared buffer holds an older read's bytes."""
+    body = b"1\r\na\r\n2;x=1\r\nbc\r\n1\r\nd\r\n0\r\nT: 1\r\n\r\n"
+    for cut in range(1, len(body)):
+        for stale in (b"", b"\n", b"\r\n1\r\nz\r\n"):
+            buf = bytearray(body[:cut] + stale)
+            framing = ChunkedFraming(decode=True)
+            assert framing.feed(buf, 0, cut) == -1, cut
+            first = framing.data_of(buf)
+            buf = bytearray(body + b"NEXT")
+            assert framing.feed(buf, cut, len(buf)) == len(body), cut
+            assert first + framing.data_of(buf) == b"abcd" and framing.finished, cut

@@ -23,6 +23,12 @@ from worker.framing import BadFraming
 from worker.response import send_to_client
 
 SPLICE_MIN = 16 * 1024     # shorter remainders go through the buffer: two syscalls either way
+# What one read of a request body gives the framing to scan beyond the chunk data it skips:
+# chunk-size lines cost a Python call each, and 256 KiB of 1-byte chunks took ~0.1 s in one
+# loop turn, while every other connection of the worker waited (review 2026-12-03-http1
+# #3).  16 KiB is ~3 ms at worst; nginx reads request bodies in 8-16 KiB buffers.  (Not for
+# responses: a backend is the operator's, and its small chunks would cost more reads.)
+SCAN_PER_READ = 16 * 1024
 _PIPE = pipes.SHARED_PIPE
 _FLAGS = pipes.SPLICE_FLAGS
 
@@ -230,8 +236,11 @@ def _sent_on(ex) -> None:
 
 def _read_request(ex, client, conn) -> bool:
     """The buffer path; False when the exchange was answered or the client closed."""
+    framing = ex.req_framing
+    size = framing.opaque() + SCAN_PER_READ       # the data to skip and at most SCAN_PER_READ more
     try:
-        n = client.ep.sock.recv_into(SHARED_VIEW, ex.req_framing.wanted(SHARED_BUFFER_SIZE))
+        n = client.ep.sock.recv_into(SHARED_VIEW, framing.wanted(size if size < SHARED_BUFFER_SIZE
+                                                                 else SHARED_BUFFER_SIZE))
     except WOULD_BLOCK:
         return True
     except OSError:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import re
 
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,15}")
+_PLAIN_SIZE_LINE = re.compile(rb"([0-9A-Fa-f]{1,15})\r\n")    # no extension: most size lines
 _TOKEN = rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 # RFC 9112 §7.1.1: *( BWS ";" BWS name [ BWS "=" BWS ( token / quoted-string ) ] )
 _EXTENSIONS = re.compile(rb"(?:[ \t]*;[ \t]*" + _TOKEN + rb"(?:[ \t]*=[ \t]*(?:" + _TOKEN
@@ -195,6 +196,21 @@ class ChunkedFraming:
                 self.remaining = 0
                 self.state = _DATA_END
                 continue
+            if not self.partial:
+                # The usual lines, matched in place (no copy, no call): the CRLF after a chunk's
+                # data, a size line without extensions.  A body of tiny chunks is mostly these.
+                if self.state == _DATA_END:
+                    if pos + 2 <= end and buf[pos:pos + 2] == b"\r\n":
+                        pos += 2
+                        self.state = _SIZE
+                        continue
+                elif self.state == _SIZE:
+                    size_line = _PLAIN_SIZE_LINE.match(buf, pos, end)
+                    if size_line is not None:
+                        pos = size_line.end()
+                        self.remaining = int(size_line[1], 16)
+                        self.state = _DATA if self.remaining else _TRAILER
+                        continue
             newline = buf.find(b"\n", pos, end)
             if newline < 0:
                 self.partial += bytes(buf[pos:end])
