@@ -53,6 +53,11 @@ PIPELINED_PER_TURN = 16
 # KiB of a body of 1-byte chunks that came with its head took ~0.1 s to scan (review #3).
 # nginx reads heads into 1 KiB then 8 KiB buffers, bodies into 8-16 KiB ones.
 HEAD_READ = 16 * 1024
+# RFC 9112 §2.2: a server SHOULD ignore at least one empty line (CRLF) before a request line
+# (old clients send one after a POST body).  Apache skips up to 10 (DEFAULT_LIMIT_BLANK_LINES,
+# CRLF only when strict, as here); more are a malformed request line (400).
+EMPTY_LINES_MAX = 10
+_CR = 13
 
 
 # The states, as plain ints (see worker.exchange: an IntEnum costs more than the transition).
@@ -191,7 +196,7 @@ class ClientConnection:
     def on_deadline(self) -> None:
         if self.state is BUSY:
             self.exchange.on_deadline()
-        elif self.state is HEAD:
+        elif self.state is HEAD and self.inbuf:
             self.refuse(HttpError(408, "timed out reading the request head"))
         else:
             self.close()       # idle keep-alive or silent connection: close quietly
@@ -242,7 +247,11 @@ class ClientConnection:
             try:
                 head = parse_request(bytes(SHARED_VIEW[:n]), self.worker.limits)
             except HttpError as error:
-                self.refuse(error)
+                if SHARED_BUFFER[0] == _CR:     # empty lines first, perhaps: `_buffered_head` skips them
+                    self.inbuf += SHARED_VIEW[:n]
+                    self.serve_buffered()
+                else:
+                    self.refuse(error)
                 return
             self._start(head)
         else:
@@ -281,6 +290,8 @@ class ClientConnection:
         """The next complete head in `inbuf` (taken out of it), or None while it is incomplete."""
         inbuf, reader = self.inbuf, self.reader
         if reader is None:
+            if inbuf[0] == _CR and not self._skip_empty_lines():
+                return None
             end = inbuf.find(HEAD_END)
             if end >= 0:
                 raw = bytes(inbuf[:end + 4])
@@ -294,6 +305,17 @@ class ClientConnection:
         del inbuf[:size]
         self.reader = None
         return reader.head(raw)
+
+    def _skip_empty_lines(self) -> bool:
+        """Drop up to EMPTY_LINES_MAX CRLFs before a request line: False when nothing else is
+        there yet.  Those sent one by one are each dropped as they come; the connection stays
+        in HEAD meanwhile, so its head deadline is not restarted by them."""
+        inbuf = self.inbuf
+        skip = 0
+        while skip < 2 * EMPTY_LINES_MAX and inbuf.startswith(b"\r\n", skip):
+            skip += 2
+        del inbuf[:skip]
+        return bool(inbuf) and inbuf != b"\r"       # a lone CR: its LF may follow
 
     def pipelined_head(self) -> bool:
         """A whole request head waits behind the current exchange.  Once the client has shut
