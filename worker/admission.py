@@ -74,14 +74,16 @@ class Admission:
         else:
             self._start(sock, ip, context, None)
 
-    def header_read(self, sock, peer: bytes, context, addresses) -> None:
-        """The PROXY header is in: its address is the client's from now on."""
-        self._start(sock, addresses[0] if addresses else peer, context, addresses)
+    def header_read(self, sock, peer: bytes, context, addresses, deadline: float) -> None:
+        """The PROXY header is in: its address is the client's from now on.  `deadline`: the
+        header's, which a plain HTTP/1.1 connection's head is due by too (one client_header
+        from the accept; TLS has its handshake timeout, then client_header)."""
+        self._start(sock, addresses[0] if addresses else peer, context, addresses, deadline)
 
-    def _start(self, sock, ip: bytes, context, addresses) -> None:
+    def _start(self, sock, ip: bytes, context, addresses, deadline: float | None = None) -> None:
         worker = self.worker
         if context is None:
-            self.open_client(sock, ip, False, addresses)
+            self.open_client(sock, ip, False, addresses, deadline=deadline)
             return
         if context is PRIOR_KNOWLEDGE:       # an h2c listener: the first bytes say which protocol
             worker.handshakes.add(PrefaceSniffer(worker, sock, ip, addresses))
@@ -95,7 +97,8 @@ class Admission:
         sock = handshake.sock
         self.open_client(sock, handshake.client_ip, True, addresses, sock.selected_alpn_protocol() == "h2")
 
-    def open_client(self, sock, ip: bytes, tls: bool, addresses, http2: bool = False) -> None:
+    def open_client(self, sock, ip: bytes, tls: bool, addresses, http2: bool = False,
+                    deadline: float | None = None) -> None:
         """A connection ready for HTTP/1.1 or HTTP/2: counted against its client's limit, or
         closed unread."""
         holds = []
@@ -118,7 +121,7 @@ class Admission:
         if http2:
             H2Connection(self.worker, sock, ip, tls, holds, addresses, forwarded)
         else:
-            ClientConnection(self.worker, sock, ip, tls, holds, addresses, forwarded)
+            ClientConnection(self.worker, sock, ip, tls, holds, addresses, forwarded, deadline)
 
     # == overload ============================================================================
     def make_room(self) -> bool:

@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-A client connection is in one state at a time:
+A client connection is in one state at a time (a new one starts in HEAD):
 
     IDLE ──bytes──> HEAD ──head parsed──> BUSY ──exchange done, keep-alive──> IDLE (or HEAD
       │               │                     │                               if bytes wait)
@@ -17,7 +17,10 @@ stack; PIPELINED_PER_TURN of them per loop turn, then the connection yields to t
 of its worker (`call_soon`) and is not read until what it has sent is served.
 
 The deadline is the one `loop.timed` entry of the connection: keepalive in IDLE,
-client_header in HEAD, the exchange's own while BUSY.
+client_header in HEAD, the exchange's own while BUSY.  A new connection's client_header runs
+from its accept (from the accept of a PROXY header's connection, too) to its complete head,
+as nginx's client_header_timeout and Apache's RequestReadTimeout header= do; a keep-alive
+one gets a new budget with the first byte of its next request.
 
 Until its first head is complete a connection is listed in the worker's `unserved`
 arrivals, and while it waits between requests in `idle` (worker.admission): what a full
@@ -62,7 +65,7 @@ _CR = 13
 
 # The states, as plain ints (see worker.exchange: an IntEnum costs more than the transition).
 IDLE = 0     # between requests, nothing received
-HEAD = 1     # part of a request head received
+HEAD = 1     # a request head is owed and part of it (or nothing yet, on a new connection) received
 BUSY = 2     # an exchange is under way
 CLOSED = 3   # closed, or handed to a tunnel
 
@@ -75,7 +78,7 @@ class ClientConnection:
                  "forwarded", "limiter", "private")
 
     def __init__(self, worker, sock, client_ip: bytes, tls: bool = False, holds=(), proxied=None,
-                 forwarded: bool = False):
+                 forwarded: bool = False, deadline: float | None = None):
         self.worker = worker
         self.loop = loop = worker.loop
         self.ep = Endpoint(loop, sock)
@@ -95,8 +98,10 @@ class ClientConnection:
         self.exchange = None
         self.eof = False             # the client shut its sending side
         self.serving = False         # inside the loop that serves buffered heads
-        self.state = IDLE
-        self.deadline = loop.now + worker.timeouts.client_header   # a new connection owes its head
+        # A new connection owes its head (not IDLE: its first byte must not restart the budget,
+        # which a PROXY header's reader may have started: `deadline`).
+        self.state = HEAD
+        self.deadline = loop.now + worker.timeouts.client_header if deadline is None else deadline
         self.ep.register(EPOLLIN, self.on_event)
         worker.clients.add(self)
         worker.admission.unserved[self] = None
@@ -120,7 +125,7 @@ class ClientConnection:
             client.inbuf += inbuf
             client.state = HEAD
             client.loop.call_soon(client.serve_buffered)
-        else:
+        elif client.requests:
             client.state = IDLE
         return client
 

@@ -227,7 +227,7 @@ class HeaderReader(Arrival):
     def _done(self, addresses) -> None:
         self._forget()
         self.loop.remove(self.fd)
-        self.worker.admission.header_read(self.sock, self.peer, self.context, addresses)
+        self.worker.admission.header_read(self.sock, self.peer, self.context, addresses, self.deadline)
 
     def on_deadline(self) -> None:
         self.fail("no complete PROXY protocol header in time")
