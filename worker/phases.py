@@ -1,6 +1,6 @@
 """The phases of an exchange (worker.exchange), and the transitions between them: `NEXT`
 is the one table `Exchange.enter` checks every change against (the drawing is in
-worker.exchange's docstring)."""
+worker.exchange's docstring); and the states of a client connection (worker.client)."""
 
 from __future__ import annotations
 
@@ -26,3 +26,10 @@ NEXT = (
     frozenset(),                                                             # DONE
     frozenset(),                                                             # TUNNEL
 )
+
+
+# The states, as plain ints (see worker.exchange: an IntEnum costs more than the transition).
+IDLE = 0     # between requests, nothing received
+HEAD = 1     # a request head is owed and part of it (or nothing yet, on a new connection) received
+BUSY = 2     # an exchange is under way
+CLOSED = 3   # closed, or handed to a tunnel

@@ -1,0 +1,76 @@
+"""A keep-alive connection that moves between workers (worker.handover): a stopping
+worker `detach`es a plain connection between requests and sends its socket and what it had
+read; the successor `adopt`s it and goes on serving it; `reattach` undoes a detach the
+successor did not take.  A mixin of `worker.client.ClientConnection`, kept apart because it
+is the one part of a client connection that is about two processes."""
+
+from __future__ import annotations
+
+from worker.phases import HEAD, IDLE
+
+
+class MovableClient:
+    __slots__ = ()
+
+    @classmethod
+    def adopt(cls, worker, sock, state: dict, inbuf: bytes) -> MovableClient:
+        """A connection handed over by a stopping worker (`detach` there): it goes on
+        between requests here, with the bytes that worker had already read from it, counted
+        for its client here now (never refused: it is no new connection)."""
+        client_ip = state["client_ip"].encode()
+        proxied = state.get("proxied")
+        proxied = (proxied[0].encode(), proxied[1], proxied[2].encode(), proxied[3]) if proxied else None
+        client = cls(worker, sock, client_ip, proxied=proxied, forwarded=state.get("forwarded", False))
+        client.requests = state["requests"]
+        client.deadline = client.loop.now + state["deadline_in"]
+        client._between_requests()
+        if inbuf:
+            client.inbuf += inbuf
+            client.state = HEAD
+            client.loop.call_soon(client.serve_buffered)
+        elif client.requests:
+            client.state = IDLE
+        return client
+
+    def _between_requests(self) -> None:
+        """(Again) listed as idle and counted for its client: adopted, or taken back."""
+        admission = self.worker.admission
+        admission.unserved.pop(self, None)
+        admission.idle[self] = None
+        if admission.limits is not None and not self.forwarded:
+            self.holds = admission.limits.count_connection(self.client_ip)
+
+    @property
+    def movable(self) -> bool:
+        """Another worker can carry on with it: plain (a TLS session lives in this process),
+        between exchanges, nothing owed to the client, its sending side open."""
+        return (not self.ep.tls and (self.state is IDLE or self.state is HEAD) and self.exchange is None
+                and not self.ep.out and not self.eof)
+
+    def detach(self) -> dict:
+        """Stop serving it here and give up the socket; what `adopt` needs elsewhere.  The
+        fd leaves epoll before the caller closes its copy (the registration belongs to the
+        open file description, which lives on in the other process)."""
+        self.ep.unregister()
+        self.loop.timed.discard(self)
+        worker = self.worker
+        worker.clients.discard(self)
+        worker.admission.idle.pop(self, None)
+        worker.admission.unserved.pop(self, None)
+        if self.holds:                  # the successor counts it for its client from now on
+            worker.admission.limits.release(self.holds)
+            self.holds = ()
+        self.reader = None          # the head in part is parsed again from `inbuf` there
+        proxied = self.proxied
+        return {"client_ip": self.client_ip.decode(), "requests": self.requests,
+                "deadline_in": max(self.deadline - self.loop.now, 0.0), "forwarded": self.forwarded,
+                "proxied": [proxied[0].decode(), proxied[1], proxied[2].decode(), proxied[3]] if proxied else None}
+
+    def reattach(self) -> None:
+        """Undo `detach` when the other worker did not take it."""
+        self.worker.clients.add(self)
+        self.loop.timed.add(self)
+        self._between_requests()
+        self.ep.want(not self.eof)
+        if self.inbuf:
+            self.loop.call_soon(self.serve_buffered)
