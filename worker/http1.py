@@ -364,9 +364,12 @@ def _authority_as_host(head: RequestHead, hosts):
 
 
 def response_head_from(raw: bytes, parser) -> ResponseHead:
+    line_end = raw.find(b"\r\n")
+    if not line_end:           # rare: see _without_stray_crlf
+        return _without_stray_crlf(raw, parser)
     head = ResponseHead()
     head.raw = raw
-    head.line_end = line_end = raw.find(b"\r\n")
+    head.line_end = line_end
     head.lower = raw.lower()
     head.status = parser.get_status_code()
     if head.status < 100:      # llhttp skipped what came before a status line, or saw none
@@ -378,6 +381,16 @@ def response_head_from(raw: bytes, parser) -> ResponseHead:
     # Nothing in it for the proxy to rewrite (unless the exchange asks for more: see
     # response._relay): HTTP/1.1, and no hop-by-hop field.
     head.plain = HOP_BY_HOP.isdisjoint(head._scan()) and parts[0] == b"HTTP/1.1"
+    return head
+
+
+def _without_stray_crlf(raw: bytes, parser) -> ResponseHead:
+    """A head that starts with an empty line, which llhttp skipped: the head without it, and
+    never relayed as it came (the empty line would end the client's head before the status
+    line, or turn the status line into a field line).  Apache's mod_proxy_http skips one
+    stray CRLF too; a second one makes its own head, "\r\n\r\n", which has no status (502)."""
+    head = response_head_from(raw[2:], parser)
+    head.plain = False
     return head
 
 

@@ -1,0 +1,78 @@
+"""Response heads as the client gets them, whatever the backend sent (review 2026-12-03-http1,
+the response side).  Each test failed before its fix:
+
+- #5: an empty line before the status line (llhttp skips it) became a field line of the head
+  the client got; the stray CRLF is skipped, as Apache's mod_proxy_http does.
+
+The backend is scripted: the request target picks the bytes it answers (`ANSWERS`), and the
+client's bytes are judged by h11, a strict parser of its own.
+"""
+
+from __future__ import annotations
+
+import h11
+import pytest
+from proxyproc import running_proxy
+from rawbackend import RawBackend, serve_simple
+
+ANSWERS = {
+    "/crlf-first": b"\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi",
+    "/crlf-after-100": b"HTTP/1.1 100 Continue\r\n\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi",
+}
+
+
+def _answer(head, body) -> bytes:
+    return ANSWERS[head.target]
+
+
+@pytest.fixture(scope="module")
+def backend():
+    b = RawBackend(lambda conn: serve_simple(conn, _answer), timeout=5)
+    yield b
+    b.close()
+
+
+@pytest.fixture(scope="module")
+def proxy(tmp_path_factory, backend):
+    routes = [{"path": "/", "to": backend.url + "/"}]
+    with running_proxy(tmp_path_factory.mktemp("heads"), routes, workers=1,
+                       timeouts={"keepalive": 5, "proxy": 5, "connect": 2}) as p:
+        yield p
+
+
+def _exchange(proxy, target: str, version: bytes = b"HTTP/1.1") -> bytes:
+    """One request on its own connection (Connection: close); every byte of the answer."""
+    with proxy.connect(5) as sock:
+        sock.sendall(b"GET " + target.encode() + b" " + version + b"\r\nHost: t\r\nConnection: close\r\n\r\n")
+        out = bytearray()
+        while chunk := sock.recv(65536):
+            out += chunk
+    return bytes(out)
+
+
+def _h11_events(data: bytes) -> list:
+    """What a strict HTTP/1.1 client makes of `data` (raises h11.RemoteProtocolError)."""
+    client = h11.Connection(h11.CLIENT)
+    client.send(h11.Request(method="GET", target="/", headers=[("Host", "t"), ("Connection", "close")]))
+    client.send(h11.EndOfMessage())
+    client.receive_data(data)
+    client.receive_data(b"")
+    events = []
+    while not events or not isinstance(events[-1], (h11.EndOfMessage, h11.ConnectionClosed)):
+        event = client.next_event()
+        if event is h11.NEED_DATA:
+            break
+        events.append(event)
+    return events
+
+
+# == #5: an empty line before the status line =====================================================
+@pytest.mark.parametrize("target", ["/crlf-first", "/crlf-after-100"])
+def test_a_stray_crlf_before_the_status_line_is_skipped(proxy, target):
+    data = _exchange(proxy, target)
+    events = _h11_events(data)
+    final = [e for e in events if isinstance(e, h11.Response)]
+    assert len(final) == 1 and final[0].status_code == 200 and final[0].reason == b"OK", data
+    assert b"".join(bytes(e.data) for e in events if isinstance(e, h11.Data)) == b"hi"
+    assert [e.status_code for e in events if isinstance(e, h11.InformationalResponse)] == \
+        ([100] if target == "/crlf-after-100" else [])
