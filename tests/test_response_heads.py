@@ -18,6 +18,14 @@ from rawbackend import RawBackend, serve_simple
 ANSWERS = {
     "/crlf-first": b"\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi",
     "/crlf-after-100": b"HTTP/1.1 100 Continue\r\n\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi",
+    "/204-length": b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\nX-A: 1\r\n\r\nhello",
+    "/204-chunked": b"HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n\r\n",
+    "/103-length": b"HTTP/1.1 103 Early Hints\r\nContent-Length: 0\r\nLink: </a.css>\r\n\r\n"
+                   b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi",
+    "/reason-nul": b"HTTP/1.1 200 O\x00K\x01\r\nContent-Length: 2\r\n\r\nhi",
+    "/reason-del-10": b"HTTP/1.0 404 Not\x7fFound\r\nContent-Length: 2\r\n\r\nno",
+    "/reason-escape-unknown": b"HTTP/1.1 299 \x1b[31mred\r\nContent-Length: 2\r\n\r\nhi",
+    "/reason-kept": b"HTTP/1.1 200 Fine\tby me \xe9\r\nContent-Length: 2\r\n\r\nhi",
 }
 
 
@@ -76,3 +84,34 @@ def test_a_stray_crlf_before_the_status_line_is_skipped(proxy, target):
     assert b"".join(bytes(e.data) for e in events if isinstance(e, h11.Data)) == b"hi"
     assert [e.status_code for e in events if isinstance(e, h11.InformationalResponse)] == \
         ([100] if target == "/crlf-after-100" else [])
+
+
+# == #11: framing fields on 1xx/204, control bytes in a reason ===================================
+@pytest.mark.parametrize("target", ["/204-length", "/204-chunked"])
+def test_a_204_goes_without_content_length_or_transfer_encoding(proxy, target):
+    data = _exchange(proxy, target)
+    head = data[:data.index(b"\r\n\r\n") + 4]
+    assert head.startswith(b"HTTP/1.1 204 No Content\r\n"), data
+    assert b"content-length" not in head.lower() and b"transfer-encoding" not in head.lower(), head
+    assert b"\r\nX-A: 1\r\n" in head and data == head, data       # the other fields stay; no body
+    assert [e.status_code for e in _h11_events(data) if isinstance(e, h11.Response)] == [204]
+
+
+def test_an_interim_head_goes_without_content_length(proxy):
+    data = _exchange(proxy, "/103-length")
+    interim = data[:data.index(b"\r\n\r\n") + 4]
+    assert interim == b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n", data
+    assert data[len(interim):].startswith(b"HTTP/1.1 200 OK\r\n") and data.endswith(b"\r\n\r\nhi")
+
+
+@pytest.mark.parametrize(("target", "status_line"), [
+    ("/reason-nul", b"HTTP/1.1 200 OK"),
+    ("/reason-del-10", b"HTTP/1.1 404 Not Found"),
+    ("/reason-escape-unknown", b"HTTP/1.1 299 Unknown"),
+    ("/reason-kept", b"HTTP/1.1 200 Fine\tby me \xe9"),      # HTAB and obs-text are reason text
+])
+def test_a_reason_with_control_bytes_gets_the_standard_phrase(proxy, target, status_line):
+    data = _exchange(proxy, target)
+    assert data.split(b"\r\n", 1)[0] == status_line, data
+    events = _h11_events(data)
+    assert isinstance(events[0], h11.Response) and events[0].reason == status_line.split(b" ", 2)[2]

@@ -41,6 +41,7 @@ import httptools
 
 from worker.authority import absolute_form, valid_host
 from worker.framing import CLOSE_FRAMING, NO_BODY, ChunkedFraming, LengthFraming, RechunkedCloseFraming
+from worker.headfixes import CONTROL, FRAMING, with_standard_reason, without_lines
 
 HEAD_END = b"\r\n\r\n"
 _TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
@@ -364,32 +365,39 @@ def _authority_as_host(head: RequestHead, hosts):
 
 
 def response_head_from(raw: bytes, parser) -> ResponseHead:
+    """The head in `raw`, which `parser` has validated (whole, or as it arrived: HeadReader)."""
     line_end = raw.find(b"\r\n")
-    if not line_end:           # rare: see _without_stray_crlf
-        return _without_stray_crlf(raw, parser)
+    if not line_end:
+        # An empty line first, which llhttp skipped: relayed, it would end the client's head
+        # before the status line.  Apache's mod_proxy_http skips one stray CRLF too; a second
+        # one ends a head of its own, with no status line (502).
+        return _corrected(raw[2:], parser)
+    parts = raw[:line_end].split(b" ", 2)
+    reason = parts[2] if len(parts) > 2 else b""
+    if reason != b"OK" and CONTROL.search(reason) is not None:    # "OK": most heads, no search
+        return _corrected(with_standard_reason(raw, parts, line_end, parser.get_status_code()), parser)
     head = ResponseHead()
     head.raw = raw
     head.line_end = line_end
     head.lower = raw.lower()
-    head.status = parser.get_status_code()
-    if head.status < 100:      # llhttp skipped what came before a status line, or saw none
+    head.status = status = parser.get_status_code()
+    if status < 100:           # llhttp skipped what came before a status line, or saw none
         raise HttpError(502, "malformed status line")
-    parts = raw[:line_end].split(b" ", 2)
     # llhttp has read "HTTP/x.y" there; its own get_http_version() formats a new string each time.
     head.version = _VERSIONS.get(parts[0]) or parser.get_http_version()
-    head.reason = parts[2] if len(parts) > 2 else b""
+    head.reason = reason
+    spans = head._scan()
     # Nothing in it for the proxy to rewrite (unless the exchange asks for more: see
     # response._relay): HTTP/1.1, and no hop-by-hop field.
-    head.plain = HOP_BY_HOP.isdisjoint(head._scan()) and parts[0] == b"HTTP/1.1"
+    head.plain = HOP_BY_HOP.isdisjoint(spans) and parts[0] == b"HTTP/1.1"
+    if (status < 200 or status == 204) and (b"content-length" in spans or b"transfer-encoding" in spans):
+        return _corrected(without_lines(raw, spans, FRAMING), parser)
     return head
 
 
-def _without_stray_crlf(raw: bytes, parser) -> ResponseHead:
-    """A head that starts with an empty line, which llhttp skipped: the head without it, and
-    never relayed as it came (the empty line would end the client's head before the status
-    line, or turn the status line into a field line).  Apache's mod_proxy_http skips one
-    stray CRLF too; a second one makes its own head, "\r\n\r\n", which has no status (502)."""
-    head = response_head_from(raw[2:], parser)
+def _corrected(raw: bytes, parser) -> ResponseHead:
+    """A head whose bytes the proxy corrected (worker.headfixes): never relayed as it came."""
+    head = response_head_from(raw, parser)
     head.plain = False
     return head
 

@@ -15,8 +15,7 @@ backend, `X-Forwarded-For` for a client that sent none) are built once, by the c
 
 from __future__ import annotations
 
-import http
-
+from worker.headfixes import reason_phrase
 from worker.http1 import HOP_BY_HOP, connection_tokens
 
 _REQUEST_DROP = HOP_BY_HOP | {b"host", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"}
@@ -32,13 +31,6 @@ _CHUNKED = frozenset({b"transfer-encoding"})
 _UPGRADE = frozenset({b"upgrade"})
 REVERSED = frozenset({b"location", b"content-location", b"uri"})
 CRLF = b"\r\n"
-
-
-def reason_phrase(status: int) -> str:
-    try:
-        return http.HTTPStatus(status).phrase
-    except ValueError:
-        return "Unknown"
 
 
 def _named_by_connection(connection: bytes | None) -> set:
