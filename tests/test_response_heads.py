@@ -26,6 +26,8 @@ ANSWERS = {
     "/reason-del-10": b"HTTP/1.0 404 Not\x7fFound\r\nContent-Length: 2\r\n\r\nno",
     "/reason-escape-unknown": b"HTTP/1.1 299 \x1b[31mred\r\nContent-Length: 2\r\n\r\nhi",
     "/reason-kept": b"HTTP/1.1 200 Fine\tby me \xe9\r\nContent-Length: 2\r\n\r\nhi",
+    "/interim": b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 100 Continue\r\n\r\n"
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi",
 }
 
 
@@ -115,3 +117,13 @@ def test_a_reason_with_control_bytes_gets_the_standard_phrase(proxy, target, sta
     assert data.split(b"\r\n", 1)[0] == status_line, data
     events = _h11_events(data)
     assert isinstance(events[0], h11.Response) and events[0].reason == status_line.split(b" ", 2)[2]
+
+
+# == #7: interim heads and HTTP/1.0 clients =======================================================
+def test_an_http10_client_gets_no_interim_head_and_an_http11_client_gets_them(proxy):
+    old = _exchange(proxy, "/interim", b"HTTP/1.0")
+    assert old.startswith(b"HTTP/1.1 200 OK\r\n") and old.count(b"HTTP/1.1 ") == 1, old
+    assert old.endswith(b"\r\n\r\nhi"), old
+    events = _h11_events(_exchange(proxy, "/interim"))
+    assert [e.status_code for e in events if isinstance(e, (h11.InformationalResponse, h11.Response))] == \
+        [103, 100, 200]

@@ -2,8 +2,8 @@
 
 The first read of a response usually holds its whole head and, for a small response,
 its whole body: then the head is parsed straight from the worker's shared buffer and
-head and body leave in one send.  Interim 1xx heads are relayed and the reading goes
-on; a 101 the route allows turns the exchange into a tunnel.
+head and body leave in one send.  Interim 1xx heads are relayed (not to an HTTP/1.0
+client) and the reading goes on; a 101 the route allows turns the exchange into a tunnel.
 """
 
 from __future__ import annotations
@@ -73,11 +73,13 @@ def _process(ex, buf, size: int) -> None:
         ex.reader = None
         if resp.status >= 200 or resp.status == 101:
             break
-        # 1xx interim (100 Continue, 103 Early Hints): relay it and read on.
+        # 1xx interim (100 Continue, 103 Early Hints): relay it and read on.  Never to an
+        # HTTP/1.0 client (RFC 9110 §15.2: a server MUST NOT; Apache's ap_send_interim_response
+        # does not either): it would take the interim head for the final one.
         if ex.client.http2:
             if not ex.client.send_interim(resp):
                 return
-        elif not send_to_client(ex, response_head(resp, True, False, True, None)):
+        elif ex.head.version != "1.0" and not send_to_client(ex, response_head(resp, True, False, True, None)):
             return
         ex.respbuf = buf = bytearray(buf[head_size:size])
         size = len(buf)
