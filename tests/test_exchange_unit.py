@@ -199,7 +199,8 @@ def test_request_head_for_an_upgrade_and_for_an_http10_client():
                         b"Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
     assert out.count(b"Upgrade: websocket") == 1
     old = parse_request(b"GET / HTTP/1.0\r\n\r\n", LIMITS)
-    assert request_head(old, b"/", HOST, XFF, PROTO, None).startswith(b"GET / HTTP/1.0\r\nHost: backend:9001\r\n")
+    assert request_head(old, b"/", HOST, XFF, PROTO, None).startswith(    # (review 2026-12-03-http1 #4)
+        b"GET / HTTP/1.0\r\nConnection: keep-alive\r\nHost: backend:9001\r\n")
 
 
 def test_response_head_as_it_came_when_nothing_needs_changing():

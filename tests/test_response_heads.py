@@ -10,10 +10,12 @@ client's bytes are judged by h11, a strict parser of its own.
 
 from __future__ import annotations
 
+import time
+
 import h11
 import pytest
 from proxyproc import running_proxy
-from rawbackend import RawBackend, serve_simple
+from rawbackend import RawBackend, RawConn, respond, serve_simple
 
 ANSWERS = {
     "/crlf-first": b"\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi",
@@ -42,9 +44,46 @@ def backend():
     b.close()
 
 
+def _closes_after_http10(conn: RawConn) -> None:
+    """A server that answers HTTP/1.1 to an HTTP/1.0 request, says nothing of the connection,
+    and closes it a little later whatever the request asked (with a request it has not read:
+    a reset).  Python's http.server does so for an HTTP/1.0 request without keep-alive."""
+    while (head := conn.read_head()) is not None:
+        conn.read_body(head)
+        if head.version == "HTTP/1.0":
+            conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n1.0")
+            time.sleep(0.3)
+            return
+        conn.send(respond(200, b"ok"))
+
+
+def _http10_keep_alive(conn: RawConn) -> None:
+    """An HTTP/1.0 server with the keep-alive handshake (nginx and Apache answer so too)."""
+    while (head := conn.read_head()) is not None:
+        if (head.get("connection") or "").lower() != "keep-alive":
+            conn.send(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            return
+        conn.send(b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok")
+
+
 @pytest.fixture(scope="module")
-def proxy(tmp_path_factory, backend):
-    routes = [{"path": "/", "to": backend.url + "/"}]
+def closing():
+    b = RawBackend(_closes_after_http10, timeout=5)
+    yield b
+    b.close()
+
+
+@pytest.fixture(scope="module")
+def agreeing():
+    b = RawBackend(_http10_keep_alive, timeout=5)
+    yield b
+    b.close()
+
+
+@pytest.fixture(scope="module")
+def proxy(tmp_path_factory, backend, closing, agreeing):
+    routes = [{"path": "/old/", "to": closing.url + "/old/"}, {"path": "/agree/", "to": agreeing.url + "/agree/"},
+              {"path": "/", "to": backend.url + "/"}]
     with running_proxy(tmp_path_factory.mktemp("heads"), routes, workers=1,
                        timeouts={"keepalive": 5, "proxy": 5, "connect": 2}) as p:
         yield p
@@ -127,3 +166,25 @@ def test_an_http10_client_gets_no_interim_head_and_an_http11_client_gets_them(pr
     events = _h11_events(_exchange(proxy, "/interim"))
     assert [e.status_code for e in events if isinstance(e, (h11.InformationalResponse, h11.Response))] == \
         [103, 100, 200]
+
+
+# == #4: a backend connection an HTTP/1.0 request used ============================================
+def test_a_connection_the_backend_did_not_agree_to_keep_is_not_reused(proxy, closing):
+    for _ in range(2):
+        assert _exchange(proxy, "/old/get", b"HTTP/1.0").endswith(b"\r\n\r\n1.0")
+        with proxy.connect(5) as sock:        # another client, at once
+            sock.sendall(b"POST /old/form HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nx=1")
+            answer = sock.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer
+    assert [h.target for h in closing.requests].count("/old/form") == 2
+
+
+def test_an_http10_request_asks_the_backend_for_keep_alive_and_a_yes_keeps_the_connection(proxy, agreeing):
+    with proxy.connect(5) as sock:
+        for i in range(3):
+            sock.sendall(b"GET /agree/%d HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" % i)
+            head = b""
+            while not head.endswith(b"\r\n\r\nok"):
+                head += sock.recv(65536)
+    assert [h.get("connection") for h in agreeing.requests] == ["keep-alive"] * 3
+    assert len(agreeing.conns) == 1, "the backend connection was not reused"

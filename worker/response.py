@@ -110,6 +110,8 @@ def _relay(ex, resp, buf, start: int, size: int) -> None:
     # A head before the request body ended: the backend may read the rest as a request of its own.
     if not resp.keep_alive or delimited or ex.req_framing is not None:
         ex.reusable = False
+    elif not http11 and head.version == "1.0" and not _agreed_keep_alive(resp):
+        ex.reusable = False   # the backend may close as an HTTP/1.0 request without keep-alive asks
     ex.keep_alive = (ex.keep_alive and (not client.eof or client.pipelined_head())
                      and (not worker.stopping or worker.keeps_alive(client))
                      and (rechunked or not delimited) and not dechunk)
@@ -129,6 +131,16 @@ def _relay(ex, resp, buf, start: int, size: int) -> None:
                             extra=ex.cookie or b"")
         ex.head_sent = len(out)
     _send(ex, resp, out, reverse, buf, start, size)
+
+
+def _agreed_keep_alive(resp) -> bool:
+    """Whether the backend agreed to keep the connection an HTTP/1.0 request asked it to keep
+    (rewrite._HTTP10_KEEP_ALIVE): in so many words, as in the HTTP/1.0 keep-alive handshake
+    (RFC 2068 §19.7.1).  An HTTP/1.1 answer without "close" is not enough: a server free to
+    ignore an HTTP/1.0 keep-alive may close all the same, and a request taking the connection
+    meanwhile (another client's POST, not retried) would get 502.  Servers that keep it say so
+    (nginx, Apache); one that keeps it silently (Python's http.server) loses only the reuse."""
+    return resp.connection is not None and b"keep-alive" in connection_tokens(resp.connection)
 
 
 def _send(ex, resp, out, reverse, buf, start: int, size: int) -> None:

@@ -30,6 +30,13 @@ _NEVER_HOP = frozenset({b"content-length", b"transfer-encoding"})
 _CHUNKED = frozenset({b"transfer-encoding"})
 _UPGRADE = frozenset({b"upgrade"})
 REVERSED = frozenset({b"location", b"content-location", b"uri"})
+# An HTTP/1.0 request without keep-alive asks the backend to close after its answer (RFC 9112
+# §9.3), whatever the client wants of its own connection: so every one asks for keep-alive,
+# as HAProxy does, and response._relay pools the connection only if the backend says yes.
+# (nginx sends its HTTP/1.0 requests with "Connection: close" and pools none; Apache talks
+# HTTP/1.1 to backends, which may then chunk what an HTTP/1.0 client gets.)  An upgrade is
+# never HTTP/1.0 (routing), so this is the request's only Connection line.
+_HTTP10_KEEP_ALIVE = b" HTTP/1.0\r\nConnection: keep-alive\r\n"
 CRLF = b"\r\n"
 
 
@@ -70,12 +77,12 @@ def _kept_lines(head, drop: frozenset, keep: frozenset = frozenset()) -> bytes:
 def request_head(head, target: bytes, host_line: bytes, xff_line: bytes, proto_line: bytes,
                  upgrade: bytes | None) -> bytes:
     """The head sent to the backend: HTTP/1.1 (1.0 for a 1.0 client, so the backend never
-    chunks to it), keep-alive by default.  `host_line` is b"Host: ...\\r\\n"; `xff_line`
-    is b"X-Forwarded-For: client\\r\\n" for a client that sent none (else appended to)."""
+    chunks to it), keep-alive always (`_HTTP10_KEEP_ALIVE`).  `host_line` is b"Host: ...\\r\\n";
+    `xff_line` is b"X-Forwarded-For: client\\r\\n" for a client that sent none (else appended to)."""
     if b"x-forwarded-for" in head.spans:
         prior = head.joined(b"x-forwarded-for")
         xff_line = b"X-Forwarded-For: " + prior + b", " + xff_line[17:]
-    version = b" HTTP/1.1\r\n" if head.version == "1.1" else b" HTTP/1.0\r\n"
+    version = b" HTTP/1.1\r\n" if head.version == "1.1" else _HTTP10_KEEP_ALIVE
     forwarded_host = b"X-Forwarded-Host: " + head.host + CRLF if head.host else b""
     upgrade_lines = b"Upgrade: " + upgrade + b"\r\nConnection: Upgrade\r\n" if upgrade is not None else b""
     if head.te_odd:     # a spelling of plain chunked: sent on as the one every parser reads alike
