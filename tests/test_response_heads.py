@@ -3,6 +3,17 @@ the response side).  Each test failed before its fix:
 
 - #5: an empty line before the status line (llhttp skips it) became a field line of the head
   the client got; the stray CRLF is skipped, as Apache's mod_proxy_http does.
+- #11: a 1xx or 204 head kept the backend's Content-Length or Transfer-Encoding (RFC 9110
+  §8.6, §6.1: a server MUST NOT send them there), and a reason phrase with NUL or other
+  control bytes (not in RFC 9112 §4's reason-phrase) was relayed as it came; it now gets
+  the standard phrase of its status.
+- #7: interim 1xx heads were relayed to HTTP/1.0 clients (RFC 9110 §15.2: a server MUST NOT),
+  which take the first head for the final one.
+- #4: an HTTP/1.0 request went to the backend as HTTP/1.0 without keep-alive (asking it to
+  close), yet the connection was pooled when the answer was HTTP/1.1 without "close": the
+  next request on it, another client's POST, got 502 when the backend closed as asked.
+  Now such a request asks for keep-alive (as HAProxy does), and its connection is pooled
+  only when the backend agrees in so many words (the HTTP/1.0 keep-alive handshake).
 
 The backend is scripted: the request target picks the bytes it answers (`ANSWERS`), and the
 client's bytes are judged by h11, a strict parser of its own.
