@@ -229,3 +229,34 @@ def _check_of(proxy) -> str:
     result = proxy.mpmctl("balancer", "--json")
     members = {b["name"]: b for b in json.loads(result.stdout)["balancers"]}["pp"]["members"]
     return members[0]["check"]["last"]
+
+
+def test_the_header_goes_before_tls_to_https_backends(proxy_factory, tmp_path):
+    """Review 2026-12-03-tls-h2 #1: the header went inside the TLS session, as the first
+    application bytes; HAProxy `accept-proxy ssl` (like nginx `listen ... ssl
+    proxy_protocol`) reads it in clear before the ClientHello, so every request got 502."""
+    ca = trustme.CA()
+    pem, capath = tmp_path / "server.pem", tmp_path / "ca.pem"
+    issued = ca.issue_cert("127.0.0.1")
+    pem.write_bytes(b"".join(blob.bytes() for blob in issued.cert_chain_pems) + issued.private_key_pem.bytes())
+    ca.cert_pem.write_to_path(str(capath))
+    v1, v2 = free_port(), free_port()
+    receiver = HAProxy(tmp_path / "receiver", "".join(f"""
+frontend in_{port}
+    mode http
+    bind 127.0.0.1:{port} accept-proxy ssl crt {pem}
+    http-request return status 200 content-type text/plain lf-string "src=%[src] tls=%[ssl_fc]"
+""" for port in (v1, v2)), [v1, v2])
+    try:
+        proxy = proxy_factory([
+            {"path": f"/{version}/", "to": f"https://127.0.0.1:{port}/", "tls": {"ca": str(capath)},
+             "proxy_protocol": version} for version, port in (("v1", v1), ("v2", v2))], workers=1)
+        for source in ("127.0.0.41", "127.0.0.42"):
+            for path in ("/v1/x", "/v2/y"):
+                with proxy.connect(source=source) as sock:
+                    for _ in range(2):               # the second on the pooled connection of this client
+                        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+                        answer = read_raw_response(sock)
+                        assert (answer.status, answer.body) == (200, f"src={source} tls=1".encode()), path
+    finally:
+        receiver.close()

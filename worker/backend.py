@@ -69,11 +69,12 @@ class BackendConnection(Endpoint):
     """`connected` means ready for HTTP: TCP up and, for https/wss, the TLS handshake done."""
 
     __slots__ = ("origin", "reused", "deadline", "connected", "tcp_up", "handshaking", "owner", "on_idle",
-                 "pool_key")
+                 "pool_key", "preamble")
 
-    def __init__(self, loop, sock: socket.socket, origin: Origin, tcp_up: bool):
+    def __init__(self, loop, sock: socket.socket, origin: Origin, tcp_up: bool, preamble: bytes | None = None):
         super().__init__(loop, sock)
         self.origin = origin
+        self.preamble = preamble   # a TLS origin's PROXY header: in clear, before the ClientHello
         self.pool_key = origin.key
         self.reused = False
         self.tcp_up = tcp_up
@@ -101,6 +102,8 @@ class BackendConnection(Endpoint):
     def _tcp_ready(self) -> None:
         self.tcp_up = True
         if self.origin.tls:
+            if self.preamble:
+                self._send_preamble()
             settings = self.origin.tls
             # A FIN without close_notify raises SSLEOFError instead of reading as an EOF: a
             # response body without Content-Length or chunks is whole only with close_notify
@@ -114,6 +117,15 @@ class BackendConnection(Endpoint):
             self.handshaking = True
         else:
             self.connected = True
+
+    def _send_preamble(self) -> None:
+        """The PROXY header goes first on the connection, before TLS, as HAProxy's `send-proxy
+        ssl` sends it and nginx's `listen ... ssl proxy_protocol` reads it (mpm.health does
+        the same).  At most 232 bytes on a socket that has sent nothing yet: the send buffer
+        takes them whole, or the connection is no good."""
+        preamble, self.preamble = self.preamble, None
+        if self.sock.send(preamble) != len(preamble):
+            raise ConnectionError(errno.EAGAIN, "the PROXY header did not fit the new connection's send buffer")
 
     def on_event(self, mask: int) -> None:
         owner = self.owner
@@ -147,8 +159,9 @@ class BackendConnection(Endpoint):
         return 0
 
 
-def open_connection(loop, origin: Origin) -> BackendConnection:
-    """Start a non-blocking connect; raises OSError if it fails at once."""
+def open_connection(loop, origin: Origin, preamble: bytes | None = None) -> BackendConnection:
+    """Start a non-blocking connect; raises OSError if it fails at once.  `preamble`: what a
+    TLS origin is sent in clear before its handshake (a PROXY header)."""
     backend = origin.backend
     sock = socket.socket(backend.family, socket.SOCK_STREAM)
     sock.setblocking(False)
@@ -157,7 +170,7 @@ def open_connection(loop, origin: Origin) -> BackendConnection:
     if err not in (0, errno.EINPROGRESS):
         sock.close()
         raise OSError(err, errno.errorcode.get(err, str(err)))
-    return BackendConnection(loop, sock, origin, tcp_up=(err == 0))
+    return BackendConnection(loop, sock, origin, tcp_up=(err == 0), preamble=preamble)
 
 
 def private_key(origin: Origin, header: bytes) -> tuple:
@@ -190,7 +203,9 @@ class BackendPool:
             conn.reused = True
             conn.owner = owner_handler
             return conn
-        conn = open_connection(self.loop, origin)
+        # a plain origin's PROXY header goes ahead of the request (worker.connecting); a TLS
+        # one's before the handshake, in clear
+        conn = open_connection(self.loop, origin, private if origin.tls else None)
         conn.pool_key = key
         conn.owner = owner_handler
         conn.on_idle = self._on_idle_event

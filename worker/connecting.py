@@ -1,5 +1,6 @@
 """An exchange's backend connection: taken from the pool or opened (with the PROXY header
-that a fresh connection of a PROXY-protocol origin begins with), and the connect and TLS
+that a fresh connection of a PROXY-protocol origin begins with: ahead of the request on a
+plain one, in clear before the ClientHello on a TLS one), and the connect and TLS
 handshake driven from epoll events (`advance`).  A socket the kernel will not give us
 (out of descriptors or buffers) is the proxy's shortage, not the member's failure: 503,
 and no member is put in error state for it."""
@@ -32,7 +33,7 @@ def connect(ex, out: bytes, fresh: bool = False) -> None:
         else:
             ex.backend_failed(502, f"connect failed: {exc.strerror or exc}")
         return
-    if private is not None and not conn.reused:
+    if private is not None and not conn.reused and not origin.tls:    # TLS: sent before the handshake
         out = private + out
     if conn.connected:
         ex.enter(WAITING)
