@@ -35,6 +35,7 @@ import h11
 from hypothesis import strategies as st
 
 from conf.model import Limits, Route, Target
+from worker.client import EMPTY_LINES_MAX
 from worker.framing import BadFraming, ChunkedFraming
 from worker.headreader import HeadReader
 from worker.http1 import HEAD_END, HttpError, connection_tokens, parse_request
@@ -276,6 +277,11 @@ def model(stream: bytes) -> tuple[list[Expected], bool]:
     """The requests the proxy reads, in order, and whether the stream ends inside one."""
     found, pos = [], 0
     while pos < len(stream):
+        skipped = 0       # empty lines before a request line are skipped, up to a bound (RFC 9112 §2.2)
+        while stream.startswith(b"\r\n", pos) and skipped < EMPTY_LINES_MAX:
+            pos, skipped = pos + 2, skipped + 1
+        if pos >= len(stream):
+            break
         end = stream.find(HEAD_END, pos)
         if end < 0:      # the proxy feeds an unfinished head to llhttp as it comes: garbage is refused now
             try:
@@ -504,6 +510,8 @@ def _differential(backend: FuzzBackend, want: Expected, stream: bytes) -> None:
     skip = _REPLACED | ({b"upgrade", b"connection"} if upgrade is not None else set())
     end_to_end = [(k, v.lower() if k == b"transfer-encoding" else v) for k, v in headers if k not in skip]
     wanted = [(k, v.lower() if k == b"transfer-encoding" else v) for k, v in expected_fields(head)]
+    if head.version == "1.0" and upgrade is None:     # asked of the backend for its pooling (worker.rewrite)
+        wanted.insert(0, (b"connection", b"keep-alive"))
     assert end_to_end == wanted, f"fields {end_to_end!r} != {wanted!r}; {where}"
     values = {k: v for k, v in headers}
     host = head.host or b"127.0.0.1:%d" % backend.port         # none (HTTP/1.0): the backend's own
