@@ -65,7 +65,6 @@ EMPTY_LINES_MAX = 10
 _CR = 13
 
 
-
 class ClientConnection(MovableClient):
     http2 = False    # the client side is one HTTP/1.1 socket (worker.h2.stream.H2Stream: a stream)
 
