@@ -198,9 +198,14 @@ def _why_successor_went(config, old: int, new: int) -> str:
     if pid_alive(old):
         answer = _ask(config, {"cmd": "status"}, timeout=3)
         state = answer.get("state") if answer else None
-        if state in ("graceful", "now"):
+        if state == "running":
+            return f"the new master {new} exited; {old} still serves"
+        if state is None:       # a stopping master closes its control socket: see how it ends
+            deadline = time.monotonic() + 5.0
+            while pid_alive(old) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        if pid_alive(old):
             return f"upgrade abandoned: a stop came during it; the new master {new} exited, {old} is stopping"
-        return f"the new master {new} exited; {old} still serves"
     if read_pid(config.control.pidfile) is None:
         return f"upgrade abandoned: a stop came during it; the new master {new} and master {old} have stopped"
     return f"the new master {new} exited and master {old} is gone too: nothing serves"
