@@ -11,7 +11,9 @@ not take is kept, and EPOLLOUT is asked for while it is).
 Each request is an `H2Stream` (worker.h2.stream), the client side of an ordinary
 `worker.exchange.Exchange`: same routing, balancers, backend pool, rewriting and logs.
 Streams whose HEADERS arrived in one read are started once that read's events are all
-handled, so a stream reset in the same read never reaches a backend.
+handled, so a stream reset in the same read never reaches a backend.  Request bodies:
+the connection's window opens as DATA is read, a stream's as its exchange takes the bytes
+(worker.h2.defences).
 
 Writing: what the streams frame during one loop iteration goes out in one `send` at its
 end (`schedule_write`), or sooner once WRITE_HIGH bytes are framed.  Flow control: a
@@ -72,6 +74,7 @@ class H2Connection(ClientFrames):
         self.framed = 0                        # bytes framed since the last write
         self.write_due = False
         self.acks: dict[int, int] = {}         # stream id -> body bytes consumed, told to h2 in `write`
+        self.data_read = 0                     # DATA bytes read, the connection's window opened in `write`
         self.last_stream = 0                   # the highest stream id we processed
         self.goaway_at: int | None = None      # the last stream id our GOAWAY promised
         self.closed = False
@@ -183,7 +186,8 @@ class H2Connection(ClientFrames):
 
     # == what the streams ask ===================================================================
     def acknowledge(self, stream_id: int, size: int) -> None:
-        """Body bytes consumed: the client may send that many more.  Told to h2 (which sends
+        """Body bytes consumed: the client may send that many more on the stream (the
+        connection's window opened when they were read, `data_read`).  Told to h2 (which sends
         WINDOW_UPDATE per half window) once per loop iteration, in `write`: a WebSocket of
         small messages would otherwise cost an h2 call per message."""
         if size and not self.closed:
@@ -271,10 +275,13 @@ class H2Connection(ClientFrames):
         """Send what h2 has framed; what the socket does not take stays in `ep.out`."""
         if self.closed or self.failed:
             return
+        if self.data_read:
+            self.h2.credit_connection(self.data_read)
+            self.data_read = 0
         if self.acks:
             acks, self.acks = self.acks, {}
             for stream_id, size in acks.items():
-                self.h2.acknowledge_received_data(size, stream_id)
+                self.h2.credit_stream(stream_id, size)
         data = self.h2.data_to_send()
         self.framed = 0
         if data:

@@ -24,6 +24,10 @@ frames (2024: a header block that never ends is buffered without bound).  The bo
   64 x 16 KiB frames of one block are buffered before that.
 - Output: while more than OUT_HIGH bytes wait for the client to read them, we stop reading
   what it sends, so acknowledgements and response heads cannot pile up.
+- Request bodies: the connection's window is given back as DATA is read, a stream's once
+  its exchange has taken the bytes.  A stalled upload holds its own window (STREAM_WINDOW),
+  never the others' (RFC 9113 §5.2.2; nginx does so): buffered body bytes are bounded by
+  `limits.http2_streams` x STREAM_WINDOW (6.4 MiB at 100 streams) per connection.
 - Idle: a connection with no stream open closes after `timeouts.keepalive`, its preface
   is due within `timeouts.client_header`.
 """

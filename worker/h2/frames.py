@@ -52,6 +52,7 @@ class ClientFrames:
         self.starting.append(stream)
 
     def _data(self, event) -> None:
+        self.data_read += event.flow_controlled_length     # the connection's window: given back in `write`
         stream = self.streams.get(event.stream_id)
         if stream is None:
             self.acknowledge(event.stream_id, event.flow_controlled_length)

@@ -77,6 +77,23 @@ class _Machine(h2.connection.H2Connection):
         event.additional_data = frame.additional_data or None
         return [], [event]
 
+    def credit_connection(self, size: int) -> None:
+        """DATA read: the connection's window opens at once (a WINDOW_UPDATE once half of it
+        is read), whatever its stream does with the bytes; a stream's own window is what holds
+        a stalled upload back (RFC 9113 §5.2.2), as nginx does.  h2's `acknowledge_received_data`
+        opens both windows together."""
+        increment = self._inbound_flow_control_window_manager.process_bytes(size)
+        if increment:
+            frame = hyperframe.frame.WindowUpdateFrame(0)
+            frame.window_increment = increment
+            self._prepare_for_sending([frame])
+
+    def credit_stream(self, stream_id: int, size: int) -> None:
+        """A stream's body bytes handed on: its window opens (once half of it is consumed)."""
+        stream = self.streams.get(stream_id)
+        if stream is not None and stream.open:
+            self._prepare_for_sending(stream.acknowledge_received_data(size))
+
     def _begin_new_stream(self, stream_id, allowed_ids):
         stream = super()._begin_new_stream(stream_id, allowed_ids)
         stream.__class__ = _StreamMachine      # (h2 < 5: the one place its streams are made)

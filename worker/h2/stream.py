@@ -429,7 +429,7 @@ class H2Stream:
             self.conn.limiter.release(self.tunnel_holds)
             self.tunnel_holds = None
         self.body = bytearray()
-        if self.unacked:       # the connection's window must not shrink for what we drop
+        if self.unacked:       # the stream's window, if h2 still has it open: the client may finish sending
             size, self.unacked = self.unacked, 0
             self.conn.acknowledge(self.id, size)
         self.conn.stream_done(self)

@@ -8,8 +8,9 @@ both ways, as `tunnel.Tunnel` relays two sockets:
                         DATA as the windows allow; what does not fit waits in `stream.out`
                         and the backend is not read until it has gone (`client_flushed`)
     client -> backend   each DATA frame is sent at once; while the backend socket keeps a
-                        leftover, the frames' bytes are not acknowledged, so the client's
-                        window closes and it stops (RFC 9113 flow control is the back-pressure)
+                        leftover, the frames' bytes are not acknowledged, so the stream's
+                        window closes and it stops (RFC 9113 flow control is the back-pressure;
+                        the connection's window opened as they were read: other streams go on)
 
 Half-close: END_STREAM from the client is `shutdown(SHUT_WR)` toward the backend; the
 backend's EOF is END_STREAM toward the client; both done, the tunnel closes.  A reset on
@@ -223,7 +224,7 @@ class StreamTunnel:
             return
         self.closed = True
         self.loop.timed.discard(self)
-        self._acknowledge()     # what the backend never took still counts against the connection's window
+        self._acknowledge()     # what the backend never took: the stream's window, if h2 has it open
         self.backend.close(notify=not error)     # an error reaches a TLS backend as a truncation
         self.stream.tunnel_closed(error)
         self.on_close(self, reason)
