@@ -206,7 +206,7 @@ def test_settings_and_ping_floods_end_in_goaway(env):
     proxy, _ = env
     legit = _legitimate(proxy)
     for frame, kind in ((SettingsFrame(0, settings={4: 65535}), "SETTINGS"),
-                        (PingFrame(0, opaque_data=b"12345678"), "PingReceived")):
+                        (PingFrame(0, opaque_data=b"12345678"), "PING")):
         attacker = _attacker(proxy)
         try:
             attacker.sendall(frame.serialize() * 5000)      # and never read the acknowledgements

@@ -39,7 +39,7 @@ from tunnel.buffer import SHARED_VIEW
 from tunnel.endpoint import WOULD_BLOCK, Endpoint
 from worker.h2 import defences
 from worker.h2.defences import Budget
-from worker.h2.frames import FOREVER, HANDLERS, NO_ERROR, ClientFrames
+from worker.h2.frames import FOREVER, HANDLERS, NO_ERROR, PREFACE_SIZE, ClientFrames
 from worker.h2.machine import goaway_frame, local_settings, new_machine, release
 from worker.h2.stream import H2Stream
 from worker.linger import close_or_linger
@@ -81,6 +81,9 @@ class H2Connection(ClientFrames):
         self.failed = False                    # a write failed: closed on the next loop turn
         self.resets = Budget(defences.RESET_BURST, defences.RESET_RATE, loop.now)
         self.control = Budget(defences.CONTROL_BURST, defences.CONTROL_RATE, loop.now)
+        self.scan_skip = PREFACE_SIZE          # bytes `charge` skips before the next frame header
+        self.scan_head = b""                   # ... or the start of a header the last read cut
+        self.reading_soon = False              # `_read_pending` is due (TLS: bytes beyond a turn's)
         self.h2 = machine = new_machine()
         codes = h2.settings.SettingCodes
         machine.local_settings = local_settings({
@@ -131,24 +134,37 @@ class H2Connection(ClientFrames):
                 self.close()
 
     def _read_pending(self) -> None:
-        """TLS: decrypted bytes the SSL object holds are invisible to epoll."""
+        """TLS: decrypted bytes the SSL object holds are invisible to epoll.  READ_PER_TURN
+        of them a turn; the rest on the next, after the worker's other connections."""
         ep = self.ep
+        self.reading_soon = False
+        taken = 0
         while ep.tls and not self.closed and ep.mask & EPOLLIN and buffered(ep.sock):
-            self._read()
+            if taken >= defences.READ_PER_TURN:
+                if not self.reading_soon:
+                    self.reading_soon = True
+                    self.loop.call_soon(self._read_pending)
+                return
+            taken += self._read()
 
-    def _read(self) -> None:
+    def _read(self) -> int:
+        """One read of at most READ_PER_TURN bytes (epoll calls again for the rest, after the
+        others' turn); how many bytes it took."""
         try:
-            n = self.ep.sock.recv_into(SHARED_VIEW)
+            n = self.ep.sock.recv_into(SHARED_VIEW, defences.READ_PER_TURN)
         except WOULD_BLOCK:
-            return
+            return 0
         except OSError:
             n = 0
         if n == 0:          # the client is gone: streams under way are aborted
             self.close()
-            return
+            return 0
         self._received(SHARED_VIEW[:n])
+        return n
 
     def _received(self, data) -> None:
+        if not self.charge(data):       # a budget ran dry: the read is dropped, unparsed
+            return
         try:
             events = self.h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:

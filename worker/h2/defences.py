@@ -15,7 +15,11 @@ frames (2024: a header block that never ends is buffered without bound).  The bo
   second.  Browsers reset a few streams when a page is left; an attack resets thousands.
   A stream whose HEADERS and RST_STREAM arrive in the same read never starts at all.
 - Frames that carry no request spend from a second bucket (CONTROL_BURST, CONTROL_RATE):
-  SETTINGS, PING, PRIORITY, empty DATA without END_STREAM, unknown frame types.
+  SETTINGS, PING, PRIORITY, GOAWAY, empty DATA without END_STREAM, unknown frame types.
+- The budgets are charged before h2 parses a read (`ClientFrames.charge`, a scan of the
+  9-byte frame headers), frame by frame as nginx's state machine does: an empty bucket
+  drops the read unparsed, so the work a budget bounds is never done beyond it.  A turn
+  reads at most READ_PER_TURN bytes of one connection; the socket keeps the rest.
 - An empty bucket ends the connection: GOAWAY with ENHANCE_YOUR_CALM and the last stream
   id we processed, logged once, then the socket closes (the attacker's streams end with it).
 - Header blocks: h2 refuses more than 64 CONTINUATION frames (PROTOCOL_ERROR, GOAWAY) and
@@ -38,6 +42,7 @@ RESET_BURST = 200          # client resets (and refused streams) a connection ma
 RESET_RATE = 50.0          # ... and per second after that
 CONTROL_BURST = 500        # SETTINGS, PING, PRIORITY, empty DATA, unknown frames at once
 CONTROL_RATE = 100.0       # ... and per second after that
+READ_PER_TURN = 64 * 1024  # bytes of one connection parsed per loop turn (the others' turn next)
 OUT_HIGH = 256 * 1024      # unsent bytes to the client past which we stop reading it
 MAX_HEADER_LIST = 64 * 1024   # SETTINGS_MAX_HEADER_LIST_SIZE (nginx: 4 x 8 KiB buffers)
 HPACK_TABLE = 4096         # SETTINGS_HEADER_TABLE_SIZE: the decoder's dynamic table

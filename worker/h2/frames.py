@@ -4,12 +4,17 @@
 `h2` turns the client's bytes into events; `HANDLERS` maps each event class to the method
 that handles it, and an event not in it (an acknowledgement, say) needs nothing from us.
 Requests become `H2Stream`s (started once the read's events are all handled, see the
-connection); body bytes, trailers, END_STREAM and resets go to their stream; frames that
-carry no request spend from the connection's control budget (worker.h2.defences), and an
-empty budget ends the connection.
+connection); body bytes, trailers, END_STREAM and resets go to their stream.
+
+Budgets (worker.h2.defences) are charged before h2 sees a read: `charge` walks the 9-byte
+frame headers (no HPACK, no objects), and the frame that empties a budget ends the
+connection with the read unparsed.  Charging from h2's events instead came after h2 had
+parsed, and answered, every frame of the read: 7,282 SETTINGS ACKs for a budget of 500.
 """
 
 from __future__ import annotations
+
+import struct
 
 import h2.events
 import h2.settings
@@ -20,6 +25,15 @@ from worker.h2.stream import H2Stream
 
 NO_ERROR, PROTOCOL_ERROR, REFUSED_STREAM, ENHANCE_YOUR_CALM = 0x0, 0x1, 0x7, 0xB
 FOREVER = float("inf")
+
+_HEAD = struct.Struct(">BHBBL")      # length (high byte, low 16 bits), type, flags, stream id
+DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY = range(8)
+END_STREAM = 0x1
+# Frames that carry no request (and the unknown types, 10 and up): the control budget's.
+CONTROL_FRAMES = {PRIORITY: "PRIORITY frames", SETTINGS: "SETTINGS frames", PING: "PING frames",
+                  GOAWAY: "GOAWAY frames"}
+CONTROL_FRAMES.update((kind, "unknown frames") for kind in range(10, 256))
+PREFACE_SIZE = 24                    # the client's preface comes before its first frame
 
 
 class ClientFrames:
@@ -57,8 +71,8 @@ class ClientFrames:
         if stream is None:
             self.acknowledge(event.stream_id, event.flow_controlled_length)
             return
-        if not event.data and event.stream_ended is None:
-            self._spend(self.control, "empty DATA frames")
+        if not event.data and event.flow_controlled_length and event.stream_ended is None:
+            self._spend(self.control, "empty DATA frames")     # all padding (`charge` sees only lengths)
         stream.data(event.data, event.flow_controlled_length)
 
     def _stream_ended(self, event) -> None:
@@ -73,9 +87,7 @@ class ClientFrames:
 
     def _stream_reset(self, event) -> None:
         stream = self.streams.get(event.stream_id)
-        if stream is not None:
-            if not stream.complete:
-                self._spend(self.resets, "streams reset by the client (rapid reset)")
+        if stream is not None:        # (spent in `charge`)
             stream.reset_by_client()
 
     def _window_updated(self, event) -> None:
@@ -89,12 +101,8 @@ class ClientFrames:
                 stream.resume()
 
     def _settings(self, event) -> None:
-        self._spend(self.control, "SETTINGS frames")
         if h2.settings.SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
             self.resume_blocked()
-
-    def _control_frame(self, event) -> None:
-        self._spend(self.control, f"{event.__class__.__name__} frames")
 
     def spend_reset(self) -> None:
         """A stream we reset for the client's protocol error costs what a reset of its own
@@ -102,12 +110,72 @@ class ClientFrames:
         ("MadeYouReset", CVE-2025-8671)."""
         self._spend(self.resets, "streams reset for protocol errors")
 
-    def _spend(self, budget: Budget, what: str) -> None:
-        if not budget.spend(self.loop.now) and not self.closed:
+    def _spend(self, budget: Budget, what: str) -> bool:
+        if budget.spend(self.loop.now):
+            return True
+        if not self.closed:
             self.worker.log_error("warning", f"{self.client_ip.decode()} HTTP/2: too many {what}: GOAWAY "
                                              "ENHANCE_YOUR_CALM, connection closed")
             self.goaway(ENHANCE_YOUR_CALM)
             self.close(self.worker.timeouts.lingering)
+        return False
+
+    # == budgets, before h2 parses ================================================================
+    def charge(self, data) -> bool:
+        """Spend the budgets of the frames in `data`, one read, before h2 parses it; False: one
+        ran dry, and the connection is closing (the read is dropped).  A frame header cut by
+        the read's end is kept for the next (`scan_head`), a frame body skipped (`scan_skip`)."""
+        fresh: set[int] = set()          # streams whose HEADERS are in this read
+        pos = self.scan_skip
+        kept = self.scan_head
+        if kept:
+            head = kept + bytes(data[:9 - len(kept)])
+            if len(head) < 9:
+                self.scan_head = head
+                return True
+            self.scan_head = b""
+            pos = self._scan(head, 0, fresh) - len(kept)
+            if pos < 0:
+                return False
+        end = self._scan(data, pos, fresh)
+        if end < 0:
+            return False
+        size = len(data)
+        self.scan_skip = end - size if end > size else 0
+        if end < size:
+            self.scan_head = bytes(data[end:])
+        return True
+
+    def _scan(self, data, pos: int, fresh: set) -> int:
+        """Where the frames from `pos` on end (beyond `data` if the last one goes on); -1: a
+        budget ran dry.  DATA with bytes, HEADERS and CONTINUATION spend nothing here: flow
+        control, the stream limit and h2's CONTINUATION bound are theirs."""
+        size = len(data)
+        unpack = _HEAD.unpack_from
+        while pos + 9 <= size:
+            high, low, kind, flags, stream_id = unpack(data, pos)
+            length = high << 16 | low
+            pos += 9 + length
+            if kind == DATA:
+                if length or flags & END_STREAM:
+                    continue
+                budget, what = self.control, "empty DATA frames"
+            elif kind == HEADERS:
+                fresh.add(stream_id & 0x7FFFFFFF)
+                continue
+            elif kind == RST_STREAM:
+                stream_id &= 0x7FFFFFFF
+                stream = self.streams.get(stream_id)
+                if stream_id not in fresh and (stream is None or stream.complete):
+                    continue
+                budget, what = self.resets, "streams reset by the client (rapid reset)"
+            elif kind in CONTROL_FRAMES:
+                budget, what = self.control, CONTROL_FRAMES[kind]
+            else:
+                continue
+            if not self._spend(budget, what):
+                return -1
+        return pos
 
 
 HANDLERS = {
@@ -118,9 +186,6 @@ HANDLERS = {
     h2.events.StreamReset: ClientFrames._stream_reset,
     h2.events.WindowUpdated: ClientFrames._window_updated,
     h2.events.RemoteSettingsChanged: ClientFrames._settings,
-    h2.events.PingReceived: ClientFrames._control_frame,
-    h2.events.PriorityUpdated: ClientFrames._control_frame,
-    h2.events.UnknownFrameReceived: ClientFrames._control_frame,
-    # The client's GOAWAY (worker.h2.machine): its streams finish, as nginx lets them.
-    h2.events.ConnectionTerminated: ClientFrames._control_frame,
+    # PING, PRIORITY, unknown frames and the client's GOAWAY (worker.h2.machine: its streams
+    # finish, as nginx lets them) need nothing beyond what `charge` spent for them.
 }
