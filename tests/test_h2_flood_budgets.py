@@ -2,7 +2,10 @@
 from the frame headers before h2 parses a read, so a flood is cut at the frame that empties
 a budget, not after h2 has parsed and answered a whole 64-256 KiB read (7,282 SETTINGS ACKs
 for a budget of 500, 70-85 % of the worker for a client that reconnects in a loop).  The
-victim is a keep-alive HTTP/1.1 client of the same worker."""
+victim is a keep-alive HTTP/1.1 client of the same worker.  And every frame spends from some
+budget (#3): WINDOW_UPDATE, and RST_STREAM / WINDOW_UPDATE on closed streams, which h2 drops
+without an event, were free, so a client could send them for ever; a client that downloads
+and acknowledges as often as Go's does is not cut."""
 
 from __future__ import annotations
 
@@ -12,14 +15,20 @@ import struct
 import threading
 import time
 
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
 import psutil
 import pytest
+from hpack import Encoder
 from proxyproc import Proxy
 from rawbackend import RawBackend, RawConn, respond
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 ENHANCE_YOUR_CALM = 0xB
 CONTROL_BURST = 500                     # worker.h2.defences
+BIG = 4 << 20                           # GET /big: a download acknowledged in 4 KiB steps
 
 
 def _frame(kind: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:
@@ -40,7 +49,7 @@ def _frames(data: bytes) -> list[tuple[int, int, bytes]]:
 def _app(conn: RawConn) -> None:
     while (head := conn.read_head()) is not None:
         conn.read_body(head)
-        conn.send(respond(200, b"ok"))
+        conn.send(respond(200, b"z" * BIG if head.target == "/big" else b"ok"))
 
 
 @pytest.fixture(scope="module")
@@ -138,3 +147,95 @@ def test_a_settings_flood_is_cut_at_its_budget_and_costs_the_worker_little(env):
     assert cpu / floods < 0.02, "each flood connection cost the worker more than its budget's work"
     assert worst < 60, latencies
     assert "too many SETTINGS frames: GOAWAY ENHANCE_YOUR_CALM" in env.error_text()
+
+
+def _open_then_flood(port: int, unit: bytes) -> tuple[float | None, int | None]:
+    """Stream 1 (a GET) answered and closed, then 64 KiB of `unit` frames every 50 ms for at
+    most 2 s: (seconds until the proxy closed, its GOAWAY code), (None, None) if it never did."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    block = Encoder().encode([(":method", "GET"), (":scheme", "http"), (":path", "/"), (":authority", "a")])
+    sock.sendall(PREFACE + _frame(4, 0, 0) + _frame(1, 5, 1, block))
+    got = b""
+    while not any(kind == 0 and flags & 1 for kind, flags, _ in _frames(got)):    # the answer's END_STREAM
+        got += sock.recv(65536)
+    burst = unit * (64 * 1024 // len(unit))
+    started, got = time.monotonic(), b""
+    sock.settimeout(0.05)                       # and 50 ms between bursts, reading
+    while time.monotonic() - started < 2.0:
+        try:
+            sock.sendall(burst)
+            got += sock.recv(65536)
+        except TimeoutError:
+            continue
+        except OSError:
+            break
+        codes = [struct.unpack(">II", payload[:8])[1] for kind, _, payload in _frames(got) if kind == 7]
+        if codes:                               # (a reset may beat it: then the log says why)
+            sock.close()
+            return time.monotonic() - started, codes[0]
+    sock.settimeout(0.5)
+    try:
+        closed = sock.recv(65536) == b""        # EOF (or a reset) without a GOAWAY seen
+    except TimeoutError:
+        closed = False                          # still open: the flood costs it nothing
+    except OSError:
+        closed = True
+    sock.close()
+    return (time.monotonic() - started if closed else None), None
+
+
+@pytest.mark.timeout(30)
+def test_window_updates_and_frames_on_closed_streams_spend_a_budget(env):
+    floods = {"WINDOW_UPDATE on stream 0": _frame(8, 0, 0, struct.pack(">I", 1)),
+              "RST_STREAM on closed stream 1": _frame(3, 0, 1, struct.pack(">I", 8)),
+              "WINDOW_UPDATE on closed stream 1": _frame(8, 0, 1, struct.pack(">I", 1))}
+    for name, unit in floods.items():
+        closed_after, code = _open_then_flood(env.port, unit)
+        print(f"{name}: closed after {closed_after} s, GOAWAY code {code}")
+        assert closed_after is not None and closed_after < 1.5, (name, closed_after)     # before: open at 2 s
+        assert code in (ENHANCE_YOUR_CALM, None), (name, code)
+    errors = env.error_text()
+    assert "too many WINDOW_UPDATE frames: GOAWAY ENHANCE_YOUR_CALM" in errors
+    assert "too many RST_STREAM frames on closed streams: GOAWAY ENHANCE_YOUR_CALM" in errors
+
+
+@pytest.mark.timeout(30)
+def test_a_download_acknowledged_in_small_steps_is_not_cut(env):
+    """As Go's client: a WINDOW_UPDATE per 4 KiB read, for the stream and for the connection
+    (2,048 of them for 4 MiB, four times the burst)."""
+    sock = socket.create_connection(("127.0.0.1", env.port), timeout=10)
+    machine = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    machine.initiate_connection()
+    machine.send_headers(1, [(":method", "GET"), (":scheme", "http"), (":authority", "a"), (":path", "/big")],
+                         end_stream=True)
+    sock.sendall(machine.data_to_send())
+    received, updates, ended, status, goaway = 0, 0, False, None, None
+    try:
+        while not ended and goaway is None:
+            data = sock.recv(65536)
+            if not data:
+                break
+            for event in machine.receive_data(data):
+                if isinstance(event, h2.events.ResponseReceived):
+                    status = dict(event.headers)[b":status"]
+                elif isinstance(event, h2.events.DataReceived):
+                    received += len(event.data)
+                    for step in range(0, event.flow_controlled_length, 4096):
+                        size = min(4096, event.flow_controlled_length - step)
+                        machine.increment_flow_control_window(size)
+                        updates += 1
+                        try:
+                            machine.increment_flow_control_window(size, 1)
+                            updates += 1
+                        except h2.exceptions.StreamClosedError:
+                            pass        # END_STREAM came in the same read: nothing more on it
+                elif isinstance(event, h2.events.StreamEnded):
+                    ended = True
+                elif isinstance(event, h2.events.ConnectionTerminated):
+                    goaway = event.error_code
+            sock.sendall(machine.data_to_send())
+    finally:
+        sock.close()
+    print(f"download: {received} bytes, {updates} WINDOW_UPDATEs sent, GOAWAY {goaway}")
+    assert status == b"200" and received == BIG and ended and goaway is None, (status, received, goaway)
+    assert updates > 2000

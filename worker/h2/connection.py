@@ -81,6 +81,7 @@ class H2Connection(ClientFrames):
         self.failed = False                    # a write failed: closed on the next loop turn
         self.resets = Budget(defences.RESET_BURST, defences.RESET_RATE, loop.now)
         self.control = Budget(defences.CONTROL_BURST, defences.CONTROL_RATE, loop.now)
+        self.updates = Budget(defences.UPDATE_BURST, defences.UPDATE_RATE, loop.now)    # credited by our DATA
         self.scan_skip = PREFACE_SIZE          # bytes `charge` skips before the next frame header
         self.scan_head = b""                   # ... or the start of a header the last read cut
         self.reading_soon = False              # `_read_pending` is due (TLS: bytes beyond a turn's)
@@ -222,6 +223,8 @@ class H2Connection(ClientFrames):
             # nothing goes until WINDOW_UPDATEs make it positive (RFC 9113 §6.9.2).
             size, end = max(window, 0), False
         step = machine.max_outbound_frame_size
+        if size:        # what the client may acknowledge: WINDOW_UPDATEs it may send (defences)
+            self.updates.credit(defences.UPDATE_CREDIT * -(-size // step) + (size >> 11), defences.UPDATE_CEILING)
         if size <= step:
             if size or end:
                 machine.send_data(stream_id, data if size == len(data) else data[:size], end_stream=end)

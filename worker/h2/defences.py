@@ -15,7 +15,13 @@ frames (2024: a header block that never ends is buffered without bound).  The bo
   second.  Browsers reset a few streams when a page is left; an attack resets thousands.
   A stream whose HEADERS and RST_STREAM arrive in the same read never starts at all.
 - Frames that carry no request spend from a second bucket (CONTROL_BURST, CONTROL_RATE):
-  SETTINGS, PING, PRIORITY, GOAWAY, empty DATA without END_STREAM, unknown frame types.
+  SETTINGS, PING, PRIORITY, GOAWAY, empty DATA without END_STREAM, unknown frame types,
+  and RST_STREAM on a stream that is not running (closed: h2 ignores it without an event).
+- WINDOW_UPDATE frames, on any stream, spend from a third (UPDATE_BURST, UPDATE_RATE),
+  which every DATA frame we send also refills (UPDATE_CREDIT: a client acknowledges what
+  it reads, Go's once per 4 KiB per stream and per connection), up to UPDATE_CEILING:
+  a client that downloads may update as often as it reads, one that does not may not.
+  (Sozu's h2_max_window_update_stream0_per_window, HAProxy's glitches, likewise.)
 - The budgets are charged before h2 parses a read (`ClientFrames.charge`, a scan of the
   9-byte frame headers), frame by frame as nginx's state machine does: an empty bucket
   drops the read unparsed, so the work a budget bounds is never done beyond it.  A turn
@@ -42,6 +48,10 @@ RESET_BURST = 200          # client resets (and refused streams) a connection ma
 RESET_RATE = 50.0          # ... and per second after that
 CONTROL_BURST = 500        # SETTINGS, PING, PRIORITY, empty DATA, unknown frames at once
 CONTROL_RATE = 100.0       # ... and per second after that
+UPDATE_BURST = 500         # WINDOW_UPDATE frames at once
+UPDATE_RATE = 100.0        # ... and per second after that
+UPDATE_CREDIT = 2          # ... and per DATA frame we send, plus one per 2 KiB of it
+UPDATE_CEILING = 4096      # ... at most, however much was sent without updates
 READ_PER_TURN = 64 * 1024  # bytes of one connection parsed per loop turn (the others' turn next)
 OUT_HIGH = 256 * 1024      # unsent bytes to the client past which we stop reading it
 MAX_HEADER_LIST = 64 * 1024   # SETTINGS_MAX_HEADER_LIST_SIZE (nginx: 4 x 8 KiB buffers)
@@ -52,7 +62,8 @@ CLOSED_STREAMS_KEPT = 4096     # h2 remembers how recent streams closed (its def
 
 
 class Budget:
-    """A token bucket: `spend(now)` is False once it is empty."""
+    """A token bucket: `spend(now)` is False once it is empty.  Time refills it up to `burst`;
+    `credit` (what we sent) may fill it beyond."""
 
     __slots__ = ("tokens", "burst", "rate", "stamp")
 
@@ -63,9 +74,15 @@ class Budget:
         self.stamp = now
 
     def spend(self, now: float) -> bool:
-        tokens = self.tokens + (now - self.stamp) * self.rate
-        if tokens > self.burst:
-            tokens = self.burst
+        tokens = self.tokens
+        if tokens < self.burst:
+            tokens += (now - self.stamp) * self.rate
+            if tokens > self.burst:
+                tokens = self.burst
         self.stamp = now
         self.tokens = tokens - 1.0
         return self.tokens >= 0.0
+
+    def credit(self, tokens: float, ceiling: float) -> None:
+        if self.tokens < ceiling:
+            self.tokens = min(self.tokens + tokens, ceiling)

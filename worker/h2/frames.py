@@ -27,7 +27,7 @@ NO_ERROR, PROTOCOL_ERROR, REFUSED_STREAM, ENHANCE_YOUR_CALM = 0x0, 0x1, 0x7, 0xB
 FOREVER = float("inf")
 
 _HEAD = struct.Struct(">BHBBL")      # length (high byte, low 16 bits), type, flags, stream id
-DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY = range(8)
+DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE = range(9)
 END_STREAM = 0x1
 # Frames that carry no request (and the unknown types, 10 and up): the control budget's.
 CONTROL_FRAMES = {PRIORITY: "PRIORITY frames", SETTINGS: "SETTINGS frames", PING: "PING frames",
@@ -163,12 +163,15 @@ class ClientFrames:
             elif kind == HEADERS:
                 fresh.add(stream_id & 0x7FFFFFFF)
                 continue
+            elif kind == WINDOW_UPDATE:
+                budget, what = self.updates, "WINDOW_UPDATE frames"
             elif kind == RST_STREAM:
                 stream_id &= 0x7FFFFFFF
                 stream = self.streams.get(stream_id)
-                if stream_id not in fresh and (stream is None or stream.complete):
-                    continue
-                budget, what = self.resets, "streams reset by the client (rapid reset)"
+                if stream_id in fresh or (stream is not None and not stream.complete):
+                    budget, what = self.resets, "streams reset by the client (rapid reset)"
+                else:       # closed (h2 ignores it, no event) or answered: it carries no work
+                    budget, what = self.control, "RST_STREAM frames on closed streams"
             elif kind in CONTROL_FRAMES:
                 budget, what = self.control, CONTROL_FRAMES[kind]
             else:
