@@ -40,6 +40,7 @@ class Acceptor:
         self.listeners = listeners          # [(socket, conf.Listener)]
         self.accepting = False
         self.paused_by_shortage = False
+        self.recheck = None                 # the timer of `_look_again`, while one is pending
         self.shortages = 0                  # since the last log line
         self.logged_at = -LOG_INTERVAL
         self.kinds = {}                     # listening socket -> (family, type, proto) of what it accepts
@@ -112,9 +113,18 @@ class Acceptor:
         if admission.make_room():
             return True
         self.pause()
-        if admission.may_make_room():      # only connections of this loop turn: look again at the next
-            self.loop.next_turn(self.resume)
+        self._look_again(admission)
         return False
+
+    def _look_again(self, admission) -> None:
+        """Paused at capacity: when some connection could be closed for room but none is old
+        enough (all arrived in this loop turn), resume at the next turn, when they are."""
+        if self.recheck is None and admission.may_make_room():
+            self.recheck = self.loop.next_turn(self._rechecked)
+
+    def _rechecked(self) -> None:
+        self.recheck = None
+        self.resume()
 
     def _shortage(self, exc: OSError) -> None:
         self.shortages += 1
@@ -142,11 +152,14 @@ class Acceptor:
         """Accept again, unless stopping, out of descriptors, or at capacity with nothing to
         close for room (worker.admission)."""
         worker = self.worker
-        if (not self.accepting and not self.paused_by_shortage and not worker.stopping
-                and (worker.connections < worker.capacity or worker.admission.room())):
+        if self.accepting or self.paused_by_shortage or worker.stopping:
+            return
+        if worker.connections < worker.capacity or worker.admission.room():
             self.accepting = True
             for sock, _ in self.listeners:
                 self.loop.modify(sock.fileno(), EPOLLIN)
+        else:
+            self._look_again(worker.admission)
 
     def close(self) -> None:
         """Stop for good: the listening sockets are the master's (and the next worker's)."""

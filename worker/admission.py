@@ -162,11 +162,9 @@ class Admission:
     def _oldest_unserved(self, now: float):
         victim = next(iter(self.unserved), None)
         since = victim.since if victim is not None else now
-        handshake = next(iter(self.worker.handshakes), None)
-        if handshake is not None:
-            started = handshake.deadline - self.worker.timeouts.handshake
-            if started < since:
-                victim, since = handshake, started
+        handshake = next(iter(self.worker.handshakes), None)      # a TLS handshake or an h2c sniffer
+        if handshake is not None and handshake.since < since:
+            victim, since = handshake, handshake.since
         return victim if since < now else None
 
     # == tunnels ===================================================================================

@@ -59,7 +59,7 @@ def describe(exc: BaseException) -> str:
 class ServerHandshake(Arrival):
     """An accepted TLS connection until its handshake completes."""
 
-    __slots__ = ("worker", "loop", "sock", "sslobj", "fd", "client_ip", "deadline", "mask")
+    __slots__ = ("worker", "loop", "sock", "sslobj", "fd", "client_ip", "since", "deadline", "mask")
 
     def __init__(self, worker, sock, client_ip: bytes, context: ssl.SSLContext):
         self.worker = worker
@@ -68,7 +68,8 @@ class ServerHandshake(Arrival):
         self.sslobj = tls._sslobj
         self.fd = tls.fileno()
         self.client_ip = client_ip
-        self.deadline = loop.now + worker.timeouts.handshake
+        self.since = now = loop.now      # (worker.arrival)
+        self.deadline = now + worker.timeouts.handshake
         self.mask = 0                 # not in epoll until a round has to wait
         worker.handshakes.add(self)
         loop.timed.add(self)

@@ -30,7 +30,7 @@ PRIOR_KNOWLEDGE = object()     # the acceptor's "context" for an h2c listener (S
 class PrefaceSniffer(Arrival):
     """An accepted connection on an h2c listener until its first bytes are in."""
 
-    __slots__ = ("worker", "loop", "sock", "fd", "client_ip", "addresses", "deadline")
+    __slots__ = ("worker", "loop", "sock", "fd", "client_ip", "addresses", "since", "deadline")
 
     def __init__(self, worker, sock: socket.socket, client_ip: bytes, addresses=None):
         self.worker = worker
@@ -39,7 +39,8 @@ class PrefaceSniffer(Arrival):
         self.sock = sock
         self.fd = sock.fileno()
         self.client_ip = client_ip
-        self.deadline = loop.now + worker.timeouts.client_header
+        self.since = now = loop.now      # (worker.arrival)
+        self.deadline = now + worker.timeouts.client_header
         loop.add(self.fd, EPOLLIN | EPOLLET, self.on_event)
         loop.timed.add(self)
 
