@@ -2,10 +2,13 @@
 and making room when the worker is full.
 
     accepted ──proxy_protocol──> HeaderReader ──header──┐
-        │                                                v
-        └──────────────────────────────────────> (TLS: ServerHandshake) ──> open_client
-                                                                              │ over the
-                                                      ClientConnection <──────┘ limit: closed
+        │                                               v
+        └─────────────────────────────────────────> counted ──over the limit──> closed unread
+                                                        │
+                          (TLS: ServerHandshake, h2c: PrefaceSniffer, holding the count)
+                                                        │
+                                                        v
+                            ClientConnection / H2Connection (open_client)
 
 Overload (nginx's ngx_drain_connections, Apache event's closing of keep-alive connections
 when busy): a worker at capacity used to stop accepting, so a few thousand connections that
@@ -37,6 +40,7 @@ from worker.tls import ServerHandshake
 
 LOG_INTERVAL = 10.0
 _RESET = struct.pack("ii", 1, 0)       # SO_LINGER on, 0 s: close() sends RST
+_NOT_COUNTED = ()                      # the holds of a connection no limit counts
 
 
 class Arrivals(dict):
@@ -81,43 +85,50 @@ class Admission:
         self._start(sock, addresses[0] if addresses else peer, context, addresses, deadline)
 
     def _start(self, sock, ip: bytes, context, addresses, deadline: float | None = None) -> None:
+        """Counted against its client's limit (over it: closed unread), then on to HTTP/1.1,
+        the h2c preface or the TLS handshake, which carries the count (released if it fails).
+        Counted before any handshake work: at accept, or once the PROXY header has named the
+        client (nginx's stream limit_conn runs there too: after realip, before ssl)."""
+        holds = _NOT_COUNTED
+        limits = self.limits
+        if limits is not None:
+            holds = limits.open_connection(ip)
+            if holds is None:
+                self._refuse(sock)
+                return
         worker = self.worker
         if context is None:
-            self.open_client(sock, ip, False, addresses, deadline=deadline)
-            return
-        if context is PRIOR_KNOWLEDGE:       # an h2c listener: the first bytes say which protocol
-            worker.handshakes.add(PrefaceSniffer(worker, sock, ip, addresses))
-            return
-        if addresses:
-            self.proxied[sock.fileno()] = addresses
-        ServerHandshake(worker, sock, ip, context)       # it adds itself to worker.handshakes
+            self.open_client(sock, ip, False, addresses, holds, deadline=deadline)
+        elif context is PRIOR_KNOWLEDGE:       # an h2c listener: the first bytes say which protocol
+            worker.handshakes.add(PrefaceSniffer(worker, sock, ip, addresses, holds))
+        else:
+            if addresses:
+                self.proxied[sock.fileno()] = addresses
+            ServerHandshake(worker, sock, ip, context, holds)    # it adds itself to worker.handshakes
+
+    def _refuse(self, sock) -> None:
+        try:
+            # A reset, not a FIN: the client learns at once, and neither side keeps the
+            # socket in TIME_WAIT (a flood of refused connections would fill it).
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
+            sock.close()
+        except OSError:
+            pass
+        self.worker.metrics.refused("limits")
+        self.worker.connection_closed()
 
     def handshake_done(self, handshake) -> None:
         addresses = self.proxied.pop(handshake.fd, None) if self.proxied else None
         sock = handshake.sock
-        self.open_client(sock, handshake.client_ip, True, addresses, sock.selected_alpn_protocol() == "h2")
+        holds, handshake.holds = handshake.holds, _NOT_COUNTED
+        self.open_client(sock, handshake.client_ip, True, addresses, holds, sock.selected_alpn_protocol() == "h2")
 
-    def open_client(self, sock, ip: bytes, tls: bool, addresses, http2: bool = False,
+    def open_client(self, sock, ip: bytes, tls: bool, addresses, holds, http2: bool = False,
                     deadline: float | None = None) -> None:
-        """A connection ready for HTTP/1.1 or HTTP/2: counted against its client's limit, or
-        closed unread."""
-        holds = []
-        forwarded = False
+        """A connection ready for HTTP/1.1 or HTTP/2, with its count in the client table
+        (`holds`, taken by `_start`)."""
         limits = self.limits
-        if limits is not None:
-            forwarded = bool(limits.trusted_networks) and limits.is_trusted(ip)
-            holds = limits.open_connection(ip)
-            if holds is None:
-                try:
-                    # A reset, not a FIN: the client learns at once, and neither side keeps
-                    # the socket in TIME_WAIT (a flood of refused connections would fill it).
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
-                    sock.close()
-                except OSError:
-                    pass
-                self.worker.metrics.refused("limits")
-                self.worker.connection_closed()
-                return
+        forwarded = limits is not None and bool(limits.trusted_networks) and limits.is_trusted(ip)
         if http2:
             H2Connection(self.worker, sock, ip, tls, holds, addresses, forwarded)
         else:

@@ -8,7 +8,7 @@ anything left of the first untrusted hop was written by the client itself.
 
 What is counted, in the shared client table (shm.clients), and when:
 
-    connections   at accept (after the PROXY header, after TLS): over the limit, the
+    connections   at accept (after the PROXY header, before TLS): over the limit, the
                   connection is closed before anything is read; it counts until it closes,
                   a tunnel included.  Connections from a trusted proxy are not counted (they
                   carry many clients).

@@ -59,10 +59,11 @@ def describe(exc: BaseException) -> str:
 class ServerHandshake(Arrival):
     """An accepted TLS connection until its handshake completes."""
 
-    __slots__ = ("worker", "loop", "sock", "sslobj", "fd", "client_ip", "since", "deadline", "mask")
+    __slots__ = ("worker", "loop", "sock", "sslobj", "fd", "client_ip", "holds", "since", "deadline", "mask")
 
-    def __init__(self, worker, sock, client_ip: bytes, context: ssl.SSLContext):
+    def __init__(self, worker, sock, client_ip: bytes, context: ssl.SSLContext, holds=()):
         self.worker = worker
+        self.holds = holds            # its count in the client table (worker.admission), to its connection next
         self.loop = loop = worker.loop
         self.sock = tls = sock if sock.__class__ is _SSLSocket else server_socket(context, sock)
         self.sslobj = tls._sslobj

@@ -30,10 +30,11 @@ PRIOR_KNOWLEDGE = object()     # the acceptor's "context" for an h2c listener (S
 class PrefaceSniffer(Arrival):
     """An accepted connection on an h2c listener until its first bytes are in."""
 
-    __slots__ = ("worker", "loop", "sock", "fd", "client_ip", "addresses", "since", "deadline")
+    __slots__ = ("worker", "loop", "sock", "fd", "client_ip", "addresses", "holds", "since", "deadline")
 
-    def __init__(self, worker, sock: socket.socket, client_ip: bytes, addresses=None):
+    def __init__(self, worker, sock: socket.socket, client_ip: bytes, addresses=None, holds=()):
         self.worker = worker
+        self.holds = holds              # its count in the client table (worker.admission), to its connection next
         self.addresses = addresses      # what a PROXY header carried (worker.proxyproto), or None
         self.loop = loop = worker.loop
         self.sock = sock
@@ -63,7 +64,8 @@ class PrefaceSniffer(Arrival):
         self.loop.remove(self.fd)
         self.loop.timed.discard(self)
         worker.handshakes.discard(self)
-        worker.admission.open_client(self.sock, self.client_ip, False, self.addresses, http2)
+        holds, self.holds = self.holds, ()
+        worker.admission.open_client(self.sock, self.client_ip, False, self.addresses, holds, http2)
 
     def on_deadline(self) -> None:
         self.close()
