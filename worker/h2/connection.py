@@ -272,6 +272,9 @@ class H2Connection(ClientFrames):
                 self.since = now = self.loop.now
                 self.idle.add(self)
                 self.deadline = now + self.worker.timeouts.keepalive
+                acceptor = self.worker.acceptor
+                if not acceptor.accepting and not self.worker.stopping:   # full of requests a moment
+                    self.loop.next_turn(acceptor.resume)                   # ago: now one may go for room
 
     def reset_stream(self, stream_id: int, code: int) -> None:
         try:
