@@ -39,7 +39,7 @@ def test_a_full_worker_accepts_again_when_an_http2_stream_ends(proxy_factory):
             newcomer.sendall(b"GET /new HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
             time.sleep(0.3)                 # it waits in the backlog
             release.set()
-            for client, stream_id in zip(clients, streams):
+            for client, stream_id in zip(clients, streams, strict=True):
                 assert client.response(stream_id, timeout=5).status == 200
             started = time.monotonic()
             response = read_raw_response(newcomer, timeout=10)
