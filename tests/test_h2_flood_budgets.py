@@ -239,3 +239,17 @@ def test_a_download_acknowledged_in_small_steps_is_not_cut(env):
     print(f"download: {received} bytes, {updates} WINDOW_UPDATEs sent, GOAWAY {goaway}")
     assert status == b"200" and received == BIG and ended and goaway is None, (status, received, goaway)
     assert updates > 2000
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("bad", [_frame(6, 0, 3, b"\0" * 8), _frame(0, 0, 0)], ids=["PING-on-stream-3", "DATA-on-stream-0"])
+def test_frames_after_one_h2_refuses_spend_nothing(env, bad):
+    """A frame on the wrong kind of stream ends the connection with PROTOCOL_ERROR (RFC 9113 §6):
+    h2 parses nothing after it, so the frames after it in the same write must spend no budget.
+    Before, 600 PINGs after it emptied the control budget first: ENHANCE_YOUR_CALM."""
+    with socket.create_connection(("127.0.0.1", env.port), timeout=5) as sock:
+        sock.sendall(PREFACE + _frame(4, 0, 0) + bad + _frame(6, 0, 0, b"\0" * 8) * 600)
+        frames = _frames(_until_closed(sock))
+    goaways = [payload for kind, _, payload in frames if kind == 7]
+    assert goaways and struct.unpack(">II", goaways[0][:8])[1] == 0x1, frames[-3:]     # PROTOCOL_ERROR
+    assert not [kind for kind, flags, _ in frames if kind == 6], "a PING after the refused frame was answered"

@@ -27,8 +27,16 @@ NO_ERROR, PROTOCOL_ERROR, REFUSED_STREAM, ENHANCE_YOUR_CALM = 0x0, 0x1, 0x7, 0xB
 FOREVER = float("inf")
 
 _HEAD = struct.Struct(">BHBBL")      # length (high byte, low 16 bits), type, flags, stream id
-DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE = range(9)
+DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = range(10)
 END_STREAM = 0x1
+# A frame on the wrong kind of stream (DATA on stream 0, PING on stream 3) is a connection error
+# (RFC 9113 §6): hyperframe refuses its header, so h2 ends the connection there with GOAWAY
+# PROTOCOL_ERROR and parses nothing after it.  The scan stops there too, or what follows, never
+# parsed, would spend: 8 MiB of zero bytes after one such frame read as a million empty DATA
+# frames on stream 0 and got ENHANCE_YOUR_CALM, not the PROTOCOL_ERROR that was the client's fault.
+ON_A_STREAM = frozenset({DATA, HEADERS, PRIORITY, RST_STREAM, PUSH_PROMISE, CONTINUATION})
+ON_THE_CONNECTION = frozenset({SETTINGS, PING, GOAWAY})
+_REFUSED_BY_H2 = 1 << 62            # `_scan`'s answer at such a frame: nothing after it is charged
 # Frames that carry no request (and the unknown types, 10 and up): the control budget's.
 CONTROL_FRAMES = {PRIORITY: "PRIORITY frames", SETTINGS: "SETTINGS frames", PING: "PING frames",
                   GOAWAY: "GOAWAY frames"}
@@ -156,6 +164,8 @@ class ClientFrames:
             high, low, kind, flags, stream_id = unpack(data, pos)
             length = high << 16 | low
             pos += 9 + length
+            if (kind in ON_THE_CONNECTION) if stream_id & 0x7FFFFFFF else (kind in ON_A_STREAM):
+                return _REFUSED_BY_H2
             if kind == DATA:
                 if length or flags & END_STREAM:
                     continue
