@@ -253,7 +253,7 @@ def test_reload_during_upgrade_is_refused_and_the_upgrade_completes(proxy_factor
         assert reload.returncode != 0 and "upgrade is under way" in reload.stderr, \
             f"a reload during an upgrade: exit {reload.returncode}, {reload.stdout}{reload.stderr}"
         output, _ = upgrade.communicate(timeout=30)
-        assert upgrade.returncode == 0, output
+        assert upgrade.returncode == 0, output + proxy.error_text()[-3000:]
         assert proxy.proc.wait(10) == 0, "the old master finished"
         status = proxy.status()
         assert status["master_pid"] == new_master and status["generation"] == 2, status
