@@ -24,6 +24,7 @@ import pytest
 from hpack import Encoder
 from proxyproc import Proxy
 from rawbackend import RawBackend, RawConn, respond
+from rawsock import recv_until_close
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 ENHANCE_YOUR_CALM = 0xB
@@ -64,21 +65,6 @@ def env(tmp_path_factory):
     backend.close()
 
 
-def _until_closed(sock: socket.socket, seconds: float = 5.0) -> bytes:
-    sock.settimeout(seconds)
-    data = bytearray()
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            chunk = sock.recv(1 << 20)
-        except (ConnectionResetError, TimeoutError):
-            break
-        if not chunk:
-            break
-        data += chunk
-    return bytes(data)
-
-
 def _settings_flood(port: int) -> tuple[int, int | None]:
     """One connection, one 256 KiB write of empty SETTINGS frames: (ACKs, GOAWAY code)."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=5)
@@ -86,7 +72,7 @@ def _settings_flood(port: int) -> tuple[int, int | None]:
         sock.sendall(PREFACE + _frame(4, 0, 0) + _frame(4, 0, 0) * (256 * 1024 // 9))
     except OSError:
         pass                                     # closed on us mid-write: that is the point
-    frames = _frames(_until_closed(sock))
+    frames = _frames(recv_until_close(sock, 5.0)[0])
     sock.close()
     acks = sum(1 for kind, flags, _ in frames if kind == 4 and flags & 1)
     codes = [struct.unpack(">II", payload[:8])[1] for kind, _, payload in frames if kind == 7]
@@ -249,7 +235,7 @@ def test_frames_after_one_h2_refuses_spend_nothing(env, bad):
     Before, 600 PINGs after it emptied the control budget first: ENHANCE_YOUR_CALM."""
     with socket.create_connection(("127.0.0.1", env.port), timeout=5) as sock:
         sock.sendall(PREFACE + _frame(4, 0, 0) + bad + _frame(6, 0, 0, b"\0" * 8) * 600)
-        frames = _frames(_until_closed(sock))
+        frames = _frames(recv_until_close(sock, 5.0)[0])
     goaways = [payload for kind, _, payload in frames if kind == 7]
     assert goaways and struct.unpack(">II", goaways[0][:8])[1] == 0x1, frames[-3:]     # PROTOCOL_ERROR
     assert not [kind for kind, flags, _ in frames if kind == 6], "a PING after the refused frame was answered"
