@@ -110,7 +110,10 @@ class Tunnel:
             if to_client:
                 client.send(to_client)
         except OSError as exc:
-            self.close(f"send failed: {exc.strerror or exc}")
+            # Closed on the next turn, not here: our owner counts us open once we are built
+            # (worker.tunnel_opened, tunnel_adopted), and `on_close` before that left a closed
+            # tunnel in its set for ever and released an adopted tunnel's holds uncounted.
+            loop.call_soon(partial(self.close, f"send failed: {exc.strerror or exc}"))
             return
         self._update_interest()
         # A TLS side may hold bytes epoll will not report: records read ahead while the exchange
