@@ -56,6 +56,7 @@ SEND_BUFFER = 32 * 1024
 # The kernel doubles SO_SNDBUF, and a SEQPACKET record larger than the sender's buffer is
 # refused (EMSGSIZE): no record is longer than this, so the receiver never truncates one.
 RECORD_MAX = 2 * SEND_BUFFER
+FIRST_RECORD_MAX = RECORD_MAX - 1024   # the kernel's own limit is the buffer less 32 bytes
 
 
 def address(pid: int) -> bytes:
@@ -193,10 +194,17 @@ def connect_successor(pids: list[int]) -> socket.socket | None:
 
 
 def _records(kind: bytes, header: dict, data: bytes) -> list[bytes]:
-    """An item as records: kind + JSON header + first data, then b"D" + data ..."""
+    """An item as records: kind + JSON header + first data, then b"D" + data ...
+
+    The header carries the client's fields for the log line (User-Agent, Referer: up to
+    `limits.header_field` each), so it goes as UTF-8, not ASCII-escaped (a latin-1 byte above
+    0x7f is 2 bytes, not the 6 of "\\u00e9"), and the first record takes only the data that
+    fits beside it: a record over the socket's limit is refused (EMSGSIZE) and its item
+    could not move at all."""
     header["sent_at"] = time.time()
-    first = kind + json.dumps(header).encode() + b"\0" + data[:CHUNK]
-    return [first] + [b"D" + data[i:i + CHUNK] for i in range(CHUNK, len(data), CHUNK)]
+    head = kind + json.dumps(header, ensure_ascii=False).encode() + b"\0"
+    first = max(0, min(CHUNK, FIRST_RECORD_MAX - len(head)))
+    return [head + data[:first]] + [b"D" + data[i:i + CHUNK] for i in range(first, len(data), CHUNK)]
 
 
 class HandoverSender:
