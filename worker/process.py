@@ -6,7 +6,7 @@ end of a pipe whose write end only the master holds.  The parts, each in its mod
     worker.signals    signals, the watch on the master, the watchdog's stack dump
     worker.acceptor   accepting, capacity, running out of file descriptors
     worker.client     client connections (worker.exchange: their requests)
-    worker.handover   tunnels passed to and taken from other workers
+    worker.handover   tunnels passed to and taken from other workers (worker.handsend: the sending half)
 The worker itself keeps the counts the scoreboard shows (written every PUBLISH_INTERVAL:
 that write is also the heartbeat the master's watchdog reads) and decides when to stop:
 
@@ -29,7 +29,8 @@ from worker.admission import Admission, Arrivals
 from worker.backend import BackendPool, Origins
 from worker.balancer import Balancers
 from worker.faults import Faults
-from worker.handover import HandoverReceiver, HandoverSender
+from worker.handover import HandoverReceiver
+from worker.handsend import HandoverSender
 from worker.linger import LingeringSet
 from worker.logs import AccessLog, ErrorLog, LogSink
 from worker.loop import EventLoop
@@ -309,8 +310,9 @@ class Worker:
         still sending when we closed: worker.linger, bounded by its own times and by
         graceful_timeout), and no hand-over record waits to be sent.  True when the loop is
         told to end."""
-        if not self.stopping or self.connections or self.lingering or self.sender.outgoing:
-            return False      # (outgoing: the rest of a handed-over connection's bytes)
+        if not self.stopping or self.connections or self.lingering or self.sender.outgoing \
+                or self.sender.unanswered:
+            return False      # (outgoing: the rest of a handed-over item's bytes; unanswered: sent, not yet taken)
         self.loop.running = False
         return True
 
