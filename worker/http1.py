@@ -332,13 +332,13 @@ def request_head_from(raw: bytes, line_end: int, parts: list) -> RequestHead:
             if [t for t in tokens if t] != [b"chunked"]:
                 raise HttpError(501, "Transfer-Encoding other than chunked is not implemented")
             head.te_odd = True
-    upgrade = head.upgrade
-    # RFC 9110 §7.8: Upgrade in an HTTP/1.0 request is ignored.
-    if upgrade is not None and (head.connection is None or head.version != "1.1"
-                                or b"upgrade" not in connection_tokens(head.connection)):
+    # RFC 9110 §7.8: Upgrade in an HTTP/1.0 request is ignored.  So is it on a request with a
+    # body (a POST from a client that tries h2c, as curl --http2 and Feign do): forwarded as
+    # plain HTTP, body and all, never tunnelled, as HAProxy does since its #1381 (it answered
+    # 501; we answered 400).  Nothing can be smuggled: no tunnel opens for it, a 101 is a 502.
+    if head.upgrade is not None and (head.connection is None or head.version != "1.1" or head.has_body
+                                     or b"upgrade" not in connection_tokens(head.connection)):
         head.upgrade = None
-    elif upgrade is not None and head.has_body:
-        raise HttpError(400, "an upgrade request cannot carry a body")
     return head
 
 
