@@ -19,7 +19,7 @@ import time
 
 from conf import ConfigError, control_only_config, load_config
 from mpm import control, masterlog
-from mpm.pidfile import AlreadyRunning, pid_alive, read_pid
+from mpm.pidfile import AlreadyRunning, pid_alive, process_running, read_pid
 
 EXIT_OK, EXIT_FAIL, EXIT_NOT_RUNNING = 0, 1, 3
 
@@ -180,7 +180,7 @@ def cmd_upgrade(args) -> int:
     new = answer["new_master"]
     deadline = time.monotonic() + config.mpm.graceful_timeout + 40
     while time.monotonic() < deadline and (pid_alive(old) or read_pid(config.control.pidfile) != new):
-        if not pid_alive(new):
+        if not process_running(new):
             print(f"mpmctl: {_why_successor_went(config, old, new)}", file=sys.stderr)
             return EXIT_FAIL
         time.sleep(0.1)

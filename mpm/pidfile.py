@@ -33,6 +33,17 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
+def process_running(pid: int) -> bool:
+    """Alive and not a zombie, whatever it runs: for a pid a master has just named (the new
+    master of `mpmctl upgrade`), where no stale pid can be met.  `pid_alive`'s look at the
+    command line cannot be used there: while the new master execs, /proc shows it empty, and
+    mpmctl took that for an exit ("the new master exited", 1 of 13 upgrades under load)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def write_pidfile(path: str, owner: int | None = None) -> None:
     """Our pid, or `owner`'s: the master `mpmctl upgrade` started, named by the one it
     replaces at the hand-over."""
