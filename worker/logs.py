@@ -4,7 +4,9 @@ Lines are queued and written with non-blocking writes; what the destination cann
 take stays queued, and past MAX_PENDING bytes new lines are dropped and counted (a
 stuck log reader must not stall traffic).  For stdout/stderr we reopen the descriptor
 through /proc so O_NONBLOCK is ours alone and does not leak into the shell or the
-master that share the original open file description.
+master that share the original open file description.  A socket cannot be reopened so
+(under systemd, stdout and stderr are journald's stream socket): it is written with
+send(MSG_DONTWAIT), non-blocking for that call only.
 
 The access log is buffered as nginx's `access_log ... buffer= flush=` is: written when
 ACCESS_BUFFER bytes are queued, the oldest queued line is ACCESS_FLUSH seconds old or
@@ -19,12 +21,15 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
+import stat
 import time
 
 MAX_PENDING = 4 * 1024 * 1024
 ACCESS_BUFFER = 64 * 1024    # bytes of access-log lines written at once
 ACCESS_FLUSH = 1.0           # seconds a queued access-log line may wait while the loop is busy
 REOPEN_INTERVAL = 5.0        # seconds between two tries to open a log target that would not open
+_SEND_FLAGS = socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL
 
 
 def _open_target(target: str, std_fd: int) -> int | None:
@@ -34,7 +39,7 @@ def _open_target(target: str, std_fd: int) -> int | None:
         try:
             return os.open(f"/proc/self/fd/{std_fd}", os.O_WRONLY | os.O_APPEND | os.O_NONBLOCK)
         except OSError:
-            return os.dup(std_fd)   # e.g. a socket (journald): blocking, but the reader is fast
+            return os.dup(std_fd)   # a socket (ENXIO): LogSink sends on it with MSG_DONTWAIT
     return os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o644)
 
 
@@ -42,6 +47,7 @@ class LogSink:
     def __init__(self, target: str, std_fd: int, buffered: bool = False):
         self.target, self.std_fd = target, std_fd
         self.fd = None
+        self.sock = None         # the target is a socket (journald's): written with send(MSG_DONTWAIT)
         self.reopen_at = 0.0     # a target that would not open: when to try again
         self._open()
         # What the loop checks after each turn (worker.loop): queued lines are written once
@@ -72,6 +78,8 @@ class LogSink:
                             f"its lines are dropped until it opens\n".encode())
             self.reopen_at = time.monotonic() + REOPEN_INTERVAL
             return False
+        if self.fd is not None and stat.S_ISSOCK(os.fstat(self.fd).st_mode):
+            self.sock = socket.socket(fileno=self.fd)
         return True
 
     def write(self, line: str) -> None:
@@ -95,7 +103,7 @@ class LogSink:
             return
         data = b"".join(self.pending)
         try:
-            written = os.write(self.fd, data)
+            written = self.sock.send(data, _SEND_FLAGS) if self.sock is not None else os.write(self.fd, data)
         except (BlockingIOError, InterruptedError):
             written = 0
         except OSError:
@@ -119,7 +127,11 @@ class LogSink:
                 self.flush()
                 if self.pending:
                     time.sleep(0.01)
-            os.close(self.fd)
+            if self.sock is not None:
+                self.sock.close()
+                self.sock = None
+            else:
+                os.close(self.fd)
             self.fd = None
 
 
