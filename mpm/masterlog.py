@@ -1,27 +1,67 @@
 """The master's error log (Python `logging`): opened at start, and opened afresh by every
 reload, so that a rotated file (`mv error.log error.log.1; mpmctl reload`) is let go and a
 new `log.error` or `log.level` applies to the master's own lines too, as Apache's graceful
-restart reopens its parent's log.  Workers open theirs when they start (worker.logs)."""
+restart reopens its parent's log.  Workers open theirs when they start (worker.logs).
+
+`log.error: "-"` (stderr) goes through the workers' own non-blocking sink (worker.logs.LogSink):
+under systemd stderr is journald's stream socket, and a journald that stops reading must not
+stop the master (signals, respawns, the control socket and /healthz share its loop).  A line
+it cannot take now waits in the sink (written with the next record or by `flush`, called
+every housekeeping pass); past the sink's bound, lines are dropped and counted."""
 
 from __future__ import annotations
 
 import logging
 import os
-import sys
+
+from worker.logs import LogSink
+
+
+class SinkHandler(logging.Handler):
+    """A record per line into a LogSink (stderr, never blocking)."""
+
+    def __init__(self, sink: LogSink):
+        super().__init__()
+        self.sink = sink
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.sink.write(self.format(record) + "\n")
+            self.sink.flush()
+        except Exception:          # noqa: BLE001 - logging's own rule: a log line never raises
+            self.handleError(record)
+
+    def close(self) -> None:
+        self.sink.close()          # what is still queued, tried for at most a second
+        super().close()
 
 
 def setup(config) -> None:
     """Log to `config.log.error` at `config.log.level` from now on; OSError if it will not
     open (the old handler then stays)."""
     target = config.log.error
-    handler = logging.StreamHandler(sys.stderr) if target == "-" else logging.FileHandler(target)
+    root = logging.getLogger()
+    kept = next((h for h in root.handlers if isinstance(h, SinkHandler)), None) if target == "-" else None
+    if kept is not None:
+        handler = kept              # stderr again: no reopen, and no wait for a stuck reader's queue
+    elif target == "-":
+        handler = SinkHandler(LogSink("-", 2))
+    else:
+        handler = logging.FileHandler(target)
     handler.setFormatter(logging.Formatter(f"[%(asctime)s] [%(levelname)s] [master pid {os.getpid()}] %(message)s",
                                            "%Y-%m-%d %H:%M:%S"))
-    root = logging.getLogger()
     for old in root.handlers:
-        old.close()
+        if old is not handler:
+            old.close()
     root.handlers[:] = [handler]
     root.setLevel(config.log.level.upper())
+
+
+def flush() -> None:
+    """Housekeeping: lines a stuck stderr did not take, tried again."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, SinkHandler) and handler.sink.pending:
+            handler.sink.flush()
 
 
 def warn_unverified(config) -> None:

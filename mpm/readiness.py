@@ -19,6 +19,8 @@ from __future__ import annotations
 import os
 import time
 
+from mpm import masterlog
+
 STATUS_INTERVAL = 1.0
 RELOAD_GRACE = 5.0
 SERVING_STATES = ("ready", "full")
@@ -46,7 +48,9 @@ class Readiness:
 
     def tick(self, master) -> int:
         """Note a generation that came up (READY=1) and keep STATUS= current; returns how many
-        workers of the current generation serve."""
+        workers of the current generation serve.  (Also where the master's own log lines that a
+        stuck stderr did not take are tried again: this runs every housekeeping pass.)"""
+        masterlog.flush()
         if master.stopping:
             return 0
         serving, connections, tunnels = self._count(master)
