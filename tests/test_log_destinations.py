@@ -8,16 +8,21 @@ stream socket pair that the test reads, or does not."""
 from __future__ import annotations
 
 import os
+import re
+import select
 import socket
 import subprocess
 import sys
+import threading
+import time
 
+import psutil
 import pytest
 from proxyproc import Proxy
 from rawbackend import RawBackend
 from support import ROOT, wait_for
 
-REQUEST = b"GET /logged/%d HTTP/1.1\r\nHost: t\r\n\r\n"
+REQUEST = "GET /logged/{} HTTP/1.1\r\nHost: t\r\nUser-Agent: {}\r\n\r\n"
 
 
 @pytest.fixture
@@ -39,13 +44,13 @@ def _start_with(proxy: Proxy, stdout: socket.socket | None = None, stderr: socke
     proxy.wait_ready()
 
 
-def _keepalive_requests(port: int, count: int, timeout: float = 2.0) -> int:
+def _keepalive_requests(port: int, count: int, timeout: float = 2.0, first: int = 0, agent: str = "t") -> int:
     """`count` requests one after the other on one connection; how many were answered."""
     answered = 0
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         try:
-            for n in range(count):
-                sock.sendall(REQUEST % n)
+            for n in range(first, first + count):
+                sock.sendall(REQUEST.format(n, agent).encode())
                 data = b""
                 while b"raw:/logged/%d" % n not in data:
                     more = sock.recv(65536)
@@ -122,4 +127,74 @@ def test_the_master_goes_on_when_journald_stops_reading_its_log(tmp_path, raw_ba
     finally:
         journald.close()
         stderr.close()
+        proxy.stop()
+
+
+class FifoReader:
+    """The log shipper at the other end of a FIFO: a thread that reads while `reading` is set
+    (a reader that stops, SIGSTOP-like, keeps the FIFO open and reads nothing)."""
+
+    def __init__(self, path: str):
+        self.fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        self.reading = threading.Event()
+        self.reading.set()
+        self.received = bytearray()
+        self.running = True
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while self.running:
+            if not self.reading.wait(0.05):
+                continue
+            if select.select([self.fd], [], [], 0.05)[0]:
+                try:
+                    self.received += os.read(self.fd, 1 << 20)
+                except BlockingIOError:
+                    pass
+
+    def close(self) -> None:
+        self.running = False
+        self.thread.join(5)
+        os.close(self.fd)
+
+
+def test_a_log_reader_that_stops_reading_costs_the_worker_nothing(tmp_path, raw_backend):
+    """`log.access` is a FIFO whose reader stops reading: the worker's CPU per request stays what
+    it was (the lines queue up to MAX_PENDING, then are dropped), and once the reader reads
+    again every line is there or counted as dropped."""
+    proxy = Proxy(tmp_path / "p", [{"path": "/", "to": raw_backend.url + "/"}], workers=1)
+    fifo = os.path.join(proxy.dir, "access.fifo")
+    os.makedirs(proxy.dir, exist_ok=True)
+    os.mkfifo(fifo)
+    proxy.config["log"]["access"] = fifo
+    reader = FifoReader(fifo)           # before the worker opens it (else: ENXIO, retried in 5 s)
+    try:
+        proxy.start()
+        worker = psutil.Process(proxy.worker_pids()[0])
+        agent = "a" * 4000              # 4 KiB lines: MAX_PENDING (4 MiB) is ~1,000 of them
+
+        def cpu_of(first: int, count: int) -> float:
+            before = sum(worker.cpu_times()[:2])
+            assert _keepalive_requests(proxy.port, count, first=first, agent=agent) == count
+            return sum(worker.cpu_times()[:2]) - before
+        reading = cpu_of(0, 1000)
+        reader.reading.clear()
+        stopped = cpu_of(1000, 1100)
+        # (parent: 0.10 s with the reader reading, 1.3-1.5 s stopped: each line joined the whole queue again)
+        assert stopped < 2 * reading + 0.1, f"worker CPU for 1,000 requests: {reading:.2f} s with the " \
+                                            f"reader reading, {stopped:.2f} s with it stopped"
+        reader.reading.set()
+        sent = 2100
+        deadline = time.monotonic() + 10
+        while not re.search(rb"\[(\d+) log lines dropped", reader.received) and time.monotonic() < deadline:
+            sent += _keepalive_requests(proxy.port, 1, first=sent)     # turns of the loop drain the queue
+            time.sleep(0.01)
+        found = re.search(rb"\[(\d+) log lines dropped", reader.received)
+        assert found, "no count of the lines dropped within 10 s of the reader reading again"
+        wait_for(lambda: reader.received.count(b'"GET /logged/') + int(found.group(1)) >= sent, 3, 0.05,
+                 "every line logged or counted")
+        assert reader.received.count(b'"GET /logged/') + int(found.group(1)) == sent
+    finally:
+        reader.close()
         proxy.stop()

@@ -24,12 +24,15 @@ import re
 import socket
 import stat
 import time
+from collections import deque
 
 MAX_PENDING = 4 * 1024 * 1024
 ACCESS_BUFFER = 64 * 1024    # bytes of access-log lines written at once
 ACCESS_FLUSH = 1.0           # seconds a queued access-log line may wait while the loop is busy
 REOPEN_INTERVAL = 5.0        # seconds between two tries to open a log target that would not open
 _SEND_FLAGS = socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL
+WRITE_CHUNK = 64 * 1024       # bytes joined for one write (a pipe takes 64 KiB at most)
+BACKED_OFF = 2 * MAX_PENDING   # `limit` while the destination is not taking lines: never reached
 
 
 def _open_target(target: str, std_fd: int) -> int | None:
@@ -57,7 +60,7 @@ class LogSink:
         # ask was ~1,000 instructions, twice per small request.
         self.buffered = buffered
         self.limit = ACCESS_BUFFER if buffered else 0
-        self.pending: list[bytes] = []
+        self.pending: deque[bytes] = deque()
         self.size = 0
         self.dropped = 0
         self.due = 0.0           # when the oldest queued line must be written
@@ -99,25 +102,46 @@ class LogSink:
         self.size += len(data)
 
     def flush(self) -> None:
-        if not self.pending:
-            return
-        data = b"".join(self.pending)
-        try:
-            written = self.sock.send(data, _SEND_FLAGS) if self.sock is not None else os.write(self.fd, data)
-        except (BlockingIOError, InterruptedError):
-            written = 0
-        except OSError:
-            written = len(data)   # the destination is gone; nothing better to do with the lines
-        rest = data[written:]
-        self.pending = [rest] if rest else []
-        self.size = len(rest)
-        if rest and self.buffered:      # a reader that is behind: try again later, not every turn
+        """Write what is queued, WRITE_CHUNK bytes at a time: a reader that is behind costs one
+        small join per try, not a copy of the whole queue (up to MAX_PENDING) per loop turn."""
+        pending = self.pending
+        progress = False
+        while pending:
+            data = self._chunk()
+            try:
+                written = self.sock.send(data, _SEND_FLAGS) if self.sock is not None else os.write(self.fd, data)
+            except (BlockingIOError, InterruptedError):
+                written = 0
+            except OSError:
+                written = len(data)   # the destination is gone; nothing better to do with the lines
+            if written < len(data):
+                pending.appendleft(data[written:])
+            self.size -= written
+            progress = progress or written > 0
+            if written < len(data):
+                break
+        if pending and not progress:
+            # A reader that takes nothing: try again in ACCESS_FLUSH (or on an idle turn), not
+            # every turn; the loop's size trigger is lifted meanwhile.
             self.due = time.monotonic() + ACCESS_FLUSH
-        if self.dropped and not rest:     # say what a stuck reader cost, once it reads again
-            self.pending.append(f"[{self.dropped} log lines dropped: the log destination was not reading]\n"
-                                .encode())
-            self.size = len(self.pending[-1])
+            self.limit = BACKED_OFF
+        elif self.limit == BACKED_OFF:      # it reads again: back to the usual triggers
+            self.limit = ACCESS_BUFFER if self.buffered else 0
+            if not self.buffered:
+                self.due = 0.0
+        if self.dropped and not pending:    # say what a stuck reader cost, once it reads again
+            pending.append(f"[{self.dropped} log lines dropped: the log destination was not reading]\n".encode())
+            self.size = len(pending[-1])
             self.dropped = 0
+
+    def _chunk(self) -> bytes:
+        """The queued lines from the front, up to about WRITE_CHUNK bytes, taken off the queue."""
+        pending = self.pending
+        parts, size = [], 0
+        while pending and size < WRITE_CHUNK:
+            parts.append(pending.popleft())
+            size += len(parts[-1])
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def close(self) -> None:
         if self.fd is not None:
