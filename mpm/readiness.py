@@ -3,7 +3,8 @@
 A generation serves once every one of its workers has reported "ready" (or "full": at
 capacity, still serving) in the scoreboard.  The master calls `tick` every housekeeping
 pass; the first time the current generation serves, systemd hears READY=1 (after start,
-and after each reload, which said RELOADING=1 first).  STATUS= follows the generation,
+and after each reload, which said RELOADING=1 first), and WATCHDOG=1 as often as
+WatchdogSec= asks.  STATUS= follows the generation,
 the workers and the connections, sent when it changes and at most every STATUS_INTERVAL.
 
 /healthz (`health`): 503 before the first generation served, while stopping, and when no
@@ -52,7 +53,8 @@ class Readiness:
         stuck stderr did not take are tried again: this runs every housekeeping pass.)"""
         masterlog.flush()
         if master.stopping:
-            return 0
+            return 0            # (systemd stops its watchdog once the service stops: no more feeding)
+        self.notifier.feed(time.monotonic())
         serving, connections, tunnels = self._count(master)
         status = (f"generation {master.generation}: {serving}/{master.config.mpm.workers} workers serving, "
                   f"{connections} connections, {tunnels} tunnels")

@@ -6,6 +6,10 @@ It never blocks: the socket is non-blocking and a message systemd cannot take no
 dropped (the next STATUS= line replaces it; READY=1 and friends are sent at most a few
 times in a life).
 
+With WATCHDOG_USEC in the environment (`WatchdogSec=` in the unit), `feed` sends WATCHDOG=1
+every half of it, from the master's housekeeping pass: a master whose loop is stuck stops
+feeding, and systemd kills and restarts the service (sd_watchdog_enabled(3)).
+
 `listen_fds()` takes the sockets systemd passed (LISTEN_FDS from fd 3 on, for us only when
 LISTEN_PID is our pid) and removes those variables, so neither the workers nor a master
 started by `mpmctl upgrade` take them again for their own.
@@ -32,6 +36,8 @@ class Notifier:
         self.enabled = bool(path)
         self.sock = None
         self.last_status = ""
+        self.watchdog = watchdog_interval(environ) if self.enabled else 0.0
+        self.fed_at = 0.0
 
     def notify(self, *fields: str) -> bool:
         if not self.enabled:
@@ -67,10 +73,31 @@ class Notifier:
         """`mpmctl upgrade`: the new master is the service's main process from now on."""
         self.notify(f"MAINPID={pid}", f"STATUS=handed over to master pid {pid}")
 
+    def feed(self, now: float) -> None:
+        """WATCHDOG=1, when half of WATCHDOG_USEC has passed since the last one."""
+        if self.watchdog and now - self.fed_at >= self.watchdog:
+            self.fed_at = now
+            self.notify("WATCHDOG=1")
+
     def close(self) -> None:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
+
+
+def watchdog_interval(environ=os.environ) -> float:
+    """Seconds between two WATCHDOG=1: half of WATCHDOG_USEC; 0 when systemd asks for none.
+    WATCHDOG_PID, when set, names the process the watchdog is for: ours, or our parent's (a
+    master `mpmctl upgrade` started inherits its predecessor's variables, and is the one that
+    goes on feeding once MAINPID= names it)."""
+    try:
+        usec = int(environ.get("WATCHDOG_USEC", ""))
+    except ValueError:
+        return 0.0
+    pid = environ.get("WATCHDOG_PID", "")
+    if usec <= 0 or (pid and pid not in (str(os.getpid()), str(os.getppid()))):
+        return 0.0
+    return usec / 2e6
 
 
 def listen_fds(environ=os.environ) -> list[socket.socket]:
