@@ -198,3 +198,19 @@ def test_a_log_reader_that_stops_reading_costs_the_worker_nothing(tmp_path, raw_
     finally:
         reader.close()
         proxy.stop()
+
+
+def test_a_full_disk_is_said_once_and_the_worker_serves_on(proxy_factory, raw_backend):
+    """`log.access` on a full disk (/dev/full: every write fails with ENOSPC): the requests are
+    answered, and stderr says once which log fails and why (the lines are counted, and the count
+    is written into the log when it takes lines again)."""
+    proxy = proxy_factory([{"path": "/", "to": raw_backend.url + "/"}], workers=1,
+                          log={"access": "/dev/full"})
+    worker = proxy.worker_pids()[0]
+    assert _keepalive_requests(proxy.port, 200) == 200
+    wait_for(lambda: "cannot write log" in proxy.stderr_text(), 3, 0.05, "a word about the lost lines")  # (parent: none)
+    assert _keepalive_requests(proxy.port, 200, first=200) == 200
+    said = re.findall(rf"mpm worker {worker}: cannot write log /dev/full: No space left on device; .*",
+                      proxy.stderr_text())
+    assert len(said) == 1, said
+    assert proxy.worker_pids() == [worker]

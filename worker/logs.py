@@ -32,6 +32,7 @@ ACCESS_FLUSH = 1.0           # seconds a queued access-log line may wait while t
 REOPEN_INTERVAL = 5.0        # seconds between two tries to open a log target that would not open
 _SEND_FLAGS = socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL
 WRITE_CHUNK = 64 * 1024       # bytes joined for one write (a pipe takes 64 KiB at most)
+NOT_READING = "the log destination was not reading"
 BACKED_OFF = 2 * MAX_PENDING   # `limit` while the destination is not taking lines: never reached
 
 
@@ -63,6 +64,8 @@ class LogSink:
         self.pending: deque[bytes] = deque()
         self.size = 0
         self.dropped = 0
+        self.drop_reason = NOT_READING
+        self.failure = None      # the error of the last write, while writes fail
         self.due = 0.0           # when the oldest queued line must be written
 
     @property
@@ -112,8 +115,12 @@ class LogSink:
                 written = self.sock.send(data, _SEND_FLAGS) if self.sock is not None else os.write(self.fd, data)
             except (BlockingIOError, InterruptedError):
                 written = 0
-            except OSError:
-                written = len(data)   # the destination is gone; nothing better to do with the lines
+            except OSError as exc:    # a full disk, a reader gone: the lines are lost, but said and counted
+                self._failed(data, exc)
+                written = len(data)
+            else:
+                if written:
+                    self.failure = None
             if written < len(data):
                 pending.appendleft(data[written:])
             self.size -= written
@@ -129,10 +136,25 @@ class LogSink:
             self.limit = ACCESS_BUFFER if self.buffered else 0
             if not self.buffered:
                 self.due = 0.0
-        if self.dropped and not pending:    # say what a stuck reader cost, once it reads again
-            pending.append(f"[{self.dropped} log lines dropped: the log destination was not reading]\n".encode())
+        if self.dropped and not pending and self.failure is None:   # what it cost, once it takes lines again
+            pending.append(f"[{self.dropped} log lines dropped: {self.drop_reason}]\n".encode())
             self.size = len(pending[-1])
             self.dropped = 0
+            self.drop_reason = NOT_READING
+
+    def _failed(self, data: bytes, exc: OSError) -> None:
+        """A write that failed: its lines are counted as dropped, and the first failure of a run
+        is said on stderr (nginx logs its "write() failed" to the error log likewise)."""
+        self.dropped += data.count(b"\n")
+        reason = exc.strerror or str(exc)
+        self.drop_reason = f"writing the log failed: {reason}"
+        if self.failure != reason:
+            self.failure = reason
+            try:
+                os.write(2, f"mpm worker {os.getpid()}: cannot write log {self.target}: {reason}; "
+                            f"its lines are dropped until it writes again\n".encode())
+            except OSError:
+                pass                  # stderr is the log that fails
 
     def _chunk(self) -> bytes:
         """The queued lines from the front, up to about WRITE_CHUNK bytes, taken off the queue."""
