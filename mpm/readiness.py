@@ -8,7 +8,8 @@ WatchdogSec= asks.  STATUS= follows the generation,
 the workers and the connections, sent when it changes and at most every STATUS_INTERVAL.
 
 /healthz (`health`): 503 before the first generation served, while stopping, and when no
-worker of the current generation serves; 200 otherwise.  Right after a reload the new
+worker of the current generation serves (a worker whose heartbeat stopped does not: `serves`);
+200 otherwise.  Right after a reload the new
 generation is starting and the old one has stopped accepting: the listening sockets keep
 every connection queued for the new workers, so for RELOAD_GRACE seconds that still
 counts as serving (a load balancer must not pull the instance out on every reload); a
@@ -25,6 +26,16 @@ from mpm import masterlog
 STATUS_INTERVAL = 1.0
 RELOAD_GRACE = 5.0
 SERVING_STATES = ("ready", "full")
+# A worker writes its row every 0.5 s (worker.process.PUBLISH_INTERVAL) from its loop: one
+# that has not for this long is stuck (a loop that never returns, a blocking call) and serves
+# nobody, whatever state its row still says.  (mpm.watchdog replaces it later.)
+STALE_HEARTBEAT = 3.0
+
+
+def serves(row: dict, now: float) -> bool:
+    """Whether a scoreboard row is a worker serving: a serving state and a fresh heartbeat
+    (`now`: wall-clock time, as the row's `updated`)."""
+    return row["state"] in SERVING_STATES and now - row["updated"] < STALE_HEARTBEAT
 
 
 class Readiness:
@@ -112,7 +123,8 @@ class Readiness:
 
     @staticmethod
     def _predecessor_serves(master) -> bool:
-        return any(row["generation"] == master.predecessor_generation and row["state"] in SERVING_STATES
+        now = time.time()
+        return any(row["generation"] == master.predecessor_generation and serves(row, now)
                    for row in master.scoreboard.live_rows())
 
     @staticmethod
@@ -120,10 +132,11 @@ class Readiness:
         """Workers of the current generation serving; connections and tunnels of all."""
         serving = connections = tunnels = 0
         board = master.scoreboard
+        now = time.time()
         for record in master.workers.values():
             row = board.read(record.row)
             connections += row["connections"]
             tunnels += row["tunnels"]
-            if record.generation == master.generation and not record.retired and row["state"] in SERVING_STATES:
+            if record.generation == master.generation and not record.retired and serves(row, now):
                 serving += 1
         return serving, connections, tunnels

@@ -26,9 +26,12 @@ def _process_figures(pid: int) -> dict:
 
 def build_status(master) -> dict:
     workers = []
+    now = time.time()
     for record in sorted(master.workers.values(), key=lambda r: (r.generation, r.slot)):
         row = master.scoreboard.read(record.row)
-        row.pop("updated", None)
+        # Seconds since the worker last wrote its row (every 0.5 s from its loop): a stuck one
+        # still says "ready" (mpm.readiness.serves).
+        row["heartbeat_age"] = round(max(now - row.pop("updated"), 0.0), 1)
         row["pid"] = record.pid
         row["generation"] = record.generation
         row["slot"] = record.slot

@@ -9,7 +9,8 @@ one line per worker and per balancer member.
 
 Scoreboard characters, as close to Apache's as the states allow: S starting, _ ready and
 idle, W ready with connections, F full (at capacity, not accepting), G stopping
-(gracefully finishing), C exiting.
+(gracefully finishing), C exiting, ! not responding (ready or full, but no heartbeat for
+STALE_HEARTBEAT seconds: stuck; out of Busy/IdleWorkers, counted in Unresponsive).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import html
 import time
 
+from mpm.readiness import SERVING_STATES, STALE_HEARTBEAT
 from mpm.status import build_status
 from shm import metrics as m
 
@@ -55,7 +57,13 @@ def _figures(master) -> dict:
             "members": list(master.balancers.member_metrics())}
 
 
+def _stuck(worker: dict) -> bool:
+    return worker["state"] in SERVING_STATES and worker["heartbeat_age"] >= STALE_HEARTBEAT
+
+
 def _char(worker: dict) -> str:
+    if _stuck(worker):
+        return "!"
     if worker["state"] == "ready" and worker["connections"]:
         return "W"
     return SCOREBOARD_KEY.get(worker["state"], "?")
@@ -64,7 +72,7 @@ def _char(worker: dict) -> str:
 def _auto(f: dict) -> str:
     s = f["status"]
     workers, uptime = s["workers"], max(s["uptime"], 0.001)
-    serving = [w for w in workers if w["state"] in ("ready", "full")]
+    serving = [w for w in workers if w["state"] in SERVING_STATES and not _stuck(w)]
     lines = [
         f"ServerVersion: {VERSION}", "ServerMPM: event",
         f"CurrentTime: {time.strftime('%A, %d-%b-%Y %H:%M:%S %Z')}",
@@ -79,6 +87,7 @@ def _auto(f: dict) -> str:
         f"BusyWorkers: {sum(1 for w in serving if w['connections'])}",
         f"IdleWorkers: {sum(1 for w in serving if not w['connections'])}",
         f"Processes: {len(workers)}", f"Stopping: {sum(1 for w in workers if w['state'] == 'stopping')}",
+        f"Unresponsive: {sum(1 for w in workers if _stuck(w))}",
         f"ConnsTotal: {s['totals']['connections']}", f"Tunnels: {s['totals']['tunnels']}",
         f"TunnelsOpened: {f['tunnels_opened']}", f"Refused: {f['refused']}",
         f"Health: {f['health']}", f"Scoreboard: {''.join(_char(w) for w in workers)}",
@@ -87,7 +96,7 @@ def _auto(f: dict) -> str:
         lines.append(f"Worker: pid={w['pid']} generation={w['generation']} slot={w['slot']} state={w['state']} "
                      f"connections={w['connections']} tunnels={w['tunnels']} requests={w['requests']} "
                      f"bytes_in={w['bytes_in']} bytes_out={w['bytes_out']} rss={w['rss']} "
-                     f"cpu_seconds={w['cpu_seconds']}")
+                     f"cpu_seconds={w['cpu_seconds']} heartbeat_age={w['heartbeat_age']}")
     for (balancer, url), member in f["members"]:
         lines.append(f"Member: balancer={balancer} url={url} status={member['status']} state={member['state']} "
                      f"weight={member['weight']} busy={member['busy']} requests={member['requests']} "
@@ -118,7 +127,9 @@ def _page(f: dict, refresh: int) -> str:
     gen_rows = [[g, "current" if g == s["generation"] else "finishing", len(ws),
                  "".join(_char(w) for w in ws), sum(w["connections"] for w in ws), sum(w["tunnels"] for w in ws)]
                 for g, ws in sorted(generations.items())]
-    worker_rows = [[w["pid"], w["generation"], w["slot"], w["state"], w["connections"], w["tunnels"], w["requests"],
+    worker_rows = [[w["pid"], w["generation"], w["slot"],
+                    f"{w['state']}: not responding for {w['heartbeat_age']:.0f} s" if _stuck(w) else w["state"],
+                    w["connections"], w["tunnels"], w["requests"],
                     _size(w["bytes_in"]), _size(w["bytes_out"]), _size(w["rss"]), f"{w['cpu_seconds']:.1f}"]
                    for w in workers]
     member_rows = [[b, url, mb["route"] or "-", mb["status"], mb["state"], mb["weight"], mb["busy"], mb["requests"],
@@ -142,7 +153,8 @@ tunnels opened, {f['refused']} refused; master RSS {_size(s['master']['rss'])}</
 <h2>Workers</h2>
 {_table(["pid", "gen", "slot", "state", "connections", "tunnels", "requests", "in", "out", "RSS", "CPU s"],
         worker_rows)}
-<p>Scoreboard key: S starting, _ ready and idle, W ready with connections, F full, G stopping, C exiting.</p>
+<p>Scoreboard key: S starting, _ ready and idle, W ready with connections, F full, G stopping, C exiting,
+! not responding.</p>
 <h2>Balancers</h2>
 {_table(["balancer", "member", "route", "status", "state", "weight", "busy", "requests", "traffic", "failures"],
         member_rows) if member_rows else "<p>none configured</p>"}

@@ -1,0 +1,55 @@
+"""What the master says about workers that stopped serving (review 2026-12-03-operating #6): a
+worker whose heartbeat stopped (SIGSTOP here; a loop that never returns or a blocking call look
+the same from the master) is not counted as serving by /healthz, is shown as not responding by
+/server-status, and `mpmctl status --json` says how old its heartbeat is; once it runs again,
+everything is as before.  (mpm.watchdog, 30 s by default, would replace it later.)
+
+A real master, two workers, the admin listener on loopback."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+from admin_util import admin_port, admin_section, get
+from rawbackend import RawBackend
+from support import wait_for
+
+
+def _auto(port: int) -> dict:
+    body = get(port, "/server-status?auto")[2].decode()
+    return dict(line.split(": ", 1) for line in body.splitlines() if ": " in line and "=" not in line.split(": ")[0])
+
+
+@pytest.fixture
+def backend():
+    backend = RawBackend()
+    yield backend
+    backend.close()
+
+
+def test_workers_whose_heartbeat_stopped_are_not_reported_serving(proxy_factory, backend):
+    proxy = proxy_factory([{"path": "/", "to": backend.url + "/"}], workers=2, admin=admin_section())
+    port = admin_port(proxy)
+    pids = proxy.worker_pids()
+    assert get(port, "/healthz")[0] == 200
+    stopped = []
+    try:
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+            stopped.append(pid)
+        # (parent: 200 "2 workers serving" all along, until the watchdog)
+        wait_for(lambda: get(port, "/healthz")[0] == 503, 6, 0.1, "/healthz to say no worker serves")
+        auto = _auto(port)
+        assert (auto["Scoreboard"], auto["IdleWorkers"], auto["BusyWorkers"], auto["Unresponsive"]) == \
+            ("!!", "0", "0", "2"), auto
+        workers = proxy.status()["workers"]
+        assert all(w["state"] == "ready" and w["heartbeat_age"] >= 3 for w in workers), workers
+    finally:
+        for pid in stopped:
+            os.kill(pid, signal.SIGCONT)
+    wait_for(lambda: get(port, "/healthz")[0] == 200, 3, 0.1, "/healthz 200 again")
+    auto = _auto(port)
+    assert auto["Scoreboard"] == "__" and auto["Unresponsive"] == "0", auto
+    assert proxy.worker_pids() == pids
