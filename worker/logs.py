@@ -223,6 +223,12 @@ def _text(value: bytes | None) -> str:
     return _quote(value).decode("latin-1")
 
 
+def _json_text(value: bytes | None) -> str:
+    """A client's bytes for the JSON format, escaped once (by json.dumps): UTF-8 as the
+    characters it spells, any other byte as the text \\xhh."""
+    return value.decode("utf-8", "backslashreplace") if value else "-"
+
+
 class AccessLog:
     """Apache's combined format (%b: body bytes) plus %D (microseconds), route, backend and
     %X (X: aborted before the response was complete, +: kept alive, -: closed); or JSON,
@@ -251,9 +257,10 @@ class AccessLog:
         if self.json:
             self.sink.write(json.dumps({
                 "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "client": ex.client_ip.decode(),
-                "request": _text(request), "status": status, "bytes_sent": ex.sent, "bytes_received": ex.received,
-                "duration_us": micros, "route": route.decode(), "backend": backend.decode(), "referer": _text(referer),
-                "user_agent": _text(agent), "connection": {b"X": "aborted", b"+": "keep-alive", b"-": "close"}[mark],
+                "request": _json_text(request), "status": status, "bytes_sent": ex.sent,
+                "bytes_received": ex.received, "duration_us": micros, "route": route.decode(),
+                "backend": backend.decode(), "referer": _json_text(referer), "user_agent": _json_text(agent),
+                "connection": {b"X": "aborted", b"+": "keep-alive", b"-": "close"}[mark],
             }) + "\n")
             return
         body = ex.sent - ex.head_sent
@@ -270,10 +277,11 @@ class AccessLog:
         micros = int(duration * 1_000_000)
         if self.json:
             self.sink.write(json.dumps({
-                "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "client": context["client"], "request": request,
-                "status": status, "bytes_sent": bytes_out, "bytes_received": received, "duration_us": micros,
-                "route": context["route"], "backend": context["backend"], "referer": context["referer"] or "-",
-                "user_agent": context["agent"] or "-", "tunnel": True, "tunnel_bytes_in": bytes_in,
+                "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "client": context["client"],
+                "request": _json_text(request.encode("latin-1")), "status": status, "bytes_sent": bytes_out,
+                "bytes_received": received, "duration_us": micros, "route": context["route"],
+                "backend": context["backend"], "referer": _json_text(context["referer"].encode("latin-1")),
+                "user_agent": _json_text(context["agent"].encode("latin-1")), "tunnel": True, "tunnel_bytes_in": bytes_in,
                 "tunnel_bytes_out": bytes_out, "tunnel_end": reason}) + "\n")
             return
         self.sink.write(
