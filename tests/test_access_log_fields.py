@@ -8,6 +8,7 @@ A real master and worker, a raw backend, raw-socket clients."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from proxyproc import wait_access
@@ -40,3 +41,19 @@ def test_json_values_are_escaped_once(proxy_factory, backend):
     assert record["user_agent"] == 'agent "quoted" back\\slash caf\u00e9 \\xff', record["user_agent"]
     assert record["referer"] == 'http://r.test/?q="x"'
     assert record["request"] == "GET /j/caf%C3%A9?a=\\b HTTP/1.1"
+
+
+QUOTED = re.compile(rb'"((?:[^"\\]|\\.)*)"')
+
+
+def test_a_route_pattern_with_a_quote_keeps_the_combined_line_parseable(proxy_factory, backend):
+    """An operator's regex may hold `"` and `\\`: written as Apache escapes them, so a parser of
+    the combined format reads the same five quoted fields (request, referer, agent, route,
+    backend)."""
+    pattern = r'^/m/(\d+)"?'
+    proxy = proxy_factory([{"match": pattern, "to": backend.url + "/m/$1"}], workers=1)
+    assert _send(proxy, b"/m/12").startswith(b"HTTP/1.1 200")
+    line = wait_access(proxy, "/m/12")[0].encode()
+    fields = [re.sub(rb"\\(.)", rb"\1", field) for field in QUOTED.findall(line)]
+    # (parent: the route's raw quote ended its field early: fields[3] == b'^/m/(d+)', fields[4] == b' ')
+    assert len(fields) == 5 and fields[3] == pattern.encode() and fields[4] == backend.url.encode(), fields

@@ -223,6 +223,9 @@ def _text(value: bytes | None) -> str:
     return _quote(value).decode("latin-1")
 
 
+log_field = _quote      # for names fixed at start (a route's): escaped once, not per line
+
+
 def _json_text(value: bytes | None) -> str:
     """A client's bytes for the JSON format, escaped once (by json.dumps): UTF-8 as the
     characters it spells, any other byte as the text \\xhh."""
@@ -258,7 +261,8 @@ class AccessLog:
             self.sink.write(json.dumps({
                 "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "client": ex.client_ip.decode(),
                 "request": _json_text(request), "status": status, "bytes_sent": ex.sent,
-                "bytes_received": ex.received, "duration_us": micros, "route": route.decode(),
+                "bytes_received": ex.received, "duration_us": micros,
+                "route": ex.route.name if ex.route is not None else "-",
                 "backend": backend.decode(), "referer": _json_text(referer), "user_agent": _json_text(agent),
                 "connection": {b"X": "aborted", b"+": "keep-alive", b"-": "close"}[mark],
             }) + "\n")
@@ -287,7 +291,8 @@ class AccessLog:
         self.sink.write(
             f'{context["client"]} - - {_clock.apache().decode()} "{_text(request.encode("latin-1"))}" {status} '
             f'{bytes_out or "-"} "{_text(context["referer"].encode("latin-1"))}" '
-            f'"{_text(context["agent"].encode("latin-1"))}" {micros} "{context["route"]}" "{context["backend"]}" '
+            f'"{_text(context["agent"].encode("latin-1"))}" {micros} "{_text(context["route"].encode())}" '
+            f'"{_text(context["backend"].encode())}" '
             f'tunnel_in={bytes_in} tunnel_out={bytes_out} end="{reason}"\n')
 
 

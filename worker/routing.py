@@ -19,6 +19,7 @@ from conf.clients import normalise_origin
 from conf.model import UPGRADE_ANY, UPGRADE_NONE, Route
 from worker.authority import absolute_form
 from worker.limits import scope_of
+from worker.logs import log_field
 
 
 class CompiledRoute:
@@ -40,7 +41,9 @@ class CompiledRoute:
         self.always_upgrade = route.upgrade == UPGRADE_NONE
         self.any_protocol = route.upgrade == UPGRADE_ANY or self.always_upgrade
         self.name = route.name
-        self.log_name = route.name.encode("utf-8", "backslashreplace")
+        # Escaped once here, as the client's fields are per line (worker.logs): a pattern may
+        # hold a quote or a backslash, which would end the quoted field early.
+        self.log_name = log_field(route.name.encode("utf-8", "backslashreplace"))
         target = route.target
         self.origin = origins(target.backend) if target.backend is not None else None
         self.balancer = target.balancer
