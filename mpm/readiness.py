@@ -22,6 +22,7 @@ import os
 import time
 
 from mpm import masterlog
+from mpm.supervision import KILL_GRACE
 
 STATUS_INTERVAL = 1.0
 RELOAD_GRACE = 5.0
@@ -45,6 +46,7 @@ class Readiness:
         self.served = 0                 # the latest generation all of whose workers were up
         self.reloaded_at = 0.0          # monotonic time of the last reload that started a generation
         self.status_at = 0.0
+        self.stop_budget = 0.0          # seconds a graceful stop may take (EXTEND_TIMEOUT_USEC)
 
     # == what the master tells us ===================================================================
     def reloading(self, master) -> None:
@@ -66,6 +68,8 @@ class Readiness:
         if master.stopping:
             return 0            # (systemd stops its watchdog once the service stops: no more feeding)
         self.notifier.feed(time.monotonic())
+        # graceful_timeout for the workers, KILL_GRACE before SIGKILL, and a margin for our exit
+        self.stop_budget = master.config.mpm.graceful_timeout + KILL_GRACE + 5.0
         serving, connections, tunnels = self._count(master)
         status = (f"generation {master.generation}: {serving}/{master.config.mpm.workers} workers serving, "
                   f"{connections} connections, {tunnels} tunnels")
@@ -80,7 +84,7 @@ class Readiness:
         return serving
 
     def stopping(self) -> None:
-        self.notifier.stopping()
+        self.notifier.stopping(self.stop_budget)
 
     def _tell_old_master(self) -> None:
         """Our first generation serves: the master `mpmctl upgrade` replaces hands over (it

@@ -66,8 +66,12 @@ class Notifier:
         usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
         self.notify("RELOADING=1", f"MONOTONIC_USEC={usec}", "STATUS=reloading")
 
-    def stopping(self) -> None:
-        self.notify("STOPPING=1", "STATUS=stopping")
+    def stopping(self, budget: float = 0.0) -> None:
+        """STOPPING=1; `budget`: the seconds a graceful stop may take, asked for with
+        EXTEND_TIMEOUT_USEC (systemd 236+) so that a TimeoutStopSec= shorter than
+        graceful_timeout does not SIGKILL the workers mid-drain (it never shortens it)."""
+        extend = (f"EXTEND_TIMEOUT_USEC={int(budget * 1e6)}",) if budget > 0 else ()
+        self.notify("STOPPING=1", *extend, "STATUS=stopping")
 
     def main_pid(self, pid: int) -> None:
         """`mpmctl upgrade`: the new master is the service's main process from now on."""

@@ -66,3 +66,15 @@ def test_no_watchdog_for_another_process(proxy_factory, raw_backend, notify):
     _start(proxy_factory, raw_backend, notify, WATCHDOG_USEC="600000", WATCHDOG_PID="1")
     fields = [field for _, message in _messages(notify, 1.0) for field in message]
     assert "WATCHDOG=1" not in fields
+
+
+def test_stopping_asks_systemd_for_the_time_a_graceful_stop_takes(proxy_factory, raw_backend, notify):
+    """STOPPING=1 comes with EXTEND_TIMEOUT_USEC covering graceful_timeout (10 s here) and the
+    5 s before SIGKILL: a unit whose TimeoutStopSec= is shorter does not cut the drain."""
+    proxy = _start(proxy_factory, raw_backend, notify)
+    _messages(notify, 0.5)                                # READY=1 and the first STATUS= lines
+    proxy.proc.send_signal(15)
+    stopping = next(fields for _, fields in _messages(notify, 1.0) if "STOPPING=1" in fields)
+    extend = [int(f.split("=", 1)[1]) for f in stopping if f.startswith("EXTEND_TIMEOUT_USEC=")]
+    assert extend and extend[0] >= 15_000_000, stopping     # (parent: ['STOPPING=1', 'STATUS=stopping'])
+    wait_for(lambda: proxy.proc.poll() is not None, 15, 0.05, "the master to exit")
