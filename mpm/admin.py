@@ -155,7 +155,12 @@ class AdminServer:
             name, _, value = line.partition(":")
             headers[name.strip().lower()] = value.strip()
         try:
-            status, ctype, body = self.handler(Request(method, target, headers))
+            request = Request(method, target, headers)
+        except ValueError:          # urlsplit: "http://[" and the like are the client's error, not ours
+            self._answer(client, 400, "text/plain", b"bad request target\n", head_only)
+            return
+        try:
+            status, ctype, body = self.handler(request)
         except Exception:           # noqa: BLE001 - a bug in a page must not take the master down
             log.exception("admin listener: %s %s failed", method, target)
             status, ctype, body = 500, "text/plain", b"internal error (see the error log)\n"
