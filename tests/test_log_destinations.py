@@ -214,3 +214,27 @@ def test_a_full_disk_is_said_once_and_the_worker_serves_on(proxy_factory, raw_ba
                       proxy.stderr_text())
     assert len(said) == 1, said
     assert proxy.worker_pids() == [worker]
+
+
+def test_a_backlog_is_written_as_fast_as_the_reader_takes_it(tmp_path, raw_backend):
+    """A reader that stopped reads again while no request comes: the ~1.1 MiB the worker queued
+    meanwhile arrive at the reader's pace, not one pipe-full per idle turn of the loop."""
+    proxy = Proxy(tmp_path / "p", [{"path": "/", "to": raw_backend.url + "/"}], workers=1)
+    fifo = os.path.join(proxy.dir, "access.fifo")
+    os.makedirs(proxy.dir, exist_ok=True)
+    os.mkfifo(fifo)
+    proxy.config["log"]["access"] = fifo
+    reader = FifoReader(fifo)
+    try:
+        proxy.start()
+        reader.reading.clear()
+        assert _keepalive_requests(proxy.port, 300, agent="a" * 4000) == 300
+        time.sleep(0.3)                  # the worker is idle now
+        started = time.monotonic()
+        reader.reading.set()
+        wait_for(lambda: reader.received.count(b'"GET /logged/') == 300, 10, 0.02, "the 300 lines")
+        took = time.monotonic() - started
+        assert took < 2.0, f"the backlog took {took:.1f} s to arrive"     # (parent: 4.0 s)
+    finally:
+        reader.close()
+        proxy.stop()

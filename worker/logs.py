@@ -48,8 +48,12 @@ def _open_target(target: str, std_fd: int) -> int | None:
 
 
 class LogSink:
-    def __init__(self, target: str, std_fd: int, buffered: bool = False):
+    def __init__(self, target: str, std_fd: int, buffered: bool = False, wake=None):
         self.target, self.std_fd = target, std_fd
+        # `wake()` asks the loop for a turn soon (worker.process: a timer): a backlog the
+        # destination takes in part is written on, as fast as it reads, even while no traffic
+        # turns the loop (an idle loop turns every 0.25 s: 64 KiB each).
+        self.wake = wake
         self.fd = None
         self.sock = None         # the target is a socket (journald's): written with send(MSG_DONTWAIT)
         self.reopen_at = 0.0     # a target that would not open: when to try again
@@ -127,6 +131,8 @@ class LogSink:
             progress = progress or written > 0
             if written < len(data):
                 break
+        if pending and progress and self.wake is not None:
+            self.wake()
         if pending and not progress:
             # A reader that takes nothing: try again in ACCESS_FLUSH (or on an idle turn), not
             # every turn; the loop's size trigger is lifted meanwhile.

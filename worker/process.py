@@ -47,6 +47,11 @@ TUNNEL_BYTES_BEATS = 10
 # client sending a new one with every request would grow the cache without end.  Emptied when
 # full: building an entry again costs a few hundred nanoseconds.
 REVERSE_CACHE_MAX = 1024
+LOG_DRAIN = 0.01             # seconds to the next try at a log backlog the reader is taking
+
+
+def _nothing() -> None:
+    """A timer that only makes the loop turn (and so write the logs: worker.loop)."""
 
 
 class Worker:
@@ -92,8 +97,10 @@ class Worker:
         setproctitle.setproctitle(f"mpm: worker gen {self.generation} slot {self.slot}")
         loop = self.loop = EventLoop()
         log = self.config.log
-        self.access_sink = LogSink(log.access, 1, buffered=True)
-        self.error_sink = LogSink(log.error, 2)
+        def drain_soon() -> None:       # a log backlog its reader takes in part: on in LOG_DRAIN s
+            loop.call_later(LOG_DRAIN, _nothing)
+        self.access_sink = LogSink(log.access, 1, buffered=True, wake=drain_soon)
+        self.error_sink = LogSink(log.error, 2, wake=drain_soon)
         self.access = AccessLog(self.access_sink, log.format) if self.access_sink.enabled else None
         self.log_error = ErrorLog(self.error_sink, log.level,
                                   f"pid {os.getpid()} slot {self.slot} gen {self.generation}")
