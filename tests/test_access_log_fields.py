@@ -21,8 +21,8 @@ REFERER = b'http://r.test/?q="x"'
 
 def _send(proxy, path: bytes) -> bytes:
     with proxy.connect() as sock:
-        sock.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: t\r\nUser-Agent: " + AGENT + b"\r\nReferer: " + REFERER +
-                     b"\r\nConnection: close\r\n\r\n")
+        sock.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: t\r\nUser-Agent: " + AGENT +
+                     b"\r\nReferer: " + REFERER + b"\r\nConnection: close\r\n\r\n")
         return recv_until_eof(sock)
 
 

@@ -32,14 +32,15 @@ def raw_backend():
     backend.close()
 
 
-def _start_with(proxy: Proxy, stdout: socket.socket | None = None, stderr: socket.socket | None = None) -> None:
+def _start_with(proxy: Proxy, stdout: socket.socket | None = None,
+                stderr: socket.socket | None = None) -> None:
     """Proxy.start, with the master's (and so the workers') stdout or stderr on a socket."""
     proxy.write_config()
     proxy.stdout = open(os.path.join(proxy.dir, "stdout.log"), "wb")
     proxy.stderr = open(os.path.join(proxy.dir, "stderr.log"), "wb")
     proxy.proc = subprocess.Popen([sys.executable, "-m", "mpm", "start", "-c", proxy.config_path],
-                                  stdout=(stdout or proxy.stdout).fileno(), stderr=(stderr or proxy.stderr).fileno(),
-                                  cwd=ROOT)
+                                  stdout=(stdout or proxy.stdout).fileno(),
+                                  stderr=(stderr or proxy.stderr).fileno(), cwd=ROOT)
     proxy.seen_pids.add(proxy.proc.pid)
     proxy.wait_ready()
 
@@ -208,7 +209,8 @@ def test_a_full_disk_is_said_once_and_the_worker_serves_on(proxy_factory, raw_ba
                           log={"access": "/dev/full"})
     worker = proxy.worker_pids()[0]
     assert _keepalive_requests(proxy.port, 200) == 200
-    wait_for(lambda: "cannot write log" in proxy.stderr_text(), 3, 0.05, "a word about the lost lines")  # (parent: none)
+    # (parent: no word at all)
+    wait_for(lambda: "cannot write log" in proxy.stderr_text(), 3, 0.05, "a word about the lost lines")
     assert _keepalive_requests(proxy.port, 200, first=200) == 200
     said = re.findall(rf"mpm worker {worker}: cannot write log /dev/full: No space left on device; .*",
                       proxy.stderr_text())

@@ -22,7 +22,8 @@ from support import wait_for
 
 def _auto(port: int) -> dict:
     body = get(port, "/server-status?auto")[2].decode()
-    return dict(line.split(": ", 1) for line in body.splitlines() if ": " in line and "=" not in line.split(": ")[0])
+    pairs = (line.split(": ", 1) for line in body.splitlines() if ": " in line)
+    return {key: value for key, value in pairs if "=" not in key}
 
 
 @pytest.fixture

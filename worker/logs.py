@@ -116,7 +116,8 @@ class LogSink:
         while pending:
             data = self._chunk()
             try:
-                written = self.sock.send(data, _SEND_FLAGS) if self.sock is not None else os.write(self.fd, data)
+                sock = self.sock
+                written = sock.send(data, _SEND_FLAGS) if sock is not None else os.write(self.fd, data)
             except (BlockingIOError, InterruptedError):
                 written = 0
             except OSError as exc:    # a full disk, a reader gone: the lines are lost, but said and counted
@@ -291,8 +292,8 @@ class AccessLog:
                 "request": _json_text(request.encode("latin-1")), "status": status, "bytes_sent": bytes_out,
                 "bytes_received": received, "duration_us": micros, "route": context["route"],
                 "backend": context["backend"], "referer": _json_text(context["referer"].encode("latin-1")),
-                "user_agent": _json_text(context["agent"].encode("latin-1")), "tunnel": True, "tunnel_bytes_in": bytes_in,
-                "tunnel_bytes_out": bytes_out, "tunnel_end": reason}) + "\n")
+                "user_agent": _json_text(context["agent"].encode("latin-1")), "tunnel": True,
+                "tunnel_bytes_in": bytes_in, "tunnel_bytes_out": bytes_out, "tunnel_end": reason}) + "\n")
             return
         self.sink.write(
             f'{context["client"]} - - {_clock.apache().decode()} "{_text(request.encode("latin-1"))}" {status} '
