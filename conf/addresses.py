@@ -59,6 +59,8 @@ def parse_listen(text: str) -> tuple[str, int, int]:
         # ephemeral port (0) would give each one a different, unknowable port.
         raise ValueError(f"listen address '{text}': port 0 is not allowed (each worker binds the same port "
                          "with SO_REUSEPORT, so the port must be fixed)")
+    if not host_text.isascii():     # an IPv6 scope (`%eth0`) is an interface name; others cannot be bound
+        raise ValueError(f"listen address '{text}': the host must be ASCII")
     if host_text == "*":
         return "0.0.0.0", port, socket.AF_INET
     if host_text.lower() == "localhost":

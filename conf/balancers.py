@@ -18,7 +18,7 @@ from .addresses import (
 )
 from .clients import proxy_protocol_version
 from .discover import DISCOVER_KEYS, build_discover
-from .fields import Errors, Section, describe
+from .fields import REGEX_ERRORS, Errors, Section, describe
 from .model import (
     BALANCER_METHODS,
     HASH_SOURCES,
@@ -183,7 +183,7 @@ def _health(sec: Section) -> HealthCheck | None:
         if text is not None:
             try:
                 expect = re.compile(text)
-            except re.error as exc:
+            except REGEX_ERRORS as exc:
                 hc.error("expect", f"{hc.name('expect')} is not a valid regular expression: {exc}")
     if method == "TCP":
         for key in ("path", "expect"):

@@ -10,9 +10,28 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Iterable
 
 from .yamlnodes import Map, Node, Scalar, Seq
+
+# What re.compile raises besides re.error for an operator's pattern: a repeat count too large
+# (OverflowError), a character the bytes pattern cannot hold (UnicodeEncodeError, a ValueError),
+# parentheses nested past the interpreter's recursion limit.
+REGEX_ERRORS = (re.error, ValueError, OverflowError, RecursionError)
+
+
+def path_problem(text: str) -> str | None:
+    """Why `text` can never name a file, or None: the kernel takes no NUL byte, and a lone
+    surrogate (a YAML "\\ud800" escape) has no bytes on the file system.  Refused here, or
+    `open` would raise in the middle of a reload, or the workers would at their start."""
+    if "\0" in text:
+        return "must not contain a NUL byte"
+    try:
+        os.fsencode(text)
+    except UnicodeEncodeError as exc:
+        return f"cannot be encoded for the file system ({exc.reason} at character {exc.start + 1})"
+    return None
 
 
 class Errors:
@@ -180,6 +199,9 @@ class Section:
         value = self.string(key) if key in self else default
         if value is None:
             return None
+        problem = path_problem(value)
+        if problem is not None:
+            return self.error(key, f"{self.name(key)} {problem}")
         return os.path.normpath(os.path.join(self.errors.base_dir, os.path.expanduser(value)))
 
     def mapping(self, key: str, label: str, allowed: Iterable[str] | None) -> Section | None:

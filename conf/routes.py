@@ -16,7 +16,7 @@ from .addresses import (
 )
 from .balancers import TOKEN, build_backend
 from .clients import origins, per_client
-from .fields import Errors, Section, describe, did_you_mean
+from .fields import REGEX_ERRORS, Errors, Section, describe, did_you_mean
 from .model import (
     UPGRADE_ANY,
     UPGRADE_NONE,
@@ -95,7 +95,7 @@ def _regex(sec: Section, key: str, flags: int) -> re.Pattern | None:
         return None
     try:
         return re.compile(text.encode(), flags)
-    except re.error as exc:
+    except REGEX_ERRORS as exc:
         sec.error(key, f"{sec.name(key)} is not a valid regular expression: {exc}")
         return None
 

@@ -12,7 +12,7 @@ import os
 import ssl
 
 from . import openssl
-from .fields import Section
+from .fields import Section, path_problem
 from .model import BackendTLS, TLSSettings
 from .yamlnodes import Scalar, Seq
 
@@ -97,6 +97,9 @@ def tls_settings(sec: Section) -> TLSSettings:
     for item in items:
         if not isinstance(item, Scalar) or not isinstance(item.value, str) or not item.value.strip():
             sec.errors.add(item.line, "tls.session_ticket_key must be a file path or a list of file paths")
+            continue
+        if path_problem(item.value):
+            sec.errors.add(item.line, f"tls.session_ticket_key {path_problem(item.value)}")
             continue
         path = os.path.normpath(os.path.join(sec.errors.base_dir, os.path.expanduser(item.value)))
         problem, raw = _ticket_key_file(path)

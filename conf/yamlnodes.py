@@ -15,6 +15,10 @@ turn an operator's value into something else:
 - no base-60 numbers: YAML 1.1 reads `1:30` as the integer 90.
 
 Duplicate keys, which PyYAML quietly lets the last one win, are reported.
+
+Whatever the text, parsing ends in a tree or a YamlProblem with a line: a value its explicit
+tag cannot take (`!!int "x"`) is a problem of its line, and nesting deeper than MAX_DEPTH stops
+the composer (which recurses per level) long before Python's recursion limit would.
 """
 
 from __future__ import annotations
@@ -27,10 +31,30 @@ import yaml
 _BOOL = "tag:yaml.org,2002:bool"
 _INT = "tag:yaml.org,2002:int"
 _FLOAT = "tag:yaml.org,2002:float"
+MAX_DEPTH = 64                  # a config nests about 6 levels; the composer recurses per level
+
+# What PyYAML's scalar constructors raise for a value their tag cannot take: `!!int "x"`
+# (ValueError), `!!bool "x"` (KeyError), `!!timestamp "x"` (AttributeError), an integer of more
+# than 4,300 digits (ValueError), `!!binary` of a number (TypeError).
+_CONSTRUCTOR_ERRORS = (ValueError, TypeError, KeyError, AttributeError, OverflowError)
+_UNREADABLE = object()          # such a value: its problem is recorded, the walk goes on
 
 
 class LineLoader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2-style booleans and numbers (see the module docstring)."""
+    """SafeLoader with YAML 1.2-style booleans and numbers (see the module docstring), and a
+    nesting limit."""
+
+    depth = 0
+
+    def compose_node(self, parent, index):
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise yaml.composer.ComposerError(None, None, f"nested more than {MAX_DEPTH} levels deep",
+                                                  self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 LineLoader.yaml_implicit_resolvers = {
@@ -116,14 +140,17 @@ def _walk(loader: LineLoader, node: yaml.Node, problems: list, active: frozenset
         raise yaml.MarkedYAMLError(problem="recursive alias", problem_mark=node.start_mark)
     active = active | {id(node)}
     if isinstance(node, yaml.ScalarNode):
-        return Scalar(loader.construct_object(node, deep=True), line)
+        value = _construct(loader, node, problems)
+        return Scalar(None if value is _UNREADABLE else value, line)
     if isinstance(node, yaml.SequenceNode):
         return Seq([_walk(loader, item, problems, active) for item in node.value], line)
     loader.flatten_mapping(node)   # resolve `<<: *anchor` merge keys the way safe_load would
     result = Map(line=line)
     for key_node, value_node in node.value:
         key_line = key_node.start_mark.line + 1
-        key = loader.construct_object(key_node, deep=True) if isinstance(key_node, yaml.ScalarNode) else None
+        key = _construct(loader, key_node, problems) if isinstance(key_node, yaml.ScalarNode) else None
+        if key is _UNREADABLE:
+            continue
         if not isinstance(key, str):
             shown = "a complex key" if key is None and not isinstance(key_node, yaml.ScalarNode) else repr(key)
             problems.append((key_line, f"keys must be strings, got {shown}"))
@@ -134,6 +161,18 @@ def _walk(loader: LineLoader, node: yaml.Node, problems: list, active: frozenset
             continue
         result.entries[key] = Entry(key_line, _walk(loader, value_node, problems, active))
     return result
+
+
+def _construct(loader: LineLoader, node: yaml.ScalarNode, problems: list):
+    """The scalar's value; _UNREADABLE, and a problem of its line, when its tag cannot take it."""
+    try:
+        return loader.construct_object(node, deep=True)
+    except _CONSTRUCTOR_ERRORS as exc:
+        tag = node.tag.rsplit(":", 1)[-1]
+        shown = node.value if len(node.value) <= 40 else node.value[:37] + "..."
+        why = f": {str(exc)[:100]}" if isinstance(exc, ValueError) else ""
+        problems.append((node.start_mark.line + 1, f"'{shown}' is not a valid !!{tag} value{why}"))
+        return _UNREADABLE
 
 
 def _line_of(exc: yaml.MarkedYAMLError) -> int:

@@ -160,7 +160,7 @@ class Master:
                     self._contained(key.data)
             while self.signals:
                 signum = self.signals.pop(0)
-                getattr(self, "handle_" + signal.Signals(signum).name.lower())()
+                self._contained(getattr(self, "handle_" + signal.Signals(signum).name.lower()))
             if time.monotonic() >= next_tick:
                 next_tick = time.monotonic() + TICK
                 self._contained(self._housekeeping)
@@ -215,7 +215,11 @@ class Master:
         if self.successor is not None:   # it inherited our next generation number: both would use it
             return ["an upgrade is under way (mpmctl upgrade): reload once it is done"]
         self.readiness.reloading(self)
-        errors = reloading.reload(self)
+        try:
+            errors = reloading.reload(self)
+        except Exception:       # noqa: BLE001 - logged; the generation that serves goes on serving
+            log.exception("reload failed")
+            errors = ["the reload failed (see the error log)"]
         self.metrics.count("reloads", RELOAD_RESULTS.index("failed" if errors else "ok"))
         self.readiness.reload_done(not errors)
         return errors

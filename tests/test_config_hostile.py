@@ -1,0 +1,114 @@
+"""Hostile or odd configuration files (review 2026-12-03-control): each costs a FILE:LINE
+error, never a traceback, and a reload that meets one leaves the running generation serving.
+
+The loader is exercised in-process (it opens no socket); the master's side with a real proxy.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+from proxyproc import raw_exchange
+from support import wait_for
+
+from conf import ConfigError, load_config
+
+GOOD = 'listen: ["127.0.0.1:8000"]\n'
+ROUTE = 'routes: [{path: /, to: "http://127.0.0.1:9/"}]\n'
+
+
+def _errors(tmp_path, text: str) -> list[str]:
+    path = tmp_path / "mpm.yaml"
+    path.write_text(text, encoding="utf-8", errors="surrogatepass")
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path))
+    return info.value.errors
+
+
+# Each: (the file, the line its error must name, a phrase of the message).
+ODD = {
+    "a bad value for an explicit int tag": (GOOD + "mpm: {workers: !!int \"x\"}\n", 2, "not a valid !!int"),
+    "a bad value for an explicit bool tag": (GOOD + "mpm:\n  workers: !!bool x\n", 3, "not a valid !!bool"),
+    "a bad timestamp": (GOOD + "mpm: {workers: !!timestamp x}\n", 2, "not a valid !!timestamp"),
+    "an integer of 5,000 digits": (GOOD + "mpm: {workers: " + "9" * 5000 + "}\n", 2, "not a valid !!int"),
+    "a tagged key": (GOOD + "mpm: {!!int x: 1}\n", 2, "not a valid !!int"),
+    "flow nesting 3,000 deep": (GOOD + "routes: " + "[" * 3000 + "]" * 3000 + "\n", 2, "nested more than"),
+    "block nesting 200 deep": (GOOD + "routes:\n" + "".join(" " * i + "-\n" for i in range(1, 200)), 66,
+                               "nested more than"),
+    "a regex repeat count too large": (GOOD + "routes: [{match: \"a{99999999999}\", to: \"http://127.0.0.1:9/\"}]\n",
+                                       2, "route.match is not a valid regular expression"),
+    "a regex with a lone surrogate": (GOOD + "routes: [{match: \"\\ud800\", to: \"http://127.0.0.1:9/\"}]\n", 2,
+                                      "route.match is not a valid regular expression"),
+    "a health check regex too large": (GOOD + 'routes: [{path: /, to: "balancer://c/"}]\nbalancers:\n  c:\n'
+                                       '    members: [{url: "http://127.0.0.1:9"}]\n'
+                                       '    health: {expect: "a{99999999999}"}\n', 6, "health.expect"),
+    "an IPv6 scope with a lone surrogate": ('listen: ["[fe80::1%\\ud800]:8000"]\n', 1, "must be ASCII"),
+}
+
+
+@pytest.mark.parametrize("case", ODD)
+def test_odd_yaml_is_a_line_numbered_error(tmp_path, case):
+    text, line, phrase = ODD[case]
+    errors = _errors(tmp_path, text)
+    wanted = f"{tmp_path / 'mpm.yaml'}:{line}:"
+    assert any(e.startswith(wanted) and phrase in e for e in errors), f"wanted {wanted} ... {phrase}: {errors}"
+
+
+@pytest.mark.timeout(30)
+def test_a_reload_signal_with_an_unreadable_value_keeps_the_server(proxy_factory, http_backend):
+    """SIGHUP ran reload() outside the master's containment: a file whose checker raised took
+    the master, and so every worker, down; mpmctl status and configtest printed a traceback."""
+    proxy = proxy_factory([{"path": "/", "to": http_backend().url + "/"}], workers=1)
+    before = proxy.worker_pids()
+    with open(proxy.config_path, "a") as f:
+        f.write("limits: {request_line: !!int \"x\"}\n")
+    os.kill(proxy.proc.pid, signal.SIGHUP)
+    said = wait_for(lambda: "reload refused" in proxy.error_text() or proxy.proc.poll() is not None, 5)
+    time.sleep(0.2)
+    assert said and proxy.proc.poll() is None, f"master exited: {proxy.error_text()[-600:]}"
+    assert proxy.worker_pids() == before
+    assert raw_exchange(proxy, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").startswith(b"HTTP/1.1 200")
+    checked = proxy.mpmctl("configtest")
+    assert checked.returncode == 1 and "Traceback" not in checked.stderr
+    assert f"{proxy.config_path}:" in checked.stderr and "not a valid !!int" in checked.stderr
+    assert proxy.mpmctl("status").returncode == 0, "status works on a broken file"
+
+
+PATHS = {
+    "log.access": 'log: {access: "%s"}\n',
+    "log.error": 'log: {error: "%s"}\n',
+    "control.pidfile": 'control: {pidfile: "%s"}\n',
+    "control.socket": 'control: {socket: "%s"}\n',
+    "listen.tls.cert": None,
+    "tls.session_ticket_key": 'tls: {session_ticket_key: "%s"}\n',
+}
+
+
+@pytest.mark.parametrize("key", PATHS)
+@pytest.mark.parametrize("bad, phrase", [("run/a\\0b", "must not contain a NUL byte"),
+                                         ("run/\\ud800", "cannot be encoded for the file system")])
+def test_a_path_no_process_can_open_is_refused(tmp_path, key, bad, phrase):
+    """Such a path passed the loader (log.access) or raised in it (a certificate): after a reload
+    every new worker died at its start, with the old generation already retired."""
+    if key == "listen.tls.cert":
+        text = f'listen: [{{address: "127.0.0.1:8443", tls: {{cert: "{bad}", key: k.pem}}}}]\n'
+    else:
+        text = GOOD + PATHS[key] % bad
+    errors = _errors(tmp_path, text)
+    assert any(f"{key} {phrase}" in e and e.startswith(f"{tmp_path / 'mpm.yaml'}:") for e in errors), errors
+
+
+@pytest.mark.timeout(30)
+def test_a_reload_naming_an_access_log_with_a_nul_byte_is_refused(proxy_factory, http_backend):
+    proxy = proxy_factory([{"path": "/", "to": http_backend().url + "/"}], workers=1)
+    before = proxy.worker_pids()
+    proxy.config["log"]["access"] = proxy.access_log + "\0.old"
+    proxy.write_config()
+    result = proxy.reload()
+    assert result.returncode == 1 and "log.access must not contain a NUL byte" in result.stderr, result.stderr
+    time.sleep(0.3)
+    assert proxy.status()["generation"] == 1 and proxy.worker_pids() == before
+    assert raw_exchange(proxy, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").startswith(b"HTTP/1.1 200")
