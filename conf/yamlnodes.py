@@ -121,46 +121,71 @@ def parse(text: str) -> Node | None:
         root = loader.get_single_node()
         if root is None:
             return None
-        problems: list[tuple[int, str]] = []
-        tree = _walk(loader, root, problems, frozenset())
+        walker = _Walker(loader)
+        tree = walker.walk(root)
     except yaml.MarkedYAMLError as exc:
         raise YamlProblem([(_line_of(exc), _describe(exc))]) from None
     except yaml.YAMLError as exc:   # no mark (rare): still give the operator a line
         raise YamlProblem([(1, str(exc))]) from None
     finally:
         loader.dispose()
-    if problems:
-        raise YamlProblem(problems)
+    if walker.problems:
+        raise YamlProblem(walker.problems)
     return tree
 
 
-def _walk(loader: LineLoader, node: yaml.Node, problems: list, active: frozenset) -> Node:
-    line = node.start_mark.line + 1
-    if id(node) in active:   # an alias that refers to its own ancestor
-        raise yaml.MarkedYAMLError(problem="recursive alias", problem_mark=node.start_mark)
-    active = active | {id(node)}
-    if isinstance(node, yaml.ScalarNode):
-        value = _construct(loader, node, problems)
-        return Scalar(None if value is _UNREADABLE else value, line)
-    if isinstance(node, yaml.SequenceNode):
-        return Seq([_walk(loader, item, problems, active) for item in node.value], line)
-    loader.flatten_mapping(node)   # resolve `<<: *anchor` merge keys the way safe_load would
-    result = Map(line=line)
-    for key_node, value_node in node.value:
-        key_line = key_node.start_mark.line + 1
-        key = _construct(loader, key_node, problems) if isinstance(key_node, yaml.ScalarNode) else None
-        if key is _UNREADABLE:
-            continue
-        if not isinstance(key, str):
-            shown = "a complex key" if key is None and not isinstance(key_node, yaml.ScalarNode) else repr(key)
-            problems.append((key_line, f"keys must be strings, got {shown}"))
-            continue
-        if key in result.entries:
-            first = result.entries[key].key_line
-            problems.append((key_line, f"duplicate key '{key}' (first given at line {first})"))
-            continue
-        result.entries[key] = Entry(key_line, _walk(loader, value_node, problems, active))
-    return result
+class _Walker:
+    """The composed graph -> Scalar/Seq/Map, each composed node converted once.
+
+    An alias is the very node its anchor names, so a node reached again (`*anchor`) gives the
+    same converted object: the work is the size of the text, not of its expansion (a "billion
+    laughs" file of ten aliases per level multiplied the work by ten per level).  The tree
+    becomes a graph with shared parts, which nothing modifies."""
+
+    def __init__(self, loader: LineLoader):
+        self.loader = loader
+        self.problems: list[tuple[int, str]] = []
+        self.done: dict[int, Node] = {}       # id(composed node) -> converted (the graph holds them)
+        self.active: set[int] = set()         # the nodes being converted: an alias to one is a cycle
+
+    def walk(self, node: yaml.Node) -> Node:
+        key = id(node)
+        if key in self.done:
+            return self.done[key]
+        if key in self.active:   # an alias that refers to its own ancestor
+            raise yaml.MarkedYAMLError(problem="recursive alias", problem_mark=node.start_mark)
+        self.active.add(key)
+        try:
+            converted = self._convert(node)
+        finally:
+            self.active.discard(key)
+        self.done[key] = converted
+        return converted
+
+    def _convert(self, node: yaml.Node) -> Node:
+        line = node.start_mark.line + 1
+        if isinstance(node, yaml.ScalarNode):
+            value = _construct(self.loader, node, self.problems)
+            return Scalar(None if value is _UNREADABLE else value, line)
+        if isinstance(node, yaml.SequenceNode):
+            return Seq([self.walk(item) for item in node.value], line)
+        self.loader.flatten_mapping(node)   # resolve `<<: *anchor` merge keys the way safe_load would
+        result = Map(line=line)
+        for key_node, value_node in node.value:
+            key_line = key_node.start_mark.line + 1
+            key = _construct(self.loader, key_node, self.problems) if isinstance(key_node, yaml.ScalarNode) else None
+            if key is _UNREADABLE:
+                continue
+            if not isinstance(key, str):
+                shown = "a complex key" if key is None and not isinstance(key_node, yaml.ScalarNode) else repr(key)
+                self.problems.append((key_line, f"keys must be strings, got {shown}"))
+                continue
+            if key in result.entries:
+                first = result.entries[key].key_line
+                self.problems.append((key_line, f"duplicate key '{key}' (first given at line {first})"))
+                continue
+            result.entries[key] = Entry(key_line, self.walk(value_node))
+        return result
 
 
 def _construct(loader: LineLoader, node: yaml.ScalarNode, problems: list):

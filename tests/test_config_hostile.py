@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
 from proxyproc import raw_exchange
-from support import wait_for
+from support import ROOT, wait_for
 
 from conf import ConfigError, load_config
 
@@ -112,3 +114,42 @@ def test_a_reload_naming_an_access_log_with_a_nul_byte_is_refused(proxy_factory,
     time.sleep(0.3)
     assert proxy.status()["generation"] == 1 and proxy.worker_pids() == before
     assert raw_exchange(proxy, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").startswith(b"HTTP/1.1 200")
+
+
+def _alias_bomb(levels: int) -> str:
+    """A 'billion laughs': ten aliases of the level below per level, 10**levels leaves."""
+    lines = ['x0: &a0 ["x", "x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    lines += [f"x{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+def test_an_alias_bomb_costs_its_size_not_its_expansion(tmp_path):
+    """Nine levels in 600 bytes: each alias used to be converted again (x10 per level: six
+    levels took 6 s and 280 MB, nine would take hours).  Run in a child with 512 MB of address
+    space and 10 s, so the parent's behaviour fails this test instead of the machine."""
+    path = tmp_path / "mpm.yaml"
+    path.write_text(_alias_bomb(9) + GOOD + "routes: *a8\n")
+    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (512 << 20, 512 << 20))\n"
+            "from conf import ConfigError, load_config\n"
+            f"try:\n    load_config({str(path)!r})\nexcept ConfigError as exc:\n    print(exc)\n")
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=10, cwd=ROOT)
+    took = time.monotonic() - started
+    assert result.returncode == 0 and f"{path}:9: unknown key 'x8' in top level" in result.stdout, result.stderr[-300:]
+    assert "each route must be a mapping" in result.stdout
+    assert took < 5, f"{took:.1f} s"
+
+
+@pytest.mark.timeout(40)
+def test_a_reload_of_an_alias_bomb_leaves_the_master_answering(proxy_factory, http_backend):
+    proxy = proxy_factory([{"path": "/", "to": http_backend().url + "/"}], workers=1)
+    with open(proxy.config_path) as f:
+        good = f.read()
+    with open(proxy.config_path, "w") as f:
+        f.write(_alias_bomb(6) + good)
+    os.kill(proxy.proc.pid, signal.SIGHUP)
+    started = time.monotonic()
+    wait_for(lambda: "reload refused" in proxy.error_text(), 30, 0.02, "the reload's refusal")
+    took = time.monotonic() - started
+    assert "unknown key 'x5' in top level" in proxy.error_text()
+    assert took < 1.0, f"the master spent {took:.1f} s on a 600-byte file"
