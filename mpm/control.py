@@ -1,8 +1,9 @@
 """The control socket: JSON lines over a Unix socket, one request per connection.
 
 `{"cmd": "status"}`, `{"cmd": "reload"}`, `{"cmd": "stop", "now": false}`; the answer
-is one JSON line.  The master's loop serves it with non-blocking sockets, so a stuck
-client costs a descriptor until CLIENT_TIMEOUT, never the master's attention.
+is one JSON line.  The master's loop serves it with non-blocking sockets, reading and
+writing: a stuck client (one that never sends, or never reads its answer) costs a descriptor
+until CLIENT_TIMEOUT, never the master's attention.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ class ControlServer:
         self.path = path
         self.selector = selector
         self.handler = handler
-        self.clients: dict[socket.socket, list] = {}    # sock -> [buffer, deadline]
+        self.clients: dict[socket.socket, list] = {}    # sock -> [request read | answer unsent, deadline]
         os.makedirs(os.path.dirname(path), exist_ok=True)
         if os.path.exists(path):
             os.unlink(path)   # the pidfile check already proved no live master owns it
@@ -71,13 +72,30 @@ class ControlServer:
             except Exception:       # noqa: BLE001 - one request's failure must not take the master down
                 log.exception("control socket: a request failed")
                 answer = {"ok": False, "errors": ["internal error (see the error log)"]}
+        if client in self.clients:      # (a stop's handler may have closed us meanwhile)
+            self._answer(client, json.dumps(answer).encode() + b"\n")
+
+    def _answer(self, client: socket.socket, data: bytes) -> None:
+        """Send what the socket takes now; the rest as it drains (EVENT_WRITE), within the
+        client's deadline.  A client that does not read (a `balancer` answer of 1,500 members is
+        ~500 KB, beyond a Unix socket's buffer) costs a descriptor, never the master's loop."""
+        state = self.clients[client]
+        state[0] = memoryview(data)
+        state[1] = time.monotonic() + CLIENT_TIMEOUT
+        self.selector.modify(client, selectors.EVENT_WRITE, lambda: self._write(client))
+        self._write(client)
+
+    def _write(self, client: socket.socket) -> None:
+        state = self.clients[client]
         try:
-            client.setblocking(True)
-            client.settimeout(1.0)   # answers are small; a client that will not read is dropped
-            client.sendall(json.dumps(answer).encode() + b"\n")
+            sent = client.send(state[0])
+        except (BlockingIOError, InterruptedError):
+            return
         except OSError:
-            pass
-        self._drop(client)
+            sent = len(state[0])        # gone: nothing more to say
+        state[0] = state[0][sent:]
+        if not state[0]:
+            self._drop(client)
 
     def _drop(self, client: socket.socket) -> None:
         self.clients.pop(client, None)
