@@ -3,11 +3,12 @@
 `{"cmd": "status"}`, `{"cmd": "reload"}`, `{"cmd": "stop", "now": false}`; the answer
 is one JSON line.  The master's loop serves it with non-blocking sockets, reading and
 writing: a stuck client (one that never sends, or never reads its answer) costs a descriptor
-until CLIENT_TIMEOUT, never the master's attention.
+until CLIENT_TIMEOUT, never the master's attention, and at most MAX_CLIENTS are held at once.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -18,6 +19,9 @@ import time
 log = logging.getLogger("mpm.master")
 MAX_REQUEST = 64 * 1024
 CLIENT_TIMEOUT = 5.0
+MAX_CLIENTS = 16          # at once; a newcomer replaces the oldest (HAProxy's `stats maxconn` is 10)
+ACCEPT_PAUSE = 1.0        # seconds the socket is not watched after accept() ran out of descriptors
+OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 
 class ControlServer:
@@ -26,6 +30,7 @@ class ControlServer:
         self.selector = selector
         self.handler = handler
         self.clients: dict[socket.socket, list] = {}    # sock -> [request read | answer unsent, deadline]
+        self.paused_until = 0.0                          # accept() ran out of descriptors: not watched until
         os.makedirs(os.path.dirname(path), exist_ok=True)
         if os.path.exists(path):
             os.unlink(path)   # the pidfile check already proved no live master owns it
@@ -39,11 +44,20 @@ class ControlServer:
         selector.register(self.sock, selectors.EVENT_READ, self._accept)
 
     def _accept(self) -> None:
-        self._expire()
         try:
             client, _ = self.sock.accept()
         except (BlockingIOError, InterruptedError):
             return
+        except OSError as exc:
+            if exc.errno in OUT_OF_DESCRIPTORS:
+                # The connection stays queued and the socket readable: retried at once, this
+                # spun the loop and logged a traceback per turn.  Asyncio and nginx back off too.
+                log.error("control socket: cannot accept (%s); not accepting for %.0f s", exc.strerror, ACCEPT_PAUSE)
+                self.selector.unregister(self.sock)
+                self.paused_until = time.monotonic() + ACCEPT_PAUSE
+            return
+        if len(self.clients) >= MAX_CLIENTS:       # a leaky script must not lock mpmctl out
+            self._drop(next(iter(self.clients)))
         client.setblocking(False)
         self.clients[client] = [b"", time.monotonic() + CLIENT_TIMEOUT]
         self.selector.register(client, selectors.EVENT_READ, lambda: self._read(client))
@@ -105,11 +119,15 @@ class ControlServer:
             pass
         client.close()
 
-    def _expire(self) -> None:
-        now = time.monotonic()
+    def tick(self, now: float) -> None:
+        """From the master's housekeeping: clients past their deadline go (they went only when
+        another client arrived), and a paused socket is watched again."""
         for client, (_, deadline) in list(self.clients.items()):
             if deadline < now:
                 self._drop(client)
+        if self.paused_until and now >= self.paused_until and self.sock.fileno() >= 0:
+            self.paused_until = 0.0
+            self.selector.register(self.sock, selectors.EVENT_READ, self._accept)
 
     def holds(self, path: str) -> bool:
         """`path` is our socket's file (bound there, or renamed there since)."""

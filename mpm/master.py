@@ -319,6 +319,7 @@ class Master:
             self.clients.tick(self.workers)
             self.readiness.tick(self)             # READY=1 / STATUS= to systemd
         self.admin.expire(now)
+        self.control.tick(now)
         supervision.kill_overdue(self, now)
 
 

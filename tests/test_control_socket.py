@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import socket
 import time
 
+import psutil
 import pytest
 from proxyproc import Proxy
 
@@ -63,3 +65,62 @@ def test_clients_that_never_read_their_answer_do_not_hold_the_master(big_answers
     finally:
         for sock in stuck:
             sock.close()
+
+
+def _silent_connections(path: str, count: int, within: float = 3.0) -> list[socket.socket]:
+    """Up to `count` connections that send nothing (a full backlog is waited out, not failed)."""
+    held, deadline = [], time.monotonic() + within
+    while len(held) < count and time.monotonic() < deadline:
+        sock = socket.socket(socket.AF_UNIX)
+        sock.setblocking(False)
+        try:
+            sock.connect(path)
+            held.append(sock)
+        except BlockingIOError:
+            sock.close()
+            time.sleep(0.002)
+    return held
+
+
+@pytest.mark.timeout(60)
+def test_silent_clients_are_capped_and_expire_on_their_own(big_answers):
+    """Silent connections went only when another client connected, and were not capped: 60 of
+    them held 60 of the master's descriptors for as long as no one else came."""
+    proxy, path = big_answers
+    master = psutil.Process(proxy.proc.pid)
+    base = master.num_fds()
+    held = _silent_connections(path, 60)
+    try:
+        time.sleep(0.3)
+        assert len(held) == 60
+        assert master.num_fds() <= base + 16, f"{master.num_fds() - base} descriptors for 60 silent clients"
+        assert _ask(path, {"cmd": "status"})[0]["master_pid"] == proxy.proc.pid, "a newcomer still gets in"
+        time.sleep(5.0 + 0.5)                # CLIENT_TIMEOUT, and a housekeeping tick
+        assert master.num_fds() <= base, "expired without another client arriving"
+    finally:
+        for sock in held:
+            sock.close()
+
+
+@pytest.mark.timeout(60)
+def test_accept_out_of_descriptors_backs_off(big_answers):
+    """accept() failing with EMFILE was retried at once: the master spun (66-74 % of a core)
+    and wrote a traceback per turn (2.7 MB/s to its error log)."""
+    proxy, path = big_answers
+    master = psutil.Process(proxy.proc.pid)
+    limits = resource.prlimit(proxy.proc.pid, resource.RLIMIT_NOFILE)
+    resource.prlimit(proxy.proc.pid, resource.RLIMIT_NOFILE, (master.num_fds() + 4, limits[1]))
+    held = []
+    try:
+        held = _silent_connections(path, 40, within=1.0)
+        cpu, logged = sum(master.cpu_times()[:2]), os.path.getsize(proxy.error_log)
+        time.sleep(1.5)
+        spent = sum(master.cpu_times()[:2]) - cpu
+        grown = os.path.getsize(proxy.error_log) - logged
+        assert spent < 0.3 and grown < 2000, f"{spent:.2f} s of CPU, {grown} bytes of log in 1.5 s"
+    finally:
+        resource.prlimit(proxy.proc.pid, resource.RLIMIT_NOFILE, limits)
+        for sock in held:
+            sock.close()
+    assert "cannot accept (Too many open files)" in proxy.error_text()
+    assert _ask(path, {"cmd": "status"}, timeout=5)[0]["master_pid"] == proxy.proc.pid, "accepting again"
