@@ -9,6 +9,7 @@ errors are sorted by line at the end.
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import replace
 
 from .addresses import BALANCER_NAME, Resolver, parse_listen
@@ -108,7 +109,7 @@ def _build(tree, errors: Errors, name: str) -> Config | None:
     mpm = _mpm(_section(top, "mpm", MPM_KEYS))
     timeouts = _timeouts(_section(top, "timeouts", TIMEOUT_KEYS))
     limits = _limits(_section(top, "limits", LIMIT_KEYS + CLIENT_LIMIT_KEYS))
-    control = _control(_section(top, "control", CONTROL_KEYS))
+    control = _control(_section(top, "control", CONTROL_KEYS), name)
     log = _log(_section(top, "log", LOG_KEYS))
     tls = tls_settings(_section(top, "tls", TLS_KEYS))
     balancers = build_balancers(top, resolver)
@@ -319,13 +320,29 @@ def _limits(sec: Section) -> Limits:
     return Limits(**{key: getattr(d, key) if v is None else v for key, v in values.items()})
 
 
-def _control(sec: Section) -> Control:
+def _control(sec: Section, config_file: str) -> Control:
     pidfile = sec.path("pidfile", "run/mpm.pid")
     socket_path = sec.path("socket", "run/mpm.sock")
     if socket_path is not None and len(os.fsencode(socket_path)) >= SUN_PATH_MAX:
         sec.error("socket", f"control.socket path is {len(os.fsencode(socket_path))} bytes once made absolute "
                             f"('{socket_path}'); a Unix socket path must be under {SUN_PATH_MAX}")
+    elif socket_path is not None:
+        _check_socket_path(sec, socket_path, pidfile, config_file)
+    if pidfile is not None and pidfile == config_file:
+        sec.error("pidfile", f"control.pidfile is the configuration file itself ('{pidfile}'): it would be overwritten")
     return Control(pidfile or "", socket_path or "")
+
+
+def _check_socket_path(sec: Section, path: str, pidfile: str | None, config_file: str) -> None:
+    """The master replaces whatever is at control.socket by its socket (a stale one is left by
+    a crash): a typo naming the pidfile, the configuration or any other file would delete it."""
+    if path == pidfile:
+        sec.error("socket", f"control.socket and control.pidfile are the same file ('{path}')")
+    elif path == config_file:
+        sec.error("socket", f"control.socket is the configuration file itself ('{path}'): it would be replaced")
+    elif os.path.lexists(path) and not stat.S_ISSOCK(os.lstat(path).st_mode):
+        sec.error("socket", f"control.socket '{path}' exists and is not a socket: it would be replaced "
+                            "(remove it, or choose another path)")
 
 
 def _log(sec: Section) -> Log:

@@ -14,6 +14,7 @@ import logging
 import os
 import selectors
 import socket
+import stat
 import time
 
 log = logging.getLogger("mpm.master")
@@ -32,8 +33,8 @@ class ControlServer:
         self.clients: dict[socket.socket, list] = {}    # sock -> [request read | answer unsent, deadline]
         self.paused_until = 0.0                          # accept() ran out of descriptors: not watched until
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        if os.path.exists(path):
-            os.unlink(path)   # the pidfile check already proved no live master owns it
+        if os.path.lexists(path):
+            _claim(path)
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.bind(path)
         os.chmod(path, 0o600)
@@ -166,6 +167,23 @@ class ControlServer:
                 os.unlink(self.path)
             except FileNotFoundError:
                 pass
+
+
+def _claim(path: str) -> None:
+    """Remove a stale socket left at `path` (a master that crashed); raise OSError rather than
+    delete anything else: a file that is not a socket (a typo naming the config file or the
+    pidfile), or a socket someone still answers on (a master with another pidfile)."""
+    if not stat.S_ISSOCK(os.lstat(path).st_mode):
+        raise OSError(errno.EEXIST, f"control socket {path} exists and is not a socket: not replaced")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(path)
+        except OSError:         # refused: nobody listens there any more
+            pass
+        else:
+            raise OSError(errno.EADDRINUSE, f"another process answers on the control socket {path}")
+    os.unlink(path)
 
 
 def request(path: str, payload: dict, timeout: float = 30.0) -> dict:

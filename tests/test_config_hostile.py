@@ -153,3 +153,18 @@ def test_a_reload_of_an_alias_bomb_leaves_the_master_answering(proxy_factory, ht
     took = time.monotonic() - started
     assert "unknown key 'x5' in top level" in proxy.error_text()
     assert took < 1.0, f"the master spent {took:.1f} s on a 600-byte file"
+
+
+@pytest.mark.parametrize("control, phrase", [
+    ('{pidfile: run/mpm.pid, socket: run/mpm.pid}', "control.socket and control.pidfile are the same file"),
+    ('{socket: mpm.yaml}', "control.socket is the configuration file itself"),
+    ('{pidfile: mpm.yaml}', "control.pidfile is the configuration file itself"),
+    ('{socket: notes.txt}', "control.socket '{dir}/notes.txt' exists and is not a socket"),
+])
+def test_a_control_path_naming_another_file_is_refused(tmp_path, control, phrase):
+    """The master unlinked whatever was at control.socket (and wrote the pidfile over anything):
+    `socket: mpm.yaml` replaced the configuration by a socket, `socket: run/mpm.pid` the pidfile."""
+    (tmp_path / "notes.txt").write_text("keep me\n")
+    errors = _errors(tmp_path, GOOD + f"control: {control}\n")
+    assert any(e.startswith(f"{tmp_path / 'mpm.yaml'}:2: ") and phrase.format(dir=tmp_path) in e for e in errors), errors
+    assert (tmp_path / "notes.txt").read_text() == "keep me\n"

@@ -8,11 +8,14 @@ import json
 import os
 import resource
 import socket
+import subprocess
+import sys
 import time
 
 import psutil
 import pytest
 from proxyproc import Proxy
+from support import ROOT
 
 
 def _ask(path: str, payload: dict, timeout: float = 30.0) -> tuple[dict, float]:
@@ -124,3 +127,22 @@ def test_accept_out_of_descriptors_backs_off(big_answers):
             sock.close()
     assert "cannot accept (Too many open files)" in proxy.error_text()
     assert _ask(path, {"cmd": "status"}, timeout=5)[0]["master_pid"] == proxy.proc.pid, "accepting again"
+
+
+@pytest.mark.timeout(60)
+def test_a_second_master_does_not_take_a_live_control_socket(big_answers, tmp_path):
+    """Another config (its own pidfile) naming the same control socket: the second master
+    unlinked the first's socket at its start, leaving the first unreachable by mpmctl.
+    (Last in the module: on the parent it takes the shared path.)"""
+    proxy, path = big_answers
+    second = Proxy(tmp_path / "second", [{"path": "/", "to": "http://127.0.0.1:9/"}], workers=1,
+                   control={"pidfile": "run/second.pid", "socket": path})
+    second.write_config()      # not second.start(): its readiness check would reach the first master
+    try:
+        started = subprocess.run([sys.executable, "-m", "mpm", "start", "-c", second.config_path],
+                                 capture_output=True, text=True, timeout=10, cwd=ROOT)
+    except subprocess.TimeoutExpired:       # (run() killed the master; its workers follow it)
+        raise AssertionError("the second master started and served") from None
+    assert started.returncode == 1
+    assert f"another process answers on the control socket {path}" in second.error_text() + started.stderr
+    assert _ask(path, {"cmd": "status"}, timeout=5)[0]["master_pid"] == proxy.proc.pid

@@ -50,8 +50,8 @@ def proxy(workers=1, routes=None, **sections):
     backend = Backend()
     p = Proxy(tempfile.mkdtemp(prefix="ctl-repro-"), routes or [{"path": "/", "to": backend.url + "/"}],
               workers=workers, **sections)
+    atexit.register(p.stop)     # before start: a start that fails must not leave a master behind
     p.start()
-    atexit.register(p.stop)
     return p
 
 

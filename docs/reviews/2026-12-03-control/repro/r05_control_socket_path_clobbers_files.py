@@ -10,7 +10,8 @@ for name, control in (("socket = pidfile", {"pidfile": "run/mpm.pid", "socket": 
     b = Backend()
     p = Proxy(tempfile.mkdtemp(prefix="ctl-repro-"), [{"path": "/", "to": b.url + "/"}], workers=1, control=control)
     p.write_config()
-    print(f"[{name}] configtest: {p.mpmctl('configtest').stdout.strip()}")
+    ct = p.mpmctl('configtest')
+    print(f"[{name}] configtest: {(ct.stdout + ct.stderr).strip()[-150:]}")
     import subprocess, sys
     from support import ROOT
     p.stdout = open(os.path.join(p.dir, "stdout.log"), "wb")
@@ -20,7 +21,7 @@ for name, control in (("socket = pidfile", {"pidfile": "run/mpm.pid", "socket": 
     p.seen_pids.add(p.proc.pid)
     time.sleep(2.0)
     print(f"[{name}] master alive: {p.proc.poll() is None}; config file exists: {os.path.exists(p.config_path)}; "
-          f"run/ holds {sorted(os.listdir(os.path.join(p.dir, 'run')))}")
+          f"run/ holds {sorted(os.listdir(os.path.join(p.dir, 'run'))) if os.path.isdir(os.path.join(p.dir, 'run')) else '-'}")
     if os.path.exists(p.config_path):
         r = p.mpmctl("status")
         print(f"[{name}] mpmctl status rc={r.returncode} {r.stderr.strip()[:100]}")
