@@ -4,7 +4,8 @@ or next-generation worker of a slot inherits that slot's queue, so nothing queue
 lost across a reload or a respawn).
 
 `prepare(config)` binds whatever a new config adds *before* anything else changes,
-so a bind failure aborts a reload cleanly; `commit()` then closes what the new config
+so a bind failure aborts a reload cleanly (an address nobody else listens on: checked first,
+see `_check_free`); `commit()` then closes what the new config
 no longer has (an address it dropped, or slots beyond its `workers`).
 
 Socket activation (systemd's LISTEN_FDS): a socket passed for a listener's address is used
@@ -53,6 +54,23 @@ def bind_socket(listener) -> socket.socket:
     return sock
 
 
+def _check_free(listener) -> None:
+    """Raise BindError when another program listens on the address.  SO_REUSEPORT lets any
+    socket of the same user share a port, so a second mpm (or any server using it) would
+    bind beside the first without a word and take part of its connections; a probe bound
+    without it fails with EADDRINUSE there, as nginx's bind() does without `reuseport`."""
+    probe = socket.socket(listener.family, socket.SOCK_STREAM)
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)     # TIME_WAIT is no one's
+        if listener.family == socket.AF_INET6:
+            probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        probe.bind((listener.host, listener.port))
+    except OSError as exc:
+        raise BindError(listener, exc) from exc
+    finally:
+        probe.close()
+
+
 class ListenerSet:
     def __init__(self, inherited: dict | None = None, activated: dict | None = None) -> None:
         self.sockets: dict[tuple, list[socket.socket]] = {}   # address -> socket per slot
@@ -87,6 +105,8 @@ class ListenerSet:
                 if passed is not None and not have and not adopt:
                     reuseport = passed.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT)
                     adopt = [passed] if reuseport else [passed] * workers
+                if not have and not adopt and not self._holds_port(listener.port, added):
+                    _check_free(listener)
                 for _ in range(len(have), workers):
                     added.append((listener.address, adopt.pop(0) if adopt else _bind(listener)))
                 for sock in adopt:    # the old master had more slots: their queues are drained by it
@@ -96,6 +116,10 @@ class ListenerSet:
                 sock.close()
             raise
         self._pending = (config, added)
+
+    def _holds_port(self, port: int, added: list[tuple]) -> bool:
+        """A socket of ours on `port` (any host): a probe there would find it, not a stranger."""
+        return any(address[1] == port for address in self.sockets) or any(address[1] == port for address, _ in added)
 
     def commit(self) -> list[socket.socket]:
         """Adopt the prepared config; return the sockets no slot listens on any more, for the
