@@ -20,13 +20,14 @@ def read_pid(path: str) -> int | None:
 
 
 def pid_alive(pid: int) -> bool:
-    """Running mpm (its title "mpm: master ...", or `python -m mpm` / `mpmctl` before it
-    sets one), and not a zombie waiting for its parent to reap it.  A pidfile a crash left
-    behind may name a pid the system has since given to another program: that one is
-    neither respected nor signalled (Apache overwrites such a pidfile with a warning)."""
+    """Running mpm (its title "mpm: master ..." or "mpm: worker ...", or `python -m mpm` /
+    `mpmctl` before it sets one), and not a zombie waiting for its parent to reap it.  A pidfile
+    a crash left behind may name a pid the system has since given to another program: that one
+    is neither respected nor signalled (Apache overwrites such a pidfile with a warning) - even
+    when "mpm" appears among its arguments (`tail -f /var/log/mpm/error.log`)."""
     try:
         process = psutil.Process(pid)
-        return process.status() != psutil.STATUS_ZOMBIE and any("mpm" in part for part in process.cmdline())
+        return process.status() != psutil.STATUS_ZOMBIE and is_mpm(process.cmdline())
     except psutil.NoSuchProcess:
         return False
     except psutil.AccessDenied:
@@ -42,6 +43,14 @@ def process_running(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def is_mpm(cmdline: list[str]) -> bool:
+    """An mpm master or worker by its command line: the title it sets, or how it was started."""
+    if cmdline and cmdline[0].startswith("mpm: "):
+        return True
+    started_as = [os.path.basename(arg) for arg in cmdline[:2]]     # `mpmctl ...`, `python mpmctl ...`
+    return "mpmctl" in started_as or any(cmdline[i:i + 2] == ["-m", "mpm"] for i in range(len(cmdline) - 1))
 
 
 def write_pidfile(path: str, owner: int | None = None) -> None:

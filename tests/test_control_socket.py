@@ -129,6 +129,36 @@ def test_accept_out_of_descriptors_backs_off(big_answers):
     assert _ask(path, {"cmd": "status"}, timeout=5)[0]["master_pid"] == proxy.proc.pid, "accepting again"
 
 
+@pytest.fixture
+def stranger():
+    """A process that is not mpm, with "mpm" among its arguments, as a recycled pid may be."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "/var/log/mpm/error.log"])
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def _stale_pidfile(proxy: Proxy, pid: int) -> None:
+    os.makedirs(os.path.join(proxy.dir, "run"), exist_ok=True)
+    with open(os.path.join(proxy.dir, "run", "mpm.pid"), "w") as f:
+        f.write(f"{pid}\n")
+
+
+@pytest.mark.timeout(60)
+def test_a_stale_pidfile_naming_a_stranger_is_neither_signalled_nor_respected(proxy_factory, stranger):
+    """pid_alive took any process with "mpm" in its command line for a master: `mpmctl stop`
+    sent it SIGTERM, and `mpmctl start` refused to start ("already running")."""
+    proxy = proxy_factory([{"path": "/", "to": "http://127.0.0.1:9/"}], workers=1, start=False)
+    proxy.write_config()
+    _stale_pidfile(proxy, stranger.pid)
+    stopped = proxy.mpmctl("stop", timeout=20)
+    assert stopped.returncode == 3 and "not running" in stopped.stderr, stopped.stdout + stopped.stderr
+    time.sleep(0.2)
+    assert stranger.poll() is None, f"the stranger got signal {-stranger.returncode}"
+    proxy.start()
+    assert proxy.status()["master_pid"] == proxy.proc.pid
+
+
 @pytest.mark.timeout(60)
 def test_a_second_master_does_not_take_a_live_control_socket(big_answers, tmp_path):
     """Another config (its own pidfile) naming the same control socket: the second master
