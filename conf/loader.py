@@ -52,6 +52,7 @@ LISTEN_TLS_KEYS = ("cert", "key", "sni", "client_ca")
 TLS_KEYS = ("ticket_key_rotation", "session_ticket_key", "ciphersuites")
 
 SERVER_LIMIT_MAX = 256          # the scoreboard is a fixed table sized before fork
+MAX_CONFIG_BYTES = 4 << 20      # a thousand routes take ~100 KB
 SUN_PATH_MAX = 108              # sizeof(sockaddr_un.sun_path) on Linux, terminating NUL included
 
 
@@ -66,11 +67,7 @@ def load_config(path: str | None) -> Config:
     else:
         file = os.path.abspath(path)
         name, base_dir = file, os.path.dirname(file)
-    try:
-        with open(file, "rb") as f:
-            data = f.read()
-    except OSError as exc:
-        raise ConfigError([f"{file}:1: cannot read the configuration file: {exc.strerror or exc}"]) from None
+    data = _read(file)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -92,6 +89,22 @@ def load_config(path: str | None) -> Config:
     if errors.items:
         raise ConfigError(_format(file, errors.items))
     return config
+
+
+def _read(file: str) -> bytes:
+    """The file's bytes; a ConfigError for what no configuration is: a FIFO or a device (open
+    would wait for a writer, /dev/zero never ends) or more than MAX_CONFIG_BYTES (the reload
+    that reads it holds the master: PyYAML reads ~2 MB/s here)."""
+    try:
+        if not stat.S_ISREG(os.stat(file).st_mode):
+            raise ConfigError([f"{file}:1: the configuration file is not a regular file"])
+        with open(file, "rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError([f"{file}:1: cannot read the configuration file: {exc.strerror or exc}"]) from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError([f"{file}:1: the configuration file is larger than {MAX_CONFIG_BYTES >> 20} MiB"])
+    return data
 
 
 def _format(file: str, problems: list[tuple[int, str]]) -> list[str]:

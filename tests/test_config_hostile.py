@@ -168,3 +168,20 @@ def test_a_control_path_naming_another_file_is_refused(tmp_path, control, phrase
     errors = _errors(tmp_path, GOOD + f"control: {control}\n")
     assert any(e.startswith(f"{tmp_path / 'mpm.yaml'}:2: ") and phrase.format(dir=tmp_path) in e for e in errors), errors
     assert (tmp_path / "notes.txt").read_text() == "keep me\n"
+
+
+@pytest.mark.timeout(10)
+def test_a_config_that_is_a_fifo_or_too_large_is_refused_at_once(tmp_path):
+    """The file was read whole, whatever it was: a FIFO without a writer blocked the open (a
+    reload then hung the master), /dev/zero read until memory ran out, and 8 MB of comments
+    held a reload 4 s."""
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match=r"fifo.yaml:1: the configuration file is not a regular file"):
+        load_config(str(fifo))
+    big = tmp_path / "big.yaml"
+    big.write_text(GOOD + ("# padding " + "y" * 70 + "\n") * 60_000)     # 4.8 MB
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match=r"big.yaml:1: the configuration file is larger than 4 MiB"):
+        load_config(str(big))
+    assert time.monotonic() - started < 0.5
