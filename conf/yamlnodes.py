@@ -14,7 +14,9 @@ turn an operator's value into something else:
   understands) and `yes` is a type error with a line number.
 - no base-60 numbers: YAML 1.1 reads `1:30` as the integer 90.
 
-Duplicate keys, which PyYAML quietly lets the last one win, are reported.
+Duplicate keys, which PyYAML quietly lets the last one win, are reported.  Merge keys
+(`<<: *base`, `<<: [*a, *b]`) are resolved as YAML defines them: the mapping's own keys
+override merged ones, an earlier merged mapping wins over a later one.
 
 Whatever the text, parsing ends in a tree or a YamlProblem with a line: a value its explicit
 tag cannot take (`!!int "x"`) is a problem of its line, and nesting deeper than MAX_DEPTH stops
@@ -37,6 +39,7 @@ MAX_DEPTH = 64                  # a config nests about 6 levels; the composer re
 # (ValueError), `!!bool "x"` (KeyError), `!!timestamp "x"` (AttributeError), an integer of more
 # than 4,300 digits (ValueError), `!!binary` of a number (TypeError).
 _CONSTRUCTOR_ERRORS = (ValueError, TypeError, KeyError, AttributeError, OverflowError)
+_MERGE = "tag:yaml.org,2002:merge"
 _UNREADABLE = object()          # such a value: its problem is recorded, the walk goes on
 
 
@@ -169,10 +172,18 @@ class _Walker:
             return Scalar(None if value is _UNREADABLE else value, line)
         if isinstance(node, yaml.SequenceNode):
             return Seq([self.walk(item) for item in node.value], line)
-        self.loader.flatten_mapping(node)   # resolve `<<: *anchor` merge keys the way safe_load would
-        result = Map(line=line)
+        own: dict[str, Entry] = {}
+        merged: dict[str, Entry] = {}
+        merge_line = None
         for key_node, value_node in node.value:
             key_line = key_node.start_mark.line + 1
+            if key_node.tag == _MERGE:
+                if merge_line is not None:
+                    self.problems.append((key_line, f"duplicate key '<<' (first given at line {merge_line})"))
+                else:
+                    merge_line = key_line
+                    self._merge(value_node, merged)
+                continue
             key = _construct(self.loader, key_node, self.problems) if isinstance(key_node, yaml.ScalarNode) else None
             if key is _UNREADABLE:
                 continue
@@ -180,12 +191,29 @@ class _Walker:
                 shown = "a complex key" if key is None and not isinstance(key_node, yaml.ScalarNode) else repr(key)
                 self.problems.append((key_line, f"keys must be strings, got {shown}"))
                 continue
-            if key in result.entries:
-                first = result.entries[key].key_line
-                self.problems.append((key_line, f"duplicate key '{key}' (first given at line {first})"))
+            if key in own:
+                self.problems.append((key_line, f"duplicate key '{key}' (first given at line {own[key].key_line})"))
                 continue
-            result.entries[key] = Entry(key_line, self.walk(value_node))
-        return result
+            own[key] = Entry(key_line, self.walk(value_node))
+        # The mapping's own keys override merged ones, in the merged keys' place (as safe_load).
+        entries = {key: own.get(key, entry) for key, entry in merged.items()}
+        for key, entry in own.items():
+            entries.setdefault(key, entry)
+        return Map(entries, line)
+
+    def _merge(self, value: yaml.Node, merged: dict) -> None:
+        """`<<: *base` or `<<: [*a, *b]` (YAML's merge key): the keys of those mappings, an
+        earlier one winning over a later one.  Done here rather than by PyYAML's
+        flatten_mapping, which copies the entries into the node: merged keys are then no
+        longer told from the mapping's own, and an override looked like a duplicate key."""
+        sources = value.value if isinstance(value, yaml.SequenceNode) else [value]
+        for source in sources:
+            if not isinstance(source, yaml.MappingNode):
+                self.problems.append((source.start_mark.line + 1,
+                                      "a merge key (<<) takes a mapping or a list of mappings"))
+                continue
+            for key, entry in self.walk(source).entries.items():
+                merged.setdefault(key, entry)
 
 
 def _construct(loader: LineLoader, node: yaml.ScalarNode, problems: list):

@@ -185,3 +185,19 @@ def test_a_config_that_is_a_fifo_or_too_large_is_refused_at_once(tmp_path):
     with pytest.raises(ConfigError, match=r"big.yaml:1: the configuration file is larger than 4 MiB"):
         load_config(str(big))
     assert time.monotonic() - started < 0.5
+
+
+def test_a_key_overriding_a_merged_one_is_not_a_duplicate(tmp_path):
+    """`<<: *base` then a key of the base's: the override is what a merge is for (YAML's merge
+    key, yaml.safe_load), but it was reported as "duplicate key"."""
+    path = tmp_path / "mpm.yaml"
+    path.write_text(GOOD + "routes:\n"
+                    "  - &api {path: /api/, to: \"http://127.0.0.1:9001/\", preserve_host: true}\n"
+                    "  - {<<: *api, path: /v2/api/}\n"
+                    "  - {<<: [{path: /a/}, *api], to: \"http://127.0.0.1:9002/\"}\n")
+    routes = load_config(str(path)).routes
+    assert [route.path for route in routes] == [b"/api/", b"/v2/api/", b"/a/"]
+    assert [route.preserve_host for route in routes] == [True, True, True]
+    assert routes[2].target.backend.sockaddr == ("127.0.0.1", 9002)
+    errors = _errors(tmp_path, GOOD + "routes:\n  - {<<: 5, path: /, to: \"http://127.0.0.1:9/\"}\n")
+    assert errors == [f"{path}:3: a merge key (<<) takes a mapping or a list of mappings"]
