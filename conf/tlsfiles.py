@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import ssl
+import stat
 
 from . import openssl
 from .fields import Section, path_problem
@@ -20,8 +21,12 @@ BACKEND_TLS_KEYS = ("verify", "ca", "server_name")
 
 
 def unreadable(path: str) -> str | None:
-    """Why `path` cannot be read, or None."""
+    """Why `path` cannot be read, or None.  Only a regular file will do: opening a FIFO waits
+    for a writer (configtest, or the master in a reload, would hang there for good), and
+    OpenSSL reads a device until it ends."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return f"'{path}' is not a regular file"
         with open(path, "rb"):
             return None
     except OSError as exc:
@@ -132,6 +137,9 @@ def _suites_problem(suites: str) -> str | None:
 
 
 def _ticket_key_file(path: str) -> tuple[str | None, bytes]:
+    problem = unreadable(path)
+    if problem:
+        return problem, b""
     try:
         with open(path, "rb") as f:
             raw = f.read(openssl.KEY_SIZES[-1] + 1)

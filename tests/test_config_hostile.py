@@ -201,3 +201,17 @@ def test_a_key_overriding_a_merged_one_is_not_a_duplicate(tmp_path):
     assert routes[2].target.backend.sockaddr == ("127.0.0.1", 9002)
     errors = _errors(tmp_path, GOOD + "routes:\n  - {<<: 5, path: /, to: \"http://127.0.0.1:9/\"}\n")
     assert errors == [f"{path}:3: a merge key (<<) takes a mapping or a list of mappings"]
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("where", ["listen.tls.cert", "tls.session_ticket_key", "route.tls.ca"])
+def test_a_tls_file_that_is_a_fifo_is_refused_without_waiting(tmp_path, where):
+    """The checks opened the file: a FIFO (no writer) blocked configtest for good, and a reload
+    the master's loop."""
+    os.mkfifo(tmp_path / "pipe.pem")
+    text = {"listen.tls.cert": 'listen: [{address: "127.0.0.1:8443", tls: {cert: pipe.pem, key: pipe.pem}}]\n',
+            "tls.session_ticket_key": GOOD + "tls: {session_ticket_key: pipe.pem}\n",
+            "route.tls.ca": GOOD + 'routes: [{path: /, to: "https://127.0.0.1:9/", tls: {ca: pipe.pem}}]\n'}[where]
+    errors = _errors(tmp_path, text)
+    assert any(f"'{tmp_path / 'pipe.pem'}' is not a regular file" in e and where.split(".")[-1] in e
+               for e in errors), errors
