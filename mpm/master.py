@@ -378,6 +378,9 @@ class Master:
         if command == "balancer":
             return self.balancers.control(request)
         if command == "stop":
-            self.stop(now=bool(request.get("now")))
+            now = request.get("now", False)
+            if not isinstance(now, bool):       # bool("false") is True: an immediate stop nobody asked for
+                return {"ok": False, "errors": [f"'now' must be true or false, got {json.dumps(now)[:40]}"]}
+            self.stop(now=now)
             return {"ok": True}
         return {"ok": False, "errors": [f"unknown command {command!r}"]}

@@ -176,3 +176,14 @@ def test_a_second_master_does_not_take_a_live_control_socket(big_answers, tmp_pa
     assert started.returncode == 1
     assert f"another process answers on the control socket {path}" in second.error_text() + started.stderr
     assert _ask(path, {"cmd": "status"}, timeout=5)[0]["master_pid"] == proxy.proc.pid
+
+
+@pytest.mark.timeout(30)
+def test_stop_with_a_now_that_is_not_a_boolean_is_refused(proxy_factory):
+    """`{"cmd": "stop", "now": "false"}` was an immediate stop (bool("false") is True)."""
+    proxy = proxy_factory([{"path": "/", "to": "http://127.0.0.1:9/"}], workers=1)
+    path = os.path.join(proxy.dir, "run", "mpm.sock")
+    answer, _ = _ask(path, {"cmd": "stop", "now": "false"}, timeout=5)
+    assert answer == {"ok": False, "errors": ["'now' must be true or false, got \"false\""]}
+    time.sleep(0.3)
+    assert proxy.proc.poll() is None and "stop requested" not in proxy.error_text()
