@@ -230,6 +230,11 @@ def _member(errors: Errors, item: Node, label: str, resolver: Resolver) -> Membe
         return None
     sec = Section(errors, item, label, MEMBER_KEYS)
     route = sec.string("route")
+    if route is not None and not TOKEN.match(route):
+        # It becomes a cookie value (`sticky: {insert: true}` writes it into Set-Cookie) and is
+        # matched in URLs: a CR LF would split the response head, a `;` add cookie attributes.
+        sec.error("route", f"{sec.name('route')} {route[:80]!r} must be a token (letters, digits and "
+                           "!#$%&'*+-.^_`|~): it is written into the sticky cookie")
     weight = sec.integer("weight", 1, 1, 100)
     status = sec.choice("status", "enabled", MEMBER_STATUSES)
     max_connections = sec.integer("max_connections", 0, 0)
