@@ -31,7 +31,7 @@ class Picker:
 
     __slots__ = ("table", "balancer", "name", "static", "slots", "indexes", "method", "routes", "cookies",
                  "insert", "cookie_re", "param_re", "nofailover", "failonstatus", "retry", "ident", "hash_source",
-                 "hash_name", "hash_cookie_re", "max", "static_routes", "static_ident")
+                 "hash_name", "hash_cookie_re", "max", "static_routes", "static_ident", "route_lengths")
 
     def __init__(self, table: MemberTable, balancer):
         self.table = table
@@ -75,6 +75,7 @@ class Picker:
                 self.routes[route] = i
                 self.ident[i] = _ident(route)
         self.indexes = self.static + tuple(held)
+        self.route_lengths = sorted({len(route) for route in self.routes}, reverse=True)
         sticky = self.balancer.sticky
         self.cookies = {i: f"Set-Cookie: {sticky}={route}; Path=/; HttpOnly\r\n".encode()
                         for route, i in self.routes.items()} if self.insert else {}
@@ -139,12 +140,15 @@ class Picker:
             value = raw.strip(b'" ').decode("latin-1")
             if self.insert and value in self.routes:
                 return self.routes[value]
-            dot = value.find(".")
-            while dot >= 0:
-                index = self.routes.get(value[dot + 1:])
-                if index is not None:
-                    return index
-                dot = value.find(".", dot + 1)
+            # The longest known route that ends the value after a dot (what trying every dot
+            # from the left finds), asked once per length a route has: asked once per dot, a
+            # cookie of 8,000 dots cost a slice and a hash each, O(n²) (review 2026-12-03-balancers #2).
+            size = len(value)
+            for length in self.route_lengths:
+                if length < size and value[size - length - 1] == ".":
+                    index = self.routes.get(value[size - length:])
+                    if index is not None:
+                        return index
         return None
 
     # -- methods (lbmethod=) ------------------------------------------------------------------------
