@@ -10,7 +10,8 @@ import time
 
 import pytest
 from balancer_util import KeepAlive, Member, members_section
-from proxyproc import running_proxy
+from proxyproc import raw_exchange, running_proxy
+from rawbackend import RawBackend, RawConn
 
 from conf import ConfigError, load_config
 
@@ -43,28 +44,56 @@ def test_routes_as_apache_and_tomcat_write_them_still_load(tmp_path):
     assert [m.route for m in config.balancers["app"].members] == ["node-1.eu_west", "b"]
 
 
+def _read_and_hang_up(conn: RawConn) -> None:
+    conn.read_head()         # takes the request, answers nothing
+
+
 @pytest.fixture(scope="module")
-def sticky_proxy(tmp_path_factory):
+def proxy(tmp_path_factory):
+    """One master for the module: balancer `sticky` (members a, b, Apache's ROUTEID) on /s/,
+    balancer `cut` (a member that hangs up on every request, then one that answers) on /f/."""
     a, b = Member("a"), Member("b")
-    balancers = {"app": members_section([a, b], sticky="ROUTEID")}
-    with running_proxy(tmp_path_factory.mktemp("sticky-dots"), [{"path": "/", "to": "balancer://app/"}],
-                       workers=1, balancers=balancers) as proxy:
+    cut, ok = RawBackend(_read_and_hang_up), RawBackend()
+    balancers = {"sticky": members_section([a, b], sticky="ROUTEID"),
+                 "cut": {"members": [{"url": cut.url}, {"url": ok.url}]}}
+    routes = [{"path": "/s/", "to": "balancer://sticky/"}, {"path": "/f/", "to": "balancer://cut/"}]
+    with running_proxy(tmp_path_factory.mktemp("balancers"), routes, workers=1, balancers=balancers) as proxy:
+        proxy.cut, proxy.ok = cut, ok
         yield proxy
-    a.close()
-    b.close()
+    for member in (a, b, cut, ok):
+        member.close()
 
 
-def test_a_sticky_cookie_of_dots_costs_its_length_not_its_square(sticky_proxy):
+def test_a_sticky_cookie_of_dots_costs_its_length_not_its_square(proxy):
     """#2: each dot of `ROUTEID=...` was tried as the start of a route, a slice and a hash
     each: 96 fields of 8,170 dots (inside the header limits) held the worker 1,464 ms, and
     another client's request waited as long.  The last field still names member b."""
     dots = "".join("Cookie: ROUTEID=" + "." * 8170 + "\r\n" for _ in range(96))
-    client = KeepAlive(sticky_proxy)
+    client = KeepAlive(proxy)
     try:
         started = time.monotonic()
-        status, _, body = client.get("/x", dots + "Cookie: ROUTEID=s3ss10n.b\r\n")
+        status, _, body = client.get("/s/x", dots + "Cookie: ROUTEID=s3ss10n.b\r\n")
         took = time.monotonic() - started
     finally:
         client.close()
     assert (status, body) == (200, b"b")
     assert took < 0.4, f"{took * 1000:.0f} ms for one request"      # before: ~1,500 ms; after: ~10 ms
+
+
+def _upgrade(proxy, method: bytes) -> bytes:
+    request = method + b" /f/x HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+    return raw_exchange(proxy, request, timeout=5, until_close=False).split(b"\r\n", 1)[0]
+
+
+def test_a_post_asking_for_an_upgrade_is_never_sent_to_a_second_member(proxy):
+    """#4: a member that read a POST (with `Upgrade`, no body) and hung up made the proxy send
+    it to the next member: both received it, the client got that one's 200.  RFC 9112 §9.3.1:
+    a proxy MUST NOT retry a non-idempotent request.  A WebSocket handshake (GET) still fails over."""
+    cut, ok = proxy.cut, proxy.ok
+    statuses = [_upgrade(proxy, b"POST") for _ in range(4)]
+    assert len(cut.requests) + len(ok.requests) == 4, (len(cut.requests), len(ok.requests))   # once each
+    assert statuses.count(b"HTTP/1.1 502 Bad Gateway") == len(cut.requests) >= 1, statuses
+    cut.reset_records()
+    ok.reset_records()
+    assert [_upgrade(proxy, b"GET") for _ in range(4)] == [b"HTTP/1.1 200 OK"] * 4
+    assert len(ok.requests) == 4 and len(cut.requests) >= 1

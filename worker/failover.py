@@ -10,9 +10,11 @@ the 502, as from nginx, whose cached upstream connections "follow the same rules
 MUST NOT automatically retry non-idempotent requests."
 
 A request nothing of which a backend has taken (the connect failed) or may safely take
-twice (an idempotent request or an upgrade handshake we hold whole, cut off before any
-response byte) is sent to another member of the balancer.  When every member has been
-tried, the answer is 503.
+twice (an idempotent request we hold whole, cut off before any response byte) is sent to
+another member of the balancer.  When every member has been tried, the answer is 503.
+Whether it asks for an Upgrade does not matter: a WebSocket handshake is a GET (an HTTP/2
+extended CONNECT reaches us as one), and a POST that asks for one is still a POST, which the
+member may have acted on (review 2026-12-03-balancers #4).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ def fresh_connection(ex, request, untouched: bool) -> bool:
             or ex.respbuf is not None or ex.reader is not None):
         return False
     untouched = untouched or (conn.out is not None and len(conn.out) >= len(request))
-    if not (untouched or ex.upgrade is not None or ex.head.method in IDEMPOTENT):
+    if not (untouched or ex.head.method in IDEMPOTENT):
         return False
     ex.retried = True
     conn.close()
@@ -47,7 +49,7 @@ def _may_retry(ex, status: int, unsent: bool) -> bool:
         return True
     return (status == 502 and ex.request_copy is not None and not ex.sent and not ex.resp_started
             and not ex.respbuf and ex.reader is None
-            and (ex.upgrade is not None or ex.head.method in IDEMPOTENT))
+            and ex.head.method in IDEMPOTENT)
 
 
 def next_member(ex, status: int, why: str) -> bool:
