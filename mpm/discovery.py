@@ -3,7 +3,8 @@
 Per balancer with `discover:`, a `Discovery` keeps the last good answer and a schedule; a
 `Lookup` is one round of questions (the SRV or A/AAAA question, then, for SRV targets whose
 addresses the answer's additional section did not carry, their A records, or AAAA when
-there is no A).  Everything runs in the master's selector loop through `DnsQuery`; the
+there is no A: in the order the `slots` cut keeps members, a few at a time, and only until
+the kept ones are known).  Everything runs in the master's selector loop through `DnsQuery`; the
 housekeeping tick drives timeouts and schedules.  What a round finds goes to
 `mpm.slots.place`, which fills, updates and drains the balancer's rows in the shared
 member table.
@@ -36,6 +37,7 @@ from mpm.dnsquery import DnsQuery
 log = logging.getLogger("mpm.dns")
 
 STREAK_LOG_EVERY = 60.0      # seconds between log lines while a name keeps failing
+ADDRESS_QUESTIONS_AT_ONCE = 32   # an SRV round's address questions in flight (each holds a socket)
 
 
 class Found(NamedTuple):
@@ -62,6 +64,11 @@ class Lookup:
         self.records: list[tuple] = []            # SRV: (target, port, weight, priority)
         self.addresses: dict[str, list[str]] = {}  # SRV target -> addresses
         self.waiting = 0                          # follow-up questions not answered yet
+        self.unasked: list[str] = []              # SRV targets still to ask, the next one last
+        self.settled: set[str] = set()            # ... asked, and found to have no address
+        self.cursor = self.kept = 0               # records `_cut` keeps that are known so far
+        self.offered = 0                          # SRV: members the answer offered, before the cut
+        self.asking_until = 0.0                   # ... no new address question after this
         self.ttl = None
         self.finished = False
         self._ask(discover.dns, discover.rtype, self._on_answer)
@@ -106,11 +113,55 @@ class Lookup:
                 if rrset.rdtype == rdtype and rrset.rdclass == dns.rdataclass.IN:
                     owner = rrset.name.to_text(omit_final_dot=True).lower()
                     self.addresses.setdefault(owner, []).extend(sorted(rd.address for rd in rrset))
-        for target in sorted({record[0] for record in self.records} - set(self.addresses)):
+        first = {}
+        for record in self.records:               # one member per (target, port): its first record
+            first.setdefault(record[:2], record)
+        self.records = sorted(first.values(), key=lambda r: (r[3], r[0], r[1]))    # `_cut`'s order
+        self.offered = len(self.records)
+        self.unasked = [t for t in dict.fromkeys(r[0] for r in self.records) if t not in self.addresses][::-1]
+        # A few at a time must not make a round of unanswered targets last for ever (the set
+        # is not refreshed meanwhile): after what two questions may take, no new one is asked.
+        self.asking_until = time.monotonic() + 2 * self.discover.timeout * (len(self.discover.resolvers) + 1)
+        self._ask_more()
+
+    def _ask_more(self) -> None:
+        """Ask targets' addresses in the order `_cut` keeps members, a few at a time, until the
+        members it keeps are known: asked all at once, an answer of 1,500 targets held 1,500
+        sockets in the master, every descriptor it had (review 2026-12-03-balancers #3)."""
+        slots = self.discover.slots
+        if self.unasked and time.monotonic() >= self.asking_until:
+            self._stop_asking()
+        # (one in flight is counted as kept: most targets have an address; if not, its answer asks the next)
+        while (self.unasked and self.waiting < ADDRESS_QUESTIONS_AT_ONCE and not self._enough()
+               and self.kept + self.waiting < slots):
+            target = self.unasked.pop()
             self.waiting += 1
             self._ask(target, "A", lambda answer, error, target=target: self._on_address(target, "A", answer, error))
         if not self.waiting:
             self._complete()
+
+    def _stop_asking(self) -> None:
+        """The round's time for address questions is up: the targets not asked yet keep the
+        address the last good round gave them, as a target whose question fails does."""
+        kept = [t for t in self.unasked if t in self.known]
+        for target in kept:
+            self.addresses[target] = [self.known[target]]
+        self.left_out.append(f"{len(self.unasked)} SRV targets not asked in time (slow answers); "
+                             f"{len(kept)} kept their last address")
+        self.unasked = []
+
+    def _enough(self) -> bool:
+        """Whether the first `slots` records with an address are known, no target before
+        them still unknown (the cursor only moves forward: each record is looked at once)."""
+        records, slots = self.records, self.discover.slots
+        while self.cursor < len(records) and self.kept < slots:
+            target = records[self.cursor][0]
+            if target in self.addresses:
+                self.kept += 1
+            elif target not in self.settled:
+                return False
+            self.cursor += 1
+        return True
 
     def _on_address(self, target: str, rdtype: str, answer, error: str) -> None:
         if self.finished:
@@ -121,6 +172,7 @@ class Lookup:
                                  + (f"kept its last address {known}" if known else "left out"))
             if known:
                 self.addresses[target] = [known]
+            self.settled.add(target)
             self._answered()
             return
         code = dns.rdatatype.from_text(rdtype)
@@ -132,12 +184,15 @@ class Lookup:
             self.addresses[target] = found
         else:
             self.left_out.append(f"SRV target {target} has no address; left out")
+        self.settled.add(target)
         self._answered()
 
     def _answered(self) -> None:
         self.waiting -= 1
-        if not self.waiting:
-            self._complete()
+        if self._enough():
+            self._complete()        # the questions still out are closed: their answers cannot count
+        else:
+            self._ask_more()
 
     def _complete(self) -> None:
         found = {}
@@ -229,8 +284,8 @@ class Discovery:
                         self.failing)
         self.failing = 0
         self.answered = time.time()
-        self.records = len(found)
-        self.found = self._cut(found)
+        self.records = max(len(found), lookup.offered if lookup is not None else 0)
+        self.found = self._cut(found, self.records)
         self.due = now + max(d.interval, min(ttl, d.max_ttl))     # a TTL stretches the interval, up to max_ttl
         self.on_found(self)
 
@@ -249,14 +304,16 @@ class Discovery:
                       self.failing, error, kept)
             self.failing_logged = now
 
-    def _cut(self, found: list[Found]) -> list[Found]:
-        """At most `slots` members, chosen the same way on every instance."""
+    def _cut(self, found: list[Found], offered: int = 0) -> list[Found]:
+        """At most `slots` members, chosen the same way on every instance.  `offered`: how
+        many the answer had (an SRV round asks only the addresses of those it keeps)."""
         slots = self.discover.slots
         ordered = sorted(found, key=lambda f: (f.priority, f.name, f.port))
-        if len(ordered) > slots and not self.overflow_said:
+        offered = max(offered, len(ordered))
+        if offered > slots and not self.overflow_said:
             log.warning("balancer %s: DNS gives %d members for %s but discover.slots is %d: the other %d are "
-                        "left out (raise slots)", self.name, len(ordered), self.discover.dns, slots, len(ordered) - slots)
-        self.overflow_said = len(ordered) > slots
+                        "left out (raise slots)", self.name, offered, self.discover.dns, slots, offered - slots)
+        self.overflow_said = offered > slots
         return ordered[:slots]
 
     def snapshot(self) -> dict:

@@ -10,8 +10,10 @@ import time
 
 import pytest
 from balancer_util import KeepAlive, Member, members_section
-from proxyproc import raw_exchange, running_proxy
+from proxyproc import Proxy, raw_exchange, running_proxy
 from rawbackend import RawBackend, RawConn
+from support import wait_for
+from test_dns_hostile import HostileDns, listing
 
 from conf import ConfigError, load_config
 
@@ -97,3 +99,50 @@ def test_a_post_asking_for_an_upgrade_is_never_sent_to_a_second_member(proxy):
     ok.reset_records()
     assert [_upgrade(proxy, b"GET") for _ in range(4)] == [b"HTTP/1.1 200 OK"] * 4
     assert len(ok.requests) == 4 and len(cut.requests) >= 1
+
+
+SRV = "_http._tcp.app.test"
+TARGETS = [f"t{i:04}.app.test" for i in range(1500)]
+
+
+def test_an_srv_answer_of_many_targets_asks_only_the_addresses_of_those_kept(tmp_path):
+    """#3: every target's address was asked at once, one socket each, before `slots` cut the
+    set: 1,500 targets held 1,500 sockets in the master (under LimitNOFILE=1024, its control
+    socket could not accept).  Now the targets are asked in the order the cut keeps them, a few
+    at a time, until the kept ones are known: here the first 4 answer, so 4 questions."""
+    server = HostileDns()
+    server.records = {(SRV, "SRV"): [(5, f"0 1 8080 {t}.") for t in TARGETS],
+                      **{(t, "A"): [(5, "127.0.0.1")] for t in TARGETS[:4]}}     # the others: NXDOMAIN
+    balancers = {"app": {"discover": {"dns": SRV, "type": "SRV", "slots": 4, "resolvers": [server.resolver],
+                                      "interval": 30, "timeout": 1}}}
+    proxy = Proxy(tmp_path, [{"path": "/", "to": "balancer://app/"}], workers=1, balancers=balancers)
+    try:
+        proxy.start()
+        found = wait_for(lambda: len(listing(proxy)["members"]) == 4 and listing(proxy), 10, 0.05, "4 members")
+        asked = [name for name, rdtype in server.asked if rdtype in ("A", "AAAA")]
+    finally:
+        proxy.stop()
+        server.stop()
+    assert sorted(asked) == TARGETS[:4], f"{len(asked)} address questions"      # before: 1,500
+    assert sorted(m["url"] for m in found["members"]) == [f"http://{t}:8080" for t in TARGETS[:4]]
+    assert found["discover"]["records"] == 1500 and found["discover"]["left_out"] == 1496
+
+
+def test_a_round_of_unanswered_targets_still_ends(tmp_path):
+    """#3, the other side: asked a few at a time, targets that never answer must not hold the
+    round (and the set's refresh) for targets x timeout.  After what two questions may take,
+    no new one is asked and the round ends: here within about 2 x 0.3 s x 2 attempts."""
+    server = HostileDns()
+    server.records = {(SRV, "SRV"): [(5, f"0 1 8080 {t}.") for t in TARGETS[:40]]}
+    server.silent = {"A", "AAAA"}
+    balancers = {"app": {"discover": {"dns": SRV, "type": "SRV", "slots": 4, "resolvers": [server.resolver],
+                                      "interval": 30, "timeout": 0.3}}}
+    proxy = Proxy(tmp_path, [{"path": "/", "to": "balancer://app/"}], workers=1, balancers=balancers)
+    try:
+        proxy.start()
+        wait_for(lambda: "SRV targets not asked in time" in proxy.error_text(), 8, 0.05, "the round's end")
+        asked = {name for name, rdtype in server.asked if rdtype == "A"}      # (each asked twice: 2 attempts)
+    finally:
+        proxy.stop()
+        server.stop()
+    assert 4 <= len(asked) <= 12, sorted(asked)     # waves of 4 (slots) while the time lasts
