@@ -117,7 +117,6 @@ class Lookup:
         for record in self.records:               # one member per (target, port): its first record
             first.setdefault(record[:2], record)
         self.records = sorted(first.values(), key=lambda r: (r[3], r[0], r[1]))    # `_cut`'s order
-        self.offered = len(self.records)
         self.unasked = [t for t in dict.fromkeys(r[0] for r in self.records) if t not in self.addresses][::-1]
         # A few at a time must not make a round of unanswered targets last for ever (the set
         # is not refreshed meanwhile): after what two questions may take, no new one is asked.
@@ -201,6 +200,10 @@ class Lookup:
             if addresses and (target, port) not in found:
                 # RFC 2782: weight 0 is "very rarely"; here it is the smallest weight there is.
                 found[(target, port)] = Found(target, addresses[0], port, max(weight, 1), priority)
+        # What the answer offers, as when every target was asked: those with an address, and
+        # those never asked (past the cut); not those found to have none (slots would not help).
+        self.offered = len(found) + sum(1 for r in self.records if r[0] not in self.addresses
+                                        and r[0] not in self.settled)
         self._finish(list(found.values()), "")
 
     def _finish(self, found, error: str) -> None:

@@ -116,23 +116,26 @@ def test_an_srv_answer_of_many_targets_asks_only_the_addresses_of_those_kept(tmp
     """#3: every target's address was asked at once, one socket each, before `slots` cut the
     set: 1,500 targets held 1,500 sockets in the master (under LimitNOFILE=1024, its control
     socket could not accept).  Now the targets are asked in the order the cut keeps them, a few
-    at a time, until the kept ones are known: here the first 4 answer, so 4 questions."""
+    at a time, until the kept ones are known.  Here t0001 has no address: t0004 takes its place,
+    and it does not count among the members DNS offers (raising slots would not bring it)."""
     server = HostileDns()
+    answered = [TARGETS[0], *TARGETS[2:5]]
     server.records = {(SRV, "SRV"): [(5, f"0 1 8080 {t}.") for t in TARGETS],
-                      **{(t, "A"): [(5, "127.0.0.1")] for t in TARGETS[:4]}}     # the others: NXDOMAIN
+                      **{(t, "A"): [(5, "127.0.0.1")] for t in answered}}     # the others: NXDOMAIN
     balancers = {"app": {"discover": {"dns": SRV, "type": "SRV", "slots": 4, "resolvers": [server.resolver],
                                       "interval": 30, "timeout": 1}}}
     proxy = Proxy(tmp_path, [{"path": "/", "to": "balancer://app/"}], workers=1, balancers=balancers)
     try:
         proxy.start()
         found = wait_for(lambda: len(listing(proxy)["members"]) == 4 and listing(proxy), 10, 0.05, "4 members")
-        asked = [name for name, rdtype in server.asked if rdtype in ("A", "AAAA")]
+        asked = {name for name, rdtype in server.asked if rdtype in ("A", "AAAA")}
     finally:
         proxy.stop()
         server.stop()
-    assert sorted(asked) == TARGETS[:4], f"{len(asked)} address questions"      # before: 1,500
-    assert sorted(m["url"] for m in found["members"]) == [f"http://{t}:8080" for t in TARGETS[:4]]
-    assert found["discover"]["records"] == 1500 and found["discover"]["left_out"] == 1496
+    # before: all 1,500; now the first ones, a few more than slots while t0001's AAAA is out
+    assert set(TARGETS[:5]) <= asked <= set(TARGETS[:8]), f"{len(asked)} targets asked"
+    assert sorted(m["url"] for m in found["members"]) == [f"http://{t}:8080" for t in answered]
+    assert (found["discover"]["records"], found["discover"]["left_out"]) == (1499, 1495)
 
 
 def test_a_round_of_unanswered_targets_still_ends(tmp_path):
