@@ -8,7 +8,8 @@ a worker that cannot serve them, and accepting resumes when a connection closes 
 goes idle between requests, which makes it one a full worker may close).
 
 At capacity, a worker first makes room by closing a connection that holds no request
-(worker.admission); it stops accepting only when every connection has one.
+(worker.admission), once the newcomer has passed its client's limit (a client refused at
+accept needs no room); it stops accepting only when every connection has one.
 
 Out of file descriptors (EMFILE/ENFILE) or kernel memory, accepting pauses for
 EMFILE_BACKOFF and resumes by itself (CPython's asyncio backs off the same way);
@@ -74,7 +75,8 @@ class Acceptor:
     def _accept(self, lsock: socket.socket, context, proxy_protocol: bool) -> None:
         worker = self.worker
         for turn in range(ACCEPT_BATCH):
-            if worker.connections >= worker.capacity and (turn or not self._make_room()):
+            full = worker.connections >= worker.capacity
+            if full and (turn or not self._room_for_one()):
                 return
             try:
                 fd, addr = lsock._accept()
@@ -85,7 +87,14 @@ class Acceptor:
                 if exc.errno in _SHORTAGE:
                     self._shortage(exc)
                 return
-            if not worker.connection_accepted(sock, addr[0].encode(), context, proxy_protocol):
+            more = worker.connection_accepted(sock, addr[0].encode(), context, proxy_protocol)
+            if full and worker.connections > worker.capacity:
+                # Admitted (or its client is still unknown: a PROXY header to read), so its room
+                # is made now; one its client's limit refused is closed already and needs none,
+                # and closing another client's connection for it would let a refused client
+                # close one per attempt (review 2026-12-03-hostile #1).
+                worker.admission.make_room()
+            if not more:
                 return
 
     def _socket(self, lsock: socket.socket, fd: int, context, proxy_protocol: bool) -> socket.socket:
@@ -106,11 +115,12 @@ class Acceptor:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return sock
 
-    def _make_room(self) -> bool:
-        """Full, and a client waits in the backlog (the socket was readable): close a
-        connection that holds no request for it, or stop accepting until one can be."""
+    def _room_for_one(self) -> bool:
+        """Full, and a client waits in the backlog (the socket was readable): whether a
+        connection that holds no request could be closed for it (it is, once the newcomer
+        passed its client's limit), else stop accepting until one can be."""
         admission = self.worker.admission
-        if admission.make_room():
+        if admission.room():
             return True
         self.pause()
         self._look_again(admission)

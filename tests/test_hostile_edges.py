@@ -1,0 +1,81 @@
+"""Hostile clients at the edge (review 2026-12-03-hostile): what a client refused by its
+per-client limit may still cost others, and what a reload must re-decide about the
+connections and tunnels it hands over (trusted proxies, limits).
+
+Distinct clients are distinct loopback sources (127.0.0.N); one worker throughout."""
+
+from __future__ import annotations
+
+import select
+import socket
+import time
+
+import pytest
+from httpclient import read_raw_response
+from proxyproc import Proxy
+from support import wait_for
+
+
+def _connect(proxy: Proxy, source: str) -> socket.socket | None:
+    """None when the proxy's reset of a refused connection came before connect() returned."""
+    try:
+        return proxy.connect(timeout=5, source=source)
+    except ConnectionResetError:
+        return None
+
+
+def _ask(sock: socket.socket, path: str, headers: str = "") -> int | None:
+    """One request on a keep-alive connection: its status, or None when the connection ended."""
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\n{headers}\r\n".encode())
+    try:
+        return read_raw_response(sock).status
+    except (EOFError, ConnectionResetError):
+        return None
+
+
+def _closed_by_peer(sock: socket.socket) -> bool:
+    if not select.select([sock], [], [], 0)[0]:
+        return False
+    try:
+        return sock.recv(1, socket.MSG_PEEK) == b""
+    except ConnectionResetError:
+        return True
+
+
+# == #1: room is made only for a connection its client's limit admits ===========================
+@pytest.mark.timeout(30)
+def test_a_refused_client_closes_no_other_connection_for_room(proxy_factory, http_backend):
+    """At capacity, each connection of a client over its limit used to close another client's
+    idle keep-alive connection first (room made before the client was known), then be refused."""
+    backend = http_backend(lambda request, body: (time.sleep(2) if request["target"] == "/slow" else None)
+                           or (200, [("Content-Length", "2")], b"ok"))
+    proxy = proxy_factory([{"path": "/", "to": backend.url + "/"}], workers=1,
+                          mpm={"threads_per_child": 4, "max_request_workers": 4, "server_limit": 1},
+                          limits={"per_client": {"connections": 1}})
+    victims = [_connect(proxy, f"127.0.0.{20 + i}") for i in range(3)]     # idle keep-alive, 3 clients
+    assert [_ask(v, "/") for v in victims] == [200, 200, 200]
+    attacker = _connect(proxy, "127.0.0.66")                                # its one allowed connection,
+    attacker.sendall(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")               # busy: the worker is full
+    wait_for(lambda: len(backend.requests) == 4, 5, what="the slow request at the backend")
+    closed = 0
+    for _ in range(4):
+        refused = _connect(proxy, "127.0.0.66")
+        if refused is not None:
+            refused.settimeout(2)
+            with pytest.raises((ConnectionResetError, EOFError)):
+                read_raw_response(refused)
+            refused.close()
+        time.sleep(0.05)
+        for i, victim in enumerate(victims):
+            if _closed_by_peer(victim):                     # a browser would come back: so do we
+                closed += 1
+                victim.close()
+                victims[i] = _connect(proxy, f"127.0.0.{20 + i}")
+                assert _ask(victims[i], "/") == 200
+    assert closed == 0, f"{closed} idle connections of other clients closed for 4 refused attempts"
+    # Room is still made for a client its limit admits: a newcomer closes the longest idle victim.
+    newcomer = _connect(proxy, "127.0.0.30")
+    assert _ask(newcomer, "/") == 200
+    assert sum(_closed_by_peer(v) for v in victims) == 1
+    for sock in (*victims, attacker, newcomer):
+        sock.close()
