@@ -79,3 +79,32 @@ def test_a_refused_client_closes_no_other_connection_for_room(proxy_factory, htt
     assert sum(_closed_by_peer(v) for v in victims) == 1
     for sock in (*victims, attacker, newcomer):
         sock.close()
+
+
+# == #2: a handed-over connection is trusted (or not) by the new configuration ===================
+def _reload(proxy: Proxy, generation: int) -> None:
+    proxy.write_config()
+    assert proxy.reload().returncode == 0
+    proxy.wait_ready(generation)
+    wait_for(lambda: proxy.status()["old_generation_workers"] == 0, 10, 0.05, "the old worker gone")
+
+
+@pytest.mark.timeout(40)
+@pytest.mark.parametrize("trusted_before, trusted_after, expected", [
+    ([], ["127.0.0.9"], [200, 200, 200, 200]),           # now a trusted balancer: four clients
+    (["127.0.0.9"], [], [200, 200, 429, 429]),           # no longer trusted: one client, its bucket
+])
+def test_a_reload_re_decides_trust_for_the_connections_it_hands_over(proxy_factory, http_backend,
+                                                                     trusted_before, trusted_after, expected):
+    backend = http_backend()
+    per_client = {"requests": {"rate": 1, "burst": 2}}
+    proxy = proxy_factory([{"path": "/", "to": backend.url + "/"}], workers=1,
+                          limits={"per_client": per_client, "trusted_proxies": trusted_before})
+    balancer = _connect(proxy, "127.0.0.9")                 # a balancer's pooled keep-alive connection
+    # (Counted against another client than the four below in both cases: no bucket to refill.)
+    assert _ask(balancer, "/warm", "X-Forwarded-For: 198.51.100.1\r\n") == 200
+    proxy.config["limits"] = {"per_client": per_client, "trusted_proxies": trusted_after}
+    _reload(proxy, 2)
+    statuses = [_ask(balancer, f"/c{i}", f"X-Forwarded-For: 203.0.113.{i + 1}\r\n") for i in range(4)]
+    assert statuses == expected
+    balancer.close()

@@ -127,12 +127,18 @@ class Admission:
                     deadline: float | None = None) -> None:
         """A connection ready for HTTP/1.1 or HTTP/2, with its count in the client table
         (`holds`, taken by `_start`)."""
-        limits = self.limits
-        forwarded = limits is not None and bool(limits.trusted_networks) and limits.is_trusted(ip)
+        forwarded = self.trusts(ip)
         if http2:
             H2Connection(self.worker, sock, ip, tls, holds, addresses, forwarded)
         else:
             ClientConnection(self.worker, sock, ip, tls, holds, addresses, forwarded, deadline)
+
+    def trusts(self, ip: bytes) -> bool:
+        """Whether a connection from `ip` is a trusted proxy's (each request's X-Forwarded-For
+        then names its client): asked when a connection opens here, and again of one another
+        worker hands over, as this worker's `trusted_proxies` may differ from that one's."""
+        limits = self.limits
+        return limits is not None and bool(limits.trusted_networks) and limits.is_trusted(ip)
 
     # == overload ============================================================================
     def make_room(self) -> bool:

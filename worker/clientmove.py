@@ -20,7 +20,10 @@ class MovableClient:
         client_ip = state["client_ip"].encode()
         proxied = state.get("proxied")
         proxied = (proxied[0].encode(), proxied[1], proxied[2].encode(), proxied[3]) if proxied else None
-        client = cls(worker, sock, client_ip, proxied=proxied, forwarded=state.get("forwarded", False))
+        # Trusted or not by this worker's configuration, not the sender's: a reload that adds
+        # or removes a trusted proxy applies to its pooled connections too (review
+        # 2026-12-03-hostile #2).
+        client = cls(worker, sock, client_ip, proxied=proxied, forwarded=worker.admission.trusts(client_ip))
         client.requests = state["requests"]
         client.deadline = client.loop.now + state["deadline_in"]
         client._between_requests()
@@ -63,7 +66,7 @@ class MovableClient:
         self.reader = None          # the head in part is parsed again from `inbuf` there
         proxied = self.proxied
         return {"client_ip": self.client_ip.decode(), "requests": self.requests,
-                "deadline_in": max(self.deadline - self.loop.now, 0.0), "forwarded": self.forwarded,
+                "deadline_in": max(self.deadline - self.loop.now, 0.0),
                 "proxied": [proxied[0].decode(), proxied[1], proxied[2].decode(), proxied[3]] if proxied else None}
 
     def reattach(self) -> None:
