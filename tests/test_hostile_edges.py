@@ -113,3 +113,47 @@ def test_a_reload_re_decides_trust_for_the_connections_it_hands_over(proxy_facto
     assert four_clients(5).count(429) >= 2                   # one client again (the peer): its burst is 2
     balancer.close()
 
+
+# == #3: a worker that started without a counter cell claims one when it is free ================
+@pytest.mark.timeout(60)
+def test_a_worker_without_a_counter_cell_enforces_the_limits_once_one_is_free(proxy_factory, http_backend):
+    """Every cell of the client table (8 for one worker) held by older workers still finishing
+    a slow response: the next worker starts without one, and used to enforce no per-client
+    limit for its whole life, even after those workers were gone."""
+    release = threading.Event()
+
+    def answer(request, body):
+        if request["target"] == "/slow":
+            release.wait(20)
+        return 200, [("Content-Length", "2")], b"ok"
+    backend = http_backend(answer)
+    proxy = proxy_factory([{"path": "/", "to": backend.url + "/"}], workers=1,
+                          mpm={"max_connections_per_child": 1, "graceful_timeout": 30},
+                          limits={"per_client": {"connections": 1}})
+    slow = []
+    for i in range(8):          # each worker recycles after its one connection, and lingers with it
+        sock = _connect(proxy, f"127.0.0.{40 + i}")
+        sock.sendall(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")
+        slow.append(sock)
+        wait_for(lambda i=i: len(backend.requests) == i + 1, 5, what=f"slow request {i} at the backend")
+    proxy.config["mpm"]["max_connections_per_child"] = 0
+    proxy.write_config()
+    assert proxy.reload().returncode == 0
+    proxy.wait_ready(2)
+    wait_for(lambda: "gen 2] client table: no free counter cell" in proxy.error_text(), 5, 0.05, "no cell")
+    release.set()               # the eight answer, hand their connections over and exit
+
+    def second_refused():
+        first = _connect(proxy, "127.0.0.60")
+        try:
+            assert _ask(first, "/") == 200
+            second = _connect(proxy, "127.0.0.60")
+            if second is None:
+                return True
+            with second:
+                return _ask(second, "/") is None
+        finally:
+            first.close()
+    wait_for(second_refused, 3, 0.1, "the limit enforced once a counter cell is free")
+    for sock in slow:
+        sock.close()

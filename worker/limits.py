@@ -39,6 +39,7 @@ from shm.clients import CONNS, TUNNELS
 LOG_EVERY = 1.0          # seconds: at most one refusal line per client this often
 CACHE_MAX = 8192         # cached address conversions and row lookups per worker
 MAX_HOPS = 8             # X-Forwarded-For hops read, from the right (forwarded_client)
+CLAIM_AGAIN = 1.0        # seconds between two claims of a counter cell by a worker that has none
 _V4_PREFIX = b"\0" * 10 + b"\xff\xff"
 _COLUMN = {CONNS: 0, TUNNELS: 1}
 
@@ -57,8 +58,9 @@ class ClientLimits:
         self.cell = table.claim(os.getpid()) if table is not None else -1
         self.enabled = self.cell >= 0       # counting here (a table, and a cell of it)
         if table is not None and self.cell < 0:
-            worker.log_error("error", "client table: no free counter cell; this worker enforces no per-client "
-                                      "limits until it is replaced")
+            worker.log_error("error", f"client table: no free counter cell; this worker enforces no per-client "
+                                      f"limits until one is free (asked again every {CLAIM_AGAIN:g}s)")
+            self.loop.call_later(CLAIM_AGAIN, self._claim_again)
         per = limits.per_client
         self.connections = per.connections if per else 0
         self.tunnels = per.tunnels if per else 0
@@ -71,6 +73,19 @@ class ClientLimits:
         self.rows: dict = {}        # (address bytes, scope) -> (row, epoch)
         self.trusted: dict = {}     # address bytes -> whether it is a trusted proxy
         self.forwarded: dict = {}   # X-Forwarded-For hop -> canonical address bytes (or None)
+
+    def _claim_again(self) -> None:
+        """Every cell was taken when this worker started (by older generations' workers still
+        finishing long responses or TLS tunnels; the master frees a cell when its worker is
+        gone): ask again, so the limits fail open for a while, not for this worker's life
+        (review 2026-12-03-hostile #3).  What it accepted meanwhile is not counted."""
+        cell = self.table.claim(os.getpid())
+        if cell < 0:
+            self.loop.call_later(CLAIM_AGAIN, self._claim_again)
+            return
+        self.cell, self.enabled = cell, True
+        self.worker.log_error("warning", "client table: got a counter cell; per-client limits enforced from now on "
+                                         "(connections accepted before are not counted)")
 
     # == who the client is ==============================================================
     def is_trusted(self, ip: bytes) -> bool:
