@@ -14,7 +14,10 @@ import time
 import pytest
 from httpclient import read_raw_response
 from proxyproc import Proxy
+from rawbackend import RawBackend, echo_after_101
+from rawsock import read_head, status_of
 from support import wait_for
+from wsutil import upgrade_request
 
 
 def _connect(proxy: Proxy, source: str) -> socket.socket | None:
@@ -157,3 +160,44 @@ def test_a_worker_without_a_counter_cell_enforces_the_limits_once_one_is_free(pr
     wait_for(second_refused, 3, 0.1, "the limit enforced once a counter cell is free")
     for sock in slow:
         sock.close()
+
+
+# == #4: tunnels handed to a generation that counts are counted there ============================
+def _upgrade(proxy: Proxy, source: str, path: str) -> tuple[socket.socket, int]:
+    sock = _connect(proxy, source)
+    sock.sendall(upgrade_request(path))
+    head, _ = read_head(sock)
+    return sock, status_of(head)
+
+
+@pytest.mark.timeout(30)
+def test_tunnels_open_before_a_reload_that_turns_limits_on_count_after_it(proxy_factory):
+    """A tunnel opened with no limits carried no holds, and its new worker counted it
+    nowhere: the client opened `tunnels` more on top of the ones it had."""
+    ws = RawBackend(echo_after_101, timeout=20)
+    try:
+        proxy = proxy_factory([{"path": "/ws/", "to": ws.ws_url + "/ws/"}], workers=1)
+        tunnels = [_upgrade(proxy, "127.0.0.70", f"/ws/{i}") for i in range(2)]
+        assert [status for _, status in tunnels] == [101, 101]
+        proxy.config["limits"] = {"per_client": {"tunnels": 2}}
+        _reload(proxy, 2)
+        for sock, _ in tunnels:                              # moved, and still working
+            sock.sendall(b"ping")
+            assert sock.recv(10) == b"ping"
+        assert proxy.status()["clients"]["active"] == 1
+        third, status = _upgrade(proxy, "127.0.0.70", "/ws/third")
+        third.close()
+        assert status == 503                                 # it holds 2 already
+        tunnels[0][0].close()
+        wait_for(lambda: proxy.status()["clients"]["active"] == 1 and
+                 _upgrade_status(proxy, "127.0.0.70", "/ws/fourth") == 101, 5, 0.1, "a place freed")
+        tunnels[1][0].close()
+        wait_for(lambda: proxy.status()["clients"]["active"] == 0, 5, 0.1, "nothing counted once all closed")
+    finally:
+        ws.close()
+
+
+def _upgrade_status(proxy: Proxy, source: str, path: str) -> int:
+    sock, status = _upgrade(proxy, source, path)
+    sock.close()
+    return status

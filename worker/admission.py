@@ -193,10 +193,21 @@ class Admission:
         self._release(tunnel)
 
     def tunnel_adopted(self, tunnel) -> None:
-        context = tunnel.context
-        if self.limits is not None and isinstance(context, dict) and context.get("limits"):
-            holds = self.limits.adopt(str(context.get("client", "")).encode(), context["limits"])
-            context["limits"] = self.limits.export(holds) if holds else None
+        """Counted here now: what the sender counted (`ClientLimits.adopt`), or, when it
+        counted nothing (no limits in its generation, or no counter cell), the tunnel and its
+        connection as a new one would be, so a reload that turns limits on counts the tunnels
+        it hands over (review 2026-12-03-hostile #4).  Never refused: it is no new tunnel."""
+        context, limits = tunnel.context, self.limits
+        if limits is None or not isinstance(context, dict):
+            return
+        client = str(context.get("client", "")).encode()
+        if context.get("limits"):
+            holds = limits.adopt(client, context["limits"])
+        elif limits.enabled:
+            holds = limits.count_tunnel(client, str(context.get("peer", "")).encode() or client)
+        else:
+            return
+        context["limits"] = limits.export(holds) if holds else None
 
     def _release(self, tunnel) -> None:
         context = tunnel.context

@@ -222,6 +222,18 @@ class ClientLimits:
         hold, _ = self._count_in(ip, 0, CONNS, 0)
         return [hold] if hold is not None else []
 
+    def count_tunnel(self, client: bytes, peer: bytes) -> list:
+        """A tunnel handed over uncounted (worker.admission.tunnel_adopted): its connection
+        for `peer` (not a trusted proxy's), the tunnel for `client`; never refused."""
+        holds = []
+        for ip, column in ((peer, CONNS), (client, TUNNELS)):
+            if column is CONNS and self.trusted_networks and self.is_trusted(ip):
+                continue
+            hold, _ = self._count_in(ip, 0, column, 0)
+            if hold is not None:
+                holds.append(hold)
+        return holds
+
     # == requests ===============================================================================
     def admit(self, ex, route, upgrade) -> tuple | None:
         """Called when a request is routed.  None: it may go on (what it holds is in

@@ -23,6 +23,10 @@ def open_tunnel(ex, head101: bytes, rest: bytes) -> None:
     context = _log_context(ex)
     if holds:
         context["limits"] = worker.admission.limits.export(holds)
+    elif ex.client_ip is not client.client_ip:
+        # Counted nowhere here; a successor whose limits are on counts it (its connection
+        # for the peer, the tunnel for the client): worker.admission.tunnel_adopted.
+        context["peer"] = client.client_ip.decode()
     on_close = worker.tunnel_closed
     if ex.member is not None:        # the member counts the tunnel as busy until it closes
         context["lb"] = worker.lb.key(ex.member)
