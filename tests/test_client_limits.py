@@ -406,9 +406,16 @@ def test_http2_connections_and_streams_count_like_http11_ones(proxy_factory, htt
         statuses = [client.get(f"/s{i}").status for i in range(5)]
         assert statuses[:3] == [200, 200, 200] and statuses[3:] == [429, 429], statuses
         assert int(client.get("/again").header("retry-after")) >= 1
-        with proxy.connect(source="127.0.0.16") as second:    # HTTP/1.1 beside it: over the limit (counted
-            second.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")   # once its first bytes say which protocol)
-            assert _closed_unanswered(second, 1.0) is True
+        # HTTP/1.1 beside it: over the limit, closed unread at accept (review 2026-12-03-tls-h2 #6),
+        # whose reset may come before connect() returns (None from _connect: refused all the same).
+        second = _connect(proxy, "127.0.0.16")
+        if second is not None:
+            with second:
+                try:
+                    second.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+                except (ConnectionResetError, BrokenPipeError):
+                    pass
+                assert _closed_unanswered(second, 1.0) is True
         assert _get(proxy, "127.0.0.17") == 200                        # another client is not affected
     finally:
         client.close()
