@@ -80,11 +80,23 @@ def trusted_proxies(sec: Section, key: str) -> tuple:
         try:
             if not isinstance(value, str):
                 raise ValueError
-            networks.append(ipaddress.ip_network(value.strip(), strict=False))
+            networks.append(_unmapped(ipaddress.ip_network(value.strip(), strict=False)))
         except ValueError:
             sec.errors.add(item.line, f"{sec.name(key)} entries must be IP addresses or networks "
                                       f"(\"10.0.0.0/8\", \"::1\"), got {describe(item)}")
     return tuple(networks)
+
+
+_V4_MAPPED = ipaddress.ip_network("::ffff:0:0/96")
+
+
+def _unmapped(network):
+    """"::ffff:10.0.0.0/104" as "10.0.0.0/8": the workers compare IPv4-mapped addresses as
+    IPv4 (worker.limits.is_trusted), so a network written mapped would never match
+    (review 2026-12-03-hostile #6)."""
+    if network.version == 6 and network.prefixlen >= 96 and network.subnet_of(_V4_MAPPED):
+        return ipaddress.ip_network((int(network.network_address) & 0xFFFFFFFF, network.prefixlen - 96))
+    return network
 
 
 def origins(sec: Section) -> tuple[str, ...] | None:

@@ -201,3 +201,26 @@ def _upgrade_status(proxy: Proxy, source: str, path: str) -> int:
     sock, status = _upgrade(proxy, source, path)
     sock.close()
     return status
+
+
+# == #6: a trusted network written IPv4-mapped matches its IPv4 peers ==============================
+@pytest.mark.timeout(20)
+def test_a_trusted_proxy_written_ipv4_mapped_is_trusted(proxy_factory, http_backend):
+    """The workers compare a mapped address as IPv4; a network written "::ffff:a.b.c.d" stayed
+    IPv6 and matched nothing: the balancer's clients shared its bucket."""
+    backend = http_backend()
+    proxy = proxy_factory([{"path": "/", "to": backend.url + "/"}], workers=1,
+                          limits={"per_client": {"requests": {"rate": 1, "burst": 1}},
+                                  "trusted_proxies": ["::ffff:127.0.0.9", "::ffff:127.0.1.0/120"]})
+    for n, balancer_ip in enumerate(("127.0.0.9", "127.0.1.7")):
+        balancer = _connect(proxy, balancer_ip)
+        statuses = [_ask(balancer, "/", f"X-Forwarded-For: 203.0.{113 + n}.{i}\r\n") for i in range(3)]
+        assert statuses == [200, 200, 200], balancer_ip            # three clients, not one
+        balancer.close()
+    assert wait_access_client(proxy, "203.0.113.2")
+
+
+def wait_access_client(proxy: Proxy, client: str) -> bool:
+    wait_for(lambda: any(line.startswith(client + " ") for line in proxy.access_lines()), 3, 0.05,
+             f"an access log line for {client}")
+    return True
