@@ -224,3 +224,20 @@ def wait_access_client(proxy: Proxy, client: str) -> bool:
     wait_for(lambda: any(line.startswith(client + " ") for line in proxy.access_lines()), 3, 0.05,
              f"an access log line for {client}")
     return True
+
+
+# == #5: a full client table is said in the error log, not only counted ==========================
+@pytest.mark.timeout(20)
+def test_a_full_client_table_is_logged(proxy_factory, http_backend):
+    """Clients a full table leaves untracked have no limits (by design: fail open); that used
+    to show only as a counter in `mpmctl status`."""
+    backend = http_backend()
+    proxy = proxy_factory([{"path": "/", "to": backend.url + "/"}], workers=1,
+                          limits={"per_client": {"table": 64, "requests": {"rate": 1, "burst": 1}}})
+    held = [_connect(proxy, f"127.0.1.{i}") for i in range(2, 130)]     # 128 clients, one connection each
+    wait_for(lambda: proxy.status()["clients"]["untracked"] > 0, 5, 0.05, "untracked clients")
+    line = wait_for(lambda: next((line for line in proxy.error_text().splitlines() if "client table full" in line),
+                                 None), 3, 0.05, "the 'client table full' line")
+    assert "per_client.table is 64" in line
+    for sock in held:
+        sock.close()

@@ -39,6 +39,7 @@ from shm.clients import CONNS, TUNNELS
 LOG_EVERY = 1.0          # seconds: at most one refusal line per client this often
 CACHE_MAX = 8192         # cached address conversions and row lookups per worker
 MAX_HOPS = 8             # X-Forwarded-For hops read, from the right (forwarded_client)
+UNTRACKED_LOG_EVERY = 10.0   # seconds: at most one "client table full" line per worker this often
 CLAIM_AGAIN = 1.0        # seconds between two claims of a counter cell by a worker that has none
 _V4_PREFIX = b"\0" * 10 + b"\xff\xff"
 _COLUMN = {CONNS: 0, TUNNELS: 1}
@@ -73,6 +74,7 @@ class ClientLimits:
         self.rows: dict = {}        # (address bytes, scope) -> (row, epoch)
         self.trusted: dict = {}     # address bytes -> whether it is a trusted proxy
         self.forwarded: dict = {}   # X-Forwarded-For hop -> canonical address bytes (or None)
+        self.untracked_since, self.untracked_logged = 0, -UNTRACKED_LOG_EVERY
 
     def _claim_again(self) -> None:
         """Every cell was taken when this worker started (by older generations' workers still
@@ -167,6 +169,7 @@ class ClientLimits:
             row, evicted = table.insert(hi, lo, scope, self.loop.now)
             if row < 0:
                 table.untracked[self.cell] += 1
+                self._untracked()
                 return -1, 0
             if evicted:
                 table.evicted[self.cell] += 1
@@ -174,6 +177,20 @@ class ClientLimits:
             self.rows.clear()
         found = self.rows[(ip, scope)] = (row, table.epoch[row])
         return found
+
+    def _untracked(self) -> None:
+        """A client left untracked, its limits off (its bucket's entries all have something
+        open): said in the error log at most once per UNTRACKED_LOG_EVERY with how many since,
+        so that a table too small for its clients, or one filled from many addresses on
+        purpose, is seen and not only counted (review 2026-12-03-hostile #5)."""
+        self.untracked_since += 1
+        now = self.loop.now
+        if now - self.untracked_logged >= UNTRACKED_LOG_EVERY:
+            self.worker.log_error("warning", f"client table full: {self.untracked_since} clients untracked since the "
+                                             f"last such line, whose per-client limits do not apply (every entry of "
+                                             f"their buckets has connections open; limits.per_client.table is "
+                                             f"{self.table.entries})")
+            self.untracked_logged, self.untracked_since = now, 0
 
     def _count_in(self, ip: bytes, scope: int, column: str, limit: int):
         """Count ourselves in the entry's column; (hold, total after) or (None, 0) when untracked.
