@@ -28,7 +28,17 @@ first.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
 print("first connection:", status_of(first))
 print("second connection from the same client:", get(p.port, "/", "127.0.0.5"), "(expected: reset)")
 print("error log:", [line for line in p.error_text().splitlines() if "counter cell" in line][-1:])
-for s in held:
+first.close()
+for s in held:                       # the slow clients leave: the old workers end, their cells are freed
     s.close()
+deadline = time.time() + 15
+while p.status().get("old_generation_workers") and time.time() < deadline:
+    time.sleep(0.1)
+time.sleep(1.5)                      # the master's tick, then the worker's next claim (after the fix)
+first = connect(p.port, "127.0.0.6")
+first.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+print("old workers gone:", p.status().get("old_generation_workers") == 0, "; first connection:", status_of(first))
+print("second connection from the same client:", get(p.port, "/", "127.0.0.6"), "(expected: reset)")
+print("error log:", [line for line in p.error_text().splitlines() if "counter cell" in line][-1:])
 first.close()
 sys.stdout.flush()

@@ -17,5 +17,6 @@ per_client = [statuses[i:i + 3] for i in range(0, len(statuses), 3)]
 unlimited = sum(1 for triple in per_client if triple.count(200) == 3)
 print(f"clients with 3 requests in a row at 1/s burst 1: {unlimited} of {len(per_client)} got 200 x3 (untracked)")
 print("status:", p.status()["clients"])
+print("error log:", [line for line in p.error_text().splitlines() if "client table full" in line][-1:])
 for s in held:
     s.close()
