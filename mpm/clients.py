@@ -1,12 +1,18 @@
 """The master's side of the client table (shm/clients.py, per-client limits): made before
 the first generation forks, kept across reloads so that the connections and tunnels of the
 old generation still count against the new one's limits, replaced only when a reload asks
-for another size (the old generation then finishes on its own table), and cleared of the
-cells of workers that are gone at every housekeeping tick."""
+for another size (the old generation then finishes on its own table) or when the old
+generations still hold so many of its per-worker cells that the new one would find none
+(then, too, the new generation counts on a table of its own), and cleared of the cells of
+workers that are gone at every housekeeping tick."""
 
 from __future__ import annotations
 
+import logging
+
 from shm.clients import ClientTable, cells_for
+
+log = logging.getLogger("mpm.master")
 
 
 class ClientTables:
@@ -14,16 +20,28 @@ class ClientTables:
         self.table: ClientTable | None = None
         self.retired: list[ClientTable] = []
 
-    def for_generation(self, config) -> ClientTable | None:
-        """The table the next generation's workers get (None: no per-client limits)."""
+    def for_generation(self, config, alive=()) -> ClientTable | None:
+        """The table the next generation's workers get (None: no per-client limits).
+        `alive`: the pids of the workers running now (the old generations)."""
         per_client = config.limits.per_client
         if per_client is None or not per_client.any:
             return None
-        cells = cells_for(config.mpm.workers)
-        if self.table is None or not self.table.fits(per_client.table, cells):
-            if self.table is not None:
-                self.retired.append(self.table)
-            self.table = ClientTable(per_client.table, cells)
+        workers = config.mpm.workers
+        cells = cells_for(workers)
+        table = self.table
+        if table is not None and table.fits(per_client.table, cells):
+            # Old generations lingering on long requests (a few reloads within graceful_timeout)
+            # may hold most cells: a worker that finds none would enforce no limit at all.
+            table.release_dead(alive)
+            free = sum(1 for cell in range(table.cells) if not table.cell_pid[cell])
+            if free >= workers:
+                return table
+            log.warning("client table: the running generations hold %d of its %d worker cells; the new "
+                        "generation counts on a table of its own (their connections do not count against "
+                        "its limits while they finish)", table.cells - free, table.cells)
+        if table is not None:
+            self.retired.append(table)
+        self.table = ClientTable(per_client.table, cells)
         return self.table
 
     def tick(self, alive) -> None:

@@ -228,7 +228,7 @@ class Master:
         # Built here, before the fork, re-read at every reload; their session-ticket keys are
         # the master's (mpm.tlskeys), so a TLS session resumes on any worker of any generation.
         self.tls_contexts = self.ticket_keys.contexts(self.config)
-        self.client_table = self.clients.for_generation(self.config)
+        self.client_table = self.clients.for_generation(self.config, self.workers)
         self.generation += 1
         self._set_title()
         self.route_ids = self.metrics.register_routes(route.name for route in self.config.routes)

@@ -1,0 +1,60 @@
+"""What a long run with mixed traffic found drifting or lost (docs/reviews/2026-12-03-soak):
+each test is one of those faults, made to happen a few times on purpose.
+
+- Reloads while old generations linger on long requests: the client table has a few counter
+  cells per worker (8 for 2 workers), the old generations held them all, and the new
+  generation's workers, finding none, enforced no per-client limit at all."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from rawbackend import RawBackend, serve_simple
+
+LIMIT = 4
+
+
+@pytest.mark.timeout(60)
+def test_reloads_while_old_generations_linger_keep_per_client_limits(proxy_factory):
+    release = threading.Event()
+
+    def hold_or_answer(conn):
+        head = conn.read_head()
+        if head is not None and head.target.startswith("/held"):
+            release.wait(30)            # the old generation lingers until this request ends
+            return
+        if head is not None:
+            conn.sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            serve_simple(conn)
+
+    backend = RawBackend(hold_or_answer, timeout=40)
+    proxy = proxy_factory([{"path": "/", "to": backend.url + "/"}], workers=2,
+                          mpm={"workers": 2, "server_limit": 16, "graceful_timeout": 10},
+                          limits={"per_client": {"connections": LIMIT}})
+    held = []
+    try:
+        for generation in range(2, 6):        # 4 generations x 2 workers hold the 8 cells
+            for _ in range(8):                # other clients' requests, spread over both workers
+                sock = proxy.connect(source=f"127.0.1.{len(held) + 1}")
+                sock.sendall(b"GET /held HTTP/1.1\r\nHost: t\r\n\r\n")
+                held.append(sock)
+            assert proxy.reload().returncode == 0
+            proxy.wait_ready(generation)
+        served, kept = 0, []
+        for _ in range(3 * LIMIT):            # one client, many connections at once
+            try:
+                sock = proxy.connect(source="127.0.0.9", timeout=3)
+                kept.append(sock)
+                sock.sendall(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n")
+                served += sock.recv(100).startswith(b"HTTP/1.1 200")
+            except OSError:
+                pass                          # refused at accept: reset
+        assert served == LIMIT, f"{served} connections of one client served, limit {LIMIT}"
+        assert "no free counter cell" not in proxy.error_text()
+    finally:
+        release.set()
+        for sock in held + locals().get("kept", []):
+            sock.close()
+        backend.close()
+
