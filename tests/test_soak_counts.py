@@ -3,15 +3,21 @@ each test is one of those faults, made to happen a few times on purpose.
 
 - Reloads while old generations linger on long requests: the client table has a few counter
   cells per worker (8 for 2 workers), the old generations held them all, and the new
-  generation's workers, finding none, enforced no per-client limit at all."""
+  generation's workers, finding none, enforced no per-client limit at all.
+- An HTTP/2 stream the client resets in the read that brought its HEADERS never reaches a
+  backend (the rapid-reset defence), and it was not logged either: the access log lost a
+  line per such request, which nginx logs as a 499."""
 
 from __future__ import annotations
 
 import threading
 
 import pytest
+from h2client import H2Client
+from proxyproc import wait_access
 from rawbackend import RawBackend, serve_simple
 
+RESETS = 10
 LIMIT = 4
 
 
@@ -58,3 +64,32 @@ def test_reloads_while_old_generations_linger_keep_per_client_limits(proxy_facto
             sock.close()
         backend.close()
 
+
+@pytest.fixture
+def h2c_proxy(proxy_factory):
+    backend = RawBackend()
+    proxy = proxy_factory([{"path": "/", "to": backend.url + "/"}], start=False, workers=1)
+    proxy.config["listen"] = [{"address": f"127.0.0.1:{proxy.port}", "http2": "h2c"}]
+    proxy.start()
+    yield proxy, backend
+    backend.close()
+
+
+@pytest.mark.timeout(30)
+def test_a_stream_reset_with_its_headers_is_logged_as_499(h2c_proxy):
+    proxy, backend = h2c_proxy
+    for i in range(RESETS):
+        client = H2Client(proxy.port)
+        stream_id = client.conn.get_next_available_stream_id()     # HEADERS and RST_STREAM in one write
+        client.conn.send_headers(stream_id, [(":method", "GET"), (":scheme", "http"), (":authority", "proxy.test"),
+                                             (":path", f"/gone{i}")], end_stream=True)
+        client.conn.reset_stream(stream_id)
+        client.flush()
+        assert client.get("/after", scheme="http").status == 200
+        client.close()
+    after = wait_access(proxy, "/after", RESETS)
+    assert len(after) == RESETS
+    gone = wait_access(proxy, "/gone", RESETS, timeout=1.0)
+    assert len(gone) == RESETS, f"{len(gone)} of {RESETS} reset streams logged"
+    assert all('HTTP/2.0" 499 ' in line for line in gone), gone
+    assert not [r for r in backend.requests if r.target.startswith("/gone")]    # and still never forwarded

@@ -399,7 +399,20 @@ class H2Stream:
             self.exchange.abort()          # logged; calls exchange_done
         elif self.tunnel is not None:
             self.tunnel.close(reason)
+        elif not self.started:
+            self._log_unstarted()
         self._finish()
+
+    def _log_unstarted(self) -> None:
+        """Reset in the read that brought its HEADERS: never forwarded (the rapid-reset
+        defence), but logged, 499, as nginx logs a cancelled stream (the reset budget bounds it)."""
+        self.started = True
+        try:
+            head = parse_request(self.request.head(self._framing(), None), self.worker.limits)
+        except (Malformed, HttpError):
+            return          # not a request: nothing to log
+        self.exchange = Exchange(self, head)
+        self.exchange.abort()              # logged; calls exchange_done
 
     def _malformed(self, why: str) -> None:
         self.worker.log_error("info", f"{self.client_ip.decode()} HTTP/2 stream {self.id}: malformed request: {why}")
