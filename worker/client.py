@@ -287,9 +287,8 @@ class ClientConnection(MovableClient):
         self.state = HEAD if self.inbuf else IDLE
         self.since = now = self.loop.now
         self.deadline = now + worker.timeouts.keepalive
-        if worker.stopping and not self.eof:   # a successor serves its next request, or nobody does
-            worker.client_between_requests(self)
-            return
+        if worker.stopping and not self.eof and worker.client_between_requests(self):
+            return          # a successor serves its next request, or nobody does
         # (Requests pipelined before the client's FIN: it cannot move, so they are served here.)
         worker.admission.idle[self] = None
         if not worker.acceptor.accepting and not worker.stopping:   # full a moment ago: one left,

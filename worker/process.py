@@ -239,12 +239,18 @@ class Worker:
         it is told `Connection: close` on its next response)."""
         return not self.stopping or (not client.ep.tls and self.sender.takes_connections)
 
-    def client_between_requests(self, client) -> None:
-        """While stopping, a connection whose exchange ended with keep-alive: to the successor."""
+    def client_between_requests(self, client) -> bool:
+        """While stopping, a connection whose exchange ended with keep-alive (its response said
+        so before the stop): to the successor; a TLS one stays idle here, as `_close_idle`
+        leaves one (its next request gets `Connection: close`): closed now, the request the
+        client may be sending already would meet the close.  False: it stays."""
         if client.movable and self.sender.takes_connections:
             self.sender.offer(client)
+        elif client.ep.tls:
+            return False
         else:
             client.close()
+        return True
 
     def tunnel_closed(self, tunnel, reason: str) -> None:
         self.stream_tunnel_closed(tunnel, reason)
