@@ -67,7 +67,7 @@ def response(sock, buf) -> tuple[int, bytes]:
             length = int(v)
     body = recv_exact(sock, length, buf2) if length else b""
     buf[:] = buf2
-    return status, body
+    return status, b"connection: close" in head.lower()
 
 
 TLS: dict = {}     # port -> client ssl context, for the TLS listener
@@ -98,8 +98,10 @@ def keepalive_http(port: int, pause: float) -> None:
                     body = os.urandom(random.choice([0, 10, 3000, 70000, 200000]))
                     sock.sendall(b"POST " + prefix + b"echo HTTP/1.1\r\nHost: soak\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
                 count("http")
-                status, _ = response(sock, buf)
+                status, closing = response(sock, buf)
                 count(f"http_{status}")
+                if closing:           # (a stopping worker's TLS connection: a new one, as any client does)
+                    break
                 time.sleep(pause)
             sock.close()
         except OSError as e:

@@ -12,7 +12,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", "..", "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 sys.path.insert(0, ROOT)
-from proxyproc import Proxy  # noqa: E402
+from proxyproc import Proxy  # noqa: E402,F401
 
 
 def backend() -> int:

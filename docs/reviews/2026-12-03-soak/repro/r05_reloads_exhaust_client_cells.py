@@ -16,7 +16,7 @@ threading.Thread(target=lambda: [held.append(slow.accept()[0]) for _ in iter(int
 port = h.backend()
 p = h.proxy([{"path": "/held", "to": f"http://127.0.0.1:{slow.getsockname()[1]}/"},
              {"path": "/", "to": f"http://127.0.0.1:{port}/"}],
-            mpm={"workers": 2, "server_limit": 16, "graceful_timeout": 20},
+            mpm={"workers": 2, "server_limit": 16, "graceful_timeout": 10},
             timeouts={"connect": 2, "proxy": 30, "client_header": 5, "keepalive": 5},
             limits={"per_client": {"connections": 4}})
 clients = []

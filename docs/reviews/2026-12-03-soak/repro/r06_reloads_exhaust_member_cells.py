@@ -15,7 +15,7 @@ held = []
 threading.Thread(target=lambda: [held.append(slow.accept()[0]) for _ in iter(int, 1)], daemon=True).start()
 p = h.proxy([{"path": "/", "to": "balancer://pool/"}],
             balancers={"pool": {"method": "bybusyness", "members": [{"url": f"http://127.0.0.1:{slow.getsockname()[1]}"}]}},
-            mpm={"workers": 2, "server_limit": 2, "graceful_timeout": 20},
+            mpm={"workers": 2, "server_limit": 2, "graceful_timeout": 10},
             timeouts={"connect": 2, "proxy": 30, "client_header": 5, "keepalive": 5})
 socks = []
 for i in range(4):

@@ -16,6 +16,7 @@ from backends import HttpBackend  # noqa: E402
 from rawsock import read_head, recv_exact  # noqa: E402
 from support import cert_files, free_port  # noqa: E402
 
+PLAIN = "--plain" in sys.argv        # the same client on the plain listener (idle connections move)
 d = __import__("tempfile").mkdtemp()
 ca = trustme.CA()
 cert, key = cert_files(ca, d, "localhost")
@@ -31,7 +32,9 @@ stop, failed, sent = threading.Event(), [], [0]
 
 def client():
     while not stop.is_set():
-        s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", tls_port), timeout=5), server_hostname="localhost")
+        s = socket.create_connection(("127.0.0.1", p.port if PLAIN else tls_port), timeout=5)
+        if not PLAIN:
+            s = ctx.wrap_socket(s, server_hostname="localhost")
         while not stop.is_set():
             n = sent[0] = sent[0] + 1
             try:
