@@ -1,4 +1,4 @@
-"""python -m bench.instructions [--requests N] [--messages N] [--connections N] [--peer mpm|nginx] [--src DIR] [--json FILE]
+"""python -m bench.instructions [--requests N] [--messages N] [--connections N] [--clients N] [--peer mpm|nginx] [--src DIR] [--json FILE]
 
 Instructions per request (S1's GET /small), per message (S3's 64-byte WebSocket echo) and per
 TLS connection (S7c's: a new connection, its handshake, one GET /small with `Connection:
@@ -16,7 +16,11 @@ counts nginx (one process, `master_process off`, the bench's proxy settings) und
 same client and backend: the figure to quote an instruction ratio against.  The client sends
 one unit at a time on one keep-alive connection: every unit then costs the worker the same
 loop turns, which is what makes the count repeat (under load a turn serves many events, so
-a real run spends somewhat less per unit on the loop itself).
+a real run spends somewhat less per unit on the loop itself).  `--clients N` sends the
+requests on N keep-alive connections at once instead (threads, one request in flight on
+each): under callgrind the worker is the slow side, so its loop turns serve several events,
+and a buffered access log writes many lines at once, as under wrk.  That count depends on how
+the requests fall into turns, so it repeats less closely (compare runs of one setting only).
 """
 
 from __future__ import annotations
@@ -71,6 +75,26 @@ def _http(port: int, count: int) -> None:
                 end = data.find(b"\r\n\r\n")
                 if end >= 0 and len(data) >= end + 4 + _length(data[:end]):
                     break
+
+
+def _http_clients(port: int, count: int, clients: int) -> None:
+    """`count` requests over `clients` connections at once (see the module's docstring)."""
+    import threading
+    errors: list = []
+
+    def client(share: int) -> None:
+        try:
+            _http(port, share)
+        except OSError as exc:
+            errors.append(exc)
+    threads = [threading.Thread(target=client, args=(count // clients + (i < count % clients),))
+               for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
 
 
 def _tls(port: int, count: int, resume: bool) -> None:
@@ -154,7 +178,7 @@ def _command(peer: str, workdir: str, port: int, backend: int, tls: bool, access
 
 
 def _run(src: str, workdir: str, backend: int, kind: str, count: int, access_log: bool = False,
-         extra: str = "", peer: str = "mpm") -> int:
+         extra: str = "", peer: str = "mpm", clients: int = 1) -> int:
     """Instructions of the worker (nginx: of its one process) over a whole run of `count` units."""
     out = os.path.join(workdir, f"cg-{peer}-{kind}-{count}")
     os.makedirs(out)
@@ -175,6 +199,8 @@ def _run(src: str, workdir: str, backend: int, kind: str, count: int, access_log
                 time.sleep(0.5)
         if tls:
             _tls(port, count, kind == "tls-resumed")
+        elif kind == "http" and clients > 1:
+            _http_clients(port, count, clients)
         else:
             (_http if kind == "http" else _ws)(port, count)
     finally:
@@ -199,7 +225,7 @@ def _run(src: str, workdir: str, backend: int, kind: str, count: int, access_log
 
 
 def measure(src: str, requests: int, messages: int, connections: int = 0, access_log: bool = False,
-            extra: str = "", peer: str = "mpm") -> dict:
+            extra: str = "", peer: str = "mpm", clients: int = 1) -> dict:
     workdir = tempfile.mkdtemp(prefix="mpm-instructions-")
     backend_proc, backend = start_backend(workdir, 1)
     make_cert(workdir, "ec")
@@ -213,12 +239,13 @@ def measure(src: str, requests: int, messages: int, connections: int = 0, access
             few = max(count // 5, 1)
             if not count:
                 continue
-            low = _run(src, workdir, backend, kind, few, access_log, extra, peer)
-            high = _run(src, workdir, backend, kind, count + few, access_log, extra, peer)
+            low = _run(src, workdir, backend, kind, few, access_log, extra, peer, clients)
+            high = _run(src, workdir, backend, kind, count + few, access_log, extra, peer, clients)
             figures[f"instructions_per_{unit}"] = round((high - low) / count)
         measured = os.path.abspath(src) if peer == "mpm" else tools.which("nginx")
         return {"peer": peer, "src": measured, "requests": requests, "messages": messages,
-                "connections": connections, "access_log": access_log, "extra": extra, **figures}
+                "connections": connections, "clients": clients, "access_log": access_log, "extra": extra,
+                **figures}
     finally:
         procs.stop(backend_proc)
         shutil.rmtree(workdir, ignore_errors=True)
@@ -231,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--access-log", action="store_true", help="with the access log on (to a file)")
     ap.add_argument("--connections", type=int, default=0,
                     help="TLS connections counted, full and resumed (default 0: not measured)")
+    ap.add_argument("--clients", type=int, default=1,
+                    help="S1 requests on this many connections at once (default 1: one at a time; see above)")
     ap.add_argument("--peer", choices=("mpm", "nginx"), default="mpm",
                     help="whose instructions: mpm's worker (default) or nginx's one process")
     ap.add_argument("--src", default=os.path.dirname(HERE), help="checkout whose mpm is measured (default: this one)")
@@ -246,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         print("python -m bench.instructions: skipped: nginx is not installed", file=sys.stderr)
         return 2
     result = measure(opts.src, opts.requests, opts.messages, opts.connections, opts.access_log, opts.extra,
-                     opts.peer)
+                     opts.peer, max(1, opts.clients))
     print(json.dumps(result, indent=1))
     if opts.json:
         with open(opts.json, "w") as f:

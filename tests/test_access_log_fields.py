@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import pytest
 from proxyproc import wait_access
-from rawbackend import RawBackend
+from rawbackend import RawBackend, respond, serve_simple
 from rawsock import recv_until_eof
 
 AGENT = 'agent "quoted" back\\slash caf\u00e9'.encode() + b" \xff"
@@ -57,3 +58,45 @@ def test_a_route_pattern_with_a_quote_keeps_the_combined_line_parseable(proxy_fa
     fields = [re.sub(rb"\\(.)", rb"\1", field) for field in QUOTED.findall(line)]
     # (parent: the route's raw quote ended its field early: fields[3] == b'^/m/(d+)', fields[4] == b' ')
     assert len(fields) == 5 and fields[3] == pattern.encode() and fields[4] == backend.url.encode(), fields
+
+
+COMBINED = re.compile(rb'^127\.0\.0\.1 - - \[(?P<time>[^\]]+)\] "(?P<request>(?:[^"\\]|\\.)*)" (?P<status>\d{3}) '
+                      rb'(?P<bytes>\d+|-) "(?P<referer>(?:[^"\\]|\\.)*)" "(?P<agent>(?:[^"\\]|\\.)*)" (?P<micros>\d+) '
+                      rb'"(?P<route>(?:[^"\\]|\\.)*)" "(?P<backend>[^"]*)" (?P<conn>[X+-])$')
+
+
+def _answer(head, body):
+    if head.target.startswith("/e/empty"):
+        return respond(204)
+    return respond(200, b"x" * 37)
+
+
+def test_combined_line_field_by_field(proxy_factory):
+    """The combined line as a parser of Apache's format reads it: %t as the current second
+    (and a later second once one has passed: the worker keeps the text of one second), %b
+    as "-" for no body and the body's bytes otherwise, Referer and User-Agent escaped as
+    Apache escapes them, a request line with nothing to escape as it came."""
+    from datetime import datetime, timezone
+
+    backend = RawBackend(handler=lambda conn: serve_simple(conn, _answer))
+    try:
+        proxy = proxy_factory([{"path": "/", "to": backend.url + "/"}], workers=1)
+        with proxy.connect() as sock:
+            sock.sendall(b"GET /e/empty?a=1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            assert recv_until_eof(sock).startswith(b"HTTP/1.1 204")
+        time.sleep(1.1)
+        assert _send(proxy, b"/e/body").startswith(b"HTTP/1.1 200")
+        empty = COMBINED.match(wait_access(proxy, "/e/empty")[0].encode())
+        body = COMBINED.match(wait_access(proxy, "/e/body")[0].encode())
+    finally:
+        backend.close()
+    assert empty and body, proxy.access_lines()
+    assert (empty["request"], empty["status"], empty["bytes"], empty["referer"], empty["agent"], empty["conn"]) == \
+        (b"GET /e/empty?a=1 HTTP/1.1", b"204", b"-", b"-", b"-", b"-")
+    assert (body["request"], body["status"], body["bytes"], body["conn"]) == (b"GET /e/body HTTP/1.1", b"200", b"37", b"-")
+    assert body["agent"] == rb'agent \"quoted\" back\\slash caf\xc3\xa9 \xff' and body["referer"] == rb'http://r.test/?q=\"x\"'
+    assert empty["backend"] == body["backend"] == backend.url.encode()
+    stamps = [datetime.strptime(m["time"].decode(), "%d/%b/%Y:%H:%M:%S %z") for m in (empty, body)]
+    now = datetime.now(timezone.utc)
+    assert all(abs((now - stamp).total_seconds()) < 10 for stamp in stamps), stamps
+    assert stamps[1] > stamps[0], stamps

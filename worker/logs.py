@@ -242,13 +242,18 @@ def _escape(match: re.Match) -> bytes:
 
 # Printable ASCII but the quote and the backslash: what a log field may hold as it is.
 _SAFE = bytes(c for c in range(0x20, 0x7f) if c not in b'"\\')
+# A table that changes every other byte: CPython's bytes.translate returns its input itself
+# when the table changed nothing, so `value.translate(_MARK) is value` says "all safe" in one
+# C loop with no allocation (~50 ns; translate(None, _SAFE) built a deletion table per call,
+# ~250 ns, and a regex search cost more).  Where `is` fails for another reason, the escaping
+# below is right for safe bytes too.
+_MARK = bytes(c if c in _SAFE else (c + 1) % 256 for c in range(256))
 
 
 def _quote(value: bytes | None) -> bytes:
     if not value:
         return b"-"
-    # translate() deleting the safe bytes is one C loop: a regex search cost 3x as much.
-    return _UNSAFE.sub(_escape, value) if value.translate(None, _SAFE) else value
+    return value if value.translate(_MARK) is value else _UNSAFE.sub(_escape, value)
 
 
 def _text(value: bytes | None) -> str:
@@ -264,14 +269,30 @@ def _json_text(value: bytes | None) -> str:
     return value.decode("utf-8", "backslashreplace") if value else "-"
 
 
+_LINE = b'%s - - %s "%s" %d %d "%s" "%s" %d "%s" "%s" %s\n'
+_LINE_NO_BODY = b'%s - - %s "%s" %d -%.0s "%s" "%s" %d "%s" "%s" %s\n'
+
+
 class AccessLog:
     """Apache's combined format (%b: body bytes) plus %D (microseconds), route, backend and
     %X (X: aborted before the response was complete, +: kept alive, -: closed); or JSON,
     whose bytes_sent counts the head too (Apache's %O)."""
 
-    def __init__(self, sink: LogSink, fmt: str):
+    def __init__(self, sink: LogSink, fmt: str, loop):
         self.sink = sink
         self.json = fmt == "json"
+        # %t for an exchange's line: the text of the current second, kept until the loop's
+        # monotonic clock passes the second's end (one comparison per line; asking time.time()
+        # per line, a call and a conversion, was ~5 % of what the line cost).
+        self.loop = loop      # worker.loop.EventLoop: its `now`
+        self.stamp = b""
+        self.stamp_until = -1.0
+
+    def _stamp(self, now: float) -> bytes:
+        wall = time.time()
+        self.stamp_until = now + (1.0 - wall % 1.0)
+        self.stamp = time.strftime("[%d/%b/%Y:%H:%M:%S %z]", time.localtime(int(wall))).encode()
+        return self.stamp
 
     def exchange(self, ex, duration: float) -> None:
         """One line per exchange, whatever its end; bytes sent are those that left us."""
@@ -288,8 +309,9 @@ class AccessLog:
         backend = ex.origin.log_name if ex.origin is not None else b"-"
         status = ex.status or (499 if ex.aborted else 0)
         mark = b"X" if ex.aborted else (b"+" if ex.keep_alive else b"-")
-        micros = int(duration * 1_000_000)
+        micros = duration * 1_000_000       # (%d truncates a float itself: no int() call)
         if self.json:
+            micros = int(micros)
             self.sink.write(json.dumps({
                 "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "client": ex.client_ip.decode(),
                 "request": _json_text(request), "status": status, "bytes_sent": ex.sent,
@@ -299,10 +321,22 @@ class AccessLog:
                 "connection": {b"X": "aborted", b"+": "keep-alive", b"-": "close"}[mark],
             }) + "\n")
             return
+        now = self.loop.now
+        stamp = self.stamp if now < self.stamp_until else self._stamp(now)
+        if not request or request.translate(_MARK) is not request:     # _quote's test, without the call
+            request = _quote(request)
         body = ex.sent - ex.head_sent
-        self.sink.write_bytes(b'%s - - %s "%s" %d %s "%s" "%s" %d "%s" "%s" %s\n' % (
-            ex.client_ip, _clock.apache(), _quote(request), status, b"%d" % body if body > 0 else b"-",
-            _quote(referer) if referer else b"-", _quote(agent) if agent else b"-", micros, route, backend, mark))
+        # One format per line, whole (each extra `%` was ~700 instructions): %b's "-" for no body
+        # is the other template's ("%.0s" of b"" prints nothing), not a second format.
+        line = (_LINE if body > 0 else _LINE_NO_BODY) % (
+            ex.client_ip, stamp, request, status, body if body > 0 else b"", _quote(referer) if referer else b"-",
+            _quote(agent) if agent else b"-", micros, route, backend, mark)
+        sink = self.sink
+        if sink.pending and sink.size <= MAX_PENDING:     # LogSink.write_bytes's usual case, inline
+            sink.pending.append(line)
+            sink.size += len(line)
+        else:
+            sink.write_bytes(line)
 
     def tunnel(self, context: dict, bytes_in: int, bytes_out: int, duration: float, reason: str) -> None:
         """One line when a tunnel ends: the upgrade request, 101 (200 for an HTTP/2 stream,
@@ -310,8 +344,9 @@ class AccessLog:
         received = bytes_in + context.get("head_size", 0)
         status = context.get("status", 101)
         request = f"{context['method']} {context['target']} HTTP/{context['version']}"
-        micros = int(duration * 1_000_000)
+        micros = duration * 1_000_000       # (%d truncates a float itself: no int() call)
         if self.json:
+            micros = int(micros)
             self.sink.write(json.dumps({
                 "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "client": context["client"],
                 "request": _json_text(request.encode("latin-1")), "status": status, "bytes_sent": bytes_out,

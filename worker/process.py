@@ -101,7 +101,7 @@ class Worker:
             loop.call_later(LOG_DRAIN, _nothing)
         self.access_sink = LogSink(log.access, 1, buffered=True, wake=drain_soon)
         self.error_sink = LogSink(log.error, 2, wake=drain_soon)
-        self.access = AccessLog(self.access_sink, log.format) if self.access_sink.enabled else None
+        self.access = AccessLog(self.access_sink, log.format, self.loop) if self.access_sink.enabled else None
         self.log_error = ErrorLog(self.error_sink, log.level,
                                   f"pid {os.getpid()} slot {self.slot} gen {self.generation}")
         loop.sinks += (self.access_sink, self.error_sink)
