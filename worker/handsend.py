@@ -19,7 +19,11 @@ from tunnel.tunnel import Tunnel
 from worker.handover import CHUNK, FIRST_RECORD_MAX, HELLO, REFUSED, SEND_BUFFER, TAKEN, address
 from worker.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT
 
-CONNECT_PATIENCE = 3.0       # how long to look for a successor that is still starting
+# How long to look for a successor that is still starting.  A new generation's worker is
+# ready in ~0.3 s on a quiet machine, but in seconds on a loaded one (imports, TLS contexts):
+# at 3 s, a reload under load once left 1,000 tunnels in the old generation until
+# graceful_timeout (test_handover).  Waiting costs nothing: the tunnels relay meanwhile.
+CONNECT_PATIENCE = 10.0
 RETRY = 0.05                 # seconds between looks for a successor
 HELLO_WAIT = 1.0             # no b"H" by then: a receiver of a release that does not answer
 
