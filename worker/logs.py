@@ -344,9 +344,8 @@ class AccessLog:
         received = bytes_in + context.get("head_size", 0)
         status = context.get("status", 101)
         request = f"{context['method']} {context['target']} HTTP/{context['version']}"
-        micros = duration * 1_000_000       # (%d truncates a float itself: no int() call)
+        micros = int(duration * 1_000_000)
         if self.json:
-            micros = int(micros)
             self.sink.write(json.dumps({
                 "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "client": context["client"],
                 "request": _json_text(request.encode("latin-1")), "status": status, "bytes_sent": bytes_out,
