@@ -219,7 +219,7 @@ def relay_request(ex) -> None:
         try:
             _splice_out(conn, n)
         except OSError as exc:
-            ex.backend_failed(502, f"send failed: {exc.strerror or exc}")
+            ex.request_cut(f"send failed: {exc.strerror or exc}")
             return
         _sent_on(ex)
     elif not _read_request(ex, client, conn):
@@ -235,7 +235,8 @@ def _sent_on(ex) -> None:
 
 
 def _read_request(ex, client, conn) -> bool:
-    """The buffer path; False when the exchange was answered or the client closed."""
+    """The buffer path; False when the exchange was answered, the client closed or the
+    backend stopped taking the body."""
     framing = ex.req_framing
     size = framing.opaque() + SCAN_PER_READ       # the data to skip and at most SCAN_PER_READ more
     try:
@@ -257,7 +258,7 @@ def _read_request(ex, client, conn) -> bool:
     try:
         conn.send(SHARED_VIEW[:stop])
     except OSError as exc:
-        ex.backend_failed(502, f"send failed: {exc.strerror or exc}")
+        ex.request_cut(f"send failed: {exc.strerror or exc}")
         return False
     _sent_on(ex)
     return True
@@ -274,7 +275,7 @@ def push_request(ex, data) -> None:
     try:
         ex.conn.send(data if stop == len(data) else data[:stop])
     except OSError as exc:
-        ex.backend_failed(502, f"send failed: {exc.strerror or exc}")
+        ex.request_cut(f"send failed: {exc.strerror or exc}")
         return
     _sent_on(ex)
     ex.update_interest()

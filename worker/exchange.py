@@ -167,9 +167,13 @@ class Exchange:
             try:
                 conn.flush()
             except OSError as exc:
-                self.backend_lost(f"send failed: {exc.strerror or exc}", self.request_copy)
-                return
-            self.client.deadline = self.loop.now + self.route.timeout
+                why = f"send failed: {exc.strerror or exc}"
+                if self.request_copy is not None and self.phase is WAITING:
+                    self.backend_lost(why, self.request_copy)     # held whole: it may go again
+                    return
+                self.request_cut(why)       # what the backend answered is read below
+            else:
+                self.client.deadline = self.loop.now + self.route.timeout
         if self.conn is not conn:       # failed, failed over, done
             return
         if self.phase not in _BACKEND_READS:
@@ -254,6 +258,26 @@ class Exchange:
         self.req_framing = None
         self.body_left = True
         self._release_backend(reuse=False)
+        self.update_interest()
+
+    def request_cut(self, why: str) -> None:
+        """A send of the request failed (the backend reset or closed the connection) after
+        some of it went: the backend may have answered already, early (a 413 or a 401 to an
+        upload it would not take), and the socket gives what it queued before its error.  So
+        the response is read on, as HAProxy relays such an answer; a read that finds only the
+        error is the 502 it was (worker.response.read_head).  The rest of the request has
+        nowhere to go: the client connection closes after the response, lingering over what
+        its client still sends (what it reads meanwhile waits in `inbuf`, never parsed)."""
+        if self.phase is FLUSHING:          # the response is whole: nothing left to read
+            self._lost_after_response()
+            return
+        self.worker.log_error("info", f"route {self.route.name} backend {self.origin.name}: {why} "
+                                      "before the whole request went; reading its answer")
+        self.conn.out = None
+        if self.req_framing is not None:
+            self.req_framing = None
+            self.body_left = True
+        self.reusable = self.keep_alive = False
         self.update_interest()
 
     # == endings ================================================================================

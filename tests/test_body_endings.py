@@ -1,0 +1,106 @@
+"""How a body's exchange ends when the backend ends it first (review 2026-12-03-bodies).
+
+- A backend that answers an upload early (a 413) and resets, not reading the rest: the client
+  gets the 413, not a 502 of ours (#1).  HAProxy relays such an answer too.
+
+One master for the module, one worker, on the copy path (MPM_SPLICE=0): the path TLS takes,
+and where the fault showed every time (the splice path, most times); the raw backend
+dispatches on the target.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+from proxyproc import running_proxy
+from rawbackend import RawBackend, RawConn
+from rawsock import recv_until_eof, status_of
+
+UPLOAD = 1 << 30       # the body the backend answers early; what is sent of it stops at the proxy's close
+
+
+def _handler(conn: RawConn) -> None:
+    head = conn.read_head()
+    if head is None:
+        return
+    if head.target.startswith("/early"):
+        # A 413 before the body, when the test says, then a close with the body unread: a RST.
+        answer = conn.backend.event("answer")
+        conn.sock.settimeout(0.05)
+        while not answer.is_set():      # /early/reading/: takes the body until told to answer
+            if "/reading/" in head.target:
+                try:
+                    conn.sock.recv(1 << 20)
+                except TimeoutError:
+                    pass
+            else:
+                answer.wait(0.05)
+        conn.send(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 9\r\nConnection: close\r\n\r\ntoo large")
+        conn.reset()
+        conn.backend.event("answered").set()
+        return
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    backend = RawBackend(_handler)
+    with running_proxy(tmp_path_factory.mktemp("endings"), [{"path": "/", "to": backend.url + "/"}], workers=1,
+                       environ={"MPM_SPLICE": "0"}, limits={"request_body": 0}) as proxy:
+        yield proxy, backend
+    backend.close()
+
+
+def _upload_and_read(proxy, backend, target: bytes) -> bytes:
+    """A 1 GiB POST, its body pumped until the proxy closes; what the client got.  The backend
+    answers and resets while the worker is stopped (SIGSTOP), once the proxy holds body bytes
+    the backend has not taken: the worker's next turn sees the reset and the answer at once,
+    as it does when they come close together (in the other order, the answer read before the
+    reset, nothing was ever wrong)."""
+    backend.event("answer").clear()
+    backend.event("answered").clear()
+    [pid] = proxy.worker_pids()
+    sock = proxy.connect(5)
+    sock.sendall(b"POST %s HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % (target, UPLOAD))
+    done = threading.Event()
+
+    def pump():
+        left = UPLOAD
+        try:
+            while left and not done.is_set():
+                left -= sock.send(b"x" * min(left, 65536))
+        except OSError:
+            pass
+    pumping = threading.Thread(target=pump, daemon=True)
+    pumping.start()
+    time.sleep(0.5)     # /early/up: the backend reads nothing, the proxy holds what it could not send
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        backend.event("answer").set()
+        assert backend.event("answered").wait(5)
+        time.sleep(0.1)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    try:
+        return recv_until_eof(sock, limit=5)
+    except ConnectionResetError:
+        return b""
+    finally:
+        done.set()
+        pumping.join(5)
+        sock.close()
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("target", [b"/early/up", b"/early/reading/up"], ids=["held", "taken"])
+def test_an_early_413_to_an_upload_reaches_the_client_though_the_backend_resets(env, target):
+    """held: the proxy's next flush of body bytes it held fails; taken: its next send of a read
+    of the client's fails."""
+    proxy, backend = env
+    answers = [_upload_and_read(proxy, backend, target) for _ in range(2)]
+    assert [status_of(a) for a in answers] == [413] * 2, [a[:40] for a in answers]
+    assert all(a.endswith(b"too large") for a in answers), answers
+    assert "(502)" not in proxy.error_text()
