@@ -2,25 +2,37 @@
 
 - A backend that answers an upload early (a 413) and resets, not reading the rest: the client
   gets the 413, not a 502 of ours (#1).  HAProxy relays such an answer too.
+- A backend that resets after its whole response, while the client reads slower than it
+  wrote: the client gets the whole response, which was in the proxy's receive queue (#2).
 
 One master for the module, one worker, on the copy path (MPM_SPLICE=0): the path TLS takes,
-and where the fault showed every time (the splice path, most times); the raw backend
+and where both faults showed every time (the splice path, most times); the raw backend
 dispatches on the target.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
+import socket
+import struct
+import termios
 import threading
 import time
 
 import pytest
 from proxyproc import running_proxy
 from rawbackend import RawBackend, RawConn
-from rawsock import recv_until_eof, status_of
+from rawsock import read_head, recv_until_eof, status_of
 
+WHOLE = 5 << 20        # the response that the backend resets behind
 UPLOAD = 1 << 30       # the body the backend answers early; what is sent of it stops at the proxy's close
+
+
+def _unsent(sock: socket.socket) -> int:
+    """Bytes the kernel has not had acknowledged yet (TIOCOUTQ)."""
+    return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
 
 
 def _handler(conn: RawConn) -> None:
@@ -43,6 +55,13 @@ def _handler(conn: RawConn) -> None:
         conn.reset()
         conn.backend.event("answered").set()
         return
+    conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % WHOLE + b"r" * WHOLE)
+    deadline = time.monotonic() + 5      # every byte in the proxy's receive queue, then the RST
+    while _unsent(conn.sock) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    conn.backend.results["unsent"] = _unsent(conn.sock)
+    conn.reset()
+    conn.backend.event("reset").set()
 
 
 @pytest.fixture(scope="module")
@@ -104,3 +123,23 @@ def test_an_early_413_to_an_upload_reaches_the_client_though_the_backend_resets(
     assert [status_of(a) for a in answers] == [413] * 2, [a[:40] for a in answers]
     assert all(a.endswith(b"too large") for a in answers), answers
     assert "(502)" not in proxy.error_text()
+
+
+@pytest.mark.timeout(30)
+def test_a_whole_response_the_backend_resets_behind_reaches_a_slow_client_whole(env):
+    proxy, backend = env
+    with proxy.connect(10) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+        sock.sendall(b"GET /whole HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert backend.event("reset").wait(10)     # a slow client: reads only after the reset
+        time.sleep(0.2)
+        head, buf = read_head(sock)
+        got = len(buf)
+        sock.settimeout(5)
+        while got < WHOLE:
+            data = sock.recv(1 << 20)
+            if not data:
+                break
+            got += len(data)
+    assert backend.results["unsent"] == 0, "the backend reset before all of its response was taken"
+    assert (status_of(head), got) == (200, WHOLE), proxy.error_text()[-400:]

@@ -193,7 +193,14 @@ class Exchange:
             if flushed and self.conn is conn and self.phase in _BACKEND_READS:
                 self.update_interest()      # the drained `out` lets the client's body be read again
         elif mask & (EPOLLHUP | EPOLLERR) and not conn.mask & EPOLLOUT:
-            self.backend_lost("backend connection reset", self.request_copy)
+            if self.client.ep.out:
+                # Not read while the client is slower (back-pressure), but a reset is reported
+                # whatever the interest: out of epoll until the client drains (update_interest
+                # adds it back), then the socket gives what it holds of the response before
+                # the error.  A whole response sent before a reset is not cut.
+                conn.unregister()
+            else:
+                self.backend_lost("backend connection reset", self.request_copy)
         else:
             self.update_interest()
 
