@@ -4,6 +4,9 @@
   gets the 413, not a 502 of ours (#1).  HAProxy relays such an answer too.
 - A backend that resets after its whole response, while the client reads slower than it
   wrote: the client gets the whole response, which was in the proxy's receive queue (#2).
+- A final answer relayed before the request body ended says `Connection: close`: the proxy
+  closes the connection after it (the rest of the body is not read), as RFC 9110 §10.1.1
+  asks it to say (#3).
 
 One master for the module, one worker, on the copy path (MPM_SPLICE=0): the path TLS takes,
 and where both faults showed every time (the splice path, most times); the raw backend
@@ -24,7 +27,7 @@ import time
 import pytest
 from proxyproc import running_proxy
 from rawbackend import RawBackend, RawConn
-from rawsock import read_head, recv_until_eof, status_of
+from rawsock import read_head, recv_until_eof, status_of, tokens
 
 WHOLE = 5 << 20        # the response that the backend resets behind
 UPLOAD = 1 << 30       # the body the backend answers early; what is sent of it stops at the proxy's close
@@ -38,6 +41,10 @@ def _unsent(sock: socket.socket) -> int:
 def _handler(conn: RawConn) -> None:
     head = conn.read_head()
     if head is None:
+        return
+    if head.target.startswith("/expect"):      # a 401 to the head, the body not waited for
+        conn.send(b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic\r\nContent-Length: 0\r\n\r\n")
+        conn.wait_eof(5)
         return
     if head.target.startswith("/early"):
         # A 413 before the body, when the test says, then a close with the body unread: a RST.
@@ -143,3 +150,15 @@ def test_a_whole_response_the_backend_resets_behind_reaches_a_slow_client_whole(
             got += len(data)
     assert backend.results["unsent"] == 0, "the backend reset before all of its response was taken"
     assert (status_of(head), got) == (200, WHOLE), proxy.error_text()[-400:]
+
+
+@pytest.mark.timeout(15)
+def test_a_final_answer_before_the_request_body_says_the_connection_closes(env):
+    proxy, _ = env
+    with proxy.connect(5) as sock:
+        sock.sendall(b"POST /expect/form HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 1000\r\n\r\n")
+        head, buf = read_head(sock)
+        rest = recv_until_eof(sock, buf, limit=5)
+    assert status_of(head) == 401
+    assert "close" in tokens(head, "Connection"), head
+    assert rest == b""              # and it did close, the body unread

@@ -110,6 +110,10 @@ def _relay(ex, resp, buf, start: int, size: int) -> None:
     # A head before the request body ended: the backend may read the rest as a request of its own.
     if not resp.keep_alive or delimited or ex.req_framing is not None:
         ex.reusable = False
+        if ex.req_framing is not None:
+            # The rest of the request body will not be read (Exchange._done): say so, as RFC
+            # 9110 §10.1.1 asks of a final answer sent before the whole request content.
+            ex.keep_alive = False
     elif not http11 and head.version == "1.0" and not _agreed_keep_alive(resp):
         ex.reusable = False   # the backend may close as an HTTP/1.0 request without keep-alive asks
     ex.keep_alive = (ex.keep_alive and (not client.eof or client.pipelined_head())
