@@ -7,9 +7,11 @@
 - A final answer relayed before the request body ended says `Connection: close`: the proxy
   closes the connection after it (the rest of the body is not read), as RFC 9110 §10.1.1
   asks it to say (#3).
+- 1xx heads relayed before the final response are no part of its body: the access log's %b
+  leaves them out, as Apache's does (#4).
 
 One master for the module, one worker, on the copy path (MPM_SPLICE=0): the path TLS takes,
-and where both faults showed every time (the splice path, most times); the raw backend
+and where #1 and #2 showed every time (the splice path, most times); the raw backend
 dispatches on the target.
 """
 
@@ -25,7 +27,7 @@ import threading
 import time
 
 import pytest
-from proxyproc import running_proxy
+from proxyproc import running_proxy, wait_access
 from rawbackend import RawBackend, RawConn
 from rawsock import read_head, recv_until_eof, status_of, tokens
 
@@ -42,6 +44,14 @@ def _handler(conn: RawConn) -> None:
     head = conn.read_head()
     if head is None:
         return
+    while head.target.startswith("/continue"):    # 100 Continue, the body, the answer; keep-alive
+        conn.send(b"HTTP/1.1 100 Continue\r\n\r\n")
+        conn.read_body(head)
+        conn.send(b"HTTP/1.1 204 No Content\r\n\r\n" if head.target.endswith("204")
+                  else b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+        head = conn.read_head()
+        if head is None:
+            return
     if head.target.startswith("/expect"):      # a 401 to the head, the body not waited for
         conn.send(b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic\r\nContent-Length: 0\r\n\r\n")
         conn.wait_eof(5)
@@ -162,3 +172,19 @@ def test_a_final_answer_before_the_request_body_says_the_connection_closes(env):
     assert status_of(head) == 401
     assert "close" in tokens(head, "Connection"), head
     assert rest == b""              # and it did close, the body unread
+
+
+@pytest.mark.timeout(15)
+@pytest.mark.parametrize("target, body_field", [("/continue/204", "-"), ("/continue/200", "5")])
+def test_the_access_logs_body_bytes_leave_out_the_interim_heads(env, target, body_field):
+    proxy, _ = env
+    with proxy.connect(5) as sock:
+        sock.sendall(b"POST %s HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 3\r\n"
+                     b"Connection: close\r\n\r\n" % target.encode())
+        interim, buf = read_head(sock)
+        assert status_of(interim) == 100
+        sock.sendall(b"abc")
+        recv_until_eof(sock, buf, limit=5)
+    [line] = wait_access(proxy, f"POST {target} ")
+    status, body_bytes = line.split('"')[2].split()[:2]        # combined: ... "request" status %b ...
+    assert (status, body_bytes) == (target[-3:], body_field), line

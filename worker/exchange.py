@@ -328,9 +328,10 @@ class Exchange:
                 self._done()
             return
         out = error_response(status, message, self.keep_alive, extra)
-        self.head_sent = out.find(b"\r\n\r\n") + 4
+        head_size = out.find(b"\r\n\r\n") + 4
+        self.head_sent += head_size          # (+=: after the 1xx heads relayed, if any)
         if self.head is not None and self.head.method == b"HEAD":
-            out = out[:self.head_sent]       # a response to HEAD has no body (RFC 9110 §9.3.2)
+            out = out[:head_size]            # a response to HEAD has no body (RFC 9110 §9.3.2)
         self.sent += len(out)
         self.enter(FLUSHING)
         try:

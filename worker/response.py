@@ -79,8 +79,11 @@ def _process(ex, buf, size: int) -> None:
         if ex.client.http2:
             if not ex.client.send_interim(resp):
                 return
-        elif ex.head.version != "1.0" and not send_to_client(ex, response_head(resp, True, False, True, None)):
-            return
+        elif ex.head.version != "1.0":
+            interim = response_head(resp, True, False, True, None)
+            ex.head_sent += len(interim)    # a head: no part of the body the access log's %b counts
+            if not send_to_client(ex, interim):
+                return
         ex.respbuf = buf = bytearray(buf[head_size:size])
         size = len(buf)
         if not size:
@@ -124,16 +127,16 @@ def _relay(ex, resp, buf, start: int, size: int) -> None:
         out = b""        # the head goes as HTTP/2 fields, from `resp` (worker.h2.stream)
     elif rechunked:
         out = response_head(resp, ex.keep_alive, False, True, reverse, extra=_CHUNKED_LINE + (ex.cookie or b""))
-        ex.head_sent = len(out)
+        ex.head_sent += len(out)
     elif resp.plain and reverse is None and ex.cookie is None and not dechunk and http11:
         # Nothing to take out of the head: it goes as it came (None: straight from the buffer,
         # below), or with our Connection: close.  What response_head would build, for less.
         out = None if ex.keep_alive else resp.raw[:-2] + b"Connection: close\r\n\r\n"
-        ex.head_sent = start if out is None else len(out)
+        ex.head_sent += start if out is None else len(out)      # += : after the 1xx heads relayed
     else:
         out = response_head(resp, ex.keep_alive, head.version == "1.0", not dechunk, reverse,
                             extra=ex.cookie or b"")
-        ex.head_sent = len(out)
+        ex.head_sent += len(out)
     _send(ex, resp, out, reverse, buf, start, size)
 
 
