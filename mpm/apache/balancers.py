@@ -16,6 +16,7 @@ import re
 
 from conf.addresses import BALANCER_NAME
 
+from . import ignored
 from .context import Context, seconds
 from .reader import Directive
 from .routes import split_url
@@ -37,27 +38,69 @@ class BalancerTranslator:
         self.comments: dict[str, list[str]] = {}
         self.upgrade: dict[str, list | str] = {}      # what a route to the balancer tunnels (its members')
         self.sources: dict[str, Directive] = {}
+        self.renamed: dict[str, str] = {}                 # output name -> the name in the Apache file
+        self.shadowed: dict[tuple[int, str], Directive] = {}   # a virtual host's own, hidden by the main server's
+        self._scope_names(scopes[0], scopes[1:])
+
+    def _scope_names(self, main: Scope, vhosts: list[Scope]) -> None:
+        """httpd's balancers belong to a server: a virtual host finds the main server's first
+        (its own come after them in the merged list), then its own.  So a virtual host's own
+        balancer of a name the main server defines is never used, and two virtual hosts' of one
+        name are two balancers: the later one is renamed (mpm-proxy's names are global)."""
+        in_main = {name for name, _ in _defined(main)}
+        every = in_main | {name for vhost in vhosts for name, _ in _defined(vhost)}
+        owned = set(in_main)
+        for vhost in vhosts:
+            for name, d in _defined(vhost):
+                key = (id(vhost), name)
+                if name in in_main:
+                    self.shadowed.setdefault(key, d)
+                elif name in owned and key not in self.ctx.balancer_aliases:
+                    alias = next(f"{name}-{n}" for n in range(2, len(every) + 3) if f"{name}-{n}" not in every)
+                    every.add(alias)
+                    self.ctx.balancer_aliases[key] = alias
+                    self.renamed[alias] = name
+            owned.update(name for name, _ in _defined(vhost))
 
     def translate(self) -> None:
         for scope in self.scopes:
             for d in scope.own("Proxy"):
                 if d.words and d.words[0].lower().startswith("balancer://"):
-                    self._section(self.ctx.take(d))
+                    self._section(self.ctx.take(d), scope)
             for d in scope.own("BalancerMember"):
-                self._member_line(self.ctx.take(d), d.words[0].lower() if d.words else "", d.words[1:])
+                url = d.words[0] if d.words else ""
+                if not url.lower().startswith("balancer://"):
+                    self._member_line(self.ctx.take(d), "", d.words[1:])
+                elif not self._hidden(scope, url, d):
+                    self._member_line(self.ctx.take(d), self._name(url, scope), d.words[1:])
         for scope in self.scopes:
             for d in scope.own("ProxySet"):
-                if d.words and d.words[0].lower().startswith("balancer://"):
-                    self._params(self._name(d.words[0]), d.words[1:], self.ctx.take(d))
+                if d.words and d.words[0].lower().startswith("balancer://") and not self._hidden(scope, d.words[0], d):
+                    self._params(self._name(d.words[0], scope), d.words[1:], self.ctx.take(d))
         for name, entries in self.ctx.balancer_params.items():
             for key, value, d in entries:
                 self._param(name, key, value, d)
         self._insert_cookies()
         self._finish()
 
-    def _name(self, url: str) -> str:
+    def _name(self, url: str, scope: Scope | None = None) -> str:
+        """The output name of a balancer:// URL (as `scope` sees it)."""
         parts = split_url(url)
-        return parts[1].lower() if parts else url.lower()
+        name = parts[1].lower() if parts else url.lower()
+        return self.ctx.balancer_name(scope, name) if scope is not None else name
+
+    def _hidden(self, scope: Scope, url: str, d: Directive) -> bool:
+        """A virtual host's definition of a balancer the main server has: reported, never used."""
+        name = self._name(url)
+        if (id(scope), name) not in self.shadowed:
+            return False
+        main = next(b for n, b in _defined(self.scopes[0]) if n == name)
+        self.ctx.take(d)
+        self.ctx.report.dropped(d.where, d.text(), f"never used: in this virtual host httpd uses the main server's "
+                                f"balancer://{name} ({main.where}), which comes first")
+        if d.children:
+            ignored.mark(self.ctx, d.children)
+        return True
 
     def _balancer(self, name: str, d: Directive) -> dict:
         if name not in self.result and not BALANCER_NAME.match(name):
@@ -66,16 +109,21 @@ class BalancerTranslator:
         if name not in self.result:
             self.result[name] = {"members": []}
             self.comments[name] = [f"{d.where}  {d.text()}"]
+            if name in self.renamed:
+                self.comments[name].append(f"(renamed from balancer://{self.renamed[name]}: another server of the "
+                                           "Apache file has a balancer of that name, and httpd keeps them apart)")
             self.sources[name] = d
         return self.result[name]
 
-    def _section(self, section: Directive) -> None:
-        name = self._name(section.words[0])
+    def _section(self, section: Directive, scope: Scope) -> None:
+        if self._hidden(scope, section.words[0], section):
+            return
+        name = self._name(section.words[0], scope)
         self._balancer(name, section)
         for d in section.children or []:
             self.ctx.take(d)
             if d.key == "balancermember":
-                self._member_line(d, "balancer://" + name, d.words)
+                self._member_line(d, name, d.words)
             elif d.key == "proxyset":
                 words = d.words
                 if words and "://" in words[0] and not words[0].lower().startswith("balancer://"):
@@ -123,12 +171,12 @@ class BalancerTranslator:
             self.ctx.report.dropped(d.where, f"{d.name} ... {key}={value}", "no mpm-proxy equivalent for this "
                                     "balancer parameter")
 
-    def _member_line(self, d: Directive, balancer_url: str, words: list[str]) -> None:
+    def _member_line(self, d: Directive, name: str, words: list[str]) -> None:
+        """`name`: the balancer's output name ("" when the line names none)."""
         if not words:
             self.ctx.report.error(d.where, "BalancerMember needs a URL")
             return
-        name = self._name(balancer_url)
-        if not balancer_url.startswith("balancer://") or not name:
+        if not name:
             self.ctx.report.error(d.where, "BalancerMember outside <Proxy balancer://...> must name its balancer first")
             return
         b = self._balancer(name, d)
@@ -300,3 +348,14 @@ class BalancerTranslator:
             self.ctx.report.warn(self.sources[name].where, f"balancer://{name}: members tunnel different upgrades; "
                                  f"mpm-proxy decides per route, so the first member's ({kinds[0]}) is used")
         return kinds[0] if kinds else []
+
+
+def _defined(scope: Scope) -> list[tuple[str, Directive]]:
+    """(name, directive) of the balancers `scope` defines itself: <Proxy balancer://NAME> sections
+    and BalancerMember balancer://NAME lines, in file order."""
+    found = []
+    for d in scope.own("Proxy", "BalancerMember"):
+        url = d.words[0].lower() if d.words else ""
+        if url.startswith("balancer://"):
+            found.append((split_url(url)[1] if split_url(url) else url, d))
+    return found

@@ -30,10 +30,17 @@ class Context:
     balancer_params: dict[str, list[tuple[str, str, Directive]]] = field(default_factory=dict)
     handled: set[int] = field(default_factory=set)     # ids of the directives a translator took care of
     reverse_used: set[int] = field(default_factory=set)  # ProxyPassReverse lines some route took up
+    # (id(virtual host scope), balancer name) -> its name in the output, for a virtual host's own
+    # balancer whose name an earlier server took (httpd's balancers are per server, ours global)
+    balancer_aliases: dict[tuple[int, str], str] = field(default_factory=dict)
 
     def take(self, d: Directive) -> Directive:
         self.handled.add(id(d))
         return d
+
+    def balancer_name(self, scope, name: str) -> str:
+        """The output name of balancer://`name` (lower-case) as `scope`'s requests see it."""
+        return self.balancer_aliases.get((id(scope), name), name)
 
     def path(self, value: str) -> str:
         """A file path as httpd resolves it: relative to ServerRoot."""

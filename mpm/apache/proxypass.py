@@ -274,7 +274,7 @@ class PassTranslator:
                                     "mpm-proxy; the URL is used as written", routing=True)
 
     def _balancer_params(self, p: Pass) -> None:
-        name = split_url(p.real)[1].lower()
+        name = self.ctx.balancer_name(self.scope, split_url(p.real)[1].lower())
         for key, value in p.params.items():
             self.ctx.balancer_params.setdefault(name, []).append((key, value, p.directive))
 

@@ -121,7 +121,21 @@ def _server_specs(ctx: Context, scope: Scope) -> list[RouteSpec]:
         ctx.take(d)
     specs = rewrite + location + server
     _per_server_options(ctx, scope, specs)
+    _local_balancers(ctx, scope, specs)
     return specs
+
+
+def _local_balancers(ctx: Context, scope: Scope, specs: list[RouteSpec]) -> None:
+    """A route to balancer://NAME goes to the balancer this server sees under NAME (renamed
+    when another virtual host of the file has one of the same name)."""
+    for spec in specs:
+        parts = split_url(spec.to) if spec.to else None
+        if parts is None or parts[0] != "balancer":
+            continue
+        local = ctx.balancer_name(scope, parts[1].lower())
+        if local != parts[1].lower():
+            spec.to = f"balancer://{local}{parts[2]}"
+            spec.comments.append(f"(this virtual host's own balancer://{parts[1].lower()}, named {local} here)")
 
 
 def _per_server_options(ctx: Context, scope: Scope, specs: list[RouteSpec]) -> None:

@@ -1,0 +1,85 @@
+"""import-apache faults found by the 2026-12-03 review (docs/reviews/2026-12-03-apache): each
+test serves one httpd configuration with the real Apache httpd and, translated, with a real
+mpm-proxy, sends the same requests to both, and checks where httpd sent each one (so the test
+says what httpd does) and that mpm-proxy sent it to the same backend with the same path."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import yaml
+from apache_util import APACHE, Apache, import_apache, preamble, reached
+from balancer_util import Member
+from support import free_port
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def backends():
+    made = {name: Member(name) for name in ("A", "B", "C")}
+    yield made
+    for member in made.values():
+        member.close()
+
+
+def differential(tmp_path, proxy_factory, backends: dict, body: str, requests: list[tuple], status: int = 0):
+    """([(httpd's answer, mpm-proxy's answer)] per request, the import's stderr).  An answer is
+    reached()'s: (backend, path, upgraded, Host) or ('-', status)."""
+    if not os.path.exists(APACHE):
+        if os.environ.get("CI"):
+            pytest.fail("apache2 is not installed, and CI is set: CI must run this comparison")
+        pytest.skip("Apache httpd (apache2) is not installed")
+    port = free_port()
+    conf, out = tmp_path / "httpd.conf", tmp_path / "mpm.yaml"
+    conf.write_text(preamble(str(tmp_path)) + body.format(port=port, **{n: m.port for n, m in backends.items()}))
+    result = import_apache(str(conf), str(out))
+    assert result.returncode == status, result.stderr
+    generated = yaml.safe_load(out.read_text())
+    sections = {k: v for k, v in generated.items() if k not in ("listen", "control", "log", "routes")}
+    proxy = proxy_factory(generated["routes"], **sections)
+    members = list(backends.values())
+    apache = Apache(str(conf), [port]).start()
+    try:
+        answers = [(reached(members, port, path, **options), reached(members, proxy.port, path, **options))
+                   for path, options in requests]
+    finally:
+        apache.stop()
+    return answers, result.stderr
+
+
+def backend_of(answers) -> list[str]:
+    """Which backend httpd sent each request to; and mpm-proxy must agree on every one."""
+    assert [m for _, m in answers] == [a for a, _ in answers]
+    return [a[0] for a, _ in answers]
+
+
+def test_balancers_of_one_name_in_several_servers_stay_apart(tmp_path, proxy_factory, backends):
+    """httpd's balancers belong to a server: two virtual hosts' `balancer://mycluster` are two
+    balancers, and a virtual host finds the main server's before its own (which is then never
+    used).  The import merged them all into one, so a site's requests reached another's backends."""
+    answers, stderr = differential(tmp_path, proxy_factory, backends, """
+Listen 127.0.0.1:{port}
+<Proxy balancer://pool>
+  BalancerMember http://127.0.0.1:{C}
+</Proxy>
+<VirtualHost *:{port}>
+  ServerName app.test
+  <Proxy balancer://mycluster>
+    BalancerMember http://127.0.0.1:{A}
+  </Proxy>
+  <Proxy balancer://pool>
+    BalancerMember http://127.0.0.1:{A}
+  </Proxy>
+  ProxyPass /pool/ balancer://pool/
+  ProxyPass / balancer://mycluster/
+</VirtualHost>
+<VirtualHost *:{port}>
+  ServerName other.test
+  BalancerMember balancer://MyCluster http://127.0.0.1:{B}
+  ProxyPass / balancer://mycluster/
+</VirtualHost>
+""", [(p, {"host": h}) for h in ("app.test", "other.test") for p in ("/x1", "/x2", "/pool/1", "/pool/2")])
+    assert backend_of(answers) == ["A", "A", "C", "C", "B", "B", "B", "B"]
+    assert "never used: in this virtual host httpd uses the main server's balancer://pool" in stderr
