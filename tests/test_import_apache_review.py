@@ -83,3 +83,44 @@ Listen 127.0.0.1:{port}
 """, [(p, {"host": h}) for h in ("app.test", "other.test") for p in ("/x1", "/x2", "/pool/1", "/pool/2")])
     assert backend_of(answers) == ["A", "A", "C", "C", "B", "B", "B", "B"]
     assert "never used: in this virtual host httpd uses the main server's balancer://pool" in stderr
+
+
+def test_ip_based_virtual_host_takes_its_address(tmp_path, proxy_factory, backends):
+    """A <VirtualHost 127.0.0.1:PORT> beside <VirtualHost *:PORT> ones: httpd gives every
+    connection to 127.0.0.1:PORT to the IP-based one, whatever the Host (the wildcard ones are
+    only for addresses without one).  The import made them all name-based."""
+    answers, stderr = differential(tmp_path, proxy_factory, backends, """
+Listen 127.0.0.1:{port}
+<VirtualHost *:{port}>
+  ServerName app.test
+  ProxyPass / http://127.0.0.1:{A}/
+</VirtualHost>
+<VirtualHost 127.0.0.1:{port}>
+  ServerName other.test
+  ProxyPass / http://127.0.0.1:{B}/
+</VirtualHost>
+""", [("/x", {"host": h}) for h in ("app.test", "other.test", "unknown.test")])
+    assert backend_of(answers) == ["B", "B", "B"]
+    assert "take every connection to it, so httpd never uses it" in stderr
+
+
+def test_ip_based_virtual_host_on_a_listener_for_every_address_is_reported(tmp_path):
+    """`Listen PORT` (every address): connections to 10.0.0.1 go to its IP-based virtual host
+    in httpd, the others to the wildcard ones; mpm-proxy cannot tell them apart, so the
+    IP-based one is reported as a routing difference (exit 1), not merged by name."""
+    conf, out = tmp_path / "httpd.conf", tmp_path / "mpm.yaml"
+    conf.write_text(preamble(str(tmp_path)) + """Listen 8080
+<VirtualHost *:8080>
+  ServerName app.test
+  ProxyPass / http://127.0.0.1:9001/
+</VirtualHost>
+<VirtualHost 10.0.0.1:8080>
+  ServerName other.test
+  ProxyPass / http://127.0.0.1:9002/
+</VirtualHost>
+""")
+    result = import_apache(str(conf), str(out))
+    assert result.returncode == 1, result.stderr
+    assert [r["to"] for r in yaml.safe_load(out.read_text())["routes"]] == ["http://127.0.0.1:9001/"]
+    assert "not translated: <VirtualHost 10.0.0.1:8080> (httpd serves it only for connections to 10.0.0.1:8080" \
+        in result.stderr

@@ -81,15 +81,58 @@ def _vhost_address(word: str) -> tuple[str | None, int | None]:
 
 
 def serving(listen: ListenSpec, vhosts: list[Scope]) -> list[Scope]:
-    """The virtual hosts that answer on this listener, in file order."""
-    found = []
+    """The virtual hosts that answer on this listener, in file order.  httpd looks for the
+    connection's own address first: the IP-based virtual hosts of that address take every
+    connection to it, whatever the Host; only without them do the `*`/`_default_` ones
+    (vhost.c find_ipaddr, then find_default_server).  A listener on every address cannot
+    tell its connections apart by address: the wildcard virtual hosts serve it, or, when
+    there are none, the IP-based ones (see ip_based_note)."""
+    own, wildcard, other_ip = [], [], []
     for vhost in vhosts:
-        for word in vhost.addresses:
-            host, port = _vhost_address(word)
-            if (port is None or port == listen.port) and (host is None or listen.host in (None, host)):
+        kinds = {_kind(listen, word) for word in vhost.addresses}
+        for kind, found in (("own", own), ("wildcard", wildcard), ("ip", other_ip)):
+            if kind in kinds:
                 found.append(vhost)
                 break
-    return found
+    if listen.host is not None:
+        return own or wildcard
+    return wildcard or other_ip
+
+
+def _kind(listen: ListenSpec, word: str) -> str | None:
+    """How a <VirtualHost> address relates to a listener: 'own' (its IP), 'wildcard', 'ip'
+    (another IP, on a listener for every address) or None (another port or IP)."""
+    host, port = _vhost_address(word)
+    if port is not None and port != listen.port:
+        return None
+    if host is None:
+        return "wildcard"
+    if listen.host is None:
+        return "ip"
+    return "own" if host == listen.host else None
+
+
+def ip_based_note(listens: list[ListenSpec], vhost: Scope) -> str | None:
+    """Why an IP-based virtual host on a listener for every address was left out, or None."""
+    for spec in listens:
+        word = next((w for w in vhost.addresses if spec.host is None and _kind(spec, w) == "ip"), None)
+        if word is not None:
+            return (f"httpd serves it only for connections to {word}, and the other virtual hosts on "
+                    f"{spec.address} for the rest; mpm-proxy's routes do not depend on the address a "
+                    f"connection reached: give it a listener of its own (Listen {word})")
+    return None
+
+
+def unserved(listens: list[ListenSpec], vhost: Scope) -> tuple[str, bool]:
+    """Why no listener is served by `vhost`, and whether that changes where requests go."""
+    why = ip_based_note(listens, vhost)
+    if why is not None:
+        return why, True
+    taken = next((s for s in listens for w in vhost.addresses if _kind(s, w) == "wildcard"), None)
+    if taken is not None:
+        return (f"the IP-based virtual hosts of {taken.address} take every connection to it, so httpd never "
+                "uses it"), False
+    return "no Listen matches its address, so httpd never uses it", False
 
 
 def ssl_on(ctx: Context, scope: Scope) -> bool:

@@ -43,11 +43,16 @@ def translate(tree: Tree, report: Report, file: str) -> Translation:
     for spec in listens:
         serving = listen.serving(spec, vhosts)
         groups.setdefault(tuple(serving) if serving else (main,), []).append(spec)
+        if spec.host is None and serving and serving[0].vhost is not None and all(
+                listen.ip_based_note([spec], s) for s in serving):
+            report.warn(spec.directive.where, f"{spec.address} is served by IP-based virtual hosts only: httpd "
+                        "sends connections to its other addresses to the main server, mpm-proxy to them",
+                        routing=True)
     for vhost in vhosts:
         ctx.take(vhost.vhost)
         if not any(vhost in group for group in groups):
-            report.dropped(vhost.vhost.where, vhost.vhost.text(), "no Listen matches its address, so httpd never "
-                                                                  "uses it")
+            why, routing = listen.unserved(listens, vhost)
+            report.dropped(vhost.vhost.where, vhost.vhost.text(), why, routing=routing)
             ignored.mark(ctx, vhost.directives)
     balancers = BalancerTranslator(ctx, [main, *vhosts])
     per_group = {group: _group_routes(ctx, list(group), main) for group in groups}
