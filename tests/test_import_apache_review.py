@@ -124,3 +124,30 @@ def test_ip_based_virtual_host_on_a_listener_for_every_address_is_reported(tmp_p
     assert [r["to"] for r in yaml.safe_load(out.read_text())["routes"]] == ["http://127.0.0.1:9001/"]
     assert "not translated: <VirtualHost 10.0.0.1:8080> (httpd serves it only for connections to 10.0.0.1:8080" \
         in result.stderr
+
+
+def test_proxypass_in_locationmatch_reads_a_pattern_without_wildcards_literally(tmp_path, proxy_factory, backends):
+    """In <LocationMatch> (or <Location ~>) httpd's ProxyPass takes the pattern as a regex only
+    when it holds *, ? or [; otherwise as literal text, a path prefix as in `ProxyPass /path`.
+    So `^/api/` never applies (the server's `ProxyPass /` takes those paths) and `/b5/` sends
+    /b5/x to .../v2/x.  The import read them all as regexes."""
+    answers, stderr = differential(tmp_path, proxy_factory, backends, """
+Listen 127.0.0.1:{port}
+<LocationMatch "^/api/">
+  ProxyPass http://127.0.0.1:{A}/v2
+</LocationMatch>
+<LocationMatch "/b5/">
+  ProxyPass http://127.0.0.1:{B}/v2/
+</LocationMatch>
+<Location ~ "^/t8/">
+  ProxyPass http://127.0.0.1:{A}/t/
+</Location>
+<LocationMatch "^/a2/.*">
+  ProxyPass http://127.0.0.1:{B}/v2
+</LocationMatch>
+ProxyPass / http://127.0.0.1:{C}/
+""", [(p, {"host": "app.test"}) for p in ("/api/x", "/b5/x", "/q/b5/x", "/t8/x", "/a2/x")])
+    assert [a[:2] for a, _ in answers] == [("C", "/api/x"), ("B", "/v2/x"), ("C", "/q/b5/x"), ("C", "/t8/x"),
+                                           ("B", "/v2/a2/x")]
+    assert backend_of(answers) == ["C", "B", "C", "C", "B"]
+    assert "never used: in <LocationMatch \"^/api/\"> httpd's ProxyPass reads '^/api/' as literal text" in stderr

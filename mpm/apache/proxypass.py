@@ -54,7 +54,10 @@ def parse_pass(d: Directive, location: Directive | None, ctx: Context) -> Pass |
     fake = regex = None
     if location is not None:
         fake = location.words[-1] if location.words else ""
-        regex = location.name == "LocationMatch" or (location.words[:1] == ["~"])
+        # httpd reads the section's pattern as a regex for its ProxyPass only when the pattern
+        # holds a wildcard character, in <LocationMatch> too (probed against httpd 2.4.71);
+        # otherwise as literal text, matched as `ProxyPass /path` is (see _read_literally).
+        regex = _has_wildcard([fake])
     real, params, flags, pending = None, {}, set(), list(words)
     is_regex = d.key == "proxypassmatch"
     while pending:
@@ -90,7 +93,8 @@ def parse_pass(d: Directive, location: Directive | None, ctx: Context) -> Pass |
             else did_you_mean(unknown[0], known)
         ctx.report.error(d.where, f"{d.name}: unknown {kind} parameter '{unknown[0]}' (httpd refuses it){hint}")
         return None
-    if is_regex:
+    section_regex = location is not None and (location.name == "LocationMatch" or location.words[:1] == ["~"])
+    if is_regex or section_regex:       # (httpd compiles a regex section's pattern whatever its ProxyPass does)
         problem = patterns.check(fake)
         if problem:
             ctx.report.error(d.where, f"{d.name}: the regular expression '{fake}' could not be compiled: {problem}")
@@ -182,10 +186,33 @@ class PassTranslator:
                                         "wildcard, which httpd matches differently in the section and in its "
                                         "ProxyPass", routing=True)
                 continue
+            if self._read_literally(section, passes[-1]):
+                continue
             spec = self._spec(passes[-1], section)
             if spec is not None:
                 specs.append(spec)
         return specs
+
+    def _read_literally(self, section: Directive, d: Directive) -> bool:
+        """A ProxyPass in <LocationMatch>/<Location ~> whose pattern has no `*?[`: httpd takes the
+        pattern as literal text, a path prefix.  True (and a note) when no prefix route says that:
+        a pattern no path starts with (`^/api/`) never applies; other regex characters would
+        make the section and its ProxyPass disagree."""
+        literal = section.words[-1] if section.words else ""
+        if d.key != "proxypass" or (section.name == "Location" and section.words[:1] != ["~"]) or \
+                _has_wildcard([literal]):
+            return False
+        if not literal.startswith("/"):
+            self.ctx.report.dropped(d.where, d.text(), f"never used: in <{section.name} {section.args}> httpd's "
+                                    f"ProxyPass reads '{literal}' as literal text (a regex only with *, ? or [), "
+                                    "and no path starts with it; ProxyPassMatch takes a regex")
+            return True
+        if any(c in literal for c in "$^+()|\\{}"):
+            self.ctx.report.dropped(d.where, d.text(), f"httpd's ProxyPass reads '{literal}' as literal text (a "
+                                    "regex only with *, ? or [) but the section as a regex, which mpm-proxy cannot "
+                                    "express; ProxyPassMatch takes a regex", routing=True)
+            return True
+        return False
 
     def server_specs(self) -> list[RouteSpec]:
         specs = []
