@@ -151,3 +151,19 @@ ProxyPass / http://127.0.0.1:{C}/
                                            ("B", "/v2/a2/x")]
     assert backend_of(answers) == ["C", "B", "C", "C", "B"]
     assert "never used: in <LocationMatch \"^/api/\"> httpd's ProxyPass reads '^/api/' as literal text" in stderr
+
+
+def test_lbset_is_a_standby_tier(tmp_path, proxy_factory, backends):
+    """BalancerMember lbset=1: httpd sends nothing to it while a member of lbset 0 is usable,
+    and everything once none is.  The import dropped lbset (exit 0): half the requests went to
+    the standby member."""
+    answers, stderr = differential(tmp_path, proxy_factory, backends, """
+Listen 127.0.0.1:{port}
+<Proxy balancer://pool>
+  BalancerMember http://127.0.0.1:{A}
+  BalancerMember http://127.0.0.1:{B} lbset=1
+</Proxy>
+ProxyPass / balancer://pool/
+""", [(f"/{i}", {"host": "app.test"}) for i in range(6)])
+    assert backend_of(answers) == ["A"] * 6
+    assert "lbset=" not in stderr

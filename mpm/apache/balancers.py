@@ -221,6 +221,11 @@ class BalancerTranslator:
                 out["weight"] = weight
             elif key == "route":
                 out["route"] = value
+            elif key == "lbset":
+                if not value.isdigit() or int(value) > 99:
+                    self.ctx.report.error(d.where, f"BalancerMember: lbset={value}: LB Set must be between 0 and 99")
+                    continue
+                out["_lbset"] = int(value)
             elif key == "max":
                 out["max_connections"] = int(value) if value.isdigit() else 0
             elif key == "status":
@@ -269,6 +274,7 @@ class BalancerTranslator:
             health = self._health(members)
             self._agree(name, b, members, "health", lambda p, h=health: h.get(id(p)))
             self.upgrade[name] = self._upgrade(name, members)
+            self._lbsets(name, members)
             clean = []
             for m in members:
                 self.comments.setdefault(name, [])
@@ -280,6 +286,20 @@ class BalancerTranslator:
                 self.ctx.report.dropped(self.sources[name].where, f"stickysession={cookie}", "no member has a "
                                         "route= for sessions to stick to")
                 b.pop("sticky")
+
+    def _lbsets(self, name: str, members: list[dict]) -> None:
+        """lbset=N: httpd uses the members of a set only when no member of a lower set is usable;
+        with two sets that is mpm-proxy's hot-standby for the higher one."""
+        levels = sorted({m.get("_lbset", 0) for m in members})
+        if len(levels) < 2:
+            return
+        if len(levels) > 2 or any(m.get("status") == "hot-standby" for m in members):
+            self.ctx.report.warn(self.sources[name].where, f"balancer://{name}: lbset {', '.join(map(str, levels))} "
+                                 "and hot standbys (status=+H) are levels of fallback in httpd; mpm-proxy has one: "
+                                 f"every member past lbset {levels[0]} is a hot standby", routing=True)
+        for m in members:
+            if m.get("_lbset", 0) > levels[0] and m.get("status") not in ("disabled", "drain"):
+                m["status"] = "hot-standby"
 
     def _agree(self, name: str, b: dict, members: list[dict], key: str, value_of) -> None:
         """A per-member parameter that mpm-proxy keeps per balancer: taken when all members agree."""
