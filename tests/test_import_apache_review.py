@@ -6,10 +6,13 @@ says what httpd does) and that mpm-proxy sent it to the same backend with the sa
 from __future__ import annotations
 
 import os
+import socket
+import threading
+import time
 
 import pytest
 import yaml
-from apache_util import APACHE, Apache, import_apache, preamble, reached
+from apache_util import APACHE, Apache, ask, import_apache, preamble, reached
 from balancer_util import Member
 from support import free_port
 
@@ -167,3 +170,56 @@ ProxyPass / balancer://pool/
 """, [(f"/{i}", {"host": "app.test"}) for i in range(6)])
     assert backend_of(answers) == ["A"] * 6
     assert "lbset=" not in stderr
+
+
+@pytest.fixture
+def slow_backend():
+    """A backend that answers 200 one second after a request arrives; its port."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def answer(conn: socket.socket) -> None:
+        with conn:
+            conn.recv(65536)
+            time.sleep(1.0)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=answer, args=(conn,), daemon=True).start()
+    threading.Thread(target=accept, daemon=True).start()
+    yield listener.getsockname()[1]
+    listener.close()
+
+
+def test_proxytimeout_and_timeout_parameter_take_no_unit(tmp_path, proxy_factory, slow_backend):
+    """mod_proxy reads ProxyTimeout and a worker's timeout= with atoi(): `500ms` is 500 seconds
+    (httpd says nothing).  The import made it 0.5 s, so a backend answering in a second got a
+    504 through mpm-proxy and a 200 through httpd."""
+    if not os.path.exists(APACHE):
+        pytest.skip("Apache httpd (apache2) is not installed")
+    port = free_port()
+    conf, out = tmp_path / "httpd.conf", tmp_path / "mpm.yaml"
+    conf.write_text(preamble(str(tmp_path)) + f"""Listen 127.0.0.1:{port}
+ProxyTimeout 500ms
+ProxyPass /a/ http://127.0.0.1:{slow_backend}/a/
+<VirtualHost *:{port}>
+  ProxyPass /b/ http://127.0.0.1:{slow_backend}/b/ timeout=500ms
+</VirtualHost>
+""")
+    result = import_apache(str(conf), str(out))
+    assert result.returncode == 0, result.stderr
+    generated = yaml.safe_load(out.read_text())
+    assert generated["timeouts"]["proxy"] == 500
+    assert [r.get("timeout") for r in generated["routes"]] == [None, 500]
+    assert "ProxyTimeout: '500ms' is 500 seconds in httpd" in result.stderr
+    proxy = proxy_factory(generated["routes"], timeouts=generated["timeouts"])
+    apache = Apache(str(conf), [port]).start()
+    try:
+        assert [ask(port, path) for path in ("/a/x", "/b/x")] == [200, 200]
+    finally:
+        apache.stop()
+    assert [ask(proxy.port, path) for path in ("/a/x", "/b/x")] == [200, 200]

@@ -58,6 +58,24 @@ def seconds(text: str, default_unit: str = "s") -> float | None:
     return int(text[:digits]) * TIME_UNITS[unit]
 
 
+def whole_seconds(text: str, d: Directive, report: Report | None) -> float | None:
+    """ProxyTimeout and a worker's timeout=, read as mod_proxy reads them (atoi): the leading
+    digits are seconds and whatever follows is ignored, without a word from httpd, so
+    'timeout=500ms' is 500 seconds there.  `report`: where to say so (None: said elsewhere)."""
+    digits = len(text) - len(text.lstrip("0123456789"))
+    if digits == 0:
+        return None
+    if text[digits:] and report is not None:
+        report.warn(d.where, f"{d.name}: '{text}' is {int(text[:digits])} seconds in httpd, which reads only the "
+                             "number here (no unit); translated as httpd reads it")
+    return float(int(text[:digits]))
+
+
+def timeout_of(d: Directive, report: Report) -> float | None:
+    """The seconds a Timeout or ProxyTimeout line sets, each read as httpd reads it."""
+    return whole_seconds(d.args, d, report) if d.key == "proxytimeout" else seconds(d.args)
+
+
 def on_off(d: Directive, report: Report) -> bool | None:
     """On/Off (any case); None and an error otherwise."""
     words = d.words

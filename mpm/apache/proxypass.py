@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from conf.fields import did_you_mean
 
 from . import patterns
-from .context import Context, Worker, seconds
+from .context import Context, Worker, seconds, whole_seconds
 from .reader import Directive
 from .routes import RouteSpec, split_url
 from .scope import Scope
@@ -272,7 +272,8 @@ class PassTranslator:
         own = worker is not None and worker.source is d
         for key, value in params.items():
             if key in ("timeout", "connectiontimeout"):
-                t = seconds(value)
+                t = seconds(value) if key == "connectiontimeout" else whole_seconds(value, d, self.ctx.report
+                                                                                    if own else None)
                 if t is None or t <= 0:
                     if own:
                         self.ctx.report.error(d.where, f"{d.name}: {key}={value} is not a valid timeout")

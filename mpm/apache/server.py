@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from .context import Context, number, on_off, seconds
+from .context import Context, number, on_off, seconds, timeout_of
 from .reader import Directive
 from .scope import Scope
 
@@ -103,7 +103,7 @@ def _timeouts(ctx: Context, main: Scope, out: Settings) -> None:
         if d is not None:
             ctx.handled.add(id(d))
     chosen = proxy or timeout
-    value = seconds(chosen.args) if chosen is not None else HTTPD_TIMEOUT
+    value = timeout_of(chosen, ctx.report) if chosen is not None else HTTPD_TIMEOUT
     if value is None or value <= 0:
         ctx.report.error(chosen.where, f"{chosen.name} takes a number of seconds, got '{chosen.args}'")
         value = HTTPD_TIMEOUT

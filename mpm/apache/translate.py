@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from . import ignored, listen, routes
 from .balancers import BalancerTranslator
-from .context import Context, on_off, seconds
+from .context import Context, on_off, timeout_of
 from .proxypass import PassTranslator, Workers
 from .reader import Tree
 from .report import Report
@@ -196,7 +196,7 @@ def _own_timeout(ctx: Context, scope: Scope) -> float | None:
     own = scope.own("ProxyTimeout") or ([] if scope.main.own("ProxyTimeout") else scope.own("Timeout"))
     for d in scope.own("ProxyTimeout", "Timeout"):
         ctx.take(d)
-    return seconds(own[-1].args) if own else None
+    return timeout_of(own[-1], ctx.report) if own else None
 
 
 def _choose(ctx: Context, groups: dict, per_group: dict) -> tuple | None:
