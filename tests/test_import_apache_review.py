@@ -223,3 +223,15 @@ ProxyPass /a/ http://127.0.0.1:{slow_backend}/a/
     finally:
         apache.stop()
     assert [ask(proxy.port, path) for path in ("/a/x", "/b/x")] == [200, 200]
+
+
+def test_client_header_timeout_without_mod_reqtimeout_is_timeout(tmp_path):
+    """Without mod_reqtimeout httpd gives a request head Timeout to arrive (a stalled head gets
+    408 after `Timeout 2`, review r06); the import used ProxyTimeout, here 15 times longer."""
+    conf, out = tmp_path / "httpd.conf", tmp_path / "mpm.yaml"
+    conf.write_text(preamble(str(tmp_path)) + "Listen 8080\nTimeout 2\nProxyTimeout 30\n"
+                                              "ProxyPass / http://127.0.0.1:9001/\n")
+    result = import_apache(str(conf), str(out))
+    assert result.returncode == 0, result.stderr
+    timeouts = yaml.safe_load(out.read_text())["timeouts"]
+    assert (timeouts["client_header"], timeouts["proxy"], timeouts["connect"]) == (2, 30, 30)

@@ -111,7 +111,13 @@ def _timeouts(ctx: Context, main: Scope, out: Settings) -> None:
         "httpd's default Timeout (60): there is no ProxyTimeout or Timeout in the Apache file"
     out.set("timeouts", "proxy", value, comment)
     _connect(ctx, value, out)
-    _client_header(ctx, main, value, out)
+    # Without mod_reqtimeout a request head has Timeout (not ProxyTimeout, the backend's) to arrive.
+    server = seconds(timeout.args) if timeout is not None else HTTPD_TIMEOUT
+    if server is None or server <= 0:
+        if timeout is not chosen:
+            ctx.report.error(timeout.where, f"Timeout takes a number of seconds, got '{timeout.args}'")
+        server = HTTPD_TIMEOUT
+    _client_header(ctx, main, server, out)
     keepalive = main.last("KeepAliveTimeout")
     if keepalive is not None:
         ctx.handled.add(id(keepalive))
