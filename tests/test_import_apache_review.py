@@ -235,3 +235,26 @@ def test_client_header_timeout_without_mod_reqtimeout_is_timeout(tmp_path):
     assert result.returncode == 0, result.stderr
     timeouts = yaml.safe_load(out.read_text())["timeouts"]
     assert (timeouts["client_header"], timeouts["proxy"], timeouts["connect"]) == (2, 30, 30)
+
+
+def test_rewrite_options_inherit_down_and_ignore_inherit(tmp_path, proxy_factory, backends):
+    """The main server's RewriteOptions InheritDownBefore puts its rules before every virtual
+    host's own (the import ignored it: exit 0, the rules reported as not applying), and a host
+    with RewriteOptions IgnoreInherit takes none of them (the import read 'IgnoreInherit' as
+    holding 'inherit' and inherited them)."""
+    answers, _ = differential(tmp_path, proxy_factory, backends, """
+Listen 127.0.0.1:{port}
+RewriteEngine On
+RewriteOptions InheritDownBefore
+RewriteRule ^/x/(.*) http://127.0.0.1:{C}/main/$1 [P]
+<VirtualHost *:{port}>
+  ServerName app.test
+  RewriteRule ^/x/(.*) http://127.0.0.1:{A}/own/$1 [P]
+</VirtualHost>
+<VirtualHost *:{port}>
+  ServerName ign.test
+  RewriteOptions IgnoreInherit
+  RewriteRule ^/y/(.*) http://127.0.0.1:{B}/own/$1 [P]
+</VirtualHost>
+""", [(p, {"host": h}) for h in ("app.test", "ign.test") for p in ("/x/1", "/y/1")])
+    assert backend_of(answers) == ["C", "-", "-", "B"]

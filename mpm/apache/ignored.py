@@ -87,7 +87,8 @@ def _plain(ctx: Context, d: Directive, inside: Directive | None) -> None:
         ctx.report.dropped(d.where, d.text(), why, routing=not (granted or in_files))
     elif key in ("rewriterule", "rewritecond") and inside is None:
         ctx.report.dropped(d.where, d.text(), "the main server's rewrite rules apply in a virtual host only with "
-                                              "RewriteOptions Inherit, and no listener is served by the main server")
+                                              "RewriteOptions Inherit (or the main server's InheritDown), and no "
+                                              "listener is served by the main server")
     elif key in ("rewriterule", "rewritecond", "rewritebase") and inside.name != "VirtualHost":
         ctx.report.dropped(d.where, d.text(), f"rewrite rules in <{inside.name}> run after ProxyPass has chosen "
                                               "(per-directory rewriting); move them to the server or virtual host",

@@ -109,15 +109,11 @@ class RewriteTranslator:
         own = _pairs([self.ctx.take(d) for d in self.scope.own("RewriteCond", "RewriteRule")])
         if self.scope.main is None:
             return own
-        options = " ".join(d.args.lower() for d in self.scope.own("RewriteOptions"))
-        if "inherit" not in options:
+        options = _inherit_options(self.scope)
+        if not options & {"inherit", "inheritbefore"}:
             return own
         inherited = _pairs([self.ctx.take(d) for d in self.scope.main.own("RewriteCond", "RewriteRule")])
-        if "inheritbefore" in options:
-            return inherited + own
-        if "inherit" in options:
-            return own + inherited
-        return own
+        return inherited + own if "inheritbefore" in options else own + inherited
 
     def _rule(self, cond_lines: list[Directive], rule: Directive) -> list[RouteSpec]:
         words = syntax.rewrite_words(rule.args)
@@ -282,6 +278,19 @@ class RewriteTranslator:
         flags = re.IGNORECASE if c.nocase else 0
         c.constant = (re.search(c.pattern, value, flags) is not None) != c.negate
         return c
+
+
+def _inherit_options(vhost: Scope) -> set[str]:
+    """A virtual host's RewriteOptions as mod_rewrite merges them (checked against httpd 2.4.71):
+    its own lines, else the main server's; the main server's InheritDown (InheritDownBefore)
+    counts as the host's Inherit (InheritBefore) unless the host says IgnoreInherit."""
+    own = {w.lower() for d in vhost.own("RewriteOptions") for w in d.words}
+    parent = {w.lower() for d in vhost.main.own("RewriteOptions") for w in d.words}
+    options = set(own or parent)
+    if "ignoreinherit" not in own:
+        options |= {"inherit"} if "inheritdown" in parent else set()
+        options |= {"inheritbefore"} if "inheritdownbefore" in parent else set()
+    return options
 
 
 def _header_pattern(c: Cond) -> str:
