@@ -258,3 +258,25 @@ RewriteRule ^/x/(.*) http://127.0.0.1:{C}/main/$1 [P]
 </VirtualHost>
 """, [(p, {"host": h}) for h in ("app.test", "ign.test") for p in ("/x/1", "/y/1")])
     assert backend_of(answers) == ["C", "-", "-", "B"]
+
+
+def test_virtual_host_without_servername_has_the_main_servers(tmp_path, proxy_factory, backends):
+    """A virtual host without ServerName takes the main server's (`ServerName localhost` in the
+    preamble), so `Host: localhost` reaches it; the import said httpd never picks it and sent
+    those requests to the first virtual host."""
+    answers, stderr = differential(tmp_path, proxy_factory, backends, """
+Listen 127.0.0.1:{port}
+<VirtualHost *:{port}>
+  ServerName app.test
+  ProxyPass / http://127.0.0.1:{A}/
+</VirtualHost>
+<VirtualHost *:{port}>
+  ProxyPass / http://127.0.0.1:{B}/
+</VirtualHost>
+<VirtualHost *:{port}>
+  ServerAlias localhost
+  ProxyPass / http://127.0.0.1:{C}/
+</VirtualHost>
+""", [("/x", {"host": h}) for h in ("app.test", "localhost", "LOCALHOST:80", "other.test")])
+    assert backend_of(answers) == ["A", "B", "B", "A"]
+    assert "httpd never picks it: an earlier virtual host on the address has its names" in stderr

@@ -48,9 +48,11 @@ class Scope:
 
     @property
     def names(self) -> list[str]:
-        """ServerName and ServerAlias names (lower-case) that select this virtual host."""
+        """ServerName and ServerAlias names (lower-case) that select this virtual host.  A
+        virtual host without a ServerName has the main server's (httpd merges it down)."""
         found = []
-        for d in self.own("ServerName"):
+        named = self.own("ServerName")[-1:] or (self.main.own("ServerName")[-1:] if self.main is not None else [])
+        for d in named:
             name = d.words[0] if d.words else ""
             name = name.split("://", 1)[-1]
             host = name.rsplit(":", 1)[0] if name.count(":") == 1 else name

@@ -102,9 +102,11 @@ def _group_routes(ctx: Context, group: list[Scope], main: Scope) -> list[Emitted
         names = [n for n in vhost.names if n not in taken]
         taken.extend(names)
         if not names:
-            ctx.report.dropped(vhost.vhost.where, vhost.vhost.text(), "no ServerName/ServerAlias of its own: "
-                               "httpd never picks it (an earlier virtual host on the address has its names)",
-                               routing=bool(_server_specs(ctx, vhost)))
+            why = ("httpd never picks it: an earlier virtual host on the address has its names" if vhost.names else
+                   "no ServerName or ServerAlias, in it or in the main server: httpd names it after the machine "
+                   "(its hostname), which the import cannot know")
+            ctx.report.dropped(vhost.vhost.where, vhost.vhost.text(), why,
+                               routing=not vhost.names and bool(_server_specs(ctx, vhost)))
             continue
         named.append(names)
         out.extend(routes.finalize(_server_specs(ctx, vhost), routes.host_pattern(names)))
