@@ -294,3 +294,17 @@ def test_name_based_hosts_warn_about_requests_without_host(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "warning: a request without a Host header (HTTP/1.0) reaches this default virtual host in httpd, " \
            "but gets 404 in mpm-proxy" in result.stderr
+
+
+def test_certificate_chain_file_says_what_to_do(tmp_path):
+    """SSLCertificateChainFile was 'not translated (no mpm-proxy equivalent)': the operator was
+    not told that clients lacking the intermediate then fail, nor how to keep it."""
+    conf, out = tmp_path / "httpd.conf", tmp_path / "mpm.yaml"
+    conf.write_text(preamble(str(tmp_path)) + "LoadModule ssl_module /usr/lib/apache2/modules/mod_ssl.so\n"
+                    "Listen 8443\n<VirtualHost *:8443>\nSSLEngine on\nSSLCertificateFile /x/cert.pem\n"
+                    "SSLCertificateKeyFile /x/key.pem\nSSLCertificateChainFile /x/chain.pem\n"
+                    "ProxyPass / http://127.0.0.1:9001/\n</VirtualHost>\n")
+    result = import_apache(str(conf), str(out))
+    assert result.returncode == 0, result.stderr
+    assert "not translated: SSLCertificateChainFile /x/chain.pem (mpm-proxy sends the certificates of the `cert:` " \
+           "file: append this chain to it (cat cert.pem chain.pem > fullchain.pem)" in result.stderr

@@ -39,6 +39,9 @@ REASONS = {
     "proxywebsocketfallbacktoproxyhttp": "read to decide how ws:// URLs upgrade",
     "defaultruntimedir": "mpm-proxy keeps its pidfile and control socket where control: says",
     "maxkeepaliverequests": "mpm-proxy serves any number of requests on a kept-alive connection",
+    "sslcertificatechainfile": "mpm-proxy sends the certificates of the `cert:` file: append this chain to it "
+                               "(cat cert.pem chain.pem > fullchain.pem), or clients that lack the intermediate "
+                               "certificate fail to verify",
 }
 FILE_SECTIONS = ("Directory", "DirectoryMatch", "Files", "FilesMatch")
 # Settings mpm-proxy has once for all listeners: a virtual host's own value is not used.
