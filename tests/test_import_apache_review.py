@@ -308,3 +308,21 @@ def test_certificate_chain_file_says_what_to_do(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "not translated: SSLCertificateChainFile /x/chain.pem (mpm-proxy sends the certificates of the `cert:` " \
            "file: append this chain to it (cat cert.pem chain.pem > fullchain.pem)" in result.stderr
+
+
+def test_pcre_spellings_python_reads_otherwise(tmp_path, proxy_factory, backends):
+    """httpd's regexes are PCRE.  `[[:digit:]]` is a POSIX class there, and to Python's `re`
+    the characters '[:dgit' then ']': the import exited 0 and routed /u/123 elsewhere.  Named
+    groups `(?<id>...)` (httpd's own <LocationMatch> example) and `\\z` made it refuse the file."""
+    answers, stderr = differential(tmp_path, proxy_factory, backends, r"""
+Listen 127.0.0.1:{port}
+RewriteEngine on
+RewriteCond %{{HTTP:X-Id}} ^[[:digit:]]+$
+RewriteRule "^/r/([[:alpha:]]+)\z" http://127.0.0.1:{C}/r/$1 [P]
+ProxyPassMatch "^/u/([[:digit:]]+)$" http://127.0.0.1:{A}/user/$1
+ProxyPassMatch "^/n/(?<id>[0-9]+)$" http://127.0.0.1:{A}/n/$1
+ProxyPass / http://127.0.0.1:{B}/
+""", [("/u/123", {}), ("/u/d", {}), ("/n/5", {}), ("/r/abc", {"headers": {"X-Id": "42"}}),
+      ("/r/abc", {"headers": {"X-Id": "x"}}), ("/r/a1", {"headers": {"X-Id": "42"}})])
+    assert backend_of(answers) == ["A", "B", "A", "C", "B", "B"]
+    assert "FutureWarning" not in stderr

@@ -27,6 +27,41 @@ def literal(text: str) -> str:
     return re.escape(text).replace("\\/", "/").replace("\\-", "-")
 
 
+POSIX_CLASSES = {"alpha": "a-zA-Z", "digit": "0-9", "alnum": "a-zA-Z0-9", "upper": "A-Z", "lower": "a-z",
+                 "xdigit": "0-9A-Fa-f", "space": r" \t\n\r\f\v", "blank": r" \t", "word": r"\w",
+                 "punct": r"!-/:-@\[-`{-~", "cntrl": r"\x00-\x1f\x7f", "print": r"\x20-\x7e",
+                 "graph": r"\x21-\x7e", "ascii": r"\x00-\x7f"}
+_PCRE_ONLY = re.compile(r"\\.|\[:(\^?)([a-z]+):\]|\(\?<(?=[A-Za-z_])|\(\?'([A-Za-z_]\w*)'")
+
+
+def from_pcre(pattern: str) -> str:
+    """httpd's regexes are PCRE; Python's `re` reads a few PCRE spellings differently or not at
+    all.  Rewritten here: POSIX classes in a bracket (`[[:digit:]]`, which `re` takes as the
+    characters '[:dgit' then ']': silently another pattern), named groups `(?<name>...)` and
+    `(?'name'...)`, and `\\z`.  A negated POSIX class or an unknown one raises PatternError."""
+    def sub(m: re.Match) -> str:
+        text = m.group(0)
+        if text == "\\z":
+            return "\\Z"
+        if text.startswith("\\"):
+            return text
+        if text.startswith("[:"):
+            if m.group(1) or m.group(2) not in POSIX_CLASSES:
+                raise PatternError(f"'{pattern}' uses the POSIX class {text}, which the import cannot rewrite")
+            return POSIX_CLASSES[m.group(2)]
+        return f"(?P<{m.group(3)}>" if m.group(3) else "(?P<"
+    return _PCRE_ONLY.sub(sub, pattern)
+
+
+def read(pattern: str) -> tuple[str, str | None]:
+    """(the Python spelling of httpd's regex `pattern`, why it cannot be used or None)."""
+    try:
+        converted = from_pcre(pattern)
+    except PatternError as why:
+        return pattern, str(why)
+    return converted, check(converted)
+
+
 def check(pattern: str) -> str | None:
     """Why Python's `re` (what mpm-proxy uses) rejects `pattern`, or None when it compiles."""
     try:

@@ -95,7 +95,7 @@ def parse_pass(d: Directive, location: Directive | None, ctx: Context) -> Pass |
         return None
     section_regex = location is not None and (location.name == "LocationMatch" or location.words[:1] == ["~"])
     if is_regex or section_regex:       # (httpd compiles a regex section's pattern whatever its ProxyPass does)
-        problem = patterns.check(fake)
+        fake, problem = patterns.read(fake)
         if problem:
             ctx.report.error(d.where, f"{d.name}: the regular expression '{fake}' could not be compiled: {problem}")
             return None

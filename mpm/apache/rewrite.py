@@ -127,8 +127,7 @@ class RewriteTranslator:
             return []
         pattern, substitution = words[0], words[1]
         negate = pattern.startswith("!")
-        pattern = pattern[1:] if negate else pattern
-        problem = patterns.check(pattern)
+        pattern, problem = patterns.read(pattern[1:] if negate else pattern)
         if problem:
             self.ctx.report.error(rule.where, f"RewriteRule: the regular expression '{pattern}' could not be "
                                   f"compiled: {problem}")
@@ -249,8 +248,7 @@ class RewriteTranslator:
         elif cond[:1] in "<>" or re.match(r"^-[a-zA-Z]{1,2}$", cond):
             raise Untranslatable(f"its condition at {d.where}: the comparison '{cond}' has no mpm-proxy equivalent")
         else:
-            pattern = cond
-            problem = patterns.check(pattern)
+            pattern, problem = patterns.read(cond)
             if problem:
                 self.ctx.report.error(d.where, f"RewriteCond: the regular expression '{cond}' could not be "
                                       f"compiled: {problem}")
