@@ -9,6 +9,7 @@ import os
 import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import yaml
@@ -58,15 +59,22 @@ def backend_of(answers) -> list[str]:
     return [a[0] for a, _ in answers]
 
 
-def test_balancers_of_one_name_in_several_servers_stay_apart(tmp_path, proxy_factory, backends):
+def test_balancers_of_one_name_stay_apart_and_lbset_is_a_standby_tier(tmp_path, proxy_factory, backends):
     """httpd's balancers belong to a server: two virtual hosts' `balancer://mycluster` are two
     balancers, and a virtual host finds the main server's before its own (which is then never
-    used).  The import merged them all into one, so a site's requests reached another's backends."""
+    used).  The import merged them all into one, so a site's requests reached another's backends.
+    And lbset=1 is a standby tier: httpd sends it nothing while a member of lbset 0 is usable
+    (the import dropped lbset with exit 0, and the standby took half the requests)."""
     answers, stderr = differential(tmp_path, proxy_factory, backends, """
 Listen 127.0.0.1:{port}
 <Proxy balancer://pool>
   BalancerMember http://127.0.0.1:{C}
 </Proxy>
+<Proxy balancer://tiered>
+  BalancerMember http://127.0.0.1:{A}
+  BalancerMember http://127.0.0.1:{B} lbset=1
+</Proxy>
+ProxyPass /tiered/ balancer://tiered/
 <VirtualHost *:{port}>
   ServerName app.test
   <Proxy balancer://mycluster>
@@ -83,9 +91,11 @@ Listen 127.0.0.1:{port}
   BalancerMember balancer://MyCluster http://127.0.0.1:{B}
   ProxyPass / balancer://mycluster/
 </VirtualHost>
-""", [(p, {"host": h}) for h in ("app.test", "other.test") for p in ("/x1", "/x2", "/pool/1", "/pool/2")])
-    assert backend_of(answers) == ["A", "A", "C", "C", "B", "B", "B", "B"]
+""", [(p, {"host": h}) for h in ("app.test", "other.test") for p in ("/x1", "/x2", "/pool/1", "/pool/2")]
+        + [(f"/tiered/{i}", {"host": "other.test"}) for i in range(4)])
+    assert backend_of(answers) == ["A", "A", "C", "C", "B", "B", "B", "B", "A", "A", "A", "A"]
     assert "never used: in this virtual host httpd uses the main server's balancer://pool" in stderr
+    assert "lbset=" not in stderr
 
 
 def test_ip_based_virtual_host_takes_its_address(tmp_path, proxy_factory, backends):
@@ -156,22 +166,6 @@ ProxyPass / http://127.0.0.1:{C}/
     assert "never used: in <LocationMatch \"^/api/\"> httpd's ProxyPass reads '^/api/' as literal text" in stderr
 
 
-def test_lbset_is_a_standby_tier(tmp_path, proxy_factory, backends):
-    """BalancerMember lbset=1: httpd sends nothing to it while a member of lbset 0 is usable,
-    and everything once none is.  The import dropped lbset (exit 0): half the requests went to
-    the standby member."""
-    answers, stderr = differential(tmp_path, proxy_factory, backends, """
-Listen 127.0.0.1:{port}
-<Proxy balancer://pool>
-  BalancerMember http://127.0.0.1:{A}
-  BalancerMember http://127.0.0.1:{B} lbset=1
-</Proxy>
-ProxyPass / balancer://pool/
-""", [(f"/{i}", {"host": "app.test"}) for i in range(6)])
-    assert backend_of(answers) == ["A"] * 6
-    assert "lbset=" not in stderr
-
-
 @pytest.fixture
 def slow_backend():
     """A backend that answers 200 one second after a request arrives; its port."""
@@ -219,10 +213,12 @@ ProxyPass /a/ http://127.0.0.1:{slow_backend}/a/
     proxy = proxy_factory(generated["routes"], timeouts=generated["timeouts"])
     apache = Apache(str(conf), [port]).start()
     try:
-        assert [ask(port, path) for path in ("/a/x", "/b/x")] == [200, 200]
+        with ThreadPoolExecutor(4) as pool:      # at once: each answer takes a second
+            statuses = list(pool.map(lambda a: ask(*a), [(p, path) for p in (port, proxy.port)
+                                                         for path in ("/a/x", "/b/x")]))
     finally:
         apache.stop()
-    assert [ask(proxy.port, path) for path in ("/a/x", "/b/x")] == [200, 200]
+    assert statuses == [200, 200, 200, 200]      # httpd's two, then mpm-proxy's (a 504 each before)
 
 
 def test_client_header_timeout_without_mod_reqtimeout_is_timeout(tmp_path):
