@@ -322,3 +322,23 @@ ProxyPass / http://127.0.0.1:{B}/
       ("/r/abc", {"headers": {"X-Id": "x"}}), ("/r/a1", {"headers": {"X-Id": "42"}})])
     assert backend_of(answers) == ["A", "B", "A", "C", "B", "B"]
     assert "FutureWarning" not in stderr
+
+
+def test_empty_rewrite_pattern_and_empty_route_are_translated(tmp_path, proxy_factory, backends):
+    """httpd takes `RewriteRule "" URL [P]` (an empty regex matches every path) and `route=` with
+    nothing (a member without a route); the import wrote `match: ""` and `route: ""`, which
+    its own check refused as 'a bug in the importer' (exit 2, nothing written)."""
+    answers, _ = differential(tmp_path, proxy_factory, backends, """
+Listen 127.0.0.1:{port}
+RewriteEngine on
+RewriteCond %{{HTTP:X-Go}} ^yes$
+RewriteRule "" http://127.0.0.1:{A}/all [P]
+<Proxy balancer://x>
+  BalancerMember http://127.0.0.1:{B} route=
+  BalancerMember http://127.0.0.1:{C} route=c1
+</Proxy>
+ProxyPass / balancer://x/ stickysession=S
+""", [("/p", {"headers": {"X-Go": "yes"}}), ("/q?z=1", {"headers": {"X-Go": "yes"}}),
+      ("/r", {"headers": {"Cookie": "S=x.c1"}}), ("/s", {"headers": {"Cookie": "S=x.c1"}})])
+    assert [a[:2] for a, _ in answers] == [("A", "/all"), ("A", "/all?z=1"), ("C", "/r"), ("C", "/s")]
+    assert backend_of(answers) == ["A", "A", "C", "C"]

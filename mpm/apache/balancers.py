@@ -220,7 +220,8 @@ class BalancerTranslator:
                     continue
                 out["weight"] = weight
             elif key == "route":
-                out["route"] = value
+                if value:           # route= with nothing: httpd's member has no route, as without it
+                    out["route"] = value
             elif key == "lbset":
                 if not value.isdigit() or int(value) > 99:
                     self.ctx.report.error(d.where, f"BalancerMember: lbset={value}: LB Set must be between 0 and 99")

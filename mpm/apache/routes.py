@@ -110,7 +110,7 @@ def _prefix_route(spec: RouteSpec, guards: list[str]) -> dict:
 
 def _pattern_route(spec: RouteSpec, guards: list[str]) -> dict:
     if not guards:
-        pattern = spec.pattern if not spec.nocase else f"(?i){spec.pattern}"
+        pattern = (spec.pattern or "^") if not spec.nocase else f"(?i){spec.pattern}"   # "": every path
         flags, body = patterns.split_flags(pattern)
         return {"match": f"(?{flags}){body}" if flags else body, "to": spec.to}
     return {"match": patterns.guarded(guards, patterns.search_anywhere(spec.pattern, spec.nocase)), "to": spec.to}
