@@ -103,11 +103,14 @@ def import_apache(conf: str, out: str | None = None, *extra: str, env: dict | No
 
 def ask(port: int, path: str, headers: dict | None = None, ws: bool = False, host: str = "proxy.test",
         connection: str = "Upgrade", timeout: float = 10.0) -> int:
-    """One request on a fresh connection; the status line's code (101 for a tunnel)."""
+    """One request on a fresh connection; the status line's code (101 for a tunnel).
+    `host` None: an HTTP/1.0 request without Host (a monitor's, HAProxy's default httpchk)."""
     extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         if ws:
             sock.sendall(upgrade_request(path, host=host, connection=connection, extra=extra))
+        elif host is None:
+            sock.sendall(f"GET {path} HTTP/1.0\r\n{extra}\r\n".encode())
         else:
             sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n".encode())
         head, _ = read_head(sock)

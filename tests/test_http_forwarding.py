@@ -57,6 +57,8 @@ def env(tmp_path_factory):
         {"match": r"^/m/(\w+)/(\d+)$", "to": b.url + "/mm/$2/$1"},
         {"path": "/cond/", "when": {"header": {"Upgrade": "websocket"}}, "to": b.url + "/ws-side/"},
         {"path": "/cond/", "to": b.url + "/plain-side/"},
+        {"path": "/tenant/", "when": {"header": {"X-Tenant": "^(?!blocked$)"}}, "to": b.url + "/open/"},
+        {"path": "/tenant/", "to": b.url + "/closed/"},
         {"path": "/first/", "to": b.url + "/one/"},
         {"match": "^/first/(.*)$", "to": b.url + "/two/$1"},
         {"path": "/enc/", "to": b.url + "/enc/"},
@@ -127,6 +129,15 @@ def test_when_header_condition_sees_every_line_of_the_field(env):
     """Lines of one field are one value (RFC 9110 §5.3), as httpd merges them before
     %{HTTP:name}: a harmless first line must not decide the condition (it did)."""
     assert get(env.proxy, "/cond/e", [("Upgrade", "h2c"), ("Upgrade", "websocket")]).body == b"echo:/ws-side/e:"
+
+
+def test_when_header_condition_reads_a_missing_field_as_empty(env):
+    """As httpd's %{HTTP:name} and nginx's $http_name: a negated condition ("not blocked")
+    holds for a request without the field, and a positive one does not."""
+    assert get(env.proxy, "/tenant/a").body == b"echo:/open/a:"
+    assert get(env.proxy, "/tenant/b", [("X-Tenant", "acme")]).body == b"echo:/open/b:"
+    assert get(env.proxy, "/tenant/c", [("X-Tenant", "blocked")]).body == b"echo:/closed/c:"
+    assert get(env.proxy, "/cond/f").body == b"echo:/plain-side/f:"
 
 
 def test_first_matching_route_wins(env):

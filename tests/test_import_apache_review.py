@@ -278,18 +278,24 @@ Listen 127.0.0.1:{port}
     assert "httpd never picks it: an earlier virtual host on the address has its names" in stderr
 
 
-def test_name_based_hosts_warn_about_requests_without_host(tmp_path):
-    """httpd gives an HTTP/1.0 request without Host (HAProxy's default httpchk) to the default
-    virtual host; mpm-proxy's Host guard does not match a missing header, so it gets 404 (review
-    r07; worker/routing's `when` semantics, not changed here).  The import says so."""
-    conf, out = tmp_path / "httpd.conf", tmp_path / "mpm.yaml"
-    conf.write_text(preamble(str(tmp_path)) + "Listen 8080\n<VirtualHost *:8080>\nServerName a.test\n"
-                    "ProxyPass / http://127.0.0.1:9001/\n</VirtualHost>\n<VirtualHost *:8080>\nServerName b.test\n"
-                    "ProxyPass / http://127.0.0.1:9002/\n</VirtualHost>\n")
-    result = import_apache(str(conf), str(out))
-    assert result.returncode == 0, result.stderr
-    assert "warning: a request without a Host header (HTTP/1.0) reaches this default virtual host in httpd, " \
-           "but gets 404 in mpm-proxy" in result.stderr
+def test_a_request_without_host_reaches_the_default_virtual_host(tmp_path, proxy_factory, backends):
+    """httpd gives an HTTP/1.0 request without Host (HAProxy's default httpchk, old monitors) to
+    the default virtual host (the first for the address).  The import guards that host's routes
+    with "Host is none of the other names"; a `when` condition on a missing field read nothing
+    and never matched, so mpm-proxy answered 404 (review r07).  A missing field now reads as "",
+    as httpd's %{HTTP:Host} does."""
+    answers, stderr = differential(tmp_path, proxy_factory, backends, """
+Listen 127.0.0.1:{port}
+<VirtualHost *:{port}>
+  ServerName app.test
+  ProxyPass / http://127.0.0.1:{A}/
+</VirtualHost>
+<VirtualHost *:{port}>
+  ServerName other.test
+  ProxyPass / http://127.0.0.1:{B}/
+</VirtualHost>
+""", [("/health", {"host": None}), ("/x", {"host": "other.test"}), ("/y", {"host": "unknown.test"})])
+    assert backend_of(answers) == ["A", "B", "A"], (answers, stderr)
 
 
 def test_certificate_chain_file_says_what_to_do(tmp_path):

@@ -63,9 +63,10 @@ class CompiledRoute:
         for condition in self.when:
             # Every line of the field, joined (RFC 9110 §5.3), as httpd merges them before
             # %{HTTP:name} is read: with the first alone, a harmless first copy would decide
-            # a negated condition.
-            values = head.values(condition.name)
-            if not values or condition.pattern.search(b", ".join(values)) is None:
+            # a negated condition.  A field the request lacks reads as "", as %{HTTP:name}
+            # does: `websocket` does not match it, "none of these hosts" (a negated
+            # condition: the default virtual host of an import) does.
+            if condition.pattern.search(b", ".join(head.values(condition.name))) is None:
                 return None
         if self.regex is None:
             if not target.startswith(self.prefix):

@@ -257,8 +257,9 @@ class PassTranslator:
         spec.options.update(self.worker_options(worker, parts[0], d))
         if parts[0] in ("ws", "wss") and not self.fallback:
             # mod_proxy_wstunnel itself (ProxyWebsocketFallbackToProxyHttp Off) passes on a
-            # request without an Upgrade header to the next rule (its check_trans hook).
-            spec.when["Upgrade"] = ["^"]
+            # request without an Upgrade header to the next rule (its check_trans hook).  "."
+            # is "not empty": a missing field reads as "" (worker.routing).
+            spec.when["Upgrade"] = ["."]
             spec.comments.append("(only requests with an Upgrade header: mod_proxy_wstunnel passes the others on)")
         return spec
 

@@ -112,10 +112,6 @@ def _group_routes(ctx: Context, group: list[Scope], main: Scope) -> list[Emitted
         out.extend(routes.finalize(_server_specs(ctx, vhost), routes.host_pattern(names)))
     other_names = [n for names in named for n in names]
     guard = routes.not_host_pattern(other_names) if other_names else None
-    if guard is not None and default.vhost is not None:
-        ctx.report.warn(default.vhost.where, "a request without a Host header (HTTP/1.0) reaches this default "
-                        "virtual host in httpd, but gets 404 in mpm-proxy (a Host condition does not match a "
-                        "missing header)")
     out.extend(routes.finalize(_server_specs(ctx, default), guard))
     return out
 
