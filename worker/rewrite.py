@@ -4,7 +4,7 @@ Hop-by-hop fields (RFC 9110 §7.6.1) stop here: Connection and every field it na
 (except the two that frame the message), Keep-Alive, TE, Trailer, Proxy-Connection, and
 Upgrade unless the exchange is an upgrade.  Transfer-Encoding stays, because bodies are
 relayed with their framing.  Toward the backend, Host and X-Forwarded-For/-Proto/-Host
-are ours to set.
+are ours to set, and a client's own Forwarded (RFC 7239) goes: it would contradict them.
 
 A head is rewritten from the bytes it arrived as: one regular expression removes the
 fields we replace or drop, and the rest is copied in one slice, so the usual head
@@ -28,7 +28,13 @@ _KNOWN_TOKENS = frozenset({b"keep-alive", b"close", b"upgrade"})   # Connection 
 # HAProxy ignore such options too.
 _NEVER_HOP = frozenset({b"content-length", b"transfer-encoding"})
 _CHUNKED = frozenset({b"transfer-encoding"})
+# A client's Forwarded line: frameworks that read it before X-Forwarded-* (Spring's
+# ForwardedHeaderFilter) would take the client's for=/proto=/host= over ours (review
+# 2026-12-03-rewrite #1).  Not in the head scan (worker.http1): looked for only here.
+_FORWARDED_KEY = b"\nforwarded:"
+_FORWARDED = (b"forwarded",)
 _UPGRADE = frozenset({b"upgrade"})
+_NO_NAMES: frozenset = frozenset()
 REVERSED = frozenset({b"location", b"content-location", b"uri"})
 # An HTTP/1.0 request without keep-alive asks the backend to close after its answer (RFC 9112
 # §9.3), whatever the client wants of its own connection: so every one asks for keep-alive,
@@ -50,17 +56,21 @@ def _named_by_connection(connection: bytes | None) -> set:
     return connection_tokens(lower) - _KNOWN_TOKENS - _NEVER_HOP
 
 
-def _kept_lines(head, drop: frozenset, keep: frozenset = frozenset()) -> bytes:
-    """The head's field lines minus the fields in `drop` and those its Connection names
-    (never those in `keep`), as CRLF-led lines: b"" or b"\\r\\nName: v\\r\\nName: v"."""
+def _kept_lines(head, drop: frozenset, keep: frozenset = _NO_NAMES, unscanned: tuple = ()) -> bytes:
+    """The head's field lines minus the fields in `drop`, those in `unscanned` (names the head
+    scan does not find) and those its Connection names (never those in `keep`), as CRLF-led
+    lines: b"" or b"\\r\\nName: v\\r\\nName: v"."""
     raw = head.raw
     cuts = []
     for name, found in head.spans.items():       # a loop, not a comprehension: no call (3.11)
         if name in drop:
             cuts += found
+    for name in unscanned:
+        cuts += head.line_spans(name)
     if head.connection is not None:      # tested here: most heads have none, and a call costs
         for name in _named_by_connection(head.connection) - keep - drop:
-            cuts += head.line_spans(name)
+            if name not in unscanned:       # cut once, however many reasons
+                cuts += head.line_spans(name)
     if not cuts:
         return raw[head.line_end:-4]
     if len(cuts) > 1:
@@ -85,10 +95,12 @@ def request_head(head, target: bytes, host_line: bytes, xff_line: bytes, proto_l
     version = b" HTTP/1.1\r\n" if head.version == "1.1" else _HTTP10_KEEP_ALIVE
     forwarded_host = b"X-Forwarded-Host: " + head.host + CRLF if head.host else b""
     upgrade_lines = b"Upgrade: " + upgrade + b"\r\nConnection: Upgrade\r\n" if upgrade is not None else b""
+    # One find over the head: most have no Forwarded, and they pay nothing more.
+    unscanned = _FORWARDED if head.lower.find(_FORWARDED_KEY, head.line_end) >= 0 else ()
     if head.te_odd:     # a spelling of plain chunked: sent on as the one every parser reads alike
-        kept = _kept_lines(head, _REQUEST_DROP_TE) + b"\r\nTransfer-Encoding: chunked"
+        kept = _kept_lines(head, _REQUEST_DROP_TE, _NO_NAMES, unscanned) + b"\r\nTransfer-Encoding: chunked"
     else:
-        kept = _kept_lines(head, _REQUEST_DROP)
+        kept = _kept_lines(head, _REQUEST_DROP, _NO_NAMES, unscanned)
     return b"".join((head.method, b" ", target, version, host_line, kept[2:], CRLF if kept else b"",
                      xff_line, proto_line, forwarded_host, upgrade_lines, CRLF))
 
