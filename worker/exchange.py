@@ -97,11 +97,14 @@ class Exchange:
             if target is None:
                 self.answer(400, "request target must be origin-form or absolute-form")
                 return
-        refused = routing.refused_target(target)
-        if refused is not None:
-            self.answer(400, refused)
+        normal = routing.routed_target(target)
+        if normal is target:
+            route, mapped = self.worker.router.resolve(target, head)
+        elif normal.__class__ is str:       # why it is refused
+            self.answer(400, normal)
             return
-        route, mapped = self.worker.router.resolve(target, head)
+        else:
+            route, mapped = self.worker.router.resolve_normalised(target, normal, head)
         # (An HTTP/2 stream tunnels only by an extended CONNECT, whose head asks: never unasked.)
         if route is not None and (head.upgrade is not None or (route.always_upgrade and not self.client.http2)):
             self.upgrade = route.upgrade_header(head)

@@ -28,8 +28,9 @@ class CompiledRoute:
                  "preserve_host", "reverse", "per_client", "scope", "origin_policy")
 
     def __init__(self, route: Route, default_timeout: float, origins):
-        self.prefix = route.path
-        self.prefix_len = len(route.path or b"")
+        # Matched against normalised targets (routed_target): "/%7Euser/" as written would never match.
+        self.prefix = normal_path(route.path) if route.path is not None else None
+        self.prefix_len = len(self.prefix or b"")
         self.base = route.target.path.encode("latin-1")
         self.identity = route.path is not None and self.base == route.path
         self.regex = route.match
@@ -167,6 +168,39 @@ def refused_target(target: bytes) -> str | None:
     return None
 
 
+# RFC 3986 §6.2.2.2: "%6C" is "l" (ALPHA, DIGIT and "-._~" are unreserved: their escapes are
+# never needed, and mean the character itself to every server).
+_UNRESERVED_ESCAPE = re.compile(rb"%(?:[46][1-9a-f]|[57][0-9a]|3[0-9]|2[de]|5f|7e)", re.IGNORECASE)
+_SLASHES = re.compile(rb"//+")
+
+
+def _unescaped(m) -> bytes:
+    return bytes((int(m[0][1:], 16),))
+
+
+def routed_target(target: bytes) -> bytes | str:
+    """`target` itself when it routes as it is; else why it is refused (a str: 400), or its
+    normalised form (`normal_path`), which `Router.resolve_normalised` weighs against it.
+    The usual target has no "%", "//" or "/.": one find more than `refused_target`'s fast path."""
+    if target.find(b"/.") < 0 and target.find(b"//") < 0 and target.translate(None, _RARE_IN_TARGETS) == target:
+        return target
+    refused = refused_target(target)
+    if refused is not None:
+        return refused
+    return normal_path(target)
+
+
+def normal_path(target: bytes) -> bytes:
+    """`target` with its path (not its query) as nginx and Apache match locations: escapes of
+    unreserved characters decoded, runs of "/" merged (merge_slashes, MergeSlashes)."""
+    path, sep, query = target.partition(b"?")
+    if path.find(b"%") >= 0:
+        path = _UNRESERVED_ESCAPE.sub(_unescaped, path)
+    if path.find(b"//") >= 0:
+        path = _SLASHES.sub(b"/", path)
+    return path + sep + query
+
+
 def origin_form(target: bytes) -> bytes | None:
     """absolute-form "http://host/path?q" -> "/path?q" (RFC 9112 §3.2.2; its authority is the
     head's Host already: worker.http1)."""
@@ -185,3 +219,15 @@ class Router:
             if mapped is not None:
                 return compiled, mapped
         return None, None
+
+    def resolve_normalised(self, target: bytes, normal: bytes, head):
+        """`resolve` for a target that `normal` (its `normal_path`) may route elsewhere (review
+        2026-12-03-rewrite #2): "/%6cogin" and "//login" would miss the /login route and its
+        limits and reach a later one, whose backend reads them as /login all the same.  The route
+        of the normalised form wins, as in nginx and Apache; when both meet the same route, the
+        target goes on byte for byte."""
+        route, mapped = self.resolve(target, head)
+        if normal == target:
+            return route, mapped
+        other, other_mapped = self.resolve(normal, head)
+        return (route, mapped) if other is route else (other, other_mapped)
