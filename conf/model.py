@@ -355,3 +355,13 @@ class Config:
     balancers: Mapping[str, Balancer] = field(default_factory=dict)
     admin: Admin | None = None           # off when absent
     tls: TLSSettings = field(default_factory=TLSSettings)
+
+    @property
+    def client_table_size(self) -> int:
+        """Entries of the shared client table, or 0 when no per-client limit is set.  A route's
+        `per_client` alone needs the table too (review 2026-12-03-rewrite #3: without it, the
+        route's limit was silently never applied, as nginx's limit_req in one location is)."""
+        per = self.limits.per_client
+        if (per is not None and per.any) or any(r.per_client is not None and r.per_client.any for r in self.routes):
+            return per.table if per is not None else CLIENT_TABLE
+        return 0

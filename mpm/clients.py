@@ -23,13 +23,13 @@ class ClientTables:
     def for_generation(self, config, alive=()) -> ClientTable | None:
         """The table the next generation's workers get (None: no per-client limits).
         `alive`: the pids of the workers running now (the old generations)."""
-        per_client = config.limits.per_client
-        if per_client is None or not per_client.any:
+        size = config.client_table_size
+        if not size:
             return None
         workers = config.mpm.workers
         cells = cells_for(workers)
         table = self.table
-        if table is not None and table.fits(per_client.table, cells):
+        if table is not None and table.fits(size, cells):
             # Old generations lingering on long requests (a few reloads within graceful_timeout)
             # may hold most cells: a worker that finds none would enforce no limit at all.
             table.release_dead(alive)
@@ -41,7 +41,7 @@ class ClientTables:
                         "its limits while they finish)", table.cells - free, table.cells)
         if table is not None:
             self.retired.append(table)
-        self.table = ClientTable(per_client.table, cells)
+        self.table = ClientTable(size, cells)
         return self.table
 
     def tick(self, alive) -> None:

@@ -61,7 +61,7 @@ class Admission:
         self.worker = worker
         self.loop = worker.loop
         limits = worker.config.limits
-        needed = (limits.per_client is not None and limits.per_client.any) or limits.trusted_proxies
+        needed = worker.config.client_table_size or limits.trusted_proxies
         self.limits = ClientLimits(worker, client_table, limits) if needed else None
         self.unserved = Arrivals()    # ClientConnection / HeaderReader owing a first head, oldest first
         self.idle = Arrivals()        # keep-alive connections between requests, longest idle first
