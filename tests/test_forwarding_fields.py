@@ -1,18 +1,23 @@
 """What the backend is told about the client (review 2026-12-03-rewrite #1, #4): mpm writes
 X-Forwarded-For/-Proto/-Host, so a client's own Forwarded (RFC 7239), which frameworks such as
-Spring read before X-Forwarded-*, must not reach the backend beside them."""
+Spring read before X-Forwarded-*, must not reach the backend beside them.  A peer in
+`limits.trusted_proxies` (a balancer that ends TLS) states its client's scheme and host: those go on,
+as Apache and HAProxy pass them, and `reverse` builds its Locations with that scheme."""
 
 from __future__ import annotations
 
 import pytest
 from httpclient import read_raw_response
 from proxyproc import running_proxy
-from rawbackend import RawBackend
+from rawbackend import RawBackend, respond, serve_simple
 
 
 @pytest.fixture(scope="module")
 def backend():
     b = RawBackend()
+    # Every answer names a backend URL, for the `reverse` route to rewrite.
+    b.handler = lambda conn: serve_simple(conn, lambda head, body: respond(
+        200, b"ok", headers=[("Location", f"{b.url}/app/next")]))
     yield b
     b.close()
 
@@ -23,12 +28,24 @@ def proxy(tmp_path_factory, backend):
         yield p
 
 
-def _seen(proxy, backend, fields: bytes, version: bytes = b"HTTP/1.1"):
+@pytest.fixture(scope="module")
+def trusting(tmp_path_factory, backend):
+    """A proxy whose peer (127.0.0.1) is a trusted proxy."""
+    routes = [{"path": "/app/", "to": backend.url + "/app/", "reverse": True}, {"path": "/", "to": backend.url + "/"}]
+    with running_proxy(tmp_path_factory.mktemp("trusting"), routes, workers=1,
+                       limits={"trusted_proxies": ["127.0.0.0/8"]}) as p:
+        yield p
+
+
+def _seen(proxy, backend, fields: bytes, target: bytes = b"/x", answer: list | None = None):
     """The head the backend received for a GET carrying `fields` (CRLF-terminated lines)."""
     before = len(backend.requests)
     with proxy.connect() as sock:
-        sock.sendall(b"GET /x " + version + b"\r\nHost: shop.example\r\n" + fields + b"Connection: close\r\n\r\n")
-        assert read_raw_response(sock).status == 200
+        sock.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: shop.example\r\n" + fields + b"Connection: close\r\n\r\n")
+        response = read_raw_response(sock)
+        assert response.status == 200
+    if answer is not None:
+        answer.append(response)
     assert len(backend.requests) == before + 1
     return backend.requests[-1]
 
@@ -50,3 +67,18 @@ def test_a_clients_forwarded_lines_do_not_reach_the_backend(proxy, backend):
     assert backend.requests[-1].get("forwarded") is None
     # A field whose name only starts with it stays.
     assert _seen(proxy, backend, b"Forwarded-Ext: 1\r\n").get("forwarded-ext") == "1"
+
+
+def test_a_trusted_proxys_scheme_and_host_go_on(trusting, backend):
+    stated = b"X-Forwarded-Proto: https\r\nX-Forwarded-Host: www.example\r\nForwarded: for=203.0.113.5;proto=https\r\n"
+    answers: list = []
+    head = _seen(trusting, backend, b"X-Forwarded-For: 203.0.113.5\r\n" + stated, b"/app/x", answers)
+    assert (head.get("x-forwarded-proto"), head.get("x-forwarded-host"), head.get("forwarded")) == \
+        ("https", "www.example", "for=203.0.113.5;proto=https")
+    assert head.get("x-forwarded-for") == "203.0.113.5, 127.0.0.1"
+    # reverse: the client used https (the balancer says so), so its Location is https too.
+    assert answers[0].get("location") == b"https://shop.example/app/next"
+    # A trusted peer that states nothing gets ours, as any client does.
+    head = _seen(trusting, backend, b"", b"/app/y", answers)
+    assert (head.get("x-forwarded-proto"), head.get("x-forwarded-host")) == ("http", "shop.example")
+    assert answers[1].get("location") == b"http://shop.example/app/next"

@@ -151,7 +151,8 @@ class Exchange:
     def request_head(self) -> bytes:
         head, route, client = self.head, self.route, self.client
         host_line = (b"Host: " + head.host + b"\r\n") if route.preserve_host and head.host else self.origin.host_line
-        return request_head(head, self.mapped, host_line, client.xff_line, client.proto_line, self.upgrade)
+        return request_head(head, self.mapped, host_line, client.xff_line, client.proto_line, self.upgrade,
+                            client.forwarded)
 
     # == the request direction ==============================================================
     def read_request_body(self) -> None:

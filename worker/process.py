@@ -279,7 +279,9 @@ class Worker:
             base = route.base if route.prefix is not None else b"/"
             client_path = route.prefix if route.prefix is not None else b"/"
             host = head.host or origin.host_line[6:-2]
-            proto = b"https" if proto_line.endswith(b"https\r\n") else b"http"
+            # Ours, or a trusted proxy's (rewrite.stated_proto_line): its first value is the client's.
+            stated = proto_line[18:].split(b",", 1)[0].strip(b" \t\r\n").lower()
+            proto = b"https" if stated == b"https" else b"http"
             pair = self._reverse[key] = (origin.origin_bytes + base, proto + b"://" + host + client_path)
         return pair
 

@@ -16,7 +16,7 @@ from worker import upgrade
 from worker.framing import BadFraming
 from worker.headreader import HeadReader
 from worker.http1 import HEAD_END, HttpError, connection_tokens, parse_response
-from worker.rewrite import response_head
+from worker.rewrite import response_head, stated_proto_line
 
 MAX_RESPONSE_HEAD = 64 * 1024   # a backend head larger than this is invalid (502)
 _CHUNKED_LINE = b"Transfer-Encoding: chunked\r\n"
@@ -122,7 +122,8 @@ def _relay(ex, resp, buf, start: int, size: int) -> None:
     ex.keep_alive = (ex.keep_alive and (not client.eof or client.pipelined_head())
                      and (not worker.stopping or worker.keeps_alive(client))
                      and (rechunked or not delimited) and not dechunk)
-    reverse = worker.reverse_map(ex.route, ex.origin, head, client.proto_line) if ex.route.reverse else None
+    reverse = worker.reverse_map(ex.route, ex.origin, head, stated_proto_line(head, client.proto_line)
+                                 if client.forwarded else client.proto_line) if ex.route.reverse else None
     if h2:
         out = b""        # the head goes as HTTP/2 fields, from `resp` (worker.h2.stream)
     elif rechunked:

@@ -85,24 +85,40 @@ def _kept_lines(head, drop: frozenset, keep: frozenset = _NO_NAMES, unscanned: t
 
 
 def request_head(head, target: bytes, host_line: bytes, xff_line: bytes, proto_line: bytes,
-                 upgrade: bytes | None) -> bytes:
+                 upgrade: bytes | None, trusted: bool = False) -> bytes:
     """The head sent to the backend: HTTP/1.1 (1.0 for a 1.0 client, so the backend never
     chunks to it), keep-alive always (`_HTTP10_KEEP_ALIVE`).  `host_line` is b"Host: ...\\r\\n";
-    `xff_line` is b"X-Forwarded-For: client\\r\\n" for a client that sent none (else appended to)."""
+    `xff_line` is b"X-Forwarded-For: client\\r\\n" for a client that sent none (else appended to).
+    `trusted`: the peer is one of `limits.trusted_proxies`, whose X-Forwarded-Proto/-Host and
+    Forwarded state what its client used, and go on (review 2026-12-03-rewrite #4)."""
     if b"x-forwarded-for" in head.spans:
         prior = head.joined(b"x-forwarded-for")
         xff_line = b"X-Forwarded-For: " + prior + b", " + xff_line[17:]
     version = b" HTTP/1.1\r\n" if head.version == "1.1" else _HTTP10_KEEP_ALIVE
     forwarded_host = b"X-Forwarded-Host: " + head.host + CRLF if head.host else b""
     upgrade_lines = b"Upgrade: " + upgrade + b"\r\nConnection: Upgrade\r\n" if upgrade is not None else b""
-    # One find over the head: most have no Forwarded, and they pay nothing more.
-    unscanned = _FORWARDED if head.lower.find(_FORWARDED_KEY, head.line_end) >= 0 else ()
+    if trusted:
+        proto_line = stated_proto_line(head, proto_line)
+        if b"x-forwarded-host" in head.spans:
+            forwarded_host = b"X-Forwarded-Host: " + head.joined(b"x-forwarded-host") + CRLF
+        unscanned = ()
+    else:   # one find over the head: most have no Forwarded, and they pay nothing more
+        unscanned = _FORWARDED if head.lower.find(_FORWARDED_KEY, head.line_end) >= 0 else ()
     if head.te_odd:     # a spelling of plain chunked: sent on as the one every parser reads alike
         kept = _kept_lines(head, _REQUEST_DROP_TE, _NO_NAMES, unscanned) + b"\r\nTransfer-Encoding: chunked"
     else:
         kept = _kept_lines(head, _REQUEST_DROP, _NO_NAMES, unscanned)
     return b"".join((head.method, b" ", target, version, host_line, kept[2:], CRLF if kept else b"",
                      xff_line, proto_line, forwarded_host, upgrade_lines, CRLF))
+
+
+def stated_proto_line(head, proto_line: bytes) -> bytes:
+    """A trusted proxy's X-Forwarded-Proto line (the scheme its client used: https before a
+    balancer that ends TLS and speaks http to us), else ours.  Apache and HAProxy pass it on;
+    replaced by ours, an https-only backend behind such a balancer redirects forever."""
+    if b"x-forwarded-proto" not in head.spans:
+        return proto_line
+    return b"X-Forwarded-Proto: " + head.joined(b"x-forwarded-proto") + CRLF
 
 
 def response_head(resp, keep_alive: bool, client_http10: bool, keep_chunked: bool,
