@@ -82,3 +82,13 @@ def test_a_trusted_proxys_scheme_and_host_go_on(trusting, backend):
     head = _seen(trusting, backend, b"", b"/app/y", answers)
     assert (head.get("x-forwarded-proto"), head.get("x-forwarded-host")) == ("http", "shop.example")
     assert answers[1].get("location") == b"http://shop.example/app/next"
+
+
+def test_reverse_without_a_host_writes_a_path_absolute_location(trusting, backend):
+    """Review 2026-12-03-rewrite #5: an HTTP/1.0 request without Host got the backend's own
+    authority with the client's path (a URL that exists nowhere); nginx's proxy_redirect
+    default writes the path alone."""
+    with trusting.connect() as sock:
+        sock.sendall(b"GET /app/z HTTP/1.0\r\n\r\n")
+        response = read_raw_response(sock)
+    assert (response.status, response.get("location")) == (200, b"/app/next")

@@ -278,11 +278,13 @@ class Worker:
                 self._reverse.clear()
             base = route.base if route.prefix is not None else b"/"
             client_path = route.prefix if route.prefix is not None else b"/"
-            host = head.host or origin.host_line[6:-2]
             # Ours, or a trusted proxy's (rewrite.stated_proto_line): its first value is the client's.
             stated = proto_line[18:].split(b",", 1)[0].strip(b" \t\r\n").lower()
             proto = b"https" if stated == b"https" else b"http"
-            pair = self._reverse[key] = (origin.origin_bytes + base, proto + b"://" + host + client_path)
+            # No Host (HTTP/1.0): a path-absolute Location, as nginx's `proxy_redirect default`
+            # writes, rather than the backend's authority with our path (review 2026-12-03-rewrite #5).
+            client = proto + b"://" + head.host + client_path if head.host else client_path
+            pair = self._reverse[key] = (origin.origin_bytes + base, client)
         return pair
 
     # == stopping ===================================================================================
