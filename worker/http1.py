@@ -51,10 +51,11 @@ _VERSIONS = {b"HTTP/1.1": "1.1", b"HTTP/1.0": "1.0"}
 # and the request or status line holds no "\n".  Every Python-level operation costs about
 # a thousand instructions here, so one scan beats a `find` per name (the same pattern with
 # IGNORECASE on the raw head cost twice as much).
-# Referer and User-Agent are there for the access log, which would otherwise look for each.
+# Referer and User-Agent are there for the access log, which would otherwise look for each;
+# Forwarded for worker.rewrite, which drops a client's own.
 _FIELDS = (b"host", b"content-length", b"transfer-encoding", b"connection", b"upgrade", b"keep-alive", b"te",
            b"trailer", b"proxy-connection", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host",
-           b"referer", b"user-agent")
+           b"referer", b"user-agent", b"forwarded")
 _FIELDS_RE = re.compile(rb"\n(" + b"|".join(_FIELDS) + rb"):[ \t]*([^\r]*)")
 _SCANNED = frozenset(_FIELDS)     # what `get` need not look for again
 # Hop-by-hop fields (RFC 9110 §7.6.1; worker.rewrite drops them): a response head without

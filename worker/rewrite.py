@@ -18,8 +18,13 @@ from __future__ import annotations
 from worker.headfixes import reason_phrase
 from worker.http1 import HOP_BY_HOP, connection_tokens
 
-_REQUEST_DROP = HOP_BY_HOP | {b"host", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"}
+# A client's own Forwarded (RFC 7239) goes too: frameworks that read it before X-Forwarded-*
+# (Spring's ForwardedHeaderFilter) would take the client's for=/proto=/host= over ours (review
+# 2026-12-03-rewrite #1).  A trusted proxy's stays (`request_head`'s `trusted`).
+_REQUEST_DROP = HOP_BY_HOP | {b"host", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded"}
 _REQUEST_DROP_TE = _REQUEST_DROP | {b"transfer-encoding"}
+_TRUSTED_DROP = _REQUEST_DROP - {b"forwarded"}
+_TRUSTED_DROP_TE = _REQUEST_DROP_TE - {b"forwarded"}
 _RESPONSE_DROP_101 = HOP_BY_HOP - {b"upgrade"}
 _KNOWN_TOKENS = frozenset({b"keep-alive", b"close", b"upgrade"})   # Connection values naming no field
 # Fields that frame the message are never hop-by-hop, whatever Connection says (RFC 9110 §7.6.1:
@@ -28,11 +33,6 @@ _KNOWN_TOKENS = frozenset({b"keep-alive", b"close", b"upgrade"})   # Connection 
 # HAProxy ignore such options too.
 _NEVER_HOP = frozenset({b"content-length", b"transfer-encoding"})
 _CHUNKED = frozenset({b"transfer-encoding"})
-# A client's Forwarded line: frameworks that read it before X-Forwarded-* (Spring's
-# ForwardedHeaderFilter) would take the client's for=/proto=/host= over ours (review
-# 2026-12-03-rewrite #1).  Not in the head scan (worker.http1): looked for only here.
-_FORWARDED_KEY = b"\nforwarded:"
-_FORWARDED = (b"forwarded",)
 _UPGRADE = frozenset({b"upgrade"})
 _NO_NAMES: frozenset = frozenset()
 REVERSED = frozenset({b"location", b"content-location", b"uri"})
@@ -56,21 +56,17 @@ def _named_by_connection(connection: bytes | None) -> set:
     return connection_tokens(lower) - _KNOWN_TOKENS - _NEVER_HOP
 
 
-def _kept_lines(head, drop: frozenset, keep: frozenset = _NO_NAMES, unscanned: tuple = ()) -> bytes:
-    """The head's field lines minus the fields in `drop`, those in `unscanned` (names the head
-    scan does not find) and those its Connection names (never those in `keep`), as CRLF-led
-    lines: b"" or b"\\r\\nName: v\\r\\nName: v"."""
+def _kept_lines(head, drop: frozenset, keep: frozenset = _NO_NAMES) -> bytes:
+    """The head's field lines minus the fields in `drop` and those its Connection names
+    (never those in `keep`), as CRLF-led lines: b"" or b"\\r\\nName: v\\r\\nName: v"."""
     raw = head.raw
     cuts = []
     for name, found in head.spans.items():       # a loop, not a comprehension: no call (3.11)
         if name in drop:
             cuts += found
-    for name in unscanned:
-        cuts += head.line_spans(name)
     if head.connection is not None:      # tested here: most heads have none, and a call costs
         for name in _named_by_connection(head.connection) - keep - drop:
-            if name not in unscanned:       # cut once, however many reasons
-                cuts += head.line_spans(name)
+            cuts += head.line_spans(name)
     if not cuts:
         return raw[head.line_end:-4]
     if len(cuts) > 1:
@@ -101,13 +97,10 @@ def request_head(head, target: bytes, host_line: bytes, xff_line: bytes, proto_l
         proto_line = stated_proto_line(head, proto_line)
         if b"x-forwarded-host" in head.spans:
             forwarded_host = b"X-Forwarded-Host: " + head.joined(b"x-forwarded-host") + CRLF
-        unscanned = ()
-    else:   # one find over the head: most have no Forwarded, and they pay nothing more
-        unscanned = _FORWARDED if head.lower.find(_FORWARDED_KEY, head.line_end) >= 0 else ()
     if head.te_odd:     # a spelling of plain chunked: sent on as the one every parser reads alike
-        kept = _kept_lines(head, _REQUEST_DROP_TE, _NO_NAMES, unscanned) + b"\r\nTransfer-Encoding: chunked"
+        kept = _kept_lines(head, _TRUSTED_DROP_TE if trusted else _REQUEST_DROP_TE) + b"\r\nTransfer-Encoding: chunked"
     else:
-        kept = _kept_lines(head, _REQUEST_DROP, _NO_NAMES, unscanned)
+        kept = _kept_lines(head, _TRUSTED_DROP if trusted else _REQUEST_DROP)
     return b"".join((head.method, b" ", target, version, host_line, kept[2:], CRLF if kept else b"",
                      xff_line, proto_line, forwarded_host, upgrade_lines, CRLF))
 

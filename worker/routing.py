@@ -144,6 +144,12 @@ class OriginPolicy:
 # "/a..b", "/..foo", "/..." and "%2F" in a query string are none.
 _DOT_SEGMENT = re.compile(rb"(?:^|/|\\|%2f|%5c)(?:\.|%2e){1,2}(?:$|[/\\;]|%2f|%5c)", re.IGNORECASE)
 _RARE_IN_TARGETS = b"%\\#"        # what an ordinary target lacks, and every refused one has (or "/.")
+# A table that changes exactly those bytes: CPython's bytes.translate hands back its input
+# itself when the table changed nothing, so `target.translate(_RARE_MARK) is target` says
+# "none of them" in one C loop with no allocation (45-60 ns; translate(None, _RARE_IN_TARGETS)
+# built a deletion table per call, 107-140 ns).  Where `is` fails for another reason, the
+# slow path below is right for an ordinary target too.
+_RARE_MARK = bytes((c + 1) % 256 if c in _RARE_IN_TARGETS else c for c in range(256))
 
 
 def refused_target(target: bytes) -> str | None:
@@ -154,12 +160,9 @@ def refused_target(target: bytes) -> str | None:
     (RFC 9112 §3.2; Apache's strict request line refuses it too): a regex route would match
     "/admin#.css" that the backend serves as "/admin"."""
     # One find and one translate pass an ordinary target: every refused one holds "/." or a
-    # rare byte.  translate hands back the target itself when it deletes nothing, so `==` is
-    # an identity check; the pair costs ~200-500 instructions more than the two finds of the
-    # dot-segment check alone did (callgrind, "/" and a 50-byte target), less than one more
-    # find.  (find, not `in`: bytes.__contains__ first tries the argument as an int and pays
-    # for the exception.)
-    if target.find(b"/.") < 0 and target.translate(None, _RARE_IN_TARGETS) == target:
+    # rare byte (_RARE_MARK).  (find, not `in`: bytes.__contains__ first tries the argument as
+    # an int and pays for the exception.)
+    if target.find(b"/.") < 0 and target.translate(_RARE_MARK) is target:
         return None
     if target.find(b"#") >= 0:
         return "a fragment (#) in the request target"
@@ -182,7 +185,7 @@ def routed_target(target: bytes) -> bytes | str:
     """`target` itself when it routes as it is; else why it is refused (a str: 400), or its
     normalised form (`normal_path`), which `Router.resolve_normalised` weighs against it.
     The usual target has no "%", "//" or "/.": one find more than `refused_target`'s fast path."""
-    if target.find(b"/.") < 0 and target.find(b"//") < 0 and target.translate(None, _RARE_IN_TARGETS) == target:
+    if target.find(b"/.") < 0 and target.find(b"//") < 0 and target.translate(_RARE_MARK) is target:
         return target
     refused = refused_target(target)
     if refused is not None:
