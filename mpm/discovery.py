@@ -32,7 +32,7 @@ import dns.rdataclass
 import dns.rdatatype
 
 from conf.discover import name_problem
-from mpm.dnsquery import DnsQuery
+from mpm.dnsquery import BUDGET, DnsQuery
 
 log = logging.getLogger("mpm.dns")
 
@@ -71,11 +71,21 @@ class Lookup:
         self.asking_until = 0.0                   # ... no new address question after this
         self.ttl = None
         self.finished = False
+        self.held = 0                             # questions of ours counted in BUDGET
+        self.blocked = False                      # BUDGET was spent with nothing of ours in flight
         self._ask(discover.dns, discover.rtype, self._on_answer)
 
     def _ask(self, name: str, rdtype: str, callback) -> None:
+        """A question that takes one of BUDGET's places, until `_release` (or `close`)."""
         d = self.discover
+        BUDGET.used += 1
+        self.held += 1
         self.queries.append(DnsQuery(self.selector, name, rdtype, d.resolvers, d.timeout, callback))
+
+    def _release(self) -> None:
+        if self.held:
+            self.held -= 1
+            BUDGET.give(1)
 
     def _rrsets(self, answer, section, rdtype: int):
         """The section's records of `rdtype` in class IN: another class (CH, HS, or any number)
@@ -87,6 +97,7 @@ class Lookup:
 
     def _on_answer(self, answer, error: str) -> None:
         d = self.discover
+        self._release()
         if answer is None:
             self._finish(None, error)
             return
@@ -131,8 +142,14 @@ class Lookup:
         if self.unasked and time.monotonic() >= self.asking_until:
             self._stop_asking()
         # (one in flight is counted as kept: most targets have an address; if not, its answer asks the next)
+        self.blocked = False
         while (self.unasked and self.waiting < ADDRESS_QUESTIONS_AT_ONCE and not self._enough()
                and self.kept + self.waiting < slots):
+            if not BUDGET.free():         # an answer of ours asks again; with none out, the next tick
+                self.blocked = not self.waiting
+                if self.blocked:
+                    return
+                break
             target = self.unasked.pop()
             self.waiting += 1
             self._ask(target, "A", lambda answer, error, target=target: self._on_address(target, "A", answer, error))
@@ -177,6 +194,7 @@ class Lookup:
         code = dns.rdatatype.from_text(rdtype)
         found = sorted(rd.address for rrset in self._rrsets(answer, answer.answer, code) for rd in rrset)
         if not found and rdtype == "A":
+            self._release()                       # the A question is done; the AAAA one takes its place
             self._ask(target, "AAAA", lambda answer, error: self._on_address(target, "AAAA", answer, error))
             return
         if found:
@@ -188,6 +206,7 @@ class Lookup:
 
     def _answered(self) -> None:
         self.waiting -= 1
+        self._release()
         if self._enough():
             self._complete()        # the questions still out are closed: their answers cannot count
         else:
@@ -216,16 +235,21 @@ class Lookup:
     def tick(self, now: float) -> None:
         for query in list(self.queries):
             query.tick(now)
+        if self.blocked and not self.finished:
+            self._ask_more()
 
     def close(self) -> None:
         for query in self.queries:
             query.close()
         self.queries = []
+        BUDGET.give(self.held)
+        self.held = 0
 
     def close_in_child(self) -> None:
         for query in self.queries:
             query.close_in_child()
         self.queries = []
+        self.held = 0
 
 
 class Discovery:
@@ -264,7 +288,7 @@ class Discovery:
     def tick(self, now: float) -> None:
         if self.lookup is not None:
             self.lookup.tick(now)
-        elif now >= self.due:
+        elif now >= self.due and BUDGET.free():     # else at a later tick, when questions are answered
             known = {f.name: f.address for f in self.found or ()} if self.discover.rtype == "SRV" else None
             self.lookup = Lookup(self.selector, self.discover, self._done, known)
 

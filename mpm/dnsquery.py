@@ -30,6 +30,28 @@ import dns.rcode
 
 EDNS_PAYLOAD = 4096
 TCP_MAX = 65535
+QUESTIONS_AT_ONCE = 128          # every balancer's questions in flight together (`BUDGET`)
+
+
+class Budget:
+    """The questions every round of every balancer may have in flight together.  Each holds a
+    socket of the master: 40 balancers of 32 slots asked ~1,300 at once, past a LimitNOFILE
+    of 1024, and `mpmctl`, health probes, respawns and reloads failed with EMFILE (review
+    2026-12-03-dns #1; HAProxy and nginx ask everything over one socket per nameserver).
+    A round that finds it spent waits for the next tick."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.used = 0
+
+    def free(self) -> bool:
+        return self.used < self.limit
+
+    def give(self, count: int) -> None:
+        self.used = max(self.used - count, 0)
+
+
+BUDGET = Budget(QUESTIONS_AT_ONCE)
 
 
 class DnsQuery:

@@ -1,0 +1,75 @@
+"""DNS discovery, review 2026-12-03-dns (docs/reviews/2026-12-03-dns/report.md): what a hostile
+or broken DNS server, or a careless reload, did to the balancer members found in DNS.
+
+Real processes: a real master and its workers (proxyproc.Proxy), real members
+(balancer_util.Member) and a real DNS server on a free loopback port, UDP and TCP
+(test_dns_hostile.HostileDns, or `Crafted` below for answers whose sections it builds itself).
+Everything is stopped by pid at the end of each test."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import psutil
+import pytest
+from test_dns_hostile import HostileDns, master_alive, until
+
+ROUTES = [{"path": "/", "to": "balancer://app/"}]
+
+
+@pytest.fixture
+def servers():
+    """DNS servers made by the test, stopped (and checked for errors) at teardown."""
+    made: list[HostileDns] = []
+
+    def make(kind=HostileDns) -> HostileDns:
+        made.append(kind())
+        return made[-1]
+    yield make
+    for server in made:
+        server.stop()
+    assert not [e for server in made for e in server.errors]
+
+
+def questions_in_flight(pid: int, port: int) -> int:
+    """The master's UDP sockets connected to the DNS server: one per question it waits for."""
+    return sum(1 for c in psutil.Process(pid).net_connections(kind="udp")
+               if c.raddr and c.raddr.port == port)
+
+
+def test_many_balancers_share_one_bound_of_dns_questions_in_flight(proxy_factory, servers):
+    """#1: 8 balancers of SRV 32 targets whose address questions go unanswered held 8 x 32
+    sockets in the master (40 such balancers: every descriptor of a LimitNOFILE of 1024, and
+    `mpmctl`, reloads and health probes failed with EMFILE).  Now every round shares a bound of
+    128 questions in flight; once the addresses are answered, every balancer fills its 32 slots
+    (the bound is given back, none is lost)."""
+    server = servers()
+    names = ["app", *(f"b{b}" for b in range(7))]
+    server.records = {(f"_http._tcp.{b}.test", "SRV"): [(0, f"0 1 8080 t{i}.{b}.test.") for i in range(32)]
+                      for b in names}
+    server.silent = {"A", "AAAA"}
+    balancers = {b: {"discover": {"dns": f"_http._tcp.{b}.test", "type": "SRV", "slots": 32, "interval": 0.2,
+                                  "resolvers": [server.resolver], "timeout": 0.3}} for b in names}
+    proxy = proxy_factory(ROUTES, workers=1, balancers=balancers)
+    peak = 0
+
+    def asked_many() -> bool:
+        nonlocal peak
+        peak = max(peak, questions_in_flight(proxy.proc.pid, server.port))
+        return sum(1 for _, rdtype in server.asked if rdtype == "A") >= 128
+    until(proxy, asked_many, 8, "128 address questions asked")
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        peak = max(peak, questions_in_flight(proxy.proc.pid, server.port))
+    assert 32 <= peak <= 128, f"{peak} DNS questions in flight at once in the master"   # before: 256
+    master_alive(proxy)
+
+    server.records = {**server.records, **{(f"t{i}.{b}.test", "A"): [(0, "127.0.0.1")]
+                                           for b in names for i in range(32)}}
+    server.silent = set()
+
+    def filled() -> bool:
+        listed = {b["name"]: len(b["members"]) for b in json.loads(proxy.mpmctl("balancer", "--json").stdout)["balancers"]}
+        return all(listed.get(b) == 32 for b in names)
+    until(proxy, filled, 10, "every balancer's 32 members")
