@@ -121,6 +121,24 @@ def carry(old, new, name: str) -> None:
     new.membership[0] += 1
 
 
+def depart(table, name: str) -> int:
+    """Every member of balancer `name` as if it had just left DNS (a reload changed what the
+    balancer asks): they drain for `hold`, or carry on if the new answer names them.  Returns
+    how many there are."""
+    now = time.monotonic()
+    count = 0
+    for index in table.slots[name]:
+        if table.found(index) is None:
+            continue
+        count += 1
+        if not table.leaving[index]:
+            table.leaving[index] = now
+            if table.status[index] in (ENABLED, STANDBY):
+                table.status[index] = DRAIN
+    table.membership[0] += 1
+    return count
+
+
 def _held(table, name: str) -> dict:
     held = {}
     for index in table.slots[name]:

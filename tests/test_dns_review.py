@@ -8,12 +8,16 @@ Everything is stopped by pid at the end of each test."""
 
 from __future__ import annotations
 
+import collections
 import json
+import socket
+import threading
 import time
 
 import psutil
 import pytest
-from test_dns_hostile import HostileDns, master_alive, until
+from balancer_util import Member
+from test_dns_hostile import HostileDns, listing, master_alive, served, until
 
 ROUTES = [{"path": "/", "to": "balancer://app/"}]
 
@@ -30,6 +34,19 @@ def servers():
     for server in made:
         server.stop()
     assert not [e for server in made for e in server.errors]
+
+
+@pytest.fixture
+def member():
+    """Members (balancer_util.Member) made by the test, closed at teardown."""
+    made: list[Member] = []
+
+    def make(name: str, host: str = "127.0.0.1", port: int = 0) -> Member:
+        made.append(Member(name, port=port, host=host))
+        return made[-1]
+    yield make
+    for m in made:
+        m.close()
 
 
 def questions_in_flight(pid: int, port: int) -> int:
@@ -73,3 +90,39 @@ def test_many_balancers_share_one_bound_of_dns_questions_in_flight(proxy_factory
         listed = {b["name"]: len(b["members"]) for b in json.loads(proxy.mpmctl("balancer", "--json").stdout)["balancers"]}
         return all(listed.get(b) == 32 for b in names)
     until(proxy, filled, 10, "every balancer's 32 members")
+
+
+def test_a_reload_that_renames_discover_dns_keeps_serving_until_the_new_name_answers(
+        proxy_factory, servers, member):
+    """#2: a reload that changed `discover.dns` (a migration to a new name, same member)
+    started the new generation's balancer empty until the new name answered: here, with the
+    first resolver of the new list dead (0.5 s), hundreds of 503.  Now the members found so
+    far come along as departed: they serve meanwhile, and the new answer naming the same
+    member brings it back from draining."""
+    server = servers()
+    server.records = {("old.test", "A"): [(0, "127.0.0.1")], ("new.test", "A"): [(0, "127.0.0.1")]}
+    m = member("m")
+    dead = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)        # a resolver that never answers
+    dead.bind(("127.0.0.1", 0))
+    discover = {"type": "A", "port": m.port, "interval": 5, "timeout": 0.5}
+    proxy = proxy_factory(ROUTES, workers=1, balancers={"app": {"discover": {
+        "dns": "old.test", "resolvers": [server.resolver], **discover}}})
+    until(proxy, lambda: served(proxy, 1) == {"m": 1}, 5, "the member of old.test")
+    proxy.config["balancers"]["app"]["discover"] = {"dns": "new.test", **discover,
+                                                    "resolvers": [f"127.0.0.1:{dead.getsockname()[1]}", server.resolver]}
+    proxy.write_config()
+    try:
+        answers, stop = collections.Counter(), threading.Event()
+        client = threading.Thread(target=lambda: [answers.update(served(proxy, 1)) for _ in iter(stop.is_set, True)])
+        client.start()
+        assert proxy.reload().returncode == 0
+        until(proxy, lambda: ("new.test", "A") in server.asked, 5, "the new name asked")
+        time.sleep(0.3)
+        stop.set()
+        client.join(10)
+    finally:
+        dead.close()
+    assert set(answers) == {"m"} and answers["m"] >= 5, answers       # before: {'m': ..., 503: hundreds}
+    url = f"http://127.0.0.1:{m.port}"
+    until(proxy, lambda: {x["url"]: x["status"] for x in listing(proxy)["members"]} == {url: "enabled"}, 5,
+          "the member back from draining")
