@@ -27,6 +27,7 @@ import logging
 import time
 from typing import NamedTuple
 
+import dns.exception
 import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
@@ -87,13 +88,27 @@ class Lookup:
             self.held -= 1
             BUDGET.give(1)
 
-    def _rrsets(self, answer, section, rdtype: int):
-        """The section's records of `rdtype` in class IN: another class (CH, HS, or any number)
-        parses into other fields, and a stub resolver ignores it too."""
-        for rrset in section:
-            if rrset.rdtype == rdtype and rrset.rdclass == dns.rdataclass.IN:
-                self.ttl = rrset.ttl if self.ttl is None else min(self.ttl, rrset.ttl)
-                yield rrset
+    def _records(self, answer) -> list:
+        """The answer's records for the name asked, or for the end of its CNAME chain (at most
+        16 links: a loop is a chain too long), of class IN, as a stub resolver reads them.
+        Records of any other owner are left out: they were members before (an A answer with
+        `other.test A ...` beside the name's own, review 2026-12-03-dns #3); HAProxy refuses
+        such an answer, glibc ignores them.  Another class (CH, HS) parses into other fields."""
+        try:
+            chain = answer.resolve_chaining()
+        except dns.exception.DNSException as exc:       # a CNAME loop, an answer for NXDOMAIN...
+            self.left_out.append(f"answer for {answer.question[0].name}: {exc}")
+            return []
+        rdtype = answer.question[0].rdtype
+        stray = sum(len(rrset) for rrset in answer.answer if rrset.rdtype == rdtype and rrset is not chain.answer
+                    and rrset.rdclass == dns.rdataclass.IN)
+        if stray:
+            self.left_out.append(f"{stray} {dns.rdatatype.to_text(rdtype)} records of other names than "
+                                 f"{chain.canonical_name} in its answer; left out")
+        if chain.answer is None:
+            return []
+        self.ttl = chain.minimum_ttl if self.ttl is None else min(self.ttl, chain.minimum_ttl)
+        return list(chain.answer)
 
     def _on_answer(self, answer, error: str) -> None:
         d = self.discover
@@ -105,20 +120,18 @@ class Lookup:
             self._finish(None, f"{d.dns} does not exist (NXDOMAIN)")
             return
         if d.rtype != "SRV":
-            rdtype = dns.rdatatype.from_text(d.rtype)
-            addresses = sorted({rd.address for rrset in self._rrsets(answer, answer.answer, rdtype) for rd in rrset})
+            addresses = sorted({rd.address for rd in self._records(answer)})
             self._finish([Found(a, a, d.port, d.weight, 0) for a in addresses], "")
             return
-        for rrset in self._rrsets(answer, answer.answer, dns.rdatatype.SRV):
-            for rd in rrset:
-                target = rd.target.to_text(omit_final_dot=True)
-                if not target or target == ".":    # "." = the service is decidedly not here (RFC 2782)
-                    continue
-                problem = name_problem(target)     # it becomes a Host header, SNI and a table row
-                if problem:
-                    self.left_out.append(f"SRV target '{target[:80]}' {problem}")
-                    continue
-                self.records.append((target.lower(), rd.port, rd.weight, rd.priority))
+        for rd in self._records(answer):
+            target = rd.target.to_text(omit_final_dot=True)
+            if not target or target == ".":    # "." = the service is decidedly not here (RFC 2782)
+                continue
+            problem = name_problem(target)     # it becomes a Host header, SNI and a table row
+            if problem:
+                self.left_out.append(f"SRV target '{target[:80]}' {problem}")
+                continue
+            self.records.append((target.lower(), rd.port, rd.weight, rd.priority))
         for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):   # IPv4 first, as glibc prefers
             for rrset in answer.additional:
                 if rrset.rdtype == rdtype and rrset.rdclass == dns.rdataclass.IN:
@@ -191,8 +204,7 @@ class Lookup:
             self.settled.add(target)
             self._answered()
             return
-        code = dns.rdatatype.from_text(rdtype)
-        found = sorted(rd.address for rrset in self._rrsets(answer, answer.answer, code) for rd in rrset)
+        found = sorted(rd.address for rd in self._records(answer))
         if not found and rdtype == "A":
             self._release()                       # the A question is done; the AAAA one takes its place
             self._ask(target, "AAAA", lambda answer, error: self._on_address(target, "AAAA", answer, error))

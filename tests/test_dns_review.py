@@ -14,12 +14,42 @@ import socket
 import threading
 import time
 
+import dns.flags
+import dns.message
+import dns.name
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
 import psutil
 import pytest
 from balancer_util import Member
 from test_dns_hostile import HostileDns, listing, master_alive, served, until
 
 ROUTES = [{"path": "/", "to": "balancer://app/"}]
+
+
+class Crafted(HostileDns):
+    """HostileDns whose answer sections the test writes: `sections` {(name, TYPE): [(owner,
+    ttl, TYPE, rdata text), ...]} (records of any owner and type, in this order); a question
+    not in it is HostileDns's."""
+
+    sections: dict = {}
+
+    def _reply(self, wire: bytes, limit):
+        query = dns.message.from_wire(wire)
+        question = query.question[0]
+        key = (question.name.to_text(omit_final_dot=True).lower(), dns.rdatatype.to_text(question.rdtype))
+        if key not in self.sections:
+            return super()._reply(wire, limit)
+        self.asked.append(key)
+        response = dns.message.make_response(query)
+        response.flags |= dns.flags.AA
+        for owner, ttl, rdtype, text in self.sections[key]:
+            code = dns.rdatatype.from_text(rdtype)
+            rrset = response.find_rrset(response.answer, dns.name.from_text(owner), dns.rdataclass.IN, code,
+                                        create=True)
+            rrset.add(dns.rdata.from_text(dns.rdataclass.IN, code, text), ttl)
+        return response.to_wire()
 
 
 @pytest.fixture
@@ -126,3 +156,34 @@ def test_a_reload_that_renames_discover_dns_keeps_serving_until_the_new_name_ans
     url = f"http://127.0.0.1:{m.port}"
     until(proxy, lambda: {x["url"]: x["status"] for x in listing(proxy)["members"]} == {url: "enabled"}, 5,
           "the member back from draining")
+
+
+def rounds(server, count: int, name: str, rdtype: str):
+    """A predicate: `count` more questions for (name, TYPE) were asked since now."""
+    mark = len(server.asked)
+    return lambda: len(server.asked_since(mark, name, rdtype)) >= count
+
+
+def test_records_of_other_names_in_an_answer_are_not_members(proxy_factory, servers, member):
+    """#3: every A record of the answer section was a member, whatever its owner: an answer
+    for app.test that also held `other.test A 127.0.0.3` split the traffic 3/3 with it.  Now
+    only the name asked, or the end of its CNAME chain, counts, and the rest is logged."""
+    server = servers(Crafted)
+    m2 = member("m2", host="127.0.0.2")
+    member("m3", host="127.0.0.3", port=m2.port)
+    server.sections = {("app.test", "A"): [("app.test.", 0, "A", "127.0.0.2"), ("other.test.", 0, "A", "127.0.0.3")]}
+    proxy = proxy_factory(ROUTES, workers=1, balancers={"app": {"discover": {
+        "dns": "app.test", "type": "A", "port": m2.port, "resolvers": [server.resolver], "interval": 0.2,
+        "timeout": 0.5}}})
+    until(proxy, rounds(server, 3, "app.test", "A"), 5, "three rounds")
+    urls = {x["url"]: x["status"] for x in listing(proxy)["members"]}
+    assert urls == {f"http://127.0.0.2:{m2.port}": "enabled"}, urls        # before: 127.0.0.3 too
+    assert served(proxy, 4) == {"m2": 4}
+    assert "1 A records of other names than app.test. in its answer; left out" in proxy.error_text()
+
+    server.sections = {("app.test", "A"): [("app.test.", 0, "CNAME", "real.test."), ("stray.test.", 0, "A", "127.0.0.2"),
+                                           ("real.test.", 0, "A", "127.0.0.3")]}
+    until(proxy, rounds(server, 3, "app.test", "A"), 5, "three more rounds")
+    urls = {x["url"]: x["status"] for x in listing(proxy)["members"]}
+    assert urls == {f"http://127.0.0.2:{m2.port}": "drain", f"http://127.0.0.3:{m2.port}": "enabled"}, urls
+    assert served(proxy, 4) == {"m3": 4}
