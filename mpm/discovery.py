@@ -137,10 +137,10 @@ class Lookup:
                 if rrset.rdtype == rdtype and rrset.rdclass == dns.rdataclass.IN:
                     owner = rrset.name.to_text(omit_final_dot=True).lower()
                     self.addresses.setdefault(owner, []).extend(sorted(rd.address for rd in rrset))
-        first = {}
-        for record in self.records:               # one member per (target, port): its first record
-            first.setdefault(record[:2], record)
-        self.records = sorted(first.values(), key=lambda r: (r[3], r[0], r[1]))    # `_cut`'s order
+        best = {}       # one member per (target, port): its lowest priority, then largest weight,
+        for record in sorted(self.records, key=lambda r: (r[3], -r[2])):   # whatever order the resolver chose
+            best.setdefault(record[:2], record)     # (the first record flapped: review 2026-12-03-dns #4)
+        self.records = sorted(best.values(), key=lambda r: (r[3], r[0], r[1]))    # `_cut`'s order
         self.unasked = [t for t in dict.fromkeys(r[0] for r in self.records) if t not in self.addresses][::-1]
         # A few at a time must not make a round of unanswered targets last for ever (the set
         # is not refreshed meanwhile): after what two questions may take, no new one is asked.

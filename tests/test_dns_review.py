@@ -30,8 +30,8 @@ ROUTES = [{"path": "/", "to": "balancer://app/"}]
 
 class Crafted(HostileDns):
     """HostileDns whose answer sections the test writes: `sections` {(name, TYPE): [(owner,
-    ttl, TYPE, rdata text), ...]} (records of any owner and type, in this order); a question
-    not in it is HostileDns's."""
+    ttl, TYPE, rdata text), ...]} (records of any owner and type, written in this order, not
+    shuffled as dnspython does by default); a question not in it is HostileDns's."""
 
     sections: dict = {}
 
@@ -49,7 +49,7 @@ class Crafted(HostileDns):
             rrset = response.find_rrset(response.answer, dns.name.from_text(owner), dns.rdataclass.IN, code,
                                         create=True)
             rrset.add(dns.rdata.from_text(dns.rdataclass.IN, code, text), ttl)
-        return response.to_wire()
+        return response.to_wire(want_shuffle=False)
 
 
 @pytest.fixture
@@ -187,3 +187,27 @@ def test_records_of_other_names_in_an_answer_are_not_members(proxy_factory, serv
     urls = {x["url"]: x["status"] for x in listing(proxy)["members"]}
     assert urls == {f"http://127.0.0.2:{m2.port}": "drain", f"http://127.0.0.3:{m2.port}": "enabled"}, urls
     assert served(proxy, 4) == {"m3": 4}
+
+
+def test_duplicate_srv_records_of_one_target_and_port_give_the_same_member_whatever_their_order(
+        proxy_factory, servers, member):
+    """#4: of two SRV records for one target and port (priority 0 weight 30, priority 1 weight
+    1), the first in the answer made the member.  Resolvers rotate records (and dnspython's
+    server shuffles them): the member flapped between enabled/30 and hot-standby/1 with the
+    same records (9 of 12 looks hot-standby).  Now the best record (lowest priority, then
+    largest weight) whatever the order; here the worse one comes first."""
+    server = servers(Crafted)
+    m = member("m")
+    name = "_http._tcp.app.test."
+    server.sections = {("_http._tcp.app.test", "SRV"): [(name, 0, "SRV", f"1 1 {m.port} a.test."),
+                                                        (name, 0, "SRV", f"0 10 {m.port} b.test."),
+                                                        (name, 0, "SRV", f"0 30 {m.port} a.test.")]}
+    server.records = {("a.test", "A"): [(0, "127.0.0.1")], ("b.test", "A"): [(0, "127.0.0.1")]}
+    proxy = proxy_factory(ROUTES, workers=1, balancers={"app": {"discover": {
+        "dns": "_http._tcp.app.test", "type": "SRV", "resolvers": [server.resolver], "interval": 0.2,
+        "timeout": 0.5}}})
+    url = f"http://a.test:{m.port}"
+    until(proxy, lambda: url in {x["url"] for x in listing(proxy)["members"]}, 5, "a.test listed")
+    until(proxy, rounds(server, 2, "_http._tcp.app.test", "SRV"), 5, "two more rounds")
+    a = {x["url"]: x for x in listing(proxy)["members"]}[url]
+    assert (a["status"], a["weight"]) == ("enabled", 30), a        # before: hot-standby, 1
