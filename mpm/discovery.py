@@ -131,6 +131,9 @@ class Lookup:
             if problem:
                 self.left_out.append(f"SRV target '{target[:80]}' {problem}")
                 continue
+            if rd.port == 0:                   # reserved (RFC 6335): nothing can be reached there
+                self.left_out.append(f"SRV record for {target} has port 0; left out")
+                continue
             self.records.append((target.lower(), rd.port, rd.weight, rd.priority))
         for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):   # IPv4 first, as glibc prefers
             for rrset in answer.additional:

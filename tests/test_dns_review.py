@@ -211,3 +211,18 @@ def test_duplicate_srv_records_of_one_target_and_port_give_the_same_member_whate
     until(proxy, rounds(server, 2, "_http._tcp.app.test", "SRV"), 5, "two more rounds")
     a = {x["url"]: x for x in listing(proxy)["members"]}[url]
     assert (a["status"], a["weight"]) == ("enabled", 30), a        # before: hot-standby, 1
+
+
+def test_an_srv_record_with_port_0_is_left_out(proxy_factory, servers, member):
+    """#5: `0 10 0 zero.test` became member http://zero.test:0, listed enabled, and requests
+    failed over from it.  Port 0 is reserved: the record is left out, and the log says so."""
+    server = servers()
+    m = member("m")
+    server.records = {("_http._tcp.app.test", "SRV"): [(0, f"0 10 {m.port} good.test."), (0, "0 10 0 zero.test.")],
+                      ("good.test", "A"): [(0, "127.0.0.1")], ("zero.test", "A"): [(0, "127.0.0.1")]}
+    proxy = proxy_factory(ROUTES, workers=1, balancers={"app": {"discover": {
+        "dns": "_http._tcp.app.test", "type": "SRV", "resolvers": [server.resolver], "interval": 0.2,
+        "timeout": 0.5}}})
+    until(proxy, rounds(server, 3, "_http._tcp.app.test", "SRV"), 5, "three rounds")
+    assert [x["url"] for x in listing(proxy)["members"]] == [f"http://good.test:{m.port}"]   # before: zero.test:0 too
+    assert "SRV record for zero.test has port 0; left out" in proxy.error_text()
