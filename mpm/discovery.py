@@ -371,7 +371,7 @@ class Discovery:
     def export(self) -> dict:
         """What the next master (`mpmctl upgrade`) starts from."""
         return {"source": list(self.discover.source), "answered": self.answered,
-                "found": [list(f) for f in self.found or ()]}
+                "found": [list(f) for f in self.found or ()], "failures": self.failures}
 
     def adopt(self, exported: dict) -> None:
         if exported.get("source") == list(self.discover.source) and self.found is None:
@@ -380,6 +380,7 @@ class Discovery:
                          for n, a, p, w, pr in exported.get("found", ())
                          if name_problem(str(n)) is None or str(n) == str(a)]
                 answered = float(exported.get("answered") or 0.0)
+                self.failures = max(int(exported.get("failures") or 0), 0)    # a counter in /metrics
             except (TypeError, ValueError):
                 return
             if found:

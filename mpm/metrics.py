@@ -74,6 +74,7 @@ class Collector:
         yield from self._traffic(master.metrics.route_names(), totals)
         yield from self._tunnels(totals)
         yield from self._balancers(master)
+        yield from self._discovery(master)
 
     # == the master ==============================================================================
     def _server(self, master, totals):
@@ -223,3 +224,21 @@ class Collector:
             counters["traffic_bytes"].add_metric(values, member["bytes"])
             counters["failures"].add_metric(values, member["failures"])
         yield from (status, healthy, in_error, weight, busy, *counters.values())
+
+    def _discovery(self, master):
+        """Members from DNS: a failing resolver keeps the last good set (README), so without
+        these only `mpmctl balancer` showed that the set was no longer followed (review
+        2026-12-03-dns #6; HAProxy's stats count each nameserver's answers and failures)."""
+        labels = ["balancer"]
+        failures = CounterMetricFamily("mpm_balancer_dns_failures", "DNS lookups of the balancer's `discover:` "
+                                       "that failed (the last good set stays).", labels=labels)
+        failing = GaugeMetricFamily("mpm_balancer_dns_failing", "Lookups failed in a row now (0: the last "
+                                    "one answered).", labels=labels)
+        age = GaugeMetricFamily("mpm_balancer_dns_answer_age_seconds", "Seconds since DNS last gave the "
+                                "balancer's members (NaN: not yet).", labels=labels)
+        now = time.time()
+        for name, discovery in master.balancers.discoveries.items():
+            failures.add_metric([name], discovery.failures)
+            failing.add_metric([name], discovery.failing)
+            age.add_metric([name], now - discovery.answered if discovery.answered else float("nan"))
+        yield from (failures, failing, age)

@@ -22,6 +22,7 @@ import dns.rdataclass
 import dns.rdatatype
 import psutil
 import pytest
+from admin_util import admin_section, scrape, value
 from balancer_util import Member
 from test_dns_hostile import HostileDns, listing, master_alive, served, until
 
@@ -226,3 +227,26 @@ def test_an_srv_record_with_port_0_is_left_out(proxy_factory, servers, member):
     until(proxy, rounds(server, 3, "_http._tcp.app.test", "SRV"), 5, "three rounds")
     assert [x["url"] for x in listing(proxy)["members"]] == [f"http://good.test:{m.port}"]   # before: zero.test:0 too
     assert "SRV record for zero.test has port 0; left out" in proxy.error_text()
+
+
+def test_metrics_say_when_dns_discovery_fails_and_how_old_the_members_are(proxy_factory, servers, member):
+    """#6: a failing resolver keeps the last good set, and only `mpmctl balancer` said so: an
+    operator alerting on /metrics saw nothing.  Now per balancer: failed lookups (a counter),
+    failed in a row now, and the age of the last good answer."""
+    server = servers()
+    m = member("m")
+    server.records = {("app.test", "A"): [(0, "127.0.0.1")]}
+    proxy = proxy_factory(ROUTES, workers=1, admin=admin_section(), balancers={"app": {"discover": {
+        "dns": "app.test", "type": "A", "port": m.port, "resolvers": [server.resolver], "interval": 0.2,
+        "timeout": 0.5}}})
+    until(proxy, rounds(server, 2, "app.test", "A"), 5, "two rounds")
+    samples = scrape(proxy)
+    assert value(samples, "mpm_balancer_dns_failing", balancer="app") == 0
+    assert ("mpm_balancer_dns_failures_total", frozenset({("balancer", "app")})) in samples     # before: absent
+    assert 0 <= value(samples, "mpm_balancer_dns_answer_age_seconds", balancer="app") < 2
+
+    server.rcodes = {("app.test", "A"): "SERVFAIL"}
+    until(proxy, lambda: value(scrape(proxy), "mpm_balancer_dns_failing", balancer="app") >= 2, 5, "failing rounds")
+    samples = scrape(proxy)
+    assert value(samples, "mpm_balancer_dns_failures_total", balancer="app") >= 2
+    assert served(proxy, 2) == {"m": 2}                                 # the last good set still serves
