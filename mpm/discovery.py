@@ -79,9 +79,10 @@ class Lookup:
     def _ask(self, name: str, rdtype: str, callback) -> None:
         """A question that takes one of BUDGET's places, until `_release` (or `close`)."""
         d = self.discover
-        BUDGET.used += 1
+        query = DnsQuery(self.selector, name, rdtype, d.resolvers, d.timeout, callback)
+        BUDGET.used += 1             # counted once it exists: a question that could not be made holds nothing
         self.held += 1
-        self.queries.append(DnsQuery(self.selector, name, rdtype, d.resolvers, d.timeout, callback))
+        self.queries.append(query)
 
     def _release(self) -> None:
         if self.held:
