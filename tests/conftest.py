@@ -75,3 +75,16 @@ def fleet():
     yield members
     for member in members:
         member.close()
+
+
+@pytest.fixture
+def member():
+    """Members (balancer_util.Member) made by the test, closed at teardown."""
+    made: list[Member] = []
+
+    def make(name: str, host: str = "127.0.0.1", port: int = 0) -> Member:
+        made.append(Member(name, port=port, host=host))
+        return made[-1]
+    yield make
+    for m in made:
+        m.close()

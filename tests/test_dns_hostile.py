@@ -36,7 +36,7 @@ import dns.rdataclass
 import dns.rdatatype
 import psutil
 import pytest
-from balancer_util import KeepAlive, Member
+from balancer_util import KeepAlive
 from support import wait_for
 
 ROUTES = [{"path": "/", "to": "balancer://app/"}]
@@ -189,18 +189,6 @@ def hostile_dns():
     server.stop()
     assert not server.errors, server.errors        # a question the test's server could not answer
 
-
-@pytest.fixture
-def member():
-    """Members (balancer_util.Member) made by the test, closed at teardown."""
-    made: list[Member] = []
-
-    def make(name: str, host: str = "127.0.0.1", port: int = 0) -> Member:
-        made.append(Member(name, port=port, host=host))
-        return made[-1]
-    yield make
-    for m in made:
-        m.close()
 
 
 # -- the proxy, seen from outside -------------------------------------------------------------------

@@ -23,7 +23,6 @@ import dns.rdatatype
 import psutil
 import pytest
 from admin_util import admin_section, scrape, value
-from balancer_util import Member
 from test_dns_hostile import HostileDns, listing, master_alive, served, until
 
 ROUTES = [{"path": "/", "to": "balancer://app/"}]
@@ -66,18 +65,6 @@ def servers():
         server.stop()
     assert not [e for server in made for e in server.errors]
 
-
-@pytest.fixture
-def member():
-    """Members (balancer_util.Member) made by the test, closed at teardown."""
-    made: list[Member] = []
-
-    def make(name: str, host: str = "127.0.0.1", port: int = 0) -> Member:
-        made.append(Member(name, port=port, host=host))
-        return made[-1]
-    yield make
-    for m in made:
-        m.close()
 
 
 def questions_in_flight(pid: int, port: int) -> int:
