@@ -242,7 +242,7 @@ def _escape(match: re.Match) -> bytes:
 
 # Printable ASCII but the quote and the backslash: what a log field may hold as it is.
 _SAFE = bytes(c for c in range(0x20, 0x7f) if c not in b'"\\')
-# A table that changes every other byte: CPython's bytes.translate returns its input itself
+# A table that changes every byte but the safe ones: CPython's bytes.translate returns its input itself
 # when the table changed nothing, so `value.translate(_MARK) is value` says "all safe" in one
 # C loop with no allocation (~50 ns; translate(None, _SAFE) built a deletion table per call,
 # ~250 ns, and a regex search cost more).  Where `is` fails for another reason, the escaping
