@@ -26,6 +26,12 @@ from worker.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT
 CONNECT_PATIENCE = 10.0
 RETRY = 0.05                 # seconds between looks for a successor
 HELLO_WAIT = 1.0             # no b"H" by then: a receiver of a release that does not answer
+# Items sent between two reads of the successor's answers.  It answers each item with one
+# 1-byte message and drops an answer our receive queue has no room for (a release before the
+# answers never read them); the queue holds ~250 of them (SO_RCVBUF / skb size), so a send
+# loop of 500 items that read none lost answers and waited for them until graceful_timeout
+# (test_handover's 1,000 tunnels over two workers: one worker of ~500, now and then).
+ANSWERS_EVERY = 32
 
 
 def connect_successor(pids: list[int]) -> socket.socket | None:
@@ -206,12 +212,16 @@ class HandoverSender:
         try:
             if not self._send_outgoing():
                 return
+            sent = 0
             while self.queue:
                 item = self.queue.popleft()
                 if not item.movable or item in self.unanswered:
                     continue
                 if not self._send_item(item) or not self._send_outgoing():
                     return
+                sent += 1
+                if self.answers and sent % ANSWERS_EVERY == 0 and not self._read_answers():
+                    return          # the successor went away (_fail has looked for another)
         except OSError as exc:
             self._fail(f"the successor stopped taking connections: {exc.strerror or exc}")
             return
