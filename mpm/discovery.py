@@ -80,7 +80,7 @@ class Lookup:
         """A question that takes one of BUDGET's places, until `_release` (or `close`)."""
         d = self.discover
         query = DnsQuery(self.selector, name, rdtype, d.resolvers, d.timeout, callback)
-        BUDGET.used += 1             # counted once it exists: a question that could not be made holds nothing
+        BUDGET.take()                # counted once it exists: a question that could not be made holds nothing
         self.held += 1
         self.queries.append(query)
 

@@ -47,6 +47,9 @@ class Budget:
     def free(self) -> bool:
         return self.used < self.limit
 
+    def take(self) -> None:
+        self.used += 1
+
     def give(self, count: int) -> None:
         self.used = max(self.used - count, 0)
 
