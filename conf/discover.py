@@ -8,6 +8,11 @@ Nothing is resolved here (the answer changes while the server runs: the master a
 every `interval`); what is checked is that the question can be asked: a valid name, a type,
 a port where the records carry none, and somewhere to send it.  The system's resolvers are
 read from /etc/resolv.conf here, once per load, so a reload picks up a changed file.
+
+An IP address as `dns` (type A or AAAA) is one fixed member, never asked, as nginx's
+`server 10.0.0.1 resolve` and HAProxy's `server ... 10.0.0.1:80 resolvers r` take it: a
+templated file may hold an address where another instance has a name.  With type SRV it is
+refused, as nginx refuses `service=` with an address: an SRV record belongs to a name.
 """
 
 from __future__ import annotations
@@ -35,15 +40,21 @@ def build_discover(sec: Section | None) -> Discover | None:
     errors_before = len(sec.errors)
     d = Discover("")
     name = sec.string("dns") if sec.require("dns") else None
-    if name is not None:
-        name = name.strip().rstrip(".")
-        problem = name_problem(name)
-        if problem:
-            sec.error("dns", f"{sec.name('dns')} '{name}' {problem}")
     rtype = sec.string("type", d.rtype)
     if rtype is not None and rtype.upper() not in DISCOVER_TYPES:
         sec.error("type", f"{sec.name('type')} must be one of {', '.join(DISCOVER_TYPES)}; got '{rtype}'")
     rtype = rtype.upper() if rtype else d.rtype
+    address = None
+    if name is not None:
+        name = name.strip().rstrip(".")
+        address = literal_address(name)
+        if address is not None:
+            name = address
+            if rtype == "SRV":
+                sec.error("dns", f"{sec.name('dns')} '{name}' is an IP address: SRV records are asked of a name; "
+                                 "for a fixed address use type A or AAAA, or list it under 'members'")
+        elif name_problem(name):
+            sec.error("dns", f"{sec.name('dns')} '{name}' {name_problem(name)}")
     scheme = sec.choice("scheme", d.scheme, BACKEND_SCHEMES)
     tls = None
     if scheme in TLS_SCHEMES:
@@ -63,11 +74,20 @@ def build_discover(sec: Section | None) -> Discover | None:
     max_ttl = sec.number("max_ttl", d.max_ttl, positive=False)     # 0: the TTL is not read, every `interval`
     hold = sec.number("hold", d.hold, positive=False)
     timeout = sec.number("timeout", d.timeout)
-    resolvers = _resolvers(sec)
+    # an address is never asked: no resolver needed (those given are still checked)
+    resolvers = _resolvers(sec) if address is None or "resolvers" in sec else ()
     if len(sec.errors) > errors_before or None in (name, scheme, port, weight, slots, interval, max_ttl, hold, timeout):
         return None
     return Discover(name, rtype, port if rtype != "SRV" else 0, scheme, tls, slots, interval, max_ttl, resolvers,
                     hold, weight, timeout, sec.node.line)
+
+
+def literal_address(name: str) -> str | None:
+    """`name` as an IP address ("10.0.0.1", "::1", "[::1]"), written as the rows write it, or None."""
+    try:
+        return str(ipaddress.ip_address(name[1:-1] if name.startswith("[") and name.endswith("]") else name))
+    except ValueError:
+        return None
 
 
 def name_problem(name: str) -> str | None:

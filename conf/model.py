@@ -13,6 +13,7 @@ Names follow the Apache directives they stand for, in the comments.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import re
 import socket
 from collections.abc import Mapping
@@ -302,6 +303,15 @@ class Discover:
     weight: int = 1                  # A/AAAA members' weight (SRV members: the record's)
     timeout: float = 2.0             # seconds one query waits before the next resolver is asked
     line: int = 0
+
+    @property
+    def fixed(self) -> bool:
+        """`dns` is an IP address (conf.discover wrote it so): one member, never asked."""
+        try:
+            ipaddress.ip_address(self.dns)
+        except ValueError:
+            return False
+        return True
 
     @property
     def source(self) -> tuple:

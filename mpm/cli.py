@@ -341,6 +341,8 @@ def _format_balancers(balancers: list) -> str:
 def _format_discovery(d: dict, listed: int) -> str:
     """One line: what is asked, how it went."""
     asked = f"{d['type']} {d['dns']}" + (f" port {d['port']}" if d["port"] else "")
+    if d.get("fixed"):
+        return f"discover {asked}: an IP address, never asked: {listed} member"
     answered = f"last answer {d['answered']:.0f}s ago" if d["answered"] is not None else "no answer yet"
     every = f"every {d['interval']:g}s"
     if d.get("next_lookup", 0) > d["interval"]:          # the records' TTL stretched it (up to max_ttl)
