@@ -32,7 +32,7 @@ import time
 
 from conf.model import Balancer, Discover, Member
 from mpm import slots
-from mpm.discovery import Discovery
+from mpm.discovery import Discovery, tls_export
 from mpm.health import HealthChecker
 from mpm.pidfile import pid_alive
 from shm.members import MemberTable
@@ -99,13 +99,15 @@ class BalancerManager:
             else:
                 if discovery is not None:
                     discovery.close()
-                    if old is not None:
+                    if old is not None and (discovery.discover.scheme, discovery.discover.tls) == \
+                            (discover.scheme, discover.tls):
                         self._carry_as_departed(name, discovery.discover, discover, old)
                 discovery = Discovery(self.selector, name, discover, self._found)
-                if name in self.inherited:
-                    discovery.adopt(self.inherited.pop(name))
-                    if old is None and self._predecessor_asked(name, discover):
-                        slots.carry(self.predecessor, self.table, name)     # its draining members too
+                inherited = self.inherited.pop(name, None)
+                if inherited is not None:
+                    discovery.adopt(inherited)
+                if old is None and self.predecessor is not None:
+                    self._carry_from_predecessor(name, discover, inherited or {})
             kept[name] = discovery
             if discovery.found is not None:
                 self._place(discovery, discovery.answered or time.time())
@@ -119,9 +121,7 @@ class BalancerManager:
         question is answered, then drain as departed members do (or carry on, if the answer
         names them too).  Else the new generation's balancer is empty until that answer: 936
         of 7,722 requests were 503 across such a reload (review 2026-12-03-dns #2).  Not when
-        the scheme or TLS changed: the old members would be reached another way."""
-        if (before.scheme, before.tls) != (discover.scheme, discover.tls):
-            return
+        the scheme or TLS changed (the callers check): the old members would be reached another way."""
         slots.carry(old, self.table, name)
         count = slots.depart(self.table, name)
         if count:
@@ -129,10 +129,20 @@ class BalancerManager:
                         "the answer (hold %gs)", name, discover.dns, discover.rtype, before.dns, before.rtype,
                         count, discover.hold)
 
-    def _predecessor_asked(self, name: str, discover) -> bool:
-        """Whether the master we replace asked DNS the same for balancer `name`."""
-        before = self.predecessor.balancers.get(name) if self.predecessor is not None else None
-        return before is not None and before.discover is not None and before.discover.source == discover.source
+    def _carry_from_predecessor(self, name: str, discover, exported: dict) -> None:
+        """`mpmctl upgrade`: the members the master we replace found for balancer `name`, as a
+        reload carries them: as they were when it asked the same, else as departed members
+        (1,154 of 2,126 requests were 503 across an upgrade that renamed discover.dns: review
+        2026-12-04-leftovers #2).  Its layout names the scheme, its export the TLS settings
+        (one that did not export them is not carried from over TLS)."""
+        before = self.predecessor.balancers.get(name)
+        before = before.discover if before is not None else None
+        if before is None:
+            return
+        if before.source == discover.source:
+            slots.carry(self.predecessor, self.table, name)     # its draining members too
+        elif before.scheme == discover.scheme and exported.get("tls") == tls_export(discover.tls):
+            self._carry_as_departed(name, before, discover, self.predecessor)
 
     def _found(self, discovery: Discovery) -> None:
         """A good DNS answer: the balancer's rows follow it."""

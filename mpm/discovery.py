@@ -268,6 +268,11 @@ class Lookup:
         self.held = 0
 
 
+def tls_export(tls) -> list | None:
+    """A member's TLS settings as `mpmctl upgrade` hands them over (JSON), to compare."""
+    return None if tls is None else [tls.verify, tls.ca, tls.server_name]
+
+
 class Discovery:
     """One balancer's members from DNS: the schedule, the last good set, the failures."""
 
@@ -386,7 +391,7 @@ class Discovery:
 
     def export(self) -> dict:
         """What the next master (`mpmctl upgrade`) starts from."""
-        return {"source": list(self.discover.source), "answered": self.answered,
+        return {"source": list(self.discover.source), "tls": tls_export(self.discover.tls), "answered": self.answered,
                 "found": [list(f) for f in self.found or ()], "failures": self.failures}
 
     def adopt(self, exported: dict) -> None:
