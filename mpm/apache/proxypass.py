@@ -253,7 +253,7 @@ class PassTranslator:
                 return None
             spec = RouteSpec(sources, pattern=pattern, to=to)
         else:
-            spec = RouteSpec(sources, prefix=p.fake, to=p.real)
+            spec = RouteSpec(sources, prefix=p.fake, to=p.real, exact=self._no_path(p, parts[2]))
         spec.options.update(self.worker_options(worker, parts[0], d))
         if parts[0] in ("ws", "wss") and not self.fallback:
             # mod_proxy_wstunnel itself (ProxyWebsocketFallbackToProxyHttp Off) passes on a
@@ -262,6 +262,19 @@ class PassTranslator:
             spec.when["Upgrade"] = ["."]
             spec.comments.append("(only requests with an Upgrade header: mod_proxy_wstunnel passes the others on)")
         return spec
+
+    def _no_path(self, p: Pass, path: str) -> bool:
+        """`ProxyPass /b/ http://h:p` (or in <Location /b/>): httpd appends the rest of the path
+        to the URL as it is, so /b/x asks for host `h:px` (500; 400 for /b/1) and only /b/ itself,
+        with its query, reaches the backend, as "/" (probed against httpd 2.4).  The import sent
+        /b/x to /x, a path httpd never exposed: now it gives what httpd serves, no more."""
+        if path or not p.fake.endswith("/"):
+            return False
+        self.ctx.report.warn(p.directive.where, f"ProxyPass {p.fake} to a URL without a path: httpd appends the rest "
+                             f"of the path to the URL as it is ({p.fake}x asks for '{p.real}x': 500), so only "
+                             f"{p.fake} itself reaches {p.real}/; translated so, and the rest of {p.fake} goes to no "
+                             f"later rule (404 here); write {p.real}/ to send {p.fake}x to /x")
+        return True
 
     def worker_options(self, worker: Worker | None, scheme: str, d: Directive) -> dict:
         """upgrade/timeout of the worker a request is sent with (a balancer's come from its members).

@@ -30,6 +30,8 @@ class RouteSpec:
     to: str = ""                             # prefix: the URL the rest of the path is appended to;
                                              # pattern: a template with $N
     exclusion: bool = False                  # ProxyPass ... ! : no route; later ones skip its paths
+    exact: bool = False                      # prefix: only the prefix itself reaches `to`, and later
+                                             # routes skip the rest of it (proxypass.PassTranslator._no_path)
     when: dict[str, list[str]] = field(default_factory=dict)   # header -> patterns, all must match
     options: dict = field(default_factory=dict)                # upgrade, reverse, preserve_host, timeout, tls
     comments: list[str] = field(default_factory=list)          # why it looks the way it does
@@ -66,6 +68,8 @@ def finalize(specs: list[RouteSpec], host: str | None) -> list[Emitted]:
         route["to"] = route.pop("to")
         route.update(spec.options)
         out.append(Emitted(comments, route))
+        if spec.exact and not spec.when:
+            guards.append(patterns.prefix_guard(spec.prefix))     # httpd tries no later rule for them
     return out
 
 
@@ -91,6 +95,12 @@ def _prefix_route(spec: RouteSpec, guards: list[str]) -> dict:
     if not guards and (fake.endswith("/") or fake == "/") and path:
         return {"path": fake, "to": real}
     base = f"{scheme}://{authority}"
+    if spec.exact:
+        body = f"{patterns.literal(fake)}$"
+        spec.comments.append(f"(only {fake} itself: httpd appends the rest of the path to the URL's authority, "
+                             "a 500; the routes below skip it, 404 here)")
+        return {"match": patterns.guarded(guards, "^" + body) if not guards else patterns.guarded(guards, body),
+                "to": f"{base}/"}
     if fake.endswith("/"):
         body = f"{patterns.literal(fake)}(.*)"
         to = f"{real}$1" if path else f"{base}/$1"
