@@ -38,7 +38,7 @@ BALANCER_KEYS = ("method", "sticky", "members", "nofailover", "failonstatus", "r
                  "discover")
 HEALTH_KEYS = ("method", "path", "expect", "interval", "passes", "fails", "timeout")
 HASH_KEYS = ("source", "name")
-STICKY_KEYS = ("cookie", "insert")
+STICKY_KEYS = ("cookie", "insert", "param")
 MEMBER_KEYS = ("url", "route", "weight", "status", "max_connections", "tls", "proxy_protocol")
 
 # RFC 9110 token: what a header name or an Upgrade protocol name may be made of.
@@ -84,7 +84,7 @@ def _balancer(sec: Section, name: str, line: int, resolver: Resolver) -> Balance
     """The Balancer, or None if anything in it was wrong (the errors are recorded)."""
     errors_before = len(sec.errors)
     method = sec.choice("method", "byrequests", BALANCER_METHODS)
-    sticky, sticky_insert = _sticky(sec)
+    sticky, sticky_insert, sticky_param = _sticky(sec)
     nofailover = sec.boolean("nofailover", False)
     failonstatus = _statuses(sec, "failonstatus")
     retry = sec.number("retry", 60.0, positive=False)
@@ -122,27 +122,34 @@ def _balancer(sec: Section, name: str, line: int, resolver: Resolver) -> Balance
                             "for sessions to stick to")
         return None
     return Balancer(name, tuple(members), method, sticky, line, sticky_insert=bool(sticky_insert),
+                    sticky_param=sticky_param,
                     nofailover=bool(nofailover), failonstatus=failonstatus or (),
                     retry=60.0 if retry is None else retry, health=health, hash_key=hash_key or HashKey(),
                     discover=discover)
 
 
-def _sticky(sec: Section) -> tuple[str | None, bool]:
-    """stickysession=: a cookie (or URL parameter) name, or {cookie: NAME, insert: bool}."""
+def _sticky(sec: Section) -> tuple[str | None, bool, str | None]:
+    """stickysession=: a cookie (and URL parameter) name, or {cookie: NAME, insert: bool, param:
+    NAME}: `param` names the URL parameter when it is not the cookie's name (Tomcat's
+    `stickysession=JSESSIONID|jsessionid`: the cookie JSESSIONID, the path parameter
+    `;jsessionid=`)."""
     node = sec.raw("sticky")
     if node is None or (isinstance(node, Scalar) and node.value is None):
-        return None, False
+        return None, False, None
     if isinstance(node, Map):
         inner = Section(sec.errors, node, sec.name("sticky"), STICKY_KEYS)
         insert = inner.boolean("insert", False)
         name = inner.string("cookie") if inner.require("cookie") else None
         if name is not None and not TOKEN.match(name):
             inner.error("cookie", f"{inner.name('cookie')} '{name}' is not a valid cookie name")
-        return name, bool(insert)
+        param = inner.string("param")
+        if param is not None and not TOKEN.match(param):
+            inner.error("param", f"{inner.name('param')} '{param}' is not a valid URL parameter name")
+        return name, bool(insert), param if param != name else None
     name = sec.string("sticky")
     if name is not None and not TOKEN.match(name):
         sec.error("sticky", f"balancer sticky '{name}' is not a valid cookie or parameter name")
-    return name, False
+    return name, False, None
 
 
 def _statuses(sec: Section, key: str) -> tuple[int, ...] | None:

@@ -344,6 +344,7 @@ class Balancer:
     sticky: str | None = None     # stickysession= (the cookie / URL parameter name)
     line: int = 0
     sticky_insert: bool = False   # the proxy sets the sticky cookie itself (HAProxy's `cookie NAME insert`)
+    sticky_param: str | None = None   # stickysession=COOKIE|PARAM: the URL parameter's name, when not the cookie's
     nofailover: bool = False      # nofailover=On: a sticky client whose member is down gets 503
     failonstatus: tuple[int, ...] = ()   # failonstatus=: these statuses put the member in error state
     retry: float = 60.0           # retry=: seconds a member stays in error state

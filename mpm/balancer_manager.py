@@ -304,7 +304,7 @@ class BalancerManager:
         for name, balancer in table.balancers.items():
             health = balancer.health
             out.append({
-                "name": name, "method": balancer.method, "sticky": balancer.sticky,
+                "name": name, "method": balancer.method, "sticky": balancer.sticky, "sticky_param": balancer.sticky_param,
                 "sticky_insert": balancer.sticky_insert, "nofailover": balancer.nofailover,
                 "failonstatus": list(balancer.failonstatus), "retry": balancer.retry,
                 "hash_key": {"source": balancer.hash_key.source, "name": balancer.hash_key.name}

@@ -313,7 +313,8 @@ def _format_balancers(balancers: list) -> str:
         return "no balancers configured"
     lines = []
     for b in balancers:
-        sticky = b["sticky"] and (b["sticky"] + (" (insert)" if b["sticky_insert"] else "")
+        sticky = b["sticky"] and (b["sticky"] + (f"|{b['sticky_param']}" if b.get("sticky_param") else "")
+                                  + (" (insert)" if b["sticky_insert"] else "")
                                   + (" nofailover" if b["nofailover"] else ""))
         hc = b["health"]
         check = "passive only" if hc is None else \

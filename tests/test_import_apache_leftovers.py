@@ -7,10 +7,14 @@ test says what httpd does) and that mpm-proxy sent it to the same backend with t
 from __future__ import annotations
 
 import re
+import textwrap
 
 import pytest
+import yaml
 from balancer_util import Member
 from test_import_apache_review import differential
+
+from conf import ConfigError, load_config
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -75,3 +79,61 @@ def test_proxypass_slash_to_a_url_without_a_path_serves_only_the_prefix_itself(t
         line = next(i for i, line in enumerate(lines, 1) if line.strip().startswith(text))
         assert re.search(rf"httpd\.conf:{line}: warning: ProxyPass {re.escape(prefix)} to a URL without a path: "
                          "httpd appends the rest of the path to the URL as it is", stderr), stderr
+
+
+TOMCAT = """
+Listen 127.0.0.1:{port}
+<Proxy balancer://tc>
+    BalancerMember http://127.0.0.1:{B} route=b1
+    BalancerMember http://127.0.0.1:{C} route=b2
+    ProxySet stickysession=JSESSIONID|jsessionid
+</Proxy>
+ProxyPass /s/ balancer://tc/
+"""
+
+
+def test_tomcat_stickysession_pair_reads_the_cookie_and_the_url_parameter_by_their_own_names(
+        tmp_path, proxy_factory, backends):
+    """`stickysession=JSESSIONID|jsessionid`: httpd reads the route from the cookie named by the
+    first half and from the `;jsessionid=` path parameter or `?jsessionid=` query parameter named
+    by the second, the URL first (mod_proxy_balancer's find_session_route).  The import kept
+    JSESSIONID alone, so `;jsessionid=...b2` went round robin (4 of 9 to the other member).  Now
+    it writes `sticky: {cookie: JSESSIONID, param: jsessionid}`, which mpm-proxy reads as httpd
+    does.  Each request goes three times: a round robin would split them."""
+    def cookie(value: str) -> dict:
+        return {"headers": {"Cookie": value}}
+    sticky = [("/s/x;jsessionid=abc.b2", {}), ("/s/x;jsessionid=abc.b1", {}), ("/s/x?jsessionid=abc.b2", {}),
+              ("/s/y;jsessionid=A1B2.b2?q=1", {}), ("/s/x", cookie("JSESSIONID=abc.b2")),
+              ("/s/x", cookie("JSESSIONID=abc.b1")), ("/s/x;jsessionid=abc.b1", cookie("JSESSIONID=abc.b2"))]
+    requests = [r for r in sticky for _ in range(3)]
+    answers, stderr = differential(tmp_path, proxy_factory, backends, TOMCAT, requests)
+    expected = ["C", "B", "C", "C", "C", "B", "B"]
+    assert [a[0] for a, _ in answers] == [e for e in expected for _ in range(3)]       # what httpd does
+    assert [m for _, m in answers] == [a for a, _ in answers]
+    assert "stickysession=" not in stderr, stderr      # translated whole: nothing to warn about
+    generated = yaml.safe_load((tmp_path / "mpm.yaml").read_text())
+    assert generated["balancers"]["tc"]["sticky"] == {"cookie": "JSESSIONID", "param": "jsessionid"}
+
+
+def test_sticky_param_is_checked_like_the_cookie_name_and_listed(tmp_path, proxy_factory):
+    path = tmp_path / "sticky.yaml"
+    path.write_text(textwrap.dedent("""\
+        listen: ["127.0.0.1:8000"]
+        balancers:
+          app:
+            sticky: {cookie: JSESSIONID, param: "js id"}
+            members: [{url: "http://127.0.0.1:9001", route: a}]
+        routes:
+          - {path: /, to: "balancer://app/"}
+        """))
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path))
+    assert info.value.errors == [f"{path}:4: balancers.app.sticky.param 'js id' is not a valid URL parameter name"], \
+        info.value.errors
+    path.write_text(path.read_text().replace('"js id"', "jsessionid"))
+    balancer = load_config(str(path)).balancers["app"]
+    assert (balancer.sticky, balancer.sticky_param, balancer.sticky_insert) == ("JSESSIONID", "jsessionid", False)
+    proxy = proxy_factory([{"path": "/", "to": "balancer://app/"}], workers=1, balancers={"app": {
+        "sticky": {"cookie": "JSESSIONID", "param": "jsessionid"},
+        "members": [{"url": "http://127.0.0.1:9", "route": "a"}]}})
+    assert "sticky JSESSIONID|jsessionid " in proxy.mpmctl("balancer").stdout

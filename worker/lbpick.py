@@ -47,9 +47,12 @@ class Picker:
         self.insert = balancer.sticky is not None and balancer.sticky_insert
         self.cookie_re = self.param_re = self.hash_cookie_re = None
         if balancer.sticky:
-            name = re.escape(balancer.sticky.encode())
+            # The URL parameter has a name of its own in Tomcat's JSESSIONID|jsessionid pair.  A
+            # path parameter ends at the query: `/a;jsessionid=ID.b2?q=1` is route b2 (httpd's
+            # get_path_param ends it at `?` too; it was read as `b2?q=1`, no route, round robin).
+            name = re.escape((balancer.sticky_param or balancer.sticky).encode())
             self.cookie_re = _cookie_re(balancer.sticky)
-            self.param_re = re.compile(rb"[?&;]" + name + rb"=([^&;#]*)")
+            self.param_re = re.compile(rb"[?&;]" + name + rb"=([^&;#?]*)")
         self.nofailover = balancer.nofailover
         self.failonstatus = frozenset(balancer.failonstatus)
         self.retry = balancer.retry

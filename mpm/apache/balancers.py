@@ -154,12 +154,11 @@ class BalancerTranslator:
                 self.ctx.report.dropped(d.where, f"lbmethod={value}", f"mpm-proxy balances with {', '.join(METHODS)}"
                                         " or hash; byrequests is used")
         elif key == "stickysession":
-            cookie = re.split(r"[|]", value)[0]
-            b["sticky"] = cookie
+            # COOKIE|PARAM (Tomcat's JSESSIONID|jsessionid): httpd reads the route from the
+            # cookie COOKIE and from the URL's ;PARAM= or ?PARAM=, the URL first; one name is both
+            cookie, _, param = value.partition("|")
+            b["sticky"] = {"cookie": cookie, "param": param} if param and param != cookie else cookie
             self.comments[name].append(where)
-            if "|" in value:
-                self.ctx.report.warn(d.where, f"stickysession={value}: mpm-proxy reads '{cookie}' from the cookie "
-                                     "and from the URL parameter of the same name")
         elif key == "nofailover":
             b["nofailover"] = value.lower() == "on"
             self.comments[name].append(where)
@@ -260,10 +259,12 @@ class BalancerTranslator:
                 if len(words) >= 3 and words[0].lower() in ("add", "set", "always") and \
                         words[-1] == "env=BALANCER_ROUTE_CHANGED":
                     m = _INSERT_COOKIE.match(words[2] if words[0].lower() != "always" else words[3])
-                    targets = [n for n, b in self.result.items() if m and b.get("sticky") == m.group(1)]
+                    targets = [n for n, b in self.result.items() if m and _cookie(b.get("sticky")) == m.group(1)]
                     if targets:
                         for n in targets:
-                            self.result[n]["sticky"] = {"cookie": m.group(1), "insert": True}
+                            sticky = self.result[n]["sticky"]
+                            self.result[n]["sticky"] = {**(sticky if isinstance(sticky, dict) else
+                                                           {"cookie": sticky}), "insert": True}
                             self.comments[n].append(f"{d.where}  {d.text()}")
                         continue
                 self.ctx.report.dropped(d.where, d.text(), "mpm-proxy does not edit headers")
@@ -281,8 +282,7 @@ class BalancerTranslator:
                 self.comments.setdefault(name, [])
                 clean.append({k: v for k, v in m.items() if not k.startswith("_")})
             b["members"] = clean
-            sticky = b.get("sticky")
-            cookie = sticky["cookie"] if isinstance(sticky, dict) else sticky
+            cookie = _cookie(b.get("sticky"))
             if cookie and not any("route" in m for m in clean):
                 self.ctx.report.dropped(self.sources[name].where, f"stickysession={cookie}", "no member has a "
                                         "route= for sessions to stick to")
@@ -380,3 +380,8 @@ def _defined(scope: Scope) -> list[tuple[str, Directive]]:
         if url.startswith("balancer://"):
             found.append((split_url(url)[1] if split_url(url) else url, d))
     return found
+
+
+def _cookie(sticky) -> str | None:
+    """The cookie name of a balancer's `sticky:` as written so far (a name, or a mapping)."""
+    return sticky["cookie"] if isinstance(sticky, dict) else sticky
