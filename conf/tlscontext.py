@@ -69,7 +69,7 @@ _client_contexts: dict = {}
 
 
 def backend_context(settings) -> ssl.SSLContext:
-    """One client context per distinct `BackendTLS`, kept for the life of the process."""
+    """One client context per distinct `BackendTLS`, kept until `forget_backend_contexts()`."""
     context = _client_contexts.get(settings)
     if context is None:
         context = ssl.create_default_context(cafile=settings.ca)
@@ -80,3 +80,11 @@ def backend_context(settings) -> ssl.SSLContext:
             context.verify_mode = ssl.CERT_NONE
         _client_contexts[settings] = context
     return context
+
+
+def forget_backend_contexts() -> None:
+    """At a reload, in the master, before the next generation forks: `BackendTLS` names its CA
+    file by path, so a context kept across the reload would go on trusting the CA that file
+    held before (in the master's health checks, and in every worker it forks, which inherit
+    its contexts), although the operator rewrote the file for this reload."""
+    _client_contexts.clear()

@@ -13,6 +13,7 @@ import dataclasses
 import logging
 
 from conf import ConfigError, load_config
+from conf.tlscontext import forget_backend_contexts
 from mpm import masterlog
 from mpm.listeners import BindError
 
@@ -51,6 +52,7 @@ def reload(master) -> list[str]:
         return [message]
     old = [record for record in master.workers.values() if not record.retired]
     master.config = config
+    forget_backend_contexts()         # CA files are re-read, for health checks and the new workers
     master.balancers.configure(config)
     master.admin.commit(config.admin)
     master.ticket_keys.configure(config.tls)
