@@ -6,7 +6,7 @@ session-ticket keys of `shm.ticketkeys` (through `conf.openssl`'s ticket callbac
 client resumes its TLS session on whichever worker, generation or master it reaches next;
 its health checks make backend contexts with the verification the workers apply.  Each
 listener's sessions are its own (a session-id context made from its certificate and
-client-CA files), and no server-side session store is kept: tickets carry the sessions.
+client-CA files, and the client-CA file's contents), and no server-side session store is kept: tickets carry the sessions.
 Server side:
 TLS 1.2 minimum, ALPN `h2` then `http/1.1` (or `http/1.1` alone: the listener's `http2`), SNI choosing among the listener's named certificates,
 optional client certificates.  Client side: the system CAs or `tls.ca`, SNI and host-name
@@ -15,6 +15,7 @@ check against the target (or `server_name`); `verify: false` turns both off.
 
 from __future__ import annotations
 
+import hashlib
 import ssl
 
 from conf import openssl, readahead
@@ -51,7 +52,8 @@ def listener_context(tls, tickets=None, ciphersuites: str = openssl.TLS13_CIPHER
         for context in contexts:
             openssl.set_tls13_ciphersuites(context, ciphersuites)
     if tickets is not None:
-        identity = repr((tls.cert, tls.key, tls.client_ca, sorted((n, f.cert, f.key) for n, f in tls.sni.items())))
+        identity = repr((tls.cert, tls.key, tls.client_ca, _contents(tls.client_ca),
+                         sorted((n, f.cert, f.key) for n, f in tls.sni.items())))
         for context in contexts:
             openssl.isolate(context, identity.encode())
             openssl.install_ticket_keys(context, tickets)
@@ -63,6 +65,17 @@ def listener_context(tls, tickets=None, ciphersuites: str = openssl.TLS13_CIPHER
             return None
         default.sni_callback = choose
     return default
+
+
+def _contents(path: str | None) -> str | None:
+    """A digest of the client-CA file for the session-id context: the ticket keys outlive a
+    reload, and a session carries the verdict on the client certificate it began with, so
+    with only the path in the context, a CA removed from the file at a reload would still
+    admit the sessions it had vouched for (TLS 1.3 renews them at every resumption)."""
+    if path is None:
+        return None
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
 
 
 _client_contexts: dict = {}

@@ -69,3 +69,59 @@ def test_a_backend_ca_file_rewritten_in_place_is_trusted_after_a_reload(proxy_fa
         assert "CERTIFICATE_VERIFY_FAILED" not in proxy.error_text().split("reloaded")[-1]
     finally:
         backend.close()
+
+
+def _resumes(port: int, context: ssl.SSLContext, session) -> bool | str:
+    """Whether a new connection offering `session` resumed it (and was answered), or why it failed."""
+    raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+    try:
+        with context.wrap_socket(raw, server_hostname="localhost", session=session) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            data = b""
+            while chunk := sock.recv(4096):
+                data += chunk
+            assert data.startswith(b"HTTP/1.1 200"), data[:80]
+            return sock.session_reused
+    except (ssl.SSLError, OSError) as exc:      # TLS 1.3 reports a refused certificate after the handshake
+        return str(exc)
+
+
+def _session(port: int, context: ssl.SSLContext) -> ssl.SSLSession:
+    """A session from one full exchange (TLS 1.3 tickets come after the handshake)."""
+    raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+    with context.wrap_socket(raw, server_hostname="localhost") as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        while sock.recv(4096):
+            pass
+        return sock.session
+
+
+@pytest.mark.timeout(60)
+def test_sessions_checked_against_a_client_ca_that_a_reload_removed_do_not_resume(proxy_factory, http_backend,
+                                                                                  tmp_path):
+    old_ca, new_ca = trustme.CA(), trustme.CA()
+    cert, key = _write_pair(tmp_path, old_ca.issue_cert("localhost"), "site")
+    client_ca = tmp_path / "clients.pem"
+    client_ca.write_bytes(old_ca.cert_pem.bytes())
+    proxy = proxy_factory([{"path": "/", "to": http_backend().url + "/"}], start=False, workers=1)
+    proxy.config["listen"] = [{"address": f"127.0.0.1:{proxy.port}",
+                               "tls": {"cert": cert, "key": key, "client_ca": str(client_ca)}}]
+    proxy.start()
+    client_files = _write_pair(tmp_path, old_ca.issue_cert("client@example.test"), "client")
+    contexts, sessions = {}, {}
+    for version in VERSIONS:
+        context = contexts[version] = ssl.create_default_context()
+        old_ca.configure_trust(context)
+        context.load_cert_chain(*client_files)
+        context.minimum_version = context.maximum_version = version
+        first = _session(proxy.port, context)
+        assert _resumes(proxy.port, context, first) is True, version    # they do resume
+        sessions[version] = _session(proxy.port, context)
+    # The operator replaces the client CA (the old one is compromised) at the same path.
+    client_ca.write_bytes(new_ca.cert_pem.bytes())
+    assert proxy.reload().returncode == 0
+    proxy.wait_ready(generation=2)
+    for version, context in contexts.items():
+        assert "unknown ca" in str(_resumes(proxy.port, context, None)).lower(), version   # a fresh handshake fails
+        result = _resumes(proxy.port, context, sessions[version])
+        assert result is not True and "unknown ca" in result.lower(), (version, result)
