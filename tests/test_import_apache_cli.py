@@ -253,6 +253,51 @@ Listen 8443 https
          "upgrade": []}]
 
 
+def test_a_client_certificate_required_by_one_virtual_host_guards_its_whole_listener(tmp_path, pairs):
+    """httpd checks SSLVerifyClient per virtual host, and answers 421 to a request whose Host
+    selects a virtual host with other TLS settings than the SNI name did (ssl_hook_ReadReq,
+    AH02032): the open site's clients never reach the guarded one without a certificate.
+    mpm-proxy's client_ca is per listener, so the listener requires client certificates for
+    both (refusing some clients httpd serves rather than serving some httpd refuses), and the
+    import says so and exits 1.  Two virtual hosts requiring certificates from different CA
+    files cannot be translated at all (exit 2, nothing written)."""
+    (dcert, dkey), (acert, akey) = pairs["default.test"], pairs["api.test"]
+    clients = tmp_path / "clients.pem"
+    clients.write_bytes(trustme.CA().cert_pem.bytes())
+    guarded = f"""    SSLVerifyClient require
+    SSLCACertificateFile {clients}
+"""
+    text = LOAD + f"""LoadModule ssl_module modules/mod_ssl.so
+Listen 8443 https
+<VirtualHost *:8443>
+    ServerName default.test
+    SSLEngine on
+    SSLCertificateFile {dcert}
+    SSLCertificateKeyFile {dkey}
+    ProxyPass / http://127.0.0.1:9001/
+</VirtualHost>
+<VirtualHost *:8443>
+    ServerName api.test
+    SSLEngine on
+    SSLCertificateFile {acert}
+    SSLCertificateKeyFile {akey}
+{guarded}    ProxyPass / http://127.0.0.1:9002/
+</VirtualHost>
+"""
+    data, _, stderr = run(tmp_path, text, status=1)
+    assert data["listen"][0]["tls"]["client_ca"] == str(clients)
+    assert f"{tmp_path}/httpd.conf:10: warning: <VirtualHost *:8443> ({tmp_path}/httpd.conf:10) has no " \
+           "SSLVerifyClient require but shares a TLS listener with" in stderr, stderr
+    other = tmp_path / "other.pem"
+    other.write_bytes(trustme.CA().cert_pem.bytes())
+    both = text.replace("    ServerName default.test\n", f"    ServerName default.test\n{guarded}".replace(
+        str(clients), str(other)))
+    (tmp_path / "httpd.conf").write_text(both)
+    result = import_apache(str(tmp_path / "httpd.conf"), str(tmp_path / "two.yaml"))
+    assert result.returncode == 2 and not (tmp_path / "two.yaml").exists()      # an error: nothing written
+    assert "require client certificates from different SSLCACertificateFile" in result.stderr, result.stderr
+
+
 def test_listeners_that_would_need_other_routes_are_reported(tmp_path):
     text = LOAD + """Listen 8080
 Listen 8081

@@ -170,10 +170,39 @@ def tls_section(ctx: Context, group: list[Scope]) -> dict | None:
             sni[name] = {"cert": pair[0], "key": pair[1]}
     if sni and any(v != {"cert": tls["cert"], "key": tls["key"]} for v in sni.values()):
         tls["sni"] = sni
-    client_ca = _client_ca(ctx, secured[0])
+    client_ca = _listener_client_ca(ctx, secured)
     if client_ca:
         tls["client_ca"] = client_ca
     return tls
+
+
+def _listener_client_ca(ctx: Context, secured: list[Scope]) -> str | None:
+    """The listener's client_ca from every virtual host's SSLVerifyClient, not the default's
+    alone.  httpd checks client certificates per virtual host and answers 421 to a request
+    whose Host selects a virtual host with other TLS settings than the SNI name chose
+    (ssl_hook_ReadReq, AH02032), so an open site's clients never reach a guarded one.
+    mpm-proxy's client_ca guards a whole listener: taking the default's alone would open the
+    guarded site to everyone, so one that requires certificates makes the listener require
+    them (refusing clients httpd serves, never serving clients httpd refuses)."""
+    wanted = [(scope, _client_ca(ctx, scope)) for scope in secured]
+    files = {ca for _, ca in wanted if ca}
+    if not files:
+        return None
+    guard = next(scope for scope, ca in wanted if ca)
+    if len(files) > 1:
+        ctx.report.error(guard.vhost.where if guard.vhost else f"{ctx.tree_file}:1",
+                         "virtual hosts of one TLS listener require client certificates from different "
+                         "SSLCACertificateFile files; mpm-proxy's client_ca is one per listener: give each its own "
+                         "Listen port, or one CA file that holds both")
+        return None
+    for scope, ca in wanted:
+        if not ca:
+            ctx.report.warn(scope.vhost.where if scope.vhost else f"{ctx.tree_file}:1",
+                            f"{scope.label} has no SSLVerifyClient require but shares a TLS listener with "
+                            f"{guard.label}, which has: mpm-proxy requires client certificates per listener, so "
+                            "its clients need one too (give it its own Listen port to keep httpd's behaviour)",
+                            routing=True)
+    return files.pop()
 
 
 def _cert_pair(ctx: Context, scope: Scope) -> tuple[str, str] | None:
