@@ -298,6 +298,29 @@ Listen 8443 https
     assert "require client certificates from different SSLCACertificateFile" in result.stderr, result.stderr
 
 
+def test_a_request_header_httpd_overwrites_is_reported_as_forgeable(tmp_path):
+    """`RequestHeader set X-SSL-Client-S-DN "%{SSL_CLIENT_S_DN}s"` (or `unset`) replaces what
+    the client sent: the backend can trust it.  mpm-proxy edits no headers, so without it the
+    backend gets the client's own header of that name: a client can forge its identity.  That
+    is access control lost (exit 1), as a dropped Require is; `add` keeps the client's value
+    beside httpd's, so dropping it loses nothing the backend could have trusted."""
+    text = LOAD + """LoadModule headers_module modules/mod_headers.so
+Listen 8080
+<VirtualHost *:8080>
+    RequestHeader set X-SSL-Client-S-DN "%{SSL_CLIENT_S_DN}s"
+    RequestHeader unset X-Remote-User
+    RequestHeader add X-Trace on
+    ProxyPass / http://127.0.0.1:9001/
+</VirtualHost>
+"""
+    _, _, stderr = run(tmp_path, text, status=1)
+    for line, name in ((11, "X-SSL-Client-S-DN"), (12, "X-Remote-User")):
+        assert f"{tmp_path}/httpd.conf:{line}: not translated: RequestHeader" in stderr
+        assert f"the backend gets {name} as the client sent it" in stderr, stderr
+    _, _, stderr = run(tmp_path, text.replace("    RequestHeader set", "    #").replace("    RequestHeader unset", "    #"))
+    assert "RequestHeader add X-Trace on (mpm-proxy does not edit headers)" in stderr
+
+
 def test_listeners_that_would_need_other_routes_are_reported(tmp_path):
     text = LOAD + """Listen 8080
 Listen 8081

@@ -1,5 +1,6 @@
 """Every directive no translator took: one `not translated` line each, with the reason, and
-whether leaving it out changes where a request goes.
+whether leaving it out changes where a request goes (or what a backend may trust: access
+control, a request header httpd overwrites).
 
 A section (<Directory>, <Files>, <If>, ...) is reported once, as a whole; its content
 counts as routing when it holds anything that would (a Require that refuses, a Redirect).
@@ -105,6 +106,12 @@ def _plain(ctx: Context, d: Directive, inside: Directive | None) -> None:
     elif key in MPM_TUNING:
         ctx.report.dropped(d.where, d.text(), "mpm-proxy's workers are event loops without a pool of spare threads "
                                               "(see mpm.workers and mpm.threads_per_child)")
+    elif key == "requestheader" and [w.lower() for w in d.words[:1]] in (["set"], ["unset"]) and len(d.words) > 1:
+        # httpd replaces (or removes) what the client sent, so a backend may trust the header
+        # (the client certificate's subject, an authenticated user); here it would arrive as
+        # the client wrote it.
+        ctx.report.dropped(d.where, d.text(), f"mpm-proxy does not edit headers: the backend gets {d.words[1]} as "
+                                              "the client sent it, so a client can forge it", routing=True)
     elif key in REASONS:
         if key not in ("servername", "serveralias", "rewriteengine", "rewriteoptions",
                        "proxywebsocketfallbacktoproxyhttp") and not (key == "proxyrequests" and d.args.lower() == "off"):
