@@ -132,8 +132,10 @@ def test_a_reset_after_window_update_with_blocked_streams_leaves_the_worker_aliv
     the write in `resume_blocked` failed, closed the connection under it, and `stream_done`
     raised ValueError for a stream still marked blocked: the worker died."""
     members = [backends(_big), backends(_big)]
+    # The bystander waits idle through up to five attempts (over 4 s when none crashes, the
+    # usual case now), so its connection must outlive them: keepalive 5 s closed it under load.
     proxy, pid = _start(proxy_factory, [{"path": "/", "to": "balancer://app/"}], h2c=True,
-                        balancers=_balancer(*members))
+                        balancers=_balancer(*members), timeouts={"keepalive": 60})
     bystander = H2Client(proxy.port)                           # another client of the same worker
     for _attempt in range(5):             # the first one is enough, nearly always
         client = H2Client(proxy.port, auto_ack=False)          # reads, never acknowledges
