@@ -220,7 +220,10 @@ def test_a_head_cut_by_a_fin_behind_pipelined_requests_is_dropped_at_once(env):
         started = time.monotonic()
         response = Reader(sock).response()
         rest, closed = recv_until_close(sock, 3)
-    assert response.body == b"echo:/echo/g1:" and response.get("connection") == b"close"
+    # g1's head says close when the FIN was read before g1's response went out, the usual case;
+    # when the backend's answer comes first in the same loop turn (seen under load) it cannot.
+    # What the client relies on either way: g1 answered, the cut g2 dropped, the close at once.
+    assert response.body == b"echo:/echo/g1:" and response.get("connection") in (b"close", None)
     assert closed and rest == b"" and time.monotonic() - started < 2, "no wait for the header timeout"
 
 
