@@ -177,7 +177,11 @@ class Collector:
                                   labels=["result"])
         for result, count in zip(m.TLS_RESULTS, totals.worker("tls", 2), strict=True):
             tls.add_metric([result], count)
-        yield from (requests, duration, received, sent, errors, refused, accepted, tls)
+        # nginx Plus's ssl.session_reuses: the resumption rate is reused / result="ok".
+        reused = CounterMetricFamily("mpm_tls_sessions_reused", "TLS handshakes that resumed a session "
+                                     "(ticket or cache), a part of mpm_tls_handshakes{result=\"ok\"}.",
+                                     value=totals.worker("tls_reused")[0])
+        yield from (requests, duration, received, sent, errors, refused, accepted, tls, reused)
 
     def _tunnels(self, totals):
         yield CounterMetricFamily("mpm_tunnels_opened", "Tunnels opened (101 Switching Protocols relayed).",

@@ -301,14 +301,18 @@ def test_tls_handshakes_are_counted_by_result(proxy_factory, http_backend, tmp_p
     proxy.start()
     context = ssl.create_default_context()
     ca.configure_trust(context)
-    for _ in range(2):
-        with context.wrap_socket(proxy.connect(), server_hostname="localhost") as sock:
+    session = None
+    for _ in range(3):        # a full handshake, then two that offer its session (issue #20)
+        with context.wrap_socket(proxy.connect(), server_hostname="localhost", session=session) as sock:
             sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
             assert recv_until_eof(sock).startswith(b"HTTP/1.1 200")
+            reused = sock.session_reused
+            session = sock.session        # (TLS 1.3: its ticket arrived with the response)
     with proxy.connect() as sock:                      # plain HTTP on a TLS port: the handshake fails
         sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
         with contextlib.suppress(ConnectionResetError):      # reset or closed, as the kernel has it
             recv_until_eof(sock)
     samples = wait_for(lambda: (s := scrape(proxy)) and value(s, "mpm_tls_handshakes_total", result="failed") == 1
                        and s, 5, 0.1, "a failed handshake")
-    assert value(samples, "mpm_tls_handshakes_total", result="ok") == 2
+    assert value(samples, "mpm_tls_handshakes_total", result="ok") == 3
+    assert reused and value(samples, "mpm_tls_sessions_reused_total") == 2

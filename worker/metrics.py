@@ -31,9 +31,9 @@ from shm.metrics import (
 # Offsets from the start of a route's requests matrix, which is where `base` points.
 _REQUESTS = R["requests"]
 _BACKEND_ERRORS, _RECEIVED, _SENT = (R[name] - _REQUESTS for name in ("backend_errors", "received", "sent"))
-_ACCEPTED, _OPENED, _CLOSED, _HANDED, _REFUSED, _TLS, _PAUSE = (
+_ACCEPTED, _OPENED, _CLOSED, _HANDED, _REFUSED, _TLS, _TLS_REUSED, _PAUSE = (
     W["accepted"], W["tunnels_opened"], W["tunnels_closed"], W["handed_over"], W["refused"], W["tls"],
-    W["handover_pause"])
+    W["tls_reused"], W["handover_pause"])
 
 # Our own answers, by status: what refused the request ...
 _REFUSAL = {400: "malformed", 405: "method", 408: "timeout", 413: "limits", 414: "limits", 429: "limits",
@@ -129,3 +129,7 @@ class WorkerMetrics:
 
     def handshake(self, ok: bool) -> None:
         self.counts[_TLS + (0 if ok else 1)] += 1
+
+    def session_reused(self) -> None:
+        """A handshake that resumed a session (counted as done by `handshake` as well)."""
+        self.counts[_TLS_REUSED] += 1

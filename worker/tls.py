@@ -93,6 +93,7 @@ class ServerHandshake(Arrival):
         worker = self.worker
         if self.sslobj.session_reused:
             worker.tls_resumed += 1
+            worker.metrics.session_reused()
         else:
             worker.tls_full += 1
         if not self.mask:
