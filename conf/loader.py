@@ -49,7 +49,7 @@ LOG_KEYS = ("level", "access", "error", "format")
 LISTEN_KEYS = ("address", "tls", "http2", "proxy_protocol")
 HTTP2_VALUES = ("true", "false", "h2c")
 LISTEN_TLS_KEYS = ("cert", "key", "sni", "client_ca")
-TLS_KEYS = ("ticket_key_rotation", "session_ticket_key", "ciphersuites")
+TLS_KEYS = ("ticket_key_rotation", "session_ticket_key", "ciphersuites", "session_timeout")
 
 SERVER_LIMIT_MAX = 256          # the scoreboard is a fixed table sized before fork
 MAX_CONFIG_BYTES = 4 << 20      # a thousand routes take ~100 KB

@@ -62,6 +62,7 @@ class TLSSettings:
     ticket_key_files: tuple[str, ...] = ()  # the operator's keys (48 or 80 bytes each); the first encrypts
     ticket_keys: tuple[bytes, ...] = field(default=(), repr=False)   # their bytes, read when the file loaded
     ciphersuites: str = TLS13_CIPHERSUITES  # TLS 1.3 only; TLS 1.2 keeps Python's cipher list
+    session_timeout: float = 300.0          # seconds a session resumes (nginx's ssl_session_timeout)
 
 
 @dataclass(frozen=True, slots=True)

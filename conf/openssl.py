@@ -91,6 +91,8 @@ def _load():
         lib.EVP_MAC_CTX_set_params.argtypes = [_c_void_p, _c_void_p]
         lib.SSL_version.argtypes = [_c_void_p]
         lib.SSL_CTX_set_ciphersuites.argtypes = [_c_void_p, ctypes.c_char_p]
+        lib.SSL_CTX_set_timeout.argtypes = [_c_void_p, _c_long]
+        lib.SSL_CTX_set_timeout.restype = _c_long
         lib.RAND_bytes.argtypes = [_c_void_p, _c_int]
     except (ImportError, OSError, AttributeError) as exc:
         return None, f"OpenSSL's ticket-key callback cannot be reached: {exc}"
@@ -131,6 +133,14 @@ def isolate(context: ssl.SSLContext, identity: bytes) -> None:
     if _lib.SSL_CTX_set_session_id_context(pointer, sid, len(sid)) != 1:
         raise OSError("SSL_CTX_set_session_id_context failed")
     _lib.SSL_CTX_ctrl(pointer, _SSL_CTRL_SET_SESS_CACHE_MODE, SESS_CACHE_SERVER_NO_STORE, None)
+
+
+def set_session_timeout(context: ssl.SSLContext, seconds: float) -> None:
+    """How long a session resumes: the lifetime of its tickets, told to the client as their
+    hint too.  OpenSSL's default is 7200 s; nginx (ssl_session_timeout), Apache
+    (SSLSessionCacheTimeout) and HAProxy (tune.ssl.lifetime) all use 300 s, so that a session,
+    and the verdict on a client certificate it carries, does not outlive them by two hours."""
+    _lib.SSL_CTX_set_timeout(ssl_ctx(context), max(1, int(seconds)))
 
 
 def set_tls13_ciphersuites(context: ssl.SSLContext, suites: str) -> None:

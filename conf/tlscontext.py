@@ -39,11 +39,13 @@ def _server_context(cert: str, key: str, client_ca: str | None, alpn: tuple[str,
     return context
 
 
-def listener_context(tls, tickets=None, ciphersuites: str = openssl.TLS13_CIPHERSUITES) -> ssl.SSLContext:
+def listener_context(tls, tickets=None, ciphersuites: str = openssl.TLS13_CIPHERSUITES,
+                     session_timeout: float = 300.0) -> ssl.SSLContext:
     """The default context of a listener (`ListenerTLS`), with SNI choosing among its named
     certificates.  `tickets` (a `shm.ticketkeys.TicketKeyRing`) decides the ticket keys;
     None leaves OpenSSL's random key of this context.  Raises OSError when OpenSSL cannot
-    be reached for that (`conf.openssl.available()` says why beforehand)."""
+    be reached for that (`conf.openssl.available()` says why beforehand).  Sessions resume
+    for `session_timeout` seconds (the tickets' lifetime; OpenSSL's default is 7200)."""
     default = _server_context(tls.cert, tls.key, tls.client_ca, tls.alpn)
     by_name = {name.lower(): _server_context(files.cert, files.key, tls.client_ca, tls.alpn)
                for name, files in tls.sni.items()}
@@ -51,6 +53,7 @@ def listener_context(tls, tickets=None, ciphersuites: str = openssl.TLS13_CIPHER
     if not openssl.available():
         for context in contexts:
             openssl.set_tls13_ciphersuites(context, ciphersuites)
+            openssl.set_session_timeout(context, session_timeout)
     if tickets is not None:
         identity = repr((tls.cert, tls.key, tls.client_ca, _contents(tls.client_ca),
                          sorted((n, f.cert, f.key) for n, f in tls.sni.items())))

@@ -92,10 +92,14 @@ def backend_tls(sec: Section) -> BackendTLS | None:
 def tls_settings(sec: Section) -> TLSSettings:
     """The `tls:` section: `ticket_key_rotation` (seconds, 0 = never), `session_ticket_key`
     (nginx's ssl_session_ticket_key: a file or a list of files of 48 or 80 random bytes, the
-    first encrypting; then nothing rotates on its own) and `ciphersuites` (TLS 1.3, OpenSSL's
-    syntax, in the server's order)."""
+    first encrypting; then nothing rotates on its own), `ciphersuites` (TLS 1.3, OpenSSL's
+    syntax, in the server's order) and `session_timeout` (seconds a session resumes)."""
     d = TLSSettings()
     rotation = sec.number("ticket_key_rotation", d.ticket_key_rotation, positive=False)
+    session_timeout = sec.number("session_timeout", d.session_timeout)
+    if session_timeout is not None and not 1 <= session_timeout <= 604800:
+        # RFC 8446 §4.6.1: a ticket's lifetime is at most seven days
+        sec.error("session_timeout", "tls.session_timeout must be 1 to 604800 seconds (seven days)")
     files, keys = [], []
     node = sec.raw("session_ticket_key")
     items = node.items if isinstance(node, Seq) else [node] if node is not None else []
@@ -125,7 +129,7 @@ def tls_settings(sec: Section) -> TLSSettings:
         if problem:
             sec.error("ciphersuites", f"tls.ciphersuites: {problem}")
     return TLSSettings(d.ticket_key_rotation if rotation is None else rotation, tuple(files), tuple(keys),
-                       suites or d.ciphersuites)
+                       suites or d.ciphersuites, d.session_timeout if session_timeout is None else session_timeout)
 
 
 def _suites_problem(suites: str) -> str | None:

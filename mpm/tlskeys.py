@@ -71,14 +71,14 @@ class TicketKeys:
         for listener in config.listeners:
             if listener.tls is None:
                 continue
-            suites = config.tls.ciphersuites
+            suites, timeout = config.tls.ciphersuites, config.tls.session_timeout
             try:
-                contexts[listener.address] = listener_context(listener.tls, self.ring, suites)
+                contexts[listener.address] = listener_context(listener.tls, self.ring, suites, timeout)
             except OSError as exc:
                 if self.ring is not None:
                     log.warning("TLS sessions resume only within a generation: %s", exc)
                     self.why_not, self.ring = str(exc), None
-                contexts[listener.address] = listener_context(listener.tls, None, suites)
+                contexts[listener.address] = listener_context(listener.tls, None, suites, timeout)
         return contexts
 
     def export(self) -> int | None:

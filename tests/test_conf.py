@@ -299,6 +299,9 @@ BROKEN = {
     "duplicate yaml key": (
         LISTEN + "mpm: {workers: 2}\nmpm: {workers: 3}\n",
         3, "duplicate key 'mpm' (first given at line 2)"),
+    "a session outliving TLS 1.3's seven days": (
+        LISTEN + "tls:\n  session_timeout: 700000\n",
+        3, "tls.session_timeout must be 1 to 604800 seconds (seven days)"),
     "empty file": (
         "# nothing here\n",
         1, "the configuration file is empty"),

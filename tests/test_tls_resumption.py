@@ -222,3 +222,25 @@ def test_tls13_prefers_aes128_gcm_unless_told_otherwise(proxy_factory, http_back
         raw = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
         with context.wrap_socket(raw, server_hostname="localhost") as sock:
             assert sock.cipher()[0] == suite
+
+
+def test_sessions_resume_for_the_session_timeout_and_no_longer(proxy_factory, http_backend, tmp_path, ca):
+    """`tls.session_timeout` (nginx's ssl_session_timeout; 300 s by default, as in nginx, Apache
+    and HAProxy, where OpenSSL's own is 7200): a session resumes within it and not after, so it
+    does not carry a client certificate's verdict for two hours.  TLS 1.3 tells the client the
+    lifetime in the ticket (the client then stops offering it); a TLS 1.2 client offers its
+    ticket regardless, so the refusal there is the proxy's own."""
+    proxy = _tls_proxy(proxy_factory, http_backend, tmp_path, ca, workers=1, tls={"session_timeout": 2})
+    client = Client(ca, proxy.port)
+    first = _sessions(client)
+    assert first[ssl.TLSVersion.TLSv1_3].ticket_lifetime_hint == 2
+    for version in VERSIONS:
+        assert client.get(version, first[version])[0], f"{version.name} resumes within the timeout"
+    time.sleep(3.2)           # ages are whole seconds, and OpenSSL's client rounds its own down
+    for version in VERSIONS:
+        assert not client.get(version, first[version])[0], f"{version.name} resumed after the timeout"
+
+
+def test_the_session_timeout_is_300_seconds_unless_set(proxy_factory, http_backend, tmp_path, ca):
+    proxy = _tls_proxy(proxy_factory, http_backend, tmp_path, ca, workers=1)
+    assert _sessions(Client(ca, proxy.port))[ssl.TLSVersion.TLSv1_3].ticket_lifetime_hint == 300
