@@ -267,15 +267,19 @@ def _format_status(s: dict) -> str:
 
 
 def _format_tls(tls: dict, totals: dict) -> str:
-    """One line: how many handshakes resumed a session, and where the ticket keys come from."""
-    done = totals.get("tls_full", 0) + totals.get("tls_resumed", 0)
-    rate = f"{100 * totals.get('tls_resumed', 0) / done:.0f}% of {done} handshakes resumed" if done else \
+    """One line: how many handshakes resumed a session since the master started (reloads
+    included: the workers' columns above count the live ones only), and where the ticket
+    keys come from."""
+    counts = tls.get("handshakes") or {"full": totals.get("tls_full", 0), "resumed": totals.get("tls_resumed", 0),
+                                       "failed": totals.get("tls_failures", 0)}
+    done = counts["full"] + counts["resumed"]
+    rate = f"{100 * counts['resumed'] / done:.0f}% of {done} handshakes resumed" if done else \
         "no TLS handshakes yet"
     if tls.get("ticket_keys") != "shared":
         return f"\ntls        {rate}; ticket keys per generation ({tls.get('why')})"
     rotation = f", rotated every {tls['rotation']:g}s" if tls.get("rotation") else ""
     return (f"\ntls        {rate}; ticket keys {tls['source']} ({tls['keys']} in use, current one "
-            f"{tls['key_age'] or 0:.0f}s old{rotation}, {tls['rotations']} rotations), {totals.get('tls_failures', 0)} "
+            f"{tls['key_age'] or 0:.0f}s old{rotation}, {tls['rotations']} rotations), {counts['failed']} "
             "failed handshakes")
 
 

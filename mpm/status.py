@@ -24,6 +24,16 @@ def _process_figures(pid: int) -> dict:
         return {"rss": 0, "cpu_seconds": 0.0, "cpu_percent": 0.0, "fds": 0}
 
 
+def _handshakes(master) -> dict:
+    """TLS handshakes since this master's table began (the metrics table: workers gone
+    included), where the scoreboard's columns count the live workers only and so start
+    again at every reload."""
+    totals = master.metrics.totals([index for index, _ in master.scoreboard.live_rows_indexed()])
+    done, failed = totals.worker("tls", 2)
+    resumed = totals.worker("tls_reused")[0]
+    return {"full": done - resumed, "resumed": resumed, "failed": failed}
+
+
 def build_status(master) -> dict:
     workers = []
     now = time.time()
@@ -61,6 +71,6 @@ def build_status(master) -> dict:
         "workers": workers,
         "totals": totals,
         "old_generation_workers": sum(1 for w in workers if w["generation"] != master.generation),
-        "tls": master.ticket_keys.status(),   # session-ticket keys (never the keys themselves)
+        "tls": {**master.ticket_keys.status(), "handshakes": _handshakes(master)},
         "clients": master.clients.summary(),      # per-client limits: tracked clients, refusals
     }

@@ -123,6 +123,11 @@ def test_sessions_survive_a_reload(proxy_factory, http_backend, tmp_path, ca):
     for version, session in before.items():
         assert [client.get(version, session)[0] for _ in range(4)] == [True] * 4, version
     assert sum(_counts(proxy, generation=2).values()) == 8
+    # The status line counts since the master started: the first generation's two full
+    # handshakes too, once its workers are gone (their scoreboard columns with them).
+    wait_for(lambda: all(w["generation"] == 2 for w in proxy.status()["workers"]), 10, 0.1, "generation 1 gone")
+    assert proxy.status()["tls"]["handshakes"] == {"full": 2, "resumed": 8, "failed": 0}
+    assert "80% of 10 handshakes resumed" in proxy.mpmctl("status").stdout
 
 
 @pytest.mark.timeout(90)
