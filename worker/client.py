@@ -365,3 +365,18 @@ class ClientConnection(MovableClient):
         if self.private:
             worker.pool.drop_idle(self.private)
         worker.connection_closed()
+
+
+class LastRequestClient(ClientConnection):
+    """A keep-alive connection handed over from a listener this worker's configuration no
+    longer has (removed, or TLS now: worker.clientmove.listened_on).  Closing it at once
+    would lose a request the client may be sending right now, the race the hand-over exists
+    to avoid; so its next response says `Connection: close` (HAProxy's
+    idle-close-on-response), and if none comes, its keep-alive deadline closes it.  A class
+    of its own, chosen at adoption, so the common path checks nothing."""
+
+    __slots__ = ()
+
+    def _start(self, head) -> None:
+        head.keep_alive = False
+        super()._start(head)

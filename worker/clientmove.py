@@ -6,7 +6,31 @@ is the one part of a client connection that is about two processes."""
 
 from __future__ import annotations
 
+import ipaddress
+
 from worker.phases import HEAD, IDLE
+
+
+def listened_on(worker, sock) -> bool:
+    """Whether `worker`'s configuration still has a listener that could have accepted `sock`:
+    same address (or a wildcard on its port), plain.  A reload that removes a listener, or
+    makes it TLS, must not leave its keep-alive connections served for ever by every
+    generation they move to (review 2026-12-04-handover #1): nginx and Apache close them at
+    the reload.  (`proxy_protocol` is not compared: a connection whose PROXY header was
+    LOCAL, a balancer's health check, carries no addresses either.)"""
+    try:
+        host, port = sock.getsockname()[:2]
+        local = ipaddress.ip_address(host)
+    except (OSError, ValueError):
+        return True                 # already gone, or not IP: its first read says what to do
+    mapped = local.ipv4_mapped if local.version == 6 else None
+    for _, listener in worker.listeners:
+        if listener.port != port or listener.tls is not None:
+            continue
+        wanted = ipaddress.ip_address(listener.host)
+        if wanted.is_unspecified or wanted in (local, mapped):
+            return True
+    return False
 
 
 class MovableClient:

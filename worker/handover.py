@@ -49,7 +49,8 @@ import time
 
 from tunnel.endpoint import Endpoint
 from tunnel.tunnel import Tunnel
-from worker.client import ClientConnection
+from worker.client import ClientConnection, LastRequestClient
+from worker.clientmove import listened_on
 from worker.loop import EPOLLIN
 
 CHUNK = 16 * 1024            # leftover bytes per record: with the header, well under a record's limit
@@ -143,6 +144,7 @@ class _Inbound:
         self.received = 0              # tunnels
         self.clients = 0               # keep-alive connections
         self.refused = 0               # items we had no fds for (the sender keeps them)
+        self.orphans = 0               # connections from a listener we do not have (LastRequestClient)
         receiver.loop.add(conn.fileno(), EPOLLIN, self._on_event)
         self._answer(HELLO)
 
@@ -208,9 +210,12 @@ class _Inbound:
         if kind == b"T":
             self._adopt_tunnel(socks, header, data)
         else:
-            client = ClientConnection.adopt(self.worker, socks[0], header["state"], bytes(data))
+            state = header["state"]
+            kind = ClientConnection if listened_on(self.worker, socks[0]) else LastRequestClient
+            client = kind.adopt(self.worker, socks[0], state, bytes(data))
             self.worker.client_adopted(client)
             self.clients += 1
+            self.orphans += kind is LastRequestClient
         self.receiver.pauses.append(time.time() - header["sent_at"])
 
     def _adopt_tunnel(self, socks: list, header: dict, data: bytearray) -> None:
@@ -235,6 +240,10 @@ class _Inbound:
         self.conn.close()
         if self.clients:
             self.worker.log_error("info", f"hand-over: adopted {self.clients} keep-alive connections")
+        if self.orphans:
+            self.worker.log_error("info", f"hand-over: {self.orphans} keep-alive connections came from a listener "
+                                          "this configuration does not have (removed, or TLS now): each is closed "
+                                          "after its next response")
         if self.refused:
             self.worker.log_error("warning", f"hand-over: out of file descriptors: {self.refused} tunnels and "
                                              "connections left with the predecessor")
