@@ -16,6 +16,12 @@ EMFILE_BACKOFF and resumes by itself (CPython's asyncio backs off the same way);
 established connections go on.  That is said in the error log at most once every
 LOG_INTERVAL seconds, with how many times it happened since, so a long shortage cannot
 flood the log.
+
+A stopping worker whose slot no newer worker takes (a reload or upgrade to fewer workers,
+or the whole server stopping) holds the last copy of its listening sockets: the kernel
+resets every connection still queued on a listening socket that closes, so it accepts
+what is queued first (`close`).  A slot that is taken over needs none of that: its queue
+is the successor's, which inherits the same socket.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from worker.tls import accepted_socket, listener_context
 ACCEPT_BATCH = 32            # accepts per readiness event: fairness against busy connections
 EMFILE_BACKOFF = 0.1         # seconds to stop accepting when out of file descriptors
 LOG_INTERVAL = 10.0          # seconds between two log lines about a shortage
+DRAIN_MAX = 1024             # accepts per listener when a retired slot empties its queue (backlog: 511)
 _SHORTAGE = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 
@@ -45,6 +52,7 @@ class Acceptor:
         self.shortages = 0                  # since the last log line
         self.logged_at = -LOG_INTERVAL
         self.kinds = {}                     # listening socket -> (family, type, proto) of what it accepts
+        self.sources = {}                   # listening socket -> (context, proxy_protocol)
         for sock, listener in listeners:
             sock.setblocking(False)
             self.kinds[sock] = (sock.family, sock.type, sock.proto)
@@ -53,6 +61,7 @@ class Acceptor:
                 context = listener_context(listener.tls)
             elif listener.http2 == "h2c":
                 context = PRIOR_KNOWLEDGE      # worker.h2.h2c: the first bytes say HTTP/2 or HTTP/1.1
+            self.sources[sock] = (context, listener.proxy_protocol)
             self.loop.add(sock.fileno(), EPOLLIN, lambda mask, sock=sock, context=context, proxy=listener.proxy_protocol:
                           self._ready(sock, context, proxy))
         self.ready: list = []               # listeners readable in this loop turn
@@ -172,9 +181,35 @@ class Acceptor:
             self._look_again(worker.admission)
 
     def close(self) -> None:
-        """Stop for good: the listening sockets are the master's (and the next worker's)."""
+        """Stop for good: the listening sockets are the master's (and the next worker's),
+        unless our slot is retired (module docstring): then what is queued is ours to take."""
         self.pause()
+        if not self._slot_taken_over():
+            self._drain()
         for sock, _ in self.listeners:
             self.loop.remove(sock.fileno())
             sock.close()
         self.listeners = []
+
+    def _slot_taken_over(self) -> bool:
+        """A newer worker has our slot (a reload or upgrade keeping it), or will have
+        (recycling: the master starts the replacement within a tick): it inherits our sockets."""
+        worker = self.worker
+        return worker.recycling or any(
+            row["pid"] and row["slot"] == worker.slot and (row["generation"] > worker.generation or (
+                row["generation"] == worker.generation and row["started"] > worker.started_wall))
+            for row in worker.peers())
+
+    def _drain(self) -> None:
+        """Accept what waits in our listening sockets' queues: served (and handed over) like
+        any connection of a stopping worker, rather than reset by the close that follows.
+        Beyond capacity if need be: a connection over it costs less than a reset."""
+        worker = self.worker
+        for lsock, (context, proxy_protocol) in self.sources.items():
+            for _ in range(DRAIN_MAX):
+                try:
+                    fd, addr = lsock._accept()
+                    sock = self._socket(lsock, fd, context, proxy_protocol)
+                except OSError:         # empty (EAGAIN), or out of fds: nothing more to take
+                    break
+                worker.connection_accepted(sock, addr[0].encode(), context, proxy_protocol)
