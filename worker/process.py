@@ -243,9 +243,14 @@ class Worker:
         """While stopping, a connection whose exchange ended with keep-alive (its response said
         so before the stop): to the successor; a TLS one stays idle here, as `_close_idle`
         leaves one (its next request gets `Connection: close`): closed now, the request the
-        client may be sending already would meet the close.  False: it stays."""
-        if client.movable and self.sender.takes_connections:
-            self.sender.offer(client)
+        client may be sending already would meet the close.  False: it stays, served here, as
+        while the successor is still looked for (its pipelined requests would wait for nobody:
+        review 2026-12-04-handover #3); `sender._find` takes it once connected."""
+        sender = self.sender
+        if client.movable and sender.takes_connections:
+            if sender.sock is None:
+                return False
+            sender.offer(client)
         elif client.ep.tls:
             return False
         else:
