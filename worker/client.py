@@ -179,8 +179,9 @@ class ClientConnection(MovableClient):
             return
         if self.state is IDLE:
             self.deadline = self.loop.now + self.worker.timeouts.client_header
-        # The usual case: one whole head in one read, nothing after it.
-        if SHARED_BUFFER.find(HEAD_END, 0, n) == n - 4 and self.reader is None:
+        # The usual case: one whole head in one read, nothing after it.  (`>= 0`: a 3-byte
+        # read without one finds -1 == n - 4, and "GET" was refused as a whole head.)
+        if SHARED_BUFFER.find(HEAD_END, 0, n) == n - 4 >= 0 and self.reader is None:
             try:
                 head = parse_request(bytes(SHARED_VIEW[:n]), self.worker.limits)
             except HttpError as error:
