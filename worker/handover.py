@@ -81,6 +81,7 @@ class HandoverReceiver:
         self.sock.setblocking(False)
         self.loop.add(self.sock.fileno(), EPOLLIN, self._accept)
         self.pauses: list[float] = []       # seconds from detach to resume, per tunnel
+        self.inbound: set = set()           # the streams of predecessors sending to us
         # Out of fds, a predecessor must still get through, to hear that we refuse its items:
         # this one is given up for the accept (the classic spare-descriptor trick).
         self.spare = -1
@@ -125,6 +126,13 @@ class HandoverReceiver:
             if self.spare < 0:
                 self._take_spare()
 
+    @property
+    def receiving(self) -> bool:
+        """An item is on its way: taken (we answered b"A" to its first record, so the sender
+        let go of its sockets) but its bytes not all in, so not counted as a connection yet.
+        A worker that stops meanwhile must wait for it (review 2026-12-04-handover #5)."""
+        return any(inbound.pending is not None for inbound in self.inbound)
+
     def close(self) -> None:
         self.loop.remove(self.sock.fileno())
         self.sock.close()
@@ -146,6 +154,7 @@ class _Inbound:
         self.refused = 0               # items we had no fds for (the sender keeps them)
         self.orphans = 0               # connections from a listener we do not have (LastRequestClient)
         receiver.loop.add(conn.fileno(), EPOLLIN, self._on_event)
+        receiver.inbound.add(self)
         self._answer(HELLO)
 
     def _answer(self, what: bytes) -> None:
@@ -204,6 +213,7 @@ class _Inbound:
             return
         self.pending = None
         if kind == b"S":
+            self.worker.handover_received()
             return
         for sock in socks:
             sock.setblocking(False)
@@ -217,6 +227,7 @@ class _Inbound:
             self.clients += 1
             self.orphans += kind is LastRequestClient
         self.receiver.pauses.append(time.time() - header["sent_at"])
+        self.worker.handover_received()
 
     def _adopt_tunnel(self, socks: list, header: dict, data: bytearray) -> None:
         split, state = header["to_backend"], header["state"]
@@ -236,8 +247,10 @@ class _Inbound:
             self.pending = None
             self.worker.log_error("error", "hand-over: the predecessor went away in the middle of an item: "
                                            "one connection lost")
+        self.receiver.inbound.discard(self)
         self.worker.loop.remove(self.conn.fileno())
         self.conn.close()
+        self.worker.handover_received()
         if self.clients:
             self.worker.log_error("info", f"hand-over: adopted {self.clients} keep-alive connections")
         if self.orphans:

@@ -248,14 +248,12 @@ class Worker:
         review 2026-12-04-handover #3); `sender._find` takes it once connected."""
         sender = self.sender
         if client.movable and sender.takes_connections:
-            if sender.sock is None:
-                return False
-            sender.offer(client)
-        elif client.ep.tls:
-            return False
-        else:
+            if sender.sock is not None:
+                sender.offer(client)
+            return sender.sock is not None
+        if not client.ep.tls:
             client.close()
-        return True
+        return not client.ep.tls
 
     def tunnel_closed(self, tunnel, reason: str) -> None:
         self.stream_tunnel_closed(tunnel, reason)
@@ -327,13 +325,16 @@ class Worker:
         self._publish()
         self._exit_when_done()
 
+    def handover_received(self) -> None:      # an item from a predecessor is in: a stop may end now
+        self._exit_when_done()
+
     def _exit_when_done(self) -> bool:
         """A stopping worker ends once it holds no connection, no socket lingers (a client
         still sending when we closed: worker.linger, bounded by its own times and by
-        graceful_timeout), and no hand-over record waits to be sent.  True when the loop is
-        told to end."""
+        graceful_timeout), no hand-over record waits to be sent, and none is on its way to us.
+        True when the loop is told to end."""
         if not self.stopping or self.connections or self.lingering or self.sender.outgoing \
-                or self.sender.unanswered:
+                or self.sender.unanswered or self.receiver.receiving:
             return False      # (outgoing: the rest of a handed-over item's bytes; unanswered: sent, not yet taken)
         self.loop.running = False
         return True
