@@ -133,7 +133,7 @@ class BalancerManager:
         """`mpmctl upgrade`: the members the master we replace found for balancer `name`, as a
         reload carries them: as they were when it asked the same, else as departed members
         (1,154 of 2,126 requests were 503 across an upgrade that renamed discover.dns: review
-        2026-12-04-leftovers #2).  Its layout names the scheme, its export the TLS settings
+        2026-12-03-leftovers #2).  Its layout names the scheme, its export the TLS settings
         (one that did not export them is not carried from over TLS)."""
         before = self.predecessor.balancers.get(name)
         before = before.discover if before is not None else None

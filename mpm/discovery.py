@@ -312,7 +312,7 @@ class Discovery:
 
     def _fixed(self) -> list[Found]:
         """`dns` is an IP address: the one member it names, as an A/AAAA answer would give it
-        (review 2026-12-04-leftovers #1: it was asked as a name, NXDOMAIN, and the balancer
+        (review 2026-12-03-leftovers #1: it was asked as a name, NXDOMAIN, and the balancer
         stayed empty)."""
         d = self.discover
         return [Found(d.dns, d.dns, d.port, d.weight, 0)]

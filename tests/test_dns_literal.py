@@ -1,4 +1,4 @@
-"""`discover.dns` written as an IP address (review 2026-12-04-leftovers #1).
+"""`discover.dns` written as an IP address (review 2026-12-03-leftovers #1).
 
 nginx's `server 10.0.0.1 resolve` and HAProxy's `server ... 10.0.0.1:80 resolvers r` take an
 address as it is, with no question; nginx refuses `service=` (SRV) with one ("requires domain

@@ -1,4 +1,4 @@
-"""`mpmctl upgrade` to a file whose `discover.dns` asks another name (review 2026-12-04-leftovers
+"""`mpmctl upgrade` to a file whose `discover.dns` asks another name (review 2026-12-03-leftovers
 #2; a reload got the same fix in review 2026-12-03-dns #2).
 
 The next master did not take the members the one it replaces had found, since they came from

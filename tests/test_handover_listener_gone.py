@@ -8,7 +8,7 @@ Apache close such a connection at the reload (idle keep-alive connections of old
 closed); HAProxy's `idle-close-on-response` lets it finish its next response.  Here it is
 still handed over (a request it is sending at that moment is not lost) and answered once
 more, with `Connection: close`; a connection on a listener the new configuration keeps stays
-open as before.  (review 2026-12-04-handover #1)"""
+open as before.  (review 2026-12-03-handover #1)"""
 
 from __future__ import annotations
 

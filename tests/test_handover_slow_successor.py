@@ -6,7 +6,7 @@ still looking for a successor (a new generation takes seconds to start on a load
 machine), such a connection was set aside for the hand-over with the next request already
 in its buffer, and nothing served it: the client, which had sent its requests and waited,
 got `408 timed out reading the request head` for a complete head when its keep-alive
-deadline came (review 2026-12-04-handover #3).  Now, until a successor is connected, the
+deadline came (review 2026-12-03-handover #3).  Now, until a successor is connected, the
 connection is served here like any other, and moves once one is.
 
 The new generation's workers are held 4 s at their start by a `sitecustomize.py` on the

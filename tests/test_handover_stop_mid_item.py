@@ -6,7 +6,7 @@ arriving) is answered `A` (taken) at its first record: the sender lets go of its
 If the receiver's own graceful stop came before the last record (two reloads close
 together), it counted no connection yet, so it exited at once, or at the end of that loop
 turn once the item was complete: the connection closed with nothing said (review
-2026-12-04-handover #5).  Now a worker does not end while an item is on its way to it.
+2026-12-03-handover #5).  Now a worker does not end while an item is on its way to it.
 
 The stop is made to come at that moment by a `sitecustomize.py` on the workers' PYTHONPATH:
 in the second generation, the first record of a connection whose bytes are still due calls

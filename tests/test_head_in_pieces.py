@@ -4,7 +4,7 @@ malformed request line.
 The worker's fast path takes a read that ends with the head's end and holds no other as a
 whole head: `find(CRLFCRLF) == n - 4`.  For a three-byte read with no CRLFCRLF, find's -1
 equals n - 4, so "GET" (or "POS" of a POST) was parsed as a complete head and answered 400
-"malformed request line" (found by review 2026-12-04-handover while sending heads in random
+"malformed request line" (found by review 2026-12-03-handover while sending heads in random
 pieces across reloads: about 1 request in 60).  nginx, HAProxy and Apache read a head in
 whatever pieces it comes.
 

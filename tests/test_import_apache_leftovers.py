@@ -1,4 +1,4 @@
-"""import-apache gaps left by the 2026-12-03 review and closed in 2026-12-04-leftovers (#3, #4):
+"""import-apache gaps left by the 2026-12-03 review and closed in 2026-12-03-leftovers (#3, #4):
 each test serves one httpd configuration with the real Apache httpd and, translated, with a
 real mpm-proxy, sends the same requests to both, and checks where httpd sent each one (so the
 test says what httpd does) and that mpm-proxy sent it to the same backend with the same path

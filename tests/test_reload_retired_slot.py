@@ -6,7 +6,7 @@ closes the master's copy of the retired slots' sockets, and the old worker of su
 holds the last one.  It closed it at its graceful stop without accepting what was queued,
 and the kernel resets every connection still in the queue of a listening socket that
 closes: clients that had connected and sent their request got ECONNRESET (about two per
-reload from 2 to 1 workers under a stream of new connections, review 2026-12-04-handover
+reload from 2 to 1 workers under a stream of new connections, review 2026-12-03-handover
 #2).  Now a worker whose slot no newer worker takes accepts its queue before closing.
 
 Here the old worker of slot 1 is held (SIGSTOP) while clients connect, so that about half

@@ -1,4 +1,4 @@
-"""TLS files re-read at a reload (review 2026-12-04-tls): what a reload changes in a CA file
+"""TLS files re-read at a reload (review 2026-12-03-tls): what a reload changes in a CA file
 must change what the next generation trusts, for backends and for clients alike, even when
 the file keeps its path.
 

@@ -15,7 +15,7 @@ def listened_on(worker, sock) -> bool:
     """Whether `worker`'s configuration still has a listener that could have accepted `sock`:
     same address (or a wildcard on its port), plain.  A reload that removes a listener, or
     makes it TLS, must not leave its keep-alive connections served for ever by every
-    generation they move to (review 2026-12-04-handover #1): nginx and Apache close them at
+    generation they move to (review 2026-12-03-handover #1): nginx and Apache close them at
     the reload.  (`proxy_protocol` is not compared: a connection whose PROXY header was
     LOCAL, a balancer's health check, carries no addresses either.)"""
     try:

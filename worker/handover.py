@@ -130,7 +130,7 @@ class HandoverReceiver:
     def receiving(self) -> bool:
         """An item is on its way: taken (we answered b"A" to its first record, so the sender
         let go of its sockets) but its bytes not all in, so not counted as a connection yet.
-        A worker that stops meanwhile must wait for it (review 2026-12-04-handover #5)."""
+        A worker that stops meanwhile must wait for it (review 2026-12-03-handover #5)."""
         return any(inbound.pending is not None for inbound in self.inbound)
 
     def close(self) -> None:

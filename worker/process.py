@@ -245,7 +245,7 @@ class Worker:
         leaves one (its next request gets `Connection: close`): closed now, the request the
         client may be sending already would meet the close.  False: it stays, served here, as
         while the successor is still looked for (its pipelined requests would wait for nobody:
-        review 2026-12-04-handover #3); `sender._find` takes it once connected."""
+        review 2026-12-03-handover #3); `sender._find` takes it once connected."""
         sender = self.sender
         if client.movable and sender.takes_connections:
             if sender.sock is not None:
