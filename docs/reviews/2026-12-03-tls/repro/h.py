@@ -1,4 +1,4 @@
-"""Shared harness for the 2026-12-04 TLS review repros: real mpm masters (tests/proxyproc),
+"""Shared harness for the 2026-12-03 TLS review repros: real mpm masters (tests/proxyproc),
 an h11 backend in a thread (tests/backends), certificates from trustme.  Every proxy is
 stopped by pid at exit."""
 from __future__ import annotations
