@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -86,6 +87,7 @@ routes:
                     proc.wait(15)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+        shutil.rmtree(workdir, ignore_errors=True)     # the generated config and its run/ directory
     return 0
 
 
