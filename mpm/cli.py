@@ -230,7 +230,7 @@ def cmd_status(args) -> int:
 
 
 def cmd_balancer(args) -> int:
-    """balancer-manager: list balancers and members, or `set NAME MEMBER drain|disable|enable|weight N`."""
+    """balancer-manager: list balancers and members, or `set NAME MEMBER drain|disable|enable|hot-standby|weight N`."""
     config = _load_for_control(args)
     if config is None:
         return EXIT_FAIL
@@ -264,7 +264,7 @@ def cmd_import_apache(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mpmctl", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="mpmctl", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name, helptext in (("start", "run the master (foreground unless -d)"),
                            ("stop", "graceful stop (--now: immediate)"),
@@ -272,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
                            ("upgrade", "hot upgrade: re-exec the master, keep sockets and tunnels"),
                            ("status", "show the master and its workers"),
                            ("balancer", "balancer members and their state; set NAME MEMBER drain|disable|"
-                                        "enable|weight N"),
+                                        "enable|hot-standby|weight N"),
                            ("configtest", "check a config file")):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("-c", "--config", help="config file (default: the embedded conf/default.yaml)")

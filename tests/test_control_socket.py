@@ -187,3 +187,13 @@ def test_stop_with_a_now_that_is_not_a_boolean_is_refused(proxy_factory):
     assert answer == {"ok": False, "errors": ["'now' must be true or false, got \"false\""]}
     time.sleep(0.3)
     assert proxy.proc.poll() is None and "stop requested" not in proxy.error_text()
+
+
+def test_mpmctl_help_names_every_verb():
+    """`mpmctl --help` printed the first line of the module's summary only, which stops at
+    "configtest, each with": the -c it announces and import-apache were cut off."""
+    out = subprocess.run([sys.executable, "-m", "mpm", "--help"], capture_output=True, text=True,
+                         timeout=30).stdout
+    summary = " ".join(out.split("positional arguments:")[0].split())
+    assert "configtest, each with -c FILE; import-apache FILE" in summary
+    assert "drain|disable|enable|hot-standby|weightN" in "".join(out.split())   # argparse wraps at "-"
