@@ -297,7 +297,16 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "config", None) is not None:
         args.config = os.path.abspath(args.config)
-    return globals()["cmd_" + args.command.replace("-", "_")](args)
+    command = globals()["cmd_" + args.command.replace("-", "_")]
+    if args.command == "start":          # the master: what escapes it is a fault to see whole
+        return command(args)
+    try:
+        return command(args)
+    except BrokenPipeError:
+        # `mpmctl status --json | head`: the reader left.  No traceback, and none either when
+        # the interpreter flushes stdout at exit (the signal module's "Note on SIGPIPE").
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAIL
 
 
 if __name__ == "__main__":

@@ -48,13 +48,22 @@ def setup(config) -> None:
         handler = SinkHandler(LogSink("-", 2))
     else:
         handler = logging.FileHandler(target)
-    handler.setFormatter(logging.Formatter(f"[%(asctime)s] [%(levelname)s] [master pid {os.getpid()}] %(message)s",
+    # The level in lower case, as the workers write it (worker.logs.ErrorLog) and Apache does:
+    # one `grep '\[error\]'` finds the master's errors and the workers' alike.
+    handler.setFormatter(logging.Formatter(f"[%(asctime)s] [%(level)s] [master pid {os.getpid()}] %(message)s",
                                            "%Y-%m-%d %H:%M:%S"))
+    if not any(f is _lower_level for f in handler.filters):
+        handler.addFilter(_lower_level)
     for old in root.handlers:
         if old is not handler:
             old.close()
     root.handlers[:] = [handler]
     root.setLevel(config.log.level.upper())
+
+
+def _lower_level(record: logging.LogRecord) -> bool:
+    record.level = record.levelname.lower()
+    return True
 
 
 def flush() -> None:

@@ -197,3 +197,18 @@ def test_mpmctl_help_names_every_verb():
     summary = " ".join(out.split("positional arguments:")[0].split())
     assert "configtest, each with -c FILE; import-apache FILE" in summary
     assert "drain|disable|enable|hot-standby|weightN" in "".join(out.split())   # argparse wraps at "-"
+
+
+def test_mpmctl_into_a_pipe_its_reader_left_prints_no_traceback(proxy_factory, http_backend):
+    """`mpmctl status --json | head -1`: head leaves before the JSON is written."""
+    proxy = proxy_factory([{"path": "/", "to": http_backend().url + "/"}])
+    for verb in (["status", "--json"], ["balancer", "--json"]):
+        read, write = os.pipe()
+        os.close(read)                                # the reader is gone before anything is written
+        try:
+            done = subprocess.run([sys.executable, "-m", "mpm", *verb, "-c", proxy.config_path], stdout=write,
+                                  stderr=subprocess.PIPE, text=True, timeout=30, cwd=ROOT)
+        finally:
+            os.close(write)
+        assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr, done.stderr
+        assert done.returncode == 1

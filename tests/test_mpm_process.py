@@ -156,6 +156,9 @@ def test_broken_config_on_reload_keeps_the_old_one(proxy_factory, http_backend):
     os.kill(proxy.proc.pid, signal.SIGHUP)
     wait_for(lambda: "reload refused" in proxy.error_text(), 5, 0.05, "refusal logged")
     assert f"{proxy.config_path}:" in proxy.error_text()
+    # Its level in lower case, as the workers' lines and Apache's have it: one grep finds both.
+    refusal = next(line for line in proxy.error_text().splitlines() if "reload refused" in line)
+    assert f"] [error] [master pid {proxy.proc.pid}] " in refusal, refusal
     after = proxy.status()
     assert after["generation"] == before["generation"]
     assert sorted(w["pid"] for w in after["workers"]) == sorted(w["pid"] for w in before["workers"])
