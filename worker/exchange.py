@@ -48,6 +48,10 @@ class Exchange:
         "reader", "respbuf", "resp_framing", "status", "resp_started",
         "keep_alive", "reusable", "sent", "head_sent", "received", "aborted", "mapped", "body_left",
         "client_ip", "holds",      # who the client is for this request; what it counts in the client table
+        # The route whose policy refused the request (worker.policy), for its log line and
+        # counters only: `route` stays None, so the refusal flushes under the keep-alive
+        # deadline, not the route's.  Set only then, so read with getattr (no store per request).
+        "refused_by",
     )
 
     def __init__(self, client, head):

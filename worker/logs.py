@@ -305,7 +305,8 @@ class AccessLog:
             agent = head.get(b"user-agent") if b"user-agent" in spans else None
         else:
             request = referer = agent = None
-        route = ex.route.log_name if ex.route is not None else b"-"
+        labelled = ex.route if ex.route is not None else getattr(ex, "refused_by", None)   # (worker.policy)
+        route = labelled.log_name if labelled is not None else b"-"
         backend = ex.origin.log_name if ex.origin is not None else b"-"
         status = ex.status or (499 if ex.aborted else 0)
         mark = b"X" if ex.aborted else (b"+" if ex.keep_alive else b"-")
@@ -316,7 +317,7 @@ class AccessLog:
                 "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "client": ex.client_ip.decode(),
                 "request": _json_text(request), "status": status, "bytes_sent": ex.sent,
                 "bytes_received": ex.received, "duration_us": micros,
-                "route": ex.route.name if ex.route is not None else "-",
+                "route": labelled.name if labelled is not None else "-",
                 "backend": backend.decode(), "referer": _json_text(referer), "user_agent": _json_text(agent),
                 "connection": {b"X": "aborted", b"+": "keep-alive", b"-": "close"}[mark],
             }) + "\n")

@@ -70,6 +70,8 @@ class WorkerMetrics:
     def exchange(self, ex, elapsed: float) -> None:
         """One request answered (or a 101 that became a tunnel), `elapsed` seconds after its head."""
         route = ex.route
+        if route is None:          # answered before routing, or refused by its route's policy
+            route = getattr(ex, "refused_by", None)
         base, fcell = _NO_ROUTE if route is None else self.by_name.get(route.name, _OTHER_ROUTE)
         counts = self.counts
         status = ex.status

@@ -17,12 +17,14 @@ def admit(ex, route) -> bool:
         why = route.refuse_origin(head)
         if why is not None:
             ex.worker.log_error("info", f"{ex.client_ip.decode()} route {route.name}: {why} (403)")
+            ex.refused_by = route
             ex.answer(403, why)
             return False
     if limits is not None and limits.enabled:
         refusal = limits.admit(ex, route, ex.upgrade)
         if refusal is not None:
             status, why, extra = refusal
+            ex.refused_by = route
             ex.answer(status, f"per-client limit: {why}", keep_alive=status == 429 and not head.has_body, extra=extra)
             return False
     return True
