@@ -53,6 +53,9 @@ def build_discover(sec: Section | None) -> Discover | None:
             if rtype == "SRV":
                 sec.error("dns", f"{sec.name('dns')} '{name}' is an IP address: SRV records are asked of a name; "
                                  "for a fixed address use type A or AAAA, or list it under 'members'")
+            elif rtype != ("AAAA" if ":" in name else "A"):       # a type that could never give it
+                sec.error("type", f"{sec.name('type')} {rtype} does not fit the IPv{6 if ':' in name else 4} "
+                                  f"address '{name}' (type {'AAAA' if ':' in name else 'A'})")
         elif name_problem(name):
             sec.error("dns", f"{sec.name('dns')} '{name}' {name_problem(name)}")
     scheme = sec.choice("scheme", d.scheme, BACKEND_SCHEMES)

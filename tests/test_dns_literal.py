@@ -93,3 +93,22 @@ def test_an_address_in_discover_dns_with_type_srv_is_refused_at_its_line(tmp_pat
     assert info.value.errors == [f"{path}:4: balancers.app.discover.dns '10.0.0.1' is an IP address: SRV records "
                                  "are asked of a name; for a fixed address use type A or AAAA, or list it "
                                  "under 'members'"], info.value.errors
+
+
+@pytest.mark.parametrize("address, rtype, fits", [("10.0.0.1", "AAAA", "A"), ("[::1]", "A", "AAAA")])
+def test_an_address_whose_family_the_type_cannot_give_is_refused_at_its_line(tmp_path, address, rtype, fits):
+    """A typo the member would carry silently: `type: AAAA` never answers with an IPv4 address."""
+    path = tmp_path / "mpm.yaml"
+    path.write_text(textwrap.dedent(f"""\
+        listen: ["127.0.0.1:8000"]
+        balancers:
+          app:
+            discover: {{dns: "{address}", type: {rtype}, resolvers: ["127.0.0.1"]}}
+        routes:
+          - {{path: /, to: "balancer://app/"}}
+        """))
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path))
+    family = 6 if ":" in address else 4
+    assert info.value.errors == [f"{path}:4: balancers.app.discover.type {rtype} does not fit the IPv{family} "
+                                 f"address '{address.strip('[]')}' (type {fits})"], info.value.errors
