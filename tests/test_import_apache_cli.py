@@ -369,3 +369,27 @@ def test_a_log_directory_missing_here_is_a_warning_and_no_file_is_made(tmp_path)
     assert (f"import-apache: warning: on this machine the result does not pass configtest: log.error: cannot open "
             f"{tmp_path}/logs/error.log for appending: No such file or directory") in result.stderr, result.stderr
     assert (tmp_path / "mpm.yaml").exists() and not (tmp_path / "logs").exists()
+
+
+def test_ssl_session_cache_timeout_becomes_the_session_timeout(tmp_path, pairs):
+    """mod_ssl resumes sessions (tickets included) for SSLSessionCacheTimeout seconds; the import
+    carries the main server's value, and says a virtual host's own one is not used."""
+    cert, key = pairs["default.test"]
+    text = LOAD + f"""LoadModule ssl_module modules/mod_ssl.so
+SSLSessionCacheTimeout 600
+Listen 8443 https
+<VirtualHost *:8443>
+    ServerName default.test
+    SSLEngine on
+    SSLCertificateFile {cert}
+    SSLCertificateKeyFile {key}
+    SSLSessionCacheTimeout 60
+    ProxyPass / http://127.0.0.1:9001/
+</VirtualHost>
+"""
+    main_line, vhost_line = (i + 1 for i, line in enumerate(text.splitlines()) if "SSLSessionCacheTimeout" in line)
+    data, yaml_text, stderr = run(tmp_path, text)
+    assert data["tls"] == {"session_timeout": 600}
+    assert f"httpd.conf:{main_line} SSLSessionCacheTimeout 600" in yaml_text
+    dropped = [line for line in stderr.splitlines() if f"httpd.conf:{vhost_line}" in line]
+    assert dropped and "one of these for all listeners" in dropped[0], stderr

@@ -20,7 +20,7 @@ HEADER = """\
 # matching section wins, so they appear in reverse), then ProxyPass in file order.
 # `upgrade: []` on an http(s) route: httpd tunnels nothing there without upgrade=.
 """
-SECTIONS = ("mpm", "timeouts", "limits", "control", "log")
+SECTIONS = ("mpm", "timeouts", "limits", "control", "log", "tls")
 
 
 def scalar(value) -> str:

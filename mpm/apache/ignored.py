@@ -47,7 +47,8 @@ REASONS = {
 FILE_SECTIONS = ("Directory", "DirectoryMatch", "Files", "FilesMatch")
 # Settings mpm-proxy has once for all listeners: a virtual host's own value is not used.
 SERVER_WIDE = ("errorlog", "customlog", "transferlog", "loglevel", "timeout", "keepalivetimeout", "limitrequestline",
-               "limitrequestfieldsize", "limitrequestfields", "limitrequestbody", "requestreadtimeout", "logformat")
+               "limitrequestfieldsize", "limitrequestfields", "limitrequestbody", "requestreadtimeout", "logformat",
+               "sslsessioncachetimeout")
 MPM_TUNING = ("minsparethreads", "maxsparethreads", "threadlimit", "asyncrequestworkerfactor", "minspareservers",
               "maxspareservers", "threadstacksize", "listenbacklog", "startthreads")
 

@@ -17,9 +17,6 @@ from .reader import Directive
 from .scope import Scope
 
 _LISTEN = re.compile(r"^(?:\[([0-9A-Fa-f:.]+)\]|([^:\[\]]+)|([0-9A-Fa-f:]*:[0-9A-Fa-f:]*)):([0-9]+)$")
-TLS_IGNORED = ("SSLProtocol", "SSLCipherSuite", "SSLHonorCipherOrder", "SSLSessionCache", "SSLSessionTickets",
-               "SSLCompression", "SSLUseStapling", "SSLStaplingCache", "SSLOpenSSLConfCmd", "SSLCertificateChainFile",
-               "SSLSessionCacheTimeout", "SSLRandomSeed", "SSLPassPhraseDialog", "SSLStrictSNIVHostCheck")
 
 
 @dataclass

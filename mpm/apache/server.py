@@ -1,5 +1,5 @@
-"""Server-wide settings: MPM, timeouts, limits, logs, pidfile -> `mpm:`, `timeouts:`,
-`limits:`, `log:`, `control:` (each value with the directive it comes from).
+"""Server-wide settings: MPM, timeouts, limits, logs, pidfile, TLS sessions -> `mpm:`,
+`timeouts:`, `limits:`, `log:`, `control:`, `tls:` (each value with the directive it comes from).
 
 Where httpd's default differs from mpm-proxy's and changes behaviour, httpd's is written
 out (ProxyTimeout falls back to Timeout, 60 s; LimitRequestBody is 1 GiB since 2.4.54);
@@ -48,6 +48,21 @@ def server_settings(ctx: Context, main: Scope, out: Settings, vhosts: list[Scope
     _limits(ctx, main, out)
     _logs(ctx, main, out, vhosts)
     _control(ctx, main, out)
+    _tls_sessions(ctx, main, out)
+
+
+def _tls_sessions(ctx: Context, main: Scope, out: Settings) -> None:
+    """SSLSessionCacheTimeout: how long mod_ssl resumes a session, tickets included (its
+    SSL_CTX_set_timeout), as `tls.session_timeout` does; both default to 300 s."""
+    d = main.last("SSLSessionCacheTimeout")
+    if d is None:
+        return
+    ctx.handled.add(id(d))
+    t = seconds(d.args)
+    if t is None or not 1 <= t <= 604800:
+        ctx.report.error(d.where, f"SSLSessionCacheTimeout takes 1 to 604800 seconds here, got '{d.args}'")
+        return
+    out.set("tls", "session_timeout", t, f"{d.where}  {d.text()}")
 
 
 def _mpm(ctx: Context, main: Scope, out: Settings) -> None:
