@@ -15,6 +15,7 @@ whose address is not in `admin.allow` gets 403 (Apache's `Require ip` before mod
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
 import selectors
@@ -31,6 +32,8 @@ MAX_CLIENTS = 64
 MAX_STRANGERS = 8
 CLIENT_TIMEOUT = 10.0
 ACCEPT_BATCH = 16
+ACCEPT_PAUSE = 1.0        # seconds the socket is not watched after accept() ran out of descriptors
+OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
            408: "Request Timeout", 431: "Request Header Fields Too Large", 500: "Internal Server Error",
@@ -82,6 +85,7 @@ class AdminServer:
         self.handler = handler
         self.clients: dict[socket.socket, list] = {}   # sock -> [inbuf, outbuf, deadline, peer, allowed]
         self.strangers = 0                              # of them, not allowed
+        self.paused_until = 0.0                         # accept() ran out of descriptors: not watched until
         sock.setblocking(False)
         selector.register(sock, selectors.EVENT_READ, self._accept)
 
@@ -92,7 +96,10 @@ class AdminServer:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
-                log.warning("admin listener: accept failed: %s", exc.strerror or exc)
+                if exc.errno in OUT_OF_DESCRIPTORS:
+                    self._pause(exc)
+                else:
+                    log.warning("admin listener: accept failed: %s", exc.strerror or exc)
                 return
             ok = allowed(peer[0], self.config.allow)
             if ok and len(self.clients) - self.strangers >= MAX_CLIENTS and not self._make_room():
@@ -105,6 +112,14 @@ class AdminServer:
             client.setblocking(False)
             self.clients[client] = [b"", b"", time.monotonic() + CLIENT_TIMEOUT, peer[0], ok]
             self.selector.register(client, selectors.EVENT_READ, lambda c=client: self._read(c))
+
+    def _pause(self, exc: OSError) -> None:
+        """Out of descriptors: the connection stays queued and the socket readable, so
+        retrying at once spun the master's loop and logged a line per turn (tens of thousands
+        a second).  Not watched for ACCEPT_PAUSE, as the control socket (and asyncio, nginx)."""
+        log.error("admin listener: cannot accept (%s); not accepting for %.0f s", exc.strerror, ACCEPT_PAUSE)
+        self.selector.unregister(self.sock)
+        self.paused_until = time.monotonic() + ACCEPT_PAUSE
 
     def _make_room(self) -> bool:
         """All allowed slots taken: the oldest connection still silent (no request head yet)
@@ -200,10 +215,14 @@ class AdminServer:
         client.close()
 
     def expire(self, now: float) -> None:
-        """Housekeeping: a connection past CLIENT_TIMEOUT is closed, whatever it was doing."""
+        """Housekeeping: a connection past CLIENT_TIMEOUT is closed, whatever it was doing, and
+        a socket paused for want of descriptors is watched again."""
         for client, state in list(self.clients.items()):
             if state[2] < now:
                 self._drop(client)
+        if self.paused_until and now >= self.paused_until and self.sock.fileno() >= 0:
+            self.paused_until = 0.0
+            self.selector.register(self.sock, selectors.EVENT_READ, self._accept)
 
     def stop_accepting(self) -> None:
         """Our copy of the listening socket closes (a successor accepts on its own); what we
