@@ -135,8 +135,9 @@ class FifoReader:
     """The log shipper at the other end of a FIFO: a thread that reads while `reading` is set
     (a reader that stops, SIGSTOP-like, keeps the FIFO open and reads nothing)."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, piece: int = 1 << 20):
         self.fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        self.piece = piece              # bytes per read: a small one keeps the pipe nearly full
         self.reading = threading.Event()
         self.reading.set()
         self.received = bytearray()
@@ -150,7 +151,7 @@ class FifoReader:
                 continue
             if select.select([self.fd], [], [], 0.05)[0]:
                 try:
-                    self.received += os.read(self.fd, 1 << 20)
+                    self.received += os.read(self.fd, self.piece)
                 except BlockingIOError:
                     pass
 
@@ -237,6 +238,37 @@ def test_a_backlog_is_written_as_fast_as_the_reader_takes_it(tmp_path, raw_backe
         wait_for(lambda: reader.received.count(b'"GET /logged/') == 300, 10, 0.02, "the 300 lines")
         took = time.monotonic() - started
         assert took < 2.0, f"the backlog took {took:.1f} s to arrive"     # (parent: 4.0 s)
+    finally:
+        reader.close()
+        proxy.stop()
+
+
+def test_workers_sharing_a_pipe_never_write_into_each_others_lines(tmp_path, raw_backend):
+    """Two workers' access logs into one FIFO whose reader stopped, then reads in small pieces:
+    every line arrives whole.  A write to a pipe of more than PIPE_BUF bytes may go in part, and
+    the other worker's lines then went into the middle of a line; to a pipe, lines now go at most
+    PIPE_BUF bytes at a time, cut at a line's end (POSIX makes those writes whole)."""
+    proxy = Proxy(tmp_path / "p", [{"path": "/", "to": raw_backend.url + "/"}], workers=2)
+    fifo = os.path.join(proxy.dir, "access.fifo")
+    os.makedirs(proxy.dir, exist_ok=True)
+    os.mkfifo(fifo)
+    proxy.config["log"]["access"] = fifo
+    reader = FifoReader(fifo, piece=300)
+    try:
+        proxy.start()
+        reader.reading.clear()
+        clients = [threading.Thread(target=_keepalive_requests, args=(proxy.port, 40),
+                                    kwargs={"first": 40 * i, "agent": "a" * 3000}) for i in range(8)]
+        for client in clients:
+            client.start()
+        for client in clients:
+            client.join(10)
+        reader.reading.set()
+        wait_for(lambda: reader.received.count(b"\n") >= 320, 8, 0.02, "the 320 lines")
+        whole = re.compile(rb'127\.0\.0\.1 - - \[[^]]+\] "GET /logged/\d+ HTTP/1\.1" 200 \d+ "-" "a{3000}" \d+ '
+                           rb'"/" "http://127\.0\.0\.1:\d+" [+X-]')
+        torn = [line[:60] + line[-80:] for line in bytes(reader.received).split(b"\n")[:-1] if not whole.fullmatch(line)]
+        assert not torn, f"{len(torn)} of 320 lines torn: {torn[:3]}"     # (parent: 2-12 torn, 12 runs of 13)
     finally:
         reader.close()
         proxy.stop()

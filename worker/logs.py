@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import socket
 import stat
 import time
@@ -32,6 +33,12 @@ ACCESS_FLUSH = 1.0           # seconds a queued access-log line may wait while t
 REOPEN_INTERVAL = 5.0        # seconds between two tries to open a log target that would not open
 _SEND_FLAGS = socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL
 WRITE_CHUNK = 64 * 1024       # bytes joined for one write (a pipe takes 64 KiB at most)
+# A pipe or FIFO is shared by every worker (and the master, for "-"): a write of at most
+# PIPE_BUF bytes goes in whole or not at all (POSIX), a longer one may go in part and another
+# process's lines then land in the middle of a line.  So to a pipe lines go PIPE_BUF bytes at a
+# time, cut at a line's end (Apache writes a line per write() for the same reason); only a line
+# longer than PIPE_BUF can still be cut.
+PIPE_CHUNK = select.PIPE_BUF
 NOT_READING = "the log destination was not reading"
 BACKED_OFF = 2 * MAX_PENDING   # `limit` while the destination is not taking lines: never reached
 
@@ -57,6 +64,7 @@ class LogSink:
         self.fd = None
         self.sock = None         # the target is a socket (journald's): written with send(MSG_DONTWAIT)
         self.reopen_at = 0.0     # a target that would not open: when to try again
+        self.chunk = WRITE_CHUNK # bytes joined for one write (PIPE_CHUNK to a pipe: whole lines)
         self._open()
         # What the loop checks after each turn (worker.loop): queued lines are written once
         # `now >= due`, `size >= limit`, or the turn was idle.  Unbuffered (the error log):
@@ -88,8 +96,10 @@ class LogSink:
                             f"its lines are dropped until it opens\n".encode())
             self.reopen_at = time.monotonic() + REOPEN_INTERVAL
             return False
-        if self.fd is not None and stat.S_ISSOCK(os.fstat(self.fd).st_mode):
+        mode = os.fstat(self.fd).st_mode if self.fd is not None else 0
+        if stat.S_ISSOCK(mode):
             self.sock = socket.socket(fileno=self.fd)
+        self.chunk = PIPE_CHUNK if stat.S_ISFIFO(mode) else WRITE_CHUNK
         return True
 
     def write(self, line: str) -> None:
@@ -113,7 +123,7 @@ class LogSink:
         small join per try, not a copy of the whole queue (up to MAX_PENDING) per loop turn."""
         pending = self.pending
         progress = False
-        if self.size <= WRITE_CHUNK and self.limit != BACKED_OFF and not self.dropped and pending:
+        if self.size <= self.chunk and self.limit != BACKED_OFF and not self.dropped and pending:
             written = self._write_all()     # the usual case: a reader that keeps up
             if not pending:
                 return
@@ -189,10 +199,12 @@ class LogSink:
                 pass                  # stderr is the log that fails
 
     def _chunk(self) -> bytes:
-        """The queued lines from the front, up to about WRITE_CHUNK bytes, taken off the queue."""
+        """The queued lines from the front, whole, up to `chunk` bytes (or the first alone, if
+        longer), taken off the queue."""
         pending = self.pending
-        parts, size = [], 0
-        while pending and size < WRITE_CHUNK:
+        parts, limit = [pending.popleft()], self.chunk
+        size = len(parts[0])
+        while pending and size + len(pending[0]) <= limit:
             parts.append(pending.popleft())
             size += len(parts[-1])
         return parts[0] if len(parts) == 1 else b"".join(parts)
