@@ -272,3 +272,36 @@ def test_workers_sharing_a_pipe_never_write_into_each_others_lines(tmp_path, raw
     finally:
         reader.close()
         proxy.stop()
+
+
+def test_a_full_disk_said_on_a_stderr_that_stopped_reading_does_not_stop_the_worker(tmp_path, raw_backend):
+    """`log.access` on a full disk and stderr a pipe whose reader stopped (the log shipper that
+    stalls on the same full disk): the word on stderr about the lost lines must not wait for
+    the reader; the requests are answered."""
+    proxy = Proxy(tmp_path / "p", [{"path": "/", "to": raw_backend.url + "/"}], workers=1,
+                  log={"access": "/dev/full"})
+    reader, writer = os.pipe()
+    filler = os.open(f"/proc/self/fd/{writer}", os.O_WRONLY | os.O_NONBLOCK)   # O_NONBLOCK ours alone
+    try:
+        with pytest.raises(BlockingIOError):
+            while True:
+                os.write(filler, b"x" * 65536)
+        proxy.write_config()
+        proxy.stdout = open(os.path.join(proxy.dir, "stdout.log"), "wb")
+        proxy.stderr = open(os.path.join(proxy.dir, "stderr.log"), "wb")
+        proxy.proc = subprocess.Popen([sys.executable, "-m", "mpm", "start", "-c", proxy.config_path],
+                                      stdout=proxy.stdout, stderr=writer, cwd=ROOT)
+        proxy.seen_pids.add(proxy.proc.pid)
+        proxy.wait_ready()
+        # Requests for 1.5 s, past the access log's first flush (ACCESS_FLUSH, 1 s, or an idle turn):
+        # (parent: the flush failed, the word on stderr then held the worker in pipe_write)
+        served, deadline = 0, time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            assert _keepalive_requests(proxy.port, 1, timeout=1.0, first=served) == 1, f"after {served} requests"
+            served += 1
+            time.sleep(0.05)             # a client's pace, so that the loop has idle turns
+    finally:
+        os.close(writer)
+        os.close(filler)
+        os.close(reader)
+        proxy.stop()

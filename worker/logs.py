@@ -54,6 +54,30 @@ def _open_target(target: str, std_fd: int) -> int | None:
     return os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o644)
 
 
+def _say(text: str) -> None:
+    """A word on stderr that cannot block: stderr is often a pipe or journald's socket, and the
+    one that stops reading when a disk fills is the one said to (a blocking write here held the
+    worker in pipe_write until the reader read again).  Through a non-blocking open of our own,
+    as `_open_target` does, or send(MSG_DONTWAIT) on a socket; what does not fit is lost (the
+    count of dropped lines follows in the log itself)."""
+    data = text.encode("utf-8", "backslashreplace")
+    try:
+        fd = os.open("/proc/self/fd/2", os.O_WRONLY | os.O_APPEND | os.O_NONBLOCK)
+    except OSError:                    # a socket (ENXIO), or no descriptor left
+        try:
+            with socket.socket(fileno=os.dup(2)) as sock:
+                sock.send(data, _SEND_FLAGS)
+        except OSError:
+            pass
+        return
+    try:
+        os.write(fd, data)
+    except OSError:
+        pass                           # full, or stderr is the log that fails
+    finally:
+        os.close(fd)
+
+
 class LogSink:
     def __init__(self, target: str, std_fd: int, buffered: bool = False, wake=None):
         self.target, self.std_fd = target, std_fd
@@ -92,8 +116,8 @@ class LogSink:
             self.fd = _open_target(self.target, self.std_fd)
         except OSError as exc:
             if not self.reopen_at:
-                os.write(2, f"mpm worker {os.getpid()}: cannot open log {self.target}: {exc.strerror or exc}; "
-                            f"its lines are dropped until it opens\n".encode())
+                _say(f"mpm worker {os.getpid()}: cannot open log {self.target}: {exc.strerror or exc}; "
+                     f"its lines are dropped until it opens\n")
             self.reopen_at = time.monotonic() + REOPEN_INTERVAL
             return False
         mode = os.fstat(self.fd).st_mode if self.fd is not None else 0
@@ -192,11 +216,8 @@ class LogSink:
         self.drop_reason = f"writing the log failed: {reason}"
         if self.failure != reason:
             self.failure = reason
-            try:
-                os.write(2, f"mpm worker {os.getpid()}: cannot write log {self.target}: {reason}; "
-                            f"its lines are dropped until it writes again\n".encode())
-            except OSError:
-                pass                  # stderr is the log that fails
+            _say(f"mpm worker {os.getpid()}: cannot write log {self.target}: {reason}; "
+                 f"its lines are dropped until it writes again\n")
 
     def _chunk(self) -> bytes:
         """The queued lines from the front, whole, up to `chunk` bytes (or the first alone, if
