@@ -35,6 +35,7 @@ log = logging.getLogger("mpm.health")
 
 DEFAULT_EXPECT = re.compile(r"^[23]\d\d$")   # mod_proxy_hcheck without hcexpr: 2xx or 3xx
 MAX_STATUS_LINE = 4096
+SHORTAGE_LOG_INTERVAL = 10.0   # seconds between two lines about probes the master had no socket for
 
 
 PROXY_LOCAL = {1: b"PROXY UNKNOWN\r\n", 2: b"\r\n\r\n\x00\r\nQUIT\n\x20\x00\x00\x00"}
@@ -176,6 +177,8 @@ class HealthChecker:
         self.due: dict[tuple, float] = {}      # (row index, epoch) -> next check
         self.probes: dict[int, _Probe] = {}
         self.passes_since_error: dict[int, tuple[float, int]] = {}   # index -> (error_at, passes)
+        self.unsent = 0                        # probes skipped for want of a socket, since the last line
+        self.unsent_said_at = -SHORTAGE_LOG_INTERVAL
 
     def configure(self, table) -> None:
         """Check the members of `table` from now on (a reload brings a new table)."""
@@ -207,9 +210,25 @@ class HealthChecker:
             if index in self.probes or now < self.due[(index, epoch)]:
                 continue
             self.due[(index, epoch)] = now + check.interval
-            probe = _Probe(self, index, epoch, check, self.table.backend(index))
+            try:
+                probe = _Probe(self, index, epoch, check, self.table.backend(index))
+            except OSError as exc:
+                self._no_socket(exc, now)
+                continue
             if probe.stage != "done":
                 self.probes[index] = probe
+
+    def _no_socket(self, exc: OSError, now: float) -> None:
+        """The master is out of descriptors (or kernel memory): the probe is skipped, neither
+        passed nor failed, as the member is not what failed (HAProxy's "Socket error" and
+        mod_proxy_hcheck would count it failed, and mark every member down for the master's
+        shortage while the workers serve on).  Said once per SHORTAGE_LOG_INTERVAL: raised, it
+        cut the rest of the housekeeping short and logged a traceback per tick."""
+        self.unsent += 1
+        if now - self.unsent_said_at >= SHORTAGE_LOG_INTERVAL:
+            log.error("health checks: no socket for a probe (%s); skipped, %d time(s) since the last such line",
+                      exc.strerror or exc, self.unsent)
+            self.unsent_said_at, self.unsent = now, 0
 
     def result(self, probe: _Probe, ok: bool, detail: str) -> None:
         probe.stage = "done"
