@@ -14,6 +14,8 @@ from worker.phases import CONNECTING, WAITING
 from worker.tls import describe
 
 _LOCAL_SHORTAGE = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)   # socket() failing here
+LOG_INTERVAL = 10.0          # seconds between two lines about it (worker.acceptor's, for accept)
+_shortage = [-LOG_INTERVAL, 0]   # this worker's: when it was last said, times since
 
 
 def connect(ex, out: bytes, fresh: bool = False) -> None:
@@ -27,8 +29,7 @@ def connect(ex, out: bytes, fresh: bool = False) -> None:
     except OSError as exc:
         ex.conn = None
         if exc.errno in _LOCAL_SHORTAGE:    # ours, not the member's: no failure of its
-            ex.worker.log_error("error", f"route {ex.route.name}: no socket for a backend connection: "
-                                         f"{exc.strerror} (503)")
+            _say_shortage(ex, exc)
             ex.answer(503, "The proxy is out of resources; try again shortly.")
         else:
             ex.backend_failed(502, f"connect failed: {exc.strerror or exc}")
@@ -50,6 +51,17 @@ def connect(ex, out: bytes, fresh: bool = False) -> None:
         ex.enter(CONNECTING)
         conn.out = out
     ex.update_interest()
+
+
+def _say_shortage(ex, exc: OSError) -> None:
+    """Once per LOG_INTERVAL, with how often since: a line per request was thousands a second
+    under load, while each 503 is in the access log anyway."""
+    _shortage[1] += 1
+    now = ex.worker.loop.now
+    if now - _shortage[0] >= LOG_INTERVAL:
+        ex.worker.log_error("error", f"route {ex.route.name}: no socket for a backend connection: {exc.strerror} "
+                                     f"(503; {_shortage[1]} times since the last such line)")
+        _shortage[0], _shortage[1] = now, 0
 
 
 def advance(ex, conn) -> bool:
