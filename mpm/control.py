@@ -15,6 +15,7 @@ import os
 import selectors
 import socket
 import stat
+import struct
 import time
 
 log = logging.getLogger("mpm.master")
@@ -189,8 +190,15 @@ def _claim(path: str) -> None:
 def request(path: str, payload: dict, timeout: float = 30.0) -> dict:
     """Client side (mpmctl): send one request, read one answer."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
+        # A blocking connect with SO_SNDTIMEO: while the master's backlog is full (a burst of
+        # mpmctl runs, a leaky script), the kernel waits for room up to `timeout`.  With
+        # settimeout() the socket is non-blocking underneath and a Unix connect to a full
+        # backlog fails at once with EAGAIN ("does not answer", 17 of 40 concurrent runs).
+        seconds = int(timeout)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO,
+                        struct.pack("ll", seconds, int((timeout - seconds) * 1_000_000)))
         sock.connect(path)
+        sock.settimeout(timeout)
         sock.sendall(json.dumps(payload).encode() + b"\n")
         data = b""
         while not data.endswith(b"\n"):

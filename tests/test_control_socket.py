@@ -4,18 +4,22 @@ descriptors costs the master's loop nothing; mpmctl still gets its answer at onc
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import resource
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import psutil
 import pytest
 from proxyproc import Proxy
 from support import ROOT
+
+from mpm.control import request
 
 
 def _ask(path: str, payload: dict, timeout: float = 30.0) -> tuple[dict, float]:
@@ -212,3 +216,22 @@ def test_mpmctl_into_a_pipe_its_reader_left_prints_no_traceback(proxy_factory, h
             os.close(write)
         assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr, done.stderr
         assert done.returncode == 1
+
+
+def test_a_burst_of_mpmctl_runs_all_get_their_answer(proxy_factory):
+    """40 `mpmctl status` at once (monitoring agents, a fleet script): the control socket's
+    backlog (16) fills for a moment, and a client connect waits for room, as a blocking connect
+    does, instead of failing at once with EAGAIN (parent: about 17 of 40 "does not answer")."""
+    proxy = proxy_factory([{"path": "/", "to": "http://127.0.0.1:9/"}], workers=1)
+    path = os.path.join(proxy.dir, "run", "mpm.sock")
+    start = threading.Barrier(40)
+
+    def ask(_) -> str:
+        start.wait(5)
+        try:
+            return "ok" if request(path, {"cmd": "status"}, timeout=5)["ok"] else "refused"
+        except OSError as exc:
+            return repr(exc)
+    with concurrent.futures.ThreadPoolExecutor(40) as pool:
+        outcomes = list(pool.map(ask, range(40)))
+    assert outcomes == ["ok"] * 40, {o: outcomes.count(o) for o in set(outcomes)}
