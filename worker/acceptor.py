@@ -57,8 +57,9 @@ class Acceptor:
             sock.setblocking(False)
             self.kinds[sock] = (sock.family, sock.type, sock.proto)
             context = tls_contexts.get(listener.address) if listener.tls is not None else None
-            if listener.tls is not None and context is None:
-                context = listener_context(listener.tls)
+            if listener.tls is not None and context is None:     # the master made none: as it would
+                tls = worker.config.tls
+                context = listener_context(listener.tls, None, tls.ciphersuites, tls.session_timeout)
             elif listener.http2 == "h2c":
                 context = PRIOR_KNOWLEDGE      # worker.h2.h2c: the first bytes say HTTP/2 or HTTP/1.1
             self.sources[sock] = (context, listener.proxy_protocol)
