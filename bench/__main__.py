@@ -14,7 +14,7 @@ import subprocess
 import sys
 
 from bench import report, runner, wsgen
-from bench.peers import ALL
+from bench.peers import ALL, OPT_IN
 from bench.scenarios import ORDER, expand
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -29,7 +29,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     mode.add_argument("--tiny", dest="mode", action="store_const", const="tiny",
                       help="smallest counts, for the test suite: checks that it runs, measures nothing useful")
     ap.set_defaults(mode="full")
-    ap.add_argument("--peers", default=",".join(ALL), help=f"comma-separated, from {','.join(ALL)}")
+    ap.add_argument("--peers", default=",".join(ALL), help=f"comma-separated, from {','.join(ALL)} "
+                    f"(and {','.join(OPT_IN)}: the Python floor, bench/floor.py)")
     ap.add_argument("--scenarios", default=",".join(ORDER), help="comma-separated: S1..S7 (S7 = S7a, S7b, S7c, S7c-ec, S7c-12, S7c-reload)")
     ap.add_argument("--out", help="directory for the results (default bench/results/DATE-MODE)")
     ap.add_argument("--duration", type=float, help="seconds per cell (overrides the mode)")
@@ -57,9 +58,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                     "(with --base . : the cost of the access log, in one run)")
     opts = ap.parse_args(argv)
     opts.peers = [p.strip() for p in opts.peers.split(",") if p.strip()]
-    unknown = [p for p in opts.peers if p not in ALL]
+    unknown = [p for p in opts.peers if p not in ALL + OPT_IN]
     if unknown:
-        ap.error(f"unknown peer(s) {', '.join(unknown)}; choose from {', '.join(ALL)}")
+        ap.error(f"unknown peer(s) {', '.join(unknown)}; choose from {', '.join(ALL + OPT_IN)}")
     if "direct" not in opts.peers:
         opts.peers.insert(0, "direct")   # every figure needs its baseline
     if opts.base:

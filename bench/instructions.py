@@ -1,4 +1,4 @@
-"""python -m bench.instructions [--requests N] [--messages N] [--connections N] [--clients N] [--peer mpm|nginx] [--src DIR] [--json FILE]
+"""python -m bench.instructions [--requests N] [--messages N] [--connections N] [--clients N] [--peer mpm|nginx|floor] [--src DIR] [--json FILE]
 
 Instructions per request (S1's GET /small), per message (S3's 64-byte WebSocket echo) and per
 TLS connection (S7c's: a new connection, its handshake, one GET /small with `Connection:
@@ -13,7 +13,8 @@ How: the bundled backend runs natively; mpm runs under callgrind with one worker
 figure is the difference between two whole runs, one with few and one with many units,
 divided by the difference in units, so start-up and shutdown cancel out.  `--peer nginx`
 counts nginx (one process, `master_process off`, the bench's proxy settings) under the
-same client and backend: the figure to quote an instruction ratio against.  The client sends
+same client and backend: the figure to quote an instruction ratio against.  `--peer floor`
+counts bench/floor.py's one worker: the least a Python proxy does (no TLS).  The client sends
 one unit at a time on one keep-alive connection: every unit then costs the worker the same
 loop turns, which is what makes the count repeat (under load a turn serves many events, so
 a real run spends somewhat less per unit on the loop itself).  `--clients N` sends the
@@ -174,6 +175,9 @@ def _command(peer: str, workdir: str, port: int, backend: int, tls: bool, access
     if peer == "nginx":
         os.makedirs(os.path.join(workdir, "nginx-tmp"), exist_ok=True)
         return ["nginx", "-c", _nginx_config(workdir, port, backend, tls), "-p", workdir]
+    if peer == "floor":
+        return [procs.python(), "-m", "bench.floor", "--port", str(port), "--backend-port", str(backend),
+                "--workers", "1"]
     return [procs.python(), "-m", "mpm", "start", "-c", _config(workdir, port, backend, tls, access_log, extra)]
 
 
@@ -242,7 +246,7 @@ def measure(src: str, requests: int, messages: int, connections: int = 0, access
             low = _run(src, workdir, backend, kind, few, access_log, extra, peer, clients)
             high = _run(src, workdir, backend, kind, count + few, access_log, extra, peer, clients)
             figures[f"instructions_per_{unit}"] = round((high - low) / count)
-        measured = os.path.abspath(src) if peer == "mpm" else tools.which("nginx")
+        measured = {"mpm": os.path.abspath(src), "floor": "bench/floor.py"}.get(peer) or tools.which("nginx")
         return {"peer": peer, "src": measured, "requests": requests, "messages": messages,
                 "connections": connections, "clients": clients, "access_log": access_log, "extra": extra,
                 **figures}
@@ -260,8 +264,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="TLS connections counted, full and resumed (default 0: not measured)")
     ap.add_argument("--clients", type=int, default=1,
                     help="S1 requests on this many connections at once (default 1: one at a time; see above)")
-    ap.add_argument("--peer", choices=("mpm", "nginx"), default="mpm",
-                    help="whose instructions: mpm's worker (default) or nginx's one process")
+    ap.add_argument("--peer", choices=("mpm", "nginx", "floor"), default="mpm",
+                    help="whose instructions: mpm's worker (default), nginx's one process, or the Python "
+                    "floor's worker (bench/floor.py)")
     ap.add_argument("--src", default=os.path.dirname(HERE), help="checkout whose mpm is measured (default: this one)")
     ap.add_argument("--json", help="also write the figures to this file")
     ap.add_argument("--extra", default="", help="YAML appended to the config (e.g. 'limits: {per_client: ...}'); "
@@ -274,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     if opts.peer == "nginx" and not tools.which("nginx"):
         print("python -m bench.instructions: skipped: nginx is not installed", file=sys.stderr)
         return 2
+    if opts.peer == "floor" and opts.connections:
+        ap.error("the floor has no TLS: --connections needs --peer mpm or nginx")
     result = measure(opts.src, opts.requests, opts.messages, opts.connections, opts.access_log, opts.extra,
                      opts.peer, max(1, opts.clients))
     print(json.dumps(result, indent=1))

@@ -12,6 +12,10 @@ reported as missing, never faked.
     nginx     nginx -c nginx.conf -p DIR -e LOG             SIGHUP          SIGTERM (fast)
     haproxy   haproxy -W -f haproxy.cfg -p PID              SIGUSR2         SIGTERM
     apache2   apache2 -f apache2.conf -DFOREGROUND          SIGUSR1 (graceful)  SIGTERM
+    floor     python -m bench.floor (opt-in: not in ALL)    -               SIGTERM
+
+`floor` is not a proxy to compare with but the least a Python proxy can do (bench/floor.py):
+what the language costs per request on the machine of the run, plain HTTP and WebSocket only.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from bench.configs import Site, Sizing
 from bench.loadgen_ws import LoadGen
 
 ALL = ("direct", "mpm", "nginx", "haproxy", "apache2")
+OPT_IN = ("floor",)          # measured only when --peers names it
 
 
 def log_tail(path: str, lines: int = 6) -> str:
@@ -83,6 +88,7 @@ class Peer:
     reload_signal: int | None = signal.SIGHUP
     stop_signal = signal.SIGTERM
     protocols: frozenset = frozenset()     # "h2" (ALPN on the TLS port), "rfc8441" (WebSockets over it)
+    plain_only: str | None = None          # why this peer has no TLS listener (its TLS cells are not run)
 
     def __init__(self) -> None:
         self.proc: subprocess.Popen | None = None
@@ -346,6 +352,27 @@ class Apache(Peer):
         return [self.program, "-f", conf, "-DFOREGROUND"]
 
 
+class Floor(Peer):
+    """bench/floor.py, in front of the same backend: the Python floor of a run."""
+
+    name = "floor"
+    reload_signal = None
+    plain_only = "the floor has no TLS (bench/floor.py)"
+
+    def missing(self) -> str | None:
+        self.version = "bench/floor.py"
+        return None
+
+    def start(self, site: Site, size: Sizing) -> str | None:
+        self.site = site
+        self.log = os.path.join(site.workdir, "floor.log")
+        self.proc = procs.spawn([procs.python(), "-m", "bench.floor", "--port", str(site.port), "--backend-port",
+                                 str(site.backend_port)], log=self.log, cwd=str(Path(__file__).parent.parent))
+        if not procs.wait_port(site.port, self.proc, timeout=20):
+            return f"floor not listening on port {site.port}: {log_tail(self.log)}"
+        return http_probe(site.port) or ws_probe(f"ws://127.0.0.1:{site.port}/ws")
+
+
 def _config_test(argv: list[str]) -> str | None:
     try:
         out = subprocess.run(argv, capture_output=True, text=True, timeout=30)
@@ -358,4 +385,4 @@ def _config_test(argv: list[str]) -> str | None:
 
 def make(name: str) -> Peer:
     return {"direct": Direct, "mpm": Mpm, "mpm-base": MpmBase, "nginx": Nginx, "haproxy": Haproxy,
-            "apache2": Apache}[name]()
+            "apache2": Apache, "floor": Floor}[name]()

@@ -226,7 +226,7 @@ def settle(limit: float, threshold: float) -> tuple[float, float | None]:
 
 def run_cell(sid: str, peer: Peer, budget, backend, tls_backend, threshold: float) -> dict:
     sc = SCENARIOS[sid]
-    why = peer.unsupported(sc.protocol)
+    why = peer.unsupported(sc.protocol) or (peer.plain_only if sc.tls else None)
     if why:
         return {"unsupported": why, "ok": True}
     if peer.name != "direct" and not peer.alive():

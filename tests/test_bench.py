@@ -122,6 +122,27 @@ def test_mpm_is_measured(tmp_path):
 
 
 @pytest.mark.timeout(240)
+def test_the_floor_is_measured_on_plain_scenarios_and_left_out_of_tls_ones(tmp_path):
+    """`--peers floor` (bench/floor.py, the least a Python proxy does) serves S1 and S3 through
+    the harness, with every echo right and every response whole (wrk counts a short or broken
+    one as an error), and its TLS cell says it is not supported instead of failing; the CPU
+    table's ratios stay against the lowest real proxy."""
+    out = tmp_path / "results"
+    proc = subprocess.run([sys.executable, "-m", "bench", "--tiny", "--peers", "mpm,floor", "--scenarios", "S1,S3,S7a",
+                           "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=220)
+    assert proc.returncode in (0, 1), proc.stderr[-2000:]
+    results = json.loads((out / "results.json").read_text())
+    assert "floor" in results["meta"]["peers_run"], results["meta"]["not_run"]
+    by = {(c["scenario"], c["peer"]): c for c in results["cells"]}
+    assert by["S1", "floor"]["ok"] and by["S1", "floor"]["rps"] > 0 and by["S1", "floor"]["errors"] == 0
+    assert by["S3", "floor"]["ok"] and by["S3", "floor"]["messages"] > 0 and by["S3", "floor"]["mismatches"] == 0
+    assert by["S7a", "floor"]["unsupported"] == "the floor has no TLS (bench/floor.py)"
+    markdown = (out / "results.md").read_text()
+    s1 = next(line for line in markdown.splitlines() if line.startswith("| S1 | µs/req |"))
+    assert s1.split("|")[3].strip().split("(")[1].startswith("1.00×"), s1     # mpm: the lowest real proxy
+
+
+@pytest.mark.timeout(240)
 def test_base_python_runs_mpm_base_under_the_named_interpreter(tmp_path):
     """`--base . --base-python P`: mpm-base is this code under interpreter P (here a wrapper
     that leaves a mark, then runs this Python), measured beside mpm."""
