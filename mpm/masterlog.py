@@ -1,9 +1,9 @@
 """The master's error log (Python `logging`): opened at start, and opened afresh by every
 reload, so that a rotated file (`mv error.log error.log.1; mpmctl reload`) is let go and a
 new `log.error` or `log.level` applies to the master's own lines too, as Apache's graceful
-restart reopens its parent's log.  Workers open theirs when they start (worker.logs).
+restart reopens its parent's log.  Workers open theirs when they start (worker.logsink).
 
-`log.error: "-"` (stderr) goes through the workers' own non-blocking sink (worker.logs.LogSink):
+`log.error: "-"` (stderr) goes through the workers' own non-blocking sink (worker.logsink.LogSink):
 under systemd stderr is journald's stream socket, and a journald that stops reading must not
 stop the master (signals, respawns, the control socket and /healthz share its loop).  A line
 it cannot take now waits in the sink (written with the next record or by `flush`, called
@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 
-from worker.logs import LogSink
+from worker.logsink import LogSink
 
 
 class SinkHandler(logging.Handler):

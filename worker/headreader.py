@@ -4,18 +4,16 @@ parsed as a whole (`worker.http1`) once its end is there."""
 
 from __future__ import annotations
 
-from worker.http1 import (
-    HEAD_END,
+from worker.headchecks import (
     NO_CALLBACKS,
     REQUEST_PARSER,
     RESPONSE_PARSER,
     HttpError,
     check_fields,
     check_request_line,
-    request_head_from,
-    response_head_from,
     validate,
 )
+from worker.http1 import HEAD_END, request_head_from, response_head_from
 
 
 class HeadReader:

@@ -15,10 +15,10 @@ swallow a body or the next pipelined request; bodies are framed by `worker.frami
 While a head is still incomplete its bytes are fed as they arrive, so garbage (bare LF,
 NUL, bad tokens) is rejected at once instead of waiting for the header timeout.
 
-What llhttp leaves to us (DESIGN.md): Apache's strict request line (exactly
-"method SP target SP version"), HTTP/0.9 and 2.x request lines, Transfer-Encoding on
-HTTP/1.0, exactly one valid Host, no body framing on an upgrade request, and the
-LimitRequest* limits.  Two more, where peers parse differently:
+What llhttp leaves to us (DESIGN.md): Apache's strict request line and the LimitRequest*
+limits (`worker.headchecks`, with llhttp's own verdict), HTTP/0.9 and 2.x request lines,
+Transfer-Encoding on HTTP/1.0, exactly one valid Host, and no body framing on an upgrade
+request.  Two more, where peers parse differently:
 
 - Transfer-Encoding: llhttp accepts codings before the final `chunked` ("gzip, chunked");
   we answer 501 as nginx does for anything but chunked, so no backend can frame the body
@@ -37,14 +37,20 @@ from __future__ import annotations
 
 import re
 
-import httptools
-
 from worker.authority import absolute_form, valid_host
 from worker.framing import CLOSE_FRAMING, NO_BODY, ChunkedFraming, LengthFraming, RechunkedCloseFraming
+from worker.headchecks import (
+    NO_CALLBACKS,
+    REQUEST_PARSER,
+    RESPONSE_PARSER,
+    HttpError,
+    check_fields,
+    check_request_line,
+    validate,
+)
 from worker.headfixes import CONTROL, FRAMING, with_standard_reason, without_lines
 
 HEAD_END = b"\r\n\r\n"
-_TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _VERSIONS = {b"HTTP/1.1": "1.1", b"HTTP/1.0": "1.0"}
 # The fields the proxy acts on, found in the lower-cased head by one case-sensitive
 # regular expression: llhttp has validated the lines, so "\nname:" can only start a field,
@@ -72,15 +78,6 @@ def _key(lname: bytes) -> bytes:
         if len(_KEYS) < _KEYS_MAX:
             _KEYS[lname] = key
     return key
-
-
-class HttpError(Exception):
-    """A message we refuse: answered with `status` (400..505 for a request, 502 for a response)."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 def connection_tokens(value: bytes) -> set[bytes]:
@@ -196,61 +193,6 @@ class ResponseHead(Head):
         if rechunk and b"transfer-encoding" not in self.spans:
             return RechunkedCloseFraming()
         return CLOSE_FRAMING
-
-
-class _NoCallbacks:
-    """llhttp's protocol object: it has no `on_*` method, so the parser calls nothing."""
-
-    __slots__ = ()
-
-
-NO_CALLBACKS = _NoCallbacks()
-REQUEST_PARSER = httptools.HttpRequestParser
-RESPONSE_PARSER = httptools.HttpResponseParser
-
-
-def validate(parser, data, is_request: bool) -> bool:
-    """Feed llhttp; its verdict as an HttpError.  False: it stopped at an upgrade."""
-    try:
-        parser.feed_data(data)
-    except httptools.HttpParserUpgrade:
-        return False   # the head is complete; what follows belongs to the tunnel
-    except httptools.HttpParserInvalidMethodError:
-        # A well-formed token llhttp does not know is 501; anything else is a bad line.
-        raise _bad_method(data) if is_request else HttpError(502, "malformed status line") from None
-    except httptools.HttpParserError as exc:
-        raise HttpError(400 if is_request else 502, f"malformed head: {exc}") from None
-    return True
-
-
-def _bad_method(data) -> HttpError:
-    space = data.find(b" ")
-    method = bytes(data[:space]) if space > 0 else b""
-    if _TOKEN.fullmatch(method):
-        return HttpError(501, f"method {method[:20]!r} not implemented")
-    return HttpError(400, "malformed request line")
-
-
-def check_request_line(buffer, line_end: int, limits) -> list:
-    """LimitRequestLine (414), and Apache's HttpProtocolOptions Strict request line:
-    exactly "method SP target SP version".  Returns its three parts: split at the spaces,
-    three non-empty parts are exactly two single spaces, neither at an end."""
-    if line_end > limits.request_line:
-        raise HttpError(414, "request line too long")
-    parts = buffer[:line_end].split(b" ")
-    if len(parts) != 3 or not parts[0] or not parts[1] or not parts[2]:
-        raise HttpError(400, "malformed request line")
-    return parts
-
-
-def check_fields(buffer, line_end: int, stop: int, limits) -> None:
-    """LimitRequestFields and LimitRequestFieldSize (431) on a complete head."""
-    if buffer.count(b"\r\n", line_end, stop) - 2 > limits.header_fields:
-        raise HttpError(431, "too many request header fields")
-    if stop - line_end > limits.header_field:   # only then can one field be over the limit
-        for line in bytes(buffer[line_end + 2:stop]).split(b"\r\n"):
-            if len(line) > limits.header_field:
-                raise HttpError(431, "request header field too large")
 
 
 # The request parser `parse_request` may use next.  llhttp parses a keep-alive stream one

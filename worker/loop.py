@@ -40,7 +40,7 @@ class EventLoop:
         # whether either is due (every builtin call in a turn, min() or max(), cost ~1,000
         # instructions, and a turn is paid per request or per message under light load).
         self._wake = self._next_sweep
-        # Log sinks (worker.logs.LogSink) written after each iteration's events: a buffered one
+        # Log sinks (worker.logsink.LogSink) written after each iteration's events: a buffered one
         # as its policy says, others at once.  Checked inline, not through a callback: a Python
         # call per loop turn was ~1.5k instructions of a small request's ~190k, twice.
         self.sinks: list = []
@@ -180,7 +180,7 @@ class EventLoop:
                         self.contain(exc, callback, None)
             if self.held:
                 self._send_held()
-            for sink in sinks:      # worker.logs.LogSink: due, full, or an idle turn
+            for sink in sinks:      # worker.logsink.LogSink: due, full, or an idle turn
                 if sink.pending and (now >= sink.due or sink.size >= sink.limit or not events):
                     sink.flush()
 

@@ -32,7 +32,8 @@ from worker.faults import Faults
 from worker.handover import HandoverReceiver
 from worker.handsend import HandoverSender
 from worker.linger import LingeringSet
-from worker.logs import AccessLog, ErrorLog, LogSink
+from worker.logs import AccessLog, ErrorLog
+from worker.logsink import LogSink
 from worker.loop import EventLoop
 from worker.metrics import WorkerMetrics
 from worker.routing import Router

@@ -1,0 +1,83 @@
+"""What is checked of an HTTP/1.1 head before it is read (`worker.http1` reads it).
+
+llhttp (`httptools`) checks all of it: the request or status line, every field name and
+value, and the request-smuggling shapes; it is given no per-field callback (`NO_CALLBACKS`:
+calling into Python once per field was most of what a head cost), so its verdict is all it
+gives (`validate`).  What llhttp leaves to us and Apache checks (DESIGN.md): the strict
+request line, exactly "method SP target SP version", and the LimitRequestLine,
+LimitRequestFields and LimitRequestFieldSize limits (`check_request_line`, `check_fields`).
+A refusal is an `HttpError` with the status it is answered with.
+"""
+
+from __future__ import annotations
+
+import re
+
+import httptools
+
+_TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+class HttpError(Exception):
+    """A message we refuse: answered with `status` (400..505 for a request, 502 for a response)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+
+class _NoCallbacks:
+    """llhttp's protocol object: it has no `on_*` method, so the parser calls nothing."""
+
+    __slots__ = ()
+
+
+NO_CALLBACKS = _NoCallbacks()
+REQUEST_PARSER = httptools.HttpRequestParser
+RESPONSE_PARSER = httptools.HttpResponseParser
+
+
+def validate(parser, data, is_request: bool) -> bool:
+    """Feed llhttp; its verdict as an HttpError.  False: it stopped at an upgrade."""
+    try:
+        parser.feed_data(data)
+    except httptools.HttpParserUpgrade:
+        return False   # the head is complete; what follows belongs to the tunnel
+    except httptools.HttpParserInvalidMethodError:
+        # A well-formed token llhttp does not know is 501; anything else is a bad line.
+        raise _bad_method(data) if is_request else HttpError(502, "malformed status line") from None
+    except httptools.HttpParserError as exc:
+        raise HttpError(400 if is_request else 502, f"malformed head: {exc}") from None
+    return True
+
+
+def _bad_method(data) -> HttpError:
+    space = data.find(b" ")
+    method = bytes(data[:space]) if space > 0 else b""
+    if _TOKEN.fullmatch(method):
+        return HttpError(501, f"method {method[:20]!r} not implemented")
+    return HttpError(400, "malformed request line")
+
+
+def check_request_line(buffer, line_end: int, limits) -> list:
+    """LimitRequestLine (414), and Apache's HttpProtocolOptions Strict request line:
+    exactly "method SP target SP version".  Returns its three parts: split at the spaces,
+    three non-empty parts are exactly two single spaces, neither at an end."""
+    if line_end > limits.request_line:
+        raise HttpError(414, "request line too long")
+    parts = buffer[:line_end].split(b" ")
+    if len(parts) != 3 or not parts[0] or not parts[1] or not parts[2]:
+        raise HttpError(400, "malformed request line")
+    return parts
+
+
+def check_fields(buffer, line_end: int, stop: int, limits) -> None:
+    """LimitRequestFields and LimitRequestFieldSize (431) on a complete head."""
+    if buffer.count(b"\r\n", line_end, stop) - 2 > limits.header_fields:
+        raise HttpError(431, "too many request header fields")
+    if stop - line_end > limits.header_field:   # only then can one field be over the limit
+        for line in bytes(buffer[line_end + 2:stop]).split(b"\r\n"):
+            if len(line) > limits.header_field:
+                raise HttpError(431, "request header field too large")

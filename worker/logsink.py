@@ -1,0 +1,243 @@
+"""Where log lines go: a sink that never blocks the loop.
+
+Lines are queued and written with non-blocking writes; what the destination cannot
+take stays queued, and past MAX_PENDING bytes new lines are dropped and counted (a
+stuck log reader must not stall traffic).  For stdout/stderr we reopen the descriptor
+through /proc so O_NONBLOCK is ours alone and does not leak into the shell or the
+master that share the original open file description.  A socket cannot be reopened so
+(under systemd, stdout and stderr are journald's stream socket): it is written with
+send(MSG_DONTWAIT), non-blocking for that call only.
+
+A buffered sink (the access log) is written as nginx's `access_log ... buffer= flush=` is:
+when ACCESS_BUFFER bytes are queued, the oldest queued line is ACCESS_FLUSH seconds old or
+the loop has an idle moment, and at once when the worker starts to stop (reload, recycle,
+`mpmctl stop`) and when it exits, so no graceful path loses a line.  What the lines say is
+`worker.logs`'.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import stat
+import time
+from collections import deque
+
+MAX_PENDING = 4 * 1024 * 1024
+ACCESS_BUFFER = 64 * 1024    # bytes of access-log lines written at once
+ACCESS_FLUSH = 1.0           # seconds a queued access-log line may wait while the loop is busy
+REOPEN_INTERVAL = 5.0        # seconds between two tries to open a log target that would not open
+_SEND_FLAGS = socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL
+WRITE_CHUNK = 64 * 1024       # bytes joined for one write (a pipe takes 64 KiB at most)
+# A pipe or FIFO is shared by every worker (and the master, for "-"): a write of at most
+# PIPE_BUF bytes goes in whole or not at all (POSIX), a longer one may go in part and another
+# process's lines then land in the middle of a line.  So to a pipe lines go PIPE_BUF bytes at a
+# time, cut at a line's end (Apache writes a line per write() for the same reason); only a line
+# longer than PIPE_BUF can still be cut.
+PIPE_CHUNK = select.PIPE_BUF
+NOT_READING = "the log destination was not reading"
+BACKED_OFF = 2 * MAX_PENDING   # `limit` while the destination is not taking lines: never reached
+
+
+def _open_target(target: str, std_fd: int) -> int | None:
+    if target == "off":
+        return None
+    if target == "-":
+        try:
+            return os.open(f"/proc/self/fd/{std_fd}", os.O_WRONLY | os.O_APPEND | os.O_NONBLOCK)
+        except OSError:
+            return os.dup(std_fd)   # a socket (ENXIO): LogSink sends on it with MSG_DONTWAIT
+    return os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o644)
+
+
+def _say(text: str) -> None:
+    """A word on stderr that cannot block: stderr is often a pipe or journald's socket, and the
+    one that stops reading when a disk fills is the one said to (a blocking write here held the
+    worker in pipe_write until the reader read again).  Through a non-blocking open of our own,
+    as `_open_target` does, or send(MSG_DONTWAIT) on a socket; what does not fit is lost (the
+    count of dropped lines follows in the log itself)."""
+    data = text.encode("utf-8", "backslashreplace")
+    try:
+        fd = os.open("/proc/self/fd/2", os.O_WRONLY | os.O_APPEND | os.O_NONBLOCK)
+    except OSError:                    # a socket (ENXIO), or no descriptor left
+        try:
+            with socket.socket(fileno=os.dup(2)) as sock:
+                sock.send(data, _SEND_FLAGS)
+        except OSError:
+            pass
+        return
+    try:
+        os.write(fd, data)
+    except OSError:
+        pass                           # full, or stderr is the log that fails
+    finally:
+        os.close(fd)
+
+
+class LogSink:
+    def __init__(self, target: str, std_fd: int, buffered: bool = False, wake=None):
+        self.target, self.std_fd = target, std_fd
+        # `wake()` asks the loop for a turn soon (worker.process: a timer): a backlog the
+        # destination takes in part is written on, as fast as it reads, even while no traffic
+        # turns the loop (an idle loop turns every 0.25 s: 64 KiB each).
+        self.wake = wake
+        self.fd = None
+        self.sock = None         # the target is a socket (journald's): written with send(MSG_DONTWAIT)
+        self.reopen_at = 0.0     # a target that would not open: when to try again
+        self.chunk = WRITE_CHUNK # bytes joined for one write (PIPE_CHUNK to a pipe: whole lines)
+        self._open()
+        # What the loop checks after each turn (worker.loop): queued lines are written once
+        # `now >= due`, `size >= limit`, or the turn was idle.  Unbuffered (the error log):
+        # due 0 and limit 0, at once.  Buffered (the access log): limit ACCESS_BUFFER, and
+        # `due` set when the first line is queued.  Inline in the loop: a call per turn to
+        # ask was ~1,000 instructions, twice per small request.
+        self.buffered = buffered
+        self.limit = ACCESS_BUFFER if buffered else 0
+        self.pending: deque[bytes] = deque()
+        self.size = 0
+        self.dropped = 0
+        self.drop_reason = NOT_READING
+        self.failure = None      # the error of the last write, while writes fail
+        self.due = 0.0           # when the oldest queued line must be written
+
+    @property
+    def enabled(self) -> bool:
+        return self.target != "off"
+
+    def _open(self) -> bool:
+        """A target that will not open (a FIFO nobody reads yet, a full disk after a rotation)
+        must not stop the worker from serving: its lines are dropped and counted, it is said
+        once on stderr, and the open is tried again every REOPEN_INTERVAL seconds."""
+        try:
+            self.fd = _open_target(self.target, self.std_fd)
+        except OSError as exc:
+            if not self.reopen_at:
+                _say(f"mpm worker {os.getpid()}: cannot open log {self.target}: {exc.strerror or exc}; "
+                     f"its lines are dropped until it opens\n")
+            self.reopen_at = time.monotonic() + REOPEN_INTERVAL
+            return False
+        mode = os.fstat(self.fd).st_mode if self.fd is not None else 0
+        if stat.S_ISSOCK(mode):
+            self.sock = socket.socket(fileno=self.fd)
+        self.chunk = PIPE_CHUNK if stat.S_ISFIFO(mode) else WRITE_CHUNK
+        return True
+
+    def write(self, line: str) -> None:
+        self.write_bytes(line.encode("utf-8", "backslashreplace"))
+
+    def write_bytes(self, data: bytes) -> None:
+        if self.fd is None:
+            if not self.enabled or time.monotonic() < self.reopen_at or not self._open():
+                self.dropped += self.enabled
+                return
+        if self.size > MAX_PENDING:
+            self.dropped += 1
+            return
+        if self.buffered and not self.pending:
+            self.due = time.monotonic() + ACCESS_FLUSH
+        self.pending.append(data)
+        self.size += len(data)
+
+    def flush(self) -> None:
+        """Write what is queued, WRITE_CHUNK bytes at a time: a reader that is behind costs one
+        small join per try, not a copy of the whole queue (up to MAX_PENDING) per loop turn."""
+        pending = self.pending
+        progress = False
+        if self.size <= self.chunk and self.limit != BACKED_OFF and not self.dropped and pending:
+            written = self._write_all()     # the usual case: a reader that keeps up
+            if not pending:
+                return
+            progress = written > 0
+        while pending:
+            data = self._chunk()
+            try:
+                sock = self.sock
+                written = sock.send(data, _SEND_FLAGS) if sock is not None else os.write(self.fd, data)
+            except (BlockingIOError, InterruptedError):
+                written = 0
+            except OSError as exc:    # a full disk, a reader gone: the lines are lost, but said and counted
+                self._failed(data, exc)
+                written = len(data)
+            else:
+                if written:
+                    self.failure = None
+            if written < len(data):
+                pending.appendleft(data[written:])
+            self.size -= written
+            progress = progress or written > 0
+            if written < len(data):
+                break
+        if pending and progress and self.wake is not None:
+            self.wake()
+        if pending and not progress:
+            # A reader that takes nothing: try again in ACCESS_FLUSH (or on an idle turn), not
+            # every turn; the loop's size trigger is lifted meanwhile.
+            self.due = time.monotonic() + ACCESS_FLUSH
+            self.limit = BACKED_OFF
+        elif self.limit == BACKED_OFF:      # it reads again: back to the usual triggers
+            self.limit = ACCESS_BUFFER if self.buffered else 0
+            if not self.buffered:
+                self.due = 0.0
+        if self.dropped and not pending and self.failure is None:   # what it cost, once it takes lines again
+            pending.append(f"[{self.dropped} log lines dropped: {self.drop_reason}]\n".encode())
+            self.size = len(pending[-1])
+            self.dropped = 0
+            self.drop_reason = NOT_READING
+
+    def _write_all(self) -> int:
+        """What `flush` does when the queue fits one write and the reader keeps up: one join,
+        one write, nothing else looked at (the general loop costs ~1,800 instructions more, and
+        an idle worker flushes once per request).  How many bytes went; the rest stays queued
+        for the general path, which also tells the errors apart."""
+        pending = self.pending
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        try:
+            sock = self.sock
+            written = sock.send(data, _SEND_FLAGS) if sock is not None else os.write(self.fd, data)
+        except OSError:
+            return 0
+        pending.clear()
+        self.size -= written
+        if written < len(data):
+            pending.append(data[written:])
+        else:
+            self.failure = None
+        return written
+
+    def _failed(self, data: bytes, exc: OSError) -> None:
+        """A write that failed: its lines are counted as dropped, and the first failure of a run
+        is said on stderr (nginx logs its "write() failed" to the error log likewise)."""
+        self.dropped += data.count(b"\n")
+        reason = exc.strerror or str(exc)
+        self.drop_reason = f"writing the log failed: {reason}"
+        if self.failure != reason:
+            self.failure = reason
+            _say(f"mpm worker {os.getpid()}: cannot write log {self.target}: {reason}; "
+                 f"its lines are dropped until it writes again\n")
+
+    def _chunk(self) -> bytes:
+        """The queued lines from the front, whole, up to `chunk` bytes (or the first alone, if
+        longer), taken off the queue."""
+        pending = self.pending
+        parts, limit = [pending.popleft()], self.chunk
+        size = len(parts[0])
+        while pending and size + len(pending[0]) <= limit:
+            parts.append(pending.popleft())
+            size += len(parts[-1])
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            for _ in range(100):           # bounded: best effort at exit
+                if not self.pending:
+                    break
+                self.flush()
+                if self.pending:
+                    time.sleep(0.01)
+            if self.sock is not None:
+                self.sock.close()
+                self.sock = None
+            else:
+                os.close(self.fd)
+            self.fd = None
