@@ -19,7 +19,7 @@ from balancer_util import request_head as head
 from conf import ConfigError, load_config
 from conf.discover import system_resolvers
 from mpm import slots
-from mpm.discovery import Found
+from mpm.dnslookup import Found
 from mpm.dnsquery import DnsQuery
 from shm.members import DOWN, EMPTY, MemberTable
 from worker.backend import Origins
