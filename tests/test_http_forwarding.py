@@ -694,15 +694,15 @@ def test_reverse_prefixes_stay_right_and_bounded_for_a_new_host_on_every_request
     emptied, and the cache holds at most REVERSE_CACHE_MAX entries."""
     from types import SimpleNamespace
 
-    from worker.process import REVERSE_CACHE_MAX, Worker
-    stub = SimpleNamespace(_reverse={})
+    from worker.rewrite import REVERSE_CACHE_MAX, ReverseMaps
+    maps = ReverseMaps()
     route = SimpleNamespace(base=b"/back/", prefix=b"/rev/")
     origin = SimpleNamespace(origin_bytes=b"http://127.0.0.1:9", host_line=b"Host: 127.0.0.1:9\r\n")
     for i in range(REVERSE_CACHE_MAX * 2 + 5):
         host = b"h%d.test" % i
-        pair = Worker.reverse_map(stub, route, origin, SimpleNamespace(host=host), b"X-Forwarded-Proto: http\r\n")
+        pair = maps.prefixes(route, origin, SimpleNamespace(host=host), b"X-Forwarded-Proto: http\r\n")
         assert pair == (b"http://127.0.0.1:9/back/", b"http://" + host + b"/rev/")
-        assert len(stub._reverse) <= REVERSE_CACHE_MAX
+        assert len(maps.made) <= REVERSE_CACHE_MAX
     with Client(env.proxy) as client:          # and through a real worker, across its cache's clear
         for i in range(REVERSE_CACHE_MAX + 10):
             host = f"h{i}.test"

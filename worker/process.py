@@ -36,6 +36,7 @@ from worker.logs import AccessLog, ErrorLog
 from worker.logsink import LogSink
 from worker.loop import EventLoop
 from worker.metrics import WorkerMetrics
+from worker.rewrite import ReverseMaps
 from worker.routing import Router
 from worker.signals import WorkerSignals
 
@@ -44,10 +45,6 @@ PUBLISH_INTERVAL = 0.5       # seconds between scoreboard writes (the watchdog's
 # while it lasts, not only when it ends: a WebSocket streaming for hours would show nothing.
 # One pass over the worker's tunnels every 5 s: ~1 ms for 5,000 of them.
 TUNNEL_BYTES_BEATS = 10
-# ProxyPassReverse's prefixes per (route, backend, Host, scheme): the Host is the client's, so a
-# client sending a new one with every request would grow the cache without end.  Emptied when
-# full: building an entry again costs a few hundred nanoseconds.
-REVERSE_CACHE_MAX = 1024
 LOG_DRAIN = 0.01             # seconds to the next try at a log backlog the reader is taking
 
 
@@ -83,7 +80,7 @@ class Worker:
         self.tls_full = self.tls_resumed = 0     # completed handshakes (worker.tls counts them)
         self.stopping = False
         self.recycling = False              # stopping on our own (MaxConnectionsPerChild)
-        self._reverse: dict = {}
+        self.reverse_maps = ReverseMaps()     # ProxyPassReverse's prefixes, made once each
         # The live objects, by kind (the loop's `timed` set is for deadlines only).
         self.clients: set = set()
         self.tunnel_set: set = set()
@@ -271,25 +268,6 @@ class Worker:
         if self.access is not None:
             self.access.tunnel(tunnel.context, tunnel.bytes_in, tunnel.bytes_out, self.loop.now - tunnel.started,
                                reason)
-
-    # == helpers for exchanges =================================================================
-    def reverse_map(self, route, origin, head, proto_line: bytes) -> tuple:
-        """(backend URL prefix, client URL prefix) for ProxyPassReverse."""
-        key = (id(route), id(origin), head.host, proto_line)
-        pair = self._reverse.get(key)
-        if pair is None:
-            if len(self._reverse) >= REVERSE_CACHE_MAX:   # the key holds the client's Host
-                self._reverse.clear()
-            base = route.base if route.prefix is not None else b"/"
-            client_path = route.prefix if route.prefix is not None else b"/"
-            # Ours, or a trusted proxy's (rewrite.stated_proto_line): its first value is the client's.
-            stated = proto_line[18:].split(b",", 1)[0].strip(b" \t\r\n").lower()
-            proto = b"https" if stated == b"https" else b"http"
-            # No Host (HTTP/1.0): a path-absolute Location, as nginx's `proxy_redirect default`
-            # writes, rather than the backend's authority with our path (review 2026-12-03-rewrite #5).
-            client = proto + b"://" + head.host + client_path if head.host else client_path
-            pair = self._reverse[key] = (origin.origin_bytes + base, client)
-        return pair
 
     # == stopping ===================================================================================
     def graceful_stop(self) -> None:

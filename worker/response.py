@@ -122,8 +122,8 @@ def _relay(ex, resp, buf, start: int, size: int) -> None:
     ex.keep_alive = (ex.keep_alive and (not client.eof or client.pipelined_head())
                      and (not worker.stopping or worker.keeps_alive(client))
                      and (rechunked or not delimited) and not dechunk)
-    reverse = worker.reverse_map(ex.route, ex.origin, head, stated_proto_line(head, client.proto_line)
-                                 if client.forwarded else client.proto_line) if ex.route.reverse else None
+    reverse = worker.reverse_maps.prefixes(ex.route, ex.origin, head, stated_proto_line(head, client.proto_line)
+                                           if client.forwarded else client.proto_line) if ex.route.reverse else None
     if h2:
         out = b""        # the head goes as HTTP/2 fields, from `resp` (worker.h2.stream)
     elif rechunked:

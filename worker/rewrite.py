@@ -144,6 +144,39 @@ def response_head(resp, keep_alive: bool, client_http10: bool, keep_chunked: boo
     return b"".join((status_line, lines, connection, extra, CRLF))
 
 
+# ProxyPassReverse's prefixes per (route, backend, Host, scheme): the Host is the client's, so a
+# client sending a new one with every request would grow the cache without end.  Emptied when
+# full: building an entry again costs a few hundred nanoseconds.
+REVERSE_CACHE_MAX = 1024
+
+
+class ReverseMaps:
+    """A worker's ProxyPassReverse prefixes, made once per (route, backend, Host, scheme)."""
+
+    __slots__ = ("made",)
+
+    def __init__(self) -> None:
+        self.made: dict = {}
+
+    def prefixes(self, route, origin, head, proto_line: bytes) -> tuple:
+        """(backend URL prefix, client URL prefix) for ProxyPassReverse (`_reverse`)."""
+        key = (id(route), id(origin), head.host, proto_line)
+        pair = self.made.get(key)
+        if pair is None:
+            if len(self.made) >= REVERSE_CACHE_MAX:   # the key holds the client's Host
+                self.made.clear()
+            base = route.base if route.prefix is not None else b"/"
+            client_path = route.prefix if route.prefix is not None else b"/"
+            # Ours, or a trusted proxy's (rewrite.stated_proto_line): its first value is the client's.
+            stated = proto_line[18:].split(b",", 1)[0].strip(b" \t\r\n").lower()
+            proto = b"https" if stated == b"https" else b"http"
+            # No Host (HTTP/1.0): a path-absolute Location, as nginx's `proxy_redirect default`
+            # writes, rather than the backend's authority with our path (review 2026-12-03-rewrite #5).
+            client = proto + b"://" + head.host + client_path if head.host else client_path
+            pair = self.made[key] = (origin.origin_bytes + base, client)
+        return pair
+
+
 def _reverse(lines: bytes, reverse: tuple) -> bytes:
     """ProxyPassReverse on Location, Content-Location and URI."""
     backend_prefix, client_prefix = reverse
