@@ -63,7 +63,7 @@ def serve(listener: socket.socket, backend_port: int) -> None:
                 else:
                     _from_backend(pair)
             except (OSError, ValueError, httptools.HttpParserError):
-                _close(pair, epoll, pairs)
+                _close(pair, pairs)
 
 
 def _accept(listener, backend_port: int, epoll, pairs: dict) -> None:
@@ -132,7 +132,7 @@ def _from_backend(pair: Pair) -> None:
     pair.client.sendall(VIEW[:n])
 
 
-def _close(pair: Pair, epoll, pairs: dict) -> None:
+def _close(pair: Pair, pairs: dict) -> None:
     for sock in (pair.client, pair.backend):
         pairs.pop(sock.fileno(), None)
         sock.close()                            # takes it out of epoll too
