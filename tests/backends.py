@@ -169,8 +169,12 @@ class BenchBackend:
         self.port = wait_for(listening, 15, 0.05, "bench backend listening")
 
     def output(self) -> str:
-        self.log.seek(0)
-        return self.log.read().decode(errors="replace")
+        # Read through a file description of our own: the child writes through the one `self.log`
+        # shares with it, so a seek here would move where its next write lands.  (Under
+        # PYTHONUNBUFFERED its print is two writes; a seek between them put the "\n" over the "l"
+        # of "listening", and the port was never found: a clean-clone CI run failed so.)
+        with open(self.log.name, "rb") as log:
+            return log.read().decode(errors="replace")
 
     def close(self) -> None:
         if self.proc.poll() is None:
