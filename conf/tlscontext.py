@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import ssl
 
-from conf import openssl, readahead
+from conf import openssl, readahead, tlsfiles
 
 
 def _server_context(cert: str, key: str, client_ca: str | None, alpn: tuple[str, ...]) -> ssl.SSLContext:
@@ -39,6 +39,17 @@ def _server_context(cert: str, key: str, client_ca: str | None, alpn: tuple[str,
     return context
 
 
+class CertificateFilesError(Exception):
+    """A listener's certificate, key or client-CA file could not be loaded into its context:
+    one that changed since `load_config` checked it (a renewal landing mid-reload).  Not an
+    OSError, so it is never taken for OpenSSL being out of reach (`conf.openssl`)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+        self.listener = None      # set by whoever knows which listener it was
+
+
 def listener_context(tls, tickets=None, ciphersuites: str = openssl.TLS13_CIPHERSUITES,
                      session_timeout: float = 300.0) -> ssl.SSLContext:
     """The default context of a listener (`ListenerTLS`), with SNI choosing among its named
@@ -46,9 +57,12 @@ def listener_context(tls, tickets=None, ciphersuites: str = openssl.TLS13_CIPHER
     None leaves OpenSSL's random key of this context.  Raises OSError when OpenSSL cannot
     be reached for that (`conf.openssl.available()` says why beforehand).  Sessions resume
     for `session_timeout` seconds (the tickets' lifetime; OpenSSL's default is 7200)."""
-    default = _server_context(tls.cert, tls.key, tls.client_ca, tls.alpn)
-    by_name = {name.lower(): _server_context(files.cert, files.key, tls.client_ca, tls.alpn)
-               for name, files in tls.sni.items()}
+    try:
+        default = _server_context(tls.cert, tls.key, tls.client_ca, tls.alpn)
+        by_name = {name.lower(): _server_context(files.cert, files.key, tls.client_ca, tls.alpn)
+                   for name, files in tls.sni.items()}
+    except OSError as exc:       # ssl.SSLError too
+        raise CertificateFilesError(_files_problem(tls) or str(exc)) from exc
     contexts = (default, *by_name.values())
     if not openssl.available():
         for context in contexts:
@@ -68,6 +82,18 @@ def listener_context(tls, tickets=None, ciphersuites: str = openssl.TLS13_CIPHER
             return None
         default.sni_callback = choose
     return default
+
+
+def _files_problem(tls) -> str | None:
+    """What is wrong with a listener's files, worded as conf.loader words it."""
+    pairs = [(tls.cert, tls.key), *((files.cert, files.key) for files in tls.sni.values())]
+    for cert, key in pairs:
+        problem = tlsfiles.unreadable(cert) or tlsfiles.unreadable(key) or tlsfiles.cert_key_problem(cert, key)
+        if problem:
+            return problem
+    if tls.client_ca:
+        return tlsfiles.unreadable(tls.client_ca) or tlsfiles.ca_problem(tls.client_ca)
+    return None
 
 
 def _contents(path: str | None) -> str | None:

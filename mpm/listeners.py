@@ -76,6 +76,7 @@ class ListenerSet:
         self.sockets: dict[tuple, list[socket.socket]] = {}   # address -> socket per slot
         self.listeners: dict[tuple, object] = {}               # address -> conf.Listener in force
         self._pending: tuple | None = None
+        self._before: tuple = ({}, {})       # what prepare found, for abandon
         # From the master we replace (`mpmctl upgrade`): address -> fds, adopted instead of bound
         # (one object per fd: a socket shared by every slot is listed once per slot).
         by_fd: dict[int, socket.socket] = {}
@@ -96,7 +97,10 @@ class ListenerSet:
     def prepare(self, config) -> None:
         """Bind every socket `config` needs that we do not hold yet; raise OSError on failure."""
         workers = config.mpm.workers
-        added: list[tuple] = []    # (address, socket) bound by this call, undone on failure
+        added: list[tuple] = []    # (address, socket) bound or adopted by this call, undone on failure
+        surplus: list[socket.socket] = []    # adopted beyond our slots: closed at commit
+        self._before = ({address: list(socks) for address, socks in self._inherited.items()}, dict(self._activated))
+        self._pending = (config, added, surplus)
         try:
             for listener in config.listeners:
                 have = self.sockets.get(listener.address, [])
@@ -109,13 +113,24 @@ class ListenerSet:
                     _check_free(listener)
                 for _ in range(len(have), workers):
                     added.append((listener.address, adopt.pop(0) if adopt else _bind(listener)))
-                for sock in adopt:    # the old master had more slots: their queues are drained by it
-                    sock.close()
+                surplus += adopt      # the old master had more slots: their queues are drained by it
         except OSError:
-            for _, sock in added:
-                sock.close()
+            self.abandon()
             raise
-        self._pending = (config, added)
+
+    def abandon(self) -> None:
+        """The reload failed: close what `prepare` bound, and keep what it adopted (sockets an
+        old master or systemd passed) for the next attempt."""
+        if self._pending is None:
+            return
+        _, added, _ = self._pending
+        self._pending = None
+        self._inherited, self._activated = self._before
+        kept = {id(sock) for socks in self._inherited.values() for sock in socks}
+        kept |= {id(sock) for sock in self._activated.values()}
+        for _, sock in added:
+            if id(sock) not in kept:
+                sock.close()
 
     def _holds_port(self, port: int, added: list[tuple]) -> bool:
         """A socket of ours on `port` (any host): a probe there would find it, not a stranger."""
@@ -125,8 +140,10 @@ class ListenerSet:
         """Adopt the prepared config; return the sockets no slot listens on any more, for the
         master to close before it forks the new generation (a copy a new worker inherited
         would take connections nobody accepts).  The old workers' copies serve until they stop."""
-        config, added = self._pending
+        config, added, surplus = self._pending
         self._pending = None
+        for sock in surplus:
+            sock.close()
         for address, sock in added:
             self.sockets.setdefault(address, []).append(sock)
         workers = config.mpm.workers

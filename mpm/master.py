@@ -224,10 +224,11 @@ class Master:
         self.readiness.reload_done(not errors)
         return errors
 
-    def new_generation(self) -> None:
-        # Built here, before the fork, re-read at every reload; their session-ticket keys are
-        # the master's (mpm.tlskeys), so a TLS session resumes on any worker of any generation.
-        self.tls_contexts = self.ticket_keys.contexts(self.config)
+    def new_generation(self, tls_contexts: dict | None = None) -> None:
+        # Built before the fork (a reload builds them while it validates, mpm.reloading); their
+        # session-ticket keys are the master's (mpm.tlskeys), so a TLS session resumes on any
+        # worker of any generation.
+        self.tls_contexts = self.ticket_keys.contexts(self.config) if tls_contexts is None else tls_contexts
         self.client_table = self.clients.for_generation(self.config, self.workers)
         self.generation += 1
         self._set_title()

@@ -13,7 +13,7 @@ import dataclasses
 import logging
 
 from conf import ConfigError, load_config
-from conf.tlscontext import forget_backend_contexts
+from conf.tlscontext import CertificateFilesError, forget_backend_contexts
 from mpm import masterlog
 from mpm.listeners import BindError
 
@@ -50,6 +50,18 @@ def reload(master) -> list[str]:
         message = f"{config.file}: cannot bind a listener: {exc.strerror or exc}"
         log.error("reload refused, still serving the old configuration: %s", message)
         return [message]
+    # The listeners' TLS contexts read the certificate files again: one rewritten since
+    # load_config checked it (a renewal landing mid-reload) must refuse the reload here,
+    # before anything is committed, not fail it after (the old generation would serve on
+    # under a master that already holds the new configuration).
+    try:
+        contexts = master.ticket_keys.contexts(config)
+    except CertificateFilesError as exc:
+        master.admin.abandon()
+        master.listeners.abandon()
+        message = _context_error(config, exc)
+        log.error("reload refused, still serving the old configuration: %s", message)
+        return [message]
     old = [record for record in master.workers.values() if not record.retired]
     master.config = config
     forget_backend_contexts()         # CA files are re-read, for health checks and the new workers
@@ -58,7 +70,7 @@ def reload(master) -> list[str]:
     master.ticket_keys.configure(config.tls)
     for sock in master.listeners.commit():     # before the fork: no new worker may hold one
         sock.close()
-    master.new_generation()
+    master.new_generation(contexts)
     for record in old:
         master.retire(record)
     try:
@@ -69,6 +81,13 @@ def reload(master) -> list[str]:
     log.info("reloaded: generation %d, %d workers", master.generation, config.mpm.workers)
     masterlog.warn_unverified(config)
     return []
+
+
+def _context_error(config, exc) -> str:
+    """FILE:LINE of the TLS listener whose context could not be made (the first that fails)."""
+    line = exc.listener.line if exc.listener is not None else 0
+    where = f"{config.file}:{line}" if line else config.file
+    return f"{where}: cannot load listen.tls's files: {exc.reason}"
 
 
 def _with_control(config, control):

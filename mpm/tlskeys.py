@@ -28,7 +28,7 @@ import os
 import time
 
 from conf import openssl, readahead
-from conf.tlscontext import listener_context
+from conf.tlscontext import CertificateFilesError, listener_context
 from shm.ticketkeys import KEY_BYTES, TicketKeyRing
 
 log = logging.getLogger("mpm.master")
@@ -66,7 +66,8 @@ class TicketKeys:
             log.info("session-ticket key rotated (the previous one is accepted for %gs more)", self.rotation)
 
     def contexts(self, config) -> dict:
-        """Listener address -> SSLContext for the next generation, reading our keys."""
+        """Listener address -> SSLContext for the next generation, reading our keys.  Raises
+        `CertificateFilesError` (its `listener` set) when a listener's files do not load."""
         contexts = {}
         for listener in config.listeners:
             if listener.tls is None:
@@ -74,6 +75,9 @@ class TicketKeys:
             suites, timeout = config.tls.ciphersuites, config.tls.session_timeout
             try:
                 contexts[listener.address] = listener_context(listener.tls, self.ring, suites, timeout)
+            except CertificateFilesError as exc:
+                exc.listener = listener
+                raise
             except OSError as exc:
                 if self.ring is not None:
                     log.warning("TLS sessions resume only within a generation: %s", exc)
