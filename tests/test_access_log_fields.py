@@ -100,3 +100,39 @@ def test_combined_line_field_by_field(proxy_factory):
     now = datetime.now(timezone.utc)
     assert all(abs((now - stamp).total_seconds()) < 10 for stamp in stamps), stamps
     assert stamps[1] > stamps[0], stamps
+
+
+REFUSED = [   # (what the client sends, the status, the request line logged)
+    (b"BREW /pot HTTP/1.1\r\nHost: t\r\n\r\n", 501, '"BREW /pot HTTP/1.1"'),
+    (b"POST /te HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501,
+     '"POST /te HTTP/1.1"'),
+    (b"GET /field HTTP/1.1\r\nHost: t\r\nBad Name: x\r\n\r\n", 400, '"GET /field HTTP/1.1"'),
+    (b"GET /nohost HTTP/1.1\r\n\r\n", 400, '"GET /nohost HTTP/1.1"'),
+]
+
+
+@pytest.mark.parametrize("fmt", ["combined", "json"])
+def test_a_head_refused_whole_is_logged_with_its_request_line(proxy_factory, backend, fmt):
+    """Apache logs a 501's or a 400's request line (%r) once it has read it; before, the line
+    was "-", and an operator could not tell which client sent what.  A head refused before it
+    was whole (here: a request line past LimitRequestLine, 414) has no line to log."""
+    proxy = proxy_factory([{"path": "/", "to": backend.url + "/"}], workers=1, log={"format": fmt})
+    for sent, status, _ in REFUSED:
+        with proxy.connect() as sock:
+            sock.sendall(sent)
+            assert recv_until_eof(sock).startswith(b"HTTP/1.1 %d" % status), sent
+    with proxy.connect() as sock:
+        sock.sendall(b"GET /" + b"x" * 9000 + b" HTTP/1.1\r\n")
+        assert recv_until_eof(sock).startswith(b"HTTP/1.1 414")
+    lines = wait_access(proxy, " 414 " if fmt == "combined" else '"status": 414', 1)
+    assert lines, proxy.access_lines()
+    logged = proxy.access_lines()
+    for _, status, request in REFUSED:
+        if fmt == "json":
+            records = [json.loads(line) for line in logged]
+            assert {"request": request.strip('"'), "status": status} in [
+                {"request": r["request"], "status": r["status"]} for r in records], records
+        else:
+            assert any(f"{request} {status} " in line for line in logged), (request, logged)
+    too_long = lines[0]
+    assert ('"-" 414 ' in too_long) if fmt == "combined" else json.loads(too_long)["request"] == "-", too_long

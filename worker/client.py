@@ -308,6 +308,8 @@ class ClientConnection(MovableClient):
             self.requests += 1
             self.state = BUSY
             self.exchange = Exchange(self, None)
+            if error.line is not None:
+                self.exchange.refused_line = error.line
         self.exchange.answer(error.status, error.message)
 
     def update_interest(self) -> None:

@@ -52,6 +52,7 @@ class Exchange:
         # counters only: `route` stays None, so the refusal flushes under the keep-alive
         # deadline, not the route's.  Set only then, so read with getattr (no store per request).
         "refused_by",
+        "refused_line",     # the request line of a head refused whole (no `head`): logged only
     )
 
     def __init__(self, client, head):

@@ -25,6 +25,7 @@ class HttpError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+        self.line = None      # the request line, once the head was whole: for the access log
 
 
 

@@ -215,19 +215,23 @@ def parse_request(raw: bytes, limits) -> RequestHead:
     """`raw` is exactly one complete head (it ends with the first CRLFCRLF)."""
     global _spare_request_parser
     line_end = raw.find(b"\r\n")
-    parts = check_request_line(raw, line_end, limits)
-    check_fields(raw, line_end, len(raw), limits)
-    parser = _spare_request_parser
-    if parser is not None:
-        _spare_request_parser = None
-        try:
+    try:
+        parts = check_request_line(raw, line_end, limits)
+        check_fields(raw, line_end, len(raw), limits)
+        parser = _spare_request_parser
+        if parser is not None:
+            _spare_request_parser = None
+            try:
+                ended = validate(parser, raw, True)
+            except HttpError:
+                parser = None             # judged again, below, by a fresh parser
+        if parser is None:
+            parser = REQUEST_PARSER(NO_CALLBACKS)
             ended = validate(parser, raw, True)
-        except HttpError:
-            parser = None             # judged again, below, by a fresh parser
-    if parser is None:
-        parser = REQUEST_PARSER(NO_CALLBACKS)
-        ended = validate(parser, raw, True)
-    head = request_head_from(raw, line_end, parts)
+        head = request_head_from(raw, line_end, parts)
+    except HttpError as error:
+        error.line = raw[:line_end]       # logged as Apache logs a refused request's line (%r)
+        raise
     if ended and head.keep_alive and not head.chunked and not head.content_length \
             and b"proxy-connection" not in head.spans:       # no body (has_body, without a call)
         _spare_request_parser = parser

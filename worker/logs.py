@@ -105,7 +105,8 @@ class AccessLog:
             referer = head.get(b"referer") if b"referer" in spans else None
             agent = head.get(b"user-agent") if b"user-agent" in spans else None
         else:
-            request = referer = agent = None
+            request = getattr(ex, "refused_line", None)      # (set only then: ClientConnection.refuse)
+            referer = agent = None
         labelled = ex.route if ex.route is not None else getattr(ex, "refused_by", None)   # (worker.policy)
         route = labelled.log_name if labelled is not None else b"-"
         backend = ex.origin.log_name if ex.origin is not None else b"-"
