@@ -196,6 +196,12 @@ class Collector:
         for side, count in zip(m.HANDOVER_SIDES, totals.worker("handed_over", 2), strict=True):
             handed.add_metric([side], count)
         yield handed
+        clients = CounterMetricFamily("mpm_keepalive_connections_handed_over", "Idle keep-alive connections "
+                                      "passed between workers (reload, upgrade, recycling): sent by a stopping "
+                                      "worker, adopted by its successor.", labels=["side"])
+        for side, count in zip(m.HANDOVER_SIDES, totals.worker("clients_handed_over", 2), strict=True):
+            clients.add_metric([side], count)
+        yield clients
         yield _histogram("mpm_tunnel_handover_pause_seconds", "How long a handed-over tunnel did not relay.",
                          [], m.HANDOVER_BOUNDS, totals.worker("handover_pause", len(m.HANDOVER_BOUNDS) + 1),
                          totals.handover_pause_sum)

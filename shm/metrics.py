@@ -9,7 +9,8 @@ keeps it too.  A row is a block of per-worker counters, then one block per route
 
     worker block    connections accepted, tunnels opened / closed by end reason / handed
                     over (sent, adopted), requests refused by reason, TLS handshakes (done,
-                    failed), those done that resumed a session, the hand-over pause histogram
+                    failed), those done that resumed a session, the hand-over pause histogram,
+                    idle keep-alive connections handed over (sent, adopted)
     route block     requests by status class and duration bucket (one matrix: a request is
                     one increment, read as requests by class and as the duration histogram),
                     backend errors by reason, bytes received and sent (client side, heads
@@ -75,7 +76,7 @@ def _offsets(fields) -> tuple[dict, int]:
 W, WORKER_INTS = _offsets((
     ("accepted", 1), ("tunnels_opened", 1), ("tunnels_closed", len(TUNNEL_ENDS)),
     ("handed_over", len(HANDOVER_SIDES)), ("refused", len(REFUSALS)), ("tls", len(TLS_RESULTS)),
-    ("tls_reused", 1), ("handover_pause", len(HANDOVER_BOUNDS) + 1)))
+    ("tls_reused", 1), ("handover_pause", len(HANDOVER_BOUNDS) + 1), ("clients_handed_over", len(HANDOVER_SIDES))))
 BUCKETS = len(DURATION_BOUNDS) + 1              # the last one is +Inf
 R, ROUTE_INTS = _offsets((
     ("requests", len(CODE_CLASSES) * BUCKETS),    # [class * BUCKETS + bucket]

@@ -258,6 +258,39 @@ def test_handed_over_tunnels_and_their_pause_are_counted(proxy_factory, ws_backe
     wait_for(lambda: value(scrape(proxy), "mpm_tunnels_closed_total") == 3, 10, 0.1, "3 tunnels closed")
 
 
+def _keepalive_get(sock: socket.socket) -> bytes:
+    """One request on a kept-alive connection; the response's status line (its body is read)."""
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+    head, buf = read_head(sock)
+    length = int(head.lower().split(b"content-length:", 1)[1].split(b"\r\n", 1)[0])
+    while len(buf) < length:
+        buf += sock.recv(65536)
+    return head.split(b"\r\n", 1)[0]
+
+
+def test_handed_over_keepalive_connections_are_counted(proxy_factory, http_backend):
+    """A reload hands the idle keep-alive connections to the new generation (issue #19): how
+    many, each side, as the tunnels' (an operator who sees none moved knows why clients
+    reconnected)."""
+    proxy = proxy_factory([{"path": "/", "to": http_backend().url + "/"}], admin=admin_section(), workers=1)
+    socks = [proxy.connect() for _ in range(3)]
+    try:
+        for sock in socks:
+            assert _keepalive_get(sock).startswith(b"HTTP/1.1 200")
+        before = scrape(proxy)
+        assert value(before, "mpm_keepalive_connections_handed_over_total", side="sent") == 0
+        assert proxy.reload().returncode == 0
+        samples = wait_for(lambda: (s := scrape(proxy)) and value(s, "mpm_keepalive_connections_handed_over_total",
+                                                                  side="adopted") == 3 and s, 10, 0.1, "3 adopted")
+        assert value(samples, "mpm_keepalive_connections_handed_over_total", side="sent") == 3
+        assert value(samples, "mpm_tunnels_handed_over_total", side="sent") == 0
+        for sock in socks:                  # served by the new generation, on the same connections
+            assert _keepalive_get(sock).startswith(b"HTTP/1.1 200")
+    finally:
+        for sock in socks:
+            sock.close()
+
+
 def test_balancer_member_counters_never_go_back_across_a_reload(proxy_factory, http_backend):
     backend = http_backend()
     dead = f"http://127.0.0.1:{free_port()}"

@@ -31,9 +31,9 @@ from shm.metrics import (
 # Offsets from the start of a route's requests matrix, which is where `base` points.
 _REQUESTS = R["requests"]
 _BACKEND_ERRORS, _RECEIVED, _SENT = (R[name] - _REQUESTS for name in ("backend_errors", "received", "sent"))
-_ACCEPTED, _OPENED, _CLOSED, _HANDED, _REFUSED, _TLS, _TLS_REUSED, _PAUSE = (
+_ACCEPTED, _OPENED, _CLOSED, _HANDED, _REFUSED, _TLS, _TLS_REUSED, _PAUSE, _CLIENTS_HANDED = (
     W["accepted"], W["tunnels_opened"], W["tunnels_closed"], W["handed_over"], W["refused"], W["tls"],
-    W["tls_reused"], W["handover_pause"])
+    W["tls_reused"], W["handover_pause"], W["clients_handed_over"])
 
 # Our own answers, by status: what refused the request ...
 _REFUSAL = {400: "malformed", 405: "method", 408: "timeout", 413: "limits", 414: "limits", 429: "limits",
@@ -128,6 +128,10 @@ class WorkerMetrics:
         counts[_HANDED + 1] += 1
         counts[_PAUSE + bisect_left(HANDOVER_BOUNDS, pause)] += 1
         self.seconds[0] += pause
+
+    def client_handed_over(self, adopted: bool) -> None:
+        """An idle keep-alive connection sent to the successor, or adopted from a predecessor."""
+        self.counts[_CLIENTS_HANDED + adopted] += 1
 
     def handshake(self, ok: bool) -> None:
         self.counts[_TLS + (0 if ok else 1)] += 1

@@ -220,6 +220,7 @@ class Worker:
         an idle one goes on to our successor (one with a request already here is served
         first, and offered when that exchange ends)."""
         self.connections += 1
+        self.metrics.client_handed_over(True)
         if self.stopping:
             if client.movable and not client.inbuf:
                 self.sender.offer(client)
@@ -229,6 +230,7 @@ class Worker:
     def client_moved(self, client) -> None:
         self.connections -= 1
         self.moved += 1
+        self.metrics.client_handed_over(False)
         self._exit_when_done()
 
     def keeps_alive(self, client) -> bool:
