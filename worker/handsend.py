@@ -297,8 +297,11 @@ class HandoverSender:
 
     def _fail(self, why: str) -> None:
         """The successor is gone or refuses: what was not passed stays here (an item it never
-        answered for, it never touched either); look for another."""
-        self.worker.log_error("error", f"hand-over: {why}; looking for another successor")
+        answered for, it never touched either); look for another.  Routine in a burst of
+        reloads (the successor retired in turn), so a warning only when items were in flight
+        (they carry on here: nothing is lost either way)."""
+        level = "warning" if self.unanswered else "info"
+        self.worker.log_error(level, f"hand-over: {why}; looking for another successor")
         self._interest(None)
         self.sock.close()
         self.sock = None
