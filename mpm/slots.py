@@ -117,6 +117,8 @@ def carry(old, new, name: str) -> None:
         _write_address(new, dst, found[0], found[1], found[2])
         for column in _CARRIED:
             getattr(new, column)[dst] = getattr(old, column)[src]
+        if new.rows[dst].balancer.health is None:   # health checks gone: their verdict with them
+            new.health[dst] = UP
         new.epoch[dst] += 1
     new.membership[0] += 1
 

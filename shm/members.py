@@ -280,9 +280,13 @@ class MemberTable(WorkerCells, SharedTable):
         return None
 
     HEALTH_FIELDS = ("health", "error_until", "hc_passes", "hc_fails", "checked", "error_at", "hc_last")
+    PASSIVE_FIELDS = ("error_until", "error_at")      # mod_proxy's error state (`retry`), checks or not
 
     def copy_health(self, src: MemberTable, src_index: int, index: int) -> None:
-        for name in self.HEALTH_FIELDS:
+        # A verdict of health checks the balancer no longer has would hold for good (nothing
+        # checks it again): without checks, only what a failed request said carries over.
+        checked = self.rows[index].balancer.health is not None
+        for name in self.HEALTH_FIELDS if checked else self.PASSIVE_FIELDS:
             getattr(self, name)[index] = getattr(src, name)[src_index]
 
     def carry_from(self, old: MemberTable) -> None:
