@@ -69,7 +69,11 @@ def listener_context(tls, tickets=None, ciphersuites: str = openssl.TLS13_CIPHER
             openssl.set_tls13_ciphersuites(context, ciphersuites)
             openssl.set_session_timeout(context, session_timeout)
     if tickets is not None:
-        identity = repr((tls.cert, tls.key, tls.client_ca, _contents(tls.client_ca),
+        try:
+            digest = _contents(tls.client_ca)
+        except OSError as exc:       # removed since it was loaded above (an rm + cp renewal)
+            raise CertificateFilesError(_files_problem(tls) or str(exc)) from exc
+        identity = repr((tls.cert, tls.key, tls.client_ca, digest,
                          sorted((n, f.cert, f.key) for n, f in tls.sni.items())))
         for context in contexts:
             openssl.isolate(context, identity.encode())

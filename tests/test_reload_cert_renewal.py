@@ -49,10 +49,10 @@ def _get(port: int, ca: trustme.CA) -> bytes:
 
 
 class Renewal(threading.Thread):
-    """Replaces `path` with `bad` once something has read it `after` times (inotify on its
-    directory: a close without writing, under its name)."""
+    """Replaces `path` with `bad` (None: removes it) once something has read it `after` times
+    (inotify on its directory: a close without writing, under its name)."""
 
-    def __init__(self, path: str, bad: bytes, after: int = 4):
+    def __init__(self, path: str, bad: bytes | None, after: int = 4):
         super().__init__(daemon=True)
         self.path, self.bad, self.after = path, bad, after
         self.fd = _libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -72,9 +72,12 @@ class Renewal(threading.Thread):
                     if data[16:16 + size].rstrip(b"\0") == name and mask & IN_CLOSE_NOWRITE:
                         reads += 1
                     data = data[16 + size:]
-            with open(f"{self.path}.new", "wb") as f:
-                f.write(self.bad)
-            os.replace(f"{self.path}.new", self.path)
+            if self.bad is None:      # removed (an rm + cp renewal, caught between the two)
+                os.unlink(self.path)
+            else:
+                with open(f"{self.path}.new", "wb") as f:
+                    f.write(self.bad)
+                os.replace(f"{self.path}.new", self.path)
             self.replaced.set()
         finally:
             os.close(self.fd)
@@ -127,3 +130,37 @@ def test_a_certificate_renewed_between_the_check_and_the_fork_refuses_the_reload
     assert proxy.reload().returncode == 0, "the file is good again"
     proxy.wait_ready(generation=2 + applied)
     assert _get(proxy.port, ca).startswith(b"HTTP/1.1 200")
+
+
+@pytest.mark.timeout(120)
+def test_a_client_ca_removed_while_its_context_is_made_refuses_the_reload(proxy_factory, http_backend, tmp_path):
+    """The client-CA file is read once more after OpenSSL loaded it (its digest names the
+    listener's sessions): gone by then, the reload is refused like a certificate's, and the
+    session-ticket keys stay shared (an OSError there was taken for OpenSSL out of reach)."""
+    ca = trustme.CA()
+    cert, key = _pem_pair(ca.issue_cert("localhost"))
+    paths = {name: tmp_path / name for name in ("site.pem", "site.key", "clients.pem")}
+    paths["site.pem"].write_bytes(cert)
+    paths["site.key"].write_bytes(key)
+    paths["clients.pem"].write_bytes(ca.cert_pem.bytes())
+    proxy = proxy_factory([{"path": "/", "to": http_backend().url + "/"}], start=False, workers=1)
+    proxy.config["listen"] = [{"address": f"127.0.0.1:{proxy.port}",
+                               "tls": {"cert": str(paths["site.pem"]), "key": str(paths["site.key"]),
+                                       "client_ca": str(paths["clients.pem"])}}]
+    proxy.start()
+    refused = None
+    for _ in range(ATTEMPTS):
+        # mpmctl's and the master's checks read it twice each; OpenSSL's load is the fifth read.
+        renewal = Renewal(str(paths["clients.pem"]), None, after=5)
+        renewal.start()
+        result = proxy.reload()
+        renewal.join(30)
+        paths["clients.pem"].write_bytes(ca.cert_pem.bytes())
+        if result.returncode != 0:
+            refused = result.stderr.strip()
+            break
+    errors = proxy.error_text()
+    assert "reload failed" not in errors and "resume only within a generation" not in errors, errors[-3000:]
+    assert refused is not None, f"the removal never landed between the load and the digest in {ATTEMPTS} reloads"
+    assert f"{proxy.config_path}:2: cannot load listen.tls's files: " in refused and "clients.pem" in refused, refused
+    assert proxy.reload().returncode == 0
