@@ -84,12 +84,19 @@ class ClientTable(WorkerCells, SharedTable):
     def release_dead(self, alive) -> None:
         """Master: the cells of workers that are gone count nothing any more (their
         connections died with them, their moved tunnels are counted by whoever took them)."""
+        used = None
         for cell in range(self.cells_used[0]):
             pid = self.cell_pid[cell]
             if pid and pid not in alive:
-                zeros = memoryview(bytearray(8 * self.entries)).cast("q")
-                self.conns[cell::self.cells] = zeros
-                self.tunnels[cell::self.cells] = zeros
+                # Only the entries ever assigned can count anything.  Clearing the cell's
+                # whole stride wrote one word per page of the table, and made every page of
+                # it resident (128 MiB at a reload of the largest table with 2 workers, 1.3 s
+                # and 1 GiB with 16: review 2026-12-03-reload #5).
+                if used is None:
+                    used = [row for row, epoch in enumerate(self.epoch) if epoch]
+                conns, tunnels, cells = self.conns, self.tunnels, self.cells
+                for row in used:
+                    conns[row * cells + cell] = tunnels[row * cells + cell] = 0
                 for name in TOTALS:
                     getattr(self, name + "_past")[0] += getattr(self, name)[cell]
                     getattr(self, name)[cell] = 0
