@@ -370,7 +370,8 @@ def _log(sec: Section) -> Log:
         sec.error("error", "log.error cannot be off; use \"-\" for stderr or a file path")
     elif error not in (None, "-"):
         error = _log_file(sec, "error")
-    return Log(level or d.level, access or d.access, error or d.error, log_format or d.format)
+    return Log(level or d.level, access or d.access, error or d.error, log_format or d.format,
+               sec.line("error") if "error" in sec else 0)
 
 
 def _log_file(sec: Section, key: str) -> str | None:

@@ -3,7 +3,7 @@ reload, so that a rotated file (`mv error.log error.log.1; mpmctl reload`) is le
 new `log.error` or `log.level` applies to the master's own lines too, as Apache's graceful
 restart reopens its parent's log.  Workers open theirs when they start (worker.logsink).
 
-`log.error: "-"` (stderr) goes through the workers' own non-blocking sink (worker.logsink.LogSink):
+The log goes through the workers' own non-blocking sink (worker.logsink.LogSink), a file as stderr:
 under systemd stderr is journald's stream socket, and a journald that stops reading must not
 stop the master (signals, respawns, the control socket and /healthz share its loop).  A line
 it cannot take now waits in the sink (written with the next record or by `flush`, called
@@ -11,6 +11,7 @@ every housekeeping pass); past the sink's bound, lines are dropped and counted."
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 
@@ -36,18 +37,28 @@ class SinkHandler(logging.Handler):
         super().close()
 
 
-def setup(config) -> None:
-    """Log to `config.log.error` at `config.log.level` from now on; OSError if it will not
-    open (the old handler then stays)."""
+def open_handler(config) -> logging.Handler:
+    """The handler for `config.log.error`, opened now: a reload opens it while it validates
+    (mpm.reloading), so a file that will not open refuses the reload instead of failing it
+    after the commit.  A file target goes through a non-blocking LogSink as stderr does: a
+    FIFO whose reader is not there yet (ENXIO) is accepted, its lines dropped until a reader
+    comes, as the workers do; a blocking open of it held the master for good.  OSError for
+    any other failure."""
     target = config.log.error
     root = logging.getLogger()
-    kept = next((h for h in root.handlers if isinstance(h, SinkHandler)), None) if target == "-" else None
-    if kept is not None:
-        handler = kept              # stderr again: no reopen, and no wait for a stuck reader's queue
-    elif target == "-":
-        handler = SinkHandler(LogSink("-", 2))
-    else:
-        handler = logging.FileHandler(target)
+    if target == "-":
+        kept = next((h for h in root.handlers if isinstance(h, SinkHandler) and h.sink.target == "-"), None)
+        # stderr again: no reopen, and no wait for a stuck reader's queue
+        return kept if kept is not None else SinkHandler(LogSink("-", 2, who="mpm master"))
+    sink = LogSink(target, 2, who="mpm master")
+    if sink.fd is None and sink.open_error is not None and sink.open_error.errno != errno.ENXIO:
+        raise sink.open_error
+    return SinkHandler(sink)
+
+
+def install(handler: logging.Handler, config) -> None:
+    """Log through `handler` (from open_handler) at `config.log.level` from now on."""
+    root = logging.getLogger()
     # The level in lower case, as the workers write it (worker.logs.ErrorLog) and Apache does:
     # one `grep '\[error\]'` finds the master's errors and the workers' alike.
     handler.setFormatter(logging.Formatter(f"[%(asctime)s] [%(level)s] [master pid {os.getpid()}] %(message)s",
@@ -59,6 +70,18 @@ def setup(config) -> None:
             old.close()
     root.handlers[:] = [handler]
     root.setLevel(config.log.level.upper())
+
+
+def discard(handler: logging.Handler) -> None:
+    """A handler open_handler made for a reload that was refused later."""
+    if handler not in logging.getLogger().handlers:
+        handler.close()
+
+
+def setup(config) -> None:
+    """Log to `config.log.error` at `config.log.level` from now on; OSError if it will not
+    open (the old handler then stays)."""
+    install(open_handler(config), config)
 
 
 def _lower_level(record: logging.LogRecord) -> bool:

@@ -1,8 +1,8 @@
 """A graceful reload's two steps, as Apache's and nginx's: validate, then commit.
 
-First the new file is read and everything it adds is bound (admin listener, listeners)
-without touching what serves; any error stops there, logged as `FILE:LINE: message`, and the
-running generation serves on.  Only then does the master take the new configuration, fork a
+First the new file is read, the master's error log opened, everything it adds bound (admin
+listener, listeners) and the listeners' TLS contexts built, without touching what serves;
+any error stops there, logged as `FILE:LINE: message`, and the running generation serves on.  Only then does the master take the new configuration, fork a
 new generation and retire the old one (its workers hand their tunnels and idle keep-alive
 connections to the new ones).
 """
@@ -33,35 +33,16 @@ def reload(master) -> list[str]:
         log.warning("control paths changed: they take effect at the next restart")
         config = _with_control(config, master.config.control)
     try:
-        master.admin.prepare(config.admin)
+        error_log = masterlog.open_handler(config)      # afresh: a rotated file is let go
     except OSError as exc:
-        message = f"{config.file}:{config.admin.line}: cannot bind admin.listen {config.admin}: {exc.strerror or exc}"
+        where = f"{config.file}:{config.log.error_line}" if config.log.error_line else config.file
+        message = f"{where}: log.error: cannot open {config.log.error}: {exc.strerror or exc}"
         log.error("reload refused, still serving the old configuration: %s", message)
         return [message]
-    try:
-        master.listeners.prepare(config)
-    except BindError as exc:
-        master.admin.abandon()
-        message = f"{config.file}:{exc.line}: {exc.text}"
-        log.error("reload refused, still serving the old configuration: %s", message)
-        return [message]
-    except OSError as exc:
-        master.admin.abandon()
-        message = f"{config.file}: cannot bind a listener: {exc.strerror or exc}"
-        log.error("reload refused, still serving the old configuration: %s", message)
-        return [message]
-    # The listeners' TLS contexts read the certificate files again: one rewritten since
-    # load_config checked it (a renewal landing mid-reload) must refuse the reload here,
-    # before anything is committed, not fail it after (the old generation would serve on
-    # under a master that already holds the new configuration).
-    try:
-        contexts = master.ticket_keys.contexts(config)
-    except CertificateFilesError as exc:
-        master.admin.abandon()
-        master.listeners.abandon()
-        message = _context_error(config, exc)
-        log.error("reload refused, still serving the old configuration: %s", message)
-        return [message]
+    errors, contexts = _prepare(master, config)
+    if errors:
+        masterlog.discard(error_log)
+        return errors
     old = [record for record in master.workers.values() if not record.retired]
     master.config = config
     forget_backend_contexts()         # CA files are re-read, for health checks and the new workers
@@ -73,14 +54,46 @@ def reload(master) -> list[str]:
     master.new_generation(contexts)
     for record in old:
         master.retire(record)
-    try:
-        masterlog.setup(config)       # afresh: a rotated file is let go
-    except OSError as exc:
-        log.error("reload: cannot open the error log %s: %s; the master keeps its old one",
-                  config.log.error, exc.strerror or exc)
+    masterlog.install(error_log, config)
     log.info("reloaded: generation %d, %d workers", master.generation, config.mpm.workers)
     masterlog.warn_unverified(config)
     return []
+
+
+def _prepare(master, config) -> tuple[list[str], dict]:
+    """Bind what the new configuration adds and build its TLS contexts: (the errors, {}) with
+    everything prepared given back, or ([], the contexts) and the rest held for the commit."""
+    try:
+        master.admin.prepare(config.admin)
+    except OSError as exc:
+        message = f"{config.file}:{config.admin.line}: cannot bind admin.listen {config.admin}: {exc.strerror or exc}"
+        log.error("reload refused, still serving the old configuration: %s", message)
+        return [message], {}
+    try:
+        master.listeners.prepare(config)
+    except BindError as exc:
+        master.admin.abandon()
+        message = f"{config.file}:{exc.line}: {exc.text}"
+        log.error("reload refused, still serving the old configuration: %s", message)
+        return [message], {}
+    except OSError as exc:
+        master.admin.abandon()
+        message = f"{config.file}: cannot bind a listener: {exc.strerror or exc}"
+        log.error("reload refused, still serving the old configuration: %s", message)
+        return [message], {}
+    # The listeners' TLS contexts read the certificate files again: one rewritten since
+    # load_config checked it (a renewal landing mid-reload) must refuse the reload here,
+    # before anything is committed, not fail it after (the old generation would serve on
+    # under a master that already holds the new configuration).
+    try:
+        contexts = master.ticket_keys.contexts(config)
+    except CertificateFilesError as exc:
+        master.admin.abandon()
+        master.listeners.abandon()
+        message = _context_error(config, exc)
+        log.error("reload refused, still serving the old configuration: %s", message)
+        return [message], {}
+    return [], contexts
 
 
 def _context_error(config, exc) -> str:

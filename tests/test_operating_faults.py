@@ -101,6 +101,30 @@ def test_access_lines_arrive_once_the_fifo_has_a_reader(proxy_factory, http_back
     assert "/unread/" not in text
 
 
+@pytest.mark.timeout(40)
+def test_a_reload_to_an_error_log_fifo_without_reader_leaves_the_master_answering(proxy_factory, http_backend):
+    """Review 2026-12-03-reload #2: the master opened `log.error` with a blocking open, which
+    for a FIFO nobody reads waits for a reader: after the new generation had forked, the
+    master hung for good (no control socket, no respawn, no stop but SIGKILL).  It opens it as
+    the workers do now: its lines are dropped until a reader comes, and stderr says so."""
+    backend = http_backend()
+    proxy = proxy_factory([{"path": "/", "to": backend.url + "/"}], workers=1)
+    fifo = os.path.join(proxy.dir, "error.fifo")
+    os.mkfifo(fifo)
+    proxy.config["log"]["error"] = fifo
+    proxy.write_config()
+    started = time.monotonic()
+    result = proxy.reload()
+    assert result.returncode == 0 and "reloaded: generation 2" in result.stdout, result
+    assert time.monotonic() - started < 10
+    proxy.wait_ready(generation=2, timeout=10)
+    worker = proxy.worker_pids()[0]
+    os.kill(worker, signal.SIGKILL)           # the master reaps and respawns: its loop runs
+    wait_for(lambda: (pids := proxy.worker_pids()) and pids != [worker], 10, 0.1, "a worker respawned")
+    assert _get(proxy, "/after") == 200
+    assert re.search(rf"mpm master {proxy.proc.pid}: cannot open log {re.escape(fifo)}: ", proxy.stderr_text())
+
+
 # == 2. a stale pidfile naming another program =================================================
 
 @pytest.mark.timeout(40)

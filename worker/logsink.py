@@ -76,8 +76,9 @@ def _say(text: str) -> None:
 
 
 class LogSink:
-    def __init__(self, target: str, std_fd: int, buffered: bool = False, wake=None):
-        self.target, self.std_fd = target, std_fd
+    def __init__(self, target: str, std_fd: int, buffered: bool = False, wake=None, who: str = "mpm worker"):
+        self.target, self.std_fd, self.who = target, std_fd, who
+        self.open_error: OSError | None = None     # why the last open failed
         # `wake()` asks the loop for a turn soon (worker.process: a timer): a backlog the
         # destination takes in part is written on, as fast as it reads, even while no traffic
         # turns the loop (an idle loop turns every 0.25 s: 64 KiB each).
@@ -112,8 +113,9 @@ class LogSink:
         try:
             self.fd = _open_target(self.target, self.std_fd)
         except OSError as exc:
+            self.open_error = exc
             if not self.reopen_at:
-                _say(f"mpm worker {os.getpid()}: cannot open log {self.target}: {exc.strerror or exc}; "
+                _say(f"{self.who} {os.getpid()}: cannot open log {self.target}: {exc.strerror or exc}; "
                      f"its lines are dropped until it opens\n")
             self.reopen_at = time.monotonic() + REOPEN_INTERVAL
             return False
@@ -141,7 +143,11 @@ class LogSink:
 
     def flush(self) -> None:
         """Write what is queued, WRITE_CHUNK bytes at a time: a reader that is behind costs one
-        small join per try, not a copy of the whole queue (up to MAX_PENDING) per loop turn."""
+        small join per try, not a copy of the whole queue (up to MAX_PENDING) per loop turn.
+        Nothing while the target is not open (its lines were dropped: the count follows once
+        a write opens it)."""
+        if self.fd is None:
+            return
         pending = self.pending
         progress = False
         if self.size <= self.chunk and self.limit != BACKED_OFF and not self.dropped and pending:
