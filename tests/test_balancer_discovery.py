@@ -140,7 +140,10 @@ def test_a_reload_carries_the_found_members(tmp_path):
     slots.place(old, "app", [Found(a, a, 8080, 1, 0) for a in ("10.0.0.1", "10.0.0.2")], False, time.time())
     old.record_check(1, False, passes=1, fails=1)
     slots.place(old, "app", [Found("10.0.0.1", "10.0.0.1", 8080, 1, 0)], False, time.time())   # .2 drains
-    new = MemberTable(load_config(cfg.file).balancers, 2)
+    unchecked = MemberTable(load_config(cfg.file).balancers, 2)      # without checks: their verdict goes
+    slots.carry(old, unchecked, "app")
+    assert unchecked.state(1)["health"] == "up" and unchecked.state(1)["status"] == "drain"
+    new = MemberTable(config(tmp_path, A, balancer="health: {method: GET, path: /health}\n").balancers, 2)
     slots.carry(old, new, "app")
     assert [new.url(i) for i in new.listed("app")] == ["http://10.0.0.1:8080", "http://10.0.0.2:8080"]
     assert new.state(1)["health"] == "down" and new.state(1)["status"] == "drain" and new.leaving[1]

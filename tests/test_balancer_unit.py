@@ -141,10 +141,13 @@ def test_max_connections(tmp_path):
 
 
 def test_carry_health_across_reload_and_cells(tmp_path):
-    cfg = config(tmp_path, "method: byrequests\n", 2)
+    cfg = config(tmp_path, "method: byrequests\nhealth: {method: GET, path: /health}\n", 2)
     old = MemberTable(cfg.balancers, 2)
     assert old.record_check(1, False, passes=1, fails=2) is None
     assert old.record_check(1, False, passes=1, fails=2) == "down"
+    unchecked = MemberTable(config(tmp_path, "method: byrequests\n", 2).balancers, 2)
+    unchecked.carry_from(old)             # checks removed: nothing would bring it back up
+    assert unchecked.state(1)["health"] == "up"
     new = MemberTable(cfg.balancers, 2)
     new.carry_from(old)
     assert new.state(1)["health"] == "down" and new.state(0)["health"] == "up"
