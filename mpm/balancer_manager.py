@@ -62,13 +62,26 @@ class BalancerManager:
         self.health = HealthChecker(selector)
         self.discoveries: dict[str, Discovery] = {}
         self.inherited = dict(inherited or {})    # members found by the master we replace (upgrade)
+        self.pending: MemberTable | None = None  # made by `prepare` for the next generation
         self.configure(config)
+
+    def prepare(self, config) -> None:
+        """A reload's validate step: the next generation's member table, made now (a memfd and
+        its mapping: EMFILE or ENOMEM refuse the reload instead of failing it after the
+        commit).  Raises OSError."""
+        self.abandon()
+        self.pending = _member_table(config)
+
+    def abandon(self) -> None:
+        if self.pending is not None:
+            self.pending.close()
+        self.pending = None
 
     def configure(self, config) -> None:
         """A new table for the generation about to fork (start, and every successful reload)."""
         self.config = config
-        cells = min(max(CELLS_PER_SLOT * config.mpm.server_limit, 8), 1024)
-        table = MemberTable(config.balancers, cells)
+        table = self.pending or _member_table(config)
+        self.pending = None
         old = self.table
         if old is not None:
             table.carry_from(old)
@@ -322,3 +335,7 @@ def _read_predecessor(exported: dict) -> MemberTable | None:
             except OSError:
                 pass
         return None
+
+
+def _member_table(config) -> MemberTable:
+    return MemberTable(config.balancers, min(max(CELLS_PER_SLOT * config.mpm.server_limit, 8), 1024))

@@ -239,9 +239,17 @@ class Master:
         for slot in range(self.config.mpm.workers):
             self.spawn(slot)
 
-    def spawn(self, slot: int) -> None:
+    def spawn(self, slot: int) -> bool:
+        """Fork the current generation's worker of `slot`, and retire the older generation's
+        worker of that slot, which served it until now.  A fork the system refuses (EAGAIN: a
+        task limit; ENOMEM) or a full scoreboard ends neither the master nor a reload half-way:
+        the slot is tried again soon (supervision.spawn_failed), and the older worker serves
+        it meanwhile."""
         generation = self.generation
-        row = self.scoreboard.claim(generation, slot)
+        try:
+            row = self.scoreboard.claim(generation, slot)
+        except RuntimeError as exc:
+            return supervision.spawn_failed(self, slot, str(exc))
         self.metrics.fold(row)          # counts nobody folded (a master that died): they happened
         # A signal sent to the child before it drops our handlers (a stop right after a reload)
         # would run them in the child and be lost there: held until the child has the default
@@ -249,9 +257,10 @@ class Master:
         signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
         try:
             pid = os.fork()
-        except OSError:
+        except OSError as exc:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED)
-            raise
+            self.scoreboard.free(row)
+            return supervision.spawn_failed(self, slot, f"fork failed: {exc.strerror or exc}")
         if pid:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED)
         else:
@@ -265,6 +274,10 @@ class Master:
         self.scoreboard.bind(row, pid)
         self.workers[pid] = WorkerRecord(pid, generation, slot, row)
         self.slots[slot] = pid
+        for record in list(self.workers.values()):
+            if record.slot == slot and record.generation < generation and not record.retired:
+                self.retire(record)
+        return True
 
     def _child(self, slot: int, generation: int, row: int) -> int:
         """In the forked worker: shed the master's descriptors, then serve."""

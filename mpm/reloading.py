@@ -52,10 +52,15 @@ def reload(master) -> list[str]:
     for sock in master.listeners.commit():     # before the fork: no new worker may hold one
         sock.close()
     master.new_generation(contexts)
+    # Each new worker retired its slot's old one as it forked (Master.spawn); a slot whose
+    # fork failed keeps its old worker until the retry succeeds.  Slots beyond the new count:
     for record in old:
-        master.retire(record)
+        if not record.retired and (record.slot >= config.mpm.workers or record.slot in master.slots):
+            master.retire(record)
     masterlog.install(error_log, config)
-    log.info("reloaded: generation %d, %d workers", master.generation, config.mpm.workers)
+    started = len(master.slots)
+    log.info("reloaded: generation %d, %d workers%s", master.generation, config.mpm.workers,
+             "" if started == config.mpm.workers else f" ({config.mpm.workers - started} not started yet)")
     masterlog.warn_unverified(config)
     return []
 
@@ -66,21 +71,14 @@ def _prepare(master, config) -> tuple[list[str], dict]:
     try:
         master.admin.prepare(config.admin)
     except OSError as exc:
-        message = f"{config.file}:{config.admin.line}: cannot bind admin.listen {config.admin}: {exc.strerror or exc}"
-        log.error("reload refused, still serving the old configuration: %s", message)
-        return [message], {}
+        return _abandon(master, f"{config.file}:{config.admin.line}: cannot bind admin.listen {config.admin}: "
+                                f"{exc.strerror or exc}"), {}
     try:
         master.listeners.prepare(config)
     except BindError as exc:
-        master.admin.abandon()
-        message = f"{config.file}:{exc.line}: {exc.text}"
-        log.error("reload refused, still serving the old configuration: %s", message)
-        return [message], {}
+        return _abandon(master, f"{config.file}:{exc.line}: {exc.text}"), {}
     except OSError as exc:
-        master.admin.abandon()
-        message = f"{config.file}: cannot bind a listener: {exc.strerror or exc}"
-        log.error("reload refused, still serving the old configuration: %s", message)
-        return [message], {}
+        return _abandon(master, f"{config.file}: cannot bind a listener: {exc.strerror or exc}"), {}
     # The listeners' TLS contexts read the certificate files again: one rewritten since
     # load_config checked it (a renewal landing mid-reload) must refuse the reload here,
     # before anything is committed, not fail it after (the old generation would serve on
@@ -88,12 +86,29 @@ def _prepare(master, config) -> tuple[list[str], dict]:
     try:
         contexts = master.ticket_keys.contexts(config)
     except CertificateFilesError as exc:
-        master.admin.abandon()
-        master.listeners.abandon()
-        message = _context_error(config, exc)
-        log.error("reload refused, still serving the old configuration: %s", message)
-        return [message], {}
+        return _abandon(master, _context_error(config, exc)), {}
+    free = master.scoreboard.free_rows()
+    if free < config.mpm.workers:
+        return _abandon(master, f"{config.file}: the scoreboard has {free} free rows for {config.mpm.workers} new "
+                                "workers (older generations are still stopping): reload again once they have"), {}
+    # The shared tables the new generation needs: a memfd and a mapping each (EMFILE, ENOMEM).
+    try:
+        master.balancers.prepare(config)
+        master.clients.prepare(config, master.workers)
+    except OSError as exc:
+        return _abandon(master, f"{config.file}: cannot make the new generation's shared tables: "
+                                f"{exc.strerror or exc}"), {}
     return [], contexts
+
+
+def _abandon(master, message: str) -> list[str]:
+    """Refused after `_prepare` began: give back everything it made or bound."""
+    master.admin.abandon()
+    master.listeners.abandon()
+    master.balancers.abandon()
+    master.clients.abandon()
+    log.error("reload refused, still serving the old configuration: %s", message)
+    return [message]
 
 
 def _context_error(config, exc) -> str:

@@ -50,6 +50,18 @@ def reap(master) -> None:
         schedule_respawn(master, record, status)
 
 
+FORK_RETRY = 1.0      # seconds before a slot whose fork failed is tried again (Apache: 10)
+
+
+def spawn_failed(master, slot: int, why: str) -> bool:
+    """A worker that could not be started: said, and tried again in FORK_RETRY seconds (the
+    slot's worker of an older generation, if any, serves on meanwhile).  False, for spawn."""
+    log.error("cannot start the worker of slot %d (generation %d): %s; trying again in %gs",
+              slot, master.generation, why, FORK_RETRY)
+    master.respawn_at[slot] = time.monotonic() + FORK_RETRY
+    return False
+
+
 def respawn_due(master, now: float) -> None:
     for slot, when in list(master.respawn_at.items()):
         if when <= now and slot not in master.slots:

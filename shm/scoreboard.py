@@ -94,6 +94,10 @@ class Scoreboard(SharedTable):
                 return index
         raise RuntimeError("scoreboard is full: too many worker processes at once")
 
+    def free_rows(self) -> int:
+        """Rows `claim` could take now."""
+        return sum(1 for index, pid in enumerate(self.owner) if pid == 0 and self.pid[index] == 0)
+
     def bind(self, index: int, pid: int) -> None:
         self.owner[index] = pid
         self.pid[index] = pid

@@ -4,11 +4,15 @@ real clients."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
 
 import pytest
+from proxyproc import ROOT
 from support import wait_for
 
 
@@ -39,3 +43,49 @@ def test_a_reload_that_removes_health_checks_forgets_their_verdict(proxy_factory
     proxy.wait_ready(generation=2)
     time.sleep(0.5)       # what the checks would have needed to say anything
     assert [_status(proxy.url("/x")) for _ in range(3)] == [200, 200, 200]
+
+
+PIDS_CGROUPS = "/sys/fs/cgroup/pids"
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.skipif(not os.access(PIDS_CGROUPS, os.W_OK), reason="needs a writable cgroup v1 pids hierarchy")
+def test_a_fork_the_system_refuses_is_retried_while_the_old_worker_serves_its_slot(proxy_factory, http_backend):
+    """Review #1: a reload whose fork failed (a task limit: systemd's TasksMax) raised out of
+    the commit: the master held the new config, the old generation was never retired, and the
+    listening socket of the slot without a worker took its share of connections and answered
+    none, for good.  Now the slot's old worker serves on and the fork is retried each second.
+
+    The master runs in a pids cgroup of its own with room for itself and three workers: the
+    reload's second new worker cannot fork until the first one's predecessor has exited."""
+    group = os.path.join(PIDS_CGROUPS, f"mpm-test-{os.getpid()}")
+    os.mkdir(group)
+    proxy = proxy_factory([{"path": "/", "to": http_backend().url + "/"}], start=False, workers=2)
+    try:
+        with open(os.path.join(group, "pids.max"), "w") as f:
+            f.write("4")
+        proxy.write_config()
+        proxy.stdout = open(os.path.join(proxy.dir, "stdout.log"), "wb")
+        proxy.stderr = open(os.path.join(proxy.dir, "stderr.log"), "wb")
+        proxy.proc = subprocess.Popen(
+            ["sh", "-c", f'echo $$ > {group}/cgroup.procs && exec "$0" -m mpm start -c "$1"',
+             sys.executable, proxy.config_path], stdout=proxy.stdout, stderr=proxy.stderr, cwd=ROOT)
+        proxy.wait_ready()
+        proxy.config["routes"][0]["timeout"] = 7          # any change: a new configuration
+        proxy.write_config()
+        result = proxy.reload()
+        assert result.returncode == 0 and "reloaded: generation 2" in result.stdout, result
+        statuses = [_status(proxy.url(f"/n{n}")) for n in range(40)]
+        assert statuses == [200] * 40, statuses
+        wait_for(lambda: {w["generation"] for w in proxy.status()["workers"]} == {2}
+                 and len(proxy.status()["workers"]) == 2, 15, 0.2, "generation 2 whole, generation 1 gone")
+        errors = proxy.error_text()
+        assert "cannot start the worker of slot 1 (generation 2): fork failed" in errors, errors[-2000:]
+        assert "reload failed" not in errors
+        assert proxy.status()["mpm"]["workers"] == 2
+        assert [_status(proxy.url(f"/m{n}")) for n in range(10)] == [200] * 10
+    finally:
+        if proxy.proc is not None:
+            proxy.stop()
+        wait_for(lambda: not open(os.path.join(group, "cgroup.procs")).read().strip(), 10, 0.1, "the group empty")
+        os.rmdir(group)
