@@ -156,7 +156,7 @@ def cmd_reload(args) -> int:
     if isinstance(found, int):
         return found
     config, pid = found
-    answer = _ask(config, {"cmd": "reload"})
+    answer = _ask(config, {"cmd": "reload", "config": os.path.realpath(config.file)})
     if answer is None:
         os.kill(pid, signal.SIGHUP)
         print("reload signalled (SIGHUP)")

@@ -385,7 +385,7 @@ class Master:
         if command == "status":
             return build_status(self)
         if command == "reload":
-            errors = self.reload()
+            errors = reloading.other_file(self, request.get("config")) or self.reload()
             return {"ok": not errors, "errors": errors, "generation": self.generation}
         if command == "upgrade":
             return self.upgrade()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 
 from conf import ConfigError, load_config
 from conf.tlscontext import CertificateFilesError, forget_backend_contexts
@@ -108,6 +109,21 @@ def _abandon(master, message: str) -> list[str]:
     master.balancers.abandon()
     master.clients.abandon()
     log.error("reload refused, still serving the old configuration: %s", message)
+    return [message]
+
+
+def other_file(master, named) -> list[str]:
+    """`mpmctl reload -c FILE` names the file it checked: a master serving another one would
+    re-read its own and answer "reloaded" for a file it never read (review 2026-12-03-reload
+    #7; nginx and apachectl signal the master found through the named file likewise, silently)."""
+    if not isinstance(named, str):
+        return []             # an older mpmctl, or SIGHUP: the master's own file
+    own = master.config.file
+    if os.path.realpath(named) == os.path.realpath(own):
+        return []
+    message = (f"this master serves {own}, which a reload reads again, not {named} "
+               f"(to serve {named}: mpmctl stop and start -c {named})")
+    log.error("reload refused: %s", message)
     return [message]
 
 

@@ -89,3 +89,26 @@ def test_a_fork_the_system_refuses_is_retried_while_the_old_worker_serves_its_sl
             proxy.stop()
         wait_for(lambda: not open(os.path.join(group, "cgroup.procs")).read().strip(), 10, 0.1, "the group empty")
         os.rmdir(group)
+
+
+@pytest.mark.timeout(60)
+def test_a_reload_naming_another_file_is_refused_and_says_which_file_the_master_serves(proxy_factory,
+                                                                                        http_backend):
+    """Review #7: `mpmctl reload -c other.yaml` checked other.yaml, the master re-read its own
+    file, and mpmctl said "reloaded": nothing of other.yaml was in effect."""
+    one = http_backend(lambda request, body: (200, [], b"one"))
+    two = http_backend(lambda request, body: (200, [], b"two"))
+    proxy = proxy_factory([{"path": "/", "to": one.url + "/"}], workers=1)
+    other = os.path.join(proxy.dir, "other.yaml")
+    with open(proxy.config_path) as f:
+        text = f.read()
+    with open(other, "w") as f:
+        f.write(text.replace(one.url, two.url))
+    result = subprocess.run([sys.executable, "-m", "mpm", "reload", "-c", other], capture_output=True, text=True,
+                            timeout=30, cwd=ROOT)
+    assert result.returncode != 0, result
+    assert f"this master serves {proxy.config_path}" in result.stderr and other in result.stderr, result.stderr
+    assert proxy.status()["generation"] == 1
+    with urllib.request.urlopen(proxy.url("/"), timeout=5) as response:
+        assert response.read() == b"one"
+    assert proxy.reload().returncode == 0            # its own file: as before
