@@ -19,7 +19,7 @@ import time
 
 from conf import ConfigError, control_only_config, load_config
 from mpm import control, masterlog
-from mpm.pidfile import AlreadyRunning, pid_alive, process_running, read_pid
+from mpm.pidfile import AlreadyRunning, master_serving, pid_alive, process_running, read_pid
 from mpm.statustext import format_balancers, format_status
 
 EXIT_OK, EXIT_FAIL, EXIT_NOT_RUNNING = 0, 1, 3
@@ -113,8 +113,16 @@ def _ask(config, payload: dict, timeout: float = 30.0) -> dict | None:
 
 
 def _master_pid(config) -> int | None:
+    """The master the file's pidfile names, or else the one serving the file under the control
+    paths it had when that master started (signalled then: its control socket is elsewhere)."""
     pid = read_pid(config.control.pidfile)
-    return pid if pid and pid_alive(pid) else None
+    if pid and pid_alive(pid):
+        return pid
+    pid = master_serving(config.file)
+    if pid is not None:
+        print(f"mpmctl: master pid {pid} serves {config.file} with the control paths it started with, not the "
+              "file's (they change at its next start): signalled instead", file=sys.stderr)
+    return pid
 
 
 def cmd_stop(args) -> int:

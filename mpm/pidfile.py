@@ -45,6 +45,20 @@ def process_running(pid: int) -> bool:
         return False
 
 
+def master_serving(config_file: str) -> int | None:
+    """The master whose title names `config_file` (Master._set_title: "mpm: master -c FILE gen
+    N"), for when the file's pidfile names none: its control paths were edited after that
+    master started, and they change at its next start (review 2026-12-03-reload #4).  The
+    oldest, should there be two (an upgrade's new master takes the old one's paths)."""
+    prefix = f"mpm: master -c {config_file} gen "
+    found = []
+    for process in psutil.process_iter(["cmdline", "create_time", "status"]):
+        info = process.info
+        if info["status"] != psutil.STATUS_ZOMBIE and " ".join(info["cmdline"] or ()).startswith(prefix):
+            found.append((info["create_time"], process.pid))
+    return min(found)[1] if found else None
+
+
 def is_mpm(cmdline: list[str]) -> bool:
     """An mpm master or worker by its command line: the title it sets, or how it was started."""
     if cmdline and cmdline[0].startswith("mpm: "):

@@ -112,3 +112,24 @@ def test_a_reload_naming_another_file_is_refused_and_says_which_file_the_master_
     with urllib.request.urlopen(proxy.url("/"), timeout=5) as response:
         assert response.read() == b"one"
     assert proxy.reload().returncode == 0            # its own file: as before
+
+
+@pytest.mark.timeout(60)
+def test_mpmctl_finds_the_master_after_its_control_paths_were_edited(proxy_factory, http_backend):
+    """Review #4: with `control:` edited in the file, mpmctl looked only at the new paths and
+    said "not running" (exit 3) for reload, status and stop, so the restart the master asks
+    for ("they take effect at the next restart") could not be made with mpmctl.  It finds the
+    master serving the file by its title now, and signals it."""
+    proxy = proxy_factory([{"path": "/", "to": http_backend().url + "/"}], workers=1)
+    master = proxy.proc.pid
+    moved = os.path.join(proxy.dir, "moved")
+    proxy.config["control"] = {"pidfile": os.path.join(moved, "mpm.pid"), "socket": os.path.join(moved, "mpm.sock")}
+    proxy.write_config()
+    reload = proxy.reload()
+    assert reload.returncode == 0 and "reload signalled" in reload.stdout, reload
+    assert f"master pid {master} serves {proxy.config_path}" in reload.stderr, reload.stderr
+    wait_for(lambda: "control paths changed: they take effect at the next restart" in proxy.error_text(), 10, 0.1,
+             "the master's reload")
+    stop = proxy.mpmctl("stop")
+    assert stop.returncode == 0 and "stopped" in stop.stdout, stop
+    assert proxy.proc.wait(10) == 0
