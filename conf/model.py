@@ -155,7 +155,7 @@ class Log:
     access: str = "-"         # CustomLog; "-" = stdout, "off" = none, else an absolute path
     error: str = "-"          # ErrorLog; "-" = stderr, else an absolute path
     format: str = "combined"  # combined | json
-    error_line: int = 0       # where log.error is, for messages (0: not in the file)
+    error_line: int = field(default=0, compare=False)    # where log.error is, for messages (0: not in the file)
 
 
 @dataclass(frozen=True, slots=True)
