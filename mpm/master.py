@@ -52,13 +52,14 @@ HANDLED = (signal.SIGHUP, signal.SIGUSR1, signal.SIGTERM, signal.SIGWINCH, signa
 
 
 class WorkerRecord:
-    __slots__ = ("pid", "generation", "slot", "row", "started", "retired", "kill_at", "hung")
+    __slots__ = ("pid", "generation", "slot", "row", "started", "retired", "kill_at", "hung", "graceful")
 
-    def __init__(self, pid, generation, slot, row):
+    def __init__(self, pid, generation, slot, row, graceful: float):
         self.pid = pid
         self.generation = generation
         self.slot = slot
         self.row = row
+        self.graceful = graceful  # the graceful_timeout it was forked with: the one it stops by
         self.started = time.monotonic()
         self.retired = False      # told to stop (reload, recycle, stop): never respawned
         self.kill_at = None       # when it gets SIGKILL if still alive
@@ -272,7 +273,7 @@ class Master:
             finally:
                 os._exit(code)
         self.scoreboard.bind(row, pid)
-        self.workers[pid] = WorkerRecord(pid, generation, slot, row)
+        self.workers[pid] = WorkerRecord(pid, generation, slot, row, self.config.mpm.graceful_timeout)
         self.slots[slot] = pid
         for record in list(self.workers.values()):
             if record.slot == slot and record.generation < generation and not record.retired:
@@ -307,7 +308,7 @@ class Master:
 
     def retire(self, record: WorkerRecord, sig: int = signal.SIGTERM) -> None:
         record.retired = True
-        record.kill_at = time.monotonic() + self.config.mpm.graceful_timeout + KILL_GRACE
+        record.kill_at = time.monotonic() + record.graceful + KILL_GRACE    # (nginx: the old cycle's)
         try:
             os.kill(record.pid, sig)
         except ProcessLookupError:

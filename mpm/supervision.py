@@ -111,7 +111,7 @@ def recycle_stopping_workers(master) -> None:
         record = master.workers[pid]
         if master.scoreboard.read(record.row)["state"] == "stopping" and not record.retired:
             record.retired = True
-            record.kill_at = time.monotonic() + master.config.mpm.graceful_timeout + KILL_GRACE
+            record.kill_at = time.monotonic() + record.graceful + KILL_GRACE
             del master.slots[slot]
             master.metrics.count("restarts", RESTART_CAUSES.index("recycle"))
             master.spawn(slot)

@@ -133,3 +133,30 @@ def test_mpmctl_finds_the_master_after_its_control_paths_were_edited(proxy_facto
     stop = proxy.mpmctl("stop")
     assert stop.returncode == 0 and "stopped" in stop.stdout, stop
     assert proxy.proc.wait(10) == 0
+
+
+@pytest.mark.timeout(60)
+def test_an_old_worker_keeps_the_graceful_timeout_it_started_with(proxy_factory, http_backend):
+    """Review note: a reload that lowered mpm.graceful_timeout had the master SIGKILL the old
+    generation by the *new* one, while those workers drain by the one they were started with
+    (as nginx's old workers keep their cycle's worker_shutdown_timeout): a request they had
+    been promised was cut.  Here 20 s becomes 1 s while an 8 s request is in flight."""
+    def slow(request, body):
+        if request["target"] == "/slow":
+            time.sleep(8)
+        return 200, [], b"done"
+    proxy = proxy_factory([{"path": "/", "to": http_backend(slow).url + "/"}], workers=1)
+    proxy.config["mpm"]["graceful_timeout"] = 20
+    proxy.write_config()
+    assert proxy.reload().returncode == 0
+    proxy.wait_ready(generation=2)
+    with proxy.connect(timeout=30) as sock:
+        sock.sendall(b"GET /slow HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        time.sleep(0.5)                                   # in the generation-2 worker's hands
+        proxy.config["mpm"]["graceful_timeout"] = 1
+        proxy.write_config()
+        assert proxy.reload().returncode == 0
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"done"), data
