@@ -164,7 +164,16 @@ def cmd_reload(args) -> int:
     if isinstance(found, int):
         return found
     config, pid = found
-    answer = _ask(config, {"cmd": "reload", "config": os.path.realpath(config.file)})
+    try:
+        answer = control.request(config.control.socket, {"cmd": "reload", "config": os.path.realpath(config.file)})
+    except TimeoutError:
+        # It took the request and never answered (hung, or a reload slower than 30 s): a
+        # SIGHUP now would queue a second reload behind the first (review 2026-12-03-reload #2).
+        print(f"mpmctl: master pid {pid} took the reload request but did not answer within 30 s "
+              "(see the error log)", file=sys.stderr)
+        return EXIT_FAIL
+    except (OSError, ValueError):
+        answer = None
     if answer is None:
         os.kill(pid, signal.SIGHUP)
         print("reload signalled (SIGHUP)")

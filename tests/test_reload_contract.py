@@ -5,6 +5,7 @@ real clients."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -160,3 +161,22 @@ def test_an_old_worker_keeps_the_graceful_timeout_it_started_with(proxy_factory,
         while chunk := sock.recv(65536):
             data += chunk
     assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"done"), data
+
+
+@pytest.mark.timeout(60)
+def test_a_master_that_takes_the_reload_request_and_never_answers_is_not_reported_reloaded(proxy_factory,
+                                                                                           http_backend):
+    """Review #2: `mpmctl reload` to a master that had hung gave up after 30 s, sent SIGHUP
+    (a second reload, queued) and said "reload signalled", exit 0.  A master that took the
+    request and did not answer is reported so, exit 1, and is not signalled."""
+    proxy = proxy_factory([{"path": "/", "to": http_backend().url + "/"}], workers=1)
+    os.kill(proxy.proc.pid, signal.SIGSTOP)         # its socket still takes the request
+    try:
+        result = proxy.mpmctl("reload", timeout=45)
+    finally:
+        os.kill(proxy.proc.pid, signal.SIGCONT)
+    assert result.returncode == 1, result
+    assert f"master pid {proxy.proc.pid} took the reload request but did not answer" in result.stderr, result.stderr
+    status = wait_for(lambda: proxy.status(), 10, 0.1, "the master answering again")
+    time.sleep(0.5)
+    assert proxy.status()["generation"] == 2 == status["generation"], "one reload (the request's), not two"
