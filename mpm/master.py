@@ -91,7 +91,8 @@ class Master:
         self.generation = inherit.get("generation", 0)
         self.predecessor_generation = self.generation if inherit else None   # `mpmctl upgrade`: whose workers serve meanwhile
         self.ticket_keys = TicketKeys(inherit.get("ticket_keys"))   # TLS session-ticket keys, carried on
-        self.ticket_keys.configure(config.tls)
+        if self.upgrade_from is None:   # else at the hand-over (upgrade.follow): the table is shared
+            self.ticket_keys.configure(config.tls)
         self.successor = None                      # the new master while `mpmctl upgrade` runs
         self.successor_ready = None                # a pipe: it writes a byte there once it serves
         self.successor_deadline = 0.0

@@ -160,8 +160,19 @@ def _hand_control_over(master, successor_pid: int) -> None:
 
 def follow(master) -> bool:
     """In a master `mpmctl upgrade` started, each pass until it holds the control paths:
-    True once it does (the master it replaces renamed its socket there, or is gone: then it
-    takes them itself, unless it is stopping)."""
+    True once it does.  Only then do its configuration's session-ticket keys go into the
+    shared table: the master it replaces serves with that table until the hand-over, and an
+    upgrade that fails before it must leave it the keys it had (review 2026-12-03-upgrade #1:
+    tickets issued before a failed upgrade no longer resumed)."""
+    if not _holds_control_paths(master):
+        return False
+    master.ticket_keys.configure(master.config.tls)
+    return True
+
+
+def _holds_control_paths(master) -> bool:
+    """True once this master holds the control paths (the master it replaces renamed its
+    socket there, or is gone: then it takes them itself, unless it is stopping)."""
     from mpm.pidfile import write_pidfile
     control = master.config.control
     if master.control.moved_to(control.socket):

@@ -249,3 +249,41 @@ def test_sessions_resume_for_the_session_timeout_and_no_longer(proxy_factory, ht
 def test_the_session_timeout_is_300_seconds_unless_set(proxy_factory, http_backend, tmp_path, ca):
     proxy = _tls_proxy(proxy_factory, http_backend, tmp_path, ca, workers=1)
     assert _sessions(Client(ca, proxy.port))[ssl.TLSVersion.TLSv1_3].ticket_lifetime_hint == 300
+
+
+@pytest.mark.timeout(120)
+def test_a_failed_upgrade_leaves_the_old_masters_ticket_keys(proxy_factory, http_backend, tmp_path, ca):
+    """Review 2026-12-03-upgrade #1: the new master wrote its configuration's key file into the
+    shared key table as it started, before it had bound anything; failing then (a port another
+    program holds), it left the old master serving with those keys, and every ticket issued
+    before stopped resuming.  The keys change at the hand-over now, and only then."""
+    proxy = _tls_proxy(proxy_factory, http_backend, tmp_path, ca, workers=1)
+    client = Client(ca, proxy.port)
+    before = _sessions(client)
+    key_file = tmp_path / "ticket.key"
+    key_file.write_bytes(os.urandom(80))
+    listen = proxy.config["listen"]
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen(1)
+    try:
+        proxy.config["listen"] = [*listen, f"127.0.0.1:{blocker.getsockname()[1]}"]
+        proxy.config["tls"] = {"session_ticket_key": str(key_file)}
+        proxy.write_config()
+        failed = proxy.mpmctl("upgrade", timeout=60)
+        assert failed.returncode != 0 and proxy.proc.poll() is None, failed
+        assert proxy.status()["tls"]["source"] == "generated"
+        for version, session in before.items():
+            assert client.get(version, session)[0], version
+    finally:
+        blocker.close()
+    proxy.config["listen"] = listen
+    proxy.write_config()
+    result = proxy.mpmctl("upgrade", timeout=60)
+    assert result.returncode == 0, result.stderr + result.stdout
+    new_master = int(open(os.path.join(proxy.dir, "run", "mpm.pid")).read())
+    try:
+        assert proxy.status()["tls"]["source"] == "file"        # taken at the hand-over
+    finally:
+        proxy.mpmctl("stop")
+        wait_for(lambda: not psutil.pid_exists(new_master), 20, 0.1, "the new master to stop")
