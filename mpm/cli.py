@@ -191,7 +191,7 @@ def cmd_upgrade(args) -> int:
     if isinstance(found, int):
         return found
     config, old = found
-    answer = _ask(config, {"cmd": "upgrade"})
+    answer = _ask(config, {"cmd": "upgrade", "config": os.path.realpath(config.file)})
     if answer is None or not answer.get("ok"):
         print("\n".join((answer or {}).get("errors", ["the master did not answer"])), file=sys.stderr)
         return EXIT_FAIL
@@ -199,6 +199,12 @@ def cmd_upgrade(args) -> int:
     deadline = time.monotonic() + config.mpm.graceful_timeout + 40
     while time.monotonic() < deadline and (pid_alive(old) or read_pid(config.control.pidfile) != new):
         if not process_running(new):
+            current = read_pid(config.control.pidfile)
+            if current not in (None, old, new) and pid_alive(current):
+                # Another upgrade took over from ours (review 2026-12-03-upgrade #4): its
+                # status answer is not the old master's.
+                print(f"upgraded: master {old} -> {new}, since replaced by master {current} (another upgrade)")
+                return EXIT_OK
             print(f"mpmctl: {_why_successor_went(config, old, new)}", file=sys.stderr)
             return EXIT_FAIL
         time.sleep(0.1)

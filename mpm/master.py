@@ -339,9 +339,9 @@ class Master:
         supervision.kill_overdue(self, now)
 
 
-    def upgrade(self) -> dict:
+    def upgrade(self, named=None) -> dict:
         """`mpmctl upgrade` (mpm.upgrade)."""
-        return upgrade.start(self)
+        return upgrade.start(self, named)
 
     # == stopping =====================================================================================
     def stop(self, now: bool) -> None:
@@ -390,7 +390,7 @@ class Master:
             errors = reloading.other_file(self, request.get("config")) or self.reload()
             return {"ok": not errors, "errors": errors, "generation": self.generation}
         if command == "upgrade":
-            return self.upgrade()
+            return self.upgrade(request.get("config"))
         if command == "balancer":
             return self.balancers.control(request)
         if command == "stop":

@@ -121,9 +121,9 @@ def other_file(master, named) -> list[str]:
     own = master.config.file
     if os.path.realpath(named) == os.path.realpath(own):
         return []
-    message = (f"this master serves {own}, which a reload reads again, not {named} "
+    message = (f"this master serves {own}, which a reload or an upgrade reads again, not {named} "
                f"(to serve {named}: mpmctl stop and start -c {named})")
-    log.error("reload refused: %s", message)
+    log.error("refused: %s", message)
     return [message]
 
 

@@ -38,12 +38,17 @@ def staging_path(socket_path: str) -> str:
     return staged if len(os.fsencode(staged)) < SUN_PATH_MAX else os.path.join(os.path.dirname(socket_path), "~")
 
 
-def start(master) -> dict:
+def start(master, named=None) -> dict:
     """Start the next master (a fresh exec of the installed code) with our listening
     sockets and our scoreboard; once its workers serve, ours stop and hand it their
-    tunnels, and we exit.  Until then nothing changes, and a failure changes nothing."""
+    tunnels, and we exit.  Until then nothing changes, and a failure changes nothing.
+    `named`: the file `mpmctl upgrade -c` checked (the new master reads ours)."""
     if master.stopping or master.successor is not None:
         return {"ok": False, "errors": ["an upgrade or a stop is already under way"]}
+    from mpm.reloading import other_file
+    errors = other_file(master, named)
+    if errors:
+        return {"ok": False, "errors": errors}
     admin = master.admin.export()
     ticket_keys = master.ticket_keys.export()     # a memfd: the keys never go through a file
     members = master.balancers.export_table()     # our workers count on there until they exit
@@ -61,9 +66,11 @@ def start(master) -> dict:
     argv = [sys.executable, "-m", "mpm", "start"] + (["-c", master.config_path] if master.config_path else [])
     try:
         master.successor = subprocess.Popen(argv, env=env, pass_fds=[*fds, ready_w])
-    except OSError:
+    except OSError as exc:      # the interpreter gone (a virtualenv rebuilt), out of fds or memory
         os.close(ready_r)
-        raise
+        why = f"cannot start the new master ({argv[0]}): {exc.strerror or exc}"
+        log.error("upgrade failed: %s; still serving", why)
+        return {"ok": False, "errors": [why]}
     finally:
         os.close(ready_w)
     master.successor_ready = ready_r

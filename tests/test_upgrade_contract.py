@@ -1,0 +1,118 @@
+"""`mpmctl upgrade` says what happened (review 2026-12-03-upgrade:
+docs/reviews/2026-12-03-upgrade/report.md).  Real masters, real backends, real mpmctl runs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+import psutil
+import pytest
+from proxyproc import ROOT
+from support import wait_for
+
+
+def _body(url: str, timeout: float = 20) -> bytes:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return response.read()
+
+
+def _pidfile(proxy) -> int | None:
+    try:
+        with open(os.path.join(proxy.dir, "run", "mpm.pid")) as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return None
+
+
+def _stop_all(proxy, *masters) -> None:
+    proxy.mpmctl("stop")
+    for pid in masters:
+        if pid:
+            wait_for(lambda pid=pid: not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie",
+                     30, 0.1, f"master {pid} to stop")
+
+
+@pytest.mark.timeout(60)
+def test_an_upgrade_naming_another_file_is_refused(proxy_factory, http_backend):
+    """#5: `mpmctl upgrade -c OTHER` checked OTHER, the new master read the old one's file,
+    and mpmctl said "upgraded"."""
+    one = http_backend(lambda request, body: (200, [], b"one"))
+    proxy = proxy_factory([{"path": "/", "to": one.url + "/"}], workers=1)
+    other = os.path.join(proxy.dir, "other.yaml")
+    shutil.copy(proxy.config_path, other)
+    try:
+        result = subprocess.run([sys.executable, "-m", "mpm", "upgrade", "-c", other], capture_output=True,
+                                text=True, timeout=60, cwd=ROOT)
+        assert result.returncode != 0 and f"this master serves {proxy.config_path}" in result.stderr, result
+        assert proxy.status()["master_pid"] == proxy.proc.pid and _body(proxy.url("/")) == b"one"
+    finally:
+        successor = _pidfile(proxy)
+        if successor not in (None, proxy.proc.pid):       # an upgrade that went through after all
+            _stop_all(proxy, successor)
+
+
+@pytest.mark.timeout(60)
+def test_an_upgrade_whose_interpreter_is_gone_fails_saying_why(proxy_factory, http_backend, tmp_path):
+    """#6: a virtualenv rebuilt or removed under a running server: the exec of the new master
+    fails in the old one, which answered "internal error (see the error log)"."""
+    venv = os.path.dirname(os.path.dirname(sys.executable))
+    fake = tmp_path / "venv"
+    (fake / "bin").mkdir(parents=True)
+    python = fake / "bin" / "python"
+    os.symlink(os.path.realpath(sys.executable), python)
+    shutil.copy(os.path.join(venv, "pyvenv.cfg"), fake / "pyvenv.cfg")
+    os.symlink(os.path.join(venv, "lib"), fake / "lib")
+    proxy = proxy_factory([{"path": "/", "to": http_backend().url + "/"}], start=False, workers=1)
+    proxy.write_config()
+    proxy.stdout = open(os.path.join(proxy.dir, "stdout.log"), "wb")
+    proxy.stderr = open(os.path.join(proxy.dir, "stderr.log"), "wb")
+    proxy.proc = subprocess.Popen([str(python), "-m", "mpm", "start", "-c", proxy.config_path],
+                                  stdout=proxy.stdout, stderr=proxy.stderr, cwd=ROOT)
+    proxy.wait_ready()
+    os.unlink(python)
+    result = proxy.mpmctl("upgrade", timeout=60)
+    assert result.returncode != 0, result
+    assert f"cannot start the new master ({python}): No such file or directory" in result.stderr, result.stderr
+    status = proxy.status()
+    assert status["master_pid"] == proxy.proc.pid and status.get("upgrading_to") is None
+    assert _body(proxy.url("/")) == b"hello"
+
+
+@pytest.mark.timeout(120)
+def test_an_upgrade_replaced_by_another_before_it_finished_is_reported_done(proxy_factory, http_backend):
+    """#4: while the first `mpmctl upgrade` waited for the old master to finish a slow request,
+    a second upgrade replaced its new master; the first then read the third master's status as
+    the old one's and said "the new master exited; OLD still serves", exit 1."""
+    def handler(request, body):
+        if request["target"] == "/slow":
+            time.sleep(6)
+        return 200, [], b"ok"
+    proxy = proxy_factory([{"path": "/", "to": http_backend(handler).url + "/"}], workers=1)
+    old = proxy.proc.pid
+    slow = {}
+    thread = threading.Thread(target=lambda: slow.update(body=_body(proxy.url("/slow"))))
+    thread.start()
+    time.sleep(0.5)
+    first = subprocess.Popen([sys.executable, "-m", "mpm", "upgrade", "-c", proxy.config_path], cwd=ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    middle = wait_for(lambda: (pid := _pidfile(proxy)) not in (None, old) and pid, 20, 0.05, "the hand-over")
+    last = None
+    try:
+        time.sleep(0.5)
+        second = proxy.mpmctl("upgrade", timeout=60)
+        last = _pidfile(proxy)
+        assert second.returncode == 0, second
+        out, _ = first.communicate(timeout=60)
+        thread.join(30)
+        assert first.returncode == 0 and f"upgraded: master {old} -> {middle}" in out, out
+        assert slow.get("body") == b"ok" and _body(proxy.url("/")) == b"ok"
+    finally:
+        if first.poll() is None:
+            first.kill()
+        _stop_all(proxy, middle, last)
