@@ -116,3 +116,32 @@ def test_an_upgrade_replaced_by_another_before_it_finished_is_reported_done(prox
         if first.poll() is None:
             first.kill()
         _stop_all(proxy, middle, last)
+
+
+@pytest.mark.timeout(90)
+def test_a_tunnel_survives_an_upgrade_whose_old_master_was_killed_before_the_hand_over(proxy_factory, ws_backend):
+    """#3: the old master SIGKILLed (the OOM killer, a kill -9) while `mpmctl upgrade` runs: the
+    new master takes over (upgrade.follow) and mpmctl says "upgraded", but the old workers,
+    seeing their master gone, exited at once and cut every tunnel, although the new master's
+    workers were there to take them.  They hand them over now."""
+    from websockets.sync.client import connect
+    echo = ws_backend()
+    proxy = proxy_factory([{"path": "/ws/", "to": echo.url + "/"}], workers=1)
+    old = proxy.proc.pid
+    upgrade = None
+    with connect(f"ws://127.0.0.1:{proxy.port}/ws/x", open_timeout=5) as tunnel:
+        tunnel.send("before")
+        assert tunnel.recv(timeout=5) == "before"
+        try:
+            upgrade = subprocess.Popen([sys.executable, "-m", "mpm", "upgrade", "-c", proxy.config_path], cwd=ROOT,
+                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            wait_for(lambda: "upgrade: started master pid" in proxy.error_text(), 10, 0.01, "the upgrade to start")
+            os.kill(old, 9)                      # before the hand-over
+            out, _ = upgrade.communicate(timeout=60)
+            assert upgrade.returncode == 0, out
+            tunnel.send("after")
+            assert tunnel.recv(timeout=10) == "after"
+        finally:
+            if upgrade is not None and upgrade.poll() is None:
+                upgrade.kill()
+            _stop_all(proxy, _pidfile(proxy))

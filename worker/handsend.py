@@ -25,6 +25,7 @@ from worker.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT
 # graceful_timeout (test_handover).  Waiting costs nothing: the tunnels relay meanwhile.
 CONNECT_PATIENCE = 10.0
 RETRY = 0.05                 # seconds between looks for a successor
+UPGRADE_WAIT = 30.0          # for the new master's workers once ours is gone (its own deadline)
 HELLO_WAIT = 1.0             # no b"H" by then: a receiver of a release that does not answer
 # Items sent between two reads of the successor's answers.  It answers each item with one
 # 1-byte message and drops an answer our receive queue has no room for (a release before the
@@ -71,6 +72,7 @@ class HandoverSender:
 
     def __init__(self, worker):
         self.worker = worker
+        self.master_pid = os.getppid()      # the master that forked us (after its death: init's)
         self.loop = worker.loop
         self.sock: socket.socket | None = None
         self.queue: collections.deque = collections.deque()     # tunnels and connections to send
@@ -99,6 +101,31 @@ class HandoverSender:
             self.queue.append(item)
             self._want_writable()
         # while still looking, `_find` collects every movable item once it connects
+
+    def successor_expected(self) -> bool:
+        return self._expected()
+
+    def after_master_died(self, hand_over, exit_now) -> None:
+        """Our master is gone.  If it had started an upgrade (a process it started with
+        MPM_UPGRADE_FROM naming it, mpm.upgrade), a newer generation serves or soon will: wait
+        for one while that master lives, up to UPGRADE_WAIT s, then `hand_over()` (a graceful
+        stop); otherwise `exit_now()`."""
+        successor = None if self._expected() else _upgrade_started_by(self.master_pid)
+        if successor is None and not self._expected():
+            exit_now()
+            return
+        deadline = self.loop.now + UPGRADE_WAIT
+
+        def look() -> None:
+            if self._expected():
+                self.worker.log_error("warning", "master process is gone during an upgrade: handing over to "
+                                                 "the new master's workers, then exiting")
+                hand_over()
+            elif self.loop.now >= deadline or not _alive(successor):
+                exit_now()
+            else:
+                self.loop.call_later(RETRY, look)
+        look()
 
     def _expected(self) -> bool:
         """A newer worker exists (in any state), or our slot is being recycled: the master
@@ -332,3 +359,22 @@ class HandoverSender:
             self._interest(None)
             self.sock.close()
             self.sock = None
+
+
+def _upgrade_started_by(master_pid: int) -> int | None:
+    """The new master `mpmctl upgrade` had `master_pid` start (mpm.upgrade.start), if any.
+    Read only when our master has died: a scan of the processes' environments."""
+    import psutil
+    wanted = str(master_pid)
+    for process in psutil.process_iter(["environ"]):
+        if (process.info["environ"] or {}).get("MPM_UPGRADE_FROM") == wanted:
+            return process.pid
+    return None
+
+
+def _alive(pid: int | None) -> bool:
+    import psutil
+    try:
+        return pid is not None and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False

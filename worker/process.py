@@ -133,6 +133,14 @@ class Worker:
             self.graceful_stop()
 
     def _parent_gone(self) -> None:
+        """Our master died: during `mpmctl upgrade`, our tunnels and idle connections go to the
+        new master's workers as at a hand-over (review 2026-12-03-upgrade #3: they were cut);
+        otherwise nobody would respawn or stop us, and we exit at once (worker.handsend)."""
+        self.loop.remove(self.parent_fd)           # its EOF stays readable: said once
+        if not self.stopping:                      # (a stop under way goes on, as it would)
+            self.sender.after_master_died(self.graceful_stop, self._master_gone_exit)
+
+    def _master_gone_exit(self) -> None:
         self.log_error("error", "master process is gone: exiting")
         self.loop.running = False
 
