@@ -1,10 +1,12 @@
 """A graceful reload's two steps, as Apache's and nginx's: validate, then commit.
 
 First the new file is read, the master's error log opened, everything it adds bound (admin
-listener, listeners) and the listeners' TLS contexts built, without touching what serves;
-any error stops there, logged as `FILE:LINE: message`, and the running generation serves on.  Only then does the master take the new configuration, fork a
-new generation and retire the old one (its workers hand their tunnels and idle keep-alive
-connections to the new ones).
+listener, listeners), the listeners' TLS contexts built and the new generation's shared tables
+made, without touching what serves; any error stops there, logged as `FILE:LINE: message`, and
+the running generation serves on.  Only then does the master take the new configuration, fork
+a new generation and retire the old one (its workers hand their tunnels and idle keep-alive
+connections to the new ones); a worker the system will not fork is tried again, its slot's old
+worker serving meanwhile (Master.spawn).
 """
 
 from __future__ import annotations
