@@ -102,9 +102,6 @@ class HandoverSender:
             self._want_writable()
         # while still looking, `_find` collects every movable item once it connects
 
-    def successor_expected(self) -> bool:
-        return self._expected()
-
     def after_master_died(self, hand_over, exit_now) -> None:
         """Our master is gone.  If it had started an upgrade (a process it started with
         MPM_UPGRADE_FROM naming it, mpm.upgrade), a newer generation serves or soon will: wait
