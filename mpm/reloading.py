@@ -58,7 +58,7 @@ def reload(master) -> list[str]:
     # Each new worker retired its slot's old one as it forked (Master.spawn); a slot whose
     # fork failed keeps its old worker until the retry succeeds.  Slots beyond the new count:
     for record in old:
-        if not record.retired and (record.slot >= config.mpm.workers or record.slot in master.slots):
+        if not record.retired and record.slot >= config.mpm.workers:
             master.retire(record)
     masterlog.install(error_log, config)
     started = len(master.slots)
