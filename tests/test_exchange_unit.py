@@ -14,6 +14,7 @@ from conf.model import Limits
 from worker import authority, exchange, http1
 from worker.authority import valid_host
 from worker.backend import Origins
+from worker.clientcert import IdentityHead
 from worker.framing import (
     CLOSE_FRAMING,
     NO_BODY,
@@ -192,6 +193,23 @@ def test_request_head_drops_hop_by_hop_and_what_connection_names_and_sets_ours()
     assert out == (b"GET /b/a HTTP/1.1\r\nHost: backend:9001\r\nUser-Agent: ua\r\nAccept: */*\r\n"
                    b"X-Forwarded-For: 1.2.3.4, 10.0.0.9\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: front\r\n\r\n")
 
+
+
+def test_a_clients_x_ssl_client_fields_give_way_to_ours_unless_a_trusted_proxy_sent_them():
+    """worker.clientcert: on a server with a client_ca listener only the proxy writes
+    X-SSL-Client-*.  Among them one a Connection field also names (rewrite drops that one),
+    and Transfer-Encoding spelt oddly (rewritten: the head is not sent as it came)."""
+    raw = (b"POST /a HTTP/1.1\r\nHost: h\r\nX-SSL-Client-S-DN: CN=admin\r\nX-SSL-Clientele: kept\r\n"
+           b"Connection: x-ssl-client-verify\r\nx-ssl-client-verify: SUCCESS\r\nHostname: kept\r\n"
+           b"Transfer-Encoding: CHUNKED\r\nX-Ssl-Client-Cn: admin\r\n\r\n")
+    head = parse_request(raw, LIMITS)
+    ours = b"X-SSL-Client-Verify: SUCCESS\r\nX-SSL-Client-S-DN: CN=alice\r\n"
+    kept = b"POST /a HTTP/1.1\r\nHost: backend:9001\r\nX-SSL-Clientele: kept\r\nHostname: kept\r\n" \
+           b"Transfer-Encoding: chunked\r\n" + XFF + PROTO + b"X-Forwarded-Host: h\r\n"
+    assert IdentityHead(ours)(head, b"/a", HOST, XFF, PROTO, None) == kept + ours + b"\r\n"
+    assert IdentityHead(b"")(head, b"/a", HOST, XFF, PROTO, None) == kept + b"\r\n"   # no certificate
+    trusted = request_head(head, b"/a", HOST, XFF, PROTO, None, trusted=True)
+    assert b"X-SSL-Client-S-DN: CN=admin\r\n" in trusted and b"X-Ssl-Client-Cn: admin\r\n" in trusted
 
 def test_request_head_for_an_upgrade_and_for_an_http10_client():
     head = parse_request(b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"

@@ -299,26 +299,70 @@ Listen 8443 https
 
 
 def test_a_request_header_httpd_overwrites_is_reported_as_forgeable(tmp_path):
-    """`RequestHeader set X-SSL-Client-S-DN "%{SSL_CLIENT_S_DN}s"` (or `unset`) replaces what
-    the client sent: the backend can trust it.  mpm-proxy edits no headers, so without it the
-    backend gets the client's own header of that name: a client can forge its identity.  That
-    is access control lost (exit 1), as a dropped Require is; `add` keeps the client's value
-    beside httpd's, so dropping it loses nothing the backend could have trusted."""
+    """`RequestHeader set X-Remote-User ...` (or `unset`) replaces what the client sent: the
+    backend can trust it.  mpm-proxy edits no headers, so without it the backend gets the
+    client's own header of that name: a client can forge its identity.  That is access control
+    lost (exit 1), as a dropped Require is; `add` keeps the client's value beside httpd's, so
+    dropping it loses nothing the backend could have trusted."""
     text = LOAD + """LoadModule headers_module modules/mod_headers.so
 Listen 8080
 <VirtualHost *:8080>
-    RequestHeader set X-SSL-Client-S-DN "%{SSL_CLIENT_S_DN}s"
-    RequestHeader unset X-Remote-User
+    RequestHeader set X-Remote-User "%{REMOTE_USER}s"
+    RequestHeader unset X-Remote-Group
     RequestHeader add X-Trace on
     ProxyPass / http://127.0.0.1:9001/
 </VirtualHost>
 """
     _, _, stderr = run(tmp_path, text, status=1)
-    for line, name in ((11, "X-SSL-Client-S-DN"), (12, "X-Remote-User")):
+    for line, name in ((11, "X-Remote-User"), (12, "X-Remote-Group")):
         assert f"{tmp_path}/httpd.conf:{line}: not translated: RequestHeader" in stderr
         assert f"the backend gets {name} as the client sent it" in stderr, stderr
     _, _, stderr = run(tmp_path, text.replace("    RequestHeader set", "    #").replace("    RequestHeader unset", "    #"))
     assert "RequestHeader add X-Trace on (mpm-proxy does not edit headers)" in stderr
+
+
+def test_the_client_certificate_fields_mod_ssl_passes_are_what_mpm_sets_itself(tmp_path, pairs):
+    """With a listener requiring client certificates, mpm-proxy sets X-SSL-Client-Verify, -S-DN,
+    -I-DN and -Serial from mod_ssl's variables and drops every X-SSL-Client-* a client sends
+    (worker.clientcert): Apache's usual lines for them change nothing (exit 0).  Another
+    X-SSL-Client-* field, or another value, is one the backend no longer gets as httpd gave it:
+    a change in who gets in (exit 1), though not a forgeable one.  Without such a listener
+    mpm-proxy leaves the fields alone: forgeable, as any other."""
+    cert, key = pairs["default.test"]
+    clients = tmp_path / "clients.pem"
+    clients.write_bytes(trustme.CA().cert_pem.bytes())
+    lines = """    RequestHeader set X-SSL-Client-S-DN "%{SSL_CLIENT_S_DN}s"
+    RequestHeader set X-SSL-Client-I-DN "%{SSL_CLIENT_I_DN}s"
+    RequestHeader set X-SSL-Client-Serial "%{SSL_CLIENT_M_SERIAL}s"
+    RequestHeader set X-SSL-Client-Verify "%{SSL_CLIENT_VERIFY}s"
+    RequestHeader unset X-SSL-Client-Cert
+"""
+    text = LOAD + f"""LoadModule headers_module modules/mod_headers.so
+LoadModule ssl_module modules/mod_ssl.so
+Listen 8443 https
+<VirtualHost *:8443>
+    SSLEngine on
+    SSLCertificateFile {cert}
+    SSLCertificateKeyFile {key}
+    SSLVerifyClient require
+    SSLCACertificateFile {clients}
+LINES    ProxyPass / http://127.0.0.1:9001/
+</VirtualHost>
+"""
+    data, _, stderr = run(tmp_path, text.replace("LINES", lines))
+    assert data["listen"][0]["tls"]["client_ca"] == str(clients)
+    assert "mpm-proxy sets X-SSL-Client-S-DN to %{SSL_CLIENT_S_DN}s itself on a listener with client_ca" in stderr
+    assert "drops every X-SSL-Client-* field a client sends, X-SSL-Client-Cert included" in stderr
+    assert "forge" not in stderr, stderr
+    other = '    RequestHeader set X-SSL-Client-CN "%{SSL_CLIENT_S_DN_CN}s"\n'
+    _, _, stderr = run(tmp_path, text.replace("LINES", lines + other), status=1)
+    assert "the backend gets no X-SSL-Client-CN" in stderr, stderr
+    moved = '    RequestHeader set X-SSL-Client-S-DN "%{SSL_CLIENT_S_DN_CN}s"\n'
+    _, _, stderr = run(tmp_path, text.replace("LINES", moved), status=1)
+    assert "sets X-SSL-Client-S-DN to %{SSL_CLIENT_S_DN}s (not %{SSL_CLIENT_S_DN_CN}s)" in stderr, stderr
+    unguarded = text.replace("LINES", lines).replace("    SSLVerifyClient require\n", "")
+    _, _, stderr = run(tmp_path, unguarded, status=1)
+    assert "the backend gets X-SSL-Client-S-DN as the client sent it, so a client can forge it" in stderr, stderr
 
 
 def test_listeners_that_would_need_other_routes_are_reported(tmp_path):

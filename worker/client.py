@@ -39,6 +39,7 @@ from __future__ import annotations
 from conf.readahead import buffered
 from tunnel.buffer import SHARED_BUFFER, SHARED_VIEW
 from tunnel.endpoint import WOULD_BLOCK, Endpoint
+from worker.clientcert import head_writer
 from worker.clientmove import MovableClient
 from worker.exchange import READ_AHEAD, Exchange
 from worker.headreader import HeadReader
@@ -68,7 +69,7 @@ _CR = 13
 class ClientConnection(MovableClient):
     http2 = False    # the client side is one HTTP/1.1 socket (worker.h2.stream.H2Stream: a stream)
 
-    __slots__ = ("worker", "loop", "ep", "client_ip", "proto_line", "xff_line", "state", "deadline",
+    __slots__ = ("worker", "loop", "ep", "client_ip", "proto_line", "xff_line", "head_writer", "state", "deadline",
                  "inbuf", "reader", "requests", "exchange", "eof", "serving", "since", "holds", "proxied",
                  "forwarded", "limiter", "private")
 
@@ -87,6 +88,8 @@ class ClientConnection(MovableClient):
         # The X-Forwarded-* lines that depend only on the connection, built once.
         self.proto_line = b"X-Forwarded-Proto: https\r\n" if tls else b"X-Forwarded-Proto: http\r\n"
         self.xff_line = b"X-Forwarded-For: " + client_ip + b"\r\n"
+        # Its request heads for the backend: with the X-SSL-Client-* fields of its certificate?
+        self.head_writer = head_writer(worker, sock, tls, forwarded)
         self.inbuf = bytearray()
         self.reader = None           # the HeadReader of a head that arrived in part
         self.requests = 0

@@ -32,6 +32,7 @@ class ClientSide(Protocol):
     client_ip: bytes
     xff_line: bytes          # b"X-Forwarded-For: ip\r\n", built once per connection
     proto_line: bytes        # b"X-Forwarded-Proto: http(s)\r\n"
+    head_writer: object      # rewrite.request_head, or clientcert.IdentityHead: one per connection
     deadline: float          # the exchange sets it per phase; the loop's sweep calls on_deadline
     inbuf: bytes             # bytes read past the head (HTTP/1.1 pipelining; b"" for a stream)
     eof: bool                # the client closed its sending side (HTTP/1.1 only)

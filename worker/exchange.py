@@ -33,7 +33,7 @@ from tunnel.endpoint import EPOLLIN, EPOLLOUT
 from worker import bodies, connecting, failover, policy, response, routing
 from worker.loop import EPOLLERR, EPOLLHUP
 from worker.phases import CONNECTING, DONE, FLUSHING, NEXT, PHASES, RELAYING, ROUTING, TUNNEL, WAITING
-from worker.rewrite import error_response, request_head
+from worker.rewrite import error_response
 
 READ_AHEAD = 64 * 1024          # pipelined bytes we hold before we stop reading a client
 
@@ -156,8 +156,8 @@ class Exchange:
     def request_head(self) -> bytes:
         head, route, client = self.head, self.route, self.client
         host_line = (b"Host: " + head.host + b"\r\n") if route.preserve_host and head.host else self.origin.host_line
-        return request_head(head, self.mapped, host_line, client.xff_line, client.proto_line, self.upgrade,
-                            client.forwarded)
+        return client.head_writer(head, self.mapped, host_line, client.xff_line, client.proto_line, self.upgrade,
+                                  client.forwarded)
 
     # == the request direction ==============================================================
     def read_request_body(self) -> None:

@@ -81,6 +81,7 @@ class Worker:
         self.stopping = False
         self.recycling = False              # stopping on our own (MaxConnectionsPerChild)
         self.reverse_maps = ReverseMaps()     # ProxyPassReverse's prefixes, made once each
+        self.client_certs = any(listener.tls is not None and listener.tls.client_ca for _, listener in listeners)
         # The live objects, by kind (the loop's `timed` set is for deadlines only).
         self.clients: set = set()
         self.tunnel_set: set = set()

@@ -33,6 +33,7 @@ class Context:
     # (id(virtual host scope), balancer name) -> its name in the output, for a virtual host's own
     # balancer whose name an earlier server took (httpd's balancers are per server, ours global)
     balancer_aliases: dict[tuple[int, str], str] = field(default_factory=dict)
+    client_certs: bool = False          # a listener has client_ca: mpm-proxy then owns X-SSL-Client-*
 
     def take(self, d: Directive) -> Directive:
         self.handled.add(id(d))

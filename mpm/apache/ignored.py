@@ -108,17 +108,42 @@ def _plain(ctx: Context, d: Directive, inside: Directive | None) -> None:
         ctx.report.dropped(d.where, d.text(), "mpm-proxy's workers are event loops without a pool of spare threads "
                                               "(see mpm.workers and mpm.threads_per_child)")
     elif key == "requestheader" and [w.lower() for w in d.words[:1]] in (["set"], ["unset"]) and len(d.words) > 1:
-        # httpd replaces (or removes) what the client sent, so a backend may trust the header
-        # (the client certificate's subject, an authenticated user); here it would arrive as
-        # the client wrote it.
-        ctx.report.dropped(d.where, d.text(), f"mpm-proxy does not edit headers: the backend gets {d.words[1]} as "
-                                              "the client sent it, so a client can forge it", routing=True)
+        why, routing = _replaced_header(d.words, ctx.client_certs)
+        ctx.report.dropped(d.where, d.text(), why, routing=routing)
     elif key in REASONS:
         if key not in ("servername", "serveralias", "rewriteengine", "rewriteoptions",
                        "proxywebsocketfallbacktoproxyhttp") and not (key == "proxyrequests" and d.args.lower() == "off"):
             ctx.report.dropped(d.where, d.text(), REASONS[key], routing=key == "proxyrequests")
     else:
         ctx.report.dropped(d.where, d.text(), "no mpm-proxy equivalent")
+
+
+# What worker.clientcert sets on a listener with client_ca, as mod_ssl's variables.
+_CLIENT_CERT_FIELDS = {"x-ssl-client-verify": "%{SSL_CLIENT_VERIFY}s", "x-ssl-client-s-dn": "%{SSL_CLIENT_S_DN}s",
+                       "x-ssl-client-i-dn": "%{SSL_CLIENT_I_DN}s", "x-ssl-client-serial": "%{SSL_CLIENT_M_SERIAL}s"}
+
+
+def _replaced_header(words: list[str], client_certs: bool) -> tuple[str, bool]:
+    """`RequestHeader set|unset NAME`: httpd replaces (or removes) what the client sent, so a
+    backend may trust the field (an authenticated user, the client certificate's subject).
+    mpm-proxy edits no headers but X-SSL-Client-*, and those only when a listener has
+    client_ca (`client_certs`): then it drops every such field a client sends, and sets four
+    on that listener (worker.clientcert).  (Why, and whether what the backend gets changes in
+    a way that matters to who gets in.)"""
+    name = words[1]
+    if not client_certs or not name.lower().startswith("x-ssl-client-"):
+        return f"mpm-proxy does not edit headers: the backend gets {name} as the client sent it, so a client " \
+               "can forge it", True
+    ours = _CLIENT_CERT_FIELDS.get(name.lower())
+    if words[0].lower() == "unset":
+        return f"mpm-proxy drops every X-SSL-Client-* field a client sends, {name} included", False
+    if ours is not None and words[2:] == [ours]:
+        return f"mpm-proxy sets {name} to {ours} itself on a listener with client_ca", False
+    if ours is not None:
+        return (f"mpm-proxy sets {name} to {ours} (not {' '.join(words[2:])}) on a listener with client_ca, "
+                "and drops what a client sends"), True
+    return (f"mpm-proxy drops the X-SSL-Client-* fields a client sends and sets only X-SSL-Client-Verify, -S-DN, "
+            f"-I-DN and -Serial (on a listener with client_ca): the backend gets no {name}"), True
 
 
 def _routes(directives: list[Directive]) -> bool:

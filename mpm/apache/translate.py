@@ -59,6 +59,7 @@ def translate(tree: Tree, report: Report, file: str) -> Translation:
     balancers.translate()
     kept = _choose(ctx, groups, per_group)
     out.listen = _listeners(ctx, groups, per_group, kept)
+    ctx.client_certs = any(isinstance(entry, dict) and "client_ca" in (entry.get("tls") or {}) for entry, _ in out.listen)
     out.routes = _with_balancers(ctx, per_group[kept] if kept else [], balancers)
     out.balancers, out.balancer_comments = balancers.result, balancers.comments
     serving = [s for group in groups if group is kept or _same(per_group[group], per_group[kept]) for s in group]

@@ -37,6 +37,7 @@ import h2.settings
 from conf.readahead import buffered
 from tunnel.buffer import SHARED_VIEW
 from tunnel.endpoint import WOULD_BLOCK, Endpoint
+from worker.clientcert import head_writer
 from worker.h2 import defences
 from worker.h2.defences import Budget
 from worker.h2.frames import FOREVER, HANDLERS, NO_ERROR, PREFACE_SIZE, ClientFrames
@@ -66,6 +67,7 @@ class H2Connection(ClientFrames):
         self.forwarded = forwarded             # the peer is a trusted proxy: X-Forwarded-For names the client
         self.proto_line = b"X-Forwarded-Proto: https\r\n" if tls else b"X-Forwarded-Proto: http\r\n"
         self.xff_line = b"X-Forwarded-For: " + client_ip + b"\r\n"
+        self.head_writer = head_writer(worker, sock, tls, forwarded)   # worker.clientcert
         self.streams: dict[int, H2Stream] = {}
         self.starting: list[H2Stream] = []     # heads of this read, started after its events
         self.blocked: list[H2Stream] = []      # streams holding data for a window or the socket

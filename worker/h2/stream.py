@@ -67,7 +67,7 @@ class H2Stream(StreamResponse):
     tls = False          # as an endpoint: nothing hidden from epoll (the connection reads TLS)
     fd = -1              # as an endpoint: no socket to splice into
 
-    __slots__ = ("conn", "id", "worker", "loop", "ep", "client_ip", "proto_line", "xff_line", "deadline",
+    __slots__ = ("conn", "id", "worker", "loop", "ep", "client_ip", "proto_line", "xff_line", "head_writer", "deadline",
                  "request", "exchange", "tunnel", "out", "blocked", "reading", "feeding", "body", "unacked",
                  "chunked", "received", "request_ended", "trailer_block", "ws_key", "started", "complete",
                  "reset_done", "finished", "tunnel_holds")
@@ -79,6 +79,7 @@ class H2Stream(StreamResponse):
         self.loop = conn.loop
         self.ep = self
         self.client_ip, self.proto_line, self.xff_line = conn.client_ip, conn.proto_line, conn.xff_line
+        self.head_writer = conn.head_writer
         self.deadline = 0.0
         self.request = request
         self.exchange = self.tunnel = self.out = self.ws_key = None
