@@ -21,6 +21,7 @@ from conf import ConfigError, control_only_config, load_config
 from mpm import control, masterlog
 from mpm.pidfile import AlreadyRunning, master_serving, pid_alive, process_running, read_pid
 from mpm.statustext import format_balancers, format_status
+from mpm.upgrade import FALL_BACK_WAIT
 
 EXIT_OK, EXIT_FAIL, EXIT_NOT_RUNNING = 0, 1, 3
 
@@ -197,7 +198,9 @@ def cmd_upgrade(args) -> int:
         return EXIT_FAIL
     new = answer["new_master"]
     deadline = time.monotonic() + config.mpm.graceful_timeout + 40
+    handed = False          # the pidfile named the new master: the hand-over happened
     while time.monotonic() < deadline and (pid_alive(old) or read_pid(config.control.pidfile) != new):
+        handed = handed or read_pid(config.control.pidfile) == new
         if not process_running(new):
             current = read_pid(config.control.pidfile)
             if current not in (None, old, new) and pid_alive(current):
@@ -205,7 +208,7 @@ def cmd_upgrade(args) -> int:
                 # status answer is not the old master's.
                 print(f"upgraded: master {old} -> {new}, since replaced by master {current} (another upgrade)")
                 return EXIT_OK
-            print(f"mpmctl: {_why_successor_went(config, old, new)}", file=sys.stderr)
+            print(f"mpmctl: {_why_successor_went(config, old, new, handed)}", file=sys.stderr)
             return EXIT_FAIL
         time.sleep(0.1)
     if pid_alive(old):
@@ -215,15 +218,23 @@ def cmd_upgrade(args) -> int:
     return EXIT_OK
 
 
-def _why_successor_went(config, old: int, new: int) -> str:
-    """The new master is gone: it failed while the old one serves on, or a stop that came
-    during the upgrade took both (the old master then says it is stopping, or it has
-    stopped and removed its pidfile), or the old one died too."""
+def _why_successor_went(config, old: int, new: int, handed: bool = False) -> str:
+    """The new master is gone: it failed while the old one serves on, or died after the
+    hand-over and the old one took the service back (`handed`: upgrade.fall_back, within a few
+    of its passes, its control socket the dead master's until then), or a stop that came
+    during the upgrade took both (the old master then says it is stopping, or it has stopped
+    and removed its pidfile), or the old one died too."""
     if pid_alive(old):
-        answer = _ask(config, {"cmd": "status"}, timeout=3)
-        state = answer.get("state") if answer else None
+        deadline = time.monotonic() + (FALL_BACK_WAIT + 2.0 if handed else 0.0)
+        while True:
+            answer = _ask(config, {"cmd": "status"}, timeout=3)
+            state = answer.get("state") if answer else None
+            if state == "running" or time.monotonic() >= deadline or not pid_alive(old):
+                break
+            time.sleep(0.1)
         if state == "running":
-            return f"the new master {new} exited; {old} still serves"
+            return (f"the new master {new} exited after it took over; {old} took the service back" if handed
+                    else f"the new master {new} exited; {old} still serves")
         if state is None:       # a stopping master closes its control socket: see how it ends
             deadline = time.monotonic() + 5.0
             while pid_alive(old) and time.monotonic() < deadline:

@@ -97,7 +97,9 @@ class Master:
         self.successor_ready = None                # a pipe: it writes a byte there once it serves
         self.successor_deadline = 0.0
         self.successor_kill_at = 0.0
-        self.orphans = False                       # a dead successor's workers may still hold rows
+        self.orphans = None                        # a dead successor's workers may hold rows above this generation
+        self.handed_to = None                      # the new master after the hand-over, while we drain
+        self.fall_back_until = None                # it died: until when we try to take the service back
         self.signals: list[int] = []
         self.stopping = None                       # None, "graceful", "now" or "upgrade" (a successor serves)
         self.started = time.time()
@@ -322,7 +324,9 @@ class Master:
             self.upgrade_from = None
         if self.successor is not None:
             upgrade.watch(self, now)
-        elif self.orphans:
+        elif self.handed_to is not None and self.handed_to.returncode is not None:
+            upgrade.fall_back(self, now)
+        elif self.orphans is not None:
             self.orphans = upgrade.forget_orphans(self)
         if not self.stopping:
             supervision.respawn_due(self, now)
@@ -338,13 +342,9 @@ class Master:
         self.control.tick(now)
         supervision.kill_overdue(self, now)
 
-
-    def upgrade(self, named=None) -> dict:
-        """`mpmctl upgrade` (mpm.upgrade)."""
-        return upgrade.start(self, named)
-
     # == stopping =====================================================================================
     def stop(self, now: bool) -> None:
+        self.handed_to = None     # told to go: no taking the service back (upgrade.fall_back)
         if self.stopping == "now" or (self.stopping and not now):
             return
         if not self.stopping:
@@ -390,7 +390,7 @@ class Master:
             errors = reloading.other_file(self, request.get("config")) or self.reload()
             return {"ok": not errors, "errors": errors, "generation": self.generation}
         if command == "upgrade":
-            return self.upgrade(request.get("config"))
+            return upgrade.start(self, request.get("config"))
         if command == "balancer":
             return self.balancers.control(request)
         if command == "stop":

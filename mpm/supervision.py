@@ -34,9 +34,10 @@ def reap(master) -> None:
             return
         if pid == 0:
             return
-        if master.successor is not None and pid == master.successor.pid:
+        successor = master.successor or master.handed_to     # (upgrade.watch, upgrade.fall_back)
+        if successor is not None and pid == successor.pid:
             # reaped here, Popen.poll() would get ECHILD and report 0: its status is kept
-            master.successor.returncode = os.waitstatus_to_exitcode(status)
+            successor.returncode = os.waitstatus_to_exitcode(status)
             continue
         record = master.workers.pop(pid, None)
         if record is None:

@@ -86,7 +86,7 @@ def watch(master, now: float) -> None:
             log.error("upgrade failed: the new master %s; still serving", _ended(successor.returncode))
         master.successor = None
         _close_ready(master)
-        master.orphans = True           # its workers' rows, freed once they are gone (forget_orphans)
+        master.orphans = master.generation      # its workers' rows, freed once they are gone (forget_orphans)
         _reclaim_control(master)
         return
     if not master.successor_deadline:       # told to stop (below): wait for it, kill it if it lingers
@@ -98,7 +98,7 @@ def watch(master, now: float) -> None:
         log.info("upgrade: master pid %d serves; our workers hand their tunnels over", successor.pid)
         master.readiness.notifier.main_pid(successor.pid)   # systemd follows it, and kills nothing
         master.admin.hand_over()            # the new master answers there (it holds the same socket)
-        master.successor = None
+        master.handed_to, master.successor = successor, None    # its death, while we drain, is `fall_back`'s
         master.stopping = "upgrade"
         master.respawn_at.clear()
         for record in master.workers.values():
@@ -111,6 +111,48 @@ def watch(master, now: float) -> None:
         successor.terminate()
         master.successor_deadline = 0.0     # forgotten once it has exited (the control plane stayed ours)
         master.successor_kill_at = now + 10.0
+
+
+FALL_BACK_WAIT = 10.0       # seconds `fall_back` tries to bind what the dead new master held
+
+
+def fall_back(master, now: float) -> None:
+    """The new master died after the hand-over while we still drain (new code failing under
+    its first traffic): nobody else would serve.  We take the service back, as nginx's old
+    master can be told to (review 2026-12-03-upgrade #2): the listening sockets bound again
+    (its workers hold the ports until they have seen it gone: tried each pass), the admin
+    listener, the control paths, systemd's MAINPID, and a generation of our own workers from
+    our configuration.  Our draining workers finish as they would.  Once we have exited there
+    is nothing left to fall back to."""
+    if master.fall_back_until is None:
+        master.fall_back_until = now + FALL_BACK_WAIT
+        log.error("upgrade: the new master pid %d %s after it took over; taking the service back",
+                  master.handed_to.pid, _ended(master.handed_to.returncode))
+    master.admin.close()            # (what is left of it: its socket went to the new master)
+    try:
+        master.listeners.prepare(master.config)
+        master.admin.prepare(master.config.admin)
+    except OSError as exc:
+        master.listeners.abandon()
+        if now < master.fall_back_until:
+            return
+        log.error("upgrade: cannot take the service back (%s); nothing serves", exc)
+        master.handed_to = None
+        return
+    master.handed_to = master.fall_back_until = None
+    master.stopping = None
+    for sock in master.listeners.commit():
+        sock.close()
+    master.admin.commit(master.config.admin)
+    _reclaim_control(master)
+    master.readiness.notifier.main_pid(os.getpid())
+    master.ticket_keys.configure(master.config.tls)     # the dead master installed its configuration's
+    master.orphans = master.generation  # the dead master's workers' rows, freed as they exit
+    # Past the dead master's numbers (it counted on from ours, reloads too): its workers' rows
+    # hold them until they are gone, and ours must be newer for a hand-over to find them.
+    master.generation = max([master.generation] + [row["generation"] for row in master.scoreboard.live_rows()])
+    master.new_generation()
+    log.warning("upgrade: this master serves again, generation %d", master.generation)
 
 
 def _serves(master) -> bool:
@@ -231,19 +273,20 @@ def _reclaim_control(master) -> None:
     log.warning("upgrade: pidfile %s and control socket %s are this master's again", control.pidfile, control.socket)
 
 
-def forget_orphans(master) -> bool:
-    """After a successor died: the rows of its workers (a newer generation than ours) go once
-    those workers have exited, their counts folded into the past, so /metrics and the
-    hand-over stop seeing a generation that will never serve.  Nobody else reaps them (their
-    parent is gone).  True while some of them still run."""
+def forget_orphans(master) -> int | None:
+    """After a successor died: the rows of its workers (a newer generation than
+    `master.orphans`, not ours) go once those workers have exited, their counts folded into
+    the past, so /metrics and the hand-over stop seeing a generation that will never serve.
+    Nobody else reaps them (their parent is gone).  `master.orphans` while some of them still
+    run, else None."""
     from mpm.pidfile import pid_alive
     left = False
     for index, row in master.scoreboard.live_rows_indexed():
-        if row["generation"] <= master.generation:
+        if row["generation"] <= master.orphans or row["pid"] in master.workers:
             continue
         if row["pid"] and pid_alive(row["pid"]):
             left = True
             continue
         master.metrics.fold(index)
         master.scoreboard.free(index)
-    return left
+    return master.orphans if left else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -145,3 +146,49 @@ def test_a_tunnel_survives_an_upgrade_whose_old_master_was_killed_before_the_han
             if upgrade is not None and upgrade.poll() is None:
                 upgrade.kill()
             _stop_all(proxy, _pidfile(proxy))
+
+
+@pytest.mark.timeout(120)
+def test_the_old_master_takes_the_service_back_when_the_new_one_dies_after_the_hand_over(proxy_factory,
+                                                                                            http_backend):
+    """#2: the new master crashed right after the hand-over (new code failing under its first
+    traffic) while the old one still drained a slow request: the old master had closed its
+    listeners and never looked at its successor again, so new clients were refused, and then
+    it exited too.  Now it binds its listeners again, takes the control paths back and serves
+    with a generation of its own; mpmctl says so, exit 1."""
+    def handler(request, body):
+        if request["target"] == "/slow":
+            time.sleep(4)
+        return 200, [], b"ok"
+    proxy = proxy_factory([{"path": "/", "to": http_backend(handler).url + "/"}], workers=1)
+    old = proxy.proc.pid
+    slow = {}
+    thread = threading.Thread(target=lambda: slow.update(body=_body(proxy.url("/slow"))))
+    thread.start()
+    time.sleep(0.5)
+    upgrading = subprocess.Popen([sys.executable, "-m", "mpm", "upgrade", "-c", proxy.config_path], cwd=ROOT,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        new = wait_for(lambda: (pid := _pidfile(proxy)) not in (None, old) and pid, 20, 0.005, "the hand-over")
+        os.kill(new, signal.SIGKILL)          # its workers exit as they see it gone
+        assert wait_for(lambda: _served(proxy), 15, 0.1, "a new client served again") == b"ok"
+        status = proxy.status()
+        assert (status["master_pid"], status["state"]) == (old, "running"), status
+        assert _pidfile(proxy) == old
+        out, _ = upgrading.communicate(timeout=60)
+        assert upgrading.returncode == 1, out
+        assert f"the new master {new} exited after it took over; {old} took the service back" in out, out
+        thread.join(30)
+        assert slow.get("body") == b"ok"            # the request the old worker drained
+        assert _body(proxy.url("/")) == b"ok" and proxy.proc.poll() is None
+        assert "taking the service back" in proxy.error_text()
+    finally:
+        if upgrading.poll() is None:
+            upgrading.kill()
+
+
+def _served(proxy) -> bytes | None:
+    try:
+        return _body(proxy.url("/"), timeout=2)
+    except OSError:
+        return None
