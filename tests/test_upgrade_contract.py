@@ -39,6 +39,24 @@ def _stop_all(proxy, *masters) -> None:
                      30, 0.1, f"master {pid} to stop")
 
 
+def _upgrading_during_a_slow_request(proxy_factory, http_backend, seconds: float):
+    """A master with one worker busy with a `seconds`-long request (the old master then drains
+    it after the hand-over), and `mpmctl upgrade` started: (proxy, old master's pid, the slow
+    request's outcome once `thread` ends, thread, the mpmctl process)."""
+    def handler(request, body):
+        if request["target"] == "/slow":
+            time.sleep(seconds)
+        return 200, [], b"ok"
+    proxy = proxy_factory([{"path": "/", "to": http_backend(handler).url + "/"}], workers=1)
+    slow = {}
+    thread = threading.Thread(target=lambda: slow.update(body=_body(proxy.url("/slow"))))
+    thread.start()
+    time.sleep(0.5)
+    upgrading = subprocess.Popen([sys.executable, "-m", "mpm", "upgrade", "-c", proxy.config_path], cwd=ROOT,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return proxy, proxy.proc.pid, slow, thread, upgrading
+
+
 @pytest.mark.timeout(60)
 def test_an_upgrade_naming_another_file_is_refused(proxy_factory, http_backend):
     """#5: `mpmctl upgrade -c OTHER` checked OTHER, the new master read the old one's file,
@@ -90,18 +108,7 @@ def test_an_upgrade_replaced_by_another_before_it_finished_is_reported_done(prox
     """#4: while the first `mpmctl upgrade` waited for the old master to finish a slow request,
     a second upgrade replaced its new master; the first then read the third master's status as
     the old one's and said "the new master exited; OLD still serves", exit 1."""
-    def handler(request, body):
-        if request["target"] == "/slow":
-            time.sleep(6)
-        return 200, [], b"ok"
-    proxy = proxy_factory([{"path": "/", "to": http_backend(handler).url + "/"}], workers=1)
-    old = proxy.proc.pid
-    slow = {}
-    thread = threading.Thread(target=lambda: slow.update(body=_body(proxy.url("/slow"))))
-    thread.start()
-    time.sleep(0.5)
-    first = subprocess.Popen([sys.executable, "-m", "mpm", "upgrade", "-c", proxy.config_path], cwd=ROOT,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proxy, old, slow, thread, first = _upgrading_during_a_slow_request(proxy_factory, http_backend, 6)
     middle = wait_for(lambda: (pid := _pidfile(proxy)) not in (None, old) and pid, 20, 0.05, "the hand-over")
     last = None
     try:
@@ -156,25 +163,16 @@ def test_the_old_master_takes_the_service_back_when_the_new_one_dies_after_the_h
     listeners and never looked at its successor again, so new clients were refused, and then
     it exited too.  Now it binds its listeners again, takes the control paths back and serves
     with a generation of its own; mpmctl says so, exit 1."""
-    def handler(request, body):
-        if request["target"] == "/slow":
-            time.sleep(4)
-        return 200, [], b"ok"
-    proxy = proxy_factory([{"path": "/", "to": http_backend(handler).url + "/"}], workers=1)
-    old = proxy.proc.pid
-    slow = {}
-    thread = threading.Thread(target=lambda: slow.update(body=_body(proxy.url("/slow"))))
-    thread.start()
-    time.sleep(0.5)
-    upgrading = subprocess.Popen([sys.executable, "-m", "mpm", "upgrade", "-c", proxy.config_path], cwd=ROOT,
-                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proxy, old, slow, thread, upgrading = _upgrading_during_a_slow_request(proxy_factory, http_backend, 4)
     try:
         new = wait_for(lambda: (pid := _pidfile(proxy)) not in (None, old) and pid, 20, 0.005, "the hand-over")
         os.kill(new, signal.SIGKILL)          # its workers exit as they see it gone
-        assert wait_for(lambda: _served(proxy), 15, 0.1, "a new client served again") == b"ok"
-        status = proxy.status()
-        assert (status["master_pid"], status["state"]) == (old, "running"), status
+        status = wait_for(lambda: (answer := proxy.status()) and answer["master_pid"] == old and answer,
+                          15, 0.1, "the old master answering on the control socket again")
+        assert status["state"] == "running" and status["generation"] > 2, status   # past the dead one's 2
         assert _pidfile(proxy) == old
+        assert wait_for(lambda: _served(proxy), 15, 0.1, "a new client served again") == b"ok"
+        assert {worker["generation"] for worker in proxy.status()["workers"]} <= {1, status["generation"]}
         out, _ = upgrading.communicate(timeout=60)
         assert upgrading.returncode == 1, out
         assert f"the new master {new} exited after it took over; {old} took the service back" in out, out
