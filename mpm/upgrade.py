@@ -123,7 +123,11 @@ def fall_back(master, now: float) -> None:
     (its workers hold the ports until they have seen it gone: tried each pass), the admin
     listener, the control paths, systemd's MAINPID, and a generation of our own workers from
     our configuration.  Our draining workers finish as they would.  Once we have exited there
-    is nothing left to fall back to."""
+    is nothing left to fall back to.  A new master that exited 0 was stopped (`mpmctl stop`
+    reaches it, not us, after the hand-over), or upgraded in turn: nothing to take back."""
+    if master.handed_to.returncode == 0:
+        master.handed_to = None
+        return
     if master.fall_back_until is None:
         master.fall_back_until = now + FALL_BACK_WAIT
         log.error("upgrade: the new master pid %d %s after it took over; taking the service back",

@@ -190,3 +190,24 @@ def _served(proxy) -> bytes | None:
         return _body(proxy.url("/"), timeout=2)
     except OSError:
         return None
+
+
+@pytest.mark.timeout(120)
+def test_a_stop_after_the_hand_over_is_not_undone_by_the_old_master(proxy_factory, http_backend):
+    """The other way the new master ends while the old one drains: `mpmctl stop`, which
+    reaches the new master once it holds the control paths.  It exits 0, and the old master
+    must not take the service back: it finishes its request and exits, and nothing serves."""
+    proxy, old, slow, thread, upgrading = _upgrading_during_a_slow_request(proxy_factory, http_backend, 4)
+    try:
+        new = wait_for(lambda: (pid := _pidfile(proxy)) not in (None, old) and pid, 20, 0.005, "the hand-over")
+        assert proxy.mpmctl("stop").returncode == 0
+        wait_for(lambda: not psutil.pid_exists(new) or psutil.Process(new).status() == "zombie", 30, 0.1,
+                 "the new master to stop")
+        thread.join(30)
+        assert slow.get("body") == b"ok"
+        assert proxy.proc.wait(timeout=30) == 0          # the old master exited after its request
+        assert _served(proxy) is None
+        assert "taking the service back" not in proxy.error_text()
+    finally:
+        if upgrading.poll() is None:
+            upgrading.kill()
