@@ -168,7 +168,7 @@ class Master:
             if time.monotonic() >= next_tick:
                 next_tick = time.monotonic() + TICK
                 self._contained(self._housekeeping)
-            if self.stopping and not self.workers and self.successor is None:
+            if self.stopping and not self.workers and self.successor is None and not upgrade.falling_back(self):
                 log.info("all workers gone: master exiting")
                 return
 
@@ -208,6 +208,8 @@ class Master:
         """Reap, and start at once what should run again now (a first death: no back-off),
         not at the next housekeeping tick, up to TICK later (README: "within a second")."""
         supervision.reap(self)
+        if upgrade.falling_back(self):     # at once: our last draining worker may be about to go
+            self._contained(lambda: upgrade.fall_back(self, time.monotonic()))
         if not self.stopping:
             self._contained(lambda: supervision.respawn_due(self, time.monotonic()))
 
@@ -324,7 +326,7 @@ class Master:
             self.upgrade_from = None
         if self.successor is not None:
             upgrade.watch(self, now)
-        elif self.handed_to is not None and self.handed_to.returncode is not None:
+        elif upgrade.falling_back(self):
             upgrade.fall_back(self, now)
         elif self.orphans is not None:
             self.orphans = upgrade.forget_orphans(self)

@@ -116,6 +116,12 @@ def watch(master, now: float) -> None:
 FALL_BACK_WAIT = 10.0       # seconds `fall_back` tries to bind what the dead new master held
 
 
+def falling_back(master) -> bool:
+    """The new master we handed over to has ended: `fall_back` decides (and until it has,
+    the master does not exit when its last draining worker does: review 2026-12-04 #3)."""
+    return master.handed_to is not None and master.handed_to.returncode is not None
+
+
 def fall_back(master, now: float) -> None:
     """The new master died after the hand-over while we still drain (new code failing under
     its first traffic): nobody else would serve.  We take the service back, as nginx's old

@@ -11,6 +11,7 @@ unless it comes from a trusted proxy.
 
 from __future__ import annotations
 
+import datetime
 import os
 import socket
 import ssl
@@ -113,7 +114,10 @@ def test_an_http2_stream_names_the_client_certificate_too(mtls):
     assert backend.header(0, "X-SSL-Client-Verify") == ["SUCCESS"]
 
 
+# With `_` for `-` too: CGI, WSGI, PHP and Rack read X_SSL_Client_Verify as X-SSL-Client-Verify
+# (review 2026-12-04 #2).
 FORGED = (b"X-SSL-Client-Verify: SUCCESS\r\nX-Ssl-Client-S-Dn: CN=admin\r\nX-SSL-Client-Cert: x\r\n"
+          b"X_SSL_Client_Serial: 1\r\nX-SSL-Client_I-DN: CN=ca\r\n"
           b"X-SSL-Clientele: kept\r\nX-SSL-Client: kept\r\nHostname: kept\r\n")
 
 
@@ -131,11 +135,73 @@ def test_no_client_writes_the_fields_on_any_listener_but_a_trusted_proxy_does(mt
     proxy, backend, _, _ = mtls
     _plain_get(proxy.plain_port)                       # a client
     _plain_get(proxy.plain_port, "127.0.0.2")          # the trusted proxy
-    names = [[k.lower() for k, _ in request["headers"]] for request in backend.requests]
+    names = [[k.lower().replace("_", "-") for k, _ in request["headers"]] for request in backend.requests]
     assert not [n for n in names[0] if n.startswith("x-ssl-client-")], names[0]
     assert {"x-ssl-clientele", "x-ssl-client", "hostname"} <= set(names[0])
     assert backend.header(1, "X-SSL-Client-S-DN") == ["CN=admin"]     # the trusted proxy's client
     assert backend.header(1, "X-SSL-Client-Verify") == ["SUCCESS"]
+
+
+@pytest.mark.timeout(60)
+def test_no_client_writes_the_fields_in_a_trailer_section_either(mtls):
+    """Review 2026-12-04 #1: a backend that merges trailers into the head (httpd's MergeTrailers;
+    CVE-2013-5704 was that bypass of `RequestHeader unset`) would read them there.  A relayed
+    HTTP/1.1 body is not rewritten: 400, as for X-Forwarded-* there.  HTTP/2 trailers are
+    written by the proxy: dropped."""
+    proxy, backend, context, _ = mtls
+    with socket.create_connection(("127.0.0.1", proxy.plain_port), timeout=10) as sock:
+        sock.sendall(b"POST /h1 HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     b"3\r\nabc\r\n0\r\nX_SSL_Client_Verify: SUCCESS\r\n\r\n")
+        head, _ = read_head(sock)
+    assert status_of(head) == 400, head
+    client = H2Client(proxy.port, tls=context)
+    try:
+        stream = client.request("POST", "/h2", body=b"abc", end=False)
+        client.conn.send_headers(stream, [("x-ssl-client-s-dn", "CN=admin"), ("x-trace", "kept")], end_stream=True)
+        client.flush()
+        assert client.response(stream).status == 200
+    finally:
+        client.close()
+    [raw] = [raw for raw in backend.raw if b"POST /h2 " in raw]
+    head, _, rest = raw.partition(b"\r\n\r\n")
+    assert b"x-trace: kept" in rest.lower() and b"cn=admin" not in raw.lower(), raw
+
+
+@pytest.mark.timeout(60)
+def test_a_multi_valued_name_is_printed_as_openssl_prints_it(proxy_factory, http_backend, tmp_path):
+    """Review 2026-12-04 #4: within a relative name of several values, OpenSSL's RFC 2253 output
+    (nginx's, mod_ssl's) puts the last first, as it does the names."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    ca = trustme.CA()
+    ca_key = serialization.load_pem_private_key(ca.private_key_pem.bytes(), None)
+    ca_cert = x509.load_pem_x509_certificate(ca.cert_pem.bytes())
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.RelativeDistinguishedName([x509.NameAttribute(x509.NameOID.ORGANIZATION_NAME, "Example")]),
+                      x509.RelativeDistinguishedName([x509.NameAttribute(x509.NameOID.COMMON_NAME, "alice"),
+                                                      x509.NameAttribute(x509.NameOID.USER_ID, "42")])])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(ca_cert.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1)).sign(ca_key, hashes.SHA256()))
+    client_cert, client_key = tmp_path / "multi.pem", tmp_path / "multi.key"
+    client_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    client_key.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                             serialization.NoEncryption()))
+    site = _pair(tmp_path, ca.issue_cert("localhost"), "site")
+    (tmp_path / "clients.pem").write_bytes(ca.cert_pem.bytes())
+    backend = http_backend()
+    proxy = proxy_factory([{"path": "/", "to": backend.url + "/"}], start=False, workers=1)
+    proxy.config["listen"] = [{"address": f"127.0.0.1:{proxy.port}",
+                               "tls": {"cert": site[0], "key": site[1], "client_ca": str(tmp_path / "clients.pem")}}]
+    proxy.start()
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    context.load_cert_chain(str(client_cert), str(client_key))
+    _get_twice(proxy.port, context)
+    expected = _openssl(str(client_cert), "subject")
+    assert expected.startswith("UID=42+CN=alice,") and backend.header(0, "X-SSL-Client-S-DN") == [expected]
 
 
 @pytest.mark.timeout(60)

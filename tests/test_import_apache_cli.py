@@ -357,6 +357,9 @@ LINES    ProxyPass / http://127.0.0.1:9001/
     other = '    RequestHeader set X-SSL-Client-CN "%{SSL_CLIENT_S_DN_CN}s"\n'
     _, _, stderr = run(tmp_path, text.replace("LINES", lines + other), status=1)
     assert "the backend gets no X-SSL-Client-CN" in stderr, stderr
+    early = lines.replace('"%{SSL_CLIENT_S_DN}s"', '"%{SSL_CLIENT_S_DN}s" early')   # when, not what
+    _, _, stderr = run(tmp_path, text.replace("LINES", early))
+    assert "to %{SSL_CLIENT_S_DN}s itself on a listener with client_ca (early aside: on every request)" in stderr
     moved = '    RequestHeader set X-SSL-Client-S-DN "%{SSL_CLIENT_S_DN_CN}s"\n'
     _, _, stderr = run(tmp_path, text.replace("LINES", moved), status=1)
     assert "sets X-SSL-Client-S-DN to %{SSL_CLIENT_S_DN}s (not %{SSL_CLIENT_S_DN_CN}s)" in stderr, stderr

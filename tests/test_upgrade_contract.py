@@ -48,7 +48,7 @@ def _upgrading_during_a_slow_request(proxy_factory, http_backend, seconds: float
             time.sleep(seconds)
         return 200, [], b"ok"
     proxy = proxy_factory([{"path": "/", "to": http_backend(handler).url + "/"}], workers=1)
-    slow = {}
+    slow = {"began": time.monotonic()}
     thread = threading.Thread(target=lambda: slow.update(body=_body(proxy.url("/slow"))))
     thread.start()
     time.sleep(0.5)
@@ -208,6 +208,27 @@ def test_a_stop_after_the_hand_over_is_not_undone_by_the_old_master(proxy_factor
         assert proxy.proc.wait(timeout=30) == 0          # the old master exited after its request
         assert _served(proxy) is None
         assert "taking the service back" not in proxy.error_text()
+    finally:
+        if upgrading.poll() is None:
+            upgrading.kill()
+
+
+@pytest.mark.timeout(120)
+def test_the_fall_back_happens_though_the_last_drained_request_ends_right_after(proxy_factory, http_backend):
+    """Review 2026-12-04 #3: the new master died ~0.1 s before the old master's last request
+    ended; the old master saw its last worker go first and exited ("all workers gone"), and
+    nothing served.  A pending fall-back now keeps it, and starts at the SIGCHLD."""
+    proxy, old, slow, thread, upgrading = _upgrading_during_a_slow_request(proxy_factory, http_backend, 3)
+    try:
+        new = wait_for(lambda: (pid := _pidfile(proxy)) not in (None, old) and pid, 20, 0.005, "the hand-over")
+        time.sleep(max(slow["began"] + 3 - 0.05 - time.monotonic(), 0))   # the request ends ~50 ms after this
+        os.kill(new, signal.SIGKILL)
+        thread.join(30)
+        assert slow.get("body") == b"ok"
+        status = wait_for(lambda: (answer := proxy.status()) and answer["master_pid"] == old and answer,
+                          15, 0.1, "the old master answering on the control socket again")
+        assert status["state"] == "running" and proxy.proc.poll() is None
+        assert wait_for(lambda: _served(proxy), 15, 0.1, "a new client served again") == b"ok"
     finally:
         if upgrading.poll() is None:
             upgrading.kill()

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import re
 
+from worker.framing import CLIENT_CERT_FIELD
 from worker.rewrite import request_head
 
 # Python's ssl gives OpenSSL's long names; RFC 4514 (§3) and OpenSSL's RFC 2253 output use
@@ -45,8 +46,9 @@ _SHORT = {
     "domainComponent": "DC", "userId": "UID", "surname": "SN", "givenName": "GN",
 }
 _SPECIAL = frozenset(',+"\\<>;')
-# A client's own X-SSL-Client-* lines, in a head `request_head` wrote (ours go in after).
-_CLIENT_OWN = re.compile(rb"\r\nx-ssl-client-[^\r]*", re.IGNORECASE)
+# A client's own X-SSL-Client-* lines (X_SSL_Client_* too), in a head `request_head` wrote
+# (ours go in after).  In a trailer section they are refused (worker.framing).
+_CLIENT_OWN = re.compile(rb"\r\n" + CLIENT_CERT_FIELD.pattern + rb"[^\r]*", re.IGNORECASE)
 
 
 def head_writer(worker, sock, tls: bool, trusted: bool):
@@ -87,9 +89,10 @@ def identity_lines(sock) -> bytes:
 
 def rfc4514(rdns) -> str:
     """A distinguished name as ssl's getpeercert() gives it (relative names in certificate
-    order, each a tuple of (attribute, value)) as an RFC 4514 string: last name first,
-    multi-valued ones joined by '+'."""
-    return ",".join("+".join(f"{_SHORT.get(name, name)}={escape(value)}" for name, value in rdn)
+    order, each a tuple of (attribute, value)) as an RFC 4514 string: last name first, and
+    within a multi-valued one (joined by '+') its last value first, as OpenSSL prints every
+    entry of the name in reverse (XN_FLAG_DN_REV; review 2026-12-04 #4)."""
+    return ",".join("+".join(f"{_SHORT.get(name, name)}={escape(value)}" for name, value in reversed(rdn))
                     for rdn in reversed(rdns))
 
 

@@ -45,6 +45,10 @@ _TRAILER_LINE = re.compile(_TOKEN + rb":[\t \x21-\x7e\x80-\xff]*")     # a field
 _NOT_IN_TRAILERS = frozenset({b"content-length", b"transfer-encoding", b"host", b"connection", b"keep-alive",
                               b"te", b"trailer", b"upgrade", b"proxy-connection", b"x-forwarded-for",
                               b"x-forwarded-proto", b"x-forwarded-host", b"forwarded"})
+# So are the fields that name a verified client certificate (worker.clientcert), with `_` for
+# any `-` of theirs: CGI, WSGI, PHP and Rack read both as `_`, so a backend that trusts
+# X-SSL-Client-Verify trusts X_SSL_Client_Verify too (review 2026-12-04 #1, #2).
+CLIENT_CERT_FIELD = re.compile(rb"x[-_]ssl[-_]client[-_]", re.IGNORECASE)
 MAX_LINE = 4096           # a chunk-size line, extensions included
 MAX_TRAILERS = 16 * 1024  # all trailer lines together
 
@@ -251,8 +255,9 @@ class ChunkedFraming:
             # peer that stops the body at "0\r\n" would read it as the next request.
             if self.trailer_bytes > MAX_TRAILERS or not _TRAILER_LINE.fullmatch(line):
                 raise BadFraming("bad or oversized trailer")
-            if line.partition(b":")[0].lower() in _NOT_IN_TRAILERS:
-                raise BadFraming(f"{line.partition(b':')[0][:30].decode('latin-1')} in a trailer section")
+            name = line.partition(b":")[0]
+            if name.lower() in _NOT_IN_TRAILERS or CLIENT_CERT_FIELD.match(name):
+                raise BadFraming(f"{name[:30].decode('latin-1')} in a trailer section")
             if self.trailers is not None:
                 self.trailers.append(line)
 

@@ -137,10 +137,11 @@ def _replaced_header(words: list[str], client_certs: bool) -> tuple[str, bool]:
     ours = _CLIENT_CERT_FIELDS.get(name.lower())
     if words[0].lower() == "unset":
         return f"mpm-proxy drops every X-SSL-Client-* field a client sends, {name} included", False
-    if ours is not None and words[2:] == [ours]:
-        return f"mpm-proxy sets {name} to {ours} itself on a listener with client_ca", False
+    if ours is not None and words[2:3] == [ours]:     # `early`, `env=...`: when, not what (review 2026-12-04 #5)
+        when = f" ({' '.join(words[3:])} aside: on every request)" if words[3:] else ""
+        return f"mpm-proxy sets {name} to {ours} itself on a listener with client_ca{when}", False
     if ours is not None:
-        return (f"mpm-proxy sets {name} to {ours} (not {' '.join(words[2:])}) on a listener with client_ca, "
+        return (f"mpm-proxy sets {name} to {ours} (not {' '.join(words[2:3])}) on a listener with client_ca, "
                 "and drops what a client sends"), True
     return (f"mpm-proxy drops the X-SSL-Client-* fields a client sends and sets only X-SSL-Client-Verify, -S-DN, "
             f"-I-DN and -Serial (on a listener with client_ca): the backend gets no {name}"), True

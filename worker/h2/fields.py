@@ -27,6 +27,7 @@ import base64
 import hashlib
 import os
 
+from worker.framing import CLIENT_CERT_FIELD
 from worker.http1 import connection_tokens
 from worker.rewrite import REVERSED
 
@@ -38,7 +39,8 @@ _RESPONSE_DROP = CONNECTION_SPECIFIC | {b"te", b"trailer", b""}
 _RESPONSE_DROP_101 = _RESPONSE_DROP | {b"sec-websocket-accept"}
 # RFC 9110 §6.5.1: fields a trailer section must not carry; and the forwarding fields, which a
 # client's head loses too (mpm writes its own): here, unlike in a relayed HTTP/1.1 body, we
-# write the trailer lines ourselves, so they are dropped, not refused (review 2026-12-03-http1 #10).
+# write the trailer lines ourselves, so they are dropped, not refused (review 2026-12-03-http1 #10);
+# so are those that name a client certificate (framing.CLIENT_CERT_FIELD).
 _TRAILER_DROP = _RESPONSE_DROP | {b"content-length", b"host", b"content-type", b"content-encoding",
                                   b"authorization", b"set-cookie", b"cache-control", b"expect", b"max-forwards",
                                   b"pragma", b"range", b"x-forwarded-for", b"x-forwarded-proto",
@@ -207,7 +209,7 @@ def trailer_lines(headers) -> bytes:
             raise Malformed(f"invalid trailer field {name[:20]!r}")
         if value.find(b"\r") >= 0 or value.find(b"\n") >= 0 or value.find(b"\0") >= 0:
             raise Malformed("a trailer value holds CR, LF or NUL")
-        if name not in _TRAILER_DROP:
+        if name not in _TRAILER_DROP and not CLIENT_CERT_FIELD.match(name):
             lines.append(name + b": " + value + CRLF)
     return b"".join(lines)
 
