@@ -18,9 +18,9 @@ too (a backend behind both would take a client's for ours), unless the peer is o
 `limits.trusted_proxies` (a TLS terminator in front, whose fields describe its own client;
 then none of ours are added either).  Without such a listener nothing is done, as nginx and
 Apache do nothing unasked.  Which is decided once per connection (`head_writer`): a look at
-every request's fields cost 650-1,900 instructions of the ~157,000 an S1 request costs (a
+every request's fields cost 1,000-3,400 instructions of the ~157,000 an S1 request costs (a
 test in `request_head`, or a name pattern in the head scan), and the usual request now pays
-none of them (callgrind: 156,558 against 156,328-156,497 before).
+none of them (callgrind: 156,558 against 156,328-156,497 before; bench/RESULTS-2026-12-03-night2.md).
 
 The strings are escaped as OpenSSL's XN_FLAG_RFC2253 does (nginx's $ssl_client_s_dn):
 RFC 4514's specials with a backslash, and every byte outside printable ASCII (a control
