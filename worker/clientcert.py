@@ -38,12 +38,16 @@ from worker.framing import CLIENT_CERT_FIELD
 from worker.rewrite import request_head
 
 # Python's ssl gives OpenSSL's long names; RFC 4514 (§3) and OpenSSL's RFC 2253 output use
-# the short ones.  A name missing here is printed as Python gives it (OpenSSL's long name,
-# or the dotted OID).
+# the short ones.  A name missing here is printed as Python gives it: OpenSSL's long name, the
+# same as its short one for every other name of RFC 5280 and the CA/B Forum's EV guidelines
+# (checked against `openssl x509 -nameopt RFC2253`), or for an OID OpenSSL does not know, the
+# dotted OID and the value, where OpenSSL prints `OID=#` and the value's DER in hex.
 _SHORT = {
     "commonName": "CN", "countryName": "C", "localityName": "L", "stateOrProvinceName": "ST",
     "organizationName": "O", "organizationalUnitName": "OU", "streetAddress": "street",
     "domainComponent": "DC", "userId": "UID", "surname": "SN", "givenName": "GN",
+    "jurisdictionCountryName": "jurisdictionC", "jurisdictionStateOrProvinceName": "jurisdictionST",
+    "jurisdictionLocalityName": "jurisdictionL",        # EV certificates' (review 2026-12-04 #4)
 }
 _SPECIAL = frozenset(',+"\\<>;')
 # A client's own X-SSL-Client-* lines (X_SSL_Client_* too), in a head `request_head` wrote
