@@ -167,11 +167,32 @@ def test_no_client_writes_the_fields_in_a_trailer_section_either(mtls):
     assert b"x-trace: kept" in rest.lower() and b"cn=admin" not in raw.lower(), raw
 
 
+def _name(kind: str):
+    """A subject of the `kind` the tests below need, and what OpenSSL's RFC 2253 output says of it."""
+    from cryptography import x509
+    from cryptography.x509.name import _ASN1Type
+    oid, rdn, attribute = x509.NameOID, x509.RelativeDistinguishedName, x509.NameAttribute
+    if kind == "multi-valued":
+        return (x509.Name([rdn([attribute(oid.ORGANIZATION_NAME, "Example")]),
+                           rdn([attribute(oid.JURISDICTION_COUNTRY_NAME, "DE")]),
+                           rdn([attribute(oid.BUSINESS_CATEGORY, "Private")]),
+                           rdn([attribute(oid.COMMON_NAME, "alice"), attribute(oid.USER_ID, "42")])]),
+                "UID=42+CN=alice,businessCategory=Private,jurisdictionC=DE,O=Example")
+    private = x509.ObjectIdentifier("1.3.6.1.4.1.99999.7")          # a private OID OpenSSL has no name for
+    return (x509.Name([rdn([attribute(oid.ORGANIZATION_NAME, "Example")]),
+                       rdn([attribute(private, "x,y"), attribute(oid.COMMON_NAME, "bob")]),
+                       rdn([attribute(x509.ObjectIdentifier("2.999.5"), "Zoë", _ASN1Type.UTF8String)])]),
+            "2.999.5=#0C045A6FC3AB,1.3.6.1.4.1.99999.7=#0C03782C79+CN=bob,O=Example")
+
+
 @pytest.mark.timeout(60)
-def test_a_multi_valued_name_is_printed_as_openssl_prints_it(proxy_factory, http_backend, tmp_path):
+@pytest.mark.parametrize("kind", ["multi-valued", "unknown-oid"])
+def test_a_name_is_printed_as_openssl_prints_it(proxy_factory, http_backend, tmp_path, kind):
     """Review 2026-12-04 #4: within a relative name of several values, OpenSSL's RFC 2253 output
     (nginx's, mod_ssl's) puts the last first, as it does the names; and an EV certificate's
-    jurisdiction names go by OpenSSL's short names."""
+    jurisdiction names go by OpenSSL's short names.  An attribute whose OID OpenSSL has no
+    name for is printed dotted, with '#' and its value's DER in hex (RFC 4514 §2.4), where
+    Python's ssl gives the decoded string."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -179,17 +200,12 @@ def test_a_multi_valued_name_is_printed_as_openssl_prints_it(proxy_factory, http
     ca_key = serialization.load_pem_private_key(ca.private_key_pem.bytes(), None)
     ca_cert = x509.load_pem_x509_certificate(ca.cert_pem.bytes())
     key = ec.generate_private_key(ec.SECP256R1())
-    oid = x509.NameOID
-    name = x509.Name([x509.RelativeDistinguishedName([x509.NameAttribute(oid.ORGANIZATION_NAME, "Example")]),
-                      x509.RelativeDistinguishedName([x509.NameAttribute(oid.JURISDICTION_COUNTRY_NAME, "DE")]),
-                      x509.RelativeDistinguishedName([x509.NameAttribute(oid.BUSINESS_CATEGORY, "Private")]),
-                      x509.RelativeDistinguishedName([x509.NameAttribute(oid.COMMON_NAME, "alice"),
-                                                      x509.NameAttribute(oid.USER_ID, "42")])])
+    name, printed = _name(kind)
     now = datetime.datetime.now(datetime.timezone.utc)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(ca_cert.subject).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
             .not_valid_after(now + datetime.timedelta(days=1)).sign(ca_key, hashes.SHA256()))
-    client_cert, client_key = tmp_path / "multi.pem", tmp_path / "multi.key"
+    client_cert, client_key = tmp_path / "named.pem", tmp_path / "named.key"
     client_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     client_key.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                              serialization.NoEncryption()))
@@ -205,8 +221,9 @@ def test_a_multi_valued_name_is_printed_as_openssl_prints_it(proxy_factory, http
     context.load_cert_chain(str(client_cert), str(client_key))
     _get_twice(proxy.port, context)
     expected = _openssl(str(client_cert), "subject")
-    assert expected == "UID=42+CN=alice,businessCategory=Private,jurisdictionC=DE,O=Example"
+    assert expected == printed
     assert backend.header(0, "X-SSL-Client-S-DN") == [expected]
+    assert backend.header(0, "X-SSL-Client-I-DN") == [_openssl(str(client_cert), "issuer")]
 
 
 @pytest.mark.timeout(60)

@@ -34,14 +34,15 @@ from __future__ import annotations
 
 import re
 
+from worker.dernames import der_names
 from worker.framing import CLIENT_CERT_FIELD
 from worker.rewrite import request_head
 
 # Python's ssl gives OpenSSL's long names; RFC 4514 (§3) and OpenSSL's RFC 2253 output use
 # the short ones.  A name missing here is printed as Python gives it: OpenSSL's long name, the
 # same as its short one for every other name of RFC 5280 and the CA/B Forum's EV guidelines
-# (checked against `openssl x509 -nameopt RFC2253`), or for an OID OpenSSL does not know, the
-# dotted OID and the value, where OpenSSL prints `OID=#` and the value's DER in hex.
+# (checked against `openssl x509 -nameopt RFC2253`).  An OID OpenSSL does not know comes
+# dotted, and its value is printed from the certificate's DER (`_dumped`).
 _SHORT = {
     "commonName": "CN", "countryName": "C", "localityName": "L", "stateOrProvinceName": "ST",
     "organizationName": "O", "organizationalUnitName": "OU", "streetAddress": "street",
@@ -87,9 +88,49 @@ def identity_lines(sock) -> bytes:
     cert = sock.getpeercert()
     if not cert:
         return b""
-    return (b"X-SSL-Client-Verify: SUCCESS\r\nX-SSL-Client-S-DN: " + rfc4514(cert.get("subject", ())).encode()
-            + b"\r\nX-SSL-Client-I-DN: " + rfc4514(cert.get("issuer", ())).encode()
+    subject, issuer = cert.get("subject", ()), cert.get("issuer", ())
+    if _has_unknown(subject) or _has_unknown(issuer):
+        subject, issuer = _with_dumped_values(sock.getpeercert(binary_form=True), subject, issuer)
+    return (b"X-SSL-Client-Verify: SUCCESS\r\nX-SSL-Client-S-DN: " + rfc4514(subject).encode()
+            + b"\r\nX-SSL-Client-I-DN: " + rfc4514(issuer).encode()
             + b"\r\nX-SSL-Client-Serial: " + cert.get("serialNumber", "").encode("ascii", "replace") + b"\r\n")
+
+
+def _has_unknown(rdns) -> bool:
+    return any(name[:1].isdigit() for rdn in rdns for name, _ in rdn)
+
+
+class Dumped(str):
+    """A value printed as RFC 4514 §2.4 asks for an attribute type in dotted form: '#' and
+    the hex of its BER (here DER) encoding, which OpenSSL's XN_FLAG_DUMP_UNKNOWN_FIELDS
+    prints for an OID it has no name for (so nginx and mod_ssl do).  Not escaped again."""
+
+    __slots__ = ()
+
+
+def _with_dumped_values(der: bytes, subject, issuer) -> tuple:
+    """(subject, issuer) with the values of dotted attributes `Dumped` from the certificate
+    (OpenSSL has parsed it already; should our reading fail, they stay as getpeercert has them)."""
+    try:
+        der_issuer, der_subject = der_names(der)
+    except (IndexError, ValueError):
+        return subject, issuer
+    return _dumped(subject, der_subject), _dumped(issuer, der_issuer)
+
+
+def _dumped(rdns, der_rdns) -> tuple:
+    """`rdns` (getpeercert's) with each dotted attribute's value replaced by its `Dumped`
+    DER; `der_rdns` is the same name read from the certificate (`der_names`)."""
+    if len(rdns) != len(der_rdns):
+        return rdns
+    out = []
+    for rdn, der_rdn in zip(rdns, der_rdns, strict=True):
+        if len(rdn) != len(der_rdn):
+            return rdns
+        out.append(tuple((name, Dumped("#" + der_rdn[i][1].hex().upper()) if name[:1].isdigit()
+                                and name == der_rdn[i][0] else value)
+                         for i, (name, value) in enumerate(rdn)))
+    return tuple(out)
 
 
 def rfc4514(rdns) -> str:
@@ -105,7 +146,7 @@ def escape(value: str) -> str:
     """An attribute value escaped as RFC 4514 §2.4 asks, and as OpenSSL's RFC 2253 flags do
     for the rest (ESC_CTRL, ESC_MSB): printable ASCII only.  Most values need nothing: one
     search says so (identity_lines for a usual certificate: 28 µs char by char, 12 µs so)."""
-    if _NEEDS_ESCAPE.search(value) is None:
+    if _NEEDS_ESCAPE.search(value) is None or value.__class__ is Dumped:
         return value
     out = []
     last = len(value) - 1
