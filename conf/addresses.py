@@ -75,8 +75,9 @@ def parse_listen(text: str) -> tuple[str, int, int]:
 
 
 def _port(text: str, what: str) -> int:
-    if not text.isdigit():
-        raise ValueError(f"{what}: port '{text}' is not a number")
+    if not (text.isascii() and text.isdigit()) or len(text) > 5:    # str.isdigit takes '８' and '²' too
+        shown = text if len(text) <= 12 else text[:12] + "..."
+        raise ValueError(f"{what}: port '{shown}' is not a number from 1 to 65535")
     port = int(text)
     if port > 65535:
         raise ValueError(f"{what}: port {port} is out of range (1-65535)")

@@ -19,9 +19,11 @@ from .clients import per_client, trusted_proxies
 from .errors import ConfigError
 from .fields import Errors, Section, describe, did_you_mean
 from .model import (
+    HEARTBEAT_INTERVAL,
     LOG_FORMATS,
     LOG_LEVELS,
     MPM,
+    WATCHDOG_MIN,
     CertFiles,
     Config,
     Control,
@@ -35,6 +37,7 @@ from .routes import build_routes
 from .tlsfiles import ca_problem, cert_key_problem, tls_settings, unreadable
 from .yamlnodes import Map, Scalar, YamlProblem, parse
 
+PID_TEXT_MAX = 20           # digits and a newline: what a pidfile holds (mpm.pidfile reads no further)
 DEFAULT_CONFIG_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "default.yaml")
 DEFAULT_CONFIG_NAME = "<default>"   # Config.file of the embedded default
 
@@ -298,8 +301,19 @@ def _mpm(sec: Section) -> MPM:
     implicit_max = min(d.max_request_workers, (server_limit or 1) * (threads or 1))
     max_workers = sec.integer("max_request_workers", implicit_max, 1)
     graceful = sec.number("graceful_timeout", d.graceful_timeout, positive=False)
+    if graceful == 0:
+        # Apache's GracefulShutdownTimeout 0 is "no limit"; taken as 0 s here, every reload
+        # would cut what is in flight (review 2026-12-04-conf #4).  mpm/apache refuses it too.
+        sec.error("graceful_timeout", "mpm.graceful_timeout: 0 would cut every request and tunnel in flight "
+                                      "at each reload and stop (httpd's 0 means no limit, which has no "
+                                      "equivalent here): give seconds")
+        graceful = None
     per_child = sec.integer("max_connections_per_child", d.max_connections_per_child, 0)
     watchdog = sec.number("watchdog", d.watchdog, positive=False)
+    if watchdog is not None and 0 < watchdog < WATCHDOG_MIN:
+        sec.error("watchdog", f"mpm.watchdog must be 0 (off) or at least {WATCHDOG_MIN:g} s: workers beat "
+                              f"every {HEARTBEAT_INTERVAL:g} s, so a shorter one replaces healthy workers, got {watchdog:g}")
+        watchdog = None
     if workers and server_limit and workers > server_limit:
         sec.errors.add(sec.first_line("workers", "server_limit"),
                        f"workers ({workers}) exceeds server_limit ({server_limit})")
@@ -327,7 +341,10 @@ def _timeouts(sec: Section) -> Timeouts:
 def _limits(sec: Section) -> Limits:
     d = Limits()
     minimum = {"request_line": 64, "header_field": 1, "header_fields": 1, "request_body": 0, "http2_streams": 1}
-    values = {key: sec.integer(key, getattr(d, key), minimum[key]) for key in LIMIT_KEYS}
+    # SETTINGS_MAX_CONCURRENT_STREAMS is a 32-bit value (RFC 9113 §6.5.1): a larger one failed
+    # every HTTP/2 connection (review 2026-12-04-conf #3).
+    maximum = {"http2_streams": 2**32 - 1}
+    values = {key: sec.integer(key, getattr(d, key), minimum[key], maximum.get(key)) for key in LIMIT_KEYS}
     values["per_client"] = per_client(sec, "per_client", route=False)
     values["trusted_proxies"] = trusted_proxies(sec, "trusted_proxies")
     return Limits(**{key: getattr(d, key) if v is None else v for key, v in values.items()})
@@ -343,7 +360,32 @@ def _control(sec: Section, config_file: str) -> Control:
         _check_socket_path(sec, socket_path, pidfile, config_file)
     if pidfile is not None and pidfile == config_file:
         sec.error("pidfile", f"control.pidfile is the configuration file itself ('{pidfile}'): it would be overwritten")
+    elif pidfile is not None and (problem := _pidfile_problem(pidfile)) is not None:
+        sec.error("pidfile", f"control.pidfile '{pidfile}' {problem}: it would be overwritten "
+                             "(remove it, or choose another path)")
     return Control(pidfile or "", socket_path or "")
+
+
+def _pidfile_problem(path: str) -> str | None:
+    """Why the file at `path` cannot be a pidfile the master may overwrite, or None (absent,
+    empty, or a pid): a typo naming a log or any other file would replace its contents, and
+    /dev/zero was read without end by every mpmctl verb (review 2026-12-04-conf #6)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"cannot be looked at ({exc.strerror})"
+    if not stat.S_ISREG(mode):
+        return "exists and is not a regular file"
+    try:
+        with open(path, "rb") as f:
+            text = f.read(PID_TEXT_MAX + 1).strip()
+    except OSError:
+        return None          # unreadable here (another user's): the master says so when it writes
+    if text and (len(text) > PID_TEXT_MAX or not text.isdigit()):
+        return "holds something other than a pid"
+    return None
 
 
 def _check_socket_path(sec: Section, path: str, pidfile: str | None, config_file: str) -> None:

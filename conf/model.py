@@ -89,6 +89,12 @@ class Listener:
         return f"{host}:{self.port}"
 
 
+# Seconds between a worker's scoreboard writes, which are also the heartbeat the master's
+# watchdog reads (worker.process); a watchdog shorter than two of them kills healthy workers.
+HEARTBEAT_INTERVAL = 0.5
+WATCHDOG_MIN = 2 * HEARTBEAT_INTERVAL
+
+
 @dataclass(frozen=True, slots=True)
 class MPM:
     workers: int = 2                   # StartServers

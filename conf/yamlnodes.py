@@ -119,7 +119,13 @@ class YamlProblem(Exception):
 
 def parse(text: str) -> Node | None:
     """Parse one YAML document; None when it holds nothing (empty or only comments)."""
-    loader = LineLoader(text)
+    try:
+        loader = LineLoader(text)
+    except yaml.reader.ReaderError as exc:
+        # PyYAML's reader looks at the whole text first and gives a character position.
+        raise YamlProblem([(text.count("\n", 0, exc.position) + 1,
+                            f"the file holds a control character ({_character(exc.character)}), "
+                            "which YAML does not allow")]) from None
     try:
         root = loader.get_single_node()
         if root is None:
@@ -137,6 +143,18 @@ def parse(text: str) -> Node | None:
     return tree
 
 
+def _character(character) -> str:
+    code = character if isinstance(character, int) else ord(character)
+    return f"U+{code:04X}"
+
+
+# Entries the merge keys (<<) of one file may copy in all.  Each merge copies the merged
+# mapping's entries, so a chain of mappings each merging the one before costs the square of its
+# length (6,000 lines: 18 million entries, 490 MiB and 5 s in the master's loop: review
+# 2026-12-04-conf #1); a real configuration merges a few hundred.
+MERGED_ENTRIES_MAX = 100_000
+
+
 class _Walker:
     """The composed graph -> Scalar/Seq/Map, each composed node converted once.
 
@@ -150,6 +168,7 @@ class _Walker:
         self.problems: list[tuple[int, str]] = []
         self.done: dict[int, Node] = {}       # id(composed node) -> converted (the graph holds them)
         self.active: set[int] = set()         # the nodes being converted: an alias to one is a cycle
+        self.merged_entries = 0               # what the merge keys copied (MERGED_ENTRIES_MAX)
 
     def walk(self, node: yaml.Node) -> Node:
         key = id(node)
@@ -212,7 +231,12 @@ class _Walker:
                 self.problems.append((source.start_mark.line + 1,
                                       "a merge key (<<) takes a mapping or a list of mappings"))
                 continue
-            for key, entry in self.walk(source).entries.items():
+            entries = self.walk(source).entries
+            self.merged_entries += len(entries)
+            if self.merged_entries > MERGED_ENTRIES_MAX:
+                raise YamlProblem([(value.start_mark.line + 1, f"the merge keys (<<) copy more than "
+                                    f"{MERGED_ENTRIES_MAX:,} entries in all (a chain of merges grows as its square)")])
+            for key, entry in entries.items():
                 merged.setdefault(key, entry)
 
 

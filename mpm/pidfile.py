@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import stat
 
 import psutil
+
+from conf.loader import PID_TEXT_MAX
 
 
 class AlreadyRunning(Exception):
@@ -12,11 +15,19 @@ class AlreadyRunning(Exception):
 
 
 def read_pid(path: str) -> int | None:
+    """The pid in the file at `path`; None for anything but a regular file holding one (a
+    pidfile configured as /dev/zero was read without end: review 2026-12-04-conf #6)."""
     try:
-        with open(path) as f:
-            return int(f.read().strip())
-    except (OSError, ValueError):
+        with open(path, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                return None
+            text = f.read(PID_TEXT_MAX + 1)
+    except OSError:
         return None
+    text = text.strip()
+    if len(text) > PID_TEXT_MAX or not text.isdigit():
+        return None
+    return int(text)
 
 
 def pid_alive(pid: int) -> bool:

@@ -430,7 +430,7 @@ def test_http2_per_listener_defaults_and_mistakes(tmp_path):
         "negotiates h2 by ALPN (http2: true, the default)",
         f"{tmp_path}/bad.yaml:4: listen.http2 must be true, false or h2c; got 'h2' (did you mean 'h2c'?)",
         f"{tmp_path}/bad.yaml:5: unknown key 'htp2' in listen (did you mean 'http2'?)",
-        f"{tmp_path}/bad.yaml:6: limits.http2_streams must be an integer >= 1, got integer 0",
+        f"{tmp_path}/bad.yaml:6: limits.http2_streams must be an integer from 1 to 4294967295, got integer 0",
     ]
 
 

@@ -48,6 +48,15 @@ ODD = {
                                        '    members: [{url: "http://127.0.0.1:9"}]\n'
                                        '    health: {expect: "a{99999999999}"}\n', 6, "health.expect"),
     "an IPv6 scope with a lone surrogate": ('listen: ["[fe80::1%\\ud800]:8000"]\n', 1, "must be ASCII"),
+    # Review 2026-12-04-conf: #9, #3, #4, #7, #11.
+    "a form feed on line 3": (GOOD + "mpm: {workers: 1}\n\f\n", 3, "control character (U+000C)"),
+    "an ESC on line 2": (GOOD + "mpm: {workers: 1}  # \x1b[31m\n", 2, "control character (U+001B)"),
+    "more HTTP/2 streams than SETTINGS can say": (GOOD + "limits: {http2_streams: 8589934592}\n", 2,
+                                                  "from 1 to 4294967295"),
+    "a graceful timeout of 0": (GOOD + "mpm:\n  graceful_timeout: 0\n", 3, "0 would cut every request"),
+    "a watchdog under two heartbeats": (GOOD + "mpm: {watchdog: 0.2}\n", 2, "at least 1 s"),
+    "a port of fullwidth digits": ('listen: ["127.0.0.1:\uff18\uff10\uff18\uff10"]\n', 1, "is not a number"),
+    "a port of superscript digits": ('listen: ["127.0.0.1:8\u00b2"]\n', 1, "is not a number"),
 }
 
 
@@ -153,6 +162,36 @@ def test_a_reload_of_an_alias_bomb_leaves_the_master_answering(proxy_factory, ht
     took = time.monotonic() - started
     assert "unknown key 'x5' in top level" in proxy.error_text()
     assert took < 1.0, f"the master spent {took:.1f} s on a 600-byte file"
+
+
+def test_a_chain_of_merge_keys_is_refused_before_it_costs_its_square(tmp_path):
+    """Review 2026-12-04-conf #1: each mapping merging the one before copied 1 + 2 + ... + N
+    entries (6,000 lines: 490 MiB and 5 s in the master's loop).  The merges may copy 100,000
+    entries in all; this chain of 3,000 would copy 4.5 million."""
+    chain = ["a0: &a0 {k0: 0}"] + [f"a{i}: &a{i} {{<<: *a{i - 1}, k{i}: 0}}" for i in range(1, 3000)]
+    path = tmp_path / "mpm.yaml"
+    path.write_text(GOOD + "x:\n" + "".join(f"  {line}\n" for line in chain))
+    started = time.monotonic()
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path))
+    took = time.monotonic() - started
+    assert any("the merge keys (<<) copy more than 100,000 entries" in e for e in info.value.errors), info.value.errors
+    assert took < 2, f"{took:.1f} s"
+
+
+def test_a_pidfile_that_is_no_pidfile_is_refused_and_never_read_whole(tmp_path):
+    """Review 2026-12-04-conf #6: `pidfile: /dev/zero` made every mpmctl verb read without end,
+    and a pidfile naming a log overwrote it with the pid."""
+    from mpm.pidfile import read_pid
+    (tmp_path / "access.log").write_text('127.0.0.1 - - "GET / HTTP/1.1" 200\n')
+    for pidfile, phrase in (("/dev/zero", "exists and is not a regular file"),
+                            ("access.log", "holds something other than a pid")):
+        errors = _errors(tmp_path, GOOD + f"control: {{pidfile: {pidfile}}}\n")
+        assert any(e.startswith(f"{tmp_path / 'mpm.yaml'}:2: ") and phrase in e for e in errors), errors
+    assert read_pid("/dev/zero") is None and read_pid(str(tmp_path / "access.log")) is None
+    (tmp_path / "mpm.pid").write_text("12345\n")
+    assert read_pid(str(tmp_path / "mpm.pid")) == 12345
+    load_config(str((tmp_path / "ok.yaml").write_text(GOOD + "control: {pidfile: mpm.pid}\n") and tmp_path / "ok.yaml"))
 
 
 @pytest.mark.parametrize("control, phrase", [

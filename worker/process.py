@@ -23,6 +23,7 @@ import time
 
 import setproctitle
 
+from conf.model import HEARTBEAT_INTERVAL
 from shm.metrics import scratch_row
 from worker.acceptor import Acceptor
 from worker.admission import Admission, Arrivals
@@ -40,7 +41,7 @@ from worker.rewrite import ReverseMaps
 from worker.routing import Router
 from worker.signals import WorkerSignals
 
-PUBLISH_INTERVAL = 0.5       # seconds between scoreboard writes (the watchdog's heartbeat)
+PUBLISH_INTERVAL = HEARTBEAT_INTERVAL     # seconds between scoreboard writes (the watchdog's heartbeat)
 # A long-lived tunnel's bytes are counted (scoreboard, /metrics) every this many heartbeats
 # while it lasts, not only when it ends: a WebSocket streaming for hours would show nothing.
 # One pass over the worker's tunnels every 5 s: ~1 ms for 5,000 of them.
