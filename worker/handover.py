@@ -171,6 +171,11 @@ class _Inbound:
                 message, fds, _, _ = socket.recv_fds(self.conn, RECORD_MAX, 2)
             except (BlockingIOError, InterruptedError):
                 return
+            except ConnectionResetError:
+                # The sender closed with our answers unread (a release before them, or ours
+                # after HELLO_WAIT): Linux reports that once, *before* the records still
+                # queued, which are ours to adopt (review 2026-12-04-versions r02).
+                continue
             except OSError:
                 message, fds = b"", []
             if not message:
