@@ -20,12 +20,13 @@ from conf.model import UPGRADE_ANY, UPGRADE_NONE, Route
 from worker.authority import absolute_form
 from worker.limits import scope_of
 from worker.logs import log_field
+from worker.regexlimit import RegexTimeout, within_limit
 
 
 class CompiledRoute:
     __slots__ = ("prefix", "prefix_len", "base", "identity", "regex", "template", "when", "timeout",
                  "upgrade", "any_protocol", "always_upgrade", "name", "log_name", "origin", "balancer",
-                 "preserve_host", "reverse", "per_client", "scope", "origin_policy")
+                 "preserve_host", "reverse", "per_client", "scope", "origin_policy", "line")
 
     def __init__(self, route: Route, default_timeout: float, origins):
         # Matched against normalised targets (routed_target): "/%7Euser/" as written would never match.
@@ -42,6 +43,7 @@ class CompiledRoute:
         self.always_upgrade = route.upgrade == UPGRADE_NONE
         self.any_protocol = route.upgrade == UPGRADE_ANY or self.always_upgrade
         self.name = route.name
+        self.line = route.line
         # Escaped once here, as the client's fields are per line (worker.logs): a pattern may
         # hold a quote or a backslash, which would end the quoted field early.
         self.log_name = log_field(route.name.encode("utf-8", "backslashreplace"))
@@ -214,11 +216,22 @@ def origin_form(target: bytes) -> bytes | None:
 class Router:
     def __init__(self, routes, default_timeout: float, origins):
         self.routes = tuple(CompiledRoute(route, default_timeout, origins) for route in routes)
+        # An operator's regex may backtrack for minutes on a crafted request (worker.regexlimit).
+        self.timed = any(route.regex is not None or route.when for route in self.routes)
 
     def resolve(self, target: bytes, head):
-        """(CompiledRoute, backend target) for the first route that matches, else (None, None)."""
+        """(CompiledRoute, backend target) for the first route that matches, else (None, None).
+        Raises RegexTimeout when the routes' regular expressions take too long on this request."""
+        if self.timed:
+            return within_limit(self._first_match, target, head)
+        return self._first_match(target, head)
+
+    def _first_match(self, target: bytes, head):
         for compiled in self.routes:
-            mapped = compiled.map(target, head)
+            try:
+                mapped = compiled.map(target, head)
+            except RegexTimeout:
+                raise RegexTimeout(compiled) from None      # (for the log: which route)
             if mapped is not None:
                 return compiled, mapped
         return None, None
