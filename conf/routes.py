@@ -27,6 +27,8 @@ from .model import (
 )
 from .yamlnodes import Map, Scalar, Seq
 
+# A segment "." or ".." (also percent-encoded) followed by more path, or a fragment mark.
+_NEVER_REQUESTED = re.compile(r"(?:^|/)(?:\.|%2e){1,2}/|#", re.IGNORECASE)
 ROUTE_KEYS = ("path", "match", "to", "when", "upgrade", "reverse", "preserve_host", "timeout", "tls",
               "origins", "origins_required", "per_client", "proxy_protocol")
 
@@ -85,6 +87,11 @@ def _prefix(sec: Section) -> bytes | None:
     if any(c.isspace() or not c.isascii() for c in text):
         # Requests arrive percent-encoded; a raw non-ASCII prefix could never match one.
         sec.error("path", f"route.path '{text}' must be ASCII without spaces (percent-encode other characters)")
+        return None
+    if _NEVER_REQUESTED.search(text):
+        # worker.routing.refused_target answers such requests 400 before any route.
+        sec.error("path", f"route.path '{text}' can never match: a request with a '.' or '..' segment or a '#' "
+                          "is refused (400)")
         return None
     return text.encode("ascii")
 
@@ -184,18 +191,27 @@ def _upgrade(sec: Section) -> frozenset[str] | str | None:
 
 
 def _check_shadowed(errors: Errors, routes: list[Route]) -> None:
-    """A prefix route after an unconditional prefix route that covers it can never match.
+    """A route after an unconditional one that takes all its requests can never match.
 
     Order matters exactly as with Apache's ProxyPass (first match wins); this is the
-    classic mistake of putting `ProxyPass /` before `ProxyPass /ws/`.
-    """
-    for i, later in enumerate(routes):
-        if later.path is None:
-            continue
-        for earlier in routes[:i]:
-            if earlier.path is None or earlier.when:
-                continue
-            if later.path == earlier.path or (later.path.startswith(earlier.path) and earlier.path.endswith(b"/")):
-                errors.add(later.line, f"route for '{later.name}' is never used: the route at line {earlier.line} "
-                                       f"(path '{earlier.name}') comes first and matches all its requests")
-                break
+    classic mistake of putting `ProxyPass /` before `ProxyPass /ws/`.  Workers match a
+    `path` as a byte prefix, so any earlier prefix of it shadows it ("/api" takes
+    "/api/v2/x"), and an earlier `match` with the same pattern shadows a later one.
+    Looked up by each path's own prefixes, not against every earlier route: 6,000 routes
+    took 2.5 s pairwise (review 2026-12-04-conf #2)."""
+    prefixes: dict[bytes, Route] = {}       # unconditional prefix routes so far, the first of each path
+    patterns: dict[bytes, Route] = {}       # unconditional regex routes so far, by pattern
+    for later in routes:
+        if later.path is not None:
+            key, table = later.path, prefixes
+            covering = [prefixes[key[:end]] for end in range(1, len(key) + 1) if key[:end] in prefixes]
+            earlier = min(covering, key=lambda route: route.line) if covering else None
+        else:
+            key, table = later.match.pattern, patterns
+            earlier = patterns.get(key)
+        if earlier is not None:
+            how = f"path '{earlier.name}'" if earlier.path is not None else "the same match"
+            errors.add(later.line, f"route for '{later.name}' is never used: the route at line {earlier.line} "
+                                   f"({how}) comes first and matches all its requests")
+        elif not later.when:
+            table.setdefault(key, later)

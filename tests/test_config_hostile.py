@@ -57,6 +57,15 @@ ODD = {
     "a watchdog under two heartbeats": (GOOD + "mpm: {watchdog: 0.2}\n", 2, "at least 1 s"),
     "a port of fullwidth digits": ('listen: ["127.0.0.1:\uff18\uff10\uff18\uff10"]\n', 1, "is not a number"),
     "a port of superscript digits": ('listen: ["127.0.0.1:8\u00b2"]\n', 1, "is not a number"),
+    # Review 2026-12-04-conf #8, #10: routes the workers would never reach, a URL urlsplit would edit.
+    "/api before /api/v2": (GOOD + 'routes:\n  - {path: /api, to: "http://127.0.0.1:9/"}\n'
+                            '  - {path: /api/v2, to: "http://127.0.0.1:9/"}\n', 4, "(path '/api') comes first"),
+    "the same match twice": (GOOD + 'routes:\n  - {match: "^/a", to: "http://127.0.0.1:9/"}\n'
+                             '  - {match: "^/a", to: "http://127.0.0.1:9/b"}\n', 4, "(the same match) comes first"),
+    "a path with a dot segment": (GOOD + 'routes: [{path: /a/../b/, to: "http://127.0.0.1:9/"}]\n', 2,
+                                  "can never match"),
+    "a backend URL with a line break": (GOOD + 'routes: [{path: /, to: "http://127.0.0.1:9/\\nadmin/"}]\n', 2,
+                                        "a control character"),
 }
 
 
