@@ -92,10 +92,13 @@ class ParsedURL:
     path: str         # "/" at least
 
 
+_SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
+
+
 def parse_url(text: str, schemes: tuple[str, ...] = BACKEND_SCHEMES + ("balancer",)) -> ParsedURL:
     """Split a `to:` or member URL; only host, port and path are allowed."""
     text = text.strip()
-    if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+    if _SPACE_OR_CONTROL.search(text):
         # urlsplit drops tabs and line breaks without a word: "http://b/\nadmin/" would send
         # to "/admin/", a URL the file does not show (review 2026-12-04-conf #10).
         raise ValueError(f"{text!r} holds a space or a control character; percent-encode it")

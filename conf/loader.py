@@ -97,7 +97,8 @@ def load_config(path: str | None) -> Config:
 def _read(file: str) -> bytes:
     """The file's bytes; a ConfigError for what no configuration is: a FIFO or a device (open
     would wait for a writer, /dev/zero never ends) or more than MAX_CONFIG_BYTES (the reload
-    that reads it holds the master: PyYAML reads ~2 MB/s here)."""
+    that reads it holds the master: about 0.6 MB/s parsed here, libyaml's parser under PyYAML's
+    composer; 6,000 routes in 275 KB load in 0.4 s)."""
     try:
         if not stat.S_ISREG(os.stat(file).st_mode):
             raise ConfigError([f"{file}:1: the configuration file is not a regular file"])

@@ -30,24 +30,28 @@ def _errors(tmp_path, text: str) -> list[str]:
     return info.value.errors
 
 
-# Each: (the file, the line its error must name, a phrase of the message).
+# libyaml refuses a "\\ud800" escape as it parses (PyYAML's own reader, where libyaml is missing,
+# lets it through to the checks of the value).
+SURROGATE_ESCAPE = "found invalid Unicode character escape code"
+# Each: (the file, the line its error must name, a phrase of the message, or phrases: any of them).
 ODD = {
     "a bad value for an explicit int tag": (GOOD + "mpm: {workers: !!int \"x\"}\n", 2, "not a valid !!int"),
     "a bad value for an explicit bool tag": (GOOD + "mpm:\n  workers: !!bool x\n", 3, "not a valid !!bool"),
     "a bad timestamp": (GOOD + "mpm: {workers: !!timestamp x}\n", 2, "not a valid !!timestamp"),
     "an integer of 5,000 digits": (GOOD + "mpm: {workers: " + "9" * 5000 + "}\n", 2, "not a valid !!int"),
     "a tagged key": (GOOD + "mpm: {!!int x: 1}\n", 2, "not a valid !!int"),
-    "flow nesting 3,000 deep": (GOOD + "routes: " + "[" * 3000 + "]" * 3000 + "\n", 2, "nested more than"),
+    # (libyaml stops it first, at its own 1,000 levels: "exceeded maximum nesting depth")
+    "flow nesting 3,000 deep": (GOOD + "routes: " + "[" * 3000 + "]" * 3000 + "\n", 2, "nest"),
     "block nesting 200 deep": (GOOD + "routes:\n" + "".join(" " * i + "-\n" for i in range(1, 200)), 66,
                                "nested more than"),
     "a regex repeat count too large": (GOOD + "routes: [{match: \"a{99999999999}\", to: \"http://127.0.0.1:9/\"}]\n",
                                        2, "route.match is not a valid regular expression"),
     "a regex with a lone surrogate": (GOOD + "routes: [{match: \"\\ud800\", to: \"http://127.0.0.1:9/\"}]\n", 2,
-                                      "route.match is not a valid regular expression"),
+                                      ("route.match is not a valid regular expression", SURROGATE_ESCAPE)),
     "a health check regex too large": (GOOD + 'routes: [{path: /, to: "balancer://c/"}]\nbalancers:\n  c:\n'
                                        '    members: [{url: "http://127.0.0.1:9"}]\n'
                                        '    health: {expect: "a{99999999999}"}\n', 6, "health.expect"),
-    "an IPv6 scope with a lone surrogate": ('listen: ["[fe80::1%\\ud800]:8000"]\n', 1, "must be ASCII"),
+    "an IPv6 scope with a lone surrogate": ('listen: ["[fe80::1%\\ud800]:8000"]\n', 1, ("must be ASCII", SURROGATE_ESCAPE)),
     # Review 2026-12-04-conf: #9, #3, #4, #7, #11.
     "a form feed on line 3": (GOOD + "mpm: {workers: 1}\n\f\n", 3, "control character (U+000C)"),
     "an ESC on line 2": (GOOD + "mpm: {workers: 1}  # \x1b[31m\n", 2, "control character (U+001B)"),
@@ -71,10 +75,12 @@ ODD = {
 
 @pytest.mark.parametrize("case", ODD)
 def test_odd_yaml_is_a_line_numbered_error(tmp_path, case):
-    text, line, phrase = ODD[case]
+    text, line, phrases = ODD[case]
     errors = _errors(tmp_path, text)
     wanted = f"{tmp_path / 'mpm.yaml'}:{line}:"
-    assert any(e.startswith(wanted) and phrase in e for e in errors), f"wanted {wanted} ... {phrase}: {errors}"
+    phrases = phrases if isinstance(phrases, tuple) else (phrases,)
+    assert any(e.startswith(wanted) and any(p in e for p in phrases) for e in errors), \
+        f"wanted {wanted} ... {phrases}: {errors}"
 
 
 @pytest.mark.timeout(30)
@@ -118,7 +124,8 @@ def test_a_path_no_process_can_open_is_refused(tmp_path, key, bad, phrase):
     else:
         text = GOOD + PATHS[key] % bad
     errors = _errors(tmp_path, text)
-    assert any(f"{key} {phrase}" in e and e.startswith(f"{tmp_path / 'mpm.yaml'}:") for e in errors), errors
+    assert any((f"{key} {phrase}" in e or "ud800" in bad and SURROGATE_ESCAPE in e)
+               and e.startswith(f"{tmp_path / 'mpm.yaml'}:") for e in errors), errors
 
 
 @pytest.mark.timeout(30)
