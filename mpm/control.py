@@ -153,9 +153,13 @@ class ControlServer:
         self.sock.close()
 
     def close(self, unlink: bool = True) -> None:
-        """`unlink=False` when the path now belongs to the master that replaced us."""
+        """`unlink=False` when the path now belongs to the master that replaced us.  Even
+        then a file at the path that is not ours stays: a new master of a release before the
+        hand-over by rename binds the path itself at its start, and this removed its socket
+        for good (review 2026-12-04-versions r03)."""
         if self.sock.fileno() < 0:
             return
+        unlink = unlink and self.holds(self.path)
         for client in list(self.clients):
             self._drop(client)
         try:

@@ -80,10 +80,11 @@ def is_mpm(cmdline: list[str]) -> bool:
 
 def write_pidfile(path: str, owner: int | None = None) -> None:
     """Our pid, or `owner`'s: the master `mpmctl upgrade` started, named by the one it
-    replaces at the hand-over."""
+    replaces at the hand-over (a release before that hand-over writes its own at its start:
+    the file names `owner` already)."""
     pid = read_pid(path)
     replacing = os.environ.get("MPM_UPGRADE_FROM")    # `mpmctl upgrade`: the master we take over from
-    if pid is not None and pid != os.getpid() and pid_alive(pid) and str(pid) != replacing:
+    if pid is not None and pid not in (os.getpid(), owner) and pid_alive(pid) and str(pid) != replacing:
         raise AlreadyRunning(f"a master is already running with pid {pid} (pidfile {path}); "
                              f"if it is not an mpm master, remove the pidfile")
     os.makedirs(os.path.dirname(path), exist_ok=True)

@@ -213,8 +213,8 @@ def _hand_control_over(master, successor_pid: int) -> None:
         os.rename(staging_path(control.socket), control.socket)
     except FileNotFoundError:       # a release before this one binds the real path at its start
         pass
-    write_pidfile(control.pidfile, owner=successor_pid)
     master.control.close(unlink=False)      # the path is the new master's now
+    write_pidfile(control.pidfile, owner=successor_pid)
 
 
 def follow(master) -> bool:
