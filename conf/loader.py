@@ -9,6 +9,7 @@ errors are sorted by line at the end.
 from __future__ import annotations
 
 import os
+import re
 import stat
 from dataclasses import replace
 
@@ -85,8 +86,8 @@ def load_config(path: str | None) -> Config:
     except Exception as exc:    # noqa: BLE001 - a checker's bug must not take a reload's master down
         # Every input should meet a check with a line; this is the net under the ones that do
         # not yet, so `configtest` still answers FILE:LINE and a reload is still refused.
-        raise ConfigError([f"{file}:1: the configuration could not be checked: {type(exc).__name__}: "
-                           f"{str(exc)[:200]} (please report this)"]) from exc
+        raise ConfigError([_one_line(f"{file}:1: the configuration could not be checked: {type(exc).__name__}: "
+                                     f"{str(exc)[:200]} (please report this)")]) from exc
     if tree is None:
         errors.add(1, "the configuration file is empty (at least a 'listen' section is needed)")
     if errors.items:
@@ -112,7 +113,18 @@ def _read(file: str) -> bytes:
 
 
 def _format(file: str, problems: list[tuple[int, str]]) -> list[str]:
-    return [f"{file}:{line}: {message}" for line, message in sorted(problems, key=lambda p: p[0])]
+    return [_one_line(f"{file}:{line}: {message}") for line, message in sorted(problems, key=lambda p: p[0])]
+
+
+# Line breaks and other control characters, as Python writes them in a string ("\\n").
+_CONTROL = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
+
+
+def _one_line(message: str) -> str:
+    """One problem, one line: a value quoted back with a line break in it ("a\\n/etc/mpm.yaml:99:
+    ...") read as two problems in configtest's output and the master's error log (review
+    2026-12-04-conf #10)."""
+    return _CONTROL.sub(lambda found: found.group().encode("unicode_escape").decode("ascii"), message)
 
 
 def _build(tree, errors: Errors, name: str) -> Config | None:

@@ -270,3 +270,17 @@ def test_a_tls_file_that_is_a_fifo_is_refused_without_waiting(tmp_path, where):
     errors = _errors(tmp_path, text)
     assert any(f"'{tmp_path / 'pipe.pem'}' is not a regular file" in e and where.split(".")[-1] in e
                for e in errors), errors
+
+
+@pytest.mark.parametrize("text", [
+    GOOD + 'routes: [{path: "a\\n/etc/mpm.yaml:99: listen is fine", to: "http://127.0.0.1:9/"}]\n',
+    GOOD + 'log: {level: "x\\ny"}\n',
+    GOOD + '"foo\\nbar": 1\n',
+    'listen: ["127.0.0.1:1\\n2"]\n',
+])
+def test_a_value_with_a_line_break_is_quoted_back_on_one_line(tmp_path, text):
+    """One problem, one line in configtest's output and the error log: a line break in a value
+    quoted back read as a second problem (review 2026-12-04-conf #10)."""
+    errors = _errors(tmp_path, text)
+    assert errors and all("\n" not in e and e.startswith(f"{tmp_path / 'mpm.yaml'}:") for e in errors), errors
+    assert any("\\n" in e for e in errors), errors
