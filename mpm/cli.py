@@ -67,10 +67,15 @@ def cmd_start(args) -> int:
             return _wait_started(config)
     from mpm.listeners import BindError
     from mpm.master import Master  # imported here: configtest and status stay light
+    from mpm.upgrade import CannotTakeOver
     masterlog.setup(config)
     try:
         return Master(args.config, config).run()
     except AlreadyRunning as exc:
+        print(f"mpmctl: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    except CannotTakeOver as exc:
+        logging.getLogger("mpm.master").error("cannot start: %s", exc)
         print(f"mpmctl: {exc}", file=sys.stderr)
         return EXIT_FAIL
     except BindError as exc:

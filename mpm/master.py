@@ -82,6 +82,7 @@ class Master:
         self.listeners = ListenerSet({(address.rsplit("|", 1)[0], int(address.rsplit("|", 1)[1])): fds
                                       for address, fds in inherit.get("listeners", {}).items()}, self.activated)
         self.scoreboard = Scoreboard(fd=inherit.get("scoreboard"))
+        upgrade.check_takeover(self.upgrade_from, inherit, self.scoreboard)
         self.metrics = MetricsTable(fd=inherit.get("metrics"))
         self.route_ids: dict[str, int] = {}
         self.inherited_admin = inherit.get("admin")

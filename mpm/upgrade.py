@@ -38,6 +38,23 @@ def staging_path(socket_path: str) -> str:
     return staged if len(os.fsencode(staged)) < SUN_PATH_MAX else os.path.join(os.path.dirname(socket_path), "~")
 
 
+class CannotTakeOver(Exception):
+    """This master cannot replace the one `mpmctl upgrade` started it from."""
+
+
+def check_takeover(upgrade_from: int | None, inherit: dict, scoreboard) -> None:
+    """Before any listener or worker: a master of a release that judges its successor ready
+    only by the successor's rows in the scoreboard (no `ready_fd`: before 7ecc7c7) can never
+    see ours when we could not read its table.  Carrying on, our workers took connections for
+    30 s until that master gave up on us and stopped us, cutting them (review 2026-12-04-versions
+    r06); nginx's new binary that cannot start takes nothing either."""
+    if upgrade_from is not None and inherit.get("scoreboard") is not None and not scoreboard.inherited \
+            and inherit.get("ready_fd") is None:
+        raise CannotTakeOver(f"cannot take over from master {upgrade_from}: a release whose scoreboard this "
+                             "one cannot read, and that could not tell that we serve; stop it and start this "
+                             "release, or upgrade through an intermediate release")
+
+
 def start(master, named=None) -> dict:
     """Start the next master (a fresh exec of the installed code) with our listening
     sockets and our scoreboard; once its workers serve, ours stop and hand it their

@@ -73,11 +73,13 @@ class Scoreboard(SharedTable):
 
     def __init__(self, rows: int = ROWS, fd: int | None = None):
         self.rows = rows
+        self.inherited = fd is not None     # the table the master we replace writes in
         try:
             super().__init__("mpm-scoreboard", _columns(rows), fd)
         except LayoutMismatch as exc:
             log.warning("%s: starting a new one (the old workers' tunnels stay with them)", exc)
             super().__init__("mpm-scoreboard", _columns(rows))
+            self.inherited = False
         self.owner = [0] * rows          # master's own view: pid holding each row (0 = free)
 
     def claim(self, generation: int, slot: int) -> int:
