@@ -91,6 +91,7 @@ class Master:
         self.inherited_discovery = inherit.get("discovered", {})   # what DNS gave the master we replace
         self.generation = inherit.get("generation", 0)
         self.predecessor_generation = self.generation if inherit else None   # `mpmctl upgrade`: whose workers serve meanwhile
+        self.predecessor_renames = bool(inherit.get("control"))     # it moves the control paths to us (upgrade.py)
         self.ticket_keys = TicketKeys(inherit.get("ticket_keys"))   # TLS session-ticket keys, carried on
         if self.upgrade_from is None:   # else at the hand-over (upgrade.follow): the table is shared
             self.ticket_keys.configure(config.tls)

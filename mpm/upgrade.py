@@ -256,17 +256,33 @@ def _holds_control_paths(master) -> bool:
                  control.socket, control.pidfile)
         return True
     if os.getppid() == master.upgrade_from:
-        return False
-    if not master.stopping:         # the old master is gone without handing them over
-        try:
-            os.rename(master.control.path, control.socket)
-        except OSError as exc:
-            log.error("upgrade: cannot move the control socket to %s: %s", control.socket, exc.strerror or exc)
-        master.control.moved_to(control.socket)
-        write_pidfile(control.pidfile)
-        log.warning("upgrade: master pid %d is gone without handing over; control socket %s and "
-                    "pidfile %s taken", master.upgrade_from, control.socket, control.pidfile)
+        if master.predecessor_renames or not _predecessor_retired(master):
+            return False
+        why = "has handed over (a release that leaves the control paths to its successor)"
+    elif master.stopping:
+        return True
+    else:
+        why = "is gone without handing over"
+    try:
+        os.rename(master.control.path, control.socket)
+    except OSError as exc:
+        log.error("upgrade: cannot move the control socket to %s: %s", control.socket, exc.strerror or exc)
+    master.control.moved_to(control.socket)
+    write_pidfile(control.pidfile)
+    log.warning("upgrade: master pid %d %s; control socket %s and pidfile %s taken",
+                master.upgrade_from, why, control.socket, control.pidfile)
     return True
+
+
+def _predecessor_retired(master) -> bool:
+    """The master we replace has retired its workers: none of its rows is starting, ready or
+    full any more.  A release before the hand-over by rename (no "control" in MPM_INHERIT)
+    closes its control socket then and renames nothing: waiting for its exit left `mpmctl`
+    talking to a master that no longer serves for the whole drain, and `stop` or `reload`
+    reached it and not us (review 2026-12-04-versions r01)."""
+    old = master.predecessor_generation or 0
+    return not any(row["generation"] <= old and row["state"] in ("starting", "ready", "full")
+                   for row in master.scoreboard.live_rows())
 
 
 def successor_config(config, inherit: dict):
