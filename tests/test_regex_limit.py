@@ -71,3 +71,17 @@ def test_quick_regexes_route_as_before_under_the_limit(tmp_path):
         router.resolve(head.target, head)
     assert time.process_time() - started < 0.5
     assert raised.value.route.line == 4      # (its line in the file)
+
+
+@pytest.mark.parametrize("routes, timed", [
+    ('  - {path: /, when: {header: {Upgrade: websocket}}, to: "ws://127.0.0.1:9001/"}\n'
+     '  - {match: "^/(myApp/ws)$", to: "ws://127.0.0.1:9001/$1"}\n', False),
+    ('  - {match: "^/(a.*)$", to: "http://127.0.0.1:9001/$1"}\n', True),
+    ('  - {path: /, when: {header: {Host: "a|b"}}, to: "http://127.0.0.1:9001/"}\n', True),
+])
+def test_only_patterns_that_can_backtrack_pay_for_the_timer(tmp_path, routes, timed):
+    """A pattern without a repeat or an alternative matches only strings of its own length:
+    its search is linear, and the timer's two system calls per request are spared."""
+    path = tmp_path / "r.yaml"
+    path.write_text('listen: ["127.0.0.1:8000"]\nroutes:\n' + routes)
+    assert Router(load_config(str(path)).routes, 300.0, Origins()).timed is timed
