@@ -14,9 +14,9 @@ busy 2-core machine) must not answer 500.
 
 The limit is per routing of a request (routing.Router.resolve), all its searches together.
 Cost: two `setitimer` calls, about 2 µs per request (measured: 0.5-0.7 µs for an untimed
-`^/api/(.*)$` search, 2.8-3.1 µs timed), paid only where some route's pattern holds a repeat or an alternative
-(routing._may_backtrack: `Upgrade: websocket` does not).  The
-worker's signal set-up (worker.signals) wakes its loop for the SIGVTALRM: nothing to do there.
+`^/api/(.*)$` search, 2.8-3.1 µs timed), paid only where some route's pattern holds a repeat
+or an alternative (routing._may_backtrack: `Upgrade: websocket` does not).  The worker's
+signal set-up (worker.signals) wakes its loop for the SIGVTALRM: nothing to do there.
 """
 
 from __future__ import annotations
