@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+import regex
+
 from .addresses import (
     DOLLAR_GROUP,
     Resolver,
@@ -101,10 +103,22 @@ def _regex(sec: Section, key: str, flags: int) -> re.Pattern | None:
     if text is None:
         return None
     try:
-        return re.compile(text.encode(), flags)
-    except REGEX_ERRORS as exc:
+        pattern = re.compile(text.encode(), flags)
+        if may_backtrack(pattern):      # the workers search it with the regex module: it must read it too
+            regex.compile(pattern.pattern, flags)
+        return pattern
+    except REGEX_ERRORS + (regex.error,) as exc:
         sec.error(key, f"{sec.name(key)} is not a valid regular expression: {exc}")
         return None
+
+
+_BACKTRACKING = re.compile(rb"[*+?{|]")
+
+
+def may_backtrack(pattern: re.Pattern) -> bool:
+    """Whether a search for `pattern` may cost more than linear time in the subject: without a
+    repeat or an alternative it matches only strings of its own length (worker.regexlimit)."""
+    return _BACKTRACKING.search(pattern.pattern) is not None
 
 
 def _target(sec: Section, match: re.Pattern | None, has_match: bool, balancers: dict,

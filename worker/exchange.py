@@ -103,10 +103,18 @@ class Exchange:
             if target is None:
                 self.answer(400, "request target must be origin-form or absolute-form")
                 return
-        found = self._resolve(target)
-        if found is None:
+        normal = routing.routed_target(target)
+        try:
+            if normal is target:
+                route, mapped = self.worker.router.resolve(target, head)
+            elif normal.__class__ is str:       # why it is refused
+                self.answer(400, normal)
+                return
+            else:
+                route, mapped = self.worker.router.resolve_normalised(target, normal, head)
+        except RegexTimeout as timeout:
+            self._routing_too_slow(timeout.route)
             return
-        route, mapped = found
         # (An HTTP/2 stream tunnels only by an extended CONNECT, whose head asks: never unasked.)
         if route is not None and (head.upgrade is not None or (route.always_upgrade and not self.client.http2)):
             self.upgrade = route.upgrade_header(head)
@@ -315,27 +323,14 @@ class Exchange:
             else:
                 conn.close()
 
-    def _resolve(self, target: bytes):
-        """(route or None, backend target) for `target`; None once answered: a target refused
-        (400), or routes whose regular expressions ran past their limit on it (500, as nginx
-        answers when PCRE's match limit ends a search: worker.regexlimit)."""
-        normal = routing.routed_target(target)
-        if normal.__class__ is str:         # why it is refused
-            self.answer(400, normal)
-            return None
-        router = self.worker.router
-        try:
-            if normal is target:
-                return router.resolve(target, self.head)
-            return router.resolve_normalised(target, normal, self.head)
-        except RegexTimeout as timeout:
-            route = timeout.route
-            where = f"the regular expressions of route {route.name} (line {route.line})" if route is not None \
-                else "the routes' regular expressions"
-            self.worker.log_error("error", f"{self.client.client_ip.decode()} {where} ran past "
-                                           f"{regexlimit.LIMIT * 1000:g} ms of CPU on this request: 500")
-            self.answer(500, "The routing of this URL took too long.")
-            return None
+    def _routing_too_slow(self, route) -> None:
+        """The routes' regular expressions ran past their limit on this request: 500, as nginx
+        answers when PCRE's match limit ends a search (worker.regexlimit)."""
+        where = f"the regular expressions of route {route.name} (line {route.line})" if route is not None \
+            else "the routes' regular expressions"
+        self.worker.log_error("error", f"{self.client.client_ip.decode()} {where} ran past "
+                                       f"{regexlimit.LIMIT * 1000:g} ms of CPU on this request: 500")
+        self.answer(500, "The routing of this URL took too long.")
 
     def answer(self, status: int, message: str, keep_alive: bool = False, extra: bytes = b"") -> None:
         """An answer of our own: 404/503 (keeping the connection when `keep_alive`), a bad

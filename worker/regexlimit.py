@@ -1,73 +1,56 @@
-"""An operator's regular expression (a route's `match:`, its `when:` conditions) run against
+"""An operator's regular expression (a route's `match:`, its `when:` conditions) searched in
 request bytes within a time limit.
 
 Python's `re` backtracks without bound: `^/(a+)+$` against a 64-byte path of a's and a "!"
 runs for minutes, and one such request stopped its worker's loop, every connection on it
 waiting for the watchdog (review 2026-12-04-conf #5).  No check at load time can tell which
-patterns are safe (even `x.*y` unanchored takes 38 ms on an 8 KB field here).  nginx and
-Apache match with PCRE, whose match limit (10,000,000 steps) ends such a search with an
-error; nginx then answers 500.  So do we, after `LIMIT` of CPU time: the search runs under a
-one-shot ITIMER_VIRTUAL timer, and sre checks for signals every 4096 steps, so the handler's
-exception ends it within about a millisecond of the limit.  CPU time, not wall-clock time: a
-worker the scheduler leaves waiting for 10 ms in the middle of a quick search (routine on a
-busy 2-core machine) must not answer 500.
+patterns are safe.  nginx and Apache match with PCRE, whose match limit (10,000,000 steps) ends
+such a search with an error; nginx then answers 500.  So do we, after `LIMIT` of CPU time.
 
-The limit is per routing of a request (routing.Router.resolve), all its searches together.
-Cost: two `setitimer` calls, about 2 µs per request (measured: 0.5-0.7 µs for an untimed
-`^/api/(.*)$` search, 2.8-3.1 µs timed), paid only where some route's pattern holds a repeat
-or an alternative (routing._may_backtrack: `Upgrade: websocket` does not).  The worker's
-signal set-up (worker.signals) wakes its loop for the SIGVTALRM: nothing to do there.
+The search is the `regex` module's (mrab-regex, `re`'s syntax), with `timeout=`: it reads the
+process's CPU clock inside its matching loops, so a worker the scheduler leaves waiting in the
+middle of a quick search answers no 500, and the limit holds whatever the pattern.  A timer
+signal around `re` did not: sre checks for signals only between steps of its outer loop, and
+a single-character repeat (`[^;]*=`, `\\s*=\\s*$`) scans the rest of the subject within one, so
+a `when:` on a header repeated 97 times (780 KB) held the worker 4.2 s against a 10 ms limit
+(review 2026-12-04-session-diff R1).  `regex` also fails such searches at once: it knows the
+"=" must appear, as PCRE does.  Each search has its own limit, as PCRE's applies per call.
+
+Cost: a search with `timeout=` takes 3.0 µs where `re` takes 0.2-0.5 µs (a short subject).
+Only patterns that can backtrack pay it (conf.routes.may_backtrack): one without a repeat or an
+alternative matches only strings of its own length, so its search is linear in the subject and
+stays `re`'s (the usual `Upgrade: websocket` condition, a literal `match`).
 """
 
 from __future__ import annotations
 
-import signal
-import threading
+import re
 
-LIMIT = 0.01            # seconds; PCRE's 10,000,000 steps take about as long
+import regex
+
+from conf.routes import may_backtrack
+
+LIMIT = 0.01            # seconds of CPU per search; PCRE's 10,000,000 steps take about as long
+# The flags `re` and `regex` share, with the same values.
+_FLAGS = re.IGNORECASE | re.MULTILINE | re.DOTALL | re.VERBOSE
 
 
 class RegexTimeout(Exception):
-    """A search ran past LIMIT; `route`: the routing.CompiledRoute it was for (set by the router)."""
+    """A search ran past LIMIT; `route`: the routing.CompiledRoute it was for."""
 
     def __init__(self, route=None):
         super().__init__(route)
         self.route = route
 
 
-_armed = False          # a timed search is running: the timer's signal is for it
-_installed = False
+def bounded_search(pattern: re.Pattern):
+    """`pattern`'s search function: `re`'s own when it cannot backtrack, else one that raises
+    TimeoutError past LIMIT.  Raises regex.error for a pattern the `regex` module reads
+    otherwise than `re` (conf refuses those: conf.routes)."""
+    if not may_backtrack(pattern):
+        return pattern.search
+    compiled = regex.compile(pattern.pattern, pattern.flags & _FLAGS)
 
-
-def _expired(signum, frame) -> None:
-    # Python runs a handler between bytecodes, maybe after the search it was for ended: then
-    # `_armed` is off, or a later search has armed a timer of its own that is still running.
-    if _armed and signal.getitimer(signal.ITIMER_VIRTUAL)[0] == 0:
-        raise RegexTimeout()
-
-
-def _install() -> bool:
-    """The SIGVTALRM handler, set at the first search (only the main thread can, and a process
-    that never routes, the master, never needs one)."""
-    global _installed
-    if threading.current_thread() is not threading.main_thread():
-        return False
-    signal.signal(signal.SIGVTALRM, _expired)
-    _installed = True
-    return True
-
-
-def within_limit(call, *args):
-    """`call(*args)` (the router's scan, with its regex searches) within LIMIT of CPU time;
-    raises RegexTimeout past it."""
-    global _armed
-    if not _installed and not _install():
-        return call(*args)
-    _armed = True
-    signal.setitimer(signal.ITIMER_VIRTUAL, LIMIT)
-    try:
-        return call(*args)
-    finally:
-        # A signal that came in just before the disarm raises here: the scan did take LIMIT.
-        signal.setitimer(signal.ITIMER_VIRTUAL, 0)
-        _armed = False
+    def search(subject: bytes):
+        return compiled.search(subject, timeout=LIMIT)
+    return search

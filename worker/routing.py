@@ -20,11 +20,11 @@ from conf.model import UPGRADE_ANY, UPGRADE_NONE, Route
 from worker.authority import absolute_form
 from worker.limits import scope_of
 from worker.logs import log_field
-from worker.regexlimit import RegexTimeout, within_limit
+from worker.regexlimit import RegexTimeout, bounded_search
 
 
 class CompiledRoute:
-    __slots__ = ("prefix", "prefix_len", "base", "identity", "regex", "template", "when", "timeout",
+    __slots__ = ("prefix", "prefix_len", "base", "identity", "regex", "regex_search", "template", "when", "timeout",
                  "upgrade", "any_protocol", "always_upgrade", "name", "log_name", "origin", "balancer",
                  "preserve_host", "reverse", "per_client", "scope", "origin_policy", "line")
 
@@ -35,8 +35,9 @@ class CompiledRoute:
         self.base = route.target.path.encode("latin-1")
         self.identity = route.path is not None and self.base == route.path
         self.regex = route.match
+        self.regex_search = bounded_search(route.match) if route.match is not None else None
         self.template = compile_template(route.target.path) if route.match is not None else ()
-        self.when = route.when
+        self.when = tuple((condition.name, bounded_search(condition.pattern)) for condition in route.when)
         self.timeout = route.timeout if route.timeout is not None else default_timeout
         self.upgrade = route.upgrade
         # Compared by value: conf builds these strings (`.upper()`), so `is` would not hold.
@@ -62,23 +63,33 @@ class CompiledRoute:
         return self.origin_policy.refuse(head)
 
     def map(self, target: bytes, head) -> bytes | None:
-        """The backend's request target for `target`, or None when this route does not apply."""
-        for condition in self.when:
-            # Every line of the field, joined (RFC 9110 §5.3), as httpd merges them before
-            # %{HTTP:name} is read: with the first alone, a harmless first copy would decide
-            # a negated condition.  A field the request lacks reads as "", as %{HTTP:name}
-            # does: `websocket` does not match it, "none of these hosts" (a negated
-            # condition: the default virtual host of an import) does.
-            if condition.pattern.search(b", ".join(head.values(condition.name))) is None:
-                return None
-        if self.regex is None:
-            if not target.startswith(self.prefix):
-                return None
-            if self.identity:
-                return target
-            return self.base + target[self.prefix_len:]
+        """The backend's request target for `target`, or None when this route does not apply;
+        RegexTimeout when one of its searches ran past worker.regexlimit.LIMIT.  The path is
+        tested first: a `when:` search costs far more than a prefix test."""
+        try:
+            if self.regex is None:
+                if not target.startswith(self.prefix):
+                    return None
+                mapped = target if self.identity else self.base + target[self.prefix_len:]
+            else:
+                mapped = self._map_regex(target)
+                if mapped is None:
+                    return None
+            for name, search in self.when:
+                # Every line of the field, joined (RFC 9110 §5.3), as httpd merges them before
+                # %{HTTP:name} is read: with the first alone, a harmless first copy would decide
+                # a negated condition.  A field the request lacks reads as "", as %{HTTP:name}
+                # does: `websocket` does not match it, "none of these hosts" (a negated
+                # condition: the default virtual host of an import) does.
+                if search(b", ".join(head.values(name))) is None:
+                    return None
+            return mapped
+        except TimeoutError:
+            raise RegexTimeout(self) from None
+
+    def _map_regex(self, target: bytes) -> bytes | None:
         path, sep, query = target.partition(b"?")
-        m = self.regex.search(path)
+        m = self.regex_search(path)
         if m is None:
             return None
         mapped = b"".join(p if p.__class__ is bytes else (m.group(p) or b"") for p in self.template)
@@ -213,37 +224,15 @@ def origin_form(target: bytes) -> bytes | None:
     return found[1] if found is not None else None
 
 
-# Without a repeat or an alternative a pattern matches only strings as long as itself, so a
-# search costs at most its length at each place in the field: the usual `Upgrade: websocket`
-# condition and a literal `match` are left untimed (two system calls, ~2 µs, per request).
-_BACKTRACKING = re.compile(rb"[*+?{|]")
-
-
-def _may_backtrack(pattern: re.Pattern) -> bool:
-    return _BACKTRACKING.search(pattern.pattern) is not None
-
-
 class Router:
     def __init__(self, routes, default_timeout: float, origins):
         self.routes = tuple(CompiledRoute(route, default_timeout, origins) for route in routes)
-        # An operator's regex may backtrack for minutes on a crafted request (worker.regexlimit).
-        self.timed = any(_may_backtrack(pattern) for route in self.routes
-                         for pattern in ([route.regex] if route.regex is not None else []) +
-                         [condition.pattern for condition in route.when])
 
     def resolve(self, target: bytes, head):
         """(CompiledRoute, backend target) for the first route that matches, else (None, None).
         Raises RegexTimeout when the routes' regular expressions take too long on this request."""
-        if self.timed:
-            return within_limit(self._first_match, target, head)
-        return self._first_match(target, head)
-
-    def _first_match(self, target: bytes, head):
         for compiled in self.routes:
-            try:
-                mapped = compiled.map(target, head)
-            except RegexTimeout:
-                raise RegexTimeout(compiled) from None      # (for the log: which route)
+            mapped = compiled.map(target, head)
             if mapped is not None:
                 return compiled, mapped
         return None, None
