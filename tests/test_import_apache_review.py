@@ -348,3 +348,21 @@ ProxyPass / balancer://x/ stickysession=S
       ("/r", {"headers": {"Cookie": "S=x.c1"}}), ("/s", {"headers": {"Cookie": "S=x.c1"}})])
     assert [a[:2] for a, _ in answers] == [("A", "/all"), ("A", "/all?z=1"), ("C", "/r"), ("C", "/s")]
     assert backend_of(answers) == ["A", "A", "C", "C"]
+
+
+@pytest.mark.parametrize("body, dead_line", [
+    ("ProxyPass /app http://127.0.0.1:{A}/app\n<VirtualHost *:{port}>\n  ServerName app.test\n"
+     "  ProxyPass /app http://127.0.0.1:{B}/app\n</VirtualHost>\n", "httpd.conf"),
+    ("ProxyPass /app http://127.0.0.1:{A}/app\nProxyPass /app http://127.0.0.1:{B}/app\n", "httpd.conf"),
+    ("<Location /app>\n  ProxyPass http://127.0.0.1:{B}/app\n</Location>\n"
+     "<Location /app>\n  ProxyPass http://127.0.0.1:{A}/app\n</Location>\n", "<Location /app>"),
+], ids=["main-server-and-virtual-host", "the-same-line-twice", "two-location-sections"])
+def test_a_path_proxied_twice_imports_with_the_dead_one_noted(tmp_path, proxy_factory, backends, body, dead_line):
+    """httpd serves the same ProxyPass path from the first of two (the main server's comes before
+    a virtual host's; of two <Location> sections the last wins): the import wrote a file its own
+    check refused, once mpm-proxy refused a second route with the same `match` (review
+    2026-12-04-session-diff C1).  Now the dead one is dropped with a note, and both agree."""
+    answers, stderr = differential(tmp_path, proxy_factory, backends, "Listen 127.0.0.1:{port}\n" + body,
+                                   [("/app/x", {"host": "app.test"}), ("/app", {"host": "app.test"})])
+    assert backend_of(answers) == ["A", "A"]
+    assert "never used" in stderr and dead_line in stderr, stderr

@@ -139,17 +139,26 @@ def not_host_pattern(names: list[str]) -> str:
 
 
 def drop_shadowed(emitted: list[Emitted], report) -> list[Emitted]:
-    """A `path:` route after an unconditional one that covers it never matches (httpd never
-    reaches such a ProxyPass either); mpm-proxy's configtest refuses it, so it goes, with a note."""
+    """A route after an unconditional one that takes all its requests never matches (httpd never
+    reaches such a ProxyPass either: a virtual host's own comes after the main server's, and the
+    same path proxied twice is served by the first); mpm-proxy's configtest refuses it
+    (conf.routes._check_shadowed: an earlier prefix of its `path`, or the same `match`), so it
+    goes, with a note."""
     out: list[Emitted] = []
-    earlier: list[tuple[str, Emitted]] = []
+    paths: list[tuple[str, Emitted]] = []       # unconditional routes so far, by path ...
+    matches: dict[str, Emitted] = {}            # ... and by pattern
     for e in emitted:
-        path = e.route.get("path") if e.route else None
-        cover = next((c for p, c in earlier if path is not None and (path == p or (path.startswith(p) and
-                                                                                  p.endswith("/")))), None)
+        route = e.route or {}
+        path, match = route.get("path"), route.get("match")
+        if path is not None:
+            cover = next((c for p, c in paths if path.startswith(p)), None)
+        else:
+            cover = matches.get(match) if match is not None else None
         if cover is None:
-            if path is not None and "when" not in e.route:
-                earlier.append((path, e))
+            if "when" not in route and path is not None:
+                paths.append((path, e))
+            elif "when" not in route and match is not None:
+                matches.setdefault(match, e)
             out.append(e)
             continue
         where, text = _split(e.comments[0])
