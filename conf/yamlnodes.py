@@ -152,7 +152,7 @@ def parse(text: str) -> Node | None:
                             f"the file holds a control character ({_character(exc.character)}), "
                             "which YAML does not allow")]) from None
     except yaml.MarkedYAMLError as exc:
-        raise YamlProblem([(_line_of(exc), _describe(exc))]) from None
+        raise YamlProblem([(_line_of(exc), _named_character(_describe(exc), exc, text))]) from None
     except yaml.YAMLError as exc:   # no mark (rare): still give the operator a line
         raise YamlProblem([(1, str(exc))]) from None
     finally:
@@ -161,6 +161,19 @@ def parse(text: str) -> Node | None:
     if walker.problems:
         raise YamlProblem(walker.problems)
     return tree
+
+
+def _named_character(message: str, exc: yaml.MarkedYAMLError, text: str) -> str:
+    """libyaml says "found character that cannot start any token" where PyYAML named it: a tab
+    after "-" is the usual one, and the operator should hear that it is a tab."""
+    mark = exc.problem_mark
+    if "found character that cannot" not in message or mark is None:
+        return message
+    lines = text.split("\n")
+    line = lines[mark.line] if mark.line < len(lines) else ""
+    if mark.column >= len(line):
+        return message
+    return message.replace("found character that", f"found character {line[mark.column]!r} that")
 
 
 def _line_at(text: str, position: int) -> int:

@@ -68,6 +68,9 @@ ODD = {
                              '  - {match: "^/a", to: "http://127.0.0.1:9/b"}\n', 4, "(the same match) comes first"),
     "a path with a dot segment": (GOOD + 'routes: [{path: /a/../b/, to: "http://127.0.0.1:9/"}]\n', 2,
                                   "can never match"),
+    # Review 2026-12-04-session-diff Y1: libyaml does not name the character; the message does.
+    "a tab after a dash": (GOOD + "routes:\n-\t{path: /, to: \"http://127.0.0.1:9/\"}\n", 3,
+                           "found character '\\t' that cannot start any token"),
     "a backend URL with a line break": (GOOD + 'routes: [{path: /, to: "http://127.0.0.1:9/\\nadmin/"}]\n', 2,
                                         "a control character"),
 }
