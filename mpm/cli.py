@@ -207,20 +207,26 @@ def cmd_upgrade(args) -> int:
     while time.monotonic() < deadline and (pid_alive(old) or read_pid(config.control.pidfile) != new):
         handed = handed or read_pid(config.control.pidfile) == new
         if not process_running(new):
-            current = read_pid(config.control.pidfile)
-            if current not in (None, old, new) and pid_alive(current):
-                # Another upgrade took over from ours (review 2026-12-03-upgrade #4): its
-                # status answer is not the old master's.
-                print(f"upgraded: master {old} -> {new}, since replaced by master {current} (another upgrade)")
-                return EXIT_OK
-            print(f"mpmctl: {_why_successor_went(config, old, new, handed)}", file=sys.stderr)
-            return EXIT_FAIL
+            return _successor_gone(config, old, new, handed)
         time.sleep(0.1)
+    if not process_running(new):    # it died right after the hand-over, and the old master has ended
+        return _successor_gone(config, old, new, True)
     if pid_alive(old):
         print(f"mpmctl: master {old} is still finishing; {new} serves", file=sys.stderr)
         return EXIT_FAIL
     print(f"upgraded: master {old} -> {new}")
     return EXIT_OK
+
+
+def _successor_gone(config, old: int, new: int, handed: bool) -> int:
+    current = read_pid(config.control.pidfile)
+    if current not in (None, old, new) and pid_alive(current):
+        # Another upgrade took over from ours (review 2026-12-03-upgrade #4): its status
+        # answer is not the old master's.
+        print(f"upgraded: master {old} -> {new}, since replaced by master {current} (another upgrade)")
+        return EXIT_OK
+    print(f"mpmctl: {_why_successor_went(config, old, new, handed)}", file=sys.stderr)
+    return EXIT_FAIL
 
 
 def _why_successor_went(config, old: int, new: int, handed: bool = False) -> str:
