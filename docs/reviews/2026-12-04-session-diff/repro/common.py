@@ -1,6 +1,7 @@
 """Shared: start a real mpm-proxy (tests/proxyproc.Proxy) and an h11 backend (tests/backends)."""
 import os, sys, socket, time, tempfile
-ROOT = "/work/main"
+# A snapshot of HEAD (git archive HEAD | tar -x -C /tmp/head-tree): the working tree is being edited.
+ROOT = os.environ.get("REVIEW_ROOT", "/tmp/head-tree")
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 sys.path.insert(0, ROOT)
 from proxyproc import Proxy            # noqa: E402
