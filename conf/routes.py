@@ -8,6 +8,7 @@ Regexes are compiled from bytes here because workers match them against the raw 
 from __future__ import annotations
 
 import re
+import warnings
 
 import regex
 
@@ -103,13 +104,40 @@ def _regex(sec: Section, key: str, flags: int) -> re.Pattern | None:
     if text is None:
         return None
     try:
-        pattern = re.compile(text.encode(), flags)
-        if may_backtrack(pattern):      # the workers search it with the regex module: it must read it too
-            regex.compile(pattern.pattern, flags)
-        return pattern
+        pattern = _compile_both(text.encode(), flags)
     except REGEX_ERRORS + (regex.error,) as exc:
         sec.error(key, f"{sec.name(key)} is not a valid regular expression: {exc}")
         return None
+    except FutureWarning as exc:
+        sec.error(key, f"{sec.name(key)} reads differently in Python's re and in the regex module the workers "
+                       f"search with ({exc}: a POSIX class like [[:alpha:]] or a set operation): write the set "
+                       "out, or escape the '['")
+        return None
+    if may_backtrack(pattern) and _FUZZY.search(pattern.pattern):
+        sec.error(key, f"{sec.name(key)} holds a {{e...}}-style count, which the regex module the workers search "
+                       "with reads as a fuzzy match: escape the '{' for the text")
+        return None
+    return pattern
+
+
+# A fuzzy-match constraint as the regex module reads it ({e}, {e<=1}, {i<=1,d<=1}, {1<=s<=2});
+# re reads the same text as literal characters.
+_FUZZY = re.compile(rb"(?<!\\)\{[\d\s<=>]*[eisd]\s*[<=>,}:]")
+
+
+def _compile_both(text: bytes, flags: int) -> re.Pattern:
+    """`re`'s pattern, checked to mean the same to the regex module the workers search with
+    where it can backtrack (worker.regexlimit).  What `re` only warns about (a nested set
+    "[[:alpha:]]", "--", "&&") `regex` reads as POSIX classes and set operations, so the same
+    class would change meaning once the pattern gains a repeat: refused, whatever the pattern.
+    (re's cache is emptied first: a cached pattern is not compiled, so would not warn again.)"""
+    re.purge()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        pattern = re.compile(text, flags)
+    if may_backtrack(pattern):
+        regex.compile(text, flags)
+    return pattern
 
 
 _BACKTRACKING = re.compile(rb"[*+?{|]")

@@ -118,16 +118,19 @@ def _ask(config, payload: dict, timeout: float = 30.0) -> dict | None:
         return None
 
 
-def _master_pid(config) -> int | None:
+def _master_pid(config, verb: str) -> int | None:
     """The master the file's pidfile names, or else the one serving the file under the control
-    paths it had when that master started (signalled then: its control socket is elsewhere)."""
+    paths it had when that master started: `stop` and `reload` signal it then; the other verbs
+    need its control socket, which is elsewhere (review 2026-12-04-readme F3)."""
     pid = read_pid(config.control.pidfile)
     if pid and pid_alive(pid):
         return pid
     pid = master_serving(config.file)
     if pid is not None:
+        then = "signalled instead" if verb in ("stop", "reload") else \
+            f"`mpmctl {verb}` needs the socket it listens on (stop and start it to move the paths)"
         print(f"mpmctl: master pid {pid} serves {config.file} with the control paths it started with, not the "
-              "file's (they change at its next start): signalled instead", file=sys.stderr)
+              f"file's (they change at its next start): {then}", file=sys.stderr)
     return pid
 
 
@@ -135,7 +138,7 @@ def cmd_stop(args) -> int:
     config = _load_for_control(args)
     if config is None:
         return EXIT_FAIL
-    pid = _master_pid(config)
+    pid = _master_pid(config, "stop")
     if pid is None:
         print("mpmctl: not running", file=sys.stderr)
         return EXIT_NOT_RUNNING
@@ -151,14 +154,14 @@ def cmd_stop(args) -> int:
     return EXIT_OK
 
 
-def _running(args):
+def _running(args, verb: str):
     """(config, master pid) for a verb that changes a running server, or an exit status.
     The file must load: reload and upgrade check it here too, so the operator sees its
     errors at once."""
     config = _load(args)
     if config is None:
         return EXIT_FAIL
-    pid = _master_pid(config)
+    pid = _master_pid(config, verb)
     if pid is None:
         print("mpmctl: not running", file=sys.stderr)
         return EXIT_NOT_RUNNING
@@ -166,7 +169,7 @@ def _running(args):
 
 
 def cmd_reload(args) -> int:
-    found = _running(args)
+    found = _running(args, "reload")
     if isinstance(found, int):
         return found
     config, pid = found
@@ -193,7 +196,7 @@ def cmd_reload(args) -> int:
 
 def cmd_upgrade(args) -> int:
     """Hot upgrade: a new master from the installed code takes the sockets and the tunnels."""
-    found = _running(args)
+    found = _running(args, "upgrade")
     if isinstance(found, int):
         return found
     config, old = found
@@ -263,7 +266,7 @@ def cmd_status(args) -> int:
         return EXIT_FAIL
     answer = _ask(config, {"cmd": "status"}, timeout=10)
     if answer is None:
-        pid = _master_pid(config)
+        pid = _master_pid(config, "status")
         print(f"mpmctl: master pid {pid} does not answer on {config.control.socket}" if pid
               else "mpmctl: not running", file=sys.stderr)
         return EXIT_NOT_RUNNING if pid is None else EXIT_FAIL
@@ -286,7 +289,7 @@ def cmd_balancer(args) -> int:
         return EXIT_FAIL
     answer = _ask(config, {"cmd": "balancer", "set": words[1:]} if words else {"cmd": "balancer"}, timeout=10)
     if answer is None:
-        pid = _master_pid(config)
+        pid = _master_pid(config, "balancer")
         print(f"mpmctl: master pid {pid} does not answer on {config.control.socket}" if pid
               else "mpmctl: not running", file=sys.stderr)
         return EXIT_NOT_RUNNING if pid is None else EXIT_FAIL

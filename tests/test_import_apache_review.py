@@ -366,3 +366,19 @@ def test_a_path_proxied_twice_imports_with_the_dead_one_noted(tmp_path, proxy_fa
                                    [("/app/x", {"host": "app.test"}), ("/app", {"host": "app.test"})])
     assert backend_of(answers) == ["A", "A"]
     assert "never used" in stderr and dead_line in stderr, stderr
+
+
+def test_a_brace_that_starts_no_count_stays_text(tmp_path, proxy_factory, backends):
+    """PCRE reads a "{" that starts no count (`{e}`, `{id}`) as text.  The regex module that
+    mpm-proxy's workers search with reads `{e}` as a fuzzy-match constraint and refuses `{id}`,
+    so the import escapes such a brace (review 2026-12-04-readme F1: it said "the translation
+    does not load (this is a bug in the importer)" once configtest refused fuzzy counts)."""
+    answers, stderr = differential(tmp_path, proxy_factory, backends, r"""
+Listen 127.0.0.1:{port}
+RewriteEngine on
+RewriteCond %{{HTTP:X-Tag}} ^v{{e}}[0-9]+$
+RewriteRule "^/t/(.*)" http://127.0.0.1:{A}/t/$1 [P]
+ProxyPass / http://127.0.0.1:{B}/
+""", [("/t/1", {"headers": {"X-Tag": "v{e}12"}}), ("/t/1", {"headers": {"X-Tag": "ve12"}}),
+      ("/t/1", {"headers": {"X-Tag": "v12"}})])
+    assert backend_of(answers) == ["A", "B", "B"]

@@ -131,6 +131,11 @@ def test_mpmctl_finds_the_master_after_its_control_paths_were_edited(proxy_facto
     assert f"master pid {master} serves {proxy.config_path}" in reload.stderr, reload.stderr
     wait_for(lambda: "control paths changed: they take effect at the next restart" in proxy.error_text(), 10, 0.1,
              "the master's reload")
+    # status needs the control socket: it says so, and does not claim to have signalled
+    # anything (review 2026-12-04-readme F3).
+    status = proxy.mpmctl("status")
+    assert status.returncode == 1 and "`mpmctl status` needs the socket it listens on" in status.stderr, status
+    assert "signalled" not in status.stderr
     stop = proxy.mpmctl("stop")
     assert stop.returncode == 0 and "stopped" in stop.stdout, stop
     assert proxy.proc.wait(10) == 0

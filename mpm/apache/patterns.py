@@ -31,18 +31,22 @@ POSIX_CLASSES = {"alpha": "a-zA-Z", "digit": "0-9", "alnum": "a-zA-Z0-9", "upper
                  "xdigit": "0-9A-Fa-f", "space": r" \t\n\r\f\v", "blank": r" \t", "word": r"\w",
                  "punct": r"!-/:-@\[-`{-~", "cntrl": r"\x00-\x1f\x7f", "print": r"\x20-\x7e",
                  "graph": r"\x21-\x7e", "ascii": r"\x00-\x7f"}
-_PCRE_ONLY = re.compile(r"\\.|\[:(\^?)([a-z]+):\]|\(\?<(?=[A-Za-z_])|\(\?'([A-Za-z_]\w*)'")
+_PCRE_ONLY = re.compile(r"\\.|\[:(\^?)([a-z]+):\]|\(\?<(?=[A-Za-z_])|\(\?'([A-Za-z_]\w*)'|\{(?!\d+(?:,\d*)?\})")
 
 
 def from_pcre(pattern: str) -> str:
     """httpd's regexes are PCRE; Python's `re` reads a few PCRE spellings differently or not at
     all.  Rewritten here: POSIX classes in a bracket (`[[:digit:]]`, which `re` takes as the
     characters '[:dgit' then ']': silently another pattern), named groups `(?<name>...)` and
-    `(?'name'...)`, and `\\z`.  A negated POSIX class or an unknown one raises PatternError."""
+    `(?'name'...)`, `\\z`, and a "{" that starts no count (`/api/{id}`: PCRE's text, but the
+    regex module mpm-proxy's workers search with would read a fuzzy-match constraint there, or
+    refuse it).  A negated POSIX class or an unknown one raises PatternError."""
     def sub(m: re.Match) -> str:
         text = m.group(0)
         if text == "\\z":
             return "\\Z"
+        if text == "{":
+            return "\\{"
         if text.startswith("\\"):
             return text
         if text.startswith("[:"):
