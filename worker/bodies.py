@@ -23,12 +23,20 @@ from worker.framing import BadFraming
 from worker.response import send_to_client
 
 SPLICE_MIN = 16 * 1024     # shorter remainders go through the buffer: two syscalls either way
-# What one read of a request body gives the framing to scan beyond the chunk data it skips:
-# chunk-size lines cost a Python call each, and 256 KiB of 1-byte chunks took ~0.1 s in one
-# loop turn, while every other connection of the worker waited (review 2026-12-03-http1
-# #3).  16 KiB is ~3 ms at worst; nginx reads request bodies in 8-16 KiB buffers.  (Not for
-# responses: a backend is the operator's, and its small chunks would cost more reads.)
+# What one read of a body gives the framing to scan beyond the chunk data it skips: chunk-size
+# lines cost a Python call each, and 256 KiB of 1-byte chunks took ~0.1 s in one loop turn,
+# while every other connection of the worker waited (review 2026-12-03-http1 #3, for request
+# bodies).  16 KiB is ~3 ms at worst; nginx reads bodies in 8-16 KiB buffers.  Responses too:
+# a backend streaming 1-byte chunks (an app flushing every byte) held a worker's other
+# clients 198-338 ms a request (review 2026-12-04-backends #2).  Content-Length and
+# close-delimited bodies have nothing to scan: their reads stay whole.
 SCAN_PER_READ = 16 * 1024
+
+
+def _read_size(framing) -> int:
+    """How much one read of a body may take: the data `framing` skips, and SCAN_PER_READ more."""
+    size = framing.opaque() + SCAN_PER_READ
+    return framing.wanted(size if size < SHARED_BUFFER_SIZE else SHARED_BUFFER_SIZE)
 _PIPE = pipes.SHARED_PIPE
 _FLAGS = pipes.SPLICE_FLAGS
 
@@ -135,7 +143,7 @@ def relay_response(ex) -> None:
 
 def _read_response(ex, conn, framing) -> int:
     """The buffer path: -1 (more to come), the end offset (the body ended), -2 (handled)."""
-    wanted = framing.wanted(SHARED_BUFFER_SIZE)
+    wanted = _read_size(framing)
     try:
         n = conn.sock.recv_into(SHARED_VIEW, wanted)
     except WOULD_BLOCK:
@@ -238,10 +246,8 @@ def _read_request(ex, client, conn) -> bool:
     """The buffer path; False when the exchange was answered, the client closed or the
     backend stopped taking the body."""
     framing = ex.req_framing
-    size = framing.opaque() + SCAN_PER_READ       # the data to skip and at most SCAN_PER_READ more
     try:
-        n = client.ep.sock.recv_into(SHARED_VIEW, framing.wanted(size if size < SHARED_BUFFER_SIZE
-                                                                 else SHARED_BUFFER_SIZE))
+        n = client.ep.sock.recv_into(SHARED_VIEW, _read_size(framing))
     except WOULD_BLOCK:
         return True
     except OSError:

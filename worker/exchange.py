@@ -54,6 +54,7 @@ class Exchange:
         # deadline, not the route's.  Set only then, so read with getattr (no store per request).
         "refused_by",
         "refused_line",     # the request line of a head refused whole (no `head`): logged only
+        "interims",         # 1xx heads relayed (worker.response.MAX_INTERIM): set only then, as refused_by
     )
 
     def __init__(self, client, head):

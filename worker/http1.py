@@ -143,7 +143,11 @@ class Head:
                 found.append((m.start() - 1, end, value_start))
         self.spans = spans
         coding = spans.get(b"transfer-encoding")
-        self.chunked = coding is not None and self.joined(b"transfer-encoding").lower().endswith(b"chunked")
+        # Chunked when its last coding is (RFC 9112 §6.3): the last token, not the value's end,
+        # which took "xchunked" for chunked, while the client read that response to the close
+        # (review 2026-12-04-backends #3).  Another last coding: the body ends at the close.
+        self.chunked = coding is not None and \
+            self.joined(b"transfer-encoding").rpartition(b",")[2].strip(b" \t").lower() == b"chunked"
         length = spans.get(b"content-length")
         self.content_length = int(self.raw[length[0][2]:length[0][1]]) if length is not None else None
         self.connection = self.joined(b"connection") if b"connection" in spans else None
@@ -275,8 +279,7 @@ def request_head_from(raw: bytes, line_end: int, parts: list) -> RequestHead:
         if head.version == "1.0":
             raise HttpError(400, "Transfer-Encoding in an HTTP/1.0 request")
         if len(spans) > 1 or head.raw[spans[0][2]:spans[0][1]] != b"chunked":
-            tokens = [t.strip(b" \t") for t in head.joined(b"transfer-encoding").lower().split(b",")]
-            if [t for t in tokens if t] != [b"chunked"]:
+            if not _chunked_only(head):
                 raise HttpError(501, "Transfer-Encoding other than chunked is not implemented")
             head.te_odd = True
     # RFC 9110 §7.8: Upgrade in an HTTP/1.0 request is ignored.  So is it on a request with a
@@ -340,6 +343,12 @@ def response_head_from(raw: bytes, parser) -> ResponseHead:
     if (status < 200 or status == 204) and (b"content-length" in spans or b"transfer-encoding" in spans):
         return _corrected(without_lines(raw, spans, FRAMING), parser)
     return head
+
+
+def _chunked_only(head) -> bool:
+    """The head's Transfer-Encoding values, combined, are the one token "chunked"."""
+    tokens = [t.strip(b" \t") for t in head.joined(b"transfer-encoding").lower().split(b",")]
+    return [t for t in tokens if t] == [b"chunked"]
 
 
 def _corrected(raw: bytes, parser) -> ResponseHead:

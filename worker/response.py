@@ -19,6 +19,10 @@ from worker.http1 import HEAD_END, HttpError, connection_tokens, parse_response
 from worker.rewrite import response_head, stated_proto_line
 
 MAX_RESPONSE_HEAD = 64 * 1024   # a backend head larger than this is invalid (502)
+# Interim (1xx) heads relayed per exchange; past them, 502.  A backend sending 103s without end
+# held the exchange for ever (each read moves its deadline) and, to a client not reading,
+# piled them up in the worker (review 2026-12-04-backends #1).  Apache's AP_MAX_INTERIM_RESPONSES.
+MAX_INTERIM = 10
 _CHUNKED_LINE = b"Transfer-Encoding: chunked\r\n"
 FIRST_READ = 16 * 1024          # the read that looks for the head; the rest of a body may be spliced
 # (S2, 64 KiB responses: 1.0 against 1.1 ms of proxy CPU per MiB with a 64 KiB first read)
@@ -73,6 +77,11 @@ def _process(ex, buf, size: int) -> None:
         ex.reader = None
         if resp.status >= 200 or resp.status == 101:
             break
+        interims = getattr(ex, "interims", 0) + 1       # (set only here: no store per exchange)
+        if interims > MAX_INTERIM:
+            ex.backend_failed(502, f"more than {MAX_INTERIM} interim (1xx) responses")
+            return
+        ex.interims = interims
         # 1xx interim (100 Continue, 103 Early Hints): relay it and read on.  Never to an
         # HTTP/1.0 client (RFC 9110 §15.2: a server MUST NOT; Apache's ap_send_interim_response
         # does not either): it would take the interim head for the final one.

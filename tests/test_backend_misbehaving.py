@@ -1,0 +1,107 @@
+"""Backends that misbehave (review 2026-12-04-backends): what a client gets, and that the
+worker's other clients do not pay for it.
+
+- Interim (1xx) heads without end: relayed up to MAX_INTERIM, then 502, as Apache's
+  AP_MAX_INTERIM_RESPONSES.  Unbounded, a backend held the exchange for ever (each read moved
+  its deadline) and, to a client not reading, piled the heads up in the worker.
+- `Transfer-Encoding: xchunked`: taken for chunked and relayed as it came, so the proxy and the
+  client disagreed on where the response ended; now both read it to the close (RFC 9112 §6.3),
+  as a `gzip` coding already was.
+- A chunked body of 1-byte chunks: one read scanned 256 KiB of size lines in a loop turn (other
+  clients waited 198-338 ms); a read now scans at most 16 KiB beyond chunk data.  Checked here
+  for what a client receives, relayed and de-chunked (the latency is bench's business).
+"""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from rawbackend import RawBackend
+from rawsock import recv_until_eof, status_of
+
+MAX_INTERIM = 10        # worker.response.MAX_INTERIM: Apache's AP_MAX_INTERIM_RESPONSES
+
+EARLY_HINTS = b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+TINY_CHUNKS = 60_000
+
+
+def _interims_then_ok(count: int):
+    def handler(conn) -> None:
+        conn.read_head()
+        conn.send(EARLY_HINTS * count + b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    return handler
+
+
+def _endless_interims(conn) -> None:
+    conn.read_head()
+    try:
+        while True:
+            conn.sock.sendall(EARLY_HINTS * 100)
+    except OSError:
+        pass
+
+
+def _xchunked(conn) -> None:
+    conn.read_head()
+    conn.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: xchunked\r\n\r\n2\r\nok\r\n0\r\n\r\n")
+
+
+def _tiny_chunks(conn) -> None:
+    conn.read_head()
+    conn.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"1\r\na\r\n" * TINY_CHUNKS + b"0\r\n\r\n")
+
+
+def _answer(proxy, target: bytes, version: bytes = b"1.1") -> bytes:
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=20) as sock:
+        sock.sendall(b"GET " + target + b" HTTP/" + version + b"\r\nHost: t\r\nConnection: close\r\n\r\n")
+        return recv_until_eof(sock, limit=20)
+
+
+@pytest.fixture
+def proxy(proxy_factory):
+    backends = {name: RawBackend(handler) for name, handler in (
+        ("ten", _interims_then_ok(MAX_INTERIM)), ("eleven", _interims_then_ok(MAX_INTERIM + 1)),
+        ("endless", _endless_interims), ("xchunked", _xchunked), ("tiny", _tiny_chunks))}
+    try:
+        yield proxy_factory([{"path": f"/{name}/", "to": backend.url + "/"} for name, backend in backends.items()],
+                            workers=1, timeouts={"proxy": 2})
+    finally:
+        for backend in backends.values():
+            backend.close()
+
+
+@pytest.mark.timeout(60)
+def test_interim_heads_are_relayed_up_to_a_limit_then_502(proxy):
+    ten = _answer(proxy, b"/ten/x")
+    assert ten.count(b"HTTP/1.1 103 ") == MAX_INTERIM and b"HTTP/1.1 200 OK" in ten and ten.endswith(b"ok"), ten[-200:]
+    for target in (b"/eleven/x", b"/endless/x"):
+        answer = _answer(proxy, target)
+        assert answer.count(b"HTTP/1.1 103 ") == MAX_INTERIM, answer[-300:]
+        final = answer.split(b"\r\n\r\n")[MAX_INTERIM]
+        assert status_of(final) == 502, answer[-300:]
+    assert "more than 10 interim (1xx) responses" in proxy.error_text()
+
+
+@pytest.mark.timeout(30)
+def test_a_coding_that_only_ends_in_chunked_is_read_to_the_close_as_the_client_reads_it(proxy):
+    """RFC 9112 §6.3: a last coding other than chunked means the body ends at the close; the
+    client, for which "xchunked" is unknown, reads it so, and so does the proxy now."""
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=20) as sock:
+        sock.sendall(b"GET /xchunked/x HTTP/1.1\r\nHost: t\r\n\r\n")      # keep-alive asked
+        head, _, body = recv_until_eof(sock, limit=20).partition(b"\r\n\r\n")
+    assert status_of(head) == 200 and b"Transfer-Encoding: xchunked" in head and b"Connection: close" in head, head
+    assert body == b"2\r\nok\r\n0\r\n\r\n"
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("version", [b"1.1", b"1.0"])
+def test_a_body_of_one_byte_chunks_arrives_whole(proxy, version):
+    answer = _answer(proxy, b"/tiny/x", version)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert status_of(head) == 200
+    if version == b"1.1":
+        assert body == b"1\r\na\r\n" * TINY_CHUNKS + b"0\r\n\r\n"
+    else:                                   # de-chunked, ended by the close
+        assert body == b"a" * TINY_CHUNKS
+
