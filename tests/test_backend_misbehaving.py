@@ -14,9 +14,11 @@ worker's other clients do not pay for it.
 
 from __future__ import annotations
 
+import re
 import socket
 
 import pytest
+from proxyproc import wait_access
 from rawbackend import RawBackend
 from rawsock import recv_until_eof, status_of
 
@@ -47,6 +49,11 @@ def _xchunked(conn) -> None:
     conn.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: xchunked\r\n\r\n2\r\nok\r\n0\r\n\r\n")
 
 
+def _bad_chunk(conn) -> None:
+    conn.read_head()
+    conn.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Pad: " + b"p" * 300 + b"\r\n\r\nzz\r\nok\r\n")
+
+
 def _tiny_chunks(conn) -> None:
     conn.read_head()
     conn.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"1\r\na\r\n" * TINY_CHUNKS + b"0\r\n\r\n")
@@ -62,7 +69,7 @@ def _answer(proxy, target: bytes, version: bytes = b"1.1") -> bytes:
 def proxy(proxy_factory):
     backends = {name: RawBackend(handler) for name, handler in (
         ("ten", _interims_then_ok(MAX_INTERIM)), ("eleven", _interims_then_ok(MAX_INTERIM + 1)),
-        ("endless", _endless_interims), ("xchunked", _xchunked), ("tiny", _tiny_chunks))}
+        ("endless", _endless_interims), ("xchunked", _xchunked), ("tiny", _tiny_chunks), ("bad", _bad_chunk))}
     try:
         yield proxy_factory([{"path": f"/{name}/", "to": backend.url + "/"} for name, backend in backends.items()],
                             workers=1, timeouts={"proxy": 2})
@@ -105,3 +112,14 @@ def test_a_body_of_one_byte_chunks_arrives_whole(proxy, version):
     else:                                   # de-chunked, ended by the close
         assert body == b"a" * TINY_CHUNKS
 
+
+
+@pytest.mark.timeout(30)
+def test_a_502_for_a_body_bad_in_the_first_read_is_logged_with_the_bytes_sent(proxy):
+    """The bad response's head was counted as sent, though our 502 went instead: `%b` said 4
+    bytes of a 119-byte page (review 2026-12-04-backends #4)."""
+    head, _, page = _answer(proxy, b"/bad/x").partition(b"\r\n\r\n")
+    assert status_of(head) == 502
+    [line] = wait_access(proxy, "/bad/x")
+    status, size = re.search(r'" (\d{3}) (\d+) ', line).groups()
+    assert (status, int(size)) == ("502", len(page)), line

@@ -135,19 +135,20 @@ def _relay(ex, resp, buf, start: int, size: int) -> None:
                                            if client.forwarded else client.proto_line) if ex.route.reverse else None
     if h2:
         out = b""        # the head goes as HTTP/2 fields, from `resp` (worker.h2.stream)
+        head_size = 0
     elif rechunked:
         out = response_head(resp, ex.keep_alive, False, True, reverse, extra=_CHUNKED_LINE + (ex.cookie or b""))
-        ex.head_sent += len(out)
+        head_size = len(out)
     elif resp.plain and reverse is None and ex.cookie is None and not dechunk and http11:
         # Nothing to take out of the head: it goes as it came (None: straight from the buffer,
         # below), or with our Connection: close.  What response_head would build, for less.
         out = None if ex.keep_alive else resp.raw[:-2] + b"Connection: close\r\n\r\n"
-        ex.head_sent += start if out is None else len(out)      # += : after the 1xx heads relayed
+        head_size = start if out is None else len(out)
     else:
         out = response_head(resp, ex.keep_alive, head.version == "1.0", not dechunk, reverse,
                             extra=ex.cookie or b"")
-        ex.head_sent += len(out)
-    _send(ex, resp, out, reverse, buf, start, size)
+        head_size = len(out)
+    _send(ex, resp, out, reverse, buf, start, size, head_size)
 
 
 def _agreed_keep_alive(resp) -> bool:
@@ -160,9 +161,12 @@ def _agreed_keep_alive(resp) -> bool:
     return resp.connection is not None and b"keep-alive" in connection_tokens(resp.connection)
 
 
-def _send(ex, resp, out, reverse, buf, start: int, size: int) -> None:
+def _send(ex, resp, out, reverse, buf, start: int, size: int, head_size: int) -> None:
     """The head `out` (None: the head as it came, from `buf`) with the body bytes that came
-    behind it in buf[start:size], to the client; then the exchange relays the rest, or is done."""
+    behind it in buf[start:size], to the client; then the exchange relays the rest, or is done.
+    `head_size` goes on the access log's head count once the body is known good: a body that
+    fails here is answered 502 instead, and that head never leaves (review 2026-12-04-backends
+    #4: `%b` was short by it)."""
     framing, client = ex.resp_framing, ex.client
     if start < size:
         try:
@@ -185,6 +189,7 @@ def _send(ex, resp, out, reverse, buf, start: int, size: int) -> None:
         ended = framing.finished
         if out is None:
             out = resp.raw
+    ex.head_sent += head_size         # += : after the 1xx heads relayed
     if client.http2:
         client.send_response(ex, resp, reverse, out, ended)
         return
