@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import re
 import socket
+import time
 
+import h2.settings
 import pytest
+from h2client import H2Client
 from proxyproc import wait_access
 from rawbackend import RawBackend
 from rawsock import recv_until_eof, status_of
@@ -123,3 +126,34 @@ def test_a_502_for_a_body_bad_in_the_first_read_is_logged_with_the_bytes_sent(pr
     [line] = wait_access(proxy, "/bad/x")
     status, size = re.search(r'" (\d{3}) (\d+) ', line).groups()
     assert (status, int(size)) == ("502", len(page)), line
+
+
+def _many_fields(conn) -> None:
+    while (head := conn.read_head()) is not None:
+        if head.target.endswith("/slow"):
+            conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 8192\r\n\r\n")
+            for _ in range(8):
+                time.sleep(0.1)
+                conn.send(b"s" * 1024)
+        else:
+            conn.send(b"HTTP/1.1 200 OK\r\n" + b"X-F: v\r\n" * 8000 + b"Content-Length: 3\r\n\r\nabc")
+
+
+@pytest.mark.timeout(60)
+def test_a_head_over_the_http2_clients_header_list_limit_is_a_502_for_that_stream_alone(proxy_factory):
+    """A client that announced SETTINGS_MAX_HEADER_LIST_SIZE 65536 got 8,000 fields (~290 KB as
+    HTTP/2 counts them) and, as RFC 9113 lets it, failed the whole connection: a download on
+    it went too (review 2026-12-04-backends #5)."""
+    backend = RawBackend(_many_fields)
+    try:
+        proxy = proxy_factory([{"path": "/", "to": backend.url + "/"}], workers=1, start=False)
+        proxy.config["listen"] = [{"address": f"127.0.0.1:{proxy.port}", "http2": "h2c"}]
+        proxy.start()
+        client = H2Client(proxy.port, settings={h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: 65536})
+        slow, many = client.request("GET", "/slow"), client.request("GET", "/many")
+        client.wait(lambda: client.streams[slow].finished and client.streams[many].finished, 20, "both streams")
+        assert client.streams[many].status == 502
+        assert client.streams[slow].status == 200 and len(client.streams[slow].body) == 8192
+        client.close()
+    finally:
+        backend.close()

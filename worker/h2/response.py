@@ -24,6 +24,13 @@ class StreamResponse:
             ex.backend_failed(502, "the backend answered an extended CONNECT without switching protocols")
             return
         fields = response_fields(resp, reverse, ex.cookie or b"")
+        limit = self.conn.h2.remote_settings.max_header_list_size
+        if limit is not None and sum(len(name) + len(value) + 32 for name, value in fields) > limit:
+            # RFC 9113 §6.5.2: a client may treat a larger block as a connection error, and a
+            # strict one (python-h2) did, taking every other stream on the connection with it
+            # (review 2026-12-04-backends #5).  nginx answers such a backend 502 too.
+            ex.backend_failed(502, f"response head over the client's SETTINGS_MAX_HEADER_LIST_SIZE ({limit})")
+            return
         final = ended and not getattr(ex.resp_framing, "trailers", None)     # else the trailers end it
         if not self.send_fields(fields, final and not body):
             return
