@@ -128,8 +128,13 @@ def test_a_502_for_a_body_bad_in_the_first_read_is_logged_with_the_bytes_sent(pr
     assert (status, int(size)) == ("502", len(page)), line
 
 
+MANY_ASKED: list = []
+
+
 def _many_fields(conn) -> None:
     while (head := conn.read_head()) is not None:
+        if head.target.endswith("/many"):
+            MANY_ASKED.append(head.target)
         if head.target.endswith("/slow"):
             conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 8192\r\n\r\n")
             for _ in range(8):
@@ -143,10 +148,13 @@ def _many_fields(conn) -> None:
 def test_a_head_over_the_http2_clients_header_list_limit_is_a_502_for_that_stream_alone(proxy_factory):
     """A client that announced SETTINGS_MAX_HEADER_LIST_SIZE 65536 got 8,000 fields (~290 KB as
     HTTP/2 counts them) and, as RFC 9113 lets it, failed the whole connection: a download on
-    it went too (review 2026-12-04-backends #5)."""
-    backend = RawBackend(_many_fields)
+    it went too (review 2026-12-04-backends #5).  On a balancer route the 502 is ours, not the
+    member's: no failover sending the request to every member (review 2026-12-04-fixes #1)."""
+    backends = [RawBackend(_many_fields), RawBackend(_many_fields)]
+    MANY_ASKED.clear()
     try:
-        proxy = proxy_factory([{"path": "/", "to": backend.url + "/"}], workers=1, start=False)
+        proxy = proxy_factory([{"path": "/", "to": "balancer://pair/"}], workers=1, start=False,
+                              balancers={"pair": {"members": [{"url": b.url} for b in backends]}})
         proxy.config["listen"] = [{"address": f"127.0.0.1:{proxy.port}", "http2": "h2c"}]
         proxy.start()
         client = H2Client(proxy.port, settings={h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: 65536})
@@ -154,6 +162,33 @@ def test_a_head_over_the_http2_clients_header_list_limit_is_a_502_for_that_strea
         client.wait(lambda: client.streams[slow].finished and client.streams[many].finished, 20, "both streams")
         assert client.streams[many].status == 502
         assert client.streams[slow].status == 200 and len(client.streams[slow].body) == 8192
+        assert MANY_ASKED == ["/many"], MANY_ASKED
         client.close()
     finally:
-        backend.close()
+        for backend in backends:
+            backend.close()
+
+
+def _six_interims_then(final: bytes):
+    def handler(conn) -> None:
+        conn.read_head()
+        conn.send(EARLY_HINTS * 6 + final)
+    return handler
+
+
+@pytest.mark.timeout(60)
+def test_the_interim_count_starts_anew_with_each_balancer_member(proxy_factory):
+    """Member A's 6 interim heads and then the close, member B's 6 and then 200: B's answer is
+    the client's, not a 502 blamed on B (review 2026-12-04-fixes #7)."""
+    bad = RawBackend(_six_interims_then(b""))
+    good = RawBackend(_six_interims_then(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+    try:
+        proxy = proxy_factory([{"path": "/", "to": "balancer://pair/"}], workers=1,
+                              balancers={"pair": {"method": "byrequests",
+                                                  "members": [{"url": bad.url}, {"url": good.url}]}})
+        for _ in range(2):                  # whichever member byrequests starts with
+            answer = _answer(proxy, b"/x", b"1.0")
+            assert status_of(answer) == 200 and answer.endswith(b"ok"), answer[-200:]
+    finally:
+        bad.close()
+        good.close()

@@ -67,6 +67,7 @@ def next_member(ex, status: int, why: str) -> bool:
         ex.conn.close()
         ex.conn = None
     ex.tried += (member,)
+    ex.interims = 0             # (the next member's 1xx heads count anew: worker.response.MAX_INTERIM)
     route_name = ex.route.name
     if not ex.pick():
         if not unsent:          # the member answered, and badly: a 502, as on a route without a balancer

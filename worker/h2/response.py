@@ -24,12 +24,12 @@ class StreamResponse:
             ex.backend_failed(502, "the backend answered an extended CONNECT without switching protocols")
             return
         fields = response_fields(resp, reverse, ex.cookie or b"")
-        limit = self.conn.h2.remote_settings.max_header_list_size
-        if limit is not None and sum(len(name) + len(value) + 32 for name, value in fields) > limit:
-            # RFC 9113 §6.5.2: a client may treat a larger block as a connection error, and a
-            # strict one (python-h2) did, taking every other stream on the connection with it
-            # (review 2026-12-04-backends #5).  nginx answers such a backend 502 too.
-            ex.backend_failed(502, f"response head over the client's SETTINGS_MAX_HEADER_LIST_SIZE ({limit})")
+        if not self.fits(fields):
+            # The backend did nothing wrong: no failover, no failure on its member (review
+            # 2026-12-04-fixes #1), our own small 502 instead.
+            ex.worker.log_error("error", f"route {ex.route.name} backend {ex.origin.name}: the response head is "
+                                         "over the client's SETTINGS_MAX_HEADER_LIST_SIZE (502)")
+            ex.answer(502, "The response head is larger than this client takes.")
             return
         final = ended and not getattr(ex.resp_framing, "trailers", None)     # else the trailers end it
         if not self.send_fields(fields, final and not body):
@@ -46,9 +46,20 @@ class StreamResponse:
         else:
             ex.relaying()
 
+    def fits(self, fields: list) -> bool:
+        """Whether a header block is within the SETTINGS_MAX_HEADER_LIST_SIZE the client
+        announced (RFC 9113 §6.5.2, 32 bytes a field more than its name and value).  The
+        setting is advisory, but a client may take a larger block for a connection error, and
+        a strict one (python-h2) did, taking every other stream on the connection with it
+        (review 2026-12-04-backends #5).  nginx does not look at it; HAProxy neither."""
+        limit = self.conn.h2.remote_settings.max_header_list_size
+        return limit is None or sum(len(name) + len(value) + 32 for name, value in fields) <= limit
+
     def send_interim(self, resp) -> bool:
-        """A 1xx head (100 Continue, 103 Early Hints) as an informational HEADERS frame."""
-        return self.send_fields(response_fields(resp, None), False)
+        """A 1xx head (100 Continue, 103 Early Hints) as an informational HEADERS frame; one
+        larger than the client takes is left out (an interim answer is advice)."""
+        fields = response_fields(resp, None)
+        return self.send_fields(fields, False) if self.fits(fields) else True
 
     def answer(self, ex, status: int, message: str, extra: bytes = b"") -> bool:
         """Our own answer (worker.exchange.Exchange.answer): True when it is all framed.
@@ -82,9 +93,10 @@ class StreamResponse:
     def _end_response(self, ex) -> None:
         """END_STREAM once the body is out: on the backend's trailers if it sent any."""
         trailers = getattr(ex.resp_framing, "trailers", None)
-        if trailers:
-            self.send_fields(trailer_fields(trailers), True)
-        else:
+        fields = trailer_fields(trailers) if trailers else None
+        if fields and self.fits(fields):
+            self.send_fields(fields, True)
+        else:                       # (trailers larger than the client takes are left out)
             self.send(b"", True)
 
     def switch_protocols(self, ex, resp, rest: bytes) -> None:

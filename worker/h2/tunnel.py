@@ -52,7 +52,11 @@ def switch(stream, ex, resp, rest: bytes) -> None:
     if stream.ws_key is not None and resp.get(b"sec-websocket-accept") != websocket_accept(stream.ws_key):
         ex.backend_failed(502, "the backend's Sec-WebSocket-Accept does not match our key")
         return
-    if not stream.send_fields(response_fields(resp, None, ex.cookie or b"", upgrade=True), False):
+    fields = response_fields(resp, None, ex.cookie or b"", upgrade=True)
+    if not stream.fits(fields):
+        ex.answer(502, "The response head is larger than this client takes.")
+        return
+    if not stream.send_fields(fields, False):
         return
     ex.status = 200
     ex.enter(TUNNEL)
