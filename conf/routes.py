@@ -8,7 +8,6 @@ Regexes are compiled from bytes here because workers match them against the raw 
 from __future__ import annotations
 
 import re
-import warnings
 
 import regex
 
@@ -99,54 +98,20 @@ def _prefix(sec: Section) -> bytes | None:
     return text.encode("ascii")
 
 
-def _regex(sec: Section, key: str, flags: int) -> re.Pattern | None:
+def _regex(sec: Section, key: str, flags: int) -> regex.Pattern | None:
+    """An operator's pattern, compiled by the `regex` module, whose syntax is `re`'s with POSIX
+    classes read as PCRE (so httpd) reads them: the workers search with it, under a time
+    limit (worker.regexlimit), so what configtest accepts is what routes.  (Compiled by `re`
+    here and by `regex` there, the two read `[[:alpha:]]`, `{e<=1}` and a few more otherwise:
+    reviews 2026-12-04-readme F1 and -fixes #4-#6.)"""
     text = sec.string(key)
     if text is None:
         return None
     try:
-        pattern = _compile_both(text.encode(), flags)
+        return regex.compile(text.encode(), flags)
     except REGEX_ERRORS + (regex.error,) as exc:
         sec.error(key, f"{sec.name(key)} is not a valid regular expression: {exc}")
         return None
-    except FutureWarning as exc:
-        sec.error(key, f"{sec.name(key)} reads differently in Python's re and in the regex module the workers "
-                       f"search with ({exc}: a POSIX class like [[:alpha:]] or a set operation): write the set "
-                       "out, or escape the '['")
-        return None
-    if may_backtrack(pattern) and _FUZZY.search(pattern.pattern):
-        sec.error(key, f"{sec.name(key)} holds a {{e...}}-style count, which the regex module the workers search "
-                       "with reads as a fuzzy match: escape the '{' for the text")
-        return None
-    return pattern
-
-
-# A fuzzy-match constraint as the regex module reads it ({e}, {e<=1}, {i<=1,d<=1}, {1<=s<=2});
-# re reads the same text as literal characters.
-_FUZZY = re.compile(rb"(?<!\\)\{[\d\s<=>]*[eisd]\s*[<=>,}:]")
-
-
-def _compile_both(text: bytes, flags: int) -> re.Pattern:
-    """`re`'s pattern, checked to mean the same to the regex module the workers search with
-    where it can backtrack (worker.regexlimit).  What `re` only warns about (a nested set
-    "[[:alpha:]]", "--", "&&") `regex` reads as POSIX classes and set operations, so the same
-    class would change meaning once the pattern gains a repeat: refused, whatever the pattern.
-    (re's cache is emptied first: a cached pattern is not compiled, so would not warn again.)"""
-    re.purge()
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", FutureWarning)
-        pattern = re.compile(text, flags)
-    if may_backtrack(pattern):
-        regex.compile(text, flags)
-    return pattern
-
-
-_BACKTRACKING = re.compile(rb"[*+?{|]")
-
-
-def may_backtrack(pattern: re.Pattern) -> bool:
-    """Whether a search for `pattern` may cost more than linear time in the subject: without a
-    repeat or an alternative it matches only strings of its own length (worker.regexlimit)."""
-    return _BACKTRACKING.search(pattern.pattern) is not None
 
 
 def _target(sec: Section, match: re.Pattern | None, has_match: bool, balancers: dict,
@@ -198,7 +163,7 @@ def _conditions(sec: Section) -> tuple[HeaderCondition, ...] | None:
             headers.error(name, f"'{name}' is not a valid header name")
             ok = False
             continue
-        pattern = _regex(headers, name, re.IGNORECASE)
+        pattern = _regex(headers, name, regex.IGNORECASE)
         if pattern is None:
             ok = False
             continue

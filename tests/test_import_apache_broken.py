@@ -51,8 +51,8 @@ def test_every_error_at_once(tmp_path):
                                            "RewriteEngine on\nRewriteRule ^/(b http://127.0.0.1:1/ [P]\n")
     assert [e.split(": ", 1)[0] for e in errors] == [f"{conf}:5", f"{conf}:6", f"{conf}:8"]
     assert "Invalid command 'Frobnicate'" in errors[0]
-    assert "ProxyPassMatch: the regular expression '^/(a' could not be compiled: missing ), unterminated " \
-           "subpattern" in errors[1]
+    assert "ProxyPassMatch: the regular expression '^/(a' could not be compiled: missing ) at " \
+           "position 4" in errors[1]
     assert "RewriteRule: the regular expression '^/(b' could not be compiled" in errors[2]
 
 
@@ -83,7 +83,7 @@ def test_errors_in_an_included_file_name_that_file(tmp_path):
     site = "# site\n<VirtualHost *:8080>\n    ProxyPassMatch \"^/(x\" http://127.0.0.1:1/\n</VirtualHost>\n"
     conf, errors = broken(tmp_path, HEAD + "IncludeOptional sites/*.conf\n", {"sites/app.conf": site})
     assert errors == [f"{tmp_path}/sites/app.conf:3: ProxyPassMatch: the regular expression '^/(x' could not be "
-                      "compiled: missing ), unterminated subpattern at position 2"]
+                      "compiled: missing ) at position 4"]
 
 
 def test_include_loop(tmp_path):

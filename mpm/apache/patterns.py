@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import re
 
+import regex
+
 _INLINE_FLAGS = re.compile(r"^\(\?([aiLmsux]+)\)")
 
 
@@ -67,16 +69,17 @@ def read(pattern: str) -> tuple[str, str | None]:
 
 
 def check(pattern: str) -> str | None:
-    """Why Python's `re` (what mpm-proxy uses) rejects `pattern`, or None when it compiles."""
+    """Why the `regex` module (what mpm-proxy compiles routes with) rejects `pattern`, or None
+    when it compiles."""
     try:
-        re.compile(pattern.encode("utf-8", "surrogateescape"))
+        regex.compile(pattern.encode("utf-8", "surrogateescape"))
         return None
-    except re.error as exc:
+    except regex.error as exc:
         return str(exc)
 
 
 def group_count(pattern: str) -> int:
-    return re.compile(pattern.encode("utf-8", "surrogateescape")).groups
+    return regex.compile(pattern.encode("utf-8", "surrogateescape")).groups
 
 
 def split_flags(pattern: str) -> tuple[str, str]:
