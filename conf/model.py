@@ -19,6 +19,8 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import regex
+
 # Route.upgrade values besides a set of protocol names (Apache mod_proxy_wstunnel's meanings).
 UPGRADE_ANY = "ANY"    # tunnel whatever the client asked for
 UPGRADE_NONE = "NONE"  # skip the header check and always tunnel
@@ -235,7 +237,7 @@ class Target:
 class HeaderCondition:
     """RewriteCond %{HTTP:Name} regex [NC]."""
     name: bytes                   # lower-case header name, e.g. b"upgrade"
-    pattern: re.Pattern           # compiled from bytes, re.IGNORECASE; matched with .search()
+    pattern: regex.Pattern        # the regex module's, from bytes, IGNORECASE; searched (worker.regexlimit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,7 +245,7 @@ class Route:
     """ProxyPass / ProxyPassMatch (+ RewriteCond), first match wins in file order."""
     target: Target
     path: bytes | None = None            # prefix (ProxyPass), as bytes, compared to the raw request path
-    match: re.Pattern | None = None      # ProxyPassMatch, compiled from bytes, matched against the raw path
+    match: regex.Pattern | None = None   # ProxyPassMatch: the regex module's, from bytes, searched in the raw path
     when: tuple[HeaderCondition, ...] = ()
     upgrade: frozenset[str] | str = frozenset({"websocket"})  # lower-case names, or UPGRADE_ANY / UPGRADE_NONE
     reverse: bool = False                # ProxyPassReverse

@@ -114,7 +114,7 @@ def _regex(sec: Section, key: str, flags: int) -> regex.Pattern | None:
         return None
 
 
-def _target(sec: Section, match: re.Pattern | None, has_match: bool, balancers: dict,
+def _target(sec: Section, match: regex.Pattern | None, has_match: bool, balancers: dict,
             declared: set[str], resolver: Resolver) -> Target | None:
     if not sec.require("to"):
         return None
