@@ -31,14 +31,14 @@ SPLICE_MIN = 16 * 1024     # shorter remainders go through the buffer: two sysca
 # clients 198-338 ms a request (review 2026-12-04-backends #2).  Content-Length and
 # close-delimited bodies have nothing to scan: their reads stay whole.
 SCAN_PER_READ = 16 * 1024
+_PIPE = pipes.SHARED_PIPE
+_FLAGS = pipes.SPLICE_FLAGS
 
 
 def _read_size(framing) -> int:
     """How much one read of a body may take: the data `framing` skips, and SCAN_PER_READ more."""
     size = framing.opaque() + SCAN_PER_READ
     return framing.wanted(size if size < SHARED_BUFFER_SIZE else SHARED_BUFFER_SIZE)
-_PIPE = pipes.SHARED_PIPE
-_FLAGS = pipes.SPLICE_FLAGS
 
 
 def _splice_in(source_fd: int, count: int) -> int:
