@@ -4,6 +4,9 @@
 is one JSON line.  The master's loop serves it with non-blocking sockets, reading and
 writing: a stuck client (one that never sends, or never reads its answer) costs a descriptor
 until CLIENT_TIMEOUT, never the master's attention, and at most MAX_CLIENTS are held at once.
+When all are taken, a newcomer replaces the oldest only once that one has had REPLACE_GRACE
+to say what it wants; until then the socket is not watched and newcomers wait in its backlog
+(a client's blocking connect waits for room: `request` below).
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ import time
 log = logging.getLogger("mpm.master")
 MAX_REQUEST = 64 * 1024
 CLIENT_TIMEOUT = 5.0
-MAX_CLIENTS = 16          # at once; a newcomer replaces the oldest (HAProxy's `stats maxconn` is 10)
+MAX_CLIENTS = 16          # at once (HAProxy's `stats maxconn` is 10)
+REPLACE_GRACE = 0.5       # seconds a client holds its place before a newcomer may take it
 ACCEPT_PAUSE = 1.0        # seconds the socket is not watched after accept() ran out of descriptors
 OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
@@ -31,8 +35,9 @@ class ControlServer:
         self.path = path
         self.selector = selector
         self.handler = handler
-        self.clients: dict[socket.socket, list] = {}    # sock -> [request read | answer unsent, deadline]
+        self.clients: dict[socket.socket, list] = {}    # sock -> [request read | answer unsent, deadline, since]
         self.paused_until = 0.0                          # accept() ran out of descriptors: not watched until
+        self.watched = False                             # the listening socket is in the selector
         os.makedirs(os.path.dirname(path), exist_ok=True)
         if os.path.lexists(path):
             _claim(path)
@@ -43,9 +48,32 @@ class ControlServer:
         self.identity = (bound.st_dev, bound.st_ino)     # a rename() keeps it: how we know our file moved
         self.sock.listen(16)
         self.sock.setblocking(False)
-        selector.register(self.sock, selectors.EVENT_READ, self._accept)
+        self._watch(time.monotonic())
+
+    def _room(self, now: float) -> bool:
+        """A newcomer can be taken now: a place is free, or the oldest client has had its grace
+        (a leaky script must not lock mpmctl out).  Replacing at once lost requests: in a burst
+        of 40 mpmctl runs the master took a newcomer before it had read an older client's
+        request, and the older one met a closed socket (BrokenPipe, 1 CI run in 6)."""
+        if len(self.clients) < MAX_CLIENTS:
+            return True
+        return self.clients[next(iter(self.clients))][2] + REPLACE_GRACE <= now
+
+    def _watch(self, now: float) -> None:
+        """The listening socket is watched exactly when accept() may run: not within an
+        out-of-descriptors pause, and with room for a newcomer."""
+        wanted = not self.paused_until and self._room(now) and self.sock.fileno() >= 0
+        if wanted and not self.watched:
+            self.selector.register(self.sock, selectors.EVENT_READ, self._accept)
+        elif self.watched and not wanted:
+            self.selector.unregister(self.sock)
+        self.watched = wanted
 
     def _accept(self) -> None:
+        now = time.monotonic()
+        if not self._room(now):
+            self._watch(now)
+            return
         try:
             client, _ = self.sock.accept()
         except (BlockingIOError, InterruptedError):
@@ -55,14 +83,15 @@ class ControlServer:
                 # The connection stays queued and the socket readable: retried at once, this
                 # spun the loop and logged a traceback per turn.  Asyncio and nginx back off too.
                 log.error("control socket: cannot accept (%s); not accepting for %.0f s", exc.strerror, ACCEPT_PAUSE)
-                self.selector.unregister(self.sock)
-                self.paused_until = time.monotonic() + ACCEPT_PAUSE
+                self.paused_until = now + ACCEPT_PAUSE
+                self._watch(now)
             return
-        if len(self.clients) >= MAX_CLIENTS:       # a leaky script must not lock mpmctl out
+        if len(self.clients) >= MAX_CLIENTS:
             self._drop(next(iter(self.clients)))
         client.setblocking(False)
-        self.clients[client] = [b"", time.monotonic() + CLIENT_TIMEOUT]
+        self.clients[client] = [b"", now + CLIENT_TIMEOUT, now]
         self.selector.register(client, selectors.EVENT_READ, lambda: self._read(client))
+        self._watch(now)
 
     def _read(self, client: socket.socket) -> None:
         state = self.clients[client]
@@ -120,16 +149,18 @@ class ControlServer:
         except (KeyError, ValueError):
             pass
         client.close()
+        self._watch(time.monotonic())       # a place is free
 
     def tick(self, now: float) -> None:
         """From the master's housekeeping: clients past their deadline go (they went only when
-        another client arrived), and a paused socket is watched again."""
-        for client, (_, deadline) in list(self.clients.items()):
+        another client arrived), and a paused socket is watched again (the pause is over, or the
+        oldest client's grace is)."""
+        for client, (_, deadline, _) in list(self.clients.items()):
             if deadline < now:
                 self._drop(client)
-        if self.paused_until and now >= self.paused_until and self.sock.fileno() >= 0:
+        if self.paused_until and now >= self.paused_until:
             self.paused_until = 0.0
-            self.selector.register(self.sock, selectors.EVENT_READ, self._accept)
+        self._watch(now)
 
     def holds(self, path: str) -> bool:
         """`path` is our socket's file (bound there, or renamed there since)."""
@@ -162,10 +193,9 @@ class ControlServer:
         unlink = unlink and self.holds(self.path)
         for client in list(self.clients):
             self._drop(client)
-        try:
+        if self.watched:
             self.selector.unregister(self.sock)
-        except (KeyError, ValueError):
-            pass
+            self.watched = False
         self.sock.close()
         if unlink:
             try:
