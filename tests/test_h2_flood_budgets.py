@@ -174,7 +174,11 @@ def _open_then_flood(port: int, unit: bytes) -> tuple[float | None, int | None]:
 def test_window_updates_and_frames_on_closed_streams_spend_a_budget(env):
     floods = {"WINDOW_UPDATE on stream 0": _frame(8, 0, 0, struct.pack(">I", 1)),
               "RST_STREAM on closed stream 1": _frame(3, 0, 1, struct.pack(">I", 8)),
-              "WINDOW_UPDATE on closed stream 1": _frame(8, 0, 1, struct.pack(">I", 1))}
+              "WINDOW_UPDATE on closed stream 1": _frame(8, 0, 1, struct.pack(">I", 1)),
+              # h2 answers each with RST_STREAM and gives the window back: 100,000 resets in 2 s
+              # and other clients of the worker waiting 300 ms (review 2026-12-04-h2-downgrade #1)
+              "1-byte DATA on closed stream 1": _frame(0, 0, 1, b"x"),
+              "empty DATA with END_STREAM on closed stream 1": _frame(0, 1, 1)}
     for name, unit in floods.items():
         closed_after, code = _open_then_flood(env.port, unit)
         print(f"{name}: closed after {closed_after} s, GOAWAY code {code}")
@@ -183,6 +187,7 @@ def test_window_updates_and_frames_on_closed_streams_spend_a_budget(env):
     errors = env.error_text()
     assert "too many WINDOW_UPDATE frames: GOAWAY ENHANCE_YOUR_CALM" in errors
     assert "too many RST_STREAM frames on closed streams: GOAWAY ENHANCE_YOUR_CALM" in errors
+    assert "too many DATA frames on closed streams: GOAWAY ENHANCE_YOUR_CALM" in errors
 
 
 @pytest.mark.timeout(30)

@@ -16,7 +16,9 @@ frames (2024: a header block that never ends is buffered without bound).  The bo
   A stream whose HEADERS and RST_STREAM arrive in the same read never starts at all.
 - Frames that carry no request spend from a second bucket (CONTROL_BURST, CONTROL_RATE):
   SETTINGS, PING, PRIORITY, GOAWAY, empty DATA without END_STREAM, unknown frame types,
-  and RST_STREAM on a stream that is not running (closed: h2 ignores it without an event).
+  RST_STREAM on a stream that is not running (closed: h2 ignores it without an event), and
+  DATA on a closed stream (h2 answers each with RST_STREAM; what a client had in flight when
+  we reset its stream is at most STREAM_WINDOW, a few frames).
 - WINDOW_UPDATE frames, on any stream, spend from a third (UPDATE_BURST, UPDATE_RATE),
   which every DATA frame we send also refills (UPDATE_CREDIT: a client acknowledges what
   it reads, Go's once per 4 KiB per stream and per connection), up to UPDATE_CEILING:
