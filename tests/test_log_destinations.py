@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import select
+import shutil
 import socket
 import subprocess
 import sys
@@ -305,3 +306,81 @@ def test_a_full_disk_said_on_a_stderr_that_stopped_reading_does_not_stop_the_wor
         os.close(filler)
         os.close(reader)
         proxy.stop()
+
+
+def test_workers_sharing_journalds_socket_never_write_into_each_others_lines(tmp_path, raw_backend):
+    """As the pipe test above, with stdout journald's stream socket (systemd's default for "-"):
+    a send to it took as much as fitted and left the rest of a line for a later turn, and another
+    worker's lines went in between (6 of 725 lines spliced, review 2026-12-04-logs #2).  Now a
+    send is at most one of the kernel's socket buffers, which goes whole or not at all."""
+    journald, stdout = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    stdout.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    proxy = Proxy(tmp_path / "p", [{"path": "/", "to": raw_backend.url + "/"}], workers=2)
+    proxy.config["log"]["access"] = "-"
+    received, stop = bytearray(), threading.Event()
+
+    def read_slowly() -> None:          # a journald that falls behind: small reads, with pauses
+        journald.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                received.extend(journald.recv(300))
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            time.sleep(0.002)
+    reader = threading.Thread(target=read_slowly)
+    try:
+        _start_with(proxy, stdout=stdout)
+        stdout.close()
+        reader.start()
+        clients = [threading.Thread(target=_keepalive_requests, args=(proxy.port, 40),
+                                    kwargs={"first": 40 * i, "agent": "a" * 150 * (i + 1)}) for i in range(8)]
+        for client in clients:
+            client.start()
+        for client in clients:
+            client.join(10)
+        wait_for(lambda: received.count(b"\n") >= 320, 15, 0.05, "the 320 lines")
+        whole = re.compile(rb'127\.0\.0\.1 - - \[[^]]+\] "GET /logged/\d+ HTTP/1\.1" 200 \d+ "-" "a+" \d+ '
+                           rb'"/" "http://127\.0\.0\.1:\d+" [+X-]')
+        torn = [line[:60] + line[-80:] for line in bytes(received).split(b"\n")[:-1] if not whole.fullmatch(line)]
+        assert not torn, f"{len(torn)} of 320 lines spliced: {torn[:3]}"
+    finally:
+        stop.set()
+        if reader.is_alive():
+            reader.join(5)
+        journald.close()
+        proxy.stop()
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"),
+                    reason="needs root and setpriv to make a stdout pipe the proxy may not reopen")
+def test_a_stdout_pipe_the_worker_may_not_reopen_never_blocks_it(tmp_path, raw_backend):
+    """A non-root process whose stdout pipe is root's (a container with a non-root USER) cannot
+    reopen /proc/self/fd/1 (EACCES): the sink kept a blocking dup, and once the log reader
+    stopped the worker slept in pipe_write: no client answered (review 2026-12-04-logs #1).
+    Made here without a second user: the pipe is nobody's and the proxy runs as root without
+    CAP_DAC_OVERRIDE, so the reopen fails as it would."""
+    proxy = Proxy(tmp_path / "p", [{"path": "/", "to": raw_backend.url + "/"}], workers=1)
+    proxy.config["log"]["access"] = "-"
+    proxy.write_config()
+    read_end, write_end = os.pipe()
+    os.fchown(write_end, 65534, 65534)
+    proxy.stdout = open(os.devnull, "wb")      # (Proxy.stop closes both)
+    proxy.stderr = open(os.path.join(proxy.dir, "stderr.log"), "wb")
+    proxy.proc = subprocess.Popen(["setpriv", "--bounding-set=-dac_override,-dac_read_search", sys.executable,
+                                   "-m", "mpm", "start", "-c", proxy.config_path],
+                                  stdout=write_end, stderr=proxy.stderr, cwd=ROOT)
+    os.close(write_end)
+    proxy.seen_pids.add(proxy.proc.pid)
+    try:
+        proxy.wait_ready()
+        with open(f"/proc/{proxy.worker_pids()[0]}/fdinfo/1") as f:
+            flags = int(f.read().split("flags:")[1].split()[0], 8)
+        assert not flags & os.O_NONBLOCK, "the reopen worked: this test would not test the fallback"
+        # Nobody reads: 64 KiB of 300-byte lines fill the pipe after ~220 (parent: no answer after 212).
+        assert _keepalive_requests(proxy.port, 1500, agent="u" * 200) == 1500
+        assert _keepalive_requests(proxy.port, 1, first=1500) == 1, "a new client is answered"
+    finally:
+        proxy.stop()
+        os.close(read_end)

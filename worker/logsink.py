@@ -17,6 +17,8 @@ the loop has an idle moment, and at once when the worker starts to stop (reload,
 
 from __future__ import annotations
 
+import errno
+import functools
 import os
 import select
 import socket
@@ -47,8 +49,35 @@ def _open_target(target: str, std_fd: int) -> int | None:
         try:
             return os.open(f"/proc/self/fd/{std_fd}", os.O_WRONLY | os.O_APPEND | os.O_NONBLOCK)
         except OSError:
-            return os.dup(std_fd)   # a socket (ENXIO): LogSink sends on it with MSG_DONTWAIT
+            # A socket (ENXIO), or a pipe we may not reopen (EACCES: a non-root process whose
+            # stdout pipe is root's, as in a container with a non-root USER; ENOENT without
+            # /proc): `_writer` writes to it without blocking all the same.
+            return os.dup(std_fd)
     return os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o644)
+
+
+def _writer(fd: int, mode: int, sock: socket.socket | None):
+    """The call that writes bytes to the target now or not at all, never waiting: send with
+    MSG_DONTWAIT on a socket; pwritev with RWF_NOWAIT on a pipe whose descriptor blocks (the
+    dup above: a blocking write there held the worker in pipe_write until the reader read,
+    review 2026-12-04-logs #1); write on the rest (opened non-blocking, or a regular file)."""
+    if sock is not None:
+        return lambda data: sock.send(data, _SEND_FLAGS)
+    if not stat.S_ISFIFO(mode) or not os.get_blocking(fd):
+        return functools.partial(os.write, fd)
+
+    def write_nowait(data) -> int:
+        try:
+            return os.pwritev(fd, (data,), -1, os.RWF_NOWAIT)
+        except OSError as exc:
+            if exc.errno != errno.EOPNOTSUPP:
+                raise
+        # A kernel whose pipes take no RWF_NOWAIT: the flag on the description we share with
+        # the processes of our stdout; they are ours (the master and workers write through
+        # sinks like this one), and a stalled loop would be worse.
+        os.set_blocking(fd, False)
+        return os.write(fd, data)
+    return write_nowait
 
 
 def _say(text: str) -> None:
@@ -75,6 +104,20 @@ def _say(text: str) -> None:
         os.close(fd)
 
 
+def _socket_chunk(sock: socket.socket) -> int:
+    """Bytes per send to a stream socket shared with other processes (journald's, under
+    systemd): a Unix stream send that fits one buffer of the kernel's goes whole or not at all,
+    a longer one may go in part, and another worker's line then lands inside ours (6 lines of
+    725 spliced, review 2026-12-04-logs #2).  One such buffer is half the send buffer, less a
+    header (unix_stream_sendmsg); PIPE_BUF at most, cut at line ends as for a pipe."""
+    try:
+        if sock.type != socket.SOCK_STREAM:
+            return WRITE_CHUNK
+        return max(min(PIPE_CHUNK, sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) // 2 - 64), 512)
+    except OSError:
+        return PIPE_CHUNK
+
+
 class LogSink:
     def __init__(self, target: str, std_fd: int, buffered: bool = False, wake=None, who: str = "mpm worker"):
         self.target, self.std_fd, self.who = target, std_fd, who
@@ -85,6 +128,7 @@ class LogSink:
         self.wake = wake
         self.fd = None
         self.sock = None         # the target is a socket (journald's): written with send(MSG_DONTWAIT)
+        self.put = None          # writes bytes without waiting, returns how many went (`_writer`)
         self.reopen_at = 0.0     # a target that would not open: when to try again
         self.chunk = WRITE_CHUNK # bytes joined for one write (PIPE_CHUNK to a pipe: whole lines)
         self._open()
@@ -119,10 +163,13 @@ class LogSink:
                      f"its lines are dropped until it opens\n")
             self.reopen_at = time.monotonic() + REOPEN_INTERVAL
             return False
-        mode = os.fstat(self.fd).st_mode if self.fd is not None else 0
+        if self.fd is None:
+            return True
+        mode = os.fstat(self.fd).st_mode
         if stat.S_ISSOCK(mode):
             self.sock = socket.socket(fileno=self.fd)
-        self.chunk = PIPE_CHUNK if stat.S_ISFIFO(mode) else WRITE_CHUNK
+        self.put = _writer(self.fd, mode, self.sock)
+        self.chunk = PIPE_CHUNK if stat.S_ISFIFO(mode) else _socket_chunk(self.sock) if self.sock else WRITE_CHUNK
         return True
 
     def write(self, line: str) -> None:
@@ -158,8 +205,7 @@ class LogSink:
         while pending:
             data = self._chunk()
             try:
-                sock = self.sock
-                written = sock.send(data, _SEND_FLAGS) if sock is not None else os.write(self.fd, data)
+                written = self.put(data)
             except (BlockingIOError, InterruptedError):
                 written = 0
             except OSError as exc:    # a full disk, a reader gone: the lines are lost, but said and counted
@@ -199,8 +245,7 @@ class LogSink:
         pending = self.pending
         data = pending[0] if len(pending) == 1 else b"".join(pending)
         try:
-            sock = self.sock
-            written = sock.send(data, _SEND_FLAGS) if sock is not None else os.write(self.fd, data)
+            written = self.put(data)
         except OSError:
             return 0
         pending.clear()
