@@ -5,6 +5,7 @@ END_STREAM before the 200, and a reset while the backend holds the client's byte
 
 from __future__ import annotations
 
+import gzip
 import socket
 import threading
 import time
@@ -30,6 +31,10 @@ def _app(conn: RawConn) -> None:
         body = conn.read_body(head)
         if head.target == "/big":
             conn.send(respond(200, BIG))
+        elif head.target == "/gzipped":       # a transfer coding besides chunked (RFC 9112 §7)
+            data = gzip.compress(b"hello")
+            conn.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+                      + (b"" if head.method == "HEAD" else b"%x\r\n%s\r\n0\r\n\r\n" % (len(data), data)))
         elif head.target.startswith("/slow"):
             time.sleep(1.0)
             conn.send(respond(200, b"slow"))
@@ -327,3 +332,27 @@ def test_a_full_worker_closes_an_idle_http2_connection_for_a_new_client(proxy_fa
             client.close()
     finally:
         backend.close()
+
+
+@pytest.mark.timeout(30)
+def test_a_transfer_coding_the_client_cannot_take_is_a_502_not_bytes_nothing_labels(env):
+    """`Transfer-Encoding: gzip, chunked` from the backend: to an HTTP/2 client the field was
+    dropped (HTTP/2 has none) and the gzip bytes went as the content, with nothing saying they
+    were gzip (review 2026-12-04-h2-downgrade #2); HTTP/1.0 clients likewise.  Now a 502, as
+    nginx answers; an HTTP/1.1 client gets it as it came, and HEAD (no body) goes as before."""
+    proxy, _ = env
+    client = H2Client(proxy.port)
+    assert client.get("/gzipped").status == 502
+    assert client.response(client.request("HEAD", "/gzipped")).status == 200
+    assert client.get("/after").status == 200, "the connection goes on"
+    client.close()
+    for version, expected in ((b"1.1", b"HTTP/1.1 200 "), (b"1.0", b"HTTP/1.1 502 ")):
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+            sock.sendall(b"GET /gzipped HTTP/%s\r\nHost: t\r\nConnection: close\r\n\r\n" % version)
+            answer = b""
+            while data := sock.recv(65536):
+                answer += data
+        assert answer.startswith(expected), (version, answer[:200])
+        if version == b"1.1":
+            assert b"Transfer-Encoding: gzip, chunked\r\n" in answer and gzip.compress(b"hello") in answer
+    assert "a transfer coding other than chunked, which this client cannot take (502)" in proxy.error_text()

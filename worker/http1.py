@@ -279,7 +279,7 @@ def request_head_from(raw: bytes, line_end: int, parts: list) -> RequestHead:
         if head.version == "1.0":
             raise HttpError(400, "Transfer-Encoding in an HTTP/1.0 request")
         if len(spans) > 1 or head.raw[spans[0][2]:spans[0][1]] != b"chunked":
-            if not _chunked_only(head):
+            if not chunked_only(head):
                 raise HttpError(501, "Transfer-Encoding other than chunked is not implemented")
             head.te_odd = True
     # RFC 9110 §7.8: Upgrade in an HTTP/1.0 request is ignored.  So is it on a request with a
@@ -345,7 +345,7 @@ def response_head_from(raw: bytes, parser) -> ResponseHead:
     return head
 
 
-def _chunked_only(head) -> bool:
+def chunked_only(head) -> bool:
     """The head's Transfer-Encoding values, combined, are the one token "chunked"."""
     tokens = [t.strip(b" \t") for t in head.joined(b"transfer-encoding").lower().split(b",")]
     return [t for t in tokens if t] == [b"chunked"]

@@ -15,7 +15,7 @@ from tunnel.endpoint import WOULD_BLOCK
 from worker import upgrade
 from worker.framing import BadFraming
 from worker.headreader import HeadReader
-from worker.http1 import HEAD_END, HttpError, connection_tokens, parse_response
+from worker.http1 import HEAD_END, HttpError, chunked_only, connection_tokens, parse_response
 from worker.rewrite import response_head, stated_proto_line
 
 MAX_RESPONSE_HEAD = 64 * 1024   # a backend head larger than this is invalid (502)
@@ -104,17 +104,32 @@ def _process(ex, buf, size: int) -> None:
         _relay(ex, resp, buf, head_size, size)
 
 
+def _untransferable(ex) -> None:
+    """A transfer coding besides chunked (`gzip, chunked`) to a client that takes none:
+    HTTP/2 has no transfer codings (RFC 9113 §8.2.2) and a server sends HTTP/1.0 none (RFC 9112
+    §6.1).  Dropping the field gave the client gzip bytes that nothing said were gzip (review
+    2026-12-04-h2-downgrade #2); decoding is more than a proxy should do, so it is our 502, as
+    nginx answers any coding but chunked.  The backend did what HTTP/1.1 allows: no failover."""
+    ex.worker.log_error("error", f"route {ex.route.name} backend {ex.origin.name}: a transfer coding other "
+                                 "than chunked, which this client cannot take (502)")
+    ex.answer(502, "The backend's response uses a transfer coding this client cannot take.")
+
+
 def _relay(ex, resp, buf, start: int, size: int) -> None:
     """A final head: how its body is framed, whether the connections stay, and the head as
     it goes to the client (rewritten, or as it came); `_send` sends it."""
     head, worker, client = ex.head, ex.worker, ex.client
+    h2 = client.http2
+    http11 = head.version == "1.1" and not h2
+    if not http11 and b"transfer-encoding" in resp.spans and not chunked_only(resp) \
+            and head.method != b"HEAD" and resp.status not in (204, 304):       # (no body to decode)
+        _untransferable(ex)
+        return
     ex.status = resp.status
     if ex.member is not None:
         worker.lb.response(ex.member, resp.status, ex.origin)   # failonstatus=
     # An HTTP/1.0 client cannot take chunked: relay the data, end it with the close; HTTP/2
     # frames the body itself.  A body that ends at the close goes chunked to HTTP/1.1.
-    h2 = client.http2
-    http11 = head.version == "1.1" and not h2
     dechunk = resp.chunked and not http11
     framing = ex.resp_framing = resp.body_framing(head.method, dechunk, http11)
     delimited = framing.close_delimited
