@@ -186,7 +186,17 @@ def test_malformed_requests_are_stream_errors_and_the_connection_goes_on(env):
                                          ("accept", "*/*"), (":path", "/late")], end_stream=True)
     client.flush()
     assert client.response(stream_id).reset == 1
-    assert len(backend.requests) == before                                 # nothing reached the backend
+    # What RFC 9113 §8.3 calls malformed and the proxy resolved by picking one (review
+    # 2026-12-04-h2-downgrade #5): :scheme twice, host twice, host other than :authority.
+    for fields in ([(":scheme", "http")], [("host", "proxy.test"), ("host", "b.test")], [("host", "other.test")]):
+        stream_id = client.conn.get_next_available_stream_id()
+        client.streams[stream_id] = type(client.streams[1])(stream_id)
+        client.conn.send_headers(stream_id, [(":method", "GET"), (":scheme", "https"), (":authority", "proxy.test"),
+                                             (":path", "/twice"), *fields], end_stream=True)
+        client.flush()
+        assert client.response(stream_id).reset == 1, fields
+    assert client.get("/same", headers=[("host", "PROXY.test")]).status == 200    # the same host, any case
+    assert len(backend.requests) == before + 1                             # nothing else reached the backend
     assert client.get("/after").status == 200                               # the connection is fine
     # A body longer than its content-length.
     stream_id = client.request("POST", "/echo", headers=[("content-length", "3")], body=b"12345")
@@ -211,6 +221,13 @@ def test_bodies_stream_both_ways_with_trailers(env):
     assert head.get("transfer-encoding") == "chunked" and head.get("content-length") is None
     raw = bytes(backend.conns[-1].raw) if backend.conns else b""
     assert b"x-trailer: done\r\n" in raw
+    # A trailer value with surrounding whitespace is malformed, as in the head (RFC 9113 §8.2.1).
+    stream_id = client.request("POST", "/echo", end=False)
+    client.send_data(stream_id, b"some")
+    client.conn.send_headers(stream_id, [("x-trailer", " padded ")], end_stream=True)
+    client.flush()
+    assert client.response(stream_id).reset == 1
+    assert b"x-trailer:  padded" not in bytes(backend.conns[-1].raw)
     # With content-length, and whole in the first read: Content-Length to the backend.
     stream = client.response(client.request("POST", "/echo", body=b"small body"))
     assert bytes(stream.body) == b"small body" and backend.requests[-1].get("content-length") == "10"

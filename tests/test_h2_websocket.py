@@ -146,11 +146,18 @@ def test_half_close_both_ways_is_end_stream(env):
 
 @pytest.mark.timeout(60)
 def test_refusals_aborts_and_idle_timeout(env):
-    proxy, _, raw = env
+    proxy, echo, raw = env
     client = H2Client(proxy.port)
     assert client.websocket("/nows/x").status == 405                 # the route does not tunnel websocket
     assert client.websocket("/raw/plain").status == 502              # answered without switching
     assert client.websocket("/raw/badaccept").status == 502          # a Sec-WebSocket-Accept not for our key
+    # RFC 8441: a client's own key is not used (§5), and :protocol is one protocol name (§4).  The
+    # key went along: the backend got two (a 502), or with "websocket, h2c" none of ours and
+    # no Accept checked (review 2026-12-04-h2-downgrade #4).
+    assert client.websocket("/ws/keyed", headers=[("sec-websocket-key", "Y2xpZW50LWNob3Nlbi1rZXk=")]).status == 200
+    assert len(echo.requests[-1].headers.get_all("Sec-WebSocket-Key")) == 1
+    stream_id = client.request("CONNECT", "/ws/listed", [(":protocol", "websocket, h2c")], end=False)
+    assert client.response(stream_id).reset == 1                     # PROTOCOL_ERROR
     wait_for(lambda: [x for x in proxy.access_lines() if '"CONNECT /nows/x HTTP/2.0" 405' in x], 5)
     # RST_STREAM from the client closes the backend connection.
     raw.event("echo-eof").clear()

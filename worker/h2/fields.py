@@ -47,6 +47,10 @@ _TRAILER_DROP = _RESPONSE_DROP | {b"content-length", b"host", b"content-type", b
                                   b"x-forwarded-host", b"forwarded"}
 _PSEUDO = frozenset({b":method", b":scheme", b":authority", b":path", b":protocol"})
 _LOWER_TOKEN = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
+_TOKEN = _LOWER_TOKEN + b"ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+# RFC 8441 §5: not used over HTTP/2; the proxy writes its own key for the backend and checks the
+# answer (a client's key went along: two keys, or with `:protocol: websocket, h2c` ours none).
+_WEBSOCKET_KEYS = frozenset({b"sec-websocket-key", b"sec-websocket-accept"})
 _WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 CRLF = b"\r\n"
 
@@ -93,7 +97,7 @@ def read_request(headers) -> Request:
         if name[:1] == b":":
             if regular or name not in _PSEUDO:
                 raise Malformed(f"pseudo-header field {name[:20]!r} misplaced or unknown")
-            _pseudo(req, name, value)
+            _pseudo(req, name, value, scheme)
             if name == b":scheme":
                 scheme = value
             continue
@@ -111,7 +115,11 @@ def read_request(headers) -> Request:
         elif name == b"cookie":
             cookies.append(value)
         elif name == b"host":
+            if host is not None:     # as an HTTP/1.1 head with two is refused (RFC 9110 §7.2)
+                raise Malformed("host repeated")
             host = value
+        elif name in _WEBSOCKET_KEYS and req.protocol is not None:
+            continue
         elif name == b"content-length":     # the stream writes the framing line (Request.head)
             if not value.isdigit() or req.content_length is not None:
                 raise Malformed("invalid or repeated content-length")
@@ -126,15 +134,19 @@ def read_request(headers) -> Request:
     return req
 
 
-def _pseudo(req: Request, name: bytes, value: bytes) -> None:
+def _pseudo(req: Request, name: bytes, value: bytes, scheme: bytes | None) -> None:
     attr = {b":method": "method", b":path": "path", b":authority": "authority", b":protocol": "protocol",
             b":scheme": None}[name]
     if attr is None:
         if value not in (b"http", b"https"):
             raise Malformed("unsupported :scheme")
+        if scheme is not None:
+            raise Malformed(":scheme repeated")
         return
     if getattr(req, attr) is not None:
         raise Malformed(f"{name.decode()} repeated")
+    if attr == "protocol" and not all(part and not part.translate(None, _TOKEN) for part in value.split(b"/", 1)):
+        raise Malformed(":protocol is not one protocol name")    # RFC 8441 §4: an Upgrade token
     setattr(req, attr, value)
 
 
@@ -142,6 +154,10 @@ def _required(req: Request, scheme, host) -> None:
     """RFC 9113 §8.3.1 and §8.5, RFC 8441 §4: which pseudo-header fields a request needs."""
     if req.authority is None:
         req.authority = host or b""     # Host stands in for :authority (an HTTP/1.1-converted client)
+    elif host is not None and host.lower() != req.authority.lower():
+        # RFC 9113 §8.3.1 (SHOULD be malformed), as HAProxy: a filter before us may have read
+        # the other one (it was dropped, and :authority went on).
+        raise Malformed("host differs from :authority")
     if req.method is None:
         raise Malformed(":method missing")
     if req.method == b"CONNECT" and req.protocol is None:
@@ -209,6 +225,8 @@ def trailer_lines(headers) -> bytes:
             raise Malformed(f"invalid trailer field {name[:20]!r}")
         if value.find(b"\r") >= 0 or value.find(b"\n") >= 0 or value.find(b"\0") >= 0:
             raise Malformed("a trailer value holds CR, LF or NUL")
+        if value and (value[0] in (32, 9) or value[-1] in (32, 9)):
+            raise Malformed(f"trailer {name[:20]!r} has surrounding whitespace")    # as in the head
         if name not in _TRAILER_DROP and not CLIENT_CERT_FIELD.match(name):
             lines.append(name + b": " + value + CRLF)
     return b"".join(lines)
