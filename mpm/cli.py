@@ -127,7 +127,7 @@ def _master_pid(config, verb: str) -> int | None:
         return pid
     pid = master_serving(config.file)
     if pid is not None:
-        then = "signalled instead" if verb in ("stop", "reload") else \
+        then = "signalled instead" if verb in ("stop", "reload", "reopen") else \
             f"`mpmctl {verb}` needs the socket it listens on (stop and start it to move the paths)"
         print(f"mpmctl: master pid {pid} serves {config.file} with the control paths it started with, not the "
               f"file's (they change at its next start): {then}", file=sys.stderr)
@@ -152,6 +152,25 @@ def cmd_stop(args) -> int:
         return EXIT_FAIL
     print("stopped")
     return EXIT_OK
+
+
+def cmd_reopen(args) -> int:
+    """Log rotation: every log file opened afresh at its path, the configuration not read (a
+    broken one does not stop it) and no connection touched; SIGUSR2 if the socket is not there."""
+    config = _load_for_control(args)
+    if config is None:
+        return EXIT_FAIL
+    pid = _master_pid(config, "reopen")
+    if pid is None:
+        print("mpmctl: not running", file=sys.stderr)
+        return EXIT_NOT_RUNNING
+    answer = _ask(config, {"cmd": "reopen"}, timeout=10)
+    if answer is None:
+        os.kill(pid, signal.SIGUSR2)
+        print("reopen signalled (SIGUSR2)")
+        return EXIT_OK
+    print(f"logs reopened ({answer.get('workers', 0)} workers told)")
+    return EXIT_OK if answer.get("ok") else EXIT_FAIL
 
 
 def _running(args, verb: str):
@@ -317,6 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, helptext in (("start", "run the master (foreground unless -d)"),
                            ("stop", "graceful stop (--now: immediate)"),
                            ("reload", "graceful reload into a new generation"),
+                           ("reopen", "reopen the log files (rotation; the config is not read)"),
                            ("upgrade", "hot upgrade: re-exec the master, keep sockets and tunnels"),
                            ("status", "show the master and its workers"),
                            ("balancer", "balancer members and their state; set NAME MEMBER drain|disable|"

@@ -3,6 +3,7 @@
 Signal handlers only enqueue; the loop dispatches `handle_<signal>`:
     SIGHUP, SIGUSR1    graceful reload into a new generation (nginx/gunicorn style; Apache's
                        own SIGHUP is a hard restart, its SIGUSR1 the graceful one)
+    SIGUSR2            reopen the log files (`mpmctl reopen`: nginx's USR1, taken here)
     SIGTERM, SIGWINCH  graceful stop
     SIGINT, SIGQUIT    immediate stop
     SIGCHLD            reap, and respawn what should be running
@@ -47,8 +48,8 @@ TICK = 0.25                   # seconds between housekeeping passes
 
 log = logging.getLogger("mpm.master")
 
-HANDLED = (signal.SIGHUP, signal.SIGUSR1, signal.SIGTERM, signal.SIGWINCH, signal.SIGINT, signal.SIGQUIT,
-           signal.SIGCHLD)
+HANDLED = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM, signal.SIGWINCH, signal.SIGINT,
+           signal.SIGQUIT, signal.SIGCHLD)
 
 
 class WorkerRecord:
@@ -196,6 +197,9 @@ class Master:
 
     handle_sigusr1 = handle_sighup
 
+    def handle_sigusr2(self) -> None:
+        masterlog.reopen(self.workers)
+
     def handle_sigterm(self) -> None:
         self.stop(now=False)
 
@@ -291,8 +295,8 @@ class Master:
         """In the forked worker: shed the master's descriptors, then serve."""
         from worker.process import Worker
         signal.set_wakeup_fd(-1)
-        for signum in HANDLED:
-            signal.signal(signum, signal.SIG_DFL)
+        for signum in HANDLED:      # (a reopen's SIGHUP before the worker listens for it: not fatal)
+            signal.signal(signum, signal.SIG_IGN if signum == signal.SIGHUP else signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED)
         mine = self.listeners.for_slot(slot)
         keep = {id(sock) for sock, _ in mine}
@@ -397,6 +401,8 @@ class Master:
             return upgrade.start(self, request.get("config"))
         if command == "balancer":
             return self.balancers.control(request)
+        if command == "reopen":
+            return masterlog.reopen(self.workers)
         if command == "stop":
             now = request.get("now", False)
             if not isinstance(now, bool):       # bool("false") is True: an immediate stop nobody asked for

@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import signal
 
 from worker.logsink import LogSink
 
@@ -82,6 +83,26 @@ def setup(config) -> None:
     """Log to `config.log.error` at `config.log.level` from now on; OSError if it will not
     open (the old handler then stays)."""
     install(open_handler(config), config)
+
+
+def reopen(workers) -> dict:
+    """`mpmctl reopen` and SIGUSR2: every log file opened afresh at its path, the master's
+    here and the workers' (SIGHUP to each, worker.signals), without reading the configuration
+    or touching a connection: log rotation as nginx's USR1 does it.  A reload reopens them
+    too, but a configuration broken meanwhile refused it, and the logs went on into the
+    rotated file (review 2026-12-04-logs #3); and a reload is a new generation for every client."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, SinkHandler):
+            handler.sink.reopen()
+    signalled = 0
+    for record in list(workers.values()):
+        try:
+            os.kill(record.pid, signal.SIGHUP)
+            signalled += 1
+        except ProcessLookupError:
+            pass            # gone; reaped on the next SIGCHLD
+    logging.getLogger("mpm.master").info("logs reopened (%d workers told)", signalled)
+    return {"ok": True, "workers": signalled}
 
 
 def _lower_level(record: logging.LogRecord) -> bool:

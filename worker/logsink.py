@@ -163,14 +163,42 @@ class LogSink:
                      f"its lines are dropped until it opens\n")
             self.reopen_at = time.monotonic() + REOPEN_INTERVAL
             return False
-        if self.fd is None:
-            return True
-        mode = os.fstat(self.fd).st_mode
-        if stat.S_ISSOCK(mode):
-            self.sock = socket.socket(fileno=self.fd)
-        self.put = _writer(self.fd, mode, self.sock)
-        self.chunk = PIPE_CHUNK if stat.S_ISFIFO(mode) else _socket_chunk(self.sock) if self.sock else WRITE_CHUNK
+        if self.fd is not None:
+            self._adopt(self.fd)
         return True
+
+    def _adopt(self, fd: int) -> None:
+        """Write to `fd` from now on, the way its kind takes bytes."""
+        mode = os.fstat(fd).st_mode
+        self.fd = fd
+        self.sock = socket.socket(fileno=fd) if stat.S_ISSOCK(mode) else None
+        self.put = _writer(fd, mode, self.sock)
+        self.chunk = PIPE_CHUNK if stat.S_ISFIFO(mode) else _socket_chunk(self.sock) if self.sock else WRITE_CHUNK
+
+    def reopen(self) -> None:
+        """Let go of the file and open its path afresh: log rotation without a reload
+        (`mpmctl reopen`, nginx's USR1).  What is queued is tried on the old file first, the
+        rest goes to the new one.  A path that will not open now keeps the old file, said on
+        stderr, as nginx keeps its descriptor.  stdout/stderr and "off" stay as they are."""
+        if self.target in ("-", "off"):
+            return
+        if self.fd is None:              # not open (its lines are being dropped): try now
+            self.reopen_at = 0.0
+            self._open()
+            return
+        self.flush()
+        try:
+            fd = _open_target(self.target, self.std_fd)
+        except OSError as exc:
+            _say(f"{self.who} {os.getpid()}: cannot reopen log {self.target}: {exc.strerror or exc}; "
+                 f"writing on to the file it had\n")
+            return
+        old, old_sock = self.fd, self.sock
+        self._adopt(fd)
+        if old_sock is not None:
+            old_sock.close()
+        else:
+            os.close(old)
 
     def write(self, line: str) -> None:
         self.write_bytes(line.encode("utf-8", "backslashreplace"))

@@ -114,7 +114,7 @@ class Worker:
         self.receiver = HandoverReceiver(self)      # bound before we report ready
         self.sender = HandoverSender(self)
         self.signals = WorkerSignals(loop, self.parent_fd, self.graceful_stop, self.stop_now, self._parent_gone,
-                                     self.error_sink.fd)
+                                     self.error_sink.fd, self._reopen_logs)
         self.admission = Admission(self, self.client_table)
         self.acceptor = Acceptor(self, self.listeners, self.tls_contexts)
         self._heartbeat()
@@ -280,6 +280,12 @@ class Worker:
         if self.access is not None:
             self.access.tunnel(tunnel.context, tunnel.bytes_in, tunnel.bytes_out, self.loop.now - tunnel.started,
                                reason)
+
+    def _reopen_logs(self) -> None:
+        """SIGHUP from the master (`mpmctl reopen`): rotated log files let go, no new generation."""
+        self.access_sink.reopen()
+        self.error_sink.reopen()
+        self.signals.dump_to(self.error_sink.fd)
 
     # == stopping ===================================================================================
     def graceful_stop(self) -> None:
