@@ -7,8 +7,10 @@ stream socket pair that the test reads, or does not."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import resource
 import select
 import shutil
 import socket
@@ -198,6 +200,14 @@ def test_a_log_reader_that_stops_reading_costs_the_worker_nothing(tmp_path, raw_
         wait_for(lambda: reader.received.count(b'"GET /logged/') + int(found.group(1)) >= sent, 3, 0.05,
                  "every line logged or counted")
         assert reader.received.count(b'"GET /logged/') + int(found.group(1)) == sent
+        # The count stands where the gap is: between the last line before it and the first after
+        # (it came after the lines logged once the reader read again, review 2026-12-04-logs #4).
+        sent += _keepalive_requests(proxy.port, 1, first=sent)
+        wait_for(lambda: b"GET /logged/%d " % (sent - 1) in reader.received, 3, 0.05, "one line after the count")
+        numbers = [int(m) if m else None for m in re.findall(rb'\[\d+ log lines dropped|GET /logged/(\d+) ',
+                                                               bytes(reader.received))]
+        gap = numbers.index(None)
+        assert numbers[gap + 1] == numbers[gap - 1] + int(found.group(1)) + 1, numbers[gap - 2:gap + 3]
     finally:
         reader.close()
         proxy.stop()
@@ -384,3 +394,26 @@ def test_a_stdout_pipe_the_worker_may_not_reopen_never_blocks_it(tmp_path, raw_b
     finally:
         proxy.stop()
         os.close(read_end)
+
+
+def test_the_count_of_lines_a_full_disk_lost_is_json_in_a_json_log(proxy_factory, raw_backend):
+    """`log.format: json`: the "[N log lines dropped]" line was plain text, the one line of the
+    file a JSON-lines reader could not parse (review 2026-12-04-logs #4).  The worker's file size
+    limit (RLIMIT_FSIZE: EFBIG, as a full disk gives ENOSPC) loses lines; then the file is
+    emptied and the limit lifted."""
+    proxy = proxy_factory([{"path": "/", "to": raw_backend.url + "/"}], workers=1, log={"format": "json"})
+    pid = proxy.worker_pids()[0]
+    resource.prlimit(pid, resource.RLIMIT_FSIZE, (3000, resource.RLIM_INFINITY))
+    assert _keepalive_requests(proxy.port, 40) == 40
+    wait_for(lambda: "cannot write log" in proxy.stderr_text(), 5, 0.05, "the failure said on stderr")
+    os.truncate(proxy.access_log, 0)
+    resource.prlimit(pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    assert _keepalive_requests(proxy.port, 3, first=100) == 3
+
+    def records() -> list[dict]:
+        with open(proxy.access_log, encoding="utf-8") as f:
+            return [json.loads(line) for line in f]      # every line is JSON
+    found = wait_for(lambda: (r := records()) and any("dropped" in x for x in r) and len(r) >= 4 and r, 5, 0.1,
+                     "the lines after the recovery and the count")
+    marker = next(x for x in found if "dropped" in x)
+    assert marker["dropped"] > 0 and "File too large" in marker["reason"], marker

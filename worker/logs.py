@@ -70,6 +70,11 @@ def _json_text(value: bytes | None) -> str:
     return value.decode("utf-8", "backslashreplace") if value else "-"
 
 
+def _json_marker(count: int, reason: str) -> bytes:
+    return (json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "dropped": count, "reason": reason})
+            + "\n").encode()
+
+
 _LINE = b'%s - - %s "%s" %d %d "%s" "%s" %d "%s" "%s" %s\n'
 _LINE_NO_BODY = b'%s - - %s "%s" %d -%.0s "%s" "%s" %d "%s" "%s" %s\n'
 
@@ -82,6 +87,8 @@ class AccessLog:
     def __init__(self, sink: LogSink, fmt: str, loop):
         self.sink = sink
         self.json = fmt == "json"
+        if self.json:          # a JSON-lines reader parses every line, the dropped lines' too
+            sink.marker = _json_marker
         # %t for an exchange's line: the text of the current second, kept until the loop's
         # monotonic clock passes the second's end (one comparison per line; asking time.time()
         # per line, a call and a conversion, was ~5 % of what the line cost).
@@ -135,7 +142,7 @@ class AccessLog:
             ex.client_ip, stamp, request, status, body if body > 0 else b"", _quote(referer) if referer else b"-",
             _quote(agent) if agent else b"-", micros, route, backend, mark)
         sink = self.sink
-        if sink.pending and sink.size <= MAX_PENDING:     # LogSink.write_bytes's usual case, inline
+        if sink.pending and sink.size <= MAX_PENDING and not sink.dropped:   # write_bytes's usual case, inline
             sink.pending.append(line)
             sink.size += len(line)
         else:

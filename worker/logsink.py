@@ -118,6 +118,11 @@ def _socket_chunk(sock: socket.socket) -> int:
         return PIPE_CHUNK
 
 
+def text_marker(count: int, reason: str) -> bytes:
+    """The line that says how many lines were lost, where they were (see `write_bytes`)."""
+    return f"[{count} log lines dropped: {reason}]\n".encode()
+
+
 class LogSink:
     def __init__(self, target: str, std_fd: int, buffered: bool = False, wake=None, who: str = "mpm worker"):
         self.target, self.std_fd, self.who = target, std_fd, who
@@ -144,6 +149,7 @@ class LogSink:
         self.dropped = 0
         self.drop_reason = NOT_READING
         self.failure = None      # the error of the last write, while writes fail
+        self.marker = text_marker    # the dropped lines' line, in the log's format (worker.logs: JSON)
         self.due = 0.0           # when the oldest queued line must be written
 
     @property
@@ -211,6 +217,10 @@ class LogSink:
         if self.size > MAX_PENDING:
             self.dropped += 1
             return
+        if self.dropped and self.failure is None:
+            # Where the gap is: before the first line queued after it, not after the lines
+            # that came since (review 2026-12-04-logs #4).
+            self._queue_marker()
         if self.buffered and not self.pending:
             self.due = time.monotonic() + ACCESS_FLUSH
         self.pending.append(data)
@@ -260,10 +270,14 @@ class LogSink:
             if not self.buffered:
                 self.due = 0.0
         if self.dropped and not pending and self.failure is None:   # what it cost, once it takes lines again
-            pending.append(f"[{self.dropped} log lines dropped: {self.drop_reason}]\n".encode())
-            self.size = len(pending[-1])
-            self.dropped = 0
-            self.drop_reason = NOT_READING
+            self._queue_marker()
+
+    def _queue_marker(self) -> None:
+        line = self.marker(self.dropped, self.drop_reason)
+        self.pending.append(line)
+        self.size += len(line)
+        self.dropped = 0
+        self.drop_reason = NOT_READING
 
     def _write_all(self) -> int:
         """What `flush` does when the queue fits one write and the reader keeps up: one join,
