@@ -136,3 +136,27 @@ def test_a_head_refused_whole_is_logged_with_its_request_line(proxy_factory, bac
             assert any(f"{request} {status} " in line for line in logged), (request, logged)
     too_long = lines[0]
     assert ('"-" 414 ' in too_long) if fmt == "combined" else json.loads(too_long)["request"] == "-", too_long
+
+
+@pytest.mark.parametrize("fmt", ["combined", "json"])
+def test_the_time_is_when_the_request_came_not_when_it_ended(proxy_factory, fmt):
+    """Apache's %t is the time the request was received; a request whose backend took 3 s
+    was stamped at its end (review 2026-12-04-logs #6)."""
+    from datetime import datetime, timezone
+
+    def slow(head, body):
+        time.sleep(3.0)
+        return respond(200, b"late")
+    backend = RawBackend(handler=lambda conn: serve_simple(conn, slow))
+    try:
+        proxy = proxy_factory([{"path": "/", "to": backend.url + "/"}], workers=1, log={"format": fmt})
+        sent = datetime.now(timezone.utc)
+        assert _send(proxy, b"/slow/stamp").startswith(b"HTTP/1.1 200")
+        line = wait_access(proxy, "/slow/stamp")[0]
+    finally:
+        backend.close()
+    if fmt == "json":
+        stamp = datetime.strptime(json.loads(line)["time"], "%Y-%m-%dT%H:%M:%S%z")
+    else:
+        stamp = datetime.strptime(COMBINED.match(line.encode())["time"].decode(), "%d/%b/%Y:%H:%M:%S %z")
+    assert abs((stamp - sent).total_seconds()) < 1.5, (stamp, sent)      # (parent: 2-3 s later)

@@ -13,25 +13,6 @@ import time
 
 from worker.logsink import MAX_PENDING, LogSink
 
-
-class _Clock:
-    """Apache's %t, formatted once a second."""
-
-    def __init__(self) -> None:
-        self.second = -1
-        self.text = b""
-
-    def apache(self) -> bytes:
-        now = int(time.time())
-        if now != self.second:
-            self.second = now
-            self.text = time.strftime("[%d/%b/%Y:%H:%M:%S %z]", time.localtime(now)).encode()
-        return self.text
-
-
-_clock = _Clock()
-
-
 # Apache's ap_escape_logitem: quotes and backslashes escaped, other unprintables as \xhh.
 _UNSAFE = re.compile(rb'[^\x20-\x7e]|["\\]')
 
@@ -70,8 +51,16 @@ def _json_text(value: bytes | None) -> str:
     return value.decode("utf-8", "backslashreplace") if value else "-"
 
 
+def _apache_time(wall: float) -> bytes:
+    return time.strftime("[%d/%b/%Y:%H:%M:%S %z]", time.localtime(int(wall))).encode()
+
+
+def _iso_time(wall: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(int(wall)))
+
+
 def _json_marker(count: int, reason: str) -> bytes:
-    return (json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "dropped": count, "reason": reason})
+    return (json.dumps({"time": _iso_time(time.time()), "dropped": count, "reason": reason})
             + "\n").encode()
 
 
@@ -96,10 +85,13 @@ class AccessLog:
         self.stamp = b""
         self.stamp_until = -1.0
 
-    def _stamp(self, now: float) -> bytes:
-        wall = time.time()
-        self.stamp_until = now + (1.0 - wall % 1.0)
-        self.stamp = time.strftime("[%d/%b/%Y:%H:%M:%S %z]", time.localtime(int(wall))).encode()
+    def _stamp(self, start: float, now: float) -> bytes:
+        """%t of a request that came at `start` (the loop's clock): Apache's "time the request
+        was received", not the line's (a 2 s request, an hour's tunnel, were stamped at their
+        end: review 2026-12-04-logs #6).  Kept for the rest of that second."""
+        wall = time.time() - (now - start)
+        self.stamp_until = start + (1.0 - wall % 1.0)
+        self.stamp = _apache_time(wall)
         return self.stamp
 
     def exchange(self, ex, duration: float) -> None:
@@ -123,7 +115,7 @@ class AccessLog:
         if self.json:
             micros = int(micros)
             self.sink.write(json.dumps({
-                "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "client": ex.client_ip.decode(),
+                "time": _iso_time(time.time() - duration), "client": ex.client_ip.decode(),
                 "request": _json_text(request), "status": status, "bytes_sent": ex.sent,
                 "bytes_received": ex.received, "duration_us": micros,
                 "route": labelled.name if labelled is not None else "-",
@@ -132,7 +124,8 @@ class AccessLog:
             }) + "\n")
             return
         now = self.loop.now
-        stamp = self.stamp if now < self.stamp_until else self._stamp(now)
+        start = now - duration
+        stamp = self.stamp if self.stamp_until - 1.0 <= start < self.stamp_until else self._stamp(start, now)
         if not request or request.translate(_MARK) is not request:     # _quote's test, without the call
             request = _quote(request)
         body = ex.sent - ex.head_sent
@@ -157,7 +150,7 @@ class AccessLog:
         micros = int(duration * 1_000_000)
         if self.json:
             self.sink.write(json.dumps({
-                "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "client": context["client"],
+                "time": _iso_time(time.time() - duration), "client": context["client"],
                 "request": _json_text(request.encode("latin-1")), "status": status, "bytes_sent": bytes_out,
                 "bytes_received": received, "duration_us": micros, "route": context["route"],
                 "backend": context["backend"], "referer": _json_text(context["referer"].encode("latin-1")),
@@ -165,7 +158,8 @@ class AccessLog:
                 "tunnel_bytes_in": bytes_in, "tunnel_bytes_out": bytes_out, "tunnel_end": reason}) + "\n")
             return
         self.sink.write(
-            f'{context["client"]} - - {_clock.apache().decode()} "{_text(request.encode("latin-1"))}" {status} '
+            f'{context["client"]} - - {_apache_time(time.time() - duration).decode()} '
+            f'"{_text(request.encode("latin-1"))}" {status} '
             f'{bytes_out or "-"} "{_text(context["referer"].encode("latin-1"))}" '
             f'"{_text(context["agent"].encode("latin-1"))}" {micros} "{_text(context["route"].encode())}" '
             f'"{_text(context["backend"].encode())}" '
