@@ -136,6 +136,17 @@ def test_a_head_refused_whole_is_logged_with_its_request_line(proxy_factory, bac
             assert any(f"{request} {status} " in line for line in logged), (request, logged)
     too_long = lines[0]
     assert ('"-" 414 ' in too_long) if fmt == "combined" else json.loads(too_long)["request"] == "-", too_long
+    # A field over LimitRequestFieldSize in a head larger than a read: refused while reading
+    # (431), its request line already whole: logged (it was "-", review 2026-12-04-logs #9).
+    with proxy.connect() as sock:
+        try:
+            sock.sendall(b"GET /big-field HTTP/1.1\r\nHost: t\r\nX-Big: " + b"b" * 70_000 + b"\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass            # refused before it was all sent: the answer is read below
+        assert recv_until_eof(sock).startswith(b"HTTP/1.1 431")
+    big = wait_access(proxy, " 431 " if fmt == "combined" else '"status": 431', 1)[0]
+    assert ('"GET /big-field HTTP/1.1" 431 ' in big) if fmt == "combined" else \
+        json.loads(big)["request"] == "GET /big-field HTTP/1.1", big
 
 
 @pytest.mark.parametrize("fmt", ["combined", "json"])

@@ -308,3 +308,15 @@ def test_h2load_10000_requests_over_10_connections_of_100_streams(env):
                           capture_output=True, text=True, timeout=80)
     assert "10000 succeeded, 0 failed, 0 errored" in done.stdout, done.stdout + done.stderr
     wait_for(lambda: proxy.status()["totals"]["requests"] >= 10000, 5, what="the scoreboard (every 0.5 s)")
+
+
+@pytest.mark.timeout(30)
+def test_a_stream_refused_for_a_field_too_large_is_logged_with_its_request(env):
+    """431 for a field over LimitRequestFieldSize: its line was "-" (review 2026-12-04-logs #9)."""
+    proxy, _ = env
+    client = H2Client(proxy.port)
+    stream = client.response(client.request("GET", "/field/too/large", headers=[("x-big", "b" * 9000)]))
+    assert stream.status == 431
+    client.close()
+    line = wait_for(lambda: [x for x in proxy.access_lines() if " 431 " in x], 5)[0]
+    assert '"GET /field/too/large HTTP/2.0" 431 ' in line, line

@@ -311,9 +311,17 @@ class ClientConnection(MovableClient):
             self.requests += 1
             self.state = BUSY
             self.exchange = Exchange(self, None)
-            if error.line is not None:
-                self.exchange.refused_line = error.line
+            line = error.line if error.line is not None else self._first_line()
+            if line is not None:
+                self.exchange.refused_line = line
         self.exchange.answer(error.status, error.message)
+
+    def _first_line(self):
+        """The request line of a head refused before it was whole (431 for a field over the
+        limit, found while reading): logged as Apache logs it (it was "-", review
+        2026-12-04-logs #9).  None while the line itself is not whole or over its limit."""
+        end = self.inbuf.find(b"\r\n", 0, self.worker.limits.request_line + 1)
+        return bytes(self.inbuf[:end]) if end > 0 else None
 
     def update_interest(self) -> None:
         """Between exchanges: read unless closing (the exchange derives it while BUSY)."""

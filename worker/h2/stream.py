@@ -114,6 +114,8 @@ class H2Stream(StreamResponse):
         except HttpError as error:
             self.worker.log_error("info", f"{self.client_ip.decode()} {error.status}: {error.message}")
             self.exchange = Exchange(self, None)
+            if error.status != 414:     # (a line over the limit is "-", as for HTTP/1.1)
+                self.exchange.refused_line = self.request_line     # it was "-" (review 2026-12-04-logs #9)
             self.exchange.answer(error.status, error.message)
             return
         self.exchange = exchange = Exchange(self, head)
