@@ -239,7 +239,12 @@ class ClientConnection(MovableClient):
                 del inbuf[:end + 4]
                 return parse_request(raw, self.worker.limits)
             reader = self.reader = HeadReader(True, self.worker.limits)
-        size = reader.feed(inbuf)
+        try:
+            size = reader.feed(inbuf)
+        except HttpError as error:      # refused before it was whole: its line may be
+            if error.line is None:
+                error.line = self._first_line()
+            raise
         if not size:
             return None
         raw = bytes(inbuf[:size])
@@ -311,15 +316,14 @@ class ClientConnection(MovableClient):
             self.requests += 1
             self.state = BUSY
             self.exchange = Exchange(self, None)
-            line = error.line if error.line is not None else self._first_line()
-            if line is not None:
-                self.exchange.refused_line = line
+            if error.line is not None:
+                self.exchange.refused_line = error.line
         self.exchange.answer(error.status, error.message)
 
     def _first_line(self):
-        """The request line of a head refused before it was whole (431 for a field over the
-        limit, found while reading): logged as Apache logs it (it was "-", review
-        2026-12-04-logs #9).  None while the line itself is not whole or over its limit."""
+        """The request line of the head at the front of `inbuf`, refused before it was whole
+        (431 for a field over the limit, found while reading): logged as Apache logs it (it
+        was "-", review 2026-12-04-logs #9).  None while the line is not whole or too long."""
         end = self.inbuf.find(b"\r\n", 0, self.worker.limits.request_line + 1)
         return bytes(self.inbuf[:end]) if end > 0 else None
 
