@@ -365,17 +365,27 @@ def test_workers_sharing_journalds_socket_never_write_into_each_others_lines(tmp
 
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"),
                     reason="needs root and setpriv to make a stdout pipe the proxy may not reopen")
-def test_a_stdout_pipe_the_worker_may_not_reopen_never_blocks_it(tmp_path, raw_backend):
+@pytest.mark.parametrize("kind", ["pipe", "fifo"])
+def test_a_stdout_pipe_the_worker_may_not_reopen_never_blocks_it(tmp_path, raw_backend, kind):
     """A non-root process whose stdout pipe is root's (a container with a non-root USER) cannot
     reopen /proc/self/fd/1 (EACCES): the sink kept a blocking dup, and once the log reader
     stopped the worker slept in pipe_write: no client answered (review 2026-12-04-logs #1).
     Made here without a second user: the pipe is nobody's and the proxy runs as root without
-    CAP_DAC_OVERRIDE, so the reopen fails as it would."""
+    CAP_DAC_OVERRIDE, so the reopen fails as it would.  A named FIFO takes no RWF_NOWAIT (nor
+    do pipes before Linux 6.4, nor a C library without pwritev2): polled for room instead
+    (review 2026-12-04-today #1); never O_NONBLOCK on a description others share."""
     proxy = Proxy(tmp_path / "p", [{"path": "/", "to": raw_backend.url + "/"}], workers=1)
     proxy.config["log"]["access"] = "-"
     proxy.write_config()
-    read_end, write_end = os.pipe()
-    os.fchown(write_end, 65534, 65534)
+    if kind == "pipe":
+        read_end, write_end = os.pipe()
+        os.fchown(write_end, 65534, 65534)
+    else:
+        fifo = str(tmp_path / "stdout.fifo")
+        os.mkfifo(fifo, 0o600)
+        os.chown(fifo, 65534, 65534)
+        read_end = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        write_end = os.open(fifo, os.O_WRONLY)
     proxy.stdout = open(os.devnull, "wb")      # (Proxy.stop closes both)
     proxy.stderr = open(os.path.join(proxy.dir, "stderr.log"), "wb")
     proxy.proc = subprocess.Popen(["setpriv", "--bounding-set=-dac_override,-dac_read_search", sys.executable,
@@ -387,10 +397,12 @@ def test_a_stdout_pipe_the_worker_may_not_reopen_never_blocks_it(tmp_path, raw_b
         proxy.wait_ready()
         with open(f"/proc/{proxy.worker_pids()[0]}/fdinfo/1") as f:
             flags = int(f.read().split("flags:")[1].split()[0], 8)
-        assert not flags & os.O_NONBLOCK, "the reopen worked: this test would not test the fallback"
+        assert not flags & os.O_NONBLOCK, "the reopen worked, or O_NONBLOCK was set on the shared description"
         # Nobody reads: 64 KiB of 300-byte lines fill the pipe after ~220 (parent: no answer after 212).
         assert _keepalive_requests(proxy.port, 1500, agent="u" * 200) == 1500
         assert _keepalive_requests(proxy.port, 1, first=1500) == 1, "a new client is answered"
+        with open(f"/proc/{proxy.worker_pids()[0]}/fdinfo/1") as f:
+            assert not int(f.read().split("flags:")[1].split()[0], 8) & os.O_NONBLOCK, "the shared flag was set"
     finally:
         proxy.stop()
         os.close(read_end)

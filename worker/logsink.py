@@ -58,26 +58,50 @@ def _open_target(target: str, std_fd: int) -> int | None:
 
 def _writer(fd: int, mode: int, sock: socket.socket | None):
     """The call that writes bytes to the target now or not at all, never waiting: send with
-    MSG_DONTWAIT on a socket; pwritev with RWF_NOWAIT on a pipe whose descriptor blocks (the
-    dup above: a blocking write there held the worker in pipe_write until the reader read,
-    review 2026-12-04-logs #1); write on the rest (opened non-blocking, or a regular file)."""
+    MSG_DONTWAIT on a socket; `write` on a descriptor opened non-blocking or a regular file;
+    and for a pipe, FIFO or terminal whose descriptor blocks (the dup above: a blocking write
+    there held the worker in pipe_write until the reader read, review 2026-12-04-logs #1),
+    `_write_nowait`."""
     if sock is not None:
         return lambda data: sock.send(data, _SEND_FLAGS)
-    if not stat.S_ISFIFO(mode) or not os.get_blocking(fd):
+    if stat.S_ISREG(mode) or not os.get_blocking(fd):
         return functools.partial(os.write, fd)
+    return _write_nowait(fd)
 
-    def write_nowait(data) -> int:
-        try:
-            return os.pwritev(fd, (data,), -1, os.RWF_NOWAIT)
-        except OSError as exc:
-            if exc.errno != errno.EOPNOTSUPP:
-                raise
-        # A kernel whose pipes take no RWF_NOWAIT: the flag on the description we share with
-        # the processes of our stdout; they are ours (the master and workers write through
-        # sinks like this one), and a stalled loop would be worse.
-        os.set_blocking(fd, False)
+
+def _write_nowait(fd: int):
+    """pwritev with RWF_NOWAIT where the kernel and the C library have it for this kind of
+    descriptor (pipes since Linux 6.4; not FIFOs opened by name, nor terminals); elsewhere a
+    poll for room first, with writes of at most PIPE_BUF (`_chunk_for`): never O_NONBLOCK on
+    the description, which we share with whoever started us (a shell's terminal; review
+    2026-12-04-today #1, #3, #6)."""
+    nowait = [getattr(os, "RWF_NOWAIT", 0) and hasattr(os, "pwritev")]
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+
+    def write(data) -> int:
+        if nowait[0]:
+            try:
+                return os.pwritev(fd, (data,), -1, os.RWF_NOWAIT)
+            except OSError as exc:
+                if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ESPIPE):
+                    raise
+                nowait[0] = False
+        if not poller.poll(0):
+            raise BlockingIOError(errno.EAGAIN, "the log reader takes nothing now")
         return os.write(fd, data)
-    return write_nowait
+    return write
+
+
+def _chunk_for(mode: int, sock: socket.socket | None) -> int:
+    """Bytes joined for one write: whole lines of at most PIPE_BUF to what other processes
+    write to as well (a pipe, a FIFO, a terminal: see PIPE_CHUNK), a socket's kernel buffer,
+    WRITE_CHUNK to a file."""
+    if sock is not None:
+        return _socket_chunk(sock)
+    if stat.S_ISFIFO(mode) or stat.S_ISCHR(mode):
+        return PIPE_CHUNK
+    return WRITE_CHUNK
 
 
 def _say(text: str) -> None:
@@ -179,7 +203,7 @@ class LogSink:
         self.fd = fd
         self.sock = socket.socket(fileno=fd) if stat.S_ISSOCK(mode) else None
         self.put = _writer(fd, mode, self.sock)
-        self.chunk = PIPE_CHUNK if stat.S_ISFIFO(mode) else _socket_chunk(self.sock) if self.sock else WRITE_CHUNK
+        self.chunk = _chunk_for(mode, self.sock)
 
     def reopen(self) -> None:
         """Let go of the file and open its path afresh: log rotation without a reload
