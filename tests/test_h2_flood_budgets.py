@@ -49,6 +49,9 @@ def _frames(data: bytes) -> list[tuple[int, int, bytes]]:
 
 def _app(conn: RawConn) -> None:
     while (head := conn.read_head()) is not None:
+        if head.target == "/early":          # answered before the body, which is never read
+            conn.send(respond(413, b"too big"))
+            return
         conn.read_body(head)
         conn.send(respond(200, b"z" * BIG if head.target == "/big" else b"ok"))
 
@@ -244,3 +247,57 @@ def test_frames_after_one_h2_refuses_spend_nothing(env, bad):
     goaways = [payload for kind, _, payload in frames if kind == 7]
     assert goaways and struct.unpack(">II", goaways[0][:8])[1] == 0x1, frames[-3:]     # PROTOCOL_ERROR
     assert not [kind for kind, flags, _ in frames if kind == 6], "a PING after the refused frame was answered"
+
+
+def _data_frames(stream_id: int, count: int, size: int, end: bool = False) -> bytes:
+    frames = [_frame(0, 0, stream_id, b"y" * size)] * count
+    if end:
+        frames[-1] = _frame(0, 1, stream_id, b"y" * size)
+    return b"".join(frames)
+
+
+def _answers(sock: socket.socket, wanted, timeout: float = 5.0) -> list[tuple[int, int, bytes]]:
+    """Frames from the proxy until `wanted(frames)` (or a GOAWAY)."""
+    got, deadline = b"", time.monotonic() + timeout
+    sock.settimeout(0.2)
+    while time.monotonic() < deadline:
+        frames = _frames(got)
+        if wanted(frames) or any(kind == 7 for kind, _, _ in frames):
+            return frames
+        try:
+            got += sock.recv(65536)
+        except TimeoutError:
+            pass
+    return _frames(got)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("case", ["early-answer", "split-headers"])
+def test_an_upload_in_small_frames_within_its_window_is_not_a_flood(env, case):
+    """DATA on a closed stream spends the control budget (above), but not what a client had in
+    flight when we reset its stream (an upload answered early, 413: 655 frames of 100 bytes fit
+    its window), nor an upload whose HEADERS came cut across two reads (its stream was not open
+    yet when its DATA was scanned).  Both ended the connection with ENHANCE_YOUR_CALM (review
+    2026-12-04-today #2)."""
+    sock = socket.create_connection(("127.0.0.1", env.port), timeout=5)
+    block = Encoder().encode([(":method", "POST"), (":scheme", "http"), (":authority", "a"),
+                              (":path", "/early" if case == "early-answer" else "/upload"),
+                              ("cookie", "s" * 1500)])
+    headers = _frame(1, 4, 1, block)            # END_HEADERS, not END_STREAM: a body follows
+    sock.sendall(PREFACE + _frame(4, 0, 0))
+    if case == "early-answer":
+        sock.sendall(headers + _data_frames(1, 1, 100))
+        frames = _answers(sock, lambda frames: any(kind == 3 for kind, _, _ in frames))   # our RST_STREAM
+        assert any(kind == 1 for kind, _, _ in frames), frames                              # the 413's head
+        sock.sendall(_data_frames(1, 654, 100, end=True))     # what was in flight meanwhile
+    else:
+        sock.sendall(headers[:len(headers) // 2])
+        time.sleep(0.2)
+        sock.sendall(headers[len(headers) // 2:] + _data_frames(1, 600, 100, end=True))
+    block = Encoder().encode([(":method", "GET"), (":scheme", "http"), (":authority", "a"), (":path", "/after")])
+    sock.sendall(_frame(1, 5, 3, block))
+    frames = _answers(sock, lambda frames: any(kind == 0 and flags & 1 and payload == b"ok"
+                                               for kind, flags, payload in frames), timeout=10)
+    sock.close()
+    assert not any(kind == 7 for kind, _, _ in frames), "GOAWAY: the connection was ended"
+    assert any(kind == 0 and payload == b"ok" for kind, _, payload in frames), "no answer to /after"

@@ -84,6 +84,7 @@ class H2Connection(ClientFrames):
         self.resets = Budget(defences.RESET_BURST, defences.RESET_RATE, loop.now)
         self.control = Budget(defences.CONTROL_BURST, defences.CONTROL_RATE, loop.now)
         self.updates = Budget(defences.UPDATE_BURST, defences.UPDATE_RATE, loop.now)    # credited by our DATA
+        self.in_flight: dict[int, int] = {}    # stream we reset -> DATA bytes the client may still have sent
         self.scan_skip = PREFACE_SIZE          # bytes `charge` skips before the next frame header
         self.scan_head = b""                   # ... or the start of a header the last read cut
         self.reading_soon = False              # `_read_pending` is due (TLS: bytes beyond a turn's)
@@ -283,6 +284,12 @@ class H2Connection(ClientFrames):
             self.h2.reset_stream(stream_id, code)
         except h2.exceptions.ProtocolError:
             pass    # closed already (or h2 will not reset it): nothing more goes on it either way
+        # What the client sent before it saw the reset (an upload after an early 401 or 413)
+        # is not a flood: at most a stream window of it spends no budget (worker.h2.frames).
+        in_flight = self.in_flight
+        in_flight[stream_id] = defences.STREAM_WINDOW
+        if len(in_flight) > defences.RESETS_REMEMBERED:
+            del in_flight[next(iter(in_flight))]
         self.schedule_write()
 
     # == writing ==================================================================================

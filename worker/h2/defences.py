@@ -17,8 +17,8 @@ frames (2024: a header block that never ends is buffered without bound).  The bo
 - Frames that carry no request spend from a second bucket (CONTROL_BURST, CONTROL_RATE):
   SETTINGS, PING, PRIORITY, GOAWAY, empty DATA without END_STREAM, unknown frame types,
   RST_STREAM on a stream that is not running (closed: h2 ignores it without an event), and
-  DATA on a closed stream (h2 answers each with RST_STREAM; what a client had in flight when
-  we reset its stream is at most STREAM_WINDOW, a few frames).
+  DATA on a closed stream (h2 answers each with RST_STREAM), beyond what a client may have had
+  in flight when we reset it (STREAM_WINDOW bytes, for the last RESETS_REMEMBERED streams).
 - WINDOW_UPDATE frames, on any stream, spend from a third (UPDATE_BURST, UPDATE_RATE),
   which every DATA frame we send also refills (UPDATE_CREDIT: a client acknowledges what
   it reads, Go's once per 4 KiB per stream and per connection), up to UPDATE_CEILING:
@@ -59,6 +59,7 @@ OUT_HIGH = 256 * 1024      # unsent bytes to the client past which we stop readi
 MAX_HEADER_LIST = 64 * 1024   # SETTINGS_MAX_HEADER_LIST_SIZE (nginx: 4 x 8 KiB buffers)
 HPACK_TABLE = 4096         # SETTINGS_HEADER_TABLE_SIZE: the decoder's dynamic table
 STREAM_WINDOW = 65535      # SETTINGS_INITIAL_WINDOW_SIZE: request body bytes a stream may send ahead
+RESETS_REMEMBERED = 128    # streams we reset whose in-flight DATA spends no budget (frames.py)
 CONNECTION_WINDOW = 1 << 20    # ... all streams together (the connection's window)
 CLOSED_STREAMS_KEPT = 4096     # h2 remembers how recent streams closed (its default: 65,536)
 
