@@ -127,7 +127,7 @@ def _master_pid(config, verb: str) -> int | None:
         return pid
     pid = master_serving(config.file)
     if pid is not None:
-        then = "signalled instead" if verb in ("stop", "reload", "reopen") else \
+        then = "signalled instead" if verb in ("stop", "reload") else \
             f"`mpmctl {verb}` needs the socket it listens on (stop and start it to move the paths)"
         print(f"mpmctl: master pid {pid} serves {config.file} with the control paths it started with, not the "
               f"file's (they change at its next start): {then}", file=sys.stderr)
@@ -156,7 +156,9 @@ def cmd_stop(args) -> int:
 
 def cmd_reopen(args) -> int:
     """Log rotation: every log file opened afresh at its path, the configuration not read (a
-    broken one does not stop it) and no connection touched; SIGUSR2 if the socket is not there."""
+    broken one does not stop it) and no connection touched.  Never a signal of ours when the
+    socket does not answer: a master of a release before `reopen` dies of SIGUSR2 (review
+    2026-12-04-today #4); its answer "unknown command" is said as it is."""
     config = _load_for_control(args)
     if config is None:
         return EXIT_FAIL
@@ -166,11 +168,15 @@ def cmd_reopen(args) -> int:
         return EXIT_NOT_RUNNING
     answer = _ask(config, {"cmd": "reopen"}, timeout=10)
     if answer is None:
-        os.kill(pid, signal.SIGUSR2)
-        print("reopen signalled (SIGUSR2)")
-        return EXIT_OK
+        print(f"mpmctl: master pid {pid} does not answer on {config.control.socket}; `kill -USR2 {pid}` "
+              "reopens the logs of a master that knows `reopen`", file=sys.stderr)
+        return EXIT_FAIL
+    if not answer.get("ok"):
+        print("\n".join(answer.get("errors", ["reopen failed"])) + " (a master before `reopen`: `mpmctl reload` "
+              "reopens its logs)", file=sys.stderr)
+        return EXIT_FAIL
     print(f"logs reopened ({answer.get('workers', 0)} workers told)")
-    return EXIT_OK if answer.get("ok") else EXIT_FAIL
+    return EXIT_OK
 
 
 def _running(args, verb: str):
