@@ -154,7 +154,7 @@ def _required(req: Request, scheme, host) -> None:
     """RFC 9113 §8.3.1 and §8.5, RFC 8441 §4: which pseudo-header fields a request needs."""
     if req.authority is None:
         req.authority = host or b""     # Host stands in for :authority (an HTTP/1.1-converted client)
-    elif host is not None and host.lower() != req.authority.lower():
+    elif host is not None and _origin(host, scheme) != _origin(req.authority, scheme):
         # RFC 9113 §8.3.1 (SHOULD be malformed), as HAProxy: a filter before us may have read
         # the other one (it was dropped, and :authority went on).
         raise Malformed("host differs from :authority")
@@ -170,6 +170,14 @@ def _required(req: Request, scheme, host) -> None:
         raise Malformed(":scheme or :path missing")
     if req.path[:1] != b"/" and not (req.path == b"*" and req.method == b"OPTIONS"):
         raise Malformed(":path must start with /")
+
+
+def _origin(authority: bytes, scheme: bytes | None) -> bytes:
+    """An authority compared as an origin: case aside, and the scheme's default port written
+    or not (`a.test:443` is `a.test` for https; review 2026-12-04-today #8)."""
+    authority = authority.lower()
+    default = b":443" if scheme == b"https" else b":80"
+    return authority[:-len(default)] if authority.endswith(default) else authority
 
 
 # == toward the client ==========================================================================
