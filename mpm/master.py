@@ -304,6 +304,7 @@ class Master:
             if id(sock) not in keep:
                 sock.close()
         self.control.close_in_child()
+        masterlog.forget_in_child()
         self.balancers.close_in_child()
         self.admin.close_in_child()
         self.readiness.close_in_child()

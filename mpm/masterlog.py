@@ -105,6 +105,13 @@ def reopen(workers) -> dict:
     return {"ok": True, "workers": signalled}
 
 
+def forget_in_child() -> None:
+    """In a forked worker: the master's log descriptors let go (LogSink.forget_in_child)."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, SinkHandler):
+            handler.sink.forget_in_child()
+
+
 def _lower_level(record: logging.LogRecord) -> bool:
     record.level = record.levelname.lower()
     return True

@@ -52,6 +52,13 @@ class Traffic:
         return self.answered
 
 
+def _target(pid: int, fd: str) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/fd/{fd}")
+    except FileNotFoundError:
+        return ""           # closed meanwhile
+
+
 def _lines(path: str) -> list[str]:
     with open(path) as f:
         return [line for line in f if "/rotated/" in line]
@@ -85,6 +92,11 @@ def test_reopen_lets_the_rotated_files_go_without_a_new_generation(tmp_path, raw
         os.kill(workers[0], signal.SIGUSR2)
         wait_for(lambda: "most recent call first" in open(proxy.error_log).read(), 5, 0.05, "the stack dump")
         assert "most recent call first" not in open(proxy.error_log + ".1").read()
+        # Nothing holds the rotated files: a worker kept the master's descriptor of the error log
+        # from its fork, and with it a deleted file's space (review 2026-12-04-today #5).
+        for pid in workers:
+            held = [_target(pid, fd) for fd in os.listdir(f"/proc/{pid}/fd")]
+            assert not [path for path in held if ".log.1" in path], (pid, held)
     finally:
         proxy.stop()
 

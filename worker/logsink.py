@@ -230,6 +230,21 @@ class LogSink:
         else:
             os.close(old)
 
+    def forget_in_child(self) -> None:
+        """In a forked worker, the master's sink: its descriptor closed (a worker lives on
+        across `mpmctl reopen`, and held a rotated, deleted error log's space until it exited;
+        review 2026-12-04-today #5) and its queued lines left to the master (written twice, else).
+        A line the worker logs through it later opens the path afresh."""
+        if self.fd is not None:
+            if self.sock is not None:
+                self.sock.close()
+            else:
+                os.close(self.fd)
+        self.fd = self.sock = None
+        self.pending.clear()
+        self.size = self.dropped = 0
+        self.reopen_at = 0.0
+
     def write(self, line: str) -> None:
         self.write_bytes(line.encode("utf-8", "backslashreplace"))
 
