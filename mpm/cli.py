@@ -135,13 +135,10 @@ def _master_pid(config, verb: str) -> int | None:
 
 
 def cmd_stop(args) -> int:
-    config = _load_for_control(args)
-    if config is None:
-        return EXIT_FAIL
-    pid = _master_pid(config, "stop")
-    if pid is None:
-        print("mpmctl: not running", file=sys.stderr)
-        return EXIT_NOT_RUNNING
+    found = _running(args, "stop", _load_for_control)
+    if isinstance(found, int):
+        return found
+    config, pid = found
     if _ask(config, {"cmd": "stop", "now": args.now}, timeout=5) is None:
         os.kill(pid, signal.SIGINT if args.now else signal.SIGTERM)
     deadline = time.monotonic() + (2 if args.now else config.mpm.graceful_timeout) + 10
@@ -159,13 +156,10 @@ def cmd_reopen(args) -> int:
     broken one does not stop it) and no connection touched.  Never a signal of ours when the
     socket does not answer: a master of a release before `reopen` dies of SIGUSR2 (review
     2026-12-04-today #4); its answer "unknown command" is said as it is."""
-    config = _load_for_control(args)
-    if config is None:
-        return EXIT_FAIL
-    pid = _master_pid(config, "reopen")
-    if pid is None:
-        print("mpmctl: not running", file=sys.stderr)
-        return EXIT_NOT_RUNNING
+    found = _running(args, "reopen", _load_for_control)
+    if isinstance(found, int):
+        return found
+    config, pid = found
     answer = _ask(config, {"cmd": "reopen"}, timeout=10)
     if answer is None:
         print(f"mpmctl: master pid {pid} does not answer on {config.control.socket}; `kill -USR2 {pid}` "
@@ -179,11 +173,12 @@ def cmd_reopen(args) -> int:
     return EXIT_OK
 
 
-def _running(args, verb: str):
+def _running(args, verb: str, load=_load):
     """(config, master pid) for a verb that changes a running server, or an exit status.
     The file must load: reload and upgrade check it here too, so the operator sees its
-    errors at once."""
-    config = _load(args)
+    errors at once; stop and reopen pass `_load_for_control`, which finds the master while
+    the file is being edited and broken."""
+    config = load(args)
     if config is None:
         return EXIT_FAIL
     pid = _master_pid(config, verb)

@@ -234,10 +234,15 @@ def request(path: str, payload: dict, timeout: float = 30.0) -> dict:
         sock.connect(path)
         sock.settimeout(timeout)
         sock.sendall(json.dumps(payload).encode() + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        return read_answer(sock)
+
+
+def read_answer(sock: socket.socket) -> dict:
+    """The master's one JSON line (ValueError if the connection ended without one)."""
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
     return json.loads(data)

@@ -19,7 +19,7 @@ import pytest
 from proxyproc import Proxy
 from support import ROOT
 
-from mpm.control import request
+from mpm.control import read_answer, request
 
 
 def _ask(path: str, payload: dict, timeout: float = 30.0) -> tuple[dict, float]:
@@ -237,16 +237,6 @@ def test_a_burst_of_mpmctl_runs_all_get_their_answer(proxy_factory):
     assert outcomes == ["ok"] * 40, {o: outcomes.count(o) for o in set(outcomes)}
 
 
-def _answer_of(sock: socket.socket) -> dict:
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    return json.loads(data) if data else {}
-
-
 @pytest.mark.timeout(60)
 def test_a_client_slow_to_send_keeps_its_place_while_newcomers_wait(proxy_factory):
     """The cause of the burst test's failures (1 CI run in 6): with all 16 places taken, a
@@ -270,8 +260,8 @@ def test_a_client_slow_to_send_keeps_its_place_while_newcomers_wait(proxy_factor
             for sock in slow:
                 try:
                     sock.sendall(b'{"cmd": "status"}\n')
-                    outcomes.append("ok" if _answer_of(sock).get("ok") else "no answer")
-                except OSError as exc:
+                    outcomes.append("ok" if read_answer(sock).get("ok") else "refused")
+                except (OSError, ValueError) as exc:
                     outcomes.append(repr(exc))
             assert outcomes == ["ok"] * 16, {o: outcomes.count(o) for o in set(outcomes)}
             assert all(future.result()["ok"] for future in newcomers)
