@@ -78,9 +78,9 @@ class AccessLog:
         self.json = fmt == "json"
         if self.json:          # a JSON-lines reader parses every line, the dropped lines' too
             sink.marker = _json_marker
-        # %t for an exchange's line: the text of the current second, kept until the loop's
-        # monotonic clock passes the second's end (one comparison per line; asking time.time()
-        # per line, a call and a conversion, was ~5 % of what the line cost).
+        # %t for an exchange's line: the text of the second its request came in, kept while
+        # requests start within that second on the loop's monotonic clock (one comparison per
+        # line; asking time.time() per line, a call and a conversion, was ~5 % of its cost).
         self.loop = loop      # worker.loop.EventLoop: its `now`
         self.stamp = b""
         self.stamp_until = -1.0
