@@ -21,6 +21,7 @@ import h2.settings
 
 from worker.h2.defences import Budget
 from worker.h2.fields import Malformed, read_request
+from worker.h2.machine import StreamRefused
 from worker.h2.stream import H2Stream
 
 NO_ERROR, PROTOCOL_ERROR, REFUSED_STREAM, ENHANCE_YOUR_CALM = 0x0, 0x1, 0x7, 0xB
@@ -92,6 +93,17 @@ class ClientFrames:
         stream = self.streams.get(event.stream_id)
         if stream is not None:
             stream.trailers(event.headers)
+
+    def _refused(self, event) -> None:
+        """h2 reset a stream for a malformed request (worker.h2.machine.StreamRefused)."""
+        stream = self.streams.get(event.stream_id)
+        if stream is not None:
+            stream.malformed(event.why)      # (its reset is out: h2 sends no second one)
+            return
+        self.worker.log_error("info", f"{self.client_ip.decode()} HTTP/2 stream {event.stream_id}: malformed "
+                                      f"request: {event.why}")
+        self.reset_stream(event.stream_id, PROTOCOL_ERROR)  # the same: what it had in flight is let in
+        self.spend_reset()
 
     def _stream_reset(self, event) -> None:
         stream = self.streams.get(event.stream_id)
@@ -222,6 +234,7 @@ HANDLERS = {
     h2.events.StreamEnded: ClientFrames._stream_ended,
     h2.events.TrailersReceived: ClientFrames._trailers,
     h2.events.StreamReset: ClientFrames._stream_reset,
+    StreamRefused: ClientFrames._refused,
     h2.events.WindowUpdated: ClientFrames._window_updated,
     h2.events.RemoteSettingsChanged: ClientFrames._settings,
     # PING, PRIORITY, unknown frames and the client's GOAWAY (worker.h2.machine: its streams

@@ -1,9 +1,9 @@
-"""The `h2` protocol machine as the proxy runs it: its configuration, four departures from
+"""The `h2` protocol machine as the proxy runs it: its configuration, five departures from
 h2's defaults that RFC 9113 asks for, and two silences that cost CPU for nothing.
 
 Kept apart so that what depends on h2's internals (pinned below 5 in pyproject.toml) is in
-one place: a subclass hook on stream creation, one on a received GOAWAY, a settings property,
-and two module attributes of hpack and hyperframe that only concern logging.
+one place: a subclass hook on stream creation, on received HEADERS, PRIORITY and GOAWAY, a
+settings property, and two module attributes of hpack and hyperframe that only concern logging.
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ import struct
 
 import h2.config
 import h2.connection
+import h2.errors
 import h2.events
+import h2.exceptions
 import h2.settings
 import h2.stream
 import hpack.hpack
@@ -42,10 +44,51 @@ hpack.hpack.log = _Silent()
 hyperframe.frame.Frame.__repr__ = lambda self: f"<{self.__class__.__name__} stream {self.stream_id}>"
 
 
+_OPEN, _IDLE, _CLOSED = h2.stream.StreamState.OPEN, h2.stream.StreamState.IDLE, h2.stream.StreamState.CLOSED
+_PROTOCOL_ERROR = h2.errors.ErrorCodes.PROTOCOL_ERROR
+
+
+class StreamRefused(h2.events.Event):
+    """A request h2 would have ended the connection for, which RFC 9113 §8.1.1 makes a stream
+    error: h2 has reset the stream (RST_STREAM PROTOCOL_ERROR); `why` is for the error log."""
+
+    def __init__(self, stream_id: int, why: str) -> None:
+        self.stream_id = stream_id
+        self.why = why
+
+
 class _StreamMachine(h2.stream.H2Stream):
     def _initialize_content_length(self, headers) -> None:
         """h2 checks DATA against content-length itself, as a connection error; RFC 9113
         §8.1.1 makes a mismatch a stream error, which worker.h2.stream raises."""
+
+    def receive_headers(self, headers, end_stream, header_encoding):
+        """Two malformed requests h2 takes for connection errors (PROTOCOL_ERROR for the whole
+        connection, every stream on it lost: review 2026-12-04-h2-downgrade #3): trailers
+        without END_STREAM, and a request naming `:status`, which h2 reads as an interim
+        response (if 1xx) that a server never receives.  Both refuse their stream alone."""
+        machine = self.state_machine
+        if machine.headers_received:
+            why = "trailers without END_STREAM" if not end_stream and machine.state is _OPEN else None
+        else:
+            why = "a :status field in a request" if h2.stream.is_informational_response(headers) else None
+        if why is None:
+            return super().receive_headers(headers, end_stream, header_encoding)
+        raise self.refused(why)
+
+    def refused(self, why: str) -> h2.exceptions.StreamClosedError:
+        """Close the stream by our reset, and what to raise so that h2 sends RST_STREAM
+        PROTOCOL_ERROR and passes `StreamRefused` on: its own path for a frame on a stream
+        it has reset (`H2Connection._receive_frame`), which ends nothing else.  The header
+        block has been decoded by then, so HPACK's state stays the client's."""
+        machine = self.state_machine
+        if machine.state is _IDLE:
+            machine.process_input(h2.stream.StreamInputs.RECV_HEADERS)     # opened, to be reset at once
+        machine.process_input(h2.stream.StreamInputs.SEND_RST_STREAM)
+        error = h2.exceptions.StreamClosedError(self.stream_id)
+        error.error_code = _PROTOCOL_ERROR
+        error._events = [StreamRefused(self.stream_id, why)]
+        return error
 
 
 class _LocalSettings(h2.settings.Settings):
@@ -76,6 +119,21 @@ class _Machine(h2.connection.H2Connection):
         event.last_stream_id = frame.last_stream_id
         event.additional_data = frame.additional_data or None
         return [], [event]
+
+    def _receive_priority_frame(self, frame):
+        """A stream that depends on itself is a stream error (RFC 7540 §5.3.1), which h2 makes
+        a connection error.  As nginx does, the stream is reset, whether it is open (its work
+        stops), idle or closed (RST_STREAM all the same; h2 keeps nothing for it)."""
+        if frame.depends_on != frame.stream_id:
+            return super()._receive_priority_frame(frame)
+        why = "a stream that depends on itself"
+        stream = self.streams.get(frame.stream_id)
+        if stream is not None and stream.state_machine.state is not _CLOSED:
+            raise stream.refused(why)
+        self.state_machine.process_input(h2.connection.ConnectionInputs.RECV_PRIORITY)
+        reset = hyperframe.frame.RstStreamFrame(frame.stream_id)
+        reset.error_code = _PROTOCOL_ERROR
+        return [reset], [StreamRefused(frame.stream_id, why)]
 
     def credit_connection(self, size: int) -> None:
         """DATA read: the connection's window opens at once (a WINDOW_UPDATE once half of it

@@ -106,7 +106,7 @@ class H2Stream(StreamResponse):
             self.ws_key = websocket_key() if (request.protocol or b"").lower() == b"websocket" else None
             raw = request.head(framing, self.ws_key)
         except Malformed as exc:
-            self._malformed(str(exc))
+            self.malformed(str(exc))
             return
         self.loop.timed.add(self)
         try:
@@ -154,7 +154,7 @@ class H2Stream(StreamResponse):
         length = self.request.content_length
         if length is not None and self.received > length:
             self.conn.acknowledge(self.id, size)
-            self._malformed("more DATA than content-length")
+            self.malformed("more DATA than content-length")
             return
         exchange = self.exchange
         if self.finished or (self.started and (exchange is None or (exchange.req_framing is None
@@ -177,7 +177,7 @@ class H2Stream(StreamResponse):
         try:
             self.trailer_block = trailer_lines(headers)
         except Malformed as exc:
-            self._malformed(str(exc))
+            self.malformed(str(exc))
 
     def client_ended(self) -> None:
         """END_STREAM: the request is complete (or the tunnel's client half is closed)."""
@@ -189,7 +189,7 @@ class H2Stream(StreamResponse):
             return              # start() sees it and frames the body with a Content-Length
         length = self.request.content_length
         if length is not None and length != self.received:
-            self._malformed("content-length does not match the DATA frames")
+            self.malformed("content-length does not match the DATA frames")
             return
         if self.chunked:
             self.body += b"0\r\n" + self.trailer_block + b"\r\n"
@@ -345,7 +345,7 @@ class H2Stream(StreamResponse):
         self.exchange = Exchange(self, head)
         self.exchange.abort()              # logged; calls exchange_done
 
-    def _malformed(self, why: str) -> None:
+    def malformed(self, why: str) -> None:
         self.worker.log_error("info", f"{self.client_ip.decode()} HTTP/2 stream {self.id}: malformed request: {why}")
         self._reset(PROTOCOL_ERROR)
         self._abort("malformed")

@@ -1,0 +1,157 @@
+"""Malformed HTTP/2 requests that the `h2` library takes for connection errors are stream errors
+here (RFC 9113 §8.1.1, RFC 7540 §5.3.1), as nginx makes them: the offending stream is reset
+with PROTOCOL_ERROR and every other stream of the connection goes on (review
+2026-12-04-h2-downgrade #3: each of these ended the connection, a request in flight lost).
+
+The client is written with hyperframe and hpack alone, frame by frame, because h2's own
+client machine would not send these frames, nor accept a reset of a stream it never opened."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import hpack
+import pytest
+from hyperframe.frame import (
+    DataFrame,
+    Frame,
+    GoAwayFrame,
+    HeadersFrame,
+    PriorityFrame,
+    RstStreamFrame,
+    SettingsFrame,
+    WindowUpdateFrame,
+)
+from proxyproc import Proxy
+from rawbackend import RawBackend, respond
+
+PROTOCOL_ERROR = 1
+
+
+def _app(conn) -> None:
+    while True:
+        head = conn.read_head()
+        if head is None:
+            return
+        conn.read_body(head)
+        if head.target.startswith("/slow"):
+            time.sleep(1.0)
+        conn.send(respond(200, head.target.encode()))
+
+
+class RawClient:
+    """Frames out as built; frames in filed by stream: the status of each response, the
+    error code of each RST_STREAM, and a GOAWAY if one came."""
+
+    def __init__(self, port: int):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.encoder, self.decoder = hpack.Encoder(), hpack.Decoder()
+        self.statuses: dict[int, int] = {}
+        self.resets: dict[int, int] = {}
+        self.goaway: int | None = None
+        self.closed = False
+        self.buf = b""
+        self.sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + SettingsFrame(0).serialize())
+
+    def send(self, frame) -> None:
+        self.sock.sendall(frame.serialize())
+
+    def headers(self, sid: int, fields, end_stream: bool = True, depends_on: int | None = None) -> None:
+        frame = HeadersFrame(sid, self.encoder.encode(fields))
+        frame.flags.add("END_HEADERS")
+        if end_stream:
+            frame.flags.add("END_STREAM")
+        if depends_on is not None:
+            frame.flags.add("PRIORITY")
+            frame.depends_on, frame.stream_weight = depends_on, 15
+        self.send(frame)
+
+    def get(self, sid: int, path: str, **kwargs) -> None:
+        self.headers(sid, [(":method", "GET"), (":scheme", "http"), (":authority", "proxy.test"), (":path", path)],
+                     **kwargs)
+
+    def wait(self, predicate, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            assert not self.closed and time.monotonic() < deadline, \
+                f"statuses {self.statuses}, resets {self.resets}, GOAWAY {self.goaway}, closed {self.closed}"
+            self.sock.settimeout(max(deadline - time.monotonic(), 0.01))
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                data = b""
+            if not data:
+                self.closed = True
+                continue
+            self.buf += data
+            self._frames()
+
+    def _frames(self) -> None:
+        while len(self.buf) >= 9:
+            frame, length = Frame.parse_frame_header(memoryview(self.buf[:9]))
+            if len(self.buf) < 9 + length:
+                return
+            frame.parse_body(memoryview(self.buf[9:9 + length]))
+            self.buf = self.buf[9 + length:]
+            if isinstance(frame, SettingsFrame) and "ACK" not in frame.flags:
+                self.send(SettingsFrame(0, flags=["ACK"]))
+            elif isinstance(frame, HeadersFrame):
+                fields = dict(self.decoder.decode(frame.data, raw=True))
+                self.statuses[frame.stream_id] = int(fields[b":status"])
+            elif isinstance(frame, DataFrame) and frame.flow_controlled_length:
+                self.send(WindowUpdateFrame(0, window_increment=frame.flow_controlled_length))
+            elif isinstance(frame, RstStreamFrame):
+                self.resets[frame.stream_id] = frame.error_code
+            elif isinstance(frame, GoAwayFrame):
+                self.goaway = frame.error_code
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    backend = RawBackend(_app)
+    proxy = Proxy(tmp_path_factory.mktemp("h2malformed"), [{"path": "/", "to": backend.url + "/"}], workers=1)
+    proxy.config["listen"] = [{"address": f"127.0.0.1:{proxy.port}", "http2": "h2c"}]
+    proxy.start()
+    yield proxy, backend
+    proxy.stop()
+    backend.close()
+
+
+@pytest.mark.timeout(60)
+def test_four_malformed_requests_reset_their_stream_and_the_others_go_on(env):
+    proxy, backend = env
+    client = RawClient(proxy.port)
+    client.get(1, "/slow-innocent")                       # in flight while the bad frames come
+    # a) trailers without END_STREAM
+    client.headers(3, [(":method", "POST"), (":scheme", "http"), (":authority", "proxy.test"),
+                       (":path", "/upload")], end_stream=False)
+    client.send(DataFrame(3, b"abc"))
+    client.headers(3, [("x-trailer", "1")], end_stream=False)
+    # b) a request naming :status (an "informational" block to h2)
+    client.headers(5, [(":status", "100")], end_stream=False)
+    # c) HEADERS whose priority makes the stream depend on itself
+    client.get(7, "/self-dependent", depends_on=7)
+    # d) a PRIORITY frame making a stream under way depend on itself, and one for an idle stream
+    client.get(9, "/slow-reprioritised")
+    time.sleep(0.3)                                       # its request is at the backend
+    client.send(PriorityFrame(9, depends_on=9, stream_weight=15))
+    client.send(PriorityFrame(101, depends_on=101, stream_weight=15))
+    client.get(11, "/after")
+    client.wait(lambda: 1 in client.statuses and 11 in client.statuses and len(client.resets) >= 5)
+    assert client.statuses == {1: 200, 11: 200}
+    assert client.resets == {3: PROTOCOL_ERROR, 5: PROTOCOL_ERROR, 7: PROTOCOL_ERROR, 9: PROTOCOL_ERROR,
+                             101: PROTOCOL_ERROR}
+    assert client.goaway is None
+    targets = [head.target for head in backend.requests]
+    assert "/self-dependent" not in targets               # refused before it was forwarded
+    errors = proxy.error_text()
+    assert "HTTP/2 connection error" not in errors
+    for why in ("trailers without END_STREAM", "a :status field in a request", "a stream that depends on itself"):
+        assert f"malformed request: {why}" in errors, why
+    client.get(13, "/still-fine")                         # the connection serves on
+    client.wait(lambda: 13 in client.statuses)
+    assert client.statuses[13] == 200
+    client.sock.close()
