@@ -17,7 +17,7 @@ from wsutil import switch_response, upgrade_request
 GREETING = b"hello from the backend, 37 bytes long"
 COMBINED = re.compile(
     r'^(?P<ip>\S+) - - \[[^\]]+\] "(?P<request>[^"]*)" (?P<status>\d{3}) (?P<sent>\d+|-) "[^"]*" "[^"]*" '
-    r'(?P<micros>\d+) "(?P<route>[^"]*)" "(?P<backend>[^"]*)" '
+    r'(?P<micros>\d+) "(?P<route>[^"]*)" "(?P<backend>[^"]*)" (?P<mark>[X-]) '
     r'tunnel_in=(?P<tin>\d+) tunnel_out=(?P<tout>\d+) end="(?P<end>[^"]*)"$')
 
 
@@ -36,13 +36,16 @@ def raw_echo():
     backend.close()
 
 
-def _tunnel(proxy, path: str, early: bytes, later: bytes) -> int:
+def _tunnel(proxy, path: str, early: bytes, later: bytes, heads: dict | None = None) -> int:
     """Open a tunnel, send `early` with the head and `later` after the 101, read the
-    echoes, end it with a half-close; returns how many bytes the client received."""
+    echoes, end it with a half-close; returns how many bytes the client received (and puts
+    the size of the 101 head in `heads[path]`)."""
     with proxy.connect() as sock:
         sock.sendall(upgrade_request(path) + early)
         head, buf = read_head(sock)
         assert status_of(head) == 101, head
+        if heads is not None:
+            heads[path] = len(head)
         assert recv_exact(sock, len(GREETING), buf) == GREETING
         sock.sendall(later)
         assert recv_exact(sock, len(early) + len(later), buf) == early + later
@@ -54,7 +57,9 @@ def _tunnel(proxy, path: str, early: bytes, later: bytes) -> int:
 def test_access_log_has_one_line_per_tunnel_with_101_and_byte_counts(proxy_factory, raw_echo):
     proxy = proxy_factory([{"path": "/ws/", "to": raw_echo.ws_url + "/ws/"}])
     sizes = {"a": (b"", b"x" * 10), "b": (b"early" * 7, b"later" * 1000), "c": (b"\x00" * 3, b"")}
-    received = {key: _tunnel(proxy, f"/ws/acct-{key}?q=1", early, later) for key, (early, later) in sizes.items()}
+    heads: dict = {}
+    received = {key: _tunnel(proxy, f"/ws/acct-{key}?q=1", early, later, heads)
+                for key, (early, later) in sizes.items()}
     for key, (early, later) in sizes.items():
         marker = f"/ws/acct-{key}?q=1"
         lines = wait_for(lambda m=marker: tunnel_lines(proxy, m), 5, what=f"the access-log line for {marker}")
@@ -67,8 +72,26 @@ def test_access_log_has_one_line_per_tunnel_with_101_and_byte_counts(proxy_facto
         assert m["route"] == "/ws/"
         assert int(m["tin"]) == len(early) + len(later)           # client -> backend, after the head
         assert int(m["tout"]) == received[key]                     # backend -> client, 101 head included
-        assert m["sent"] == m["tout"]
+        # %b as on every other line: what followed the head (nginx's $body_bytes_sent); %X
+        # "-": a tunnel both sides closed (review 2026-12-04-logs #7: %b had the 101 head, no %X).
+        assert int(m["sent"]) == received[key] - heads[marker]
+        assert m["mark"] == "-"
         assert m["end"] == "closed"
+
+
+def test_a_tunnel_that_ends_otherwise_than_closed_is_marked_X(proxy_factory, raw_echo):
+    proxy = proxy_factory([{"path": "/ws/", "to": raw_echo.ws_url + "/ws/", "timeout": 1}])
+    with proxy.connect() as sock:
+        sock.sendall(upgrade_request("/ws/idle-end"))
+        head, buf = read_head(sock)
+        assert status_of(head) == 101, head
+        assert recv_exact(sock, len(GREETING), buf) == GREETING
+        sock.settimeout(5)
+        assert sock.recv(1) == b""                                  # the idle timeout closed it
+    lines = wait_for(lambda: tunnel_lines(proxy, "/ws/idle-end"), 5, what="the tunnel's line")
+    m = COMBINED.match(lines[0])
+    assert m, lines[0]
+    assert (m["mark"], m["end"], m["sent"]) == ("X", "idle timeout", str(len(GREETING)))
 
 
 def test_json_access_log_has_the_tunnel_fields(proxy_factory, raw_echo):

@@ -142,27 +142,32 @@ class AccessLog:
             sink.write_bytes(line)
 
     def tunnel(self, context: dict, bytes_in: int, bytes_out: int, duration: float, reason: str) -> None:
-        """One line when a tunnel ends: the upgrade request, 101 (200 for an HTTP/2 stream,
-        RFC 8441), bytes each way (heads included)."""
+        """One line when a tunnel ends, in the exchange's shape (review 2026-12-04-logs #7): the
+        upgrade request, 101 (200 for an HTTP/2 stream, RFC 8441), %b the bytes relayed to the
+        client after the 101 head (nginx's $body_bytes_sent), %X `-` for a tunnel both sides
+        closed and `X` for any other end; then the bytes each way, heads included, and why."""
         received = bytes_in + context.get("head_size", 0)
         status = context.get("status", 101)
         request = f"{context['method']} {context['target']} HTTP/{context['version']}"
         micros = int(duration * 1_000_000)
+        clean = reason == "closed"
         if self.json:
             self.sink.write(json.dumps({
                 "time": _iso_time(time.time() - duration), "client": context["client"],
                 "request": _json_text(request.encode("latin-1")), "status": status, "bytes_sent": bytes_out,
                 "bytes_received": received, "duration_us": micros, "route": context["route"],
                 "backend": context["backend"], "referer": _json_text(context["referer"].encode("latin-1")),
-                "user_agent": _json_text(context["agent"].encode("latin-1")), "tunnel": True,
+                "user_agent": _json_text(context["agent"].encode("latin-1")),
+                "connection": "close" if clean else "aborted", "tunnel": True,
                 "tunnel_bytes_in": bytes_in, "tunnel_bytes_out": bytes_out, "tunnel_end": reason}) + "\n")
             return
+        body = bytes_out - context.get("head_sent", 0)
         self.sink.write(
             f'{context["client"]} - - {_apache_time(time.time() - duration).decode()} '
             f'"{_text(request.encode("latin-1"))}" {status} '
-            f'{bytes_out or "-"} "{_text(context["referer"].encode("latin-1"))}" '
+            f'{body if body > 0 else "-"} "{_text(context["referer"].encode("latin-1"))}" '
             f'"{_text(context["agent"].encode("latin-1"))}" {micros} "{_text(context["route"].encode())}" '
-            f'"{_text(context["backend"].encode())}" '
+            f'"{_text(context["backend"].encode())}" {"-" if clean else "X"} '
             f'tunnel_in={bytes_in} tunnel_out={bytes_out} end="{reason}"\n')
 
 

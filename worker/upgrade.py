@@ -21,6 +21,7 @@ def open_tunnel(ex, head101: bytes, rest: bytes) -> None:
     ex.holds = None
     client.handed_over()
     context = _log_context(ex)
+    context["head_sent"] = len(head101)      # tunnel_out counts it, the log's %b does not
     if holds:
         context["limits"] = worker.admission.limits.export(holds)
     elif ex.client_ip is not client.client_ip:
