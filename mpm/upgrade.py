@@ -26,6 +26,8 @@ import subprocess
 import sys
 import time
 
+from mpm import masterlog
+
 log = logging.getLogger("mpm.master")
 STAGING = ".new"            # the new master's control socket until the hand-over: SOCKET + STAGING
 
@@ -239,10 +241,13 @@ def follow(master) -> bool:
     True once it does.  Only then do its configuration's session-ticket keys go into the
     shared table: the master it replaces serves with that table until the hand-over, and an
     upgrade that fails before it must leave it the keys it had (review 2026-12-03-upgrade #1:
-    tickets issued before a failed upgrade no longer resumed)."""
+    tickets issued before a failed upgrade no longer resumed).  And its logs are reopened, its
+    workers' too: a `mpmctl reopen` until now reached the master that held the control socket,
+    not this one, which would write on into a rotated file (review 2026-12-04-today #7)."""
     if not _holds_control_paths(master):
         return False
     master.ticket_keys.configure(master.config.tls)
+    masterlog.reopen(master.workers)
     return True
 
 

@@ -154,3 +154,41 @@ def test_an_upgrade_to_fewer_workers_hands_over(proxy_factory, http_backend):
     finally:
         stop = proxy.mpmctl("stop", timeout=40)
         assert stop.returncode == 0 and _gone(new), stop.stdout + stop.stderr
+
+
+def _log_files_held(pid: int) -> list[str]:
+    held = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except FileNotFoundError:
+            continue
+        if ".log" in target:
+            held.append(os.path.basename(target))
+    return held
+
+
+@pytest.mark.timeout(60)
+def test_logs_rotated_during_an_upgrade_are_reopened_by_the_master_that_serves_after_it(
+        proxy_factory, http_backend, tmp_path):
+    """`mpmctl reopen` during an upgrade reaches the master that holds the control socket, the
+    old one; the new master, which opened its error log before the rotation, reopens its logs
+    at the hand-over (review 2026-12-04-today #7: it wrote on into error.log.1, which
+    logrotate without `delaycompress` compresses or deletes)."""
+    proxy = _proxy(proxy_factory, http_backend, tmp_path, hold=3.0)
+    upgrade, new = _start_upgrade(proxy)
+    try:
+        assert "error.log" in _log_files_held(new)          # opened before the rotation
+        os.rename(proxy.error_log, proxy.error_log + ".1")
+        os.rename(proxy.access_log, proxy.access_log + ".1")
+        done = proxy.mpmctl("reopen")
+        assert done.returncode == 0, done.stdout + done.stderr
+        wait_for(lambda: open(os.path.join(proxy.dir, "run", "mpm.pid")).read().split()[0] == str(new), 20, 0.05,
+                 "the hand-over")
+        wait_for(lambda: "error.log" in _log_files_held(new), 5, 0.05, "the new master's error log reopened")
+        assert "error.log.1" not in _log_files_held(new), _log_files_held(new)
+        for worker in psutil.Process(new).children():
+            assert not [name for name in _log_files_held(worker.pid) if name.endswith(".1")], worker.pid
+    finally:
+        output = _finish(upgrade, new)
+    assert upgrade.returncode == 0, output
