@@ -1,10 +1,12 @@
-"""The compiled parts, both optional, both about OpenSSL (why in each file's header):
-the TLS session-ticket callback (conf/_tickets.c; where it cannot be built, conf.openssl's
-Python callback does the same work) and the check that sees what TLS read-ahead holds, with
-the close_notify sent before a TLS close (conf/_readahead.c; where it cannot be built,
-listeners do not read ahead and no close_notify is sent)."""
+"""The compiled parts, all optional (why in each file's header): the TLS session-ticket callback
+(conf/_tickets.c; where it cannot be built, conf.openssl's Python callback does the same work),
+the check that sees what TLS read-ahead holds, with the close_notify sent before a TLS close
+(conf/_readahead.c; where it cannot be built, listeners do not read ahead and no close_notify is
+sent), and the relay of plain tunnels (tunnel/_relay.c; where it cannot be built, or with
+MPM_NATIVE_RELAY=0, tunnel/tunnel.py relays them, as it relays TLS tunnels)."""
 
 from setuptools import Extension, setup
 
 setup(ext_modules=[Extension("conf._tickets", ["conf/_tickets.c"], optional=True),
-                   Extension("conf._readahead", ["conf/_readahead.c"], optional=True)])
+                   Extension("conf._readahead", ["conf/_readahead.c"], optional=True),
+                   Extension("tunnel._relay", ["tunnel/_relay.c"], optional=True)])

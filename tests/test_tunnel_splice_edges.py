@@ -1,6 +1,8 @@
-"""Edge cases of the os.splice copy path (tunnel/tunnel.py `Tunnel._splice`, tunnel/pipes.py).
+"""Edge cases of the os.splice copy path (tunnel/tunnel.py `Tunnel._splice`, tunnel/pipes.py) and of
+the C relay that takes plain tunnels where it is built (tunnel/_relay.c, tunnel/native.py).
 
-Every test runs real proxy processes (MPM_SPLICE=1) and real loopback sockets.  Streams
+Every test runs real proxy processes (MPM_SPLICE=1) and real loopback sockets, the module's
+once with the C relay and once with the Python path (MPM_NATIVE_RELAY=0).  Streams
 carry a position-stamped pattern (every 8-byte word is its own offset plus a per-stream
 seed), so any byte lost, duplicated, reordered or crossed over between streams shows up
 at its exact offset.
@@ -167,12 +169,14 @@ def _behaviour(conn: RawConn) -> None:
     BEHAVIOURS[name](conn, _params(head.target), head.target)
 
 
-@pytest.fixture(scope="module")
-def env(tmp_path_factory):
+@pytest.fixture(scope="module", params=["native", "python"])
+def env(tmp_path_factory, request):
+    """The C relay (tunnel.native), and tunnel.tunnel's Python path it must agree with."""
     raw = RawBackend(_behaviour, timeout=20)
     routes = [{"path": "/raw/", "to": raw.ws_url + "/raw/"}]
+    environ = {"MPM_SPLICE": "1", "MPM_NATIVE_RELAY": "1" if request.param == "native" else "0"}
     try:
-        with running_proxy(tmp_path_factory.mktemp("splice-edges"), routes, environ={"MPM_SPLICE": "1"},
+        with running_proxy(tmp_path_factory.mktemp("splice-edges"), routes, environ=environ,
                            mpm={"graceful_timeout": 3}) as proxy:
             yield proxy, raw
     finally:

@@ -190,10 +190,15 @@ def _pattern(size: int, seed: int) -> bytes:
     return (block * (size // len(block) + 1))[:size]
 
 
-# Every test here runs twice: tunnels relaying with os.splice (the default on Linux) and
-# with recv_into + send (MPM_SPLICE=0, and always for TLS), so both copy paths meet every
-# ending, half-close and back-pressure case.
-@pytest.fixture(scope="module", params=["splice", "recv"])
+# Every test here runs three times: plain tunnels relayed by the C relay (tunnel.native, the
+# default where it is built) splicing bulk reads, the same with recv + send only (MPM_SPLICE=0),
+# and tunnel.tunnel's Python path (MPM_NATIVE_RELAY=0: the reference, and what TLS tunnels
+# take), so every path meets every ending, half-close and back-pressure case.
+ENVIRONS = {"splice": {"MPM_SPLICE": "1"}, "recv": {"MPM_SPLICE": "0"},
+            "python": {"MPM_SPLICE": "1", "MPM_NATIVE_RELAY": "0"}}
+
+
+@pytest.fixture(scope="module", params=list(ENVIRONS))
 def env(tmp_path_factory, request):
     ws = WebSocketBackend()
     raw = RawBackend(timeout=20)
@@ -203,7 +208,7 @@ def env(tmp_path_factory, request):
     ]
     try:
         with running_proxy(tmp_path_factory.mktemp("upgrade-lifecycle"), routes,
-                           environ={"MPM_SPLICE": "1" if request.param == "splice" else "0"}) as proxy:
+                           environ=ENVIRONS[request.param]) as proxy:
             yield SimpleNamespace(proxy=proxy, raw=raw, ws=ws)
     finally:
         ws.close()
@@ -459,7 +464,7 @@ def test_tunnels_relayed_through_the_copy_path_asked_for(env, request):
     """splice mode: a worker holds the 256 KiB pipe it splices through; recv mode: no
     worker has one (its other pipes, to the master and for signals, have the default size)."""
     proxy, _ = _use(env, partial(_push_as_fast_as_possible, size=2 << 20))
-    spliced = request.node.callspec.params["env"] == "splice"
+    spliced = request.node.callspec.params["env"] != "recv"
     sock, buf = _open(proxy, f"/raw/push?size={2 << 20}")
     with sock:
         assert len(buf) + len(recv_until_eof(sock, limit=10)) == 2 << 20

@@ -20,6 +20,11 @@ Half-close: EOF from a source is passed to its sink as `shutdown(SHUT_WR)` once 
 sink's `out` (if any) is gone; the other direction keeps flowing until it ends too.  An
 error or reset on either socket closes both.  Any traffic pushes the idle deadline.
 
+Where tunnel/_relay.c is built, a tunnel whose sides are both plain sockets is handed to it
+once its early bytes are out (tunnel.native): the same rules in C, a third of the user time
+per small message.  This module stays the reference, and relays TLS tunnels (and everything
+with MPM_NATIVE_RELAY=0).
+
 Everything a tunnel is fits in `__slots__`: two endpoints (sockets and what they hold),
 two EOF flags and counters.  That is deliberate: it is what a hand-over to another
 process must carry (`detach`, and the `state` argument that resumes one).
@@ -28,6 +33,7 @@ process must carry (`detach`, and the `state` argument that resumes one).
 from __future__ import annotations
 
 import errno
+import importlib.util
 import os
 import select
 from functools import partial
@@ -44,6 +50,9 @@ _splice = os.splice if pipes.AVAILABLE else None
 _SPLICE_FLAGS = pipes.SPLICE_FLAGS
 _PIPE = pipes.SHARED_PIPE
 _SPLICE_UNSUPPORTED = (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP)
+# Plain tunnels are relayed in C where tunnel/_relay.c was built (tunnel.native); this module
+# stays the reference: TLS tunnels, and everywhere with MPM_NATIVE_RELAY=0.
+NATIVE = os.environ.get("MPM_NATIVE_RELAY", "1") != "0" and importlib.util.find_spec("tunnel._relay") is not None
 
 
 def splicing() -> bool:
@@ -77,6 +86,7 @@ class Tunnel:
         "client_eof", "backend_eof",        # EOF seen from that side
         "bytes_in", "bytes_out",            # client->backend, backend->client
         "started", "deadline", "idle_timeout", "on_close", "closed", "context", "tls",
+        "relay", "slot",                    # the C relay and our place in it (NativeTunnel)
     )
 
     def __init__(self, loop, client: Endpoint, backend: Endpoint, idle_timeout: float, on_close, *,
@@ -88,6 +98,7 @@ class Tunnel:
         self.closed = False
         self.context = context              # the owner's data (route, request line) for its log line
         self.tls = client.tls or backend.tls
+        self.relay = self.slot = None
         if state is None:
             self.client_eof = self.backend_eof = False
             self.bytes_in, self.bytes_out = len(to_backend), len(to_client)
@@ -114,6 +125,9 @@ class Tunnel:
             # (worker.tunnel_opened, tunnel_adopted), and `on_close` before that left a closed
             # tunnel in its set for ever and released an adopted tunnel's holds uncounted.
             loop.call_soon(partial(self.close, f"send failed: {exc.strerror or exc}"))
+            return
+        if NATIVE and not self.tls:
+            self._go_native()
             return
         self._update_interest()
         # A TLS side may hold bytes epoll will not report: records read ahead while the exchange
@@ -313,7 +327,15 @@ class Tunnel:
         """Undo `detach` when the other process did not take the tunnel: relay on here."""
         self.closed = False
         self.loop.timed.add(self)
-        self._update_interest()
+        if self.__class__ is not Tunnel:      # tunnel.native.NativeTunnel
+            self._go_native()
+        else:
+            self._update_interest()
+
+    def _go_native(self) -> None:
+        """From now on the C relay moves this tunnel's bytes (tunnel.native)."""
+        from tunnel import native
+        native.hand_to_relay(self)
 
     def detach(self) -> dict:
         """Stop relaying and give up both endpoints; what `state=` needs to resume.
@@ -332,3 +354,4 @@ class Tunnel:
             "idle_timeout": self.idle_timeout, "idle_left": max(self.deadline - loop.now, 0.0),
             "age": loop.now - self.started,
         }
+

@@ -1,0 +1,190 @@
+"""The C relay of plain tunnels (tunnel/_relay.c) on its own, between real connected TCP sockets
+on loopback: what it hands back to Python (counts, the time of the last traffic, leftovers and
+EOFs on removal, why a tunnel ended) is what tunnel.native builds the log line, the idle timeout
+and a hand-over on.  The proxy-level behaviour, through both this relay and the Python path it
+must agree with, is tests/test_tunnel_splice_edges.py's and tests/test_upgrade_lifecycle.py's."""
+
+from __future__ import annotations
+
+import importlib
+import select
+import shutil
+import socket
+import struct
+import sysconfig
+import time
+from pathlib import Path
+
+import pytest
+
+try:
+    _relay = importlib.import_module("tunnel._relay")
+except ImportError:
+    # Where pip had a C compiler and Python's headers, it built the relay: its absence is then a
+    # broken build, not a machine without one (where tunnel.tunnel's Python path serves alone).
+    headers = Path(sysconfig.get_paths()["include"], "Python.h").exists()
+    if shutil.which("gcc") and headers:
+        raise
+    pytest.skip("no C compiler or Python headers here: the C relay is not built", allow_module_level=True)
+
+
+def _pair(small: bool = False) -> tuple[socket.socket, socket.socket]:
+    """(our end, the peer's end) of a loopback TCP connection; ours non-blocking, as the worker's.
+    `small`: 4 KiB buffers both ways (set before the connection, so the window is small too)."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        peer = socket.socket()
+        if small:
+            peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        peer.settimeout(5)
+        peer.connect(server.getsockname())
+        ours, _ = server.accept()
+        if small:
+            ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    ours.setblocking(False)
+    return ours, peer
+
+
+class Rig:
+    """A relay between a client's connection and a backend's; `client` and `backend` are the
+    far ends a test plays."""
+
+    def __init__(self, to_client: bytes = b"", to_backend: bytes = b"", slow_client: bool = False):
+        self.relay = _relay.Relay()
+        self.client_end, self.client = _pair(small=slow_client)
+        self.backend_end, self.backend = _pair()
+        self.key = object()
+        self.slot = self.relay.add(self.key, self.client_end.fileno(), self.backend_end.fileno(), False, False,
+                                   to_client, to_backend)
+        self.ended: list = []
+
+    def pump(self, until, timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not until():
+            assert time.monotonic() < deadline, "timed out"
+            select.select([self.relay.fileno()], [], [], 0.05)
+            self.ended += self.relay.pump()
+
+    def read(self, sock: socket.socket, size: int) -> bytes:
+        """`size` bytes from a far end, relaying meanwhile."""
+        data = bytearray()
+        self.pump(lambda: data.extend(_nowait(sock)) or len(data) >= size)
+        return bytes(data)
+
+    def at_eof(self, sock: socket.socket) -> bool:
+        seen = []
+        self.pump(lambda: _eof(sock, seen))
+        return True
+
+    def close(self) -> None:
+        for sock in (self.client_end, self.client, self.backend_end, self.backend):
+            sock.close()
+
+
+def _eof(sock: socket.socket, seen: list) -> bool:
+    sock.setblocking(False)
+    try:
+        data = sock.recv(1)
+    except BlockingIOError:
+        return False
+    finally:
+        sock.setblocking(True)
+    assert data == b"", data
+    return True
+
+
+@pytest.mark.timeout(30)
+def test_bytes_cross_both_ways_counted_and_timed():
+    rig = Rig(to_client=b"early for the client")
+    try:
+        before = rig.relay.last_active(rig.slot)
+        assert rig.read(rig.client, 20) == b"early for the client"   # what the relay held, sent first
+        rig.client.sendall(b"ping" * 100)
+        assert rig.read(rig.backend, 400) == b"ping" * 100
+        rig.backend.sendall(b"x" * 200_000)                             # a full read: the rest spliced
+        assert rig.read(rig.client, 200_000) == b"x" * 200_000
+        assert rig.relay.counts(rig.slot) == (400, 200_000)
+        assert rig.relay.last_active(rig.slot) > before
+        assert rig.ended == []
+    finally:
+        rig.close()
+
+
+def _nowait(sock: socket.socket) -> bytes:
+    sock.setblocking(False)
+    try:
+        return sock.recv(1 << 20)
+    except BlockingIOError:
+        return b""
+    finally:
+        sock.setblocking(True)
+
+
+@pytest.mark.timeout(30)
+def test_a_slow_sink_keeps_one_leftover_and_removal_gives_it_back():
+    rig = Rig(slow_client=True)
+    try:
+        payload = bytes(range(256)) * 4096                              # 1 MiB the client does not read
+        rig.backend.setblocking(False)
+        sent = moved = 0
+        stalled_since = time.monotonic()
+        while time.monotonic() - stalled_since < 0.5:                  # until the relay stops reading
+            try:
+                sent += rig.backend.send(payload[sent:sent + 65536])
+            except BlockingIOError:
+                pass
+            select.select([rig.relay.fileno()], [], [], 0.02)
+            rig.ended += rig.relay.pump()
+            if rig.relay.counts(rig.slot)[1] != moved:
+                moved, stalled_since = rig.relay.counts(rig.slot)[1], time.monotonic()
+        to_client, to_backend, client_eof, backend_eof, bytes_in, bytes_out = rig.relay.remove(rig.slot)
+        assert (to_backend, client_eof, backend_eof, bytes_in, bytes_out) == (b"", 0, 0, 0, moved)
+        assert 0 < len(to_client) <= 256 * 1024                         # one read's worth, no more
+        # What reached the client, then the leftover, is the stream as the backend sent it.
+        delivered = bytearray()
+        while chunk := _nowait(rig.client):
+            delivered += chunk
+        assert bytes(delivered) + to_client == payload[:moved]
+        assert rig.ended == []
+    finally:
+        rig.close()
+
+
+@pytest.mark.timeout(30)
+def test_eof_is_passed_on_and_both_eofs_end_it_closed():
+    rig = Rig()
+    try:
+        rig.client.sendall(b"last words")
+        rig.client.shutdown(socket.SHUT_WR)
+        assert rig.read(rig.backend, 10) == b"last words"
+        assert rig.at_eof(rig.backend)                                  # the half-close reached it
+        rig.backend.sendall(b"answer")
+        assert rig.read(rig.client, 6) == b"answer"                     # the other way still flows
+        rig.backend.shutdown(socket.SHUT_WR)
+        rig.pump(lambda: rig.ended)
+        assert rig.ended == [(rig.key, "closed")]
+        assert rig.relay.remove(rig.slot)[2:4] == (1, 1)
+    finally:
+        rig.close()
+
+
+@pytest.mark.timeout(30)
+def test_a_reset_ends_it_with_the_reason_and_the_slot_is_reused():
+    rig = Rig()
+    try:
+        rig.backend.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        rig.backend.close()                                             # RST
+        rig.pump(lambda: rig.ended)
+        (key, reason), = rig.ended
+        assert key is rig.key and reason in ("reset", "recv failed: Connection reset by peer"), reason
+        slot = rig.slot
+        rig.relay.remove(slot)
+        with pytest.raises(KeyError):
+            rig.relay.counts(slot)
+        other_end, other = _pair()
+        try:
+            assert rig.relay.add(object(), other_end.fileno(), rig.client_end.fileno(), False, False, b"", b"") == slot
+        finally:
+            other_end.close()
+            other.close()
+    finally:
+        rig.close()

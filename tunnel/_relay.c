@@ -1,0 +1,501 @@
+/* Plain tunnels relayed in C: one epoll of its own, whose descriptor the worker's loop watches.
+
+Why: a 64-byte WebSocket message through a Python tunnel costs about 7.5 us of user time (the
+loop's dispatch, the handler, two os.splice calls, counters), against nginx's 2.9; the kernel's
+part is the same for every peer.  Here a message costs one epoll event, a recv and a send in C.
+
+The rules are those of tunnel/tunnel.py, which stays the reference (TLS tunnels, and where this
+module is not built or MPM_NATIVE_RELAY=0): each direction reads its source only while its sink
+holds nothing back; a part the sink did not take is kept (malloc'd) and the sink watched for
+writability; EOF from a source becomes shutdown(SHUT_WR) of its sink once that sink's leftover is
+gone; both EOFs end the tunnel ("closed"); an error ends it ("reset", "recv failed: ...", "send
+failed: ...").  A source that hangs up while its direction is paused leaves epoll until the
+leftover drains (a hang-up is reported whatever the interest: it would spin).  A read that filled
+the buffer moves the rest of what waits through the process's pipe with splice(2), as the Python
+path does for every read: bulk transfers never enter user space.
+
+Python learns of ends from pump()'s answer, and of traffic from last_active() when a deadline
+comes due (the idle timeout is swept, not pushed per message). */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BUF_SIZE (64 * 1024)
+#define PIPE_SIZE (256 * 1024)
+#define MAX_EVENTS 256
+
+typedef struct {
+    int fd;
+    int eof;            /* EOF read from this side (as a source) */
+    int events;         /* epoll interest now; -1: not registered */
+    char *out;          /* bytes for this side (as a sink) it has not taken */
+    Py_ssize_t out_len, out_off;
+} Side;
+
+typedef struct {
+    PyObject *key;      /* the owner (tunnel.tunnel.Tunnel); NULL: a free slot */
+    Side side[2];       /* 0 the client, 1 the backend */
+    long long bytes[2]; /* read from side 0 (to the backend), from side 1 (to the client) */
+    double last;        /* monotonic time of the last traffic */
+    const char *ended;  /* why it ended, once it has (reported by pump, then freed by remove) */
+    int error;          /* the errno that goes with it, or 0 */
+} Link;                 /* 128 bytes: what a tunnel costs here, beside its Python objects */
+
+typedef struct {
+    PyObject_HEAD
+    int epfd;
+    Link *links;
+    int cap;
+    int *free_slots;    /* a stack of the free slots below `cap` */
+    int nfree;
+    int pipe_r, pipe_w, pipe_size;
+    int splicing;
+    double now;
+    PyObject *ended;    /* list of (key, reason) collected during a pump */
+    char buf[BUF_SIZE];
+} Relay;
+
+static double monotonic(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void end_link(Relay *self, int slot, const char *why, int err) {
+    Link *link = &self->links[slot];
+    if (link->ended)
+        return;
+    link->ended = why;
+    link->error = err;
+    for (int s = 0; s < 2; s++) {
+        if (link->side[s].events >= 0) {
+            epoll_ctl(self->epfd, EPOLL_CTL_DEL, link->side[s].fd, NULL);
+            link->side[s].events = -1;
+        }
+    }
+    if (self->ended == NULL)
+        return;             /* in add(): it raises instead */
+    PyObject *item = err ? PyUnicode_FromFormat("%s: %s", why, strerror(err)) : PyUnicode_FromString(why);
+    if (item != NULL)
+        Py_SETREF(item, PyTuple_Pack(2, link->key, item));
+    if (item == NULL || PyList_Append(self->ended, item) < 0)
+        PyErr_Clear();      /* out of memory: the deadline sweep closes it (last_active says idle) */
+    Py_XDECREF(item);
+}
+
+/* The interest of both sides from the state: EPOLLIN while a side's direction is open and the
+   other side holds nothing back for... the other side; EPOLLOUT while it holds bytes for it. */
+static void update_interest(Relay *self, int slot) {
+    Link *link = &self->links[slot];
+    if (link->ended)
+        return;
+    for (int s = 0; s < 2; s++) {
+        Side *side = &link->side[s], *other = &link->side[1 - s];
+        int want = (!side->eof && other->out == NULL ? EPOLLIN : 0) | (side->out != NULL ? EPOLLOUT : 0);
+        if (want == side->events)
+            continue;
+        struct epoll_event ev = {.events = (uint32_t)want, .data.u64 = ((uint64_t)slot << 1) | (uint64_t)s};
+        int op = side->events < 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
+        if (side->events < 0 && want == 0)
+            continue;       /* out of epoll (a hang-up seen while paused), and nothing wanted */
+        if (epoll_ctl(self->epfd, op, side->fd, &ev) < 0) {
+            end_link(self, slot, "epoll_ctl failed", errno);
+            return;
+        }
+        side->events = want;
+    }
+}
+
+static int keep(Side *sink, const char *data, Py_ssize_t len) {
+    sink->out = malloc(len);
+    if (sink->out == NULL)
+        return -1;
+    memcpy(sink->out, data, len);
+    sink->out_len = len;
+    sink->out_off = 0;
+    return 0;
+}
+
+static void open_pipe(Relay *self) {
+    int fds[2];
+    if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0) {
+        self->splicing = 0;
+        return;
+    }
+    self->pipe_r = fds[0];
+    self->pipe_w = fds[1];
+    int size = fcntl(fds[1], F_SETPIPE_SZ, PIPE_SIZE);
+    self->pipe_size = size > 0 ? size : fcntl(fds[1], F_GETPIPE_SZ);
+}
+
+static void discard_pipe(Relay *self) {
+    if (self->pipe_r >= 0) {
+        close(self->pipe_r);
+        close(self->pipe_w);
+    }
+    self->pipe_r = self->pipe_w = -1;
+}
+
+/* After a read that filled the buffer (and went out whole): the rest of what waits, through the
+   pipe.  0: go on (the source is drained, or the sink took part: `out` holds the rest); -1: ended. */
+static int splice_rest(Relay *self, int slot, int s) {
+    Link *link = &self->links[slot];
+    Side *source = &link->side[s], *sink = &link->side[1 - s];
+    if (!self->splicing)
+        return 1;       /* copy on */
+    if (self->pipe_r < 0) {
+        open_pipe(self);
+        if (!self->splicing)
+            return 1;
+    }
+    for (;;) {
+        ssize_t n = splice(source->fd, NULL, self->pipe_w, NULL, self->pipe_size, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (n < 0) {
+            if (errno == EAGAIN)
+                return 0;
+            if (errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP) {
+                self->splicing = 0;
+                return 1;
+            }
+            end_link(self, slot, "recv failed", errno);
+            return -1;
+        }
+        if (n == 0)
+            return 1;   /* EOF or the urgent mark: recv tells them apart */
+        link->bytes[s] += n;
+        ssize_t sent = splice(self->pipe_r, NULL, sink->fd, NULL, n, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (sent < 0) {
+            if (errno != EAGAIN) {
+                discard_pipe(self);
+                end_link(self, slot, "send failed", errno);
+                return -1;
+            }
+            sent = 0;
+        }
+        if (sent < n) {     /* the pipe must be left empty: the rest is the sink's leftover */
+            Py_ssize_t rest = n - sent, got = 0;
+            sink->out = malloc(rest);
+            if (sink->out == NULL) {
+                discard_pipe(self);
+                end_link(self, slot, "out of memory", 0);
+                return -1;
+            }
+            while (got < rest) {
+                ssize_t r = read(self->pipe_r, sink->out + got, rest - got);
+                if (r <= 0) {
+                    discard_pipe(self);
+                    end_link(self, slot, "pipe failed", r < 0 ? errno : 0);
+                    return -1;
+                }
+                got += r;
+            }
+            sink->out_len = rest;
+            sink->out_off = 0;
+            return 0;
+        }
+    }
+}
+
+static void copy(Relay *self, int slot, int s) {
+    Link *link = &self->links[slot];
+    Side *source = &link->side[s], *sink = &link->side[1 - s];
+    for (;;) {
+        ssize_t n = recv(source->fd, self->buf, BUF_SIZE, 0);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR)
+                return;
+            end_link(self, slot, "recv failed", errno);
+            return;
+        }
+        link->last = self->now;
+        if (n == 0) {
+            source->eof = 1;
+            if (link->side[1 - s].eof) {
+                end_link(self, slot, "closed", 0);
+                return;
+            }
+            if (sink->out == NULL)
+                shutdown(sink->fd, SHUT_WR);    /* else once it has drained */
+            update_interest(self, slot);
+            return;
+        }
+        link->bytes[s] += n;
+        ssize_t sent = send(sink->fd, self->buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (sent < 0) {
+            if (errno != EAGAIN) {
+                end_link(self, slot, "send failed", errno);
+                return;
+            }
+            sent = 0;
+        }
+        if (sent < n) {
+            if (keep(sink, self->buf + sent, n - sent) < 0) {
+                end_link(self, slot, "out of memory", 0);
+                return;
+            }
+            update_interest(self, slot);
+            return;
+        }
+        if (n < BUF_SIZE)
+            return;
+        int more = splice_rest(self, slot, s);
+        if (more <= 0) {
+            if (more == 0 && sink->out != NULL)
+                update_interest(self, slot);
+            return;
+        }
+    }
+}
+
+static void drain(Relay *self, int slot, int s) {
+    Link *link = &self->links[slot];
+    Side *sink = &link->side[s];
+    ssize_t sent = send(sink->fd, sink->out + sink->out_off, sink->out_len - sink->out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (sent < 0) {
+        if (errno == EAGAIN)
+            return;
+        end_link(self, slot, "send failed", errno);
+        return;
+    }
+    link->last = self->now;
+    sink->out_off += sent;
+    if (sink->out_off < sink->out_len)
+        return;
+    free(sink->out);
+    sink->out = NULL;
+    if (link->side[1 - s].eof)
+        shutdown(sink->fd, SHUT_WR);
+    update_interest(self, slot);
+}
+
+static void on_event(Relay *self, int slot, int s, uint32_t mask) {
+    Link *link = &self->links[slot];
+    Side *side = &link->side[s];
+    if (link->key == NULL || link->ended)
+        return;
+    if ((mask & EPOLLOUT) && side->out != NULL)
+        drain(self, slot, s);
+    if (link->ended || !(mask & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+        return;
+    if (side->events > 0 && (side->events & EPOLLIN))
+        copy(self, slot, s);
+    else if (mask & EPOLLERR)
+        end_link(self, slot, "reset", 0);
+    else if ((mask & EPOLLHUP) && side->events >= 0) {
+        /* The peer's FIN after our own half-close, while this side is paused: out of epoll
+           until the other side drains (update_interest adds it back). */
+        epoll_ctl(self->epfd, EPOLL_CTL_DEL, side->fd, NULL);
+        side->events = -1;
+    }
+}
+
+/* == Python API ================================================================================ */
+
+static PyObject *Relay_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    Relay *self = (Relay *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->epfd = epoll_create1(EPOLL_CLOEXEC);
+    self->pipe_r = self->pipe_w = -1;
+    self->splicing = getenv("MPM_SPLICE") == NULL || strcmp(getenv("MPM_SPLICE"), "0") != 0;
+    if (self->epfd < 0) {
+        Py_DECREF(self);
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    return (PyObject *)self;
+}
+
+static void Relay_dealloc(Relay *self) {
+    for (int i = 0; i < self->cap; i++) {
+        Link *link = &self->links[i];
+        Py_CLEAR(link->key);
+        free(link->side[0].out);
+        free(link->side[1].out);
+    }
+    free(self->links);
+    free(self->free_slots);
+    if (self->epfd >= 0)
+        close(self->epfd);
+    discard_pipe(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *Relay_fileno(Relay *self, PyObject *unused) {
+    return PyLong_FromLong(self->epfd);
+}
+
+/* add(key, client_fd, backend_fd, client_eof, backend_eof, to_client, to_backend) -> slot */
+static PyObject *Relay_add(Relay *self, PyObject *args) {
+    PyObject *key;
+    int fd0, fd1, eof0, eof1;
+    Py_buffer out0, out1;
+    if (!PyArg_ParseTuple(args, "Oiippy*y*", &key, &fd0, &fd1, &eof0, &eof1, &out0, &out1))
+        return NULL;
+    if (self->nfree == 0) {
+        int cap = self->cap ? self->cap * 2 : 64;
+        Link *links = realloc(self->links, sizeof(Link) * cap);
+        int *free_slots = links ? realloc(self->free_slots, sizeof(int) * cap) : NULL;
+        if (free_slots == NULL) {
+            if (links != NULL)
+                self->links = links;
+            PyBuffer_Release(&out0);
+            PyBuffer_Release(&out1);
+            return PyErr_NoMemory();
+        }
+        memset(links + self->cap, 0, sizeof(Link) * (cap - self->cap));
+        for (int i = cap - 1; i >= self->cap; i--)
+            free_slots[self->nfree++] = i;
+        self->links = links;
+        self->free_slots = free_slots;
+        self->cap = cap;
+    }
+    int slot = self->free_slots[--self->nfree];
+    Link *link = &self->links[slot];
+    memset(link, 0, sizeof *link);
+    link->side[0] = (Side){.fd = fd0, .eof = eof0, .events = -1};
+    link->side[1] = (Side){.fd = fd1, .eof = eof1, .events = -1};
+    int failed = (out0.len && keep(&link->side[0], out0.buf, out0.len) < 0)
+              || (out1.len && keep(&link->side[1], out1.buf, out1.len) < 0);
+    PyBuffer_Release(&out0);
+    PyBuffer_Release(&out1);
+    if (failed) {
+        free(link->side[0].out);
+        free(link->side[1].out);
+        memset(link, 0, sizeof *link);
+        return PyErr_NoMemory();
+    }
+    Py_INCREF(key);
+    link->key = key;
+    link->last = monotonic();
+    update_interest(self, slot);
+    if (link->ended) {          /* epoll refused a descriptor: nothing to relay */
+        errno = link->error;
+        PyErr_SetFromErrno(PyExc_OSError);
+        free(link->side[0].out);
+        free(link->side[1].out);
+        Py_CLEAR(link->key);
+        memset(link, 0, sizeof *link);
+        self->free_slots[self->nfree++] = slot;
+        return NULL;
+    }
+    return PyLong_FromLong(slot);
+}
+
+/* pump() -> [(key, reason), ...]: what epoll reports now, relayed; the tunnels that ended. */
+static PyObject *Relay_pump(Relay *self, PyObject *unused) {
+    struct epoll_event events[MAX_EVENTS];
+    PyObject *ended = PyList_New(0);
+    if (ended == NULL)
+        return NULL;
+    self->ended = ended;
+    self->now = monotonic();
+    int n = epoll_wait(self->epfd, events, MAX_EVENTS, 0);
+    for (int i = 0; i < n; i++) {
+        uint64_t data = events[i].data.u64;
+        int slot = (int)(data >> 1), s = (int)(data & 1);
+        if (slot < self->cap)
+            on_event(self, slot, s, events[i].events);
+    }
+    self->ended = NULL;
+    return ended;
+}
+
+static Link *get_link(Relay *self, PyObject *arg) {
+    long slot = PyLong_AsLong(arg);
+    if (slot == -1 && PyErr_Occurred())
+        return NULL;
+    if (slot < 0 || slot >= self->cap || self->links[slot].key == NULL) {
+        PyErr_SetString(PyExc_KeyError, "no such relay slot");
+        return NULL;
+    }
+    return &self->links[slot];
+}
+
+static PyObject *Relay_last_active(Relay *self, PyObject *arg) {
+    Link *link = get_link(self, arg);
+    return link == NULL ? NULL : PyFloat_FromDouble(link->last);
+}
+
+static PyObject *Relay_counts(Relay *self, PyObject *arg) {
+    Link *link = get_link(self, arg);
+    return link == NULL ? NULL : Py_BuildValue("(LL)", link->bytes[0], link->bytes[1]);
+}
+
+/* remove(slot) -> (to_client, to_backend, client_eof, backend_eof, bytes_in, bytes_out): the
+   descriptors leave this epoll (the caller closes them, or hands them on). */
+static PyObject *Relay_remove(Relay *self, PyObject *arg) {
+    Link *link = get_link(self, arg);
+    if (link == NULL)
+        return NULL;
+    for (int s = 0; s < 2; s++) {
+        if (link->side[s].events >= 0 && !link->ended)
+            epoll_ctl(self->epfd, EPOLL_CTL_DEL, link->side[s].fd, NULL);
+        link->side[s].events = -1;
+    }
+    PyObject *out[2];
+    for (int s = 0; s < 2; s++) {
+        Side *side = &link->side[s];
+        out[s] = side->out ? PyBytes_FromStringAndSize(side->out + side->out_off, side->out_len - side->out_off)
+                           : PyBytes_FromStringAndSize("", 0);
+    }
+    PyObject *state = (out[0] && out[1]) ? Py_BuildValue("(NNiiLL)", out[0], out[1], link->side[0].eof,
+                                                          link->side[1].eof, link->bytes[0], link->bytes[1])
+                                         : NULL;
+    if (state == NULL) {
+        Py_XDECREF(out[0]);
+        Py_XDECREF(out[1]);
+    }
+    free(link->side[0].out);
+    free(link->side[1].out);
+    Py_CLEAR(link->key);
+    memset(link, 0, sizeof *link);
+    self->free_slots[self->nfree++] = (int)(link - self->links);
+    return state;
+}
+
+static PyMethodDef Relay_methods[] = {
+    {"fileno", (PyCFunction)Relay_fileno, METH_NOARGS, "The epoll descriptor the worker's loop watches."},
+    {"add", (PyCFunction)Relay_add, METH_VARARGS, "add(key, client_fd, backend_fd, client_eof, backend_eof, "
+                                                  "to_client, to_backend) -> slot"},
+    {"pump", (PyCFunction)Relay_pump, METH_NOARGS, "Relay what is ready; [(key, reason)] of the ended."},
+    {"last_active", (PyCFunction)Relay_last_active, METH_O, "Monotonic time of the slot's last traffic."},
+    {"counts", (PyCFunction)Relay_counts, METH_O, "(bytes from the client, bytes from the backend)."},
+    {"remove", (PyCFunction)Relay_remove, METH_O, "Free the slot; its state (see the module)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject RelayType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "tunnel._relay.Relay",
+    .tp_basicsize = sizeof(Relay),
+    .tp_dealloc = (destructor)Relay_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Plain tunnels relayed in C (see tunnel/_relay.c).",
+    .tp_methods = Relay_methods,
+    .tp_new = Relay_new,
+};
+
+static struct PyModuleDef relay_module = {PyModuleDef_HEAD_INIT, "tunnel._relay", NULL, -1, NULL};
+
+PyMODINIT_FUNC PyInit__relay(void) {
+    if (PyType_Ready(&RelayType) < 0)
+        return NULL;
+    PyObject *module = PyModule_Create(&relay_module);
+    if (module == NULL)
+        return NULL;
+    Py_INCREF(&RelayType);
+    if (PyModule_AddObject(module, "Relay", (PyObject *)&RelayType) < 0) {
+        Py_DECREF(&RelayType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}
