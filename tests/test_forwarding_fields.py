@@ -92,3 +92,23 @@ def test_reverse_without_a_host_writes_a_path_absolute_location(trusting, backen
         sock.sendall(b"GET /app/z HTTP/1.0\r\n\r\n")
         response = read_raw_response(sock)
     assert (response.status, response.get("location")) == (200, b"/app/next")
+
+
+def test_x_forwarded_spellings_with_underscores_do_not_reach_the_backend(proxy, backend):
+    """CGI, WSGI, PHP and Rack read "_" and "-" in a field name alike: a client's
+    X_Forwarded_Proto beside ours reached wsgiref as HTTP_X_FORWARDED_PROTO, and Django took a
+    plain-http request for https (review 2026-12-04-differential #2; nginx drops every field
+    with "_" by default)."""
+    spoof = (b"X_Forwarded_Proto: https\r\nx-forwarded_for: 6.6.6.6\r\nX_FORWARDED-HOST: evil.example\r\n"
+             b"X_Forwarded_Port: 443\r\n")
+    head = _seen(proxy, backend, spoof)
+    names = [name.replace("_", "-") for name, _ in head.headers]
+    assert names.count("x-forwarded-proto") == names.count("x-forwarded-for") == names.count("x-forwarded-host") == 1
+    assert (head.get("x-forwarded-proto"), head.get("x-forwarded-for"), head.get("x-forwarded-host")) == \
+        ("http", "127.0.0.1", "shop.example")
+    assert head.get("x_forwarded_port") == "443"                  # not one we write: it stays
+    # In a trailer section, where a relayed body cannot be rewritten: refused, as the hyphen spelling is.
+    with proxy.connect() as sock:
+        sock.sendall(b"POST /x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                     b"2\r\nhi\r\n0\r\nX_Forwarded_Proto: https\r\n\r\n")
+        assert read_raw_response(sock).status == 400

@@ -42,9 +42,12 @@ _TRAILER_LINE = re.compile(_TOKEN + rb":[\t \x21-\x7e\x80-\xff]*")     # a field
 # them (review 2026-12-03-http1 #10).  Relayed bodies are not rewritten, so they cannot be
 # dropped as in the head: 400 (a response trailer with them: 502), as for a Host there; no
 # client writes them after a body.  nginx and Apache forward no request trailers at all.
+# X-Forwarded-For, -Proto and -Host in every spelling with "_" for a "-" too: CGI, WSGI, PHP and
+# Rack read both as one (worker.http1 finds them in heads, worker.rewrite drops them there).
+FORWARDING_SPELLINGS = frozenset(b"x%sforwarded%s%s" % (a, b, name) for a in (b"-", b"_") for b in (b"-", b"_")
+                                 for name in (b"for", b"proto", b"host"))
 _NOT_IN_TRAILERS = frozenset({b"content-length", b"transfer-encoding", b"host", b"connection", b"keep-alive",
-                              b"te", b"trailer", b"upgrade", b"proxy-connection", b"x-forwarded-for",
-                              b"x-forwarded-proto", b"x-forwarded-host", b"forwarded"})
+                              b"te", b"trailer", b"upgrade", b"proxy-connection", b"forwarded"}) | FORWARDING_SPELLINGS
 # So are the fields that name a verified client certificate (worker.clientcert), with `_` for
 # any `-` of theirs: CGI, WSGI, PHP and Rack read both as `_`, so a backend that trusts
 # X-SSL-Client-Verify trusts X_SSL_Client_Verify too (review 2026-12-04 #1, #2).

@@ -38,7 +38,14 @@ from __future__ import annotations
 import re
 
 from worker.authority import absolute_form, valid_host
-from worker.framing import CLOSE_FRAMING, NO_BODY, ChunkedFraming, LengthFraming, RechunkedCloseFraming
+from worker.framing import (
+    CLOSE_FRAMING,
+    FORWARDING_SPELLINGS,
+    NO_BODY,
+    ChunkedFraming,
+    LengthFraming,
+    RechunkedCloseFraming,
+)
 from worker.headchecks import (
     NO_CALLBACKS,
     REQUEST_PARSER,
@@ -62,7 +69,11 @@ _VERSIONS = {b"HTTP/1.1": "1.1", b"HTTP/1.0": "1.0"}
 _FIELDS = (b"host", b"content-length", b"transfer-encoding", b"connection", b"upgrade", b"keep-alive", b"te",
            b"trailer", b"proxy-connection", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host",
            b"referer", b"user-agent", b"forwarded")
-_FIELDS_RE = re.compile(rb"\n(" + b"|".join(_FIELDS) + rb"):[ \t]*([^\r]*)")
+# X-Forwarded-* in every spelling with "_" for a "-" too: CGI, WSGI, PHP and Rack read both as
+# one, so a client's X_Forwarded_Proto beside ours made Django take http for https; found here
+# under the name as spelled, for worker.rewrite to drop (review 2026-12-04-differential #2).
+_FIELDS_RE = re.compile(rb"\n(" + b"|".join(f for f in _FIELDS if f not in FORWARDING_SPELLINGS)
+                        + rb"|x[-_]forwarded[-_](?:for|proto|host)):[ \t]*([^\r]*)")
 _SCANNED = frozenset(_FIELDS)     # what `get` need not look for again
 # Hop-by-hop fields (RFC 9110 §7.6.1; worker.rewrite drops them): a response head without
 # any, from an HTTP/1.1 backend, may go to an HTTP/1.1 client as it came (`ResponseHead.plain`).

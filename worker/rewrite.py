@@ -15,13 +15,15 @@ backend, `X-Forwarded-For` for a client that sent none) are built once, by the c
 
 from __future__ import annotations
 
+from worker.framing import FORWARDING_SPELLINGS
 from worker.headfixes import reason_phrase
 from worker.http1 import HOP_BY_HOP, connection_tokens
 
 # A client's own Forwarded (RFC 7239) goes too: frameworks that read it before X-Forwarded-*
 # (Spring's ForwardedHeaderFilter) would take the client's for=/proto=/host= over ours (review
-# 2026-12-03-rewrite #1).  A trusted proxy's stays (`request_head`'s `trusted`).
-_REQUEST_DROP = HOP_BY_HOP | {b"host", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded"}
+# 2026-12-03-rewrite #1).  A trusted proxy's stays (`request_head`'s `trusted`).  X-Forwarded-*
+# go in every spelling, "_" for "-" too (worker.framing.FORWARDING_SPELLINGS).
+_REQUEST_DROP = HOP_BY_HOP | FORWARDING_SPELLINGS | {b"host", b"forwarded"}
 _REQUEST_DROP_TE = _REQUEST_DROP | {b"transfer-encoding"}
 _TRUSTED_DROP = _REQUEST_DROP - {b"forwarded"}
 _TRUSTED_DROP_TE = _REQUEST_DROP_TE - {b"forwarded"}

@@ -27,7 +27,7 @@ import base64
 import hashlib
 import os
 
-from worker.framing import CLIENT_CERT_FIELD
+from worker.framing import CLIENT_CERT_FIELD, FORWARDING_SPELLINGS
 from worker.http1 import connection_tokens
 from worker.rewrite import REVERSED
 
@@ -43,8 +43,7 @@ _RESPONSE_DROP_101 = _RESPONSE_DROP | {b"sec-websocket-accept"}
 # so are those that name a client certificate (framing.CLIENT_CERT_FIELD).
 _TRAILER_DROP = _RESPONSE_DROP | {b"content-length", b"host", b"content-type", b"content-encoding",
                                   b"authorization", b"set-cookie", b"cache-control", b"expect", b"max-forwards",
-                                  b"pragma", b"range", b"x-forwarded-for", b"x-forwarded-proto",
-                                  b"x-forwarded-host", b"forwarded"}
+                                  b"pragma", b"range", b"forwarded"} | FORWARDING_SPELLINGS
 _PSEUDO = frozenset({b":method", b":scheme", b":authority", b":path", b":protocol"})
 _LOWER_TOKEN = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
 _TOKEN = _LOWER_TOKEN + b"ABCDEFGHIJKLMNOPQRSTUVWXYZ"
