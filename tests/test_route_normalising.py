@@ -23,6 +23,7 @@ def backend():
 def proxy(tmp_path_factory, backend):
     routes = [{"path": "/login", "to": backend.url + "/L/login", "per_client": {"requests": {"rate": "1/m", "burst": 2}}},
               {"path": "/%7Euser/", "to": backend.url + "/home/"},
+              {"path": "/admin/", "to": backend.url + "/A/"},
               {"match": "^/re/(.*)$", "to": backend.url + "/R/$1"},
               {"path": "/", "to": backend.url + "/"}]
     with running_proxy(tmp_path_factory.mktemp("norm"), routes, workers=1,
@@ -51,3 +52,14 @@ def test_unreserved_escapes_and_slash_runs_meet_their_route(proxy, backend):
 def test_a_routes_limit_holds_whatever_the_spelling(proxy, backend):
     got = [_get(proxy, backend, t) for t in (b"/%6cogin", b"//login/", b"/%6C%6F%67%69%6E?a=1")]
     assert got == [(200, "/L/login"), (200, "/L/login/"), (429, None)]
+
+
+def test_an_encoded_slash_meets_the_route_of_the_slash(proxy, backend):
+    """"/admin%2Fusers" is /admin/users to a WSGI, Rack or Go backend: it missed the /admin/ route
+    (and whatever that route guards) and reached "/", whose backend served it as /admin/users
+    (review 2026-12-04-differential #1).  nginx matches its location on the decoded path."""
+    assert _get(proxy, backend, b"/admin%2Fusers") == (200, "/A/users")
+    assert _get(proxy, backend, b"/admin%2fusers?a=%2F") == (200, "/A/users?a=%2F")
+    # Within one route the target still goes on byte for byte.
+    assert _get(proxy, backend, b"/admin/a%2Fb") == (200, "/A/a%2Fb")
+    assert _get(proxy, backend, b"/files/a%2Fb") == (200, "/files/a%2Fb")

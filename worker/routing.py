@@ -185,8 +185,11 @@ def refused_target(target: bytes) -> str | None:
 
 
 # RFC 3986 §6.2.2.2: "%6C" is "l" (ALPHA, DIGIT and "-._~" are unreserved: their escapes are
-# never needed, and mean the character itself to every server).
-_UNRESERVED_ESCAPE = re.compile(rb"%(?:[46][1-9a-f]|[57][0-9a]|3[0-9]|2[de]|5f|7e)", re.IGNORECASE)
+# never needed, and mean the character itself to every server).  And "%2F", "/": reserved, but
+# every WSGI, Rack or Go server decodes it into the path it routes ("/admin%2Fusers" is its
+# /admin/users), so it counts as "/" when a route is chosen, as nginx matches locations (Apache
+# answers 404, AllowEncodedSlashes Off): review 2026-12-04-differential #1.
+_ROUTING_ESCAPE = re.compile(rb"%(?:[46][1-9a-f]|[57][0-9a]|3[0-9]|2[def]|5f|7e)", re.IGNORECASE)
 _SLASHES = re.compile(rb"//+")
 
 
@@ -207,11 +210,12 @@ def routed_target(target: bytes) -> bytes | str:
 
 
 def normal_path(target: bytes) -> bytes:
-    """`target` with its path (not its query) as nginx and Apache match locations: escapes of
-    unreserved characters decoded, runs of "/" merged (merge_slashes, MergeSlashes)."""
+    """`target` with its path (not its query) as nginx matches locations: escapes of unreserved
+    characters and of "/" decoded (_ROUTING_ESCAPE), runs of "/" merged (merge_slashes,
+    Apache's MergeSlashes)."""
     path, sep, query = target.partition(b"?")
     if path.find(b"%") >= 0:
-        path = _UNRESERVED_ESCAPE.sub(_unescaped, path)
+        path = _ROUTING_ESCAPE.sub(_unescaped, path)
     if path.find(b"//") >= 0:
         path = _SLASHES.sub(b"/", path)
     return path + sep + query
