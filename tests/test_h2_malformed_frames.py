@@ -8,21 +8,11 @@ client machine would not send these frames, nor accept a reset of a stream it ne
 
 from __future__ import annotations
 
-import socket
 import time
 
-import hpack
 import pytest
-from hyperframe.frame import (
-    DataFrame,
-    Frame,
-    GoAwayFrame,
-    HeadersFrame,
-    PriorityFrame,
-    RstStreamFrame,
-    SettingsFrame,
-    WindowUpdateFrame,
-)
+from h2raw import RawClient
+from hyperframe.frame import DataFrame, PriorityFrame
 from proxyproc import Proxy
 from rawbackend import RawBackend, respond
 
@@ -38,75 +28,6 @@ def _app(conn) -> None:
         if head.target.startswith("/slow"):
             time.sleep(1.0)
         conn.send(respond(200, head.target.encode()))
-
-
-class RawClient:
-    """Frames out as built; frames in filed by stream: the status of each response, the
-    error code of each RST_STREAM, and a GOAWAY if one came."""
-
-    def __init__(self, port: int):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-        self.encoder, self.decoder = hpack.Encoder(), hpack.Decoder()
-        self.statuses: dict[int, int] = {}
-        self.resets: dict[int, int] = {}
-        self.goaway: int | None = None
-        self.closed = False
-        self.buf = b""
-        self.sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + SettingsFrame(0).serialize())
-
-    def send(self, frame) -> None:
-        self.sock.sendall(frame.serialize())
-
-    def headers(self, sid: int, fields, end_stream: bool = True, depends_on: int | None = None) -> None:
-        frame = HeadersFrame(sid, self.encoder.encode(fields))
-        frame.flags.add("END_HEADERS")
-        if end_stream:
-            frame.flags.add("END_STREAM")
-        if depends_on is not None:
-            frame.flags.add("PRIORITY")
-            frame.depends_on, frame.stream_weight = depends_on, 15
-        self.send(frame)
-
-    def get(self, sid: int, path: str, **kwargs) -> None:
-        self.headers(sid, [(":method", "GET"), (":scheme", "http"), (":authority", "proxy.test"), (":path", path)],
-                     **kwargs)
-
-    def wait(self, predicate, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            assert not self.closed and time.monotonic() < deadline, \
-                f"statuses {self.statuses}, resets {self.resets}, GOAWAY {self.goaway}, closed {self.closed}"
-            self.sock.settimeout(max(deadline - time.monotonic(), 0.01))
-            try:
-                data = self.sock.recv(65536)
-            except TimeoutError:
-                continue
-            except OSError:
-                data = b""
-            if not data:
-                self.closed = True
-                continue
-            self.buf += data
-            self._frames()
-
-    def _frames(self) -> None:
-        while len(self.buf) >= 9:
-            frame, length = Frame.parse_frame_header(memoryview(self.buf[:9]))
-            if len(self.buf) < 9 + length:
-                return
-            frame.parse_body(memoryview(self.buf[9:9 + length]))
-            self.buf = self.buf[9 + length:]
-            if isinstance(frame, SettingsFrame) and "ACK" not in frame.flags:
-                self.send(SettingsFrame(0, flags=["ACK"]))
-            elif isinstance(frame, HeadersFrame):
-                fields = dict(self.decoder.decode(frame.data, raw=True))
-                self.statuses[frame.stream_id] = int(fields[b":status"])
-            elif isinstance(frame, DataFrame) and frame.flow_controlled_length:
-                self.send(WindowUpdateFrame(0, window_increment=frame.flow_controlled_length))
-            elif isinstance(frame, RstStreamFrame):
-                self.resets[frame.stream_id] = frame.error_code
-            elif isinstance(frame, GoAwayFrame):
-                self.goaway = frame.error_code
 
 
 @pytest.fixture(scope="module")

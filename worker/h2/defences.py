@@ -20,7 +20,7 @@ frames (2024: a header block that never ends is buffered without bound).  The bo
   DATA on a closed stream (h2 answers each with RST_STREAM), beyond what a client may have had
   in flight when we reset it (STREAM_WINDOW bytes, for the last RESETS_REMEMBERED streams).
 - WINDOW_UPDATE frames, on any stream, spend from a third (UPDATE_BURST, UPDATE_RATE),
-  which every DATA frame we send also refills (UPDATE_CREDIT: a client acknowledges what
+  which every DATA frame of UPDATE_EARNING bytes or more we send also refills (UPDATE_CREDIT: a client acknowledges what
   it reads, Go's once per 4 KiB per stream and per connection), up to UPDATE_CEILING:
   a client that downloads may update as often as it reads, one that does not may not.
   (Sozu's h2_max_window_update_stream0_per_window, HAProxy's glitches, likewise.)
@@ -54,6 +54,10 @@ UPDATE_BURST = 500         # WINDOW_UPDATE frames at once
 UPDATE_RATE = 100.0        # ... and per second after that
 UPDATE_CREDIT = 2          # ... and per DATA frame we send, plus one per 2 KiB of it
 UPDATE_CEILING = 4096      # ... at most, however much was sent without updates
+# ... for DATA of 1 KiB or more at once: a client that opened the window a byte at a time was
+# answered with 1-byte frames, each of which paid for two more of its updates, and held 40 % of
+# a core for ever (review 2026-12-04-h2-bounds #2).  Clients acknowledge per half window.
+UPDATE_EARNING = 1024
 READ_PER_TURN = 64 * 1024  # bytes of one connection parsed per loop turn (the others' turn next)
 OUT_HIGH = 256 * 1024      # unsent bytes to the client past which we stop reading it
 MAX_HEADER_LIST = 64 * 1024   # SETTINGS_MAX_HEADER_LIST_SIZE (nginx: 4 x 8 KiB buffers)
