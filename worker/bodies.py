@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import os
 import ssl
+from functools import partial
 
+from conf.readahead import buffered
 from tunnel import pipes, tunnel
 from tunnel.buffer import SHARED_BUFFER, SHARED_BUFFER_SIZE, SHARED_VIEW
-from tunnel.endpoint import WOULD_BLOCK
+from tunnel.endpoint import EPOLLIN, WOULD_BLOCK
 from worker.framing import BadFraming
 from worker.response import send_to_client
 
@@ -105,7 +107,15 @@ def _spliceable(source, sink, framing) -> int:
 
 
 # == the response body, backend -> client ===================================================
-def relay_response(ex) -> None:
+def relay_response(ex) -> bool:
+    """One read of the response body, relayed; False when it waits for the next loop turn: an
+    HTTP/2 client's connection has framed its share of this one (worker.h2.connection
+    FRAMED_PER_TURN), and epoll reports the backend again (what a TLS backend holds decrypted
+    epoll does not see: that read is asked for in the next turn)."""
+    if ex.client.http2 and ex.client.conn.turn_spent():
+        if ex.conn.tls and buffered(ex.conn.sock):
+            ex.loop.call_soon(partial(ex.on_backend_event, EPOLLIN))
+        return False
     conn, client_ep, framing = ex.conn, ex.client.ep, ex.resp_framing
     count = _spliceable(conn, client_ep, framing)
     n = 0
@@ -114,7 +124,7 @@ def relay_response(ex) -> None:
             n = _splice_in(conn.fd, count)
         except OSError as exc:
             _response_cut(ex, f"backend reset the connection: {exc.strerror or exc}")
-            return
+            return True
     if n:
         ex.client.deadline = ex.loop.now + ex.route.timeout
         stop = framing.feed(None, 0, n)
@@ -126,7 +136,7 @@ def relay_response(ex) -> None:
                 _splice_out(client_ep, n)
         except OSError:
             ex.client.close()
-            return
+            return True
         if stop >= 0 and conn.holds_more():
             # The body ended exactly where the splice did: bytes after it were not read (the
             # buffer path reads one past the end to see them, framing.LengthFraming.wanted).
@@ -134,11 +144,12 @@ def relay_response(ex) -> None:
     else:
         stop = _read_response(ex, conn, framing)
         if stop == -2:
-            return
+            return True
     if stop >= 0:
         ex.response_read()
     else:
         ex.update_interest()
+    return True
 
 
 def _read_response(ex, conn, framing) -> int:

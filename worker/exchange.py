@@ -199,8 +199,8 @@ class Exchange:
             while True:
                 if self.phase is WAITING:
                     response.read_head(self)
-                else:
-                    bodies.relay_response(self)
+                elif not bodies.relay_response(self):
+                    break           # the next turn's (an HTTP/2 connection's share is framed)
                 # TLS: what the SSL object holds (decrypted, or read ahead) epoll will not report.
                 if not (conn.tls and self.conn is conn and self.phase in _BACKEND_READS and conn.mask & EPOLLIN
                         and buffered(conn.sock)):

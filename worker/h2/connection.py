@@ -49,6 +49,12 @@ from worker.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT
 _READABLE = EPOLLIN | EPOLLHUP | EPOLLERR
 IDLE_GOAWAY_QUIET = 0.5      # seconds of quiet an idle connection lingers after our GOAWAY
 WRITE_HIGH = 256 * 1024      # framed bytes that are written at once rather than at the iteration's end
+# Response bytes one connection frames in one loop turn before its streams' backends wait for the
+# next turn (level-triggered: epoll reports them again).  Unbounded, one connection of 95 fast
+# downloads framed ~24 MiB a turn, and the worker's other clients waited 0.14-0.72 s a request
+# (review 2026-12-04-h2-bounds #1; nginx's own: 16-59 ms).  What the client sends is bounded the
+# same way (defences.READ_PER_TURN).
+FRAMED_PER_TURN = 512 * 1024
 
 
 class H2Connection(ClientFrames):
@@ -74,6 +80,8 @@ class H2Connection(ClientFrames):
         self.max_streams = worker.limits.http2_streams
         self.congested = False                 # the socket has bytes kept: streams frame nothing
         self.framed = 0                        # bytes framed since the last write
+        self.turn_at = 0.0                     # the loop turn (its `now`) `turn_framed` counts in
+        self.turn_framed = 0
         self.write_due = False
         self.acks: dict[int, int] = {}         # stream id -> body bytes consumed, told to h2 in `write`
         self.data_read = 0                     # DATA bytes read, the connection's window opened in `write`
@@ -236,11 +244,19 @@ class H2Connection(ClientFrames):
                 last = pos + step >= size
                 machine.send_data(stream_id, data[pos:pos + step if not last else size], end_stream=end and last)
         self.framed += size
+        if self.turn_at == self.loop.now:
+            self.turn_framed += size
+        else:
+            self.turn_at, self.turn_framed = self.loop.now, size
         if self.framed >= WRITE_HIGH:
             self.write()
         else:
             self.schedule_write()
         return size
+
+    def turn_spent(self) -> bool:
+        """This connection has framed its share of the loop turn (FRAMED_PER_TURN)."""
+        return self.turn_framed >= FRAMED_PER_TURN and self.turn_at == self.loop.now
 
     def block(self, stream: H2Stream) -> None:
         if not stream.blocked:
