@@ -33,6 +33,10 @@ SPLICE_MIN = 16 * 1024     # shorter remainders go through the buffer: two sysca
 # clients 198-338 ms a request (review 2026-12-04-backends #2).  Content-Length and
 # close-delimited bodies have nothing to scan: their reads stay whole.
 SCAN_PER_READ = 16 * 1024
+# One read of a response for an HTTP/2 stream: what it keeps when the client's windows or socket
+# hold it back, so 100 streams of a connection kept up to 25 MiB with 256 KiB reads, about nginx's
+# 5 MiB with these (review 2026-12-04-h2-bounds #4).  Its DATA frames are 16 KiB: four a read.
+H2_READ = 64 * 1024
 _PIPE = pipes.SHARED_PIPE
 _FLAGS = pipes.SPLICE_FLAGS
 
@@ -155,6 +159,8 @@ def relay_response(ex) -> bool:
 def _read_response(ex, conn, framing) -> int:
     """The buffer path: -1 (more to come), the end offset (the body ended), -2 (handled)."""
     wanted = _read_size(framing)
+    if wanted > H2_READ and ex.client.http2:
+        wanted = H2_READ
     try:
         n = conn.sock.recv_into(SHARED_VIEW, wanted)
     except WOULD_BLOCK:

@@ -25,8 +25,9 @@ process's HTTP/2 connection, which stays until its streams end or `graceful_time
 from __future__ import annotations
 
 from conf.readahead import buffered
-from tunnel.buffer import SHARED_BUFFER_SIZE, SHARED_VIEW
+from tunnel.buffer import SHARED_VIEW
 from tunnel.endpoint import CLEAN_EOF, WOULD_BLOCK
+from worker.bodies import H2_READ
 from worker.h2.fields import response_fields, websocket_accept
 from worker.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT
 from worker.phases import TUNNEL
@@ -147,7 +148,7 @@ class StreamTunnel:
 
     def _read(self) -> None:
         try:
-            n = self.backend.sock.recv_into(SHARED_VIEW, SHARED_BUFFER_SIZE)
+            n = self.backend.sock.recv_into(SHARED_VIEW, H2_READ)     # what the stream may keep (bodies.H2_READ)
         except WOULD_BLOCK:
             return
         except CLEAN_EOF:
