@@ -1,4 +1,4 @@
-"""One HTTP/2 connection frames at most its share of a loop turn (worker.h2.connection
+"""One HTTP/2 connection frames at most its share of a loop turn (worker.h2.outflow
 FRAMED_PER_TURN); its other streams' backends are read in the next turns (review
 2026-12-04-h2-bounds #1: 95 downloads on one connection framed ~24 MiB a turn, and the worker's
 other clients waited 0.14-0.72 s a request).  What this checks is that a deferred read is never

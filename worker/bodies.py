@@ -113,7 +113,7 @@ def _spliceable(source, sink, framing) -> int:
 # == the response body, backend -> client ===================================================
 def relay_response(ex) -> bool:
     """One read of the response body, relayed; False when it waits for the next loop turn: an
-    HTTP/2 client's connection has framed its share of this one (worker.h2.connection
+    HTTP/2 client's connection has framed its share of this one (worker.h2.outflow
     FRAMED_PER_TURN), and epoll reports the backend again (what a TLS backend holds decrypted
     epoll does not see: that read is asked for in the next turn)."""
     if ex.client.http2 and ex.client.conn.turn_spent():
