@@ -4,6 +4,7 @@ filed by stream."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 
@@ -17,6 +18,23 @@ from hyperframe.frame import (
     SettingsFrame,
     WindowUpdateFrame,
 )
+from proxyproc import Proxy
+from rawbackend import RawBackend
+
+
+@contextlib.contextmanager
+def h2c_proxy(directory, handler):
+    """(proxy, backend): a proxy of one worker with an h2c listener, in front of a RawBackend
+    that runs `handler` for each connection; both stopped at the end."""
+    backend = RawBackend(handler)
+    proxy = Proxy(directory, [{"path": "/", "to": backend.url + "/"}], workers=1)
+    proxy.config["listen"] = [{"address": f"127.0.0.1:{proxy.port}", "http2": "h2c"}]
+    try:
+        proxy.start()
+        yield proxy, backend
+    finally:
+        proxy.stop()
+        backend.close()
 
 
 class RawClient:

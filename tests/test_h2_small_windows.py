@@ -11,10 +11,9 @@ from __future__ import annotations
 import time
 
 import pytest
-from h2raw import RawClient
+from h2raw import RawClient, h2c_proxy
 from hyperframe.frame import WindowUpdateFrame
-from proxyproc import Proxy
-from rawbackend import RawBackend, respond
+from rawbackend import respond
 
 ENHANCE_YOUR_CALM = 0xB
 BODY = 4 << 20
@@ -28,13 +27,8 @@ def _big(conn) -> None:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    backend = RawBackend(_big)
-    proxy = Proxy(tmp_path_factory.mktemp("h2windows"), [{"path": "/", "to": backend.url + "/"}], workers=1)
-    proxy.config["listen"] = [{"address": f"127.0.0.1:{proxy.port}", "http2": "h2c"}]
-    proxy.start()
-    yield proxy, backend
-    proxy.stop()
-    backend.close()
+    with h2c_proxy(tmp_path_factory.mktemp("h2windows"), _big) as env:
+        yield env
 
 
 @pytest.mark.timeout(60)

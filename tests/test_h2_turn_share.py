@@ -16,7 +16,7 @@ from h2client import H2Client
 from proxyproc import Proxy
 from rawbackend import RawBackend, respond
 from support import cert_files
-from test_pool_isolation import TlsServer
+from test_pool_isolation import TlsServer, _read_head
 
 SIZE = 3 * 1024 * 1024
 STREAMS = 12
@@ -29,14 +29,7 @@ def _body(target: bytes) -> bytes:
 
 class TlsBulk(TlsServer):
     def serve(self, conn, index):
-        buf = b""
-        while True:
-            while b"\r\n\r\n" not in buf:
-                chunk = conn.recv(65536)
-                if not chunk:
-                    return
-                buf += chunk
-            head, _, buf = buf.partition(b"\r\n\r\n")
+        while head := _read_head(conn):
             conn.sendall(respond(200, _body(head.split(b" ")[1])))
 
 
