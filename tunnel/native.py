@@ -28,9 +28,14 @@ def hand_to_relay(tunnel: Tunnel) -> None:
     client, backend = tunnel.client, tunnel.backend
     client.unregister()
     backend.unregister()
-    tunnel.relay = relay = _relay_of(tunnel.loop)
-    tunnel.slot = relay.add(tunnel, client.fd, backend.fd, tunnel.client_eof, tunnel.backend_eof,
-                            client.out or b"", backend.out or b"")
+    relay = _relay_of(tunnel.loop)
+    try:
+        tunnel.slot = relay.add(tunnel, client.fd, backend.fd, tunnel.client_eof, tunnel.backend_eof,
+                                client.out or b"", backend.out or b"")
+    except OSError:         # epoll refused a descriptor (its watch limit): the Python path relays it
+        tunnel._update_interest()
+        return
+    tunnel.relay = relay
     client.out = backend.out = None
     tunnel.__class__ = NativeTunnel
 
