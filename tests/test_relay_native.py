@@ -54,7 +54,7 @@ class Rig:
         self.backend_end, self.backend = _pair()
         self.key = object()
         self.slot = self.relay.add(self.key, self.client_end.fileno(), self.backend_end.fileno(), False, False,
-                                   to_client, to_backend)
+                                   to_client, to_backend, time.monotonic())
         self.ended: list = []
 
     def pump(self, until, timeout: float = 5.0) -> None:
@@ -182,9 +182,70 @@ def test_a_reset_ends_it_with_the_reason_and_the_slot_is_reused():
             rig.relay.counts(slot)
         other_end, other = _pair()
         try:
-            assert rig.relay.add(object(), other_end.fileno(), rig.client_end.fileno(), False, False, b"", b"") == slot
+            assert rig.relay.add(object(), other_end.fileno(), rig.client_end.fileno(), False, False, b"", b"",
+                                 time.monotonic()) == slot
         finally:
             other_end.close()
             other.close()
     finally:
         rig.close()
+
+
+@pytest.mark.timeout(30)
+def test_a_tunnel_keeps_its_idle_clock_when_it_comes_to_the_relay():
+    """A tunnel handed over from another process (or back from a hand-over that failed) had
+    been idle a while: its clock goes on from its last traffic, not from now (review
+    2026-12-04-relay #2: a tunnel reloaded more often than its timeout never timed out)."""
+    relay = _relay.Relay()
+    ours, peer = socket.socketpair()
+    other_ours, other_peer = socket.socketpair()
+    try:
+        idle_since = time.monotonic() - 2.5
+        slot = relay.add(object(), ours.fileno(), other_ours.fileno(), False, False, b"", b"", idle_since)
+        assert relay.last_active(slot) == idle_since
+        relay.remove(slot)
+    finally:
+        for sock in (ours, peer, other_ours, other_peer):
+            sock.close()
+
+
+@pytest.mark.timeout(30)
+def test_python_run_while_a_tunnel_is_removed_may_add_tunnels():
+    """Removing a tunnel releases its key, whose release may run Python (a __del__) that adds
+    tunnels and grows the relay's table: the removal must hold no pointer into the table by
+    then (review 2026-12-04-relay #1: valgrind saw reads of freed memory)."""
+    relay = _relay.Relay()
+    made: list = []
+
+    class Key:
+        def __del__(self):
+            for _ in range(130):          # past the table's first 64 slots: it is reallocated
+                client_end, client = socket.socketpair()
+                backend_end, backend = socket.socketpair()
+                made.append((client_end, client, backend_end, backend))
+                relay.add(object(), client_end.fileno(), backend_end.fileno(), False, False, b"", b"",
+                          time.monotonic())
+
+    ours, peer = socket.socketpair()
+    other_ours, other_peer = socket.socketpair()
+    try:
+        slot = relay.add(Key(), ours.fileno(), other_ours.fileno(), False, False, b"left for the client",
+                         b"left for the backend", time.monotonic())
+        state = relay.remove(slot)
+        assert state[:2] == (b"left for the client", b"left for the backend")
+        assert len(made) == 130
+        # A tunnel added meanwhile relays.
+        client_end, client, backend_end, backend = made[-1]
+        client.sendall(b"ping")
+        backend.setblocking(False)
+        got = bytearray()
+        deadline = time.monotonic() + 5
+        while len(got) < 4 and time.monotonic() < deadline:
+            select.select([relay.fileno()], [], [], 0.05)
+            relay.pump()
+            got += _nowait(backend)
+        assert bytes(got) == b"ping"
+    finally:
+        for socks in made + [(ours, peer, other_ours, other_peer)]:
+            for sock in socks:
+                sock.close()

@@ -31,6 +31,7 @@ comes due (the idle timeout is swept, not pushed per message). */
 #define BUF_SIZE (64 * 1024)
 #define PIPE_SIZE (256 * 1024)
 #define MAX_EVENTS 256
+#define READS_PER_EVENT 4   /* copied reads of one event at most (256 KiB, tunnel.py's one read) */
 
 typedef struct {
     int fd;
@@ -58,8 +59,10 @@ typedef struct {
     int nfree;
     int pipe_r, pipe_w, pipe_size;
     int splicing;
+    int pumping;        /* inside pump()'s event loop: the ends it records are reported */
     double now;
-    PyObject *ended;    /* list of (key, reason) collected during a pump */
+    int *ended_slots;   /* the slots that ended during a pump, reported once its events are done */
+    int nended;
     char buf[BUF_SIZE];
 } Relay;
 
@@ -81,14 +84,11 @@ static void end_link(Relay *self, int slot, const char *why, int err) {
             link->side[s].events = -1;
         }
     }
-    if (self->ended == NULL)
-        return;             /* in add(): it raises instead */
-    PyObject *item = err ? PyUnicode_FromFormat("%s: %s", why, strerror(err)) : PyUnicode_FromString(why);
-    if (item != NULL)
-        Py_SETREF(item, PyTuple_Pack(2, link->key, item));
-    if (item == NULL || PyList_Append(self->ended, item) < 0)
-        PyErr_Clear();      /* out of memory: the deadline sweep closes it (last_active says idle) */
-    Py_XDECREF(item);
+    /* Reported when the pump's events are done (no Python runs while a Link pointer is held:
+       a collection's __del__ could add a tunnel and move the array).  `cap` entries: a slot
+       ends once per pump at most. */
+    if (self->pumping)
+        self->ended_slots[self->nended++] = slot;
 }
 
 /* The interest of both sides from the state: EPOLLIN while a side's direction is open and the
@@ -124,16 +124,17 @@ static int keep(Side *sink, const char *data, Py_ssize_t len) {
     return 0;
 }
 
-static void open_pipe(Relay *self) {
+/* 0, or -1 when no pipe can be had now (out of descriptors): this read is copied, and the next
+   full one tries again, as tunnel.tunnel does. */
+static int open_pipe(Relay *self) {
     int fds[2];
-    if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0) {
-        self->splicing = 0;
-        return;
-    }
+    if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0)
+        return -1;
     self->pipe_r = fds[0];
     self->pipe_w = fds[1];
     int size = fcntl(fds[1], F_SETPIPE_SZ, PIPE_SIZE);
     self->pipe_size = size > 0 ? size : fcntl(fds[1], F_GETPIPE_SZ);
+    return 0;
 }
 
 static void discard_pipe(Relay *self) {
@@ -144,70 +145,66 @@ static void discard_pipe(Relay *self) {
     self->pipe_r = self->pipe_w = -1;
 }
 
-/* After a read that filled the buffer (and went out whole): the rest of what waits, through the
-   pipe.  0: go on (the source is drained, or the sink took part: `out` holds the rest); -1: ended. */
+/* After a read that filled the buffer (and went out whole): one pipe's worth more through the
+   pipe, as tunnel.tunnel moves one per event; what is left waits for the next event (epoll is
+   level-triggered), so one fast tunnel holds the loop no longer than a Python one did.  1: copy
+   this one instead (no pipe, splice refused, EOF or the urgent mark: recv tells them apart);
+   0: done for this event (`out` may hold what the sink did not take); -1: ended. */
 static int splice_rest(Relay *self, int slot, int s) {
     Link *link = &self->links[slot];
     Side *source = &link->side[s], *sink = &link->side[1 - s];
-    if (!self->splicing)
-        return 1;       /* copy on */
-    if (self->pipe_r < 0) {
-        open_pipe(self);
-        if (!self->splicing)
+    if (!self->splicing || (self->pipe_r < 0 && open_pipe(self) < 0))
+        return 1;
+    ssize_t n = splice(source->fd, NULL, self->pipe_w, NULL, self->pipe_size, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (n < 0) {
+        if (errno == EAGAIN)
+            return 0;
+        if (errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP) {
+            self->splicing = 0;     /* this kernel or sandbox cannot splice sockets */
             return 1;
+        }
+        end_link(self, slot, "recv failed", errno);
+        return -1;
     }
-    for (;;) {
-        ssize_t n = splice(source->fd, NULL, self->pipe_w, NULL, self->pipe_size, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-        if (n < 0) {
-            if (errno == EAGAIN)
-                return 0;
-            if (errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP) {
-                self->splicing = 0;
-                return 1;
-            }
-            end_link(self, slot, "recv failed", errno);
+    if (n == 0)
+        return 1;
+    link->bytes[s] += n;
+    ssize_t sent = splice(self->pipe_r, NULL, sink->fd, NULL, n, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (sent < 0) {
+        if (errno != EAGAIN) {
+            discard_pipe(self);
+            end_link(self, slot, "send failed", errno);
             return -1;
         }
-        if (n == 0)
-            return 1;   /* EOF or the urgent mark: recv tells them apart */
-        link->bytes[s] += n;
-        ssize_t sent = splice(self->pipe_r, NULL, sink->fd, NULL, n, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-        if (sent < 0) {
-            if (errno != EAGAIN) {
-                discard_pipe(self);
-                end_link(self, slot, "send failed", errno);
-                return -1;
-            }
-            sent = 0;
-        }
-        if (sent < n) {     /* the pipe must be left empty: the rest is the sink's leftover */
-            Py_ssize_t rest = n - sent, got = 0;
-            sink->out = malloc(rest);
-            if (sink->out == NULL) {
-                discard_pipe(self);
-                end_link(self, slot, "out of memory", 0);
-                return -1;
-            }
-            while (got < rest) {
-                ssize_t r = read(self->pipe_r, sink->out + got, rest - got);
-                if (r <= 0) {
-                    discard_pipe(self);
-                    end_link(self, slot, "pipe failed", r < 0 ? errno : 0);
-                    return -1;
-                }
-                got += r;
-            }
-            sink->out_len = rest;
-            sink->out_off = 0;
-            return 0;
-        }
+        sent = 0;
     }
+    if (sent < n) {     /* the pipe must be left empty: the rest is the sink's leftover */
+        Py_ssize_t rest = n - sent, got = 0;
+        sink->out = malloc(rest);
+        if (sink->out == NULL) {
+            discard_pipe(self);
+            end_link(self, slot, "out of memory", 0);
+            return -1;
+        }
+        while (got < rest) {
+            ssize_t r = read(self->pipe_r, sink->out + got, rest - got);
+            if (r <= 0) {
+                discard_pipe(self);
+                end_link(self, slot, "pipe failed", r < 0 ? errno : 0);
+                return -1;
+            }
+            got += r;
+        }
+        sink->out_len = rest;
+        sink->out_off = 0;
+    }
+    return 0;
 }
 
 static void copy(Relay *self, int slot, int s) {
     Link *link = &self->links[slot];
     Side *source = &link->side[s], *sink = &link->side[1 - s];
-    for (;;) {
+    for (int reads = 0; reads < READS_PER_EVENT; reads++) {
         ssize_t n = recv(source->fd, self->buf, BUF_SIZE, 0);
         if (n < 0) {
             if (errno == EAGAIN || errno == EINTR)
@@ -332,29 +329,34 @@ static PyObject *Relay_fileno(Relay *self, PyObject *unused) {
     return PyLong_FromLong(self->epfd);
 }
 
-/* add(key, client_fd, backend_fd, client_eof, backend_eof, to_client, to_backend) -> slot */
+/* add(key, client_fd, backend_fd, client_eof, backend_eof, to_client, to_backend[, last]) -> slot;
+   `last`: the monotonic time of the tunnel's last traffic, now if not given (a tunnel handed
+   over from another process, or back from a hand-over that failed, keeps its idle clock). */
 static PyObject *Relay_add(Relay *self, PyObject *args) {
     PyObject *key;
     int fd0, fd1, eof0, eof1;
     Py_buffer out0, out1;
-    if (!PyArg_ParseTuple(args, "Oiippy*y*", &key, &fd0, &fd1, &eof0, &eof1, &out0, &out1))
+    double last = -1.0;
+    if (!PyArg_ParseTuple(args, "Oiippy*y*|d", &key, &fd0, &fd1, &eof0, &eof1, &out0, &out1, &last))
         return NULL;
     if (self->nfree == 0) {
         int cap = self->cap ? self->cap * 2 : 64;
         Link *links = realloc(self->links, sizeof(Link) * cap);
         int *free_slots = links ? realloc(self->free_slots, sizeof(int) * cap) : NULL;
-        if (free_slots == NULL) {
-            if (links != NULL)
-                self->links = links;
+        int *ended_slots = free_slots ? realloc(self->ended_slots, sizeof(int) * cap) : NULL;
+        if (links != NULL)
+            self->links = links;
+        if (free_slots != NULL)
+            self->free_slots = free_slots;
+        if (ended_slots == NULL) {
             PyBuffer_Release(&out0);
             PyBuffer_Release(&out1);
             return PyErr_NoMemory();
         }
+        self->ended_slots = ended_slots;
         memset(links + self->cap, 0, sizeof(Link) * (cap - self->cap));
         for (int i = cap - 1; i >= self->cap; i--)
             free_slots[self->nfree++] = i;
-        self->links = links;
-        self->free_slots = free_slots;
         self->cap = cap;
     }
     int slot = self->free_slots[--self->nfree];
@@ -374,7 +376,7 @@ static PyObject *Relay_add(Relay *self, PyObject *args) {
     }
     Py_INCREF(key);
     link->key = key;
-    link->last = monotonic();
+    link->last = last >= 0 ? last : monotonic();
     update_interest(self, slot);
     if (link->ended) {          /* epoll refused a descriptor: nothing to relay */
         errno = link->error;
@@ -389,13 +391,12 @@ static PyObject *Relay_add(Relay *self, PyObject *args) {
     return PyLong_FromLong(slot);
 }
 
-/* pump() -> [(key, reason), ...]: what epoll reports now, relayed; the tunnels that ended. */
+/* pump() -> [(key, reason), ...]: what epoll reports now, relayed; the tunnels that ended.
+   Python runs only once every event is handled, with no Link pointer held (see end_link). */
 static PyObject *Relay_pump(Relay *self, PyObject *unused) {
     struct epoll_event events[MAX_EVENTS];
-    PyObject *ended = PyList_New(0);
-    if (ended == NULL)
-        return NULL;
-    self->ended = ended;
+    self->pumping = 1;
+    self->nended = 0;
     self->now = monotonic();
     int n = epoll_wait(self->epfd, events, MAX_EVENTS, 0);
     for (int i = 0; i < n; i++) {
@@ -404,7 +405,26 @@ static PyObject *Relay_pump(Relay *self, PyObject *unused) {
         if (slot < self->cap)
             on_event(self, slot, s, events[i].events);
     }
-    self->ended = NULL;
+    int count = self->nended;
+    self->nended = 0;
+    self->pumping = 0;
+    PyObject *ended = PyList_New(0);
+    for (int i = 0; ended != NULL && i < count; i++) {
+        int slot = self->ended_slots[i];
+        if (slot >= self->cap || self->links[slot].key == NULL || self->links[slot].ended == NULL)
+            continue;       /* removed meanwhile, by Python run for the list below */
+        Link copy = self->links[slot];      /* (what Python below may move or free) */
+        PyObject *key = copy.key;
+        Py_INCREF(key);
+        PyObject *why = copy.error ? PyUnicode_FromFormat("%s: %s", copy.ended, strerror(copy.error))
+                                   : PyUnicode_FromString(copy.ended);
+        PyObject *item = why ? PyTuple_Pack(2, key, why) : NULL;
+        Py_XDECREF(why);
+        Py_DECREF(key);
+        if (item == NULL || PyList_Append(ended, item) < 0)
+            Py_CLEAR(ended);
+        Py_XDECREF(item);
+    }
     return ended;
 }
 
@@ -438,33 +458,32 @@ static PyObject *Relay_remove(Relay *self, PyObject *arg) {
     for (int s = 0; s < 2; s++) {
         if (link->side[s].events >= 0 && !link->ended)
             epoll_ctl(self->epfd, EPOLL_CTL_DEL, link->side[s].fd, NULL);
-        link->side[s].events = -1;
     }
-    PyObject *out[2];
-    for (int s = 0; s < 2; s++) {
-        Side *side = &link->side[s];
-        out[s] = side->out ? PyBytes_FromStringAndSize(side->out + side->out_off, side->out_len - side->out_off)
-                           : PyBytes_FromStringAndSize("", 0);
-    }
-    PyObject *state = (out[0] && out[1]) ? Py_BuildValue("(NNiiLL)", out[0], out[1], link->side[0].eof,
-                                                          link->side[1].eof, link->bytes[0], link->bytes[1])
-                                         : NULL;
-    if (state == NULL) {
-        Py_XDECREF(out[0]);
-        Py_XDECREF(out[1]);
-    }
-    free(link->side[0].out);
-    free(link->side[1].out);
-    Py_CLEAR(link->key);
+    /* The slot is freed before any Python object is made: an allocation may run a collection,
+       whose __del__ could add a tunnel and move the array under a Link pointer. */
+    Link gone = *link;
     memset(link, 0, sizeof *link);
     self->free_slots[self->nfree++] = (int)(link - self->links);
+    PyObject *out[2];
+    for (int s = 0; s < 2; s++) {
+        Side *side = &gone.side[s];
+        out[s] = side->out ? PyBytes_FromStringAndSize(side->out + side->out_off, side->out_len - side->out_off)
+                           : PyBytes_FromStringAndSize("", 0);
+        free(side->out);
+    }
+    PyObject *state = (out[0] && out[1]) ? Py_BuildValue("(OOiiLL)", out[0], out[1], gone.side[0].eof,
+                                                          gone.side[1].eof, gone.bytes[0], gone.bytes[1])
+                                         : NULL;
+    Py_XDECREF(out[0]);
+    Py_XDECREF(out[1]);
+    Py_DECREF(gone.key);
     return state;
 }
 
 static PyMethodDef Relay_methods[] = {
     {"fileno", (PyCFunction)Relay_fileno, METH_NOARGS, "The epoll descriptor the worker's loop watches."},
     {"add", (PyCFunction)Relay_add, METH_VARARGS, "add(key, client_fd, backend_fd, client_eof, backend_eof, "
-                                                  "to_client, to_backend) -> slot"},
+                                                  "to_client, to_backend, last) -> slot"},
     {"pump", (PyCFunction)Relay_pump, METH_NOARGS, "Relay what is ready; [(key, reason)] of the ended."},
     {"last_active", (PyCFunction)Relay_last_active, METH_O, "Monotonic time of the slot's last traffic."},
     {"counts", (PyCFunction)Relay_counts, METH_O, "(bytes from the client, bytes from the backend)."},

@@ -24,14 +24,17 @@ from tunnel.tunnel import EPOLLIN, Tunnel
 
 def hand_to_relay(tunnel: Tunnel) -> None:
     """From now on the C relay moves `tunnel`'s bytes: its endpoints leave the loop's epoll
-    for the relay's, with what each holds for its peer."""
+    for the relay's, with what each holds for its peer, and its idle clock (the time of its
+    last traffic: a tunnel handed over from another process keeps what it had used).  Raises
+    OSError, the endpoints untouched, when the process can have no relay now (out of
+    descriptors): tunnel.tunnel relays it then."""
+    relay = _relay_of(tunnel.loop)
     client, backend = tunnel.client, tunnel.backend
     client.unregister()
     backend.unregister()
-    relay = _relay_of(tunnel.loop)
     try:
         tunnel.slot = relay.add(tunnel, client.fd, backend.fd, tunnel.client_eof, tunnel.backend_eof,
-                                client.out or b"", backend.out or b"")
+                                client.out or b"", backend.out or b"", tunnel.deadline - tunnel.idle_timeout)
     except OSError:         # epoll refused a descriptor (its watch limit): the Python path relays it
         tunnel._update_interest()
         return
@@ -41,11 +44,13 @@ def hand_to_relay(tunnel: Tunnel) -> None:
 
 
 def _relay_of(loop) -> Relay:
-    """The process's relay, watched by its loop (made on first use, after the fork)."""
+    """The process's relay, watched by its loop (made on first use, after the fork; OSError
+    when its epoll cannot be had now, and the next tunnel tries again)."""
     relay = getattr(loop, "relay", None)
     if relay is None:
-        relay = loop.relay = Relay()
+        relay = Relay()
         loop.add(relay.fileno(), EPOLLIN, partial(_pump, relay))
+        loop.relay = relay
     return relay
 
 

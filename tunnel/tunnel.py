@@ -333,9 +333,13 @@ class Tunnel:
             self._update_interest()
 
     def _go_native(self) -> None:
-        """From now on the C relay moves this tunnel's bytes (tunnel.native)."""
-        from tunnel import native
-        native.hand_to_relay(self)
+        """From now on the C relay moves this tunnel's bytes (tunnel.native), unless the
+        process cannot have one now (out of descriptors): then this module relays it."""
+        try:
+            from tunnel import native
+            native.hand_to_relay(self)
+        except (ImportError, OSError):
+            self._update_interest()
 
     def detach(self) -> dict:
         """Stop relaying and give up both endpoints; what `state=` needs to resume.
