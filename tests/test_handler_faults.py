@@ -114,7 +114,11 @@ def _request(proxy, path: str) -> bytes:
 def _inject(tmp_path) -> dict:
     (tmp_path / "inject").mkdir()
     (tmp_path / "inject" / "sitecustomize.py").write_text(SITECUSTOMIZE)
-    return {"PYTHONPATH": str(tmp_path / "inject"), "HEARTBEAT_FAULT": str(tmp_path / "heartbeat-fault")}
+    # The tunnel's fault is injected in tunnel.tunnel's event handler, which relays plain tunnels
+    # only with MPM_NATIVE_RELAY=0 (the C relay runs no Python per event; what it calls, a
+    # tunnel's close, is contained per tunnel: tests/test_relay_native.py).
+    return {"PYTHONPATH": str(tmp_path / "inject"), "HEARTBEAT_FAULT": str(tmp_path / "heartbeat-fault"),
+            "MPM_NATIVE_RELAY": "0"}
 
 
 def _open_tunnel(proxy) -> tuple[socket.socket, bytearray]:

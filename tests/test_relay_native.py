@@ -48,11 +48,12 @@ class Rig:
     """A relay between a client's connection and a backend's; `client` and `backend` are the
     far ends a test plays."""
 
-    def __init__(self, to_client: bytes = b"", to_backend: bytes = b"", slow_client: bool = False):
-        self.relay = _relay.Relay()
+    def __init__(self, to_client: bytes = b"", to_backend: bytes = b"", slow_client: bool = False,
+                 relay=None, key=None):
+        self.relay = relay if relay is not None else _relay.Relay()
         self.client_end, self.client = _pair(small=slow_client)
         self.backend_end, self.backend = _pair()
-        self.key = object()
+        self.key = key if key is not None else object()
         self.slot = self.relay.add(self.key, self.client_end.fileno(), self.backend_end.fileno(), False, False,
                                    to_client, to_backend, time.monotonic())
         self.ended: list = []
@@ -249,3 +250,46 @@ def test_python_run_while_a_tunnel_is_removed_may_add_tunnels():
         for socks in made + [(ours, peer, other_ours, other_peer)]:
             for sock in socks:
                 sock.close()
+
+
+class _Loop:
+    """What tunnel.native's pump hands a failing close to (worker.faults in a worker)."""
+
+    def __init__(self):
+        self.contained: list = []
+
+    def contain(self, exc, callback, fd) -> None:
+        self.contained.append((str(exc), callback.__self__))
+
+
+class _Owner:
+    """Stands for a NativeTunnel: `close(reason)` is all the pump calls."""
+
+    def __init__(self, loop, fail: bool):
+        self.loop, self.fail, self.reasons = loop, fail, []
+
+    def close(self, reason: str) -> None:
+        self.reasons.append(reason)
+        if self.fail:
+            raise RuntimeError("injected fault: close")
+
+
+@pytest.mark.timeout(30)
+def test_a_close_that_raises_is_contained_and_the_other_ends_are_still_closed():
+    from tunnel.native import _pump
+    relay, loop = _relay.Relay(), _Loop()
+    failing, fine = _Owner(loop, True), _Owner(loop, False)
+    rigs = [Rig(relay=relay, key=failing), Rig(relay=relay, key=fine)]
+    try:
+        for rig in rigs:                      # both sides shut: each tunnel ends "closed"
+            rig.client.shutdown(socket.SHUT_WR)
+            rig.backend.shutdown(socket.SHUT_WR)
+        deadline = time.monotonic() + 5
+        while not (failing.reasons and fine.reasons) and time.monotonic() < deadline:
+            select.select([relay.fileno()], [], [], 0.05)
+            _pump(relay, select.EPOLLIN)
+        assert (failing.reasons, fine.reasons) == (["closed"], ["closed"])
+        assert loop.contained == [("injected fault: close", failing)]
+    finally:
+        for rig in rigs:
+            rig.close()
