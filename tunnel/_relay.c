@@ -11,8 +11,10 @@ writability; EOF from a source becomes shutdown(SHUT_WR) of its sink once that s
 gone; both EOFs end the tunnel ("closed"); an error ends it ("reset", "recv failed: ...", "send
 failed: ...").  A source that hangs up while its direction is paused leaves epoll until the
 leftover drains (a hang-up is reported whatever the interest: it would spin).  A read that filled
-the buffer moves the rest of what waits through the process's pipe with splice(2), as the Python
-path does for every read: bulk transfers never enter user space.
+the buffer moves one pipe's worth more through the process's pipe with splice(2), and while reads
+keep coming full the direction splices first: bulk transfers stay out of user space, as the
+Python path's every read does, and small messages cost a recv and a send.  One event moves at most
+a pipe's worth (or four reads): epoll reports the rest again, so no tunnel holds the loop.
 
 Python learns of ends from pump()'s answer, and of traffic from last_active() when a deadline
 comes due (the idle timeout is swept, not pushed per message). */
@@ -37,6 +39,7 @@ typedef struct {
     int fd;
     int eof;            /* EOF read from this side (as a source) */
     int events;         /* epoll interest now; -1: not registered */
+    int bulk;           /* its last read (as a source) filled what it read into: splice first */
     char *out;          /* bytes for this side (as a sink) it has not taken */
     Py_ssize_t out_len, out_off;
 } Side;
@@ -157,8 +160,10 @@ static int splice_rest(Relay *self, int slot, int s) {
         return 1;
     ssize_t n = splice(source->fd, NULL, self->pipe_w, NULL, self->pipe_size, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
     if (n < 0) {
-        if (errno == EAGAIN)
+        if (errno == EAGAIN) {
+            source->bulk = 0;
             return 0;
+        }
         if (errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP) {
             self->splicing = 0;     /* this kernel or sandbox cannot splice sockets */
             return 1;
@@ -168,6 +173,7 @@ static int splice_rest(Relay *self, int slot, int s) {
     }
     if (n == 0)
         return 1;
+    source->bulk = n == self->pipe_size;
     link->bytes[s] += n;
     ssize_t sent = splice(self->pipe_r, NULL, sink->fd, NULL, n, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
     if (sent < 0) {
@@ -204,6 +210,15 @@ static int splice_rest(Relay *self, int slot, int s) {
 static void copy(Relay *self, int slot, int s) {
     Link *link = &self->links[slot];
     Side *source = &link->side[s], *sink = &link->side[1 - s];
+    if (source->bulk) {         /* a bulk transfer goes on: all of this event's bytes spliced */
+        int spliced = splice_rest(self, slot, s);
+        if (spliced <= 0) {
+            link->last = self->now;
+            if (spliced == 0 && sink->out != NULL)
+                update_interest(self, slot);
+            return;
+        }
+    }
     for (int reads = 0; reads < READS_PER_EVENT; reads++) {
         ssize_t n = recv(source->fd, self->buf, BUF_SIZE, 0);
         if (n < 0) {
@@ -225,6 +240,7 @@ static void copy(Relay *self, int slot, int s) {
             return;
         }
         link->bytes[s] += n;
+        source->bulk = n == BUF_SIZE;
         ssize_t sent = send(sink->fd, self->buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (sent < 0) {
             if (errno != EAGAIN) {
