@@ -85,8 +85,13 @@ class NativeTunnel(Tunnel):
         return base + self.relay.counts(self.slot)[1] if self.slot is not None else base
 
     def _take_back(self) -> None:
-        """Out of the relay: its leftovers, EOFs and counts are ours again."""
-        to_client, to_backend, client_eof, backend_eof, moved_in, moved_out = self.relay.remove(self.slot)
+        """Out of the relay: its leftovers, EOFs and counts are ours again, and its idle clock
+        (the deadline is not pushed per message here: a hand-over computes the time left from
+        it, and a tunnel that streamed for longer than its timeout went to the next generation
+        with none left, and closed there at once)."""
+        relay, slot = self.relay, self.slot
+        self.deadline = max(self.deadline, relay.last_active(slot) + self.idle_timeout)
+        to_client, to_backend, client_eof, backend_eof, moved_in, moved_out = relay.remove(slot)
         self.slot = None
         self.client.out, self.backend.out = to_client or None, to_backend or None
         self.client_eof, self.backend_eof = bool(client_eof), bool(backend_eof)
