@@ -39,6 +39,16 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.02, what: str
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+def running(pid: int) -> bool:
+    """Whether `pid` is a live process (a zombie is not): a process may exit between the
+    open and the read of its /proc file, which then raises ESRCH, so both count as gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
 def terminate(proc: subprocess.Popen, timeout: float) -> None:
     """SIGTERM, `timeout` seconds for a graceful exit, then SIGKILL: how every server a test
     starts (mpm, Apache, HAProxy) is stopped."""

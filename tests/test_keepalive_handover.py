@@ -22,7 +22,7 @@ import time
 import pytest
 from rawbackend import RawBackend, respond
 from rawsock import read_head, status_of
-from support import wait_for
+from support import running, wait_for
 
 
 def _numbered(conn):
@@ -165,15 +165,7 @@ def test_mpmctl_upgrade_passes_keep_alive_connections_to_the_new_master(proxy_fa
         clients.stop()
         if new_master != proxy.proc.pid:      # the new master is no child of ours: stop it by its pid
             proxy.mpmctl("stop")
-            wait_for(lambda: not _running(new_master), 20, 0.1, "the new master to stop")
-
-
-def _running(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
+            wait_for(lambda: not running(new_master), 20, 0.1, "the new master to stop")
 
 
 def test_a_head_half_sent_at_the_reload_is_answered_by_the_new_worker(proxy_factory, backend):

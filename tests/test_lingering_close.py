@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import os
 import socket
 import ssl
 import struct
@@ -25,7 +24,7 @@ from h2client import H2Client
 from hyperframe.frame import DataFrame, GoAwayFrame, SettingsFrame
 from proxyproc import Proxy
 from rawsock import status_of
-from support import cert_files, wait_for
+from support import cert_files, running, wait_for
 
 from tunnel.endpoint import Endpoint
 from worker import linger
@@ -200,11 +199,11 @@ def test_a_reload_lets_a_lingering_client_finish_and_then_the_old_worker_exits(t
         with proxy.connect(15) as sock:
             _refused_then_reloaded(proxy, sock)
             time.sleep(0.5)
-            assert all(_alive(pid) for pid in old), "the old worker left its lingering client behind"
+            assert all(running(pid) for pid in old), "the old worker left its lingering client behind"
             failed = _send_all(sock, b"u" * BODY)
             rest, end = _read_to_end(sock, timeout=5)
             assert failed is None and end == "eof", (failed, end)
-        wait_for(lambda: not any(_alive(pid) for pid in old), 5, 0.1, "the old worker to exit")
+        wait_for(lambda: not any(running(pid) for pid in old), 5, 0.1, "the old worker to exit")
     finally:
         proxy.stop()
 
@@ -215,7 +214,7 @@ def test_graceful_timeout_ends_the_wait_for_a_silent_lingering_client(tmp_path, 
         old = proxy.worker_pids()
         with proxy.connect(15) as sock:
             _refused_then_reloaded(proxy, sock)
-            wait_for(lambda: not any(_alive(pid) for pid in old), 8, 0.1, "the old worker to exit")
+            wait_for(lambda: not any(running(pid) for pid in old), 8, 0.1, "the old worker to exit")
     finally:
         proxy.stop()
 
@@ -281,15 +280,6 @@ def _unread(sock) -> int:
     return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0]
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-
-
 def test_many_lingering_clients_leave_the_worker_serving(tmp_path, backend):
     """Fifty clients refused and lingering at once: a normal request is still served."""
     proxy = _proxy(tmp_path, backend, lingering=30)
@@ -348,7 +338,7 @@ def test_an_idle_http2_client_holds_a_reload_for_half_a_second_at_most(tmp_path,
         old = proxy.worker_pids()
         started = time.monotonic()
         assert proxy.reload().returncode == 0
-        wait_for(lambda: not any(_alive(pid) for pid in old), 10, 0.05, "the old worker to exit")
+        wait_for(lambda: not any(running(pid) for pid in old), 10, 0.05, "the old worker to exit")
         took = time.monotonic() - started
         assert took < 3.0, f"the old worker stayed {took:.2f}s for an idle HTTP/2 client"
         client.close()
