@@ -184,7 +184,7 @@ header_value = st.one_of(plain_value, edge_text, plain_value.flatmap(
 separator = st.sampled_from([b": ", b": ", b": ", b":", b":\t", b" : ", b":  "])
 line_end = st.sampled_from([b"\r\n"] * 12 + [b"\n", b"\r", b"\r\r\n"])
 method = st.one_of(st.sampled_from([b"GET", b"POST", b"PUT", b"HEAD", b"OPTIONS", b"DELETE", b"PATCH", b"TRACE",
-                                    b"CONNECT", b"get", b"GE T", b"PRI", b""]), tokens.map(str.encode))
+                                    b"CONNECT", b"get", b"GE T", b"PRI", b"", b"VERSION-CONTROL", b"FOO_BAR"]), tokens.map(str.encode))
 path = st.lists(st.one_of(tokens.map(str.encode), st.sampled_from(EDGE_BYTES)), max_size=5).map(
     lambda parts: b"/" + b"/".join(parts))
 target = st.one_of(path, path, path.map(lambda p: b"http://good.example" + p),
@@ -327,15 +327,16 @@ def expected_fields(head) -> list[tuple[bytes, bytes]]:
     if head.connection is not None:
         named = connection_tokens(head.connection.lower()) - _KNOWN - _FRAMING
     drop = HOP_BY_HOP | _REPLACED | named
-    if head.te_odd:
-        drop = drop | {b"transfer-encoding"}
+    if head.framing_line is not None:
+        drop = drop | {b"transfer-encoding", b"content-length"}
     kept = []
     for line in head.raw[head.line_end + 2:-4].split(b"\r\n"):
         name, _, value = line.partition(b":")
         if name.lower() not in drop:
             kept.append((name.lower(), value.strip(b" \t")))
-    if head.te_odd:
-        kept.append((b"transfer-encoding", b"chunked"))
+    if head.framing_line is not None:
+        name, _, value = head.framing_line[2:].partition(b": ")
+        kept.append((name.lower(), value))
     return kept
 
 

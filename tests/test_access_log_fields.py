@@ -103,7 +103,7 @@ def test_combined_line_field_by_field(proxy_factory):
 
 
 REFUSED = [   # (what the client sends, the status, the request line logged)
-    (b"BREW /pot HTTP/1.1\r\nHost: t\r\n\r\n", 501, '"BREW /pot HTTP/1.1"'),
+    (b"brew /pot HTTP/1.1\r\nHost: t\r\n\r\n", 501, '"brew /pot HTTP/1.1"'),
     (b"POST /te HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501,
      '"POST /te HTTP/1.1"'),
     (b"GET /field HTTP/1.1\r\nHost: t\r\nBad Name: x\r\n\r\n", 400, '"GET /field HTTP/1.1"'),

@@ -1,14 +1,15 @@
 """Stricter framing where peers are strict (issue #15, part 5).
 
 - Transfer-Encoding with codings before chunked: 501 (as nginx), nothing reaches a backend.
-- Spellings that mean plain chunked: forwarded as `Transfer-Encoding: chunked`.
+- Spellings that mean plain chunked: forwarded as `Transfer-Encoding: chunked`; a
+  Content-Length spelled otherwise than its number, as that number.
 - An absolute-form target's authority wins over Host (RFC 9112 §3.2.2): it is the Host the
   backend sees, on a preserve_host route too, and the one routing conditions match."""
 
 from __future__ import annotations
 
 import pytest
-from httpclient import read_raw_response
+from httpclient import Reader, read_raw_response
 from proxyproc import running_proxy
 from rawbackend import RawBackend
 from rawsock import recv_until_close, status_of
@@ -51,7 +52,9 @@ def test_codings_before_chunked_get_501_and_reach_no_backend(proxy, backend, cod
     assert len(backend.requests) == before
 
 
-@pytest.mark.parametrize("coding", [b",chunked", b"chunked ", b"Chunked", b"CHUNKED", b", chunked", b" ,  chunked"])
+@pytest.mark.parametrize("coding", [b",chunked", b"chunked ", b"Chunked", b"CHUNKED", b", chunked", b" ,  chunked",
+                                    # leading whitespace other than one space (review 2026-12-04-differential #3)
+                                    b"\tchunked", b" \tchunked", b"  chunked"])
 def test_spellings_of_chunked_are_sent_as_chunked(proxy, backend, coding):
     answer = _send(proxy, b"POST /odd HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: " + coding + b"\r\n\r\n"
                           b"5\r\nhello\r\n0\r\n\r\n")
@@ -60,6 +63,35 @@ def test_spellings_of_chunked_are_sent_as_chunked(proxy, backend, coding):
     assert head.target == "/odd"
     lines = head.raw.split(b"\r\n")
     assert [line for line in lines if line.lower().startswith(b"transfer-encoding")] == [b"Transfer-Encoding: chunked"]
+
+
+def _framing_lines(raw: bytes) -> list[bytes]:
+    return [line for line in raw.split(b"\r\n") if line.lower().startswith((b"transfer-encoding", b"content-length"))]
+
+
+@pytest.mark.parametrize("length", [b"005", b"\t5\t", b"5 ", b"  5", b"\t5", b"05 "])
+def test_spellings_of_a_content_length_are_sent_as_its_number(proxy, backend, length):
+    """A backend that trims only spaces, or reads "005" as octal, would frame the body
+    otherwise; the next request on the connection shows ours ended where the client's did."""
+    with proxy.connect() as sock:
+        sock.sendall(b"POST /cl HTTP/1.1\r\nHost: t\r\nContent-Length:" + length + b"\r\n\r\nhello"
+                     b"GET /after HTTP/1.1\r\nHost: t\r\n\r\n")
+        reader = Reader(sock)       # one reader: both responses may come in one segment
+        assert [reader.response().status, reader.response().status] == [200, 200]
+    heads = backend.requests[-2:]
+    assert [h.target for h in heads] == ["/cl", "/after"]
+    assert _framing_lines(heads[0].raw) == [b"Content-Length: 5"]
+
+
+@pytest.mark.parametrize("line", [b"Content-Length: 5", b"content-length: 5", b"transfer-encoding: chunked",
+                                  b"Transfer-Encoding: chunked"])
+def test_framing_fields_spelled_plainly_go_as_they_came(proxy, backend, line):
+    body = b"5\r\nhello\r\n0\r\n\r\n" if b"chunked" in line else b"hello"
+    answer = _send(proxy, b"POST /plain HTTP/1.1\r\nHost: t\r\n" + line + b"\r\nX-After: 1\r\n\r\n" + body)
+    assert answer.status == 200
+    raw = backend.requests[-1].raw
+    assert _framing_lines(raw) == [line]
+    assert line + b"\r\nX-After: 1\r\n" in raw        # in its place: the head is copied, not rebuilt
 
 
 def test_absolute_form_authority_is_the_host_the_backend_sees(proxy, backend):

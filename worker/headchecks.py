@@ -15,7 +15,7 @@ import re
 
 import httptools
 
-_TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
 class HttpError(Exception):
@@ -40,6 +40,25 @@ REQUEST_PARSER = httptools.HttpRequestParser
 RESPONSE_PARSER = httptools.HttpResponseParser
 
 
+# llhttp knows a fixed table of methods.  One outside it of the shape nginx forwards (upper-case
+# letters, "-" and "_": RFC 3253's VERSION-CONTROL and BASELINE-CONTROL, RFC 4437's
+# MKREDIRECTREF, an API's private PURGE-ALL) is read by llhttp as POST, which it frames like any
+# method without a meaning of its own, and goes to the backend as it came, as nginx, HAProxy and
+# Apache forward them (review 2026-12-04-differential #4).  Another token ("get", "Get": RFC
+# 9110's methods are case-sensitive, and a backend that folds case would take it for GET) is
+# 501, as Apache answers a method it does not know; anything else is a bad request line (400).
+EXTENSION_METHOD = re.compile(rb"[A-Z_-]+")
+_STAND_IN = b"POST"
+
+
+class ExtensionMethod(HttpError):
+    """llhttp refused a method of EXTENSION_METHOD's shape: `validate_request` reads it again."""
+
+    def __init__(self, method: bytes):
+        super().__init__(501, f"method {method[:20]!r} not implemented")
+        self.method = method
+
+
 def validate(parser, data, is_request: bool) -> bool:
     """Feed llhttp; its verdict as an HttpError.  False: it stopped at an upgrade."""
     try:
@@ -47,17 +66,28 @@ def validate(parser, data, is_request: bool) -> bool:
     except httptools.HttpParserUpgrade:
         return False   # the head is complete; what follows belongs to the tunnel
     except httptools.HttpParserInvalidMethodError:
-        # A well-formed token llhttp does not know is 501; anything else is a bad line.
         raise _bad_method(data) if is_request else HttpError(502, "malformed status line") from None
     except httptools.HttpParserError as exc:
         raise HttpError(400 if is_request else 502, f"malformed head: {exc}") from None
     return True
 
 
+def validate_request(parser, data) -> tuple:
+    """`validate` of a request's first bytes, up to its method's space at least: the parser
+    that read them (a fresh one, when llhttp did not know the method) and the verdict."""
+    try:
+        return parser, validate(parser, data, True)
+    except ExtensionMethod as unknown:
+        parser = REQUEST_PARSER(NO_CALLBACKS)
+        return parser, validate(parser, _STAND_IN + data[len(unknown.method):], True)
+
+
 def _bad_method(data) -> HttpError:
     space = data.find(b" ")
     method = bytes(data[:space]) if space > 0 else b""
-    if _TOKEN.fullmatch(method):
+    if EXTENSION_METHOD.fullmatch(method):
+        return ExtensionMethod(method)
+    if TOKEN.fullmatch(method):
         return HttpError(501, f"method {method[:20]!r} not implemented")
     return HttpError(400, "malformed request line")
 

@@ -8,10 +8,12 @@ from worker.headchecks import (
     NO_CALLBACKS,
     REQUEST_PARSER,
     RESPONSE_PARSER,
+    TOKEN,
     HttpError,
     check_fields,
     check_request_line,
     validate,
+    validate_request,
 )
 from worker.http1 import HEAD_END, request_head_from, response_head_from
 
@@ -49,7 +51,14 @@ class HeadReader:
             elif stop - line_end > limits.header_fields * (limits.header_field + 2) + 2:
                 raise HttpError(431, "request header fields too large")
         if stop > self.fed:
-            validate(self.parser, buffer[self.fed:stop], self.is_request)
+            if self.fed or not self.is_request:
+                validate(self.parser, buffer[self.fed:stop], self.is_request)
+            elif buffer.find(b" ", 0, stop) >= 0:
+                self.parser = validate_request(self.parser, buffer[:stop])[0]
+            elif TOKEN.fullmatch(buffer, 0, stop):
+                return 0        # llhttp reads a method only once it is whole: it may not know it
+            else:
+                validate(self.parser, buffer[:stop], True)
             self.fed = stop
         return stop if end >= 0 else 0
 

@@ -22,8 +22,13 @@ request.  Two more, where peers parse differently:
 
 - Transfer-Encoding: llhttp accepts codings before the final `chunked` ("gzip, chunked");
   we answer 501 as nginx does for anything but chunked, so no backend can frame the body
-  otherwise; the spellings that mean plain chunked (",chunked", case, spaces, the value
-  split over lines) are forwarded as `Transfer-Encoding: chunked` (`te_odd`).
+  otherwise.  The framing field goes to the backend in one spelling only, as HAProxy and
+  nginx re-emit theirs (`framing_line`): the spellings that mean plain chunked (",chunked",
+  case, a tab or two spaces before it, the value split over lines) as
+  `Transfer-Encoding: chunked`, and a Content-Length of other bytes than its number's
+  ("005", tabs around it) as `Content-Length: 5`.  All are valid HTTP, but a backend that
+  trims only spaces, or reads "005" otherwise, would frame the body another way than we
+  do: a request smuggled past the routes (review 2026-12-04-differential #3).
 - An absolute-form target's authority wins over Host (RFC 9112 §3.2.2: a proxy "MUST
   ignore the received Host header field ... and instead replace it with the host
   information of the request-target"): the head is rewritten so that Host *is* the
@@ -54,6 +59,7 @@ from worker.headchecks import (
     check_fields,
     check_request_line,
     validate,
+    validate_request,
 )
 from worker.headfixes import CONTROL, FRAMING, with_standard_reason, without_lines
 
@@ -74,6 +80,11 @@ _FIELDS = (b"host", b"content-length", b"transfer-encoding", b"connection", b"up
 # under the name as spelled, for worker.rewrite to drop (review 2026-12-04-differential #2).
 _FIELDS_RE = re.compile(rb"\n(" + b"|".join(f for f in _FIELDS if f not in FORWARDING_SPELLINGS)
                         + rb"|x[-_]forwarded[-_](?:for|proto|host)):[ \t]*([^\r]*)")
+# Where a framing line's name ends: raw[start:end] of a canonical one is b"\r\nTransfer-Encoding: chunked"
+# or b"\r\nContent-Length: 5" (any case of the name, which every parser reads alike).
+_TE_NAME_END = len(b"\r\nTransfer-Encoding")
+_CL_NAME_END = len(b"\r\nContent-Length")
+_CANONICAL_CHUNKED = b"\r\nTransfer-Encoding: chunked"
 _SCANNED = frozenset(_FIELDS)     # what `get` need not look for again
 # Hop-by-hop fields (RFC 9110 §7.6.1; worker.rewrite drops them): a response head without
 # any, from an HTTP/1.1 backend, may go to an HTTP/1.1 client as it came (`ResponseHead.plain`).
@@ -177,7 +188,7 @@ class Head:
 
 
 class RequestHead(Head):
-    __slots__ = ("method", "target", "host", "te_odd")
+    __slots__ = ("method", "target", "host", "framing_line")
 
     @property
     def has_body(self) -> bool:
@@ -241,8 +252,7 @@ def parse_request(raw: bytes, limits) -> RequestHead:
             except HttpError:
                 parser = None             # judged again, below, by a fresh parser
         if parser is None:
-            parser = REQUEST_PARSER(NO_CALLBACKS)
-            ended = validate(parser, raw, True)
+            parser, ended = validate_request(REQUEST_PARSER(NO_CALLBACKS), raw)
         head = request_head_from(raw, line_end, parts)
     except HttpError as error:
         error.line = raw[:line_end]       # logged as Apache logs a refused request's line (%r)
@@ -282,17 +292,22 @@ def request_head_from(raw: bytes, line_end: int, parts: list) -> RequestHead:
         head.host = host = head.raw[hosts[0][2]:hosts[0][1]].rstrip(b" \t")  # (raw may have been rewritten)
     if host and not valid_host(host):
         raise HttpError(400, "invalid Host header")
-    head.te_odd = False
+    head.framing_line = None
     spans = head.spans.get(b"transfer-encoding")
     if spans is not None:
         # Checked whenever the field is there, not only when it ends in chunked: llhttp leaves
         # an upgrade request's framing to us, so "Transfer-Encoding: gzip" on one got through.
         if head.version == "1.0":
             raise HttpError(400, "Transfer-Encoding in an HTTP/1.0 request")
-        if len(spans) > 1 or head.raw[spans[0][2]:spans[0][1]] != b"chunked":
+        start, end, value_start = spans[0]
+        if len(spans) > 1 or head.raw[start + _TE_NAME_END:end] != b": chunked":
             if not chunked_only(head):
                 raise HttpError(501, "Transfer-Encoding other than chunked is not implemented")
-            head.te_odd = True
+            head.framing_line = _CANONICAL_CHUNKED
+    elif head.content_length is not None:
+        start, end, value_start = head.spans[b"content-length"][0]
+        if head.raw[start + _CL_NAME_END:end] != b": %d" % head.content_length:
+            head.framing_line = b"\r\nContent-Length: %d" % head.content_length
     # RFC 9110 §7.8: Upgrade in an HTTP/1.0 request is ignored.  So is it on a request with a
     # body (a POST from a client that tries h2c, as curl --http2 and Feign do): forwarded as
     # plain HTTP, body and all, never tunnelled, as HAProxy does since its #1381 (it answered

@@ -24,9 +24,9 @@ from worker.http1 import HOP_BY_HOP, connection_tokens
 # 2026-12-03-rewrite #1).  A trusted proxy's stays (`request_head`'s `trusted`).  X-Forwarded-*
 # go in every spelling, "_" for "-" too (worker.framing.FORWARDING_SPELLINGS).
 _REQUEST_DROP = HOP_BY_HOP | FORWARDING_SPELLINGS | {b"host", b"forwarded"}
-_REQUEST_DROP_TE = _REQUEST_DROP | {b"transfer-encoding"}
+_REQUEST_DROP_FRAMING = _REQUEST_DROP | {b"transfer-encoding", b"content-length"}
 _TRUSTED_DROP = _REQUEST_DROP - {b"forwarded"}
-_TRUSTED_DROP_TE = _REQUEST_DROP_TE - {b"forwarded"}
+_TRUSTED_DROP_FRAMING = _REQUEST_DROP_FRAMING - {b"forwarded"}
 _RESPONSE_DROP_101 = HOP_BY_HOP - {b"upgrade"}
 _KNOWN_TOKENS = frozenset({b"keep-alive", b"close", b"upgrade"})   # Connection values naming no field
 # Fields that frame the message are never hop-by-hop, whatever Connection says (RFC 9110 §7.6.1:
@@ -99,8 +99,8 @@ def request_head(head, target: bytes, host_line: bytes, xff_line: bytes, proto_l
         proto_line = stated_proto_line(head, proto_line)
         if b"x-forwarded-host" in head.spans:
             forwarded_host = b"X-Forwarded-Host: " + head.joined(b"x-forwarded-host") + CRLF
-    if head.te_odd:     # a spelling of plain chunked: sent on as the one every parser reads alike
-        kept = _kept_lines(head, _TRUSTED_DROP_TE if trusted else _REQUEST_DROP_TE) + b"\r\nTransfer-Encoding: chunked"
+    if head.framing_line is not None:     # an odd spelling: sent on as the one every parser reads alike
+        kept = _kept_lines(head, _TRUSTED_DROP_FRAMING if trusted else _REQUEST_DROP_FRAMING) + head.framing_line
     else:
         kept = _kept_lines(head, _TRUSTED_DROP if trusted else _REQUEST_DROP)
     return b"".join((head.method, b" ", target, version, host_line, kept[2:], CRLF if kept else b"",
