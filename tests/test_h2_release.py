@@ -31,8 +31,8 @@ def _arm():
     machines, conns = weakref.WeakSet(), weakref.WeakSet()
     new_machine, init = connection.new_machine, connection.H2Connection.__init__
 
-    def counted_machine():
-        machine = new_machine()
+    def counted_machine(*args):
+        machine = new_machine(*args)
         machines.add(machine)
         return machine
 

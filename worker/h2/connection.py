@@ -91,7 +91,7 @@ class H2Connection(ClientFrames, StreamOutput):
         self.scan_skip = PREFACE_SIZE          # bytes `charge` skips before the next frame header
         self.scan_head = b""                   # ... or the start of a header the last read cut
         self.reading_soon = False              # `_read_pending` is due (TLS: bytes beyond a turn's)
-        self.h2 = machine = new_machine()
+        self.h2 = machine = new_machine(worker.limits.header_fields)
         codes = h2.settings.SettingCodes
         machine.local_settings = local_settings({
             codes.MAX_CONCURRENT_STREAMS: self.max_streams,

@@ -3,7 +3,8 @@ h2's defaults that RFC 9113 asks for, and two silences that cost CPU for nothing
 
 Kept apart so that what depends on h2's internals (pinned below 5 in pyproject.toml) is in
 one place: a subclass hook on stream creation, on received HEADERS, PRIORITY and GOAWAY, a
-settings property, and two module attributes of hpack and hyperframe that only concern logging.
+settings property, the class of its HPACK decoder (a count before the decoding), and two module
+attributes of hpack and hyperframe that only concern logging.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ import h2.events
 import h2.exceptions
 import h2.settings
 import h2.stream
+import hpack
 import hpack.hpack
 import hyperframe.frame
 
 from worker.h2 import defences
+from worker.h2.blockcount import CRUMBS_AND_PSEUDO, fields_over
 
 CONFIG = h2.config.H2Configuration(
     client_side=False, header_encoding=None,
@@ -158,8 +161,26 @@ class _Machine(h2.connection.H2Connection):
         return stream
 
 
-def new_machine() -> h2.connection.H2Connection:
-    return _Machine(CONFIG)
+class _CountingDecoder(hpack.Decoder):
+    """Refuses a header block of more fields than a request may have before decoding it
+    (worker.h2.blockcount): h2 ends the connection as for a list over
+    SETTINGS_MAX_HEADER_LIST_SIZE (GOAWAY ENHANCE_YOUR_CALM)."""
+
+    most_fields = 0
+
+    def decode(self, data, raw=False):
+        if fields_over(data, self.most_fields):
+            raise hpack.OversizedHeaderListError(f"more than {self.most_fields} fields in one header block")
+        return super().decode(data, raw)
+
+
+def new_machine(header_fields: int) -> h2.connection.H2Connection:
+    """`header_fields`: limits.header_fields, of which the count of a header block follows."""
+    machine = _Machine(CONFIG)
+    decoder = machine.decoder
+    decoder.__class__ = _CountingDecoder      # (made in h2's __init__, before any block)
+    decoder.most_fields = header_fields + CRUMBS_AND_PSEUDO
+    return machine
 
 
 def release(machine: h2.connection.H2Connection) -> None:
