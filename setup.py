@@ -9,4 +9,5 @@ from setuptools import Extension, setup
 
 setup(ext_modules=[Extension("conf._tickets", ["conf/_tickets.c"], optional=True),
                    Extension("conf._readahead", ["conf/_readahead.c"], optional=True),
-                   Extension("tunnel._relay", ["tunnel/_relay.c"], optional=True)])
+                   Extension("tunnel._relay", ["tunnel/_relay.c", "tunnel/_relay_engine.c"],
+                             depends=["tunnel/relay.h"], include_dirs=["tunnel"], optional=True)])

@@ -17,298 +17,12 @@ Python path's every read does, and small messages cost a recv and a send.  One e
 a pipe's worth (or four reads): epoll reports the rest again, so no tunnel holds the loop.
 
 Python learns of ends from pump()'s answer, and of traffic from last_active() when a deadline
-comes due (the idle timeout is swept, not pushed per message). */
+comes due (the idle timeout is swept, not pushed per message).
 
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/epoll.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
+This file is what Python sees of the relay (the Relay type); the engine that relays the events
+is tunnel/_relay_engine.c, the structures both use tunnel/relay.h. */
 
-#define BUF_SIZE (64 * 1024)
-#define PIPE_SIZE (256 * 1024)
-#define MAX_EVENTS 256
-#define READS_PER_EVENT 4   /* copied reads of one event at most (256 KiB, tunnel.py's one read) */
-
-typedef struct {
-    int fd;
-    int eof;            /* EOF read from this side (as a source) */
-    int events;         /* epoll interest now; -1: not registered */
-    int bulk;           /* its last read (as a source) filled what it read into: splice first */
-    char *out;          /* bytes for this side (as a sink) it has not taken */
-    Py_ssize_t out_len, out_off;
-} Side;
-
-typedef struct {
-    PyObject *key;      /* the owner (tunnel.tunnel.Tunnel); NULL: a free slot */
-    Side side[2];       /* 0 the client, 1 the backend */
-    long long bytes[2]; /* read from side 0 (to the backend), from side 1 (to the client) */
-    double last;        /* monotonic time of the last traffic */
-    const char *ended;  /* why it ended, once it has (reported by pump, then freed by remove) */
-    int error;          /* the errno that goes with it, or 0 */
-} Link;                 /* 128 bytes: what a tunnel costs here, beside its Python objects */
-
-typedef struct {
-    PyObject_HEAD
-    int epfd;
-    Link *links;
-    int cap;
-    int *free_slots;    /* a stack of the free slots below `cap` */
-    int nfree;
-    int pipe_r, pipe_w, pipe_size;
-    int splicing;
-    int pumping;        /* inside pump()'s event loop: the ends it records are reported */
-    double now;
-    int *ended_slots;   /* the slots that ended during a pump, reported once its events are done */
-    int nended;
-    char buf[BUF_SIZE];
-} Relay;
-
-static double monotonic(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static void end_link(Relay *self, int slot, const char *why, int err) {
-    Link *link = &self->links[slot];
-    if (link->ended)
-        return;
-    link->ended = why;
-    link->error = err;
-    for (int s = 0; s < 2; s++) {
-        if (link->side[s].events >= 0) {
-            epoll_ctl(self->epfd, EPOLL_CTL_DEL, link->side[s].fd, NULL);
-            link->side[s].events = -1;
-        }
-    }
-    /* Reported when the pump's events are done (no Python runs while a Link pointer is held:
-       a collection's __del__ could add a tunnel and move the array).  `cap` entries: a slot
-       ends once per pump at most. */
-    if (self->pumping)
-        self->ended_slots[self->nended++] = slot;
-}
-
-/* The interest of both sides from the state: EPOLLIN while a side's direction is open and the
-   other side holds nothing back for... the other side; EPOLLOUT while it holds bytes for it. */
-static void update_interest(Relay *self, int slot) {
-    Link *link = &self->links[slot];
-    if (link->ended)
-        return;
-    for (int s = 0; s < 2; s++) {
-        Side *side = &link->side[s], *other = &link->side[1 - s];
-        int want = (!side->eof && other->out == NULL ? EPOLLIN : 0) | (side->out != NULL ? EPOLLOUT : 0);
-        if (want == side->events)
-            continue;
-        struct epoll_event ev = {.events = (uint32_t)want, .data.u64 = ((uint64_t)slot << 1) | (uint64_t)s};
-        int op = side->events < 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
-        if (side->events < 0 && want == 0)
-            continue;       /* out of epoll (a hang-up seen while paused), and nothing wanted */
-        if (epoll_ctl(self->epfd, op, side->fd, &ev) < 0) {
-            end_link(self, slot, "epoll_ctl failed", errno);
-            return;
-        }
-        side->events = want;
-    }
-}
-
-static int keep(Side *sink, const char *data, Py_ssize_t len) {
-    sink->out = malloc(len);
-    if (sink->out == NULL)
-        return -1;
-    memcpy(sink->out, data, len);
-    sink->out_len = len;
-    sink->out_off = 0;
-    return 0;
-}
-
-/* 0, or -1 when no pipe can be had now (out of descriptors): this read is copied, and the next
-   full one tries again, as tunnel.tunnel does. */
-static int open_pipe(Relay *self) {
-    int fds[2];
-    if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0)
-        return -1;
-    self->pipe_r = fds[0];
-    self->pipe_w = fds[1];
-    int size = fcntl(fds[1], F_SETPIPE_SZ, PIPE_SIZE);
-    self->pipe_size = size > 0 ? size : fcntl(fds[1], F_GETPIPE_SZ);
-    return 0;
-}
-
-static void discard_pipe(Relay *self) {
-    if (self->pipe_r >= 0) {
-        close(self->pipe_r);
-        close(self->pipe_w);
-    }
-    self->pipe_r = self->pipe_w = -1;
-}
-
-/* After a read that filled the buffer (and went out whole): one pipe's worth more through the
-   pipe, as tunnel.tunnel moves one per event; what is left waits for the next event (epoll is
-   level-triggered), so one fast tunnel holds the loop no longer than a Python one did.  1: copy
-   this one instead (no pipe, splice refused, EOF or the urgent mark: recv tells them apart);
-   0: done for this event (`out` may hold what the sink did not take); -1: ended. */
-static int splice_rest(Relay *self, int slot, int s) {
-    Link *link = &self->links[slot];
-    Side *source = &link->side[s], *sink = &link->side[1 - s];
-    if (!self->splicing || (self->pipe_r < 0 && open_pipe(self) < 0))
-        return 1;
-    ssize_t n = splice(source->fd, NULL, self->pipe_w, NULL, self->pipe_size, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-    if (n < 0) {
-        if (errno == EAGAIN) {
-            source->bulk = 0;
-            return 0;
-        }
-        if (errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP) {
-            self->splicing = 0;     /* this kernel or sandbox cannot splice sockets */
-            return 1;
-        }
-        end_link(self, slot, "recv failed", errno);
-        return -1;
-    }
-    if (n == 0)
-        return 1;
-    source->bulk = n == self->pipe_size;
-    link->bytes[s] += n;
-    ssize_t sent = splice(self->pipe_r, NULL, sink->fd, NULL, n, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-    if (sent < 0) {
-        if (errno != EAGAIN) {
-            discard_pipe(self);
-            end_link(self, slot, "send failed", errno);
-            return -1;
-        }
-        sent = 0;
-    }
-    if (sent < n) {     /* the pipe must be left empty: the rest is the sink's leftover */
-        Py_ssize_t rest = n - sent, got = 0;
-        sink->out = malloc(rest);
-        if (sink->out == NULL) {
-            discard_pipe(self);
-            end_link(self, slot, "out of memory", 0);
-            return -1;
-        }
-        while (got < rest) {
-            ssize_t r = read(self->pipe_r, sink->out + got, rest - got);
-            if (r <= 0) {
-                discard_pipe(self);
-                end_link(self, slot, "pipe failed", r < 0 ? errno : 0);
-                return -1;
-            }
-            got += r;
-        }
-        sink->out_len = rest;
-        sink->out_off = 0;
-    }
-    return 0;
-}
-
-static void copy(Relay *self, int slot, int s) {
-    Link *link = &self->links[slot];
-    Side *source = &link->side[s], *sink = &link->side[1 - s];
-    if (source->bulk) {         /* a bulk transfer goes on: all of this event's bytes spliced */
-        int spliced = splice_rest(self, slot, s);
-        if (spliced <= 0) {
-            link->last = self->now;
-            if (spliced == 0 && sink->out != NULL)
-                update_interest(self, slot);
-            return;
-        }
-    }
-    for (int reads = 0; reads < READS_PER_EVENT; reads++) {
-        ssize_t n = recv(source->fd, self->buf, BUF_SIZE, 0);
-        if (n < 0) {
-            if (errno == EAGAIN || errno == EINTR)
-                return;
-            end_link(self, slot, "recv failed", errno);
-            return;
-        }
-        link->last = self->now;
-        if (n == 0) {
-            source->eof = 1;
-            if (link->side[1 - s].eof) {
-                end_link(self, slot, "closed", 0);
-                return;
-            }
-            if (sink->out == NULL)
-                shutdown(sink->fd, SHUT_WR);    /* else once it has drained */
-            update_interest(self, slot);
-            return;
-        }
-        link->bytes[s] += n;
-        source->bulk = n == BUF_SIZE;
-        ssize_t sent = send(sink->fd, self->buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (sent < 0) {
-            if (errno != EAGAIN) {
-                end_link(self, slot, "send failed", errno);
-                return;
-            }
-            sent = 0;
-        }
-        if (sent < n) {
-            if (keep(sink, self->buf + sent, n - sent) < 0) {
-                end_link(self, slot, "out of memory", 0);
-                return;
-            }
-            update_interest(self, slot);
-            return;
-        }
-        if (n < BUF_SIZE)
-            return;
-        int more = splice_rest(self, slot, s);
-        if (more <= 0) {
-            if (more == 0 && sink->out != NULL)
-                update_interest(self, slot);
-            return;
-        }
-    }
-}
-
-static void drain(Relay *self, int slot, int s) {
-    Link *link = &self->links[slot];
-    Side *sink = &link->side[s];
-    ssize_t sent = send(sink->fd, sink->out + sink->out_off, sink->out_len - sink->out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (sent < 0) {
-        if (errno == EAGAIN)
-            return;
-        end_link(self, slot, "send failed", errno);
-        return;
-    }
-    link->last = self->now;
-    sink->out_off += sent;
-    if (sink->out_off < sink->out_len)
-        return;
-    free(sink->out);
-    sink->out = NULL;
-    if (link->side[1 - s].eof)
-        shutdown(sink->fd, SHUT_WR);
-    update_interest(self, slot);
-}
-
-static void on_event(Relay *self, int slot, int s, uint32_t mask) {
-    Link *link = &self->links[slot];
-    Side *side = &link->side[s];
-    if (link->key == NULL || link->ended)
-        return;
-    if ((mask & EPOLLOUT) && side->out != NULL)
-        drain(self, slot, s);
-    if (link->ended || !(mask & (EPOLLIN | EPOLLHUP | EPOLLERR)))
-        return;
-    if (side->events > 0 && (side->events & EPOLLIN))
-        copy(self, slot, s);
-    else if (mask & EPOLLERR)
-        end_link(self, slot, "reset", 0);
-    else if ((mask & EPOLLHUP) && side->events >= 0) {
-        /* The peer's FIN after our own half-close, while this side is paused: out of epoll
-           until the other side drains (update_interest adds it back). */
-        epoll_ctl(self->epfd, EPOLL_CTL_DEL, side->fd, NULL);
-        side->events = -1;
-    }
-}
+#include "relay.h"
 
 /* == Python API ================================================================================ */
 
@@ -337,7 +51,7 @@ static void Relay_dealloc(Relay *self) {
     free(self->free_slots);
     if (self->epfd >= 0)
         close(self->epfd);
-    discard_pipe(self);
+    relay_discard_pipe(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -380,8 +94,8 @@ static PyObject *Relay_add(Relay *self, PyObject *args) {
     memset(link, 0, sizeof *link);
     link->side[0] = (Side){.fd = fd0, .eof = eof0, .events = -1};
     link->side[1] = (Side){.fd = fd1, .eof = eof1, .events = -1};
-    int failed = (out0.len && keep(&link->side[0], out0.buf, out0.len) < 0)
-              || (out1.len && keep(&link->side[1], out1.buf, out1.len) < 0);
+    int failed = (out0.len && relay_keep(&link->side[0], out0.buf, out0.len) < 0)
+              || (out1.len && relay_keep(&link->side[1], out1.buf, out1.len) < 0);
     PyBuffer_Release(&out0);
     PyBuffer_Release(&out1);
     if (failed) {
@@ -392,8 +106,8 @@ static PyObject *Relay_add(Relay *self, PyObject *args) {
     }
     Py_INCREF(key);
     link->key = key;
-    link->last = last >= 0 ? last : monotonic();
-    update_interest(self, slot);
+    link->last = last >= 0 ? last : relay_monotonic();
+    relay_update_interest(self, slot);
     if (link->ended) {          /* epoll refused a descriptor: nothing to relay */
         errno = link->error;
         PyErr_SetFromErrno(PyExc_OSError);
@@ -413,13 +127,13 @@ static PyObject *Relay_pump(Relay *self, PyObject *unused) {
     struct epoll_event events[MAX_EVENTS];
     self->pumping = 1;
     self->nended = 0;
-    self->now = monotonic();
+    self->now = relay_monotonic();
     int n = epoll_wait(self->epfd, events, MAX_EVENTS, 0);
     for (int i = 0; i < n; i++) {
         uint64_t data = events[i].data.u64;
         int slot = (int)(data >> 1), s = (int)(data & 1);
         if (slot < self->cap)
-            on_event(self, slot, s, events[i].events);
+            relay_on_event(self, slot, s, events[i].events);
     }
     int count = self->nended;
     self->nended = 0;
