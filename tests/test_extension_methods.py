@@ -19,7 +19,8 @@ from rawbackend import RawBackend, respond
 from rawsock import recv_until_close, status_of
 
 METHODS = [b"VERSION-CONTROL", b"CHECKIN", b"UNCHECKOUT", b"MKWORKSPACE", b"BASELINE-CONTROL", b"ORDERPATCH",
-           b"MKREDIRECTREF", b"FOO", b"PURGE_ALL"]
+           b"MKREDIRECTREF", b"FOO", b"PURGE_ALL",
+           b"PLAY", b"GET_PARAMETER", b"DESCRIBE"]      # RTSP names llhttp refused in HTTP (review 2026-12-04-evening #4)
 
 
 def _echo(conn) -> None:

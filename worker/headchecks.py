@@ -49,6 +49,10 @@ RESPONSE_PARSER = httptools.HttpResponseParser
 # 501, as Apache answers a method it does not know; anything else is a bad request line (400).
 EXTENSION_METHOD = re.compile(rb"[A-Z_-]+")
 _STAND_IN = b"POST"
+# llhttp knows RTSP's methods (PLAY, SETUP, DESCRIBE, GET_PARAMETER, ...) and refuses them in an
+# HTTP request with this error rather than as unknown: they are extension methods here too
+# (review 2026-12-04-evening #4).
+_RTSP_METHOD = "Invalid method for HTTP/x.x request"
 
 
 class ExtensionMethod(HttpError):
@@ -68,6 +72,8 @@ def validate(parser, data, is_request: bool) -> bool:
     except httptools.HttpParserInvalidMethodError:
         raise _bad_method(data) if is_request else HttpError(502, "malformed status line") from None
     except httptools.HttpParserError as exc:
+        if is_request and str(exc) == _RTSP_METHOD:
+            raise _bad_method(data) from None
         raise HttpError(400 if is_request else 502, f"malformed head: {exc}") from None
     return True
 

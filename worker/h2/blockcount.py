@@ -14,6 +14,13 @@ sends them so, and a site may set 180 cookies a domain), which the proxy joins i
 A block of fewer bytes than the count cannot exceed it, so the usual block (a few bytes once
 the HPACK table holds the fields, a few hundred on a connection's first request) is not
 walked at all.
+
+Two more bounds, found by the same-day review (docs/reviews/2026-12-04-evening #1, #2): a
+block longer than SETTINGS_MAX_HEADER_LIST_SIZE is refused unread (a legitimate encoder's
+block is never longer than the list it decodes to, which would be refused after decoding:
+h2 buffers up to 64 CONTINUATION frames, and 1 MiB of Huffman-coded value cost 0.44 s to
+decode); and more than two dynamic table size updates, which RFC 7541 §4.2 never needs (1 MiB
+of them, each a 0x20 byte and no field, cost 1.75-3.1 s).
 """
 
 from __future__ import annotations
@@ -22,20 +29,27 @@ from __future__ import annotations
 CRUMBS_AND_PSEUDO = 256 + 8
 
 
-def fields_over(block, most: int) -> bool:
-    """Whether the HPACK header block holds more than `most` field representations.  A block
-    that ends inside a representation counts what it has: the decoder refuses it anyway."""
-    if len(block) <= most:
-        return False
-    end = len(block)
-    pos = count = 0
+def refusal(block, most_fields: int, most_bytes: int) -> str | None:
+    """Why the HPACK header block is refused before decoding (None: it is not): longer than
+    `most_bytes`, more than `most_fields` field representations, or more than two table size
+    updates.  A block that ends inside a representation counts what it has: the decoder
+    refuses it anyway."""
+    size = len(block)
+    if size > most_bytes:
+        return f"a header block of {size} bytes, over {most_bytes}"
+    if size <= most_fields:
+        return None
+    pos = fields = updates = 0
     try:
-        while pos < end:
+        while pos < size:
             first = block[pos]
             if first & 0x80:                    # indexed field (§6.1): a 7-bit index
                 pos = _after_integer(block, pos, 0x7F)
             elif first & 0xE0 == 0x20:          # dynamic table size update (§6.3): no field
                 pos = _after_integer(block, pos, 0x1F)
+                updates += 1
+                if updates > 2:
+                    return "more than two table size updates in one header block"
                 continue
             else:                               # literal (§6.2): with indexing (6-bit) or not (4-bit)
                 prefix = 0x3F if first & 0x40 else 0x0F
@@ -44,12 +58,12 @@ def fields_over(block, most: int) -> bool:
                 if new_name:
                     pos = _after_string(block, pos)
                 pos = _after_string(block, pos)
-            count += 1
-            if count > most:
-                return True
+            fields += 1
+            if fields > most_fields:
+                return f"more than {most_fields} fields in one header block"
     except IndexError:
         pass
-    return False
+    return None
 
 
 def _after_integer(block, pos: int, prefix: int) -> int:

@@ -23,7 +23,7 @@ import hpack.hpack
 import hyperframe.frame
 
 from worker.h2 import defences
-from worker.h2.blockcount import CRUMBS_AND_PSEUDO, fields_over
+from worker.h2.blockcount import CRUMBS_AND_PSEUDO, refusal
 
 CONFIG = h2.config.H2Configuration(
     client_side=False, header_encoding=None,
@@ -162,15 +162,16 @@ class _Machine(h2.connection.H2Connection):
 
 
 class _CountingDecoder(hpack.Decoder):
-    """Refuses a header block of more fields than a request may have before decoding it
-    (worker.h2.blockcount): h2 ends the connection as for a list over
-    SETTINGS_MAX_HEADER_LIST_SIZE (GOAWAY ENHANCE_YOUR_CALM)."""
+    """Refuses, before decoding it, a header block longer than SETTINGS_MAX_HEADER_LIST_SIZE
+    or of more fields than a request may have (worker.h2.blockcount): h2 ends the connection
+    as for a list over that size (GOAWAY ENHANCE_YOUR_CALM)."""
 
     most_fields = 0
 
     def decode(self, data, raw=False):
-        if fields_over(data, self.most_fields):
-            raise hpack.OversizedHeaderListError(f"more than {self.most_fields} fields in one header block")
+        why = refusal(data, self.most_fields, defences.MAX_HEADER_LIST)
+        if why is not None:
+            raise hpack.OversizedHeaderListError(why)
         return super().decode(data, raw)
 
 
