@@ -23,11 +23,12 @@ from rawbackend import RawBackend
 
 
 @contextlib.contextmanager
-def h2c_proxy(directory, handler):
+def h2c_proxy(directory, handler, **sections):
     """(proxy, backend): a proxy of one worker with an h2c listener, in front of a RawBackend
-    that runs `handler` for each connection; both stopped at the end."""
+    that runs `handler` for each connection; both stopped at the end.  `sections`: more of
+    the configuration (log={"level": "info"}, say)."""
     backend = RawBackend(handler)
-    proxy = Proxy(directory, [{"path": "/", "to": backend.url + "/"}], workers=1)
+    proxy = Proxy(directory, [{"path": "/", "to": backend.url + "/"}], workers=1, **sections)
     proxy.config["listen"] = [{"address": f"127.0.0.1:{proxy.port}", "http2": "h2c"}]
     try:
         proxy.start()

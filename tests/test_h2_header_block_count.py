@@ -9,10 +9,10 @@ ENHANCE_YOUR_CALM); what a legitimate client sends is decoded as before."""
 from __future__ import annotations
 
 import pytest
-from h2raw import RawClient
+from h2raw import RawClient, h2c_proxy
 from hyperframe.frame import ContinuationFrame, HeadersFrame
-from proxyproc import Proxy, wait_log
-from rawbackend import RawBackend, serve_simple
+from proxyproc import wait_log
+from rawbackend import serve_simple
 
 from worker.h2.blockcount import CRUMBS_AND_PSEUDO
 
@@ -23,16 +23,9 @@ PSEUDO = [(":method", "GET"), (":scheme", "http"), (":authority", "proxy.test")]
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    backend = RawBackend(serve_simple)
-    proxy = Proxy(tmp_path_factory.mktemp("h2blocks"), [{"path": "/", "to": backend.url + "/"}], workers=1,
-                  log={"level": "info"})          # where connection errors are told
-    proxy.config["listen"] = [{"address": f"127.0.0.1:{proxy.port}", "http2": "h2c"}]
-    try:
-        proxy.start()
-        yield proxy, backend
-    finally:
-        proxy.stop()
-        backend.close()
+    # log level info: where connection errors are told
+    with h2c_proxy(tmp_path_factory.mktemp("h2blocks"), serve_simple, log={"level": "info"}) as env:
+        yield env
 
 
 def test_a_block_of_more_fields_than_any_request_may_have_ends_its_connection(env):
