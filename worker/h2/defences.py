@@ -32,8 +32,9 @@ frames (2024: a header block that never ends is buffered without bound).  The bo
   id we processed, logged once, then the socket closes (the attacker's streams end with it).
 - Header blocks: h2 refuses more than 64 CONTINUATION frames (PROTOCOL_ERROR, GOAWAY) and
   its HPACK decoder stops at SETTINGS_MAX_HEADER_LIST_SIZE (an "HPACK bomb" that expands a
-  few bytes into a large list ends the same way), and a block of more fields than a request
-  may have is refused before it is decoded (worker.h2.blockcount); the HPACK table is 4 KiB.  At most
+  few bytes into a large list ends the same way), and a block longer than that size, of more
+  fields than a request may have or of more than two table size updates is refused before
+  it is decoded (worker.h2.blockcount); the HPACK table is 4 KiB.  At most
   64 x 16 KiB frames of one block are buffered before that.
 - Output: while more than OUT_HIGH bytes wait for the client to read them, we stop reading
   what it sends, so acknowledgements and response heads cannot pile up.

@@ -162,9 +162,10 @@ class _Machine(h2.connection.H2Connection):
 
 
 class _CountingDecoder(hpack.Decoder):
-    """Refuses, before decoding it, a header block longer than SETTINGS_MAX_HEADER_LIST_SIZE
-    or of more fields than a request may have (worker.h2.blockcount): h2 ends the connection
-    as for a list over that size (GOAWAY ENHANCE_YOUR_CALM)."""
+    """Refuses, before decoding it, a header block longer than SETTINGS_MAX_HEADER_LIST_SIZE,
+    of more fields than a request may have or of more than two table size updates
+    (worker.h2.blockcount): h2 ends the connection as for a list over that size (GOAWAY
+    ENHANCE_YOUR_CALM)."""
 
     most_fields = 0
 
