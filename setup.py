@@ -3,11 +3,14 @@
 the check that sees what TLS read-ahead holds, with the close_notify sent before a TLS close
 (conf/_readahead.c; where it cannot be built, listeners do not read ahead and no close_notify is
 sent), and the relay of plain tunnels (tunnel/_relay.c; where it cannot be built, or with
-MPM_NATIVE_RELAY=0, tunnel/tunnel.py relays them, as it relays TLS tunnels)."""
+MPM_NATIVE_RELAY=0, tunnel/tunnel.py relays them, as it relays TLS tunnels), and the scan of an
+HTTP/1.1 head for the fields the proxy acts on (worker/_heads.c; where it cannot be built, or
+with MPM_NATIVE_HEADS=0, worker.http1 scans with a regular expression)."""
 
 from setuptools import Extension, setup
 
 setup(ext_modules=[Extension("conf._tickets", ["conf/_tickets.c"], optional=True),
                    Extension("conf._readahead", ["conf/_readahead.c"], optional=True),
                    Extension("tunnel._relay", ["tunnel/_relay.c", "tunnel/_relay_engine.c"],
-                             depends=["tunnel/relay.h"], include_dirs=["tunnel"], optional=True)])
+                             depends=["tunnel/relay.h"], include_dirs=["tunnel"], optional=True),
+                   Extension("worker._heads", ["worker/_heads.c"], optional=True)])

@@ -40,6 +40,8 @@ request.  Two more, where peers parse differently:
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import re
 
 from worker.authority import absolute_form, valid_host
@@ -64,6 +66,11 @@ from worker.headchecks import (
 from worker.headfixes import CONTROL, FRAMING, with_standard_reason, without_lines
 
 HEAD_END = b"\r\n\r\n"
+# worker/_heads.c scans a head for the fields below; `_scan_in_python` is its reference, used
+# where it is not built or with MPM_NATIVE_HEADS=0 (CI runs the suite both ways).
+NATIVE = os.environ.get("MPM_NATIVE_HEADS", "1") != "0" and importlib.util.find_spec("worker._heads") is not None
+if NATIVE:
+    from worker import _heads
 _VERSIONS = {b"HTTP/1.1": "1.1", b"HTTP/1.0": "1.0"}
 # The fields the proxy acts on, found in the lower-cased head by one case-sensitive
 # regular expression: llhttp has validated the lines, so "\nname:" can only start a field,
@@ -91,6 +98,29 @@ _SCANNED = frozenset(_FIELDS)     # what `get` need not look for again
 HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"te", b"trailer", b"proxy-connection", b"upgrade"})
 _KEYS: dict = {}         # lower-case name -> b"\nname:"
 _KEYS_MAX = 256          # names come from messages too (a Connection header's list): bounded
+
+
+def _scan_in_python(raw: bytes) -> tuple:
+    """The reference for worker/_heads.c's `scan`: (raw lower-cased, {name: [(start, end,
+    value start), ...]}) for the fields the proxy acts on that are present."""
+    lower = raw.lower()
+    spans: dict = {}
+    for m in _FIELDS_RE.finditer(lower):
+        value_start, end = m.span(2)
+        name = m[1]
+        found = spans.get(name)
+        if found is None:
+            spans[name] = [(m.start() - 1, end, value_start)]
+        else:
+            found.append((m.start() - 1, end, value_start))
+    return lower, spans
+
+
+if NATIVE:
+    _heads.set_names(tuple(_FIELDS) + tuple(FORWARDING_SPELLINGS - set(_FIELDS)))
+    scan_fields = _heads.scan
+else:
+    scan_fields = _scan_in_python
 
 
 def _key(lname: bytes) -> bytes:
@@ -153,16 +183,8 @@ class Head:
 
     def _scan(self) -> dict:
         """Where the fields the proxy acts on are: {name: [(start, end, value start), ...]}
-        for those present.  Sets the framing and persistence the proxy needs."""
-        spans: dict = {}
-        for m in _FIELDS_RE.finditer(self.lower):
-            value_start, end = m.span(2)
-            name = m[1]
-            found = spans.get(name)
-            if found is None:
-                spans[name] = [(m.start() - 1, end, value_start)]
-            else:
-                found.append((m.start() - 1, end, value_start))
+        for those present.  Sets `lower`, and the framing and persistence the proxy needs."""
+        self.lower, spans = scan_fields(self.raw)
         self.spans = spans
         coding = spans.get(b"transfer-encoding")
         # Chunked when its last coding is (RFC 9112 §6.3): the last token, not the value's end,
@@ -274,7 +296,6 @@ def request_head_from(raw: bytes, line_end: int, parts: list) -> RequestHead:
     """`parts`: the request line's method, target and version (check_request_line)."""
     head = RequestHead()
     head.raw = raw
-    head.lower = raw.lower()
     head.line_end = line_end
     head.method, head.target, version = parts
     head.version = _VERSIONS.get(version)
@@ -336,7 +357,6 @@ def _authority_as_host(head: RequestHead, hosts):
         raw = raw[:start] + raw[end:]
     line_end = head.line_end
     head.raw = raw = raw[:line_end] + b"\r\nHost: " + authority + raw[line_end:]
-    head.lower = raw.lower()
     return head._scan().get(b"host")
 
 
@@ -355,7 +375,6 @@ def response_head_from(raw: bytes, parser) -> ResponseHead:
     head = ResponseHead()
     head.raw = raw
     head.line_end = line_end
-    head.lower = raw.lower()
     head.status = status = parser.get_status_code()
     if status < 100:           # llhttp skipped what came before a status line, or saw none
         raise HttpError(502, "malformed status line")
