@@ -83,3 +83,112 @@ def test_the_names_are_the_ones_set():
     assert spans == {b"host": [(25, 34, 33)]}
     with pytest.raises(TypeError):
         _heads.scan("text")
+
+
+# == the usual heads read whole in C (`request`, `response`) against worker.http1's Python =========
+LIMITS = [(8190, 100, 8190), (20, 2, 30), (40, 1, 12)]
+VALUES = [b"chunked", b"close", b"keep-alive", b"Keep-Alive", b"upgrade", b"5", b"005", b"18446744073709551616",
+          b"1234567890123456789", b"gzip", b", ", b",", b" ", b"\t", b"a", b"example.com", b"[::1]:80", b"a b"]
+REQUEST_LINES = [b"GET / HTTP/1.1", b"GET /small HTTP/1.0", b"POST /a?b HTTP/1.1", b"GET  / HTTP/1.1",
+                 b"GET http://a/ HTTP/1.1", b"GET / HTTP/1.2", b"GET / HTTP/2.0", b"get / HTTP/1.1", b"OPTIONS * HTTP/1.1",
+                 b"GET / HTTP/1.1 ", b" GET / HTTP/1.1", b"GET /" + b"x" * 30 + b" HTTP/1.1", b"BREW-IT / HTTP/1.1"]
+STATUS_LINES = [b"HTTP/1.1 200 OK", b"HTTP/1.0 200 OK", b"HTTP/1.1 204 No Content", b"HTTP/1.1 304 ", b"HTTP/1.1 304 ",
+                b"HTTP/1.1 101 Switching", b"HTTP/1.1 100 Continue", b"HTTP/1.1 200", b"HTTP/1.1 503 A\x01B",
+                b"HTTP/1.1 404 Not\tFound", b"HTTP/1.1 200 \x7f", b"HTTP/1.1 2000 OK", b"HTTP/1.1 099 X"]
+
+
+def _slots(head) -> dict:
+    names = [name for cls in type(head).__mro__ for name in getattr(cls, "__slots__", ())]
+    return {name: getattr(head, name, "<unset>") for name in names}
+
+
+def _outcome(read):
+    try:
+        return _slots(read())
+    except http1.HttpError as error:
+        return ("refused", error.status, error.message)
+
+
+FIELD_VALUES = {
+    b"host": [b"example.com", b"127.0.0.1:8080", b"[::1]:80", b"bad host", b"", b"a@b", b"a:b:c"],
+    b"content-length": [b"0", b"5", b"42", b"10", b"005", b"12 ", b"1234567890123456789", b"18446744073709551615", b"", b"+5"],
+    b"transfer-encoding": [b"chunked", b"gzip, chunked", b"chunked, gzip", b"xchunked", b"chunkedx", b"CHUNKED",
+                           b" , chunked", b"chunked,", b"", b"gzip"],
+    b"connection": [b"close", b"keep-alive", b"Keep-Alive", b"upgrade", b"close, te", b"x-foo", b"", b"CLOSE"],
+    b"upgrade": [b"websocket", b"h2c"],
+}
+
+
+@st.composite
+def field(draw) -> bytes:
+    name = draw(st.sampled_from(list(FIELD_VALUES) * 3 + NAMES[:-1]))
+    if name in FIELD_VALUES and draw(st.integers(0, 4)):
+        value = draw(st.sampled_from(FIELD_VALUES[name]))
+    else:
+        value = b"".join(draw(st.lists(st.sampled_from(VALUES), min_size=0, max_size=3)))
+    return (draw(mangled_case(name)) + draw(st.sampled_from([b": "] * 6 + [b":", b":  ", b":\t"])) + value
+            + draw(st.sampled_from([b""] * 8 + [b" ", b"\t "])))
+
+
+@st.composite
+def clean_head(draw, start_lines, host_first: bool = False) -> bytes:
+    """Heads of valid bytes, most of which llhttp takes: what the fast paths must read right."""
+    lines = [draw(st.sampled_from(start_lines[:3] * 4 + start_lines))]      # the usual ones more often
+    if host_first and draw(st.integers(0, 5)):
+        lines.append(b"Host: " + draw(st.sampled_from(FIELD_VALUES[b"host"][:3])))
+    lines += draw(st.lists(field(), max_size=5))
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+def _same_request(raw: bytes, limits: tuple) -> None:
+    usual = _heads.request(raw, *limits)
+    if usual is None:
+        return
+    bounds = type("Limits", (), dict(zip(("request_line", "header_fields", "header_field"), limits, strict=True)))
+    line_end = raw.find(b"\r\n")
+    parts = http1.check_request_line(raw, line_end, bounds)       # within the limits, or no fast path
+    http1.check_fields(raw, line_end, len(raw), bounds)
+    assert _outcome(lambda: http1.usual_request(raw, usual)) == \
+        _outcome(lambda: http1.request_head_from(raw, line_end, parts))
+
+
+@settings(max_examples=2000, deadline=None, suppress_health_check=list(HealthCheck))
+@given(clean_head(REQUEST_LINES, host_first=True), st.sampled_from(LIMITS))
+def test_a_usual_request_reads_as_the_python_reads_it(raw, limits):
+    _same_request(raw, limits)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(fuzz_http.example(), st.sampled_from(LIMITS))
+def test_the_fuzz_suites_requests_read_alike(example, limits):
+    stream, _ids = example
+    for piece in stream.split(b"\r\n\r\n"):
+        _same_request(piece + b"\r\n\r\n", limits)
+
+
+@settings(max_examples=2000, deadline=None, suppress_health_check=list(HealthCheck))
+@given(clean_head(STATUS_LINES))
+def test_a_usual_response_reads_as_the_python_reads_it(raw):
+    usual = _heads.response(raw)
+    if usual is None:
+        return
+    parser = http1.RESPONSE_PARSER(http1.NO_CALLBACKS)
+    try:
+        http1.validate(parser, raw, False)
+    except http1.HttpError:
+        return           # never read: parse_response asks llhttp first
+    assert _outcome(lambda: http1.usual_response(raw, usual)) == _outcome(lambda: http1.response_head_from(raw, parser))
+
+
+def test_the_fast_paths_take_the_usual_heads():
+    """What the bench and most traffic send is read in C (else the tests above prove nothing)."""
+    assert _heads.request(b"GET /small HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 8190, 100, 8190) is not None
+    assert _heads.request(b"POST / HTTP/1.0\r\nConnection: Keep-Alive\r\nContent-Length: 5\r\n\r\n",
+                          8190, 100, 8190) is not None
+    assert _heads.response(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 6\r\n\r\n") is not None
+    assert _heads.response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n") is not None
+    for unusual in (b"GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n", b"GET / HTTP/1.1\r\n\r\n",
+                    b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 05\r\n\r\n",
+                    b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"):
+        assert _heads.request(unusual, 8190, 100, 8190) is None
+    assert _heads.response(b"HTTP/1.1 100 Continue\r\n\r\n") is None

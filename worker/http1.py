@@ -116,11 +116,16 @@ def _scan_in_python(raw: bytes) -> tuple:
     return lower, spans
 
 
+def _unusual(*_) -> None:
+    """Without worker/_heads.c every head is read by the Python below."""
+    return None
+
+
 if NATIVE:
     _heads.set_names(tuple(_FIELDS) + tuple(FORWARDING_SPELLINGS - set(_FIELDS)))
-    scan_fields = _heads.scan
+    scan_fields, usual_request_parts, usual_response_parts = _heads.scan, _heads.request, _heads.response
 else:
-    scan_fields = _scan_in_python
+    scan_fields, usual_request_parts, usual_response_parts = _scan_in_python, _unusual, _unusual
 
 
 def _key(lname: bytes) -> bytes:
@@ -262,10 +267,12 @@ _spare_request_parser = None
 def parse_request(raw: bytes, limits) -> RequestHead:
     """`raw` is exactly one complete head (it ends with the first CRLFCRLF)."""
     global _spare_request_parser
-    line_end = raw.find(b"\r\n")
+    usual = usual_request_parts(raw, limits.request_line, limits.header_fields, limits.header_field)
+    line_end = raw.find(b"\r\n") if usual is None else usual[0]
     try:
-        parts = check_request_line(raw, line_end, limits)
-        check_fields(raw, line_end, len(raw), limits)
+        if usual is None:
+            parts = check_request_line(raw, line_end, limits)
+            check_fields(raw, line_end, len(raw), limits)
         parser = _spare_request_parser
         if parser is not None:
             _spare_request_parser = None
@@ -275,7 +282,7 @@ def parse_request(raw: bytes, limits) -> RequestHead:
                 parser = None             # judged again, below, by a fresh parser
         if parser is None:
             parser, ended = validate_request(REQUEST_PARSER(NO_CALLBACKS), raw)
-        head = request_head_from(raw, line_end, parts)
+        head = request_head_from(raw, line_end, parts) if usual is None else usual_request(raw, usual)
     except HttpError as error:
         error.line = raw[:line_end]       # logged as Apache logs a refused request's line (%r)
         raise
@@ -289,7 +296,34 @@ def parse_response(raw: bytes) -> ResponseHead:
     """`raw` is exactly one complete head (it ends with the first CRLFCRLF)."""
     parser = RESPONSE_PARSER(NO_CALLBACKS)
     validate(parser, raw, False)
-    return response_head_from(raw, parser)
+    usual = usual_response_parts(raw)
+    return response_head_from(raw, parser) if usual is None else usual_response(raw, usual)
+
+
+def usual_request(raw: bytes, parts: tuple) -> RequestHead:
+    """The head that worker/_heads.c's `request` read as usual (`parts`): what
+    `request_head_from` makes of it (tests/test_head_codec.py holds the two alike)."""
+    head = RequestHead()
+    head.raw = raw
+    (head.line_end, head.method, head.target, head.version, head.lower, head.spans, host,
+     head.content_length, head.connection, head.keep_alive) = parts
+    head.host = host
+    if host and not valid_host(host):
+        raise HttpError(400, "invalid Host header")
+    head.chunked = False
+    head.upgrade = head.framing_line = None
+    return head
+
+
+def usual_response(raw: bytes, parts: tuple) -> ResponseHead:
+    """The head that worker/_heads.c's `response` read as usual: `response_head_from`'s."""
+    head = ResponseHead()
+    head.raw = raw
+    (head.line_end, head.status, head.version, head.reason, head.lower, head.spans, head.content_length,
+     head.chunked, head.connection, head.keep_alive) = parts
+    head.upgrade = None
+    head.plain = HOP_BY_HOP.isdisjoint(head.spans) and head.version == "1.1"
+    return head
 
 
 def request_head_from(raw: bytes, line_end: int, parts: list) -> RequestHead:
