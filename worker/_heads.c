@@ -26,18 +26,16 @@ another followed by ':'. */
 
 static PyObject *names[MAX_NAMES];      /* the bytes objects the caller gave: the dict's keys */
 static Py_ssize_t name_count;
-/* Where the names the fast paths read are in `names` (-1: not given, and no fast path). */
-static int HOST = -1, CONTENT_LENGTH = -1, TRANSFER_ENCODING = -1, CONNECTION = -1, UPGRADE = -1;
+/* The names the fast paths read: what the scan saw of each is kept in a `Seen` of its own,
+   at these places (`watched` maps a name's index to its place, or -1). */
+enum { HOST, CONTENT_LENGTH, TRANSFER_ENCODING, CONNECTION, UPGRADE, WATCHED };
+static const char *const watched_names[WATCHED] = {"host", "content-length", "transfer-encoding", "connection",
+                                                   "upgrade"};
+static signed char watched[MAX_NAMES];
+static int fast_paths;          /* all of them are among the names given */
 static PyObject *version_11, *version_10;      /* "1.1" and "1.0", as worker.http1 names versions */
 /* For each byte that can start a name, the indices of the names starting with it, -1 ended. */
 static signed char by_first[256][MAX_NAMES + 1];
-
-static int index_of(const char *wanted) {
-    for (int i = 0; i < name_count; i++)
-        if (strcmp(PyBytes_AS_STRING(names[i]), wanted) == 0)
-            return i;
-    return -1;
-}
 
 static PyObject *set_names(PyObject *module, PyObject *tuple) {
     if (!PyTuple_Check(tuple) || PyTuple_GET_SIZE(tuple) > MAX_NAMES) {
@@ -63,11 +61,16 @@ static PyObject *set_names(PyObject *module, PyObject *tuple) {
         by_first[first][filled[first]++] = (signed char)i;
         by_first[first][filled[first]] = -1;
     }
-    HOST = index_of("host");
-    CONTENT_LENGTH = index_of("content-length");
-    TRANSFER_ENCODING = index_of("transfer-encoding");
-    CONNECTION = index_of("connection");
-    UPGRADE = index_of("upgrade");
+    int found = 0;
+    for (int i = 0; i < name_count; i++) {
+        watched[i] = -1;
+        for (int place = 0; place < WATCHED; place++)
+            if (strcmp(PyBytes_AS_STRING(names[i]), watched_names[place]) == 0) {
+                watched[i] = (signed char)place;
+                found++;
+            }
+    }
+    fast_paths = found == WATCHED;
     Py_RETURN_NONE;
 }
 
@@ -85,9 +88,18 @@ static int name_at(const char *lower, Py_ssize_t size, Py_ssize_t at) {
 }
 
 static int file_span(PyObject *spans, PyObject *name, Py_ssize_t start, Py_ssize_t end, Py_ssize_t value) {
-    PyObject *span = Py_BuildValue("(nnn)", start, end, value);
+    PyObject *span = PyTuple_New(3);
     if (span == NULL)
         return -1;
+    Py_ssize_t parts[3] = {start, end, value};
+    for (int i = 0; i < 3; i++) {
+        PyObject *number = PyLong_FromSsize_t(parts[i]);
+        if (number == NULL) {
+            Py_DECREF(span);
+            return -1;
+        }
+        PyTuple_SET_ITEM(span, i, number);
+    }
     PyObject *found = PyDict_GetItemWithError(spans, name);       /* borrowed */
     int failed;
     if (found != NULL) {
@@ -145,8 +157,8 @@ static int scan_into(PyObject *raw, PyObject **lower_out, PyObject **spans_out, 
         Py_ssize_t end = cr == NULL ? size : cr - lower;
         if (file_span(spans, names[index], line - 1, end, value) < 0)
             goto failed;
-        if (seen != NULL) {
-            Seen *name = &seen[index];
+        if (seen != NULL && watched[index] >= 0) {
+            Seen *name = &seen[watched[index]];
             Py_ssize_t span[3] = {line - 1, end, value};
             if (name->count++ == 0)
                 memcpy(name->first, span, sizeof span);
@@ -193,6 +205,24 @@ tests/test_head_codec.py holds both readers to the same heads. */
 
 static PyObject *slice(const char *data, Py_ssize_t start, Py_ssize_t end) {
     return PyBytes_FromStringAndSize(data + start, end - start);
+}
+
+/* A tuple of `count` new references, which it takes (also when it fails: NULL, when one of them
+   is NULL, whose maker set the exception). */
+static PyObject *tuple_of(int count, PyObject **items) {
+    PyObject *tuple = PyTuple_New(count);
+    int failed = tuple == NULL;
+    for (int i = 0; i < count; i++)
+        failed |= items[i] == NULL;
+    if (failed) {
+        for (int i = 0; i < count; i++)
+            Py_XDECREF(items[i]);
+        Py_XDECREF(tuple);
+        return NULL;
+    }
+    for (int i = 0; i < count; i++)
+        PyTuple_SET_ITEM(tuple, i, items[i]);
+    return tuple;
 }
 
 /* The end of a value without its trailing spaces and tabs (Python's rstrip(b" \t")). */
@@ -251,7 +281,7 @@ typedef struct {
 
 static int read_common(PyObject *raw, int http11, Seen *seen, Common *out) {
     const char *data = PyBytes_AS_STRING(raw);
-    memset(seen, 0, sizeof(Seen) * MAX_NAMES);
+    memset(seen, 0, sizeof(Seen) * WATCHED);
     if (scan_into(raw, &out->lower, &out->spans, seen) < 0)
         return -1;
     out->connection = Py_NewRef(Py_None);
@@ -292,22 +322,19 @@ static PyObject *usual_request(PyObject *raw, Py_ssize_t line_end, Py_ssize_t sp
                 && digits_end == length->first[1] && (digits_end - value == 1 || data[value] != '0');
     }
     usual = usual && seen[TRANSFER_ENCODING].count == 0 && host->count <= 1 && (host->count == 1 || !http11);
-    PyObject *answer = NULL;
-    if (usual) {
-        Py_ssize_t host_end = host->count ? trimmed_end(data, host->first[2], host->first[1]) : 0;
-        answer = Py_BuildValue("(nNNOOONNOO)", line_end, slice(data, 0, space1),
-                               slice(data, space1 + 1, space2), http11 ? version_11 : version_10,
-                               common.lower, common.spans,
-                               host->count ? slice(data, host->first[2], host_end) : PyBytes_FromStringAndSize("", 0),
-                               body >= 0 ? PyLong_FromLongLong(body) : Py_NewRef(Py_None),
-                               common.connection, common.keep_alive ? Py_True : Py_False);
-    } else {
-        answer = Py_NewRef(Py_None);
+    if (!usual) {
+        Py_DECREF(common.lower);
+        Py_DECREF(common.spans);
+        Py_DECREF(common.connection);
+        Py_RETURN_NONE;
     }
-    Py_DECREF(common.lower);
-    Py_DECREF(common.spans);
-    Py_DECREF(common.connection);
-    return answer;
+    Py_ssize_t host_end = host->count ? trimmed_end(data, host->first[2], host->first[1]) : 0;
+    PyObject *parts[] = {PyLong_FromSsize_t(line_end), slice(data, 0, space1), slice(data, space1 + 1, space2),
+                         Py_NewRef(http11 ? version_11 : version_10), common.lower, common.spans,
+                         slice(data, host->count ? host->first[2] : 0, host_end),
+                         body >= 0 ? PyLong_FromLongLong(body) : Py_NewRef(Py_None), common.connection,
+                         Py_NewRef(common.keep_alive ? Py_True : Py_False)};
+    return tuple_of(10, parts);
 }
 
 /* request(raw, request line limit, header fields limit, header field limit): a usual request
@@ -326,8 +353,7 @@ static PyObject *request(PyObject *module, PyObject *const *args, Py_ssize_t nar
     const char *data = PyBytes_AS_STRING(raw);
     Py_ssize_t size = PyBytes_GET_SIZE(raw);
     const char *crlf = memmem(data, size, "\r\n", 2);
-    if (crlf == NULL || crlf == data || HOST < 0 || CONTENT_LENGTH < 0 || TRANSFER_ENCODING < 0
-            || CONNECTION < 0 || UPGRADE < 0)
+    if (crlf == NULL || crlf == data || !fast_paths)
         Py_RETURN_NONE;
     Py_ssize_t line_end = crlf - data;
     const char *first = memchr(data, ' ', line_end);
@@ -338,7 +364,7 @@ static PyObject *request(PyObject *module, PyObject *const *args, Py_ssize_t nar
         Py_RETURN_NONE;       /* also a third space: the version would not be 8 bytes */
     if (crlf_count(data, line_end, size) - 2 > limits[1] || size - line_end > limits[2])
         Py_RETURN_NONE;
-    Seen seen[MAX_NAMES];
+    Seen seen[WATCHED];
     return usual_request(raw, line_end, first - data, second - data, second[8] == '1', seen);
 }
 
@@ -366,13 +392,13 @@ static PyObject *response(PyObject *module, PyObject *raw) {
     Py_ssize_t size = PyBytes_GET_SIZE(raw);
     const char *crlf = memmem(data, size, "\r\n", 2);
     int status = crlf == NULL ? -1 : status_of(data, crlf - data);
-    if (status < 200 || HOST < 0 || CONTENT_LENGTH < 0 || TRANSFER_ENCODING < 0 || CONNECTION < 0 || UPGRADE < 0)
+    if (status < 200 || !fast_paths)
         Py_RETURN_NONE;
     Py_ssize_t line_end = crlf - data, reason = line_end == 12 ? 12 : 13;
     for (Py_ssize_t i = reason; i < line_end; i++)       /* worker.headfixes.CONTROL: corrected there */
         if (((unsigned char)data[i] < 0x20 && data[i] != '\t') || data[i] == 0x7f)
             Py_RETURN_NONE;
-    Seen seen[MAX_NAMES];
+    Seen seen[WATCHED];
     Common common;
     int usual = read_common(raw, data[7] == '1', seen, &common);
     if (usual <= 0)
@@ -399,16 +425,18 @@ static PyObject *response(PyObject *module, PyObject *raw) {
         end = trimmed_end(lower, start, end);
         chunked = end - start == 7 && memcmp(lower + start, "chunked", 7) == 0;
     }
-    PyObject *answer = usual ? Py_BuildValue("(niONOONOOO)", line_end, status, data[7] == '1' ? version_11 : version_10,
-                                             slice(data, reason, line_end), common.lower, common.spans,
-                                             body >= 0 ? PyLong_FromLongLong(body) : Py_NewRef(Py_None),
-                                             chunked ? Py_True : Py_False, common.connection,
-                                             common.keep_alive ? Py_True : Py_False)
-                             : Py_NewRef(Py_None);
-    Py_DECREF(common.lower);
-    Py_DECREF(common.spans);
-    Py_DECREF(common.connection);
-    return answer;
+    if (!usual) {
+        Py_DECREF(common.lower);
+        Py_DECREF(common.spans);
+        Py_DECREF(common.connection);
+        Py_RETURN_NONE;
+    }
+    PyObject *parts[] = {PyLong_FromSsize_t(line_end), PyLong_FromLong(status),
+                         Py_NewRef(data[7] == '1' ? version_11 : version_10), slice(data, reason, line_end),
+                         common.lower, common.spans, body >= 0 ? PyLong_FromLongLong(body) : Py_NewRef(Py_None),
+                         Py_NewRef(chunked ? Py_True : Py_False), common.connection,
+                         Py_NewRef(common.keep_alive ? Py_True : Py_False)};
+    return tuple_of(10, parts);
 }
 
 static PyMethodDef methods[] = {
