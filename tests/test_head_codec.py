@@ -192,3 +192,38 @@ def test_the_fast_paths_take_the_usual_heads():
                     b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"):
         assert _heads.request(unusual, 8190, 100, 8190) is None
     assert _heads.response(b"HTTP/1.1 100 Continue\r\n\r\n") is None
+
+
+# == the head toward the backend put together in C (`joined_head`) against worker.rewrite's Python ===
+@settings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck))
+@given(clean_head(REQUEST_LINES, host_first=True), st.sampled_from([None, b"websocket"]), st.booleans(),
+       st.sampled_from([b"X-Forwarded-For: 10.0.0.1\r\n", b""]))
+def test_the_head_to_the_backend_is_the_one_the_python_writes(raw, upgrade, trusted, xff_line):
+    from worker import rewrite
+    line_end = raw.find(b"\r\n")
+    try:
+        http1.validate_request(http1.REQUEST_PARSER(http1.NO_CALLBACKS), raw)     # llhttp's verdict first
+        head = http1.request_head_from(raw, line_end, http1.check_request_line(raw, line_end, FIRST_LIMITS))
+    except http1.HttpError:
+        return
+    arguments = (head, b"/mapped?q", b"Host: backend:80\r\n", xff_line, b"X-Forwarded-Proto: http\r\n", upgrade, trusted)
+    native = rewrite.request_head(*arguments)
+    try:
+        rewrite.joined_head = None
+        assert native == rewrite.request_head(*arguments)
+    finally:
+        rewrite.joined_head = _heads.joined_head
+
+
+FIRST_LIMITS = type("Limits", (), {"request_line": 8190, "header_fields": 100, "header_field": 8190})
+
+
+def test_a_head_with_dropped_lines_everywhere_is_joined_right():
+    from worker import rewrite
+    raw = (b"POST / HTTP/1.1\r\nTE: x\r\nHost: a\r\nA: 1\r\nKeep-Alive: 5\r\nForwarded: for=x\r\nB: 2\r\nTe: y\r\n"
+           b"Transfer-Encoding:  chunked\r\nX_Forwarded_For: y\r\n\r\n")
+    head = http1.request_head_from(raw, 15, [b"POST", b"/", b"HTTP/1.1"])
+    assert head.framing_line is not None
+    out = rewrite.request_head(head, b"/", b"Host: b\r\n", b"X-Forwarded-For: 1.2.3.4\r\n", b"", None)
+    assert out == (b"POST / HTTP/1.1\r\nHost: b\r\nA: 1\r\nB: 2\r\nTransfer-Encoding: chunked\r\n"
+                   b"X-Forwarded-For: 1.2.3.4\r\nX-Forwarded-Host: a\r\n\r\n")

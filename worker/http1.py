@@ -124,8 +124,10 @@ def _unusual(*_) -> None:
 if NATIVE:
     _heads.set_names(tuple(_FIELDS) + tuple(FORWARDING_SPELLINGS - set(_FIELDS)))
     scan_fields, usual_request_parts, usual_response_parts = _heads.scan, _heads.request, _heads.response
+    joined_head = _heads.joined_head      # worker.rewrite's
 else:
     scan_fields, usual_request_parts, usual_response_parts = _scan_in_python, _unusual, _unusual
+    joined_head = None
 
 
 def _key(lname: bytes) -> bytes:

@@ -10,14 +10,16 @@ A head is rewritten from the bytes it arrived as: one regular expression removes
 fields we replace or drop, and the rest is copied in one slice, so the usual head
 (no Connection naming other fields) costs a few C calls whatever its size.  The field
 lines that do not depend on the request (`X-Forwarded-Proto`, `Host` toward a given
-backend, `X-Forwarded-For` for a client that sent none) are built once, by the caller.
+backend, `X-Forwarded-For` for a client that sent none) are built once, by the caller.  The
+head toward the backend is put together in C where worker/_heads_write.c is built (the Python
+here stays its reference: tests/test_head_codec.py).
 """
 
 from __future__ import annotations
 
 from worker.framing import FORWARDING_SPELLINGS
 from worker.headfixes import reason_phrase
-from worker.http1 import HOP_BY_HOP, connection_tokens
+from worker.http1 import HOP_BY_HOP, connection_tokens, joined_head
 
 # A client's own Forwarded (RFC 7239) goes too: frameworks that read it before X-Forwarded-*
 # (Spring's ForwardedHeaderFilter) would take the client's for=/proto=/host= over ours (review
@@ -99,10 +101,17 @@ def request_head(head, target: bytes, host_line: bytes, xff_line: bytes, proto_l
         proto_line = stated_proto_line(head, proto_line)
         if b"x-forwarded-host" in head.spans:
             forwarded_host = b"X-Forwarded-Host: " + head.joined(b"x-forwarded-host") + CRLF
-    if head.framing_line is not None:     # an odd spelling: sent on as the one every parser reads alike
-        kept = _kept_lines(head, _TRUSTED_DROP_FRAMING if trusted else _REQUEST_DROP_FRAMING) + head.framing_line
+    framing_line = head.framing_line      # an odd spelling: sent on as the one every parser reads alike
+    if framing_line is None:
+        drop = _TRUSTED_DROP if trusted else _REQUEST_DROP
     else:
-        kept = _kept_lines(head, _TRUSTED_DROP if trusted else _REQUEST_DROP)
+        drop = _TRUSTED_DROP_FRAMING if trusted else _REQUEST_DROP_FRAMING
+    if head.connection is None and joined_head is not None:     # (one naming fields: below)
+        out = joined_head((head.method, b" ", target, version, host_line), head.raw, head.line_end, head.spans,
+                          drop, framing_line, (xff_line, proto_line, forwarded_host, upgrade_lines, CRLF))
+        if out is not None:
+            return out
+    kept = _kept_lines(head, drop) + (framing_line or b"")
     return b"".join((head.method, b" ", target, version, host_line, kept[2:], CRLF if kept else b"",
                      xff_line, proto_line, forwarded_host, upgrade_lines, CRLF))
 

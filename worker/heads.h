@@ -1,0 +1,31 @@
+/* What worker/_heads.c (the scan and the module), _heads_read.c (the usual heads read whole) and
+_heads_write.c (the head sent to the backend, put together) share. */
+
+#ifndef MPM_HEADS_H
+#define MPM_HEADS_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <string.h>
+
+#define MAX_NAMES 64
+
+/* The names the fast paths read: what the scan saw of each is kept in a `Seen` of its own,
+   at these places. */
+enum { HOST, CONTENT_LENGTH, TRANSFER_ENCODING, CONNECTION, UPGRADE, WATCHED };
+
+/* What the scan saw of one name: how many lines, and the first and last as (start, end, value). */
+typedef struct {
+    int count;
+    Py_ssize_t first[3], last[3];
+} Seen;
+
+extern int fast_paths;                         /* all the watched names are among those scanned for */
+extern PyObject *version_11, *version_10;      /* "1.1" and "1.0", as worker.http1 names versions */
+
+int scan_into(PyObject *raw, PyObject **lower_out, PyObject **spans_out, Seen *seen);
+PyObject *request(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+PyObject *response(PyObject *module, PyObject *raw);
+PyObject *joined_head(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+
+#endif
