@@ -227,3 +227,41 @@ def test_a_head_with_dropped_lines_everywhere_is_joined_right():
     out = rewrite.request_head(head, b"/", b"Host: b\r\n", b"X-Forwarded-For: 1.2.3.4\r\n", b"", None)
     assert out == (b"POST / HTTP/1.1\r\nHost: b\r\nA: 1\r\nB: 2\r\nTransfer-Encoding: chunked\r\n"
                    b"X-Forwarded-For: 1.2.3.4\r\nX-Forwarded-Host: a\r\n\r\n")
+
+
+# == a response head llhttp is not asked about: of a shape it has nothing to refuse in ===============
+@st.composite
+def mutated_response(draw) -> bytes:
+    """A response head with a few bytes replaced or inserted anywhere (any byte value)."""
+    raw = bytearray(draw(clean_head(STATUS_LINES)))
+    for _ in range(draw(st.integers(0, 3))):
+        at = draw(st.integers(0, len(raw)))
+        byte = draw(st.sampled_from([0, 9, 10, 13, 32, 0x7f, 0x80, 0xff, ord(":"), ord("("), ord("@"), ord(","),
+                                     ord("\\"), ord('"'), ord("{"), ord("/")]) | st.integers(0, 255))
+        if draw(st.booleans()) and at < len(raw):
+            raw[at] = byte
+        else:
+            raw.insert(at, byte)
+    return bytes(raw)
+
+
+@settings(max_examples=3000, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.one_of(clean_head(STATUS_LINES), mutated_response()))
+def test_llhttp_accepts_every_head_it_is_not_asked_about(raw):
+    end = raw.find(b"\r\n\r\n")
+    if end < 0 or end + 4 != len(raw):
+        return                  # parse_response gets a head ending at its first CRLFCRLF
+    usual = _heads.response(raw)
+    if usual is None or not usual[10]:
+        return
+    parser = http1.RESPONSE_PARSER(http1.NO_CALLBACKS)
+    assert http1.validate(parser, raw, False), raw          # would raise HttpError (502) on a refusal
+    assert _slots(http1.parse_response(raw)) == _slots(http1.response_head_from(raw, parser))
+
+
+def test_the_usual_response_is_not_given_to_llhttp():
+    assert _heads.response(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 6\r\n\r\n")[10]
+    for judged in (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", b"HTTP/1.1 200 OK\r\nA:\xff\r\n\r\n",
+                   b"HTTP/1.1 200 OK\r\nA : b\r\n\r\n", b"HTTP/1.1 200 OK\r\nA: b\r\n c\r\n\r\n"):
+        usual = _heads.response(judged)
+        assert usual is None or not usual[10], judged

@@ -192,8 +192,46 @@ static int status_of(const char *data, Py_ssize_t line_end) {
     return line_end == 12 || data[12] == ' ' ? status : -1;
 }
 
+/* A byte of a token (RFC 9110 §5.6.2), of a field value or reason phrase here (HTAB, SP, VCHAR:
+   no obs-text, which llhttp reads by its own rules). */
+static int token_byte(unsigned char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+           || (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+static int text_byte(unsigned char c) {
+    return c == '\t' || (c >= 0x20 && c < 0x7f);
+}
+
+/* Whether a response head is of the strictest shape: a reason of text bytes, then lines of a
+   token, a colon and text bytes, each ended by CRLF, and the empty line.  Of a head of this
+   shape, with one Content-Length of digits at most and no Transfer-Encoding, llhttp has nothing
+   to refuse (tests/test_head_codec.py feeds it every such head the tests make), so its verdict
+   is not asked for (worker.http1's parse_response): creating a parser and feeding it were about
+   2,900 of a small request's instructions.  Any other head is llhttp's to judge, as before. */
+static int strictly_shaped(const char *data, Py_ssize_t line_end, Py_ssize_t size) {
+    for (Py_ssize_t i = 13; i < line_end; i++)
+        if (!text_byte((unsigned char)data[i]))
+            return 0;
+    Py_ssize_t at = line_end + 2;
+    while (at < size - 2) {
+        Py_ssize_t name = at;
+        while (token_byte((unsigned char)data[at]))
+            at++;
+        if (at == name || data[at] != ':')
+            return 0;
+        for (at++; text_byte((unsigned char)data[at]); at++)
+            ;
+        if (data[at] != '\r' || data[at + 1] != '\n')
+            return 0;
+        at += 2;
+    }
+    return at == size - 2 && data[at] == '\r' && data[at + 1] == '\n';
+}
+
 /* response(raw): a usual final response head's (line_end, status, version, reason, lower,
-   spans, content_length, chunked, connection, keep_alive), or None (see above). */
+   spans, content_length, chunked, connection, keep_alive, shaped), or None (see above); `shaped`:
+   llhttp need not judge it (`strictly_shaped`). */
 PyObject *response(PyObject *module, PyObject *raw) {
     if (!PyBytes_Check(raw)) {
         PyErr_SetString(PyExc_TypeError, "response: bytes expected");
@@ -246,7 +284,8 @@ PyObject *response(PyObject *module, PyObject *raw) {
                          Py_NewRef(data[7] == '1' ? version_11 : version_10), slice(data, reason, line_end),
                          common.lower, common.spans, body >= 0 ? PyLong_FromLongLong(body) : Py_NewRef(Py_None),
                          Py_NewRef(chunked ? Py_True : Py_False), common.connection,
-                         Py_NewRef(common.keep_alive ? Py_True : Py_False)};
-    return tuple_of(10, parts);
+                         Py_NewRef(common.keep_alive ? Py_True : Py_False),
+                         Py_NewRef(coding->count == 0 && strictly_shaped(data, line_end, size) ? Py_True : Py_False)};
+    return tuple_of(11, parts);
 }
 

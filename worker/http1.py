@@ -296,9 +296,11 @@ def parse_request(raw: bytes, limits) -> RequestHead:
 
 def parse_response(raw: bytes) -> ResponseHead:
     """`raw` is exactly one complete head (it ends with the first CRLFCRLF)."""
+    usual = usual_response_parts(raw)
+    if usual is not None and usual[10]:       # of a shape llhttp has nothing to refuse in (_heads_read.c)
+        return usual_response(raw, usual)
     parser = RESPONSE_PARSER(NO_CALLBACKS)
     validate(parser, raw, False)
-    usual = usual_response_parts(raw)
     return response_head_from(raw, parser) if usual is None else usual_response(raw, usual)
 
 
@@ -322,7 +324,7 @@ def usual_response(raw: bytes, parts: tuple) -> ResponseHead:
     head = ResponseHead()
     head.raw = raw
     (head.line_end, head.status, head.version, head.reason, head.lower, head.spans, head.content_length,
-     head.chunked, head.connection, head.keep_alive) = parts
+     head.chunked, head.connection, head.keep_alive, _) = parts
     head.upgrade = None
     head.plain = HOP_BY_HOP.isdisjoint(head.spans) and head.version == "1.1"
     return head
