@@ -6,6 +6,10 @@ more with MPM_NATIVE_HEADS=0, so the reference stays proven against real traffic
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -15,6 +19,7 @@ from worker import http1
 
 _heads = pytest.importorskip("worker._heads", reason="the compiled head scan is not built here")
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAMES = sorted(http1._FIELDS) + sorted(http1.FORWARDING_SPELLINGS) + [
     b"hosts", b"x-host", b"content-type", b"x-forwarded-fo", b"x_forwarded_protocol", b"t", b"tee", b""]
 PIECES = [b"\r\n", b"\n", b"\r", b":", b" ", b"\t", b"\x00", b"\xff", b",", b"chunked", b"close", b"5", b"a"]
@@ -265,3 +270,49 @@ def test_the_usual_response_is_not_given_to_llhttp():
                    b"HTTP/1.1 200 OK\r\nA : b\r\n\r\n", b"HTTP/1.1 200 OK\r\nA: b\r\n c\r\n\r\n"):
         usual = _heads.response(judged)
         assert usual is None or not usual[10], judged
+
+
+# == the C's own boundaries (review 2026-12-04-night-heads): arguments no scan made ====================
+def _isolated(code: str) -> str:
+    """Run `code` in a fresh interpreter (a fault there must not take the test run with it)."""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
+    return done.stdout.decode().strip()
+
+
+def test_joined_head_leaves_arguments_no_scan_made_to_the_python():
+    """Each of these read or wrote outside the head (review #1, #4): now None, the Python's to join."""
+    out = _isolated(r'''
+from worker import http1, _heads
+r = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+class Key:
+    def __hash__(self):
+        spans.clear()
+        return 1
+spans = {}
+key = Key()
+spans[key] = [(14, 23, 22)]
+cases = [((b"y" * 10,), b"", 0, {}, set(), None, ()),
+         ((), r, 14, {b"host": [(14, -4000, 0)]}, {b"host"}, None, ()),
+         ((), b"GET / HTTP/1.1\r\n\r\n", 14, {}, set(), b"x", ()),
+         ((), r, -100000, {}, set(), None, ()),
+         ((b"x" * 100,), r, 60, {}, set(), None, ()),
+         ((), r, 14, spans, {b"host"}, None, ())]
+print([_heads.joined_head(*case) for case in cases])
+''')
+    assert out == "[None, None, None, None, None, None]"
+
+
+def test_the_names_decide_the_fast_paths():
+    """No scan before the names are set (review #2); each watched name once, spelled exactly (#3)."""
+    out = _isolated(r'''
+import worker._heads as h
+print(h.scan(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")[1])
+h.set_names((b"host",) * 5)
+print(h.request(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", 8190, 100, 8190))
+h.set_names((b"host", b"content-length\x00", b"transfer-encoding", b"connection", b"upgrade"))
+print(h.request(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n", 8190, 100, 8190))
+h.set_names((b"host", b"content-length", b"transfer-encoding", b"connection", b"upgrade"))
+print(h.request(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n", 8190, 100, 8190)[7])
+''')
+    assert out.splitlines() == ["{}", "None", "None", "5"]

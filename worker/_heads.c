@@ -8,7 +8,7 @@ that start with the letter after it.
 
 The rules are the regular expression's, which stays the reference (worker.http1's
 `_scan_in_python`, used where this module is not built or with MPM_NATIVE_HEADS=0;
-tests/test_head_scan.py holds the two to the same answers on random heads):
+tests/test_head_codec.py holds the two to the same answers on random heads):
 
     \n(name|name|...):[ \t]*([^\r]*)     searched in the lower-cased head, left to right
 
@@ -55,16 +55,21 @@ static PyObject *set_names(PyObject *module, PyObject *tuple) {
         by_first[first][filled[first]++] = (signed char)i;
         by_first[first][filled[first]] = -1;
     }
-    int found = 0;
+    /* The fast paths read what the scan saw of the watched names: each must be scanned for,
+       once, spelled exactly (review 2026-12-04-night-heads #3). */
+    int times[WATCHED] = {0};
     for (int i = 0; i < name_count; i++) {
         watched[i] = -1;
         for (int place = 0; place < WATCHED; place++)
-            if (strcmp(PyBytes_AS_STRING(names[i]), watched_names[place]) == 0) {
+            if ((size_t)PyBytes_GET_SIZE(names[i]) == strlen(watched_names[place])
+                    && memcmp(PyBytes_AS_STRING(names[i]), watched_names[place], strlen(watched_names[place])) == 0) {
                 watched[i] = (signed char)place;
-                found++;
+                times[place]++;
             }
     }
-    fast_paths = found == WATCHED;
+    fast_paths = 1;
+    for (int place = 0; place < WATCHED; place++)
+        fast_paths &= times[place] == 1;
     Py_RETURN_NONE;
 }
 
@@ -192,6 +197,8 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "worker._heads", NULL, -1, methods};
 
 PyMODINIT_FUNC PyInit__heads(void) {
+    for (int c = 0; c < 256; c++)       /* no names until set_names: a scan finds none (review #2) */
+        by_first[c][0] = -1;
     version_11 = PyUnicode_InternFromString("1.1");
     version_10 = PyUnicode_InternFromString("1.0");
     if (version_11 == NULL || version_10 == NULL)

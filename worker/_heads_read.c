@@ -213,16 +213,17 @@ static int strictly_shaped(const char *data, Py_ssize_t line_end, Py_ssize_t siz
     for (Py_ssize_t i = 13; i < line_end; i++)
         if (!text_byte((unsigned char)data[i]))
             return 0;
+    /* Bounded by `size` itself, not by the NUL after a bytes object's data (review 2026-12-04-night-heads #5). */
     Py_ssize_t at = line_end + 2;
     while (at < size - 2) {
         Py_ssize_t name = at;
-        while (token_byte((unsigned char)data[at]))
+        while (at < size && token_byte((unsigned char)data[at]))
             at++;
-        if (at == name || data[at] != ':')
+        if (at == name || at == size || data[at] != ':')
             return 0;
-        for (at++; text_byte((unsigned char)data[at]); at++)
+        for (at++; at < size && text_byte((unsigned char)data[at]); at++)
             ;
-        if (data[at] != '\r' || data[at + 1] != '\n')
+        if (at + 1 >= size || data[at] != '\r' || data[at + 1] != '\n')
             return 0;
         at += 2;
     }

@@ -21,19 +21,23 @@ static int cuts_of(PyObject *spans, PyObject *drop, Cut *cuts) {
     PyObject *name, *found;
     int count = 0;
     while (PyDict_Next(spans, &position, &name, &found)) {
+        /* A scan's keys are bytes, whose look-up in `drop` runs no Python code that could change
+           `spans` under us (review 2026-12-04-night-heads #4): anything else is joined in Python. */
+        if (!PyBytes_CheckExact(name) || !PyList_CheckExact(found))
+            return -1;
         int dropped = PySet_Contains(drop, name);
         if (dropped < 0)
             return -1;
         if (!dropped)
             continue;
-        if (!PyList_Check(found))
-            return -1;
         for (Py_ssize_t i = 0; i < PyList_GET_SIZE(found); i++) {
             PyObject *span = PyList_GET_ITEM(found, i);
             if (count == MAX_CUTS || !PyTuple_Check(span) || PyTuple_GET_SIZE(span) != 3)
                 return -1;
             Cut cut = {PyLong_AsSsize_t(PyTuple_GET_ITEM(span, 0)), PyLong_AsSsize_t(PyTuple_GET_ITEM(span, 1))};
             if (PyErr_Occurred())
+                return -1;
+            if (cut.end < cut.start)
                 return -1;
             int at = count++;
             while (at > 0 && cuts[at - 1].start > cut.start) {       /* few: insertion keeps them sorted */
@@ -86,6 +90,11 @@ PyObject *joined_head(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t line_end = PyLong_AsSsize_t(args[2]), size = PyBytes_GET_SIZE(raw);
     if (line_end == -1 && PyErr_Occurred())
         return NULL;
+    /* Spans and a line end from a scan of this head, and a CRLF-led framing line, or the Python
+       joins it: nothing here may read or write outside the head (review 2026-12-04-night-heads #1). */
+    if (line_end < 0 || line_end > size - 4 || (framing != Py_None && (PyBytes_GET_SIZE(framing) < 2
+            || memcmp(PyBytes_AS_STRING(framing), "\r\n", 2) != 0)))
+        return Py_NewRef(Py_None);
     Cut cuts[MAX_CUTS];
     int count = cuts_of(args[3], args[4], cuts);
     if (count < 0)
