@@ -1,5 +1,5 @@
 """The compiled head scan (worker/_heads.c) against its reference, the regular expression in
-worker.http1 (`_scan_in_python`): the same lower-cased bytes and the same spans, in the same
+worker.headscan (`scan_in_python`): the same lower-cased bytes and the same spans, in the same
 order, for random heads and for the fuzz suite's requests.  No sockets: both are functions of
 the bytes alone.  The suite itself runs on the compiled scan, and CI runs the HTTP modules once
 more with MPM_NATIVE_HEADS=0, so the reference stays proven against real traffic too."""
@@ -15,12 +15,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests import fuzz_http
-from worker import http1
+from worker import headscan, http1
+from worker.framing import FORWARDING_SPELLINGS
 
 _heads = pytest.importorskip("worker._heads", reason="the compiled head scan is not built here")
+if not headscan.NATIVE:        # MPM_NATIVE_HEADS=0: the worker does not use the C, these tests still do
+    _heads.set_names(tuple(headscan.FIELDS) + tuple(FORWARDING_SPELLINGS - set(headscan.FIELDS)))
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NAMES = sorted(http1._FIELDS) + sorted(http1.FORWARDING_SPELLINGS) + [
+NAMES = sorted(headscan.FIELDS) + sorted(FORWARDING_SPELLINGS) + [
     b"hosts", b"x-host", b"content-type", b"x-forwarded-fo", b"x_forwarded_protocol", b"t", b"tee", b""]
 PIECES = [b"\r\n", b"\n", b"\r", b":", b" ", b"\t", b"\x00", b"\xff", b",", b"chunked", b"close", b"5", b"a"]
 
@@ -48,7 +51,7 @@ def head(draw) -> bytes:
 
 def _same(raw: bytes) -> None:
     lower, spans = _heads.scan(raw)
-    want_lower, want_spans = http1._scan_in_python(raw)
+    want_lower, want_spans = headscan.scan_in_python(raw)
     assert lower == want_lower
     assert spans == want_spans
     assert list(spans) == list(want_spans)          # the same order (rewrite keeps it)
@@ -212,12 +215,14 @@ def test_the_head_to_the_backend_is_the_one_the_python_writes(raw, upgrade, trus
     except http1.HttpError:
         return
     arguments = (head, b"/mapped?q", b"Host: backend:80\r\n", xff_line, b"X-Forwarded-Proto: http\r\n", upgrade, trusted)
-    native = rewrite.request_head(*arguments)
+    chosen = rewrite.joined_head
     try:
+        rewrite.joined_head = _heads.joined_head
+        native = rewrite.request_head(*arguments)
         rewrite.joined_head = None
         assert native == rewrite.request_head(*arguments)
     finally:
-        rewrite.joined_head = _heads.joined_head
+        rewrite.joined_head = chosen
 
 
 FIRST_LIMITS = type("Limits", (), {"request_line": 8190, "header_fields": 100, "header_field": 8190})

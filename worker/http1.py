@@ -1,4 +1,4 @@
-"""HTTP/1.1 message heads: validated by llhttp (`httptools`), read with regular expressions.
+"""HTTP/1.1 message heads: validated by llhttp (`httptools`), then read.
 
 A head is kept as the bytes it arrived as (`Head.raw`).  llhttp checks all of it: the
 request or status line, every field name and value, and the request-smuggling shapes
@@ -6,9 +6,15 @@ request or status line, every field name and value, and the request-smuggling sh
 CR or LF, NUL); it is given no per-field callback, because calling into Python once per
 field was most of what a head cost (3.9 µs for wrk's two-line request, 4.4 µs for a
 six-field response; now 1.9 and 2.1).  What the proxy itself needs is then read from
-the validated bytes by one regular expression (`_FIELDS_RE`: Host, framing, Connection,
-Upgrade, the hop-by-hop fields), and any other field only when asked for (`get`), so a
-head that needs no rewriting is forwarded with a few slices.
+the validated bytes by one scan (worker.headscan: Host, framing, Connection, Upgrade, the
+hop-by-hop fields), and any other field only when asked for (`get`), so a head that needs
+no rewriting is forwarded with a few slices.
+
+Where the C head codec is built (worker.headscan), the usual heads are read whole in C
+(`usual_request`, `usual_response` take its answer), and a final response head of the
+strictest shape is not fed to llhttp, which has nothing to refuse in it (worker/_heads_read.c
+says which); every other head is read by the Python below, which is the reference.
+A request head is always judged by llhttp.
 
 We find a head's end ourselves and feed the parser exactly the head, so it can never
 swallow a body or the next pipelined request; bodies are framed by `worker.framing`.
@@ -40,14 +46,9 @@ request.  Two more, where peers parse differently:
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import re
-
 from worker.authority import absolute_form, valid_host
 from worker.framing import (
     CLOSE_FRAMING,
-    FORWARDING_SPELLINGS,
     NO_BODY,
     ChunkedFraming,
     LengthFraming,
@@ -64,70 +65,20 @@ from worker.headchecks import (
     validate_request,
 )
 from worker.headfixes import CONTROL, FRAMING, with_standard_reason, without_lines
+from worker.headscan import SCANNED, scan_fields, usual_request_parts, usual_response_parts
 
 HEAD_END = b"\r\n\r\n"
-# worker/_heads.c scans a head for the fields below; `_scan_in_python` is its reference, used
-# where it is not built or with MPM_NATIVE_HEADS=0 (CI runs the suite both ways).
-NATIVE = os.environ.get("MPM_NATIVE_HEADS", "1") != "0" and importlib.util.find_spec("worker._heads") is not None
-if NATIVE:
-    from worker import _heads
 _VERSIONS = {b"HTTP/1.1": "1.1", b"HTTP/1.0": "1.0"}
-# The fields the proxy acts on, found in the lower-cased head by one case-sensitive
-# regular expression: llhttp has validated the lines, so "\nname:" can only start a field,
-# and the request or status line holds no "\n".  Every Python-level operation costs about
-# a thousand instructions here, so one scan beats a `find` per name (the same pattern with
-# IGNORECASE on the raw head cost twice as much).
-# Referer and User-Agent are there for the access log, which would otherwise look for each;
-# Forwarded for worker.rewrite, which drops a client's own.
-_FIELDS = (b"host", b"content-length", b"transfer-encoding", b"connection", b"upgrade", b"keep-alive", b"te",
-           b"trailer", b"proxy-connection", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host",
-           b"referer", b"user-agent", b"forwarded")
-# X-Forwarded-* in every spelling with "_" for a "-" too: CGI, WSGI, PHP and Rack read both as
-# one, so a client's X_Forwarded_Proto beside ours made Django take http for https; found here
-# under the name as spelled, for worker.rewrite to drop (review 2026-12-04-differential #2).
-_FIELDS_RE = re.compile(rb"\n(" + b"|".join(f for f in _FIELDS if f not in FORWARDING_SPELLINGS)
-                        + rb"|x[-_]forwarded[-_](?:for|proto|host)):[ \t]*([^\r]*)")
 # Where a framing line's name ends: raw[start:end] of a canonical one is b"\r\nTransfer-Encoding: chunked"
 # or b"\r\nContent-Length: 5" (any case of the name, which every parser reads alike).
 _TE_NAME_END = len(b"\r\nTransfer-Encoding")
 _CL_NAME_END = len(b"\r\nContent-Length")
 _CANONICAL_CHUNKED = b"\r\nTransfer-Encoding: chunked"
-_SCANNED = frozenset(_FIELDS)     # what `get` need not look for again
 # Hop-by-hop fields (RFC 9110 §7.6.1; worker.rewrite drops them): a response head without
 # any, from an HTTP/1.1 backend, may go to an HTTP/1.1 client as it came (`ResponseHead.plain`).
 HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"te", b"trailer", b"proxy-connection", b"upgrade"})
 _KEYS: dict = {}         # lower-case name -> b"\nname:"
 _KEYS_MAX = 256          # names come from messages too (a Connection header's list): bounded
-
-
-def _scan_in_python(raw: bytes) -> tuple:
-    """The reference for worker/_heads.c's `scan`: (raw lower-cased, {name: [(start, end,
-    value start), ...]}) for the fields the proxy acts on that are present."""
-    lower = raw.lower()
-    spans: dict = {}
-    for m in _FIELDS_RE.finditer(lower):
-        value_start, end = m.span(2)
-        name = m[1]
-        found = spans.get(name)
-        if found is None:
-            spans[name] = [(m.start() - 1, end, value_start)]
-        else:
-            found.append((m.start() - 1, end, value_start))
-    return lower, spans
-
-
-def _unusual(*_) -> None:
-    """Without worker/_heads.c every head is read by the Python below."""
-    return None
-
-
-if NATIVE:
-    _heads.set_names(tuple(_FIELDS) + tuple(FORWARDING_SPELLINGS - set(_FIELDS)))
-    scan_fields, usual_request_parts, usual_response_parts = _heads.scan, _heads.request, _heads.response
-    joined_head = _heads.joined_head      # worker.rewrite's
-else:
-    scan_fields, usual_request_parts, usual_response_parts = _scan_in_python, _unusual, _unusual
-    joined_head = None
 
 
 def _key(lname: bytes) -> bytes:
@@ -157,7 +108,7 @@ class Head:
         found = self.spans.get(lname)
         if found is not None:
             return self.raw[found[0][2]:found[0][1]].strip(b" \t")
-        if lname in _SCANNED:          # the scan looked for it: it is not there
+        if lname in SCANNED:           # the scan looked for it: it is not there
             return None
         key = _key(lname)
         pos = self.lower.find(key, self.line_end)

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from worker.framing import FORWARDING_SPELLINGS
 from worker.headfixes import reason_phrase
-from worker.http1 import HOP_BY_HOP, connection_tokens, joined_head
+from worker.headscan import joined_head
+from worker.http1 import HOP_BY_HOP, connection_tokens
 
 # A client's own Forwarded (RFC 7239) goes too: frameworks that read it before X-Forwarded-*
 # (Spring's ForwardedHeaderFilter) would take the client's for=/proto=/host= over ours (review
