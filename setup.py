@@ -3,9 +3,10 @@
 the check that sees what TLS read-ahead holds, with the close_notify sent before a TLS close
 (conf/_readahead.c; where it cannot be built, listeners do not read ahead and no close_notify is
 sent), and the relay of plain tunnels (tunnel/_relay.c; where it cannot be built, or with
-MPM_NATIVE_RELAY=0, tunnel/tunnel.py relays them, as it relays TLS tunnels), and the scan of an
-HTTP/1.1 head for the fields the proxy acts on (worker/_heads.c; where it cannot be built, or
-with MPM_NATIVE_HEADS=0, worker.http1 scans with a regular expression)."""
+MPM_NATIVE_RELAY=0, tunnel/tunnel.py relays them, as it relays TLS tunnels), and the HTTP/1.1
+head codec (worker/_heads*.c: the scan for the fields the proxy acts on, the usual heads read
+whole, the head toward the backend put together; where it cannot be built, or with
+MPM_NATIVE_HEADS=0, worker.headscan, worker.http1 and worker.rewrite do it all in Python)."""
 
 from setuptools import Extension, setup
 
