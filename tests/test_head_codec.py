@@ -57,13 +57,13 @@ def _same(raw: bytes) -> None:
     assert list(spans) == list(want_spans)          # the same order (rewrite keeps it)
 
 
-@settings(max_examples=800, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
 @given(head())
 def test_the_scan_finds_what_the_regular_expression_finds(raw):
     _same(raw)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
 @given(fuzz_http.example())
 def test_the_scan_reads_the_fuzz_suites_requests_alike(example):
     stream, _ids = example
@@ -160,13 +160,13 @@ def _same_request(raw: bytes, limits: tuple) -> None:
         _outcome(lambda: http1.request_head_from(raw, line_end, parts))
 
 
-@settings(max_examples=1000, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=500, deadline=None, suppress_health_check=list(HealthCheck))
 @given(clean_head(REQUEST_LINES, host_first=True), st.sampled_from(LIMITS))
 def test_a_usual_request_reads_as_the_python_reads_it(raw, limits):
     _same_request(raw, limits)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
 @given(fuzz_http.example(), st.sampled_from(LIMITS))
 def test_the_fuzz_suites_requests_read_alike(example, limits):
     stream, _ids = example
@@ -174,7 +174,7 @@ def test_the_fuzz_suites_requests_read_alike(example, limits):
         _same_request(piece + b"\r\n\r\n", limits)
 
 
-@settings(max_examples=1000, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=500, deadline=None, suppress_health_check=list(HealthCheck))
 @given(clean_head(STATUS_LINES))
 def test_a_usual_response_reads_as_the_python_reads_it(raw):
     usual = _heads.response(raw)
@@ -203,7 +203,7 @@ def test_the_fast_paths_take_the_usual_heads():
 
 
 # == the head toward the backend put together in C (`joined_head`) against worker.rewrite's Python ===
-@settings(max_examples=800, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
 @given(clean_head(REQUEST_LINES, host_first=True), st.sampled_from([None, b"websocket"]), st.booleans(),
        st.sampled_from([b"X-Forwarded-For: 10.0.0.1\r\n", b""]))
 def test_the_head_to_the_backend_is_the_one_the_python_writes(raw, upgrade, trusted, xff_line):
@@ -255,7 +255,7 @@ def mutated_response(draw) -> bytes:
     return bytes(raw)
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=800, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.one_of(clean_head(STATUS_LINES), mutated_response()))
 def test_llhttp_accepts_every_head_it_is_not_asked_about(raw):
     end = raw.find(b"\r\n\r\n")
