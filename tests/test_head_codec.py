@@ -24,7 +24,7 @@ if not headscan.NATIVE:        # MPM_NATIVE_HEADS=0: the worker does not use the
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAMES = sorted(headscan.FIELDS) + sorted(FORWARDING_SPELLINGS) + [
-    b"hosts", b"x-host", b"content-type", b"x-forwarded-fo", b"x_forwarded_protocol", b"t", b"tee", b""]
+    b"hosts", b"x-host", b"content-type", b"x-forwarded-fo", b"x_forwarded_protocol", b"t", b"tee", b"x-foo", b""]
 PIECES = [b"\r\n", b"\n", b"\r", b":", b" ", b"\t", b"\x00", b"\xff", b",", b"chunked", b"close", b"5", b"a"]
 
 
@@ -122,7 +122,8 @@ FIELD_VALUES = {
     b"content-length": [b"0", b"5", b"42", b"10", b"005", b"12 ", b"1234567890123456789", b"18446744073709551615", b"", b"+5"],
     b"transfer-encoding": [b"chunked", b"gzip, chunked", b"chunked, gzip", b"xchunked", b"chunkedx", b"CHUNKED",
                            b" , chunked", b"chunked,", b"", b"gzip"],
-    b"connection": [b"close", b"keep-alive", b"Keep-Alive", b"upgrade", b"close, te", b"x-foo", b"", b"CLOSE"],
+    b"connection": [b"close", b"keep-alive", b"Keep-Alive", b"upgrade", b"close, te", b"x-foo", b"", b"CLOSE",
+                    b"close, X-Foo"],     # (a field it names goes: rewrite.request_head leaves C for that)
     b"upgrade": [b"websocket", b"h2c"],
 }
 
@@ -226,6 +227,27 @@ def test_the_head_to_the_backend_is_the_one_the_python_writes(raw, upgrade, trus
 
 
 FIRST_LIMITS = type("Limits", (), {"request_line": 8190, "header_fields": 100, "header_field": 8190})
+
+
+@pytest.mark.parametrize("connection", [b"close", b"Keep-Alive", b"CLOSE", b"close, X-Foo", b"x-foo", b"keep-alive, te"])
+def test_a_connection_field_goes_and_so_do_the_fields_it_names(connection):
+    """`Connection: close` (every TLS client without keep-alive sends it) is joined in C; one
+    naming another field has that field taken out too, as the Python does, in C or not."""
+    from worker import rewrite
+    raw = b"GET / HTTP/1.1\r\nHost: a\r\nConnection: " + connection + b"\r\nX-Foo: 1\r\nTE: t\r\nB: 2\r\n\r\n"
+    head = http1.request_head_from(raw, 14, [b"GET", b"/", b"HTTP/1.1"])
+    arguments = (head, b"/", b"Host: b\r\n", b"X-Forwarded-For: 1.2.3.4\r\n", b"", None)
+    chosen = rewrite.joined_head
+    try:
+        outs = []
+        for joiner in (_heads.joined_head, None):
+            rewrite.joined_head = joiner
+            outs.append(rewrite.request_head(*arguments))
+    finally:
+        rewrite.joined_head = chosen
+    kept = b"" if b"foo" in connection.lower() else b"X-Foo: 1\r\n"
+    expected = b"GET / HTTP/1.1\r\nHost: b\r\n" + kept + b"B: 2\r\nX-Forwarded-For: 1.2.3.4\r\nX-Forwarded-Host: a\r\n\r\n"
+    assert outs == [expected, expected]
 
 
 def test_a_head_with_dropped_lines_everywhere_is_joined_right():

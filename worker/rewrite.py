@@ -107,7 +107,9 @@ def request_head(head, target: bytes, host_line: bytes, xff_line: bytes, proto_l
         drop = _TRUSTED_DROP if trusted else _REQUEST_DROP
     else:
         drop = _TRUSTED_DROP_FRAMING if trusted else _REQUEST_DROP_FRAMING
-    if head.connection is None and joined_head is not None:     # (one naming fields: below)
+    # In C unless Connection names fields to drop (below): "close" and "keep-alive" name none,
+    # and every client that does not keep its connection sends one (S7c: each request).
+    if joined_head is not None and (head.connection is None or head.connection.lower() in _KNOWN_TOKENS):
         out = joined_head((head.method, b" ", target, version, host_line), head.raw, head.line_end, head.spans,
                           drop, framing_line, (xff_line, proto_line, forwarded_host, upgrade_lines, CRLF))
         if out is not None:
