@@ -16,11 +16,14 @@ from hypothesis import strategies as st
 
 from tests import fuzz_http
 from worker import headscan, http1
+from worker.authority import valid_host
 from worker.framing import FORWARDING_SPELLINGS
 
 _heads = pytest.importorskip("worker._heads", reason="the compiled head scan is not built here")
 if not headscan.NATIVE:        # MPM_NATIVE_HEADS=0: the worker does not use the C, these tests still do
     _heads.set_names(tuple(headscan.FIELDS) + tuple(FORWARDING_SPELLINGS - set(headscan.FIELDS)))
+    _heads.set_head_types(http1.RequestHead, headscan.REQUEST_SLOTS, http1.ResponseHead, headscan.RESPONSE_SLOTS,
+                          tuple(sorted(http1.HOP_BY_HOP)))
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAMES = sorted(headscan.FIELDS) + sorted(FORWARDING_SPELLINGS) + [
@@ -157,8 +160,11 @@ def _same_request(raw: bytes, limits: tuple) -> None:
     line_end = raw.find(b"\r\n")
     parts = http1.check_request_line(raw, line_end, bounds)       # within the limits, or no fast path
     http1.check_fields(raw, line_end, len(raw), bounds)
-    assert _outcome(lambda: http1.usual_request(raw, usual)) == \
-        _outcome(lambda: http1.request_head_from(raw, line_end, parts))
+    reference = _outcome(lambda: http1.request_head_from(raw, line_end, parts))
+    if reference == ("refused", 400, "invalid Host header"):
+        assert not valid_host(usual.host)       # the C leaves that check to parse_request
+    else:
+        assert _slots(usual) == reference
 
 
 @settings(max_examples=500, deadline=None, suppress_health_check=list(HealthCheck))
@@ -186,7 +192,7 @@ def test_a_usual_response_reads_as_the_python_reads_it(raw):
         http1.validate(parser, raw, False)
     except http1.HttpError:
         return           # never read: parse_response asks llhttp first
-    assert _outcome(lambda: http1.usual_response(raw, usual)) == _outcome(lambda: http1.response_head_from(raw, parser))
+    assert _slots(usual[0]) == _outcome(lambda: http1.response_head_from(raw, parser))
 
 
 def test_the_fast_paths_take_the_usual_heads():
@@ -284,7 +290,7 @@ def test_llhttp_accepts_every_head_it_is_not_asked_about(raw):
     if end < 0 or end + 4 != len(raw):
         return                  # parse_response gets a head ending at its first CRLFCRLF
     usual = _heads.response(raw)
-    if usual is None or not usual[10]:
+    if usual is None or not usual[1]:
         return
     parser = http1.RESPONSE_PARSER(http1.NO_CALLBACKS)
     assert http1.validate(parser, raw, False), raw          # would raise HttpError (502) on a refusal
@@ -292,11 +298,11 @@ def test_llhttp_accepts_every_head_it_is_not_asked_about(raw):
 
 
 def test_the_usual_response_is_not_given_to_llhttp():
-    assert _heads.response(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 6\r\n\r\n")[10]
+    assert _heads.response(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 6\r\n\r\n")[1]
     for judged in (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", b"HTTP/1.1 200 OK\r\nA:\xff\r\n\r\n",
                    b"HTTP/1.1 200 OK\r\nA : b\r\n\r\n", b"HTTP/1.1 200 OK\r\nA: b\r\n c\r\n\r\n"):
         usual = _heads.response(judged)
-        assert usual is None or not usual[10], judged
+        assert usual is None or not usual[1], judged
 
 
 # == the C's own boundaries (review 2026-12-04-night-heads): arguments no scan made ====================
@@ -335,11 +341,43 @@ def test_the_names_decide_the_fast_paths():
     out = _isolated(r'''
 import worker._heads as h
 print(h.scan(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")[1])
+from worker import headscan, http1
+h.set_head_types(http1.RequestHead, headscan.REQUEST_SLOTS, http1.ResponseHead, headscan.RESPONSE_SLOTS, ())
 h.set_names((b"host",) * 5)
 print(h.request(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", 8190, 100, 8190))
 h.set_names((b"host", b"content-length\x00", b"transfer-encoding", b"connection", b"upgrade"))
 print(h.request(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n", 8190, 100, 8190))
 h.set_names((b"host", b"content-length", b"transfer-encoding", b"connection", b"upgrade"))
-print(h.request(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n", 8190, 100, 8190)[7])
+print(h.request(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n", 8190, 100, 8190).content_length)
 ''')
     assert out.splitlines() == ["{}", "None", "None", "5"]
+
+
+def test_the_head_classes_are_checked_before_the_c_fills_them():
+    """The C writes a head's slots where the classes' descriptors say: before it is told the
+    classes, a usual head raises; a name that is no object slot of the class, or is named twice,
+    or too few names, are refused; and worker.headscan refuses a class with a slot the C would
+    leave unset (native or not)."""
+    out = _isolated(r'''
+import worker._heads as h
+h.set_names((b"host", b"content-length", b"transfer-encoding", b"connection", b"upgrade"))
+try:
+    h.request(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", 8190, 100, 8190)
+except RuntimeError:
+    print("unset")
+from worker import headscan, http1
+R, S = headscan.REQUEST_SLOTS, headscan.RESPONSE_SLOTS
+for names in (R[:-1] + ("get",), R[:-1] + ("raw",), R[:-1] + ("nothing",), R[:-1]):
+    try:
+        h.set_head_types(http1.RequestHead, names, http1.ResponseHead, S, ())
+        print("taken")
+    except (TypeError, AttributeError) as error:
+        print(type(error).__name__)
+class Wider(http1.RequestHead):
+    __slots__ = ("extra",)
+try:
+    headscan.make_heads_as(Wider, http1.ResponseHead, http1.HOP_BY_HOP)
+except RuntimeError:
+    print("refused")
+''')
+    assert out.splitlines() == ["unset", "TypeError", "TypeError", "AttributeError", "TypeError", "refused"]

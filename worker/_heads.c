@@ -187,8 +187,10 @@ static PyObject *scan(PyObject *module, PyObject *raw) {
 static PyMethodDef methods[] = {
     {"set_names", set_names, METH_O, "The field names `scan` looks for (a tuple of lower-case bytes)."},
     {"scan", scan, METH_O, "(lower-cased head, {name: [(start, end, value start), ...]})"},
-    {"request", (PyCFunction)(void (*)(void))request, METH_FASTCALL, "A usual request head's parts, or None"},
-    {"response", response, METH_O, "A usual response head's parts, or None"},
+    {"set_head_types", (PyCFunction)(void (*)(void))set_head_types, METH_FASTCALL,
+     "The classes `request` and `response` answer, and the order of the slots they fill"},
+    {"request", (PyCFunction)(void (*)(void))request, METH_FASTCALL, "A usual request head (a RequestHead), or None"},
+    {"response", response, METH_O, "A usual response head as (ResponseHead, shaped), or None"},
     {"joined_head", (PyCFunction)(void (*)(void))joined_head, METH_FASTCALL,
      "The head sent to the backend: before, the kept field lines, after (or None)"},
     {NULL, NULL, 0, NULL},

@@ -1,6 +1,7 @@
 /* The usual HTTP/1.1 heads read whole, in C: worker/_heads.c's `request` and `response`. */
 
 #include "heads.h"
+#include "structmember.h"      /* T_OBJECT_EX */
 
 /* == The usual heads, read whole ===============================================================
 
@@ -18,22 +19,104 @@ static PyObject *slice(const char *data, Py_ssize_t start, Py_ssize_t end) {
     return PyBytes_FromStringAndSize(data + start, end - start);
 }
 
-/* A tuple of `count` new references, which it takes (also when it fails: NULL, when one of them
-   is NULL, whose maker set the exception). */
-static PyObject *tuple_of(int count, PyObject **items) {
-    PyObject *tuple = PyTuple_New(count);
-    int failed = tuple == NULL;
+/* == The heads as objects =======================================================================
+
+`request` and `response` answer worker.http1's RequestHead and ResponseHead themselves, their
+slots filled where the classes' member descriptors say: a tuple made here and unpacked into a
+fresh object by the Python cost about 1,600 instructions a head.  `set_head_types` names the
+classes and the order of the slots (worker.headscan's REQUEST_SLOTS and RESPONSE_SLOTS, which
+name every slot of each class: checked there). */
+#define REQUEST_SLOTS 14
+#define RESPONSE_SLOTS 13
+#define MAX_SLOTS 16
+
+typedef struct {
+    PyTypeObject *type;              /* NULL until set_head_types: `request` and `response` raise */
+    int count;
+    Py_ssize_t offsets[MAX_SLOTS];
+} HeadType;
+
+static HeadType request_type, response_type;
+static PyObject *hop_by_hop;         /* a tuple of lower-case names: a response with none is `plain` */
+
+static int read_type(PyObject *type, PyObject *names, int count, HeadType *into) {
+    if (!PyType_Check(type) || !PyTuple_Check(names) || PyTuple_GET_SIZE(names) != count) {
+        PyErr_Format(PyExc_TypeError, "set_head_types: a class and a tuple of %d of its slots' names", count);
+        return -1;
+    }
+    HeadType read = {.count = count};
+    for (int i = 0; i < count; i++) {
+        PyObject *name = PyTuple_GET_ITEM(names, i);
+        PyObject *descr = PyObject_GetAttr(type, name);
+        if (descr == NULL)
+            return -1;
+        /* An object slot that raises while unset, of this class or a base: at an offset of its instances. */
+        int slot = Py_TYPE(descr) == &PyMemberDescr_Type
+                   && ((PyMemberDescrObject *)descr)->d_member->type == T_OBJECT_EX
+                   && PyType_IsSubtype((PyTypeObject *)type, ((PyDescrObject *)descr)->d_type);
+        if (slot)
+            read.offsets[i] = ((PyMemberDescrObject *)descr)->d_member->offset;
+        Py_DECREF(descr);
+        for (int j = 0; slot && j < i; j++)
+            slot = read.offsets[j] != read.offsets[i];     /* twice: one slot left unset, one reference lost */
+        if (!slot) {
+            PyErr_Format(PyExc_TypeError, "set_head_types: %R is not a slot of %R, or is named twice", name, type);
+            return -1;
+        }
+    }
+    read.type = (PyTypeObject *)Py_NewRef(type);
+    Py_XDECREF(into->type);
+    *into = read;
+    return 0;
+}
+
+/* set_head_types(RequestHead, its REQUEST_SLOTS names, ResponseHead, its RESPONSE_SLOTS names,
+   hop-by-hop names) */
+PyObject *set_head_types(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 5 || !PyTuple_Check(args[4])) {
+        PyErr_SetString(PyExc_TypeError, "set_head_types(request class, names, response class, names, hop-by-hop)");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(args[4]); i++)
+        if (!PyBytes_CheckExact(PyTuple_GET_ITEM(args[4], i))) {
+            PyErr_SetString(PyExc_TypeError, "set_head_types: hop-by-hop names are bytes");
+            return NULL;
+        }
+    if (read_type(args[0], args[1], REQUEST_SLOTS, &request_type) < 0
+            || read_type(args[2], args[3], RESPONSE_SLOTS, &response_type) < 0)
+        return NULL;
+    Py_XSETREF(hop_by_hop, Py_NewRef(args[4]));
+    Py_RETURN_NONE;
+}
+
+/* A head of `kind` holding `count` new references, which it takes (also when it fails: NULL,
+   when one of them is NULL, whose maker set the exception). */
+static PyObject *head_of(const HeadType *kind, int count, PyObject **items) {
+    int failed = kind->type == NULL || kind->count != count;
     for (int i = 0; i < count; i++)
         failed |= items[i] == NULL;
-    if (failed) {
+    /* Every part is made before the object: no allocation, so no collection, sees it half filled. */
+    PyObject *head = failed ? NULL : kind->type->tp_alloc(kind->type, 0);
+    if (head == NULL) {
         for (int i = 0; i < count; i++)
             Py_XDECREF(items[i]);
-        Py_XDECREF(tuple);
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_RuntimeError, "the head classes are not set (set_head_types)");
         return NULL;
     }
     for (int i = 0; i < count; i++)
-        PyTuple_SET_ITEM(tuple, i, items[i]);
-    return tuple;
+        *(PyObject **)((char *)head + kind->offsets[i]) = items[i];
+    return head;
+}
+
+/* A response's `plain`: HTTP/1.1 and no hop-by-hop field (worker.http1's response_head_from). */
+static int plain(int http11, PyObject *spans) {
+    if (!http11 || hop_by_hop == NULL)
+        return 0;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(hop_by_hop); i++)
+        if (PyDict_GetItemWithError(spans, PyTuple_GET_ITEM(hop_by_hop, i)) != NULL || PyErr_Occurred())
+            return PyErr_Occurred() ? -1 : 0;
+    return 1;
 }
 
 /* The end of a value without its trailing spaces and tabs (Python's rstrip(b" \t")). */
@@ -140,17 +223,18 @@ static PyObject *usual_request(PyObject *raw, Py_ssize_t line_end, Py_ssize_t sp
         Py_RETURN_NONE;
     }
     Py_ssize_t host_end = host->count ? trimmed_end(data, host->first[2], host->first[1]) : 0;
-    PyObject *parts[] = {PyLong_FromSsize_t(line_end), slice(data, 0, space1), slice(data, space1 + 1, space2),
-                         Py_NewRef(http11 ? version_11 : version_10), common.lower, common.spans,
-                         slice(data, host->count ? host->first[2] : 0, host_end),
-                         body >= 0 ? PyLong_FromLongLong(body) : Py_NewRef(Py_None), common.connection,
-                         Py_NewRef(common.keep_alive ? Py_True : Py_False)};
-    return tuple_of(10, parts);
+    PyObject *parts[REQUEST_SLOTS] = {
+        Py_NewRef(raw), PyLong_FromSsize_t(line_end), slice(data, 0, space1), slice(data, space1 + 1, space2),
+        Py_NewRef(http11 ? version_11 : version_10), common.lower, common.spans,
+        slice(data, host->count ? host->first[2] : 0, host_end),
+        body >= 0 ? PyLong_FromLongLong(body) : Py_NewRef(Py_None), common.connection,
+        Py_NewRef(common.keep_alive ? Py_True : Py_False), Py_NewRef(Py_False), Py_NewRef(Py_None), Py_NewRef(Py_None)};
+    return head_of(&request_type, REQUEST_SLOTS, parts);
 }
 
 /* request(raw, request line limit, header fields limit, header field limit): a usual request
-   head's (line_end, method, target, version, lower, spans, host, content_length, connection,
-   keep_alive), or None (see above).  Within the limits: check_request_line's and check_fields's. */
+   head as a RequestHead (its Host not yet checked: worker.http1's parse_request does), or None
+   (see above).  Within the limits: check_request_line's and check_fields's. */
 PyObject *request(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 4 || !PyBytes_Check(args[0])) {
         PyErr_SetString(PyExc_TypeError, "request(raw: bytes, line limit, fields limit, field limit)");
@@ -230,9 +314,8 @@ static int strictly_shaped(const char *data, Py_ssize_t line_end, Py_ssize_t siz
     return at == size - 2 && data[at] == '\r' && data[at + 1] == '\n';
 }
 
-/* response(raw): a usual final response head's (line_end, status, version, reason, lower,
-   spans, content_length, chunked, connection, keep_alive, shaped), or None (see above); `shaped`:
-   llhttp need not judge it (`strictly_shaped`). */
+/* response(raw): a usual final response head as (ResponseHead, shaped), or None (see above);
+   `shaped`: llhttp need not judge it (`strictly_shaped`). */
 PyObject *response(PyObject *module, PyObject *raw) {
     if (!PyBytes_Check(raw)) {
         PyErr_SetString(PyExc_TypeError, "response: bytes expected");
@@ -281,12 +364,19 @@ PyObject *response(PyObject *module, PyObject *raw) {
         Py_DECREF(common.connection);
         Py_RETURN_NONE;
     }
-    PyObject *parts[] = {PyLong_FromSsize_t(line_end), PyLong_FromLong(status),
-                         Py_NewRef(data[7] == '1' ? version_11 : version_10), slice(data, reason, line_end),
-                         common.lower, common.spans, body >= 0 ? PyLong_FromLongLong(body) : Py_NewRef(Py_None),
-                         Py_NewRef(chunked ? Py_True : Py_False), common.connection,
-                         Py_NewRef(common.keep_alive ? Py_True : Py_False),
-                         Py_NewRef(coding->count == 0 && strictly_shaped(data, line_end, size) ? Py_True : Py_False)};
-    return tuple_of(11, parts);
+    int is_plain = plain(data[7] == '1', common.spans);
+    PyObject *parts[RESPONSE_SLOTS] = {
+        Py_NewRef(raw), PyLong_FromSsize_t(line_end), PyLong_FromLong(status),
+        Py_NewRef(data[7] == '1' ? version_11 : version_10), slice(data, reason, line_end), common.lower,
+        common.spans, body >= 0 ? PyLong_FromLongLong(body) : Py_NewRef(Py_None),
+        Py_NewRef(chunked ? Py_True : Py_False), common.connection, Py_NewRef(common.keep_alive ? Py_True : Py_False),
+        Py_NewRef(Py_None), is_plain < 0 ? NULL : Py_NewRef(is_plain ? Py_True : Py_False)};
+    PyObject *head = head_of(&response_type, RESPONSE_SLOTS, parts);
+    if (head == NULL)
+        return NULL;
+    PyObject *shaped = coding->count == 0 && strictly_shaped(data, line_end, size) ? Py_True : Py_False;
+    PyObject *answer = PyTuple_Pack(2, head, shaped);
+    Py_DECREF(head);
+    return answer;
 }
 

@@ -26,6 +26,7 @@ extern PyObject *version_11, *version_10;      /* "1.1" and "1.0", as worker.htt
 int scan_into(PyObject *raw, PyObject **lower_out, PyObject **spans_out, Seen *seen);
 PyObject *request(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 PyObject *response(PyObject *module, PyObject *raw);
+PyObject *set_head_types(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 PyObject *joined_head(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 
 #endif

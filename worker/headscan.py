@@ -52,16 +52,40 @@ def scan_in_python(raw: bytes) -> tuple:
     return lower, spans
 
 
+# The slots of worker.http1's heads in the order worker/_heads_read.c fills them.
+REQUEST_SLOTS = ("raw", "line_end", "method", "target", "version", "lower", "spans", "host", "content_length",
+                 "connection", "keep_alive", "chunked", "upgrade", "framing_line")
+RESPONSE_SLOTS = ("raw", "line_end", "status", "version", "reason", "lower", "spans", "content_length", "chunked",
+                  "connection", "keep_alive", "upgrade", "plain")
+
+
 def _unusual(*_) -> None:
     """Without the C, every head is read by worker.http1's Python."""
     return None
 
 
+def slots_of(cls) -> set:
+    return {name for klass in cls.__mro__ for name in getattr(klass, "__slots__", ())}
+
+
+def make_heads_as(request_class, response_class, hop_by_hop) -> None:
+    """Tell the C which classes its heads are (worker.http1's), once they exist.  A slot the C
+    does not fill would be missing from every usual head: refused here, at import (built or not,
+    so a slot added to a head class fails every test run until the C fills it)."""
+    for cls, order in ((request_class, REQUEST_SLOTS), (response_class, RESPONSE_SLOTS)):
+        if slots_of(cls) != set(order):
+            raise RuntimeError(f"worker.headscan: {cls.__name__}'s slots are {sorted(slots_of(cls))}; "
+                               f"worker/_heads_read.c fills {sorted(order)}")
+    if NATIVE:
+        _heads.set_head_types(request_class, REQUEST_SLOTS, response_class, RESPONSE_SLOTS,
+                              tuple(sorted(hop_by_hop)))
+
+
 if NATIVE:
     from worker import _heads
     _heads.set_names(tuple(FIELDS) + tuple(FORWARDING_SPELLINGS - set(FIELDS)))
-    scan_fields, usual_request_parts, usual_response_parts = _heads.scan, _heads.request, _heads.response
+    scan_fields, usual_request_head, usual_response_head = _heads.scan, _heads.request, _heads.response
     joined_head = _heads.joined_head      # worker.rewrite's
 else:
-    scan_fields, usual_request_parts, usual_response_parts = scan_in_python, _unusual, _unusual
+    scan_fields, usual_request_head, usual_response_head = scan_in_python, _unusual, _unusual
     joined_head = None

@@ -10,8 +10,8 @@ the validated bytes by one scan (worker.headscan: Host, framing, Connection, Upg
 hop-by-hop fields), and any other field only when asked for (`get`), so a head that needs
 no rewriting is forwarded with a few slices.
 
-Where the C head codec is built (worker.headscan), the usual heads are read whole in C
-(`usual_request`, `usual_response` take its answer), and a final response head of the
+Where the C head codec is built (worker.headscan), the usual heads are read whole in C,
+which answers them as RequestHead and ResponseHead objects, and a final response head of the
 strictest shape is not fed to llhttp, which has nothing to refuse in it (worker/_heads_read.c
 says which); every other head is read by the Python below, which is the reference.
 A request head is always judged by llhttp.
@@ -65,7 +65,7 @@ from worker.headchecks import (
     validate_request,
 )
 from worker.headfixes import CONTROL, FRAMING, with_standard_reason, without_lines
-from worker.headscan import SCANNED, scan_fields, usual_request_parts, usual_response_parts
+from worker.headscan import SCANNED, make_heads_as, scan_fields, usual_request_head, usual_response_head
 
 HEAD_END = b"\r\n\r\n"
 _VERSIONS = {b"HTTP/1.1": "1.1", b"HTTP/1.0": "1.0"}
@@ -201,6 +201,9 @@ class ResponseHead(Head):
         return CLOSE_FRAMING
 
 
+make_heads_as(RequestHead, ResponseHead, HOP_BY_HOP)      # what the C answers, where it is built
+
+
 # The request parser `parse_request` may use next.  llhttp parses a keep-alive stream one
 # message after another, so a parser whose message ended (a head with no body, no upgrade,
 # persistent) is where a fresh one would be, and is used again.  "Persistent" must be
@@ -220,8 +223,8 @@ _spare_request_parser = None
 def parse_request(raw: bytes, limits) -> RequestHead:
     """`raw` is exactly one complete head (it ends with the first CRLFCRLF)."""
     global _spare_request_parser
-    usual = usual_request_parts(raw, limits.request_line, limits.header_fields, limits.header_field)
-    line_end = raw.find(b"\r\n") if usual is None else usual[0]
+    usual = usual_request_head(raw, limits.request_line, limits.header_fields, limits.header_field)
+    line_end = raw.find(b"\r\n") if usual is None else usual.line_end
     try:
         if usual is None:
             parts = check_request_line(raw, line_end, limits)
@@ -235,7 +238,12 @@ def parse_request(raw: bytes, limits) -> RequestHead:
                 parser = None             # judged again, below, by a fresh parser
         if parser is None:
             parser, ended = validate_request(REQUEST_PARSER(NO_CALLBACKS), raw)
-        head = request_head_from(raw, line_end, parts) if usual is None else usual_request(raw, usual)
+        if usual is None:
+            head = request_head_from(raw, line_end, parts)
+        else:
+            head = usual
+            if head.host and not valid_host(head.host):      # (request_head_from's check, inline)
+                raise HttpError(400, "invalid Host header")
     except HttpError as error:
         error.line = raw[:line_end]       # logged as Apache logs a refused request's line (%r)
         raise
@@ -247,38 +255,15 @@ def parse_request(raw: bytes, limits) -> RequestHead:
 
 def parse_response(raw: bytes) -> ResponseHead:
     """`raw` is exactly one complete head (it ends with the first CRLFCRLF)."""
-    usual = usual_response_parts(raw)
-    if usual is not None and usual[10]:       # of a shape llhttp has nothing to refuse in (_heads_read.c)
-        return usual_response(raw, usual)
+    usual = usual_response_head(raw)
+    if usual is not None:
+        head, shaped = usual
+        if not shaped:              # of a shape llhttp may refuse (_heads_read.c): its verdict first
+            validate(RESPONSE_PARSER(NO_CALLBACKS), raw, False)
+        return head
     parser = RESPONSE_PARSER(NO_CALLBACKS)
     validate(parser, raw, False)
-    return response_head_from(raw, parser) if usual is None else usual_response(raw, usual)
-
-
-def usual_request(raw: bytes, parts: tuple) -> RequestHead:
-    """The head that worker/_heads.c's `request` read as usual (`parts`): what
-    `request_head_from` makes of it (tests/test_head_codec.py holds the two alike)."""
-    head = RequestHead()
-    head.raw = raw
-    (head.line_end, head.method, head.target, head.version, head.lower, head.spans, host,
-     head.content_length, head.connection, head.keep_alive) = parts
-    head.host = host
-    if host and not valid_host(host):
-        raise HttpError(400, "invalid Host header")
-    head.chunked = False
-    head.upgrade = head.framing_line = None
-    return head
-
-
-def usual_response(raw: bytes, parts: tuple) -> ResponseHead:
-    """The head that worker/_heads.c's `response` read as usual: `response_head_from`'s."""
-    head = ResponseHead()
-    head.raw = raw
-    (head.line_end, head.status, head.version, head.reason, head.lower, head.spans, head.content_length,
-     head.chunked, head.connection, head.keep_alive, _) = parts
-    head.upgrade = None
-    head.plain = HOP_BY_HOP.isdisjoint(head.spans) and head.version == "1.1"
-    return head
+    return response_head_from(raw, parser)
 
 
 def request_head_from(raw: bytes, line_end: int, parts: list) -> RequestHead:
