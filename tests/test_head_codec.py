@@ -381,3 +381,52 @@ except RuntimeError:
     print("refused")
 ''')
     assert out.splitlines() == ["unset", "TypeError", "TypeError", "AttributeError", "TypeError", "refused"]
+
+
+def test_the_head_classes_are_set_whole_and_only_classes_made_as_object_makes_them():
+    """Review 2026-12-04-late-heads: a refused call changes nothing (#3); a class whose instances
+    need more than tp_alloc (an Exception's) is refused (#2, it crashed); and a collection inside
+    the C's allocation whose finalizer sets other classes leaves the head being made whole (#1,
+    it came back with its slots permuted, or written past its end)."""
+    out = _isolated(r'''
+import gc
+from worker import headscan, http1, _heads
+R, S, HOP = headscan.REQUEST_SLOTS, headscan.RESPONSE_SLOTS, tuple(sorted(http1.HOP_BY_HOP))
+_heads.set_names(tuple(headscan.FIELDS))
+_heads.set_head_types(http1.RequestHead, R, http1.ResponseHead, S, HOP)
+raw = b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n"
+class Other:
+    __slots__ = tuple(f"pad{i}" for i in range(400)) + tuple(reversed(R))
+try:
+    _heads.set_head_types(Other, R, http1.ResponseHead, S[:-1], HOP)
+except TypeError:
+    print(type(_heads.request(raw, 8190, 100, 8190)).__name__)
+class Failing(Exception):
+    __slots__ = R
+try:
+    _heads.set_head_types(Failing, R, http1.ResponseHead, S, HOP)
+except TypeError:
+    print("refused")
+class Cycle:
+    def __del__(self):
+        _heads.set_head_types(Other, R, http1.ResponseHead, S, HOP)
+made = set()
+for threshold in range(1, 12):
+    _heads.set_head_types(http1.RequestHead, R, http1.ResponseHead, S, HOP)
+    gc.collect()
+    gc.set_threshold(threshold)
+    cycle = Cycle()
+    cycle.me = cycle
+    del cycle
+    head = _heads.request(raw, 8190, 100, 8190)
+    gc.set_threshold(700)
+    made.add((type(head).__name__, head.method, head.target, head.host, head.line_end))
+    gc.collect()
+print(sorted(made))
+''')
+    lines = out.splitlines()
+    assert lines[:2] == ["RequestHead", "refused"]
+    # Each head is whole, as the class it was made as (RequestHead, or Other once a collection
+    # inside an earlier call had set it): never a mixture.
+    made = eval(lines[2])
+    assert made and all(entry[1:] == (b"GET", b"/x", b"a", 15) for entry in made), made

@@ -19,6 +19,7 @@ the caller's (`scan`'s first argument, set once): all literal, lower-case, none 
 another followed by ':'. */
 
 #include "heads.h"
+#include "structmember.h"      /* T_OBJECT_EX */
 
 static PyObject *names[MAX_NAMES];      /* the bytes objects the caller gave: the dict's keys */
 static Py_ssize_t name_count;
@@ -182,6 +183,80 @@ static PyObject *scan(PyObject *module, PyObject *raw) {
     Py_DECREF(lower);
     Py_DECREF(spans);
     return answer;
+}
+
+/* == The classes of the usual heads (worker/_heads_read.c makes them) ============================= */
+
+HeadType request_type, response_type;
+PyObject *hop_by_hop;
+
+/* Reads `type`'s slots named in `names` into `read` (its own reference to the type), or -1.  The
+   class must be made as `object` makes instances: tp_alloc is all `head_of` calls, so a class
+   with a __new__ or __init__ of its own, or a C base that needs its tp_new (an Exception), would
+   answer objects its own code never made (review 2026-12-04-late-heads #2: a crash). */
+static int read_type(PyObject *type, PyObject *names, int count, HeadType *read) {
+    if (!PyType_Check(type) || !PyTuple_Check(names) || PyTuple_GET_SIZE(names) != count) {
+        PyErr_Format(PyExc_TypeError, "set_head_types: a class and a tuple of %d of its slots' names", count);
+        return -1;
+    }
+    PyTypeObject *cls = (PyTypeObject *)type;
+    if (cls->tp_new != PyBaseObject_Type.tp_new || cls->tp_init != PyBaseObject_Type.tp_init
+            || cls->tp_alloc != PyType_GenericAlloc || cls->tp_itemsize != 0) {
+        PyErr_Format(PyExc_TypeError, "set_head_types: %R must be made as object makes instances", type);
+        return -1;
+    }
+    *read = (HeadType){.count = count};
+    for (int i = 0; i < count; i++) {
+        PyObject *name = PyTuple_GET_ITEM(names, i);
+        PyObject *descr = PyObject_GetAttr(type, name);
+        if (descr == NULL)
+            return -1;
+        /* An object slot that raises while unset, of this class or a base: at an offset of its instances. */
+        int slot = Py_TYPE(descr) == &PyMemberDescr_Type
+                   && ((PyMemberDescrObject *)descr)->d_member->type == T_OBJECT_EX
+                   && PyType_IsSubtype((PyTypeObject *)type, ((PyDescrObject *)descr)->d_type);
+        if (slot)
+            read->offsets[i] = ((PyMemberDescrObject *)descr)->d_member->offset;
+        Py_DECREF(descr);
+        for (int j = 0; slot && j < i; j++)
+            slot = read->offsets[j] != read->offsets[i];     /* twice: one slot left unset, one reference lost */
+        if (!slot) {
+            PyErr_Format(PyExc_TypeError, "set_head_types: %R is not a slot of %R, or is named twice", name, type);
+            return -1;
+        }
+    }
+    read->type = (PyTypeObject *)Py_NewRef(type);
+    return 0;
+}
+
+/* set_head_types(RequestHead, its REQUEST_SLOTS names, ResponseHead, its RESPONSE_SLOTS names,
+   hop-by-hop names) */
+PyObject *set_head_types(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 5 || !PyTuple_Check(args[4])) {
+        PyErr_SetString(PyExc_TypeError, "set_head_types(request class, names, response class, names, hop-by-hop)");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(args[4]); i++)
+        if (!PyBytes_CheckExact(PyTuple_GET_ITEM(args[4], i))) {
+            PyErr_SetString(PyExc_TypeError, "set_head_types: hop-by-hop names are bytes");
+            return NULL;
+        }
+    /* Both read before either is set: a refused call changes nothing (review 2026-12-04-late-heads #3). */
+    HeadType request_read, response_read = {0};
+    if (read_type(args[0], args[1], REQUEST_SLOTS, &request_read) < 0)
+        return NULL;
+    if (read_type(args[2], args[3], RESPONSE_SLOTS, &response_read) < 0) {
+        Py_DECREF(request_read.type);
+        Py_XDECREF(response_read.type);
+        return NULL;
+    }
+    HeadType old_request = request_type, old_response = response_type;
+    request_type = request_read;
+    response_type = response_read;
+    Py_XSETREF(hop_by_hop, Py_NewRef(args[4]));
+    Py_XDECREF(old_request.type);
+    Py_XDECREF(old_response.type);
+    Py_RETURN_NONE;
 }
 
 static PyMethodDef methods[] = {

@@ -1,7 +1,6 @@
 /* The usual HTTP/1.1 heads read whole, in C: worker/_heads.c's `request` and `response`. */
 
 #include "heads.h"
-#include "structmember.h"      /* T_OBJECT_EX */
 
 /* == The usual heads, read whole ===============================================================
 
@@ -24,88 +23,37 @@ static PyObject *slice(const char *data, Py_ssize_t start, Py_ssize_t end) {
 `request` and `response` answer worker.http1's RequestHead and ResponseHead themselves, their
 slots filled where the classes' member descriptors say: a tuple made here and unpacked into a
 fresh object by the Python cost about 1,600 instructions a head.  `set_head_types` names the
-classes and the order of the slots (worker.headscan's REQUEST_SLOTS and RESPONSE_SLOTS, which
-name every slot of each class: checked there). */
-#define REQUEST_SLOTS 14
-#define RESPONSE_SLOTS 13
-#define MAX_SLOTS 16
-
-typedef struct {
-    PyTypeObject *type;              /* NULL until set_head_types: `request` and `response` raise */
-    int count;
-    Py_ssize_t offsets[MAX_SLOTS];
-} HeadType;
-
-static HeadType request_type, response_type;
-static PyObject *hop_by_hop;         /* a tuple of lower-case names: a response with none is `plain` */
-
-static int read_type(PyObject *type, PyObject *names, int count, HeadType *into) {
-    if (!PyType_Check(type) || !PyTuple_Check(names) || PyTuple_GET_SIZE(names) != count) {
-        PyErr_Format(PyExc_TypeError, "set_head_types: a class and a tuple of %d of its slots' names", count);
-        return -1;
-    }
-    HeadType read = {.count = count};
-    for (int i = 0; i < count; i++) {
-        PyObject *name = PyTuple_GET_ITEM(names, i);
-        PyObject *descr = PyObject_GetAttr(type, name);
-        if (descr == NULL)
-            return -1;
-        /* An object slot that raises while unset, of this class or a base: at an offset of its instances. */
-        int slot = Py_TYPE(descr) == &PyMemberDescr_Type
-                   && ((PyMemberDescrObject *)descr)->d_member->type == T_OBJECT_EX
-                   && PyType_IsSubtype((PyTypeObject *)type, ((PyDescrObject *)descr)->d_type);
-        if (slot)
-            read.offsets[i] = ((PyMemberDescrObject *)descr)->d_member->offset;
-        Py_DECREF(descr);
-        for (int j = 0; slot && j < i; j++)
-            slot = read.offsets[j] != read.offsets[i];     /* twice: one slot left unset, one reference lost */
-        if (!slot) {
-            PyErr_Format(PyExc_TypeError, "set_head_types: %R is not a slot of %R, or is named twice", name, type);
-            return -1;
-        }
-    }
-    read.type = (PyTypeObject *)Py_NewRef(type);
-    Py_XDECREF(into->type);
-    *into = read;
-    return 0;
-}
-
-/* set_head_types(RequestHead, its REQUEST_SLOTS names, ResponseHead, its RESPONSE_SLOTS names,
-   hop-by-hop names) */
-PyObject *set_head_types(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 5 || !PyTuple_Check(args[4])) {
-        PyErr_SetString(PyExc_TypeError, "set_head_types(request class, names, response class, names, hop-by-hop)");
-        return NULL;
-    }
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(args[4]); i++)
-        if (!PyBytes_CheckExact(PyTuple_GET_ITEM(args[4], i))) {
-            PyErr_SetString(PyExc_TypeError, "set_head_types: hop-by-hop names are bytes");
-            return NULL;
-        }
-    if (read_type(args[0], args[1], REQUEST_SLOTS, &request_type) < 0
-            || read_type(args[2], args[3], RESPONSE_SLOTS, &response_type) < 0)
-        return NULL;
-    Py_XSETREF(hop_by_hop, Py_NewRef(args[4]));
-    Py_RETURN_NONE;
-}
+classes and the order of the slots (worker/_heads.c; worker.headscan's REQUEST_SLOTS and
+RESPONSE_SLOTS, which name every slot of each class: checked there). */
 
 /* A head of `kind` holding `count` new references, which it takes (also when it fails: NULL,
    when one of them is NULL, whose maker set the exception). */
 static PyObject *head_of(const HeadType *kind, int count, PyObject **items) {
-    int failed = kind->type == NULL || kind->count != count;
+    /* A copy, with a reference to its class: tp_alloc may run a collection, whose finalizers may
+       call set_head_types; the object is then still filled as its own class says (review
+       2026-12-04-late-heads #1).  That collection runs before the object is tracked, and every
+       part is made before it, so nothing else sees it half filled. */
+    HeadType own = *kind;
+    int failed = own.type == NULL || own.count != count;
     for (int i = 0; i < count; i++)
         failed |= items[i] == NULL;
-    /* Every part is made before the object: no allocation, so no collection, sees it half filled. */
-    PyObject *head = failed ? NULL : kind->type->tp_alloc(kind->type, 0);
+    PyObject *head = NULL;
+    if (!failed) {
+        Py_INCREF(own.type);
+        head = own.type->tp_alloc(own.type, 0);
+    }
     if (head == NULL) {
         for (int i = 0; i < count; i++)
             Py_XDECREF(items[i]);
+        if (!failed)
+            Py_DECREF(own.type);
         if (!PyErr_Occurred())
             PyErr_SetString(PyExc_RuntimeError, "the head classes are not set (set_head_types)");
         return NULL;
     }
     for (int i = 0; i < count; i++)
-        *(PyObject **)((char *)head + kind->offsets[i]) = items[i];
+        *(PyObject **)((char *)head + own.offsets[i]) = items[i];
+    Py_DECREF(own.type);          /* (the object holds its own: tp_alloc took it for a heap type) */
     return head;
 }
 

@@ -20,6 +20,20 @@ typedef struct {
     Py_ssize_t first[3], last[3];
 } Seen;
 
+/* The classes `request` and `response` answer, and where each of the slots they fill is
+   (worker/_heads.c's set_head_types; worker/_heads_read.c's head_of). */
+#define REQUEST_SLOTS 14
+#define RESPONSE_SLOTS 13
+#define MAX_SLOTS 16
+
+typedef struct {
+    PyTypeObject *type;              /* NULL until set_head_types: `request` and `response` raise */
+    int count;
+    Py_ssize_t offsets[MAX_SLOTS];
+} HeadType;
+
+extern HeadType request_type, response_type;
+extern PyObject *hop_by_hop;                   /* a tuple of lower-case names: a response with none is `plain` */
 extern int fast_paths;                         /* all the watched names are among those scanned for */
 extern PyObject *version_11, *version_10;      /* "1.1" and "1.0", as worker.http1 names versions */
 
