@@ -29,7 +29,7 @@ import time
 
 from bench import procs
 from bench.certs import make_cert
-from bench.instructions import _config, _http, _tls
+from bench.instructions import _config, _http, _tls, wait_until_serving
 from bench.runner import start_backend
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -74,15 +74,7 @@ def _run(src: str, workdir: str, backend: int, kind: str, count: int) -> collect
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([src, os.path.dirname(HERE)]))
     proc = subprocess.Popen(command, cwd=src, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                _tls(port, 1, False) if tls else _http(port, 1)
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("mpm with the bytecode counter did not start") from None
-                time.sleep(0.2)
+        wait_until_serving(proc, port, tls, 60, "mpm with the bytecode counter")
         _tls(port, count, True) if tls else _http(port, count)
     finally:
         procs.stop(proc, timeout=60)

@@ -181,6 +181,19 @@ def _command(peer: str, workdir: str, port: int, backend: int, tls: bool, access
     return [procs.python(), "-m", "mpm", "start", "-c", _config(workdir, port, backend, tls, access_log, extra)]
 
 
+def wait_until_serving(proc: subprocess.Popen, port: int, tls: bool, timeout: float, what: str) -> None:
+    """Until one request is answered on `port` (that one is in both runs of a figure: it cancels)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            _tls(port, 1, False) if tls else _http(port, 1)
+            return
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"{what} did not start") from None
+            time.sleep(0.3)
+
+
 def _run(src: str, workdir: str, backend: int, kind: str, count: int, access_log: bool = False,
          extra: str = "", peer: str = "mpm", clients: int = 1) -> int:
     """Instructions of the worker (nginx: of its one process) over a whole run of `count` units."""
@@ -192,15 +205,7 @@ def _run(src: str, workdir: str, backend: int, kind: str, count: int, access_log
     proc = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/callgrind.out.%p", "-q",
                              *command], cwd=src, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                _tls(port, 1, False) if tls else _http(port, 1)
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("mpm under valgrind did not start") from None
-                time.sleep(0.5)
+        wait_until_serving(proc, port, tls, 120, "mpm under valgrind")
         if tls:
             _tls(port, count, kind == "tls-resumed")
         elif kind == "http" and clients > 1:
