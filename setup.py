@@ -6,7 +6,9 @@ sent), and the relay of plain tunnels (tunnel/_relay.c; where it cannot be built
 MPM_NATIVE_RELAY=0, tunnel/tunnel.py relays them, as it relays TLS tunnels), and the HTTP/1.1
 head codec (worker/_heads*.c: the scan for the fields the proxy acts on, the usual heads read
 whole, the head toward the backend put together; where it cannot be built, or with
-MPM_NATIVE_HEADS=0, worker.headscan, worker.http1 and worker.rewrite do it all in Python)."""
+MPM_NATIVE_HEADS=0, worker.headscan, worker.http1 and worker.rewrite do it all in Python), and
+the keep-alive lane (worker/_lane.c: the usual exchange of a plain keep-alive connection; where it
+cannot be built, or with MPM_NATIVE_LANE=0, worker.exchange serves every exchange)."""
 
 from setuptools import Extension, setup
 
@@ -15,4 +17,5 @@ setup(ext_modules=[Extension("conf._tickets", ["conf/_tickets.c"], optional=True
                    Extension("tunnel._relay", ["tunnel/_relay.c", "tunnel/_relay_engine.c"],
                              depends=["tunnel/relay.h"], include_dirs=["tunnel"], optional=True),
                    Extension("worker._heads", ["worker/_heads.c", "worker/_heads_read.c", "worker/_heads_write.c"],
-                             depends=["worker/heads.h"], include_dirs=["worker"], optional=True)])
+                             depends=["worker/heads.h"], include_dirs=["worker"], optional=True),
+                   Extension("worker._lane", ["worker/_lane.c"], optional=True)])

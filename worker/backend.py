@@ -212,6 +212,16 @@ class BackendPool:
         conn.register(EPOLLIN if conn.connected else EPOLLOUT, conn.on_event)
         return conn
 
+    def take_idle(self, origin: Origin) -> BackendConnection | None:
+        """The warmest idle connection to `origin`, out of the pool for one client (worker.lane
+        pins it), or None: no plain one waits with nothing to send."""
+        stack = self.idle.get(origin.key)
+        if not stack or stack[-1].tls or stack[-1].out or stack[-1].mask != EPOLLIN:
+            return None
+        conn = stack.pop()
+        conn.reused = True
+        return conn
+
     def release(self, conn: BackendConnection) -> None:
         """Take a connection back after a complete exchange; it must be idle.  Over TLS, bytes
         the SSL object holds past the response (epoll will never report them) would answer

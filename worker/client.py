@@ -68,10 +68,11 @@ _CR = 13
 
 class ClientConnection(MovableClient):
     http2 = False    # the client side is one HTTP/1.1 socket (worker.h2.stream.H2Stream: a stream)
+    to_lane = None   # worker.lane.enter, once worker.lane is imported (the C path for what follows)
 
     __slots__ = ("worker", "loop", "ep", "client_ip", "proto_line", "xff_line", "head_writer", "state", "deadline",
                  "inbuf", "reader", "requests", "exchange", "eof", "serving", "since", "holds", "proxied",
-                 "forwarded", "limiter", "private")
+                 "forwarded", "limiter", "private", "lane")
 
     def __init__(self, worker, sock, client_ip: bytes, tls: bool = False, holds=(), proxied=None,
                  forwarded: bool = False, deadline: float | None = None):
@@ -308,6 +309,8 @@ class ClientConnection(MovableClient):
             ep = self.ep              # update_interest's answer here: no exchange, no EOF (above),
             if ep.out or ep.mask != EPOLLIN:      # and no call when the interest is that already
                 self._read_again()
+            elif self.to_lane is not None:
+                self.to_lane(exchange)
 
     def refuse(self, error: HttpError) -> None:
         """A head we will not serve: answer its status and close (nothing reaches a backend)."""

@@ -53,6 +53,10 @@ class EventLoop:
         self.running = True
 
     # -- registration --------------------------------------------------------------
+    def fileno(self) -> int:
+        """The epoll's descriptor (worker.lane's C changes its connections' interest there)."""
+        return self._epoll.fileno()
+
     def add(self, fd: int, events: int, handler) -> None:
         self.handlers[fd] = handler
         self._epoll.register(fd, events)

@@ -32,6 +32,7 @@ from worker.balancer import Balancers
 from worker.faults import Faults
 from worker.handover import HandoverReceiver
 from worker.handsend import HandoverSender
+from worker.lane import leave_all
 from worker.linger import LingeringSet
 from worker.logs import AccessLog, ErrorLog
 from worker.logsink import LogSink
@@ -292,6 +293,7 @@ class Worker:
         if self.stopping:
             return
         self.stopping = True
+        leave_all(self.clients)        # the lane's connections (worker.lane) go back to this Python
         self.access_sink.flush()       # what is logged so far goes out now, not at the exit
         self.acceptor.close()
         # HTTP/2: GOAWAY; the streams under way finish, the connection stays here until they

@@ -45,13 +45,13 @@ def read_head(ex) -> None:
         return
     ex.client.deadline = ex.loop.now + ex.route.timeout
     if ex.respbuf is None:
-        _process(ex, SHARED_BUFFER, n)
+        process(ex, SHARED_BUFFER, n)
     else:
         ex.respbuf += SHARED_VIEW[:n]
-        _process(ex, ex.respbuf, len(ex.respbuf))
+        process(ex, ex.respbuf, len(ex.respbuf))
 
 
-def _process(ex, buf, size: int) -> None:
+def process(ex, buf, size: int) -> None:
     """Heads in buf[:size]: 1xx relayed, then the final one (or a 101) acted on."""
     while True:
         end = buf.find(HEAD_END, 0, size)

@@ -1,0 +1,336 @@
+"""The keep-alive lane (worker/_lane.c, worker/lane.py): a plain keep-alive connection's usual
+exchanges carried in C, everything else handed back to the Python path where it shows.
+
+Each test drives real keep-alive connections through a real master and workers to a raw
+backend, and checks what a client and an operator rely on: every answer right and in order
+whatever the next response's shape, the access log's line for each exchange (aborted ones
+too), the 502/504 a failing backend gets, the keep-alive timeout, and reloads without an error.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import h11
+import pytest
+from proxyproc import Proxy, wait_access
+from rawbackend import RawBackend, respond
+
+pytestmark = pytest.mark.timeout(90)
+
+
+class Client:
+    """One keep-alive connection, read with h11."""
+
+    def __init__(self, proxy: Proxy, timeout: float = 10.0):
+        self.sock = proxy.connect(timeout)
+        self.h11 = h11.Connection(h11.CLIENT)
+
+    def request(self, target: str, method: str = "GET", headers=(), body: bytes = b"", read_slowly: bool = False):
+        """(status, headers dict, body) of one exchange."""
+        fields = [("Host", "lane.test"), *headers]
+        if body:
+            fields.append(("Content-Length", str(len(body))))
+        self.send(h11.Request(method=method, target=target, headers=fields))
+        if body:
+            self.send(h11.Data(data=body))
+        self.send(h11.EndOfMessage())
+        return self.response(read_slowly)
+
+    def send(self, event) -> None:
+        self.sock.sendall(self.h11.send(event))
+
+    def response(self, read_slowly: bool = False):
+        status, fields, body = None, {}, bytearray()
+        while True:
+            event = self.h11.next_event()
+            if event is h11.NEED_DATA:
+                if read_slowly:
+                    time.sleep(0.002)
+                self.h11.receive_data(self.sock.recv(4096 if read_slowly else 65536))
+                continue
+            if isinstance(event, h11.Response):
+                status = event.status_code
+                fields = {k.decode().lower(): v.decode() for k, v in event.headers}
+            elif isinstance(event, h11.Data):
+                body += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                if self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE:
+                    self.h11.start_next_cycle()
+                return status, fields, bytes(body)
+            elif isinstance(event, h11.ConnectionClosed):
+                raise ConnectionError("closed")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _shapes(conn) -> None:
+    """A backend answering each path with a response of another shape."""
+    while True:
+        head = conn.read_head()
+        if head is None:
+            return
+        conn.read_body(head)
+        path = head.target.split("?")[0]
+        client = head.get("x-client") or "-"
+        if path == "/chunked":
+            conn.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+        elif path == "/interim":
+            conn.send(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n" + respond(200, b"after 103"))
+        elif path == "/hop":
+            conn.send(respond(200, b"hop", headers=[("Keep-Alive", "timeout=5"), ("X-Kept", "yes")]))
+        elif path == "/empty":
+            conn.send(respond(204))
+        elif path == "/big":
+            conn.send(respond(200, bytes(range(256)) * 4096))      # 1 MiB
+        elif path == "/pause":
+            time.sleep(0.3)
+            conn.send(respond(200, f"paused {head.target}".encode()))
+        elif path == "/trickle":     # 10 parts 0.3 s apart: 3 s in all, each part within the 1.5 s timeout
+            conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 10000\r\n\r\n")
+            for _ in range(10):
+                time.sleep(0.3)
+                conn.send(b"t" * 1000)
+        elif path == "/slow":
+            time.sleep(2.5)
+            conn.send(respond(200, b"late"))
+        elif path == "/split":
+            conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n")
+            time.sleep(0.05)
+            conn.send(b"\r\n01234")
+            time.sleep(0.05)
+            conn.send(b"56789")
+        elif path == "/cut":
+            conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 1000)
+            time.sleep(0.1)
+            conn.reset()
+            return
+        elif path == "/drop":        # the connection dies with the request unanswered
+            conn.reset()
+            return
+        else:
+            conn.send(respond(200, f"{client} {head.method} {head.target} #{len(conn.requests)}".encode()))
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    backend = RawBackend(_shapes)
+    proxy = Proxy(tmp_path_factory.mktemp("lane"), [{"path": "/", "to": backend.url + "/", "timeout": 1.5}],
+                  workers=1, timeouts={"connect": 2, "proxy": 10, "client_header": 5, "keepalive": 3})
+    proxy.start()
+    yield proxy, backend
+    proxy.stop()
+
+
+def test_each_client_keeps_its_backend_connection_between_requests(setup):
+    """The lane pins the backend connection its first exchange used: two clients taking turns
+    each stay on one backend connection of their own (the pool alone would hand one warm
+    connection to both in turn)."""
+    proxy, backend = setup
+    clients = [Client(proxy), Client(proxy)]
+    for i in range(20):
+        for n, client in enumerate(clients):
+            status, _, body = client.request(f"/pin/{i}", headers=[("X-Client", f"pin{n}")])
+            assert (status, body.split(b" ")[:3]) == (200, [f"pin{n}".encode(), b"GET", f"/pin/{i}".encode()])
+    conns = {}
+    for conn in backend.conns:
+        for request in conn.requests:
+            if request.target.startswith("/pin/") and request.target != "/pin/0":
+                conns.setdefault(request.get("x-client"), set()).add(conn.index)
+    assert len(conns["pin0"]) == len(conns["pin1"]) == 1, conns
+    assert conns["pin0"] != conns["pin1"]
+    for client in clients:
+        client.close()
+
+
+def test_every_shape_of_response_in_turn_on_one_connection(setup):
+    """Whatever the next response is, it arrives whole and the connection goes on: the lane's
+    own (Content-Length, 204, HEAD) and those it hands to the Python path (chunked, an interim
+    103, a field to take out, a head in pieces), then the lane's again."""
+    proxy, _ = setup
+    client = Client(proxy)
+    for _ in range(2):
+        assert client.request("/a")[0] == 200
+        assert client.request("/chunked")[2] == b"hello world"
+        status, fields, body = client.request("/hop")
+        assert (status, body, fields.get("x-kept"), "keep-alive" in fields) == (200, b"hop", "yes", False)
+        assert client.request("/empty")[:1] == (204,)
+        status, fields, body = client.request("/b", method="HEAD")
+        assert (status, body, int(fields["content-length"]) > 0) == (200, b"", True)
+        assert client.request("/interim")[2] == b"after 103"
+        assert client.request("/split")[2] == b"0123456789"
+        assert client.request("/post", method="POST", body=b"x" * 5000)[0] == 200
+        status, _, body = client.request("/big", read_slowly=True)
+        assert (status, body) == (200, bytes(range(256)) * 4096)
+    client.close()
+
+
+def test_pipelined_requests_are_answered_in_order(setup):
+    """Requests sent behind one the lane has under way (it reads them early) are each answered,
+    in order, after it; so are those behind a response the Python path took over."""
+    proxy, _ = setup
+    with proxy.connect() as sock:
+        sock.settimeout(5)
+        sock.sendall(b"GET /warm HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = sock.recv(65536)
+        assert data.startswith(b"HTTP/1.1 200 ") and data.endswith(b"/warm #" + data.rsplit(b"#", 1)[1])
+        sock.sendall(b"GET /pause HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.1)
+        sock.sendall(b"GET /p1 HTTP/1.1\r\nHost: x\r\n\r\nGET /split HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.02)
+        sock.sendall(b"GET /p2 HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        while data.count(b"HTTP/1.1 200") < 4:
+            chunk = sock.recv(65536)
+            assert chunk, data
+            data += chunk
+    assert data.index(b"paused /pause") < data.index(b"GET /p1") < data.index(b"0123456789") < data.index(b"GET /p2")
+
+
+def test_a_client_that_shuts_its_side_during_a_request_gets_the_response(setup):
+    """A FIN behind the request (the lane sees it during the exchange): the response still
+    comes, then the connection closes."""
+    proxy, _ = setup
+    with proxy.connect() as sock:
+        sock.settimeout(5)
+        sock.sendall(b"GET /f0 HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+        sock.sendall(b"GET /pause HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.shutdown(socket.SHUT_WR)
+        data = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 200 ") and data.endswith(b"paused /pause")
+
+
+def test_a_backend_connection_that_dies_idle_or_with_the_request_is_replaced(setup):
+    """The pinned connection closed by the backend while idle, or reset with the request on it:
+    the request goes again on a fresh connection, as with a pooled one (no 502)."""
+    proxy, backend = setup
+    client = Client(proxy)
+    assert client.request("/d0")[0] == 200
+    pinned = backend.conns[-1]
+    pinned.sock.shutdown(socket.SHUT_RDWR)       # the backend's keep-alive timeout, say
+    time.sleep(0.2)
+    assert client.request("/d1")[0] == 200
+    assert client.request("/d2")[0] == 200
+    status, _, _ = client.request("/drop")
+    assert status == 502        # sent again once on a fresh connection, which dropped it too
+    assert len(wait_access(proxy, '"GET /drop ')) == 1
+    client.close()
+
+
+def test_a_slow_backend_gets_504_and_a_cut_response_is_logged_as_aborted(setup):
+    """The route's timeout runs from the request the lane sent (504 and the connection
+    closed); a response whose backend resets in its body reaches the client cut, and its line
+    says so (%X), with the bytes that reached the client."""
+    proxy, _ = setup
+    client = Client(proxy)
+    assert client.request("/s0")[0] == 200
+    started = time.monotonic()
+    status, _, _ = client.request("/slow")
+    assert status == 504 and time.monotonic() - started < 3.0
+    client.close()
+    client = Client(proxy)
+    assert client.request("/c0")[0] == 200
+    with pytest.raises((ConnectionError, h11.RemoteProtocolError)):
+        client.request("/cut")
+    lines = wait_access(proxy, '"GET /cut ')
+    assert len(lines) == 1 and lines[0].rstrip().endswith("X") and '" 200 ' in lines[0], lines
+    client.close()
+
+
+def test_a_body_that_keeps_coming_outlasts_the_route_timeout(setup):
+    """The route's timeout is between two reads, not for the whole response: a body trickling
+    in for twice as long arrives whole."""
+    proxy, _ = setup
+    client = Client(proxy)
+    assert client.request("/t0")[0] == 200
+    assert client.request("/trickle") == (200, {"content-length": "10000"}, b"t" * 10000)
+    assert client.request("/t1")[0] == 200
+    client.close()
+
+
+def test_every_exchange_has_its_access_log_line(setup):
+    proxy, _ = setup
+    client = Client(proxy)
+    for i in range(50):
+        assert client.request(f"/logged/{i}")[0] == 200
+    client.close()
+    lines = wait_access(proxy, "/logged/", count=50)
+    assert len(lines) == 50
+    assert all('" 200 ' in line and line.rstrip().endswith("+") for line in lines), lines[:3]
+
+
+def test_an_idle_connection_closes_at_its_keep_alive_timeout(setup):
+    proxy, _ = setup
+    client = Client(proxy)
+    assert client.request("/i0")[0] == 200
+    assert client.request("/i1")[0] == 200
+    started = time.monotonic()
+    client.sock.settimeout(10)
+    assert client.sock.recv(1) == b""
+    assert 2.5 < time.monotonic() - started < 4.5
+    client.close()
+
+
+def test_a_bad_head_after_good_ones_gets_400(setup):
+    proxy, _ = setup
+    client = Client(proxy)
+    assert client.request("/g0")[0] == 200
+    assert client.request("/g1")[0] == 200
+    client.sock.sendall(b"GET /bad HTTP/1.1\r\nHost: x\r\nBad Field: y\r\n\r\n")
+    client.sock.settimeout(5)
+    data = b""
+    while True:
+        chunk = client.sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    assert data.startswith(b"HTTP/1.1 400 ")
+    client.close()
+
+
+def test_reloads_under_keep_alive_load_cost_no_request(tmp_path):
+    """GET-only keep-alive clients (the lane's traffic) through reloads: every request answered
+    once, no error; the connections move to the new generation between requests."""
+    backend = RawBackend()
+    proxy = Proxy(tmp_path, [{"path": "/", "to": backend.url + "/"}], workers=2)
+    proxy.start()
+    errors, answered, running = [], [0], [True]
+
+    def run(n):
+        try:
+            client = Client(proxy)
+            i = 0
+            while running[0]:
+                status, _, body = client.request(f"/r{n}/{i}")
+                if status != 200 or not body.endswith(f"/r{n}/{i}".encode()):
+                    errors.append((status, body))
+                i += 1
+                answered[0] += 1
+        except Exception as exc:     # noqa: BLE001 (the test reports it)
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=run, args=(n,), daemon=True) for n in range(8)]
+    try:
+        for thread in threads:
+            thread.start()
+        for generation in range(2, 6):
+            time.sleep(0.4)
+            assert proxy.reload().returncode == 0
+            proxy.wait_ready(generation)
+        time.sleep(0.4)
+    finally:
+        running[0] = False
+        for thread in threads:
+            thread.join(10)
+        proxy.stop()
+    assert not errors, errors[:5]
+    assert answered[0] > 100

@@ -1,0 +1,321 @@
+"""The keep-alive lane: which connections the C moves (worker/_lane.c), and its Python half.
+
+A plain HTTP/1.1 client connection whose exchange ended with keep-alive, on a route to one
+plain backend, enters the lane with the pooled backend connection that exchange used, pinned
+to it.  From then on the C reads each request head and each response; the Python runs twice
+per request, in `lane_request` (the head judged by worker.http1, routed by worker.routing,
+rewritten by the connection's head writer: the same code as in worker.exchange) and in
+`lane_done` (counted and logged by worker.client's `exchange_done`, as every exchange is).
+
+Whatever the lane does not carry goes back to worker.client and worker.exchange at the point
+it shows, with what the C read (`lane_back`): a request it would not route the same way or
+that has a body, a head in pieces or pipelined heads, a response of another shape, a backend
+that failed before its response.  The connection leaves the lane then; its next keep-alive
+exchange may bring it back.  Closes, deadlines and stops take it out too (LaneClient).
+
+The pinned backend connection is that client's while it stays: as HAProxy keeps a server
+connection with its session (`http-reuse safe`), for as long as the client's keep-alive
+timeout, not given to another client between two requests.
+
+MPM_NATIVE_LANE=0, or no compiled worker._lane or worker._heads: every exchange is Python's.
+"""
+
+from __future__ import annotations
+
+import os
+
+from worker.client import HEAD_READ, ClientConnection
+from worker.exchange import Exchange
+from worker.http1 import HttpError, parse_request
+from worker.phases import BUSY, CLOSED, CONNECTING, IDLE, WAITING
+from worker.regexlimit import RegexTimeout
+from worker.response import FIRST_READ
+from worker.response import process as process_response
+from worker.routing import routed_target
+
+try:
+    from worker import _heads
+    from worker._lane import Lane, set_response_reader
+except ImportError:
+    Lane = None
+NATIVE = Lane is not None and os.environ.get("MPM_NATIVE_LANE", "1") != "0" \
+    and os.environ.get("MPM_NATIVE_HEADS", "1") != "0"
+if NATIVE:
+    set_response_reader(_heads.response)
+
+# Why the C gives a connection back (worker/_lane.c's enum), and the lane's states.
+BACK_CLIENT_BYTES, BACK_CLIENT_GONE, BACK_BACKEND_IDLE, BACK_RESPONSE, BACK_ABORTED, BACK_SEND = range(6)
+LANE_IDLE, LANE_WAITING, LANE_RELAYING, LANE_FLUSHING, LANE_GONE = range(5)
+
+
+class LaneExchange:
+    """One exchange the lane carried, as the counters and the access log read an Exchange."""
+
+    __slots__ = ("client", "client_ip", "head", "route", "origin", "mapped", "out", "started", "received",
+                 "status", "sent", "head_sent", "aborted", "keep_alive", "resp_started", "holds", "body_left",
+                 "req_framing")
+
+    def __init__(self, client, head, route, mapped: bytes, out: bytes, started: float):
+        self.client = client
+        self.client_ip = client.client_ip
+        self.head = head
+        self.route = route
+        self.origin = route.origin
+        self.mapped = mapped
+        self.out = out              # the head as it went to the backend
+        self.started = started
+        self.received = len(head.raw)
+        self.status = self.sent = self.head_sent = 0
+        self.aborted = False
+        self.keep_alive = self.resp_started = True
+        self.holds = self.req_framing = None
+        self.body_left = False
+
+
+def eligible(client, exchange) -> bool:
+    """Whether the lane can carry `client`'s next exchanges, as `exchange` ended them."""
+    route, origin, worker = exchange.route, exchange.origin, client.worker
+    return (NATIVE and client.__class__ is ClientConnection and route is not None and origin is route.origin and not origin.tls and not origin.proxy_protocol
+            and not route.always_upgrade and not route.reverse and client.limiter is None and not client.private
+            and not client.ep.tls and not client.eof and not worker.stopping and exchange.head.version == "1.1")
+
+
+def enter(client, exchange) -> None:
+    """`client` has just ended `exchange` with keep-alive and waits for its next request:
+    into the lane, with the warmest idle connection to the same backend (most likely the one
+    the exchange used), when the lane can carry it."""
+    if not eligible(client, exchange):
+        return
+    conn = client.worker.pool.take_idle(exchange.origin)
+    if conn is None:
+        return
+    owner = LaneOwner(client, conn)
+    loop = client.loop
+    owner.lane = lane = Lane(loop.fileno(), client.ep.fd, conn.fd, owner, HEAD_READ, FIRST_READ)
+    client.lane = owner
+    client.__class__ = LaneClient
+    client.ep.hand_to(lane.on_client)
+    conn.hand_to(lane.on_backend)
+
+
+def leave_all(clients) -> None:
+    """A stop: the connections between requests leave the lane now, the others after their
+    response (`lane_done`), so that the hand-over finds Python's connections only."""
+    for client in list(clients):
+        if client.__class__ is LaneClient and client.lane.lane.state == LANE_IDLE:
+            client.lane.leave()
+
+
+class LaneOwner:
+    """The Python half of one Lane: what the C calls, and taking the connection back."""
+
+    __slots__ = ("client", "conn", "lane", "record")
+
+    def __init__(self, client, conn):
+        self.client = client
+        self.conn = conn
+        self.lane = None
+        self.record = None
+
+    # == what the C calls =====================================================================
+    def lane_request(self, raw: bytes):
+        """A whole request head: the bytes for the backend, or None when Python serves it
+        (the connection leaves the lane first)."""
+        client = self.client
+        worker = client.worker
+        try:
+            head = parse_request(raw, worker.limits)
+        except HttpError:
+            self.leave()
+            client.inbuf += raw         # refused by worker.client, as a head read there is
+            client.serve_buffered()
+            return None
+        target = head.target
+        route = None
+        if not (worker.stopping or head.version != "1.1" or not head.keep_alive or head.upgrade is not None
+                or head.chunked or head.content_length or target[:1] != b"/" or routed_target(target) is not target):
+            try:
+                route, mapped = worker.router.resolve(target, head)
+            except RegexTimeout:
+                route = None
+        if route is None or route.origin is not self.conn.origin or route.always_upgrade or route.reverse:
+            self.leave()
+            client._start(head)         # worker.exchange serves it, from routing on
+            return None
+        worker.admission.idle.pop(client, None)
+        client.requests += 1
+        client.state = BUSY
+        now = client.loop.now
+        client.deadline = now + route.timeout
+        host_line = (b"Host: " + head.host + b"\r\n") if route.preserve_host and head.host else route.origin.host_line
+        out = client.head_writer(head, mapped, host_line, client.xff_line, client.proto_line, None, client.forwarded)
+        self.record = LaneExchange(client, head, route, mapped, out, now)
+        return out
+
+    def lane_done(self, status: int, sent: int, head_sent: int) -> None:
+        """The response went out whole: counted and logged, and the connection waits for its
+        next request (in the lane, unless the worker is stopping)."""
+        record, self.record = self.record, None
+        record.status = status
+        record.sent = sent
+        record.head_sent = head_sent
+        client = self.client
+        if client.worker.stopping:
+            self.leave()
+        client.exchange_done(record, True)
+
+    def lane_back(self, why: int, data: bytes, early, eof: bool, error: int) -> None:
+        """The C gave the connection back (it has put both sides' interest back to EPOLLIN)."""
+        client, conn, record = self.client, self.conn, self.record
+        counts = self.lane.counts
+        self._restore(early, eof)
+        if why == BACK_RESPONSE or why == BACK_SEND:
+            self._resume(record, why, data, error)
+        elif why == BACK_ABORTED:
+            conn.close()
+            self._log_aborted(counts)
+            client.close()
+        else:
+            if why == BACK_BACKEND_IDLE:
+                conn.close()        # it closed (or sent what nobody asked for), as the pool drops it
+            else:
+                client.worker.pool.release(conn)
+            if why == BACK_CLIENT_GONE:
+                client.close()
+            elif why == BACK_CLIENT_BYTES:
+                self._serve_bytes(data)
+
+    def on_deadline(self) -> None:
+        """The client's deadline (worker.loop's sweep): its keep-alive timeout between requests,
+        the route's timeout since the last progress during one."""
+        client, lane = self.client, self.lane
+        state = lane.state
+        if state == LANE_IDLE:
+            client.close()
+            return
+        deadline = lane.last + self.record.route.timeout
+        if deadline > client.loop.now:      # it moved on meanwhile (the C does not push deadlines)
+            client.deadline = deadline
+        elif state == LANE_WAITING:
+            _, early, eof = lane.detach()
+            self._restore(early, eof)
+            self._exchange_for(self.record).on_deadline()       # 504, as worker.exchange answers
+        else:
+            client.close()
+
+    def close(self, linger: bool) -> None:
+        """Closed from outside the lane (a deadline, room made, the worker's exit): an exchange
+        under way is logged as aborted, as worker.exchange logs one."""
+        lane, client, conn = self.lane, self.client, self.conn
+        state, counts = lane.state, lane.counts
+        _, early, eof = lane.detach()
+        self._restore(early, eof)
+        if state == LANE_IDLE:
+            client.worker.pool.release(conn)
+        else:
+            conn.close()
+            self._log_aborted(counts)
+        ClientConnection.close(client, linger)
+
+    # == taking the connection back ===========================================================
+    def leave(self) -> None:
+        """Python takes the connection back between two exchanges: the backend connection to
+        the pool."""
+        _, early, eof = self.lane.detach()
+        self._restore(early, eof)
+        self.client.worker.pool.release(self.conn)
+
+    def _restore(self, early, eof: bool) -> None:
+        client = self.client
+        client.lane = None
+        client.__class__ = ClientConnection
+        client.ep.hand_to(client.on_event)
+        self.conn.hand_to(self.conn.on_event)
+        self.lane = None
+        if early:
+            client.inbuf += early
+        if eof:
+            client.eof = True
+
+    def _serve_bytes(self, data: bytes) -> None:
+        """Bytes that are not one whole head: worker.client reads them as if it had."""
+        client = self.client
+        if data:
+            client.inbuf += data
+        if client.state is IDLE:
+            client.deadline = client.loop.now + client.worker.timeouts.client_header
+        client.serve_buffered()
+        if client.eof and client.exchange is None and client.state is not CLOSED:
+            client.close()          # what came before the FIN is served; a head in part never ends
+
+    def _exchange_for(self, record) -> Exchange:
+        """An Exchange in WAITING for the request the lane sent: worker.exchange carries on."""
+        client, conn = self.client, self.conn
+        ex = Exchange(client, record.head)
+        ex.started = record.started
+        ex.route, ex.origin, ex.mapped = record.route, record.origin, record.mapped
+        ex.request_copy = record.out          # held whole: a failover sends it again
+        client.exchange = ex
+        ex.enter(CONNECTING)
+        ex.enter(WAITING)
+        ex.conn = conn
+        conn.owner = ex.on_backend_event
+        return ex
+
+    def _resume(self, record, why: int, data: bytes, error: int) -> None:
+        """The request went (or failed to) and the response is not the lane's: worker.exchange
+        carries on from WAITING with what the C read, as if it had read it."""
+        ex = self._exchange_for(record)
+        if why == BACK_SEND:
+            if error and len(data) == len(record.out):      # none of it left: whole, on a fresh connection
+                ex.backend_lost(f"send failed: {os.strerror(error)}", record.out, untouched=True)
+                return
+            ex.conn.out = data                              # the rest, once the socket takes it
+            ex.update_interest()
+        elif data:
+            ex.respbuf = bytearray(data)
+            process_response(ex, ex.respbuf, len(data))
+        elif error:
+            ex.backend_lost(f"backend reset the connection: {os.strerror(error)}", record.out)
+        else:
+            ex.backend_lost("backend closed the connection", record.out)
+            if ex.phase is WAITING:
+                ex.update_interest()
+
+    def abandon(self) -> None:
+        """worker.faults: a handler raised; the connection ends as a reset would end it."""
+        self.client.close()
+
+    def _log_aborted(self, counts) -> None:
+        record, self.record = self.record, None
+        record.status, record.sent, record.head_sent = counts
+        record.aborted = True
+        record.keep_alive = False
+        self.client.worker.exchange_done(record)
+
+
+class LaneClient(ClientConnection):
+    """A client connection while the lane carries it: its deadline, its close and a fault go
+    through its LaneOwner (`lane`).  A class of its own, chosen on entry, so that the Python
+    path checks nothing."""
+
+    __slots__ = ()
+    to_lane = None
+
+    def on_deadline(self) -> None:
+        self.lane.on_deadline()
+
+    def close(self, linger: bool = False) -> None:
+        if self.state is not CLOSED:
+            self.lane.close(linger)
+
+    def abandon(self) -> None:
+        self.lane.abandon()
+
+    def detach(self) -> dict:
+        self.lane.leave()
+        return ClientConnection.detach(self)
+
+
+# worker.client's exchange_done offers every keep-alive connection between requests here.
+ClientConnection.to_lane = enter
