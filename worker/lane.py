@@ -55,17 +55,13 @@ class LaneExchange:
                  "status", "sent", "head_sent", "aborted", "keep_alive", "resp_started", "holds", "body_left",
                  "req_framing")
 
-    def __init__(self, client, head, route, mapped: bytes, out: bytes, started: float):
+    def __init__(self, client, origin):
         self.client = client
         self.client_ip = client.client_ip
-        self.head = head
-        self.route = route
-        self.origin = route.origin
-        self.mapped = mapped
-        self.out = out              # the head as it went to the backend
-        self.started = started
-        self.received = len(head.raw)
-        self.status = self.sent = self.head_sent = 0
+        self.origin = origin
+        self.head = self.route = self.mapped = self.out = None
+        self.started = 0.0
+        self.received = self.status = self.sent = self.head_sent = 0
         self.aborted = False
         self.keep_alive = self.resp_started = True
         self.holds = self.req_framing = None
@@ -107,15 +103,20 @@ def leave_all(clients) -> None:
 
 
 class LaneOwner:
-    """The Python half of one Lane: what the C calls, and taking the connection back."""
+    """The Python half of one Lane: what the C calls, and taking the connection back.  One
+    LaneExchange serves all its exchanges in turn (the counters and the log are done with each
+    before the next begins)."""
 
-    __slots__ = ("client", "conn", "lane", "record")
+    __slots__ = ("client", "conn", "lane", "record", "target", "route", "mapped")
 
     def __init__(self, client, conn):
         self.client = client
         self.conn = conn
         self.lane = None
-        self.record = None
+        self.record = LaneExchange(client, conn.origin)
+        # The last target routed, and where it went: while the routes read nothing but the
+        # target (Router.by_target), the next request for it goes the same way.
+        self.target = self.route = self.mapped = None
 
     # == what the C calls =====================================================================
     def lane_request(self, raw: bytes):
@@ -130,39 +131,68 @@ class LaneOwner:
             client.inbuf += raw         # refused by worker.client, as a head read there is
             client.serve_buffered()
             return None
+        if head.version != "1.1" or not head.keep_alive or head.upgrade is not None or head.chunked \
+                or head.content_length or worker.stopping:
+            return self._decline(head)
         target = head.target
-        route = None
-        if not (worker.stopping or head.version != "1.1" or not head.keep_alive or head.upgrade is not None
-                or head.chunked or head.content_length or target[:1] != b"/" or routed_target(target) is not target):
-            try:
-                route, mapped = worker.router.resolve(target, head)
-            except RegexTimeout:
-                route = None
-        if route is None or route.origin is not self.conn.origin or route.always_upgrade or route.reverse:
-            self.leave()
-            client._start(head)         # worker.exchange serves it, from routing on
-            return None
+        if target != self.target and not self._route(worker.router, head, target):
+            return self._decline(head)
+        route = self.route
         worker.admission.idle.pop(client, None)
         client.requests += 1
         client.state = BUSY
-        now = client.loop.now
+        record = self.record
+        record.started = now = client.loop.now
         client.deadline = now + route.timeout
         host_line = (b"Host: " + head.host + b"\r\n") if route.preserve_host and head.host else route.origin.host_line
-        out = client.head_writer(head, mapped, host_line, client.xff_line, client.proto_line, None, client.forwarded)
-        self.record = LaneExchange(client, head, route, mapped, out, now)
+        record.out = out = client.head_writer(head, self.mapped, host_line, client.xff_line, client.proto_line, None,
+                                              client.forwarded)
+        record.head = head
+        record.received = len(raw)
         return out
 
+    def _route(self, router, head, target: bytes) -> bool:
+        """Route `target` (worker.exchange's rules): whether its route is one the lane carries,
+        to this backend (then `route` and `mapped` say where)."""
+        if target[:1] != b"/" or routed_target(target) is not target:
+            return False
+        try:
+            route, mapped = router.resolve(target, head)
+        except RegexTimeout:
+            return False
+        if route is None or route.origin is not self.conn.origin or route.always_upgrade or route.reverse:
+            return False
+        self.record.route = self.route = route
+        self.record.mapped = self.mapped = mapped
+        self.target = target if router.by_target else None
+        return True
+
+    def _decline(self, head) -> None:
+        """Python serves this request, and the connection, from routing on (worker.exchange)."""
+        self.leave()
+        self.client._start(head)
+
     def lane_done(self, status: int, sent: int, head_sent: int) -> None:
-        """The response went out whole: counted and logged, and the connection waits for its
-        next request (in the lane, unless the worker is stopping)."""
-        record, self.record = self.record, None
+        """The response went out whole: counted and logged (worker.client's exchange_done, the
+        part of it a connection that stays needs), and the connection waits for its next
+        request, in the lane unless the worker is stopping."""
+        record = self.record
         record.status = status
         record.sent = sent
         record.head_sent = head_sent
         client = self.client
-        if client.worker.stopping:
+        worker = client.worker
+        if worker.stopping:
             self.leave()
-        client.exchange_done(record, True)
+            client.exchange_done(record, True)
+            return
+        worker.exchange_done(record)
+        client.state = IDLE
+        client.since = now = client.loop.now
+        client.deadline = now + worker.timeouts.keepalive
+        worker.admission.idle[client] = None
+        if not worker.acceptor.accepting:       # full a moment ago: one left, so accept again
+            client.loop.next_turn(worker.acceptor.resume)
 
     def lane_back(self, why: int, data: bytes, early, eof: bool, error: int) -> None:
         """The C gave the connection back (it has put both sides' interest back to EPOLLIN)."""
@@ -287,7 +317,7 @@ class LaneOwner:
         self.client.close()
 
     def _log_aborted(self, counts) -> None:
-        record, self.record = self.record, None
+        record = self.record
         record.status, record.sent, record.head_sent = counts
         record.aborted = True
         record.keep_alive = False

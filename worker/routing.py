@@ -231,6 +231,9 @@ def origin_form(target: bytes) -> bytes | None:
 class Router:
     def __init__(self, routes, default_timeout: float, origins):
         self.routes = tuple(CompiledRoute(route, default_timeout, origins) for route in routes)
+        # Whether a target alone decides the route (no `when:` reads a field): worker.lane then
+        # routes a connection's repeated target once.
+        self.by_target = not any(route.when for route in self.routes)
 
     def resolve(self, target: bytes, head):
         """(CompiledRoute, backend target) for the first route that matches, else (None, None).
