@@ -17,6 +17,7 @@ import h11
 import pytest
 from proxyproc import Proxy, wait_access
 from rawbackend import RawBackend, respond
+from rawsock import HEAD_END
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -108,6 +109,11 @@ def _shapes(conn) -> None:
             time.sleep(0.1)
             conn.reset()
             return
+        elif path == "/cutbig":      # 8 MB to a client that reads slowly, then a reset
+            conn.send(respond(200, b"y" * 8_000_000))
+            time.sleep(0.3)
+            conn.reset()
+            return
         elif path == "/drop":        # the connection dies with the request unanswered
             conn.reset()
             return
@@ -144,6 +150,27 @@ def test_each_client_keeps_its_backend_connection_between_requests(setup):
     assert conns["pin0"] != conns["pin1"]
     for client in clients:
         client.close()
+
+
+def test_a_client_idle_for_a_second_gives_its_backend_connection_back(setup):
+    """Pinned only while the client keeps sending (worker.lane.PARK): a client idle past it
+    leaves its backend connection to the pool, where the next client finds it (no new backend
+    connection), and its own next request is served all the same."""
+    proxy, backend = setup
+    first = Client(proxy)
+    for i in range(3):
+        assert first.request(f"/park/{i}")[0] == 200
+    time.sleep(1.6)
+    second = Client(proxy)
+    for i in range(3):
+        assert second.request(f"/park/second/{i}")[0] == 200
+
+    def carried(prefix):
+        return {conn.index for conn in backend.conns for request in conn.requests if request.target.startswith(prefix)}
+    assert len(carried("/park/")) == 1 and carried("/park/second/") == carried("/park/1")
+    assert first.request("/again-after-park")[0] == 200
+    first.close()
+    second.close()
 
 
 def test_every_shape_of_response_in_turn_on_one_connection(setup):
@@ -255,6 +282,51 @@ def test_a_body_that_keeps_coming_outlasts_the_route_timeout(setup):
     assert client.request("/trickle") == (200, {"content-length": "10000"}, b"t" * 10000)
     assert client.request("/t1")[0] == 200
     client.close()
+
+
+def test_a_cut_response_to_a_slow_client_gets_what_was_read_and_its_line_says_how_much(setup):
+    """The backend resets while the client is behind: the client still gets what the proxy's
+    socket had received of the body (as worker.exchange relays it: only what the backend's own
+    buffer held is lost; all of it when the proxy had read the whole response), and the line's
+    %b is what reached it."""
+    proxy, _ = setup
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", proxy.port))
+    with sock:
+        sock.settimeout(10)
+        sock.sendall(b"GET /cb0 HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+        sock.sendall(b"GET /cutbig HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(1.0)             # the reset comes while the proxy holds what we did not read
+        data = b""
+        while HEAD_END not in data or len(data) < data.index(HEAD_END) + 4 + 8_000_000:
+            try:
+                chunk = sock.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            data += chunk
+    body = len(data) - (data.index(HEAD_END) + 4)
+    assert body > 4_000_000
+    lines = wait_access(proxy, '"GET /cutbig ')
+    # All of it, when the backend's own buffer was empty by the reset: then a whole response.
+    assert len(lines) == 1 and lines[0].rstrip().endswith("X") == (body < 8_000_000), (body, lines)
+    assert f'" 200 {body} ' in lines[0], (body, lines)
+
+
+def test_connect_after_a_request_is_refused_as_ever(setup):
+    """CONNECT is not served by a reverse proxy (405), on a connection's first request or any
+    later one: it never reaches the backend."""
+    proxy, backend = setup
+    with proxy.connect() as sock:
+        sock.settimeout(5)
+        sock.sendall(b"GET /k0 HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+        sock.sendall(b"CONNECT / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 405 ")
+    assert not [request for request in backend.requests if request.method == "CONNECT"]
 
 
 def test_every_exchange_has_its_access_log_line(setup):

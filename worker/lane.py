@@ -13,9 +13,11 @@ that has a body, a head in pieces or pipelined heads, a response of another shap
 that failed before its response.  The connection leaves the lane then; its next keep-alive
 exchange may bring it back.  Closes, deadlines and stops take it out too (LaneClient).
 
-The pinned backend connection is that client's while it stays: as HAProxy keeps a server
-connection with its session (`http-reuse safe`), for as long as the client's keep-alive
-timeout, not given to another client between two requests.
+The pinned backend connection is that client's while it stays, as HAProxy keeps a server
+connection with its session, but only while the client keeps sending: after PARK seconds
+without a request the connection leaves the lane and the backend connection goes back to the
+pool, whose bound on idle connections then applies (a thousand idle browsers must not hold a
+thousand backend connections).  The client's next request comes back through worker.exchange.
 
 MPM_NATIVE_LANE=0, or no compiled worker._lane or worker._heads: every exchange is Python's.
 """
@@ -42,6 +44,8 @@ NATIVE = Lane is not None and os.environ.get("MPM_NATIVE_LANE", "1") != "0" \
     and os.environ.get("MPM_NATIVE_HEADS", "1") != "0"
 if NATIVE:
     set_response_reader(_heads.response)
+
+PARK = 1.0      # seconds a connection between requests keeps its backend connection pinned
 
 # Why the C gives a connection back (worker/_lane.c's enum), and the lane's states.
 BACK_CLIENT_BYTES, BACK_CLIENT_GONE, BACK_BACKEND_IDLE, BACK_RESPONSE, BACK_ABORTED, BACK_SEND = range(6)
@@ -71,9 +75,10 @@ class LaneExchange:
 def eligible(client, exchange) -> bool:
     """Whether the lane can carry `client`'s next exchanges, as `exchange` ended them."""
     route, origin, worker = exchange.route, exchange.origin, client.worker
-    return (NATIVE and client.__class__ is ClientConnection and route is not None and origin is route.origin and not origin.tls and not origin.proxy_protocol
-            and not route.always_upgrade and not route.reverse and client.limiter is None and not client.private
-            and not client.ep.tls and not client.eof and not worker.stopping and exchange.head.version == "1.1")
+    return (NATIVE and client.__class__ is ClientConnection and origin is not None and origin is route.origin
+            and not origin.tls and not origin.proxy_protocol and not route.always_upgrade and not route.reverse
+            and client.limiter is None and not client.private and not client.ep.tls and not client.eof
+            and not worker.stopping and exchange.head.version == "1.1")
 
 
 def enter(client, exchange) -> None:
@@ -89,17 +94,23 @@ def enter(client, exchange) -> None:
     loop = client.loop
     owner.lane = lane = Lane(loop.fileno(), client.ep.fd, conn.fd, owner, HEAD_READ, FIRST_READ)
     client.lane = owner
+    client.deadline = client.since + owner.park
     client.__class__ = LaneClient
     client.ep.hand_to(lane.on_client)
     conn.hand_to(lane.on_backend)
 
 
 def leave_all(clients) -> None:
-    """A stop: the connections between requests leave the lane now, the others after their
-    response (`lane_done`), so that the hand-over finds Python's connections only."""
+    """A stop: the connections between requests leave the lane now, the others at their
+    response head (worker.response then says `Connection: close` unless a successor takes the
+    connection) or, already past it, once it is out (`lane_done`): the hand-over finds
+    Python's connections only."""
     for client in list(clients):
-        if client.__class__ is LaneClient and client.lane.lane.state == LANE_IDLE:
-            client.lane.leave()
+        if client.__class__ is LaneClient:
+            if client.lane.lane.state == LANE_IDLE:
+                client.lane.leave()
+            else:
+                client.lane.lane.stop()       # its response head goes to worker.response
 
 
 class LaneOwner:
@@ -107,7 +118,7 @@ class LaneOwner:
     LaneExchange serves all its exchanges in turn (the counters and the log are done with each
     before the next begins)."""
 
-    __slots__ = ("client", "conn", "lane", "record", "target", "route", "mapped")
+    __slots__ = ("client", "conn", "lane", "record", "target", "route", "mapped", "park")
 
     def __init__(self, client, conn):
         self.client = client
@@ -117,6 +128,8 @@ class LaneOwner:
         # The last target routed, and where it went: while the routes read nothing but the
         # target (Router.by_target), the next request for it goes the same way.
         self.target = self.route = self.mapped = None
+        keepalive = client.worker.timeouts.keepalive
+        self.park = PARK if PARK < keepalive else keepalive      # how long it waits in the lane
 
     # == what the C calls =====================================================================
     def lane_request(self, raw: bytes):
@@ -132,7 +145,7 @@ class LaneOwner:
             client.serve_buffered()
             return None
         if head.version != "1.1" or not head.keep_alive or head.upgrade is not None or head.chunked \
-                or head.content_length or worker.stopping:
+                or head.content_length or head.method == b"CONNECT" or worker.stopping:
             return self._decline(head)
         target = head.target
         if target != self.target and not self._route(worker.router, head, target):
@@ -189,7 +202,7 @@ class LaneOwner:
         worker.exchange_done(record)
         client.state = IDLE
         client.since = now = client.loop.now
-        client.deadline = now + worker.timeouts.keepalive
+        client.deadline = now + self.park
         worker.admission.idle[client] = None
         if not worker.acceptor.accepting:       # full a moment ago: one left, so accept again
             client.loop.next_turn(worker.acceptor.resume)
@@ -221,7 +234,12 @@ class LaneOwner:
         client, lane = self.client, self.lane
         state = lane.state
         if state == LANE_IDLE:
-            client.close()
+            closing = client.since + client.worker.timeouts.keepalive
+            if client.loop.now >= closing:
+                client.close()
+            else:               # idle for PARK: its backend connection back to the pool
+                self.leave()
+                client.deadline = closing
             return
         deadline = lane.last + self.record.route.timeout
         if deadline > client.loop.now:      # it moved on meanwhile (the C does not push deadlines)

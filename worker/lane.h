@@ -1,0 +1,48 @@
+/* What worker/_lane.c (the Lane type, what Python sees) and _lane_engine.c (the events of one
+lane) share. */
+
+#ifndef MPM_LANE_H
+#define MPM_LANE_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <errno.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#define LANE_BUFFER (64 * 1024)        /* the read buffer, which bounds every read size */
+
+enum { IDLE, WAITING, RELAYING, FLUSHING, GONE };
+/* Why `lane_back` is called (worker/lane.py's BACK_* mirror them). */
+enum { BACK_CLIENT_BYTES, BACK_CLIENT_GONE, BACK_BACKEND_IDLE, BACK_RESPONSE, BACK_ABORTED, BACK_SEND };
+
+typedef struct {
+    PyObject_HEAD
+    int epfd, client_fd, backend_fd;
+    int state;
+    int client_mask, backend_mask;      /* the interest each fd has in the loop's epoll now; -1: not in it */
+    int client_eof;                     /* the client shut its side during an exchange */
+    int stopping;                       /* the worker stops: the next response head is Python's */
+    int head_request;                   /* the request is HEAD: no body follows the response head */
+    Py_ssize_t head_read, first_read;   /* the Python path's read sizes (worker.client, worker.response) */
+    long long remaining;                /* body bytes the backend still owes */
+    long long sent, head_sent;          /* what reached the client in this exchange: all of it, and the head */
+    int status;
+    char *out;                          /* what the client did not take yet (malloc'd) */
+    Py_ssize_t out_size, out_at;
+    PyObject *early;                    /* bytes the client sent during an exchange (bytes or NULL) */
+    double last;                        /* monotonic time of the last progress */
+    PyObject *owner;                    /* worker.lane.LaneOwner (kept after GONE: `abandon` goes there) */
+} Lane;
+
+extern PyObject *read_response;         /* worker._heads.response (set_response_reader) */
+extern PyObject *s_status, *s_content_length, *s_keep_alive, *s_chunked, *s_plain, *s_lane_request, *s_abandon;
+
+double lane_now(void);
+void lane_detach(Lane *self);
+PyObject *Lane_on_client(Lane *self, PyObject *arg);
+PyObject *Lane_on_backend(Lane *self, PyObject *arg);
+
+#endif
