@@ -9,15 +9,17 @@ too), the 502/504 a failing backend gets, the keep-alive timeout, and reloads wi
 
 from __future__ import annotations
 
+import signal
 import socket
 import threading
 import time
 
 import h11
 import pytest
-from proxyproc import Proxy, wait_access
+from proxyproc import Proxy, wait_access, wait_log
 from rawbackend import RawBackend, respond
 from rawsock import HEAD_END
+from support import wait_for
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -406,3 +408,109 @@ def test_reloads_under_keep_alive_load_cost_no_request(tmp_path):
         proxy.stop()
     assert not errors, errors[:5]
     assert answered[0] > 100
+
+
+def test_a_connection_in_the_lane_at_a_reload_keeps_its_keep_alive_timeout(tmp_path):
+    """Handed to the new generation between requests, a connection keeps the keep-alive time it
+    had (30 s here), not the second for which the lane pins its backend connection: its next
+    request, well after that second, is answered."""
+    backend = RawBackend(_shapes)
+    proxy = Proxy(tmp_path, [{"path": "/", "to": backend.url + "/"}], workers=1, timeouts={"keepalive": 30})
+    proxy.start()
+    try:
+        client = Client(proxy)
+        assert client.request("/r0")[0] == 200
+        old = proxy.worker_pids()
+        assert client.request("/r1")[0] == 200
+        assert proxy.reload().returncode == 0            # within a second of its last request
+        proxy.wait_ready(2)
+        wait_for(lambda: not set(old) & set(proxy.worker_pids(current_only=False)), 10, 0.05, "the old worker's exit")
+        time.sleep(1.5)
+        status, _, body = client.request("/r2")
+        assert status == 200 and body.split(b" ")[2] == b"/r2"
+        client.close()
+    finally:
+        proxy.stop()
+
+
+def test_a_response_under_way_when_the_server_stops_says_connection_close(tmp_path):
+    """The whole server stops (no successor to take the connection) while the lane waits for a
+    response: it goes out with `Connection: close`, as worker.response says it, so that the
+    client does not send its next request into the close."""
+    backend = RawBackend(_shapes)
+    proxy = Proxy(tmp_path, [{"path": "/", "to": backend.url + "/"}], workers=1)
+    proxy.start()
+    try:
+        with proxy.connect() as sock:
+            sock.settimeout(10)
+            sock.sendall(b"GET /s0 HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+            sock.sendall(b"GET /pause HTTP/1.1\r\nHost: x\r\n\r\n")
+            time.sleep(0.1)
+            proxy.proc.send_signal(signal.SIGTERM)      # a graceful stop of the whole server
+            data = b""
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        head = data.split(HEAD_END)[0].lower()
+        assert head.startswith(b"http/1.1 200 ") and b"\r\nconnection: close" in head, data
+        assert data.endswith(b"paused /pause")
+        proxy.proc.wait(30)
+    finally:
+        proxy.stop()
+
+
+_BOOM = '''
+import worker.exchange  # noqa: F401 (worker.response's imports, in their order)
+import worker.response as response
+
+_process = response.process
+
+
+def process(ex, buf, size):
+    if b"X-Boom" in bytes(buf[:size]):
+        raise RuntimeError("injected fault")
+    return _process(ex, buf, size)
+
+
+response.process = process
+'''
+
+
+def test_a_fault_in_the_python_that_took_a_connection_back_ends_that_connection(tmp_path):
+    """A bug in what the Python does with a connection the lane gave back (here worker.response
+    raising on a chunked response) ends that connection at once and is logged (worker.faults),
+    not held until the route's timeout as a 504 counted against the backend."""
+    def boom(conn):
+        while True:
+            head = conn.read_head()
+            if head is None:
+                return
+            if head.target == "/boom":
+                conn.send(b"HTTP/1.1 200 OK\r\nX-Boom: 1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n")
+            else:
+                conn.send(respond(200, b"ok"))
+
+    (tmp_path / "inject").mkdir()
+    (tmp_path / "inject" / "sitecustomize.py").write_text(_BOOM)
+    backend = RawBackend(boom)
+    proxy = Proxy(tmp_path / "proxy", [{"path": "/", "to": backend.url + "/", "timeout": 4}], workers=1,
+                  environ={"PYTHONPATH": str(tmp_path / "inject")})
+    proxy.start()
+    try:
+        with proxy.connect() as sock:
+            sock.settimeout(10)
+            for target in (b"/a", b"/b"):
+                sock.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+            started = time.monotonic()
+            sock.sendall(b"GET /boom HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert sock.recv(65536) == b""
+            assert time.monotonic() - started < 1.0
+        assert "internal error in Lane: its connection is closed" in wait_log(proxy, "internal error in Lane")
+        lines = wait_access(proxy, '"GET /boom ')
+        assert len(lines) == 1 and lines[0].rstrip().endswith("X"), lines
+    finally:
+        proxy.stop()

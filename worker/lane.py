@@ -239,7 +239,6 @@ class LaneOwner:
                 client.close()
             else:               # idle for PARK: its backend connection back to the pool
                 self.leave()
-                client.deadline = closing
             return
         deadline = lane.last + self.record.route.timeout
         if deadline > client.loop.now:      # it moved on meanwhile (the C does not push deadlines)
@@ -271,7 +270,9 @@ class LaneOwner:
         the pool."""
         _, early, eof = self.lane.detach()
         self._restore(early, eof)
-        self.client.worker.pool.release(self.conn)
+        client = self.client
+        client.worker.pool.release(self.conn)
+        client.deadline = client.since + client.worker.timeouts.keepalive     # not PARK's any more
 
     def _restore(self, early, eof: bool) -> None:
         client = self.client
