@@ -18,7 +18,7 @@ import h11
 import pytest
 from proxyproc import Proxy, wait_access, wait_log
 from rawbackend import RawBackend, respond
-from rawsock import HEAD_END
+from rawsock import HEAD_END, recv_until_close
 from support import wait_for
 
 pytestmark = pytest.mark.timeout(90)
@@ -68,6 +68,15 @@ class Client:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def _in_lane(proxy: Proxy, sock: socket.socket | None = None) -> socket.socket:
+    """A raw connection whose first exchange is over: the lane carries what it sends next."""
+    sock = sock if sock is not None else proxy.connect(10)
+    sock.settimeout(10)
+    sock.sendall(b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+    return sock
 
 
 def _shapes(conn) -> None:
@@ -223,18 +232,10 @@ def test_a_client_that_shuts_its_side_during_a_request_gets_the_response(setup):
     """A FIN behind the request (the lane sees it during the exchange): the response still
     comes, then the connection closes."""
     proxy, _ = setup
-    with proxy.connect() as sock:
-        sock.settimeout(5)
-        sock.sendall(b"GET /f0 HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+    with _in_lane(proxy) as sock:
         sock.sendall(b"GET /pause HTTP/1.1\r\nHost: x\r\n\r\n")
         sock.shutdown(socket.SHUT_WR)
-        data = b""
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        data = recv_until_close(sock, 5)[0]
     assert data.startswith(b"HTTP/1.1 200 ") and data.endswith(b"paused /pause")
 
 
@@ -295,10 +296,7 @@ def test_a_cut_response_to_a_slow_client_gets_what_was_read_and_its_line_says_ho
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(("127.0.0.1", proxy.port))
-    with sock:
-        sock.settimeout(10)
-        sock.sendall(b"GET /cb0 HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+    with _in_lane(proxy, sock):
         sock.sendall(b"GET /cutbig HTTP/1.1\r\nHost: x\r\n\r\n")
         time.sleep(1.0)             # the reset comes while the proxy holds what we did not read
         data = b""
@@ -322,10 +320,7 @@ def test_connect_after_a_request_is_refused_as_ever(setup):
     """CONNECT is not served by a reverse proxy (405), on a connection's first request or any
     later one: it never reaches the backend."""
     proxy, backend = setup
-    with proxy.connect() as sock:
-        sock.settimeout(5)
-        sock.sendall(b"GET /k0 HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+    with _in_lane(proxy) as sock:
         sock.sendall(b"CONNECT / HTTP/1.1\r\nHost: x\r\n\r\n")
         assert sock.recv(65536).startswith(b"HTTP/1.1 405 ")
     assert not [request for request in backend.requests if request.method == "CONNECT"]
@@ -441,19 +436,11 @@ def test_a_response_under_way_when_the_server_stops_says_connection_close(tmp_pa
     proxy = Proxy(tmp_path, [{"path": "/", "to": backend.url + "/"}], workers=1)
     proxy.start()
     try:
-        with proxy.connect() as sock:
-            sock.settimeout(10)
-            sock.sendall(b"GET /s0 HTTP/1.1\r\nHost: x\r\n\r\n")
-            assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+        with _in_lane(proxy) as sock:
             sock.sendall(b"GET /pause HTTP/1.1\r\nHost: x\r\n\r\n")
             time.sleep(0.1)
             proxy.proc.send_signal(signal.SIGTERM)      # a graceful stop of the whole server
-            data = b""
-            while True:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
+            data = recv_until_close(sock, 10)[0]
         head = data.split(HEAD_END)[0].lower()
         assert head.startswith(b"http/1.1 200 ") and b"\r\nconnection: close" in head, data
         assert data.endswith(b"paused /pause")
@@ -500,11 +487,9 @@ def test_a_fault_in_the_python_that_took_a_connection_back_ends_that_connection(
                   environ={"PYTHONPATH": str(tmp_path / "inject")})
     proxy.start()
     try:
-        with proxy.connect() as sock:
-            sock.settimeout(10)
-            for target in (b"/a", b"/b"):
-                sock.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n")
-                assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+        with _in_lane(proxy) as sock:
+            sock.sendall(b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
             started = time.monotonic()
             sock.sendall(b"GET /boom HTTP/1.1\r\nHost: x\r\n\r\n")
             assert sock.recv(65536) == b""
