@@ -1,0 +1,173 @@
+"""The keep-alive lane answers as worker.exchange does: the same scripted keep-alive
+conversations, through a proxy with the lane and one without (MPM_NATIVE_LANE=0), give the
+client the same bytes and the access log the same lines.
+
+Each conversation is drawn from a seeded generator: GET, HEAD and POST requests, alone or
+pipelined, for responses of every shape the backend below makes (Content-Length, empty, chunked,
+204, 304, an interim 103, a field the proxy takes out, a head sent in pieces, a large body, a
+backend that closes after its answer).  (A client's FIN during an exchange races the response
+in both paths, so it is tests/test_lane.py's, not this comparison's.)
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import socket
+import time
+
+import pytest
+from proxyproc import Proxy
+from rawbackend import RawBackend, respond
+from rawsock import HEAD_END
+
+pytestmark = pytest.mark.timeout(120)
+
+KINDS = ("cl", "cl0", "chunked", "e204", "e304", "interim", "hop", "split", "big", "closing")
+SEEDS = range(40)
+
+
+def _answer(conn) -> None:
+    """The response /r/KIND/N/... asks for, the same every time."""
+    while True:
+        head = conn.read_head()
+        if head is None:
+            return
+        body = conn.read_body(head)
+        _, _, kind, n, *_ = head.target.split("/")
+        text = f"{head.method} {head.target} {len(body)}".encode() * (int(n) + 1)
+        if kind == "cl":
+            conn.send(respond(200, text))
+        elif kind == "cl0":
+            conn.send(respond(200, b""))
+        elif kind == "chunked":
+            conn.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n" % (len(text), text))
+        elif kind in ("e204", "e304"):
+            conn.send(respond(int(kind[1:]), reason="No"))
+        elif kind == "interim":
+            conn.send(b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\n" + respond(200, text))
+        elif kind == "hop":
+            conn.send(respond(200, text, headers=[("Keep-Alive", "timeout=9"), ("X-Shape", "hop")]))
+        elif kind == "split":
+            whole = respond(201, text, reason="Made")
+            for part in (whole[:20], whole[20:-3], whole[-3:]):
+                conn.send(part)
+                time.sleep(0.01)
+        elif kind == "big":
+            conn.send(respond(200, text * 2000))
+        elif kind == "closing":
+            conn.send(respond(200, text, headers=[("Connection", "close")]))
+            return
+
+
+def _script(seed: int) -> list:
+    """[(request bytes, its methods)] per step: a step sends its requests at once."""
+    rng = random.Random(seed)
+    steps = []
+    for i in range(rng.randint(8, 16)):
+        requests, methods = b"", []
+        for j in range(1 if rng.random() < 0.75 else rng.randint(2, 3)):
+            method = rng.choice(("GET",) * 8 + ("HEAD", "POST"))
+            target = f"/r/{rng.choice(KINDS)}/{rng.randint(0, 3)}/{i}.{j}"
+            body = b"b" * rng.randint(1, 3000) if method == "POST" else b""
+            requests += f"{method} {target} HTTP/1.1\r\nHost: d.test\r\n".encode()
+            requests += b"Content-Length: %d\r\n\r\n%s" % (len(body), body) if body else b"\r\n"
+            methods.append(method)
+        steps.append((requests, methods))
+    return steps
+
+
+def _read_response(sock: socket.socket, buf: bytearray, head_request: bool) -> bytes | None:
+    """The bytes of one response (its interim heads first), or None at the close."""
+    out = b""
+    while True:
+        while HEAD_END not in buf:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return None if not out and not buf else out + bytes(buf)
+            buf += chunk
+        end = buf.index(HEAD_END) + 4
+        head = bytes(buf[:end])
+        del buf[:end]
+        out += head
+        status = int(head.split(b" ", 2)[1])
+        if status >= 200:
+            break
+    lower = head.lower()
+    if head_request or status in (204, 304):
+        return out
+    if b"transfer-encoding: chunked" in lower:
+        while not buf.endswith(b"0\r\n\r\n"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+        out += bytes(buf)
+        buf.clear()
+        return out
+    length = int(re.search(rb"content-length: *(\d+)", lower)[1])
+    while len(buf) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        buf += chunk
+    out += bytes(buf[:length])
+    del buf[:length]
+    return out
+
+
+def _converse(proxy: Proxy, seed: int) -> list:
+    """What the client got, step by step, and whether the connection ended."""
+    got = []
+    with proxy.connect(10) as sock:
+        buf = bytearray()
+        steps = _script(seed)
+        for requests, methods in steps:
+            sock.sendall(requests)
+            for method in methods:
+                answer = _read_response(sock, buf, method == "HEAD")
+                got.append(answer)
+                if answer is None:
+                    return got
+            if any(b"connection: close" in (answer or b"").lower().split(b"\r\n\r\n")[0] for answer in got[-1:]):
+                got.append(sock.recv(1))          # closed after it: b""
+                return got
+    return got
+
+
+def _lines(proxy: Proxy) -> list:
+    """The access log without what differs by the clock: request, status, %b, %X."""
+    return sorted(re.sub(r"^(\S+) - - \[[^]]*\] (\"[^\"]*\" \d+ \S+) .* (\S)$", r"\2 \3", line)
+                  for line in proxy.access_lines())
+
+
+@pytest.fixture(scope="module")
+def proxies(tmp_path_factory):
+    started = []
+    for lane in ("1", "0"):
+        backend = RawBackend(_answer)
+        proxy = Proxy(tmp_path_factory.mktemp(f"lane{lane}"), [{"path": "/", "to": backend.url + "/"}], workers=1,
+                      environ={"MPM_NATIVE_LANE": lane})
+        proxy.start()
+        started.append(proxy)
+    yield started
+    for proxy in started:
+        proxy.stop()
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_the_lane_answers_as_the_python_path(proxies, seed):
+    with_lane, without = proxies
+    ours, reference = _converse(with_lane, seed), _converse(without, seed)
+    assert len(ours) == len(reference)
+    for step, (a, b) in enumerate(zip(ours, reference, strict=True)):
+        assert a == b, f"seed {seed}, answer {step}: {a[:300]!r} != {b[:300]!r}"
+
+
+def test_the_logs_say_the_same(proxies):
+    with_lane, without = proxies
+    deadline = time.monotonic() + 5
+    while _lines(with_lane) != _lines(without) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _lines(with_lane) == _lines(without)
+    assert len(_lines(with_lane)) > 100
