@@ -97,22 +97,27 @@ def _read_response(sock: socket.socket, buf: bytearray, head_request: bool) -> b
     if head_request or status in (204, 304):
         return out
     if b"transfer-encoding: chunked" in lower:
-        while not buf.endswith(b"0\r\n\r\n"):
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
-        out += bytes(buf)
-        buf.clear()
-        return out
-    length = int(re.search(rb"content-length: *(\d+)", lower)[1])
-    while len(buf) < length:
+        while True:         # chunk by chunk: the next response may be in `buf` already
+            line = _take(sock, buf, buf.find(b"\r\n") + 2 if b"\r\n" in buf else None)
+            out += line
+            size = int(line.split(b";")[0], 16)
+            out += _take(sock, buf, size + 2 if size else 2)
+            if not size:
+                return out
+    return out + _take(sock, buf, int(re.search(rb"content-length: *(\d+)", lower)[1]))
+
+
+def _take(sock: socket.socket, buf: bytearray, size: int | None) -> bytes:
+    """The first `size` bytes of `buf`, read into it as needed (None: up to a CRLF)."""
+    while size is None or len(buf) < size:
         chunk = sock.recv(65536)
         if not chunk:
-            break
+            raise ConnectionError(f"EOF in a body: {bytes(buf[:200])!r}")
         buf += chunk
-    out += bytes(buf[:length])
-    del buf[:length]
+        if size is None and b"\r\n" in buf:
+            size = buf.find(b"\r\n") + 2
+    out = bytes(buf[:size])
+    del buf[:size]
     return out
 
 
