@@ -18,5 +18,5 @@ setup(ext_modules=[Extension("conf._tickets", ["conf/_tickets.c"], optional=True
                              depends=["tunnel/relay.h"], include_dirs=["tunnel"], optional=True),
                    Extension("worker._heads", ["worker/_heads.c", "worker/_heads_read.c", "worker/_heads_write.c"],
                              depends=["worker/heads.h"], include_dirs=["worker"], optional=True),
-                   Extension("worker._lane", ["worker/_lane.c", "worker/_lane_engine.c"], depends=["worker/lane.h"],
-                             include_dirs=["worker"], optional=True)])
+                   Extension("worker._lane", ["worker/_lane.c", "worker/_lane_engine.c", "worker/_lane_log.c"],
+                             depends=["worker/lane.h"], include_dirs=["worker"], optional=True)])

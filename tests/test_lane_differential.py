@@ -11,6 +11,7 @@ in both paths, so it is tests/test_lane.py's, not this comparison's.)
 
 from __future__ import annotations
 
+import datetime
 import random
 import re
 import socket
@@ -60,6 +61,22 @@ def _answer(conn) -> None:
             return
 
 
+# What a client may put in the fields the access log quotes (worker.logs' `_quote`): quotes,
+# backslashes, UTF-8, a tab, surrounding blanks, nothing at all.
+FIELD_VALUES = (b"https://a.test/", b'say "hi"', b"back\\slash", "caf\u00e9/\u2603".encode(), b"a\tb",
+                b"  padded \t", b"", b"curl/8.5.0")
+
+
+def _logged_fields(rng: random.Random) -> bytes:
+    """Referer and User-Agent fields, or none, in any case of name, once or twice."""
+    fields = b""
+    for name in (b"Referer", b"User-Agent"):
+        for _ in range(rng.choice((0, 1, 1, 2))):
+            spelled = name.lower() if rng.random() < 0.3 else name
+            fields += spelled + b":" + rng.choice((b"", b" ")) + rng.choice(FIELD_VALUES) + b"\r\n"
+    return fields
+
+
 def _script(seed: int) -> list:
     """[(request bytes, its methods)] per step: a step sends its requests at once."""
     rng = random.Random(seed)
@@ -70,7 +87,7 @@ def _script(seed: int) -> list:
             method = rng.choice(("GET",) * 8 + ("HEAD", "POST"))
             target = f"/r/{rng.choice(KINDS)}/{rng.randint(0, 3)}/{i}.{j}"
             body = b"b" * rng.randint(1, 3000) if method == "POST" else b""
-            requests += f"{method} {target} HTTP/1.1\r\nHost: d.test\r\n".encode()
+            requests += f"{method} {target} HTTP/1.1\r\nHost: d.test\r\n".encode() + _logged_fields(rng)
             requests += b"Content-Length: %d\r\n\r\n%s" % (len(body), body) if body else b"\r\n"
             methods.append(method)
         steps.append((requests, methods))
@@ -141,8 +158,10 @@ def _converse(proxy: Proxy, seed: int) -> list:
 
 
 def _lines(proxy: Proxy) -> list:
-    """The access log without what differs by the clock: request, status, %b, %X."""
-    return sorted(re.sub(r"^(\S+) - - \[[^]]*\] (\"[^\"]*\" \d+ \S+) .* (\S)$", r"\2 \3", line)
+    """The access log without what differs by the clock, %t and %D, or by the run, the
+    backend's port (%D is the last number before the route and backend, which hold no quote)."""
+    return sorted(re.sub(r'" \d+ ("[^"]*" "[^":]*:[^":]*):\d+(" \S)$', r'" D \1:P\2',
+                         re.sub(r" \[[^]]*\] ", " T ", line, count=1))
                   for line in proxy.access_lines())
 
 
@@ -153,6 +172,7 @@ def proxies(tmp_path_factory):
         backend = RawBackend(_answer)
         proxy = Proxy(tmp_path_factory.mktemp(f"lane{lane}"), [{"path": "/", "to": backend.url + "/"}], workers=1,
                       environ={"MPM_NATIVE_LANE": lane})
+        proxy.started_at = time.time()
         proxy.start()
         started.append(proxy)
     yield started
@@ -176,3 +196,7 @@ def test_the_logs_say_the_same(proxies):
         time.sleep(0.1)
     assert _lines(with_lane) == _lines(without)
     assert len(_lines(with_lane)) > 100
+    # %t (worker/_lane_log.c writes the lane's): the second each request came, during this module.
+    for line in with_lane.access_lines():
+        stamp = datetime.datetime.strptime(re.search(r" \[([^]]*)\] ", line)[1], "%d/%b/%Y:%H:%M:%S %z")
+        assert with_lane.started_at - 1 <= stamp.timestamp() <= time.time(), line

@@ -27,6 +27,7 @@ while the lane keeps to its usual path (no epoll_ctl per request, as in the Pyth
 put back to that before Python gets the connection again. */
 
 #include "lane.h"
+#include <structmember.h>
 
 PyObject *read_response;
 PyObject *s_status, *s_content_length, *s_keep_alive, *s_chunked, *s_plain, *s_lane_request, *s_abandon;
@@ -66,6 +67,9 @@ static void Lane_dealloc(Lane *self) {
     free(self->out);
     Py_XDECREF(self->owner);
     Py_XDECREF(self->early);
+    Py_XDECREF(self->request);
+    Py_XDECREF(self->log_client);
+    Py_XDECREF(self->log_route);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -118,6 +122,12 @@ static PyGetSetDef Lane_getset[] = {
     {NULL}
 };
 
+static PyMemberDef Lane_members[] = {
+    {"log_client", T_OBJECT, offsetof(Lane, log_client), 0, "`%h - - ` of its access-log lines (bytes), or None."},
+    {"log_route", T_OBJECT, offsetof(Lane, log_route), 0, "`\"route\" \"backend\" ` of the next lines, or None."},
+    {NULL}
+};
+
 static PyTypeObject LaneType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "worker._lane.Lane",
@@ -127,6 +137,7 @@ static PyTypeObject LaneType = {
     .tp_doc = "A keep-alive client connection and its pinned backend connection (see worker/_lane.c).",
     .tp_methods = Lane_methods,
     .tp_getset = Lane_getset,
+    .tp_members = Lane_members,
     .tp_new = Lane_new,
 };
 

@@ -38,6 +38,7 @@ void lane_detach(Lane *self) {
     free(self->out);
     self->out = NULL;
     self->out_size = self->out_at = 0;
+    Py_CLEAR(self->request);
     set_mask(self, self->client_fd, &self->client_mask, EPOLLIN);
     set_mask(self, self->backend_fd, &self->backend_mask, EPOLLIN);
 }
@@ -67,7 +68,12 @@ static int done(Lane *self) {
     self->state = IDLE;
     int backend_gone = self->backend_mask < 0;
     update_interest(self);
-    PyObject *result = PyObject_CallMethod(self->owner, "lane_done", "iLL", self->status, self->sent, self->head_sent);
+    PyObject *line = lane_log_line(self);
+    Py_CLEAR(self->request);
+    if (line == NULL)
+        return -1;
+    PyObject *result = PyObject_CallMethod(self->owner, "lane_done", "iLLN", self->status, self->sent, self->head_sent,
+                                           line);
     if (result == NULL)
         return -1;
     Py_DECREF(result);
@@ -130,14 +136,13 @@ static int read_request(Lane *self) {
         return -1;
     self->head_request = n > 5 && memcmp(buffer, "HEAD ", 5) == 0;
     PyObject *out = PyObject_CallMethodOneArg(self->owner, s_lane_request, raw);
-    Py_DECREF(raw);
-    if (out == NULL)
-        return -1;
-    if (out == Py_None || self->state != IDLE) {     /* Python serves it (and has the connection back) */
-        Py_DECREF(out);
-        return 0;
+    if (out == NULL || out == Py_None || self->state != IDLE) {     /* Python serves it (and has the connection back) */
+        Py_DECREF(raw);
+        Py_XDECREF(out);
+        return out == NULL ? -1 : 0;
     }
     if (!PyBytes_Check(out)) {
+        Py_DECREF(raw);
         Py_DECREF(out);
         PyErr_SetString(PyExc_TypeError, "lane_request: bytes or None expected");
         return -1;
@@ -145,7 +150,9 @@ static int read_request(Lane *self) {
     self->state = WAITING;
     self->sent = self->head_sent = 0;
     self->status = 0;
-    self->last = lane_now();
+    self->started = self->last = lane_now();
+    lane_log_request(self, raw);
+    Py_DECREF(raw);
     Py_ssize_t size = PyBytes_GET_SIZE(out);
     Py_ssize_t sent = send(self->backend_fd, PyBytes_AS_STRING(out), size, MSG_NOSIGNAL);
     int error = sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK ? errno : 0;

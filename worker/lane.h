@@ -34,6 +34,10 @@ typedef struct {
     Py_ssize_t out_size, out_at;
     PyObject *early;                    /* bytes the client sent during an exchange (bytes or NULL) */
     double last;                        /* monotonic time of the last progress */
+    double started;                     /* monotonic time the request came in */
+    PyObject *request;                  /* its head, kept for its access-log line (or NULL) */
+    time_t request_wall;                /* the wall-clock second it came in */
+    PyObject *log_client, *log_route;   /* what Python puts in the line (worker/_lane_log.c) */
     PyObject *owner;                    /* worker.lane.LaneOwner (kept after GONE: `abandon` goes there) */
 } Lane;
 
@@ -42,6 +46,8 @@ extern PyObject *s_status, *s_content_length, *s_keep_alive, *s_chunked, *s_plai
 
 double lane_now(void);
 void lane_detach(Lane *self);
+void lane_log_request(Lane *self, PyObject *raw);
+PyObject *lane_log_line(Lane *self);
 PyObject *Lane_on_client(Lane *self, PyObject *arg);
 PyObject *Lane_on_backend(Lane *self, PyObject *arg);
 

@@ -95,6 +95,9 @@ def enter(client, exchange) -> None:
     owner = LaneOwner(client, conn)
     loop = client.loop
     owner.lane = lane = Lane(loop.fileno(), client.ep.fd, conn.fd, owner, HEAD_READ, FIRST_READ)
+    access = client.worker.access
+    if access is not None and not access.json:      # its lines in C (worker/_lane_log.c)
+        lane.log_client = client.client_ip + b" - - "
     client.lane = owner
     client.deadline = client.since + owner.park
     client.__class__ = LaneClient
@@ -179,6 +182,7 @@ class LaneOwner:
             return False
         self.record.route = self.route = route
         self.record.mapped = self.mapped = mapped
+        self.lane.log_route = b'"%s" "%s" ' % (route.log_name, route.origin.log_name)
         self.target = target if router.by_target else None
         return True
 
@@ -187,10 +191,11 @@ class LaneOwner:
         self.leave()
         self.client._start(head)
 
-    def lane_done(self, status: int, sent: int, head_sent: int) -> None:
+    def lane_done(self, status: int, sent: int, head_sent: int, line) -> None:
         """The response went out whole: counted and logged (worker.client's exchange_done, the
-        part of it a connection that stays needs), and the connection waits for its next
-        request, in the lane unless the worker is stopping."""
+        part of it a connection that stays needs; `line`, its access-log line, when the C wrote
+        it), and the connection waits for its next request, in the lane unless the worker is
+        stopping."""
         record = self.record
         record.status = status
         record.sent = sent
@@ -201,7 +206,7 @@ class LaneOwner:
             self.leave()
             client.exchange_done(record, True)
             return
-        worker.exchange_done(record)
+        worker.exchange_done(record, line)
         client.state = IDLE
         client.since = now = client.loop.now
         client.deadline = now + self.park

@@ -131,9 +131,12 @@ class AccessLog:
         body = ex.sent - ex.head_sent
         # One format per line, whole (each extra `%` was ~700 instructions): %b's "-" for no body
         # is the other template's ("%.0s" of b"" prints nothing), not a second format.
-        line = (_LINE if body > 0 else _LINE_NO_BODY) % (
+        self.add((_LINE if body > 0 else _LINE_NO_BODY) % (
             ex.client_ip, stamp, request, status, body if body > 0 else b"", _quote(referer) if referer else b"-",
-            _quote(agent) if agent else b"-", micros, route, backend, mark)
+            _quote(agent) if agent else b"-", micros, route, backend, mark))
+
+    def add(self, line: bytes) -> None:
+        """A whole line (this format's, also when the keep-alive lane wrote it: worker/_lane_log.c)."""
         sink = self.sink
         if sink.pending and sink.size <= MAX_PENDING and not sink.dropped:   # write_bytes's usual case, inline
             sink.pending.append(line)

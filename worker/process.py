@@ -171,14 +171,18 @@ class Worker:
             self.acceptor.resume()
         self._exit_when_done()
 
-    def exchange_done(self, exchange) -> None:
+    def exchange_done(self, exchange, line: bytes | None = None) -> None:
+        """Counted and logged; `line`: its access-log line, written already (worker/_lane_log.c)."""
         self.requests += 1
         self.bytes_in += exchange.received
         self.bytes_out += exchange.sent
         elapsed = self.loop.now - exchange.started
         self.metrics.exchange(exchange, elapsed)
         if self.access is not None:
-            self.access.exchange(exchange, elapsed)
+            if line is None:
+                self.access.exchange(exchange, elapsed)
+            else:
+                self.access.add(line)
 
     def handshake_done(self, handshake) -> None:
         self.handshakes.discard(handshake)
