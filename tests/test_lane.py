@@ -9,6 +9,7 @@ too), the 502/504 a failing backend gets, the keep-alive timeout, and reloads wi
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 import threading
@@ -497,5 +498,44 @@ def test_a_fault_in_the_python_that_took_a_connection_back_ends_that_connection(
         assert "internal error in Lane: its connection is closed" in wait_log(proxy, "internal error in Lane")
         lines = wait_access(proxy, '"GET /boom ')
         assert len(lines) == 1 and lines[0].rstrip().endswith("X"), lines
+    finally:
+        proxy.stop()
+
+
+_SLOW_ROUTING = '''
+import time
+
+import worker.routing as routing
+
+_resolve = routing.Router.resolve
+
+
+def resolve(self, target, head):
+    if target.startswith(b"/slowroute"):
+        time.sleep(0.3)
+    return _resolve(self, target, head)
+
+
+routing.Router.resolve = resolve
+'''
+
+
+def test_a_lane_line_counts_the_time_its_request_took_to_route(tmp_path):
+    """%D of an exchange the lane carried starts when its head came, as the Python path's does:
+    routing that takes 0.3 s (a long list of regex routes) is in it (review 2026-12-05-lanelog #1)."""
+    (tmp_path / "inject").mkdir()
+    (tmp_path / "inject" / "sitecustomize.py").write_text(_SLOW_ROUTING)
+    backend = RawBackend(_shapes)
+    proxy = Proxy(tmp_path / "proxy", [{"path": "/", "to": backend.url + "/"}], workers=1,
+                  environ={"PYTHONPATH": str(tmp_path / "inject")})
+    proxy.start()
+    try:
+        with _in_lane(proxy) as sock:
+            sock.sendall(b"GET /slowroute HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+        lines = wait_access(proxy, '"GET /slowroute ')
+        assert len(lines) == 1, lines
+        micros = int(re.search(r'" (\d+) "[^"]*" "[^"]*" \S$', lines[0].rstrip())[1])   # %D, before route, backend, %X
+        assert micros >= 300_000, lines[0]
     finally:
         proxy.stop()

@@ -131,6 +131,11 @@ static int read_request(Lane *self) {
     const char *end = n >= 4 ? memmem(buffer, n, "\r\n\r\n", 4) : NULL;
     if (end == NULL || end + 4 != buffer + n || buffer[0] == '\r')
         return give_back(self, BACK_CLIENT_BYTES, buffer, n, 0);
+    /* When it came: its line's %t and %D count the Python's judging and routing too, as the
+       Python path's and the metrics' do (review 2026-12-05-lanelog #1). */
+    double arrived = lane_now();
+    struct timespec wall;
+    clock_gettime(CLOCK_REALTIME, &wall);
     PyObject *raw = PyBytes_FromStringAndSize(buffer, n);
     if (raw == NULL)
         return -1;
@@ -150,8 +155,9 @@ static int read_request(Lane *self) {
     self->state = WAITING;
     self->sent = self->head_sent = 0;
     self->status = 0;
-    self->started = self->last = lane_now();
-    lane_log_request(self, raw);
+    self->started = arrived;
+    self->last = lane_now();
+    lane_log_request(self, raw, wall.tv_sec);
     Py_DECREF(raw);
     Py_ssize_t size = PyBytes_GET_SIZE(out);
     Py_ssize_t sent = send(self->backend_fd, PyBytes_AS_STRING(out), size, MSG_NOSIGNAL);

@@ -99,13 +99,11 @@ static void set_stamp(time_t second) {
     stamp_second = second;
 }
 
-/* The request the lane sent on: its head and when it came, for its line. */
-void lane_log_request(Lane *self, PyObject *raw) {
+/* The request the lane sent on: its head and the wall-clock second it came, for its line. */
+void lane_log_request(Lane *self, PyObject *raw, time_t second) {
     if (self->log_client == NULL || self->log_route == NULL)
         return;
-    struct timespec wall;
-    clock_gettime(CLOCK_REALTIME, &wall);
-    self->request_wall = wall.tv_sec;
+    self->request_wall = second;
     Py_XSETREF(self->request, Py_NewRef(raw));
 }
 

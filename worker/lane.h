@@ -46,7 +46,7 @@ extern PyObject *s_status, *s_content_length, *s_keep_alive, *s_chunked, *s_plai
 
 double lane_now(void);
 void lane_detach(Lane *self);
-void lane_log_request(Lane *self, PyObject *raw);
+void lane_log_request(Lane *self, PyObject *raw, time_t second);
 PyObject *lane_log_line(Lane *self);
 PyObject *Lane_on_client(Lane *self, PyObject *arg);
 PyObject *Lane_on_backend(Lane *self, PyObject *arg);
