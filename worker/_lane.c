@@ -5,7 +5,8 @@ some 40 functions, none above 9 % of the whole: bench/RESULTS-2026-12-04-late.md
 No cut left in Python was worth more than 1-3 %.  Here the events of a request and its response
 cost a recv and a send each in C, and the Python runs twice per request: once to judge, route and
 rewrite the head (`lane_request`: worker.http1, worker.routing and worker.rewrite stay the
-reference and the only code that does that), once to count and log it (`lane_done`).  Measured:
+reference and the only code that does that), once to count and log it (`lane_done`; the
+access-log line itself is written here, _lane_log.c).  Measured:
 47,135 instructions per request, 30.9 µs of proxy CPU under wrk against 48.2 (nginx 24.4;
 bench/RESULTS-2026-12-05.md).
 
