@@ -450,6 +450,17 @@ def test_a_response_under_way_when_the_server_stops_says_connection_close(tmp_pa
         proxy.stop()
 
 
+def _injected_proxy(tmp_path, sitecustomize: str, answer, **route) -> Proxy:
+    """A started proxy (one worker) whose Python runs `sitecustomize` first, to a RawBackend
+    answering with `answer`."""
+    (tmp_path / "inject").mkdir()
+    (tmp_path / "inject" / "sitecustomize.py").write_text(sitecustomize)
+    backend = RawBackend(answer)
+    proxy = Proxy(tmp_path / "proxy", [{"path": "/", "to": backend.url + "/", **route}], workers=1,
+                  environ={"PYTHONPATH": str(tmp_path / "inject")})
+    return proxy.start()
+
+
 _BOOM = '''
 import worker.exchange  # noqa: F401 (worker.response's imports, in their order)
 import worker.response as response
@@ -481,12 +492,7 @@ def test_a_fault_in_the_python_that_took_a_connection_back_ends_that_connection(
             else:
                 conn.send(respond(200, b"ok"))
 
-    (tmp_path / "inject").mkdir()
-    (tmp_path / "inject" / "sitecustomize.py").write_text(_BOOM)
-    backend = RawBackend(boom)
-    proxy = Proxy(tmp_path / "proxy", [{"path": "/", "to": backend.url + "/", "timeout": 4}], workers=1,
-                  environ={"PYTHONPATH": str(tmp_path / "inject")})
-    proxy.start()
+    proxy = _injected_proxy(tmp_path, _BOOM, boom, timeout=4)
     try:
         with _in_lane(proxy) as sock:
             sock.sendall(b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -523,12 +529,7 @@ routing.Router.resolve = resolve
 def test_a_lane_line_counts_the_time_its_request_took_to_route(tmp_path):
     """%D of an exchange the lane carried starts when its head came, as the Python path's does:
     routing that takes 0.3 s (a long list of regex routes) is in it (review 2026-12-05-lanelog #1)."""
-    (tmp_path / "inject").mkdir()
-    (tmp_path / "inject" / "sitecustomize.py").write_text(_SLOW_ROUTING)
-    backend = RawBackend(_shapes)
-    proxy = Proxy(tmp_path / "proxy", [{"path": "/", "to": backend.url + "/"}], workers=1,
-                  environ={"PYTHONPATH": str(tmp_path / "inject")})
-    proxy.start()
+    proxy = _injected_proxy(tmp_path, _SLOW_ROUTING, _shapes)
     try:
         with _in_lane(proxy) as sock:
             sock.sendall(b"GET /slowroute HTTP/1.1\r\nHost: x\r\n\r\n")
