@@ -91,6 +91,17 @@ def _shapes(conn) -> None:
         client = head.get("x-client") or "-"
         if path == "/chunked":
             conn.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+        elif path == "/stall":       # a body that stops coming (the route's timeout is 1.5 s)
+            conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"s" * 1000)
+            time.sleep(2.5)
+            return
+        elif path == "/overrun":     # half the body, then the rest and an answer nobody asked for
+            conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"a" * 50000)
+            time.sleep(0.3)
+            conn.send(b"a" * 50000 + respond(200, b"UNASKED"))
+        elif path == "/hangup":      # a keep-alive answer, then the backend closes its idle connection
+            conn.send(respond(200, b"and goodbye"))
+            return
         elif path == "/interim":
             conn.send(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n" + respond(200, b"after 103"))
         elif path == "/hop":
@@ -229,6 +240,36 @@ def test_pipelined_requests_are_answered_in_order(setup):
     assert data.index(b"paused /pause") < data.index(b"GET /p1") < data.index(b"0123456789") < data.index(b"GET /p2")
 
 
+def test_bytes_a_backend_sent_past_its_body_answer_no_request(setup):
+    """A backend that sends more than its Content-Length (here a second response, unasked) is not
+    reused: the request the client pipelined meanwhile gets its own answer from a fresh
+    connection, not those bytes (review 2026-12-05-lanehostile #1, #2)."""
+    proxy, _ = setup
+    with _in_lane(proxy) as sock:
+        sock.sendall(b"GET /overrun HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = sock.recv(65536)                     # the head has left: the lane relays the body
+        sock.sendall(b"GET /after-overrun HTTP/1.1\r\nHost: x\r\n\r\n")
+        while not re.search(rb"/after-overrun #\d+$", data) and b"UNASKED" not in data:
+            chunk = sock.recv(65536)
+            assert chunk, data[-300:]
+            data += chunk
+        assert b"UNASKED" not in data
+        assert data.count(b"HTTP/1.1 200 ") == 2 and b"- GET /after-overrun #1" in data, data[-300:]
+    assert len(wait_access(proxy, '"GET /after-overrun ')) == 1
+
+
+def test_a_backend_that_closes_between_requests_leaves_the_client_its_keep_alive_time(setup):
+    """A backend closing its idle connection is the pool's business: the client keeps its own
+    keep-alive timeout (3 s here), not the lane's one second (review 2026-12-05-lanehostile #2)."""
+    proxy, _ = setup
+    with _in_lane(proxy) as sock:
+        sock.sendall(b"GET /hangup HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(65536).endswith(b"and goodbye")
+        time.sleep(1.6)
+        sock.sendall(b"GET /after-hangup HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+
+
 def test_a_client_that_shuts_its_side_during_a_request_gets_the_response(setup):
     """A FIN behind the request (the lane sees it during the exchange): the response still
     comes, then the connection closes."""
@@ -275,6 +316,24 @@ def test_a_slow_backend_gets_504_and_a_cut_response_is_logged_as_aborted(setup):
     lines = wait_access(proxy, '"GET /cut ')
     assert len(lines) == 1 and lines[0].rstrip().endswith("X") and '" 200 ' in lines[0], lines
     client.close()
+
+
+@pytest.mark.parametrize("path, said", [
+    ("/cut", "backend reset the connection: Connection reset by peer (response cut)"),
+    ("/stall", "backend timed out (504)"),
+])
+def test_a_backend_that_fails_a_response_under_way_is_in_the_error_log(setup, path, said):
+    """A body the backend cuts or stops sending ends the client connection, and the error log
+    says whose failure it was, as it does on the Python path (review 2026-12-05-lanehostile #3)."""
+    proxy, _ = setup
+    before = proxy.error_text().count(said)
+    with _in_lane(proxy) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        got, closed = recv_until_close(sock, timeout=5)
+    assert closed and got.startswith(b"HTTP/1.1 200 ") and len(got) < 100_000
+    assert wait_for(lambda: proxy.error_text().count(said) == before + 1, 3), proxy.error_text()[-600:]
+    lines = wait_access(proxy, f'"GET {path} ')
+    assert lines and lines[-1].rstrip().endswith("X"), lines
 
 
 def test_a_body_that_keeps_coming_outlasts_the_route_timeout(setup):

@@ -103,6 +103,10 @@ static PyObject *Lane_get_last(Lane *self, void *closure) {
     return PyFloat_FromDouble(self->last);
 }
 
+static PyObject *Lane_get_holding(Lane *self, void *closure) {
+    return PyBool_FromLong(self->out != NULL);
+}
+
 static PyObject *Lane_get_counts(Lane *self, void *closure) {
     return Py_BuildValue("(iLL)", self->status, self->sent, self->head_sent);
 }
@@ -120,6 +124,7 @@ static PyGetSetDef Lane_getset[] = {
     {"state", (getter)Lane_get_state, NULL, "IDLE, WAITING, RELAYING, FLUSHING or GONE (0-4).", NULL},
     {"last", (getter)Lane_get_last, NULL, "Monotonic time of the last progress.", NULL},
     {"counts", (getter)Lane_get_counts, NULL, "(status, bytes the client took, head bytes) of the exchange.", NULL},
+    {"holding", (getter)Lane_get_holding, NULL, "Whether it holds bytes the client has not taken yet.", NULL},
     {NULL}
 };
 

@@ -66,7 +66,7 @@ static int aborted(Lane *self) {
 /* The response is all out: Python counts and logs it; the lane waits for the next request. */
 static int done(Lane *self) {
     self->state = IDLE;
-    int backend_gone = self->backend_mask < 0;
+    int backend_gone = self->backend_mask < 0 || self->backend_overran;
     update_interest(self);
     PyObject *line = lane_log_line(self);
     Py_CLEAR(self->request);
@@ -79,7 +79,7 @@ static int done(Lane *self) {
     Py_DECREF(result);
     if (self->state != IDLE)        /* Python took the connection back (a stop) */
         return 0;
-    if (backend_gone)               /* it hung up after its whole response: closed by Python */
+    if (backend_gone)               /* it hung up after its whole response, or sent more: closed by Python */
         return give_back(self, BACK_BACKEND_IDLE, NULL, 0, 0);
     if (self->early != NULL)        /* pipelined: worker.client serves them */
         return give_back(self, BACK_CLIENT_BYTES, NULL, 0, 0);
@@ -153,6 +153,7 @@ static int read_request(Lane *self) {
         return -1;
     }
     self->state = WAITING;
+    self->backend_overran = 0;
     self->sent = self->head_sent = 0;
     self->status = 0;
     self->started = arrived;
@@ -263,13 +264,20 @@ static int read_response_head(Lane *self) {
     return done(self);
 }
 
+/* The body's last read asks for one byte more, as worker.bodies does: a backend that sent
+   bytes past its body (an answer nobody asked for) is not reused, or those bytes would answer
+   the client's next request (review 2026-12-05-lanehostile #1). */
 static int relay_body(Lane *self) {
-    Py_ssize_t want = self->remaining < LANE_BUFFER ? (Py_ssize_t)self->remaining : LANE_BUFFER;
+    Py_ssize_t want = self->remaining < LANE_BUFFER ? (Py_ssize_t)self->remaining + 1 : LANE_BUFFER;
     Py_ssize_t n = recv(self->backend_fd, buffer, want, 0);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
         return 0;
     if (n <= 0)                 /* the backend ended before its body did: the client's response is cut */
-        return aborted(self);
+        return give_back(self, BACK_CUT, NULL, 0, n < 0 ? errno : 0);
+    if (n > self->remaining) {
+        self->backend_overran = 1;
+        n = (Py_ssize_t)self->remaining;
+    }
     self->remaining -= n;
     self->last = lane_now();
     if (!self->remaining)

@@ -16,7 +16,7 @@ lane) share. */
 
 enum { IDLE, WAITING, RELAYING, FLUSHING, GONE };
 /* Why `lane_back` is called (worker/lane.py's BACK_* mirror them). */
-enum { BACK_CLIENT_BYTES, BACK_CLIENT_GONE, BACK_BACKEND_IDLE, BACK_RESPONSE, BACK_ABORTED, BACK_SEND };
+enum { BACK_CLIENT_BYTES, BACK_CLIENT_GONE, BACK_BACKEND_IDLE, BACK_RESPONSE, BACK_ABORTED, BACK_SEND, BACK_CUT };
 
 typedef struct {
     PyObject_HEAD
@@ -26,6 +26,7 @@ typedef struct {
     int client_eof;                     /* the client shut its side during an exchange */
     int stopping;                       /* the worker stops: the next response head is Python's */
     int head_request;                   /* the request is HEAD: no body follows the response head */
+    int backend_overran;                /* the backend sent bytes past the body: not to be reused */
     Py_ssize_t head_read, first_read;   /* the Python path's read sizes (worker.client, worker.response) */
     long long remaining;                /* body bytes the backend still owes */
     long long sent, head_sent;          /* what reached the client in this exchange: all of it, and the head */

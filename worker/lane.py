@@ -51,7 +51,7 @@ if NATIVE:
 PARK = 1.0      # seconds a connection between requests keeps its backend connection pinned
 
 # Why the C gives a connection back (worker/_lane.c's enum), and the lane's states.
-BACK_CLIENT_BYTES, BACK_CLIENT_GONE, BACK_BACKEND_IDLE, BACK_RESPONSE, BACK_ABORTED, BACK_SEND = range(6)
+BACK_CLIENT_BYTES, BACK_CLIENT_GONE, BACK_BACKEND_IDLE, BACK_RESPONSE, BACK_ABORTED, BACK_SEND, BACK_CUT = range(7)
 LANE_IDLE, LANE_WAITING, LANE_RELAYING, LANE_FLUSHING, LANE_GONE = range(5)
 
 
@@ -222,8 +222,11 @@ class LaneOwner:
         self._restore(early, eof)
         if why == BACK_RESPONSE or why == BACK_SEND:
             self._resume(record, why, data, error)
-        elif why == BACK_ABORTED:
+        elif why == BACK_ABORTED or why == BACK_CUT:
             conn.close()
+            if why == BACK_CUT:         # the backend's failure, said as worker.bodies says it
+                self._backend_failed(f"backend reset the connection: {os.strerror(error)}" if error
+                                     else "backend closed the connection", "response cut")
             self._log_aborted(counts)
             client.close()
         else:
@@ -233,8 +236,10 @@ class LaneOwner:
                 client.worker.pool.release(conn)
             if why == BACK_CLIENT_GONE:
                 client.close()
-            elif why == BACK_CLIENT_BYTES:
-                self._serve_bytes(data)
+            elif why == BACK_CLIENT_BYTES or client.inbuf or client.eof:
+                self._serve_bytes(data)     # (what it sent while its backend went: review 2026-12-05-lanehostile #2)
+            else:
+                client.deadline = client.since + client.worker.timeouts.keepalive     # not PARK's any more
 
     def on_deadline(self) -> None:
         """The client's deadline (worker.loop's sweep): its keep-alive timeout between requests,
@@ -256,6 +261,8 @@ class LaneOwner:
             self._restore(early, eof)
             self._exchange_for(self.record).on_deadline()       # 504, as worker.exchange answers
         else:
+            if state == LANE_RELAYING and not lane.holding:     # the backend is the one behind
+                self._backend_failed("backend timed out", "504")
             client.close()
 
     def close(self, linger: bool) -> None:
@@ -342,6 +349,12 @@ class LaneOwner:
     def abandon(self) -> None:
         """worker.faults: a handler raised; the connection ends as a reset would end it."""
         self.client.close()
+
+    def _backend_failed(self, why: str, what: str) -> None:
+        """The error log's line for a backend that failed a response under way (worker.exchange's
+        and worker.bodies' words: review 2026-12-05-lanehostile #3)."""
+        route = self.record.route
+        self.client.worker.log_error("error", f"route {route.name} backend {self.conn.origin.name}: {why} ({what})")
 
     def _log_aborted(self, counts) -> None:
         record = self.record
