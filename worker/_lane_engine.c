@@ -134,8 +134,9 @@ static int read_request(Lane *self) {
     /* When it came: its line's %t and %D count the Python's judging and routing too, as the
        Python path's and the metrics' do (review 2026-12-05-lanelog #1). */
     double arrived = lane_now();
-    struct timespec wall;
-    clock_gettime(CLOCK_REALTIME, &wall);
+    struct timespec wall = {0};
+    if (self->log_client != NULL)       /* the wall clock only for a line the C writes */
+        clock_gettime(CLOCK_REALTIME, &wall);
     PyObject *raw = PyBytes_FromStringAndSize(buffer, n);
     if (raw == NULL)
         return -1;
@@ -156,8 +157,7 @@ static int read_request(Lane *self) {
     self->backend_overran = 0;
     self->sent = self->head_sent = 0;
     self->status = 0;
-    self->started = arrived;
-    self->last = lane_now();
+    self->started = self->last = arrived;
     lane_log_request(self, raw, wall.tv_sec);
     Py_DECREF(raw);
     Py_ssize_t size = PyBytes_GET_SIZE(out);
