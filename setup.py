@@ -14,7 +14,7 @@ from setuptools import Extension, setup
 
 setup(ext_modules=[Extension("conf._tickets", ["conf/_tickets.c"], optional=True),
                    Extension("conf._readahead", ["conf/_readahead.c"], optional=True),
-                   Extension("tunnel._relay", ["tunnel/_relay.c", "tunnel/_relay_engine.c"],
+                   Extension("tunnel._relay", ["tunnel/_relay.c", "tunnel/_relay_engine.c", "tunnel/_relay_turn.c"],
                              depends=["tunnel/relay.h"], include_dirs=["tunnel"], optional=True),
                    Extension("worker._heads", ["worker/_heads.c", "worker/_heads_read.c", "worker/_heads_write.c"],
                              depends=["worker/heads.h"], include_dirs=["worker"], optional=True),

@@ -44,26 +44,57 @@ def _pair(small: bool = False) -> tuple[socket.socket, socket.socket]:
     return ours, peer
 
 
+class _Loop:
+    """What a turn of the relay needs of worker.loop's EventLoop: the epoll its sockets join,
+    `now`, the handlers of what is not the relay's, and where a failing close is contained
+    (worker.faults in a worker)."""
+
+    def __init__(self):
+        self.epoll = select.epoll()
+        self.relay = _relay.Relay(self.epoll.fileno())
+        self.now = 0.0
+        self.handlers: dict = {}
+        self.contained: list = []
+
+    def turn(self, timeout: float = 0.05) -> int:
+        return self.relay.turn(self, self.handlers, timeout)
+
+    def contain(self, exc, callback, fd) -> None:
+        self.contained.append((str(exc), callback.__self__))
+
+
+class _Owner:
+    """Stands for a NativeTunnel: `close(reason)` is all a turn calls, when its tunnel ended."""
+
+    def __init__(self, ended: list, fail: bool = False):
+        self.ended, self.fail = ended, fail
+
+    def close(self, reason: str) -> None:
+        self.ended.append((self, reason))
+        if self.fail:
+            raise RuntimeError("injected fault: close")
+
+
 class Rig:
     """A relay between a client's connection and a backend's; `client` and `backend` are the
-    far ends a test plays."""
+    far ends a test plays; `ended` what the turns closed, (key, reason)."""
 
     def __init__(self, to_client: bytes = b"", to_backend: bytes = b"", slow_client: bool = False,
-                 relay=None, key=None):
-        self.relay = relay if relay is not None else _relay.Relay()
+                 loop: _Loop | None = None, fail: bool = False):
+        self.loop = loop if loop is not None else _Loop()
+        self.relay = self.loop.relay
         self.client_end, self.client = _pair(small=slow_client)
         self.backend_end, self.backend = _pair()
-        self.key = key if key is not None else object()
+        self.ended: list = []
+        self.key = _Owner(self.ended, fail)
         self.slot = self.relay.add(self.key, self.client_end.fileno(), self.backend_end.fileno(), False, False,
                                    to_client, to_backend, time.monotonic())
-        self.ended: list = []
 
     def pump(self, until, timeout: float = 5.0) -> None:
         deadline = time.monotonic() + timeout
         while not until():
             assert time.monotonic() < deadline, "timed out"
-            select.select([self.relay.fileno()], [], [], 0.05)
-            self.ended += self.relay.pump()
+            self.loop.turn()
 
     def read(self, sock: socket.socket, size: int) -> bytes:
         """`size` bytes from a far end, relaying meanwhile."""
@@ -133,8 +164,7 @@ def test_a_slow_sink_keeps_one_leftover_and_removal_gives_it_back():
                 sent += rig.backend.send(payload[sent:sent + 65536])
             except BlockingIOError:
                 pass
-            select.select([rig.relay.fileno()], [], [], 0.02)
-            rig.ended += rig.relay.pump()
+            rig.loop.turn(0.02)
             if rig.relay.counts(rig.slot)[1] != moved:
                 moved, stalled_since = rig.relay.counts(rig.slot)[1], time.monotonic()
         to_client, to_backend, client_eof, backend_eof, bytes_in, bytes_out = rig.relay.remove(rig.slot)
@@ -197,7 +227,8 @@ def test_a_tunnel_keeps_its_idle_clock_when_it_comes_to_the_relay():
     """A tunnel handed over from another process (or back from a hand-over that failed) had
     been idle a while: its clock goes on from its last traffic, not from now (review
     2026-12-04-relay #2: a tunnel reloaded more often than its timeout never timed out)."""
-    relay = _relay.Relay()
+    loop = _Loop()          # (its epoll lives as long as it does)
+    relay = loop.relay
     ours, peer = socket.socketpair()
     other_ours, other_peer = socket.socketpair()
     try:
@@ -215,7 +246,8 @@ def test_python_run_while_a_tunnel_is_removed_may_add_tunnels():
     """Removing a tunnel releases its key, whose release may run Python (a __del__) that adds
     tunnels and grows the relay's table: the removal must hold no pointer into the table by
     then (review 2026-12-04-relay #1: valgrind saw reads of freed memory)."""
-    relay = _relay.Relay()
+    loop = _Loop()
+    relay = loop.relay
     made: list = []
 
     class Key:
@@ -242,8 +274,7 @@ def test_python_run_while_a_tunnel_is_removed_may_add_tunnels():
         got = bytearray()
         deadline = time.monotonic() + 5
         while len(got) < 4 and time.monotonic() < deadline:
-            select.select([relay.fileno()], [], [], 0.05)
-            relay.pump()
+            loop.turn()
             got += _nowait(backend)
         assert bytes(got) == b"ping"
     finally:
@@ -252,47 +283,62 @@ def test_python_run_while_a_tunnel_is_removed_may_add_tunnels():
                 sock.close()
 
 
-class _Loop:
-    """What tunnel.native's pump hands a failing close to (worker.faults in a worker)."""
-
-    def __init__(self):
-        self.contained: list = []
-
-    def contain(self, exc, callback, fd) -> None:
-        self.contained.append((str(exc), callback.__self__))
-
-
-class _Owner:
-    """Stands for a NativeTunnel: `close(reason)` is all the pump calls."""
-
-    def __init__(self, loop, fail: bool):
-        self.loop, self.fail, self.reasons = loop, fail, []
-
-    def close(self, reason: str) -> None:
-        self.reasons.append(reason)
-        if self.fail:
-            raise RuntimeError("injected fault: close")
-
-
 @pytest.mark.timeout(30)
 def test_a_close_that_raises_is_contained_and_the_other_ends_are_still_closed():
-    from tunnel.native import _pump
-    relay, loop = _relay.Relay(), _Loop()
-    failing, fine = _Owner(loop, True), _Owner(loop, False)
-    rigs = [Rig(relay=relay, key=failing), Rig(relay=relay, key=fine)]
+    loop = _Loop()
+    failing, fine = Rig(loop=loop, fail=True), Rig(loop=loop)
     try:
-        for rig in rigs:                      # both sides shut: each tunnel ends "closed"
+        for rig in (failing, fine):         # both sides shut: each tunnel ends "closed"
             rig.client.shutdown(socket.SHUT_WR)
             rig.backend.shutdown(socket.SHUT_WR)
         deadline = time.monotonic() + 5
-        while not (failing.reasons and fine.reasons) and time.monotonic() < deadline:
-            select.select([relay.fileno()], [], [], 0.05)
-            _pump(relay, select.EPOLLIN)
-        assert (failing.reasons, fine.reasons) == (["closed"], ["closed"])
-        assert loop.contained == [("injected fault: close", failing)]
+        while not (failing.ended and fine.ended) and time.monotonic() < deadline:
+            loop.turn()
+        assert (failing.ended, fine.ended) == ([(failing.key, "closed")], [(fine.key, "closed")])
+        assert loop.contained == [("injected fault: close", failing.key)]
     finally:
-        for rig in rigs:
+        for rig in (failing, fine):
             rig.close()
+
+
+@pytest.mark.timeout(30)
+def test_a_turn_hands_other_events_to_their_handlers_and_contains_their_faults():
+    """The loop's turn in C (tunnel/_relay_turn.c) dispatches what is not a tunnel's as
+    worker.loop's Python turn does: handlers[fd](mask) with `now` already set, an exception to
+    `contain(exc, handler, fd)`, and the turn goes on to the next event."""
+    loop = _Loop()
+    rig = Rig(loop=loop)
+    calls: list = []
+
+    def failing(mask):
+        calls.append(("failing", mask, loop.now))
+        raise ValueError("injected fault: handler")
+
+    failing.__self__ = "the failing handler"        # what _Loop.contain records of a callback
+    readable, peer = socket.socketpair()
+    other, other_peer = socket.socketpair()
+    try:
+        for sock, handler in ((readable, failing), (other, lambda mask: calls.append(("fine", mask, loop.now)))):
+            loop.epoll.register(sock.fileno(), select.EPOLLIN)
+            loop.handlers[sock.fileno()] = handler
+        peer.sendall(b"x")
+        other_peer.sendall(b"y")
+        rig.client.sendall(b"ping")
+        before = time.monotonic()
+        deadline = before + 5
+        while len(calls) < 2 and time.monotonic() < deadline:
+            loop.turn()
+        assert sorted(name for name, _, _ in calls) == ["failing", "fine"]
+        assert all(mask == select.EPOLLIN and now >= before for _, mask, now in calls), calls
+        assert loop.contained == [("injected fault: handler", "the failing handler")]
+        assert rig.read(rig.backend, 4) == b"ping"         # the tunnel's event, relayed in the same turns
+        del loop.handlers[other.fileno()]                  # an fd without a handler is passed over
+        other_peer.sendall(b"z")
+        assert loop.turn(0.0) >= 1 and len(calls) == 3      # (only `failing`'s fd is still readable)
+    finally:
+        for sock in (readable, peer, other, other_peer):
+            sock.close()
+        rig.close()
 
 
 @pytest.mark.timeout(30)
@@ -317,8 +363,7 @@ def test_a_detached_tunnel_takes_the_time_its_last_traffic_left_it(monkeypatch):
         deadline = time.monotonic() + 5
         got = b""
         while len(got) < 7 and time.monotonic() < deadline:
-            select.select([loop.relay.fileno()], [], [], 0.05)
-            loop.relay.pump()
+            loop.relay.turn(loop, loop.handlers, 0.05)
             got += _nowait(backend)
         assert got == b"traffic"
         loop.now = time.monotonic()

@@ -1,4 +1,4 @@
-/* Plain tunnels relayed in C: one epoll of its own, whose descriptor the worker's loop watches.
+/* Plain tunnels relayed in C, their sockets in the worker loop's epoll (tunnel/_relay_turn.c).
 
 Why: a 64-byte WebSocket message through a Python tunnel costs about 7.5 us of user time (the
 loop's dispatch, the handler, two os.splice calls, counters), against nginx's 2.9; the kernel's
@@ -16,27 +16,29 @@ keep coming full the direction splices first: bulk transfers stay out of user sp
 Python path's every read does, and small messages cost a recv and a send.  One event moves at most
 a pipe's worth (or four reads): epoll reports the rest again, so no tunnel holds the loop.
 
-Python learns of ends from pump()'s answer, and of traffic from last_active() when a deadline
-comes due (the idle timeout is swept, not pushed per message).
+Python learns of ends from the turn, which closes the tunnels that ended, and of traffic from
+last_active() when a deadline comes due (the idle timeout is swept, not pushed per message).
 
 This file is what Python sees of the relay (the Relay type); the engine that relays the events
-is tunnel/_relay_engine.c, the structures both use tunnel/relay.h. */
+is tunnel/_relay_engine.c, the loop turn that hands them to it tunnel/_relay_turn.c, the
+structures they use tunnel/relay.h. */
 
 #include "relay.h"
 
 /* == Python API ================================================================================ */
 
+/* Relay(epfd): `epfd` is the worker loop's epoll, which the relay's sides join (tagged, see
+   relay.h) and whose turns are turn()'s. */
 static PyObject *Relay_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    int epfd;
+    if (!PyArg_ParseTuple(args, "i", &epfd))
+        return NULL;
     Relay *self = (Relay *)type->tp_alloc(type, 0);
     if (self == NULL)
         return NULL;
-    self->epfd = epoll_create1(EPOLL_CLOEXEC);
+    self->epfd = epfd;
     self->pipe_r = self->pipe_w = -1;
     self->splicing = getenv("MPM_SPLICE") == NULL || strcmp(getenv("MPM_SPLICE"), "0") != 0;
-    if (self->epfd < 0) {
-        Py_DECREF(self);
-        return PyErr_SetFromErrno(PyExc_OSError);
-    }
     return (PyObject *)self;
 }
 
@@ -49,14 +51,8 @@ static void Relay_dealloc(Relay *self) {
     }
     free(self->links);
     free(self->free_slots);
-    if (self->epfd >= 0)
-        close(self->epfd);
     relay_discard_pipe(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
-}
-
-static PyObject *Relay_fileno(Relay *self, PyObject *unused) {
-    return PyLong_FromLong(self->epfd);
 }
 
 /* add(key, client_fd, backend_fd, client_eof, backend_eof, to_client, to_backend[, last]) -> slot;
@@ -121,23 +117,11 @@ static PyObject *Relay_add(Relay *self, PyObject *args) {
     return PyLong_FromLong(slot);
 }
 
-/* pump() -> [(key, reason), ...]: what epoll reports now, relayed; the tunnels that ended.
-   Python runs only once every event is handled, with no Link pointer held (see end_link). */
-static PyObject *Relay_pump(Relay *self, PyObject *unused) {
-    struct epoll_event events[MAX_EVENTS];
-    self->pumping = 1;
-    self->nended = 0;
-    self->now = relay_monotonic();
-    int n = epoll_wait(self->epfd, events, MAX_EVENTS, 0);
-    for (int i = 0; i < n; i++) {
-        uint64_t data = events[i].data.u64;
-        int slot = (int)(data >> 1), s = (int)(data & 1);
-        if (slot < self->cap)
-            relay_on_event(self, slot, s, events[i].events);
-    }
+/* [(key, reason), ...] of the slots that ended since the last call.  Makes Python objects: no
+   Link pointer may be held by the caller. */
+PyObject *relay_take_ended(Relay *self) {
     int count = self->nended;
     self->nended = 0;
-    self->pumping = 0;
     PyObject *ended = PyList_New(0);
     for (int i = 0; ended != NULL && i < count; i++) {
         int slot = self->ended_slots[i];
@@ -180,7 +164,7 @@ static PyObject *Relay_counts(Relay *self, PyObject *arg) {
 }
 
 /* remove(slot) -> (to_client, to_backend, client_eof, backend_eof, bytes_in, bytes_out): the
-   descriptors leave this epoll (the caller closes them, or hands them on). */
+   descriptors leave the epoll (the caller closes them, or hands them on). */
 static PyObject *Relay_remove(Relay *self, PyObject *arg) {
     Link *link = get_link(self, arg);
     if (link == NULL)
@@ -211,10 +195,10 @@ static PyObject *Relay_remove(Relay *self, PyObject *arg) {
 }
 
 static PyMethodDef Relay_methods[] = {
-    {"fileno", (PyCFunction)Relay_fileno, METH_NOARGS, "The epoll descriptor the worker's loop watches."},
     {"add", (PyCFunction)Relay_add, METH_VARARGS, "add(key, client_fd, backend_fd, client_eof, backend_eof, "
                                                   "to_client, to_backend, last) -> slot"},
-    {"pump", (PyCFunction)Relay_pump, METH_NOARGS, "Relay what is ready; [(key, reason)] of the ended."},
+    {"turn", (PyCFunction)(void (*)(void))Relay_turn, METH_FASTCALL,
+     "turn(loop, handlers, timeout) -> events: one turn of worker.loop's run (tunnel/_relay_turn.c)."},
     {"last_active", (PyCFunction)Relay_last_active, METH_O, "Monotonic time of the slot's last traffic."},
     {"counts", (PyCFunction)Relay_counts, METH_O, "(bytes from the client, bytes from the backend)."},
     {"remove", (PyCFunction)Relay_remove, METH_O, "Free the slot; its state (see the module)."},

@@ -21,10 +21,11 @@ void relay_end_link(Relay *self, int slot, const char *why, int err) {
             link->side[s].events = -1;
         }
     }
-    /* Reported when the pump's events are done (no Python runs while a Link pointer is held:
+    /* Reported when the turn's events are done (no Python runs while a Link pointer is held:
        a collection's __del__ could add a tunnel and move the array).  `cap` entries: a slot
-       ends once per pump at most. */
-    if (self->pumping)
+       ends once per turn at most, but for this: a turn's Python may free an ended slot and a
+       new tunnel end in it, listed twice then and closed twice, which close() allows. */
+    if (self->pumping && self->nended < self->cap)
         self->ended_slots[self->nended++] = slot;
 }
 
@@ -39,7 +40,8 @@ void relay_update_interest(Relay *self, int slot) {
         int want = (!side->eof && other->out == NULL ? EPOLLIN : 0) | (side->out != NULL ? EPOLLOUT : 0);
         if (want == side->events)
             continue;
-        struct epoll_event ev = {.events = (uint32_t)want, .data.u64 = ((uint64_t)slot << 1) | (uint64_t)s};
+        struct epoll_event ev = {.events = (uint32_t)want, .data.u64 = 0};
+        ev.data.fd = RELAY_TAG(slot, s);
         int op = side->events < 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
         if (side->events < 0 && want == 0)
             continue;       /* out of epoll (a hang-up seen while paused), and nothing wanted */

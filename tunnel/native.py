@@ -3,9 +3,10 @@ are plain sockets, where the extension was built.
 
 Why: a 64-byte WebSocket message through `Tunnel._splice` cost 7.5 µs of user time (the loop's
 dispatch, the handler, two `os.splice` calls, the counters) against nginx's 2.9, and the CPU per
-message was 1.25x nginx's (bench/RESULTS-2026-12-03-night.md).  The relay has an epoll of its
-own, which the worker's loop watches as one descriptor: when it is ready, `pump` relays every
-event in C and answers only with the tunnels that ended.  The rules are tunnel.tunnel's (it
+message was 1.25x nginx's (bench/RESULTS-2026-12-03-night.md).  The relay's sockets sit in the
+worker loop's epoll, and once the process has a relay, the loop's turn is the relay's `turn`: it
+relays their events in C where it finds them, hands the others to their Python handlers, and
+closes the tunnels that ended.  The rules are tunnel.tunnel's (it
 stays the reference: TLS tunnels, and MPM_NATIVE_RELAY=0): back-pressure, half-close, hang-ups
 of a paused side, errors, and bulk bytes spliced through one pipe.
 
@@ -16,10 +17,8 @@ leftovers, EOFs and counts back from the relay, so what follows is tunnel.tunnel
 
 from __future__ import annotations
 
-from functools import partial
-
 from tunnel._relay import Relay
-from tunnel.tunnel import EPOLLIN, Tunnel
+from tunnel.tunnel import Tunnel
 
 
 def hand_to_relay(tunnel: Tunnel) -> None:
@@ -28,7 +27,7 @@ def hand_to_relay(tunnel: Tunnel) -> None:
     last traffic: a tunnel handed over from another process keeps what it had used).  Raises
     OSError, the endpoints untouched, when the process can have no relay now (out of
     descriptors): tunnel.tunnel relays it then."""
-    relay = _relay_of(tunnel.loop)
+    relay = relay_of(tunnel.loop)
     client, backend = tunnel.client, tunnel.backend
     client.unregister()
     backend.unregister()
@@ -43,25 +42,12 @@ def hand_to_relay(tunnel: Tunnel) -> None:
     tunnel.__class__ = NativeTunnel
 
 
-def _relay_of(loop) -> Relay:
-    """The process's relay, watched by its loop (made on first use, after the fork; OSError
-    when its epoll cannot be had now, and the next tunnel tries again)."""
-    relay = getattr(loop, "relay", None)
-    if relay is None:
-        relay = Relay()
-        loop.add(relay.fileno(), EPOLLIN, partial(_pump, relay))
-        loop.relay = relay
-    return relay
-
-
-def _pump(relay: Relay, mask: int) -> None:
-    """The relay's epoll is ready: relay, then close what ended.  A close that raises ends its
-    own tunnel (worker.faults), not the relay every other tunnel depends on."""
-    for tunnel, reason in relay.pump():
-        try:
-            tunnel.close(reason)
-        except Exception as exc:
-            tunnel.loop.contain(exc, tunnel.close, None)
+def relay_of(loop) -> Relay:
+    """The process's relay (made when its worker starts, after the fork): its tunnels' sockets
+    join the loop's epoll, and the loop's turns are the relay's (tunnel/_relay_turn.c)."""
+    if loop.relay is None:
+        loop.relay = Relay(loop.fileno())
+    return loop.relay
 
 
 _BYTES_IN, _BYTES_OUT = Tunnel.bytes_in, Tunnel.bytes_out      # the slots, under the properties below

@@ -33,22 +33,22 @@ typedef struct {
     Side side[2];       /* 0 the client, 1 the backend */
     long long bytes[2]; /* read from side 0 (to the backend), from side 1 (to the client) */
     double last;        /* monotonic time of the last traffic */
-    const char *ended;  /* why it ended, once it has (reported by pump, then freed by remove) */
+    const char *ended;  /* why it ended, once it has (the turn closes its tunnel, remove frees it) */
     int error;          /* the errno that goes with it, or 0 */
 } Link;                 /* 128 bytes: what a tunnel costs here, beside its Python objects */
 
 typedef struct {
     PyObject_HEAD
-    int epfd;
+    int epfd;           /* the worker loop's epoll (not ours to close) */
     Link *links;
     int cap;
     int *free_slots;    /* a stack of the free slots below `cap` */
     int nfree;
     int pipe_r, pipe_w, pipe_size;
     int splicing;
-    int pumping;        /* inside pump()'s event loop: the ends it records are reported */
+    int pumping;        /* relaying a turn's event: the ends it records are reported */
     double now;
-    int *ended_slots;   /* the slots that ended during a pump, reported once its events are done */
+    int *ended_slots;   /* the slots that ended in a turn, reported once its events are done */
     int nended;
     char buf[BUF_SIZE];
 } Relay;
@@ -60,5 +60,14 @@ void relay_update_interest(Relay *self, int slot);
 int relay_keep(Side *sink, const char *data, Py_ssize_t len);
 void relay_discard_pipe(Relay *self);
 void relay_on_event(Relay *self, int slot, int s, uint32_t mask);
+PyObject *relay_take_ended(Relay *self);
+
+/* A side's registration carries this tag in its epoll data's `fd`: negative, so the worker
+   loop's own registrations (a descriptor, never negative) and the relay's tell apart in one
+   epoll.  The bits below the sign are slot * 2 + side. */
+#define RELAY_TAG(slot, s) ((int)(0x80000000u | ((uint32_t)(slot) << 1) | (uint32_t)(s)))
+
+/* The loop turn in C (tunnel/_relay_turn.c), a method of the Relay. */
+PyObject *Relay_turn(Relay *self, PyObject *const *args, Py_ssize_t nargs);
 
 #endif

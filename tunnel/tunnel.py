@@ -55,6 +55,15 @@ _SPLICE_UNSUPPORTED = (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP)
 NATIVE = os.environ.get("MPM_NATIVE_RELAY", "1") != "0" and importlib.util.find_spec("tunnel._relay") is not None
 
 
+def relay_turns(loop) -> None:
+    """Where the C relay is built, it turns `loop` from the start (tunnel.native): every event
+    is then dispatched from C, a tunnel's relayed there, so the loop's Python turn is left for
+    MPM_NATIVE_RELAY=0."""
+    if NATIVE:
+        from tunnel import native
+        native.relay_of(loop)
+
+
 def splicing() -> bool:
     """Whether plain sockets still relay through the pipe in this process."""
     return _splice is not None

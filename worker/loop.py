@@ -4,6 +4,10 @@ Why not `selectors`: its `modify()` rebuilds a key object and its `select()` bui
 a list of (key, events) tuples per call; on the hot path we want `epoll.poll()` and a
 dict lookup, nothing else (DESIGN.md: about 3x cheaper `modify`).
 
+Where tunnel/_relay.c is built, a turn is the C relay's (`relay.turn`, tunnel/_relay_turn.c):
+the same wait, `now` and dispatch, with a tunnel's events relayed in C, never reaching Python.
+`_turn` below is its reference (MPM_NATIVE_RELAY=0).
+
 Deadlines are swept, not heaped: every connection keeps one `deadline` float and the
 loop checks them a few times a second.  Moving a deadline is then a plain attribute
 store, which matters when every relayed message would otherwise push a heap entry.
@@ -50,6 +54,9 @@ class EventLoop:
         # What a callable that raised is handed to (worker.faults: its connection ends, the
         # loop goes on); until the worker sets it, the exception ends the loop.
         self.contain = _propagate
+        # The process's relay of plain tunnels (tunnel.native), once it has one: its `turn` is
+        # then this loop's turn, in C (tunnel/_relay_turn.c), and `_turn` below the reference.
+        self.relay = None
         self.running = True
 
     # -- registration --------------------------------------------------------------
@@ -153,26 +160,18 @@ class EventLoop:
 
     # -- running ---------------------------------------------------------------------
     def run(self) -> None:
-        poll = self._epoll.poll
         handlers = self.handlers
-        monotonic = time.monotonic
         sinks = self.sinks        # only ever changed in place
         while self.running:
             timeout = self._wake - self.now
             if self.soon or self.held or timeout < 0.0:
                 timeout = 0.0
-            try:
-                events = poll(timeout)
-            except InterruptedError:
-                events = ()
-            self.now = now = monotonic()
-            for fd, mask in events:
-                handler = handlers.get(fd)
-                if handler is not None:
-                    try:        # free in 3.11 until something raises (worker.faults)
-                        handler(mask)
-                    except Exception as exc:
-                        self.contain(exc, handler, fd)
+            relay = self.relay
+            if relay is not None:
+                busy = relay.turn(self, handlers, timeout)
+            else:
+                busy = self._turn(timeout)
+            now = self.now
             if now >= self._wake:
                 self._housekeeping(now)
             if self.soon:
@@ -185,8 +184,25 @@ class EventLoop:
             if self.held:
                 self._send_held()
             for sink in sinks:      # worker.logsink.LogSink: due, full, or an idle turn
-                if sink.pending and (now >= sink.due or sink.size >= sink.limit or not events):
+                if sink.pending and (now >= sink.due or sink.size >= sink.limit or not busy):
                     sink.flush()
+
+    def _turn(self, timeout: float) -> int:
+        """Wait for events, set `now`, hand each to its fd's handler; the number of events."""
+        try:
+            events = self._epoll.poll(timeout)
+        except InterruptedError:
+            events = ()
+        self.now = time.monotonic()
+        handlers = self.handlers
+        for fd, mask in events:
+            handler = handlers.get(fd)
+            if handler is not None:
+                try:        # free in 3.11 until something raises (worker.faults)
+                    handler(mask)
+                except Exception as exc:
+                    self.contain(exc, handler, fd)
+        return len(events)
 
     def _send_held(self) -> None:
         """The writes held in this turn (Endpoint.send_batched), back to back.  One the

@@ -25,6 +25,7 @@ import setproctitle
 
 from conf.model import HEARTBEAT_INTERVAL
 from shm.metrics import scratch_row
+from tunnel.tunnel import relay_turns
 from worker.acceptor import Acceptor
 from worker.admission import Admission, Arrivals
 from worker.backend import BackendPool, Origins
@@ -97,6 +98,7 @@ class Worker:
     def run(self) -> int:
         setproctitle.setproctitle(f"mpm: worker gen {self.generation} slot {self.slot}")
         loop = self.loop = EventLoop()
+        relay_turns(loop)
         log = self.config.log
         def drain_soon() -> None:       # a log backlog its reader takes in part: on in LOG_DRAIN s
             loop.call_later(LOG_DRAIN, _nothing)
