@@ -342,6 +342,32 @@ def test_a_turn_hands_other_events_to_their_handlers_and_contains_their_faults()
 
 
 @pytest.mark.timeout(30)
+def test_a_turn_that_only_relays_waits_on_until_python_has_something_to_do():
+    """Tunnels' events alone do not end a turn: Python's part of a turn (timers, the sweep, log
+    sinks) runs when its timeout is up, or at once when a Python handler's event comes."""
+    loop = _Loop()
+    rig = Rig(loop=loop)
+    readable, peer = socket.socketpair()
+    try:
+        rig.client.sendall(b"ping")
+        started = time.monotonic()
+        assert loop.turn(0.4) == 0                      # relayed, then waited out its time: an idle last wait
+        assert time.monotonic() - started >= 0.35
+        assert loop.now >= started + 0.35                # `now` as of the turn's end
+        assert _nowait(rig.backend) == b"ping"
+        loop.epoll.register(readable.fileno(), select.EPOLLIN)
+        loop.handlers[readable.fileno()] = lambda mask: None
+        peer.sendall(b"x")
+        started = time.monotonic()
+        assert loop.turn(5.0) == 1                       # a Python handler's event ends it at once
+        assert time.monotonic() - started < 1.0
+    finally:
+        for sock in (readable, peer):
+            sock.close()
+        rig.close()
+
+
+@pytest.mark.timeout(30)
 def test_a_detached_tunnel_takes_the_time_its_last_traffic_left_it(monkeypatch):
     """With the C relay a tunnel's deadline is pushed only when it comes due (the sweep asks the
     relay), so a hand-over between its coming due and the sweep computed no time left from it,
