@@ -111,14 +111,15 @@ def _request(proxy, path: str) -> bytes:
         return data
 
 
-def _inject(tmp_path) -> dict:
+def _inject(tmp_path, native_relay: bool = False) -> dict:
     (tmp_path / "inject").mkdir()
     (tmp_path / "inject" / "sitecustomize.py").write_text(SITECUSTOMIZE)
     # The tunnel's fault is injected in tunnel.tunnel's event handler, which relays plain tunnels
     # only with MPM_NATIVE_RELAY=0 (the C relay runs no Python per event; what it calls, a
-    # tunnel's close, is contained per tunnel: tests/test_relay_native.py).
-    return {"PYTHONPATH": str(tmp_path / "inject"), "HEARTBEAT_FAULT": str(tmp_path / "heartbeat-fault"),
-            "MPM_NATIVE_RELAY": "0"}
+    # tunnel's close, is contained per tunnel: tests/test_relay_native.py).  With the C relay,
+    # the loop's turn is C's (tunnel/_relay_turn.c), which hands the other faults to containment.
+    environ = {"PYTHONPATH": str(tmp_path / "inject"), "HEARTBEAT_FAULT": str(tmp_path / "heartbeat-fault")}
+    return environ if native_relay else {**environ, "MPM_NATIVE_RELAY": "0"}
 
 
 def _open_tunnel(proxy) -> tuple[socket.socket, bytearray]:
@@ -131,11 +132,14 @@ def _open_tunnel(proxy) -> tuple[socket.socket, bytearray]:
 
 
 @pytest.mark.timeout(30)
-def test_a_raising_handler_closes_its_connection_only(proxy_factory, backends, tmp_path):
+@pytest.mark.parametrize("relay", ["python", "c"])
+def test_a_raising_handler_closes_its_connection_only(proxy_factory, backends, tmp_path, relay):
+    """relay="c": the loop's turn in C dispatches the events; the tunnels' are relayed in C, so
+    no tunnel handler of Python's can raise there."""
     member, ws = backends(_closing), backends(echo_after_101)
     proxy = proxy_factory([{"path": "/ws/", "to": f"ws://127.0.0.1:{ws.port}/ws/"},
                            {"path": "/", "to": "balancer://app/"}], start=False, workers=1,
-                          environ=_inject(tmp_path), balancers={"app": {"members": [{"url": member.url, "route": "a"}]}})
+                          environ=_inject(tmp_path, relay == "c"), balancers={"app": {"members": [{"url": member.url, "route": "a"}]}})
     proxy.config["listen"] = [{"address": f"127.0.0.1:{proxy.port}", "http2": "h2c"}]
     proxy.start()
     [pid] = proxy.worker_pids()
@@ -152,17 +156,18 @@ def test_a_raising_handler_closes_its_connection_only(proxy_factory, backends, t
 
     for _ in range(2):                              # the second one's traceback is not logged again
         assert _request(proxy, "/boom") == b""      # nothing was sent yet: the connection just closes
-    wild = proxy.connect()
-    wild.sendall(upgrade_request("/ws/boom"))
-    head, wild_buf = read_head(wild, bytearray())
-    assert status_of(head) == 101
-    wild.sendall(frame(b"x", OP_TEXT))
-    wild.settimeout(5)
-    try:
-        assert wild.recv(100) == b""                # that tunnel closed (a reset: our frame was unread)
-    except ConnectionResetError:
-        pass
-    wild.close()
+    if relay == "python":
+        wild = proxy.connect()
+        wild.sendall(upgrade_request("/ws/boom"))
+        head, wild_buf = read_head(wild, bytearray())
+        assert status_of(head) == 101
+        wild.sendall(frame(b"x", OP_TEXT))
+        wild.settimeout(5)
+        try:
+            assert wild.recv(100) == b""            # that tunnel closed (a reset: our frame was unread)
+        except ConnectionResetError:
+            pass
+        wild.close()
     broken = H2Client(proxy.port)
     broken.request("GET", "/boom-h2")
     broken.wait(lambda: broken.closed, 5, "the connection's close")
@@ -174,7 +179,8 @@ def test_a_raising_handler_closes_its_connection_only(proxy_factory, backends, t
     assert wait_for(lambda: member_states(proxy, "app")["a"]["busy"] == 0 or None, 3, 0.1, "busy back to 0")
     assert wait_for(lambda: worker.num_fds() == fds or None, 3, 0.05, f"fds back to {fds}: {worker.num_fds()}")
     log = wait_log(proxy, "injected fault: h2")
-    for fault, owner in (("exchange", "BackendConnection"), ("tunnel", "Tunnel"), ("h2", "H2Connection")):
+    faults = (("exchange", "BackendConnection"), ("h2", "H2Connection"))
+    for fault, owner in faults + ((("tunnel", "Tunnel"),) if relay == "python" else ()):
         assert log.count(f"RuntimeError: injected fault: {fault}") == 1, log
         assert f"internal error in {owner}: its connection is closed" in log, log
     assert "Traceback (most recent call last)" in log and "worker crashed" not in proxy.stderr_text()
