@@ -368,6 +368,71 @@ def test_a_turn_that_only_relays_waits_on_until_python_has_something_to_do():
 
 
 @pytest.mark.timeout(30)
+def test_a_slot_given_to_a_new_tunnel_mid_turn_takes_none_of_the_old_ones_events():
+    """A handler frees a tunnel's slot and a new tunnel takes it, while the old tunnel's reset
+    waits later in the same batch: the reset is not the new tunnel's (review 2026-12-05-turn
+    F1: it ended an untouched, paused tunnel with "reset")."""
+    loop = _Loop()
+    relay, ended = loop.relay, []
+    old = Rig(loop=loop)
+    new_client_end, new_client = _pair()
+    new_backend_end, new_backend = _pair(small=True)
+    trigger, trigger_peer = socket.socketpair()
+    slots = {}
+
+    def handler(mask):      # stands for a hand-over that sends `old` on, then a 101 for `new`
+        trigger.recv(10)
+        relay.remove(old.slot)
+        slots["new"] = relay.add(_Owner(ended), new_client_end.fileno(), new_backend_end.fileno(), False, False,
+                                 b"", b"L" * 4_000_000, time.monotonic())   # paused: its backend is slow
+
+    try:
+        loop.epoll.register(trigger.fileno(), select.EPOLLIN)
+        loop.handlers[trigger.fileno()] = handler
+        trigger_peer.send(b"x")                         # ready first: first in the batch
+        time.sleep(0.01)
+        old.client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        old.client.close()                              # RST: the old tunnel's event, later in the batch
+        time.sleep(0.05)
+        assert loop.turn(0.0) == 2
+        assert slots["new"] == old.slot
+        for _ in range(3):
+            loop.turn(0.05)
+        assert ended == [] and old.ended == []
+        assert relay.counts(slots["new"]) == (0, 0)
+    finally:
+        for sock in (new_client_end, new_client, new_backend_end, new_backend, trigger, trigger_peer):
+            sock.close()
+        old.close()
+
+
+@pytest.mark.timeout(30)
+def test_a_tunnel_that_ended_mid_turn_is_closed_before_the_next_handler_runs():
+    """A tunnel's end is reported before Python runs next in the turn: a hand-over that sends
+    tunnels on must not find it open (review 2026-12-05-turn F2: it went to the next generation
+    with both sides at EOF, and its client waited the idle timeout for our FIN)."""
+    loop = _Loop()
+    rig = Rig(loop=loop)
+    trigger, trigger_peer = socket.socketpair()
+    seen = []
+    try:
+        rig.client.shutdown(socket.SHUT_WR)
+        assert rig.at_eof(rig.backend)
+        loop.epoll.register(trigger.fileno(), select.EPOLLIN)
+        loop.handlers[trigger.fileno()] = lambda mask: seen.append(list(rig.ended)) or trigger.recv(10)
+        rig.backend.shutdown(socket.SHUT_WR)            # the tunnel ends "closed"...
+        time.sleep(0.02)
+        trigger_peer.send(b"x")                         # ...and a handler's event comes in the same batch
+        time.sleep(0.02)
+        assert loop.turn(0.0) == 2
+        assert seen == [[(rig.key, "closed")]]
+    finally:
+        for sock in (trigger, trigger_peer):
+            sock.close()
+        rig.close()
+
+
+@pytest.mark.timeout(30)
 def test_a_detached_tunnel_takes_the_time_its_last_traffic_left_it(monkeypatch):
     """With the C relay a tunnel's deadline is pushed only when it comes due (the sweep asks the
     relay), so a hand-over between its coming due and the sweep computed no time left from it,

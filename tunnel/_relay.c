@@ -102,6 +102,7 @@ static PyObject *Relay_add(Relay *self, PyObject *args) {
     }
     Py_INCREF(key);
     link->key = key;
+    link->born = self->waits;   /* (a Python handler adds it mid-batch: that batch's events name its slot's last tunnel) */
     link->last = last >= 0 ? last : relay_monotonic();
     relay_update_interest(self, slot);
     if (link->ended) {          /* epoll refused a descriptor: nothing to relay */

@@ -35,6 +35,7 @@ typedef struct {
     double last;        /* monotonic time of the last traffic */
     const char *ended;  /* why it ended, once it has (the turn closes its tunnel, remove frees it) */
     int error;          /* the errno that goes with it, or 0 */
+    unsigned born;      /* the relay's `waits` when it was added: the events of that wait are not its */
 } Link;                 /* 128 bytes: what a tunnel costs here, beside its Python objects */
 
 typedef struct {
@@ -48,7 +49,8 @@ typedef struct {
     int splicing;
     int pumping;        /* relaying a turn's event: the ends it records are reported */
     double now;
-    int *ended_slots;   /* the slots that ended in a turn, reported once its events are done */
+    int *ended_slots;   /* the slots that ended in a turn, reported before Python runs next */
+    unsigned waits;     /* epoll_waits so far (wrapping): which batch an event came in */
     int nended;
     char buf[BUF_SIZE];
 } Relay;
