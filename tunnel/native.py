@@ -22,11 +22,10 @@ from tunnel.tunnel import Tunnel
 
 
 def hand_to_relay(tunnel: Tunnel) -> None:
-    """From now on the C relay moves `tunnel`'s bytes: its endpoints leave the loop's epoll
-    for the relay's, with what each holds for its peer, and its idle clock (the time of its
-    last traffic: a tunnel handed over from another process keeps what it had used).  Raises
-    OSError, the endpoints untouched, when the process can have no relay now (out of
-    descriptors): tunnel.tunnel relays it then."""
+    """From now on the C relay moves `tunnel`'s bytes: its endpoints' sockets are registered
+    again in the loop's epoll as the relay's (tagged), with what each holds for its peer, and
+    its idle clock (the time of its last traffic: a tunnel handed over from another process
+    keeps what it had used).  Where epoll refuses a socket, tunnel.tunnel relays it."""
     relay = relay_of(tunnel.loop)
     client, backend = tunnel.client, tunnel.backend
     client.unregister()

@@ -342,8 +342,8 @@ class Tunnel:
             self._update_interest()
 
     def _go_native(self) -> None:
-        """From now on the C relay moves this tunnel's bytes (tunnel.native), unless the
-        process cannot have one now (out of descriptors): then this module relays it."""
+        """From now on the C relay moves this tunnel's bytes (tunnel.native), unless it cannot
+        take them (epoll refused a socket): then this module relays it."""
         try:
             from tunnel import native
             native.hand_to_relay(self)
