@@ -16,6 +16,7 @@ A real proxy with one worker and a raw backend.
 from __future__ import annotations
 
 import socket
+import threading
 import time
 
 import pytest
@@ -59,14 +60,30 @@ def test_pipelined_requests_behind_a_held_response_are_answered_in_order_at_once
 
 
 @pytest.mark.timeout(20)
-def test_every_held_response_goes_before_the_close_after_a_fin(one_write):
-    proxy, _ = one_write
-    with proxy.connect() as sock:
-        sock.sendall(_pipelined(["/f1", "/f2", "/f3"]))
-        sock.shutdown(socket.SHUT_WR)
-        reader = Reader(sock)
-        responses = [reader.response() for _ in range(3)]
-        rest, closed = recv_until_close(sock, 3)
+def test_every_held_response_goes_before_the_close_after_a_fin(proxy_factory):
+    """The last response says Connection: close when the FIN came before its head.  The
+    backend holds /f3's answer until the client has shut its side: without that, a client
+    descheduled between its send and its shutdown (a loaded CI machine) let all three
+    exchanges finish first, and a keep-alive head is then the right answer."""
+    fin_sent = threading.Event()
+
+    def answer(head, body):
+        if head.target == "/f3":
+            fin_sent.wait(10)
+        return respond(200, b"r:" + head.target.encode() + b":" + body)
+
+    backend = RawBackend(lambda conn: serve_simple(conn, answer))
+    try:
+        proxy = proxy_factory([{"path": "/", "to": backend.url + "/"}], workers=1)
+        with proxy.connect() as sock:
+            sock.sendall(_pipelined(["/f1", "/f2", "/f3"]))
+            sock.shutdown(socket.SHUT_WR)
+            fin_sent.set()
+            reader = Reader(sock)
+            responses = [reader.response() for _ in range(3)]
+            rest, closed = recv_until_close(sock, 3)
+    finally:
+        backend.close()
     assert [r.body for r in responses] == [b"r:/f1:", b"r:/f2:", b"r:/f3:"]
     assert responses[-1].get("connection") == b"close"
     assert closed and rest == b""
