@@ -16,6 +16,7 @@ import random
 import re
 import socket
 import time
+import warnings
 
 import pytest
 from proxyproc import Proxy
@@ -190,12 +191,26 @@ def test_the_lane_answers_as_the_python_path(proxies, seed):
 
 
 def test_the_logs_say_the_same(proxies):
+    """The lines are compared once both proxies have stopped (a worker writes every queued line
+    as it exits), so a line still queued cannot pass for a line missing.  One full-suite run in
+    about seven had the proxy without the lane 42 lines behind after 5 s; never reproduced
+    alone.  Lines that late are said as a warning with the difference, for the next time."""
     with_lane, without = proxies
     deadline = time.monotonic() + 5
     while _lines(with_lane) != _lines(without) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert _lines(with_lane) == _lines(without)
-    assert len(_lines(with_lane)) > 100
+    behind = {name: len(_lines(proxy)) for name, proxy in (("lane", with_lane), ("python", without))}
+    for proxy in proxies:
+        proxy.stop()
+    ours, reference = _lines(with_lane), _lines(without)
+    only_ours = sorted(set(ours) - set(reference))[:5]
+    only_theirs = sorted(set(reference) - set(ours))[:5]
+    assert ours == reference, f"{len(ours)} != {len(reference)} lines; only with the lane: {only_ours}; " \
+                              f"only without: {only_theirs}"
+    if len(set(behind.values())) > 1:
+        warnings.warn(f"access-log lines still queued 5 s after the last request: {behind} lines, "
+                      f"{len(ours)} after the stop", stacklevel=1)
+    assert len(ours) > 100
     # %t (worker/_lane_log.c writes the lane's): the second each request came, during this module.
     for line in with_lane.access_lines():
         stamp = datetime.datetime.strptime(re.search(r" \[([^]]*)\] ", line)[1], "%d/%b/%Y:%H:%M:%S %z")
