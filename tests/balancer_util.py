@@ -236,12 +236,18 @@ class DnsServer:
         self.binary = _dnsmasq()
         self.dir = str(directory)
         os.makedirs(self.dir, exist_ok=True)
-        self.port = _free_udp_and_tcp_port()
+        self._port = _free_udp_and_tcp_port()
+        self.told = False            # `port` was read: whoever read it asks dnsmasq there
         self.hosts = os.path.join(self.dir, "hosts")
         self.conf = os.path.join(self.dir, "dnsmasq.conf")
         self.log = open(os.path.join(self.dir, "dnsmasq.log"), "ab")
         self.proc: subprocess.Popen | None = None
         self.conf_text = None
+
+    @property
+    def port(self) -> int:
+        self.told = True
+        return self._port
 
     @property
     def resolver(self) -> str:
@@ -266,15 +272,35 @@ class DnsServer:
         self.start()
 
     def start(self) -> None:
+        """dnsmasq on `port`, answering.  The port was free when chosen, but any connect() in
+        the meantime (the suite's other processes make thousands) may have taken it as its
+        ephemeral port, and dnsmasq then exits at once (EADDRINUSE): while nobody has read
+        the port yet it moves to a fresh one, else it tries the same port again for a while."""
+        for _ in range(6):
+            if self._run_until_answering(5):
+                return
+            if not self.told:
+                self._port = _free_udp_and_tcp_port()
+            else:
+                time.sleep(0.5)
+        raise AssertionError(f"dnsmasq did not start (see {self.dir}/dnsmasq.log)")
+
+    def _run_until_answering(self, timeout: float) -> bool:
+        """Whether dnsmasq answers on `port` within `timeout`; if it exited instead, False."""
         self.proc = subprocess.Popen(
-            [self.binary, "--no-daemon", f"--port={self.port}", "--listen-address=127.0.0.1", "--bind-interfaces",
+            [self.binary, "--no-daemon", f"--port={self._port}", "--listen-address=127.0.0.1", "--bind-interfaces",
              "--no-resolv", "--no-hosts", f"--conf-file={self.conf}", f"--addn-hosts={self.hosts}", "--pid-file=",
              f"--user={_user()}", "--log-queries"], stdout=self.log, stderr=self.log)
-        deadline = time.monotonic() + 5
-        while not _answers(self.port):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"dnsmasq did not start (see {self.dir}/dnsmasq.log)")
+        deadline = time.monotonic() + timeout
+        while not _answers(self._port):
+            if self.proc.poll() is not None:
+                self.proc = None
+                return False
+            if time.monotonic() > deadline:
+                self.stop()
+                raise AssertionError(f"dnsmasq did not answer within {timeout} s (see {self.dir}/dnsmasq.log)")
             time.sleep(0.02)
+        return True
 
     def stop(self) -> None:
         """Dead: nothing listens on the port any more (the proxy's queries are refused)."""
