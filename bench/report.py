@@ -42,6 +42,8 @@ LINES = [
     ("S6", "bytes lost", "lost_bytes", False, "int"),
     ("S6", "connections stalled", "stalled", False, "int"),
     ("S6", "MiB/s while reloading", "mib_s", True, "int"),
+    ("S1s", "requests/s", "rps", True, "int"),
+    ("S1s", "latency p99", "p99_s", False, "time"),
     ("S7a", "proxy CPU µs/msg", "proxy_cpu_per_unit", False, "us"),
     ("S7a", "messages/s", "msgs_s", True, "int"),
     ("S7a", "round trip p99", "p99_s", False, "time"),
@@ -61,7 +63,7 @@ LINES = [
     ("S8", "requests/s while reloading", "rps", True, "int"),
     ("S8", "reloads", "reloads", True, "int"),
 ]
-HEADLINE = {"S1": "rps", "S2": "rps", "S3": "msgs_s", "S4": "mib_s", "S5": "connect_rate", "S6": "mib_s",
+HEADLINE = {"S1": "rps", "S1s": "rps", "S2": "rps", "S3": "msgs_s", "S4": "mib_s", "S5": "connect_rate", "S6": "mib_s",
             "S7a": "msgs_s", "S7b": "mib_s", "S7c": "rps", "S7c-ec": "rps", "S7c-12": "rps", "S7c-reload": "rps",
             "S8": "rps", "S1h2": "rps", "S3h2": "msgs_s"}
 # The HTTP/2 scenarios, and the HTTP/1.1 one each is S1 or S3 of: set side by side per peer.

@@ -60,6 +60,8 @@ SCENARIOS = {
                    higher_is_better=False, size=4096, conns=200, cpu_unit="MiB"),
     "S7a": Scenario("S7a", "S3 over TLS (wss, 64 B)", "echo", "msgs_s", "msg/s", size=64, tls=True,
                     cpu_unit="msg"),
+    "S1s": Scenario("S1s", "S1 over TLS (https keep-alive, c64)", "http", "rps", "req/s", path="/small", size=100,
+                    tls=True, cpu_unit="req"),
     # The built-in HTTP generator keeps its connections: a handshake per request needs wrk.
     "S7c": Scenario("S7c", "TLS handshakes (https, a new connection per request, c64; RSA-2048)", "http", "rps",
                     "handshakes/s", path="/small", size=100, tls=True, close=True, cpu_unit="req",
@@ -85,7 +87,7 @@ SCENARIOS = {
     "S3h2": Scenario("S3h2", "S3 over HTTP/2 (RFC 8441, 64 streams on 8 TLS conns)", "h2echo", "msgs_s", "msg/s",
                      size=64, tls=True, cpu_unit="msg", protocol="rfc8441"),
 }
-ORDER = ["S1", "S2", "S3", "S4", "S7a", "S7b", "S7c", "S7c-ec", "S7c-12", "S7c-reload", "S1h2", "S3h2",
+ORDER = ["S1", "S2", "S3", "S4", "S1s", "S7a", "S7b", "S7c", "S7c-ec", "S7c-12", "S7c-reload", "S1h2", "S3h2",
          "S5", "S6", "S8"]   # memory and reloads last in a round
 S7 = ("S7a", "S7b", "S7c", "S7c-ec", "S7c-12", "S7c-reload")
 
@@ -125,7 +127,7 @@ def expand(names: list[str]) -> list[str]:
         elif name.upper() in upper:
             wanted.add(upper[name.upper()])
         elif name:
-            raise ValueError(f"unknown scenario {name!r} (choose from S1-S8, {', '.join(S7)}, S1h2, S3h2)")
+            raise ValueError(f"unknown scenario {name!r} (choose from S1-S8, S1s, {', '.join(S7)}, S1h2, S3h2)")
     return [s for s in ORDER if s in wanted]
 
 

@@ -29,6 +29,8 @@ from conf import openssl
 
 _SSL_CTRL_SET_READ_AHEAD = 41
 _SSL_CTRL_GET_READ_AHEAD = 40
+_SSL_CTRL_MODE = 33
+_SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER = 2
 # CPython's PySSLSocket (3.10-3.13): the object header, a weak reference to the socket, the SSL*.
 _SSL_OFFSET = object.__basicsize__ + ctypes.sizeof(ctypes.c_void_p)
 
@@ -41,11 +43,13 @@ def _no_close_notify(sock) -> None:
 
 
 close_notify = _no_close_notify       # until _install() below replaces it
+_reachable = False                    # the SSL* of an SSLSocket found, its offset checked
+ssl_pointer = None                    # then: sslobj -> its SSL* (an SSLSocket's `_sslobj`)
 
 
 def _install() -> str | None:
     """Put the C functions in place; None when read-ahead can be turned on, else why not."""
-    global buffered, close_notify
+    global buffered, close_notify, _reachable, ssl_pointer
     lib = openssl._lib
     if lib is None:
         return openssl.available()
@@ -68,6 +72,8 @@ def _install() -> str | None:
         close_notify = _readahead.close_notify
         if _readahead.buffered(probe._sslobj):      # a fresh object holds nothing
             return "SSL_has_pending answers for an empty SSL object"
+        _reachable = True
+        ssl_pointer = _readahead.ssl_pointer
     except (AttributeError, TypeError, ValueError, OSError) as exc:
         return f"SSL_has_pending cannot be reached: {exc}"
     if os.environ.get("MPM_TLS_READ_AHEAD", "1") == "0":
@@ -82,6 +88,29 @@ _why_not = _install()
 def why_not() -> str | None:
     """None when listeners read ahead; else why they do not."""
     return _why_not
+
+
+def give_tls_io(install) -> bool:
+    """Hand `install` (worker._lane.install_tls) the OpenSSL functions a TLS connection's reads
+    and writes take, from the libssl CPython's _ssl uses; False where the SSL* of an SSLSocket
+    cannot be reached (then no C code may touch one)."""
+    if not _reachable or not _moving_writes():
+        return False
+    install(*[ctypes.cast(getattr(openssl._lib, name), ctypes.c_void_p).value for name in
+              ("SSL_read", "SSL_write", "SSL_get_error", "SSL_pending", "SSL_has_pending", "SSL_want",
+               "ERR_clear_error")])
+    return True
+
+
+def _moving_writes() -> bool:
+    """Whether CPython's SSL objects take a write retried from another buffer (it sets
+    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER on each): the lane keeps what a write could not send
+    in a buffer of its own and retries from there."""
+    lib = openssl._lib
+    lib.SSL_ctrl.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_long, ctypes.c_void_p]
+    lib.SSL_ctrl.restype = ctypes.c_long
+    probe = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).wrap_bio(ssl.MemoryBIO(), ssl.MemoryBIO(), server_side=True)
+    return bool(lib.SSL_ctrl(ssl_pointer(probe._sslobj), _SSL_CTRL_MODE, 0, None) & _SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER)
 
 
 def enable(context: ssl.SSLContext) -> None:

@@ -6,8 +6,11 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import time
+
+import trustme
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -69,3 +72,22 @@ def cert_files(ca, directory, *names: str) -> tuple[str, str]:
     cert.private_key_pem.write_to_path(key_path)
     cert.cert_chain_pems[0].write_to_path(cert_path)
     return cert_path, key_path
+
+
+def serve_tls(proxy, directory) -> None:
+    """Make `proxy` (a proxyproc.Proxy, not started) listen with TLS, and its `connect` give a
+    TLS client that trusts it (`wrap` makes one of a connected socket): what a test runs over
+    its connections then runs over TLS."""
+    ca = trustme.CA()
+    cert, key = cert_files(ca, str(directory), "localhost", "127.0.0.1")
+    proxy.config["listen"] = [{"address": f"127.0.0.1:{proxy.port}", "tls": {"cert": cert, "key": key}}]
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    plain = proxy.connect
+
+    def wrap(sock: socket.socket) -> ssl.SSLSocket:
+        return context.wrap_socket(sock, server_hostname="localhost")
+
+    def connect(timeout: float = 5.0, source: str | None = None) -> ssl.SSLSocket:
+        return wrap(plain(timeout, source))
+    proxy.connect, proxy.wrap = connect, wrap

@@ -20,7 +20,7 @@ import pytest
 from proxyproc import Proxy, wait_access, wait_log
 from rawbackend import RawBackend, respond
 from rawsock import HEAD_END, recv_until_close
-from support import wait_for
+from support import serve_tls, wait_for
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -144,11 +144,15 @@ def _shapes(conn) -> None:
             conn.send(respond(200, f"{client} {head.method} {head.target} #{len(conn.requests)}".encode()))
 
 
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+@pytest.fixture(scope="module", params=["plain", "tls"])
+def setup(request, tmp_path_factory):
     backend = RawBackend(_shapes)
-    proxy = Proxy(tmp_path_factory.mktemp("lane"), [{"path": "/", "to": backend.url + "/", "timeout": 1.5}],
+    directory = tmp_path_factory.mktemp("lane")
+    proxy = Proxy(directory, [{"path": "/", "to": backend.url + "/", "timeout": 1.5}],
                   workers=1, timeouts={"connect": 2, "proxy": 10, "client_header": 5, "keepalive": 3})
+    proxy.wrap = lambda sock: sock
+    if request.param == "tls":
+        serve_tls(proxy, directory)
     proxy.start()
     yield proxy, backend
     proxy.stop()
@@ -276,7 +280,7 @@ def test_a_client_that_shuts_its_side_during_a_request_gets_the_response(setup):
     proxy, _ = setup
     with _in_lane(proxy) as sock:
         sock.sendall(b"GET /pause HTTP/1.1\r\nHost: x\r\n\r\n")
-        sock.shutdown(socket.SHUT_WR)
+        socket.socket.shutdown(sock, socket.SHUT_WR)    # a FIN (TLS: without close_notify, and still read)
         data = recv_until_close(sock, 5)[0]
     assert data.startswith(b"HTTP/1.1 200 ") and data.endswith(b"paused /pause")
 
@@ -356,6 +360,7 @@ def test_a_cut_response_to_a_slow_client_gets_what_was_read_and_its_line_says_ho
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(("127.0.0.1", proxy.port))
+    sock = proxy.wrap(sock)
     with _in_lane(proxy, sock):
         sock.sendall(b"GET /cutbig HTTP/1.1\r\nHost: x\r\n\r\n")
         time.sleep(1.0)             # the reset comes while the proxy holds what we did not read

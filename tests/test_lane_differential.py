@@ -22,6 +22,7 @@ import pytest
 from proxyproc import Proxy
 from rawbackend import RawBackend, respond
 from rawsock import HEAD_END
+from support import serve_tls
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -166,13 +167,18 @@ def _lines(proxy: Proxy) -> list:
                   for line in proxy.access_lines())
 
 
-@pytest.fixture(scope="module")
-def proxies(tmp_path_factory):
+@pytest.fixture(scope="module", params=["plain", "tls"])
+def proxies(request, tmp_path_factory):
+    """Plain: the lane against the Python path.  TLS: the lane that reads and writes TLS
+    clients through their SSL objects against the Python path's ssl.SSLSocket."""
     started = []
+    switch = "MPM_NATIVE_LANE" if request.param == "plain" else "MPM_NATIVE_LANE_TLS"
     for lane in ("1", "0"):
         backend = RawBackend(_answer)
-        proxy = Proxy(tmp_path_factory.mktemp(f"lane{lane}"), [{"path": "/", "to": backend.url + "/"}], workers=1,
-                      environ={"MPM_NATIVE_LANE": lane})
+        directory = tmp_path_factory.mktemp(f"lane{lane}")
+        proxy = Proxy(directory, [{"path": "/", "to": backend.url + "/"}], workers=1, environ={switch: lane})
+        if request.param == "tls":
+            serve_tls(proxy, directory)
         proxy.started_at = time.time()
         proxy.start()
         started.append(proxy)

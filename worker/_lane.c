@@ -1,4 +1,4 @@
-/* The keep-alive lane: the usual HTTP/1.1 exchange of a plain client connection, moved in C.
+/* The keep-alive lane: the usual HTTP/1.1 exchange of a client connection, moved in C.
 
 Why: a small keep-alive request cost 108,700 instructions in the Python path (2,030 bytecodes in
 some 40 functions, none above 9 % of the whole: bench/RESULTS-2026-12-04-late.md), nginx 17,000.
@@ -23,6 +23,12 @@ backend that closed or failed before its response.  After the response head has 
 can only end the client connection (worker.exchange does the same: `answer` closes once the
 response has begun).
 
+A TLS client connection is read and written through its SSL object (the SSL* of its
+ssl.SSLSocket, `install_tls` giving OpenSSL's functions): each recv becomes an SSL_read, each
+send an SSL_write (_lane_engine.c, `client_recv` and `client_send`), and a head is the lane's
+only when the SSL object holds nothing after it.  HTTPS keep-alive requests cost 0.63-0.68x
+the Python path's CPU (bench/RESULTS-2026-12-05-tls.md).
+
 The lane never closes a descriptor: Python owns both sockets.  Interest is EPOLLIN on both sides
 while the lane keeps to its usual path (no epoll_ctl per request, as in the Python path), and is
 put back to that before Python gets the connection again. */
@@ -38,11 +44,16 @@ PyObject *s_status, *s_content_length, *s_keep_alive, *s_chunked, *s_plain, *s_l
 static PyObject *Lane_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     int epfd, client_fd, backend_fd;
     Py_ssize_t head_read, first_read;
+    unsigned long long ssl = 0;
     PyObject *owner;
-    if (!PyArg_ParseTuple(args, "iiiOnn", &epfd, &client_fd, &backend_fd, &owner, &head_read, &first_read))
+    if (!PyArg_ParseTuple(args, "iiiOnn|K", &epfd, &client_fd, &backend_fd, &owner, &head_read, &first_read, &ssl))
         return NULL;
     if (head_read <= 0 || head_read > LANE_BUFFER || first_read <= 0 || first_read > LANE_BUFFER) {
         PyErr_SetString(PyExc_ValueError, "Lane: read sizes out of range");
+        return NULL;
+    }
+    if (ssl && lane_tls.read == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Lane: a TLS client before install_tls");
         return NULL;
     }
     if (read_response == NULL) {
@@ -61,6 +72,7 @@ static PyObject *Lane_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     self->state = IDLE;
     self->last = lane_now();
     self->owner = Py_NewRef(owner);
+    self->ssl = (void *)(uintptr_t)ssl;
     return (PyObject *)self;
 }
 
@@ -152,8 +164,31 @@ static PyObject *set_response_reader(PyObject *module, PyObject *reader) {
     Py_RETURN_NONE;
 }
 
+LaneTls lane_tls;
+
+static PyObject *install_tls(PyObject *module, PyObject *args) {
+    unsigned long long f[7];
+    if (!PyArg_ParseTuple(args, "KKKKKKK", &f[0], &f[1], &f[2], &f[3], &f[4], &f[5], &f[6]))
+        return NULL;
+    for (int i = 0; i < 7; i++)
+        if (!f[i]) {
+            PyErr_SetString(PyExc_ValueError, "install_tls: a null OpenSSL function");
+            return NULL;
+        }
+    lane_tls.write = (int (*)(void *, const void *, int))(uintptr_t)f[1];
+    lane_tls.get_error = (int (*)(const void *, int))(uintptr_t)f[2];
+    lane_tls.pending = (int (*)(const void *))(uintptr_t)f[3];
+    lane_tls.has_pending = (int (*)(const void *))(uintptr_t)f[4];
+    lane_tls.want = (int (*)(const void *))(uintptr_t)f[5];
+    lane_tls.clear_errors = (void (*)(void))(uintptr_t)f[6];
+    lane_tls.read = (int (*)(void *, void *, int))(uintptr_t)f[0];      /* last: it says "installed" */
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_methods[] = {
     {"set_response_reader", set_response_reader, METH_O, "worker._heads.response, which judges response heads."},
+    {"install_tls", install_tls, METH_VARARGS,
+     "install_tls(SSL_read, SSL_write, SSL_get_error, SSL_pending, SSL_has_pending, SSL_want, ERR_clear_error)."},
     {NULL}
 };
 

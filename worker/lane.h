@@ -7,6 +7,7 @@ lane) share. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <errno.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -40,7 +41,22 @@ typedef struct {
     time_t request_wall;                /* the wall-clock second it came in */
     PyObject *log_client, *log_route;   /* what Python puts in the line (worker/_lane_log.c) */
     PyObject *owner;                    /* worker.lane.LaneOwner (kept after GONE: `abandon` goes there) */
+    void *ssl;                          /* a TLS client's SSL* (its ssl.SSLSocket's), or NULL */
 } Lane;
+
+/* The OpenSSL functions a TLS client's reads and writes go through (install_tls), resolved in
+   the libssl CPython's _ssl uses, as conf/_readahead.c's are. */
+typedef struct {
+    int (*read)(void *ssl, void *buf, int num);
+    int (*write)(void *ssl, const void *buf, int num);
+    int (*get_error)(const void *ssl, int ret);
+    int (*pending)(const void *ssl);
+    int (*has_pending)(const void *ssl);
+    int (*want)(const void *ssl);
+    void (*clear_errors)(void);
+} LaneTls;
+
+extern LaneTls lane_tls;                /* .read NULL: not installed, no TLS client enters */
 
 extern PyObject *read_response;         /* worker._heads.response (set_response_reader) */
 extern PyObject *s_status, *s_content_length, *s_keep_alive, *s_chunked, *s_plain, *s_lane_request, *s_abandon;
