@@ -11,6 +11,7 @@ master with one worker, a raw backend, real TLS clients.
 from __future__ import annotations
 
 import socket
+import ssl
 import time
 
 import pytest
@@ -25,12 +26,16 @@ pytestmark = pytest.mark.timeout(60)
 def _answer(conn) -> None:
     while (head := conn.read_head()) is not None:
         conn.read_body(head)
+        if head.target in ("/cut", "/stall"):       # a 200,000-byte body stops after 5,000
+            conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 200000\r\n\r\n" + b"x" * 5000)
+            time.sleep(0.3 if head.target == "/cut" else 3)     # the route's timeout is 1 s
+            return                                              # (then the connection closes)
         conn.send(respond(200, f"on {conn.index}: {head.target}".encode()))
 
 
 def _started(tmp_path, environ=None) -> tuple[Proxy, RawBackend]:
     backend = RawBackend(_answer)
-    proxy = Proxy(tmp_path, [{"path": "/", "to": backend.url + "/"}], workers=1, environ=environ)
+    proxy = Proxy(tmp_path, [{"path": "/", "to": backend.url + "/", "timeout": 1}], workers=1, environ=environ)
     serve_tls(proxy, tmp_path)
     proxy.start()
     return proxy, backend
@@ -123,6 +128,28 @@ def test_a_close_notify_between_requests_gets_ours_and_the_close(tls_proxy):
     finally:
         plain.close()
     assert len(wait_access(proxy, '"GET /cn', 3)) == 3
+
+
+@pytest.mark.parametrize("path", ["/cut", "/stall"])
+def test_a_response_cut_short_ends_without_close_notify(tls_proxy, path):
+    """The backend closes (/cut) or stalls past the route's timeout (/stall) in the middle of a
+    body the lane relays: the client's connection ends without our close_notify, as the Python
+    path ends it (worker.client's close), so that a client reading to the end sees a truncation
+    and not an orderly end (RFC 8446 §6.1).  Review 2026-12-05-tls #1: the lane's close sent one."""
+    proxy, _ = tls_proxy
+    with proxy.connect(10) as sock:
+        sock.suppress_ragged_eofs = False
+        buf = bytearray()
+        for n in range(2):
+            sock.sendall(_get(f"/before{n}"))
+            _response(sock, buf)
+        sock.sendall(_get(path))
+        got = b""
+        with pytest.raises(ssl.SSLEOFError):        # a clean close_notify would end the loop instead
+            while chunk := sock.recv(65536):
+                got += chunk
+    assert got.startswith(b"HTTP/1.1 200 ") and 0 < len(got.split(HEAD_END, 1)[1]) < 200000
+    assert wait_access(proxy, f'"GET {path} ')[0].rstrip().endswith("X"), "logged as aborted"
 
 
 def test_tls_clients_stay_out_of_the_lane_with_the_switch_off(tmp_path):

@@ -57,6 +57,7 @@ void lane_detach(Lane *self) {
 static Py_ssize_t client_recv(Lane *self, char *buf, Py_ssize_t size) {
     if (self->ssl == NULL)
         return recv(self->client_fd, buf, size, 0);
+    lane_tls.clear_errors();        /* SSL_get_error reads the queue: empty before the call */
     int n = lane_tls.read(self->ssl, buf, (int)size);
     if (n > 0)
         return n;
@@ -78,6 +79,7 @@ static Py_ssize_t client_recv(Lane *self, char *buf, Py_ssize_t size) {
 static Py_ssize_t client_send(Lane *self, const char *data, Py_ssize_t size) {
     if (self->ssl == NULL)
         return send(self->client_fd, data, size, MSG_NOSIGNAL);
+    lane_tls.clear_errors();
     int n = lane_tls.write(self->ssl, data, size > INT_MAX ? INT_MAX : (int)size);
     if (n > 0)
         return n;

@@ -362,14 +362,15 @@ class ClientConnection(MovableClient):
         """A handler of ours raised (worker.faults): closed at once, its exchange aborted."""
         self.close()
 
-    def close(self, linger: bool = False) -> None:
+    def close(self, linger: bool = False, cut: bool = False) -> None:
         """Close now; an exchange under way is logged as aborted.  Over TLS, close_notify is
         sent unless a response is cut short: a client reading until the close (a body without
-        Content-Length) then sees a truncation, not an end.  `linger`: the client may still
-        be sending, so its socket is half-closed and drained first (worker.linger)."""
+        Content-Length) then sees a truncation, not an end.  `cut`: one is, though no
+        exchange of ours says so (the keep-alive lane's, worker.lane).  `linger`: the client
+        may still be sending, so its socket is half-closed and drained first (worker.linger)."""
         if self.state is CLOSED:
             return
-        complete = self.exchange is None
+        complete = self.exchange is None and not cut
         self.state = CLOSED
         self.loop.timed.discard(self)
         worker = self.worker

@@ -239,7 +239,7 @@ class LaneOwner:
                 self._backend_failed(f"backend reset the connection: {os.strerror(error)}" if error
                                      else "backend closed the connection", "response cut")
             self._log_aborted(counts)
-            client.close()
+            client.close(cut=True)          # TLS: no close_notify, the response is cut short
         else:
             if why == BACK_BACKEND_IDLE:
                 conn.close()        # it closed (or sent what nobody asked for), as the pool drops it
@@ -290,7 +290,7 @@ class LaneOwner:
         else:
             conn.close()
             self._log_aborted(counts)
-        ClientConnection.close(client, linger)
+        ClientConnection.close(client, linger, cut=state != LANE_IDLE)
 
     # == taking the connection back ===========================================================
     def leave(self) -> None:
