@@ -27,7 +27,7 @@ A TLS client connection is read and written through its SSL object (the SSL* of 
 ssl.SSLSocket, `install_tls` giving OpenSSL's functions): each recv becomes an SSL_read, each
 send an SSL_write (_lane_engine.c, `client_recv` and `client_send`), and a head is the lane's
 only when the SSL object holds nothing after it.  HTTPS keep-alive requests cost 0.63-0.68x
-the Python path's CPU (bench/RESULTS-2026-12-05-tls.md).
+the Python path's CPU, 1.06-1.26x nginx's, in two runs (bench/RESULTS-2026-12-05-tls.md).
 
 The lane never closes a descriptor: Python owns both sockets.  Interest is EPOLLIN on both sides
 while the lane keeps to its usual path (no epoll_ctl per request, as in the Python path), and is

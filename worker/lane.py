@@ -2,17 +2,19 @@
 
 An HTTP/1.1 client connection whose exchange ended with keep-alive, on a route to one plain
 backend, enters the lane with the pooled backend connection that exchange used, pinned to it.
-A TLS client too (`TLS`): the C reads and writes it through its SSL object, found as
-conf.readahead finds it, once nothing waits in that object (it would wait unseen by epoll);
-whatever the C gives back, the SSL object may hold more behind it, and `_drain_tls` reads it.
-HTTPS keep-alive requests: 62.7-66.5 -> 39.2-45.1 µs of proxy CPU each, 1.06-1.26x nginx's
-(bench/RESULTS-2026-12-05-tls.md).  From then on the C reads each request head and each response; the Python runs twice
-per request, in `lane_request` (the head judged by worker.http1, routed by worker.routing,
+From then on the C reads each request head and each response; the Python runs twice per
+request, in `lane_request` (the head judged by worker.http1, routed by worker.routing,
 rewritten by the connection's head writer: the same code as in worker.exchange) and in
 `lane_done` (counted and logged by the worker's `exchange_done`, as every exchange is; the line
 of a combined-format access log comes written from the C, worker/_lane_log.c).
 A small keep-alive request: 108,735 -> 47,135 instructions, 48.2 -> 30.9 µs of proxy CPU
 under wrk (bench/RESULTS-2026-12-05.md).
+
+A TLS client enters too (`TLS`): the C reads and writes it through its SSL object, found as
+conf.readahead finds it, once nothing waits in that object (it would wait unseen by epoll);
+whatever the C gives back, the SSL object may hold more behind it, and `_drain_tls` reads it.
+HTTPS keep-alive requests (bench S1s): 0.63-0.68x the proxy CPU of the Python path, 1.06-1.26x
+nginx's, in two runs (bench/RESULTS-2026-12-05-tls.md).
 
 Whatever the lane does not carry goes back to worker.client and worker.exchange at the point
 it shows, with what the C read (`lane_back`): a request it would not route the same way or
