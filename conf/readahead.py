@@ -43,13 +43,12 @@ def _no_close_notify(sock) -> None:
 
 
 close_notify = _no_close_notify       # until _install() below replaces it
-_reachable = False                    # the SSL* of an SSLSocket found, its offset checked
-ssl_pointer = None                    # then: sslobj -> its SSL* (an SSLSocket's `_sslobj`)
+ssl_pointer = None                    # sslobj -> its SSL*, once its offset is checked (`_install`)
 
 
 def _install() -> str | None:
     """Put the C functions in place; None when read-ahead can be turned on, else why not."""
-    global buffered, close_notify, _reachable, ssl_pointer
+    global buffered, close_notify, ssl_pointer
     lib = openssl._lib
     if lib is None:
         return openssl.available()
@@ -72,7 +71,6 @@ def _install() -> str | None:
         close_notify = _readahead.close_notify
         if _readahead.buffered(probe._sslobj):      # a fresh object holds nothing
             return "SSL_has_pending answers for an empty SSL object"
-        _reachable = True
         ssl_pointer = _readahead.ssl_pointer
     except (AttributeError, TypeError, ValueError, OSError) as exc:
         return f"SSL_has_pending cannot be reached: {exc}"
@@ -94,7 +92,7 @@ def give_tls_io(install) -> bool:
     """Hand `install` (worker._lane.install_tls) the OpenSSL functions a TLS connection's reads
     and writes take, from the libssl CPython's _ssl uses; False where the SSL* of an SSLSocket
     cannot be reached (then no C code may touch one)."""
-    if not _reachable or not _moving_writes():
+    if ssl_pointer is None or not _moving_writes():
         return False
     install(*[ctypes.cast(getattr(openssl._lib, name), ctypes.c_void_p).value for name in
               ("SSL_read", "SSL_write", "SSL_get_error", "SSL_pending", "SSL_has_pending", "SSL_want",
