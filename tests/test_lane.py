@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import signal
 import socket
+import ssl
 import threading
 import time
 
@@ -412,6 +413,62 @@ def test_an_idle_connection_closes_at_its_keep_alive_timeout(setup):
     assert client.sock.recv(1) == b""
     assert 2.5 < time.monotonic() - started < 4.5
     client.close()
+
+
+def _warm(proxy: Proxy) -> None:
+    """One whole exchange: its backend connection waits in the pool, and the next new client
+    connection enters the lane with it before its first request (worker.lane.enter_first)."""
+    client = Client(proxy)
+    assert client.request("/warm")[0] == 200
+    client.close()
+
+
+def test_a_request_that_asks_for_the_close_gets_it_said_and_done(setup):
+    """`Connection: close` as a new connection's first request and after keep-alive ones: the
+    response says `Connection: close` once and comes whole, then the connection ends (over TLS
+    with a close_notify: a clean end, not a truncation); the backend connection stays for the
+    next clients, and each exchange has its access-log line."""
+    proxy, backend = setup
+    _warm(proxy)
+    before = len(backend.conns)
+    for n in range(6):
+        client = Client(proxy)
+        if isinstance(client.sock, ssl.SSLSocket):
+            client.sock.suppress_ragged_eofs = False        # a FIN without close_notify raises
+        for i in range(n % 3):
+            assert client.request(f"/close/{n}/ka{i}")[0] == 200
+        client.sock.sendall(f"GET /close/{n}/last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        data, closed = recv_until_close(client.sock, timeout=5)
+        assert closed, data
+        head, _, body = data.partition(HEAD_END)
+        assert head.startswith(b"HTTP/1.1 200 ") and head.lower().count(b"\r\nconnection: close") == 1, head
+        assert body == f"- GET /close/{n}/last #".encode() + body.rsplit(b"#", 1)[1], body
+        assert int(re.search(rb"(?i)content-length: *(\d+)", head)[1]) == len(body)
+        client.close()
+    assert len(backend.conns) == before       # each went back to the pool, and served the next one
+    lines = wait_access(proxy, "/last HTTP/1.1", count=6)
+    assert len(lines) == 6 and all('" 200 ' in line and line.rstrip().endswith(" -") for line in lines), lines
+
+
+def test_a_new_connection_owes_its_first_head_by_the_header_timeout(setup):
+    """A new connection that the lane holds before its first request (with a backend connection
+    waiting) keeps the budget of one that it does not: closed quietly at client_header (5 s
+    here) when it sends nothing, not at the lane's second nor at the keep-alive timeout (3 s);
+    408 at the same time when its head stops half-way; served when its head comes late."""
+    proxy, _ = setup
+    _warm(proxy)
+    silent, partial, late = Client(proxy), Client(proxy), Client(proxy)
+    started = time.monotonic()
+    partial.sock.sendall(b"GET /partial HTTP/1.1\r\nHo")
+    time.sleep(3.6)
+    assert late.request("/late")[0] == 200           # past the lane's second and the keep-alive timeout
+    silent.sock.settimeout(5)
+    assert silent.sock.recv(1) == b""
+    assert 4.5 < time.monotonic() - started < 6.5
+    data, closed = recv_until_close(partial.sock, timeout=3)
+    assert closed and data.startswith(b"HTTP/1.1 408 "), data
+    for client in (silent, partial, late):
+        client.close()
 
 
 def test_a_bad_head_after_good_ones_gets_400(setup):

@@ -2,8 +2,9 @@
 conversations, through a proxy with the lane and one without (MPM_NATIVE_LANE=0), give the
 client the same bytes and the access log the same lines.
 
-Each conversation is drawn from a seeded generator: GET, HEAD and POST requests, alone or
-pipelined, for responses of every shape the backend below makes (Content-Length, empty, chunked,
+Each conversation is drawn from a seeded generator, on a new connection (the lane takes its first
+exchange too, once a backend connection waits in the pool): GET, HEAD and POST requests, alone or
+pipelined, some asking for the close, for responses of every shape the backend below makes (Content-Length, empty, chunked,
 204, 304, an interim 103, a field the proxy takes out, a head sent in pieces, a large body, a
 backend that closes after its answer).  (A client's FIN during an exchange races the response
 in both paths, so it is tests/test_lane.py's, not this comparison's.)
@@ -90,6 +91,8 @@ def _script(seed: int) -> list:
             target = f"/r/{rng.choice(KINDS)}/{rng.randint(0, 3)}/{i}.{j}"
             body = b"b" * rng.randint(1, 3000) if method == "POST" else b""
             requests += f"{method} {target} HTTP/1.1\r\nHost: d.test\r\n".encode() + _logged_fields(rng)
+            if rng.random() < 0.08:         # the last exchange (said in the response, and done)
+                requests += b"Connection: close\r\n"
             requests += b"Content-Length: %d\r\n\r\n%s" % (len(body), body) if body else b"\r\n"
             methods.append(method)
         steps.append((requests, methods))
@@ -153,10 +156,20 @@ def _converse(proxy: Proxy, seed: int) -> list:
                 got.append(answer)
                 if answer is None:
                     return got
-            if any(b"connection: close" in (answer or b"").lower().split(b"\r\n\r\n")[0] for answer in got[-1:]):
+            if b"\r\nconnection: close\r\n" in _final_head(got[-1]).lower():
                 got.append(sock.recv(1))          # closed after it: b""
                 return got
     return got
+
+
+def _final_head(answer: bytes) -> bytes:
+    """The head after the interim (1xx) ones, with the CRLF that ends its last field."""
+    at = 0
+    while True:
+        end = answer.index(HEAD_END, at) + 2
+        if answer[at + 9:at + 10] != b"1":        # "HTTP/1.1 1xx"
+            return answer[at:end]
+        at = end + 2
 
 
 def _lines(proxy: Proxy) -> list:

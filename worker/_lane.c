@@ -143,6 +143,7 @@ static PyGetSetDef Lane_getset[] = {
 static PyMemberDef Lane_members[] = {
     {"log_client", T_OBJECT, offsetof(Lane, log_client), 0, "`%h - - ` of its access-log lines (bytes), or None."},
     {"log_route", T_OBJECT, offsetof(Lane, log_route), 0, "`\"route\" \"backend\" ` of the next lines, or None."},
+    {"closing", T_INT, offsetof(Lane, closing), 0, "1: the request in hand asked for Connection: close."},
     {NULL}
 };
 

@@ -2,7 +2,9 @@
 
 #include "lane.h"
 
-static char buffer[LANE_BUFFER];        /* every read lands here: one worker, one loop, one lane at a time */
+/* Every read lands here: one worker, one loop, one lane at a time (and room behind the largest
+   read for the line a closing response head gains). */
+static char buffer[LANE_BUFFER + CLOSE_LINE_SIZE];
 
 double lane_now(void) {
     struct timespec ts;
@@ -125,12 +127,12 @@ static int done(Lane *self) {
     Py_CLEAR(self->request);
     if (line == NULL)
         return -1;
-    PyObject *result = PyObject_CallMethod(self->owner, "lane_done", "iLLN", self->status, self->sent, self->head_sent,
-                                           line);
+    PyObject *result = PyObject_CallMethod(self->owner, "lane_done", "iLLNi", self->status, self->sent, self->head_sent,
+                                           line, !backend_gone);
     if (result == NULL)
         return -1;
     Py_DECREF(result);
-    if (self->state != IDLE)        /* Python took the connection back (a stop) */
+    if (self->state != IDLE)        /* Python took the connection back (a stop, a close) */
         return 0;
     if (backend_gone)               /* it hung up after its whole response, or sent more: closed by Python */
         return give_back(self, BACK_BACKEND_IDLE, NULL, 0, 0);
@@ -306,8 +308,14 @@ static int read_response_head(Lane *self) {
        worker.response judges the connection's reuse. */
     if (body < 0 || after > body || (after == body && n == self->first_read))
         return give_back(self, BACK_RESPONSE, buffer, n, 0);
-    self->head_sent = head_size;
     self->remaining = body - after;
+    if (self->closing) {        /* worker.response's head for a plain response: the line before the last CRLF */
+        memmove(buffer + head_size - 2 + CLOSE_LINE_SIZE, buffer + head_size - 2, n - head_size + 2);
+        memcpy(buffer + head_size - 2, CLOSE_LINE, CLOSE_LINE_SIZE);
+        head_size += CLOSE_LINE_SIZE;
+        n += CLOSE_LINE_SIZE;
+    }
+    self->head_sent = head_size;
     self->state = self->remaining ? RELAYING : FLUSHING;
     self->last = lane_now();
     if (to_client(self, buffer, n) < 0)

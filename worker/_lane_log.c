@@ -146,7 +146,7 @@ PyObject *lane_log_line(Lane *self) {
     at = put_number(at, micros);
     *at++ = ' ';
     at = put_bytes(at, PyBytes_AS_STRING(route), PyBytes_GET_SIZE(route));
-    at = put_bytes(at, "+\n", 2);
+    at = put_bytes(at, self->closing ? "-\n" : "+\n", 2);     /* %X: kept alive, or closed after it */
     if (_PyBytes_Resize(&text, at - start) < 0)
         return NULL;
     return text;

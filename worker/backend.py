@@ -190,6 +190,9 @@ class BackendPool:
         self.loop = loop
         self.private_idle = private_idle
         self.idle: dict[tuple, list[BackendConnection]] = {}
+        # The backend of the last exchange on a route to one backend: worker.lane offers a new
+        # client connection an idle connection to it for its first request.
+        self.warm: Origin | None = None
         loop.call_later(POOL_IDLE_TIMEOUT / 4, self._expire)
 
     def acquire(self, origin: Origin, owner_handler, fresh: bool = False, private: bytes | None = None

@@ -69,6 +69,7 @@ _CR = 13
 class ClientConnection(MovableClient):
     http2 = False    # the client side is one HTTP/1.1 socket (worker.h2.stream.H2Stream: a stream)
     to_lane = None   # worker.lane.enter, once worker.lane is imported (the C path for what follows)
+    lane_first = None    # worker.lane.enter_first: the same for a new connection's first request
 
     __slots__ = ("worker", "loop", "ep", "client_ip", "proto_line", "xff_line", "head_writer", "state", "deadline",
                  "inbuf", "reader", "requests", "exchange", "eof", "serving", "since", "holds", "proxied",
@@ -105,6 +106,8 @@ class ClientConnection(MovableClient):
         worker.clients.add(self)
         worker.admission.unserved[self] = None
         loop.timed.add(self)
+        if self.lane_first is not None and self.lane_first():
+            return                      # the C reads its first head (in the SSL object already, too)
         if tls and buffered(sock):      # the request came with the handshake's last flight
             loop.call_soon(self.read_pending)
 
@@ -282,6 +285,9 @@ class ClientConnection(MovableClient):
         """The response is delivered (or given up on): logged, then the next request or close."""
         self.exchange = None
         worker = self.worker
+        route = exchange.route
+        if route is not None and exchange.origin is route.origin is not None:
+            worker.pool.warm = route.origin         # where a new connection's first request goes (worker.lane)
         if exchange.holds:
             worker.admission.limits.release(exchange.holds)
             exchange.holds = None

@@ -14,6 +14,8 @@ lane) share. */
 #include <time.h>
 
 #define LANE_BUFFER (64 * 1024)        /* the read buffer, which bounds every read size */
+#define CLOSE_LINE "Connection: close\r\n"
+#define CLOSE_LINE_SIZE (sizeof(CLOSE_LINE) - 1)
 
 enum { IDLE, WAITING, RELAYING, FLUSHING, GONE };
 /* Why `lane_back` is called (worker/lane.py's BACK_* mirror them). */
@@ -28,6 +30,8 @@ typedef struct {
     int stopping;                       /* the worker stops: the next response head is Python's */
     int head_request;                   /* the request is HEAD: no body follows the response head */
     int backend_overran;                /* the backend sent bytes past the body: not to be reused */
+    int closing;                        /* the request said `Connection: close`: so does the response head,
+                                           and the connection ends after it (Python closes it) */
     Py_ssize_t head_read, first_read;   /* the Python path's read sizes (worker.client, worker.response) */
     long long remaining;                /* body bytes the backend still owes */
     long long sent, head_sent;          /* what reached the client in this exchange: all of it, and the head */
