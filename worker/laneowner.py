@@ -145,9 +145,7 @@ class LaneOwner:
             client.exchange_done(record, record.keep_alive)
             return
         if not record.keep_alive:
-            self.leave(reusable)
-            worker.exchange_done(record, line)
-            client.close(linger=bool(client.inbuf))     # (bytes it sent after its last request: worker.linger)
+            self._end(reusable, line)
             return
         worker.exchange_done(record, line)
         client.state = IDLE
@@ -183,6 +181,23 @@ class LaneOwner:
             else:
                 client.deadline = self._closing_time()     # not PARK's any more
         self._drain_tls()
+
+    def _end(self, reusable: bool, line) -> None:
+        """The response to a request that asked for the close is out: counted and logged, and
+        the connection closed as worker.client closes one after its last exchange (lingering
+        if the client sent more), straight from the lane (nothing to hand back to a connection
+        that ends: 2,659 -> 2,589 bytecodes per connection of S7c's)."""
+        client, conn = self.client, self.conn
+        _, early, _ = self.lane.detach()
+        self.lane = client.lane = None
+        client.__class__ = ClientConnection
+        if reusable:
+            conn.hand_to(conn.on_event)
+            client.worker.pool.release(conn)
+        else:
+            conn.close()
+        client.worker.exchange_done(self.record, line)
+        client.close(linger=early is not None)
 
     def on_deadline(self) -> None:
         """The client's deadline (worker.loop's sweep): its keep-alive timeout between requests,
