@@ -131,7 +131,7 @@ class Admission:
         if http2:
             H2Connection(self.worker, sock, ip, tls, holds, addresses, forwarded)
         else:
-            ClientConnection(self.worker, sock, ip, tls, holds, addresses, forwarded, deadline)
+            ClientConnection(self.worker, sock, ip, tls, holds, addresses, forwarded, deadline).opened(tls)
 
     def trusts(self, ip: bytes) -> bool:
         """Whether a connection from `ip` is a trusted proxy's (each request's X-Forwarded-For

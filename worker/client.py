@@ -106,10 +106,15 @@ class ClientConnection(MovableClient):
         worker.clients.add(self)
         worker.admission.unserved[self] = None
         loop.timed.add(self)
+
+    def opened(self, tls: bool) -> None:
+        """A new connection (not one handed over, worker.clientmove, whose adopter serves what
+        it brings): into the keep-alive lane for its first request when the lane can take it;
+        else, over TLS, the request that came with the handshake's last flight is read now."""
         if self.lane_first is not None and self.lane_first():
             return                      # the C reads its first head (in the SSL object already, too)
-        if tls and buffered(sock):      # the request came with the handshake's last flight
-            loop.call_soon(self.read_pending)
+        if tls and buffered(self.ep.sock):
+            self.loop.call_soon(self.read_pending)
 
     @property
     def idle(self) -> bool:
@@ -393,18 +398,3 @@ class ClientConnection(MovableClient):
         if self.private:
             worker.pool.drop_idle(self.private)
         worker.connection_closed()
-
-
-class LastRequestClient(ClientConnection):
-    """A keep-alive connection handed over from a listener this worker's configuration no
-    longer has (removed, or TLS now: worker.clientmove.listened_on).  Closing it at once
-    would lose a request the client may be sending right now, the race the hand-over exists
-    to avoid; so its next response says `Connection: close` (HAProxy's
-    idle-close-on-response), and if none comes, its keep-alive deadline closes it.  A class
-    of its own, chosen at adoption, so the common path checks nothing."""
-
-    __slots__ = ()
-
-    def _start(self, head) -> None:
-        head.keep_alive = False
-        super()._start(head)

@@ -49,7 +49,7 @@ import time
 
 from tunnel.endpoint import Endpoint
 from tunnel.tunnel import Tunnel
-from worker.client import ClientConnection, LastRequestClient
+from worker.client import ClientConnection
 from worker.clientmove import listened_on
 from worker.loop import EPOLLIN
 
@@ -275,3 +275,16 @@ def _ms(values: list[float], q: float) -> str:
     return f"{values[min(int(q * len(values)), len(values) - 1)] * 1000:.1f}ms" if values else "-"
 
 
+class LastRequestClient(ClientConnection):
+    """A keep-alive connection handed over from a listener this worker's configuration no
+    longer has (removed, or TLS now: worker.clientmove.listened_on).  Closing it at once
+    would lose a request the client may be sending right now, the race the hand-over exists
+    to avoid; so its next response says `Connection: close` (HAProxy's
+    idle-close-on-response), and if none comes, its keep-alive deadline closes it.  A class
+    of its own, chosen at adoption, so the common path checks nothing."""
+
+    __slots__ = ()
+
+    def _start(self, head) -> None:
+        head.keep_alive = False
+        super()._start(head)

@@ -188,8 +188,9 @@ class LaneOwner:
         if the client sent more), straight from the lane (nothing to hand back to a connection
         that ends: 2,659 -> 2,589 bytecodes per connection of S7c's)."""
         client, conn = self.client, self.conn
-        _, early, _ = self.lane.detach()
+        _, early, eof = self.lane.detach()
         self.lane = client.lane = None
+        client.eof = eof
         client.__class__ = ClientConnection
         if reusable:
             conn.hand_to(conn.on_event)

@@ -1,0 +1,165 @@
+"""A new connection's first exchange in the keep-alive lane (worker.lane.enter_first): the same
+bytes to the client and the same access-log lines as the Python path (MPM_NATIVE_LANE=0) for
+every kind of first request, on plain, TLS, PROXY-protocol and h2c listeners; and a connection
+handed over at a reload, which is no new connection, is served by its adopter in order.
+
+Each first request goes on a new connection right after a whole exchange on another one, so a
+backend connection waits in the pool and the lane holds the new connection before it sends.
+(From an adversarial review of the change, 2026-12-05: the hand-over case was its finding.)
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+
+import pytest
+from proxyproc import Proxy
+from rawbackend import RawBackend, respond
+from support import serve_tls
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _answer(conn) -> None:
+    while (head := conn.read_head()) is not None:
+        body = conn.read_body(head)
+        if head.get("upgrade"):
+            conn.send(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\ntunnel")
+            return
+        if head.target.startswith(("/pause", "/slow")):
+            time.sleep(0.3 if head.target.startswith("/pause") else 1.5)
+        conn.send(respond(200, f"{head.method} {head.target} {len(body)} xff={head.get('x-forwarded-for')}".encode()))
+
+
+FIRST_REQUESTS = {
+    "close": b"GET /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    "close_head": b"HEAD /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    "close_then_more": b"GET /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGET /d HTTP/1.1\r\nHost: x\r\n\r\n",
+    "http10": b"GET /a HTTP/1.0\r\nHost: x\r\n\r\n",
+    "http10_keep_alive": b"GET /a HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n\r\n",
+    "empty_lines": b"\r\n\r\nGET /e HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    "post": b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+    "pipelined": b"GET /p1 HTTP/1.1\r\nHost: x\r\n\r\nGET /p2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    "upgrade": b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    "bad": b"GET /bad HTTP/1.1\r\nHost: x\r\nBad Field: y\r\n\r\n",
+    "absolute": b"GET http://x/abs HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    "keep_alive_then_fin": b"GET /f HTTP/1.1\r\nHost: x\r\n\r\n",
+    "close_slow_backend": b"GET /pause HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    "close_and_te": b"GET /pause HTTP/1.1\r\nHost: x\r\nConnection: close, TE\r\nTE: trailers\r\n\r\n",
+    "expect": b"GET /x HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
+}
+
+
+def _exchange(proxy: Proxy, data: bytes, shut: bool = False, timeout: float = 4.0) -> tuple[bytes, bool]:
+    """What a new connection that sends `data` gets (its Date fields out), and whether it was
+    closed (else the wait timed out)."""
+    sock = proxy.connect(10)
+    sock.sendall(data)
+    if shut:
+        time.sleep(0.1)
+        sock.shutdown(socket.SHUT_WR)
+    sock.settimeout(timeout)
+    got, closed = b"", False
+    try:
+        while chunk := sock.recv(65536):
+            got += chunk
+        closed = True
+    except (TimeoutError, ConnectionResetError) as exc:
+        got += f"<{type(exc).__name__}>".encode()
+    sock.close()
+    return re.sub(rb"Date: [^\r]*\r\n", b"", got), closed
+
+
+def _log(proxy: Proxy, backend: RawBackend) -> list:
+    """The access log without the clock (%t, %D) and the backend's port."""
+    time.sleep(0.5)
+    return [re.sub(r"\[[^]]*\]", "[t]", re.sub(r'" \d+ "/', '" D "/', line)).replace(str(backend.port), "P")
+            for line in proxy.access_lines()]
+
+
+def _first_requests(directory, lane: str, tls: bool) -> tuple[dict, list]:
+    backend = RawBackend(_answer)
+    proxy = Proxy(directory, [{"path": "/", "to": backend.url + "/"}], workers=1,
+                  environ={"MPM_NATIVE_LANE": lane}, timeouts={"keepalive": 2, "client_header": 3})
+    if tls:
+        serve_tls(proxy, directory)
+    proxy.start()
+    got = {}
+    try:
+        for name, data in FIRST_REQUESTS.items():
+            assert _exchange(proxy, b"GET /warm HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")[1]
+            time.sleep(0.05)
+            got[name] = _exchange(proxy, data, shut=name == "keep_alive_then_fin" and not tls)
+        return got, _log(proxy, backend)
+    finally:
+        proxy.stop()
+        backend.close()
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_first_requests_are_answered_as_the_python_path_answers_them(tmp_path, tls):
+    with_lane, lane_log = _first_requests(tmp_path / "lane", "1", tls)
+    reference, reference_log = _first_requests(tmp_path / "python", "0", tls)
+    assert {name: got for name, got in with_lane.items() if got != reference[name]} == {}, reference
+    assert sorted(lane_log) == sorted(reference_log)
+
+
+def _on_listener(directory, lane: str, listen: dict) -> tuple[list, list]:
+    backend = RawBackend(_answer)
+    proxy = Proxy(directory, [{"path": "/", "to": backend.url + "/"}], workers=1, environ={"MPM_NATIVE_LANE": lane})
+    proxy.config["listen"] = [{"address": f"127.0.0.1:{proxy.port}", **listen}]
+    proxy.start()
+    header = b"PROXY TCP4 1.2.3.4 5.6.7.8 1111 80\r\n" if listen.get("proxy_protocol") else b""
+    try:
+        got = []
+        for i in range(3):
+            got.append(_exchange(proxy, header + b"GET /r%d HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % i))
+            got.append(_exchange(proxy, header + b"GET /k%d HTTP/1.1\r\nHost: x\r\n\r\n" % i, timeout=1.0))
+        return got, _log(proxy, backend)
+    finally:
+        proxy.stop()
+        backend.close()
+
+
+@pytest.mark.parametrize("listen", [{"proxy_protocol": True}, {"http2": "h2c"}, {"http2": "h2c", "proxy_protocol": True}],
+                         ids=["proxy_protocol", "h2c", "h2c_proxy_protocol"])
+def test_first_requests_on_proxy_protocol_and_h2c_listeners(tmp_path, listen):
+    """The client's address the PROXY header names reaches the backend and the log either way."""
+    with_lane = _on_listener(tmp_path / "lane", "1", listen)
+    assert with_lane == _on_listener(tmp_path / "python", "0", listen)
+    if listen.get("proxy_protocol"):
+        assert all(b"xff=1.2.3.4" in got for got, _ in with_lane[0]), with_lane[0]
+
+
+def test_a_connection_handed_over_at_a_reload_is_answered_in_order(tmp_path):
+    """A keep-alive connection the old generation hands over with a pipelined request it had
+    read already: the new worker has a backend connection waiting (an exchange of its own came
+    first), yet the adopted connection is no new one and stays out of the lane until that
+    request is answered, so the next one is answered after it, not before."""
+    backend = RawBackend(_answer)
+    proxy = Proxy(tmp_path, [{"path": "/", "to": backend.url + "/"}], workers=1, timeouts={"keepalive": 5})
+    proxy.start()
+    try:
+        sock = proxy.connect(10)
+        sock.settimeout(10)
+        sock.sendall(b"GET /slow/1 HTTP/1.1\r\nHost: x\r\n\r\nGET /slow/2 HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.2)
+        assert proxy.reload().returncode == 0
+        proxy.wait_ready(2)
+        time.sleep(0.2)
+        assert _exchange(proxy, b"GET /warm HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")[1]
+        data = b""
+        while b"/slow/1" not in data:
+            data += sock.recv(65536)
+        time.sleep(0.3)                 # handed over by now, /slow/2 under way in the new worker
+        sock.sendall(b"GET /fast/3 HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.settimeout(4)
+        while len(re.findall(rb"GET (/[a-z]+/\d)", data)) < 3 and (chunk := sock.recv(65536)):
+            data += chunk
+        assert re.findall(rb"GET (/[a-z]+/\d)", data) == [b"/slow/1", b"/slow/2", b"/fast/3"], data
+        sock.close()
+    finally:
+        proxy.stop()
+        backend.close()
