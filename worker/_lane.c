@@ -17,8 +17,8 @@ that comes whole in one read, with nothing after it, goes to `lane_request`; the
 go to the backend.  A response whose head is final, strictly shaped, `plain` (nothing to take out
 of it), persistent and framed by Content-Length (or bodiless) goes to the client as it came (with
 `Connection: close` before its last CRLF when the request asked for the close, as worker.response
-writes it; Python then closes the connection), in the same sends the Python path makes; the rest of its body follows read by read, the client's
-back-pressure pausing the backend.  Anything else goes back to Python (`lane_back`) at the
+writes it; Python then closes the connection), in the same sends the Python path makes; the rest
+of its body follows read by read, the client's back-pressure pausing the backend.  Anything else goes back to Python (`lane_back`) at the
 boundary where it shows, with the bytes read so far, and from there worker.exchange serves it as
 if it had read them itself: a head in pieces, pipelined heads, a response of any other shape, a
 backend that closed or failed before its response.  After the response head has left, a failure

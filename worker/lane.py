@@ -32,7 +32,8 @@ it shows, with what the C read (`lane_back`): a request it would not route the s
 that has a body, a head in pieces or pipelined heads, a response of another shape, a backend
 that failed before its response (a new connection's first request that goes elsewhere also
 makes the next new ones wait until another exchange names a backend).  The connection leaves
-the lane then; its next keep-alive exchange may bring it back.  Closes, deadlines and stops take it out too (LaneClient).
+the lane then; its next keep-alive exchange may bring it back.  Closes, deadlines and stops
+take it out too (LaneClient).
 
 The pinned backend connection is that client's while it stays, as HAProxy keeps a server
 connection with its session, but only while the client keeps sending: after PARK seconds
