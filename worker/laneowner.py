@@ -132,8 +132,8 @@ class LaneOwner:
         """The response went out whole: counted and logged (worker.client's exchange_done, the
         part of it a connection that stays needs; `line`, its access-log line, when the C wrote
         it), and the connection waits for its next request, in the lane unless the worker is
-        stopping or the request asked for the close (then worker.client closes it, and the
-        backend connection goes back to the pool if `reusable`)."""
+        stopping (worker.client takes it back) or the request asked for the close (`_end`);
+        either way the backend connection goes back to the pool if `reusable`."""
         record = self.record
         record.status = status
         record.sent = sent
