@@ -70,7 +70,7 @@ TLS = NATIVE and os.environ.get("MPM_NATIVE_LANE_TLS", "1") != "0" and readahead
 def eligible(client, exchange) -> bool:
     """Whether the lane can carry `client`'s next exchanges, as `exchange` ended them."""
     route, origin, worker = exchange.route, exchange.origin, client.worker
-    return (NATIVE and client.__class__ is ClientConnection and origin is not None and origin is route.origin
+    return (client.__class__ is ClientConnection and origin is not None and origin is route.origin
             and not origin.tls and not origin.proxy_protocol and not route.always_upgrade and not route.reverse
             and client.limiter is None and not client.private and not client.eof
             and (not client.ep.tls or TLS and not client.ep.out and not readahead.buffered(client.ep.sock))
@@ -96,8 +96,7 @@ def enter_first(client) -> bool:
     that backend until the next exchange names one again)."""
     worker = client.worker
     origin = worker.pool.warm
-    if origin is None or origin.tls or origin.proxy_protocol or client.limiter is not None \
-            or client.__class__ is not ClientConnection or worker.stopping:
+    if origin is None or origin.tls or origin.proxy_protocol or client.limiter is not None or worker.stopping:
         return False
     tls = client.ep.tls
     if tls and not TLS:
