@@ -163,3 +163,39 @@ def test_a_connection_handed_over_at_a_reload_is_answered_in_order(tmp_path):
     finally:
         proxy.stop()
         backend.close()
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_a_client_that_sends_nothing_pins_no_backend_connection(tmp_path, tls):
+    """Clients that connect (and finish their handshake) but send nothing hold no backend
+    connection: the next request, on another new connection, reuses the one the pool had, so
+    the backend sees one connection in all.  A silent client that speaks later is answered,
+    within the lane's park time and after it."""
+    backend = RawBackend(_answer)
+    proxy = Proxy(tmp_path, [{"path": "/", "to": backend.url + "/"}], workers=1, timeouts={"client_header": 5})
+    if tls:
+        serve_tls(proxy, tmp_path)
+    proxy.start()
+    silent = []
+    try:
+        assert _exchange(proxy, b"GET /warm HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")[1]
+        time.sleep(0.05)
+        silent = [proxy.connect(10) for _ in range(3)]
+        time.sleep(0.3)
+        got, closed = _exchange(proxy, b"GET /next HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert closed and b"GET /next" in got, got
+        assert len(backend.conns) == 1, [conn.index for conn in backend.conns]
+        for i, wait in ((0, 0.0), (1, 1.5)):        # before and after the lane's park time (1 s)
+            time.sleep(wait)
+            silent[i].sendall(b"GET /late%d HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % i)
+            silent[i].settimeout(4)
+            data = b""
+            while chunk := silent[i].recv(65536):
+                data += chunk
+            assert data.startswith(b"HTTP/1.1 200") and b"GET /late%d" % i in data, data
+        assert len(backend.conns) == 1
+    finally:
+        for sock in silent:
+            sock.close()
+        proxy.stop()
+        backend.close()

@@ -11,8 +11,9 @@ access-log line itself is written here, _lane_log.c).  Measured:
 bench/RESULTS-2026-12-05.md).
 
 What the lane carries (worker/lane.py decides when a connection enters it): a client connection
-between requests (or a new one, before its first), and the pooled backend connection its last
-exchange used (or one to the backend the worker's last exchange used), pinned to it.  A head
+between requests, and the pooled backend connection its last exchange used, pinned to it; or a
+new one, before its first request, which gets an idle connection to that request's backend when
+it comes (`attach`).  A head
 that comes whole in one read, with nothing after it, goes to `lane_request`; the bytes it answers
 go to the backend.  A response whose head is final, strictly shaped, `plain` (nothing to take out
 of it), persistent and framed by Content-Length (or bodiless) goes to the client as it came (with
@@ -68,7 +69,8 @@ static PyObject *Lane_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     self->epfd = epfd;
     self->client_fd = client_fd;
     self->backend_fd = backend_fd;
-    self->client_mask = self->backend_mask = EPOLLIN;      /* worker.lane enters only so */
+    self->client_mask = EPOLLIN;                            /* worker.lane enters only so */
+    self->backend_mask = backend_fd < 0 ? -1 : EPOLLIN;     /* -1: a new connection's, until `attach` */
     self->head_read = head_read;
     self->first_read = first_read;
     self->state = IDLE;
@@ -100,6 +102,22 @@ static PyObject *Lane_detach(Lane *self, PyObject *unused) {
     return Py_BuildValue("(NNi)", out, early, self->client_eof);
 }
 
+/* A new connection's lane gets its backend connection at its first request (`lane_request`
+   takes an idle one for the request's route), not at entry: a client that sends nothing pins
+   none.  Python has it in the loop's epoll with EPOLLIN, as a pooled connection waits. */
+static PyObject *Lane_attach(Lane *self, PyObject *arg) {
+    int fd = (int)PyLong_AsLong(arg);
+    if (fd == -1 && PyErr_Occurred())
+        return NULL;
+    if (fd < 0 || self->backend_fd >= 0 || self->state != IDLE) {
+        PyErr_SetString(PyExc_ValueError, "Lane.attach: only to a new connection's lane before its first request");
+        return NULL;
+    }
+    self->backend_fd = fd;
+    self->backend_mask = EPOLLIN;
+    Py_RETURN_NONE;
+}
+
 static PyObject *Lane_abandon(Lane *self, PyObject *unused) {
     return PyObject_CallMethodNoArgs(self->owner, s_abandon);
 }
@@ -128,6 +146,7 @@ static PyObject *Lane_get_counts(Lane *self, void *closure) {
 static PyMethodDef Lane_methods[] = {
     {"on_client", (PyCFunction)Lane_on_client, METH_O, "The client's epoll event."},
     {"on_backend", (PyCFunction)Lane_on_backend, METH_O, "The backend's epoll event."},
+    {"attach", (PyCFunction)Lane_attach, METH_O, "A new connection's backend connection, at its first request."},
     {"detach", (PyCFunction)Lane_detach, METH_NOARGS, "Python takes the connection back: (out, early, eof)."},
     {"abandon", (PyCFunction)Lane_abandon, METH_NOARGS, "worker.faults: the owner's abandon()."},
     {"stop", (PyCFunction)Lane_stop, METH_NOARGS, "The worker stops: the next response head goes to Python."},

@@ -15,7 +15,7 @@ double lane_now(void) {
 /* Interest is derived from the state (`update_interest`), never tracked apart.  -1: out of epoll
    (a backend that hung up while nothing read it: a hang-up is reported whatever the interest). */
 static void set_mask(Lane *self, int fd, int *current, int wanted) {
-    if (*current == wanted || (*current < 0 && wanted == 0))
+    if (fd < 0 || *current == wanted || (*current < 0 && wanted == 0))     /* fd -1: no backend yet */
         return;
     struct epoll_event event = {.events = (uint32_t)wanted, .data.fd = fd};
     if (epoll_ctl(self->epfd, *current < 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, fd, &event) == 0)
@@ -215,6 +215,12 @@ static int read_request(Lane *self) {
     self->started = self->last = arrived;
     lane_log_request(self, raw, wall.tv_sec);
     Py_DECREF(raw);
+    if (self->backend_fd < 0) {         /* `lane_request` attaches one before it answers bytes */
+        Py_DECREF(raw);
+        Py_DECREF(out);
+        PyErr_SetString(PyExc_RuntimeError, "lane_request: no backend connection attached");
+        return -1;
+    }
     Py_ssize_t size = PyBytes_GET_SIZE(out);
     Py_ssize_t sent = send(self->backend_fd, PyBytes_AS_STRING(out), size, MSG_NOSIGNAL);
     int error = sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK ? errno : 0;

@@ -23,7 +23,7 @@ enum { BACK_CLIENT_BYTES, BACK_CLIENT_GONE, BACK_BACKEND_IDLE, BACK_RESPONSE, BA
 
 typedef struct {
     PyObject_HEAD
-    int epfd, client_fd, backend_fd;
+    int epfd, client_fd, backend_fd;    /* backend_fd -1: a new connection's, none attached yet */
     int state;
     int client_mask, backend_mask;      /* the interest each fd has in the loop's epoll now; -1: not in it */
     int client_eof;                     /* the client shut its side during an exchange */

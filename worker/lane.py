@@ -12,9 +12,11 @@ A small keep-alive request: 108,735 -> 47,135 instructions, 48.2 -> 30.9 µs of 
 under wrk (bench/RESULTS-2026-12-05.md).
 
 A new connection enters too, before its first request (`enter_first`, when its TLS handshake
-is done), with an idle connection to the backend of the last exchange on a route to one backend
-(`pool.warm`): a client that opens a connection per request (API clients, S7c's) has its one
-exchange carried here.  A request that says `Connection: close` is carried as well: its
+is done), while an idle connection waits for the backend of the last exchange on a route to one
+backend (`pool.warm`): a client that opens a connection per request (API clients, S7c's) has its
+one exchange carried here.  Its backend connection is taken when that request comes, an idle one
+to the request's backend: a client that connects and sends nothing pins none (a flood of them
+would otherwise hold a backend connection each, and make the pool open more for everyone else).  A request that says `Connection: close` is carried as well: its
 response head says so too (as worker.response writes it) and `lane_done` closes the connection.
 A new connection's first head stays due by its client_header deadline whatever the lane does.
 A resumed TLS connection with one request (S7c's): 3,408 -> 2,597 bytecodes, 2 % less proxy
@@ -89,32 +91,32 @@ def enter(client, exchange) -> None:
 
 
 def enter_first(client) -> bool:
-    """A new connection (its TLS handshake done): into the lane before its first request, with
-    an idle connection to the backend whose route's last exchange ended last (`pool.warm`, the
-    likeliest to take this one too), when the lane can carry it.  A first request that goes
-    elsewhere, or is not the lane's, goes back to worker.exchange as any other (and forgets
-    that backend until the next exchange names one again)."""
+    """A new connection (its TLS handshake done): into the lane before its first request, when
+    the lane can carry it and an idle connection waits for the backend whose route's last
+    exchange ended last (`pool.warm`, the likeliest to take this one too).  No backend
+    connection is pinned until the request comes: then it takes an idle one to its route's
+    backend (`LaneOwner.lane_request`), so a client that connects and sends nothing holds none.
+    A first request that finds none, or is not the lane's, goes back to worker.exchange as any
+    other (and forgets that backend until the next exchange names one again)."""
     worker = client.worker
     origin = worker.pool.warm
     if origin is None or origin.tls or origin.proxy_protocol or client.limiter is not None or worker.stopping:
         return False
     tls = client.ep.tls
-    if tls and not TLS:
+    if tls and not TLS or not worker.pool.idle.get(origin.key):     # none waits: worker.exchange opens one
         return False
-    conn = worker.pool.take_idle(origin)
-    if conn is None:
-        return False
-    owner = _enter(client, conn)
+    owner = _enter(client, None)
     if tls and readahead.buffered(client.ep.sock):     # it came with the handshake's last flight
         client.loop.call_soon(owner.kick)
     return True
 
 
 def _enter(client, conn) -> LaneOwner:
+    """Into the lane, with `conn` pinned (None: a new connection's, until its first request)."""
     owner = LaneOwner(client, conn)
     loop = client.loop
     ep = client.ep
-    owner.lane = lane = Lane(loop.fileno(), ep.fd, conn.fd, owner, HEAD_READ, FIRST_READ,
+    owner.lane = lane = Lane(loop.fileno(), ep.fd, -1 if conn is None else conn.fd, owner, HEAD_READ, FIRST_READ,
                              readahead.ssl_pointer(ep.sock._sslobj) if ep.tls else 0)
     access = client.worker.access
     if access is not None and not access.json:      # its lines in C (worker/_lane_log.c)
@@ -125,7 +127,8 @@ def _enter(client, conn) -> LaneOwner:
         client.deadline = deadline
     client.__class__ = LaneClient
     ep.hand_to(lane.on_client)
-    conn.hand_to(lane.on_backend)
+    if conn is not None:
+        conn.hand_to(lane.on_backend)
     return owner
 
 

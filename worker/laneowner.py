@@ -54,9 +54,9 @@ class LaneOwner:
 
     def __init__(self, client, conn):
         self.client = client
-        self.conn = conn
+        self.conn = conn            # None: a new connection's, until its first request (`_attach`)
         self.lane = None
-        self.record = LaneExchange(client, conn.origin)
+        self.record = LaneExchange(client, None if conn is None else conn.origin)
         # The last target routed, and where it went: while the routes read nothing but the
         # target (Router.by_target), the next request for it goes the same way.
         self.target = self.route = self.mapped = None
@@ -86,6 +86,8 @@ class LaneOwner:
         if target != self.target and not self._route(worker.router, head, target):
             return self._decline(head)
         route = self.route
+        if self.conn is None and not self._attach(route.origin):
+            return self._decline(head)
         (worker.admission.idle if client.requests else worker.admission.unserved).pop(client, None)
         client.requests += 1
         client.state = BUSY
@@ -111,12 +113,29 @@ class LaneOwner:
             route, mapped = router.resolve(target, head)
         except RegexTimeout:
             return False
-        if route is None or route.origin is not self.conn.origin or route.always_upgrade or route.reverse:
+        conn = self.conn
+        if route is None or conn is not None and route.origin is not conn.origin or route.always_upgrade \
+                or route.reverse:
             return False
         self.record.route = self.route = route
         self.record.mapped = self.mapped = mapped
         self.lane.log_route = b'"%s" "%s" ' % (route.log_name, route.origin.log_name)
         self.target = target if router.by_target else None
+        return True
+
+    def _attach(self, origin) -> bool:
+        """A new connection's first request, routed: pinned now to an idle connection to its
+        route's backend, when one waits (none for a route to several, nor to a TLS or PROXY
+        backend: worker.exchange serves those)."""
+        if origin is None or origin.tls or origin.proxy_protocol:
+            return False
+        conn = self.client.worker.pool.take_idle(origin)
+        if conn is None:
+            return False
+        self.conn = conn
+        self.record.origin = origin
+        self.lane.attach(conn.fd)
+        conn.hand_to(self.lane.on_backend)
         return True
 
     def _decline(self, head) -> None:
@@ -172,7 +191,7 @@ class LaneOwner:
         else:
             if why == BACK_BACKEND_IDLE:
                 conn.close()        # it closed (or sent what nobody asked for), as the pool drops it
-            else:
+            elif conn is not None:
                 client.worker.pool.release(conn)
             if why == BACK_CLIENT_GONE:
                 client.close()
@@ -232,7 +251,8 @@ class LaneOwner:
         _, early, eof = lane.detach()
         self._restore(early, eof)
         if state == LANE_IDLE:
-            client.worker.pool.release(conn)
+            if conn is not None:
+                client.worker.pool.release(conn)
         else:
             conn.close()
             self._log_aborted(counts)
@@ -244,10 +264,12 @@ class LaneOwner:
         the pool (closed unless `reusable`)."""
         _, early, eof = self.lane.detach()
         self._restore(early, eof)
-        if reusable:
-            self.client.worker.pool.release(self.conn)
-        else:
-            self.conn.close()
+        conn = self.conn
+        if conn is not None:        # (None: a new connection's lane, left before its first request)
+            if reusable:
+                self.client.worker.pool.release(conn)
+            else:
+                conn.close()
         self.client.deadline = self._closing_time()     # not PARK's any more
 
     def _closing_time(self) -> float:
@@ -267,7 +289,8 @@ class LaneOwner:
         client.lane = None
         client.__class__ = ClientConnection
         client.ep.hand_to(client.on_event)
-        self.conn.hand_to(self.conn.on_event)
+        if self.conn is not None:
+            self.conn.hand_to(self.conn.on_event)
         self.lane = None
         if not client.requests:         # its first head is due when it was, not PARK after the accept
             client.deadline = self.first_deadline
