@@ -199,3 +199,27 @@ def test_a_client_that_sends_nothing_pins_no_backend_connection(tmp_path, tls):
             sock.close()
         proxy.stop()
         backend.close()
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_a_first_request_to_a_balancer_route_after_a_warm_one(tmp_path, tls):
+    """The lane holds a new connection once an exchange on a route to one backend left an idle
+    connection; its first request may route anywhere: to a balancer (no single backend), it is
+    served as worker.exchange serves it, and the idle connection is still there for the next."""
+    backend, pooled = RawBackend(_answer), RawBackend(_answer)
+    proxy = Proxy(tmp_path, [{"path": "/lb/", "to": "balancer://pool/"}, {"path": "/", "to": backend.url + "/"}],
+                  workers=1, balancers={"pool": {"members": [{"url": pooled.url, "route": "a"}]}})
+    if tls:
+        serve_tls(proxy, tmp_path)
+    proxy.start()
+    try:
+        for target, seen in ((b"/warm", b"/warm"), (b"/lb/x", b"/x"), (b"/again", b"/again"), (b"/lb/y", b"/y")):
+            got, closed = _exchange(proxy, b"GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % target)
+            assert closed and got.startswith(b"HTTP/1.1 200") and got.endswith(b"GET %s 0 xff=127.0.0.1" % seen), got
+            time.sleep(0.05)
+        assert len(backend.conns) == 1 and len(pooled.conns) == 1
+        assert "Traceback" not in open(proxy.error_log).read()
+    finally:
+        proxy.stop()
+        backend.close()
+        pooled.close()

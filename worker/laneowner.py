@@ -106,17 +106,19 @@ class LaneOwner:
 
     def _route(self, router, head, target: bytes) -> bool:
         """Route `target` (worker.exchange's rules): whether its route is one the lane carries,
-        to this backend (then `route` and `mapped` say where)."""
+        to this backend, or to one plain backend before a new connection's first request has
+        one (then `route` and `mapped` say where)."""
         if target[:1] != b"/" or routed_target(target) is not target:
             return False
         try:
             route, mapped = router.resolve(target, head)
         except RegexTimeout:
             return False
-        conn = self.conn
-        if route is None or conn is not None and route.origin is not conn.origin or route.always_upgrade \
-                or route.reverse:
+        if route is None or route.always_upgrade or route.reverse:
             return False
+        origin, conn = route.origin, self.conn
+        if origin is not conn.origin if conn is not None else origin is None or origin.tls or origin.proxy_protocol:
+            return False        # another backend; or several (a balancer), TLS or PROXY: worker.exchange's
         self.record.route = self.route = route
         self.record.mapped = self.mapped = mapped
         self.lane.log_route = b'"%s" "%s" ' % (route.log_name, route.origin.log_name)
@@ -124,11 +126,8 @@ class LaneOwner:
         return True
 
     def _attach(self, origin) -> bool:
-        """A new connection's first request, routed: pinned now to an idle connection to its
-        route's backend, when one waits (none for a route to several, nor to a TLS or PROXY
-        backend: worker.exchange serves those)."""
-        if origin is None or origin.tls or origin.proxy_protocol:
-            return False
+        """A new connection's first request, routed (`_route`): pinned now to an idle
+        connection to its route's backend, when one waits."""
         conn = self.client.worker.pool.take_idle(origin)
         if conn is None:
             return False
