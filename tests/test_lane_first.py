@@ -223,3 +223,33 @@ def test_a_first_request_to_a_balancer_route_after_a_warm_one(tmp_path, tls):
         proxy.stop()
         backend.close()
         pooled.close()
+
+
+def test_a_silent_new_connection_is_answered_after_a_reload(tmp_path):
+    """A new connection waits in the lane with no backend connection when the generation is
+    replaced: it is handed over (or served by the old worker) and its request is answered."""
+    backend = RawBackend(_answer)
+    proxy = Proxy(tmp_path, [{"path": "/", "to": backend.url + "/"}], workers=1,
+                  timeouts={"client_header": 8, "keepalive": 5})
+    proxy.start()
+    sock = None
+    try:
+        assert _exchange(proxy, b"GET /warm HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")[1]
+        time.sleep(0.05)
+        sock = proxy.connect(10)
+        time.sleep(0.2)
+        assert proxy.reload().returncode == 0
+        proxy.wait_ready(2)
+        time.sleep(0.3)
+        sock.sendall(b"GET /late HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        sock.settimeout(5)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+        assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"GET /late 0 xff=127.0.0.1"), data
+        assert "[error]" not in proxy.error_text()
+    finally:
+        if sock is not None:
+            sock.close()
+        proxy.stop()
+        backend.close()

@@ -202,10 +202,11 @@ static int read_request(Lane *self) {
         Py_XDECREF(out);
         return out == NULL ? -1 : 0;
     }
-    if (!PyBytes_Check(out)) {
+    if (!PyBytes_Check(out) || self->backend_fd < 0) {     /* bytes come once a backend is attached */
         Py_DECREF(raw);
         Py_DECREF(out);
-        PyErr_SetString(PyExc_TypeError, "lane_request: bytes or None expected");
+        PyErr_SetString(PyExc_TypeError, self->backend_fd < 0 ? "lane_request: bytes, but no backend attached"
+                                                              : "lane_request: bytes or None expected");
         return -1;
     }
     self->state = WAITING;
@@ -215,12 +216,6 @@ static int read_request(Lane *self) {
     self->started = self->last = arrived;
     lane_log_request(self, raw, wall.tv_sec);
     Py_DECREF(raw);
-    if (self->backend_fd < 0) {         /* `lane_request` attaches one before it answers bytes */
-        Py_DECREF(raw);
-        Py_DECREF(out);
-        PyErr_SetString(PyExc_RuntimeError, "lane_request: no backend connection attached");
-        return -1;
-    }
     Py_ssize_t size = PyBytes_GET_SIZE(out);
     Py_ssize_t sent = send(self->backend_fd, PyBytes_AS_STRING(out), size, MSG_NOSIGNAL);
     int error = sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK ? errno : 0;
