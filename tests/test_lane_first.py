@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import socket
+import ssl
 import time
 
 import pytest
@@ -251,5 +252,65 @@ def test_a_silent_new_connection_is_answered_after_a_reload(tmp_path):
     finally:
         if sock is not None:
             sock.close()
+        proxy.stop()
+        backend.close()
+
+
+QUICK_KINDS = {
+    "keep_alive": b"GET /k HTTP/1.1\r\nHost: x\r\n\r\n",
+    "close": b"GET /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    "keep_alive_then_close": b"GET /k HTTP/1.1\r\nHost: x\r\n\r\n",
+    "post": b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+    "upgrade": b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    "bad": b"GET /bad HTTP/1.1\r\nHost: x\r\nBad Field: y\r\n\r\n",
+}
+
+
+def _head_after(sock, request: bytes) -> tuple[bytes, float]:
+    start = time.monotonic()
+    sock.sendall(request)
+    data = b""
+    while b"\r\n\r\n" not in data and (chunk := sock.recv(65536)):
+        data += chunk
+    return data, time.monotonic() - start
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_no_response_waits_behind_the_cork_of_a_closing_one(tmp_path, tls):
+    """A request that says `Connection: close` has its response, close_notify and FIN corked
+    into one segment (worker.laneowner.cork).  No response waits behind that, whatever comes
+    first on a new connection, for a client that keeps Nagle on (Python's default, which waits
+    for the ACK of what it sent before): each is answered in well under the 40 ms of a delayed
+    ACK or the 200 ms after which the kernel sends corked bytes anyway.  Over TLS the next
+    connections resume the session, whose ticket came on each one."""
+    backend = RawBackend(_answer)
+    proxy = Proxy(tmp_path, [{"path": "/", "to": backend.url + "/"}], workers=1)
+    if tls:
+        serve_tls(proxy, tmp_path)
+    proxy.start()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    session, waits, resumed = None, {}, []
+    try:
+        for name, request in QUICK_KINDS.items():
+            for _ in range(5):
+                assert _exchange(proxy, b"GET /warm HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")[1]
+                time.sleep(0.05)            # an idle backend connection waits: the lane may take the next
+                sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
+                if tls:
+                    sock = context.wrap_socket(sock, session=session)
+                data, wait = _head_after(sock, request)
+                if name == "keep_alive_then_close":
+                    data, wait = _head_after(sock, QUICK_KINDS["close"])
+                waits.setdefault(name, []).append(wait)
+                assert data.startswith((b"HTTP/1.1 200", b"HTTP/1.1 101", b"HTTP/1.1 400")), (name, data)
+                if tls:
+                    resumed.append(sock.session_reused)
+                    session = sock.session
+                sock.close()
+        assert {name: sorted(w)[2] for name, w in waits.items() if sorted(w)[2] >= 0.03} == {}, waits
+        assert all(resumed[1:]), resumed
+    finally:
         proxy.stop()
         backend.close()
