@@ -8,11 +8,11 @@ back at the point it shows (worker.lane says which connections enter, and why).
 from __future__ import annotations
 
 import os
-from socket import IPPROTO_TCP, TCP_CORK
 
 from worker.client import ClientConnection
 from worker.exchange import Exchange
 from worker.http1 import HttpError, parse_request
+from worker.linger import cork
 from worker.loop import EPOLLIN
 from worker.phases import BUSY, CLOSED, CONNECTING, IDLE, WAITING
 from worker.regexlimit import RegexTimeout
@@ -24,22 +24,6 @@ PARK = 1.0      # seconds a connection between requests keeps its backend connec
 # Why the C gives a connection back (worker/_lane.c's enum), and the lane's states.
 BACK_CLIENT_BYTES, BACK_CLIENT_GONE, BACK_BACKEND_IDLE, BACK_RESPONSE, BACK_ABORTED, BACK_SEND, BACK_CUT = range(7)
 LANE_IDLE, LANE_WAITING, LANE_RELAYING, LANE_FLUSHING, LANE_GONE = range(5)
-
-
-def cork(sock) -> None:
-    """TCP_CORK for a connection whose last response is coming: its head and body, the TLS
-    close_notify and the FIN leave in one segment (the close sends what the cork holds) where
-    they took three, each a loopback transmission charged to the worker.  S7c (one request per
-    TLS connection, `Connection: close`), one worker saturated, 10 rounds against the tree
-    before: 9 µs less kernel time per connection (the median of the rounds' differences, 0 to
-    18), about 2 % of its CPU.  Only once the request asked for the close: a cork held while the
-    client may still send holds back the ACK its Nagle waits for (corked from the handshake's
-    last round, to send the session ticket with the response: 43 ms more per connection for a
-    Python client, measured, where wrk, with TCP_NODELAY, saw none)."""
-    try:
-        sock.setsockopt(IPPROTO_TCP, TCP_CORK, 1)
-    except OSError:
-        pass        # not TCP (a unix socket listener): nothing to coalesce
 
 
 class LaneExchange:
