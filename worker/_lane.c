@@ -13,9 +13,8 @@ bench/RESULTS-2026-12-05.md).
 What the lane carries (worker/lane.py decides when a connection enters it): a client connection
 between requests, and the pooled backend connection its last exchange used, pinned to it; or a
 new one, before its first request, which gets an idle connection to that request's backend when
-it comes (`attach`).  A head
-that comes whole in one read, with nothing after it, goes to `lane_request`; the bytes it answers
-go to the backend.  A response whose head is final, strictly shaped, `plain` (nothing to take out
+it comes (`attach`).  A head that comes whole in one read, with nothing after it, goes to
+`lane_request`; the bytes it answers go to the backend.  A response whose head is final, strictly shaped, `plain` (nothing to take out
 of it), persistent and framed by Content-Length (or bodiless) goes to the client as it came (with
 `Connection: close` before its last CRLF when the request asked for the close, as worker.response
 writes it; Python then closes the connection), in the same sends the Python path makes; the rest

@@ -119,8 +119,11 @@ class LaneOwner:
         if route is None or route.always_upgrade or route.reverse:
             return False
         origin, conn = route.origin, self.conn
-        if origin is not conn.origin if conn is not None else origin is None or origin.tls or origin.proxy_protocol:
-            return False        # another backend; or several (a balancer), TLS or PROXY: worker.exchange's
+        if conn is not None:
+            if origin is not conn.origin:
+                return False        # another backend: worker.exchange's
+        elif origin is None or origin.tls or origin.proxy_protocol:
+            return False            # several (a balancer), a TLS or a PROXY one: worker.exchange's
         self.record.route = self.route = route
         self.record.mapped = self.mapped = mapped
         self.lane.log_route = b'"%s" "%s" ' % (route.log_name, route.origin.log_name)
