@@ -8,7 +8,9 @@ head codec (worker/_heads*.c: the scan for the fields the proxy acts on, the usu
 whole, the head toward the backend put together; where it cannot be built, or with
 MPM_NATIVE_HEADS=0, worker.headscan, worker.http1 and worker.rewrite do it all in Python), and
 the keep-alive lane (worker/_lane.c: the usual exchange of a plain keep-alive connection; where it
-cannot be built, or with MPM_NATIVE_LANE=0, worker.exchange serves every exchange)."""
+cannot be built, or with MPM_NATIVE_LANE=0, worker.exchange serves every exchange), and the accept
+of a new connection (worker/_accept.c; where it cannot be built, or with MPM_NATIVE_ACCEPT=0,
+worker.acceptor accepts through CPython's socket)."""
 
 from setuptools import Extension, setup
 
@@ -18,5 +20,6 @@ setup(ext_modules=[Extension("conf._tickets", ["conf/_tickets.c"], optional=True
                              depends=["tunnel/relay.h"], include_dirs=["tunnel"], optional=True),
                    Extension("worker._heads", ["worker/_heads.c", "worker/_heads_read.c", "worker/_heads_write.c"],
                              depends=["worker/heads.h"], include_dirs=["worker"], optional=True),
+                   Extension("worker._accept", ["worker/_accept.c"], optional=True),
                    Extension("worker._lane", ["worker/_lane.c", "worker/_lane_engine.c", "worker/_lane_log.c"],
                              depends=["worker/lane.h"], include_dirs=["worker"], optional=True)])

@@ -44,11 +44,12 @@ def _no_close_notify(sock) -> None:
 
 close_notify = _no_close_notify       # until _install() below replaces it
 ssl_pointer = None                    # sslobj -> its SSL*, once its offset is checked (`_install`)
+handshake = None                      # sslobj -> one server handshake round (_readahead.c), once installed
 
 
 def _install() -> str | None:
     """Put the C functions in place; None when read-ahead can be turned on, else why not."""
-    global buffered, close_notify, ssl_pointer
+    global buffered, close_notify, ssl_pointer, handshake
     lib = openssl._lib
     if lib is None:
         return openssl.available()
@@ -69,9 +70,12 @@ def _install() -> str | None:
         _readahead.install_shutdown(*[ctypes.cast(getattr(lib, name), ctypes.c_void_p).value for name in
                                       ("SSL_shutdown", "SSL_is_init_finished", "ERR_clear_error")])
         close_notify = _readahead.close_notify
+        _readahead.install_handshake(*[ctypes.cast(getattr(lib, name), ctypes.c_void_p).value for name in
+                                       ("SSL_do_handshake", "SSL_get_error")])
         if _readahead.buffered(probe._sslobj):      # a fresh object holds nothing
             return "SSL_has_pending answers for an empty SSL object"
         ssl_pointer = _readahead.ssl_pointer
+        handshake = _readahead.handshake
     except (AttributeError, TypeError, ValueError, OSError) as exc:
         return f"SSL_has_pending cannot be reached: {exc}"
     if os.environ.get("MPM_TLS_READ_AHEAD", "1") == "0":

@@ -26,6 +26,7 @@ is the successor's, which inherits the same socket.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import socket
@@ -39,6 +40,34 @@ EMFILE_BACKOFF = 0.1         # seconds to stop accepting when out of file descri
 LOG_INTERVAL = 10.0          # seconds between two log lines about a shortage
 DRAIN_MAX = 1024             # accepts per listener when a retired slot empties its queue (backlog: 511)
 _SHORTAGE = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+_NONBLOCK = socket.SOCK_NONBLOCK
+
+
+def _accept_in_python(listener_fd: int, tcp: bool):
+    """worker/_accept.c's `accept`, where it is not built: (fd, host bytes) of a new
+    connection, non-blocking, Nagle off if `tcp`; None when none waits."""
+    listener = socket.socket(fileno=listener_fd)
+    try:
+        fd, addr = listener._accept()
+    except (BlockingIOError, InterruptedError):
+        return None
+    finally:
+        listener.detach()           # the descriptor stays the acceptor's
+    sock = socket.socket(fileno=fd)
+    try:
+        sock.setblocking(False)
+        if tcp:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    finally:
+        sock.detach()
+    return fd, (addr[0] if isinstance(addr, tuple) else "").encode()
+
+
+_accept_one = _accept_in_python
+if os.environ.get("MPM_NATIVE_ACCEPT", "1") != "0":
+    with contextlib.suppress(ImportError):
+        from worker._accept import accept as _accept_one
 
 
 class Acceptor:
@@ -52,10 +81,12 @@ class Acceptor:
         self.shortages = 0                  # since the last log line
         self.logged_at = -LOG_INTERVAL
         self.kinds = {}                     # listening socket -> (family, type, proto) of what it accepts
+        self.tcp = {}                       # listening socket -> whether its connections are TCP (Nagle off)
         self.sources = {}                   # listening socket -> (context, proxy_protocol)
         for sock, listener in listeners:
             sock.setblocking(False)
             self.kinds[sock] = (sock.family, sock.type, sock.proto)
+            self.tcp[sock] = sock.family != socket.AF_UNIX
             context = tls_contexts.get(listener.address) if listener.tls is not None else None
             if listener.tls is not None and context is None:     # the master made none: as it would
                 tls = worker.config.tls
@@ -89,15 +120,15 @@ class Acceptor:
             if full and (turn or not self._room_for_one()):
                 return
             try:
-                fd, addr = lsock._accept()
-                sock = self._socket(lsock, fd, context, proxy_protocol)
-            except (BlockingIOError, InterruptedError):
-                return
+                accepted = _accept_one(lsock.fileno(), self.tcp[lsock])
+                if accepted is None:
+                    return
+                sock = self._socket(lsock, accepted[0], context, proxy_protocol)
             except OSError as exc:
                 if exc.errno in _SHORTAGE:
                     self._shortage(exc)
                 return
-            more = worker.connection_accepted(sock, addr[0].encode(), context, proxy_protocol)
+            more = worker.connection_accepted(sock, accepted[1], context, proxy_protocol)
             if full and worker.connections > worker.capacity:
                 # Admitted (or its client is still unknown: a PROXY header to read), so its room
                 # is made now; one its client's limit refused is closed already and needs none,
@@ -108,22 +139,18 @@ class Acceptor:
                 return
 
     def _socket(self, lsock: socket.socket, fd: int, context, proxy_protocol: bool) -> socket.socket:
-        """The socket object of an accepted descriptor, non-blocking, Nagle off for TCP.  For
-        TLS (unless a PROXY header comes first, read from the plain socket) it is the
-        SSLSocket itself: `socket.accept()` would make a plain one first, to be replaced."""
+        """The socket object of an accepted descriptor (non-blocking already, Nagle off for
+        TCP: `_accept_one`).  For TLS (unless a PROXY header comes first, read from the plain
+        socket) it is the SSLSocket itself: `socket.accept()` would make a plain one first,
+        to be replaced.  The type says SOCK_NONBLOCK, so CPython sets no timeout in the kernel."""
         family, kind, proto = self.kinds[lsock]
         if context is not None and context is not PRIOR_KNOWLEDGE and not proxy_protocol:
-            sock = accepted_socket(context, fd, family, kind, proto)
-        else:
-            try:
-                sock = socket.socket(family, kind, proto, fd)
-            except OSError:
-                os.close(fd)
-                raise
-            sock.setblocking(False)
-        if family != socket.AF_UNIX:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return sock
+            return accepted_socket(context, fd, family, kind | _NONBLOCK, proto)
+        try:
+            return socket.socket(family, kind | _NONBLOCK, proto, fd)
+        except OSError:
+            os.close(fd)
+            raise
 
     def _room_for_one(self) -> bool:
         """Full, and a client waits in the backlog (the socket was readable): whether a
@@ -209,8 +236,10 @@ class Acceptor:
         for lsock, (context, proxy_protocol) in self.sources.items():
             for _ in range(DRAIN_MAX):
                 try:
-                    fd, addr = lsock._accept()
-                    sock = self._socket(lsock, fd, context, proxy_protocol)
-                except OSError:         # empty (EAGAIN), or out of fds: nothing more to take
+                    accepted = _accept_one(lsock.fileno(), self.tcp[lsock])
+                    if accepted is None:
+                        break
+                    sock = self._socket(lsock, accepted[0], context, proxy_protocol)
+                except OSError:         # out of fds: nothing more to take
                     break
-                worker.connection_accepted(sock, addr[0].encode(), context, proxy_protocol)
+                worker.connection_accepted(sock, accepted[1], context, proxy_protocol)

@@ -29,6 +29,7 @@ import os
 import socket
 import ssl
 
+from conf import readahead
 from conf.tlscontext import backend_context as backend_context  # re-exported: worker.backend uses it
 from conf.tlscontext import listener_context as listener_context  # re-exported: worker.process uses it
 from worker.arrival import Arrival
@@ -78,15 +79,15 @@ class ServerHandshake(Arrival):
 
     def on_event(self, mask: int) -> None:
         try:
-            self.sslobj.do_handshake()
-        except _WANT_READ:
-            self._wait(EPOLLIN)
-            return
-        except _WANT_WRITE:
-            self._wait(EPOLLOUT)
-            return
-        except (ssl.SSLError, OSError) as exc:
+            wanted = _round(self.sslobj)
+        except (ssl.SSLError, OSError) as exc:      # a round in Python raises what failed
             self.fail(describe(exc))
+            return
+        if wanted:
+            if wanted > 0:
+                self._wait(wanted)
+            else:                                     # a round in C leaves it to be raised
+                self.fail(_failure(self.sslobj))
             return
         loop = self.loop
         loop.timed.discard(self)
@@ -121,6 +122,32 @@ class ServerHandshake(Arrival):
         self.close()
 
 
+# == one handshake round ======================================================================
+def _round_in_python(sslobj) -> int:
+    """What conf/_readahead.c's `handshake` answers, where it is not built: 0 done, or the
+    epoll interest to wait for; a failure raises (SSLError, OSError)."""
+    try:
+        sslobj.do_handshake()
+    except _WANT_READ:
+        return EPOLLIN
+    except _WANT_WRITE:
+        return EPOLLOUT
+    return 0
+
+
+def _failure(sslobj) -> str:
+    """Why a round in C failed (it answered -1): OpenSSL still holds the error, and the
+    handshake called again through CPython raises it as CPython would have."""
+    try:
+        sslobj.do_handshake()
+    except (ssl.SSLError, OSError) as exc:
+        return describe(exc)
+    return "the handshake failed"
+
+
+_round = readahead.handshake or _round_in_python
+
+
 # == the SSLSocket of an accepted connection, made in one step =================================
 _WANT_READ, _WANT_WRITE = ssl.SSLWantReadError, ssl.SSLWantWriteError
 _SSLSocket = ssl.SSLSocket
@@ -133,27 +160,26 @@ def server_socket(context: ssl.SSLContext, sock: socket.socket) -> ssl.SSLSocket
     connected, non-blocking socket, without the system calls it makes only to find out
     what the acceptor already knows."""
     family, kind, proto = sock.family, sock.type, sock.proto
-    return accepted_socket(context, sock.detach(), family, kind, proto)
+    return accepted_socket(context, sock.detach(), family, kind | socket.SOCK_NONBLOCK, proto)
 
 
 def accepted_socket(context: ssl.SSLContext, fd: int, family: int, kind: int, proto: int) -> ssl.SSLSocket:
-    """The SSLSocket for a descriptor straight from accept(), non-blocking, made without a
+    """The SSLSocket for a non-blocking descriptor straight from accept(), made without a
     plain socket object first: one getsockname (CPython's check of any descriptor it is
-    given) and one ioctl (non-blocking) per connection instead of two each."""
+    given) per connection instead of two, and two ioctls fewer.  `kind` carries
+    SOCK_NONBLOCK, which tells CPython that the descriptor is non-blocking already."""
     global _fast
     if _fast is None:
         _fast = _same_as_wrap_socket(context)
     if not _fast:
         sock = socket.socket(family, kind, proto, fd)
-        sock.setblocking(False)
         return context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
     tls = _SSLSocket.__new__(_SSLSocket)
     try:
-        _socket_init(tls, family, kind, proto, fd)
+        _socket_init(tls, family, kind, proto, fd)     # a timeout of 0 (SOCK_NONBLOCK)
     except OSError:
         os.close(fd)
         raise
-    tls.settimeout(0.0)           # non-blocking, in the kernel and in the object
     tls._context = context
     tls._session = None
     tls._closed = False
