@@ -1,0 +1,77 @@
+"""A TLS handshake that fails is logged with its reason, counted, and costs nothing else.
+
+The handshake rounds run in C (conf/_readahead.c `handshake`, issue #20), which raise no
+exception when a round has to wait; a round that fails hands the error back to CPython so that
+the log line names the same reason CPython's own call would have: OpenSSL's reason for a
+protocol error, the system's for a reset, CPython's for an EOF.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+
+import pytest
+import trustme
+from support import wait_for
+from test_tls import _https_get, _tls_proxy
+
+# The first bytes of a TLS 1.3 ClientHello: a record header and the start of the message.
+PARTIAL_HELLO = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 16
+
+
+@pytest.fixture(scope="module")
+def ca():
+    return trustme.CA()
+
+
+def _failures(proxy) -> int:
+    return sum(w["tls_failures"] for w in proxy.status()["workers"])
+
+
+def _read_to_end(sock: socket.socket) -> bytes:
+    answer = b""
+    try:
+        while chunk := sock.recv(4096):
+            answer += chunk
+    except ConnectionResetError:
+        pass
+    return answer
+
+
+@pytest.mark.timeout(60)
+def test_a_failed_handshake_is_logged_with_its_reason(proxy_factory, http_backend, tmp_path, ca):
+    backend = http_backend()
+    proxy = _tls_proxy(proxy_factory, tmp_path, ca, [{"path": "/", "to": backend.url + "/"}])
+    before, workers = _failures(proxy), sorted(proxy.worker_pids())
+
+    # Plain HTTP on a TLS listener: OpenSSL's reason, the connection closed.
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert not _read_to_end(sock).startswith(b"HTTP/1.1 200")
+    wait_for(lambda: "TLS handshake failed: HTTP_REQUEST" in proxy.error_text(), 5,
+             what="the protocol error's reason logged")
+
+    # A client that resets the connection between two rounds: the system's reason.
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
+        sock.sendall(PARTIAL_HELLO)
+        time.sleep(0.3)             # the first round has run, and waits for the rest
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    wait_for(lambda: "TLS handshake failed: Connection reset by peer" in proxy.error_text(), 5,
+             what="the reset logged as a reset")
+
+    # A client that closes mid-hello: the EOF, as CPython names it (listeners set
+    # OP_IGNORE_UNEXPECTED_EOF, so OpenSSL reports a plain EOF).
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
+        sock.sendall(PARTIAL_HELLO)
+        time.sleep(0.3)
+    wait_for(lambda: "TLS handshake failed: TLS/SSL connection has been closed (EOF)" in proxy.error_text(), 5,
+             what="the early EOF logged")
+
+    wait_for(lambda: _failures(proxy) >= before + 3, 5, what="three failures counted")
+    # The workers go on (none restarted): a real client is served, and nothing reached the
+    # backend before it.
+    assert backend.requests == []
+    assert _https_get(proxy, ca)[0].startswith(b"HTTP/1.1 200")
+    assert sorted(proxy.worker_pids()) == workers
