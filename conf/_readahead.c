@@ -1,6 +1,7 @@
-/* Two things CPython's ssl module does not offer on its SSL objects: whether one holds bytes
-epoll cannot see, read-ahead included (`buffered`), and a close_notify that does not wait for
-the peer's (`close_notify`, below).
+/* Three things CPython's ssl module does not offer on its SSL objects: whether one holds bytes
+epoll cannot see, read-ahead included (`buffered`), a close_notify that does not wait for the
+peer's (`close_notify`, below), and a handshake round that answers what it waits for instead of
+raising it (`handshake`, below).
 
 Why: without read-ahead OpenSSL reads a TLS record in two read() calls, its 5-byte header and
 then its body, and a resumed TLS 1.3 connection took 9 reads where nginx, which turns

@@ -16,7 +16,9 @@ OpenSSL reads as before.  Client contexts (to TLS backends) are left as OpenSSL 
 what they carry is a response per request, not the handshake-plus-request burst of a client.
 
 The same C module writes the close_notify every TLS endpoint owes before it closes or half-closes
-(`close_notify`, called by `tunnel.endpoint.Endpoint`), without reading for the peer's.
+(`close_notify`, called by `tunnel.endpoint.Endpoint`), without reading for the peer's, and runs
+a server handshake's rounds without the exception CPython raises for a round that waits
+(`handshake`, called by `worker.tls.ServerHandshake`; None where the module is not built).
 """
 
 from __future__ import annotations

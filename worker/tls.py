@@ -14,7 +14,12 @@ on every call (one more ioctl per round).  So the SSLSocket is made here from th
 descriptor with the same attributes `SSLSocket._create` gives it (checked once against
 `wrap_socket` itself; on any difference, `wrap_socket` is used), the handshake is driven on
 the SSL object directly, and it is tried at once: a client's ClientHello is usually
-waiting by the time it is accepted, so its first round needs no turn of the loop.
+waiting by the time it is accepted, so its first round needs no turn of the loop.  Each
+round runs in C where conf/_readahead.c is built (`handshake`): CPython raises
+SSLWantReadError for a round that has to wait, which a resumed TLS 1.3 connection's first
+round always does, and that exception cost about 3.5 µs (timeit).  Together with the accept
+in C (worker/_accept.c): 592-599 µs of a saturated worker per resumed connection against
+604-610 before, nginx 563-569 (bench/RESULTS-2026-12-05-accept.md).
 
 Pitfalls (measured with a prototype, see issue #6): decrypted bytes held inside an
 SSLSocket are invisible to epoll, so readers drain what `conf.readahead.buffered` sees
