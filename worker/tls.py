@@ -31,6 +31,7 @@ TLS state away, so a half-close goes through `socket.socket.shutdown`.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import ssl
 
@@ -54,12 +55,20 @@ def handshake_step(sock: ssl.SSLSocket) -> int:
 
 
 def describe(exc: BaseException) -> str:
-    """A log-worthy reason: 'certificate has expired', 'Hostname mismatch ...', 'wrong version number'."""
+    """A log-worthy reason: 'certificate has expired', 'Hostname mismatch ...', 'wrong version number',
+    'peer closed the connection' (nginx: "peer closed connection in SSL handshake"), without
+    the place in CPython's source that CPython's own message ends with."""
     if isinstance(exc, ssl.SSLCertVerificationError):
         return f"certificate verify failed: {exc.verify_message}"
+    if isinstance(exc, _CLOSED):
+        return "peer closed the connection"
     if isinstance(exc, ssl.SSLError):
-        return exc.reason or str(exc)
+        return getattr(exc, "reason", None) or _SOURCE_PLACE.sub("", str(exc))
     return getattr(exc, "strerror", None) or str(exc) or exc.__class__.__name__
+
+
+_CLOSED = (ssl.SSLZeroReturnError, ssl.SSLEOFError)     # an EOF, as OP_IGNORE_UNEXPECTED_EOF reports it too
+_SOURCE_PLACE = re.compile(r" \(_ssl\.c:\d+\)$")
 
 
 class ServerHandshake(Arrival):
