@@ -14,6 +14,7 @@ import time
 
 import pytest
 import trustme
+from rawsock import recv_until_close
 from support import wait_for
 from test_tls import _https_get, _tls_proxy
 
@@ -30,16 +31,6 @@ def _failures(proxy) -> int:
     return sum(w["tls_failures"] for w in proxy.status()["workers"])
 
 
-def _read_to_end(sock: socket.socket) -> bytes:
-    answer = b""
-    try:
-        while chunk := sock.recv(4096):
-            answer += chunk
-    except ConnectionResetError:
-        pass
-    return answer
-
-
 @pytest.mark.timeout(60)
 def test_a_failed_handshake_is_logged_with_its_reason(proxy_factory, http_backend, tmp_path, ca):
     backend = http_backend()
@@ -49,7 +40,8 @@ def test_a_failed_handshake_is_logged_with_its_reason(proxy_factory, http_backen
     # Plain HTTP on a TLS listener: OpenSSL's reason, the connection closed.
     with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
-        assert not _read_to_end(sock).startswith(b"HTTP/1.1 200")
+        answer, closed = recv_until_close(sock)
+        assert closed and not answer.startswith(b"HTTP/1.1 200")
     wait_for(lambda: "TLS handshake failed: HTTP_REQUEST" in proxy.error_text(), 5,
              what="the protocol error's reason logged")
 
