@@ -33,6 +33,7 @@ OpenSSL functions come as addresses resolved through the libssl `_ssl` links, as
 #define SSL_ERROR_WANT_READ 2
 #define SSL_ERROR_WANT_WRITE 3
 #define SSL_ERROR_SYSCALL 5
+#define SSL_ERROR_ZERO_RETURN 6
 #define EPOLLIN_MASK 1              /* select.EPOLLIN, EPOLLOUT: what worker.loop waits for */
 #define EPOLLOUT_MASK 4
 
@@ -122,8 +123,10 @@ static PyObject *close_notify(PyObject *module, PyObject *sock)
    more than this whole call.  0: done; EPOLLIN or EPOLLOUT: what to wait for; -1: it failed,
    and OpenSSL's error queue is left as it is, so that `sslobj.do_handshake()` called next
    raises the error CPython would have raised (worker.tls.ServerHandshake does that, for its
-   log line); a system call's failure (a reset), which OpenSSL does not queue, raises OSError
-   here, as CPython would.  The SNI callback runs inside, as it would under CPython's call. */
+   log line); -2: the peer sent its close_notify, which a second call would not see again
+   (it would want to read: review 2026-12-05-accept #1); a system call's failure (a reset),
+   which OpenSSL does not queue, raises OSError here, as CPython would.  The SNI callback runs
+   inside, as it would under CPython's call. */
 static PyObject *handshake(PyObject *module, PyObject *sslobj)
 {
     void *ssl;
@@ -145,7 +148,10 @@ static PyObject *handshake(PyObject *module, PyObject *sslobj)
         return PyLong_FromLong(EPOLLIN_MASK);
     if (err == SSL_ERROR_WANT_WRITE)
         return PyLong_FromLong(EPOLLOUT_MASK);
-    if (err == SSL_ERROR_SYSCALL && saved != 0) {     /* a reset, say: OpenSSL queued nothing */
+    if (err == SSL_ERROR_ZERO_RETURN)       /* its close_notify: read already, not to be read again */
+        return PyLong_FromLong(-2);
+    if (err == SSL_ERROR_SYSCALL && ret == -1 && saved != 0) {    /* a reset: OpenSSL queued nothing */
+        ossl.clear_errors();
         errno = saved;
         return PyErr_SetFromErrno(PyExc_OSError);
     }

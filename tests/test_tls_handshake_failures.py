@@ -9,6 +9,7 @@ protocol error, the system's for a reset; an EOF is said as nginx says it.
 from __future__ import annotations
 
 import socket
+import ssl
 import struct
 import time
 
@@ -20,6 +21,22 @@ from test_tls import _https_get, _tls_proxy
 
 # The first bytes of a TLS 1.3 ClientHello: a record header and the start of the message.
 PARTIAL_HELLO = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 16
+
+
+# A close_notify alert in a plaintext record, as a client sends it before any key is agreed.
+CLOSE_NOTIFY = b"\x15\x03\x03\x00\x02\x01\x00"
+
+
+def _client_hello() -> bytes:
+    """A real TLS 1.3 ClientHello, from a client-side SSL object on memory buffers."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    client = context.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    with pytest.raises(ssl.SSLWantReadError):
+        client.do_handshake()
+    return outgoing.read()
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +79,15 @@ def test_a_failed_handshake_is_logged_with_its_reason(proxy_factory, http_backen
              what="the early EOF logged")
     assert "_ssl.c" not in proxy.error_text()
 
-    wait_for(lambda: _failures(proxy) >= before + 3, 5, what="three failures counted")
+    # A client that says close_notify after its ClientHello and keeps the connection open: the
+    # alert is read once, and asking again would only wait (review 2026-12-05-accept #1).
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
+        sock.sendall(_client_hello() + CLOSE_NOTIFY)
+        wait_for(lambda: proxy.error_text().count("TLS handshake failed: peer closed the connection") >= 2, 5,
+                 what="the close_notify logged as the peer's close")
+    assert "did not complete" not in proxy.error_text()
+
+    wait_for(lambda: _failures(proxy) >= before + 4, 5, what="four failures counted")
     # The workers go on (none restarted): a real client is served, and nothing reached the
     # backend before it.
     assert backend.requests == []

@@ -1,4 +1,4 @@
-/* One accept of a worker's listening socket, in C: `accept(listener_fd, tcp)`.
+/* One accept of a worker's listening socket, in C: `accept(listener, tcp)`.
 
 Why: CPython's `socket._accept()` hands back a blocking descriptor and a (host, port) tuple,
 and raises BlockingIOError when the queue is empty, which ends every batch of accepts; the
@@ -11,7 +11,8 @@ as bytes, ready for the client table and the log; an empty queue answers None.
 The descriptor comes back non-blocking, so worker.acceptor makes its socket object with the
 type `SOCK_STREAM | SOCK_NONBLOCK`: CPython then records a timeout of 0 without asking the
 kernel again.  worker.acceptor's `_accept_in_python` is the reference, used where this module
-was not built or with MPM_NATIVE_ACCEPT=0. */
+was not built or with MPM_NATIVE_ACCEPT=0 (which also drives TLS handshakes through CPython's
+`do_handshake()`, worker.tls). */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -44,9 +45,12 @@ static PyObject *accept_one(PyObject *module, PyObject *args)
     int listener, tcp, fd, on = 1;
     struct sockaddr_storage addr;
     socklen_t size = sizeof addr;
-    PyObject *host;
+    PyObject *sock, *host, *result;
     addr.ss_family = AF_UNSPEC;
-    if (!PyArg_ParseTuple(args, "ip", &listener, &tcp))
+    if (!PyArg_ParseTuple(args, "Op", &sock, &tcp))
+        return NULL;
+    listener = PyObject_AsFileDescriptor(sock);
+    if (listener < 0)
         return NULL;
     fd = accept4(listener, (struct sockaddr *)&addr, &size, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
@@ -57,16 +61,15 @@ static PyObject *accept_one(PyObject *module, PyObject *args)
     if (tcp)          /* best effort, as for any socket option on a connection the peer may have reset */
         (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
     host = host_of(&addr);
-    if (host == NULL) {
+    result = host == NULL ? NULL : Py_BuildValue("(iN)", fd, host);
+    if (result == NULL)
         close(fd);
-        return NULL;
-    }
-    return Py_BuildValue("(iN)", fd, host);
+    return result;
 }
 
 static PyMethodDef methods[] = {
     {"accept", accept_one, METH_VARARGS,
-     "accept(listener_fd, tcp): (fd, host bytes) of a new non-blocking connection (Nagle off if tcp), "
+     "accept(listening socket, tcp): (fd, host bytes) of a new non-blocking connection (Nagle off if tcp), "
      "or None when none waits."},
     {NULL, NULL, 0, NULL},
 };

@@ -43,24 +43,27 @@ _SHORTAGE = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 _NONBLOCK = socket.SOCK_NONBLOCK
 
 
-def _accept_in_python(listener_fd: int, tcp: bool):
+def _accept_in_python(listener: socket.socket, tcp: bool):
     """worker/_accept.c's `accept`, where it is not built: (fd, host bytes) of a new
     connection, non-blocking, Nagle off if `tcp`; None when none waits."""
-    listener = socket.socket(fileno=listener_fd)
     try:
         fd, addr = listener._accept()
     except (BlockingIOError, InterruptedError):
         return None
-    finally:
-        listener.detach()           # the descriptor stays the acceptor's
-    sock = socket.socket(fileno=fd)
+    try:
+        sock = socket.socket(listener.family, listener.type, listener.proto, fd)
+    except OSError:
+        os.close(fd)
+        raise
     try:
         sock.setblocking(False)
-        if tcp:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    finally:
-        sock.detach()
+    except OSError:
+        sock.close()
+        raise
+    if tcp:             # best effort, as in C: the peer may have reset it already
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.detach()
     return fd, (addr[0] if isinstance(addr, tuple) else "").encode()
 
 
@@ -120,7 +123,7 @@ class Acceptor:
             if full and (turn or not self._room_for_one()):
                 return
             try:
-                accepted = _accept_one(lsock.fileno(), self.tcp[lsock])
+                accepted = _accept_one(lsock, self.tcp[lsock])
                 if accepted is None:
                     return
                 sock = self._socket(lsock, accepted[0], context, proxy_protocol)
@@ -236,10 +239,12 @@ class Acceptor:
         for lsock, (context, proxy_protocol) in self.sources.items():
             for _ in range(DRAIN_MAX):
                 try:
-                    accepted = _accept_one(lsock.fileno(), self.tcp[lsock])
+                    accepted = _accept_one(lsock, self.tcp[lsock])
                     if accepted is None:
                         break
                     sock = self._socket(lsock, accepted[0], context, proxy_protocol)
-                except OSError:         # out of fds: nothing more to take
-                    break
+                except OSError as exc:
+                    if exc.errno in _SHORTAGE:      # out of fds: nothing more to take
+                        break
+                    continue                        # that one aborted: the rest are still there
                 worker.connection_accepted(sock, accepted[1], context, proxy_protocol)

@@ -89,6 +89,9 @@ class ServerHandshake(Arrival):
         self.mask = 0                 # not in epoll until a round has to wait
         worker.handshakes.add(self)
         loop.timed.add(self)
+        if self.sslobj is None:       # `wrap_socket` (accepted_socket's fallback) found it reset already
+            self.fail("peer closed the connection")
+            return
         self.on_event(EPOLLIN)
 
     def on_event(self, mask: int) -> None:
@@ -101,7 +104,7 @@ class ServerHandshake(Arrival):
             if wanted > 0:
                 self._wait(wanted)
             else:                                     # a round in C leaves it to be raised
-                self.fail(_failure(self.sslobj))
+                self.fail(_failure(self.sslobj, wanted))
             return
         loop = self.loop
         loop.timed.discard(self)
@@ -149,17 +152,24 @@ def _round_in_python(sslobj) -> int:
     return 0
 
 
-def _failure(sslobj) -> str:
-    """Why a round in C failed (it answered -1): OpenSSL still holds the error, and the
-    handshake called again through CPython raises it as CPython would have."""
+def _failure(sslobj, answer: int) -> str:
+    """Why a round in C failed: the peer's close_notify (it answered -2), or what OpenSSL still
+    holds (-1), which the handshake called again through CPython raises as CPython would have."""
+    if answer == -2:
+        return describe(ssl.SSLZeroReturnError())
     try:
         sslobj.do_handshake()
+    except (_WANT_READ, _WANT_WRITE):
+        return "no reason given"
     except (ssl.SSLError, OSError) as exc:
         return describe(exc)
-    return "the handshake failed"
+    return "no reason given"
 
 
-_round = readahead.handshake or _round_in_python
+# The round in C (conf/_readahead.c), unless it is not built, or MPM_NATIVE_ACCEPT=0 asks for the
+# arrival of a connection in Python (worker.acceptor).
+_round = readahead.handshake if readahead.handshake and os.environ.get("MPM_NATIVE_ACCEPT", "1") != "0" \
+    else _round_in_python
 
 
 # == the SSLSocket of an accepted connection, made in one step =================================
@@ -186,7 +196,11 @@ def accepted_socket(context: ssl.SSLContext, fd: int, family: int, kind: int, pr
     if _fast is None:
         _fast = _same_as_wrap_socket(context)
     if not _fast:
-        sock = socket.socket(family, kind, proto, fd)
+        try:
+            sock = socket.socket(family, kind, proto, fd)
+        except OSError:
+            os.close(fd)
+            raise
         return context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
     tls = _SSLSocket.__new__(_SSLSocket)
     try:
@@ -202,7 +216,11 @@ def accepted_socket(context: ssl.SSLContext, fd: int, family: int, kind: int, pr
     tls.do_handshake_on_connect = False
     tls.suppress_ragged_eofs = True
     tls._connected = True
-    tls._sslobj = context._wrap_socket(tls, True, None, owner=tls, session=None)
+    try:
+        tls._sslobj = context._wrap_socket(tls, True, None, owner=tls, session=None)
+    except (ssl.SSLError, OSError, MemoryError):
+        tls.close()
+        raise
     return tls
 
 
