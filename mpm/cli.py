@@ -194,11 +194,12 @@ def cmd_reload(args) -> int:
         return found
     config, pid = found
     try:
-        answer = control.request(config.control.socket, {"cmd": "reload", "config": os.path.realpath(config.file)})
+        answer = control.request(config.control.socket, {"cmd": "reload", "config": os.path.realpath(config.file)},
+                                 args.wait)
     except TimeoutError:
-        # It took the request and never answered (hung, or a reload slower than 30 s): a
+        # It took the request and never answered (hung, or a reload slower than --wait): a
         # SIGHUP now would queue a second reload behind the first (review 2026-12-03-reload #2).
-        print(f"mpmctl: master pid {pid} took the reload request but did not answer within 30 s "
+        print(f"mpmctl: master pid {pid} took the reload request but did not answer within {args.wait:g} s "
               "(see the error log)", file=sys.stderr)
         return EXIT_FAIL
     except (OSError, ValueError):
@@ -349,6 +350,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("-d", "--detach", action="store_true", help="detach and write the pidfile")
         if name == "stop":
             p.add_argument("--now", action="store_true", help="immediate stop (SIGINT)")
+        if name == "reload":
+            p.add_argument("--wait", type=float, default=30.0, metavar="SECONDS",
+                           help="how long to wait for the master's answer (default 30; below a "
+                                "service manager's reload timeout, e.g. systemd's TimeoutSec)")
         if name in ("status", "balancer"):
             p.add_argument("--json", action="store_true", help="machine-readable output")
         if name == "balancer":

@@ -180,11 +180,12 @@ def test_a_master_that_takes_the_reload_request_and_never_answers_is_not_reporte
     proxy = proxy_factory([{"path": "/", "to": http_backend().url + "/"}], workers=1)
     os.kill(proxy.proc.pid, signal.SIGSTOP)         # its socket still takes the request
     try:
-        result = proxy.mpmctl("reload", timeout=45)
+        result = proxy.mpmctl("reload", "--wait", "3", timeout=20)
     finally:
         os.kill(proxy.proc.pid, signal.SIGCONT)
     assert result.returncode == 1, result
-    assert f"master pid {proxy.proc.pid} took the reload request but did not answer" in result.stderr, result.stderr
+    assert f"master pid {proxy.proc.pid} took the reload request but did not answer within 3 s" in result.stderr, \
+        result.stderr
     status = wait_for(lambda: proxy.status(), 10, 0.1, "the master answering again")
     time.sleep(0.5)
     assert proxy.status()["generation"] == 2 == status["generation"], "one reload (the request's), not two"
