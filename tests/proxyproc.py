@@ -57,6 +57,12 @@ class Proxy:
         }, sections)
         self.proc: subprocess.Popen | None = None
         self.seen_pids: set[int] = set()
+        self.started_socket: str | None = None      # the control socket start() started the master with
+
+    @property
+    def control_socket(self) -> str:
+        """The control socket the config names (relative paths are the config file's)."""
+        return os.path.join(self.dir, self.config["control"]["socket"])
 
     def write_config(self, config: dict | None = None) -> None:
         with open(self.config_path, "w") as f:
@@ -73,7 +79,7 @@ class Proxy:
         self.proc = subprocess.Popen([sys.executable, "-m", "mpm", "start", "-c", self.config_path],
                                      stdout=self.stdout, stderr=self.stderr, cwd=ROOT, env=self.environ)
         self.seen_pids.add(self.proc.pid)
-        self.control_socket = os.path.join(self.dir, self.config["control"]["socket"])
+        self.started_socket = self.control_socket
         self.wait_ready()
         return self
 
@@ -101,7 +107,7 @@ class Proxy:
         does not answer.  Asked on the socket the master was started with: a test that edits
         `control:` meets the rule that new control paths wait for a restart."""
         try:
-            status = control.request(self.control_socket, {"cmd": "status"}, timeout=10)
+            status = control.request(self.started_socket or self.control_socket, {"cmd": "status"}, timeout=10)
         except (OSError, ValueError):
             return None
         self.seen_pids.update(w["pid"] for w in status["workers"])

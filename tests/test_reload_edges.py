@@ -207,6 +207,9 @@ def test_tunnel_handed_to_a_stopping_worker_moves_on_to_the_newest(proxy_factory
         _got(backend, "/tunnel")                  # gen 1 waits for the 101
         _reload(proxy, 2)
         gen2 = proxy.worker_pids()[0]
+        # `slow`, idle in gen 1, is handed to gen 2 at the reload: its request must reach gen 2.
+        wait_for(lambda: [w["connections"] for w in proxy.status()["workers"] if w["pid"] == gen2] == [1],
+                 5, 0.05, "the idle connection to reach the generation-2 worker")
         slow.sendall(b"GET /slow HTTP/1.1\r\nHost: t\r\nX-Wait: slow\r\n\r\n")
         _got(backend, "/slow")                    # keeps gen 2 alive once it stops
         _reload(proxy, 3)
