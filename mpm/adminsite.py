@@ -17,7 +17,7 @@ import json
 import logging
 import socket
 
-from mpm import metrics, status_page
+from mpm import status_page
 from mpm.admin import AdminServer, bind_admin
 
 log = logging.getLogger("mpm.master")
@@ -44,6 +44,9 @@ class AdminSite:
         self._pending = None
         if admin is None or (self.server is not None and self.server.config.address == admin.address):
             return
+        # prometheus_client, imported here rather than at the top, is 50 ms of a master's start
+        # (of about 320): only a master with an admin listener pays it, before it serves.
+        import mpm.metrics  # noqa: F401
         self._pending = self._socket_for(admin)
 
     def _socket_for(self, admin) -> socket.socket:
@@ -110,6 +113,7 @@ class AdminSite:
     def handle(self, request) -> tuple[int, str, bytes]:
         master = self.master
         if request.path == "/metrics":
+            from mpm import metrics  # imported by prepare() already: a lookup in sys.modules
             body, content_type = metrics.render(master, request.headers.get("accept", ""))
             return 200, content_type, body
         if request.path == "/server-status":

@@ -54,6 +54,7 @@ def test_thousand_streaming_websockets_survive_ten_reloads(proxy_factory, echo_b
                           mpm={"graceful_timeout": 60}, log={"access": "off"})
     master = psutil.Process(proxy.proc.pid)
     streamer = Streamer(proxy.port, 1000, 2)
+    streaming_since = time.monotonic()
     try:
         time.sleep(1.0)
         workers = proxy.worker_pids()
@@ -69,7 +70,8 @@ def test_thousand_streaming_websockets_survive_ten_reloads(proxy_factory, echo_b
                 raise AssertionError(f"{exc}\n{proxy.error_text()[-4000:]}") from None
             exit_times.append(time.monotonic() - started)
             proxy.wait_ready(generation=generation)
-        time.sleep(1.0)
+        # Over 10 messages per connection in all (the assertion below), however fast the reloads went.
+        time.sleep(max(1.0, streaming_since + 6.5 - time.monotonic()))
         workers = proxy.worker_pids(current_only=False)
         assert len(workers) == 2
         assert master.num_fds() == baseline_master
