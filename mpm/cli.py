@@ -332,6 +332,18 @@ def cmd_import_apache(args) -> int:
     return import_apache(args.file, args.output, args.strict, tuple(args.define or ()))
 
 
+def _seconds(text: str) -> float:
+    """A wait of more than 0 seconds (0 would make the request's socket non-blocking: no answer
+    read, and a SIGHUP sent after the request, a second reload)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < 1e6:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mpmctl", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -351,7 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "stop":
             p.add_argument("--now", action="store_true", help="immediate stop (SIGINT)")
         if name == "reload":
-            p.add_argument("--wait", type=float, default=30.0, metavar="SECONDS",
+            p.add_argument("--wait", type=_seconds, default=30.0, metavar="SECONDS",
                            help="how long to wait for the master's answer (default 30; below a "
                                 "service manager's reload timeout, e.g. systemd's TimeoutSec)")
         if name in ("status", "balancer"):

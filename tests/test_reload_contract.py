@@ -189,3 +189,18 @@ def test_a_master_that_takes_the_reload_request_and_never_answers_is_not_reporte
     status = wait_for(lambda: proxy.status(), 10, 0.1, "the master answering again")
     time.sleep(0.5)
     assert proxy.status()["generation"] == 2 == status["generation"], "one reload (the request's), not two"
+
+
+@pytest.mark.timeout(60)
+def test_a_reload_wait_that_is_no_positive_number_is_refused_before_anything_is_asked(proxy_factory, http_backend):
+    """`--wait 0` made the request's socket non-blocking: no answer could be read, so mpmctl took
+    the master for one without a control socket and sent a SIGHUP after the request (two reloads)."""
+    proxy = proxy_factory([{"path": "/", "to": http_backend().url + "/"}], workers=1)
+    for wait in ("0", "-1", "soon"):
+        result = proxy.mpmctl("reload", "--wait", wait)
+        assert result.returncode == 2 and f"argument --wait: '{wait}' is not a number of seconds above 0" \
+            in result.stderr, result
+    time.sleep(0.3)
+    assert proxy.status()["generation"] == 1
+    result = proxy.mpmctl("reload", "--wait", "5")
+    assert result.returncode == 0 and "reloaded: generation 2" in result.stdout, result
