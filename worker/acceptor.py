@@ -33,7 +33,7 @@ import socket
 
 from worker.h2.h2c import PRIOR_KNOWLEDGE
 from worker.loop import EPOLLIN
-from worker.tls import accepted_socket, listener_context
+from worker.tls import NATIVE_ACCEPT, accepted_socket, listener_context
 
 ACCEPT_BATCH = 32            # accepts per readiness event: fairness against busy connections
 EMFILE_BACKOFF = 0.1         # seconds to stop accepting when out of file descriptors
@@ -68,7 +68,7 @@ def _accept_in_python(listener: socket.socket, tcp: bool):
 
 
 _accept_one = _accept_in_python
-if os.environ.get("MPM_NATIVE_ACCEPT", "1") != "0":
+if NATIVE_ACCEPT:
     with contextlib.suppress(ImportError):
         from worker._accept import accept as _accept_one
 

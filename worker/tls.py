@@ -166,10 +166,10 @@ def _failure(sslobj, answer: int) -> str:
     return "no reason given"
 
 
-# The round in C (conf/_readahead.c), unless it is not built, or MPM_NATIVE_ACCEPT=0 asks for the
-# arrival of a connection in Python (worker.acceptor).
-_round = readahead.handshake if readahead.handshake and os.environ.get("MPM_NATIVE_ACCEPT", "1") != "0" \
-    else _round_in_python
+# MPM_NATIVE_ACCEPT=0 (README): a connection's arrival in Python, its accept (worker.acceptor)
+# and its handshake rounds; else the round in C (conf/_readahead.c) where it is built.
+NATIVE_ACCEPT = os.environ.get("MPM_NATIVE_ACCEPT", "1") != "0"
+_round = readahead.handshake if readahead.handshake and NATIVE_ACCEPT else _round_in_python
 
 
 # == the SSLSocket of an accepted connection, made in one step =================================
