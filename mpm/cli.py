@@ -194,8 +194,8 @@ def cmd_reload(args) -> int:
         return found
     config, pid = found
     try:
-        answer = control.request(config.control.socket, {"cmd": "reload", "config": os.path.realpath(config.file)},
-                                 args.wait)
+        answer = control.request(config.control.socket, {"cmd": "reload", "config": os.path.realpath(config.file),
+                                                         "wait": args.wait}, args.wait)
     except TimeoutError:
         # It took the request and never answered (hung, or a reload slower than --wait): a
         # SIGHUP now would queue a second reload behind the first (review 2026-12-03-reload #2).
@@ -211,6 +211,8 @@ def cmd_reload(args) -> int:
     if not answer.get("ok"):
         print("\n".join(answer.get("errors", ["reload failed"])), file=sys.stderr)
         return EXIT_FAIL
+    for warning in answer.get("warnings", []):
+        print(f"mpmctl: {warning}", file=sys.stderr)
     print(f"reloaded: generation {answer['generation']}")
     return EXIT_OK
 

@@ -1,7 +1,8 @@
 """The control socket: JSON lines over a Unix socket, one request per connection.
 
 `{"cmd": "status"}`, `{"cmd": "reload"}`, `{"cmd": "stop", "now": false}`; the answer
-is one JSON line.  The master's loop serves it with non-blocking sockets, reading and
+is one JSON line, at once or, for a handler that returns `Later`, when it has one (a reload's
+answer waits for its generation to take over: mpm.reloading).  The master's loop serves it with non-blocking sockets, reading and
 writing: a stuck client (one that never sends, or never reads its answer) costs a descriptor
 until CLIENT_TIMEOUT, never the master's attention, and at most MAX_CLIENTS are held at once.
 When all are taken, a newcomer replaces the oldest only once that one has had REPLACE_GRACE
@@ -14,6 +15,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import math
 import os
 import selectors
 import socket
@@ -28,6 +30,17 @@ MAX_CLIENTS = 16          # at once (HAProxy's `stats maxconn` is 10)
 REPLACE_GRACE = 0.5       # seconds a client holds its place before a newcomer may take it
 ACCEPT_PAUSE = 1.0        # seconds the socket is not watched after accept() ran out of descriptors
 OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+
+
+class Later:
+    """What a handler returns to answer later: the client is held up to `within` seconds (and
+    CLIENT_TIMEOUT more to read the answer), and `send(answer)` answers it, if it is still there."""
+
+    __slots__ = ("within", "send")
+
+    def __init__(self, within: float):
+        self.within = within
+        self.send = None        # set by the ControlServer before the handler's caller sees it again
 
 
 class ControlServer:
@@ -117,7 +130,36 @@ class ControlServer:
             except Exception:       # noqa: BLE001 - one request's failure must not take the master down
                 log.exception("control socket: a request failed")
                 answer = {"ok": False, "errors": ["internal error (see the error log)"]}
-        if client in self.clients:      # (a stop's handler may have closed us meanwhile)
+        if client not in self.clients:      # (a stop's handler may have closed us meanwhile)
+            return
+        if isinstance(answer, Later):
+            self._hold(client, answer)
+        else:
+            self._answer(client, json.dumps(answer).encode() + b"\n")
+
+    def _hold(self, client: socket.socket, later: Later) -> None:
+        """Keep `client` until `later.send` answers it.  Never the one a newcomer replaces
+        (`_room`): dropped, its mpmctl would take the reload for unanswered and signal a second
+        one.  Last in the order, so the oldest client is one that may be replaced if any is."""
+        state = self.clients.pop(client)
+        self.clients[client] = [state[0], time.monotonic() + later.within + CLIENT_TIMEOUT, math.inf]
+        later.send = lambda answer: self._answer_later(client, answer)
+        self.selector.modify(client, selectors.EVENT_READ, lambda: self._held(client))
+
+    def _held(self, client: socket.socket) -> None:
+        """A client whose answer comes later said more (ignored: one request per connection)
+        or hung up (dropped: nobody to answer)."""
+        try:
+            if client.recv(4096):
+                return
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            pass
+        self._drop(client)
+
+    def _answer_later(self, client: socket.socket, answer: dict) -> None:
+        if client in self.clients:      # (it may have hung up meanwhile)
             self._answer(client, json.dumps(answer).encode() + b"\n")
 
     def _answer(self, client: socket.socket, data: bytes) -> None:

@@ -29,7 +29,7 @@ import time
 
 import setproctitle
 
-from mpm import masterlog, reloading, supervision, upgrade
+from mpm import masterlog, reloading, settling, supervision, upgrade
 from mpm.adminsite import AdminSite
 from mpm.balancer_manager import BalancerManager
 from mpm.clients import ClientTables
@@ -97,6 +97,7 @@ class Master:
         if self.upgrade_from is None:   # else at the hand-over (upgrade.follow): the table is shared
             self.ticket_keys.configure(config.tls)
         self.successor = None                      # the new master while `mpmctl upgrade` runs
+        self.pending_reloads: list = []            # answers waiting for their generation (mpm.settling)
         self.successor_ready = None                # a pipe: it writes a byte there once it serves
         self.successor_deadline = 0.0
         self.successor_kill_at = 0.0
@@ -160,6 +161,8 @@ class Master:
         next_tick = time.monotonic()
         while True:
             timeout = max(next_tick - time.monotonic(), 0)
+            if self.pending_reloads:
+                timeout = min(timeout, settling.POLL)
             for key, _ in self.selector.select(timeout):
                 if key.data is None:
                     self._drain_wakeup()
@@ -168,6 +171,8 @@ class Master:
             while self.signals:
                 signum = self.signals.pop(0)
                 self._contained(getattr(self, "handle_" + signal.Signals(signum).name.lower()))
+            if self.pending_reloads:
+                self._contained(lambda: settling.settle(self))
             if time.monotonic() >= next_tick:
                 next_tick = time.monotonic() + TICK
                 self._contained(self._housekeeping)
@@ -397,7 +402,9 @@ class Master:
             return build_status(self)
         if command == "reload":
             errors = reloading.other_file(self, request.get("config")) or self.reload()
-            return {"ok": not errors, "errors": errors, "generation": self.generation}
+            if errors:
+                return {"ok": False, "errors": errors, "generation": self.generation}
+            return settling.answer_when_settled(self, self.generation, request.get("wait"))
         if command == "upgrade":
             return upgrade.start(self, request.get("config"))
         if command == "balancer":

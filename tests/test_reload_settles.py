@@ -1,0 +1,104 @@
+"""`mpmctl reload` says "reloaded" once the new configuration is the only one taking new
+connections (mpm.settling): every worker of the new generation serves and none of an earlier
+one accepts.  Before, the answer came right after the fork, and a request sent just after it
+could still meet an old worker (review 2026-12-03-reload #4's three 503s under CI load).
+
+An old worker is held back with SIGSTOP: its SIGTERM waits, and it keeps its place in its slot's
+listening socket, as a busy or slow worker would for a moment.  Real master, workers, backends."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+from proxyproc import ROOT
+from support import wait_for
+
+
+def _body(url: str) -> bytes:
+    request = urllib.request.Request(url, headers={"Connection": "close"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return response.read()
+
+
+def _backend(http_backend, name: bytes):
+    return http_backend(lambda request, body: (200, [("Content-Type", "text/plain")], name))
+
+
+def _reload_in_background(proxy, *args) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "mpm", "reload", "-c", proxy.config_path, *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+
+
+@pytest.mark.timeout(60)
+def test_a_reload_answers_once_no_old_worker_takes_new_connections(proxy_factory, http_backend):
+    old_backend, new_backend = _backend(http_backend, b"old"), _backend(http_backend, b"new")
+    proxy = proxy_factory([{"path": "/", "to": old_backend.url + "/"}], workers=1)
+    assert _body(proxy.url("/x")) == b"old"
+    [old_worker] = proxy.worker_pids()
+    proxy.config["routes"] = [{"path": "/", "to": new_backend.url + "/"}]
+    proxy.write_config()
+    os.kill(old_worker, signal.SIGSTOP)
+    try:
+        reload = _reload_in_background(proxy)
+        time.sleep(1.0)
+        assert reload.poll() is None, f"answered while the old worker still held its place: {reload.communicate()}"
+        status = proxy.status()          # the master's loop is not held by the waiting answer
+        assert status["generation"] == 2, status
+    finally:
+        os.kill(old_worker, signal.SIGCONT)
+    out, err = reload.communicate(timeout=15)
+    assert reload.returncode == 0 and out.strip() == "reloaded: generation 2", (out, err)
+    assert err == "", err
+    answers = [_body(proxy.url(f"/after-{i}")) for i in range(20)]
+    assert answers == [b"new"] * 20, answers
+    rows = [w for w in proxy.status()["workers"] if w["generation"] == 1]
+    assert all(w["state"] not in ("starting", "ready", "full") for w in rows), rows
+
+
+@pytest.mark.timeout(60)
+def test_an_old_worker_that_never_lets_go_delays_the_answer_only_until_the_wait_with_a_warning(proxy_factory,
+                                                                                             http_backend):
+    """An old worker that does not stop accepting (stopped here; stuck, in life) must not hold
+    `mpmctl reload` past its --wait: the reload is done, and the answer says who lagged."""
+    proxy = proxy_factory([{"path": "/", "to": _backend(http_backend, b"one").url + "/"}], workers=1)
+    [old_worker] = proxy.worker_pids()
+    os.kill(old_worker, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        reload = _reload_in_background(proxy, "--wait", "3")
+        out, err = reload.communicate(timeout=15)
+        took = time.monotonic() - started
+    finally:
+        os.kill(old_worker, signal.SIGCONT)
+    assert reload.returncode == 0 and "reloaded: generation 2" in out, (out, err)
+    assert f"pid {old_worker} of an earlier generation still takes new connections" in err, err
+    assert took < 3.0, took
+    wait_for(lambda: all(w["state"] not in ("starting", "ready", "full")
+                         for w in proxy.status()["workers"] if w["generation"] == 1), 10, 0.1,
+             "the old worker letting go once it runs again")
+
+
+@pytest.mark.timeout(60)
+def test_a_reload_client_that_hangs_up_before_its_answer_costs_nothing(proxy_factory, http_backend):
+    """The held request's client goes away (a service manager's timeout): the master drops it,
+    answers the next reload, and makes one reload of each request, not two."""
+    proxy = proxy_factory([{"path": "/", "to": _backend(http_backend, b"one").url + "/"}], workers=1)
+    [old_worker] = proxy.worker_pids()
+    os.kill(old_worker, signal.SIGSTOP)
+    try:
+        reload = _reload_in_background(proxy)
+        wait_for(lambda: (proxy.status() or {}).get("generation") == 2, 10, 0.05, "the reload under way")
+        reload.kill()
+        reload.wait(5)
+    finally:
+        os.kill(old_worker, signal.SIGCONT)
+    proxy.wait_ready(generation=2)
+    result = proxy.reload()
+    assert result.returncode == 0 and result.stdout.strip() == "reloaded: generation 3", result
+    assert proxy.status()["generation"] == 3
