@@ -12,6 +12,7 @@ in both paths, so it is tests/test_lane.py's, not this comparison's.)
 
 from __future__ import annotations
 
+import collections
 import datetime
 import random
 import re
@@ -218,7 +219,8 @@ def test_the_logs_say_the_same(proxies):
     deadline = time.monotonic() + 5
     while _lines(with_lane) != _lines(without) and time.monotonic() < deadline:
         time.sleep(0.1)
-    behind = {name: len(_lines(proxy)) for name, proxy in (("lane", with_lane), ("python", without))}
+    seen = {name: _lines(proxy) for name, proxy in (("lane", with_lane), ("python", without))}
+    behind = {name: len(lines) for name, lines in seen.items()}
     for proxy in proxies:
         proxy.stop()
     ours, reference = _lines(with_lane), _lines(without)
@@ -227,8 +229,10 @@ def test_the_logs_say_the_same(proxies):
     assert ours == reference, f"{len(ours)} != {len(reference)} lines; only with the lane: {only_ours}; " \
                               f"only without: {only_theirs}"
     if len(set(behind.values())) > 1:
+        late = {name: sorted((collections.Counter(ours) - collections.Counter(lines)).elements())[:3]
+                for name, lines in seen.items() if len(lines) < len(ours)}
         warnings.warn(f"access-log lines still queued 5 s after the last request: {behind} lines, "
-                      f"{len(ours)} after the stop", stacklevel=1)
+                      f"{len(ours)} after the stop; late lines: {late}", stacklevel=1)
     assert len(ours) > 100
     # %t (worker/_lane_log.c writes the lane's): the second each request came, during this module.
     for line in with_lane.access_lines():
