@@ -48,18 +48,17 @@ def settle(master) -> None:
     """Send the answers whose generations have settled, or whose time is up (from every
     turn of the master's loop while one waits)."""
     now = time.monotonic()
-    missing = _not_settled(master)
+    missing = "" if master.stopping else _not_settled(master)
     waiting = []
     for later, generation, deadline in master.pending_reloads:
-        if later.send is None:                      # (not yet handed back to the control server)
+        if now < deadline and (missing or later.send is None):
             waiting.append((later, generation, deadline))
-        elif not missing or master.stopping:
-            later.send({"ok": True, "errors": [], "generation": generation})
-        elif now >= deadline:
-            later.send({"ok": True, "errors": [], "generation": generation, "warnings": [
-                f"generation {master.generation} was not alone yet after {later.within:g} s: {missing}"]})
-        else:
-            waiting.append((later, generation, deadline))
+        elif later.send is not None:            # (None: its client went before it was held)
+            answer = {"ok": True, "errors": [], "generation": generation}
+            if missing:
+                answer["warnings"] = [f"generation {master.generation} was not alone yet after "
+                                      f"{later.within:g} s: {missing}"]
+            later.send(answer)
     master.pending_reloads = waiting
 
 

@@ -46,10 +46,10 @@ def test_a_reload_answers_once_no_old_worker_takes_new_connections(proxy_factory
     os.kill(old_worker, signal.SIGSTOP)
     try:
         reload = _reload_in_background(proxy)
-        time.sleep(1.0)
+        # The master's loop is not held by the answer that waits: it commits, and says so.
+        wait_for(lambda: (proxy.status() or {}).get("generation") == 2, 10, 0.05, "the reload committed")
+        time.sleep(0.5)                  # the new worker comes up meanwhile
         assert reload.poll() is None, f"answered while the old worker still held its place: {reload.communicate()}"
-        status = proxy.status()          # the master's loop is not held by the waiting answer
-        assert status["generation"] == 2, status
     finally:
         os.kill(old_worker, signal.SIGCONT)
     out, err = reload.communicate(timeout=15)
@@ -70,15 +70,13 @@ def test_an_old_worker_that_never_lets_go_delays_the_answer_only_until_the_wait_
     [old_worker] = proxy.worker_pids()
     os.kill(old_worker, signal.SIGSTOP)
     try:
-        started = time.monotonic()
         reload = _reload_in_background(proxy, "--wait", "3")
         out, err = reload.communicate(timeout=15)
-        took = time.monotonic() - started
     finally:
         os.kill(old_worker, signal.SIGCONT)
+    # Exit 0: answered within the 3 s it waits (else "did not answer within 3 s", exit 1).
     assert reload.returncode == 0 and "reloaded: generation 2" in out, (out, err)
     assert f"pid {old_worker} of an earlier generation still takes new connections" in err, err
-    assert took < 3.0, took
     wait_for(lambda: all(w["state"] not in ("starting", "ready", "full")
                          for w in proxy.status()["workers"] if w["generation"] == 1), 10, 0.1,
              "the old worker letting go once it runs again")
