@@ -29,7 +29,7 @@ import time
 
 import setproctitle
 
-from mpm import masterlog, reloading, settling, supervision, upgrade
+from mpm import commands, masterlog, reloading, settling, supervision, upgrade
 from mpm.adminsite import AdminSite
 from mpm.balancer_manager import BalancerManager
 from mpm.clients import ClientTables
@@ -37,7 +37,6 @@ from mpm.control import ControlServer
 from mpm.listeners import ListenerSet
 from mpm.pidfile import remove_pidfile, write_pidfile
 from mpm.readiness import Readiness
-from mpm.status import build_status
 from mpm.supervision import KILL_GRACE
 from mpm.systemd import Notifier, address_of, listen_fds
 from mpm.tlskeys import TicketKeys
@@ -396,25 +395,5 @@ class Master:
         remove_pidfile(self.config.control.pidfile)
 
     # == control socket ===================================================================================
-    def _control_request(self, request: dict) -> dict:
-        command = request.get("cmd")
-        if command == "status":
-            return build_status(self)
-        if command == "reload":
-            errors = reloading.other_file(self, request.get("config")) or self.reload()
-            if errors:
-                return {"ok": False, "errors": errors, "generation": self.generation}
-            return settling.answer_when_settled(self, self.generation, request.get("wait"))
-        if command == "upgrade":
-            return upgrade.start(self, request.get("config"))
-        if command == "balancer":
-            return self.balancers.control(request)
-        if command == "reopen":
-            return masterlog.reopen(self.workers)
-        if command == "stop":
-            now = request.get("now", False)
-            if not isinstance(now, bool):       # bool("false") is True: an immediate stop nobody asked for
-                return {"ok": False, "errors": [f"'now' must be true or false, got {json.dumps(now)[:40]}"]}
-            self.stop(now=now)
-            return {"ok": True}
-        return {"ok": False, "errors": [f"unknown command {command!r}"]}
+    def _control_request(self, request: dict):
+        return commands.answer(self, request)
