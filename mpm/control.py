@@ -148,15 +148,18 @@ class ControlServer:
 
     def _held(self, client: socket.socket) -> None:
         """A client whose answer comes later said more (ignored: one request per connection)
-        or hung up (dropped: nobody to answer)."""
+        or ended its side: no longer watched, and still answered.  A half-close is how
+        `socat` and `nc -N` say that the request is complete, and they wait for the answer; one
+        that has gone meets a failed send, and is dropped then (or at its deadline)."""
         try:
             if client.recv(4096):
                 return
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
-            pass
-        self._drop(client)
+            self._drop(client)      # reset: nobody to answer
+            return
+        self.selector.unregister(client)     # EOF: readable for good, so not watched any more
 
     def _answer_later(self, client: socket.socket, answer: dict) -> None:
         if client in self.clients:      # (it may have hung up meanwhile)
@@ -169,7 +172,10 @@ class ControlServer:
         state = self.clients[client]
         state[0] = memoryview(data)
         state[1] = time.monotonic() + CLIENT_TIMEOUT
-        self.selector.modify(client, selectors.EVENT_WRITE, lambda: self._write(client))
+        try:
+            self.selector.modify(client, selectors.EVENT_WRITE, lambda: self._write(client))
+        except KeyError:            # a held client that half-closed (`_held`)
+            self.selector.register(client, selectors.EVENT_WRITE, lambda: self._write(client))
         self._write(client)
 
     def _write(self, client: socket.socket) -> None:

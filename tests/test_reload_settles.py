@@ -8,8 +8,10 @@ listening socket, as a busy or slow worker would for a moment.  Real master, wor
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -100,3 +102,32 @@ def test_a_reload_client_that_hangs_up_before_its_answer_costs_nothing(proxy_fac
     result = proxy.reload()
     assert result.returncode == 0 and result.stdout.strip() == "reloaded: generation 3", result
     assert proxy.status()["generation"] == 3
+
+
+@pytest.mark.timeout(60)
+def test_a_client_that_half_closes_after_its_request_still_gets_the_answer(proxy_factory, http_backend):
+    """`socat` and `nc -N` end their side once the request is sent, and read the answer: the
+    end of their side is not a hang-up."""
+    proxy = proxy_factory([{"path": "/", "to": _backend(http_backend, b"one").url + "/"}], workers=1)
+    [old_worker] = proxy.worker_pids()
+    os.kill(old_worker, signal.SIGSTOP)
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(15)
+            sock.connect(proxy.control_socket)
+            sock.sendall(json.dumps({"cmd": "reload", "config": os.path.realpath(proxy.config_path)}).encode() + b"\n")
+            sock.shutdown(socket.SHUT_WR)
+            wait_for(lambda: (proxy.status() or {}).get("generation") == 2, 10, 0.05, "the reload committed")
+            time.sleep(0.3)              # the master has seen the end of our side by now
+            os.kill(old_worker, signal.SIGCONT)
+            answer = json.loads(read_all(sock))
+    finally:
+        os.kill(old_worker, signal.SIGCONT)
+    assert answer == {"ok": True, "errors": [], "generation": 2}, answer
+
+
+def read_all(sock: socket.socket) -> bytes:
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
