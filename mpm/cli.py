@@ -202,7 +202,12 @@ def cmd_reload(args) -> int:
         print(f"mpmctl: master pid {pid} took the reload request but did not answer within {args.wait:g} s "
               "(see the error log)", file=sys.stderr)
         return EXIT_FAIL
-    except (OSError, ValueError):
+    except ValueError:
+        # It took the request and closed without an answer: as for a timeout, no SIGHUP (a second reload).
+        print(f"mpmctl: master pid {pid} took the reload request and closed the connection without an answer "
+              "(see the error log)", file=sys.stderr)
+        return EXIT_FAIL
+    except OSError:
         answer = None
     if answer is None:
         os.kill(pid, signal.SIGHUP)

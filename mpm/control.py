@@ -70,7 +70,13 @@ class ControlServer:
         request, and the older one met a closed socket (BrokenPipe, 1 CI run in 6)."""
         if len(self.clients) < MAX_CLIENTS:
             return True
-        return self.clients[next(iter(self.clients))][2] + REPLACE_GRACE <= now
+        oldest = self._replaceable()
+        return oldest is not None and self.clients[oldest][2] + REPLACE_GRACE <= now
+
+    def _replaceable(self) -> socket.socket | None:
+        """The oldest client a newcomer may replace: any but one whose answer comes later
+        (`_hold`: since = inf)."""
+        return next((client for client, state in self.clients.items() if state[2] != math.inf), None)
 
     def _watch(self, now: float) -> None:
         """The listening socket is watched exactly when accept() may run: not within an
@@ -100,7 +106,7 @@ class ControlServer:
                 self._watch(now)
             return
         if len(self.clients) >= MAX_CLIENTS:
-            self._drop(next(iter(self.clients)))
+            self._drop(self._replaceable())       # (`_room` found one)
         client.setblocking(False)
         self.clients[client] = [b"", now + CLIENT_TIMEOUT, now]
         self.selector.register(client, selectors.EVENT_READ, lambda: self._read(client))
@@ -140,9 +146,10 @@ class ControlServer:
     def _hold(self, client: socket.socket, later: Later) -> None:
         """Keep `client` until `later.send` answers it.  Never the one a newcomer replaces
         (`_room`): dropped, its mpmctl would take the reload for unanswered and signal a second
-        one.  Last in the order, so the oldest client is one that may be replaced if any is."""
-        state = self.clients.pop(client)
-        self.clients[client] = [state[0], time.monotonic() + later.within + CLIENT_TIMEOUT, math.inf]
+        one (mpm.settling holds at most a few at once)."""
+        state = self.clients[client]
+        state[1] = time.monotonic() + later.within + CLIENT_TIMEOUT
+        state[2] = math.inf
         later.send = lambda answer: self._answer_later(client, answer)
         self.selector.modify(client, selectors.EVENT_READ, lambda: self._held(client))
 

@@ -391,6 +391,7 @@ class Master:
             self.admin.close()
         if hasattr(self, "control"):
             self.control.moved_to(self.config.control.socket)    # handed over since the last pass?
+            settling.answer_now(self, "the master is exiting")
             self.control.close()
         remove_pidfile(self.config.control.pidfile)
 

@@ -23,6 +23,7 @@ says which workers were not there yet ("warnings").
 
 from __future__ import annotations
 
+import math
 import time
 
 from mpm.control import Later
@@ -31,14 +32,20 @@ from mpm.readiness import serves
 SETTLE_LIMIT = 10.0          # seconds a reload's answer waits for the generations to settle, at most
 POLL = 0.02                  # seconds between two looks while an answer waits (the master's TICK is 0.25)
 ACCEPTING = ("starting", "ready", "full")
+MAX_HELD = 4                 # reload answers held at once (of the control socket's 16 places)
 
 
-def answer_when_settled(master, generation: int, wait) -> Later:
+def answer_when_settled(master, generation: int, wait) -> Later | dict:
     """The answer to a reload that started `generation`, sent once it has settled (`settle`).
-    `wait`: the seconds the client said it waits (mpmctl's --wait), if it said."""
+    `wait`: the seconds the client said it waits (mpmctl's --wait), if it said.  Past
+    MAX_HELD answers waiting (a script looping on reload), it comes at once, with a warning:
+    each held client takes one of the control socket's places."""
+    if len(master.pending_reloads) >= MAX_HELD:
+        return _answer(generation, f"not waited for: {MAX_HELD} reload answers wait already")
     within = SETTLE_LIMIT
-    if isinstance(wait, (int, float)) and not isinstance(wait, bool) and wait > 0:
-        within = min(within, max(wait - 1.0, wait / 2))     # answered before the client gives up
+    seconds = _seconds(wait)
+    if seconds > 0:
+        within = min(within, max(seconds - 1.0, seconds / 2))     # answered before the client gives up
     later = Later(within)
     master.pending_reloads.append((later, generation, time.monotonic() + within))
     return later
@@ -47,19 +54,48 @@ def answer_when_settled(master, generation: int, wait) -> Later:
 def settle(master) -> None:
     """Send the answers whose generations have settled, or whose time is up (from every
     turn of the master's loop while one waits)."""
+    if master.stopping:
+        answer_now(master, "the master is stopping")
+        return
     now = time.monotonic()
-    missing = "" if master.stopping else _not_settled(master)
-    waiting = []
-    for later, generation, deadline in master.pending_reloads:
-        if now < deadline and (missing or later.send is None):
-            waiting.append((later, generation, deadline))
-        elif later.send is not None:            # (None: its client went before it was held)
-            answer = {"ok": True, "errors": [], "generation": generation}
-            if missing:
-                answer["warnings"] = [f"generation {master.generation} was not alone yet after "
-                                      f"{later.within:g} s: {missing}"]
-            later.send(answer)
-    master.pending_reloads = waiting
+    missing = _not_settled(master)
+    due, waiting = [], []
+    for entry in master.pending_reloads:
+        later, _, deadline = entry
+        (waiting if now < deadline and (missing or later.send is None) else due).append(entry)
+    master.pending_reloads = waiting            # before sending: a send that raises sends nothing twice
+    for later, generation, _ in due:
+        if later.send is not None:              # (None: its client went before it was held)
+            later.send(_answer(generation, missing and f"generation {master.generation} (the newest) was not "
+                                                       f"serving alone after {later.within:g} s: {missing}"))
+
+
+def answer_now(master, why: str) -> None:
+    """Answer every reload that waits, at once (the master stops, or hands its control socket
+    over to the one `mpmctl upgrade` started): closed unanswered, its `mpmctl` would fall back to
+    a signal, a second reload."""
+    pending, master.pending_reloads = master.pending_reloads, []
+    for later, generation, _ in pending:
+        if later.send is not None:
+            later.send(_answer(generation, why))
+
+
+def _answer(generation: int, warning: str = "") -> dict:
+    answer = {"ok": True, "errors": [], "generation": generation}
+    if warning:
+        answer["warnings"] = [warning]
+    return answer
+
+
+def _seconds(wait) -> float:
+    """The client's --wait, if it is a positive finite number of seconds; else 0."""
+    if isinstance(wait, bool) or not isinstance(wait, (int, float)):
+        return 0.0
+    try:
+        seconds = float(wait)
+    except OverflowError:         # an integer beyond any float: no wait we could keep to
+        return 0.0
+    return seconds if math.isfinite(seconds) and seconds > 0 else 0.0
 
 
 def _not_settled(master) -> str:

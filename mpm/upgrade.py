@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 
-from mpm import masterlog
+from mpm import masterlog, settling
 
 log = logging.getLogger("mpm.master")
 STAGING = ".new"            # the new master's control socket until the hand-over: SOCKET + STAGING
@@ -232,6 +232,7 @@ def _hand_control_over(master, successor_pid: int) -> None:
         os.rename(staging_path(control.socket), control.socket)
     except FileNotFoundError:       # a release before this one binds the real path at its start
         pass
+    settling.answer_now(master, "the master handed its control socket over (mpmctl upgrade)")
     master.control.close(unlink=False)      # the path is the new master's now
     write_pidfile(control.pidfile, owner=successor_pid)
 
@@ -316,6 +317,7 @@ def _reclaim_control(master) -> None:
     if master.control.holds(control.socket) and read_pid(control.pidfile) == os.getpid():
         return
     write_pidfile(control.pidfile)
+    settling.answer_now(master, "the master took its control socket back")
     master.control.close(unlink=False)
     master.control = ControlServer(control.socket, master.selector, master._control_request)
     log.warning("upgrade: pidfile %s and control socket %s are this master's again", control.pidfile, control.socket)

@@ -8,6 +8,7 @@ listening socket, as a busy or slow worker would for a moment.  Real master, wor
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -32,6 +33,11 @@ def _backend(http_backend, name: bytes):
     return http_backend(lambda request, body: (200, [("Content-Type", "text/plain")], name))
 
 
+def _resume(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):       # (resumed once already, and gone since)
+        os.kill(pid, signal.SIGCONT)
+
+
 def _reload_in_background(proxy, *args) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "mpm", "reload", "-c", proxy.config_path, *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
@@ -53,7 +59,7 @@ def test_a_reload_answers_once_no_old_worker_takes_new_connections(proxy_factory
         time.sleep(0.5)                  # the new worker comes up meanwhile
         assert reload.poll() is None, f"answered while the old worker still held its place: {reload.communicate()}"
     finally:
-        os.kill(old_worker, signal.SIGCONT)
+        _resume(old_worker)
     out, err = reload.communicate(timeout=15)
     assert reload.returncode == 0 and out.strip() == "reloaded: generation 2", (out, err)
     assert err == "", err
@@ -75,7 +81,7 @@ def test_an_old_worker_that_never_lets_go_delays_the_answer_only_until_the_wait_
         reload = _reload_in_background(proxy, "--wait", "3")
         out, err = reload.communicate(timeout=15)
     finally:
-        os.kill(old_worker, signal.SIGCONT)
+        _resume(old_worker)
     # Exit 0: answered within the 3 s it waits (else "did not answer within 3 s", exit 1).
     assert reload.returncode == 0 and "reloaded: generation 2" in out, (out, err)
     assert f"pid {old_worker} of an earlier generation still takes new connections" in err, err
@@ -97,7 +103,7 @@ def test_a_reload_client_that_hangs_up_before_its_answer_costs_nothing(proxy_fac
         reload.kill()
         reload.wait(5)
     finally:
-        os.kill(old_worker, signal.SIGCONT)
+        _resume(old_worker)
     proxy.wait_ready(generation=2)
     result = proxy.reload()
     assert result.returncode == 0 and result.stdout.strip() == "reloaded: generation 3", result
@@ -119,10 +125,10 @@ def test_a_client_that_half_closes_after_its_request_still_gets_the_answer(proxy
             sock.shutdown(socket.SHUT_WR)
             wait_for(lambda: (proxy.status() or {}).get("generation") == 2, 10, 0.05, "the reload committed")
             time.sleep(0.3)              # the master has seen the end of our side by now
-            os.kill(old_worker, signal.SIGCONT)
+            _resume(old_worker)
             answer = json.loads(read_all(sock))
     finally:
-        os.kill(old_worker, signal.SIGCONT)
+        _resume(old_worker)
     assert answer == {"ok": True, "errors": [], "generation": 2}, answer
 
 
@@ -131,3 +137,77 @@ def read_all(sock: socket.socket) -> bytes:
     while chunk := sock.recv(65536):
         data += chunk
     return data
+
+
+def _ask(path: str, request: dict, timeout: float = 15) -> dict:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(path)
+        sock.sendall(json.dumps(request).encode() + b"\n")
+        return json.loads(read_all(sock))
+
+
+@pytest.mark.timeout(60)
+def test_a_wait_of_any_shape_is_taken_or_ignored_never_an_internal_error(proxy_factory, http_backend):
+    """Review 2026-12-05-settle #4: `"wait": 10**400` raised OverflowError after the reload had
+    committed, and the answer said "internal error"."""
+    proxy = proxy_factory([{"path": "/", "to": _backend(http_backend, b"one").url + "/"}], workers=1)
+    config = os.path.realpath(proxy.config_path)
+    for generation, wait in enumerate((10**400, "5", True, -1, None, float("inf"), 0.5), start=2):
+        payload = json.dumps({"cmd": "reload", "config": config}).encode()[:-1] + b', "wait": ' + \
+            (b"1" + b"0" * 400 if wait == 10**400 else json.dumps(wait).encode().replace(b"Infinity", b"1e999")) + b"}"
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(15)
+            sock.connect(proxy.control_socket)
+            sock.sendall(payload + b"\n")
+            answer = json.loads(read_all(sock))
+        assert answer["ok"] and answer["generation"] == generation, (wait, answer)
+
+
+@pytest.mark.timeout(60)
+def test_past_four_held_answers_a_reload_is_answered_at_once(proxy_factory, http_backend):
+    """Each held answer takes one of the control socket's 16 places (review #3: 16 held reloads
+    kept `mpmctl status` and `stop` out for 7 s): the fifth is answered at once, and says so,
+    and `status` still gets in."""
+    proxy = proxy_factory([{"path": "/", "to": _backend(http_backend, b"one").url + "/"}], workers=1)
+    [old_worker] = proxy.worker_pids()
+    request = {"cmd": "reload", "config": os.path.realpath(proxy.config_path)}
+    os.kill(old_worker, signal.SIGSTOP)
+    held = []
+    try:
+        for generation in range(2, 6):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            held.append(sock)
+            sock.settimeout(15)
+            sock.connect(proxy.control_socket)
+            sock.sendall(json.dumps(request).encode() + b"\n")
+            wait_for(lambda g=generation: (proxy.status() or {}).get("generation") == g, 10, 0.05, "the reload")
+        fifth = _ask(proxy.control_socket, request, timeout=5)
+        assert fifth["ok"] and fifth["generation"] == 6, fifth
+        assert fifth["warnings"] == ["not waited for: 4 reload answers wait already"], fifth
+        _resume(old_worker)
+        answers = [json.loads(read_all(sock)) for sock in held]
+    finally:
+        _resume(old_worker)
+        for sock in held:
+            sock.close()
+    assert [a["generation"] for a in answers] == [2, 3, 4, 5] and all(a["ok"] for a in answers), answers
+
+
+@pytest.mark.timeout(90)
+def test_an_upgrade_that_takes_the_control_socket_answers_the_reload_it_held(proxy_factory, http_backend):
+    """Review #2: the hand-over closed the control socket with a reload held, and its `mpmctl`
+    fell back to a SIGHUP to the master that was leaving."""
+    proxy = proxy_factory([{"path": "/", "to": _backend(http_backend, b"one").url + "/"}], workers=1)
+    [old_worker] = proxy.worker_pids()
+    os.kill(old_worker, signal.SIGSTOP)
+    try:
+        reload = _reload_in_background(proxy)
+        wait_for(lambda: (proxy.status() or {}).get("generation") == 2, 10, 0.05, "the reload committed")
+        upgrade = proxy.mpmctl("upgrade", timeout=60)
+        out, err = reload.communicate(timeout=30)
+    finally:
+        _resume(old_worker)
+    assert upgrade.returncode == 0, upgrade
+    assert reload.returncode == 0 and out.strip() == "reloaded: generation 2", (out, err)
+    assert "the master handed its control socket over (mpmctl upgrade)" in err, err
