@@ -3,10 +3,11 @@
 `{"cmd": "status"}`, `{"cmd": "reload"}`, `{"cmd": "stop", "now": false}`; the answer
 is one JSON line, at once or, for a handler that returns `Later`, when it has one (a reload's
 answer waits until its generation serves alone: mpm.settling).  The master's loop serves it
-with non-blocking sockets, reading and writing: a stuck client (one that never sends, or never reads its answer) costs a descriptor
-until CLIENT_TIMEOUT, never the master's attention, and at most MAX_CLIENTS are held at once.
-When all are taken, a newcomer replaces the oldest only once that one has had REPLACE_GRACE
-to say what it wants; until then the socket is not watched and newcomers wait in its backlog
+with non-blocking sockets, reading and writing: a stuck client (one that never sends, or never
+reads its answer) costs a descriptor until CLIENT_TIMEOUT, never the master's attention, and
+at most MAX_CLIENTS are held at once.
+When all are taken, a newcomer replaces the oldest (of those not waiting for a `Later` answer)
+only once that one has had REPLACE_GRACE to say what it wants; until then the socket is not watched and newcomers wait in its backlog
 (a client's blocking connect waits for room: `request` below).
 """
 
