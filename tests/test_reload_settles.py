@@ -43,19 +43,30 @@ def _reload_in_background(proxy, *args) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
 
 
+def _held_reload(proxy, *args) -> tuple[int, subprocess.Popen]:
+    """`mpmctl reload` with the old worker stopped (SIGSTOP): (its pid, the reload), once the
+    master has committed the reload and holds its answer."""
+    [old_worker] = proxy.worker_pids()
+    os.kill(old_worker, signal.SIGSTOP)
+    try:
+        reload = _reload_in_background(proxy, *args)
+        wait_for(lambda: (proxy.status() or {}).get("generation") == 2, 10, 0.05, "the reload committed")
+    except BaseException:
+        _resume(old_worker)
+        raise
+    return old_worker, reload
+
+
 @pytest.mark.timeout(60)
 def test_a_reload_answers_once_no_old_worker_takes_new_connections(proxy_factory, http_backend):
     old_backend, new_backend = _backend(http_backend, b"old"), _backend(http_backend, b"new")
     proxy = proxy_factory([{"path": "/", "to": old_backend.url + "/"}], workers=1)
     assert _body(proxy.url("/x")) == b"old"
-    [old_worker] = proxy.worker_pids()
     proxy.config["routes"] = [{"path": "/", "to": new_backend.url + "/"}]
     proxy.write_config()
-    os.kill(old_worker, signal.SIGSTOP)
+    # The master's loop is not held by the answer that waits: it commits, and says so (status).
+    old_worker, reload = _held_reload(proxy)
     try:
-        reload = _reload_in_background(proxy)
-        # The master's loop is not held by the answer that waits: it commits, and says so.
-        wait_for(lambda: (proxy.status() or {}).get("generation") == 2, 10, 0.05, "the reload committed")
         time.sleep(0.5)                  # the new worker comes up meanwhile
         assert reload.poll() is None, f"answered while the old worker still held its place: {reload.communicate()}"
     finally:
@@ -95,11 +106,8 @@ def test_a_reload_client_that_hangs_up_before_its_answer_costs_nothing(proxy_fac
     """The held request's client goes away (a service manager's timeout): the master drops it,
     answers the next reload, and makes one reload of each request, not two."""
     proxy = proxy_factory([{"path": "/", "to": _backend(http_backend, b"one").url + "/"}], workers=1)
-    [old_worker] = proxy.worker_pids()
-    os.kill(old_worker, signal.SIGSTOP)
+    old_worker, reload = _held_reload(proxy)
     try:
-        reload = _reload_in_background(proxy)
-        wait_for(lambda: (proxy.status() or {}).get("generation") == 2, 10, 0.05, "the reload under way")
         reload.kill()
         reload.wait(5)
     finally:
@@ -199,11 +207,8 @@ def test_an_upgrade_that_takes_the_control_socket_answers_the_reload_it_held(pro
     """Review #2: the hand-over closed the control socket with a reload held, and its `mpmctl`
     fell back to a SIGHUP to the master that was leaving."""
     proxy = proxy_factory([{"path": "/", "to": _backend(http_backend, b"one").url + "/"}], workers=1)
-    [old_worker] = proxy.worker_pids()
-    os.kill(old_worker, signal.SIGSTOP)
+    old_worker, reload = _held_reload(proxy)
     try:
-        reload = _reload_in_background(proxy)
-        wait_for(lambda: (proxy.status() or {}).get("generation") == 2, 10, 0.05, "the reload committed")
         upgrade = proxy.mpmctl("upgrade", timeout=60)
         out, err = reload.communicate(timeout=30)
     finally:
