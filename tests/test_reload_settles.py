@@ -18,9 +18,12 @@ import sys
 import time
 import urllib.request
 
+import psutil
 import pytest
 from proxyproc import ROOT
 from support import wait_for
+
+from mpm.pidfile import read_pid
 
 
 def _body(url: str) -> bytes:
@@ -208,11 +211,18 @@ def test_an_upgrade_that_takes_the_control_socket_answers_the_reload_it_held(pro
     fell back to a SIGHUP to the master that was leaving."""
     proxy = proxy_factory([{"path": "/", "to": _backend(http_backend, b"one").url + "/"}], workers=1)
     old_worker, reload = _held_reload(proxy)
+    new_master = None
     try:
         upgrade = proxy.mpmctl("upgrade", timeout=60)
         out, err = reload.communicate(timeout=30)
+        _resume(old_worker)
+        new_master = read_pid(os.path.join(proxy.dir, "run", "mpm.pid"))
+        assert proxy.proc.wait(20) == 0 and new_master not in (None, proxy.proc.pid), new_master
     finally:
         _resume(old_worker)
+        if new_master not in (None, proxy.proc.pid):     # the upgrade's master, not the test's: stopped here
+            os.kill(new_master, signal.SIGINT)
+            wait_for(lambda: not psutil.pid_exists(new_master), 20, 0.1, "the new master to stop")
     assert upgrade.returncode == 0, upgrade
     assert reload.returncode == 0 and out.strip() == "reloaded: generation 2", (out, err)
     assert "the master handed its control socket over (mpmctl upgrade)" in err, err
