@@ -41,7 +41,11 @@ class Later:
 
     def __init__(self, within: float):
         self.within = within
-        self.send = None        # set by the ControlServer before the handler's caller sees it again
+        self.send = _nobody     # the ControlServer's, once it holds the client (gone already: nobody's)
+
+
+def _nobody(answer: dict) -> None:
+    """Where an answer goes whose client left before it could be held."""
 
 
 class ControlServer:

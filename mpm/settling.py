@@ -61,13 +61,11 @@ def settle(master) -> None:
     missing = _not_settled(master)
     due, waiting = [], []
     for entry in master.pending_reloads:
-        later, _, deadline = entry
-        (waiting if now < deadline and (missing or later.send is None) else due).append(entry)
+        (waiting if now < entry[2] and missing else due).append(entry)     # (later, generation, deadline)
     master.pending_reloads = waiting            # before sending: a send that raises sends nothing twice
     for later, generation, _ in due:
-        if later.send is not None:              # (None: its client went before it was held)
-            later.send(_answer(generation, missing and f"generation {master.generation} (the newest) was not "
-                                                       f"serving alone after {later.within:g} s: {missing}"))
+        later.send(_answer(generation, missing and f"generation {master.generation} (the newest) was not "
+                                                   f"serving alone after {later.within:g} s: {missing}"))
 
 
 def answer_now(master, why: str) -> None:
@@ -76,8 +74,7 @@ def answer_now(master, why: str) -> None:
     a signal, a second reload."""
     pending, master.pending_reloads = master.pending_reloads, []
     for later, generation, _ in pending:
-        if later.send is not None:
-            later.send(_answer(generation, why))
+        later.send(_answer(generation, why))
 
 
 def _answer(generation: int, warning: str = "") -> dict:
