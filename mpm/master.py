@@ -246,7 +246,8 @@ class Master:
         # worker of any generation.
         self.tls_contexts = self.ticket_keys.contexts(self.config) if tls_contexts is None else tls_contexts
         self.client_table = self.clients.for_generation(self.config, self.workers)
-        self.generation += 1
+        # Past every row's: a successor that died in `mpmctl upgrade` counted on from ours (forget_orphans)
+        self.generation = max(self.generation, self.scoreboard.newest_generation()) + 1
         self._set_title()
         self.route_ids = self.metrics.register_routes(route.name for route in self.config.routes)
         self.slots = {}

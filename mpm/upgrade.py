@@ -177,10 +177,7 @@ def fall_back(master, now: float) -> None:
     master.readiness.notifier.main_pid(os.getpid())
     master.ticket_keys.configure(master.config.tls)     # the dead master installed its configuration's
     master.orphans = master.generation  # the dead master's workers' rows, freed as they exit
-    # Past the dead master's numbers (it counted on from ours, reloads too): its workers' rows
-    # hold them until they are gone, and ours must be newer for a hand-over to find them.
-    master.generation = max([master.generation] + [row["generation"] for row in master.scoreboard.live_rows()])
-    master.new_generation()
+    master.new_generation()             # (numbered past theirs: it counted on from ours, reloads too)
     log.warning("upgrade: this master serves again, generation %d", master.generation)
 
 

@@ -132,6 +132,11 @@ class Scoreboard(SharedTable):
         worker, whose copy of `owner` froze at fork): how a stopping worker finds its successor."""
         return [self.read(index) for index in range(self.rows) if self.pid[index]]
 
+    def newest_generation(self) -> int:
+        """The highest generation of any row in use (0 when none is)."""
+        return max((self.generation[index] for index in range(self.rows) if self.pid[index] or self.state[index]),
+                   default=0)
+
     def live_rows_indexed(self) -> list[tuple[int, dict]]:
         """(index, row) of every row in use, a worker's from its claim (before it has a pid) to
         its reaping: what /metrics sums the metrics table over."""
