@@ -30,11 +30,10 @@ from functools import partial
 
 from conf.readahead import buffered
 from tunnel.endpoint import EPOLLIN, EPOLLOUT
-from worker import bodies, connecting, failover, policy, regexlimit, response, routing
+from worker import bodies, connecting, ownanswer, policy, response, routing
 from worker.loop import EPOLLERR, EPOLLHUP
 from worker.phases import CONNECTING, DONE, FLUSHING, NEXT, PHASES, RELAYING, ROUTING, TUNNEL, WAITING
 from worker.regexlimit import RegexTimeout
-from worker.rewrite import error_response
 
 READ_AHEAD = 64 * 1024          # pipelined bytes we hold before we stop reading a client
 
@@ -114,7 +113,7 @@ class Exchange:
             else:
                 route, mapped = self.worker.router.resolve_normalised(target, normal, head)
         except RegexTimeout as timeout:
-            self._routing_too_slow(timeout.route)
+            ownanswer.routing_too_slow(self, timeout.route)
             return
         # (An HTTP/2 stream tunnels only by an extended CONNECT, whose head asks: never unasked.)
         if route is not None and (head.upgrade is not None or (route.always_upgrade and not self.client.http2)):
@@ -219,24 +218,6 @@ class Exchange:
         else:
             self.update_interest()
 
-    def on_deadline(self) -> None:
-        """Whose wait ran out decides the answer: only the backend's is a 504 and a failure
-        of its member's."""
-        conn = self.conn
-        if self.phase is CONNECTING:
-            self.backend_failed(504, "connect timed out")
-        elif self.phase is FLUSHING or (self.phase is RELAYING and self.client.ep.out):
-            # The client does not take what we hold for it: no failure of the backend's.
-            self.client.close()
-        elif self.req_framing is not None and not self.resp_started and conn is not None and not conn.out:
-            # The backend took all we had; the client's body stopped coming (nginx's
-            # client_body_timeout, Apache's RequestReadTimeout: 408).
-            self.worker.log_error("info", f"{self.client.client_ip.decode()} the request body stalled "
-                                          f"for {self.route.timeout:g}s (408)")
-            self.answer(408, "The request body did not arrive in time.")
-        else:
-            self.backend_failed(504, "backend timed out")
-
     # == the response direction (worker.bodies reads it) ========================================
     def response_started(self) -> None:
         self.resp_started = True
@@ -257,18 +238,18 @@ class Exchange:
         the request body is still being relayed to it)."""
         if self.client.ep.out:
             if self.req_framing is None:
-                self._release_backend()
+                self.release_backend()
             self.enter(FLUSHING)
             self.update_interest()
         else:
-            self._done()
+            self.done()
 
     def client_flushed(self, done: bool) -> None:
         """The client took some of what we held for it."""
         if self.route is not None:
             self.client.deadline = self.loop.now + self.route.timeout
         if done and self.phase is FLUSHING:
-            self._done()
+            self.done()
         elif self.phase is not DONE:
             self.update_interest()
 
@@ -279,7 +260,7 @@ class Exchange:
         self.reusable = self.keep_alive = False
         self.req_framing = None
         self.body_left = True
-        self._release_backend(reuse=False)
+        self.release_backend(reuse=False)
         self.update_interest()
 
     def request_cut(self, why: str) -> None:
@@ -302,16 +283,22 @@ class Exchange:
         self.reusable = self.keep_alive = False
         self.update_interest()
 
+    # == our own answers (worker.ownanswer: the refusals, 404 and 503, a backend's 502 and 504) ==
+    answer = ownanswer.answer
+    backend_lost = ownanswer.backend_lost
+    backend_failed = ownanswer.backend_failed
+    on_deadline = ownanswer.on_deadline
+
     # == endings ================================================================================
-    def _done(self) -> None:
+    def done(self) -> None:
         """The response is out: release the member, pool or drop the backend, log."""
         self.enter(DONE)
-        self._release_backend()
+        self.release_backend()
         if self.req_framing is not None:      # answered before the client finished its body
             self.keep_alive = False
         self.client.exchange_done(self, self.keep_alive)
 
-    def _release_backend(self, reuse: bool = True) -> None:
+    def release_backend(self, reuse: bool = True) -> None:
         """The member's count, and the connection pooled if it can serve again (and `reuse`),
         else closed."""
         if self.member is not None:
@@ -323,65 +310,6 @@ class Exchange:
                 self.worker.pool.release(conn)
             else:
                 conn.close()
-
-    def _routing_too_slow(self, route) -> None:
-        """The routes' regular expressions ran past their limit on this request: 500, as nginx
-        answers when PCRE's match limit ends a search (worker.regexlimit)."""
-        where = f"the regular expressions of route {route.name} (line {route.line})" if route is not None \
-            else "the routes' regular expressions"
-        self.worker.log_error("error", f"{self.client.client_ip.decode()} {where} ran past "
-                                       f"{regexlimit.LIMIT * 1000:g} ms of CPU on this request: 500")
-        self.answer(500, "The routing of this URL took too long.")
-
-    def answer(self, status: int, message: str, keep_alive: bool = False, extra: bytes = b"") -> None:
-        """An answer of our own: 404/503 (keeping the connection when `keep_alive`), a bad
-        request (4xx), or a backend failure (502/504); `extra` is header lines of ours
-        (Retry-After).  Once the response has begun, closing is all that is honest."""
-        if self.resp_started:
-            self.client.close()
-            return
-        self._release_backend(reuse=False)
-        self.status = status
-        self.keep_alive = keep_alive and self.keep_alive and self.worker.keeps_alive(self.client)
-        if self.req_framing is not None:     # what the client still sends of its body is not read
-            self.req_framing = None
-            self.body_left = True            # (so its connection lingers: worker.linger)
-        if self.client.http2:        # the status as HTTP/2 fields, the page as DATA
-            self.enter(FLUSHING)
-            if self.client.answer(self, status, message, extra):
-                self._done()
-            return
-        out = error_response(status, message, self.keep_alive, extra)
-        head_size = out.find(b"\r\n\r\n") + 4
-        self.head_sent += head_size          # (+=: after the 1xx heads relayed, if any)
-        if self.head is not None and self.head.method == b"HEAD":
-            out = out[:head_size]            # a response to HEAD has no body (RFC 9110 §9.3.2)
-        self.sent += len(out)
-        self.enter(FLUSHING)
-        try:
-            self.client.ep.send(out)
-        except OSError:
-            self.client.close()
-            return
-        if not self.client.ep.out:
-            self._done()
-        else:
-            self.update_interest()
-
-    def backend_lost(self, why: str, request, untouched: bool = False) -> None:
-        """The backend connection failed: before any of the response, a pooled one may be
-        replaced by a fresh one (worker.failover), else 502.  `untouched`: the backend took
-        none of `request`."""
-        if self.phase is not WAITING or not failover.fresh_connection(self, request, untouched):
-            self.backend_failed(502, why)
-
-    def backend_failed(self, status: int, why: str) -> None:
-        if self.member is not None and failover.next_member(self, status, why):
-            return
-        route = self.route.name if self.route is not None else "-"
-        backend = self.origin.name if self.origin is not None else "-"
-        self.worker.log_error("error", f"route {route} backend {backend}: {why} ({status})")
-        self.answer(status, why)
 
     def _release_member(self) -> None:
         self.worker.lb.end(self.member, self.received + self.sent)
@@ -396,7 +324,7 @@ class Exchange:
         out = self.client.ep.out
         if out:
             self.sent -= len(out)        # what never left us did not reach the client
-        self._release_backend(reuse=False)
+        self.release_backend(reuse=False)
         self.enter(DONE)
         self.client.exchange_done(self, False)
 
@@ -405,7 +333,7 @@ class Exchange:
         its stream alone), and the backend connection and the member's count go back
         whatever the phase was."""
         self.client.close()
-        self._release_backend(reuse=False)
+        self.release_backend(reuse=False)
 
     # == interest =================================================================================
     def update_interest(self) -> None:

@@ -138,7 +138,7 @@ def _relay(ex, resp, buf, start: int, size: int) -> None:
     if not resp.keep_alive or delimited or ex.req_framing is not None:
         ex.reusable = False
         if ex.req_framing is not None:
-            # The rest of the request body will not be read (Exchange._done): say so, as RFC
+            # The rest of the request body will not be read (Exchange.done): say so, as RFC
             # 9110 §10.1.1 asks of a final answer sent before the whole request content.
             ex.keep_alive = False
     elif not http11 and head.version == "1.0" and not _agreed_keep_alive(resp):
