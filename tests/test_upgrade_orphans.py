@@ -51,16 +51,21 @@ def _generations(proxy) -> dict[int, int]:
 SLOW_WORKER_START = "import os, time\nos.register_at_fork(after_in_child=lambda: time.sleep(1.0))\n"
 
 
-@pytest.mark.timeout(90)
-def test_the_rows_of_a_dead_successors_workers_are_freed(proxy_factory, http_backend, tmp_path):
-    backend = http_backend()
+def _upgrading(proxy_factory, backend, tmp_path, workers: int):
+    """A proxy whose workers start slowly, and the `mpmctl upgrade` started on it."""
     (tmp_path / "slow").mkdir()
     (tmp_path / "slow" / "sitecustomize.py").write_text(SLOW_WORKER_START)
-    proxy = proxy_factory([{"path": "/", "to": backend.url + "/"}], workers=2, admin=admin_section(),
+    proxy = proxy_factory([{"path": "/", "to": backend.url + "/"}], workers=workers, admin=admin_section(),
                           environ={"PYTHONPATH": str(tmp_path / "slow")})
-    master = proxy.proc.pid
     upgrade = subprocess.Popen([sys.executable, "-m", "mpm", "upgrade", "-c", proxy.config_path], cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return proxy, upgrade
+
+
+@pytest.mark.timeout(90)
+def test_the_rows_of_a_dead_successors_workers_are_freed(proxy_factory, http_backend, tmp_path):
+    proxy, upgrade = _upgrading(proxy_factory, http_backend(), tmp_path, workers=2)
+    master = proxy.proc.pid
     successor = None
     try:
         successor, workers = _successor_with_workers(master, 30)
@@ -91,14 +96,8 @@ def test_a_reload_after_a_dead_successor_numbers_its_generation_past_the_orphans
     counted as serving the reload's configuration, and be offered its tunnels at a hand-over.
     As an earlier generation, it is named in the reload's answer while it holds its place in
     the listening sockets."""
-    backend = http_backend()
-    (tmp_path / "slow").mkdir()
-    (tmp_path / "slow" / "sitecustomize.py").write_text(SLOW_WORKER_START)
-    proxy = proxy_factory([{"path": "/", "to": backend.url + "/"}], workers=1, admin=admin_section(),
-                          environ={"PYTHONPATH": str(tmp_path / "slow")})
+    proxy, upgrade = _upgrading(proxy_factory, http_backend(), tmp_path, workers=1)
     master = proxy.proc.pid
-    upgrade = subprocess.Popen([sys.executable, "-m", "mpm", "upgrade", "-c", proxy.config_path], cwd=ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     successor, orphan = None, None
     try:
         successor, workers = _successor_with_workers(master, 30)
