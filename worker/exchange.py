@@ -16,7 +16,8 @@ is complete on our side and waits for the client to take the rest (`client.ep.ou
 a response the client took whole as it was read goes from WAITING or RELAYING straight
 to DONE (most small ones: one transition fewer).  DONE means logged.  The backend
 connection goes back to the pool only when both directions ended cleanly (`reusable`,
-and no request body left).
+and no request body left).  Our own answers, and which one a deadline gets, are
+worker.ownanswer's.
 
 Bytes move through the worker's shared buffer, or between two plain sockets through
 `os.splice` (`worker.bodies`); an endpoint keeps a leftover only after a partial send,
