@@ -31,7 +31,21 @@ def _answer(conn) -> None:
             return
         if head.target.startswith(("/pause", "/slow")):
             time.sleep(0.3 if head.target.startswith("/pause") else 1.5)
+        if head.target in IN_PARTS:
+            first, rest = IN_PARTS[head.target]
+            conn.send(first)
+            time.sleep(0.5)
+            conn.send(rest)
+            continue
         conn.send(respond(200, f"{head.method} {head.target} {len(body)} xff={head.get('x-forwarded-for')}".encode()))
+
+
+# Responses a backend sends in two parts, 0.5 s apart: what the client must get of the first part at once.
+IN_PARTS = {
+    "/length": (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nfirst", b"-last"),
+    "/chunked": (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n", b"5\r\n-last\r\n0\r\n\r\n"),
+    "/hints": (b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nlast"),
+}
 
 
 FIRST_REQUESTS = {
@@ -311,6 +325,45 @@ def test_no_response_waits_behind_the_cork_of_a_closing_one(tmp_path, tls):
                 sock.close()
         assert {name: sorted(w)[2] for name, w in waits.items() if sorted(w)[2] >= 0.03} == {}, waits
         assert all(resumed[1:]), resumed
+    finally:
+        proxy.stop()
+        backend.close()
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_the_first_part_of_a_closing_response_is_not_held_back(tmp_path, tls):
+    """A closing connection's last response is corked only once it is whole in hand (worker/
+    _lane_engine.c's `cork`).  Corked from the request on, as it was, a response that comes in
+    parts had each part held up to the kernel's 200 ms: the first part of a body that comes in
+    two, of a streamed chunked one, and a 103 Early Hints ahead of its response (review
+    2026-12-05-lanereview #1: 201-212 ms, against 0-1 ms without the lane).  Each kind three
+    times, on a new connection that the lane takes; its median must be well under 200 ms."""
+    backend = RawBackend(_answer)
+    proxy = Proxy(tmp_path, [{"path": "/", "to": backend.url + "/"}], workers=1)
+    if tls:
+        serve_tls(proxy, tmp_path)
+    proxy.start()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    waits = {}
+    try:
+        for target, (first, _) in IN_PARTS.items():
+            for _ in range(3):
+                assert _exchange(proxy, b"GET /warm HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")[1]
+                time.sleep(0.05)            # an idle backend connection waits: the lane takes the next
+                sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
+                if tls:
+                    sock = context.wrap_socket(sock)
+                start = time.monotonic()
+                sock.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % target.encode())
+                data = b""
+                while not data.endswith(first[-7:]) and (chunk := sock.recv(65536)):
+                    data += chunk
+                waits.setdefault(target, []).append(time.monotonic() - start)
+                assert data.endswith(first[-7:]), (target, data)
+                sock.close()
+        assert {target: sorted(w)[1] for target, w in waits.items() if sorted(w)[1] >= 0.1} == {}, waits
     finally:
         proxy.stop()
         backend.close()

@@ -12,7 +12,6 @@ import os
 from worker.client import ClientConnection
 from worker.exchange import Exchange
 from worker.http1 import HttpError, parse_request
-from worker.linger import cork
 from worker.loop import EPOLLIN
 from worker.phases import BUSY, CLOSED, CONNECTING, IDLE, WAITING
 from worker.regexlimit import RegexTimeout
@@ -103,7 +102,6 @@ class LaneOwner:
         if not head.keep_alive:         # its response head says so (the C), then it closes (`lane_done`)
             record.keep_alive = False
             self.lane.closing = 1
-            cork(client.ep.sock)
         return out
 
     def _route(self, router, head, target: bytes) -> bool:

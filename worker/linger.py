@@ -35,7 +35,6 @@ epoll round and a read (TLS benchmarks close after each request).
 from __future__ import annotations
 
 import os
-from socket import IPPROTO_TCP, TCP_CORK
 
 from tunnel.endpoint import WOULD_BLOCK
 
@@ -115,19 +114,3 @@ def close_or_linger(lingering: LingeringSet, ep, notify: bool, quiet: float) -> 
         except OSError:
             pass
     ep.close(notify=notify)
-
-
-def cork(sock) -> None:
-    """TCP_CORK for a connection whose last response is coming (worker.laneowner): its head
-    and body, the TLS close_notify and the FIN leave in one segment (the close sends what the
-    cork holds) where they took three, each a loopback transmission charged to the worker.  S7c (one request per
-    TLS connection, `Connection: close`), one worker saturated, 10 rounds against the tree
-    before: 9 µs less kernel time per connection (the median of the rounds' differences, 0 to
-    18), about 2 % of its CPU.  Only once the request asked for the close: a cork held while the
-    client may still send holds back the ACK its Nagle waits for (corked from the handshake's
-    last round, to send the session ticket with the response: 43 ms more per connection for a
-    Python client, measured, where wrk, with TCP_NODELAY, saw none)."""
-    try:
-        sock.setsockopt(IPPROTO_TCP, TCP_CORK, 1)
-    except OSError:
-        pass        # not TCP (a unix socket listener): nothing to coalesce
