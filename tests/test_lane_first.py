@@ -292,7 +292,7 @@ def _head_after(sock, request: bytes) -> tuple[bytes, float]:
 @pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
 def test_no_response_waits_behind_the_cork_of_a_closing_one(tmp_path, tls):
     """A request that says `Connection: close` has its response, close_notify and FIN corked
-    into one segment (worker.laneowner.cork).  No response waits behind that, whatever comes
+    into one segment (`cork` in worker/_lane_engine.c).  No response waits behind that, whatever comes
     first on a new connection, for a client that keeps Nagle on (Python's default, which waits
     for the ACK of what it sent before): each is answered in well under the 40 ms of a delayed
     ACK or the 200 ms after which the kernel sends corked bytes anyway.  Over TLS the next
