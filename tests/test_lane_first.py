@@ -292,7 +292,7 @@ def _head_after(sock, request: bytes) -> tuple[bytes, float]:
 @pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
 def test_no_response_waits_behind_the_cork_of_a_closing_one(tmp_path, tls):
     """A request that says `Connection: close` has its response, close_notify and FIN corked
-    into one segment (`cork` in worker/_lane_engine.c).  No response waits behind that, whatever comes
+    into one segment (`lane_cork`, worker/_lane_io.c).  No response waits behind that, whatever comes
     first on a new connection, for a client that keeps Nagle on (Python's default, which waits
     for the ACK of what it sent before): each is answered in well under the 40 ms of a delayed
     ACK or the 200 ms after which the kernel sends corked bytes anyway.  Over TLS the next
@@ -332,8 +332,8 @@ def test_no_response_waits_behind_the_cork_of_a_closing_one(tmp_path, tls):
 
 @pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
 def test_the_first_part_of_a_closing_response_is_not_held_back(tmp_path, tls):
-    """A closing connection's last response is corked only once it is whole in hand (worker/
-    _lane_engine.c's `cork`).  Corked from the request on, as it was, a response that comes in
+    """A closing connection's last response is corked only once it is whole in hand
+    (worker/_lane_engine.c calls `lane_cork`).  Corked from the request on, as it was, a response that comes in
     parts had each part held up to the kernel's 200 ms: the first part of a body that comes in
     two, of a streamed chunked one, and a 103 Early Hints ahead of its response (review
     2026-12-05-lanereview #1: 201-212 ms, against 0-1 ms without the lane).  Each kind three

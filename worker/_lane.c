@@ -27,7 +27,7 @@ response has begun).
 
 A TLS client connection is read and written through its SSL object (the SSL* of its
 ssl.SSLSocket, `install_tls` giving OpenSSL's functions): each recv becomes an SSL_read, each
-send an SSL_write (_lane_engine.c, `client_recv` and `client_send`), and a head is the lane's
+send an SSL_write (_lane_io.c, `lane_client_recv` and `lane_client_send`), and a head is the lane's
 only when the SSL object holds nothing after it.  HTTPS keep-alive requests cost 0.63-0.68x
 the Python path's CPU, 1.06-1.26x nginx's, in two runs (bench/RESULTS-2026-12-05-tls.md).
 

@@ -2,9 +2,6 @@
 
 #include "lane.h"
 
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-
 /* Every read lands here: one worker, one loop, one lane at a time (and room behind the largest
    read for the line a closing response head gains). */
 static char buffer[LANE_BUFFER + CLOSE_LINE_SIZE];
@@ -46,59 +43,6 @@ void lane_detach(Lane *self) {
     Py_CLEAR(self->request);
     set_mask(self, self->client_fd, &self->client_mask, EPOLLIN);
     set_mask(self, self->backend_fd, &self->backend_mask, EPOLLIN);
-}
-
-/* == the client's reads and writes: a socket's, or a TLS client's through its SSL object ====== */
-
-#define SSL_ERROR_WANT_READ 2
-#define SSL_ERROR_WANT_WRITE 3
-#define SSL_READING 3
-
-/* recv()'s answer: bytes, 0 at the end, -1 with errno EAGAIN while it has to wait.  TLS: the
-   Python path reads as ssl.SSLSocket does and takes every error but a wait as the end
-   (worker.client: `n <= 0`), a close_notify, a FIN without one or a bad record alike; a read
-   that wants to write (a KeyUpdate's answer against a full buffer) waits for the next event
-   there too. */
-static Py_ssize_t client_recv(Lane *self, char *buf, Py_ssize_t size) {
-    if (self->ssl == NULL)
-        return recv(self->client_fd, buf, size, 0);
-    lane_tls.clear_errors();        /* SSL_get_error reads the queue: empty before the call */
-    int n = lane_tls.read(self->ssl, buf, (int)size);
-    if (n > 0)
-        return n;
-    int error = lane_tls.get_error(self->ssl, n);
-    lane_tls.clear_errors();
-    if (error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE) {
-        errno = EAGAIN;
-        return -1;
-    }
-    return 0;
-}
-
-/* send()'s answer.  TLS: a write that has to wait (-1, EAGAIN) has taken part of the bytes
-   into records already, and OpenSSL wants the same bytes again, at least as many, on the next
-   call: the caller keeps them all and sends them, and what follows them, from the same first
-   byte (CPython's SSL objects accept a moved buffer).  A write that wants to read first (a
-   renegotiation, which OpenSSL 3 refuses to clients anyway) would wait for EPOLLOUT in a spin:
-   the client is taken as gone. */
-static Py_ssize_t client_send(Lane *self, const char *data, Py_ssize_t size) {
-    if (self->ssl == NULL)
-        return send(self->client_fd, data, size, MSG_NOSIGNAL);
-    lane_tls.clear_errors();
-    int n = lane_tls.write(self->ssl, data, size > INT_MAX ? INT_MAX : (int)size);
-    if (n > 0)
-        return n;
-    int error = lane_tls.get_error(self->ssl, n);
-    lane_tls.clear_errors();
-    errno = error == SSL_ERROR_WANT_WRITE ? EAGAIN : EPIPE;
-    return -1;
-}
-
-/* A TLS client's SSL object holds bytes epoll cannot see (decrypted, or read ahead and whole):
-   conf/_readahead.c's `buffered`, for the same reason. */
-static int client_buffered(Lane *self) {
-    return self->ssl != NULL && (lane_tls.pending(self->ssl) > 0
-                                 || (lane_tls.has_pending(self->ssl) && lane_tls.want(self->ssl) != SSL_READING));
 }
 
 /* Give the connection back to Python (`lane_back`): `data` is what was read and not acted on;
@@ -151,7 +95,7 @@ static int done(Lane *self) {
 static int to_client(Lane *self, const char *data, Py_ssize_t size) {
     Py_ssize_t sent = 0;
     if (self->out == NULL) {
-        sent = client_send(self, data, size);
+        sent = lane_client_send(self, data, size);
         if (sent < 0) {
             if (errno != EAGAIN && errno != EWOULDBLOCK)
                 return -1;
@@ -179,7 +123,7 @@ static int to_client(Lane *self, const char *data, Py_ssize_t size) {
 /* == the request ============================================================================ */
 
 static int read_request(Lane *self) {
-    Py_ssize_t n = client_recv(self, buffer, self->head_read);
+    Py_ssize_t n = lane_client_recv(self, buffer, self->head_read);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
         return 0;
     if (n <= 0)
@@ -187,7 +131,7 @@ static int read_request(Lane *self) {
     /* One whole head, nothing after it (and no empty lines before it; TLS: nothing more held
        in the SSL object either): anything else is worker.client's to take apart. */
     const char *end = n >= 4 ? memmem(buffer, n, "\r\n\r\n", 4) : NULL;
-    if (end == NULL || end + 4 != buffer + n || buffer[0] == '\r' || client_buffered(self))
+    if (end == NULL || end + 4 != buffer + n || buffer[0] == '\r' || lane_client_buffered(self))
         return give_back(self, BACK_CLIENT_BYTES, buffer, n, 0);
     /* When it came: its line's %t and %D count the Python's judging and routing too, as the
        Python path's and the metrics' do (review 2026-12-05-lanelog #1). */
@@ -238,7 +182,7 @@ static int read_request(Lane *self) {
 /* Bytes from the client while an exchange runs: pipelined, or its FIN.  One read's worth is
    kept and served after the exchange (by Python); then the client is not read until then. */
 static int read_early(Lane *self) {
-    Py_ssize_t n = client_recv(self, buffer, self->head_read);
+    Py_ssize_t n = lane_client_recv(self, buffer, self->head_read);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
         return 0;
     if (n <= 0)
@@ -293,21 +237,6 @@ static long long usual_body(Lane *self, const char *data, Py_ssize_t head_size) 
     return length;          /* -1 without Content-Length: the body ends at the close */
 }
 
-/* The last response of a connection that closes after it (`closing`), whole in hand: its head
-   and body, the TLS close_notify and the FIN leave in one segment (the close sends what the cork
-   holds) where they took three, each a loopback transmission charged to the worker.  S7c (one
-   request per TLS connection, `Connection: close`), one worker saturated, 10 rounds: 9 us less
-   kernel time per connection (the median of the rounds' differences, 0 to 18), about 2 % of its
-   CPU.  Only a response in hand: a cork held while one comes in parts holds each part up to
-   200 ms (a streamed body, a 103, the rest of a slow body: review 2026-12-05-lanereview #1, when
-   the cork began with the request), and only once the request asked for the close: a cork held
-   while the client may still send holds back the ACK its Nagle waits for (43 ms per connection
-   for a Python client, measured, when corked from the handshake's last round). */
-static void cork(int fd) {
-    int on = 1;
-    (void)setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof on);    /* not TCP (a unix socket): nothing to coalesce */
-}
-
 static int read_response_head(Lane *self) {
     Py_ssize_t n = recv(self->backend_fd, buffer, self->first_read, 0);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
@@ -329,7 +258,7 @@ static int read_response_head(Lane *self) {
         return give_back(self, BACK_RESPONSE, buffer, n, 0);
     self->remaining = body - after;
     if (self->closing && !self->remaining)
-        cork(self->client_fd);
+        lane_cork(self->client_fd);
     if (self->closing) {        /* worker.response's head for a plain response: the line before the last CRLF */
         memmove(buffer + head_size - 2 + CLOSE_LINE_SIZE, buffer + head_size - 2, n - head_size + 2);
         memcpy(buffer + head_size - 2, CLOSE_LINE, CLOSE_LINE_SIZE);
@@ -373,7 +302,7 @@ static int relay_body(Lane *self) {
 
 static int flush_client(Lane *self) {
     Py_ssize_t size = self->out_size - self->out_at;
-    Py_ssize_t sent = client_send(self, self->out + self->out_at, size);
+    Py_ssize_t sent = lane_client_send(self, self->out + self->out_at, size);
     if (sent < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
             return 0;

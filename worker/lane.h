@@ -67,6 +67,10 @@ extern PyObject *s_status, *s_content_length, *s_keep_alive, *s_chunked, *s_plai
 
 double lane_now(void);
 void lane_detach(Lane *self);
+Py_ssize_t lane_client_recv(Lane *self, char *buf, Py_ssize_t size);         /* worker/_lane_io.c */
+Py_ssize_t lane_client_send(Lane *self, const char *data, Py_ssize_t size);
+int lane_client_buffered(Lane *self);
+void lane_cork(int fd);
 void lane_log_request(Lane *self, PyObject *raw, time_t second);
 PyObject *lane_log_line(Lane *self);
 PyObject *Lane_on_client(Lane *self, PyObject *arg);
