@@ -333,11 +333,12 @@ def test_no_response_waits_behind_the_cork_of_a_closing_one(tmp_path, tls):
 @pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
 def test_the_first_part_of_a_closing_response_is_not_held_back(tmp_path, tls):
     """A closing connection's last response is corked only once it is whole in hand
-    (worker/_lane_engine.c calls `lane_cork`).  Corked from the request on, as it was, a response that comes in
-    parts had each part held up to the kernel's 200 ms: the first part of a body that comes in
-    two, of a streamed chunked one, and a 103 Early Hints ahead of its response (review
-    2026-12-05-lanereview #1: 201-212 ms, against 0-1 ms without the lane).  Each kind three
-    times, on a new connection that the lane takes; its median must be well under 200 ms."""
+    (worker/_lane_engine.c calls `lane_cork`).  Corked from the request on, as it was, a
+    response that comes in parts had each part held up to the kernel's 200 ms: the first part
+    of a body that comes in two, of a streamed chunked one, and a 103 Early Hints ahead of its
+    response (review 2026-12-05-lanereview #1: 201-212 ms, against 0-1 ms without the lane).
+    Each kind three times, on a new connection that the lane takes; its median must be well
+    under 200 ms."""
     backend = RawBackend(_answer)
     proxy = Proxy(tmp_path, [{"path": "/", "to": backend.url + "/"}], workers=1)
     if tls:
