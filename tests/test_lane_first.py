@@ -289,16 +289,17 @@ def _head_after(sock, request: bytes) -> tuple[bytes, float]:
     return data, time.monotonic() - start
 
 
+@pytest.mark.parametrize("lane", ["1", "0"], ids=["lane", "python"])
 @pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
-def test_no_response_waits_behind_the_cork_of_a_closing_one(tmp_path, tls):
+def test_no_response_waits_behind_the_cork_of_a_closing_one(tmp_path, tls, lane):
     """A request that says `Connection: close` has its response, close_notify and FIN corked
-    into one segment (`lane_cork`, worker/_lane_io.c).  No response waits behind that, whatever comes
+    into one segment (`lane_cork`, worker/_lane_io.c; linger.cork in the Python path).  No response waits behind that, whatever comes
     first on a new connection, for a client that keeps Nagle on (Python's default, which waits
     for the ACK of what it sent before): each is answered in well under the 40 ms of a delayed
     ACK or the 200 ms after which the kernel sends corked bytes anyway.  Over TLS the next
     connections resume the session, whose ticket came on each one."""
     backend = RawBackend(_answer)
-    proxy = Proxy(tmp_path, [{"path": "/", "to": backend.url + "/"}], workers=1)
+    proxy = Proxy(tmp_path, [{"path": "/", "to": backend.url + "/"}], workers=1, environ={"MPM_NATIVE_LANE": lane})
     if tls:
         serve_tls(proxy, tmp_path)
     proxy.start()
@@ -330,17 +331,18 @@ def test_no_response_waits_behind_the_cork_of_a_closing_one(tmp_path, tls):
         backend.close()
 
 
+@pytest.mark.parametrize("lane", ["1", "0"], ids=["lane", "python"])
 @pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
-def test_the_first_part_of_a_closing_response_is_not_held_back(tmp_path, tls):
-    """A closing connection's last response is corked only once it is whole in hand
-    (worker/_lane_engine.c calls `lane_cork`).  Corked from the request on, as it was, a
+def test_the_first_part_of_a_closing_response_is_not_held_back(tmp_path, tls, lane):
+    """A closing connection's last response is corked only once it is whole in hand (the lane:
+    worker/_lane_engine.c calls `lane_cork`; the Python path: worker.response, linger.cork).  Corked from the request on, as it was, a
     response that comes in parts had each part held up to the kernel's 200 ms: the first part
     of a body that comes in two, of a streamed chunked one, and a 103 Early Hints ahead of its
     response (review 2026-12-05-lanereview #1: 201-212 ms, against 0-1 ms without the lane).
-    Each kind three times, on a new connection that the lane takes; its median must be well
+    Each kind three times, on a new connection (the lane takes it); its median must be well
     under 200 ms."""
     backend = RawBackend(_answer)
-    proxy = Proxy(tmp_path, [{"path": "/", "to": backend.url + "/"}], workers=1)
+    proxy = Proxy(tmp_path, [{"path": "/", "to": backend.url + "/"}], workers=1, environ={"MPM_NATIVE_LANE": lane})
     if tls:
         serve_tls(proxy, tmp_path)
     proxy.start()

@@ -35,6 +35,7 @@ epoll round and a read (TLS benchmarks close after each request).
 from __future__ import annotations
 
 import os
+from socket import IPPROTO_TCP, TCP_CORK
 
 from tunnel.endpoint import WOULD_BLOCK
 
@@ -114,3 +115,16 @@ def close_or_linger(lingering: LingeringSet, ep, notify: bool, quiet: float) -> 
         except OSError:
             pass
     ep.close(notify=notify)
+
+
+def cork(sock) -> None:
+    """TCP_CORK for a connection whose last response is whole in hand and about to be sent
+    (worker.response): the response, the TLS close_notify and the FIN leave in one segment (the
+    close sends what the cork holds) where they took three.  The lane does the same in C
+    (worker/_lane_io.c's `lane_cork`, with the measurement).  Never earlier: a cork holds a
+    partial segment up to 200 ms, so a response that comes in parts would wait that long for
+    each (review 2026-12-05-lanereview #1)."""
+    try:
+        sock.setsockopt(IPPROTO_TCP, TCP_CORK, 1)
+    except OSError:
+        pass        # not TCP (a unix socket listener): nothing to coalesce

@@ -16,6 +16,7 @@ from worker import upgrade
 from worker.framing import BadFraming
 from worker.headreader import HeadReader
 from worker.http1 import HEAD_END, HttpError, chunked_only, connection_tokens, parse_response
+from worker.linger import cork
 from worker.rewrite import response_head, stated_proto_line
 
 MAX_RESPONSE_HEAD = 64 * 1024   # a backend head larger than this is invalid (502)
@@ -210,6 +211,8 @@ def _send(ex, resp, out, reverse, buf, start: int, size: int, head_size: int) ->
         return
     ex.resp_started = True            # from here on, only closing is honest (Exchange.answer)
     ex.sent += len(out)               # send_to_client's work, inline: the split costs no call
+    if ended and not ex.keep_alive:
+        cork(client.ep.sock)          # the connection's last response, whole (worker.linger.cork)
     try:
         client.ep.send(out)
     except OSError:
