@@ -96,10 +96,11 @@ def _log_count(env, route: str, backend: str) -> int:
 # == before the response: 502 / 504 =====================================================================
 @pytest.mark.timeout(15)
 def test_connection_refused_is_502(env):
-    response, elapsed, _ = _exchange(env, b"GET /refused/x HTTP/1.1\r\nHost: t\r\n\r\n")
+    response, elapsed, closed = _exchange(env, b"GET /refused/x HTTP/1.1\r\nHost: t\r\n\r\n")
     assert response.status == 502
     assert 0 < len(response.body) < SHORT
     assert elapsed < 1.0, "a refused connection is known at once"
+    assert not closed, "a 502 to a request read whole keeps the connection (nginx, Apache)"
     _assert_logged(env, "/refused/", f"http://127.0.0.1:{env.refused_port}")
 
 
@@ -137,8 +138,34 @@ def test_backend_reset_while_the_request_body_streams_is_502(env):
     with env.proxy.connect() as sock:
         sock.sendall(b"POST /reset/upload HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n" + b"a" * 2000)
         response = Reader(sock, 5).response()
+        _, closed = recv_until_close(sock, 3)
     assert response.status == 502
     assert 0 < len(response.body) < SHORT
+    assert closed, "the rest of the body is not read: the connection cannot serve another request"
+    assert (response.get("connection") or b"").lower() == b"close", response
+
+
+@pytest.mark.timeout(20)
+def test_a_502_or_504_keeps_the_client_connection_for_its_next_request(env):
+    """Our 502 and 504 to a request read whole say keep-alive, and the same connection serves
+    the next request, as nginx's and Apache's do: while a backend is down, its clients do not
+    reconnect (a TLS client: a handshake) for every request."""
+    def script(conn: RawConn) -> None:      # (the backend sees the target past the route's prefix)
+        head = conn.read_head()
+        if head.target == "/silent":
+            conn.wait_eof(8)
+        else:       # and closes: no connection of this test's waits in the pool for the next test
+            conn.send(respond(200, b"fine", headers=[("Connection", "close")]))
+    _script(env, script)
+    with env.proxy.connect() as sock:
+        reader = Reader(sock, 5)
+        statuses = []
+        for target in (b"/refused/a", b"/hang/silent", b"/bad/c", b"/refused/d", b"/bad/e"):
+            sock.sendall(b"GET %s HTTP/1.1\r\nHost: t\r\n\r\n" % target)
+            response = reader.response()
+            statuses.append(response.status)
+            assert (response.get("connection") or b"").lower() != b"close", (target, response)
+    assert statuses == [502, 504, 200, 502, 200]
 
 
 INVALID_RESPONSES = [
@@ -259,9 +286,11 @@ def test_bad_chunked_response_body_arriving_with_the_head_is_502(env):
     _script(env, bad_chunks)
     with env.proxy.connect() as sock:
         sock.sendall(b"GET /bad/chunks HTTP/1.1\r\nHost: t\r\n\r\n")
-        data, closed = recv_until_close(sock, 4)
-    assert data.startswith(b"HTTP/1.1 502"), f"got {data[:200]!r}"
-    assert closed
+        response = Reader(sock, 4).response()
+        _, closed = recv_until_close(sock, 0.5)
+    assert response.status == 502, response
+    assert 0 < len(response.body) < SHORT
+    assert not closed, "nothing of the response went: the client's connection serves on"
 
 
 # == clients that go away ================================================================================

@@ -43,9 +43,9 @@ def routing_too_slow(ex, route) -> None:
 
 
 def answer(ex, status: int, message: str, keep_alive: bool = False, extra: bytes = b"") -> None:
-    """An answer of our own: 404/503 (keeping the connection when `keep_alive`), a bad
-    request (4xx), or a backend failure (502/504); `extra` is header lines of ours
-    (Retry-After).  Once the response has begun, closing is all that is honest."""
+    """An answer of our own: 404/503, or a backend failure (502/504), keeping the connection
+    when `keep_alive`; or a bad request (4xx); `extra` is header lines of ours (Retry-After).
+    Once the response has begun, closing is all that is honest."""
     if ex.resp_started:
         ex.client.close()
         return
@@ -92,4 +92,7 @@ def backend_failed(ex, status: int, why: str) -> None:
     route = ex.route.name if ex.route is not None else "-"
     backend = ex.origin.name if ex.origin is not None else "-"
     ex.worker.log_error("error", f"route {route} backend {backend}: {why} ({status})")
-    ex.answer(status, why)
+    # The client's connection goes on when its request was read whole, as nginx's and Apache's
+    # does after their 502 and 504: while a backend is down, its clients need not reconnect
+    # (a TLS one: handshake again) for every request.  A body still due is not read: it closes.
+    ex.answer(status, why, keep_alive=ex.req_framing is None)
