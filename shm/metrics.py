@@ -227,9 +227,14 @@ class MetricsTable(SharedTable):
                          self.seconds[row * ROW_FLOATS:(row + 1) * ROW_FLOATS], route_ids)
 
     def fold(self, row: int) -> None:
-        """A worker is gone (or its row is about to be reused): its counts join PAST."""
+        """A worker is gone (or its row is about to be reused): its counts join PAST.  The
+        tunnels its row still counts open (opened and adopted, less handed over and closed)
+        ended with it, a close nobody counted when it was killed: counted closed as "other"
+        (else opened minus closed stayed above the tunnels open for the life of the server:
+        soak review 2026-12-05 #2)."""
         self.lock()
         try:
+            self._end_tunnels_left(row * ROW_INTS)
             for column, width in ((self.counts, ROW_INTS), (self.seconds, ROW_FLOATS)):
                 start, past = row * width, PAST * width
                 values = column[start:start + width].tolist()
@@ -241,6 +246,13 @@ class MetricsTable(SharedTable):
                         column[start + i] = 0
         finally:
             self.unlock()
+
+    def _end_tunnels_left(self, base: int) -> None:
+        counts, closed = self.counts, base + W["tunnels_closed"]
+        left = (counts[base + W["tunnels_opened"]] + counts[base + W["handed_over"] + 1]
+                - counts[base + W["handed_over"]] - sum(counts[closed:closed + len(TUNNEL_ENDS)]))
+        if left > 0:
+            counts[closed + TUNNEL_ENDS.index("other")] += left
 
     def totals(self, rows) -> Totals:
         """Sums over PAST and `rows` (the rows of the workers alive)."""
