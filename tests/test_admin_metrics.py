@@ -119,17 +119,22 @@ def test_counters_move_by_exactly_the_requests_bytes_and_tunnels_sent(proxy_fact
     assert delta("mpm_connections_accepted_total") == 13
 
 
+def _open_tunnels(proxy, count: int, socks: list) -> None:
+    """`count` WebSockets through `proxy`, their sockets put in `socks` (the caller closes them)."""
+    for _ in range(count):
+        sock = proxy.connect()
+        socks.append(sock)
+        sock.sendall(upgrade_request("/"))
+        head, _ = read_head(sock)
+        assert status_of(head) == 101
+
+
 def test_open_tunnels_show_per_worker_and_generation(proxy_factory, ws_backend):
     echo = ws_backend()
     proxy = proxy_factory([{"path": "/", "to": echo.url + "/"}], admin=admin_section())
     socks = []
     try:
-        for _ in range(4):
-            sock = proxy.connect()
-            sock.sendall(upgrade_request("/"))
-            head, _ = read_head(sock)
-            assert status_of(head) == 101
-            socks.append(sock)
+        _open_tunnels(proxy, 4, socks)
         def four():
             samples = scrape(proxy)
             return samples if value(samples, "mpm_worker_tunnels") == 4 else None
@@ -151,12 +156,7 @@ def test_tunnels_of_a_killed_worker_are_counted_closed(proxy_factory, ws_backend
     proxy = proxy_factory([{"path": "/", "to": echo.url + "/"}], admin=admin_section(), workers=1)
     socks = []
     try:
-        for _ in range(3):
-            sock = proxy.connect()
-            sock.sendall(upgrade_request("/"))
-            head, _ = read_head(sock)
-            assert status_of(head) == 101
-            socks.append(sock)
+        _open_tunnels(proxy, 3, socks)
         wait_for(lambda: value(scrape(proxy), "mpm_worker_tunnels") == 3, 5, 0.1, "3 tunnels on the scoreboard")
         [victim] = proxy.worker_pids()
         os.kill(victim, signal.SIGKILL)

@@ -280,6 +280,20 @@ QUICK_KINDS = {
 }
 
 
+def _proxy_and_client(tmp_path, tls: bool, lane: str):
+    """A started proxy (the lane on or off) before a RawBackend(_answer), and a TLS client
+    context that takes its certificate."""
+    backend = RawBackend(_answer)
+    proxy = Proxy(tmp_path, [{"path": "/", "to": backend.url + "/"}], workers=1, environ={"MPM_NATIVE_LANE": lane})
+    if tls:
+        serve_tls(proxy, tmp_path)
+    proxy.start()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return proxy, backend, context
+
+
 def _head_after(sock, request: bytes) -> tuple[bytes, float]:
     start = time.monotonic()
     sock.sendall(request)
@@ -293,19 +307,13 @@ def _head_after(sock, request: bytes) -> tuple[bytes, float]:
 @pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
 def test_no_response_waits_behind_the_cork_of_a_closing_one(tmp_path, tls, lane):
     """A request that says `Connection: close` has its response, close_notify and FIN corked
-    into one segment (`lane_cork`, worker/_lane_io.c; linger.cork in the Python path).  No response waits behind that, whatever comes
-    first on a new connection, for a client that keeps Nagle on (Python's default, which waits
-    for the ACK of what it sent before): each is answered in well under the 40 ms of a delayed
-    ACK or the 200 ms after which the kernel sends corked bytes anyway.  Over TLS the next
+    into one segment (`lane_cork`, worker/_lane_io.c; linger.cork in the Python path).  No
+    response waits behind that, whatever comes first on a new connection, for a client that
+    keeps Nagle on (Python's default, which waits for the ACK of what it sent before): each is
+    answered in well under the 40 ms of a delayed ACK or the 200 ms after which the kernel
+    sends corked bytes anyway.  Over TLS the next
     connections resume the session, whose ticket came on each one."""
-    backend = RawBackend(_answer)
-    proxy = Proxy(tmp_path, [{"path": "/", "to": backend.url + "/"}], workers=1, environ={"MPM_NATIVE_LANE": lane})
-    if tls:
-        serve_tls(proxy, tmp_path)
-    proxy.start()
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
+    proxy, backend, context = _proxy_and_client(tmp_path, tls, lane)
     session, waits, resumed = None, {}, []
     try:
         for name, request in QUICK_KINDS.items():
@@ -341,14 +349,7 @@ def test_the_first_part_of_a_closing_response_is_not_held_back(tmp_path, tls, la
     response (review 2026-12-05-lanereview #1: 201-212 ms, against 0-1 ms without the lane).
     Each kind three times, on a new connection (the lane takes it); its median must be well
     under 200 ms."""
-    backend = RawBackend(_answer)
-    proxy = Proxy(tmp_path, [{"path": "/", "to": backend.url + "/"}], workers=1, environ={"MPM_NATIVE_LANE": lane})
-    if tls:
-        serve_tls(proxy, tmp_path)
-    proxy.start()
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
+    proxy, backend, context = _proxy_and_client(tmp_path, tls, lane)
     waits = {}
     try:
         for target, (first, _) in IN_PARTS.items():
