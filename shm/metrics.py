@@ -249,8 +249,9 @@ class MetricsTable(SharedTable):
 
     def _end_tunnels_left(self, base: int) -> None:
         counts, closed = self.counts, base + W["tunnels_closed"]
-        left = (counts[base + W["tunnels_opened"]] + counts[base + W["handed_over"] + 1]
-                - counts[base + W["handed_over"]] - sum(counts[closed:closed + len(TUNNEL_ENDS)]))
+        handed = base + W["handed_over"]
+        left = (counts[base + W["tunnels_opened"]] + counts[handed + HANDOVER_SIDES.index("adopted")]
+                - counts[handed + HANDOVER_SIDES.index("sent")] - sum(counts[closed:closed + len(TUNNEL_ENDS)]))
         if left > 0:
             counts[closed + TUNNEL_ENDS.index("other")] += left
 

@@ -134,8 +134,7 @@ class Scoreboard(SharedTable):
 
     def newest_generation(self) -> int:
         """The highest generation of any row in use (0 when none is)."""
-        return max((self.generation[index] for index in range(self.rows) if self.pid[index] or self.state[index]),
-                   default=0)
+        return max((row["generation"] for _, row in self.live_rows_indexed()), default=0)
 
     def live_rows_indexed(self) -> list[tuple[int, dict]]:
         """(index, row) of every row in use, a worker's from its claim (before it has a pid) to

@@ -51,7 +51,8 @@ def answer(ex, status: int, message: str, keep_alive: bool = False, extra: bytes
         return
     ex.release_backend(reuse=False)
     ex.status = status
-    ex.keep_alive = keep_alive and ex.keep_alive and ex.worker.keeps_alive(ex.client)
+    # A body still due is not read (what follows it would pass for the next request): it closes.
+    ex.keep_alive = keep_alive and ex.keep_alive and ex.req_framing is None and ex.worker.keeps_alive(ex.client)
     if ex.req_framing is not None:     # what the client still sends of its body is not read
         ex.req_framing = None
         ex.body_left = True            # (so its connection lingers: worker.linger)
@@ -92,7 +93,7 @@ def backend_failed(ex, status: int, why: str) -> None:
     route = ex.route.name if ex.route is not None else "-"
     backend = ex.origin.name if ex.origin is not None else "-"
     ex.worker.log_error("error", f"route {route} backend {backend}: {why} ({status})")
-    # The client's connection goes on when its request was read whole, as nginx's and Apache's
-    # does after their 502 and 504: while a backend is down, its clients need not reconnect
-    # (a TLS one: handshake again) for every request.  A body still due is not read: it closes.
-    ex.answer(status, why, keep_alive=ex.req_framing is None)
+    # The client's connection goes on (its request read whole: `answer`), as nginx's and Apache's
+    # does after their 502 and 504: while a backend is down, its clients need not reconnect (a
+    # TLS one: handshake again) for every request.
+    ex.answer(status, why, keep_alive=True)
