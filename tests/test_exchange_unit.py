@@ -385,3 +385,21 @@ def test_targets_other_than_origin_form():
     assert origin_form(b"ftp://h/") is None
     assert refused_target(b"/a/../b") and refused_target(b"/a/%2E%2e/b") and refused_target(b"/.")
     assert refused_target(b"/a..b/c.d?x=/../") is None and refused_target(b"/%20") is None
+
+
+def test_the_targets_a_router_remembers_are_bounded(tmp_path):
+    """Router.remember keeps what `resolve` answered for a target only while targets alone decide
+    routes, at most MEMO_MAX of them (a flood of distinct targets starts it over) and none longer
+    than MEMO_TARGET_MAX: a client cannot grow a worker's memory by sending new targets."""
+    from worker import routing
+    router = _router(tmp_path, '  - {path: /a/, to: "http://127.0.0.1:9001/"}\n')
+    for n in range(routing.MEMO_MAX + 5):
+        router.remember(b"/a/%d" % n, router.resolve(b"/a/%d" % n, None))
+    assert 0 < len(router.remembered) <= routing.MEMO_MAX
+    assert router.remembered[b"/a/%d" % (routing.MEMO_MAX + 4)][1] == b"/%d" % (routing.MEMO_MAX + 4)
+    long = b"/a/" + b"x" * routing.MEMO_TARGET_MAX
+    router.remember(long, router.resolve(long, None))
+    assert long not in router.remembered
+    guarded = _router(tmp_path, '  - {path: /a/, when: {header: {Cookie: "beta"}}, to: "http://127.0.0.1:9001/"}\n')
+    guarded.remember(b"/a/1", (None, None))
+    assert not guarded.remembered      # a field decides too: never remembered

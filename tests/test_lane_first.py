@@ -371,3 +371,40 @@ def test_the_first_part_of_a_closing_response_is_not_held_back(tmp_path, tls, la
     finally:
         proxy.stop()
         backend.close()
+
+
+def test_new_connections_route_each_target_where_its_route_says(tmp_path):
+    """The first request of each new connection is routed by its target on every connection,
+    whichever target came before it on another one (worker.routing's `remember`, which keeps
+    what the routes answered for a target): two backends, mapped paths, a target that matches
+    no route, and more distinct targets than it keeps, after which the first ones still route
+    as before.  The access log names each exchange's route and backend."""
+    first, second = RawBackend(_answer), RawBackend(_answer)
+    proxy = Proxy(tmp_path, [{"path": "/a/", "to": first.url + "/one/"}, {"path": "/b/", "to": second.url + "/"}],
+                  workers=1, timeouts={"keepalive": 2, "client_header": 3})
+    try:
+        proxy.start()
+
+        def get(target: str) -> bytes:
+            got, closed = _exchange(proxy, f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            assert closed
+            return got.rpartition(b"\r\n\r\n")[2]
+
+        for _ in range(3):
+            assert get("/a/x") == b"GET /one/x 0 xff=127.0.0.1"
+            assert get("/b/y") == b"GET /y 0 xff=127.0.0.1"
+            assert b"404" in _exchange(proxy, b"GET /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")[0][:12]
+        for n in range(1100):       # more than worker.routing.MEMO_MAX distinct targets
+            assert get(f"/b/{n}") == f"GET /{n} 0 xff=127.0.0.1".encode()
+        assert get("/a/x") == b"GET /one/x 0 xff=127.0.0.1"
+        assert get("/b/y") == b"GET /y 0 xff=127.0.0.1"
+        time.sleep(0.5)
+        routed = [re.findall(r'"(/[ab]/)" "http://127\.0\.0\.1:(\d+)"', line) for line in proxy.access_lines()
+                  if '"GET /c ' not in line]
+        ports = {"/a/": str(first.port), "/b/": str(second.port)}
+        assert len(routed) == 3 * 2 + 1100 + 2
+        assert all(len(fields) == 1 and ports[fields[0][0]] == fields[0][1] for fields in routed), routed[:8]
+    finally:
+        proxy.stop()
+        first.close()
+        second.close()

@@ -108,12 +108,16 @@ class LaneOwner:
         """Route `target` (worker.exchange's rules): whether its route is one the lane carries,
         to this backend, or to one plain backend before a new connection's first request has
         one (then `route` and `mapped` say where)."""
-        if target[:1] != b"/" or routed_target(target) is not target:
-            return False
-        try:
-            route, mapped = router.resolve(target, head)
-        except RegexTimeout:
-            return False
+        resolved = router.remembered.get(target)
+        if resolved is None:
+            if target[:1] != b"/" or routed_target(target) is not target:
+                return False
+            try:
+                resolved = router.resolve(target, head)
+            except RegexTimeout:
+                return False
+            router.remember(target, resolved)
+        route, mapped = resolved
         if route is None or route.always_upgrade or route.reverse:
             return False
         origin, conn = route.origin, self.conn
@@ -124,7 +128,7 @@ class LaneOwner:
             return False            # several (a balancer), a TLS or a PROXY one: worker.exchange's
         self.record.route = self.route = route
         self.record.mapped = self.mapped = mapped
-        self.lane.log_route = b'"%s" "%s" ' % (route.log_name, route.origin.log_name)
+        self.lane.log_route = route.lane_log
         self.target = target if router.by_target else None
         return True
 
