@@ -210,3 +210,41 @@ def test_tls_keep_alive_clients_reconnect_through_reloads_without_a_failure(prox
     clients.stop()
     _check(backend, clients)
     assert clients.reconnects > 0, "a TLS connection cannot move: it is closed after a response"
+
+
+def _slow_or_numbered(conn):
+    """As `_numbered`, but "/slow/N" is answered after 6 s."""
+    while (head := conn.read_head()) is not None:
+        conn.read_body(head)
+        if head.target.startswith("/slow/"):
+            time.sleep(6)
+        conn.send(respond(200, head.target.rsplit("/", 1)[1].encode()))
+
+
+def test_the_hand_over_is_logged_when_it_happens_not_when_the_predecessor_leaves(proxy_factory):
+    """A predecessor that stays (here for a slow response; TLS tunnels keep one until
+    graceful_timeout) used to delay the successor's "hand-over: adopted" line until it left
+    (soak review 2026-12-05 #1).  The line comes once the stream has been quiet for
+    worker.handover.SUMMARY_QUIET, with the predecessor still there."""
+    backend = RawBackend(_slow_or_numbered)
+    proxy = proxy_factory([{"path": "/", "to": backend.url + "/"}], workers=1)
+    try:
+        idle = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+        idle.sendall(b"GET /n/1 HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert status_of(read_head(idle)[0]) == 200
+        slow = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+        slow.sendall(b"GET /slow/2 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        wait_for(lambda: len(backend.requests) == 2, 5, 0.02, "the slow request at the backend")
+        old = proxy.worker_pids()[0]
+        reloaded = time.monotonic()
+        proxy.reload()
+        wait_for(lambda: "adopted 1 keep-alive connections" in proxy.error_text(), 4, 0.05, "the hand-over's line")
+        assert time.monotonic() - reloaded < 4.5
+        assert old in proxy.worker_pids(current_only=False), "the predecessor is still there, serving /slow"
+        idle.sendall(b"GET /n/3 HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert status_of(read_head(idle)[0]) == 200
+        assert status_of(read_head(slow)[0]) == 200
+        idle.close()
+        slow.close()
+    finally:
+        backend.close()

@@ -63,6 +63,10 @@ RECORD_MAX = 2 * SEND_BUFFER
 FIRST_RECORD_MAX = RECORD_MAX - 1024   # the kernel's own limit is the buffer less 32 bytes
 HELLO, TAKEN, REFUSED = b"H", b"A", b"R"    # the receiver's answers (module docstring)
 ACCEPT_RETRY = 0.1           # seconds before a listener out of fds accepts again (the acceptor's back-off)
+# A stream's summary lines ("hand-over: adopted ...") come once it has brought nothing for this
+# long, and at its end: a predecessor that stays for its TLS tunnels keeps its stream open until
+# `graceful_timeout`, and a summary at the end alone came that late (soak review 2026-12-05 #1).
+SUMMARY_QUIET = 1.0
 
 
 def address(pid: int) -> bytes:
@@ -134,6 +138,8 @@ class HandoverReceiver:
         return any(inbound.pending is not None for inbound in self.inbound)
 
     def close(self) -> None:
+        for inbound in self.inbound:        # what came lately is said before we go
+            inbound.summarize()
         self.loop.remove(self.sock.fileno())
         self.sock.close()
         if self.spare >= 0:
@@ -149,10 +155,13 @@ class _Inbound:
         self.worker = receiver.worker
         self.conn = conn
         self.pending = None            # (kind, sockets, header, bytearray) while data is due
+        # Since the last summary (`summarize`):
         self.received = 0              # tunnels
         self.clients = 0               # keep-alive connections
         self.refused = 0               # items we had no fds for (the sender keeps them)
         self.orphans = 0               # connections from a listener we do not have (LastRequestClient)
+        self.last_item = 0.0           # when the last item came (the loop's clock)
+        self.summary_due = None        # the timer of `_quiet`, while one is pending
         receiver.loop.add(conn.fileno(), EPOLLIN, self._on_event)
         receiver.inbound.add(self)
         self._answer(HELLO)
@@ -201,6 +210,7 @@ class _Inbound:
                 for fd in fds:
                     os.close(fd)
                 self._answer(REFUSED)
+                self._came()
                 if not self.refused:
                     self.worker.log_error("warning", "hand-over: out of file descriptors: what we cannot "
                                                      "take stays with the predecessor")
@@ -232,7 +242,24 @@ class _Inbound:
             self.clients += 1
             self.orphans += kind is LastRequestClient
         self.receiver.pauses.append(time.time() - header["sent_at"])
+        self._came()
         self.worker.handover_received()
+
+    def _came(self) -> None:
+        """An item came: its summary once the stream goes quiet (SUMMARY_QUIET)."""
+        loop = self.worker.loop
+        self.last_item = loop.now
+        if self.summary_due is None:
+            self.summary_due = loop.call_later(SUMMARY_QUIET, self._quiet)
+
+    def _quiet(self) -> None:
+        loop = self.worker.loop
+        self.summary_due = None
+        quiet_for = loop.now - self.last_item
+        if quiet_for < SUMMARY_QUIET:
+            self.summary_due = loop.call_later(SUMMARY_QUIET - quiet_for, self._quiet)
+        else:
+            self.summarize()
 
     def _adopt_tunnel(self, socks: list, header: dict, data: bytearray) -> None:
         split, state = header["to_backend"], header["state"]
@@ -256,6 +283,13 @@ class _Inbound:
         self.worker.loop.remove(self.conn.fileno())
         self.conn.close()
         self.worker.handover_received()
+        self.summarize()
+
+    def summarize(self) -> None:
+        """The error log's lines for what came since the last ones."""
+        if self.summary_due is not None:
+            self.summary_due[2] = None
+            self.summary_due = None
         if self.clients:
             self.worker.log_error("info", f"hand-over: adopted {self.clients} keep-alive connections")
         if self.orphans:
@@ -269,6 +303,7 @@ class _Inbound:
             pauses = sorted(self.receiver.pauses[-self.received - self.clients:])
             self.worker.log_error("info", f"hand-over: adopted {self.received} tunnels; pause p50 "
                                           f"{_ms(pauses, 0.5)} p99 {_ms(pauses, 0.99)} max {_ms(pauses, 1.0)}")
+        self.received = self.clients = self.refused = self.orphans = 0
 
 
 def _ms(values: list[float], q: float) -> str:
