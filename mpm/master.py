@@ -37,7 +37,7 @@ from mpm.control import ControlServer
 from mpm.listeners import ListenerSet
 from mpm.pidfile import remove_pidfile, write_pidfile
 from mpm.readiness import Readiness
-from mpm.supervision import KILL_GRACE
+from mpm.supervision import KILL_GRACE, WorkerRecord
 from mpm.systemd import Notifier, address_of, listen_fds
 from mpm.tlskeys import TicketKeys
 from shm.metrics import RELOAD_RESULTS, MetricsTable
@@ -49,21 +49,6 @@ log = logging.getLogger("mpm.master")
 
 HANDLED = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM, signal.SIGWINCH, signal.SIGINT,
            signal.SIGQUIT, signal.SIGCHLD)
-
-
-class WorkerRecord:
-    __slots__ = ("pid", "generation", "slot", "row", "started", "retired", "kill_at", "hung", "graceful")
-
-    def __init__(self, pid, generation, slot, row, graceful: float):
-        self.pid = pid
-        self.generation = generation
-        self.slot = slot
-        self.row = row
-        self.graceful = graceful  # the graceful_timeout it was forked with: the one it stops by
-        self.started = time.monotonic()
-        self.retired = False      # told to stop (reload, recycle, stop): never respawned
-        self.kill_at = None       # when it gets SIGKILL if still alive
-        self.hung = False         # the watchdog found it stuck (its replacement is started)
 
 
 class Master:

@@ -24,6 +24,23 @@ STACK_DUMP_SIGNAL = signal.SIGUSR2   # a worker's faulthandler writes its stacks
 STACK_DUMP_GRACE = 0.1        # seconds between that signal and SIGKILL (the dump runs in a C handler)
 
 
+class WorkerRecord:
+    """What the master knows of one worker it forked (`Master.workers`, by pid)."""
+
+    __slots__ = ("pid", "generation", "slot", "row", "started", "retired", "kill_at", "hung", "graceful")
+
+    def __init__(self, pid, generation, slot, row, graceful: float):
+        self.pid = pid
+        self.generation = generation
+        self.slot = slot
+        self.row = row
+        self.graceful = graceful  # the graceful_timeout it was forked with: the one it stops by
+        self.started = time.monotonic()
+        self.retired = False      # told to stop (reload, recycle, stop): never respawned
+        self.kill_at = None       # when it gets SIGKILL if still alive
+        self.hung = False         # the watchdog found it stuck (its replacement is started)
+
+
 def reap(master) -> None:
     """SIGCHLD: a worker gone has its counts folded and its rows freed, and is respawned if it
     should run; the upgrade's new master (our child too) keeps its status for upgrade.watch."""

@@ -7,6 +7,7 @@ end of a pipe whose write end only the master holds.  The parts, each in its mod
     worker.acceptor   accepting, capacity, running out of file descriptors
     worker.client     client connections (worker.exchange: their requests)
     worker.handover   tunnels passed to and taken from other workers (worker.handsend: the sending half)
+    worker.stopping   the two ways out below
 The worker itself keeps the counts the scoreboard shows (written every PUBLISH_INTERVAL:
 that write is also the heartbeat the master's watchdog reads) and decides when to stop:
 
@@ -26,6 +27,7 @@ import setproctitle
 from conf.model import HEARTBEAT_INTERVAL
 from shm.metrics import scratch_row
 from tunnel.tunnel import relay_turns
+from worker import stopping
 from worker.acceptor import Acceptor
 from worker.admission import Admission, Arrivals
 from worker.backend import BackendPool, Origins
@@ -33,7 +35,6 @@ from worker.balancer import Balancers
 from worker.faults import Faults
 from worker.handover import HandoverReceiver
 from worker.handsend import HandoverSender
-from worker.lane import leave_all
 from worker.linger import LingeringSet
 from worker.logs import AccessLog, ErrorLog
 from worker.logsink import LogSink
@@ -294,80 +295,14 @@ class Worker:
         self.error_sink.reopen()
         self.signals.dump_to(self.error_sink.fd)
 
-    # == stopping ===================================================================================
-    def graceful_stop(self) -> None:
-        if self.stopping:
-            return
-        self.stopping = True
-        leave_all(self.clients)        # the lane's connections (worker.lane) go back to this Python
-        self.access_sink.flush()       # what is logged so far goes out now, not at the exit
-        self.acceptor.close()
-        # HTTP/2: GOAWAY; the streams under way finish, the connection stays here until they
-        # have (a stream cannot move to another process, nor can the TLS session under it).
-        for h2 in list(self.h2_connections):
-            h2.goaway()
-        if not self.sender.start():
-            self._close_idle()         # the whole server stops: nobody will serve them
-        if self._exit_when_done():
-            return
-        self.log_error("info", f"graceful stop: {self.connections} connections ({self.tunnels} tunnels) and "
-                               f"{len(self.lingering)} lingering left, {self.config.mpm.graceful_timeout:g}s to go")
-        self._publish()
-        self.loop.call_later(self.config.mpm.graceful_timeout, self._graceful_timeout)
-
-    def _close_idle(self) -> None:
-        """Plain keep-alive connections between requests that no successor takes.  One that
-        has not sent its first request yet is not idle (it gets client_header); a TLS one
-        stays until its next response (`Connection: close`) or its keep-alive deadline, so
-        no request it is sending right now meets a closed connection."""
-        for client in list(self.clients):
-            if client.idle and not client.ep.tls:
-                client.close()
-
-    def handover_finished(self, successor_found: bool) -> None:
-        if not successor_found:
-            self._close_idle()
-        self._publish()
-        self._exit_when_done()
-
-    def handover_received(self) -> None:      # an item from a predecessor is in: a stop may end now
-        self._exit_when_done()
-
-    def _exit_when_done(self) -> bool:
-        """A stopping worker ends once it holds no connection, no socket lingers (a client
-        still sending when we closed: worker.linger, bounded by its own times and by
-        graceful_timeout), no hand-over record waits to be sent, and none is on its way to us.
-        True when the loop is told to end."""
-        if not self.stopping or self.connections or self.lingering or self.sender.outgoing \
-                or self.sender.unanswered or self.receiver.receiving:
-            return False      # (outgoing: the rest of a handed-over item's bytes; unanswered: sent, not yet taken)
-        self.loop.running = False
-        return True
-
-    def _graceful_timeout(self) -> None:
-        self.log_error("info", f"graceful timeout: closing {self.connections} connections and "
-                               f"{len(self.lingering)} lingering")
-        self.loop.running = False
-
-    def _shutdown(self) -> None:
-        self.sender.close()
-        self.receiver.close()
-        for client in list(self.clients):
-            client.close()
-        for handshake in list(self.handshakes):
-            handshake.close()
-        for h2 in list(self.h2_connections):
-            h2.close()
-        for tunnel in list(self.tunnel_set):
-            tunnel.close("worker stopping")
-        for lingering in list(self.lingering):
-            lingering.close()
-        self.pool.close_all()
-        self.row.publish(state="exiting", connections=0, tunnels=0, requests=self.requests,
-                         bytes_in=self.bytes_in, bytes_out=self.bytes_out, tls_failures=self.tls_failures,
-                         moved=self.moved, tls_full=self.tls_full, tls_resumed=self.tls_resumed)
-        self.access_sink.close()
-        self.error_sink.close()
+    # == stopping (worker.stopping) ==================================================================
+    graceful_stop = stopping.graceful_stop
+    _close_idle = stopping.close_idle
+    handover_finished = stopping.handover_finished
+    handover_received = stopping.handover_received
+    _exit_when_done = stopping.exit_when_done
+    _graceful_timeout = stopping.graceful_timeout
+    _shutdown = stopping.shutdown
 
     # == scoreboard and logs ========================================================================
     def _publish(self) -> None:
