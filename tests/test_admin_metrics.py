@@ -287,6 +287,23 @@ def test_handed_over_tunnels_and_their_pause_are_counted(proxy_factory, ws_backe
     wait_for(lambda: value(scrape(proxy), "mpm_tunnels_closed_total") == 3, 10, 0.1, "3 tunnels closed")
 
 
+def test_a_single_handed_over_tunnel_counts_its_own_pause(proxy_factory, ws_backend):
+    """The pause of the one tunnel a worker adopts is the one counted (it was the previous
+    item's, and 0.0 for the first: review 2026-12-06 #2)."""
+    echo = ws_backend()
+    proxy = proxy_factory([{"path": "/", "to": echo.url + "/"}], workers=1, admin=admin_section())
+    sock = proxy.connect()
+    try:
+        sock.sendall(upgrade_request("/"))
+        assert status_of(read_head(sock)[0]) == 101
+        assert proxy.reload().returncode == 0
+        samples = wait_for(lambda: (s := scrape(proxy)) and value(s, "mpm_tunnel_handover_pause_seconds_count") == 1
+                           and s, 10, 0.1, "one adopted")
+        assert 0 < value(samples, "mpm_tunnel_handover_pause_seconds_sum") < 3
+    finally:
+        sock.close()
+
+
 def _keepalive_get(sock: socket.socket) -> bytes:
     """One request on a kept-alive connection; the response's status line (its body is read)."""
     sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")

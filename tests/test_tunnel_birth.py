@@ -43,9 +43,9 @@ def _arm():
             time.sleep(0.5)         # the client resets meanwhile
         return open_tunnel(ex, head101, rest)
 
-    def slow_adoption(self, socks, header, data):
+    def slow_adoption(self, *args):
         time.sleep(1.0)             # the record waits at the successor; its client resets meanwhile
-        return adopt(self, socks, header, data)
+        return adopt(self, *args)
 
     upgrade.open_tunnel = slow_birth              # worker.response calls it through the module
     _Inbound._adopt_tunnel = slow_adoption

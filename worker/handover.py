@@ -66,6 +66,7 @@ ACCEPT_RETRY = 0.1           # seconds before a listener out of fds accepts agai
 # A stream's summary lines ("hand-over: adopted ...") come once it has brought nothing for this
 # long, and at its end: a predecessor that stays for its TLS tunnels keeps its stream open until
 # `graceful_timeout`, and a summary at the end alone came that late (soak review 2026-12-05 #1).
+# The first at info, later ones at debug (one line a second otherwise: review 2026-12-06 #1).
 SUMMARY_QUIET = 1.0
 
 
@@ -84,7 +85,6 @@ class HandoverReceiver:
         self.sock.listen(16)
         self.sock.setblocking(False)
         self.loop.add(self.sock.fileno(), EPOLLIN, self._accept)
-        self.pauses: list[float] = []       # seconds from detach to resume, per tunnel
         self.inbound: set = set()           # the streams of predecessors sending to us
         # Out of fds, a predecessor must still get through, to hear that we refuse its items:
         # this one is given up for the accept (the classic spare-descriptor trick).
@@ -160,8 +160,10 @@ class _Inbound:
         self.clients = 0               # keep-alive connections
         self.refused = 0               # items we had no fds for (the sender keeps them)
         self.orphans = 0               # connections from a listener we do not have (LastRequestClient)
+        self.pauses: list[float] = []  # seconds from detach to resume, per item
         self.last_item = 0.0           # when the last item came (the loop's clock)
         self.summary_due = None        # the timer of `_quiet`, while one is pending
+        self.reported = False          # the first summary is said (at info; later ones at debug)
         receiver.loop.add(conn.fileno(), EPOLLIN, self._on_event)
         receiver.inbound.add(self)
         self._answer(HELLO)
@@ -232,8 +234,10 @@ class _Inbound:
             return
         for sock in socks:
             sock.setblocking(False)
+        pause = time.time() - header["sent_at"]
+        self.pauses.append(pause)
         if kind == b"T":
-            self._adopt_tunnel(socks, header, data)
+            self._adopt_tunnel(socks, header, data, pause)
         else:
             state = header["state"]
             kind = ClientConnection if listened_on(self.worker, socks[0]) else LastRequestClient
@@ -241,7 +245,6 @@ class _Inbound:
             self.worker.client_adopted(client)
             self.clients += 1
             self.orphans += kind is LastRequestClient
-        self.receiver.pauses.append(time.time() - header["sent_at"])
         self._came()
         self.worker.handover_received()
 
@@ -261,7 +264,7 @@ class _Inbound:
         else:
             self.summarize()
 
-    def _adopt_tunnel(self, socks: list, header: dict, data: bytearray) -> None:
+    def _adopt_tunnel(self, socks: list, header: dict, data: bytearray, pause: float) -> None:
         split, state = header["to_backend"], header["state"]
         counted = state["bytes_in"] + state["bytes_out"]        # on the member's count by the predecessor
         on_close = self.worker.lb.adopt(header["context"], self.worker.tunnel_closed, counted)   # busy here now
@@ -270,7 +273,7 @@ class _Inbound:
                         to_backend=bytes(data[:split]), to_client=bytes(data[split:]),
                         context=header["context"], state=header["state"])
         self.received += 1
-        self.worker.tunnel_adopted(tunnel)
+        self.worker.tunnel_adopted(tunnel, pause)
 
     def _finish(self) -> None:
         if self.pending is not None:      # the sender died mid-record: that item is lost
@@ -286,24 +289,29 @@ class _Inbound:
         self.summarize()
 
     def summarize(self) -> None:
-        """The error log's lines for what came since the last ones."""
+        """The error log's lines for what came since the last ones: the first at info, later
+        ones (connections a predecessor hands over as their exchanges end there) at debug, as
+        the predecessor says its own (worker.handsend `_report`)."""
         if self.summary_due is not None:
             self.summary_due[2] = None
             self.summary_due = None
+        log, level = self.worker.log_error, "debug" if self.reported else "info"
+        if self.received or self.clients or self.orphans:
+            self.reported = True
         if self.clients:
-            self.worker.log_error("info", f"hand-over: adopted {self.clients} keep-alive connections")
+            log(level, f"hand-over: adopted {self.clients} keep-alive connections")
         if self.orphans:
-            self.worker.log_error("info", f"hand-over: {self.orphans} keep-alive connections came from a listener "
-                                          "this configuration does not have (removed, or TLS now): each is closed "
-                                          "after its next response")
+            log(level, f"hand-over: {self.orphans} keep-alive connections came from a listener this configuration "
+                       "does not have (removed, or TLS now): each is closed after its next response")
         if self.refused:
-            self.worker.log_error("warning", f"hand-over: out of file descriptors: {self.refused} tunnels and "
-                                             "connections left with the predecessor")
+            log("warning", f"hand-over: out of file descriptors: {self.refused} tunnels and connections left with "
+                           "the predecessor")
         if self.received:
-            pauses = sorted(self.receiver.pauses[-self.received - self.clients:])
-            self.worker.log_error("info", f"hand-over: adopted {self.received} tunnels; pause p50 "
-                                          f"{_ms(pauses, 0.5)} p99 {_ms(pauses, 0.99)} max {_ms(pauses, 1.0)}")
+            pauses = sorted(self.pauses)
+            log(level, f"hand-over: adopted {self.received} tunnels; pause p50 {_ms(pauses, 0.5)} "
+                       f"p99 {_ms(pauses, 0.99)} max {_ms(pauses, 1.0)}")
         self.received = self.clients = self.refused = self.orphans = 0
+        self.pauses = []
 
 
 def _ms(values: list[float], q: float) -> str:

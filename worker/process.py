@@ -208,14 +208,13 @@ class Worker:
         if self.stopping:
             self.sender.offer(tunnel)
 
-    def tunnel_adopted(self, tunnel) -> None:
-        """A tunnel handed over by a worker that is stopping."""
+    def tunnel_adopted(self, tunnel, pause: float) -> None:
+        """A tunnel handed over by a worker that is stopping, `pause` seconds after it stopped there."""
         self.connections += 1
         self.tunnels += 1
         self.tunnel_set.add(tunnel)
         self.tunnel_counted[tunnel] = (tunnel.bytes_in, tunnel.bytes_out)    # the predecessor's count
-        pauses = self.receiver.pauses
-        self.metrics.tunnel_adopted(pauses[-1] if pauses else 0.0)
+        self.metrics.tunnel_adopted(pause)
         self.admission.tunnel_adopted(tunnel)
         if self.stopping:         # a reload came while it was on its way: on to our successor
             self.sender.offer(tunnel)
