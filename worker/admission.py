@@ -121,7 +121,8 @@ class Admission:
         addresses = self.proxied.pop(handshake.fd, None) if self.proxied else None
         sock = handshake.sock
         holds, handshake.holds = handshake.holds, _NOT_COUNTED
-        self.open_client(sock, handshake.client_ip, True, addresses, holds, sock.selected_alpn_protocol() == "h2")
+        self.open_client(sock, handshake.client_ip, True, addresses, holds,
+                         handshake.sslobj.selected_alpn_protocol() == "h2")     # (not ssl.py's wrapper of it)
 
     def open_client(self, sock, ip: bytes, tls: bool, addresses, holds, http2: bool = False,
                     deadline: float | None = None) -> None:

@@ -136,6 +136,8 @@ class WorkerMetrics:
     def handshake(self, ok: bool) -> None:
         self.counts[_TLS + (0 if ok else 1)] += 1
 
-    def session_reused(self) -> None:
-        """A handshake that resumed a session (counted as done by `handshake` as well)."""
-        self.counts[_TLS_REUSED] += 1
+    def handshake_resumed(self) -> None:
+        """A handshake that resumed a session: counted done, as `handshake(True)` counts it, and resumed."""
+        counts = self.counts
+        counts[_TLS] += 1
+        counts[_TLS_REUSED] += 1

@@ -81,7 +81,7 @@ class Worker:
         self.bytes_in = self.bytes_out = self.tls_failures = self.moved = 0
         # What /metrics shows: counters in our row of the shared metrics table (shm/metrics.py).
         self.metrics = WorkerMetrics(metrics_row or scratch_row(route.name for route in config.routes))
-        self.tls_full = self.tls_resumed = 0     # completed handshakes (worker.tls counts them)
+        self.tls_full = self.tls_resumed = 0     # completed handshakes (`handshake_done` counts them)
         self.stopping = False
         self.recycling = False              # stopping on our own (MaxConnectionsPerChild)
         self.reverse_maps = ReverseMaps()     # ProxyPassReverse's prefixes, made once each
@@ -187,9 +187,15 @@ class Worker:
             else:
                 self.access.add(line)
 
-    def handshake_done(self, handshake) -> None:
+    def handshake_done(self, handshake, resumed: bool) -> None:
+        """A TLS handshake completed (`resumed`: a session was resumed)."""
         self.handshakes.discard(handshake)
-        self.metrics.handshake(True)
+        if resumed:
+            self.tls_resumed += 1
+            self.metrics.handshake_resumed()
+        else:
+            self.tls_full += 1
+            self.metrics.handshake(True)
         self.admission.handshake_done(handshake)
 
     def handshake_failed(self) -> None:

@@ -109,17 +109,13 @@ class ServerHandshake(Arrival):
         loop = self.loop
         loop.timed.discard(self)
         worker = self.worker
-        if self.sslobj.session_reused:
-            worker.tls_resumed += 1
-            worker.metrics.session_reused()
-        else:
-            worker.tls_full += 1
+        resumed = self.sslobj.session_reused
         if not self.mask:
-            worker.handshake_done(self)
+            worker.handshake_done(self, resumed)
             return
         loop.pass_on(self.fd, self.mask, self.sock)     # the client connection takes it as it is
         try:
-            worker.handshake_done(self)
+            worker.handshake_done(self, resumed)
         finally:
             loop.passed_on(self.fd)
 
