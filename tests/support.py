@@ -4,6 +4,7 @@ and polling for a condition with a deadline."""
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import ssl
@@ -16,15 +17,38 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 _handed_out: set[int] = set()
+_pick = random.SystemRandom()       # not the random module's state: xdist's processes would share a seed
+
+
+def _below_ephemeral() -> range | None:
+    """Ports just under the kernel's ephemeral range (net.ipv4.ip_local_port_range), or None when
+    there is no room there.  The kernel takes the local port of every outgoing connection from
+    that range, as it takes bind(0)'s."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return range(max(1024, low - 12000), low) if low - 12000 >= 1024 else None
+
+
+_SPAN = _below_ephemeral()
 
 
 def free_port() -> int:
     """A port the OS says is free and this test process has not handed out before: the OS
     may offer a port again as soon as its probe socket closes, so two calls for one
-    config (a data listener and the admin listener, say) could otherwise get the same one."""
+    config (a data listener and the admin listener, say) could otherwise get the same one.
+    Taken below the ephemeral range where there is room: a port from bind(0) is free only until
+    its probe closes, and until the master binds it any outgoing connection on the machine (the
+    tests make thousands) may take it as its local port (CI 2026-12-06: "cannot bind listen
+    127.0.0.1:48139: Address already in use")."""
     while True:
         with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
+            try:
+                s.bind(("127.0.0.1", _pick.choice(_SPAN) if _SPAN is not None else 0))
+            except OSError:
+                continue        # in use: another one
             port = s.getsockname()[1]
         if port not in _handed_out:
             _handed_out.add(port)
