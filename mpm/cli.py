@@ -9,7 +9,6 @@ when the socket does not answer.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -19,6 +18,7 @@ import time
 
 from conf import ConfigError, control_only_config, load_config
 from mpm import control, masterlog
+from mpm.cliparser import build_parser
 from mpm.pidfile import AlreadyRunning, master_serving, pid_alive, process_running, read_pid
 from mpm.statustext import format_balancers, format_status
 from mpm.upgrade import FALL_BACK_WAIT
@@ -339,55 +339,8 @@ def cmd_import_apache(args) -> int:
     return import_apache(args.file, args.output, args.strict, tuple(args.define or ()))
 
 
-def _seconds(text: str) -> float:
-    """A wait of more than 0 seconds (0 would make the request's socket non-blocking: no answer
-    read, and a SIGHUP sent after the request, a second reload)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not 0 < value < 1e6:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
-    return value
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mpmctl", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name, helptext in (("start", "run the master (foreground unless -d)"),
-                           ("stop", "graceful stop (--now: immediate)"),
-                           ("reload", "graceful reload into a new generation"),
-                           ("reopen", "reopen the log files (rotation; the config is not read)"),
-                           ("upgrade", "hot upgrade: re-exec the master, keep sockets and tunnels"),
-                           ("status", "show the master and its workers"),
-                           ("balancer", "balancer members and their state; set NAME MEMBER drain|disable|"
-                                        "enable|hot-standby|weight N"),
-                           ("configtest", "check a config file")):
-        p = sub.add_parser(name, help=helptext)
-        p.add_argument("-c", "--config", help="config file (default: the embedded conf/default.yaml)")
-        if name == "start":
-            p.add_argument("-d", "--detach", action="store_true", help="detach and write the pidfile")
-        if name == "stop":
-            p.add_argument("--now", action="store_true", help="immediate stop (SIGINT)")
-        if name == "reload":
-            p.add_argument("--wait", type=_seconds, default=30.0, metavar="SECONDS",
-                           help="how long to wait for the master's answer (default 30; below a "
-                                "service manager's reload timeout, e.g. systemd's TimeoutSec)")
-        if name in ("status", "balancer"):
-            p.add_argument("--json", action="store_true", help="machine-readable output")
-        if name == "balancer":
-            p.add_argument("action", nargs="*", help="set NAME MEMBER drain|disable|enable|hot-standby|weight N")
-    p = sub.add_parser("import-apache", help="translate an Apache httpd configuration into this proxy's YAML")
-    p.add_argument("file", metavar="FILE", help="the httpd configuration (e.g. /etc/apache2/apache2.conf)")
-    p.add_argument("-o", "--output", metavar="OUT.yaml", help="write here (default: standard output)")
-    p.add_argument("--strict", action="store_true", help="exit 1 if anything at all is not translated")
-    p.add_argument("-D", dest="define", action="append", metavar="NAME",
-                   help="define NAME for <IfDefine>, like httpd -D (repeatable)")
-    return parser
-
-
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(__doc__.split("\n\n")[0]).parse_args(argv)
     if getattr(args, "config", None) is not None:
         args.config = os.path.abspath(args.config)
     command = globals()["cmd_" + args.command.replace("-", "_")]
