@@ -22,6 +22,7 @@ import time
 
 import pytest
 from rawsock import read_head, status_of
+from support import free_port
 from wsutil import OP_CLOSE, frame, read_frame, switch_response, upgrade_request
 
 from conf.model import Limits
@@ -236,7 +237,7 @@ class DnsServer:
         self.binary = _dnsmasq()
         self.dir = str(directory)
         os.makedirs(self.dir, exist_ok=True)
-        self._port = _free_udp_and_tcp_port()
+        self._port = free_port(udp=True)
         self.told = False            # `port` was read: whoever read it asks dnsmasq there
         self.hosts = os.path.join(self.dir, "hosts")
         self.conf = os.path.join(self.dir, "dnsmasq.conf")
@@ -280,7 +281,7 @@ class DnsServer:
             if self._run_until_answering(5):
                 return
             if not self.told:
-                self._port = _free_udp_and_tcp_port()
+                self._port = free_port(udp=True)
             else:
                 time.sleep(0.5)
         raise AssertionError(f"dnsmasq did not start (see {self.dir}/dnsmasq.log)")
@@ -332,20 +333,6 @@ def _dnsmasq() -> str:
 
 def _user() -> str:
     return pwd.getpwuid(os.getuid()).pw_name      # root would otherwise become "nobody" and lose our files
-
-
-def _free_udp_and_tcp_port() -> int:
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind(("127.0.0.1", 0))
-            port = udp.getsockname()[1]
-            with socket.socket() as tcp:
-                try:
-                    tcp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-            return port
-    raise AssertionError("no port free for both UDP and TCP")
 
 
 def _answers(port: int) -> bool:

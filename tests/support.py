@@ -35,21 +35,23 @@ def _below_ephemeral() -> range | None:
 _SPAN = _below_ephemeral()
 
 
-def free_port() -> int:
+def free_port(udp: bool = False) -> int:
     """A port the OS says is free and this test process has not handed out before: the OS
     may offer a port again as soon as its probe socket closes, so two calls for one
     config (a data listener and the admin listener, say) could otherwise get the same one.
     Taken below the ephemeral range where there is room: a port from bind(0) is free only until
     its probe closes, and until the master binds it any outgoing connection on the machine (the
     tests make thousands) may take it as its local port (CI 2026-12-06: "cannot bind listen
-    127.0.0.1:48139: Address already in use")."""
+    127.0.0.1:48139: Address already in use").  `udp`: free for UDP too (a DNS server's)."""
     while True:
-        with socket.socket() as s:
+        with socket.socket() as s, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
             try:
                 s.bind(("127.0.0.1", _pick.choice(_SPAN) if _SPAN is not None else 0))
+                port = s.getsockname()[1]
+                if udp:
+                    probe.bind(("127.0.0.1", port))
             except OSError:
                 continue        # in use: another one
-            port = s.getsockname()[1]
         if port not in _handed_out:
             _handed_out.add(port)
             return port

@@ -6,22 +6,16 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 
 import pytest
+from support import free_port
 from websockets.sync.client import connect
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _group(pgid: int) -> list[int]:
@@ -41,7 +35,7 @@ def _group(pgid: int) -> list[int]:
 def test_demo_serves_echoes_and_ctrl_c_leaves_nothing(tmp_path):
     scratch = tmp_path / "tmp"
     scratch.mkdir()
-    port = _free_port()
+    port = free_port()
     demo = subprocess.Popen([sys.executable, "-m", "demo", "--port", str(port)], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                             env=dict(os.environ, TMPDIR=str(scratch)), start_new_session=True)
