@@ -17,7 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 _handed_out: set[int] = set()
-_pick = random.SystemRandom()       # not the random module's state: xdist's processes would share a seed
+_pick = random.SystemRandom()       # not the random module's state, which hypothesis seeds in its tests
 
 
 def _below_ephemeral() -> range | None:
