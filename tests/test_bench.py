@@ -316,3 +316,46 @@ def test_c_generator_over_tls(tmp_path, c_generator):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+# -- the C floor (issue #20): a connection owned by C, measured by bench/saturate.py --------------
+def test_the_c_floor_answers_over_tls_and_resumes_the_session(backend, tmp_path):
+    """bench/floor_c.py serves what the proxy would: the backend's response to an https request,
+    its head saying the connection closes, after a handshake on the product's own SSLContext;
+    and a client that offers the session again resumes it (S7c's client does at every connection)."""
+    import shutil
+    import socket
+    import ssl
+
+    from bench import procs
+    from bench.certs import make_cert
+    from tests.support import free_port
+    if shutil.which("cc") is None or not Path("/usr/include/openssl/ssl.h").exists():
+        pytest.skip("no C compiler or OpenSSL headers here (.ci/run installs both)")
+    cert, key, _ = make_cert(str(tmp_path), "ec")
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "bench.floor_c", "--port", str(port), "--backend-port", str(backend),
+                             "--cert", cert, "--key", key], cwd=ROOT, stderr=open(tmp_path / "floor.err", "w"))
+    try:
+        client = ssl.create_default_context()
+        client.check_hostname = False
+        client.verify_mode = ssl.CERT_NONE
+        client.minimum_version = client.maximum_version = ssl.TLSVersion.TLSv1_3
+        session = None
+        answers = []
+        assert procs.wait_port(port, proc, timeout=30), (tmp_path / "floor.err").read_text()
+        while len(answers) < 2:
+            with client.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5), session=session) as tls:
+                tls.sendall(b"GET /small HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                data = b""
+                while chunk := tls.recv(65536):
+                    data += chunk
+                answers.append((data, tls.session_reused))
+                session = tls.session
+        for data, _ in answers:
+            head, body = data.split(b"\r\n\r\n", 1)
+            assert head.startswith(b"HTTP/1.1 200 OK\r\nConnection: close\r\n") and body == b"x" * 99 + b"\n"
+        assert [reused for _, reused in answers] == [False, True]
+    finally:
+        proc.terminate()
+        proc.wait(10)
