@@ -152,7 +152,24 @@ static PyMethodDef Lane_methods[] = {
     {NULL}
 };
 
+/* worker.newcomer: a new connection's one object becomes a ClientConnection and a LaneOwner on the
+   way, and the lane calls that owner from then on. */
+static int Lane_set_owner(Lane *self, PyObject *owner, void *closure) {
+    if (owner == NULL || owner == Py_None) {
+        PyErr_SetString(PyExc_TypeError, "a lane always has an owner");
+        return -1;
+    }
+    Py_SETREF(self->owner, Py_NewRef(owner));
+    return 0;
+}
+
+static PyObject *Lane_get_owner(Lane *self, void *closure) {
+    return Py_NewRef(self->owner);
+}
+
 static PyGetSetDef Lane_getset[] = {
+    {"owner", (getter)Lane_get_owner, (setter)Lane_set_owner, "What the C calls (lane_request, lane_done, lane_back).",
+     NULL},
     {"state", (getter)Lane_get_state, NULL, "IDLE, WAITING, RELAYING, FLUSHING or GONE (0-4).", NULL},
     {"last", (getter)Lane_get_last, NULL, "Monotonic time of the last progress.", NULL},
     {"counts", (getter)Lane_get_counts, NULL, "(status, bytes the client took, head bytes) of the exchange.", NULL},

@@ -57,6 +57,8 @@ class Arrivals(dict):
 
 
 class Admission:
+    newcomer = None     # worker.lane.enter_new, where the lane carries TLS clients
+
     def __init__(self, worker, client_table):
         self.worker = worker
         self.loop = worker.loop
@@ -121,8 +123,11 @@ class Admission:
         addresses = self.proxied.pop(handshake.fd, None) if self.proxied else None
         sock = handshake.sock
         holds, handshake.holds = handshake.holds, _NOT_COUNTED
-        self.open_client(sock, handshake.client_ip, True, addresses, holds,
-                         handshake.sslobj.selected_alpn_protocol() == "h2")     # (not ssl.py's wrapper of it)
+        http2 = handshake.sslobj.selected_alpn_protocol() == "h2"       # (not ssl.py's wrapper of it)
+        if self.newcomer is not None and self.limits is None and not (addresses or http2) \
+                and self.newcomer(self.worker, sock, handshake.client_ip):
+            return          # the keep-alive lane carries it as one object while it can (worker.newcomer)
+        self.open_client(sock, handshake.client_ip, True, addresses, holds, http2)
 
     def open_client(self, sock, ip: bytes, tls: bool, addresses, holds, http2: bool = False,
                     deadline: float | None = None) -> None:

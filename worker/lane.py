@@ -22,6 +22,9 @@ worker.response writes it), its connection is corked once that response is whole
 response, the close_notify and the FIN in one segment: worker/_lane_io.c's `lane_cork`) and
 `lane_done` closes it.
 A new connection's first head stays due by its client_header deadline whatever the lane does.
+A new TLS connection (no PROXY header, no per-client limit, not HTTP/2) enters as one object,
+worker.newcomer's Newcomer (`enter_new`), which becomes the ClientConnection and LaneOwner of
+`enter_first` only when it asks for more than one request and the close.
 A resumed TLS connection with one request (S7c's): 3,408 -> 2,597 bytecodes, 2 % less proxy
 CPU at one worker's saturation (median 490 against 499 µs; nginx 449), within the bench's noise
 at two workers (bench/RESULTS-2026-12-05-first.md).
@@ -55,8 +58,10 @@ from __future__ import annotations
 import os
 
 from conf import readahead
+from worker.admission import Admission
 from worker.client import HEAD_READ, ClientConnection
 from worker.laneowner import LANE_IDLE, LaneClient, LaneOwner
+from worker.newcomer import Newcomer
 from worker.response import FIRST_READ
 
 try:
@@ -114,6 +119,17 @@ def enter_first(client) -> bool:
     return True
 
 
+def enter_new(worker, sock, client_ip: bytes) -> bool:
+    """A new TLS connection, its handshake done (no PROXY header, no per-client limit, not
+    HTTP/2): carried from here as one worker.newcomer.Newcomer when `enter_first` would take it."""
+    origin = worker.pool.warm
+    if origin is None or origin.tls or origin.proxy_protocol or worker.stopping \
+            or not worker.pool.idle.get(origin.key):
+        return False
+    Newcomer(worker, sock, client_ip, Lane)
+    return True
+
+
 def _enter(client, conn) -> LaneOwner:
     """Into the lane, with `conn` pinned (None: a new connection's, until its first request)."""
     owner = LaneOwner(client, conn)
@@ -141,6 +157,8 @@ def leave_all(clients) -> None:
     connection) or, already past it, once it is out (`lane_done`): the hand-over finds
     Python's connections only."""
     for client in list(clients):
+        if client.__class__ is Newcomer:
+            client = client.grow().client
         if client.__class__ is LaneClient:
             if client.lane.lane.state == LANE_IDLE:
                 client.lane.leave()
@@ -153,3 +171,5 @@ def leave_all(clients) -> None:
 if NATIVE:
     ClientConnection.to_lane = enter
     ClientConnection.lane_first = enter_first
+if TLS:
+    Admission.newcomer = staticmethod(enter_new)

@@ -12,11 +12,10 @@ import os
 from worker.client import ClientConnection
 from worker.exchange import Exchange
 from worker.http1 import HttpError, parse_request
+from worker.laneroute import attach_idle, lane_route
 from worker.loop import EPOLLIN
 from worker.phases import BUSY, CLOSED, CONNECTING, IDLE, WAITING
-from worker.regexlimit import RegexTimeout
 from worker.response import process as process_response
-from worker.routing import routed_target
 
 PARK = 1.0      # seconds a connection between requests keeps its backend connection pinned
 
@@ -71,14 +70,19 @@ class LaneOwner:
         """A whole request head: the bytes for the backend, or None when Python serves it
         (the connection leaves the lane first)."""
         client = self.client
-        worker = client.worker
         try:
-            head = parse_request(raw, worker.limits)
+            head = parse_request(raw, client.worker.limits)
         except HttpError:
             self.leave()
             client.inbuf += raw         # refused by worker.client, as a head read there is
             client.serve_buffered()
             return None
+        return self.carry(head, raw)
+
+    def carry(self, head, raw: bytes):
+        """`lane_request` for a head parsed (by worker.newcomer too, before it became this)."""
+        client = self.client
+        worker = client.worker
         if head.version != "1.1" or head.upgrade is not None or head.chunked \
                 or head.content_length or head.method == b"CONNECT" or worker.stopping:
             return self._decline(head)
@@ -105,27 +109,11 @@ class LaneOwner:
         return out
 
     def _route(self, router, head, target: bytes) -> bool:
-        """Route `target` (worker.exchange's rules): whether its route is one the lane carries,
-        to this backend, or to one plain backend before a new connection's first request has
-        one (then `route` and `mapped` say where)."""
-        resolved = router.remembered.get(target)
+        """Route `target` (`lane_route`): then `route` and `mapped` say where."""
+        resolved = lane_route(router, head, target, self.conn)
         if resolved is None:
-            if target[:1] != b"/" or routed_target(target) is not target:
-                return False
-            try:
-                resolved = router.resolve(target, head)
-            except RegexTimeout:
-                return False
-            router.remember(target, resolved)
-        route, mapped = resolved
-        if route is None or route.always_upgrade or route.reverse:
             return False
-        origin, conn = route.origin, self.conn
-        if conn is not None:
-            if origin is not conn.origin:
-                return False        # another backend: worker.exchange's
-        elif origin is None or origin.tls or origin.proxy_protocol:
-            return False            # several (a balancer), a TLS or a PROXY one: worker.exchange's
+        route, mapped = resolved
         self.record.route = self.route = route
         self.record.mapped = self.mapped = mapped
         self.lane.log_route = route.lane_log
@@ -135,13 +123,11 @@ class LaneOwner:
     def _attach(self, origin) -> bool:
         """A new connection's first request, routed (`_route`): pinned now to an idle
         connection to its route's backend, when one waits."""
-        conn = self.client.worker.pool.take_idle(origin)
+        conn = attach_idle(self.client.worker.pool, self.lane, origin)
         if conn is None:
             return False
         self.conn = conn
         self.record.origin = origin
-        self.lane.attach(conn.fd)
-        conn.hand_to(self.lane.on_backend)
         return True
 
     def _decline(self, head) -> None:

@@ -1,0 +1,237 @@
+"""A new TLS connection the keep-alive lane carries, as one object, from its handshake to the
+close after its first response, while that is all it asks for.
+
+Issue #20's client opens a TLS connection per request: API clients without keep-alive, mobile
+apps, S7c.  worker.lane's `enter_first` carried its one exchange, but made for it what a
+keep-alive connection needs: a ClientConnection (its Endpoint, registration, counters, buffers)
+and a LaneOwner with its LaneExchange, about 600 bytecodes of the 2,470 such a connection cost,
+and 230 more to close them.  A Newcomer is all of that at once, for as long as the connection
+stays this simple: its slots are the exchange the counters and the access log read (as a
+LaneExchange's), it owns the Lane, and it closes itself.
+
+Whatever else happens turns it into the ClientConnection and the LaneOwner that `enter_first`
+would have made (`grow`), in the state they would be in, with the same Lane, which the LaneOwner
+owns from then on; the call that found it out goes on there, so everything it does not do
+itself is done by the code that always did it:
+- a request that keeps the connection (a browser's), or that the lane would not carry whole
+  (a body, an upgrade, a head refused, another route, no idle backend connection);
+- anything the C gives back (`lane_back`), or a deadline with a request under way;
+- one second without a request (the lane's PARK: the connection leaves the lane, and waits for
+  its head in worker.client, as one that `enter_first` made);
+- a stop (worker.lane's `leave_all`), a close from outside with a request under way, or a
+  response after which the client sent more (its socket lingers: worker.linger).
+A grown connection joins the worker's list of connections without a request at its end (an
+oldest-first list: `make_room` may then pick another first), its `since` unchanged.
+
+worker.lane's `enter_new` says which connections start as one: what `enter_first` takes, with
+no PROXY header, no per-client limit and no HTTP/2.
+"""
+
+from __future__ import annotations
+
+from conf import readahead
+from conf.readahead import close_notify
+from tunnel.endpoint import Endpoint
+from worker.client import HEAD_READ, ClientConnection
+from worker.clientcert import head_writer
+from worker.http1 import HttpError, parse_request
+from worker.laneowner import LANE_IDLE, PARK, LaneClient, LaneOwner
+from worker.laneroute import attach_idle, lane_route
+from worker.linger import close_or_linger
+from worker.loop import EPOLLIN
+from worker.phases import BUSY
+from worker.response import FIRST_READ
+
+_PROTO_LINE = b"X-Forwarded-Proto: https\r\n"
+
+
+class Newcomer:
+    """One new TLS connection in the lane, until it is more (module docstring)."""
+
+    http2 = False
+    movable = False     # (never left when a hand-over looks: a stop grows it first)
+    idle = False        # (nor when idle connections are closed: it has no request behind it)
+    # What an exchange's readers find on a LaneExchange and never change on this one.
+    aborted = False
+    keep_alive = False          # (only a request that closes the connection is carried here)
+    resp_started = True
+    holds = body_left = req_framing = None
+
+    __slots__ = ("worker", "loop", "sock", "fd", "client_ip", "since", "deadline", "first_deadline", "lane", "conn",
+                 "head", "route", "origin", "mapped", "out", "started", "received", "status", "sent", "head_sent")
+
+    def __init__(self, worker, sock, client_ip: bytes, lane_type):
+        self.worker = worker
+        self.loop = loop = worker.loop
+        self.sock = sock
+        self.fd = fd = sock.fileno()
+        self.client_ip = client_ip
+        self.since = now = loop.now
+        self.first_deadline = now + worker.timeouts.client_header      # its first head, from now (a TLS one's)
+        keepalive = worker.timeouts.keepalive
+        park = now + (PARK if PARK < keepalive else keepalive)
+        self.deadline = park if park < self.first_deadline else self.first_deadline
+        self.conn = self.head = None
+        self.lane = lane = lane_type(loop.fileno(), fd, -1, self, HEAD_READ, FIRST_READ,
+                                     readahead.ssl_pointer(sock._sslobj))
+        access = worker.access
+        if access is not None and not access.json:      # its lines in C (worker/_lane_log.c)
+            lane.log_client = client_ip + b" - - "
+        registered = loop.take_over(fd, sock) if loop.passed else None     # (the handshake's, if it waited)
+        if registered is None:
+            loop.add(fd, EPOLLIN, lane.on_client)
+        else:
+            loop.set_handler(fd, lane.on_client)
+            if registered != EPOLLIN:
+                loop.modify(fd, EPOLLIN)
+        worker.clients.add(self)
+        worker.admission.unserved[self] = None
+        loop.timed.add(self)
+        if readahead.buffered(sock):        # its request came with the handshake's last flight
+            loop.call_soon(self.kick)
+
+    @property
+    def client(self):
+        """The connection, as the access log asks an exchange for it."""
+        return self
+
+    # == what the C calls =====================================================================
+    def lane_request(self, raw: bytes):
+        worker = self.worker
+        try:
+            head = parse_request(raw, worker.limits)
+        except HttpError:
+            return self.grow().lane_request(raw)        # refused as worker.client refuses it
+        if head.keep_alive or head.version != "1.1" or head.upgrade is not None or head.chunked \
+                or head.content_length or head.method == b"CONNECT" or worker.stopping:
+            return self.grow().carry(head, raw)
+        resolved = lane_route(worker.router, head, head.target, None)
+        lane = self.lane
+        conn = None if resolved is None else attach_idle(worker.pool, lane, resolved[0].origin)
+        if conn is None:
+            return self.grow().carry(head, raw)          # (LaneOwner declines it as it always did)
+        self.conn = conn
+        self.route, self.mapped = route, mapped = resolved
+        self.origin = origin = route.origin
+        lane.log_route = route.lane_log
+        worker.admission.unserved.pop(self, None)
+        self.started = now = self.loop.now
+        self.deadline = now + route.timeout
+        host_line = (b"Host: " + head.host + b"\r\n") if route.preserve_host and head.host else origin.host_line
+        self.out = out = head_writer(worker, self.sock, True, False)(
+            head, mapped, host_line, b"X-Forwarded-For: " + self.client_ip + b"\r\n", _PROTO_LINE, None, False)
+        self.head = head
+        self.received = len(raw)
+        lane.closing = 1        # its response head says so (the C), then it closes (`lane_done`)
+        return out
+
+    def lane_done(self, status: int, sent: int, head_sent: int, line, reusable: bool) -> None:
+        """Its response went out whole: counted and logged, the backend connection back to the
+        pool if `reusable`, and the connection closed (as worker.laneowner's `_end`)."""
+        worker = self.worker
+        if worker.stopping:
+            self.grow().lane_done(status, sent, head_sent, line, reusable)
+            return
+        self.status = status
+        self.sent = sent
+        self.head_sent = head_sent
+        _, early, eof = self.lane.detach()
+        self.lane = None
+        conn = self.conn
+        if reusable:
+            conn.hand_to(conn.on_event)
+            worker.pool.release(conn)
+        else:
+            conn.close()
+        worker.exchange_done(self, line)
+        self._close(early is not None and not eof)
+
+    def lane_back(self, why: int, data: bytes, early, eof: bool, error: int) -> None:
+        self.grow().lane_back(why, data, early, eof, error)
+
+    def kick(self) -> None:
+        """The first head came with the handshake and waits in the SSL object, where epoll will
+        not report it: the C reads it now."""
+        if self.lane is not None and self.lane.state == LANE_IDLE:
+            self.lane.on_client(EPOLLIN)
+
+    # == deadlines and closes =================================================================
+    def on_deadline(self) -> None:
+        """No head yet: closed at its client_header deadline, or out of the lane after PARK;
+        a request under way: as the LaneOwner deals with it."""
+        if self.head is not None:
+            self.grow().on_deadline()
+        elif self.loop.now >= self.first_deadline:
+            self.close()
+        else:
+            self.grow().leave()
+
+    def close(self) -> None:
+        """Closed from outside (room made, the worker's exit): one with a request under way as
+        the LaneOwner closes it (an aborted exchange is logged)."""
+        lane = self.lane
+        if lane is None:
+            return
+        if self.head is not None:
+            self.grow().client.close()
+            return
+        lane.detach()
+        self.lane = None
+        self._close(False)
+
+    def abandon(self) -> None:
+        """worker.faults: a handler raised; the connection ends as a reset would end it."""
+        self.close()
+
+    def _close(self, linger: bool) -> None:
+        """As worker.client closes a connection after its last exchange: close_notify and close,
+        or, when the client sent more after its request, a half-close and a read until it is
+        done (worker.linger)."""
+        worker, loop = self.worker, self.loop
+        loop.timed.discard(self)
+        worker.clients.discard(self)
+        worker.admission.unserved.pop(self, None)
+        if linger:
+            ep = Endpoint(loop, self.sock)
+            ep.mask = EPOLLIN                   # registered, as the lane leaves it
+            close_or_linger(worker.lingering, ep, True, worker.timeouts.lingering)
+        else:
+            loop.forget(self.fd)                # the close takes it out of epoll
+            close_notify(self.sock)             # RFC 8446 §6.1; the peer's is not read for
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+        worker.connection_closed()
+
+    # == becoming a ClientConnection ==========================================================
+    def grow(self) -> LaneOwner:
+        """Become the ClientConnection and LaneOwner that worker.lane's `enter_first` makes at
+        the handshake, in the state they would be in now, the Lane theirs from now on; this
+        object is done with (its `lane` None)."""
+        worker, loop, lane, fd = self.worker, self.loop, self.lane, self.fd
+        worker.clients.discard(self)
+        worker.admission.unserved.pop(self, None)
+        loop.timed.discard(self)
+        loop.pass_on(fd, EPOLLIN, self.sock)        # its registration as it stands (the lane's interest)
+        client = ClientConnection(worker, self.sock, self.client_ip, True, (), None, False, self.deadline)
+        loop.passed_on(fd)
+        client.since = self.since
+        owner = LaneOwner(client, self.conn)
+        owner.lane = lane
+        lane.owner = owner
+        owner.first_deadline = self.first_deadline
+        if self.head is not None:         # its request is under way in the lane
+            record = owner.record
+            record.head, record.out, record.started, record.received = self.head, self.out, self.started, self.received
+            record.route = owner.route = self.route
+            record.mapped = owner.mapped = self.mapped
+            record.keep_alive = False
+            worker.admission.unserved.pop(client, None)
+            client.requests = 1
+            client.state = BUSY
+        client.lane = owner
+        client.__class__ = LaneClient
+        client.ep.hand_to(lane.on_client)
+        self.lane = None
+        return owner
