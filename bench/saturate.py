@@ -6,7 +6,8 @@ per new TLS connection, from /proc, rounds interleaved.  Issue #20's figure, wit
 python -m bench's S7c runs two per peer beside a two-thread wrk on this 2-core machine, where
 handshakes per second swing with who gets the cores; a saturated single process is steadier.
 
-Peers: `mpm` (one worker of this tree), `nginx` (worker_processes 1), `floor-tls`
+Peers: `mpm` (one worker of this tree; `mpm@DIR`: of the tree in DIR, its C modules built
+there, for an A/B in one run), `nginx` (worker_processes 1), `floor-tls`
 (bench/floor_tls.py: the least a Python proxy does through CPython's ssl objects), `floor-c`
 and `floor-c0` (bench/floor_c.py: a connection owned by C, with the per-request Python of
 today's keep-alive lane, or with none).  `--perf` records 5 s of each with perf and prints
@@ -59,7 +60,7 @@ def _nginx_conf(work: str, port: int, backend: int) -> list[str]:
 
 
 def command(peer: str, work: str, port: int, backend: int) -> list[str]:
-    if peer == "mpm":
+    if peer.split("@")[0] == "mpm":
         return _mpm_conf(work, port, backend)
     if peer == "nginx":
         return _nginx_conf(work, port, backend)
@@ -89,8 +90,10 @@ def serving_pid(peer: str, proc: subprocess.Popen, port: int) -> int | None:
 
 def measure(peer: str, work: str, backend: int, args, turn: int) -> str:
     port = procs.free_port()
-    err = os.path.join(work, f"{peer}.{turn}.err")
-    env = dict(os.environ, PYTHONPATH=ROOT)
+    name, _, tree = peer.partition("@")
+    label = peer.replace("/", "_")
+    err = os.path.join(work, f"{label}.{turn}.err")
+    env = dict(os.environ, PYTHONPATH=tree or ROOT)
     proc = subprocess.Popen(command(peer, work, port, backend), env=env, cwd=work, stdout=subprocess.DEVNULL,
                             stderr=open(err, "w"))
     try:
@@ -103,7 +106,7 @@ def measure(peer: str, work: str, backend: int, args, turn: int) -> str:
         load = subprocess.Popen([wrk[0], f"-d{args.duration}s", *wrk[1:]], stdout=subprocess.PIPE, text=True)
         if args.perf:
             time.sleep(1)
-            subprocess.run(["perf", "record", "-F", "2000", "-o", os.path.join(work, f"{peer}.perf"), "-p", str(pid),
+            subprocess.run(["perf", "record", "-F", "2000", "-o", os.path.join(work, f"{label}.perf"), "-p", str(pid),
                             "--", "sleep", str(max(1, args.duration - 3))], capture_output=True)
         out = load.communicate()[0]
         spent = cpu_seconds(pid) - before
@@ -112,7 +115,7 @@ def measure(peer: str, work: str, backend: int, args, turn: int) -> str:
             return f"{peer}: no requests ({err}; wrk: {out.strip()[-120:]})"
         done = int(found.group(1))
         line = f"{peer:10s} {done / args.duration:7.0f} conn/s {spent / done * 1e6:7.1f} us/conn"
-        return line + (_libraries(os.path.join(work, f"{peer}.perf"), spent / done * 1e6) if args.perf else "")
+        return line + (_libraries(os.path.join(work, f"{label}.perf"), spent / done * 1e6) if args.perf else "")
     finally:
         procs.stop(proc)
 

@@ -15,13 +15,16 @@ owns from then on; the call that found it out goes on there, so everything it do
 itself is done by the code that always did it:
 - a request that keeps the connection (a browser's), or that the lane would not carry whole
   (a body, an upgrade, a head refused, another route, no idle backend connection);
-- anything the C gives back (`lane_back`), or a deadline with a request under way;
-- one second without a request (the lane's PARK: the connection leaves the lane, and waits for
-  its head in worker.client, as one that `enter_first` made);
-- a stop (worker.lane's `leave_all`), a close from outside with a request under way, or a
-  response after which the client sent more (its socket lingers: worker.linger).
-A grown connection joins the worker's list of connections without a request at its end (an
-oldest-first list: `make_room` may then pick another first), its `since` unchanged.
+- anything the C gives back (`lane_back`: a head in pieces, say), or a deadline with a request
+  under way;
+- a stop (worker.lane's `leave_all`), or a close from outside with a request under way.
+A connection that grows before its request is whole (a head in pieces, or refused) joins the
+worker's oldest-first list of connections without a request at its end, its `since` unchanged:
+`make_room` takes the ones accepted before its first bytes came first, where it took it before
+them (review 2026-12-06-newcomer #1; keeping its place would cost a pass over the list).  One
+that sends nothing never grows: it pins no backend connection, so the lane's PARK has nothing
+to give back, and it keeps its place until its client_header deadline closes it.
+A response after which the client sent more lingers (worker.linger) as worker.client's would.
 
 worker.lane's `enter_new` says which connections start as one: what `enter_first` takes, with
 no PROXY header, no per-client limit and no HTTP/2.
@@ -35,7 +38,7 @@ from tunnel.endpoint import Endpoint
 from worker.client import HEAD_READ, ClientConnection
 from worker.clientcert import head_writer
 from worker.http1 import HttpError, parse_request
-from worker.laneowner import LANE_IDLE, PARK, LaneClient, LaneOwner
+from worker.laneowner import LANE_IDLE, LaneClient, LaneOwner
 from worker.laneroute import attach_idle, lane_route
 from worker.linger import close_or_linger
 from worker.loop import EPOLLIN
@@ -67,10 +70,11 @@ class Newcomer:
         self.fd = fd = sock.fileno()
         self.client_ip = client_ip
         self.since = now = loop.now
-        self.first_deadline = now + worker.timeouts.client_header      # its first head, from now (a TLS one's)
-        keepalive = worker.timeouts.keepalive
-        park = now + (PARK if PARK < keepalive else keepalive)
-        self.deadline = park if park < self.first_deadline else self.first_deadline
+        # Its first head is due by client_header from now (a TLS connection's, after its
+        # handshake).  Unlike a connection between requests it pins no backend connection
+        # while it waits, so the lane's PARK has nothing to give back: it stays until then
+        # (and keeps its place among the connections without a request, oldest first).
+        self.deadline = self.first_deadline = now + worker.timeouts.client_header
         self.conn = self.head = None
         self.lane = lane = lane_type(loop.fileno(), fd, -1, self, HEAD_READ, FIRST_READ,
                                      readahead.ssl_pointer(sock._sslobj))
@@ -106,21 +110,25 @@ class Newcomer:
                 or head.content_length or head.method == b"CONNECT" or worker.stopping:
             return self.grow().carry(head, raw)
         resolved = lane_route(worker.router, head, head.target, None)
-        lane = self.lane
-        conn = None if resolved is None else attach_idle(worker.pool, lane, resolved[0].origin)
-        if conn is None:
+        if resolved is None:
             return self.grow().carry(head, raw)          # (LaneOwner declines it as it always did)
+        route, mapped = resolved
+        origin = route.origin
+        host_line = (b"Host: " + head.host + b"\r\n") if route.preserve_host and head.host else origin.host_line
+        out = head_writer(worker, self.sock, True, False)(
+            head, mapped, host_line, b"X-Forwarded-For: " + self.client_ip + b"\r\n", _PROTO_LINE, None, False)
+        # Nothing that can fail comes after the backend connection is pinned: a fault would
+        # leave it with neither the pool nor this connection (review 2026-12-06-newcomer #3).
+        lane = self.lane
+        conn = attach_idle(worker.pool, lane, origin)
+        if conn is None:
+            return self.grow().carry(head, raw)
         self.conn = conn
-        self.route, self.mapped = route, mapped = resolved
-        self.origin = origin = route.origin
+        self.route, self.mapped, self.origin, self.out, self.head = route, mapped, origin, out, head
         lane.log_route = route.lane_log
         worker.admission.unserved.pop(self, None)
         self.started = now = self.loop.now
         self.deadline = now + route.timeout
-        host_line = (b"Host: " + head.host + b"\r\n") if route.preserve_host and head.host else origin.host_line
-        self.out = out = head_writer(worker, self.sock, True, False)(
-            head, mapped, host_line, b"X-Forwarded-For: " + self.client_ip + b"\r\n", _PROTO_LINE, None, False)
-        self.head = head
         self.received = len(raw)
         lane.closing = 1        # its response head says so (the C), then it closes (`lane_done`)
         return out
@@ -138,13 +146,15 @@ class Newcomer:
         _, early, eof = self.lane.detach()
         self.lane = None
         conn = self.conn
-        if reusable:
-            conn.hand_to(conn.on_event)
-            worker.pool.release(conn)
-        else:
-            conn.close()
-        worker.exchange_done(self, line)
-        self._close(early is not None and not eof)
+        try:
+            if reusable:
+                conn.hand_to(conn.on_event)
+                worker.pool.release(conn)
+            else:
+                conn.close()
+            worker.exchange_done(self, line)
+        finally:        # a fault above must not leave the connection open (review 2026-12-06-newcomer #2)
+            self._close(early is not None and not eof)
 
     def lane_back(self, why: int, data: bytes, early, eof: bool, error: int) -> None:
         self.grow().lane_back(why, data, early, eof, error)
@@ -157,14 +167,12 @@ class Newcomer:
 
     # == deadlines and closes =================================================================
     def on_deadline(self) -> None:
-        """No head yet: closed at its client_header deadline, or out of the lane after PARK;
-        a request under way: as the LaneOwner deals with it."""
+        """No head yet: closed at its client_header deadline; a request under way: as the
+        LaneOwner deals with it."""
         if self.head is not None:
             self.grow().on_deadline()
-        elif self.loop.now >= self.first_deadline:
-            self.close()
         else:
-            self.grow().leave()
+            self.close()
 
     def close(self) -> None:
         """Closed from outside (room made, the worker's exit): one with a request under way as
