@@ -76,7 +76,7 @@ class ClientConnection(MovableClient):
                  "forwarded", "limiter", "private", "lane")
 
     def __init__(self, worker, sock, client_ip: bytes, tls: bool = False, holds=(), proxied=None,
-                 forwarded: bool = False, deadline: float | None = None):
+                 forwarded: bool = False, deadline: float | None = None, lane_handler=None):
         self.worker = worker
         self.loop = loop = worker.loop
         self.ep = Endpoint(loop, sock)
@@ -102,7 +102,11 @@ class ClientConnection(MovableClient):
         # which a PROXY header's reader may have started: `deadline`).
         self.state = HEAD
         self.deadline = loop.now + worker.timeouts.client_header if deadline is None else deadline
-        self.ep.register(EPOLLIN, self.on_event)
+        if lane_handler is None:
+            self.ep.register(EPOLLIN, self.on_event)
+        else:               # (worker.newcomer's `grow`: in epoll already, its events the lane's)
+            self.ep.mask = EPOLLIN
+            self.ep.handler = lane_handler
         worker.clients.add(self)
         worker.admission.unserved[self] = None
         loop.timed.add(self)

@@ -222,13 +222,13 @@ class Newcomer:
         """Become the ClientConnection and LaneOwner that worker.lane's `enter_first` makes at
         the handshake, in the state they would be in now, the Lane theirs from now on; this
         object is done with (its `lane` None)."""
-        worker, loop, lane, fd = self.worker, self.loop, self.lane, self.fd
+        worker, loop, lane = self.worker, self.loop, self.lane
         worker.clients.discard(self)
         worker.admission.unserved.pop(self, None)
         loop.timed.discard(self)
-        loop.pass_on(fd, EPOLLIN, self.sock)        # its registration as it stands (the lane's interest)
-        client = ClientConnection(worker, self.sock, self.client_ip, True, (), None, False, self.deadline)
-        loop.passed_on(fd)
+        # Its registration stays as it is: EPOLLIN as far as the Endpoint knows, the lane's events.
+        client = ClientConnection(worker, self.sock, self.client_ip, True, (), None, False, self.deadline,
+                                  lane.on_client)
         client.since = self.since
         owner = LaneOwner(client, self.conn)
         owner.lane = lane
@@ -245,6 +245,5 @@ class Newcomer:
             client.state = BUSY
         client.lane = owner
         client.__class__ = LaneClient
-        client.ep.hand_to(lane.on_client)
         self.lane = None
         return owner
