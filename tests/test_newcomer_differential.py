@@ -7,43 +7,21 @@ from __future__ import annotations
 import json
 import re
 import socket
-import ssl
 import time
 
 import pytest
+from newcomerutil import REQ, read_marked, shapes
 from proxyproc import Proxy
-from rawbackend import RawBackend, respond
+from rawbackend import RawBackend
 from support import serve_tls
 
 pytestmark = pytest.mark.timeout(300)
-
-
-def _backend(conn) -> None:
-    while (head := conn.read_head()) is not None:
-        if head.target == "/pause":
-            time.sleep(0.6)
-        elif head.target == "/hints":
-            conn.send(b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\n")
-            time.sleep(0.2)
-        elif head.target == "/drop":
-            conn.reset()
-            return
-        elif head.target == "/parts":
-            conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nfirst")
-            time.sleep(0.5)
-            conn.send(b"-last")
-            continue
-        elif head.target == "/close-after":
-            conn.send(respond(200, b"bye", headers=[("Connection", "close")]))
-            return
-        conn.send(respond(200, f"{head.method} {head.target} xff={head.get('x-forwarded-for')}".encode()))
 
 
 def _conversation(proxy, steps) -> bytes:
     sock = proxy.connect(10)
     raw = sock
     got = b""
-    sock.settimeout(3)
     try:
         for step in steps:
             if step == "shut":
@@ -51,14 +29,7 @@ def _conversation(proxy, steps) -> bytes:
             elif isinstance(step, float):
                 time.sleep(step)
             elif step == "read":
-                try:
-                    while chunk := sock.recv(65536):
-                        got += chunk
-                    got += b"<closed>"
-                except TimeoutError:
-                    got += b"<timeout>"
-                except (ssl.SSLError, OSError) as exc:
-                    got += f"<{type(exc).__name__}>".encode()
+                got += read_marked(sock, 3.0)
             else:
                 try:
                     sock.sendall(step)
@@ -66,10 +37,9 @@ def _conversation(proxy, steps) -> bytes:
                     got += f"<send {type(exc).__name__}>".encode()
     finally:
         sock.close()
-    return re.sub(rb"Date: [^\r]*\r\n", b"", got)
+    return got
 
 
-REQ = b"GET /%s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
 CONVERSATIONS = {
     "plain": [REQ % b"a", "read"],
     "head": [b"HEAD /h HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", "read"],
@@ -93,7 +63,7 @@ CONVERSATIONS = {
 
 
 def _run(directory, tls_lane: str, fmt: str):
-    backend = RawBackend(_backend)
+    backend = RawBackend(shapes())
     proxy = Proxy(directory, [{"path": "/", "to": backend.url + "/", "timeout": 5}], workers=1,
                   environ={"MPM_NATIVE_LANE_TLS": tls_lane}, log={"format": fmt},
                   timeouts={"connect": 2, "proxy": 10, "client_header": 3, "keepalive": 2, "lingering": 1})

@@ -5,58 +5,30 @@ once grew at PARK and re-joined `unserved` at its end, review 2026-12-06-newcome
 
 from __future__ import annotations
 
-import ssl
 import time
 
 import pytest
+from newcomerutil import REQ, newcomer, read_marked, shapes
 from proxyproc import Proxy
-from rawbackend import RawBackend, respond
+from rawbackend import RawBackend
 from support import serve_tls, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
 MPM_SMALL = {"threads_per_child": 4, "max_request_workers": 4, "server_limit": 1}
-REQ = b"GET /%s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
-
-
-def _backend(conn) -> None:
-    while (head := conn.read_head()) is not None:
-        conn.send(respond(200, f"{head.method} {head.target}".encode()))
-
-
-def _read(sock, timeout) -> bytes:
-    sock.settimeout(timeout)
-    got = b""
-    try:
-        while chunk := sock.recv(65536):
-            got += chunk
-        return got + b"<closed>"
-    except TimeoutError:
-        return got + b"<open>"
-    except (ssl.SSLError, OSError):
-        return got + b"<closed>"
-
-
-def _warm(proxy):
-    with proxy.connect() as warm:
-        warm.sendall(REQ % b"warm")
-        _read(warm, 5)
-    time.sleep(0.05)
 
 
 def _run(directory, tls_lane: str) -> dict:
-    backend = RawBackend(_backend)
+    backend = RawBackend(shapes())
     proxy = Proxy(directory, [{"path": "/", "to": backend.url + "/"}], workers=1, mpm=MPM_SMALL,
                   environ={"MPM_NATIVE_LANE_TLS": tls_lane}, timeouts={"client_header": 10, "keepalive": 5})
     serve_tls(proxy, directory)
     proxy.start()
     socks = {}
     try:
-        _warm(proxy)
-        socks["oldest"] = proxy.connect()          # a Newcomer (TLS lane on)
+        socks["oldest"] = newcomer(proxy)          # a Newcomer (TLS lane on)
         time.sleep(0.6)
-        _warm(proxy)
-        socks["younger"] = proxy.connect()         # a Newcomer, 0.6 s younger
+        socks["younger"] = newcomer(proxy)         # a Newcomer, 0.6 s younger
         time.sleep(0.6)                            # the oldest is past PARK (1 s), the younger not
         socks["c"] = proxy.connect()
         time.sleep(0.02)
@@ -64,8 +36,8 @@ def _run(directory, tls_lane: str) -> dict:
         wait_for(lambda: proxy.status()["totals"]["connections"] == 4, 5, 0.02, "a full worker")
         with proxy.connect() as sock:                 # the fifth: room is made for it
             sock.sendall(REQ % b"room")
-            assert _read(sock, 5).endswith(b"GET /room<closed>")
-        return {name: _read(sock, 0.3).endswith(b"<closed>") for name, sock in socks.items()}
+            assert read_marked(sock, 5).endswith(b"GET /room xff=127.0.0.1<closed>")
+        return {name: read_marked(sock, 0.3).endswith(b"<closed>") for name, sock in socks.items()}
     finally:
         for sock in socks.values():
             sock.close()
