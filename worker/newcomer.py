@@ -13,15 +13,15 @@ Whatever else happens turns it into the ClientConnection and the LaneOwner that 
 would have made (`grow`), in the state they would be in, with the same Lane, which the LaneOwner
 owns from then on; the call that found it out goes on there, so everything it does not do
 itself is done by the code that always did it:
-- a request that keeps the connection (a browser's), or that the lane would not carry whole
+- a request that keeps the connection (a pooled API client's), or that the lane would not carry whole
   (a body, an upgrade, a head refused, another route, no idle backend connection);
 - anything the C gives back (`lane_back`: a head in pieces, say), or a deadline with a request
   under way;
 - a stop (worker.lane's `leave_all`), or a close from outside with a request under way.
 A connection that grows before its request is whole (a head in pieces, or refused) joins the
 worker's oldest-first list of connections without a request at its end, its `since` unchanged:
-`make_room` takes the ones accepted before its first bytes came first, where it took it before
-them (review 2026-12-06-newcomer #1; keeping its place would cost a pass over the list).  One
+for `make_room` it arrived when its first bytes came, not at its handshake (review
+2026-12-06-newcomer #1; keeping its place would cost a pass over the list).  One
 that sends nothing never grows: it pins no backend connection, so the lane's PARK has nothing
 to give back, and it keeps its place until its client_header deadline closes it.
 A response after which the client sent more lingers (worker.linger) as worker.client's would.
@@ -29,8 +29,9 @@ A response after which the client sent more lingers (worker.linger) as worker.cl
 worker.lane's `enter_new` says which connections start as one: what `enter_first` takes, with
 no PROXY header, no per-client limit and no HTTP/2.
 
-Measured (bench/RESULTS-2026-12-06-newcomer.md): 2,472 -> 1,988 bytecodes and 2,506,624 ->
-2,476,857 instructions per resumed TLS connection (nginx: 2,479,151); one saturated worker 0.97x
+Measured (bench/RESULTS-2026-12-06-newcomer.md): 2,472 -> 1,988 bytecodes per resumed TLS
+connection, and with the SSLSocket made in C (worker/_accept.c) 2,506,624 -> 2,476,857
+instructions (nginx: 2,479,151); one saturated worker 0.97x
 the CPU per connection of the tree before (four rounds); S7c 1.01-1.07x nginx's CPU per
 connection where the tree before took 1.05-1.10x in the same runs.
 """
