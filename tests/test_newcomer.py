@@ -95,6 +95,57 @@ def test_its_request_is_answered_logged_and_closed_with_close_notify(tmp_path, f
         backend.close()
 
 
+def _with_the_last_flight(port: int, request: bytes) -> bytes:
+    """A TLS 1.3 client whose request leaves in one segment with its Finished, as wrk's often
+    does: the proxy's last handshake round reads it too, into the SSL object, where epoll will
+    not report it (the Newcomer's `kick`).  Its answer, until the close."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                sock.sendall(outgoing.read())
+                data = sock.recv(65536)
+                assert data, "closed during the handshake"
+                incoming.write(data)
+        tls.write(request)
+        sock.sendall(outgoing.read())           # the Finished and the request, in one send
+        answer = b""
+        while True:
+            try:
+                chunk = tls.read(65536)
+                if not chunk:                   # its close_notify
+                    return answer
+                answer += chunk
+            except ssl.SSLWantReadError:
+                data = sock.recv(65536)
+                if not data:
+                    return answer
+                incoming.write(data)
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                return answer
+
+
+def test_a_request_that_came_with_the_handshakes_last_flight_is_answered(tmp_path):
+    proxy, backend = _proxy(tmp_path)
+    try:
+        for n in range(5):
+            _newcomer(proxy).close()            # (a whole exchange first: the next is a Newcomer)
+            answer = _with_the_last_flight(proxy.port, f"GET /flight{n} HTTP/1.1\r\nHost: t\r\n"
+                                                       "Connection: close\r\n\r\n".encode())
+            assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(f"GET /flight{n}".encode()), answer
+    finally:
+        proxy.stop()
+        backend.close()
+
+
 def test_a_slow_backend_gets_504_and_a_dead_one_502(tmp_path):
     proxy, backend = _proxy(tmp_path)
     try:
