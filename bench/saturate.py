@@ -90,7 +90,7 @@ def serving_pid(peer: str, proc: subprocess.Popen, port: int) -> int | None:
 
 def measure(peer: str, work: str, backend: int, args, turn: int) -> str:
     port = procs.free_port()
-    name, _, tree = peer.partition("@")
+    tree = peer.partition("@")[2]
     label = peer.replace("/", "_")
     err = os.path.join(work, f"{label}.{turn}.err")
     env = dict(os.environ, PYTHONPATH=tree or ROOT)

@@ -117,3 +117,20 @@ def serve_tls(proxy, directory) -> None:
     def connect(timeout: float = 5.0, source: str | None = None) -> ssl.SSLSocket:
         return wrap(plain(timeout, source))
     proxy.connect, proxy.wrap = connect, wrap
+
+
+def handshake_in_memory(sock: socket.socket, tls: ssl.SSLObject, incoming: ssl.MemoryBIO,
+                        outgoing: ssl.MemoryBIO) -> None:
+    """Drive `tls` (an SSLObject on memory BIOs, `context.wrap_bio`) through its handshake over
+    `sock`: what it writes is sent, what comes is fed to it.  Its records after the handshake are
+    the caller's to send, all at once if it likes (one segment: one read takes them all).
+    `incoming` and `outgoing` are the BIOs it was made with."""
+    while True:
+        try:
+            tls.do_handshake()
+            return
+        except ssl.SSLWantReadError:
+            sock.sendall(outgoing.read())
+            data = sock.recv(65536)
+            assert data, "closed during the handshake"
+            incoming.write(data)

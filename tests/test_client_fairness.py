@@ -16,6 +16,7 @@ import pytest
 import trustme
 from httpclient import Reader
 from rawbackend import RawBackend, respond, serve_simple
+from support import handshake_in_memory
 
 from worker.framing import ChunkedFraming
 
@@ -160,13 +161,7 @@ def test_pipelined_heads_over_tls_are_all_answered_after_the_pauses(proxy_factor
     tls = context.wrap_bio(incoming, outgoing, server_hostname="localhost")
     records, per_record = 6, 20        # each record more heads than one turn serves
     with proxy.connect() as sock:
-        while True:
-            try:
-                tls.do_handshake()
-                break
-            except ssl.SSLWantReadError:
-                sock.sendall(outgoing.read())
-                incoming.write(sock.recv(65536))
+        handshake_in_memory(sock, tls, incoming, outgoing)
         for _ in range(records):
             tls.write(b"GET /none HTTP/1.1\r\nHost: t\r\n\r\n" * per_record)
         sock.sendall(outgoing.read())           # every record in one send: one read takes them all

@@ -21,7 +21,7 @@ import psutil
 import pytest
 from proxyproc import Proxy, wait_access
 from rawbackend import RawBackend, respond
-from support import serve_tls, wait_for
+from support import handshake_in_memory, serve_tls, wait_for
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -106,15 +106,7 @@ def _with_the_last_flight(port: int, request: bytes) -> bytes:
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
     tls = context.wrap_bio(incoming, outgoing, server_hostname="localhost")
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        while True:
-            try:
-                tls.do_handshake()
-                break
-            except ssl.SSLWantReadError:
-                sock.sendall(outgoing.read())
-                data = sock.recv(65536)
-                assert data, "closed during the handshake"
-                incoming.write(data)
+        handshake_in_memory(sock, tls, incoming, outgoing)
         tls.write(request)
         sock.sendall(outgoing.read())           # the Finished and the request, in one send
         answer = b""
