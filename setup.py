@@ -21,5 +21,6 @@ setup(ext_modules=[Extension("conf._tickets", ["conf/_tickets.c"], optional=True
                    Extension("worker._heads", ["worker/_heads.c", "worker/_heads_read.c", "worker/_heads_write.c"],
                              depends=["worker/heads.h"], include_dirs=["worker"], optional=True),
                    Extension("worker._accept", ["worker/_accept.c"], optional=True),
-                   Extension("worker._lane", ["worker/_lane.c", "worker/_lane_engine.c", "worker/_lane_io.c", "worker/_lane_log.c"],
+                   Extension("worker._lane", ["worker/_lane.c", "worker/_lane_engine.c", "worker/_lane_io.c", "worker/_lane_log.c",
+                                                     "worker/_lane_handshake.c"],
                              depends=["worker/lane.h"], include_dirs=["worker"], optional=True)])

@@ -102,7 +102,7 @@ def give_tls_io(install) -> bool:
         return False
     install(*[ctypes.cast(getattr(openssl._lib, name), ctypes.c_void_p).value for name in
               ("SSL_read", "SSL_write", "SSL_get_error", "SSL_pending", "SSL_has_pending", "SSL_want",
-               "ERR_clear_error")])
+               "ERR_clear_error", "SSL_do_handshake", "SSL_session_reused")])
     return True
 
 

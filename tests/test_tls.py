@@ -261,10 +261,15 @@ def test_wrong_protocol_on_either_listener_is_refused_cleanly(proxy_factory, htt
 
 
 @pytest.mark.timeout(30)
-def test_stalled_handshake_is_dropped_while_others_are_served(proxy_factory, http_backend, tmp_path, ca):
+@pytest.mark.parametrize("warm", [False, True], ids=["handshake-object", "in-the-lane"])
+def test_stalled_handshake_is_dropped_while_others_are_served(proxy_factory, http_backend, tmp_path, ca, warm):
+    """`warm`: after a whole exchange, a new connection's handshake runs in the lane's C
+    (worker.newcomer); else in worker.tls's ServerHandshake."""
     backend = http_backend()
     proxy = _tls_proxy(proxy_factory, tmp_path, ca, [{"path": "/", "to": backend.url + "/"}],
                        workers=1, timeouts={"handshake": 1})
+    if warm:
+        assert _https_get(proxy, ca)[0].startswith(b"HTTP/1.1 200")
     stalled = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
     stalled.sendall(b"\x16\x03\x01")          # the start of a ClientHello, and then nothing
     assert _https_get(proxy, ca)[0].startswith(b"HTTP/1.1 200")

@@ -40,6 +40,7 @@ put back to that before Python gets the connection again. */
 
 PyObject *read_response;
 PyObject *s_status, *s_content_length, *s_keep_alive, *s_chunked, *s_plain, *s_lane_request, *s_abandon;
+PyObject *s_lane_handshaken;
 
 /* == Python API ============================================================================== */
 
@@ -47,8 +48,10 @@ static PyObject *Lane_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     int epfd, client_fd, backend_fd;
     Py_ssize_t head_read, first_read;
     unsigned long long ssl = 0;
+    int handshake = 0;
     PyObject *owner;
-    if (!PyArg_ParseTuple(args, "iiiOnn|K", &epfd, &client_fd, &backend_fd, &owner, &head_read, &first_read, &ssl))
+    if (!PyArg_ParseTuple(args, "iiiOnn|Kp", &epfd, &client_fd, &backend_fd, &owner, &head_read, &first_read, &ssl,
+                          &handshake))
         return NULL;
     if (head_read <= 0 || head_read > LANE_BUFFER || first_read <= 0 || first_read > LANE_BUFFER) {
         PyErr_SetString(PyExc_ValueError, "Lane: read sizes out of range");
@@ -56,6 +59,10 @@ static PyObject *Lane_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     }
     if (ssl && lane_tls.read == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "Lane: a TLS client before install_tls");
+        return NULL;
+    }
+    if (handshake && (!ssl || backend_fd >= 0)) {
+        PyErr_SetString(PyExc_ValueError, "Lane: a handshake is a new TLS connection's");
         return NULL;
     }
     if (read_response == NULL) {
@@ -68,11 +75,12 @@ static PyObject *Lane_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     self->epfd = epfd;
     self->client_fd = client_fd;
     self->backend_fd = backend_fd;
-    self->client_mask = EPOLLIN;                            /* worker.lane enters only so */
+    self->client_mask = handshake ? -1 : EPOLLIN;           /* worker.lane enters only so; a handshake
+                                                               enters epoll when a round waits */
     self->backend_mask = backend_fd < 0 ? -1 : EPOLLIN;     /* -1: a new connection's, until `attach` */
     self->head_read = head_read;
     self->first_read = first_read;
-    self->state = IDLE;
+    self->state = handshake ? HANDSHAKE : IDLE;
     self->last = lane_now();
     self->owner = Py_NewRef(owner);
     self->ssl = (void *)(uintptr_t)ssl;
@@ -170,7 +178,7 @@ static PyObject *Lane_get_owner(Lane *self, void *closure) {
 static PyGetSetDef Lane_getset[] = {
     {"owner", (getter)Lane_get_owner, (setter)Lane_set_owner, "What the C calls (lane_request, lane_done, lane_back).",
      NULL},
-    {"state", (getter)Lane_get_state, NULL, "IDLE, WAITING, RELAYING, FLUSHING or GONE (0-4).", NULL},
+    {"state", (getter)Lane_get_state, NULL, "IDLE, WAITING, RELAYING, FLUSHING, GONE or HANDSHAKE (0-5).", NULL},
     {"last", (getter)Lane_get_last, NULL, "Monotonic time of the last progress.", NULL},
     {"counts", (getter)Lane_get_counts, NULL, "(status, bytes the client took, head bytes) of the exchange.", NULL},
     {"holding", (getter)Lane_get_holding, NULL, "Whether it holds bytes the client has not taken yet.", NULL},
@@ -181,6 +189,7 @@ static PyMemberDef Lane_members[] = {
     {"log_client", T_OBJECT, offsetof(Lane, log_client), 0, "`%h - - ` of its access-log lines (bytes), or None."},
     {"log_route", T_OBJECT, offsetof(Lane, log_route), 0, "`\"route\" \"backend\" ` of the next lines, or None."},
     {"closing", T_INT, offsetof(Lane, closing), 0, "1: the request in hand asked for Connection: close."},
+    {"client_mask", T_INT, offsetof(Lane, client_mask), READONLY, "The client's interest in epoll; -1: not in it."},
     {NULL}
 };
 
@@ -205,10 +214,10 @@ static PyObject *set_response_reader(PyObject *module, PyObject *reader) {
 LaneTls lane_tls;
 
 static PyObject *install_tls(PyObject *module, PyObject *args) {
-    unsigned long long f[7];
-    if (!PyArg_ParseTuple(args, "KKKKKKK", &f[0], &f[1], &f[2], &f[3], &f[4], &f[5], &f[6]))
+    unsigned long long f[9];
+    if (!PyArg_ParseTuple(args, "KKKKKKKKK", &f[0], &f[1], &f[2], &f[3], &f[4], &f[5], &f[6], &f[7], &f[8]))
         return NULL;
-    for (int i = 0; i < 7; i++)
+    for (int i = 0; i < 9; i++)
         if (!f[i]) {
             PyErr_SetString(PyExc_ValueError, "install_tls: a null OpenSSL function");
             return NULL;
@@ -219,6 +228,8 @@ static PyObject *install_tls(PyObject *module, PyObject *args) {
     lane_tls.has_pending = (int (*)(const void *))(uintptr_t)f[4];
     lane_tls.want = (int (*)(const void *))(uintptr_t)f[5];
     lane_tls.clear_errors = (void (*)(void))(uintptr_t)f[6];
+    lane_tls.do_handshake = (int (*)(void *))(uintptr_t)f[7];
+    lane_tls.session_reused = (int (*)(const void *))(uintptr_t)f[8];
     lane_tls.read = (int (*)(void *, void *, int))(uintptr_t)f[0];      /* last: it says "installed" */
     Py_RETURN_NONE;
 }
@@ -226,7 +237,8 @@ static PyObject *install_tls(PyObject *module, PyObject *args) {
 static PyMethodDef module_methods[] = {
     {"set_response_reader", set_response_reader, METH_O, "worker._heads.response, which judges response heads."},
     {"install_tls", install_tls, METH_VARARGS,
-     "install_tls(SSL_read, SSL_write, SSL_get_error, SSL_pending, SSL_has_pending, SSL_want, ERR_clear_error)."},
+     "install_tls(SSL_read, SSL_write, SSL_get_error, SSL_pending, SSL_has_pending, SSL_want, ERR_clear_error, "
+     "SSL_do_handshake, SSL_session_reused)."},
     {NULL}
 };
 
@@ -242,7 +254,8 @@ PyMODINIT_FUNC PyInit__lane(void) {
     s_plain = PyUnicode_InternFromString("plain");
     s_lane_request = PyUnicode_InternFromString("lane_request");
     s_abandon = PyUnicode_InternFromString("abandon");
-    if (!s_status || !s_content_length || !s_keep_alive || !s_chunked || !s_plain || !s_lane_request || !s_abandon)
+    s_lane_handshaken = PyUnicode_InternFromString("lane_handshaken");
+    if (!s_lane_handshaken || !s_status || !s_content_length || !s_keep_alive || !s_chunked || !s_plain || !s_lane_request || !s_abandon)
         return NULL;
     PyObject *module = PyModule_Create(&lane_module);
     if (module == NULL)

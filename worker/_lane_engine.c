@@ -25,8 +25,13 @@ static void set_mask(Lane *self, int fd, int *current, int wanted) {
 /* Between requests both sides are read (EPOLLIN, as Python hands them over: no epoll_ctl per
    request).  During one, the client is read until its first early bytes or its FIN (read
    ahead no further: worker.client bounds its read-ahead too), the backend while the client
-   holds nothing back, and the client is written while it holds something back. */
-static void update_interest(Lane *self) {
+   holds nothing back, and the client is written while it holds something back.  A new TLS
+   connection's client is in epoll once it has to wait (its handshake's, then its first request's). */
+void lane_update_interest(Lane *self) {
+    if (self->state == HANDSHAKE) {         /* what its round waits for (worker/_lane_handshake.c) */
+        set_mask(self, self->client_fd, &self->client_mask, self->handshake_wants);
+        return;
+    }
     int busy = self->state != IDLE;
     int client = (!busy || (!self->client_eof && self->early == NULL) ? EPOLLIN : 0) | (self->out ? EPOLLOUT : 0);
     int backend = !busy || self->state == WAITING || (self->state == RELAYING && self->out == NULL) ? EPOLLIN : 0;
@@ -34,14 +39,16 @@ static void update_interest(Lane *self) {
     set_mask(self, self->backend_fd, &self->backend_mask, backend);
 }
 
-/* Back to the state Python handed over: both sides EPOLLIN, nothing held. */
+/* Back to the state Python handed over: both sides EPOLLIN, nothing held (a client its
+   handshake never made wait stays out of epoll: `client_mask` says so). */
 void lane_detach(Lane *self) {
     self->state = GONE;
     free(self->out);
     self->out = NULL;
     self->out_size = self->out_at = 0;
     Py_CLEAR(self->request);
-    set_mask(self, self->client_fd, &self->client_mask, EPOLLIN);
+    if (self->client_mask >= 0)
+        set_mask(self, self->client_fd, &self->client_mask, EPOLLIN);
     set_mask(self, self->backend_fd, &self->backend_mask, EPOLLIN);
 }
 
@@ -69,7 +76,7 @@ static int aborted(Lane *self) {
 static int done(Lane *self) {
     self->state = IDLE;
     int backend_gone = self->backend_mask < 0 || self->backend_overran;
-    update_interest(self);
+    lane_update_interest(self);
     PyObject *line = lane_log_line(self);
     Py_CLEAR(self->request);
     if (line == NULL)
@@ -115,7 +122,7 @@ static int to_client(Lane *self, const char *data, Py_ssize_t size) {
         self->out = out;
         self->out_size = kept + size - sent;
         self->out_at = 0;
-        update_interest(self);
+        lane_update_interest(self);
     }
     return 0;
 }
@@ -189,7 +196,7 @@ static int read_early(Lane *self) {
         self->client_eof = 1;
     else if ((self->early = PyBytes_FromStringAndSize(buffer, n)) == NULL)
         return -1;
-    update_interest(self);
+    lane_update_interest(self);
     return 0;
 }
 
@@ -317,7 +324,7 @@ static int flush_client(Lane *self) {
     self->out = NULL;
     if (self->state == FLUSHING)
         return done(self);
-    update_interest(self);
+    lane_update_interest(self);
     return 0;
 }
 
@@ -326,6 +333,13 @@ static int flush_client(Lane *self) {
 PyObject *Lane_on_client(Lane *self, PyObject *arg) {
     int mask = (int)PyLong_AsLong(arg), result = 0;
     Py_INCREF(self);            /* what Python does in a callback may drop the loop's reference */
+    if (self->state == HANDSHAKE) {
+        result = lane_handshake(self);
+        Py_DECREF(self);
+        if (result < 0)
+            return NULL;
+        Py_RETURN_NONE;
+    }
     if (self->state != GONE && mask & EPOLLOUT && self->out != NULL)
         result = flush_client(self);
     if (result == 0 && self->state != GONE && mask & (EPOLLIN | EPOLLHUP | EPOLLERR)) {

@@ -57,7 +57,7 @@ class Arrivals(dict):
 
 
 class Admission:
-    newcomer = None     # worker.lane.enter_new, where the lane carries TLS clients
+    newcomer = None     # worker.lane.enter_new, where the lane carries TLS clients from their handshake
 
     def __init__(self, worker, client_table):
         self.worker = worker
@@ -103,10 +103,11 @@ class Admission:
             self.open_client(sock, ip, False, addresses, holds, deadline=deadline)
         elif context is PRIOR_KNOWLEDGE:       # an h2c listener: the first bytes say which protocol
             worker.handshakes.add(PrefaceSniffer(worker, sock, ip, addresses, holds))
-        else:
+        elif addresses or limits is not None or self.newcomer is None or not self.newcomer(worker, sock, ip):
             if addresses:
                 self.proxied[sock.fileno()] = addresses
             ServerHandshake(worker, sock, ip, context, holds)    # it adds itself to worker.handshakes
+        # (else the keep-alive lane carries it from its handshake on, as one object: worker.newcomer)
 
     def _refuse(self, sock) -> None:
         try:
@@ -124,9 +125,6 @@ class Admission:
         sock = handshake.sock
         holds, handshake.holds = handshake.holds, _NOT_COUNTED
         http2 = handshake.sslobj.selected_alpn_protocol() == "h2"       # (not ssl.py's wrapper of it)
-        if self.newcomer is not None and self.limits is None and not (addresses or http2) \
-                and self.newcomer(self.worker, sock, handshake.client_ip):
-            return          # the keep-alive lane carries it as one object while it can (worker.newcomer)
         self.open_client(sock, handshake.client_ip, True, addresses, holds, http2)
 
     def open_client(self, sock, ip: bytes, tls: bool, addresses, holds, http2: bool = False,

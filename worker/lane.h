@@ -17,7 +17,7 @@ lane) share. */
 #define CLOSE_LINE "Connection: close\r\n"
 #define CLOSE_LINE_SIZE (sizeof(CLOSE_LINE) - 1)
 
-enum { IDLE, WAITING, RELAYING, FLUSHING, GONE };
+enum { IDLE, WAITING, RELAYING, FLUSHING, GONE, HANDSHAKE };     /* HANDSHAKE: a new TLS connection's, first */
 /* Why `lane_back` is called (worker/lane.py's BACK_* mirror them). */
 enum { BACK_CLIENT_BYTES, BACK_CLIENT_GONE, BACK_BACKEND_IDLE, BACK_RESPONSE, BACK_ABORTED, BACK_SEND, BACK_CUT };
 
@@ -26,6 +26,7 @@ typedef struct {
     int epfd, client_fd, backend_fd;    /* backend_fd -1: a new connection's, none attached yet */
     int state;
     int client_mask, backend_mask;      /* the interest each fd has in the loop's epoll now; -1: not in it */
+    int handshake_wants;                /* HANDSHAKE: what its last round waits for (EPOLLIN, EPOLLOUT) */
     int client_eof;                     /* the client shut its side during an exchange */
     int stopping;                       /* the worker stops: the next response head is Python's */
     int head_request;                   /* the request is HEAD: no body follows the response head */
@@ -58,18 +59,23 @@ typedef struct {
     int (*has_pending)(const void *ssl);
     int (*want)(const void *ssl);
     void (*clear_errors)(void);
+    int (*do_handshake)(void *ssl);
+    int (*session_reused)(const void *ssl);
 } LaneTls;
 
 extern LaneTls lane_tls;                /* .read NULL: not installed, no TLS client enters */
 
 extern PyObject *read_response;         /* worker._heads.response (set_response_reader) */
 extern PyObject *s_status, *s_content_length, *s_keep_alive, *s_chunked, *s_plain, *s_lane_request, *s_abandon;
+extern PyObject *s_lane_handshaken;
 
 double lane_now(void);
 void lane_detach(Lane *self);
 Py_ssize_t lane_client_recv(Lane *self, char *buf, Py_ssize_t size);         /* worker/_lane_io.c */
 Py_ssize_t lane_client_send(Lane *self, const char *data, Py_ssize_t size);
 int lane_client_buffered(Lane *self);
+int lane_handshake(Lane *self);                                              /* worker/_lane_handshake.c */
+void lane_update_interest(Lane *self);
 void lane_cork(int fd);
 void lane_log_request(Lane *self, PyObject *raw, time_t second);
 PyObject *lane_log_line(Lane *self);

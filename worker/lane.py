@@ -22,9 +22,10 @@ worker.response writes it), its connection is corked once that response is whole
 response, the close_notify and the FIN in one segment: worker/_lane_io.c's `lane_cork`) and
 `lane_done` closes it.
 A new connection's first head stays due by its client_header deadline whatever the lane does.
-A new TLS connection (no PROXY header, no per-client limit, not HTTP/2) enters as one object,
-worker.newcomer's Newcomer (`enter_new`), which becomes the ClientConnection and LaneOwner of
-`enter_first` only when it asks for more than one request and the close.
+A new TLS connection (no PROXY header, no per-client limit) enters at its accept as one object,
+worker.newcomer's Newcomer (`enter_new`): the C runs its handshake, then it becomes what a
+ServerHandshake would have made when its client chose HTTP/2, or the ClientConnection and
+LaneOwner of `enter_first` when it asks for more than one request and the close.
 A resumed TLS connection with one request (S7c's): 3,408 -> 2,597 bytecodes, 2 % less proxy
 CPU at one worker's saturation (median 490 against 499 µs; nginx 449), within the bench's noise
 at two workers (bench/RESULTS-2026-12-05-first.md).
@@ -56,6 +57,7 @@ MPM_NATIVE_LANE_TLS=0, or no conf._readahead: TLS clients' are.
 from __future__ import annotations
 
 import os
+from ssl import SSLSocket
 
 from conf import readahead
 from worker.admission import Admission
@@ -120,11 +122,12 @@ def enter_first(client) -> bool:
 
 
 def enter_new(worker, sock, client_ip: bytes) -> bool:
-    """A new TLS connection, its handshake done (no PROXY header, no per-client limit, not
-    HTTP/2): carried from here as one worker.newcomer.Newcomer when `enter_first` would take it."""
+    """A new TLS connection, just accepted (no PROXY header, no per-client limit): carried from
+    its handshake on as one worker.newcomer.Newcomer when `enter_first` would take it once its
+    handshake is done."""
     origin = worker.pool.warm
     if origin is None or origin.tls or origin.proxy_protocol or worker.stopping \
-            or not worker.pool.idle.get(origin.key):
+            or not worker.pool.idle.get(origin.key) or sock.__class__ is not SSLSocket or sock._sslobj is None:
         return False
     Newcomer(worker, sock, client_ip, Lane)
     return True

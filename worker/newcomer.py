@@ -1,5 +1,5 @@
-"""A new TLS connection the keep-alive lane carries, as one object, from its handshake to the
-close after its first response, while that is all it asks for.
+"""A new TLS connection the keep-alive lane carries, as one object, from its accept to the close
+after its first response, while that is all it asks for.
 
 Issue #20's client opens a TLS connection per request: API clients without keep-alive, mobile
 apps, S7c.  worker.lane's `enter_first` carried its one exchange, but made for it what a
@@ -26,8 +26,19 @@ that sends nothing never grows: it pins no backend connection, so the lane's PAR
 to give back, and it keeps its place until its client_header deadline closes it.
 A response after which the client sent more lingers (worker.linger) as worker.client's would.
 
-worker.lane's `enter_new` says which connections start as one: what `enter_first` takes, with
-no PROXY header, no per-client limit and no HTTP/2.
+Its handshake runs in the lane's C (worker/_lane_handshake.c): the rounds through the Python loop,
+worker.tls's ServerHandshake and what it handed on to were about 270 bytecodes more.  The C
+tells it how the handshake ended (`lane_handshaken`, `lane_handshake_failed`); until then it
+waits among the worker's handshakes, as a ServerHandshake would, with the handshake timeout, and
+is closed and logged as one.  A client that chose HTTP/2, or a handshake that ends in a stop,
+goes on to what a ServerHandshake would have made (`_hand_on`).  A first request that came
+with the handshake's last flight is read at the end of that loop turn (`kick`), not at once:
+read at once, it cost 3 % more CPU per connection (one saturated worker, median of 16 rounds), the
+handshake's OpenSSL and the request's Python taking turns in the caches per connection rather
+than per loop turn.
+
+worker.lane's `enter_new` says which connections start as one: what `enter_first` would take
+once their handshake is done, with no PROXY header and no per-client limit.
 
 Measured (bench/RESULTS-2026-12-06-newcomer.md): 2,472 -> 1,988 bytecodes per resumed TLS
 connection, and with the SSLSocket made in C (worker/_accept.c) 2,506,624 -> 2,476,857
@@ -37,6 +48,8 @@ connection where the tree before took 1.05-1.10x in the same runs.
 """
 
 from __future__ import annotations
+
+import os
 
 from conf import readahead
 from conf.readahead import close_notify
@@ -50,6 +63,7 @@ from worker.linger import close_or_linger
 from worker.loop import EPOLLIN
 from worker.phases import BUSY
 from worker.response import FIRST_READ
+from worker.tls import failed_round, handshake_failed
 
 _PROTO_LINE = b"X-Forwarded-Proto: https\r\n"
 
@@ -75,30 +89,69 @@ class Newcomer:
         self.sock = sock
         self.fd = fd = sock.fileno()
         self.client_ip = client_ip
-        self.since = now = loop.now
-        # Its first head is due by client_header from now (a TLS connection's, after its
-        # handshake).  Unlike a connection between requests it pins no backend connection
-        # while it waits, so the lane's PARK has nothing to give back: it stays until then
-        # (and keeps its place among the connections without a request, oldest first).
-        self.deadline = self.first_deadline = now + worker.timeouts.client_header
+        self.since = now = loop.now       # (worker.arrival: a full worker closes the oldest first)
+        self.deadline = now + worker.timeouts.handshake
+        self.first_deadline = None        # (None: its handshake runs)
         self.conn = self.head = None
         self.lane = lane = lane_type(loop.fileno(), fd, -1, self, HEAD_READ, FIRST_READ,
-                                     readahead.ssl_pointer(sock._sslobj))
+                                     readahead.ssl_pointer(sock._sslobj), True)
         access = worker.access
         if access is not None and not access.json:      # its lines in C (worker/_lane_log.c)
             lane.log_client = client_ip + b" - - "
-        registered = loop.take_over(fd, sock) if loop.passed else None     # (the handshake's, if it waited)
-        if registered is None:
-            loop.add(fd, EPOLLIN, lane.on_client)
-        else:
-            loop.set_handler(fd, lane.on_client)
-            if registered != EPOLLIN:
-                loop.modify(fd, EPOLLIN)
+        loop.handlers[fd] = lane.on_client     # (into epoll by the C, when a round has to wait)
+        worker.handshakes[self] = None         # (an Arrivals: a set, oldest first)
+        loop.timed.add(self)
+        lane.on_client(EPOLLIN)                # its first round: the ClientHello is most often in
+
+    # == its handshake (worker/_lane_handshake.c) =============================================
+    def lane_handshaken(self, resumed: bool, buffered: bool) -> None:
+        """Done: counted; its first head is due by client_header from now, here, or, for HTTP/2
+        or in a stop, where a ServerHandshake would take it on."""
+        worker = self.worker
+        worker.handshakes.pop(self, None)
+        worker.count_handshake(resumed)
+        if worker.stopping or self.sock._sslobj.selected_alpn_protocol() == "h2":
+            self._hand_on()
+            return
+        # Unlike a connection between requests it pins no backend connection while it waits, so
+        # the lane's PARK has nothing to give back: it stays until then (and keeps its place
+        # among the connections without a request, oldest first).
+        self.since = now = self.loop.now        # (as a ClientConnection made now would have it)
+        self.deadline = self.first_deadline = now + worker.timeouts.client_header
         worker.clients.add(self)
         worker.admission.unserved[self] = None
-        loop.timed.add(self)
-        if readahead.buffered(sock):        # its request came with the handshake's last flight
-            loop.call_soon(self.kick)
+        if buffered:            # its request came with the last flight, and waits in the SSL object
+            self.loop.call_soon(self.kick)
+
+    def kick(self) -> None:
+        """The first head waits in the SSL object, where epoll will not report it: the C reads
+        it now, at the end of the loop turn where its handshake ended."""
+        if self.lane is not None and self.lane.state == LANE_IDLE:
+            self.lane.on_client(EPOLLIN)
+
+    def lane_handshake_failed(self, answer: int, error: int) -> None:
+        """Failed: logged as worker.tls logs it (`error`: a system call's errno), and closed."""
+        handshake_failed(self.worker, self.client_ip,
+                         os.strerror(error) if error else failed_round(self.sock._sslobj, answer))
+        self.close()
+
+    def _hand_on(self) -> None:
+        """To worker.admission's `open_client`, as a ServerHandshake ends: its registration goes
+        with it as it stands (loop.pass_on)."""
+        loop, lane, fd = self.loop, self.lane, self.fd
+        registered = lane.client_mask >= 0
+        lane.detach()
+        self.lane = None
+        loop.timed.discard(self)
+        loop.handlers.pop(fd, None)
+        if registered:
+            loop.pass_on(fd, EPOLLIN, self.sock)
+        try:
+            self.worker.admission.open_client(self.sock, self.client_ip, True, None, (),
+                                              self.sock._sslobj.selected_alpn_protocol() == "h2")
+        finally:
+            if registered:
+                loop.passed_on(fd)
 
     @property
     def client(self):
@@ -165,17 +218,14 @@ class Newcomer:
     def lane_back(self, why: int, data: bytes, early, eof: bool, error: int) -> None:
         self.grow().lane_back(why, data, early, eof, error)
 
-    def kick(self) -> None:
-        """The first head came with the handshake and waits in the SSL object, where epoll will
-        not report it: the C reads it now."""
-        if self.lane is not None and self.lane.state == LANE_IDLE:
-            self.lane.on_client(EPOLLIN)
-
     # == deadlines and closes =================================================================
     def on_deadline(self) -> None:
-        """No head yet: closed at its client_header deadline; a request under way: as the
-        LaneOwner deals with it."""
-        if self.head is not None:
+        """Its handshake's deadline, or no head yet at its client_header deadline: closed; a
+        request under way: as the LaneOwner deals with it."""
+        if self.first_deadline is None:
+            handshake_failed(self.worker, self.client_ip, "handshake timed out")
+            self.close()
+        elif self.head is not None:
             self.grow().on_deadline()
         else:
             self.close()
@@ -191,6 +241,8 @@ class Newcomer:
             return
         lane.detach()
         self.lane = None
+        if self.first_deadline is None:         # in its handshake (nothing for a close_notify yet)
+            self.worker.handshakes.pop(self, None)
         self._close(False)
 
     def abandon(self) -> None:

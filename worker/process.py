@@ -190,13 +190,16 @@ class Worker:
     def handshake_done(self, handshake, resumed: bool) -> None:
         """A TLS handshake completed (`resumed`: a session was resumed)."""
         self.handshakes.discard(handshake)
+        self.count_handshake(resumed)
+        self.admission.handshake_done(handshake)
+
+    def count_handshake(self, resumed: bool) -> None:
         if resumed:
             self.tls_resumed += 1
             self.metrics.handshake_resumed()
         else:
             self.tls_full += 1
             self.metrics.handshake(True)
-        self.admission.handshake_done(handshake)
 
     def handshake_failed(self) -> None:
         self.tls_failures += 1

@@ -105,7 +105,7 @@ class ServerHandshake(Arrival):
             if wanted > 0:
                 self._wait(wanted)
             else:                                     # a round in C leaves it to be raised
-                self.fail(_failure(self.sslobj, wanted))
+                self.fail(failed_round(self.sslobj, wanted))
             return
         loop = self.loop
         loop.timed.discard(self)
@@ -131,9 +131,14 @@ class ServerHandshake(Arrival):
         self.fail("handshake timed out")
 
     def fail(self, why: str) -> None:
-        self.worker.log_error("info", f"{self.client_ip.decode()} TLS handshake failed: {why}")
-        self.worker.handshake_failed()
+        handshake_failed(self.worker, self.client_ip, why)
         self.close()
+
+
+def handshake_failed(worker, client_ip: bytes, why: str) -> None:
+    """A handshake that failed, logged and counted (its connection is closed next)."""
+    worker.log_error("info", f"{client_ip.decode()} TLS handshake failed: {why}")
+    worker.handshake_failed()
 
 
 # == one handshake round ======================================================================
@@ -149,7 +154,7 @@ def _round_in_python(sslobj) -> int:
     return 0
 
 
-def _failure(sslobj, answer: int) -> str:
+def failed_round(sslobj, answer: int) -> str:
     """Why a round in C failed: the peer's close_notify (it answered -2), or what OpenSSL still
     holds (-1), which the handshake called again through CPython raises as CPython would have."""
     if answer == -2:
