@@ -129,6 +129,18 @@ static PyObject *Lane_abandon(Lane *self, PyObject *unused) {
     return PyObject_CallMethodNoArgs(self->owner, s_abandon);
 }
 
+/* A new TLS connection's first handshake round, after its accept batch (worker/_lane_handshake.c). */
+static PyObject *Lane_start(Lane *self, PyObject *unused) {
+    if (self->state != HANDSHAKE)
+        Py_RETURN_NONE;
+    Py_INCREF(self);
+    int result = lane_handshake(self);
+    Py_DECREF(self);
+    if (result < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
 static PyObject *Lane_stop(Lane *self, PyObject *unused) {
     self->stopping = 1;
     Py_RETURN_NONE;
@@ -156,6 +168,7 @@ static PyMethodDef Lane_methods[] = {
     {"attach", (PyCFunction)Lane_attach, METH_O, "A new connection's backend connection, at its first request."},
     {"detach", (PyCFunction)Lane_detach, METH_NOARGS, "Python takes the connection back: (out, early, eof)."},
     {"abandon", (PyCFunction)Lane_abandon, METH_NOARGS, "worker.faults: the owner's abandon()."},
+    {"start", (PyCFunction)Lane_start, METH_NOARGS, "A new TLS connection's first handshake round."},
     {"stop", (PyCFunction)Lane_stop, METH_NOARGS, "The worker stops: the next response head goes to Python."},
     {NULL}
 };
