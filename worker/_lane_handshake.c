@@ -7,7 +7,7 @@
    hears of the end only: `lane_handshaken(resumed, buffered)` once it is done, and
    `lane_handshake_failed(answer, errno)` with what a failure left to say why.
 
-   The first round runs after the accept batch (`start`, from `loop.soon`), the accept batch's
+   The first round runs after the accept batch (`start`, from `loop.turn_end`), the accept batch's
    together, not at each accept: run at each accept, its OpenSSL and the acceptor's Python took
    turns in the caches per connection, and one saturated worker spent 5 % more CPU per connection
    (4 rounds: 0.93-0.96x with the rounds together).  The later rounds run at their events: run

@@ -49,6 +49,9 @@ class EventLoop:
         # call per loop turn was ~1.5k instructions of a small request's ~190k, twice.
         self.sinks: list = []
         self.soon: list = []                 # one-shot callables for the next iteration (TLS pending data)
+        # One-shot callables for the end of this iteration, after `soon`'s: a new TLS connection's
+        # first handshake round, after its accept batch (worker/_lane_handshake.c says why).
+        self.turn_end: list = []
         self.held: list = []                 # endpoints whose `out` waits for the turn's end (send_batched)
         self.passed: dict = {}               # fd -> (mask, socket) between two owners (`pass_on`)
         # What a callable that raised is handed to (worker.faults: its connection ends, the
@@ -181,6 +184,8 @@ class EventLoop:
                         callback()
                     except Exception as exc:
                         self.contain(exc, callback, None)
+            if self.turn_end:
+                self._end_turn()
             if self.held:
                 self._send_held()
             for sink in sinks:      # worker.logsink.LogSink: due, full, or an idle turn
@@ -203,6 +208,14 @@ class EventLoop:
                 except Exception as exc:
                     self.contain(exc, handler, fd)
         return len(events)
+
+    def _end_turn(self) -> None:
+        ends, self.turn_end = self.turn_end, []
+        for callback in ends:
+            try:
+                callback()
+            except Exception as exc:
+                self.contain(exc, callback, None)
 
     def _send_held(self) -> None:
         """The writes held in this turn (Endpoint.send_batched), back to back.  One the

@@ -101,7 +101,7 @@ class Newcomer:
         loop.handlers[fd] = lane.on_client     # (into epoll by the C, when a round has to wait)
         worker.handshakes[self] = None         # (an Arrivals: a set, oldest first)
         loop.timed.add(self)
-        loop.soon.append(lane.start)           # its first round, after the accept batch (worker/_lane_handshake.c)
+        loop.turn_end.append(lane.start)       # its first round, after the accept batch (worker/_lane_handshake.c)
 
     # == its handshake (worker/_lane_handshake.c) =============================================
     def lane_handshaken(self, resumed: bool, buffered: bool) -> None:
