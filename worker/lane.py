@@ -65,6 +65,7 @@ from worker.client import HEAD_READ, ClientConnection
 from worker.laneowner import LANE_IDLE, LaneClient, LaneOwner
 from worker.newcomer import Newcomer
 from worker.response import FIRST_READ
+from worker.tls import NATIVE_ACCEPT
 
 try:
     from worker import _heads, _lane
@@ -174,5 +175,5 @@ def leave_all(clients) -> None:
 if NATIVE:
     ClientConnection.to_lane = enter
     ClientConnection.lane_first = enter_first
-if TLS:
+if TLS and NATIVE_ACCEPT:       # (MPM_NATIVE_ACCEPT=0: no handshake round in C, review 2026-12-06-handshake #3)
     Admission.newcomer = staticmethod(enter_new)

@@ -272,9 +272,13 @@ class LaneOwner:
 
     def kick(self) -> None:
         """A new TLS connection's first head came with the handshake, and waits in its SSL object,
-        where epoll will not report it: the C reads it now."""
-        if self.lane is not None and self.lane.state == LANE_IDLE:
-            self.lane.on_client(EPOLLIN)
+        where epoll will not report it: the C reads it now, or worker.client if the connection
+        left the lane since (a stop in that loop turn: review 2026-12-06-handshake #2)."""
+        lane = self.lane
+        if lane is None:
+            self._drain_tls()
+        elif lane.state == LANE_IDLE:
+            lane.on_client(EPOLLIN)
 
     def _restore(self, early, eof: bool) -> None:
         client = self.client

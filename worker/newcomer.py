@@ -81,7 +81,8 @@ class Newcomer:
     holds = body_left = req_framing = None
 
     __slots__ = ("worker", "loop", "sock", "fd", "client_ip", "since", "deadline", "first_deadline", "lane", "conn",
-                 "head", "route", "origin", "mapped", "out", "started", "received", "status", "sent", "head_sent")
+                 "head", "route", "origin", "mapped", "out", "started", "received", "status", "sent", "head_sent",
+                 "grown")
 
     def __init__(self, worker, sock, client_ip: bytes, lane_type):
         self.worker = worker
@@ -92,7 +93,7 @@ class Newcomer:
         self.since = now = loop.now       # (worker.arrival: a full worker closes the oldest first)
         self.deadline = now + worker.timeouts.handshake
         self.first_deadline = None        # (None: its handshake runs)
-        self.conn = self.head = None
+        self.conn = self.head = self.grown = None
         self.lane = lane = lane_type(loop.fileno(), fd, -1, self, HEAD_READ, FIRST_READ,
                                      readahead.ssl_pointer(sock._sslobj), True)
         access = worker.access
@@ -125,9 +126,14 @@ class Newcomer:
 
     def kick(self) -> None:
         """The first head waits in the SSL object, where epoll will not report it: the C reads
-        it now, at the end of the loop turn where its handshake ended."""
-        if self.lane is not None and self.lane.state == LANE_IDLE:
-            self.lane.on_client(EPOLLIN)
+        it now, at the end of the loop turn where its handshake ended; or, grown since (a stop
+        in that turn), what it grew into reads it."""
+        lane = self.lane
+        if lane is not None:
+            if lane.state == LANE_IDLE:
+                lane.on_client(EPOLLIN)
+        elif self.grown is not None:
+            self.grown.kick()
 
     def lane_handshake_failed(self, answer: int, error: int) -> None:
         """Failed: logged as worker.tls logs it (`error`: a system call's errno), and closed."""
@@ -149,6 +155,11 @@ class Newcomer:
         try:
             self.worker.admission.open_client(self.sock, self.client_ip, True, None, (),
                                               self.sock._sslobj.selected_alpn_protocol() == "h2")
+        except BaseException:
+            # Closed here, as a ServerHandshake's abandon closes it: this object is done with
+            # (`lane` None), and its close() would do nothing (review 2026-12-06-handshake #1).
+            self._close(False)
+            raise
         finally:
             if registered:
                 loop.passed_on(fd)
@@ -299,4 +310,5 @@ class Newcomer:
         client.lane = owner
         client.__class__ = LaneClient
         self.lane = None
+        self.grown = owner
         return owner
