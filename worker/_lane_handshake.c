@@ -11,7 +11,7 @@
    together, not at each accept: run at each accept, its OpenSSL and the acceptor's Python took
    turns in the caches per connection, and one saturated worker spent 5 % more CPU per connection
    (4 rounds: 0.93-0.96x with the rounds together).  The later rounds run at their events: run
-   after the turn's other events as well, they measured no different (0.97-1.02x, 7 rounds).
+   after the turn's other events as well, they measured no different (0.95-1.02x, 11 rounds).
    The first request of a connection waits for the end of a turn, for the same reason as the
    first round (worker.newcomer's `kick`). */
 

@@ -40,11 +40,11 @@ than per loop turn.
 worker.lane's `enter_new` says which connections start as one: what `enter_first` would take
 once their handshake is done, with no PROXY header and no per-client limit.
 
-Measured (bench/RESULTS-2026-12-06-newcomer.md): 2,472 -> 1,988 bytecodes per resumed TLS
-connection, and with the SSLSocket made in C (worker/_accept.c) 2,506,624 -> 2,476,857
-instructions (nginx: 2,479,151); one saturated worker 0.97x
-the CPU per connection of the tree before (four rounds); S7c 1.01-1.07x nginx's CPU per
-connection where the tree before took 1.05-1.10x in the same runs.
+Measured (bench/RESULTS-2026-12-06-newcomer.md, bench/RESULTS-2026-12-06-handshake.md): 2,472 ->
+1,988 bytecodes per resumed TLS connection as one object, 1,720 with its handshake in the C;
+2,476,141 instructions (nginx: 2,479,151).  One saturated worker: 0.96x nginx's CPU per
+connection (median of 6 rounds), 0.95x the tree before the handshake moved; S7c 0.97x (RSA) and
+1.03x (ECDSA) nginx's, medians of 3 rounds.
 """
 
 from __future__ import annotations
