@@ -5,6 +5,7 @@ that tests import: support.py, proxyproc.py, backends.py, rawbackend.py."""
 from __future__ import annotations
 
 import pytest
+import trustme
 from backends import BenchBackend, HttpBackend, WebSocketBackend
 from balancer_util import Member
 from proxyproc import Proxy
@@ -88,3 +89,10 @@ def member():
     yield make
     for m in made:
         m.close()
+
+
+@pytest.fixture(scope="module")
+def ca():
+    """A certificate authority for a module's TLS listeners and the clients that trust them
+    (a module may define its own)."""
+    return trustme.CA()

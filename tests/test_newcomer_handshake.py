@@ -11,105 +11,30 @@ worker closing a handshake under way for room.
 from __future__ import annotations
 
 import socket
-import ssl
 import time
 
 import pytest
-import trustme
 from h2client import H2Client
+from newcomerutil import HalfwayClient, client_context, echo, https_get, tls_proxy
 from proxyproc import Proxy
-from rawbackend import RawBackend, respond
+from rawbackend import RawBackend
 from support import wait_for
 from test_tls_handshake_failures import PARTIAL_HELLO
 
 pytestmark = pytest.mark.timeout(60)
 
 
-def _backend(conn) -> None:
-    while (head := conn.read_head()) is not None:
-        conn.send(respond(200, f"{head.method} {head.target}".encode()))
-
-
-@pytest.fixture(scope="module")
-def ca():
-    return trustme.CA()
-
 
 def _proxy(tmp_path, ca, **sections) -> tuple[Proxy, RawBackend]:
-    backend = RawBackend(_backend)
-    cert = ca.issue_cert("localhost", "127.0.0.1")
-    cert_path, key_path = str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")
-    cert.private_key_pem.write_to_path(key_path)
-    cert.cert_chain_pems[0].write_to_path(cert_path)
-    proxy = Proxy(tmp_path, [{"path": "/", "to": backend.url + "/"}], workers=1,
-                  timeouts={"handshake": 5, "client_header": 5}, **sections)
-    proxy.config["listen"] = [{"address": f"127.0.0.1:{proxy.port}", "tls": {"cert": cert_path, "key": key_path}}]
-    proxy.start()
-    return proxy, backend
-
-
-def _context(ca, alpn: list[str]) -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    ca.configure_trust(context)
-    context.set_alpn_protocols(alpn)
-    return context
-
-
-def _get(proxy, ca, target: str) -> bytes:
-    raw = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
-    with _context(ca, ["http/1.1"]).wrap_socket(raw, server_hostname="localhost") as sock:
-        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
-        got = b""
-        while chunk := sock.recv(65536):
-            got += chunk
-    return got
+    backend = RawBackend(echo)
+    return tls_proxy(tmp_path, ca, backend, timeouts={"handshake": 5, "client_header": 5}, **sections), backend
 
 
 def _warm(proxy, ca) -> None:
     """A whole exchange: an idle backend connection waits in the pool, so the next new TLS
     connections have their handshakes run in the lane."""
-    assert _get(proxy, ca, "/warm").endswith(b"GET /warm")
+    assert https_get(proxy.port, client_context(ca), "/warm").endswith(b"GET /warm")
     time.sleep(0.05)
-
-
-class _HalfwayClient:
-    """A TLS client on memory buffers that has sent its ClientHello and read the server's first
-    flight, and goes on when told (`finish`): a handshake under way, as long as the test likes."""
-
-    def __init__(self, port: int, ca):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-        self.tls = _context(ca, ["http/1.1"]).wrap_bio(self.incoming, self.outgoing, server_hostname="localhost")
-        with pytest.raises(ssl.SSLWantReadError):
-            self.tls.do_handshake()
-        self.sock.sendall(self.outgoing.read())
-        while True:         # the server's flight, up to its Finished: the client can finish now
-            self.incoming.write(self.sock.recv(65536))
-            try:
-                self.tls.do_handshake()
-                break
-            except ssl.SSLWantReadError:
-                continue
-        self.finished = self.outgoing.read()     # the client's Finished, not sent yet
-
-    def finish_and_ask(self, target: str) -> bytes:
-        self.tls.write(f"GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
-        self.sock.sendall(self.finished + self.outgoing.read())
-        got = b""
-        while True:
-            data = self.sock.recv(65536)
-            if not data:
-                break
-            self.incoming.write(data)
-            try:
-                while chunk := self.tls.read(65536):
-                    got += chunk
-            except ssl.SSLWantReadError:
-                continue
-            except ssl.SSLZeroReturnError:
-                break
-        self.sock.close()
-        return got
 
 
 def test_a_client_that_chooses_http2_is_served_over_http2(tmp_path, ca):
@@ -118,11 +43,11 @@ def test_a_client_that_chooses_http2_is_served_over_http2(tmp_path, ca):
     try:
         _warm(proxy, ca)
         for n in range(3):
-            client = H2Client(proxy.port, tls=_context(ca, ["h2", "http/1.1"]))
+            client = H2Client(proxy.port, tls=client_context(ca, ("h2", "http/1.1")))
             stream = client.get(f"/over-h2/{n}")
             assert stream.status == 200 and bytes(stream.body) == f"GET /over-h2/{n}".encode()
             client.close()
-        assert _get(proxy, ca, "/after").endswith(b"GET /after")     # and HTTP/1.1 still so
+        assert https_get(proxy.port, client_context(ca), "/after").endswith(b"GET /after")     # and HTTP/1.1 still so
         wait_for(lambda: sum('"GET /over-h2/' in line and "HTTP/2.0" in line for line in proxy.access_lines()) == 3,
                  5, 0.05, "three HTTP/2 requests logged")
     finally:
@@ -136,13 +61,14 @@ def test_a_handshake_under_way_at_a_reload_is_finished_and_served(tmp_path, ca):
     proxy, backend = _proxy(tmp_path, ca)
     try:
         _warm(proxy, ca)
-        halfway = _HalfwayClient(proxy.port, ca)
+        halfway = HalfwayClient(proxy.port, client_context(ca))
         old = proxy.worker_pids()
         assert proxy.reload().returncode == 0
         wait_for(lambda: proxy.worker_pids() != old, 10, 0.05, "the next generation")
-        answer = halfway.finish_and_ask("/late")
-        assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"GET /late")
-        assert _get(proxy, ca, "/next").endswith(b"GET /next")
+        halfway.send_finished_with(b"GET /late HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        answer = halfway.answer(5)
+        assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"GET /late<closed>")
+        assert https_get(proxy.port, client_context(ca), "/next").endswith(b"GET /next")
     finally:
         proxy.stop()
         backend.close()
@@ -159,7 +85,7 @@ def test_a_full_worker_closes_the_oldest_handshake_under_way_for_room(tmp_path, 
             stalled.append(sock)
             time.sleep(0.05)
         wait_for(lambda: proxy.status()["totals"]["connections"] == 4, 5, 0.05, "a full worker")
-        assert _get(proxy, ca, "/room").endswith(b"GET /room")
+        assert https_get(proxy.port, client_context(ca), "/room").endswith(b"GET /room")
         stalled[0].settimeout(3)
         assert stalled[0].recv(100) == b""      # the oldest, closed for room
         stalled[1].settimeout(0.3)

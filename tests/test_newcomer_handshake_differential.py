@@ -15,17 +15,13 @@ import time
 
 import pytest
 import trustme
+from newcomerutil import echo
 from proxyproc import Proxy
-from rawbackend import RawBackend, respond
+from rawbackend import RawBackend
 from support import free_port
 from test_tls_handshake_failures import CLOSE_NOTIFY, PARTIAL_HELLO, _client_hello
 
 pytestmark = pytest.mark.timeout(180)
-
-
-def _backend(conn) -> None:
-    while (head := conn.read_head()) is not None:
-        conn.send(respond(200, f"{head.method} {head.target}".encode()))
 
 
 def _pair(directory, cert, name):
@@ -78,7 +74,7 @@ def _reasons(proxy) -> list[str]:
 
 def _run(directory, ca, tls_lane: str) -> dict:
     os.makedirs(directory, exist_ok=True)
-    backend = RawBackend(_backend)
+    backend = RawBackend(echo)
     site = _pair(directory, ca.issue_cert("localhost", "127.0.0.1"), "site")
     (directory / "clients.pem").write_bytes(ca.cert_pem.bytes())
     proxy = Proxy(directory, [{"path": "/", "to": backend.url + "/"}], workers=1,
@@ -149,10 +145,6 @@ def _run(directory, ca, tls_lane: str) -> dict:
         proxy.stop()
         backend.close()
 
-
-@pytest.fixture(scope="module")
-def ca():
-    return trustme.CA()
 
 
 def test_handshake_endings_match_the_serverhandshake_path(tmp_path, ca):

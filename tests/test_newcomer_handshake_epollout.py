@@ -13,16 +13,11 @@ import time
 import psutil
 import pytest
 import trustme
-from proxyproc import Proxy
-from rawbackend import RawBackend, respond
+from newcomerutil import echo, tls_proxy
+from rawbackend import RawBackend
 from support import wait_for
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def _backend(conn) -> None:
-    while (head := conn.read_head()) is not None:
-        conn.send(respond(200, f"{head.method} {head.target}".encode()))
 
 
 def _slow_reader(port: int, ca, target: str) -> bytes:
@@ -72,18 +67,15 @@ def _slow_reader(port: int, ca, target: str) -> bytes:
 
 def _run(directory, ca, tls_lane: str) -> dict:
     os.makedirs(directory, exist_ok=True)
-    backend = RawBackend(_backend)
+    backend = RawBackend(echo)
     cert = ca.issue_cert("localhost", "127.0.0.1")
     cert_path, key_path = str(directory / "cert.pem"), str(directory / "key.pem")
     cert.private_key_pem.write_to_path(key_path)
     # The leaf, then 75 other CAs' certificates: a Certificate message of ~90 KB (a client takes 100).
     with open(cert_path, "wb") as f:
         f.write(cert.cert_chain_pems[0].bytes() + b"".join(trustme.CA().cert_pem.bytes() for _ in range(75)))
-    proxy = Proxy(directory, [{"path": "/", "to": backend.url + "/"}], workers=1,
-                  environ={"MPM_NATIVE_LANE_TLS": tls_lane},
-                  timeouts={"handshake": 20, "client_header": 5, "keepalive": 30})
-    proxy.config["listen"] = [{"address": f"127.0.0.1:{proxy.port}", "tls": {"cert": cert_path, "key": key_path}}]
-    proxy.start()
+    proxy = tls_proxy(directory, ca, backend, (cert_path, key_path), environ={"MPM_NATIVE_LANE_TLS": tls_lane},
+                      timeouts={"handshake": 20, "client_header": 5, "keepalive": 30})
     try:
         got = {"warm": _slow_reader(proxy.port, ca, "/warm").split(b"\r\n")[0]}
         time.sleep(0.1)
@@ -101,10 +93,6 @@ def _run(directory, ca, tls_lane: str) -> dict:
         proxy.stop()
         backend.close()
 
-
-@pytest.fixture(scope="module")
-def ca():
-    return trustme.CA()
 
 
 def test_a_handshake_that_waits_to_write_matches_the_serverhandshake_path(tmp_path, ca):

@@ -18,9 +18,8 @@ import time
 
 import psutil
 import pytest
-import trustme
-from proxyproc import Proxy
-from rawbackend import RawBackend, respond
+from newcomerutil import client_context, echo, https_get, tls_proxy
+from rawbackend import RawBackend
 from support import wait_for
 
 pytestmark = pytest.mark.timeout(90)
@@ -46,49 +45,21 @@ os.register_at_fork(after_in_child=_arm)
 '''
 
 
-def _backend(conn) -> None:
-    while (head := conn.read_head()) is not None:
-        conn.send(respond(200, f"{head.method} {head.target}".encode()))
-
-
-def _context(ca, alpn) -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    ca.configure_trust(context)
-    context.set_alpn_protocols(alpn)
-    return context
-
-
-def _get(port: int, ca, target: str) -> bytes:
-    raw = socket.create_connection(("127.0.0.1", port), timeout=5)
-    with _context(ca, ["http/1.1"]).wrap_socket(raw, server_hostname="localhost") as sock:
-        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
-        got = b""
-        while chunk := sock.recv(65536):
-            got += chunk
-    return got
-
-
 def _run(directory, ca, tls_lane: str) -> dict:
     os.makedirs(directory / "inject", exist_ok=True)
     (directory / "inject" / "sitecustomize.py").write_text(SITECUSTOMIZE)
-    backend = RawBackend(_backend)
-    cert = ca.issue_cert("localhost", "127.0.0.1")
-    cert_path, key_path = str(directory / "cert.pem"), str(directory / "key.pem")
-    cert.private_key_pem.write_to_path(key_path)
-    cert.cert_chain_pems[0].write_to_path(cert_path)
-    proxy = Proxy(directory, [{"path": "/", "to": backend.url + "/"}], workers=1,
-                  environ={"MPM_NATIVE_LANE_TLS": tls_lane, "PYTHONPATH": str(directory / "inject")},
-                  timeouts={"handshake": 5, "client_header": 30, "keepalive": 30})
-    proxy.config["listen"] = [{"address": f"127.0.0.1:{proxy.port}", "tls": {"cert": cert_path, "key": key_path}}]
-    proxy.start()
+    backend = RawBackend(echo)
+    proxy = tls_proxy(directory, ca, backend,
+                      environ={"MPM_NATIVE_LANE_TLS": tls_lane, "PYTHONPATH": str(directory / "inject")},
+                      timeouts={"handshake": 5, "client_header": 30, "keepalive": 30})
     got = {}
     try:
-        assert _get(proxy.port, ca, "/warm").endswith(b"GET /warm")   # an idle backend connection waits
+        assert https_get(proxy.port, client_context(ca), "/warm").endswith(b"GET /warm")   # an idle backend connection waits
         time.sleep(0.1)
         pid = proxy.worker_pids()[0]
         fds_before = psutil.Process(pid).num_fds()
         raw = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
-        sock = _context(ca, ["h2"]).wrap_socket(raw, server_hostname="localhost")   # the handshake ends
+        sock = client_context(ca, ("h2",)).wrap_socket(raw, server_hostname="localhost")   # the handshake ends
         sock.settimeout(3)
         try:
             got["client"] = "closed" if sock.recv(100) == b"" else "data"
@@ -112,10 +83,6 @@ def _run(directory, ca, tls_lane: str) -> dict:
         proxy.stop()
         backend.close()
 
-
-@pytest.fixture(scope="module")
-def ca():
-    return trustme.CA()
 
 
 def test_a_fault_handing_on_an_http2_client_closes_it_as_the_serverhandshake_path_does(tmp_path, ca):

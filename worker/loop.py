@@ -179,13 +179,10 @@ class EventLoop:
                 self._housekeeping(now)
             if self.soon:
                 soon, self.soon = self.soon, []
-                for callback in soon:
-                    try:
-                        callback()
-                    except Exception as exc:
-                        self.contain(exc, callback, None)
+                self._call_each(soon)
             if self.turn_end:
-                self._end_turn()
+                ends, self.turn_end = self.turn_end, []
+                self._call_each(ends)
             if self.held:
                 self._send_held()
             for sink in sinks:      # worker.logsink.LogSink: due, full, or an idle turn
@@ -209,9 +206,8 @@ class EventLoop:
                     self.contain(exc, handler, fd)
         return len(events)
 
-    def _end_turn(self) -> None:
-        ends, self.turn_end = self.turn_end, []
-        for callback in ends:
+    def _call_each(self, callbacks: list) -> None:
+        for callback in callbacks:
             try:
                 callback()
             except Exception as exc:
