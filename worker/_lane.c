@@ -268,7 +268,8 @@ PyMODINIT_FUNC PyInit__lane(void) {
     s_lane_request = PyUnicode_InternFromString("lane_request");
     s_abandon = PyUnicode_InternFromString("abandon");
     s_lane_handshaken = PyUnicode_InternFromString("lane_handshaken");
-    if (!s_lane_handshaken || !s_status || !s_content_length || !s_keep_alive || !s_chunked || !s_plain || !s_lane_request || !s_abandon)
+    if (!s_status || !s_content_length || !s_keep_alive || !s_chunked || !s_plain || !s_lane_request || !s_abandon
+        || !s_lane_handshaken)
         return NULL;
     PyObject *module = PyModule_Create(&lane_module);
     if (module == NULL)

@@ -57,7 +57,7 @@ class Arrivals(dict):
 
 
 class Admission:
-    newcomer = None     # worker.lane.enter_new, where the lane carries TLS clients from their handshake
+    newcomer = None     # worker.lane.enter_new, where the lane carries new TLS connections from their accept
 
     def __init__(self, worker, client_table):
         self.worker = worker
