@@ -111,8 +111,9 @@ class Newcomer:
         worker = self.worker
         worker.handshakes.pop(self, None)
         worker.count_handshake(resumed)
-        if worker.stopping or self.sock._sslobj.selected_alpn_protocol() == "h2":
-            self._hand_on()
+        http2 = self.sock._sslobj.selected_alpn_protocol() == "h2"
+        if http2 or worker.stopping:
+            self._hand_on(http2)
             return
         # Unlike a connection between requests it pins no backend connection while it waits, so
         # the lane's PARK has nothing to give back: it stays until then (and keeps its place
@@ -141,7 +142,7 @@ class Newcomer:
                          os.strerror(error) if error else failed_round(self.sock._sslobj, answer))
         self.close()
 
-    def _hand_on(self) -> None:
+    def _hand_on(self, http2: bool) -> None:
         """To worker.admission's `open_client`, as a ServerHandshake ends: its registration goes
         with it as it stands (loop.pass_on)."""
         loop, lane, fd = self.loop, self.lane, self.fd
@@ -153,8 +154,7 @@ class Newcomer:
         if registered:
             loop.pass_on(fd, EPOLLIN, self.sock)
         try:
-            self.worker.admission.open_client(self.sock, self.client_ip, True, None, (),
-                                              self.sock._sslobj.selected_alpn_protocol() == "h2")
+            self.worker.admission.open_client(self.sock, self.client_ip, True, None, (), http2)
         except BaseException:
             # Closed here, as a ServerHandshake's abandon closes it: this object is done with
             # (`lane` None), and its close() would do nothing (review 2026-12-06-handshake #1).
