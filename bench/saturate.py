@@ -7,7 +7,8 @@ python -m bench's S7c runs two per peer beside a two-thread wrk on this 2-core m
 handshakes per second swing with who gets the cores; a saturated single process is steadier.
 
 Peers: `mpm` (one worker of this tree; `mpm@DIR`: of the tree in DIR, its C modules built
-there, for an A/B in one run), `nginx` (worker_processes 1), `floor-tls`
+there, for an A/B in one run; `mpm+PYTHON`, `mpm@DIR+PYTHON`: run by that interpreter, a
+Debian venv's say, whose 3.11 loads the same C modules), `nginx` (worker_processes 1), `floor-tls`
 (bench/floor_tls.py: the least a Python proxy does through CPython's ssl objects), `floor-c`
 and `floor-c0` (bench/floor_c.py: a connection owned by C, with the per-request Python of
 today's keep-alive lane, or with none).  `--perf` records 5 s of each with perf and prints
@@ -36,7 +37,7 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _mpm_conf(work: str, port: int, backend: int) -> list[str]:
+def _mpm_conf(work: str, port: int, backend: int, python: str) -> list[str]:
     conf = os.path.join(work, "mpm.yaml")
     with open(conf, "w") as f:
         f.write(f'listen: [{{address: "127.0.0.1:{port}", tls: {{cert: "{work}/cert-ec.pem", key: "{work}/key-ec.pem"}}}}]\n'
@@ -44,7 +45,7 @@ def _mpm_conf(work: str, port: int, backend: int) -> list[str]:
                 f'control: {{pidfile: "{work}/mpm.pid", socket: "{work}/mpm.sock"}}\n'
                 f'log: {{level: warning, access: "off", error: "{work}/mpm-error.log"}}\n'
                 f'routes:\n  - {{path: /, to: "http://127.0.0.1:{backend}/"}}\n')
-    return [sys.executable, "-m", "mpm", "start", "-c", conf]
+    return [python, "-m", "mpm", "start", "-c", conf]
 
 
 def _nginx_conf(work: str, port: int, backend: int) -> list[str]:
@@ -60,8 +61,8 @@ def _nginx_conf(work: str, port: int, backend: int) -> list[str]:
 
 
 def command(peer: str, work: str, port: int, backend: int) -> list[str]:
-    if peer.split("@")[0] == "mpm":
-        return _mpm_conf(work, port, backend)
+    if peer.split("@")[0].split("+")[0] == "mpm":
+        return _mpm_conf(work, port, backend, peer.partition("+")[2] or sys.executable)
     if peer == "nginx":
         return _nginx_conf(work, port, backend)
     files = ["--port", str(port), "--backend-port", str(backend),
@@ -90,7 +91,7 @@ def serving_pid(peer: str, proc: subprocess.Popen, port: int) -> int | None:
 
 def measure(peer: str, work: str, backend: int, args, turn: int) -> str:
     port = procs.free_port()
-    tree = peer.partition("@")[2]
+    tree = peer.partition("@")[2].partition("+")[0]
     label = peer.replace("/", "_")
     err = os.path.join(work, f"{label}.{turn}.err")
     env = dict(os.environ, PYTHONPATH=tree or ROOT)

@@ -139,7 +139,7 @@ def _enter(client, conn) -> LaneOwner:
     owner = LaneOwner(client, conn)
     loop = client.loop
     ep = client.ep
-    owner.lane = lane = Lane(loop.fileno(), ep.fd, -1 if conn is None else conn.fd, owner, HEAD_READ, FIRST_READ,
+    owner.lane = lane = Lane(loop.epoll_fd, ep.fd, -1 if conn is None else conn.fd, owner, HEAD_READ, FIRST_READ,
                              readahead.ssl_pointer(ep.sock._sslobj) if ep.tls else 0)
     access = client.worker.access
     if access is not None and not access.json:      # its lines in C (worker/_lane_log.c)

@@ -34,6 +34,7 @@ class EventLoop:
 
     def __init__(self) -> None:
         self._epoll = select.epoll()
+        self.epoll_fd = self._epoll.fileno()    # (`fileno`, without the call: a new connection's Lane takes it)
         self.handlers: dict[int, object] = {}
         self.now = time.monotonic()
         self._timers: list = []              # heap of (when, seq, callback)
@@ -64,7 +65,8 @@ class EventLoop:
 
     # -- registration --------------------------------------------------------------
     def fileno(self) -> int:
-        """The epoll's descriptor (worker.lane's C changes its connections' interest there)."""
+        """The epoll's descriptor (tunnel.native's relay waits on it; worker.lane's C changes its
+        connections' interest there, through `epoll_fd`)."""
         return self._epoll.fileno()
 
     def add(self, fd: int, events: int, handler) -> None:

@@ -50,6 +50,7 @@ connection (median of 6 rounds), 0.95x the tree before the handshake moved; S7c 
 from __future__ import annotations
 
 import os
+from _socket import socket as _c_socket
 
 from conf import readahead
 from conf.readahead import close_notify
@@ -66,6 +67,7 @@ from worker.response import FIRST_READ
 from worker.tls import failed_round, handshake_failed
 
 _PROTO_LINE = b"X-Forwarded-Proto: https\r\n"
+_close_descriptor = _c_socket.close
 
 
 class Newcomer:
@@ -94,7 +96,7 @@ class Newcomer:
         self.deadline = now + worker.timeouts.handshake
         self.first_deadline = None        # (None: its handshake runs)
         self.conn = self.head = self.grown = None
-        self.lane = lane = lane_type(loop.fileno(), fd, -1, self, HEAD_READ, FIRST_READ,
+        self.lane = lane = lane_type(loop.epoll_fd, fd, -1, self, HEAD_READ, FIRST_READ,
                                      readahead.ssl_pointer(sock._sslobj), True)
         access = worker.access
         if access is not None and not access.json:      # its lines in C (worker/_lane_log.c)
@@ -276,7 +278,10 @@ class Newcomer:
             loop.forget(self.fd)                # the close takes it out of epoll
             close_notify(self.sock)             # RFC 8446 §6.1; the peer's is not read for
             try:
-                self.sock.close()
+                # The descriptor's own close: SSLSocket.close() gets there through three Python
+                # calls (socket.py's and ssl.py's), 35 bytecodes.  Its SSL object goes with this
+                # object, a moment later, as it would have gone with the SSLSocket.
+                _close_descriptor(self.sock)
             except OSError:
                 pass
         worker.connection_closed()
