@@ -22,5 +22,5 @@ setup(ext_modules=[Extension("conf._tickets", ["conf/_tickets.c"], optional=True
                              depends=["worker/heads.h"], include_dirs=["worker"], optional=True),
                    Extension("worker._accept", ["worker/_accept.c"], optional=True),
                    Extension("worker._lane", ["worker/_lane.c", "worker/_lane_engine.c", "worker/_lane_io.c", "worker/_lane_log.c",
-                                                     "worker/_lane_handshake.c"],
+                                                     "worker/_lane_handshake.c", "worker/_lane_count.c"],
                              depends=["worker/lane.h"], include_dirs=["worker"], optional=True)])

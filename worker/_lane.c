@@ -84,6 +84,7 @@ static PyObject *Lane_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     self->last = lane_now();
     self->owner = Py_NewRef(owner);
     self->ssl = (void *)(uintptr_t)ssl;
+    self->count_base = self->count_cell = -1;
     return (PyObject *)self;
 }
 
@@ -195,6 +196,8 @@ static PyGetSetDef Lane_getset[] = {
     {"last", (getter)Lane_get_last, NULL, "Monotonic time of the last progress.", NULL},
     {"counts", (getter)Lane_get_counts, NULL, "(status, bytes the client took, head bytes) of the exchange.", NULL},
     {"holding", (getter)Lane_get_holding, NULL, "Whether it holds bytes the client has not taken yet.", NULL},
+    {"count_at", (getter)Lane_get_count_at, (setter)Lane_set_count_at,
+     "(base, cell) of its route in the metrics row, where its exchanges are counted (worker/_lane_count.c).", NULL},
     {NULL}
 };
 
@@ -252,6 +255,8 @@ static PyMethodDef module_methods[] = {
     {"install_tls", install_tls, METH_VARARGS,
      "install_tls(SSL_read, SSL_write, SSL_get_error, SSL_pending, SSL_has_pending, SSL_want, ERR_clear_error, "
      "SSL_do_handshake, SSL_session_reused)."},
+    {"install_counts", lane_install_counts, METH_VARARGS,
+     "install_counts(counts, seconds, bounds, buckets, classes, received, sent): the worker's metrics row."},
     {NULL}
 };
 

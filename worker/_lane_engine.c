@@ -72,7 +72,8 @@ static int aborted(Lane *self) {
     return give_back(self, BACK_ABORTED, NULL, 0, 0);
 }
 
-/* The response is all out: Python counts and logs it; the lane waits for the next request. */
+/* The response is all out: counted (here, when its route's cells are known: worker/_lane_count.c),
+   and logged by Python; the lane waits for the next request. */
 static int done(Lane *self) {
     self->state = IDLE;
     int backend_gone = self->backend_mask < 0 || self->backend_overran;
@@ -81,8 +82,9 @@ static int done(Lane *self) {
     Py_CLEAR(self->request);
     if (line == NULL)
         return -1;
-    PyObject *result = PyObject_CallMethod(self->owner, "lane_done", "iLLNi", self->status, self->sent, self->head_sent,
-                                           line, !backend_gone);
+    int counted = lane_count(self);
+    PyObject *result = PyObject_CallMethod(self->owner, "lane_done", "iLLNii", self->status, self->sent,
+                                           self->head_sent, line, !backend_gone, counted);
     if (result == NULL)
         return -1;
     Py_DECREF(result);
@@ -168,6 +170,7 @@ static int read_request(Lane *self) {
     self->sent = self->head_sent = 0;
     self->status = 0;
     self->started = self->last = arrived;
+    self->received = n;
     lane_log_request(self, raw, wall.tv_sec);
     Py_DECREF(raw);
     Py_ssize_t size = PyBytes_GET_SIZE(out);

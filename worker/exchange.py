@@ -56,6 +56,7 @@ class Exchange:
         "refused_line",     # the request line of a head refused whole (no `head`): logged only
         "interims",         # 1xx heads relayed (worker.response.MAX_INTERIM): set only then, as refused_by
     )
+    counted = False         # (for /metrics by the lane's C: never one of these; worker.process's exchange_done)
 
     def __init__(self, client, head):
         self.client = client

@@ -45,6 +45,8 @@ typedef struct {
     PyObject *request;                  /* its head, kept for its access-log line (or NULL) */
     time_t request_wall;                /* the wall-clock second it came in */
     PyObject *log_client, *log_route;   /* what Python puts in the line (worker/_lane_log.c) */
+    Py_ssize_t count_base, count_cell;  /* its route's cells in the metrics row (worker/_lane_count.c); -1: none */
+    long long received;                 /* the request head's bytes */
     PyObject *owner;                    /* worker.lane.LaneOwner (kept after GONE: `abandon` goes there) */
     void *ssl;                          /* a TLS client's SSL* (its ssl.SSLSocket's), or NULL */
 } Lane;
@@ -65,6 +67,20 @@ typedef struct {
 
 extern LaneTls lane_tls;                /* .read NULL: not installed, no TLS client enters */
 
+/* The worker's row of the metrics table (shm/metrics.py), where the lane counts its exchanges
+   (worker/_lane_count.c, `install_counts`). */
+#define LANE_MAX_BOUNDS 32
+typedef struct {
+    long long *counts;                  /* NULL: not installed; Python counts every exchange */
+    double *seconds;
+    Py_ssize_t counts_size, seconds_size;
+    double bounds[LANE_MAX_BOUNDS];     /* the duration histogram's upper bounds, ascending */
+    Py_ssize_t nbounds, buckets, received, sent, classes;
+    Py_buffer counts_view, seconds_view;
+} LaneCounts;
+
+extern LaneCounts lane_counts;
+
 extern PyObject *read_response;         /* worker._heads.response (set_response_reader) */
 extern PyObject *s_status, *s_content_length, *s_keep_alive, *s_chunked, *s_plain, *s_lane_request, *s_abandon;
 extern PyObject *s_lane_handshaken;
@@ -78,6 +94,10 @@ int lane_handshake(Lane *self);                                              /* 
 void lane_update_interest(Lane *self);
 void lane_cork(int fd);
 void lane_log_request(Lane *self, PyObject *raw, time_t second);
+int lane_count(Lane *self);                                                  /* worker/_lane_count.c */
+PyObject *lane_install_counts(PyObject *module, PyObject *args);
+PyObject *Lane_get_count_at(Lane *self, void *closure);
+int Lane_set_count_at(Lane *self, PyObject *value, void *closure);
 PyObject *lane_log_line(Lane *self);
 PyObject *Lane_on_client(Lane *self, PyObject *arg);
 PyObject *Lane_on_backend(Lane *self, PyObject *arg);

@@ -52,6 +52,8 @@ thousand backend connections).  The client's next request comes back through wor
 
 MPM_NATIVE_LANE=0, or no compiled worker._lane or worker._heads: every exchange is Python's.
 MPM_NATIVE_LANE_TLS=0, or no conf._readahead: TLS clients' are.
+MPM_NATIVE_LANE_COUNT=0: the lane's exchanges are counted for /metrics by Python, not by its C
+(worker/_lane_count.c).
 """
 
 from __future__ import annotations
@@ -78,6 +80,14 @@ if NATIVE:
     set_response_reader(_heads.response)
 # TLS clients too: their reads and writes go through their SSL objects, in C (worker/_lane.c).
 TLS = NATIVE and os.environ.get("MPM_NATIVE_LANE_TLS", "1") != "0" and readahead.give_tls_io(_lane.install_tls)
+COUNT = NATIVE and os.environ.get("MPM_NATIVE_LANE_COUNT", "1") != "0"
+
+
+def count_in_c(metrics) -> None:
+    """The lane's exchanges counted by its C in `metrics`' row (worker/_lane_count.c): a worker's,
+    once, before its loop runs."""
+    if COUNT:
+        metrics.install(_lane.install_counts)
 
 
 def eligible(client, exchange) -> bool:

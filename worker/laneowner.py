@@ -29,7 +29,7 @@ class LaneExchange:
 
     __slots__ = ("client", "client_ip", "head", "route", "origin", "mapped", "out", "started", "received",
                  "status", "sent", "head_sent", "aborted", "keep_alive", "resp_started", "holds", "body_left",
-                 "req_framing")
+                 "req_framing", "counted")
 
     def __init__(self, client, origin):
         self.client = client
@@ -38,7 +38,7 @@ class LaneExchange:
         self.head = self.route = self.mapped = self.out = None
         self.started = 0.0
         self.received = self.status = self.sent = self.head_sent = 0
-        self.aborted = False
+        self.aborted = self.counted = False      # counted: by the C (worker/_lane_count.c), set with each end
         self.keep_alive = self.resp_started = True
         self.holds = self.req_framing = None
         self.body_left = False
@@ -116,7 +116,9 @@ class LaneOwner:
         route, mapped = resolved
         self.record.route = self.route = route
         self.record.mapped = self.mapped = mapped
-        self.lane.log_route = route.lane_log
+        lane = self.lane
+        lane.log_route = route.lane_log
+        lane.count_at = self.client.worker.metrics.cells(route)
         self.target = target if router.by_target else None
         return True
 
@@ -139,16 +141,18 @@ class LaneOwner:
         self.leave()
         self.client._start(head)
 
-    def lane_done(self, status: int, sent: int, head_sent: int, line, reusable: bool) -> None:
+    def lane_done(self, status: int, sent: int, head_sent: int, line, reusable: bool, counted: bool) -> None:
         """The response went out whole: counted and logged (worker.client's exchange_done, the
         part of it a connection that stays needs; `line`, its access-log line, when the C wrote
-        it), and the connection waits for its next request, in the lane unless the worker is
-        stopping (worker.client takes it back) or the request asked for the close (`_end`);
-        either way the backend connection goes back to the pool if `reusable`."""
+        it; `counted`, for /metrics, when the C did that), and the connection waits for its next
+        request, in the lane unless the worker is stopping (worker.client takes it back) or the
+        request asked for the close (`_end`); either way the backend connection goes back to the
+        pool if `reusable`."""
         record = self.record
         record.status = status
         record.sent = sent
         record.head_sent = head_sent
+        record.counted = counted
         client = self.client
         worker = client.worker
         if worker.stopping:
@@ -363,6 +367,7 @@ class LaneOwner:
         record = self.record
         record.status, record.sent, record.head_sent = counts
         record.aborted = True
+        record.counted = False          # (only a response the lane sent whole is the C's to count)
         record.keep_alive = False
         self.client.worker.exchange_done(record)
 

@@ -16,6 +16,7 @@ from bisect import bisect_left
 
 from shm.metrics import (
     BUCKETS,
+    CODE_CLASSES,
     DURATION_BOUNDS,
     HANDOVER_BOUNDS,
     NO_ROUTE,
@@ -67,6 +68,16 @@ class WorkerMetrics:
         self.by_name = {name: _cells(route_id) for name, route_id in row.route_ids.items()}
 
     # == per request ==========================================================================
+    def cells(self, route) -> tuple[int, int]:
+        """Where `route`'s requests are counted: its matrix's start in the row and its duration
+        sum's cell (what the lane's C counts in: worker/_lane_count.c)."""
+        return self.by_name.get(route.name, _OTHER_ROUTE)
+
+    def install(self, install_counts) -> None:
+        """Hand this row, and where a route's cells are in it, to the lane's C (worker.lane's
+        `count_in_c`), which counts the exchanges it carries whole as `exchange` would."""
+        install_counts(self.counts, self.seconds, DURATION_BOUNDS, BUCKETS, len(CODE_CLASSES), _RECEIVED, _SENT)
+
     def exchange(self, ex, elapsed: float) -> None:
         """One request answered (or a 101 that became a tunnel), `elapsed` seconds after its head."""
         route = ex.route

@@ -84,7 +84,7 @@ class Newcomer:
 
     __slots__ = ("worker", "loop", "sock", "fd", "client_ip", "since", "deadline", "first_deadline", "lane", "conn",
                  "head", "route", "origin", "mapped", "out", "started", "received", "status", "sent", "head_sent",
-                 "grown")
+                 "counted", "grown")
 
     def __init__(self, worker, sock, client_ip: bytes, lane_type):
         self.worker = worker
@@ -198,6 +198,7 @@ class Newcomer:
         self.conn = conn
         self.route, self.mapped, self.origin, self.out, self.head = route, mapped, origin, out, head
         lane.log_route = route.lane_log
+        lane.count_at = worker.metrics.cells(route)
         worker.admission.unserved.pop(self, None)
         self.started = now = self.loop.now
         self.deadline = now + route.timeout
@@ -205,16 +206,18 @@ class Newcomer:
         lane.closing = 1        # its response head says so (the C), then it closes (`lane_done`)
         return out
 
-    def lane_done(self, status: int, sent: int, head_sent: int, line, reusable: bool) -> None:
-        """Its response went out whole: counted and logged, the backend connection back to the
-        pool if `reusable`, and the connection closed (as worker.laneowner's `_end`)."""
+    def lane_done(self, status: int, sent: int, head_sent: int, line, reusable: bool, counted: bool) -> None:
+        """Its response went out whole: counted (`counted`: for /metrics by the C already) and
+        logged, the backend connection back to the pool if `reusable`, and the connection closed
+        (as worker.laneowner's `_end`)."""
         worker = self.worker
         if worker.stopping:
-            self.grow().lane_done(status, sent, head_sent, line, reusable)
+            self.grow().lane_done(status, sent, head_sent, line, reusable, counted)
             return
         self.status = status
         self.sent = sent
         self.head_sent = head_sent
+        self.counted = counted
         _, early, eof = self.lane.detach()
         self.lane = None
         conn = self.conn

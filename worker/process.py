@@ -35,6 +35,7 @@ from worker.balancer import Balancers
 from worker.faults import Faults
 from worker.handover import HandoverReceiver
 from worker.handsend import HandoverSender
+from worker.lane import count_in_c
 from worker.linger import LingeringSet
 from worker.logs import AccessLog, ErrorLog
 from worker.logsink import LogSink
@@ -81,6 +82,7 @@ class Worker:
         self.bytes_in = self.bytes_out = self.tls_failures = self.moved = 0
         # What /metrics shows: counters in our row of the shared metrics table (shm/metrics.py).
         self.metrics = WorkerMetrics(metrics_row or scratch_row(route.name for route in config.routes))
+        count_in_c(self.metrics)
         self.tls_full = self.tls_resumed = 0     # completed handshakes (`handshake_done` counts them)
         self.stopping = False
         self.recycling = False              # stopping on our own (MaxConnectionsPerChild)
@@ -175,17 +177,25 @@ class Worker:
         self._exit_when_done()
 
     def exchange_done(self, exchange, line: bytes | None = None) -> None:
-        """Counted and logged; `line`: its access-log line, written already (worker/_lane_log.c)."""
+        """Counted and logged; `line`: its access-log line, written already (worker/_lane_log.c).
+        One the lane's C counted for /metrics (`counted`, worker/_lane_count.c) is not again."""
         self.requests += 1
         self.bytes_in += exchange.received
         self.bytes_out += exchange.sent
+        access = self.access
+        if exchange.counted:
+            if line is not None:
+                access.add(line)
+            elif access is not None:
+                access.exchange(exchange, self.loop.now - exchange.started)
+            return
         elapsed = self.loop.now - exchange.started
         self.metrics.exchange(exchange, elapsed)
-        if self.access is not None:
+        if access is not None:
             if line is None:
-                self.access.exchange(exchange, elapsed)
+                access.exchange(exchange, elapsed)
             else:
-                self.access.add(line)
+                access.add(line)
 
     def handshake_done(self, handshake, resumed: bool) -> None:
         """A TLS handshake completed (`resumed`: a session was resumed)."""
