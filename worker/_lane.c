@@ -6,7 +6,8 @@ No cut left in Python was worth more than 1-3 %.  Here the events of a request a
 cost a recv and a send each in C, and the Python runs twice per request: once to judge, route and
 rewrite the head (`lane_request`: worker.http1, worker.routing and worker.rewrite stay the
 reference and the only code that does that), once to count and log it (`lane_done`; the
-access-log line itself is written here, _lane_log.c).  Measured:
+access-log line itself is written here, _lane_log.c, and its /metrics cells counted, _lane_count.c).
+Measured:
 47,135 instructions per request, 30.9 µs of proxy CPU under wrk against 48.2 (nginx 24.4;
 bench/RESULTS-2026-12-05.md).
 

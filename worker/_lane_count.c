@@ -82,7 +82,9 @@ int lane_count(Lane *self) {
     Py_ssize_t bucket = 0;
     while (bucket < lane_counts.nbounds && lane_counts.bounds[bucket] < elapsed)    /* bisect_left's cell */
         bucket++;
-    int klass = self->status < 600 ? self->status / 100 : 0;
+    Py_ssize_t klass = self->status < 600 ? self->status / 100 : 0;
+    if (klass >= lane_counts.classes)       /* (never with shm.metrics's six: kept inside the matrix) */
+        klass = 0;
     long long *cells = lane_counts.counts + self->count_base;
     cells[klass * lane_counts.buckets + bucket] += 1;
     cells[lane_counts.received] += self->received;

@@ -7,7 +7,8 @@ From then on the C reads each request head and each response; the Python runs tw
 request, in `lane_request` (the head judged by worker.http1, routed by worker.routing,
 rewritten by the connection's head writer: the same code as in worker.exchange) and in
 `lane_done` (counted and logged by the worker's `exchange_done`, as every exchange is; the line
-of a combined-format access log comes written from the C, worker/_lane_log.c).
+of a combined-format access log comes written from the C, worker/_lane_log.c, and its /metrics
+cells counted there, worker/_lane_count.c).
 A small keep-alive request: 108,735 -> 47,135 instructions, 48.2 -> 30.9 µs of proxy CPU
 under wrk (bench/RESULTS-2026-12-05.md).
 
