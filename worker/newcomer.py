@@ -44,7 +44,9 @@ Measured (bench/RESULTS-2026-12-06-newcomer.md, bench/RESULTS-2026-12-06-handsha
 1,988 bytecodes per resumed TLS connection as one object, 1,720 with its handshake in the C;
 2,476,141 instructions (nginx: 2,479,151).  One saturated worker: 0.96x nginx's CPU per
 connection (median of 6 rounds), 0.95x the tree before the handshake moved; S7c 0.97x (RSA) and
-1.03x (ECDSA) nginx's, medians of 3 rounds.
+1.03x (ECDSA) nginx's, medians of 3 rounds.  Its close and its /metrics count since (the
+descriptor's own close, worker/_lane_count.c): 1,630 bytecodes; S7c 0.97x (RSA) and 1.00x (ECDSA)
+nginx's CPU, medians of 10 and 14 rounds (bench/RESULTS-2026-12-06-count.md).
 """
 
 from __future__ import annotations
