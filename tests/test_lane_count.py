@@ -14,71 +14,13 @@ import time
 
 import pytest
 from admin_util import admin_section, scrape, value
+from lanecountutil import HUGE, SLOW, answer, counted, request, response
 from proxyproc import Proxy
-from rawbackend import RawBackend, respond
+from rawbackend import RawBackend
 from rawsock import HEAD_END
 from support import serve_tls, wait_for
 
 pytestmark = pytest.mark.timeout(120)
-
-SLOW = 0.3          # seconds the backend takes over /slow/: above the 0.25 s bucket's bound
-BIG = 4 * 1024 * 1024
-HUGE = 32 * 1024 * 1024     # more than every buffer on the way holds: still under way when the reload comes
-
-
-def _answer(conn) -> None:
-    while True:
-        head = conn.read_head()
-        if head is None:
-            return
-        conn.read_body(head)
-        kind = head.target.split("/")[2]
-        if kind == "cl":
-            conn.send(respond(200, b"x" * 100))
-        elif kind == "missing":
-            conn.send(respond(404, b"nope", reason="Not Found"))
-        elif kind == "broken":
-            conn.send(respond(502, b"", reason="Bad Gateway"))
-        elif kind == "e204":
-            conn.send(respond(204, reason="No Content"))
-        elif kind == "chunked":             # a shape the lane gives back: Python serves and counts it
-            conn.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
-        elif kind == "big":
-            conn.send(respond(200, b"b" * BIG))
-        elif kind == "huge":
-            conn.send(respond(200, b"h" * HUGE))
-        elif kind == "slow":
-            time.sleep(SLOW)
-            conn.send(respond(200, b"late"))
-
-
-def _response(sock: socket.socket, head_request: bool = False) -> bytes:
-    """One response (Content-Length or chunked, as _answer sends them), read whole."""
-    data = b""
-    while HEAD_END not in data:
-        chunk = sock.recv(65536)
-        assert chunk, f"closed before a head: {data!r}"
-        data += chunk
-    head, _, body = data.partition(HEAD_END)
-    lower = head.lower()
-    if head_request or b" 204 " in head:
-        return data
-    if b"transfer-encoding: chunked" in lower:
-        while not body.endswith(b"0\r\n\r\n"):
-            body += sock.recv(65536)
-        return head + HEAD_END + body
-    length = int(lower.split(b"content-length:")[1].split(b"\r\n")[0])
-    while len(body) < length:
-        chunk = sock.recv(65536)
-        assert chunk, "closed in a body"
-        body += chunk
-    return head + HEAD_END + body
-
-
-def _get(path: str, close: bool = False, method: str = "GET") -> bytes:
-    return (f"{method} {path} HTTP/1.1\r\nHost: c.test\r\n" + ("Connection: close\r\n" if close else "")
-            + "\r\n").encode()
-
 
 def _workload(proxy: Proxy) -> int:
     """The requests of every kind, on keep-alive connections and on new ones; how many."""
@@ -86,37 +28,25 @@ def _workload(proxy: Proxy) -> int:
     with proxy.connect(10) as sock:          # the first warms the pool; the lane takes the rest
         for path in ["/a/cl/0", "/a/cl/1", "/a/missing/2", "/a/broken/3", "/a/e204/4", "/a/chunked/5",
                      "/a/big/6", "/a/cl/7"] * 2:
-            sock.sendall(_get(path))
-            _response(sock)
+            sock.sendall(request(path))
+            response(sock)
             count += 1
-        sock.sendall(_get("/a/cl/8", method="HEAD"))
-        _response(sock, head_request=True)
-        sock.sendall(_get("/a/cl/9", close=True))
-        _response(sock)
+        sock.sendall(request("/a/cl/8", method="HEAD"))
+        response(sock, head_request=True)
+        sock.sendall(request("/a/cl/9", close=True))
+        response(sock)
         count += 2
     for i in range(12):                     # a connection per request (TLS: Newcomers)
         with proxy.connect(10) as sock:
-            sock.sendall(_get(f"/a/{'cl' if i % 3 else 'missing'}/{i}", close=True))
-            _response(sock)
+            sock.sendall(request(f"/a/{'cl' if i % 3 else 'missing'}/{i}", close=True))
+            response(sock)
             count += 1
     with proxy.connect(10) as sock:
         for i in range(2):
-            sock.sendall(_get(f"/slow/slow/{i}"))
-            _response(sock)
+            sock.sendall(request(f"/slow/slow/{i}"))
+            response(sock)
             count += 1
     return count
-
-
-def _counted(samples: dict) -> dict:
-    """What must match: requests by route and status class, bytes and durations by route."""
-    out = {}
-    for (name, labels), number in samples.items():
-        labels = dict(labels)
-        if name == "mpm_requests_total":
-            out[name, labels["route"], labels["code_class"]] = number
-        elif name in ("mpm_received_bytes_total", "mpm_sent_bytes_total", "mpm_request_duration_seconds_count"):
-            out[name, labels["route"]] = number
-    return out
 
 
 @pytest.fixture(scope="module", params=["plain", "tls"])
@@ -124,7 +54,7 @@ def proxies(request, tmp_path_factory):
     started = []
     try:
         for count in ("1", "0"):
-            backend = RawBackend(_answer)
+            backend = RawBackend(answer)
             directory = tmp_path_factory.mktemp(f"count{count}")
             proxy = Proxy(directory, [{"path": "/slow/", "to": backend.url + "/slow/"},
                                       {"path": "/", "to": backend.url + "/"}],
@@ -146,7 +76,7 @@ def test_the_c_counts_what_python_counts(proxies):
                                                            else None)(scrape(proxy)), 10, 0.1,
                            f"{made} requests in /metrics")
         seen.append(samples)
-    in_c, in_python = (_counted(samples) for samples in seen)
+    in_c, in_python = (counted(samples) for samples in seen)
     assert in_c == in_python
     assert in_c["mpm_requests_total", "/", "4xx"] == 2 + 4       # the 404s: the backend's, not ours
     assert in_c["mpm_requests_total", "/", "5xx"] == 2
@@ -161,7 +91,7 @@ def test_the_c_counts_what_python_counts(proxies):
 def test_a_response_that_ends_during_a_reload_is_counted_once(tmp_path):
     """The lane's C counts the response; its end, after the stop began, goes through worker.client
     (worker.laneowner's `lane_done`), which must not count it again."""
-    backend = RawBackend(_answer)
+    backend = RawBackend(answer)
     proxy = Proxy(tmp_path, [{"path": "/", "to": backend.url + "/"}], workers=1, admin=admin_section())
     proxy.start()
     try:
@@ -169,9 +99,9 @@ def test_a_response_that_ends_during_a_reload_is_counted_once(tmp_path):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)     # before the connect: it stays small
             sock.settimeout(10)
             sock.connect(("127.0.0.1", proxy.port))
-            sock.sendall(_get("/a/cl/0"))
-            _response(sock)
-            sock.sendall(_get("/a/huge/1"))
+            sock.sendall(request("/a/cl/0"))
+            response(sock)
+            sock.sendall(request("/a/huge/1"))
             got = sock.recv(4096)           # the head is out: the lane relays the body, held back by us
             assert got.startswith(b"HTTP/1.1 200")
             old = proxy.worker_pids()
@@ -192,14 +122,14 @@ def test_a_response_that_ends_during_a_reload_is_counted_once(tmp_path):
 
 def test_a_response_the_client_cuts_short_is_counted_once(tmp_path):
     """Python counts an exchange the lane gives back cut short (`lane_back`, BACK_ABORTED), once."""
-    backend = RawBackend(_answer)
+    backend = RawBackend(answer)
     proxy = Proxy(tmp_path, [{"path": "/", "to": backend.url + "/"}], workers=1, admin=admin_section())
     proxy.start()
     try:
         with proxy.connect(10) as sock:
-            sock.sendall(_get("/a/cl/0"))
-            _response(sock)
-            sock.sendall(_get("/a/huge/1"))
+            sock.sendall(request("/a/cl/0"))
+            response(sock)
+            sock.sendall(request("/a/huge/1"))
             assert sock.recv(4096).startswith(b"HTTP/1.1 200")
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")   # a reset
         wait_for(lambda: value(scrape(proxy), "mpm_requests_total") == 2, 10, 0.1, "both requests in /metrics")

@@ -70,13 +70,14 @@ PyObject *lane_install_counts(PyObject *module, PyObject *args) {
     lane_counts.counts_size = c.len / 8;
     lane_counts.seconds_size = s.len / 8;
     lane_counts.seconds = s.buf;
+    lane_counts.row++;
     lane_counts.counts = c.buf;         /* last: it says "installed" */
     Py_RETURN_NONE;
 }
 
 /* The exchange just done, counted if its route's cells are known: 1, else 0 (Python counts it). */
 int lane_count(Lane *self) {
-    if (lane_counts.counts == NULL || self->count_base < 0)
+    if (lane_counts.counts == NULL || self->count_base < 0 || self->count_row != lane_counts.row)
         return 0;
     double elapsed = lane_now() - self->started;
     Py_ssize_t bucket = 0;
@@ -107,6 +108,10 @@ int Lane_set_count_at(Lane *self, PyObject *value, void *closure) {
         self->count_base = self->count_cell = -1;
         return 0;
     }
+    if (!PyTuple_Check(value)) {
+        PyErr_SetString(PyExc_TypeError, "Lane.count_at: (base, cell) or None");
+        return -1;
+    }
     if (!PyArg_ParseTuple(value, "nn;Lane.count_at: (base, cell)", &base, &cell))
         return -1;
     if (lane_counts.counts == NULL) {    /* nothing installed (MPM_NATIVE_LANE_COUNT=0): Python counts */
@@ -118,11 +123,14 @@ int Lane_set_count_at(Lane *self, PyObject *value, void *closure) {
         last = lane_counts.received;
     if (lane_counts.sent > last)
         last = lane_counts.sent;
-    if (base < 0 || base + last >= lane_counts.counts_size || cell < 0 || cell >= lane_counts.seconds_size) {
+    /* (compared without adding to `base`, which may be anything: review 2026-12-06-count #1) */
+    if (base < 0 || base >= lane_counts.counts_size || last >= lane_counts.counts_size - base
+        || cell < 0 || cell >= lane_counts.seconds_size) {
         PyErr_SetString(PyExc_ValueError, "Lane.count_at: outside the row");
         return -1;
     }
     self->count_base = base;
     self->count_cell = cell;
+    self->count_row = lane_counts.row;
     return 0;
 }

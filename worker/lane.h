@@ -46,6 +46,7 @@ typedef struct {
     time_t request_wall;                /* the wall-clock second it came in */
     PyObject *log_client, *log_route;   /* what Python puts in the line (worker/_lane_log.c) */
     Py_ssize_t count_base, count_cell;  /* its route's cells in the metrics row (worker/_lane_count.c); -1: none */
+    long count_row;                     /* the row they were checked against (LaneCounts.row) */
     long long received;                 /* the request head's bytes */
     PyObject *owner;                    /* worker.lane.LaneOwner (kept after GONE: `abandon` goes there) */
     void *ssl;                          /* a TLS client's SSL* (its ssl.SSLSocket's), or NULL */
@@ -76,6 +77,7 @@ typedef struct {
     Py_ssize_t counts_size, seconds_size;
     double bounds[LANE_MAX_BOUNDS];     /* the duration histogram's upper bounds, ascending */
     Py_ssize_t nbounds, buckets, received, sent, classes;
+    long row;                           /* installs so far: a lane's cells count only in the row they were checked in */
     Py_buffer counts_view, seconds_view;
 } LaneCounts;
 
