@@ -7,6 +7,7 @@ from __future__ import annotations
 import socket
 import time
 
+from admin_util import scrape
 from rawbackend import respond
 from rawsock import HEAD_END
 
@@ -109,3 +110,14 @@ def counted(samples: dict, buckets: bool = False) -> dict:
         elif buckets and name == "mpm_request_duration_seconds_bucket":
             out[name, labels["route"], labels["le"]] = number
     return {key: number for key, number in out.items() if number}
+
+
+def settled(proxy) -> dict:
+    """`counted` of /metrics, with buckets, once two scrapes 0.3 s apart agree."""
+    before = counted(scrape(proxy), buckets=True)
+    while True:
+        time.sleep(0.3)
+        now = counted(scrape(proxy), buckets=True)
+        if now == before:
+            return now
+        before = now

@@ -8,8 +8,8 @@ import socket
 import time
 
 import pytest
-from admin_util import admin_section, scrape
-from lanecountutil import SWITCHES, answer, counted, request, response
+from admin_util import admin_section
+from lanecountutil import SWITCHES, answer, request, response, settled
 from proxyproc import Proxy
 from rawbackend import RawBackend
 
@@ -36,23 +36,12 @@ def proxies(tmp_path_factory):
             proxy.stop()
 
 
-def _settled(proxy) -> dict:
-    """/metrics once two scrapes 0.3 s apart agree."""
-    before = counted(scrape(proxy), buckets=True)
-    while True:
-        time.sleep(0.3)
-        now = counted(scrape(proxy), buckets=True)
-        if now == before:
-            return now
-        before = now
-
-
 def _compare(proxies, scenario, durations=False):
     seen = {}
     for kind, proxy in proxies.items():
-        before = _settled(proxy)
+        before = settled(proxy)
         scenario(proxy)
-        after = _settled(proxy)
+        after = settled(proxy)
         delta = {k: after.get(k, 0) - before.get(k, 0) for k in set(after) | set(before)}
         seen[kind] = {k: v for k, v in delta.items() if v and (durations or k[0] != "mpm_request_duration_seconds_bucket")}
     assert seen["c1"] == seen["c0"], (seen["c1"], seen["c0"])

@@ -7,8 +7,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from admin_util import admin_section, scrape
-from lanecountutil import SWITCHES, answer, counted, request, response
+from admin_util import admin_section
+from lanecountutil import SWITCHES, answer, request, response, settled
 from proxyproc import Proxy
 from rawbackend import RawBackend
 from support import serve_tls, wait_for
@@ -25,23 +25,13 @@ def _start(directory, environ, tls):
     return proxy.start()
 
 
-def _settled(proxy) -> dict:
-    before = counted(scrape(proxy), buckets=True)
-    while True:
-        time.sleep(0.3)
-        now = counted(scrape(proxy), buckets=True)
-        if now == before:
-            return now
-        before = now
-
-
 def _run_all(tmp_path, tls, scenario):
     seen = {}
     for kind, environ in SWITCHES.items():
         proxy = _start(tmp_path / kind, environ, tls)
         try:
             scenario(proxy)
-            seen[kind] = {k: v for k, v in _settled(proxy).items() if k[0] != "mpm_request_duration_seconds_bucket"}
+            seen[kind] = {k: v for k, v in settled(proxy).items() if k[0] != "mpm_request_duration_seconds_bucket"}
         finally:
             proxy.stop()
     assert seen["c1"] == seen["c0"], (seen["c1"], seen["c0"])
